@@ -1,0 +1,32 @@
+"""Session-wide fixtures: the shared data folder and the real OpenSearch node."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the project root (or $SHOPSEARCH_DATA)."""
+    path = Path(os.environ.get("SHOPSEARCH_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "crowdflower" / "products.jsonl").exists():
+        pytest.fail(f"shared data not found at {path}; set SHOPSEARCH_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """URL of the real OpenSearch node the tests run against; fails (never skips) if it is down."""
+    import requests
+
+    url = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
+    try:
+        requests.get(url, timeout=5).raise_for_status()
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
+        pytest.fail(f"OpenSearch is not reachable at {url} ({exc}); run `shopsearch opensearch start`")
+    return url
