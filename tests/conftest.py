@@ -30,3 +30,11 @@ def opensearch_url() -> str:
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
         pytest.fail(f"OpenSearch is not reachable at {url} ({exc}); run `shopsearch opensearch start`")
     return url
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny random bi-encoder saved once per session (32 dims); for tests that don't judge relevance."""
+    from tests.tinymodels import build_tiny_bi_encoder
+
+    return build_tiny_bi_encoder(tmp_path_factory.mktemp("tiny-bi-encoder"))
