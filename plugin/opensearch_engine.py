@@ -1,0 +1,270 @@
+"""The Engine contract on a real OpenSearch cluster (k-NN plugin, lucene HNSW), through opensearch-py.
+
+Query bodies are built by :mod:`.opensearch_queries` (pure), bulk layering lives in :mod:`.opensearch_bulk` and
+error translation in :mod:`.opensearch_errors`; this class does the I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Iterator, Sequence
+
+from shopsearch.indexer.sink import Action, BulkItem
+
+from .connection import make_client, settings_from_env
+from .documents import VECTOR_FIELD, public_source
+from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
+from .index_config import IndexConfig, load_index_config, opensearch_index_body
+from .opensearch_bulk import ordered_bulk
+from .opensearch_errors import engine_errors, translate_status
+from .opensearch_queries import count_body, facets_body, leg_body, parse_facets
+
+# OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+BULK_MODE_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
+SERVING_SETTINGS = {"refresh_interval": "1s", "number_of_replicas": 0}
+
+
+def _check_name(param: str, value: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value) or len(value) > 255:
+        raise ValueError(f"{param}={value!r} is not a valid index name: lowercase letters, digits, '.', '_', '-', "
+                         "starting with a letter or digit")
+    return value
+
+
+class OpenSearchEngine:
+    """Index, bulk-load and search products in OpenSearch.
+
+    Args:
+        url: node URL (default $OPENSEARCH_URL or http://127.0.0.1:9200); credentials and TLS come from the
+            environment (see :mod:`.connection`).
+        config: index settings (default plugin/config/index.toml).
+        timeout: per-request timeout in seconds.
+
+    Raises:
+        ValueError: invalid URL, timeout or environment settings. Nothing is contacted until the first call.
+
+    >>> engine = OpenSearchEngine("http://127.0.0.1:9200")  # doctest: +SKIP
+    >>> engine.search("products", [BM25Leg("tv", {"title": 3.0})])  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str | None = None, *, config: IndexConfig | None = None, timeout: float = 10.0) -> None:
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout={timeout!r} must be > 0 seconds")
+        self.settings = settings_from_env(url)
+        self.url = self.settings.display_url
+        self.config = config or load_index_config()
+        self.timeout = float(timeout)
+        self.client = make_client(settings=self.settings, timeout=self.timeout)
+
+    def __repr__(self) -> str:
+        return f"OpenSearchEngine({self.url!r})"
+
+    def _errors(self, index: str):  # noqa: ANN202 - a context manager
+        return engine_errors(index=index, url=self.url)
+
+    # --- indices and aliases -----------------------------------------------------------------------------------
+
+    def create_index(self, name: str, dims: int) -> None:
+        """Create an empty index from the project's mapping with ``dims``-dimensional vectors.
+
+        Raises:
+            ValueError: bad name or dims, or the index/alias already exists (OpenSearch's reason).
+        """
+        body = opensearch_index_body(self.config, dims)
+        with self._errors(_check_name("name", name)):
+            self.client.indices.create(index=name, body=body)
+
+    def delete_index(self, name: str) -> None:
+        """Delete an index; no error if it does not exist."""
+        with self._errors(_check_name("name", name)):
+            self.client.indices.delete(index=name, ignore_unavailable=True)
+
+    def index_exists(self, name: str) -> bool:
+        """Whether an index (or an alias) called ``name`` exists."""
+        with self._errors(_check_name("name", name)):
+            return bool(self.client.indices.exists(index=name))
+
+    def list_indices(self, prefix: str) -> list[str]:
+        """Concrete (open, non-hidden) index names starting with ``prefix``, sorted."""
+        if prefix and not _NAME_RE.match(prefix):
+            raise ValueError(f"prefix={prefix!r} may hold only lowercase letters, digits, '.', '_' and '-'")
+        with self._errors(prefix):
+            rows = self.client.cat.indices(index=f"{prefix}*", format="json", h="index",
+                                           expand_wildcards="open")
+        return sorted(row["index"] for row in rows if row["index"].startswith(prefix))
+
+    def resolve_alias(self, alias: str) -> str | None:
+        """The concrete index ``alias`` points to, or None when the alias does not exist.
+
+        Raises:
+            ValueError: the alias points to several indices (never the case when only swap_alias writes it).
+        """
+        from opensearchpy.exceptions import NotFoundError
+
+        with self._errors(_check_name("alias", alias)):
+            try:
+                found = self.client.indices.get_alias(name=alias)
+            except NotFoundError:
+                return None
+        indices = sorted(found)
+        if len(indices) > 1:
+            raise ValueError(f"alias {alias!r} points to several indices: {indices}")
+        return indices[0] if indices else None
+
+    def swap_alias(self, alias: str, index: str) -> None:
+        """Point ``alias`` at ``index`` atomically, removing it from every other index, in one ``_aliases`` call.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+            ValueError: ``alias`` is the name of a concrete index.
+        """
+        from opensearchpy.exceptions import NotFoundError
+
+        _check_name("alias", alias)
+        with self._errors(_check_name("index", index)):
+            try:
+                holders = sorted(self.client.indices.get_alias(name=alias))
+            except NotFoundError:
+                holders = []
+            actions: list[dict[str, Any]] = [{"remove": {"index": old, "alias": alias}}
+                                             for old in holders if old != index]
+            actions.append({"add": {"index": index, "alias": alias}})
+            self.client.indices.update_aliases(body={"actions": actions})
+
+    def set_bulk_mode(self, index: str, on: bool) -> None:
+        """Tune ``index`` for bulk loading (no refresh, no replicas) or back to serving (refresh every 1s)."""
+        with self._errors(_check_name("index", index)):
+            self.client.indices.put_settings(index=index,
+                                             body={"index": BULK_MODE_SETTINGS if on else SERVING_SETTINGS})
+
+    def refresh(self, index: str) -> None:
+        """Make every write so far visible to searches and counts."""
+        with self._errors(_check_name("index", index)):
+            self.client.indices.refresh(index=index)
+
+    def count(self, index: str) -> int:
+        """How many products ``index`` holds (as of the last refresh)."""
+        with self._errors(_check_name("index", index)):
+            return int(self.client.count(index=index)["count"])
+
+    # --- writes ------------------------------------------------------------------------------------------------
+
+    def bulk(self, index: str, actions: Iterable[Action]) -> Iterator[BulkItem]:
+        """Write actions in chunks (config.chunk_size docs / config.max_chunk_bytes) with 429 retry and backoff.
+
+        Yields one BulkItem per action, in order; a rejected document (e.g. wrong vector dimension) is
+        ``ok=False`` with OpenSearch's reason while the rest are written. Deleting an absent id is ok.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist (checked first, so bulk never auto-creates an index).
+            EngineUnavailable: OpenSearch is unreachable, timed out or failed (5xx) after the retries.
+        """
+        from opensearchpy import helpers
+
+        if not self.index_exists(index):
+            raise IndexNotFound(index)
+        cfg = self.config
+
+        def send(bodies: Iterable[dict[str, Any]]) -> Iterator[Any]:
+            return helpers.streaming_bulk(
+                self.client, bodies, chunk_size=cfg.chunk_size, max_chunk_bytes=cfg.max_chunk_bytes,
+                max_retries=cfg.max_retries, initial_backoff=cfg.initial_backoff, max_backoff=60,
+                raise_on_error=False, raise_on_exception=False,
+                # A chunk of vectors can take longer than an interactive request; never less than 60s.
+                request_timeout=max(self.timeout, 60.0))
+
+        with self._errors(index):
+            yield from ordered_bulk(index, actions, send, url=self.url)
+
+    # --- reads -------------------------------------------------------------------------------------------------
+
+    def get(self, index: str, id: str, with_vector: bool = False) -> dict[str, Any] | None:
+        """The stored product ``id`` (public fields; plus ``"vector"`` when asked), or None when absent.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+        """
+        from opensearchpy.exceptions import NotFoundError
+
+        with self._errors(_check_name("index", index)):
+            try:
+                kwargs = {} if with_vector else {"_source_excludes": VECTOR_FIELD}
+                doc = self.client.get(index=index, id=str(id), **kwargs)
+            except NotFoundError as exc:
+                if isinstance(exc.info, dict) and "error" in exc.info:
+                    raise  # index_not_found_exception -> IndexNotFound
+                return None
+        src = doc.get("_source") or {}
+        out = public_source(src)
+        if with_vector:
+            out["vector"] = [float(x) for x in src.get(VECTOR_FIELD) or []]
+        return out
+
+    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg]) -> list[list[Hit]]:
+        """Run every leg in one ``_msearch`` round trip; one hit list per leg, best first.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+            ValueError: a leg is invalid or OpenSearch rejected its query (reason included).
+            EngineUnavailable: OpenSearch is unreachable, timed out or failed.
+        """
+        _check_name("index", index)
+        bodies = [leg_body(leg) for leg in legs]
+        if not bodies:
+            return []
+        lines: list[dict[str, Any]] = []
+        for body in bodies:
+            lines += [{"index": index}, body]
+        with self._errors(index):
+            resp = self.client.msearch(body=lines)
+        out: list[list[Hit]] = []
+        for sub in resp["responses"]:
+            if "error" in sub:
+                raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url)
+            out.append([Hit(id=h["_id"], score=float(h["_score"] or 0.0), source=public_source(h["_source"]))
+                        for h in sub["hits"]["hits"]])
+        return out
+
+    def facets(self, index: str, query: str | None, filters: Filters, fields: Sequence[str],
+               size: int = 10) -> dict[str, list[tuple[str, int]]]:
+        """Value counts of each facet field over the products matching ``query`` (lexically) and ``filters``.
+
+        Returns ``{field: [(value, count), ...]}``, count descending; ``query`` None/empty matches every product.
+
+        Raises:
+            ValueError: a field outside FACET_FIELDS or size outside 1..10000.
+            IndexNotFound: ``index`` does not exist.
+        """
+        body = facets_body(query, filters, fields, size)
+        with self._errors(_check_name("index", index)):
+            resp = self.client.search(index=index, body=body)
+        return parse_facets(resp.get("aggregations") or {}, list(dict.fromkeys(fields)))
+
+    def filtered_count(self, index: str, filters: Filters) -> int:
+        """How many products pass ``filters``."""
+        with self._errors(_check_name("index", index)):
+            return int(self.client.count(index=index, body=count_body(filters))["count"])
+
+    def scan_hashes(self, index: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(id, content_hash)`` for every stored product via a scroll (order unspecified)."""
+        from opensearchpy import helpers
+
+        _check_name("index", index)
+        query = {"query": {"match_all": {}}, "_source": ["content_hash"]}
+        with self._errors(index):
+            for hit in helpers.scan(self.client, query=query, index=index, size=1000, scroll="2m"):
+                yield hit["_id"], (hit.get("_source") or {}).get("content_hash", "")
+
+    def close(self) -> None:
+        """Close the client's HTTP connections."""
+        self.client.close()
+
+    def ping(self) -> None:
+        """Check the node answers.
+
+        Raises:
+            EngineUnavailable: it does not.
+        """
+        with self._errors(""):
+            self.client.info()

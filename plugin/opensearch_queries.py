@@ -1,0 +1,189 @@
+"""Pure builders of OpenSearch query bodies from the engine's typed legs and filters (no I/O here)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from .documents import CATEGORY_LEVELS, FACET_FIELDS, TEXT_FIELDS, VECTOR_FIELD
+from .engine import BM25Leg, Filters, KnnLeg
+
+MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
+DEFAULT_FACET_FIELDS = {"title": 3.0, "description": 1.0, "brand_text": 1.0, "category_text": 1.0}
+# Derived/internal fields never leave the engine (public_source drops them too); not fetching them saves bytes.
+SOURCE_EXCLUDES = [VECTOR_FIELD, "content_hash", "brand_text", "category_text"] + [
+    f"category_lvl{i}" for i in range(CATEGORY_LEVELS)]
+
+
+def filter_clauses(filters: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``(filter, must_not)`` clauses of a bool query for ``filters``.
+
+    >>> filter_clauses(Filters(brand=("Acme",), exclude_ids=("7",)))
+    ([{'terms': {'brand': ['Acme']}}], [{'ids': {'values': ['7']}}])
+    """
+    must: list[dict[str, Any]] = []
+    if filters.brand:
+        must.append({"terms": {"brand": list(filters.brand)}})
+    if filters.category:
+        # ``category`` is a keyword array holding every level of the path, so one terms query matches any level.
+        must.append({"terms": {"category": list(filters.category)}})
+    if filters.price_min is not None or filters.price_max is not None:
+        rng = {}
+        if filters.price_min is not None:
+            rng["gte"] = filters.price_min
+        if filters.price_max is not None:
+            rng["lte"] = filters.price_max
+        must.append({"range": {"price": rng}})
+    if filters.in_stock is not None:
+        must.append({"term": {"in_stock": filters.in_stock}})
+    if filters.rating_min is not None:
+        must.append({"range": {"rating": {"gte": filters.rating_min}}})
+    must_not = [{"ids": {"values": list(filters.exclude_ids)}}] if filters.exclude_ids else []
+    return must, must_not
+
+
+def filter_query(filters: Filters) -> dict[str, Any] | None:
+    """A bool query that matches exactly the products passing ``filters``, or None when there are none.
+
+    >>> filter_query(Filters()) is None
+    True
+    """
+    must, must_not = filter_clauses(filters)
+    if not must and not must_not:
+        return None
+    bool_q: dict[str, Any] = {"filter": must}
+    if must_not:
+        bool_q["must_not"] = must_not
+    return {"bool": bool_q}
+
+
+def _check_size(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_RESULT_WINDOW:
+        raise ValueError(f"{name}={value!r} must be an integer in 1..{MAX_RESULT_WINDOW}")
+
+
+def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None = "AUTO",
+                tie_breaker: float = 0.3) -> dict[str, Any]:
+    """A best_fields ``multi_match`` over ``fields`` (name -> boost) with optional typo tolerance.
+
+    Raises:
+        ValueError: no fields, a field outside TEXT_FIELDS, a boost <= 0, or tie_breaker outside 0..1.
+
+    >>> multi_match("tv", {"title": 3.0}, fuzziness=None)["multi_match"]["fields"]
+    ['title^3.0']
+    """
+    if not fields:
+        raise ValueError("fields must name at least one of " + ", ".join(TEXT_FIELDS))
+    for name, boost in fields.items():
+        if name not in TEXT_FIELDS:
+            raise ValueError(f"fields has {name!r}; allowed fields: {', '.join(TEXT_FIELDS)}")
+        if not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost <= 0:
+            raise ValueError(f"boost for field {name!r} is {boost!r}; it must be a finite number > 0")
+    if not 0.0 <= tie_breaker <= 1.0:
+        raise ValueError(f"tie_breaker={tie_breaker!r} must be within 0..1")
+    mm: dict[str, Any] = {
+        "query": query,
+        "type": "best_fields",
+        "fields": [f"{name}^{float(boost)}" for name, boost in fields.items()],
+        "tie_breaker": tie_breaker,
+        "operator": "or",
+    }
+    if fuzziness is not None:
+        mm.update(fuzziness=fuzziness, prefix_length=1, max_expansions=50)
+    return {"multi_match": mm}
+
+
+def lexical_query(query: str, fields: dict[str, float], filters: Filters, *, fuzziness: str | None = "AUTO",
+                  tie_breaker: float = 0.3) -> dict[str, Any]:
+    """The multi_match (match_all when ``query`` is empty) inside a bool whose filter holds ``filters``."""
+    text = multi_match(query, fields, fuzziness=fuzziness, tie_breaker=tie_breaker) if query.strip() \
+        else {"match_all": {}}
+    return _bool_with_filters(text, filters)
+
+
+def _bool_with_filters(clause: dict[str, Any], filters: Filters) -> dict[str, Any]:
+    """``clause`` scored, ``filters`` as non-scoring filter/must_not clauses."""
+    must, must_not = filter_clauses(filters)
+    bool_q: dict[str, Any] = {"must": [clause], "filter": must}
+    if must_not:
+        bool_q["must_not"] = must_not
+    return {"bool": bool_q}
+
+
+def bm25_body(leg: BM25Leg) -> dict[str, Any]:
+    """The search body for a BM25 leg.
+
+    >>> bm25_body(BM25Leg("tv", {"title": 3.0}, size=5))["size"]
+    5
+    """
+    _check_size("size", leg.size)
+    if not isinstance(leg.query, str):
+        raise ValueError(f"query={leg.query!r} must be a string")
+    # Built first so the fields and boosts are checked even when the query text is empty.
+    text = multi_match(leg.query, leg.fields, fuzziness=leg.fuzziness, tie_breaker=leg.tie_breaker)
+    if leg.query.strip():
+        query = _bool_with_filters(text, leg.filters)
+    else:
+        # An empty lexical query matches nothing (like a query of only stop words), not everything.
+        query = {"match_none": {}}
+    return {"size": leg.size, "query": query, "_source": {"excludes": SOURCE_EXCLUDES}, "track_total_hits": False}
+
+
+def knn_body(leg: KnnLeg) -> dict[str, Any]:
+    """The search body for a k-NN leg; the filter sits inside the knn clause so lucene filters while searching.
+
+    >>> knn_body(KnnLeg([0.1, 0.2], k=3, filters=Filters(in_stock=True)))["query"]["knn"]["embedding"]["filter"]
+    {'bool': {'filter': [{'term': {'in_stock': True}}]}}
+    """
+    _check_size("k", leg.k)
+    vector = [float(x) for x in leg.vector]
+    if not vector or not all(math.isfinite(x) for x in vector):
+        raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")
+    clause: dict[str, Any] = {"vector": vector, "k": leg.k}
+    flt = filter_query(leg.filters)
+    if flt is not None:
+        clause["filter"] = flt
+    return {"size": leg.k, "query": {"knn": {VECTOR_FIELD: clause}}, "_source": {"excludes": SOURCE_EXCLUDES},
+            "track_total_hits": False}
+
+
+def leg_body(leg: BM25Leg | KnnLeg) -> dict[str, Any]:
+    """The search body for either kind of leg."""
+    if isinstance(leg, BM25Leg):
+        return bm25_body(leg)
+    if isinstance(leg, KnnLeg):
+        return knn_body(leg)
+    raise ValueError(f"legs must be BM25Leg or KnnLeg; got {type(leg).__name__}")
+
+
+def facets_body(query: str | None, filters: Filters, fields: Sequence[str], size: int) -> dict[str, Any]:
+    """A size-0 search with one terms aggregation per facet field over the lexical matches passing ``filters``.
+
+    >>> sorted(facets_body(None, Filters(), ["brand"], 5)["aggs"])
+    ['brand']
+    """
+    _check_size("size", size)
+    for name in fields:
+        if name not in FACET_FIELDS:
+            raise ValueError(f"fields has {name!r}; facet fields are {', '.join(FACET_FIELDS)}")
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": lexical_query(query or "", DEFAULT_FACET_FIELDS, filters),
+        "aggs": {name: {"terms": {"field": name, "size": size}} for name in dict.fromkeys(fields)},
+    }
+
+
+def parse_facets(aggs: dict[str, Any], fields: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """``{field: [(value, count), ...]}`` from the aggregations, count descending then value ascending."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for name in fields:
+        buckets = aggs.get(name, {}).get("buckets", [])
+        pairs = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
+        out[name] = sorted(pairs, key=lambda p: (-p[1], p[0]))
+    return out
+
+
+def count_body(filters: Filters) -> dict[str, Any]:
+    """The ``_count`` body for the products passing ``filters``."""
+    return {"query": filter_query(filters) or {"match_all": {}}}

@@ -1,0 +1,188 @@
+"""Pure parts of the OpenSearch adapter: connection settings, query bodies, error translation, bulk ordering."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopsearch.indexer.records import Product
+from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
+from shopsearch.plugin.connection import client_kwargs, display_url, make_client, settings_from_env
+from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg
+from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
+from shopsearch.plugin.opensearch_errors import error_reason, translate_status
+from shopsearch.plugin.opensearch_queries import bm25_body, facets_body, filter_query, knn_body, parse_facets
+
+URL = "http://node:9200"
+
+
+# --- connection ------------------------------------------------------------------------------------------------
+
+
+def test_settings_from_env_defaults_and_overrides():
+    assert settings_from_env(env={}).url == "http://127.0.0.1:9200"
+    s = settings_from_env(env={"OPENSEARCH_URL": "https://search:9200", "OPENSEARCH_USER": "admin",
+                               "OPENSEARCH_PASSWORD": "pw", "OPENSEARCH_VERIFY_CERTS": "false",
+                               "OPENSEARCH_CA_CERTS": "/ca.pem"})
+    assert (s.url, s.user, s.password, s.verify_certs, s.ca_certs) == ("https://search:9200", "admin", "pw", False,
+                                                                        "/ca.pem")
+    assert "pw" not in repr(s)
+    assert settings_from_env("http://explicit:1", env={"OPENSEARCH_URL": "http://env:2"}).url == "http://explicit:1"
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"OPENSEARCH_URL": "ftp://x"}, "url="),
+    ({"OPENSEARCH_URL": "http://x:notaport"}, "port"),
+    ({"OPENSEARCH_USER": "admin"}, "OPENSEARCH_PASSWORD must be set together"),
+    ({"OPENSEARCH_VERIFY_CERTS": "maybe"}, "OPENSEARCH_VERIFY_CERTS='maybe'"),
+])
+def test_settings_from_env_rejects_bad_values(env, match):
+    with pytest.raises(ValueError, match=match):
+        settings_from_env(env=env)
+
+
+def test_client_kwargs_and_client():
+    https = settings_from_env(env={"OPENSEARCH_URL": "https://u:p@search:9200", "OPENSEARCH_USER": "u",
+                                   "OPENSEARCH_PASSWORD": "p"})
+    kw = client_kwargs(https, timeout=3, max_retries=4)
+    assert kw["http_auth"] == ("u", "p") and kw["use_ssl"] and kw["verify_certs"] and kw["http_compress"]
+    assert (kw["timeout"], kw["max_retries"], kw["retry_on_timeout"], kw["retry_on_status"]) == (3, 4, True,
+                                                                                                  (502, 503, 504))
+    assert "use_ssl" not in client_kwargs(settings_from_env(env={}))
+    assert display_url(https.url) == "https://search:9200"
+    with pytest.raises(ValueError, match="timeout"):
+        client_kwargs(https, timeout=0)
+    client = make_client(URL, timeout=2)
+    assert client.transport.max_retries == 2 and client.transport.retry_on_timeout
+    client.close()
+
+
+# --- query bodies ----------------------------------------------------------------------------------------------
+
+
+def test_filters_become_terms_ranges_and_must_not_ids():
+    q = filter_query(Filters(brand=("A", "B"), category=("Lamps",), price_min=5, price_max=9.5, in_stock=False,
+                             rating_min=4, exclude_ids=("x",)))
+    assert q == {"bool": {
+        "filter": [{"terms": {"brand": ["A", "B"]}}, {"terms": {"category": ["Lamps"]}},
+                   {"range": {"price": {"gte": 5, "lte": 9.5}}}, {"term": {"in_stock": False}},
+                   {"range": {"rating": {"gte": 4}}}],
+        "must_not": [{"ids": {"values": ["x"]}}]}}
+    assert filter_query(Filters(price_max=3))["bool"]["filter"] == [{"range": {"price": {"lte": 3}}}]
+
+
+def test_bm25_body_is_a_boosted_best_fields_multi_match_inside_a_filtered_bool():
+    body = bm25_body(BM25Leg("red lamp", {"title": 3.0, "brand_text": 1.5}, size=7, tie_breaker=0.2,
+                             filters=Filters(brand=("Acme",))))
+    mm = body["query"]["bool"]["must"][0]["multi_match"]
+    assert mm == {"query": "red lamp", "type": "best_fields", "fields": ["title^3.0", "brand_text^1.5"],
+                  "tie_breaker": 0.2, "operator": "or", "fuzziness": "AUTO", "prefix_length": 1,
+                  "max_expansions": 50}
+    assert body["query"]["bool"]["filter"] == [{"terms": {"brand": ["Acme"]}}]
+    assert body["size"] == 7 and "embedding" in body["_source"]["excludes"]
+    assert "fuzziness" not in bm25_body(BM25Leg("x", {"title": 1.0}, fuzziness=None))["query"]["bool"]["must"][0][
+        "multi_match"]
+
+
+@pytest.mark.parametrize("leg, match", [
+    (BM25Leg("x", {}), "fields must name"),
+    (BM25Leg("x", {"price": 1.0}), "'price'"),
+    (BM25Leg("x", {"title": 0.0}), "boost"),
+    (BM25Leg("x", {"title": 1.0}, size=0), "size=0"),
+    (BM25Leg("x", {"title": 1.0}, tie_breaker=2.0), "tie_breaker"),
+])
+def test_bm25_body_rejects_bad_legs(leg, match):
+    with pytest.raises(ValueError, match=match):
+        bm25_body(leg)
+
+
+def test_knn_body_puts_the_filter_inside_the_knn_clause():
+    body = knn_body(KnnLeg([1, 0.5], k=12, filters=Filters(in_stock=True, exclude_ids=("a",))))
+    assert body["size"] == 12 and "post_filter" not in body
+    clause = body["query"]["knn"]["embedding"]
+    assert clause == {"vector": [1.0, 0.5], "k": 12, "filter": {"bool": {
+        "filter": [{"term": {"in_stock": True}}], "must_not": [{"ids": {"values": ["a"]}}]}}}
+    assert "filter" not in knn_body(KnnLeg([1.0], k=1))["query"]["knn"]["embedding"]
+    with pytest.raises(ValueError, match="finite"):
+        knn_body(KnnLeg([float("inf")], k=1))
+    with pytest.raises(ValueError, match="k=10001"):
+        knn_body(KnnLeg([1.0], k=10_001))
+
+
+def test_facets_body_and_parse():
+    body = facets_body(None, Filters(brand=("A",)), ["brand", "category_lvl0"], 4)
+    assert body["size"] == 0 and body["query"]["bool"]["must"] == [{"match_all": {}}]
+    assert body["aggs"]["category_lvl0"] == {"terms": {"field": "category_lvl0", "size": 4}}
+    fields = facets_body("tv", Filters(), ["brand"], 4)["query"]["bool"]["must"][0]["multi_match"]["fields"]
+    assert fields == ["title^3.0", "description^1.0", "brand_text^1.0", "category_text^1.0"]
+    aggs = {"brand": {"buckets": [{"key": "b", "doc_count": 2}, {"key": "a", "doc_count": 2},
+                                  {"key": "c", "doc_count": 5}]}}
+    assert parse_facets(aggs, ["brand", "category_lvl0"]) == {"brand": [("c", 5), ("a", 2), ("b", 2)],
+                                                              "category_lvl0": []}
+
+
+# --- errors ----------------------------------------------------------------------------------------------------
+
+
+def test_translate_status_maps_to_contract_errors():
+    missing = {"type": "index_not_found_exception", "reason": "no such index [p]", "index": "p"}
+    assert isinstance(translate_status(404, missing, index="p", url=URL), IndexNotFound)
+    for status in (500, 503, 429, "N/A"):
+        err = translate_status(status, {"type": "x", "reason": "boom"}, index="p", url=URL)
+        assert isinstance(err, EngineUnavailable) and URL in str(err)
+    bad = translate_status(400, {"type": "parsing_exception", "reason": "unknown query [nope]"}, index="p", url=URL)
+    assert isinstance(bad, ValueError) and "unknown query [nope]" in str(bad)
+
+
+def test_error_reason_follows_shard_failures_to_the_cause():
+    err = {"type": "search_phase_execution_exception", "reason": "all shards failed",
+           "root_cause": [{"type": "query_shard_exception", "reason": "failed"}],
+           "failed_shards": [{"reason": {"type": "query_shard_exception", "reason": "failed",
+                                         "caused_by": {"type": "illegal_argument_exception",
+                                                       "reason": "Query vector has invalid dimension: 2"}}}]}
+    assert error_reason(err).endswith("(caused by illegal_argument_exception: Query vector has invalid dimension: 2)")
+
+
+# --- bulk ------------------------------------------------------------------------------------------------------
+
+
+def _doc(pid: str, vector=(1.0, 0.0)) -> IndexDoc:
+    return IndexDoc(Product(id=pid, title=f"t{pid}"), list(vector), "h")
+
+
+def test_expand_action():
+    body = expand_action("idx", _doc("1"))
+    assert (body["_op_type"], body["_index"], body["_id"]) == ("index", "idx", "1")
+    assert body["_source"]["embedding"] == [1.0, 0.0] and body["_source"]["content_hash"] == "h"
+    with pytest.raises(ValueError, match="IndexDoc or Delete"):
+        expand_action("idx", "nope")
+
+
+def test_ordered_bulk_restores_input_order_after_retries():
+    def send(bodies):
+        bodies = list(bodies)
+        # Like streaming_bulk after a 429: the retried first document comes back last.
+        for b in bodies[1:] + bodies[:1]:
+            if b["_id"] == "2":
+                yield False, {"index": {"_id": "2", "status": 400,
+                                        "error": {"type": "mapper_parsing_exception", "reason": "bad"}}}
+            elif b["_op_type"] == "delete":
+                yield False, {"delete": {"_id": b["_id"], "status": 404, "result": "not_found"}}
+            else:
+                yield True, {b["_op_type"]: {"_id": b["_id"], "status": 201}}
+
+    actions = [_doc("1"), _doc("2"), _doc("nan", (float("nan"), 0.0)), Delete("3"), _doc("4")]
+    items = list(ordered_bulk("idx", actions, send, url=URL))
+    assert [i.id for i in items] == ["1", "2", "nan", "3", "4"]
+    assert items[0] == BulkItem("1", True) and items[3] == BulkItem("3", True)
+    assert not items[1].ok and items[1].error == "400: mapper_parsing_exception: bad"
+    assert not items[2].ok and "NaN" in items[2].error
+
+
+def test_ordered_bulk_raises_engine_unavailable_when_a_whole_chunk_fails():
+    def send(bodies):
+        for b in bodies:
+            yield False, {"index": {"_id": b["_id"], "status": "N/A", "error": "ConnectionError(refused)",
+                                    "exception": OSError("refused")}}
+
+    with pytest.raises(EngineUnavailable, match="node:9200"):
+        list(ordered_bulk("idx", [_doc("1")], send, url=URL))
