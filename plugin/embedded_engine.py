@@ -1,0 +1,418 @@
+"""The Engine contract in-process, with no server: the default when no OpenSearch is configured.
+
+Design (why it looks like this):
+
+- **SQLite per index is the source of truth** (``root/<index>/docs.sqlite``, WAL): a bulk chunk is one
+  transaction, so a crash loses nothing committed and readers in other processes (API workers) never block the
+  indexer. Text is analysed at write time (see :mod:`.embedded_store`) so refreshes only assemble arrays.
+- **Search structures are rebuilt on refresh**, like OpenSearch's refresh: a :class:`~.embedded_snapshot.Snapshot`
+  of plain numpy/scipy arrays (BM25 tf matrices, normalised vectors, filter columns), saved as ``.npz`` plus a
+  versioned ``params.json`` (no pickle) so another process opens it without rebuilding. Searches refresh lazily
+  when writes are pending (unless bulk mode is on, the analogue of ``refresh_interval: -1``).
+- **Same results contract as :class:`~.opensearch_engine.OpenSearchEngine`**: Lucene BM25 with the mapping's
+  analyzer (:mod:`.text_analysis`, :mod:`.embedded_bm25`), ``best_fields`` with fuzziness AUTO, prefix_length 1,
+  max_expansions 50; k-NN scores reported as lucene ``cosinesimil`` does, ``(1 + cos) / 2``; filters applied
+  *during* k-NN (mask, then exact top-k, so k filtered hits come back whenever k pass). Exact k-NN is a
+  matrix-vector product, fine up to ~1M products; an HNSW index (usearch/hnswlib) would slot in behind
+  ``_knn`` if larger catalogs are needed.
+- **Aliases** live in ``root/aliases.json``, replaced atomically (temp file + ``os.replace``).
+- **Threads**: one SQLite connection per thread, a lock per index for writes and rebuilds; a search takes a
+  reference to the current immutable snapshot, so concurrent readers never see half a refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc
+
+from .documents import FACET_FIELDS, TEXT_FIELDS, public_source, to_engine_doc
+from .embedded_bm25 import best_fields, score_field
+from .embedded_snapshot import Snapshot, build_snapshot
+from .embedded_store import DocStore
+from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
+from .index_config import IndexConfig, load_index_config
+from .text_analysis import SynonymMap, analyze_query
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
+MAX_RESULT_WINDOW = 10_000
+FACET_QUERY_FIELDS = {"title": 3.0, "description": 1.0, "brand_text": 1.0, "category_text": 1.0}
+
+
+def _check_name(param: str, value: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value) or len(value) > 255 or value in (".", ".."):
+        raise ValueError(f"{param}={value!r} is not a valid index name: lowercase letters, digits, '.', '_', '-', "
+                         "starting with a letter or digit")
+    return value
+
+
+def _check_size(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_RESULT_WINDOW:
+        raise ValueError(f"{name}={value!r} must be an integer in 1..{MAX_RESULT_WINDOW}")
+
+
+def _top(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the ``k`` best scores among ``mask``, best first; ties keep index order (like Lucene doc ids)."""
+    rows = np.flatnonzero(mask)
+    if len(rows) > k:
+        part = np.argpartition(-scores[rows], k - 1)[:k]
+        kth = scores[rows[part]].min()
+        rows = rows[scores[rows] >= kth]  # keep every tie at the cut so the stable sort decides by row
+    order = np.lexsort((rows, -scores[rows]))
+    return rows[order][:k]
+
+
+class _Index:
+    """One open index: its store and the current snapshot."""
+
+    def __init__(self, store: DocStore):
+        self.store = store
+        self.snapshot: Snapshot | None = None
+
+
+class EmbeddedEngine:
+    """Index, bulk-load and search products on local disk, in process.
+
+    Args:
+        root: directory holding one sub-directory per index and ``aliases.json`` (created if missing).
+        config: index settings (default plugin/config/index.toml): synonyms and bulk chunk size are used.
+
+    >>> engine = EmbeddedEngine(Path("/tmp/ss-embedded"))  # doctest: +SKIP
+    >>> engine.search("products", [BM25Leg("tv", {"title": 3.0})])  # doctest: +SKIP
+    """
+
+    def __init__(self, root: Path, *, config: IndexConfig | None = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config = config or load_index_config()
+        self.synonyms = SynonymMap.from_lines(self.config.synonyms)
+        self._lock = threading.RLock()
+        self._open: dict[str, _Index] = {}
+
+    def __repr__(self) -> str:
+        return f"EmbeddedEngine({str(self.root)!r})"
+
+    # --- indices and aliases -----------------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def _aliases(self) -> dict[str, str]:
+        try:
+            return json.loads((self.root / "aliases.json").read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
+        tmp = self.root / f"aliases.json.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps(aliases, indent=1, sort_keys=True))
+        os.replace(tmp, self.root / "aliases.json")
+
+    def _is_index(self, name: str) -> bool:
+        return (self._dir(name) / "docs.sqlite").is_file()
+
+    def _index(self, name: str) -> _Index:
+        """The open index ``name`` (or the one alias ``name`` points to); raises IndexNotFound."""
+        _check_name("index", name)
+        concrete = name if self._is_index(name) else self._aliases().get(name)
+        if concrete is None or not self._is_index(concrete):
+            raise IndexNotFound(name)
+        with self._lock:
+            idx = self._open.get(concrete)
+            if idx is None:
+                idx = self._open[concrete] = _Index(DocStore(self._dir(concrete) / "docs.sqlite"))
+            return idx
+
+    def create_index(self, name: str, dims: int) -> None:
+        """Create an empty index with ``dims``-dimensional vectors.
+
+        Raises:
+            ValueError: bad name or dims, or an index or alias called ``name`` already exists.
+        """
+        _check_name("name", name)
+        if not isinstance(dims, int) or isinstance(dims, bool) or dims <= 0:
+            raise ValueError(f"dims={dims!r} must be an integer > 0")
+        with self._lock:
+            if self._is_index(name) or name in self._aliases():
+                raise ValueError(f"index or alias {name!r} already exists in {self.root}")
+            self._dir(name).mkdir(parents=True, exist_ok=True)
+            self._open[name] = _Index(DocStore(self._dir(name) / "docs.sqlite", dims=dims))
+
+    def delete_index(self, name: str) -> None:
+        """Delete an index (and the aliases pointing to it); no error if it does not exist."""
+        _check_name("name", name)
+        with self._lock:
+            idx = self._open.pop(name, None)
+            if idx is not None:
+                idx.store.close()
+            if self._dir(name).is_dir() and self._is_index(name):
+                shutil.rmtree(self._dir(name))
+            aliases = self._aliases()
+            kept = {a: i for a, i in aliases.items() if i != name}
+            if kept != aliases:
+                self._write_aliases(kept)
+
+    def index_exists(self, name: str) -> bool:
+        """Whether an index (or an alias) called ``name`` exists."""
+        _check_name("name", name)
+        return self._is_index(name) or self._aliases().get(name) is not None
+
+    def list_indices(self, prefix: str) -> list[str]:
+        """Concrete index names starting with ``prefix``, sorted."""
+        if prefix and not re.match(r"^[a-z0-9._-]*$", prefix):
+            raise ValueError(f"prefix={prefix!r} may hold only lowercase letters, digits, '.', '_' and '-'")
+        return sorted(p.name for p in self.root.iterdir() if p.name.startswith(prefix) and self._is_index(p.name))
+
+    def resolve_alias(self, alias: str) -> str | None:
+        """The concrete index ``alias`` points to, or None when the alias does not exist."""
+        _check_name("alias", alias)
+        return self._aliases().get(alias)
+
+    def swap_alias(self, alias: str, index: str) -> None:
+        """Point ``alias`` at ``index`` atomically (one file replace).
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+            ValueError: ``alias`` is the name of a concrete index.
+        """
+        _check_name("alias", alias)
+        _check_name("index", index)
+        with self._lock:
+            if not self._is_index(index):
+                raise IndexNotFound(index)
+            if self._is_index(alias):
+                raise ValueError(f"alias={alias!r} is the name of an index; pick another alias name")
+            aliases = self._aliases()
+            aliases[alias] = index
+            self._write_aliases(aliases)
+
+    def set_bulk_mode(self, index: str, on: bool) -> None:
+        """Bulk mode on: searches stop refreshing lazily (only refresh() rebuilds); off: lazy refresh again."""
+        self._index(index).store.set_meta("bulk_mode", "1" if on else "0")
+
+    # --- writes ------------------------------------------------------------------------------------------------
+
+    def bulk(self, index: str, actions: Iterable[Action]) -> Iterator[BulkItem]:
+        """Write actions in transactions of ``config.chunk_size``; yield one BulkItem per action, in order.
+
+        A bad document (missing id, wrong vector dimension, NaN or zero vector) is ``ok=False`` with the reason
+        while the others are written. Deleting an absent id is ok. Items are yielded once their chunk committed.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist (on first iteration).
+            ValueError: an action is neither IndexDoc nor Delete.
+        """
+        idx = self._index(index)
+        chunk: list[Action] = []
+        for action in actions:
+            chunk.append(action)
+            if len(chunk) >= self.config.chunk_size:
+                yield from self._write_chunk(idx, chunk)
+                chunk = []
+        if chunk:
+            yield from self._write_chunk(idx, chunk)
+
+    def _reject(self, doc: IndexDoc, dims: int) -> str | None:
+        if not str(doc.product.id).strip():
+            return "id is empty"
+        vec = doc.vector
+        if len(vec) != dims:
+            return f"vector has {len(vec)} dimensions; the index expects {dims}"
+        if not all(math.isfinite(float(x)) for x in vec):
+            return "vector holds NaN or infinite values"
+        if not any(float(x) for x in vec):
+            return "zero vector: cosine similarity is undefined"
+        return None
+
+    def _write_chunk(self, idx: _Index, chunk: list[Action]) -> list[BulkItem]:
+        items: list[BulkItem] = []
+        upserts, ops = [], []
+        for action in chunk:
+            if isinstance(action, IndexDoc):
+                doc_id = str(action.product.id)
+                reason = self._reject(action, idx.store.dims)
+                if reason:
+                    items.append(BulkItem(doc_id, False, reason))
+                    continue
+                src = to_engine_doc(action)
+                blob = np.asarray(src.pop("embedding"), dtype=np.float32).tobytes()
+                upserts.append((doc_id, src, action.content_hash, blob))
+                ops.append(("put", doc_id))
+            elif isinstance(action, Delete):
+                doc_id = str(action.id)
+                ops.append(("del", doc_id))
+            else:
+                raise ValueError(f"actions must hold IndexDoc or Delete; got {type(action).__name__}")
+            items.append(BulkItem(doc_id, True))
+        if ops:
+            idx.store.write(upserts, ops)
+        return items
+
+    def refresh(self, index: str) -> None:
+        """Make every write so far visible to searches and counts (rebuild and save the snapshot if stale)."""
+        idx = self._index(index)
+        self._snapshot(idx, force=True)
+
+    def _snapshot(self, idx: _Index, force: bool = False) -> Snapshot:
+        snap = idx.snapshot
+        gen = idx.store.generation()
+        if snap is not None and snap.generation == gen:
+            return snap
+        if snap is not None and not force and idx.store.meta("bulk_mode") == "1":
+            return snap
+        with idx.store.write_lock:
+            if idx.snapshot is not None and idx.snapshot.generation == idx.store.generation():
+                return idx.snapshot
+            directory = idx.store.path.parent
+            loaded = Snapshot.load(directory)
+            gen = idx.store.generation()
+            if loaded is not None and loaded.generation == gen:
+                idx.snapshot = loaded
+            else:
+                gen, rows = idx.store.dump()
+                idx.snapshot = build_snapshot(gen, idx.store.dims, rows)
+                idx.snapshot.save(directory)
+            return idx.snapshot
+
+    # --- reads -------------------------------------------------------------------------------------------------
+
+    def count(self, index: str) -> int:
+        """How many products ``index`` holds (every committed write; never less current than OpenSearch)."""
+        return self._index(index).store.count()
+
+    def get(self, index: str, id: str, with_vector: bool = False) -> dict[str, Any] | None:
+        """The stored product ``id`` (public fields; plus ``"vector"`` when asked), or None when absent.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+        """
+        found = self._index(index).store.get(str(id))
+        if found is None:
+            return None
+        src, blob = found
+        out = public_source(src)
+        if with_vector:
+            out["vector"] = [float(x) for x in np.frombuffer(blob, dtype=np.float32)]
+        return out
+
+    def scan_hashes(self, index: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(id, content_hash)`` for every stored product."""
+        yield from self._index(index).store.hashes()
+
+    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg]) -> list[list[Hit]]:
+        """Run every leg against one snapshot; one hit list per leg, best first.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+            ValueError: a leg is invalid (size, fields, boosts, vector length...).
+        """
+        for leg in legs:
+            self._check_leg(leg)
+        idx = self._index(index)
+        if not legs:
+            return []
+        snap = self._snapshot(idx)
+        ranked: list[list[tuple[str, float]]] = []
+        for leg in legs:
+            if isinstance(leg, BM25Leg):
+                ranked.append(self._bm25(snap, leg))
+            else:
+                ranked.append(self._knn(snap, leg))
+        sources = idx.store.sources(list({i for r in ranked for i, _ in r}))
+        return [[Hit(i, s, public_source(sources[i])) for i, s in r if i in sources] for r in ranked]
+
+    def _check_leg(self, leg: Any) -> None:
+        if isinstance(leg, BM25Leg):
+            _check_size("size", leg.size)
+            if not isinstance(leg.query, str):
+                raise ValueError(f"query={leg.query!r} must be a string")
+            if not leg.fields:
+                raise ValueError("fields must name at least one of " + ", ".join(TEXT_FIELDS))
+            for name, boost in leg.fields.items():
+                if name not in TEXT_FIELDS:
+                    raise ValueError(f"fields has {name!r}; allowed fields: {', '.join(TEXT_FIELDS)}")
+                if not isinstance(boost, (int, float)) or not math.isfinite(boost) or boost <= 0:
+                    raise ValueError(f"boost for field {name!r} is {boost!r}; it must be a finite number > 0")
+            if not 0.0 <= leg.tie_breaker <= 1.0:
+                raise ValueError(f"tie_breaker={leg.tie_breaker!r} must be within 0..1")
+        elif isinstance(leg, KnnLeg):
+            _check_size("k", leg.k)
+            vector = [float(x) for x in leg.vector]
+            if not vector or not all(math.isfinite(x) for x in vector):
+                raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")
+        else:
+            raise ValueError(f"legs must be BM25Leg or KnnLeg; got {type(leg).__name__}")
+
+    def _lexical(self, snap: Snapshot, query: str, fields: dict[str, float], fuzziness: str | None,
+                 tie_breaker: float) -> tuple[np.ndarray, np.ndarray]:
+        clauses = analyze_query(query, self.synonyms)
+        if not clauses:
+            return np.zeros(len(snap), dtype=np.float32), np.zeros(len(snap), dtype=bool)
+        per_field = [score_field(snap.fields[f], clauses, fuzziness) for f in fields]
+        return best_fields(per_field, list(fields.values()), tie_breaker)
+
+    def _bm25(self, snap: Snapshot, leg: BM25Leg) -> list[tuple[str, float]]:
+        if not leg.query.strip() or not len(snap):
+            return []  # an empty lexical query matches nothing, as in OpenSearchEngine
+        scores, matched = self._lexical(snap, leg.query, leg.fields, leg.fuzziness, leg.tie_breaker)
+        rows = _top(scores, matched & snap.mask(leg.filters), leg.size)
+        return [(snap.ids[r].item(), float(scores[r])) for r in rows]
+
+    def _knn(self, snap: Snapshot, leg: KnnLeg) -> list[tuple[str, float]]:
+        q = np.asarray([float(x) for x in leg.vector], dtype=np.float32)
+        if len(q) != snap.dims:
+            raise ValueError(f"vector has {len(q)} dimensions; the index expects {snap.dims}")
+        norm = float(np.linalg.norm(q))
+        if norm == 0.0:
+            raise ValueError("vector is all zeros: cosine similarity is undefined")
+        if not len(snap):
+            return []
+        cos = snap.vectors @ (q / norm)
+        scores = ((1.0 + cos) / 2.0).astype(np.float32)  # lucene cosinesimil's score scale
+        rows = _top(scores, snap.mask(leg.filters), leg.k)
+        return [(snap.ids[r].item(), float(scores[r])) for r in rows]
+
+    def facets(self, index: str, query: str | None, filters: Filters, fields: Sequence[str],
+               size: int = 10) -> dict[str, list[tuple[str, int]]]:
+        """Value counts of each facet field over the products matching ``query`` (lexically) and ``filters``.
+
+        The lexical match is the facet query OpenSearchEngine runs: best_fields over title^3, description,
+        brand_text, category_text with fuzziness AUTO; ``query`` None/empty matches every product.
+
+        Returns:
+            ``{field: [(value, count), ...]}``, count descending then value ascending.
+
+        Raises:
+            ValueError: a field outside FACET_FIELDS or size outside 1..10000.
+            IndexNotFound: ``index`` does not exist.
+        """
+        _check_size("size", size)
+        for name in fields:
+            if name not in FACET_FIELDS:
+                raise ValueError(f"fields has {name!r}; facet fields are {', '.join(FACET_FIELDS)}")
+        snap = self._snapshot(self._index(index))
+        mask = snap.mask(filters)
+        if query and query.strip():
+            mask &= self._lexical(snap, query, FACET_QUERY_FIELDS, "AUTO", 0.3)[1]
+        return {name: snap.facet_counts(mask, name, size) for name in dict.fromkeys(fields)}
+
+    def filtered_count(self, index: str, filters: Filters) -> int:
+        """How many products pass ``filters``."""
+        snap = self._snapshot(self._index(index))
+        return int(snap.mask(filters).sum())
+
+    def close(self) -> None:
+        """Close every SQLite connection; the engine reopens them if used again."""
+        with self._lock:
+            for idx in self._open.values():
+                idx.store.close()
+            self._open.clear()

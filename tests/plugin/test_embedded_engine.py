@@ -1,0 +1,118 @@
+"""Embedded-only behaviour: persistence across instances, lazy refresh, bulk mode, threads, validation."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shopsearch.indexer.records import Product
+from shopsearch.indexer.sink import Delete, IndexDoc
+from shopsearch.plugin.embedded_engine import EmbeddedEngine
+from shopsearch.plugin.engine import BM25Leg, Filters, KnnLeg
+
+TITLE = {"title": 1.0}
+
+
+def _doc(i: int, title: str, vec=(1.0, 0.0)) -> IndexDoc:
+    p = Product(f"d{i}", title, brand="Acme", price=float(i))
+    return IndexDoc(p, list(vec), p.content_hash())
+
+
+def _ids(engine, index, query):
+    return [h.id for h in engine.search(index, [BM25Leg(query, TITLE)])[0]]
+
+
+def test_reopened_engine_sees_documents_snapshot_and_aliases(tmp_path):
+    eng = EmbeddedEngine(tmp_path)
+    eng.create_index("shop-1", 2)
+    list(eng.bulk("shop-1", [_doc(1, "red lamp"), _doc(2, "blue chair", (0.0, 1.0))]))
+    eng.refresh("shop-1")
+    eng.swap_alias("shop", "shop-1")
+    eng.close()
+    params = json.loads((tmp_path / "shop-1" / "params.json").read_text())
+    assert params["format_version"] == 1 and params["docs"] == 2
+    again = EmbeddedEngine(tmp_path)
+    assert again.resolve_alias("shop") == "shop-1" and again.count("shop") == 2
+    assert _ids(again, "shop", "lamp") == ["d1"]
+    assert [h.id for h in again.search("shop", [KnnLeg([0.0, 1.0], k=1)])[0]] == ["d2"]
+
+
+def test_searches_refresh_lazily_unless_bulk_mode(tmp_path):
+    eng = EmbeddedEngine(tmp_path)
+    eng.create_index("p", 2)
+    list(eng.bulk("p", [_doc(1, "red lamp")]))
+    assert _ids(eng, "p", "lamp") == ["d1"]  # pending write made visible by the search itself
+    eng.set_bulk_mode("p", True)
+    list(eng.bulk("p", [_doc(2, "green lamp"), Delete("d1")]))
+    # bulk mode is refresh_interval -1: d2 is not searchable yet (and d1, deleted from storage, is not returned)
+    assert _ids(eng, "p", "lamp") == []
+    eng.refresh("p")
+    assert _ids(eng, "p", "lamp") == ["d2"]
+    eng.set_bulk_mode("p", False)
+
+
+def test_second_instance_sees_writes_of_the_first(tmp_path):
+    writer, reader = EmbeddedEngine(tmp_path), EmbeddedEngine(tmp_path)
+    writer.create_index("p", 2)
+    list(writer.bulk("p", [_doc(1, "red lamp")]))
+    assert _ids(reader, "p", "lamp") == ["d1"]
+    list(writer.bulk("p", [_doc(2, "blue lamp")]))
+    assert sorted(_ids(reader, "p", "lamp")) == ["d1", "d2"]
+
+
+def test_bad_items_are_rejected_with_reasons(tmp_path):
+    eng = EmbeddedEngine(tmp_path)
+    eng.create_index("p", 2)
+    items = list(eng.bulk("p", [_doc(1, "ok"), _doc(2, "zero", (0.0, 0.0)), _doc(3, "nan", (float("nan"), 1.0)),
+                                IndexDoc(Product(" ", "no id"), [1.0, 0.0], "h")]))
+    assert [(i.ok, i.error) for i in items] == [
+        (True, None), (False, "zero vector: cosine similarity is undefined"),
+        (False, "vector holds NaN or infinite values"), (False, "id is empty")]
+    assert eng.count("p") == 1
+
+
+def test_chunks_commit_separately(tmp_path):
+    from shopsearch.plugin.index_config import IndexConfig
+
+    eng = EmbeddedEngine(tmp_path, config=IndexConfig(chunk_size=2))
+    eng.create_index("p", 2)
+    gen = eng.bulk("p", [_doc(i, f"lamp {i}") for i in range(5)])
+    next(gen), next(gen)
+    assert eng.count("p") == 2  # the first chunk is durable before the rest is sent
+    assert len(list(gen)) == 3 and eng.count("p") == 5
+
+
+def test_concurrent_readers_during_writes(tmp_path):
+    eng = EmbeddedEngine(tmp_path)
+    eng.create_index("p", 2)
+    list(eng.bulk("p", [_doc(i, f"lamp number {i}") for i in range(50)]))
+
+    def read(i: int) -> int:
+        hits = eng.search("p", [BM25Leg("lamp", TITLE, size=100), KnnLeg([1.0, 0.0], k=5)])
+        return len(hits[0])
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(read, i) for i in range(20)]
+        list(eng.bulk("p", [_doc(100 + i, f"lamp extra {i}") for i in range(10)]))
+        counts = [f.result() for f in futures]
+    assert all(c in (50, 60) for c in counts)
+    assert eng.filtered_count("p", Filters(price_min=100.0)) == 10
+
+
+def test_names_and_sizes_are_validated(tmp_path):
+    eng = EmbeddedEngine(tmp_path)
+    for bad in ("Upper", "_x", "a/b", ""):
+        with pytest.raises(ValueError, match="not a valid index name"):
+            eng.create_index(bad, 2)
+    with pytest.raises(ValueError, match="dims"):
+        eng.create_index("p", 0)
+    eng.create_index("p", 2)
+    with pytest.raises(ValueError, match="already exists"):
+        eng.create_index("p", 2)
+    list(eng.bulk("p", [_doc(1, "lamp")]))
+    with pytest.raises(ValueError, match="dimensions"):
+        eng.search("p", [KnnLeg([1.0, 0.0, 0.0])])
+    with pytest.raises(ValueError, match="tie_breaker"):
+        eng.search("p", [BM25Leg("lamp", TITLE, tie_breaker=2.0)])

@@ -1,0 +1,328 @@
+"""One contract suite for every Engine: the embedded engine and the OpenSearch adapter must behave alike.
+
+A hand-made 12-product catalog with 4-dim vectors at known angles from the query vector (product ``pNN`` sits at
+``(NN - 1) * 8`` degrees from ``Q``), so the nearest-neighbour order is p01, p02, ... by construction. Every
+description holds the word "quality" so one BM25 query matches the whole catalog for the filter tests.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Callable
+
+import pytest
+
+from shopsearch.indexer.records import Product
+from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
+from shopsearch.plugin.engine import BM25Leg, Filters, IndexNotFound, KnnLeg
+
+DIMS = 4
+Q = [1.0, 0.0, 0.0, 0.0]
+
+
+def _vec(i: int) -> list[float]:
+    """Unit vector ``(i - 1) * 8`` degrees away from Q (rounded to float32-exact values)."""
+    a = math.radians((i - 1) * 8)
+    return [round(math.cos(a), 4), round(math.sin(a), 4), 0.0, 0.0]
+
+
+CATALOG = [
+    Product("p01", "Red Running Shoes", "Lightweight running shoe, quality mesh", "Acme", ("Shoes", "Running"),
+            59.99, 4.5, 120, 0.9, True),
+    Product("p02", "Trail Running Shoes Waterproof", "Grippy sole, quality build", "Trekker", ("Shoes", "Running"),
+            89.0, 4.1, 40, 0.5, True),
+    Product("p03", "Leather Dress Shoes", "Formal quality leather", "Acme", ("Shoes", "Formal"),
+            120.0, 3.9, 15, 0.2, False),
+    Product("p04", "Velvet Sofa Three Seater", "Soft quality velvet", "Comfy", ("Home", "Furniture", "Sofas"),
+            799.0, 4.7, 60, 0.7, True),
+    Product("p05", "Oak Coffee Table", "Solid quality oak", "Comfy", ("Home", "Furniture", "Tables"),
+            249.0, 4.2, 33, 0.4, True),
+    Product("p06", "55 inch 4K Television", "Bright quality panel", "Vizio", ("Electronics", "TV"),
+            499.0, 4.4, 210, 0.95, True),
+    Product("p07", "Wireless Earbuds", "Quality sound <b>noise cancelling</b>", "Sonix", ("Electronics", "Audio"),
+            79.0, 3.5, 80, 0.6, True),
+    Product("p08", "Stainless Steel Refrigerator", "Quality cooling", "Frosty", ("Home", "Appliances"),
+            1299.0, 4.0, 12, 0.3, False),
+    Product("p09", "Kitchen Faucet with Pull Down Sprayer", "Quality brass", "Aqua", ("Home", "Kitchen"),
+            149.0, 4.3, 22, 0.35, True),
+    Product("p10", "Gas Barbecue", "Quality cast iron", "Flame", ("Outdoor", "Cooking"),
+            399.0, 4.6, 18, 0.45, True),
+    Product("p11", "Cotton Hoodie", "Quality cotton", "Acme", ("Clothing", "Tops"), 39.0, None, None, None, None),
+    Product("p12", "Notebook Computer 15 inch", "Quality screen", "Techno", ("Electronics", "Computers"),
+            None, 4.8, 5, 0.8, True),
+]
+BY_ID = {p.id: p for p in CATALOG}
+ALL_IDS = [p.id for p in CATALOG]
+
+
+def _docs() -> list[IndexDoc]:
+    return [IndexDoc(p, _vec(i + 1), p.content_hash()) for i, p in enumerate(CATALOG)]
+
+
+@pytest.fixture(scope="module", params=["embedded", "opensearch"])
+def engine(request, tmp_path_factory):
+    """An engine of each kind; OpenSearch indices made by the suite start with ``contract-`` and are removed."""
+    if request.param == "embedded":
+        from shopsearch.plugin.embedded_engine import EmbeddedEngine
+
+        eng = EmbeddedEngine(tmp_path_factory.mktemp("embedded"))
+    else:
+        from shopsearch.plugin.opensearch_engine import OpenSearchEngine
+
+        eng = OpenSearchEngine(url=request.getfixturevalue("opensearch_url"))
+    eng.test_prefix = f"contract-{uuid.uuid4().hex[:8]}-"
+    yield eng
+    for name in eng.list_indices(eng.test_prefix):
+        eng.delete_index(name)
+    eng.close()
+
+
+@pytest.fixture
+def new_index(engine) -> Callable[[], str]:
+    """Make an empty, uniquely named index."""
+    def make() -> str:
+        name = f"{engine.test_prefix}{uuid.uuid4().hex[:8]}"
+        engine.create_index(name, DIMS)
+        return name
+    return make
+
+
+@pytest.fixture(scope="module")
+def catalog(engine) -> str:
+    """The 12-product catalog, loaded and refreshed once per engine (read-only tests)."""
+    name = f"{engine.test_prefix}catalog"
+    engine.create_index(name, DIMS)
+    items = list(engine.bulk(name, _docs()))
+    assert all(i.ok for i in items), items
+    engine.refresh(name)
+    return name
+
+
+def bm25(engine, index, query, fields=None, **kw) -> list[str]:
+    leg = BM25Leg(query, fields or {"title": 1.0}, **kw)
+    return [h.id for h in engine.search(index, [leg])[0]]
+
+
+def knn(engine, index, k=12, filters=Filters()) -> list[str]:
+    return [h.id for h in engine.search(index, [KnnLeg(Q, k=k, filters=filters)])[0]]
+
+
+# --- indices, bulk, reads ------------------------------------------------------------------------------------
+
+def test_create_exists_list_delete(engine, new_index):
+    a, b = new_index(), new_index()
+    assert engine.index_exists(a) and engine.index_exists(b)
+    assert [n for n in engine.list_indices(engine.test_prefix) if n in (a, b)] == sorted([a, b])
+    engine.delete_index(a)
+    assert not engine.index_exists(a)
+    assert a not in engine.list_indices(engine.test_prefix)
+    engine.delete_index(a)  # deleting again is no error
+
+
+def test_bulk_yields_one_result_per_action_and_keeps_good_items(engine, new_index):
+    name = new_index()
+    bad = IndexDoc(Product("bad", "Wrong dims"), [1.0, 0.0], "h")
+    actions = [*_docs()[:3], bad, Delete("p02"), Delete("never-stored")]
+    items = list(engine.bulk(name, actions))
+    assert [i.id for i in items] == ["p01", "p02", "p03", "bad", "p02", "never-stored"]
+    assert [i.ok for i in items] == [True, True, True, False, True, True]
+    assert items[3].error and "dim" in items[3].error.lower()
+    assert isinstance(items[0], BulkItem) and items[0].error is None
+    engine.refresh(name)
+    assert engine.count(name) == 2
+    assert engine.get(name, "p02") is None and engine.get(name, "bad") is None
+
+
+def test_get_with_and_without_vector(engine, catalog):
+    doc = engine.get(catalog, "p04")
+    assert doc == CATALOG[3].to_source()  # public fields only, exactly as given
+    with_vec = engine.get(catalog, "p04", with_vector=True)
+    assert with_vec["vector"] == pytest.approx(_vec(4), abs=1e-6)
+    assert {k: v for k, v in with_vec.items() if k != "vector"} == doc
+    assert engine.get(catalog, "nope") is None
+
+
+def test_count_refresh_upsert_and_delete(engine, new_index):
+    name = new_index()
+    list(engine.bulk(name, _docs()))
+    engine.refresh(name)
+    assert engine.count(name) == 12
+    changed = Product("p05", "Walnut Coffee Table", brand="Comfy", category=("Home",), price=199.0)
+    list(engine.bulk(name, [IndexDoc(changed, _vec(5), changed.content_hash()), Delete("p01")]))
+    engine.refresh(name)
+    assert engine.count(name) == 11
+    assert engine.get(name, "p05")["title"] == "Walnut Coffee Table"
+    assert bm25(engine, name, "walnut") == ["p05"] and bm25(engine, name, "oak") == []
+    assert "p01" not in knn(engine, name)
+    assert dict(engine.scan_hashes(name))["p05"] == changed.content_hash()
+
+
+def test_scan_hashes(engine, catalog):
+    assert dict(engine.scan_hashes(catalog)) == {p.id: p.content_hash() for p in CATALOG}
+
+
+def test_alias_swap(engine, new_index):
+    a, b = new_index(), new_index()
+    list(engine.bulk(a, _docs()[:2]))
+    list(engine.bulk(b, _docs()[2:5]))
+    engine.refresh(a), engine.refresh(b)
+    alias = f"{engine.test_prefix}alias"
+    assert engine.resolve_alias(alias) is None
+    engine.swap_alias(alias, a)
+    assert engine.resolve_alias(alias) == a and engine.count(alias) == 2
+    engine.swap_alias(alias, b)
+    assert engine.resolve_alias(alias) == b and engine.count(alias) == 3
+    assert sorted(knn(engine, alias)) == ["p03", "p04", "p05"]
+    with pytest.raises(IndexNotFound):
+        engine.swap_alias(alias, f"{engine.test_prefix}missing")
+    with pytest.raises(ValueError):
+        engine.swap_alias(a, b)  # an index name cannot become an alias
+
+
+def test_unknown_index_raises_index_not_found(engine):
+    missing = f"{engine.test_prefix}missing"
+    for call in (lambda: engine.count(missing), lambda: engine.get(missing, "p01"),
+                 lambda: engine.search(missing, [BM25Leg("shoe", {"title": 1.0})]),
+                 lambda: engine.filtered_count(missing, Filters()),
+                 lambda: engine.facets(missing, None, Filters(), ["brand"]),
+                 lambda: list(engine.bulk(missing, _docs()[:1]))):
+        with pytest.raises(IndexNotFound):
+            call()
+
+
+def test_invalid_legs_raise_value_error(engine, catalog):
+    for leg in (BM25Leg("shoe", {"nope": 1.0}), BM25Leg("shoe", {"title": 1.0}, size=0),
+                KnnLeg([float("nan")] * DIMS), KnnLeg(Q, k=0)):
+        with pytest.raises(ValueError):
+            engine.search(catalog, [leg])
+
+
+# --- BM25 --------------------------------------------------------------------------------------------------------
+
+def test_bm25_stemmed_term_ranks_its_product_first(engine, catalog):
+    assert bm25(engine, catalog, "televisions") == ["p06"]
+    shoes = bm25(engine, catalog, "shoe")  # p01 and p03 tie (3-term titles); p02's longer title ranks last
+    assert sorted(shoes[:2]) == ["p01", "p03"] and shoes[2:] == ["p02"]
+    assert bm25(engine, catalog, "Sprayers") == ["p09"]
+    assert bm25(engine, catalog, "the of and") == []  # stop words only: nothing
+    assert bm25(engine, catalog, "") == []
+
+
+def test_bm25_field_boosts_and_best_fields(engine, catalog):
+    # "running" is in p01/p02 titles and in their category_text; "quality" only in descriptions
+    hits = engine.search(catalog, [BM25Leg("running quality", {"title": 5.0, "description": 1.0}, size=12)])[0]
+    assert [h.id for h in hits][:2] == ["p01", "p02"]
+    assert hits[0].score > 2 * hits[2].score
+    assert len(hits) == 12
+    assert hits[0].source == CATALOG[0].to_source()
+
+
+def test_bm25_synonyms(engine, catalog):
+    assert bm25(engine, catalog, "tv") == ["p06"]  # tv, television
+    assert bm25(engine, catalog, "couch") == ["p04"]  # couch, sofa
+    assert bm25(engine, catalog, "fridge") == ["p08"]
+    assert bm25(engine, catalog, "tap") == ["p09"]
+    assert bm25(engine, catalog, "bbq") == ["p10"]
+    assert bm25(engine, catalog, "laptop") == ["p12"]  # laptop, notebook computer (multi-word)
+    assert bm25(engine, catalog, "earphones") == ["p07"]
+
+
+def test_bm25_typos(engine, catalog):
+    assert bm25(engine, catalog, "refrigerater") == ["p08"]  # two edits on a long term
+    assert bm25(engine, catalog, "hoodei") == ["p11"]  # transposition counts as one edit
+    assert bm25(engine, catalog, "velvat") == ["p04"]
+    assert bm25(engine, catalog, "refrigerater", fuzziness=None) == []
+    assert bm25(engine, catalog, "oax") == ["p05"]  # 3 letters allow one edit
+    assert bm25(engine, catalog, "ta") == []  # 1-2 letters must match exactly
+    assert bm25(engine, catalog, "aak") == []  # the first letter must match (prefix_length 1)
+
+
+# --- k-NN --------------------------------------------------------------------------------------------------------
+
+def test_knn_exact_order_and_scores(engine, catalog):
+    hits = engine.search(catalog, [KnnLeg(Q, k=5)])[0]
+    assert [h.id for h in hits] == ["p01", "p02", "p03", "p04", "p05"]
+    expected = [(1 + math.cos(math.radians(8 * i))) / 2 for i in range(5)]
+    assert [h.score for h in hits] == pytest.approx(expected, abs=1e-3)  # lucene cosinesimil: (1 + cos) / 2
+    assert hits[2].source == CATALOG[2].to_source()
+
+
+def test_knn_filters_during_search_return_a_full_k(engine, catalog):
+    # The three electronics are the farthest products from Q: a post-filter of the top 3 would return nothing.
+    assert knn(engine, catalog, k=3, filters=Filters(category=("Electronics",))) == ["p06", "p07", "p12"]
+    assert knn(engine, catalog, k=2, filters=Filters(brand=("Acme",))) == ["p01", "p03"]
+    assert knn(engine, catalog, k=4, filters=Filters(in_stock=True, exclude_ids=("p01",))) == [
+        "p02", "p04", "p05", "p06"]
+
+
+# --- filters in both legs ------------------------------------------------------------------------------------------
+
+FILTER_CASES = {
+    "brand": (Filters(brand=("Acme", "Comfy")), lambda p: p.brand in ("Acme", "Comfy")),
+    "category_top": (Filters(category=("Home",)), lambda p: "Home" in p.category),
+    "category_deep": (Filters(category=("Furniture", "Audio")), lambda p: {"Furniture", "Audio"} & set(p.category)),
+    "price_range": (Filters(price_min=79.0, price_max=499.0),
+                    lambda p: p.price is not None and 79.0 <= p.price <= 499.0),
+    "price_max": (Filters(price_max=100.0), lambda p: p.price is not None and p.price <= 100.0),
+    "in_stock_true": (Filters(in_stock=True), lambda p: p.in_stock is True),
+    "in_stock_false": (Filters(in_stock=False), lambda p: p.in_stock is False),
+    "rating_min": (Filters(rating_min=4.4), lambda p: p.rating is not None and p.rating >= 4.4),
+    "exclude_ids": (Filters(exclude_ids=("p01", "p12")), lambda p: p.id not in ("p01", "p12")),
+    "combined": (Filters(category=("Shoes",), in_stock=True, price_max=60.0),
+                 lambda p: "Shoes" in p.category and p.in_stock is True and p.price is not None and p.price <= 60),
+    "nothing": (Filters(brand=("NoSuchBrand",)), lambda p: False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILTER_CASES))
+def test_every_filter_in_both_legs(engine, catalog, case):
+    filters, keep = FILTER_CASES[case]
+    expected = {p.id for p in CATALOG if keep(p)}
+    assert set(bm25(engine, catalog, "quality", {"description": 1.0}, size=50, filters=filters)) == expected
+    assert set(knn(engine, catalog, k=12, filters=filters)) == expected
+    assert engine.filtered_count(catalog, filters) == len(expected)
+
+
+# --- facets --------------------------------------------------------------------------------------------------------
+
+def test_facets(engine, catalog):
+    got = engine.facets(catalog, None, Filters(), ["brand", "category_lvl0", "category_lvl2"], size=3)
+    assert got["brand"] == [("Acme", 3), ("Comfy", 2), ("Aqua", 1)]  # count desc, then value asc
+    assert got["category_lvl0"] == [("Home", 4), ("Electronics", 3), ("Shoes", 3)]
+    assert got["category_lvl2"] == [("Sofas", 1), ("Tables", 1)]
+    shoes = engine.facets(catalog, "shoes", Filters(), ["brand", "category_lvl1"])
+    assert shoes == {"brand": [("Acme", 2), ("Trekker", 1)], "category_lvl1": [("Running", 2), ("Formal", 1)]}
+    stocked = engine.facets(catalog, "shoes", Filters(in_stock=True), ["brand"])
+    assert stocked == {"brand": [("Acme", 1), ("Trekker", 1)]}
+    assert engine.facets(catalog, "zzzqqq", Filters(), ["brand"]) == {"brand": []}
+    with pytest.raises(ValueError):
+        engine.facets(catalog, None, Filters(), ["title"])
+
+
+# --- both engines side by side -------------------------------------------------------------------------------------
+
+def test_cross_engine_scores_match(tmp_path, opensearch_url):
+    """Not just the same order: the embedded BM25 and k-NN scores equal OpenSearch's (so fusion treats them alike)."""
+    from shopsearch.plugin.embedded_engine import EmbeddedEngine
+    from shopsearch.plugin.opensearch_engine import OpenSearchEngine
+
+    engines = [EmbeddedEngine(tmp_path), OpenSearchEngine(url=opensearch_url)]
+    name = f"contract-{uuid.uuid4().hex[:8]}-scores"
+    fields = {"title": 3.0, "description": 1.0, "brand_text": 1.0, "category_text": 1.0}
+    legs = [BM25Leg(q, fields, size=12) for q in ("running shoes", "acme shoes", "laptop", "tv", "velvat sofa",
+                                                  "home furniture", "quality")]
+    legs.append(KnnLeg(Q, k=6, filters=Filters(in_stock=True)))
+    try:
+        results = []
+        for eng in engines:
+            eng.create_index(name, DIMS)
+            list(eng.bulk(name, _docs()))
+            eng.refresh(name)
+            results.append(eng.search(name, legs))
+        for leg, emb, ops in zip(legs, *results):
+            assert {h.id: h.score for h in emb} == pytest.approx({h.id: h.score for h in ops}, rel=1e-4), leg
+    finally:
+        for eng in engines:
+            eng.delete_index(name)
+            eng.close()
