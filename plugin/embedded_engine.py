@@ -41,6 +41,7 @@ from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
 from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
 from .index_config import IndexConfig, load_index_config
+from .suggest import PrefixIndex
 from .text_analysis import SynonymMap, analyze_query
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
@@ -77,6 +78,7 @@ class _Index:
     def __init__(self, store: DocStore):
         self.store = store
         self.snapshot: Snapshot | None = None
+        self.prefixes: tuple[int, PrefixIndex] | None = None  # autocomplete index, by snapshot generation
 
 
 class EmbeddedEngine:
@@ -404,6 +406,25 @@ class EmbeddedEngine:
         if query and query.strip():
             mask &= self._lexical(snap, query, FACET_QUERY_FIELDS, "AUTO", 0.3)[1]
         return {name: snap.facet_counts(mask, name, size) for name in dict.fromkeys(fields)}
+
+    def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
+        """Autocomplete titles (word-prefix match on every typed word), ranked as in plugin/suggest.py.
+
+        Raises:
+            ValueError: size outside 1..100.
+            IndexNotFound: ``index`` does not exist.
+        """
+        if not 1 <= size <= 100:
+            raise ValueError(f"size={size!r} must be an integer in 1..100")
+        idx = self._index(index)
+        snap = self._snapshot(idx)
+        with self._lock:
+            cached = idx.prefixes
+            if cached is None or cached[0] != snap.generation:
+                sources = idx.store.sources([i.item() for i in snap.ids])
+                titles = [sources[i.item()].get("title", "") for i in snap.ids if i.item() in sources]
+                cached = idx.prefixes = (snap.generation, PrefixIndex(titles))
+        return cached[1].lookup(prefix, size)
 
     def filtered_count(self, index: str, filters: Filters) -> int:
         """How many products pass ``filters``."""

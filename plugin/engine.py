@@ -92,4 +92,7 @@ class Engine(IndexSink, Protocol):
 
     def filtered_count(self, index: str, filters: Filters) -> int: ...
 
+    def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
+        """Autocomplete: up to ``size`` distinct titles whose words start with every typed word."""
+
     def close(self) -> None: ...

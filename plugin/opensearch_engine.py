@@ -18,6 +18,7 @@ from .index_config import IndexConfig, load_index_config, opensearch_index_body
 from .opensearch_bulk import ordered_bulk
 from .opensearch_errors import engine_errors, translate_status
 from .opensearch_queries import count_body, facets_body, leg_body, parse_facets
+from .suggest import opensearch_suggest_body, rank_suggestions, suggest_terms
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -240,6 +241,21 @@ class OpenSearchEngine:
         with self._errors(_check_name("index", index)):
             resp = self.client.search(index=index, body=body)
         return parse_facets(resp.get("aggregations") or {}, list(dict.fromkeys(fields)))
+
+    def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
+        """Autocomplete titles from the ``title.autocomplete`` edge-n-gram field, ranked as in plugin/suggest.py.
+
+        Raises:
+            ValueError: size outside 1..100.
+            IndexNotFound: ``index`` does not exist.
+        """
+        if not 1 <= size <= 100:
+            raise ValueError(f"size={size!r} must be an integer in 1..100")
+        if not suggest_terms(prefix):
+            return []
+        with self._errors(_check_name("index", index)):
+            resp = self.client.search(index=index, body=opensearch_suggest_body(prefix, size))
+        return rank_suggestions(prefix, (h["_source"].get("title", "") for h in resp["hits"]["hits"]), size)
 
     def filtered_count(self, index: str, filters: Filters) -> int:
         """How many products pass ``filters``."""

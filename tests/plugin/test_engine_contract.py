@@ -326,3 +326,16 @@ def test_cross_engine_scores_match(tmp_path, opensearch_url):
         for eng in engines:
             eng.delete_index(name)
             eng.close()
+
+
+def test_suggest_matches_word_prefixes_and_ranks_alike(engine, catalog):
+    # "run" prefixes "Running" in two titles; the title starting with the typed words is not required here,
+    # so the shorter title wins; "red ru" needs both words.
+    assert engine.suggest(catalog, "run", 5) == ["Red Running Shoes", "Trail Running Shoes Waterproof"]
+    assert engine.suggest(catalog, "red ru", 5) == ["Red Running Shoes"]
+    assert engine.suggest(catalog, "Tele", 5) == ["55 inch 4K Television"]
+    assert engine.suggest(catalog, "sh", 1) == ["Leather Dress Shoes"]  # size caps; ties go A-Z
+    assert engine.suggest(catalog, "  ", 5) == []
+    assert engine.suggest(catalog, "zzzq", 5) == []
+    with pytest.raises(ValueError, match="size"):
+        engine.suggest(catalog, "run", 0)
