@@ -1,0 +1,218 @@
+"""Conversion-model features of (query, product, context), declared once by name; pure functions only.
+
+Each feature is a :class:`Feature` in :data:`FEATURES`; a model config lists the names it uses
+(:data:`DEFAULT_MODEL_FEATURES`) and :func:`feature_matrix` returns the columns in that order. Missing inputs
+(no BM25 leg, no cross-encoder, no price) are NaN, which LightGBM treats as missing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from shopsearch.indexer.records import Product
+from shopsearch.plugin.search_types import ScoredHit
+
+NAN = float("nan")
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A named feature and what it measures."""
+
+    name: str
+    description: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("bm25", "raw BM25 score of the hit (stages['bm25']); scale depends on the engine"),
+    Feature("bm25_list_rank", "1-based rank of the BM25 score within the candidate list (NaN without BM25)"),
+    Feature("bm25_rel", "BM25 score / the list's best BM25 score (0..1)"),
+    Feature("knn", "vector similarity (stages['knn'])"),
+    Feature("knn_list_rank", "1-based rank of the vector score within the candidate list"),
+    Feature("fused", "fused retrieval score (stages['fused'])"),
+    Feature("fused_rank", "the hit's incoming 1-based rank (ScoredHit.rank); position-biased in logs"),
+    Feature("cross_encoder", "cross-encoder score (stages['cross_encoder']), NaN when absent"),
+    Feature("price", "product price"),
+    Feature("price_rel", "price / median price of the candidate list"),
+    Feature("rating", "average rating (1-5)"),
+    Feature("review_count_log", "log1p(review_count)"),
+    Feature("popularity", "catalog popularity score"),
+    Feature("ctr", "clicks / impressions of the product in past events, smoothed toward ctr_prior"),
+    Feature("cvr", "purchases / impressions of the product in past events, smoothed toward cvr_prior"),
+    Feature("impressions_log", "log1p(past impressions of the product)"),
+    Feature("title_overlap", "share of the query's distinct tokens that occur in the title"),
+    Feature("exact_phrase", "1 when the query's tokens occur contiguously in the title, else 0"),
+    Feature("brand_in_query", "1 when every token of the product's brand occurs in the query, else 0"),
+    Feature("user_brand_affinity", "share of the user's past interaction weight on the product's brand"),
+    Feature("user_category_affinity", "share of the user's past interaction weight on the product's categories"),
+    Feature("user_history_log", "log1p(the user's past interaction weight)"),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+# Scale-free features that simulated logs can fill: raw engine scores and the (position-biased) incoming rank
+# are left out by default so a model trained on logs transfers to live rankings.
+DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(
+    n for n in FEATURE_NAMES if n not in ("bm25", "knn", "fused", "fused_rank"))
+
+
+@dataclass(frozen=True)
+class ProductStats:
+    """Past event counts of one product."""
+
+    impressions: int = 0
+    clicks: int = 0
+    purchases: int = 0
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """A user's past interaction weight per brand and per category, and in total."""
+
+    brands: Mapping[str, float] = field(default_factory=dict)
+    categories: Mapping[str, float] = field(default_factory=dict)
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """What the features know besides query and hit: product event stats, the user's affinity, priors.
+
+    ``prior_strength`` is the pseudo-count of the smoothed rates: rate = (k + prior * m) / (n + m).
+    """
+
+    stats: Mapping[str, ProductStats] = field(default_factory=dict)
+    user: Affinity = Affinity()
+    ctr_prior: float = 0.1
+    cvr_prior: float = 0.03
+    prior_strength: float = 20.0
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased alphanumeric tokens.
+
+    >>> tokens("Red LED-Lamp, 2x")
+    ['red', 'led', 'lamp', '2x']
+    """
+    return _TOKEN.findall(text.lower())
+
+
+def smoothed_rate(successes: float, trials: float, prior: float, strength: float) -> float:
+    """(successes + prior * strength) / (trials + strength).
+
+    >>> smoothed_rate(0, 0, 0.1, 20)
+    0.1
+    """
+    return (successes + prior * strength) / (trials + strength)
+
+
+def _contains_run(haystack: list[str], needle: list[str]) -> bool:
+    n = len(needle)
+    return n > 0 and any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
+
+
+def text_features(query: str, product: Product) -> dict[str, float]:
+    """title_overlap, exact_phrase and brand_in_query of one query and product.
+
+    >>> text_features("acme red lamp", Product(id="p", title="Red Lamp", brand="Acme"))["title_overlap"]
+    0.6666666666666666
+    """
+    q = tokens(query)
+    title = tokens(product.title)
+    qset = set(q)
+    brand = tokens(product.brand or "")
+    return {
+        "title_overlap": len(qset & set(title)) / len(qset) if qset else 0.0,
+        "exact_phrase": float(_contains_run(title, q)),
+        "brand_in_query": float(bool(brand) and set(brand) <= qset),
+    }
+
+
+def _num(x) -> float:
+    return NAN if x is None else float(x)
+
+
+def _list_ranks(values: list[float]) -> list[float]:
+    """1-based rank of each value (highest first, ties share the best rank); NaN stays NaN."""
+    ok = sorted((v for v in values if not math.isnan(v)), reverse=True)
+    first = {}
+    for i, v in enumerate(ok, 1):
+        first.setdefault(v, i)
+    return [NAN if math.isnan(v) else float(first[v]) for v in values]
+
+
+def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext) -> list[dict[str, float]]:
+    """Every feature of :data:`FEATURE_NAMES` for each hit of one candidate list (list-relative ones included).
+
+    Args:
+        query: the query text.
+        hits: the candidate list; ``source`` holds the product fields, ``stages`` the retrieval scores.
+        context: event stats, user affinity and priors.
+
+    Returns:
+        One ``{feature name: value}`` per hit, in the hits' order.
+
+    >>> h = ScoredHit(id="p", rank=1, score=1.0, source={"id": "p", "title": "Red Lamp"}, stages={"bm25": 2.0})
+    >>> list_features("red lamp", [h], FeatureContext())[0]["bm25_rel"]
+    1.0
+    """
+    products = [Product.from_source({"id": h.id, "title": "", **h.source}) for h in hits]
+    bm25 = [_num(h.stages.get("bm25")) for h in hits]
+    knn = [_num(h.stages.get("knn")) for h in hits]
+    best = max((v for v in bm25 if not math.isnan(v)), default=NAN)
+    prices = [p.price for p in products if p.price is not None and p.price > 0]
+    median = float(np.median(prices)) if prices else NAN
+    bm25_rank, knn_rank = _list_ranks(bm25), _list_ranks(knn)
+    user = context.user
+    out = []
+    for i, (h, p) in enumerate(zip(hits, products)):
+        st = context.stats.get(h.id, ProductStats())
+        cats = [user.categories.get(c, 0.0) for c in p.category]
+        row = {
+            "bm25": bm25[i],
+            "bm25_list_rank": bm25_rank[i],
+            "bm25_rel": bm25[i] / best if best and not math.isnan(best) and best > 0 else NAN,
+            "knn": knn[i],
+            "knn_list_rank": knn_rank[i],
+            "fused": _num(h.stages.get("fused")),
+            "fused_rank": float(h.rank),
+            "cross_encoder": _num(h.stages.get("cross_encoder")),
+            "price": _num(p.price),
+            "price_rel": p.price / median if p.price is not None and not math.isnan(median) else NAN,
+            "rating": _num(p.rating),
+            "review_count_log": math.log1p(p.review_count) if p.review_count is not None else NAN,
+            "popularity": _num(p.popularity),
+            "ctr": smoothed_rate(st.clicks, st.impressions, context.ctr_prior, context.prior_strength),
+            "cvr": smoothed_rate(st.purchases, st.impressions, context.cvr_prior, context.prior_strength),
+            "impressions_log": math.log1p(st.impressions),
+            **text_features(query, p),
+            # +1 smooths a user with little history toward "no preference"
+            "user_brand_affinity": user.brands.get(p.brand, 0.0) / (user.total + 1.0) if p.brand else 0.0,
+            "user_category_affinity": max(cats, default=0.0) / (user.total + 1.0),
+            "user_history_log": math.log1p(user.total),
+        }
+        out.append(row)
+    return out
+
+
+def feature_matrix(query: str, hits: Sequence[ScoredHit], context: FeatureContext,
+                   names: Sequence[str] = DEFAULT_MODEL_FEATURES) -> np.ndarray:
+    """The ``(len(hits), len(names))`` float matrix of the named features, columns in ``names`` order.
+
+    Raises:
+        ValueError: a name that is not in :data:`FEATURE_NAMES`.
+    """
+    check_names(names)
+    rows = list_features(query, hits, context)
+    return np.array([[r[n] for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+
+
+def check_names(names: Sequence[str]) -> None:
+    """Raise ValueError naming the first unknown feature name (and listing the known ones)."""
+    for n in names:
+        if n not in FEATURE_NAMES:
+            raise ValueError(f"unknown feature {n!r}; known features: {', '.join(FEATURE_NAMES)}")

@@ -1,0 +1,164 @@
+"""Training rows from behaviour events: one row per impression, labelled by later outcomes in the same list.
+
+A list is (session_id, query_id). A click/add_to_cart/purchase labels the impression of the same product in
+its list; one without ``query_id`` (real purchase logs) goes to the latest list of the session that showed the
+product. Features use only events strictly before the list was shown (:class:`EventHistory`), so a row never
+sees its own outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from shopsearch.indexer.records import Product
+from shopsearch.plugin.search_types import ScoredHit
+
+from .event_history import EventHistory
+from .events import Event
+from .features import DEFAULT_MODEL_FEATURES, check_names, list_features, tokens
+
+# (query text, product ids) -> one stages dict per product, e.g. {"bm25": 7.1}
+StagesFn = Callable[[str, Sequence[str]], list[dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """Feature matrix and labels; rows of one list are contiguous, lists in the order they were shown."""
+
+    names: tuple[str, ...]
+    X: np.ndarray  # (n, len(names))
+    list_ids: np.ndarray  # "session_id|query_id" per row
+    query_ids: np.ndarray  # the CV group per row
+    positions: np.ndarray  # shown 1-based position
+    clicked: np.ndarray  # 0/1
+    carted: np.ndarray
+    purchased: np.ndarray
+    stages: list[dict[str, float]] = field(default_factory=list, repr=False)  # retrieval stages per row
+
+    def __len__(self) -> int:
+        return len(self.list_ids)
+
+    def subset(self, mask: np.ndarray) -> "TrainingRows":
+        """The rows where ``mask`` is true (order kept, so lists stay contiguous)."""
+        idx = np.flatnonzero(mask)
+        return TrainingRows(self.names, self.X[idx], self.list_ids[idx], self.query_ids[idx], self.positions[idx],
+                            self.clicked[idx], self.carted[idx], self.purchased[idx],
+                            [self.stages[i] for i in idx] if self.stages else [])
+
+
+@dataclass
+class _List:
+    key: tuple[str, str]
+    query: str
+    user: str | None
+    start: object
+    items: dict[str, int] = field(default_factory=dict)  # product id -> position
+    outcomes: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _collect_lists(events: list[Event]) -> list[_List]:
+    lists: dict[tuple[str, str], _List] = {}
+    by_session: dict[str, list[_List]] = {}
+    for e in events:
+        key = (e.session_id, e.query_id or "")
+        if e.type == "impression":
+            lst = lists.get(key)
+            if lst is None:
+                lst = lists[key] = _List(key, e.query or "", e.user_id, e.time)
+                by_session.setdefault(e.session_id, []).append(lst)
+            lst.items.setdefault(e.product_id, e.position)
+            continue
+        lst = lists.get(key) if e.query_id else None
+        if lst is None or e.product_id not in lst.items:
+            shown = [x for x in by_session.get(e.session_id, []) if e.product_id in x.items]
+            lst = shown[-1] if shown else None
+        if lst is not None:
+            lst.outcomes.setdefault(e.product_id, set()).add(e.type)
+    return sorted(lists.values(), key=lambda x: x.start)
+
+
+def build_rows(events: Iterable[Event], products: Mapping[str, Product],
+               names: Sequence[str] = DEFAULT_MODEL_FEATURES, stages_fn: StagesFn | None = None,
+               progress: bool = False) -> TrainingRows:
+    """Turn an event stream into labelled feature rows.
+
+    Args:
+        events: any order; they are sorted by timestamp (stable).
+        products: product id -> Product (price, brand...); unknown products get NaN product features.
+        names: the feature columns.
+        stages_fn: retrieval stages per (query, list), e.g. :class:`Bm25Scorer`; none -> retrieval features NaN.
+        progress: show a tqdm bar over lists.
+
+    Raises:
+        ValueError: an unknown feature name, or no impressions at all.
+    """
+    check_names(names)
+    evs = sorted(events, key=lambda e: e.time)
+    lists = _collect_lists(evs)
+    if not lists:
+        raise ValueError("events contain no impressions; nothing to train on")
+    history = EventHistory(products)
+    X, lids, qids, pos, clk, crt, pur, stages_out = [], [], [], [], [], [], [], []
+    j = 0
+    iterator = lists
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(lists, desc="features", unit="list")
+    for lst in iterator:
+        while j < len(evs) and evs[j].time < lst.start:
+            history.add(evs[j])
+            j += 1
+        pids = sorted(lst.items, key=lst.items.get)
+        stages = stages_fn(lst.query, pids) if stages_fn else [{} for _ in pids]
+        hits = [ScoredHit(id=pid, rank=lst.items[pid], score=0.0,
+                          source=products[pid].to_source() if pid in products else {"id": pid, "title": ""},
+                          stages=st) for pid, st in zip(pids, stages)]
+        rows = list_features(lst.query, hits, history.context(lst.user, pids))
+        for pid, row, st in zip(pids, rows, stages):
+            out = lst.outcomes.get(pid, set())
+            X.append([row[n] for n in names])
+            lids.append(f"{lst.key[0]}|{lst.key[1]}")
+            qids.append(lst.key[1] or " ".join(tokens(lst.query)))
+            pos.append(lst.items[pid])
+            clk.append(int("click" in out or "add_to_cart" in out or "purchase" in out))
+            crt.append(int("add_to_cart" in out or "purchase" in out))
+            pur.append(int("purchase" in out))
+            stages_out.append(st)
+    return TrainingRows(tuple(names), np.asarray(X, dtype=np.float64).reshape(len(X), len(names)),
+                        np.asarray(lids), np.asarray(qids), np.asarray(pos), np.asarray(clk), np.asarray(crt),
+                        np.asarray(pur), stages_out)
+
+
+class Bm25Scorer:
+    """BM25 (bm25s, English stemming, title + description) over a product set, as a :data:`StagesFn`.
+
+    Gives ``{"bm25": score}`` per product; training uses it to fill the lexical features that logs lack.
+    """
+
+    def __init__(self, products: Mapping[str, Product]) -> None:
+        import bm25s
+        import Stemmer
+
+        self._stemmer = Stemmer.Stemmer("english")
+        self._ids = list(products)
+        self._index = {pid: i for i, pid in enumerate(self._ids)}
+        corpus = [f"{p.title} {p.description}" for p in products.values()]
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(bm25s.tokenize(corpus, stopwords="en", stemmer=self._stemmer, show_progress=False),
+                         show_progress=False)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, query: str, product_ids: Sequence[str]) -> list[dict[str, float]]:
+        import bm25s
+
+        scores = self._cache.get(query)
+        if scores is None:
+            toks = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, return_ids=False,
+                                  show_progress=False)[0]
+            scores = self._bm25.get_scores(toks) if toks else np.zeros(len(self._ids))
+            self._cache[query] = scores
+        return [{"bm25": float(scores[self._index[pid]])} if pid in self._index else {} for pid in product_ids]

@@ -1,0 +1,90 @@
+"""Conversion features on tiny hand-made inputs with expected values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shopsearch.indexer.records import Product
+from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.reranker.event_history import EventHistory
+from shopsearch.reranker.events import Event
+from shopsearch.reranker.features import (DEFAULT_MODEL_FEATURES, FEATURE_NAMES, Affinity, FeatureContext,
+                                          ProductStats, feature_matrix, list_features, smoothed_rate,
+                                          text_features)
+
+P1 = Product(id="p1", title="Acme Red Lamp", brand="Acme", category=("home", "lamps"), price=10.0, rating=4.5,
+             review_count=9, popularity=0.2)
+P2 = Product(id="p2", title="Blue Lamp Shade", brand="Zed", category=("home",), price=30.0)
+P3 = Product(id="p3", title="Mug")
+
+
+def _hits():
+    return [ScoredHit("p1", 1, 0.0, P1.to_source(), {"bm25": 8.0, "knn": 0.5, "fused": 0.03}),
+            ScoredHit("p2", 2, 0.0, P2.to_source(), {"bm25": 4.0, "cross_encoder": 2.5}),
+            ScoredHit("p3", 3, 0.0, P3.to_source(), {"knn": 0.9})]
+
+
+def test_features_declared_once_and_defaults_are_known():
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
+    assert set(DEFAULT_MODEL_FEATURES) <= set(FEATURE_NAMES) and "fused_rank" not in DEFAULT_MODEL_FEATURES
+
+
+def test_text_features():
+    assert text_features("acme red lamp", P1) == {"title_overlap": 1.0, "exact_phrase": 1.0, "brand_in_query": 1.0}
+    assert text_features("lamp red", P1) == {"title_overlap": 1.0, "exact_phrase": 0.0, "brand_in_query": 0.0}
+    assert text_features("blue lamps", P2)["title_overlap"] == 0.5
+    assert text_features("", P3)["title_overlap"] == 0.0
+
+
+def test_retrieval_and_product_features():
+    rows = list_features("red lamp", _hits(), FeatureContext())
+    r1, r2, r3 = rows
+    assert (r1["bm25"], r1["bm25_list_rank"], r1["bm25_rel"]) == (8.0, 1.0, 1.0)
+    assert (r2["bm25_list_rank"], r2["bm25_rel"]) == (2.0, 0.5)
+    assert math.isnan(r3["bm25"]) and math.isnan(r3["bm25_list_rank"]) and math.isnan(r3["bm25_rel"])
+    assert (r1["knn_list_rank"], r3["knn_list_rank"]) == (2.0, 1.0) and math.isnan(r2["knn_list_rank"])
+    assert math.isnan(r1["cross_encoder"]) and r2["cross_encoder"] == 2.5
+    assert r1["fused"] == 0.03 and r3["fused_rank"] == 3.0
+    assert r1["price_rel"] == 0.5 and r2["price_rel"] == 1.5 and math.isnan(r3["price"])  # median of 10, 30
+    assert r1["review_count_log"] == pytest.approx(math.log(10)) and math.isnan(r2["rating"])
+
+
+def test_event_rates_are_smoothed():
+    ctx = FeatureContext(stats={"p1": ProductStats(impressions=80, clicks=20, purchases=4)},
+                         ctr_prior=0.1, cvr_prior=0.05, prior_strength=20.0)
+    r1, r2, _ = list_features("x", _hits(), ctx)
+    assert r1["ctr"] == pytest.approx((20 + 2) / 100) and r1["cvr"] == pytest.approx((4 + 1) / 100)
+    assert r2["ctr"] == pytest.approx(0.1) and r2["impressions_log"] == 0.0
+    assert smoothed_rate(1, 1, 0.0, 1.0) == 0.5
+
+
+def test_user_affinity():
+    ctx = FeatureContext(user=Affinity(brands={"Acme": 3.0}, categories={"lamps": 2.0, "home": 1.0}, total=4.0))
+    r1, r2, r3 = list_features("x", _hits(), ctx)
+    assert r1["user_brand_affinity"] == pytest.approx(3 / 5) and r1["user_category_affinity"] == pytest.approx(2 / 5)
+    assert r2["user_brand_affinity"] == 0.0 and r2["user_category_affinity"] == pytest.approx(1 / 5)
+    assert r3["user_brand_affinity"] == 0.0 and r1["user_history_log"] == pytest.approx(math.log(5))
+
+
+def test_event_history_builds_context():
+    h = EventHistory({"p1": P1})
+
+    def ev(kind, pid="p1", user="u1"):
+        return Event(kind, "q", "lamp", pid, 1, user, "s", "2024-01-01T00:00:00Z")
+
+    for kind in ("impression", "impression", "click", "add_to_cart", "purchase"):
+        h.add(ev(kind))
+    h.add(ev("click", pid="unknown"))
+    ctx = h.context("u1", ["p1", "p9"])
+    assert ctx.stats["p1"] == ProductStats(2, 1, 1) and ctx.stats["p9"] == ProductStats()
+    assert ctx.user.total == 6.0 and ctx.user.brands == {"Acme": 6.0} and ctx.user.categories["lamps"] == 6.0
+    assert h.context("nobody", []).user == Affinity()
+
+
+def test_feature_matrix_columns_follow_names():
+    m = feature_matrix("red lamp", _hits(), FeatureContext(), ("bm25_rel", "price"))
+    assert m.shape == (3, 2) and m[1, 0] == 0.5 and m[1, 1] == 30.0
+    with pytest.raises(ValueError, match="unknown feature 'bogus'"):
+        feature_matrix("q", _hits(), FeatureContext(), ("bogus",))

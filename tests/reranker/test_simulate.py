@@ -1,0 +1,139 @@
+"""Events record/JSONL and the seeded click/purchase simulator on a tiny hand-made data folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from shopsearch.reranker.events import Event, event_from_dict, read_events, write_events
+from shopsearch.reranker.sim_catalog import SIM_BRANDS, load_judged, simulated_attributes
+from shopsearch.reranker.simulate import SimParams, SimSummary, read_ranking, result_list, simulate, summarize
+from tests.reranker.simdata import write_tiny_data
+
+
+def _ev(**kw) -> dict:
+    base = {"type": "click", "query_id": "q1", "query": "red lamp", "product_id": "p1", "position": 2,
+            "user_id": "u1", "session_id": "s1", "timestamp": "2024-01-01T00:00:05+00:00"}
+    return {**base, **kw}
+
+
+def test_event_roundtrip_normalises_timestamp(tmp_path):
+    e = event_from_dict(_ev(price=9))
+    assert e.timestamp == "2024-01-01T00:00:05Z" and e.price == 9.0 and e.simulated is False
+    assert write_events(tmp_path / "e.jsonl", [e, e]) == 2
+    assert list(read_events(tmp_path / "e.jsonl")) == [e, e]
+
+
+@pytest.mark.parametrize("field,value", [("type", "view"), ("position", 0), ("position", True), ("price", -1.0),
+                                         ("timestamp", "2024-01-01T00:00:00"), ("timestamp", "2024-01-01T01:00:00+01:00"),
+                                         ("simulated", "yes"), ("schema_version", 2), ("query_id", ""),
+                                         ("bogus", 1)])
+def test_event_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        event_from_dict(_ev(**{field: value}))
+
+
+def test_purchase_may_omit_query_and_position_but_click_may_not():
+    assert event_from_dict({"type": "purchase", "product_id": "p", "session_id": "s",
+                            "timestamp": "2024-01-01T00:00:00Z", "event_id": "abc"}).query_id is None
+    with pytest.raises(ValueError, match="position"):
+        Event("click", "q", "x", "p", None, "u", "s", "2024-01-01T00:00:00Z")
+
+
+def test_read_events_reports_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(_ev()) + "\n\n" + json.dumps(_ev(position=-3)) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: position"):
+        list(read_events(path))
+
+
+def test_simulated_attributes_are_deterministic_and_in_range():
+    a = simulated_attributes("cf00042")
+    assert a == simulated_attributes("cf00042") and a != simulated_attributes("cf00043")
+    assert a["price"] > 0 and 1 <= a["rating"] <= 5 and a["brand"] in SIM_BRANDS and len(a["category"]) == 1
+
+
+def test_load_judged_fills_simulated_attributes(tmp_path):
+    data = load_judged(write_tiny_data(tmp_path))
+    assert data.max_grade == 3 and set(data.qrels["q1"]) == {"p1", "p2", "p3"}
+    assert data.products["p1"].price == simulated_attributes("p1")["price"]
+
+
+def test_same_seed_same_events_every_record_simulated(tmp_path):
+    data = load_judged(write_tiny_data(tmp_path))
+    params = SimParams(sessions=50, users=5, seed=7)
+    a = [e for _, evs in simulate(data, params) for e in evs]
+    b = [e for _, evs in simulate(data, params) for e in evs]
+    c = [e for _, evs in simulate(data, SimParams(sessions=50, users=5, seed=8)) for e in evs]
+    assert a == b and a != c
+    assert all(e.simulated for e in a)
+    imps = [e for e in a if e.type == "impression"]
+    assert len({e.session_id for e in imps}) == 50
+    assert all(e.product_id in data.qrels[e.query_id] for e in a)
+    # a purchase ends the session: at most one per session, always after a click on the same product
+    by_session: dict[str, list[Event]] = {}
+    for e in a:
+        by_session.setdefault(e.session_id, []).append(e)
+    for evs in by_session.values():
+        buys = [e for e in evs if e.type == "purchase"]
+        assert len(buys) <= 1
+        if buys:
+            assert any(e.type == "click" and e.product_id == buys[0].product_id for e in evs)
+        assert [e.timestamp for e in evs] == sorted(e.timestamp for e in evs)
+
+
+def test_relevant_products_get_more_clicks(tmp_path):
+    data = load_judged(write_tiny_data(tmp_path))
+    events = [e for _, evs in simulate(data, SimParams(sessions=1500, users=20, seed=1, order="random"))
+              for e in evs]
+    clicks = {g: 0 for g in (0, 3)}
+    imps = {g: 0 for g in (0, 3)}
+    for e in events:
+        g = data.qrels[e.query_id][e.product_id]
+        if g in clicks:
+            clicks[g] += e.type == "click"
+            imps[g] += e.type == "impression"
+    assert clicks[3] / imps[3] > 3 * clicks[0] / imps[0]
+
+
+def test_ranking_file_sets_the_shown_order(tmp_path):
+    data = load_judged(write_tiny_data(tmp_path / "d"))
+    run = tmp_path / "run.txt"
+    run.write_text("q1 Q0 p3 1 9.0 x\nq1 Q0 p2 2 5.0 x\nq1 Q0 zz 3 4.0 x\n")
+    ranking = read_ranking(run)
+    import numpy as np
+
+    shown = result_list("q1", data, SimParams(), np.random.default_rng(0), ranking)
+    assert shown == ["p3", "p2", "p1"]  # unjudged zz dropped, unranked p1 appended
+
+
+def test_summary_counts(tmp_path):
+    s = SimSummary()
+    summarize([event_from_dict(_ev(type="impression")), event_from_dict(_ev()),
+               event_from_dict(_ev(type="purchase"))], s)
+    assert (s.sessions, s.impressions, s.clicks, s.purchases, s.ctr, s.cvr) == (1, 1, 1, 1, 1.0, 1.0)
+
+
+def test_cli_writes_identical_files_for_same_seed(tmp_path, capsys):
+    from shopsearch.api import cmd_simulate_events
+
+    data = write_tiny_data(tmp_path / "d")
+    parser = argparse.ArgumentParser()
+    cmd_simulate_events.register(parser.add_subparsers())
+    outs = []
+    for name in ("a", "b"):
+        args = parser.parse_args(["simulate-events", "--data", str(data), "--out", str(tmp_path / f"{name}.jsonl"),
+                                  "--sessions", "20", "--users", "3", "--seed", "4"])
+        assert args.run(args) == 0
+        outs.append((tmp_path / f"{name}.jsonl").read_bytes())
+    assert outs[0] == outs[1]
+    assert "20 sessions" in capsys.readouterr().out
+
+
+def test_params_validation():
+    with pytest.raises(ValueError, match="sessions"):
+        SimParams(sessions=0)
+    with pytest.raises(ValueError, match="order"):
+        SimParams(order="bm25")
