@@ -1,0 +1,98 @@
+"""``shopsearch index CATALOG``: load a catalog file into a search index (full rebuild or incremental)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+HELP = """\
+Index a catalog (JSONL, CSV or Parquet) into an engine behind an alias.
+
+Engine: --engine, else $SHOPSEARCH_ENGINE, else "embedded" (an in-process engine under
+$SHOPSEARCH_HOME/embedded). Use --engine opensearch (URL from --url or $OPENSEARCH_URL,
+default http://127.0.0.1:9200) for a real cluster.
+
+Mode: --full builds a new <index>-v<timestamp> index, verifies its count, then swaps the
+alias onto it and drops older versions except the one just replaced (kept for rollback).
+An interrupted rebuild leaves the alias where it was; the next full run drops the partial
+index. --incremental (the default when the alias exists) upserts new/changed products,
+deletes products that left the catalog and leaves the rest alone.
+
+Rows that cannot be indexed are appended to the quarantine file (JSON lines with source,
+line, reason and raw text); the run still succeeds (exit 0) and prints how many and where.
+Exit 1 when the load itself fails (engine error, count mismatch); 2 for bad arguments.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``index`` subcommand."""
+    p = subparsers.add_parser("index", help="index a catalog file", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("catalog", help="catalog file: .jsonl/.ndjson, .csv/.tsv or .parquet")
+    p.add_argument("--index", default="products", help="alias searches use (default: products)")
+    p.add_argument("--engine", choices=("opensearch", "embedded"),
+                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
+                   help="default: $SHOPSEARCH_ENGINE or embedded")
+    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
+    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    p.add_argument("--fields", help="field-mapping TOML (see indexer/fields.example.toml); default: identity")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--full", dest="mode", action="store_const", const="full", help="rebuild and swap the alias")
+    mode.add_argument("--incremental", dest="mode", action="store_const", const="incremental",
+                      help="upsert changes and delete vanished products (default when the alias exists)")
+    p.add_argument("--model", default="all-MiniLM-L6-v2",
+                   help="bi-encoder: all-MiniLM-L6-v2 (packaged) or a local model directory")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per encoder forward pass (default 64)")
+    p.add_argument("--chunk-size", type=int, default=512, help="products per embed+bulk chunk (default 512)")
+    p.add_argument("--max-length", type=int, default=256, help="encoder max tokens per product (default 256)")
+    p.add_argument("--quarantine", help="quarantine JSONL path (default ./<index>.quarantine.jsonl)")
+    p.add_argument("--cache", help="vector cache SQLite path (default $SHOPSEARCH_HOME/vector-cache.sqlite; "
+                                   "'none' disables it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run, mode=None)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("SHOPSEARCH_HOME", Path.home() / ".shopsearch"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the index command; returns the exit code."""
+    import sys
+
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.fields import load_field_mapping
+    from shopsearch.indexer.job import IndexVerificationError, run_index
+    from shopsearch.indexer.vector_cache import VectorCache
+    from shopsearch.plugin.engine import EngineUnavailable
+    from shopsearch.plugin.engines import open_engine
+
+    catalog = Path(args.catalog)
+    if not catalog.is_file():
+        raise FileNotFoundError(f"catalog not found: {catalog}")
+    mapping = load_field_mapping(args.fields)
+    encoder = BiEncoder(args.model, max_length=args.max_length, batch_size=args.batch_size)
+    cache = None
+    if (args.cache or "").lower() != "none":
+        cache = VectorCache(args.cache or _home() / "vector-cache.sqlite")
+    engine = open_engine(args.engine, url=args.url, root=args.root)
+    try:
+        report = run_index(catalog, engine, encoder, alias=args.index, mode=args.mode or "auto", mapping=mapping,
+                           quarantine_path=args.quarantine, cache=cache, chunk_size=args.chunk_size,
+                           progress=not args.no_progress)
+    except (EngineUnavailable, IndexVerificationError, RuntimeError) as exc:
+        print(f"shopsearch index: load failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+        if cache is not None:
+            cache.close()
+    if args.no_progress:
+        print(report.summary_line())
+    if report.quarantined and args.no_progress:  # with progress on, the job already printed it
+        print(f"{report.quarantined} rows quarantined -> {report.quarantine_path}")
+    if report.failed_deletes:
+        print(f"shopsearch index: {report.failed_deletes} deletes failed", file=sys.stderr)
+        return 1
+    return 0

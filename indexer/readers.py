@@ -1,0 +1,176 @@
+"""Stream catalog rows from JSONL, CSV or Parquet, one ``RawRow`` at a time, never loading the whole file.
+
+A row that cannot be read (bytes that are not UTF-8, a JSON line that does not parse, a CSV row with the wrong
+number of cells) comes out as a ``RawRow`` with ``error`` set and the raw text kept for the quarantine file;
+the stream carries on with the next row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+FORMATS = ("jsonl", "csv", "parquet")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
+             ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One catalog row as read: ``data`` (column -> value) or ``error``, with its 1-based line/row number.
+
+    ``line`` is the physical line for JSONL and CSV (where a CSV record starts) and the row number for Parquet.
+    ``raw`` is the row's original text (undecodable bytes replaced by U+FFFD) for the quarantine file.
+    """
+
+    source: str
+    line: int
+    data: dict[str, Any] | None
+    raw: str
+    error: str | None = None
+
+
+def detect_format(path: str | Path) -> str:
+    """The catalog format from the file suffix.
+
+    Raises:
+        ValueError: the suffix is not one of .jsonl/.ndjson/.json/.csv/.tsv/.parquet/.pq.
+
+    >>> detect_format("products.jsonl")
+    'jsonl'
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ValueError(f"catalog {str(path)!r}: unknown format {suffix!r}; use one of {', '.join(_SUFFIXES)}")
+    return _SUFFIXES[suffix]
+
+
+def read_rows(path: str | Path, fmt: str | None = None, *, parquet_batch_rows: int = 4096) -> Iterator[RawRow]:
+    """Yield every row of a catalog file in order.
+
+    Args:
+        path: the catalog file.
+        fmt: "jsonl", "csv" or "parquet"; default from the suffix (:func:`detect_format`).
+        parquet_batch_rows: rows per Parquet record batch (bounds memory).
+
+    Returns:
+        An iterator of RawRow; blank JSONL lines are skipped (they are not rows).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: unknown ``fmt``.
+
+    >>> next(read_rows("catalog.jsonl")).line  # doctest: +SKIP
+    1
+    """
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"catalog not found: {path}")
+    if fmt == "jsonl":
+        return _read_jsonl(path)
+    if fmt == "csv":
+        return _read_csv(path)
+    return _read_parquet(path, parquet_batch_rows)
+
+
+def _read_jsonl(path: Path) -> Iterator[RawRow]:
+    src = str(path)
+    with path.open("rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRow(src, line_no, None, line.decode("utf-8", errors="replace"),
+                             f"undecodable: not UTF-8 at byte {exc.start}")
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RawRow(src, line_no, None, text, f"unparsable_json: {exc.msg} at column {exc.colno}")
+                continue
+            if not isinstance(data, dict):
+                yield RawRow(src, line_no, None, text, f"unparsable_json: expected an object, got {type(data).__name__}")
+                continue
+            yield RawRow(src, line_no, data, text)
+
+
+def _has_surrogates(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _csv_raw(cells: list[str], dialect: Any) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, dialect=dialect, lineterminator="").writerow(cells)
+    # surrogateescape kept the undecodable bytes; show them as U+FFFD in the raw copy
+    return buf.getvalue().encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _read_csv(path: Path) -> Iterator[RawRow]:
+    src = str(path)
+    # surrogateescape: a bad byte does not abort the file; the row carrying it is reported below
+    # oversize cells must reach validation (which names the limit), not crash the csv module
+    csv.field_size_limit(2**31 - 1)
+    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as f:
+        # .tsv is tab-separated, .csv comma-separated (sniffing guesses wrong on prose with commas)
+        dialect: Any = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+        reader = csv.reader(f, dialect)
+        header = next(reader, None)
+        if header is None:
+            return
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        header = [h.strip() for h in header]
+        start = reader.line_num + 1
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                line_no, start = start, reader.line_num + 1
+                yield RawRow(src, line_no, None, "", f"bad_csv_row: {exc}")
+                continue
+            line_no, start = start, reader.line_num + 1
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            raw = _csv_raw(cells, dialect)
+            if any(_has_surrogates(c) for c in cells):
+                yield RawRow(src, line_no, None, raw, "undecodable: not UTF-8")
+                continue
+            if len(cells) != len(header):
+                yield RawRow(src, line_no, None, raw,
+                             f"bad_csv_row: {len(cells)} cells, header has {len(header)}")
+                continue
+            yield RawRow(src, line_no, dict(zip(header, cells)), raw)
+
+
+def _read_parquet(path: Path, batch_rows: int) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    src = str(path)
+    row_no = 0
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        for data in batch.to_pylist():
+            row_no += 1
+            yield RawRow(src, row_no, data, json.dumps(data, ensure_ascii=False, default=_raw_default))
+
+
+def _raw_default(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    return str(v)

@@ -1,0 +1,70 @@
+"""Validation: every rule turns a bad row into the right reason code; good rows are normalised."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopsearch.indexer.fields import FieldLimits, FieldMapping
+from shopsearch.indexer.validate import (RowError, Validator, clean_text, parse_bool, parse_price, reason_code,
+                                         to_product)
+
+
+def test_good_row_is_normalised():
+    row = {"id": 42, "title": "  Red &amp; Black\n<b>Pillow</b> ", "description": "<p>Soft&nbsp;satin</p>",
+           "brand": "Acme", "category": "Home > Decor > Pillows", "price": "$1,299.50", "rating": "4.5",
+           "review_count": "12", "popularity": 3, "in_stock": "In Stock", "color": "red", "size": ""}
+    p = to_product(row, FieldMapping())
+    assert p.id == "42" and p.title == "Red & Black Pillow" and p.description == "Soft\xa0satin".replace("\xa0", " ")
+    assert p.category == ("Home", "Decor", "Pillows") and p.brand == "Acme"
+    assert (p.price, p.rating, p.review_count, p.popularity, p.in_stock) == (1299.5, 4.5, 12, 3.0, True)
+    assert p.attributes == {"color": "red"}  # empty values are dropped
+
+
+def test_category_list_and_float_id():
+    p = to_product({"id": 7.0, "title": "t", "category": ["A", " ", "B"]}, FieldMapping())
+    assert p.id == "7" and p.category == ("A", "B")
+
+
+@pytest.mark.parametrize("row, code", [
+    ({"title": "t"}, "missing_id"),
+    ({"id": "  ", "title": "t"}, "missing_id"),
+    ({"id": "1"}, "missing_title"),
+    ({"id": "1", "title": "<br/> "}, "missing_title"),
+    ({"id": "1", "title": "t", "price": "abc"}, "bad_price"),
+    ({"id": "1", "title": "t", "price": -2}, "bad_price"),
+    ({"id": "1", "title": "t", "price": "nan"}, "bad_price"),
+    ({"id": "1", "title": "t", "rating": "five"}, "bad_rating"),
+    ({"id": "1", "title": "t", "rating": 7}, "bad_rating"),
+    ({"id": "1", "title": "t", "review_count": 2.5}, "bad_number"),
+    ({"id": "1", "title": "t", "in_stock": "maybe"}, "bad_in_stock"),
+    ({"id": "1", "title": b"Caf\xe9"}, "undecodable"),
+    ({"id": "1", "title": "x" * 1001}, "oversize_title"),
+    ({"id": "1", "title": "t", "description": "y" * 50_001}, "oversize_description"),
+    ({"id": "1", "title": "t", "category": ["c"] * 11}, "oversize_category"),
+    ({"id": "1", "title": ["a", "list"]}, "bad_text"),
+])
+def test_bad_rows_give_the_right_reason(row, code):
+    with pytest.raises(RowError) as info:
+        to_product(row, FieldMapping())
+    assert info.value.code == code and reason_code(info.value.reason) == code
+
+
+def test_limits_are_configurable():
+    mapping = FieldMapping(limits=FieldLimits(title_chars=5))
+    with pytest.raises(RowError, match=r"oversize_title: 6 chars > limit 5"):
+        to_product({"id": "1", "title": "abcdef"}, mapping)
+
+
+def test_duplicate_ids_first_valid_row_wins():
+    v = Validator()
+    assert v.check({"id": "1"}, 1).reason.startswith("missing_title")  # invalid: does not claim the id
+    first = v.check({"id": "1", "title": "first"}, 2)
+    dup = v.check({"id": "1", "title": "second"}, 3)
+    assert first.product.title == "first"
+    assert dup.product is None and dup.reason == "duplicate_id: '1' first seen at line 2" and dup.id == "1"
+
+
+def test_helpers():
+    assert clean_text("a&lt;b  \t c", "t") == "a<b c"
+    assert parse_price("") is None and parse_price(0) == 0.0
+    assert parse_bool("no") is False and parse_bool(1) is True and parse_bool(None) is None
