@@ -1,0 +1,32 @@
+"""``shopsearch train TARGET``: train a model. Each target lives in ``api/cmd_train_<name>.py`` with
+``register(subparsers)`` (like the top-level subcommands); add its name to TARGETS to list it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# Training targets, in the order ``train --help`` lists them (module api/cmd_train_<name>.py).
+TARGETS = ["cross_encoder", "bi_encoder", "ranker"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and every available target under it."""
+    p = subparsers.add_parser("train", help="train a model (cross-encoder, bi-encoder, learning-to-rank ranker)",
+                              description="Train a model from judged query-product data.")
+    sub = p.add_subparsers(dest="target", metavar="TARGET")
+    for name in TARGETS:
+        try:
+            module = importlib.import_module(f"shopsearch.api.cmd_train_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"shopsearch.api.cmd_train_{name}":
+                raise
+            continue  # not built yet
+        module.register(sub)
+    p.set_defaults(run=lambda args: _usage(p))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    """``train`` without a target: show its help, exit code 2."""
+    parser.print_help()
+    return 2

@@ -1,0 +1,79 @@
+"""Acceptance numbers of a trained cross-encoder, on queries it never saw (the model card's held-out test split).
+
+crowdflower: nDCG@10 of reranking each test query's judged pool: cross-encoder vs BM25 (bm25s, stemmed, over the
+pool) vs off-the-shelf all-MiniLM-L6-v2 cosine. homedepot: RMSE of the calibrated score vs the raw rating,
+against predicting the train split's mean rating.
+
+    python bench/ce_eval.py --model models/ce-minilm [--data ../shared/data] [--hd-queries 300] [--cf-queries N] [--fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the crowdflower nDCG@10 table and the homedepot RMSE; returns 0."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "models" / "ce-minilm"))
+    ap.add_argument("--data", default=os.environ.get("SHOPSEARCH_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--hd-queries", type=int, default=300, help="homedepot test queries to score (seeded cap)")
+    ap.add_argument("--cf-queries", type=int, default=None, help="cap crowdflower test queries (default: all)")
+    ap.add_argument("--fp32", action="store_true", help="score in fp32 instead of the CPU int8 fast path")
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from shopsearch.reranker.ce_metrics import rmse
+    from shopsearch.reranker.cross_encoder import CrossEncoderReranker
+    from shopsearch.reranker.model_card import read_model_card
+    from shopsearch.reranker.pool_eval import bm25_scores, cosine_scores, heldout_pools, model_scores, pool_ndcg
+
+    started = time.perf_counter()
+    card = read_model_card(args.model)
+    rr = CrossEncoderReranker(args.model, batch_size=args.batch_size, max_length=card["parameters"]["max_length"],
+                              fast_cpu=not args.fp32)
+    print(f"model {args.model} ({rr.precision}, {rr.device}); trained on "
+          f"{[d['name'] for d in card['data']['dirs']]}, seed {card['seed']}")
+
+    cf, cf_pools, cf_train = heldout_pools(Path(args.data) / "crowdflower", args.model,
+                                            max_queries=args.cf_queries)
+    n_pairs = sum(len(p.products) for p in cf_pools)
+    ce = model_scores(cf_pools, rr.score)
+    rows = {"BM25 (bm25s, stemmed, pool)": pool_ndcg(cf_pools, bm25_scores(cf_pools)),
+            "MiniLM cosine (off the shelf)": pool_ndcg(cf_pools, cosine_scores(cf_pools)),
+            f"cross-encoder ({rr.precision})": pool_ndcg(cf_pools, ce)}
+    print(f"\ncrowdflower held-out test: {len(cf_pools)} queries, {n_pairs} judged pairs; nDCG@10 reranking the pool")
+    for name, value in rows.items():
+        print(f"  {name:34s} {value:.4f}")
+    cf_raw = np.concatenate([p.raw for p in cf_pools])
+    cf_mean = np.nanmean([j.raw_score for j in cf_train])
+    print(f"  RMSE calibrated {rmse(rr.calibrated(np.concatenate(ce), 'crowdflower'), cf_raw):.4f} vs "
+          f"predict-the-mean {rmse(np.full(cf_raw.shape, cf_mean), cf_raw):.4f} (raw 1-4)")
+
+    hd, hd_pools, hd_train = heldout_pools(Path(args.data) / "homedepot", args.model, max_queries=args.hd_queries)
+    hd_scores = model_scores(hd_pools, rr.score)
+    raw = np.concatenate([p.raw for p in hd_pools])
+    mean = float(np.nanmean([j.raw_score for j in hd_train]))
+    cal_rmse = rmse(rr.calibrated(np.concatenate(hd_scores), "homedepot"), raw)
+    base_rmse = rmse(np.full(raw.shape, mean), raw)
+    print(f"\nhomedepot held-out test: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
+    print(f"  RMSE calibrated cross-encoder {cal_rmse:.4f} vs predict-the-mean ({mean:.3f}) {base_rmse:.4f}: "
+          f"{100 * (1 - cal_rmse / base_rmse):.1f}% lower")
+    print(f"  nDCG@10 pool: BM25 {pool_ndcg(hd_pools, bm25_scores(hd_pools)):.4f}, "
+          f"cross-encoder {pool_ndcg(hd_pools, hd_scores):.4f}")
+    print(f"\nce_eval: {len(cf_pools) + len(hd_pools)} queries, {n_pairs + raw.size} pairs scored in "
+          f"{time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Rerank latency and the fast path's cost: ms per query to rerank the top 50 on this CPU, fp32 vs int8.
+
+Each crowdflower held-out test query's judged pool, in BM25 order, is the fused list; the cross-encoder reranks
+its top ``--depth``. Reports mean / p50 / p95 ms per query and nDCG@10 of both precisions over the pool.
+
+    python bench/rerank.py --model models/ce-minilm [--depth 50] [--queries N] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print latency and nDCG@10 of fp32 vs the CPU fast path; returns 0."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(REPO / "models" / "ce-minilm"))
+    ap.add_argument("--data", default=os.environ.get("SHOPSEARCH_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--queries", type=int, default=None, help="cap the test queries (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from shopsearch.plugin.search_types import ScoredHit
+    from shopsearch.reranker.cross_encoder import STAGE, CrossEncoderReranker
+    from shopsearch.reranker.model_card import read_model_card
+    from shopsearch.reranker.pool_eval import bm25_scores, heldout_pools, pool_ndcg
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    max_length = read_model_card(args.model)["parameters"]["max_length"]
+    _, pools, _ = heldout_pools(Path(args.data) / "crowdflower", args.model, max_queries=args.queries)
+    fused = []
+    for p, s in zip(pools, bm25_scores(pools)):
+        order = np.argsort(-s, kind="stable")
+        fused.append([ScoredHit(id=p.products[i]["id"], rank=r, score=float(s[i]), source=p.products[i],
+                                stages={"bm25": float(s[i])}) for r, i in enumerate(order, 1)])
+    base = pool_ndcg(pools, [np.array([-h.rank for h in _by_id(f, p)]) for f, p in zip(fused, pools)])
+    print(f"{len(pools)} crowdflower test queries, depth {args.depth}, torch threads {torch.get_num_threads()}, "
+          f"max_length {max_length}; BM25 order nDCG@10 {base:.4f}")
+    results = {}
+    for fast in (False, True):
+        rr = CrossEncoderReranker(args.model, device="cpu", batch_size=args.batch_size, max_length=max_length,
+                                  fast_cpu=fast)
+        rr.rerank(pools[0].query, fused[0], depth=args.depth)  # warm-up (allocations, kernels)
+        ms, runs = [], []
+        for p, hits in zip(pools, fused):
+            t = time.perf_counter()
+            out, degraded = rr.rerank(p.query, hits, depth=args.depth)
+            ms.append((time.perf_counter() - t) * 1000)
+            if degraded:
+                raise RuntimeError(f"rerank degraded on {p.qid} without a budget")
+            runs.append(out)
+        ndcg = pool_ndcg(pools, [np.array([-h.rank for h in _by_id(out, p)]) for out, p in zip(runs, pools)])
+        pairs = sum(min(args.depth, len(h)) for h in fused)
+        results[rr.precision] = (ndcg, ms)
+        print(f"  {rr.precision:13s} nDCG@10 {ndcg:.4f}  ms/query mean {np.mean(ms):7.1f}  p50 "
+              f"{np.percentile(ms, 50):7.1f}  p95 {np.percentile(ms, 95):7.1f}  ({pairs / (sum(ms) / 1000):.0f} "
+              f"pairs/s)")
+        if not all(STAGE in h.stages for out in runs for h in out[:args.depth]):
+            raise RuntimeError("a reranked hit lacks its cross_encoder stage score")
+    (n32, ms32), (n8, ms8) = results["fp32"], results["int8-dynamic"]
+    print(f"fast path: {np.mean(ms32) / np.mean(ms8):.2f}x faster, nDCG@10 change {n8 - n32:+.4f} "
+          f"(target loss <= 0.005)")
+    return 0
+
+
+def _by_id(hits, pool):
+    """Hits reordered to the pool's product order (so ranks line up with the pool's grades)."""
+    pos = {h.id: h for h in hits}
+    return [pos[x["id"]] for x in pool.products]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

