@@ -3,18 +3,25 @@
 ``opensearch.helpers.streaming_bulk`` chunks by count and bytes and retries documents rejected with 429 with
 exponential backoff, yielding retried documents after the rest of their chunk; :func:`ordered_bulk` restores the
 caller's order so the n-th BulkItem always answers the n-th action.
+
+Sources go to ``streaming_bulk`` already serialised (:func:`source_json`; the client passes strings through):
+the vector is written as float32 with 9 significant digits, which round-trips exactly and is about half the
+bytes and half the CPU of ``json.dumps`` on Python floats (on a 2-core box, serialising and gzipping vectors
+was the largest cost of a bulk load after the encoder itself).
 """
 
 from __future__ import annotations
 
-import math
+import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc
 
-from .documents import to_engine_doc
+from .documents import VECTOR_FIELD, to_engine_doc
 from .engine import EngineUnavailable
 from .opensearch_errors import error_reason
 
@@ -37,9 +44,33 @@ def expand_action(index: str, action: Action) -> dict[str, Any]:
 
 def local_rejection(action: Action) -> str | None:
     """Why ``action`` cannot be sent at all (a non-finite vector would make the whole request invalid JSON)."""
-    if isinstance(action, IndexDoc) and not all(math.isfinite(float(x)) for x in action.vector):
+    if isinstance(action, IndexDoc) and not np.isfinite(np.asarray(action.vector, dtype=np.float32)).all():
         return "vector holds NaN or infinite values"
     return None
+
+
+def vector_json(vector: Sequence[float] | np.ndarray) -> str:
+    """A vector as a JSON array of float32 values with 9 significant digits (exact float32 round trip).
+
+    >>> vector_json([0.5, -1.0, 1e-10])
+    '[0.5,-1,1.00000001e-10]'
+    """
+    return "[" + ",".join(map("%.9g".__mod__, np.asarray(vector, dtype=np.float32).tolist())) + "]"
+
+
+def source_json(doc: IndexDoc) -> str:
+    """The stored source of ``doc`` (:func:`~.documents.to_engine_doc`) as a compact JSON string.
+
+    >>> import json; from shopsearch.indexer.records import Product
+    >>> json.loads(source_json(IndexDoc(Product(id="1", title="t"), [1.0, 0.0], "h")))["embedding"]
+    [1, 0]
+    """
+    # to_engine_doc without the vector (it would turn it into a list of Python floats), then splice it in.
+    src = to_engine_doc(IndexDoc(doc.product, (), doc.content_hash))
+    src.pop(VECTOR_FIELD, None)
+    head = json.dumps(src, ensure_ascii=False, separators=(",", ":"))
+    return f'{head[:-1]},"{VECTOR_FIELD}":{vector_json(doc.vector)}}}' if src else \
+        f'{{"{VECTOR_FIELD}":{vector_json(doc.vector)}}}'
 
 
 def item_result(op_type: str, info: dict[str, Any], *, url: str) -> BulkItem:
@@ -85,7 +116,11 @@ def ordered_bulk(index: str, actions: Iterable[Action], send: Callable[[Iterable
                 doc_id = action.product.id if isinstance(action, IndexDoc) else action.id
                 pending.append(_Slot(("", ""), BulkItem(id=str(doc_id), ok=False, error=reason)))
                 continue
-            body = expand_action(index, action)
+            if isinstance(action, IndexDoc):
+                body = {"_op_type": "index", "_index": index, "_id": str(action.product.id),
+                        "_source": source_json(action)}
+            else:
+                body = expand_action(index, action)
             slot = _Slot((body["_op_type"], body["_id"]))
             pending.append(slot)
             waiting.setdefault(slot.key, deque()).append(slot)

@@ -22,8 +22,10 @@ from .suggest import opensearch_suggest_body, rank_suggestions, suggest_terms
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-BULK_MODE_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
-SERVING_SETTINGS = {"refresh_interval": "1s", "number_of_replicas": 0}
+# During a bulk load: no refreshes, and fsync the translog in the background (the job verifies counts before
+# the alias moves, and a crashed load is rebuilt, so per-request durability buys nothing there).
+BULK_MODE_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0, "translog.durability": "async"}
+SERVING_SETTINGS = {"refresh_interval": "1s", "number_of_replicas": 0, "translog.durability": "request"}
 
 
 def _check_name(param: str, value: str) -> str:

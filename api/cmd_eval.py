@@ -1,0 +1,114 @@
+"""``shopsearch eval``: run judged queries through the search path and report nDCG@10, Recall@100 and MRR@10."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HELP = """\
+Evaluate a ranking profile on an indexed catalog against relevance judgements.
+
+Every query goes through the same HybridSearcher.search path as GET /search (page 1, 100 results,
+no facets) with the chosen --profile. Metrics (see api/evaluation.py): nDCG@10 with graded gains,
+Recall@100 and MRR@10 where "relevant" means grade >= 1; unjudged products count as not relevant;
+a judged query with no results scores 0. Queries without judgements are skipped (and counted).
+
+--json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "queries"}
+(plus "per_query": {qid: {metric: score}} with --per-query). Progress and the summary go to stderr.
+Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.
+"""
+
+RESULTS_DEPTH = 100
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand."""
+    p = subparsers.add_parser("eval", help="evaluate a ranking profile against judgements", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--index", default="products", help="index or alias to search (default: products)")
+    p.add_argument("--queries", required=True, help="queries TSV: qid<TAB>query text")
+    p.add_argument("--qrels", required=True, help="TREC qrels: qid iteration doc_id grade")
+    p.add_argument("--profile", default="default", help="ranking profile name (default: default)")
+    p.add_argument("--engine", choices=("opensearch", "embedded"),
+                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
+                   help="default: $SHOPSEARCH_ENGINE or embedded")
+    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
+    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    p.add_argument("--model", default="all-MiniLM-L6-v2",
+                   help="query bi-encoder; must be the one the index was built with (default all-MiniLM-L6-v2)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--per-query", action="store_true", help="include every query's scores")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _table(report, per_query: bool) -> str:
+    """The human-readable report: one row per metric, then per-query rows when asked."""
+    lines = [f"{'metric':<12}{'mean':>8}"] + [f"{name:<12}{value:>8.4f}" for name, value in report.metrics.items()]
+    if per_query:
+        names = list(report.metrics)
+        lines += ["", f"{'qid':<16}" + "".join(f"{n:>12}" for n in names)]
+        for qid, scores in report.per_query.items():
+            lines.append(f"{qid:<16}" + "".join(f"{scores[n]:>12.4f}" for n in names))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the eval command; returns the exit code."""
+    from tqdm import tqdm
+
+    from shopsearch.api.evaluation import evaluate, read_qrels, read_queries
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
+    from shopsearch.plugin.engines import open_engine
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.plugin.search_types import SearchRequest
+
+    queries = read_queries(args.queries)
+    qrels = read_qrels(args.qrels)
+    profiles = ProfileStore()
+    profiles.get(args.profile)  # unknown profile: a clear error before loading the model
+    judged = {q.query_id for q in qrels}
+    todo = [q for q in queries if q.qid in judged]
+    if not todo:
+        raise ValueError(f"queries: none of the {len(queries)} queries in {args.queries} has judgements "
+                         f"in {args.qrels}")
+    engine = open_engine(args.engine, url=args.url, root=args.root)
+    try:
+        if not engine.index_exists(args.index) and engine.resolve_alias(args.index) is None:
+            print(f"shopsearch eval: index {args.index!r} does not exist on {args.engine}; "
+                  f"build it with `shopsearch index CATALOG --index {args.index} --engine {args.engine}`",
+                  file=sys.stderr)
+            return 1
+        searcher = HybridSearcher(engine, args.index, BiEncoder(args.model), profiles)
+        rankings: dict[str, list[str]] = {}
+        t0 = time.perf_counter()
+        for q in tqdm(todo, desc=f"eval {args.profile}", unit="q", disable=args.no_progress, file=sys.stderr):
+            resp = searcher.search(SearchRequest(q.text, size=RESULTS_DEPTH, profile=args.profile, facets=()))
+            rankings[q.qid] = [h.id for h in resp.hits]
+        seconds = time.perf_counter() - t0
+    except (IndexNotFound, EngineUnavailable) as exc:
+        print(f"shopsearch eval: search failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    report = evaluate(qrels, rankings, [q.qid for q in queries])
+    m = report.metrics
+    summary = (f"eval {args.profile} on {args.engine}:{args.index}: {report.queries} queries "
+               f"({len(report.unjudged)} unjudged skipped) in {seconds:.1f}s "
+               f"({report.queries / max(seconds, 1e-9):.1f} q/s); nDCG@10 {m['ndcg@10']:.4f}, "
+               f"Recall@100 {m['recall@100']:.4f}, MRR@10 {m['mrr@10']:.4f}")
+    if args.json:
+        out: dict = {**report.metrics, "queries": report.queries}
+        if args.per_query:
+            out["per_query"] = report.per_query
+        print(json.dumps(out))
+        print(summary, file=sys.stderr)
+    else:
+        print(_table(report, args.per_query))
+        print(summary)
+    return 0

@@ -1,0 +1,238 @@
+"""Hybrid search: embed the query, run the profile's BM25 and k-NN legs in one engine call, fuse, paginate, facet.
+
+The request path is a few lines on purpose; the fusion is pure (:mod:`.fusion`), the profile is data
+(:mod:`.profiles`), the engine does the I/O. Filters travel inside every leg, so a page never comes up short
+because of post-filtering.
+
+Decisions worth knowing:
+- The candidate pool is fixed by the profile (``bm25.size``, ``knn.k``), not by the page asked for, so page 2 of a
+  query is always the continuation of page 1 (asking for a deeper page never reshuffles earlier ones).
+  ``SearchResponse.total`` is the size of that fused pool; pages past it are empty.
+- Ties in the fused score are broken by product id (see :mod:`.fusion`), so the order is deterministic.
+- An empty (blank) query is a *browse*: no ranking is done (hits are empty, total 0) and the facets are counted
+  over every product passing the filters, for a storefront's landing page; the notes say so.
+- If the query embedder fails (e.g. the GPU runs out of memory) and the profile has a BM25 leg, the search is
+  served lexically with ``degraded=True`` and a note; a dense-only profile re-raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from .documents import FACET_FIELDS, VECTOR_FIELD, public_source
+from .engine import BM25Leg, Engine, Filters, Hit, KnnLeg
+from .fusion import Fused, fuse
+from .profiles import Profile, ProfileStore
+from .query_cache import Embedder, QueryEmbeddingCache
+from .search_types import ScoredHit, SearchRequest, SearchResponse
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 1000
+MAX_QUERY_CHARS = 500
+
+
+class ProductNotFound(KeyError):
+    """No product with that id in the index (the API answers 404)."""
+
+    def __str__(self) -> str:
+        return f"product {self.args[0]!r} does not exist" if self.args else "product does not exist"
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+
+
+def validate_request(req: SearchRequest) -> None:
+    """Check a request's parameters before any engine call.
+
+    Raises:
+        ValueError: naming the parameter, its value and what is allowed (query, page, size, facets, filters).
+
+    >>> validate_request(SearchRequest("lamp", size=0))
+    Traceback (most recent call last):
+    ...
+    ValueError: size must be an integer in 1..100, got 0
+    """
+    if not isinstance(req.query, str):
+        raise ValueError(f"query must be a string, got {type(req.query).__name__}")
+    if len(req.query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query must be at most {MAX_QUERY_CHARS} characters, got {len(req.query)}")
+    _check_int("page", req.page, 1, MAX_PAGE)
+    _check_int("size", req.size, 1, MAX_PAGE_SIZE)
+    for name in req.facets:
+        if name not in FACET_FIELDS:
+            raise ValueError(f"facets has {name!r}; allowed: {', '.join(FACET_FIELDS)}")
+    f = req.filters
+    if f.price_min is not None and f.price_max is not None and f.price_min > f.price_max:
+        raise ValueError(f"price_min ({f.price_min}) must be <= price_max ({f.price_max})")
+
+
+class HybridSearcher:
+    """Searches one index with ranking profiles: BM25 + k-NN legs, fused, paginated, faceted.
+
+    Args:
+        engine: an open :class:`~shopsearch.plugin.engine.Engine` (OpenSearch or embedded).
+        index: index or alias name.
+        embedder: the bi-encoder the index was built with (``encode(list[str]) -> np.ndarray``).
+        profiles: where profiles are found by name (default: packaged + ``$SHOPSEARCH_PROFILES``).
+        embed_cache_size: query embeddings kept in the LRU cache (0 disables it).
+
+    Raises:
+        ValueError: an empty ``index`` or a bad ``embed_cache_size``.
+
+    >>> searcher = HybridSearcher(engine, "products", BiEncoder())  # doctest: +SKIP
+    >>> searcher.search(SearchRequest("red lamp", size=5)).hits[0].stages  # doctest: +SKIP
+    {'bm25': 12.1, 'bm25_rank': 1, 'knn': 0.71, 'knn_rank': 3, 'fused': 0.032}
+    """
+
+    def __init__(self, engine: Engine, index: str, embedder: Embedder, profiles: ProfileStore | None = None, *,
+                 embed_cache_size: int = 2048):
+        if not isinstance(index, str) or not index.strip():
+            raise ValueError(f"index must be a non-empty string, got {index!r}")
+        self.engine = engine
+        self.index = index
+        self.profiles = profiles if profiles is not None else ProfileStore()
+        self.embeddings = QueryEmbeddingCache(embedder, embed_cache_size)
+
+    def legs_for(self, profile: Profile, query: str, vector: Any, filters: Filters) -> dict[str, BM25Leg | KnnLeg]:
+        """The legs a profile asks for, by name; the k-NN leg only when a ``vector`` is given."""
+        legs: dict[str, BM25Leg | KnnLeg] = {}
+        if profile.bm25.enabled:
+            b = profile.bm25
+            legs["bm25"] = BM25Leg(query=query, fields=dict(b.fields), size=b.size, fuzziness=b.fuzziness,
+                                   tie_breaker=b.tie_breaker, filters=filters)
+        if profile.knn.enabled and vector is not None:
+            legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
+        return legs
+
+    def search(self, req: SearchRequest) -> SearchResponse:
+        """Run one search request.
+
+        Args:
+            req: query, filters, 1-based page, page size (1..100), profile name, facet fields.
+
+        Returns:
+            A SearchResponse: the page's ScoredHits (``rank`` is the position in the whole fused ranking;
+            ``stages`` holds ``bm25``/``bm25_rank``/``knn``/``knn_rank`` for the legs that found the product and
+            ``fused``), facet counts, ``timings_ms`` (embed, retrieve, fusion, facets, total), degradation notes.
+
+        Raises:
+            ValueError: a bad parameter (message names it), including an unknown profile
+                (:class:`~shopsearch.plugin.profiles.UnknownProfile`, a ValueError subclass).
+            IndexNotFound, EngineUnavailable: from the engine.
+        """
+        t_total = time.perf_counter()
+        validate_request(req)
+        profile = self.profiles.get(req.profile)
+        query = req.query.strip()
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        degraded = False
+        if not query:
+            notes.append("empty query: browse mode, facets over the filtered products, no ranked hits")
+            fused: list[Fused] = []
+            sources: dict[str, dict[str, Any]] = {}
+        else:
+            vector = None
+            if profile.knn.enabled:
+                t = time.perf_counter()
+                try:
+                    vector = self.embeddings.embed(query)
+                except RuntimeError as exc:
+                    if not profile.bm25.enabled:
+                        raise
+                    log.warning("query embedding failed, serving BM25 only: %s", exc)
+                    degraded = True
+                    notes.append(f"query embedding failed ({type(exc).__name__}); served by BM25 only")
+                timings["embed"] = _ms(t)
+            legs = self.legs_for(profile, query, vector, req.filters)
+            t = time.perf_counter()
+            results = self.engine.search(self.index, list(legs.values()))
+            timings["retrieve"] = _ms(t)
+            t = time.perf_counter()
+            by_leg = dict(zip(legs, results))
+            fused = fuse(profile.fusion.method, by_leg, rrf_k=profile.fusion.rrf_k,
+                         weights={name: profile.fusion.weights[name] for name in legs})
+            sources = _first_sources(by_leg)
+            timings["fusion"] = _ms(t)
+        start = (req.page - 1) * req.size
+        hits = [_scored(f, start + i + 1, sources.get(f.id, {})) for i, f in enumerate(fused[start:start + req.size])]
+        facets: dict[str, list[tuple[str, int]]] = {}
+        if req.facets:
+            t = time.perf_counter()
+            facets = self.engine.facets(self.index, query or None, req.filters, list(req.facets))
+            timings["facets"] = _ms(t)
+        timings["total"] = _ms(t_total)
+        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size, total=len(fused),
+                              hits=hits, facets=facets, timings_ms=timings, degraded=degraded, notes=tuple(notes))
+
+    def similar(self, product_id: str, size: int = 10, filters: Filters = Filters()) -> list[ScoredHit]:
+        """Products nearest to ``product_id``'s stored vector, itself excluded, passing ``filters``.
+
+        Args:
+            product_id: an indexed product id.
+            size: how many (1..100).
+            filters: applied inside the k-NN search.
+
+        Returns:
+            ScoredHits ranked by cosine similarity (``stages`` holds ``knn`` and ``knn_rank``).
+
+        Raises:
+            ValueError: bad ``size``.
+            ProductNotFound: no product ``product_id`` (a KeyError).
+            IndexNotFound, EngineUnavailable: from the engine.
+
+        >>> [h.id for h in searcher.similar("cf00153", size=3)]  # doctest: +SKIP
+        ['cf00425', 'cf00466', 'cf01207']
+        """
+        _check_int("size", size, 1, MAX_PAGE_SIZE)
+        doc = self.engine.get(self.index, product_id, with_vector=True)
+        if doc is None:
+            raise ProductNotFound(product_id)
+        vector = doc.get("vector") or doc.get(VECTOR_FIELD)
+        if not vector:
+            raise ProductNotFound(product_id)
+        leg = KnnLeg(vector=[float(x) for x in vector], k=size,
+                     filters=replace(filters, exclude_ids=tuple(filters.exclude_ids) + (str(product_id),)))
+        (hits,) = self.engine.search(self.index, [leg])
+        hits = [h for h in hits if h.id != str(product_id)][:size]  # belt and braces if an engine ignores the filter
+        return [ScoredHit(id=h.id, rank=i, score=float(h.score), source=public_source(h.source),
+                          stages={"knn": float(h.score), "knn_rank": i}) for i, h in enumerate(hits, start=1)]
+
+    def get(self, product_id: str) -> dict[str, Any] | None:
+        """The stored product (public fields only), or None when there is no such id.
+
+        Raises:
+            IndexNotFound, EngineUnavailable: from the engine.
+        """
+        doc = self.engine.get(self.index, product_id)
+        return public_source(doc) if doc is not None else None
+
+
+def _first_sources(by_leg: dict[str, list[Hit]]) -> dict[str, dict[str, Any]]:
+    """id -> stored source, from the first leg that returned the product."""
+    out: dict[str, dict[str, Any]] = {}
+    for hits in by_leg.values():
+        for h in hits:
+            out.setdefault(h.id, h.source)
+    return out
+
+
+def _scored(f: Fused, rank: int, source: dict[str, Any]) -> ScoredHit:
+    """A fused record as a ScoredHit with every leg's score and rank and the fused score in ``stages``."""
+    stages: dict[str, float] = {}
+    for leg, score in f.leg_scores.items():
+        stages[leg] = score
+        stages[f"{leg}_rank"] = f.leg_ranks[leg]
+    stages["fused"] = f.score
+    return ScoredHit(id=f.id, rank=rank, score=f.score, source=public_source(source), stages=stages)

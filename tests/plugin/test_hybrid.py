@@ -1,0 +1,197 @@
+"""HybridSearcher against a recording fake engine (exact legs, fusion, paging) and the real embedded engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shopsearch.plugin.engine import BM25Leg, Filters, Hit, KnnLeg
+from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound
+from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore, UnknownProfile
+from shopsearch.plugin.query_cache import QueryEmbeddingCache
+from shopsearch.plugin.search_types import SearchRequest
+
+
+class FakeEngine:
+    """Returns canned hit lists per leg type and records every call."""
+
+    def __init__(self, bm25, knn, docs=None):
+        self.bm25, self.knn, self.docs = bm25, knn, docs or {}
+        self.calls: list[tuple] = []
+
+    def search(self, index, legs):
+        self.calls.append(("search", index, list(legs)))
+        out = []
+        for leg in legs:
+            hits = self.bm25 if isinstance(leg, BM25Leg) else self.knn
+            out.append([h for h in hits if h.id not in leg.filters.exclude_ids])
+        return out
+
+    def facets(self, index, query, filters, fields, size=10):
+        self.calls.append(("facets", index, query, filters, tuple(fields)))
+        return {f: [("x", 1)] for f in fields}
+
+    def get(self, index, id, with_vector=False):
+        doc = self.docs.get(id)
+        if doc is None:
+            return None
+        out = {"id": id, "title": doc["title"]}
+        if with_vector:
+            out["vector"] = doc["vector"]
+        return out
+
+
+class CountingEmbedder:
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def encode(self, texts):
+        self.texts += list(texts)
+        return np.full((len(texts), 3), 0.5, dtype=np.float32)
+
+
+class FailingEmbedder:
+    def encode(self, texts):
+        raise RuntimeError("CUDA out of memory")
+
+
+def src(i):
+    return {"id": i, "title": f"product {i}", "content_hash": "h"}
+
+
+BM25 = [Hit("a", 10.0, src("a")), Hit("b", 6.0, src("b")), Hit("c", 2.0, src("c"))]
+KNN = [Hit("c", 0.9, src("c")), Hit("a", 0.5, src("a")), Hit("d", 0.1, src("d"))]
+
+
+@pytest.fixture()
+def engine():
+    return FakeEngine(BM25, KNN, docs={"a": {"title": "product a", "vector": [1.0, 0.0, 0.0]}})
+
+
+@pytest.fixture()
+def embedder():
+    return CountingEmbedder()
+
+
+@pytest.fixture()
+def searcher(engine, embedder):
+    return HybridSearcher(engine, "products", embedder, ProfileStore([PACKAGED_DIR]))
+
+
+def test_default_profile_sends_both_legs_in_one_call_and_fuses_rrf(searcher, engine):
+    flt = Filters(brand=("Acme",))
+    resp = searcher.search(SearchRequest("Red  Lamp", filters=flt, size=10, facets=("brand",)))
+    searches = [c for c in engine.calls if c[0] == "search"]
+    assert len(searches) == 1
+    bm25, knn = searches[0][2]
+    profile = ProfileStore([PACKAGED_DIR]).get("default")
+    assert bm25 == BM25Leg("Red  Lamp", dict(profile.bm25.fields), size=profile.bm25.size,
+                           fuzziness=profile.bm25.fuzziness, tie_breaker=profile.bm25.tie_breaker, filters=flt)
+    assert isinstance(knn, KnnLeg) and knn.k == profile.knn.k and knn.filters == flt
+    assert list(knn.vector) == [0.5, 0.5, 0.5]
+    # RRF k=60: a = 1/61 + 1/62 > c = 1/61 + 1/63 > b = 1/62 > d = 1/63
+    assert [h.id for h in resp.hits] == ["a", "c", "b", "d"]
+    assert resp.total == 4 and [h.rank for h in resp.hits] == [1, 2, 3, 4]
+    assert resp.hits[0].score == pytest.approx(1 / 61 + 1 / 62)
+    assert resp.hits[0].stages == pytest.approx({"bm25": 10.0, "bm25_rank": 1, "knn": 0.5, "knn_rank": 2,
+                                                 "fused": 1 / 61 + 1 / 62})
+    assert resp.hits[3].stages == pytest.approx({"knn": 0.1, "knn_rank": 3, "fused": 1 / 63})
+    assert "content_hash" not in resp.hits[0].source and resp.hits[0].source["title"] == "product a"
+    assert ("facets", "products", "Red  Lamp", flt, ("brand",)) in engine.calls
+    assert resp.facets == {"brand": [("x", 1)]}
+    assert {"embed", "retrieve", "fusion", "facets", "total"} <= set(resp.timings_ms)
+    assert not resp.degraded
+
+
+def test_pages_are_slices_of_one_stable_ranking(searcher):
+    full = [h.id for h in searcher.search(SearchRequest("lamp", size=4, facets=())).hits]
+    page1 = searcher.search(SearchRequest("lamp", page=1, size=3, facets=()))
+    page2 = searcher.search(SearchRequest("lamp", page=2, size=3, facets=()))
+    page3 = searcher.search(SearchRequest("lamp", page=3, size=3, facets=()))
+    assert [h.id for h in page1.hits + page2.hits] == full
+    assert [h.rank for h in page2.hits] == [4]
+    assert page3.hits == [] and page3.total == 4
+
+
+def test_single_leg_profiles(searcher, engine):
+    bm25 = searcher.search(SearchRequest("lamp", profile="bm25", facets=()))
+    assert [type(leg) for leg in engine.calls[-1][2]] == [BM25Leg]
+    assert [h.id for h in bm25.hits] == ["a", "b", "c"]
+    assert "embed" not in bm25.timings_ms
+    dense = searcher.search(SearchRequest("lamp", profile="dense", facets=()))
+    assert [type(leg) for leg in engine.calls[-1][2]] == [KnnLeg]
+    assert [h.id for h in dense.hits] == ["c", "a", "d"]
+    assert dense.hits[0].stages["knn_rank"] == 1
+
+
+def test_query_embeddings_are_cached_by_normalised_text(searcher, embedder):
+    for q in ["Red Lamp", "red lamp", "  RED   lamp "]:
+        searcher.search(SearchRequest(q, facets=()))
+    assert embedder.texts == ["red lamp"]
+    assert (searcher.embeddings.hits, searcher.embeddings.misses) == (2, 1)
+
+
+def test_cache_evicts_least_recently_used(embedder):
+    cache = QueryEmbeddingCache(embedder, maxsize=2)
+    for q in ["a", "b", "a", "c", "b"]:
+        cache.embed(q)
+    assert embedder.texts == ["a", "b", "c", "b"]  # "b" was evicted by "c" ("a" had been used more recently)
+    assert len(cache) == 2
+    with pytest.raises(ValueError, match="embed_cache_size must be an integer >= 0, got -1"):
+        QueryEmbeddingCache(embedder, maxsize=-1)
+
+
+def test_empty_query_is_browse_with_facets_only(searcher, engine):
+    resp = searcher.search(SearchRequest("   ", filters=Filters(in_stock=True), facets=("brand",)))
+    assert resp.hits == [] and resp.total == 0 and resp.notes
+    assert not [c for c in engine.calls if c[0] == "search"]
+    assert engine.calls[-1] == ("facets", "products", None, Filters(in_stock=True), ("brand",))
+
+
+def test_embedder_failure_degrades_to_bm25(engine):
+    s = HybridSearcher(engine, "products", FailingEmbedder(), ProfileStore([PACKAGED_DIR]))
+    resp = s.search(SearchRequest("lamp", facets=()))
+    assert resp.degraded and "BM25 only" in resp.notes[0]
+    assert [h.id for h in resp.hits] == ["a", "b", "c"]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        s.search(SearchRequest("lamp", profile="dense", facets=()))
+
+
+@pytest.mark.parametrize("req, message", [
+    (SearchRequest("x", page=0), r"page must be an integer in 1\.\.1000, got 0"),
+    (SearchRequest("x", size=101), r"size must be an integer in 1\.\.100, got 101"),
+    (SearchRequest("x", size="10"), r"size must be an integer in 1\.\.100, got '10'"),
+    (SearchRequest("x", facets=("colour",)), r"facets has 'colour'; allowed: brand"),
+    (SearchRequest("x", filters=Filters(price_min=10, price_max=5)), r"price_min \(10\) must be <= price_max"),
+    (SearchRequest("x" * 501), r"query must be at most 500 characters"),
+])
+def test_bad_requests_raise_value_error_naming_the_parameter(searcher, engine, req, message):
+    with pytest.raises(ValueError, match=message):
+        searcher.search(req)
+    assert engine.calls == []
+
+
+def test_unknown_profile_is_a_value_error(searcher):
+    with pytest.raises(UnknownProfile, match="profile 'fancy' does not exist"):
+        searcher.search(SearchRequest("x", profile="fancy"))
+
+
+def test_similar_excludes_the_product_and_keeps_filters(searcher, engine):
+    hits = searcher.similar("a", size=2, filters=Filters(exclude_ids=("z",), in_stock=True))
+    (leg,) = engine.calls[-1][2]
+    assert leg == KnnLeg([1.0, 0.0, 0.0], k=2, filters=Filters(exclude_ids=("z", "a"), in_stock=True))
+    assert [h.id for h in hits] == ["c", "d"]
+    assert hits[0].stages == {"knn": 0.9, "knn_rank": 1} and hits[1].rank == 2
+
+
+def test_similar_unknown_product_and_bad_size(searcher):
+    with pytest.raises(ProductNotFound, match="product 'nope' does not exist"):
+        searcher.similar("nope")
+    assert issubclass(ProductNotFound, KeyError)
+    with pytest.raises(ValueError, match="size must be an integer in 1..100, got 0"):
+        searcher.similar("a", size=0)
+
+
+def test_get(searcher):
+    assert searcher.get("a") == {"id": "a", "title": "product a"}
+    assert searcher.get("nope") is None

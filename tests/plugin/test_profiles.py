@@ -1,0 +1,122 @@
+"""Ranking profiles: the packaged files parse, defaults apply, errors name file/key/value/allowed."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from shopsearch.plugin.profiles import (PACKAGED_DIR, Profile, ProfileError, ProfileStore, UnknownProfile,
+                                        load_profile, parse_profile)
+
+
+def write(dir_, name, text):
+    path = dir_ / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_packaged_profiles_load_and_differ_in_legs():
+    store = ProfileStore([PACKAGED_DIR])
+    assert {"default", "bm25", "dense"} <= set(store.names())
+    assert store.get("default").legs == ("bm25", "knn")
+    assert store.get("bm25").legs == ("bm25",)
+    assert store.get("dense").legs == ("knn",)
+    for name in store.names():
+        p = store.get(name)
+        assert isinstance(p, Profile) and p.name == name and p.description
+
+
+def test_default_profile_is_fully_commented_and_typo_tolerant():
+    text = (PACKAGED_DIR / "default.toml").read_text()
+    keys = ["enabled", "size", "fuzziness", "tie_breaker", "k", "method", "rrf_k", "depth", "budget_ms", "model"]
+    lines = text.splitlines()
+    for key in keys:
+        i = next(i for i, ln in enumerate(lines) if ln.startswith(f"{key} ="))
+        assert lines[i - 1].startswith("#"), f"default.toml: {key} has no comment above it"
+    assert load_profile(PACKAGED_DIR / "default.toml").bm25.fuzziness is not None
+
+
+def test_missing_keys_take_defaults():
+    p = parse_profile({}, "empty")
+    assert p.legs == ("bm25", "knn")
+    assert (p.bm25.size, p.bm25.fuzziness, p.bm25.tie_breaker, p.knn.k) == (100, "AUTO", 0.3, 100)
+    assert p.bm25.fields == {"title": 2.0, "description": 1.0}
+    assert (p.fusion.method, p.fusion.rrf_k, p.fusion.weights) == ("rrf", 60.0, {"bm25": 1.0, "knn": 1.0})
+    assert (p.rerank.depth, p.rerank.model, p.rerank.enabled) == (0, None, False)
+
+
+def test_values_are_parsed():
+    p = parse_profile({"bm25": {"fields": {"title": 4}, "fuzziness": 1, "size": 50},
+                       "fusion": {"method": "zscore", "weights": {"knn": 2.5}},
+                       "rerank": {"depth": 50, "budget_ms": 80, "model": "ms-marco-MiniLM-L-6-v2"}}, "x")
+    assert p.bm25.fields == {"title": 4.0}  # a fields table replaces the default set
+    assert (p.bm25.fuzziness, p.bm25.size) == ("1", 50)
+    assert p.fusion.weights == {"bm25": 1.0, "knn": 2.5}
+    assert p.rerank.enabled and p.rerank.budget_ms == 80.0
+    assert parse_profile({"bm25": {"fuzziness": False}}, "x").bm25.fuzziness is None
+    assert parse_profile({"bm25": {"fuzziness": "off"}}, "x").bm25.fuzziness is None
+    with pytest.raises(ProfileError, match="fuzziness = 'AUTO:4,7'"):  # not supported by the embedded engine
+        parse_profile({"bm25": {"fuzziness": "AUTO:4,7"}}, "x")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[bm25]\nsize = 0\n', r"bad\.toml: bm25\.size = 0: must be an integer >= 1 and <= 1000"),
+    ('[bm25]\nsize = "100"\n', r"bm25\.size = '100': must be an integer"),
+    ('[bm25.fields]\nsku = 2.0\n', r"bm25\.fields\.sku = 2\.0: must be one of the keys allowed in \[bm25\.fields\]: "
+                                   r"title, description, brand_text, category_text"),
+    ('[bm25.fields]\ntitle = 0\n', r"bm25\.fields\.title = 0: must be a number > 0"),
+    ('[bm25]\nfuzziness = "lots"\n', r"bm25\.fuzziness = 'lots': must be \"AUTO\""),
+    ('[bm25]\ntie_breaker = 1.5\n', r"bm25\.tie_breaker = 1\.5: must be a number >= 0 and <= 1"),
+    ('[fusion]\nmethod = "borda"\n', r"fusion\.method = 'borda': must be one of rrf, minmax, zscore"),
+    ('[fusion]\nrrf_k = 0\n', r"fusion\.rrf_k = 0: must be a number > 0"),
+    ('[fusion.weights]\ndense = 1\n', r"fusion\.weights\.dense = 1: must be one of the keys allowed"),
+    ('[fusion.weights]\nbm25 = 0\nknn = 0\n', r"fusion\.weights = .*: must give an enabled leg a weight > 0"),
+    ('[rerank]\ndepth = -1\n', r"rerank\.depth = -1: must be an integer >= 0"),
+    ('[knn]\nenabled = "no"\n', r"knn\.enabled = 'no': must be true or false"),
+    ('[bm25]\nenabled = false\n[knn]\nenabled = false\n', r"must enable at least one leg"),
+    ('boost = 2\n', r"bad\.toml: boost = 2: must be one of the keys allowed in the top level"),
+    ('bm25 = 3\n', r"bm25 = 3: must be a table"),
+    ('[bm25\n', r"bad\.toml: not valid TOML"),
+])
+def test_invalid_profiles_name_file_key_value_and_allowed(tmp_path, text, message):
+    path = write(tmp_path, "bad", text)
+    with pytest.raises(ProfileError, match=message):
+        load_profile(path)
+    assert issubclass(ProfileError, ValueError)
+
+
+def test_store_user_dir_overrides_and_adds(tmp_path, monkeypatch):
+    write(tmp_path, "default", 'description = "mine"\n[knn]\nenabled = false\n')
+    write(tmp_path, "lexical-strict", '[bm25]\nfuzziness = false\n[knn]\nenabled = false\n')
+    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path))
+    store = ProfileStore()
+    assert store.get("default").description == "mine"
+    assert store.get("lexical-strict").bm25.fuzziness is None
+    assert store.get("dense").legs == ("knn",)  # packaged ones still found
+    assert "lexical-strict" in store.names()
+
+
+def test_store_unknown_profile_lists_available():
+    store = ProfileStore([PACKAGED_DIR])
+    with pytest.raises(UnknownProfile, match=r"profile 'nope' does not exist; available: .*bm25.*default"):
+        store.get("nope")
+    with pytest.raises(UnknownProfile):
+        store.get("../default")  # names are not paths
+    assert issubclass(UnknownProfile, ValueError)
+
+
+def test_store_rereads_an_edited_file(tmp_path):
+    path = write(tmp_path, "p", 'description = "one"\n')
+    store = ProfileStore([tmp_path])
+    assert store.get("p").description == "one"
+    path.write_text('description = "two"\n')
+    later = time.time() + 5
+    os.utime(path, (later, later))
+    assert store.get("p").description == "two"
+
+
+def test_store_rejects_missing_folder(tmp_path):
+    with pytest.raises(ValueError, match="profile folder .*nowhere.* does not exist"):
+        ProfileStore([tmp_path / "nowhere"])
