@@ -23,7 +23,7 @@ from .embedded_bm25 import FieldIndex, build_field_index
 from .embedded_store import PAIRS_SUFFIX
 from .engine import Filters
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: phrase pairs (pair_vocab/pair_tf) per text field
 
 
 def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -124,14 +124,17 @@ class Snapshot:
                 a = {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError):
             return None
-        if len(a["ids"]) != params["docs"]:
-            return None
-        fields = {n: FieldIndex(a[f"f.{n}.vocab"], _get_csr(a, f"f.{n}.tf").tocsc(), a[f"f.{n}.lengths"],
-                                int(p["doc_count"]), float(p["avgdl"]), a[f"f.{n}.pair_vocab"],
-                                _get_csr(a, f"f.{n}.pair_tf").tocsc()) for n, p in params["fields"].items()}
-        columns = {n: (a[f"col.{n}.vocab"], a[f"col.{n}.codes"]) for n in FACET_FIELDS}
-        return cls(int(params["generation"]), int(params["dims"]), a["ids"], a["vectors"], columns,
-                   a["category_vocab"], _get_csr(a, "category"), a["price"], a["rating"], a["in_stock"], fields)
+        try:
+            if len(a["ids"]) != params["docs"]:
+                return None
+            fields = {n: FieldIndex(a[f"f.{n}.vocab"], _get_csr(a, f"f.{n}.tf").tocsc(), a[f"f.{n}.lengths"],
+                                    int(p["doc_count"]), float(p["avgdl"]), a[f"f.{n}.pair_vocab"],
+                                    _get_csr(a, f"f.{n}.pair_tf").tocsc()) for n, p in params["fields"].items()}
+            columns = {n: (a[f"col.{n}.vocab"], a[f"col.{n}.codes"]) for n in FACET_FIELDS}
+            return cls(int(params["generation"]), int(params["dims"]), a["ids"], a["vectors"], columns,
+                       a["category_vocab"], _get_csr(a, "category"), a["price"], a["rating"], a["in_stock"], fields)
+        except (KeyError, ValueError):
+            return None  # an older or damaged layout: the caller rebuilds from the document store
 
 
 def _put_csr(arrays: dict[str, np.ndarray], key: str, m: sparse.spmatrix) -> None:

@@ -10,6 +10,7 @@ import pytest
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import Delete, IndexDoc
 from shopsearch.plugin.embedded_engine import EmbeddedEngine
+from shopsearch.plugin.embedded_snapshot import FORMAT_VERSION
 from shopsearch.plugin.engine import BM25Leg, Filters, KnnLeg
 
 TITLE = {"title": 1.0}
@@ -32,7 +33,7 @@ def test_reopened_engine_sees_documents_snapshot_and_aliases(tmp_path):
     eng.swap_alias("shop", "shop-1")
     eng.close()
     params = json.loads((tmp_path / "shop-1" / "params.json").read_text())
-    assert params["format_version"] == 1 and params["docs"] == 2
+    assert params["format_version"] == FORMAT_VERSION and params["docs"] == 2
     again = EmbeddedEngine(tmp_path)
     assert again.resolve_alias("shop") == "shop-1" and again.count("shop") == 2
     assert _ids(again, "shop", "lamp") == ["d1"]
