@@ -17,7 +17,7 @@ def default_embedded_root() -> Path:
 
 
 def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = None,
-                config: IndexConfig | None = None, timeout: float = 10.0) -> Engine:
+                config: IndexConfig | None = None, timeout: float = 10.0, max_retries: int = 2) -> Engine:
     """Open an engine.
 
     Args:
@@ -26,6 +26,7 @@ def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = 
         root: the embedded engine's directory (default :func:`default_embedded_root`).
         config: index settings (default plugin/config/index.toml).
         timeout: per-request timeout in seconds (OpenSearch).
+        max_retries: retries on timeouts/502/503/504 (OpenSearch); 0 bounds an outage's answer by ``timeout``.
 
     Raises:
         ValueError: unknown ``kind``.
@@ -35,7 +36,7 @@ def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = 
     if kind == "opensearch":
         from .opensearch_engine import OpenSearchEngine
 
-        return OpenSearchEngine(url=url, config=config, timeout=timeout)
+        return OpenSearchEngine(url=url, config=config, timeout=timeout, max_retries=max_retries)
     if kind == "embedded":
         from .embedded_engine import EmbeddedEngine
 

@@ -218,6 +218,22 @@ class HybridSearcher:
         doc = self.engine.get(self.index, product_id)
         return public_source(doc) if doc is not None else None
 
+    def suggest(self, prefix: str, size: int = 8) -> list[str]:
+        """Autocomplete: up to ``size`` product titles whose words start with every word typed so far.
+
+        Raises:
+            ValueError: ``size`` outside 1..100 or ``prefix`` longer than 100 characters.
+            IndexNotFound, EngineUnavailable: from the engine.
+
+        >>> searcher.suggest("red la", 5)  # doctest: +SKIP
+        ['Red lamp', 'Red lamp shade']
+        """
+        if not isinstance(prefix, str) or len(prefix) > 100:
+            raise ValueError("q must be a string of at most 100 characters")
+        if not isinstance(size, int) or not 1 <= size <= 100:
+            raise ValueError(f"size={size!r} must be an integer in 1..100")
+        return self.engine.suggest(self.index, prefix, size)
+
 
 def _first_sources(by_leg: dict[str, list[Hit]]) -> dict[str, dict[str, Any]]:
     """id -> stored source, from the first leg that returned the product."""

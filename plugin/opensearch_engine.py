@@ -43,6 +43,8 @@ class OpenSearchEngine:
             environment (see :mod:`.connection`).
         config: index settings (default plugin/config/index.toml).
         timeout: per-request timeout in seconds.
+        max_retries: client retries on timeouts and 502/503/504; a search API passes 0 so an outage answers
+            within ``timeout`` instead of ``(1 + max_retries) * timeout``.
 
     Raises:
         ValueError: invalid URL, timeout or environment settings. Nothing is contacted until the first call.
@@ -51,14 +53,15 @@ class OpenSearchEngine:
     >>> engine.search("products", [BM25Leg("tv", {"title": 3.0})])  # doctest: +SKIP
     """
 
-    def __init__(self, url: str | None = None, *, config: IndexConfig | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str | None = None, *, config: IndexConfig | None = None, timeout: float = 10.0,
+                 max_retries: int = 2) -> None:
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout={timeout!r} must be > 0 seconds")
         self.settings = settings_from_env(url)
         self.url = self.settings.display_url
         self.config = config or load_index_config()
         self.timeout = float(timeout)
-        self.client = make_client(settings=self.settings, timeout=self.timeout)
+        self.client = make_client(settings=self.settings, timeout=self.timeout, max_retries=max_retries)
 
     def __repr__(self) -> str:
         return f"OpenSearchEngine({self.url!r})"

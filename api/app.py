@@ -1,0 +1,116 @@
+"""The Flask application factory: ``create_app(test_config=None)`` (the Flask tutorial's pattern).
+
+Configuration layers: defaults < TOML file named by $SHOPSEARCH_CONFIG < environment variables < test_config
+(see shopsearch.api.config). ``test_config`` keys are ApiConfig option names (``"index"``, ``"max_size"``...),
+Flask settings in upper case (``"TESTING"``), and optionally ``"searcher"`` / ``"engine_instance"``: ready
+objects used instead of building them (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from flask import Flask, current_app
+
+from .config import ApiConfig, load_config
+from .errors import register_error_handlers
+from .events import EventLog
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchService:
+    """Per-app state in ``app.extensions["shopsearch"]``: config, metrics, event log and the lazy searcher."""
+
+    config: ApiConfig
+    metrics: Metrics
+    events: EventLog
+    searcher: Any = None
+    engine: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get_searcher(self) -> Any:
+        """The HybridSearcher, built on first use (engine + model load once per process, thread-safe)."""
+        if self.searcher is None:
+            with self._lock:
+                if self.searcher is None:
+                    self.engine, self.searcher = build_searcher(self.config, self.engine)
+        return self.searcher
+
+    def get_engine(self) -> Any:
+        """The engine behind the searcher (opened without loading the model when only readiness is asked)."""
+        if self.engine is None:
+            self.engine = getattr(self.searcher, "engine", None)
+        if self.engine is None:
+            with self._lock:
+                if self.engine is None:
+                    self.engine = open_configured_engine(self.config)
+        return self.engine
+
+
+def open_configured_engine(cfg: ApiConfig) -> Any:
+    """Open the engine the config names (embedded indices live under ``<home>/embedded``)."""
+    from shopsearch.plugin.engines import open_engine
+
+    # No client retries: a shopper's request must fail within engine_timeout_s (503), not a multiple of it.
+    return open_engine(cfg.engine, url=cfg.opensearch_url or None, root=cfg.home_dir / "embedded",
+                       timeout=cfg.engine_timeout_s, max_retries=0)
+
+
+def build_searcher(cfg: ApiConfig, engine: Any = None) -> tuple[Any, Any]:
+    """Open the engine (unless given), load the bi-encoder and the ranking profiles; returns (engine, searcher)."""
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+
+    engine = engine if engine is not None else open_configured_engine(cfg)
+    searcher = HybridSearcher(engine, cfg.index, BiEncoder(cfg.model), ProfileStore())
+    log.info("searcher ready: engine=%s index=%s model=%s", cfg.engine, cfg.index, cfg.model)
+    return engine, searcher
+
+
+def service() -> SearchService:
+    """The current app's SearchService."""
+    return current_app.extensions["shopsearch"]
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the search API.
+
+    Args:
+        test_config: overrides (see module docstring); None in production.
+
+    Returns:
+        A Flask app with every blueprint, JSON error handlers and /metrics.
+
+    Raises:
+        ValueError: an invalid configuration value (named).
+
+    >>> create_app({"TESTING": True, "searcher": object()}).url_map  # doctest: +SKIP
+    """
+    test_config = dict(test_config or {})
+    flask_keys = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
+    searcher, engine = test_config.pop("searcher", None), test_config.pop("engine_instance", None)
+    cfg = load_config(test_config)
+
+    app = Flask(__name__)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=cfg.max_content_length, JSON_SORT_KEYS=False)
+    app.config.update(flask_keys)
+    app.json.sort_keys = False
+    metrics = Metrics()
+    app.extensions["shopsearch"] = SearchService(config=cfg, metrics=metrics, events=EventLog(cfg.events_path),
+                                                 searcher=searcher, engine=engine)
+    metrics.init_app(app)
+    register_error_handlers(app)
+
+    from . import routes_events, routes_ops, routes_pages, routes_products, routes_search
+
+    # routes_pages: the storefront (/) and relevance console (/console); HTML, not part of /openapi.json.
+    for module in (routes_search, routes_products, routes_events, routes_ops, routes_pages):
+        app.register_blueprint(module.bp)
+    return app

@@ -1,0 +1,100 @@
+"""Every error the API returns is JSON: ``{"error": {"code", "message", "parameter"}}``.
+
+400 a malformed or out-of-limit parameter, 422 values that are valid alone but not together, 404 unknown
+product or route, 413 body too large, 501 not implemented, 503 engine outage (with Retry-After), 500 anything
+else (logged here, never a traceback in the response).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, a machine-readable code and the offending parameter (if any).
+
+    >>> ApiError(400, "invalid_parameter", "size must be <= 100; got 500", parameter="size").status
+    400
+    """
+
+    def __init__(self, status: int, code: str, message: str, parameter: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.parameter = status, code, message, parameter
+        self.headers = headers or {}
+
+
+def bad_parameter(parameter: str, message: str) -> ApiError:
+    """A 400 naming the parameter."""
+    return ApiError(400, "invalid_parameter", message, parameter)
+
+
+def error_body(code: str, message: str, parameter: str | None = None) -> dict:
+    """The JSON body of every error response."""
+    return {"error": {"code": code, "message": message, "parameter": parameter}}
+
+
+def _respond(status: int, code: str, message: str, parameter: str | None = None,
+             headers: dict[str, str] | None = None):
+    resp = jsonify(error_body(code, message, parameter))
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def unavailable_response(message: str):
+    """A 503 with Retry-After from the app's config (also counted as an engine error)."""
+    cfg = current_app.extensions["shopsearch"].config
+    current_app.extensions["shopsearch"].metrics.engine_error("unavailable")
+    return _respond(503, "engine_unavailable", message, headers={"Retry-After": str(cfg.retry_after_s)})
+
+
+def _is_engine_outage(exc: BaseException) -> bool:
+    """Timeouts and connection errors that escaped the engine adapter still mean "engine down" (503)."""
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    return type(exc).__module__.startswith("opensearchpy") and type(exc).__name__ in (
+        "ConnectionError", "ConnectionTimeout")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Turn ApiError, HTTP errors, engine outages and unexpected exceptions into JSON responses."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return _respond(exc.status, exc.code, exc.message, exc.parameter, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+        return _respond(exc.code or 500, code, exc.description or exc.name, headers=headers)
+
+    @app.errorhandler(EngineUnavailable)
+    def _engine_down(exc: EngineUnavailable):
+        log.warning("engine unavailable: %s", exc)
+        return unavailable_response(f"search engine unavailable: {exc}")
+
+    @app.errorhandler(IndexNotFound)
+    def _no_index(exc: IndexNotFound):
+        log.warning("index not found: %s", exc)
+        cfg = current_app.extensions["shopsearch"].config
+        current_app.extensions["shopsearch"].metrics.engine_error("index_not_found")
+        return _respond(503, "index_not_found", f"index {cfg.index!r} does not exist; build it with "
+                        "`shopsearch index`", headers={"Retry-After": str(cfg.retry_after_s)})
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if _is_engine_outage(exc):
+            log.warning("engine unreachable: %r", exc)
+            return unavailable_response(f"search engine unavailable: {type(exc).__name__}")
+        log.exception("unhandled error")
+        return _respond(500, "internal_error", "internal server error; the error was logged")

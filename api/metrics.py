@@ -1,0 +1,67 @@
+"""Prometheus metrics for one app: requests and latency per endpoint/status, search stages, engine errors.
+
+Each app owns its registry, so several apps (tests) never share counters. Under gunicorn every worker counts
+its own requests; serve with ``--workers 1`` (threads give the concurrency) for exact totals in /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The app's metric families; :meth:`init_app` times every request."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("shopsearch_http_requests", "HTTP requests by endpoint, method and status",
+                                ["endpoint", "method", "status"], registry=self.registry)
+        self.latency = Histogram("shopsearch_http_request_duration_seconds", "HTTP request latency",
+                                 ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.stages = Histogram("shopsearch_search_stage_duration_seconds",
+                                "Search stage latency from the response's timings_ms", ["stage"],
+                                buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.engine_errors = Counter("shopsearch_engine_errors", "Engine outages and timeouts", ["kind"],
+                                     registry=self.registry)
+        self.degraded = Counter("shopsearch_search_degraded", "Searches answered in degraded mode",
+                                registry=self.registry)
+        self.events = Counter("shopsearch_events", "Behaviour events stored, by type", ["type"],
+                              registry=self.registry)
+
+    def init_app(self, app: Flask) -> None:
+        """Time every request and count it under its route template (``/products/<product_id>``)."""
+
+        @app.before_request
+        def _start() -> None:
+            g.metrics_start = time.perf_counter()
+
+        @app.after_request
+        def _count(resp):
+            start = g.pop("metrics_start", None)
+            rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            labels = (rule, request.method, str(resp.status_code))
+            self.requests.labels(*labels).inc()
+            if start is not None:
+                self.latency.labels(*labels).observe(time.perf_counter() - start)
+            return resp
+
+    def observe_search(self, timings_ms: dict[str, float], degraded: bool) -> None:
+        """Record each stage of one search (milliseconds in, seconds out)."""
+        for stage, ms in timings_ms.items():
+            self.stages.labels(stage).observe(max(float(ms), 0.0) / 1000.0)
+        if degraded:
+            self.degraded.inc()
+
+    def engine_error(self, kind: str) -> None:
+        """Count an engine outage (``unavailable``) or timeout."""
+        self.engine_errors.labels(kind).inc()
+
+    def exposition(self) -> Response:
+        """The Prometheus text format of every metric."""
+        return Response(generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,200 @@
+"""The storefront page (``/``), the relevance console (``/console``) and the console's JSON endpoints.
+
+The pages are plain HTML + vanilla JS served from ``api/static`` (no CDN, no build step); they call the public API
+(/search, /suggest, /products/<id>/similar, /events). The console adds:
+
+- ``GET /console/api/profiles``: the ranking profiles to compare, with what each one does;
+- ``GET /console/api/judgments``: which judgment list is configured and how many queries it judges;
+- ``POST /console/api/judge``: grades and per-query nDCG@10 for the rankings the page shows.
+
+Judgments come from app config ``CONSOLE_QRELS`` (a judgment list in any format shopsearch.plugin.judgments reads)
++ ``CONSOLE_QUERIES`` (``qid<TAB>query``; needed for TREC qrels, which carry no query text), or the environment
+variables ``SHOPSEARCH_CONSOLE_QRELS`` / ``SHOPSEARCH_CONSOLE_QUERIES``; or from TREC qrels + queries TSV uploaded in
+the page: the page parses them and sends only the current query's grades, so a large qrels file never crosses the
+body size limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from shopsearch.plugin.profiles import ProfileError, ProfileStore
+
+from .app import service
+from .console_judgments import (MAX_JUDGMENTS, MAX_RANKING_DEPTH, MAX_RANKINGS, METRIC, JudgmentList,
+                                load_judgments, ndcg_per_ranking)
+from .errors import ApiError, bad_parameter
+from .evaluation import RELEVANT_GRADE
+
+bp = Blueprint("pages", __name__, template_folder="templates")
+MAX_QUERY = 256
+MAX_ID = 128
+# The pair the console opens with when those profiles exist: the lexical baseline against the hybrid default.
+DEFAULT_PAIR = ("bm25", "default")
+
+
+@bp.get("/")
+def storefront():
+    """The storefront: search box with autocomplete, facets, result cards, similar products."""
+    return render_template("storefront.html")
+
+
+@bp.get("/console")
+def console():
+    """The relevance console: one query, two profiles side by side, judgment colours, stage scores."""
+    return render_template("console.html")
+
+
+def _profile_store() -> ProfileStore:
+    """The searcher's profile store when it is built (same folders as search), else the default folders."""
+    searcher = service().searcher
+    store = getattr(searcher, "profiles", None)
+    return store if isinstance(store, ProfileStore) else ProfileStore()
+
+
+@bp.get("/console/api/profiles")
+def profiles():
+    """Every ranking profile: name, description, enabled legs, fusion method, reranking; an invalid file is listed
+    with its error instead of hiding the others."""
+    store = _profile_store()
+    out: list[dict[str, Any]] = []
+    for name in store.names():
+        try:
+            p = store.get(name)
+        except ProfileError as exc:
+            out.append({"name": name, "error": str(exc)})
+            continue
+        out.append({"name": p.name, "description": p.description, "legs": list(p.legs),
+                    "fusion": p.fusion.method, "rerank": p.rerank.enabled})
+    names = [p["name"] for p in out if "error" not in p]
+    pair = list(DEFAULT_PAIR) if all(n in names for n in DEFAULT_PAIR) else (names * 2)[:2]
+    return jsonify({"profiles": out, "pair": pair})
+
+
+def configured_paths() -> tuple[str, str | None] | None:
+    """(judgments, queries or None) paths from app config or the environment; None when neither is set.
+
+    Raises:
+        ApiError: 500 when queries are set without judgments.
+    """
+    cfg = current_app.config
+    qrels = cfg.get("CONSOLE_QRELS") or os.environ.get("SHOPSEARCH_CONSOLE_QRELS") or ""
+    queries = cfg.get("CONSOLE_QUERIES") or os.environ.get("SHOPSEARCH_CONSOLE_QUERIES") or ""
+    if not qrels and not queries:
+        return None
+    if not qrels:
+        raise ApiError(500, "console_misconfigured", "CONSOLE_QUERIES is set but CONSOLE_QRELS is not: set "
+                       "CONSOLE_QRELS to the judgment file (TREC qrels, CSV, ESCI, WANDS or Quepid)")
+    return str(qrels), str(queries) if queries else None
+
+
+def configured_judgments() -> JudgmentList | None:
+    """The configured judgment list, or None when none is configured.
+
+    Raises:
+        ApiError: 500 naming the file and line when it cannot be read.
+    """
+    paths = configured_paths()
+    if paths is None:
+        return None
+    try:
+        return load_judgments(*paths)
+    except (OSError, ValueError) as exc:
+        raise ApiError(500, "judgments_unreadable", f"cannot read the configured judgments: {exc}") from None
+
+
+@bp.get("/console/api/judgments")
+def judgments_summary():
+    """Which judgment list the console uses: ``{"configured", "source", "queries", "judged_queries"}``."""
+    jl = configured_judgments()
+    if jl is None:
+        return jsonify({"configured": False, "source": None, "queries": 0, "judged_queries": 0})
+    return jsonify({"configured": True, "source": os.path.basename(jl.source), "queries": len(jl.qids),
+                    "judged_queries": jl.judged_queries})
+
+
+def _text(body: dict, name: str, limit: int, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise bad_parameter(name, f"{name} must be a non-empty string of at most {limit} characters; got {value!r}")
+    return value
+
+
+def parse_rankings(value: Any) -> list[list[str]]:
+    """``rankings``: 1..4 lists of at most 100 product ids (strings), best first."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_RANKINGS:
+        raise bad_parameter("rankings", f"rankings must be a list of 1 to {MAX_RANKINGS} lists of product ids")
+    out = []
+    for i, ranking in enumerate(value):
+        ok = isinstance(ranking, list) and len(ranking) <= MAX_RANKING_DEPTH and all(
+            isinstance(d, str) and 0 < len(d) <= MAX_ID for d in ranking)
+        if not ok:
+            raise bad_parameter(f"rankings[{i}]", f"rankings[{i}] must be a list of at most {MAX_RANKING_DEPTH} "
+                                                  f"product ids (strings of 1 to {MAX_ID} characters)")
+        out.append(list(ranking))
+    return out
+
+
+def parse_grades(value: Any) -> dict[str, int]:
+    """``judgments``: an object product id -> integer grade (an uploaded list, filtered to one query)."""
+    if not isinstance(value, dict) or len(value) > MAX_JUDGMENTS:
+        raise bad_parameter("judgments", f"judgments must be an object of at most {MAX_JUDGMENTS} "
+                                         "product id -> integer grade")
+    for doc, grade in value.items():
+        if len(doc) > MAX_ID or isinstance(grade, bool) or not isinstance(grade, int) or abs(grade) > 1000:
+            raise bad_parameter("judgments", f"judgments[{doc!r}] must be an integer grade; got {grade!r}")
+    return dict(value)
+
+
+def judge_report(query: str, qid: str | None, grades: dict[str, int], rankings: list[list[str]],
+                 source: str | None) -> dict[str, Any]:
+    """The /console/api/judge body: grades of the shown products, counts, nDCG@10 per ranking and the delta."""
+    shown = dict.fromkeys(d for r in rankings for d in r)
+    scores = ndcg_per_ranking(grades, rankings)
+    delta = scores[1] - scores[0] if scores is not None and len(scores) >= 2 else None
+    return {
+        "query": query, "qid": qid, "judged": bool(grades), "source": source,
+        "grades": {d: grades[d] for d in shown if d in grades},
+        "judged_count": len(grades),
+        "relevant_count": sum(1 for g in grades.values() if g >= RELEVANT_GRADE),
+        "max_grade": max(grades.values(), default=None),
+        "metric": METRIC,
+        "scores": [_rounded(s) for s in scores] if scores is not None else None,
+        "delta": _rounded(delta) if delta is not None else None,
+    }
+
+
+def _rounded(x: float) -> float:
+    return round(x, 6) if math.isfinite(x) else 0.0
+
+
+@bp.post("/console/api/judge")
+def judge():
+    """Grades and nDCG@10 for the rankings the console shows.
+
+    Body: ``{"query": str, "rankings": [[id, ...], ...], "judgments"?: {id: grade}, "qid"?: str}``; without
+    ``judgments`` the configured list is used, looked up by the query text.
+    """
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object (Content-Type: application/json)", "body")
+    unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid"})
+    if unknown:
+        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, rankings, judgments, qid")
+    query = _text(body, "query", MAX_QUERY, required=True)
+    rankings = parse_rankings(body.get("rankings"))
+    if "judgments" in body:
+        grades = parse_grades(body["judgments"])
+        return jsonify(judge_report(query, _text(body, "qid", MAX_ID, required=False), grades, rankings,
+                                    "uploaded"))
+    jl = configured_judgments()
+    if jl is None:
+        return jsonify(judge_report(query, None, {}, rankings, None))
+    qid, grades = jl.lookup(query)
+    return jsonify(judge_report(query, qid, grades, rankings, os.path.basename(jl.source)))

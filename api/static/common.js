@@ -1,0 +1,94 @@
+/* Shared helpers for the storefront and the console: DOM building, JSON calls, friendly error messages. */
+"use strict";
+
+const Shop = (() => {
+  /** Build an element: h("a", {href: "#", class: "x", onclick: fn}, "text", childNode). Text is never parsed as HTML. */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+      else if (key === "class") el.className = value;
+      else if (key === "dataset") Object.assign(el.dataset, value);
+      else if (key === "style" && typeof value === "object") {
+        // setProperty also takes custom properties ("--grade-color"), which Object.assign on style ignores
+        for (const [prop, v] of Object.entries(value)) el.style.setProperty(prop.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), v);
+      }
+      else el.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  /** An API error with the HTTP status and the server's JSON error (code, message, parameter). */
+  class ApiProblem extends Error {
+    constructor(status, code, message, parameter, retryAfter) {
+      super(message);
+      Object.assign(this, { status, code, parameter, retryAfter });
+    }
+  }
+
+  async function request(url, options) {
+    let resp;
+    try {
+      resp = await fetch(url, options);
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      throw new ApiProblem(0, "network", "network error: " + err.message, null, null);
+    }
+    let body = null;
+    try { body = await resp.json(); } catch (_) { body = null; }
+    if (!resp.ok) {
+      const e = (body && body.error) || {};
+      throw new ApiProblem(resp.status, e.code || "http_" + resp.status, e.message || resp.statusText,
+                           e.parameter || null, resp.headers.get("Retry-After"));
+    }
+    return body;
+  }
+
+  /** GET a JSON endpoint; throws ApiProblem for an error answer or a network failure. */
+  const getJson = (url, signal) => request(url, { signal, headers: { Accept: "application/json" } });
+
+  /** POST JSON; ``keepalive`` lets an event survive the page being left. */
+  const postJson = (url, data, keepalive) => request(url, {
+    method: "POST", keepalive: !!keepalive,
+    headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(data),
+  });
+
+  /** A message for shoppers: what happened and what to do, never a stack trace. */
+  function friendly(err) {
+    if (!(err instanceof ApiProblem)) return { title: "Something went wrong", detail: "Please try again." };
+    if (err.status === 503) {
+      const wait = err.retryAfter ? ` in about ${err.retryAfter} seconds` : " in a moment";
+      return { title: "Search is taking a short break",
+               detail: `Our search engine is unavailable right now. Please try again${wait}.`, retry: true };
+    }
+    if (err.status === 0) return { title: "Can't reach the shop", detail: "Check your connection and try again.",
+                                   retry: true };
+    if (err.status === 400 || err.status === 422) return { title: "We couldn't run that search", detail: err.message };
+    return { title: "Something went wrong on our side", detail: "Please try again in a moment.", retry: true };
+  }
+
+  /** Call ``fn`` once ``ms`` have passed without another call. */
+  function debounce(fn, ms) {
+    let timer = null;
+    return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  }
+
+  const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+  const formatPrice = (p) => (typeof p === "number" ? money.format(p) : "Price on request");
+
+  function qs(params) {
+    const u = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) {
+      if (Array.isArray(v)) v.forEach((x) => u.append(k, x));
+      else if (v !== null && v !== undefined && v !== "" && v !== false) u.append(k, v);
+    }
+    return u.toString();
+  }
+
+  return { h, ApiProblem, getJson, postJson, friendly, debounce, formatPrice, qs };
+})();

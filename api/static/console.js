@@ -1,0 +1,233 @@
+/* Relevance console: one query, two ranking profiles side by side, coloured by judgments, with stage scores. */
+"use strict";
+
+(() => {
+  const { h, getJson, postJson, friendly, qs } = Shop;
+  const $ = (id) => document.getElementById(id);
+  const DEPTH = 10;  // the metric is nDCG@10, so the columns show the top 10
+  const STAGE_ORDER = ["bm25", "knn", "fused", "cross_encoder", "conversion"];
+  let profiles = [];
+  let uploaded = null;  // {qrels: {qid: {doc: grade}}, qids: {normalised text: qid}, name}
+  let configured = null;
+
+  const normalise = (t) => t.replace(/\s+/g, " ").trim().toLowerCase();
+
+  // --- profiles and judgments ----------------------------------------------------------------------------------
+  async function loadProfiles() {
+    const body = await getJson("/console/api/profiles");
+    profiles = body.profiles;
+    const url = new URLSearchParams(location.search);
+    const pick = [url.get("a") || body.pair[0], url.get("b") || body.pair[1]];
+    ["profile-a", "profile-b"].forEach((id, i) => {
+      $(id).replaceChildren(...profiles.map((p) => h("option", { value: p.name, disabled: !!p.error,
+        selected: p.name === pick[i] }, p.error ? `${p.name} (invalid)` : p.name)));
+    });
+    $("cq").value = url.get("q") || "";
+  }
+
+  async function loadJudgmentStatus() {
+    try {
+      configured = await getJson("/console/api/judgments");
+    } catch (err) {
+      configured = { configured: false, error: err.message };
+    }
+    showJudgmentStatus();
+  }
+
+  function showJudgmentStatus() {
+    const el = $("judgments-status");
+    $("clear-upload").hidden = !uploaded;
+    if (uploaded) el.textContent = `uploaded ${uploaded.name} (${Object.keys(uploaded.qids).length} queries)`;
+    else if (configured && configured.configured) el.textContent = `${configured.source} (${configured.judged_queries} judged queries)`;
+    else if (configured && configured.error) el.textContent = `configured list unreadable: ${configured.error}`;
+    else el.textContent = "none loaded — upload a qrels file and its queries TSV";
+  }
+
+  function parseQrels(text, name) {
+    const out = {};
+    text.split(/\r?\n/).forEach((line, n) => {
+      const parts = line.trim().split(/\s+/);
+      if (!line.trim()) return;
+      if (parts.length !== 4 || !/^-?\d+$/.test(parts[3])) {
+        throw new Error(`${name}:${n + 1}: expected 'qid iteration doc_id grade', got '${line.slice(0, 60)}'`);
+      }
+      (out[parts[0]] = out[parts[0]] || {})[parts[2]] = parseInt(parts[3], 10);
+    });
+    return out;
+  }
+
+  function parseQueries(text, name) {
+    const out = {};
+    text.split(/\r?\n/).forEach((line, n) => {
+      if (!line.trim()) return;
+      const tab = line.indexOf("\t");
+      if (tab < 1) throw new Error(`${name}:${n + 1}: expected 'qid<TAB>query text'`);
+      const key = normalise(line.slice(tab + 1));
+      if (!(key in out)) out[key] = line.slice(0, tab).trim();
+    });
+    return out;
+  }
+
+  async function onUpload() {
+    const qf = $("qrels-file").files[0], tf = $("queries-file").files[0];
+    if (!qf || !tf) { setStatus(qf ? "Now choose the queries TSV that goes with the qrels." : "Now choose the qrels file.", "warn"); return; }
+    try {
+      uploaded = { qrels: parseQrels(await qf.text(), qf.name), qids: parseQueries(await tf.text(), tf.name), name: qf.name };
+      setStatus("", "");
+    } catch (err) {
+      uploaded = null;
+      setStatus(err.message, "warn");
+    }
+    showJudgmentStatus();
+    if ($("cq").value.trim()) compare();
+  }
+
+  // --- compare -------------------------------------------------------------------------------------------------
+  function setStatus(text, kind) {
+    $("console-status").className = "status" + (kind ? " " + kind : "");
+    $("console-status").textContent = text;
+  }
+
+  async function compare() {
+    const q = $("cq").value.trim();
+    const names = [$("profile-a").value, $("profile-b").value];
+    history.replaceState(null, "", location.pathname + "?" + qs({ q, a: names[0], b: names[1] }));
+    if (!q) { setStatus("Type a query to compare.", "warn"); return; }
+    setStatus("Searching…", "loading");
+    const results = await Promise.all(names.map((profile) =>
+      getJson("/search?" + qs({ q, profile, explain: "true", size: DEPTH, facets: "none" })).catch((err) => ({ error: err }))));
+    const rankings = results.map((r) => (r.error ? [] : r.hits.map((x) => x.id)));
+    const judgeBody = { query: q, rankings };
+    if (uploaded) {
+      const qid = uploaded.qids[normalise(q)] || null;
+      judgeBody.judgments = qid ? (uploaded.qrels[qid] || {}) : {};
+      if (qid) judgeBody.qid = qid;
+    }
+    let judged = null;
+    try {
+      judged = await postJson("/console/api/judge", judgeBody);
+    } catch (err) {
+      setStatus(`Judgments unavailable: ${err.message}`, "warn");
+    }
+    if (judged) setStatus("", "");
+    renderDelta(judged, names);
+    results.forEach((r, i) => renderColumn(i ? $("col-b") : $("col-a"), names[i], r, judged, i, rankings[1 - i] || []));
+  }
+
+  function fmt(x, digits = 3) {
+    return typeof x === "number" ? x.toFixed(digits) : "–";
+  }
+
+  function renderDelta(judged, names) {
+    const el = $("metric-delta");
+    if (!judged) { el.replaceChildren(); return; }
+    if (!judged.judged) {
+      const why = judged.source === null && !uploaded ? "no judgment list is loaded"
+        : "this query is not in the judgment list";
+      el.replaceChildren(h("span", { class: "muted" }, `nDCG@10 not available: ${why}.`));
+      return;
+    }
+    const d = judged.delta;
+    const cls = d > 1e-9 ? "up" : d < -1e-9 ? "down" : "same";
+    el.replaceChildren(
+      h("span", {}, `${judged.metric} (qid ${judged.qid || "?"}, ${judged.relevant_count} relevant of ${judged.judged_count} judged): `),
+      h("strong", { dataset: { side: "a" } }, `${names[0]} ${fmt(judged.scores[0])}`), " → ",
+      h("strong", { dataset: { side: "b" } }, `${names[1]} ${fmt(judged.scores[1])}`), " ",
+      h("span", { class: `delta ${cls}`, id: "delta-value" }, `${d >= 0 ? "+" : ""}${fmt(d)}`));
+  }
+
+  function gradeColor(grade, max) {
+    if (grade === undefined) return "var(--grade-unjudged)";
+    if (grade <= 0) return "hsl(0 70% 52%)";
+    const t = Math.min(1, grade / Math.max(1, max || 1));
+    return `hsl(${Math.round(40 + 80 * t)} ${Math.round(85 - 30 * t)}% ${Math.round(50 - 12 * t)}%)`;
+  }
+
+  function stageRows(stages) {
+    const names = Object.keys(stages).filter((k) => !k.endsWith("_rank"));
+    names.sort((a, b) => ((STAGE_ORDER.indexOf(a) + 1) || 99) - ((STAGE_ORDER.indexOf(b) + 1) || 99));
+    return names.map((k) => h("tr", { dataset: { stage: k } }, h("th", {}, k),
+      h("td", {}, fmt(stages[k], 4)), h("td", { class: "muted" }, `${k}_rank` in stages ? `#${stages[`${k}_rank`]}` : "")));
+  }
+
+  function contributions(hit) {
+    const c = hit.contributions || hit.feature_contributions || hit.features;
+    if (!c || typeof c !== "object") return null;
+    const entries = Object.entries(c).filter(([, v]) => typeof v === "number").sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+    if (!entries.length) return null;
+    const top = Math.max(...entries.map(([, v]) => Math.abs(v))) || 1;
+    return h("details", { class: "contrib" }, h("summary", {}, "Feature contributions"),
+      h("ul", {}, entries.slice(0, 12).map(([k, v]) => h("li", {}, h("span", { class: "fname" }, k),
+        h("span", { class: "bar " + (v < 0 ? "neg" : "pos"), style: { width: `${Math.round(60 * Math.abs(v) / top)}px` } }),
+        h("span", { class: "fval" }, fmt(v, 3))))));
+  }
+
+  function renderColumn(col, name, result, judged, side, other) {
+    const p = profiles.find((x) => x.name === name) || {};
+    const head = h("header", { class: "column-head" },
+      h("h2", {}, name),
+      h("p", { class: "muted" }, p.description || ""),
+      h("div", { class: "tags" }, (p.legs || []).map((l) => h("span", { class: "tag" }, l)),
+        p.fusion ? h("span", { class: "tag" }, p.fusion) : null, p.rerank ? h("span", { class: "tag" }, "rerank") : null),
+      h("div", { class: "column-metric" }, judged && judged.judged ? `nDCG@10 ${fmt(judged.scores[side])}` : "",
+        result.error ? "" : h("span", { class: "muted" }, ` · ${result.total} candidates · ${fmt(result.timings_ms.total, 1)} ms`)));
+    if (result.error) {
+      const f = friendly(result.error);
+      col.replaceChildren(head, h("div", { class: "empty error", role: "alert" }, h("h3", {}, f.title), h("p", {}, result.error.message)));
+      return;
+    }
+    if (!result.hits.length) {
+      col.replaceChildren(head, h("div", { class: "empty" }, h("p", {}, "No results.")));
+      return;
+    }
+    const grades = (judged && judged.grades) || {};
+    const rows = result.hits.map((hit) => {
+      const grade = grades[hit.id];
+      const otherRank = other.indexOf(hit.id) + 1;
+      const move = otherRank === 0 ? h("span", { class: "move new", title: "not in the other column's top 10" }, "only here")
+        : otherRank === hit.rank ? h("span", { class: "move same" }, "=")
+        : h("span", { class: "move " + (otherRank > hit.rank ? "up" : "down"), title: `#${otherRank} in the other column` },
+            `${otherRank > hit.rank ? "▲" : "▼"}${Math.abs(otherRank - hit.rank)}`);
+      return h("li", { class: "row" + (grade === undefined ? " unjudged" : ""), dataset: { id: hit.id, grade: grade ?? "" },
+                       style: { "--grade-color": gradeColor(grade, judged && judged.max_grade) },
+                       onmouseenter: () => linkRows(hit.id, true), onmouseleave: () => linkRows(hit.id, false) },
+        h("span", { class: "rank" }, String(hit.rank)),
+        h("div", { class: "row-main" },
+          h("div", { class: "row-title" }, hit.title, " ", h("code", { class: "pid" }, hit.id)),
+          h("div", { class: "muted" }, [hit.brand, typeof hit.price === "number" ? Shop.formatPrice(hit.price) : null,
+            (hit.category || []).join(" › ")].filter(Boolean).join(" · ")),
+          h("table", { class: "stages" }, h("tbody", {}, stageRows(hit.stages || {}))),
+          contributions(hit)),
+        h("div", { class: "row-side" },
+          h("span", { class: "grade-badge", title: grade === undefined ? "not judged" : `grade ${grade}` },
+            grade === undefined ? "?" : String(grade)), move));
+    });
+    col.replaceChildren(head, h("ol", { class: "rows" }, rows));
+  }
+
+  function linkRows(id, on) {
+    document.querySelectorAll(`.row[data-id="${CSS.escape(id)}"]`).forEach((r) => r.classList.toggle("linked", on));
+  }
+
+  // --- wiring --------------------------------------------------------------------------------------------------
+  $("console-form").addEventListener("submit", (e) => { e.preventDefault(); compare(); });
+  ["profile-a", "profile-b"].forEach((id) => $(id).addEventListener("change", () => { if ($("cq").value.trim()) compare(); }));
+  $("qrels-file").addEventListener("change", onUpload);
+  $("queries-file").addEventListener("change", onUpload);
+  $("clear-upload").addEventListener("click", () => {
+    uploaded = null; $("qrels-file").value = ""; $("queries-file").value = "";
+    showJudgmentStatus();
+    if ($("cq").value.trim()) compare();
+  });
+
+  (async () => {
+    try {
+      await Promise.all([loadProfiles(), loadJudgmentStatus()]);
+    } catch (err) {
+      const f = friendly(err);
+      setStatus(`${f.title}: ${err.message}`, "warn");
+      return;
+    }
+    if ($("cq").value.trim()) compare();
+  })();
+})();

@@ -1,0 +1,351 @@
+/* Storefront: search with autocomplete, facets and filters, result cards, pagination, similar products, events. */
+"use strict";
+
+(() => {
+  const { h, getJson, postJson, friendly, debounce, formatPrice, qs, ApiProblem } = Shop;
+  const $ = (id) => document.getElementById(id);
+  const PAGE_SIZE = 12;
+  const FACET_LABELS = { brand: "Brand", category_lvl0: "Department", category_lvl1: "Category",
+                         category_lvl2: "Subcategory" };
+  const FACET_PARAM = { brand: "brand", category_lvl0: "category", category_lvl1: "category",
+                        category_lvl2: "category" };
+
+  const state = { q: "", page: 1, size: PAGE_SIZE, brand: [], category: [], price_min: "", price_max: "", in_stock: false };
+  let lastResponse = null;
+  let searchAbort = null;
+
+  const sessionId = (() => {
+    let id = sessionStorage.getItem("shopsearch.session");
+    if (!id) {
+      id = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2));
+      sessionStorage.setItem("shopsearch.session", id);
+    }
+    return id;
+  })();
+
+  // --- URL <-> state -----------------------------------------------------------------------------------------
+  function readUrl() {
+    const p = new URLSearchParams(location.search);
+    state.q = p.get("q") || "";
+    state.page = Math.max(1, parseInt(p.get("page") || "1", 10) || 1);
+    state.size = Math.min(100, Math.max(1, parseInt(p.get("size") || "", 10) || PAGE_SIZE));
+    state.brand = p.getAll("brand");
+    state.category = p.getAll("category");
+    state.price_min = p.get("price_min") || "";
+    state.price_max = p.get("price_max") || "";
+    state.in_stock = p.get("in_stock") === "true";
+    $("q").value = state.q;
+    $("price-min").value = state.price_min;
+    $("price-max").value = state.price_max;
+    $("in-stock").checked = state.in_stock;
+  }
+
+  function filterParams() {
+    return { brand: state.brand, category: state.category, price_min: state.price_min, price_max: state.price_max,
+             in_stock: state.in_stock ? "true" : "" };
+  }
+
+  function writeUrl(push) {
+    const query = qs({ q: state.q, page: state.page > 1 ? state.page : "", size: state.size !== PAGE_SIZE ? state.size : "",
+                       ...filterParams() });
+    const url = location.pathname + (query ? "?" + query : "");
+    if (url !== location.pathname + location.search) history[push ? "pushState" : "replaceState"](null, "", url);
+  }
+
+  // --- search ------------------------------------------------------------------------------------------------
+  async function runSearch(push = true) {
+    writeUrl(push);
+    renderChips();
+    if (!state.q.trim()) { renderLanding(); return; }
+    if (searchAbort) searchAbort.abort();
+    searchAbort = new AbortController();
+    const params = { q: state.q, page: state.page, size: state.size, ...filterParams() };
+    setStatus("Searching…", "loading");
+    document.body.classList.add("busy");
+    try {
+      const body = await getJson("/search?" + qs(params), searchAbort.signal);
+      lastResponse = body;
+      renderResults(body);
+      renderFacets(body.facets || {});
+      renderPager(body);
+      sendImpressions(body);
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      renderError(err);
+    } finally {
+      document.body.classList.remove("busy");
+    }
+  }
+
+  function setStatus(text, kind) {
+    const el = $("status");
+    el.className = "status" + (kind ? " " + kind : "");
+    el.replaceChildren(text ? h("span", {}, text) : "");
+  }
+
+  function renderLanding() {
+    lastResponse = null;
+    setStatus("", "");
+    $("facets").replaceChildren();
+    $("pager").replaceChildren();
+    $("results").replaceChildren(h("div", { class: "empty hero" },
+      h("h2", {}, "What are you looking for today?"),
+      h("p", {}, "Search by product, brand or category — suggestions appear as you type.")));
+  }
+
+  function renderError(err) {
+    const f = friendly(err);
+    $("facets").replaceChildren();
+    $("pager").replaceChildren();
+    setStatus("", "");
+    if (err instanceof ApiProblem && err.status >= 500) console.warn("search failed:", err.status, err.code, err.message);
+    $("results").replaceChildren(h("div", { class: "empty error", role: "alert" },
+      h("h2", {}, f.title), h("p", {}, f.detail),
+      f.retry ? h("button", { type: "button", class: "primary", onclick: () => runSearch(false) }, "Try again") : null));
+  }
+
+  function renderResults(body) {
+    const hits = body.hits || [];
+    const first = (body.page - 1) * body.size + 1;
+    if (!hits.length) {
+      setStatus("", "");
+      const filtered = state.brand.length || state.category.length || state.price_min || state.price_max || state.in_stock;
+      $("results").replaceChildren(h("div", { class: "empty" },
+        h("h2", {}, `No products match “${body.query}”`),
+        h("p", {}, filtered ? "Try removing a filter or two." : "Check the spelling or try a more general word."),
+        filtered ? h("button", { type: "button", onclick: clearFilters }, "Clear all filters") : null));
+      return;
+    }
+    setStatus(`${first}–${first + hits.length - 1} of ${body.total} results for “${body.query}”` +
+              (body.degraded ? " (simplified results while part of search is unavailable)" : ""), "");
+    $("results").replaceChildren(...hits.map((hit) => card(hit, body)));
+  }
+
+  function stars(rating) {
+    if (typeof rating !== "number") return null;
+    const full = Math.round(rating * 2) / 2;
+    const text = "★".repeat(Math.floor(full)) + (full % 1 ? "½" : "");
+    return h("span", { class: "stars", "aria-label": `Rated ${rating} out of 5` }, text);
+  }
+
+  function shorten(text, n) {
+    if (!text) return "";
+    return text.length <= n ? text : text.slice(0, text.lastIndexOf(" ", n) > 40 ? text.lastIndexOf(" ", n) : n) + "…";
+  }
+
+  function card(hit, body) {
+    const initial = (hit.brand || hit.title || "?").trim().charAt(0).toUpperCase();
+    // a stable, well-spread hue per product (golden-angle steps), so neighbouring ids don't share a colour
+    const hash = [...String(hit.id)].reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7);
+    const hue = Math.round((hash * 137.508) % 360);
+    const stock = hit.in_stock === true ? h("span", { class: "stock in" }, "In stock")
+      : hit.in_stock === false ? h("span", { class: "stock out" }, "Out of stock") : null;
+    const title = h("a", { href: "#", class: "title", onclick: (e) => { e.preventDefault(); sendClick(hit, body); toggleDetails(e.target); } },
+      hit.title);
+    return h("article", { class: "card", dataset: { id: hit.id, rank: hit.rank } },
+      h("div", { class: "thumb", style: { background: `hsl(${hue} 45% 92%)`, color: `hsl(${hue} 45% 30%)` },
+                 "aria-hidden": "true" }, initial),
+      h("div", { class: "body" },
+        h("h3", {}, title),
+        hit.brand ? h("div", { class: "brand" }, hit.brand) : null,
+        h("div", { class: "price-line" }, h("span", { class: typeof hit.price === "number" ? "price" : "price none" }, formatPrice(hit.price)), stock),
+        typeof hit.rating === "number" ? h("div", { class: "rating" }, stars(hit.rating), ` ${hit.rating.toFixed(1)}`,
+          typeof hit.review_count === "number" ? h("span", { class: "muted" }, ` (${hit.review_count})`) : null) : null,
+        h("p", { class: "desc", dataset: { full: hit.description || "" } }, shorten(hit.description, 110)),
+        h("button", { type: "button", class: "link similar-btn", onclick: () => openSimilar(hit) }, "Similar products")));
+  }
+
+  function toggleDetails(link) {
+    const desc = link.closest(".card").querySelector(".desc");
+    const expanded = desc.classList.toggle("expanded");
+    desc.textContent = expanded ? desc.dataset.full : shorten(desc.dataset.full, 110);
+  }
+
+  // --- facets and filters ------------------------------------------------------------------------------------
+  function renderFacets(facets) {
+    const blocks = [];
+    for (const [field, label] of Object.entries(FACET_LABELS)) {
+      const values = facets[field] || [];
+      const param = FACET_PARAM[field];
+      const active = state[param];
+      if (!values.length) continue;
+      blocks.push(h("section", { class: "filter-block facet", dataset: { facet: field } },
+        h("h3", {}, label),
+        h("ul", {}, values.slice(0, 12).map((v) => {
+          const on = active.includes(v.value);
+          return h("li", {}, h("button", {
+            type: "button", class: "facet-value" + (on ? " on" : ""), "aria-pressed": on ? "true" : "false",
+            dataset: { value: v.value }, onclick: () => toggleFilter(param, v.value),
+          }, h("span", { class: "facet-name" }, v.value), h("span", { class: "count" }, String(v.count))));
+        }))));
+    }
+    $("facets").replaceChildren(...blocks);
+  }
+
+  function toggleFilter(param, value) {
+    const list = state[param];
+    const i = list.indexOf(value);
+    if (i >= 0) list.splice(i, 1); else list.push(value);
+    state.page = 1;
+    runSearch();
+  }
+
+  function clearFilters() {
+    Object.assign(state, { brand: [], category: [], price_min: "", price_max: "", in_stock: false, page: 1 });
+    $("price-min").value = $("price-max").value = "";
+    $("in-stock").checked = false;
+    runSearch();
+  }
+
+  function renderChips() {
+    const chips = [];
+    const chip = (text, remove) => h("button", { type: "button", class: "chip", onclick: remove,
+                                                 "aria-label": `Remove filter ${text}` }, text, h("span", {}, " ×"));
+    state.brand.forEach((b) => chips.push(chip(b, () => toggleFilter("brand", b))));
+    state.category.forEach((c) => chips.push(chip(c, () => toggleFilter("category", c))));
+    if (state.price_min || state.price_max) {
+      chips.push(chip(`${state.price_min ? formatPrice(+state.price_min) : "any"} – ${state.price_max ? formatPrice(+state.price_max) : "any"}`,
+        () => { state.price_min = state.price_max = ""; $("price-min").value = $("price-max").value = ""; state.page = 1; runSearch(); }));
+    }
+    if (state.in_stock) chips.push(chip("In stock", () => { state.in_stock = false; $("in-stock").checked = false; state.page = 1; runSearch(); }));
+    if (chips.length > 1) chips.push(h("button", { type: "button", class: "link", onclick: clearFilters }, "Clear all"));
+    $("active-filters").replaceChildren(...chips);
+  }
+
+  // --- pagination ----------------------------------------------------------------------------------------------
+  function renderPager(body) {
+    const pages = Math.min(Math.ceil(body.total / body.size), Math.floor(1000 / body.size));
+    if (pages <= 1) { $("pager").replaceChildren(); return; }
+    const go = (p) => () => { state.page = p; runSearch(); window.scrollTo({ top: 0 }); };
+    const items = [h("button", { type: "button", disabled: body.page <= 1, onclick: go(body.page - 1) }, "‹ Prev")];
+    const lo = Math.max(1, body.page - 3), hi = Math.min(pages, lo + 6);
+    for (let p = lo; p <= hi; p++) {
+      items.push(h("button", { type: "button", class: p === body.page ? "on" : "", "aria-current": p === body.page ? "page" : null,
+                               onclick: go(p) }, String(p)));
+    }
+    items.push(h("button", { type: "button", disabled: body.page >= pages, onclick: go(body.page + 1) }, "Next ›"));
+    $("pager").replaceChildren(...items);
+  }
+
+  // --- similar products ----------------------------------------------------------------------------------------
+  async function openSimilar(hit) {
+    const panel = $("similar-panel");
+    panel.hidden = false;
+    $("similar-for").textContent = `Like “${hit.title}”`;
+    $("similar-results").replaceChildren(h("p", { class: "muted" }, "Finding similar products…"));
+    try {
+      const body = await getJson(`/products/${encodeURIComponent(hit.id)}/similar?size=6`);
+      const items = body.hits.map((s) => h("div", { class: "mini", dataset: { id: s.id } },
+        h("div", { class: "mini-title" }, s.title),
+        h("div", { class: "muted" }, [s.brand, formatPrice(s.price)].filter(Boolean).join(" · "))));
+      $("similar-results").replaceChildren(...(items.length ? items : [h("p", { class: "muted" }, "Nothing similar found.")]));
+    } catch (err) {
+      const f = friendly(err);
+      $("similar-results").replaceChildren(h("p", { class: "error", role: "alert" }, `${f.title}. ${f.detail}`));
+    }
+    $("similar-close").focus();
+  }
+
+  // --- events --------------------------------------------------------------------------------------------------
+  function eventFor(type, hit, body) {
+    const ev = { type, query_id: body.query_id, product_id: hit.id, position: hit.rank, session_id: sessionId,
+                 query: body.query };
+    if (typeof hit.price === "number") ev.price = hit.price;
+    return ev;
+  }
+
+  function send(events) {
+    if (!events.length) return;
+    postJson("/events", events, true).catch((err) => console.warn("events not recorded:", err.message));
+  }
+
+  const sendImpressions = (body) => send((body.hits || []).map((hit) => eventFor("impression", hit, body)));
+  const sendClick = (hit, body) => send([eventFor("click", hit, body)]);
+
+  // --- autocomplete --------------------------------------------------------------------------------------------
+  const input = $("q");
+  const list = $("suggestions");
+  let suggestAbort = null;
+  let active = -1;
+  let suggestOff = false;
+
+  function closeSuggestions() {
+    list.hidden = true;
+    list.replaceChildren();
+    active = -1;
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+  }
+
+  function highlight(i) {
+    const items = [...list.children];
+    active = items.length ? (i + items.length) % items.length : -1;
+    items.forEach((li, j) => li.setAttribute("aria-selected", j === active ? "true" : "false"));
+    if (active >= 0) input.setAttribute("aria-activedescendant", items[active].id);
+  }
+
+  function choose(text) {
+    input.value = text;
+    closeSuggestions();
+    submit();
+  }
+
+  const fetchSuggestions = debounce(async () => {
+    const prefix = input.value.trim();
+    if (suggestOff || prefix.length < 2) { closeSuggestions(); return; }
+    if (suggestAbort) suggestAbort.abort();
+    suggestAbort = new AbortController();
+    try {
+      const body = await getJson("/suggest?" + qs({ q: prefix, size: 8 }), suggestAbort.signal);
+      if (input.value.trim() !== prefix || document.activeElement !== input) return;
+      if (!body.suggestions.length) { closeSuggestions(); return; }
+      list.replaceChildren(...body.suggestions.map((s, i) => {
+        const at = s.toLowerCase().indexOf(prefix.toLowerCase());
+        const label = at >= 0 ? [s.slice(0, at), h("mark", {}, s.slice(at, at + prefix.length)), s.slice(at + prefix.length)] : [s];
+        return h("li", { id: `suggestion-${i}`, role: "option", "aria-selected": "false", dataset: { value: s },
+                         onmousedown: (e) => { e.preventDefault(); choose(s); } }, label);
+      }));
+      list.hidden = false;
+      active = -1;
+      input.setAttribute("aria-expanded", "true");
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      if (err instanceof ApiProblem && err.status === 501) suggestOff = true;  // this build has no autocomplete
+      closeSuggestions();
+    }
+  }, 150);
+
+  input.addEventListener("input", fetchSuggestions);
+  input.addEventListener("blur", () => setTimeout(closeSuggestions, 100));
+  input.addEventListener("keydown", (e) => {
+    if (list.hidden) return;
+    if (e.key === "ArrowDown") { e.preventDefault(); highlight(active + 1); }
+    else if (e.key === "ArrowUp") { e.preventDefault(); highlight(active - 1); }
+    else if (e.key === "Escape") { e.preventDefault(); closeSuggestions(); }
+    else if (e.key === "Enter" && active >= 0) { e.preventDefault(); choose(list.children[active].dataset.value); }
+  });
+
+  // --- wiring --------------------------------------------------------------------------------------------------
+  function submit() {
+    state.q = input.value.trim();
+    state.page = 1;
+    closeSuggestions();
+    runSearch();
+  }
+
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+  $("price-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const lo = $("price-min").value, hi = $("price-max").value;
+    if (lo && hi && +lo > +hi) { setStatus("The lowest price must not be above the highest.", "warn"); return; }
+    state.price_min = lo; state.price_max = hi; state.page = 1;
+    runSearch();
+  });
+  $("in-stock").addEventListener("change", (e) => { state.in_stock = e.target.checked; state.page = 1; runSearch(); });
+  $("similar-close").addEventListener("click", () => { $("similar-panel").hidden = true; });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("similar-panel").hidden = true; });
+  window.addEventListener("popstate", () => { readUrl(); runSearch(false); });
+
+  readUrl();
+  runSearch(false);
+})();

@@ -1,0 +1,317 @@
+"""The search API through the Flask test client, on the tiny catalog in the embedded engine."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shopsearch.api.app import create_app
+from shopsearch.api.config import load_config
+from shopsearch.plugin.documents import FACET_FIELDS
+from shopsearch.plugin.engine import EngineUnavailable
+
+from .conftest import ALIAS, CONCRETE
+
+
+def _error(resp, status: int, parameter: str | None) -> dict:
+    assert resp.status_code == status, resp.get_json()
+    body = resp.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "parameter"}
+    assert body["error"]["parameter"] == parameter
+    return body["error"]
+
+
+# --- /search -------------------------------------------------------------------------------------------------
+
+def test_search_returns_ranked_hits_facets_and_query_id(client):
+    resp = client.get("/search?q=lamp&size=3")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert uuid.UUID(body["query_id"])
+    assert (body["query"], body["profile"], body["page"], body["size"]) == ("lamp", "default", 1, 3)
+    assert len(body["hits"]) == 3 and body["total"] >= 3
+    assert [h["rank"] for h in body["hits"]] == [1, 2, 3]
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    first = body["hits"][0]
+    assert first["id"] in {"p1", "p2", "p7"}  # the products with "lamp" in their title lead BM25
+    assert {"title", "brand", "price", "category", "in_stock"} <= set(first)
+    assert "stages" not in first and "embedding" not in first and "content_hash" not in first
+    assert set(body["facets"]) == set(FACET_FIELDS)
+    brands = {f["value"]: f["count"] for f in body["facets"]["brand"]}
+    assert brands == {"Lumo": 2, "Brightway": 1}  # counted over the products matching "lamp" lexically
+    assert {"embed", "retrieve", "fusion", "total"} <= set(body["timings_ms"])
+    assert body["degraded"] is False
+
+
+def test_search_query_ids_are_unique(client):
+    ids = {client.get("/search?q=lamp").get_json()["query_id"] for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_search_explain_adds_stages(client):
+    hits = client.get("/search?q=lamp&explain=true&size=2").get_json()["hits"]
+    assert all("fused" in h["stages"] for h in hits)
+    assert any("bm25" in h["stages"] for h in hits)
+
+
+def test_search_filters_brand_list_and_repeat(client):
+    for url in ("/search?q=lamp light&brand=Lumo,Brightway&facets=none",
+                "/search?q=lamp light&brand=Lumo&brand=Brightway&facets=none"):
+        body = client.get(url).get_json()
+        assert body["hits"] and {h["brand"] for h in body["hits"]} <= {"Lumo", "Brightway"}
+        assert body["facets"] == {}
+
+
+def test_search_filters_price_stock_rating_category(client):
+    body = client.get("/search?q=lamp&price_min=20&price_max=60&in_stock=true&rating_min=4"
+                      "&category=Lighting&size=10").get_json()
+    assert [h["id"] for h in body["hits"]] == ["p1"]  # p2 out of stock, p7 too cheap, p3 rated 3.5
+
+
+def test_search_facets_subset_and_paging(client):
+    page1 = client.get("/search?q=lamp&size=2&page=1&facets=brand").get_json()
+    page2 = client.get("/search?q=lamp&size=2&page=2&facets=brand").get_json()
+    assert set(page1["facets"]) == {"brand"}
+    assert [h["rank"] for h in page2["hits"]] == [3, 4][:len(page2["hits"])]
+    assert not {h["id"] for h in page1["hits"]} & {h["id"] for h in page2["hits"]}
+
+
+def test_search_blank_query_browses(client):
+    body = client.get("/search?brand=Torq").get_json()
+    assert body["hits"] == [] and body["total"] == 0
+    assert {f["value"]: f["count"] for f in body["facets"]["brand"]} == {"Torq": 2}
+
+
+def test_search_profile_selects_named_profile(client):
+    assert client.get("/search?q=drill&profile=bm25").get_json()["profile"] == "bm25"
+
+
+@pytest.mark.parametrize("query, status, parameter", [
+    ("q=" + "x" * 257, 400, "q"),
+    ("q=lamp&size=0", 400, "size"),
+    ("q=lamp&size=101", 400, "size"),
+    ("q=lamp&size=ten", 400, "size"),
+    ("q=lamp&page=0", 400, "page"),
+    ("q=lamp&page=11&size=100", 422, "page"),
+    ("q=lamp&price_min=abc", 400, "price_min"),
+    ("q=lamp&price_max=-1", 400, "price_max"),
+    ("q=lamp&price_min=50&price_max=10", 422, "price_min"),
+    ("q=lamp&rating_min=6", 400, "rating_min"),
+    ("q=lamp&in_stock=maybe", 400, "in_stock"),
+    ("q=lamp&facets=color", 400, "facets"),
+    ("q=lamp&explain=perhaps", 400, "explain"),
+    ("q=lamp&profile=no-such-profile", 400, "profile"),
+    ("q=lamp&profile=bad/name", 400, "profile"),
+    ("q=lamp&sort=price", 400, "sort"),
+    ("q=lamp&q=desk", 400, "q"),
+])
+def test_search_bad_parameters_are_named(client, query, status, parameter):
+    err = _error(client.get(f"/search?{query}"), status, parameter)
+    assert parameter in err["message"] or parameter == "profile"
+
+
+def test_limits_are_configurable(searcher, catalog_engine, tmp_path):
+    app = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS, "max_size": 5,
+                      "max_query_length": 10, "max_depth": 10, "events_dir": str(tmp_path)})
+    c = app.test_client()
+    assert "between 1 and 5" in _error(c.get("/search?q=lamp&size=6"), 400, "size")["message"]
+    _error(c.get("/search?q=lamp+lamp+lamp"), 400, "q")
+    _error(c.get("/search?q=lamp&size=5&page=3"), 422, "page")
+    assert c.get("/search?q=lamp&size=5&page=2").status_code == 200
+
+
+# --- /suggest ------------------------------------------------------------------------------------------------
+
+class _Suggesting:
+    """Wraps the real searcher and adds ``suggest`` (the lead adds the real one to HybridSearcher)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def suggest(self, prefix: str, size: int) -> list[str]:
+        return [t for t in ("lamp", "lamp shade", "lawn") if t.startswith(prefix)][:size]
+
+
+def test_suggest_returns_completions(tmp_path, catalog_engine, searcher):
+    wrapped = _Suggesting(searcher)
+    if callable(getattr(searcher, "suggest", None)):
+        wrapped = searcher
+    c = create_app({"searcher": wrapped, "engine_instance": catalog_engine, "index": ALIAS,
+                    "events_dir": str(tmp_path)}).test_client()
+    body = c.get("/suggest?q=lam&size=2").get_json()
+    assert body["query"] == "lam" and len(body["suggestions"]) <= 2
+    if wrapped is not searcher:
+        assert body["suggestions"] == ["lamp", "lamp shade"]
+    _error(c.get("/suggest?q="), 400, "q")
+    _error(c.get("/suggest?q=lam&size=0"), 400, "size")
+
+
+def test_suggest_without_support_is_501(tmp_path, catalog_engine):
+    class NoSuggest:
+        pass
+
+    c = create_app({"searcher": NoSuggest(), "engine_instance": catalog_engine, "index": ALIAS,
+                    "events_dir": str(tmp_path)}).test_client()
+    assert _error(c.get("/suggest?q=lam"), 501, None)["code"] == "not_implemented"
+
+
+# --- /products -----------------------------------------------------------------------------------------------
+
+def test_product_by_id(client):
+    body = client.get("/products/p4").get_json()
+    assert body == {"id": "p4", "title": "Cordless drill", "description": "18V cordless drill driver with two "
+                    "batteries", "brand": "Torq", "category": ["Tools", "Power Tools", "Drills"], "price": 119.0,
+                    "rating": 4.7, "review_count": 300, "popularity": None, "in_stock": True, "attributes": {}}
+
+
+def test_unknown_product_is_404(client):
+    err = _error(client.get("/products/nope"), 404, "product_id")
+    assert "nope" in err["message"] and err["code"] == "product_not_found"
+    _error(client.get("/products/nope/similar"), 404, "product_id")
+
+
+def test_similar_excludes_itself_and_filters(client):
+    body = client.get("/products/p1/similar?size=4").get_json()
+    ids = [h["id"] for h in body["hits"]]
+    assert body["id"] == "p1" and len(ids) == 4 and "p1" not in ids
+    assert [h["rank"] for h in body["hits"]] == [1, 2, 3, 4]
+    torq = client.get("/products/p1/similar?brand=Torq").get_json()["hits"]
+    assert sorted(h["id"] for h in torq) == ["p4", "p5"]
+    _error(client.get("/products/p1/similar?size=1000"), 400, "size")
+    _error(client.get("/products/p1/similar?price_min=9&price_max=1"), 422, "price_min")
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+
+def test_unknown_route_and_method_are_json(client):
+    assert _error(client.get("/nope"), 404, None)["code"] == "not_found"
+    resp = client.post("/search")
+    _error(resp, 405, None)
+    assert "GET" in resp.headers["Allow"]
+
+
+class _Broken:
+    """A searcher whose engine is down (or that crashes)."""
+
+    def __init__(self, exc: Exception):
+        self.exc = exc
+
+    def search(self, *args, **kwargs):
+        raise self.exc
+
+    get = similar = suggest = search
+
+
+def test_engine_outage_is_503_with_retry_after(tmp_path, catalog_engine):
+    app = create_app({"searcher": _Broken(EngineUnavailable("connection refused")),
+                      "engine_instance": catalog_engine, "index": ALIAS, "events_dir": str(tmp_path),
+                      "retry_after_s": 7})
+    c = app.test_client()
+    for url in ("/search?q=lamp", "/products/p1", "/products/p1/similar"):
+        resp = c.get(url)
+        assert _error(resp, 503, None)["code"] == "engine_unavailable"
+        assert resp.headers["Retry-After"] == "7"
+    metrics = c.get("/metrics").get_data(as_text=True)
+    assert metric(metrics, "shopsearch_engine_errors_total", kind="unavailable") == 3
+
+
+def test_unexpected_error_is_500_without_traceback(tmp_path, catalog_engine, caplog):
+    c = create_app({"searcher": _Broken(ZeroDivisionError("secret detail")), "engine_instance": catalog_engine,
+                    "index": ALIAS, "events_dir": str(tmp_path)}).test_client()
+    resp = c.get("/search?q=lamp")
+    err = _error(resp, 500, None)
+    assert "secret" not in resp.get_data(as_text=True) and "Traceback" not in resp.get_data(as_text=True)
+    assert err["code"] == "internal_error"
+    assert any("ZeroDivisionError" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_body_too_large_is_413(tmp_path, searcher, catalog_engine):
+    c = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                    "events_dir": str(tmp_path), "max_content_length": 100}).test_client()
+    _error(c.post("/events", json=[{"type": "purchase", "product_id": "p" * 50, "session_id": "s"}] * 3), 413, None)
+
+
+# --- ops -----------------------------------------------------------------------------------------------------
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"status": "ready", "engine": "embedded", "index": ALIAS,
+                                                "concrete_index": CONCRETE}
+
+
+def test_readyz_is_503_when_index_missing(tmp_path, searcher, catalog_engine):
+    c = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": "missing",
+                    "events_dir": str(tmp_path)}).test_client()
+    resp = c.get("/readyz")
+    assert _error(resp, 503, None)["code"] == "index_not_found"
+    assert int(resp.headers["Retry-After"]) > 0
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample (0.0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_metrics_count_requests_and_stages(client):
+    client.get("/search?q=lamp")
+    client.get("/search?q=lamp")
+    client.get("/search?q=lamp&size=0")
+    client.get("/products/nope")
+    text = client.get("/metrics").get_data(as_text=True)
+    req = "shopsearch_http_requests_total"
+    assert metric(text, req, endpoint="/search", method="GET", status="200") == 2
+    assert metric(text, req, endpoint="/search", method="GET", status="400") == 1
+    assert metric(text, req, endpoint="/products/<product_id>", method="GET", status="404") == 1
+    assert metric(text, "shopsearch_search_stage_duration_seconds_count", stage="total") == 2
+    assert metric(text, "shopsearch_search_stage_duration_seconds_count", stage="retrieve") == 2
+    assert metric(text, "shopsearch_http_request_duration_seconds_bucket", endpoint="/search", status="200",
+                  le="+Inf") == 2
+    assert metric(text, "shopsearch_http_request_duration_seconds_sum", endpoint="/search", status="200") > 0
+
+
+def test_config_layers(tmp_path, monkeypatch):
+    toml = tmp_path / "api.toml"
+    toml.write_text('engine = "opensearch"\nindex = "from-file"\nmax_size = 50\n')
+    env = {"SHOPSEARCH_CONFIG": str(toml), "SHOPSEARCH_INDEX": "from-env"}
+    cfg = load_config({"max_size": 20}, environ=env)
+    assert (cfg.engine, cfg.index, cfg.max_size) == ("opensearch", "from-env", 20)
+    with pytest.raises(ValueError, match="max_sise"):
+        load_config({"max_sise": 1}, environ={})
+    with pytest.raises(ValueError, match="engine must be one of"):
+        load_config(environ={"SHOPSEARCH_ENGINE": "solr"})
+    with pytest.raises(ValueError, match="max_size must be an integer"):
+        load_config({"max_size": "many"}, environ={})
+
+
+def test_wsgi_module_builds_the_app_from_the_environment(monkeypatch, tmp_path):
+    import importlib
+
+    monkeypatch.setenv("SHOPSEARCH_INDEX", "from-env")
+    monkeypatch.setenv("SHOPSEARCH_HOME", str(tmp_path))
+    monkeypatch.delenv("SHOPSEARCH_CONFIG", raising=False)
+    import shopsearch.api.wsgi as wsgi
+
+    app = importlib.reload(wsgi).app
+    assert app.extensions["shopsearch"].config.index == "from-env"
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--port", "70000"], "--port must be <= 65535"),
+    (["--engine-timeout", "-1"], "engine_timeout_s must be > 0"),
+])
+def test_serve_rejects_bad_options_before_starting(argv, message, capsys, monkeypatch):
+    from shopsearch.api.cli import main
+
+    monkeypatch.delenv("SHOPSEARCH_CONFIG", raising=False)
+    assert main(["serve", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,302 @@
+"""End to end in headless Chromium (Debian's ``chromium``, driven by Playwright for Python): the storefront and
+the relevance console served over HTTP from a thread, on the tiny catalog in the embedded engine.
+
+Screenshots land in test-artifacts/ (git-ignored). Chromium is required: without it these tests FAIL and say how
+to install it. Never run ``playwright install`` (it downloads a browser); the system Chromium is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import pytest
+
+from shopsearch.plugin.engine import EngineUnavailable
+
+from .pages_support import Suggesting, make_pages_app, serve, write_judgments
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = os.environ.get("SHOPSEARCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 15_000
+
+
+class OutageSwitch(Suggesting):
+    """The real searcher with autocomplete; while ``down`` is set, search raises EngineUnavailable like a dead node."""
+
+    down = False
+
+    def search(self, req):
+        if self.down:
+            raise EngineUnavailable("connection refused (test outage)")
+        return self._inner.search(req)
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = shutil.which(CHROMIUM) or (CHROMIUM if os.access(CHROMIUM, os.X_OK) else None)
+    if path is None:
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's browser with "
+                    "`apt-get update && apt-get install -y chromium` (or set $SHOPSEARCH_CHROMIUM); "
+                    "do not run `playwright install`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path, tmp_path_factory):
+    """A fresh persistent Chromium context (own user data dir), 1280x900."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright for Python is missing: pip install playwright==1.65.2 (never `playwright install`)")
+    pw = sync_playwright().start()
+    context = pw.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium_path, headless=True,
+        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, searcher, catalog_engine):
+    """(base URL, searcher switch, events dir): the app with the pages and configured judgments, served."""
+    tmp = tmp_path_factory.mktemp("live")
+    qrels, queries = write_judgments(tmp / "judgments")
+    switch = OutageSwitch(searcher, catalog_engine)
+    app = make_pages_app(switch, catalog_engine, tmp, CONSOLE_QRELS=str(qrels), CONSOLE_QUERIES=str(queries))
+    with serve(app) as base:
+        yield base, switch, tmp / "events"
+
+
+@pytest.fixture
+def page(browser):
+    p = browser.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield p
+    p.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def _events(events_dir: Path, want: int, timeout_s: float = 10.0) -> list[dict]:
+    """The logged events once at least ``want`` are there (they are sent asynchronously by the page)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = [json.loads(line) for f in sorted(events_dir.glob("*.jsonl")) for line in f.read_text().splitlines()]
+        if len(lines) >= want or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def _card_ids(page) -> list[str]:
+    return page.locator("#results .card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+
+
+def _facet_counts(page, facet: str) -> dict[str, int]:
+    return dict(page.locator(f'[data-facet="{facet}"] .facet-value').evaluate_all(
+        "bs => bs.map(b => [b.dataset.value, Number(b.querySelector('.count').textContent)])"))
+
+
+def test_storefront_search_autocomplete_facets_similar_and_events(live, page):
+    from playwright.sync_api import expect
+
+    base, _, events_dir = live
+    page.goto(base + "/")
+    expect(page.locator(".hero")).to_contain_text("What are you looking for")
+
+    # Autocomplete: typing asks /suggest (debounced); arrows move the selection; Enter searches the suggestion.
+    page.locator("#q").press_sequentially("lam", delay=60)
+    options = page.locator("#suggestions [role=option]")
+    expect(options.first).to_be_visible()
+    texts = options.all_inner_texts()
+    assert texts and all("lam" in t.lower() for t in texts), texts
+    page.keyboard.press("ArrowDown")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#q")).to_have_attribute("aria-activedescendant", "suggestion-0")
+    page.keyboard.press("Enter")
+    expect(page.locator("#q")).to_have_value(texts[0])
+    expect(page.locator("#status")).to_contain_text(f"for “{texts[0]}”")
+    expect(page.locator("#suggestions")).to_be_hidden()
+
+    # A typed query: result cards with title, brand, price, rating, stock and description; facets with counts.
+    page.locator("#q").fill("lamp")
+    page.locator("#search-form button[type=submit]").click()
+    expect(page.locator("#status")).to_contain_text("for “lamp”")
+    assert "q=lamp" in page.url
+    assert len(_card_ids(page)) == 8  # the tiny catalog: k-NN brings every product into the hybrid ranking
+    p1 = page.locator('.card[data-id="p1"]')
+    expect(p1.locator(".title")).to_have_text("Red desk lamp")
+    expect(p1.locator(".brand")).to_have_text("Lumo")
+    expect(p1.locator(".price")).to_have_text("$29.99")
+    expect(p1.locator(".stock")).to_have_text("In stock")
+    expect(p1.locator(".rating")).to_contain_text("4.5")
+    expect(page.locator('.card[data-id="p2"] .stock')).to_have_text("Out of stock")
+    assert _facet_counts(page, "brand") == {"Lumo": 2, "Brightway": 1}
+    assert _facet_counts(page, "category_lvl2") == {"Lamps": 2, "Shades": 1}
+    _shot(page, "storefront.png")
+
+    # Impressions were logged with the search's query_id; a click on a title is logged with the same id.
+    p1.locator(".title").click()
+    expect(p1.locator(".desc")).to_have_class(re.compile("expanded"))
+    events = _events(events_dir, want=8 + 8 + 1)
+    clicks = [e for e in events if e["type"] == "click"]
+    assert len(clicks) == 1 and clicks[0]["product_id"] == "p1" and clicks[0]["query"] == "lamp"
+    lamp_impressions = [e for e in events if e["type"] == "impression" and e["query_id"] == clicks[0]["query_id"]]
+    assert sorted(e["product_id"] for e in lamp_impressions) == sorted(_card_ids(page))
+    assert {e["position"] for e in lamp_impressions} == set(range(1, 9))
+    assert uuid.UUID(clicks[0]["query_id"]) and clicks[0]["position"] == next(
+        e["position"] for e in lamp_impressions if e["product_id"] == "p1")
+
+    # A facet value filters: results and counts change, the value shows as pressed and as a removable chip.
+    page.locator('[data-facet="brand"] .facet-value[data-value="Lumo"]').click()
+    expect(page.locator("#results .card")).to_have_count(2)
+    assert sorted(_card_ids(page)) == ["p1", "p2"]
+    assert _facet_counts(page, "brand") == {"Lumo": 2}
+    assert _facet_counts(page, "category_lvl2") == {"Lamps": 2}
+    expect(page.locator('[data-facet="brand"] .facet-value[data-value="Lumo"]')).to_have_attribute(
+        "aria-pressed", "true")
+    expect(page.locator("#active-filters .chip")).to_have_text(["Lumo ×"])
+    assert "brand=Lumo" in page.url
+    page.locator("#in-stock").check()
+    expect(page.locator("#results .card")).to_have_count(1)
+    assert _card_ids(page) == ["p1"]
+
+    # Similar products for a card open in a side panel (the product itself excluded).
+    page.locator('.card[data-id="p1"] .similar-btn').click()
+    expect(page.locator("#similar-panel")).to_be_visible()
+    expect(page.locator("#similar-for")).to_have_text("Like “Red desk lamp”")
+    minis = page.locator("#similar-results .mini")
+    expect(minis).to_have_count(6)
+    similar_ids = minis.evaluate_all("ms => ms.map(m => m.dataset.id)")
+    assert "p1" not in similar_ids and len(set(similar_ids)) == 6
+    _shot(page, "storefront-similar.png")
+    page.locator("#similar-close").click()
+    expect(page.locator("#similar-panel")).to_be_hidden()
+
+    # A filter that matches nothing: a kind empty state with a way out.
+    page.locator("#price-max").fill("1")
+    page.locator("#price-form button").click()
+    expect(page.locator(".empty")).to_contain_text("No products match “lamp”")
+    page.locator(".empty button", has_text="Clear all filters").click()
+    expect(page.locator("#results .card")).to_have_count(8)
+
+
+def test_storefront_pagination(live, page):
+    from playwright.sync_api import expect
+
+    base, _, _ = live
+    page.goto(base + "/?q=lamp&size=3")
+    expect(page.locator("#status")).to_contain_text("1–3 of 8 results")
+    first = _card_ids(page)
+    expect(page.locator("#pager button[aria-current=page]")).to_have_text("1")
+    expect(page.locator("#pager button", has_text="Prev")).to_be_disabled()
+    assert page.locator("#pager button").all_inner_texts() == ["‹ Prev", "1", "2", "3", "Next ›"]
+    page.locator("#pager button", has_text="Next").click()
+    expect(page.locator("#status")).to_contain_text("4–6 of 8 results")
+    assert "page=2" in page.url
+    second = _card_ids(page)
+    assert len(second) == 3 and not set(first) & set(second)
+    assert page.locator("#results .card").evaluate_all("cs => cs.map(c => Number(c.dataset.rank))") == [4, 5, 6]
+    page.locator("#pager button", has_text="3").click()
+    expect(page.locator("#results .card")).to_have_count(2)
+    expect(page.locator("#pager button", has_text="Next")).to_be_disabled()
+    page.go_back()  # history keeps each page
+    expect(page.locator("#status")).to_contain_text("4–6 of 8 results")
+
+
+def test_storefront_engine_outage_shows_a_friendly_message(live, page):
+    from playwright.sync_api import expect
+
+    base, switch, _ = live
+    page.goto(base + "/?q=drill")
+    expect(page.locator("#results .card").first).to_be_visible()
+    switch.down = True
+    try:
+        page.locator("#q").fill("hammer")
+        page.keyboard.press("Enter")
+        alert = page.locator("#results [role=alert]")
+        expect(alert).to_contain_text("Search is taking a short break")
+        expect(alert).to_contain_text("try again in about 5 seconds")
+        assert "connection refused" not in alert.inner_text()  # no internals shown to shoppers
+        _shot(page, "storefront-outage.png")
+    finally:
+        switch.down = False
+    alert.locator("button", has_text="Try again").click()
+    expect(page.locator("#status")).to_contain_text("for “hammer”")
+    expect(page.locator('.card[data-id="p5"]')).to_be_visible()
+
+
+def _judge(base: str, query: str, rankings: list[list[str]]) -> dict:
+    req = Request(base + "/console/api/judge", data=json.dumps({"query": query, "rankings": rankings}).encode(),
+                  headers={"Content-Type": "application/json"})
+    with urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _column(page, col: str) -> list[dict]:
+    return page.locator(f"#{col} .row").evaluate_all(
+        """rows => rows.map(r => ({id: r.dataset.id, grade: r.dataset.grade,
+              badge: r.querySelector('.grade-badge').textContent,
+              color: r.style.getPropertyValue('--grade-color'),
+              stages: [...r.querySelectorAll('tr[data-stage]')].map(t => t.dataset.stage)}))""")
+
+
+def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp_path):
+    from playwright.sync_api import expect
+
+    base, _, _ = live
+    page.goto(base + "/console")
+    expect(page.locator("#judgments-status")).to_have_text("qrels.txt (2 judged queries)")
+    expect(page.locator("#profile-a")).to_have_value("bm25")
+    expect(page.locator("#profile-b")).to_have_value("default")
+    page.locator("#cq").fill("lamp")
+    page.locator("#console-form button[type=submit]").click()
+    expect(page.locator("#col-b .row")).to_have_count(8)
+    expect(page.locator("#delta-value")).to_be_visible()
+
+    left, right = _column(page, "col-a"), _column(page, "col-b")
+    grades = {"p1": "3", "p2": "2", "p7": "1", "p3": "0", "p8": "0"}
+    assert {r["id"] for r in left} == {"p1", "p2", "p7"}  # BM25 alone: the products with "lamp" in the text
+    for row in left + right:
+        assert row["grade"] == grades.get(row["id"], ""), row
+        assert row["badge"] == grades.get(row["id"], "?")
+        assert row["color"] == ("var(--grade-unjudged)" if row["id"] not in grades else
+                                "hsl(0 70% 52%)" if grades[row["id"]] == "0" else row["color"])
+    assert {r["color"] for r in left} == {"hsl(120 55% 38%)", "hsl(93 65% 42%)", "hsl(67 75% 46%)"}  # 3, 2, 1
+    assert all(r["stages"] == ["bm25", "fused"] for r in left)
+    assert all(r["stages"][0] in ("bm25", "knn") and "knn" in r["stages"] and r["stages"][-1] == "fused"
+               for r in right)
+
+    expected = _judge(base, "lamp", [[r["id"] for r in left], [r["id"] for r in right]])
+    s0, s1, d = expected["scores"][0], expected["scores"][1], expected["delta"]
+    expect(page.locator("#metric-delta")).to_contain_text(f"bm25 {s0:.3f}")
+    expect(page.locator("#metric-delta")).to_contain_text(f"default {s1:.3f}")
+    expect(page.locator("#delta-value")).to_have_text(f"{'+' if d >= 0 else ''}{d:.3f}")
+    expect(page.locator("#col-a .column-metric")).to_contain_text(f"nDCG@10 {s0:.3f}")
+    assert "q=lamp" in page.url and "a=bm25" in page.url
+    _shot(page, "console.png")
+
+    # An uploaded judgment list replaces the configured one (parsed in the page; only this query's grades sent).
+    (tmp_path / "upload-qrels.txt").write_text("u1 0 p7 3\nu1 0 p1 0\n")
+    (tmp_path / "upload-queries.tsv").write_text("u1\tLamp\n")
+    page.locator("#qrels-file").set_input_files(str(tmp_path / "upload-qrels.txt"))
+    page.locator("#queries-file").set_input_files(str(tmp_path / "upload-queries.tsv"))
+    expect(page.locator("#judgments-status")).to_have_text("uploaded upload-qrels.txt (1 queries)")
+    expect(page.locator('#col-a .row[data-id="p7"] .grade-badge')).to_have_text("3")
+    expect(page.locator('#col-a .row[data-id="p2"] .grade-badge')).to_have_text("?")
+    expect(page.locator("#metric-delta")).to_contain_text("qid u1")
