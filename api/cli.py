@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # opensearch-py logs every request at INFO; keep that for --verbose.
+        logging.getLogger("opensearch").setLevel(logging.WARNING)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

@@ -1,0 +1,231 @@
+"""``shopsearch demo``: index a catalog, train small models (cached), serve the API and show real searches.
+
+Every step reuses the project's own commands (index, simulate-events, train, serve), so the demo exercises the
+same code a deployment runs. Models and indexed vectors are cached under ``$SHOPSEARCH_HOME``: a second demo
+starts in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+HELP = """\
+Set everything up and show shopsearch working end to end:
+  1. start a local OpenSearch node (or use $OPENSEARCH_URL; --engine embedded needs no server),
+  2. index a catalog (default: a generated 400-product demo catalog with brands, categories and prices),
+  3. train a small cross-encoder and a LightGBM conversion model on ../shared/data when it is there
+     (cached in $SHOPSEARCH_HOME/models; the conversion model learns from SIMULATED events),
+  4. serve the API with gunicorn and print example searches, then keep serving until Ctrl-C
+     (storefront at http://HOST:PORT/, relevance console at /console).
+"""
+
+EXAMPLES = [
+    ("wireless earbuds", {}),
+    ("runing shoes", {}),  # a typo, as shoppers type
+    ("sofa", {"price_max": "1000"}),
+    ("lamp", {"in_stock": "true", "rating_min": "4"}),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser("demo", help="index, train, serve and show example searches", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", choices=("opensearch", "embedded"), default=os.environ.get("SHOPSEARCH_ENGINE"),
+                   help="default: opensearch (a local node is started), falling back to embedded if it can't start")
+    p.add_argument("--catalog", help="catalog file to index instead of the generated demo catalog")
+    p.add_argument("--index", default="demo", help="alias to index into and serve (default: demo)")
+    p.add_argument("--products", type=int, default=400, help="size of the generated catalog (default 400)")
+    p.add_argument("--data", default=None,
+                   help="labelled data for model training (default ../shared/data beside the project, if present)")
+    p.add_argument("--no-models", action="store_true", help="skip model training; serve hybrid retrieval only")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--exit", action="store_true", help="stop the server after printing the examples (for scripts)")
+    p.set_defaults(run=run)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("SHOPSEARCH_HOME", Path.home() / ".shopsearch"))
+
+
+def _step(n: int, text: str) -> None:
+    print(f"\n==> [{n}/4] {text}", flush=True)
+
+
+def _pick_engine(requested: str | None) -> str:
+    """Start (or find) OpenSearch unless embedded was asked for; fall back to embedded with a clear note."""
+    if requested == "embedded":
+        print("using the embedded engine (no server)")
+        return "embedded"
+    from shopsearch.plugin.localnode import ensure_node
+
+    try:
+        node = ensure_node()
+    except (RuntimeError, ValueError, OSError) as exc:
+        if requested == "opensearch":
+            raise RuntimeError(f"OpenSearch could not start: {exc}") from exc
+        print(f"OpenSearch could not start ({exc}); using the embedded engine instead")
+        return "embedded"
+    os.environ.setdefault("OPENSEARCH_URL", node.url)
+    where = f", logs in {node.log_path}" if node.log_path else ""
+    print(f"OpenSearch at {node.url}{' (started)' if node.started else ' (already running)'}{where}")
+    return "opensearch"
+
+
+def _shared_data(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    guess = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return guess if (guess / "crowdflower" / "qrels-dev.txt").exists() else None
+
+
+def _cli(argv: list[str]) -> None:
+    """Run a shopsearch subcommand in-process; raise if it fails."""
+    from .cli import main
+
+    code = main(argv)
+    if code != 0:
+        raise RuntimeError(f"`shopsearch {' '.join(argv)}` exited with {code}")
+
+
+def _train_models(data: Path, models: Path) -> list[str]:
+    """Train the demo's cross-encoder and conversion model unless cached; returns notes for the summary."""
+    notes = []
+    ce = models / "demo-ce"
+    if (ce / "model_card.json").exists():
+        notes.append(f"cross-encoder: cached ({ce})")
+    else:
+        # Small on purpose (a couple of minutes on a laptop CPU): whole queries, short inputs, one epoch.
+        _cli(["train", "cross-encoder", "--train", str(data / "crowdflower"), "--out", str(ce), "--epochs", "1",
+              "--max-pairs", "600", "--max-valid-pairs", "200", "--max-length", "64", "--batch-size", "16"])
+        notes.append(f"cross-encoder: trained ({ce})")
+    lgbm = models / "demo-lgbm"
+    if (lgbm / "model_card.json").exists():
+        notes.append(f"conversion model: cached ({lgbm})")
+    else:
+        events = models / "demo-events.simulated.jsonl"
+        _cli(["simulate-events", "--data", str(data / "crowdflower"), "--out", str(events), "--sessions", "1500"])
+        _cli(["train", "ranker", "--events", str(events), "--data", str(data / "crowdflower"), "--out", str(lgbm),
+              "--folds", "3"])
+        notes.append(f"conversion model: trained on SIMULATED events ({lgbm})")
+    return notes
+
+
+def _write_demo_profile(profiles: Path, with_models: bool) -> str:
+    """A profile file naming the demo models (profiles refer to models by name)."""
+    profiles.mkdir(parents=True, exist_ok=True)
+    text = ('# Written by `shopsearch demo`: the default hybrid profile plus the demo\'s rerankers.\n'
+            'description = "Demo: hybrid retrieval, cross-encoder rerank of the top 20, LightGBM conversion order"\n')
+    if with_models:
+        text += ('\n[rerank]\ndepth = 20\nbudget_ms = 2000\nmodel = "demo-ce"\n'
+                 '\n[conversion]\nmodel = "demo-lgbm"\n')
+    (profiles / "demo.toml").write_text(text)
+    return "demo"
+
+
+def _get(base: str, path: str, params: dict[str, str] | None = None) -> dict:
+    url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API server exited with {proc.returncode}")
+        try:
+            _get(base, "/readyz")
+            return
+        except (urllib.error.URLError, OSError, ValueError):
+            time.sleep(0.5)
+    raise RuntimeError(f"the API did not become ready at {base} within {timeout:.0f} s")
+
+
+def _show_examples(base: str, profile: str) -> None:
+    for query, params in EXAMPLES:
+        res = _get(base, "/search", {"q": query, "size": "3", "profile": profile, **params})
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        print(f"\nGET /search?q={query!r} {shown} -> {res['total']} results "
+              f"in {res['timings_ms'].get('total', 0):.0f} ms{' (degraded)' if res.get('degraded') else ''}")
+        for hit in res["hits"]:
+            price = f"${hit['price']:.2f}" if hit.get("price") is not None else ""
+            print(f"  {hit['rank']}. {hit['title'][:70]:<70} {hit.get('brand') or '':<10} {price}")
+    sugg = _get(base, "/suggest", {"q": "wire", "size": "5"})
+    print(f"\nGET /suggest?q='wire' -> {sugg.get('suggestions', sugg)}")
+    first = _get(base, "/search", {"q": "coffee maker", "size": "1"})["hits"]
+    if first:
+        sim = _get(base, f"/products/{first[0]['id']}/similar", {"size": "3"})
+        titles = [h["title"] for h in sim.get("hits", [])]
+        print(f"GET /products/{first[0]['id']}/similar -> {titles}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit code."""
+    if args.products <= 0:
+        raise ValueError(f"--products must be > 0; got {args.products}")
+    home = _home()
+    os.environ.setdefault("SHOPSEARCH_HOME", str(home))
+    started = time.monotonic()
+
+    _step(1, "search engine")
+    engine = _pick_engine(args.engine)
+
+    _step(2, "catalog")
+    if args.catalog:
+        catalog = Path(args.catalog)
+    else:
+        from .demo_catalog import write_catalog
+
+        catalog = write_catalog(home / "demo" / "catalog.jsonl", n=args.products)
+        print(f"generated {args.products} demo products (synthetic, marked attributes.generated) -> {catalog}")
+    _cli(["index", str(catalog), "--index", args.index, "--engine", engine,
+          "--quarantine", str(home / "demo" / f"{args.index}.quarantine.jsonl")])
+
+    _step(3, "models")
+    data = None if args.no_models else _shared_data(args.data)
+    notes: list[str] = []
+    if data is None:
+        notes.append("models: skipped (no labelled data; pass --data DIR) - serving hybrid retrieval")
+    else:
+        notes += _train_models(data, home / "models")
+    os.environ["SHOPSEARCH_PROFILES"] = str(home / "profiles")
+    profile = _write_demo_profile(home / "profiles", with_models=data is not None)
+    for note in notes:
+        print(note)
+
+    _step(4, "API")
+    base = f"http://{args.host}:{args.port}"
+    cmd = [sys.executable, "-m", "shopsearch.api.cli", "serve", "--host", args.host, "--port", str(args.port),
+           "--engine", engine, "--index", args.index]
+    proc = subprocess.Popen(cmd, env=dict(os.environ))
+    try:
+        _wait_ready(base, proc)
+        _show_examples(base, profile)
+        print(f"\ndemo ready in {time.monotonic() - started:.0f} s: storefront {base}/  console {base}/console  "
+              f"API {base}/search?q=earbuds  (engine {engine}, index {args.index}, profile {profile})")
+        if args.exit:
+            return 0
+        print("serving; press Ctrl-C to stop")
+        proc.wait()
+        return proc.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
