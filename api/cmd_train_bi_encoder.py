@@ -1,0 +1,96 @@
+"""``shopsearch train bi-encoder``: fine-tune the retrieval bi-encoder with hard negatives mined from an index."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = """\
+Fine-tune the bi-encoder (default: the packaged all-MiniLM-L6-v2) with MultipleNegativesRankingLoss on judged
+(query, relevant product) pairs of DATA_DIR (shared layout), plus hard negatives: the top hits of --index for each
+training query (profile --mine-profile) that are judged 0 or unjudged. Queries are split by query (seeded);
+the --test-fraction held out is never trained on and is written to OUT/heldout-queries.tsv.
+
+Writes the model, model_card.json and README.md to --out. The index must then be rebuilt with the new model
+into a separate index to use it, e.g.
+  shopsearch index DATA_DIR/products.jsonl --index crowdflower-bi --model OUT --full
+  shopsearch eval --index crowdflower-bi --model OUT --profile dense --queries OUT/heldout-queries.tsv --qrels ...
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bi-encoder`` target to ``train``."""
+    p = subparsers.add_parser("bi-encoder", help="fine-tune the retrieval bi-encoder (MNRL + mined hard negatives)",
+                              description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="data folder in the shared layout")
+    p.add_argument("--index", required=True, help="index to mine hard negatives from (built with --model)")
+    p.add_argument("--engine", choices=("opensearch", "embedded"),
+                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
+                   help="default: $SHOPSEARCH_ENGINE or embedded")
+    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
+    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    p.add_argument("--out", required=True, help="output model folder, e.g. models/bi-crowdflower")
+    p.add_argument("--model", default="all-MiniLM-L6-v2",
+                   help="base model, also the index's query encoder for mining (default all-MiniLM-L6-v2)")
+    p.add_argument("--mine-profile", default="default", help="profile whose hits are mined (default: default)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--hard-negatives", type=int, default=1, help="mined negatives per (query, positive) row")
+    p.add_argument("--mine-depth", type=int, default=30, help="top hits per query to mine from (default 30)")
+    p.add_argument("--min-positive-grade", type=int, default=2, help="grade a positive needs (default 2)")
+    p.add_argument("--max-positives-per-query", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=128, help="token limit per text (default 128)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of queries held out (default 0.2)")
+    p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Mine, train and report; returns the exit code (1 when the index is missing or the engine fails)."""
+    from tqdm import tqdm
+
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
+    from shopsearch.plugin.engines import open_engine
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.plugin.search_types import SearchRequest
+    from shopsearch.reranker.bi_encoder_training import BiTrainConfig, train_bi_encoder
+    from shopsearch.reranker.judgments import load_judged_set, split_queries
+
+    config = BiTrainConfig(
+        data_dir=args.data, out=args.out, base_model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, hard_negatives=args.hard_negatives, mine_depth=args.mine_depth,
+        min_positive_grade=args.min_positive_grade, max_positives_per_query=args.max_positives_per_query,
+        max_length=args.max_length, seed=args.seed, test_fraction=args.test_fraction, device=args.device)
+    config.validate()
+    data = load_judged_set(args.data)
+    split = split_queries({j.qid for j in data.judgments}, valid_fraction=0.0, test_fraction=args.test_fraction,
+                          seed=args.seed)
+    texts = {q: js[0].query for q, js in data.by_query().items() if q in split.train}
+    profiles = ProfileStore()
+    profile = profiles.get(args.mine_profile)
+    depth = min(max(args.mine_depth, 1), 100)
+    engine = open_engine(args.engine, url=args.url, root=args.root)
+    candidates: dict[str, list[str]] = {}
+    try:
+        if not engine.index_exists(args.index) and engine.resolve_alias(args.index) is None:
+            print(f"shopsearch train bi-encoder: index {args.index!r} does not exist on {args.engine}; build it "
+                  f"with `shopsearch index {args.data}/products.jsonl --index {args.index}`", file=sys.stderr)
+            return 1
+        searcher = HybridSearcher(engine, args.index, BiEncoder(args.model), profiles)
+        for qid, text in tqdm(sorted(texts.items()), desc="mine negatives", unit="q", disable=args.no_progress,
+                              file=sys.stderr):
+            resp = searcher.search(SearchRequest(text, size=depth, profile=profile.name, facets=()))
+            candidates[qid] = [h.id for h in resp.hits]
+    except (IndexNotFound, EngineUnavailable) as exc:
+        print(f"shopsearch train bi-encoder: search failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    train_bi_encoder(config, candidates)
+    return 0

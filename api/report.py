@@ -1,0 +1,217 @@
+"""Render a :class:`~shopsearch.api.compare.CompareReport`: a markdown summary (for pull requests) and a
+self-contained HTML page (inline CSS and hand-drawn SVG, no external assets or scripts).
+
+Pure string building; the CLI writes the files.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Sequence
+
+from .compare import CompareReport, MetricComparison, QueryScores
+
+POS, NEG, NEUTRAL, A_COLOR, B_COLOR = "#2e7d32", "#c62828", "#9e9e9e", "#5c6bc0", "#ef6c00"
+
+
+def _sig(m: MetricComparison) -> str:
+    return "†" if m.significant else ""
+
+
+def _rel(m: MetricComparison) -> str:
+    return f"{m.relative:+.1%}" if m.relative is not None else "n/a"
+
+
+def _p(m: MetricComparison, report: CompareReport) -> float:
+    return m.p_randomization if report.stat_test == "randomization" else m.p_ttest
+
+
+def render_markdown(report: CompareReport, *, top: int = 5) -> str:
+    """A short markdown summary: the metric table A -> B with significance marks, then the biggest moves.
+
+    Args:
+        report: the comparison.
+        top: wins and losses listed for the first metric.
+
+    Returns:
+        Markdown text ending in a newline.
+
+    >>> print(render_markdown(report))  # doctest: +SKIP
+    """
+    a, b = report.name_a, report.name_b
+    lines = [f"### Relevance: `{a}` → `{b}` ({report.queries} judged queries)", "",
+             f"| metric | {a} | {b} | Δ | Δ% | wins / losses / ties | p ({report.stat_test}) |",
+             "|---|---:|---:|---:|---:|:---:|---:|"]
+    for m in report.metrics.values():
+        lines.append(f"| {m.name} | {m.mean_a:.4f} | {m.mean_b:.4f} | {m.delta:+.4f}{_sig(m)} | {_rel(m)} | "
+                     f"{m.wins} / {m.losses} / {m.ties} | {_p(m, report):.4f} |")
+    lines += ["", f"† significant at α = {report.alpha} ({_test_words(report)}). "
+                  f"Wins/losses count queries where `{b}` scores above/below `{a}`."]
+    if report.missing_a or report.missing_b:
+        lines.append(f"Queries with no results (scored 0): {a}: {len(report.missing_a)}, {b}: {len(report.missing_b)}.")
+    first = next(iter(report.metrics))
+    wins, losses = report.biggest(first, top)
+    for title, rows in ((f"Biggest wins ({first})", wins), (f"Biggest losses ({first})", losses)):
+        if rows:
+            lines += ["", f"**{title}**", "", f"| query | {a} | {b} | Δ |", "|---|---:|---:|---:|"]
+            lines += [f"| {_md(_label(q))} | {q.a[first]:.3f} | {q.b[first]:.3f} | {q.delta(first):+.3f} |"
+                      for q in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _test_words(report: CompareReport) -> str:
+    if report.stat_test == "randomization":
+        return f"paired randomisation test, {report.permutations} permutations, seed {report.random_seed}"
+    return "paired t-test"
+
+
+def _label(q: QueryScores) -> str:
+    return f"{q.text} ({q.qid})" if q.text else q.qid
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# ---------------------------------------------------------------- SVG
+
+
+def delta_bars_svg(deltas: Sequence[float], *, width: int = 760, height: int = 220, title: str = "") -> str:
+    """Per-query delta bar chart, sorted from the largest win to the largest loss, zero line in the middle.
+
+    >>> "<rect" in delta_bars_svg([0.5, -0.25, 0.0])
+    True
+    """
+    d = sorted(deltas, reverse=True)
+    pad_l, pad_r, pad_t, pad_b = 44, 10, 24, 20
+    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
+    top = max([abs(x) for x in d] + [1e-9])
+    zero_y = pad_t + plot_h / 2
+    bw = plot_w / max(len(d), 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(title)}">', f'<text x="{pad_l}" y="15" font-size="12">{escape(title)}</text>']
+    for frac in (1.0, 0.5, -0.5, -1.0):
+        y = zero_y - frac * plot_h / 2
+        parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+                     f'<text x="{pad_l - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{frac * top:+.2f}</text>')
+    for i, x in enumerate(d):
+        h = abs(x) / top * plot_h / 2
+        y = zero_y - h if x > 0 else zero_y
+        color = POS if x > 0 else NEG if x < 0 else NEUTRAL
+        parts.append(f'<rect x="{pad_l + i * bw:.2f}" y="{y:.2f}" width="{max(bw - 1, 0.5):.2f}" '
+                     f'height="{max(h, 0.5):.2f}" fill="{color}"><title>{x:+.4f}</title></rect>')
+    parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{zero_y:.1f}" y2="{zero_y:.1f}" stroke="#333"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _quantiles(values: Sequence[float]) -> tuple[float, float, float, float, float]:
+    """min, q1, median, q3, max (linear interpolation, as numpy's default)."""
+    import numpy as np
+
+    q = np.quantile(np.asarray(values, dtype=float), [0, 0.25, 0.5, 0.75, 1.0]) if values else [0.0] * 5
+    return tuple(float(x) for x in q)  # type: ignore[return-value]
+
+
+def box_plot_svg(series: dict[str, tuple[Sequence[float], Sequence[float]]], names: tuple[str, str], *,
+                 width: int = 760, row_h: int = 46) -> str:
+    """Horizontal box plots of A and B per metric on a 0..1 axis (whiskers at min/max, mean as a diamond).
+
+    >>> box_plot_svg({"ndcg@10": ([0.1, 0.9], [0.5, 0.6])}, ("a", "b")).count("<rect")  # 2 legend keys + 2 boxes
+    4
+    """
+    pad_l, pad_r, pad_t = 110, 20, 28
+    plot_w = width - pad_l - pad_r
+    height = pad_t + row_h * len(series) + 24
+    x = lambda v: pad_l + max(0.0, min(1.0, v)) * plot_w  # noqa: E731 - tiny local scale
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="per-query score distributions">',
+             f'<rect x="{pad_l}" y="6" width="10" height="10" fill="{A_COLOR}"/>'
+             f'<text x="{pad_l + 14}" y="15" font-size="11">{escape(names[0])}</text>'
+             f'<rect x="{pad_l + 160}" y="6" width="10" height="10" fill="{B_COLOR}"/>'
+             f'<text x="{pad_l + 174}" y="15" font-size="11">{escape(names[1])}</text>']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{pad_t - 4}" y2="{height - 18}" stroke="#eee"/>'
+                     f'<text x="{x(tick):.1f}" y="{height - 6}" font-size="10" text-anchor="middle">{tick:g}</text>')
+    for r, (metric, pair) in enumerate(series.items()):
+        y0 = pad_t + r * row_h
+        parts.append(f'<text x="{pad_l - 8}" y="{y0 + row_h / 2:.1f}" font-size="12" text-anchor="end">'
+                     f'{escape(metric)}</text>')
+        for k, (values, color) in enumerate(zip(pair, (A_COLOR, B_COLOR))):
+            lo, q1, med, q3, hi = _quantiles(values)
+            mean = sum(values) / len(values) if values else 0.0
+            cy, bh = y0 + 6 + k * (row_h / 2 - 2), row_h / 2 - 10
+            mid = cy + bh / 2
+            parts.append(
+                f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{mid:.1f}" y2="{mid:.1f}" stroke="{color}"/>'
+                f'<rect x="{x(q1):.1f}" y="{cy:.1f}" width="{max(x(q3) - x(q1), 1):.1f}" height="{bh:.1f}" '
+                f'fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{escape(metric)}: min {lo:.3f}, q1 '
+                f'{q1:.3f}, median {med:.3f}, q3 {q3:.3f}, max {hi:.3f}, mean {mean:.3f}</title></rect>'
+                f'<line x1="{x(med):.1f}" x2="{x(med):.1f}" y1="{cy:.1f}" y2="{cy + bh:.1f}" stroke="{color}" '
+                f'stroke-width="2"/>'
+                f'<path d="M{x(mean):.1f},{mid - 4:.1f} l4,4 l-4,4 l-4,-4 z" fill="#000"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- HTML
+
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:820px;color:#222}
+table{border-collapse:collapse;margin:8px 0 16px}th,td{padding:4px 10px;border-bottom:1px solid #ddd}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.pos{color:#2e7d32}.neg{color:#c62828}
+.sig{font-weight:700}h1{font-size:20px}h2{font-size:16px;margin-top:28px}small{color:#666}"""
+
+
+def render_html(report: CompareReport, *, top: int = 10) -> str:
+    """A self-contained HTML report: metric table, per-query delta bars per metric, box plots, wins and losses.
+
+    Args:
+        report: the comparison.
+        top: wins and losses listed per metric.
+
+    Returns:
+        One HTML document (no external assets).
+
+    >>> render_html(report).startswith("<!doctype html>")  # doctest: +SKIP
+    True
+    """
+    a, b = escape(report.name_a), escape(report.name_b)
+    rows = []
+    for m in report.metrics.values():
+        cls = "pos" if m.delta > 0 else "neg" if m.delta < 0 else ""
+        rows.append(f'<tr><td>{escape(m.name)}</td><td class="n">{m.mean_a:.4f}</td><td class="n">{m.mean_b:.4f}'
+                    f'</td><td class="n {cls}{" sig" if m.significant else ""}">{m.delta:+.4f}{_sig(m)}</td>'
+                    f'<td class="n">{_rel(m)}</td><td class="n">{m.wins} / {m.losses} / {m.ties}</td>'
+                    f'<td class="n">{m.p_ttest:.4f}</td><td class="n">{m.p_randomization:.4f}</td></tr>')
+    body = [f"<h1>{a} → {b}</h1>",
+            f"<p>{report.queries} judged queries. † marks a delta significant at α = {report.alpha} "
+            f"({escape(_test_words(report))}). Wins / losses / ties count queries where {b} scores above / below /"
+            f" equal to {a}. A judged query with no results scores 0"
+            f" ({a}: {len(report.missing_a)}, {b}: {len(report.missing_b)} such queries)"
+            + (f"; {len(report.unjudged)} queries without judgements were left out" if report.unjudged else "")
+            + ".</p>",
+            "<table><tr><th>metric</th><th>" + a + "</th><th>" + b + "</th><th>Δ</th><th>Δ%</th>"
+            "<th>W / L / T</th><th>p (t-test)</th><th>p (randomisation)</th></tr>" + "".join(rows) + "</table>",
+            "<h2>Per-metric distributions</h2>",
+            box_plot_svg({m: ([q.a[m] for q in report.per_query], [q.b[m] for q in report.per_query])
+                          for m in report.metrics}, (report.name_a, report.name_b))]
+    for m in report.metrics:
+        body.append(f"<h2>{escape(m)}: per-query Δ ({b} − {a}), sorted</h2>")
+        body.append(delta_bars_svg([q.delta(m) for q in report.per_query],
+                                   title=f"{m}: {report.metrics[m].wins} wins, {report.metrics[m].losses} losses"))
+        wins, losses = report.biggest(m, top)
+        body.append(_moves_table(f"Biggest wins on {m}", wins, m, a, b))
+        body.append(_moves_table(f"Biggest losses on {m}", losses, m, a, b))
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + f"{a} vs {b}"
+            + f"</title><style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+
+
+def _moves_table(title: str, rows: list[QueryScores], metric: str, a: str, b: str) -> str:
+    if not rows:
+        return f"<p><small>{escape(title)}: none.</small></p>"
+    cells = "".join(f'<tr><td>{escape(q.text) or "<i>no text</i>"}</td><td><small>{escape(q.qid)}</small></td>'
+                    f'<td class="n">{q.a[metric]:.3f}</td><td class="n">{q.b[metric]:.3f}</td>'
+                    f'<td class="n {"pos" if q.delta(metric) > 0 else "neg"}">{q.delta(metric):+.3f}</td></tr>'
+                    for q in rows)
+    return (f"<h3>{escape(title)}</h3><table><tr><th>query</th><th>qid</th><th>{a}</th><th>{b}</th><th>Δ</th></tr>"
+            f"{cells}</table>")

@@ -1,0 +1,120 @@
+"""Judgment-list readers on tiny hand-made files of each format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shopsearch.plugin.judgments import Qrel, detect_format, query_id_for, read_judgments
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_trec_qrels(tmp_path):
+    p = _write(tmp_path, "qrels.txt", "q1 0 d1 3\nq1 0 d2 0\n\nq2 0 d1 1\n")
+    j = read_judgments(p)
+    assert j.format == "trec"
+    assert j.qrels == (Qrel("q1", "d1", 3), Qrel("q1", "d2", 0), Qrel("q2", "d1", 1))
+    assert j.queries == {} and j.query_ids == ["q1", "q2"]
+
+
+def test_trec_errors_name_the_line(tmp_path):
+    p = _write(tmp_path, "qrels.txt", "q1 0 d1 3\nq1 0 d2 x\n")
+    with pytest.raises(ValueError, match=r"qrels.txt:2: grade must be an integer, got 'x'"):
+        read_judgments(p, "trec")
+    p = _write(tmp_path, "dup.txt", "q1 0 d1 3\nq1 0 d1 2\n")
+    with pytest.raises(ValueError, match=r"dup.txt:2: judgment for \(q1, d1\) appears twice"):
+        read_judgments(p)
+
+
+def test_csv_generates_stable_query_ids(tmp_path):
+    p = _write(tmp_path, "j.csv", "query,product_id,grade\nred lamp,p1,2\nred lamp,p2,0\n\"desk, oak\",p1,1\n")
+    j = read_judgments(p)
+    assert j.format == "csv"
+    qid = query_id_for("red lamp")
+    assert qid == "q" + __import__("hashlib").sha1(b"red lamp").hexdigest()[:12]
+    assert j.qrels[:2] == (Qrel(qid, "p1", 2), Qrel(qid, "p2", 0))
+    assert j.queries == {qid: "red lamp", query_id_for("desk, oak"): "desk, oak"}
+    # the same text in another file gets the same id
+    p2 = _write(tmp_path, "k.csv", "product_id,grade,query\np9,3,red lamp\n")
+    assert read_judgments(p2).qrels == (Qrel(qid, "p9", 3),)
+
+
+def test_csv_bad_grade_and_width(tmp_path):
+    p = _write(tmp_path, "j.csv", "query,product_id,grade\nlamp,p1,2\nlamp,p2,1.5\n")
+    with pytest.raises(ValueError, match=r"j.csv:3: grade must be an integer, got '1.5'"):
+        read_judgments(p)
+    p = _write(tmp_path, "w.csv", "query,product_id,grade\nlamp,p1\n")
+    with pytest.raises(ValueError, match=r"w.csv:2: expected 3 columns"):
+        read_judgments(p)
+
+
+def test_esci_mapping(tmp_path):
+    p = _write(tmp_path, "esci.csv",
+               "example_id,query,query_id,product_id,product_locale,esci_label,small_version\n"
+               "0,lamp,7,B01,us,E,1\n1,lamp,7,B02,us,S,1\n2,lamp,7,B03,us,C,1\n3,lamp,7,B04,us,I,1\n"
+               "4,desk,8,B01,us,Exact,0\n")
+    j = read_judgments(p)
+    assert j.format == "esci"
+    assert [q.grade for q in j.qrels] == [3, 2, 1, 0, 3]
+    assert j.queries == {"7": "lamp", "8": "desk"}
+    bad = _write(tmp_path, "bad.csv", "query_id,query,product_id,esci_label\n7,lamp,B01,X\n")
+    with pytest.raises(ValueError, match=r"bad.csv:2: esci label must be one of .*got 'X'"):
+        read_judgments(bad)
+    clash = _write(tmp_path, "clash.csv", "query_id,query,product_id,esci_label\n7,lamp,B01,E\n7,desk,B02,E\n")
+    with pytest.raises(ValueError, match=r"clash.csv:3: query id '7' has text 'desk' here but 'lamp' earlier"):
+        read_judgments(clash)
+
+
+def test_esci_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "examples.parquet"
+    pq.write_table(pa.table({"query_id": [1, 1], "query": ["lamp", "lamp"], "product_id": ["B1", "B2"],
+                             "esci_label": ["E", "I"]}), p)
+    j = read_judgments(p)
+    assert j.format == "esci" and j.qrels == (Qrel("1", "B1", 3), Qrel("1", "B2", 0))
+
+
+def test_wands_tab_separated_with_query_file(tmp_path):
+    _write(tmp_path, "query.csv", "query_id\tquery\tquery_class\n0\tsalon chair\tMassage Chairs\n")
+    p = _write(tmp_path, "label.csv", "id\tquery_id\tproduct_id\tlabel\n0\t0\t25434\tExact\n1\t0\t12088\tIrrelevant\n"
+                                      "2\t0\t42931\tPartial\n")
+    j = read_judgments(p)
+    assert j.format == "wands"
+    assert j.qrels == (Qrel("0", "25434", 2), Qrel("0", "12088", 0), Qrel("0", "42931", 1))
+    assert j.queries == {"0": "salon chair"}
+
+
+def test_quepid_export_skips_unrated(tmp_path):
+    p = _write(tmp_path, "quepid.csv",
+               "Team Name,Owner Name,Owner Email,Query Text,Doc ID,Rating\n"
+               "t,o,o@x,red lamp,d1,3\nt,o,o@x,red lamp,d2,\nt,o,o@x,desk,d1,1.0\n")
+    j = read_judgments(p)
+    assert j.format == "quepid"
+    assert j.qrels == (Qrel(query_id_for("red lamp"), "d1", 3), Qrel(query_id_for("desk"), "d1", 1))
+
+
+def test_detect_and_override(tmp_path):
+    p = _write(tmp_path, "weird.txt", "hello world\n")
+    with pytest.raises(ValueError, match=r"weird.txt:1: cannot tell the judgment format"):
+        detect_format(p)
+    with pytest.raises(ValueError, match=r"fmt must be one of trec, csv, esci, wands, quepid; got 'xml'"):
+        read_judgments(p, "xml")
+    # forcing a format whose columns are absent names them
+    c = _write(tmp_path, "j.csv", "query,product_id,grade\nlamp,p1,1\n")
+    with pytest.raises(ValueError, match=r"j.csv:1: quepid judgments need columns .*missing query_text"):
+        read_judgments(c, "quepid")
+    with pytest.raises(FileNotFoundError):
+        read_judgments(tmp_path / "nope.txt")
+
+
+def test_real_crowdflower_qrels(shared_data):
+    j = read_judgments(shared_data / "crowdflower" / "qrels-dev.txt")
+    assert j.format == "trec" and len(j.qrels) == 6397 and len(j.query_ids) == 168
