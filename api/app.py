@@ -3,7 +3,8 @@
 Configuration layers: defaults < TOML file named by $SHOPSEARCH_CONFIG < environment variables < test_config
 (see shopsearch.api.config). ``test_config`` keys are ApiConfig option names (``"index"``, ``"max_size"``...),
 Flask settings in upper case (``"TESTING"``), and optionally ``"searcher"`` / ``"engine_instance"``: ready
-objects used instead of building them (tests).
+objects used instead of building them (tests), and ``"models"``: a ModelRegistry (default: the model folders
+of shopsearch.reranker.model_registry, with ``<home>/models`` when $SHOPSEARCH_MODELS is unset).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class SearchService:
     events: EventLog
     searcher: Any = None
     engine: Any = None
+    models: Any = None
+    pipeline: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get_searcher(self) -> Any:
@@ -41,6 +44,15 @@ class SearchService:
                 if self.searcher is None:
                     self.engine, self.searcher = build_searcher(self.config, self.engine)
         return self.searcher
+
+    def get_pipeline(self) -> Any:
+        """The RankingPipeline around the searcher (the one search path: hybrid -> rerank -> conversion)."""
+        if self.pipeline is None:
+            searcher = self.get_searcher()
+            with self._lock:
+                if self.pipeline is None:
+                    self.pipeline = build_pipeline(self.config, searcher, self.models)
+        return self.pipeline
 
     def get_engine(self) -> Any:
         """The engine behind the searcher (opened without loading the model when only readiness is asked)."""
@@ -74,6 +86,29 @@ def build_searcher(cfg: ApiConfig, engine: Any = None) -> tuple[Any, Any]:
     return engine, searcher
 
 
+def build_pipeline(cfg: ApiConfig, searcher: Any, models: Any = None) -> Any:
+    """The ranking pipeline over ``searcher``: models by name (loaded on first use), context from the event log."""
+    import os
+
+    from shopsearch.indexer.records import Product
+    from shopsearch.reranker.event_context import EventLogHistory
+    from shopsearch.reranker.model_registry import ENV_DIR, ModelRegistry, default_model_dirs
+    from shopsearch.reranker.pipeline import RankingPipeline
+
+    if models is None:
+        dirs = default_model_dirs()
+        if not os.environ.get(ENV_DIR):
+            dirs[0] = cfg.home_dir / "models"
+        models = ModelRegistry(dirs)
+
+    def lookup(pid: str) -> Product | None:
+        get = getattr(searcher, "get", None)
+        doc = get(pid) if callable(get) else None
+        return Product.from_source(doc) if doc else None
+
+    return RankingPipeline(searcher, models, EventLogHistory(cfg.events_path, lookup))
+
+
 def service() -> SearchService:
     """The current app's SearchService."""
     return current_app.extensions["shopsearch"]
@@ -96,6 +131,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     test_config = dict(test_config or {})
     flask_keys = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
     searcher, engine = test_config.pop("searcher", None), test_config.pop("engine_instance", None)
+    models = test_config.pop("models", None)
     cfg = load_config(test_config)
 
     app = Flask(__name__)
@@ -104,7 +140,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     metrics = Metrics()
     app.extensions["shopsearch"] = SearchService(config=cfg, metrics=metrics, events=EventLog(cfg.events_path),
-                                                 searcher=searcher, engine=engine)
+                                                 searcher=searcher, engine=engine, models=models)
     metrics.init_app(app)
     register_error_handlers(app)
 

@@ -11,7 +11,7 @@ import logging
 import sys
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "train", "simulate_events"]
+COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "train", "simulate_events"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,16 @@ import time
 HELP = """\
 Evaluate a ranking profile on an indexed catalog against relevance judgements.
 
-Every query goes through the same HybridSearcher.search path as GET /search (page 1, 100 results,
-no facets) with the chosen --profile. Metrics (see api/evaluation.py): nDCG@10 with graded gains,
+Every query goes through the same RankingPipeline.search path as GET /search (page 1, 100 results,
+no facets, no shopper context) with the chosen --profile: hybrid retrieval, then the profile's cross-encoder
+and conversion stages, with their time budgets (a degraded search is scored as served, and counted).
+Models named by the profile are looked up in $SHOPSEARCH_MODELS (default $SHOPSEARCH_HOME/models), then
+./models; a missing one stops the command before it runs (exit 2). Metrics (see api/evaluation.py): nDCG@10 with graded gains,
 Recall@100 and MRR@10 where "relevant" means grade >= 1; unjudged products count as not relevant;
 a judged query with no results scores 0. Queries without judgements are skipped (and counted).
 
---json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "queries"}
+--json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "queries",
+"degraded"}
 (plus "per_query": {qid: {metric: score}} with --per-query). Progress and the summary go to stderr.
 Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.
 """
@@ -67,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.plugin.search_types import SearchRequest
+    from shopsearch.reranker.model_registry import ModelRegistry
+    from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
     queries = read_queries(args.queries)
     qrels = read_qrels(args.qrels)
     profiles = ProfileStore()
-    profiles.get(args.profile)  # unknown profile: a clear error before loading the model
+    models = ModelRegistry()
+    check_models(profiles, models, args.profile)  # unknown profile or missing model: a clear error up front
     judged = {q.query_id for q in qrels}
     todo = [q for q in queries if q.qid in judged]
     if not todo:
@@ -84,12 +91,14 @@ def run(args: argparse.Namespace) -> int:
                   f"build it with `shopsearch index CATALOG --index {args.index} --engine {args.engine}`",
                   file=sys.stderr)
             return 1
-        searcher = HybridSearcher(engine, args.index, BiEncoder(args.model), profiles)
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models)
         rankings: dict[str, list[str]] = {}
+        degraded = 0
         t0 = time.perf_counter()
         for q in tqdm(todo, desc=f"eval {args.profile}", unit="q", disable=args.no_progress, file=sys.stderr):
-            resp = searcher.search(SearchRequest(q.text, size=RESULTS_DEPTH, profile=args.profile, facets=()))
+            resp = pipeline.search(SearchRequest(q.text, size=RESULTS_DEPTH, profile=args.profile, facets=()))
             rankings[q.qid] = [h.id for h in resp.hits]
+            degraded += resp.degraded
         seconds = time.perf_counter() - t0
     except (IndexNotFound, EngineUnavailable) as exc:
         print(f"shopsearch eval: search failed: {exc}", file=sys.stderr)
@@ -100,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     m = report.metrics
     summary = (f"eval {args.profile} on {args.engine}:{args.index}: {report.queries} queries "
                f"({len(report.unjudged)} unjudged skipped) in {seconds:.1f}s "
-               f"({report.queries / max(seconds, 1e-9):.1f} q/s); nDCG@10 {m['ndcg@10']:.4f}, "
+               f"({report.queries / max(seconds, 1e-9):.1f} q/s, {degraded} degraded); nDCG@10 {m['ndcg@10']:.4f}, "
                f"Recall@100 {m['recall@100']:.4f}, MRR@10 {m['mrr@10']:.4f}")
     if args.json:
-        out: dict = {**report.metrics, "queries": report.queries}
+        out: dict = {**report.metrics, "queries": report.queries, "degraded": degraded}
         if args.per_query:
             out["per_query"] = report.per_query
         print(json.dumps(out))

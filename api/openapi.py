@@ -79,7 +79,12 @@ def _schemas() -> dict[str, Any]:
             "id": {"type": "string"}, "rank": {"type": "integer", "minimum": 1}, "score": {"type": "number"},
             **hit_props,
             "stages": {"type": "object", "additionalProperties": {"type": "number"},
-                       "description": "Per-stage scores and ranks; only with explain=true"}}},
+                       "description": "Per-stage scores and ranks (bm25, knn, fused, cross_encoder, conversion, "
+                                      "conversion_raw, as far as the hit went); only with explain=true"},
+            "contributions": {"type": "object", "additionalProperties": {"type": "number"},
+                              "description": "The conversion model's per-feature contributions (and 'bias'), "
+                                             "summing to stages.conversion_raw; only with explain=true, only for "
+                                             "hits the conversion stage scored"}}},
         "FacetValue": {"type": "object", "required": ["value", "count"], "additionalProperties": False,
                        "properties": {"value": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}},
         "SearchResponse": {
@@ -95,7 +100,8 @@ def _schemas() -> dict[str, Any]:
                 "facets": {"type": "object", "propertyNames": {"enum": list(FACET_FIELDS)},
                            "additionalProperties": {"type": "array", "items": _ref("FacetValue")}},
                 "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                               "description": "Milliseconds per stage: embed, retrieve, fusion, facets, rerank, total"},
+                               "description": "Milliseconds per stage: embed, retrieve, fusion, facets, rerank, "
+                                              "conversion, total"},
                 "degraded": {"type": "boolean"}, "notes": {"type": "array", "items": {"type": "string"}}}},
         "SimilarResponse": {"type": "object", "required": ["id", "hits"], "additionalProperties": False,
                             "properties": {"id": {"type": "string"},
@@ -151,7 +157,12 @@ def openapi_spec(cfg: ApiConfig) -> dict[str, Any]:
         size,
         _param("profile", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "default": "default"},
                "Ranking profile name (unknown: 400)"),
-        _param("explain", {"type": "boolean", "default": False}, "Add per-stage scores to each hit"),
+        _param("explain", {"type": "boolean", "default": False},
+               "Add per-stage scores (and the conversion model's feature contributions) to each hit"),
+        _param("user_id", {"type": "string", "minLength": 1, "maxLength": 128},
+               "Shopper id, as sent with POST /events: the conversion stage uses their brand/category affinity"),
+        _param("session_id", {"type": "string", "minLength": 1, "maxLength": 128},
+               "Session id, as sent with POST /events: affinity of an anonymous shopper (when no user_id)"),
     ]
     return {
         "openapi": "3.1.0",

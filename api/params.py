@@ -20,7 +20,7 @@ from .config import ApiConfig
 from .errors import ApiError, bad_parameter
 
 FILTER_PARAMS = ("brand", "category", "price_min", "price_max", "in_stock", "rating_min")
-SEARCH_PARAMS = ("q", *FILTER_PARAMS, "facets", "page", "size", "profile", "explain")
+SEARCH_PARAMS = ("q", *FILTER_PARAMS, "facets", "page", "size", "profile", "explain", "user_id", "session_id")
 SIMILAR_PARAMS = (*FILTER_PARAMS, "size")
 SUGGEST_PARAMS = ("q", "size")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")

@@ -7,9 +7,11 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, jsonify, request
+from werkzeug.datastructures import MultiDict
 
 from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
+from shopsearch.reranker.pipeline import SearchContext
 
 from .app import service
 from .errors import ApiError, bad_parameter
@@ -17,13 +19,40 @@ from .params import SEARCH_PARAMS, SUGGEST_PARAMS, check_known, parse_int, parse
 
 bp = Blueprint("search", __name__)
 
+# Who is searching (optional), for the conversion model's affinity features; see api/openapi.py.
+CONTEXT_PARAMS = ("user_id", "session_id")
+MAX_CONTEXT_ID = 128
+
+
+def parse_context(args: MultiDict) -> tuple[SearchContext, MultiDict]:
+    """The shopper context (user_id, session_id) and the remaining parameters for :func:`parse_search`.
+
+    Raises:
+        ApiError: 400 when either is repeated, blank or longer than 128 characters.
+    """
+    rest = args.copy()
+    values: dict[str, str | None] = {}
+    for name in CONTEXT_PARAMS:
+        given = rest.poplist(name)
+        if len(given) > 1:
+            raise bad_parameter(name, f"{name} may be given once; got {len(given)} values")
+        value = given[0].strip() if given else None
+        if value is not None and not 0 < len(value) <= MAX_CONTEXT_ID:
+            raise bad_parameter(name, f"{name} must be a non-empty string of at most {MAX_CONTEXT_ID} "
+                                      f"characters; got {given[0][:40]!r}")
+        values[name] = value
+    return SearchContext(**values), rest
+
 
 def hit_json(hit: ScoredHit, explain: bool) -> dict[str, Any]:
-    """One result as JSON: id, rank, score, the public product fields, and ``stages`` only when explaining."""
+    """One result as JSON: id, rank, score, the public product fields, and when explaining ``stages`` (and
+    ``contributions``: the conversion model's per-feature contributions, for hits it scored)."""
     out: dict[str, Any] = {"id": hit.id, "rank": hit.rank, "score": float(hit.score)}
     out.update({k: v for k, v in public_source(hit.source).items() if k != "id"})
     if explain:
         out["stages"] = {k: float(v) for k, v in hit.stages.items()}
+        if hit.contributions:
+            out["contributions"] = {k: float(v) for k, v in hit.contributions.items()}
     return out
 
 
@@ -60,12 +89,13 @@ def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
 
 @bp.get("/search")
 def search():
-    """Hybrid search with filters, facets, paging and an optional per-stage explanation."""
+    """Hybrid search, then the profile's rerank stages, with filters, facets, paging and optional explanation."""
     svc = service()
-    req = parse_search(request.args, svc.config)
-    searcher = svc.get_searcher()
+    context, args = parse_context(request.args)
+    req = parse_search(args, svc.config)
+    pipeline = svc.get_pipeline()
     try:
-        resp = searcher.search(req)
+        resp = pipeline.search(req, context=context)
     except ValueError as exc:
         raise value_error_to_api(exc, SEARCH_PARAMS) from exc
     svc.metrics.observe_search(resp.timings_ms, resp.degraded)

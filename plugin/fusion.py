@@ -62,19 +62,31 @@ def _dedupe(hits: Sequence[Hit]) -> list[Hit]:
 def _combine(legs: Mapping[str, Sequence[Hit]], weights: dict[str, float],
              contribution: Callable[[str, int, Hit], float], missing: Callable[[str], float]) -> list[Fused]:
     """Sum ``weight * contribution`` over legs (``missing(leg)`` for absent docs), then sort score desc, id asc."""
-    scores: dict[str, dict[str, float]] = {}
-    ranks: dict[str, dict[str, int]] = {}
-    parts: dict[str, dict[str, float]] = {}
+    # One pass per leg with the dedupe inlined and one dict entry per doc: this runs on every search request
+    # (2 x 100 hits), and the three-dict version cost ~0.28 ms of the API's ~2 ms own time (bench/latency.py).
+    found: dict[str, tuple[dict[str, float], dict[str, int], dict[str, float]]] = {}
     for name, hits in legs.items():
-        for rank, hit in enumerate(_dedupe(hits), start=1):
-            scores.setdefault(hit.id, {})[name] = float(hit.score)
-            ranks.setdefault(hit.id, {})[name] = rank
-            parts.setdefault(hit.id, {})[name] = contribution(name, rank, hit)
+        seen: set[str] = set()
+        for hit in hits:
+            if hit.id in seen:
+                continue  # a repeated id: the first, best-ranked occurrence wins
+            seen.add(hit.id)
+            rank = len(seen)
+            entry = found.get(hit.id)
+            if entry is None:
+                entry = found[hit.id] = ({}, {}, {})
+            entry[0][name] = float(hit.score)
+            entry[1][name] = rank
+            entry[2][name] = contribution(name, rank, hit)
+    absent = {name: missing(name) for name in legs}
+    order = [(name, weights[name]) for name in legs]
     fused = []
-    for doc_id, found in parts.items():
-        # Sum in leg order so equal inputs give bit-identical floats.
-        total = sum(weights[name] * (found[name] if name in found else missing(name)) for name in legs)
-        fused.append(Fused(doc_id, total, scores[doc_id], ranks[doc_id]))
+    for doc_id, (scores, ranks, parts) in found.items():
+        # Sum in leg order, starting from 0 as sum() does, so equal inputs give bit-identical floats.
+        total = 0
+        for name, w in order:
+            total += w * (parts[name] if name in parts else absent[name])
+        fused.append(Fused(doc_id, total, scores, ranks))
     fused.sort(key=lambda f: (-f.score, f.id))
     return fused
 

@@ -124,7 +124,9 @@ class HybridSearcher:
         Returns:
             A SearchResponse: the page's ScoredHits (``rank`` is the position in the whole fused ranking;
             ``stages`` holds ``bm25``/``bm25_rank``/``knn``/``knn_rank`` for the legs that found the product and
-            ``fused``), facet counts, ``timings_ms`` (embed, retrieve, fusion, facets, total), degradation notes.
+            ``fused``), facet counts, ``timings_ms`` (embed, retrieve, fusion, facets or fetch, total), degradation
+            notes. ``retrieve`` includes the facets when the engine folds them into the legs' round trip
+            (``search_with_facets``); ``fetch`` is then the page's sources by id.
 
         Raises:
             ValueError: a bad parameter (message names it), including an unknown profile
@@ -138,6 +140,12 @@ class HybridSearcher:
         timings: dict[str, float] = {}
         notes: list[str] = []
         degraded = False
+        facets: dict[str, list[tuple[str, int]]] = {}
+        # An engine that can (OpenSearch) runs the legs and the facets in one round trip and returns the legs' hits
+        # without sources; only the page's products are then fetched by id. Measured on crowdflower with
+        # bench/latency.py: fetching every candidate's source (2 x 100) cost ~5 ms per leg inside OpenSearch.
+        folded = callable(getattr(self.engine, "search_with_facets", None)) and \
+            callable(getattr(self.engine, "sources", None))
         if not query:
             notes.append("empty query: browse mode, facets over the filtered products, no ranked hits")
             fused: list[Fused] = []
@@ -157,18 +165,26 @@ class HybridSearcher:
                 timings["embed"] = _ms(t)
             legs = self.legs_for(profile, query, vector, req.filters)
             t = time.perf_counter()
-            results = self.engine.search(self.index, list(legs.values()))
+            if folded:
+                results, facets = self.engine.search_with_facets(self.index, list(legs.values()), query, req.filters,
+                                                                 list(req.facets), with_source=False)
+            else:
+                results = self.engine.search(self.index, list(legs.values()))
             timings["retrieve"] = _ms(t)
             t = time.perf_counter()
             by_leg = dict(zip(legs, results))
             fused = fuse(profile.fusion.method, by_leg, rrf_k=profile.fusion.rrf_k,
                          weights={name: profile.fusion.weights[name] for name in legs})
-            sources = _first_sources(by_leg)
+            sources = {} if folded else _first_sources(by_leg)
             timings["fusion"] = _ms(t)
         start = (req.page - 1) * req.size
-        hits = [_scored(f, start + i + 1, sources.get(f.id, {})) for i, f in enumerate(fused[start:start + req.size])]
-        facets: dict[str, list[tuple[str, int]]] = {}
-        if req.facets:
+        page = fused[start:start + req.size]
+        if folded and page:
+            t = time.perf_counter()
+            sources = self.engine.sources(self.index, [f.id for f in page])
+            timings["fetch"] = _ms(t)
+        hits = [_scored(f, start + i + 1, sources.get(f.id, {})) for i, f in enumerate(page)]
+        if req.facets and not (folded and query):
             t = time.perf_counter()
             facets = self.engine.facets(self.index, query or None, req.filters, list(req.facets))
             timings["facets"] = _ms(t)

@@ -17,7 +17,8 @@ from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
 from .index_config import IndexConfig, load_index_config, opensearch_index_body
 from .opensearch_bulk import ordered_bulk
 from .opensearch_errors import engine_errors, translate_status
-from .opensearch_queries import count_body, facets_body, leg_body, parse_facets
+from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, facets_body, leg_body,
+                                 parse_facets)
 from .suggest import opensearch_suggest_body, rank_suggestions, suggest_terms
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
@@ -231,6 +232,75 @@ class OpenSearchEngine:
             out.append([Hit(id=h["_id"], score=float(h["_score"] or 0.0), source=public_source(h["_source"]))
                         for h in sub["hits"]["hits"]])
         return out
+
+    def search_with_facets(self, index: str, legs: Sequence[BM25Leg | KnnLeg], query: str | None, filters: Filters,
+                           fields: Sequence[str], *, size: int = 10, with_source: bool = True,
+                           ) -> tuple[list[list[Hit]], dict[str, list[tuple[str, int]]]]:
+        """:meth:`search` and :meth:`facets` in one ``_msearch`` round trip (OpenSearch runs the items in parallel).
+
+        Args:
+            legs, index: as for :meth:`search`.
+            query, filters, fields, size: as for :meth:`facets`; no ``fields``, no facets request.
+            with_source: False returns hits without their sources (ids and scores only): skipping the fetch of
+                every candidate's stored source saves ~5 ms per leg of 100 on the crowdflower index (measured by
+                bench/latency.py); fetch the page's sources afterwards with :meth:`sources`.
+
+        Returns:
+            ``(one hit list per leg, {field: [(value, count), ...]})``.
+
+        Raises:
+            as :meth:`search` and :meth:`facets`.
+
+        >>> hits, facets = engine.search_with_facets("products", legs, "tv", Filters(), ["brand"])  # doctest: +SKIP
+        """
+        _check_name("index", index)
+        bodies = [leg_body(leg) for leg in legs]
+        if not with_source:
+            for body in bodies:
+                body["_source"] = False
+        fields = list(dict.fromkeys(fields))
+        if fields:
+            bodies.append(facets_body(query, filters, fields, size))
+        if not bodies:
+            return [], {}
+        lines: list[dict[str, Any]] = []
+        for body in bodies:
+            lines += [{"index": index}, body]
+        with self._errors(index):
+            resp = self.client.msearch(body=lines)
+        subs = resp["responses"]
+        for sub in subs:
+            if "error" in sub:
+                raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url)
+        hits = [[Hit(id=h["_id"], score=float(h["_score"] or 0.0),
+                     source=public_source(h["_source"]) if with_source else {})
+                 for h in sub["hits"]["hits"]] for sub in subs[:len(legs)]]
+        facets = parse_facets(subs[len(legs)].get("aggregations") or {}, fields) if fields else {}
+        return hits, facets
+
+    def sources(self, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored products (public fields) of ``ids``, in one request; ids not found are left out.
+
+        An ``ids`` query rather than ``_mget``: it reads the same refreshed view the legs searched, and measured
+        ~3 ms against ~4.7 ms for ``_mget`` of 12 products on crowdflower (bench/latency.py's index).
+
+        Raises:
+            ValueError: more than 10,000 ids.
+            IndexNotFound: ``index`` does not exist.
+
+        >>> engine.sources("products", ["p1", "nope"])  # doctest: +SKIP
+        {'p1': {'id': 'p1', 'title': 'Red desk lamp', ...}}
+        """
+        ids = [str(i) for i in dict.fromkeys(ids)]
+        if not ids:
+            return {}
+        if len(ids) > MAX_RESULT_WINDOW:
+            raise ValueError(f"ids holds {len(ids)} ids; at most {MAX_RESULT_WINDOW} per call")
+        body = {"size": len(ids), "query": {"ids": {"values": ids}}, "_source": {"excludes": SOURCE_EXCLUDES},
+                "track_total_hits": False}
+        with self._errors(_check_name("index", index)):
+            resp = self.client.search(index=index, body=body)
+        return {h["_id"]: public_source(h["_source"]) for h in resp["hits"]["hits"]}
 
     def facets(self, index: str, query: str | None, filters: Filters, fields: Sequence[str],
                size: int = 10) -> dict[str, list[tuple[str, int]]]:

@@ -82,6 +82,18 @@ class RerankSettings:
 
 
 @dataclass(frozen=True)
+class ConversionSettings:
+    """LightGBM conversion-model ordering of the (reranked) top ``depth`` (0 depth or no model: off)."""
+
+    depth: int = 0
+    model: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.depth > 0 and self.model is not None
+
+
+@dataclass(frozen=True)
 class Profile:
     """A parsed, validated ranking profile."""
 
@@ -91,6 +103,7 @@ class Profile:
     knn: KnnSettings = KnnSettings()
     fusion: FusionSettings = FusionSettings()
     rerank: RerankSettings = RerankSettings()
+    conversion: ConversionSettings = ConversionSettings()
     path: Path | None = None
 
     @property
@@ -153,6 +166,14 @@ def _fuzziness(r: _Reader) -> str | None:
     return text
 
 
+def _model_name(r: _Reader) -> str | None:
+    """A model name (looked up in the model folders, never a path), or None for "" (no model)."""
+    name = r.string("model", "").strip()
+    if name and not _NAME.match(name):
+        r.fail("model", name, "be a model name (letters, digits, '_', '.', '-'; no path), or \"\" for none")
+    return name or None
+
+
 def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>") -> Profile:
     """Validate a profile's parsed TOML into a :class:`Profile`.
 
@@ -170,7 +191,7 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
     >>> parse_profile({"knn": {"enabled": False}}, "lexical").legs
     ('bm25',)
     """
-    top = _Reader(path, data, "", ("description", "bm25", "knn", "fusion", "rerank"))
+    top = _Reader(path, data, "", ("description", "bm25", "knn", "fusion", "rerank", "conversion"))
     description = top.string("description", "")
 
     b = _Reader(path, top.table_of("bm25"), "bm25.", ("enabled", "size", "fields", "fuzziness", "tie_breaker"))
@@ -195,9 +216,12 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
                             weights=weights)
 
     r = _Reader(path, top.table_of("rerank"), "rerank.", ("depth", "budget_ms", "model"))
-    model = r.string("model", "").strip() or None
     rerank = RerankSettings(depth=r.number("depth", 0, 0, MAX_LEG_SIZE, integer=True),
-                            budget_ms=r.number("budget_ms", 150.0, 0.0, 60_000.0, lo_open=True), model=model)
+                            budget_ms=r.number("budget_ms", 150.0, 0.0, 60_000.0, lo_open=True),
+                            model=_model_name(r))
+
+    c = _Reader(path, top.table_of("conversion"), "conversion.", ("depth", "model"))
+    conversion = ConversionSettings(depth=c.number("depth", 0, 0, MAX_LEG_SIZE, integer=True), model=_model_name(c))
 
     if not (bm25.enabled or knn.enabled):
         raise ProfileError(f"{path}: bm25.enabled = false and knn.enabled = false: must enable at least one leg")
@@ -205,7 +229,7 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
     if all(weights[leg] == 0 for leg in enabled):
         raise ProfileError(f"{path}: fusion.weights = {weights}: must give an enabled leg a weight > 0")
     return Profile(name=name, description=description, bm25=bm25, knn=knn, fusion=fusion, rerank=rerank,
-                   path=Path(path) if isinstance(path, Path) else None)
+                   conversion=conversion, path=Path(path) if isinstance(path, Path) else None)
 
 
 def load_profile(path: str | Path) -> Profile:

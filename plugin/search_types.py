@@ -32,6 +32,9 @@ class ScoredHit:
     source: dict[str, Any] = field(default_factory=dict)
     # e.g. {"bm25": 12.3, "bm25_rank": 1, "knn": 0.83, "knn_rank": 4, "fused": 0.031}
     stages: dict[str, float] = field(default_factory=dict)
+    # LightGBM's per-feature contributions to stages["conversion_raw"] (feature name or "bias" -> value; they sum
+    # to it); filled only by the conversion stage of an explained search.
+    contributions: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,6 @@ class SearchResponse:
     total: int  # size of the fused candidate list
     hits: list[ScoredHit]
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)  # embed, bm25, knn, fusion, rerank, total
+    timings_ms: dict[str, float] = field(default_factory=dict)  # embed, retrieve, fusion, rerank, conversion, total
     degraded: bool = False
     notes: tuple[str, ...] = ()

@@ -122,7 +122,7 @@ def test_eval_json_on_tiny_index(tiny_index, tiny_bi_encoder_dir, capsys):
     d, root = tiny_index
     assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--per-query")) == 0
     out = json.loads(capsys.readouterr().out)  # exactly one JSON object on stdout
-    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "queries", "per_query"}
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "queries", "degraded", "per_query"}
     assert out["queries"] == 3 and set(out["per_query"]) == {"t1", "t2", "t3"}
     for name in ("ndcg@10", "recall@100", "mrr@10"):
         assert 0.0 <= out[name] <= 1.0
@@ -135,11 +135,38 @@ def test_eval_bm25_profile_finds_exact_matches_first(tiny_index, tiny_bi_encoder
     d, root = tiny_index
     assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--profile", "bm25")) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "queries"}
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "queries", "degraded"}
     # BM25 puts the title match first for each query: MRR 1; t2's second product (p1, grade 1) also matches
     # "table", so nDCG is 1 too.
     assert out["mrr@10"] == pytest.approx(1.0)
     assert out["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_eval_goes_through_the_ranking_pipeline(tiny_index, tiny_bi_encoder_dir, tmp_path, monkeypatch, capsys):
+    from shopsearch.reranker.pipeline import RankingPipeline
+    from tests.reranker.tiny_ce import build_tiny_cross_encoder
+    from tests.reranker.tiny_lgbm import build_tiny_conversion_model
+
+    d, root = tiny_index
+    monkeypatch.setenv("SHOPSEARCH_MODELS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no ./models to fall back on
+    assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--profile", "rerank")) == 2  # before any search
+    assert f"profile 'rerank' (cross_encoder stage): model 'ce-minilm' not found; looked in: {tmp_path}" in \
+        capsys.readouterr().err
+    build_tiny_cross_encoder(tmp_path / "ce-minilm")
+    build_tiny_conversion_model(tmp_path / "lgbm-sim")
+    seen = []
+    original = RankingPipeline.search
+
+    def spy(self, req, **kw):
+        resp = original(self, req, **kw)
+        seen.append((req.profile, resp.timings_ms.keys() >= {"rerank", "conversion"}))
+        return resp
+
+    monkeypatch.setattr(RankingPipeline, "search", spy)
+    assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--profile", "rerank", "--json")) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert seen == [("rerank", True)] * 3 and out["queries"] == 3 and out["recall@100"] == pytest.approx(1.0)
 
 
 def test_eval_table_and_errors(tiny_index, tiny_bi_encoder_dir, capsys):

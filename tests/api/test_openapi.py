@@ -68,11 +68,12 @@ def test_every_route_is_documented(app, spec):
 
 def test_search_parameters_match_what_the_handler_accepts(spec):
     from shopsearch.api.params import SEARCH_PARAMS, SIMILAR_PARAMS, SUGGEST_PARAMS
+    from shopsearch.api.routes_search import CONTEXT_PARAMS
 
     def names(path):
         return {p["name"] for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "query"}
 
-    assert names("/search") == set(SEARCH_PARAMS)
+    assert names("/search") == set(SEARCH_PARAMS) | set(CONTEXT_PARAMS)
     assert names("/products/{product_id}/similar") == set(SIMILAR_PARAMS)
     assert names("/suggest") == set(SUGGEST_PARAMS)
 

@@ -33,8 +33,11 @@ def test_default_profile_is_fully_commented_and_typo_tolerant():
     keys = ["enabled", "size", "fuzziness", "tie_breaker", "k", "method", "rrf_k", "depth", "budget_ms", "model"]
     lines = text.splitlines()
     for key in keys:
-        i = next(i for i, ln in enumerate(lines) if ln.startswith(f"{key} ="))
-        assert lines[i - 1].startswith("#"), f"default.toml: {key} has no comment above it"
+        found = [i for i, ln in enumerate(lines) if ln.startswith(f"{key} =")]
+        assert found, f"default.toml: {key} missing"
+        for i in found:
+            assert lines[i - 1].startswith("#"), f"default.toml: {key} (line {i + 1}) has no comment above it"
+    assert "[conversion]" in text
     assert load_profile(PACKAGED_DIR / "default.toml").bm25.fuzziness is not None
 
 
@@ -45,6 +48,16 @@ def test_missing_keys_take_defaults():
     assert p.bm25.fields == {"title": 2.0, "description": 1.0}
     assert (p.fusion.method, p.fusion.rrf_k, p.fusion.weights) == ("rrf", 60.0, {"bm25": 1.0, "knn": 1.0})
     assert (p.rerank.depth, p.rerank.model, p.rerank.enabled) == (0, None, False)
+    assert (p.conversion.depth, p.conversion.model, p.conversion.enabled) == (0, None, False)
+
+
+def test_conversion_section_and_the_rerank_profile():
+    p = parse_profile({"conversion": {"depth": 20, "model": "lgbm-sim"}}, "x")
+    assert p.conversion.enabled and (p.conversion.depth, p.conversion.model) == (20, "lgbm-sim")
+    assert not parse_profile({"conversion": {"depth": 20}}, "x").conversion.enabled
+    rerank = ProfileStore([PACKAGED_DIR]).get("rerank")
+    assert (rerank.rerank.model, rerank.rerank.depth) == ("ce-minilm", 50)
+    assert (rerank.conversion.model, rerank.conversion.depth) == ("lgbm-sim", 20)
 
 
 def test_values_are_parsed():
@@ -74,6 +87,10 @@ def test_values_are_parsed():
     ('[fusion.weights]\ndense = 1\n', r"fusion\.weights\.dense = 1: must be one of the keys allowed"),
     ('[fusion.weights]\nbm25 = 0\nknn = 0\n', r"fusion\.weights = .*: must give an enabled leg a weight > 0"),
     ('[rerank]\ndepth = -1\n', r"rerank\.depth = -1: must be an integer >= 0"),
+    ('[rerank]\nmodel = "models/ce"\n', r"rerank\.model = 'models/ce': must be a model name"),
+    ('[conversion]\ndepth = 1001\n', r"conversion\.depth = 1001: must be an integer >= 0 and <= 1000"),
+    ('[conversion]\nmodel = 3\n', r"conversion\.model = 3: must be a string"),
+    ('[conversion]\nbudget_ms = 3\n', r"conversion\.budget_ms = 3: must be one of the keys allowed in \[conversion\]"),
     ('[knn]\nenabled = "no"\n', r"knn\.enabled = 'no': must be true or false"),
     ('[bm25]\nenabled = false\n[knn]\nenabled = false\n', r"must enable at least one leg"),
     ('boost = 2\n', r"bad\.toml: boost = 2: must be one of the keys allowed in the top level"),

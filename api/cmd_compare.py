@@ -1,0 +1,156 @@
+"""``shopsearch compare``: two ranking profiles on the same judged queries, side by side, with significance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HELP = """\
+Compare ranking profile B against baseline profile A on one index and one judgment list.
+
+Both profiles run every judged query through the same RankingPipeline.search path as GET /search and
+`shopsearch eval` (page 1, 100 results, no facets; rerank stages with their budgets) and are scored by
+api/evaluation.py. Reported per metric: A, B, the delta, wins / losses / ties over queries, and paired
+significance (t-test and a seeded sign-flip randomisation test, random_seed 42; --stat-test picks which marks
+a delta with †). A judged query with no results scores 0.
+
+Judgments: TREC qrels, CSV (query,product_id,grade), Amazon ESCI, WANDS or a Quepid export (auto-detected;
+--format overrides; see plugin/judgments.py for the grade mappings). --queries (qid<TAB>text) is needed for TREC
+qrels; the other formats carry their query text (a --queries file, when given, still selects the queries).
+
+--json prints one JSON object (the whole report); --html / --markdown write the reports.
+Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``compare`` subcommand."""
+    from shopsearch.plugin.judgments import FORMATS
+
+    p = subparsers.add_parser("compare", help="compare two ranking profiles on judged queries", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("profile_a", metavar="PROFILE_A", help="baseline profile")
+    p.add_argument("profile_b", metavar="PROFILE_B", help="candidate profile")
+    p.add_argument("--index", default="products", help="index or alias to search (default: products)")
+    p.add_argument("--queries", help="queries TSV: qid<TAB>query text (required for TREC qrels)")
+    p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
+    p.add_argument("--format", choices=FORMATS, help="judgment format (default: detected from the file)")
+    p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
+    p.add_argument("--engine", choices=("opensearch", "embedded"),
+                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
+                   help="default: $SHOPSEARCH_ENGINE or embedded")
+    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
+    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    p.add_argument("--model", default="all-MiniLM-L6-v2",
+                   help="query bi-encoder; must be the one the index was built with (default all-MiniLM-L6-v2)")
+    p.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10", help="comma-separated (default: all three)")
+    p.add_argument("--stat-test", choices=("randomization", "ttest"), default="randomization",
+                   help="which test marks significance (both are reported; default randomization)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--permutations", type=int, default=10_000, help="randomisation test permutations")
+    p.add_argument("--seed", type=int, default=42, help="randomisation test seed (default 42)")
+    p.add_argument("--top", type=int, default=10, help="biggest wins/losses listed per metric")
+    p.add_argument("--html", help="write the self-contained HTML report here")
+    p.add_argument("--markdown", help="write the markdown summary here")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | None,
+                        wands_queries: str | None = None) -> tuple[list, dict[str, str]]:
+    """The judgments as ir_measures Qrels and the (qid -> text) queries to run, judged ones only.
+
+    Raises:
+        ValueError: TREC qrels without a --queries file, or no judged query to run.
+    """
+    from ir_measures import Qrel as IrQrel
+
+    from shopsearch.api.evaluation import read_queries
+    from shopsearch.plugin.judgments import read_judgments
+
+    judgments = read_judgments(qrels_path, fmt, queries_path=wands_queries)
+    if queries_path:
+        texts = {q.qid: q.text for q in read_queries(queries_path)}
+    elif judgments.queries:
+        texts = dict(judgments.queries)
+    else:
+        raise ValueError(f"queries: {judgments.format} judgments in {qrels_path} carry no query text; "
+                         f"pass --queries qid<TAB>text")
+    judged = set(judgments.query_ids)
+    todo = {qid: text for qid, text in texts.items() if qid in judged}
+    if not todo:
+        raise ValueError(f"queries: none of the {len(texts)} queries has judgements in {qrels_path}")
+    return [IrQrel(q.query_id, q.doc_id, q.grade) for q in judgments.qrels], todo
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the compare command; returns the exit code."""
+    from tqdm import tqdm
+
+    from shopsearch.api.cmd_eval import RESULTS_DEPTH
+    from shopsearch.api.compare import compare, parse_metrics
+    from shopsearch.api.report import render_html, render_markdown
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
+    from shopsearch.plugin.engines import open_engine
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.plugin.search_types import SearchRequest
+    from shopsearch.reranker.model_registry import ModelRegistry
+    from shopsearch.reranker.pipeline import RankingPipeline, check_models
+
+    metrics = parse_metrics(args.metrics)
+    if args.top < 1:
+        raise ValueError(f"top must be >= 1, got {args.top}")
+    qrels, todo = load_judged_queries(args.qrels, args.format, args.queries, args.wands_queries)
+    profiles = ProfileStore()
+    models = ModelRegistry()
+    for name in (args.profile_a, args.profile_b):
+        check_models(profiles, models, name)  # unknown profile or missing model: a clear error up front
+    engine = open_engine(args.engine, url=args.url, root=args.root)
+    runs: dict[str, dict[str, list[str]]] = {}
+    t0 = time.perf_counter()
+    try:
+        if not engine.index_exists(args.index) and engine.resolve_alias(args.index) is None:
+            print(f"shopsearch compare: index {args.index!r} does not exist on {args.engine}; "
+                  f"build it with `shopsearch index CATALOG --index {args.index} --engine {args.engine}`",
+                  file=sys.stderr)
+            return 1
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models)
+        for name in dict.fromkeys((args.profile_a, args.profile_b)):
+            runs[name] = {}
+            for qid, text in tqdm(todo.items(), desc=f"compare {name}", unit="q", disable=args.no_progress,
+                                  file=sys.stderr):
+                resp = pipeline.search(SearchRequest(text, size=RESULTS_DEPTH, profile=name, facets=()))
+                runs[name][qid] = [h.id for h in resp.hits]
+    except (IndexNotFound, EngineUnavailable) as exc:
+        print(f"shopsearch compare: search failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    seconds = time.perf_counter() - t0
+    report = compare(qrels, runs[args.profile_a], runs[args.profile_b], names=(args.profile_a, args.profile_b),
+                     metrics=metrics, qids=list(todo), queries=todo, stat_test=args.stat_test, alpha=args.alpha,
+                     permutations=args.permutations, random_seed=args.seed)
+    for path, text in ((args.html, render_html(report, top=args.top) if args.html else ""),
+                       (args.markdown, render_markdown(report, top=min(args.top, 5)) if args.markdown else "")):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+    searches = len(todo) * len(runs)
+    summary = (f"compare {args.profile_a} -> {args.profile_b} on {args.engine}:{args.index}: {report.queries} queries, "
+               f"{searches} searches in {seconds:.1f}s ({searches / max(seconds, 1e-9):.1f} q/s); " + ", ".join(
+                   f"{m.name} {m.mean_a:.4f} -> {m.mean_b:.4f}{'†' if m.significant else ''}"
+                   for m in report.metrics.values()))
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        print(summary, file=sys.stderr)
+    else:
+        print(render_markdown(report, top=min(args.top, 5)))
+        print(summary)
+    return 0

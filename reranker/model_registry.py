@@ -1,0 +1,132 @@
+"""Models by name: find a model folder in the model directories, load it once, share it between threads.
+
+House rule: profiles name models (``rerank.model = "ce-minilm"``), never paths. A name is looked up as a folder in
+``$SHOPSEARCH_MODELS`` (default ``$SHOPSEARCH_HOME/models``, i.e. ``~/.shopsearch/models``), then ``./models``
+(the working directory's, where ``shopsearch train ... --out models/NAME`` writes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+ENV_DIR = "SHOPSEARCH_MODELS"
+KINDS = ("cross_encoder", "conversion")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ModelNotFound(FileNotFoundError):
+    """No folder of that name in any model directory; the message names the model and every place looked in."""
+
+
+def default_model_dirs(environ: dict[str, str] | None = None) -> list[Path]:
+    """``$SHOPSEARCH_MODELS`` (or ``$SHOPSEARCH_HOME/models``, or ``~/.shopsearch/models``), then ``./models``.
+
+    >>> [str(d) for d in default_model_dirs({"SHOPSEARCH_MODELS": "/m"})]
+    ['/m', 'models']
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_DIR):
+        first = Path(env[ENV_DIR])
+    elif env.get("SHOPSEARCH_HOME"):
+        first = Path(env["SHOPSEARCH_HOME"]) / "models"
+    else:
+        first = Path.home() / ".shopsearch" / "models"
+    return [first, Path("models")]
+
+
+def _load_cross_encoder(path: Path) -> Any:
+    from .cross_encoder import CrossEncoderReranker
+
+    return CrossEncoderReranker(path)
+
+
+def _load_conversion(path: Path) -> Any:
+    from .conversion import ConversionModel
+
+    return ConversionModel.load(path)
+
+
+class ModelRegistry:
+    """Loads cross-encoders and conversion models by name, once each, thread-safely.
+
+    Args:
+        dirs: model directories, searched in order (default :func:`default_model_dirs`); missing ones are skipped.
+        loaders: kind -> ``load(path)`` (default: CrossEncoderReranker / ConversionModel.load); tests swap them.
+
+    >>> models = ModelRegistry(["/srv/models"])  # doctest: +SKIP
+    >>> models.cross_encoder("ce-minilm").rerank("red lamp", hits, depth=50)  # doctest: +SKIP
+    """
+
+    def __init__(self, dirs: Sequence[str | Path] | None = None,
+                 loaders: dict[str, Callable[[Path], Any]] | None = None) -> None:
+        self.dirs = [Path(d) for d in (dirs if dirs is not None else default_model_dirs())]
+        self.loaders = {"cross_encoder": _load_cross_encoder, "conversion": _load_conversion, **(loaders or {})}
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()  # guards _cache and serialises loads (each model loads exactly once)
+
+    def find(self, name: str) -> Path:
+        """The folder of model ``name``: the first ``<dir>/<name>`` that exists.
+
+        Raises:
+            ValueError: ``name`` is not a plain name (a path, empty, odd characters).
+            ModelNotFound: no directory holds it (the message lists where it looked).
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"model name {name!r} must be a name (letters, digits, '_', '.', '-'), not a path")
+        for d in self.dirs:
+            if (d / name).is_dir():
+                return d / name
+        looked = ", ".join(str(d.resolve() if not d.is_absolute() else d) for d in self.dirs)
+        raise ModelNotFound(f"model {name!r} not found; looked in: {looked} (set ${ENV_DIR} or train it with "
+                            f"`shopsearch train ... --out models/{name}`)")
+
+    def check(self, kind: str, name: str) -> Path:
+        """Find a model without loading it (for a fail-fast check before a long run); same errors as :meth:`find`."""
+        self._kind(kind)
+        return self.find(name)
+
+    def get(self, kind: str, name: str) -> Any:
+        """The loaded model ``name`` of ``kind`` (``"cross_encoder"`` or ``"conversion"``), loaded on first use.
+
+        Raises:
+            ValueError: unknown kind or a bad name. ModelNotFound: no such folder.
+            Whatever the loader raises for a folder that is not a valid model (not cached: fixed files load later).
+        """
+        self._kind(kind)
+        key = (kind, name)
+        model = self._cache.get(key)
+        if model is not None:
+            return model
+        with self._lock:
+            if key not in self._cache:
+                path = self.find(name)
+                t0 = time.perf_counter()
+                self._cache[key] = self.loaders[kind](path)
+                log.info("loaded %s model %r from %s in %.1fs", kind, name, path, time.perf_counter() - t0)
+            return self._cache[key]
+
+    def cross_encoder(self, name: str) -> Any:
+        """The :class:`~shopsearch.reranker.cross_encoder.CrossEncoderReranker` called ``name``."""
+        return self.get("cross_encoder", name)
+
+    def conversion(self, name: str) -> Any:
+        """The :class:`~shopsearch.reranker.conversion.ConversionModel` called ``name``."""
+        return self.get("conversion", name)
+
+    def loaded(self) -> list[tuple[str, str]]:
+        """(kind, name) of every model loaded so far."""
+        with self._lock:
+            return sorted(self._cache)
+
+    @staticmethod
+    def _kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")

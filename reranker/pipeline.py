@@ -1,0 +1,228 @@
+"""The ranking pipeline: hybrid top-N -> cross-encoder top-K -> LightGBM conversion order -> page.
+
+This is the one search path: GET /search, ``shopsearch eval`` and ``shopsearch compare`` all call
+:meth:`RankingPipeline.search`, so offline numbers measure what shoppers get.
+
+Decisions worth knowing:
+- The head (``max(rerank.depth, conversion.depth)``) is always reranked as a whole and the page is cut afterwards,
+  so page 2 continues page 1. A page entirely below the head is served straight from the fused ranking (the
+  stages only permute the head, so the result is the same, without the model cost).
+- Each stage degrades on its own: a missing model, a failure or a blown budget passes its input order through,
+  sets ``degraded=True`` and adds a note naming the stage. Nothing escapes but the searcher's own errors (bad
+  parameters, engine outages). When the cross-encoder degraded and the conversion model uses its score as a
+  feature, the conversion stage is skipped too (its input would be off the distribution it was trained on).
+- Scores: a hit's ``score`` is that of the last stage that scored it (conversion probability in the conversion
+  head, cross-encoder score in the rest of the rerank head, fused score below), ``stages`` keeps each one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Protocol
+
+from shopsearch.plugin.hybrid import MAX_PAGE_SIZE, HybridSearcher, validate_request
+from shopsearch.plugin.profiles import Profile, ProfileStore
+from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
+
+from .cross_encoder import STAGE as CE_STAGE
+from .features import FeatureContext, feature_matrix
+from .model_registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+CONVERSION = "conversion"
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """Who is searching, for the conversion features (both optional: anonymous shoppers get no affinity)."""
+
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+class ContextSource(Protocol):
+    """Where conversion-feature context comes from (e.g. :class:`~.event_context.EventLogHistory`)."""
+
+    def context(self, user_id: str | None, session_id: str | None,
+                product_ids: Iterable[str]) -> FeatureContext: ...
+
+
+def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: str) -> Profile:
+    """Fail fast when a profile names a model that cannot be found (before a long evaluation or a deploy).
+
+    Returns:
+        The profile.
+    Raises:
+        UnknownProfile / ProfileError (ValueErrors): no such profile or an invalid one.
+        ModelNotFound (a FileNotFoundError): the message names the profile, the stage, the model and where it
+            looked.
+
+    >>> check_models(ProfileStore(), ModelRegistry(), "default").name
+    'default'
+    """
+    profile = profiles.get(profile_name)
+    for kind, stage in (("cross_encoder", profile.rerank), ("conversion", profile.conversion)):
+        if stage.enabled:
+            try:
+                models.check(kind, stage.model)
+            except FileNotFoundError as exc:
+                raise type(exc)(f"profile {profile.name!r} ({kind} stage): {exc}") from None
+    return profile
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+class RankingPipeline:
+    """Hybrid retrieval, then the profile's cross-encoder and conversion stages, then pagination.
+
+    Args:
+        searcher: the HybridSearcher (its profile store names the stages and models).
+        models: where models are found by name and cached.
+        history: conversion-feature context (product stats, shopper affinity); None: priors only.
+
+    >>> pipeline = RankingPipeline(searcher, ModelRegistry())  # doctest: +SKIP
+    >>> resp = pipeline.search(SearchRequest("red lamp", profile="rerank", explain=True))  # doctest: +SKIP
+    >>> sorted(resp.hits[0].stages)  # doctest: +SKIP
+    ['bm25', 'bm25_rank', 'conversion', 'conversion_raw', 'cross_encoder', 'fused', 'knn', 'knn_rank']
+    """
+
+    def __init__(self, searcher: HybridSearcher, models: ModelRegistry, history: ContextSource | None = None):
+        self.searcher = searcher
+        # A stand-in searcher without a profile store (a test double) gets the default folders.
+        self.profiles = getattr(searcher, "profiles", None) or ProfileStore()
+        self.models = models
+        self.history = history
+
+    def check_models(self, profile_name: str) -> Profile:
+        """:func:`check_models` with this pipeline's profiles and models."""
+        return check_models(self.profiles, self.models, profile_name)
+
+    def search(self, req: SearchRequest, *, context: SearchContext | None = None) -> SearchResponse:
+        """Run one search through every stage of the request's profile.
+
+        Args:
+            req: the request (query, filters, page, size, profile, facets, explain).
+            context: the shopper (user/session), for the conversion features.
+        Returns:
+            The page of hits (``rank`` = position in the final ranking), facets, ``timings_ms`` with ``rerank``
+            and ``conversion`` when those stages ran, ``degraded`` and notes. With ``req.explain`` the
+            conversion head's hits carry LightGBM's per-feature ``contributions`` (summing to
+            ``stages["conversion_raw"]``).
+        Raises:
+            ValueError: a bad parameter or unknown profile (from the searcher).
+            IndexNotFound, EngineUnavailable: from the engine.
+        """
+        t_total = time.perf_counter()
+        validate_request(req)
+        profile = self.profiles.get(req.profile)
+        rerank, conv = profile.rerank, profile.conversion
+        head = max(rerank.depth if rerank.enabled else 0, conv.depth if conv.enabled else 0)
+        start = (req.page - 1) * req.size
+        if head == 0 or start >= head or not req.query.strip():
+            return self.searcher.search(req)  # no stage touches this page
+        resp, hits = self._candidates(req, max(head, req.page * req.size))
+        timings = {k: v for k, v in resp.timings_ms.items() if k != "total"}
+        notes, degraded = list(resp.notes), resp.degraded
+        ce_failed = False
+        if rerank.enabled:
+            t = time.perf_counter()
+            hits, note = self._rerank(profile, req.query.strip(), hits)
+            timings["rerank"] = _ms(t)
+            if note:
+                notes.append(note)
+                degraded = ce_failed = True
+        if conv.enabled:
+            t = time.perf_counter()
+            hits, conv_notes = self._convert(profile, req.query.strip(), hits, context, req.explain, ce_failed)
+            timings[CONVERSION] = _ms(t)
+            if conv_notes:
+                notes.extend(conv_notes)
+                degraded = True
+        timings["total"] = _ms(t_total)
+        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size, total=resp.total,
+                              hits=hits[start:start + req.size], facets=resp.facets, timings_ms=timings,
+                              degraded=degraded, notes=tuple(dict.fromkeys(notes)))
+
+    def _candidates(self, req: SearchRequest, n: int) -> tuple[SearchResponse, list[ScoredHit]]:
+        """The fused top ``n`` (in pages of at most MAX_PAGE_SIZE) and the first page's response (facets)."""
+        chunk = min(n, MAX_PAGE_SIZE)
+        first = self.searcher.search(replace(req, page=1, size=chunk))
+        hits, timings = list(first.hits), dict(first.timings_ms)
+        for page in range(2, math.ceil(n / chunk) + 1):
+            if len(hits) < (page - 1) * chunk:
+                break  # the fused list ended
+            # Deeper heads re-run retrieval per chunk (a searcher call returns at most MAX_PAGE_SIZE hits).
+            r = self.searcher.search(replace(req, page=page, size=chunk, facets=()))
+            for k, v in r.timings_ms.items():
+                timings[k] = round(timings.get(k, 0.0) + v, 3)
+            hits.extend(r.hits)
+        return replace(first, timings_ms=timings), hits[:n]
+
+    def _rerank(self, profile: Profile, query: str, hits: list[ScoredHit]) -> tuple[list[ScoredHit], str | None]:
+        """Cross-encoder stage: (hits, None), or the input hits and a note when it degraded."""
+        s = profile.rerank
+        try:
+            model = self.models.cross_encoder(s.model)
+            out, over = model.rerank(query, hits, depth=s.depth, budget_ms=s.budget_ms)
+        except Exception as exc:  # noqa: BLE001 - a missing/broken model degrades, never a 500
+            log.warning("rerank stage degraded (profile %s): %s", profile.name, exc)
+            return hits, f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({exc}); fused order served"
+        if over:
+            log.info("rerank stage degraded (profile %s): failed or over %g ms", profile.name, s.budget_ms)
+            return hits, (f"rerank stage degraded: cross-encoder {s.model!r} failed or ran over its "
+                          f"{s.budget_ms:g} ms budget; fused order served")
+        return list(out), None
+
+    def _convert(self, profile: Profile, query: str, hits: list[ScoredHit], context: SearchContext | None,
+                 explain: bool, ce_failed: bool) -> tuple[list[ScoredHit], list[str]]:
+        """Conversion stage: LightGBM orders the head; (hits, notes), notes non-empty when it degraded."""
+        s = profile.conversion
+        try:
+            model = self.models.conversion(s.model)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)
+            return hits, [f"conversion stage degraded: model {s.model!r} unavailable ({exc}); order kept"]
+        if ce_failed and CE_STAGE in model.names:
+            return hits, [f"conversion stage skipped: model {s.model!r} needs the cross-encoder score, which "
+                          f"degraded; order kept"]
+        head, tail = hits[:s.depth], hits[s.depth:]
+        notes: list[str] = []
+        try:
+            fctx = self._feature_context(context, [h.id for h in head], notes)
+            x = feature_matrix(query, head, fctx, model.names)
+            raw = model.raw_scores(x)
+            probs = model.predict(x)
+            contribs = model.contributions(x) if explain else [{} for _ in head]
+        except Exception as exc:  # noqa: BLE001
+            log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)
+            return hits, notes + [f"conversion stage degraded: model {s.model!r} failed "
+                                  f"({type(exc).__name__}: {exc}); order kept"]
+        order = sorted(range(len(head)), key=lambda i: (-float(probs[i]), i))  # ties keep the incoming order
+        ranked = [_scored(head[i], float(probs[i]), float(raw[i]), contribs[i]) for i in order]
+        return [replace(h, rank=r) for r, h in enumerate(ranked + tail, 1)], notes
+
+    def _feature_context(self, context: SearchContext | None, ids: list[str], notes: list[str]) -> FeatureContext:
+        """Stats and affinity from the history; priors only (and a note) when it fails."""
+        if self.history is None:
+            return FeatureContext()
+        ctx = context or SearchContext()
+        try:
+            return self.history.context(ctx.user_id, ctx.session_id, ids)
+        except Exception as exc:  # noqa: BLE001 - history is an enhancement; rank without it
+            log.warning("event history unavailable: %s", exc)
+            notes.append(f"conversion stage degraded: event history unavailable ({type(exc).__name__}); "
+                         f"priors used")
+            return FeatureContext()
+
+
+def _scored(h: ScoredHit, prob: float, raw: float, contributions: dict[str, Any]) -> ScoredHit:
+    """``h`` scored by the conversion model (probability, raw score, per-feature contributions)."""
+    return replace(h, score=prob, stages={**h.stages, CONVERSION: prob, f"{CONVERSION}_raw": raw},
+                   contributions={k: float(v) for k, v in contributions.items()})
+

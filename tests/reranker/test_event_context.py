@@ -1,0 +1,57 @@
+"""Serving-time feature context from the API's event log: stats, user/session affinity, incremental bounded reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shopsearch.indexer.records import Product
+from shopsearch.reranker.event_context import EventLogHistory, affinity_key
+
+CATALOG = {"p1": Product(id="p1", title="Red lamp", brand="Lumo", category=("Home", "Lamps")),
+           "p2": Product(id="p2", title="Drill", brand="Torq", category=("Tools",))}
+
+
+def line(kind, pid, session="s1", user=None, qid="q1", position=1):
+    ev = {"event_id": f"e-{kind}-{pid}", "type": kind, "product_id": pid, "session_id": session,
+          "timestamp": "2024-01-01T00:00:00Z", "query_id": qid, "position": position, "user_id": user,
+          "query": "lamp", "price": None}  # the API's EventLog line shape
+    return json.dumps(ev) + "\n"
+
+
+def test_stats_and_affinity_from_the_log_incrementally(tmp_path):
+    log = tmp_path / "events-2024-01-01.jsonl"
+    log.write_text(line("impression", "p1") + line("impression", "p2") + line("click", "p1", user="u1")
+                   + "not json\n" + line("purchase", "p1", user="u1", qid=None, position=None))
+    lookups = []
+    h = EventLogHistory(tmp_path, lambda pid: lookups.append(pid) or CATALOG.get(pid), refresh_s=0)
+    ctx = h.context("u1", "s1", ["p1", "p2", "p9"])
+    assert (ctx.stats["p1"].impressions, ctx.stats["p1"].clicks, ctx.stats["p1"].purchases) == (1, 1, 1)
+    assert ctx.stats["p9"].impressions == 0
+    assert ctx.user.brands == {"Lumo": 4.0} and ctx.user.total == 4.0  # click 1 + purchase 3
+    assert lookups == ["p1"]  # one lookup per distinct interacted product (cached)
+    with log.open("a") as f:
+        f.write(line("click", "p2", session="anon", position=2) + '{"type": "click", "prod')  # a partial line
+    ctx = h.context(None, "anon", ["p2"])
+    assert ctx.stats["p2"].clicks == 1 and ctx.user.brands == {"Torq": 1.0}  # anonymous: the session's affinity
+    assert h.context("nobody", None, []).user.total == 0.0
+
+
+def test_refresh_is_rate_limited_and_bounded(tmp_path):
+    log = tmp_path / "events-2024-01-01.jsonl"
+    log.write_text("".join(line("impression", "p1") for _ in range(5)))
+    h = EventLogHistory(tmp_path, CATALOG.get, refresh_s=3600, max_events=3)
+    assert h.context(None, None, ["p1"]).stats["p1"].impressions == 3  # only the newest 3 applied
+    with log.open("a") as f:
+        f.write(line("impression", "p1"))
+    assert h.context(None, None, ["p1"]).stats["p1"].impressions == 3  # not re-read within refresh_s
+    assert h.refresh(force=True) == 1
+    assert EventLogHistory(tmp_path / "none", CATALOG.get).context("u", None, ["p1"]).stats["p1"].impressions == 0
+    with pytest.raises(ValueError, match="refresh_s must be >= 0"):
+        EventLogHistory(tmp_path, CATALOG.get, refresh_s=-1)
+
+
+def test_affinity_key():
+    assert affinity_key("u1", "s1") == "u1" and affinity_key(None, "s1") == "session:s1"
+    assert affinity_key(None, None) is None

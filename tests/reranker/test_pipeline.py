@@ -1,0 +1,340 @@
+"""The ranking pipeline: hybrid top-N -> cross-encoder top-K -> LightGBM order -> page, per profile.
+
+A stand-in searcher serves a fixed fused ranking (so every expected order is known); the cross-encoder stage runs
+the real ``CrossEncoderReranker.rerank`` over table scores, or the real tiny cross-encoder; the conversion stage
+runs a tiny LightGBM model that prefers cheap products.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shopsearch.plugin.hybrid import validate_request
+from shopsearch.plugin.profiles import ProfileStore
+from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
+from shopsearch.reranker.conversion import ConversionModel
+from shopsearch.reranker.cross_encoder import CrossEncoderReranker
+from shopsearch.reranker.features import Affinity, FeatureContext
+from shopsearch.reranker.model_registry import ModelNotFound, ModelRegistry
+from shopsearch.reranker.pipeline import RankingPipeline, SearchContext, check_models
+from tests.reranker.tiny_ce import build_tiny_cross_encoder
+from tests.reranker.tiny_lgbm import build_tiny_conversion_model
+
+N = 30  # fused candidates of the stand-in searcher
+
+
+def product(i: int) -> dict:
+    # Prices go up and down so the conversion model (cheap first) reorders the fused list.
+    return {"id": f"p{i:03d}", "title": f"Lamp {i}", "price": float(10 + (i * 37) % 90), "rating": 4.0}
+
+
+class FixedSearcher:
+    """A HybridSearcher stand-in: a fixed fused ranking of ``n`` products, paginated; records every request."""
+
+    def __init__(self, profiles: ProfileStore, n: int = N):
+        self.profiles = profiles
+        self.fused = [ScoredHit(id=f"p{i:03d}", rank=i + 1, score=1.0 / (i + 1), source=product(i),
+                                stages={"bm25": 10.0 - i * 0.1, "bm25_rank": i + 1, "knn": 0.9 - i * 0.01,
+                                        "knn_rank": i + 1, "fused": 1.0 / (i + 1)}) for i in range(n)]
+        self.requests: list[SearchRequest] = []
+
+    def search(self, req: SearchRequest) -> SearchResponse:
+        validate_request(req)
+        self.profiles.get(req.profile)
+        self.requests.append(req)
+        start = (req.page - 1) * req.size
+        return SearchResponse(query=req.query, profile=req.profile, page=req.page, size=req.size,
+                              total=len(self.fused), hits=self.fused[start:start + req.size],
+                              facets={"brand": [("acme", 3)]} if req.facets else {},
+                              timings_ms={"retrieve": 1.0, "fusion": 0.5, "total": 2.0})
+
+
+class TableCrossEncoder:
+    """The real CrossEncoderReranker.rerank over scores from a function of the product id; optionally failing."""
+
+    rerank = CrossEncoderReranker.rerank
+
+    def __init__(self, scores, fail: bool = False):
+        self.scores, self.fail, self.ms_per_pair = scores, fail, None
+        self.calls = 0
+
+    def score(self, query, products, *, deadline=None):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("CUDA out of memory")
+        return np.array([self.scores(p["id"]) for p in products], dtype=np.float32)
+
+
+def REVERSE(pid: str) -> float:
+    """CE scores that reverse the fused order: the later a product was fused, the higher it scores."""
+    return float(int(pid[1:]))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A models folder: tiny-ce (real tiny cross-encoder), cheap-first (LightGBM), cheap-ce (uses cross_encoder)."""
+    d = tmp_path_factory.mktemp("models")
+    build_tiny_cross_encoder(d / "tiny-ce")
+    build_tiny_conversion_model(d / "cheap-first")
+    build_tiny_conversion_model(d / "cheap-ce", features=("price", "cross_encoder"))
+    return d
+
+
+PROFILES = {
+    "plain": "",
+    "ce": '[rerank]\ndepth = 8\nmodel = "table-ce"\n',
+    "ce-deep": '[rerank]\ndepth = 150\nbudget_ms = 5000\nmodel = "table-ce"\n',
+    "ce-fail": '[rerank]\ndepth = 8\nmodel = "failing-ce"\n',
+    "ce-tiny": '[rerank]\ndepth = 8\nbudget_ms = 30000\nmodel = "tiny-ce"\n',
+    "ce-tiny-overrun": '[rerank]\ndepth = 8\nbudget_ms = 0.001\nmodel = "tiny-ce"\n',
+    "ce-missing": '[rerank]\ndepth = 8\nmodel = "no-such-model"\n',
+    "both": '[rerank]\ndepth = 12\nmodel = "table-ce"\n[conversion]\ndepth = 6\nmodel = "cheap-first"\n',
+    "conv-only": '[conversion]\ndepth = 10\nmodel = "cheap-first"\n',
+    "conv-missing": '[conversion]\ndepth = 10\nmodel = "no-such-lgbm"\n',
+    "fail-then-ce-model": '[rerank]\ndepth = 8\nmodel = "failing-ce"\n[conversion]\ndepth = 5\nmodel = "cheap-ce"\n',
+    "fail-then-plain-model": ('[rerank]\ndepth = 8\nmodel = "failing-ce"\n'
+                              '[conversion]\ndepth = 5\nmodel = "cheap-first"\n'),
+}
+
+
+@pytest.fixture
+def profiles(tmp_path) -> ProfileStore:
+    d = tmp_path / "profiles"
+    d.mkdir()
+    for name, text in PROFILES.items():
+        (d / f"{name}.toml").write_text(text)
+    return ProfileStore([d])
+
+
+@pytest.fixture
+def registry(model_dir) -> ModelRegistry:
+    """Table-driven cross-encoders by name (via stub folders) plus the real tiny models of ``model_dir``."""
+    table = TableCrossEncoder(REVERSE)
+    failing = TableCrossEncoder(REVERSE, fail=True)
+    for name in ("table-ce", "failing-ce"):
+        (model_dir / name).mkdir(exist_ok=True)
+    real = ModelRegistry([model_dir]).loaders["cross_encoder"]
+
+    def load_ce(path: Path):
+        return {"table-ce": table, "failing-ce": failing}.get(path.name) or real(path)
+
+    return ModelRegistry([model_dir], loaders={"cross_encoder": load_ce})
+
+
+@pytest.fixture
+def searcher(profiles) -> FixedSearcher:
+    return FixedSearcher(profiles)
+
+
+def ids(hits) -> list[str]:
+    return [h.id for h in hits]
+
+
+def cheap_first(model_dir: Path, incoming: list[str]) -> list[str]:
+    """The order the cheap-first model gives ``incoming`` ids (ties keep the incoming order)."""
+    model = ConversionModel.load(model_dir / "cheap-first")
+    probs = model.predict(np.array([[product(int(i[1:]))["price"], 4.0] for i in incoming]))
+    order = sorted(range(len(incoming)), key=lambda k: (-probs[k], k))
+    assert order != list(range(len(incoming)))  # the test data makes the model reorder something
+    return [incoming[k] for k in order]
+
+
+FUSED_IDS = [f"p{i:03d}" for i in range(N)]
+
+
+def test_cross_encoder_reorders_the_head_and_the_tail_keeps_fused_order(searcher, registry):
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=20, profile="ce"))
+    assert ids(resp.hits) == FUSED_IDS[:8][::-1] + FUSED_IDS[8:20]
+    assert [h.rank for h in resp.hits] == list(range(1, 21))
+    assert all("cross_encoder" in h.stages for h in resp.hits[:8])
+    assert not any("cross_encoder" in h.stages for h in resp.hits[8:])
+    assert resp.hits[0].score == 7.0 and resp.hits[8].score == pytest.approx(1 / 9)
+    assert not resp.degraded and resp.total == N and resp.facets == {"brand": [("acme", 3)]}
+    assert {"retrieve", "fusion", "rerank", "total"} <= set(resp.timings_ms)
+
+
+def test_asks_for_enough_candidates_and_skips_pages_below_the_head(searcher, registry):
+    pipeline = RankingPipeline(searcher, registry)
+    resp = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="ce"))
+    assert [(r.page, r.size) for r in searcher.requests] == [(1, 10)]  # max(depth 8, page*size 10)
+    assert ids(resp.hits) == [FUSED_IDS[2], FUSED_IDS[1], FUSED_IDS[0], FUSED_IDS[8], FUSED_IDS[9]]
+    searcher.requests.clear()
+    below = pipeline.search(SearchRequest("lamp", page=3, size=5, profile="ce"))  # ranks 11-15: all in the tail
+    assert [(r.page, r.size) for r in searcher.requests] == [(3, 5)]
+    assert ids(below.hits) == FUSED_IDS[10:15] and "rerank" not in below.timings_ms
+
+
+def test_a_head_deeper_than_a_page_is_fetched_in_chunks(profiles, registry):
+    searcher = FixedSearcher(profiles, n=230)
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=10, profile="ce-deep"))
+    assert [(r.page, r.size, bool(r.facets)) for r in searcher.requests] == [(1, 100, True), (2, 100, False)]
+    assert resp.hits[0].id == "p149" and resp.timings_ms["retrieve"] == 2.0  # summed over both calls
+
+
+def test_pages_are_stable_after_reranking(searcher, registry):
+    pipeline = RankingPipeline(searcher, registry)
+    for profile in ("ce", "both"):
+        whole = pipeline.search(SearchRequest("lamp", size=20, profile=profile)).hits
+        paged = [h for page in range(1, 5)
+                 for h in pipeline.search(SearchRequest("lamp", page=page, size=5, profile=profile)).hits]
+        assert [(h.id, h.rank) for h in paged] == [(h.id, h.rank) for h in whole]
+
+
+def test_failure_and_budget_overrun_serve_the_fused_order_degraded(searcher, registry, caplog):
+    pipeline = RankingPipeline(searcher, registry)
+    for profile in ("ce-fail", "ce-tiny-overrun"):
+        resp = pipeline.search(SearchRequest("lamp", size=10, profile=profile))
+        assert ids(resp.hits) == FUSED_IDS[:10], profile
+        assert resp.degraded and len(resp.notes) == 1 and resp.notes[0].startswith("rerank stage degraded")
+        assert "budget" in resp.notes[0] and not any("cross_encoder" in h.stages for h in resp.hits)
+    assert "0.001 ms" in resp.notes[0]
+
+
+def test_the_real_tiny_cross_encoder_scores_the_head(searcher, registry):
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp 3", size=10, profile="ce-tiny"))
+    assert not resp.degraded
+    head = resp.hits[:8]
+    assert sorted(ids(head)) == FUSED_IDS[:8] and ids(resp.hits[8:]) == FUSED_IDS[8:10]
+    scores = [h.stages["cross_encoder"] for h in head]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+
+
+def test_missing_models_are_served_degraded_with_a_note_and_fail_the_check(searcher, registry, model_dir):
+    pipeline = RankingPipeline(searcher, registry)
+    resp = pipeline.search(SearchRequest("lamp", size=10, profile="ce-missing"))
+    assert ids(resp.hits) == FUSED_IDS[:10] and resp.degraded
+    assert "'no-such-model' not found; looked in: " + str(model_dir) in resp.notes[0]
+    conv = pipeline.search(SearchRequest("lamp", size=10, profile="conv-missing"))
+    assert ids(conv.hits) == FUSED_IDS[:10] and conv.degraded
+    assert conv.notes[0].startswith("conversion stage degraded: model 'no-such-lgbm' unavailable")
+    with pytest.raises(ModelNotFound, match=r"profile 'conv-missing' \(conversion stage\): model 'no-such-lgbm'"):
+        check_models(searcher.profiles, registry, "conv-missing")
+    assert check_models(searcher.profiles, registry, "both").name == "both"
+
+
+def test_conversion_orders_the_reranked_head_and_explains_every_stage(searcher, registry, model_dir):
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=15, profile="both", explain=True))
+    reranked = FUSED_IDS[:12][::-1]  # the cross-encoder's order; the conversion model reorders its top 6
+    head, rest = resp.hits[:6], resp.hits[6:]
+    assert ids(head) == cheap_first(model_dir, reranked[:6]) and ids(rest) == reranked[6:] + FUSED_IDS[12:15]
+    prices = [h.source["price"] for h in head]
+    model = ConversionModel.load(model_dir / "cheap-first")
+    assert [h.score for h in head] == pytest.approx(model.predict(np.array([[p, 4.0] for p in prices])).tolist())
+    for h in head:
+        assert {"bm25", "knn", "fused", "cross_encoder", "conversion", "conversion_raw"} <= set(h.stages)
+        assert set(h.contributions) == {"price", "rating", "bias"}
+        assert sum(h.contributions.values()) == pytest.approx(h.stages["conversion_raw"])
+        assert h.score == h.stages["conversion"]
+    assert all(not h.contributions and "conversion" not in h.stages for h in rest)
+    assert {"rerank", "conversion"} <= set(resp.timings_ms) and not resp.degraded
+    quiet = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=15, profile="both"))
+    assert ids(quiet.hits) == ids(resp.hits) and not any(h.contributions for h in quiet.hits)
+
+
+def test_conversion_alone_orders_the_fused_head(searcher, registry, model_dir):
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=12, profile="conv-only"))
+    assert ids(resp.hits) == cheap_first(model_dir, FUSED_IDS[:10]) + FUSED_IDS[10:12]
+
+
+def test_conversion_skips_when_it_needs_a_degraded_cross_encoder(searcher, registry, model_dir):
+    pipeline = RankingPipeline(searcher, registry)
+    skipped = pipeline.search(SearchRequest("lamp", size=10, profile="fail-then-ce-model"))
+    assert ids(skipped.hits) == FUSED_IDS[:10] and len(skipped.notes) == 2
+    assert skipped.notes[1].startswith("conversion stage skipped: model 'cheap-ce' needs the cross-encoder score")
+    ran = pipeline.search(SearchRequest("lamp", size=10, profile="fail-then-plain-model"))
+    assert ran.degraded and len(ran.notes) == 1  # only the rerank note: conversion ran on the fused order
+    assert ids(ran.hits[:5]) == cheap_first(model_dir, FUSED_IDS[:5]) and "conversion" in ran.hits[0].stages
+
+
+class RecordingHistory:
+    def __init__(self, fail: bool = False):
+        self.calls, self.fail = [], fail
+
+    def context(self, user_id, session_id, product_ids):
+        self.calls.append((user_id, session_id, list(product_ids)))
+        if self.fail:
+            raise OSError("disk gone")
+        return FeatureContext(user=Affinity(brands={"acme": 3.0}, total=3.0))
+
+
+def test_shopper_context_reaches_the_features_and_a_broken_history_degrades(searcher, registry, model_dir):
+    history = RecordingHistory()
+    RankingPipeline(searcher, registry, history).search(SearchRequest("lamp", profile="conv-only"),
+                                                        context=SearchContext(user_id="u1", session_id="s1"))
+    assert history.calls == [("u1", "s1", FUSED_IDS[:10])]
+    broken = RankingPipeline(searcher, registry, RecordingHistory(fail=True)).search(
+        SearchRequest("lamp", profile="conv-only"))
+    assert broken.degraded and "event history unavailable (OSError)" in broken.notes[0]
+    assert ids(broken.hits) == cheap_first(model_dir, FUSED_IDS[:10])  # still ranked, from priors
+
+
+def test_profiles_without_stages_and_bad_requests_pass_through(searcher, registry):
+    pipeline = RankingPipeline(searcher, registry)
+    resp = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain"))
+    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(2, 5)]
+    with pytest.raises(ValueError, match="size must be an integer in 1..100, got 500"):
+        pipeline.search(SearchRequest("lamp", size=500, profile="ce"))
+    with pytest.raises(ValueError, match="profile 'nope' does not exist"):
+        pipeline.search(SearchRequest("lamp", profile="nope"))
+
+
+# --- model registry ----------------------------------------------------------------------------------------------
+
+def test_registry_finds_by_name_in_order_and_says_where_it_looked(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    (first / "m1").mkdir(parents=True)
+    (second / "m1").mkdir(parents=True)
+    (second / "m2").mkdir(parents=True)
+    reg = ModelRegistry([first, second, tmp_path / "missing"])
+    assert reg.find("m1") == first / "m1" and reg.find("m2") == second / "m2"
+    with pytest.raises(ModelNotFound, match=rf"model 'm3' not found; looked in: {first}, {second}, "):
+        reg.find("m3")
+    for bad in ("../m1", "a/b", "", ".hidden"):
+        with pytest.raises(ValueError, match="must be a name"):
+            reg.find(bad)
+    with pytest.raises(ValueError, match="kind must be one of cross_encoder, conversion"):
+        reg.get("bi_encoder", "m1")
+
+
+def test_registry_default_dirs_follow_the_environment(tmp_path, monkeypatch):
+    from shopsearch.reranker.model_registry import default_model_dirs
+
+    assert default_model_dirs({"SHOPSEARCH_MODELS": "/m", "SHOPSEARCH_HOME": "/h"}) == [Path("/m"), Path("models")]
+    assert default_model_dirs({"SHOPSEARCH_HOME": "/h"}) == [Path("/h/models"), Path("models")]
+    monkeypatch.setenv("SHOPSEARCH_MODELS", str(tmp_path))
+    assert ModelRegistry().dirs[0] == tmp_path
+
+
+def test_registry_loads_each_model_once_across_threads(tmp_path):
+    (tmp_path / "m").mkdir()
+    loads = []
+
+    def slow_load(path):
+        loads.append(path)
+        time.sleep(0.05)
+        return object()
+
+    reg = ModelRegistry([tmp_path], loaders={"conversion": slow_load})
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(reg.conversion("m"))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len({id(g) for g in got}) == 1 and reg.loaded() == [("conversion", "m")]
+
+
+def test_registry_loads_the_real_conversion_model(model_dir):
+    model = ModelRegistry([model_dir]).conversion("cheap-first")
+    assert isinstance(model, ConversionModel) and model.names == ("price", "rating")
+
+
+def test_scored_hit_contributions_default_empty():
+    h = ScoredHit(id="p", rank=1, score=0.0)
+    assert h.contributions == {} and replace(h, contributions={"bias": 1.0}).contributions == {"bias": 1.0}
