@@ -381,6 +381,9 @@ def stop_node(port: int | None = None, home: Path | None = None, timeout: float 
         proc.kill()
         proc.wait(10)
     _pid_file(home).unlink(missing_ok=True)
+    for spawned in [p for p in _SPAWNED if p.pid == pid]:  # started by this process: record its exit
+        spawned.poll()
+        _SPAWNED.remove(spawned)
     log.info("stopped OpenSearch pid %d", pid)
     return pid
 

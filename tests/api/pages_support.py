@@ -1,5 +1,5 @@
-"""Helpers for the page tests: an app with the pages blueprint, a searcher with autocomplete, tiny judgments,
-and the app served over HTTP in a thread."""
+"""Helpers for the page tests: the app with injected searcher and engine, tiny judgments, and the app served over
+HTTP in a thread."""
 
 from __future__ import annotations
 
@@ -30,34 +30,13 @@ def write_judgments(folder: Path) -> tuple[Path, Path]:
     return qrels, queries
 
 
-class Suggesting:
-    """The real searcher plus ``suggest`` from the engine (used until HybridSearcher has its own)."""
-
-    def __init__(self, inner: Any, engine: Any, index: str = ALIAS) -> None:
-        self._inner, self._engine, self._index = inner, engine, index
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def suggest(self, prefix: str, size: int) -> list[str]:
-        return self._engine.suggest(self._index, prefix, size)
-
-
-def with_suggest(searcher: Any, engine: Any) -> Any:
-    """``searcher`` itself when it autocompletes, else wrapped in :class:`Suggesting`."""
-    return searcher if callable(getattr(searcher, "suggest", None)) else Suggesting(searcher, engine)
-
-
 def make_pages_app(searcher: Any, engine: Any, tmp: Path, **flask_config: Any):
-    """The API app with the pages blueprint registered (if create_app does not register it yet)."""
-    from shopsearch.api import routes_pages
+    """The API app (create_app registers the storefront and console pages) over ``searcher`` and ``engine``, with
+    its event log and home under ``tmp``; ``flask_config`` adds or overrides settings."""
     from shopsearch.api.app import create_app
 
-    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": engine, "index": ALIAS,
-                      "engine": "embedded", "events_dir": str(tmp / "events"), "home": str(tmp), **flask_config})
-    if "pages" not in app.blueprints:
-        app.register_blueprint(routes_pages.bp)
-    return app
+    return create_app({"TESTING": True, "searcher": searcher, "engine_instance": engine, "index": ALIAS,
+                       "engine": "embedded", "events_dir": str(tmp / "events"), "home": str(tmp), **flask_config})
 
 
 @contextmanager

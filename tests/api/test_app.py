@@ -124,28 +124,17 @@ def test_limits_are_configurable(searcher, catalog_engine, tmp_path):
 
 # --- /suggest ------------------------------------------------------------------------------------------------
 
-class _Suggesting:
-    """Wraps the real searcher and adds ``suggest`` (the lead adds the real one to HybridSearcher)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def suggest(self, prefix: str, size: int) -> list[str]:
-        return [t for t in ("lamp", "lamp shade", "lawn") if t.startswith(prefix)][:size]
-
-
-def test_suggest_returns_completions(tmp_path, catalog_engine, searcher):
-    wrapped = _Suggesting(searcher)
-    if callable(getattr(searcher, "suggest", None)):
-        wrapped = searcher
-    c = create_app({"searcher": wrapped, "engine_instance": catalog_engine, "index": ALIAS,
-                    "events_dir": str(tmp_path)}).test_client()
-    body = c.get("/suggest?q=lam&size=2").get_json()
-    assert body["query"] == "lam" and len(body["suggestions"]) <= 2
-    if wrapped is not searcher:
-        assert body["suggestions"] == ["lamp", "lamp shade"]
-    _error(c.get("/suggest?q="), 400, "q")
-    _error(c.get("/suggest?q=lam&size=0"), 400, "size")
+def test_suggest_returns_completions(client):
+    # "Lamp shade" starts with the typed word; the other titles only contain a word starting with it (shorter, A-Z).
+    body = client.get("/suggest?q=lam&size=2").get_json()
+    assert body == {"query": "lam", "suggestions": ["Lamp shade", "Blue floor lamp"]}
+    assert client.get("/suggest?q=LAM").get_json()["suggestions"] == ["Lamp shade", "Blue floor lamp",
+                                                                      "Red desk lamp"]
+    assert client.get("/suggest?q=red la").get_json()["suggestions"] == ["Red desk lamp"]
+    assert client.get("/suggest?q=zzz").get_json()["suggestions"] == []
+    _error(client.get("/suggest?q="), 400, "q")
+    _error(client.get("/suggest?q=lam&size=0"), 400, "size")
+    _error(client.get("/suggest?q=lam&size=51"), 400, "size")
 
 
 def test_suggest_without_support_is_501(tmp_path, catalog_engine):

@@ -19,8 +19,11 @@ from urllib.request import Request, urlopen
 import pytest
 
 from shopsearch.plugin.engine import EngineUnavailable
+from shopsearch.plugin.hybrid import HybridSearcher
+from shopsearch.plugin.profiles import ProfileStore
 
-from .pages_support import Suggesting, make_pages_app, serve, write_judgments
+from .conftest import ALIAS
+from .pages_support import make_pages_app, serve, write_judgments
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = os.environ.get("SHOPSEARCH_CHROMIUM", "/usr/bin/chromium")
@@ -29,15 +32,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 WAIT_MS = 15_000
 
 
-class OutageSwitch(Suggesting):
-    """The real searcher with autocomplete; while ``down`` is set, search raises EngineUnavailable like a dead node."""
+class OutageSwitch(HybridSearcher):
+    """The real searcher; while ``down`` is set, search raises EngineUnavailable like a dead node."""
 
     down = False
 
     def search(self, req):
         if self.down:
             raise EngineUnavailable("connection refused (test outage)")
-        return self._inner.search(req)
+        return super().search(req)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +71,11 @@ def browser(chromium_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, searcher, catalog_engine):
+def live(tmp_path_factory, tiny_encoder, catalog_engine):
     """(base URL, searcher switch, events dir): the app with the pages and configured judgments, served."""
     tmp = tmp_path_factory.mktemp("live")
     qrels, queries = write_judgments(tmp / "judgments")
-    switch = OutageSwitch(searcher, catalog_engine)
+    switch = OutageSwitch(catalog_engine, ALIAS, tiny_encoder, ProfileStore())
     app = make_pages_app(switch, catalog_engine, tmp, CONSOLE_QRELS=str(qrels), CONSOLE_QUERIES=str(queries))
     with serve(app) as base:
         yield base, switch, tmp / "events"

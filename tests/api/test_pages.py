@@ -9,7 +9,7 @@ import pytest
 
 from shopsearch.plugin.profiles import ProfileStore
 
-from .pages_support import make_pages_app, with_suggest, write_judgments
+from .pages_support import make_pages_app, write_judgments
 
 
 def _ndcg(grades: list[int], all_grades: list[int], k: int = 10) -> float:
@@ -22,7 +22,7 @@ def _ndcg(grades: list[int], all_grades: list[int], k: int = 10) -> float:
 @pytest.fixture
 def judged_client(tmp_path, searcher, catalog_engine):
     qrels, queries = write_judgments(tmp_path / "judgments")
-    app = make_pages_app(with_suggest(searcher, catalog_engine), catalog_engine, tmp_path,
+    app = make_pages_app(searcher, catalog_engine, tmp_path,
                          CONSOLE_QRELS=str(qrels), CONSOLE_QUERIES=str(queries))
     return app.test_client()
 
