@@ -6,9 +6,10 @@ Subcommand modules import heavy libraries (torch, opensearch-py) inside their ``
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+
+from shopsearch.api.cli_args import register_modules
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "train", "simulate_events"]
@@ -18,15 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand registered."""
     parser = argparse.ArgumentParser(prog="shopsearch", description="E-commerce search: index, serve, evaluate.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"shopsearch.api.cmd_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"shopsearch.api.cmd_{name}":
-                raise
-            continue  # not built yet
-        module.register(sub)
+    register_modules(parser.add_subparsers(dest="command", metavar="COMMAND"), "shopsearch.api.cmd_", COMMANDS)
     return parser
 
 

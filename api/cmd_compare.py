@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from shopsearch.api.cli_args import add_engine_args, add_model_arg
 
 HELP = """\
 Compare ranking profile B against baseline profile A on one index and one judgment list.
@@ -40,13 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
     p.add_argument("--format", choices=FORMATS, help="judgment format (default: detected from the file)")
     p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
-    p.add_argument("--engine", choices=("opensearch", "embedded"),
-                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
-                   help="default: $SHOPSEARCH_ENGINE or embedded")
-    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
-    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
-    p.add_argument("--model", default="all-MiniLM-L6-v2",
-                   help="query bi-encoder; must be the one the index was built with (default all-MiniLM-L6-v2)")
+    add_engine_args(p)
+    add_model_arg(p)
     p.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10", help="comma-separated (default: all three)")
     p.add_argument("--stat-test", choices=("randomization", "ttest"), default="randomization",
                    help="which test marks significance (both are reported; default randomization)")
@@ -90,17 +86,14 @@ def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | No
 
 def run(args: argparse.Namespace) -> int:
     """Run the compare command; returns the exit code."""
-    from tqdm import tqdm
-
-    from shopsearch.api.cmd_eval import RESULTS_DEPTH
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args
     from shopsearch.api.compare import compare, parse_metrics
+    from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.api.report import render_html, render_markdown
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
-    from shopsearch.plugin.engines import open_engine
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
-    from shopsearch.plugin.search_types import SearchRequest
     from shopsearch.reranker.model_registry import ModelRegistry
     from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
@@ -112,22 +105,16 @@ def run(args: argparse.Namespace) -> int:
     models = ModelRegistry()
     for name in (args.profile_a, args.profile_b):
         check_models(profiles, models, name)  # unknown profile or missing model: a clear error up front
-    engine = open_engine(args.engine, url=args.url, root=args.root)
+    engine = open_engine_from_args(args)
     runs: dict[str, dict[str, list[str]]] = {}
     t0 = time.perf_counter()
     try:
-        if not engine.index_exists(args.index) and engine.resolve_alias(args.index) is None:
-            print(f"shopsearch compare: index {args.index!r} does not exist on {args.engine}; "
-                  f"build it with `shopsearch index CATALOG --index {args.index} --engine {args.engine}`",
-                  file=sys.stderr)
+        if index_missing(engine, args, "compare"):
             return 1
         pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models)
         for name in dict.fromkeys((args.profile_a, args.profile_b)):
-            runs[name] = {}
-            for qid, text in tqdm(todo.items(), desc=f"compare {name}", unit="q", disable=args.no_progress,
-                                  file=sys.stderr):
-                resp = pipeline.search(SearchRequest(text, size=RESULTS_DEPTH, profile=name, facets=()))
-                runs[name][qid] = [h.id for h in resp.hits]
+            runs[name] = rank_queries(pipeline, todo, name, desc=f"compare {name}",
+                                      progress=not args.no_progress).rankings
     except (IndexNotFound, EngineUnavailable) as exc:
         print(f"shopsearch compare: search failed: {exc}", file=sys.stderr)
         return 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
+
+from shopsearch.api.cli_args import add_engine_args, add_model_arg
 
 HELP = """\
 Evaluate a ranking profile on an indexed catalog against relevance judgements.
@@ -25,8 +25,6 @@ a judged query with no results scores 0. Queries without judgements are skipped 
 Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.
 """
 
-RESULTS_DEPTH = 100
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand."""
@@ -36,13 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", required=True, help="queries TSV: qid<TAB>query text")
     p.add_argument("--qrels", required=True, help="TREC qrels: qid iteration doc_id grade")
     p.add_argument("--profile", default="default", help="ranking profile name (default: default)")
-    p.add_argument("--engine", choices=("opensearch", "embedded"),
-                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
-                   help="default: $SHOPSEARCH_ENGINE or embedded")
-    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
-    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
-    p.add_argument("--model", default="all-MiniLM-L6-v2",
-                   help="query bi-encoder; must be the one the index was built with (default all-MiniLM-L6-v2)")
+    add_engine_args(p)
+    add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--per-query", action="store_true", help="include every query's scores")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,15 +55,13 @@ def _table(report, per_query: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the eval command; returns the exit code."""
-    from tqdm import tqdm
-
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args
     from shopsearch.api.evaluation import evaluate, read_qrels, read_queries
+    from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
-    from shopsearch.plugin.engines import open_engine
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
-    from shopsearch.plugin.search_types import SearchRequest
     from shopsearch.reranker.model_registry import ModelRegistry
     from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
@@ -84,22 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if not todo:
         raise ValueError(f"queries: none of the {len(queries)} queries in {args.queries} has judgements "
                          f"in {args.qrels}")
-    engine = open_engine(args.engine, url=args.url, root=args.root)
+    engine = open_engine_from_args(args)
     try:
-        if not engine.index_exists(args.index) and engine.resolve_alias(args.index) is None:
-            print(f"shopsearch eval: index {args.index!r} does not exist on {args.engine}; "
-                  f"build it with `shopsearch index CATALOG --index {args.index} --engine {args.engine}`",
-                  file=sys.stderr)
+        if index_missing(engine, args, "eval"):
             return 1
         pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models)
-        rankings: dict[str, list[str]] = {}
-        degraded = 0
-        t0 = time.perf_counter()
-        for q in tqdm(todo, desc=f"eval {args.profile}", unit="q", disable=args.no_progress, file=sys.stderr):
-            resp = pipeline.search(SearchRequest(q.text, size=RESULTS_DEPTH, profile=args.profile, facets=()))
-            rankings[q.qid] = [h.id for h in resp.hits]
-            degraded += resp.degraded
-        seconds = time.perf_counter() - t0
+        rankings, degraded, seconds = rank_queries(pipeline, todo, args.profile, desc=f"eval {args.profile}",
+                                                   progress=not args.no_progress)
     except (IndexNotFound, EngineUnavailable) as exc:
         print(f"shopsearch eval: search failed: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from shopsearch.api.cli_args import add_engine_args, add_model_arg
+
 HELP = """\
 Index a catalog (JSONL, CSV or Parquet) into an engine behind an alias.
 
@@ -31,18 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("catalog", help="catalog file: .jsonl/.ndjson, .csv/.tsv or .parquet")
     p.add_argument("--index", default="products", help="alias searches use (default: products)")
-    p.add_argument("--engine", choices=("opensearch", "embedded"),
-                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
-                   help="default: $SHOPSEARCH_ENGINE or embedded")
-    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
-    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    add_engine_args(p)
     p.add_argument("--fields", help="field-mapping TOML (see indexer/fields.example.toml); default: identity")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--full", dest="mode", action="store_const", const="full", help="rebuild and swap the alias")
     mode.add_argument("--incremental", dest="mode", action="store_const", const="incremental",
                       help="upsert changes and delete vanished products (default when the alias exists)")
-    p.add_argument("--model", default="all-MiniLM-L6-v2",
-                   help="bi-encoder: all-MiniLM-L6-v2 (packaged) or a local model directory")
+    add_model_arg(p, help="bi-encoder: all-MiniLM-L6-v2 (packaged) or a local model directory")
     p.add_argument("--batch-size", type=int, default=64, help="texts per encoder forward pass (default 64)")
     p.add_argument("--chunk-size", type=int, default=512, help="products per embed+bulk chunk (default 512)")
     p.add_argument("--max-length", type=int, default=256, help="encoder max tokens per product (default 256)")
@@ -65,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.indexer.fields import load_field_mapping
     from shopsearch.indexer.job import IndexVerificationError, run_index
     from shopsearch.indexer.vector_cache import VectorCache
+    from shopsearch.api.cli_args import open_engine_from_args
     from shopsearch.plugin.engine import EngineUnavailable
-    from shopsearch.plugin.engines import open_engine
 
     catalog = Path(args.catalog)
     if not catalog.is_file():
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     cache = None
     if (args.cache or "").lower() != "none":
         cache = VectorCache(args.cache or _home() / "vector-cache.sqlite")
-    engine = open_engine(args.engine, url=args.url, root=args.root)
+    engine = open_engine_from_args(args)
     try:
         report = run_index(catalog, engine, encoder, alias=args.index, mode=args.mode or "auto", mapping=mapping,
                            quarantine_path=args.quarantine, cache=cache, chunk_size=args.chunk_size,

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from shopsearch.api.cli_args import register_modules
 
 # Training targets, in the order ``train --help`` lists them (module api/cmd_train_<name>.py).
 TARGETS = ["cross_encoder", "bi_encoder", "ranker"]
@@ -14,15 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and every available target under it."""
     p = subparsers.add_parser("train", help="train a model (cross-encoder, bi-encoder, learning-to-rank ranker)",
                               description="Train a model from judged query-product data.")
-    sub = p.add_subparsers(dest="target", metavar="TARGET")
-    for name in TARGETS:
-        try:
-            module = importlib.import_module(f"shopsearch.api.cmd_train_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"shopsearch.api.cmd_train_{name}":
-                raise
-            continue  # not built yet
-        module.register(sub)
+    register_modules(p.add_subparsers(dest="target", metavar="TARGET"), "shopsearch.api.cmd_train_", TARGETS)
     p.set_defaults(run=lambda args: _usage(p))
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from shopsearch.api.cli_args import add_engine_args, add_model_arg
 
 HELP = """\
 Fine-tune the bi-encoder (default: the packaged all-MiniLM-L6-v2) with MultipleNegativesRankingLoss on judged
@@ -25,14 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="data folder in the shared layout")
     p.add_argument("--index", required=True, help="index to mine hard negatives from (built with --model)")
-    p.add_argument("--engine", choices=("opensearch", "embedded"),
-                   default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
-                   help="default: $SHOPSEARCH_ENGINE or embedded")
-    p.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
-    p.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    add_engine_args(p)
     p.add_argument("--out", required=True, help="output model folder, e.g. models/bi-crowdflower")
-    p.add_argument("--model", default="all-MiniLM-L6-v2",
-                   help="base model, also the index's query encoder for mining (default all-MiniLM-L6-v2)")
+    add_model_arg(p, help="base model, also the index's query encoder for mining (default all-MiniLM-L6-v2)")
     p.add_argument("--mine-profile", default="default", help="profile whose hits are mined (default: default)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
@@ -51,14 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Mine, train and report; returns the exit code (1 when the index is missing or the engine fails)."""
-    from tqdm import tqdm
-
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args
+    from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
-    from shopsearch.plugin.engines import open_engine
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
-    from shopsearch.plugin.search_types import SearchRequest
     from shopsearch.reranker.bi_encoder_training import BiTrainConfig, train_bi_encoder
     from shopsearch.reranker.judgments import load_judged_set, split_queries
 
@@ -75,18 +69,13 @@ def run(args: argparse.Namespace) -> int:
     profiles = ProfileStore()
     profile = profiles.get(args.mine_profile)
     depth = min(max(args.mine_depth, 1), 100)
-    engine = open_engine(args.engine, url=args.url, root=args.root)
-    candidates: dict[str, list[str]] = {}
+    engine = open_engine_from_args(args)
     try:
-        if not engine.index_exists(args.index) and engine.resolve_alias(args.index) is None:
-            print(f"shopsearch train bi-encoder: index {args.index!r} does not exist on {args.engine}; build it "
-                  f"with `shopsearch index {args.data}/products.jsonl --index {args.index}`", file=sys.stderr)
+        if index_missing(engine, args, "train bi-encoder", catalog=f"{args.data}/products.jsonl"):
             return 1
         searcher = HybridSearcher(engine, args.index, BiEncoder(args.model), profiles)
-        for qid, text in tqdm(sorted(texts.items()), desc="mine negatives", unit="q", disable=args.no_progress,
-                              file=sys.stderr):
-            resp = searcher.search(SearchRequest(text, size=depth, profile=profile.name, facets=()))
-            candidates[qid] = [h.id for h in resp.hits]
+        candidates = rank_queries(searcher, sorted(texts.items()), profile.name, depth=depth,
+                                  desc="mine negatives", progress=not args.no_progress).rankings
     except (IndexNotFound, EngineUnavailable) as exc:
         print(f"shopsearch train bi-encoder: search failed: {exc}", file=sys.stderr)
         return 1

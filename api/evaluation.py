@@ -18,6 +18,8 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 import ir_measures
 from ir_measures import Qrel, ScoredDoc, nDCG, R, RR
 
+from shopsearch.plugin.judgments import iter_trec_qrels
+
 RELEVANT_GRADE = 1
 METRICS = {
     "ndcg@10": nDCG @ 10,
@@ -77,6 +79,8 @@ def read_queries(path: str | Path) -> list[Query]:
 def read_qrels(path: str | Path) -> list[Qrel]:
     """Read TREC qrels: ``qid iteration doc_id grade`` per line, whitespace-separated (blank lines skipped).
 
+    Parsed by :func:`shopsearch.plugin.judgments.iter_trec_qrels` (a grade written ``2.0`` reads as 2).
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: ``path:line: ...`` for a wrong field count, a non-integer grade or a repeated (qid, doc_id).
@@ -87,23 +91,11 @@ def read_qrels(path: str | Path) -> list[Qrel]:
     path = Path(path)
     out: list[Qrel] = []
     seen: set[tuple[str, str]] = set()
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise ValueError(f"{path}:{n}: expected 4 fields 'qid iteration doc_id grade', "
-                                 f"got {len(parts)} in {line.strip()[:80]!r}")
-            qid, it, doc, grade = parts
-            try:
-                rel = int(grade)
-            except ValueError:
-                raise ValueError(f"{path}:{n}: grade must be an integer, got {grade!r}") from None
-            if (qid, doc) in seen:
-                raise ValueError(f"{path}:{n}: judgement for ({qid}, {doc}) appears twice")
-            seen.add((qid, doc))
-            out.append(Qrel(qid, doc, rel, it))
+    for t in iter_trec_qrels(path):  # field count and grade checked there
+        if (t.query_id, t.doc_id) in seen:
+            raise ValueError(f"{path}:{t.line}: judgement for ({t.query_id}, {t.doc_id}) appears twice")
+        seen.add((t.query_id, t.doc_id))
+        out.append(Qrel(t.query_id, t.doc_id, t.grade, t.iteration))
     return out
 
 

@@ -41,7 +41,7 @@ from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
 from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
 from .index_config import IndexConfig, load_index_config
-from .suggest import PrefixIndex
+from .suggest import PrefixIndex, check_suggest_size
 from .text_analysis import SynonymMap, analyze_query
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
@@ -414,8 +414,7 @@ class EmbeddedEngine:
             ValueError: size outside 1..100.
             IndexNotFound: ``index`` does not exist.
         """
-        if not 1 <= size <= 100:
-            raise ValueError(f"size={size!r} must be an integer in 1..100")
+        check_suggest_size(size)
         idx = self._index(index)
         snap = self._snapshot(idx)
         with self._lock:

@@ -154,9 +154,29 @@ def read_judgments(path: str | Path, fmt: str | None = None, *, queries_path: st
     return _from_rows(path, fmt, rows, queries)
 
 
-def _read_trec(path: Path) -> Judgments:
-    out: list[Qrel] = []
-    seen: set[tuple[str, str]] = set()
+class TrecLine(NamedTuple):
+    """One parsed TREC qrels line: its 1-based line number and the four fields (grade as an integer)."""
+
+    line: int
+    query_id: str
+    iteration: str
+    doc_id: str
+    grade: int
+
+
+def iter_trec_qrels(path: str | Path) -> Iterator[TrecLine]:
+    """Parse TREC qrels (``qid iteration doc_id grade``, whitespace-separated; blank lines skipped), line by line.
+
+    Checks the field count and the grade; repeated (qid, doc_id) pairs are left to the caller.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: ``path:line: ...`` for a wrong field count or a grade that is not an integer.
+
+    >>> next(iter_trec_qrels("qrels-dev.txt"))  # doctest: +SKIP
+    TrecLine(line=1, query_id='cfq001', iteration='0', doc_id='cf00153', grade=3)
+    """
+    path = Path(path)
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             parts = line.split()
@@ -165,8 +185,15 @@ def _read_trec(path: Path) -> Judgments:
             if len(parts) != 4:
                 raise ValueError(f"{path}:{n}: expected 4 fields 'qid iteration doc_id grade', got {len(parts)} "
                                  f"in {line.strip()[:80]!r}")
-            qid, _, doc, grade = parts
-            _add(out, seen, path, n, qid, doc, _int_grade(path, n, grade, "grade"))
+            qid, iteration, doc, grade = parts
+            yield TrecLine(n, qid, iteration, doc, _int_grade(path, n, grade, "grade"))
+
+
+def _read_trec(path: Path) -> Judgments:
+    out: list[Qrel] = []
+    seen: set[tuple[str, str]] = set()
+    for t in iter_trec_qrels(path):
+        _add(out, seen, path, t.line, t.query_id, t.doc_id, t.grade)
     return Judgments(tuple(out), {}, "trec", str(path))
 
 

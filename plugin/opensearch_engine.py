@@ -19,7 +19,7 @@ from .opensearch_bulk import ordered_bulk
 from .opensearch_errors import engine_errors, translate_status
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, facets_body, leg_body,
                                  parse_facets)
-from .suggest import opensearch_suggest_body, rank_suggestions, suggest_terms
+from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -324,8 +324,7 @@ class OpenSearchEngine:
             ValueError: size outside 1..100.
             IndexNotFound: ``index`` does not exist.
         """
-        if not 1 <= size <= 100:
-            raise ValueError(f"size={size!r} must be an integer in 1..100")
+        check_suggest_size(size)
         if not suggest_terms(prefix):
             return []
         with self._errors(_check_name("index", index)):

@@ -13,7 +13,19 @@ from typing import Any, Iterable, Sequence
 from .text_analysis import tokenize
 
 MAX_PREFIX_CHARS = 100
+MAX_SUGGESTIONS = 100  # the most suggestions one request may ask for
 CANDIDATES_PER_SUGGESTION = 5  # how many matches OpenSearch returns per suggestion asked for, before ranking
+
+
+def check_suggest_size(size: int) -> None:
+    """Raise ValueError unless ``size`` (suggestions asked for) is in 1..MAX_SUGGESTIONS; both engines call it.
+
+    >>> check_suggest_size(0)
+    Traceback (most recent call last):
+    ValueError: size=0 must be an integer in 1..100
+    """
+    if not 1 <= size <= MAX_SUGGESTIONS:
+        raise ValueError(f"size={size!r} must be an integer in 1..{MAX_SUGGESTIONS}")
 
 
 def suggest_terms(prefix: str) -> list[str]:

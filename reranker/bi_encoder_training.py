@@ -33,6 +33,7 @@ import numpy as np
 
 from .ce_metrics import mean_ndcg
 from .judgments import JudgedSet, load_judged_set, split_queries
+from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,13 @@ class BiTrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range parameter."""
-        checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 2, ">= 2"),
-                  ("lr", 0 < self.lr < 1, "in (0, 1)"), ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
-                  ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1"),
-                  ("min_positive_grade", self.min_positive_grade >= 1, ">= 1"),
-                  ("max_positives_per_query", self.max_positives_per_query is None
-                   or self.max_positives_per_query >= 1, ">= 1 (or None)"),
-                  ("max_length", 8 <= self.max_length <= 512, "in [8, 512]"),
-                  ("test_fraction", 0 < self.test_fraction < 1, "in (0, 1)")]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be {allowed}")
+        check_ranges(self, [
+            *common_checks(self), ("batch_size", self.batch_size >= 2, ">= 2"),
+            ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1"),
+            ("min_positive_grade", self.min_positive_grade >= 1, ">= 1"),
+            ("max_positives_per_query", self.max_positives_per_query is None or self.max_positives_per_query >= 1,
+             ">= 1 (or None)"),
+            ("test_fraction", 0 < self.test_fraction < 1, "in (0, 1)")])
 
 
 @dataclass(frozen=True)
@@ -227,7 +224,6 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.util import batch_to_device
     from tqdm import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     from shopsearch.indexer.embedder import resolve_model_dir
 
@@ -246,7 +242,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
         raise ValueError(f"data_dir={config.data_dir!r} gives no training rows with min_positive_grade="
                          f"{config.min_positive_grade}")
     base_dir = resolve_model_dir(config.base_model)
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(config.device)
     torch.manual_seed(config.seed)
     model = SentenceTransformer(str(base_dir), device=device, local_files_only=True)
     model.max_seq_length = config.max_length
@@ -266,9 +262,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     # Batches of every epoch up front: their number varies a little with the shuffle, the schedule needs the total.
     epochs = [no_duplicate_batches(row_qids, config.batch_size, rng) for _ in range(config.epochs)]
     total = sum(len(e) for e in epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
-    use_amp = device.startswith("cuda")
+    optimizer, scheduler = make_optimizer(model, config, total)
     step, losses = 0, []
     bar = tqdm(total=total, desc="train bi-encoder", unit="step")
     for batches in epochs:
@@ -276,15 +270,10 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
             model.train()
             columns = list(zip(*(rows[i][1] for i in batch)))
             features = [batch_to_device(model.preprocess(list(col)), model.device) for col in columns]
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            with autocast(device):
                 loss = loss_fn(features, None)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            losses.append(optimizer_step(model, loss, optimizer, scheduler))
             step += 1
-            losses.append(float(loss.item()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
     bar.close()

@@ -25,6 +25,7 @@ from .ce_metrics import mean_ndcg, rmse
 from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, split_queries
 from .model_card import write_model_card
 from .pair_text import product_text
+from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,13 @@ class TrainConfig:
         """Raise ValueError naming the first out-of-range parameter."""
         if not self.data_dirs:
             raise ValueError("data_dirs is empty; give at least one --train DATA_DIR")
-        checks = [("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
-                  ("lr", 0 < self.lr < 1, "in (0, 1)"), ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
-                  ("max_length", 8 <= self.max_length <= 512, "in [8, 512]"),
-                  ("max_pairs", self.max_pairs is None or self.max_pairs >= 1, ">= 1"),
-                  ("max_valid_pairs", self.max_valid_pairs is None or self.max_valid_pairs >= 1, ">= 1"),
-                  ("valid_fraction", 0 < self.valid_fraction < 1, "in (0, 1)"),
-                  ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
-                  ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1")]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be {allowed}")
+        check_ranges(self, [
+            *common_checks(self), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("max_pairs", self.max_pairs is None or self.max_pairs >= 1, ">= 1"),
+            ("max_valid_pairs", self.max_valid_pairs is None or self.max_valid_pairs >= 1, ">= 1"),
+            ("valid_fraction", 0 < self.valid_fraction < 1, "in (0, 1)"),
+            ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
+            ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1")])
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,6 @@ def train_cross_encoder(config: TrainConfig) -> TrainResult:
     from sentence_transformers import CrossEncoder
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from tqdm import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     config.validate()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -147,16 +143,14 @@ def train_cross_encoder(config: TrainConfig) -> TrainResult:
     base = config.base_model or _packaged_minilm()
     if not Path(base).exists():
         raise FileNotFoundError(f"base_model={base!r} does not exist (no hub downloads: give a local folder)")
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(config.device)
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     model = CrossEncoder(str(base), num_labels=1, max_length=config.max_length, device=device,
                          local_files_only=True)
     loss_fn = BinaryCrossEntropyLoss(model)
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    use_amp = device.startswith("cuda")
+    optimizer, scheduler = make_optimizer(model, config, total_steps)
 
     before = _evaluate(model, splits)
     best, best_step, best_state, stale, step = before["ndcg@10"], 0, None, 0, 0
@@ -170,17 +164,13 @@ def train_cross_encoder(config: TrainConfig) -> TrainResult:
         for start in range(0, len(order), config.batch_size):
             batch = [examples[i] for i in order[start:start + config.batch_size]]
             model.train()
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            with autocast(device):
                 loss = loss_fn([[b[0] for b in batch], [b[1] for b in batch]],
                                torch.tensor([b[2] for b in batch], device=model.device))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            loss_value = optimizer_step(model, loss, optimizer, scheduler)
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best:.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}", best=f"{best:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 score = _evaluate(model, splits)["ndcg@10"]
                 log.info("step %d: valid nDCG@10 %.4f (best %.4f)", step, score, best)

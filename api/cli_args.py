@@ -1,0 +1,80 @@
+"""Argument builders shared by the ``shopsearch`` subcommands, and the loader of subcommand modules.
+
+Every command that searches or writes an index takes the same engine arguments (``--engine``, ``--url``,
+``--root``) and, for the query/product encoder, ``--model``; they are declared once here (as pyserini's CLIs share
+their argument builders) so the names, defaults and help texts cannot drift apart. Cheap to import: ``--help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any, Sequence
+
+from shopsearch.plugin.engines import ENGINES
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+QUERY_MODEL_HELP = f"query bi-encoder; must be the one the index was built with (default {DEFAULT_MODEL})"
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine`` (default $SHOPSEARCH_ENGINE or embedded), ``--url`` and ``--root``.
+
+    Open the engine they describe with :func:`open_engine_from_args`.
+
+    >>> p = argparse.ArgumentParser(); add_engine_args(p)
+    >>> p.parse_args(["--engine", "embedded", "--root", "/tmp/e"]).root
+    '/tmp/e'
+    """
+    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
+                        help="default: $SHOPSEARCH_ENGINE or embedded")
+    parser.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
+    parser.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+
+
+def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP) -> None:
+    """Add ``--model`` (default all-MiniLM-L6-v2: the packaged weights) with the command's own ``help``."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=help)
+
+
+def open_engine_from_args(args: argparse.Namespace) -> Any:
+    """The engine named by the arguments :func:`add_engine_args` added (the caller closes it).
+
+    Raises:
+        ValueError: unknown ``args.engine`` (argparse's choices normally stop that first).
+    """
+    from shopsearch.plugin.engines import open_engine
+
+    return open_engine(args.engine, url=args.url, root=args.root)
+
+
+def index_missing(engine: Any, args: argparse.Namespace, command: str, catalog: str = "CATALOG") -> bool:
+    """True, after saying on stderr how to build it, when ``args.index`` is neither an index nor an alias.
+
+    ``command`` names the subcommand in the message (``eval``, ``train bi-encoder``); ``catalog`` is the catalog
+    path suggested in the ``shopsearch index`` hint.
+    """
+    if engine.index_exists(args.index) or engine.resolve_alias(args.index) is not None:
+        return False
+    print(f"shopsearch {command}: index {args.index!r} does not exist on {args.engine}; build it with "
+          f"`shopsearch index {catalog} --index {args.index} --engine {args.engine}`", file=sys.stderr)
+    return True
+
+
+def register_modules(subparsers: argparse._SubParsersAction, prefix: str, names: Sequence[str]) -> None:
+    """Import ``{prefix}{name}`` for each name and call its ``register(subparsers)``; a module not written yet is
+    skipped (an import error inside an existing module still raises).
+
+    >>> register_modules(sub, "shopsearch.api.cmd_", ["eval", "compare"])  # doctest: +SKIP
+    """
+    for name in names:
+        try:
+            module = importlib.import_module(f"{prefix}{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{prefix}{name}":
+                raise
+            continue  # not built yet
+        module.register(subparsers)
