@@ -75,14 +75,20 @@ def open_configured_engine(cfg: ApiConfig) -> Any:
 
 
 def build_searcher(cfg: ApiConfig, engine: Any = None) -> tuple[Any, Any]:
-    """Open the engine (unless given), load the bi-encoder and the ranking profiles; returns (engine, searcher)."""
-    from shopsearch.indexer.embedder import BiEncoder
+    """Open the engine (unless given), load the query encoder and the ranking profiles; returns (engine, searcher).
+
+    The query encoder follows ``cfg.query_encoder`` (ONNX on CPU by default, exported once under
+    ``<home>/onnx``); any ONNX problem falls back to the torch BiEncoder with a warning.
+    """
+    from shopsearch.indexer.onnx_encoder import load_query_encoder
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
 
     engine = engine if engine is not None else open_configured_engine(cfg)
-    searcher = HybridSearcher(engine, cfg.index, BiEncoder(cfg.model), ProfileStore())
-    log.info("searcher ready: engine=%s index=%s model=%s", cfg.engine, cfg.index, cfg.model)
+    encoder = load_query_encoder(cfg.model, mode=cfg.query_encoder, cache_dir=cfg.home_dir / "onnx")
+    searcher = HybridSearcher(engine, cfg.index, encoder, ProfileStore())
+    log.info("searcher ready: engine=%s index=%s model=%s query encoder=%s", cfg.engine, cfg.index, cfg.model,
+             type(encoder).__name__)
     return engine, searcher
 
 

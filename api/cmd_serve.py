@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", help="index or alias to search (default: config / $SHOPSEARCH_INDEX / products)")
     p.add_argument("--url", dest="opensearch_url", help="OpenSearch URL (default $OPENSEARCH_URL)")
     p.add_argument("--model", help="query bi-encoder name or directory (must match the index's vectors)")
+    p.add_argument("--query-encoder", dest="query_encoder", choices=("auto", "onnx", "torch"),
+                   help="query embedding runtime (default auto: ONNX Runtime on CPU, torch fp16 on CUDA)")
     p.add_argument("--config", help="TOML settings file (default $SHOPSEARCH_CONFIG)")
     p.add_argument("--engine-timeout", dest="engine_timeout_s", type=float,
                    help="seconds per engine request before answering 503 (default 5)")
@@ -44,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The ApiConfig options the command line sets (unset options fall through to file/env/defaults)."""
-    names = ("engine", "index", "opensearch_url", "model", "engine_timeout_s")
+    names = ("engine", "index", "opensearch_url", "model", "engine_timeout_s", "query_encoder")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 

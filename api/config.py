@@ -6,6 +6,7 @@ Every option, with its default (all optional)::
     index = "products"             # index or alias the API searches
     opensearch_url = ""            # "" = $OPENSEARCH_URL or http://127.0.0.1:9200
     model = "all-MiniLM-L6-v2"     # bi-encoder name or directory (must match the index's vectors)
+    query_encoder = "auto"         # "auto" (onnxruntime on CPU, torch on CUDA), "onnx" or "torch"
     home = ""                      # "" = $SHOPSEARCH_HOME or ~/.shopsearch (embedded indices, events)
     events_dir = ""                # "" = <home>/events
     engine_timeout_s = 5.0         # per engine request; an outage answers 503 within about this
@@ -31,6 +32,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ENGINES = ("opensearch", "embedded")
+QUERY_ENCODERS = ("auto", "onnx", "torch")  # = shopsearch.indexer.onnx_encoder.QUERY_ENCODERS (not imported: cheap)
 
 # Environment variable -> option it sets.
 ENV_VARS = {
@@ -38,6 +40,7 @@ ENV_VARS = {
     "SHOPSEARCH_INDEX": "index",
     "OPENSEARCH_URL": "opensearch_url",
     "SHOPSEARCH_MODEL": "model",
+    "SHOPSEARCH_QUERY_ENCODER": "query_encoder",
     "SHOPSEARCH_HOME": "home",
     "SHOPSEARCH_EVENTS_DIR": "events_dir",
     "SHOPSEARCH_ENGINE_TIMEOUT": "engine_timeout_s",
@@ -52,6 +55,7 @@ class ApiConfig:
     index: str = "products"
     opensearch_url: str = ""
     model: str = "all-MiniLM-L6-v2"
+    query_encoder: str = "auto"
     home: str = ""
     events_dir: str = ""
     engine_timeout_s: float = 5.0
@@ -65,6 +69,8 @@ class ApiConfig:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        if self.query_encoder not in QUERY_ENCODERS:
+            raise ValueError(f"query_encoder must be one of {', '.join(QUERY_ENCODERS)}; got {self.query_encoder!r}")
         if not self.index:
             raise ValueError("index must be a non-empty index or alias name")
         positive = ("engine_timeout_s", "retry_after_s", "max_query_length", "max_size", "max_depth",
