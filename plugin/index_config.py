@@ -20,7 +20,7 @@ class IndexConfig:
     """Tunable index settings; defaults match the commented values in index.toml."""
 
     hnsw_m: int = 16
-    ef_construction: int = 128
+    ef_construction: int = 100
     synonyms: tuple[str, ...] = ()
     chunk_size: int = 500
     max_chunk_bytes: int = 10_000_000
@@ -48,7 +48,7 @@ def load_index_config(path: str | Path | None = None) -> IndexConfig:
         synonyms = tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
     cfg = IndexConfig(
         hnsw_m=int(vec.get("m", 16)),
-        ef_construction=int(vec.get("ef_construction", 128)),
+        ef_construction=int(vec.get("ef_construction", 100)),
         synonyms=synonyms,
         chunk_size=int(bulk.get("chunk_size", 500)),
         max_chunk_bytes=int(bulk.get("max_chunk_bytes", 10_000_000)),
