@@ -154,10 +154,13 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> No
 
 
 def _show_examples(base: str, profile: str) -> None:
-    for query, params in EXAMPLES:
-        res = _get(base, "/search", {"q": query, "size": "3", "profile": profile, **params})
-        shown = " ".join(f"{k}={v}" for k, v in params.items())
-        print(f"\nGET /search?q={query!r} {shown} -> {res['total']} results "
+    # The shipped hybrid profile first; then the same query through the demo's reranking profile, whose small
+    # models (trained in a minute, the conversion model on simulated events) are there to show the pipeline.
+    examples = [(q, p, "default") for q, p in EXAMPLES] + [(EXAMPLES[0][0], EXAMPLES[0][1], profile)]
+    for query, params, prof in examples:
+        res = _get(base, "/search", {"q": query, "size": "3", "profile": prof, **params})
+        shown = "".join(f"{k}={v} " for k, v in params.items())
+        print(f"\nGET /search?q={query!r} {shown}profile={prof} -> {res['total']} results "
               f"in {res['timings_ms'].get('total', 0):.0f} ms{' (degraded)' if res.get('degraded') else ''}")
         for hit in res["hits"]:
             price = f"${hit['price']:.2f}" if hit.get("price") is not None else ""
