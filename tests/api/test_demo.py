@@ -30,7 +30,10 @@ def test_generated_catalog_is_seeded_and_consistent():
 
 @pytest.mark.slow
 def test_demo_indexes_serves_and_prints_real_results(tmp_path, monkeypatch, capsys):
+    # The demo sets these for the server it starts; monkeypatch restores them so later tests see a clean env.
     monkeypatch.setenv("SHOPSEARCH_HOME", str(tmp_path))
+    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path / "profiles"))
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
     port = _free_port()
     assert main(["demo", "--engine", "embedded", "--no-models", "--products", "60", "--port", str(port),
                  "--exit"]) == 0
