@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from shopsearch.plugin.judgments import iter_trec_qrels
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -92,16 +94,11 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
     queries = dict(_tsv(files["queries-dev.tsv"], 2))
     raw = {(q, p): float(s) for q, p, s in _tsv(files["scores-dev.tsv"], 3)}
     judgments = []
-    for lineno, line in enumerate(files["qrels-dev.txt"].read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 4:
-            raise ValueError(f"{files['qrels-dev.txt']}:{lineno}: expected 'qid 0 product grade', got {line!r}")
-        qid, _, pid, grade = parts
-        if qid not in queries:
-            raise ValueError(f"{files['qrels-dev.txt']}:{lineno}: qid {qid!r} is not in queries-dev.tsv")
-        judgments.append(Judgment(qid, queries[qid], pid, int(grade), raw.get((qid, pid), math.nan)))
+    for q in iter_trec_qrels(files["qrels-dev.txt"]):
+        if q.query_id not in queries:
+            raise ValueError(f"{files['qrels-dev.txt']}:{q.line}: qid {q.query_id!r} is not in queries-dev.tsv")
+        judgments.append(Judgment(q.query_id, queries[q.query_id], q.doc_id, q.grade,
+                                  raw.get((q.query_id, q.doc_id), math.nan)))
     wanted = {j.product_id for j in judgments}
     products = {}
     with files["products.jsonl"].open(encoding="utf-8") as fh:

@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import NormalDist
 
 from shopsearch.indexer.records import Product
+from shopsearch.plugin.judgments import iter_trec_qrels
 
 # Invented names: simulated brands/categories must never look like real catalog data.
 SIM_BRANDS = tuple(f"simbrand-{c}" for c in "abcdefghijklmnopqrstuvwx")  # 24
@@ -89,14 +90,8 @@ def load_judged(data_dir: str | Path, *, simulate_missing: bool = True) -> Judge
     if missing:
         raise FileNotFoundError(f"data dir {str(d)!r} lacks {', '.join(missing)}; it must hold {', '.join(need)}")
     qrels: dict[str, dict[str, int]] = {}
-    with (d / "qrels-dev.txt").open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise ValueError(f"{d / 'qrels-dev.txt'}:{n}: expected 'qid 0 product_id grade'; got {line!r}")
-            qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+    for q in iter_trec_qrels(d / "qrels-dev.txt"):
+        qrels.setdefault(q.query_id, {})[q.doc_id] = q.grade
     queries: dict[str, str] = {}
     with (d / "queries-dev.tsv").open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
