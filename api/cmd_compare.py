@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--html", help="write the self-contained HTML report here")
     p.add_argument("--markdown", help="write the markdown summary here")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--no-budget", action="store_true",
+                   help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -111,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if index_missing(engine, args, "compare"):
             return 1
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models)
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
+                                   budgets=not args.no_budget)
         for name in dict.fromkeys((args.profile_a, args.profile_b)):
             runs[name] = rank_queries(pipeline, todo, name, desc=f"compare {name}",
                                       progress=not args.no_progress).rankings

@@ -115,9 +115,12 @@ def _train_models(data: Path, models: Path) -> list[str]:
         notes.append(f"conversion model: cached ({lgbm})")
     else:
         events = models / "demo-events.simulated.jsonl"
-        _cli(["simulate-events", "--data", str(data / "crowdflower"), "--out", str(events), "--sessions", "1500"])
+        # The cross-encoder's held-out queries stay out of the ranker's training too, and the ranker learns
+        # from the same cross-encoder score the rerank stage will hand it.
+        _cli(["simulate-events", "--data", str(data / "crowdflower"), "--out", str(events), "--sessions", "1500",
+              "--exclude-queries", str(ce / "heldout-queries-crowdflower.tsv")])
         _cli(["train", "ranker", "--events", str(events), "--data", str(data / "crowdflower"), "--out", str(lgbm),
-              "--folds", "3"])
+              "--folds", "3", "--cross-encoder", str(ce)])
         notes.append(f"conversion model: trained on SIMULATED events ({lgbm})")
     return notes
 

@@ -13,7 +13,8 @@ Evaluate a ranking profile on an indexed catalog against relevance judgements.
 
 Every query goes through the same RankingPipeline.search path as GET /search (page 1, 100 results,
 no facets, no shopper context) with the chosen --profile: hybrid retrieval, then the profile's cross-encoder
-and conversion stages, with their time budgets (a degraded search is scored as served, and counted).
+and conversion stages, with their time budgets (a degraded search is scored as served, and counted; --no-budget
+lets every stage finish, to measure a GPU profile's ranking on a CPU).
 Models named by the profile are looked up in $SHOPSEARCH_MODELS (default $SHOPSEARCH_HOME/models), then
 ./models; a missing one stops the command before it runs (exit 2). Metrics (see api/evaluation.py): nDCG@10 with graded gains,
 Recall@100 and MRR@10 where "relevant" means grade >= 1; unjudged products count as not relevant;
@@ -38,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--per-query", action="store_true", help="include every query's scores")
+    p.add_argument("--no-budget", action="store_true",
+                   help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if index_missing(engine, args, "eval"):
             return 1
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models)
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
+                                   budgets=not args.no_budget)
         rankings, degraded, seconds = rank_queries(pipeline, todo, args.profile, desc=f"eval {args.profile}",
                                                    progress=not args.no_progress)
     except (IndexNotFound, EngineUnavailable) as exc:

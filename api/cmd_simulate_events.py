@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="shown order without --ranking: noisy lexical (default) or uniformly random")
     p.add_argument("--page-size", type=int, default=10, help="results shown per session (default 10)")
     p.add_argument("--eta", type=float, default=1.0, help="examination exponent, P(examine r) = 1/r^eta")
+    p.add_argument("--exclude-queries", metavar="TSV", help="queries (qid<TAB>text) to leave out, e.g. a "
+                   "cross-encoder's heldout-queries-NAME.tsv, so models trained on these events never see them")
     p.set_defaults(run=run)
 
 
@@ -37,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
                        eta=args.eta)
     t0 = time.perf_counter()
     data = load_judged(args.data)
+    if args.exclude_queries:
+        from shopsearch.api.evaluation import read_queries
+
+        data = data.without({q.qid for q in read_queries(args.exclude_queries)})
     ranking = read_ranking(args.ranking) if args.ranking else None
     summary = SimSummary()
 

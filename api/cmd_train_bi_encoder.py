@@ -47,12 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Mine, train and report; returns the exit code (1 when the index is missing or the engine fails)."""
-    from shopsearch.api.cli_args import index_missing, open_engine_from_args
-    from shopsearch.api.ranking_runs import rank_queries
-    from shopsearch.indexer.embedder import BiEncoder
-    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
-    from shopsearch.plugin.hybrid import HybridSearcher
-    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.api.mining import mine_candidates
     from shopsearch.reranker.bi_encoder_training import BiTrainConfig, train_bi_encoder
     from shopsearch.reranker.judgments import load_judged_set, split_queries
 
@@ -66,20 +61,9 @@ def run(args: argparse.Namespace) -> int:
     split = split_queries({j.qid for j in data.judgments}, valid_fraction=0.0, test_fraction=args.test_fraction,
                           seed=args.seed)
     texts = {q: js[0].query for q, js in data.by_query().items() if q in split.train}
-    profiles = ProfileStore()
-    profile = profiles.get(args.mine_profile)
-    depth = min(max(args.mine_depth, 1), 100)
-    engine = open_engine_from_args(args)
-    try:
-        if index_missing(engine, args, "train bi-encoder", catalog=f"{args.data}/products.jsonl"):
-            return 1
-        searcher = HybridSearcher(engine, args.index, BiEncoder(args.model), profiles)
-        candidates = rank_queries(searcher, sorted(texts.items()), profile.name, depth=depth,
-                                  desc="mine negatives", progress=not args.no_progress).rankings
-    except (IndexNotFound, EngineUnavailable) as exc:
-        print(f"shopsearch train bi-encoder: search failed: {exc}", file=sys.stderr)
+    candidates = mine_candidates(args, args.index, texts, args.mine_profile, args.mine_depth, "train bi-encoder",
+                                 catalog=f"{args.data}/products.jsonl")
+    if candidates is None:
         return 1
-    finally:
-        engine.close()
     train_bi_encoder(config, candidates)
     return 0

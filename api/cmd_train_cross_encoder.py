@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from shopsearch.api.cli_args import add_engine_args, add_model_arg
+
+HELP = """\
+Fine-tune a cross-encoder on judged (query, product) pairs with a query-grouped validation split and early
+stopping on validation nDCG@10; writes the model, model_card.json, README.md and calibration.json to --out.
+
+Judged pools alone never show the model the products retrieval puts beside them. --mine NAME=INDEX runs the
+training and validation queries of the data folder named NAME through INDEX (profile --mine-profile, engine
+--engine) and adds --hard-negatives of the top --mine-depth hits that are not judged for the query, labelled 0
+(the assumption nDCG makes of unjudged products). Test queries are never searched. Example:
+  shopsearch index ../shared/data/crowdflower/products.jsonl --index crowdflower --full
+  shopsearch train cross-encoder --train ../shared/data/crowdflower --train ../shared/data/homedepot \\
+      --mine crowdflower=crowdflower --hard-negatives 8 --out models/ce-minilm
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cross-encoder`` target to ``train``."""
     p = subparsers.add_parser(
         "cross-encoder", help="fine-tune the cross-encoder reranker (from the packaged all-MiniLM-L6-v2)",
-        description="Fine-tune a cross-encoder on judged (query, product) pairs with a query-grouped validation "
-                    "split and early stopping on validation nDCG@10; writes the model, model_card.json, "
-                    "README.md and calibration.json to --out.")
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", dest="train_dirs", action="append", required=True, metavar="DATA_DIR",
                    help="data folder in the shared layout (repeatable)")
     p.add_argument("--out", required=True, help="output model folder, e.g. models/ce-minilm")
@@ -30,19 +44,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of queries held out entirely (for bench/ce_eval.py)")
     p.add_argument("--eval-steps", type=int, default=0, help="validate every N steps (0: once per epoch)")
     p.add_argument("--patience", type=int, default=2, help="evaluations without improvement before stopping")
+    p.add_argument("--mine", action="append", default=[], metavar="NAME=INDEX",
+                   help="mine hard negatives for data folder NAME from INDEX (repeatable)")
+    p.add_argument("--hard-negatives", type=int, default=8, help="unjudged negatives per mined query (default 8)")
+    p.add_argument("--mine-depth", type=int, default=30, help="top hits per query to draw them from (default 30)")
+    p.add_argument("--mine-profile", default="default", help="profile whose hits are mined (default: default)")
+    add_engine_args(p)
+    add_model_arg(p, help="the mined index's query encoder (default all-MiniLM-L6-v2)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train and report; returns 0."""
-    from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
+def parse_mine(values: list[str], data_dirs: list[str]) -> dict[str, str]:
+    """``NAME=INDEX`` values -> {data folder name: index}; ValueError naming a bad or unknown one.
 
+    >>> parse_mine(["crowdflower=cf-v2"], ["../shared/data/crowdflower"])
+    {'crowdflower': 'cf-v2'}
+    """
+    names = {Path(d).name for d in data_dirs}
+    out = {}
+    for v in values:
+        name, sep, index = v.partition("=")
+        if not sep or not name or not index:
+            raise ValueError(f"--mine {v!r}: expected NAME=INDEX, e.g. crowdflower=crowdflower")
+        if name not in names:
+            raise ValueError(f"--mine {v!r}: {name!r} is not the name of a --train folder ({', '.join(sorted(names))})")
+        out[name] = index
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
+    from shopsearch.api.mining import mine_candidates
+    from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
+    from shopsearch.reranker.judgments import load_judged_set, split_queries
+
+    mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
         data_dirs=tuple(args.train_dirs), out=args.out, base_model=args.base_model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
         max_pairs=args.max_pairs, max_valid_pairs=args.max_valid_pairs, seed=args.seed,
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, eval_steps=args.eval_steps,
-        patience=args.patience, device=args.device)
-    train_cross_encoder(config)
+        patience=args.patience, hard_negatives=args.hard_negatives if mine else 0, mine_depth=args.mine_depth,
+        mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"
+                             for n, i in sorted(mine.items())) or None, device=args.device)
+    config.validate()
+    candidates = {}
+    for d in args.train_dirs:
+        name = Path(d).name
+        if name not in mine:
+            continue
+        data = load_judged_set(d)
+        split = split_queries({j.qid for j in data.judgments}, valid_fraction=config.valid_fraction,
+                              test_fraction=config.test_fraction, seed=config.seed)
+        texts = {q: js[0].query for q, js in data.by_query().items() if q not in split.test}
+        mined = mine_candidates(args, mine[name], texts, args.mine_profile, config.mine_depth,
+                                "train cross-encoder", catalog=f"{d}/products.jsonl")
+        if mined is None:
+            return 1
+        candidates[name] = mined
+    train_cross_encoder(config, candidates)
     return 0

@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by query_id (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--features", help="comma-separated feature names (default: DEFAULT_MODEL_FEATURES)")
+    p.add_argument("--cross-encoder", metavar="MODEL",
+                   help="cross-encoder (model name or folder) that scores every impression for the cross_encoder "
+                        "feature; use the one the serving profile's rerank stage runs. Without it the feature is "
+                        "missing in training and the model ignores it")
     p.set_defaults(run=run)
 
 
@@ -31,19 +35,25 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.reranker.features import DEFAULT_MODEL_FEATURES
     from shopsearch.reranker.ranker_training import file_sha256, save, train
     from shopsearch.reranker.sim_catalog import load_judged
-    from shopsearch.reranker.training_rows import Bm25Scorer, build_rows
+    from shopsearch.reranker.model_registry import load_cross_encoder
+    from shopsearch.reranker.training_rows import Bm25Scorer, CrossEncoderScorer, build_rows, combine_stages
 
     t0 = time.perf_counter()
     names = tuple(n.strip() for n in args.features.split(",") if n.strip()) if args.features \
         else DEFAULT_MODEL_FEATURES
     data = load_judged(args.data)
     events = list(read_events(args.events))
-    rows = build_rows(events, data.products, names, stages_fn=Bm25Scorer(data.products), progress=True)
+    stages_fn = Bm25Scorer(data.products)
+    if args.cross_encoder:
+        stages_fn = combine_stages(stages_fn, CrossEncoderScorer(load_cross_encoder(args.cross_encoder),
+                                                                 data.products))
+    rows = build_rows(events, data.products, names, stages_fn=stages_fn, progress=True)
     result = train(rows, objective=args.objective, target=args.target, folds=args.folds, seed=args.seed,
                    progress=True)
     model = save(result, rows, args.out, {
         "events": str(args.events), "events_sha256": file_sha256(args.events), "events_count": len(events),
-        "data_dir": str(args.data), "simulated": any(e.simulated for e in events)})
+        "data_dir": str(args.data), "simulated": any(e.simulated for e in events),
+        "cross_encoder": args.cross_encoder})
     mean = model.card["cv"]["mean"]
     dt = time.perf_counter() - t0
     print(f"saved {args.out}: {len(rows)} rows, {model.card['data']['lists']} lists, {args.folds}-fold CV by "

@@ -1,8 +1,10 @@
 """SIMULATED acceptance figures: the conversion model vs baseline orders on held-out queries' sessions.
 
-Simulates sessions, builds rows, holds out 1/``--holdout-folds`` of the query_ids, trains on the rest and prints
-AUC and purchase-nDCG@10 on the held-out sessions for: the shown order, BM25 (bm25s over the judged products),
-the cross-encoder (only when a model directory exists at --cross-encoder) and the conversion model.
+Simulates sessions, builds rows and holds out the sessions of the cross-encoder's held-out test queries (its
+heldout-queries-<data>.tsv, so neither model trained on them; without a cross-encoder, 1/``--holdout-folds`` of
+the query_ids), trains LightGBM on the rest and prints AUC and purchase-nDCG@10 on the held-out sessions for:
+the shown order, BM25 (bm25s over the judged products), the cross-encoder order alone, and the conversion model,
+which gets the same cross-encoder score as a feature (as the pipeline's conversion stage does).
 
     python bench/conversion_eval.py --data ../shared/data/crowdflower --sessions 3000 --seed 0
 """
@@ -15,18 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def cross_encoder_scores(model_dir: Path, rows, products) -> np.ndarray:
-    """Cross-encoder score of (query, title) per row; the query text comes from the row's stages."""
-    from sentence_transformers import CrossEncoder
-
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    ce = CrossEncoder(str(model_dir), device=device)
-    pairs = [(st["_query"], products[st["_pid"]].title) for st in rows.stages]
-    return np.asarray(ce.predict(pairs, batch_size=64, show_progress_bar=True), dtype=float)
 
 
 def propensities(rows, events, data, params) -> np.ndarray:
@@ -50,11 +40,13 @@ def propensities(rows, events, data, params) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shopsearch.api.evaluation import read_queries
+    from shopsearch.reranker.cross_encoder import CrossEncoderReranker
     from shopsearch.reranker.ranker_training import compare, fit, group_folds
     from shopsearch.reranker.ranking_metrics import auc, mean_list_ndcg
     from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.reranker.simulate import SimParams, simulate
-    from shopsearch.reranker.training_rows import Bm25Scorer, build_rows
+    from shopsearch.reranker.training_rows import Bm25Scorer, CrossEncoderScorer, build_rows, combine_stages
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -73,22 +65,33 @@ def main(argv: list[str] | None = None) -> int:
     params = SimParams(sessions=args.sessions, users=args.users, seed=args.seed, order=args.order)
     events = [e for _, evs in simulate(data, params) for e in evs]
     bm25 = Bm25Scorer(data.products)
+    ce_dir = Path(args.cross_encoder)
+    heldout_file = ce_dir / f"heldout-queries-{Path(args.data).name}.tsv"
+    scorers = [bm25]
+    if (ce_dir / "config.json").is_file():
+        scorers.append(CrossEncoderScorer(CrossEncoderReranker(ce_dir), data.products))
+        note = f"cross-encoder: {ce_dir}"
+    else:
+        note = "cross-encoder: none at %s, compared with BM25 and the shown order instead" % ce_dir
+    scored = combine_stages(*scorers)
 
-    def stages(query, pids):  # keep query/pid so an optional cross-encoder can score the same rows
-        return [{**st, "_query": query, "_pid": pid} for st, pid in zip(bm25(query, pids), pids)]
+    def stages(query, pids):  # keep the pid so the simulator's propensities can be looked up per row
+        return [{**st, "_pid": pid} for st, pid in zip(scored(query, pids), pids)]
 
-    rows = build_rows(events, data.products, stages_fn=stages)
-    fold = group_folds(rows.query_ids, args.holdout_folds, args.seed)
-    train_rows, test_rows = rows.subset(fold != 0), rows.subset(fold == 0)
+    rows = build_rows(events, data.products, stages_fn=stages, progress=True)
+    if heldout_file.is_file():
+        heldout = {q.qid for q in read_queries(heldout_file)}
+        test_mask = np.isin(rows.query_ids, list(heldout))
+        note += f"; held out: its {len(heldout)} test queries ({heldout_file.name})"
+    else:
+        test_mask = group_folds(rows.query_ids, args.holdout_folds, args.seed) == 0
+    train_rows, test_rows = rows.subset(~test_mask), rows.subset(test_mask)
     booster = fit(train_rows, args.objective, "purchase", args.seed)
     candidate = booster.predict(test_rows.X, raw_score=True)
     baselines = {"shown order": -test_rows.positions.astype(float),
                  "bm25": np.array([st.get("bm25", np.nan) for st in test_rows.stages])}
-    ce_dir = Path(args.cross_encoder)
-    note = "cross-encoder: none at %s, compared with BM25 and the shown order instead" % ce_dir
-    if (ce_dir / "config.json").is_file():
-        baselines["cross_encoder"] = cross_encoder_scores(ce_dir, test_rows, data.products)
-        note = f"cross-encoder: {ce_dir}"
+    if len(scorers) > 1:
+        baselines["cross-encoder"] = np.array([st.get("cross_encoder", np.nan) for st in test_rows.stages])
     report = compare(test_rows, candidate, baselines)
     # Logged labels favour whatever order was shown (position bias); the simulator's own purchase propensity
     # gives labels free of it: expected purchase-nDCG@10 (gain = propensity) and AUC on Bernoulli draws.

@@ -32,12 +32,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .ce_metrics import mean_ndcg
+from .hard_negatives import RELEVANT_GRADE, mine_hard_negatives
 from .judgments import JudgedSet, load_judged_set, split_queries
 from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
 
 log = logging.getLogger(__name__)
 
-RELEVANT_GRADE = 1  # a hard negative is never judged this or higher
 
 
 @dataclass(frozen=True)
@@ -106,28 +106,6 @@ def catalog_texts(products_jsonl: str | Path) -> dict[str, str]:
             except (RowError, ValueError):
                 continue
             out[p.id] = p.embed_text()
-    return out
-
-
-def mine_hard_negatives(ranked: Mapping[str, Sequence[str]], grades: Mapping[str, Mapping[str, int]],
-                        depth: int = 30) -> dict[str, list[str]]:
-    """Per query, its top-``depth`` hits that are judged 0 or unjudged, in rank order (pure).
-
-    Args:
-        ranked: qid -> product ids from the index, best first.
-        grades: qid -> {product id: grade} (the judgments).
-        depth: how many top hits to look at.
-
-    Returns:
-        qid -> hard-negative product ids (never one judged >= 1 for that query).
-
-    >>> mine_hard_negatives({"q": ["a", "b", "c"]}, {"q": {"a": 2, "b": 0}})
-    {'q': ['b', 'c']}
-    """
-    out = {}
-    for qid, hits in ranked.items():
-        judged = grades.get(qid, {})
-        out[qid] = [p for p in list(dict.fromkeys(hits))[:depth] if judged.get(p, 0) < RELEVANT_GRADE]
     return out
 
 

@@ -3,6 +3,10 @@
 Labels are grades normalised to [0, 1] with binary cross-entropy on the logit (``BinaryCrossEntropyLoss``),
 AdamW with linear warmup/decay, and early stopping on the validation queries' nDCG@10 (each query's judged pool
 ranked by the model); the best checkpoint is saved with a model card and an isotonic calibration per dataset.
+
+Judged pools alone never show the model the products retrieval puts beside them, so a model trained on them
+ranks those on top in the full catalog. ``candidates`` (the index's top hits per training/validation query) add
+``hard_negatives`` unjudged products per query with label 0, to training and to validation alike.
 A plain training loop is used because the library's ``CrossEncoderTrainer`` needs the ``datasets`` package.
 """
 
@@ -13,16 +17,17 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .calibration import fit_isotonic, save_calibrations
 from .ce_metrics import mean_ndcg, rmse
-from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, split_queries
+from .hard_negatives import mine_hard_negatives, sample_unjudged
+from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, load_product_rows, split_queries
 from .model_card import write_model_card
 from .pair_text import product_text
 from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
@@ -50,6 +55,9 @@ class TrainConfig:
     test_fraction: float = 0.2
     eval_steps: int = 0  # 0: evaluate once per epoch
     patience: int = 2  # evaluations without improvement before stopping
+    hard_negatives: int = 0  # unjudged products per train/valid query, drawn from the mined candidates
+    mine_depth: int = 30  # top hits per query that negatives are drawn from
+    mined_from: str | None = None  # where the candidates came from (recorded in the card)
     device: str | None = None
 
     def validate(self) -> None:
@@ -62,7 +70,8 @@ class TrainConfig:
             ("max_valid_pairs", self.max_valid_pairs is None or self.max_valid_pairs >= 1, ">= 1"),
             ("valid_fraction", 0 < self.valid_fraction < 1, "in (0, 1)"),
             ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
-            ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1")])
+            ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1"),
+            ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1")])
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class DatasetSplit:
     train: list[Judgment]
     valid: list[Judgment]
     test_queries: int
+    train_negatives: int = 0  # of ``train``, the mined unjudged ones (label 0)
+    valid_negatives: int = 0
+    test_qids: tuple[str, ...] = ()  # held out: written to heldout-queries-<name>.tsv for evaluation
 
 
 @dataclass(frozen=True)
@@ -89,8 +101,15 @@ class TrainResult:
     card: dict[str, Any] = field(repr=False)
 
 
-def prepare_splits(config: TrainConfig) -> list[DatasetSplit]:
-    """Load every data dir, split its queries (seeded) and cap train/valid pairs by whole queries."""
+Candidates = Mapping[str, Mapping[str, Sequence[str]]]  # data folder name -> qid -> ranked product ids
+
+
+def prepare_splits(config: TrainConfig, candidates: Candidates | None = None) -> list[DatasetSplit]:
+    """Load every data dir, split its queries (seeded), cap train/valid pairs by whole queries, add negatives.
+
+    ``candidates[name]`` (optional per data folder) gives the mined hits of its queries; only kept train and
+    valid queries take negatives from them, never a test query.
+    """
     out = []
     for d in config.data_dirs:
         data = load_judged_set(d)
@@ -99,8 +118,31 @@ def prepare_splits(config: TrainConfig) -> list[DatasetSplit]:
         train = cap_by_query([j for j in data.judgments if j.qid in split.train], config.max_pairs, seed=config.seed)
         valid = cap_by_query([j for j in data.judgments if j.qid in split.valid], config.max_valid_pairs,
                              seed=config.seed)
-        out.append(DatasetSplit(data, train, valid, len(split.test)))
+        mined = (candidates or {}).get(data.name)
+        if mined and config.hard_negatives:
+            data, neg_train, neg_valid = _negatives(data, train, valid, mined, config)
+            out.append(DatasetSplit(data, train + neg_train, valid + neg_valid, len(split.test), len(neg_train),
+                                    len(neg_valid), tuple(sorted(split.test))))
+        else:
+            out.append(DatasetSplit(data, train, valid, len(split.test), test_qids=tuple(sorted(split.test))))
     return out
+
+
+def _negatives(data: JudgedSet, train: list[Judgment], valid: list[Judgment], mined: Mapping[str, Sequence[str]],
+               config: TrainConfig) -> tuple[JudgedSet, list[Judgment], list[Judgment]]:
+    """(data with the negatives' product rows, train negatives, valid negatives): grade 0, raw rating NaN."""
+    text = {j.qid: j.query for j in (*train, *valid)}
+    grades = {q: {j.product_id: j.grade for j in js} for q, js in data.by_query().items()}
+    kept = {q: r for q, r in mined.items() if q in text}
+    negs = sample_unjudged(mine_hard_negatives(kept, grades, config.mine_depth), grades, config.hard_negatives,
+                           seed=config.seed)
+    rows = load_product_rows(data.path / "products.jsonl", {p for v in negs.values() for p in v})
+    data = replace(data, products={**rows, **data.products})
+
+    def of(js: list[Judgment]) -> list[Judgment]:
+        return [Judgment(q, text[q], p, 0, math.nan) for q in dict.fromkeys(j.qid for j in js)
+                for p in negs.get(q, ()) if p in rows]
+    return data, of(train), of(valid)
 
 
 def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
@@ -113,11 +155,13 @@ def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
     return h.hexdigest()
 
 
-def train_cross_encoder(config: TrainConfig) -> TrainResult:
+def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None) -> TrainResult:
     """Fine-tune, keep the best validation checkpoint, save it with its card and calibration.
 
     Args:
         config: the run's parameters (validated here).
+        candidates: data folder name -> qid -> the index's ranked product ids, the hard-negative source (see
+            :func:`prepare_splits`); None trains on the judged pools only.
     Returns:
         A :class:`TrainResult` (the model is in ``config.out``).
     Raises:
@@ -133,7 +177,7 @@ def train_cross_encoder(config: TrainConfig) -> TrainResult:
     config.validate()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
-    splits = prepare_splits(config)
+    splits = prepare_splits(config, candidates)
     examples = [(j.query, product_text(s.data.products[j.product_id]), s.data.normalised_grade(j))
                 for s in splits for j in s.train]
     if not examples:
@@ -192,6 +236,7 @@ def train_cross_encoder(config: TrainConfig) -> TrainResult:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), create_model_card=False)
+    write_heldout_queries(out, splits)
     after = _evaluate(model, splits)
     cal_metrics = _calibrate(model, splits, out)
     seconds = time.perf_counter() - started
@@ -200,6 +245,21 @@ def train_cross_encoder(config: TrainConfig) -> TrainResult:
     print(f"trained {out.name}: {len(examples)} pairs, {step} steps, valid nDCG@10 {before['ndcg@10']:.4f} -> "
           f"{after['ndcg@10']:.4f}, {seconds:.0f} s ({step * config.batch_size / max(seconds, 1e-9):.1f} pairs/s)")
     return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
+
+
+def write_heldout_queries(out: Path, splits: Sequence[DatasetSplit]) -> list[Path]:
+    """``heldout-queries-<name>.tsv`` (qid TAB query) per data folder: the test queries no stage trained on.
+
+    Evaluate the model with them (``shopsearch eval --queries ...``) and keep them out of anything trained on
+    top of it (``shopsearch simulate-events --exclude-queries ...``).
+    """
+    paths = []
+    for s in splits:
+        text = {j.qid: j.query for j in s.data.judgments}
+        path = out / f"heldout-queries-{s.data.name}.tsv"
+        path.write_text("".join(f"{q}\t{text[q]}\n" for q in s.test_qids), encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def score_pairs(model: Any, pairs: list[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
@@ -241,7 +301,8 @@ def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[st
 def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before: dict, after: dict,
           cal_metrics: dict, best_step: int, steps: int, seconds: float) -> dict[str, Any]:
     """The model card dict (see model_card.REQUIRED_KEYS)."""
-    params = {k: v for k, v in asdict(config).items() if k not in ("data_dirs", "out", "base_model", "seed")}
+    params = {k: v for k, v in asdict(config).items()
+              if k not in ("data_dirs", "out", "base_model", "seed", "mined_from")}
     per_dataset = {name: {"ndcg@10_before": before["per_dataset"][name], "ndcg@10_after": after["per_dataset"][name],
                           **cal_metrics[name]} for name in after["per_dataset"]}
     return {
@@ -251,14 +312,17 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
             {"path": str(s.data.path), "name": s.data.name, "max_grade": s.data.max_grade,
              "raw_scale": [s.data.raw_min, s.data.raw_max], "train_pairs": len(s.train),
              "train_queries": len({j.qid for j in s.train}), "valid_pairs": len(s.valid),
-             "valid_queries": len({j.qid for j in s.valid}), "test_queries": s.test_queries} for s in splits]},
+             "valid_queries": len({j.qid for j in s.valid}), "test_queries": s.test_queries,
+             "train_hard_negatives": s.train_negatives, "valid_hard_negatives": s.valid_negatives} for s in splits],
+                 "hard_negatives_from": config.mined_from},
         "parameters": params,
         "seed": config.seed,
         "metrics": {"valid_ndcg@10_before": before["ndcg@10"], "valid_ndcg@10_after": after["ndcg@10"],
                     "best_step": best_step, "steps": steps, "per_dataset": per_dataset},
         "training_seconds": round(seconds, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": "grade / max_grade of its dataset, in [0, 1]; model score = sigmoid(logit)",
+        "labels": "grade / max_grade of its dataset, in [0, 1] (mined hard negatives: 0); model score = "
+                  "sigmoid(logit)",
     }
 
 

@@ -37,7 +37,9 @@ class CrossEncoderReranker:
         model_dir: the model folder (sentence-transformers CrossEncoder layout, optional calibration.json).
         device: "cuda", "cpu"...; None picks CUDA when available.
         batch_size: pairs per forward pass (>= 1).
-        max_length: token limit of a (query, product text) pair, in [8, 512].
+        max_length: token limit of a (query, product text) pair, in [8, 512]; None: the one the model was
+            trained with (its model card), else 256. Serving longer pairs than training saw costs time for text
+            the model never learned to use.
         fast_cpu: on CPU, quantise Linear layers to int8 (faster, ~same ranking).
     Raises:
         ValueError: a parameter out of range. FileNotFoundError: ``model_dir`` does not exist.
@@ -47,14 +49,16 @@ class CrossEncoderReranker:
     """
 
     def __init__(self, model_dir: str | Path, *, device: str | None = None, batch_size: int = 64,
-                 max_length: int = 256, fast_cpu: bool = True) -> None:
+                 max_length: int | None = None, fast_cpu: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be >= 1")
-        if not 8 <= max_length <= 512:
+        if max_length is not None and not 8 <= max_length <= 512:
             raise ValueError(f"max_length={max_length!r} must be in [8, 512]")
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model_dir={str(path)!r} is not a trained cross-encoder (no config.json)")
+        if max_length is None:
+            max_length = _trained_max_length(path)
         import torch
         from sentence_transformers import CrossEncoder
 
@@ -176,3 +180,14 @@ class CrossEncoderReranker:
         reranked = [replace(head[i], score=float(scores[i]), stages={**head[i].stages, STAGE: float(scores[i])})
                     for i in order]
         return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], False
+
+
+def _trained_max_length(path: Path, default: int = 256) -> int:
+    """``parameters.max_length`` of the model card in ``path``, else ``default``."""
+    import json
+
+    try:
+        value = json.loads((path / "model_card.json").read_text(encoding="utf-8"))["parameters"]["max_length"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+    return int(value) if isinstance(value, int) and 8 <= value <= 512 else default

@@ -100,12 +100,7 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
         judgments.append(Judgment(q.query_id, queries[q.query_id], q.doc_id, q.grade,
                                   raw.get((q.query_id, q.doc_id), math.nan)))
     wanted = {j.product_id for j in judgments}
-    products = {}
-    with files["products.jsonl"].open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if str(row["id"]) in wanted:
-                products[str(row["id"])] = row
+    products = load_product_rows(files["products.jsonl"], wanted)
     missing = wanted - products.keys()
     if missing:
         raise ValueError(f"{files['qrels-dev.txt']}: {len(missing)} judged products are not in products.jsonl, "
@@ -114,6 +109,19 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
     return JudgedSet(name=path.name, path=path, judgments=tuple(judgments), products=products,
                      max_grade=max(1, max((j.grade for j in judgments), default=1)),
                      raw_min=min(raws), raw_max=max(raws))
+
+
+def load_product_rows(products_jsonl: str | Path, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The rows of ``products_jsonl`` whose ``id`` is in ``ids`` (id as a string -> row); absent ids are left out."""
+    wanted = {str(i) for i in ids}
+    rows = {}
+    with Path(products_jsonl).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                if str(row.get("id")) in wanted:
+                    rows[str(row["id"])] = row
+    return rows
 
 
 def split_queries(qids: Iterable[str], *, valid_fraction: float = 0.1, test_fraction: float = 0.2,

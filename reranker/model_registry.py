@@ -54,6 +54,18 @@ def _load_conversion(path: Path) -> Any:
     return ConversionModel.load(path)
 
 
+def load_cross_encoder(name_or_dir: str, registry: "ModelRegistry | None" = None) -> Any:
+    """A cross-encoder from a model folder, or else by name from the registry (for training-time scoring).
+
+    Raises:
+        ModelNotFound: neither a folder nor a registered name.
+    """
+    path = Path(name_or_dir)
+    if (path / "config.json").is_file():
+        return _load_cross_encoder(path)
+    return (registry or ModelRegistry()).cross_encoder(name_or_dir)
+
+
 class ModelRegistry:
     """Loads cross-encoders and conversion models by name, once each, thread-safely.
 

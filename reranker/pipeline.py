@@ -85,6 +85,8 @@ class RankingPipeline:
         searcher: the HybridSearcher (its profile store names the stages and models).
         models: where models are found by name and cached.
         history: conversion-feature context (product stats, shopper affinity); None: priors only.
+        budgets: honour the profiles' latency budgets (serving). False runs every stage to completion: offline
+            evaluation of what a profile ranks on hardware slower than the one it is served on.
 
     >>> pipeline = RankingPipeline(searcher, ModelRegistry())  # doctest: +SKIP
     >>> resp = pipeline.search(SearchRequest("red lamp", profile="rerank", explain=True))  # doctest: +SKIP
@@ -92,8 +94,10 @@ class RankingPipeline:
     ['bm25', 'bm25_rank', 'conversion', 'conversion_raw', 'cross_encoder', 'fused', 'knn', 'knn_rank']
     """
 
-    def __init__(self, searcher: HybridSearcher, models: ModelRegistry, history: ContextSource | None = None):
+    def __init__(self, searcher: HybridSearcher, models: ModelRegistry, history: ContextSource | None = None,
+                 *, budgets: bool = True):
         self.searcher = searcher
+        self.budgets = budgets
         # A stand-in searcher without a profile store (a test double) gets the default folders.
         self.profiles = getattr(searcher, "profiles", None) or ProfileStore()
         self.models = models
@@ -169,7 +173,7 @@ class RankingPipeline:
         s = profile.rerank
         try:
             model = self.models.cross_encoder(s.model)
-            out, over = model.rerank(query, hits, depth=s.depth, budget_ms=s.budget_ms)
+            out, over = model.rerank(query, hits, depth=s.depth, budget_ms=s.budget_ms if self.budgets else None)
         except Exception as exc:  # noqa: BLE001 - a missing/broken model degrades, never a 500
             log.warning("rerank stage degraded (profile %s): %s", profile.name, exc)
             return hits, f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({exc}); fused order served"

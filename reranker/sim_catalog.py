@@ -32,6 +32,11 @@ class JudgedData:
     products: dict[str, Product]
     max_grade: int
 
+    def without(self, qids: set[str]) -> "JudgedData":
+        """The same data without the queries ``qids`` (products and grade scale kept)."""
+        return JudgedData({q: t for q, t in self.queries.items() if q not in qids},
+                          {q: g for q, g in self.qrels.items() if q not in qids}, self.products, self.max_grade)
+
 
 def _unit(product_id: str, what: str) -> float:
     """A uniform number in (0, 1) from a hash of the id and the attribute name."""

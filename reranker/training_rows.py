@@ -162,3 +162,40 @@ class Bm25Scorer:
             scores = self._bm25.get_scores(toks) if toks else np.zeros(len(self._ids))
             self._cache[query] = scores
         return [{"bm25": float(scores[self._index[pid]])} if pid in self._index else {} for pid in product_ids]
+
+
+class CrossEncoderScorer:
+    """A trained cross-encoder's score per product, as a :data:`StagesFn` giving ``{"cross_encoder": score}``.
+
+    The pipeline feeds the conversion model the cross-encoder stage's score; training rows need the same number
+    for the same (query, product), so this scores with the served model and text. Scores are cached per pair.
+
+    Args:
+        reranker: a :class:`~.cross_encoder.CrossEncoderReranker` (anything with ``score(query, products)``).
+        products: product id -> Product.
+    """
+
+    def __init__(self, reranker, products: Mapping[str, Product]) -> None:
+        self._rr = reranker
+        self._products = products
+        self._cache: dict[tuple[str, str], float] = {}
+
+    def __call__(self, query: str, product_ids: Sequence[str]) -> list[dict[str, float]]:
+        todo = [pid for pid in dict.fromkeys(product_ids)
+                if pid in self._products and (query, pid) not in self._cache]
+        if todo:
+            scores = self._rr.score(query, [self._products[pid].to_source() for pid in todo])
+            self._cache.update({(query, pid): float(s) for pid, s in zip(todo, scores)})
+        return [{"cross_encoder": self._cache[(query, pid)]} if (query, pid) in self._cache else {}
+                for pid in product_ids]
+
+
+def combine_stages(*fns: StagesFn) -> StagesFn:
+    """One :data:`StagesFn` whose dict per product merges those of ``fns`` (later ones win on a shared key)."""
+    def stages(query: str, product_ids: Sequence[str]) -> list[dict[str, float]]:
+        out: list[dict[str, float]] = [{} for _ in product_ids]
+        for fn in fns:
+            for merged, part in zip(out, fn(query, product_ids)):
+                merged.update(part)
+        return out
+    return stages

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shopsearch.reranker.bi_encoder_training import (BiTrainConfig, build_rows, mine_hard_negatives,
+from shopsearch.reranker.bi_encoder_training import (BiTrainConfig, build_rows,
                                                      no_duplicate_batches, train_bi_encoder)
+from shopsearch.reranker.hard_negatives import mine_hard_negatives
 from shopsearch.reranker.judgments import load_judged_set, split_queries
 
 WORDS = ["lamp", "table", "kettle", "scarf", "mug", "towel", "chair", "sofa", "rug", "clock"]

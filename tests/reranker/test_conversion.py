@@ -127,3 +127,26 @@ def test_train_rejects_bad_arguments_and_compare_takes_any_baseline(tmp_path):
     report = compare(rows, perfect, {"position": -rows.positions.astype(float)})
     assert list(report) == ["position", "candidate"] and report["candidate"]["auc"] == 1.0
     assert report["candidate"]["purchase_ndcg@10"] == 1.0
+
+
+def test_cli_cross_encoder_scores_every_impression_for_its_feature(tmp_path):
+    from shopsearch.api import cmd_train_ranker
+    from shopsearch.reranker.conversion import ConversionModel
+    from tests.reranker.tiny_ce import build_tiny_cross_encoder
+
+    data_dir = write_tiny_data(tmp_path / "data")
+    data = load_judged(data_dir)
+    write_events(tmp_path / "ev.jsonl", [e for _, evs in simulate(data, SimParams(sessions=120, users=5, seed=2))
+                                         for e in evs])
+    ce = build_tiny_cross_encoder(tmp_path / "ce")
+    parser = argparse.ArgumentParser()
+    cmd_train_ranker.register(parser.add_subparsers())
+    args = parser.parse_args(["ranker", "--events", str(tmp_path / "ev.jsonl"), "--data", str(data_dir), "--out",
+                              str(tmp_path / "lgbm"), "--folds", "2", "--features", "cross_encoder,title_overlap",
+                              "--cross-encoder", str(ce)])
+    assert args.run(args) == 0
+    card = json.loads((tmp_path / "lgbm" / "model_card.json").read_text())
+    assert card["data"]["cross_encoder"] == str(ce)
+    # the feature had values in training, so the booster could split on it (a NaN column never is)
+    assert card["importance_gain"]["cross_encoder"] > 0
+    assert ConversionModel.load(tmp_path / "lgbm").names == ("cross_encoder", "title_overlap")

@@ -148,3 +148,98 @@ def test_cli_train_cross_encoder(tmp_path, trained):
     assert card["parameters"]["epochs"] == 1 and card["parameters"]["batch_size"] == 32
     bare = parser.parse_args(["train"])
     assert bare.run(bare) == 2
+
+
+def test_hard_negatives_join_train_and_valid_queries_only(trained, tmp_path):
+    import math
+
+    from shopsearch.reranker.ce_training import pairs_sha256, prepare_splits
+    from shopsearch.reranker.judgments import load_judged_set, split_queries
+
+    data_dir = trained[1]
+    judged = load_judged_set(data_dir)
+    every = [json.loads(line)["id"] for line in (data_dir / "products.jsonl").read_text().splitlines()]
+    # every query (test ones too) "retrieves" the whole catalog: only train/valid queries may take negatives
+    candidates = {data_dir.name: {q: list(reversed(every)) for q in judged.by_query()}}
+    config = TrainConfig(data_dirs=(str(data_dir),), out=str(tmp_path), valid_fraction=0.25, test_fraction=0.2,
+                         hard_negatives=2)
+    [plain] = prepare_splits(config)
+    [mined] = prepare_splits(config, candidates)
+    split = split_queries(judged.by_query(), valid_fraction=0.25, test_fraction=0.2, seed=42)
+    grades = {(j.qid, j.product_id) for j in judged.judgments}
+    for part, base, n in (("train", plain.train, mined.train_negatives), ("valid", plain.valid, mined.valid_negatives)):
+        extra = getattr(mined, part)[len(base):]
+        assert getattr(mined, part)[:len(base)] == base and len(extra) == n > 0
+        assert all(j.grade == 0 and math.isnan(j.raw_score) and (j.qid, j.product_id) not in grades for j in extra)
+        assert {j.qid for j in extra} <= {j.qid for j in base} <= set(getattr(split, part))
+        per_query = {q: sum(j.qid == q for j in extra) for q in {j.qid for j in extra}}
+        assert set(per_query.values()) <= {1, 2}
+        assert all(j.product_id in mined.data.products for j in extra)
+    assert pairs_sha256([mined]) != pairs_sha256([plain])
+    assert prepare_splits(config, candidates)[0].train == mined.train  # seeded
+    with pytest.raises(ValueError, match="hard_negatives=-1"):
+        TrainConfig(data_dirs=("x",), out="y", hard_negatives=-1).validate()
+
+
+def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_path, capsys):
+    from shopsearch.api import cmd_train
+    from shopsearch.api.cli import main
+
+    data_dir = trained[1]
+    root = tmp_path / "engine"
+    assert main(["index", str(data_dir / "products.jsonl"), "--index", "tinyce", "--engine", "embedded", "--root",
+                 str(root), "--full", "--model", str(tiny_bi_encoder_dir), "--cache", "none", "--quarantine",
+                 str(tmp_path / "q.jsonl"), "--no-progress"]) == 0
+    base = build_tiny_cross_encoder(tmp_path / "tiny")
+    parser = argparse.ArgumentParser(prog="shopsearch")
+    cmd_train.register(parser.add_subparsers(dest="command"))
+    argv = ["train", "cross-encoder", "--train", str(data_dir), "--out", str(tmp_path / "ce"), "--base-model",
+            str(base), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--max-length", "32",
+            "--valid-fraction", "0.25", "--mine", f"{data_dir.name}=tinyce", "--hard-negatives", "3", "--engine",
+            "embedded", "--root", str(root), "--model", str(tiny_bi_encoder_dir), "--no-progress"]
+    args = parser.parse_args(argv)
+    assert args.run(args) == 0
+    card = read_model_card(tmp_path / "ce")
+    d = card["data"]["dirs"][0]
+    assert d["train_hard_negatives"] > 0 and card["parameters"]["hard_negatives"] == 3
+    assert "tinyce" in card["data"]["hard_negatives_from"]
+    args = parser.parse_args([a.replace("=tinyce", "=missing") for a in argv])
+    assert args.run(args) == 1
+    assert "index 'missing' does not exist" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--mine 'nope=x'"):
+        args = parser.parse_args([a.replace(f"{data_dir.name}=tinyce", "nope=x") for a in argv])
+        args.run(args)
+
+
+def test_model_card_sets_serving_max_length_and_heldout_queries_are_written(trained):
+    from shopsearch.api.evaluation import read_queries
+    from shopsearch.reranker.judgments import load_judged_set, split_queries
+
+    result, data_dir = trained
+    assert CrossEncoderReranker(result.out, device="cpu", fast_cpu=False).model.max_seq_length == 32  # as trained
+    judged = load_judged_set(data_dir)
+    split = split_queries(judged.by_query(), valid_fraction=0.25, test_fraction=0.2, seed=42)
+    heldout = read_queries(result.out / f"heldout-queries-{data_dir.name}.tsv")
+    assert {q.qid for q in heldout} == set(split.test) and all(q.text for q in heldout)
+
+
+def test_cross_encoder_scorer_feeds_training_rows(trained, reranker):
+    from shopsearch.indexer.records import Product
+    from shopsearch.reranker.training_rows import CrossEncoderScorer, combine_stages
+
+    products = {"a": Product(id="a", title="Red lamp"), "b": Product(id="b", title="Blue chair")}
+    calls = []
+
+    class Counting:
+        def score(self, query, items):
+            calls.append(len(items))
+            return reranker.score(query, items)
+
+    scorer = CrossEncoderScorer(Counting(), products)
+    first = scorer("red lamp", ["a", "b", "zzz"])
+    assert first[2] == {} and set(first[0]) == {"cross_encoder"}
+    expected = reranker.score("red lamp", [p.to_source() for p in products.values()])
+    assert [r["cross_encoder"] for r in first[:2]] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert scorer("red lamp", ["b", "a"])[0] == first[1] and calls == [2]  # cached per (query, product)
+    both = combine_stages(lambda q, ids: [{"bm25": 1.0, "cross_encoder": -1.0} for _ in ids], scorer)
+    assert both("red lamp", ["a"]) == [{"bm25": 1.0, "cross_encoder": first[0]["cross_encoder"]}]

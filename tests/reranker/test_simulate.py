@@ -137,3 +137,19 @@ def test_params_validation():
         SimParams(sessions=0)
     with pytest.raises(ValueError, match="order"):
         SimParams(order="bm25")
+
+
+def test_cli_exclude_queries_keeps_held_out_queries_out_of_the_events(tmp_path):
+    from shopsearch.api import cmd_simulate_events
+
+    data = write_tiny_data(tmp_path / "data")
+    every = load_judged(data).queries
+    dropped = sorted(every)[0]
+    (tmp_path / "heldout.tsv").write_text(f"{dropped}\t{every[dropped]}\n", encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    cmd_simulate_events.register(parser.add_subparsers())
+    args = parser.parse_args(["simulate-events", "--data", str(data), "--out", str(tmp_path / "ev.jsonl"),
+                              "--sessions", "60", "--users", "3", "--exclude-queries", str(tmp_path / "heldout.tsv")])
+    assert args.run(args) == 0
+    seen = {e.query_id for e in read_events(tmp_path / "ev.jsonl")}
+    assert dropped not in seen and seen == set(every) - {dropped}
