@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cross-encoder (model name or folder) that scores every impression for the cross_encoder "
                         "feature; use the one the serving profile's rerank stage runs. Without it the feature is "
                         "missing in training and the model ignores it")
+    p.add_argument("--bi-encoder", metavar="MODEL",
+                   help="the index's bi-encoder (all-MiniLM-L6-v2 or a folder): fills the vector-similarity "
+                        "features (knn, knn_list_rank) as the k-NN leg scores them; without it they are missing")
     p.set_defaults(run=run)
 
 
@@ -36,24 +39,29 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.reranker.ranker_training import file_sha256, save, train
     from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.reranker.model_registry import load_cross_encoder
-    from shopsearch.reranker.training_rows import Bm25Scorer, CrossEncoderScorer, build_rows, combine_stages
+    from shopsearch.reranker.training_rows import (Bm25Scorer, CrossEncoderScorer, VectorScorer, build_rows,
+                                                   combine_stages)
 
     t0 = time.perf_counter()
     names = tuple(n.strip() for n in args.features.split(",") if n.strip()) if args.features \
         else DEFAULT_MODEL_FEATURES
     data = load_judged(args.data)
     events = list(read_events(args.events))
-    stages_fn = Bm25Scorer(data.products)
+    scorers = [Bm25Scorer(data.products)]
+    if args.bi_encoder:
+        from shopsearch.indexer.embedder import BiEncoder
+
+        scorers.append(VectorScorer(BiEncoder(args.bi_encoder), data.products))
     if args.cross_encoder:
-        stages_fn = combine_stages(stages_fn, CrossEncoderScorer(load_cross_encoder(args.cross_encoder),
-                                                                 data.products))
+        scorers.append(CrossEncoderScorer(load_cross_encoder(args.cross_encoder), data.products))
+    stages_fn = combine_stages(*scorers)
     rows = build_rows(events, data.products, names, stages_fn=stages_fn, progress=True)
     result = train(rows, objective=args.objective, target=args.target, folds=args.folds, seed=args.seed,
                    progress=True)
     model = save(result, rows, args.out, {
         "events": str(args.events), "events_sha256": file_sha256(args.events), "events_count": len(events),
         "data_dir": str(args.data), "simulated": any(e.simulated for e in events),
-        "cross_encoder": args.cross_encoder})
+        "cross_encoder": args.cross_encoder, "bi_encoder": args.bi_encoder})
     mean = model.card["cv"]["mean"]
     dt = time.perf_counter() - t0
     print(f"saved {args.out}: {len(rows)} rows, {model.card['data']['lists']} lists, {args.folds}-fold CV by "

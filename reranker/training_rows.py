@@ -190,6 +190,35 @@ class CrossEncoderScorer:
                 for pid in product_ids]
 
 
+class VectorScorer:
+    """The k-NN leg's score per product, as a :data:`StagesFn` giving ``{"knn": (1 + cos) / 2}``.
+
+    Logs do not carry retrieval scores, so training recomputes the vector similarity with the index's
+    bi-encoder, on the engines' scale (lucene ``cosinesimil``). Product and query vectors are cached.
+
+    Args:
+        encoder: anything with ``encode(texts) -> (n, d)`` unit vectors (indexer.embedder.BiEncoder).
+        products: product id -> Product (embedded as the indexer does, :meth:`Product.embed_text`).
+    """
+
+    def __init__(self, encoder, products: Mapping[str, Product]) -> None:
+        self._encoder = encoder
+        self._products = products
+        self._vectors: dict[str, np.ndarray] = {}
+        self._queries: dict[str, np.ndarray] = {}
+
+    def __call__(self, query: str, product_ids: Sequence[str]) -> list[dict[str, float]]:
+        todo = [pid for pid in dict.fromkeys(product_ids) if pid in self._products and pid not in self._vectors]
+        if todo:
+            vecs = self._encoder.encode([self._products[pid].embed_text() for pid in todo])
+            self._vectors.update(zip(todo, np.asarray(vecs, dtype=np.float32)))
+        q = self._queries.get(query)
+        if q is None:
+            q = self._queries[query] = np.asarray(self._encoder.encode([query]), dtype=np.float32)[0]
+        return [{"knn": float((1.0 + self._vectors[pid] @ q) / 2.0)} if pid in self._vectors else {}
+                for pid in product_ids]
+
+
 def combine_stages(*fns: StagesFn) -> StagesFn:
     """One :data:`StagesFn` whose dict per product merges those of ``fns`` (later ones win on a shared key)."""
     def stages(query: str, product_ids: Sequence[str]) -> list[dict[str, float]]:

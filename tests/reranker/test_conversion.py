@@ -129,7 +129,7 @@ def test_train_rejects_bad_arguments_and_compare_takes_any_baseline(tmp_path):
     assert report["candidate"]["purchase_ndcg@10"] == 1.0
 
 
-def test_cli_cross_encoder_scores_every_impression_for_its_feature(tmp_path):
+def test_cli_cross_encoder_scores_every_impression_for_its_feature(tmp_path, tiny_bi_encoder_dir):
     from shopsearch.api import cmd_train_ranker
     from shopsearch.reranker.conversion import ConversionModel
     from tests.reranker.tiny_ce import build_tiny_cross_encoder
@@ -142,11 +142,29 @@ def test_cli_cross_encoder_scores_every_impression_for_its_feature(tmp_path):
     parser = argparse.ArgumentParser()
     cmd_train_ranker.register(parser.add_subparsers())
     args = parser.parse_args(["ranker", "--events", str(tmp_path / "ev.jsonl"), "--data", str(data_dir), "--out",
-                              str(tmp_path / "lgbm"), "--folds", "2", "--features", "cross_encoder,title_overlap",
-                              "--cross-encoder", str(ce)])
+                              str(tmp_path / "lgbm"), "--folds", "2", "--features",
+                              "cross_encoder,knn_list_rank,title_overlap", "--cross-encoder", str(ce),
+                              "--bi-encoder", str(tiny_bi_encoder_dir)])
     assert args.run(args) == 0
     card = json.loads((tmp_path / "lgbm" / "model_card.json").read_text())
-    assert card["data"]["cross_encoder"] == str(ce)
-    # the feature had values in training, so the booster could split on it (a NaN column never is)
-    assert card["importance_gain"]["cross_encoder"] > 0
-    assert ConversionModel.load(tmp_path / "lgbm").names == ("cross_encoder", "title_overlap")
+    assert card["data"]["cross_encoder"] == str(ce) and card["data"]["bi_encoder"] == str(tiny_bi_encoder_dir)
+    # the features had values in training, so the booster could split on them (a NaN column never is)
+    assert card["importance_gain"]["cross_encoder"] > 0 and card["importance_gain"]["knn_list_rank"] > 0
+    assert ConversionModel.load(tmp_path / "lgbm").names == ("cross_encoder", "knn_list_rank", "title_overlap")
+
+
+def test_vector_scorer_reports_the_engine_scale_and_caches():
+    from shopsearch.indexer.records import Product
+    from shopsearch.reranker.training_rows import VectorScorer
+
+    class Enc:
+        calls = 0
+
+        def encode(self, texts):
+            Enc.calls += 1
+            return np.array([[1.0, 0.0] if "lamp" in t else [0.0, 1.0] for t in texts])
+
+    scorer = VectorScorer(Enc(), {"a": Product(id="a", title="Red lamp"), "b": Product(id="b", title="Mug")})
+    assert scorer("lamp", ["a", "b", "x"]) == [{"knn": 1.0}, {"knn": 0.5}, {}]  # (1 + cos) / 2
+    calls = Enc.calls
+    assert scorer("lamp", ["b", "a"]) == [{"knn": 0.5}, {"knn": 1.0}] and Enc.calls == calls
