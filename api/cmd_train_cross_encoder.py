@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=int, default=None,
                    help="cap training pairs per data folder (whole queries, seeded); default: all")
     p.add_argument("--max-valid-pairs", type=int, default=1500, help="cap validation pairs per data folder")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="query split (and pair order); keep it when continuing "
+                                                        "from a --base-model, or test queries leak into training")
+    p.add_argument("--shuffle-seed", type=int, default=None, help="pair order only (default: --seed)")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of queries held for validation")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of queries held out entirely (for bench/ce_eval.py)")
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         data_dirs=tuple(args.train_dirs), out=args.out, base_model=args.base_model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
         max_pairs=args.max_pairs, max_valid_pairs=args.max_valid_pairs, seed=args.seed,
+        shuffle_seed=args.shuffle_seed,
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, eval_steps=args.eval_steps,
         patience=args.patience, hard_negatives=args.hard_negatives if mine else 0, mine_depth=args.mine_depth,
         mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"

@@ -75,10 +75,15 @@ class RerankSettings:
     depth: int = 0
     budget_ms: float = 150.0
     model: str | None = None
+    combine: str = "none"  # "none": cross-encoder order; "rrf": RRF of cross-encoder and incoming ranks
+    rrf_k: float = 60.0
 
     @property
     def enabled(self) -> bool:
         return self.depth > 0 and self.model is not None
+
+
+RERANK_COMBINE = ("none", "rrf")
 
 
 @dataclass(frozen=True)
@@ -215,10 +220,14 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
     fusion = FusionSettings(method=method, rrf_k=f.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True),
                             weights=weights)
 
-    r = _Reader(path, top.table_of("rerank"), "rerank.", ("depth", "budget_ms", "model"))
+    r = _Reader(path, top.table_of("rerank"), "rerank.", ("depth", "budget_ms", "model", "combine", "rrf_k"))
+    combine = r.string("combine", "none")
+    if combine not in RERANK_COMBINE:
+        r.fail("combine", combine, f"be one of {', '.join(RERANK_COMBINE)}")
     rerank = RerankSettings(depth=r.number("depth", 0, 0, MAX_LEG_SIZE, integer=True),
                             budget_ms=r.number("budget_ms", 150.0, 0.0, 60_000.0, lo_open=True),
-                            model=_model_name(r))
+                            model=_model_name(r), combine=combine,
+                            rrf_k=r.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True))
 
     c = _Reader(path, top.table_of("conversion"), "conversion.", ("depth", "model"))
     conversion = ConversionSettings(depth=c.number("depth", 0, 0, MAX_LEG_SIZE, integer=True), model=_model_name(c))

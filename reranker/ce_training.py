@@ -50,7 +50,8 @@ class TrainConfig:
     max_length: int = 128
     max_pairs: int | None = None  # per data dir, whole queries
     max_valid_pairs: int | None = 1500  # per data dir; validation runs at every evaluation
-    seed: int = 42
+    seed: int = 42  # the query split and the order of the pairs
+    shuffle_seed: int | None = None  # the order of the pairs only (continuing a run on data in a new order)
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     eval_steps: int = 0  # 0: evaluate once per epoch
@@ -199,7 +200,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     before = _evaluate(model, splits)
     best, best_step, best_state, stale, step = before["ndcg@10"], 0, None, 0, 0
     log.info("valid nDCG@10 before training: %.4f", best)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if config.shuffle_seed is None else config.shuffle_seed)
     eval_every = config.eval_steps or steps_per_epoch
     stop = False
     bar = tqdm(total=total_steps, desc="train cross-encoder", unit="step")

@@ -132,8 +132,8 @@ class CrossEncoderReranker:
                              f"available: {sorted(self.calibrations)}")
         return self.calibrations[name].apply(scores)
 
-    def rerank(self, query: str, hits: Sequence[ScoredHit], depth: int = 50, budget_ms: float | None = None
-               ) -> tuple[list[ScoredHit], bool]:
+    def rerank(self, query: str, hits: Sequence[ScoredHit], depth: int = 50, budget_ms: float | None = None,
+               combine: str = "none", rrf_k: float = 60.0) -> tuple[list[ScoredHit], bool]:
         """Rescore the top ``depth`` hits with the cross-encoder; the rest follow in their fused order.
 
         Reranked hits get ``score`` = the cross-encoder score and ``stages["cross_encoder"]``; the others keep
@@ -146,10 +146,13 @@ class CrossEncoderReranker:
             depth: how many of the top hits to rescore (>= 0).
             budget_ms: time allowed for scoring; None for no limit. Skipped up front when the running
                 per-pair estimate says it cannot fit.
+            combine: "none" orders the head by the cross-encoder score; "rrf" by 1/(rrf_k + cross-encoder rank)
+                + 1/(rrf_k + incoming rank), and that sum becomes the hit's score (``stages["rerank"]``).
+            rrf_k: the fusion's k (> 0).
         Returns:
             (hits, degraded), with exactly the input hits.
         Raises:
-            ValueError: ``depth`` < 0 or ``budget_ms`` <= 0.
+            ValueError: ``depth`` < 0, ``budget_ms`` <= 0, unknown ``combine`` or ``rrf_k`` <= 0.
         Example:
             >>> ranked, degraded = rr.rerank("red lamp", hits, depth=50, budget_ms=250)  # doctest: +SKIP
         """
@@ -157,6 +160,10 @@ class CrossEncoderReranker:
             raise ValueError(f"depth={depth!r} must be >= 0")
         if budget_ms is not None and budget_ms <= 0:
             raise ValueError(f"budget_ms={budget_ms!r} must be > 0 (or None for no limit)")
+        if combine not in ("none", "rrf"):
+            raise ValueError(f"combine={combine!r} must be 'none' or 'rrf'")
+        if rrf_k <= 0:
+            raise ValueError(f"rrf_k={rrf_k!r} must be > 0")
         hits = list(hits)
         head, tail = hits[:depth], hits[depth:]
         if not head:
@@ -176,9 +183,18 @@ class CrossEncoderReranker:
             return hits, True
         if deadline is not None and time.perf_counter() > deadline:
             return hits, True
-        order = np.argsort(-scores, kind="stable")  # ties keep the fused order
-        reranked = [replace(head[i], score=float(scores[i]), stages={**head[i].stages, STAGE: float(scores[i])})
-                    for i in order]
+        final, extra = scores.astype(np.float64), {}
+        if combine == "rrf":
+            ce_rank = np.empty(len(scores))
+            ce_rank[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+            final = 1.0 / (rrf_k + ce_rank) + 1.0 / (rrf_k + np.arange(1, len(scores) + 1))
+        order = np.argsort(-final, kind="stable")  # ties keep the fused order
+        reranked = []
+        for i in order:
+            stages = {**head[i].stages, STAGE: float(scores[i])}
+            if combine == "rrf":
+                stages["rerank"] = float(final[i])
+            reranked.append(replace(head[i], score=float(final[i]), stages=stages))
         return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], False
 
 

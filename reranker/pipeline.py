@@ -173,7 +173,8 @@ class RankingPipeline:
         s = profile.rerank
         try:
             model = self.models.cross_encoder(s.model)
-            out, over = model.rerank(query, hits, depth=s.depth, budget_ms=s.budget_ms if self.budgets else None)
+            out, over = model.rerank(query, hits, depth=s.depth, budget_ms=s.budget_ms if self.budgets else None,
+                                     combine=s.combine, rrf_k=s.rrf_k)
         except Exception as exc:  # noqa: BLE001 - a missing/broken model degrades, never a 500
             log.warning("rerank stage degraded (profile %s): %s", profile.name, exc)
             return hits, f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({exc}); fused order served"

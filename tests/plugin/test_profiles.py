@@ -30,7 +30,8 @@ def test_packaged_profiles_load_and_differ_in_legs():
 
 def test_default_profile_is_fully_commented_and_typo_tolerant():
     text = (PACKAGED_DIR / "default.toml").read_text()
-    keys = ["enabled", "size", "fuzziness", "tie_breaker", "k", "method", "rrf_k", "depth", "budget_ms", "model"]
+    keys = ["enabled", "size", "fuzziness", "tie_breaker", "k", "method", "rrf_k", "depth", "budget_ms", "model",
+            "combine"]
     lines = text.splitlines()
     for key in keys:
         found = [i for i, ln in enumerate(lines) if ln.startswith(f"{key} =")]
@@ -88,6 +89,8 @@ def test_values_are_parsed():
     ('[fusion.weights]\nbm25 = 0\nknn = 0\n', r"fusion\.weights = .*: must give an enabled leg a weight > 0"),
     ('[rerank]\ndepth = -1\n', r"rerank\.depth = -1: must be an integer >= 0"),
     ('[rerank]\nmodel = "models/ce"\n', r"rerank\.model = 'models/ce': must be a model name"),
+    ('[rerank]\ncombine = "sum"\n', r"rerank\.combine = 'sum': must be one of none, rrf"),
+    ('[rerank]\nrrf_k = -1\n', r"rerank\.rrf_k = -1: must be a number > 0"),
     ('[conversion]\ndepth = 1001\n', r"conversion\.depth = 1001: must be an integer >= 0 and <= 1000"),
     ('[conversion]\nmodel = 3\n', r"conversion\.model = 3: must be a string"),
     ('[conversion]\nbudget_ms = 3\n', r"conversion\.budget_ms = 3: must be one of the keys allowed in \[conversion\]"),

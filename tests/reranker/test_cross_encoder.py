@@ -243,3 +243,10 @@ def test_cross_encoder_scorer_feeds_training_rows(trained, reranker):
     assert scorer("red lamp", ["b", "a"])[0] == first[1] and calls == [2]  # cached per (query, product)
     both = combine_stages(lambda q, ids: [{"bm25": 1.0, "cross_encoder": -1.0} for _ in ids], scorer)
     assert both("red lamp", ["a"]) == [{"bm25": 1.0, "cross_encoder": first[0]["cross_encoder"]}]
+
+
+def test_rerank_rejects_bad_combine(reranker):
+    with pytest.raises(ValueError, match="combine='sum'"):
+        reranker.rerank("red lamp", _hits(3), combine="sum")
+    with pytest.raises(ValueError, match="rrf_k=0"):
+        reranker.rerank("red lamp", _hits(3), combine="rrf", rrf_k=0)

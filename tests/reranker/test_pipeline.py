@@ -90,6 +90,7 @@ PROFILES = {
     "plain": "",
     "ce": '[rerank]\ndepth = 8\nmodel = "table-ce"\n',
     "ce-deep": '[rerank]\ndepth = 150\nbudget_ms = 5000\nmodel = "table-ce"\n',
+    "ce-rrf": '[rerank]\ndepth = 8\nmodel = "table-ce"\ncombine = "rrf"\nrrf_k = 1\n',
     "ce-fail": '[rerank]\ndepth = 8\nmodel = "failing-ce"\n',
     "ce-tiny": '[rerank]\ndepth = 8\nbudget_ms = 30000\nmodel = "tiny-ce"\n',
     "ce-tiny-overrun": '[rerank]\ndepth = 8\nbudget_ms = 0.001\nmodel = "tiny-ce"\n',
@@ -342,3 +343,15 @@ def test_registry_loads_the_real_conversion_model(model_dir):
 def test_scored_hit_contributions_default_empty():
     h = ScoredHit(id="p", rank=1, score=0.0)
     assert h.contributions == {} and replace(h, contributions={"bias": 1.0}).contributions == {"bias": 1.0}
+
+
+def test_rrf_combine_fuses_cross_encoder_and_incoming_ranks(searcher, registry):
+    # REVERSE puts the fused order upside down; with rrf_k = 1 the two ranks of head position i (0-based) are
+    # i + 1 and 8 - i, so every score is 1/(2 + i) + 1/(9 - i): symmetric, ties kept in fused order, and the
+    # ends of the head (agreeing with one ranking strongly) beat its middle.
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=10, profile="ce-rrf"))
+    head = resp.hits[:8]
+    expected = {f"p{i:03d}": 1 / (2 + i) + 1 / (9 - i) for i in range(8)}
+    assert {h.id: h.stages["rerank"] for h in head} == pytest.approx(expected)
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
+    assert ids(head)[:2] == ["p000", "p007"] and all(h.stages["cross_encoder"] == REVERSE(h.id) for h in head)
