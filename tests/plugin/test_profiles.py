@@ -57,7 +57,7 @@ def test_conversion_section_and_the_rerank_profile():
     assert p.conversion.enabled and (p.conversion.depth, p.conversion.model) == (20, "lgbm-sim")
     assert not parse_profile({"conversion": {"depth": 20}}, "x").conversion.enabled
     rerank = ProfileStore([PACKAGED_DIR]).get("rerank")
-    assert (rerank.rerank.model, rerank.rerank.depth) == ("ce-minilm", 50)
+    assert (rerank.rerank.model, rerank.rerank.depth, rerank.rerank.combine) == ("ce-minilm", 30, "rrf")
     assert (rerank.conversion.model, rerank.conversion.depth) == ("lgbm-sim", 20)
 
 
