@@ -53,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mine-profile", default="default", help="profile whose hits are mined (default: default)")
     add_engine_args(p)
     add_model_arg(p, help="the mined index's query encoder (default all-MiniLM-L6-v2)")
+    p.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="bi-encoder (all-MiniLM-L6-v2 or a folder) whose cosine is blended into the judged labels")
+    p.add_argument("--teacher-weight", type=float, default=0.0,
+                   help="label = (1 - w) * grade + w * teacher similarity (default 0: labels only)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
     p.set_defaults(run=run)
@@ -91,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, eval_steps=args.eval_steps,
         patience=args.patience, hard_negatives=args.hard_negatives if mine else 0, mine_depth=args.mine_depth,
         mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"
-                             for n, i in sorted(mine.items())) or None, device=args.device)
+                             for n, i in sorted(mine.items())) or None, teacher=args.teacher,
+        teacher_weight=args.teacher_weight if args.teacher else 0.0, device=args.device)
     config.validate()
     candidates = {}
     for d in args.train_dirs:

@@ -5,6 +5,7 @@ pool) vs off-the-shelf all-MiniLM-L6-v2 cosine. homedepot: RMSE of the calibrate
 against predicting the train split's mean rating.
 
     python bench/ce_eval.py --model models/ce-minilm [--data ../shared/data] [--hd-queries 300] [--cf-queries N] [--fp32]
+        [--split valid]
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=os.environ.get("SHOPSEARCH_DATA", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--hd-queries", type=int, default=300, help="homedepot test queries to score (seeded cap)")
     ap.add_argument("--cf-queries", type=int, default=None, help="cap crowdflower test queries (default: all)")
+    ap.add_argument("--split", choices=("test", "valid"), default="test",
+                    help="score the held-out test queries (default) or the validation queries runs are chosen on")
     ap.add_argument("--fp32", action="store_true", help="score in fp32 instead of the CPU int8 fast path")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
@@ -35,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     from shopsearch.reranker.ce_metrics import rmse
     from shopsearch.reranker.cross_encoder import CrossEncoderReranker
     from shopsearch.reranker.model_card import read_model_card
-    from shopsearch.reranker.pool_eval import bm25_scores, cosine_scores, heldout_pools, model_scores, pool_ndcg
+    from shopsearch.api.compare import randomization_test
+    from shopsearch.reranker.pool_eval import (bm25_scores, cosine_scores, heldout_pools, model_scores,
+                                               per_query_ndcg, pool_ndcg)
 
     started = time.perf_counter()
     card = read_model_card(args.model)
@@ -44,28 +49,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model} ({rr.precision}, {rr.device}); trained on "
           f"{[d['name'] for d in card['data']['dirs']]}, seed {card['seed']}")
 
-    cf, cf_pools, cf_train = heldout_pools(Path(args.data) / "crowdflower", args.model,
+    cf, cf_pools, cf_train = heldout_pools(Path(args.data) / "crowdflower", args.model, args.split,
                                             max_queries=args.cf_queries)
     n_pairs = sum(len(p.products) for p in cf_pools)
     ce = model_scores(cf_pools, rr.score)
-    rows = {"BM25 (bm25s, stemmed, pool)": pool_ndcg(cf_pools, bm25_scores(cf_pools)),
-            "MiniLM cosine (off the shelf)": pool_ndcg(cf_pools, cosine_scores(cf_pools)),
+    refs = {"BM25 (bm25s, stemmed, pool)": bm25_scores(cf_pools),
+            "MiniLM cosine (off the shelf)": cosine_scores(cf_pools)}
+    rows = {**{name: pool_ndcg(cf_pools, s) for name, s in refs.items()},
             f"cross-encoder ({rr.precision})": pool_ndcg(cf_pools, ce)}
-    print(f"\ncrowdflower held-out test: {len(cf_pools)} queries, {n_pairs} judged pairs; nDCG@10 reranking the pool")
+    print(f"\ncrowdflower held-out {args.split}: {len(cf_pools)} queries, {n_pairs} judged pairs; nDCG@10 reranking the pool")
     for name, value in rows.items():
         print(f"  {name:34s} {value:.4f}")
+    # a few dozen queries: say whether a gap is more than noise (paired sign-flip test, as `shopsearch compare`)
+    ce_q = per_query_ndcg(cf_pools, ce)
+    for name, s in refs.items():
+        d = ce_q - per_query_ndcg(cf_pools, s)
+        print(f"  cross-encoder - {name.split(' (')[0]}: {d.mean():+.4f}, {int((d > 0).sum())} wins / "
+              f"{int((d < 0).sum())} losses, p = {randomization_test(d):.3f} (paired randomisation)")
     cf_raw = np.concatenate([p.raw for p in cf_pools])
     cf_mean = np.nanmean([j.raw_score for j in cf_train])
     print(f"  RMSE calibrated {rmse(rr.calibrated(np.concatenate(ce), 'crowdflower'), cf_raw):.4f} vs "
           f"predict-the-mean {rmse(np.full(cf_raw.shape, cf_mean), cf_raw):.4f} (raw 1-4)")
 
-    hd, hd_pools, hd_train = heldout_pools(Path(args.data) / "homedepot", args.model, max_queries=args.hd_queries)
+    if "homedepot" not in {d["name"] for d in card["data"]["dirs"]}:
+        print(f"\nhomedepot: not in this model's training data, skipped")
+        print(f"\nce_eval: {len(cf_pools)} queries, {n_pairs} pairs scored in {time.perf_counter() - started:.0f} s")
+        return 0
+    hd, hd_pools, hd_train = heldout_pools(Path(args.data) / "homedepot", args.model, args.split,
+                                               max_queries=args.hd_queries)
     hd_scores = model_scores(hd_pools, rr.score)
     raw = np.concatenate([p.raw for p in hd_pools])
     mean = float(np.nanmean([j.raw_score for j in hd_train]))
     cal_rmse = rmse(rr.calibrated(np.concatenate(hd_scores), "homedepot"), raw)
     base_rmse = rmse(np.full(raw.shape, mean), raw)
-    print(f"\nhomedepot held-out test: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
+    print(f"\nhomedepot held-out {args.split}: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
     print(f"  RMSE calibrated cross-encoder {cal_rmse:.4f} vs predict-the-mean ({mean:.3f}) {base_rmse:.4f}: "
           f"{100 * (1 - cal_rmse / base_rmse):.1f}% lower")
     print(f"  nDCG@10 pool: BM25 {pool_ndcg(hd_pools, bm25_scores(hd_pools)):.4f}, "

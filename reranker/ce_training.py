@@ -59,6 +59,8 @@ class TrainConfig:
     hard_negatives: int = 0  # unjudged products per train/valid query, drawn from the mined candidates
     mine_depth: int = 30  # top hits per query that negatives are drawn from
     mined_from: str | None = None  # where the candidates came from (recorded in the card)
+    teacher: str | None = None  # bi-encoder (all-MiniLM-L6-v2 or a folder) whose similarity joins the labels
+    teacher_weight: float = 0.0  # label = (1 - w) * grade + w * teacher, on judged pairs only
     device: str | None = None
 
     def validate(self) -> None:
@@ -72,7 +74,10 @@ class TrainConfig:
             ("valid_fraction", 0 < self.valid_fraction < 1, "in (0, 1)"),
             ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
             ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1"),
-            ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1")])
+            ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1"),
+            ("teacher_weight", 0 <= self.teacher_weight <= 1, "in [0, 1]")])
+        if self.teacher_weight > 0 and not self.teacher:
+            raise ValueError(f"teacher_weight={self.teacher_weight!r} needs a teacher (--teacher MODEL)")
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,10 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
                 for s in splits for j in s.train]
     if not examples:
         raise ValueError(f"data_dirs={list(config.data_dirs)!r} give no training pairs")
+    teacher_fit: dict[str, dict[str, float]] = {}
+    if config.teacher and config.teacher_weight > 0:
+        labels, teacher_fit = teacher_labels(splits, config.teacher, config.teacher_weight)
+        examples = [(q, t, y) for (q, t, _), y in zip(examples, labels)]
     if not any(s.valid for s in splits):
         raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
     base = config.base_model or _packaged_minilm()
@@ -241,11 +250,59 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     after = _evaluate(model, splits)
     cal_metrics = _calibrate(model, splits, out)
     seconds = time.perf_counter() - started
-    card = _card(config, base, splits, before, after, cal_metrics, best_step, step, seconds)
+    card = _card(config, base, splits, before, after, cal_metrics, best_step, step, seconds, teacher_fit)
     write_model_card(out, card)
     print(f"trained {out.name}: {len(examples)} pairs, {step} steps, valid nDCG@10 {before['ndcg@10']:.4f} -> "
           f"{after['ndcg@10']:.4f}, {seconds:.0f} s ({step * config.batch_size / max(seconds, 1e-9):.1f} pairs/s)")
     return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
+
+
+def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float
+                   ) -> tuple[list[float], dict[str, dict[str, float]]]:
+    """Training labels blended with a bi-encoder's cosine (distillation), in the order of the splits' train pairs.
+
+    The bi-encoder generalises to unseen queries from far more data than the few judged ones, and the cross-encoder
+    starts from its weights but not its scoring; blending its similarity into the labels passes that ranking on.
+    Its cosine is put on the label scale per data folder by matching the judged train labels' mean and spread
+    (a least-squares line would shrink it by the correlation and leave the teacher little to say);
+    mined hard negatives keep label 0 (they are there to teach what the pools leave out).
+
+    Returns:
+        (labels, {data folder name: {"slope", "intercept", "r"}}) — the fit is recorded in the model card.
+    """
+    from shopsearch.indexer.embedder import BiEncoder
+
+    encoder = BiEncoder(teacher)
+    labels: list[float] = []
+    fits = {}
+    for s in splits:
+        texts = [product_text(s.data.products[j.product_id]) for j in s.train]
+        cos = _cosines(encoder, [j.query for j in s.train], texts)
+        grades = np.array([s.data.normalised_grade(j) for j in s.train], dtype=float)
+        judged = np.arange(len(s.train)) < len(s.train) - s.train_negatives  # negatives come last
+        c, g = cos[judged], grades[judged]
+        slope = float(g.std() / c.std()) if judged.sum() > 1 and c.std() > 0 else 0.0
+        intercept = float(g.mean() - slope * c.mean()) if judged.any() else 0.0
+        mapped = np.clip(slope * cos + intercept, 0.0, 1.0)
+        blended = np.where(judged, (1 - weight) * grades + weight * mapped, grades)
+        labels.extend(float(y) for y in blended)
+        r = float(np.corrcoef(c, g)[0, 1]) if judged.sum() > 1 and c.std() > 0 and g.std() > 0 else math.nan
+        fits[s.data.name] = {"slope": slope, "intercept": intercept, "r": r}
+        log.info("teacher %s on %s: label ~ %.3f * cosine + %.3f (r %.3f)", teacher, s.data.name, slope,
+                 intercept, r)
+    return labels, fits
+
+
+def _cosines(encoder: Any, queries: list[str], texts: list[str]) -> np.ndarray:
+    """Row-wise cosine of (query, text) pairs; each distinct string is embedded once."""
+    from tqdm import tqdm
+
+    uq, ut = list(dict.fromkeys(queries)), list(dict.fromkeys(texts))
+    qv = encoder.encode(uq)
+    tv = np.concatenate([encoder.encode(ut[i:i + 512]) for i in tqdm(range(0, len(ut), 512), desc="teacher",
+                                                                     unit="chunk")]) if ut else qv[:0]
+    qi, ti = {q: i for i, q in enumerate(uq)}, {t: i for i, t in enumerate(ut)}
+    return np.einsum("ij,ij->i", qv[[qi[q] for q in queries]], tv[[ti[t] for t in texts]]).astype(float)
 
 
 def write_heldout_queries(out: Path, splits: Sequence[DatasetSplit]) -> list[Path]:
@@ -303,7 +360,8 @@ def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[st
 
 
 def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before: dict, after: dict,
-          cal_metrics: dict, best_step: int, steps: int, seconds: float) -> dict[str, Any]:
+          cal_metrics: dict, best_step: int, steps: int, seconds: float,
+          teacher_fit: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """The model card dict (see model_card.REQUIRED_KEYS)."""
     params = {k: v for k, v in asdict(config).items()
               if k not in ("data_dirs", "out", "base_model", "seed", "mined_from")}
@@ -326,7 +384,10 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
         "training_seconds": round(seconds, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "labels": "grade / max_grade of its dataset, in [0, 1] (mined hard negatives: 0); model score = "
-                  "sigmoid(logit)",
+                  "sigmoid(logit)" + (f"; judged pairs blended with teacher {config.teacher!r} at weight "
+                                      f"{config.teacher_weight} (cosine mapped per dataset: teacher_fit)"
+                                      if teacher_fit else ""),
+        **({"teacher_fit": teacher_fit} if teacher_fit else {}),
     }
 
 

@@ -72,6 +72,11 @@ def pool_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int = 10) 
     return mean_ndcg({p.qid: (s, p.grades) for p, s in zip(pools, scores)}, k)
 
 
+def per_query_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
+    """nDCG@k of each pool ranked by its scores, in pool order (for paired tests between rankers)."""
+    return np.array([mean_ndcg({p.qid: (s, p.grades)}, k) for p, s in zip(pools, scores)])
+
+
 def bm25_scores(pools: Sequence[Pool]) -> list[np.ndarray]:
     """BM25 (bm25s, English stemming and stopwords) of each pool's title + description, indexed per pool."""
     import bm25s

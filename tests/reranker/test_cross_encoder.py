@@ -181,6 +181,32 @@ def test_hard_negatives_join_train_and_valid_queries_only(trained, tmp_path):
         TrainConfig(data_dirs=("x",), out="y", hard_negatives=-1).validate()
 
 
+def test_teacher_blends_bi_encoder_similarity_into_judged_labels_only(trained, tiny_bi_encoder_dir, tmp_path):
+    from shopsearch.reranker.ce_training import prepare_splits, teacher_labels
+    from shopsearch.reranker.judgments import load_judged_set
+
+    data_dir = trained[1]
+    every = [json.loads(line)["id"] for line in (data_dir / "products.jsonl").read_text().splitlines()]
+    candidates = {data_dir.name: {q: every for q in load_judged_set(data_dir).by_query()}}
+    config = TrainConfig(data_dirs=(str(data_dir),), out=str(tmp_path), valid_fraction=0.25, test_fraction=0.2,
+                         hard_negatives=2)
+    [split] = splits = prepare_splits(config, candidates)
+    grades = np.array([split.data.normalised_grade(j) for j in split.train])
+    judged = len(split.train) - split.train_negatives
+    half, fits = teacher_labels(splits, str(tiny_bi_encoder_dir), 0.5)
+    full, _ = teacher_labels(splits, str(tiny_bi_encoder_dir), 1.0)
+    half, full = np.array(half), np.array(full)
+    assert half.shape == grades.shape and ((0 <= half) & (half <= 1)).all()
+    assert (half[judged:] == 0).all() and split.train_negatives > 0  # mined negatives keep label 0
+    np.testing.assert_allclose(half[:judged], 0.5 * grades[:judged] + 0.5 * full[:judged], atol=1e-9)
+    assert not np.allclose(full[:judged], grades[:judged])
+    assert set(fits[split.data.name]) == {"slope", "intercept", "r"}
+    with pytest.raises(ValueError, match="teacher_weight=0.5 needs a teacher"):
+        TrainConfig(data_dirs=("x",), out="y", teacher_weight=0.5).validate()
+    with pytest.raises(ValueError, match="teacher_weight"):
+        TrainConfig(data_dirs=("x",), out="y", teacher="m", teacher_weight=1.5).validate()
+
+
 def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_path, capsys):
     from shopsearch.api import cmd_train
     from shopsearch.api.cli import main

@@ -51,3 +51,16 @@ def test_loaded_pool_grades_match_the_qrels(data_and_model):
     _, pools, _ = heldout_pools(data, model)
     grade = {(j.qid, j.product_id): j.grade for j in js.judgments}
     assert all(grade[(p.qid, x["id"])] == g for p in pools for x, g in zip(p.products, p.grades))
+
+
+def test_per_query_ndcg_is_paired_and_averages_to_pool_ndcg(data_and_model):
+    from shopsearch.reranker.pool_eval import per_query_ndcg
+
+    data, model = data_and_model
+    _, pools, _ = heldout_pools(data, model)
+    ideal = [np.asarray(p.grades, dtype=float) for p in pools]
+    worst = [-s for s in ideal]
+    best, low = per_query_ndcg(pools, ideal), per_query_ndcg(pools, worst)
+    assert best.shape == (len(pools),) and np.allclose(best, 1.0)
+    assert (low < 1.0).all()
+    assert low.mean() == pytest.approx(pool_ndcg(pools, worst))
