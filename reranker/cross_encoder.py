@@ -1,7 +1,8 @@
 """Serve a trained cross-encoder: score (query, product) pairs and rerank the top of a fused hit list.
 
-On CUDA the model runs in fp16; on CPU, with ``fast_cpu``, its Linear layers are dynamically quantised to int8
-(measured in bench/rerank.py). Reranking never raises: on a scoring error or a blown time budget it returns the
+On CUDA the model runs in fp16; on CPU, with ``fast_cpu``, an int8 copy runs in ONNX Runtime (see
+onnx_cross_encoder.py), or, when that cannot be built, torch's dynamically quantised int8 Linear layers (both
+measured in bench/rerank.py). Reranking never raises: on a scoring error or a blown time budget it returns the
 fused order and says it degraded.
 """
 
@@ -24,6 +25,7 @@ from .pair_text import product_text
 log = logging.getLogger(__name__)
 
 STAGE = "cross_encoder"
+INT8_BACKENDS = ("auto", "onnx", "torch")
 
 
 class OverBudget(RuntimeError):
@@ -40,7 +42,10 @@ class CrossEncoderReranker:
         max_length: token limit of a (query, product text) pair, in [8, 512]; None: the one the model was
             trained with (its model card), else 256. Serving longer pairs than training saw costs time for text
             the model never learned to use.
-        fast_cpu: on CPU, quantise Linear layers to int8 (faster, ~same ranking).
+        fast_cpu: on CPU, score with an int8 model (faster, ~same ranking); False: torch fp32.
+        int8_backend: "auto" (ONNX Runtime, else torch with a warning), "onnx" (raise if it cannot be built)
+            or "torch" (dynamic quantisation of the Linear layers).
+        onnx_cache: where ONNX exports are cached (default ``$SHOPSEARCH_HOME/onnx``).
     Raises:
         ValueError: a parameter out of range. FileNotFoundError: ``model_dir`` does not exist.
     Example:
@@ -49,7 +54,10 @@ class CrossEncoderReranker:
     """
 
     def __init__(self, model_dir: str | Path, *, device: str | None = None, batch_size: int = 64,
-                 max_length: int | None = None, fast_cpu: bool = True) -> None:
+                 max_length: int | None = None, fast_cpu: bool = True, int8_backend: str = "auto",
+                 onnx_cache: str | Path | None = None) -> None:
+        if int8_backend not in INT8_BACKENDS:
+            raise ValueError(f"int8_backend={int8_backend!r} must be one of {', '.join(INT8_BACKENDS)}")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be >= 1")
         if max_length is not None and not 8 <= max_length <= 512:
@@ -67,19 +75,40 @@ class CrossEncoderReranker:
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = CrossEncoder(str(path), max_length=max_length, device=self.device, local_files_only=True)
+        self._onnx: Any = None
         self.model.eval()
         if self.device.startswith("cuda"):
             self.model.half()
             self.precision = "fp16"
         elif fast_cpu:
-            from .quantize import quantize_linear_int8
+            self._onnx = self._onnx_int8(path, max_length, int8_backend, onnx_cache)
+            if self._onnx is None:
+                from .quantize import quantize_linear_int8
 
-            quantize_linear_int8(self.model)
-            self.precision = "int8-dynamic"
+                quantize_linear_int8(self.model)
+                self.precision = "int8-dynamic"
+            else:
+                self.precision = "onnx-int8"
         else:
             self.precision = "fp32"
         self.calibrations, self.default_calibration = load_calibrations(path)
         self.ms_per_pair: float | None = None  # running estimate, drives the budget check
+
+    def _onnx_int8(self, path: Path, max_length: int, backend: str, cache: str | Path | None) -> Any:
+        """The ONNX Runtime int8 scorer, or None when ``backend`` is "torch" or ("auto" and) it cannot be built."""
+        if backend == "torch":
+            return None
+        try:
+            from .onnx_cross_encoder import OnnxCrossEncoder, default_cache_dir, export_int8
+
+            onnx_path = export_int8(self.model, path, cache or default_cache_dir())
+            return OnnxCrossEncoder(onnx_path, self.model.tokenizer, max_length)
+        except Exception as exc:  # noqa: BLE001 - any failure here means "use the torch path"
+            if backend == "onnx":
+                raise
+            log.warning("ONNX Runtime int8 path for %s unavailable (%s: %s); using torch dynamic int8", path,
+                        type(exc).__name__, exc)
+            return None
 
     def score(self, query: str, products: Sequence[Mapping[str, Any]], *, deadline: float | None = None
               ) -> np.ndarray:
@@ -106,8 +135,9 @@ class CrossEncoderReranker:
             with torch.inference_mode():
                 for start in range(0, len(pairs), self.batch_size):
                     chunk = pairs[start:start + self.batch_size]
-                    out[start:start + len(chunk)] = self.model.predict(chunk, batch_size=self.batch_size,
-                                                                       show_progress_bar=False)
+                    out[start:start + len(chunk)] = (
+                        self._onnx.predict(chunk) if self._onnx is not None else
+                        self.model.predict(chunk, batch_size=self.batch_size, show_progress_bar=False))
                     done = start + len(chunk)
                     if deadline is not None and time.perf_counter() > deadline and done < len(pairs):
                         raise OverBudget(f"scored {done} of {len(pairs)} pairs before the deadline")
