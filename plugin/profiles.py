@@ -92,6 +92,8 @@ class ConversionSettings:
 
     depth: int = 0
     model: str | None = None
+    combine: str = "none"  # "none": conversion order; "rrf": RRF of conversion and incoming ranks
+    rrf_k: float = 60.0
 
     @property
     def enabled(self) -> bool:
@@ -229,8 +231,12 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
                             model=_model_name(r), combine=combine,
                             rrf_k=r.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True))
 
-    c = _Reader(path, top.table_of("conversion"), "conversion.", ("depth", "model"))
-    conversion = ConversionSettings(depth=c.number("depth", 0, 0, MAX_LEG_SIZE, integer=True), model=_model_name(c))
+    c = _Reader(path, top.table_of("conversion"), "conversion.", ("depth", "model", "combine", "rrf_k"))
+    c_combine = c.string("combine", "none")
+    if c_combine not in RERANK_COMBINE:
+        c.fail("combine", c_combine, f"be one of {', '.join(RERANK_COMBINE)}")
+    conversion = ConversionSettings(depth=c.number("depth", 0, 0, MAX_LEG_SIZE, integer=True), model=_model_name(c),
+                                    combine=c_combine, rrf_k=c.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True))
 
     if not (bm25.enabled or knn.enabled):
         raise ProfileError(f"{path}: bm25.enabled = false and knn.enabled = false: must enable at least one leg")

@@ -215,9 +215,7 @@ class CrossEncoderReranker:
             return hits, True
         final, extra = scores.astype(np.float64), {}
         if combine == "rrf":
-            ce_rank = np.empty(len(scores))
-            ce_rank[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
-            final = 1.0 / (rrf_k + ce_rank) + 1.0 / (rrf_k + np.arange(1, len(scores) + 1))
+            final = rrf_with_incoming(scores, rrf_k)
         order = np.argsort(-final, kind="stable")  # ties keep the fused order
         reranked = []
         for i in order:
@@ -226,6 +224,20 @@ class CrossEncoderReranker:
                 stages["rerank"] = float(final[i])
             reranked.append(replace(head[i], score=float(final[i]), stages=stages))
         return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], False
+
+
+def rrf_with_incoming(scores: Sequence[float] | np.ndarray, rrf_k: float) -> np.ndarray:
+    """1/(rrf_k + rank by ``scores``) + 1/(rrf_k + incoming rank), for a head given in its incoming order.
+
+    Rerank stages use it to fuse their own ranking with the one they were handed (``combine = "rrf"``).
+
+    >>> rrf_with_incoming([0.1, 0.9], 1.0).round(3).tolist()  # each is first once: a tie
+    [0.833, 0.833]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    own = np.empty(len(scores))
+    own[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return 1.0 / (rrf_k + own) + 1.0 / (rrf_k + np.arange(1, len(scores) + 1))
 
 
 def _trained_max_length(path: Path, default: int = 256) -> int:

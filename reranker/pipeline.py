@@ -23,11 +23,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Protocol
 
+import numpy as np
+
 from shopsearch.plugin.hybrid import MAX_PAGE_SIZE, HybridSearcher, validate_request
 from shopsearch.plugin.profiles import Profile, ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
 
-from .cross_encoder import STAGE as CE_STAGE
+from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
 from .features import FeatureContext, feature_matrix
 from .model_registry import ModelRegistry
 
@@ -208,8 +210,10 @@ class RankingPipeline:
             log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)
             return hits, notes + [f"conversion stage degraded: model {s.model!r} failed "
                                   f"({type(exc).__name__}: {exc}); order kept"]
-        order = sorted(range(len(head)), key=lambda i: (-float(probs[i]), i))  # ties keep the incoming order
-        ranked = [_scored(head[i], float(probs[i]), float(raw[i]), contribs[i]) for i in order]
+        final = rrf_with_incoming(probs, s.rrf_k) if s.combine == "rrf" else np.asarray(probs, dtype=np.float64)
+        order = sorted(range(len(head)), key=lambda i: (-float(final[i]), i))  # ties keep the incoming order
+        ranked = [_scored(head[i], float(probs[i]), float(raw[i]), contribs[i],
+                          float(final[i]) if s.combine == "rrf" else None) for i in order]
         return [replace(h, rank=r) for r, h in enumerate(ranked + tail, 1)], notes
 
     def _feature_context(self, context: SearchContext | None, ids: list[str], notes: list[str]) -> FeatureContext:
@@ -226,8 +230,13 @@ class RankingPipeline:
             return FeatureContext()
 
 
-def _scored(h: ScoredHit, prob: float, raw: float, contributions: dict[str, Any]) -> ScoredHit:
-    """``h`` scored by the conversion model (probability, raw score, per-feature contributions)."""
-    return replace(h, score=prob, stages={**h.stages, CONVERSION: prob, f"{CONVERSION}_raw": raw},
+def _scored(h: ScoredHit, prob: float, raw: float, contributions: dict[str, Any],
+            fused: float | None = None) -> ScoredHit:
+    """``h`` scored by the conversion model (probability, raw score, per-feature contributions); with ``fused``
+    (``combine = "rrf"``) that fusion is its score, also kept as the ``conversion_rrf`` stage."""
+    stages = {**h.stages, CONVERSION: prob, f"{CONVERSION}_raw": raw}
+    if fused is not None:
+        stages[f"{CONVERSION}_rrf"] = fused
+    return replace(h, score=prob if fused is None else fused, stages=stages,
                    contributions={k: float(v) for k, v in contributions.items()})
 

@@ -58,7 +58,7 @@ def test_conversion_section_and_the_rerank_profile():
     assert not parse_profile({"conversion": {"depth": 20}}, "x").conversion.enabled
     rerank = ProfileStore([PACKAGED_DIR]).get("rerank")
     assert (rerank.rerank.model, rerank.rerank.depth, rerank.rerank.combine) == ("ce-minilm", 30, "rrf")
-    assert (rerank.conversion.model, rerank.conversion.depth) == ("lgbm-sim", 20)
+    assert (rerank.conversion.model, rerank.conversion.depth, rerank.conversion.combine) == ("lgbm-sim", 20, "rrf")
 
 
 def test_values_are_parsed():
@@ -90,6 +90,8 @@ def test_values_are_parsed():
     ('[rerank]\ndepth = -1\n', r"rerank\.depth = -1: must be an integer >= 0"),
     ('[rerank]\nmodel = "models/ce"\n', r"rerank\.model = 'models/ce': must be a model name"),
     ('[rerank]\ncombine = "sum"\n', r"rerank\.combine = 'sum': must be one of none, rrf"),
+    ('[conversion]\ncombine = "max"\n', r"conversion\.combine = 'max': must be one of none, rrf"),
+    ('[conversion]\nrrf_k = 0\n', r"conversion\.rrf_k"),
     ('[rerank]\nrrf_k = -1\n', r"rerank\.rrf_k = -1: must be a number > 0"),
     ('[conversion]\ndepth = 1001\n', r"conversion\.depth = 1001: must be an integer >= 0 and <= 1000"),
     ('[conversion]\nmodel = 3\n', r"conversion\.model = 3: must be a string"),

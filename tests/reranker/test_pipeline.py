@@ -97,6 +97,7 @@ PROFILES = {
     "ce-missing": '[rerank]\ndepth = 8\nmodel = "no-such-model"\n',
     "both": '[rerank]\ndepth = 12\nmodel = "table-ce"\n[conversion]\ndepth = 6\nmodel = "cheap-first"\n',
     "conv-only": '[conversion]\ndepth = 10\nmodel = "cheap-first"\n',
+    "conv-rrf": '[conversion]\ndepth = 10\nmodel = "cheap-first"\ncombine = "rrf"\nrrf_k = 1\n',
     "conv-missing": '[conversion]\ndepth = 10\nmodel = "no-such-lgbm"\n',
     "fail-then-ce-model": '[rerank]\ndepth = 8\nmodel = "failing-ce"\n[conversion]\ndepth = 5\nmodel = "cheap-ce"\n',
     "fail-then-plain-model": ('[rerank]\ndepth = 8\nmodel = "failing-ce"\n'
@@ -245,6 +246,18 @@ def test_conversion_orders_the_reranked_head_and_explains_every_stage(searcher, 
 def test_conversion_alone_orders_the_fused_head(searcher, registry, model_dir):
     resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=12, profile="conv-only"))
     assert ids(resp.hits) == cheap_first(model_dir, FUSED_IDS[:10]) + FUSED_IDS[10:12]
+
+
+def test_conversion_rrf_fuses_its_order_with_the_incoming_one(searcher, registry, model_dir):
+    resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=12, profile="conv-rrf"))
+    head = FUSED_IDS[:10]
+    own = {p: r for r, p in enumerate(cheap_first(model_dir, head), 1)}
+    fused = {p: 1 / (1 + own[p]) + 1 / (1 + r) for r, p in enumerate(head, 1)}
+    assert ids(resp.hits) == sorted(head, key=lambda p: (-fused[p], head.index(p))) + FUSED_IDS[10:12]
+    assert ids(resp.hits[:10]) != cheap_first(model_dir, head) and ids(resp.hits[:10]) != head  # both count
+    for h in resp.hits[:10]:
+        assert h.score == pytest.approx(fused[h.id]) == h.stages["conversion_rrf"]
+        assert 0 < h.stages["conversion"] < 1
 
 
 def test_conversion_skips_when_it_needs_a_degraded_cross_encoder(searcher, registry, model_dir):
