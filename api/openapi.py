@@ -79,8 +79,10 @@ def _schemas() -> dict[str, Any]:
             "id": {"type": "string"}, "rank": {"type": "integer", "minimum": 1}, "score": {"type": "number"},
             **hit_props,
             "stages": {"type": "object", "additionalProperties": {"type": "number"},
-                       "description": "Per-stage scores and ranks (bm25, knn, fused, cross_encoder, conversion, "
-                                      "conversion_raw, as far as the hit went); only with explain=true"},
+                       "description": "Per-stage scores and ranks (bm25, knn, fused, cross_encoder, rerank, "
+                                      "conversion, conversion_raw, conversion_rrf, as far as the hit went; rerank "
+                                      "and conversion_rrf when the profile fuses that stage with RRF); only with "
+                                      "explain=true"},
             "contributions": {"type": "object", "additionalProperties": {"type": "number"},
                               "description": "The conversion model's per-feature contributions (and 'bias'), "
                                              "summing to stages.conversion_raw; only with explain=true, only for "
