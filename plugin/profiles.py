@@ -181,6 +181,14 @@ def _model_name(r: _Reader) -> str | None:
     return name or None
 
 
+def _combine(r: _Reader) -> dict[str, Any]:
+    """A rerank stage's ``combine`` (one of RERANK_COMBINE) and ``rrf_k`` keys."""
+    combine = r.string("combine", "none")
+    if combine not in RERANK_COMBINE:
+        r.fail("combine", combine, f"be one of {', '.join(RERANK_COMBINE)}")
+    return {"combine": combine, "rrf_k": r.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True)}
+
+
 def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>") -> Profile:
     """Validate a profile's parsed TOML into a :class:`Profile`.
 
@@ -223,20 +231,13 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
                             weights=weights)
 
     r = _Reader(path, top.table_of("rerank"), "rerank.", ("depth", "budget_ms", "model", "combine", "rrf_k"))
-    combine = r.string("combine", "none")
-    if combine not in RERANK_COMBINE:
-        r.fail("combine", combine, f"be one of {', '.join(RERANK_COMBINE)}")
     rerank = RerankSettings(depth=r.number("depth", 0, 0, MAX_LEG_SIZE, integer=True),
                             budget_ms=r.number("budget_ms", 150.0, 0.0, 60_000.0, lo_open=True),
-                            model=_model_name(r), combine=combine,
-                            rrf_k=r.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True))
+                            model=_model_name(r), **_combine(r))
 
     c = _Reader(path, top.table_of("conversion"), "conversion.", ("depth", "model", "combine", "rrf_k"))
-    c_combine = c.string("combine", "none")
-    if c_combine not in RERANK_COMBINE:
-        c.fail("combine", c_combine, f"be one of {', '.join(RERANK_COMBINE)}")
     conversion = ConversionSettings(depth=c.number("depth", 0, 0, MAX_LEG_SIZE, integer=True), model=_model_name(c),
-                                    combine=c_combine, rrf_k=c.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True))
+                                    **_combine(c))
 
     if not (bm25.enabled or knn.enabled):
         raise ProfileError(f"{path}: bm25.enabled = false and knn.enabled = false: must enable at least one leg")
