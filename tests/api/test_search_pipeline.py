@@ -40,9 +40,11 @@ def test_rerank_profile_runs_every_stage_and_explains_it(tmp_path, searcher, cat
     assert resp.status_code == 200 and not body["degraded"], body["notes"]
     assert {"rerank", "conversion", "total"} <= set(body["timings_ms"])
     for hit in body["hits"]:
-        assert {"fused", "cross_encoder", "conversion", "conversion_raw"} <= set(hit["stages"])
+        assert {"fused", "cross_encoder", "rerank", "conversion", "conversion_raw", "conversion_rrf"} <= set(
+            hit["stages"])
         assert sum(hit["contributions"].values()) == pytest.approx(hit["stages"]["conversion_raw"])
-        assert hit["score"] == pytest.approx(hit["stages"]["conversion"])
+        assert hit["score"] == pytest.approx(hit["stages"]["conversion_rrf"])  # the packaged profile fuses, RRF
+        assert 0 < hit["stages"]["conversion"] < 1
     scores = [h["score"] for h in body["hits"]]
     assert scores == sorted(scores, reverse=True) and [h["rank"] for h in body["hits"]] == [1, 2, 3, 4, 5]
     check(c.get("/openapi.json").get_json(), "/search", "get", resp)
