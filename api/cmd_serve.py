@@ -83,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
             svc.get_searcher()
         except Exception as exc:  # noqa: BLE001 - the first request retries the build
             log.warning("worker %s: searcher not built at boot (%s); will retry on first request", worker.pid, exc)
+            return
+        # The profiles' rerank models too (a cross-encoder's first CPU load exports its ONNX copy).
+        try:
+            loaded = svc.get_pipeline().warm_models()
+        except Exception as exc:  # noqa: BLE001 - models then load on first use
+            log.warning("worker %s: models not loaded at boot (%s); they load on first use", worker.pid, exc)
+            return
+        log.info("worker %s: models loaded at boot: %s", worker.pid, ", ".join(loaded) or "none")
 
     def worker_exit(server, worker) -> None:
         wsgi = getattr(worker, "wsgi", None)

@@ -109,6 +109,31 @@ class RankingPipeline:
         """:func:`check_models` with this pipeline's profiles and models."""
         return check_models(self.profiles, self.models, profile_name)
 
+    def warm_models(self) -> list[str]:
+        """Load every model a profile's rerank or conversion stage names, so no shopper's request pays for it.
+
+        A cross-encoder's first load on CPU exports its ONNX int8 copy (cached after). Models that are missing or
+        fail to load are skipped (logged): requests then serve that stage degraded, as without a warm-up.
+        Returns the ``kind:name`` of each model loaded.
+        """
+        loaded = []
+        for name in self.profiles.names():
+            try:
+                profile = self.profiles.get(name)
+            except ValueError as exc:  # an invalid user profile: requests naming it get the 400
+                log.warning("warm-up: profile %s skipped: %s", name, exc)
+                continue
+            for kind, stage in (("cross_encoder", profile.rerank), ("conversion", profile.conversion)):
+                key = f"{kind}:{stage.model}"
+                if not stage.enabled or key in loaded:
+                    continue
+                try:
+                    getattr(self.models, kind)(stage.model)
+                    loaded.append(key)
+                except Exception as exc:  # noqa: BLE001 - warming is best effort
+                    log.warning("warm-up: %s model %r not loaded (%s)", kind, stage.model, exc)
+        return loaded
+
     def search(self, req: SearchRequest, *, context: SearchContext | None = None) -> SearchResponse:
         """Run one search through every stage of the request's profile.
 

@@ -304,6 +304,18 @@ def test_profiles_without_stages_and_bad_requests_pass_through(searcher, registr
 
 # --- model registry ----------------------------------------------------------------------------------------------
 
+def test_warm_models_loads_every_named_model_once_and_skips_missing_ones(searcher, registry, caplog):
+    pipe = RankingPipeline(searcher, registry)
+    loaded = pipe.warm_models()
+    assert {"cross_encoder:table-ce", "cross_encoder:failing-ce", "cross_encoder:tiny-ce", "conversion:cheap-first",
+            "conversion:cheap-ce"} <= set(loaded)
+    assert len(loaded) == len(set(loaded)) and not any("no-such" in k for k in loaded)
+    assert "'no-such-model' not loaded" in caplog.text and "'no-such-lgbm' not loaded" in caplog.text
+    assert pipe.warm_models() == loaded
+    resp = pipe.search(SearchRequest("lamp", size=5, profile="ce-tiny"))  # served by the warmed model
+    assert not resp.degraded and "cross_encoder" in resp.hits[0].stages
+
+
 def test_registry_finds_by_name_in_order_and_says_where_it_looked(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     (first / "m1").mkdir(parents=True)
