@@ -67,13 +67,18 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
     'default'
     """
     profile = profiles.get(profile_name)
-    for kind, stage in (("cross_encoder", profile.rerank), ("conversion", profile.conversion)):
-        if stage.enabled:
-            try:
-                models.check(kind, stage.model)
-            except FileNotFoundError as exc:
-                raise type(exc)(f"profile {profile.name!r} ({kind} stage): {exc}") from None
+    for kind, model in model_stages(profile):
+        try:
+            models.check(kind, model)
+        except FileNotFoundError as exc:
+            raise type(exc)(f"profile {profile.name!r} ({kind} stage): {exc}") from None
     return profile
+
+
+def model_stages(profile: Profile) -> list[tuple[str, str]]:
+    """(model kind, model name) of each enabled model stage of ``profile``: rerank, then conversion."""
+    return [(kind, stage.model) for kind, stage in (("cross_encoder", profile.rerank),
+                                                    ("conversion", profile.conversion)) if stage.enabled]
 
 
 def _ms(t0: float) -> float:
@@ -116,22 +121,22 @@ class RankingPipeline:
         fail to load are skipped (logged): requests then serve that stage degraded, as without a warm-up.
         Returns the ``kind:name`` of each model loaded.
         """
-        loaded = []
+        loaded, tried = [], set()
         for name in self.profiles.names():
             try:
                 profile = self.profiles.get(name)
             except ValueError as exc:  # an invalid user profile: requests naming it get the 400
                 log.warning("warm-up: profile %s skipped: %s", name, exc)
                 continue
-            for kind, stage in (("cross_encoder", profile.rerank), ("conversion", profile.conversion)):
-                key = f"{kind}:{stage.model}"
-                if not stage.enabled or key in loaded:
+            for kind, model in model_stages(profile):
+                if (kind, model) in tried:  # several profiles may name one model; load (or fail) it once
                     continue
+                tried.add((kind, model))
                 try:
-                    getattr(self.models, kind)(stage.model)
-                    loaded.append(key)
+                    self.models.get(kind, model)
+                    loaded.append(f"{kind}:{model}")
                 except Exception as exc:  # noqa: BLE001 - warming is best effort
-                    log.warning("warm-up: %s model %r not loaded (%s)", kind, stage.model, exc)
+                    log.warning("warm-up: %s model %r not loaded (%s)", kind, model, exc)
         return loaded
 
     def search(self, req: SearchRequest, *, context: SearchContext | None = None) -> SearchResponse:
