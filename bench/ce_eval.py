@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             "MiniLM cosine (off the shelf)": cosine_scores(cf_pools)}
     rows = {**{name: pool_ndcg(cf_pools, s) for name, s in refs.items()},
             f"cross-encoder ({rr.precision})": pool_ndcg(cf_pools, ce)}
-    print(f"\ncrowdflower held-out {args.split}: {len(cf_pools)} queries, {n_pairs} judged pairs; nDCG@10 reranking the pool")
+    print(f"\ncrowdflower held-out {args.split}: {len(cf_pools)} queries, {n_pairs} judged pairs; "
+          "nDCG@10 reranking the pool")
     for name, value in rows.items():
         print(f"  {name:34s} {value:.4f}")
     # a few dozen queries: say whether a gap is more than noise (paired sign-flip test, as `shopsearch compare`)
@@ -71,24 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  RMSE calibrated {rmse(rr.calibrated(np.concatenate(ce), 'crowdflower'), cf_raw):.4f} vs "
           f"predict-the-mean {rmse(np.full(cf_raw.shape, cf_mean), cf_raw):.4f} (raw 1-4)")
 
+    queries, pairs = len(cf_pools), n_pairs
     if "homedepot" not in {d["name"] for d in card["data"]["dirs"]}:
-        print(f"\nhomedepot: not in this model's training data, skipped")
-        print(f"\nce_eval: {len(cf_pools)} queries, {n_pairs} pairs scored in {time.perf_counter() - started:.0f} s")
-        return 0
-    hd, hd_pools, hd_train = heldout_pools(Path(args.data) / "homedepot", args.model, args.split,
+        print("\nhomedepot: not in this model's training data, skipped")
+    else:
+        hd, hd_pools, hd_train = heldout_pools(Path(args.data) / "homedepot", args.model, args.split,
                                                max_queries=args.hd_queries)
-    hd_scores = model_scores(hd_pools, rr.score)
-    raw = np.concatenate([p.raw for p in hd_pools])
-    mean = float(np.nanmean([j.raw_score for j in hd_train]))
-    cal_rmse = rmse(rr.calibrated(np.concatenate(hd_scores), "homedepot"), raw)
-    base_rmse = rmse(np.full(raw.shape, mean), raw)
-    print(f"\nhomedepot held-out {args.split}: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
-    print(f"  RMSE calibrated cross-encoder {cal_rmse:.4f} vs predict-the-mean ({mean:.3f}) {base_rmse:.4f}: "
-          f"{100 * (1 - cal_rmse / base_rmse):.1f}% lower")
-    print(f"  nDCG@10 pool: BM25 {pool_ndcg(hd_pools, bm25_scores(hd_pools)):.4f}, "
-          f"cross-encoder {pool_ndcg(hd_pools, hd_scores):.4f}")
-    print(f"\nce_eval: {len(cf_pools) + len(hd_pools)} queries, {n_pairs + raw.size} pairs scored in "
-          f"{time.perf_counter() - started:.0f} s")
+        hd_scores = model_scores(hd_pools, rr.score)
+        raw = np.concatenate([p.raw for p in hd_pools])
+        mean = float(np.nanmean([j.raw_score for j in hd_train]))
+        cal_rmse = rmse(rr.calibrated(np.concatenate(hd_scores), "homedepot"), raw)
+        base_rmse = rmse(np.full(raw.shape, mean), raw)
+        print(f"\nhomedepot held-out {args.split}: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
+        print(f"  RMSE calibrated cross-encoder {cal_rmse:.4f} vs predict-the-mean ({mean:.3f}) {base_rmse:.4f}: "
+              f"{100 * (1 - cal_rmse / base_rmse):.1f}% lower")
+        print(f"  nDCG@10 pool: BM25 {pool_ndcg(hd_pools, bm25_scores(hd_pools)):.4f}, "
+              f"cross-encoder {pool_ndcg(hd_pools, hd_scores):.4f}")
+        queries, pairs = queries + len(hd_pools), pairs + raw.size
+    print(f"\nce_eval: {queries} queries, {pairs} pairs scored in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from shopsearch.plugin.search_types import ScoredHit
     from shopsearch.reranker.cross_encoder import STAGE, CrossEncoderReranker
     from shopsearch.reranker.model_card import read_model_card
-    from shopsearch.reranker.pool_eval import bm25_scores, heldout_pools, pool_ndcg
+    from shopsearch.reranker.pool_eval import bm25_scores, heldout_pools, per_query_ndcg, pool_ndcg
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             if degraded:
                 raise RuntimeError(f"rerank degraded on {p.qid} without a budget")
             runs.append(out)
-        ndcg = pool_ndcg(pools, [np.array([-h.rank for h in _by_id(out, p)]) for out, p in zip(runs, pools)])
+        per_query = per_query_ndcg(pools, [np.array([-h.rank for h in _by_id(o, p)]) for o, p in zip(runs, pools)])
+        ndcg = float(per_query.mean())
         pairs = sum(min(args.depth, len(h)) for h in fused)
         results[rr.precision] = (ndcg, ms)
-        outs[rr.precision] = runs
+        outs[rr.precision] = (runs, per_query)
         print(f"  {rr.precision:13s} nDCG@10 {ndcg:.4f}  ms/query mean {np.mean(ms):7.1f}  p50 "
               f"{np.percentile(ms, 50):7.1f}  p95 {np.percentile(ms, 95):7.1f}  ({pairs / (sum(ms) / 1000):.0f} "
               f"pairs/s)")
@@ -79,17 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         n8, ms8 = results[name]
         print(f"{name}: {np.mean(ms32) / np.mean(ms8):.2f}x faster than fp32, nDCG@10 change {n8 - n32:+.4f} "
               f"(target loss <= 0.005)")
-        _fidelity(outs["fp32"], outs[name], pools, args.depth)
+        _fidelity(*outs["fp32"], *outs[name], args.depth)
     return 0
 
 
-def _fidelity(runs32, runs8, pools, depth: int) -> None:
+def _fidelity(runs32, ndcg32, runs8, ndcg8, depth: int) -> None:
     """How closely int8 follows fp32, apart from the labels: a few dozen queries make an nDCG change noisy."""
     from scipy.stats import kendalltau
 
     from shopsearch.api.compare import randomization_test
     from shopsearch.reranker.cross_encoder import STAGE
-    from shopsearch.reranker.pool_eval import per_query_ndcg
 
     taus, overlap, diffs = [], [], []
     for a, b in zip(runs32, runs8):
@@ -99,8 +99,7 @@ def _fidelity(runs32, runs8, pools, depth: int) -> None:
         taus.append(kendalltau([sa[i] for i in ids], [sb[i] for i in ids]).statistic)
         diffs.extend(abs(sa[i] - sb[i]) for i in ids)
         overlap.append(len({h.id for h in a[:10]} & {h.id for h in b[:10]}) / min(10, len(a)))
-    d = per_query_ndcg(pools, [np.array([-h.rank for h in _by_id(o, p)]) for o, p in zip(runs8, pools)]) - \
-        per_query_ndcg(pools, [np.array([-h.rank for h in _by_id(o, p)]) for o, p in zip(runs32, pools)])
+    d = ndcg8 - ndcg32
     print(f"  fidelity vs fp32: Kendall tau of the head's scores {np.nanmean(taus):.3f} (mean over queries), "
           f"top-10 overlap {100 * np.mean(overlap):.1f}%, mean |score change| {np.mean(diffs):.4f}; "
           f"nDCG@10 change p = {randomization_test(d):.2f} (paired randomisation)")
