@@ -14,7 +14,8 @@ stopping on validation nDCG@10; writes the model, model_card.json, README.md and
 Judged pools alone never show the model the products retrieval puts beside them. --mine NAME=INDEX runs the
 training and validation queries of the data folder named NAME through INDEX (profile --mine-profile, engine
 --engine) and adds --hard-negatives of the top --mine-depth hits that are not judged for the query, labelled 0
-(the assumption nDCG makes of unjudged products). Test queries are never searched. Example:
+(the assumption nDCG makes of unjudged products). Test queries are never searched. --loss lambda trains on the
+order within each query (lists of --list-size products) instead of each pair's grade. Example:
   shopsearch index ../shared/data/crowdflower/products.jsonl --index crowdflower --full
   shopsearch train cross-encoder --train ../shared/data/crowdflower --train ../shared/data/homedepot \\
       --mine crowdflower=crowdflower --hard-negatives 8 --out models/ce-minilm
@@ -57,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bi-encoder (all-MiniLM-L6-v2 or a folder) whose cosine is blended into the judged labels")
     p.add_argument("--teacher-weight", type=float, default=0.0,
                    help="label = (1 - w) * grade + w * teacher similarity (default 0: labels only)")
+    p.add_argument("--loss", choices=("bce", "lambda"), default="bce",
+                   help="bce: pointwise on normalised grades; lambda: listwise LambdaLoss per query (default bce)")
+    p.add_argument("--list-size", type=int, default=16, help="lambda: products per list (default 16)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
     p.set_defaults(run=run)
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience, hard_negatives=args.hard_negatives if mine else 0, mine_depth=args.mine_depth,
         mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"
                              for n, i in sorted(mine.items())) or None, teacher=args.teacher,
-        teacher_weight=args.teacher_weight if args.teacher else 0.0, device=args.device)
+        teacher_weight=args.teacher_weight if args.teacher else 0.0, loss=args.loss, list_size=args.list_size,
+        device=args.device)
     config.validate()
     candidates = {}
     for d in args.train_dirs:

@@ -1,7 +1,8 @@
 """Fine-tune a sentence-transformers CrossEncoder (one relevance logit) on judged query-product pairs.
 
-Labels are grades normalised to [0, 1] with binary cross-entropy on the logit (``BinaryCrossEntropyLoss``),
-AdamW with linear warmup/decay, and early stopping on the validation queries' nDCG@10 (each query's judged pool
+Two losses: ``bce`` (pointwise: grades normalised to [0, 1], binary cross-entropy on the logit) and ``lambda``
+(listwise: each query's products in lists of up to ``list_size``, LambdaLoss with the NDCG-Loss2++ weighting, which
+optimises the order within a query that nDCG scores, not the level of each score); AdamW with linear warmup/decay, and early stopping on the validation queries' nDCG@10 (each query's judged pool
 ranked by the model); the best checkpoint is saved with a model card and an isotonic calibration per dataset.
 
 Judged pools alone never show the model the products retrieval puts beside them, so a model trained on them
@@ -20,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from .pair_text import product_text
 from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
 
 log = logging.getLogger(__name__)
+LOSSES = ("bce", "lambda")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class TrainConfig:
     mined_from: str | None = None  # where the candidates came from (recorded in the card)
     teacher: str | None = None  # bi-encoder (all-MiniLM-L6-v2 or a folder) whose similarity joins the labels
     teacher_weight: float = 0.0  # label = (1 - w) * grade + w * teacher, on judged pairs only
+    loss: str = "bce"  # "bce" (pointwise) or "lambda" (listwise, per query)
+    list_size: int = 16  # lambda: products per list (a query's products are cut into lists this long)
     device: str | None = None
 
     def validate(self) -> None:
@@ -75,7 +79,8 @@ class TrainConfig:
             ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
             ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1"),
             ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1"),
-            ("teacher_weight", 0 <= self.teacher_weight <= 1, "in [0, 1]")])
+            ("teacher_weight", 0 <= self.teacher_weight <= 1, "in [0, 1]"),
+            ("loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}"), ("list_size", self.list_size >= 2, ">= 2")])
         if self.teacher_weight > 0 and not self.teacher:
             raise ValueError(f"teacher_weight={self.teacher_weight!r} needs a teacher (--teacher MODEL)")
 
@@ -201,26 +206,42 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     model = CrossEncoder(str(base), num_labels=1, max_length=config.max_length, device=device,
                          local_files_only=True)
-    loss_fn = BinaryCrossEntropyLoss(model)
-    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    rng = np.random.default_rng(config.seed if config.shuffle_seed is None else config.shuffle_seed)
+    if config.loss == "lambda":
+        from sentence_transformers.cross_encoder.losses import LambdaLoss
+
+        loss_fn = LambdaLoss(model, mini_batch_size=config.batch_size)  # its default: one forward per list
+        # gains are 2^label - 1: labels go back on each folder's grade scale
+        scale = [float(s.data.max_grade) for s in splits for _ in s.train]
+        groups = [(s.data.name, j.qid) for s in splits for j in s.train]
+        schedule = [list_batches(groups, config.batch_size, config.list_size, rng) for _ in range(config.epochs)]
+    else:
+        loss_fn = BinaryCrossEntropyLoss(model)
+        schedule = [[[order[i:i + config.batch_size].tolist()] for i in range(0, len(order), config.batch_size)]
+                    for order in (rng.permutation(len(examples)) for _ in range(config.epochs))]
+    total_steps = sum(len(epoch) for epoch in schedule)
     optimizer, scheduler = make_optimizer(model, config, total_steps)
+
+    def batch_loss(lists: list[list[int]]) -> Any:
+        if config.loss == "lambda":
+            return loss_fn([[examples[ix[0]][0] for ix in lists], [[examples[i][1] for i in ix] for ix in lists]],
+                           [torch.tensor([examples[i][2] * scale[i] for i in ix], device=model.device)
+                            for ix in lists])
+        batch = [examples[i] for i in lists[0]]
+        return loss_fn([[b[0] for b in batch], [b[1] for b in batch]],
+                       torch.tensor([b[2] for b in batch], device=model.device))
 
     before = _evaluate(model, splits)
     best, best_step, best_state, stale, step = before["ndcg@10"], 0, None, 0, 0
     log.info("valid nDCG@10 before training: %.4f", best)
-    rng = np.random.default_rng(config.seed if config.shuffle_seed is None else config.shuffle_seed)
-    eval_every = config.eval_steps or steps_per_epoch
+    eval_every = config.eval_steps or len(schedule[0])
     stop = False
     bar = tqdm(total=total_steps, desc="train cross-encoder", unit="step")
-    for _epoch in range(config.epochs):
-        order = rng.permutation(len(examples))
-        for start in range(0, len(order), config.batch_size):
-            batch = [examples[i] for i in order[start:start + config.batch_size]]
+    for epoch in schedule:
+        for lists in epoch:
             model.train()
             with autocast(device):
-                loss = loss_fn([[b[0] for b in batch], [b[1] for b in batch]],
-                               torch.tensor([b[2] for b in batch], device=model.device))
+                loss = batch_loss(lists)
             loss_value = optimizer_step(model, loss, optimizer, scheduler)
             step += 1
             bar.update(1)
@@ -255,6 +276,34 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     print(f"trained {out.name}: {len(examples)} pairs, {step} steps, valid nDCG@10 {before['ndcg@10']:.4f} -> "
           f"{after['ndcg@10']:.4f}, {seconds:.0f} s ({step * config.batch_size / max(seconds, 1e-9):.1f} pairs/s)")
     return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
+
+
+def list_batches(groups: Sequence[Hashable], batch_size: int, list_size: int, rng: np.random.Generator
+                 ) -> list[list[list[int]]]:
+    """One epoch of listwise batches: each batch a few lists of example indices, each list from one query.
+
+    Every example appears once: a query's examples are shuffled and cut into near-equal lists of at most
+    ``list_size``; the lists, in random order, are packed into batches of at most ``batch_size`` examples (a
+    longer list goes alone). ``groups[i]`` is example i's query key.
+
+    >>> list_batches(["a", "a", "a", "b"], batch_size=4, list_size=2, rng=np.random.default_rng(0))
+    [[[3], [1], [2, 0]]]
+    """
+    by_group: dict[Hashable, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    lists = []
+    for members in by_group.values():
+        members = [members[i] for i in rng.permutation(len(members))]
+        lists.extend(a.tolist() for a in np.array_split(members, math.ceil(len(members) / list_size)))
+    batches: list[list[list[int]]] = []
+    current: list[list[int]] = []
+    for k in rng.permutation(len(lists)):
+        if current and sum(map(len, current)) + len(lists[k]) > batch_size:
+            batches.append(current)
+            current = []
+        current.append(lists[k])
+    return batches + ([current] if current else [])
 
 
 def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float

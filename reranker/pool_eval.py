@@ -6,6 +6,7 @@ ties never follow the qrels file order (which is sorted by grade in the shared d
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -80,6 +81,8 @@ def per_query_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int =
 def bm25_scores(pools: Sequence[Pool]) -> list[np.ndarray]:
     """BM25 (bm25s, English stemming and stopwords) of each pool's title + description, indexed per pool."""
     import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every per-pool index build at DEBUG
     import Stemmer
 
     stemmer = Stemmer.Stemmer("english")
