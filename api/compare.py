@@ -9,6 +9,8 @@ Significance (ranx style, ``random_seed=42``) on the per-query differences d = B
 - ``randomization``: paired sign-flip (Fisher) randomisation test, p = (#{|mean(d * s)| >= |mean(d)|} + 1) /
   (permutations + 1) over random signs s, seeded; exact (all 2^n sign vectors, no +1) when 2^n <= permutations.
 Both p-values are reported; ``stat_test`` picks the one that marks a delta significant (p < ``alpha``).
+With each delta comes its 95% confidence interval (t-based, :func:`mean_ci`): with a few dozen queries it shows
+how large a gap the query set can resolve at all, which a p-value alone does not.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class MetricComparison:
     p_ttest: float
     p_randomization: float
     significant: bool  # p of the chosen test < alpha
+    ci_low: float = math.nan  # 95% confidence interval of the delta
+    ci_high: float = math.nan
 
     @property
     def delta(self) -> float:
@@ -101,7 +105,8 @@ class CompareReport:
             "alpha": self.alpha, "random_seed": self.random_seed, "permutations": self.permutations,
             "metrics": {m.name: {"a": m.mean_a, "b": m.mean_b, "delta": m.delta, "wins": m.wins,
                                  "losses": m.losses, "ties": m.ties, "p_ttest": m.p_ttest,
-                                 "p_randomization": m.p_randomization, "significant": m.significant}
+                                 "p_randomization": m.p_randomization, "significant": m.significant,
+                                 "ci95": [m.ci_low, m.ci_high]}
                         for m in self.metrics.values()},
             "missing_a": list(self.missing_a), "missing_b": list(self.missing_b), "unjudged": list(self.unjudged),
             "per_query": {q.qid: {"text": q.text, "a": q.a, "b": q.b} for q in self.per_query},
@@ -125,6 +130,23 @@ def paired_ttest(diffs: Sequence[float]) -> float:
         return 1.0 if abs(mean) <= TIE_EPS else 0.0
     t = mean / (sd / math.sqrt(n))
     return float(2.0 * student_t.sf(abs(t), n - 1))
+
+
+def mean_ci(diffs: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of the mean difference: mean ± t(n - 1) * sd / sqrt(n) (the paired t-test's interval).
+
+    (nan, nan) for fewer than 2 differences.
+
+    >>> [round(x, 3) for x in mean_ci([1.0, 2.0, 3.0])]
+    [-0.484, 4.484]
+    """
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, dtype=float)
+    if len(d) < 2:
+        return math.nan, math.nan
+    half = float(student_t.ppf(0.5 + confidence / 2, len(d) - 1)) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return float(d.mean()) - half, float(d.mean()) + half
 
 
 def randomization_test(diffs: Sequence[float], permutations: int = 10_000, random_seed: int = 42) -> float:
@@ -220,10 +242,12 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
     for m in metrics:
         diffs = [q.delta(m) for q in per_query]
         p_t, p_r = paired_ttest(diffs), randomization_test(diffs, permutations, random_seed)
+        low, high = mean_ci(diffs)
         out[m] = MetricComparison(
             name=m, mean_a=ea.metrics[m], mean_b=eb.metrics[m], wins=sum(d > TIE_EPS for d in diffs),
             losses=sum(d < -TIE_EPS for d in diffs), ties=sum(abs(d) <= TIE_EPS for d in diffs), p_ttest=p_t,
-            p_randomization=p_r, significant=(p_r if stat_test == "randomization" else p_t) < alpha)
+            p_randomization=p_r, significant=(p_r if stat_test == "randomization" else p_t) < alpha,
+            ci_low=low, ci_high=high)
     missing = [tuple(q.qid for q in per_query if not run.get(q.qid)) for run in (run_a, run_b)]
     return CompareReport(name_a=names[0], name_b=names[1], metrics=out, per_query=per_query,
                          missing_a=missing[0], missing_b=missing[1], unjudged=ea.unjudged, stat_test=stat_test,

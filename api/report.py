@@ -22,6 +22,10 @@ def _rel(m: MetricComparison) -> str:
     return f"{m.relative:+.1%}" if m.relative is not None else "n/a"
 
 
+def _ci(m: MetricComparison) -> str:
+    return f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]" if m.ci_low == m.ci_low else "n/a"  # nan: < 2 queries
+
+
 def _p(m: MetricComparison, report: CompareReport) -> float:
     return m.p_randomization if report.stat_test == "randomization" else m.p_ttest
 
@@ -40,11 +44,11 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
     """
     a, b = report.name_a, report.name_b
     lines = [f"### Relevance: `{a}` → `{b}` ({report.queries} judged queries)", "",
-             f"| metric | {a} | {b} | Δ | Δ% | wins / losses / ties | p ({report.stat_test}) |",
-             "|---|---:|---:|---:|---:|:---:|---:|"]
+             f"| metric | {a} | {b} | Δ | Δ 95% CI | Δ% | wins / losses / ties | p ({report.stat_test}) |",
+             "|---|---:|---:|---:|:---:|---:|:---:|---:|"]
     for m in report.metrics.values():
-        lines.append(f"| {m.name} | {m.mean_a:.4f} | {m.mean_b:.4f} | {m.delta:+.4f}{_sig(m)} | {_rel(m)} | "
-                     f"{m.wins} / {m.losses} / {m.ties} | {_p(m, report):.4f} |")
+        lines.append(f"| {m.name} | {m.mean_a:.4f} | {m.mean_b:.4f} | {m.delta:+.4f}{_sig(m)} | {_ci(m)} | "
+                     f"{_rel(m)} | {m.wins} / {m.losses} / {m.ties} | {_p(m, report):.4f} |")
     lines += ["", f"† significant at α = {report.alpha} ({_test_words(report)}). "
                   f"Wins/losses count queries where `{b}` scores above/below `{a}`."]
     if report.missing_a or report.missing_b:
@@ -181,7 +185,7 @@ def render_html(report: CompareReport, *, top: int = 10) -> str:
         cls = "pos" if m.delta > 0 else "neg" if m.delta < 0 else ""
         rows.append(f'<tr><td>{escape(m.name)}</td><td class="n">{m.mean_a:.4f}</td><td class="n">{m.mean_b:.4f}'
                     f'</td><td class="n {cls}{" sig" if m.significant else ""}">{m.delta:+.4f}{_sig(m)}</td>'
-                    f'<td class="n">{_rel(m)}</td><td class="n">{m.wins} / {m.losses} / {m.ties}</td>'
+                    f'<td class="n">{_ci(m)}</td><td class="n">{_rel(m)}</td><td class="n">{m.wins} / {m.losses} / {m.ties}</td>'
                     f'<td class="n">{m.p_ttest:.4f}</td><td class="n">{m.p_randomization:.4f}</td></tr>')
     body = [f"<h1>{a} → {b}</h1>",
             f"<p>{report.queries} judged queries. † marks a delta significant at α = {report.alpha} "

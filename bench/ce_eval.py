@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from shopsearch.reranker.ce_metrics import rmse
     from shopsearch.reranker.cross_encoder import CrossEncoderReranker
     from shopsearch.reranker.model_card import read_model_card
-    from shopsearch.api.compare import randomization_test
+    from shopsearch.api.compare import mean_ci, randomization_test
     from shopsearch.reranker.pool_eval import (bm25_scores, cosine_scores, heldout_pools, model_scores,
                                                per_query_ndcg, pool_ndcg)
 
@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     ce_q = per_query_ndcg(cf_pools, ce)
     for name, s in refs.items():
         d = ce_q - per_query_ndcg(cf_pools, s)
-        print(f"  cross-encoder - {name.split(' (')[0]}: {d.mean():+.4f}, {int((d > 0).sum())} wins / "
-              f"{int((d < 0).sum())} losses, p = {randomization_test(d):.3f} (paired randomisation)")
+        low, high = mean_ci(d)
+        print(f"  cross-encoder - {name.split(' (')[0]}: {d.mean():+.4f} (95% CI {low:+.4f} to {high:+.4f}), "
+              f"{int((d > 0).sum())} wins / {int((d < 0).sum())} losses, p = {randomization_test(d):.3f} "
+              "(paired randomisation)")
     cf_raw = np.concatenate([p.raw for p in cf_pools])
     cf_mean = np.nanmean([j.raw_score for j in cf_train])
     print(f"  RMSE calibrated {rmse(rr.calibrated(np.concatenate(ce), 'crowdflower'), cf_raw):.4f} vs "

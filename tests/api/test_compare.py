@@ -48,6 +48,10 @@ def test_p_values_by_hand():
     # exact sign flips: |sum| >= 1 in 6 of the 8 sign vectors
     assert m.p_randomization == pytest.approx(0.75)
     assert not m.significant
+    # 95% CI: mean 1/3 ± t(0.975, 2) * sd / sqrt(3), sd = sqrt(7/12); it spans 0 as p > 0.05 says
+    half = 4.302653 * math.sqrt(7 / 12) / math.sqrt(3)
+    assert m.ci_low == pytest.approx(1 / 3 - half, rel=1e-5) and m.ci_high == pytest.approx(1 / 3 + half, rel=1e-5)
+    assert _report().to_dict()["metrics"]["mrr@10"]["ci95"] == [m.ci_low, m.ci_high]
 
 
 def test_randomization_is_seeded_and_marks_significance():
@@ -83,7 +87,7 @@ def test_biggest_wins_and_losses_order():
 
 def test_markdown_summary():
     md = render_markdown(_report())
-    assert "| mrr@10 | 0.5000 | 0.8333 | +0.3333 | +66.7% | 2 / 1 / 0 | 0.7500 |" in md
+    assert "| mrr@10 | 0.5000 | 0.8333 | +0.3333 | [-1.5640, +2.2306] | +66.7% | 2 / 1 / 0 | 0.7500 |" in md
     assert "`base` → `cand` (3 judged queries)" in md
     assert "| red <lamp> & co (q1) | 0.500 | 1.000 | +0.500 |" in md  # biggest wins list with query text
     assert "Queries with no results (scored 0): base: 1, cand: 0." in md
