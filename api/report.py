@@ -185,7 +185,8 @@ def render_html(report: CompareReport, *, top: int = 10) -> str:
         cls = "pos" if m.delta > 0 else "neg" if m.delta < 0 else ""
         rows.append(f'<tr><td>{escape(m.name)}</td><td class="n">{m.mean_a:.4f}</td><td class="n">{m.mean_b:.4f}'
                     f'</td><td class="n {cls}{" sig" if m.significant else ""}">{m.delta:+.4f}{_sig(m)}</td>'
-                    f'<td class="n">{_ci(m)}</td><td class="n">{_rel(m)}</td><td class="n">{m.wins} / {m.losses} / {m.ties}</td>'
+                    f'<td class="n">{_ci(m)}</td><td class="n">{_rel(m)}</td>'
+                    f'<td class="n">{m.wins} / {m.losses} / {m.ties}</td>'
                     f'<td class="n">{m.p_ttest:.4f}</td><td class="n">{m.p_randomization:.4f}</td></tr>')
     body = [f"<h1>{a} → {b}</h1>",
             f"<p>{report.queries} judged queries. † marks a delta significant at α = {report.alpha} "

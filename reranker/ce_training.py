@@ -2,8 +2,9 @@
 
 Two losses: ``bce`` (pointwise: grades normalised to [0, 1], binary cross-entropy on the logit) and ``lambda``
 (listwise: each query's products in lists of up to ``list_size``, LambdaLoss with the NDCG-Loss2++ weighting, which
-optimises the order within a query that nDCG scores, not the level of each score); AdamW with linear warmup/decay, and early stopping on the validation queries' nDCG@10 (each query's judged pool
-ranked by the model); the best checkpoint is saved with a model card and an isotonic calibration per dataset.
+optimises the order within a query that nDCG scores, not the level of each score). AdamW with linear warmup/decay
+and early stopping on the validation queries' nDCG@10 (each query's judged pool ranked by the model); the best
+checkpoint is saved with a model card and an isotonic calibration per dataset.
 
 Judged pools alone never show the model the products retrieval puts beside them, so a model trained on them
 ranks those on top in the full catalog. ``candidates`` (the index's top hits per training/validation query) add
