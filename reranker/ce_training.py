@@ -97,6 +97,7 @@ class DatasetSplit:
     train_negatives: int = 0  # of ``train``, the mined unjudged ones (label 0)
     valid_negatives: int = 0
     test_qids: tuple[str, ...] = ()  # held out: written to heldout-queries-<name>.tsv for evaluation
+    valid_qids: tuple[str, ...] = ()  # every validation query (``valid`` may be capped): valid-queries-<name>.tsv
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,13 @@ def prepare_splits(config: TrainConfig, candidates: Candidates | None = None) ->
         valid = cap_by_query([j for j in data.judgments if j.qid in split.valid], config.max_valid_pairs,
                              seed=config.seed)
         mined = (candidates or {}).get(data.name)
+        qids = {"test_qids": tuple(sorted(split.test)), "valid_qids": tuple(sorted(split.valid))}
         if mined and config.hard_negatives:
             data, neg_train, neg_valid = _negatives(data, train, valid, mined, config)
             out.append(DatasetSplit(data, train + neg_train, valid + neg_valid, len(split.test), len(neg_train),
-                                    len(neg_valid), tuple(sorted(split.test))))
+                                    len(neg_valid), **qids))
         else:
-            out.append(DatasetSplit(data, train, valid, len(split.test), test_qids=tuple(sorted(split.test))))
+            out.append(DatasetSplit(data, train, valid, len(split.test), **qids))
     return out
 
 
@@ -356,17 +358,20 @@ def _cosines(encoder: Any, queries: list[str], texts: list[str]) -> np.ndarray:
 
 
 def write_heldout_queries(out: Path, splits: Sequence[DatasetSplit]) -> list[Path]:
-    """``heldout-queries-<name>.tsv`` (qid TAB query) per data folder: the test queries no stage trained on.
+    """``heldout-queries-<name>.tsv`` (qid TAB query) per data folder: the test queries no stage trained on;
+    and ``valid-queries-<name>.tsv``: the validation queries early stopping chose the checkpoint on.
 
-    Evaluate the model with them (``shopsearch eval --queries ...``) and keep them out of anything trained on
-    top of it (``shopsearch simulate-events --exclude-queries ...``).
+    Evaluate the model with the held-out ones (``shopsearch eval --queries ...``) and keep them out of anything
+    trained on top of it (``shopsearch simulate-events --exclude-queries ...``); compare candidate runs or profile
+    settings on the validation ones, so the test queries stay unbiased.
     """
     paths = []
     for s in splits:
         text = {j.qid: j.query for j in s.data.judgments}
-        path = out / f"heldout-queries-{s.data.name}.tsv"
-        path.write_text("".join(f"{q}\t{text[q]}\n" for q in s.test_qids), encoding="utf-8")
-        paths.append(path)
+        for stem, qids in (("heldout-queries", s.test_qids), ("valid-queries", s.valid_qids)):
+            path = out / f"{stem}-{s.data.name}.tsv"
+            path.write_text("".join(f"{q}\t{text[q]}\n" for q in qids), encoding="utf-8")
+            paths.append(path)
     return paths
 
 

@@ -279,6 +279,8 @@ def test_model_card_sets_serving_max_length_and_heldout_queries_are_written(trai
     split = split_queries(judged.by_query(), valid_fraction=0.25, test_fraction=0.2, seed=42)
     heldout = read_queries(result.out / f"heldout-queries-{data_dir.name}.tsv")
     assert {q.qid for q in heldout} == set(split.test) and all(q.text for q in heldout)
+    valid = read_queries(result.out / f"valid-queries-{data_dir.name}.tsv")
+    assert {q.qid for q in valid} == set(split.valid) and all(q.text for q in valid)
 
 
 def test_cross_encoder_scorer_feeds_training_rows(trained, reranker):
