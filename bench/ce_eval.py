@@ -4,8 +4,8 @@ crowdflower: nDCG@10 of reranking each test query's judged pool: cross-encoder v
 pool) vs off-the-shelf all-MiniLM-L6-v2 cosine. homedepot: RMSE of the calibrated score vs the raw rating,
 against predicting the train split's mean rating.
 
-    python bench/ce_eval.py --model models/ce-minilm [--data ../shared/data] [--hd-queries 300] [--cf-queries N] [--fp32]
-        [--split valid]
+    python bench/ce_eval.py --model models/ce-minilm [--data ../shared/data] [--hd-queries 300] [--cf-queries N]
+        [--fp32] [--split valid]
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from shopsearch.reranker.ce_metrics import rmse
     from shopsearch.reranker.cross_encoder import CrossEncoderReranker
     from shopsearch.reranker.model_card import read_model_card
-    from shopsearch.api.compare import mean_ci, randomization_test
-    from shopsearch.reranker.pool_eval import (bm25_scores, cosine_scores, heldout_pools, model_scores,
-                                               per_query_ndcg, pool_ndcg)
+    from shopsearch.reranker.pool_eval import heldout_pools, model_scores
 
     started = time.perf_counter()
     card = read_model_card(args.model)
@@ -53,22 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                                             max_queries=args.cf_queries)
     n_pairs = sum(len(p.products) for p in cf_pools)
     ce = model_scores(cf_pools, rr.score)
-    refs = {"BM25 (bm25s, stemmed, pool)": bm25_scores(cf_pools),
-            "MiniLM cosine (off the shelf)": cosine_scores(cf_pools)}
-    rows = {**{name: pool_ndcg(cf_pools, s) for name, s in refs.items()},
-            f"cross-encoder ({rr.precision})": pool_ndcg(cf_pools, ce)}
     print(f"\ncrowdflower held-out {args.split}: {len(cf_pools)} queries, {n_pairs} judged pairs; "
           "nDCG@10 reranking the pool")
-    for name, value in rows.items():
-        print(f"  {name:34s} {value:.4f}")
-    # a few dozen queries: say whether a gap is more than noise (paired sign-flip test, as `shopsearch compare`)
-    ce_q = per_query_ndcg(cf_pools, ce)
-    for name, s in refs.items():
-        d = ce_q - per_query_ndcg(cf_pools, s)
-        low, high = mean_ci(d)
-        print(f"  cross-encoder - {name.split(' (')[0]}: {d.mean():+.4f} (95% CI {low:+.4f} to {high:+.4f}), "
-              f"{int((d > 0).sum())} wins / {int((d < 0).sum())} losses, p = {randomization_test(d):.3f} "
-              "(paired randomisation)")
+    pool_table(cf_pools, ce, rr.precision)
     cf_raw = np.concatenate([p.raw for p in cf_pools])
     cf_mean = np.nanmean([j.raw_score for j in cf_train])
     print(f"  RMSE calibrated {rmse(rr.calibrated(np.concatenate(ce), 'crowdflower'), cf_raw):.4f} vs "
@@ -88,11 +73,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nhomedepot held-out {args.split}: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
         print(f"  RMSE calibrated cross-encoder {cal_rmse:.4f} vs predict-the-mean ({mean:.3f}) {base_rmse:.4f}: "
               f"{100 * (1 - cal_rmse / base_rmse):.1f}% lower")
-        print(f"  nDCG@10 pool: BM25 {pool_ndcg(hd_pools, bm25_scores(hd_pools)):.4f}, "
-              f"cross-encoder {pool_ndcg(hd_pools, hd_scores):.4f}")
+        print("  nDCG@10 reranking the pool:")
+        pool_table(hd_pools, hd_scores, rr.precision)
         queries, pairs = queries + len(hd_pools), pairs + raw.size
     print(f"\nce_eval: {queries} queries, {pairs} pairs scored in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def pool_table(pools: list, ce: list, precision: str) -> None:
+    """Print nDCG@10 of BM25, MiniLM cosine and the cross-encoder over the pools, and the cross-encoder's gap to each
+    reference with its 95% CI, wins/losses and a paired randomisation p (as ``shopsearch compare``): a few dozen
+    queries resolve only large gaps."""
+    from shopsearch.api.compare import mean_ci, randomization_test
+    from shopsearch.reranker.pool_eval import bm25_scores, cosine_scores, per_query_ndcg, pool_ndcg
+
+    refs = {"BM25 (bm25s, stemmed, pool)": bm25_scores(pools), "MiniLM cosine (off the shelf)": cosine_scores(pools)}
+    rows = {**{name: pool_ndcg(pools, s) for name, s in refs.items()},
+            f"cross-encoder ({precision})": pool_ndcg(pools, ce)}
+    for name, value in rows.items():
+        print(f"  {name:34s} {value:.4f}")
+    ce_q = per_query_ndcg(pools, ce)
+    for name, s in refs.items():
+        d = ce_q - per_query_ndcg(pools, s)
+        low, high = mean_ci(d)
+        print(f"  cross-encoder - {name.split(' (')[0]}: {d.mean():+.4f} (95% CI {low:+.4f} to {high:+.4f}), "
+              f"{int((d > 0).sum())} wins / {int((d < 0).sum())} losses, p = {randomization_test(d):.3f} "
+              "(paired randomisation)")
 
 
 if __name__ == "__main__":
