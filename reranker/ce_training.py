@@ -401,11 +401,15 @@ def _evaluate(model: Any, splits: Sequence[DatasetSplit]) -> dict[str, Any]:
 
 
 def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[str, dict[str, float]]:
-    """Fit and save an isotonic map per dataset on its validation pairs; return in-sample RMSEs."""
+    """Fit and save an isotonic map per dataset on all its validation queries' judged pairs; in-sample RMSEs."""
     cals, metrics = {}, {}
     for s in splits:
-        scores = score_pairs(model, [(j.query, product_text(s.data.products[j.product_id])) for j in s.valid])
-        raw = np.array([j.raw_score for j in s.valid], dtype=float)
+        # every validation query's judged pairs, not the capped subset early stopping scores: an isotonic map
+        # fitted on a few hundred pairs is mostly noise
+        qids = set(s.valid_qids)
+        valid = [j for j in s.data.judgments if j.qid in qids] or s.valid
+        scores = score_pairs(model, [(j.query, product_text(s.data.products[j.product_id])) for j in valid])
+        raw = np.array([j.raw_score for j in valid], dtype=float)
         cal = fit_isotonic(scores, raw, s.data.raw_min, s.data.raw_max)
         cals[s.data.name] = cal
         metrics[s.data.name] = {"rmse_calibrated": rmse(cal.apply(scores), raw),

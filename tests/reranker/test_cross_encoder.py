@@ -350,3 +350,29 @@ def test_listwise_training_learns_the_order_within_queries(trained, tmp_path):
         TrainConfig(data_dirs=("x",), out="y", loss="listnet").validate()
     with pytest.raises(ValueError, match="list_size=1"):
         TrainConfig(data_dirs=("x",), out="y", loss="lambda", list_size=1).validate()
+
+
+def test_train_calibration_refits_on_validation_queries_as_served(trained, tmp_path, capsys):
+    import shutil
+
+    from shopsearch.api.cli import main
+    from shopsearch.reranker.calibration import load_calibrations
+    from shopsearch.reranker.judgments import load_judged_set, split_queries
+
+    result, data_dir = trained
+    model = tmp_path / "ce"
+    shutil.copytree(result.out, model)
+    (model / "calibration.json").unlink()
+    assert main(["train", "calibration", "--model", str(model), "--data", str(data_dir), "--fp32"]) == 0
+    out = capsys.readouterr().out
+    judged = load_judged_set(data_dir)
+    split = split_queries(judged.by_query(), valid_fraction=0.25, test_fraction=0.2, seed=42)
+    pairs = sum(1 for j in judged.judgments if j.qid in split.valid)
+    assert f"{len(split.valid)} validation queries, {pairs} pairs" in out and "(fp32)" in out
+    cals, default = load_calibrations(model)
+    assert default == data_dir.name and cals[data_dir.name].raw_max == 4.0
+    fit = read_model_card(model)["calibration"]
+    assert fit["precision"] == "fp32" and fit["datasets"][data_dir.name]["pairs"] == pairs
+    assert fit["datasets"][data_dir.name]["rmse_calibrated"] <= fit["datasets"][data_dir.name]["rmse_mean"]
+    assert main(["train", "calibration", "--model", str(model), "--data", str(tmp_path / "other")]) == 2
+    assert "is not one the model was trained on" in capsys.readouterr().err
