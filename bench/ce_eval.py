@@ -85,16 +85,15 @@ def pool_table(pools: list, ce: list, precision: str) -> None:
     reference with its 95% CI, wins/losses and a paired randomisation p (as ``shopsearch compare``): a few dozen
     queries resolve only large gaps."""
     from shopsearch.api.compare import mean_ci, randomization_test
-    from shopsearch.reranker.pool_eval import bm25_scores, cosine_scores, per_query_ndcg, pool_ndcg
+    from shopsearch.reranker.pool_eval import bm25_scores, cosine_scores, per_query_ndcg
 
-    refs = {"BM25 (bm25s, stemmed, pool)": bm25_scores(pools), "MiniLM cosine (off the shelf)": cosine_scores(pools)}
-    rows = {**{name: pool_ndcg(pools, s) for name, s in refs.items()},
-            f"cross-encoder ({precision})": pool_ndcg(pools, ce)}
-    for name, value in rows.items():
-        print(f"  {name:34s} {value:.4f}")
+    refs = {"BM25 (bm25s, stemmed, pool)": per_query_ndcg(pools, bm25_scores(pools)),
+            "MiniLM cosine (off the shelf)": per_query_ndcg(pools, cosine_scores(pools))}
     ce_q = per_query_ndcg(pools, ce)
-    for name, s in refs.items():
-        d = ce_q - per_query_ndcg(pools, s)
+    for name, values in {**refs, f"cross-encoder ({precision})": ce_q}.items():
+        print(f"  {name:34s} {values.mean():.4f}")
+    for name, ref_q in refs.items():
+        d = ce_q - ref_q
         low, high = mean_ci(d)
         print(f"  cross-encoder - {name.split(' (')[0]}: {d.mean():+.4f} (95% CI {low:+.4f} to {high:+.4f}), "
               f"{int((d > 0).sum())} wins / {int((d < 0).sum())} losses, p = {randomization_test(d):.3f} "

@@ -3,7 +3,8 @@
 Measured in bench/rerank.py (crowdflower held-out pools, top 30, 2 threads): 2.7x faster than torch fp32, 1.4x
 faster than torch's own dynamic int8, and much closer to the fp32 ranking than the latter (per-channel weight
 scales). The export is cached under ``cache_dir``, keyed by a hash of the weights, so a retrained model gets its
-own file and serving processes share one export. ``CrossEncoderReranker`` falls back to torch int8 when this path cannot be built.
+own file and serving processes share one export. ``CrossEncoderReranker`` falls back to torch int8 when this
+path cannot be built.
 """
 
 from __future__ import annotations

@@ -81,9 +81,9 @@ def per_query_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int =
 def bm25_scores(pools: Sequence[Pool]) -> list[np.ndarray]:
     """BM25 (bm25s, English stemming and stopwords) of each pool's title + description, indexed per pool."""
     import bm25s
+    import Stemmer
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every per-pool index build at DEBUG
-    import Stemmer
 
     stemmer = Stemmer.Stemmer("english")
     out = []
