@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
@@ -45,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of queries held for validation")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of queries held out entirely (for bench/ce_eval.py)")
+    p.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="cross-validation: cut the queries into K seeded folds and hold fold --fold out as the "
+                        "test set instead of --test-fraction; train K models (--fold 0..K-1) and evaluate them "
+                        "together on every query (bench/ce_eval.py --model M0 --model M1 ...)")
+    p.add_argument("--fold", type=int, default=0, metavar="I", help="with --folds: the held-out fold, 0..K-1")
     p.add_argument("--eval-steps", type=int, default=0, help="validate every N steps (0: once per epoch)")
     p.add_argument("--patience", type=int, default=2, help="evaluations without improvement before stopping")
     p.add_argument("--mine", action="append", default=[], metavar="NAME=INDEX",
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
     from shopsearch.api.mining import mine_candidates
     from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
-    from shopsearch.reranker.judgments import load_judged_set, split_queries
+    from shopsearch.reranker.judgments import load_judged_set, split_for
 
     mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
         max_pairs=args.max_pairs, max_valid_pairs=args.max_valid_pairs, seed=args.seed,
         shuffle_seed=args.shuffle_seed,
-        valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, eval_steps=args.eval_steps,
+        valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, folds=args.folds, fold=args.fold,
+        eval_steps=args.eval_steps,
         patience=args.patience, hard_negatives=args.hard_negatives if mine else 0, mine_depth=args.mine_depth,
         mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"
                              for n, i in sorted(mine.items())) or None, teacher=args.teacher,
@@ -109,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
         if name not in mine:
             continue
         data = load_judged_set(d)
-        split = split_queries({j.qid for j in data.judgments}, valid_fraction=config.valid_fraction,
-                              test_fraction=config.test_fraction, seed=config.seed)
+        split = split_for({j.qid for j in data.judgments}, asdict(config), config.seed)
         texts = {q: js[0].query for q, js in data.by_query().items() if q not in split.test}
         mined = mine_candidates(args, mine[name], texts, args.mine_profile, config.mine_depth,
                                 "train cross-encoder", catalog=f"{d}/products.jsonl")

@@ -2,10 +2,14 @@
 
 crowdflower: nDCG@10 of reranking each test query's judged pool: cross-encoder vs BM25 (bm25s, stemmed, over the
 pool) vs off-the-shelf all-MiniLM-L6-v2 cosine. homedepot: RMSE of the calibrated score vs the raw rating,
-against predicting the train split's mean rating.
+against predicting the train split's mean rating. A data folder the model never trained on is scored on all its
+queries (zero-shot, no RMSE: it has no calibration there). The models of a cross-validation (`shopsearch train
+cross-encoder --folds K --fold I`, I = 0..K-1) are given together: each scores the test fold it never saw, and
+the table covers every query (--hd-queries and --cf-queries cap each model's share).
 
     python bench/ce_eval.py --model models/ce-minilm [--data ../shared/data] [--hd-queries 300] [--cf-queries N]
         [--fp32] [--split valid]
+    python bench/ce_eval.py --model models/ce-f0 --model models/ce-f1 ... --model models/ce-f4
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     """Print the crowdflower nDCG@10 table and the homedepot RMSE; returns 0."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "models" / "ce-minilm"))
+    ap.add_argument("--model", action="append", default=None,
+                    help="a trained cross-encoder (default: models/ce-minilm); repeat it with each fold's model of "
+                         "a cross-validation (train cross-encoder --folds K) to score every query")
     ap.add_argument("--data", default=os.environ.get("SHOPSEARCH_DATA", str(REPO.parent / "shared" / "data")))
     ap.add_argument("--hd-queries", type=int, default=300, help="homedepot test queries to score (seeded cap)")
     ap.add_argument("--cf-queries", type=int, default=None, help="cap crowdflower test queries (default: all)")
@@ -35,49 +41,74 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from shopsearch.reranker.ce_metrics import rmse
     from shopsearch.reranker.cross_encoder import CrossEncoderReranker
     from shopsearch.reranker.model_card import read_model_card
-    from shopsearch.reranker.pool_eval import heldout_pools, model_scores
 
     started = time.perf_counter()
-    card = read_model_card(args.model)
-    rr = CrossEncoderReranker(args.model, batch_size=args.batch_size, max_length=card["parameters"]["max_length"],
-                              fast_cpu=not args.fp32)
-    print(f"model {args.model} ({rr.precision}, {rr.device}); trained on "
-          f"{[d['name'] for d in card['data']['dirs']]}, seed {card['seed']}")
+    models = []
+    for path in args.model or [str(REPO / "models" / "ce-minilm")]:
+        card = read_model_card(path)
+        rr = CrossEncoderReranker(path, batch_size=args.batch_size, max_length=card["parameters"]["max_length"],
+                                  fast_cpu=not args.fp32)
+        fold = f", fold {card['parameters']['fold']} of {card['parameters']['folds']}" \
+            if card["parameters"].get("folds") else ""
+        print(f"model {path} ({rr.precision}, {rr.device}); trained on "
+              f"{[d['name'] for d in card['data']['dirs']]}, seed {card['seed']}{fold}")
+        models.append((path, card, rr))
+    precision = models[0][2].precision
 
-    cf, cf_pools, cf_train = heldout_pools(Path(args.data) / "crowdflower", args.model, args.split,
-                                            max_queries=args.cf_queries)
-    n_pairs = sum(len(p.products) for p in cf_pools)
-    ce = model_scores(cf_pools, rr.score)
-    print(f"\ncrowdflower held-out {args.split}: {len(cf_pools)} queries, {n_pairs} judged pairs; "
-          "nDCG@10 reranking the pool")
-    pool_table(cf_pools, ce, rr.precision)
-    cf_raw = np.concatenate([p.raw for p in cf_pools])
-    cf_mean = np.nanmean([j.raw_score for j in cf_train])
-    print(f"  RMSE calibrated {rmse(rr.calibrated(np.concatenate(ce), 'crowdflower'), cf_raw):.4f} vs "
-          f"predict-the-mean {rmse(np.full(cf_raw.shape, cf_mean), cf_raw):.4f} (raw 1-4)")
-
-    queries, pairs = len(cf_pools), n_pairs
-    if "homedepot" not in {d["name"] for d in card["data"]["dirs"]}:
-        print("\nhomedepot: not in this model's training data, skipped")
-    else:
-        hd, hd_pools, hd_train = heldout_pools(Path(args.data) / "homedepot", args.model, args.split,
-                                               max_queries=args.hd_queries)
-        hd_scores = model_scores(hd_pools, rr.score)
-        raw = np.concatenate([p.raw for p in hd_pools])
-        mean = float(np.nanmean([j.raw_score for j in hd_train]))
-        cal_rmse = rmse(rr.calibrated(np.concatenate(hd_scores), "homedepot"), raw)
-        base_rmse = rmse(np.full(raw.shape, mean), raw)
-        print(f"\nhomedepot held-out {args.split}: {len(hd_pools)} queries, {raw.size} pairs (raw 1-3)")
-        print(f"  RMSE calibrated cross-encoder {cal_rmse:.4f} vs predict-the-mean ({mean:.3f}) {base_rmse:.4f}: "
-              f"{100 * (1 - cal_rmse / base_rmse):.1f}% lower")
-        print("  nDCG@10 reranking the pool:")
-        pool_table(hd_pools, hd_scores, rr.precision)
-        queries, pairs = queries + len(hd_pools), pairs + raw.size
+    queries = pairs = 0
+    for name, scale in (("crowdflower", "raw 1-4"), ("homedepot", "raw 1-3")):
+        held = heldout(Path(args.data) / name, models, args.split,
+                       args.cf_queries if name == "crowdflower" else args.hd_queries)
+        if held is None:
+            print(f"\n{name}: not in these models' training data, skipped")
+            continue
+        pools, scores, rmse = held
+        n_pairs = sum(len(p.products) for p in pools)
+        unseen = "every query (zero-shot: not in the training data)" if rmse is None else f"held-out {args.split}"
+        print(f"\n{name} {unseen}: {len(pools)} queries, {n_pairs} judged pairs ({scale}); nDCG@10 reranking the pool")
+        pool_table(pools, scores, precision)
+        if rmse is not None:
+            print(f"  RMSE calibrated cross-encoder {rmse['rmse_calibrated']:.4f} vs predict-the-mean "
+                  f"{rmse['rmse_mean']:.4f}: {100 * (1 - rmse['rmse_calibrated'] / rmse['rmse_mean']):.1f}% lower")
+        queries, pairs = queries + len(pools), pairs + n_pairs
     print(f"\nce_eval: {queries} queries, {pairs} pairs scored in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def heldout(data_dir: Path, models: list, split: str, max_queries: int | None):
+    """Each model's held-out pools of one data folder, scored by that model, pooled over the models.
+
+    Several models must be folds of one cross-validation (``train cross-encoder --folds K --fold I``): their test
+    queries are disjoint, so every query is scored by the one model that never saw it. Returns (pools, scores,
+    {"rmse_calibrated", "rmse_mean"} of the calibrated scores, or None for a folder no model trained on), or None
+    when a zero-shot folder has no "valid" split.
+    """
+    from shopsearch.reranker.ce_metrics import rmse_vs_mean
+    from shopsearch.reranker.pool_eval import heldout_pools, model_scores
+
+    trained = [data_dir.name in {d["name"] for d in card["data"]["dirs"]} for _, card, _ in models]
+    if not any(trained) and (split != "test" or len(models) > 1):
+        return None  # zero-shot has no validation queries; several untrained models would score the same ones
+    pools, scores, calibrated, means, seen = [], [], [], [], set()
+    for path, _, rr in models:
+        _, ps, train = heldout_pools(data_dir, path, split, max_queries=max_queries)
+        if seen & {p.qid for p in ps}:
+            raise SystemExit(f"ce_eval: {path} shares {split} queries of {data_dir.name} with an earlier --model: "
+                             "several models must be the folds of one cross-validation (same seed and --folds)")
+        seen |= {p.qid for p in ps}
+        s = model_scores(ps, rr.score)
+        pools += ps
+        scores += s
+        if any(trained) and ps:
+            calibrated.append(rr.calibrated(np.concatenate(s), data_dir.name))
+            # each model is measured against its own train split's mean, as a single model would be
+            means.append(np.full(sum(len(p.products) for p in ps), np.nanmean([j.raw_score for j in train])))
+    if not any(trained):
+        return pools, scores, None
+    raw = np.concatenate([p.raw for p in pools])
+    return pools, scores, rmse_vs_mean(np.concatenate(calibrated), raw, np.concatenate(means))
 
 
 def pool_table(pools: list, ce: list, precision: str) -> None:

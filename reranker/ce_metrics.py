@@ -47,3 +47,18 @@ def rmse(predicted: Sequence[float], actual: Sequence[float]) -> float:
     p, a = np.asarray(predicted, dtype=float), np.asarray(actual, dtype=float)
     keep = ~np.isnan(a)
     return math.sqrt(float(np.mean((p[keep] - a[keep]) ** 2))) if keep.any() else math.nan
+
+
+def rmse_vs_mean(predicted: Sequence[float], actual: Sequence[float],
+                 mean: float | Sequence[float]) -> dict[str, float]:
+    """RMSE of ``predicted`` and of always predicting ``mean`` (the baseline a calibrated score must beat).
+
+    ``mean`` is one value, or one per pair when pairs pooled from several models each have their own baseline.
+
+    Example:
+        >>> r = rmse_vs_mean([1.0, 3.0], [1.0, 3.0], mean=2.0)
+        >>> r["rmse_calibrated"], r["rmse_mean"]
+        (0.0, 1.0)
+    """
+    actual = np.asarray(actual, dtype=float)
+    return {"rmse_calibrated": rmse(predicted, actual), "rmse_mean": rmse(np.broadcast_to(mean, actual.shape), actual)}

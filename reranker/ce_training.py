@@ -27,9 +27,9 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from .calibration import fit_isotonic, save_calibrations
-from .ce_metrics import mean_ndcg, rmse
+from .ce_metrics import mean_ndcg, rmse_vs_mean
 from .hard_negatives import mine_hard_negatives, sample_unjudged
-from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, load_product_rows, split_queries
+from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, load_product_rows, split_for
 from .model_card import write_model_card
 from .pair_text import product_text
 from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
@@ -57,6 +57,8 @@ class TrainConfig:
     shuffle_seed: int | None = None  # the order of the pairs only (continuing a run on data in a new order)
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
+    folds: int = 0  # K >= 2: cross-validation, fold ``fold`` of K is the test set (test_fraction unused)
+    fold: int = 0
     eval_steps: int = 0  # 0: evaluate once per epoch
     patience: int = 2  # evaluations without improvement before stopping
     hard_negatives: int = 0  # unjudged products per train/valid query, drawn from the mined candidates
@@ -78,6 +80,8 @@ class TrainConfig:
             ("max_valid_pairs", self.max_valid_pairs is None or self.max_valid_pairs >= 1, ">= 1"),
             ("valid_fraction", 0 < self.valid_fraction < 1, "in (0, 1)"),
             ("test_fraction", 0 <= self.test_fraction < 1, "in [0, 1)"),
+            ("folds", self.folds == 0 or self.folds >= 2, "0 (no folds) or >= 2"),
+            ("fold", self.fold == 0 or 0 <= self.fold < self.folds, "in 0 .. folds-1"),
             ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1"),
             ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1"),
             ("teacher_weight", 0 <= self.teacher_weight <= 1, "in [0, 1]"),
@@ -126,8 +130,7 @@ def prepare_splits(config: TrainConfig, candidates: Candidates | None = None) ->
     out = []
     for d in config.data_dirs:
         data = load_judged_set(d)
-        split = split_queries({j.qid for j in data.judgments}, valid_fraction=config.valid_fraction,
-                              test_fraction=config.test_fraction, seed=config.seed)
+        split = split_for({j.qid for j in data.judgments}, asdict(config), config.seed)
         train = cap_by_query([j for j in data.judgments if j.qid in split.train], config.max_pairs, seed=config.seed)
         valid = cap_by_query([j for j in data.judgments if j.qid in split.valid], config.max_valid_pairs,
                              seed=config.seed)
@@ -412,8 +415,7 @@ def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[st
         raw = np.array([j.raw_score for j in valid], dtype=float)
         cal = fit_isotonic(scores, raw, s.data.raw_min, s.data.raw_max)
         cals[s.data.name] = cal
-        metrics[s.data.name] = {"rmse_calibrated": rmse(cal.apply(scores), raw),
-                                "rmse_mean": rmse(np.full(raw.shape, np.nanmean(raw)), raw)}
+        metrics[s.data.name] = rmse_vs_mean(cal.apply(scores), raw, np.nanmean(raw))
     save_calibrations(out, cals, default=splits[0].data.name)
     return metrics
 

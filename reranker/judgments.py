@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from shopsearch.plugin.judgments import iter_trec_qrels
 
@@ -125,35 +125,61 @@ def load_product_rows(products_jsonl: str | Path, ids: Iterable[str]) -> dict[st
 
 
 def split_queries(qids: Iterable[str], *, valid_fraction: float = 0.1, test_fraction: float = 0.2,
-                  seed: int = 42) -> QuerySplit:
+                  seed: int = 42, folds: int = 0, fold: int = 0) -> QuerySplit:
     """Assign each qid to train, valid or test; seeded and independent of the order the qids come in.
 
     Qids are ordered by ``sha256(seed:qid)``; the first ``round(n * test_fraction)`` go to test, the next
     ``round(n * valid_fraction)`` to valid (each at least 1 when its fraction is > 0 and n >= 3), the rest to train.
+    With ``folds`` = K > 1 the order is cut into K near-equal slices instead and slice ``fold`` is the test set
+    (``test_fraction`` is then unused): the K splits of one seed test every query exactly once, so K models
+    trained on them are evaluated together on all queries (cross-validation). Valid is then the
+    ``round(n * valid_fraction)`` queries that follow the test slice in that order (wrapping round).
 
     Args:
         qids: the queries to split (duplicates are ignored).
         valid_fraction, test_fraction: shares in [0, 1) with a sum below 1.
         seed: changes the assignment.
+        folds, fold: 0 (no folds), or K >= 2 folds and the one (0 .. K-1) held out as test.
     Returns:
         A :class:`QuerySplit` of disjoint sets covering every qid.
     Raises:
-        ValueError: a fraction out of range.
+        ValueError: a fraction or fold out of range.
     Example:
         >>> s = split_queries([f"q{i}" for i in range(10)], valid_fraction=0.2, test_fraction=0.2)
         >>> len(s.train), len(s.valid), len(s.test)
         (6, 2, 2)
+        >>> tests = [split_queries([f"q{i}" for i in range(10)], folds=3, fold=f).test for f in range(3)]
+        >>> sorted(len(t) for t in tests), len(set().union(*tests))
+        ([3, 3, 4], 10)
     """
-    for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+    fractions = (("valid_fraction", valid_fraction),) + ((("test_fraction", test_fraction),) if not folds else ())
+    for name, value in fractions:
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name}={value!r} must be in [0, 1)")
-    if valid_fraction + test_fraction >= 1.0:
-        raise ValueError(f"valid_fraction + test_fraction = {valid_fraction + test_fraction!r} must be below 1")
+    if folds and not (folds >= 2 and 0 <= fold < folds):
+        raise ValueError(f"folds={folds!r}, fold={fold!r}: folds must be >= 2 and fold in 0..folds-1")
     order = sorted(set(qids), key=lambda q: (_hash(seed, q), q))
     n = len(order)
+    if folds:
+        lo, hi = n * fold // folds, n * (fold + 1) // folds
+        rest = order[hi:] + order[:lo]  # the queries after the test slice first, so valid differs per fold
+        n_valid = _count(n, valid_fraction)
+        if n_valid >= len(rest):
+            raise ValueError(f"valid_fraction={valid_fraction!r} leaves no training queries with {folds} folds")
+        return QuerySplit(train=frozenset(rest[n_valid:]), valid=frozenset(rest[:n_valid]),
+                          test=frozenset(order[lo:hi]))
+    if valid_fraction + test_fraction >= 1.0:
+        raise ValueError(f"valid_fraction + test_fraction = {valid_fraction + test_fraction!r} must be below 1")
     n_test, n_valid = (_count(n, f) for f in (test_fraction, valid_fraction))
     return QuerySplit(train=frozenset(order[n_test + n_valid:]), valid=frozenset(order[n_test:n_test + n_valid]),
                       test=frozenset(order[:n_test]))
+
+
+def split_for(qids: Iterable[str], params: Mapping[str, Any], seed: int) -> QuerySplit:
+    """The split a training run made, from its parameters (a TrainConfig's fields or a model card's
+    ``parameters``; cards written before folds existed have no ``folds`` key and split by ``test_fraction``)."""
+    return split_queries(qids, valid_fraction=params["valid_fraction"], test_fraction=params["test_fraction"],
+                         seed=seed, folds=params.get("folds", 0), fold=params.get("fold", 0))
 
 
 def cap_by_query(judgments: Sequence[Judgment], max_pairs: int | None, *, seed: int = 42) -> list[Judgment]:

@@ -62,8 +62,7 @@ def render_readme(card: dict[str, Any]) -> str:
     lines += [
         "",
         f"Training pairs sha256: `{card['data']['pairs_sha256']}`. Splits are by query "
-        f"(seed {card['seed']}, valid fraction {card['parameters']['valid_fraction']}, "
-        f"test fraction {card['parameters']['test_fraction']}).",
+        f"(seed {card['seed']}, valid fraction {card['parameters']['valid_fraction']}, " + _test_split(card) + ").",
         "",
         "## Parameters",
         "",
@@ -82,3 +81,11 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _test_split(card: dict[str, Any]) -> str:
+    """How the card's run chose its test queries: a share of them, or one fold of a cross-validation."""
+    p = card["parameters"]
+    if p.get("folds"):
+        return f"test fold {p['fold']} of {p['folds']}"
+    return f"test fraction {p['test_fraction']}"

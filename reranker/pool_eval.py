@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .ce_metrics import mean_ndcg
-from .judgments import JudgedSet, Judgment, load_judged_set, split_queries
+from .judgments import JudgedSet, Judgment, QuerySplit, load_judged_set, split_for
 from .model_card import read_model_card
 from .pair_text import product_text
 
@@ -34,19 +34,24 @@ def heldout_pools(data_dir: str | Path, model_dir: str | Path, split: str = "tes
                   max_queries: int | None = None) -> tuple[JudgedSet, list[Pool], list[Judgment]]:
     """The pools of ``split`` queries under the model card's seeded split, plus that dataset's train judgments.
 
+    A data folder the model was not trained on has no split: every one of its queries is unseen, so "test" gives
+    all of them (a zero-shot measure), "valid" and the train judgments none.
+
     Args:
-        data_dir: the data folder (must be one the model was trained with, or split the same way).
-        model_dir: the trained model folder (its model_card.json gives seed and fractions).
+        data_dir: the data folder.
+        model_dir: the trained model folder (its model_card.json gives seed, fractions and fold).
         split: "test" (held out) or "valid".
         max_queries: keep this many queries (seeded, whole queries); None keeps all.
     Returns:
         (judged set, pools sorted by qid, train-split judgments).
     """
     card = read_model_card(model_dir)
-    p = card["parameters"]
     data = load_judged_set(data_dir)
-    s = split_queries({j.qid for j in data.judgments}, valid_fraction=p["valid_fraction"],
-                      test_fraction=p["test_fraction"], seed=card["seed"])
+    all_qids = frozenset(j.qid for j in data.judgments)
+    if data.name in {d["name"] for d in card["data"]["dirs"]}:
+        s = split_for(all_qids, card["parameters"], card["seed"])
+    else:
+        s = QuerySplit(train=frozenset(), valid=frozenset(), test=all_qids)
     qids = getattr(s, split)
     chosen = [j for j in data.judgments if j.qid in qids]
     if max_queries is not None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .calibration import fit_isotonic, load_calibrations, save_calibrations
-from .ce_metrics import rmse
+from .ce_metrics import rmse_vs_mean
 from .model_card import read_model_card, write_model_card
 from .pool_eval import heldout_pools, model_scores
 
@@ -51,8 +51,7 @@ def recalibrate(model_dir: str | Path, data_dirs: Sequence[str | Path], score: S
         cals[data.name] = cal
         mean = float(np.nanmean([j.raw_score for j in train]))
         report[data.name] = {"queries": len(pools), "pairs": int(raw.size),
-                             "rmse_calibrated": rmse(cal.apply(scores), raw),
-                             "rmse_mean": rmse(np.full(raw.shape, mean), raw)}
+                             **rmse_vs_mean(cal.apply(scores), raw, mean)}
     save_calibrations(model_dir, cals, default or next(iter(report)))
     card["calibration"] = {"fitted_on": "every validation query's judged pairs", "precision": precision,
                            "refitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -269,6 +269,30 @@ def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_p
         args.run(args)
 
 
+def test_cli_trains_one_fold_of_a_cross_validation(tmp_path, trained):
+    from shopsearch.api import cmd_train
+    from shopsearch.api.evaluation import read_queries
+    from shopsearch.reranker.judgments import load_judged_set, split_queries
+
+    base = build_tiny_cross_encoder(tmp_path / "tiny")
+    parser = argparse.ArgumentParser(prog="shopsearch")
+    cmd_train.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "cross-encoder", "--train", str(trained[1]), "--out", str(tmp_path / "f1"),
+                              "--base-model", str(base), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3",
+                              "--max-length", "32", "--valid-fraction", "0.25", "--folds", "3", "--fold", "1"])
+    assert args.run(args) == 0
+    card = read_model_card(tmp_path / "f1")
+    assert (card["parameters"]["folds"], card["parameters"]["fold"]) == (3, 1)
+    split = split_queries(load_judged_set(trained[1]).by_query(), valid_fraction=0.25, seed=42, folds=3, fold=1)
+    heldout = read_queries(tmp_path / "f1" / f"heldout-queries-{trained[1].name}.tsv")
+    assert {q.qid for q in heldout} == set(split.test) and len(heldout) == 4  # a third of the 12 queries
+    assert "test fold 1 of 3" in (tmp_path / "f1" / "README.md").read_text()
+    with pytest.raises(ValueError, match="fold=3"):
+        TrainConfig(data_dirs=("x",), out="y", folds=3, fold=3).validate()
+    with pytest.raises(ValueError, match="folds=1"):
+        TrainConfig(data_dirs=("x",), out="y", folds=1).validate()
+
+
 def test_model_card_sets_serving_max_length_and_heldout_queries_are_written(trained):
     from shopsearch.api.evaluation import read_queries
     from shopsearch.reranker.judgments import load_judged_set, split_queries

@@ -17,10 +17,17 @@ def data_and_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("pools")
     data = write_tiny_judged_set(root / "data")
     model = root / "model"
-    model.mkdir()
-    card = {"seed": 5, "parameters": {"valid_fraction": 0.25, "test_fraction": 0.25}}
-    (model / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    write_card(model, data.name, seed=5, valid_fraction=0.25, test_fraction=0.25)
     return data, model
+
+
+def write_card(model, trained_on: str, *, seed: int, **parameters):
+    """A model card with just what the pools read: the seed, the split parameters and the data folders."""
+    model.mkdir(exist_ok=True)
+    card = {"seed": seed, "parameters": {"valid_fraction": 0.1, "test_fraction": 0.2, **parameters},
+            "data": {"dirs": [{"name": trained_on}]}}
+    (model / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    return model
 
 
 def test_heldout_pools_follow_the_cards_split(data_and_model):
@@ -64,3 +71,48 @@ def test_per_query_ndcg_is_paired_and_averages_to_pool_ndcg(data_and_model):
     assert best.shape == (len(pools),) and np.allclose(best, 1.0)
     assert (low < 1.0).all()
     assert low.mean() == pytest.approx(pool_ndcg(pools, worst))
+
+
+def test_a_folder_the_model_never_trained_on_is_scored_on_every_query(data_and_model, tmp_path):
+    data, _ = data_and_model
+    model = write_card(tmp_path / "other", "homedepot", seed=5)
+    js, pools, train = heldout_pools(data, model)
+    assert {p.qid for p in pools} == {j.qid for j in js.judgments} and len(pools) == 12  # zero-shot: all unseen
+    assert train == [] and heldout_pools(data, model, "valid")[1] == []
+
+
+def test_fold_models_pool_into_every_query_each_scored_by_the_model_that_never_saw_it(data_and_model, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ce_eval", Path(__file__).parents[2] / "bench" / "ce_eval.py")
+    ce_eval = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ce_eval)
+    data, _ = data_and_model
+    js = load_judged_set(data)
+    train_of = {}
+
+    class FoldScorer:
+        """Scores a pool; fails loudly if asked about a query its fold trained on."""
+
+        def __init__(self, fold):
+            self.fold = fold
+
+        def score(self, query, products):
+            assert query not in train_of[self.fold]
+            return np.arange(len(products), dtype=float)
+
+        def calibrated(self, scores, name):
+            return np.full(len(scores), 2.0)
+
+    models = []
+    for f in range(3):
+        path = write_card(tmp_path / f"f{f}", data.name, seed=5, folds=3, fold=f)
+        split = split_queries({j.qid for j in js.judgments}, valid_fraction=0.1, seed=5, folds=3, fold=f)
+        train_of[f] = {j.query for j in js.judgments if j.qid in split.train}
+        models.append((str(path), json.loads((path / "model_card.json").read_text()), FoldScorer(f)))
+    pools, scores, rmse = ce_eval.heldout(data, models, "test", None)
+    assert sorted(p.qid for p in pools) == sorted({j.qid for j in js.judgments})  # every query, once
+    assert len(scores) == len(pools) and set(rmse) == {"rmse_calibrated", "rmse_mean"}
+    with pytest.raises(SystemExit, match="folds of one cross-validation"):
+        ce_eval.heldout(data, models + models[:1], "test", None)

@@ -52,6 +52,37 @@ def test_split_is_disjoint_complete_seeded_and_order_free():
     assert s.of(sorted(s.test)[0]) == "test"
 
 
+def test_folds_test_every_query_once_and_keep_each_split_disjoint():
+    qids = [f"q{i}" for i in range(53)]
+    splits = [split_queries(qids, valid_fraction=0.1, test_fraction=0.2, seed=7, folds=5, fold=f) for f in range(5)]
+    tests = [s.test for s in splits]
+    assert sorted(len(t) for t in tests) == [10, 10, 11, 11, 11]
+    assert set().union(*tests) == set(qids) and sum(len(t) for t in tests) == 53  # each query tested exactly once
+    for s in splits:
+        assert len(s.valid) == 5 and not (s.train & s.valid or s.train & s.test or s.valid & s.test)
+        assert s.train | s.valid | s.test == set(qids)
+    assert len({s.valid for s in splits}) == 5  # each fold validates on other queries
+    # test_fraction plays no part once folds are set; the split stays order-free and seeded
+    assert split_queries(reversed(qids), valid_fraction=0.1, test_fraction=0.5, seed=7, folds=5, fold=2) == splits[2]
+    assert split_queries(qids, valid_fraction=0.1, seed=8, folds=5, fold=2).test != splits[2].test
+
+
+@pytest.mark.parametrize("folds,fold", [(1, 0), (5, 5), (5, -1)])
+def test_split_rejects_bad_folds(folds, fold):
+    with pytest.raises(ValueError, match="folds"):
+        split_queries([f"q{i}" for i in range(10)], folds=folds, fold=fold)
+
+
+def test_split_for_reads_a_cards_parameters_old_and_new():
+    from shopsearch.reranker.judgments import split_for
+
+    qids = [f"q{i}" for i in range(30)]
+    old_card = {"valid_fraction": 0.1, "test_fraction": 0.2}  # written before folds existed
+    assert split_for(qids, old_card, 3) == split_queries(qids, valid_fraction=0.1, test_fraction=0.2, seed=3)
+    assert split_for(qids, {**old_card, "folds": 3, "fold": 1}, 3) == split_queries(
+        qids, valid_fraction=0.1, seed=3, folds=3, fold=1)
+
+
 @pytest.mark.parametrize("kwargs,name", [({"valid_fraction": 1.0}, "valid_fraction"),
                                          ({"test_fraction": -0.1}, "test_fraction"),
                                          ({"valid_fraction": 0.5, "test_fraction": 0.5}, "valid_fraction")])
