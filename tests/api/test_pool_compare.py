@@ -1,0 +1,43 @@
+"""bench/pool_compare.py: fold reports pooled into one comparison over all their queries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "pool_compare.py"
+
+
+@pytest.fixture(scope="module")
+def pool_compare():
+    spec = importlib.util.spec_from_file_location("pool_compare", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _report(path: Path, scores: dict[str, tuple[float, float]], a: str = "default", b: str = "rerank-ce") -> str:
+    per_query = {q: {"text": q, "a": {"ndcg@10": x}, "b": {"ndcg@10": y}} for q, (x, y) in scores.items()}
+    path.write_text(json.dumps({"a": a, "b": b, "per_query": per_query}), encoding="utf-8")
+    return str(path)
+
+
+def test_folds_pool_into_one_comparison_over_every_query(pool_compare, tmp_path, capsys):
+    f0 = _report(tmp_path / "f0.json", {"q1": (0.5, 0.7), "q2": (0.4, 0.4)})
+    f1 = _report(tmp_path / "f1.json", {"q3": (0.9, 0.6), "q4": (0.2, 0.5)})
+    assert pool_compare([f0, f1]) == 0
+    out = capsys.readouterr().out
+    assert "4 queries pooled from 2 reports" in out
+    row = next(line for line in out.splitlines() if line.startswith("| ndcg@10"))
+    assert "| 0.5000 | 0.5500 | +0.0500 |" in row and "| 2 / 1 / 1 |" in row
+
+
+def test_overlapping_or_mismatched_reports_are_refused(pool_compare, tmp_path, capsys):
+    f0 = _report(tmp_path / "f0.json", {"q1": (0.5, 0.7)})
+    again = _report(tmp_path / "again.json", {"q1": (0.5, 0.7)})
+    other = _report(tmp_path / "other.json", {"q9": (0.5, 0.7)}, b="rerank")
+    assert pool_compare([f0, again]) == 2 and "folds must be disjoint" in capsys.readouterr().err
+    assert pool_compare([f0, other]) == 2 and "not default vs rerank-ce" in capsys.readouterr().err
