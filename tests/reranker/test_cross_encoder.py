@@ -166,19 +166,29 @@ def test_rerank_degrades_on_a_too_small_budget(reranker, monkeypatch):
         reranker.rerank("red lamp", hits, depth=-1)
 
 
-def test_cli_train_cross_encoder(tmp_path, trained):
+def _train_parser():
     from shopsearch.api import cmd_train
 
-    base = build_tiny_cross_encoder(tmp_path / "tiny")
     parser = argparse.ArgumentParser(prog="shopsearch")
     cmd_train.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "cross-encoder", "--train", str(trained[1]), "--out", str(tmp_path / "ce"),
-                              "--base-model", str(base), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3",
-                              "--max-length", "32", "--valid-fraction", "0.25"])
-    assert args.run(args) == 0
+    return parser
+
+
+def _cli_train(tmp_path, data_dir, out, *extra) -> int:
+    """`shopsearch train cross-encoder` on the tiny data: one quick epoch from a fresh tiny model."""
+    base = build_tiny_cross_encoder(tmp_path / "tiny")
+    args = _train_parser().parse_args([
+        "train", "cross-encoder", "--train", str(data_dir), "--out", str(out), "--base-model", str(base),
+        "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--max-length", "32", "--valid-fraction", "0.25",
+        *extra])
+    return args.run(args)
+
+
+def test_cli_train_cross_encoder(tmp_path, trained):
+    assert _cli_train(tmp_path, trained[1], tmp_path / "ce") == 0
     card = read_model_card(tmp_path / "ce")
     assert card["parameters"]["epochs"] == 1 and card["parameters"]["batch_size"] == 32
-    bare = parser.parse_args(["train"])
+    bare = _train_parser().parse_args(["train"])
     assert bare.run(bare) == 2
 
 
@@ -240,7 +250,6 @@ def test_teacher_blends_bi_encoder_similarity_into_judged_labels_only(trained, t
 
 
 def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_path, capsys):
-    from shopsearch.api import cmd_train
     from shopsearch.api.cli import main
 
     data_dir = trained[1]
@@ -249,8 +258,7 @@ def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_p
                  str(root), "--full", "--model", str(tiny_bi_encoder_dir), "--cache", "none", "--quarantine",
                  str(tmp_path / "q.jsonl"), "--no-progress"]) == 0
     base = build_tiny_cross_encoder(tmp_path / "tiny")
-    parser = argparse.ArgumentParser(prog="shopsearch")
-    cmd_train.register(parser.add_subparsers(dest="command"))
+    parser = _train_parser()
     argv = ["train", "cross-encoder", "--train", str(data_dir), "--out", str(tmp_path / "ce"), "--base-model",
             str(base), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--max-length", "32",
             "--valid-fraction", "0.25", "--mine", f"{data_dir.name}=tinyce", "--hard-negatives", "3", "--engine",
@@ -270,17 +278,10 @@ def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_p
 
 
 def test_cli_trains_one_fold_of_a_cross_validation(tmp_path, trained):
-    from shopsearch.api import cmd_train
     from shopsearch.api.evaluation import read_queries
     from shopsearch.reranker.judgments import load_judged_set, split_queries
 
-    base = build_tiny_cross_encoder(tmp_path / "tiny")
-    parser = argparse.ArgumentParser(prog="shopsearch")
-    cmd_train.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "cross-encoder", "--train", str(trained[1]), "--out", str(tmp_path / "f1"),
-                              "--base-model", str(base), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3",
-                              "--max-length", "32", "--valid-fraction", "0.25", "--folds", "3", "--fold", "1"])
-    assert args.run(args) == 0
+    assert _cli_train(tmp_path, trained[1], tmp_path / "f1", "--folds", "3", "--fold", "1") == 0
     card = read_model_card(tmp_path / "f1")
     assert (card["parameters"]["folds"], card["parameters"]["fold"]) == (3, 1)
     split = split_queries(load_judged_set(trained[1]).by_query(), valid_fraction=0.25, seed=42, folds=3, fold=1)
