@@ -113,6 +113,20 @@ class CompareReport:
         }
 
 
+def compare_metric(name: str, mean_a: float, mean_b: float, diffs: Sequence[float], *,
+                   stat_test: str = "randomization", alpha: float = 0.05, permutations: int = 10_000,
+                   random_seed: int = 42) -> MetricComparison:
+    """One metric's comparison from its means and per-query differences (B - A): wins / losses / ties, both
+    paired tests, the 95% CI, and significance under ``stat_test`` at ``alpha``."""
+    p_t, p_r = paired_ttest(diffs), randomization_test(diffs, permutations, random_seed)
+    low, high = mean_ci(diffs)
+    return MetricComparison(
+        name=name, mean_a=mean_a, mean_b=mean_b, wins=sum(d > TIE_EPS for d in diffs),
+        losses=sum(d < -TIE_EPS for d in diffs), ties=sum(abs(d) <= TIE_EPS for d in diffs), p_ttest=p_t,
+        p_randomization=p_r, significant=(p_r if stat_test == "randomization" else p_t) < alpha,
+        ci_low=low, ci_high=high)
+
+
 def paired_ttest(diffs: Sequence[float]) -> float:
     """Two-sided p-value of a paired t-test on differences (1.0 when all are 0; 0.0 when all equal a non-zero).
 
@@ -238,16 +252,8 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
     texts = dict(queries or {})
     per_query = tuple(QueryScores(q, texts.get(q, ""), {m: ea.per_query[q][m] for m in metrics},
                                   {m: eb.per_query[q][m] for m in metrics}) for q in ea.per_query)
-    out: dict[str, MetricComparison] = {}
-    for m in metrics:
-        diffs = [q.delta(m) for q in per_query]
-        p_t, p_r = paired_ttest(diffs), randomization_test(diffs, permutations, random_seed)
-        low, high = mean_ci(diffs)
-        out[m] = MetricComparison(
-            name=m, mean_a=ea.metrics[m], mean_b=eb.metrics[m], wins=sum(d > TIE_EPS for d in diffs),
-            losses=sum(d < -TIE_EPS for d in diffs), ties=sum(abs(d) <= TIE_EPS for d in diffs), p_ttest=p_t,
-            p_randomization=p_r, significant=(p_r if stat_test == "randomization" else p_t) < alpha,
-            ci_low=low, ci_high=high)
+    out = {m: compare_metric(m, ea.metrics[m], eb.metrics[m], [q.delta(m) for q in per_query], stat_test=stat_test,
+                             alpha=alpha, permutations=permutations, random_seed=random_seed) for m in metrics}
     missing = [tuple(q.qid for q in per_query if not run.get(q.qid)) for run in (run_a, run_b)]
     return CompareReport(name_a=names[0], name_b=names[1], metrics=out, per_query=per_query,
                          missing_a=missing[0], missing_b=missing[1], unjudged=ea.unjudged, stat_test=stat_test,

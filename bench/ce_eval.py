@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from shopsearch.reranker.cross_encoder import CrossEncoderReranker
-    from shopsearch.reranker.model_card import read_model_card
+    from shopsearch.reranker.model_card import read_model_card, trained_on
 
     started = time.perf_counter()
     models = []
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         fold = f", fold {card['parameters']['fold']} of {card['parameters']['folds']}" \
             if card["parameters"].get("folds") else ""
         print(f"model {path} ({rr.precision}, {rr.device}); trained on "
-              f"{[d['name'] for d in card['data']['dirs']]}, seed {card['seed']}{fold}")
+              f"{trained_on(card)}, seed {card['seed']}{fold}")
         models.append((path, card, rr))
     precision = models[0][2].precision
 
@@ -86,18 +86,20 @@ def heldout(data_dir: Path, models: list, split: str, max_queries: int | None):
     when a zero-shot folder has no "valid" split.
     """
     from shopsearch.reranker.ce_metrics import rmse_vs_mean
+    from shopsearch.reranker.model_card import trained_on
     from shopsearch.reranker.pool_eval import heldout_pools, model_scores
 
-    trained = [data_dir.name in {d["name"] for d in card["data"]["dirs"]} for _, card, _ in models]
+    trained = [data_dir.name in trained_on(card) for _, card, _ in models]
     if not any(trained) and (split != "test" or len(models) > 1):
         return None  # zero-shot has no validation queries; several untrained models would score the same ones
     pools, scores, calibrated, means, seen = [], [], [], [], set()
     for path, _, rr in models:
         _, ps, train = heldout_pools(data_dir, path, split, max_queries=max_queries)
-        if seen & {p.qid for p in ps}:
+        qids = {p.qid for p in ps}
+        if seen & qids:
             raise SystemExit(f"ce_eval: {path} shares {split} queries of {data_dir.name} with an earlier --model: "
                              "several models must be the folds of one cross-validation (same seed and --folds)")
-        seen |= {p.qid for p in ps}
+        seen |= qids
         s = model_scores(ps, rr.score)
         pools += ps
         scores += s

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("reports", nargs="+", help="`shopsearch compare --json` outputs, one per fold")
     args = ap.parse_args(argv)
 
-    from shopsearch.api.compare import TIE_EPS, mean_ci, paired_ttest, randomization_test
+    from shopsearch.api.compare import compare_metric
 
     per_query: dict[str, dict] = {}
     names = None
@@ -47,12 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     for m in metrics:
         a = [q["a"][m] for q in per_query.values()]
         b = [q["b"][m] for q in per_query.values()]
-        d = [y - x for x, y in zip(a, b)]
-        low, high = mean_ci(d)
-        wins, losses = sum(x > TIE_EPS for x in d), sum(x < -TIE_EPS for x in d)
-        print(f"| {m} | {sum(a) / len(a):.4f} | {sum(b) / len(b):.4f} | {sum(d) / len(d):+.4f} | "
-              f"[{low:+.3f}, {high:+.3f}] | {wins} / {losses} / {len(d) - wins - losses} | "
-              f"{randomization_test(d):.3f} | {paired_ttest(d):.3f} |")
+        c = compare_metric(m, sum(a) / len(a), sum(b) / len(b), [y - x for x, y in zip(a, b)])
+        print(f"| {m} | {c.mean_a:.4f} | {c.mean_b:.4f} | {c.delta:+.4f} | [{c.ci_low:+.3f}, {c.ci_high:+.3f}] | "
+              f"{c.wins} / {c.losses} / {c.ties} | {c.p_randomization:.3f} | {c.p_ttest:.3f} |")
     return 0
 
 

@@ -83,6 +83,11 @@ def render_readme(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def trained_on(card: dict[str, Any]) -> list[str]:
+    """The names of the data folders a model card's run trained on (their queries were split)."""
+    return [d["name"] for d in card["data"]["dirs"]]
+
+
 def _test_split(card: dict[str, Any]) -> str:
     """How the card's run chose its test queries: a share of them, or one fold of a cross-validation."""
     p = card["parameters"]

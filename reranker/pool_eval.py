@@ -15,7 +15,7 @@ import numpy as np
 
 from .ce_metrics import mean_ndcg
 from .judgments import JudgedSet, Judgment, QuerySplit, load_judged_set, split_for
-from .model_card import read_model_card
+from .model_card import read_model_card, trained_on
 from .pair_text import product_text
 
 
@@ -48,7 +48,7 @@ def heldout_pools(data_dir: str | Path, model_dir: str | Path, split: str = "tes
     card = read_model_card(model_dir)
     data = load_judged_set(data_dir)
     all_qids = frozenset(j.qid for j in data.judgments)
-    if data.name in {d["name"] for d in card["data"]["dirs"]}:
+    if data.name in trained_on(card):
         s = split_for(all_qids, card["parameters"], card["seed"])
     else:
         s = QuerySplit(train=frozenset(), valid=frozenset(), test=all_qids)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .calibration import fit_isotonic, load_calibrations, save_calibrations
 from .ce_metrics import rmse_vs_mean
-from .model_card import read_model_card, write_model_card
+from .model_card import read_model_card, trained_on, write_model_card
 from .pool_eval import heldout_pools, model_scores
 
 Scorer = Callable[[str, list[dict[str, Any]]], np.ndarray]  # (query, products) -> scores
@@ -37,7 +37,7 @@ def recalibrate(model_dir: str | Path, data_dirs: Sequence[str | Path], score: S
         ValueError: a data folder the model was not trained on, or one with too few rated pairs.
     """
     card = read_model_card(model_dir)
-    trained = [d["name"] for d in card["data"]["dirs"]]
+    trained = trained_on(card)
     cals, default = load_calibrations(model_dir)
     report: dict[str, dict[str, float]] = {}
     for d in data_dirs:
