@@ -1,10 +1,10 @@
 """The Flask application factory: ``create_app(test_config=None)`` (the Flask tutorial's pattern).
 
-Configuration layers: defaults < TOML file named by $SHOPSEARCH_CONFIG < environment variables < test_config
-(see shopsearch.api.config). ``test_config`` keys are ApiConfig option names (``"index"``, ``"max_size"``...),
+Configuration layers: defaults < TOML file (``config``, $SHOPSEARCH_CONFIG) < environment variables < test_config
+(see shopsearch.settings). ``test_config`` keys are settings option names (``"index"``, ``"max_size"``...),
 Flask settings in upper case (``"TESTING"``), and optionally ``"searcher"`` / ``"engine_instance"``: ready
-objects used instead of building them (tests), and ``"models"``: a ModelRegistry (default: the model folders
-of shopsearch.reranker.model_registry, with ``<home>/models`` when $SHOPSEARCH_MODELS is unset).
+objects used instead of building them (tests), and ``"models"``: a ModelRegistry (default: the settings'
+``models_dir``, then ./models).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, Mapping
 
 from flask import Flask, current_app
 
-from .config import ApiConfig, load_config
+from shopsearch.events import EventLog
+from shopsearch.settings import Settings, load_settings
+
 from .errors import register_error_handlers
-from .events import EventLog
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class SearchService:
     """Per-app state in ``app.extensions["shopsearch"]``: config, metrics, event log and the lazy searcher."""
 
-    config: ApiConfig
+    config: Settings
     metrics: Metrics
     events: EventLog
     searcher: Any = None
@@ -65,16 +66,15 @@ class SearchService:
         return self.engine
 
 
-def open_configured_engine(cfg: ApiConfig) -> Any:
-    """Open the engine the config names (embedded indices live under ``<home>/embedded``)."""
+def open_configured_engine(cfg: Settings) -> Any:
+    """Open the engine the settings name (embedded indices live under ``<home>/embedded``)."""
     from shopsearch.plugin.engines import open_engine
 
     # No client retries: a shopper's request must fail within engine_timeout_s (503), not a multiple of it.
-    return open_engine(cfg.engine, url=cfg.opensearch_url or None, root=cfg.home_dir / "embedded",
-                       timeout=cfg.engine_timeout_s, max_retries=0)
+    return open_engine(cfg.engine, settings=cfg, timeout=cfg.engine_timeout_s, max_retries=0)
 
 
-def build_searcher(cfg: ApiConfig, engine: Any = None) -> tuple[Any, Any]:
+def build_searcher(cfg: Settings, engine: Any = None) -> tuple[Any, Any]:
     """Open the engine (unless given), load the query encoder and the ranking profiles; returns (engine, searcher).
 
     The query encoder follows ``cfg.query_encoder`` (ONNX on CPU by default, exported once under
@@ -85,34 +85,29 @@ def build_searcher(cfg: ApiConfig, engine: Any = None) -> tuple[Any, Any]:
     from shopsearch.plugin.profiles import ProfileStore
 
     engine = engine if engine is not None else open_configured_engine(cfg)
-    encoder = load_query_encoder(cfg.model, mode=cfg.query_encoder, cache_dir=cfg.home_dir / "onnx")
-    searcher = HybridSearcher(engine, cfg.index, encoder, ProfileStore())
+    encoder = load_query_encoder(cfg.model, mode=cfg.query_encoder, cache_dir=cfg.onnx_dir)
+    searcher = HybridSearcher(engine, cfg.index, encoder, ProfileStore(settings=cfg), settings=cfg)
     log.info("searcher ready: engine=%s index=%s model=%s query encoder=%s", cfg.engine, cfg.index, cfg.model,
              type(encoder).__name__)
     return engine, searcher
 
 
-def build_pipeline(cfg: ApiConfig, searcher: Any, models: Any = None) -> Any:
+def build_pipeline(cfg: Settings, searcher: Any, models: Any = None) -> Any:
     """The ranking pipeline over ``searcher``: models by name (loaded on first use), context from the event log."""
-    import os
-
     from shopsearch.indexer.records import Product
     from shopsearch.reranker.event_context import EventLogHistory
-    from shopsearch.reranker.model_registry import ENV_DIR, ModelRegistry, default_model_dirs
+    from shopsearch.reranker.model_registry import ModelRegistry, default_model_dirs
     from shopsearch.reranker.pipeline import RankingPipeline
 
     if models is None:
-        dirs = default_model_dirs()
-        if not os.environ.get(ENV_DIR):
-            dirs[0] = cfg.home_dir / "models"
-        models = ModelRegistry(dirs)
+        models = ModelRegistry(default_model_dirs(cfg))
 
     def lookup(pid: str) -> Product | None:
         get = getattr(searcher, "get", None)
         doc = get(pid) if callable(get) else None
         return Product.from_source(doc) if doc else None
 
-    return RankingPipeline(searcher, models, EventLogHistory(cfg.events_path, lookup))
+    return RankingPipeline(searcher, models, EventLogHistory(cfg.events_dir, lookup))
 
 
 def service() -> SearchService:
@@ -138,14 +133,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     flask_keys = {k: test_config.pop(k) for k in list(test_config) if k.isupper()}
     searcher, engine = test_config.pop("searcher", None), test_config.pop("engine_instance", None)
     models = test_config.pop("models", None)
-    cfg = load_config(test_config)
+    cfg = load_settings(test_config)
 
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=cfg.max_content_length, JSON_SORT_KEYS=False)
     app.config.update(flask_keys)
     app.json.sort_keys = False
     metrics = Metrics()
-    app.extensions["shopsearch"] = SearchService(config=cfg, metrics=metrics, events=EventLog(cfg.events_path),
+    app.extensions["shopsearch"] = SearchService(config=cfg, metrics=metrics, events=EventLog(cfg.events_dir),
                                                  searcher=searcher, engine=engine, models=models)
     metrics.init_app(app)
     register_error_handlers(app)

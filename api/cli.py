@@ -12,7 +12,7 @@ import sys
 from shopsearch.api.cli_args import register_modules
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "train", "simulate_events"]
+COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "train", "simulate_events", "schema", "config"]
 
 
 def build_parser() -> argparse.ArgumentParser:

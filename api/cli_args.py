@@ -10,29 +10,29 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Any, Sequence
 
-from shopsearch.plugin.engines import ENGINES
+from shopsearch.settings import DEFAULT_MODEL, ENGINES, Settings, load_settings
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 QUERY_MODEL_HELP = f"query bi-encoder; must be the one the index was built with (default {DEFAULT_MODEL})"
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--engine`` (default $SHOPSEARCH_ENGINE or embedded), ``--url`` and ``--root``.
+    """Add ``--engine`` (default: the settings' ``engine``, i.e. $SHOPSEARCH_ENGINE or embedded), ``--url``
+    and ``--root``.
 
-    Open the engine they describe with :func:`open_engine_from_args`.
+    Open the engine they describe with :func:`open_engine_from_args`; :func:`settings_from_args` resolves them
+    with the lower layers.
 
     >>> p = argparse.ArgumentParser(); add_engine_args(p)
     >>> p.parse_args(["--engine", "embedded", "--root", "/tmp/e"]).root
     '/tmp/e'
     """
-    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get("SHOPSEARCH_ENGINE") or "embedded",
-                        help="default: $SHOPSEARCH_ENGINE or embedded")
+    parser.add_argument("--engine", choices=ENGINES, help="default: $SHOPSEARCH_ENGINE or embedded")
     parser.add_argument("--url", help="OpenSearch URL (default $OPENSEARCH_URL or http://127.0.0.1:9200)")
     parser.add_argument("--root", help="embedded engine directory (default $SHOPSEARCH_HOME/embedded)")
+    parser.add_argument("--config", help="TOML settings file (default $SHOPSEARCH_CONFIG)")
 
 
 def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP) -> None:
@@ -40,15 +40,25 @@ def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=help)
 
 
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings with the flags :func:`add_engine_args` added as the top layer; sets ``args.engine`` to the
+    resolved engine so messages can name it."""
+    settings = load_settings({"config": getattr(args, "config", None), "engine": args.engine,
+                              "opensearch_url": getattr(args, "url", None)})
+    args.engine = settings.engine
+    return settings
+
+
 def open_engine_from_args(args: argparse.Namespace) -> Any:
     """The engine named by the arguments :func:`add_engine_args` added (the caller closes it).
 
     Raises:
-        ValueError: unknown ``args.engine`` (argparse's choices normally stop that first).
+        ValueError: an invalid setting (named).
     """
     from shopsearch.plugin.engines import open_engine
 
-    return open_engine(args.engine, url=args.url, root=args.root)
+    settings = settings_from_args(args)
+    return open_engine(settings.engine, root=args.root, settings=settings)
 
 
 def index_missing(engine: Any, args: argparse.Namespace, command: str, catalog: str = "CATALOG") -> bool:

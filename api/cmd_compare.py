@@ -9,18 +9,19 @@ import time
 from pathlib import Path
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.judgments import FORMATS, Qrel, read_judgments, read_queries
 
 HELP = """\
 Compare ranking profile B against baseline profile A on one index and one judgment list.
 
 Both profiles run every judged query through the same RankingPipeline.search path as GET /search and
 `shopsearch eval` (page 1, 100 results, no facets; rerank stages with their budgets) and are scored by
-api/evaluation.py. Reported per metric: A, B, the delta, wins / losses / ties over queries, and paired
+shopsearch/evaluation.py. Reported per metric: A, B, the delta, wins / losses / ties over queries, and paired
 significance (t-test and a seeded sign-flip randomisation test, random_seed 42; --stat-test picks which marks
 a delta with †). A judged query with no results scores 0.
 
 Judgments: TREC qrels, CSV (query,product_id,grade), Amazon ESCI, WANDS or a Quepid export (auto-detected;
---format overrides; see plugin/judgments.py for the grade mappings). --queries (qid<TAB>text) is needed for TREC
+--format overrides; see shopsearch/judgments.py for the grade mappings). --queries (qid<TAB>text) is needed for TREC
 qrels; the other formats carry their query text (a --queries file, when given, still selects the queries).
 
 --json prints one JSON object (the whole report); --html / --markdown write the reports.
@@ -30,8 +31,6 @@ Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` subcommand."""
-    from shopsearch.plugin.judgments import FORMATS
-
     p = subparsers.add_parser("compare", help="compare two ranking profiles on judged queries", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("profile_a", metavar="PROFILE_A", help="baseline profile")
@@ -60,17 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | None,
-                        wands_queries: str | None = None) -> tuple[list, dict[str, str]]:
-    """The judgments as ir_measures Qrels and the (qid -> text) queries to run, judged ones only.
+                        wands_queries: str | None = None) -> tuple[list[Qrel], dict[str, str]]:
+    """The judgments and the (qid -> text) queries to run, judged ones only.
 
     Raises:
         ValueError: TREC qrels without a --queries file, or no judged query to run.
     """
-    from ir_measures import Qrel as IrQrel
-
-    from shopsearch.api.evaluation import read_queries
-    from shopsearch.plugin.judgments import read_judgments
-
     judgments = read_judgments(qrels_path, fmt, queries_path=wands_queries)
     if queries_path:
         texts = {q.qid: q.text for q in read_queries(queries_path)}
@@ -83,12 +77,12 @@ def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | No
     todo = {qid: text for qid, text in texts.items() if qid in judged}
     if not todo:
         raise ValueError(f"queries: none of the {len(texts)} queries has judgements in {qrels_path}")
-    return [IrQrel(q.query_id, q.doc_id, q.grade) for q in judgments.qrels], todo
+    return list(judgments.qrels), todo
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the compare command; returns the exit code."""
-    from shopsearch.api.cli_args import index_missing, open_engine_from_args
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
     from shopsearch.api.compare import compare, parse_metrics
     from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.api.report import render_html, render_markdown
@@ -103,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError(f"top must be >= 1, got {args.top}")
     qrels, todo = load_judged_queries(args.qrels, args.format, args.queries, args.wands_queries)
-    profiles = ProfileStore()
+    profiles = ProfileStore(settings=settings_from_args(args))
     models = ModelRegistry()
     for name in (args.profile_a, args.profile_b):
         check_models(profiles, models, name)  # unknown profile or missing model: a clear error up front

@@ -1,15 +1,14 @@
 """``shopsearch demo``: index a catalog, train small models (cached), serve the API and show real searches.
 
 Every step reuses the project's own commands (index, simulate-events, train, serve), so the demo exercises the
-same code a deployment runs. Models and indexed vectors are cached under ``$SHOPSEARCH_HOME``: a second demo
-starts in seconds.
+same code a deployment runs. Models and indexed vectors are cached under the settings' ``home``
+(``$SHOPSEARCH_HOME``): a second demo starts in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from shopsearch.settings import Settings, child_environment, load_settings
 
 HELP = """\
 Set everything up and show shopsearch working end to end:
@@ -41,13 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     p = subparsers.add_parser("demo", help="index, train, serve and show example searches", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engine", choices=("opensearch", "embedded"), default=os.environ.get("SHOPSEARCH_ENGINE"),
-                   help="default: opensearch (a local node is started), falling back to embedded if it can't start")
+    p.add_argument("--engine", choices=("opensearch", "embedded"),
+                   help="default: $SHOPSEARCH_ENGINE if set, else opensearch (a local node is started), falling back "
+                        "to embedded if it can't start")
     p.add_argument("--catalog", help="catalog file to index instead of the generated demo catalog")
     p.add_argument("--index", default="demo", help="alias to index into and serve (default: demo)")
     p.add_argument("--products", type=int, default=400, help="size of the generated catalog (default 400)")
     p.add_argument("--data", default=None,
-                   help="labelled data for model training (default ../shared/data beside the project, if present)")
+                   help="labelled data for model training (default: the data_dir setting, i.e. $SHOPSEARCH_DATA "
+                        "or ../shared/data beside the project, if present)")
     p.add_argument("--no-models", action="store_true", help="skip model training; serve hybrid retrieval only")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -55,39 +58,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _home() -> Path:
-    return Path(os.environ.get("SHOPSEARCH_HOME", Path.home() / ".shopsearch"))
-
-
 def _step(n: int, text: str) -> None:
     print(f"\n==> [{n}/4] {text}", flush=True)
 
 
-def _pick_engine(requested: str | None) -> str:
-    """Start (or find) OpenSearch unless embedded was asked for; fall back to embedded with a clear note."""
+def _pick_engine(requested: str | None, settings: Settings) -> tuple[str, str | None]:
+    """Start (or find) OpenSearch unless embedded was asked for; fall back to embedded with a clear note.
+
+    Returns the engine and, for OpenSearch, the node's URL."""
     if requested == "embedded":
         print("using the embedded engine (no server)")
-        return "embedded"
+        return "embedded", None
     from shopsearch.plugin.localnode import ensure_node
 
     try:
-        node = ensure_node()
+        node = ensure_node(settings=settings)
     except (RuntimeError, ValueError, OSError) as exc:
         if requested == "opensearch":
             raise RuntimeError(f"OpenSearch could not start: {exc}") from exc
         print(f"OpenSearch could not start ({exc}); using the embedded engine instead")
-        return "embedded"
-    os.environ.setdefault("OPENSEARCH_URL", node.url)
+        return "embedded", None
     where = f", logs in {node.log_path}" if node.log_path else ""
     print(f"OpenSearch at {node.url}{' (started)' if node.started else ' (already running)'}{where}")
-    return "opensearch"
+    return "opensearch", node.url
 
 
-def _shared_data(arg: str | None) -> Path | None:
+def _shared_data(arg: str | None, settings: Settings) -> Path | None:
     if arg:
         return Path(arg)
-    guess = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return guess if (guess / "crowdflower" / "qrels-dev.txt").exists() else None
+    found = settings.data_dir
+    return found if found and (found / "crowdflower" / "qrels-dev.txt").exists() else None
 
 
 def _cli(argv: list[str]) -> None:
@@ -182,12 +182,15 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
     if args.products <= 0:
         raise ValueError(f"--products must be > 0; got {args.products}")
-    home = _home()
-    os.environ.setdefault("SHOPSEARCH_HOME", str(home))
+    settings = load_settings()
+    home = settings.home
     started = time.monotonic()
 
     _step(1, "search engine")
-    engine = _pick_engine(args.engine)
+    # An engine set in the config file or environment counts as asked for; the default tries OpenSearch first.
+    requested = args.engine or (settings.engine if "engine" in settings.model_fields_set else None)
+    engine, url = _pick_engine(requested, settings)
+    url_args = ["--url", url] if url else []
 
     _step(2, "catalog")
     if args.catalog:
@@ -197,17 +200,16 @@ def run(args: argparse.Namespace) -> int:
 
         catalog = write_catalog(home / "demo" / "catalog.jsonl", n=args.products)
         print(f"generated {args.products} demo products (synthetic, marked attributes.generated) -> {catalog}")
-    _cli(["index", str(catalog), "--index", args.index, "--engine", engine,
+    _cli(["index", str(catalog), "--index", args.index, "--engine", engine, *url_args,
           "--quarantine", str(home / "demo" / f"{args.index}.quarantine.jsonl")])
 
     _step(3, "models")
-    data = None if args.no_models else _shared_data(args.data)
+    data = None if args.no_models else _shared_data(args.data, settings)
     notes: list[str] = []
     if data is None:
         notes.append("models: skipped (no labelled data; pass --data DIR) - serving hybrid retrieval")
     else:
         notes += _train_models(data, home / "models")
-    os.environ["SHOPSEARCH_PROFILES"] = str(home / "profiles")
     profile = _write_demo_profile(home / "profiles", with_models=data is not None)
     for note in notes:
         print(note)
@@ -215,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
     _step(4, "API")
     base = f"http://{args.host}:{args.port}"
     cmd = [sys.executable, "-m", "shopsearch.api.cli", "serve", "--host", args.host, "--port", str(args.port),
-           "--engine", engine, "--index", args.index]
-    proc = subprocess.Popen(cmd, env=dict(os.environ))
+           "--engine", engine, "--index", args.index, *url_args]
+    # The server layers the demo's profiles over the packaged ones and keeps its state in the same home.
+    proc = subprocess.Popen(cmd, env=child_environment({"home": home, "profiles_dir": home / "profiles"}))
     try:
         _wait_ready(base, proc)
         _show_examples(base, profile)

@@ -16,9 +16,9 @@ no facets, no shopper context) with the chosen --profile: hybrid retrieval, then
 and conversion stages, with their time budgets (a degraded search is scored as served, and counted; --no-budget
 lets every stage finish, to measure a GPU profile's ranking on a CPU).
 Models named by the profile are looked up in $SHOPSEARCH_MODELS (default $SHOPSEARCH_HOME/models), then
-./models; a missing one stops the command before it runs (exit 2). Metrics (see api/evaluation.py): nDCG@10 with graded gains,
-Recall@100 and MRR@10 where "relevant" means grade >= 1; unjudged products count as not relevant;
-a judged query with no results scores 0. Queries without judgements are skipped (and counted).
+./models; a missing one stops the command before it runs (exit 2). Metrics (see shopsearch/evaluation.py):
+nDCG@10 with graded gains, Recall@100 and MRR@10 where "relevant" means grade >= 1; unjudged products count as
+not relevant; a judged query with no results scores 0. Queries without judgements are skipped (and counted).
 
 --json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "queries",
 "degraded"}
@@ -58,10 +58,11 @@ def _table(report, per_query: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the eval command; returns the exit code."""
-    from shopsearch.api.cli_args import index_missing, open_engine_from_args
-    from shopsearch.api.evaluation import evaluate, read_qrels, read_queries
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
+    from shopsearch.evaluation import evaluate
     from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.judgments import read_qrels, read_queries
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     queries = read_queries(args.queries)
     qrels = read_qrels(args.qrels)
-    profiles = ProfileStore()
+    profiles = ProfileStore(settings=settings_from_args(args))
     models = ModelRegistry()
     check_models(profiles, models, args.profile)  # unknown profile or missing model: a clear error up front
     judged = {q.query_id for q in qrels}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
@@ -50,10 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run, mode=None)
 
 
-def _home() -> Path:
-    return Path(os.environ.get("SHOPSEARCH_HOME", Path.home() / ".shopsearch"))
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the index command; returns the exit code."""
     import sys
@@ -62,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.indexer.fields import load_field_mapping
     from shopsearch.indexer.job import IndexVerificationError, run_index
     from shopsearch.indexer.vector_cache import VectorCache
-    from shopsearch.api.cli_args import open_engine_from_args
+    from shopsearch.api.cli_args import open_engine_from_args, settings_from_args
     from shopsearch.plugin.engine import EngineUnavailable
 
     catalog = Path(args.catalog)
@@ -72,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     encoder = BiEncoder(args.model, max_length=args.max_length, batch_size=args.batch_size)
     cache = None
     if (args.cache or "").lower() != "none":
-        cache = VectorCache(args.cache or _home() / "vector-cache.sqlite")
+        cache = VectorCache(args.cache or settings_from_args(args).home / "vector-cache.sqlite")
     engine = open_engine_from_args(args)
     try:
         report = run_index(catalog, engine, encoder, alias=args.index, mode=args.mode or "auto", mapping=mapping,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 EXIT_NOT_RUNNING = 3  # like `systemctl status` / LSB: "program is not running"
@@ -17,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--port", type=int, default=None,
                    help="HTTP port on 127.0.0.1 (default: port of a local $OPENSEARCH_URL, else 9200)")
-    p.add_argument("--heap", default=os.environ.get("SHOPSEARCH_OPENSEARCH_HEAP", "1g"),
-                   help="JVM heap for a new node, e.g. 512m or 2g (default: $SHOPSEARCH_OPENSEARCH_HEAP or 1g)")
+    p.add_argument("--heap", help="JVM heap for a new node, e.g. 512m or 2g (default: $SHOPSEARCH_OPENSEARCH_HEAP "
+                                  "or 1g)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the node (default 180)")
     p.set_defaults(run=run)
 
@@ -26,10 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Do the chosen action; returns 0, 1 on failure, 3 when ``status`` finds no node."""
     from shopsearch.plugin import localnode
+    from shopsearch.settings import load_settings
 
+    settings = load_settings({"opensearch_heap": args.heap})
     if args.action == "start":
         try:
-            node = localnode.ensure_node(port=args.port, heap=args.heap, timeout=args.timeout)
+            node = localnode.ensure_node(port=args.port, timeout=args.timeout, settings=settings)
         except RuntimeError as exc:
             print(f"shopsearch opensearch start: error: {exc}", file=sys.stderr)
             return 1
@@ -41,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  home: {node.home}\n  logs: {node.log_path}")
         return 0
     if args.action == "stop":
-        pid = localnode.stop_node(port=args.port, timeout=min(args.timeout, 60.0))
+        pid = localnode.stop_node(port=args.port, timeout=min(args.timeout, 60.0), settings=settings)
         print(f"stopped OpenSearch pid {pid}" if pid else "OpenSearch is not running (nothing to stop)")
         return 0
-    status = localnode.node_status(port=args.port)
+    status = localnode.node_status(port=args.port, settings=settings)
     if not status.running:
         print(f"OpenSearch is not running at {status.url}")
         return EXIT_NOT_RUNNING

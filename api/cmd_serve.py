@@ -11,7 +11,8 @@ Serve the search API (GET /search, /suggest, /products/<id>, /products/<id>/simi
 /readyz, /metrics, /openapi.json) with gunicorn.
 
 Settings layer as: defaults < TOML file (--config or $SHOPSEARCH_CONFIG) < environment ($SHOPSEARCH_ENGINE,
-$SHOPSEARCH_INDEX, $OPENSEARCH_URL, $SHOPSEARCH_MODEL, $SHOPSEARCH_HOME) < these options.
+$SHOPSEARCH_INDEX, $OPENSEARCH_URL, $SHOPSEARCH_MODEL, $SHOPSEARCH_HOME, ...) < these options; every option is in
+docs/configuration.md, and `shopsearch config` shows the resolved values.
 Each worker loads the bi-encoder once at boot; threads serve requests concurrently. SIGTERM or Ctrl-C stops
 accepting connections and lets in-flight requests finish (up to --graceful-timeout seconds).
 With --workers > 1 each worker keeps its own /metrics counters; use one worker with more threads for exact totals.
@@ -45,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The ApiConfig options the command line sets (unset options fall through to file/env/defaults)."""
-    names = ("engine", "index", "opensearch_url", "model", "engine_timeout_s", "query_encoder")
+    """The settings the command line sets (unset options fall through to file/env/defaults)."""
+    names = ("config", "engine", "index", "opensearch_url", "model", "engine_timeout_s", "query_encoder")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -62,18 +63,15 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the settings, then run gunicorn until stopped; returns gunicorn's exit code."""
-    import os
-
     from gunicorn.app.base import BaseApplication
 
+    from shopsearch.settings import load_settings
+
     from .app import create_app
-    from .config import load_config
 
     _check(args)
-    if args.config:
-        os.environ["SHOPSEARCH_CONFIG"] = args.config  # workers read the same layers
-    overrides = overrides_from_args(args)
-    cfg = load_config(overrides)  # fail fast (exit 2) on a bad setting, before any worker starts
+    overrides = overrides_from_args(args)  # each worker resolves the same layers (the file is named here)
+    cfg = load_settings(overrides)  # fail fast (exit 2) on a bad setting, before any worker starts
 
     def post_worker_init(worker) -> None:
         # Load the model and open the engine at boot, not on the first request; an engine that is down now

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate and write the events; prints a one-line summary. Returns 0."""
     import time
 
-    from shopsearch.reranker.events import write_events
+    from shopsearch.events import write_events
     from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.reranker.simulate import SimParams, SimSummary, read_ranking, simulate, summarize
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     data = load_judged(args.data)
     if args.exclude_queries:
-        from shopsearch.api.evaluation import read_queries
+        from shopsearch.judgments import read_queries
 
         data = data.without({q.qid for q in read_queries(args.exclude_queries)})
     ranking = read_ranking(args.ranking) if args.ranking else None

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     """Mine, train and report; returns the exit code (1 when the index is missing or the engine fails)."""
     from shopsearch.api.mining import mine_candidates
     from shopsearch.reranker.bi_encoder_training import BiTrainConfig, train_bi_encoder
-    from shopsearch.reranker.judgments import load_judged_set, split_queries
+    from shopsearch.reranker.training_data import load_judged_set, split_queries
 
     config = BiTrainConfig(
         data_dir=args.data, out=args.out, base_model=args.model, epochs=args.epochs, batch_size=args.batch_size,
@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, seed=args.seed, test_fraction=args.test_fraction, device=args.device)
     config.validate()
     data = load_judged_set(args.data)
-    split = split_queries({j.qid for j in data.judgments}, valid_fraction=0.0, test_fraction=args.test_fraction,
+    split = split_queries({q.query_id for q in data.qrels}, valid_fraction=0.0, test_fraction=args.test_fraction,
                           seed=args.seed)
-    texts = {q: js[0].query for q, js in data.by_query().items() if q in split.train}
+    texts = {q: data.queries[q] for q in data.by_query() if q in split.train}
     candidates = mine_candidates(args, args.index, texts, args.mine_profile, args.mine_depth, "train bi-encoder",
                                  catalog=f"{args.data}/products.jsonl")
     if candidates is None:

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.api.cli_args import add_engine_args, add_model_arg, settings_from_args
 
 HELP = """\
 Fine-tune a cross-encoder on judged (query, product) pairs with a query-grouped validation split and early
@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
     from shopsearch.api.mining import mine_candidates
     from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
-    from shopsearch.reranker.judgments import load_judged_set, split_for
+    from shopsearch.reranker.training_data import load_judged_set, split_for
 
+    settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
     mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
         data_dirs=tuple(args.train_dirs), out=args.out, base_model=args.base_model, epochs=args.epochs,
@@ -116,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         if name not in mine:
             continue
         data = load_judged_set(d)
-        split = split_for({j.qid for j in data.judgments}, asdict(config), config.seed)
-        texts = {q: js[0].query for q, js in data.by_query().items() if q not in split.test}
+        split = split_for({q.query_id for q in data.qrels}, asdict(config), config.seed)
+        texts = {q: data.queries[q] for q in data.by_query() if q not in split.test}
         mined = mine_candidates(args, mine[name], texts, args.mine_profile, config.mine_depth,
                                 "train cross-encoder", catalog=f"{d}/products.jsonl")
         if mined is None:

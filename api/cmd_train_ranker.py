@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Train, cross-validate and save; prints a one-line summary. Returns 0."""
     import time
 
-    from shopsearch.reranker.events import read_events
+    from shopsearch.events import read_events
     from shopsearch.reranker.features import DEFAULT_MODEL_FEATURES
     from shopsearch.reranker.ranker_training import file_sha256, save, train
     from shopsearch.reranker.sim_catalog import load_judged

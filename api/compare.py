@@ -1,7 +1,7 @@
 """Compare two runs on the same judgments: means A -> B, per-query deltas, wins/losses/ties, paired significance.
 
 Pure: rankings and qrels in, a :class:`CompareReport` out (the CLI does the searching, :mod:`.report` the
-rendering). Per-query scores come from :func:`shopsearch.api.evaluation.evaluate`, so a judged query missing from
+rendering). Per-query scores come from :func:`shopsearch.evaluation.evaluate`, so a judged query missing from
 a run (or with no results) scores 0 there, exactly as in ``shopsearch eval``.
 
 Significance (ranx style, ``random_seed=42``) on the per-query differences d = B - A of each metric:
@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .evaluation import METRICS, evaluate
+from shopsearch.evaluation import METRICS, evaluate
 
 STAT_TESTS = ("randomization", "ttest")
 TIE_EPS = 1e-9  # per-query differences smaller than this are ties (float noise from the metric code)
@@ -193,10 +193,10 @@ def randomization_test(diffs: Sequence[float], permutations: int = 10_000, rando
 
 
 def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """``"ndcg@10,mrr@10"`` (or a list) -> metric names, checked against evaluation.METRICS.
+    """``"ndcg@10,mrr@10"`` (or a list) -> metric names, checked against shopsearch.evaluation.METRICS.
 
     Raises:
-        ValueError: empty, or a name not in evaluation.METRICS (the message lists them).
+        ValueError: empty, or a name not in shopsearch.evaluation.METRICS (the message lists them).
 
     >>> parse_metrics("NDCG@10, mrr@10")
     ('ndcg@10', 'mrr@10')
@@ -218,10 +218,10 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
     """Compare run B against baseline run A.
 
     Args:
-        qrels: ir_measures ``Qrel`` records (``evaluation.read_qrels`` gives them).
+        qrels: :class:`shopsearch.judgments.Qrel` records (``shopsearch.judgments.read_qrels`` gives them).
         run_a, run_b: qid -> doc ids, best first.
         names: labels of A and B (e.g. profile names).
-        metrics: names from ``evaluation.METRICS``.
+        metrics: names from ``shopsearch.evaluation.METRICS``.
         qids: queries to compare (default: every judged query); unjudged ones are listed, not scored.
         queries: qid -> query text, for the report.
         stat_test: "randomization" or "ttest": which p-value marks significance.
@@ -235,7 +235,7 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
     Raises:
         ValueError: a bad metric, ``stat_test``, ``alpha`` or ``permutations``; no judged query.
 
-    >>> from ir_measures import Qrel
+    >>> from shopsearch.judgments import Qrel
     >>> r = compare([Qrel("q", "a", 1)], {"q": ["b", "a"]}, {"q": ["a"]}, metrics=["mrr@10"])
     >>> r.metrics["mrr@10"].mean_a, r.metrics["mrr@10"].mean_b, r.metrics["mrr@10"].wins
     (0.5, 1.0, 1)

@@ -1,39 +1,27 @@
 """Judgments for the relevance console: find a typed query's judged grades and score rankings per query.
 
 Pure except :func:`load_judgments`, which reads a judgment list with the team's reader
-(:func:`shopsearch.plugin.judgments.read_judgments`: TREC qrels, CSV, ESCI, WANDS, Quepid) and, for formats without
-query text (TREC), a ``qid<TAB>query`` file with offline evaluation's reader. nDCG@10 is computed by
-:func:`shopsearch.api.evaluation.evaluate` (the same ir-measures declaration), so the console and ``shopsearch eval``
+(:func:`shopsearch.judgments.read_judgments`: TREC qrels, CSV, ESCI, WANDS, Quepid) and, for formats without
+query text (TREC), a ``qid<TAB>query`` file with :func:`shopsearch.judgments.read_queries`. nDCG@10 is computed by
+:func:`shopsearch.evaluation.evaluate` (the same ir-measures declaration), so the console and ``shopsearch eval``
 agree on every judged query.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from shopsearch.plugin.judgments import Qrel as Judgment
-from shopsearch.plugin.judgments import read_judgments
-
-from .evaluation import Qrel, evaluate, read_queries
+from shopsearch.evaluation import evaluate
+from shopsearch.judgments import Qrel, read_judgments, read_queries
+from shopsearch.text import normalise_query
 
 METRIC = "ndcg@10"
 MAX_RANKINGS = 4
 MAX_RANKING_DEPTH = 100
 MAX_JUDGMENTS = 5000  # judged products for one query sent by the page (an uploaded list, filtered client-side)
-_SPACE = re.compile(r"\s+")
-
-
-def normalise_query(text: str) -> str:
-    """The key queries are matched on: case-folded, whitespace collapsed and trimmed.
-
-    >>> normalise_query("  Red   LAMP ")
-    'red lamp'
-    """
-    return _SPACE.sub(" ", text).strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -49,7 +37,9 @@ class JudgmentList:
         object.__setattr__(self, "judged_queries", sum(1 for q in self.qids.values() if self.grades.get(q)))
 
     def lookup(self, query: str) -> tuple[str | None, dict[str, int]]:
-        """The qid of ``query`` (matched after :func:`normalise_query`) and its grades; ``(None, {})`` if unknown.
+        """The qid of ``query`` (matched after :func:`~shopsearch.text.normalise_query`) and its grades.
+
+        ``(None, {})`` when the query is not judged.
 
         >>> JudgmentList({"lamp": "q1"}, {"q1": {"p1": 3}}).lookup(" LAMP")
         ('q1', {'p1': 3})
@@ -58,10 +48,10 @@ class JudgmentList:
         return qid, dict(self.grades.get(qid, {})) if qid else {}
 
 
-def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Judgment], source: str = "") -> JudgmentList:
+def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Qrel], source: str = "") -> JudgmentList:
     """A JudgmentList from (qid, text) pairs and judgments; the first qid of a repeated text wins.
 
-    >>> build_judgments([("q1", "Lamp")], [Judgment("q1", "p1", 2)]).lookup("lamp")
+    >>> build_judgments([("q1", "Lamp")], [Qrel("q1", "p1", 2)]).lookup("lamp")
     ('q1', {'p1': 2})
     """
     qids: dict[str, str] = {}
@@ -69,7 +59,7 @@ def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Judgment
         qids.setdefault(normalise_query(text), qid)
     grades: dict[str, dict[str, int]] = {}
     for q in qrels:
-        grades.setdefault(q.query_id, {})[q.doc_id] = int(q.grade)
+        grades.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
     return JudgmentList(qids=qids, grades=grades, source=source)
 
 
@@ -81,7 +71,7 @@ def load_judgments(qrels_path: str | Path, queries_path: str | Path | None = Non
     """Read a judgment list and, when given, its queries TSV (re-read only when a file changes).
 
     Args:
-        qrels_path: a judgment file in any format :func:`~shopsearch.plugin.judgments.read_judgments` detects.
+        qrels_path: a judgment file in any format :func:`~shopsearch.judgments.read_judgments` detects.
         queries_path: ``qid<TAB>query text`` lines; required for TREC qrels, which carry no query text (its texts
             are added to, and win over, any the judgment file carries).
 
@@ -118,7 +108,7 @@ def load_judgments(qrels_path: str | Path, queries_path: str | Path | None = Non
 def ndcg_per_ranking(grades: Mapping[str, int], rankings: Sequence[Sequence[str]]) -> list[float] | None:
     """nDCG@10 of each ranking for one query judged by ``grades`` (doc -> grade); None when nothing is judged.
 
-    Computed by :func:`shopsearch.api.evaluation.evaluate`, so an empty ranking scores 0 and unjudged products
+    Computed by :func:`shopsearch.evaluation.evaluate`, so an empty ranking scores 0 and unjudged products
     count as not relevant, exactly as offline.
 
     >>> ndcg_per_ranking({"a": 1}, [["a"], ["b", "a"], []])

@@ -31,8 +31,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def bad_parameter(parameter: str, message: str) -> ApiError:
-    """A 400 naming the parameter."""
+def bad_parameter(parameter: str | None, message: str) -> ApiError:
+    """A 400 naming the parameter (None when no single parameter is at fault)."""
     return ApiError(400, "invalid_parameter", message, parameter)
 
 

@@ -17,14 +17,14 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
 
     Returns None, after saying why on stderr, when the index is missing or the engine fails.
     """
-    from shopsearch.api.cli_args import index_missing, open_engine_from_args
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
     from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
 
-    profiles = ProfileStore()
+    profiles = ProfileStore(settings=settings_from_args(args))
     name = profiles.get(profile).name
     engine = open_engine_from_args(args)
     try:

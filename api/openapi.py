@@ -1,16 +1,22 @@
-"""The OpenAPI 3.1 description of the search API, built from the same constants the handlers validate with.
+"""The OpenAPI 3.1 description of the search API.
 
-Served at GET /openapi.json; tests validate real responses against these schemas (JSON Schema 2020-12).
+The parameters come from the request models the handlers validate with (:mod:`.params`, limits from the app's
+settings) and the POST /events body from the event model (:class:`shopsearch.events.EventIn`); the response
+schemas are written here. Served at GET /openapi.json; tests validate real responses against it (JSON Schema
+2020-12) and the document against the OpenAPI 3.1 schema.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shopsearch.plugin.documents import FACET_FIELDS
+from pydantic import BaseModel
 
-from .config import ApiConfig
-from .events import EVENT_FIELDS, EVENT_TYPES, MAX_ID
+from shopsearch.events import EventIn
+from shopsearch.plugin.documents import FACET_FIELDS
+from shopsearch.settings import Settings, load_settings
+
+from .params import REPEATABLE, ProductPath, parameter_schemas, request_models
 
 REF = "#/components/schemas/"
 
@@ -23,12 +29,18 @@ def _nullable(kind: str) -> dict[str, Any]:
     return {"type": [kind, "null"]}
 
 
-def _param(name: str, schema: dict[str, Any], description: str, *, where: str = "query", required: bool = False,
-           explode: bool | None = None) -> dict[str, Any]:
-    p = {"name": name, "in": where, "required": required, "description": description, "schema": schema}
-    if explode is not None:
-        p["style"], p["explode"] = "form", explode
-    return p
+def parameters(model: type[BaseModel], where: str = "query") -> list[dict[str, Any]]:
+    """The OpenAPI parameters of ``model``'s fields (``where``: query or path); repeatable lists explode."""
+    out = []
+    schemas = parameter_schemas(model)
+    for name, field in model.model_fields.items():
+        schema = dict(schemas[name])
+        p = {"name": name, "in": where, "required": where == "path" or field.is_required(),
+             "description": schema.pop("description", ""), "schema": schema}
+        if schema.get("type") == "array":  # comma lists (explode false), repeatable ones also repeated
+            p["style"], p["explode"] = "form", REPEATABLE in field.metadata
+        out.append(p)
+    return out
 
 
 def _json(schema_name: str, description: str) -> dict[str, Any]:
@@ -45,19 +57,6 @@ def _errors(*codes: int) -> dict[str, Any]:
     if 503 in codes:
         out["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
     return out
-
-
-def _filter_params() -> list[dict[str, Any]]:
-    return [
-        _param("brand", {"type": "array", "items": {"type": "string"}}, "Brands to keep (repeat or comma-separate)",
-               explode=True),
-        _param("category", {"type": "array", "items": {"type": "string"}},
-               "Categories to keep, any level of the path (repeat or comma-separate)", explode=True),
-        _param("price_min", {"type": "number", "minimum": 0}, "Lowest price (<= price_max, else 422)"),
-        _param("price_max", {"type": "number", "minimum": 0}, "Highest price"),
-        _param("in_stock", {"type": "boolean"}, "Only products in (true) or out of (false) stock"),
-        _param("rating_min", {"type": "number", "minimum": 0, "maximum": 5}, "Lowest average rating"),
-    ]
 
 
 def _schemas() -> dict[str, Any]:
@@ -111,20 +110,6 @@ def _schemas() -> dict[str, Any]:
         "SuggestResponse": {"type": "object", "required": ["query", "suggestions"], "additionalProperties": False,
                             "properties": {"query": {"type": "string"},
                                            "suggestions": {"type": "array", "items": {"type": "string"}}}},
-        "Event": {
-            "type": "object", "additionalProperties": False, "required": ["type", "product_id", "session_id"],
-            "propertyNames": {"enum": list(EVENT_FIELDS)},
-            "description": "query_id and position are also required for impression and click",
-            "properties": {
-                "type": {"enum": list(EVENT_TYPES)},
-                "query_id": {"type": "string", "maxLength": MAX_ID},
-                "product_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
-                "position": {"type": "integer", "minimum": 1},
-                "user_id": {"type": "string", "maxLength": MAX_ID},
-                "session_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID},
-                "timestamp": {"type": ["string", "number"],
-                              "description": "ISO 8601 with timezone or epoch seconds; server time if absent"},
-                "query": {"type": "string", "maxLength": 1024}, "price": {"type": "number", "minimum": 0}}},
         "EventsAccepted": {"type": "object", "required": ["accepted", "event_ids"], "additionalProperties": False,
                            "properties": {"accepted": {"type": "integer", "minimum": 1},
                                           "event_ids": {"type": "array", "items": {"type": "string"}}}},
@@ -133,39 +118,24 @@ def _schemas() -> dict[str, Any]:
                   "additionalProperties": False,
                   "properties": {"status": {"const": "ready"}, "engine": {"type": "string"},
                                  "index": {"type": "string"}, "concrete_index": {"type": "string"}}},
+        **_event_schemas(),
     }
 
 
-def openapi_spec(cfg: ApiConfig) -> dict[str, Any]:
+def _event_schemas() -> dict[str, Any]:
+    """The POST /events item (EventIn's JSON Schema, named Event) and the schemas it refers to."""
+    schema = EventIn.model_json_schema(ref_template=REF + "{model}")
+    return {**schema.pop("$defs", {}), "Event": {**schema, "title": "Event"}}
+
+
+def openapi_spec(cfg: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document for an app with settings ``cfg`` (limits appear in the parameter schemas).
 
-    >>> openapi_spec(ApiConfig())["openapi"]
+    >>> openapi_spec(load_settings(environ={}))["openapi"]
     '3.1.0'
     """
-    q = _param("q", {"type": "string", "minLength": 1, "maxLength": cfg.max_query_length}, "Query text",
-               required=True)
-    size = _param("size", {"type": "integer", "minimum": 1, "maximum": cfg.max_size, "default": 10},
-                  "Results per page")
-    product_id = _param("product_id", {"type": "string", "minLength": 1, "maxLength": MAX_ID}, "Product id",
-                        where="path", required=True)
-    browse_q = _param("q", {"type": "string", "maxLength": cfg.max_query_length, "default": ""},
-                      "Query text; blank browses (no hits, facets over the filtered products)")
-    search_params = [
-        browse_q, *_filter_params(),
-        _param("facets", {"type": "string", "default": ",".join(FACET_FIELDS)},
-               f"Comma list of facet fields ({', '.join(FACET_FIELDS)}); empty or 'none' for none"),
-        _param("page", {"type": "integer", "minimum": 1, "default": 1},
-               f"1-based page; page * size must be <= {cfg.max_depth} (else 422)"),
-        size,
-        _param("profile", {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "default": "default"},
-               "Ranking profile name (unknown: 400)"),
-        _param("explain", {"type": "boolean", "default": False},
-               "Add per-stage scores (and the conversion model's feature contributions) to each hit"),
-        _param("user_id", {"type": "string", "minLength": 1, "maxLength": 128},
-               "Shopper id, as sent with POST /events: the conversion stage uses their brand/category affinity"),
-        _param("session_id", {"type": "string", "minLength": 1, "maxLength": 128},
-               "Session id, as sent with POST /events: affinity of an anonymous shopper (when no user_id)"),
-    ]
+    models = request_models(cfg)
+    product_id = parameters(ProductPath, "path")
     return {
         "openapi": "3.1.0",
         "info": {"title": "shopsearch API", "version": "0.1.0",
@@ -173,19 +143,20 @@ def openapi_spec(cfg: ApiConfig) -> dict[str, Any]:
                                 "with 400. Every error body is {\"error\": {code, message, parameter}}."},
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": {
-            "/search": {"get": {"operationId": "search", "summary": "Search products", "parameters": search_params,
+            "/search": {"get": {"operationId": "search", "summary": "Search products",
+                                "parameters": parameters(models.search),
                                 "responses": {"200": _json("SearchResponse", "A page of results"),
                                               **_errors(400, 422, 500, 503)}}},
             "/suggest": {"get": {"operationId": "suggest", "summary": "Autocomplete a query prefix",
-                                 "parameters": [q, size],
+                                 "parameters": parameters(models.suggest),
                                  "responses": {"200": _json("SuggestResponse", "Completions"),
                                                **_errors(400, 500, 501, 503)}}},
             "/products/{product_id}": {"get": {
-                "operationId": "getProduct", "summary": "One product", "parameters": [product_id],
+                "operationId": "getProduct", "summary": "One product", "parameters": product_id,
                 "responses": {"200": _json("Product", "The product"), **_errors(400, 404, 500, 503)}}},
             "/products/{product_id}/similar": {"get": {
                 "operationId": "similarProducts", "summary": "Products similar to one product",
-                "parameters": [product_id, *_filter_params(), size],
+                "parameters": [*product_id, *parameters(models.similar)],
                 "responses": {"200": _json("SimilarResponse", "Nearest products, the product itself excluded"),
                               **_errors(400, 404, 422, 500, 503)}}},
             "/events": {"post": {

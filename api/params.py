@@ -1,159 +1,308 @@
-"""Query-string parsing for the search endpoints: pure functions from a MultiDict to typed records.
+"""The API's query parameters as pydantic models: they validate a request and produce its OpenAPI parameters.
 
-Errors are ``ApiError`` naming the parameter: 400 when a value is malformed or over a limit, 422 when values
-are valid alone but inconsistent together (``price_min > price_max``, ``page * size`` past the depth limit).
+One model per endpoint (:class:`RequestModels`); the limits come from the app's :class:`Settings`, so
+:func:`request_models` builds the models for one set of limits (cached) and ``size`` is documented with
+``maximum: <max_size>`` and validated against that same number. api/openapi.py documents the endpoints from these
+models (:func:`parameter_schemas`), so the document and the validation cannot drift.
+
+A query string arrives as a MultiDict: ``brand`` and ``category`` take every occurrence and each may be a
+comma-separated list; any other parameter may be given once; a blank value of an optional parameter means
+"absent". Errors are ``ApiError`` naming the parameter and its value (:func:`parse_params`): 400 when a value is
+malformed or over a limit, 422 when values are valid alone but inconsistent together (``price_min > price_max``,
+``page * size`` past ``max_depth``).
+
+    >>> from werkzeug.datastructures import MultiDict
+    >>> models = request_models(load_settings(environ={}))
+    >>> parse_params(models.search, MultiDict([("q", "lamp"), ("brand", "a,b"), ("brand", "c")])).brand
+    ('a', 'b', 'c')
 """
 
 from __future__ import annotations
 
-import math
-import re
-from typing import Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, NamedTuple, TypeVar
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic_core import PydanticCustomError, PydanticUseDefault
 from werkzeug.datastructures import MultiDict
 
+from shopsearch.events import Id
 from shopsearch.plugin.documents import FACET_FIELDS
 from shopsearch.plugin.engine import Filters
 from shopsearch.plugin.search_types import SearchRequest
+from shopsearch.reranker.pipeline import SearchContext
+from shopsearch.settings import Settings, load_settings
 
-from .config import ApiConfig
 from .errors import ApiError, bad_parameter
 
-FILTER_PARAMS = ("brand", "category", "price_min", "price_max", "in_stock", "rating_min")
-SEARCH_PARAMS = ("q", *FILTER_PARAMS, "facets", "page", "size", "profile", "explain", "user_id", "session_id")
-SIMILAR_PARAMS = (*FILTER_PARAMS, "size")
-SUGGEST_PARAMS = ("q", "size")
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-PROFILE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PROFILE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_LIST_VALUES = 50  # brand/category values per request
+MAX_SUGGESTIONS = 50  # /suggest answers at most this many (or max_size, if smaller)
+DEFAULT_SIZE = 10  # results (or completions) when size is not given, unless the limit is lower
+INCONSISTENT, TOO_DEEP = "inconsistent_parameters", "page_too_deep"  # the 422 error codes
 
 
-def check_known(args: MultiDict, allowed: Iterable[str]) -> None:
-    """Reject parameters the endpoint does not take (a typo would otherwise be silently ignored)."""
-    allowed = tuple(allowed)
-    for name in args.keys():
-        if name not in allowed:
-            raise bad_parameter(name, f"unknown parameter {name!r}; allowed: {', '.join(allowed)}")
+class _Repeatable:
+    """Marks a list parameter that may be repeated (OpenAPI ``style: form, explode: true``)."""
 
 
-def _single(args: MultiDict, name: str) -> str | None:
-    values = args.getlist(name)
-    if len(values) > 1:
-        raise bad_parameter(name, f"{name} may be given once; got {len(values)} values")
-    return values[0] if values else None
+REPEATABLE = _Repeatable()
 
 
-def parse_int(args: MultiDict, name: str, default: int, lo: int, hi: int) -> int:
-    """An integer parameter in ``[lo, hi]`` (``default`` when absent)."""
-    raw = _single(args, name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_parameter(name, f"{name} must be an integer; got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise bad_parameter(name, f"{name} must be between {lo} and {hi}; got {value}")
+def _blank_is_absent(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise PydanticUseDefault()
     return value
 
 
-def parse_float(args: MultiDict, name: str, lo: float, hi: float = math.inf) -> float | None:
-    """A finite number parameter in ``[lo, hi]``, or None when absent."""
-    raw = _single(args, name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise bad_parameter(name, f"{name} must be a number; got {raw!r}") from None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise bad_parameter(name, f"{name} must be a number between {lo:g} and {hi:g}; got {raw!r}")
-    return value
+def _comma_list(value: Any) -> Any:
+    """Every occurrence split at commas, stripped, blanks dropped, duplicates removed (order kept)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return value
+    out = [v.strip() for raw in value for v in str(raw).split(",") if v.strip()]
+    return tuple(dict.fromkeys(out))
 
 
-def parse_bool(args: MultiDict, name: str) -> bool | None:
-    """true/false (also 1/0, yes/no, on/off), or None when absent."""
-    raw = _single(args, name)
-    if raw is None or raw == "":
-        return None
-    if raw.lower() in TRUE:
-        return True
-    if raw.lower() in FALSE:
-        return False
-    raise bad_parameter(name, f"{name} must be true or false; got {raw!r}")
+def _facet_list(value: Any) -> Any:
+    return () if isinstance(value, str) and value.strip().lower() == "none" else _comma_list(value)
 
 
-def parse_list(args: MultiDict, name: str) -> tuple[str, ...]:
-    """Values of a repeatable parameter; each occurrence may also be a comma-separated list."""
-    out: list[str] = []
-    for raw in args.getlist(name):
-        out.extend(v.strip() for v in raw.split(",") if v.strip())
-    if len(out) > MAX_LIST_VALUES:
-        raise bad_parameter(name, f"{name} takes at most {MAX_LIST_VALUES} values; got {len(out)}")
-    return tuple(dict.fromkeys(out))  # dedupe, keep order
+def _word_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE or word in FALSE:
+            return word in TRUE
+    return value  # anything else fails the strict bool below
 
 
-def parse_query(args: MultiDict, cfg: ApiConfig, required: bool = True) -> str:
-    """The ``q`` text: stripped, non-empty (when required), at most ``cfg.max_query_length`` characters."""
-    q = (_single(args, "q") or "").strip()
-    if required and not q:
-        raise bad_parameter("q", "q is required and must not be blank")
-    if len(q) > cfg.max_query_length:
-        raise bad_parameter("q", f"q must be at most {cfg.max_query_length} characters; got {len(q)}")
-    return q
+BlankIsAbsent = BeforeValidator(_blank_is_absent)
+Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BlankIsAbsent]
+Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False), BlankIsAbsent]
+QueryBool = Annotated[bool, Field(strict=True), BeforeValidator(_word_bool), BlankIsAbsent]
+Facets = Annotated[tuple[Literal[FACET_FIELDS], ...], BeforeValidator(_facet_list)]  # type: ignore[valid-type]
+Profile = Annotated[str, Field(pattern=PROFILE_PATTERN), BlankIsAbsent]
 
 
-def parse_filters(args: MultiDict) -> Filters:
-    """The filter parameters shared by /search and /products/<id>/similar."""
-    price_min = parse_float(args, "price_min", 0.0)
-    price_max = parse_float(args, "price_max", 0.0)
-    if price_min is not None and price_max is not None and price_min > price_max:
-        raise ApiError(422, "inconsistent_parameters",
-                       f"price_min ({price_min:g}) must not exceed price_max ({price_max:g})", "price_min")
-    return Filters(
-        brand=parse_list(args, "brand"),
-        category=parse_list(args, "category"),
-        price_min=price_min,
-        price_max=price_max,
-        in_stock=parse_bool(args, "in_stock"),
-        rating_min=parse_float(args, "rating_min", 0.0, 5.0),
-    )
+class QueryParams(BaseModel):
+    """Parameters of a query string; unknown ones are rejected (a typo would otherwise be silently ignored).
+
+    Validates a MultiDict (``request.args``) as well as a plain mapping of values.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_query_string(cls, data: Any) -> Any:
+        """A MultiDict's values: every occurrence of a repeatable parameter, exactly one of any other."""
+        if not isinstance(data, MultiDict):
+            return data
+        out: dict[str, Any] = {}
+        for name, values in data.lists():
+            field = cls.model_fields.get(name)
+            if field is not None and REPEATABLE in field.metadata:
+                out[name] = values
+            elif field is not None and len(values) > 1:
+                raise PydanticCustomError("repeated", "{parameter} may be given once; got {count} values",
+                                          {"parameter": name, "count": len(values)})
+            else:
+                out[name] = values[0]
+        return out
 
 
-def parse_facets(args: MultiDict) -> tuple[str, ...]:
-    """Facet fields to count: default all; ``facets=`` or ``facets=none`` for none; else a comma list."""
-    raw = _single(args, "facets")
-    if raw is None:
-        return FACET_FIELDS
-    if raw.strip().lower() in ("", "none"):
-        return ()
-    names = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
-    unknown = [n for n in names if n not in FACET_FIELDS]
-    if unknown:
-        raise bad_parameter("facets", f"facets has unknown field {unknown[0]!r}; allowed: {', '.join(FACET_FIELDS)}")
-    return names
+class FilterParams(QueryParams):
+    """The filters shared by /search and /products/<id>/similar."""
+
+    brand: Names = Field((), description="Brands to keep (repeat or comma-separate)")
+    category: Names = Field((), description="Categories to keep, any level of the path (repeat or comma-separate)")
+    price_min: Price = Field(None, description="Lowest price (at most price_max, else 422)")
+    price_max: Price = Field(None, description="Highest price")
+    in_stock: QueryBool = Field(None, description="Only products in (true) or out of (false) stock")
+    rating_min: Rating = Field(None, description="Lowest average rating")
+
+    @model_validator(mode="after")
+    def _price_range(self) -> FilterParams:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise PydanticCustomError(INCONSISTENT, f"price_min ({self.price_min:g}) must not exceed price_max "
+                                                    f"({self.price_max:g})", {"parameter": "price_min"})
+        return self
+
+    def filters(self) -> Filters:
+        """The engine's Filters record."""
+        return Filters(brand=self.brand, category=self.category, price_min=self.price_min,
+                       price_max=self.price_max, in_stock=self.in_stock, rating_min=self.rating_min)
 
 
-def parse_search(args: MultiDict, cfg: ApiConfig) -> SearchRequest:
-    """Turn /search query parameters into a SearchRequest.
+class SearchParams(FilterParams):
+    """/search without its limit-bound parameters (q, page, size: see :func:`request_models`)."""
+
+    facets: Facets = Field(FACET_FIELDS, description=f"Comma list of facet fields to count "
+                                                     f"({', '.join(FACET_FIELDS)}); empty or 'none' for none")
+    profile: Profile = Field("default", description="Ranking profile name (unknown: 400)")
+    explain: QueryBool = Field(False, description="Add per-stage scores (and the conversion model's feature "
+                                                  "contributions) to each hit")
+    user_id: Id = Field(None, description="Shopper id, as sent with POST /events: the conversion stage uses their "
+                                          "brand/category affinity")
+    session_id: Id = Field(None, description="Session id, as sent with POST /events: affinity of an anonymous "
+                                             "shopper (when no user_id)")
+    if TYPE_CHECKING:  # declared with their limits by request_models()
+        q: str
+        page: int
+        size: int
+
+    def request(self) -> SearchRequest:
+        """The searcher's SearchRequest."""
+        return SearchRequest(query=self.q, filters=self.filters(), page=self.page, size=self.size,
+                             profile=self.profile, facets=self.facets, explain=self.explain)
+
+    def context(self) -> SearchContext:
+        """Who is searching, for the conversion stage."""
+        return SearchContext(user_id=self.user_id, session_id=self.session_id)
+
+
+class SimilarParams(FilterParams):
+    """/products/<id>/similar (``size`` bound by :func:`request_models`)."""
+
+    if TYPE_CHECKING:
+        size: int
+
+
+class SuggestParams(QueryParams):
+    """/suggest (both parameters bound by :func:`request_models`)."""
+
+    if TYPE_CHECKING:
+        q: str
+        size: int
+
+
+class ProductPath(BaseModel):
+    """The path parameter of /products/<product_id>."""
+
+    product_id: Id = Field(description="Product id")
+
+
+class RequestModels(NamedTuple):
+    """The query-parameter model of each endpoint, for one set of limits."""
+
+    search: type[SearchParams]
+    similar: type[SimilarParams]
+    suggest: type[SuggestParams]
+
+
+def request_models(cfg: Settings) -> RequestModels:
+    """The request models whose limits are ``cfg``'s (``max_query_length``, ``max_size``, ``max_depth``).
+
+    >>> parameter_schemas(request_models(load_settings(environ={})).search)["size"]
+    {'default': 10, 'description': 'Results per page', 'maximum': 100, 'minimum': 1, 'type': 'integer'}
+    """
+    return _models(cfg.max_query_length, cfg.max_size, cfg.max_depth)
+
+
+@lru_cache(maxsize=16)
+def _models(max_query_length: int, max_size: int, max_depth: int) -> RequestModels:
+    BrowseQuery = Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_query_length)]
+    Prefix = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=max_query_length)]
+    Page = Annotated[int, Field(ge=1, le=max_depth), BlankIsAbsent]
+    Size = Annotated[int, Field(ge=1, le=max_size), BlankIsAbsent]
+    most_suggestions = min(max_size, MAX_SUGGESTIONS)
+    SuggestSize = Annotated[int, Field(ge=1, le=most_suggestions), BlankIsAbsent]
+
+    class _Query(QueryParams):
+        q: BrowseQuery = Field("", description="Query text; blank browses (no hits, facets over the filtered "
+                                               "products)")
+
+    class Search(SearchParams, _Query):  # _Query last: q comes first in the document
+        page: Page = Field(1, description=f"1-based page; page * size must be at most {max_depth} (else 422)")
+        size: Size = Field(min(DEFAULT_SIZE, max_size), description="Results per page")
+
+        @model_validator(mode="after")
+        def _depth(self) -> Any:
+            if self.page * self.size > max_depth:
+                raise PydanticCustomError(TOO_DEEP, "page * size must be at most {most}; got {page} * {size} = "
+                                                    "{depth}", {"parameter": "page", "most": max_depth,
+                                                                "page": self.page, "size": self.size,
+                                                                "depth": self.page * self.size})
+            return self
+
+    class Similar(SimilarParams):
+        size: Size = Field(min(DEFAULT_SIZE, max_size), description="How many similar products")
+
+    class Suggest(SuggestParams):
+        q: Prefix = Field(description="The query typed so far")
+        size: SuggestSize = Field(min(DEFAULT_SIZE, most_suggestions), description="Completions")
+
+    return RequestModels(Search, Similar, Suggest)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_params(model: type[M], values: Mapping[str, Any]) -> M:
+    """Validate ``values`` (``request.args``, or the path parameters) with ``model``.
 
     Raises:
-        ApiError: 400 naming a malformed/over-limit parameter; 422 for inconsistent values.
-
-    >>> parse_search(MultiDict({"q": "lamp", "brand": "a,b"}), ApiConfig()).filters.brand
-    ('a', 'b')
+        ApiError: 400 naming the first bad parameter, its value and what it allows (an unknown parameter
+            first); 422 for values inconsistent together.
     """
-    check_known(args, SEARCH_PARAMS)
-    query = parse_query(args, cfg, required=False)  # blank: browse (facets over the filtered products)
-    filters = parse_filters(args)
-    size = parse_int(args, "size", 10, 1, cfg.max_size)
-    page = parse_int(args, "page", 1, 1, cfg.max_depth)
-    if page * size > cfg.max_depth:
-        raise ApiError(422, "page_too_deep",
-                       f"page * size must be at most {cfg.max_depth}; got {page} * {size} = {page * size}",
-                       "page")
-    profile = _single(args, "profile") or "default"
-    if not PROFILE_RE.match(profile):
-        raise bad_parameter("profile", f"profile must match {PROFILE_RE.pattern}; got {profile!r}")
-    return SearchRequest(query=query, filters=filters, page=page, size=size, profile=profile,
-                         facets=parse_facets(args), explain=bool(parse_bool(args, "explain")))
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise _api_error(exc, model) from None
+
+
+def parameter_schemas(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Each parameter's JSON Schema, as the OpenAPI document shows it (no titles, no null defaults)."""
+    props = model.model_json_schema()["properties"]
+    return {name: {k: v for k, v in schema.items() if k != "title" and not (k == "default" and v is None)}
+            for name, schema in props.items()}
+
+
+def describe(schema: Mapping[str, Any]) -> str:
+    """What a parameter's schema allows, in words.
+
+    >>> describe({"type": "integer", "minimum": 1, "maximum": 100})
+    'an integer between 1 and 100'
+    """
+    kind = schema.get("type")
+    if kind == "array":
+        items = schema.get("items", {})
+        text = "a comma-separated list" + (f" of {', '.join(items['enum'])}" if "enum" in items else "")
+        return text + (f" of at most {schema['maxItems']} values" if "maxItems" in schema else "")
+    if kind == "boolean":
+        return "true or false (also " + ", ".join(f"{t}/{f}" for t, f in zip(TRUE[1:], FALSE[1:])) + ")"
+    if kind == "string":
+        text = "a non-blank string" if schema.get("minLength") else "a string"
+        text += f" of at most {schema['maxLength']} characters" if "maxLength" in schema else ""
+        return text + (f" matching {schema['pattern']}" if "pattern" in schema else "")
+    text = "an integer" if kind == "integer" else "a number"
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if lo is not None and hi is not None:
+        return f"{text} between {lo:g} and {hi:g}"
+    return text + (f" >= {lo:g}" if lo is not None else "") + (f" <= {hi:g}" if hi is not None else "")
+
+
+def _api_error(exc: ValidationError, model: type[BaseModel]) -> ApiError:
+    """The first error of ``exc`` as an ApiError naming the parameter (unknown parameters reported first)."""
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    err, ctx = errors[0], errors[0].get("ctx") or {}
+    if err["type"] in (INCONSISTENT, TOO_DEEP):
+        return ApiError(422, err["type"], err["msg"], ctx["parameter"])
+    if not err["loc"]:  # a rule of the whole query string ("repeated")
+        return bad_parameter(ctx.get("parameter"), err["msg"])
+    name = str(err["loc"][0])
+    if err["type"] == "extra_forbidden":
+        return bad_parameter(name, f"unknown parameter {name!r}; allowed: {', '.join(model.model_fields) or 'none'}")
+    if err["type"] == "missing":
+        return bad_parameter(name, f"{name} is required")
+    value = err["input"]
+    if err["type"] == "too_long":
+        got = f"{ctx['actual_length']} values"
+    elif err["type"] == "string_too_long":
+        got = f"{len(value.strip())} characters"
+    else:
+        got = repr(value if not isinstance(value, str) or len(value) <= 60 else value[:60] + "...")
+    return bad_parameter(name, f"{name} must be {describe(parameter_schemas(model)[name])}; got {got}")

@@ -1,5 +1,5 @@
 """Run queries through a searcher and keep each one's ranking: what ``shopsearch eval`` and ``compare`` score
-(and what ``train bi-encoder`` mines negatives from). The engine I/O of evaluation; scoring is api/evaluation.py.
+(and what ``train bi-encoder`` mines negatives from). The engine I/O of evaluation; scoring is shopsearch/evaluation.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def rank_queries(searcher: Any, queries: Mapping[str, str] | Iterable[tuple[str,
     Args:
         searcher: anything with ``search(SearchRequest) -> SearchResponse``: a RankingPipeline (the served path,
             rerank stages included) or a HybridSearcher (retrieval only).
-        queries: qid -> text, or (qid, text) pairs such as :class:`~shopsearch.api.evaluation.Query` records.
+        queries: qid -> text, or (qid, text) pairs such as :class:`~shopsearch.judgments.Query` records.
         profile: the ranking profile name.
         depth: results kept per query.
         desc: the progress bar's label (default ``rank <profile>``).

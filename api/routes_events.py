@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from shopsearch.events import EventError, parse_events
+
 from .app import service
 from .errors import ApiError
-from .events import EventError, parse_events
 
 bp = Blueprint("events", __name__)
 

@@ -7,7 +7,7 @@ The pages are plain HTML + vanilla JS served from ``api/static`` (no CDN, no bui
 - ``GET /console/api/judgments``: which judgment list is configured and how many queries it judges;
 - ``POST /console/api/judge``: grades and per-query nDCG@10 for the rankings the page shows.
 
-Judgments come from app config ``CONSOLE_QRELS`` (a judgment list in any format shopsearch.plugin.judgments reads)
+Judgments come from app config ``CONSOLE_QRELS`` (a judgment list in any format shopsearch.judgments reads)
 + ``CONSOLE_QUERIES`` (``qid<TAB>query``; needed for TREC qrels, which carry no query text), or the environment
 variables ``SHOPSEARCH_CONSOLE_QRELS`` / ``SHOPSEARCH_CONSOLE_QUERIES``; or from TREC qrels + queries TSV uploaded in
 the page: the page parses them and sends only the current query's grades, so a large qrels file never crosses the
@@ -17,22 +17,21 @@ body size limit.
 from __future__ import annotations
 
 import math
-import os
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 
+from shopsearch.evaluation import RELEVANT_GRADE
+from shopsearch.events import MAX_ID
 from shopsearch.plugin.profiles import ProfileError, ProfileStore
 
 from .app import service
 from .console_judgments import (MAX_JUDGMENTS, MAX_RANKING_DEPTH, MAX_RANKINGS, METRIC, JudgmentList,
                                 load_judgments, ndcg_per_ranking)
 from .errors import ApiError, bad_parameter
-from .evaluation import RELEVANT_GRADE
 
 bp = Blueprint("pages", __name__, template_folder="templates")
-MAX_QUERY = 256
-MAX_ID = 128
 # The pair the console opens with when those profiles exist: the lexical baseline against the hybrid default.
 DEFAULT_PAIR = ("bm25", "default")
 
@@ -53,7 +52,7 @@ def _profile_store() -> ProfileStore:
     """The searcher's profile store when it is built (same folders as search), else the default folders."""
     searcher = service().searcher
     store = getattr(searcher, "profiles", None)
-    return store if isinstance(store, ProfileStore) else ProfileStore()
+    return store if isinstance(store, ProfileStore) else ProfileStore(settings=service().config)
 
 
 @bp.get("/console/api/profiles")
@@ -76,19 +75,20 @@ def profiles():
 
 
 def configured_paths() -> tuple[str, str | None] | None:
-    """(judgments, queries or None) paths from app config or the environment; None when neither is set.
+    """(judgments, queries or None) paths from the settings' ``console_qrels``/``console_queries``; None when
+    neither is set.
 
     Raises:
         ApiError: 500 when queries are set without judgments.
     """
-    cfg = current_app.config
-    qrels = cfg.get("CONSOLE_QRELS") or os.environ.get("SHOPSEARCH_CONSOLE_QRELS") or ""
-    queries = cfg.get("CONSOLE_QUERIES") or os.environ.get("SHOPSEARCH_CONSOLE_QUERIES") or ""
+    cfg = service().config
+    qrels, queries = cfg.console_qrels, cfg.console_queries
     if not qrels and not queries:
         return None
     if not qrels:
-        raise ApiError(500, "console_misconfigured", "CONSOLE_QUERIES is set but CONSOLE_QRELS is not: set "
-                       "CONSOLE_QRELS to the judgment file (TREC qrels, CSV, ESCI, WANDS or Quepid)")
+        raise ApiError(500, "console_misconfigured", "console_queries is set but console_qrels is not: set "
+                       "console_qrels ($SHOPSEARCH_CONSOLE_QRELS) to the judgment file (TREC qrels, CSV, ESCI, "
+                       "WANDS or Quepid)")
     return str(qrels), str(queries) if queries else None
 
 
@@ -113,7 +113,7 @@ def judgments_summary():
     jl = configured_judgments()
     if jl is None:
         return jsonify({"configured": False, "source": None, "queries": 0, "judged_queries": 0})
-    return jsonify({"configured": True, "source": os.path.basename(jl.source), "queries": len(jl.qids),
+    return jsonify({"configured": True, "source": Path(jl.source).name, "queries": len(jl.qids),
                     "judged_queries": jl.judged_queries})
 
 
@@ -187,7 +187,7 @@ def judge():
     unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid"})
     if unknown:
         raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, rankings, judgments, qid")
-    query = _text(body, "query", MAX_QUERY, required=True)
+    query = _text(body, "query", service().config.max_query_length, required=True)
     rankings = parse_rankings(body.get("rankings"))
     if "judgments" in body:
         grades = parse_grades(body["judgments"])
@@ -197,4 +197,4 @@ def judge():
     if jl is None:
         return jsonify(judge_report(query, None, {}, rankings, None))
     qid, grades = jl.lookup(query)
-    return jsonify(judge_report(query, qid, grades, rankings, os.path.basename(jl.source)))
+    return jsonify(judge_report(query, qid, grades, rankings, Path(jl.source).name))

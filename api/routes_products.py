@@ -8,17 +8,11 @@ from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.engine import IndexNotFound
 
 from .app import service
-from .errors import ApiError, bad_parameter
-from .params import SIMILAR_PARAMS, check_known, parse_filters, parse_int
+from .errors import ApiError
+from .params import ProductPath, QueryParams, parse_params, request_models
 from .routes_search import hit_json, value_error_to_api
 
 bp = Blueprint("products", __name__, url_prefix="/products")
-MAX_ID = 128
-
-
-def _check_id(product_id: str) -> None:
-    if not product_id.strip() or len(product_id) > MAX_ID:
-        raise bad_parameter("product_id", f"product_id must be 1 to {MAX_ID} characters; got {len(product_id)}")
 
 
 def _not_found(product_id: str) -> ApiError:
@@ -29,27 +23,26 @@ def _not_found(product_id: str) -> ApiError:
 def similar(product_id: str):
     """Products like ``product_id`` (nearest vectors), with the same filters as /search."""
     svc = service()
-    _check_id(product_id)
-    check_known(request.args, SIMILAR_PARAMS)
-    filters = parse_filters(request.args)
-    size = parse_int(request.args, "size", 10, 1, svc.config.max_size)
+    parse_params(ProductPath, {"product_id": product_id})
+    model = request_models(svc.config).similar
+    params = parse_params(model, request.args)
     searcher = svc.get_searcher()
     try:
-        hits = searcher.similar(product_id, size=size, filters=filters)
+        hits = searcher.similar(product_id, size=params.size, filters=params.filters())
     except IndexNotFound:
         raise
     except KeyError:  # plugin.hybrid.ProductNotFound
         raise _not_found(product_id) from None
     except ValueError as exc:
-        raise value_error_to_api(exc, SIMILAR_PARAMS) from exc
+        raise value_error_to_api(exc, tuple(model.model_fields)) from exc
     return jsonify({"id": product_id, "hits": [hit_json(h, explain=False) for h in hits]})
 
 
 @bp.get("/<product_id>")
 def product(product_id: str):
     """The stored product (public fields only)."""
-    _check_id(product_id)
-    check_known(request.args, ())
+    parse_params(ProductPath, {"product_id": product_id})
+    parse_params(QueryParams, request.args)  # it takes none
     doc = service().get_searcher().get(product_id)
     if doc is None:
         raise _not_found(product_id)

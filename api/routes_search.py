@@ -7,41 +7,15 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from werkzeug.datastructures import MultiDict
 
 from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
-from shopsearch.reranker.pipeline import SearchContext
 
 from .app import service
 from .errors import ApiError, bad_parameter
-from .params import SEARCH_PARAMS, SUGGEST_PARAMS, check_known, parse_int, parse_query, parse_search
+from .params import parse_params, request_models
 
 bp = Blueprint("search", __name__)
-
-# Who is searching (optional), for the conversion model's affinity features; see api/openapi.py.
-CONTEXT_PARAMS = ("user_id", "session_id")
-MAX_CONTEXT_ID = 128
-
-
-def parse_context(args: MultiDict) -> tuple[SearchContext, MultiDict]:
-    """The shopper context (user_id, session_id) and the remaining parameters for :func:`parse_search`.
-
-    Raises:
-        ApiError: 400 when either is repeated, blank or longer than 128 characters.
-    """
-    rest = args.copy()
-    values: dict[str, str | None] = {}
-    for name in CONTEXT_PARAMS:
-        given = rest.poplist(name)
-        if len(given) > 1:
-            raise bad_parameter(name, f"{name} may be given once; got {len(given)} values")
-        value = given[0].strip() if given else None
-        if value is not None and not 0 < len(value) <= MAX_CONTEXT_ID:
-            raise bad_parameter(name, f"{name} must be a non-empty string of at most {MAX_CONTEXT_ID} "
-                                      f"characters; got {given[0][:40]!r}")
-        values[name] = value
-    return SearchContext(**values), rest
 
 
 def hit_json(hit: ScoredHit, explain: bool) -> dict[str, Any]:
@@ -91,29 +65,28 @@ def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
 def search():
     """Hybrid search, then the profile's rerank stages, with filters, facets, paging and optional explanation."""
     svc = service()
-    context, args = parse_context(request.args)
-    req = parse_search(args, svc.config)
+    model = request_models(svc.config).search
+    params = parse_params(model, request.args)
     pipeline = svc.get_pipeline()
     try:
-        resp = pipeline.search(req, context=context)
+        resp = pipeline.search(params.request(), context=params.context())
     except ValueError as exc:
-        raise value_error_to_api(exc, SEARCH_PARAMS) from exc
+        raise value_error_to_api(exc, tuple(model.model_fields)) from exc
     svc.metrics.observe_search(resp.timings_ms, resp.degraded)
-    return jsonify(response_json(resp, req.explain, str(uuid.uuid4())))
+    return jsonify(response_json(resp, params.explain, str(uuid.uuid4())))
 
 
 @bp.get("/suggest")
 def suggest():
     """Query autocomplete: up to ``size`` completions of the prefix ``q``."""
     svc = service()
-    check_known(request.args, SUGGEST_PARAMS)
-    prefix = parse_query(request.args, svc.config)
-    size = parse_int(request.args, "size", 10, 1, min(svc.config.max_size, 50))
+    model = request_models(svc.config).suggest
+    params = parse_params(model, request.args)
     searcher = svc.get_searcher()
     if not callable(getattr(searcher, "suggest", None)):
         raise ApiError(501, "not_implemented", "autocomplete is not available in this build")
     try:
-        suggestions = list(searcher.suggest(prefix, size))
+        suggestions = list(searcher.suggest(params.q, params.size))
     except ValueError as exc:
-        raise value_error_to_api(exc, SUGGEST_PARAMS) from exc
-    return jsonify({"query": prefix, "suggestions": [str(s) for s in suggestions[:size]]})
+        raise value_error_to_api(exc, tuple(model.model_fields)) from exc
+    return jsonify({"query": params.q, "suggestions": [str(s) for s in suggestions[:params.size]]})

@@ -1,6 +1,6 @@
 """The WSGI entry point for any WSGI server: ``gunicorn -k gthread --threads 8 shopsearch.api.wsgi:app``.
 
-Settings come from $SHOPSEARCH_CONFIG and the environment (see shopsearch.api.config); ``shopsearch serve``
+Settings come from $SHOPSEARCH_CONFIG and the environment (see shopsearch.settings); ``shopsearch serve``
 wraps the same app with sensible gunicorn options.
 """
 

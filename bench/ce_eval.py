@@ -15,12 +15,13 @@ the table covers every query (--hd-queries and --cf-queries cap each model's sha
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from shopsearch.settings import load_settings, offline_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", default=None,
                     help="a trained cross-encoder (default: models/ce-minilm); repeat it with each fold's model of "
                          "a cross-validation (train cross-encoder --folds K) to score every query")
-    ap.add_argument("--data", default=os.environ.get("SHOPSEARCH_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--data", default=str(load_settings().data_dir), help="labelled data (default: data_dir)")
     ap.add_argument("--hd-queries", type=int, default=300, help="homedepot test queries to score (seeded cap)")
     ap.add_argument("--cf-queries", type=int, default=None, help="cap crowdflower test queries (default: all)")
     ap.add_argument("--split", choices=("test", "valid"), default="test",
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fp32", action="store_true", help="score in fp32 instead of the CPU int8 fast path")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline_environment()
 
     from shopsearch.reranker.cross_encoder import CrossEncoderReranker
     from shopsearch.reranker.model_card import read_model_card, trained_on
@@ -85,7 +86,7 @@ def heldout(data_dir: Path, models: list, split: str, max_queries: int | None):
     {"rmse_calibrated", "rmse_mean"} of the calibrated scores, or None for a folder no model trained on), or None
     when a zero-shot folder has no "valid" split.
     """
-    from shopsearch.reranker.ce_metrics import rmse_vs_mean
+    from shopsearch.evaluation import rmse_vs_mean
     from shopsearch.reranker.model_card import trained_on
     from shopsearch.reranker.pool_eval import heldout_pools, model_scores
 
@@ -94,7 +95,7 @@ def heldout(data_dir: Path, models: list, split: str, max_queries: int | None):
         return None  # zero-shot has no validation queries; several untrained models would score the same ones
     pools, scores, calibrated, means, seen = [], [], [], [], set()
     for path, _, rr in models:
-        _, ps, train = heldout_pools(data_dir, path, split, max_queries=max_queries)
+        data, ps, train = heldout_pools(data_dir, path, split, max_queries=max_queries)
         qids = {p.qid for p in ps}
         if seen & qids:
             raise SystemExit(f"ce_eval: {path} shares {split} queries of {data_dir.name} with an earlier --model: "
@@ -106,7 +107,7 @@ def heldout(data_dir: Path, models: list, split: str, max_queries: int | None):
         if any(trained) and ps:
             calibrated.append(rr.calibrated(np.concatenate(s), data_dir.name))
             # each model is measured against its own train split's mean, as a single model would be
-            means.append(np.full(sum(len(p.products) for p in ps), np.nanmean([j.raw_score for j in train])))
+            means.append(np.full(sum(len(p.products) for p in ps), np.nanmean([data.raw_score(q) for q in train])))
     if not any(trained):
         return pools, scores, None
     raw = np.concatenate([p.raw for p in pools])

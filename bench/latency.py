@@ -49,8 +49,9 @@ sys.path.insert(0, str(REPO / "bench"))
 from _latency_direct import DirectClient, RequestRecorder  # noqa: E402
 from _latency_stats import paired, summarise_all, table_rows, verdicts  # noqa: E402
 
-DEFAULT_QUERIES = Path(os.environ.get("SHOPSEARCH_DATA", REPO.parent / "shared" / "data")) / "crowdflower" / \
-    "queries-dev.tsv"
+from shopsearch.settings import load_settings  # noqa: E402
+
+DEFAULT_QUERIES = Path(load_settings().data_dir or REPO.parent / "shared" / "data") / "crowdflower" / "queries-dev.tsv"
 PAGE_SIZE = 12  # what the storefront asks for (api/static/storefront.js)
 QUICK_QUERIES = 20
 # timings_ms stages that are engine round trips (whichever the searcher reports)
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--index", default="crowdflower", help="index or alias (default crowdflower)")
     ap.add_argument("--queries", default=str(DEFAULT_QUERIES), help="qid<TAB>query file (default crowdflower dev)")
     ap.add_argument("--url", default=None, help="a served API (shopsearch serve) instead of the Flask test client")
-    ap.add_argument("--opensearch-url", default=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200"))
+    ap.add_argument("--opensearch-url", default=load_settings().opensearch_url)
     ap.add_argument("--repeat", type=int, default=3, help="warm passes over the queries (default 3)")
     ap.add_argument("--warmup", type=int, default=20, help="unrecorded requests first (default 20)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")

@@ -11,12 +11,13 @@ top-10 overlap): on a few dozen queries the nDCG change alone is noisy.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from shopsearch.settings import load_settings, offline_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,13 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     """Print latency and nDCG@10 of fp32 vs the CPU fast path; returns 0."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models" / "ce-minilm"))
-    ap.add_argument("--data", default=os.environ.get("SHOPSEARCH_DATA", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--data", default=str(load_settings().data_dir), help="labelled data (default: data_dir)")
     ap.add_argument("--depth", type=int, default=50)
     ap.add_argument("--queries", type=int, default=None, help="cap the test queries (default: all)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline_environment()
 
     import torch
 

@@ -16,18 +16,18 @@ from typing import Sequence
 
 import numpy as np
 
-# Must be set before transformers/huggingface_hub are imported: never reach for the hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from shopsearch.settings import DEFAULT_MODEL, offline_environment, set_process_default
+
+# Must happen before transformers/huggingface_hub are imported: never reach for the hub.
+offline_environment()
 # Idle OpenMP workers sleep instead of spinning. On a small shared CPU (the bulk-writer thread, OpenSearch and other
 # jobs want the same cores) spinning workers doubled torch's CPU per text: 16.6 -> 8.5 ms/title measured on 2 cores
 # under load, and wall time fell by a third. Effective only if torch is not imported yet; an explicit setting wins.
 if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_process_default("OMP_WAIT_POLICY", "PASSIVE")
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 PACKAGED_MODELS = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -1,19 +1,20 @@
 """Field mapping: which of a catalog's own columns feeds each Product field, plus the size limits.
 
 A mapping file (TOML; see indexer/fields.example.toml) names the source column for each field; without a file
-every field reads the column of the same name. ``apply_mapping`` is pure: raw row in, Product-keyed values out.
+every field reads the column of the same name. The pydantic model :class:`FieldMapping` validates the file (strict
+types, unknown keys are errors naming the file, key, value and what is allowed) and produces its JSON Schema,
+docs/schemas/fields.schema.json (written by ``shopsearch schema``). ``apply_mapping`` is pure: raw row in,
+Product-keyed values out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields as dc_fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Mapping
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
+
+from shopsearch.config_files import FILE_MODEL, file_schema, must, read_toml, validate_file
 
 # Product fields read from one column each (attributes are handled separately).
 SCALAR_FIELDS = ("id", "title", "description", "brand", "category", "price", "rating", "review_count",
@@ -21,42 +22,67 @@ SCALAR_FIELDS = ("id", "title", "description", "brand", "category", "price", "ra
 REST = "rest"
 
 
-@dataclass(frozen=True)
-class FieldLimits:
+def _column(value: Any) -> str | None:
+    """A source column name; "" (None) when the catalog has no such column."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise must('be a column name, or "" when the catalog has none')
+    return value or None
+
+
+def _attribute_columns(value: Any) -> str | tuple[str, ...]:
+    """``"rest"`` or a list of column names (kept as a tuple, so a mapping is hashable)."""
+    if value == REST:
+        return REST
+    if isinstance(value, (list, tuple)) and all(isinstance(c, str) for c in value):
+        return tuple(value)
+    raise must('be "rest" or a list of column names')
+
+
+Column = Annotated[str | None, BeforeValidator(_column), WithJsonSchema({"type": "string"})]
+Required = Annotated[str, Field(min_length=1)]
+Limit = Annotated[int, Field(gt=0)]
+
+
+class FieldLimits(BaseModel):
     """Largest accepted values; a row over any limit is quarantined (never silently truncated)."""
 
-    id_chars: int = 512  # OpenSearch's _id limit is 512 bytes
-    title_chars: int = 1_000
-    description_chars: int = 50_000
-    brand_chars: int = 200
-    category_levels: int = 10
-    category_level_chars: int = 200
-    attribute_chars: int = 1_000
-    attributes: int = 100
-    rating_max: float = 5.0
+    model_config = FILE_MODEL
+    id_chars: Limit = Field(512, description="OpenSearch's _id limit is 512 bytes")
+    title_chars: Limit = 1_000
+    description_chars: Limit = 50_000
+    brand_chars: Limit = 200
+    category_levels: Limit = 10
+    category_level_chars: Limit = 200
+    attribute_chars: Limit = Field(1_000, description="Per attribute value")
+    attributes: Limit = Field(100, description="Attributes per product")
+    rating_max: float = Field(5.0, gt=0, description="Ratings lie in 0..rating_max")
 
 
-@dataclass(frozen=True)
-class FieldMapping:
-    """Source column per Product field (None: the catalog has no such column).
+class FieldMapping(BaseModel):
+    """Source column per Product field (None, "" in a file: the catalog has no such column).
 
     ``attributes`` is ``"rest"`` (every column not mapped to another field) or a tuple of column names.
     A column holding an object (JSON dict) contributes its keys as attributes.
     """
 
-    id: str = "id"
-    title: str = "title"
-    description: str | None = "description"
-    brand: str | None = "brand"
-    category: str | None = "category"
-    category_separator: str = " > "
-    price: str | None = "price"
-    rating: str | None = "rating"
-    review_count: str | None = "review_count"
-    popularity: str | None = "popularity"
-    in_stock: str | None = "in_stock"
-    attributes: str | tuple[str, ...] = REST
-    limits: FieldLimits = field(default_factory=FieldLimits)
+    model_config = FILE_MODEL
+    id: Required = Field("id", description="The product id column (required)")
+    title: Required = Field("title", description="The title column (required)")
+    description: Column = "description"
+    brand: Column = "brand"
+    category: Column = Field("category", description="A list column, or a string split on category_separator")
+    category_separator: Required = " > "
+    price: Column = "price"
+    rating: Column = "rating"
+    review_count: Column = "review_count"
+    popularity: Column = "popularity"
+    in_stock: Column = "in_stock"
+    attributes: Annotated[Literal["rest"] | tuple[str, ...], BeforeValidator(_attribute_columns)] = Field(
+        REST, description='"rest" (every column not mapped above) or a list of column names')
+    limits: FieldLimits = Field(default_factory=FieldLimits, description="Size limits; over one, a row is "
+                                                                          "quarantined")
 
     def mapped_columns(self) -> set[str]:
         """The source columns that feed a named field (everything else is "the rest")."""
@@ -90,12 +116,22 @@ def apply_mapping(row: dict[str, Any], mapping: FieldMapping) -> dict[str, Any]:
     return out
 
 
+def field_mapping_schema() -> dict[str, Any]:
+    """The JSON Schema of field-mapping files (docs/schemas/fields.schema.json).
+
+    >>> field_mapping_schema()["properties"]["limits"]["$ref"]
+    '#/$defs/FieldLimits'
+    """
+    return file_schema(FieldMapping, title="shopsearch field mapping", source="indexer/fields.py")
+
+
 def load_field_mapping(path: str | Path | None = None) -> FieldMapping:
     """Read a field-mapping TOML file (None: the identity mapping).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown key, a value of the wrong type, or a limit <= 0.
+        ValueError: invalid TOML, an unknown key, a value of the wrong type, or a limit <= 0 (the message names
+            the file, the key, the value and what is allowed).
 
     >>> load_field_mapping().title
     'title'
@@ -105,58 +141,16 @@ def load_field_mapping(path: str | Path | None = None) -> FieldMapping:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"field mapping file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from exc
-    return mapping_from_dict(data, where=str(path))
+    return mapping_from_dict(read_toml(path), where=str(path))
 
 
-def mapping_from_dict(data: dict[str, Any], where: str = "field mapping") -> FieldMapping:
+def mapping_from_dict(data: Mapping[str, Any], where: str = "field mapping") -> FieldMapping:
     """Build a FieldMapping from parsed TOML (the top-level keys plus an optional ``[limits]`` table).
 
     Raises:
-        ValueError: an unknown key or a value of the wrong type.
+        ValueError: an unknown key or a value of the wrong type (one line per bad key).
 
     >>> mapping_from_dict({"title": "name", "limits": {"title_chars": 200}}).limits.title_chars
     200
     """
-    data = dict(data)
-    limits_data = data.pop("limits", {}) or {}
-    if not isinstance(limits_data, dict):
-        raise ValueError(f"{where}: limits must be a table, got {limits_data!r}")
-    allowed = set(SCALAR_FIELDS) | {"category_separator", "attributes"}
-    unknown = set(data) - allowed
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)} and [limits]")
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "attributes":
-            if value == REST:
-                kwargs[key] = REST
-            elif isinstance(value, list) and all(isinstance(c, str) for c in value):
-                kwargs[key] = tuple(value)
-            else:
-                raise ValueError(f"{where}: attributes must be \"rest\" or a list of column names, got {value!r}")
-        elif key in ("id", "title", "category_separator"):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{where}: {key} must be a non-empty string, got {value!r}")
-            kwargs[key] = value
-        else:
-            # "" switches an optional field off (the catalog has no such column)
-            if not isinstance(value, str):
-                raise ValueError(f"{where}: {key} must be a column name (\"\" for none), got {value!r}")
-            kwargs[key] = value or None
-    kwargs["limits"] = _limits_from_dict(limits_data, where)
-    return FieldMapping(**kwargs)
-
-
-def _limits_from_dict(data: dict[str, Any], where: str) -> FieldLimits:
-    names = {f.name: f.type for f in dc_fields(FieldLimits)}
-    unknown = set(data) - set(names)
-    if unknown:
-        raise ValueError(f"{where}: unknown limit(s) {sorted(unknown)}; allowed: {sorted(names)}")
-    for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{where}: limits.{key} must be a number > 0, got {value!r}")
-    return FieldLimits(**{k: (float(v) if k == "rating_max" else int(v)) for k, v in data.items()})
+    return validate_file(FieldMapping, data, where)

@@ -6,11 +6,12 @@ Pure logic except ``Validator``, which remembers ids already accepted so a repea
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from shopsearch.text import collapse_whitespace, strip_html
 
 from .fields import FieldLimits, FieldMapping, apply_mapping
 from .records import Product
@@ -29,8 +30,6 @@ UNPARSABLE_JSON = "unparsable_json"  # from the reader
 BAD_CSV_ROW = "bad_csv_row"  # from the reader
 REJECTED = "rejected"  # the engine refused the document
 
-_TAG = re.compile(r"<[^>]{0,2000}>")
-_SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRUE = {"true", "yes", "y", "1", "in stock", "instock", "available", "t"}
 _FALSE = {"false", "no", "n", "0", "out of stock", "outofstock", "unavailable", "f"}
@@ -51,7 +50,8 @@ def reason_code(reason: str) -> str:
 
 
 def clean_text(value: Any, name: str) -> str:
-    """Text normalised for indexing: tags stripped, HTML entities unescaped, whitespace collapsed.
+    """Text normalised for indexing: :func:`~shopsearch.text.strip_html`, control characters and whitespace runs
+    as one space.
 
     Raises:
         RowError: bytes that are not UTF-8 (``undecodable``) or a value that is not text.
@@ -72,10 +72,7 @@ def clean_text(value: Any, name: str) -> str:
         raise RowError(BAD_TEXT, f"{name} must be text, got {type(value).__name__}")
     if "\ufffd" in value and value.count("\ufffd") == len(value.strip()):
         raise RowError(UNDECODABLE, f"{name} is only replacement characters")
-    text = _TAG.sub(" ", value) if "<" in value else value
-    text = html.unescape(text)
-    text = _CONTROL.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    return collapse_whitespace(_CONTROL.sub(" ", strip_html(value)))
 
 
 def _check_len(text: str, limit: int, name: str) -> str:

@@ -13,6 +13,8 @@ Decisions worth knowing:
   over every product passing the filters, for a storefront's landing page; the notes say so.
 - If the query embedder fails (e.g. the GPU runs out of memory) and the profile has a BM25 leg, the search is
   served lexically with ``degraded=True`` and a note; a dense-only profile re-raises.
+- A request is checked against the same limits as the API's (:class:`~shopsearch.settings.Settings`:
+  ``max_query_length``, ``max_size``, ``max_depth``), so a caller past the API gets a ValueError, not a deep scan.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from shopsearch.settings import Settings
+
 from .documents import FACET_FIELDS, VECTOR_FIELD, public_source
 from .engine import BM25Leg, Engine, Filters, Hit, KnnLeg
 from .fusion import Fused, fuse
@@ -30,10 +34,6 @@ from .query_cache import Embedder, QueryEmbeddingCache
 from .search_types import ScoredHit, SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)
-
-MAX_PAGE_SIZE = 100
-MAX_PAGE = 1000
-MAX_QUERY_CHARS = 500
 
 
 class ProductNotFound(KeyError):
@@ -52,23 +52,27 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
-def validate_request(req: SearchRequest) -> None:
-    """Check a request's parameters before any engine call.
+def validate_request(req: SearchRequest, limits: Settings) -> None:
+    """Check a request's parameters against ``limits`` before any engine call.
+
+    Each parameter is checked alone (query length, ``page`` in 1..max_depth, ``size`` in 1..max_size); the API also
+    rejects ``page * size`` past ``max_depth`` (422), which is not checked here because the ranking pipeline pages
+    through a profile's rerank head, which may reach deeper than a shopper may page.
 
     Raises:
         ValueError: naming the parameter, its value and what is allowed (query, page, size, facets, filters).
 
-    >>> validate_request(SearchRequest("lamp", size=0))
+    >>> validate_request(SearchRequest("lamp", size=0), Settings())
     Traceback (most recent call last):
     ...
     ValueError: size must be an integer in 1..100, got 0
     """
     if not isinstance(req.query, str):
         raise ValueError(f"query must be a string, got {type(req.query).__name__}")
-    if len(req.query) > MAX_QUERY_CHARS:
-        raise ValueError(f"query must be at most {MAX_QUERY_CHARS} characters, got {len(req.query)}")
-    _check_int("page", req.page, 1, MAX_PAGE)
-    _check_int("size", req.size, 1, MAX_PAGE_SIZE)
+    if len(req.query) > limits.max_query_length:
+        raise ValueError(f"query must be at most {limits.max_query_length} characters, got {len(req.query)}")
+    _check_int("page", req.page, 1, limits.max_depth)
+    _check_int("size", req.size, 1, limits.max_size)
     for name in req.facets:
         if name not in FACET_FIELDS:
             raise ValueError(f"facets has {name!r}; allowed: {', '.join(FACET_FIELDS)}")
@@ -86,6 +90,8 @@ class HybridSearcher:
         embedder: the bi-encoder the index was built with (``encode(list[str]) -> np.ndarray``).
         profiles: where profiles are found by name (default: packaged + ``$SHOPSEARCH_PROFILES``).
         embed_cache_size: query embeddings kept in the LRU cache (0 disables it).
+        settings: the request limits (``max_query_length``, ``max_size``, ``max_depth``; default: the declared
+            defaults); the API passes its own, so both check the same numbers.
 
     Raises:
         ValueError: an empty ``index`` or a bad ``embed_cache_size``.
@@ -96,9 +102,10 @@ class HybridSearcher:
     """
 
     def __init__(self, engine: Engine, index: str, embedder: Embedder, profiles: ProfileStore | None = None, *,
-                 embed_cache_size: int = 2048):
+                 embed_cache_size: int = 2048, settings: Settings | None = None):
         if not isinstance(index, str) or not index.strip():
             raise ValueError(f"index must be a non-empty string, got {index!r}")
+        self.settings = settings if settings is not None else Settings()
         self.engine = engine
         self.index = index
         self.profiles = profiles if profiles is not None else ProfileStore()
@@ -119,7 +126,7 @@ class HybridSearcher:
         """Run one search request.
 
         Args:
-            req: query, filters, 1-based page, page size (1..100), profile name, facet fields.
+            req: query, filters, 1-based page, page size, profile name, facet fields (limits: ``settings``).
 
         Returns:
             A SearchResponse: the page's ScoredHits (``rank`` is the position in the whole fused ranking;
@@ -134,7 +141,7 @@ class HybridSearcher:
             IndexNotFound, EngineUnavailable: from the engine.
         """
         t_total = time.perf_counter()
-        validate_request(req)
+        validate_request(req, self.settings)
         profile = self.profiles.get(req.profile)
         query = req.query.strip()
         timings: dict[str, float] = {}
@@ -197,7 +204,7 @@ class HybridSearcher:
 
         Args:
             product_id: an indexed product id.
-            size: how many (1..100).
+            size: how many (1..``settings.max_size``).
             filters: applied inside the k-NN search.
 
         Returns:
@@ -211,7 +218,7 @@ class HybridSearcher:
         >>> [h.id for h in searcher.similar("cf00153", size=3)]  # doctest: +SKIP
         ['cf00425', 'cf00466', 'cf01207']
         """
-        _check_int("size", size, 1, MAX_PAGE_SIZE)
+        _check_int("size", size, 1, self.settings.max_size)
         doc = self.engine.get(self.index, product_id, with_vector=True)
         if doc is None:
             raise ProductNotFound(product_id)
@@ -238,16 +245,17 @@ class HybridSearcher:
         """Autocomplete: up to ``size`` product titles whose words start with every word typed so far.
 
         Raises:
-            ValueError: ``size`` outside 1..100 or ``prefix`` longer than 100 characters.
+            ValueError: ``size`` outside 1..``settings.max_size`` or ``prefix`` longer than
+                ``settings.max_query_length`` characters.
             IndexNotFound, EngineUnavailable: from the engine.
 
         >>> searcher.suggest("red la", 5)  # doctest: +SKIP
         ['Red lamp', 'Red lamp shade']
         """
-        if not isinstance(prefix, str) or len(prefix) > 100:
-            raise ValueError("q must be a string of at most 100 characters")
-        if not isinstance(size, int) or not 1 <= size <= 100:
-            raise ValueError(f"size={size!r} must be an integer in 1..100")
+        most = self.settings.max_query_length
+        if not isinstance(prefix, str) or len(prefix) > most:
+            raise ValueError(f"query must be a string of at most {most} characters, got {prefix!r:.60}")
+        _check_int("size", size, 1, self.settings.max_size)
         return self.engine.suggest(self.index, prefix, size)
 
 

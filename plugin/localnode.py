@@ -4,7 +4,8 @@
 it detached as a non-root user, waits for yellow health and returns where it is; a second call finds the running
 node and reuses it. ``stop_node()`` and ``node_status()`` complete the set; ``shopsearch opensearch ...`` wraps them.
 
-If ``$OPENSEARCH_URL`` points at a non-local cluster nothing is started: that cluster is checked and used.
+If the settings' ``opensearch_url`` (``$OPENSEARCH_URL``) points at a non-local cluster nothing is started: that
+cluster is checked and used.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shopsearch.plugin.localnode_download import OPENSEARCH_VERSION, fetch_artifacts, node_artifacts
+from shopsearch.plugin.localnode_download import OPENSEARCH_VERSION, cache_dir, fetch_artifacts, node_artifacts
 from shopsearch.plugin.localnode_install import CLUSTER_NAME, heap_options, install_node, is_installed
+from shopsearch.settings import Settings, child_environment, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +62,14 @@ class NodeStatus:
     plugins: tuple[str, ...] = ()
 
 
-def default_home() -> Path:
-    """``$SHOPSEARCH_OPENSEARCH_HOME``, else a folder the non-root service user can reach.
+def default_home(settings: Settings) -> Path:
+    """The settings' ``opensearch_home``, else a folder the non-root service user can reach.
 
-    Root's home is mode 700, so as root the node lives in ``/var/lib/shopsearch``; otherwise in ``~/.cache``.
+    Root's home is mode 700, so as root the node lives in ``/var/lib/shopsearch``; otherwise in ``cache_dir``.
     """
-    if os.environ.get("SHOPSEARCH_OPENSEARCH_HOME"):
-        return Path(os.environ["SHOPSEARCH_OPENSEARCH_HOME"]).resolve()
-    base = Path("/var/lib/shopsearch") if os.geteuid() == 0 else Path.home() / ".cache" / "shopsearch"
+    if settings.opensearch_home:
+        return settings.opensearch_home.resolve()
+    base = Path("/var/lib/shopsearch") if os.geteuid() == 0 else settings.cache_dir
     return base / f"opensearch-{OPENSEARCH_VERSION}"
 
 
@@ -89,21 +91,20 @@ def validate_heap(heap: str) -> str:
     return text
 
 
-def remote_url() -> str | None:
-    """``$OPENSEARCH_URL`` when it names a non-local host (then nothing is started or stopped here), else None."""
-    url = os.environ.get("OPENSEARCH_URL", "").strip()
-    if url and (urlparse(url).hostname or "") not in LOCAL_HOSTS:
+def remote_url(settings: Settings) -> str | None:
+    """``opensearch_url`` when it names a non-local host (then nothing is started or stopped here), else None."""
+    url = settings.opensearch_url
+    if (urlparse(url).hostname or "") not in LOCAL_HOSTS:
         return url.rstrip("/")
     return None
 
 
-def resolve_port(port: int | None) -> int:
-    """``port``, else the port of a local ``$OPENSEARCH_URL``, else 9200."""
+def resolve_port(port: int | None, settings: Settings) -> int:
+    """``port``, else the port of a local ``opensearch_url``, else 9200."""
     if port is not None:
         return validate_port(port)
-    url = os.environ.get("OPENSEARCH_URL", "").strip()
-    if url and remote_url() is None and urlparse(url).port:
-        return int(urlparse(url).port)
+    if remote_url(settings) is None and urlparse(settings.opensearch_url).port:
+        return int(urlparse(settings.opensearch_url).port)
     return DEFAULT_PORT
 
 
@@ -204,10 +205,10 @@ def _install_lock(home: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _java_home() -> Path:
-    """``$OPENSEARCH_JAVA_HOME`` or the JDK behind ``java`` on PATH; raises RuntimeError when there is none."""
-    if os.environ.get("OPENSEARCH_JAVA_HOME"):
-        return Path(os.environ["OPENSEARCH_JAVA_HOME"])
+def _java_home(settings: Settings) -> Path:
+    """``opensearch_java_home`` or the JDK behind ``java`` on PATH; raises RuntimeError when there is none."""
+    if settings.opensearch_java_home:
+        return settings.opensearch_java_home
     java = shutil.which("java")
     if not java:
         raise RuntimeError("no `java` on PATH; install a JDK 11-21 (e.g. apt-get install openjdk-17-jre-headless) "
@@ -255,12 +256,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, home: Path, timeout: float) 
                        f"{_tail(home, since=started_at)}")
 
 
-def _start(home: Path, port: int, heap: str, timeout: float) -> NodeInfo:
+def _start(home: Path, port: int, heap: str, timeout: float, settings: Settings) -> NodeInfo:
     """Launch the JVM detached (own session), write the pid file and wait for health."""
-    java_home = _java_home()
+    java_home = _java_home(settings)
     (home / "config" / "jvm.options.d" / "shopsearch-heap.options").write_text(heap_options(heap))
     user = _service_user(home)
-    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_TOOL_OPTIONS", "JAVA_OPTS")}
+    env = child_environment(drop=("JAVA_TOOL_OPTIONS", "JAVA_OPTS"))
     env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(home / "config"), HOME=str(home))
     cmd = [str(home / "bin" / "opensearch"), f"-Ehttp.port={port}"]
     extra = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
@@ -292,17 +293,18 @@ def _reuse(url: str, home: Path, port: int) -> NodeInfo | None:
     return NodeInfo(url, pid, home, _log_path(home), started=False)
 
 
-def ensure_node(port: int | None = None, heap: str = DEFAULT_HEAP, home: Path | None = None,
-                timeout: float = 180.0) -> NodeInfo:
+def ensure_node(port: int | None = None, heap: str | None = None, home: Path | None = None,
+                timeout: float = 180.0, settings: Settings | None = None) -> NodeInfo:
     """Make sure an OpenSearch 2.19.1 node answers, starting a local one only if none is running.
 
     Args:
-        port: HTTP port on 127.0.0.1; None = port of a local ``$OPENSEARCH_URL``, else 9200.
-        heap: JVM heap for a newly started node, e.g. ``"1g"``.
+        port: HTTP port on 127.0.0.1; None = port of a local ``opensearch_url``, else 9200.
+        heap: JVM heap for a newly started node, e.g. ``"1g"`` (default: the settings' ``opensearch_heap``).
         home: install folder; default ``default_home()``.
         timeout: seconds to wait for yellow health.
+        settings: the resolved settings (default :func:`shopsearch.settings.load_settings`).
     Returns:
-        NodeInfo; ``started`` tells whether this call launched the JVM. For a remote ``$OPENSEARCH_URL`` only
+        NodeInfo; ``started`` tells whether this call launched the JVM. For a remote ``opensearch_url`` only
         ``url`` is set.
     Raises:
         ValueError: bad ``port``/``heap``.
@@ -313,16 +315,17 @@ def ensure_node(port: int | None = None, heap: str = DEFAULT_HEAP, home: Path | 
         >>> node.url  # doctest: +SKIP
         'http://127.0.0.1:9200'
     """
-    heap = validate_heap(heap)
-    remote = remote_url()
+    settings = settings or load_settings()
+    heap = validate_heap(heap or settings.opensearch_heap)
+    remote = remote_url(settings)
     if remote:
         status = _health(remote, timeout=10.0)
         if status not in ("yellow", "green"):
             raise RuntimeError(f"OPENSEARCH_URL={remote} is not healthy (health: {status or 'unreachable'})")
         log.info("using OpenSearch at OPENSEARCH_URL=%s (health %s); not starting a local node", remote, status)
         return NodeInfo(remote, None, None, None, started=False)
-    port = resolve_port(port)
-    home = (home or default_home()).resolve()
+    port = resolve_port(port, settings)
+    home = (home or default_home(settings)).resolve()
     url = _url(port)
     with _install_lock(home):
         pid = _pid_from_file(home)
@@ -344,11 +347,12 @@ def ensure_node(port: int | None = None, heap: str = DEFAULT_HEAP, home: Path | 
             raise RuntimeError(f"port {port} on 127.0.0.1 is taken by a service that is not OpenSearch; "
                                f"stop it or pick another --port")
         if not is_installed(home):
-            install_node(fetch_artifacts(node_artifacts()), home)
-        return _start(home, port, heap, timeout)
+            install_node(fetch_artifacts(node_artifacts(), cache_dir(settings.cache_dir)), home)
+        return _start(home, port, heap, timeout, settings)
 
 
-def stop_node(port: int | None = None, home: Path | None = None, timeout: float = 60.0) -> int | None:
+def stop_node(port: int | None = None, home: Path | None = None, timeout: float = 60.0,
+              settings: Settings | None = None) -> int | None:
     """Stop the local node: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL.
 
     Args:
@@ -356,18 +360,19 @@ def stop_node(port: int | None = None, home: Path | None = None, timeout: float 
         home: install folder; default ``default_home()``.
         timeout: seconds to wait after SIGTERM.
     Returns:
-        The pid that was stopped, or None when no local node was running (or ``$OPENSEARCH_URL`` is remote).
+        The pid that was stopped, or None when no local node was running (or ``opensearch_url`` is remote).
     Example:
         >>> stop_node()  # doctest: +SKIP
         12345
     """
     import psutil
 
-    if remote_url():
-        log.info("OPENSEARCH_URL=%s is remote; not stopping anything", remote_url())
+    settings = settings or load_settings()
+    if remote_url(settings):
+        log.info("OPENSEARCH_URL=%s is remote; not stopping anything", remote_url(settings))
         return None
-    port = resolve_port(port)
-    home = (home or default_home()).resolve()
+    port = resolve_port(port, settings)
+    home = (home or default_home(settings)).resolve()
     pid = _pid_from_file(home) or _pid_on_port(port)
     if pid is None:
         _pid_file(home).unlink(missing_ok=True)
@@ -388,15 +393,17 @@ def stop_node(port: int | None = None, home: Path | None = None, timeout: float 
     return pid
 
 
-def node_status(port: int | None = None, home: Path | None = None) -> NodeStatus:
-    """Health, version and plugins of the node (remote ``$OPENSEARCH_URL`` or local), or ``running=False``.
+def node_status(port: int | None = None, home: Path | None = None,
+                settings: Settings | None = None) -> NodeStatus:
+    """Health, version and plugins of the node (remote ``opensearch_url`` or local), or ``running=False``.
 
     Example:
         >>> node_status().running  # doctest: +SKIP
         True
     """
-    remote = remote_url()
-    url = remote or _url(resolve_port(port))
+    settings = settings or load_settings()
+    remote = remote_url(settings)
+    url = remote or _url(resolve_port(port, settings))
     root = _get_json(url)
     if not isinstance(root, dict) or "version" not in root:
         return NodeStatus(running=False, url=url)
@@ -406,7 +413,7 @@ def node_status(port: int | None = None, home: Path | None = None) -> NodeStatus
         names.update(p["name"] for p in node.get("modules", []) + node.get("plugins", []))
     pid = None
     if not remote:
-        local_home = (home or default_home()).resolve()
-        pid = _pid_from_file(local_home) or _pid_on_port(resolve_port(port))
+        local_home = (home or default_home(settings)).resolve()
+        pid = _pid_from_file(local_home) or _pid_on_port(resolve_port(port, settings))
     return NodeStatus(running=True, url=url, pid=pid, version=root["version"].get("number"),
                       health=_health(url), plugins=tuple(sorted(names)))

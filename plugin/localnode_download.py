@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from shopsearch.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,9 @@ def node_artifacts(version: str = OPENSEARCH_VERSION, with_neural: bool = True) 
     return arts
 
 
-def cache_dir(version: str = OPENSEARCH_VERSION) -> Path:
-    """Download cache for one version: ``$SHOPSEARCH_CACHE/opensearch/<version>`` (default ``~/.cache/shopsearch``)."""
-    root = Path(os.environ.get("SHOPSEARCH_CACHE") or Path.home() / ".cache" / "shopsearch")
-    return root / "opensearch" / version
+def cache_dir(root: Path, version: str = OPENSEARCH_VERSION) -> Path:
+    """Download cache for one version: ``<root>/opensearch/<version>`` (``root``: the settings' ``cache_dir``)."""
+    return Path(root) / "opensearch" / version
 
 
 def sha1_of(path: Path) -> str:
@@ -112,7 +112,7 @@ def fetch_artifacts(artifacts: list[Artifact], dest: Path | None = None,
 
     Args:
         artifacts: what to fetch (see ``node_artifacts``).
-        dest: cache folder; defaults to ``cache_dir()``.
+        dest: cache folder; defaults to :func:`cache_dir` of the settings' ``cache_dir``.
         base_url: Maven repository root.
     Returns:
         Map of artifact to its local file.
@@ -124,7 +124,7 @@ def fetch_artifacts(artifacts: list[Artifact], dest: Path | None = None,
     import requests
     from tqdm import tqdm
 
-    dest = dest or cache_dir()
+    dest = dest or cache_dir(load_settings().cache_dir)
     dest.mkdir(parents=True, exist_ok=True)
     out: dict[Artifact, Path] = {}
     fetched, nbytes, t0 = 0, 0, time.monotonic()

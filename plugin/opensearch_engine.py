@@ -11,7 +11,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from shopsearch.indexer.sink import Action, BulkItem
 
-from .connection import make_client, settings_from_env
+from shopsearch.settings import Settings, load_settings
+
+from .connection import display_url, make_client
 from .documents import VECTOR_FIELD, public_source
 from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
 from .index_config import IndexConfig, load_index_config, opensearch_index_body
@@ -40,26 +42,28 @@ class OpenSearchEngine:
     """Index, bulk-load and search products in OpenSearch.
 
     Args:
-        url: node URL (default $OPENSEARCH_URL or http://127.0.0.1:9200); credentials and TLS come from the
-            environment (see :mod:`.connection`).
+        url: node URL, instead of the settings' ``opensearch_url``.
+        settings: the resolved settings, for the credentials and TLS options (default: ``load_settings()``).
         config: index settings (default plugin/config/index.toml).
         timeout: per-request timeout in seconds.
         max_retries: client retries on timeouts and 502/503/504; a search API passes 0 so an outage answers
             within ``timeout`` instead of ``(1 + max_retries) * timeout``.
 
     Raises:
-        ValueError: invalid URL, timeout or environment settings. Nothing is contacted until the first call.
+        ValueError: invalid URL, timeout or connection settings. Nothing is contacted until the first call.
 
     >>> engine = OpenSearchEngine("http://127.0.0.1:9200")  # doctest: +SKIP
     >>> engine.search("products", [BM25Leg("tv", {"title": 3.0})])  # doctest: +SKIP
     """
 
-    def __init__(self, url: str | None = None, *, config: IndexConfig | None = None, timeout: float = 10.0,
-                 max_retries: int = 2) -> None:
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None, config: IndexConfig | None = None,
+                 timeout: float = 10.0, max_retries: int = 2) -> None:
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout={timeout!r} must be > 0 seconds")
-        self.settings = settings_from_env(url)
-        self.url = self.settings.display_url
+        self.settings = settings or load_settings()
+        if url:
+            self.settings = self.settings.replace(opensearch_url=url)
+        self.url = display_url(self.settings.opensearch_url)
         self.config = config or load_index_config()
         self.timeout = float(timeout)
         self.client = make_client(settings=self.settings, timeout=self.timeout, max_retries=max_retries)

@@ -1,32 +1,31 @@
 """Ranking profiles: named TOML files (plugin/profiles/*.toml) that say how a query is retrieved and fused.
 
-A profile is read once into a typed :class:`Profile`; every key is checked, and an error names the file, the key,
-the value and what is allowed. ``plugin/profiles/default.toml`` is the fully commented example of every key.
-Profiles are found by name in the packaged folder and, when set, the folder in ``$SHOPSEARCH_PROFILES`` (a user
-profile with the same name as a packaged one replaces it).
+A profile file is validated by the pydantic model :class:`ProfileFile` (strict types, unknown keys are errors)
+into a :class:`Profile`; an error names the file, the dotted key, the value and what is allowed. The same model
+produces the JSON Schema of profile files, docs/schemas/profile.schema.json (``shopsearch schema`` writes it;
+a test keeps it current). ``plugin/profiles/default.toml`` is the fully commented example of every key.
+Profiles are found by name in the packaged folder and, when set, the ``profiles_dir`` setting
+(``$SHOPSEARCH_PROFILES``; a profile there with the name of a packaged one replaces it).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+
+from shopsearch.config_files import FILE_MODEL, file_schema, must, read_toml, validate_file
+from shopsearch.settings import Settings, env_var, load_settings
 
 from .documents import TEXT_FIELDS
 from .fusion import METHODS
 
 PACKAGED_DIR = Path(__file__).parent / "profiles"
-ENV_DIR = "SHOPSEARCH_PROFILES"
 LEGS = ("bm25", "knn")
+RERANK_COMBINE = ("none", "rrf")
 MAX_LEG_SIZE = 1000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FUZZ = re.compile(r"^(AUTO|[012])$")
@@ -40,77 +39,129 @@ class UnknownProfile(ValueError):
     """No profile has the requested name (a ValueError, so the API answers 400)."""
 
 
-@dataclass(frozen=True)
-class BM25Settings:
+def _fuzziness(value: Any) -> str | None:
+    """``"AUTO"``, 0, 1 or 2 (edits allowed); ``false`` or ``"off"`` disables it (what both engines support)."""
+    if value is False or value == "off":
+        return None
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _FUZZ.match(text):
+        raise must('be "AUTO", 0, 1, 2, or false/"off" to disable')
+    return text
+
+
+def _model_name(value: Any) -> str | None:
+    """A model name (looked up in the model folders, never a path), or None for "" (no model)."""
+    if not isinstance(value, str):
+        raise must("be a string")
+    name = value.strip()
+    if name and not _NAME.match(name):
+        raise must("be a model name (letters, digits, '_', '.', '-'; no path), or \"\" for none")
+    return name or None
+
+
+Fuzziness = Annotated[str | None, BeforeValidator(_fuzziness), WithJsonSchema(
+    {"anyOf": [{"enum": ["AUTO", "0", "1", "2", "off"]}, {"enum": [0, 1, 2]}, {"const": False}]})]
+ModelName = Annotated[str | None, BeforeValidator(_model_name), WithJsonSchema(
+    {"type": "string", "pattern": r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)?\s*$"})]
+Depth = Annotated[int, Field(ge=0, le=MAX_LEG_SIZE)]
+RrfK = Annotated[float, Field(gt=0, le=10_000)]
+# Literal over the tuples the other modules use, so a new field, method or leg is declared once.
+TextField = Literal[TEXT_FIELDS]
+Leg = Literal[LEGS]
+Combine = Literal[RERANK_COMBINE]
+
+
+class BM25Settings(BaseModel):
     """The lexical leg: multi-field best_fields BM25 with per-field boosts and typo tolerance."""
 
-    enabled: bool = True
-    size: int = 100
-    fields: dict[str, float] = field(default_factory=lambda: {"title": 2.0, "description": 1.0})
-    fuzziness: str | None = "AUTO"  # None: exact terms only
-    tie_breaker: float = 0.3
+    model_config = FILE_MODEL
+    enabled: bool = Field(True, description="Run the lexical leg (bm25 or knn must be enabled)")
+    size: int = Field(100, ge=1, le=MAX_LEG_SIZE, description="Candidates the leg returns")
+    fields: dict[TextField, Annotated[float, Field(gt=0, le=1000)]] = Field(
+        {"title": 2.0, "description": 1.0},
+        description="Searched fields and their boosts; a table replaces the default set as a whole")
+    fuzziness: Fuzziness = Field("AUTO", description='Typo tolerance: "AUTO", 0, 1, 2, or false/"off"')
+    tie_breaker: float = Field(0.3, ge=0, le=1, description="best_fields: weight of the fields besides the best")
+
+    @field_validator("fields")
+    @classmethod
+    def _default_fields(cls, value: dict[str, float]) -> dict[str, float]:
+        return value or dict(cls.model_fields["fields"].default)
 
 
-@dataclass(frozen=True)
-class KnnSettings:
+class KnnSettings(BaseModel):
     """The vector leg: k nearest products to the query embedding."""
 
-    enabled: bool = True
-    k: int = 100
+    model_config = FILE_MODEL
+    enabled: bool = Field(True, description="Run the vector leg (bm25 or knn must be enabled)")
+    k: int = Field(100, ge=1, le=MAX_LEG_SIZE, description="Nearest neighbours returned")
 
 
-@dataclass(frozen=True)
-class FusionSettings:
+class FusionSettings(BaseModel):
     """How the legs' ranked lists become one (see shopsearch.plugin.fusion)."""
 
-    method: str = "rrf"
-    rrf_k: float = 60.0
-    weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "knn": 1.0})
+    model_config = FILE_MODEL
+    method: Literal[METHODS] = Field("rrf", description="rrf (ranks), minmax or zscore (scores)")
+    rrf_k: RrfK = Field(60.0, description="RRF constant; larger flattens the top ranks' advantage")
+    weights: dict[Leg, Annotated[float, Field(ge=0, le=1000)]] = Field(
+        dict.fromkeys(LEGS, 1.0), description="Per-leg weights (a leg left out: 1.0)")
+
+    @field_validator("weights")
+    @classmethod
+    def _every_leg(cls, value: dict[str, float]) -> dict[str, float]:
+        return {leg: value.get(leg, 1.0) for leg in LEGS}
 
 
-@dataclass(frozen=True)
-class RerankSettings:
-    """Cross-encoder reranking of the fused top ``depth`` within ``budget_ms`` (0 depth or no model: off)."""
+class StageSettings(BaseModel):
+    """A model that reorders the head of the ranking: its top `depth` results (off without depth and model)."""
 
-    depth: int = 0
-    budget_ms: float = 150.0
-    model: str | None = None
-    combine: str = "none"  # "none": cross-encoder order; "rrf": RRF of cross-encoder and incoming ranks
-    rrf_k: float = 60.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.depth > 0 and self.model is not None
-
-
-RERANK_COMBINE = ("none", "rrf")
-
-
-@dataclass(frozen=True)
-class ConversionSettings:
-    """LightGBM conversion-model ordering of the (reranked) top ``depth`` (0 depth or no model: off)."""
-
-    depth: int = 0
-    model: str | None = None
-    combine: str = "none"  # "none": conversion order; "rrf": RRF of conversion and incoming ranks
-    rrf_k: float = 60.0
+    model_config = FILE_MODEL
+    depth: Depth = Field(0, description="Results the stage reorders (0: off); ranks below keep their order")
+    model: ModelName = Field(None, json_schema_extra={"default": ""},
+                             description='Model name, a folder in the model directories ("": none)')
+    combine: Combine = Field("none", description="none: the model's order; rrf: RRF of its ranks and the incoming")
+    rrf_k: RrfK = Field(60.0, description="k of the combine = rrf fusion")
 
     @property
     def enabled(self) -> bool:
         return self.depth > 0 and self.model is not None
 
 
-@dataclass(frozen=True)
-class Profile:
-    """A parsed, validated ranking profile."""
+class RerankSettings(StageSettings):
+    """Cross-encoder reranking of the fused top `depth` within `budget_ms` (off without depth and model)."""
+
+    budget_ms: float = Field(150.0, gt=0, le=60_000, description="Latency budget; over it the fused order is served")
+
+
+class ConversionSettings(StageSettings):
+    """LightGBM conversion-model ordering of the (reranked) top `depth` (off without depth and model)."""
+
+
+class ProfileFile(BaseModel):
+    """What a profile file holds; every key is optional (default.toml shows each with its default)."""
+
+    model_config = FILE_MODEL
+    description: str = Field("", description="Free text shown in listings and explain output")
+    # Factories, not instances: the schema then shows each key's default instead of a copy of the whole table.
+    bm25: BM25Settings = Field(default_factory=BM25Settings)
+    knn: KnnSettings = Field(default_factory=KnnSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
+    conversion: ConversionSettings = Field(default_factory=ConversionSettings)
+
+    @model_validator(mode="after")
+    def _some_leg_counts(self) -> ProfileFile:
+        if not (self.bm25.enabled or self.knn.enabled):
+            raise ValueError("bm25.enabled = false and knn.enabled = false: must enable at least one leg")
+        if all(self.fusion.weights[leg] == 0 for leg in LEGS if getattr(self, leg).enabled):
+            raise ValueError(f"fusion.weights = {self.fusion.weights}: must give an enabled leg a weight > 0")
+        return self
+
+
+class Profile(ProfileFile):
+    """A parsed, validated ranking profile: the file's settings, its name (the file stem) and its path."""
 
     name: str
-    description: str = ""
-    bm25: BM25Settings = BM25Settings()
-    knn: KnnSettings = KnnSettings()
-    fusion: FusionSettings = FusionSettings()
-    rerank: RerankSettings = RerankSettings()
-    conversion: ConversionSettings = ConversionSettings()
     path: Path | None = None
 
     @property
@@ -119,77 +170,16 @@ class Profile:
         return tuple(name for name in LEGS if getattr(self, name).enabled)
 
 
-class _Reader:
-    """Pulls typed values out of one TOML table, reporting errors as ``file: key = value: must be ...``."""
+def profile_schema() -> dict[str, Any]:
+    """The JSON Schema of profile files (docs/schemas/profile.schema.json).
 
-    def __init__(self, path: Path | str, table: dict[str, Any], prefix: str, allowed: Sequence[str]):
-        self.path, self.table, self.prefix = path, table, prefix
-        unknown = sorted(set(table) - set(allowed))
-        if unknown:
-            where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
-            self.fail(unknown[0], table[unknown[0]], f"be one of the keys allowed in {where}: {', '.join(allowed)}")
-
-    def fail(self, key: str, value: Any, allowed: str) -> None:
-        raise ProfileError(f"{self.path}: {self.prefix}{key} = {value!r}: must {allowed}")
-
-    def table_of(self, key: str) -> dict[str, Any]:
-        value = self.table.get(key, {})
-        if not isinstance(value, dict):
-            self.fail(key, value, "be a table")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.table.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(key, value, "be true or false")
-        return value
-
-    def number(self, key: str, default: float, lo: float, hi: float, *, integer: bool = False,
-               lo_open: bool = False) -> Any:
-        value = self.table.get(key, default)
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        in_range = ok_type and not isinstance(value, bool) and math.isfinite(value) and (
-            (value > lo if lo_open else value >= lo) and value <= hi)
-        if not in_range:
-            kind = "an integer" if integer else "a number"
-            self.fail(key, value, f"be {kind} {'>' if lo_open else '>='} {lo:g} and <= {hi:g}")
-        return value if integer else float(value)
-
-    def string(self, key: str, default: str) -> str:
-        value = self.table.get(key, default)
-        if not isinstance(value, str):
-            self.fail(key, value, "be a string")
-        return value
+    >>> sorted(profile_schema()["properties"])
+    ['bm25', 'conversion', 'description', 'fusion', 'knn', 'rerank']
+    """
+    return file_schema(ProfileFile, title="shopsearch ranking profile", source="plugin/profiles.py")
 
 
-def _fuzziness(r: _Reader) -> str | None:
-    """``"AUTO"``, 0, 1 or 2 (edits allowed); ``false`` or ``"off"`` disables it (what both engines support)."""
-    value = r.table.get("fuzziness", "AUTO")
-    if value is False or value == "off":
-        return None
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or not _FUZZ.match(text):
-        r.fail("fuzziness", value, 'be "AUTO", 0, 1, 2, or false/"off" to disable')
-    return text
-
-
-def _model_name(r: _Reader) -> str | None:
-    """A model name (looked up in the model folders, never a path), or None for "" (no model)."""
-    name = r.string("model", "").strip()
-    if name and not _NAME.match(name):
-        r.fail("model", name, "be a model name (letters, digits, '_', '.', '-'; no path), or \"\" for none")
-    return name or None
-
-
-def _combine(r: _Reader) -> dict[str, Any]:
-    """A rerank stage's ``combine`` (one of RERANK_COMBINE) and ``rrf_k`` keys."""
-    combine = r.string("combine", "none")
-    if combine not in RERANK_COMBINE:
-        r.fail("combine", combine, f"be one of {', '.join(RERANK_COMBINE)}")
-    return {"combine": combine, "rrf_k": r.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True)}
-
-
-def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>") -> Profile:
+def parse_profile(data: Mapping[str, Any], name: str, path: Path | str = "<profile>") -> Profile:
     """Validate a profile's parsed TOML into a :class:`Profile`.
 
     Args:
@@ -201,51 +191,13 @@ def parse_profile(data: dict[str, Any], name: str, path: Path | str = "<profile>
         The Profile; keys left out take the defaults shown in default.toml.
 
     Raises:
-        ProfileError: an unknown key, a wrong type, a value out of range, or no leg enabled.
+        ProfileError: an unknown key, a wrong type, a value out of range, or no leg enabled (one line per bad key).
 
     >>> parse_profile({"knn": {"enabled": False}}, "lexical").legs
     ('bm25',)
     """
-    top = _Reader(path, data, "", ("description", "bm25", "knn", "fusion", "rerank", "conversion"))
-    description = top.string("description", "")
-
-    b = _Reader(path, top.table_of("bm25"), "bm25.", ("enabled", "size", "fields", "fuzziness", "tie_breaker"))
-    # A [bm25.fields] table replaces the default field set as a whole (a field left out is not searched).
-    given = b.table_of("fields")
-    fr = _Reader(path, given, "bm25.fields.", TEXT_FIELDS)
-    fields = {fname: fr.number(fname, 1.0, 0.0, 1000.0, lo_open=True) for fname in given} or BM25Settings().fields
-    bm25 = BM25Settings(enabled=b.boolean("enabled", True), size=b.number("size", 100, 1, MAX_LEG_SIZE, integer=True),
-                        fields=fields, fuzziness=_fuzziness(b),
-                        tie_breaker=b.number("tie_breaker", 0.3, 0.0, 1.0))
-
-    k = _Reader(path, top.table_of("knn"), "knn.", ("enabled", "k"))
-    knn = KnnSettings(enabled=k.boolean("enabled", True), k=k.number("k", 100, 1, MAX_LEG_SIZE, integer=True))
-
-    f = _Reader(path, top.table_of("fusion"), "fusion.", ("method", "rrf_k", "weights"))
-    method = f.string("method", "rrf")
-    if method not in METHODS:
-        f.fail("method", method, f"be one of {', '.join(METHODS)}")
-    w = _Reader(path, f.table_of("weights"), "fusion.weights.", LEGS)
-    weights = {leg: w.number(leg, 1.0, 0.0, 1000.0) for leg in LEGS}
-    fusion = FusionSettings(method=method, rrf_k=f.number("rrf_k", 60.0, 0.0, 10_000.0, lo_open=True),
-                            weights=weights)
-
-    r = _Reader(path, top.table_of("rerank"), "rerank.", ("depth", "budget_ms", "model", "combine", "rrf_k"))
-    rerank = RerankSettings(depth=r.number("depth", 0, 0, MAX_LEG_SIZE, integer=True),
-                            budget_ms=r.number("budget_ms", 150.0, 0.0, 60_000.0, lo_open=True),
-                            model=_model_name(r), **_combine(r))
-
-    c = _Reader(path, top.table_of("conversion"), "conversion.", ("depth", "model", "combine", "rrf_k"))
-    conversion = ConversionSettings(depth=c.number("depth", 0, 0, MAX_LEG_SIZE, integer=True), model=_model_name(c),
-                                    **_combine(c))
-
-    if not (bm25.enabled or knn.enabled):
-        raise ProfileError(f"{path}: bm25.enabled = false and knn.enabled = false: must enable at least one leg")
-    enabled = [leg for leg in LEGS if (bm25 if leg == "bm25" else knn).enabled]
-    if all(weights[leg] == 0 for leg in enabled):
-        raise ProfileError(f"{path}: fusion.weights = {weights}: must give an enabled leg a weight > 0")
-    return Profile(name=name, description=description, bm25=bm25, knn=knn, fusion=fusion, rerank=rerank,
-                   conversion=conversion, path=Path(path) if isinstance(path, Path) else None)
+    spec = validate_file(ProfileFile, data, path, ProfileError)
+    return Profile.model_validate({**dict(spec), "name": name, "path": path if isinstance(path, Path) else None})
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -259,11 +211,7 @@ def load_profile(path: str | Path) -> Profile:
     ('bm25',)
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
-    return parse_profile(data, path.stem, path)
+    return parse_profile(read_toml(path, ProfileError), path.stem, path)
 
 
 class ProfileStore:
@@ -271,22 +219,27 @@ class ProfileStore:
 
     Files are re-read when their modification time changes, so an engineer can edit a profile on a running server.
 
-    >>> ProfileStore().get("default").name
+    >>> ProfileStore([PACKAGED_DIR]).get("default").name
     'default'
     """
 
-    def __init__(self, dirs: Sequence[str | Path] | None = None):
-        """Args: dirs: folders to search (default: the packaged folder, then ``$SHOPSEARCH_PROFILES`` if set).
+    def __init__(self, dirs: Sequence[str | Path] | None = None, *, settings: Settings | None = None):
+        """Args:
+            dirs: folders to search; None: the packaged folder, then the ``profiles_dir`` setting when set.
+            settings: where ``profiles_dir`` comes from when ``dirs`` is None (default: :func:`load_settings`).
 
         Raises:
             ValueError: a given folder does not exist.
         """
+        hint = ""
         if dirs is None:
-            dirs = [PACKAGED_DIR] + ([Path(os.environ[ENV_DIR])] if os.environ.get(ENV_DIR) else [])
+            extra = (settings or load_settings()).profiles_dir
+            dirs = [PACKAGED_DIR] + ([extra] if extra else [])
+            hint = f" (check the profiles_dir setting, ${env_var('profiles_dir')})"
         self.dirs = [Path(d) for d in dirs]
         for d in self.dirs:
             if not d.is_dir():
-                raise ValueError(f"profile folder {str(d)!r} does not exist (check ${ENV_DIR})")
+                raise ValueError(f"profile folder {str(d)!r} does not exist{hint}")
         self._cache: dict[Path, tuple[float, Profile]] = {}
         self._lock = threading.Lock()
 

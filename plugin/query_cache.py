@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import threading
-import unicodedata
 from collections import OrderedDict
 from typing import Protocol, Sequence
 
 import numpy as np
+
+from shopsearch.text import normalise_query
 
 
 class Embedder(Protocol):
     """Anything that embeds a batch of texts into unit vectors (shopsearch.indexer.embedder.BiEncoder does)."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def normalise_query(text: str) -> str:
-    """The cache key, and the text actually embedded: NFKC, case-folded, whitespace collapsed.
-
-    Case-folding is safe for the default all-MiniLM-L6-v2, whose tokenizer lower-cases anyway; embedding the key
-    (not the raw text) means a cached vector never depends on which spelling came first.
-
-    >>> normalise_query("  Red   LAMP ")
-    'red lamp'
-    """
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 class QueryEmbeddingCache:
@@ -61,7 +50,12 @@ class QueryEmbeddingCache:
         return len(self._entries)
 
     def embed(self, query: str) -> np.ndarray:
-        """The query's embedding, a read-only ``(dims,)`` float32 vector (cached)."""
+        """The query's embedding, a read-only ``(dims,)`` float32 vector (cached).
+
+        The cache key is :func:`~shopsearch.text.normalise_query`, and so is the text embedded: a cached vector never
+        depends on which spelling came first (case-folding is safe for the default all-MiniLM-L6-v2, whose
+        tokenizer lower-cases anyway).
+        """
         key = normalise_query(query)
         with self._lock:
             vec = self._entries.get(key)

@@ -12,7 +12,6 @@ PyStemmer's ``porter`` is the Snowball port of the same Porter algorithm Lucene'
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 import unicodedata
@@ -22,6 +21,8 @@ from typing import Iterable, Sequence
 
 import Stemmer
 
+from shopsearch.text import strip_html
+
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (what "_english_" means in the mapping).
 ENGLISH_STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
@@ -29,7 +30,6 @@ ENGLISH_STOPWORDS = frozenset(
 
 _TOKEN = re.compile(
     r"\w+(?:(?:(?<=[^\W\d_])[.'’:](?=[^\W\d_])|(?<=\d)[.,;'’](?=\d))\w+)*")
-_TAG = re.compile(r"<!--.*?-->|<script.*?</script>|<style.*?</style>|<[^>]*>", re.S | re.I)
 _POSSESSIVE = re.compile(r"['’][sS]$")
 # Letters NFKD cannot decompose that Lucene's ASCIIFoldingFilter still folds.
 _FOLD = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d",
@@ -37,15 +37,6 @@ _FOLD = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE
 _STEMMER = Stemmer.Stemmer("porter")
 _STEM_LOCK = threading.Lock()  # PyStemmer objects are not thread-safe; the API searches from several threads
 _STEM_CACHE: dict[str, str] = {}
-
-
-def strip_html(text: str) -> str:
-    """Drop tags/comments/scripts and decode entities, like the ``html_strip`` char filter.
-
-    >>> strip_html("<b>Red</b> lamp &amp; shade")
-    ' Red  lamp & shade'
-    """
-    return html.unescape(_TAG.sub(" ", text))
 
 
 def fold(token: str) -> str:

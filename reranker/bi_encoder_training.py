@@ -7,8 +7,8 @@ positives would otherwise be scored as negatives). A plain loop drives the libra
 -> loss -> AdamW with linear warmup/decay): ``SentenceTransformerTrainer`` needs the ``datasets`` package,
 which the project does not depend on.
 
-Data: the shared layout (:func:`shopsearch.reranker.judgments.load_judged_set`); queries are split by
-:func:`~shopsearch.reranker.judgments.split_queries` (``test_fraction`` held out, never trained on: with the same
+Data: the shared layout (:func:`shopsearch.reranker.training_data.load_judged_set`); queries are split by
+:func:`~shopsearch.reranker.training_data.split_queries` (``test_fraction`` held out, never trained on: with the same
 seed and fraction it is the cross-encoder's test split). Positives are judged >= ``min_positive_grade``; hard
 negatives come from the index's top hits for the query (``candidates``) that are judged 0 or unjudged — never a
 product judged relevant (grade >= 1). Product text is exactly what the indexer embeds (``Product.embed_text`` of
@@ -31,9 +31,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .ce_metrics import mean_ndcg
-from .hard_negatives import RELEVANT_GRADE, mine_hard_negatives
-from .judgments import JudgedSet, load_judged_set, split_queries
+from shopsearch.evaluation import RELEVANT_GRADE, mean_ndcg
+from shopsearch.settings import offline_environment
+
+from .hard_negatives import mine_hard_negatives
+from .training_data import JudgedSet, load_judged_set, split_queries
 from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
 
 log = logging.getLogger(__name__)
@@ -122,9 +124,9 @@ def build_rows(data: JudgedSet, train_qids: Sequence[str], negatives: Mapping[st
     groups = data.by_query()
     rows = []
     for qid in sorted(train_qids):
-        judged = {j.product_id: j.grade for j in groups.get(qid, [])}
-        positives = sorted((j for j in groups.get(qid, []) if j.grade >= config.min_positive_grade
-                            and j.product_id in texts), key=lambda j: (-j.grade, j.product_id))
+        judged = {j.doc_id: j.relevance for j in groups.get(qid, [])}
+        positives = sorted((j for j in groups.get(qid, []) if j.relevance >= config.min_positive_grade
+                            and j.doc_id in texts), key=lambda j: (-j.relevance, j.doc_id))
         positives = positives[:config.max_positives_per_query]
         pool = [p for p in negatives.get(qid, []) if p in texts and judged.get(p, 0) < RELEVANT_GRADE]
         for i, pos in enumerate(positives):
@@ -134,7 +136,7 @@ def build_rows(data: JudgedSet, train_qids: Sequence[str], negatives: Mapping[st
                 cand = catalog[int(rng.integers(len(catalog)))]
                 if judged.get(cand, 0) < RELEVANT_GRADE and cand not in negs:
                     negs.append(cand)
-            rows.append((qid, (pos.query, texts[pos.product_id], *(texts[n] for n in negs))))
+            rows.append((qid, (data.queries[qid], texts[pos.doc_id], *(texts[n] for n in negs))))
     return rows
 
 
@@ -165,11 +167,11 @@ def pool_ndcg(encode: Callable[[list[str]], np.ndarray], data: JudgedSet, qids: 
     groups = data.by_query()
     per_query = {}
     for qid in sorted(qids):
-        js = [j for j in groups.get(qid, []) if j.product_id in texts]
+        js = [j for j in groups.get(qid, []) if j.doc_id in texts]
         if not js:
             continue
-        vecs = encode([js[0].query] + [texts[j.product_id] for j in js])
-        per_query[qid] = ((vecs[1:] @ vecs[0]).tolist(), [j.grade for j in js])
+        vecs = encode([data.queries[qid]] + [texts[j.doc_id] for j in js])
+        per_query[qid] = ((vecs[1:] @ vecs[0]).tolist(), [j.relevance for j in js])
     return mean_ndcg(per_query)
 
 
@@ -206,13 +208,13 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     from shopsearch.indexer.embedder import resolve_model_dir
 
     config.validate()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline_environment()
     started = time.perf_counter()
     data = load_judged_set(config.data_dir)
     texts = catalog_texts(Path(config.data_dir) / "products.jsonl")
-    split = split_queries({j.qid for j in data.judgments}, valid_fraction=0.0, test_fraction=config.test_fraction,
+    split = split_queries({j.query_id for j in data.qrels}, valid_fraction=0.0, test_fraction=config.test_fraction,
                           seed=config.seed)
-    grades = {q: {j.product_id: j.grade for j in js} for q, js in data.by_query().items()}
+    grades = {q: {j.doc_id: j.relevance for j in js} for q, js in data.by_query().items()}
     negatives = mine_hard_negatives({q: h for q, h in (candidates or {}).items() if q in split.train}, grades,
                                     config.mine_depth)
     rows = build_rows(data, sorted(split.train), negatives, texts, config)
@@ -259,8 +261,9 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), create_model_card=False)
-    (out / "heldout-queries.tsv").write_text("".join(f"{q}\t{data.by_query()[q][0].query}\n" for q in heldout
-                                                     if q in data.by_query()), encoding="utf-8")
+    judged = data.by_query()
+    (out / "heldout-queries.tsv").write_text("".join(f"{q}\t{data.queries[q]}\n" for q in heldout if q in judged),
+                                             encoding="utf-8")
     seconds = time.perf_counter() - started
     card = _card(config, str(base_dir), data, split, rows, negatives, before, after, losses, step, seconds)
     write_bi_encoder_card(out, card)

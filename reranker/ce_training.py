@@ -26,12 +26,15 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.evaluation import mean_ndcg, rmse_vs_mean
+from shopsearch.judgments import Qrel
+from shopsearch.settings import offline_environment
+
 from .calibration import fit_isotonic, save_calibrations
-from .ce_metrics import mean_ndcg, rmse_vs_mean
 from .hard_negatives import mine_hard_negatives, sample_unjudged
-from .judgments import JudgedSet, Judgment, cap_by_query, load_judged_set, load_product_rows, split_for
 from .model_card import write_model_card
 from .pair_text import product_text
+from .training_data import JudgedSet, cap_by_query, load_judged_set, load_product_rows, split_for
 from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
 
 log = logging.getLogger(__name__)
@@ -95,8 +98,8 @@ class DatasetSplit:
     """One data folder's train and validation judgments after splitting and capping."""
 
     data: JudgedSet
-    train: list[Judgment]
-    valid: list[Judgment]
+    train: list[Qrel]
+    valid: list[Qrel]
     test_queries: int
     train_negatives: int = 0  # of ``train``, the mined unjudged ones (label 0)
     valid_negatives: int = 0
@@ -130,9 +133,9 @@ def prepare_splits(config: TrainConfig, candidates: Candidates | None = None) ->
     out = []
     for d in config.data_dirs:
         data = load_judged_set(d)
-        split = split_for({j.qid for j in data.judgments}, asdict(config), config.seed)
-        train = cap_by_query([j for j in data.judgments if j.qid in split.train], config.max_pairs, seed=config.seed)
-        valid = cap_by_query([j for j in data.judgments if j.qid in split.valid], config.max_valid_pairs,
+        split = split_for({q.query_id for q in data.qrels}, asdict(config), config.seed)
+        train = cap_by_query([q for q in data.qrels if q.query_id in split.train], config.max_pairs, seed=config.seed)
+        valid = cap_by_query([q for q in data.qrels if q.query_id in split.valid], config.max_valid_pairs,
                              seed=config.seed)
         mined = (candidates or {}).get(data.name)
         qids = {"test_qids": tuple(sorted(split.test)), "valid_qids": tuple(sorted(split.valid))}
@@ -145,28 +148,27 @@ def prepare_splits(config: TrainConfig, candidates: Candidates | None = None) ->
     return out
 
 
-def _negatives(data: JudgedSet, train: list[Judgment], valid: list[Judgment], mined: Mapping[str, Sequence[str]],
-               config: TrainConfig) -> tuple[JudgedSet, list[Judgment], list[Judgment]]:
-    """(data with the negatives' product rows, train negatives, valid negatives): grade 0, raw rating NaN."""
-    text = {j.qid: j.query for j in (*train, *valid)}
-    grades = {q: {j.product_id: j.grade for j in js} for q, js in data.by_query().items()}
-    kept = {q: r for q, r in mined.items() if q in text}
+def _negatives(data: JudgedSet, train: list[Qrel], valid: list[Qrel], mined: Mapping[str, Sequence[str]],
+               config: TrainConfig) -> tuple[JudgedSet, list[Qrel], list[Qrel]]:
+    """(data with the negatives' product rows, train negatives, valid negatives): grade 0, no raw rating (NaN)."""
+    chosen = {q.query_id for q in (*train, *valid)}
+    grades = {q: {j.doc_id: j.relevance for j in js} for q, js in data.by_query().items()}
+    kept = {q: r for q, r in mined.items() if q in chosen}
     negs = sample_unjudged(mine_hard_negatives(kept, grades, config.mine_depth), grades, config.hard_negatives,
                            seed=config.seed)
     rows = load_product_rows(data.path / "products.jsonl", {p for v in negs.values() for p in v})
     data = replace(data, products={**rows, **data.products})
 
-    def of(js: list[Judgment]) -> list[Judgment]:
-        return [Judgment(q, text[q], p, 0, math.nan) for q in dict.fromkeys(j.qid for j in js)
-                for p in negs.get(q, ()) if p in rows]
+    def of(js: list[Qrel]) -> list[Qrel]:
+        return [Qrel(q, p, 0) for q in dict.fromkeys(j.query_id for j in js) for p in negs.get(q, ()) if p in rows]
     return data, of(train), of(valid)
 
 
 def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
     """sha256 over the sorted training pairs (dataset, qid, product id, label) and their texts."""
     h = hashlib.sha256()
-    rows = sorted((s.data.name, j.qid, j.product_id, s.data.normalised_grade(j), j.query,
-                   product_text(s.data.products[j.product_id])) for s in splits for j in s.train)
+    rows = sorted((s.data.name, j.query_id, j.doc_id, s.data.normalised_grade(j), s.data.queries[j.query_id],
+                   product_text(s.data.products[j.doc_id])) for s in splits for j in s.train)
     for row in rows:
         h.update(("\t".join(map(str, row)) + "\n").encode())
     return h.hexdigest()
@@ -192,10 +194,10 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     from tqdm import tqdm
 
     config.validate()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline_environment()
     started = time.perf_counter()
     splits = prepare_splits(config, candidates)
-    examples = [(j.query, product_text(s.data.products[j.product_id]), s.data.normalised_grade(j))
+    examples = [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]), s.data.normalised_grade(j))
                 for s in splits for j in s.train]
     if not examples:
         raise ValueError(f"data_dirs={list(config.data_dirs)!r} give no training pairs")
@@ -219,7 +221,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
         loss_fn = LambdaLoss(model, mini_batch_size=config.batch_size)  # its default: one forward per list
         # gains are 2^label - 1: labels go back on each folder's grade scale
         scale = [float(s.data.max_grade) for s in splits for _ in s.train]
-        groups = [(s.data.name, j.qid) for s in splits for j in s.train]
+        groups = [(s.data.name, j.query_id) for s in splits for j in s.train]
         schedule = [list_batches(groups, config.batch_size, config.list_size, rng) for _ in range(config.epochs)]
     else:
         loss_fn = BinaryCrossEntropyLoss(model)
@@ -331,8 +333,8 @@ def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float
     labels: list[float] = []
     fits = {}
     for s in splits:
-        texts = [product_text(s.data.products[j.product_id]) for j in s.train]
-        cos = _cosines(encoder, [j.query for j in s.train], texts)
+        texts = [product_text(s.data.products[j.doc_id]) for j in s.train]
+        cos = _cosines(encoder, [s.data.queries[j.query_id] for j in s.train], texts)
         grades = np.array([s.data.normalised_grade(j) for j in s.train], dtype=float)
         judged = np.arange(len(s.train)) < len(s.train) - s.train_negatives  # negatives come last
         c, g = cos[judged], grades[judged]
@@ -370,7 +372,7 @@ def write_heldout_queries(out: Path, splits: Sequence[DatasetSplit]) -> list[Pat
     """
     paths = []
     for s in splits:
-        text = {j.qid: j.query for j in s.data.judgments}
+        text = s.data.queries
         for stem, qids in (("heldout-queries", s.test_qids), ("valid-queries", s.valid_qids)):
             path = out / f"{stem}-{s.data.name}.tsv"
             path.write_text("".join(f"{q}\t{text[q]}\n" for q in qids), encoding="utf-8")
@@ -392,12 +394,13 @@ def _evaluate(model: Any, splits: Sequence[DatasetSplit]) -> dict[str, Any]:
     """
     per_dataset = {}
     for s in splits:
-        scores = score_pairs(model, [(j.query, product_text(s.data.products[j.product_id])) for j in s.valid])
-        groups: dict[str, tuple[list[float], list[float]]] = {}
+        scores = score_pairs(model, [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]))
+                                     for j in s.valid])
+        groups: dict[str, tuple[list[float], list[int]]] = {}
         for j, sc in zip(s.valid, scores):
-            g = groups.setdefault(j.qid, ([], []))
+            g = groups.setdefault(j.query_id, ([], []))
             g[0].append(float(sc))
-            g[1].append(j.grade)
+            g[1].append(j.relevance)
         per_dataset[s.data.name] = mean_ndcg(groups)
     scored = [per_dataset[s.data.name] for s in splits if s.valid]
     return {"ndcg@10": float(np.mean(scored)) if scored else 0.0, "per_dataset": per_dataset}
@@ -410,9 +413,10 @@ def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[st
         # every validation query's judged pairs, not the capped subset early stopping scores: an isotonic map
         # fitted on a few hundred pairs is mostly noise
         qids = set(s.valid_qids)
-        valid = [j for j in s.data.judgments if j.qid in qids] or s.valid
-        scores = score_pairs(model, [(j.query, product_text(s.data.products[j.product_id])) for j in valid])
-        raw = np.array([j.raw_score for j in valid], dtype=float)
+        valid = [j for j in s.data.qrels if j.query_id in qids] or s.valid
+        scores = score_pairs(model, [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]))
+                                     for j in valid])
+        raw = np.array([s.data.raw_score(j) for j in valid], dtype=float)
         cal = fit_isotonic(scores, raw, s.data.raw_min, s.data.raw_max)
         cals[s.data.name] = cal
         metrics[s.data.name] = rmse_vs_mean(cal.apply(scores), raw, np.nanmean(raw))
@@ -434,8 +438,8 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
         "data": {"pairs_sha256": pairs_sha256(splits), "dirs": [
             {"path": str(s.data.path), "name": s.data.name, "max_grade": s.data.max_grade,
              "raw_scale": [s.data.raw_min, s.data.raw_max], "train_pairs": len(s.train),
-             "train_queries": len({j.qid for j in s.train}), "valid_pairs": len(s.valid),
-             "valid_queries": len({j.qid for j in s.valid}), "test_queries": s.test_queries,
+             "train_queries": len({j.query_id for j in s.train}), "valid_pairs": len(s.valid),
+             "valid_queries": len({j.query_id for j in s.valid}), "test_queries": s.test_queries,
              "train_hard_negatives": s.train_negatives, "valid_hard_negatives": s.valid_negatives} for s in splits],
                  "hard_negatives_from": config.mined_from},
         "parameters": params,

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.settings import offline_environment
 
 from .calibration import load_calibrations
 from .pair_text import product_text
@@ -70,7 +71,7 @@ class CrossEncoderReranker:
         import torch
         from sentence_transformers import CrossEncoder
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline_environment()
         self.model_dir = path
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,6 +1,6 @@
 """Conversion-feature context at serving time: product CTR/CVR and shopper affinity from the API's event log.
 
-The API appends events to ``<events_dir>/events-YYYY-MM-DD.jsonl`` (the format :mod:`.events` reads). This
+The API appends events to ``<events_dir>/events-YYYY-MM-DD.jsonl`` (:class:`shopsearch.events.EventLog`). This
 module tails those files into an :class:`~shopsearch.reranker.event_history.EventHistory`, bounded:
 
 - new lines are read at most every ``refresh_s`` seconds, from where the last read stopped (files only grow);
@@ -12,19 +12,17 @@ module tails those files into an :class:`~shopsearch.reranker.event_history.Even
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
+from shopsearch.events import Event, EventLog
 from shopsearch.indexer.records import Product
 
 from .event_history import AFFINITY_WEIGHTS, EventHistory
-from .events import Event, event_from_dict
 from .features import FeatureContext
 
 log = logging.getLogger(__name__)
@@ -95,33 +93,9 @@ class EventLogHistory:
         self.refresh_s, self.max_events = refresh_s, max_events
         self._products = _CachedProducts(lookup, max_products)
         self.history = EventHistory(self._products)
-        self._offsets: dict[Path, int] = {}
+        self._log = EventLog(self.directory)
         self._last_refresh = float("-inf")
         self._lock = threading.Lock()
-
-    def _new_events(self) -> list[Event]:
-        """Events appended since the last read (complete lines only), oldest first; bad lines skipped."""
-        out: list[Event] = []
-        bad = 0
-        for path in sorted(self.directory.glob("events-*.jsonl")):
-            start = self._offsets.get(path, 0)
-            if path.stat().st_size <= start:
-                continue
-            with path.open("rb") as f:
-                f.seek(start)
-                data = f.read()
-            end = data.rfind(b"\n") + 1  # a line still being written is read next time
-            self._offsets[path] = start + end
-            for line in data[:end].splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    out.append(event_from_dict(json.loads(line)))
-                except ValueError:
-                    bad += 1
-        if bad:
-            log.warning("event log: skipped %d invalid lines", bad)
-        return out
 
     def refresh(self, force: bool = False) -> int:
         """Apply new events (at most every ``refresh_s`` unless ``force``); returns how many were applied."""
@@ -131,7 +105,9 @@ class EventLogHistory:
         self._last_refresh = now
         if not self.directory.is_dir():
             return 0
-        events = self._new_events()
+        events, skipped = self._log.read_new()
+        if skipped:
+            log.warning("event log: skipped %d invalid lines", skipped)
         if len(events) > self.max_events:
             log.warning("event log: %d new events, applying the newest %d", len(events), self.max_events)
             events = events[-self.max_events:]
@@ -152,4 +128,4 @@ class EventLogHistory:
 
 def _with_user(e: Event, key: str | None) -> Event:
     """``e`` attributed to ``key`` (an anonymous session's affinity key)."""
-    return replace(e, user_id=key)
+    return e.model_copy(update={"user_id": key})

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from shopsearch.events import Event
 from shopsearch.indexer.records import Product
 
-from .events import Event
 from .features import Affinity, FeatureContext, ProductStats
 
 # Interaction weight per event type for user affinity: a purchase says more than a click.

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-RELEVANT_GRADE = 1  # a hard negative is never judged this or higher
+from shopsearch.evaluation import RELEVANT_GRADE  # a hard negative is never judged this or higher
 
 
 def mine_hard_negatives(ranked: Mapping[str, Sequence[str]], grades: Mapping[str, Mapping[str, int]],

@@ -1,23 +1,23 @@
 """Models by name: find a model folder in the model directories, load it once, share it between threads.
 
 House rule: profiles name models (``rerank.model = "ce-minilm"``), never paths. A name is looked up as a folder in
-``$SHOPSEARCH_MODELS`` (default ``$SHOPSEARCH_HOME/models``, i.e. ``~/.shopsearch/models``), then ``./models``
-(the working directory's, where ``shopsearch train ... --out models/NAME`` writes).
+the settings' ``models_dir`` (``$SHOPSEARCH_MODELS``, default ``<home>/models``), then ``./models`` (the working
+directory's, where ``shopsearch train ... --out models/NAME`` writes).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from shopsearch.settings import Settings, load_settings
+
 log = logging.getLogger(__name__)
 
-ENV_DIR = "SHOPSEARCH_MODELS"
 KINDS = ("cross_encoder", "conversion")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -26,20 +26,14 @@ class ModelNotFound(FileNotFoundError):
     """No folder of that name in any model directory; the message names the model and every place looked in."""
 
 
-def default_model_dirs(environ: dict[str, str] | None = None) -> list[Path]:
-    """``$SHOPSEARCH_MODELS`` (or ``$SHOPSEARCH_HOME/models``, or ``~/.shopsearch/models``), then ``./models``.
+def default_model_dirs(settings: Settings | None = None) -> list[Path]:
+    """The settings' ``models_dir`` (default ``<home>/models``), then ``./models``.
 
-    >>> [str(d) for d in default_model_dirs({"SHOPSEARCH_MODELS": "/m"})]
+    >>> [str(d) for d in default_model_dirs(load_settings({"models_dir": "/m"}, environ={}))]
     ['/m', 'models']
     """
-    env = os.environ if environ is None else environ
-    if env.get(ENV_DIR):
-        first = Path(env[ENV_DIR])
-    elif env.get("SHOPSEARCH_HOME"):
-        first = Path(env["SHOPSEARCH_HOME"]) / "models"
-    else:
-        first = Path.home() / ".shopsearch" / "models"
-    return [first, Path("models")]
+    settings = settings or load_settings()
+    return [settings.models_dir, Path("models")]
 
 
 def _load_cross_encoder(path: Path) -> Any:
@@ -97,7 +91,7 @@ class ModelRegistry:
             if (d / name).is_dir():
                 return d / name
         looked = ", ".join(str(d.resolve() if not d.is_absolute() else d) for d in self.dirs)
-        raise ModelNotFound(f"model {name!r} not found; looked in: {looked} (set ${ENV_DIR} or train it with "
+        raise ModelNotFound(f"model {name!r} not found; looked in: {looked} (set $SHOPSEARCH_MODELS or train it with "
                             f"`shopsearch train ... --out models/{name}`)")
 
     def check(self, kind: str, name: str) -> Path:

@@ -5,12 +5,9 @@ Training and serving must build exactly the same text, so both call :func:`produ
 
 from __future__ import annotations
 
-import html
-import re
 from typing import Any, Mapping
 
-_TAG = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"\s+")
+from shopsearch.text import collapse_whitespace, strip_html
 
 
 def product_text(product: Mapping[str, Any]) -> str:
@@ -29,6 +26,6 @@ def product_text(product: Mapping[str, Any]) -> str:
     return f"{title}. {description}" if description else title
 
 
-def _clean(text: str) -> str:
-    """Drop tags, unescape entities and collapse whitespace."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", str(text)))).strip()
+def _clean(text: Any) -> str:
+    """Markup stripped (:func:`~shopsearch.text.strip_html`) and whitespace collapsed."""
+    return collapse_whitespace(strip_html(str(text)))

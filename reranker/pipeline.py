@@ -25,9 +25,10 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from shopsearch.plugin.hybrid import MAX_PAGE_SIZE, HybridSearcher, validate_request
+from shopsearch.plugin.hybrid import HybridSearcher, validate_request
 from shopsearch.plugin.profiles import Profile, ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
+from shopsearch.settings import Settings
 
 from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
 from .features import FeatureContext, feature_matrix
@@ -105,8 +106,9 @@ class RankingPipeline:
                  *, budgets: bool = True):
         self.searcher = searcher
         self.budgets = budgets
-        # A stand-in searcher without a profile store (a test double) gets the default folders.
+        # A stand-in searcher without a profile store or settings (a test double) gets the default ones.
         self.profiles = getattr(searcher, "profiles", None) or ProfileStore()
+        self.limits: Settings = getattr(searcher, "settings", None) or Settings()
         self.models = models
         self.history = history
 
@@ -155,7 +157,7 @@ class RankingPipeline:
             IndexNotFound, EngineUnavailable: from the engine.
         """
         t_total = time.perf_counter()
-        validate_request(req)
+        validate_request(req, self.limits)
         profile = self.profiles.get(req.profile)
         rerank, conv = profile.rerank, profile.conversion
         head = max(rerank.depth if rerank.enabled else 0, conv.depth if conv.enabled else 0)
@@ -186,14 +188,14 @@ class RankingPipeline:
                               degraded=degraded, notes=tuple(dict.fromkeys(notes)))
 
     def _candidates(self, req: SearchRequest, n: int) -> tuple[SearchResponse, list[ScoredHit]]:
-        """The fused top ``n`` (in pages of at most MAX_PAGE_SIZE) and the first page's response (facets)."""
-        chunk = min(n, MAX_PAGE_SIZE)
+        """The fused top ``n`` (in pages of at most ``max_size``) and the first page's response (facets)."""
+        chunk = min(n, self.limits.max_size)
         first = self.searcher.search(replace(req, page=1, size=chunk))
         hits, timings = list(first.hits), dict(first.timings_ms)
         for page in range(2, math.ceil(n / chunk) + 1):
             if len(hits) < (page - 1) * chunk:
                 break  # the fused list ended
-            # Deeper heads re-run retrieval per chunk (a searcher call returns at most MAX_PAGE_SIZE hits).
+            # Deeper heads re-run retrieval per chunk (a searcher call returns at most max_size hits).
             r = self.searcher.search(replace(req, page=page, size=chunk, facets=()))
             for k, v in r.timings_ms.items():
                 timings[k] = round(timings.get(k, 0.0) + v, 3)

@@ -13,10 +13,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .ce_metrics import mean_ndcg
-from .judgments import JudgedSet, Judgment, QuerySplit, load_judged_set, split_for
+from shopsearch.evaluation import mean_ndcg, per_pool_ndcg
+from shopsearch.judgments import Qrel
+
 from .model_card import read_model_card, trained_on
 from .pair_text import product_text
+from .training_data import JudgedSet, QuerySplit, load_judged_set, split_for
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Pool:
 
 
 def heldout_pools(data_dir: str | Path, model_dir: str | Path, split: str = "test",
-                  max_queries: int | None = None) -> tuple[JudgedSet, list[Pool], list[Judgment]]:
+                  max_queries: int | None = None) -> tuple[JudgedSet, list[Pool], list[Qrel]]:
     """The pools of ``split`` queries under the model card's seeded split, plus that dataset's train judgments.
 
     A data folder the model was not trained on has no split: every one of its queries is unseen, so "test" gives
@@ -47,22 +49,22 @@ def heldout_pools(data_dir: str | Path, model_dir: str | Path, split: str = "tes
     """
     card = read_model_card(model_dir)
     data = load_judged_set(data_dir)
-    all_qids = frozenset(j.qid for j in data.judgments)
+    all_qids = frozenset(q.query_id for q in data.qrels)
     if data.name in trained_on(card):
         s = split_for(all_qids, card["parameters"], card["seed"])
     else:
         s = QuerySplit(train=frozenset(), valid=frozenset(), test=all_qids)
     qids = getattr(s, split)
-    chosen = [j for j in data.judgments if j.qid in qids]
+    chosen = [q for q in data.qrels if q.query_id in qids]
     if max_queries is not None:
-        keep = set(sorted({j.qid for j in chosen}, key=lambda q: (hash_key(q), q))[:max_queries])
-        chosen = [j for j in chosen if j.qid in keep]
+        keep = set(sorted({q.query_id for q in chosen}, key=lambda q: (hash_key(q), q))[:max_queries])
+        chosen = [q for q in chosen if q.query_id in keep]
     pools = []
-    for qid, js in sorted(data.by_query(chosen).items()):
-        js = sorted(js, key=lambda j: j.product_id)
-        pools.append(Pool(qid, js[0].query, [data.products[j.product_id] for j in js], [j.grade for j in js],
-                          [j.raw_score for j in js]))
-    train = [j for j in data.judgments if j.qid in s.train]
+    for qid, qs in sorted(data.by_query(chosen).items()):
+        qs = sorted(qs, key=lambda q: q.doc_id)
+        pools.append(Pool(qid, data.queries[qid], [data.products[q.doc_id] for q in qs], [q.relevance for q in qs],
+                          [data.raw_score(q) for q in qs]))
+    train = [q for q in data.qrels if q.query_id in s.train]
     return data, pools, train
 
 
@@ -74,13 +76,14 @@ def hash_key(qid: str) -> str:
 
 
 def pool_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int = 10) -> float:
-    """Mean nDCG@k of ranking each pool by its scores."""
+    """Mean nDCG@k of ranking each pool by its scores (:func:`shopsearch.evaluation.mean_ndcg`)."""
     return mean_ndcg({p.qid: (s, p.grades) for p, s in zip(pools, scores)}, k)
 
 
 def per_query_ndcg(pools: Sequence[Pool], scores: Sequence[np.ndarray], k: int = 10) -> np.ndarray:
     """nDCG@k of each pool ranked by its scores, in pool order (for paired tests between rankers)."""
-    return np.array([mean_ndcg({p.qid: (s, p.grades)}, k) for p, s in zip(pools, scores)])
+    return np.array(list(per_pool_ndcg({i: (s, p.grades) for i, (p, s) in enumerate(zip(pools, scores))},
+                                       k).values()))
 
 
 def bm25_scores(pools: Sequence[Pool]) -> list[np.ndarray]:

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from shopsearch.evaluation import auc, mean_list_ndcg
+
 from .conversion import CARD_FILE, CARD_VERSION, MODEL_FILE, ConversionModel, platt
 from .features import FEATURES
-from .ranking_metrics import auc, mean_list_ndcg
 from .training_rows import TrainingRows
 
 OBJECTIVES = ("lambdarank", "binary")

@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from shopsearch.evaluation import rmse_vs_mean
+
 from .calibration import fit_isotonic, load_calibrations, save_calibrations
-from .ce_metrics import rmse_vs_mean
 from .model_card import read_model_card, trained_on, write_model_card
 from .pool_eval import heldout_pools, model_scores
 
@@ -49,7 +50,7 @@ def recalibrate(model_dir: str | Path, data_dirs: Sequence[str | Path], score: S
         raw = np.concatenate([p.raw for p in pools]) if pools else np.zeros(0)
         cal = fit_isotonic(scores, raw, data.raw_min, data.raw_max)
         cals[data.name] = cal
-        mean = float(np.nanmean([j.raw_score for j in train]))
+        mean = float(np.nanmean([data.raw_score(q) for q in train]))
         report[data.name] = {"queries": len(pools), "pairs": int(raw.size),
                              **rmse_vs_mean(cal.apply(scores), raw, mean)}
     save_calibrations(model_dir, cals, default or next(iter(report)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from statistics import NormalDist
 
 from shopsearch.indexer.records import Product
-from shopsearch.plugin.judgments import iter_trec_qrels
+from shopsearch.judgments import read_qrels, read_queries
 
 # Invented names: simulated brands/categories must never look like real catalog data.
 SIM_BRANDS = tuple(f"simbrand-{c}" for c in "abcdefghijklmnopqrstuvwx")  # 24
@@ -95,18 +95,9 @@ def load_judged(data_dir: str | Path, *, simulate_missing: bool = True) -> Judge
     if missing:
         raise FileNotFoundError(f"data dir {str(d)!r} lacks {', '.join(missing)}; it must hold {', '.join(need)}")
     qrels: dict[str, dict[str, int]] = {}
-    for q in iter_trec_qrels(d / "qrels-dev.txt"):
-        qrels.setdefault(q.query_id, {})[q.doc_id] = q.grade
-    queries: dict[str, str] = {}
-    with (d / "queries-dev.tsv").open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            qid, sep, text = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise ValueError(f"{d / 'queries-dev.tsv'}:{n}: expected 'qid<TAB>query'; got {line!r}")
-            if qid in qrels:
-                queries[qid] = text
+    for q in read_qrels(d / "qrels-dev.txt"):
+        qrels.setdefault(q.query_id, {})[q.doc_id] = q.relevance
+    queries = {q.qid: q.text for q in read_queries(d / "queries-dev.tsv") if q.qid in qrels}
     qrels = {q: g for q, g in qrels.items() if q in queries}
     judged = {pid for g in qrels.values() for pid in g}
     products: dict[str, Product] = {}

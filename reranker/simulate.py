@@ -23,9 +23,9 @@ from typing import Iterator
 
 import numpy as np
 
+from shopsearch.events import Event, format_timestamp, parse_timestamp
 from shopsearch.indexer.records import Product
 
-from .events import Event, format_timestamp, parse_timestamp
 from .features import tokens
 from .sim_catalog import SIM_BRANDS, SIM_CATEGORIES, JudgedData
 

@@ -13,11 +13,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.events import Event
 from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
 
 from .event_history import EventHistory
-from .events import Event
 from .features import DEFAULT_MODEL_FEATURES, check_names, list_features, tokens
 
 # (query text, product ids) -> one stages dict per product, e.g. {"bm25": 7.1}

@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from shopsearch.api.app import create_app
-from shopsearch.api.config import load_config
 from shopsearch.plugin.documents import FACET_FIELDS
 from shopsearch.plugin.engine import EngineUnavailable
+from shopsearch.settings import load_settings
 
 from .conftest import ALIAS, CONCRETE
 
@@ -106,10 +106,26 @@ def test_search_profile_selects_named_profile(client):
     ("q=lamp&profile=bad/name", 400, "profile"),
     ("q=lamp&sort=price", 400, "sort"),
     ("q=lamp&q=desk", 400, "q"),
+    ("q=lamp&size=5&size=6", 400, "size"),
+    ("q=lamp&brand=" + ",".join(f"b{i}" for i in range(51)), 400, "brand"),
+    ("q=lamp&user_id=%20", 400, "user_id"),
+    ("q=lamp&session_id=" + "s" * 129, 400, "session_id"),
 ])
 def test_search_bad_parameters_are_named(client, query, status, parameter):
     err = _error(client.get(f"/search?{query}"), status, parameter)
     assert parameter in err["message"] or parameter == "profile"
+
+
+def test_search_parameter_forms(client):
+    for word, expected in [("true", ["p1"]), ("1", ["p1"]), ("YES", ["p1"]), ("on", ["p1"]), ("false", ["p2"]),
+                           ("0", ["p2"]), ("no", ["p2"]), ("Off", ["p2"])]:
+        body = client.get(f"/search?q=lamp&brand=Lumo&in_stock={word}&facets=none").get_json()
+        assert [h["id"] for h in body["hits"]] == expected, word
+    blank = client.get("/search?q=lamp&size=&page=&price_min=&in_stock=&profile=&explain=").get_json()
+    assert (blank["size"], blank["page"], blank["profile"]) == (10, 1, "default")
+    assert client.get("/search?q=lamp&facets=").get_json()["facets"] == {}
+    err = _error(client.get("/search?q=lamp&size=ten"), 400, "size")
+    assert err["message"] == "size must be an integer between 1 and 100; got 'ten'"
 
 
 def test_limits_are_configurable(searcher, catalog_engine, tmp_path):
@@ -120,6 +136,7 @@ def test_limits_are_configurable(searcher, catalog_engine, tmp_path):
     _error(c.get("/search?q=lamp+lamp+lamp"), 400, "q")
     _error(c.get("/search?q=lamp&size=5&page=3"), 422, "page")
     assert c.get("/search?q=lamp&size=5&page=2").status_code == 200
+    assert c.get("/search?q=lamp").get_json()["size"] == 5  # the default size never exceeds the limit
 
 
 # --- /suggest ------------------------------------------------------------------------------------------------
@@ -270,14 +287,14 @@ def test_config_layers(tmp_path, monkeypatch):
     toml = tmp_path / "api.toml"
     toml.write_text('engine = "opensearch"\nindex = "from-file"\nmax_size = 50\n')
     env = {"SHOPSEARCH_CONFIG": str(toml), "SHOPSEARCH_INDEX": "from-env"}
-    cfg = load_config({"max_size": 20}, environ=env)
+    cfg = load_settings({"max_size": 20}, environ=env)
     assert (cfg.engine, cfg.index, cfg.max_size) == ("opensearch", "from-env", 20)
-    with pytest.raises(ValueError, match="max_sise"):
-        load_config({"max_sise": 1}, environ={})
-    with pytest.raises(ValueError, match="engine must be one of"):
-        load_config(environ={"SHOPSEARCH_ENGINE": "solr"})
-    with pytest.raises(ValueError, match="max_size must be an integer"):
-        load_config({"max_size": "many"}, environ={})
+    with pytest.raises(ValueError, match="flags: unknown option 'max_sise'"):
+        load_settings({"max_sise": 1}, environ={})
+    with pytest.raises(ValueError, match=r"engine='solr' \(from \$SHOPSEARCH_ENGINE\): Input should be"):
+        load_settings(environ={"SHOPSEARCH_ENGINE": "solr"})
+    with pytest.raises(ValueError, match=r"max_size='many' \(from flags\): Input should be a valid integer"):
+        load_settings({"max_size": "many"}, environ={})
 
 
 def test_wsgi_module_builds_the_app_from_the_environment(monkeypatch, tmp_path):
@@ -296,7 +313,7 @@ def test_wsgi_module_builds_the_app_from_the_environment(monkeypatch, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--workers", "0"], "--workers must be >= 1"),
     (["--port", "70000"], "--port must be <= 65535"),
-    (["--engine-timeout", "-1"], "engine_timeout_s must be > 0"),
+    (["--engine-timeout", "-1"], "engine_timeout_s=-1.0 (from flags): Input should be greater than 0"),
 ])
 def test_serve_rejects_bad_options_before_starting(argv, message, capsys, monkeypatch):
     from shopsearch.api.cli import main

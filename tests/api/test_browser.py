@@ -76,7 +76,7 @@ def live(tmp_path_factory, tiny_encoder, catalog_engine):
     tmp = tmp_path_factory.mktemp("live")
     qrels, queries = write_judgments(tmp / "judgments")
     switch = OutageSwitch(catalog_engine, ALIAS, tiny_encoder, ProfileStore())
-    app = make_pages_app(switch, catalog_engine, tmp, CONSOLE_QRELS=str(qrels), CONSOLE_QUERIES=str(queries))
+    app = make_pages_app(switch, catalog_engine, tmp, console_qrels=str(qrels), console_queries=str(queries))
     with serve(app) as base:
         yield base, switch, tmp / "events"
 

@@ -8,12 +8,12 @@ import math
 import re
 
 import pytest
-from ir_measures import Qrel
 
 from shopsearch.api import cmd_compare
 from shopsearch.api.cli import main
 from shopsearch.api.compare import compare, paired_ttest, parse_metrics, randomization_test
 from shopsearch.api.report import box_plot_svg, delta_bars_svg, render_html, render_markdown
+from shopsearch.judgments import Qrel
 
 QRELS = [Qrel("q1", "a", 1), Qrel("q2", "x", 1), Qrel("q3", "y", 1), Qrel("q3", "n", 0)]
 RUN_A = {"q1": ["b", "a"], "q2": ["x"]}  # q3 missing: scores 0

@@ -6,15 +6,10 @@ import math
 
 import pytest
 
-from shopsearch.api.console_judgments import (JudgmentList, build_judgments, load_judgments, ndcg_per_ranking,
-                                               normalise_query)
-from shopsearch.plugin.judgments import Qrel
+from shopsearch.api.console_judgments import JudgmentList, build_judgments, load_judgments, ndcg_per_ranking
+from shopsearch.judgments import Qrel
 
 from .pages_support import write_judgments
-
-
-def test_normalise_query_folds_case_and_spaces():
-    assert normalise_query("  Cordless\tDRILL  ") == "cordless drill"
 
 
 def test_build_judgments_first_qid_of_a_repeated_text_wins():

@@ -1,88 +1,15 @@
-"""Evaluation: readers and metrics against hand-computed values; ``shopsearch eval`` end to end on tiny and real data."""
+"""``shopsearch eval`` end to end on tiny and real data (the metrics and readers: tests/test_evaluation.py and
+tests/test_judgments.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
-from ir_measures import Qrel
 
 from shopsearch.api.cli import main
-from shopsearch.api.evaluation import evaluate, read_qrels, read_queries, to_run
-
-LOG2_3 = math.log2(3)
-
-
-# --- pure metrics ------------------------------------------------------------------------------------------------
-
-QRELS = [Qrel("q1", "a", 2), Qrel("q1", "b", 0), Qrel("q1", "c", 1), Qrel("q2", "x", 1)]
-
-
-def test_metrics_by_hand_and_missing_query_counts_zero():
-    report = evaluate(QRELS, {"q1": ["b", "a"]})  # q2 has no results at all
-    # q1: DCG = 0/log2(2) + 2/log2(3); ideal = 2/1 + 1/log2(3)
-    ndcg_q1 = (2 / LOG2_3) / (2 + 1 / LOG2_3)
-    assert report.per_query["q1"] == pytest.approx({"ndcg@10": ndcg_q1, "recall@100": 0.5, "mrr@10": 0.5})
-    assert report.per_query["q2"] == {"ndcg@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
-    assert report.metrics == pytest.approx({"ndcg@10": ndcg_q1 / 2, "recall@100": 0.25, "mrr@10": 0.25})
-    assert report.queries == 2
-
-
-def test_given_order_is_evaluated_not_resorted():
-    # Equal engine scores would be re-sorted by doc id by trec_eval; the ranking as shown must count.
-    ideal = evaluate(QRELS, {"q1": ["a", "c"]}, qids=["q1"])
-    swapped = evaluate(QRELS, {"q1": ["c", "a"]}, qids=["q1"])
-    assert ideal.metrics["ndcg@10"] == pytest.approx(1.0)
-    assert swapped.metrics["ndcg@10"] == pytest.approx((1 + 2 / LOG2_3) / (2 + 1 / LOG2_3))
-    assert [d.doc_id for d in to_run({"q": ["c", "a", "c"]})] == ["c", "a"]
-
-
-def test_grade_one_is_relevant_for_recall_and_mrr():
-    report = evaluate(QRELS, {"q1": ["b", "c"]}, qids=["q1"])
-    assert report.per_query["q1"]["mrr@10"] == 0.5  # c (grade 1) at rank 2; b (grade 0) is not relevant
-    assert report.per_query["q1"]["recall@100"] == 0.5
-
-
-def test_rank_cutoffs():
-    ranking = [f"junk{i}" for i in range(10)] + ["a"]  # a at rank 11: outside @10, inside @100
-    report = evaluate(QRELS, {"q1": ranking}, qids=["q1"])
-    assert report.per_query["q1"] == {"ndcg@10": 0.0, "recall@100": 0.5, "mrr@10": 0.0}
-
-
-def test_unjudged_queries_are_left_out_and_listed():
-    report = evaluate(QRELS, {"q1": ["a", "c"]}, qids=["q1", "q9"])
-    assert report.queries == 1 and report.unjudged == ("q9",)
-    with pytest.raises(ValueError, match="none of the 1 queries has judgements"):
-        evaluate(QRELS, {}, qids=["q9"])
-
-
-# --- readers -----------------------------------------------------------------------------------------------------
-
-def test_readers(tmp_path):
-    q = tmp_path / "q.tsv"
-    q.write_text("q1\tred lamp\n\nq2\t  oak table \n")
-    assert read_queries(q) == [("q1", "red lamp"), ("q2", "oak table")]
-    r = tmp_path / "qrels.txt"
-    r.write_text("q1 0 a 2\n\nq1 0 b 0\n")
-    assert read_qrels(r) == [Qrel("q1", "a", 2, "0"), Qrel("q1", "b", 0, "0")]
-
-
-@pytest.mark.parametrize("reader, text, message", [
-    (read_queries, "q1\tok\nq2 no tab\n", r"q\.txt:2: expected 'qid<TAB>query text', found no tab"),
-    (read_queries, "q1\tok\n\nq1\tagain\n", r"q\.txt:3: qid 'q1' appears twice"),
-    (read_queries, "q1\t \n", r"q\.txt:1: empty query text"),
-    (read_qrels, "q1 0 a 2\nq1 0 b\n", r"q\.txt:2: expected 4 fields 'qid iteration doc_id grade', got 3"),
-    (read_qrels, "q1 0 a high\n", r"q\.txt:1: grade must be an integer, got 'high'"),
-    (read_qrels, "q1 0 a 1\nq1 0 a 2\n", r"q\.txt:2: judgement for \(q1, a\) appears twice"),
-])
-def test_reader_errors_name_the_line(tmp_path, reader, text, message):
-    path = tmp_path / "q.txt"
-    path.write_text(text)
-    with pytest.raises(ValueError, match=message):
-        reader(path)
 
 
 # --- the command, on a tiny index --------------------------------------------------------------------------------

@@ -48,10 +48,11 @@ def dedicated_node(monkeypatch) -> Iterator[dict]:
     """A second local OpenSearch node of our own; yields ensure_node's kwargs (port, heap, home, timeout) and url.
     Stopped and its home deleted afterwards, even when the test fails."""
     from shopsearch.plugin.localnode import default_home, ensure_node, stop_node
+    from shopsearch.settings import load_settings
 
     monkeypatch.delenv("OPENSEARCH_URL", raising=False)  # a remote $OPENSEARCH_URL would make ensure_node use it
     port = _free_node_port()
-    shared_home = default_home()
+    shared_home = default_home(load_settings())
     home = shared_home.parent / f"{shared_home.name}-fault-{port}"
     lock = home.parent / f".{home.name}.lock"
     if home.exists():  # left by a run that was killed: stop whatever runs from it, start clean

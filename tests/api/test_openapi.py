@@ -6,7 +6,10 @@ import re
 
 import pytest
 from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
 from referencing import Registry, Resource
+
+from .conftest import ALIAS
 
 SPEC_PATH = re.compile(r"\{(\w+)\}")
 
@@ -43,6 +46,7 @@ def check(spec: dict, path: str, method: str, resp) -> None:
 
 def test_spec_is_openapi_31_and_schemas_are_valid(spec):
     assert spec["openapi"] == "3.1.0"
+    validate(spec)  # the whole document against the OpenAPI 3.1 schema (openapi-spec-validator)
     for name, schema in spec["components"]["schemas"].items():
         Draft202012Validator.check_schema(schema)
     for path, ops in spec["paths"].items():
@@ -66,16 +70,53 @@ def test_every_route_is_documented(app, spec):
     assert routes == documented
 
 
-def test_search_parameters_match_what_the_handler_accepts(spec):
-    from shopsearch.api.params import SEARCH_PARAMS, SIMILAR_PARAMS, SUGGEST_PARAMS
-    from shopsearch.api.routes_search import CONTEXT_PARAMS
+def _example(schema: dict) -> str:
+    """A valid query-string value for a parameter schema (its default when it has one)."""
+    default = schema.get("default")
+    if isinstance(default, list):
+        return ",".join(default)
+    if default is not None and default != "":
+        return str(default).lower() if isinstance(default, bool) else str(default)
+    kind = schema["type"]
+    if kind in ("integer", "number"):
+        return str(schema.get("minimum", 1))
+    if kind == "boolean":
+        return "true"
+    if kind == "array":
+        return schema["items"].get("enum", ["lamp"])[0]
+    return "lamp"
 
-    def names(path):
-        return {p["name"] for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "query"}
 
-    assert names("/search") == set(SEARCH_PARAMS) | set(CONTEXT_PARAMS)
-    assert names("/products/{product_id}/similar") == set(SIMILAR_PARAMS)
-    assert names("/suggest") == set(SUGGEST_PARAMS)
+@pytest.mark.parametrize("path, url", [("/search", "/search"), ("/suggest", "/suggest"),
+                                       ("/products/{product_id}/similar", "/products/p1/similar"),
+                                       ("/products/{product_id}", "/products/p1")])
+def test_documented_parameters_are_exactly_the_accepted_ones(client, spec, path, url):
+    params = [p for p in spec["paths"][path]["get"].get("parameters", []) if p["in"] == "query"]
+    required = {p["name"]: _example(p["schema"]) for p in params if p["required"]}
+    for p in params:
+        resp = client.get(url, query_string={**required, p["name"]: _example(p["schema"])})
+        assert resp.status_code == 200, (p["name"], resp.get_json())
+    resp = client.get(url, query_string={**required, "colour": "red"})
+    assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == "colour"
+
+
+def test_limits_in_the_document_are_the_apps(searcher, catalog_engine, tmp_path):
+    from shopsearch.api.app import create_app
+
+    app = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS, "max_size": 5,
+                      "max_query_length": 10, "max_depth": 20, "max_events": 7, "events_dir": str(tmp_path)})
+    spec = app.test_client().get("/openapi.json").get_json()
+    validate(spec)
+
+    def schemas(path):
+        return {p["name"]: p["schema"] for p in spec["paths"][path]["get"]["parameters"]}
+
+    search = schemas("/search")
+    assert (search["size"]["maximum"], search["page"]["maximum"], search["q"]["maxLength"]) == (5, 20, 10)
+    assert schemas("/suggest")["size"]["maximum"] == 5
+    assert schemas("/products/{product_id}/similar")["size"]["maximum"] == 5
+    body = spec["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["oneOf"][1]["maxItems"] == 7
 
 
 def test_responses_validate_against_the_spec(client, spec):

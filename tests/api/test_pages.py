@@ -23,7 +23,7 @@ def _ndcg(grades: list[int], all_grades: list[int], k: int = 10) -> float:
 def judged_client(tmp_path, searcher, catalog_engine):
     qrels, queries = write_judgments(tmp_path / "judgments")
     app = make_pages_app(searcher, catalog_engine, tmp_path,
-                         CONSOLE_QRELS=str(qrels), CONSOLE_QUERIES=str(queries))
+                         console_qrels=str(qrels), console_queries=str(queries))
     return app.test_client()
 
 
@@ -120,14 +120,14 @@ def test_judgments_summary_not_configured(plain_client):
 
 def test_judgments_queries_without_qrels_is_an_error(tmp_path, searcher, catalog_engine):
     _, queries = write_judgments(tmp_path / "j")
-    c = make_pages_app(searcher, catalog_engine, tmp_path, CONSOLE_QUERIES=str(queries)).test_client()
+    c = make_pages_app(searcher, catalog_engine, tmp_path, console_queries=str(queries)).test_client()
     err = _error(c.get("/console/api/judgments"), 500, None)
-    assert err["code"] == "console_misconfigured" and "CONSOLE_QRELS" in err["message"]
+    assert err["code"] == "console_misconfigured" and "console_qrels" in err["message"]
 
 
 def test_trec_qrels_without_queries_says_what_is_missing(tmp_path, searcher, catalog_engine):
     qrels, _ = write_judgments(tmp_path / "j")
-    c = make_pages_app(searcher, catalog_engine, tmp_path, CONSOLE_QRELS=str(qrels)).test_client()
+    c = make_pages_app(searcher, catalog_engine, tmp_path, console_qrels=str(qrels)).test_client()
     err = _error(c.get("/console/api/judgments"), 500, None)
     assert err["code"] == "judgments_unreadable" and "CONSOLE_QUERIES" in err["message"]
 
@@ -135,7 +135,7 @@ def test_trec_qrels_without_queries_says_what_is_missing(tmp_path, searcher, cat
 def test_csv_judgments_need_no_queries_file(tmp_path, searcher, catalog_engine):
     path = tmp_path / "judgments.csv"
     path.write_text("query,product_id,grade\nlamp,p1,2\nlamp,p2,0\n")
-    c = make_pages_app(searcher, catalog_engine, tmp_path, CONSOLE_QRELS=str(path)).test_client()
+    c = make_pages_app(searcher, catalog_engine, tmp_path, console_qrels=str(path)).test_client()
     assert c.get("/console/api/judgments").get_json()["judged_queries"] == 1
     body = c.post("/console/api/judge", json={"query": "Lamp", "rankings": [["p2", "p1"]]}).get_json()
     assert body["grades"] == {"p2": 0, "p1": 2} and body["scores"] == [pytest.approx(1 / math.log2(3))]
@@ -156,12 +156,13 @@ def test_judge_scores_each_ranking_with_the_configured_list(judged_client):
 
 
 def test_judge_agrees_with_offline_evaluation(judged_client):
-    from shopsearch.api.evaluation import evaluate, read_qrels
+    from shopsearch.evaluation import evaluate
+    from shopsearch.judgments import read_qrels
 
     client = judged_client
     ranking = ["p7", "p2", "p1"]
     body = client.post("/console/api/judge", json={"query": "lamp", "rankings": [ranking]}).get_json()
-    qrels_path = client.application.config["CONSOLE_QRELS"]
+    qrels_path = client.application.extensions["shopsearch"].config.console_qrels
     offline = evaluate(read_qrels(qrels_path), {"q1": ranking}, qids=["q1"]).per_query["q1"]["ndcg@10"]
     assert body["scores"] == [pytest.approx(offline, abs=1e-6)] and body["delta"] is None
 
@@ -213,8 +214,8 @@ def test_judge_requires_json(plain_client):
 def test_judge_reports_an_unreadable_configured_file(tmp_path, searcher, catalog_engine):
     qrels, queries = write_judgments(tmp_path / "j")
     qrels.write_text("q1 0 p1 3\nq1 0 p2\n")
-    c = make_pages_app(searcher, catalog_engine, tmp_path, CONSOLE_QRELS=str(qrels),
-                       CONSOLE_QUERIES=str(queries)).test_client()
+    c = make_pages_app(searcher, catalog_engine, tmp_path, console_qrels=str(qrels),
+                       console_queries=str(queries)).test_client()
     err = _error(c.post("/console/api/judge", json={"query": "lamp", "rankings": [["p1"]]}), 500, None)
     assert err["code"] == "judgments_unreadable" and "qrels.txt:2" in err["message"]
 

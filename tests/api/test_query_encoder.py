@@ -5,21 +5,23 @@ from __future__ import annotations
 import pytest
 
 from shopsearch.api.app import build_searcher
-from shopsearch.api.config import load_config
 from shopsearch.indexer.embedder import BiEncoder
 from shopsearch.indexer.onnx_encoder import OnnxQueryEncoder
+from shopsearch.settings import load_settings
 
 
 def test_query_encoder_option_is_validated_and_read_from_the_environment():
-    assert load_config(environ={}).query_encoder == "auto"
-    assert load_config(environ={"SHOPSEARCH_QUERY_ENCODER": "torch"}).query_encoder == "torch"
-    with pytest.raises(ValueError, match="query_encoder must be one of auto, onnx, torch; got 'gpu'"):
-        load_config({"query_encoder": "gpu"}, environ={})
+    assert load_settings(environ={}).query_encoder == "auto"
+    assert load_settings(environ={"SHOPSEARCH_QUERY_ENCODER": "torch"}).query_encoder == "torch"
+    with pytest.raises(ValueError, match=r"query_encoder='gpu' \(from flags\): Input should be 'auto', 'onnx' or "
+                                         r"'torch'"):
+        load_settings({"query_encoder": "gpu"}, environ={})
 
 
 @pytest.mark.parametrize("mode, expected", [("torch", BiEncoder), ("onnx", OnnxQueryEncoder)])
 def test_build_searcher_uses_the_configured_encoder(mode, expected, tiny_bi_encoder_dir, tmp_path):
-    cfg = load_config({"model": str(tiny_bi_encoder_dir), "home": str(tmp_path), "query_encoder": mode}, environ={})
+    cfg = load_settings({"model": str(tiny_bi_encoder_dir), "home": str(tmp_path), "query_encoder": mode},
+                        environ={})
     engine = object()  # build_searcher only stores a given engine
     got_engine, searcher = build_searcher(cfg, engine)
     encoder = searcher.embeddings.embedder

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from shopsearch.indexer.fields import FieldMapping, apply_mapping, load_field_mapping, mapping_from_dict
+from shopsearch.config_files import read_toml
+from shopsearch.indexer.fields import (FieldMapping, apply_mapping, field_mapping_schema, load_field_mapping,
+                                       mapping_from_dict)
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "fields.example.toml"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "indexer" / "fields.example.toml"
+SCHEMA_FILE = ROOT / "docs" / "schemas" / "fields.schema.json"
 
 
 def test_identity_mapping_puts_unmapped_columns_in_attributes():
@@ -39,16 +45,29 @@ def test_empty_string_switches_a_field_off_and_limits_override(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"titel": "name"}, r"unknown key\(s\) \['titel'\]"),
-    ({"id": ""}, "id must be a non-empty string"),
-    ({"attributes": 3}, 'attributes must be "rest" or a list'),
-    ({"price": 1}, "price must be a column name"),
-    ({"limits": {"title_chars": 0}}, r"limits.title_chars must be a number > 0, got 0"),
-    ({"limits": {"tittle_chars": 5}}, r"unknown limit"),
+    ({"titel": "name"}, r"^field mapping: titel = 'name': must be one of the keys allowed at the top level: id, "
+                        r"title, description, .*, attributes, limits$"),
+    ({"id": ""}, r"id = '': must be a non-empty string"),
+    ({"attributes": 3}, r'attributes = 3: must be "rest" or a list of column names'),
+    ({"price": 1}, r'price = 1: must be a column name, or "" when the catalog has none'),
+    ({"limits": {"title_chars": 0}}, r"limits\.title_chars = 0: must be an integer > 0"),
+    ({"limits": {"rating_max": "5"}}, r"limits\.rating_max = '5': must be a number > 0"),
+    ({"limits": {"tittle_chars": 5}}, r"limits\.tittle_chars = 5: must be one of the keys allowed in \[limits\]: "
+                                      r"id_chars, title_chars, "),
+    ({"limits": 3}, r"limits = 3: must be a table"),
 ])
 def test_bad_mapping_is_rejected_with_a_clear_message(data, message):
     with pytest.raises(ValueError, match=message):
         mapping_from_dict(data)
+    assert not jsonschema.Draft202012Validator(field_mapping_schema()).is_valid(data)
+
+
+def test_committed_json_schema_is_current():
+    assert json.loads(SCHEMA_FILE.read_text()) == field_mapping_schema(), "stale: run `shopsearch schema`"
+
+
+def test_example_file_validates_against_the_json_schema():
+    jsonschema.Draft202012Validator(field_mapping_schema()).validate(read_toml(EXAMPLE))
 
 
 def test_missing_or_broken_file(tmp_path):

@@ -10,6 +10,7 @@ from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound
 from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore, UnknownProfile
 from shopsearch.plugin.query_cache import QueryEmbeddingCache
 from shopsearch.plugin.search_types import SearchRequest
+from shopsearch.settings import load_settings
 
 
 class FakeEngine:
@@ -163,12 +164,28 @@ def test_embedder_failure_degrades_to_bm25(engine):
     (SearchRequest("x", size="10"), r"size must be an integer in 1\.\.100, got '10'"),
     (SearchRequest("x", facets=("colour",)), r"facets has 'colour'; allowed: brand"),
     (SearchRequest("x", filters=Filters(price_min=10, price_max=5)), r"price_min \(10\) must be <= price_max"),
-    (SearchRequest("x" * 501), r"query must be at most 500 characters"),
+    (SearchRequest("x" * 257), r"query must be at most 256 characters, got 257"),
 ])
 def test_bad_requests_raise_value_error_naming_the_parameter(searcher, engine, req, message):
     with pytest.raises(ValueError, match=message):
         searcher.search(req)
     assert engine.calls == []
+
+
+def test_limits_are_the_settings(engine, embedder):
+    limits = load_settings({"max_size": 5, "max_depth": 20, "max_query_length": 8}, environ={})
+    s = HybridSearcher(engine, "products", embedder, ProfileStore([PACKAGED_DIR]), settings=limits)
+    for req, message in [(SearchRequest("x", size=6), r"size must be an integer in 1\.\.5, got 6"),
+                         (SearchRequest("x", page=21), r"page must be an integer in 1\.\.20, got 21"),
+                         (SearchRequest("x" * 9), "query must be at most 8 characters, got 9")]:
+        with pytest.raises(ValueError, match=message):
+            s.search(req)
+    with pytest.raises(ValueError, match=r"size must be an integer in 1\.\.5, got 6"):
+        s.similar("a", size=6)
+    with pytest.raises(ValueError, match="query must be a string of at most 8 characters"):
+        s.suggest("x" * 9)
+    assert engine.calls == []
+    assert [h.id for h in s.search(SearchRequest("lamp", page=2, size=2, facets=())).hits] == ["b", "d"]
 
 
 def test_unknown_profile_is_a_value_error(searcher):

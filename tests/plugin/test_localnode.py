@@ -15,6 +15,7 @@ from shopsearch.api.cli import main
 from shopsearch.plugin import localnode
 from shopsearch.plugin.localnode_download import Artifact, fetch_artifacts, node_artifacts, parse_sha1_file
 from shopsearch.plugin.localnode_install import heap_options, opensearch_yml, plugin_descriptor
+from shopsearch.settings import load_settings
 
 # --- pure helpers -------------------------------------------------------------------------------------------------
 
@@ -61,12 +62,12 @@ def test_sha1_file_parsing():
         parse_sha1_file("<html>not found</html>")
 
 
-def test_remote_url_only_for_non_local_hosts(monkeypatch):
-    monkeypatch.setenv("OPENSEARCH_URL", "http://127.0.0.1:9201")
-    assert localnode.remote_url() is None
-    assert localnode.resolve_port(None) == 9201
-    monkeypatch.setenv("OPENSEARCH_URL", "https://search.example.com:443/")
-    assert localnode.remote_url() == "https://search.example.com:443"
+def test_remote_url_only_for_non_local_hosts():
+    local = load_settings(environ={"OPENSEARCH_URL": "http://127.0.0.1:9201"})
+    assert localnode.remote_url(local) is None
+    assert localnode.resolve_port(None, local) == 9201
+    remote = load_settings(environ={"OPENSEARCH_URL": "https://search.example.com:443/"})
+    assert localnode.remote_url(remote) == "https://search.example.com:443"
 
 
 # --- download: a tiny local HTTP "Maven" ----------------------------------------------------------------------------
@@ -172,7 +173,7 @@ def test_ensure_node_reuses_running_jvm(opensearch_url):
     second = localnode.ensure_node()
     assert not first.started and not second.started  # .ci/run already started it
     assert second.pid == first.pid
-    if localnode.remote_url() is None:
+    if localnode.remote_url(load_settings()) is None:
         assert first.pid is not None and first.home is not None
 
 
@@ -180,6 +181,6 @@ def test_ensure_node_reuses_running_jvm(opensearch_url):
 def test_cli_status(opensearch_url, capsys):
     assert main(["opensearch", "status"]) == 0
     assert "2.19.1" in capsys.readouterr().out
-    if localnode.remote_url() is None:
+    if localnode.remote_url(load_settings()) is None:
         assert main(["opensearch", "status", "--port", "9"]) == 3  # nothing listens on the discard port
         assert "not running" in capsys.readouterr().out

@@ -6,11 +6,12 @@ import pytest
 
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
-from shopsearch.plugin.connection import client_kwargs, display_url, make_client, settings_from_env
+from shopsearch.plugin.connection import client_kwargs, display_url, make_client
 from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg
 from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
 from shopsearch.plugin.opensearch_errors import error_reason, translate_status
 from shopsearch.plugin.opensearch_queries import bm25_body, facets_body, filter_query, knn_body, parse_facets
+from shopsearch.settings import load_settings
 
 URL = "http://node:9200"
 
@@ -18,37 +19,18 @@ URL = "http://node:9200"
 # --- connection ------------------------------------------------------------------------------------------------
 
 
-def test_settings_from_env_defaults_and_overrides():
-    assert settings_from_env(env={}).url == "http://127.0.0.1:9200"
-    s = settings_from_env(env={"OPENSEARCH_URL": "https://search:9200", "OPENSEARCH_USER": "admin",
-                               "OPENSEARCH_PASSWORD": "pw", "OPENSEARCH_VERIFY_CERTS": "false",
-                               "OPENSEARCH_CA_CERTS": "/ca.pem"})
-    assert (s.url, s.user, s.password, s.verify_certs, s.ca_certs) == ("https://search:9200", "admin", "pw", False,
-                                                                        "/ca.pem")
-    assert "pw" not in repr(s)
-    assert settings_from_env("http://explicit:1", env={"OPENSEARCH_URL": "http://env:2"}).url == "http://explicit:1"
-
-
-@pytest.mark.parametrize("env, match", [
-    ({"OPENSEARCH_URL": "ftp://x"}, "url="),
-    ({"OPENSEARCH_URL": "http://x:notaport"}, "port"),
-    ({"OPENSEARCH_USER": "admin"}, "OPENSEARCH_PASSWORD must be set together"),
-    ({"OPENSEARCH_VERIFY_CERTS": "maybe"}, "OPENSEARCH_VERIFY_CERTS='maybe'"),
-])
-def test_settings_from_env_rejects_bad_values(env, match):
-    with pytest.raises(ValueError, match=match):
-        settings_from_env(env=env)
-
-
 def test_client_kwargs_and_client():
-    https = settings_from_env(env={"OPENSEARCH_URL": "https://u:p@search:9200", "OPENSEARCH_USER": "u",
-                                   "OPENSEARCH_PASSWORD": "p"})
+    https = load_settings(environ={"OPENSEARCH_URL": "https://u:p@search:9200", "OPENSEARCH_USER": "u",
+                                   "OPENSEARCH_PASSWORD": "p", "OPENSEARCH_CA_CERTS": "/ca.pem"})
     kw = client_kwargs(https, timeout=3, max_retries=4)
     assert kw["http_auth"] == ("u", "p") and kw["use_ssl"] and kw["verify_certs"] and kw["http_compress"]
+    assert kw["ca_certs"] == "/ca.pem" and kw["ssl_show_warn"]
     assert (kw["timeout"], kw["max_retries"], kw["retry_on_timeout"], kw["retry_on_status"]) == (3, 4, True,
                                                                                                   (502, 503, 504))
-    assert "use_ssl" not in client_kwargs(settings_from_env(env={}))
-    assert display_url(https.url) == "https://search:9200"
+    unverified = client_kwargs(https.replace(opensearch_verify_certs=False))
+    assert unverified["verify_certs"] is False and unverified["ssl_show_warn"] is False  # no warning per request
+    assert "use_ssl" not in client_kwargs(load_settings(environ={}))
+    assert display_url(https.opensearch_url) == "https://search:9200"
     with pytest.raises(ValueError, match="timeout"):
         client_kwargs(https, timeout=0)
     client = make_client(URL, timeout=2)

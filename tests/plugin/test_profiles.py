@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
+import jsonschema
 import pytest
 
+from shopsearch.config_files import read_toml
+from shopsearch.settings import load_settings
 from shopsearch.plugin.profiles import (PACKAGED_DIR, Profile, ProfileError, ProfileStore, UnknownProfile,
-                                        load_profile, parse_profile)
+                                        load_profile, parse_profile, profile_schema)
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "profile.schema.json"
 
 
 def write(dir_, name, text):
@@ -98,7 +105,7 @@ def test_values_are_parsed():
     ('[conversion]\nbudget_ms = 3\n', r"conversion\.budget_ms = 3: must be one of the keys allowed in \[conversion\]"),
     ('[knn]\nenabled = "no"\n', r"knn\.enabled = 'no': must be true or false"),
     ('[bm25]\nenabled = false\n[knn]\nenabled = false\n', r"must enable at least one leg"),
-    ('boost = 2\n', r"bad\.toml: boost = 2: must be one of the keys allowed in the top level"),
+    ('boost = 2\n', r"bad\.toml: boost = 2: must be one of the keys allowed at the top level: description, bm25, "),
     ('bm25 = 3\n', r"bm25 = 3: must be a table"),
     ('[bm25\n', r"bad\.toml: not valid TOML"),
 ])
@@ -109,11 +116,43 @@ def test_invalid_profiles_name_file_key_value_and_allowed(tmp_path, text, messag
     assert issubclass(ProfileError, ValueError)
 
 
+def test_committed_json_schema_is_current():
+    assert json.loads(SCHEMA_FILE.read_text()) == profile_schema(), "stale: run `shopsearch schema`"
+
+
+def test_packaged_profiles_validate_against_the_json_schema_and_the_model():
+    validator = jsonschema.Draft202012Validator(profile_schema())
+    paths = sorted(PACKAGED_DIR.glob("*.toml"))
+    assert {"default.toml", "rerank.toml"} <= {p.name for p in paths}
+    for path in paths:
+        validator.validate(read_toml(path))
+        load_profile(path)
+
+
+@pytest.mark.parametrize("text", ['[bm25]\nsize = 0\n', '[bm25.fields]\nsku = 2.0\n', '[bm25]\nfuzziness = "lots"\n',
+                                  '[fusion]\nmethod = "borda"\n', '[rerank]\nmodel = "models/ce"\n', 'boost = 2\n',
+                                  '[conversion]\nbudget_ms = 3\n', '[knn]\nenabled = "no"\n'])
+def test_the_json_schema_rejects_what_the_model_rejects(tmp_path, text):
+    path = write(tmp_path, "bad", text)
+    with pytest.raises(ProfileError):
+        load_profile(path)
+    assert not jsonschema.Draft202012Validator(profile_schema()).is_valid(read_toml(path))
+
+
+def test_every_bad_key_is_reported_on_its_own_line():
+    with pytest.raises(ProfileError) as info:
+        parse_profile({"bm25": {"size": 0, "tie_breaker": 2}, "boost": 1}, "x", "p.toml")
+    assert str(info.value).splitlines() == [
+        "p.toml: bm25.size = 0: must be an integer >= 1 and <= 1000",
+        "p.toml: bm25.tie_breaker = 2: must be a number >= 0 and <= 1",
+        "p.toml: boost = 1: must be one of the keys allowed at the top level: description, bm25, knn, fusion, "
+        "rerank, conversion"]
+
+
 def test_store_user_dir_overrides_and_adds(tmp_path, monkeypatch):
     write(tmp_path, "default", 'description = "mine"\n[knn]\nenabled = false\n')
     write(tmp_path, "lexical-strict", '[bm25]\nfuzziness = false\n[knn]\nenabled = false\n')
-    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path))
-    store = ProfileStore()
+    store = ProfileStore([PACKAGED_DIR, tmp_path])
     assert store.get("default").description == "mine"
     assert store.get("lexical-strict").bm25.fuzziness is None
     assert store.get("dense").legs == ("knn",)  # packaged ones still found
@@ -142,3 +181,17 @@ def test_store_rereads_an_edited_file(tmp_path):
 def test_store_rejects_missing_folder(tmp_path):
     with pytest.raises(ValueError, match="profile folder .*nowhere.* does not exist"):
         ProfileStore([tmp_path / "nowhere"])
+
+
+def test_default_store_adds_the_profiles_dir_setting(tmp_path, monkeypatch):
+    write(tmp_path, "mine", '[knn]\nenabled = false\n')
+    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path))
+    store = ProfileStore()
+    assert store.dirs == [PACKAGED_DIR, tmp_path]
+    assert store.get("mine").legs == ("bm25",) and "default" in store.names()
+    given = ProfileStore(settings=load_settings({"profiles_dir": tmp_path}, environ={}))
+    assert given.dirs == [PACKAGED_DIR, tmp_path]
+    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"nowhere' does not exist \(check the profiles_dir setting, "
+                                         r"\$SHOPSEARCH_PROFILES\)"):
+        ProfileStore()

@@ -12,7 +12,7 @@ import pytest
 from shopsearch.reranker.bi_encoder_training import (BiTrainConfig, build_rows,
                                                      no_duplicate_batches, train_bi_encoder)
 from shopsearch.reranker.hard_negatives import mine_hard_negatives
-from shopsearch.reranker.judgments import load_judged_set, split_queries
+from shopsearch.reranker.training_data import load_judged_set, split_queries
 
 WORDS = ["lamp", "table", "kettle", "scarf", "mug", "towel", "chair", "sofa", "rug", "clock"]
 
@@ -50,7 +50,7 @@ def test_mining_never_returns_judged_relevant():
 
 def test_rows_and_split(data_dir):
     data = load_judged_set(data_dir)
-    split = split_queries({j.qid for j in data.judgments}, valid_fraction=0.0, test_fraction=0.2, seed=42)
+    split = split_queries({j.query_id for j in data.qrels}, valid_fraction=0.0, test_fraction=0.2, seed=42)
     assert len(split.test) == 2 and not split.train & split.test
     texts = {f"p{i:02d}": f"text {i}" for i in range(30)}
     negatives = {"q0": ["p01", "p00", "p05"]}  # p00 is relevant to q0: never used

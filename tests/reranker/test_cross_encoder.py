@@ -196,7 +196,7 @@ def test_hard_negatives_join_train_and_valid_queries_only(trained, tmp_path):
     import math
 
     from shopsearch.reranker.ce_training import pairs_sha256, prepare_splits
-    from shopsearch.reranker.judgments import load_judged_set, split_queries
+    from shopsearch.reranker.training_data import load_judged_set, split_queries
 
     data_dir = trained[1]
     judged = load_judged_set(data_dir)
@@ -208,15 +208,16 @@ def test_hard_negatives_join_train_and_valid_queries_only(trained, tmp_path):
     [plain] = prepare_splits(config)
     [mined] = prepare_splits(config, candidates)
     split = split_queries(judged.by_query(), valid_fraction=0.25, test_fraction=0.2, seed=42)
-    grades = {(j.qid, j.product_id) for j in judged.judgments}
+    grades = {(j.query_id, j.doc_id) for j in judged.qrels}
     for part, base, n in (("train", plain.train, mined.train_negatives), ("valid", plain.valid, mined.valid_negatives)):
         extra = getattr(mined, part)[len(base):]
         assert getattr(mined, part)[:len(base)] == base and len(extra) == n > 0
-        assert all(j.grade == 0 and math.isnan(j.raw_score) and (j.qid, j.product_id) not in grades for j in extra)
-        assert {j.qid for j in extra} <= {j.qid for j in base} <= set(getattr(split, part))
-        per_query = {q: sum(j.qid == q for j in extra) for q in {j.qid for j in extra}}
+        assert all(j.relevance == 0 and math.isnan(mined.data.raw_score(j)) and (j.query_id, j.doc_id) not in grades
+                   for j in extra)
+        assert {j.query_id for j in extra} <= {j.query_id for j in base} <= set(getattr(split, part))
+        per_query = {q: sum(j.query_id == q for j in extra) for q in {j.query_id for j in extra}}
         assert set(per_query.values()) <= {1, 2}
-        assert all(j.product_id in mined.data.products for j in extra)
+        assert all(j.doc_id in mined.data.products for j in extra)
     assert pairs_sha256([mined]) != pairs_sha256([plain])
     assert prepare_splits(config, candidates)[0].train == mined.train  # seeded
     with pytest.raises(ValueError, match="hard_negatives=-1"):
@@ -225,7 +226,7 @@ def test_hard_negatives_join_train_and_valid_queries_only(trained, tmp_path):
 
 def test_teacher_blends_bi_encoder_similarity_into_judged_labels_only(trained, tiny_bi_encoder_dir, tmp_path):
     from shopsearch.reranker.ce_training import prepare_splits, teacher_labels
-    from shopsearch.reranker.judgments import load_judged_set
+    from shopsearch.reranker.training_data import load_judged_set
 
     data_dir = trained[1]
     every = [json.loads(line)["id"] for line in (data_dir / "products.jsonl").read_text().splitlines()]
@@ -278,8 +279,8 @@ def test_cli_mines_hard_negatives_from_index(trained, tiny_bi_encoder_dir, tmp_p
 
 
 def test_cli_trains_one_fold_of_a_cross_validation(tmp_path, trained):
-    from shopsearch.api.evaluation import read_queries
-    from shopsearch.reranker.judgments import load_judged_set, split_queries
+    from shopsearch.judgments import read_queries
+    from shopsearch.reranker.training_data import load_judged_set, split_queries
 
     assert _cli_train(tmp_path, trained[1], tmp_path / "f1", "--folds", "3", "--fold", "1") == 0
     card = read_model_card(tmp_path / "f1")
@@ -295,8 +296,8 @@ def test_cli_trains_one_fold_of_a_cross_validation(tmp_path, trained):
 
 
 def test_model_card_sets_serving_max_length_and_heldout_queries_are_written(trained):
-    from shopsearch.api.evaluation import read_queries
-    from shopsearch.reranker.judgments import load_judged_set, split_queries
+    from shopsearch.judgments import read_queries
+    from shopsearch.reranker.training_data import load_judged_set, split_queries
 
     result, data_dir = trained
     assert CrossEncoderReranker(result.out, device="cpu", fast_cpu=False).model.max_seq_length == 32  # as trained
@@ -382,7 +383,7 @@ def test_train_calibration_refits_on_validation_queries_as_served(trained, tmp_p
 
     from shopsearch.api.cli import main
     from shopsearch.reranker.calibration import load_calibrations
-    from shopsearch.reranker.judgments import load_judged_set, split_queries
+    from shopsearch.reranker.training_data import load_judged_set, split_queries
 
     result, data_dir = trained
     model = tmp_path / "ce"
@@ -392,7 +393,7 @@ def test_train_calibration_refits_on_validation_queries_as_served(trained, tmp_p
     out = capsys.readouterr().out
     judged = load_judged_set(data_dir)
     split = split_queries(judged.by_query(), valid_fraction=0.25, test_fraction=0.2, seed=42)
-    pairs = sum(1 for j in judged.judgments if j.qid in split.valid)
+    pairs = sum(1 for j in judged.qrels if j.query_id in split.valid)
     assert f"{len(split.valid)} validation queries, {pairs} pairs" in out and "(fp32)" in out
     cals, default = load_calibrations(model)
     assert default == data_dir.name and cals[data_dir.name].raw_max == 4.0

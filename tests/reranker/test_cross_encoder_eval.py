@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from shopsearch.reranker.judgments import load_judged_set, split_queries
+from shopsearch.reranker.training_data import load_judged_set, split_queries
 from shopsearch.reranker.pool_eval import bm25_scores, heldout_pools, pool_ndcg
 from tests.reranker.tiny_ce import write_tiny_judged_set
 
@@ -33,9 +33,9 @@ def write_card(model, trained_on: str, *, seed: int, **parameters):
 def test_heldout_pools_follow_the_cards_split(data_and_model):
     data, model = data_and_model
     js, pools, train = heldout_pools(data, model)
-    split = split_queries({j.qid for j in js.judgments}, valid_fraction=0.25, test_fraction=0.25, seed=5)
+    split = split_queries({j.query_id for j in js.qrels}, valid_fraction=0.25, test_fraction=0.25, seed=5)
     assert {p.qid for p in pools} == split.test and len(pools) == 3
-    assert {j.qid for j in train} == split.train
+    assert {j.query_id for j in train} == split.train
     for p in pools:
         ids = [x["id"] for x in p.products]
         assert ids == sorted(ids) and len(p.grades) == len(ids) == len(p.raw)
@@ -56,7 +56,7 @@ def test_loaded_pool_grades_match_the_qrels(data_and_model):
     data, model = data_and_model
     js = load_judged_set(data)
     _, pools, _ = heldout_pools(data, model)
-    grade = {(j.qid, j.product_id): j.grade for j in js.judgments}
+    grade = {(j.query_id, j.doc_id): j.relevance for j in js.qrels}
     assert all(grade[(p.qid, x["id"])] == g for p in pools for x, g in zip(p.products, p.grades))
 
 
@@ -77,7 +77,7 @@ def test_a_folder_the_model_never_trained_on_is_scored_on_every_query(data_and_m
     data, _ = data_and_model
     model = write_card(tmp_path / "other", "homedepot", seed=5)
     js, pools, train = heldout_pools(data, model)
-    assert {p.qid for p in pools} == {j.qid for j in js.judgments} and len(pools) == 12  # zero-shot: all unseen
+    assert {p.qid for p in pools} == {j.query_id for j in js.qrels} and len(pools) == 12  # zero-shot: all unseen
     assert train == [] and heldout_pools(data, model, "valid")[1] == []
 
 
@@ -108,11 +108,11 @@ def test_fold_models_pool_into_every_query_each_scored_by_the_model_that_never_s
     models = []
     for f in range(3):
         path = write_card(tmp_path / f"f{f}", data.name, seed=5, folds=3, fold=f)
-        split = split_queries({j.qid for j in js.judgments}, valid_fraction=0.1, seed=5, folds=3, fold=f)
-        train_of[f] = {j.query for j in js.judgments if j.qid in split.train}
+        split = split_queries({j.query_id for j in js.qrels}, valid_fraction=0.1, seed=5, folds=3, fold=f)
+        train_of[f] = {js.queries[q] for q in split.train}
         models.append((str(path), json.loads((path / "model_card.json").read_text()), FoldScorer(f)))
     pools, scores, rmse = ce_eval.heldout(data, models, "test", None)
-    assert sorted(p.qid for p in pools) == sorted({j.qid for j in js.judgments})  # every query, once
+    assert sorted(p.qid for p in pools) == sorted({j.query_id for j in js.qrels})  # every query, once
     assert len(scores) == len(pools) and set(rmse) == {"rmse_calibrated", "rmse_mean"}
     with pytest.raises(SystemExit, match="folds of one cross-validation"):
         ce_eval.heldout(data, models + models[:1], "test", None)

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
+from shopsearch.events import Event
 from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.reranker.event_history import EventHistory
-from shopsearch.reranker.events import Event
 from shopsearch.reranker.features import (DEFAULT_MODEL_FEATURES, FEATURE_NAMES, Affinity, FeatureContext,
                                           ProductStats, feature_matrix, list_features, smoothed_rate,
                                           text_features)
@@ -72,7 +72,8 @@ def test_event_history_builds_context():
     h = EventHistory({"p1": P1})
 
     def ev(kind, pid="p1", user="u1"):
-        return Event(kind, "q", "lamp", pid, 1, user, "s", "2024-01-01T00:00:00Z")
+        return Event(type=kind, query_id="q", query="lamp", product_id=pid, position=1, user_id=user, session_id="s",
+                     timestamp="2024-01-01T00:00:00Z")
 
     for kind in ("impression", "impression", "click", "add_to_cart", "purchase"):
         h.add(ev(kind))

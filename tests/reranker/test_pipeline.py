@@ -23,6 +23,7 @@ from shopsearch.reranker.cross_encoder import CrossEncoderReranker
 from shopsearch.reranker.features import Affinity, FeatureContext
 from shopsearch.reranker.model_registry import ModelNotFound, ModelRegistry
 from shopsearch.reranker.pipeline import RankingPipeline, SearchContext, check_models
+from shopsearch.settings import Settings
 from tests.reranker.tiny_ce import build_tiny_cross_encoder
 from tests.reranker.tiny_lgbm import build_tiny_conversion_model
 
@@ -43,9 +44,10 @@ class FixedSearcher:
                                 stages={"bm25": 10.0 - i * 0.1, "bm25_rank": i + 1, "knn": 0.9 - i * 0.01,
                                         "knn_rank": i + 1, "fused": 1.0 / (i + 1)}) for i in range(n)]
         self.requests: list[SearchRequest] = []
+        self.settings = Settings()
 
     def search(self, req: SearchRequest) -> SearchResponse:
-        validate_request(req)
+        validate_request(req, self.settings)
         self.profiles.get(req.profile)
         self.requests.append(req)
         start = (req.page - 1) * req.size
@@ -332,11 +334,13 @@ def test_registry_finds_by_name_in_order_and_says_where_it_looked(tmp_path):
         reg.get("bi_encoder", "m1")
 
 
-def test_registry_default_dirs_follow_the_environment(tmp_path, monkeypatch):
+def test_registry_default_dirs_follow_the_settings(tmp_path, monkeypatch):
     from shopsearch.reranker.model_registry import default_model_dirs
+    from shopsearch.settings import load_settings
 
-    assert default_model_dirs({"SHOPSEARCH_MODELS": "/m", "SHOPSEARCH_HOME": "/h"}) == [Path("/m"), Path("models")]
-    assert default_model_dirs({"SHOPSEARCH_HOME": "/h"}) == [Path("/h/models"), Path("models")]
+    both = {"SHOPSEARCH_MODELS": "/m", "SHOPSEARCH_HOME": "/h"}
+    assert default_model_dirs(load_settings(environ=both)) == [Path("/m"), Path("models")]
+    assert default_model_dirs(load_settings(environ={"SHOPSEARCH_HOME": "/h"})) == [Path("/h/models"), Path("models")]
     monkeypatch.setenv("SHOPSEARCH_MODELS", str(tmp_path))
     assert ModelRegistry().dirs[0] == tmp_path
 

@@ -1,52 +1,15 @@
-"""Events record/JSONL and the seeded click/purchase simulator on a tiny hand-made data folder."""
+"""The seeded click/purchase simulator on a tiny hand-made data folder (the event record: tests/test_events.py)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
 
-from shopsearch.reranker.events import Event, event_from_dict, read_events, write_events
+from shopsearch.events import Event, read_events
 from shopsearch.reranker.sim_catalog import SIM_BRANDS, load_judged, simulated_attributes
 from shopsearch.reranker.simulate import SimParams, SimSummary, read_ranking, result_list, simulate, summarize
 from tests.reranker.simdata import write_tiny_data
-
-
-def _ev(**kw) -> dict:
-    base = {"type": "click", "query_id": "q1", "query": "red lamp", "product_id": "p1", "position": 2,
-            "user_id": "u1", "session_id": "s1", "timestamp": "2024-01-01T00:00:05+00:00"}
-    return {**base, **kw}
-
-
-def test_event_roundtrip_normalises_timestamp(tmp_path):
-    e = event_from_dict(_ev(price=9))
-    assert e.timestamp == "2024-01-01T00:00:05Z" and e.price == 9.0 and e.simulated is False
-    assert write_events(tmp_path / "e.jsonl", [e, e]) == 2
-    assert list(read_events(tmp_path / "e.jsonl")) == [e, e]
-
-
-@pytest.mark.parametrize("field,value", [("type", "view"), ("position", 0), ("position", True), ("price", -1.0),
-                                         ("timestamp", "2024-01-01T00:00:00"), ("timestamp", "2024-01-01T01:00:00+01:00"),
-                                         ("simulated", "yes"), ("schema_version", 2), ("query_id", ""),
-                                         ("bogus", 1)])
-def test_event_validation_names_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        event_from_dict(_ev(**{field: value}))
-
-
-def test_purchase_may_omit_query_and_position_but_click_may_not():
-    assert event_from_dict({"type": "purchase", "product_id": "p", "session_id": "s",
-                            "timestamp": "2024-01-01T00:00:00Z", "event_id": "abc"}).query_id is None
-    with pytest.raises(ValueError, match="position"):
-        Event("click", "q", "x", "p", None, "u", "s", "2024-01-01T00:00:00Z")
-
-
-def test_read_events_reports_file_and_line(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps(_ev()) + "\n\n" + json.dumps(_ev(position=-3)) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:3: position"):
-        list(read_events(path))
 
 
 def test_simulated_attributes_are_deterministic_and_in_range():
@@ -111,8 +74,11 @@ def test_ranking_file_sets_the_shown_order(tmp_path):
 
 def test_summary_counts(tmp_path):
     s = SimSummary()
-    summarize([event_from_dict(_ev(type="impression")), event_from_dict(_ev()),
-               event_from_dict(_ev(type="purchase"))], s)
+    def ev(kind: str) -> Event:
+        return Event(type=kind, query_id="q1", product_id="p1", position=2, session_id="s1",
+                     timestamp="2024-01-01T00:00:05Z")
+
+    summarize([ev("impression"), ev("click"), ev("purchase")], s)
     assert (s.sessions, s.impressions, s.clicks, s.purchases, s.ctr, s.cvr) == (1, 1, 1, 1, 1.0, 1.0)
 
 

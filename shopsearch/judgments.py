@@ -1,7 +1,14 @@
-"""Judgment-list readers: TREC qrels, plain CSV, Amazon ESCI, WANDS and Quepid exports -> typed ``Qrel`` records.
+"""Relevance judgments: the one record type (:class:`Qrel`) and every reader of judgment and query files.
 
-Every reader returns :class:`Judgments`: the ``Qrel(query_id, doc_id, grade)`` records in file order plus a
-``queries`` map (query id -> text) when the file carries query text. Grades are integers; the label mappings are:
+The record is ir-measures' own ``Qrel(query_id, doc_id, relevance, iteration="0")`` — the class itself, not a copy —
+so what a reader returns goes straight into :func:`shopsearch.evaluation.evaluate` and ir-measures. Readers:
+
+- :func:`read_judgments`: a judgment list in any supported format (:data:`FORMATS`) -> :class:`Judgments` (the
+  qrels in file order plus the query texts the file carries);
+- :func:`read_qrels`: TREC qrels (``qid iteration doc_id grade``) -> ``list[Qrel]``;
+- :func:`read_queries`: a ``qid<TAB>query text`` file -> ``list[Query]``.
+
+Relevance grades are integers; the label mappings are:
 
 - ESCI (Amazon Shopping Queries): Exact = 3, Substitute = 2, Complement = 1, Irrelevant = 0
   (``E``/``S``/``C``/``I`` or the full words, any case). "Relevant" (grade >= 1) therefore includes Complements,
@@ -24,6 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+from ir_measures import Qrel
+
+__all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format",
+           "query_id_for", "read_judgments", "read_qrels", "read_queries"]
+
 FORMATS = ("trec", "csv", "esci", "wands", "quepid")
 ESCI_GRADES = {"e": 3, "exact": 3, "s": 2, "substitute": 2, "c": 1, "complement": 1, "i": 0, "irrelevant": 0}
 WANDS_GRADES = {"exact": 2, "partial": 1, "irrelevant": 0}
@@ -35,12 +47,11 @@ _WANDS_COLS = ("query_id", "product_id", "label")
 _QUEPID_COLS = ("query_text", "doc_id", "rating")
 
 
-class Qrel(NamedTuple):
-    """One judgment: how relevant ``doc_id`` is to ``query_id`` (0 = not relevant)."""
+class Query(NamedTuple):
+    """One judged query: its id and text."""
 
-    query_id: str
-    doc_id: str
-    grade: int
+    qid: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,65 @@ def query_id_for(text: str) -> str:
     True
     """
     return "q" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def read_queries(path: str | Path) -> list[Query]:
+    """Read a ``qid<TAB>query text`` file (blank lines skipped; qid and text trimmed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: ``path:line: ...`` for a line without a tab, an empty qid or text, or a repeated qid.
+
+    >>> read_queries("queries-dev.tsv")[0]  # doctest: +SKIP
+    Query(qid='cfq001', text='16 gb memory card')
+    """
+    path = Path(path)
+    out: list[Query] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            qid, sep, text = line.partition("\t")
+            qid, text = qid.strip(), text.strip()
+            if not sep:
+                raise ValueError(f"{path}:{n}: expected 'qid<TAB>query text', found no tab in {line[:80]!r}")
+            if not qid or not text:
+                raise ValueError(f"{path}:{n}: empty {'qid' if not qid else 'query text'} in {line[:80]!r}")
+            if qid in seen:
+                raise ValueError(f"{path}:{n}: qid {qid!r} appears twice")
+            seen.add(qid)
+            out.append(Query(qid, text))
+    return out
+
+
+def read_qrels(path: str | Path) -> list[Qrel]:
+    """Read TREC qrels: ``qid iteration doc_id grade`` per line, whitespace-separated (blank lines skipped).
+
+    A grade written ``2.0`` reads as 2; the iteration field is kept as written.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: ``path:line: ...`` for a wrong field count, a non-integer grade or a repeated (qid, doc_id).
+
+    >>> read_qrels("qrels-dev.txt")[0]  # doctest: +SKIP
+    Qrel(query_id='cfq001', doc_id='cf00153', relevance=3, iteration='0')
+    """
+    path = Path(path)
+    out: list[Qrel] = []
+    seen: set[tuple[str, str]] = set()
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 4:
+                raise ValueError(f"{path}:{n}: expected 4 fields 'qid iteration doc_id grade', got {len(parts)} "
+                                 f"in {line.strip()[:80]!r}")
+            qid, iteration, doc, grade = parts
+            _add(out, seen, path, n, qid, doc, _int_grade(path, n, grade, "grade"), iteration)
+    return out
 
 
 def _norm(name: str) -> str:
@@ -135,7 +205,7 @@ def read_judgments(path: str | Path, fmt: str | None = None, *, queries_path: st
 
     >>> j = read_judgments("judgments.csv")  # doctest: +SKIP
     >>> j.format, j.qrels[0]  # doctest: +SKIP
-    ('csv', Qrel(query_id='q3c1e...', doc_id='p1', grade=2))
+    ('csv', Qrel(query_id='q3c1e...', doc_id='p1', relevance=2, iteration='0'))
     """
     path = Path(path)
     if fmt is not None and fmt not in FORMATS:
@@ -144,7 +214,7 @@ def read_judgments(path: str | Path, fmt: str | None = None, *, queries_path: st
     if not path.is_file():
         raise FileNotFoundError(f"judgments file not found: {path}")
     if fmt == "trec":
-        return _read_trec(path)
+        return Judgments(tuple(read_qrels(path)), {}, "trec", str(path))
     queries: dict[str, str] = {}
     if fmt == "wands":
         qpath = Path(queries_path) if queries_path else path.with_name("query.csv")
@@ -152,49 +222,6 @@ def read_judgments(path: str | Path, fmt: str | None = None, *, queries_path: st
             queries = _read_wands_queries(qpath)
     rows = _parquet_rows(path) if path.suffix.lower() == ".parquet" else _table_rows(path)
     return _from_rows(path, fmt, rows, queries)
-
-
-class TrecLine(NamedTuple):
-    """One parsed TREC qrels line: its 1-based line number and the four fields (grade as an integer)."""
-
-    line: int
-    query_id: str
-    iteration: str
-    doc_id: str
-    grade: int
-
-
-def iter_trec_qrels(path: str | Path) -> Iterator[TrecLine]:
-    """Parse TREC qrels (``qid iteration doc_id grade``, whitespace-separated; blank lines skipped), line by line.
-
-    Checks the field count and the grade; repeated (qid, doc_id) pairs are left to the caller.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: ``path:line: ...`` for a wrong field count or a grade that is not an integer.
-
-    >>> next(iter_trec_qrels("qrels-dev.txt"))  # doctest: +SKIP
-    TrecLine(line=1, query_id='cfq001', iteration='0', doc_id='cf00153', grade=3)
-    """
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise ValueError(f"{path}:{n}: expected 4 fields 'qid iteration doc_id grade', got {len(parts)} "
-                                 f"in {line.strip()[:80]!r}")
-            qid, iteration, doc, grade = parts
-            yield TrecLine(n, qid, iteration, doc, _int_grade(path, n, grade, "grade"))
-
-
-def _read_trec(path: Path) -> Judgments:
-    out: list[Qrel] = []
-    seen: set[tuple[str, str]] = set()
-    for t in iter_trec_qrels(path):
-        _add(out, seen, path, t.line, t.query_id, t.doc_id, t.grade)
-    return Judgments(tuple(out), {}, "trec", str(path))
 
 
 def _table_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -255,13 +282,14 @@ def _from_rows(path: Path, fmt: str, rows: Iterator[tuple[int, dict[str, str]]],
     return Judgments(tuple(out), queries, fmt, str(path))
 
 
-def _add(out: list[Qrel], seen: set[tuple[str, str]], path: Path, n: int, qid: str, doc: str, grade: int) -> None:
+def _add(out: list[Qrel], seen: set[tuple[str, str]], path: Path, n: int, qid: str, doc: str, grade: int,
+         iteration: str = "0") -> None:
     if not qid or not doc:
         raise ValueError(f"{path}:{n}: empty {'query id' if not qid else 'doc id'}")
     if (qid, doc) in seen:
         raise ValueError(f"{path}:{n}: judgment for ({qid}, {doc}) appears twice")
     seen.add((qid, doc))
-    out.append(Qrel(qid, doc, grade))
+    out.append(Qrel(qid, doc, grade, iteration))
 
 
 def _int_grade(path: Path, n: int, value: str, column: str) -> int:

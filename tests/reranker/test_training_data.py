@@ -1,4 +1,4 @@
-"""Judged-pair loading, the query-grouped split, pair text, nDCG and calibration (pure parts, tiny data)."""
+"""Training data: judged-set loading, the query-grouped split and capping; pair text and calibration (tiny data)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from shopsearch.evaluation import rmse
+from shopsearch.judgments import Qrel
 from shopsearch.reranker.calibration import fit_isotonic, load_calibrations, save_calibrations
-from shopsearch.reranker.ce_metrics import ndcg_at_k, rmse
-from shopsearch.reranker.judgments import Judgment, cap_by_query, load_judged_set, split_queries
 from shopsearch.reranker.pair_text import product_text
+from shopsearch.reranker.training_data import cap_by_query, load_judged_set, split_for, split_queries
 from tests.reranker.tiny_ce import write_tiny_judged_set
 
 
@@ -23,12 +24,13 @@ def test_load_reads_typed_judgments_and_scales(tiny_data):
     js = load_judged_set(tiny_data)
     assert js.name == tiny_data.name and js.max_grade == 3
     assert (js.raw_min, js.raw_max) == (1.0, 4.0)
-    first = js.judgments[0]
-    assert isinstance(first, Judgment) and first.qid == "tq000" and first.query == "red lamp"
-    top = [j for j in js.judgments if j.qid == "tq000" and j.grade == 3]
-    assert [j.product_id for j in top] == ["predlamp"] and top[0].raw_score == 4.0
+    first = js.qrels[0]
+    assert isinstance(first, Qrel) and first.query_id == "tq000" and js.queries["tq000"] == "red lamp"
+    top = [q for q in js.qrels if q.query_id == "tq000" and q.relevance == 3]
+    assert [q.doc_id for q in top] == ["predlamp"] and js.raw_score(top[0]) == 4.0
     assert js.normalised_grade(top[0]) == 1.0
-    assert {j.product_id for j in js.judgments} == js.products.keys()
+    assert math.isnan(js.raw_score(Qrel("tq000", "nowhere", 0)))  # a pair without a raw rating
+    assert {q.doc_id for q in js.qrels} == js.products.keys()
     assert len(js.by_query()) == 12
 
 
@@ -74,8 +76,6 @@ def test_split_rejects_bad_folds(folds, fold):
 
 
 def test_split_for_reads_a_cards_parameters_old_and_new():
-    from shopsearch.reranker.judgments import split_for
-
     qids = [f"q{i}" for i in range(30)]
     old_card = {"valid_fraction": 0.1, "test_fraction": 0.2}  # written before folds existed
     assert split_for(qids, old_card, 3) == split_queries(qids, valid_fraction=0.1, test_fraction=0.2, seed=3)
@@ -93,8 +93,9 @@ def test_split_rejects_bad_fractions(kwargs, name):
 
 def test_real_crowdflower_split_never_shares_a_query(shared_data):
     js = load_judged_set(shared_data / "crowdflower")
-    s = split_queries({j.qid for j in js.judgments})
-    by_split = {name: {j.qid for j in js.judgments if j.qid in getattr(s, name)} for name in ("train", "valid", "test")}
+    s = split_queries({q.query_id for q in js.qrels})
+    by_split = {name: {q.query_id for q in js.qrels if q.query_id in getattr(s, name)}
+                for name in ("train", "valid", "test")}
     assert sum(len(v) for v in by_split.values()) == 168
     assert not (by_split["train"] & by_split["test"] or by_split["train"] & by_split["valid"])
     assert by_split["test"] and by_split["valid"]
@@ -102,29 +103,18 @@ def test_real_crowdflower_split_never_shares_a_query(shared_data):
 
 def test_cap_keeps_whole_queries(tiny_data):
     js = load_judged_set(tiny_data)
-    kept = cap_by_query(js.judgments, 30, seed=1)
+    kept = cap_by_query(js.qrels, 30, seed=1)
     assert len(kept) >= 30
-    for qid in {j.qid for j in kept}:
-        assert sum(j.qid == qid for j in kept) == sum(j.qid == qid for j in js.judgments)
-    assert len(cap_by_query(js.judgments, None)) == len(js.judgments)
+    for qid in {q.query_id for q in kept}:
+        assert sum(q.query_id == qid for q in kept) == sum(q.query_id == qid for q in js.qrels)
+    assert len(cap_by_query(js.qrels, None)) == len(js.qrels)
     with pytest.raises(ValueError, match="max_pairs=0"):
-        cap_by_query(js.judgments, 0)
+        cap_by_query(js.qrels, 0)
 
 
 def test_product_text_strips_html_and_joins_fields():
     assert product_text({"title": "Lamp", "description": "<p>Warm &amp; bright</p>"}) == "Lamp. Warm & bright"
     assert product_text({"title": "Lamp", "description": ""}) == "Lamp"
-
-
-def test_ndcg_matches_hand_computation():
-    # ranking grades [1, 3, 0]; ideal [3, 1, 0]
-    got = ndcg_at_k([0.9, 0.5, 0.1], [1, 3, 0], k=10)
-    want = (1 + 3 / math.log2(3)) / (3 + 1 / math.log2(3))
-    assert got == pytest.approx(want)
-    assert ndcg_at_k([0.2, 0.1], [0, 0]) == 0.0
-    assert ndcg_at_k([0.9, 0.5, 0.1], [1, 3, 0], k=1) == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match="k=0"):
-        ndcg_at_k([1.0], [1], k=0)
 
 
 def test_isotonic_calibration_is_monotone_and_round_trips(tmp_path):

@@ -1,4 +1,4 @@
-"""Judgment-list readers on tiny hand-made files of each format."""
+"""Judgment and query readers (shopsearch.judgments) on tiny hand-made files of each format."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch.plugin.judgments import Qrel, detect_format, query_id_for, read_judgments
+from shopsearch.judgments import Qrel, Query, detect_format, query_id_for, read_judgments, read_qrels, read_queries
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -23,13 +23,28 @@ def test_trec_qrels(tmp_path):
     assert j.queries == {} and j.query_ids == ["q1", "q2"]
 
 
-def test_trec_errors_name_the_line(tmp_path):
-    p = _write(tmp_path, "qrels.txt", "q1 0 d1 3\nq1 0 d2 x\n")
-    with pytest.raises(ValueError, match=r"qrels.txt:2: grade must be an integer, got 'x'"):
-        read_judgments(p, "trec")
-    p = _write(tmp_path, "dup.txt", "q1 0 d1 3\nq1 0 d1 2\n")
-    with pytest.raises(ValueError, match=r"dup.txt:2: judgment for \(q1, d1\) appears twice"):
-        read_judgments(p)
+def test_the_record_is_ir_measures_qrel(tmp_path):
+    import ir_measures
+
+    assert Qrel is ir_measures.Qrel  # one record type: what the readers return goes straight into ir-measures
+    p = _write(tmp_path, "qrels.txt", "q1 Q0 d1 2\n")
+    assert read_judgments(p).qrels == (Qrel("q1", "d1", 2, "Q0"),)  # the iteration field is kept as written
+
+
+@pytest.mark.parametrize("name, fmt, text, message", [
+    ("qrels.txt", "trec", "q1 0 d1 3\nq1 0 d2 x\n", r"qrels.txt:2: grade must be an integer, got 'x'"),
+    ("dup.txt", None, "q1 0 d1 3\nq1 0 d1 2\n", r"dup.txt:2: judgment for \(q1, d1\) appears twice"),
+    ("j.csv", None, "query,product_id,grade\nlamp,p1,2\nlamp,p2,1.5\n",
+     r"j.csv:3: grade must be an integer, got '1.5'"),
+    ("w.csv", None, "query,product_id,grade\nlamp,p1\n", r"w.csv:2: expected 3 columns"),
+    ("bad.csv", None, "query_id,query,product_id,esci_label\n7,lamp,B01,X\n",
+     r"bad.csv:2: esci label must be one of .*got 'X'"),
+    ("clash.csv", None, "query_id,query,product_id,esci_label\n7,lamp,B01,E\n7,desk,B02,E\n",
+     r"clash.csv:3: query id '7' has text 'desk' here but 'lamp' earlier"),
+])
+def test_judgment_file_errors_name_the_line(tmp_path, name, fmt, text, message):
+    with pytest.raises(ValueError, match=message):
+        read_judgments(_write(tmp_path, name, text), fmt)
 
 
 def test_csv_generates_stable_query_ids(tmp_path):
@@ -45,15 +60,6 @@ def test_csv_generates_stable_query_ids(tmp_path):
     assert read_judgments(p2).qrels == (Qrel(qid, "p9", 3),)
 
 
-def test_csv_bad_grade_and_width(tmp_path):
-    p = _write(tmp_path, "j.csv", "query,product_id,grade\nlamp,p1,2\nlamp,p2,1.5\n")
-    with pytest.raises(ValueError, match=r"j.csv:3: grade must be an integer, got '1.5'"):
-        read_judgments(p)
-    p = _write(tmp_path, "w.csv", "query,product_id,grade\nlamp,p1\n")
-    with pytest.raises(ValueError, match=r"w.csv:2: expected 3 columns"):
-        read_judgments(p)
-
-
 def test_esci_mapping(tmp_path):
     p = _write(tmp_path, "esci.csv",
                "example_id,query,query_id,product_id,product_locale,esci_label,small_version\n"
@@ -61,14 +67,8 @@ def test_esci_mapping(tmp_path):
                "4,desk,8,B01,us,Exact,0\n")
     j = read_judgments(p)
     assert j.format == "esci"
-    assert [q.grade for q in j.qrels] == [3, 2, 1, 0, 3]
+    assert [q.relevance for q in j.qrels] == [3, 2, 1, 0, 3]
     assert j.queries == {"7": "lamp", "8": "desk"}
-    bad = _write(tmp_path, "bad.csv", "query_id,query,product_id,esci_label\n7,lamp,B01,X\n")
-    with pytest.raises(ValueError, match=r"bad.csv:2: esci label must be one of .*got 'X'"):
-        read_judgments(bad)
-    clash = _write(tmp_path, "clash.csv", "query_id,query,product_id,esci_label\n7,lamp,B01,E\n7,desk,B02,E\n")
-    with pytest.raises(ValueError, match=r"clash.csv:3: query id '7' has text 'desk' here but 'lamp' earlier"):
-        read_judgments(clash)
 
 
 def test_esci_parquet(tmp_path):
@@ -118,3 +118,24 @@ def test_detect_and_override(tmp_path):
 def test_real_crowdflower_qrels(shared_data):
     j = read_judgments(shared_data / "crowdflower" / "qrels-dev.txt")
     assert j.format == "trec" and len(j.qrels) == 6397 and len(j.query_ids) == 168
+
+
+def test_read_queries_and_qrels(tmp_path):
+    q = _write(tmp_path, "q.tsv", "q1\tred lamp\n\nq2\t  oak table \n")
+    assert read_queries(q) == [Query("q1", "red lamp"), Query("q2", "oak table")]
+    r = _write(tmp_path, "qrels.txt", "q1 0 a 2\n\nq1 0 b 0\n")
+    assert read_qrels(r) == [Qrel("q1", "a", 2, "0"), Qrel("q1", "b", 0, "0")]
+
+
+@pytest.mark.parametrize("reader, text, message", [
+    (read_queries, "q1\tok\nq2 no tab\n", r"q\.txt:2: expected 'qid<TAB>query text', found no tab"),
+    (read_queries, "q1\tok\n\nq1\tagain\n", r"q\.txt:3: qid 'q1' appears twice"),
+    (read_queries, "q1\t \n", r"q\.txt:1: empty query text"),
+    (read_qrels, "q1 0 a 2\nq1 0 b\n", r"q\.txt:2: expected 4 fields 'qid iteration doc_id grade', got 3"),
+    (read_qrels, "q1 0 a high\n", r"q\.txt:1: grade must be an integer, got 'high'"),
+    (read_qrels, "q1 0 a 1\nq1 0 a 2\n", r"q\.txt:2: judgment for \(q1, a\) appears twice"),
+])
+def test_reader_errors_name_the_line(tmp_path, reader, text, message):
+    path = _write(tmp_path, "q.txt", text)
+    with pytest.raises(ValueError, match=message):
+        reader(path)

@@ -1,8 +1,9 @@
-"""Judged (query, product) pairs from the shared data layout, and a seeded query-grouped split.
+"""Training data from the shared data layout: its judgments, query texts, raw ratings and products; query splits.
 
 A data folder holds ``queries-dev.tsv`` (qid, text), ``qrels-dev.txt`` (TREC: qid 0 product grade),
-``scores-dev.tsv`` (qid, product, raw mean rating) and ``products.jsonl``. Splits are by query only, so no query's
-pairs are ever in two splits.
+``scores-dev.tsv`` (qid, product, raw mean rating) and ``products.jsonl``. Judgments are the one record type,
+:class:`shopsearch.judgments.Qrel`, read by :mod:`shopsearch.judgments`' readers. Splits are by query only, so no
+query's pairs are ever in two splits.
 """
 
 from __future__ import annotations
@@ -15,43 +16,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from shopsearch.plugin.judgments import iter_trec_qrels
+from shopsearch.judgments import Qrel, read_qrels, read_queries
 
 SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
-class Judgment:
-    """One human judgment: graded relevance (``grade``, 0..max) and the raw mean rating it came from."""
-
-    qid: str
-    query: str
-    product_id: str
-    grade: int
-    raw_score: float  # NaN when scores-dev.tsv has no row for the pair
-
-
-@dataclass(frozen=True)
 class JudgedSet:
-    """All judgments of one data folder, the products they refer to and the folder's grade/rating scales."""
+    """All judgments of one data folder, its query texts and raw ratings, the products they refer to and the
+    folder's grade/rating scales."""
 
     name: str
     path: Path
-    judgments: tuple[Judgment, ...]
+    qrels: tuple[Qrel, ...]  # in qrels-dev.txt order
+    queries: dict[str, str]  # qid -> text
+    raw_scores: dict[tuple[str, str], float]  # (qid, product id) -> raw mean rating
     products: dict[str, dict[str, Any]]
     max_grade: int
     raw_min: float
     raw_max: float
 
-    def normalised_grade(self, j: Judgment) -> float:
-        """The grade mapped to [0, 1] (the cross-encoder's training label)."""
-        return j.grade / self.max_grade
+    def raw_score(self, q: Qrel) -> float:
+        """The raw mean rating the judgment's grade came from; NaN when scores-dev.tsv has no row for the pair."""
+        return self.raw_scores.get((q.query_id, q.doc_id), math.nan)
 
-    def by_query(self, judgments: Iterable[Judgment] | None = None) -> dict[str, list[Judgment]]:
+    def normalised_grade(self, q: Qrel) -> float:
+        """The grade mapped to [0, 1] (the cross-encoder's training label)."""
+        return q.relevance / self.max_grade
+
+    def by_query(self, qrels: Iterable[Qrel] | None = None) -> dict[str, list[Qrel]]:
         """Judgments grouped by qid, in file order."""
-        groups: dict[str, list[Judgment]] = defaultdict(list)
-        for j in self.judgments if judgments is None else judgments:
-            groups[j.qid].append(j)
+        groups: dict[str, list[Qrel]] = defaultdict(list)
+        for q in self.qrels if qrels is None else qrels:
+            groups[q.query_id].append(q)
         return dict(groups)
 
 
@@ -77,13 +74,13 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
     Args:
         data_dir: folder with queries-dev.tsv, qrels-dev.txt, scores-dev.tsv and products.jsonl.
     Returns:
-        The judgments in qrels order, with the products they refer to.
+        The judgments in qrels order, with the query texts, raw ratings and the products they refer to.
     Raises:
         FileNotFoundError: a file is missing.
         ValueError: a malformed line, or a qrel naming an unknown query or product.
     Example:
         >>> js = load_judged_set("../shared/data/crowdflower")  # doctest: +SKIP
-        >>> js.max_grade, len(js.judgments)
+        >>> js.max_grade, len(js.qrels)  # doctest: +SKIP
         (3, 6397)
     """
     path = Path(data_dir)
@@ -91,23 +88,22 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
     for f in files.values():
         if not f.is_file():
             raise FileNotFoundError(f"data_dir={str(path)!r} lacks {f.name} (expected the shared data layout)")
-    queries = dict(_tsv(files["queries-dev.tsv"], 2))
+    queries = {q.qid: q.text for q in read_queries(files["queries-dev.tsv"])}
     raw = {(q, p): float(s) for q, p, s in _tsv(files["scores-dev.tsv"], 3)}
-    judgments = []
-    for q in iter_trec_qrels(files["qrels-dev.txt"]):
-        if q.query_id not in queries:
-            raise ValueError(f"{files['qrels-dev.txt']}:{q.line}: qid {q.query_id!r} is not in queries-dev.tsv")
-        judgments.append(Judgment(q.query_id, queries[q.query_id], q.doc_id, q.grade,
-                                  raw.get((q.query_id, q.doc_id), math.nan)))
-    wanted = {j.product_id for j in judgments}
+    qrels = tuple(read_qrels(files["qrels-dev.txt"]))
+    unknown = next((q for q in qrels if q.query_id not in queries), None)
+    if unknown is not None:
+        raise ValueError(f"{files['qrels-dev.txt']}: qid {unknown.query_id!r} is not in queries-dev.tsv (it judges "
+                         f"{unknown.doc_id!r})")
+    wanted = {q.doc_id for q in qrels}
     products = load_product_rows(files["products.jsonl"], wanted)
     missing = wanted - products.keys()
     if missing:
         raise ValueError(f"{files['qrels-dev.txt']}: {len(missing)} judged products are not in products.jsonl, "
                          f"e.g. {sorted(missing)[:3]}")
     raws = [r for r in raw.values() if not math.isnan(r)] or [0.0]
-    return JudgedSet(name=path.name, path=path, judgments=tuple(judgments), products=products,
-                     max_grade=max(1, max((j.grade for j in judgments), default=1)),
+    return JudgedSet(name=path.name, path=path, qrels=qrels, queries=queries, raw_scores=raw, products=products,
+                     max_grade=max(1, max((q.relevance for q in qrels), default=1)),
                      raw_min=min(raws), raw_max=max(raws))
 
 
@@ -182,24 +178,24 @@ def split_for(qids: Iterable[str], params: Mapping[str, Any], seed: int) -> Quer
                          seed=seed, folds=params.get("folds", 0), fold=params.get("fold", 0))
 
 
-def cap_by_query(judgments: Sequence[Judgment], max_pairs: int | None, *, seed: int = 42) -> list[Judgment]:
+def cap_by_query(qrels: Sequence[Qrel], max_pairs: int | None, *, seed: int = 42) -> list[Qrel]:
     """Keep whole queries, in seeded order, until at least ``max_pairs`` pairs are kept (None keeps all).
 
     Raises:
         ValueError: ``max_pairs`` below 1.
     Example:
-        >>> js = [Judgment("a", "x", "p1", 1, 2.0), Judgment("a", "x", "p2", 0, 1.0), Judgment("b", "y", "p1", 1, 2.0)]
-        >>> len(cap_by_query(js, 1)) in (1, 2)
+        >>> qs = [Qrel("a", "p1", 1), Qrel("a", "p2", 0), Qrel("b", "p1", 1)]
+        >>> len(cap_by_query(qs, 1)) in (1, 2)
         True
     """
     if max_pairs is None:
-        return list(judgments)
+        return list(qrels)
     if max_pairs < 1:
         raise ValueError(f"max_pairs={max_pairs!r} must be >= 1 (or None for no cap)")
-    groups: dict[str, list[Judgment]] = defaultdict(list)
-    for j in judgments:
-        groups[j.qid].append(j)
-    kept: list[Judgment] = []
+    groups: dict[str, list[Qrel]] = defaultdict(list)
+    for q in qrels:
+        groups[q.query_id].append(q)
+    kept: list[Qrel] = []
     for qid in sorted(groups, key=lambda q: (_hash(seed + 1, q), q)):
         if len(kept) >= max_pairs:
             break

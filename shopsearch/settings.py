@@ -1,0 +1,373 @@
+"""Every shopsearch setting, resolved once: defaults < TOML file < environment < flags.
+
+This is the one module that reads the process environment. Everything else receives a :class:`Settings` (or
+the single values it needs) from its caller: the CLI and the API factory call :func:`load_settings` once and
+pass the result down.
+
+    >>> s = load_settings({"engine": "opensearch", "home": "/srv/shop"}, environ={})
+    >>> s.engine, str(s.models_dir)
+    ('opensearch', '/srv/shop/models')
+
+Layers, lowest first:
+
+1. the defaults declared on :class:`Settings` (each field's ``default``);
+2. a TOML file named by ``config`` (flag ``--config`` or ``$SHOPSEARCH_CONFIG``): options at the top level or
+   grouped in tables named after their section (``[api]``, ``[paths]``...);
+3. environment variables: each option's is ``SHOPSEARCH_<OPTION>`` unless the reference names another
+   (``OPENSEARCH_URL``, ``OPENSEARCH_PASSWORD``...); an empty variable counts as unset;
+4. explicit overrides: command-line flags, or a test's config.
+
+The reference of every option, docs/configuration.md, is generated from this module
+(``shopsearch config --reference``) and a test keeps it current.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
+
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
+                      model_validator)
+
+from .config_files import read_toml
+
+SECTIONS = {
+    "paths": "Where shopsearch keeps its state, models and caches",
+    "engine": "Which search engine and index to use",
+    "opensearch": "How to reach an OpenSearch cluster",
+    "node": "The local OpenSearch node that `shopsearch opensearch start` runs",
+    "models": "The bi-encoder that embeds queries",
+    "api": "The search API's limits",
+    "console": "The relevance console's default judgments",
+}
+ENGINES = ("opensearch", "embedded")
+QUERY_ENCODERS = ("auto", "onnx", "torch")
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_OPENSEARCH_URL = "http://127.0.0.1:9200"
+# The labelled data beside a checkout (shared/ next to the project folder), used when data_dir is not set.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Hugging Face libraries must never reach for a model hub: models come from packages and local folders.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _opt(default: Any, section: str, help: str, env: str | None = None, **kw: Any) -> Any:
+    """A settings field: its section, help text and (when not SHOPSEARCH_<NAME>) its environment variable."""
+    extra = {"section": section} | ({"env": env} if env else {})
+    return Field(default, description=help, json_schema_extra=extra, **kw)
+
+
+class Settings(BaseModel):
+    """The resolved settings. Build with :func:`load_settings`; derived paths are filled in from ``home``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    config: Path | None = _opt(None, "paths", "TOML file with settings (the layer between defaults and the "
+                                              "environment)")
+    home: Path = _opt(Path.home() / ".shopsearch", "paths",
+                      "State: embedded indices, event logs, ONNX exports, models")
+    models_dir: Path | None = _opt(None, "paths", "First folder searched for models by name (default "
+                                                  "<home>/models; ./models is searched after it)",
+                                   env="SHOPSEARCH_MODELS")
+    events_dir: Path | None = _opt(None, "paths", "The behaviour event log (default <home>/events)")
+    profiles_dir: Path | None = _opt(None, "paths", "Extra ranking profiles, layered over the packaged ones",
+                                     env="SHOPSEARCH_PROFILES")
+    cache_dir: Path = _opt(Path.home() / ".cache" / "shopsearch", "paths",
+                           "Downloads and the project's virtualenv (OpenSearch artifacts, ...)",
+                           env="SHOPSEARCH_CACHE")
+    data_dir: Path | None = _opt(None, "paths", "Labelled data for benchmarks and the demo (default "
+                                                "../shared/data beside the project, when present)",
+                                 env="SHOPSEARCH_DATA")
+
+    engine: Literal["opensearch", "embedded"] = _opt("embedded", "engine", "Search engine: opensearch or embedded")
+    index: str = _opt("products", "engine", "Index or alias the API searches", min_length=1)
+    engine_timeout_s: float = _opt(5.0, "engine", "Per engine request (s); an outage answers 503 within about "
+                                                  "this", env="SHOPSEARCH_ENGINE_TIMEOUT", gt=0)
+
+    opensearch_url: str = _opt(DEFAULT_OPENSEARCH_URL, "opensearch", "Cluster URL", env="OPENSEARCH_URL")
+    opensearch_user: str | None = _opt(None, "opensearch", "Basic-auth user (with the password)",
+                                       env="OPENSEARCH_USER")
+    opensearch_password: SecretStr | None = _opt(None, "opensearch", "Basic-auth password (never logged)",
+                                                 env="OPENSEARCH_PASSWORD")
+    opensearch_verify_certs: bool = _opt(True, "opensearch", "Verify the cluster's TLS certificate (https)",
+                                         env="OPENSEARCH_VERIFY_CERTS")
+    opensearch_ca_certs: Path | None = _opt(None, "opensearch", "CA bundle for https", env="OPENSEARCH_CA_CERTS")
+
+    opensearch_home: Path | None = _opt(None, "node", "Install folder of the local node (default "
+                                                      "/var/lib/shopsearch/opensearch-<v> as root, else under "
+                                                      "cache_dir)")
+    opensearch_heap: str = _opt("1g", "node", "JVM heap of the local node (e.g. 512m, 1g)",
+                                pattern=r"^[0-9]+[mMgG]$")
+    opensearch_java_home: Path | None = _opt(None, "node", "JDK for the local node (default: the `java` on PATH)",
+                                             env="OPENSEARCH_JAVA_HOME")
+
+    model: str = _opt(DEFAULT_MODEL, "models", "Query bi-encoder, by name or folder (must be the index's)",
+                      min_length=1)
+    query_encoder: Literal["auto", "onnx", "torch"] = _opt(
+        "auto", "models", "auto (ONNX Runtime on CPU, torch on CUDA), onnx or torch")
+
+    retry_after_s: int = _opt(5, "api", "Retry-After header on 503", gt=0)
+    max_query_length: int = _opt(256, "api", "Characters in a query", gt=0)
+    max_size: int = _opt(100, "api", "Results per page", gt=0)
+    max_depth: int = _opt(1000, "api", "Deepest result reachable by paging (page * size)", gt=0)
+    max_events: int = _opt(500, "api", "Events per POST /events", gt=0)
+    max_content_length: int = _opt(1_048_576, "api", "Request body bytes (413 above)", gt=0)
+
+    console_qrels: Path | None = _opt(None, "console", "Judgments file the console loads by default")
+    console_queries: Path | None = _opt(None, "console", "Queries file (qid<TAB>text) for the console's default "
+                                                          "judgments")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_paths(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            home = Path(data.get("home") or cls.model_fields["home"].default).expanduser()
+            data = {**data, "home": home}
+            data.setdefault("models_dir", None)
+            data.setdefault("events_dir", None)
+            data["models_dir"] = data["models_dir"] or home / "models"
+            data["events_dir"] = data["events_dir"] or home / "events"
+            if not data.get("data_dir") and (SHARED_DATA / "crowdflower").is_dir():
+                data["data_dir"] = SHARED_DATA
+        return data
+
+    @field_validator("opensearch_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        url = url.strip()
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"invalid port: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like http(s)://host[:port]")
+        return url
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.max_depth < self.max_size:
+            raise ValueError(f"max_depth ({self.max_depth}) must be >= max_size ({self.max_size})")
+        if (self.opensearch_user is None) != (self.opensearch_password is None):
+            given = "opensearch_user" if self.opensearch_user else "opensearch_password"
+            raise ValueError(f"opensearch_user and opensearch_password must be set together (basic auth); "
+                             f"got only {given}")
+        return self
+
+    def origin(self, name: str) -> str:
+        """Which layer set option ``name``: a file path, ``$VARIABLE``, ``flags`` or ``default``."""
+        return self._origins.get(name, "default")
+
+    @property
+    def embedded_dir(self) -> Path:
+        """Where the embedded engine keeps its indices."""
+        return self.home / "embedded"
+
+    @property
+    def onnx_dir(self) -> Path:
+        """Where ONNX exports of the models are cached (keyed by a hash of the weights)."""
+        return self.home / "onnx"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied and validated (derived paths follow a changed ``home``)."""
+        values = self.model_dump()
+        if "home" in changes:
+            for derived in ("models_dir", "events_dir"):
+                if values[derived] == self.home / derived.removesuffix("_dir"):
+                    values[derived] = None
+        values.update(changes)
+        return _validate(values, {**self._origins, **dict.fromkeys(changes, "replace()")})
+
+
+def env_var(name: str) -> str:
+    """The environment variable that sets option ``name``.
+
+    >>> env_var("max_size"), env_var("opensearch_url")
+    ('SHOPSEARCH_MAX_SIZE', 'OPENSEARCH_URL')
+    """
+    extra = Settings.model_fields[name].json_schema_extra or {}
+    return extra.get("env") or f"SHOPSEARCH_{name.upper()}"
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every layer into validated settings.
+
+    Args:
+        overrides: the highest layer, by option name (flags, a test's config); None values are ignored, so
+            argparse defaults of None fall through to the lower layers.
+        environ: the environment to read (default: this process's).
+
+    Returns:
+        The validated :class:`Settings`.
+
+    Raises:
+        ValueError: an unknown option, or a value of the wrong type or out of range; the message names the
+            option, the value and the layer it came from (file path, environment variable or flag).
+        FileNotFoundError: the config file does not exist.
+
+    >>> load_settings({"max_size": 20}, environ={"SHOPSEARCH_MAX_SIZE": "50"}).max_size
+    20
+    """
+    env = os.environ if environ is None else environ
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    config = flags.get("config") or env.get(env_var("config")) or None
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        layer = _flatten_toml(read_toml(path), str(path))
+        _merge(values, origins, layer, str(path))
+        values["config"] = path
+    from_env = {name: env[env_var(name)] for name in Settings.model_fields if env.get(env_var(name))}
+    for name in from_env:
+        origins[name] = f"${env_var(name)}"
+    values.update(from_env)
+    _merge(values, origins, flags, "flags")
+    return _validate(values, origins)
+
+
+def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """Top-level options plus those in section tables (``[api] max_size = 50``); unknown names are errors."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise ValueError(f"{origin}: unknown section [{key}]; sections: {', '.join(SECTIONS)}")
+            for name, inner in value.items():
+                if name in Settings.model_fields and _section(name) != key:
+                    raise ValueError(f"{origin}: option {name!r} belongs in [{_section(name)}], not [{key}]")
+                out[name] = inner
+        else:
+            out[key] = value
+    return out
+
+
+def _merge(values: dict[str, Any], origins: dict[str, str], layer: Mapping[str, Any], origin: str) -> None:
+    for key, value in layer.items():
+        if key not in Settings.model_fields:
+            raise ValueError(f"{origin}: unknown option {key!r}; see docs/configuration.md for the options")
+        values[key] = value
+        origins[key] = origin
+
+
+def _validate(values: dict[str, Any], origins: Mapping[str, str]) -> Settings:
+    try:
+        settings = Settings.model_validate(values)
+        settings._origins.update(origins)
+        return settings
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if not name:  # a rule across options (max_depth vs max_size)
+            raise ValueError(err["msg"].removeprefix("Value error, ")) from None
+        value = values.get(name)
+        shown = "***" if "password" in name else repr(_without_credentials(value))
+        where = f" (from {origins[name]})" if name in origins else ""
+        raise ValueError(f"{name}={shown}{where}: {err['msg']}") from None
+
+
+def _without_credentials(value: Any) -> Any:
+    if isinstance(value, str) and "@" in value and "://" in value:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://{rest.rsplit('@', 1)[1]}"
+    return value
+
+
+def _section(name: str) -> str:
+    return (Settings.model_fields[name].json_schema_extra or {})["section"]
+
+
+def offline_environment() -> None:
+    """Make Hugging Face libraries run offline in this process (and its children), unless already set."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def set_process_default(name: str, value: str) -> None:
+    """Set environment variable ``name`` unless already set (thread-pool tuning read by native libraries)."""
+    os.environ.setdefault(name, value)
+
+
+def child_environment(options: Mapping[str, Any] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment for a child process, minus ``drop``, plus ``options`` as their variables.
+
+    A child ``shopsearch`` command then resolves to the same settings without flags.
+
+    >>> child_environment({"max_size": 20})["SHOPSEARCH_MAX_SIZE"]
+    '20'
+    """
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    for name, value in (options or {}).items():
+        if name not in Settings.model_fields:
+            raise ValueError(f"unknown option {name!r}")
+        if value is not None:
+            env[env_var(name)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return env
+
+
+def describe_settings(settings: Settings) -> str:
+    """One ``option = value  # layer`` line per option (TOML; secrets masked), for ``shopsearch config``.
+
+    >>> [ln for ln in describe_settings(load_settings({"max_size": 20}, environ={})).splitlines() if "max_size" in ln]
+    ['max_size = 20  # flags']
+    """
+    lines = ["# shopsearch settings (defaults < file < environment < flags)"]
+    for section in SECTIONS:
+        lines.append(f"\n[{section}]")
+        for name in Settings.model_fields:
+            if _section(name) == section:
+                value = getattr(settings, name)
+                shown = '"***"' if isinstance(value, SecretStr) else _toml_value(value)
+                lines.append(f"{name} = {shown}  # {settings.origin(name)}")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every option by section with its variable, type, default and meaning."""
+    lines = ["# Configuration reference", "",
+             "<!-- Generated by `shopsearch config --reference` from shopsearch/settings.py; do not edit. -->", "",
+             "Every option is resolved in one place, `shopsearch/settings.py`, from these layers (later wins):",
+             "defaults < TOML file (`--config` or `$SHOPSEARCH_CONFIG`) < environment < command-line flags.",
+             "In the TOML file an option stands at the top level or in the table of its section:", "",
+             "```toml", "engine = \"opensearch\"", "", "[api]", "max_size = 50", "```", "",
+             "`shopsearch config` prints the resolved settings and where each came from.", ""]
+    for section, title in SECTIONS.items():
+        lines += [f"## [{section}] — {title}", "", "| option | environment | type | default | meaning |",
+                  "|---|---|---|---|---|"]
+        for name, field in Settings.model_fields.items():
+            if _section(name) != section:
+                continue
+            lines.append(f"| `{name}` | `{env_var(name)}` | {_type_name(field.annotation)} | "
+                         f"{_default_text(name)} | {field.description} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
+    text = text.replace("<class '", "").replace("'>", "").replace("PosixPath", "Path")
+    return text.replace("|", "or")
+
+
+def _default_text(name: str) -> str:
+    default = Settings.model_fields[name].default
+    if default is None:
+        return "—"
+    if isinstance(default, Path):
+        return f"`{str(default).replace(str(Path.home()), '~')}`"
+    return f"`{default!r}`" if isinstance(default, str) else f"`{default}`"

@@ -1,0 +1,60 @@
+"""Text normalisation shared by every layer: one HTML stripper, one whitespace collapser, one query normaliser.
+
+Indexing (``indexer.validate.clean_text``), the pure-Python analyzer (``plugin.text_analysis``), the
+cross-encoder's product text (``reranker.pair_text``), the query-embedding cache and the relevance console all
+build on these, so a product or a query reads the same wherever it is looked at.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+# Comments, script and style bodies go whole (a ``>`` inside them does not end them); then any other tag. The
+# shape of OpenSearch's ``html_strip`` char filter, which the index mapping runs on the same text.
+_MARKUP = re.compile(r"<!--.*?-->|<script.*?</script>|<style.*?</style>|<[^>]*>", re.S | re.I)
+
+
+def strip_html(text: str) -> str:
+    """Drop tags, comments, scripts and styles, then decode entities; each tag leaves a space in its place.
+
+    Spaces are kept where tags were (``<b>x</b>y`` must not glue ``x`` to ``y``); callers that want tidy text
+    compose it with :func:`collapse_whitespace`.
+
+    Args:
+        text: the raw text, HTML or not.
+    Returns:
+        The text without markup, entities decoded.
+    Example:
+        >>> strip_html("<b>Red</b> lamp &amp; shade<!-- a > b -->")
+        ' Red  lamp & shade '
+    """
+    return html.unescape(_MARKUP.sub(" ", text) if "<" in text else text)
+
+
+def collapse_whitespace(text: str) -> str:
+    """Runs of whitespace (any Unicode space, tab or newline) as one space, trimmed.
+
+    >>> collapse_whitespace("  red \\t\\n lamp ")
+    'red lamp'
+    """
+    return " ".join(text.split())
+
+
+def normalise_query(text: str) -> str:
+    """The canonical form of a shopper's query: NFKC, case-folded, whitespace collapsed.
+
+    The key queries are matched and cached on (the query-embedding cache embeds this form, so a cached vector never
+    depends on which spelling came first; the relevance console looks judged queries up by it). NFKC makes
+    full-width and compatibility characters match their plain forms.
+
+    Args:
+        text: the query as typed.
+    Returns:
+        The normalised query ('' for blank input).
+    Example:
+        >>> normalise_query("  Red   ＬＡＭＰ ")
+        'red lamp'
+    """
+    return collapse_whitespace(unicodedata.normalize("NFKC", text).casefold())

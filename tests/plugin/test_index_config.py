@@ -1,0 +1,49 @@
+"""index.toml: the packaged file loads, its JSON Schema is current, bad keys name file/key/value/allowed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from shopsearch.config_files import read_toml
+from shopsearch.plugin.index_config import CONFIG_DIR, IndexConfig, index_file_schema, load_index_config
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "index.schema.json"
+
+
+def test_packaged_file_loads_with_its_synonyms_and_validates_against_the_schema():
+    config = load_index_config()
+    assert (config.hnsw_m, config.ef_construction, config.chunk_size) == (16, 100, 500) and config.synonyms
+    jsonschema.Draft202012Validator(index_file_schema()).validate(read_toml(CONFIG_DIR / "index.toml"))
+    assert json.loads(SCHEMA_FILE.read_text()) == index_file_schema(), "stale: run `shopsearch schema`"
+
+
+def test_keys_left_out_take_the_defaults(tmp_path):
+    path = tmp_path / "index.toml"
+    path.write_text("[bulk]\nchunk_size = 50\n")
+    assert load_index_config(path) == IndexConfig(chunk_size=50)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[vectors]\nm = 0\n", r"index\.toml: vectors\.m = 0: must be an integer > 0"),
+    ("[vectors]\nm = \"16\"\n", r"vectors\.m = '16': must be an integer > 0"),
+    ("[bulk]\nchunk = 5\n", r"bulk\.chunk = 5: must be one of the keys allowed in \[bulk\]: chunk_size, "),
+    ("[bulk]\ninitial_backoff = -1\n", r"bulk\.initial_backoff = -1: must be a number >= 0"),
+    ("[analyzer]\n", r"analyzer = \{\}: must be one of the keys allowed at the top level: vectors, analysis, bulk"),
+])
+def test_bad_keys_are_named(tmp_path, text, message):
+    path = tmp_path / "index.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_index_config(path)
+    assert not jsonschema.Draft202012Validator(index_file_schema()).is_valid(read_toml(path))
+
+
+def test_missing_synonyms_file(tmp_path):
+    path = tmp_path / "index.toml"
+    path.write_text('[analysis]\nsynonyms_file = "nope.txt"\n')
+    with pytest.raises(FileNotFoundError):
+        load_index_config(path)

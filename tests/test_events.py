@@ -1,0 +1,197 @@
+"""The one event schema (shopsearch.events): client validation, the stored record, JSONL files and the API's log."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from shopsearch.events import (EVENT_TYPES, SEARCH_EVENTS, Event, EventError, EventIn, EventLog, event_from_dict,
+                               parse_event, parse_events, read_events, write_events)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+CLICK = {"type": "click", "query_id": "q-1", "product_id": "p1", "position": 2, "session_id": "s-1",
+         "user_id": "u-1", "query": "lamp", "price": 29.99}
+
+
+def _stored(**kw) -> dict:
+    base = {"type": "click", "query_id": "q1", "query": "red lamp", "product_id": "p1", "position": 2,
+            "user_id": "u1", "session_id": "s1", "timestamp": "2024-01-01T00:00:05+00:00"}
+    return {**base, **kw}
+
+
+# --- a client's event (POST /events) -------------------------------------------------------------------------
+
+def test_parse_event_fills_server_time_and_keeps_fields():
+    ev = parse_event(CLICK, now=NOW)
+    assert (ev.type, ev.product_id, ev.position, ev.query_id, ev.price) == ("click", "p1", 2, "q-1", 29.99)
+    assert ev.timestamp == "2026-03-01T12:00:00Z" and len(ev.event_id) == 32
+    assert ev.simulated is False and ev.schema_version == 1
+
+
+def test_parse_event_normalises_client_timestamps_to_utc():
+    assert parse_event({**CLICK, "timestamp": "2026-03-01T13:00:00+01:00"}).timestamp == "2026-03-01T12:00:00Z"
+    assert parse_event({**CLICK, "timestamp": "2026-03-01T12:00:00Z"}).timestamp == "2026-03-01T12:00:00Z"
+    assert parse_event({**CLICK, "timestamp": 0}).timestamp == "1970-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("change, parameter", [
+    ({"type": "view"}, "type"),
+    ({"product_id": ""}, "product_id"),
+    ({"product_id": "   "}, "product_id"),
+    ({"product_id": 5}, "product_id"),
+    ({"product_id": "p" * 129}, "product_id"),
+    ({"session_id": None}, "session_id"),
+    ({"query_id": None}, "query_id"),  # required for clicks
+    ({"position": 0}, "position"),
+    ({"position": True}, "position"),
+    ({"position": "2"}, "position"),
+    ({"position": None}, "position"),
+    ({"price": -1}, "price"),
+    ({"price": "9.99"}, "price"),
+    ({"query": "q" * 1025}, "query"),
+    ({"timestamp": "yesterday"}, "timestamp"),
+    ({"timestamp": "2026-03-01T12:00:00"}, "timestamp"),  # no timezone
+    ({"timestamp": True}, "timestamp"),
+    ({"colour": "red"}, "colour"),
+    ({"simulated": True}, "simulated"),  # set by the simulator, never by a client
+    ({"event_id": "mine"}, "event_id"),  # assigned by the server
+])
+def test_parse_event_rejects_naming_the_field(change, parameter):
+    bad = {k: v for k, v in {**CLICK, **change}.items() if v is not None}
+    with pytest.raises(EventError) as info:
+        parse_event(bad)
+    assert info.value.parameter == parameter
+    assert str(info.value).startswith(parameter) or str(info.value).startswith(f"unknown field {parameter!r}")
+
+
+def test_error_messages_say_what_is_allowed_and_echo_the_value():
+    with pytest.raises(EventError, match=r"^\[3\]\.position must be an integer >= 1 \(1-based\); got 0$"):
+        parse_event({**CLICK, "position": 0}, where="[3].")
+    with pytest.raises(EventError, match="type must be one of impression, click, add_to_cart, purchase; got 'view'"):
+        parse_event({**CLICK, "type": "view"})
+    with pytest.raises(EventError, match=r"^position is required for impression events$"):
+        parse_event({"type": "impression", "query_id": "q", "product_id": "p", "session_id": "s"})
+    with pytest.raises(EventError, match="unknown field 'colour'; allowed: type, query_id, query, product_id"):
+        parse_event({**CLICK, "colour": "red"})
+    with pytest.raises(EventError, match=r"got 'qqq.*\.\.\. \(2000 characters\)$"):  # long input is cut
+        parse_event({**CLICK, "query": "q" * 2000})
+
+
+def test_purchase_needs_no_query_or_position():
+    ev = parse_event({"type": "purchase", "product_id": "p1", "session_id": "s"})
+    assert ev.query_id is None and ev.position is None
+
+
+def test_parse_events_batch_paths_and_limit():
+    assert len(parse_events([CLICK, CLICK], max_events=2)) == 2
+    with pytest.raises(EventError, match="at most 2"):
+        parse_events([CLICK] * 3, max_events=2)
+    with pytest.raises(EventError) as info:
+        parse_events([CLICK, {**CLICK, "position": -3}], max_events=5)
+    assert info.value.parameter == "[1].position"
+    with pytest.raises(EventError) as info:
+        parse_events([CLICK, "click"], max_events=5)
+    assert info.value.parameter == "[1]"
+    for body in ([], "click", 3):
+        with pytest.raises(EventError):
+            parse_events(body, max_events=5)
+
+
+def test_one_list_of_types_and_a_request_schema_for_openapi():
+    assert EVENT_TYPES == ("impression", "click", "add_to_cart", "purchase") and set(SEARCH_EVENTS) < set(EVENT_TYPES)
+    schema = EventIn.model_json_schema()
+    assert schema["additionalProperties"] is False and schema["required"] == ["type", "product_id", "session_id"]
+    assert schema["properties"]["type"]["enum"] == list(EVENT_TYPES)
+    assert not {"simulated", "schema_version", "event_id"} & set(schema["properties"])
+
+
+# --- the stored record ---------------------------------------------------------------------------------------
+
+def test_event_roundtrip_normalises_timestamp(tmp_path):
+    e = event_from_dict(_stored(price=9))
+    assert e.timestamp == "2024-01-01T00:00:05Z" and e.price == 9.0 and e.simulated is False
+    assert write_events(tmp_path / "e.jsonl", [e, e]) == 2
+    assert list(read_events(tmp_path / "e.jsonl")) == [e, e]
+
+
+def test_stored_line_shape_is_stable():
+    """Simulated logs are hashed into model cards: the line format (field order, no event_id when unset) holds."""
+    e = Event(type="impression", query_id="q1", query="lamp", product_id="p1", position=1, user_id="u",
+              session_id="s", timestamp="2024-01-01T00:00:00Z", price=9.5, simulated=True)
+    assert e.to_json() == ('{"type":"impression","query_id":"q1","query":"lamp","product_id":"p1","position":1,'
+                           '"user_id":"u","session_id":"s","timestamp":"2024-01-01T00:00:00Z","price":9.5,'
+                           '"simulated":true,"schema_version":1}')
+
+
+@pytest.mark.parametrize("field,value", [
+    ("type", "view"), ("position", 0), ("position", True), ("price", -1.0),
+    ("timestamp", "2024-01-01T00:00:00"), ("timestamp", "2024-01-01T01:00:00+01:00"), ("timestamp", 0),
+    ("simulated", "yes"), ("schema_version", 2), ("schema_version", True), ("query_id", ""), ("bogus", 1)])
+def test_event_validation_names_the_field(field, value):
+    with pytest.raises(EventError, match=field) as info:
+        event_from_dict(_stored(**{field: value}))
+    assert info.value.parameter == field
+
+
+def test_purchase_may_omit_query_and_position_but_click_may_not():
+    assert event_from_dict({"type": "purchase", "product_id": "p", "session_id": "s",
+                            "timestamp": "2024-01-01T00:00:00Z", "event_id": "abc"}).query_id is None
+    with pytest.raises(ValueError, match="position"):
+        Event(type="click", query_id="q", query="x", product_id="p", user_id="u", session_id="s",
+              timestamp="2024-01-01T00:00:00Z")
+
+
+def test_read_events_reports_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(_stored()) + "\n\n" + json.dumps(_stored(position=-3)) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: position"):
+        list(read_events(path))
+
+
+# --- the API's append-only log -------------------------------------------------------------------------------
+
+def test_event_log_appends_in_order_and_reads_back(tmp_path):
+    log = EventLog(tmp_path)
+    first = parse_events([CLICK, {**CLICK, "position": 3}], 10)
+    second = parse_events({"type": "purchase", "product_id": "p9", "session_id": "s"}, 10)
+    assert log.append(first) == 2 and log.append(second) == 1 and log.append([]) == 0
+    assert list(log.read()) == first + second
+    (path,) = log.files()
+    assert list(read_events(path)) == first + second  # one file format for the log and for training
+
+
+def test_event_log_concurrent_batches_never_interleave(tmp_path):
+    log = EventLog(tmp_path)
+    batches = [parse_events([{**CLICK, "session_id": f"s{t}", "position": i + 1} for i in range(20)], 100)
+               for t in range(8)]
+    threads = [threading.Thread(target=log.append, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = list(log.read())
+    assert len(stored) == 160 and len({e.event_id for e in stored}) == 160
+    # each batch's 20 events are contiguous and in order
+    for i in range(0, 160, 20):
+        chunk = stored[i:i + 20]
+        assert len({e.session_id for e in chunk}) == 1 and [e.position for e in chunk] == list(range(1, 21))
+
+
+def test_read_new_tails_complete_lines_and_skips_bad_ones(tmp_path):
+    writer, reader = EventLog(tmp_path), EventLog(tmp_path)
+    assert reader.read_new() == ([], 0)  # nothing yet (the directory is created by the first append)
+    writer.append(parse_events([CLICK, CLICK], 10))
+    (path,) = writer.files()
+    with path.open("a") as f:
+        f.write("not json\n" + json.dumps(_stored(position=0)) + "\n" + '{"type": "cli')  # the last is partial
+    new = reader.read_new()
+    assert len(new.events) == 2 and new.skipped == 2
+    with path.open("a") as f:
+        f.write('ck"}\n')  # the partial line completed: read now (and invalid)
+    writer.append(parse_events(CLICK, 10))
+    new = reader.read_new()
+    assert (len(new.events), new.skipped) == (1, 1)
+    assert reader.read_new() == ([], 0)

@@ -1,0 +1,110 @@
+"""The one settings module: layering, validation messages, the generated reference, no other environment reader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shopsearch.api.cli import main
+from shopsearch.settings import child_environment, describe_settings, env_var, load_settings, reference_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_layers_defaults_file_environment_flags(tmp_path):
+    config = tmp_path / "shop.toml"
+    config.write_text('index = "from-file"\nengine = "opensearch"\n\n[api]\nmax_size = 30\nmax_events = 9\n')
+    env = {"SHOPSEARCH_CONFIG": str(config), "SHOPSEARCH_MAX_SIZE": "40", "SHOPSEARCH_INDEX": ""}
+    s = load_settings({"max_events": 3, "model": None}, environ=env)
+    assert s.engine == "opensearch" and s.index == "from-file"  # file over defaults; an empty variable is unset
+    assert s.max_size == 40 and s.max_events == 3  # environment over file, flags over environment
+    assert s.model == "all-MiniLM-L6-v2" and s.max_depth == 1000  # None flags fall through to the defaults
+    assert (s.origin("index"), s.origin("max_size"), s.origin("max_events"), s.origin("max_depth")) == (
+        str(config), "$SHOPSEARCH_MAX_SIZE", "flags", "default")
+
+
+def test_derived_paths_follow_home():
+    s = load_settings({"home": "/srv/shop"}, environ={})
+    assert (s.models_dir, s.events_dir, s.embedded_dir, s.onnx_dir) == (
+        Path("/srv/shop/models"), Path("/srv/shop/events"), Path("/srv/shop/embedded"), Path("/srv/shop/onnx"))
+    assert load_settings(environ={"SHOPSEARCH_MODELS": "/m", "SHOPSEARCH_HOME": "/h"}).models_dir == Path("/m")
+    moved = s.replace(home="/other")
+    assert moved.models_dir == Path("/other/models") and moved.index == s.index
+
+
+def test_legacy_variable_names_are_kept():
+    env = {"OPENSEARCH_URL": "https://search.example:9200", "OPENSEARCH_USER": "admin",
+           "OPENSEARCH_PASSWORD": "s3cret", "OPENSEARCH_VERIFY_CERTS": "false", "SHOPSEARCH_ENGINE_TIMEOUT": "2.5"}
+    s = load_settings(environ=env)
+    assert s.opensearch_url == "https://search.example:9200" and s.opensearch_verify_certs is False
+    assert s.opensearch_password.get_secret_value() == "s3cret" and s.engine_timeout_s == 2.5
+    assert "s3cret" not in repr(s) and "s3cret" not in describe_settings(s)
+    assert env_var("models_dir") == "SHOPSEARCH_MODELS" and env_var("max_size") == "SHOPSEARCH_MAX_SIZE"
+
+
+@pytest.mark.parametrize(("overrides", "environ", "match"), [
+    ({"max_sise": 1}, {}, "flags: unknown option 'max_sise'"),
+    ({"max_size": "many"}, {}, r"max_size='many' \(from flags\): Input should be a valid integer"),
+    ({}, {"SHOPSEARCH_ENGINE": "solr"}, r"engine='solr' \(from \$SHOPSEARCH_ENGINE\): Input should be"),
+    ({"max_size": 0}, {}, "max_size=0 .*greater than 0"),
+    ({"max_size": 500, "max_depth": 100}, {}, r"max_depth \(100\) must be >= max_size \(500\)"),
+    ({}, {"OPENSEARCH_URL": "ftp://x"}, "opensearch_url='ftp://x' .*http"),
+    ({}, {"OPENSEARCH_URL": "https://u:pw@host:99999"}, r"opensearch_url='https://host:99999' .*invalid port"),
+    ({}, {"OPENSEARCH_USER": "admin"}, "must be set together"),
+    ({}, {"OPENSEARCH_VERIFY_CERTS": "maybe"}, "opensearch_verify_certs='maybe'"),
+    ({"opensearch_heap": "lots"}, {}, "opensearch_heap='lots'"),
+])
+def test_bad_values_name_the_option_the_value_and_the_layer(overrides, environ, match):
+    with pytest.raises(ValueError, match=match):
+        load_settings(overrides, environ=environ)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_settings({"config": str(tmp_path / "missing.toml")}, environ={})
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[api]\nengine = 'opensearch'\n")
+    with pytest.raises(ValueError, match=r"option 'engine' belongs in \[engine\], not \[api\]"):
+        load_settings({"config": str(wrong)}, environ={})
+    wrong.write_text("[apis]\nmax_size = 3\n")
+    with pytest.raises(ValueError, match=r"unknown section \[apis\]"):
+        load_settings({"config": str(wrong)}, environ={})
+    wrong.write_text("max_size = 'ten'\n")
+    with pytest.raises(ValueError, match=f"max_size='ten' \\(from {re.escape(str(wrong))}\\)"):
+        load_settings({"config": str(wrong)}, environ={})
+
+
+def test_child_environment_carries_options():
+    env = child_environment({"home": Path("/h"), "profiles_dir": "/p", "max_size": None})
+    assert env["SHOPSEARCH_HOME"] == "/h" and env["SHOPSEARCH_PROFILES"] == "/p" and "SHOPSEARCH_MAX_SIZE" not in env
+    with pytest.raises(ValueError, match="unknown option"):
+        child_environment({"homes": "/h"})
+
+
+def test_configuration_reference_is_current():
+    committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == reference_markdown(), "regenerate: shopsearch config --reference > docs/configuration.md"
+
+
+def test_config_command(capsys, monkeypatch):
+    monkeypatch.setenv("SHOPSEARCH_MAX_EVENTS", "7")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "max_events = 7  # $SHOPSEARCH_MAX_EVENTS" in out and "max_size = 100  # default" in out
+    assert main(["config", "--reference"]) == 0
+    assert capsys.readouterr().out == reference_markdown()
+
+
+def test_no_module_but_settings_reads_the_environment():
+    """Every other module receives settings; tests may set variables, the code may not read them."""
+    readers = []
+    for folder in ("shopsearch", "indexer", "plugin", "reranker", "api", "bench"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path == REPO / "shopsearch" / "settings.py":
+                continue
+            text = path.read_text(encoding="utf-8")
+            if re.search(r"os\.environ|os\.getenv|environ\.get\(", text):
+                readers.append(str(path.relative_to(REPO)))
+    assert readers == [], f"read the environment outside shopsearch/settings.py: {readers}"
