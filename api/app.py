@@ -17,7 +17,10 @@ from typing import Any, Mapping
 from flask import Flask, current_app
 
 from shopsearch.events import EventLog
+from shopsearch.plugin.ubi_spool import SpoolDrainer, UbiSpool
+from shopsearch.plugin.ubi_store import open_ubi_store
 from shopsearch.settings import Settings, load_settings
+from shopsearch.ubi import UbiEvent, UbiQuery
 
 from .errors import register_error_handlers
 from .metrics import Metrics
@@ -32,10 +35,13 @@ class SearchService:
     config: Settings
     metrics: Metrics
     events: EventLog
+    ubi_spool: UbiSpool  # UBI records on their way to the store (plugin/ubi_spool.py)
+    ubi_drainer: SpoolDrainer
     searcher: Any = None
     engine: Any = None
     models: Any = None
     pipeline: Any = None
+    experiments: Any = None  # the ExperimentStore (shopsearch.reranker.experiments) of the experiments_file setting
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get_searcher(self) -> Any:
@@ -54,6 +60,17 @@ class SearchService:
                 if self.pipeline is None:
                     self.pipeline = build_pipeline(self.config, searcher, self.models)
         return self.pipeline
+
+    def log_ubi(self, queries: list[UbiQuery], events: list[UbiEvent]) -> None:
+        """Spool UBI records for the store (the drainer starts with the first); raises SpoolFull when full."""
+        self.ubi_spool.append(queries, events)
+        self.ubi_drainer.start()
+
+    def close(self) -> None:
+        """Drain the UBI spool once more and close the engine (a worker's graceful exit)."""
+        self.ubi_drainer.stop()
+        if self.engine is not None:
+            self.engine.close()
 
     def get_engine(self) -> Any:
         """The engine behind the searcher (opened without loading the model when only readiness is asked)."""
@@ -110,6 +127,14 @@ def build_pipeline(cfg: Settings, searcher: Any, models: Any = None) -> Any:
     return RankingPipeline(searcher, models, EventLogHistory(cfg.events_dir, lookup))
 
 
+def build_experiments(cfg: Settings) -> Any:
+    """The ExperimentStore of ``cfg.experiments_file`` (none: no experiments), its arms checked against the profiles."""
+    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.reranker.experiments import ExperimentStore
+
+    return ExperimentStore(cfg.experiments_file, profiles=lambda: ProfileStore(settings=cfg).names())
+
+
 def service() -> SearchService:
     """The current app's SearchService."""
     return current_app.extensions["shopsearch"]
@@ -140,8 +165,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(flask_keys)
     app.json.sort_keys = False
     metrics = Metrics()
+    spool = UbiSpool(cfg.ubi_spool_dir, cfg.ubi_spool_max_bytes)
+    # The drainer's store has a client of its own: its bulk writes never hold up a search's connection.
+    drainer = SpoolDrainer(spool, lambda: open_ubi_store(cfg), cfg.ubi_flush_interval_s)
     app.extensions["shopsearch"] = SearchService(config=cfg, metrics=metrics, events=EventLog(cfg.events_dir),
-                                                 searcher=searcher, engine=engine, models=models)
+                                                 ubi_spool=spool, ubi_drainer=drainer, searcher=searcher,
+                                                 engine=engine, models=models,
+                                                 experiments=build_experiments(cfg))
+    if spool.segments():  # what a stopped or killed process left
+        drainer.start()
     metrics.init_app(app)
     register_error_handlers(app)
 

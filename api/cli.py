@@ -12,7 +12,8 @@ import sys
 from shopsearch.api.cli_args import register_modules
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "train", "simulate_events", "schema", "config"]
+COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "judgments", "experiment", "train",
+            "simulate_events", "simulate_traffic", "schema", "config"]
 
 
 def build_parser() -> argparse.ArgumentParser:

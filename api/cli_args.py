@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from shopsearch.settings import DEFAULT_MODEL, ENGINES, Settings, load_settings
@@ -59,6 +60,51 @@ def open_engine_from_args(args: argparse.Namespace) -> Any:
 
     settings = settings_from_args(args)
     return open_engine(settings.engine, root=args.root, settings=settings)
+
+
+def add_ubi_args(parser: argparse.ArgumentParser) -> None:
+    """Add where a command reads the UBI logs: ``--ubi-dir`` (offline JSONL files) or the engine arguments of
+    :func:`add_engine_args` (that engine's UBI store). Open it with :func:`open_ubi_store_from_args`."""
+    parser.add_argument("--ubi-dir", help="read ubi_queries.jsonl / ubi_events.jsonl from this folder instead of "
+                                          "the engine's UBI store (offline logs)")
+    add_engine_args(parser)
+
+
+def open_ubi_store_from_args(args: argparse.Namespace) -> Any:
+    """The UBI store the arguments of :func:`add_ubi_args` name: the JSONL files of ``--ubi-dir``, else the
+    configured engine's store.
+
+    Raises:
+        FileNotFoundError: ``--ubi-dir`` is not a folder.
+        ValueError: an invalid setting (named).
+    """
+    from shopsearch.plugin.ubi_store import JsonlUbiStore, open_ubi_store
+
+    if args.ubi_dir:
+        if not Path(args.ubi_dir).is_dir():
+            raise FileNotFoundError(f"--ubi-dir {args.ubi_dir!r} is not a folder")
+        return JsonlUbiStore(args.ubi_dir)
+    return open_ubi_store(settings_from_args(args))
+
+
+def add_command_group(subparsers: argparse._SubParsersAction, name: str, dest: str,
+                      **parser_kwargs: Any) -> argparse._SubParsersAction:
+    """Add a command whose work is done by its actions (``train TARGET``, ``judgments ACTION``); given no action
+    it prints its help and exits 2. Returns the subparsers to add the actions to (``dest`` names the chosen one).
+
+    >>> p = argparse.ArgumentParser(); sub = p.add_subparsers()
+    >>> actions = add_command_group(sub, "judgments", "action", help="judgments from behaviour")
+    >>> p.parse_args(["judgments"]).run.__name__
+    'print_help_exit_2'
+    """
+    group = subparsers.add_parser(name, **parser_kwargs)
+
+    def print_help_exit_2(args: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    group.set_defaults(run=print_help_exit_2)
+    return group.add_subparsers(dest=dest, metavar=dest.upper())
 
 
 def index_missing(engine: Any, args: argparse.Namespace, command: str, catalog: str = "CATALOG") -> bool:

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     def worker_exit(server, worker) -> None:
         wsgi = getattr(worker, "wsgi", None)
         svc = wsgi.extensions.get("shopsearch") if wsgi is not None else None
-        if svc is not None and svc.engine is not None:
-            svc.engine.close()
+        if svc is not None:
+            svc.close()  # a last drain of the UBI spool, then the engine
 
     def when_ready(server) -> None:
         addrs = ", ".join(f"http://{host}:{port}" for host, port in

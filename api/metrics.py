@@ -33,6 +33,9 @@ class Metrics:
                                 registry=self.registry)
         self.events = Counter("shopsearch_events", "Behaviour events stored, by type", ["type"],
                               registry=self.registry)
+        self.ubi_dropped = Counter("shopsearch_ubi_records_dropped", "UBI records not logged because the spool "
+                                   "was full (kind: query, or event for a POST /events answered 503)", ["kind"],
+                                   registry=self.registry)
 
     def init_app(self, app: Flask) -> None:
         """Time every request and count it under its route template (``/products/<product_id>``)."""

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the search API.
 
 The parameters come from the request models the handlers validate with (:mod:`.params`, limits from the app's
-settings) and the POST /events body from the event model (:class:`shopsearch.events.EventIn`); the response
+settings) and the POST /events body from the event models (:class:`shopsearch.events.EventIn`, shopsearch's
+format, and :class:`shopsearch.ubi.UbiEvent`, a UBI 1.0 event); the response
 schemas are written here. Served at GET /openapi.json; tests validate real responses against it (JSON Schema
 2020-12) and the document against the OpenAPI 3.1 schema.
 """
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from shopsearch.events import EventIn
 from shopsearch.plugin.documents import FACET_FIELDS
 from shopsearch.settings import Settings, load_settings
+from shopsearch.ubi import UbiEvent
 
 from .params import REPEATABLE, ProductPath, parameter_schemas, request_models
 
@@ -52,7 +54,8 @@ def _errors(*codes: int) -> dict[str, Any]:
             404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
             422: "Parameters valid alone but inconsistent together", 500: "Unexpected error (logged)",
             501: "Not available in this build",
-            503: "Engine unavailable or index missing; retry after the Retry-After seconds"}
+            503: "Engine unavailable or index missing (POST /events: the event spool is full); retry after the "
+                 "Retry-After seconds"}
     out = {str(c): _json("Error", text[c]) for c in codes}
     if 503 in codes:
         out["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
@@ -95,7 +98,9 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "query_id": {"type": "string", "format": "uuid",
                              "description": "Send back with POST /events to tie behaviour to this search"},
-                "query": {"type": "string"}, "profile": {"type": "string"},
+                "query": {"type": "string"},
+                "profile": {"type": "string", "description": "The profile that ranked the list (an interleaving "
+                                                            "experiment: both, as A+B)"},
                 "page": {"type": "integer", "minimum": 1}, "size": {"type": "integer", "minimum": 1},
                 "total": {"type": "integer", "minimum": 0}, "hits": {"type": "array", "items": _ref("Hit")},
                 "facets": {"type": "object", "propertyNames": {"enum": list(FACET_FIELDS)},
@@ -123,9 +128,16 @@ def _schemas() -> dict[str, Any]:
 
 
 def _event_schemas() -> dict[str, Any]:
-    """The POST /events item (EventIn's JSON Schema, named Event) and the schemas it refers to."""
+    """The POST /events items (EventIn's JSON Schema, named Event, and UbiEvent's) and the schemas they use."""
     schema = EventIn.model_json_schema(ref_template=REF + "{model}")
-    return {**schema.pop("$defs", {}), "Event": {**schema, "title": "Event"}}
+    ubi = UbiEvent.model_json_schema(ref_template=REF + "{model}")
+    ubi["description"] = ("A User Behavior Insights 1.0 event (https://o19s.github.io/ubi/schema/1.0.0/"
+                          "event.schema.json), told apart by its action_name. Any action is stored in the UBI log; "
+                          "impression, click, add_to_cart and purchase also need what an Event needs (product: "
+                          "event_attributes.object.object_id; position: event_attributes.position.ordinal.index; "
+                          "session: session_id or client_id).")
+    return {**schema.pop("$defs", {}), **ubi.pop("$defs", {}), "Event": {**schema, "title": "Event"},
+            "UbiEvent": ubi}
 
 
 def openapi_spec(cfg: Settings) -> dict[str, Any]:
@@ -161,11 +173,15 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                               **_errors(400, 404, 422, 500, 503)}}},
             "/events": {"post": {
                 "operationId": "postEvents", "summary": "Record storefront behaviour events",
+                "description": "UBI 1.0 events, or shopsearch's own Event format (the documented alias), alone or "
+                               "in a list (formats may mix). Both are stored as UBI events (the ubi_events log).",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     _ref("Event"),
-                    {"type": "array", "minItems": 1, "maxItems": cfg.max_events, "items": _ref("Event")}]}}}},
+                    {"type": "array", "minItems": 1, "maxItems": cfg.max_events,
+                     "items": {"oneOf": [_ref("Event"), _ref("UbiEvent")]}},
+                    _ref("UbiEvent")]}}}},
                 "responses": {"202": _json("EventsAccepted", "Stored (all or nothing)"),
-                              **_errors(400, 413, 415, 500)}}},
+                              **_errors(400, 413, 415, 500, 503)}}},
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                                  "responses": {"200": _json("Health", "The process is alive")}}},
             "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: engine answers and index exists",

@@ -32,6 +32,7 @@ from shopsearch.plugin.engine import Filters
 from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.pipeline import SearchContext
 from shopsearch.settings import Settings, load_settings
+from shopsearch.ubi import UbiId
 
 from .errors import ApiError, bad_parameter
 
@@ -142,13 +143,19 @@ class SearchParams(FilterParams):
 
     facets: Facets = Field(FACET_FIELDS, description=f"Comma list of facet fields to count "
                                                      f"({', '.join(FACET_FIELDS)}); empty or 'none' for none")
-    profile: Profile = Field("default", description="Ranking profile name (unknown: 400)")
+    profile: Profile = Field("default", description="Ranking profile name (unknown: 400); when given, it overrides "
+                                                    "the online experiment the client is in")
     explain: QueryBool = Field(False, description="Add per-stage scores (and the conversion model's feature "
                                                   "contributions) to each hit")
     user_id: Id = Field(None, description="Shopper id, as sent with POST /events: the conversion stage uses their "
                                           "brand/category affinity")
     session_id: Id = Field(None, description="Session id, as sent with POST /events: affinity of an anonymous "
                                              "shopper (when no user_id)")
+    client_id: UbiId = Field(None, description="The UBI client (a browser, an app install), as sent with UBI "
+                                               "events; logged with the query and used for experiment "
+                                               "assignment (default: session_id)")
+    simulated: QueryBool = Field(False, description="Marks simulated traffic (`shopsearch simulate-traffic`): the "
+                                                   "query record says query_attributes.simulated = true")
     if TYPE_CHECKING:  # declared with their limits by request_models()
         q: str
         page: int

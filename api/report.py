@@ -1,5 +1,6 @@
-"""Render a :class:`~shopsearch.api.compare.CompareReport`: a markdown summary (for pull requests) and a
-self-contained HTML page (inline CSS and hand-drawn SVG, no external assets or scripts).
+"""Render a :class:`~shopsearch.api.compare.CompareReport` or an
+:class:`~shopsearch.api.experiment_report.ExperimentReport`: a markdown summary (for pull requests) and a
+self-contained HTML page (inline CSS and hand-drawn SVG, no external assets or scripts), in one style.
 
 Pure string building; the CLI writes the files.
 """
@@ -10,6 +11,7 @@ from html import escape
 from typing import Sequence
 
 from .compare import CompareReport, MetricComparison, QueryScores
+from .experiment_report import METRIC_NAMES, ArmDelta, Estimate, ExperimentReport
 
 POS, NEG, NEUTRAL, A_COLOR, B_COLOR = "#2e7d32", "#c62828", "#9e9e9e", "#5c6bc0", "#ef6c00"
 
@@ -207,7 +209,12 @@ def render_html(report: CompareReport, *, top: int = 10) -> str:
         wins, losses = report.biggest(m, top)
         body.append(_moves_table(f"Biggest wins on {m}", wins, m, a, b))
         body.append(_moves_table(f"Biggest losses on {m}", losses, m, a, b))
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + f"{a} vs {b}"
+    return _page(f"{a} vs {b}", body)
+
+
+def _page(title_html: str, body: list[str]) -> str:
+    """One self-contained HTML document: the reports' CSS, ``title_html`` (already escaped), ``body`` parts."""
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + title_html
             + f"</title><style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 
@@ -220,3 +227,112 @@ def _moves_table(title: str, rows: list[QueryScores], metric: str, a: str, b: st
                     for q in rows)
     return (f"<h3>{escape(title)}</h3><table><tr><th>query</th><th>qid</th><th>{a}</th><th>{b}</th><th>Δ</th></tr>"
             f"{cells}</table>")
+
+
+# ---------------------------------------------------------------- online experiments
+
+
+def _est(e: Estimate, digits: int = 4) -> str:
+    if e.value != e.value:  # nan: no searches
+        return "n/a"
+    ci = f" [{e.low:.{digits}f}, {e.high:.{digits}f}]" if e.low == e.low else ""
+    return f"{e.value:.{digits}f}{ci}"
+
+
+def _delta_ci(d: ArmDelta) -> str:
+    return f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]" if d.ci_low == d.ci_low else "n/a"
+
+
+def _delta_rel(d: ArmDelta) -> str:
+    return f"{d.delta / d.baseline:+.1%}" if d.baseline else "n/a"
+
+
+def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[str]]:
+    """The experiment report's title, its SIMULATED / period notes, and the footnotes, shared by both renderings."""
+    kind = "interleaving" if report.mode == "interleave" else "A/B"
+    title = f"Experiment {report.name} ({kind}): {report.searches} searches"
+    notes = []
+    if report.simulated:
+        notes.append(f"SIMULATED: {report.simulated_searches} of {report.searches} searches are simulated traffic "
+                     f"(`shopsearch simulate-traffic`), not shoppers.")
+    notes.append(f"Searches from {report.first} to {report.last}.")
+    if report.mode == "interleave":
+        foot = [f"† significant at α = {report.alpha}. A search is won by the profile whose picks got more clicks "
+                f"(team-draft interleaving); ties include searches without clicks. p: two-sided exact binomial "
+                f"(sign) test of wins against losses; share: the candidate's share of decided searches, Wilson "
+                f"95% interval."]
+    else:
+        foot = [f"† significant at α = {report.alpha}. Rates are shares of searches with at least one such action "
+                f"(Wilson 95% intervals; Δ: Wald interval, two-sided two-proportion z-test); revenue per search "
+                f"is the purchases' prices per search (t interval; Δ: Welch's t-test). Δ = arm − baseline "
+                f"`{report.arms[0].arm}`."]
+        unpriced = sum(a.unpriced_purchases for a in report.arms)
+        if unpriced:
+            foot.append(f"{unpriced} purchases carried no price and count as revenue 0.")
+    return title, notes, foot
+
+
+def render_experiment_markdown(report: ExperimentReport) -> str:
+    """An experiment report as markdown: per-arm figures and the deltas against the baseline, or the
+    interleaving preference; SIMULATED when the logs are simulated traffic.
+
+    >>> print(render_experiment_markdown(report))  # doctest: +SKIP
+    """
+    title, notes, foot = _experiment_lines(report)
+    lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith("SIMULATED") else n for n in notes] + [""]
+    if report.preference is not None:
+        p = report.preference
+        lines += ["| baseline | candidate | wins | losses | ties | candidate share [95% CI] | credited clicks | p |",
+                  "|---|---|---:|---:|---:|:---:|:---:|---:|",
+                  f"| {_md(p.baseline)} | {_md(p.candidate)} | {p.wins}{'†' if p.significant else ''} | {p.losses} | "
+                  f"{p.ties} | {_est(p.share, 3)} | {p.clicks.get(p.baseline, 0)} / {p.clicks.get(p.candidate, 0)} "
+                  f"| {p.p:.4f} |"]
+    else:
+        names = [METRIC_NAMES[m] for m in report.arms[0].metrics]
+        lines += ["| arm | searches | clients | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]
+        lines += [f"| {_md(a.arm)} | {a.searches} | {a.clients} | " + " | ".join(_est(e) for e in a.metrics.values())
+                  + " |" for a in report.arms]
+        lines += ["", "| arm | metric | baseline | arm | Δ | Δ 95% CI | Δ% | p | test |",
+                  "|---|---|---:|---:|---:|:---:|---:|---:|---|"]
+        lines += [f"| {_md(d.arm)} | {METRIC_NAMES[d.metric]} | {d.baseline:.4f} | {d.value:.4f} | "
+                  f"{d.delta:+.4f}{'†' if d.significant else ''} | {_delta_ci(d)} | {_delta_rel(d)} | {d.p:.4f} | "
+                  f"{d.test} |" for d in report.deltas]
+    return "\n".join(lines + [""] + foot) + "\n"
+
+
+def render_experiment_html(report: ExperimentReport) -> str:
+    """An experiment report as one self-contained HTML page (the compare report's style).
+
+    >>> render_experiment_html(report).startswith("<!doctype html>")  # doctest: +SKIP
+    True
+    """
+    title, notes, foot = _experiment_lines(report)
+    body = [f"<h1>{escape(title)}</h1>"]
+    body += [f'<p class="{"neg sig" if n.startswith("SIMULATED") else ""}">{escape(n)}</p>' for n in notes]
+    if report.preference is not None:
+        p = report.preference
+        body.append(f"<table><tr><th>baseline</th><th>candidate</th><th>wins</th><th>losses</th><th>ties</th>"
+                    f"<th>candidate share [95% CI]</th><th>credited clicks</th><th>p</th></tr>"
+                    f"<tr><td>{escape(p.baseline)}</td><td>{escape(p.candidate)}</td>"
+                    f'<td class="n{" sig" if p.significant else ""}">{p.wins}{"†" if p.significant else ""}</td>'
+                    f'<td class="n">{p.losses}</td><td class="n">{p.ties}</td><td class="n">{_est(p.share, 3)}</td>'
+                    f'<td class="n">{p.clicks.get(p.baseline, 0)} / {p.clicks.get(p.candidate, 0)}</td>'
+                    f'<td class="n">{p.p:.4f}</td></tr></table>')
+    else:
+        names = [METRIC_NAMES[m] for m in report.arms[0].metrics]
+        rows = "".join(f"<tr><td>{escape(a.arm)}</td><td class=\"n\">{a.searches}</td><td class=\"n\">{a.clients}"
+                       f"</td>" + "".join(f'<td class="n">{_est(e)}</td>' for e in a.metrics.values()) + "</tr>"
+                       for a in report.arms)
+        body.append("<h2>Arms</h2><table><tr><th>arm</th><th>searches</th><th>clients</th>"
+                    + "".join(f"<th>{escape(n)}</th>" for n in names) + f"</tr>{rows}</table>")
+        rows = "".join(f"<tr><td>{escape(d.arm)}</td><td>{escape(METRIC_NAMES[d.metric])}</td>"
+                       f'<td class="n">{d.baseline:.4f}</td><td class="n">{d.value:.4f}</td>'
+                       f'<td class="n {"pos" if d.delta > 0 else "neg" if d.delta < 0 else ""}'
+                       f'{" sig" if d.significant else ""}">{d.delta:+.4f}{"†" if d.significant else ""}</td>'
+                       f'<td class="n">{_delta_ci(d)}</td><td class="n">{_delta_rel(d)}</td>'
+                       f'<td class="n">{d.p:.4f}</td><td>{d.test}</td></tr>' for d in report.deltas)
+        body.append("<h2>Against the baseline</h2><table><tr><th>arm</th><th>metric</th><th>baseline</th>"
+                    "<th>arm</th><th>Δ</th><th>Δ 95% CI</th><th>Δ%</th><th>p</th><th>test</th></tr>"
+                    f"{rows}</table>")
+    body += [f"<p><small>{escape(f)}</small></p>" for f in foot]
+    return _page(escape(title), body)

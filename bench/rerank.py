@@ -1,9 +1,9 @@
-"""Rerank latency and the fast path's cost: ms per query to rerank the top 50 on this CPU, fp32 vs the int8 paths.
+"""Rerank latency and the fast path's cost: ms per query to rerank the top 50 on this CPU, fp32 vs ONNX int8.
 
 Each crowdflower held-out test query's judged pool, in BM25 order, is the fused list; the cross-encoder reranks
-its top ``--depth``. Reports mean / p50 / p95 ms per query and nDCG@10 over the pool for torch fp32, torch dynamic
-int8 and ONNX Runtime int8 (the served CPU path), and how closely each int8 path follows fp32 (Kendall tau,
-top-10 overlap): on a few dozen queries the nDCG change alone is noisy.
+its top ``--depth``. Reports mean / p50 / p95 ms per query and nDCG@10 over the pool for torch fp32 (the fallback)
+and ONNX Runtime int8 (the served CPU path), and how closely int8 follows fp32 (Kendall tau, top-10 overlap): on a
+few dozen queries the nDCG change alone is noisy.
 
     python bench/rerank.py --model models/ce-minilm [--depth 50] [--queries N] [--threads T]
 """
@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(pools)} crowdflower test queries, depth {args.depth}, torch threads {torch.get_num_threads()}, "
           f"max_length {max_length}; BM25 order nDCG@10 {base:.4f}")
     results, outs = {}, {}
-    for fast, backend in ((False, "auto"), (True, "torch"), (True, "onnx")):
+    for fast in (False, True):
         rr = CrossEncoderReranker(args.model, device="cpu", batch_size=args.batch_size, max_length=max_length,
-                                  fast_cpu=fast, int8_backend=backend)
+                                  fast_cpu=fast, require_onnx=fast)
         rr.rerank(pools[0].query, fused[0], depth=args.depth)  # warm-up (allocations, kernels)
         ms, runs = [], []
         for p, hits in zip(pools, fused):
@@ -76,12 +76,10 @@ def main(argv: list[str] | None = None) -> int:
               f"pairs/s)")
         if not all(STAGE in h.stages for out in runs for h in out[:args.depth]):
             raise RuntimeError("a reranked hit lacks its cross_encoder stage score")
-    n32, ms32 = results["fp32"]
-    for name in ("int8-dynamic", "onnx-int8"):
-        n8, ms8 = results[name]
-        print(f"{name}: {np.mean(ms32) / np.mean(ms8):.2f}x faster than fp32, nDCG@10 change {n8 - n32:+.4f} "
-              f"(target loss <= 0.005)")
-        _fidelity(*outs["fp32"], *outs[name], args.depth)
+    (n32, ms32), (n8, ms8) = results["fp32"], results["onnx-int8"]
+    print(f"onnx-int8: {np.mean(ms32) / np.mean(ms8):.2f}x faster than fp32, nDCG@10 change {n8 - n32:+.4f} "
+          f"(target loss <= 0.005)")
+    _fidelity(*outs["fp32"], *outs["onnx-int8"], args.depth)
     return 0
 
 

@@ -5,9 +5,10 @@ sentence-transformers pipeline (1 thread, identical vectors): the difference mat
 "total p95 <= 60 ms" target. Indexing keeps torch (batched throughput is fine there).
 
 The export (transformer + attention-masked mean pooling + L2 normalisation, what the packaged model's
-sentence-transformers modules do) is cached under ``cache_dir``, keyed by the BiEncoder's fingerprint, so a
-fine-tuned or retrained model gets its own file. ``load_query_encoder`` picks ONNX or torch per the API's
-``query_encoder`` setting and falls back to torch, with a warning, whenever ONNX cannot be used.
+sentence-transformers modules do; torch's exporter, see onnx_export.py) is cached under ``cache_dir``, keyed by
+the BiEncoder's fingerprint (which holds a hash of the weights), so a fine-tuned or retrained model gets its own
+file. ``load_query_encoder`` picks ONNX or torch per the ``query_encoder`` setting and falls back to torch, with a
+warning, whenever ONNX cannot be used.
 """
 
 from __future__ import annotations
@@ -15,40 +16,27 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
-from .embedder import DEFAULT_MODEL, BiEncoder
+from shopsearch.settings import QUERY_ENCODERS
 
-if TYPE_CHECKING:  # pragma: no cover
-    import onnxruntime
+from .embedder import DEFAULT_MODEL, BiEncoder
+from .onnx_export import OPSET, cpu_session, export_onnx, exportable_copy, onnx_available, write_atomically
 
 log = logging.getLogger(__name__)
 
-QUERY_ENCODERS = ("auto", "onnx", "torch")
-OPSET = 17
-# Bump when the exported graph changes meaning (inputs, pooling): old cache files are then ignored.
-EXPORT_FORMAT = "mean-norm-v1"
+# Bump when the exported graph changes (inputs, pooling, exporter): old cache files are then ignored.
+EXPORT_FORMAT = "mean-norm-v2-dynamo-eager"
+OUTPUT = "sentence_embedding"
 # Texts checked against torch right after an export (or a cache load, when a BiEncoder is at hand).
 _PROBES = ("red lamp", "Kinder-Fahrradhelm für Mädchen, blau", "usb c cable " * 80)
 _MIN_PROBE_COSINE = 0.9999
 _CHUNK = 64  # texts per session.run in encode(): bounds the padded batch's memory
 
 QueryEncoder = Union[BiEncoder, "OnnxQueryEncoder"]
-
-
-def onnx_available() -> bool:
-    """True when both ``onnxruntime`` (to run) and ``onnx`` (needed by torch.onnx.export) import."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def export_paths(cache_dir: Path, fingerprint: str) -> tuple[Path, Path]:
@@ -61,19 +49,6 @@ def export_paths(cache_dir: Path, fingerprint: str) -> tuple[Path, Path]:
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in fingerprint.split("|", 1)[0])[-48:]
     stem = f"{slug}-{digest}"
     return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.tokenizer.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; served processes may run as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_pipeline(bi: BiEncoder) -> None:
@@ -92,8 +67,6 @@ def _check_pipeline(bi: BiEncoder) -> None:
 
 def _export(bi: BiEncoder, onnx_path: Path, tokenizer_path: Path) -> None:
     """Export ``bi``'s transformer + mean pooling + normalisation (fp32, CPU) and its truncating tokenizer."""
-    import copy
-
     import torch
 
     class MeanPooled(torch.nn.Module):
@@ -111,25 +84,14 @@ def _export(bi: BiEncoder, onnx_path: Path, tokenizer_path: Path) -> None:
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
     _check_pipeline(bi)
-    transformer = copy.deepcopy(bi._st[0].auto_model).float().cpu().eval()
+    transformer = exportable_copy(bi._st[0].auto_model)
     tokenizer = _tokenizer_of(bi)
-    batch = tokenizer.encode_batch(["red lamp", "a longer example query text"])
-    ids = torch.tensor([e.ids for e in batch], dtype=torch.int64)
-    mask = torch.tensor([e.attention_mask for e in batch], dtype=torch.int64)
-    axes = {0: "batch", 1: "sequence"}
-
-    def write_onnx(tmp: Path) -> None:
-        # The TorchScript exporter warns (deprecation, tracer); pytest runs with warnings as errors.
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(MeanPooled(transformer), (ids, mask), str(tmp), dynamo=False,
-                              input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                              dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
-                              opset_version=OPSET, do_constant_folding=True)
-
+    batch = tokenizer.encode_batch(["red lamp", "a longer example query text"])  # batch and sequence >= 2
+    sample = {"input_ids": torch.tensor([e.ids for e in batch], dtype=torch.int64),
+              "attention_mask": torch.tensor([e.attention_mask for e in batch], dtype=torch.int64)}
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(tokenizer_path, lambda tmp: tmp.write_text(tokenizer.to_str(), encoding="utf-8"))
-    _atomic_write(onnx_path, write_onnx)  # written last: its presence means the export is complete
+    write_atomically(tokenizer_path, lambda tmp: tmp.write_text(tokenizer.to_str(), encoding="utf-8"))
+    export_onnx(MeanPooled(transformer), sample, OUTPUT, onnx_path)  # last: its presence means "complete"
 
 
 def _tokenizer_of(bi: BiEncoder):
@@ -163,18 +125,10 @@ class OnnxQueryEncoder:
 
     def __init__(self, onnx_path: Path, tokenizer_path: Path, *, fingerprint: str, dims: int, max_length: int,
                  name: str, exported: bool = False):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        opts = ort.SessionOptions()
         # One query at a time per request thread: more intra-op threads only add hand-off cost at this size.
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self._session: onnxruntime.InferenceSession = ort.InferenceSession(
-            str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(onnx_path, threads=1)
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))  # read-only after this: safe across threads
         self.onnx_path = Path(onnx_path)
         self.fingerprint = fingerprint
@@ -202,7 +156,7 @@ class OnnxQueryEncoder:
         Raises:
             ValueError: the model's pipeline is not Transformer -> mean Pooling [-> Normalize], its tokenizer is
                 not a fast one, or the ONNX vectors disagree with torch's.
-            ImportError: onnx or onnxruntime is missing.
+            ImportError: onnx, onnxscript or onnxruntime is missing.
             Exception: whatever torch.onnx.export raises (callers that must not fail use load_query_encoder).
 
         >>> enc = OnnxQueryEncoder.from_bi_encoder("all-MiniLM-L6-v2", cache_dir="/tmp/onnx")  # doctest: +SKIP
@@ -264,9 +218,10 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
 
     Args:
         model: bi-encoder name or directory (as BiEncoder takes).
-        mode: "auto" (ONNX when there is no CUDA and onnx + onnxruntime import; CUDA keeps torch fp16),
+        mode: "auto" (ONNX when there is no CUDA and onnx, onnxscript and onnxruntime import; CUDA keeps torch
+            fp16),
             "onnx" (ONNX on CPU even when CUDA is there) or "torch".
-        cache_dir: where ONNX exports are cached.
+        cache_dir: where ONNX exports are cached (the settings' ``onnx_dir``).
         max_length: tokens per query.
         cuda: whether CUDA is available (default: ask torch); for tests.
 
@@ -293,7 +248,7 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
         return BiEncoder(model, max_length=max_length)
     if not onnx_available():
         log.log(logging.WARNING if mode == "onnx" else logging.INFO,
-                "query encoder: torch (onnx or onnxruntime is not installed; query_encoder=%s)", mode)
+                "query encoder: torch (onnx, onnxscript or onnxruntime is not installed; query_encoder=%s)", mode)
         return BiEncoder(model, max_length=max_length)
     bi = BiEncoder(model, device="cpu", max_length=max_length)
     try:

@@ -36,7 +36,7 @@ from shopsearch.settings import offline_environment
 
 from .hard_negatives import mine_hard_negatives
 from .training_data import JudgedSet, load_judged_set, split_queries
-from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
+from .training_common import MixedPrecision, check_ranges, common_checks, make_optimizer, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     epochs = [no_duplicate_batches(row_qids, config.batch_size, rng) for _ in range(config.epochs)]
     total = sum(len(e) for e in epochs)
     optimizer, scheduler = make_optimizer(model, config, total)
+    amp = MixedPrecision(device)  # bf16 on CUDA where supported, else fp16 with a gradient scaler
     step, losses = 0, []
     bar = tqdm(total=total, desc="train bi-encoder", unit="step")
     for batches in epochs:
@@ -250,9 +251,9 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
             model.train()
             columns = list(zip(*(rows[i][1] for i in batch)))
             features = [batch_to_device(model.preprocess(list(col)), model.device) for col in columns]
-            with autocast(device):
+            with amp.autocast():
                 loss = loss_fn(features, None)
-            losses.append(optimizer_step(model, loss, optimizer, scheduler))
+            losses.append(amp.step(model, loss, optimizer, scheduler))
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")

@@ -35,7 +35,7 @@ from .hard_negatives import mine_hard_negatives, sample_unjudged
 from .model_card import write_model_card
 from .pair_text import product_text
 from .training_data import JudgedSet, cap_by_query, load_judged_set, load_product_rows, split_for
-from .training_common import autocast, check_ranges, common_checks, make_optimizer, optimizer_step, pick_device
+from .training_common import MixedPrecision, check_ranges, common_checks, make_optimizer, pick_device
 
 log = logging.getLogger(__name__)
 LOSSES = ("bce", "lambda")
@@ -229,6 +229,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
                     for order in (rng.permutation(len(examples)) for _ in range(config.epochs))]
     total_steps = sum(len(epoch) for epoch in schedule)
     optimizer, scheduler = make_optimizer(model, config, total_steps)
+    amp = MixedPrecision(device)  # bf16 on CUDA where supported, else fp16 with a gradient scaler
 
     def batch_loss(lists: list[list[int]]) -> Any:
         if config.loss == "lambda":
@@ -248,9 +249,9 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     for epoch in schedule:
         for lists in epoch:
             model.train()
-            with autocast(device):
+            with amp.autocast():
                 loss = batch_loss(lists)
-            loss_value = optimizer_step(model, loss, optimizer, scheduler)
+            loss_value = amp.step(model, loss, optimizer, scheduler)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", best=f"{best:.4f}")

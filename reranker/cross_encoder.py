@@ -1,15 +1,13 @@
 """Serve a trained cross-encoder: score (query, product) pairs and rerank the top of a fused hit list.
 
 On CUDA the model runs in fp16; on CPU, with ``fast_cpu``, an int8 copy runs in ONNX Runtime (see
-onnx_cross_encoder.py), or, when that cannot be built, torch's dynamically quantised int8 Linear layers (both
-measured in bench/rerank.py). Reranking never raises: on a scoring error or a blown time budget it returns the
-fused order and says it degraded.
+onnx_cross_encoder.py; measured in bench/rerank.py), or torch fp32 when that cannot be built. Reranking never
+raises: on a scoring error or a blown time budget it returns the fused order and says it degraded.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from shopsearch.plugin.search_types import ScoredHit
-from shopsearch.settings import offline_environment
+from shopsearch.settings import load_settings, offline_environment
 
 from .calibration import load_calibrations
 from .pair_text import product_text
@@ -26,7 +24,6 @@ from .pair_text import product_text
 log = logging.getLogger(__name__)
 
 STAGE = "cross_encoder"
-INT8_BACKENDS = ("auto", "onnx", "torch")
 
 
 class OverBudget(RuntimeError):
@@ -43,10 +40,10 @@ class CrossEncoderReranker:
         max_length: token limit of a (query, product text) pair, in [8, 512]; None: the one the model was
             trained with (its model card), else 256. Serving longer pairs than training saw costs time for text
             the model never learned to use.
-        fast_cpu: on CPU, score with an int8 model (faster, ~same ranking); False: torch fp32.
-        int8_backend: "auto" (ONNX Runtime, else torch with a warning), "onnx" (raise if it cannot be built)
-            or "torch" (dynamic quantisation of the Linear layers).
-        onnx_cache: where ONNX exports are cached (default ``$SHOPSEARCH_HOME/onnx``).
+        fast_cpu: on CPU, score with the ONNX Runtime int8 model (faster, ~same ranking), falling back to torch
+            fp32 with a warning when it cannot be built; False: torch fp32.
+        require_onnx: with ``fast_cpu`` on CPU, raise instead of falling back when the ONNX path cannot be built.
+        onnx_cache: where ONNX exports are cached (default: the settings' ``onnx_dir``).
     Raises:
         ValueError: a parameter out of range. FileNotFoundError: ``model_dir`` does not exist.
     Example:
@@ -55,10 +52,8 @@ class CrossEncoderReranker:
     """
 
     def __init__(self, model_dir: str | Path, *, device: str | None = None, batch_size: int = 64,
-                 max_length: int | None = None, fast_cpu: bool = True, int8_backend: str = "auto",
+                 max_length: int | None = None, fast_cpu: bool = True, require_onnx: bool = False,
                  onnx_cache: str | Path | None = None) -> None:
-        if int8_backend not in INT8_BACKENDS:
-            raise ValueError(f"int8_backend={int8_backend!r} must be one of {', '.join(INT8_BACKENDS)}")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be >= 1")
         if max_length is not None and not 8 <= max_length <= 512:
@@ -81,33 +76,23 @@ class CrossEncoderReranker:
         if self.device.startswith("cuda"):
             self.model.half()
             self.precision = "fp16"
-        elif fast_cpu:
-            self._onnx = self._onnx_int8(path, max_length, int8_backend, onnx_cache)
-            if self._onnx is None:
-                from .quantize import quantize_linear_int8
-
-                quantize_linear_int8(self.model)
-                self.precision = "int8-dynamic"
-            else:
-                self.precision = "onnx-int8"
         else:
-            self.precision = "fp32"
+            self._onnx = self._onnx_int8(path, max_length, require_onnx, onnx_cache) if fast_cpu else None
+            self.precision = "fp32" if self._onnx is None else "onnx-int8"
         self.calibrations, self.default_calibration = load_calibrations(path)
         self.ms_per_pair: float | None = None  # running estimate, drives the budget check
 
-    def _onnx_int8(self, path: Path, max_length: int, backend: str, cache: str | Path | None) -> Any:
-        """The ONNX Runtime int8 scorer, or None when ``backend`` is "torch" or ("auto" and) it cannot be built."""
-        if backend == "torch":
-            return None
+    def _onnx_int8(self, path: Path, max_length: int, required: bool, cache: str | Path | None) -> Any:
+        """The ONNX Runtime int8 scorer, or None (logged) when it cannot be built and is not ``required``."""
         try:
-            from .onnx_cross_encoder import OnnxCrossEncoder, default_cache_dir, export_int8
+            from .onnx_cross_encoder import OnnxCrossEncoder, export_int8
 
-            onnx_path = export_int8(self.model, path, cache or default_cache_dir())
+            onnx_path = export_int8(self.model, path, cache or load_settings().onnx_dir)
             return OnnxCrossEncoder(onnx_path, self.model.tokenizer, max_length)
         except Exception as exc:  # noqa: BLE001 - any failure here means "use the torch path"
-            if backend == "onnx":
+            if required:
                 raise
-            log.warning("ONNX Runtime int8 path for %s unavailable (%s: %s); using torch dynamic int8", path,
+            log.warning("ONNX Runtime int8 path for %s unavailable (%s: %s); using torch fp32", path,
                         type(exc).__name__, exc)
             return None
 

@@ -11,15 +11,18 @@ Model (every parameter is in :class:`SimParams` and documented in docs/simulator
 * after a click, add_to_cart and then purchase each follow a logistic model that rises with the grade, the
   rating and the user's affinity and falls with log(price / median price of the shown list);
 * cascade: the session ends after the first purchase.
+
+:func:`decide` is that shopper's behaviour on one shown list, the one model :func:`simulate` (offline, over judged
+pools) and ``shopsearch simulate-traffic`` (through the served API) share.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -96,6 +99,11 @@ class SimSummary:
     clicks: int = 0
     add_to_carts: int = 0
     purchases: int = 0
+
+    def add(self, other: SimSummary) -> None:
+        """Add ``other``'s counts to this summary (summaries of parallel runs)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     @property
     def ctr(self) -> float:
@@ -176,25 +184,116 @@ def _affinity(user: SimUser, p: Product) -> tuple[int, int]:
     return int(p.brand in user.brands), int(any(c in user.categories for c in p.category))
 
 
-def outcome_probabilities(params: SimParams, data: JudgedData, user: SimUser, qid: str, pid: str,
-                          median_price: float) -> tuple[float, float, float]:
+class ShownProduct(NamedTuple):
+    """One product of a shown list as the shopper sees it: its 1-based position, its attributes (price, rating,
+    brand, category) and its relevance grade for the query (an unjudged product: 0)."""
+
+    position: int
+    product: Product
+    grade: int
+
+
+class Action(NamedTuple):
+    """What a shopper did to a shown product (``click``, ``add_to_cart`` or ``purchase``), ``delay_s`` seconds
+    after their previous action (the first: after the list was shown)."""
+
+    type: str
+    position: int
+    product_id: str
+    delay_s: float
+
+
+def median_price(products: Iterable[Product]) -> float:
+    """The median price of the priced products (1.0 when none has a price): the reference for price sensitivity."""
+    prices = [p.price for p in products if p.price]
+    return float(np.median(prices)) if prices else 1.0
+
+
+def product_probabilities(params: SimParams, product: Product, grade: int, max_grade: int, user: SimUser,
+                          median: float) -> tuple[float, float, float]:
     """P(click | examined), P(add_to_cart | click), P(purchase | add_to_cart) of one shown product.
 
-    Their product is the examination-free purchase propensity, the ground truth for unbiased evaluation.
+    Args:
+        params: the simulator's parameters.
+        product: the product with its price, rating, brand and category (missing price: ``median``, missing
+            rating: 4.0).
+        grade: its relevance grade for the query, 0..``max_grade``.
+        max_grade: the top grade of the judgments.
+        user: the shopper (liked brands and categories).
+        median: the median price of the shown list.
+    Returns:
+        The three probabilities; their product is the examination-free purchase propensity.
+
+    >>> p = Product(id="p1", title="lamp", price=40.0, rating=4.0)
+    >>> product_probabilities(SimParams(), p, 3, 3, SimUser("u", frozenset(), frozenset()), 40.0)[0]
+    0.6
     """
-    p = data.products[pid]
-    gain = (2.0 ** data.qrels[qid][pid] - 1.0) / (2.0 ** data.max_grade - 1.0)
-    likes_brand, likes_cat = _affinity(user, p)
+    gain = (2.0 ** grade - 1.0) / (2.0 ** max_grade - 1.0)
+    likes_brand, likes_cat = _affinity(user, product)
     attract = params.click_noise + (params.click_max - params.click_noise) * gain
     attract *= (1 + params.brand_boost * likes_brand) * (1 + params.category_boost * likes_cat)
-    rel_price = math.log(max(p.price or median_price, 0.01) / median_price)
-    rating = (p.rating if p.rating is not None else 4.0) - 4.0
+    rel_price = math.log(max(product.price or median, 0.01) / median)
+    rating = (product.rating if product.rating is not None else 4.0) - 4.0
     aff = likes_brand + likes_cat
     cart = _sigmoid(params.cart_bias + params.cart_grade * gain + params.cart_rating * rating
                     - params.cart_price * rel_price + params.cart_affinity * aff)
     buy = _sigmoid(params.buy_bias + params.buy_grade * gain + params.buy_rating * rating
                    - params.buy_price * rel_price + params.buy_affinity * aff)
     return min(attract, 0.95), cart, buy
+
+
+def outcome_probabilities(params: SimParams, data: JudgedData, user: SimUser, qid: str, pid: str,
+                          median_price: float) -> tuple[float, float, float]:
+    """:func:`product_probabilities` of judged product ``pid`` for query ``qid`` of ``data``.
+
+    Their product is the examination-free purchase propensity, the ground truth for unbiased evaluation.
+    """
+    return product_probabilities(params, data.products[pid], data.qrels[qid][pid], data.max_grade, user,
+                                 median_price)
+
+
+def decide(params: SimParams, shown: Sequence[ShownProduct], user: SimUser, max_grade: int,
+           rng: np.random.Generator) -> list[Action]:
+    """What one shopper does with one shown list: the clicks, add-to-carts and purchase, in order.
+
+    The one shopper model of the offline simulator (:func:`simulate`) and of ``shopsearch simulate-traffic``:
+    position ``r`` is examined with probability ``1 / r**eta``; an examined product is clicked, carted and bought
+    with :func:`product_probabilities` (price relative to the list's :func:`median_price`); the first purchase
+    ends the list. Draws from ``rng`` in a fixed order (examination, click, delay, cart, delay, purchase, delay per
+    product), so the same generator state and list give the same actions.
+
+    Args:
+        params: the simulator's parameters (``eta`` and the click/cart/purchase coefficients).
+        shown: the list as shown, best first.
+        user: the shopper.
+        max_grade: the top grade of the judgments.
+        rng: the generator to draw from (advanced).
+    Returns:
+        The actions, in the order they happen; empty when the shopper leaves without clicking.
+
+    >>> user = SimUser("u", frozenset(), frozenset())
+    >>> shown = [ShownProduct(1, Product(id="p1", title="lamp", price=40.0, rating=4.5), 3)]
+    >>> [a.type for a in decide(SimParams(), shown, user, 3, np.random.default_rng(3))]
+    ['click', 'add_to_cart', 'purchase']
+    """
+    median = median_price(s.product for s in shown)
+    actions: list[Action] = []
+    for item in shown:
+        r, pid = item.position, item.product.id
+        examined = rng.random() < 1.0 / r ** params.eta
+        if not examined:
+            continue
+        attract, cart, buy = product_probabilities(params, item.product, item.grade, max_grade, user, median)
+        if rng.random() >= attract:
+            continue
+        actions.append(Action("click", r, pid, float(3 + rng.exponential(10))))
+        if rng.random() >= cart:
+            continue
+        actions.append(Action("add_to_cart", r, pid, float(5 + rng.exponential(20))))
+        if rng.random() < buy:
+            actions.append(Action("purchase", r, pid, float(10 + rng.exponential(60))))
+            break  # cascade: a purchase ends the session
+    return actions
 
 
 def simulate(data: JudgedData, params: SimParams, ranking: dict[str, list[str]] | None = None,
@@ -227,8 +326,6 @@ def simulate(data: JudgedData, params: SimParams, ranking: dict[str, list[str]] 
         user = users[int(rng.integers(len(users)))]
         qid = qids[int(rng.integers(len(qids)))]
         shown = result_list(qid, data, params, rng, ranking)
-        prices = [data.products[pid].price for pid in shown if data.products[pid].price]
-        median = float(np.median(prices)) if prices else 1.0
         sid = f"sims-{s:06d}"
         t = clock
 
@@ -238,23 +335,10 @@ def simulate(data: JudgedData, params: SimParams, ranking: dict[str, list[str]] 
                          price=data.products[pid].price, simulated=True)
 
         events = [event("impression", pid, r, t) for r, pid in enumerate(shown, 1)]
-        for r, pid in enumerate(shown, 1):
-            examined = rng.random() < 1.0 / r ** params.eta
-            if not examined:
-                continue
-            attract, cart, buy = outcome_probabilities(params, data, user, qid, pid, median)
-            if rng.random() >= attract:
-                continue
-            t += timedelta(seconds=float(3 + rng.exponential(10)))
-            events.append(event("click", pid, r, t))
-            if rng.random() >= cart:
-                continue
-            t += timedelta(seconds=float(5 + rng.exponential(20)))
-            events.append(event("add_to_cart", pid, r, t))
-            if rng.random() < buy:
-                t += timedelta(seconds=float(10 + rng.exponential(60)))
-                events.append(event("purchase", pid, r, t))
-                break  # cascade: a purchase ends the session
+        items = [ShownProduct(r, data.products[pid], data.qrels[qid][pid]) for r, pid in enumerate(shown, 1)]
+        for action in decide(params, items, user, data.max_grade, rng):
+            t += timedelta(seconds=action.delay_s)
+            events.append(event(action.type, action.product_id, action.position, t))
         clock = max(clock, t)
         yield s, events
 

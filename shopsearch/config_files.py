@@ -151,6 +151,8 @@ def _schema_at(schema: Mapping[str, Any], loc: tuple[Any, ...]) -> Mapping[str, 
             node = deref(node["properties"][part])
         elif isinstance(node.get("additionalProperties"), Mapping):
             node = deref(node["additionalProperties"])
+        elif node.get("patternProperties"):  # a table keyed by names of one pattern (dict[Name, Model])
+            node = deref(next(iter(node["patternProperties"].values())))
         elif isinstance(node.get("items"), Mapping):
             node = deref(node["items"])
         else:
@@ -161,6 +163,8 @@ def _schema_at(schema: Mapping[str, Any], loc: tuple[Any, ...]) -> Mapping[str, 
 def _keys_allowed(table: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
     keys = list(table.get("properties", {})) or list(table.get("propertyNames", {}).get("enum", []))
     where = f"in [{'.'.join(str(p) for p in loc)}]" if loc else "at the top level"
+    if not keys and table.get("patternProperties"):
+        return f"be a key matching {' or '.join(table['patternProperties'])} {where}"
     return f"be one of the keys allowed {where}: {', '.join(keys)}"
 
 
@@ -176,6 +180,10 @@ def _allowed(node: Mapping[str, Any]) -> str:
                                                             ("exclusiveMaximum", "<"), ("maximum", "<="))
                   if key in node]
         return " ".join(["be an integer" if kind == "integer" else "be a number", " and ".join(bounds)]).strip()
+    if kind == "array" and "minItems" in node:
+        return f"be a list of at least {node['minItems']} items"
+    if kind == "string" and node.get("pattern"):
+        return f"be a string matching {node['pattern']}"
     return {"boolean": "be true or false", "object": "be a table", "array": "be a list",
             "string": "be a non-empty string" if node.get("minLength") else "be a string"}.get(kind, "")
 

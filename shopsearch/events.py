@@ -36,7 +36,7 @@ EventType = Literal["impression", "click", "add_to_cart", "purchase"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 SEARCH_EVENTS = ("impression", "click")  # these must name the list they were shown in (query_id) and the position
 SCHEMA_VERSION = 1
-MAX_ID = 128  # characters of an id (query, product, user, session)
+MAX_ID = 100  # characters of an id (query, product, user, session): UBI 1.0's limit, so every event logs as UBI
 MAX_QUERY = 1024  # characters of the query text an event carries
 
 

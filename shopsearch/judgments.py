@@ -8,6 +8,8 @@ so what a reader returns goes straight into :func:`shopsearch.evaluation.evaluat
 - :func:`read_qrels`: TREC qrels (``qid iteration doc_id grade``) -> ``list[Qrel]``;
 - :func:`read_queries`: a ``qid<TAB>query text`` file -> ``list[Query]``.
 
+Writers, the inverse of the last two: :func:`write_qrels` (TREC qrels) and :func:`write_queries`.
+
 Relevance grades are integers; the label mappings are:
 
 - ESCI (Amazon Shopping Queries): Exact = 3, Substitute = 2, Complement = 1, Irrelevant = 0
@@ -29,12 +31,12 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ir_measures import Qrel
 
 __all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format",
-           "query_id_for", "read_judgments", "read_qrels", "read_queries"]
+           "query_id_for", "read_judgments", "read_qrels", "read_queries", "write_qrels", "write_queries"]
 
 FORMATS = ("trec", "csv", "esci", "wands", "quepid")
 ESCI_GRADES = {"e": 3, "exact": 3, "s": 2, "substitute": 2, "c": 1, "complement": 1, "i": 0, "irrelevant": 0}
@@ -135,6 +137,54 @@ def read_qrels(path: str | Path) -> list[Qrel]:
             qid, iteration, doc, grade = parts
             _add(out, seen, path, n, qid, doc, _int_grade(path, n, grade, "grade"), iteration)
     return out
+
+
+def write_qrels(path: str | Path, qrels: Iterable[Qrel]) -> int:
+    """Write TREC qrels, ``qid iteration doc_id grade`` per line, in the order given (what :func:`read_qrels` reads).
+
+    Returns:
+        The number of lines written.
+    Raises:
+        ValueError: an empty id or one with whitespace (it would split the line), or a repeated (qid, doc_id).
+
+    >>> write_qrels("qrels-clicks.txt", [Qrel("q1", "p9", 3)])  # doctest: +SKIP
+    1
+    """
+    lines, seen = [], set()
+    for q in qrels:
+        for name, value in (("query_id", q.query_id), ("doc_id", q.doc_id), ("iteration", q.iteration)):
+            if not value or len(str(value).split()) != 1:
+                raise ValueError(f"qrels {name} must be non-empty without whitespace; got {value!r}")
+        if (q.query_id, q.doc_id) in seen:
+            raise ValueError(f"judgment for ({q.query_id}, {q.doc_id}) appears twice")
+        seen.add((q.query_id, q.doc_id))
+        lines.append(f"{q.query_id} {q.iteration} {q.doc_id} {int(q.relevance)}\n")
+    Path(path).write_text("".join(lines), encoding="utf-8")
+    return len(lines)
+
+
+def write_queries(path: str | Path, queries: Iterable[Query]) -> int:
+    """Write a ``qid<TAB>query text`` file (what :func:`read_queries` reads).
+
+    Returns:
+        The number of lines written.
+    Raises:
+        ValueError: an empty or repeated qid, a qid with whitespace, or a text that is blank or holds a tab or
+            line break.
+
+    >>> write_queries("queries-clicks.tsv", [Query("q1", "red lamp")])  # doctest: +SKIP
+    1
+    """
+    lines, seen = [], set()
+    for q in queries:
+        if not q.qid or len(q.qid.split()) != 1 or q.qid in seen:
+            raise ValueError(f"query qid must be non-empty, without whitespace and unique; got {q.qid!r}")
+        if not q.text.strip() or any(c in q.text for c in "\t\r\n"):
+            raise ValueError(f"query text must be non-blank without tabs or line breaks; got {q.text!r}")
+        seen.add(q.qid)
+        lines.append(f"{q.qid}\t{q.text}\n")
+    Path(path).write_text("".join(lines), encoding="utf-8")
+    return len(lines)
 
 
 def _norm(name: str) -> str:

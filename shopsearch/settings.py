@@ -41,6 +41,7 @@ SECTIONS = {
     "models": "The bi-encoder that embeds queries",
     "api": "The search API's limits",
     "console": "The relevance console's default judgments",
+    "ubi": "User Behavior Insights logging: the query and event records and their on-disk spool",
 }
 ENGINES = ("opensearch", "embedded")
 QUERY_ENCODERS = ("auto", "onnx", "torch")
@@ -74,6 +75,8 @@ class Settings(BaseModel):
     events_dir: Path | None = _opt(None, "paths", "The behaviour event log (default <home>/events)")
     profiles_dir: Path | None = _opt(None, "paths", "Extra ranking profiles, layered over the packaged ones",
                                      env="SHOPSEARCH_PROFILES")
+    experiments_file: Path | None = _opt(None, "paths", "Online experiments the API assigns clients to (TOML; "
+                                                        "see reranker/experiments.example.toml); none: no experiments")
     cache_dir: Path = _opt(Path.home() / ".cache" / "shopsearch", "paths",
                            "Downloads and the project's virtualenv (OpenSearch artifacts, ...)",
                            env="SHOPSEARCH_CACHE")
@@ -119,6 +122,13 @@ class Settings(BaseModel):
     console_queries: Path | None = _opt(None, "console", "Queries file (qid<TAB>text) for the console's default "
                                                           "judgments")
 
+    ubi_spool_dir: Path | None = _opt(None, "ubi", "Spool of UBI records not yet in the store (default "
+                                                   "<home>/ubi/spool)")
+    ubi_spool_max_bytes: int = _opt(64 * 1024 * 1024, "ubi", "Spool size at which POST /events answers 503 "
+                                                             "and searches go unlogged", gt=0)
+    ubi_flush_interval_s: float = _opt(1.0, "ubi", "How often the spool is drained into the store (s)", gt=0)
+    ubi_feature_depth: int = _opt(10, "ubi", "Top results whose stage features each query record logs", ge=0)
+
     @model_validator(mode="before")
     @classmethod
     def _derived_paths(cls, data: Any) -> Any:
@@ -129,6 +139,7 @@ class Settings(BaseModel):
             data.setdefault("events_dir", None)
             data["models_dir"] = data["models_dir"] or home / "models"
             data["events_dir"] = data["events_dir"] or home / "events"
+            data["ubi_spool_dir"] = data.get("ubi_spool_dir") or home / "ubi" / "spool"
             if not data.get("data_dir") and (SHARED_DATA / "crowdflower").is_dir():
                 data["data_dir"] = SHARED_DATA
         return data
@@ -170,6 +181,11 @@ class Settings(BaseModel):
         """Where ONNX exports of the models are cached (keyed by a hash of the weights)."""
         return self.home / "onnx"
 
+    @property
+    def ubi_dir(self) -> Path:
+        """Where the embedded engine keeps the UBI query and event logs."""
+        return self.home / "ubi"
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied and validated (derived paths follow a changed ``home``)."""
         values = self.model_dump()
@@ -177,6 +193,8 @@ class Settings(BaseModel):
             for derived in ("models_dir", "events_dir"):
                 if values[derived] == self.home / derived.removesuffix("_dir"):
                     values[derived] = None
+            if values["ubi_spool_dir"] == self.ubi_dir / "spool":
+                values["ubi_spool_dir"] = None
         values.update(changes)
         return _validate(values, {**self._origins, **dict.fromkeys(changes, "replace()")})
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch.judgments import Qrel, Query, detect_format, query_id_for, read_judgments, read_qrels, read_queries
+from shopsearch.judgments import (Qrel, Query, detect_format, query_id_for, read_judgments, read_qrels, read_queries,
+                                   write_qrels, write_queries)
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -139,3 +140,18 @@ def test_reader_errors_name_the_line(tmp_path, reader, text, message):
     path = _write(tmp_path, "q.txt", text)
     with pytest.raises(ValueError, match=message):
         reader(path)
+
+
+def test_trec_writers_round_trip_and_refuse_what_would_not_read_back(tmp_path):
+    qrels = [Qrel("q1", "p9", 3), Qrel("q1", "p2", 0), Qrel("q2", "p9", 1)]
+    assert write_qrels(tmp_path / "q.txt", qrels) == 3 and read_qrels(tmp_path / "q.txt") == qrels
+    queries = [Query("q1", "red lamp"), Query("q2", "mug")]
+    assert write_queries(tmp_path / "q.tsv", queries) == 2 and read_queries(tmp_path / "q.tsv") == queries
+    with pytest.raises(ValueError, match="doc_id must be non-empty without whitespace; got 'p 9'"):
+        write_qrels(tmp_path / "x.txt", [Qrel("q1", "p 9", 1)])
+    with pytest.raises(ValueError, match=r"judgment for \(q1, p9\) appears twice"):
+        write_qrels(tmp_path / "x.txt", [Qrel("q1", "p9", 1), Qrel("q1", "p9", 2)])
+    with pytest.raises(ValueError, match="query text must be non-blank"):
+        write_queries(tmp_path / "x.tsv", [Query("q1", "red\tlamp")])
+    with pytest.raises(ValueError, match="qid must be non-empty, without whitespace and unique; got 'q1'"):
+        write_queries(tmp_path / "x.tsv", [Query("q1", "a"), Query("q1", "b")])

@@ -83,11 +83,13 @@ def searcher(catalog_engine, tiny_encoder):
 
 @pytest.fixture
 def app(tmp_path, searcher, catalog_engine):
-    """A fresh app per test: injected searcher/engine, its own event log under tmp_path."""
+    """A fresh app per test: injected searcher/engine, its own event log and UBI logs under tmp_path."""
     from shopsearch.api.app import create_app
 
-    return create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
-                       "engine": "embedded", "events_dir": str(tmp_path / "events"), "home": str(tmp_path)})
+    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                      "engine": "embedded", "events_dir": str(tmp_path / "events"), "home": str(tmp_path)})
+    yield app
+    app.extensions["shopsearch"].ubi_drainer.stop()  # its UBI spool drainer thread (the engine is shared)
 
 
 @pytest.fixture

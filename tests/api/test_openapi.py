@@ -149,3 +149,7 @@ def test_event_request_schema_matches_the_validator(spec):
     assert v.is_valid([{"type": "purchase", "product_id": "p", "session_id": "s", "price": 3}])
     assert not v.is_valid({"type": "hover", "product_id": "p", "session_id": "s"})
     assert not v.is_valid({"type": "purchase", "product_id": "p", "session_id": "s", "colour": "red"})
+    ubi = {"action_name": "click", "query_id": "q", "client_id": "c", "timestamp": "2024-01-01T00:00:00Z",
+           "event_attributes": {"object": {"object_id": "p"}, "position": {"ordinal": {"index": 1}}}}
+    assert v.is_valid(ubi) and v.is_valid([ubi, {"type": "purchase", "product_id": "p", "session_id": "s"}])
+    assert not v.is_valid({**ubi, "client_id": "c" * 101})

@@ -15,7 +15,7 @@ def test_committed_schemas_are_current(capsys):
 
 def test_write_then_check_and_a_stale_file_is_named(tmp_path, capsys):
     assert main(["schema", "--out", str(tmp_path)]) == 0
-    for name in ("profile.schema.json", "fields.schema.json", "index.schema.json"):
+    for name in ("profile.schema.json", "fields.schema.json", "index.schema.json", "experiments.schema.json"):
         assert (tmp_path / name).read_text() == (SCHEMAS / name).read_text()
     (tmp_path / "fields.schema.json").write_text("{}\n")
     capsys.readouterr()

@@ -130,16 +130,17 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(url: str, index: str, model_dir: Path, home: Path) -> Iterator[Served]:
+def serve(url: str | None, index: str, model_dir: Path, home: Path, *, engine: str = "opensearch",
+          env: dict[str, str] | None = None) -> Iterator[Served]:
     """Run ``shopsearch serve`` on a free port until the block ends; yields a :class:`Served`. Stops it with SIGTERM
-    and checks the graceful shutdown exits 0."""
+    and checks the graceful shutdown exits 0. ``env``: more settings (``SHOPSEARCH_<OPTION>`` variables)."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SHOPSEARCH_HOME": str(home),
-           "SHOPSEARCH_EVENTS_DIR": str(home / "events")}
+           "SHOPSEARCH_EVENTS_DIR": str(home / "events"), **(env or {})}
     env.pop("SHOPSEARCH_CONFIG", None)
-    cmd = [sys.executable, "-m", "shopsearch.api.cli", "serve", "--port", str(port), "--engine", "opensearch",
-           "--url", url, "--index", index, "--model", str(model_dir), "--engine-timeout", str(ENGINE_TIMEOUT_S),
-           "--threads", "4", "--graceful-timeout", "10"]
+    cmd = [sys.executable, "-m", "shopsearch.api.cli", "serve", "--port", str(port), "--engine", engine,
+           *(["--url", url] if url else []), "--index", index, "--model", str(model_dir),
+           "--engine-timeout", str(ENGINE_TIMEOUT_S), "--threads", "4", "--graceful-timeout", "10"]
     log_path = home / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -87,18 +87,17 @@ def test_calibrated_maps_onto_the_raw_scale(reranker):
         reranker.calibrated([0.5], dataset="nope")
 
 
-def test_int8_fast_paths_score_close_to_fp32(trained, reranker, tmp_path):
-    products = [h.source for h in _hits(12)]
+def test_onnx_int8_fast_path_scores_close_to_fp32(trained, reranker, tmp_path):
+    products = [h.source for h in _hits(12)] + [{"title": "oak " * 60}]  # > max_length tokens: truncated alike
     ref = reranker.score("red lamp", products)
-    for backend, precision in (("torch", "int8-dynamic"), ("onnx", "onnx-int8"), ("auto", "onnx-int8")):
+    for required in (True, False):
         fast = CrossEncoderReranker(trained[0].out, device="cpu", batch_size=4, max_length=32, fast_cpu=True,
-                                    int8_backend=backend, onnx_cache=tmp_path)
-        assert fast.precision == precision
+                                    require_onnx=required, onnx_cache=tmp_path)
+        assert fast.precision == "onnx-int8"
         got = fast.score("red lamp", products)
         assert got.dtype == np.float32 and got.shape == ref.shape
         assert np.max(np.abs(ref - got)) < 0.05
-    with pytest.raises(ValueError, match="int8_backend='gpu'"):
-        CrossEncoderReranker(trained[0].out, int8_backend="gpu")
+    assert reranker.precision == "fp32"
 
 
 def test_onnx_export_is_cached_by_weights_and_reused(trained, tmp_path):
@@ -106,7 +105,7 @@ def test_onnx_export_is_cached_by_weights_and_reused(trained, tmp_path):
 
     out = export_path(trained[0].out, tmp_path)
     assert not out.exists()
-    CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, int8_backend="onnx", onnx_cache=tmp_path)
+    CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, require_onnx=True, onnx_cache=tmp_path)
     assert out.is_file() and [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
     stamp = out.stat().st_mtime_ns
     CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, onnx_cache=tmp_path)
@@ -114,7 +113,15 @@ def test_onnx_export_is_cached_by_weights_and_reused(trained, tmp_path):
     assert export_path(trained[0].out, tmp_path / "x").name == out.name  # name depends on the weights only
 
 
-def test_onnx_failure_falls_back_to_torch_int8_unless_required(trained, tmp_path, monkeypatch, caplog):
+def test_onnx_export_defaults_to_the_settings_onnx_dir(trained, tmp_path, monkeypatch):
+    from shopsearch.reranker.onnx_cross_encoder import export_path
+
+    monkeypatch.setenv("SHOPSEARCH_HOME", str(tmp_path))
+    CrossEncoderReranker(trained[0].out, device="cpu", max_length=32, require_onnx=True)
+    assert export_path(trained[0].out, tmp_path / "onnx").is_file()
+
+
+def test_onnx_failure_falls_back_to_torch_fp32_unless_required(trained, tmp_path, monkeypatch, caplog):
     from shopsearch.reranker import onnx_cross_encoder
 
     def broken(*args, **kwargs):
@@ -122,9 +129,9 @@ def test_onnx_failure_falls_back_to_torch_int8_unless_required(trained, tmp_path
 
     monkeypatch.setattr(onnx_cross_encoder, "export_int8", broken)
     fast = CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, onnx_cache=tmp_path)
-    assert fast.precision == "int8-dynamic" and "exporter broke" in caplog.text
+    assert fast.precision == "fp32" and "exporter broke" in caplog.text and "using torch fp32" in caplog.text
     with pytest.raises(RuntimeError, match="exporter broke"):
-        CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, int8_backend="onnx", onnx_cache=tmp_path)
+        CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, require_onnx=True, onnx_cache=tmp_path)
 
 
 def test_rerank_keeps_all_hits_and_respects_depth(reranker):

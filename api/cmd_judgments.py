@@ -1,0 +1,87 @@
+"""``shopsearch judgments from-logs``: graded TREC qrels from the UBI query and click logs, through a click model.
+
+Writes three files: the qrels (``qid 0 doc_id grade``, what ``eval`` and ``compare`` read), the queries
+(``qid<TAB>normalised query``; qids from :func:`shopsearch.judgments.query_id_for`) and the evidence behind each
+grade (TSV: qid, query, doc_id, grade, estimate, stderr, impressions, clicks; grouped by query, best first).
+The models and the grade scale: :mod:`shopsearch.reranker.click_models`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from shopsearch.api.cli_args import add_command_group, add_ubi_args, open_ubi_store_from_args
+from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
+
+EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``judgments`` and its ``from-logs`` action."""
+    actions = add_command_group(subparsers, "judgments", "action",
+                                help="judgments from behaviour: graded qrels from click logs",
+                                description="Relevance judgments from shopper behaviour.")
+    f = actions.add_parser(
+        "from-logs", help="graded TREC qrels from the UBI logs through a click model",
+        description="Fit a click model (COEC, PBM or DBN) to the logged first-page result lists and their clicks, "
+                    "grade every (query, product) pair shown at least --min-impressions times 0..3, and write "
+                    "TREC qrels, the queries file and the evidence behind each grade.")
+    f.add_argument("--model", choices=MODELS, required=True,
+                   help="clicks over expected clicks, position-based model or dynamic Bayesian network")
+    f.add_argument("--out", required=True, help="TREC qrels file to write (replaced)")
+    f.add_argument("--queries-out", help="queries TSV (qid<TAB>text) to write (default: <out stem>-queries.tsv)")
+    f.add_argument("--evidence-out", help="per-pair evidence TSV to write (default: <out stem>-evidence.tsv)")
+    f.add_argument("--min-impressions", type=int, default=10,
+                   help="pairs shown fewer times are left out (default 10)")
+    f.add_argument("--iterations", type=int, default=100, help="most EM iterations for pbm/dbn (default 100)")
+    add_ubi_args(f)
+    f.set_defaults(run=run_from_logs)
+
+
+def run_from_logs(args: argparse.Namespace) -> int:
+    """Read the logs, fit, grade and write the three files; prints a summary. Returns 0 (1 when no pair has
+    enough impressions)."""
+    import sys
+
+    from shopsearch.judgments import Qrel, Query, write_qrels, write_queries
+    from shopsearch.reranker.click_models import fit_click_model, grade_pairs, serp_sessions
+
+    if args.min_impressions < 1:
+        raise ValueError(f"--min-impressions must be >= 1; got {args.min_impressions}")
+    out = Path(args.out)
+    queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
+    evidence_out = Path(args.evidence_out or out.with_name(f"{out.stem}-evidence.tsv"))
+    store = open_ubi_store_from_args(args)
+    sessions = serp_sessions(store.iter_queries(), store.iter_events())
+    if not sessions:
+        print(f"shopsearch judgments: no logged result lists in {store!r}", file=sys.stderr)
+        return 1
+    fit = fit_click_model(args.model, sessions, iterations=args.iterations)
+    graded = grade_pairs(fit.pairs, min_impressions=args.min_impressions)
+    if not graded:
+        print(f"shopsearch judgments: none of {len(fit.pairs)} (query, product) pairs was shown "
+              f"{args.min_impressions} times; lower --min-impressions or collect more logs", file=sys.stderr)
+        return 1
+    write_qrels(out, (Qrel(g.qid, g.doc_id, g.grade) for g in graded))
+    n_queries = write_queries(queries_out, list(dict.fromkeys(Query(g.qid, g.query) for g in graded)))
+    _write_evidence(evidence_out, graded)
+    counts = [sum(g.grade == k for g in graded) for k in range(4)]
+    print(f"{args.model}: {len(sessions)} result lists, {len(fit.pairs)} pairs, {len(graded)} graded in "
+          f"{n_queries} queries ({len(fit.pairs) - len(graded)} shown < {args.min_impressions} times left out); "
+          f"grades 0/1/2/3: {'/'.join(map(str, counts))}")
+    if fit.positions:
+        kind = "click-through rate" if args.model == "coec" else "examination"
+        print(f"{kind} by rank: {' '.join(f'{x:.3f}' for x in fit.positions[:10])}")
+    if fit.continuation is not None:
+        print(f"continuation (gamma): {fit.continuation:.3f}")
+    print(f"wrote {out}, {queries_out}, {evidence_out}")
+    return 0
+
+
+def _write_evidence(path: Path, graded) -> None:
+    """The evidence TSV: a header, then one row per graded pair."""
+    rows = ["\t".join(EVIDENCE_COLUMNS)]
+    rows += ["\t".join((g.qid, g.query, g.doc_id, str(g.grade), f"{g.estimate:.6g}", f"{g.stderr:.6g}",
+                        str(g.impressions), str(g.clicks))) for g in graded]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")

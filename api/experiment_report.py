@@ -1,0 +1,345 @@
+"""An online experiment's outcome, from the UBI logs: per arm rates and revenue with confidence intervals and
+significance, or an interleaving experiment's preference. Pure: UbiQuery / UbiEvent iterables in, an
+:class:`ExperimentReport` out (``shopsearch experiment report`` reads the logs; :mod:`.report` renders it).
+
+What is counted (the unit is the search: one UbiQuery whose query_attributes name the experiment):
+- CTR, add-to-cart rate, purchase rate: the share of searches with at least one such action;
+- revenue per search: the purchases' ``price`` summed per search, averaged over all searches (zeros included).
+An event belongs to the search whose ``query_id`` it carries; an add_to_cart or purchase without one (checkout
+pages rarely know it) goes to the same client's latest earlier search in the experiment that showed the product
+(last touch). Events of other searches are ignored.
+
+Intervals and tests, baseline arm vs each other arm, at ``alpha``:
+- rates: Wilson 95% interval per arm; the difference's interval is Wald's (unpooled); p from the two-sided
+  two-proportion z-test (pooled standard error);
+- revenue per search: t interval of the mean per arm; the difference's interval and p from Welch's t-test;
+- interleaving: per search, the team with more credited clicks wins (shopsearch.reranker.interleaving); wins /
+  losses / ties; p from the two-sided exact binomial (sign) test of wins against losses (ties left out); the
+  candidate's share of decided searches with its Wilson interval.
+Searches of one client are not independent; with few clients per arm the intervals are optimistic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from shopsearch.reranker.experiments import INTERLEAVED
+from shopsearch.reranker.interleaving import credit, preference
+from shopsearch.ubi import UbiEvent, UbiQuery
+
+from .compare import mean_ci
+
+RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
+REVENUE = "revenue_per_search"
+METRIC_NAMES = {"ctr": "CTR", "add_to_cart_rate": "add-to-cart rate", "purchase_rate": "purchase rate",
+                REVENUE: "revenue / search"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A per-arm figure and its 95% confidence interval (nan bounds when there is too little data)."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """One arm's searches and outcomes."""
+
+    arm: str
+    searches: int
+    clients: int
+    metrics: dict[str, Estimate]  # RATES and REVENUE, in that order
+    unpriced_purchases: int  # purchases without a price (counted as revenue 0)
+
+
+@dataclass(frozen=True)
+class ArmDelta:
+    """One metric, baseline arm vs another arm: the difference (arm - baseline), its 95% CI, p and significance."""
+
+    arm: str
+    metric: str
+    baseline: float
+    value: float
+    ci_low: float
+    ci_high: float
+    p: float
+    test: str  # "two-proportion z" or "Welch t"
+    significant: bool
+
+    @property
+    def delta(self) -> float:
+        """arm - baseline."""
+        return self.value - self.baseline
+
+
+@dataclass(frozen=True)
+class Preference:
+    """An interleaving experiment's outcome: which profile shoppers' clicks prefer."""
+
+    baseline: str
+    candidate: str
+    searches: int
+    wins: int  # searches where the candidate's picks got more clicks
+    losses: int  # ... the baseline's
+    ties: int  # equal (including no clicks)
+    clicks: dict[str, int]  # credited clicks per profile
+    share: Estimate  # the candidate's share of decided searches (wins / (wins + losses))
+    p: float  # two-sided exact binomial test of wins vs losses
+    significant: bool
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    """Everything ``experiment report`` found for one experiment (render with :mod:`shopsearch.api.report`)."""
+
+    name: str
+    mode: str  # "ab" or "interleave"
+    searches: int
+    simulated_searches: int  # searches whose query_attributes.simulated is true
+    first: str | None  # the first and last search's timestamps
+    last: str | None
+    alpha: float
+    arms: tuple[ArmStats, ...]  # ab: baseline first; interleave: empty
+    deltas: tuple[ArmDelta, ...]  # ab: each other arm vs the baseline, per metric
+    preference: Preference | None  # interleave only
+
+    @property
+    def simulated(self) -> bool:
+        """Whether any search in it was simulated traffic (the report then says SIMULATED)."""
+        return self.simulated_searches > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (the CLI's ``--json``); nan bounds become null."""
+        return _json_safe(asdict(self) | {"simulated": self.simulated})
+
+
+def wilson(successes: int, trials: int, confidence: float = 0.95) -> Estimate:
+    """A proportion with its Wilson score interval (nan for no trials).
+
+    >>> e = wilson(5, 10); (e.value, round(e.low, 3), round(e.high, 3))
+    (0.5, 0.237, 0.763)
+    """
+    if trials <= 0:
+        return Estimate(math.nan, math.nan, math.nan)
+    z = _z(confidence)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def two_proportion_z(s1: int, n1: int, s2: int, n2: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test of s1/n1 vs s2/n2 (1.0 when undefined).
+
+    >>> round(two_proportion_z(50, 100, 70, 100), 4)
+    0.0039
+    """
+    from scipy.stats import norm
+
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    pooled = (s1 + s2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    return float(2 * norm.sf(abs(s2 / n2 - s1 / n1) / se))
+
+
+def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Welch's t-test of mean(b) - mean(a): (ci_low, ci_high, two-sided p); (nan, nan, 1.0) when undefined.
+
+    >>> [round(x, 3) for x in welch([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])]
+    [-1.267, 3.267, 0.288]
+    """
+    from scipy.stats import t as student_t
+
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan, 1.0
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return mb - ma, mb - ma, 1.0 if mb == ma else 0.0
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
+    return mb - ma - half, mb - ma + half, float(2 * student_t.sf(abs(mb - ma) / se, df))
+
+
+def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *,
+                      arms: Sequence[str] | None = None, alpha: float = 0.05) -> ExperimentReport:
+    """Analyse experiment ``name`` from the logs.
+
+    Args:
+        name: the experiment (query_attributes.experiment).
+        queries, events: the UBI logs (any order).
+        arms: the arms in order, baseline first (the experiments file's order); default: the arms found in the
+            logs, sorted by name (interleave: the teams found).
+        alpha: significance level in (0, 1).
+
+    Returns:
+        The ExperimentReport (mode "interleave" when the searches were interleaved).
+
+    Raises:
+        ValueError: ``alpha`` outside (0, 1), no search of ``name`` in the logs, or ``arms`` not matching them.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
+    searches = [q for q in queries if (q.query_attributes or {}).get("experiment") == name]
+    if not searches:
+        raise ValueError(f"experiment {name!r}: no search in the logs was assigned to it")
+    searches.sort(key=lambda q: _time(q.timestamp))
+    outcome = _outcomes(searches, events)
+    interleaved = any(q.query_attributes.get("arm") == INTERLEAVED for q in searches)
+    common = dict(name=name, mode="interleave" if interleaved else "ab", searches=len(searches),
+                  simulated_searches=sum(bool(q.query_attributes.get("simulated")) for q in searches),
+                  first=searches[0].timestamp, last=searches[-1].timestamp, alpha=float(alpha))
+    if interleaved:
+        return ExperimentReport(**common, arms=(), deltas=(),
+                                preference=_preference(searches, outcome, arms, alpha))
+    found = sorted({str(q.query_attributes.get("arm")) for q in searches})
+    order = list(arms) if arms else found
+    if not set(found) <= set(order):
+        raise ValueError(f"arms: the logs have arms {found}; the arms given are {list(order)}")
+    by_arm = {arm: [q for q in searches if q.query_attributes.get("arm") == arm] for arm in order}
+    stats = tuple(_arm_stats(arm, by_arm[arm], outcome) for arm in order)
+    deltas = tuple(d for arm in order[1:] for d in _deltas(order[0], arm, by_arm, outcome, alpha))
+    return ExperimentReport(**common, arms=stats, deltas=deltas, preference=None)
+
+
+class _Outcome:
+    """What happened after one search: actions taken, revenue, clicked products."""
+
+    def __init__(self) -> None:
+        self.actions: set[str] = set()
+        self.revenue = 0.0
+        self.unpriced = 0
+        self.clicked: list[str] = []
+
+
+def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str, _Outcome]:
+    """Each search's outcome (by query_id), events joined by query_id or, for carts and purchases without one,
+    by last touch."""
+    out = {q.query_id: _Outcome() for q in searches}
+    by_client: dict[str, list[UbiQuery]] = defaultdict(list)
+    for q in searches:  # oldest first
+        if _client(q.client_id, q.query_attributes.get("session_id")):
+            by_client[_client(q.client_id, q.query_attributes.get("session_id"))].append(q)
+    for ev in events:
+        attrs = ev.event_attributes
+        pid = attrs.object.object_id if attrs is not None and attrs.object is not None else None
+        qid = ev.query_id if ev.query_id in out else None
+        if qid is None and ev.action_name in ("add_to_cart", "purchase") and pid is not None:
+            qid = _last_touch(by_client.get(_client(ev.client_id, ev.session_id) or "", []), pid, ev.timestamp)
+        if qid is None:
+            continue
+        o = out[qid]
+        o.actions.add(ev.action_name)
+        if ev.action_name == "click" and pid is not None:
+            o.clicked.append(pid)
+        if ev.action_name == "purchase":
+            price = (attrs.model_extra or {}).get("price") if attrs is not None else None
+            if isinstance(price, (int, float)):
+                o.revenue += float(price)
+            else:
+                o.unpriced += 1
+    return out
+
+
+def _client(client_id: str | None, session_id: str | None) -> str | None:
+    return client_id or session_id
+
+
+def _last_touch(searches: list[UbiQuery], pid: str, timestamp: str) -> str | None:
+    """The latest search at or before ``timestamp`` that showed ``pid`` (searches oldest first)."""
+    at = _time(timestamp)
+    for q in reversed(searches):
+        if _time(q.timestamp) <= at and pid in q.query_response_hit_ids:
+            return q.query_id
+    return None
+
+
+def _arm_stats(arm: str, searches: list[UbiQuery], outcome: dict[str, _Outcome]) -> ArmStats:
+    n = len(searches)
+    metrics = {m: wilson(sum(action in outcome[q.query_id].actions for q in searches), n)
+               for m, action in RATES.items()}
+    revenue = [outcome[q.query_id].revenue for q in searches]
+    low, high = mean_ci(revenue)
+    metrics[REVENUE] = Estimate(sum(revenue) / n if n else math.nan, low, high)
+    clients = {_client(q.client_id, q.query_attributes.get("session_id")) for q in searches} - {None}
+    return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches))
+
+
+def _deltas(base: str, arm: str, by_arm: dict[str, list[UbiQuery]], outcome: dict[str, _Outcome],
+            alpha: float) -> list[ArmDelta]:
+    """Each metric, ``arm`` vs ``base``."""
+    out = []
+    na, nb = len(by_arm[base]), len(by_arm[arm])
+    for metric, action in RATES.items():
+        sa = sum(action in outcome[q.query_id].actions for q in by_arm[base])
+        sb = sum(action in outcome[q.query_id].actions for q in by_arm[arm])
+        pa, pb = (sa / na if na else math.nan), (sb / nb if nb else math.nan)
+        half = _z(0.95) * math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb) if na and nb else math.nan
+        p = two_proportion_z(sa, na, sb, nb)
+        out.append(ArmDelta(arm, metric, pa, pb, pb - pa - half, pb - pa + half, p, "two-proportion z", p < alpha))
+    ra = [outcome[q.query_id].revenue for q in by_arm[base]]
+    rb = [outcome[q.query_id].revenue for q in by_arm[arm]]
+    low, high, p = welch(ra, rb)
+    out.append(ArmDelta(arm, REVENUE, sum(ra) / na if na else math.nan, sum(rb) / nb if nb else math.nan, low, high,
+                        p, "Welch t", p < alpha))
+    return out
+
+
+def _preference(searches: list[UbiQuery], outcome: dict[str, _Outcome], arms: Sequence[str] | None,
+                alpha: float) -> Preference:
+    """Wins / losses / ties of the candidate over the baseline, one per interleaved search."""
+    from scipy.stats import binomtest
+
+    found = sorted({t for q in searches for t in q.query_attributes.get("teams") or ()})
+    teams = list(arms) if arms else found
+    if len(teams) != 2 or not set(found) <= set(teams):
+        raise ValueError(f"arms: an interleaving experiment compares 2 profiles; the logs have teams {found}"
+                         + (f", the arms given are {list(arms)}" if arms else ""))
+    base, cand = teams
+    wins = losses = 0
+    clicks = dict.fromkeys(teams, 0)
+    for q in searches:
+        shown = q.query_attributes.get("teams") or []
+        ids = q.query_response_hit_ids[:len(shown)]
+        clicked = outcome[q.query_id].clicked
+        for team, count in credit(ids, shown, clicked).items():
+            clicks[team] = clicks.get(team, 0) + count
+        winner = preference(ids, shown, clicked)
+        wins += winner == cand
+        losses += winner == base
+    decided = wins + losses
+    p = float(binomtest(wins, decided, 0.5).pvalue) if decided else 1.0
+    return Preference(base, cand, len(searches), wins, losses, len(searches) - decided, clicks,
+                      wilson(wins, decided), p, p < alpha)
+
+
+def _z(confidence: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence / 2))
+
+
+def _time(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,139 @@
+"""Export a torch model to ONNX with torch's exporter, quantise it with ONNX Runtime's, and load it for the CPU.
+
+Shared by the query encoder (indexer/onnx_encoder.py, fp32) and the cross-encoder (reranker/onnx_cross_encoder.py,
+int8). Export uses ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter; needs ``onnxscript``) with
+the batch and sequence axes dynamic; quantisation uses ``onnxruntime.quantization.quantize_dynamic`` with
+per-channel int8 weights. sentence-transformers' own ONNX backend would be the library route, but it needs
+optimum-onnx, whose only release requires transformers < 4.58 (this project pins transformers 5).
+
+Every file is written under a temporary name and renamed into place, so a process loading an export never reads
+half a file, and concurrent exports of one model end with one complete file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnxruntime
+    import torch
+
+# The opset torch's exporter writes natively (asking for another makes it convert the graph afterwards).
+OPSET = 18
+
+
+def onnx_available() -> bool:
+    """True when ``onnx``, ``onnxscript`` (torch's exporter) and ``onnxruntime`` (to run and quantise) import."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> write_atomically(d / "a.txt", lambda tmp: tmp.write_text("x")); (d / "a.txt").read_text()
+    'x'
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; served processes may run as another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def exportable_copy(model: "torch.nn.Module") -> "torch.nn.Module":
+    """A float32 CPU copy of a Hugging Face ``model`` with eager attention, for :func:`export_onnx` (the served
+    model is left as it is).
+
+    Eager attention exports to a smaller graph than SDPA (no NaN guards, fewer reshapes): its int8 cross-encoder
+    ran ~5% faster on this CPU, as fast as the TorchScript exporter's graph did.
+    """
+    import copy
+
+    out = copy.deepcopy(model).float().cpu()
+    out.set_attn_implementation("eager")
+    return out
+
+
+def export_onnx(module: "torch.nn.Module", inputs: Mapping[str, "torch.Tensor"], output_name: str,
+                path: Path) -> None:
+    """Export ``module`` (fp32, CPU) to the single file ``path``, written atomically.
+
+    Args:
+        module: called as ``module(*inputs.values())``; put in eval mode here.
+        inputs: sample tensors by input name, each ``(batch, sequence)``; both axes are exported dynamic, so the
+            samples should have a batch and a sequence of at least 2 (torch.export specialises sizes 0 and 1).
+        output_name: the name of the graph's one output (must not clash with a tensor inside the graph, e.g.
+            "embedding" in a BERT).
+        path: the ``.onnx`` file to write (its folder must exist).
+
+    Raises:
+        ImportError: onnxscript is missing. Exception: whatever torch's exporter raises on an unsupported model.
+
+    >>> export_onnx(torch.nn.Linear(4, 1), {"x": torch.zeros(2, 4)}, "y", Path("/tmp/l.onnx"))  # doctest: +SKIP
+    """
+    import torch
+
+    dynamic = torch.export.Dim.DYNAMIC
+    program = torch.onnx.export(module.eval(), tuple(inputs.values()), dynamo=True, input_names=list(inputs),
+                                output_names=[output_name], opset_version=OPSET, verbose=False,
+                                dynamic_shapes=tuple({0: dynamic, 1: dynamic} for _ in inputs))
+    write_atomically(path, lambda tmp: program.save(str(tmp), external_data=False))
+
+
+def quantize_int8(fp32_path: Path, path: Path) -> None:
+    """Quantise the ONNX model ``fp32_path`` to int8 weights (per output channel), dynamic activations, into ``path``.
+
+    Per-channel scales: a third of the per-tensor score error on the MiniLM cross-encoder (bench/RESULTS.md).
+    The model is pre-processed first (ONNX Runtime's graph optimisation and shape inference), as the quantiser
+    advises.
+
+    >>> quantize_int8(Path("/tmp/ce.onnx"), Path("/tmp/ce-int8.onnx"))  # doctest: +SKIP
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        model = onnx.load(str(fp32_path))
+        # torch's exporter annotates intermediate shapes that the quantiser's own shape inference contradicts
+        # after it has rewritten the graph ("differ in dimension 0: (384) vs (1)"); they are optional: drop them.
+        del model.graph.value_info[:]
+        bare, prepared = Path(tmp) / "bare.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(model, str(bare))
+        # ONNX Runtime's symbolic shape inference gives up on this graph ("Incomplete symbolic shape
+        # inference"); ONNX's own shape inference, which pre-processing also runs, is enough for the quantiser
+        quant_pre_process(str(bare), str(prepared), skip_symbolic_shape=True)
+        write_atomically(path, lambda out: quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8,
+                                                            per_channel=True))
+
+
+def cpu_session(path: Path, threads: int) -> "onnxruntime.InferenceSession":
+    """An onnxruntime CPU session on ``path`` with every graph optimisation and ``threads`` intra-op threads.
+
+    Sessions may be run from several threads at once (the API's request threads).
+
+    Args:
+        path: an ``.onnx`` file.
+        threads: intra-op threads; 0 lets onnxruntime use one per core.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1  # the graph runs sequentially; no second pool
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

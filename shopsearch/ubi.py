@@ -1,0 +1,277 @@
+"""User Behavior Insights 1.0 records: what a served query and a shopper's action look like in the logs.
+
+shopsearch writes its query and event logs in the UBI 1.0 schemas (https://o19s.github.io/ubi/schema/1.0.0/) so
+OpenSearch Dashboards, the Search Relevance Workbench, Quepid and the like read them as they are:
+
+- :class:`UbiQuery`, one per served /search (the ``ubi_queries`` index): the ids served, in order, and in
+  ``query_attributes`` what shaped them (profile, experiment arm, filters, page) and, for the top results, each
+  result's stage features exactly as the pipeline computed them (feature logging);
+- :class:`UbiEvent`, one per shopper action (the ``ubi_events`` index): ``action_name``, the ``query_id`` of the
+  list it happened in, ``event_attributes.object.object_id`` (the product) and
+  ``event_attributes.position.ordinal.index`` (its 1-based position in that list).
+
+The typed :class:`shopsearch.events.Event` is the same action as the reranker's training code reads it;
+:func:`to_ubi_event` and :func:`from_ubi_event` are the one conversion between the two, and :func:`parse_ubi_event`
+validates a UBI event a client sends to ``POST /events``.
+
+UBI 1.0 requires ``event_attributes.position`` whenever ``event_attributes`` is present; an action outside a result
+list (a purchase at checkout: no position) is written with ``position.ordinal.index`` 0, read back as no position.
+
+    >>> from shopsearch.events import event_from_dict
+    >>> ev = event_from_dict({"type": "click", "query_id": "q1", "product_id": "p9", "position": 2,
+    ...                       "session_id": "s1", "timestamp": "2024-01-01T00:00:05Z"})
+    >>> ubi = to_ubi_event(ev)
+    >>> ubi.action_name, ubi.event_attributes.object.object_id, ubi.event_attributes.position.ordinal.index
+    ('click', 'p9', 2)
+    >>> from_ubi_event(ubi) == ev
+    True
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .events import EVENT_TYPES, MAX_ID, Event, EventError, format_timestamp, parse_event
+
+UBI_VERSION = "1.0.0"
+APPLICATION = "shopsearch"
+OBJECT_ID_FIELD = "id"  # the product id field of the catalog index
+UbiId = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+
+# query_attributes keys shopsearch writes (UBI leaves the object open; these names are ours).
+QUERY_ATTRIBUTES = {
+    "profile": "the ranking profile that served the list",
+    "experiment": "the experiment the client was assigned in (absent when none)",
+    "arm": "the experiment arm (its profile, or 'interleaved')",
+    "filters": "the filters applied (brand, category, price_min, ...)",
+    "page": "1-based page", "size": "page size", "total": "matching products",
+    "session_id": "the browsing session", "user_id": "the signed-in shopper, if any",
+    "features": "per served product id (top K), each stage's feature values as the pipeline computed them",
+    "simulated": "true for traffic from `shopsearch simulate-traffic`",
+}
+
+
+class _Open(BaseModel):
+    """UBI objects allow additional properties; shopsearch's own go there too."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def _int_as_str(value: Any) -> Any:
+    """UBI allows an integer object_id; shopsearch's product ids are strings."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class UbiObject(_Open):
+    """``event_attributes.object``: the product acted on."""
+
+    object_id: Annotated[str, BeforeValidator(_int_as_str), Field(min_length=1, max_length=256)]
+    object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
+
+
+class UbiOrdinal(_Open):
+    """``event_attributes.position.ordinal``: the object's place in the list."""
+
+    index: Annotated[int, Field(ge=0, description="1-based position in the result list; 0: not in a list")]
+
+
+class UbiPosition(_Open):
+    """``event_attributes.position``."""
+
+    ordinal: UbiOrdinal
+
+
+class UbiEventAttributes(_Open):
+    """``event_attributes``: the object and its position, plus shopsearch's extras (price, simulated, event_id)."""
+
+    object: UbiObject | None = None
+    position: UbiPosition | None = None
+
+
+class UbiEvent(BaseModel):
+    """One shopper action in the UBI 1.0 event schema (required: ``action_name``, ``timestamp``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    application: Annotated[str, Field(max_length=MAX_ID)] = APPLICATION
+    action_name: UbiId
+    query_id: UbiId | None = None
+    session_id: UbiId | None = None
+    client_id: UbiId | None = None
+    user_id: UbiId | None = None
+    timestamp: str = Field(description="ISO 8601 date-time")
+    message_type: Annotated[str, Field(max_length=MAX_ID)] | None = None
+    message: Annotated[str, Field(max_length=1024)] | None = None
+    event_attributes: UbiEventAttributes | None = None
+
+    @property
+    def event_id(self) -> str | None:
+        """The id the API gave this event (``event_attributes.event_id``), None when it has none."""
+        extra = self.event_attributes.model_extra if self.event_attributes is not None else None
+        return (extra or {}).get("event_id")
+
+    @property
+    def position(self) -> int | None:
+        """The 1-based position of the object in the result list, None when the action happened outside one."""
+        attrs = self.event_attributes
+        index = attrs.position.ordinal.index if attrs is not None and attrs.position is not None else 0
+        return index or None
+
+
+class UbiQuery(BaseModel):
+    """One served /search in the ``ubi_queries`` schema: the query as typed and the ids it returned, in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    application: Annotated[str, Field(max_length=MAX_ID)] = APPLICATION
+    query_id: UbiId
+    client_id: UbiId | None = None
+    user_query: str
+    query_response_id: UbiId
+    query_response_hit_ids: list[str]
+    timestamp: str = Field(description="ISO 8601 date-time")
+    query_attributes: dict[str, Any] = Field(default_factory=dict)
+    object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
+
+
+def to_ubi_event(event: Event) -> UbiEvent:
+    """The stored :class:`~shopsearch.events.Event` as a UBI event (client_id: the session, as /search defaults it)."""
+    extras: dict[str, Any] = {"simulated": event.simulated}
+    if event.price is not None:
+        extras["price"] = event.price
+    if event.event_id is not None:
+        extras["event_id"] = event.event_id
+    position = UbiPosition(ordinal=UbiOrdinal(index=event.position or 0))
+    return UbiEvent(action_name=event.type, query_id=event.query_id, session_id=event.session_id,
+                    client_id=event.session_id, user_id=event.user_id,
+                    timestamp=event.timestamp, message=event.query,
+                    event_attributes=UbiEventAttributes(object=UbiObject(object_id=event.product_id),
+                                                        position=position, **extras))
+
+
+def from_ubi_event(ubi: UbiEvent) -> Event:
+    """A UBI event as the typed :class:`~shopsearch.events.Event` training reads.
+
+    Raises:
+        ValueError: the UBI event lacks what an Event needs (a product, a session or client, a known action).
+    """
+    attrs = ubi.event_attributes or UbiEventAttributes()
+    if attrs.object is None:
+        raise ValueError("event_attributes.object.object_id is required")
+    extra = attrs.model_extra or {}
+    return Event(type=ubi.action_name, query_id=ubi.query_id, query=ubi.message, product_id=attrs.object.object_id,
+                 position=ubi.position, user_id=ubi.user_id, session_id=ubi.session_id or ubi.client_id or "",
+                 timestamp=_utc(ubi.timestamp), price=extra.get("price"), simulated=bool(extra.get("simulated", False)),
+                 event_id=extra.get("event_id"))
+
+
+class ParsedUbiEvent(NamedTuple):
+    """A client's UBI event as stored (``event_id`` set, timestamp in UTC) and, for the actions shopsearch's
+    training reads (impression, click, add_to_cart, purchase), the same action as an :class:`Event`."""
+
+    ubi: UbiEvent
+    event: Event | None
+
+
+# Where each Event field comes from in a UBI event, for error messages.
+_UBI_PATHS = {"type": "action_name", "query": "message", "product_id": "event_attributes.object.object_id",
+              "position": "event_attributes.position.ordinal.index", "session_id": "session_id",
+              "price": "event_attributes.price", "simulated": "event_attributes.simulated"}
+
+
+def is_ubi_event(payload: Any) -> bool:
+    """Whether a decoded POST /events item is a UBI event (it names an ``action_name``) rather than shopsearch's
+    own event format (``type``)."""
+    return isinstance(payload, dict) and "action_name" in payload
+
+
+def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEvent:
+    """Validate a client's UBI 1.0 event (see :func:`is_ubi_event`) and give it the id ``event_id``.
+
+    Any ``action_name`` is accepted; the four shopsearch knows must also satisfy :class:`Event`'s rules (a product,
+    a session or client, and for impression and click the query_id and a position >= 1).
+
+    Args:
+        payload: the decoded JSON object.
+        event_id: the server's id for it, stored as ``event_attributes.event_id``.
+        where: JSON path prefix of this event in the request body (``"[1]."``).
+    Raises:
+        EventError: naming the UBI field (prefixed with ``where``) and what is wrong.
+
+    >>> parse_ubi_event({"action_name": "view", "timestamp": "2024-01-01T01:00:00+01:00"}, "e1").ubi.timestamp
+    '2024-01-01T00:00:00Z'
+    """
+    try:
+        given = UbiEvent.model_validate(payload)
+        timestamp = _utc(given.timestamp)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = where + ".".join(str(part) for part in err["loc"]) if err["loc"] else where.rstrip(".") or "body"
+        raise EventError(path, f"{path}: {err['msg']}") from None
+    except ValueError as exc:
+        raise EventError(f"{where}timestamp", f"{where}timestamp: {exc}") from None
+    attrs = given.event_attributes or UbiEventAttributes()
+    # UBI 1.0 requires a position beside any event_attributes: 0 says "not in a result list".
+    attrs = attrs.model_copy(update={"event_id": event_id,
+                                     "position": attrs.position or UbiPosition(ordinal=UbiOrdinal(index=0))})
+    ubi = given.model_copy(update={"timestamp": timestamp, "event_attributes": attrs})
+    if ubi.action_name not in EVENT_TYPES:
+        return ParsedUbiEvent(ubi, None)
+    try:
+        return ParsedUbiEvent(ubi, from_ubi_event(ubi))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = str(err["loc"][0]) if err["loc"] else (err.get("ctx") or {}).get("field", "")
+        path = where + _UBI_PATHS.get(name, name)
+        if name == "session_id":
+            raise EventError(path, f"{path} (or client_id) is required for {ubi.action_name} events") from None
+        raise EventError(path, f"{path}: {err['msg']}") from None
+    except ValueError as exc:
+        path = f"{where}event_attributes.object.object_id"
+        raise EventError(path, f"{where}{exc}") from None
+
+
+def parse_event_batch(payload: Any, max_events: int, now: datetime | None = None) -> list[ParsedUbiEvent]:
+    """Validate a POST /events body: one event or a non-empty list of at most ``max_events``, each either a UBI
+    event (:func:`is_ubi_event`) or shopsearch's own format (:func:`shopsearch.events.parse_event`, its documented
+    alias), converted once into the UBI event stored and the :class:`Event` training reads.
+
+    Raises:
+        EventError: the body's shape, the count, or the first invalid event (all or nothing).
+
+    >>> [p.ubi.action_name for p in parse_event_batch([{"type": "purchase", "product_id": "p1", "session_id": "s"},
+    ...     {"action_name": "view", "timestamp": "2024-01-01T00:00:00Z"}], max_events=5)]
+    ['purchase', 'view']
+    """
+    if isinstance(payload, dict):
+        return [_parse_any(payload, "", now)]
+    if not isinstance(payload, list) or not payload:
+        raise EventError("body", "body must be an event object or a non-empty list of events")
+    if len(payload) > max_events:
+        raise EventError("body", f"at most {max_events} events per request; got {len(payload)}")
+    return [_parse_any(item, f"[{i}].", now) for i, item in enumerate(payload)]
+
+
+def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:
+    """One body item in either format, with a new event_id."""
+    if is_ubi_event(item):
+        return parse_ubi_event(item, uuid.uuid4().hex, where)
+    event = parse_event(item, where, now)
+    try:
+        return ParsedUbiEvent(to_ubi_event(event), event)
+    except ValidationError as exc:  # an id longer than UBI's 100 characters
+        err = exc.errors(include_url=False)[0]
+        path = where + ".".join(str(part) for part in err["loc"])
+        raise EventError(path, f"{path}: {err['msg']} (UBI limit)") from None
+
+
+def _utc(timestamp: str) -> str:
+    """An ISO 8601 date-time with any offset as the stored ``...Z`` form."""
+    ts = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp must carry a timezone; got {timestamp!r}")
+    return format_timestamp(ts)

@@ -1,0 +1,158 @@
+"""``shopsearch experiment report`` / ``check`` and the statistics behind the report, on hand-made UBI logs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from scipy.stats import ttest_ind
+
+from shopsearch.api.cli import main
+from shopsearch.api.experiment_report import experiment_report, two_proportion_z, welch, wilson
+from shopsearch.api.report import render_experiment_html, render_experiment_markdown
+from shopsearch.reranker.experiments import EXAMPLE_FILE, INTERLEAVED
+from shopsearch.ubi import UbiEvent, UbiQuery
+
+
+def _q(qid: str, arm: str, client: str, minute: int, hits: list[str], experiment: str = "x", **attrs) -> UbiQuery:
+    return UbiQuery(query_id=qid, client_id=client, user_query="lamp", query_response_id=f"r-{qid}",
+                    query_response_hit_ids=hits, timestamp=f"2025-03-01T10:{minute:02d}:00Z",
+                    query_attributes={"experiment": experiment, "arm": arm, **attrs})
+
+
+def _e(action: str, pid: str, minute: int, qid: str | None = None, client: str | None = None,
+       price: float | None = None, position: int | None = None) -> UbiEvent:
+    attrs: dict = {"object": {"object_id": pid}}
+    if price is not None:
+        attrs["price"] = price
+    if position is not None:
+        attrs["position"] = {"ordinal": {"index": position}}
+    return UbiEvent.model_validate({"action_name": action, "query_id": qid, "client_id": client,
+                                    "timestamp": f"2025-03-01T10:{minute:02d}:30Z", "event_attributes": attrs})
+
+
+AB_QUERIES = [
+    _q("d1", "default", "cd1", 1, ["p1", "p2"]), _q("d2", "default", "cd2", 1, ["p1"]),
+    _q("d3", "default", "cd3", 1, ["p3"]), _q("d4", "default", "cd3", 2, ["p3"]),
+    _q("r1", "rerank", "cr1", 1, ["p1"]), _q("r2", "rerank", "cr2", 2, ["pX", "p1"]),
+    _q("r3", "rerank", "cr2", 3, ["p1"]), _q("r4", "rerank", "cr2", 6, ["pX"]),
+    _q("o1", "default", "co", 1, ["p1"], experiment="other"),
+]
+AB_EVENTS = [
+    _e("impression", "p1", 1, "d1", position=1),
+    _e("click", "p1", 1, "d1", position=1), _e("add_to_cart", "p1", 1, "d1"), _e("purchase", "p1", 2, "d1", price=10),
+    _e("click", "p1", 1, "d2", position=1),
+    _e("click", "p1", 1, "r1", position=1), _e("add_to_cart", "p1", 1, "r1"),
+    _e("click", "pX", 2, "r2", position=1), _e("add_to_cart", "pX", 2, "r2"),
+    _e("click", "p1", 3, "r3", position=1),
+    _e("purchase", "pX", 5, client="cr2", price=20.0),  # no query_id: last touch = r2 (r3 did not show pX)
+    _e("click", "p1", 1, "o1", position=1), _e("purchase", "p1", 1, "o1", price=99.0),  # another experiment
+    _e("purchase", "p7", 5, client="nobody", price=50.0),  # attributable to no search
+]
+
+
+def test_wilson_z_and_welch_against_independent_computations():
+    e = wilson(5, 10)
+    assert (e.value, round(e.low, 4), round(e.high, 4)) == (0.5, 0.2366, 0.7634)
+    assert math.isnan(wilson(0, 0).value)
+    pooled = 5 / 8
+    z = 0.25 / math.sqrt(pooled * (1 - pooled) * (1 / 4 + 1 / 4))
+    assert two_proportion_z(2, 4, 3, 4) == pytest.approx(math.erfc(z / math.sqrt(2)))
+    a, b = [0.0, 1.0, 4.0, 2.0], [3.0, 5.0, 4.0, 9.0, 1.0]
+    assert welch(a, b)[2] == pytest.approx(ttest_ind(b, a, equal_var=False).pvalue)
+
+
+def test_ab_report_per_arm_and_against_the_baseline():
+    report = experiment_report("x", AB_QUERIES, AB_EVENTS, arms=["default", "rerank"])
+    assert report.mode == "ab" and report.searches == 8 and not report.simulated
+    base, cand = report.arms
+    assert (base.arm, base.searches, base.clients, cand.clients) == ("default", 4, 3, 2)
+    assert {m: e.value for m, e in base.metrics.items()} == {"ctr": 0.5, "add_to_cart_rate": 0.25,
+                                                             "purchase_rate": 0.25, "revenue_per_search": 2.5}
+    assert {m: e.value for m, e in cand.metrics.items()} == {"ctr": 0.75, "add_to_cart_rate": 0.5,
+                                                             "purchase_rate": 0.25, "revenue_per_search": 5.0}
+    assert base.metrics["ctr"].low == wilson(2, 4).low
+    ctr = next(d for d in report.deltas if d.metric == "ctr")
+    assert (ctr.arm, ctr.delta, ctr.test, ctr.significant) == ("rerank", 0.25, "two-proportion z", False)
+    assert ctr.p == pytest.approx(two_proportion_z(2, 4, 3, 4))
+    revenue = next(d for d in report.deltas if d.metric == "revenue_per_search")
+    assert revenue.test == "Welch t" and revenue.delta == 2.5
+    assert revenue.p == pytest.approx(ttest_ind([0, 20, 0, 0], [10, 0, 0, 0], equal_var=False).pvalue)
+    md = render_experiment_markdown(report)
+    assert "### Experiment x (A/B): 8 searches" in md and "SIMULATED" not in md
+    assert "| rerank | CTR | 0.5000 | 0.7500 | +0.2500 |" in md and "two-proportion z-test" in md
+    html = render_experiment_html(report)
+    assert html.startswith("<!doctype html>") and "Against the baseline" in html
+
+
+def test_default_arm_order_is_sorted_and_unknown_arms_are_errors():
+    assert [a.arm for a in experiment_report("x", AB_QUERIES, AB_EVENTS).arms] == ["default", "rerank"]
+    with pytest.raises(ValueError, match=r"arms: the logs have arms \['default', 'rerank'\]"):
+        experiment_report("x", AB_QUERIES, AB_EVENTS, arms=["default", "bm25"])
+    with pytest.raises(ValueError, match="experiment 'nope': no search in the logs"):
+        experiment_report("nope", AB_QUERIES, AB_EVENTS)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+        experiment_report("x", AB_QUERIES, AB_EVENTS, alpha=1.5)
+
+
+def _iq(qid: str, hits: list[str], teams: list[str], simulated: bool = False) -> UbiQuery:
+    return _q(qid, INTERLEAVED, f"c-{qid}", 1, hits, experiment="il", teams=teams, simulated=simulated)
+
+
+def test_interleaving_preference_wins_losses_ties_and_sign_test():
+    queries = [_iq("s1", ["a1", "b1"], ["A", "B"]), _iq("s2", ["b2", "a2"], ["B", "A"]),
+               _iq("s3", ["a3", "b3", "b4"], ["A", "B", "B"]), _iq("s4", ["a4", "b5"], ["A", "B"]),
+               _iq("s5", ["a5", "b6"], ["A", "B"], simulated=True)]
+    events = [_e("click", "b1", 1, "s1"), _e("click", "a2", 1, "s2"), _e("click", "b3", 1, "s3"),
+              _e("click", "b4", 1, "s3"), _e("click", "a3", 1, "s3"), _e("click", "a5", 1, "s5"),
+              _e("click", "b6", 1, "s5"), _e("click", "zz", 1, "s4")]
+    report = experiment_report("il", queries, events, arms=["A", "B"])
+    p = report.preference
+    assert report.mode == "interleave" and report.arms == () and report.simulated_searches == 1
+    assert (p.baseline, p.candidate, p.wins, p.losses, p.ties) == ("A", "B", 2, 1, 2)
+    assert p.clicks == {"A": 3, "B": 4} and p.p == 1.0 and p.share.value == pytest.approx(2 / 3)
+    md = render_experiment_markdown(report)
+    assert "**SIMULATED: 1 of 5 searches are simulated traffic" in md and "| A | B | 2 | 1 | 2 |" in md
+    assert "SIMULATED" in render_experiment_html(report)
+    # Ten decided searches, all won by B: two-sided exact binomial p = 2 / 2**10.
+    many = [_iq(f"t{i}", ["a", "b"], ["A", "B"]) for i in range(10)]
+    won = experiment_report("il", many, [_e("click", "b", 1, f"t{i}") for i in range(10)]).preference
+    assert (won.wins, won.losses) == (10, 0) and won.p == pytest.approx(2 / 2 ** 10) and won.significant
+
+
+def _write_logs(folder, queries, events) -> None:
+    folder.mkdir()
+    (folder / "ubi_queries.jsonl").write_text("".join(q.model_dump_json() + "\n" for q in queries))
+    (folder / "ubi_events.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in events))
+
+
+def test_cli_report_from_a_ubi_dir(tmp_path, capsys):
+    logs = tmp_path / "ubi"
+    _write_logs(logs, [q.model_copy(update={"query_attributes": {**q.query_attributes, "simulated": True}})
+                       for q in AB_QUERIES], AB_EVENTS)
+    html = tmp_path / "out" / "x.html"
+    assert main(["experiment", "report", "x", "--ubi-dir", str(logs), "--arms", "default,rerank", "--json",
+                 "--html", str(html)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["simulated"] is True and body["searches"] == 8 and body["arms"][1]["arm"] == "rerank"
+    assert "SIMULATED" in html.read_text()
+    assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0
+    assert "**SIMULATED: 8 of 8 searches" in capsys.readouterr().out
+    with (logs / "ubi_events.jsonl").open("a") as f:
+        f.write("[1]\n")
+    assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 2
+    assert "ubi_events.jsonl:15:" in capsys.readouterr().err
+    assert main(["experiment", "report", "x", "--ubi-dir", str(tmp_path / "missing")]) == 2
+    assert main(["experiment"]) == 2
+
+
+def test_cli_check(tmp_path, capsys):
+    assert main(["experiment", "check", str(EXAMPLE_FILE)]) == 0
+    out = capsys.readouterr().out
+    assert "2 experiments, valid" in out and "ce-rerank: ab [default 0.5, rerank-ce 0.5]" in out
+    bad = tmp_path / "e.toml"
+    bad.write_text('[experiments.x]\nmode = "ab"\narms = [{ profile = "default", share = 0.5 }, '
+                   '{ profile = "nope", share = 0.5 }]\n')
+    assert main(["experiment", "check", str(bad)]) == 2
+    assert f"{bad}: experiments.x.arms.1.profile = 'nope': must name a profile" in capsys.readouterr().err

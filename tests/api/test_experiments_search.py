@@ -1,0 +1,107 @@
+"""/search through an experiments file (Flask test client, tiny catalog): ab arms, interleaving, overrides."""
+
+from __future__ import annotations
+
+import pytest
+from flask import g
+
+from shopsearch.api.app import create_app
+from shopsearch.api.experiment_report import experiment_report
+from shopsearch.reranker.experiments import INTERLEAVED, bucket
+from shopsearch.reranker.interleaving import team_draft
+from shopsearch.ubi import UbiEvent
+
+from .conftest import ALIAS
+from .test_ubi_logging import stored
+
+AB = """
+[experiments.lexical-vs-dense]
+mode = "ab"
+arms = [{ profile = "bm25", share = 0.5 }, { profile = "dense", share = 0.5 }]
+"""
+INTERLEAVE = """
+[experiments.il]
+mode = "interleave"
+arms = [{ profile = "bm25" }, { profile = "dense" }]
+"""
+
+
+def _client(tmp_path, searcher, catalog_engine, text: str):
+    (tmp_path / "experiments.toml").write_text(text)
+    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                      "engine": "embedded", "events_dir": str(tmp_path / "events"), "home": str(tmp_path),
+                      "experiments_file": str(tmp_path / "experiments.toml")})
+    return app.test_client()
+
+
+def _session_in(arm_low: bool, name: str = "lexical-vs-dense") -> str:
+    """A session id whose bucket lands in the first (bm25) or second (dense) half."""
+    return next(f"s{i}" for i in range(1000) if (bucket(name, f"s{i}") < 0.5) == arm_low)
+
+
+@pytest.mark.parametrize("first_half, profile", [(True, "bm25"), (False, "dense")])
+def test_ab_arm_decides_the_profile_and_is_recorded(tmp_path, searcher, catalog_engine, first_half, profile):
+    client = _client(tmp_path, searcher, catalog_engine, AB)
+    session = _session_in(first_half)
+    with client:
+        body = client.get(f"/search?q=lamp&size=3&session_id={session}").get_json()
+        assert g.experiment_attributes == {"experiment": "lexical-vs-dense", "arm": profile}
+    assert body["profile"] == profile
+    again = client.get(f"/search?q=lamp&size=3&session_id={session}").get_json()
+    assert again["profile"] == profile  # the same client keeps its arm
+
+
+def test_no_client_or_an_explicit_profile_bypasses_the_experiment(tmp_path, searcher, catalog_engine):
+    client = _client(tmp_path, searcher, catalog_engine, AB)
+    with client:
+        assert client.get("/search?q=lamp").get_json()["profile"] == "default"
+        assert g.experiment_attributes == {}
+    with client:
+        body = client.get(f"/search?q=lamp&profile=default&session_id={_session_in(True)}").get_json()
+        assert body["profile"] == "default" and g.experiment_attributes == {}
+
+
+def test_interleave_serves_the_team_draft_of_both_profiles(tmp_path, searcher, catalog_engine):
+    client = _client(tmp_path, searcher, catalog_engine, INTERLEAVE)
+    lexical = [h["id"] for h in client.get("/search?q=lamp light&size=8&profile=bm25").get_json()["hits"]]
+    dense = [h["id"] for h in client.get("/search?q=lamp light&size=8&profile=dense").get_json()["hits"]]
+    assert lexical != dense
+    with client:
+        body = client.get("/search?q=lamp light&size=4&session_id=s1").get_json()
+        attrs = dict(g.experiment_attributes)
+    expected = team_draft(lexical, dense, seed=body["query_id"], teams=("bm25", "dense"), length=4)
+    assert [h["id"] for h in body["hits"]] == list(expected.ids)
+    assert attrs == {"experiment": "il", "arm": INTERLEAVED, "teams": list(expected.teams)}
+    assert body["profile"] == "bm25+dense" and [h["rank"] for h in body["hits"]] == [1, 2, 3, 4]
+    assert "interleave" in body["timings_ms"]
+    with client:  # page 2 continues the same interleaving of the deeper lists
+        page2 = client.get("/search?q=lamp light&size=2&page=2&session_id=s1").get_json()
+        teams2 = g.experiment_attributes["teams"]
+    whole = team_draft(lexical, dense, seed=page2["query_id"], teams=("bm25", "dense"), length=4)
+    assert [h["id"] for h in page2["hits"]] == list(whole.ids[2:4]) and teams2 == list(whole.teams[2:4])
+
+
+def test_the_query_log_records_the_arm_and_the_report_reads_it_back(tmp_path, searcher, catalog_engine):
+    client = _client(tmp_path, searcher, catalog_engine, INTERLEAVE)
+    served = [client.get(f"/search?q=lamp light&size=4&client_id=c{i}").get_json() for i in range(6)]
+    client.get("/search?q=lamp light&client_id=c0&profile=bm25")  # an explicit profile: not in the experiment
+    queries, _ = stored(client.application)
+    logged = {q.query_id: q.query_attributes for q in queries}
+    clicks = []
+    for body in served[:5]:  # five searches click a product the dense profile placed; the sixth has no click
+        attrs = logged[body["query_id"]]
+        assert (attrs["experiment"], attrs["arm"]) == ("il", INTERLEAVED)
+        pick = next(h["id"] for h, team in zip(body["hits"], attrs["teams"]) if team == "dense")
+        clicks.append(UbiEvent(action_name="click", query_id=body["query_id"], timestamp="2025-03-01T10:00:00Z",
+                               event_attributes={"object": {"object_id": pick}}))
+    report = experiment_report("il", queries, clicks, arms=["bm25", "dense"])
+    assert report.searches == 6
+    p = report.preference
+    assert (p.wins, p.losses, p.ties) == (5, 0, 1) and p.p == pytest.approx(2 / 2 ** 5)
+
+
+def test_an_invalid_file_runs_no_experiment(tmp_path, searcher, catalog_engine):
+    client = _client(tmp_path, searcher, catalog_engine, AB.replace("0.5 }]", "0.4 }]"))
+    with client:
+        assert client.get(f"/search?q=lamp&session_id={_session_in(False)}").get_json()["profile"] == "default"
+        assert g.experiment_attributes == {}

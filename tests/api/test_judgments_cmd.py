@@ -1,0 +1,77 @@
+"""``shopsearch judgments from-logs``: UBI logs in, TREC qrels + queries + evidence out, readable by eval/compare."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from shopsearch.api.cli import main
+from shopsearch.judgments import query_id_for, read_judgments, read_qrels, read_queries
+from shopsearch.plugin.ubi_store import JsonlUbiStore
+from shopsearch.reranker.sim_catalog import load_judged
+from shopsearch.reranker.simulate import SimParams
+from tests.reranker.simdata import write_tiny_data
+from tests.reranker.test_click_models import simulated_ubi_logs
+
+
+@pytest.fixture(scope="module")
+def tiny_logs(tmp_path_factory):
+    """Simulated UBI logs of the tiny judged data (4 queries, 2-3 products each) and the true grades."""
+    data = load_judged(write_tiny_data(tmp_path_factory.mktemp("tiny-data")))
+    queries, events = simulated_ubi_logs(data, SimParams(sessions=600, users=10, seed=3, order="random"))
+    truth = {(query_id_for(data.queries[q]), pid): g for q, pool in data.qrels.items() for pid, g in pool.items()}
+    return queries, events, truth
+
+
+@pytest.mark.parametrize("model", ["coec", "pbm", "dbn"])
+def test_from_logs_writes_qrels_queries_and_evidence(tmp_path, tiny_logs, model, capsys):
+    queries, events, truth = tiny_logs
+    JsonlUbiStore(tmp_path / "ubi").write(queries, events)
+    out = tmp_path / "qrels-clicks.txt"
+    rc = main(["judgments", "from-logs", "--model", model, "--out", str(out), "--ubi-dir", str(tmp_path / "ubi"),
+               "--min-impressions", "20"])
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    qrels = read_qrels(out)
+    assert {(q.query_id, q.doc_id) for q in qrels} == set(truth)  # every tiny pair is shown > 20 times
+    assert read_judgments(out).format == "trec" and all(0 <= q.relevance <= 3 for q in qrels)
+    texts = {q.qid: q.text for q in read_queries(tmp_path / "qrels-clicks-queries.tsv")}
+    assert texts[query_id_for("red lamp")] == "red lamp" and set(texts) == {q.query_id for q in qrels}
+    # each query's top-graded product is its true grade-3 product
+    for qid in texts:
+        graded = {q.doc_id: q.relevance for q in qrels if q.query_id == qid}
+        assert truth[(qid, max(graded, key=graded.get))] == 3
+    with (tmp_path / "qrels-clicks-evidence.tsv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert list(rows[0]) == ["qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks"]
+    assert {(r["qid"], r["doc_id"], int(r["grade"])) for r in rows} == {(q.query_id, q.doc_id, q.relevance)
+                                                                         for q in qrels}
+    assert all(int(r["impressions"]) >= 20 and float(r["stderr"]) >= 0 for r in rows)
+
+
+def test_from_logs_reads_the_engine_store_and_names_its_outputs(tmp_path, tiny_logs, monkeypatch, capsys):
+    monkeypatch.setenv("SHOPSEARCH_HOME", str(tmp_path / "home"))
+    queries, events, _ = tiny_logs
+    JsonlUbiStore(tmp_path / "home" / "ubi").write(queries, events)
+    out, qs, ev = tmp_path / "q.txt", tmp_path / "queries.tsv", tmp_path / "evidence.tsv"
+    assert main(["judgments", "from-logs", "--model", "coec", "--out", str(out), "--queries-out", str(qs),
+                 "--evidence-out", str(ev), "--engine", "embedded"]) == 0
+    assert read_qrels(out) and read_queries(qs) and ev.is_file()
+    # nothing shown often enough: exit 1 with a message saying what to do
+    assert main(["judgments", "from-logs", "--model", "coec", "--out", str(out), "--engine", "embedded",
+                 "--min-impressions", "100000"]) == 1
+    assert "lower --min-impressions" in capsys.readouterr().err
+
+
+def test_from_logs_bad_input(tmp_path, capsys):
+    assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
+                 "--ubi-dir", str(tmp_path / "missing")]) == 2
+    assert "--ubi-dir" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
+                 "--ubi-dir", str(tmp_path / "empty")]) == 1
+    assert "no logged result lists" in capsys.readouterr().err
+    assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
+                 "--ubi-dir", str(tmp_path / "empty"), "--min-impressions", "0"]) == 2
+    assert main(["judgments"]) == 2
+

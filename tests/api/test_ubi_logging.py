@@ -1,0 +1,130 @@
+"""UBI logging through the API: every /search writes a query record (with the served features), POST /events
+takes UBI events beside shopsearch's format, and a full spool sheds load instead of growing."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopsearch.api.app import create_app
+from shopsearch.plugin.ubi_store import open_ubi_store
+
+from .conftest import ALIAS
+from tests.ubi_schemas import ubi_errors
+
+CLICK = {"type": "click", "product_id": "p1", "position": 1, "session_id": "s-1"}
+
+
+def stored(app):
+    """Stop the app's drainer (it drains a last time, after any pass in flight); the store's queries and events."""
+    svc = app.extensions["shopsearch"]
+    svc.ubi_drainer.stop()
+    store = open_ubi_store(svc.config)
+    return list(store.iter_queries()), list(store.iter_events())
+
+
+def test_every_search_writes_its_query_record_with_the_explained_features(client, app):
+    body = client.get("/search?q=lamp&size=3&explain=true&brand=Lumo,Brightway&session_id=s-1&user_id=u-1").get_json()
+    plain = client.get("/search?q=desk&client_id=browser-7&simulated=true").get_json()
+    queries, _ = stored(app)
+    assert [q.query_id for q in queries] == [body["query_id"], plain["query_id"]]
+    record = queries[0]
+    assert ubi_errors("query", record) == []
+    assert record.user_query == "lamp" and record.client_id == "s-1"  # client_id defaults to the session
+    assert record.query_response_hit_ids == [h["id"] for h in body["hits"]]
+    attrs = record.query_attributes
+    assert (attrs["profile"], attrs["page"], attrs["size"], attrs["total"]) == ("default", 1, 3, body["total"])
+    assert attrs["filters"] == {"brand": ["Lumo", "Brightway"]}
+    assert (attrs["session_id"], attrs["user_id"]) == ("s-1", "u-1")
+    assert attrs["features"] == {h["id"]: h["stages"] for h in body["hits"]}  # exactly explain's numbers
+    assert queries[1].client_id == "browser-7" and "session_id" not in queries[1].query_attributes
+    assert (attrs["simulated"], queries[1].query_attributes["simulated"]) == (False, True)
+    assert len(queries[1].query_attributes["features"]) == min(10, len(plain["hits"]))
+
+
+def test_feature_depth_bounds_the_logged_features(tmp_path, searcher, catalog_engine):
+    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                      "engine": "embedded", "home": str(tmp_path), "ubi_feature_depth": 2})
+    try:
+        body = app.test_client().get("/search?q=lamp&size=5").get_json()
+        (record,), _ = stored(app)
+        assert list(record.query_attributes["features"]) == [h["id"] for h in body["hits"][:2]]
+    finally:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+
+
+def test_client_id_is_a_validated_parameter(client):
+    resp = client.get("/search", query_string={"q": "lamp", "client_id": "c" * 101})
+    assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == "client_id"
+
+
+def test_post_events_takes_ubi_events_and_the_shopsearch_alias(client, app):
+    qid = client.get("/search?q=lamp").get_json()["query_id"]
+    ubi_click = {"action_name": "click", "query_id": qid, "client_id": "browser-7", "session_id": "s-1",
+                 "timestamp": "2024-05-01T10:00:00+02:00",
+                 "event_attributes": {"object": {"object_id": "p1", "object_id_field": "id"},
+                                      "position": {"ordinal": {"index": 1}}}}
+    hover = {"action_name": "hover", "client_id": "browser-7", "timestamp": "2024-05-01T08:00:01Z"}
+    resp = client.post("/events", json=[{**CLICK, "query_id": qid}, ubi_click, hover])
+    assert resp.status_code == 202, resp.get_json()
+    ids = resp.get_json()["event_ids"]
+    _, events = stored(app)
+    assert sorted(e.event_id for e in events) == sorted(ids)
+    assert all(ubi_errors("event", e) == [] for e in events)
+    by_id = {e.event_id: e for e in events}
+    assert by_id[ids[1]].timestamp == "2024-05-01T08:00:00Z" and by_id[ids[1]].client_id == "browser-7"
+    assert by_id[ids[0]].action_name == "click" and by_id[ids[0]].query_id == qid
+    # The event log (the reranker's conversion context) keeps the actions it knows, UBI or not.
+    logged = list(app.extensions["shopsearch"].events.read())
+    assert [(e.event_id, e.type, e.session_id) for e in logged] == [(ids[0], "click", "s-1"),
+                                                                    (ids[1], "click", "s-1")]
+
+
+def test_an_invalid_ubi_event_names_its_field(client, app):
+    resp = client.post("/events", json=[{"action_name": "click", "timestamp": "2024-05-01T10:00:00Z",
+                                         "session_id": "s", "query_id": "q",
+                                         "event_attributes": {"object": {"object_id": "p1"}}}])
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["parameter"] == "[0].event_attributes.position.ordinal.index"
+
+
+@pytest.fixture
+def tiny_spool_app(tmp_path, searcher, catalog_engine, monkeypatch):
+    """An app with a 1500-byte spool that only this test drains (no drainer thread)."""
+    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                      "engine": "embedded", "home": str(tmp_path), "ubi_spool_max_bytes": 1500})
+    monkeypatch.setattr(app.extensions["shopsearch"].ubi_drainer, "start", lambda: None)
+    return app
+
+
+def test_a_full_spool_answers_503_writes_nothing_and_searches_still_answer(tiny_spool_app):
+    client, svc = tiny_spool_app.test_client(), tiny_spool_app.extensions["shopsearch"]
+    assert client.post("/events", json=CLICK | {"query_id": "q-0"}).status_code == 202
+    svc.ubi_drainer.drain_once()
+    first = client.post("/events", json=[CLICK | {"query_id": "q-1"}] * 3)
+    assert first.status_code == 202
+    size, logged = svc.ubi_spool.size(), len(list(svc.events.read()))
+    full = client.post("/events", json=[CLICK | {"query_id": "q-2"}] * 4)
+    assert full.status_code == 503 and int(full.headers["Retry-After"]) > 0
+    assert full.get_json()["error"]["code"] == "spool_full"
+    assert svc.ubi_spool.size() == size and len(list(svc.events.read())) == logged  # nothing half-written
+    assert client.get("/search?q=lamp").status_code == 200  # its query record is dropped, and counted
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'shopsearch_ubi_records_dropped_total{kind="query"} 1.0' in metrics
+    assert 'shopsearch_ubi_records_dropped_total{kind="event"} 4.0' in metrics
+    svc.ubi_drainer.drain_once()
+    assert client.post("/events", json=CLICK | {"query_id": "q-3"}).status_code == 202  # room again
+
+
+def test_the_readme_ubi_event_is_accepted(client, app):
+    import json
+    import re
+
+    from .test_readme import README
+
+    section = README.read_text().split("### Behaviour logging (UBI)")[1]
+    (example,) = re.findall(r"```json\n(.*?)```", section.split("\n### ")[0], flags=re.S)
+    qid = client.get("/search?q=lamp").get_json()["query_id"]
+    resp = client.post("/events", json=json.loads(example.replace("<query_id from /search>", qid)))
+    assert resp.status_code == 202, resp.get_json()
+    _, (event,) = stored(app)
+    assert ubi_errors("event", event) == [] and event.query_id == qid

@@ -1,0 +1,145 @@
+"""plugin/ubi_store.py and plugin/ubi_spool.py: UBI records through the spool into both stores."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import uuid
+
+import pytest
+
+from shopsearch.events import event_from_dict
+from shopsearch.plugin.engine import EngineUnavailable
+from shopsearch.plugin.ubi_spool import SpoolDrainer, SpoolFull, UbiSpool
+from shopsearch.plugin.ubi_store import JsonlUbiStore, OpenSearchUbiStore, open_ubi_store
+from shopsearch.settings import load_settings
+from shopsearch.ubi import UbiQuery, to_ubi_event
+from tests.ubi_schemas import ubi_errors
+
+
+def query(n: int, second: int = 0) -> UbiQuery:
+    return UbiQuery(query_id=f"q{n}", client_id="c1", user_query=f"lamp {n}", query_response_id=f"r{n}",
+                    query_response_hit_ids=["p1", "p.2"], timestamp=f"2024-01-01T00:00:{second:02d}Z",
+                    query_attributes={"profile": "default", "page": 1, "filters": {"brand": ["Lumo"]},
+                                      "features": {"p1": {"bm25": 1.5, "fused": 0.03}, "p.2": {"knn": 0.25}}})
+
+
+def event(n: int, second: int = 0, kind: str = "click"):
+    position = {"position": 1 + n % 3, "query_id": f"q{n}"} if kind == "click" else {}
+    return to_ubi_event(event_from_dict({"type": kind, "product_id": f"p{n}", "session_id": "s1",
+                                         "timestamp": f"2024-01-01T00:00:{second:02d}.5Z", "event_id": f"e{n}",
+                                         **position}))
+
+
+@pytest.fixture(params=["embedded", "opensearch"])
+def store(request, tmp_path):
+    """Each engine's store: JSONL files, or the two indices (under a unique prefix) on the real node."""
+    if request.param == "embedded":
+        yield open_ubi_store(load_settings({"engine": "embedded", "home": str(tmp_path)}, environ={}))
+        return
+    url = request.getfixturevalue("opensearch_url")
+    from shopsearch.plugin.connection import make_client
+
+    s = OpenSearchUbiStore(make_client(url, timeout=30), url, prefix=f"test-{uuid.uuid4().hex[:8]}-")
+    yield s
+    s.delete()
+
+
+def test_open_ubi_store_follows_the_engine(tmp_path):
+    assert isinstance(open_ubi_store(load_settings({"home": str(tmp_path)}, environ={})), JsonlUbiStore)
+    os_store = open_ubi_store(load_settings({"engine": "opensearch"}, environ={}))
+    assert isinstance(os_store, OpenSearchUbiStore) and os_store.indices["queries"] == "ubi_queries"
+
+
+def test_store_round_trip_oldest_first_and_idempotent(store):
+    queries, events = [query(2, 7), query(1, 3)], [event(1, 4), event(2, 2, "purchase")]
+    store.write(queries, events)
+    store.write(queries[:1], events[:1])  # a batch drained twice (crash between store write and spool delete)
+    assert list(store.iter_queries()) == [queries[1], queries[0]]
+    assert list(store.iter_events()) == [events[1], events[0]]
+    assert all(ubi_errors("query", q) == [] for q in store.iter_queries())
+    assert all(ubi_errors("event", e) == [] for e in store.iter_events())
+
+
+def test_spool_drains_into_the_store_in_order(store, tmp_path):
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
+    spool.append([query(1)], [event(1, 1)])
+    spool.append([], [event(2, 2), event(3, 3)])
+    assert spool.size() > 0 and len(spool.segments()) == 1
+    assert spool.drain(store, batch=2) == (4, 1, 0)
+    assert spool.segments() == [] and spool.size() == 0
+    assert [q.query_id for q in store.iter_queries()] == ["q1"]
+    assert [e.event_id for e in store.iter_events()] == ["e1", "e2", "e3"]
+
+
+def test_a_full_spool_writes_nothing(tmp_path):
+    spool = UbiSpool(tmp_path / "spool", max_bytes=600)
+    spool.append([], [event(1)])
+    before = spool.size()
+    with pytest.raises(SpoolFull):
+        spool.append([], [event(2), event(3), event(4)])
+    assert spool.size() == before
+    store = JsonlUbiStore(tmp_path / "ubi")
+    spool.drain(store)
+    assert [e.event_id for e in store.iter_events()] == ["e1"]
+    spool.append([], [event(2), event(3)])  # room again once drained
+
+
+class FailingStore:
+    def __init__(self):
+        self.calls = 0
+
+    def write(self, queries, events):
+        self.calls += 1
+        raise EngineUnavailable("down")
+
+
+def test_a_store_outage_keeps_the_records_spooled(tmp_path):
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
+    spool.append([], [event(1)])
+    with pytest.raises(EngineUnavailable):
+        spool.drain(FailingStore())
+    assert len(spool.segments()) == 1
+    store = JsonlUbiStore(tmp_path / "ubi")
+    assert spool.drain(store).records == 1 and [e.event_id for e in store.iter_events()] == ["e1"]
+
+
+def test_drainer_backs_off_then_delivers(tmp_path):
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
+    failing = FailingStore()
+    drainer = SpoolDrainer(spool, lambda: failing, interval_s=0.01)
+    spool.append([], [event(1)])
+    drainer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while drainer.failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert drainer.failures >= 2 and len(spool.segments()) == 1
+    finally:
+        drainer.stop(drain=False)
+    store = JsonlUbiStore(tmp_path / "ubi")
+    SpoolDrainer(spool, lambda: store, interval_s=1).stop()  # the final drain of a clean shutdown
+    assert [e.event_id for e in store.iter_events()] == ["e1"] and spool.segments() == []
+
+
+def test_locked_segments_are_left_and_torn_lines_skipped(tmp_path):
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
+    spool.append([], [event(1)])
+    spool.rotate()
+    (first,) = spool.segments()
+    with first.open("ab") as f:
+        f.write(b'{"event": {"action_name": "cli')  # a write cut by a crash: never acknowledged
+    spool.append([], [event(2)])
+    spool.rotate()
+    second = next(p for p in spool.segments() if p != first)
+    fd = os.open(second, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # being drained (or written) by another process
+    store = JsonlUbiStore(tmp_path / "ubi")
+    try:
+        assert spool.drain(store) == (1, 1, 1)
+    finally:
+        os.close(fd)
+    assert spool.segments() == [second]
+    assert spool.drain(store).records == 1
+    assert [e.event_id for e in store.iter_events()] == ["e1", "e2"]
