@@ -22,7 +22,9 @@ from shopsearch.plugin.ubi_store import open_ubi_store
 from shopsearch.settings import Settings, load_settings
 from shopsearch.ubi import UbiEvent, UbiQuery
 
+from . import auth, limits, request_guards
 from .errors import register_error_handlers
+from .keys import KeyStore
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         drainer.start()
     metrics.init_app(app)
     register_error_handlers(app)
+    request_guards.init_app(app)  # hostile URLs and JSON rejected before anything else looks at them
+    auth.init_app(app, cfg, KeyStore(cfg.keys_file))  # before the limits: they count per verified key
+    limits.init_app(app, cfg)
 
     from . import routes_events, routes_ops, routes_pages, routes_products, routes_search
 

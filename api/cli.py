@@ -13,7 +13,7 @@ from shopsearch.api.cli_args import register_modules
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "judgments", "experiment", "train",
-            "simulate_events", "simulate_traffic", "schema", "config"]
+            "simulate_events", "simulate_traffic", "schema", "config", "keys", "redis"]
 
 
 def build_parser() -> argparse.ArgumentParser:

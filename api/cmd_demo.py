@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from shopsearch.settings import Settings, child_environment, load_settings
+from shopsearch.settings import ENGINES, Settings, child_environment, load_settings
 
 HELP = """\
 Set everything up and show shopsearch working end to end:
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     p = subparsers.add_parser("demo", help="index, train, serve and show example searches", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engine", choices=("opensearch", "embedded"),
+    p.add_argument("--engine", choices=ENGINES,
                    help="default: $SHOPSEARCH_ENGINE if set, else opensearch (a local node is started), falling back "
                         "to embedded if it can't start")
     p.add_argument("--catalog", help="catalog file to index instead of the generated demo catalog")

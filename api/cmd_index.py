@@ -14,15 +14,27 @@ Engine: --engine, else $SHOPSEARCH_ENGINE, else "embedded" (an in-process engine
 $SHOPSEARCH_HOME/embedded). Use --engine opensearch (URL from --url or $OPENSEARCH_URL,
 default http://127.0.0.1:9200) for a real cluster.
 
-Mode: --full builds a new <index>-v<timestamp> index, verifies its count, then swaps the
-alias onto it and drops older versions except the one just replaced (kept for rollback).
-An interrupted rebuild leaves the alias where it was; the next full run drops the partial
-index. --incremental (the default when the alias exists) upserts new/changed products,
-deletes products that left the catalog and leaves the rest alone.
+Mode: --full builds a new <index>-v<timestamp> index, verifies its count, restores its
+replicas and waits until it is green (yellow on a one-node cluster, said in the summary),
+then swaps the alias onto it and drops older versions except the one just replaced (kept
+for rollback). Shards, replicas and refresh intervals come from plugin/config/index.toml
+([cluster]); --shards/--replicas override them for this run. An interrupted rebuild leaves
+the alias where it was; the next run of any kind drops the partial index. --incremental
+(the default when the alias exists) upserts new/changed products, deletes products that
+left the catalog and leaves the rest alone.
+
+Safety: a run that would remove more of the live catalog than allowed is refused before
+anything is written (--incremental: deleting more than index_max_delete_share, default 5%;
+--full: a count more than index_max_shrink_share, default 10%, below the live index), and
+says how many products would disappear; --allow-shrink lets it through. One run per alias
+at a time: a second refuses while the first holds the lock (in OpenSearch, or a file for
+the embedded engine); a stale lock (dead pid, old heartbeat) is broken automatically, and
+--break-lock breaks one that still looks alive.
 
 Rows that cannot be indexed are appended to the quarantine file (JSON lines with source,
 line, reason and raw text); the run still succeeds (exit 0) and prints how many and where.
-Exit 1 when the load itself fails (engine error, count mismatch); 2 for bad arguments.
+Exit 1 when the load itself fails (engine error, count mismatch, index not green in time),
+is refused (shrink, lock); 2 for bad arguments.
 """
 
 
@@ -45,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quarantine", help="quarantine JSONL path (default ./<index>.quarantine.jsonl)")
     p.add_argument("--cache", help="vector cache SQLite path (default $SHOPSEARCH_HOME/vector-cache.sqlite; "
                                    "'none' disables it)")
+    p.add_argument("--shards", type=int, help="primary shards of a new index (default: [cluster] in index.toml)")
+    p.add_argument("--replicas", type=int, help="replicas restored after the load (default: [cluster] in "
+                                                "index.toml; sets a fixed count, turning auto-expand off)")
+    p.add_argument("--allow-shrink", action="store_true",
+                   help="let the run remove more of the live catalog than index_max_*_share allows")
+    p.add_argument("--break-lock", action="store_true", help="break another run's indexing lock on this alias")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run, mode=None)
 
@@ -55,24 +73,35 @@ def run(args: argparse.Namespace) -> int:
 
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.indexer.fields import load_field_mapping
+    from shopsearch.indexer.catalog_guard import CatalogShrinkRefused, ShrinkLimits
     from shopsearch.indexer.job import IndexVerificationError, run_index
+    from shopsearch.indexer.rebuild_lock import IndexLocked
     from shopsearch.indexer.vector_cache import VectorCache
-    from shopsearch.api.cli_args import open_engine_from_args, settings_from_args
+    from shopsearch.api.cli_args import settings_from_args
     from shopsearch.plugin.engine import EngineUnavailable
+    from shopsearch.plugin.engines import open_engine
+    from shopsearch.plugin.index_config import load_index_config
 
     catalog = Path(args.catalog)
     if not catalog.is_file():
         raise FileNotFoundError(f"catalog not found: {catalog}")
     mapping = load_field_mapping(args.fields)
+    settings = settings_from_args(args)
+    config = load_index_config().with_layout(shards=args.shards, replicas=args.replicas)
+    limits = ShrinkLimits(settings.index_max_delete_share, settings.index_max_shrink_share, args.allow_shrink)
     encoder = BiEncoder(args.model, max_length=args.max_length, batch_size=args.batch_size)
     cache = None
     if (args.cache or "").lower() != "none":
-        cache = VectorCache(args.cache or settings_from_args(args).home / "vector-cache.sqlite")
-    engine = open_engine_from_args(args)
+        cache = VectorCache(args.cache or settings.home / "vector-cache.sqlite")
+    engine = open_engine(settings.engine, root=args.root, settings=settings, config=config)
     try:
         report = run_index(catalog, engine, encoder, alias=args.index, mode=args.mode or "auto", mapping=mapping,
                            quarantine_path=args.quarantine, cache=cache, chunk_size=args.chunk_size,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, limits=limits, lock_stale_s=settings.index_lock_stale_s,
+                           break_lock=args.break_lock)
+    except (CatalogShrinkRefused, IndexLocked) as exc:
+        print(f"shopsearch index: refused: {exc}", file=sys.stderr)
+        return 1
     except (EngineUnavailable, IndexVerificationError, RuntimeError) as exc:
         print(f"shopsearch index: load failed: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
+
+from shopsearch.settings import ENGINES, QUERY_ENCODERS
 
 HELP = """\
 Serve the search API (GET /search, /suggest, /products/<id>, /products/<id>/similar, POST /events, /healthz,
@@ -16,6 +19,8 @@ docs/configuration.md, and `shopsearch config` shows the resolved values.
 Each worker loads the bi-encoder once at boot; threads serve requests concurrently. SIGTERM or Ctrl-C stops
 accepting connections and lets in-flight requests finish (up to --graceful-timeout seconds).
 With --workers > 1 each worker keeps its own /metrics counters; use one worker with more threads for exact totals.
+Security (docs/security.md): with no API keys only a loopback --host is allowed (`shopsearch keys create`); rate
+limits count per worker unless $SHOPSEARCH_REDIS_URL names a Redis that all workers share.
 The equivalent plain gunicorn line: gunicorn -k gthread --threads 8 shopsearch.api.wsgi:app
 """
 
@@ -30,11 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--threads", type=int, default=8, help="request threads per worker (default 8)")
-    p.add_argument("--engine", choices=("opensearch", "embedded"), help="default: config / $SHOPSEARCH_ENGINE")
+    p.add_argument("--engine", choices=ENGINES, help="default: config / $SHOPSEARCH_ENGINE")
     p.add_argument("--index", help="index or alias to search (default: config / $SHOPSEARCH_INDEX / products)")
     p.add_argument("--url", dest="opensearch_url", help="OpenSearch URL (default $OPENSEARCH_URL)")
     p.add_argument("--model", help="query bi-encoder name or directory (must match the index's vectors)")
-    p.add_argument("--query-encoder", dest="query_encoder", choices=("auto", "onnx", "torch"),
+    p.add_argument("--query-encoder", dest="query_encoder", choices=QUERY_ENCODERS,
                    help="query embedding runtime (default auto: ONNX Runtime on CPU, torch fp16 on CUDA)")
     p.add_argument("--config", help="TOML settings file (default $SHOPSEARCH_CONFIG)")
     p.add_argument("--engine-timeout", dest="engine_timeout_s", type=float,
@@ -61,6 +66,25 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--graceful-timeout must be > 0; got {args.graceful_timeout}")
 
 
+def check_exposure(host: str, cfg: Any) -> None:
+    """Secure by default: refuse a non-loopback ``host`` while no API key exists; warn once in local mode.
+
+    Raises:
+        ValueError: a non-loopback host without keys, or a storefront_key that is not an active search key.
+    """
+    from .auth import CREATE_KEY_HINT, LOCAL_MODE_WARNING, is_loopback, storefront_key
+    from .keys import KeyStore
+
+    store = KeyStore(cfg.keys_file)
+    if store.configured():
+        storefront_key(cfg, store)
+        return
+    if not is_loopback(host):
+        raise ValueError(f"--host {host} is not a loopback address and no API keys are configured (keys file "
+                         f"{cfg.keys_file}): {CREATE_KEY_HINT}, or serve on 127.0.0.1")
+    print(f"shopsearch serve: warning: {LOCAL_MODE_WARNING}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the settings, then run gunicorn until stopped; returns gunicorn's exit code."""
     from gunicorn.app.base import BaseApplication
@@ -68,10 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.settings import load_settings
 
     from .app import create_app
+    from .request_guards import GUNICORN_MAX_REQUEST_LINE
 
     _check(args)
     overrides = overrides_from_args(args)  # each worker resolves the same layers (the file is named here)
     cfg = load_settings(overrides)  # fail fast (exit 2) on a bad setting, before any worker starts
+    check_exposure(args.host, cfg)
 
     def post_worker_init(worker) -> None:
         # Load the model and open the engine at boot, not on the first request; an engine that is down now
@@ -110,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         "graceful_timeout": max(1, round(args.graceful_timeout)),
         "timeout": 120,  # a worker loading the model at boot must not be killed as hung
         "keepalive": 5,
+        # gunicorn's longest request line, so URLs over the app's limit get its JSON 414 (api/request_guards.py)
+        "limit_request_line": GUNICORN_MAX_REQUEST_LINE,
         "accesslog": "-" if args.access_log else None,
         "errorlog": "-",
         "loglevel": "info",

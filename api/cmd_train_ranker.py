@@ -1,70 +1,222 @@
-"""``shopsearch train ranker``: a LightGBM conversion model from behaviour events (simulated or real)."""
+"""``shopsearch train ranker``: the LightGBM ranker a profile's ``[conversion]`` stage serves, from behaviour events,
+from the UBI logs (logged features), or from human judgments run through the served pipeline."""
 
 from __future__ import annotations
 
 import argparse
 
+from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.judgments import FORMATS
+
+HELP = """\
+Train the LightGBM ranker that a profile's [conversion] stage serves, from one of three sources:
+
+  --judgments FILE   human judgments (TREC + --queries, CSV, ESCI, WANDS, Quepid): every judged query runs through
+                     the served pipeline (--index, --profile, engine flags) and the rows are the head the profile's
+                     [conversion] stage orders, with the features that stage computes; label = the grade
+                     (unjudged: 0). Target `relevance`, lambdarank.
+  --logs             the UBI logs (--ubi-dir or the engine's store): each query's logged top K with the stage values
+                     as served (query_attributes.features), labelled by its clicks / add_to_cart / purchases;
+                     --position-debias (default on) lets lambdarank learn and remove the shown positions' bias.
+  --events FILE      behaviour events JSONL (shopsearch simulate-events or the API's event log); retrieval
+                     features recomputed (--cross-encoder, --bi-encoder).
+
+Cross-validation is grouped by query (--folds K). With --fold I the queries of fold I are held out of training
+altogether (written to heldout-queries.tsv for --judgments) and the card reports the model against the incoming
+order on them; run I = 0..K-1 and pool `shopsearch compare` over the held-out files (bench/pool_compare.py).
+Writes model.txt (LightGBM text format), model_card.json and README.md (features, importances, CV figures).
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``ranker`` target under ``train``."""
     p = subparsers.add_parser(
-        "ranker", help="LightGBM conversion model (lambdarank or binary) from events JSONL",
-        description="Build rows from impressions (labelled by later click/purchase in the same session and "
-                    "query_id), cross-validate grouped by query_id, fit LightGBM and save model.txt + model card.")
-    p.add_argument("--events", required=True, help="events JSONL (shopsearch simulate-events or the API log)")
-    p.add_argument("--data", required=True, help="data folder with products.jsonl (+ queries/qrels) for product "
-                                                 "fields and the BM25 features")
-    p.add_argument("--out", required=True, help="model directory to write, e.g. models/lgbm-sim")
+        "ranker", help="LightGBM ranker (the [conversion] stage) from judgments, UBI logs or events",
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--judgments", metavar="FILE", help="human judgments (format auto-detected; see --format)")
+    src.add_argument("--logs", action="store_true", help="the UBI query and event logs (--ubi-dir or the engine)")
+    src.add_argument("--events", metavar="FILE", help="events JSONL (shopsearch simulate-events or the API log)")
+    p.add_argument("--out", required=True, help="model directory to write, e.g. models/ltr")
+    p.add_argument("--data", help="data folder with products.jsonl: product fields for --events and --logs (and the "
+                                  "BM25 features of --events)")
+    p.add_argument("--queries", help="--judgments: queries TSV qid<TAB>text (required for TREC qrels)")
+    p.add_argument("--format", choices=FORMATS, help="--judgments: judgment format (default: detected)")
+    p.add_argument("--wands-queries", help="--judgments: WANDS query file (default: query.csv beside it)")
+    p.add_argument("--index", default="products", help="--judgments: index or alias to search (default products)")
+    p.add_argument("--profile", default="ltr",
+                   help="--judgments: the profile the model will serve in; its retrieval and rerank stages produce "
+                        "the head, its conversion.depth sets the head's size (default ltr)")
+    p.add_argument("--ubi-dir", help="--logs: read ubi_queries.jsonl / ubi_events.jsonl from this folder instead "
+                                     "of the engine's UBI store")
+    add_engine_args(p)
+    add_model_arg(p)
     p.add_argument("--objective", choices=("lambdarank", "binary"), default="lambdarank")
-    p.add_argument("--target", choices=("purchase", "click"), default="purchase")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by query_id (default 5)")
+    p.add_argument("--target", choices=("purchase", "click", "relevance"),
+                   help="default: relevance for --judgments, purchase otherwise")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by query (default 5)")
+    p.add_argument("--fold", type=int, metavar="I", help="hold fold I (0..K-1) of --folds out of training")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--features", help="comma-separated feature names (default: DEFAULT_MODEL_FEATURES)")
+    p.add_argument("--features", help="comma-separated feature names (default: RELEVANCE_FEATURES for "
+                                      "--judgments, DEFAULT_MODEL_FEATURES otherwise)")
+    p.add_argument("--position-debias", action=argparse.BooleanOptionalAction, default=None,
+                   help="lambdarank learns the shown positions' bias (default: on for --logs, off otherwise)")
     p.add_argument("--cross-encoder", metavar="MODEL",
-                   help="cross-encoder (model name or folder) that scores every impression for the cross_encoder "
-                        "feature; use the one the serving profile's rerank stage runs. Without it the feature is "
-                        "missing in training and the model ignores it")
+                   help="--events: cross-encoder (model name or folder) that scores every impression for the "
+                        "cross_encoder feature; use the one the serving profile's rerank stage runs")
     p.add_argument("--bi-encoder", metavar="MODEL",
-                   help="the index's bi-encoder (all-MiniLM-L6-v2 or a folder): fills the vector-similarity "
-                        "features (knn, knn_list_rank) as the k-NN leg scores them; without it they are missing")
+                   help="--events: the index's bi-encoder (all-MiniLM-L6-v2 or a folder) for the knn features")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Raise ValueError naming the first flag that does not fit the chosen source."""
+    if (args.events or args.logs) and not args.data:
+        raise ValueError(f"--data is required with {'--events' if args.events else '--logs'} (products.jsonl)")
+    if args.judgments and (args.cross_encoder or args.bi_encoder):
+        raise ValueError("--cross-encoder / --bi-encoder are for --events; with --judgments the profile's own "
+                         "stages score the head")
+    if args.fold is not None and not 0 <= args.fold < args.folds:
+        raise ValueError(f"--fold {args.fold}: must be in 0..{args.folds - 1} (--folds {args.folds})")
+    if args.judgments and args.target not in (None, "relevance"):
+        raise ValueError(f"--target {args.target}: judgments train target relevance")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train, cross-validate and save; prints a one-line summary. Returns 0."""
+    """Build the rows from the chosen source, cross-validate, fit and save; prints a one-line summary."""
     import time
 
-    from shopsearch.events import read_events
-    from shopsearch.reranker.features import DEFAULT_MODEL_FEATURES
-    from shopsearch.reranker.ranker_training import file_sha256, save, train
+    from shopsearch.reranker.features import DEFAULT_MODEL_FEATURES, RELEVANCE_FEATURES
+
+    _check(args)
+    t0 = time.perf_counter()
+    default = RELEVANCE_FEATURES if args.judgments else DEFAULT_MODEL_FEATURES
+    names = tuple(n.strip() for n in args.features.split(",") if n.strip()) if args.features else default
+    target = args.target or ("relevance" if args.judgments else "purchase")
+    debias = args.logs if args.position_debias is None else args.position_debias
+    rows, data, texts = (_judged if args.judgments else _logged if args.logs else _events)(args, names)
+    return _train_and_save(args, rows, data, texts, target, debias, t0)
+
+
+def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
+    """Hold out --fold, cross-validate and fit on the rest, save the card; print the summary."""
+    import time
+
+    import numpy as np
+
+    from shopsearch.judgments import Query, write_queries
+    from shopsearch.reranker.ranker_training import evaluate, file_sha256, save, train
+    from shopsearch.reranker.training_data import split_queries
+
+    source = args.judgments or args.events
+    if source:
+        data[("judgments" if args.judgments else "events") + "_sha256"] = file_sha256(source)
+    heldout, train_rows, folds = None, rows, args.folds
+    if args.fold is not None:
+        test = split_queries(rows.query_ids.tolist(), folds=args.folds, fold=args.fold, valid_fraction=0.0,
+                             seed=args.seed).test
+        mask = np.isin(rows.query_ids, sorted(test))
+        train_rows, test_rows = rows.subset(~mask), rows.subset(mask)
+        folds = max(2, args.folds - 1)
+    result = train(train_rows, objective=args.objective, target=target, folds=folds, seed=args.seed,
+                   progress=not args.no_progress, position_debias=debias)
+    if args.fold is not None:
+        model_scores = result.booster.predict(test_rows.X, raw_score=True)
+        heldout = {"fold": args.fold, "folds": args.folds, "queries": len(test),
+                   "incoming": _scores(evaluate(test_rows, -test_rows.positions.astype(float), target)),
+                   "model": _scores(evaluate(test_rows, model_scores, target))}
+        data["heldout_queries"] = sorted(test)
+    model = save(result, train_rows, args.out, data, heldout)
+    if args.fold is not None and texts:
+        write_queries(f"{args.out}/heldout-queries.tsv", [Query(q, texts[q]) for q in sorted(test) if q in texts])
+    mean = model.card["cv"]["mean"]
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
+    if heldout:
+        figures += "; held-out fold " + ", ".join(f"{k} {heldout['incoming'][k]:.4f} -> {v:.4f}"
+                                                  for k, v in heldout["model"].items())
+    dt = time.perf_counter() - t0
+    print(f"saved {args.out}: {len(train_rows)} rows, {model.card['data']['queries']} queries, {folds}-fold CV by "
+          f"query: {figures}; {dt:.1f}s")
+    return 0
+
+
+def _scores(metrics: dict) -> dict:
+    """The score entries of :func:`evaluate`'s metrics (counts left out)."""
+    return {k: float(v) for k, v in metrics.items() if k not in ("rows", "lists", "lists_with_purchase")}
+
+
+def _judged(args, names):
+    """Rows from judgments through the served pipeline: (rows, card data, qid -> text); the other two sources
+    return the same triple (no texts)."""
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
+    from shopsearch.api.cmd_compare import load_judged_queries
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.reranker.judged_rows import judged_rows
+    from shopsearch.reranker.model_registry import ModelRegistry
+    from shopsearch.reranker.pipeline import RankingPipeline, model_stages
+
+    qrels, todo = load_judged_queries(args.judgments, args.format, args.queries, args.wands_queries)
+    profiles = ProfileStore(settings=settings_from_args(args))
+    profile = profiles.get(args.profile)
+    models = ModelRegistry()
+    for kind, model in model_stages(profile):
+        if kind != "conversion":  # the stage being trained; the ones before it must be there, as served
+            models.check(kind, model)
+    engine = open_engine_from_args(args)
+    try:
+        if index_missing(engine, args, "train ranker"):
+            raise SystemExit(1)
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
+                                   budgets=False)
+        rows = judged_rows(pipeline, todo, qrels, args.profile, names, progress=not args.no_progress)
+    finally:
+        engine.close()
+    data = {"judgments": str(args.judgments), "queries_file": args.queries, "index": args.index,
+            "engine": args.engine, "profile": args.profile, "depth": profile.conversion.depth,
+            "rerank_model": profile.rerank.model if profile.rerank.enabled else None, "bi_encoder": args.model}
+    return rows, data, todo
+
+
+def _logged(args, names):
+    """Rows from the UBI logs' logged features and events."""
+    from shopsearch.api.cli_args import open_ubi_store_from_args
     from shopsearch.reranker.sim_catalog import load_judged
+    from shopsearch.reranker.training_rows import build_rows, logged_events
+
+    store = open_ubi_store_from_args(args)
+    logs = logged_events(store.iter_queries(), store.iter_events())
+    if not logs.stages:
+        raise ValueError("logs: no UBI query record carries logged features (query_attributes.features); serve "
+                         "with feature logging on, or simulate traffic through the API")
+    rows = build_rows(logs.events, load_judged(args.data).products, names, progress=not args.no_progress,
+                      logged=logs.stages)
+    data = {"logs": args.ubi_dir or f"{args.engine} UBI store", "data_dir": str(args.data),
+            "events_count": len(logs.events), "simulated": any(e.simulated for e in logs.events)}
+    return rows, data, {}
+
+
+def _events(args, names):
+    """Rows from an events file, retrieval features recomputed by the scorers."""
+    from shopsearch.events import read_events
     from shopsearch.reranker.model_registry import load_cross_encoder
+    from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.reranker.training_rows import (Bm25Scorer, CrossEncoderScorer, VectorScorer, build_rows,
                                                    combine_stages)
 
-    t0 = time.perf_counter()
-    names = tuple(n.strip() for n in args.features.split(",") if n.strip()) if args.features \
-        else DEFAULT_MODEL_FEATURES
-    data = load_judged(args.data)
+    catalog = load_judged(args.data)
     events = list(read_events(args.events))
-    scorers = [Bm25Scorer(data.products)]
+    scorers = [Bm25Scorer(catalog.products)]
     if args.bi_encoder:
         from shopsearch.indexer.embedder import BiEncoder
 
-        scorers.append(VectorScorer(BiEncoder(args.bi_encoder), data.products))
+        scorers.append(VectorScorer(BiEncoder(args.bi_encoder), catalog.products))
     if args.cross_encoder:
-        scorers.append(CrossEncoderScorer(load_cross_encoder(args.cross_encoder), data.products))
-    stages_fn = combine_stages(*scorers)
-    rows = build_rows(events, data.products, names, stages_fn=stages_fn, progress=True)
-    result = train(rows, objective=args.objective, target=args.target, folds=args.folds, seed=args.seed,
-                   progress=True)
-    model = save(result, rows, args.out, {
-        "events": str(args.events), "events_sha256": file_sha256(args.events), "events_count": len(events),
-        "data_dir": str(args.data), "simulated": any(e.simulated for e in events),
-        "cross_encoder": args.cross_encoder, "bi_encoder": args.bi_encoder})
-    mean = model.card["cv"]["mean"]
-    dt = time.perf_counter() - t0
-    print(f"saved {args.out}: {len(rows)} rows, {model.card['data']['lists']} lists, {args.folds}-fold CV by "
-          f"query_id AUC {mean['auc']:.4f}, purchase nDCG@10 {mean['purchase_ndcg@10']:.4f}; {dt:.1f}s, "
-          f"{len(rows) / max(dt, 1e-9):.0f} rows/s")
-    return 0
+        scorers.append(CrossEncoderScorer(load_cross_encoder(args.cross_encoder), catalog.products))
+    rows = build_rows(events, catalog.products, names, stages_fn=combine_stages(*scorers),
+                      progress=not args.no_progress)
+    return rows, {"events": str(args.events), "events_count": len(events), "data_dir": str(args.data),
+                  "simulated": any(e.simulated for e in events), "cross_encoder": args.cross_encoder,
+                  "bi_encoder": args.bi_encoder}, {}

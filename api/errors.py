@@ -2,19 +2,31 @@
 
 400 a malformed or out-of-limit parameter, 422 values that are valid alone but not together, 404 unknown
 product or route, 413 body too large, 501 not implemented, 503 engine outage (with Retry-After), 500 anything
-else (logged here, never a traceback in the response).
+else (logged here, never a traceback in the response). 401/403: a missing, invalid or insufficient API key
+(api/auth.py); 429: a rate limit (api/limits.py).
+
+A 5xx message can name internals (the engine's URL, a file path, exception text): only callers who may see
+details (an admin key, or local mode without keys; api/auth.py) get it; others get the public message of its code.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
 
 log = logging.getLogger(__name__)
+# What a 5xx says to a caller who may not see details (a search key): no URLs, paths or exception text.
+PUBLIC_MESSAGES = {
+    "engine_unavailable": "search engine unavailable; retry after the Retry-After seconds",
+    "index_not_found": "the search index is not available; retry after the Retry-After seconds",
+    "not_ready": "not ready; retry after the Retry-After seconds",
+}
+GENERIC_5XX = "the service cannot answer now; the error was logged"
+SAFE_5XX = frozenset({"internal_error", "spool_full", "not_implemented"})  # messages written to be shown to anyone
 
 
 class ApiError(Exception):
@@ -43,6 +55,8 @@ def error_body(code: str, message: str, parameter: str | None = None) -> dict:
 
 def _respond(status: int, code: str, message: str, parameter: str | None = None,
              headers: dict[str, str] | None = None):
+    if status >= 500 and not g.get("sees_details", False):  # set by api/auth.py for admins and local mode
+        message = PUBLIC_MESSAGES.get(code, message if code in SAFE_5XX else GENERIC_5XX)
     resp = jsonify(error_body(code, message, parameter))
     resp.status_code = status
     for k, v in (headers or {}).items():

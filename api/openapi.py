@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from shopsearch.events import EventIn
 from shopsearch.plugin.documents import FACET_FIELDS
+from shopsearch.plugin.engine import HIGHLIGHT_FIELDS
 from shopsearch.settings import Settings, load_settings
 from shopsearch.ubi import UbiEvent
 
@@ -54,11 +55,16 @@ def _errors(*codes: int) -> dict[str, Any]:
             404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
             422: "Parameters valid alone but inconsistent together", 500: "Unexpected error (logged)",
             501: "Not available in this build",
+            401: "No API key, or an unknown, revoked or expired one (WWW-Authenticate: Bearer)",
+            403: "The key's role may not call this (a search key on an admin endpoint)",
+            429: "Rate limit exceeded (per API key or per client IP); retry after the Retry-After seconds",
             503: "Engine unavailable or index missing (POST /events: the event spool is full); retry after the "
                  "Retry-After seconds"}
     out = {str(c): _json("Error", text[c]) for c in codes}
     if 503 in codes:
         out["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+    if 429 in codes:
+        out["429"]["headers"] = RATE_HEADERS
     return out
 
 
@@ -88,7 +94,11 @@ def _schemas() -> dict[str, Any]:
             "contributions": {"type": "object", "additionalProperties": {"type": "number"},
                               "description": "The conversion model's per-feature contributions (and 'bias'), "
                                              "summing to stages.conversion_raw; only with explain=true, only for "
-                                             "hits the conversion stage scored"}}},
+                                             "hits the conversion stage scored"},
+            "highlights": {"type": "object", "propertyNames": {"enum": list(HIGHLIGHT_FIELDS)},
+                           "additionalProperties": {"type": "string"},
+                           "description": "The field's text, HTML-escaped, with <em>...</em> around the words the "
+                                          "query matched; only with highlight=true, only fields with a match"}}},
         "FacetValue": {"type": "object", "required": ["value", "count"], "additionalProperties": False,
                        "properties": {"value": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}},
         "SearchResponse": {
@@ -102,12 +112,17 @@ def _schemas() -> dict[str, Any]:
                 "profile": {"type": "string", "description": "The profile that ranked the list (an interleaving "
                                                             "experiment: both, as A+B)"},
                 "page": {"type": "integer", "minimum": 1}, "size": {"type": "integer", "minimum": 1},
-                "total": {"type": "integer", "minimum": 0}, "hits": {"type": "array", "items": _ref("Hit")},
+                "total": {"type": "integer", "minimum": 0,
+                          "description": "Exactly how many products match: lexically, or by a vector score over "
+                                         "the profile's threshold; the pages walk them all"},
+                "hits": {"type": "array", "items": _ref("Hit")},
                 "facets": {"type": "object", "propertyNames": {"enum": list(FACET_FIELDS)},
-                           "additionalProperties": {"type": "array", "items": _ref("FacetValue")}},
+                           "additionalProperties": {"type": "array", "items": _ref("FacetValue")},
+                           "description": "Value counts over the matching products; each facet ignores its own "
+                                          "filter (brand, or category for the category levels)"},
                 "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                               "description": "Milliseconds per stage: embed, retrieve, fusion, facets, rerank, "
-                                              "conversion, total"},
+                               "description": "Milliseconds per stage: embed, retrieve, fusion, match, fetch, "
+                                              "rerank, conversion, total"},
                 "degraded": {"type": "boolean"}, "notes": {"type": "array", "items": {"type": "string"}}}},
         "SimilarResponse": {"type": "object", "required": ["id", "hits"], "additionalProperties": False,
                             "properties": {"id": {"type": "string"},
@@ -122,7 +137,18 @@ def _schemas() -> dict[str, Any]:
         "Ready": {"type": "object", "required": ["status", "engine", "index", "concrete_index"],
                   "additionalProperties": False,
                   "properties": {"status": {"const": "ready"}, "engine": {"type": "string"},
-                                 "index": {"type": "string"}, "concrete_index": {"type": "string"}}},
+                                 "index": {"type": "string"}, "concrete_index": {"type": "string"},
+                                 "cluster": _ref("ClusterHealth")}},
+        "ClusterHealth": {
+            "type": "object", "required": ["status", "nodes", "unassigned_shards", "hosts"],
+            "additionalProperties": False, "description": "OpenSearch only: the cluster's health and which "
+                                                          "configured nodes answer",
+            "properties": {"status": {"enum": ["green", "yellow", "red"]}, "nodes": {"type": "integer"},
+                           "unassigned_shards": {"type": "integer"},
+                           "hosts": {"type": "array", "items": {
+                               "type": "object", "required": ["url", "ok"], "additionalProperties": False,
+                               "properties": {"url": {"type": "string"}, "ok": {"type": "boolean"},
+                                              "error": {"type": "string"}}}}}},
         **_event_schemas(),
     }
 
@@ -148,7 +174,7 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
     """
     models = request_models(cfg)
     product_id = parameters(ProductPath, "path")
-    return {
+    return with_security({
         "openapi": "3.1.0",
         "info": {"title": "shopsearch API", "version": "0.1.0",
                  "description": "Hybrid (BM25 + k-NN) e-commerce search. Unknown query parameters are rejected "
@@ -195,4 +221,42 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                                                                 "schema": {"type": "object"}}}}}}},
         },
         "components": {"schemas": _schemas()},
-    }
+    }, cfg)
+
+
+SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "An API key (`shopsearch keys create`) as "
+                                                                     "Authorization: Bearer <key>"},
+    "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key as "
+                                                                                      "X-API-Key: <key>"},
+}
+RATE_HEADERS = {name: {"schema": {"type": "integer"}, "description": text} for name, text in (
+    ("Retry-After", "seconds until the budget has room"), ("X-RateLimit-Limit", "requests in the window"),
+    ("X-RateLimit-Remaining", "requests left in the window"), ("X-RateLimit-Reset", "epoch seconds of the reset"))}
+
+
+def with_security(spec: dict[str, Any], cfg: Settings) -> dict[str, Any]:
+    """Add the security schemes and, per operation, the role it needs (OpenAPI 3.1 lets non-OAuth schemes list
+    role names) and its 401/403/429 answers; roles and budgets come from the views' own declarations
+    (api/auth.py's ``role``, api/limits.py's ``budget``). In local mode (no key exists) loopback clients need
+    none."""
+    from . import routes_events, routes_ops, routes_products, routes_search
+    from .auth import PUBLIC, ROLE_ATTR
+    from .limits import BUDGET_ATTR
+
+    views = {"search": routes_search.search, "suggest": routes_search.suggest, "getProduct": routes_products.product,
+             "similarProducts": routes_products.similar, "postEvents": routes_events.events,
+             "healthz": routes_ops.healthz, "readyz": routes_ops.readyz, "metrics": routes_ops.metrics,
+             "openapi": routes_ops.openapi}
+    spec["components"]["securitySchemes"] = SECURITY_SCHEMES
+    for item in spec["paths"].values():
+        for op in item.values():
+            view = views[op["operationId"]]
+            need, public_when = getattr(view, ROLE_ATTR)
+            need = PUBLIC if public_when and getattr(cfg, public_when) else need
+            op["security"] = [] if need == PUBLIC else [{name: [need]} for name in SECURITY_SCHEMES]
+            if need != PUBLIC:
+                op["responses"].update(_errors(401, 403))
+            if getattr(view, BUDGET_ATTR, None):
+                op["responses"].update(_errors(429))
+    return spec

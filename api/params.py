@@ -28,7 +28,7 @@ from werkzeug.datastructures import MultiDict
 
 from shopsearch.events import Id
 from shopsearch.plugin.documents import FACET_FIELDS
-from shopsearch.plugin.engine import Filters
+from shopsearch.plugin.engine import SORTS, Filters
 from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.pipeline import SearchContext
 from shopsearch.settings import Settings, load_settings
@@ -86,6 +86,7 @@ Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False), BlankIsAbsent]
 QueryBool = Annotated[bool, Field(strict=True), BeforeValidator(_word_bool), BlankIsAbsent]
 Facets = Annotated[tuple[Literal[FACET_FIELDS], ...], BeforeValidator(_facet_list)]  # type: ignore[valid-type]
 Profile = Annotated[str, Field(pattern=PROFILE_PATTERN), BlankIsAbsent]
+Sort = Annotated[Literal[SORTS], BlankIsAbsent]  # type: ignore[valid-type]
 
 
 class QueryParams(BaseModel):
@@ -147,6 +148,11 @@ class SearchParams(FilterParams):
                                                     "the online experiment the client is in")
     explain: QueryBool = Field(False, description="Add per-stage scores (and the conversion model's feature "
                                                   "contributions) to each hit")
+    sort: Sort = Field("relevance", description="Order of the matching products over every page: relevance, "
+                                                "price_asc, price_desc, rating (best first) or newest; products "
+                                                "without the field come last")
+    highlight: QueryBool = Field(False, description="Add each hit's title and description, HTML-escaped, with "
+                                                    "<em> around the words the query matched (highlights)")
     user_id: Id = Field(None, description="Shopper id, as sent with POST /events: the conversion stage uses their "
                                           "brand/category affinity")
     session_id: Id = Field(None, description="Session id, as sent with POST /events: affinity of an anonymous "
@@ -164,7 +170,8 @@ class SearchParams(FilterParams):
     def request(self) -> SearchRequest:
         """The searcher's SearchRequest."""
         return SearchRequest(query=self.q, filters=self.filters(), page=self.page, size=self.size,
-                             profile=self.profile, facets=self.facets, explain=self.explain)
+                             profile=self.profile, facets=self.facets, explain=self.explain, sort=self.sort,
+                             highlight=self.highlight)
 
     def context(self) -> SearchContext:
         """Who is searching, for the conversion stage."""
@@ -275,6 +282,8 @@ def describe(schema: Mapping[str, Any]) -> str:
     'an integer between 1 and 100'
     """
     kind = schema.get("type")
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
     if kind == "array":
         items = schema.get("items", {})
         text = "a comma-separated list" + (f" of {', '.join(items['enum'])}" if "enum" in items else "")

@@ -10,12 +10,16 @@ from shopsearch.plugin.ubi_spool import SpoolFull
 from shopsearch.ubi import parse_event_batch
 
 from .app import service
+from .auth import role
 from .errors import ApiError
+from .limits import budget
 
 bp = Blueprint("events", __name__)
 
 
 @bp.post("/events")
+@role("search")
+@budget("events")
 def events():
     """Store one event or a list of events (all or nothing); answers 202 with the count and the event ids.
 

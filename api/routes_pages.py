@@ -27,6 +27,7 @@ from shopsearch.events import MAX_ID
 from shopsearch.plugin.profiles import ProfileError, ProfileStore
 
 from .app import service
+from .auth import role
 from .console_judgments import (MAX_JUDGMENTS, MAX_RANKING_DEPTH, MAX_RANKINGS, METRIC, JudgmentList,
                                 load_judgments, ndcg_per_ranking)
 from .errors import ApiError, bad_parameter
@@ -37,12 +38,14 @@ DEFAULT_PAIR = ("bm25", "default")
 
 
 @bp.get("/")
+@role("public")  # a page shell: its data comes from /search with the embedded key
 def storefront():
     """The storefront: search box with autocomplete, facets, result cards, similar products."""
     return render_template("storefront.html")
 
 
 @bp.get("/console")
+@role("public")  # a page shell: its API calls need an admin key
 def console():
     """The relevance console: one query, two profiles side by side, judgment colours, stage scores."""
     return render_template("console.html")
@@ -56,6 +59,7 @@ def _profile_store() -> ProfileStore:
 
 
 @bp.get("/console/api/profiles")
+@role("admin")
 def profiles():
     """Every ranking profile: name, description, enabled legs, fusion method, reranking; an invalid file is listed
     with its error instead of hiding the others."""
@@ -108,6 +112,7 @@ def configured_judgments() -> JudgmentList | None:
 
 
 @bp.get("/console/api/judgments")
+@role("admin")
 def judgments_summary():
     """Which judgment list the console uses: ``{"configured", "source", "queries", "judged_queries"}``."""
     jl = configured_judgments()
@@ -175,6 +180,7 @@ def _rounded(x: float) -> float:
 
 
 @bp.post("/console/api/judge")
+@role("admin")
 def judge():
     """Grades and nDCG@10 for the rankings the console shows.
 

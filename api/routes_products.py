@@ -8,7 +8,9 @@ from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.engine import IndexNotFound
 
 from .app import service
+from .auth import role
 from .errors import ApiError
+from .limits import budget
 from .params import ProductPath, QueryParams, parse_params, request_models
 from .routes_search import hit_json, value_error_to_api
 
@@ -20,6 +22,8 @@ def _not_found(product_id: str) -> ApiError:
 
 
 @bp.get("/<product_id>/similar")
+@role("search")
+@budget("search")
 def similar(product_id: str):
     """Products like ``product_id`` (nearest vectors), with the same filters as /search."""
     svc = service()
@@ -39,6 +43,8 @@ def similar(product_id: str):
 
 
 @bp.get("/<product_id>")
+@role("search")
+@budget("search")
 def product(product_id: str):
     """The stored product (public fields only)."""
     parse_params(ProductPath, {"product_id": product_id})

@@ -14,7 +14,9 @@ from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.reranker.interleaving import search_interleaved
 
 from .app import service
+from .auth import role
 from .errors import ApiError, bad_parameter
+from .limits import budget
 from .params import parse_params, request_models
 from .query_log import client_id, explained_stages, log_query, query_record
 
@@ -26,6 +28,8 @@ def hit_json(hit: ScoredHit, explain: bool) -> dict[str, Any]:
     ``contributions``: the conversion model's per-feature contributions, for hits it scored)."""
     out: dict[str, Any] = {"id": hit.id, "rank": hit.rank, "score": float(hit.score)}
     out.update({k: v for k, v in public_source(hit.source).items() if k != "id"})
+    if hit.highlights:
+        out["highlights"] = dict(hit.highlights)
     if explain:
         out["stages"] = explained_stages(hit)
         if hit.contributions:
@@ -65,6 +69,8 @@ def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
 
 
 @bp.get("/search")
+@role("search")
+@budget("search")
 def search():
     """Hybrid search, then the profile's rerank stages, with filters, facets, paging and optional explanation."""
     svc = service()
@@ -117,6 +123,8 @@ def experiment_attributes() -> dict[str, Any]:
 
 
 @bp.get("/suggest")
+@role("search")
+@budget("search")
 def suggest():
     """Query autocomplete: up to ``size`` completions of the prefix ``q``."""
     svc = service()

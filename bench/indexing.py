@@ -32,11 +32,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shopsearch.settings import load_settings
+from shopsearch.settings import ENGINES, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CATALOG = Path(load_settings().data_dir or REPO.parent / "shared" / "data") / "homedepot" / "products.jsonl"
-ENGINES = ("opensearch", "embedded")
 TARGET_RATIO, TARGET_SPEEDUP, TARGET_RSS_MB = 0.85, 20.0, 2048.0
 
 

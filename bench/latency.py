@@ -6,19 +6,20 @@ API overhead (embedding excluded) p50 <= 3 ms, total p95 <= 60 ms.
 
     python bench/latency.py [--index crowdflower] [--queries PATH] [--url http://127.0.0.1:8000]
                             [--opensearch-url http://127.0.0.1:9200] [--repeat 3] [--warmup 20]
-                            [--quick] [--profile] [--no-fold] [--json OUT]
+                            [--quick] [--profile] [--json OUT]
 
 How each column is measured (all milliseconds):
 
 - ``embed cold`` / ``embed warm``: the API's own ``timings_ms.embed``. The cold pass sends each query once with the
   query-embedding cache emptied before the request; the warm passes (``--repeat``) hit the LRU cache.
 - ``BM25 took`` / ``k-NN took`` / ``facets took``: OpenSearch's ``took`` (server-side, whole ms) of each item of
-  the replayed requests; ``BM25 alone`` / ``k-NN alone``: wall time of that leg's body sent alone as a ``_search``
+  the replayed requests (``facets``: the matching-set search that counts, facets and pages past the fused list);
+  ``BM25 alone`` / ``k-NN alone``: wall time of that leg's body sent alone as a ``_search``
   (a second, one-leg-at-a-time pass over the same bodies).
 - ``direct``: wall time (send to last byte received, JSON decode excluded) of *every* request the adapter sent for
   the query -- recorded byte for byte from the opensearch-py transport and replayed over a keep-alive ``http.client``
   connection in the same pass, right next to the API request (the order alternates per query).
-- ``engine in API``: the API's ``timings_ms.retrieve`` + ``timings_ms.facets`` (opensearch-py round trips,
+- ``engine in API``: the API's ``timings_ms.retrieve`` + ``timings_ms.match`` (opensearch-py round trips,
   including serialising the bodies, decoding the responses and building hits); ``fusion``: ``timings_ms.fusion``.
 - ``total cold`` / ``total warm``: wall time around the API request (the Flask test client in-process, which builds
   a WSGI request and serialises the JSON response like a server; or real HTTP with ``--url``).
@@ -55,7 +56,7 @@ DEFAULT_QUERIES = Path(load_settings().data_dir or REPO.parent / "shared" / "dat
 PAGE_SIZE = 12  # what the storefront asks for (api/static/storefront.js)
 QUICK_QUERIES = 20
 # timings_ms stages that are engine round trips (whichever the searcher reports)
-ENGINE_STAGES = ("retrieve", "facets", "fetch")
+ENGINE_STAGES = ("retrieve", "match", "fetch")
 
 
 def load_queries(path: Path, limit: int | None = None) -> list[str]:
@@ -84,8 +85,8 @@ def leg_kind(body: bytes) -> str:
     """
     doc = json.loads(body)
     query = doc.get("query", {})
-    if "aggs" in doc or "aggregations" in doc:
-        return "facets"
+    if "aggs" in doc or "aggregations" in doc or "sort" in doc or doc.get("track_total_hits") is True:
+        return "facets"  # the matching-set search (count, facets, a sorted slice)
     if "ids" in query:
         return "fetch"
     return "knn" if "knn" in query else "bm25"
@@ -123,31 +124,11 @@ def build(args: argparse.Namespace, home: Path) -> tuple[Any, Any, RequestRecord
     from shopsearch.api.app import create_app, service
 
     app = create_app({"TESTING": True, "engine": "opensearch", "index": args.index, "home": str(home),
-                      "opensearch_url": args.opensearch_url})
+                      "opensearch_url": args.opensearch_url, "rate_limits": False})  # latency, not throttling
     with app.app_context():
         searcher = service().get_searcher()
     recorder = RequestRecorder(searcher.engine.client.transport)
-    if args.no_fold:
-        searcher.engine = PlainEngine(searcher.engine)
     return app, searcher, recorder
-
-
-class PlainEngine:
-    """The OpenSearch engine with only the Engine-protocol reads, so the searcher takes its plain path (legs with
-    sources in one ``_msearch``, then a facets ``_search``): ``--no-fold`` measures the path before the folding."""
-
-    def __init__(self, engine: Any):
-        self._engine = engine
-        self.client = engine.client
-
-    def search(self, index: str, legs: Any) -> Any:
-        return self._engine.search(index, legs)
-
-    def facets(self, *args: Any, **kwargs: Any) -> Any:
-        return self._engine.facets(*args, **kwargs)
-
-    def close(self) -> None:
-        self._engine.close()
 
 
 def fresh_embed_cache(searcher: Any) -> None:
@@ -261,7 +242,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     """Load, measure, summarise; returns the results (also written to ``--json``)."""
     queries = load_queries(Path(args.queries), QUICK_QUERIES if args.quick else args.limit)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + sys.argv[1:])
-    res: dict[str, Any] = {"command": command, "index": args.index, "fold": not args.no_fold,
+    res: dict[str, Any] = {"command": command, "index": args.index,
                            "queries": len(queries), "repeat": args.repeat, "warmup": args.warmup,
                            "api": args.url or "flask test client", "page_size": PAGE_SIZE,
                            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
@@ -303,9 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_QUERIES} queries, 1 warm pass")
     ap.add_argument("--profile", action="store_true", help="also cProfile one warm pass of API requests")
-    ap.add_argument("--no-fold", action="store_true",
-                    help="the searcher's plain engine path (facets as a separate request, every candidate's source) "
-                         "instead of search_with_facets + the page's sources; for before/after comparisons")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)

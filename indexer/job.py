@@ -1,11 +1,16 @@
 """The indexing job: read -> validate -> chunk -> vector cache -> embed misses -> bulk write, in bounded memory.
 
 Two modes:
-- full: build a new ``<alias>-v<timestamp>`` index, verify its count, only then swap the alias onto it, then
-  drop older versions except the one just replaced (kept for rollback). A crash or Ctrl-C leaves the alias on
-  the old index; the partial index is dropped by the next successful full run.
+- full: build a new ``<alias>-v<timestamp>`` index, verify its count, wait until it is green (its replicas
+  copied), only then swap the alias onto it, then drop older versions except the one just replaced (kept for
+  rollback). A crash or Ctrl-C leaves the alias on the old index; the partial index is dropped by the next run.
 - incremental: compare content hashes with the live index; upsert new/changed products, delete ids that left
   the catalog, leave the rest alone. A product whose new row is quarantined keeps its last good version.
+
+Safety (see :mod:`.catalog_guard` and :mod:`.rebuild_lock`): every run holds the alias's indexing lock, so a
+second run of the same alias refuses; it first drops versions that never went live (a crashed run's partial
+index); when the alias is live it counts the catalog before writing anything and refuses a run that would
+remove more of the live catalog than the configured share, unless ``allow_shrink``.
 
 The job writes through the ``IndexSink`` protocol only; it never imports an engine.
 """
@@ -22,14 +27,16 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from .catalog_guard import CatalogShrinkRefused, ShrinkLimits, check_deletes, check_shrink, scan_catalog_ids
 from .fields import FieldMapping
 from .quarantine import QuarantineWriter
 from .readers import read_rows
 from .records import Product, QuarantinedRow
+from .rebuild_lock import rebuild_lock
 from .sink import Delete, IndexDoc, IndexSink
 from .validate import REJECTED, Validator
 from .vector_cache import VectorCache, cache_key
-from .versions import version_name, versions_to_delete
+from .versions import unfinished_versions, version_name, versions_to_delete
 from .writer import BulkWriter
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,8 @@ class Encoder(Protocol):
 
 
 class IndexVerificationError(RuntimeError):
-    """The rebuilt index does not hold the expected number of products; the alias was not moved."""
+    """The rebuilt index does not hold the expected number of products, or did not turn green in time; the
+    alias was not moved."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,8 @@ class IndexReport:
     quarantine_path: str | None
     dropped_indices: tuple[str, ...] = ()
     failed_deletes: int = 0
+    health: str = ""  # full rebuilds: the new index's status when the alias moved ("yellow: ..." says why)
+    unfinished_dropped: tuple[str, ...] = ()  # partial versions of crashed or refused runs, dropped first
 
     @property
     def docs_per_s(self) -> float:
@@ -78,7 +88,8 @@ class IndexReport:
         return (f"{self.mode} index {self.alias} -> {self.index}: read {self.read}, indexed {self.indexed}, "
                 f"quarantined {self.quarantined}, unchanged {self.unchanged}, deleted {self.deleted}, "
                 f"embedded {self.embedded}, cache hits {self.cache_hits}, {self.seconds:.1f} s, "
-                f"{self.docs_per_s:.0f} docs/s")
+                f"{self.docs_per_s:.0f} docs/s" + (f"; index {self.health}" if self.health else "")
+                + (f"; dropped unfinished {', '.join(self.unfinished_dropped)}" if self.unfinished_dropped else ""))
 
 
 def doc_hash(product: Product, fingerprint: str) -> str:
@@ -90,7 +101,8 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
               mode: str = "auto", mapping: FieldMapping | None = None, quarantine_path: str | Path | None = None,
               cache: VectorCache | None = None, chunk_size: int = 512, fmt: str | None = None,
               progress: bool = True, keep_previous: bool = True,
-              on_chunk: Callable[[int], None] | None = None) -> IndexReport:
+              on_chunk: Callable[[int], None] | None = None, limits: ShrinkLimits | None = None,
+              lock_stale_s: float = 600.0, break_lock: bool = False) -> IndexReport:
     """Index a catalog file into ``alias`` on ``sink``.
 
     Args:
@@ -109,6 +121,10 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
         keep_previous: after a full rebuild keep the index the alias pointed to before (rollback copy).
         on_chunk: called after each chunk is queued with the number of products queued so far (a test hook;
             raising from it aborts the run as a crash would).
+        limits: how much of the live catalog the run may remove (default :class:`ShrinkLimits`: 5% deleted by
+            an incremental run, 10% fewer products after a full rebuild).
+        lock_stale_s: another run's lock whose heartbeat is older than this is stale and broken.
+        break_lock: break another run's lock even if it looks alive.
 
     Returns:
         An IndexReport.
@@ -116,7 +132,10 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
     Raises:
         ValueError: bad ``mode``/``chunk_size``/``alias``, or ``alias`` names a concrete index.
         FileNotFoundError: the catalog does not exist.
-        IndexVerificationError: a full rebuild's count does not match (the alias is left untouched).
+        IndexVerificationError: a full rebuild's count does not match, or the new index did not turn green
+            within the engine's ready timeout (the alias is left untouched).
+        CatalogShrinkRefused: the run would remove too much of the live catalog (nothing live changed).
+        IndexLocked: another run holds the alias's indexing lock.
 
     >>> report = run_index("catalog.jsonl", open_engine("embedded"), BiEncoder())  # doctest: +SKIP
     >>> report.read == report.indexed + report.quarantined + report.unchanged  # doctest: +SKIP
@@ -131,6 +150,21 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
     catalog = Path(catalog)
     if not catalog.is_file():
         raise FileNotFoundError(f"catalog not found: {catalog}")
+    with rebuild_lock(sink, alias, stale_after_s=lock_stale_s, break_lock=break_lock) as lock:
+        def chunk_done(queued: int) -> None:
+            lock.heartbeat()
+            if on_chunk is not None:
+                on_chunk(queued)
+
+        return _index_locked(catalog, sink, encoder, alias, mode, mapping, quarantine_path, cache, chunk_size,
+                             fmt, progress, keep_previous, chunk_done, limits or ShrinkLimits())
+
+
+def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, mode: str,
+                  mapping: FieldMapping | None, quarantine_path: str | Path | None, cache: VectorCache | None,
+                  chunk_size: int, fmt: str | None, progress: bool, keep_previous: bool,
+                  on_chunk: Callable[[int], None], limits: ShrinkLimits) -> IndexReport:
+    """run_index's work, under the alias's lock."""
     live = sink.resolve_alias(alias)
     if live is None and sink.index_exists(alias):
         raise ValueError(f"alias {alias!r} is a concrete index, not an alias; delete it or choose another name")
@@ -140,7 +174,17 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
         raise ValueError(f"alias {alias!r} does not exist yet; run a full index first (mode='full')")
 
     started = time.perf_counter()
+    unfinished = tuple(unfinished_versions(alias, sink.list_indices(f"{alias}-v"), live))
+    for name in unfinished:
+        log.warning("dropping %s: a version of %r that never went live (crashed or refused run)", name, alias)
+        sink.delete_index(name)
+    # Count the catalog before anything is written, so a truncated export is refused before it costs anything.
+    present = scan_catalog_ids(catalog, mapping, fmt) if live else None
+    live_count = 0
     if mode == "full":
+        if live is not None and present is not None:
+            live_count = sink.count(live)
+            check_shrink(alias, live, live_count, present.valid, limits)
         index = version_name(alias)
         while sink.index_exists(index):
             time.sleep(0.001)
@@ -151,6 +195,8 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
     else:
         index = live  # type: ignore[assignment]
         existing = dict(sink.scan_hashes(index))
+        gone = existing.keys() - (present.ids if present is not None else frozenset())
+        check_deletes(alias, index, len(existing), len(gone), limits)
 
     quarantine = QuarantineWriter(quarantine_path or Path.cwd() / f"{alias}.quarantine.jsonl")
     run = _Run(sink, index, encoder, cache, quarantine, existing, incremental=(mode == "incremental"))
@@ -164,6 +210,7 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
     res = run.result
 
     dropped: tuple[str, ...] = ()
+    health = ""
     if mode == "full":
         sink.set_bulk_mode(index, False)
         sink.refresh(index)
@@ -171,6 +218,18 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
         if stored != res.indexed:
             raise IndexVerificationError(f"{index} holds {stored} products, expected {res.indexed}; "
                                          f"alias {alias!r} left on {live!r}")
+        if live is not None:
+            try:
+                check_shrink(alias, live, live_count, stored, limits)  # engine rejections may have cost more
+            except CatalogShrinkRefused:
+                sink.delete_index(index)
+                raise
+        ready = sink.wait_ready(index)
+        if not ready.ready:
+            raise IndexVerificationError(f"{index} is not ready ({ready.note}); alias {alias!r} left on {live!r}. "
+                                         "Check the cluster's nodes and disk, or lower the replicas "
+                                         "(shopsearch index --replicas R, or [cluster] in index.toml)")
+        health = ready.status + (f" ({ready.note})" if ready.note else "")
         sink.swap_alias(alias, index)
         dropped = tuple(versions_to_delete(alias, sink.list_indices(f"{alias}-v"), index, live, keep_previous))
         for name in dropped:
@@ -182,7 +241,8 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
         alias=alias, index=index, mode=mode, read=run.read, indexed=res.indexed, quarantined=quarantine.count,
         unchanged=run.unchanged, deleted=res.deleted, embedded=run.embedded, cache_hits=run.cache_hits,
         seconds=time.perf_counter() - started, quarantine_path=str(quarantine.path) if quarantine.count else None,
-        dropped_indices=dropped, failed_deletes=len(res.failed_deletes))
+        dropped_indices=dropped, failed_deletes=len(res.failed_deletes), health=health,
+        unfinished_dropped=unfinished)
     if progress:
         from tqdm import tqdm
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol, Sequence, Union
+from typing import Any, Iterable, Iterator, Protocol, Sequence, Union
 
 from .records import Product
 
@@ -25,6 +25,42 @@ class Delete:
 
 
 Action = Union[IndexDoc, Delete]
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    """Whether an index may take traffic: ``status`` (green/yellow/red), the data nodes seen and why it may.
+
+    ``ready`` is True when green, or yellow on a one-node cluster (no other node to hold the replicas; ``note``
+    says so); the job moves an alias only onto a ready index.
+    """
+
+    status: str
+    nodes: int
+    ready: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds an alias's rebuild lock: host and pid, when it started, its last heartbeat (UNIX seconds) and
+    a random token that tells this holding apart from a later one by the same process."""
+
+    host: str
+    pid: int
+    started: float
+    heartbeat: float
+    token: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "started": self.started, "heartbeat": self.heartbeat,
+                "token": self.token}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LockHolder":
+        return cls(host=str(data.get("host", "?")), pid=int(data.get("pid", 0)),
+                   started=float(data.get("started", 0.0)), heartbeat=float(data.get("heartbeat", 0.0)),
+                   token=str(data.get("token", "")))
 
 
 @dataclass(frozen=True)
@@ -69,3 +105,16 @@ class IndexSink(Protocol):
 
     def set_bulk_mode(self, index: str, on: bool) -> None:
         """Tune an index for bulk loading (no refresh, no replicas) or back to serving."""
+
+    def wait_ready(self, index: str) -> IndexHealth:
+        """Wait (up to the engine's configured timeout) until ``index`` is green; its health then or at timeout."""
+
+    def create_lock(self, name: str, holder: LockHolder) -> LockHolder | None:
+        """Record ``holder`` as lock ``name`` unless it exists (atomically); None when taken, else the holder
+        that has it."""
+
+    def touch_lock(self, name: str, holder: LockHolder) -> bool:
+        """Store ``holder`` (a newer heartbeat) if the lock still has its token; False when it lost the lock."""
+
+    def delete_lock(self, name: str, holder: LockHolder) -> bool:
+        """Remove lock ``name`` if it still has ``holder``'s token; False when another holder has it (or none)."""

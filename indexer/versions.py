@@ -36,3 +36,20 @@ def versions_to_delete(alias: str, indices: list[str], current: str, previous: s
     """
     keep = {current} | ({previous} if keep_previous and previous else set())
     return [n for n in indices if is_version_of(alias, n) and n not in keep]
+
+
+def unfinished_versions(alias: str, indices: list[str], live: str | None) -> list[str]:
+    """Versions of ``alias`` newer than the ``live`` one (all of them when there is none): builds that never
+    went live, left by a crashed or refused run. Only called under the alias's indexing lock, so none is being
+    built. (After a manual rollback the rolled-back-from version counts too: it is no longer wanted.)
+
+    >>> unfinished_versions("p", ["p-v20250101-000000-000000", "p-v20250103-000000-000000"],
+    ...                     "p-v20250102-000000-000000")
+    ['p-v20250103-000000-000000']
+    """
+    versions = [n for n in indices if is_version_of(alias, n)]
+    if live is None:
+        return versions
+    if not is_version_of(alias, live):
+        return []
+    return [n for n in versions if n > live]  # the UTC stamps sort chronologically

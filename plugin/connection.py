@@ -1,7 +1,14 @@
 """The opensearch-py client built from the settings' ``opensearch_*`` options (see shopsearch.settings).
 
-The URL, basic-auth pair, certificate verification and CA bundle are validated where they are resolved
+The URLs, basic-auth pair, certificate verification and CA bundle are validated where they are resolved
 (:class:`shopsearch.settings.Settings`); this module only turns them into client arguments.
+
+On a cluster the client gets every configured node: opensearch-py's transport round-robins requests over them,
+marks a node that fails as dead for a while and retries the request on the next one (``max_retries`` times, on
+connection errors, timeouts and 502/503/504). Every request shopsearch sends is safe to repeat: searches, counts
+and health are reads, and bulk writes carry explicit ids (a repeated index or delete ends in the same state).
+Sniffing (``opensearch_sniff``) adds the nodes the cluster reports, once a minute and after a failure (never at
+construction, so building a client still contacts nothing).
 """
 
 from __future__ import annotations
@@ -14,16 +21,22 @@ from shopsearch.settings import Settings, load_settings
 RETRY_ON_STATUS = (502, 503, 504)
 
 
-def display_url(url: str) -> str:
-    """``url`` with any ``user:password@`` removed.
+# Seconds between sniffs of the cluster's node list when sniffing is on.
+SNIFF_INTERVAL_S = 60.0
 
-    >>> display_url("https://admin:secret@search.local:9200")
-    'https://search.local:9200'
+
+def display_url(url: str) -> str:
+    """``url`` (one, or several comma-separated) with any ``user:password@`` removed.
+
+    >>> display_url("https://admin:secret@search.local:9200,https://admin:secret@b.local:9200")
+    'https://search.local:9200,https://b.local:9200'
     """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    shown = []
+    for one in url.split(","):
+        parts = urlsplit(one)
+        shown.append(urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])) if "@" in parts.netloc
+                     else one)
+    return ",".join(shown)
 
 
 def _is_loopback(url: str) -> bool:
@@ -41,18 +54,23 @@ def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int
         raise ValueError(f"timeout={timeout!r} must be > 0 seconds")
     if max_retries < 0:
         raise ValueError(f"max_retries={max_retries!r} must be >= 0")
+    urls = settings.opensearch_urls
     kwargs: dict[str, Any] = {
-        "hosts": [settings.opensearch_url],
+        "hosts": urls,
         "timeout": timeout,
         # gzip costs ~1 ms CPU per bulk document; worth it across a network, pure waste on loopback.
-        "http_compress": not _is_loopback(settings.opensearch_url),
+        "http_compress": not all(_is_loopback(u) for u in urls),
         "retry_on_timeout": True,
         "max_retries": max_retries,
         "retry_on_status": RETRY_ON_STATUS,
+        # One pool per node; each API thread holds one connection while it waits for the engine.
+        "pool_maxsize": settings.opensearch_pool_maxsize,
     }
+    if settings.opensearch_sniff:
+        kwargs |= {"sniff_on_connection_fail": True, "sniffer_timeout": SNIFF_INTERVAL_S}
     if settings.opensearch_user is not None and settings.opensearch_password is not None:
         kwargs["http_auth"] = (settings.opensearch_user, settings.opensearch_password.get_secret_value())
-    if urlsplit(settings.opensearch_url).scheme == "https":
+    if urlsplit(urls[0]).scheme == "https":
         kwargs["use_ssl"] = True
         kwargs["verify_certs"] = settings.opensearch_verify_certs
         # An explicit opt-out must not turn into a warning per request (pytest runs with warnings as errors).
@@ -67,9 +85,9 @@ def make_client(url: str | None = None, *, timeout: float = 10.0, max_retries: i
     """Build an ``opensearchpy.OpenSearch`` client; nothing is sent until the first request.
 
     Args:
-        url: node URL, instead of the settings' ``opensearch_url``.
+        url: node URL (or several, comma-separated), instead of the settings' ``opensearch_url``.
         timeout: per-request timeout in seconds.
-        max_retries: retries on connection errors, timeouts and 502/503/504.
+        max_retries: retries on connection errors, timeouts and 502/503/504, each on the next node.
         settings: the resolved settings (default :func:`shopsearch.settings.load_settings`).
     Returns:
         The client (with gzip request compression and retries configured).

@@ -28,25 +28,31 @@ import os
 import re
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc
+from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc, IndexHealth, LockHolder
 
-from .documents import FACET_FIELDS, TEXT_FIELDS, public_source, to_engine_doc
+from .documents import TEXT_FIELDS, public_source, to_engine_doc
 from .embedded_bm25 import best_fields, score_field
+from .embedded_locks import FileLocks
 from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
-from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
+from .engine import (FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
+                     MatchPage, MatchRule, check_match)
+from .highlight import highlight as mark, matched_terms
 from .index_config import IndexConfig, load_index_config
 from .suggest import PrefixIndex, check_suggest_size
 from .text_analysis import SynonymMap, analyze_query
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
 MAX_RESULT_WINDOW = 10_000
-FACET_QUERY_FIELDS = {"title": 3.0, "description": 1.0, "brand_text": 1.0, "category_text": 1.0}
+# Field sorts: the snapshot column and whether larger values come first (relevance sorts by score).
+SORT_COLUMNS = {"price_asc": ("price", False), "price_desc": ("price", True), "rating": ("rating", True),
+                "newest": (NEWEST_FIELD, True)}
 
 
 def _check_name(param: str, value: str) -> str:
@@ -70,6 +76,41 @@ def _top(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
         rows = rows[scores[rows] >= kth]  # keep every tie at the cut so the stable sort decides by row
     order = np.lexsort((rows, -scores[rows]))
     return rows[order][:k]
+
+
+def _check_min_score(value: float, *, allow_zero: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0.0 <= value <= 1.0)
+    if not ok or (value == 0.0 and not allow_zero):
+        raise ValueError(f"min_score={value!r} must be a number in {'[0' if allow_zero else '(0'}, 1] "
+                         "(lucene cosinesimil's (1 + cos) / 2)")
+
+
+def _vector_scores(snap: Snapshot, vector: Sequence[float]) -> np.ndarray:
+    """Every row's lucene ``cosinesimil`` score, ``(1 + cos) / 2``, for ``vector``."""
+    q = np.asarray([float(x) for x in vector], dtype=np.float32)
+    if len(q) != snap.dims:
+        raise ValueError(f"vector has {len(q)} dimensions; the index expects {snap.dims}")
+    norm = float(np.linalg.norm(q))
+    if norm == 0.0:
+        raise ValueError("vector is all zeros: cosine similarity is undefined")
+    if not len(snap):
+        return np.zeros(0, dtype=np.float32)
+    return ((1.0 + snap.vectors @ (q / norm)) / 2.0).astype(np.float32)
+
+
+def _sorted_rows(snap: Snapshot, rows: np.ndarray, scores: np.ndarray, sort: str) -> np.ndarray:
+    """``rows`` in ``sort`` order, ties by id ascending; a field sort puts rows missing the value last."""
+    ids = snap.ids[rows]
+    if sort == "relevance":
+        return rows[np.lexsort((ids, -scores[rows]))]
+    column, descending = SORT_COLUMNS[sort]
+    # A field the snapshot has no column for (``newest`` until the catalog has a date) is missing everywhere.
+    values = getattr(snap, column, None)
+    values = np.full(len(snap), np.nan) if values is None else np.asarray(values, dtype=np.float64)
+    picked = values[rows]
+    missing = np.isnan(picked)
+    key = np.where(missing, 0.0, -picked if descending else picked)
+    return rows[np.lexsort((ids, key, missing))]
 
 
 class _Index:
@@ -99,6 +140,7 @@ class EmbeddedEngine:
         self.synonyms = SynonymMap.from_lines(self.config.synonyms)
         self._lock = threading.RLock()
         self._open: dict[str, _Index] = {}
+        self._locks = FileLocks(self.root)
 
     def __repr__(self) -> str:
         return f"EmbeddedEngine({str(self.root)!r})"
@@ -200,6 +242,23 @@ class EmbeddedEngine:
     def set_bulk_mode(self, index: str, on: bool) -> None:
         """Bulk mode on: searches stop refreshing lazily (only refresh() rebuilds); off: lazy refresh again."""
         self._index(index).store.set_meta("bulk_mode", "1" if on else "0")
+
+    def wait_ready(self, index: str) -> IndexHealth:
+        """An existing embedded index is ready at once (one copy on local disk: nothing to replicate)."""
+        self._index(index)
+        return IndexHealth("green", 1, True)
+
+    def create_lock(self, name: str, holder: LockHolder) -> LockHolder | None:
+        """Take the indexing lock ``name`` (a file under ``root/.locks``); None when taken, else its holder."""
+        return self._locks.create(_check_name("name", name), holder)
+
+    def touch_lock(self, name: str, holder: LockHolder) -> bool:
+        """Refresh ``holder``'s heartbeat if it still holds lock ``name``."""
+        return self._locks.touch(_check_name("name", name), holder)
+
+    def delete_lock(self, name: str, holder: LockHolder) -> bool:
+        """Release lock ``name`` if ``holder`` still holds it."""
+        return self._locks.delete(_check_name("name", name), holder)
 
     # --- writes ------------------------------------------------------------------------------------------------
 
@@ -310,8 +369,9 @@ class EmbeddedEngine:
         """Yield ``(id, content_hash)`` for every stored product."""
         yield from self._index(index).store.hashes()
 
-    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg]) -> list[list[Hit]]:
-        """Run every leg against one snapshot; one hit list per leg, best first.
+    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True) -> list[list[Hit]]:
+        """Run every leg against one snapshot; one hit list per leg, best first (``with_source=False``: ids and
+        scores only; fetch a page's products with :meth:`sources`).
 
         Raises:
             IndexNotFound: ``index`` does not exist.
@@ -329,6 +389,8 @@ class EmbeddedEngine:
                 ranked.append(self._bm25(snap, leg))
             else:
                 ranked.append(self._knn(snap, leg))
+        if not with_source:
+            return [[Hit(i, s) for i, s in r] for r in ranked]
         sources = idx.store.sources(list({i for r in ranked for i, _ in r}))
         return [[Hit(i, s, public_source(sources[i])) for i, s in r if i in sources] for r in ranked]
 
@@ -348,6 +410,7 @@ class EmbeddedEngine:
                 raise ValueError(f"tie_breaker={leg.tie_breaker!r} must be within 0..1")
         elif isinstance(leg, KnnLeg):
             _check_size("k", leg.k)
+            _check_min_score(leg.min_score, allow_zero=True)
             vector = [float(x) for x in leg.vector]
             if not vector or not all(math.isfinite(x) for x in vector):
                 raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")
@@ -370,42 +433,96 @@ class EmbeddedEngine:
         return [(snap.ids[r].item(), float(scores[r])) for r in rows]
 
     def _knn(self, snap: Snapshot, leg: KnnLeg) -> list[tuple[str, float]]:
-        q = np.asarray([float(x) for x in leg.vector], dtype=np.float32)
-        if len(q) != snap.dims:
-            raise ValueError(f"vector has {len(q)} dimensions; the index expects {snap.dims}")
-        norm = float(np.linalg.norm(q))
-        if norm == 0.0:
-            raise ValueError("vector is all zeros: cosine similarity is undefined")
-        if not len(snap):
-            return []
-        cos = snap.vectors @ (q / norm)
-        scores = ((1.0 + cos) / 2.0).astype(np.float32)  # lucene cosinesimil's score scale
-        rows = _top(scores, snap.mask(leg.filters), leg.k)
+        scores = _vector_scores(snap, leg.vector)
+        mask = snap.mask(leg.filters)
+        if leg.min_score:
+            mask &= scores >= np.float32(leg.min_score)  # radial search
+        rows = _top(scores, mask, leg.k)
         return [(snap.ids[r].item(), float(scores[r])) for r in rows]
 
-    def facets(self, index: str, query: str | None, filters: Filters, fields: Sequence[str],
-               size: int = 10) -> dict[str, list[tuple[str, int]]]:
-        """Value counts of each facet field over the products matching ``query`` (lexically) and ``filters``.
+    def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
+              exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
+              highlight: str | None = None) -> MatchPage:
+        """The products matching ``rule``: lexically, or with a vector score of at least ``rule.min_score``.
 
-        The lexical match is the facet query OpenSearchEngine runs: best_fields over title^3, description,
-        brand_text, category_text with fuzziness AUTO; ``query`` None/empty matches every product.
-
-        Returns:
-            ``{field: [(value, count), ...]}``, count descending then value ascending.
+        Returns the exact count, the slice ``offset:offset+size`` in ``sort`` order (relevance: the lexical score
+        plus the vector score of those clearing ``min_score``, as OpenSearch's bool ``should`` sums them; field
+        sorts put missing values last; ties by id; ``exclude`` ids skipped in the slice only) and disjunctive facet
+        counts (each facet ignores its own filter: brand, or category for the category levels).
 
         Raises:
-            ValueError: a field outside FACET_FIELDS or size outside 1..10000.
+            ValueError: an unknown sort or facet field, a bad offset/size/min_score or leg.
+            IndexNotFound: ``index`` does not exist.
+
+        >>> engine.match("products", MatchRule(BM25Leg("sofa", {"title": 1.0})), size=10)  # doctest: +SKIP
+        MatchPage(total=20, hits=[...], facets={})
+        """
+        check_match(sort, offset, size, facets, facet_size)
+        if rule.lexical is not None:
+            self._check_leg(rule.lexical)
+        if rule.vector is not None:
+            _check_min_score(rule.min_score, allow_zero=False)
+        idx = self._index(index)
+        snap = self._snapshot(idx)
+        scores, matched = self._matching(snap, rule)
+        f = rule.filters
+        base = matched & snap.mask(replace(f, brand=(), category=()))
+        by_brand, by_category = snap.mask(Filters(brand=f.brand)), snap.mask(Filters(category=f.category))
+        hits_mask = base & by_brand & by_category
+        counts = {name: snap.facet_counts(base & (by_category if FACET_FILTER[name] == "brand" else by_brand),
+                                          name, facet_size) for name in dict.fromkeys(facets)}
+        rows: list[int] = []
+        if size:
+            wanted = hits_mask & ~np.isin(snap.ids, np.array([str(i) for i in exclude], dtype=str)) \
+                if exclude else hits_mask
+            rows = _sorted_rows(snap, np.flatnonzero(wanted), scores, sort)[offset:offset + size].tolist()
+        found = self._hits(idx, snap, [(snap.ids[r].item(), float(scores[r]) if sort == "relevance" else 0.0)
+                                       for r in rows], highlight)
+        return MatchPage(total=int(hits_mask.sum()), hits=found, facets=counts)
+
+    def _matching(self, snap: Snapshot, rule: MatchRule) -> tuple[np.ndarray, np.ndarray]:
+        """Relevance scores and the match mask of ``rule`` (before filters)."""
+        scores = np.zeros(len(snap), dtype=np.float32)
+        if rule.lexical is None and rule.vector is None:
+            return scores, np.ones(len(snap), dtype=bool)
+        matched = np.zeros(len(snap), dtype=bool)
+        lex = rule.lexical
+        if lex is not None and lex.query.strip() and len(snap):
+            lex_scores, matched = self._lexical(snap, lex.query, lex.fields, lex.fuzziness, lex.tie_breaker)
+            scores = np.where(matched, lex_scores, np.float32(0.0)).astype(np.float32)
+        if rule.vector is not None and len(snap):
+            vec = _vector_scores(snap, rule.vector)
+            near = vec >= np.float32(rule.min_score)
+            scores = (scores + np.where(near, vec, np.float32(0.0))).astype(np.float32)
+            matched = matched | near
+        return scores, matched
+
+    def _hits(self, idx: _Index, snap: Snapshot, scored: list[tuple[str, float]], query: str | None) -> list[Hit]:
+        """Hits with their sources (ids no longer stored left out), highlighted for ``query`` when given."""
+        sources = idx.store.sources([i for i, _ in scored])
+        terms = {}
+        if query and query.strip():
+            clauses = analyze_query(query, self.synonyms)
+            terms = {name: matched_terms(clauses, snap.fields[name].vocab_list) for name in HIGHLIGHT_FIELDS}
+        out = []
+        for i, score in scored:
+            if i not in sources:
+                continue
+            src = public_source(sources[i])
+            marks = {name: mark(src.get(name), found) for name, found in terms.items()}
+            out.append(Hit(i, score, src, {name: m for name, m in marks.items() if m is not None}))
+        return out
+
+    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None) -> dict[str, Hit]:
+        """The stored products of ``ids`` as Hits (score 0; ids not found left out), with ``Hit.highlights`` for
+        the query ``highlight`` when given (the markup of :mod:`.highlight`, as OpenSearch's highlighter writes).
+
+        Raises:
             IndexNotFound: ``index`` does not exist.
         """
-        _check_size("size", size)
-        for name in fields:
-            if name not in FACET_FIELDS:
-                raise ValueError(f"fields has {name!r}; facet fields are {', '.join(FACET_FIELDS)}")
-        snap = self._snapshot(self._index(index))
-        mask = snap.mask(filters)
-        if query and query.strip():
-            mask &= self._lexical(snap, query, FACET_QUERY_FIELDS, "AUTO", 0.3)[1]
-        return {name: snap.facet_counts(mask, name, size) for name in dict.fromkeys(fields)}
+        idx = self._index(index)
+        snap = self._snapshot(idx)
+        return {h.id: h for h in self._hits(idx, snap, [(str(i), 0.0) for i in dict.fromkeys(ids)], highlight)}
 
     def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
         """Autocomplete titles (word-prefix match on every typed word), ranked as in plugin/suggest.py.

@@ -5,12 +5,16 @@ The request path is a few lines on purpose; the fusion is pure (:mod:`.fusion`),
 because of post-filtering.
 
 Decisions worth knowing:
-- The candidate pool is fixed by the profile (``bm25.size``, ``knn.k``), not by the page asked for, so page 2 of a
-  query is always the continuation of page 1 (asking for a deeper page never reshuffles earlier ones).
-  ``SearchResponse.total`` is the size of that fused pool; pages past it are empty.
-- Ties in the fused score are broken by product id (see :mod:`.fusion`), so the order is deterministic.
-- An empty (blank) query is a *browse*: no ranking is done (hits are empty, total 0) and the facets are counted
-  over every product passing the filters, for a storefront's landing page; the notes say so.
+- Honest result sets: a product matches when the lexical query matches it or its vector score clears the
+  profile's threshold (``knn.min_score``, raised to ``knn.relative_score`` x the best vector hit); the k-NN leg is
+  a radial search, so a nonsense query matches nothing. ``SearchResponse.total`` is the exact size of that set,
+  the facets count it (disjunctively: each facet ignores its own filter) and the pages walk it.
+- Relevance order: the fused legs (their sizes fixed by the profile, ``bm25.size``, ``knn.k``, never by the page
+  asked for, so page 2 always continues page 1), then the rest of the matching set by its summed lexical and
+  vector scores. Other sorts (price, rating, newest) order the whole set by the field, missing values last.
+- Ties (fused score, match score, sort field) are broken by product id, so the order is deterministic.
+- An empty (blank) query is a *browse*: every product passing the filters matches; it ranks nothing (no hits)
+  unless sorted by a field; the facets count it, for a storefront's landing page; the notes say so.
 - If the query embedder fails (e.g. the GPU runs out of memory) and the profile has a BM25 leg, the search is
   served lexically with ``degraded=True`` and a note; a dense-only profile re-raises.
 - A request is checked against the same limits as the API's (:class:`~shopsearch.settings.Settings`:
@@ -27,7 +31,7 @@ from typing import Any
 from shopsearch.settings import Settings
 
 from .documents import FACET_FIELDS, VECTOR_FIELD, public_source
-from .engine import BM25Leg, Engine, Filters, Hit, KnnLeg
+from .engine import SORTS, BM25Leg, Engine, Filters, Hit, KnnLeg, MatchRule
 from .fusion import Fused, fuse
 from .profiles import Profile, ProfileStore
 from .query_cache import Embedder, QueryEmbeddingCache
@@ -60,7 +64,7 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
     through a profile's rerank head, which may reach deeper than a shopper may page.
 
     Raises:
-        ValueError: naming the parameter, its value and what is allowed (query, page, size, facets, filters).
+        ValueError: naming the parameter, its value and what is allowed (query, page, size, sort, facets, filters).
 
     >>> validate_request(SearchRequest("lamp", size=0), Settings())
     Traceback (most recent call last):
@@ -73,6 +77,8 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
         raise ValueError(f"query must be at most {limits.max_query_length} characters, got {len(req.query)}")
     _check_int("page", req.page, 1, limits.max_depth)
     _check_int("size", req.size, 1, limits.max_size)
+    if req.sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}; got {req.sort!r}")
     for name in req.facets:
         if name not in FACET_FIELDS:
             raise ValueError(f"facets has {name!r}; allowed: {', '.join(FACET_FIELDS)}")
@@ -112,28 +118,33 @@ class HybridSearcher:
         self.embeddings = QueryEmbeddingCache(embedder, embed_cache_size)
 
     def legs_for(self, profile: Profile, query: str, vector: Any, filters: Filters) -> dict[str, BM25Leg | KnnLeg]:
-        """The legs a profile asks for, by name; the k-NN leg only when a ``vector`` is given."""
+        """The legs a profile asks for, by name; the k-NN leg (a radial search from ``knn.min_score``) only when a
+        ``vector`` is given."""
         legs: dict[str, BM25Leg | KnnLeg] = {}
         if profile.bm25.enabled:
             b = profile.bm25
             legs["bm25"] = BM25Leg(query=query, fields=dict(b.fields), size=b.size, fuzziness=b.fuzziness,
                                    tie_breaker=b.tie_breaker, filters=filters)
         if profile.knn.enabled and vector is not None:
-            legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
+            legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters,
+                                 min_score=profile.knn.min_score)
         return legs
 
     def search(self, req: SearchRequest) -> SearchResponse:
         """Run one search request.
 
         Args:
-            req: query, filters, 1-based page, page size, profile name, facet fields (limits: ``settings``).
+            req: query, filters, 1-based page, page size, profile name, facet fields, sort, highlight
+                (limits: ``settings``).
 
         Returns:
-            A SearchResponse: the page's ScoredHits (``rank`` is the position in the whole fused ranking;
-            ``stages`` holds ``bm25``/``bm25_rank``/``knn``/``knn_rank`` for the legs that found the product and
-            ``fused``), facet counts, ``timings_ms`` (embed, retrieve, fusion, facets or fetch, total), degradation
-            notes. ``retrieve`` includes the facets when the engine folds them into the legs' round trip
-            (``search_with_facets``); ``fetch`` is then the page's sources by id.
+            A SearchResponse over the products the query matches (lexically, or by a vector score over the
+            profile's thresholds): ``total`` is their exact number, the facets count them (each facet ignoring its
+            own filter) and the pages walk them all in ``req.sort`` order. In relevance order the fused legs come
+            first (``rank`` is the position in the whole ranking; ``stages`` holds ``bm25``/``bm25_rank``/``knn``/
+            ``knn_rank`` for the legs that found the product and ``fused``), then the other matches by their
+            summed lexical and vector scores (``stages["match"]``). ``timings_ms``: embed, retrieve, fusion, match
+            (count, facets and any page past the fused list), fetch (the page's products), total.
 
         Raises:
             ValueError: a bad parameter (message names it), including an unknown profile
@@ -147,16 +158,11 @@ class HybridSearcher:
         timings: dict[str, float] = {}
         notes: list[str] = []
         degraded = False
-        facets: dict[str, list[tuple[str, int]]] = {}
-        # An engine that can (OpenSearch) runs the legs and the facets in one round trip and returns the legs' hits
-        # without sources; only the page's products are then fetched by id. Measured on crowdflower with
-        # bench/latency.py: fetching every candidate's source (2 x 100) cost ~5 ms per leg inside OpenSearch.
-        folded = callable(getattr(self.engine, "search_with_facets", None)) and \
-            callable(getattr(self.engine, "sources", None))
+        fused: list[Fused] = []
+        rule = MatchRule(filters=req.filters)
         if not query:
-            notes.append("empty query: browse mode, facets over the filtered products, no ranked hits")
-            fused: list[Fused] = []
-            sources: dict[str, dict[str, Any]] = {}
+            notes.append("empty query: browse mode, facets over the filtered products"
+                         + (", no ranked hits" if req.sort == "relevance" else f", sorted by {req.sort}"))
         else:
             vector = None
             if profile.knn.enabled:
@@ -171,33 +177,49 @@ class HybridSearcher:
                     notes.append(f"query embedding failed ({type(exc).__name__}); served by BM25 only")
                 timings["embed"] = _ms(t)
             legs = self.legs_for(profile, query, vector, req.filters)
+            if req.sort != "relevance" and "knn" in legs:
+                # Only the vector leg's best score is needed (for the relative cut-off); the order is the field's.
+                legs = {"knn": replace(legs["knn"], k=1)} if profile.knn.relative_score else {}
             t = time.perf_counter()
-            if folded:
-                results, facets = self.engine.search_with_facets(self.index, list(legs.values()), query, req.filters,
-                                                                 list(req.facets), with_source=False)
-            else:
-                results = self.engine.search(self.index, list(legs.values()))
+            by_leg = dict(zip(legs, self.engine.search(self.index, list(legs.values()), with_source=False)))
             timings["retrieve"] = _ms(t)
-            t = time.perf_counter()
-            by_leg = dict(zip(legs, results))
-            fused = fuse(profile.fusion.method, by_leg, rrf_k=profile.fusion.rrf_k,
-                         weights={name: profile.fusion.weights[name] for name in legs})
-            sources = {} if folded else _first_sources(by_leg)
-            timings["fusion"] = _ms(t)
+            threshold = vector_threshold(profile, by_leg.get("knn", []))
+            if "knn" in by_leg:
+                by_leg["knn"] = [h for h in by_leg["knn"] if h.score >= threshold]
+            if req.sort == "relevance":
+                t = time.perf_counter()
+                fused = fuse(profile.fusion.method, by_leg, rrf_k=profile.fusion.rrf_k,
+                             weights={name: profile.fusion.weights[name] for name in by_leg})
+                timings["fusion"] = _ms(t)
+            rule = MatchRule(lexical=self.legs_for(profile, query, None, req.filters).get("bm25"),
+                             vector=None if vector is None else [float(x) for x in vector],
+                             min_score=threshold, filters=req.filters)
         start = (req.page - 1) * req.size
-        page = fused[start:start + req.size]
-        if folded and page:
+        head = fused[start:start + req.size]
+        ranked = req.sort == "relevance"
+        # The page continues past the fused list into the rest of the matching set (relevance), or is a slice of
+        # the whole set in the field's order; a blank query ranks nothing unless sorted by a field.
+        want = req.size - len(head) if (query or not ranked) else 0
+        t = time.perf_counter()
+        mark = query if req.highlight and query else None
+        page = self.engine.match(self.index, rule, sort=req.sort, offset=max(0, start - len(fused)), size=want,
+                                 exclude=[f.id for f in fused] if want and fused else (), facets=req.facets,
+                                 highlight=mark)
+        timings["match"] = _ms(t)
+        hits: list[ScoredHit] = []
+        if head:
             t = time.perf_counter()
-            sources = self.engine.sources(self.index, [f.id for f in page])
+            found = self.engine.sources(self.index, [f.id for f in head], highlight=mark)
             timings["fetch"] = _ms(t)
-        hits = [_scored(f, start + i + 1, sources.get(f.id, {})) for i, f in enumerate(page)]
-        if req.facets and not (folded and query):
-            t = time.perf_counter()
-            facets = self.engine.facets(self.index, query or None, req.filters, list(req.facets))
-            timings["facets"] = _ms(t)
+            hits = [_scored(f, start + i + 1, found.get(f.id)) for i, f in enumerate(head)]
+        for h in page.hits:
+            stages = {"match": h.score} if ranked else {}
+            hits.append(ScoredHit(id=h.id, rank=start + len(hits) + 1, score=h.score if ranked else 0.0,
+                                  source=public_source(h.source), stages=stages, highlights=dict(h.highlights)))
         timings["total"] = _ms(t_total)
-        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size, total=len(fused),
-                              hits=hits, facets=facets, timings_ms=timings, degraded=degraded, notes=tuple(notes))
+        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size,
+                              total=max(page.total, len(fused)), hits=hits, facets=page.facets, timings_ms=timings,
+                              degraded=degraded, notes=tuple(notes))
 
     def similar(self, product_id: str, size: int = 10, filters: Filters = Filters()) -> list[ScoredHit]:
         """Products nearest to ``product_id``'s stored vector, itself excluded, passing ``filters``.
@@ -259,20 +281,25 @@ class HybridSearcher:
         return self.engine.suggest(self.index, prefix, size)
 
 
-def _first_sources(by_leg: dict[str, list[Hit]]) -> dict[str, dict[str, Any]]:
-    """id -> stored source, from the first leg that returned the product."""
-    out: dict[str, dict[str, Any]] = {}
-    for hits in by_leg.values():
-        for h in hits:
-            out.setdefault(h.id, h.source)
-    return out
+def vector_threshold(profile: Profile, knn_hits: list[Hit]) -> float:
+    """The vector score a product needs to match: the profile's ``knn.min_score``, raised to ``knn.relative_score``
+    of the best vector hit's score (the hits best first).
+
+    >>> from shopsearch.plugin.profiles import parse_profile
+    >>> vector_threshold(parse_profile({"knn": {"min_score": 0.6, "relative_score": 0.9}}, "p"), [Hit("a", 0.8)])
+    0.72
+    """
+    best = knn_hits[0].score if knn_hits else 0.0
+    return max(profile.knn.min_score, round(profile.knn.relative_score * best, 6))
 
 
-def _scored(f: Fused, rank: int, source: dict[str, Any]) -> ScoredHit:
-    """A fused record as a ScoredHit with every leg's score and rank and the fused score in ``stages``."""
+def _scored(f: Fused, rank: int, found: Hit | None) -> ScoredHit:
+    """A fused record as a ScoredHit with every leg's score and rank and the fused score in ``stages``, and the
+    product's source and highlights from ``found``."""
     stages: dict[str, float] = {}
     for leg, score in f.leg_scores.items():
         stages[leg] = score
         stages[f"{leg}_rank"] = f.leg_ranks[leg]
     stages["fused"] = f.score
-    return ScoredHit(id=f.id, rank=rank, score=f.score, source=public_source(source), stages=stages)
+    source, marks = (public_source(found.source), dict(found.highlights)) if found is not None else ({}, {})
+    return ScoredHit(id=f.id, rank=rank, score=f.score, source=source, stages=stages, highlights=marks)

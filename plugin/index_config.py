@@ -8,7 +8,7 @@ the file, key, value and what is allowed), which also produces its JSON Schema, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,28 @@ class AnalysisSettings(BaseModel):
     synonyms_file: str = Field("", description='Synonym rules (Solr format), relative to index.toml ("": none)')
 
 
+# OpenSearch time values for refresh_interval ("-1": never refresh).
+_INTERVAL = r"^(-1|[0-9]+(ms|s|m|h))$"
+# auto_expand_replicas: "0-1", "1-all"; "" leaves the fixed replica count in charge.
+_AUTO_EXPAND = r"^([0-9]+-([0-9]+|all))?$"
+
+
+class ClusterSettings(BaseModel):
+    """How a serving index is laid out on the cluster (applied at creation and restored after a bulk load)."""
+
+    model_config = FILE_MODEL
+    shards: int = Field(1, ge=1, le=1024, description="Primary shards (fixed once the index exists)")
+    replicas: int = Field(1, ge=0, le=64, description="Copies of each shard on other nodes, restored after a bulk "
+                                                      "load (unused while auto_expand_replicas is set)")
+    auto_expand_replicas: str = Field("0-1", pattern=_AUTO_EXPAND,
+                                      description='Replicas follow the node count within a range ("0-1": none '
+                                                  'on one node, one on a cluster; "": use replicas)')
+    refresh_interval: str = Field("1s", pattern=_INTERVAL, description="How often writes become searchable while "
+                                                                       "serving")
+    ready_timeout_s: float = Field(120.0, gt=0, description="How long a rebuild waits for the new index to turn "
+                                                            "green before it refuses to move the alias")
+
+
 class BulkSettings(BaseModel):
     """How documents are written: chunked bulk requests, retried with exponential backoff."""
 
@@ -42,6 +64,9 @@ class BulkSettings(BaseModel):
     max_chunk_bytes: int = Field(10_000_000, gt=0, description="Bytes per bulk request")
     max_retries: int = Field(5, ge=0, description="Retries per failed document on 429/5xx/timeouts")
     initial_backoff: float = Field(0.5, ge=0, description="Seconds before the first retry (doubling after)")
+    refresh_interval: str = Field("-1", pattern=_INTERVAL, description='Refresh interval during a full rebuild '
+                                                                       '("-1": no refreshes; replicas are 0 '
+                                                                       'until the load ends)')
 
 
 class IndexFile(BaseModel):
@@ -50,6 +75,7 @@ class IndexFile(BaseModel):
     model_config = FILE_MODEL
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
 
 
@@ -64,13 +90,60 @@ class IndexConfig:
     max_chunk_bytes: int = 10_000_000
     max_retries: int = 5
     initial_backoff: float = 0.5
+    shards: int = 1
+    replicas: int = 1
+    auto_expand_replicas: str = "0-1"
+    refresh_interval: str = "1s"
+    bulk_refresh_interval: str = "-1"
+    ready_timeout_s: float = 120.0
+
+    def with_layout(self, shards: int | None = None, replicas: int | None = None) -> "IndexConfig":
+        """A copy with ``shards`` and/or ``replicas`` overridden (a fixed replica count turns auto-expand off).
+
+        Raises:
+            ValueError: ``shards`` < 1 or ``replicas`` < 0.
+
+        >>> c = IndexConfig().with_layout(replicas=2); (c.replicas, c.auto_expand_replicas)
+        (2, '')
+        """
+        if shards is not None and (not isinstance(shards, int) or shards < 1):
+            raise ValueError(f"shards={shards!r} must be an integer >= 1")
+        if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
+            raise ValueError(f"replicas={replicas!r} must be an integer >= 0")
+        changes: dict[str, Any] = {}
+        if shards is not None:
+            changes["shards"] = shards
+        if replicas is not None:
+            changes |= {"replicas": replicas, "auto_expand_replicas": ""}
+        return replace(self, **changes)
+
+    def serving_settings(self) -> dict[str, Any]:
+        """The OpenSearch ``index`` settings of a serving index: refresh interval, replicas, durable translog.
+
+        >>> IndexConfig(auto_expand_replicas="").serving_settings()["number_of_replicas"]
+        1
+        """
+        replicas: dict[str, Any] = ({"auto_expand_replicas": self.auto_expand_replicas} if self.auto_expand_replicas
+                                    else {"auto_expand_replicas": "false", "number_of_replicas": self.replicas})
+        return {"refresh_interval": self.refresh_interval, **replicas, "translog.durability": "request"}
+
+    def bulk_settings(self) -> dict[str, Any]:
+        """The ``index`` settings during a bulk load: no replicas (copied once, at the end), bulk refresh interval.
+
+        >>> IndexConfig().bulk_settings()["number_of_replicas"]
+        0
+        """
+        # The translog is fsynced in the background: the job verifies counts before the alias moves, and a
+        # crashed load is rebuilt, so per-request durability buys nothing there.
+        return {"refresh_interval": self.bulk_refresh_interval, "auto_expand_replicas": "false",
+                "number_of_replicas": 0, "translog.durability": "async"}
 
 
 def index_file_schema() -> dict[str, Any]:
     """The JSON Schema of index.toml (docs/schemas/index.schema.json).
 
     >>> sorted(index_file_schema()["properties"])
-    ['analysis', 'bulk', 'vectors']
+    ['analysis', 'bulk', 'cluster', 'vectors']
     """
     return file_schema(IndexFile, title="shopsearch index settings", source="plugin/index_config.py")
 
@@ -92,10 +165,13 @@ def load_index_config(path: str | Path | None = None) -> IndexConfig:
     if spec.analysis.synonyms_file:
         lines = (path.parent / spec.analysis.synonyms_file).read_text(encoding="utf-8").splitlines()
         synonyms = tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
-    vec, bulk = spec.vectors, spec.bulk
+    vec, bulk, cluster = spec.vectors, spec.bulk, spec.cluster
     return IndexConfig(hnsw_m=vec.m, ef_construction=vec.ef_construction, synonyms=synonyms,
                        chunk_size=bulk.chunk_size, max_chunk_bytes=bulk.max_chunk_bytes,
-                       max_retries=bulk.max_retries, initial_backoff=bulk.initial_backoff)
+                       max_retries=bulk.max_retries, initial_backoff=bulk.initial_backoff,
+                       shards=cluster.shards, replicas=cluster.replicas,
+                       auto_expand_replicas=cluster.auto_expand_replicas, refresh_interval=cluster.refresh_interval,
+                       bulk_refresh_interval=bulk.refresh_interval, ready_timeout_s=cluster.ready_timeout_s)
 
 
 def opensearch_index_body(config: IndexConfig, dims: int) -> dict[str, Any]:
@@ -106,6 +182,7 @@ def opensearch_index_body(config: IndexConfig, dims: int) -> dict[str, Any]:
     body.pop("_comment", None)
     syn = body["settings"]["analysis"]["filter"]["product_synonyms"]
     syn["synonyms"] = list(config.synonyms) or ["shopsearch_placeholder_a, shopsearch_placeholder_b"]
+    body["settings"]["index"] |= {"number_of_shards": config.shards, **config.serving_settings()}
     vec = body["mappings"]["properties"]["embedding"]
     vec["dimension"] = dims
     vec["method"]["parameters"] = {"m": config.hnsw_m, "ef_construction": config.ef_construction}

@@ -92,19 +92,21 @@ def validate_heap(heap: str) -> str:
 
 
 def remote_url(settings: Settings) -> str | None:
-    """``opensearch_url`` when it names a non-local host (then nothing is started or stopped here), else None."""
-    url = settings.opensearch_url
+    """``opensearch_url``'s first node when it is a non-local host (then nothing is started or stopped here), else
+    None."""
+    url = settings.opensearch_urls[0]
     if (urlparse(url).hostname or "") not in LOCAL_HOSTS:
         return url.rstrip("/")
     return None
 
 
 def resolve_port(port: int | None, settings: Settings) -> int:
-    """``port``, else the port of a local ``opensearch_url``, else 9200."""
+    """``port``, else the port of a local ``opensearch_url`` (its first node), else 9200."""
     if port is not None:
         return validate_port(port)
-    if remote_url(settings) is None and urlparse(settings.opensearch_url).port:
-        return int(urlparse(settings.opensearch_url).port)
+    first = settings.opensearch_urls[0]
+    if remote_url(settings) is None and urlparse(first).port:
+        return int(urlparse(first).port)
     return DEFAULT_PORT
 
 

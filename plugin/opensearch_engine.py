@@ -9,26 +9,32 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
-from shopsearch.indexer.sink import Action, BulkItem
+from shopsearch.indexer.sink import Action, BulkItem, IndexHealth, LockHolder
 
 from shopsearch.settings import Settings, load_settings
 
+from . import opensearch_locks
+from .cluster_health import ClusterHealth, cluster_health, index_health, probe_hosts
 from .connection import display_url, make_client
 from .documents import VECTOR_FIELD, public_source
-from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg
+from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg, MatchPage, MatchRule
 from .index_config import IndexConfig, load_index_config, opensearch_index_body
 from .opensearch_bulk import ordered_bulk
 from .opensearch_errors import engine_errors, translate_status
-from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, facets_body, leg_body,
-                                 parse_facets)
+from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, highlight_body, leg_body,
+                                 match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-# During a bulk load: no refreshes, and fsync the translog in the background (the job verifies counts before
-# the alias moves, and a crashed load is rebuilt, so per-request durability buys nothing there).
-BULK_MODE_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0, "translog.durability": "async"}
-SERVING_SETTINGS = {"refresh_interval": "1s", "number_of_replicas": 0, "translog.durability": "request"}
+
+
+def _hit(h: dict[str, Any], score: float | None = None) -> Hit:
+    """A Hit from one OpenSearch hit (its source, when fetched, and its highlights, joined per field)."""
+    marks = {name: " ".join(parts) for name, parts in (h.get("highlight") or {}).items()}
+    src = h.get("_source")
+    return Hit(id=h["_id"], score=float(h.get("_score") or 0.0) if score is None else score,
+               source=public_source(src) if src else {}, highlights=marks)
 
 
 def _check_name(param: str, value: str) -> str:
@@ -144,10 +150,48 @@ class OpenSearchEngine:
             self.client.indices.update_aliases(body={"actions": actions})
 
     def set_bulk_mode(self, index: str, on: bool) -> None:
-        """Tune ``index`` for bulk loading (no refresh, no replicas) or back to serving (refresh every 1s)."""
+        """Tune ``index`` for bulk loading (no replicas, the bulk refresh interval) or back to serving (the
+        configured replicas and refresh interval: :meth:`IndexConfig.serving_settings`)."""
+        body = self.config.bulk_settings() if on else self.config.serving_settings()
         with self._errors(_check_name("index", index)):
-            self.client.indices.put_settings(index=index,
-                                             body={"index": BULK_MODE_SETTINGS if on else SERVING_SETTINGS})
+            self.client.indices.put_settings(index=index, body={"index": body})
+
+    def wait_ready(self, index: str) -> IndexHealth:
+        """Wait up to ``config.ready_timeout_s`` for ``index`` to turn green (its replicas copied).
+
+        Returns:
+            IndexHealth: ready when green, or yellow on a one-node cluster (said in ``note``).
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+        """
+        wait = f"{max(1, round(self.config.ready_timeout_s))}s"
+        slow = self.config.ready_timeout_s + self.timeout
+        with self._errors(_check_name("index", index)):
+            # Primaries first; a one-node cluster stops there (it can never place a replica), a cluster waits
+            # for green. A wait that times out answers 408 with the health body, which is what we want.
+            health = self.client.cluster.health(index=index, wait_for_status="yellow", timeout=wait,
+                                                request_timeout=slow, ignore=408)
+            if health.get("status") == "yellow" and int(health.get("number_of_data_nodes", 0)) > 1:
+                health = self.client.cluster.health(index=index, wait_for_status="green", timeout=wait,
+                                                    request_timeout=slow, ignore=408)
+        return index_health(health)
+
+    def create_lock(self, name: str, holder: LockHolder) -> LockHolder | None:
+        """Take the indexing lock ``name`` (a document in :data:`~.opensearch_locks.LOCK_INDEX`); None when
+        taken, else its holder."""
+        with self._errors(_check_name("name", name)):
+            return opensearch_locks.create_lock(self.client, name, holder)
+
+    def touch_lock(self, name: str, holder: LockHolder) -> bool:
+        """Refresh ``holder``'s heartbeat if it still holds lock ``name``."""
+        with self._errors(_check_name("name", name)):
+            return opensearch_locks.touch_lock(self.client, name, holder)
+
+    def delete_lock(self, name: str, holder: LockHolder) -> bool:
+        """Release lock ``name`` if ``holder`` still holds it."""
+        with self._errors(_check_name("name", name)):
+            return opensearch_locks.delete_lock(self.client, name, holder)
 
     def refresh(self, index: str) -> None:
         """Make every write so far visible to searches and counts."""
@@ -212,8 +256,11 @@ class OpenSearchEngine:
             out["vector"] = [float(x) for x in src.get(VECTOR_FIELD) or []]
         return out
 
-    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg]) -> list[list[Hit]]:
+    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True) -> list[list[Hit]]:
         """Run every leg in one ``_msearch`` round trip; one hit list per leg, best first.
+
+        ``with_source=False`` returns ids and scores only: skipping every candidate's stored source saves ~5 ms per
+        leg of 100 on the crowdflower index (bench/latency.py); fetch a page's products with :meth:`sources`.
 
         Raises:
             IndexNotFound: ``index`` does not exist.
@@ -222,6 +269,13 @@ class OpenSearchEngine:
         """
         _check_name("index", index)
         bodies = [leg_body(leg) for leg in legs]
+        if not with_source:
+            for body in bodies:
+                body["_source"] = False
+        return [[_hit(h) for h in sub["hits"]["hits"]] for sub in self._msearch(index, bodies)]
+
+    def _msearch(self, index: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The responses of ``bodies`` sent in one ``_msearch``; the first failed item raises, translated."""
         if not bodies:
             return []
         lines: list[dict[str, Any]] = []
@@ -229,61 +283,38 @@ class OpenSearchEngine:
             lines += [{"index": index}, body]
         with self._errors(index):
             resp = self.client.msearch(body=lines)
-        out: list[list[Hit]] = []
         for sub in resp["responses"]:
             if "error" in sub:
                 raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url)
-            out.append([Hit(id=h["_id"], score=float(h["_score"] or 0.0), source=public_source(h["_source"]))
-                        for h in sub["hits"]["hits"]])
-        return out
+        return resp["responses"]
 
-    def search_with_facets(self, index: str, legs: Sequence[BM25Leg | KnnLeg], query: str | None, filters: Filters,
-                           fields: Sequence[str], *, size: int = 10, with_source: bool = True,
-                           ) -> tuple[list[list[Hit]], dict[str, list[tuple[str, int]]]]:
-        """:meth:`search` and :meth:`facets` in one ``_msearch`` round trip (OpenSearch runs the items in parallel).
-
-        Args:
-            legs, index: as for :meth:`search`.
-            query, filters, fields, size: as for :meth:`facets`; no ``fields``, no facets request.
-            with_source: False returns hits without their sources (ids and scores only): skipping the fetch of
-                every candidate's stored source saves ~5 ms per leg of 100 on the crowdflower index (measured by
-                bench/latency.py); fetch the page's sources afterwards with :meth:`sources`.
-
-        Returns:
-            ``(one hit list per leg, {field: [(value, count), ...]})``.
+    def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
+              exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
+              highlight: str | None = None) -> MatchPage:
+        """The products matching ``rule`` (lexical multi_match OR radial k-NN with ``min_score``), in one
+        ``_msearch``: the exact count, the slice ``offset:offset+size`` in ``sort`` order (ties by id; ``exclude``
+        ids skipped in the slice only) and disjunctive facet counts (each facet ignores its own filter).
 
         Raises:
-            as :meth:`search` and :meth:`facets`.
+            ValueError: an unknown sort or facet field, a bad offset/size/min_score.
+            IndexNotFound, EngineUnavailable: as :meth:`search`.
 
-        >>> hits, facets = engine.search_with_facets("products", legs, "tv", Filters(), ["brand"])  # doctest: +SKIP
+        >>> engine.match("products", MatchRule(BM25Leg("sofa", {"title": 1.0})), size=10)  # doctest: +SKIP
+        MatchPage(total=20, hits=[...], facets={})
         """
         _check_name("index", index)
-        bodies = [leg_body(leg) for leg in legs]
-        if not with_source:
-            for body in bodies:
-                body["_source"] = False
-        fields = list(dict.fromkeys(fields))
-        if fields:
-            bodies.append(facets_body(query, filters, fields, size))
-        if not bodies:
-            return [], {}
-        lines: list[dict[str, Any]] = []
-        for body in bodies:
-            lines += [{"index": index}, body]
-        with self._errors(index):
-            resp = self.client.msearch(body=lines)
-        subs = resp["responses"]
-        for sub in subs:
-            if "error" in sub:
-                raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url)
-        hits = [[Hit(id=h["_id"], score=float(h["_score"] or 0.0),
-                     source=public_source(h["_source"]) if with_source else {})
-                 for h in sub["hits"]["hits"]] for sub in subs[:len(legs)]]
-        facets = parse_facets(subs[len(legs)].get("aggregations") or {}, fields) if fields else {}
-        return hits, facets
+        bodies = match_bodies(rule, sort=sort, offset=offset, size=size, exclude=exclude, facets=facets,
+                              facet_size=facet_size, highlight=highlight)
+        subs = self._msearch(index, bodies)
+        fields = list(dict.fromkeys(facets))
+        return MatchPage(total=int(subs[0]["hits"]["total"]["value"]),
+                         hits=[_hit(h) for h in subs[-1]["hits"]["hits"]],
+                         facets=parse_facets(subs[0].get("aggregations") or {}, fields))
 
-    def sources(self, index: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored products (public fields) of ``ids``, in one request; ids not found are left out.
+    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None) -> dict[str, Hit]:
+        """The stored products (public fields) of ``ids`` as Hits (score 0), in one request; ids not found are
+        left out. ``highlight``: the query whose matches are marked in ``Hit.highlights`` (OpenSearch's unified
+        highlighter, HTML encoder).
 
         An ``ids`` query rather than ``_mget``: it reads the same refreshed view the legs searched, and measured
         ~3 ms against ~4.7 ms for ``_mget`` of 12 products on crowdflower (bench/latency.py's index).
@@ -292,8 +323,8 @@ class OpenSearchEngine:
             ValueError: more than 10,000 ids.
             IndexNotFound: ``index`` does not exist.
 
-        >>> engine.sources("products", ["p1", "nope"])  # doctest: +SKIP
-        {'p1': {'id': 'p1', 'title': 'Red desk lamp', ...}}
+        >>> engine.sources("products", ["p1", "nope"])["p1"].source["title"]  # doctest: +SKIP
+        'Red desk lamp'
         """
         ids = [str(i) for i in dict.fromkeys(ids)]
         if not ids:
@@ -302,24 +333,11 @@ class OpenSearchEngine:
             raise ValueError(f"ids holds {len(ids)} ids; at most {MAX_RESULT_WINDOW} per call")
         body = {"size": len(ids), "query": {"ids": {"values": ids}}, "_source": {"excludes": SOURCE_EXCLUDES},
                 "track_total_hits": False}
+        if highlight and highlight.strip():
+            body["highlight"] = highlight_body(highlight)
         with self._errors(_check_name("index", index)):
             resp = self.client.search(index=index, body=body)
-        return {h["_id"]: public_source(h["_source"]) for h in resp["hits"]["hits"]}
-
-    def facets(self, index: str, query: str | None, filters: Filters, fields: Sequence[str],
-               size: int = 10) -> dict[str, list[tuple[str, int]]]:
-        """Value counts of each facet field over the products matching ``query`` (lexically) and ``filters``.
-
-        Returns ``{field: [(value, count), ...]}``, count descending; ``query`` None/empty matches every product.
-
-        Raises:
-            ValueError: a field outside FACET_FIELDS or size outside 1..10000.
-            IndexNotFound: ``index`` does not exist.
-        """
-        body = facets_body(query, filters, fields, size)
-        with self._errors(_check_name("index", index)):
-            resp = self.client.search(index=index, body=body)
-        return parse_facets(resp.get("aggregations") or {}, list(dict.fromkeys(fields)))
+        return {h["_id"]: _hit(h, score=0.0) for h in resp["hits"]["hits"]}
 
     def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
         """Autocomplete titles from the ``title.autocomplete`` edge-n-gram field, ranked as in plugin/suggest.py.
@@ -362,3 +380,17 @@ class OpenSearchEngine:
         """
         with self._errors(""):
             self.client.info()
+
+    def cluster_health(self) -> ClusterHealth:
+        """The cluster's status and node count, and which of the configured (or sniffed) nodes answer.
+
+        Raises:
+            EngineUnavailable: no node answers the health request.
+        """
+        transport = self.client.transport
+        pool = transport.connection_pool
+        conns = {id(c): c for c in [*transport.seed_connections, *getattr(pool, "connections", [])]}
+        hosts = probe_hosts(conns.values(), timeout=min(self.timeout, 2.0))
+        with self._errors(""):
+            health = self.client.cluster.health()
+        return cluster_health(health, hosts)

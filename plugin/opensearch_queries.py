@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from .documents import CATEGORY_LEVELS, FACET_FIELDS, TEXT_FIELDS, VECTOR_FIELD
-from .engine import BM25Leg, Filters, KnnLeg
+from dataclasses import replace
+
+from .documents import CATEGORY_LEVELS, TEXT_FIELDS, VECTOR_FIELD
+from .engine import FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, KnnLeg, MatchRule, check_match
 
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
-DEFAULT_FACET_FIELDS = {"title": 3.0, "description": 1.0, "brand_text": 1.0, "category_text": 1.0}
+# Field sorts (relevance is by score): the field, its order and the type to assume where an index lacks the field.
+SORT_FIELDS = {"price_asc": ("price", "asc", "float"), "price_desc": ("price", "desc", "float"),
+               "rating": ("rating", "desc", "float"), "newest": (NEWEST_FIELD, "desc", "date")}
 # Derived/internal fields never leave the engine (public_source drops them too); not fetching them saves bytes.
 SOURCE_EXCLUDES = [VECTOR_FIELD, "content_hash", "brand_text", "category_text"] + [
     f"category_lvl{i}" for i in range(CATEGORY_LEVELS)]
@@ -93,14 +97,6 @@ def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None =
     return {"multi_match": mm}
 
 
-def lexical_query(query: str, fields: dict[str, float], filters: Filters, *, fuzziness: str | None = "AUTO",
-                  tie_breaker: float = 0.3) -> dict[str, Any]:
-    """The multi_match (match_all when ``query`` is empty) inside a bool whose filter holds ``filters``."""
-    text = multi_match(query, fields, fuzziness=fuzziness, tie_breaker=tie_breaker) if query.strip() \
-        else {"match_all": {}}
-    return _bool_with_filters(text, filters)
-
-
 def _bool_with_filters(clause: dict[str, Any], filters: Filters) -> dict[str, Any]:
     """``clause`` scored, ``filters`` as non-scoring filter/must_not clauses."""
     must, must_not = filter_clauses(filters)
@@ -140,6 +136,10 @@ def knn_body(leg: KnnLeg) -> dict[str, Any]:
     if not vector or not all(math.isfinite(x) for x in vector):
         raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")
     clause: dict[str, Any] = {"vector": vector, "k": leg.k}
+    if leg.min_score:
+        _check_min_score(leg.min_score)
+        # Radial search: every product at or above min_score, of which ``size`` (= k) come back, best first.
+        clause = {"vector": vector, "min_score": float(leg.min_score)}
     flt = filter_query(leg.filters)
     if flt is not None:
         clause["filter"] = flt
@@ -156,29 +156,96 @@ def leg_body(leg: BM25Leg | KnnLeg) -> dict[str, Any]:
     raise ValueError(f"legs must be BM25Leg or KnnLeg; got {type(leg).__name__}")
 
 
-def facets_body(query: str | None, filters: Filters, fields: Sequence[str], size: int) -> dict[str, Any]:
-    """A size-0 search with one terms aggregation per facet field over the lexical matches passing ``filters``.
+def _check_min_score(value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value <= 1.0:
+        raise ValueError(f"min_score={value!r} must be a number in (0, 1] (lucene cosinesimil's (1 + cos) / 2)")
 
-    >>> sorted(facets_body(None, Filters(), ["brand"], 5)["aggs"])
-    ['brand']
+
+def match_clause(rule: MatchRule, filters: Filters) -> dict[str, Any]:
+    """The bool query of ``rule``'s matching set under ``filters``: lexical OR radial k-NN (scores summed).
+
+    >>> match_clause(MatchRule(), Filters())
+    {'bool': {'filter': []}}
     """
-    _check_size("size", size)
-    for name in fields:
-        if name not in FACET_FIELDS:
-            raise ValueError(f"fields has {name!r}; facet fields are {', '.join(FACET_FIELDS)}")
-    return {
-        "size": 0,
-        "track_total_hits": False,
-        "query": lexical_query(query or "", DEFAULT_FACET_FIELDS, filters),
-        "aggs": {name: {"terms": {"field": name, "size": size}} for name in dict.fromkeys(fields)},
-    }
+    should: list[dict[str, Any]] = []
+    lex = rule.lexical
+    if lex is not None and lex.query.strip():
+        should.append(multi_match(lex.query, lex.fields, fuzziness=lex.fuzziness, tie_breaker=lex.tie_breaker))
+    if rule.vector is not None:
+        _check_min_score(rule.min_score)
+        knn = knn_body(KnnLeg(rule.vector, filters=filters, min_score=rule.min_score))["query"]
+        should.append(knn)
+    must, must_not = filter_clauses(filters)
+    bool_q: dict[str, Any] = {"filter": must}
+    if must_not:
+        bool_q["must_not"] = must_not
+    if should:
+        bool_q.update(should=should, minimum_should_match=1)
+    elif lex is not None or rule.vector is not None:
+        bool_q["must"] = [{"match_none": {}}]  # a blank query or one of stop words matches nothing
+    return {"bool": bool_q}
+
+
+def highlight_body(query: str) -> dict[str, Any]:
+    """Highlight the whole title and description where ``query`` (fuzzy, best_fields) matches, HTML-escaped."""
+    fields = dict.fromkeys(HIGHLIGHT_FIELDS, 1.0)
+    return {"type": "unified", "encoder": "html", "pre_tags": ["<em>"], "post_tags": ["</em>"],
+            "highlight_query": multi_match(query, fields), "require_field_match": False,
+            "fields": {name: {"number_of_fragments": 0} for name in HIGHLIGHT_FIELDS}}
+
+
+def match_bodies(rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
+                 exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
+                 highlight: str | None = None) -> list[dict[str, Any]]:
+    """The searches for a slice of ``rule``'s matching set, its exact count and its disjunctive facets.
+
+    The facet-owned filters (brand, category) go in ``post_filter``, so each facet's aggregation applies every
+    filter but its own while the hits and the total apply them all. One body answers everything, unless ``exclude``
+    must leave ids out of a non-empty slice but not out of the count: then the first body counts and facets and the
+    second (``track_total_hits`` off) fetches the slice.
+
+    Raises:
+        ValueError: an unknown sort, a bad facet field, offset/size outside the result window, a bad min_score.
+
+    >>> match_bodies(MatchRule(), sort="price_asc", size=2)[0]["sort"][0]
+    {'price': {'order': 'asc', 'missing': '_last', 'unmapped_type': 'float'}}
+    """
+    check_match(sort, offset, size, facets, facet_size)
+    f = rule.filters
+    post, _ = filter_clauses(Filters(brand=f.brand, category=f.category))
+    body: dict[str, Any] = {"size": size, "from": offset, "track_total_hits": True,
+                            "query": match_clause(rule, replace(f, brand=(), category=())),
+                            "_source": {"excludes": SOURCE_EXCLUDES}}
+    if post:
+        body["post_filter"] = {"bool": {"filter": post}}
+    if sort == "relevance":
+        body["sort"] = [{"_score": "desc"}, {"id": "asc"}]
+    else:
+        name, order, kind = SORT_FIELDS[sort]
+        body["sort"] = [{name: {"order": order, "missing": "_last", "unmapped_type": kind}}, {"id": "asc"}]
+    if highlight and highlight.strip():
+        body["highlight"] = highlight_body(highlight)
+    aggs: dict[str, Any] = {}
+    for name in dict.fromkeys(facets):
+        others = {k: getattr(f, k) for k in ("brand", "category") if k != FACET_FILTER[name]}
+        kept, _ = filter_clauses(Filters(**others))
+        aggs[name] = {"filter": {"bool": {"filter": kept}},
+                      "aggs": {"values": {"terms": {"field": name, "size": facet_size}}}}
+    if not (exclude and size):
+        return [{**body, "aggs": aggs} if aggs else body]
+    counted = {**body, "size": 0, "from": 0, **({"aggs": aggs} if aggs else {})}
+    for key in ("sort", "highlight", "_source"):
+        counted.pop(key, None)
+    sliced = {**body, "track_total_hits": False,
+              "post_filter": {"bool": {"filter": post, "must_not": [{"ids": {"values": [str(i) for i in exclude]}}]}}}
+    return [counted, sliced]
 
 
 def parse_facets(aggs: dict[str, Any], fields: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
     """``{field: [(value, count), ...]}`` from the aggregations, count descending then value ascending."""
     out: dict[str, list[tuple[str, int]]] = {}
     for name in fields:
-        buckets = aggs.get(name, {}).get("buckets", [])
+        buckets = aggs.get(name, {}).get("values", {}).get("buckets", [])
         pairs = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
         out[name] = sorted(pairs, key=lambda p: (-p[1], p[0]))
     return out

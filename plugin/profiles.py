@@ -95,6 +95,10 @@ class KnnSettings(BaseModel):
     model_config = FILE_MODEL
     enabled: bool = Field(True, description="Run the vector leg (bm25 or knn must be enabled)")
     k: int = Field(100, ge=1, le=MAX_LEG_SIZE, description="Nearest neighbours returned")
+    min_score: float = Field(0.7, gt=0, le=1, description="A product matches by vector when its score, "
+                             "(1 + cos) / 2, is at least this (OpenSearch radial search)")
+    relative_score: float = Field(0.0, ge=0, le=1, description="...and at least this fraction of the best "
+                                  "vector hit's score (0: no relative cut-off)")
 
 
 class FusionSettings(BaseModel):

@@ -20,6 +20,8 @@ class SearchRequest:
     profile: str = "default"
     facets: tuple[str, ...] = FACET_FIELDS
     explain: bool = False
+    sort: str = "relevance"  # one of engine.SORTS, over the whole matching set
+    highlight: bool = False  # mark the query's words in each hit's title and description
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ScoredHit:
     # LightGBM's per-feature contributions to stages["conversion_raw"] (feature name or "bias" -> value; they sum
     # to it); filled only by the conversion stage of an explained search.
     contributions: dict[str, float] = field(default_factory=dict)
+    # title/description HTML-escaped with <em> around the query's words (only when highlighting was asked for)
+    highlights: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class SearchResponse:
     profile: str
     page: int
     size: int
-    total: int  # size of the fused candidate list
+    total: int  # how many products match (lexically, or by vector score over the profile's threshold); exact
     hits: list[ScoredHit]
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)  # embed, retrieve, fusion, rerank, conversion, total

@@ -62,6 +62,20 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def word_spans(text: str) -> list[tuple[int, int, str]]:
+    """:func:`tokenize` with each token's character span in ``text``: ``(start, end, token)`` (for highlighting).
+
+    >>> word_spans("Men's shoes")
+    [(0, 5, 'men'), (6, 11, 'shoes')]
+    """
+    out = []
+    for m in _TOKEN.finditer(text):
+        tok = fold(_POSSESSIVE.sub("", m.group()).lower())
+        if tok:
+            out.append((m.start(), m.end(), tok))
+    return out
+
+
 def stem(token: str) -> str:
     """Porter-stem one lowercased token (cached: catalogs repeat a small vocabulary)."""
     hit = _STEM_CACHE.get(token)

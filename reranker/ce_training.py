@@ -27,7 +27,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from shopsearch.evaluation import mean_ndcg, rmse_vs_mean
-from shopsearch.judgments import Qrel
+from shopsearch.judgments import Qrel, Query, write_queries
 from shopsearch.settings import offline_environment
 
 from .calibration import fit_isotonic, save_calibrations
@@ -376,7 +376,7 @@ def write_heldout_queries(out: Path, splits: Sequence[DatasetSplit]) -> list[Pat
         text = s.data.queries
         for stem, qids in (("heldout-queries", s.test_qids), ("valid-queries", s.valid_qids)):
             path = out / f"{stem}-{s.data.name}.tsv"
-            path.write_text("".join(f"{q}\t{text[q]}\n" for q in qids), encoding="utf-8")
+            write_queries(path, (Query(q, text[q]) for q in qids))
             paths.append(path)
     return paths
 

@@ -1,12 +1,13 @@
-"""A trained conversion model (LightGBM text format + model card): load, predict, explain, rerank.
+"""A trained LightGBM ranker (text format + model card): load, predict, explain, rerank.
 
-A model directory holds ``model.txt`` (LightGBM's own text format, never pickle) and ``model_card.json``
+It serves the profiles' ``[conversion]`` stage whatever it learnt from: purchases or clicks in behaviour logs, or
+human relevance judgments (card ``target``); its calibrated score is then P(purchase), P(click) or P(positive
+grade). A model directory holds ``model.txt`` (LightGBM's own text format, never pickle) and ``model_card.json``
 (features by name, objective, calibration, CV metrics); :mod:`shopsearch.reranker.ranker_training` writes both.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -17,9 +18,9 @@ import numpy as np
 from shopsearch.plugin.search_types import ScoredHit
 
 from .features import FeatureContext, check_names, feature_matrix
+from .model_card import CARD_JSON, read_model_card
 
 MODEL_FILE = "model.txt"
-CARD_FILE = "model_card.json"
 CARD_VERSION = 1
 
 
@@ -54,13 +55,13 @@ class ConversionModel:
         import lightgbm as lgb
 
         d = Path(directory)
-        for name in (MODEL_FILE, CARD_FILE):
+        for name in (MODEL_FILE, CARD_JSON):
             if not (d / name).is_file():
                 raise FileNotFoundError(f"conversion model {str(d)!r} lacks {name}; train one with "
                                         f"`shopsearch train ranker`")
-        card = json.loads((d / CARD_FILE).read_text(encoding="utf-8"))
+        card = read_model_card(d)
         if card.get("card_version") != CARD_VERSION:
-            raise ValueError(f"{d / CARD_FILE}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}")
+            raise ValueError(f"{d / CARD_JSON}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}")
         booster = lgb.Booster(model_file=str(d / MODEL_FILE))
         if booster.num_feature() != len(card["features"]):
             raise ValueError(f"{d}: booster has {booster.num_feature()} features, card lists {len(card['features'])}")

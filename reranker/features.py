@@ -1,8 +1,13 @@
-"""Conversion-model features of (query, product, context), declared once by name; pure functions only.
+"""The learned ranker's features of (query, product, context), declared once by name; pure functions only.
 
-Each feature is a :class:`Feature` in :data:`FEATURES`; a model config lists the names it uses
-(:data:`DEFAULT_MODEL_FEATURES`) and :func:`feature_matrix` returns the columns in that order. Missing inputs
-(no BM25 leg, no cross-encoder, no price) are NaN, which LightGBM treats as missing.
+Each feature is a :class:`Feature` in :data:`FEATURES`; a model card lists the names it uses (defaults:
+:data:`DEFAULT_MODEL_FEATURES` for behaviour logs, :data:`RELEVANCE_FEATURES` for human judgments) and
+:func:`feature_matrix` returns the columns in that order. The pipeline's ranker stage and every training path call
+:func:`feature_matrix` on the stage's own input hits, so training never computes a feature with other code.
+Missing inputs (no BM25 leg, no cross-encoder, no price) are NaN, which LightGBM treats as missing.
+
+Per-field BM25 is not a feature: neither engine returns it per hit without a second scoring pass (OpenSearch only
+through ``explain``), so the lexical features are the multi-field BM25 score and the field coverage features.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from shopsearch.plugin.search_types import ScoredHit
 
 NAN = float("nan")
 _TOKEN = re.compile(r"[a-z0-9]+")
+# A number, then (after an optional space) a unit of size, weight, volume, power or count: 12v, 3/4 in, 5 gal, 8".
+_UNIT = re.compile(r"\d\s*(?:\"|'|in|inch|inches|ft|feet|foot|yd|mm|cm|m|oz|lb|lbs|kg|g|gal|gallon|gallons|qt|pt|"
+                   r"ml|l|w|watt|watts|v|volt|volts|amp|amps|ah|mah|hz|gb|tb|mb|btu|psi|pc|pcs|pk|pack|ct|"
+                   r"count|sq|cu)(?![a-z])")
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,15 @@ FEATURES: tuple[Feature, ...] = (
     Feature("impressions_log", "log1p(past impressions of the product)"),
     Feature("title_overlap", "share of the query's distinct tokens that occur in the title"),
     Feature("exact_phrase", "1 when the query's tokens occur contiguously in the title, else 0"),
+    Feature("description_overlap", "share of the query's distinct tokens that occur in the description"),
+    Feature("brand_overlap", "share of the query's distinct tokens that occur in the brand"),
+    Feature("brand_phrase", "1 when the query's tokens occur contiguously in the brand, else 0"),
+    Feature("category_overlap", "share of the query's distinct tokens that occur in the category path"),
+    Feature("category_phrase", "1 when the query's tokens occur contiguously in the category path, else 0"),
     Feature("brand_in_query", "1 when every token of the product's brand occurs in the query, else 0"),
+    Feature("query_terms", "number of tokens in the query (its shape: which leg to trust)"),
+    Feature("query_has_digits", "1 when the query contains a digit (part numbers, sizes), else 0"),
+    Feature("query_has_units", "1 when the query has a number followed by a unit (12v, 3/4 in, 5 gal), else 0"),
     Feature("user_brand_affinity", "share of the user's past interaction weight on the product's brand"),
     Feature("user_category_affinity", "share of the user's past interaction weight on the product's categories"),
     Feature("user_history_log", "log1p(the user's past interaction weight)"),
@@ -58,6 +75,9 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # are left out by default so a model trained on logs transfers to live rankings.
 DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(
     n for n in FEATURE_NAMES if n not in ("bm25", "knn", "fused", "fused_rank"))
+# Human judgments carry no position bias and are collected on the engine that serves, so the raw scores and the
+# incoming rank are kept; the shopper's affinities are left out (a judged query has no shopper).
+RELEVANCE_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if not n.startswith("user_"))
 
 
 @dataclass(frozen=True)
@@ -116,20 +136,41 @@ def _contains_run(haystack: list[str], needle: list[str]) -> bool:
 
 
 def text_features(query: str, product: Product) -> dict[str, float]:
-    """title_overlap, exact_phrase and brand_in_query of one query and product.
+    """Query-term coverage and exact-phrase matches of one query in the product's title, description, brand and
+    category path, and whether the brand occurs in the query.
 
     >>> text_features("acme red lamp", Product(id="p", title="Red Lamp", brand="Acme"))["title_overlap"]
     0.6666666666666666
     """
     q = tokens(query)
-    title = tokens(product.title)
     qset = set(q)
-    brand = tokens(product.brand or "")
+    title, brand = tokens(product.title), tokens(product.brand or "")
+    category = tokens(" ".join(product.category))
+
+    def overlap(field: list[str]) -> float:
+        return len(qset & set(field)) / len(qset) if qset else 0.0
+
     return {
-        "title_overlap": len(qset & set(title)) / len(qset) if qset else 0.0,
+        "title_overlap": overlap(title),
         "exact_phrase": float(_contains_run(title, q)),
+        "description_overlap": overlap(tokens(product.description)),
+        "brand_overlap": overlap(brand),
+        "brand_phrase": float(_contains_run(brand, q)),
+        "category_overlap": overlap(category),
+        "category_phrase": float(_contains_run(category, q)),
         "brand_in_query": float(bool(brand) and set(brand) <= qset),
     }
+
+
+def query_features(query: str) -> dict[str, float]:
+    """The query's shape: its length in tokens, whether it has a digit, whether it has a measurement.
+
+    >>> query_features("12v cordless drill")
+    {'query_terms': 3.0, 'query_has_digits': 1.0, 'query_has_units': 1.0}
+    """
+    text = query.lower()
+    return {"query_terms": float(len(tokens(text))), "query_has_digits": float(any(c.isdigit() for c in text)),
+            "query_has_units": float(bool(_UNIT.search(text)))}
 
 
 def _num(x) -> float:
@@ -168,6 +209,7 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
     median = float(np.median(prices)) if prices else NAN
     bm25_rank, knn_rank = _list_ranks(bm25), _list_ranks(knn)
     user = context.user
+    shape = query_features(query)
     out = []
     for i, (h, p) in enumerate(zip(hits, products)):
         st = context.stats.get(h.id, ProductStats())
@@ -190,6 +232,7 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
             "cvr": smoothed_rate(st.purchases, st.impressions, context.cvr_prior, context.prior_strength),
             "impressions_log": math.log1p(st.impressions),
             **text_features(query, p),
+            **shape,
             # +1 smooths a user with little history toward "no preference"
             "user_brand_affinity": user.brands.get(p.brand, 0.0) / (user.total + 1.0) if p.brand else 0.0,
             "user_category_affinity": max(cats, default=0.0) / (user.total + 1.0),

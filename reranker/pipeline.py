@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, NamedTuple, Protocol
 
 import numpy as np
 
@@ -45,6 +45,15 @@ class SearchContext:
 
     user_id: str | None = None
     session_id: str | None = None
+
+
+class RankerInput(NamedTuple):
+    """The head a profile's conversion stage orders, the feature context it scores it with, and whether an
+    earlier stage (or the history) degraded."""
+
+    hits: list[ScoredHit]
+    context: FeatureContext
+    degraded: bool
 
 
 class ContextSource(Protocol):
@@ -162,19 +171,10 @@ class RankingPipeline:
         rerank, conv = profile.rerank, profile.conversion
         head = max(rerank.depth if rerank.enabled else 0, conv.depth if conv.enabled else 0)
         start = (req.page - 1) * req.size
-        if head == 0 or start >= head or not req.query.strip():
+        if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
             return self.searcher.search(req)  # no stage touches this page
-        resp, hits = self._candidates(req, max(head, req.page * req.size))
-        timings = {k: v for k, v in resp.timings_ms.items() if k != "total"}
-        notes, degraded = list(resp.notes), resp.degraded
-        ce_failed = False
-        if rerank.enabled:
-            t = time.perf_counter()
-            hits, note = self._rerank(profile, req.query.strip(), hits)
-            timings["rerank"] = _ms(t)
-            if note:
-                notes.append(note)
-                degraded = ce_failed = True
+        resp, hits, timings, notes, degraded, ce_failed = self._retrieve_and_rerank(
+            req, profile, max(head, req.page * req.size))
         if conv.enabled:
             t = time.perf_counter()
             hits, conv_notes = self._convert(profile, req.query.strip(), hits, context, req.explain, ce_failed)
@@ -186,6 +186,49 @@ class RankingPipeline:
         return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size, total=resp.total,
                               hits=hits[start:start + req.size], facets=resp.facets, timings_ms=timings,
                               degraded=degraded, notes=tuple(dict.fromkeys(notes)))
+
+    def ranker_input(self, req: SearchRequest, *, context: SearchContext | None = None) -> RankerInput:
+        """What the profile's conversion (learned ranker) stage would order for ``req``, without running it: the
+        head after retrieval and the rerank stage, and the feature context. Training from judgments calls
+        :func:`~.features.feature_matrix` on exactly these, as the stage does, so it learns from the served
+        features and needs no model yet.
+
+        Raises:
+            ValueError: a bad parameter, an unknown profile, or a profile whose ``conversion.depth`` is 0.
+            IndexNotFound, EngineUnavailable: from the engine.
+
+        >>> pipeline.ranker_input(SearchRequest("red lamp", profile="ltr")).hits[0].stages  # doctest: +SKIP
+        {'bm25': 7.1, 'bm25_rank': 1, 'knn': 0.83, 'knn_rank': 4, 'fused': 0.031}
+        """
+        validate_request(req, self.limits)
+        profile = self.profiles.get(req.profile)
+        depth = profile.conversion.depth
+        if depth == 0:
+            raise ValueError(f"profile {profile.name!r}: conversion.depth is 0; the learned ranker stage needs a "
+                             f"depth > 0 (the head it orders)")
+        if not req.query.strip():
+            return RankerInput([], FeatureContext(), False)
+        rerank = profile.rerank.depth if profile.rerank.enabled else 0
+        _, hits, _, notes, degraded, _ = self._retrieve_and_rerank(replace(req, page=1), profile, max(rerank, depth))
+        head = hits[:depth]
+        fctx = self._feature_context(context, [h.id for h in head], notes)
+        return RankerInput(head, fctx, degraded or bool(notes))
+
+    def _retrieve_and_rerank(self, req: SearchRequest, profile: Profile, n: int):
+        """The fused top ``n`` through the rerank stage: (first response, hits, timings, notes, degraded,
+        cross-encoder failed)."""
+        resp, hits = self._candidates(req, n)
+        timings = {k: v for k, v in resp.timings_ms.items() if k != "total"}
+        notes, degraded = list(resp.notes), resp.degraded
+        ce_failed = False
+        if profile.rerank.enabled:
+            t = time.perf_counter()
+            hits, note = self._rerank(profile, req.query.strip(), hits)
+            timings["rerank"] = _ms(t)
+            if note:
+                notes.append(note)
+                degraded = ce_failed = True
+        return resp, hits, timings, notes, degraded, ce_failed
 
     def _candidates(self, req: SearchRequest, n: int) -> tuple[SearchResponse, list[ScoredHit]]:
         """The fused top ``n`` (in pages of at most ``max_size``) and the first page's response (facets)."""

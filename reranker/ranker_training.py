@@ -1,8 +1,14 @@
-"""Train the LightGBM conversion model with query-grouped cross-validation and save it with a model card.
+"""Train the LightGBM ranker (the profiles' conversion stage) with query-grouped cross-validation and save it with
+a model card.
 
-Folds group rows by ``query_id`` (no query is in both the training and the held-out part of a fold). Each fold
-reports AUC of the target and purchase-nDCG@10 over held-out lists with a purchase. The final model is fitted
-on all rows; for lambdarank a Platt calibration fitted on the out-of-fold scores turns scores into probabilities.
+Rows come from behaviour (events or UBI logs; targets ``purchase`` / ``click``) or from human judgments (target
+``relevance``: graded labels of each judged query's served head). Folds group rows by query
+(:func:`~.training_data.split_queries`, so no query is in both the training and the held-out part of a fold).
+Each fold reports, for behaviour, AUC of the target and purchase-nDCG@10 over held-out lists with a purchase; for
+judgments, nDCG@10 of the graded labels over each held-out head. The final model is fitted on all rows; for
+lambdarank a Platt calibration fitted on the out-of-fold scores turns scores into probabilities (of a purchase,
+a click, or a positive grade). Logged rows can be position-debiased: LightGBM 4's lambdarank learns a bias per
+shown position (``Dataset(position=...)``) and ranks without it.
 """
 
 from __future__ import annotations
@@ -18,18 +24,23 @@ import numpy as np
 
 from shopsearch.evaluation import auc, mean_list_ndcg
 
-from .conversion import CARD_FILE, CARD_VERSION, MODEL_FILE, ConversionModel, platt
+from .conversion import CARD_VERSION, MODEL_FILE, ConversionModel, platt
 from .features import FEATURES
+from .model_card import CARD_JSON, CARD_README
+from .training_data import split_queries
 from .training_rows import TrainingRows
 
 OBJECTIVES = ("lambdarank", "binary")
-TARGETS = ("purchase", "click")
+TARGETS = ("purchase", "click", "relevance")
 DEFAULT_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20, "feature_fraction": 0.9,
     "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0, "num_threads": 2, "verbose": -1,
     "deterministic": True, "force_row_wise": True,
 }
 NUM_ROUNDS = 120
+# Judgments give a few thousand rows (a few hundred queries x the head), events tens of thousands: smaller trees,
+# more data per leaf and a stronger L2 keep the judged model from fitting single queries.
+RELEVANCE_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_data_in_leaf": 50, "lambda_l2": 10.0}
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class TrainResult:
     folds: list[dict[str, float]]
     calibration: dict[str, float]
     importance_gain: dict[str, float]
+    position_debias: bool = False
 
 
 def _check(objective: str, target: str, folds: int) -> None:
@@ -50,19 +62,30 @@ def _check(objective: str, target: str, folds: int) -> None:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
+    if target == "relevance" and objective != "lambdarank":
+        raise ValueError(f"target 'relevance' (graded judgments) needs objective 'lambdarank'; got {objective!r}")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds must be an integer >= 2; got {folds!r}")
 
 
 def labels(rows: TrainingRows, objective: str, target: str) -> np.ndarray:
-    """Training labels: lambdarank/purchase grades 0 none, 1 click, 2 add_to_cart, 3 purchase; else 0/1."""
-    if objective == "lambdarank" and target == "purchase":
-        return rows.clicked + rows.carted + rows.purchased
+    """Training labels: lambdarank on purchase or relevance: the rows' grades (behaviour: 0 none, 1 click,
+    2 add_to_cart, 3 purchase; judgments: the human grade); else 0/1 of the target."""
+    if objective == "lambdarank" and target in ("purchase", "relevance"):
+        return rows.grades
     return (rows.purchased if target == "purchase" else rows.clicked).astype(int)
 
 
+def binary_outcome(rows: TrainingRows, target: str) -> np.ndarray:
+    """The 0/1 outcome the calibration and AUC use: purchase, click, or a positive grade."""
+    if target == "relevance":
+        return (rows.grades > 0).astype(int)
+    return rows.purchased if target == "purchase" else rows.clicked
+
+
 def group_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold number (0..k-1) per row; every group (query) lands in one fold, groups shuffled by ``seed``.
+    """Fold number (0..k-1) per row; every group (query) lands in one fold, the fold of
+    :func:`~.training_data.split_queries` with ``folds=k`` and ``seed``.
 
     Raises:
         ValueError: fewer distinct groups than folds.
@@ -70,8 +93,8 @@ def group_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     uniq = sorted(set(groups.tolist()))
     if len(uniq) < k:
         raise ValueError(f"folds={k} needs at least {k} distinct query_ids; got {len(uniq)}")
-    perm = np.random.default_rng(seed).permutation(len(uniq))
-    fold_of = {uniq[g]: i % k for i, g in enumerate(perm)}
+    fold_of = {q: f for f in range(k)
+               for q in split_queries(uniq, folds=k, fold=f, valid_fraction=0.0, seed=seed).test}
     return np.array([fold_of[g] for g in groups.tolist()])
 
 
@@ -86,21 +109,37 @@ def _group_sizes(list_ids: np.ndarray) -> list[int]:
     return sizes
 
 
-def fit(rows: TrainingRows, objective: str, target: str, seed: int, params: dict[str, Any] | None = None):
-    """One LightGBM booster on ``rows`` (no validation); returns the booster."""
+def fit(rows: TrainingRows, objective: str, target: str, seed: int, params: dict[str, Any] | None = None,
+        position_debias: bool = False):
+    """One LightGBM booster on ``rows`` (no validation); returns the booster.
+
+    ``position_debias`` (lambdarank only) hands LightGBM the shown positions, from which it learns a click bias
+    per position alongside the ranker (unbiased lambdarank, LightGBM >= 4.1); the saved model scores without it.
+
+    Raises:
+        ValueError: ``position_debias`` with the binary objective.
+    """
     import lightgbm as lgb
 
+    if position_debias and objective != "lambdarank":
+        raise ValueError(f"position_debias needs objective 'lambdarank'; got {objective!r}")
     p = {**DEFAULT_PARAMS, **(params or {}), "objective": objective, "seed": seed}
     if objective == "lambdarank":
         p.update({"eval_at": [10], "lambdarank_truncation_level": 20})
     ds = lgb.Dataset(rows.X, label=labels(rows, objective, target), feature_name=list(rows.names),
                      group=_group_sizes(rows.list_ids) if objective == "lambdarank" else None,
+                     position=rows.positions.astype(np.int32) - 1 if position_debias else None,
                      free_raw_data=False)
     return lgb.train(p, ds, num_boost_round=NUM_ROUNDS)
 
 
 def evaluate(rows: TrainingRows, scores: np.ndarray, target: str = "purchase") -> dict[str, float]:
-    """AUC of the target and purchase-nDCG@10 (lists with a purchase) of ``scores`` on ``rows``."""
+    """Behaviour: AUC of the target and purchase-nDCG@10 (lists with a purchase) of ``scores`` on ``rows``;
+    relevance: nDCG@10 of the grades over each list with a positive grade, and AUC of a positive grade."""
+    if target == "relevance":
+        ndcg, n_lists = mean_list_ndcg(rows.list_ids, rows.grades, scores, 10)
+        return {"ndcg@10": ndcg, "auc": auc(binary_outcome(rows, target), scores), "lists": n_lists,
+                "rows": len(rows)}
     y = rows.purchased if target == "purchase" else rows.clicked
     ndcg, n_lists = mean_list_ndcg(rows.list_ids, rows.purchased, scores, 10)
     return {"auc": auc(y, scores), "purchase_ndcg@10": ndcg, "lists_with_purchase": n_lists, "rows": len(rows)}
@@ -123,13 +162,26 @@ def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.n
 
 
 def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "purchase", folds: int = 5,
-          seed: int = 0, params: dict[str, Any] | None = None, progress: bool = False) -> TrainResult:
+          seed: int = 0, params: dict[str, Any] | None = None, progress: bool = False,
+          position_debias: bool = False) -> TrainResult:
     """Cross-validate by query, then fit the final model on every row.
 
+    Args:
+        rows: training rows (:func:`~.training_rows.build_rows`, :func:`~.judged_rows.judged_rows`,
+            :func:`~.log_rows.log_rows`).
+        objective, target: see :data:`OBJECTIVES`, :data:`TARGETS` (``relevance`` for judgments).
+        folds: query-grouped CV folds (>= 2). seed: folds and LightGBM.
+        position_debias: learn the shown positions' bias (logged rows; see :func:`fit`).
+    Returns:
+        The final booster, per-fold metrics (:func:`evaluate`), calibration and gain importances.
     Raises:
         ValueError: bad objective/target/folds, too few queries, or no positive label.
+
+    >>> train(judged_rows(pipeline, queries, qrels, "ltr"), target="relevance").folds[0]["ndcg@10"]  # doctest: +SKIP
+    0.71
     """
     _check(objective, target, folds)
+    params = {**(RELEVANCE_PARAMS if target == "relevance" else {}), **(params or {})}
     y = labels(rows, objective, target)
     if not (y > 0).any():
         raise ValueError(f"no {target} in the events; cannot train a {target} model")
@@ -143,17 +195,17 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         iterator = tqdm(iterator, desc="cv folds", unit="fold")
     for f in iterator:
         train_rows, test_rows = rows.subset(fold_of != f), rows.subset(fold_of == f)
-        booster = fit(train_rows, objective, target, seed, params)
+        booster = fit(train_rows, objective, target, seed, params, position_debias)
         oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True)
         results.append({"fold": f, **evaluate(test_rows, oof[fold_of == f], target)})
-    booster = fit(rows, objective, target, seed, params)
-    binary_y = rows.purchased if target == "purchase" else rows.clicked
-    a, b = platt(oof, binary_y) if objective == "lambdarank" else (1.0, 0.0)
+    booster = fit(rows, objective, target, seed, params, position_debias)
+    a, b = platt(oof, binary_outcome(rows, target)) if objective == "lambdarank" else (1.0, 0.0)
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(rows.names, map(float, gain)), key=lambda t: -t[1]))
     return TrainResult(booster, objective, target, {**DEFAULT_PARAMS, **(params or {}), "objective": objective,
-                                                      "seed": seed, "num_boost_round": NUM_ROUNDS},
-                       results, {"a": a, "b": b}, importance)
+                                                      "seed": seed, "num_boost_round": NUM_ROUNDS,
+                                                      "position_debias": position_debias},
+                       results, {"a": a, "b": b}, importance, position_debias)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -165,39 +217,73 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dict[str, Any]) -> ConversionModel:
+def _metric_keys(folds: list[dict[str, float]]) -> list[str]:
+    """The score keys of per-fold metrics (counts and the fold number left out), in their order."""
+    return [k for k in (folds[0] if folds else {}) if k not in ("fold", "rows", "lists", "lists_with_purchase")]
+
+
+def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dict[str, Any],
+         heldout: dict[str, Any] | None = None) -> ConversionModel:
     """Write ``model.txt``, ``model_card.json`` and ``README.md`` to ``out_dir``; returns the loaded model.
 
-    ``data`` describes the training data (events path and sha256, data dir, simulated or not).
+    Args:
+        result: what :func:`train` returned.
+        rows: the rows it trained on (counted in the card).
+        out_dir: the model folder (created).
+        data: describes the training data (events or judgments path and sha256, data dir, simulated or not).
+        heldout: figures on queries held out of training altogether (``--fold``): the base order's and the
+            model's metrics, the number of queries.
+    Raises:
+        OSError: the folder cannot be written.
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     result.booster.save_model(str(d / MODEL_FILE))
-    keys = ("auc", "purchase_ndcg@10")
+    keys = _metric_keys(result.folds)
     mean = {k: float(np.nanmean([f[k] for f in result.folds])) for k in keys}
-    desc = {f.name: f.description for f in FEATURES}
+    source = "judgments" if result.target == "relevance" else "events"
     card = {
         "card_version": CARD_VERSION, "name": d.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "objective": result.objective, "target": result.target, "features": list(rows.names),
         "params": result.params, "calibration": result.calibration,
-        "data": {**data, "rows": len(rows), "lists": len(set(rows.list_ids.tolist())),
+        "data": {**data, "source": source, "rows": len(rows), "lists": len(set(rows.list_ids.tolist())),
                  "queries": len(set(rows.query_ids.tolist())), "clicks": int(rows.clicked.sum()),
                  "purchases": int(rows.purchased.sum())},
         "cv": {"group_by": "query_id", "folds": result.folds, "mean": mean},
         "importance_gain": result.importance_gain,
+        **({"heldout": heldout} if heldout else {}),
     }
-    (d / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    sim = " (SIMULATED events)" if data.get("simulated") else ""
-    lines = [f"# Conversion model `{d.name}`", "",
-             f"LightGBM `{result.objective}`, target `{result.target}`, trained on {len(rows)} impressions"
-             f"{sim}; events sha256 `{data.get('events_sha256', '?')}`.", "",
-             "## Cross-validation (GroupKFold by query_id)", "", "| fold | AUC | purchase nDCG@10 | lists |",
-             "|---|---|---|---|"]
-    lines += [f"| {f['fold']} | {f['auc']:.4f} | {f['purchase_ndcg@10']:.4f} | {f['lists_with_purchase']} |"
-              for f in result.folds]
-    lines += [f"| mean | {mean['auc']:.4f} | {mean['purchase_ndcg@10']:.4f} | |", "",
-              "## Features (importance by gain)", "", "| feature | gain | meaning |", "|---|---|---|"]
-    lines += [f"| {n} | {g:.1f} | {desc[n]} |" for n, g in result.importance_gain.items()]
-    lines += ["", "Files: `model.txt` (LightGBM text format), `model_card.json` (this card, machine-readable).", ""]
-    (d / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    (d / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    (d / CARD_README).write_text(render_card(card, {f.name: f.description for f in FEATURES}), encoding="utf-8")
     return ConversionModel.load(d)
+
+
+def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
+    """The README.md of a ranker's card: data, per-fold CV figures, held-out figures, features by gain (pure)."""
+    data, cv = card["data"], card["cv"]
+    keys = _metric_keys(cv["folds"])
+    if data["source"] == "judgments":
+        what = (f"{data['rows']} rows: the served head of {data['queries']} judged queries "
+                f"(judgments sha256 `{data.get('judgments_sha256', '?')}`)")
+    else:
+        sim = " (SIMULATED events)" if data.get("simulated") else ""
+        what = f"{data['rows']} impressions{sim}; events sha256 `{data.get('events_sha256', '?')}`"
+    debias = "; position-debiased" if card["params"].get("position_debias") else ""
+    lines = [f"# Ranker `{card['name']}`", "",
+             f"LightGBM `{card['objective']}`, target `{card['target']}`{debias}, trained on {what}.", "",
+             "## Cross-validation (folds grouped by query)", "",
+             "| fold | " + " | ".join(keys) + " | rows |", "|---" * (len(keys) + 2) + "|"]
+    lines += [f"| {f['fold']} | " + " | ".join(f"{f[k]:.4f}" for k in keys) + f" | {f['rows']} |"
+              for f in cv["folds"]]
+    lines += ["| mean | " + " | ".join(f"{cv['mean'][k]:.4f}" for k in keys) + " | |", ""]
+    held = card.get("heldout")
+    if held:
+        lines += [f"## Held-out queries ({held['queries']}, never trained on)", "",
+                  "| order | " + " | ".join(held["model"]) + " |", "|---" * (len(held["model"]) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in held[name].values()) + " |"
+                  for name in ("incoming", "model")]
+        lines.append("")
+    lines += ["## Features (importance by gain)", "", "| feature | gain | meaning |", "|---|---|---|"]
+    lines += [f"| {n} | {g:.1f} | {meanings[n]} |" for n, g in card["importance_gain"].items()]
+    lines += ["", "Files: `model.txt` (LightGBM text format), `model_card.json` (this card, machine-readable).", ""]
+    return "\n".join(lines)

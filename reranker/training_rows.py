@@ -1,4 +1,5 @@
-"""Training rows from behaviour events: one row per impression, labelled by later outcomes in the same list.
+"""Training rows from behaviour events (or UBI logs): one row per impression, labelled by later outcomes in the same
+list.
 
 A list is (session_id, query_id). A click/add_to_cart/purchase labels the impression of the same product in
 its list; one without ``query_id`` (real purchase logs) goes to the latest list of the session that showed the
@@ -9,13 +10,14 @@ sees its own outcome.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from shopsearch.events import Event
 from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.ubi import UbiEvent, UbiQuery, from_ubi_event
 
 from .event_history import EventHistory
 from .features import DEFAULT_MODEL_FEATURES, check_names, list_features, tokens
@@ -36,6 +38,7 @@ class TrainingRows:
     clicked: np.ndarray  # 0/1
     carted: np.ndarray
     purchased: np.ndarray
+    grades: np.ndarray  # graded label: behaviour 0 none, 1 click, 2 add_to_cart, 3 purchase; judgments: the grade
     stages: list[dict[str, float]] = field(default_factory=list, repr=False)  # retrieval stages per row
 
     def __len__(self) -> int:
@@ -45,7 +48,7 @@ class TrainingRows:
         """The rows where ``mask`` is true (order kept, so lists stay contiguous)."""
         idx = np.flatnonzero(mask)
         return TrainingRows(self.names, self.X[idx], self.list_ids[idx], self.query_ids[idx], self.positions[idx],
-                            self.clicked[idx], self.carted[idx], self.purchased[idx],
+                            self.clicked[idx], self.carted[idx], self.purchased[idx], self.grades[idx],
                             [self.stages[i] for i in idx] if self.stages else [])
 
 
@@ -80,9 +83,51 @@ def _collect_lists(events: list[Event]) -> list[_List]:
     return sorted(lists.values(), key=lambda x: x.start)
 
 
+class LoggedEvents(NamedTuple):
+    """UBI logs as :func:`build_rows` reads them: impressions and outcomes as Events, and the logged stage values
+    of each query's top K (query_id -> product id -> stages)."""
+
+    events: list[Event]
+    stages: dict[str, dict[str, dict[str, float]]]
+
+
+def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> LoggedEvents:
+    """The UBI query and event logs as impressions + outcomes, keeping only the products whose features were
+    logged (``query_attributes.features``, the served top K): those are the rows a ranker can learn from
+    without recomputing a stage.
+
+    A query's impressions carry its session (``query_attributes.session_id``, else its client_id), user, text and
+    served position (page offset included); click / add_to_cart / purchase events are converted with
+    :func:`~shopsearch.ubi.from_ubi_event`, other actions ignored.
+
+    >>> logged_events(ubi_queries, ubi_events).stages["q1"]["p7"]  # doctest: +SKIP
+    {'bm25': 7.1, 'bm25_rank': 1.0, 'knn': 0.83, 'knn_rank': 4.0, 'fused': 0.031}
+    """
+    out: list[Event] = []
+    stages: dict[str, dict[str, dict[str, float]]] = {}
+    for q in queries:
+        attrs = q.query_attributes
+        logged = attrs.get("features") or {}
+        if not logged or not q.user_query.strip():
+            continue
+        offset = (int(attrs.get("page", 1)) - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
+        session = attrs.get("session_id") or q.client_id or ""
+        stages[q.query_id] = {pid: dict(v) for pid, v in logged.items()}
+        out += [Event(type="impression", query_id=q.query_id, query=q.user_query, product_id=pid,
+                      position=offset + i, user_id=attrs.get("user_id"), session_id=session,
+                      timestamp=q.timestamp, simulated=bool(attrs.get("simulated", False)))
+                for i, pid in enumerate(q.query_response_hit_ids, 1) if pid in logged]
+    out += [from_ubi_event(e) for e in events if e.action_name in _OUTCOMES]
+    return LoggedEvents(out, stages)
+
+
+_OUTCOMES = ("click", "add_to_cart", "purchase")
+
+
 def build_rows(events: Iterable[Event], products: Mapping[str, Product],
                names: Sequence[str] = DEFAULT_MODEL_FEATURES, stages_fn: StagesFn | None = None,
-               progress: bool = False) -> TrainingRows:
+               progress: bool = False, logged: Mapping[str, Mapping[str, dict[str, float]]] | None = None
+               ) -> TrainingRows:
     """Turn an event stream into labelled feature rows.
 
     Args:
@@ -91,6 +136,8 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
         names: the feature columns.
         stages_fn: retrieval stages per (query, list), e.g. :class:`Bm25Scorer`; none -> retrieval features NaN.
         progress: show a tqdm bar over lists.
+        logged: stage values as served, query_id -> product id -> stages (:func:`logged_events`); a list whose
+            query_id is there takes them instead of ``stages_fn``.
 
     Raises:
         ValueError: an unknown feature name, or no impressions at all.
@@ -113,7 +160,10 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
             history.add(evs[j])
             j += 1
         pids = sorted(lst.items, key=lst.items.get)
-        stages = stages_fn(lst.query, pids) if stages_fn else [{} for _ in pids]
+        if logged is not None and lst.key[1] in logged:
+            stages = [dict(logged[lst.key[1]].get(pid, {})) for pid in pids]
+        else:
+            stages = stages_fn(lst.query, pids) if stages_fn else [{} for _ in pids]
         hits = [ScoredHit(id=pid, rank=lst.items[pid], score=0.0,
                           source=products[pid].to_source() if pid in products else {"id": pid, "title": ""},
                           stages=st) for pid, st in zip(pids, stages)]
@@ -128,9 +178,10 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
             crt.append(int("add_to_cart" in out or "purchase" in out))
             pur.append(int("purchase" in out))
             stages_out.append(st)
+    clk_a, crt_a, pur_a = np.asarray(clk, dtype=int), np.asarray(crt, dtype=int), np.asarray(pur, dtype=int)
     return TrainingRows(tuple(names), np.asarray(X, dtype=np.float64).reshape(len(X), len(names)),
-                        np.asarray(lids), np.asarray(qids), np.asarray(pos), np.asarray(clk), np.asarray(crt),
-                        np.asarray(pur), stages_out)
+                        np.asarray(lids), np.asarray(qids), np.asarray(pos), clk_a, crt_a, pur_a,
+                        clk_a + crt_a + pur_a, stages_out)
 
 
 class Bm25Scorer:

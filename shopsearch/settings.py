@@ -42,6 +42,8 @@ SECTIONS = {
     "api": "The search API's limits",
     "console": "The relevance console's default judgments",
     "ubi": "User Behavior Insights logging: the query and event records and their on-disk spool",
+    "security": "API keys, roles and rate limits (docs/security.md)",
+    "indexing": "What `shopsearch index` refuses to do to a live catalog",
 }
 ENGINES = ("opensearch", "embedded")
 QUERY_ENCODERS = ("auto", "onnx", "torch")
@@ -89,7 +91,9 @@ class Settings(BaseModel):
     engine_timeout_s: float = _opt(5.0, "engine", "Per engine request (s); an outage answers 503 within about "
                                                   "this", env="SHOPSEARCH_ENGINE_TIMEOUT", gt=0)
 
-    opensearch_url: str = _opt(DEFAULT_OPENSEARCH_URL, "opensearch", "Cluster URL", env="OPENSEARCH_URL")
+    opensearch_url: str = _opt(DEFAULT_OPENSEARCH_URL, "opensearch", "Cluster URL, or several comma-separated "
+                                                                      "node URLs of one cluster (a failed request "
+                                                                      "is retried on another)", env="OPENSEARCH_URL")
     opensearch_user: str | None = _opt(None, "opensearch", "Basic-auth user (with the password)",
                                        env="OPENSEARCH_USER")
     opensearch_password: SecretStr | None = _opt(None, "opensearch", "Basic-auth password (never logged)",
@@ -97,6 +101,12 @@ class Settings(BaseModel):
     opensearch_verify_certs: bool = _opt(True, "opensearch", "Verify the cluster's TLS certificate (https)",
                                          env="OPENSEARCH_VERIFY_CERTS")
     opensearch_ca_certs: Path | None = _opt(None, "opensearch", "CA bundle for https", env="OPENSEARCH_CA_CERTS")
+    opensearch_sniff: bool = _opt(False, "opensearch", "Learn the cluster's nodes from the cluster (every minute "
+                                                       "and after a failure) instead of only the URLs given",
+                                  env="OPENSEARCH_SNIFF")
+    opensearch_pool_maxsize: int = _opt(10, "opensearch", "HTTP connections kept per node in each process; at "
+                                                          "least the API's threads per worker (serve --threads)",
+                                        env="OPENSEARCH_POOL_MAXSIZE", gt=0)
 
     opensearch_home: Path | None = _opt(None, "node", "Install folder of the local node (default "
                                                       "/var/lib/shopsearch/opensearch-<v> as root, else under "
@@ -129,6 +139,29 @@ class Settings(BaseModel):
     ubi_flush_interval_s: float = _opt(1.0, "ubi", "How often the spool is drained into the store (s)", gt=0)
     ubi_feature_depth: int = _opt(10, "ubi", "Top results whose stage features each query record logs", ge=0)
 
+    index_max_delete_share: float = _opt(0.05, "indexing", "Share of the live catalog an --incremental run may "
+                                                           "delete (more is refused unless --allow-shrink)",
+                                         ge=0, le=1)
+    index_max_shrink_share: float = _opt(0.10, "indexing", "How far below the live count a --full rebuild may "
+                                                           "fall (more is refused unless --allow-shrink)",
+                                         ge=0, le=1)
+    index_lock_stale_s: float = _opt(600.0, "indexing", "A rebuild lock whose heartbeat is older than this is "
+                                                        "stale and broken by the next run (s)", gt=0)
+
+    keys_file: Path | None = _opt(None, "security", "API keys, hashed (default <home>/keys.json); any key in it "
+                                                    "turns key checks on (`shopsearch keys create`)")
+    storefront_key: SecretStr | None = _opt(None, "security", "The search-role key the storefront page embeds (a "
+                                                              "meta tag) when keys are configured")
+    metrics_public: bool = _opt(False, "security", "Serve /metrics without an admin key")
+    redis_url: SecretStr | None = _opt(None, "security", "Redis (redis://host:port/db) shared by every worker for "
+                                                         "rate limits; none: each worker counts in its own memory")
+    rate_limits: bool = _opt(True, "security", "Enforce the rate limits below (429 with Retry-After)")
+    rate_limit_search_key: str = _opt("100/second", "security", "Search budget (/search, /suggest, /products) per "
+                                                                "API key, all its clients together")
+    rate_limit_search_ip: str = _opt("20/second;600/minute", "security", "Search budget per client IP")
+    rate_limit_events_key: str = _opt("200/second", "security", "POST /events budget per API key")
+    rate_limit_events_ip: str = _opt("20/second;600/minute", "security", "POST /events budget per client IP")
+
     @model_validator(mode="before")
     @classmethod
     def _derived_paths(cls, data: Any) -> Any:
@@ -140,6 +173,7 @@ class Settings(BaseModel):
             data["models_dir"] = data["models_dir"] or home / "models"
             data["events_dir"] = data["events_dir"] or home / "events"
             data["ubi_spool_dir"] = data.get("ubi_spool_dir") or home / "ubi" / "spool"
+            data["keys_file"] = data.get("keys_file") or home / "keys.json"
             if not data.get("data_dir") and (SHARED_DATA / "crowdflower").is_dir():
                 data["data_dir"] = SHARED_DATA
         return data
@@ -147,15 +181,23 @@ class Settings(BaseModel):
     @field_validator("opensearch_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        url = url.strip()
-        parts = urlsplit(url)
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise ValueError(f"invalid port: {exc}") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must look like http(s)://host[:port]")
-        return url
+        urls = [u.strip() for u in url.split(",")]
+        for one in urls:
+            parts, shown = urlsplit(one), repr(_without_credentials(one))
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a bad port
+            except ValueError as exc:
+                raise ValueError(f"{shown}: invalid port: {exc}") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{shown} must look like http(s)://host[:port] (several: comma-separated)")
+        if len({urlsplit(u).scheme for u in urls}) > 1:
+            raise ValueError("every node URL must use the same scheme (all http or all https)")
+        return ",".join(urls)
+
+    @property
+    def opensearch_urls(self) -> list[str]:
+        """Each node URL of ``opensearch_url`` (one, or several comma-separated)."""
+        return self.opensearch_url.split(",")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
@@ -195,6 +237,8 @@ class Settings(BaseModel):
                     values[derived] = None
             if values["ubi_spool_dir"] == self.ubi_dir / "spool":
                 values["ubi_spool_dir"] = None
+            if values["keys_file"] == self.home / "keys.json":
+                values["keys_file"] = None
         values.update(changes)
         return _validate(values, {**self._origins, **dict.fromkeys(changes, "replace()")})
 
@@ -290,6 +334,8 @@ def _validate(values: dict[str, Any], origins: Mapping[str, str]) -> Settings:
 
 
 def _without_credentials(value: Any) -> Any:
+    if isinstance(value, str) and "," in value and "://" in value:  # several node URLs
+        return ",".join(_without_credentials(one) for one in value.split(","))
     if isinstance(value, str) and "@" in value and "://" in value:
         scheme, rest = value.split("://", 1)
         return f"{scheme}://{rest.rsplit('@', 1)[1]}"

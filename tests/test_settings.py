@@ -52,6 +52,11 @@ def test_legacy_variable_names_are_kept():
     ({"max_size": 500, "max_depth": 100}, {}, r"max_depth \(100\) must be >= max_size \(500\)"),
     ({}, {"OPENSEARCH_URL": "ftp://x"}, "opensearch_url='ftp://x' .*http"),
     ({}, {"OPENSEARCH_URL": "https://u:pw@host:99999"}, r"opensearch_url='https://host:99999' .*invalid port"),
+    ({}, {"OPENSEARCH_URL": "http://a:9200,https://u:pw@b:1x"}, r"^opensearch_url='http://a:9200,https://b:1x' "
+                                                                r"\(from \$OPENSEARCH_URL\): .*'https://b:1x': invalid "
+                                                                r"port[^@]*$"),
+    ({}, {"OPENSEARCH_URL": "http://a:9200,b:9200"}, r"'b:9200' must look like http\(s\)://host\[:port\]"),
+    ({}, {"OPENSEARCH_URL": "http://a:9200,https://b:9200"}, "every node URL must use the same scheme"),
     ({}, {"OPENSEARCH_USER": "admin"}, "must be set together"),
     ({}, {"OPENSEARCH_VERIFY_CERTS": "maybe"}, "opensearch_verify_certs='maybe'"),
     ({"opensearch_heap": "lots"}, {}, "opensearch_heap='lots'"),
@@ -108,3 +113,16 @@ def test_no_module_but_settings_reads_the_environment():
             if re.search(r"os\.environ|os\.getenv|environ\.get\(", text):
                 readers.append(str(path.relative_to(REPO)))
     assert readers == [], f"read the environment outside shopsearch/settings.py: {readers}"
+
+
+def test_several_opensearch_nodes():
+    s = load_settings(environ={"OPENSEARCH_URL": " http://a:9200 , http://b:9201", "OPENSEARCH_SNIFF": "true",
+                               "OPENSEARCH_POOL_MAXSIZE": "16"})
+    assert s.opensearch_url == "http://a:9200,http://b:9201" and s.opensearch_urls == ["http://a:9200", "http://b:9201"]
+    assert (s.opensearch_sniff, s.opensearch_pool_maxsize) == (True, 16)
+    from shopsearch.plugin.connection import client_kwargs
+
+    kwargs = client_kwargs(s)
+    assert kwargs["hosts"] == ["http://a:9200", "http://b:9201"] and kwargs["pool_maxsize"] == 16
+    assert kwargs["sniff_on_connection_fail"] and kwargs["sniffer_timeout"] == 60.0
+    assert kwargs["http_compress"]  # not loopback

@@ -31,10 +31,30 @@ const Shop = (() => {
     }
   }
 
-  async function request(url, options) {
+  /** The API key to send (docs/security.md): one typed into the console (kept for this tab only), else the
+   *  storefront's search key the server renders into <meta name="shopsearch-key">; none in local mode. */
+  function apiKey() {
+    const meta = document.querySelector('meta[name="shopsearch-key"]');
+    return sessionStorage.getItem("shopsearch-key") || (meta && meta.content) || null;
+  }
+
+  /** The console asks once for an admin key when the API says it needs one; the storefront never does. */
+  function askForKey(status, sentKey) {
+    if (!document.body.classList.contains("console") || (status !== 401 && status !== 403)) return false;
+    const typed = sessionStorage.getItem("shopsearch-key");
+    if (typed && typed !== sentKey) return true;  // another call asked meanwhile: retry with that key
+    const key = window.prompt("This console needs an admin API key (shopsearch keys create --role admin):");
+    if (!key) return false;
+    sessionStorage.setItem("shopsearch-key", key.trim());
+    return true;
+  }
+
+  async function request(url, options, retried) {
+    const key = apiKey();
+    const sent = key ? { ...options, headers: { ...(options.headers || {}), "X-API-Key": key } } : options;
     let resp;
     try {
-      resp = await fetch(url, options);
+      resp = await fetch(url, sent);
     } catch (err) {
       if (err.name === "AbortError") throw err;
       throw new ApiProblem(0, "network", "network error: " + err.message, null, null);
@@ -42,6 +62,7 @@ const Shop = (() => {
     let body = null;
     try { body = await resp.json(); } catch (_) { body = null; }
     if (!resp.ok) {
+      if (!retried && askForKey(resp.status, key)) return request(url, options, true);
       const e = (body && body.error) || {};
       throw new ApiProblem(resp.status, e.code || "http_" + resp.status, e.message || resp.statusText,
                            e.parameter || null, resp.headers.get("Retry-After"));
@@ -66,6 +87,8 @@ const Shop = (() => {
       return { title: "Search is taking a short break",
                detail: `Our search engine is unavailable right now. Please try again${wait}.`, retry: true };
     }
+    if (err.status === 429) return { title: "Slow down a little", retry: true,
+                                     detail: `Too many requests; try again in ${err.retryAfter || "a few"} seconds.` };
     if (err.status === 0) return { title: "Can't reach the shop", detail: "Check your connection and try again.",
                                    retry: true };
     if (err.status === 400 || err.status === 422) return { title: "We couldn't run that search", detail: err.message };

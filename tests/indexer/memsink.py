@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc
+from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc, IndexHealth, LockHolder
 
 
 class MemorySink:
@@ -16,6 +16,8 @@ class MemorySink:
         self.aliases: dict[str, str] = {}
         self.bulk_mode: dict[str, bool] = {}
         self.reject = reject or set()
+        self.health = IndexHealth("green", 1, True)
+        self.locks: dict[str, LockHolder] = {}
 
     def create_index(self, name: str, dims: int) -> None:
         if name in self.indices:
@@ -68,6 +70,27 @@ class MemorySink:
 
     def set_bulk_mode(self, index: str, on: bool) -> None:
         self.bulk_mode[index] = on
+
+    def wait_ready(self, index: str) -> IndexHealth:
+        return self.health
+
+    def create_lock(self, name: str, holder: LockHolder) -> LockHolder | None:
+        if name in self.locks:
+            return self.locks[name]
+        self.locks[name] = holder
+        return None
+
+    def touch_lock(self, name: str, holder: LockHolder) -> bool:
+        if name not in self.locks or self.locks[name].token != holder.token:
+            return False
+        self.locks[name] = holder
+        return True
+
+    def delete_lock(self, name: str, holder: LockHolder) -> bool:
+        if name not in self.locks or self.locks[name].token != holder.token:
+            return False
+        del self.locks[name]
+        return True
 
     def get(self, index: str, id: str, with_vector: bool = False):
         doc = self.indices[self._name(index)].get(id)

@@ -79,7 +79,7 @@ def test_interrupted_full_rebuild_leaves_alias_on_old_index_and_rerun_cleans_up(
 
     again = _run(bigger, sink, enc, tmp_path, mode="full")
     assert sink.resolve_alias("shop") == again.index and sink.count("shop") == 200
-    assert partial[0] in again.dropped_indices and sink.list_indices("shop-v") == sorted([old, again.index])
+    assert again.unfinished_dropped == (partial[0],) and sink.list_indices("shop-v") == sorted([old, again.index])
 
 
 def test_count_mismatch_does_not_move_the_alias(tmp_path):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from typing import Callable
 
 import pytest
 
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
-from shopsearch.plugin.engine import BM25Leg, Filters, IndexNotFound, KnnLeg
+from shopsearch.plugin.engine import SORTS, BM25Leg, Filters, IndexNotFound, KnnLeg, MatchRule
 
 DIMS = 4
 Q = [1.0, 0.0, 0.0, 0.0]
@@ -185,7 +186,8 @@ def test_unknown_index_raises_index_not_found(engine):
     for call in (lambda: engine.count(missing), lambda: engine.get(missing, "p01"),
                  lambda: engine.search(missing, [BM25Leg("shoe", {"title": 1.0})]),
                  lambda: engine.filtered_count(missing, Filters()),
-                 lambda: engine.facets(missing, None, Filters(), ["brand"]),
+                 lambda: engine.match(missing, MatchRule(), facets=["brand"]),
+                 lambda: engine.sources(missing, ["p01"]),
                  lambda: list(engine.bulk(missing, _docs()[:1]))):
         with pytest.raises(IndexNotFound):
             call()
@@ -284,20 +286,146 @@ def test_every_filter_in_both_legs(engine, catalog, case):
     assert engine.filtered_count(catalog, filters) == len(expected)
 
 
-# --- facets --------------------------------------------------------------------------------------------------------
+# --- matching sets: count, disjunctive facets, sorts, highlights -------------------------------------------------
+
+def cos_score(i: int) -> float:
+    """Product ``p{i:02d}``'s vector score for Q: lucene cosinesimil's ``(1 + cos) / 2``."""
+    return (1 + math.cos(math.radians((i - 1) * 8))) / 2
+
+
+def lexical(query: str) -> BM25Leg:
+    return BM25Leg(query, {"title": 1.0, "description": 1.0})
+
+
+def facets(engine, index, query, filters, fields, size=10):
+    rule = MatchRule(lexical=lexical(query) if query else None, filters=filters)
+    return engine.match(index, rule, facets=fields, facet_size=size).facets
+
+
+def walk(engine, index, rule, sort, page_size=5, **kw) -> list:
+    """Every hit of the matching set, page by page."""
+    out, offset = [], 0
+    while True:
+        page = engine.match(index, rule, sort=sort, offset=offset, size=page_size, **kw)
+        out += page.hits
+        if len(page.hits) < page_size:
+            return out
+        offset += page_size
+
 
 def test_facets(engine, catalog):
-    got = engine.facets(catalog, None, Filters(), ["brand", "category_lvl0", "category_lvl2"], size=3)
+    got = facets(engine, catalog, None, Filters(), ["brand", "category_lvl0", "category_lvl2"], size=3)
     assert got["brand"] == [("Acme", 3), ("Comfy", 2), ("Aqua", 1)]  # count desc, then value asc
     assert got["category_lvl0"] == [("Home", 4), ("Electronics", 3), ("Shoes", 3)]
     assert got["category_lvl2"] == [("Sofas", 1), ("Tables", 1)]
-    shoes = engine.facets(catalog, "shoes", Filters(), ["brand", "category_lvl1"])
+    shoes = facets(engine, catalog, "shoes", Filters(), ["brand", "category_lvl1"])
     assert shoes == {"brand": [("Acme", 2), ("Trekker", 1)], "category_lvl1": [("Running", 2), ("Formal", 1)]}
-    stocked = engine.facets(catalog, "shoes", Filters(in_stock=True), ["brand"])
+    stocked = facets(engine, catalog, "shoes", Filters(in_stock=True), ["brand"])
     assert stocked == {"brand": [("Acme", 1), ("Trekker", 1)]}
-    assert engine.facets(catalog, "zzzqqq", Filters(), ["brand"]) == {"brand": []}
+    assert facets(engine, catalog, "zzzqqq", Filters(), ["brand"]) == {"brand": []}
     with pytest.raises(ValueError):
-        engine.facets(catalog, None, Filters(), ["title"])
+        facets(engine, catalog, None, Filters(), ["title"])
+
+
+def test_radial_knn_leg_returns_only_products_over_min_score(engine, catalog):
+    hits = engine.search(catalog, [KnnLeg(Q, k=12, min_score=cos_score(4) - 1e-4)])[0]
+    assert [h.id for h in hits] == ["p01", "p02", "p03", "p04"]
+    assert engine.search(catalog, [KnnLeg([-1.0, 0.0, 0.0, 0.0], k=12, min_score=0.9)])[0] == []
+
+
+FAR = [0.0, 0.0, 1.0, 0.0]  # orthogonal to every product: score 0.5
+
+
+@pytest.mark.parametrize("query,vector,min_score,filters", [
+    ("quality", Q, 0.99, Filters()),  # every product, lexically
+    ("shoes", Q, cos_score(6) - 1e-4, Filters()),  # shoes by word, p01..p06 by vector
+    ("shoes", Q, cos_score(6) - 1e-4, Filters(brand=("Acme", "Comfy"), in_stock=True)),
+    ("zzzzqqq xylophone", FAR, 0.6, Filters()),  # nonsense: no word matches, nothing near enough: zero
+])
+def test_total_is_the_matching_set_and_pages_walk_it(engine, catalog, query, vector, min_score, filters):
+    rule = MatchRule(lexical(query), vector, min_score, filters)
+    words = {h.id for h in engine.search(catalog, [replace(lexical(query), size=50, filters=filters)])[0]}
+    near = {h.id for h in engine.search(catalog, [KnnLeg(vector, k=12, filters=filters, min_score=min_score)])[0]}
+    page = engine.match(catalog, rule)
+    assert page.total == len(words | near) and page.hits == []
+    walked = walk(engine, catalog, rule, "relevance")
+    assert len(walked) == page.total and {h.id for h in walked} == words | near
+    scores = [h.score for h in walked]
+    assert scores == sorted(scores, reverse=True)  # lexical + vector score, best first
+    if query.startswith("zzzz"):
+        assert page.total == 0
+
+
+def test_exclude_skips_ids_in_the_slice_but_not_in_the_count(engine, catalog):
+    rule = MatchRule(lexical("quality"), filters=Filters())
+    first = [h.id for h in engine.match(catalog, rule, size=3).hits]
+    rest = engine.match(catalog, rule, size=12, exclude=first, facets=["brand"])
+    assert rest.total == 12 and len(rest.hits) == 9 and not set(first) & {h.id for h in rest.hits}
+    assert sum(c for _, c in rest.facets["brand"]) == 12
+
+
+@pytest.mark.parametrize("filters", [Filters(brand=("Acme",)), Filters(brand=("Acme", "Comfy"), in_stock=True),
+                                     Filters(category=("Shoes",)), Filters(brand=("Acme",), category=("Home",))])
+def test_facets_are_disjunctive_and_equal_direct_counts(engine, catalog, filters):
+    rule = MatchRule(lexical("quality shoes"), Q, cos_score(5) - 1e-4, filters)
+    got = engine.match(catalog, rule, facets=["brand", "category_lvl0", "category_lvl1"], facet_size=20).facets
+    assert len(got["brand"]) > len(filters.brand)  # the other brands stay countable
+    for name, key in (("brand", "brand"), ("category_lvl0", "category"), ("category_lvl1", "category")):
+        for value, count in got[name]:
+            # The direct query: the same rule with this facet's own filter replaced by its value (no category
+            # name of this catalog sits at two levels, so the any-level category filter counts this level's).
+            direct = engine.match(catalog, replace(rule, filters=replace(filters, **{key: (value,)})))
+            assert count == direct.total, (name, value)
+
+
+SORT_KEYS = {"price_asc": lambda p: p.price, "price_desc": lambda p: p.price, "rating": lambda p: p.rating}
+
+
+@pytest.mark.parametrize("sort", sorted(SORTS))
+def test_every_sort_is_monotone_over_all_pages(engine, catalog, sort):
+    rule = MatchRule(lexical("quality"), Q, 0.99, Filters())
+    hits = walk(engine, catalog, rule, sort, page_size=5)
+    assert len(hits) == engine.match(catalog, rule).total == 12
+    ids = [h.id for h in hits]
+    assert len(set(ids)) == 12
+    if sort == "relevance":
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        return
+    if sort == "newest":  # no product has a listing date yet: all missing, by id
+        assert ids == sorted(ids)
+        return
+    values = [SORT_KEYS[sort](BY_ID[i]) for i in ids]
+    present = [v for v in values if v is not None]
+    assert values[:len(present)] == present, "products without the field come last"
+    assert present == sorted(present, reverse=sort != "price_asc")
+    missing = ids[len(present):]
+    assert missing == sorted(missing)
+
+
+def test_browse_sorted_by_price_walks_every_filtered_product(engine, catalog):
+    rule = MatchRule(filters=Filters(category=("Home",)))
+    hits = walk(engine, catalog, rule, "price_desc", page_size=3)
+    assert [h.id for h in hits] == ["p08", "p04", "p05", "p09"]
+
+
+def test_highlights_mark_query_terms_and_escape_markup(engine, catalog):
+    page = engine.match(catalog, MatchRule(lexical("quality earbuds")), size=12, highlight="quality earbuds")
+    by_id = {h.id: h.highlights for h in page.hits}
+    assert by_id["p07"] == {"title": "Wireless <em>Earbuds</em>",
+                            "description": "<em>Quality</em> sound &lt;b&gt;noise cancelling&lt;&#x2F;b&gt;"}
+    assert by_id["p01"] == {"description": "Lightweight running shoe, <em>quality</em> mesh"}
+    fetched = engine.sources(catalog, ["p07", "p02", "nope"], highlight="earbud")
+    assert sorted(fetched) == ["p02", "p07"] and fetched["p02"].highlights == {}
+    assert fetched["p07"].highlights == {"title": "Wireless <em>Earbuds</em>"}
+    assert fetched["p07"].source == CATALOG[6].to_source()
+    for h in page.hits:
+        for text in h.highlights.values():
+            bare = text.replace("<em>", "").replace("</em>", "")
+            assert "<" not in bare and ">" not in bare  # nothing but our own markup is unescaped
+            assert "<em>" in text
+    typo = engine.sources(catalog, ["p08"], highlight="refrigerater")["p08"].highlights
+    assert typo == {"title": "Stainless Steel <em>Refrigerator</em>"}  # fuzzy matches are marked too
+    assert engine.match(catalog, MatchRule(lexical("earbuds")), size=1).hits[0].highlights == {}
 
 
 # --- both engines side by side -------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""HybridSearcher against a recording fake engine (exact legs, fusion, paging) and the real embedded engine."""
+"""HybridSearcher against a recording fake engine: exact legs, fusion, the matching set, paging, sorts, highlights."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from shopsearch.plugin.engine import BM25Leg, Filters, Hit, KnnLeg
+from shopsearch.plugin.engine import BM25Leg, Filters, Hit, KnnLeg, MatchPage, MatchRule
 from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound
 from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore, UnknownProfile
 from shopsearch.plugin.query_cache import QueryEmbeddingCache
@@ -14,23 +16,35 @@ from shopsearch.settings import load_settings
 
 
 class FakeEngine:
-    """Returns canned hit lists per leg type and records every call."""
+    """Returns canned hit lists per leg type and a canned matching set (``matches``, in its relevance order);
+    records every call."""
 
-    def __init__(self, bm25, knn, docs=None):
-        self.bm25, self.knn, self.docs = bm25, knn, docs or {}
+    def __init__(self, bm25, knn, docs=None, matches=("a", "c", "b", "d", "e", "f")):
+        self.bm25, self.knn, self.docs, self.matches = bm25, knn, docs or {}, list(matches)
         self.calls: list[tuple] = []
 
-    def search(self, index, legs):
+    def search(self, index, legs, *, with_source=True):
         self.calls.append(("search", index, list(legs)))
         out = []
         for leg in legs:
-            hits = self.bm25 if isinstance(leg, BM25Leg) else self.knn
-            out.append([h for h in hits if h.id not in leg.filters.exclude_ids])
+            hits = self.bm25 if isinstance(leg, BM25Leg) else [h for h in self.knn if h.score >= leg.min_score]
+            out.append([h for h in hits if h.id not in leg.filters.exclude_ids][:getattr(leg, "k", 100)])
         return out
 
-    def facets(self, index, query, filters, fields, size=10):
-        self.calls.append(("facets", index, query, filters, tuple(fields)))
-        return {f: [("x", 1)] for f in fields}
+    def match(self, index, rule, *, sort="relevance", offset=0, size=0, exclude=(), facets=(), facet_size=10,
+              highlight=None):
+        self.calls.append(("match", index, rule, sort, offset, size, tuple(exclude), tuple(facets), highlight))
+        ids = [i for i in self.matches if i not in exclude]
+        if sort != "relevance":
+            ids = sorted(self.matches)
+        marks = {"title": f"<em>{highlight}</em>"} if highlight else {}
+        hits = [Hit(i, 1.0 / (n + 1), src(i), marks) for n, i in enumerate(ids)][offset:offset + size]
+        return MatchPage(total=len(self.matches), hits=hits, facets={f: [("x", 1)] for f in facets})
+
+    def sources(self, index, ids, highlight=None):
+        self.calls.append(("sources", index, list(ids), highlight))
+        marks = {"title": f"<em>{highlight}</em>"} if highlight else {}
+        return {i: Hit(i, 0.0, src(i), marks) for i in ids}
 
     def get(self, index, id, with_vector=False):
         doc = self.docs.get(id)
@@ -61,7 +75,7 @@ def src(i):
 
 
 BM25 = [Hit("a", 10.0, src("a")), Hit("b", 6.0, src("b")), Hit("c", 2.0, src("c"))]
-KNN = [Hit("c", 0.9, src("c")), Hit("a", 0.5, src("a")), Hit("d", 0.1, src("d"))]
+KNN = [Hit("c", 0.95, src("c")), Hit("a", 0.9, src("a")), Hit("d", 0.85, src("d")), Hit("z", 0.6, src("z"))]
 
 
 @pytest.fixture()
@@ -89,39 +103,69 @@ def test_default_profile_sends_both_legs_in_one_call_and_fuses_rrf(searcher, eng
     assert bm25 == BM25Leg("Red  Lamp", dict(profile.bm25.fields), size=profile.bm25.size,
                            fuzziness=profile.bm25.fuzziness, tie_breaker=profile.bm25.tie_breaker, filters=flt)
     assert isinstance(knn, KnnLeg) and knn.k == profile.knn.k and knn.filters == flt
+    assert knn.min_score == profile.knn.min_score > 0  # radial: far products are no match
     assert list(knn.vector) == [0.5, 0.5, 0.5]
-    # RRF k=60: a = 1/61 + 1/62 > c = 1/61 + 1/63 > b = 1/62 > d = 1/63
-    assert [h.id for h in resp.hits] == ["a", "c", "b", "d"]
-    assert resp.total == 4 and [h.rank for h in resp.hits] == [1, 2, 3, 4]
+    # RRF k=60: a = 1/61 + 1/62 > c = 1/61 + 1/63 > b = 1/62 > d = 1/63; then the rest of the matching set
+    assert [h.id for h in resp.hits] == ["a", "c", "b", "d", "e", "f"]
+    assert resp.total == 6 and [h.rank for h in resp.hits] == [1, 2, 3, 4, 5, 6]
     assert resp.hits[0].score == pytest.approx(1 / 61 + 1 / 62)
-    assert resp.hits[0].stages == pytest.approx({"bm25": 10.0, "bm25_rank": 1, "knn": 0.5, "knn_rank": 2,
+    assert resp.hits[0].stages == pytest.approx({"bm25": 10.0, "bm25_rank": 1, "knn": 0.9, "knn_rank": 2,
                                                  "fused": 1 / 61 + 1 / 62})
-    assert resp.hits[3].stages == pytest.approx({"knn": 0.1, "knn_rank": 3, "fused": 1 / 63})
+    assert resp.hits[3].stages == pytest.approx({"knn": 0.85, "knn_rank": 3, "fused": 1 / 63})
+    assert resp.hits[4].stages == pytest.approx({"match": 1.0})
     assert "content_hash" not in resp.hits[0].source and resp.hits[0].source["title"] == "product a"
-    assert ("facets", "products", "Red  Lamp", flt, ("brand",)) in engine.calls
+    (match,) = [c for c in engine.calls if c[0] == "match"]
+    # the bar: min_score, or relative_score x the best vector score (0.95) when higher
+    bar = max(profile.knn.min_score, round(profile.knn.relative_score * 0.95, 6))
+    rule = MatchRule(lexical=replace(bm25, size=profile.bm25.size), vector=[0.5, 0.5, 0.5], min_score=bar,
+                     filters=flt)
+    assert match == ("match", "products", rule, "relevance", 0, 6, ("a", "c", "b", "d"), ("brand",), None)
     assert resp.facets == {"brand": [("x", 1)]}
-    assert {"embed", "retrieve", "fusion", "facets", "total"} <= set(resp.timings_ms)
+    assert {"embed", "retrieve", "fusion", "match", "fetch", "total"} <= set(resp.timings_ms)
     assert not resp.degraded
 
 
-def test_pages_are_slices_of_one_stable_ranking(searcher):
-    full = [h.id for h in searcher.search(SearchRequest("lamp", size=4, facets=())).hits]
-    page1 = searcher.search(SearchRequest("lamp", page=1, size=3, facets=()))
-    page2 = searcher.search(SearchRequest("lamp", page=2, size=3, facets=()))
-    page3 = searcher.search(SearchRequest("lamp", page=3, size=3, facets=()))
-    assert [h.id for h in page1.hits + page2.hits] == full
-    assert [h.rank for h in page2.hits] == [4]
-    assert page3.hits == [] and page3.total == 4
+def test_pages_walk_the_fused_list_then_the_matching_set(searcher):
+    full = [h.id for h in searcher.search(SearchRequest("lamp", size=6, facets=())).hits]
+    pages = [searcher.search(SearchRequest("lamp", page=n, size=3, facets=())) for n in (1, 2, 3)]
+    assert [h.id for p in pages[:2] for h in p.hits] == full == ["a", "c", "b", "d", "e", "f"]
+    assert [h.rank for h in pages[1].hits] == [4, 5, 6]
+    assert pages[2].hits == [] and pages[2].total == 6
+
+
+def test_relative_cut_off_drops_vector_hits_far_below_the_best(tmp_path, engine, embedder):
+    (tmp_path / "tight.toml").write_text("[knn]\nmin_score = 0.5\nrelative_score = 0.92\n")
+    s = HybridSearcher(engine, "products", embedder, ProfileStore([PACKAGED_DIR, tmp_path]))
+    resp = s.search(SearchRequest("lamp", profile="tight", size=4, facets=()))
+    # best vector score 0.95: the bar is 0.874, so d (0.85) and z (0.6) no longer match by vector
+    assert [h.id for h in resp.hits][:3] == ["a", "c", "b"] and "knn" not in resp.hits[2].stages
+    (match,) = [c for c in engine.calls if c[0] == "match"]
+    assert match[2].min_score == pytest.approx(0.874)
+
+
+def test_sort_orders_the_whole_matching_set_and_highlights(searcher, engine):
+    resp = searcher.search(SearchRequest("lamp", sort="price_asc", page=2, size=2, facets=(), highlight=True))
+    assert [h.id for h in resp.hits] == ["c", "d"] and [h.rank for h in resp.hits] == [3, 4]
+    assert resp.hits[0].highlights == {"title": "<em>lamp</em>"}
+    (match,) = [c for c in engine.calls if c[0] == "match"]
+    assert match[3:7] == ("price_asc", 2, 2, ())
+    # No fusion is needed for a field sort: only a k=1 vector leg runs, for the relative cut-off's best score.
+    (search,) = [c for c in engine.calls if c[0] == "search"]
+    assert [(type(leg), leg.k) for leg in search[2]] == [(KnnLeg, 1)]
+    fused = searcher.search(SearchRequest("lamp", size=2, facets=(), highlight=True))
+    assert fused.hits[0].highlights == {"title": "<em>lamp</em>"}
+    with pytest.raises(ValueError, match="sort must be one of relevance, price_asc"):
+        searcher.search(SearchRequest("lamp", sort="cheapest"))
 
 
 def test_single_leg_profiles(searcher, engine):
     bm25 = searcher.search(SearchRequest("lamp", profile="bm25", facets=()))
-    assert [type(leg) for leg in engine.calls[-1][2]] == [BM25Leg]
-    assert [h.id for h in bm25.hits] == ["a", "b", "c"]
+    assert [type(leg) for leg in [c for c in engine.calls if c[0] == "search"][-1][2]] == [BM25Leg]
+    assert [h.id for h in bm25.hits][:3] == ["a", "b", "c"]
     assert "embed" not in bm25.timings_ms
     dense = searcher.search(SearchRequest("lamp", profile="dense", facets=()))
-    assert [type(leg) for leg in engine.calls[-1][2]] == [KnnLeg]
-    assert [h.id for h in dense.hits] == ["c", "a", "d"]
+    assert [type(leg) for leg in [c for c in engine.calls if c[0] == "search"][-1][2]] == [KnnLeg]
+    assert [h.id for h in dense.hits][:3] == ["c", "a", "d"]
     assert dense.hits[0].stages["knn_rank"] == 1
 
 
@@ -144,16 +188,20 @@ def test_cache_evicts_least_recently_used(embedder):
 
 def test_empty_query_is_browse_with_facets_only(searcher, engine):
     resp = searcher.search(SearchRequest("   ", filters=Filters(in_stock=True), facets=("brand",)))
-    assert resp.hits == [] and resp.total == 0 and resp.notes
+    assert resp.hits == [] and resp.total == 6 and resp.notes
     assert not [c for c in engine.calls if c[0] == "search"]
-    assert engine.calls[-1] == ("facets", "products", None, Filters(in_stock=True), ("brand",))
+    assert engine.calls[-1] == ("match", "products", MatchRule(filters=Filters(in_stock=True)), "relevance", 0, 0,
+                                (), ("brand",), None)
+    by_price = searcher.search(SearchRequest("", sort="price_desc", size=2, facets=()))
+    assert len(by_price.hits) == 2 and "sorted by price_desc" in by_price.notes[0]
 
 
 def test_embedder_failure_degrades_to_bm25(engine):
     s = HybridSearcher(engine, "products", FailingEmbedder(), ProfileStore([PACKAGED_DIR]))
     resp = s.search(SearchRequest("lamp", facets=()))
     assert resp.degraded and "BM25 only" in resp.notes[0]
-    assert [h.id for h in resp.hits] == ["a", "b", "c"]
+    assert [h.id for h in resp.hits][:3] == ["a", "b", "c"]
+    assert [c for c in engine.calls if c[0] == "match"][-1][2].vector is None  # matched lexically only
     with pytest.raises(RuntimeError, match="out of memory"):
         s.search(SearchRequest("lamp", profile="dense", facets=()))
 
@@ -198,7 +246,7 @@ def test_similar_excludes_the_product_and_keeps_filters(searcher, engine):
     (leg,) = engine.calls[-1][2]
     assert leg == KnnLeg([1.0, 0.0, 0.0], k=2, filters=Filters(exclude_ids=("z", "a"), in_stock=True))
     assert [h.id for h in hits] == ["c", "d"]
-    assert hits[0].stages == {"knn": 0.9, "knn_rank": 1} and hits[1].rank == 2
+    assert hits[0].stages == {"knn": 0.95, "knn_rank": 1} and hits[1].rank == 2
 
 
 def test_similar_unknown_product_and_bad_size(searcher):

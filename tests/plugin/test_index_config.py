@@ -32,7 +32,11 @@ def test_keys_left_out_take_the_defaults(tmp_path):
     ("[vectors]\nm = \"16\"\n", r"vectors\.m = '16': must be an integer > 0"),
     ("[bulk]\nchunk = 5\n", r"bulk\.chunk = 5: must be one of the keys allowed in \[bulk\]: chunk_size, "),
     ("[bulk]\ninitial_backoff = -1\n", r"bulk\.initial_backoff = -1: must be a number >= 0"),
-    ("[analyzer]\n", r"analyzer = \{\}: must be one of the keys allowed at the top level: vectors, analysis, bulk"),
+    ("[analyzer]\n", r"analyzer = \{\}: must be one of the keys allowed at the top level: vectors, analysis, "
+                    r"cluster, bulk"),
+    ("[cluster]\nshards = 0\n", r"cluster\.shards = 0: must be an integer >= 1"),
+    ("[cluster]\nauto_expand_replicas = \"some\"\n", r"cluster\.auto_expand_replicas = 'some'"),
+    ("[bulk]\nrefresh_interval = \"soon\"\n", r"bulk\.refresh_interval = 'soon'"),
 ])
 def test_bad_keys_are_named(tmp_path, text, message):
     path = tmp_path / "index.toml"
@@ -47,3 +51,22 @@ def test_missing_synonyms_file(tmp_path):
     path.write_text('[analysis]\nsynonyms_file = "nope.txt"\n')
     with pytest.raises(FileNotFoundError):
         load_index_config(path)
+
+
+def test_cluster_layout_reaches_the_index_body_and_the_serving_settings(tmp_path):
+    from shopsearch.plugin.index_config import opensearch_index_body
+
+    path = tmp_path / "index.toml"
+    path.write_text('[cluster]\nshards = 3\nreplicas = 2\nauto_expand_replicas = ""\nrefresh_interval = "5s"\n')
+    config = load_index_config(path)
+    settings = opensearch_index_body(config, 8)["settings"]["index"]
+    assert (settings["number_of_shards"], settings["number_of_replicas"], settings["refresh_interval"]) == (3, 2, "5s")
+    assert config.bulk_settings()["number_of_replicas"] == 0
+    default = load_index_config()
+    assert default.serving_settings()["auto_expand_replicas"] == "0-1"
+    assert "number_of_replicas" not in default.serving_settings()  # auto-expand decides
+    override = default.with_layout(shards=2, replicas=1)
+    assert (override.shards, override.serving_settings()["number_of_replicas"],
+            override.serving_settings()["auto_expand_replicas"]) == (2, 1, "false")
+    with pytest.raises(ValueError, match="replicas=-1 must be an integer >= 0"):
+        default.with_layout(replicas=-1)

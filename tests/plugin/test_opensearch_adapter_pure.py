@@ -7,10 +7,10 @@ import pytest
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
 from shopsearch.plugin.connection import client_kwargs, display_url, make_client
-from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg
+from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg, MatchRule
 from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
 from shopsearch.plugin.opensearch_errors import error_reason, translate_status
-from shopsearch.plugin.opensearch_queries import bm25_body, facets_body, filter_query, knn_body, parse_facets
+from shopsearch.plugin.opensearch_queries import bm25_body, filter_query, knn_body, match_bodies, parse_facets
 from shopsearch.settings import load_settings
 
 URL = "http://node:9200"
@@ -90,14 +90,33 @@ def test_knn_body_puts_the_filter_inside_the_knn_clause():
         knn_body(KnnLeg([1.0], k=10_001))
 
 
-def test_facets_body_and_parse():
-    body = facets_body(None, Filters(brand=("A",)), ["brand", "category_lvl0"], 4)
-    assert body["size"] == 0 and body["query"]["bool"]["must"] == [{"match_all": {}}]
-    assert body["aggs"]["category_lvl0"] == {"terms": {"field": "category_lvl0", "size": 4}}
-    fields = facets_body("tv", Filters(), ["brand"], 4)["query"]["bool"]["must"][0]["multi_match"]["fields"]
-    assert fields == ["title^3.0", "description^1.0", "brand_text^1.0", "category_text^1.0"]
-    aggs = {"brand": {"buckets": [{"key": "b", "doc_count": 2}, {"key": "a", "doc_count": 2},
-                                  {"key": "c", "doc_count": 5}]}}
+def test_match_bodies_put_facet_filters_aside_for_disjunctive_counts():
+    rule = MatchRule(BM25Leg("tv", {"title": 3.0}), [1.0, 0.0], 0.8, Filters(brand=("A",), in_stock=True))
+    (body,) = match_bodies(rule, sort="price_desc", offset=10, size=5, facets=["brand", "category_lvl0"],
+                           facet_size=4)
+    should = body["query"]["bool"]["should"]
+    assert should[0]["multi_match"]["fields"] == ["title^3.0"] and body["query"]["bool"]["minimum_should_match"] == 1
+    assert should[1]["knn"]["embedding"]["min_score"] == 0.8 and "k" not in should[1]["knn"]["embedding"]
+    assert body["query"]["bool"]["filter"] == [{"term": {"in_stock": True}}]  # brand is not filtered here...
+    assert body["post_filter"] == {"bool": {"filter": [{"terms": {"brand": ["A"]}}]}}  # ...but the hits are
+    assert body["aggs"]["brand"]["filter"] == {"bool": {"filter": []}}  # the brand facet ignores its own filter
+    assert body["aggs"]["category_lvl0"]["filter"] == {"bool": {"filter": [{"terms": {"brand": ["A"]}}]}}
+    assert body["aggs"]["category_lvl0"]["aggs"]["values"]["terms"] == {"field": "category_lvl0", "size": 4}
+    assert body["sort"] == [{"price": {"order": "desc", "missing": "_last", "unmapped_type": "float"}}, {"id": "asc"}]
+    assert (body["from"], body["size"], body["track_total_hits"]) == (10, 5, True)
+    counted, sliced = match_bodies(rule, size=5, exclude=["x"], facets=["brand"])
+    assert counted["size"] == 0 and "aggs" in counted and "sort" not in counted
+    assert sliced["post_filter"]["bool"]["must_not"] == [{"ids": {"values": ["x"]}}] and "aggs" not in sliced
+    assert match_bodies(MatchRule())[0]["query"] == {"bool": {"filter": []}}  # browse: everything
+    assert match_bodies(MatchRule(BM25Leg(" ", {"title": 1.0})))[0]["query"]["bool"]["must"] == [{"match_none": {}}]
+    for bad, message in [({"sort": "cheap"}, "sort='cheap'"), ({"facets": ["title"]}, "facet fields"),
+                         ({"offset": 9_999, "size": 2}, "offset=9999")]:
+        with pytest.raises(ValueError, match=message):
+            match_bodies(MatchRule(), **bad)
+    with pytest.raises(ValueError, match="min_score"):
+        match_bodies(MatchRule(vector=[1.0], min_score=0.0))
+    aggs = {"brand": {"values": {"buckets": [{"key": "b", "doc_count": 2}, {"key": "a", "doc_count": 2},
+                                             {"key": "c", "doc_count": 5}]}}}
     assert parse_facets(aggs, ["brand", "category_lvl0"]) == {"brand": [("c", 5), ("a", 2), ("b", 2)],
                                                               "category_lvl0": []}
 

@@ -9,7 +9,7 @@ import pytest
 
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
-from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg
+from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg, MatchRule
 from shopsearch.plugin.index_config import IndexConfig, load_index_config
 from shopsearch.plugin.opensearch_engine import OpenSearchEngine
 
@@ -250,18 +250,26 @@ def test_knn_filter_returns_a_full_k_when_nearest_neighbours_are_filtered_out(en
     assert ids(excluded) == ["a2", "a3", "a4"]
 
 
-def test_facets_count_the_lexical_matches_that_pass_the_filters(engine, products):
-    everything = engine.facets(products, None, Filters(), ["brand", "category_lvl0", "category_lvl1"], size=3)
+def facets(engine, index, query, filters, fields, size=10):
+    rule = MatchRule(lexical=BM25Leg(query, {"title": 3.0, "description": 1.0}) if query is not None else None,
+                     filters=filters)
+    return engine.match(index, rule, facets=fields, facet_size=size).facets
+
+
+def test_facets_count_the_matches_that_pass_the_other_filters(engine, products):
+    everything = facets(engine, products, None, Filters(), ["brand", "category_lvl0", "category_lvl1"], size=3)
     assert everything["brand"] == [("Acme", 30), ("Zeta", 4), ("Dell", 1)]
     assert everything["category_lvl0"] == [("Home", 34), ("Electronics", 2), ("Apparel", 1)]
     assert everything["category_lvl1"][0] == ("Tools", 30)
 
-    gadgets = engine.facets(products, "gadget", Filters(rating_min=3.0), ["brand"])
+    gadgets = facets(engine, products, "gadget", Filters(rating_min=3.0), ["brand"])
     assert gadgets == {"brand": [("Zeta", 3)]}
-    assert engine.facets(products, "", Filters(brand=("Dell", "Nike")), ["brand"])["brand"] == [
-        ("Dell", 1), ("Nike", 1)]
+    # The brand facet ignores the brand filter (disjunctive); a blank query matches nothing.
+    assert facets(engine, products, None, Filters(brand=("Dell", "Nike")), ["brand"], 3)["brand"] == [
+        ("Acme", 30), ("Zeta", 4), ("Dell", 1)]
+    assert facets(engine, products, "", Filters(), ["brand"]) == {"brand": []}
     with pytest.raises(ValueError, match="facet fields"):
-        engine.facets(products, None, Filters(), ["title"])
+        facets(engine, products, None, Filters(), ["title"])
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
@@ -271,7 +279,8 @@ def test_missing_index_raises_index_not_found(engine):
     missing = unique("missing")
     for call in (lambda: engine.count(missing), lambda: engine.get(missing, "1"),
                  lambda: engine.search(missing, [BM25Leg("x", TITLE)]), lambda: list(engine.bulk(missing, [])),
-                 lambda: engine.facets(missing, None, Filters(), ["brand"]), lambda: list(engine.scan_hashes(missing))):
+                 lambda: engine.match(missing, MatchRule(), facets=["brand"]),
+                 lambda: list(engine.scan_hashes(missing))):
         with pytest.raises(IndexNotFound):
             call()
 

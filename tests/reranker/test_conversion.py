@@ -81,7 +81,7 @@ def test_model_dir_holds_text_model_and_card(trained):
     assert card["objective"] == "lambdarank" and card["data"]["simulated"] is True
     assert len(card["data"]["events_sha256"]) == 64 and len(card["cv"]["folds"]) == 2
     assert set(card["importance_gain"]) == set(card["features"])
-    assert "GroupKFold by query_id" in (out / "README.md").read_text()
+    assert "Cross-validation (folds grouped by query)" in (out / "README.md").read_text()
 
 
 def test_predict_contributions_and_rerank(trained):

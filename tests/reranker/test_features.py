@@ -32,8 +32,15 @@ def test_features_declared_once_and_defaults_are_known():
 
 
 def test_text_features():
-    assert text_features("acme red lamp", P1) == {"title_overlap": 1.0, "exact_phrase": 1.0, "brand_in_query": 1.0}
-    assert text_features("lamp red", P1) == {"title_overlap": 1.0, "exact_phrase": 0.0, "brand_in_query": 0.0}
+    assert text_features("acme red lamp", P1) == {
+        "title_overlap": 1.0, "exact_phrase": 1.0, "description_overlap": 0.0, "brand_overlap": 1 / 3,
+        "brand_phrase": 0.0, "category_overlap": 0.0, "category_phrase": 0.0, "brand_in_query": 1.0}
+    lamp = text_features("lamp red", P1)
+    assert (lamp["title_overlap"], lamp["exact_phrase"], lamp["brand_in_query"]) == (1.0, 0.0, 0.0)
+    home = text_features("home lamps", P1)  # category path ("home", "lamps")
+    assert (home["category_overlap"], home["category_phrase"]) == (1.0, 1.0) and home["title_overlap"] == 0.0
+    assert text_features("acme", P1)["brand_phrase"] == 1.0
+    assert text_features("red shade", P2)["description_overlap"] == 0.0
     assert text_features("blue lamps", P2)["title_overlap"] == 0.5
     assert text_features("", P3)["title_overlap"] == 0.0
 

@@ -384,3 +384,17 @@ def test_rrf_combine_fuses_cross_encoder_and_incoming_ranks(searcher, registry):
     assert {h.id: h.stages["rerank"] for h in head} == pytest.approx(expected)
     assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
     assert ids(head)[:2] == ["p000", "p007"] and all(h.stages["cross_encoder"] == REVERSE(h.id) for h in head)
+
+
+def test_ranker_input_is_the_head_the_conversion_stage_scores(searcher, registry, model_dir):
+    from shopsearch.reranker.features import feature_matrix
+
+    pipeline = RankingPipeline(searcher, registry)
+    inp = pipeline.ranker_input(SearchRequest("lamp", profile="both"))
+    served = pipeline.search(SearchRequest("lamp", profile="both", size=6, explain=True))
+    model = ConversionModel.load(model_dir / "cheap-first")
+    raw = dict(zip(ids(inp.hits), model.raw_scores(feature_matrix("lamp", inp.hits, inp.context, model.names))))
+    assert len(inp.hits) == 6 and not inp.degraded and set(raw) == set(ids(served.hits))
+    assert all(raw[h.id] == pytest.approx(h.stages["conversion_raw"]) for h in served.hits)
+    with pytest.raises(ValueError, match="conversion.depth is 0"):
+        pipeline.ranker_input(SearchRequest("lamp", profile="ce"))

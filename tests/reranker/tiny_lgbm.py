@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from shopsearch.reranker.conversion import CARD_FILE, CARD_VERSION, MODEL_FILE
+from shopsearch.reranker.conversion import CARD_VERSION, MODEL_FILE
+from shopsearch.reranker.model_card import CARD_JSON
 
 
 def build_tiny_conversion_model(out: Path, features: Sequence[str] = ("price", "rating"), seed: int = 0) -> Path:
@@ -31,5 +32,5 @@ def build_tiny_conversion_model(out: Path, features: Sequence[str] = ("price", "
     booster.save_model(str(out / MODEL_FILE))
     card = {"card_version": CARD_VERSION, "features": list(features), "objective": "binary",
             "calibration": {"a": 1.0, "b": 0.0}}
-    (out / CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
+    (out / CARD_JSON).write_text(json.dumps(card), encoding="utf-8")
     return out

@@ -1,0 +1,86 @@
+"""Indexing locks of the embedded engine: one file per alias, ``<root>/.locks/<alias>.lock`` (JSON holder;
+no index name starts with a dot).
+
+A lock is taken by hard-linking a fully written temporary file to the lock's name: ``link`` fails when the name
+exists, so two processes cannot both take it and no reader sees a half-written holder. Heartbeats and releases
+compare the holder's token under an ``flock`` on ``.locks/.guard`` (held for microseconds), so a run never
+overwrites or deletes a lock that another run took after breaking its stale one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from shopsearch.indexer.sink import LockHolder
+
+
+class FileLocks:
+    """The lock files under ``root/.locks``."""
+
+    def __init__(self, root: Path):
+        self.dir = Path(root) / ".locks"
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name}.lock"
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".guard", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read(self, name: str) -> LockHolder | None:
+        try:
+            return LockHolder.from_json(json.loads(self._path(name).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def _write_tmp(self, holder: LockHolder) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{holder.token}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(holder.to_json()))
+        return tmp
+
+    def create(self, name: str, holder: LockHolder) -> LockHolder | None:
+        """Take lock ``name`` for ``holder``; None when taken, else the current holder."""
+        tmp = self._write_tmp(holder)
+        try:
+            with self._guard():
+                try:
+                    os.link(tmp, self._path(name))
+                    return None
+                except FileExistsError:
+                    return self._read(name)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def touch(self, name: str, holder: LockHolder) -> bool:
+        """Write ``holder`` (a newer heartbeat) if the lock still carries its token."""
+        tmp = self._write_tmp(holder)
+        try:
+            with self._guard():
+                found = self._read(name)
+                if found is None or found.token != holder.token:
+                    return False
+                os.replace(tmp, self._path(name))
+                return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def delete(self, name: str, holder: LockHolder) -> bool:
+        """Delete lock ``name`` if it still carries ``holder``'s token."""
+        with self._guard():
+            found = self._read(name)
+            if found is None or found.token != holder.token:
+                return False
+            self._path(name).unlink()
+            return True

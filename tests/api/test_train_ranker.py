@@ -1,0 +1,49 @@
+"""``shopsearch train ranker --judgments``: judged queries through the served pipeline of a real embedded index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from shopsearch.judgments import read_queries
+
+from .conftest import build_catalog
+
+JUDGMENTS = """query,product_id,grade
+lamp,p1,3
+lamp,p7,1
+desk lamp,p1,3
+desk lamp,p8,1
+drill,p4,3
+hammer,p5,3
+garden hose,p6,3
+ceiling light,p3,3
+"""
+
+
+def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, tiny_bi_encoder_dir):
+    from shopsearch.api import cmd_train_ranker
+    from shopsearch.plugin.engines import open_engine
+
+    engine = open_engine("embedded", root=tmp_path / "embedded")
+    build_catalog(engine, tiny_encoder)
+    engine.close()
+    (tmp_path / "j.csv").write_text(JUDGMENTS)
+    parser = argparse.ArgumentParser()
+    cmd_train_ranker.register(parser.add_subparsers())
+    out = tmp_path / "models" / "ltr"
+    args = parser.parse_args(["ranker", "--judgments", str(tmp_path / "j.csv"), "--index", "catalog", "--engine",
+                              "embedded", "--root", str(tmp_path / "embedded"), "--model", str(tiny_bi_encoder_dir),
+                              "--profile", "ltr", "--folds", "3", "--fold", "0", "--out", str(out), "--no-progress"])
+    assert args.run(args) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["target"] == "relevance" and card["data"]["profile"] == "ltr" and card["data"]["depth"] == 50
+    held = {q.qid for q in read_queries(out / "heldout-queries.tsv")}
+    assert held == set(card["data"]["heldout_queries"]) and card["heldout"]["queries"] == len(held) == 2
+    assert card["data"]["queries"] == 4 and len(card["cv"]["folds"]) == 2
+    assert len(card["data"]["judgments_sha256"]) == 64 and "ndcg@10" in card["heldout"]["model"]
+    bad = parser.parse_args(["ranker", "--judgments", "j.csv", "--out", str(out), "--bi-encoder", "x"])
+    with pytest.raises(ValueError, match="--cross-encoder / --bi-encoder are for --events"):
+        bad.run(bad)

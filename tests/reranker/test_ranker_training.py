@@ -1,0 +1,159 @@
+"""The learned ranker from judgments and from UBI logs: rows, relevance training, position debiasing, the card."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from shopsearch.events import Event
+from shopsearch.indexer.records import Product
+from shopsearch.judgments import Qrel
+from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.reranker.conversion import ConversionModel
+from shopsearch.reranker.features import FeatureContext, RELEVANCE_FEATURES, feature_matrix, query_features
+from shopsearch.reranker.judged_rows import judged_rows
+from shopsearch.reranker.pipeline import RankerInput
+from shopsearch.reranker.ranker_training import fit, group_folds, save, train
+from shopsearch.reranker.training_rows import TrainingRows, build_rows, logged_events
+from shopsearch.ubi import UbiEvent, UbiEventAttributes, UbiObject, UbiOrdinal, UbiPosition, UbiQuery
+
+NAMES = ("bm25", "title_overlap", "fused_rank")
+
+
+def test_query_shape():
+    assert query_features("3/4 in copper pipe") == {"query_terms": 5.0, "query_has_digits": 1.0,
+                                                     "query_has_units": 1.0}
+    assert query_features("ipad 2")["query_has_units"] == 0.0 and query_features("5 gal")["query_has_units"] == 1.0
+    assert query_features("") == {"query_terms": 0.0, "query_has_digits": 0.0, "query_has_units": 0.0}
+
+
+class StubPipeline:
+    """A pipeline whose ranker stage input is a fixed head per query text (what ``judged_rows`` must use as is)."""
+
+    def __init__(self, heads):
+        self.heads, self.calls = heads, []
+
+    def ranker_input(self, req):
+        self.calls.append((req.query, req.profile))
+        return RankerInput(self.heads.get(req.query, []), FeatureContext(), False)
+
+
+def _hit(pid, rank, bm25, title):
+    return ScoredHit(pid, rank, 0.0, {"id": pid, "title": title}, {"bm25": bm25})
+
+
+def test_judged_rows_are_the_stage_input_labelled_by_grades():
+    heads = {"red lamp": [_hit("a", 1, 9.0, "red lamp"), _hit("b", 2, 5.0, "blue lamp"), _hit("c", 3, 1.0, "mug")],
+             "mug": [_hit("c", 1, 3.0, "mug")]}
+    pipe = StubPipeline(heads)
+    qrels = [Qrel("q1", "a", 3), Qrel("q1", "c", -1), Qrel("q2", "c", 2), Qrel("q3", "x", 1)]
+    rows = judged_rows(pipe, {"q1": "red lamp", "q2": "mug", "q3": "nothing"}, qrels, "ltr", NAMES)
+    assert pipe.calls == [("red lamp", "ltr"), ("mug", "ltr"), ("nothing", "ltr")]
+    assert rows.query_ids.tolist() == ["q1"] * 3 + ["q2"] and rows.list_ids.tolist() == rows.query_ids.tolist()
+    assert rows.grades.tolist() == [3, 0, 0, 2]  # unjudged b and the negative grade count 0
+    assert rows.positions.tolist() == [1, 2, 3, 1] and not rows.purchased.any()
+    expected = feature_matrix("red lamp", heads["red lamp"], FeatureContext(), NAMES)
+    assert np.array_equal(rows.X[:3], expected)  # the stage's own feature code, on the stage's own input
+    with pytest.raises(ValueError, match="none of the 1 judged queries"):
+        judged_rows(pipe, {"q3": "nothing"}, qrels, "ltr", NAMES)
+
+
+def _judged_like(n_queries=40, seed=0) -> TrainingRows:
+    """Lists of 10 where grade follows title_overlap, not the incoming rank (bm25 is noise)."""
+    rng = np.random.default_rng(seed)
+    n = n_queries * 10
+    overlap = rng.integers(0, 4, n) / 3.0
+    X = np.column_stack([rng.normal(5, 2, n), overlap, np.tile(np.arange(1, 11), n_queries)])
+    qids = np.repeat([f"q{i:02d}" for i in range(n_queries)], 10)
+    zeros = np.zeros(n, dtype=int)
+    return TrainingRows(NAMES, X, qids, qids, X[:, 2].astype(int), zeros, zeros, zeros,
+                        np.rint(overlap * 3).astype(int))
+
+
+def test_relevance_ranker_learns_grades_and_writes_its_card(tmp_path):
+    rows = _judged_like()
+    result = train(rows, target="relevance", folds=3, seed=1)
+    assert [f["fold"] for f in result.folds] == [0, 1, 2]
+    assert all(f["ndcg@10"] > 0.95 and f["auc"] > 0.8 for f in result.folds)
+    assert next(iter(result.importance_gain)) == "title_overlap"
+    held = {"fold": 0, "folds": 5, "queries": 8, "incoming": {"ndcg@10": 0.5}, "model": {"ndcg@10": 0.9}}
+    model = save(result, rows, tmp_path / "ltr", {"judgments": "qrels.txt"}, held)
+    card = json.loads((tmp_path / "ltr" / "model_card.json").read_text())
+    assert card["target"] == "relevance" and card["data"]["source"] == "judgments"
+    assert card["heldout"] == held and set(card["cv"]["mean"]) == {"ndcg@10", "auc"}
+    readme = (tmp_path / "ltr" / "README.md").read_text()
+    assert "| incoming | 0.5000 |" in readme and "| title_overlap |" in readme
+    loaded = ConversionModel.load(tmp_path / "ltr")
+    probs = loaded.predict(rows.X[:10])
+    assert np.corrcoef(probs, rows.grades[:10])[0, 1] > 0.8 and model.names == NAMES
+    with pytest.raises(ValueError, match="needs objective 'lambdarank'"):
+        train(rows, objective="binary", target="relevance")
+
+
+def test_cv_folds_are_split_queries_folds():
+    from shopsearch.reranker.training_data import split_queries
+
+    groups = np.array([f"q{i}" for i in range(10)] * 2)
+    folds = group_folds(groups, 3, seed=4)
+    for f in range(3):
+        assert set(groups[folds == f]) == split_queries(groups.tolist(), folds=3, fold=f, valid_fraction=0.0,
+                                                        seed=4).test
+
+
+def test_position_debiasing_learns_relevance_despite_position_biased_clicks():
+    """Clicks = examined (falls with position) x relevant; shown order is random, relevance in feature 1."""
+    rng = np.random.default_rng(0)
+    n_lists, k = 300, 10
+    rel = rng.integers(0, 2, n_lists * k)
+    pos = np.tile(np.arange(1, k + 1), n_lists)
+    clicked = ((rng.random(len(rel)) < 1.0 / pos) & (rel == 1)).astype(int)
+    X = np.column_stack([rng.normal(size=len(rel)), rel + rng.normal(0, 0.3, len(rel)), pos])
+    ids = np.repeat([f"l{i}" for i in range(n_lists)], k)
+    rows = TrainingRows(NAMES, X, ids, ids, pos, clicked, np.zeros_like(clicked), np.zeros_like(clicked), clicked)
+    debiased = fit(rows, "lambdarank", "click", 0, position_debias=True)
+    scores = debiased.predict(X, raw_score=True)
+    assert np.corrcoef(scores, rel)[0, 1] > 0.5
+    with pytest.raises(ValueError, match="position_debias needs objective 'lambdarank'"):
+        fit(rows, "binary", "click", 0, position_debias=True)
+
+
+def _ubi_query(qid, hits, features, t, page=1):
+    return UbiQuery(query_id=qid, client_id="c1", user_query="red lamp", query_response_id=f"r-{qid}",
+                    query_response_hit_ids=hits, timestamp=f"2024-01-01T00:00:{t:02d}Z",
+                    query_attributes={"session_id": "s1", "page": page, "size": len(hits), "features": features,
+                                      "simulated": True})
+
+
+def _ubi_event(action, qid, pid, position, t):
+    return UbiEvent(action_name=action, query_id=qid, session_id="s1", client_id="c1",
+                    timestamp=f"2024-01-01T00:00:{t:02d}Z",
+                    event_attributes=UbiEventAttributes(object=UbiObject(object_id=pid),
+                                                        position=UbiPosition(ordinal=UbiOrdinal(index=position))))
+
+
+def test_logged_features_and_events_become_rows_without_recomputing_a_stage():
+    features = {"p1": {"bm25": 7.5, "fused": 0.03}, "p2": {"bm25": 2.5, "fused": 0.02}}
+    queries = [_ubi_query("q1", ["p1", "p2", "p3"], features, 0),  # p3 served below the logged top K
+               _ubi_query("q2", ["p9"], {}, 1)]  # nothing logged: no rows
+    events = [_ubi_event("click", "q1", "p2", 2, 5), _ubi_event("purchase", "q1", "p2", 2, 9),
+              _ubi_event("hover", "q1", "p1", 1, 6)]
+    logs = logged_events(queries, events)
+    assert set(logs.stages) == {"q1"} and logs.stages["q1"]["p1"] == {"bm25": 7.5, "fused": 0.03}
+    assert sorted((e.type, e.product_id, e.position) for e in logs.events) == [
+        ("click", "p2", 2), ("impression", "p1", 1), ("impression", "p2", 2), ("purchase", "p2", 2)]
+    assert all(e.simulated for e in logs.events if e.type == "impression")
+    products = {"p1": Product(id="p1", title="Red lamp"), "p2": Product(id="p2", title="Blue lamp")}
+    rows = build_rows(logs.events, products, ("bm25", "title_overlap"), logged=logs.stages)
+    assert rows.X[:, 0].tolist() == [7.5, 2.5] and rows.X[0, 1] == 1.0 and math.isclose(rows.X[1, 1], 0.5)
+    assert rows.clicked.tolist() == [0, 1] and rows.purchased.tolist() == [0, 1] and rows.grades.tolist() == [0, 3]
+    assert rows.positions.tolist() == [1, 2]
+    page2 = logged_events([_ubi_query("q3", ["p1", "p2"], features, 3, page=2)], [])
+    assert [e.position for e in page2.events] == [3, 4]
+
+
+def test_relevance_features_leave_the_shopper_out():
+    assert "fused_rank" in RELEVANCE_FEATURES and "cross_encoder" in RELEVANCE_FEATURES
+    assert not any(n.startswith("user_") for n in RELEVANCE_FEATURES)
