@@ -118,16 +118,19 @@ class HybridSearcher:
         self.embeddings = QueryEmbeddingCache(embedder, embed_cache_size)
 
     def legs_for(self, profile: Profile, query: str, vector: Any, filters: Filters) -> dict[str, BM25Leg | KnnLeg]:
-        """The legs a profile asks for, by name; the k-NN leg (a radial search from ``knn.min_score``) only when a
-        ``vector`` is given."""
+        """The legs a profile asks for, by name; the k-NN leg only when a ``vector`` is given.
+
+        The k-NN leg ranks by a plain top-k search and :meth:`search` drops the hits under the profile's threshold
+        (exact scores); only counting the matching set uses OpenSearch's radial search, whose graph walk from
+        the threshold is approximate and reordered the top 10 (dense profile nDCG@10 0.799 -> 0.772 on crowdflower).
+        """
         legs: dict[str, BM25Leg | KnnLeg] = {}
         if profile.bm25.enabled:
             b = profile.bm25
             legs["bm25"] = BM25Leg(query=query, fields=dict(b.fields), size=b.size, fuzziness=b.fuzziness,
                                    tie_breaker=b.tie_breaker, filters=filters)
         if profile.knn.enabled and vector is not None:
-            legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters,
-                                 min_score=profile.knn.min_score)
+            legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
         return legs
 
     def search(self, req: SearchRequest) -> SearchResponse:

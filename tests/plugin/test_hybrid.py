@@ -103,7 +103,8 @@ def test_default_profile_sends_both_legs_in_one_call_and_fuses_rrf(searcher, eng
     assert bm25 == BM25Leg("Red  Lamp", dict(profile.bm25.fields), size=profile.bm25.size,
                            fuzziness=profile.bm25.fuzziness, tie_breaker=profile.bm25.tie_breaker, filters=flt)
     assert isinstance(knn, KnnLeg) and knn.k == profile.knn.k and knn.filters == flt
-    assert knn.min_score == profile.knn.min_score > 0  # radial: far products are no match
+    # ranked by a plain top-k search (exact threshold applied to its hits); radial search only counts the matches
+    assert knn.min_score == 0.0 and profile.knn.min_score > 0
     assert list(knn.vector) == [0.5, 0.5, 0.5]
     # RRF k=60: a = 1/61 + 1/62 > c = 1/61 + 1/63 > b = 1/62 > d = 1/63; then the rest of the matching set
     assert [h.id for h in resp.hits] == ["a", "c", "b", "d", "e", "f"]
