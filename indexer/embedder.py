@@ -52,8 +52,17 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _weights_digest(model_dir: Path) -> str:
-    """sha1 of the weight files (so a model retrained in place gets a new fingerprint)."""
+def model_name(model: str | os.PathLike[str]) -> str:
+    """The name a fingerprint carries: the packaged model's name, else the resolved directory (no torch needed).
+
+    >>> model_name("sentence-transformers/all-MiniLM-L6-v2")
+    'all-MiniLM-L6-v2'
+    """
+    return DEFAULT_MODEL if str(model) in PACKAGED_MODELS else str(resolve_model_dir(model).resolve())
+
+
+def weights_digest(model_dir: Path) -> str:
+    """sha1 of the weight files (so a model retrained in place gets a new fingerprint); reads them, no torch."""
     h = hashlib.sha1()
     files = sorted(p for p in model_dir.rglob("*") if p.name in _WEIGHT_FILES)
     for p in files:
@@ -91,7 +100,7 @@ class BiEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.model_dir = resolve_model_dir(model)
-        self.name = DEFAULT_MODEL if str(model) in PACKAGED_MODELS else str(self.model_dir.resolve())
+        self.name = model_name(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
         self._st = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
@@ -122,7 +131,7 @@ class BiEncoder:
     def fingerprint(self) -> str:
         """Model identity + weights digest + max_length + dims: the vector-cache key prefix (computed once)."""
         if self._fingerprint is None:
-            self._fingerprint = f"{self.name}|{_weights_digest(self.model_dir)}|len={self.max_length}|d={self.dims}"
+            self._fingerprint = f"{self.name}|{weights_digest(self.model_dir)}|len={self.max_length}|d={self.dims}"
         return self._fingerprint
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -9,11 +9,18 @@ sentence-transformers modules do; torch's exporter, see onnx_export.py) is cache
 the BiEncoder's fingerprint (which holds a hash of the weights), so a fine-tuned or retrained model gets its own
 file. ``load_query_encoder`` picks ONNX or torch per the ``query_encoder`` setting and falls back to torch, with a
 warning, whenever ONNX cannot be used.
+
+Serving an existing export imports neither torch nor sentence-transformers nor transformers (a search worker then
+holds a few hundred MB instead of over a GB; bench/worker_rss.py): next to each export a small manifest, found from
+what can be read without loading the model (its name, a digest of its weight files, the requested max_length),
+records the BiEncoder's fingerprint, dims and clamped max_length. Only exporting, verifying against torch and the
+fallback load torch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -23,7 +30,7 @@ import numpy as np
 
 from shopsearch.settings import QUERY_ENCODERS
 
-from .embedder import DEFAULT_MODEL, BiEncoder
+from .embedder import DEFAULT_MODEL, BiEncoder, model_name, resolve_model_dir, weights_digest
 from .onnx_export import OPSET, cpu_session, export_onnx, exportable_copy, onnx_available, write_atomically
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,59 @@ def export_paths(cache_dir: Path, fingerprint: str) -> tuple[Path, Path]:
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in fingerprint.split("|", 1)[0])[-48:]
     stem = f"{slug}-{digest}"
     return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.tokenizer.json"
+
+
+def manifest_path(cache_dir: Path, name: str, weights: str, max_length: int) -> Path:
+    """The manifest of the export for model ``name`` with weight digest ``weights`` asked for at ``max_length``.
+
+    Keyed by what is known before the model is loaded (``max_length`` as requested, before the model's clamp).
+
+    >>> manifest_path(Path("/c"), "all-MiniLM-L6-v2", "abc", 256).name  # doctest: +ELLIPSIS
+    'all-MiniLM-L6-v2-...served.json'
+    """
+    key = f"{EXPORT_FORMAT}|opset={OPSET}|{name}|{weights}|requested_len={max_length}"
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-48:]
+    return cache_dir / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.served.json"
+
+
+def _write_manifest(path: Path, enc: "OnnxQueryEncoder") -> None:
+    """Record ``enc``'s identity beside its export, so the next process serves it without loading torch."""
+    record = {"fingerprint": enc.fingerprint, "dims": enc.dims, "max_length": enc.max_length, "name": enc.name}
+    try:
+        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))
+    except OSError as exc:  # a read-only cache still serves; later processes just load torch once more
+        log.warning("could not record the ONNX export in %s (%s); workers will load torch to find it", path, exc)
+
+
+def _load_exported(manifest: Path, cache_dir: Path) -> "OnnxQueryEncoder | None":
+    """The encoder of the export ``manifest`` records (torch-free), or None when there is none.
+
+    Raises:
+        Exception: an unreadable manifest or export, or onnxruntime missing (the caller falls back).
+    """
+    if not manifest.is_file():
+        return None
+    record = json.loads(manifest.read_text(encoding="utf-8"))
+    onnx_path, tokenizer_path = export_paths(cache_dir, record["fingerprint"])
+    if not (onnx_path.is_file() and tokenizer_path.is_file()):
+        return None
+    return OnnxQueryEncoder(onnx_path, tokenizer_path, fingerprint=record["fingerprint"], dims=record["dims"],
+                            max_length=record["max_length"], name=record["name"])
+
+
+def _cuda_available() -> bool:
+    """``torch.cuda.is_available()``, without importing torch where no CUDA driver library exists (CPU servers)."""
+    import ctypes
+
+    for lib in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(lib)  # loading only: no cuInit, which must not happen before gunicorn forks
+        except OSError:
+            continue
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def _check_pipeline(bi: BiEncoder) -> None:
@@ -223,10 +283,12 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
             "onnx" (ONNX on CPU even when CUDA is there) or "torch".
         cache_dir: where ONNX exports are cached (the settings' ``onnx_dir``).
         max_length: tokens per query.
-        cuda: whether CUDA is available (default: ask torch); for tests.
+        cuda: whether CUDA is available (default: ask torch, which is not imported when there is no CUDA driver);
+            for tests.
 
     Returns:
-        An OnnxQueryEncoder, or a BiEncoder when torch was asked for or ONNX could not be used (logged).
+        An OnnxQueryEncoder, or a BiEncoder when torch was asked for or ONNX could not be used (logged). An export
+        already recorded in ``cache_dir`` is served without importing torch (and without re-verifying it).
 
     Raises:
         ValueError: an unknown ``mode``; a bad ``model`` or ``max_length`` (from BiEncoder).
@@ -239,13 +301,22 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
     if mode == "torch":
         log.info("query encoder: torch (query_encoder=torch)")
         return BiEncoder(model, max_length=max_length)
-    if cuda is None:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    if mode == "auto" and cuda:
-        log.info("query encoder: torch fp16 on CUDA (query_encoder=auto)")
-        return BiEncoder(model, max_length=max_length)
+    if mode == "auto":
+        cuda = _cuda_available() if cuda is None else cuda
+        if cuda:
+            log.info("query encoder: torch fp16 on CUDA (query_encoder=auto)")
+            return BiEncoder(model, max_length=max_length)
+    manifest = manifest_path(Path(cache_dir), model_name(model), weights_digest(resolve_model_dir(model)),
+                             max_length)
+    try:
+        enc = _load_exported(manifest, Path(cache_dir))
+    except Exception as exc:  # noqa: BLE001 - a bad cached export is rebuilt below, or torch serves
+        log.warning("query encoder: cached ONNX export of %s unusable (%s: %s); rebuilding it",
+                    model, type(exc).__name__, exc)
+        enc = None
+    if enc is not None:
+        log.info("query encoder: onnxruntime on CPU (query_encoder=%s, cached %s)", mode, enc.onnx_path)
+        return enc
     if not onnx_available():
         log.log(logging.WARNING if mode == "onnx" else logging.INFO,
                 "query encoder: torch (onnx, onnxscript or onnxruntime is not installed; query_encoder=%s)", mode)
@@ -256,7 +327,9 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
     except Exception as exc:  # noqa: BLE001 - any export/load failure means "serve with torch", never "don't start"
         log.warning("query encoder: ONNX unavailable for %s (%s: %s); falling back to torch",
                     bi.name, type(exc).__name__, exc)
+        cuda = _cuda_available() if cuda is None else cuda
         return BiEncoder(model, max_length=max_length) if cuda else bi
+    _write_manifest(manifest, enc)
     log.info("query encoder: onnxruntime on CPU (query_encoder=%s, %s %s)", mode,
              "exported to" if enc.exported else "cached", enc.onnx_path)
     return enc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -116,3 +117,26 @@ def test_packaged_model_matches_torch(tmp_path):
     assert enc.fingerprint == bi.fingerprint and enc.dims == 384
     assert np.sum(enc.encode(queries) * bi.encode(queries), axis=1).min() > 0.9999
     assert float(enc.encode_one("girls summer dress") @ bi.encode_one("girls summer dress")) > 0.9999
+
+
+def test_a_recorded_export_is_served_without_the_torch_model(tiny_bi_encoder_dir, tiny, tmp_path, monkeypatch,
+                                                             caplog):
+    first = load_query_encoder(tiny_bi_encoder_dir, mode="onnx", cache_dir=tmp_path, max_length=32, cuda=False)
+    assert first.exported and len(list(tmp_path.glob("*.served.json"))) == 1
+
+    def no_torch(*args, **kwargs):
+        raise AssertionError("the torch BiEncoder was loaded")
+
+    monkeypatch.setattr(onnx_encoder, "BiEncoder", no_torch)
+    again = load_query_encoder(tiny_bi_encoder_dir, mode="onnx", cache_dir=tmp_path, max_length=32, cuda=False)
+    assert type(again) is OnnxQueryEncoder and not again.exported and again.onnx_path == first.onnx_path
+    assert (again.fingerprint, again.dims, again.max_length) == (tiny.fingerprint, 32, 32)
+    assert np.allclose(again.encode(QUERIES), tiny.encode(QUERIES), atol=1e-5)
+
+    monkeypatch.undo()  # a damaged record: the export is found the old way and the record rewritten
+    manifest = next(tmp_path.glob("*.served.json"))
+    manifest.write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger=onnx_encoder.__name__):
+        repaired = load_query_encoder(tiny_bi_encoder_dir, mode="onnx", cache_dir=tmp_path, max_length=32, cuda=False)
+    assert type(repaired) is OnnxQueryEncoder and "unusable" in caplog.text
+    assert json.loads(manifest.read_text(encoding="utf-8"))["fingerprint"] == tiny.fingerprint
