@@ -143,7 +143,9 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
 
 def _scores(metrics: dict) -> dict:
     """The score entries of :func:`evaluate`'s metrics (counts left out)."""
-    return {k: float(v) for k, v in metrics.items() if k not in ("rows", "lists", "lists_with_purchase")}
+    from shopsearch.reranker.ranker_training import COUNT_KEYS
+
+    return {k: float(v) for k, v in metrics.items() if k not in COUNT_KEYS}
 
 
 def _judged(args, names):

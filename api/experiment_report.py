@@ -230,8 +230,9 @@ def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str,
     out = {q.query_id: _Outcome() for q in searches}
     by_client: dict[str, list[UbiQuery]] = defaultdict(list)
     for q in searches:  # oldest first
-        if _client(q.client_id, q.query_attributes.get("session_id")):
-            by_client[_client(q.client_id, q.query_attributes.get("session_id"))].append(q)
+        client = _client(q.client_id, q.query_attributes.get("session_id"))
+        if client:
+            by_client[client].append(q)
     for ev in events:
         attrs = ev.event_attributes
         pid = attrs.object.object_id if attrs is not None and attrs.object is not None else None

@@ -132,7 +132,8 @@ class KeyStore:
 
     def configured(self) -> bool:
         """Whether key checks are on: the file holds any key (revoking them all locks the API; it never reopens)."""
-        return bool(self.keys())
+        self._refresh()  # called on every request: no sorting of the keys
+        return bool(self._keys)
 
     def verify(self, token: str, now: dt.datetime | None = None) -> ApiKey:
         """The active key whose secret ``token`` is.

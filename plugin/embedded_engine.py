@@ -42,7 +42,7 @@ from .embedded_locks import FileLocks
 from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
 from .engine import (FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
-                     MatchPage, MatchRule, check_match)
+                     MatchPage, MatchRule, check_match, check_min_score)
 from .highlight import highlight as mark, matched_terms
 from .index_config import IndexConfig, load_index_config
 from .suggest import PrefixIndex, check_suggest_size
@@ -76,13 +76,6 @@ def _top(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
         rows = rows[scores[rows] >= kth]  # keep every tie at the cut so the stable sort decides by row
     order = np.lexsort((rows, -scores[rows]))
     return rows[order][:k]
-
-
-def _check_min_score(value: float, *, allow_zero: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0.0 <= value <= 1.0)
-    if not ok or (value == 0.0 and not allow_zero):
-        raise ValueError(f"min_score={value!r} must be a number in {'[0' if allow_zero else '(0'}, 1] "
-                         "(lucene cosinesimil's (1 + cos) / 2)")
 
 
 def _vector_scores(snap: Snapshot, vector: Sequence[float]) -> np.ndarray:
@@ -410,7 +403,7 @@ class EmbeddedEngine:
                 raise ValueError(f"tie_breaker={leg.tie_breaker!r} must be within 0..1")
         elif isinstance(leg, KnnLeg):
             _check_size("k", leg.k)
-            _check_min_score(leg.min_score, allow_zero=True)
+            check_min_score(leg.min_score, allow_zero=True)
             vector = [float(x) for x in leg.vector]
             if not vector or not all(math.isfinite(x) for x in vector):
                 raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")
@@ -461,7 +454,7 @@ class EmbeddedEngine:
         if rule.lexical is not None:
             self._check_leg(rule.lexical)
         if rule.vector is not None:
-            _check_min_score(rule.min_score, allow_zero=False)
+            check_min_score(rule.min_score)
         idx = self._index(index)
         snap = self._snapshot(idx)
         scores, matched = self._matching(snap, rule)

@@ -141,6 +141,23 @@ def check_match(sort: str, offset: int, size: int, facets: Sequence[str], facet_
             raise ValueError(f"facets has {name!r}; facet fields are {', '.join(FACET_FIELDS)}")
 
 
+def check_min_score(value: float, *, allow_zero: bool = False) -> None:
+    """Check a vector score threshold on lucene cosinesimil's ``(1 + cos) / 2`` scale (both engines take the same).
+
+    Raises:
+        ValueError: not a number in (0, 1], or [0, 1] with ``allow_zero`` (0: no threshold).
+
+    >>> check_min_score(0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: min_score=0.0 must be a number in (0, 1] (lucene cosinesimil's (1 + cos) / 2)
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0.0 <= value <= 1.0)
+    if not ok or (value == 0.0 and not allow_zero):
+        raise ValueError(f"min_score={value!r} must be a number in {'[0' if allow_zero else '(0'}, 1] "
+                         "(lucene cosinesimil's (1 + cos) / 2)")
+
+
 @dataclass(frozen=True)
 class MatchPage:
     """A slice of a sorted matching set, its exact size and its disjunctive facet counts."""

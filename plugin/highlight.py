@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from typing import Collection, Sequence
 
+from shopsearch.text import MARKUP  # the html_strip shape strip_html uses: markup is blanked the same way here
+
 from .text_analysis import ENGLISH_STOPWORDS, QueryClause, fuzzy_expand, parse_fuzziness, stem, word_spans
 
 PRE, POST = "<em>", "</em>"
 # Lucene's SimpleHTMLEncoder: these and nothing else.
 _ESCAPES = {'"': "&quot;", "&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&#x27;", "/": "&#x2F;"}
 _ESCAPE = re.compile("[\"&<>'/]")
-_MARKUP = re.compile(r"<!--.*?-->|<script.*?</script>|<style.*?</style>|<[^>]*>", re.S | re.I)
 
 
 def escape(text: str) -> str:
@@ -57,7 +58,7 @@ def highlight(text: str | None, terms: Collection[str]) -> str | None:
     if not text or not terms:
         return None
     # Markup is blanked (same length, so offsets hold) before finding words, as the html_strip char filter does.
-    words = _MARKUP.sub(lambda m: " " * len(m.group()), text) if "<" in text else text
+    words = MARKUP.sub(lambda m: " " * len(m.group()), text) if "<" in text else text
     out: list[str] = []
     last = 0
     for start, end, token in word_spans(words):

@@ -180,6 +180,7 @@ class HybridSearcher:
                     notes.append(f"query embedding failed ({type(exc).__name__}); served by BM25 only")
                 timings["embed"] = _ms(t)
             legs = self.legs_for(profile, query, vector, req.filters)
+            lexical = legs.get("bm25")  # its query decides the lexical match (kept: the legs may be cut below)
             if req.sort != "relevance" and "knn" in legs:
                 # Only the vector leg's best score is needed (for the relative cut-off); the order is the field's.
                 legs = {"knn": replace(legs["knn"], k=1)} if profile.knn.relative_score else {}
@@ -194,7 +195,7 @@ class HybridSearcher:
                 fused = fuse(profile.fusion.method, by_leg, rrf_k=profile.fusion.rrf_k,
                              weights={name: profile.fusion.weights[name] for name in by_leg})
                 timings["fusion"] = _ms(t)
-            rule = MatchRule(lexical=self.legs_for(profile, query, None, req.filters).get("bm25"),
+            rule = MatchRule(lexical=lexical,
                              vector=None if vector is None else [float(x) for x in vector],
                              min_score=threshold, filters=req.filters)
         start = (req.page - 1) * req.size

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 from dataclasses import replace
 
 from .documents import CATEGORY_LEVELS, TEXT_FIELDS, VECTOR_FIELD
-from .engine import FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, KnnLeg, MatchRule, check_match
+from .engine import (FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, KnnLeg, MatchRule, check_match,
+                     check_min_score)
 
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
 # Field sorts (relevance is by score): the field, its order and the type to assume where an index lacks the field.
@@ -137,7 +138,7 @@ def knn_body(leg: KnnLeg) -> dict[str, Any]:
         raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")
     clause: dict[str, Any] = {"vector": vector, "k": leg.k}
     if leg.min_score:
-        _check_min_score(leg.min_score)
+        check_min_score(leg.min_score)
         # Radial search: every product at or above min_score, of which ``size`` (= k) come back, best first.
         clause = {"vector": vector, "min_score": float(leg.min_score)}
     flt = filter_query(leg.filters)
@@ -156,11 +157,6 @@ def leg_body(leg: BM25Leg | KnnLeg) -> dict[str, Any]:
     raise ValueError(f"legs must be BM25Leg or KnnLeg; got {type(leg).__name__}")
 
 
-def _check_min_score(value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value <= 1.0:
-        raise ValueError(f"min_score={value!r} must be a number in (0, 1] (lucene cosinesimil's (1 + cos) / 2)")
-
-
 def match_clause(rule: MatchRule, filters: Filters) -> dict[str, Any]:
     """The bool query of ``rule``'s matching set under ``filters``: lexical OR radial k-NN (scores summed).
 
@@ -172,7 +168,7 @@ def match_clause(rule: MatchRule, filters: Filters) -> dict[str, Any]:
     if lex is not None and lex.query.strip():
         should.append(multi_match(lex.query, lex.fields, fuzziness=lex.fuzziness, tie_breaker=lex.tie_breaker))
     if rule.vector is not None:
-        _check_min_score(rule.min_score)
+        check_min_score(rule.min_score)
         knn = knn_body(KnnLeg(rule.vector, filters=filters, min_score=rule.min_score))["query"]
         should.append(knn)
     must, must_not = filter_clauses(filters)

@@ -95,8 +95,8 @@ class UbiSpool:
             SpoolFull: no room for the batch; nothing was written.
             OSError: the disk failed (a short write is an error too).
         """
-        lines = [json.dumps({"query": json.loads(record_json(q))}, separators=(",", ":")) for q in queries]
-        lines += [json.dumps({"event": json.loads(record_json(e))}, separators=(",", ":")) for e in events]
+        lines = [f'{{"query":{record_json(q)}}}' for q in queries]  # the record's JSON, serialised once
+        lines += [f'{{"event":{record_json(e)}}}' for e in events]
         if not lines:
             return
         data = ("\n".join(lines) + "\n").encode()

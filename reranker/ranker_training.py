@@ -217,9 +217,13 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# The entries of per-fold metrics (:func:`evaluate`, plus the fold number) that are counts, not scores.
+COUNT_KEYS = ("fold", "rows", "lists", "lists_with_purchase")
+
+
 def _metric_keys(folds: list[dict[str, float]]) -> list[str]:
     """The score keys of per-fold metrics (counts and the fold number left out), in their order."""
-    return [k for k in (folds[0] if folds else {}) if k not in ("fold", "rows", "lists", "lists_with_purchase")]
+    return [k for k in (folds[0] if folds else {}) if k not in COUNT_KEYS]
 
 
 def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dict[str, Any],

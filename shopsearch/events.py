@@ -278,13 +278,26 @@ def parse_events(payload: Any, max_events: int, now: datetime | None = None) -> 
     >>> len(parse_events([{"type": "purchase", "product_id": "p1", "session_id": "s"}] * 2, max_events=5))
     2
     """
+    return [parse_event(ev, where, now) for ev, where in batch_items(payload, max_events)]
+
+
+def batch_items(payload: Any, max_events: int) -> list[tuple[Any, str]]:
+    """The items of a POST /events body (one event object, or a non-empty list of at most ``max_events``), each
+    with its JSON path prefix (``""`` for a lone object, ``"[i]."`` in a list).
+
+    Raises:
+        EventError: the body's shape or the count.
+
+    >>> batch_items([{}, {}], max_events=5)
+    [({}, '[0].'), ({}, '[1].')]
+    """
     if isinstance(payload, dict):
-        return [parse_event(payload, now=now)]
+        return [(payload, "")]
     if not isinstance(payload, list) or not payload:
         raise EventError("body", "body must be an event object or a non-empty list of events")
     if len(payload) > max_events:
         raise EventError("body", f"at most {max_events} events per request; got {len(payload)}")
-    return [parse_event(ev, f"[{i}].", now) for i, ev in enumerate(payload)]
+    return [(ev, f"[{i}].") for i, ev in enumerate(payload)]
 
 
 # ---------------------------------------------------------------------------------------------- JSONL files

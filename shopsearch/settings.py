@@ -53,6 +53,9 @@ DEFAULT_OPENSEARCH_URL = "http://127.0.0.1:9200"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Hugging Face libraries must never reach for a model hub: models come from packages and local folders.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# Paths under ``home`` that an unset option defaults to (and follows when ``home`` changes).
+_DERIVED = {"models_dir": ("models",), "events_dir": ("events",), "ubi_spool_dir": ("ubi", "spool"),
+            "keys_file": ("keys.json",)}
 
 
 def _opt(default: Any, section: str, help: str, env: str | None = None, **kw: Any) -> Any:
@@ -168,12 +171,8 @@ class Settings(BaseModel):
         if isinstance(data, dict):
             home = Path(data.get("home") or cls.model_fields["home"].default).expanduser()
             data = {**data, "home": home}
-            data.setdefault("models_dir", None)
-            data.setdefault("events_dir", None)
-            data["models_dir"] = data["models_dir"] or home / "models"
-            data["events_dir"] = data["events_dir"] or home / "events"
-            data["ubi_spool_dir"] = data.get("ubi_spool_dir") or home / "ubi" / "spool"
-            data["keys_file"] = data.get("keys_file") or home / "keys.json"
+            for name, parts in _DERIVED.items():
+                data[name] = data.get(name) or home.joinpath(*parts)
             if not data.get("data_dir") and (SHARED_DATA / "crowdflower").is_dir():
                 data["data_dir"] = SHARED_DATA
         return data
@@ -232,13 +231,9 @@ class Settings(BaseModel):
         """A copy with ``changes`` applied and validated (derived paths follow a changed ``home``)."""
         values = self.model_dump()
         if "home" in changes:
-            for derived in ("models_dir", "events_dir"):
-                if values[derived] == self.home / derived.removesuffix("_dir"):
-                    values[derived] = None
-            if values["ubi_spool_dir"] == self.ubi_dir / "spool":
-                values["ubi_spool_dir"] = None
-            if values["keys_file"] == self.home / "keys.json":
-                values["keys_file"] = None
+            for name, parts in _DERIVED.items():
+                if values[name] == self.home.joinpath(*parts):
+                    values[name] = None
         values.update(changes)
         return _validate(values, {**self._origins, **dict.fromkeys(changes, "replace()")})
 

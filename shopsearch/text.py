@@ -13,7 +13,7 @@ import unicodedata
 
 # Comments, script and style bodies go whole (a ``>`` inside them does not end them); then any other tag. The
 # shape of OpenSearch's ``html_strip`` char filter, which the index mapping runs on the same text.
-_MARKUP = re.compile(r"<!--.*?-->|<script.*?</script>|<style.*?</style>|<[^>]*>", re.S | re.I)
+MARKUP = re.compile(r"<!--.*?-->|<script.*?</script>|<style.*?</style>|<[^>]*>", re.S | re.I)
 
 
 def strip_html(text: str) -> str:
@@ -30,7 +30,7 @@ def strip_html(text: str) -> str:
         >>> strip_html("<b>Red</b> lamp &amp; shade<!-- a > b -->")
         ' Red  lamp & shade '
     """
-    return html.unescape(_MARKUP.sub(" ", text) if "<" in text else text)
+    return html.unescape(MARKUP.sub(" ", text) if "<" in text else text)
 
 
 def collapse_whitespace(text: str) -> str:

@@ -35,7 +35,7 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .events import EVENT_TYPES, MAX_ID, Event, EventError, format_timestamp, parse_event
+from .events import EVENT_TYPES, MAX_ID, Event, EventError, batch_items, format_timestamp, parse_event
 
 UBI_VERSION = "1.0.0"
 APPLICATION = "shopsearch"
@@ -247,13 +247,7 @@ def parse_event_batch(payload: Any, max_events: int, now: datetime | None = None
     ...     {"action_name": "view", "timestamp": "2024-01-01T00:00:00Z"}], max_events=5)]
     ['purchase', 'view']
     """
-    if isinstance(payload, dict):
-        return [_parse_any(payload, "", now)]
-    if not isinstance(payload, list) or not payload:
-        raise EventError("body", "body must be an event object or a non-empty list of events")
-    if len(payload) > max_events:
-        raise EventError("body", f"at most {max_events} events per request; got {len(payload)}")
-    return [_parse_any(item, f"[{i}].", now) for i, item in enumerate(payload)]
+    return [_parse_any(item, where, now) for item, where in batch_items(payload, max_events)]
 
 
 def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:
