@@ -85,7 +85,8 @@ def current_key() -> ApiKey | None:
 
 
 def sees_details() -> bool:
-    """Whether error bodies may carry internal details (engine URLs, exception text): admins and local mode."""
+    """Whether error bodies may carry internal details (engine URLs, exception text): admin keys, and admin
+    endpoints in local mode."""
     return bool(g.get("sees_details", False))
 
 
@@ -122,7 +123,9 @@ def init_app(app: Flask, cfg: Settings, store: KeyStore) -> None:
             if not is_loopback(request.remote_addr or ""):
                 raise ApiError(403, "keys_not_configured", "this server has no API keys and answers loopback "
                                                            "clients only; its operator must " + CREATE_KEY_HINT)
-            g.sees_details = True
+            # Local mode grants the admin endpoints (console API) their diagnostics; the shopper-facing ones keep
+            # them hidden: behind a same-host proxy every client would look local.
+            g.sees_details = need == "admin"
             return
         token = presented_key()
         if token is None:

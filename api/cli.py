@@ -12,8 +12,8 @@ import sys
 from shopsearch.api.cli_args import register_modules
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "judgments", "experiment", "train",
-            "simulate_events", "simulate_traffic", "schema", "config", "keys", "redis"]
+COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "report", "judgments", "experiment",
+            "train", "simulate_events", "simulate_traffic", "schema", "config", "keys", "redis", "rules"]
 
 
 def build_parser() -> argparse.ArgumentParser:

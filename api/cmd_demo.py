@@ -138,9 +138,45 @@ def _write_demo_profile(profiles: Path, with_models: bool) -> str:
     return "demo"
 
 
-def _get(base: str, path: str, params: dict[str, str] | None = None) -> dict:
+def demo_storefront_key(settings: Settings) -> str | None:
+    """The search key the demo's storefront and examples send when API keys exist; None in local mode (no keys).
+
+    The ``storefront_key`` setting when set; else the demo's own search key, kept in ``<home>/demo/storefront.key``
+    (mode 0600; a search key is public by design: the storefront page ships it) and created when that file is
+    missing or its key is no longer active.
+
+    >>> demo_storefront_key(load_settings({"home": "/nonexistent"}, environ={})) is None
+    True
+    """
+    from .keys import InvalidKey, KeyStore
+
+    store = KeyStore(settings.keys_file)
+    if not store.configured():
+        return None
+    if settings.storefront_key is not None:
+        return settings.storefront_key.get_secret_value()
+    path = settings.home / "demo" / "storefront.key"
+    if path.exists():
+        secret = path.read_text().strip()
+        try:
+            if store.verify(secret).role == "search":
+                return secret
+        except InvalidKey:
+            pass  # revoked or expired: make a new one
+    created = store.create("search", name="demo-storefront")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # a file left from before may have other bits
+    path.write_text(created.secret + "\n")
+    print(f"API keys exist ({settings.keys_file}): the demo's storefront sends the search key {created.key.id} "
+          f"(demo-storefront, kept in {path})")
+    return created.secret
+
+
+def _get(base: str, path: str, params: dict[str, str] | None = None, key: str | None = None) -> dict:
     url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    with urllib.request.urlopen(url, timeout=30) as resp:
+    request = urllib.request.Request(url, headers={"X-API-Key": key} if key else {})
+    with urllib.request.urlopen(request, timeout=30) as resp:
         return json.loads(resp.read())
 
 
@@ -157,23 +193,24 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> No
     raise RuntimeError(f"the API did not become ready at {base} within {timeout:.0f} s")
 
 
-def _show_examples(base: str, profile: str) -> None:
+def _show_examples(base: str, profile: str, key: str | None) -> None:
     # The shipped hybrid profile first; then the same query through the demo's reranking profile, whose small
     # models (trained in a minute, the conversion model on simulated events) are there to show the pipeline.
     examples = [(q, p, "default") for q, p in EXAMPLES] + [(EXAMPLES[0][0], EXAMPLES[0][1], profile)]
     for query, params, prof in examples:
-        res = _get(base, "/search", {"q": query, "size": "3", "profile": prof, **params})
+        res = _get(base, "/search", {"q": query, "size": "3", "profile": prof, **params}, key)
         shown = "".join(f"{k}={v} " for k, v in params.items())
         print(f"\nGET /search?q={query!r} {shown}profile={prof} -> {res['total']} results "
               f"in {res['timings_ms'].get('total', 0):.0f} ms{' (degraded)' if res.get('degraded') else ''}")
         for hit in res["hits"]:
             price = f"${hit['price']:.2f}" if hit.get("price") is not None else ""
             print(f"  {hit['rank']}. {hit['title'][:70]:<70} {hit.get('brand') or '':<10} {price}")
-    sugg = _get(base, "/suggest", {"q": "wire", "size": "5"})
-    print(f"\nGET /suggest?q='wire' -> {sugg.get('suggestions', sugg)}")
-    first = _get(base, "/search", {"q": "coffee maker", "size": "1"})["hits"]
+    sugg = _get(base, "/suggest", {"q": "wire", "size": "5"}, key)
+    shown = [f"{s['text']} ({s['kind']})" for s in sugg.get("suggestions", [])] if "suggestions" in sugg else sugg
+    print(f"\nGET /suggest?q='wire' -> {shown}")
+    first = _get(base, "/search", {"q": "coffee maker", "size": "1"}, key)["hits"]
     if first:
-        sim = _get(base, f"/products/{first[0]['id']}/similar", {"size": "3"})
+        sim = _get(base, f"/products/{first[0]['id']}/similar", {"size": "3"}, key)
         titles = [h["title"] for h in sim.get("hits", [])]
         print(f"GET /products/{first[0]['id']}/similar -> {titles}")
 
@@ -193,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     url_args = ["--url", url] if url else []
 
     _step(2, "catalog")
+    fields: list[str] = []
     if args.catalog:
         catalog = Path(args.catalog)
     else:
@@ -200,7 +238,11 @@ def run(args: argparse.Namespace) -> int:
 
         catalog = write_catalog(home / "demo" / "catalog.jsonl", n=args.products)
         print(f"generated {args.products} demo products (synthetic, marked attributes.generated) -> {catalog}")
-    _cli(["index", str(catalog), "--index", args.index, "--engine", engine, *url_args,
+        # The generated colours are a storefront facet (attr.colour); a given catalog declares its own.
+        mapping = home / "demo" / "fields.toml"
+        mapping.write_text('facet_attributes = ["colour"]\n', encoding="utf-8")
+        fields = ["--fields", str(mapping)]
+    _cli(["index", str(catalog), "--index", args.index, "--engine", engine, *url_args, *fields,
           "--quarantine", str(home / "demo" / f"{args.index}.quarantine.jsonl")])
 
     _step(3, "models")
@@ -218,12 +260,16 @@ def run(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}"
     cmd = [sys.executable, "-m", "shopsearch.api.cli", "serve", "--host", args.host, "--port", str(args.port),
            "--engine", engine, "--index", args.index, *url_args]
-    # The server layers the demo's profiles over the packaged ones and keeps its state in the same home.
-    proc = subprocess.Popen(cmd, env=child_environment({"home": home, "profiles_dir": home / "profiles"}))
+    # The server layers the demo's profiles over the packaged ones and keeps its state in the same home; when API
+    # keys exist, its storefront page embeds a search key (the storefront_key setting, docs/security.md).
+    key = demo_storefront_key(settings)
+    proc = subprocess.Popen(cmd, env=child_environment({"home": home, "profiles_dir": home / "profiles",
+                                                        "storefront_key": key}))
     try:
         _wait_ready(base, proc)
-        _show_examples(base, profile)
-        print(f"\ndemo ready in {time.monotonic() - started:.0f} s: storefront {base}/  console {base}/console  "
+        _show_examples(base, profile, key)
+        console = f"{base}/console" + (" (asks for an admin key)" if key else "")
+        print(f"\ndemo ready in {time.monotonic() - started:.0f} s: storefront {base}/  console {console}  "
               f"API {base}/search?q=earbuds  (engine {engine}, index {args.index}, profile {profile})")
         if args.exit:
             return 0

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.evaluation import evaluate
     from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.judgments import read_qrels, read_queries
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
@@ -83,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if index_missing(engine, args, "eval"):
             return 1
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
+        encoder = BiEncoder(args.model)
+        check_query_encoder(engine, args.index, encoder)  # warns when the index was embedded by another model
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, profiles), models,
                                    budgets=not args.no_budget)
         rankings, degraded, seconds = rank_queries(pipeline, todo, args.profile, desc=f"eval {args.profile}",
                                                    progress=not args.no_progress)

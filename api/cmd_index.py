@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.settings import INDEX_ENCODERS
 
 HELP = """\
 Index a catalog (JSONL, CSV or Parquet) into an engine behind an alias.
@@ -31,6 +32,13 @@ at a time: a second refuses while the first holds the lock (in OpenSearch, or a 
 the embedded engine); a stale lock (dead pid, old heartbeat) is broken automatically, and
 --break-lock breaks one that still looks alive.
 
+Embedding: --workers N encoder processes (default one per physical core on CPU; 1, in this
+process, on CUDA or for a catalog file under 2 MB) feed the bulk writer, with at most 2N chunks in flight, in catalog
+order; only this process reads and writes the vector cache. A worker that dies or Ctrl-C
+stops the run like any failure: the alias stays where it was, and a rerun reuses every
+vector cached so far. --encoder onnx-int8 embeds with the model quantised to int8 (ONNX
+Runtime; recorded on the index, which the search side checks its query encoder against).
+
 Rows that cannot be indexed are appended to the quarantine file (JSON lines with source,
 line, reason and raw text); the run still succeeds (exit 0) and prints how many and where.
 Exit 1 when the load itself fails (engine error, count mismatch, index not green in time),
@@ -51,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--incremental", dest="mode", action="store_const", const="incremental",
                       help="upsert changes and delete vanished products (default when the alias exists)")
     add_model_arg(p, help="bi-encoder: all-MiniLM-L6-v2 (packaged) or a local model directory")
+    p.add_argument("--workers", type=int, default=None,
+                   help="encoder processes (default: the index_workers setting; 0 = one per physical core, but 1 "
+                        "with CUDA or for a catalog file under 2 MB); 1 embeds in this process")
+    p.add_argument("--encoder", choices=INDEX_ENCODERS, default=None,
+                   help="torch (the model as trained) or onnx-int8 (int8 ONNX Runtime: faster on CPU, recorded on "
+                        "the index; default: the index_encoder setting, torch)")
     p.add_argument("--batch-size", type=int, default=64, help="texts per encoder forward pass (default 64)")
     p.add_argument("--chunk-size", type=int, default=512, help="products per embed+bulk chunk (default 512)")
     p.add_argument("--max-length", type=int, default=256, help="encoder max tokens per product (default 256)")
@@ -71,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the index command; returns the exit code."""
     import sys
 
-    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.encode_pool import open_index_encoder
     from shopsearch.indexer.fields import load_field_mapping
     from shopsearch.indexer.catalog_guard import CatalogShrinkRefused, ShrinkLimits
     from shopsearch.indexer.job import IndexVerificationError, run_index
@@ -89,16 +103,19 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     config = load_index_config().with_layout(shards=args.shards, replicas=args.replicas)
     limits = ShrinkLimits(settings.index_max_delete_share, settings.index_max_shrink_share, args.allow_shrink)
-    encoder = BiEncoder(args.model, max_length=args.max_length, batch_size=args.batch_size)
+    workers = settings.index_workers if args.workers is None else args.workers
     cache = None
     if (args.cache or "").lower() != "none":
         cache = VectorCache(args.cache or settings.home / "vector-cache.sqlite")
     engine = open_engine(settings.engine, root=args.root, settings=settings, config=config)
     try:
-        report = run_index(catalog, engine, encoder, alias=args.index, mode=args.mode or "auto", mapping=mapping,
-                           quarantine_path=args.quarantine, cache=cache, chunk_size=args.chunk_size,
-                           progress=not args.no_progress, limits=limits, lock_stale_s=settings.index_lock_stale_s,
-                           break_lock=args.break_lock)
+        with open_index_encoder(args.model, kind=args.encoder or settings.index_encoder, workers=workers,
+                                max_length=args.max_length, batch_size=args.batch_size,
+                                onnx_dir=settings.onnx_dir, catalog_bytes=catalog.stat().st_size) as encoder:
+            report = run_index(catalog, engine, encoder, alias=args.index, mode=args.mode or "auto",
+                               mapping=mapping, quarantine_path=args.quarantine, cache=cache,
+                               chunk_size=args.chunk_size, progress=not args.no_progress, limits=limits,
+                               lock_stale_s=settings.index_lock_stale_s, break_lock=args.break_lock)
     except (CatalogShrinkRefused, IndexLocked) as exc:
         print(f"shopsearch index: refused: {exc}", file=sys.stderr)
         return 1

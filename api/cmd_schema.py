@@ -10,8 +10,9 @@ from pathlib import Path
 DEFAULT_OUT = "docs/schemas"
 HELP = """\
 Write the JSON Schemas of ranking profiles (profile.schema.json, plugin/profiles/*.toml), field mappings
-(fields.schema.json, indexer/fields.example.toml), index settings (index.schema.json, plugin/config/index.toml) and
-online experiments (experiments.schema.json, reranker/experiments.example.toml).
+(fields.schema.json, indexer/fields.example.toml), index settings (index.schema.json, plugin/config/index.toml),
+online experiments (experiments.schema.json, reranker/experiments.example.toml) and merchandising rules
+(rules.schema.json, plugin/config/rules.example.toml).
 They are generated from the pydantic models that validate those files, so schema and validation cannot drift;
 --check exits 1 when a written copy is stale (a test runs it on the committed ones). Editors that read JSON Schema
 (Taplo, VS Code's Even Better TOML; see .taplo.toml) then complete and check the files as they are typed.
@@ -20,8 +21,8 @@ They are generated from the pydantic models that validate those files, so schema
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``schema`` subcommand."""
-    p = subparsers.add_parser("schema", help="write the JSON Schemas of profile, field-mapping, index and experiments "
-                                             "files",
+    p = subparsers.add_parser("schema", help="write the JSON Schemas of profile, field-mapping, index, experiments "
+                                             "and rules files",
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"folder to write them to (default {DEFAULT_OUT})")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file there is stale")
@@ -32,15 +33,17 @@ def schema_files() -> dict[str, str]:
     """Each schema file's name and text (the JSON, indented two spaces, ending in a newline).
 
     >>> sorted(schema_files())
-    ['experiments.schema.json', 'fields.schema.json', 'index.schema.json', 'profile.schema.json']
+    ['experiments.schema.json', 'fields.schema.json', 'index.schema.json', 'profile.schema.json', 'rules.schema.json']
     """
     from shopsearch.indexer.fields import field_mapping_schema
     from shopsearch.plugin.index_config import index_file_schema
+    from shopsearch.plugin.merchandising_rules import rules_schema
     from shopsearch.plugin.profiles import profile_schema
     from shopsearch.reranker.experiments import experiments_schema
 
     schemas = {"profile.schema.json": profile_schema(), "fields.schema.json": field_mapping_schema(),
-               "index.schema.json": index_file_schema(), "experiments.schema.json": experiments_schema()}
+               "index.schema.json": index_file_schema(), "experiments.schema.json": experiments_schema(),
+               "rules.schema.json": rules_schema()}
     return {name: json.dumps(schema, indent=2, ensure_ascii=False) + "\n" for name, schema in schemas.items()}
 
 

@@ -19,6 +19,8 @@ docs/configuration.md, and `shopsearch config` shows the resolved values.
 Each worker loads the bi-encoder once at boot; threads serve requests concurrently. SIGTERM or Ctrl-C stops
 accepting connections and lets in-flight requests finish (up to --graceful-timeout seconds).
 With --workers > 1 each worker keeps its own /metrics counters; use one worker with more threads for exact totals.
+Overload: each worker runs at most --threads minus 1 searches at once (search_max_inflight) and answers the
+excess 503 with Retry-After at once; every /search has a deadline (search_deadline_ms, default 1000).
 Security (docs/security.md): with no API keys only a loopback --host is allowed (`shopsearch keys create`); rate
 limits count per worker unless $SHOPSEARCH_REDIS_URL names a Redis that all workers share.
 The equivalent plain gunicorn line: gunicorn -k gthread --threads 8 shopsearch.api.wsgi:app
@@ -98,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = overrides_from_args(args)  # each worker resolves the same layers (the file is named here)
     cfg = load_settings(overrides)  # fail fast (exit 2) on a bad setting, before any worker starts
     check_exposure(args.host, cfg)
+    if cfg.search_max_inflight == 0:
+        # One thread stays free to answer the excess 503 at once (api/overload.py) instead of leaving it queued.
+        overrides["search_max_inflight"] = max(1, args.threads - 1)
 
     def post_worker_init(worker) -> None:
         # Load the model and open the engine at boot, not on the first request; an engine that is down now
@@ -131,12 +136,13 @@ def run(args: argparse.Namespace) -> int:
     options = {
         "bind": f"{args.host}:{args.port}",
         "workers": args.workers,
-        "worker_class": "gthread",
+        "worker_class": "shopsearch.api.gunicorn_worker.JsonErrorWorker",  # gthread, errors as JSON
         "threads": args.threads,
         "graceful_timeout": max(1, round(args.graceful_timeout)),
         "timeout": 120,  # a worker loading the model at boot must not be killed as hung
         "keepalive": 5,
-        # gunicorn's longest request line, so URLs over the app's limit get its JSON 414 (api/request_guards.py)
+        # gunicorn's longest request line, so URLs over the app's limit get its JSON 414 (api/request_guards.py);
+        # longer lines, and oversized headers, get the worker's JSON 414/431 (api/gunicorn_worker.py)
         "limit_request_line": GUNICORN_MAX_REQUEST_LINE,
         "accesslog": "-" if args.access_log else None,
         "errorlog": "-",

@@ -232,7 +232,7 @@ class Traffic:
             rng = np.random.default_rng([self.seed, 2, plan.index])  # per session: independent of concurrency
             actions = decide(self.params, shown, plan.user, self.data.max_grade, rng)
             events = self._events(plan, sid, body["query_id"], shown, actions)
-            bodies = ubi_bodies(events, plan.user.id)
+            bodies = ubi_bodies(events, plan.user.id, {str(h["id"]): h.get("token") for h in body["hits"]})
             for i in range(0, len(bodies), self.features.max_events):
                 self._post(bodies[i:i + self.features.max_events], tally)
         except RetriesExhausted:
@@ -275,7 +275,8 @@ class Traffic:
 
     def _events(self, plan: PlannedSession, sid: str, query_id: str, shown: list[ShownProduct],
                 actions: list[Action]) -> list[Event]:
-        """Impressions of the shown list, then the actions, as events marked simulated."""
+        """Impressions of the shown list, then the actions, as events marked simulated, each with an event_id of
+        its own (so a retried POST is answered duplicate instead of counted twice)."""
         from shopsearch.events import Event, format_timestamp
 
         price = {s.product.id: s.product.price for s in shown}
@@ -284,7 +285,8 @@ class Traffic:
         # Real time, not the simulated dwell: a future timestamp would sort after searches made meanwhile.
         return [Event(type=kind, query_id=query_id, query=plan.query, product_id=pid, position=position,
                       user_id=plan.user.id, session_id=sid, price=price[pid], simulated=True,
-                      timestamp=format_timestamp(datetime.now(timezone.utc))) for kind, position, pid in kinds]
+                      timestamp=format_timestamp(datetime.now(timezone.utc)), event_id=uuid.uuid4().hex)
+                for kind, position, pid in kinds]
 
     def _post(self, batch: list[dict], tally: TrafficSummary) -> None:
         """POST one batch to /events.
@@ -297,15 +299,22 @@ class Traffic:
             raise TrafficError(f"POST /events answered {_describe(resp)}")
 
 
-def ubi_bodies(events: list[Event], client_id: str) -> list[dict]:
-    """POST /events bodies: each event as a UBI 1.0 event (``event_attributes.simulated`` kept) of ``client_id``.
+def ubi_bodies(events: list[Event], client_id: str, tokens: dict[str, str | None]) -> list[dict]:
+    """POST /events bodies: each event as a UBI 1.0 event (``event_attributes.simulated`` and ``event_id`` kept)
+    of ``client_id``, with its hit's ``event_attributes.token`` from the /search response (``tokens``: product id
+    -> token), which the API needs to accept an event naming a query.
 
     The client is the shopper, as on /search, so an experiment keeps a shopper in one arm across sessions.
     """
     from shopsearch.ubi import to_ubi_event
 
-    return [to_ubi_event(ev).model_copy(update={"client_id": client_id}).model_dump(mode="json", exclude_none=True)
-            for ev in events]
+    bodies = []
+    for ev in events:
+        body = to_ubi_event(ev).model_copy(update={"client_id": client_id}).model_dump(mode="json", exclude_none=True)
+        if tokens.get(ev.product_id) is not None:
+            body["event_attributes"]["token"] = tokens[ev.product_id]
+        bodies.append(body)
+    return bodies
 
 
 def _queries(data: JudgedData, path: str | None) -> list[tuple[str, str]]:

@@ -6,7 +6,8 @@ else (logged here, never a traceback in the response). 401/403: a missing, inval
 (api/auth.py); 429: a rate limit (api/limits.py).
 
 A 5xx message can name internals (the engine's URL, a file path, exception text): only callers who may see
-details (an admin key, or local mode without keys; api/auth.py) get it; others get the public message of its code.
+details (an admin key, or an admin endpoint in local mode; api/auth.py) get it; others, anonymous loopback clients
+of the shopper-facing endpoints in local mode included, get the public message of its code.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ PUBLIC_MESSAGES = {
     "not_ready": "not ready; retry after the Retry-After seconds",
 }
 GENERIC_5XX = "the service cannot answer now; the error was logged"
-SAFE_5XX = frozenset({"internal_error", "spool_full", "not_implemented"})  # messages written to be shown to anyone
+# Messages written to be shown to anyone.
+SAFE_5XX = frozenset({"internal_error", "spool_full", "storage_full", "not_implemented"})
 
 
 class ApiError(Exception):
@@ -55,7 +57,7 @@ def error_body(code: str, message: str, parameter: str | None = None) -> dict:
 
 def _respond(status: int, code: str, message: str, parameter: str | None = None,
              headers: dict[str, str] | None = None):
-    if status >= 500 and not g.get("sees_details", False):  # set by api/auth.py for admins and local mode
+    if status >= 500 and not g.get("sees_details", False):  # set by api/auth.py
         message = PUBLIC_MESSAGES.get(code, message if code in SAFE_5XX else GENERIC_5XX)
     resp = jsonify(error_body(code, message, parameter))
     resp.status_code = status

@@ -31,6 +31,12 @@ class Metrics:
                                      registry=self.registry)
         self.degraded = Counter("shopsearch_search_degraded", "Searches answered in degraded mode",
                                 registry=self.registry)
+        self.degraded_reasons = Counter("shopsearch_search_degraded_reasons", "Degraded searches by reason code "
+                                        "(<stage>:<cause>, e.g. rerank:deadline; a search may have several)",
+                                        ["reason"], registry=self.registry)
+        self.shed = Counter("shopsearch_search_shed", "Requests answered 503 at once to shed load (inflight: the "
+                            "worker's bound; engine_busy: the engine rejected it; deadline: nothing in time)",
+                            ["reason"], registry=self.registry)
         self.events = Counter("shopsearch_events", "Behaviour events stored, by type", ["type"],
                               registry=self.registry)
         self.ubi_dropped = Counter("shopsearch_ubi_records_dropped", "UBI records not logged because the spool "
@@ -54,12 +60,14 @@ class Metrics:
                 self.latency.labels(*labels).observe(time.perf_counter() - start)
             return resp
 
-    def observe_search(self, timings_ms: dict[str, float], degraded: bool) -> None:
-        """Record each stage of one search (milliseconds in, seconds out)."""
+    def observe_search(self, timings_ms: dict[str, float], degraded: bool, reasons: tuple[str, ...] = ()) -> None:
+        """Record each stage of one search (milliseconds in, seconds out), and why it degraded."""
         for stage, ms in timings_ms.items():
             self.stages.labels(stage).observe(max(float(ms), 0.0) / 1000.0)
         if degraded:
             self.degraded.inc()
+        for reason in reasons:
+            self.degraded_reasons.labels(reason).inc()
 
     def engine_error(self, kind: str) -> None:
         """Count an engine outage (``unavailable``) or timeout."""

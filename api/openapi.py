@@ -14,8 +14,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from shopsearch.events import EventIn
+from shopsearch.indexer.fields import ATTRIBUTE_NAME
 from shopsearch.plugin.documents import FACET_FIELDS
 from shopsearch.plugin.engine import HIGHLIGHT_FIELDS
+from shopsearch.plugin.search_types import DEGRADED_REASONS
+from shopsearch.reranker.recommendations import CONTEXTS, SOURCES
 from shopsearch.settings import Settings, load_settings
 from shopsearch.ubi import UbiEvent
 
@@ -55,11 +58,14 @@ def _errors(*codes: int) -> dict[str, Any]:
             404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
             422: "Parameters valid alone but inconsistent together", 500: "Unexpected error (logged)",
             501: "Not available in this build",
+            414: "The URL is longer than the API reads (every operation; api/request_guards.py)",
+            431: "Too many or too long request headers (every operation; api/gunicorn_worker.py)",
             401: "No API key, or an unknown, revoked or expired one (WWW-Authenticate: Bearer)",
             403: "The key's role may not call this (a search key on an admin endpoint)",
             429: "Rate limit exceeded (per API key or per client IP); retry after the Retry-After seconds",
-            503: "Engine unavailable or index missing (POST /events: the event spool is full); retry after the "
-                 "Retry-After seconds"}
+            503: "Engine unavailable or index missing (POST /events: the event spool is full); overloaded (the "
+                 "worker's searches in flight or a saturated engine) or nothing found within the search deadline "
+                 "(deadline_exceeded); retry after the Retry-After seconds"}
     out = {str(c): _json("Error", text[c]) for c in codes}
     if 503 in codes:
         out["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
@@ -85,6 +91,9 @@ def _schemas() -> dict[str, Any]:
         "Product": {"type": "object", "required": ["id", "title"], "properties": product_props},
         "Hit": {"type": "object", "required": ["id", "rank", "score"], "properties": {
             "id": {"type": "string"}, "rank": {"type": "integer", "minimum": 1}, "score": {"type": "number"},
+            "token": {"type": "string", "description": "/search only: send it back with POST /events about this "
+                                                       "hit (with the query_id); it proves this search served this "
+                                                       "product, and when"},
             **hit_props,
             "stages": {"type": "object", "additionalProperties": {"type": "number"},
                        "description": "Per-stage scores and ranks (bm25, knn, fused, cross_encoder, rerank, "
@@ -104,7 +113,8 @@ def _schemas() -> dict[str, Any]:
         "SearchResponse": {
             "type": "object", "additionalProperties": False,
             "required": ["query_id", "query", "profile", "page", "size", "total", "hits", "facets", "timings_ms",
-                         "degraded", "notes"],
+                         "degraded", "degraded_reasons", "notes", "correction", "did_you_mean", "relaxed",
+                         "rules_applied", "redirect"],
             "properties": {
                 "query_id": {"type": "string", "format": "uuid",
                              "description": "Send back with POST /events to tie behaviour to this search"},
@@ -116,23 +126,83 @@ def _schemas() -> dict[str, Any]:
                           "description": "Exactly how many products match: lexically, or by a vector score over "
                                          "the profile's threshold; the pages walk them all"},
                 "hits": {"type": "array", "items": _ref("Hit")},
-                "facets": {"type": "object", "propertyNames": {"enum": list(FACET_FIELDS)},
+                "facets": {"type": "object",
+                           "propertyNames": {"anyOf": [{"enum": list(FACET_FIELDS)},
+                                                       {"pattern": r"^attr\." + ATTRIBUTE_NAME.pattern[1:]}]},
                            "additionalProperties": {"type": "array", "items": _ref("FacetValue")},
-                           "description": "Value counts over the matching products; each facet ignores its own "
-                                          "filter (brand, or category for the category levels)"},
+                           "description": "Counts over the matching products; each facet ignores its own filter "
+                                          "and obeys the others (brand: brand; category_lvlN: category; "
+                                          "category_path: category_path; price: price_min/price_max; rating: "
+                                          "rating_min; attr.<name>: that attribute's attr values). Keyword facets "
+                                          "(brand, category levels, attr.<name>): top values, count descending. "
+                                          "category_path: the roots, then the children of each level of the "
+                                          "chosen category_path (values are whole paths, 'Home > Furniture'). "
+                                          "price: buckets '0-25', '25-50', ... '250+' (from inclusive, to "
+                                          "exclusive; the edges are the facet_price_edges setting); rating: "
+                                          "'4+' ... '1+'; empty buckets left out"},
                 "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                               "description": "Milliseconds per stage: embed, retrieve, fusion, match, fetch, "
+                               "description": "Milliseconds per stage: spell, embed, retrieve, fusion, match, fetch, "
                                               "rerank, conversion, total"},
-                "degraded": {"type": "boolean"}, "notes": {"type": "array", "items": {"type": "string"}}}},
+                "degraded": {"type": "boolean", "description": "Part of the search was cut short (the deadline, a "
+                                                               "stage's budget or a failure): what it had was "
+                                                               "served; degraded_reasons say what"},
+                "degraded_reasons": {"type": "array", "items": {"enum": list(DEGRADED_REASONS)},
+                                     "description": "Why it is degraded, as <stage>:<cause> codes: " + "; ".join(
+                                         f"{code}: {text}" for code, text in DEGRADED_REASONS.items())},
+                "notes": {"type": "array", "items": {"type": "string"}},
+                "correction": {"type": ["string", "null"],
+                               "description": "The query the hits are for when it is not the one typed: the "
+                                              "spelling correction (\"showing results for ...\"; the vector leg "
+                                              "searched it) or, with relaxed, the relaxed query; null otherwise"},
+                "did_you_mean": {"type": "array", "items": {"type": "string"},
+                                 "description": "Only when the query matched nothing: spelling suggestions from the "
+                                                "catalog's vocabulary, then popular past queries a few edits away "
+                                                "(at most 3; empty when nothing is close)"},
+                "relaxed": {"type": "boolean",
+                            "description": "The query matched nothing; the hits are for a relaxed form of it "
+                                           "(correction: the words the catalog holds)"},
+                "rules_applied": {"type": "array", "items": {"type": "string"},
+                                  "description": "The merchandising rules that fired for the query, in file order "
+                                                 "(<merchandising_dir>/<index>.rules.toml); with explain, hits "
+                                                 "show their pinned/boost/buried stages"},
+                "redirect": {"type": ["string", "null"],
+                             "description": "A rule's URL (http(s) or /path) the storefront sends the shopper to; "
+                                            "null: show the results"}}},
         "SimilarResponse": {"type": "object", "required": ["id", "hits"], "additionalProperties": False,
                             "properties": {"id": {"type": "string"},
                                            "hits": {"type": "array", "items": _ref("Hit")}}},
+        "RecommendationsResponse": {
+            "type": "object", "required": ["client_id", "context", "product_id", "lists"],
+            "additionalProperties": False,
+            "properties": {"client_id": {"type": ["string", "null"]}, "context": {"enum": list(CONTEXTS)},
+                           "product_id": {"type": ["string", "null"]},
+                           "lists": {"type": "array", "description": "Non-empty lists only, in display order",
+                                     "items": {"type": "object", "required": ["source", "hits"],
+                                               "additionalProperties": False,
+                                               "properties": {"source": {"enum": list(SOURCES),
+                                                                         "description": "What the list is: for_you, "
+                                                                         "bought_together, recently_viewed or "
+                                                                         "popular (the cold-start fallback)"},
+                                                              "hits": {"type": "array", "items": _ref("Hit")}}}}}},
         "SuggestResponse": {"type": "object", "required": ["query", "suggestions"], "additionalProperties": False,
                             "properties": {"query": {"type": "string"},
-                                           "suggestions": {"type": "array", "items": {"type": "string"}}}},
-        "EventsAccepted": {"type": "object", "required": ["accepted", "event_ids"], "additionalProperties": False,
-                           "properties": {"accepted": {"type": "integer", "minimum": 1},
-                                          "event_ids": {"type": "array", "items": {"type": "string"}}}},
+                                           "suggestions": {"type": "array", "items": _ref("Suggestion")}}},
+        "Suggestion": {"type": "object", "required": ["text", "kind"], "additionalProperties": False,
+                       "properties": {"text": {"type": "string"},
+                                      "kind": {"type": "string", "enum": ["query", "product"],
+                                               "description": "query: a popular past search (searched by several "
+                                                              "shoppers, finding products); product: a product "
+                                                              "title"}}},
+        "EventsAccepted": {"type": "object", "required": ["accepted", "event_ids", "duplicate", "duplicates"],
+                           "additionalProperties": False,
+                           "properties": {"accepted": {"type": "integer", "minimum": 0,
+                                                       "description": "Events stored by this request"},
+                                          "event_ids": {"type": "array", "items": {"type": "string"}},
+                                          "duplicate": {"type": "boolean",
+                                                        "description": "Every event was stored before (a retry)"},
+                                          "duplicates": {"type": "array", "items": {"type": "string"},
+                                                         "description": "Client event_ids already stored: not "
+                                                                        "stored or counted again"}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "Ready": {"type": "object", "required": ["status", "engine", "index", "concrete_index"],
                   "additionalProperties": False,
@@ -146,7 +216,8 @@ def _schemas() -> dict[str, Any]:
             "properties": {"status": {"enum": ["green", "yellow", "red"]}, "nodes": {"type": "integer"},
                            "unassigned_shards": {"type": "integer"},
                            "hosts": {"type": "array", "items": {
-                               "type": "object", "required": ["url", "ok"], "additionalProperties": False,
+                               "type": "object", "required": ["ok"], "additionalProperties": False,
+                               "description": "url and error for an admin key only (node addresses are internal)",
                                "properties": {"url": {"type": "string"}, "ok": {"type": "boolean"},
                                               "error": {"type": "string"}}}}}},
         **_event_schemas(),
@@ -185,7 +256,8 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                                 "parameters": parameters(models.search),
                                 "responses": {"200": _json("SearchResponse", "A page of results"),
                                               **_errors(400, 422, 500, 503)}}},
-            "/suggest": {"get": {"operationId": "suggest", "summary": "Autocomplete a query prefix",
+            "/suggest": {"get": {"operationId": "suggest",
+                                 "summary": "Autocomplete a query prefix: popular past queries, then product titles",
                                  "parameters": parameters(models.suggest),
                                  "responses": {"200": _json("SuggestResponse", "Completions"),
                                                **_errors(400, 500, 501, 503)}}},
@@ -197,6 +269,15 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                 "parameters": [*product_id, *parameters(models.similar)],
                 "responses": {"200": _json("SimilarResponse", "Nearest products, the product itself excluded"),
                               **_errors(400, 404, 422, 500, 503)}}},
+            "/recommendations": {"get": {
+                "operationId": "recommendations", "summary": "Recommendations for a shopper",
+                "description": "for_you (the shopper's recent products' vectors and brand/category affinity), "
+                               "bought_together (co-purchases; context product or cart), recently_viewed and "
+                               "popular (when the shopper has no history), from the event log as the API's "
+                               "history last read it",
+                "parameters": parameters(models.recommendations),
+                "responses": {"200": _json("RecommendationsResponse", "Labelled lists"),
+                              **_errors(400, 404, 422, 500, 503)}}},
             "/events": {"post": {
                 "operationId": "postEvents", "summary": "Record storefront behaviour events",
                 "description": "UBI 1.0 events, or shopsearch's own Event format (the documented alias), alone or "
@@ -207,7 +288,8 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                      "items": {"oneOf": [_ref("Event"), _ref("UbiEvent")]}},
                     _ref("UbiEvent")]}}}},
                 "responses": {"202": _json("EventsAccepted", "Stored (all or nothing)"),
-                              **_errors(400, 413, 415, 500, 503)}}},
+                              "200": _json("EventsAccepted", "Every event was a duplicate: nothing stored again"),
+                              **_errors(400, 413, 415, 429, 500, 503)}}},
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                                  "responses": {"200": _json("Health", "The process is alive")}}},
             "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: engine answers and index exists",
@@ -240,17 +322,21 @@ def with_security(spec: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     role names) and its 401/403/429 answers; roles and budgets come from the views' own declarations
     (api/auth.py's ``role``, api/limits.py's ``budget``). In local mode (no key exists) loopback clients need
     none."""
-    from . import routes_events, routes_ops, routes_products, routes_search
+    from . import routes_events, routes_ops, routes_products, routes_recommendations, routes_search
     from .auth import PUBLIC, ROLE_ATTR
     from .limits import BUDGET_ATTR
 
     views = {"search": routes_search.search, "suggest": routes_search.suggest, "getProduct": routes_products.product,
              "similarProducts": routes_products.similar, "postEvents": routes_events.events,
+             "recommendations": routes_recommendations.recommendations,
              "healthz": routes_ops.healthz, "readyz": routes_ops.readyz, "metrics": routes_ops.metrics,
              "openapi": routes_ops.openapi}
     spec["components"]["securitySchemes"] = SECURITY_SCHEMES
     for item in spec["paths"].values():
         for op in item.values():
+            # answered before any view: a query string that is not UTF-8 text, a URL over the limit
+            # (api/request_guards.py), headers over gunicorn's limits (api/gunicorn_worker.py)
+            op["responses"] = {**_errors(400, 414, 431), **op["responses"]}
             view = views[op["operationId"]]
             need, public_when = getattr(view, ROLE_ATTR)
             need = PUBLIC if public_when and getattr(cfg, public_when) else need

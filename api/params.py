@@ -5,9 +5,9 @@ One model per endpoint (:class:`RequestModels`); the limits come from the app's 
 ``maximum: <max_size>`` and validated against that same number. api/openapi.py documents the endpoints from these
 models (:func:`parameter_schemas`), so the document and the validation cannot drift.
 
-A query string arrives as a MultiDict: ``brand`` and ``category`` take every occurrence and each may be a
-comma-separated list; any other parameter may be given once; a blank value of an optional parameter means
-"absent". Errors are ``ApiError`` naming the parameter and its value (:func:`parse_params`): 400 when a value is
+A query string arrives as a MultiDict: ``brand``, ``category``, ``category_path`` and ``attr`` take every
+occurrence and each may be a comma-separated list; any other parameter may be given once; a blank value of an
+optional parameter means "absent". Errors are ``ApiError`` naming the parameter and its value (:func:`parse_params`): 400 when a value is
 malformed or over a limit, 422 when values are valid alone but inconsistent together (``price_min > price_max``,
 ``page * size`` past ``max_depth``).
 
@@ -19,6 +19,7 @@ malformed or over a limit, 422 when values are valid alone but inconsistent toge
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, NamedTuple, TypeVar
 
@@ -27,10 +28,12 @@ from pydantic_core import PydanticCustomError, PydanticUseDefault
 from werkzeug.datastructures import MultiDict
 
 from shopsearch.events import Id
-from shopsearch.plugin.documents import FACET_FIELDS
+from shopsearch.indexer.fields import ATTRIBUTE_NAME
+from shopsearch.plugin.documents import ALL_ATTRIBUTES, DEFAULT_FACETS, FACET_FIELDS
 from shopsearch.plugin.engine import SORTS, Filters
 from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.pipeline import SearchContext
+from shopsearch.reranker.recommendations import CONTEXTS
 from shopsearch.settings import Settings, load_settings
 from shopsearch.ubi import UbiId
 
@@ -84,7 +87,15 @@ Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeVali
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BlankIsAbsent]
 Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False), BlankIsAbsent]
 QueryBool = Annotated[bool, Field(strict=True), BeforeValidator(_word_bool), BlankIsAbsent]
-Facets = Annotated[tuple[Literal[FACET_FIELDS], ...], BeforeValidator(_facet_list)]  # type: ignore[valid-type]
+# A facet name: one of FACET_FIELDS, attr.<attribute> (a facet attribute of the field mapping) or attr.* (all).
+FACET_PATTERN = (r"^(" + "|".join(re.escape(f) for f in FACET_FIELDS) + r"|attr\.\*|attr\."
+                 + ATTRIBUTE_NAME.pattern.strip("^$") + r")$")
+Facets = Annotated[tuple[Annotated[str, StringConstraints(pattern=FACET_PATTERN)], ...],
+                   BeforeValidator(_facet_list)]
+# An attribute filter: ``name:value`` (a product with any of an attribute's values passes; attributes AND).
+AttributeFilters = Annotated[tuple[Annotated[str, StringConstraints(
+    pattern=r"^" + ATTRIBUTE_NAME.pattern.strip("^$") + r":.*\S.*$", max_length=1100)], ...],
+    Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 Profile = Annotated[str, Field(pattern=PROFILE_PATTERN), BlankIsAbsent]
 Sort = Annotated[Literal[SORTS], BlankIsAbsent]  # type: ignore[valid-type]
 
@@ -121,6 +132,12 @@ class FilterParams(QueryParams):
 
     brand: Names = Field((), description="Brands to keep (repeat or comma-separate)")
     category: Names = Field((), description="Categories to keep, any level of the path (repeat or comma-separate)")
+    category_path: Names = Field((), description="Category paths to keep with everything under them, e.g. "
+                                                 "'Home > Furniture' (repeat or comma-separate)")
+    attr: AttributeFilters = Field((), description="Attribute values to keep, as name:value, e.g. color:red "
+                                                   "(repeat or comma-separate; values of one attribute OR, "
+                                                   "attributes AND); the attributes the index facets",
+                                   examples=["color:red"])
     price_min: Price = Field(None, description="Lowest price (at most price_max, else 422)")
     price_max: Price = Field(None, description="Highest price")
     in_stock: QueryBool = Field(None, description="Only products in (true) or out of (false) stock")
@@ -135,15 +152,23 @@ class FilterParams(QueryParams):
 
     def filters(self) -> Filters:
         """The engine's Filters record."""
+        by_name: dict[str, list[str]] = {}
+        for pair in self.attr:
+            name, _, value = pair.partition(":")
+            by_name.setdefault(name, []).append(value.strip())
         return Filters(brand=self.brand, category=self.category, price_min=self.price_min,
-                       price_max=self.price_max, in_stock=self.in_stock, rating_min=self.rating_min)
+                       price_max=self.price_max, in_stock=self.in_stock, rating_min=self.rating_min,
+                       category_path=self.category_path,
+                       attributes=tuple((n, tuple(dict.fromkeys(v))) for n, v in sorted(by_name.items())))
 
 
 class SearchParams(FilterParams):
     """/search without its limit-bound parameters (q, page, size: see :func:`request_models`)."""
 
-    facets: Facets = Field(FACET_FIELDS, description=f"Comma list of facet fields to count "
-                                                     f"({', '.join(FACET_FIELDS)}); empty or 'none' for none")
+    facets: Facets = Field(DEFAULT_FACETS, description=f"Comma list of facets to count "
+                                                       f"({', '.join(FACET_FIELDS)}, attr.<attribute>, or "
+                                                       f"{ALL_ATTRIBUTES}: every attribute facet of the index); "
+                                                       "empty or 'none' for none")
     profile: Profile = Field("default", description="Ranking profile name (unknown: 400); when given, it overrides "
                                                     "the online experiment the client is in")
     explain: QueryBool = Field(False, description="Add per-stage scores (and the conversion model's feature "
@@ -193,6 +218,27 @@ class SuggestParams(QueryParams):
         size: int
 
 
+class RecommendationParams(QueryParams):
+    """/recommendations (``size`` bound by :func:`request_models`)."""
+
+    client_id: Id = Field(None, description="The shopper: their user_id, or the session_id (client id) an "
+                                            "anonymous shopper sends with POST /events; none: popular products")
+    context: Annotated[Literal[CONTEXTS], BlankIsAbsent] = Field(  # type: ignore[valid-type]
+        "home", description="Where the list is shown: home (for you, recently viewed), product (bought together "
+                            "with product_id, for you) or cart (bought together with the shopper's cart)")
+    product_id: Id = Field(None, description="The product shown (required for context=product); left out of "
+                                             "every list")
+    if TYPE_CHECKING:
+        size: int
+
+    @model_validator(mode="after")
+    def _product_context(self) -> RecommendationParams:
+        if self.context == "product" and self.product_id is None:
+            raise PydanticCustomError(INCONSISTENT, "context=product needs a product_id",
+                                      {"parameter": "product_id"})
+        return self
+
+
 class ProductPath(BaseModel):
     """The path parameter of /products/<product_id>."""
 
@@ -205,6 +251,7 @@ class RequestModels(NamedTuple):
     search: type[SearchParams]
     similar: type[SimilarParams]
     suggest: type[SuggestParams]
+    recommendations: type[RecommendationParams]
 
 
 def request_models(cfg: Settings) -> RequestModels:
@@ -249,7 +296,10 @@ def _models(max_query_length: int, max_size: int, max_depth: int) -> RequestMode
         q: Prefix = Field(description="The query typed so far")
         size: SuggestSize = Field(min(DEFAULT_SIZE, most_suggestions), description="Completions")
 
-    return RequestModels(Search, Similar, Suggest)
+    class Recommendations(RecommendationParams):
+        size: Size = Field(min(DEFAULT_SIZE, max_size), description="Products per list")
+
+    return RequestModels(Search, Similar, Suggest, Recommendations)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -286,7 +336,8 @@ def describe(schema: Mapping[str, Any]) -> str:
         return "one of " + ", ".join(str(v) for v in schema["enum"])
     if kind == "array":
         items = schema.get("items", {})
-        text = "a comma-separated list" + (f" of {', '.join(items['enum'])}" if "enum" in items else "")
+        text = "a comma-separated list" + (f" of {', '.join(items['enum'])}" if "enum" in items else
+                                           f" of values matching {items['pattern']}" if "pattern" in items else "")
         return text + (f" of at most {schema['maxItems']} values" if "maxItems" in schema else "")
     if kind == "boolean":
         return "true or false (also " + ", ".join(f"{t}/{f}" for t, f in zip(TRUE[1:], FALSE[1:])) + ")"

@@ -1,6 +1,7 @@
-"""Render a :class:`~shopsearch.api.compare.CompareReport` or an
-:class:`~shopsearch.api.experiment_report.ExperimentReport`: a markdown summary (for pull requests) and a
-self-contained HTML page (inline CSS and hand-drawn SVG, no external assets or scripts), in one style.
+"""Render a :class:`~shopsearch.api.compare.CompareReport`, an
+:class:`~shopsearch.api.experiment_report.ExperimentReport` or a :class:`~shopsearch.api.query_report.QueriesReport`:
+a markdown summary (for pull requests) and a self-contained HTML page (inline CSS and hand-drawn SVG, no external
+assets or scripts), in one style.
 
 Pure string building; the CLI writes the files.
 """
@@ -12,6 +13,7 @@ from typing import Sequence
 
 from .compare import CompareReport, MetricComparison, QueryScores
 from .experiment_report import METRIC_NAMES, ArmDelta, Estimate, ExperimentReport
+from .query_report import QueriesReport
 
 POS, NEG, NEUTRAL, A_COLOR, B_COLOR = "#2e7d32", "#c62828", "#9e9e9e", "#5c6bc0", "#ef6c00"
 
@@ -335,4 +337,79 @@ def render_experiment_html(report: ExperimentReport) -> str:
                     "<th>arm</th><th>Δ</th><th>Δ 95% CI</th><th>Δ%</th><th>p</th><th>test</th></tr>"
                     f"{rows}</table>")
     body += [f"<p><small>{escape(f)}</small></p>" for f in foot]
+    return _page(escape(title), body)
+
+
+# ---------------------------------------------------------------- what shoppers search
+
+
+def _queries_lines(report: QueriesReport) -> tuple[str, list[str]]:
+    """The queries report's title and its notes (SIMULATED first when any search is), shared by both renderings."""
+    title = f"Queries: {report.searches} searches, {report.distinct_queries} distinct queries"
+    notes = []
+    if report.simulated:
+        notes.append(f"SIMULATED: {report.simulated} of {report.searches} searches are simulated traffic "
+                     f"(`shopsearch simulate-traffic`), not shoppers.")
+    scope = f"index {report.index}" if report.index else "every index"
+    notes.append(f"Searches from {report.first or 'n/a'} to {report.last or 'n/a'} ({scope}"
+                 + (f", since {report.since}" if report.since else "") + "); first pages only, queries normalised "
+                 "(case, width, spaces).")
+    ctr = f"{report.overall_ctr:.1%}" if report.overall_ctr is not None else "n/a"
+    notes.append(f"CTR: the share of a query's result lists with at least one click (overall {ctr}); "
+                 f"listed from {report.min_impressions} result lists.")
+    return title, notes
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}" if whole else "n/a"
+
+
+def render_queries_markdown(report: QueriesReport) -> str:
+    """The queries report as markdown: top queries, zero-result queries, low click-through queries.
+
+    >>> print(render_queries_markdown(report))  # doctest: +SKIP
+    """
+    title, notes = _queries_lines(report)
+    lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith("SIMULATED") else n for n in notes]
+    lines += ["", "**Top queries**", "", "| query | searches | clients | found nothing |", "|---|---:|---:|---:|"]
+    lines += [f"| {_md(s.query)} | {s.searches} | {s.clients} | {_share(s.zero_results, s.searches)} |"
+              for s in report.top] or ["| none | | | |"]
+    lines += ["", "**Zero-result queries**", "", "| query | searches finding nothing | searches | clients |",
+              "|---|---:|---:|---:|"]
+    lines += [f"| {_md(s.query)} | {s.zero_results} | {s.searches} | {s.clients} |"
+              for s in report.zero_results] or ["| none | | | |"]
+    lines += ["", "**Low click-through queries**", "", "| query | CTR | result lists | with a click |",
+              "|---|---:|---:|---:|"]
+    lines += [f"| {_md(c.query)} | {c.ctr:.1%} | {c.impressions} | {c.clicked} |"
+              for c in report.low_ctr] or ["| none | | | |"]
+    return "\n".join(lines) + "\n"
+
+
+def render_queries_html(report: QueriesReport) -> str:
+    """The queries report as one self-contained HTML page (the compare report's style).
+
+    >>> render_queries_html(report).startswith("<!doctype html>")  # doctest: +SKIP
+    True
+    """
+    title, notes = _queries_lines(report)
+
+    def table(head: list[str], rows: list[list[str | int]]) -> str:
+        if not rows:
+            return "<p><small>none.</small></p>"
+        cells = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" if i == 0 else
+                                         f'<td class="n">{escape(str(v))}</td>' for i, v in enumerate(r)) + "</tr>"
+                        for r in rows)
+        return "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+    body = [f"<h1>{escape(title)}</h1>"]
+    body += [f'<p class="{"neg sig" if n.startswith("SIMULATED") else ""}">{escape(n)}</p>' for n in notes]
+    body += ["<h2>Top queries</h2>",
+             table(["query", "searches", "clients", "found nothing"],
+                   [[s.query, s.searches, s.clients, _share(s.zero_results, s.searches)] for s in report.top]),
+             "<h2>Zero-result queries</h2>",
+             table(["query", "searches finding nothing", "searches", "clients"],
+                   [[s.query, s.zero_results, s.searches, s.clients] for s in report.zero_results]),
+             "<h2>Low click-through queries</h2>",
+             table(["query", "CTR", "result lists", "with a click"],
+                   [[c.query, f"{c.ctr:.1%}", c.impressions, c.clicked] for c in report.low_ctr])]
     return _page(escape(title), body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -11,22 +12,30 @@ from flask import Blueprint, g, jsonify, request
 
 from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
+from shopsearch.plugin.suggest import mix_suggestions
 from shopsearch.reranker.interleaving import search_interleaved
 
 from .app import service
 from .auth import role
 from .errors import ApiError, bad_parameter
+from .hit_tokens import HitSigner
 from .limits import budget
+from .overload import bounded, request_deadline
 from .params import parse_params, request_models
 from .query_log import client_id, explained_stages, log_query, query_record
+
+MAX_DID_YOU_MEAN = 3  # "did you mean" suggestions a zero-hit search returns at most
 
 bp = Blueprint("search", __name__)
 
 
-def hit_json(hit: ScoredHit, explain: bool) -> dict[str, Any]:
-    """One result as JSON: id, rank, score, the public product fields, and when explaining ``stages`` (and
-    ``contributions``: the conversion model's per-feature contributions, for hits it scored)."""
+def hit_json(hit: ScoredHit, explain: bool, token: str | None = None) -> dict[str, Any]:
+    """One result as JSON: id, rank, score, the public product fields, its event ``token`` (on /search: events
+    about this hit send it back, api/hit_tokens.py), and when explaining ``stages`` (and ``contributions``: the
+    conversion model's per-feature contributions, for hits it scored)."""
     out: dict[str, Any] = {"id": hit.id, "rank": hit.rank, "score": float(hit.score)}
+    if token is not None:
+        out["token"] = token
     out.update({k: v for k, v in public_source(hit.source).items() if k != "id"})
     if hit.highlights:
         out["highlights"] = dict(hit.highlights)
@@ -37,8 +46,9 @@ def hit_json(hit: ScoredHit, explain: bool) -> dict[str, Any]:
     return out
 
 
-def response_json(resp: SearchResponse, explain: bool, query_id: str) -> dict[str, Any]:
-    """The /search body for a SearchResponse."""
+def response_json(resp: SearchResponse, explain: bool, query_id: str, signer: HitSigner) -> dict[str, Any]:
+    """The /search body for a SearchResponse; each hit's token is signed now for (``query_id``, its id)."""
+    t = int(time.time())
     return {
         "query_id": query_id,
         "query": resp.query,
@@ -46,12 +56,18 @@ def response_json(resp: SearchResponse, explain: bool, query_id: str) -> dict[st
         "page": resp.page,
         "size": resp.size,
         "total": resp.total,
-        "hits": [hit_json(h, explain) for h in resp.hits],
+        "hits": [hit_json(h, explain, signer.token(query_id, h.id, t)) for h in resp.hits],
         "facets": {name: [{"value": str(v), "count": int(c)} for v, c in values]
                    for name, values in resp.facets.items()},
         "timings_ms": {k: round(float(v), 3) for k, v in resp.timings_ms.items()},
         "degraded": bool(resp.degraded),
+        "degraded_reasons": list(resp.degraded_reasons),
         "notes": list(resp.notes),
+        "correction": resp.correction,
+        "did_you_mean": list(resp.did_you_mean),
+        "relaxed": bool(resp.relaxed),
+        "rules_applied": list(resp.rules_applied),
+        "redirect": resp.redirect,
     }
 
 
@@ -71,6 +87,7 @@ def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
 @bp.get("/search")
 @role("search")
 @budget("search")
+@bounded
 def search():
     """Hybrid search, then the profile's rerank stages, with filters, facets, paging and optional explanation."""
     svc = service()
@@ -82,15 +99,29 @@ def search():
         resp = experiment_search(svc, pipeline, params, query_id)
     except ValueError as exc:
         raise value_error_to_api(exc, tuple(model.model_fields)) from exc
-    svc.metrics.observe_search(resp.timings_ms, resp.degraded)
+    resp = with_popular_did_you_mean(svc, resp)
+    svc.metrics.observe_search(resp.timings_ms, resp.degraded, resp.degraded_reasons)
     log_search(svc, params, resp, query_id)
-    return jsonify(response_json(resp, params.explain, query_id))
+    return jsonify(response_json(resp, params.explain, query_id, svc.signer))
+
+
+def with_popular_did_you_mean(svc: Any, resp: SearchResponse) -> SearchResponse:
+    """A search that found nothing (or only through its relaxed form) also offers the popular queries a few
+    edits from it (plugin/popular_queries.py: searched by several shoppers, finding products), after the
+    speller's suggestion; at most :data:`MAX_DID_YOU_MEAN` in all."""
+    if (resp.total and not resp.relaxed) or svc.popular_queries is None or not resp.query.strip():
+        return resp
+    popular = svc.popular_queries.get().near(resp.query, MAX_DID_YOU_MEAN)
+    if not popular:
+        return resp
+    merged = list(dict.fromkeys([*resp.did_you_mean, *popular]))[:MAX_DID_YOU_MEAN]
+    return replace(resp, did_you_mean=tuple(merged))
 
 
 def log_search(svc: Any, params: Any, resp: SearchResponse, query_id: str) -> None:
     """Spool the served search's UBI query record (api/query_log.py), with the client's experiment and arm."""
     record = query_record(params, resp, query_id, depth=svc.config.ubi_feature_depth,
-                          attributes=experiment_attributes())
+                          attributes={"index": svc.config.index, **experiment_attributes()})
     log_query(svc, record)
 
 
@@ -99,21 +130,22 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
 
     ab: the arm's profile serves; interleave: both profiles run and their team-draft interleaving (seeded by
     ``query_id``) serves. A request without a client id, or with an explicit ``profile=``, is served as asked.
-    ``g.experiment_attributes`` keeps what the query log records (:func:`experiment_attributes`).
+    ``g.experiment_attributes`` keeps what the query log records (:func:`experiment_attributes`). Every search
+    runs under the request's deadline (api/overload.py).
     """
-    req, context = params.request(), params.context()
+    req, context, deadline = params.request(), params.context(), request_deadline()
     explicit = bool(request.args.get("profile", "").strip())  # the client's choice overrides any experiment
     assignment = None if explicit or svc.experiments is None else svc.experiments.assign(client_id(params))
     g.experiment_attributes = {}
     if assignment is None:
-        return pipeline.search(req, context=context)
+        return pipeline.search(req, context=context, deadline=deadline)
     if assignment.mode == "interleave":
-        resp, teams = search_interleaved(lambda r: pipeline.search(r, context=context), req, seed=query_id,
-                                         profiles=assignment.profiles)
+        resp, teams = search_interleaved(lambda r: pipeline.search(r, context=context, deadline=deadline), req,
+                                         seed=query_id, profiles=assignment.profiles)
         g.experiment_attributes = assignment.query_attributes(teams)
         return resp
     g.experiment_attributes = assignment.query_attributes()
-    return pipeline.search(replace(req, profile=assignment.arm), context=context)
+    return pipeline.search(replace(req, profile=assignment.arm), context=context, deadline=deadline)
 
 
 def experiment_attributes() -> dict[str, Any]:
@@ -126,7 +158,8 @@ def experiment_attributes() -> dict[str, Any]:
 @role("search")
 @budget("search")
 def suggest():
-    """Query autocomplete: up to ``size`` completions of the prefix ``q``."""
+    """Query autocomplete: up to ``size`` completions of the prefix ``q``: popular past queries (kind ``query``,
+    from the background-refreshed aggregate of the query log) mixed with product titles (kind ``product``)."""
     svc = service()
     model = request_models(svc.config).suggest
     params = parse_params(model, request.args)
@@ -134,7 +167,9 @@ def suggest():
     if not callable(getattr(searcher, "suggest", None)):
         raise ApiError(501, "not_implemented", "autocomplete is not available in this build")
     try:
-        suggestions = list(searcher.suggest(params.q, params.size))
+        titles = [str(s) for s in searcher.suggest(params.q, params.size)]
     except ValueError as exc:
         raise value_error_to_api(exc, tuple(model.model_fields)) from exc
-    return jsonify({"query": params.q, "suggestions": [str(s) for s in suggestions[:params.size]]})
+    popular = svc.popular_queries.get().lookup(params.q, params.size) if svc.popular_queries is not None else []
+    return jsonify({"query": params.q, "suggestions": [s._asdict() for s in mix_suggestions(popular, titles,
+                                                                                             params.size)]})

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+CLIENT_PARAMS = ("request_timeout", "ignore")
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -53,7 +55,9 @@ class RequestRecorder:
         transport.perform_request = self._perform
 
     def _perform(self, method: str, url: str, params: Any = None, body: Any = None, **kwargs: Any) -> Any:
-        self._seen.append(Recorded(method, url, dict(params or {}), body))
+        # request_timeout and ignore are the client's own options (the transport takes them out), not the URL's
+        sent = {k: v for k, v in (params or {}).items() if k not in CLIENT_PARAMS}
+        self._seen.append(Recorded(method, url, sent, body))
         return self._inner(method, url, params=params, body=body, **kwargs)
 
     def take(self) -> list[Recorded]:

@@ -1,16 +1,22 @@
 """Indexing throughput against the encoder's ceiling, incremental speedup, and peak memory, in one run.
 
-Prints, side by side for the same catalog and the same encode settings:
+Prints, side by side for the same catalog and the same encode settings, for each encoder configuration
+(``--encoders torch,onnx-int8`` x ``--workers 1,2``: the encoder ``shopsearch index --encoder`` takes, in that
+many processes, ``--workers``):
 
-(a) ceiling: ``BiEncoder.encode`` alone on the catalog's embed texts, in the same chunk-sized calls the job
-    makes (docs/s); (b) a full ``run_index`` into each engine with a cold vector cache (a fresh temp file):
-    docs/s and % of the ceiling (target >= 85%); (c) an incremental run after 1% of titles changed: seconds,
-    speedup over the full run (target >= 20x) and exactly how many products were re-embedded; (d) peak RSS of
-    each indexing process (every configuration runs in its own child process, which reports its
-    ``ru_maxrss``), for the catalog and growing catalog sizes (rows repeated with new ids; their vectors come
-    from the warm cache, so these runs measure the pipeline and engine, not the encoder) (target < 2 GB, flat).
+(a) ceiling: the encoder alone on the catalog's embed texts (no engine, no cache), in the same chunk-sized calls
+    the job makes, through the same pool of worker processes (docs/s); (b) a full ``run_index`` into each engine
+    with a cold vector cache (a fresh temp file): docs/s, % of that configuration's ceiling (target >= 85%) and
+    the speedup over ``torch x1``; (c) an incremental run after 1% of titles changed (first configuration):
+    seconds, speedup over the full run (target >= 20x) and exactly how many products were re-embedded; (d) peak
+    RSS of each indexing process (every configuration runs in its own child process, which reports its
+    ``ru_maxrss``; pool workers are separate processes, not counted), for the catalog and growing catalog sizes
+    (rows repeated with new ids; their vectors come from the warm cache, so these runs measure the pipeline and
+    engine, not the encoder) (target < 2 GB, flat); (e) with onnx-int8: the cosine similarity of its vectors to
+    the fp32 torch vectors on ``--cosine-sample`` catalog texts.
 
     python bench/indexing.py [--catalog PATH] [--limit N] [--engines opensearch,embedded]
+                             [--workers 1,2] [--encoders torch,onnx-int8]
                              [--model all-MiniLM-L6-v2] [--json OUT] [--quick]
 
 Each figure is one run on a shared machine: the load average is printed at start and end; rerun on a quiet
@@ -50,26 +56,47 @@ def _cpu_s() -> float:
 
 
 def _encoder(spec: dict[str, Any]):
-    from shopsearch.indexer.embedder import BiEncoder
+    """The encoder of ``shopsearch index --encoder E --workers N`` (a context manager: stops a pool on exit)."""
+    from shopsearch.indexer.encode_pool import open_index_encoder
 
-    return BiEncoder(spec["model"], max_length=spec["max_length"], batch_size=spec["batch_size"])
+    return open_index_encoder(spec["model"], kind=spec["encoder"], workers=spec["workers"],
+                              max_length=spec["max_length"], batch_size=spec["batch_size"],
+                              onnx_dir=load_settings().onnx_dir)
 
 
-def child_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
-    """Encode the catalog's valid products' texts exactly as the job would (chunked, distinct per chunk)."""
+def _catalog_texts(path: str) -> list[str]:
     from shopsearch.indexer.readers import read_rows
     from shopsearch.indexer.validate import Validator
 
     validator = Validator(None)
-    texts = [p.embed_text() for p in (validator.check(r.data or {}, r.line).product
-                                      for r in read_rows(spec["catalog"]) if r.error is None) if p is not None]
-    enc = _encoder(spec)
-    enc.encode(texts[:enc.batch_size])  # warm-up: first-call allocations are not throughput
+    return [p.embed_text() for p in (validator.check(r.data or {}, r.line).product
+                                     for r in read_rows(path) if r.error is None) if p is not None]
+
+
+def child_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
+    """Encode the catalog's valid products' texts exactly as the job would (chunked, distinct per chunk; through
+    the pool with the job's in-flight depth when there is one), with no engine and no cache."""
+    from collections import deque
+
+    from shopsearch.indexer.encode_pool import EncoderPool
+
+    texts = _catalog_texts(spec["catalog"])
     chunk = spec["chunk_size"]
-    cpu0, t0 = _cpu_s(), time.perf_counter()
-    for i in range(0, len(texts), chunk):
-        enc.encode(list(dict.fromkeys(texts[i:i + chunk])))
-    secs = time.perf_counter() - t0
+    with _encoder(spec) as enc:
+        enc.encode(texts[:64])  # warm-up: first-call allocations are not throughput
+        cpu0, t0 = _cpu_s(), time.perf_counter()
+        if isinstance(enc, EncoderPool):
+            inflight: deque[Any] = deque()
+            for i in range(0, len(texts), chunk):
+                inflight.append(enc.submit(list(dict.fromkeys(texts[i:i + chunk]))))
+                while len(inflight) > enc.depth:
+                    enc.result(inflight.popleft(), "the ceiling")
+            while inflight:
+                enc.result(inflight.popleft(), "the ceiling")
+        else:
+            for i in range(0, len(texts), chunk):
+                enc.encode(list(dict.fromkeys(texts[i:i + chunk])))
+        secs = time.perf_counter() - t0
     return {"docs": len(texts), "seconds": secs, "docs_per_s": len(texts) / secs,
             "cpu_ms_per_doc": 1000 * (_cpu_s() - cpu0) / len(texts)}
 
@@ -80,11 +107,10 @@ def child_index(spec: dict[str, Any]) -> dict[str, Any]:
     from shopsearch.indexer.vector_cache import VectorCache
     from shopsearch.plugin.engines import open_engine
 
-    enc = _encoder(spec)
     engine = open_engine(spec["engine"], url=spec.get("url"), root=spec.get("root"))
     cpu0 = _cpu_s()
     try:
-        with VectorCache(spec["cache"]) as cache:
+        with _encoder(spec) as enc, VectorCache(spec["cache"]) as cache:
             rep = run_index(spec["catalog"], engine, enc, alias=spec["alias"], mode=spec["mode"], cache=cache,
                             chunk_size=spec["chunk_size"], progress=False,
                             quarantine_path=Path(spec["work"]) / f"{spec['alias']}.quarantine.jsonl")
@@ -95,10 +121,26 @@ def child_index(spec: dict[str, Any]) -> dict[str, Any]:
             "docs_per_s": rep.docs_per_s, "cpu_ms_per_doc": 1000 * (_cpu_s() - cpu0) / max(rep.read, 1)}
 
 
+def child_cosine(spec: dict[str, Any]) -> dict[str, Any]:
+    """Cosine similarity of the int8 encoder's vectors to the torch fp32 ones, on a sample of catalog texts."""
+    import numpy as np
+
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.onnx_int8 import int8_encoder
+
+    texts = _catalog_texts(spec["catalog"])[:spec["sample"]]
+    fp32 = BiEncoder(spec["model"], device="cpu", max_length=spec["max_length"], batch_size=spec["batch_size"])
+    int8 = int8_encoder(spec["model"], cache_dir=load_settings().onnx_dir, max_length=spec["max_length"])
+    cos = np.sum(fp32.encode(texts) * int8.encode(texts), axis=1)
+    return {"texts": len(texts), "mean": float(cos.mean()), "p01": float(np.percentile(cos, 1)),
+            "min": float(cos.min())}
+
+
 def child_main(spec_json: str) -> int:
     """Run one configuration and print its result (plus peak RSS) as the last stdout line."""
     spec = json.loads(spec_json)
-    out = child_ceiling(spec) if spec["kind"] == "ceiling" else child_index(spec)
+    run = {"ceiling": child_ceiling, "index": child_index, "cosine": child_cosine}[spec["kind"]]
+    out = run(spec)
     out["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(out))
     return 0
@@ -149,61 +191,95 @@ def count_rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def config_name(encoder: str, workers: int) -> str:
+    """The label of one encoder configuration, e.g. ``torch x2``."""
+    return f"{encoder} x{workers}"
+
+
 def verdicts(res: dict[str, Any]) -> list[str]:
     """One line per target: met / NOT met, with the numbers (pure; used by the printout and the JSON)."""
     lines = []
-    ceiling = res["ceiling"]["docs_per_s"]
-    for eng, r in res["full"].items():
-        ratio = r["docs_per_s"] / ceiling
-        lines.append(f"end-to-end {eng}: {r['docs_per_s']:.1f} docs/s = {ratio:.0%} of the {ceiling:.1f} docs/s "
-                     f"ceiling -> {'met' if ratio >= TARGET_RATIO else 'NOT met'} (target >= {TARGET_RATIO:.0%})")
+    for eng, by_cfg in res["full"].items():
+        for cfg, r in by_cfg.items():
+            ceiling = res["ceiling"][cfg]["docs_per_s"]
+            ratio = r["docs_per_s"] / ceiling
+            lines.append(f"end-to-end {eng} {cfg}: {r['docs_per_s']:.1f} docs/s = {ratio:.0%} of its {ceiling:.1f} "
+                         f"docs/s ceiling -> {'met' if ratio >= TARGET_RATIO else 'NOT met'} "
+                         f"(target >= {TARGET_RATIO:.0%})")
+    first = res["configs"][0]
     for eng, r in res["incremental"].items():
-        speedup = res["full"][eng]["seconds"] / r["seconds"]
+        full = res["full"][eng][first]
+        speedup = full["seconds"] / r["seconds"]
         exact = r["embedded"] == res["changed"]
-        lines.append(f"incremental {eng}: {r['seconds']:.1f} s vs {res['full'][eng]['seconds']:.1f} s full = "
+        lines.append(f"incremental {eng} {first}: {r['seconds']:.1f} s vs {full['seconds']:.1f} s full = "
                      f"{speedup:.1f}x, re-embedded {r['embedded']} of {res['changed']} changed -> "
                      f"{'met' if speedup >= TARGET_SPEEDUP and exact else 'NOT met'} (target >= "
                      f"{TARGET_SPEEDUP:.0f}x, exactly the changed products)")
     for eng, by_size in res["rss"].items():
         sizes = sorted(by_size, key=int)
         peaks = [by_size[s] for s in sizes]
-        growth = peaks[-1] / peaks[0] - 1 if peaks[0] else 0.0
-        cold = res["full"][eng]["peak_rss_mb"]
+        cold = max(r["peak_rss_mb"] for r in res["full"][eng].values())
         worst = max(peaks + [cold])
-        lines.append(f"peak RSS {eng}: {cold:.0f} MB cold full run; " +
-                     ", ".join(f"{int(s):,} rows {p:.0f} MB" for s, p in zip(sizes, peaks)) +
-                     f" ({growth:+.0%} from {int(sizes[0]):,} to {int(sizes[-1]):,} rows) -> "
-                     f"{'met' if worst < TARGET_RSS_MB else 'NOT met'} (target < {TARGET_RSS_MB / 1024:.0f} GB)")
+        growth = f" ({peaks[-1] / peaks[0] - 1:+.0%} from {int(sizes[0]):,} to {int(sizes[-1]):,} rows)" \
+            if peaks and peaks[0] else ""
+        lines.append(f"peak RSS {eng}: {cold:.0f} MB cold full runs (parent process); " +
+                     ", ".join(f"{int(s):,} rows {p:.0f} MB" for s, p in zip(sizes, peaks)) + growth +
+                     f" -> {'met' if worst < TARGET_RSS_MB else 'NOT met'} (target < {TARGET_RSS_MB / 1024:.0f} GB)")
+    if res.get("cosine"):
+        c = res["cosine"]
+        lines.append(f"onnx-int8 vs torch fp32 vectors on {c['texts']} catalog texts: cosine mean {c['mean']:.4f}, "
+                     f"1st percentile {c['p01']:.4f}, min {c['min']:.4f}")
     return lines
 
 
 def print_table(res: dict[str, Any]) -> None:
     """The compact side-by-side table."""
-    c = res["ceiling"]
-    print(f"\n{'configuration':34s} {'docs':>7s} {'seconds':>8s} {'docs/s':>8s} {'% ceil':>7s} "
+    base = config_name("torch", 1)
+    print(f"\n{'configuration':40s} {'docs':>7s} {'seconds':>8s} {'docs/s':>8s} {'% ceil':>7s} {'vs t x1':>7s} "
           f"{'embedded':>8s} {'cpu ms/doc':>10s} {'peak RSS':>9s}")
-    print(f"{'(a) encode only (ceiling)':34s} {c['docs']:7d} {c['seconds']:8.1f} {c['docs_per_s']:8.1f} "
-          f"{'100%':>7s} {c['docs']:8d} {c['cpu_ms_per_doc']:10.2f} {c['peak_rss_mb']:7.0f}MB")
-    for eng, r in res["full"].items():
-        print(f"{'(b) full, cold cache -> ' + eng:34s} {r['read']:7d} {r['seconds']:8.1f} {r['docs_per_s']:8.1f} "
-              f"{r['docs_per_s'] / c['docs_per_s']:7.0%} {r['embedded']:8d} {r['cpu_ms_per_doc']:10.2f} "
-              f"{r['peak_rss_mb']:7.0f}MB")
+    for cfg, c in res["ceiling"].items():
+        rel = c["docs_per_s"] / res["ceiling"][base]["docs_per_s"] if base in res["ceiling"] else None
+        print(f"{'(a) encode only (ceiling), ' + cfg:40s} {c['docs']:7d} {c['seconds']:8.1f} {c['docs_per_s']:8.1f} "
+              f"{'100%':>7s} {f'{rel:.2f}x' if rel else '':>7s} {c['docs']:8d} {c['cpu_ms_per_doc']:10.2f} "
+              f"{c['peak_rss_mb']:7.0f}MB")
+    for eng, by_cfg in res["full"].items():
+        for cfg, r in by_cfg.items():
+            rel = r["docs_per_s"] / by_cfg[base]["docs_per_s"] if base in by_cfg else None
+            print(f"{'(b) full, cold cache -> ' + eng + ', ' + cfg:40s} {r['read']:7d} {r['seconds']:8.1f} "
+                  f"{r['docs_per_s']:8.1f} {r['docs_per_s'] / res['ceiling'][cfg]['docs_per_s']:7.0%} "
+                  f"{f'{rel:.2f}x' if rel else '':>7s} {r['embedded']:8d} {r['cpu_ms_per_doc']:10.2f} "
+                  f"{r['peak_rss_mb']:7.0f}MB")
+    first = res["configs"][0]
     for eng, r in res["incremental"].items():
-        sp = res["full"][eng]["seconds"] / r["seconds"]
-        print(f"{'(c) incremental 1% -> ' + eng:34s} {r['read']:7d} {r['seconds']:8.1f} {'':>8s} "
-              f"{f'{sp:.0f}x':>7s} {r['embedded']:8d} {r['cpu_ms_per_doc']:10.2f} {r['peak_rss_mb']:7.0f}MB")
+        sp = res["full"][eng][first]["seconds"] / r["seconds"]
+        print(f"{'(c) incremental 1% -> ' + eng + ', ' + first:40s} {r['read']:7d} {r['seconds']:8.1f} {'':>8s} "
+              f"{f'{sp:.0f}x':>7s} {'':>7s} {r['embedded']:8d} {r['cpu_ms_per_doc']:10.2f} {r['peak_rss_mb']:7.0f}MB")
     for eng, by_size in res["rss"].items():
         for size, mb in sorted(by_size.items(), key=lambda kv: int(kv[0])):
-            print(f"{'(d) warm cache -> ' + eng:34s} {int(size):7d} {'':>8s} {'':>8s} {'':>7s} {'':>8s} "
-                  f"{'':>10s} {mb:7.0f}MB")
+            print(f"{'(d) warm cache -> ' + eng + ', ' + first:40s} {int(size):7d} {'':>8s} {'':>8s} {'':>7s} "
+                  f"{'':>7s} {'':>8s} {'':>10s} {mb:7.0f}MB")
+    if res.get("cosine"):
+        c = res["cosine"]
+        print(f"(e) onnx-int8 vs torch fp32 cosine on {c['texts']} texts: mean {c['mean']:.4f}, p01 {c['p01']:.4f}, "
+              f"min {c['min']:.4f}")
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     """Run every configuration; returns the results dict (also written to ``--json``)."""
+    from shopsearch.settings import INDEX_ENCODERS
+
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
         if e not in ENGINES:
             raise ValueError(f"--engines has {e!r}; choose from {', '.join(ENGINES)}")
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    for e in encoders:
+        if e not in INDEX_ENCODERS:
+            raise ValueError(f"--encoders has {e!r}; choose from {', '.join(INDEX_ENCODERS)}")
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    if not workers or min(workers) < 1:
+        raise ValueError(f"--workers must list integers >= 1, got {args.workers!r}")
+    configs = [(e, w) for e in encoders for w in workers]
     catalog = Path(args.catalog)
     if not catalog.is_file():
         raise FileNotFoundError(f"--catalog {catalog} not found")
@@ -211,11 +287,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     limit = min(args.limit or total, total)
     sizes = sorted({int(s) for s in args.rss_sizes.split(",") if s.strip()}) if args.rss_sizes else []
     res: dict[str, Any] = {"catalog": str(catalog), "rows": limit, "model": args.model, "engines": engines,
+                           "configs": [config_name(e, w) for e, w in configs],
                            "batch_size": args.batch_size, "chunk_size": args.chunk_size, "cpus": os.cpu_count(),
-                           "loadavg_start": os.getloadavg(), "full": {}, "incremental": {}, "rss": {}}
+                           "loadavg_start": os.getloadavg(), "ceiling": {}, "full": {}, "incremental": {}, "rss": {}}
     print(f"indexing bench: {limit:,} rows of {catalog}, model {args.model}, batch {args.batch_size}, chunk "
-          f"{args.chunk_size}, engines {', '.join(engines)}; {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+          f"{args.chunk_size}, engines {', '.join(engines)}, configurations {', '.join(res['configs'])}; "
+          f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="ss-bench-index-"))
     tag = uuid.uuid4().hex[:8]
     base = {"model": args.model, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
@@ -226,25 +303,37 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     _, res["changed"] = write_catalog(catalog, edited_cat, limit, edit_every=100)
     aliases: list[tuple[str, str]] = []
     try:
-        res["ceiling"] = run_child(dict(base, kind="ceiling", catalog=str(cat)), "(a) encode only")
+        for enc, w in configs:
+            res["ceiling"][config_name(enc, w)] = run_child(
+                dict(base, kind="ceiling", catalog=str(cat), encoder=enc, workers=w),
+                f"(a) encode only, {config_name(enc, w)}")
+        if "onnx-int8" in encoders and args.cosine_sample:
+            res["cosine"] = run_child(dict(base, kind="cosine", catalog=str(cat), sample=args.cosine_sample),
+                                      "(e) int8 vs fp32 cosine")
         for eng in engines:
-            alias = f"bench-ix-{tag}-{eng[:3]}"
-            aliases.append((eng, alias))
-            spec = dict(base, kind="index", engine=eng, alias=alias, root=str(work / "embedded"),
-                        cache=str(work / f"vectors-{eng}.sqlite"))  # a cold cache per engine
-            res["full"][eng] = run_child(dict(spec, catalog=str(cat), mode="full"), f"(b) full -> {eng}")
-            res["incremental"][eng] = run_child(dict(spec, catalog=str(edited_cat), mode="incremental"),
-                                                f"(c) incremental -> {eng}")
-            res["rss"][eng] = {}
-            for size in sizes:
-                path = work / f"catalog-{size}.jsonl"
-                if not path.exists():
-                    write_catalog(cat, path, size)  # repeats the benched rows: every vector is cached
-                a = f"bench-ix-{tag}-{eng[:3]}-{size}"
-                aliases.append((eng, a))
-                r = run_child(dict(spec, catalog=str(path), mode="full", alias=a), f"(d) {size:,} rows -> {eng}")
-                res["rss"][eng][str(size)] = r["peak_rss_mb"]
-                _drop(eng, a, args.url, work)
+            res["full"][eng] = {}
+            for n, (enc, w) in enumerate(configs):
+                alias = f"bench-ix-{tag}-{eng[:3]}-{n}"
+                aliases.append((eng, alias))
+                spec = dict(base, kind="index", engine=eng, alias=alias, root=str(work / "embedded"), encoder=enc,
+                            workers=w, cache=str(work / f"vectors-{eng}-{n}.sqlite"))  # a cold cache per run
+                res["full"][eng][config_name(enc, w)] = run_child(dict(spec, catalog=str(cat), mode="full"),
+                                                                  f"(b) full -> {eng}, {config_name(enc, w)}")
+                if n:
+                    continue
+                res["incremental"][eng] = run_child(dict(spec, catalog=str(edited_cat), mode="incremental"),
+                                                    f"(c) incremental -> {eng}")
+                res["rss"][eng] = {}
+                for size in sizes:
+                    path = work / f"catalog-{size}.jsonl"
+                    if not path.exists():
+                        write_catalog(cat, path, size)  # repeats the benched rows: every vector is cached
+                    a = f"bench-ix-{tag}-{eng[:3]}-{size}"
+                    aliases.append((eng, a))
+                    r = run_child(dict(spec, catalog=str(path), mode="full", alias=a),
+                                  f"(d) {size:,} rows -> {eng}")
+                    res["rss"][eng][str(size)] = r["peak_rss_mb"]
+                    _drop(eng, a, args.url, work)
     finally:
         for eng, alias in aliases:
             _drop(eng, alias, args.url, work)
@@ -279,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: opensearch,embedded")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--url", default=None, help="OpenSearch URL (default $OPENSEARCH_URL or 127.0.0.1:9200)")
+    ap.add_argument("--workers", default="1", help="comma-separated encoder process counts, e.g. 1,2 (default 1)")
+    ap.add_argument("--encoders", default="torch", help="comma-separated: torch,onnx-int8 (default torch)")
+    ap.add_argument("--cosine-sample", type=int, default=1000,
+                    help="catalog texts for the int8-vs-fp32 cosine (with onnx-int8; 0 skips it)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--chunk-size", type=int, default=512)
     ap.add_argument("--max-length", type=int, default=256)

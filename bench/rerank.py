@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         ms, runs = [], []
         for p, hits in zip(pools, fused):
             t = time.perf_counter()
-            out, degraded = rr.rerank(p.query, hits, depth=args.depth)
+            out, why = rr.rerank(p.query, hits, depth=args.depth)
             ms.append((time.perf_counter() - t) * 1000)
-            if degraded:
-                raise RuntimeError(f"rerank degraded on {p.qid} without a budget")
+            if why is not None:
+                raise RuntimeError(f"rerank degraded ({why}) on {p.qid} without a budget")
             runs.append(out)
         per_query = per_query_ndcg(pools, [np.array([-h.rank for h in _by_id(o, p)]) for o, p in zip(runs, pools)])
         ndcg = float(per_query.mean())

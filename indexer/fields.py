@@ -9,6 +9,7 @@ Product-keyed values out.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
@@ -20,6 +21,9 @@ from shopsearch.config_files import FILE_MODEL, file_schema, must, read_toml, va
 SCALAR_FIELDS = ("id", "title", "description", "brand", "category", "price", "rating", "review_count",
                  "popularity", "in_stock")
 REST = "rest"
+# A facetable attribute's name: it becomes the keyword field ``attr.<name>`` (no dots: they would nest objects).
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+MAX_FACET_ATTRIBUTES = 20
 
 
 def _column(value: Any) -> str | None:
@@ -38,6 +42,18 @@ def _attribute_columns(value: Any) -> str | tuple[str, ...]:
     if isinstance(value, (list, tuple)) and all(isinstance(c, str) for c in value):
         return tuple(value)
     raise must('be "rest" or a list of column names')
+
+
+def _facet_attributes(value: Any) -> tuple[str, ...]:
+    """A list of distinct attribute names, each matching ATTRIBUTE_NAME (kept as a tuple, so hashable)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(a, str) for a in value):
+        raise must("be a list of attribute names")
+    bad = [a for a in value if not ATTRIBUTE_NAME.match(a)]
+    if bad:
+        raise must(f"hold names of letters, digits, '_' and '-' (at most 64, no dots); {bad[0]!r} is not")
+    if len(set(value)) != len(value) or len(value) > MAX_FACET_ATTRIBUTES:
+        raise must(f"hold at most {MAX_FACET_ATTRIBUTES} distinct names")
+    return tuple(value)
 
 
 Column = Annotated[str | None, BeforeValidator(_column), WithJsonSchema({"type": "string"})]
@@ -81,6 +97,11 @@ class FieldMapping(BaseModel):
     in_stock: Column = "in_stock"
     attributes: Annotated[Literal["rest"] | tuple[str, ...], BeforeValidator(_attribute_columns)] = Field(
         REST, description='"rest" (every column not mapped above) or a list of column names')
+    facet_attributes: Annotated[tuple[str, ...], BeforeValidator(_facet_attributes),
+                                WithJsonSchema({"type": "array", "items": {"type": "string",
+                                                                           "pattern": ATTRIBUTE_NAME.pattern},
+                                                "maxItems": MAX_FACET_ATTRIBUTES, "uniqueItems": True})] = Field(
+        (), description="Attributes shoppers can facet and filter on (keyword fields attr.<name>); default none")
     limits: FieldLimits = Field(default_factory=FieldLimits, description="Size limits; over one, a row is "
                                                                           "quarantined")
 

@@ -21,6 +21,8 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -28,12 +30,14 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from .catalog_guard import CatalogShrinkRefused, ShrinkLimits, check_deletes, check_shrink, scan_catalog_ids
+from .encode_pool import EncoderPool
+from .encoder_record import EncoderRecord
 from .fields import FieldMapping
 from .quarantine import QuarantineWriter
 from .readers import read_rows
 from .records import Product, QuarantinedRow
 from .rebuild_lock import rebuild_lock
-from .sink import Delete, IndexDoc, IndexSink
+from .sink import FACET_ATTRIBUTES_META, Delete, IndexDoc, IndexSink
 from .validate import REJECTED, Validator
 from .vector_cache import VectorCache, cache_key
 from .versions import unfinished_versions, version_name, versions_to_delete
@@ -92,9 +96,11 @@ class IndexReport:
                 + (f"; dropped unfinished {', '.join(self.unfinished_dropped)}" if self.unfinished_dropped else ""))
 
 
-def doc_hash(product: Product, fingerprint: str) -> str:
-    """The stored change-detection hash: product content + model fingerprint (a new model re-embeds all)."""
-    return hashlib.sha1(f"{product.content_hash()}|{fingerprint}".encode()).hexdigest()
+def doc_hash(product: Product, fingerprint: str, facet_attributes: tuple[str, ...] = ()) -> str:
+    """The stored change-detection hash: product content + model fingerprint (a new model re-embeds all), and the
+    mapping's facet attributes when it declares any (declaring one rewrites the products that carry it)."""
+    facets = f"|{','.join(facet_attributes)}" if facet_attributes else ""
+    return hashlib.sha1(f"{product.content_hash()}|{fingerprint}{facets}".encode()).hexdigest()
 
 
 def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: str = "products",
@@ -108,14 +114,17 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
     Args:
         catalog: JSONL, CSV or Parquet file.
         sink: the engine to write to (``plugin.engines.open_engine(...)``).
-        encoder: the bi-encoder (``BiEncoder``).
+        encoder: the bi-encoder (``BiEncoder``, the int8 ``OnnxQueryEncoder``), or an ``EncoderPool`` of worker
+            processes: then up to ``pool.depth`` chunks are embedded at once and written in catalog order.
+            Its kind and fingerprint are recorded on the index (``encoder_record``).
         alias: the name searches use; concrete indices are ``<alias>-v<timestamp>``.
         mode: "full", "incremental", or "auto" (incremental when the alias exists, else full).
         mapping: catalog column mapping and limits (default: identity).
         quarantine_path: where rejected rows are appended as JSONL (default: ``<alias>.quarantine.jsonl``
             in the current directory); created only if a row is rejected.
         cache: vector cache (None: embed every product written).
-        chunk_size: products per embed + bulk chunk (memory holds about 3 chunks of vectors).
+        chunk_size: products per embed + bulk chunk (memory holds about 3 chunks of vectors, plus the pool's
+            ``depth`` chunks in flight).
         fmt: catalog format (default from the suffix).
         progress: show a tqdm bar and print the summary line.
         keep_previous: after a full rebuild keep the index the alias pointed to before (rollback copy).
@@ -194,12 +203,21 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
         existing: dict[str, str] = {}
     else:
         index = live  # type: ignore[assignment]
+        before = EncoderRecord.from_meta(sink.index_meta(index))
+        if before is not None and before.fingerprint != encoder.fingerprint:
+            log.warning("%s was embedded by %s (%s); this run's encoder is %s: every product is re-embedded",
+                        index, before.fingerprint, before.kind, encoder.fingerprint)
         existing = dict(sink.scan_hashes(index))
         gone = existing.keys() - (present.ids if present is not None else frozenset())
         check_deletes(alias, index, len(existing), len(gone), limits)
 
+    facet_attributes = (mapping or FieldMapping()).facet_attributes
+    # The query side checks its encoder against the record and facets the attributes listed.
+    sink.set_index_meta(index, {**EncoderRecord.of(encoder).to_meta(),
+                                FACET_ATTRIBUTES_META: ",".join(facet_attributes)})
     quarantine = QuarantineWriter(quarantine_path or Path.cwd() / f"{alias}.quarantine.jsonl")
-    run = _Run(sink, index, encoder, cache, quarantine, existing, incremental=(mode == "incremental"))
+    run = _Run(sink, index, encoder, cache, quarantine, existing, incremental=(mode == "incremental"),
+               facet_attributes=facet_attributes)
     try:
         run.load(catalog, Validator(mapping), fmt, chunk_size, progress, on_chunk)
     except BaseException:
@@ -257,13 +275,21 @@ class _Run:
     """The streaming loop's state (counters, pending chunk, writer); one per run_index call."""
 
     def __init__(self, sink: IndexSink, index: str, encoder: Encoder, cache: VectorCache | None,
-                 quarantine: QuarantineWriter, existing: dict[str, str], incremental: bool):
+                 quarantine: QuarantineWriter, existing: dict[str, str], incremental: bool,
+                 facet_attributes: tuple[str, ...] = ()):
         self.encoder, self.cache, self.quarantine = encoder, cache, quarantine
+        self.facet_attributes = facet_attributes
         self.existing, self.incremental = existing, incremental
         self.fingerprint = encoder.fingerprint
         self.writer = BulkWriter(sink, index)
         self.read = self.unchanged = self.embedded = self.cache_hits = self.queued = 0
         self.result = self.writer.result
+        # With a pool, chunks wait here for their vectors, oldest first (at most pool.depth of them), and the keys
+        # they are embedding are listed so a later chunk with the same text borrows the vector (via the cache)
+        # instead of embedding it again: the counts then match the in-process run exactly.
+        self.pool = encoder if isinstance(encoder, EncoderPool) else None
+        self.inflight: deque[_Chunk] = deque()
+        self.inflight_keys: set[str] = set()
 
     def load(self, catalog: Path, validator: Validator, fmt: str | None, chunk_size: int, progress: bool,
              on_chunk: Callable[[int], None] | None) -> None:
@@ -286,7 +312,7 @@ class _Run:
                         self.existing.pop(verdict.id, None)
                     self.quarantine.write(QuarantinedRow(row.source, row.line, verdict.reason or "", row.raw))
                     continue
-                h = doc_hash(verdict.product, self.fingerprint)
+                h = doc_hash(verdict.product, self.fingerprint, self.facet_attributes)
                 if self.existing.pop(verdict.product.id, None) == h:
                     self.unchanged += 1
                     continue
@@ -296,7 +322,14 @@ class _Run:
                     pending = []
             if pending:
                 self._flush(pending, on_chunk)
+            while self.inflight:
+                self._emit(self.inflight.popleft(), on_chunk)
             bar.update(self.read % 256)
+        except BaseException:
+            for chunk in self.inflight:  # queued work is dropped; the caller stops the pool's workers
+                if chunk.future is not None:
+                    chunk.future.cancel()
+            raise
         finally:
             bar.close()
         if self.incremental and self.existing:
@@ -311,20 +344,66 @@ class _Run:
             log.error("%d deletes failed, e.g. %s", len(self.result.failed_deletes), self.result.failed_deletes[0])
 
     def _flush(self, pending: list[tuple[Product, str, int]], on_chunk: Callable[[int], None] | None) -> None:
+        """Look the chunk's vectors up in the cache, embed the missing ones (now, or on the pool), write it."""
         texts = [p.embed_text() for p, _, _ in pending]
         keys = [cache_key(self.fingerprint, t) for t in texts]
         found = self.cache.get_many(keys) if self.cache is not None else {}
-        missing = list(dict.fromkeys(k for k in keys if k not in found))  # each distinct text embedded once
-        if missing:
-            text_of = dict(zip(keys, texts))
-            vecs = self.encoder.encode([text_of[k] for k in missing])
-            new = dict(zip(missing, vecs))
-            if self.cache is not None:
-                self.cache.put_many(new)
-            found.update(new)
-            self.embedded += len(missing)
+        missing: list[str] = []
+        borrowed: list[str] = []
+        for k in dict.fromkeys(keys):  # each distinct text embedded once
+            if k not in found:
+                (borrowed if k in self.inflight_keys else missing).append(k)
+        self.embedded += len(missing)
         self.cache_hits += len(keys) - len(missing)
-        self.writer.submit([(IndexDoc(p, found[k], h), line) for (p, h, line), k in zip(pending, keys)])
-        self.queued += len(pending)
+        text_of = dict(zip(keys, texts))
+        batch = [text_of[k] for k in missing]
+        chunk = _Chunk(pending, keys, found, missing, borrowed)
+        if self.pool is None:
+            if missing:
+                self._store(chunk, self.encoder.encode(batch))
+            self._write(chunk, on_chunk)
+            return
+        if missing:
+            chunk.future = self.pool.submit(batch)
+            if self.cache is not None:
+                self.inflight_keys.update(missing)
+        self.inflight.append(chunk)
+        while len(self.inflight) > self.pool.depth:
+            self._emit(self.inflight.popleft(), on_chunk)
+
+    def _emit(self, chunk: "_Chunk", on_chunk: Callable[[int], None] | None) -> None:
+        """Wait for a pooled chunk's vectors (the oldest in flight), then write it."""
+        if chunk.future is not None and self.pool is not None:
+            first = chunk.pending[0][2]
+            what = f"embedding catalog lines {first}-{chunk.pending[-1][2]}"
+            self._store(chunk, self.pool.result(chunk.future, what))
+            self.inflight_keys.difference_update(chunk.missing)
+        if chunk.borrowed and self.cache is not None:  # embedded by an earlier chunk, cached when it was written
+            chunk.vectors.update(self.cache.get_many(chunk.borrowed))
+        self._write(chunk, on_chunk)
+
+    def _store(self, chunk: "_Chunk", vecs: np.ndarray) -> None:
+        new = dict(zip(chunk.missing, vecs))
+        if self.cache is not None:
+            self.cache.put_many(new)
+        chunk.vectors.update(new)
+
+    def _write(self, chunk: "_Chunk", on_chunk: Callable[[int], None] | None) -> None:
+        self.writer.submit([(IndexDoc(p, chunk.vectors[k], h, self.facet_attributes), line)
+                            for (p, h, line), k in zip(chunk.pending, chunk.keys)])
+        self.queued += len(chunk.pending)
         if on_chunk is not None:
             on_chunk(self.queued)
+
+
+@dataclass
+class _Chunk:
+    """One chunk between the cache lookup and the writer: its rows, their cache keys, the vectors known so far,
+    the keys it embeds itself, those an earlier chunk in flight embeds, and the pool's future."""
+
+    pending: list[tuple[Product, str, int]]
+    keys: list[str]
+    vectors: dict[str, np.ndarray]
+    missing: list[str]
+    borrowed: list[str]
+    future: "Future[np.ndarray] | None" = None

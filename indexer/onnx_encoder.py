@@ -96,7 +96,7 @@ def _load_exported(manifest: Path, cache_dir: Path) -> "OnnxQueryEncoder | None"
                             max_length=record["max_length"], name=record["name"])
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     """``torch.cuda.is_available()``, without importing torch where no CUDA driver library exists (CPU servers)."""
     import ctypes
 
@@ -184,11 +184,12 @@ class OnnxQueryEncoder:
     """
 
     def __init__(self, onnx_path: Path, tokenizer_path: Path, *, fingerprint: str, dims: int, max_length: int,
-                 name: str, exported: bool = False):
+                 name: str, exported: bool = False, threads: int = 1):
         from tokenizers import Tokenizer
 
-        # One query at a time per request thread: more intra-op threads only add hand-off cost at this size.
-        self._session = cpu_session(onnx_path, threads=1)
+        # One query at a time per request thread: more intra-op threads only add hand-off cost at this size
+        # (indexing, which encodes batches, asks for more: indexer/onnx_int8.py).
+        self._session = cpu_session(onnx_path, threads=threads)
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))  # read-only after this: safe across threads
         self.onnx_path = Path(onnx_path)
         self.fingerprint = fingerprint
@@ -254,17 +255,19 @@ class OnnxQueryEncoder:
         if isinstance(texts, str):
             raise ValueError("texts must be a list of strings, got a single str (use encode_one)")
         texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dims), dtype=np.float32)
-        parts = []
+        out = np.zeros((len(texts), self.dims), dtype=np.float32)
+        # Texts of similar length share a padded batch (as sentence-transformers does): far less padding to run
+        # through the model when a product catalog is embedded; rows go back to the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(texts), _CHUNK):
-            chunk = texts[start:start + _CHUNK]
+            rows = order[start:start + _CHUNK]
+            chunk = [texts[i] for i in rows]
             # encode_batch hands work to a thread pool: pure overhead for the usual single query
             batch = [self._tokenizer.encode(chunk[0])] if len(chunk) == 1 else self._tokenizer.encode_batch(chunk)
             ids = np.array([e.ids for e in batch], dtype=np.int64)
             mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-            parts.append(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
-        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+            out[rows] = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
 
     def encode_one(self, text: str) -> np.ndarray:
         """Embed one query: a ``(dims,)`` float32 unit vector."""
@@ -302,7 +305,7 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
         log.info("query encoder: torch (query_encoder=torch)")
         return BiEncoder(model, max_length=max_length)
     if mode == "auto":
-        cuda = _cuda_available() if cuda is None else cuda
+        cuda = cuda_available() if cuda is None else cuda
         if cuda:
             log.info("query encoder: torch fp16 on CUDA (query_encoder=auto)")
             return BiEncoder(model, max_length=max_length)
@@ -327,7 +330,7 @@ def load_query_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, mode: s
     except Exception as exc:  # noqa: BLE001 - any export/load failure means "serve with torch", never "don't start"
         log.warning("query encoder: ONNX unavailable for %s (%s: %s); falling back to torch",
                     bi.name, type(exc).__name__, exc)
-        cuda = _cuda_available() if cuda is None else cuda
+        cuda = cuda_available() if cuda is None else cuda
         return BiEncoder(model, max_length=max_length) if cuda else bi
     _write_manifest(manifest, enc)
     log.info("query encoder: onnxruntime on CPU (query_encoder=%s, %s %s)", mode,

@@ -8,13 +8,22 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence, Union
 from .records import Product
 
 
+# The index meta key (:meth:`IndexSink.set_index_meta`) listing the index's facet attributes, comma-separated.
+FACET_ATTRIBUTES_META = "facet_attributes"
+
+
 @dataclass(frozen=True)
 class IndexDoc:
-    """A product ready to store: the product, its embedding and the hash that detects changes."""
+    """A product ready to store: the product, its embedding and the hash that detects changes.
+
+    ``facet_attributes``: the attributes the field mapping declares facetable (``facet_attributes``); the engine
+    stores them as aggregatable keyword fields beside the product.
+    """
 
     product: Product
     vector: Sequence[float]
     content_hash: str
+    facet_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,12 @@ class IndexSink(Protocol):
 
     def set_bulk_mode(self, index: str, on: bool) -> None:
         """Tune an index for bulk loading (no refresh, no replicas) or back to serving."""
+
+    def set_index_meta(self, index: str, meta: dict[str, str]) -> None:
+        """Record ``meta`` on ``index`` (merged over what it holds): which encoder embedded its vectors."""
+
+    def index_meta(self, index: str) -> dict[str, str]:
+        """What :meth:`set_index_meta` recorded on ``index`` (an index or alias); {} when nothing was."""
 
     def wait_ready(self, index: str) -> IndexHealth:
         """Wait (up to the engine's configured timeout) until ``index`` is green; its health then or at timeout."""

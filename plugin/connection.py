@@ -1,7 +1,9 @@
 """The opensearch-py client built from the settings' ``opensearch_*`` options (see shopsearch.settings).
 
 The URLs, basic-auth pair, certificate verification and CA bundle are validated where they are resolved
-(:class:`shopsearch.settings.Settings`); this module only turns them into client arguments.
+(:class:`shopsearch.settings.Settings`); this module turns them into client arguments, and refuses credentials
+over plain http (basic auth sends the password itself) unless ``opensearch_allow_insecure_http_auth`` allows it.
+With https the client verifies the node's certificate against ``opensearch_ca_certs`` (else the system's CAs).
 
 On a cluster the client gets every configured node: opensearch-py's transport round-robins requests over them,
 marks a node that fails as dead for a while and retries the request on the next one (``max_retries`` times, on
@@ -44,8 +46,12 @@ def _is_loopback(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int = 2) -> dict[str, Any]:
+def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int = 2,
+                  retry_on_timeout: bool = True) -> dict[str, Any]:
     """The keyword arguments for ``opensearchpy.OpenSearch`` (pure; :func:`make_client` uses them).
+
+    Raises ValueError for a bad ``timeout``/``max_retries``, or basic-auth credentials with an http URL while
+    ``opensearch_allow_insecure_http_auth`` is off.
 
     >>> client_kwargs(load_settings(environ={}), timeout=5)["retry_on_status"]
     (502, 503, 504)
@@ -60,7 +66,7 @@ def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int
         "timeout": timeout,
         # gzip costs ~1 ms CPU per bulk document; worth it across a network, pure waste on loopback.
         "http_compress": not all(_is_loopback(u) for u in urls),
-        "retry_on_timeout": True,
+        "retry_on_timeout": retry_on_timeout,
         "max_retries": max_retries,
         "retry_on_status": RETRY_ON_STATUS,
         # One pool per node; each API thread holds one connection while it waits for the engine.
@@ -70,6 +76,13 @@ def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int
         kwargs |= {"sniff_on_connection_fail": True, "sniffer_timeout": SNIFF_INTERVAL_S}
     if settings.opensearch_user is not None and settings.opensearch_password is not None:
         kwargs["http_auth"] = (settings.opensearch_user, settings.opensearch_password.get_secret_value())
+    sends_password = "http_auth" in kwargs or any("@" in urlsplit(u).netloc for u in urls)
+    if sends_password and urlsplit(urls[0]).scheme == "http" and not settings.opensearch_allow_insecure_http_auth:
+        # Basic auth is the password itself, base64-encoded: over plain http anyone on the path can read it.
+        raise ValueError(f"opensearch_url={display_url(settings.opensearch_url)!r} is plain http but basic-auth "
+                         f"credentials are set (opensearch_user/opensearch_password or user:password@ in the URL): "
+                         f"use an https URL, or set opensearch_allow_insecure_http_auth = true "
+                         f"(OPENSEARCH_ALLOW_INSECURE_HTTP_AUTH=true) to send the password in clear anyway")
     if urlsplit(urls[0]).scheme == "https":
         kwargs["use_ssl"] = True
         kwargs["verify_certs"] = settings.opensearch_verify_certs
@@ -81,13 +94,15 @@ def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int
 
 
 def make_client(url: str | None = None, *, timeout: float = 10.0, max_retries: int = 2,
-                settings: Settings | None = None) -> Any:
+                retry_on_timeout: bool = True, settings: Settings | None = None) -> Any:
     """Build an ``opensearchpy.OpenSearch`` client; nothing is sent until the first request.
 
     Args:
         url: node URL (or several, comma-separated), instead of the settings' ``opensearch_url``.
         timeout: per-request timeout in seconds.
         max_retries: retries on connection errors, timeouts and 502/503/504, each on the next node.
+        retry_on_timeout: whether a timeout is retried too (a caller with a deadline says False: a node that
+            hangs has used the time, while a refused connection costs nothing to retry elsewhere).
         settings: the resolved settings (default :func:`shopsearch.settings.load_settings`).
     Returns:
         The client (with gzip request compression and retries configured).
@@ -102,4 +117,5 @@ def make_client(url: str | None = None, *, timeout: float = 10.0, max_retries: i
     settings = settings or load_settings()
     if url:
         settings = settings.replace(opensearch_url=url)
-    return OpenSearch(**client_kwargs(settings, timeout=timeout, max_retries=max_retries))
+    return OpenSearch(**client_kwargs(settings, timeout=timeout, max_retries=max_retries,
+                                      retry_on_timeout=retry_on_timeout))

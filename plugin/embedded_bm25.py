@@ -5,8 +5,9 @@ node): ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))`` with N the number of docume
 ``(k1 + 1) * tf / (tf + k1 * (1 - b + b * len / avgdl))`` with ``len`` after Lucene's lossy one-byte norm
 encoding (:func:`lucene_length`). Query clauses are scored like OpenSearch's match query (see
 :class:`~shopsearch.plugin.text_analysis.QueryClause`): fuzzy expansions are blended (every expansion uses the
-largest df among them) and weighted by their similarity boost; single-term synonyms form one pseudo-term (tf
-summed, df the max). Multi-term synonyms (``notebook computer``) are phrase queries: positions are not stored,
+largest df among them) and weighted by their similarity boost; a synonym's alternatives are scored each on its
+own and summed (what the bool query that :mod:`.synonyms` sends OpenSearch scores). Multi-term alternatives
+(``notebook computer``) are phrase queries: positions are not stored,
 but counts of adjacent term pairs are, so a 2-term phrase is exact (idf summed over its terms, tf = the pair's
 count); a longer phrase is approximated by requiring all its consecutive pairs (tf = the smallest pair count).
 
@@ -137,20 +138,6 @@ def _fuzzy_term(fi: FieldIndex, term: str, fuzziness: str | None, scores: np.nda
         matched[rows] = True
 
 
-def _synonym(fi: FieldIndex, terms: Sequence[str], scores: np.ndarray, matched: np.ndarray) -> None:
-    cols = [c for c in (fi.column(t) for t in terms) if c is not None]
-    if not cols:
-        return
-    freq = np.zeros(len(scores), dtype=np.float32)
-    for col in cols:
-        rows, f = _column(fi.tf, col)
-        freq[rows] += f
-    rows = np.flatnonzero(freq)
-    w = idf(max(fi.df(c) for c in cols), fi.doc_count)  # SynonymQuery: one pseudo-term, df the max
-    scores[rows] += w * _tf_part(fi, rows, freq[rows])
-    matched[rows] = True
-
-
 def _phrase(fi: FieldIndex, terms: Sequence[str], scores: np.ndarray, matched: np.ndarray) -> None:
     cols = [fi.column(t) for t in terms]
     pcols = [fi.pair_column(f"{a} {b}") for a, b in zip(terms, terms[1:])]
@@ -185,8 +172,6 @@ def score_field(fi: FieldIndex, clauses: Sequence[QueryClause], fuzziness: str |
     for clause in clauses:
         if clause.kind == "term":
             _fuzzy_term(fi, clause.alternatives[0][0], fuzziness, scores, matched)
-        elif clause.kind == "synonym":
-            _synonym(fi, [a[0] for a in clause.alternatives], scores, matched)
         else:  # graph: each path on its own, summed (a BooleanQuery of SHOULD clauses)
             for alt in clause.alternatives:
                 if len(alt) == 1:

@@ -28,12 +28,12 @@ import os
 import re
 import shutil
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from shopsearch.deadline import Deadline
 from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc, IndexHealth, LockHolder
 
 from .documents import TEXT_FIELDS, public_source, to_engine_doc
@@ -41,12 +41,14 @@ from .embedded_bm25 import best_fields, score_field
 from .embedded_locks import FileLocks
 from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
-from .engine import (FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
-                     MatchPage, MatchRule, check_match, check_min_score)
+from .engine import (HIGHLIGHT_FIELDS, NEWEST_FIELD, PRICE_EDGES, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
+                     LegsCutShort, MatchPage, MatchRule, check_match, check_min_score, check_price_edges,
+                     facet_filters, path_parents, range_buckets, split_faceted)
 from .highlight import highlight as mark, matched_terms
 from .index_config import IndexConfig, load_index_config
 from .suggest import PrefixIndex, check_suggest_size
-from .text_analysis import SynonymMap, analyze_query
+from .text_analysis import analyze_query
+from .vocabulary import Vocabulary, build_vocabulary
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
 MAX_RESULT_WINDOW = 10_000
@@ -113,6 +115,7 @@ class _Index:
         self.store = store
         self.snapshot: Snapshot | None = None
         self.prefixes: tuple[int, PrefixIndex] | None = None  # autocomplete index, by snapshot generation
+        self.vocabulary: Vocabulary | None = None  # spelling vocabulary of one snapshot generation
 
 
 class EmbeddedEngine:
@@ -120,7 +123,8 @@ class EmbeddedEngine:
 
     Args:
         root: directory holding one sub-directory per index and ``aliases.json`` (created if missing).
-        config: index settings (default plugin/config/index.toml): synonyms and bulk chunk size are used.
+        config: index settings (default plugin/config/index.toml): the bulk chunk size is used (synonyms come
+            with each BM25 leg: :mod:`.synonyms`).
 
     >>> engine = EmbeddedEngine(Path("/tmp/ss-embedded"))  # doctest: +SKIP
     >>> engine.search("products", [BM25Leg("tv", {"title": 3.0})])  # doctest: +SKIP
@@ -130,7 +134,6 @@ class EmbeddedEngine:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = config or load_index_config()
-        self.synonyms = SynonymMap.from_lines(self.config.synonyms)
         self._lock = threading.RLock()
         self._open: dict[str, _Index] = {}
         self._locks = FileLocks(self.root)
@@ -235,6 +238,23 @@ class EmbeddedEngine:
     def set_bulk_mode(self, index: str, on: bool) -> None:
         """Bulk mode on: searches stop refreshing lazily (only refresh() rebuilds); off: lazy refresh again."""
         self._index(index).store.set_meta("bulk_mode", "1" if on else "0")
+
+    def set_index_meta(self, index: str, meta: dict[str, str]) -> None:
+        """Record ``meta`` on ``index`` (merged over what it holds), in its meta table."""
+        store = self._index(index).store
+        with store.write_lock:
+            store.set_meta("index_meta", json.dumps({**self.index_meta(index), **meta}, sort_keys=True))
+
+    def index_meta(self, index: str) -> dict[str, str]:
+        """What :meth:`set_index_meta` recorded on ``index`` (or the index alias ``index`` names); {} if nothing.
+
+        Raises:
+            IndexNotFound: no such index or alias.
+        """
+        try:
+            return dict(json.loads(self._index(index).store.meta("index_meta")))
+        except KeyError:
+            return {}
 
     def wait_ready(self, index: str) -> IndexHealth:
         """An existing embedded index is ready at once (one copy on local disk: nothing to replicate)."""
@@ -362,13 +382,18 @@ class EmbeddedEngine:
         """Yield ``(id, content_hash)`` for every stored product."""
         yield from self._index(index).store.hashes()
 
-    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True) -> list[list[Hit]]:
+    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True,
+               deadline: Deadline | None = None) -> list[list[Hit]]:
         """Run every leg against one snapshot; one hit list per leg, best first (``with_source=False``: ids and
         scores only; fetch a page's products with :meth:`sources`).
+
+        ``deadline`` is checked before each leg (a leg in progress is not interrupted): once it has passed, the
+        legs that ran come back in :class:`~.engine.LegsCutShort`.
 
         Raises:
             IndexNotFound: ``index`` does not exist.
             ValueError: a leg is invalid (size, fields, boosts, vector length...).
+            LegsCutShort: the deadline passed before every leg ran.
         """
         for leg in legs:
             self._check_leg(leg)
@@ -378,10 +403,17 @@ class EmbeddedEngine:
         snap = self._snapshot(idx)
         ranked: list[list[tuple[str, float]]] = []
         for leg in legs:
+            if deadline is not None and deadline.expired():
+                raise LegsCutShort(self._with_sources(idx, ranked, with_source))
             if isinstance(leg, BM25Leg):
                 ranked.append(self._bm25(snap, leg))
             else:
                 ranked.append(self._knn(snap, leg))
+        return self._with_sources(idx, ranked, with_source)
+
+    @staticmethod
+    def _with_sources(idx: _Index, ranked: list[list[tuple[str, float]]], with_source: bool) -> list[list[Hit]]:
+        """Ranked (id, score) lists as Hits, with their stored sources when asked."""
         if not with_source:
             return [[Hit(i, s) for i, s in r] for r in ranked]
         sources = idx.store.sources(list({i for r in ranked for i, _ in r}))
@@ -410,18 +442,17 @@ class EmbeddedEngine:
         else:
             raise ValueError(f"legs must be BM25Leg or KnnLeg; got {type(leg).__name__}")
 
-    def _lexical(self, snap: Snapshot, query: str, fields: dict[str, float], fuzziness: str | None,
-                 tie_breaker: float) -> tuple[np.ndarray, np.ndarray]:
-        clauses = analyze_query(query, self.synonyms)
+    def _lexical(self, snap: Snapshot, leg: BM25Leg) -> tuple[np.ndarray, np.ndarray]:
+        clauses = analyze_query(leg.query, leg.synonyms)
         if not clauses:
             return np.zeros(len(snap), dtype=np.float32), np.zeros(len(snap), dtype=bool)
-        per_field = [score_field(snap.fields[f], clauses, fuzziness) for f in fields]
-        return best_fields(per_field, list(fields.values()), tie_breaker)
+        per_field = [score_field(snap.fields[f], clauses, leg.fuzziness) for f in leg.fields]
+        return best_fields(per_field, list(leg.fields.values()), leg.tie_breaker)
 
     def _bm25(self, snap: Snapshot, leg: BM25Leg) -> list[tuple[str, float]]:
         if not leg.query.strip() or not len(snap):
             return []  # an empty lexical query matches nothing, as in OpenSearchEngine
-        scores, matched = self._lexical(snap, leg.query, leg.fields, leg.fuzziness, leg.tie_breaker)
+        scores, matched = self._lexical(snap, leg)
         rows = _top(scores, matched & snap.mask(leg.filters), leg.size)
         return [(snap.ids[r].item(), float(scores[r])) for r in rows]
 
@@ -435,35 +466,46 @@ class EmbeddedEngine:
 
     def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
               exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
-              highlight: str | None = None) -> MatchPage:
+              highlight: str | None = None, deadline: Deadline | None = None,
+              price_edges: Sequence[float] = PRICE_EDGES) -> MatchPage:
         """The products matching ``rule``: lexically, or with a vector score of at least ``rule.min_score``.
 
         Returns the exact count, the slice ``offset:offset+size`` in ``sort`` order (relevance: the lexical score
         plus the vector score of those clearing ``min_score``, as OpenSearch's bool ``should`` sums them; field
         sorts put missing values last; ties by id; ``exclude`` ids skipped in the slice only) and disjunctive facet
-        counts (each facet ignores its own filter: brand, or category for the category levels).
+        counts (each facet ignores its own filter: engine.FACET_FILTER; their shapes: :meth:`.engine.Engine.match`).
 
         Raises:
             ValueError: an unknown sort or facet field, a bad offset/size/min_score or leg.
             IndexNotFound: ``index`` does not exist.
+            DeadlineExceeded: ``deadline`` had passed before the call.
 
         >>> engine.match("products", MatchRule(BM25Leg("sofa", {"title": 1.0})), size=10)  # doctest: +SKIP
         MatchPage(total=20, hits=[...], facets={})
         """
         check_match(sort, offset, size, facets, facet_size)
+        check_price_edges(price_edges)
         if rule.lexical is not None:
             self._check_leg(rule.lexical)
         if rule.vector is not None:
             check_min_score(rule.min_score)
+        if deadline is not None:
+            deadline.check("match")
         idx = self._index(index)
         snap = self._snapshot(idx)
         scores, matched = self._matching(snap, rule)
-        f = rule.filters
-        base = matched & snap.mask(replace(f, brand=(), category=()))
-        by_brand, by_category = snap.mask(Filters(brand=f.brand)), snap.mask(Filters(category=f.category))
-        hits_mask = base & by_brand & by_category
-        counts = {name: snap.facet_counts(base & (by_category if FACET_FILTER[name] == "brand" else by_brand),
-                                          name, facet_size) for name in dict.fromkeys(facets)}
+        rest, owned = split_faceted(rule.filters)
+        base = matched & snap.mask(rest)
+        hits_mask = base & snap.mask(owned)
+        counts = {}
+        for name in dict.fromkeys(facets):
+            counted = base & snap.mask(facet_filters(owned, name))
+            if name == "category_path":
+                counts[name] = snap.path_counts(counted, path_parents(owned.category_path), facet_size)
+            elif name in ("price", "rating"):
+                counts[name] = snap.range_counts(counted, name, range_buckets(name, price_edges))
+            else:
+                counts[name] = snap.facet_counts(counted, name, facet_size)
         rows: list[int] = []
         if size:
             wanted = hits_mask & ~np.isin(snap.ids, np.array([str(i) for i in exclude], dtype=str)) \
@@ -481,7 +523,7 @@ class EmbeddedEngine:
         matched = np.zeros(len(snap), dtype=bool)
         lex = rule.lexical
         if lex is not None and lex.query.strip() and len(snap):
-            lex_scores, matched = self._lexical(snap, lex.query, lex.fields, lex.fuzziness, lex.tie_breaker)
+            lex_scores, matched = self._lexical(snap, lex)
             scores = np.where(matched, lex_scores, np.float32(0.0)).astype(np.float32)
         if rule.vector is not None and len(snap):
             vec = _vector_scores(snap, rule.vector)
@@ -495,7 +537,7 @@ class EmbeddedEngine:
         sources = idx.store.sources([i for i, _ in scored])
         terms = {}
         if query and query.strip():
-            clauses = analyze_query(query, self.synonyms)
+            clauses = analyze_query(query)
             terms = {name: matched_terms(clauses, snap.fields[name].vocab_list) for name in HIGHLIGHT_FIELDS}
         out = []
         for i, score in scored:
@@ -506,13 +548,17 @@ class EmbeddedEngine:
             out.append(Hit(i, score, src, {name: m for name, m in marks.items() if m is not None}))
         return out
 
-    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None) -> dict[str, Hit]:
+    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None,
+                deadline: Deadline | None = None) -> dict[str, Hit]:
         """The stored products of ``ids`` as Hits (score 0; ids not found left out), with ``Hit.highlights`` for
         the query ``highlight`` when given (the markup of :mod:`.highlight`, as OpenSearch's highlighter writes).
 
         Raises:
             IndexNotFound: ``index`` does not exist.
+            DeadlineExceeded: ``deadline`` had passed before the call.
         """
+        if deadline is not None:
+            deadline.check("sources")
         idx = self._index(index)
         snap = self._snapshot(idx)
         return {h.id: h for h in self._hits(idx, snap, [(str(i), 0.0) for i in dict.fromkeys(ids)], highlight)}
@@ -534,6 +580,38 @@ class EmbeddedEngine:
                 titles = [sources[i.item()].get("title", "") for i in snap.ids if i.item() in sources]
                 cached = idx.prefixes = (snap.generation, PrefixIndex(titles))
         return cached[1].lookup(prefix, size)
+
+    def vocabulary(self, index: str) -> Vocabulary:
+        """The spelling vocabulary of ``index``'s current snapshot (words of the indexed text with their document
+        frequencies: :mod:`.vocabulary`), versioned ``<concrete index>:<generation>``.
+
+        Built once per generation and saved as ``vocabulary.json`` beside the snapshot, so another process (an
+        API worker) reads it instead of rebuilding it; cached in memory, so a call costs a generation check.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+        """
+        idx = self._index(index)
+        snap = self._snapshot(idx)
+        directory = idx.store.path.parent
+        version = f"{directory.name}:{snap.generation}"
+        cached = idx.vocabulary
+        if cached is not None and cached.version == version:
+            return cached
+        with idx.store.write_lock:
+            path = directory / "vocabulary.json"
+            try:
+                found = Vocabulary.from_json(path.read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError, KeyError):
+                found = None
+            if found is None or found.version != version:
+                sources = idx.store.sources([i.item() for i in snap.ids])
+                found = build_vocabulary(version, sources.values())
+                tmp = directory / f"vocabulary.json.{os.getpid()}.{threading.get_ident()}.tmp"
+                tmp.write_text(found.to_json(), encoding="utf-8")
+                os.replace(tmp, path)
+            idx.vocabulary = found
+            return found
 
     def filtered_count(self, index: str, filters: Filters) -> int:
         """How many products pass ``filters``."""

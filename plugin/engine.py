@@ -6,17 +6,36 @@ One contract test suite (tests/plugin/test_engine_contract.py) runs against both
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence
 
+from shopsearch.deadline import Deadline, DeadlineExceeded
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import IndexSink
+from shopsearch.settings import Settings
 
-from .documents import FACET_FIELDS
+from .documents import ATTR_PREFIX, FACET_FIELDS, PATH_SEPARATOR, attribute_facet, is_facet
+from .text_analysis import SynonymMap
+from .vocabulary import Vocabulary
 
 
 class EngineUnavailable(RuntimeError):
     """The engine cannot be reached or timed out (the API answers 503)."""
+
+
+class EngineBusy(EngineUnavailable):
+    """The engine is saturated and rejected the request (OpenSearch 429, rejected execution): the API sheds the
+    request at once (503 with Retry-After) instead of queueing it."""
+
+
+class LegsCutShort(DeadlineExceeded):
+    """The deadline passed between the legs of :meth:`Engine.search`: ``done`` holds the hit lists of the legs
+    that ran, a prefix of the legs asked for (empty when none ran)."""
+
+    def __init__(self, done: list[list["Hit"]]) -> None:
+        super().__init__("search", f"the request's deadline passed after {len(done)} leg(s) of the search")
+        self.done = done
 
 
 class IndexNotFound(KeyError):
@@ -27,16 +46,34 @@ class IndexNotFound(KeyError):
 class Filters:
     """Filters applied inside every retrieval leg (never as a post-filter).
 
-    ``brand``/``category`` match any of the given values (category matches any level of the path).
+    ``brand``/``category`` match any of the given values (category matches any level of the path);
+    ``category_path`` any of the given paths' subtrees (``"Home > Furniture"``: that path and every path under it);
+    ``attributes``: ``((name, (value, ...)), ...)``, sorted by name: a product has one of the values of every
+    named attribute (a facet attribute, stored as ``attr.<name>``).
+    ``ids``: only these products (empty: any). ``required``: more filters that every hit and every facet count
+    obeys; unlike the facet-owned filters (:data:`FACETED`) here they are never left out of a facet's count (a
+    merchandising rule's filter, which the shopper cannot undo by picking another brand).
     """
 
     brand: tuple[str, ...] = ()
     category: tuple[str, ...] = ()
+    category_path: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     price_min: float | None = None
     price_max: float | None = None
     in_stock: bool | None = None
     rating_min: float | None = None
     exclude_ids: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    required: Filters | None = None
+
+    def __post_init__(self) -> None:
+        for entry in self.attributes:
+            ok = isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[1], tuple)
+            if not ok or attribute_facet(ATTR_PREFIX + str(entry[0])) is None or \
+                    not all(isinstance(v, str) for v in entry[1]):
+                raise ValueError(f"attributes has {entry!r}; each entry is (name, (value, ...)) with a name of "
+                                 "letters, digits, '_' and '-'")
 
     def is_empty(self) -> bool:
         return self == Filters()
@@ -70,6 +107,8 @@ class BM25Leg:
     fuzziness: str | None = "AUTO"  # None disables typo tolerance
     tie_breaker: float = 0.3  # best_fields: max field score + tie_breaker * the others
     filters: Filters = Filters()
+    # Search-time synonyms (shopsearch.plugin.synonyms): both engines expand the query with them; None: none.
+    synonyms: SynonymMap | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,9 +135,91 @@ NEWEST_FIELD = "listed_at"
 MATCH_WINDOW = 10_000
 # Fields highlighted in a hit.
 HIGHLIGHT_FIELDS = ("title", "description")
-# Facet field -> the filter it ignores when counted (disjunctive faceting: a shopper can pick a second brand).
-FACET_FILTER = {"brand": "brand", "category_lvl0": "category", "category_lvl1": "category",
-                "category_lvl2": "category"}
+# Facet -> the filters it ignores when counted (disjunctive faceting: a shopper can pick a second brand); an
+# attribute facet ``attr.<name>`` ignores that attribute's entry of ``Filters.attributes``.
+FACET_FILTER = {"brand": ("brand",), "category_lvl0": ("category",), "category_lvl1": ("category",),
+                "category_lvl2": ("category",), "category_path": ("category_path",),
+                "price": ("price_min", "price_max"), "rating": ("rating_min",)}
+# The facet-owned filters: hits obey them all, each facet's counts all but its own.
+FACETED = ("brand", "category", "category_path", "price_min", "price_max", "rating_min", "attributes")
+# Price facet buckets: [0, 25), [25, 50), ..., [250, +inf), labelled "0-25" ... "250+"; rating facet: "4+" ... "1+"
+# (a product counts in every threshold its rating reaches).
+PRICE_EDGES: tuple[float, ...] = Settings.model_fields["facet_price_edges"].default  # settings' default
+RATING_STEPS = (4.0, 3.0, 2.0, 1.0)
+
+
+def split_faceted(filters: Filters) -> tuple[Filters, Filters]:
+    """``(base, faceted)``: ``filters`` without the facet-owned ones, and only those (their AND is ``filters``).
+
+    >>> base, owned = split_faceted(Filters(brand=("A",), in_stock=True))
+    >>> base == Filters(in_stock=True), owned == Filters(brand=("A",))
+    (True, True)
+    """
+    base = replace(filters, **{k: (None if k.endswith(("_min", "_max")) else ()) for k in FACETED})
+    owned = Filters(**{k: getattr(filters, k) for k in FACETED})
+    return base, owned
+
+
+def facet_filters(owned: Filters, facet: str) -> Filters:
+    """The facet-owned filters ``facet`` is counted under: ``owned`` without the facet's own.
+
+    >>> facet_filters(Filters(brand=("A",), attributes=(("color", ("red",)),)), "attr.color") == Filters(brand=("A",))
+    True
+    """
+    attr = attribute_facet(facet)
+    if attr is not None:
+        return replace(owned, attributes=tuple((n, v) for n, v in owned.attributes if n != attr))
+    return replace(owned, **{k: (None if k.endswith(("_min", "_max")) else ()) for k in FACET_FILTER[facet]})
+
+
+def range_buckets(facet: str, price_edges: Sequence[float] = PRICE_EDGES) -> list[tuple[str, float, float | None]]:
+    """The buckets of a range facet: ``(label, from, to)``, ``from`` inclusive, ``to`` exclusive (None: open).
+
+    >>> range_buckets("price", (25.0, 50.0))
+    [('0-25', 0.0, 25.0), ('25-50', 25.0, 50.0), ('50+', 50.0, None)]
+    >>> range_buckets("rating")[0]
+    ('4+', 4.0, None)
+    """
+    if facet == "rating":
+        return [(f"{s:g}+", s, None) for s in RATING_STEPS]
+    edges = [0.0, *price_edges]
+    return [(f"{lo:g}-{hi:g}", lo, hi) for lo, hi in zip(edges, edges[1:])] + [(f"{edges[-1]:g}+", edges[-1], None)]
+
+
+def check_price_edges(edges: Sequence[float]) -> None:
+    """Raises ValueError unless ``edges`` are finite numbers > 0, strictly increasing (at least one, at most 20)."""
+    ok = 1 <= len(edges) <= 20 and all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e)
+                                       and e > 0 for e in edges)
+    if not ok or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"price_edges={list(edges)!r} must be 1..20 finite numbers > 0, strictly increasing")
+
+
+def path_parents(selected: Sequence[str]) -> list[str | None]:
+    """Whose children the ``category_path`` facet lists: the roots (None), then every prefix of each selected path,
+    shallowest first (a hierarchical menu: the roots, and each level down the chosen paths).
+
+    >>> path_parents(["Home > Furniture"])
+    [None, 'Home', 'Home > Furniture']
+    """
+    out: dict[str | None, None] = {None: None}
+    for path in selected:
+        parts = path.split(PATH_SEPARATOR)
+        for i in range(len(parts)):
+            out.setdefault(PATH_SEPARATOR.join(parts[:i + 1]))
+    return sorted(out, key=lambda p: (0 if p is None else p.count(PATH_SEPARATOR) + 1, p or ""))
+
+
+def is_child_path(path: str, parent: str | None) -> bool:
+    """Whether ``path`` is one level under ``parent`` (None: a root). A level holding ``>`` never counts as one
+    (OpenSearch selects children with the regular expression ``<parent> > [^>]*``; the embedded engine the same).
+
+    >>> is_child_path("Home > Furniture", "Home"), is_child_path("Home > Furniture > Sofas", "Home")
+    (True, False)
+    """
+    if parent is None:
+        return ">" not in path
+    head = parent + PATH_SEPARATOR
+    return path.startswith(head) and ">" not in path[len(head):]
 
 
 @dataclass(frozen=True)
@@ -137,8 +258,9 @@ def check_match(sort: str, offset: int, size: int, facets: Sequence[str], facet_
     if not 1 <= facet_size <= MATCH_WINDOW:
         raise ValueError(f"facet_size={facet_size!r} must be an integer in 1..{MATCH_WINDOW}")
     for name in facets:
-        if name not in FACET_FIELDS:
-            raise ValueError(f"facets has {name!r}; facet fields are {', '.join(FACET_FIELDS)}")
+        if not is_facet(name):
+            raise ValueError(f"facets has {name!r}; facet fields are {', '.join(FACET_FIELDS)} and "
+                             "attr.<attribute> (letters, digits, '_', '-')")
 
 
 def check_min_score(value: float, *, allow_zero: bool = False) -> None:
@@ -173,22 +295,41 @@ class Engine(IndexSink, Protocol):
     def get(self, index: str, id: str, with_vector: bool = False) -> dict[str, Any] | None:
         """The stored source of product ``id`` (with ``"vector"`` when asked), or None."""
 
-    def search(self, index: str, legs: Sequence[Leg]) -> list[list[Hit]]:
-        """Run every leg (in one round trip where the engine allows) and return one hit list per leg."""
+    def search(self, index: str, legs: Sequence[Leg], *, with_source: bool = True,
+               deadline: Deadline | None = None) -> list[list[Hit]]:
+        """Run every leg (in one round trip where the engine allows) and return one hit list per leg.
+
+        ``deadline``: OpenSearch gets the time left as the request's timeout (a timeout past the deadline raises
+        DeadlineExceeded); the embedded engine checks it before each leg and raises :class:`LegsCutShort` with
+        the legs that ran."""
 
     def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
               exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
-              highlight: str | None = None) -> MatchPage:
+              highlight: str | None = None, deadline: Deadline | None = None,
+              price_edges: Sequence[float] = PRICE_EDGES) -> MatchPage:
         """The products matching ``rule``: their exact count, the slice ``offset:offset+size`` in ``sort`` order
         (ids in ``exclude`` left out of the slice, not of the count) and each facet's counts over the matching set
-        with every filter but the facet's own (:data:`FACET_FILTER`); ``highlight``: the query to highlight."""
+        with every filter but the facet's own (:data:`FACET_FILTER`); ``highlight``: the query to highlight.
 
-    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None) -> dict[str, Hit]:
-        """The stored products of ``ids`` as Hits (score 0), highlighted for the query ``highlight`` when given."""
+        Facets: keyword facets (brand, category levels, ``attr.<name>``) list their top ``facet_size`` values,
+        count descending then value ascending; ``category_path`` lists, for each parent of :func:`path_parents`,
+        its top ``facet_size`` children so ordered; ``price`` (buckets between ``price_edges``) and ``rating``
+        list their buckets of :func:`range_buckets` in order, empty ones left out. An index without a facet's
+        field (built before it existed) gives it no values.
+        Past the ``deadline``: DeadlineExceeded."""
+
+    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None,
+                deadline: Deadline | None = None) -> dict[str, Hit]:
+        """The stored products of ``ids`` as Hits (score 0), highlighted for the query ``highlight`` when given.
+        Past the ``deadline``: DeadlineExceeded."""
 
     def filtered_count(self, index: str, filters: Filters) -> int: ...
 
     def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
         """Autocomplete: up to ``size`` distinct titles whose words start with every typed word."""
+
+    def vocabulary(self, index: str) -> Vocabulary:
+        """The spelling vocabulary of ``index``'s current version (:mod:`.vocabulary`): built once per version and
+        kept beside the index, so a call is cheap while the index is unchanged."""
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from .index_config import IndexConfig
 
 def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = None,
                 config: IndexConfig | None = None, timeout: float = 10.0, max_retries: int = 2,
-                settings: Settings | None = None) -> Engine:
+                retry_on_timeout: bool = True, settings: Settings | None = None) -> Engine:
     """Open an engine.
 
     Args:
@@ -21,7 +21,8 @@ def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = 
         root: the embedded engine's directory (default: the settings' ``embedded_dir``).
         config: index settings (default plugin/config/index.toml).
         timeout: per-request timeout in seconds (OpenSearch).
-        max_retries: retries on timeouts/502/503/504 (OpenSearch); 0 bounds an outage's answer by ``timeout``.
+        max_retries: retries on connection errors/timeouts/502/503/504, each on the next node (OpenSearch).
+        retry_on_timeout: False: a timeout is not retried, so a hung node's answer is bounded by ``timeout``.
         settings: the resolved settings (default :func:`shopsearch.settings.load_settings`).
 
     Raises:
@@ -36,7 +37,7 @@ def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = 
         from .opensearch_engine import OpenSearchEngine
 
         return OpenSearchEngine(url=url, settings=settings, config=config, timeout=timeout,
-                                max_retries=max_retries)
+                                max_retries=max_retries, retry_on_timeout=retry_on_timeout)
     from .embedded_engine import EmbeddedEngine
 
     return EmbeddedEngine(Path(root) if root else settings.embedded_dir, config=config)

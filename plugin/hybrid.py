@@ -12,11 +12,23 @@ Decisions worth knowing:
 - Relevance order: the fused legs (their sizes fixed by the profile, ``bm25.size``, ``knn.k``, never by the page
   asked for, so page 2 always continues page 1), then the rest of the matching set by its summed lexical and
   vector scores. Other sorts (price, rating, newest) order the whole set by the field, missing values last.
+- Spelling (:mod:`.speller`, one speller per index version over the catalog's vocabulary): the query is corrected
+  before it is embedded, so the vector leg sees what the shopper meant; the lexical leg searches the query as
+  typed plus the corrected words (:data:`LEXICAL_SPELLING`); the response names the correction. A query that
+  matches nothing gets "did you mean" suggestions and, when its known words alone find products, those
+  (``relaxed``).
 - Ties (fused score, match score, sort field) are broken by product id, so the order is deterministic.
 - An empty (blank) query is a *browse*: every product passing the filters matches; it ranks nothing (no hits)
   unless sorted by a field; the facets count it, for a storefront's landing page; the notes say so.
 - If the query embedder fails (e.g. the GPU runs out of memory) and the profile has a BM25 leg, the search is
   served lexically with ``degraded=True`` and a note; a dense-only profile re-raises.
+- A ``deadline`` (shopsearch.deadline) bounds every engine call. Past it the search serves what it has, with
+  ``degraded=True`` and the reason codes of :data:`~.search_types.DEGRADED_REASONS`: the legs that ran (the
+  embedded engine checks between legs), the page's hits without their products when the fetch is cut, the fused
+  hits without the exact total and facets when counting is cut. With nothing to serve it raises DeadlineExceeded.
+  Retrieval must end :data:`FETCH_RESERVE` of the budget early, so a slow engine leaves time to fetch the
+  products of what it found; the page's products are fetched before the matching set is counted (a page is worth
+  more than its facets).
 - A request is checked against the same limits as the API's (:class:`~shopsearch.settings.Settings`:
   ``max_query_length``, ``max_size``, ``max_depth``), so a caller past the API gets a ValueError, not a deep scan.
 """
@@ -28,16 +40,26 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from shopsearch.deadline import Deadline, DeadlineExceeded
 from shopsearch.settings import Settings
+from shopsearch.text import normalise_query
 
-from .documents import FACET_FIELDS, VECTOR_FIELD, public_source
-from .engine import SORTS, BM25Leg, Engine, Filters, Hit, KnnLeg, MatchRule
+from shopsearch.indexer.sink import FACET_ATTRIBUTES_META
+
+from .documents import ALL_ATTRIBUTES, ATTR_PREFIX, FACET_FIELDS, VECTOR_FIELD, is_facet, public_source
+from .engine import SORTS, BM25Leg, Engine, Filters, Hit, KnnLeg, LegsCutShort, MatchPage, MatchRule
 from .fusion import Fused, fuse
+from .merchandising import Arranged, Merchandising, arrange_head
 from .profiles import Profile, ProfileStore
 from .query_cache import Embedder, QueryEmbeddingCache
 from .search_types import ScoredHit, SearchRequest, SearchResponse
+from .speller import Correction, Speller, SpellerCache
 
 log = logging.getLogger(__name__)
+# Share of a request's deadline that retrieval leaves for fetching the page's products (and counting the set).
+FETCH_RESERVE = 0.2
+# How long (seconds) the index's list of attribute facets (its index meta) is kept before it is read again.
+FACET_META_TTL_S = 30.0
 
 
 class ProductNotFound(KeyError):
@@ -80,8 +102,9 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
     if req.sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}; got {req.sort!r}")
     for name in req.facets:
-        if name not in FACET_FIELDS:
-            raise ValueError(f"facets has {name!r}; allowed: {', '.join(FACET_FIELDS)}")
+        if name != ALL_ATTRIBUTES and not is_facet(name):
+            raise ValueError(f"facets has {name!r}; allowed: {', '.join(FACET_FIELDS)}, attr.<attribute> or "
+                             f"{ALL_ATTRIBUTES} (every attribute facet of the index)")
     f = req.filters
     if f.price_min is not None and f.price_max is not None and f.price_min > f.price_max:
         raise ValueError(f"price_min ({f.price_min}) must be <= price_max ({f.price_max})")
@@ -98,6 +121,7 @@ class HybridSearcher:
         embed_cache_size: query embeddings kept in the LRU cache (0 disables it).
         settings: the request limits (``max_query_length``, ``max_size``, ``max_depth``; default: the declared
             defaults); the API passes its own, so both check the same numbers.
+        merchandising: the index's rules and synonyms (default: the ``merchandising_dir`` of ``settings``).
 
     Raises:
         ValueError: an empty ``index`` or a bad ``embed_cache_size``.
@@ -108,7 +132,8 @@ class HybridSearcher:
     """
 
     def __init__(self, engine: Engine, index: str, embedder: Embedder, profiles: ProfileStore | None = None, *,
-                 embed_cache_size: int = 2048, settings: Settings | None = None):
+                 embed_cache_size: int = 2048, settings: Settings | None = None,
+                 merchandising: Merchandising | None = None):
         if not isinstance(index, str) or not index.strip():
             raise ValueError(f"index must be a non-empty string, got {index!r}")
         self.settings = settings if settings is not None else Settings()
@@ -116,6 +141,29 @@ class HybridSearcher:
         self.index = index
         self.profiles = profiles if profiles is not None else ProfileStore()
         self.embeddings = QueryEmbeddingCache(embedder, embed_cache_size)
+        self.merchandising = merchandising if merchandising is not None else Merchandising.from_settings(self.settings)
+        self.spellers = SpellerCache(lambda: engine.vocabulary(index))
+        self._attribute_facets: tuple[float, tuple[str, ...]] | None = None
+
+    def attribute_facets(self) -> tuple[str, ...]:
+        """The index's attribute facets (``attr.<name>``, from the ``facet_attributes`` its indexing run recorded
+        in the index meta; none for an index built before them), re-read every FACET_META_TTL_S seconds."""
+        now = time.monotonic()
+        cached = self._attribute_facets
+        if cached is None or now - cached[0] > FACET_META_TTL_S:
+            names = self.engine.index_meta(self.index).get(FACET_ATTRIBUTES_META, "")
+            found = tuple(ATTR_PREFIX + n for n in names.split(",") if is_facet(ATTR_PREFIX + n))
+            cached = self._attribute_facets = (now, found)
+        return cached[1]
+
+    def _facets(self, facets: tuple[str, ...]) -> tuple[str, ...]:
+        """``facets`` with ALL_ATTRIBUTES replaced by the index's attribute facets."""
+        if ALL_ATTRIBUTES not in facets:
+            return facets
+        out: list[str] = []
+        for name in facets:
+            out += self.attribute_facets() if name == ALL_ATTRIBUTES else [name]
+        return tuple(dict.fromkeys(out))
 
     def legs_for(self, profile: Profile, query: str, vector: Any, filters: Filters) -> dict[str, BM25Leg | KnnLeg]:
         """The legs a profile asks for, by name; the k-NN leg only when a ``vector`` is given.
@@ -128,17 +176,21 @@ class HybridSearcher:
         if profile.bm25.enabled:
             b = profile.bm25
             legs["bm25"] = BM25Leg(query=query, fields=dict(b.fields), size=b.size, fuzziness=b.fuzziness,
-                                   tie_breaker=b.tie_breaker, filters=filters)
+                                   tie_breaker=b.tie_breaker, filters=filters,
+                                   synonyms=self.merchandising.synonyms(self.index))
         if profile.knn.enabled and vector is not None:
             legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
         return legs
 
-    def search(self, req: SearchRequest) -> SearchResponse:
+    def search(self, req: SearchRequest, *, deadline: Deadline | None = None, relax: bool = True) -> SearchResponse:
         """Run one search request.
 
         Args:
             req: query, filters, 1-based page, page size, profile name, facet fields, sort, highlight
                 (limits: ``settings``).
+            deadline: when the answer is due; every engine call gets the time left, and what ran out of time is
+                left out (``degraded_reasons`` say what; see the module notes). None: no deadline.
+            relax: when the query matches nothing, search its relaxed form (see :meth:`_nothing_found`).
 
         Returns:
             A SearchResponse over the products the query matches (lexically, or by a vector score over the
@@ -148,44 +200,70 @@ class HybridSearcher:
             ``knn_rank`` for the legs that found the product and ``fused``), then the other matches by their
             summed lexical and vector scores (``stages["match"]``). ``timings_ms``: embed, retrieve, fusion, match
             (count, facets and any page past the fused list), fetch (the page's products), total.
+            Spelling: the query is corrected against the catalog's vocabulary before it is embedded
+            (``correction``; the lexical leg searches :func:`lexical_text`); a query that matches nothing gets
+            ``did_you_mean`` and, when its relaxed form finds products, those (``relaxed``).
 
         Raises:
             ValueError: a bad parameter (message names it), including an unknown profile
                 (:class:`~shopsearch.plugin.profiles.UnknownProfile`, a ValueError subclass).
             IndexNotFound, EngineUnavailable: from the engine.
+            DeadlineExceeded: the deadline passed before anything could be served (no leg ran in time, or a
+                browse/field-sorted page could not be read in time).
         """
         t_total = time.perf_counter()
         validate_request(req, self.settings)
         profile = self.profiles.get(req.profile)
+        plan = self.merchandising.plan(self.index, req.query)
+        if plan.rules:  # hide and filter rules narrow the filters: every leg, the total and the facets obey them
+            req = replace(req, filters=plan.narrow(req.filters))
+        arranged = Arranged([])
         query = req.query.strip()
         timings: dict[str, float] = {}
         notes: list[str] = []
-        degraded = False
+        reasons: list[str] = []
         fused: list[Fused] = []
         rule = MatchRule(filters=req.filters)
+        speller: Speller | None = None
+        correction = Correction(query, query)
         if not query:
             notes.append("empty query: browse mode, facets over the filtered products"
                          + (", no ranked hits" if req.sort == "relevance" else f", sorted by {req.sort}"))
         else:
+            t = time.perf_counter()
+            speller = self.spellers.get()
+            correction = speller.correct(query)
+            timings["spell"] = _ms(t)
             vector = None
             if profile.knn.enabled:
                 t = time.perf_counter()
                 try:
-                    vector = self.embeddings.embed(query)
+                    vector = self.embeddings.embed(correction.corrected)  # what the shopper meant
                 except RuntimeError as exc:
                     if not profile.bm25.enabled:
                         raise
                     log.warning("query embedding failed, serving BM25 only: %s", exc)
-                    degraded = True
+                    reasons.append("embed:failed")
                     notes.append(f"query embedding failed ({type(exc).__name__}); served by BM25 only")
                 timings["embed"] = _ms(t)
-            legs = self.legs_for(profile, query, vector, req.filters)
+            legs = self.legs_for(profile, lexical_text(correction), vector, req.filters)
             lexical = legs.get("bm25")  # its query decides the lexical match (kept: the legs may be cut below)
             if req.sort != "relevance" and "knn" in legs:
                 # Only the vector leg's best score is needed (for the relative cut-off); the order is the field's.
                 legs = {"knn": replace(legs["knn"], k=1)} if profile.knn.relative_score else {}
             t = time.perf_counter()
-            by_leg = dict(zip(legs, self.engine.search(self.index, list(legs.values()), with_source=False)))
+            try:
+                results = self.engine.search(self.index, list(legs.values()), with_source=False,
+                                             deadline=deadline and deadline.leaving(deadline.budget_s * FETCH_RESERVE))
+            except LegsCutShort as cut:
+                if not cut.done:
+                    raise
+                results = cut.done  # the legs that ran, in order
+                skipped = list(legs)[len(cut.done):]
+                reasons.append("retrieve:deadline")
+                notes.append(f"deadline: the {' and '.join(skipped)} leg did not run in time; served by "
+                             f"{' and '.join(list(legs)[:len(cut.done)])}")
+            by_leg = dict(zip(legs, results))
             timings["retrieve"] = _ms(t)
             threshold = vector_threshold(profile, by_leg.get("knn", []))
             if "knn" in by_leg:
@@ -198,32 +276,78 @@ class HybridSearcher:
             rule = MatchRule(lexical=lexical,
                              vector=None if vector is None else [float(x) for x in vector],
                              min_score=threshold, filters=req.filters)
+            if plan.arranges and req.sort == "relevance":  # pins, boosts, bury: plugin/merchandising.py
+                t = time.perf_counter()
+                try:
+                    arranged = arrange_head(self.engine, self.index, plan, fused, rule, deadline)
+                    fused = arranged.fused
+                except DeadlineExceeded:
+                    reasons.append("merchandise:deadline")
+                    notes.append("deadline: the pin, boost and bury rules were not applied in time")
+                timings["merchandise"] = _ms(t)
         start = (req.page - 1) * req.size
         head = fused[start:start + req.size]
         ranked = req.sort == "relevance"
         # The page continues past the fused list into the rest of the matching set (relevance), or is a slice of
         # the whole set in the field's order; a blank query ranks nothing unless sorted by a field.
         want = req.size - len(head) if (query or not ranked) else 0
-        t = time.perf_counter()
         mark = query if req.highlight and query else None
-        page = self.engine.match(self.index, rule, sort=req.sort, offset=max(0, start - len(fused)), size=want,
-                                 exclude=[f.id for f in fused] if want and fused else (), facets=req.facets,
-                                 highlight=mark)
-        timings["match"] = _ms(t)
         hits: list[ScoredHit] = []
         if head:
             t = time.perf_counter()
-            found = self.engine.sources(self.index, [f.id for f in head], highlight=mark)
+            try:
+                found = self.engine.sources(self.index, [f.id for f in head], highlight=mark, deadline=deadline)
+            except DeadlineExceeded:
+                found = {}
+                reasons.append("fetch:deadline")
+                notes.append("deadline: the page's products were not fetched in time; hits carry ids and scores")
             timings["fetch"] = _ms(t)
             hits = [_scored(f, start + i + 1, found.get(f.id)) for i, f in enumerate(head)]
-        for h in page.hits:
+        t = time.perf_counter()
+        try:
+            page = self.engine.match(self.index, rule, sort=req.sort, offset=max(0, start - len(fused)), size=want,
+                                     exclude=[f.id for f in fused] + [h.id for h in arranged.buried]
+                                     if want and (fused or arranged.buried) else (), facets=self._facets(req.facets),
+                                     highlight=mark, deadline=deadline, price_edges=self.settings.facet_price_edges)
+        except DeadlineExceeded:
+            if not hits:
+                raise  # a browse, a field sort or a page past the fused hits: nothing else to serve
+            page = MatchPage(total=len(fused), hits=[])
+            reasons.append("match:deadline")
+            notes.append("deadline: the matching set was not counted in time; total counts the fused hits only, "
+                         "no facets")
+        timings["match"] = _ms(t)
+        total = max(page.total + arranged.extra, len(fused))
+        tail = list(page.hits)  # then the buried products, which hold the last places
+        tail += arranged.buried_page(start + len(hits) + len(tail), req.size - len(hits) - len(tail), total)
+        for h in tail:
             stages = {"match": h.score} if ranked else {}
             hits.append(ScoredHit(id=h.id, rank=start + len(hits) + 1, score=h.score if ranked else 0.0,
                                   source=public_source(h.source), stages=stages, highlights=dict(h.highlights)))
         timings["total"] = _ms(t_total)
-        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size,
-                              total=max(page.total, len(fused)), hits=hits, facets=page.facets, timings_ms=timings,
-                              degraded=degraded, notes=tuple(notes))
+        resp = SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size,
+                              total=total, hits=arranged.marked(hits), facets=page.facets, timings_ms=timings,
+                              rules_applied=plan.rules, redirect=plan.redirect,
+                              degraded=bool(reasons), notes=tuple(notes), degraded_reasons=tuple(reasons),
+                              correction=correction.corrected if correction.changed else None)
+        if resp.total or speller is None:
+            return resp
+        return self._nothing_found(req, resp, speller, correction, deadline, relax)
+
+    def _nothing_found(self, req: SearchRequest, resp: SearchResponse, speller: Speller, correction: Correction,
+                       deadline: Deadline | None, relax: bool) -> SearchResponse:
+        """A query that matched nothing: ``resp`` with the speller's ``did_you_mean``, or, when ``relax`` and the
+        relaxed query (the corrected query without the words the catalog does not hold) differs and finds
+        products, that search's response labelled ``relaxed`` (``correction`` = the relaxed query)."""
+        suggestions = tuple(speller.did_you_mean(req.query))
+        relaxed = speller.known_words(correction.corrected) if relax else ""
+        if relaxed and relaxed != normalise_query(correction.corrected):
+            found = self.search(replace(req, query=relaxed), deadline=deadline, relax=False)
+            if found.total:
+                note = f"no product matches {req.query.strip()!r}; showing results for {relaxed!r}"
+                return replace(found, query=req.query, correction=relaxed, relaxed=True, did_you_mean=suggestions,
+                               notes=(*found.notes, note))
+        return replace(resp, did_you_mean=suggestions)
 
     def similar(self, product_id: str, size: int = 10, filters: Filters = Filters()) -> list[ScoredHit]:
         """Products nearest to ``product_id``'s stored vector, itself excluded, passing ``filters``.
@@ -283,6 +407,27 @@ class HybridSearcher:
             raise ValueError(f"query must be a string of at most {most} characters, got {prefix!r:.60}")
         _check_int("size", size, 1, self.settings.max_size)
         return self.engine.suggest(self.index, prefix, size)
+
+
+# What the lexical leg searches for a corrected query: "original" (as typed; its fuzziness forgives typos),
+# "corrected" (the speller's words) or "both" (as typed, plus the corrected words). Measured on crowdflower dev
+# with seeded typos (bench/typos.py; bench/RESULTS.md).
+LEXICAL_SPELLING = "both"
+
+
+def lexical_text(correction: Correction, mode: str | None = None) -> str:
+    """The lexical leg's query for ``correction`` under ``mode`` (default :data:`LEXICAL_SPELLING`).
+
+    >>> c = Correction("canle holders", "candle holders", (("canle", "candle"),))
+    >>> [lexical_text(c, m) for m in ("original", "corrected", "both")]
+    ['canle holders', 'candle holders', 'canle holders candle']
+    """
+    mode = mode or LEXICAL_SPELLING
+    if mode == "original" or not correction.changed:
+        return correction.original
+    if mode == "corrected":
+        return correction.corrected
+    return " ".join([correction.original, *(new for _, new in correction.changes)])
 
 
 def vector_threshold(profile: Profile, knn_hits: list[Hit]) -> float:

@@ -31,7 +31,8 @@ class AnalysisSettings(BaseModel):
     """Text analysis."""
 
     model_config = FILE_MODEL
-    synonyms_file: str = Field("", description='Synonym rules (Solr format), relative to index.toml ("": none)')
+    synonyms_file: str = Field("", description='Default synonym rules (Solr format), relative to index.toml ("": '
+                                               'none); applied at search time (plugin/synonyms.py)')
 
 
 # OpenSearch time values for refresh_interval ("-1": never refresh).
@@ -180,10 +181,24 @@ def opensearch_index_body(config: IndexConfig, dims: int) -> dict[str, Any]:
         raise ValueError(f"dims must be > 0, got {dims}")
     body = json.loads((CONFIG_DIR / "index.json").read_text())
     body.pop("_comment", None)
-    syn = body["settings"]["analysis"]["filter"]["product_synonyms"]
-    syn["synonyms"] = list(config.synonyms) or ["shopsearch_placeholder_a, shopsearch_placeholder_b"]
     body["settings"]["index"] |= {"number_of_shards": config.shards, **config.serving_settings()}
     vec = body["mappings"]["properties"]["embedding"]
     vec["dimension"] = dims
     vec["method"]["parameters"] = {"m": config.hnsw_m, "ef_construction": config.ef_construction}
     return body
+
+
+# Fields added to the mapping after indices were created with it: put on an existing index before a run writes to it.
+ADDED_PROPERTIES = ("category_paths", "attr")
+
+
+def added_mappings() -> dict[str, Any]:
+    """The ``put_mapping`` body adding :data:`ADDED_PROPERTIES` and the dynamic templates to an existing index
+    (putting them again is a no-op).
+
+    >>> sorted(added_mappings())
+    ['dynamic_templates', 'properties']
+    """
+    mappings = json.loads((CONFIG_DIR / "index.json").read_text())["mappings"]
+    return {"dynamic_templates": mappings["dynamic_templates"],
+            "properties": {name: mappings["properties"][name] for name in ADDED_PROPERTIES}}

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from shopsearch.plugin.connection import display_url
 from shopsearch.plugin.localnode_download import OPENSEARCH_VERSION, cache_dir, fetch_artifacts, node_artifacts
 from shopsearch.plugin.localnode_install import CLUSTER_NAME, heap_options, install_node, is_installed
+from shopsearch.plugin.localnode_security import (SECURE_PORT, NodeAccess, access_for, configure_security,
+                                                  is_secure_home, security_artifact)
 from shopsearch.settings import Settings, child_environment, load_settings
 
 log = logging.getLogger(__name__)
@@ -60,17 +63,23 @@ class NodeStatus:
     version: str | None = None
     health: str | None = None
     plugins: tuple[str, ...] = ()
+    security: bool = False  # the security plugin is loaded; ``user``/``ca_certs``: how the node was reached
+    user: str | None = None
+    ca_certs: Path | None = None
 
 
-def default_home(settings: Settings) -> Path:
+def default_home(settings: Settings, secure: bool = False) -> Path:
     """The settings' ``opensearch_home``, else a folder the non-root service user can reach.
 
     Root's home is mode 700, so as root the node lives in ``/var/lib/shopsearch``; otherwise in ``cache_dir``.
+    The secured node (``secure``) has its own home beside that one, ``<home>-secure``, with its own data.
     """
     if settings.opensearch_home:
-        return settings.opensearch_home.resolve()
-    base = Path("/var/lib/shopsearch") if os.geteuid() == 0 else settings.cache_dir
-    return base / f"opensearch-{OPENSEARCH_VERSION}"
+        home = settings.opensearch_home.resolve()
+    else:
+        base = Path("/var/lib/shopsearch") if os.geteuid() == 0 else settings.cache_dir
+        home = base / f"opensearch-{OPENSEARCH_VERSION}"
+    return home.with_name(home.name + "-secure") if secure else home
 
 
 def validate_port(port: int) -> int:
@@ -110,16 +119,33 @@ def resolve_port(port: int | None, settings: Settings) -> int:
     return DEFAULT_PORT
 
 
-def _url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
+def secure_port(port: int | None, settings: Settings) -> int:
+    """The secured node's port: ``port``, else the port of a local https ``opensearch_url``, else 9250."""
+    if port is not None or (remote_url(settings) is None and settings.opensearch_urls[0].startswith("https:")):
+        return resolve_port(port, settings)
+    return SECURE_PORT
 
 
-def _get_json(url: str, timeout: float = 3.0) -> dict | list | None:
-    """GET ``url`` and decode JSON; None when unreachable or not 2xx."""
+def _probe_access(settings: Settings, port: int, home: Path | None = None) -> NodeAccess | None:
+    """What to probe a node with: the secured ``home``'s own admin and CA, the settings' for an https URL, else None."""
+    if home is not None and is_secure_home(home):
+        return access_for(home, port)
+    if settings.opensearch_urls[0].startswith("https:"):
+        url = remote_url(settings) or f"https://127.0.0.1:{port}"
+        return NodeAccess(url, settings.opensearch_user, settings.opensearch_password, settings.opensearch_ca_certs)
+    return None
+
+
+def _url(port: int, access: NodeAccess | None = None) -> str:
+    return access.url if access else f"http://127.0.0.1:{port}"
+
+
+def _get_json(url: str, timeout: float = 3.0, access: NodeAccess | None = None) -> dict | list | None:
+    """GET ``url`` (with ``access``'s credentials and CA) and decode JSON; None when unreachable or not 2xx."""
     import requests
 
     try:
-        resp = requests.get(url, timeout=timeout)
+        resp = requests.get(url, timeout=timeout, **(access.requests_kwargs() if access else {}))
     except requests.RequestException:
         return None
     if not resp.ok:
@@ -130,9 +156,9 @@ def _get_json(url: str, timeout: float = 3.0) -> dict | list | None:
         return None
 
 
-def _health(url: str, timeout: float = 3.0) -> str | None:
+def _health(url: str, timeout: float = 3.0, access: NodeAccess | None = None) -> str | None:
     """Cluster health colour (green/yellow/red) or None when the cluster does not answer."""
-    body = _get_json(f"{url}/_cluster/health", timeout)
+    body = _get_json(f"{url}/_cluster/health", timeout, access)
     return body.get("status") if isinstance(body, dict) else None
 
 
@@ -240,7 +266,8 @@ def _service_user(home: Path) -> pwd.struct_passwd | None:
     return user
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, home: Path, timeout: float) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, home: Path, timeout: float,
+                  access: NodeAccess | None = None) -> None:
     """Poll health until yellow/green; raises RuntimeError (with log tail) if the JVM dies or time runs out."""
     started_at = time.time() - 1.0
     deadline = time.monotonic() + timeout
@@ -249,7 +276,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, home: Path, timeout: float) 
             _pid_file(home).unlink(missing_ok=True)
             raise RuntimeError(f"OpenSearch exited with code {proc.returncode} while starting.\n"
                                f"{_tail(home, since=started_at)}")
-        if _health(url, timeout=2.0) in ("yellow", "green"):
+        if _health(url, timeout=2.0, access=access) in ("yellow", "green"):
             return
         time.sleep(1.0)
     proc.terminate()
@@ -258,33 +285,59 @@ def _wait_healthy(url: str, proc: subprocess.Popen, home: Path, timeout: float) 
                        f"{_tail(home, since=started_at)}")
 
 
-def _start(home: Path, port: int, heap: str, timeout: float, settings: Settings) -> NodeInfo:
-    """Launch the JVM detached (own session), write the pid file and wait for health."""
+def spawn_node(home: Path, node_dir: Path, conf_dir: Path, args: list[str], settings: Settings) -> subprocess.Popen:
+    """Launch ``home``'s OpenSearch detached (own session) with the config in ``conf_dir`` and ``-E`` ``args``.
+
+    ``node_dir`` holds the node's ``logs/stdout.log`` and ``run/opensearch.pid`` (written here) and, as root, is
+    handed to the service user. The single node's ``node_dir`` is ``home`` itself; a cluster node has its own
+    (``localcluster``). Returns the JVM's Popen at once; the caller waits for health.
+
+    Raises:
+        RuntimeError: no JDK, or (as root) ``node_dir`` is not reachable by the service user.
+    Example:
+        >>> spawn_node(home, home, home / "config", ["-Ehttp.port=9200"], load_settings())  # doctest: +SKIP
+    """
     java_home = _java_home(settings)
-    (home / "config" / "jvm.options.d" / "shopsearch-heap.options").write_text(heap_options(heap))
-    user = _service_user(home)
+    user = _service_user(node_dir)
     env = child_environment(drop=("JAVA_TOOL_OPTIONS", "JAVA_OPTS"))
-    env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(home / "config"), HOME=str(home))
-    cmd = [str(home / "bin" / "opensearch"), f"-Ehttp.port={port}"]
+    env.update(OPENSEARCH_JAVA_HOME=str(java_home), OPENSEARCH_PATH_CONF=str(conf_dir), HOME=str(node_dir))
     extra = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
-    t0 = time.monotonic()
     # Truncated per start so a failure report shows this start's output, not an older one's.
-    with (home / "logs" / "stdout.log").open("wb") as out:
+    with (node_dir / "logs" / "stdout.log").open("wb") as out:
         # bin/opensearch execs java, so this pid is the JVM's; a new session keeps it alive after the CLI exits.
-        proc = subprocess.Popen(cmd, cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, **extra)
+        proc = subprocess.Popen([str(home / "bin" / "opensearch"), *args], cwd=home, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, **extra)
     _SPAWNED.append(proc)
-    _pid_file(home).write_text(f"{proc.pid}\n")
-    log.info("starting OpenSearch %s on %s (pid %d, heap %s, user %s)", OPENSEARCH_VERSION, _url(port), proc.pid,
-             heap, user.pw_name if user else pwd.getpwuid(os.geteuid()).pw_name)
-    _wait_healthy(_url(port), proc, home, timeout)
-    log.info("OpenSearch healthy at %s after %.1f s", _url(port), time.monotonic() - t0)
-    return NodeInfo(_url(port), proc.pid, home, _log_path(home), started=True)
+    _pid_file(node_dir).write_text(f"{proc.pid}\n")
+    log.info("starting OpenSearch %s from %s (pid %d, config %s, user %s)", OPENSEARCH_VERSION, home, proc.pid,
+             conf_dir, user.pw_name if user else pwd.getpwuid(os.geteuid()).pw_name)
+    return proc
 
 
-def _reuse(url: str, home: Path, port: int) -> NodeInfo | None:
+def forget_spawned(pid: int) -> None:
+    """Reap ``pid`` if this process started it (records its exit, so no ResourceWarning fires later)."""
+    for spawned in [p for p in _SPAWNED if p.pid == pid]:
+        spawned.poll()
+        _SPAWNED.remove(spawned)
+
+
+def _start(home: Path, port: int, heap: str, timeout: float, settings: Settings,
+           access: NodeAccess | None = None) -> NodeInfo:
+    """Launch the JVM detached (own session), write the pid file and wait for health."""
+    (home / "config" / "jvm.options.d" / "shopsearch-heap.options").write_text(heap_options(heap))
+    t0 = time.monotonic()
+    proc = spawn_node(home, home, home / "config", [f"-Ehttp.port={port}"], settings)
+    url = _url(port, access)
+    log.info("OpenSearch pid %d: %s, heap %s", proc.pid, url, heap)
+    _wait_healthy(url, proc, home, timeout, access)
+    log.info("OpenSearch healthy at %s after %.1f s", url, time.monotonic() - t0)
+    return NodeInfo(url, proc.pid, home, _log_path(home), started=True)
+
+
+def _reuse(url: str, home: Path, port: int, access: NodeAccess | None = None) -> NodeInfo | None:
     """NodeInfo for a healthy OpenSearch already answering on ``port``; raises RuntimeError if it is the wrong one."""
-    root = _get_json(url)
+    root = _get_json(url, access=access)
     if root is None:
         return None
     version = (root.get("version") or {}).get("number") if isinstance(root, dict) else None
@@ -296,7 +349,7 @@ def _reuse(url: str, home: Path, port: int) -> NodeInfo | None:
 
 
 def ensure_node(port: int | None = None, heap: str | None = None, home: Path | None = None,
-                timeout: float = 180.0, settings: Settings | None = None) -> NodeInfo:
+                timeout: float = 180.0, settings: Settings | None = None, secure: bool = False) -> NodeInfo:
     """Make sure an OpenSearch 2.19.1 node answers, starting a local one only if none is running.
 
     Args:
@@ -305,6 +358,8 @@ def ensure_node(port: int | None = None, heap: str | None = None, home: Path | N
         home: install folder; default ``default_home()``.
         timeout: seconds to wait for yellow health.
         settings: the resolved settings (default :func:`shopsearch.settings.load_settings`).
+        secure: the secured node instead (security plugin, HTTPS, basic auth; ``localnode_security``): its own
+            home ``default_home(settings, secure=True)`` and port (default 9250); never a remote cluster.
     Returns:
         NodeInfo; ``started`` tells whether this call launched the JVM. For a remote ``opensearch_url`` only
         ``url`` is set.
@@ -319,26 +374,33 @@ def ensure_node(port: int | None = None, heap: str | None = None, home: Path | N
     """
     settings = settings or load_settings()
     heap = validate_heap(heap or settings.opensearch_heap)
-    remote = remote_url(settings)
+    remote = None if secure else remote_url(settings)
     if remote:
-        status = _health(remote, timeout=10.0)
+        status = _health(remote, timeout=10.0, access=_probe_access(settings, 0))
         if status not in ("yellow", "green"):
             raise RuntimeError(f"OPENSEARCH_URL={remote} is not healthy (health: {status or 'unreachable'})")
         log.info("using OpenSearch at OPENSEARCH_URL=%s (health %s); not starting a local node", remote, status)
         return NodeInfo(remote, None, None, None, started=False)
-    port = resolve_port(port, settings)
-    home = (home or default_home(settings)).resolve()
-    url = _url(port)
+    port = secure_port(port, settings) if secure else resolve_port(port, settings)
+    home = (home or default_home(settings, secure)).resolve()
+    access = None
     with _install_lock(home):
+        if secure:  # installed and configured first: probing the node needs its CA and admin password
+            if not is_installed(home):
+                artifacts = [*node_artifacts(), security_artifact()]
+                install_node(fetch_artifacts(artifacts, cache_dir(settings.cache_dir)), home)
+            access = configure_security(home, port, settings)
+        url = _url(port, access)
         pid = _pid_from_file(home)
-        if pid is not None and _get_json(url) is None:
+        if pid is not None and _get_json(url, access=access) is None:
             # Our JVM is alive but not answering yet (another caller is starting it): wait, don't start a second.
             deadline = time.monotonic() + timeout
-            while _health(url) not in ("yellow", "green") and time.monotonic() < deadline and _is_opensearch_pid(pid):
+            while (_health(url, access=access) not in ("yellow", "green") and time.monotonic() < deadline
+                   and _is_opensearch_pid(pid)):
                 time.sleep(1.0)
-        found = _reuse(url, home, port)
+        found = _reuse(url, home, port, access)
         if found is not None:
-            if _health(url) not in ("yellow", "green"):
+            if _health(url, access=access) not in ("yellow", "green"):
                 raise RuntimeError(f"OpenSearch at {url} answers but is not healthy.\n{_tail(home)}")
             log.info("reusing OpenSearch at %s (pid %s)", url, found.pid)
             return found
@@ -350,17 +412,18 @@ def ensure_node(port: int | None = None, heap: str | None = None, home: Path | N
                                f"stop it or pick another --port")
         if not is_installed(home):
             install_node(fetch_artifacts(node_artifacts(), cache_dir(settings.cache_dir)), home)
-        return _start(home, port, heap, timeout, settings)
+        return _start(home, port, heap, timeout, settings, access)
 
 
 def stop_node(port: int | None = None, home: Path | None = None, timeout: float = 60.0,
-              settings: Settings | None = None) -> int | None:
+              settings: Settings | None = None, secure: bool = False) -> int | None:
     """Stop the local node: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL.
 
     Args:
         port: used to find a node without a pid file; default as in ``ensure_node``.
         home: install folder; default ``default_home()``.
         timeout: seconds to wait after SIGTERM.
+        secure: stop the secured node (its home and port, as in ``ensure_node``).
     Returns:
         The pid that was stopped, or None when no local node was running (or ``opensearch_url`` is remote).
     Example:
@@ -370,11 +433,11 @@ def stop_node(port: int | None = None, home: Path | None = None, timeout: float 
     import psutil
 
     settings = settings or load_settings()
-    if remote_url(settings):
+    if remote_url(settings) and not secure:
         log.info("OPENSEARCH_URL=%s is remote; not stopping anything", remote_url(settings))
         return None
-    port = resolve_port(port, settings)
-    home = (home or default_home(settings)).resolve()
+    port = secure_port(port, settings) if secure else resolve_port(port, settings)
+    home = (home or default_home(settings, secure)).resolve()
     pid = _pid_from_file(home) or _pid_on_port(port)
     if pid is None:
         _pid_file(home).unlink(missing_ok=True)
@@ -388,34 +451,37 @@ def stop_node(port: int | None = None, home: Path | None = None, timeout: float 
         proc.kill()
         proc.wait(10)
     _pid_file(home).unlink(missing_ok=True)
-    for spawned in [p for p in _SPAWNED if p.pid == pid]:  # started by this process: record its exit
-        spawned.poll()
-        _SPAWNED.remove(spawned)
+    forget_spawned(pid)
     log.info("stopped OpenSearch pid %d", pid)
     return pid
 
 
 def node_status(port: int | None = None, home: Path | None = None,
-                settings: Settings | None = None) -> NodeStatus:
-    """Health, version and plugins of the node (remote ``opensearch_url`` or local), or ``running=False``.
+                settings: Settings | None = None, secure: bool = False) -> NodeStatus:
+    """Health, version, plugins and security of the node (remote ``opensearch_url`` or local), or ``running=False``.
+
+    ``secure`` (or a local https ``opensearch_url``) asks the secured node, with its own admin and CA.
 
     Example:
         >>> node_status().running  # doctest: +SKIP
         True
     """
     settings = settings or load_settings()
-    remote = remote_url(settings)
-    url = remote or _url(resolve_port(port, settings))
-    root = _get_json(url)
+    remote = None if secure else remote_url(settings)
+    secure = secure or (not remote and settings.opensearch_urls[0].startswith("https:"))
+    port = secure_port(port, settings) if secure else resolve_port(port, settings)
+    local_home = (home or default_home(settings, secure)).resolve()
+    access = _probe_access(settings, port, None if remote else local_home)
+    url = remote or _url(port, access)
+    root = _get_json(url, access=access)
     if not isinstance(root, dict) or "version" not in root:
         return NodeStatus(running=False, url=url)
-    nodes = _get_json(f"{url}/_nodes/plugins")
+    nodes = _get_json(f"{url}/_nodes/plugins", access=access)
     names: set[str] = set()
     for node in (nodes or {}).get("nodes", {}).values():
         names.update(p["name"] for p in node.get("modules", []) + node.get("plugins", []))
-    pid = None
-    if not remote:
-        local_home = (home or default_home(settings)).resolve()
-        pid = _pid_from_file(local_home) or _pid_on_port(resolve_port(port, settings))
-    return NodeStatus(running=True, url=url, pid=pid, version=root["version"].get("number"),
-                      health=_health(url), plugins=tuple(sorted(names)))
+    pid = None if remote else _pid_from_file(local_home) or _pid_on_port(port)
+    return NodeStatus(running=True, url=display_url(url), pid=pid, version=root["version"].get("number"),
+                      health=_health(url, access=access), plugins=tuple(sorted(names)),
+                      security="opensearch-security" in names, user=access.user if access else None,
+                      ca_certs=access.ca_certs if access else None)

@@ -6,24 +6,33 @@ error translation in :mod:`.opensearch_errors`; this class does the I/O.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from typing import Any, Iterable, Iterator, Sequence
 
+from shopsearch.deadline import Deadline, DeadlineExceeded
 from shopsearch.indexer.sink import Action, BulkItem, IndexHealth, LockHolder
-
 from shopsearch.settings import Settings, load_settings
 
 from . import opensearch_locks
 from .cluster_health import ClusterHealth, cluster_health, index_health, probe_hosts
 from .connection import display_url, make_client
 from .documents import VECTOR_FIELD, public_source
-from .engine import BM25Leg, Filters, Hit, IndexNotFound, KnnLeg, MatchPage, MatchRule
-from .index_config import IndexConfig, load_index_config, opensearch_index_body
-from .opensearch_bulk import ordered_bulk
+from .engine import (PRICE_EDGES, BM25Leg, EngineUnavailable, Filters, Hit, IndexNotFound, KnnLeg, MatchPage,
+                     MatchRule)
+from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
+from .opensearch_bulk import RetryPolicy, ordered_bulk
 from .opensearch_errors import engine_errors, translate_status
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, highlight_body, leg_body,
                                  match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
+from .vocabulary import VOCABULARY_FIELDS, VOCABULARY_INDEX, Vocabulary, build_vocabulary
+
+log = logging.getLogger(__name__)
+# How often (seconds) vocabulary() asks the cluster whether the index changed; between checks it costs nothing.
+VOCABULARY_CHECK_S = 30.0
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -52,8 +61,8 @@ class OpenSearchEngine:
         settings: the resolved settings, for the credentials and TLS options (default: ``load_settings()``).
         config: index settings (default plugin/config/index.toml).
         timeout: per-request timeout in seconds.
-        max_retries: client retries on timeouts and 502/503/504; a search API passes 0 so an outage answers
-            within ``timeout`` instead of ``(1 + max_retries) * timeout``.
+        max_retries: client retries on connection errors, timeouts and 502/503/504, each on the next node.
+        retry_on_timeout: False keeps a hung node's timeout from being retried (a search API with a deadline).
 
     Raises:
         ValueError: invalid URL, timeout or connection settings. Nothing is contacted until the first call.
@@ -63,7 +72,7 @@ class OpenSearchEngine:
     """
 
     def __init__(self, url: str | None = None, *, settings: Settings | None = None, config: IndexConfig | None = None,
-                 timeout: float = 10.0, max_retries: int = 2) -> None:
+                 timeout: float = 10.0, max_retries: int = 2, retry_on_timeout: bool = True) -> None:
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout={timeout!r} must be > 0 seconds")
         self.settings = settings or load_settings()
@@ -72,13 +81,32 @@ class OpenSearchEngine:
         self.url = display_url(self.settings.opensearch_url)
         self.config = config or load_index_config()
         self.timeout = float(timeout)
-        self.client = make_client(settings=self.settings, timeout=self.timeout, max_retries=max_retries)
+        self.client = make_client(settings=self.settings, timeout=self.timeout, max_retries=max_retries,
+                                  retry_on_timeout=retry_on_timeout)
+        self._vocabularies: dict[str, tuple[float, Vocabulary]] = {}  # index name -> (checked at, vocabulary)
+        self._vocabulary_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenSearchEngine({self.url!r})"
 
     def _errors(self, index: str):  # noqa: ANN202 - a context manager
-        return engine_errors(index=index, url=self.url)
+        return engine_errors(index=index, url=self.url, user=self.settings.opensearch_user)
+
+    def _timed(self, stage: str, deadline: Deadline | None, index: str, call: Any) -> Any:
+        """``call(**kwargs)`` with the request timeout cut to the time ``deadline`` leaves; a timeout (or any
+        outage) once the deadline has passed raises DeadlineExceeded, so the caller knows time ran out."""
+        if deadline is None:
+            with self._errors(index):
+                return call()
+        timeout = deadline.timeout_s(stage, cap=self.timeout)
+        try:
+            with self._errors(index):
+                return call(request_timeout=timeout)
+        except EngineUnavailable as exc:
+            if deadline.expired():
+                raise DeadlineExceeded(stage, f"OpenSearch at {self.url} did not answer {stage} within the "
+                                              f"request's deadline ({deadline.budget_s:g} s)") from exc
+            raise
 
     # --- indices and aliases -----------------------------------------------------------------------------------
 
@@ -96,6 +124,7 @@ class OpenSearchEngine:
         """Delete an index; no error if it does not exist."""
         with self._errors(_check_name("name", name)):
             self.client.indices.delete(index=name, ignore_unavailable=True)
+            self.client.delete(index=VOCABULARY_INDEX, id=name, ignore=404)  # its vocabulary, if one was built
 
     def index_exists(self, name: str) -> bool:
         """Whether an index (or an alias) called ``name`` exists."""
@@ -155,6 +184,32 @@ class OpenSearchEngine:
         body = self.config.bulk_settings() if on else self.config.serving_settings()
         with self._errors(_check_name("index", index)):
             self.client.indices.put_settings(index=index, body={"index": body})
+            if not on:
+                # The bulk load's translog was fsynced lazily: commit it before the alias can move, so a node
+                # killed right after the swap cannot lose acknowledged documents.
+                self.client.indices.flush(index=index, wait_if_ongoing=True)
+
+    def set_index_meta(self, index: str, meta: dict[str, str]) -> None:
+        """Record ``meta`` on ``index`` (merged over what it holds) in its mapping's ``_meta.shopsearch``."""
+        merged = {**self.index_meta(index), **meta}
+        # Every indexing run records its meta before it writes: the fields added to the mapping since ``index``
+        # was created (category paths, attribute keywords) go in with it, so a run into an older index is not
+        # refused by its strict mapping (adding fields is allowed and idempotent).
+        added = added_mappings()
+        with self._errors(_check_name("index", index)):
+            self.client.indices.put_mapping(index=index, body={"_meta": {"shopsearch": merged}, **added})
+
+    def index_meta(self, index: str) -> dict[str, str]:
+        """What :meth:`set_index_meta` recorded on ``index`` (an index or alias); {} when nothing was.
+
+        Raises:
+            IndexNotFound: no such index or alias.
+        """
+        with self._errors(_check_name("index", index)):
+            found = self.client.indices.get_mapping(index=index)
+        for body in found.values():
+            return dict(((body.get("mappings") or {}).get("_meta") or {}).get("shopsearch") or {})
+        return {}
 
     def wait_ready(self, index: str) -> IndexHealth:
         """Wait up to ``config.ready_timeout_s`` for ``index`` to turn green (its replicas copied).
@@ -206,7 +261,9 @@ class OpenSearchEngine:
     # --- writes ------------------------------------------------------------------------------------------------
 
     def bulk(self, index: str, actions: Iterable[Action]) -> Iterator[BulkItem]:
-        """Write actions in chunks (config.chunk_size docs / config.max_chunk_bytes) with 429 retry and backoff.
+        """Write actions in chunks (config.chunk_size docs / config.max_chunk_bytes); documents and chunks that
+        fail with 429, a 5xx, a timeout or a lost connection are retried with exponential backoff and jitter
+        (config.max_retries rounds from config.initial_backoff; :func:`~.opensearch_bulk.ordered_bulk`).
 
         Yields one BulkItem per action, in order; a rejected document (e.g. wrong vector dimension) is
         ``ok=False`` with OpenSearch's reason while the rest are written. Deleting an absent id is ok.
@@ -222,15 +279,16 @@ class OpenSearchEngine:
         cfg = self.config
 
         def send(bodies: Iterable[dict[str, Any]]) -> Iterator[Any]:
+            # No retries here: ordered_bulk retries 429s, 5xx and lost chunks alike, with backoff.
             return helpers.streaming_bulk(
                 self.client, bodies, chunk_size=cfg.chunk_size, max_chunk_bytes=cfg.max_chunk_bytes,
-                max_retries=cfg.max_retries, initial_backoff=cfg.initial_backoff, max_backoff=60,
-                raise_on_error=False, raise_on_exception=False,
+                max_retries=0, raise_on_error=False, raise_on_exception=False,
                 # A chunk of vectors can take longer than an interactive request; never less than 60s.
                 request_timeout=max(self.timeout, 60.0))
 
+        policy = RetryPolicy(max_retries=cfg.max_retries, initial_backoff=cfg.initial_backoff)
         with self._errors(index):
-            yield from ordered_bulk(index, actions, send, url=self.url)
+            yield from ordered_bulk(index, actions, send, url=self.url, policy=policy)
 
     # --- reads -------------------------------------------------------------------------------------------------
 
@@ -256,7 +314,8 @@ class OpenSearchEngine:
             out["vector"] = [float(x) for x in src.get(VECTOR_FIELD) or []]
         return out
 
-    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True) -> list[list[Hit]]:
+    def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True,
+               deadline: Deadline | None = None) -> list[list[Hit]]:
         """Run every leg in one ``_msearch`` round trip; one hit list per leg, best first.
 
         ``with_source=False`` returns ids and scores only: skipping every candidate's stored source saves ~5 ms per
@@ -265,53 +324,61 @@ class OpenSearchEngine:
         Raises:
             IndexNotFound: ``index`` does not exist.
             ValueError: a leg is invalid or OpenSearch rejected its query (reason included).
-            EngineUnavailable: OpenSearch is unreachable, timed out or failed.
+            EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
+                with 429, its queues full).
+            DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
+                so none is served).
         """
         _check_name("index", index)
         bodies = [leg_body(leg) for leg in legs]
         if not with_source:
             for body in bodies:
                 body["_source"] = False
-        return [[_hit(h) for h in sub["hits"]["hits"]] for sub in self._msearch(index, bodies)]
+        return [[_hit(h) for h in sub["hits"]["hits"]] for sub in self._msearch(index, bodies, deadline, "search")]
 
-    def _msearch(self, index: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The responses of ``bodies`` sent in one ``_msearch``; the first failed item raises, translated."""
+    def _msearch(self, index: str, bodies: list[dict[str, Any]], deadline: Deadline | None = None,
+                 stage: str = "search") -> list[dict[str, Any]]:
+        """The responses of ``bodies`` sent in one ``_msearch`` (timed by ``deadline``); the first failed item
+        raises, translated."""
         if not bodies:
             return []
         lines: list[dict[str, Any]] = []
         for body in bodies:
             lines += [{"index": index}, body]
-        with self._errors(index):
-            resp = self.client.msearch(body=lines)
+        resp = self._timed(stage, deadline, index, lambda **kw: self.client.msearch(body=lines, **kw))
         for sub in resp["responses"]:
             if "error" in sub:
-                raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url)
+                raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url,
+                                       user=self.settings.opensearch_user)
         return resp["responses"]
 
     def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
               exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
-              highlight: str | None = None) -> MatchPage:
+              highlight: str | None = None, deadline: Deadline | None = None,
+              price_edges: Sequence[float] = PRICE_EDGES) -> MatchPage:
         """The products matching ``rule`` (lexical multi_match OR radial k-NN with ``min_score``), in one
         ``_msearch``: the exact count, the slice ``offset:offset+size`` in ``sort`` order (ties by id; ``exclude``
-        ids skipped in the slice only) and disjunctive facet counts (each facet ignores its own filter).
+        ids skipped in the slice only) and disjunctive facet counts (each facet ignores its own filter; their
+        shapes: :meth:`.engine.Engine.match`).
 
         Raises:
             ValueError: an unknown sort or facet field, a bad offset/size/min_score.
-            IndexNotFound, EngineUnavailable: as :meth:`search`.
+            IndexNotFound, EngineUnavailable, DeadlineExceeded: as :meth:`search`.
 
         >>> engine.match("products", MatchRule(BM25Leg("sofa", {"title": 1.0})), size=10)  # doctest: +SKIP
         MatchPage(total=20, hits=[...], facets={})
         """
         _check_name("index", index)
         bodies = match_bodies(rule, sort=sort, offset=offset, size=size, exclude=exclude, facets=facets,
-                              facet_size=facet_size, highlight=highlight)
-        subs = self._msearch(index, bodies)
+                              facet_size=facet_size, highlight=highlight, price_edges=price_edges)
+        subs = self._msearch(index, bodies, deadline, "match")
         fields = list(dict.fromkeys(facets))
         return MatchPage(total=int(subs[0]["hits"]["total"]["value"]),
                          hits=[_hit(h) for h in subs[-1]["hits"]["hits"]],
-                         facets=parse_facets(subs[0].get("aggregations") or {}, fields))
+                         facets=parse_facets(subs[0].get("aggregations") or {}, fields, price_edges))
 
-    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None) -> dict[str, Hit]:
+    def sources(self, index: str, ids: Sequence[str], highlight: str | None = None,
+                deadline: Deadline | None = None) -> dict[str, Hit]:
         """The stored products (public fields) of ``ids`` as Hits (score 0), in one request; ids not found are
         left out. ``highlight``: the query whose matches are marked in ``Hit.highlights`` (OpenSearch's unified
         highlighter, HTML encoder).
@@ -322,6 +389,7 @@ class OpenSearchEngine:
         Raises:
             ValueError: more than 10,000 ids.
             IndexNotFound: ``index`` does not exist.
+            DeadlineExceeded: no answer within the time ``deadline`` leaves.
 
         >>> engine.sources("products", ["p1", "nope"])["p1"].source["title"]  # doctest: +SKIP
         'Red desk lamp'
@@ -335,8 +403,8 @@ class OpenSearchEngine:
                 "track_total_hits": False}
         if highlight and highlight.strip():
             body["highlight"] = highlight_body(highlight)
-        with self._errors(_check_name("index", index)):
-            resp = self.client.search(index=index, body=body)
+        resp = self._timed("sources", deadline, _check_name("index", index),
+                           lambda **kw: self.client.search(index=index, body=body, **kw))
         return {h["_id"]: _hit(h, score=0.0) for h in resp["hits"]["hits"]}
 
     def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:
@@ -352,6 +420,82 @@ class OpenSearchEngine:
         with self._errors(_check_name("index", index)):
             resp = self.client.search(index=index, body=opensearch_suggest_body(prefix, size))
         return rank_suggestions(prefix, (h["_source"].get("title", "") for h in resp["hits"]["hits"]), size)
+
+    def vocabulary(self, index: str) -> Vocabulary:
+        """The spelling vocabulary of ``index`` (words of the indexed text with their document frequencies:
+        :mod:`.vocabulary`), versioned ``<concrete index>:<uuid>:<indexing and delete operations on primaries>``.
+
+        Kept in the side index :data:`~.vocabulary.VOCABULARY_INDEX` (one document per concrete index): the first
+        caller after a change scans the products once and stores it, every other process reads that document.
+        In memory it is reused for :data:`VOCABULARY_CHECK_S` seconds before the version is checked again (one
+        ``_stats`` request), so a search never pays for it.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+            EngineUnavailable: OpenSearch is unreachable, timed out or failed.
+        """
+        _check_name("index", index)
+        now = time.monotonic()
+        cached = self._vocabularies.get(index)
+        if cached is not None and now - cached[0] < VOCABULARY_CHECK_S:
+            return cached[1]
+        with self._vocabulary_lock:
+            version = self._vocabulary_version(index)
+            if cached is not None and cached[1].version == version:
+                self._vocabularies[index] = (now, cached[1])
+                return cached[1]
+            found = self._stored_vocabulary(version)
+            if found is None:
+                found = self._build_vocabulary(index, version)
+            self._vocabularies[index] = (now, found)
+            return found
+
+    def _vocabulary_version(self, index: str) -> str:
+        """``<concrete index>:<uuid>:<operations>``: changes whenever a product is written or deleted."""
+        with self._errors(index):
+            stats = self.client.indices.stats(index=index, metric="indexing")
+        (name, entry), = stats["indices"].items()
+        ops = entry["primaries"]["indexing"]
+        return f"{name}:{entry.get('uuid', '')}:{int(ops['index_total']) + int(ops['delete_total'])}"
+
+    def _stored_vocabulary(self, version: str) -> Vocabulary | None:
+        """The side index's vocabulary of this version's concrete index, if it is of this version."""
+        from opensearchpy.exceptions import NotFoundError
+
+        with self._errors(VOCABULARY_INDEX):
+            try:
+                doc = self.client.get(index=VOCABULARY_INDEX, id=version.split(":", 1)[0])
+            except NotFoundError:
+                return None
+        src = doc.get("_source") or {}
+        if src.get("version") != version:
+            return None
+        return Vocabulary.from_json(src.get("vocabulary") or "{}")
+
+    def _build_vocabulary(self, index: str, version: str) -> Vocabulary:
+        """Scan the products' text once, count the vocabulary and store it in the side index."""
+        from opensearchpy import helpers
+
+        query = {"query": {"match_all": {}}, "_source": list(VOCABULARY_FIELDS)}
+        with self._errors(index):
+            found = build_vocabulary(version, ((h.get("_source") or {}) for h in helpers.scan(
+                self.client, query=query, index=index, size=1000, scroll="2m")))
+        try:
+            self._store_vocabulary(found)
+        except (EngineUnavailable, ValueError) as exc:  # e.g. no right to write the side index: serve it anyway
+            log.warning("vocabulary of %s not stored in %s (%s); kept in memory", index, VOCABULARY_INDEX, exc)
+        return found
+
+    def _store_vocabulary(self, found: Vocabulary) -> None:
+        """Write ``found`` to the side index (created on first use)."""
+        with self._errors(VOCABULARY_INDEX):
+            if not self.client.indices.exists(index=VOCABULARY_INDEX):
+                # Only ``version`` is indexed; the vocabulary itself is stored, never analysed.
+                self.client.indices.create(index=VOCABULARY_INDEX, ignore=400, body={
+                    "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+                    "mappings": {"dynamic": False, "properties": {"version": {"type": "keyword"}}}})
+            self.client.index(index=VOCABULARY_INDEX, id=found.version.split(":", 1)[0],
+                              body={"version": found.version, "vocabulary": found.to_json()})
 
     def filtered_count(self, index: str, filters: Filters) -> int:
         """How many products pass ``filters``."""

@@ -1,6 +1,7 @@
 """Turn opensearch-py exceptions and error bodies into the engine contract's errors.
 
-Connection errors, timeouts, 429 and 5xx -> EngineUnavailable (naming the URL); a 404 for a missing index ->
+Connection errors, timeouts and 5xx -> EngineUnavailable (naming the URL); 429 (the cluster rejected the request: its
+queues are full) -> EngineBusy, an EngineUnavailable the API sheds at once; a 404 for a missing index ->
 IndexNotFound; a 400 (bad query or document) -> ValueError carrying OpenSearch's reason.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from .engine import EngineUnavailable, IndexNotFound
+from .engine import EngineBusy, EngineUnavailable, IndexNotFound
 
 _MISSING_INDEX_TYPES = {"index_not_found_exception", "no_such_index_exception"}
 
@@ -58,13 +59,25 @@ def _missing_index(error: Any) -> str | None:
     return None
 
 
-def translate_status(status: Any, error: Any, *, index: str, url: str) -> Exception:
-    """The contract exception for an HTTP ``status`` with OpenSearch ``error`` body (e.g. one msearch response)."""
+def translate_status(status: Any, error: Any, *, index: str, url: str, user: str | None = None) -> Exception:
+    """The contract exception for an HTTP ``status`` with OpenSearch ``error`` body (e.g. one msearch response).
+
+    ``user``: the basic-auth user the client sent, named when the cluster refuses it (401/403).
+    """
     reason = error_reason(error)
-    if not isinstance(status, int) or status >= 500 or status == 429:
+    if status == 429:
+        return EngineBusy(f"OpenSearch at {url} is saturated ({status}): {reason}")
+    if not isinstance(status, int) or status >= 500:
         return EngineUnavailable(f"OpenSearch at {url} failed ({status}): {reason}")
-    if status in (401, 403):
-        return EngineUnavailable(f"OpenSearch at {url} refused the credentials ({status}): {reason}")
+    who = f"user {user!r}" if user else "no user (opensearch_user is not set)"
+    if status == 401:
+        detail = f" ({reason})" if error else ""  # the security plugin answers 401 with no JSON body
+        return EngineUnavailable(f"OpenSearch authentication failed for {who} at {url} (401): check opensearch_user "
+                                 f"and opensearch_password{detail}")
+    if status == 403:
+        on = f" on index {index!r}" if index else ""
+        return EngineUnavailable(f"OpenSearch at {url} denied {who}{on} (403): the user lacks the permission "
+                                 f"({reason})")
     if status == 404:
         missing = _missing_index(error)
         if missing is not None:
@@ -72,7 +85,7 @@ def translate_status(status: Any, error: Any, *, index: str, url: str) -> Except
     return ValueError(f"OpenSearch rejected the request on index {index!r} ({status}): {reason}")
 
 
-def translate(exc: Exception, *, index: str, url: str) -> Exception:
+def translate(exc: Exception, *, index: str, url: str, user: str | None = None) -> Exception:
     """The contract exception for an opensearch-py exception (returns ``exc`` itself when nothing fits)."""
     from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, TransportError
 
@@ -81,16 +94,16 @@ def translate(exc: Exception, *, index: str, url: str) -> Exception:
     if isinstance(exc, ConnectionError):
         return EngineUnavailable(f"OpenSearch at {url} is unreachable: {exc.info}")
     if isinstance(exc, TransportError):
-        return translate_status(exc.status_code, _error_body(exc.info), index=index, url=url)
+        return translate_status(exc.status_code, _error_body(exc.info), index=index, url=url, user=user)
     return exc
 
 
 @contextmanager
-def engine_errors(*, index: str, url: str) -> Iterator[None]:
+def engine_errors(*, index: str, url: str, user: str | None = None) -> Iterator[None]:
     """Re-raise opensearch-py exceptions inside the block as EngineUnavailable / IndexNotFound / ValueError."""
     from opensearchpy.exceptions import TransportError
 
     try:
         yield
     except TransportError as exc:
-        raise translate(exc, index=index, url=url) from exc
+        raise translate(exc, index=index, url=url, user=user) from exc

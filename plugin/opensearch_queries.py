@@ -5,18 +5,17 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from dataclasses import replace
-
-from .documents import CATEGORY_LEVELS, TEXT_FIELDS, VECTOR_FIELD
-from .engine import (FACET_FILTER, HIGHLIGHT_FIELDS, NEWEST_FIELD, BM25Leg, Filters, KnnLeg, MatchRule, check_match,
-                     check_min_score)
+from .documents import ATTR_PREFIX, CATEGORY_LEVELS, CATEGORY_PATHS, PATH_SEPARATOR, TEXT_FIELDS, VECTOR_FIELD
+from .engine import (HIGHLIGHT_FIELDS, NEWEST_FIELD, PRICE_EDGES, BM25Leg, Filters, KnnLeg, MatchRule, check_match,
+                     check_min_score, check_price_edges, facet_filters, path_parents, range_buckets, split_faceted)
+from .text_analysis import analyze_query
 
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
 # Field sorts (relevance is by score): the field, its order and the type to assume where an index lacks the field.
 SORT_FIELDS = {"price_asc": ("price", "asc", "float"), "price_desc": ("price", "desc", "float"),
                "rating": ("rating", "desc", "float"), "newest": (NEWEST_FIELD, "desc", "date")}
 # Derived/internal fields never leave the engine (public_source drops them too); not fetching them saves bytes.
-SOURCE_EXCLUDES = [VECTOR_FIELD, "content_hash", "brand_text", "category_text"] + [
+SOURCE_EXCLUDES = [VECTOR_FIELD, "content_hash", "brand_text", "category_text", CATEGORY_PATHS, "attr"] + [
     f"category_lvl{i}" for i in range(CATEGORY_LEVELS)]
 
 
@@ -32,6 +31,11 @@ def filter_clauses(filters: Filters) -> tuple[list[dict[str, Any]], list[dict[st
     if filters.category:
         # ``category`` is a keyword array holding every level of the path, so one terms query matches any level.
         must.append({"terms": {"category": list(filters.category)}})
+    if filters.category_path:
+        # ``category_paths`` holds every prefix of the product's path: a path's subtree is one terms query.
+        must.append({"terms": {CATEGORY_PATHS: list(filters.category_path)}})
+    for name, values in filters.attributes:
+        must.append({"terms": {ATTR_PREFIX + name: list(values)}})
     if filters.price_min is not None or filters.price_max is not None:
         rng = {}
         if filters.price_min is not None:
@@ -43,7 +47,13 @@ def filter_clauses(filters: Filters) -> tuple[list[dict[str, Any]], list[dict[st
         must.append({"term": {"in_stock": filters.in_stock}})
     if filters.rating_min is not None:
         must.append({"range": {"rating": {"gte": filters.rating_min}}})
+    if filters.ids:
+        must.append({"ids": {"values": list(filters.ids)}})
     must_not = [{"ids": {"values": list(filters.exclude_ids)}}] if filters.exclude_ids else []
+    if filters.required is not None:
+        more, more_not = filter_clauses(filters.required)
+        must += more
+        must_not += more_not
     return must, must_not
 
 
@@ -98,6 +108,45 @@ def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None =
     return {"multi_match": mm}
 
 
+def lexical_query(leg: BM25Leg) -> dict[str, Any]:
+    """The scoring query of a BM25 leg: :func:`multi_match` on the text, or, when one of the leg's synonyms fires
+    in it, the same best_fields query spelled out over the query's analyzed clauses (:mod:`.synonyms`).
+
+    Spelled out, each field gets a bool of SHOULD clauses, one per term or synonym alternative (a single term
+    fuzzy like the multi_match's, a phrase exact), its boost on the bool, and a ``dis_max`` with the tie_breaker
+    combines the fields: what ``multi_match`` best_fields builds from a text. The terms are the ones shopsearch's
+    analyzer mirror produced (stemmed), sent with the ``whitespace`` analyzer so the node does not analyze them
+    again; the embedded engine scores the same clauses (embedded_bm25.score_field).
+
+    Raises:
+        ValueError: as :func:`multi_match` (fields, boosts, tie_breaker).
+
+    >>> from shopsearch.plugin.text_analysis import SynonymMap
+    >>> syn = SynonymMap.from_lines(["couch, sofa"])
+    >>> q = lexical_query(BM25Leg("couch", {"title": 1.0}, fuzziness=None, synonyms=syn))
+    >>> [c["match"]["title"]["query"] for c in q["dis_max"]["queries"][0]["bool"]["should"]]
+    ['couch', 'sofa']
+    """
+    plain = multi_match(leg.query, leg.fields, fuzziness=leg.fuzziness, tie_breaker=leg.tie_breaker)
+    if leg.synonyms is None or not leg.synonyms.fires(leg.query):
+        return plain
+    clauses = analyze_query(leg.query, leg.synonyms)
+    if not clauses:
+        return plain  # only stop words are left: the multi_match matches nothing, as the embedded engine
+    fuzzy = {"fuzziness": leg.fuzziness, "prefix_length": 1, "max_expansions": 50} if leg.fuzziness else {}
+    per_field = []
+    for name, boost in leg.fields.items():
+        should = []
+        for clause in clauses:
+            for alt in clause.alternatives:
+                if len(alt) == 1:
+                    should.append({"match": {name: {"query": alt[0], "analyzer": "whitespace", **fuzzy}}})
+                else:
+                    should.append({"match_phrase": {name: {"query": " ".join(alt), "analyzer": "whitespace"}}})
+        per_field.append({"bool": {"should": should, "boost": float(boost)}})
+    return {"dis_max": {"queries": per_field, "tie_breaker": leg.tie_breaker}}
+
+
 def _bool_with_filters(clause: dict[str, Any], filters: Filters) -> dict[str, Any]:
     """``clause`` scored, ``filters`` as non-scoring filter/must_not clauses."""
     must, must_not = filter_clauses(filters)
@@ -117,7 +166,7 @@ def bm25_body(leg: BM25Leg) -> dict[str, Any]:
     if not isinstance(leg.query, str):
         raise ValueError(f"query={leg.query!r} must be a string")
     # Built first so the fields and boosts are checked even when the query text is empty.
-    text = multi_match(leg.query, leg.fields, fuzziness=leg.fuzziness, tie_breaker=leg.tie_breaker)
+    text = lexical_query(leg)
     if leg.query.strip():
         query = _bool_with_filters(text, leg.filters)
     else:
@@ -166,7 +215,7 @@ def match_clause(rule: MatchRule, filters: Filters) -> dict[str, Any]:
     should: list[dict[str, Any]] = []
     lex = rule.lexical
     if lex is not None and lex.query.strip():
-        should.append(multi_match(lex.query, lex.fields, fuzziness=lex.fuzziness, tie_breaker=lex.tie_breaker))
+        should.append(lexical_query(lex))
     if rule.vector is not None:
         check_min_score(rule.min_score)
         knn = knn_body(KnnLeg(rule.vector, filters=filters, min_score=rule.min_score))["query"]
@@ -192,13 +241,13 @@ def highlight_body(query: str) -> dict[str, Any]:
 
 def match_bodies(rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
                  exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
-                 highlight: str | None = None) -> list[dict[str, Any]]:
+                 highlight: str | None = None, price_edges: Sequence[float] = PRICE_EDGES) -> list[dict[str, Any]]:
     """The searches for a slice of ``rule``'s matching set, its exact count and its disjunctive facets.
 
-    The facet-owned filters (brand, category) go in ``post_filter``, so each facet's aggregation applies every
-    filter but its own while the hits and the total apply them all. One body answers everything, unless ``exclude``
-    must leave ids out of a non-empty slice but not out of the count: then the first body counts and facets and the
-    second (``track_total_hits`` off) fetches the slice.
+    The facet-owned filters (engine.FACETED) go in ``post_filter``, so each facet's aggregation applies every
+    filter but its own while the hits and the total apply them all (:func:`facet_aggs`). One body answers
+    everything, unless ``exclude`` must leave ids out of a non-empty slice but not out of the count: then the first
+    body counts and facets and the second (``track_total_hits`` off) fetches the slice.
 
     Raises:
         ValueError: an unknown sort, a bad facet field, offset/size outside the result window, a bad min_score.
@@ -207,10 +256,11 @@ def match_bodies(rule: MatchRule, *, sort: str = "relevance", offset: int = 0, s
     {'price': {'order': 'asc', 'missing': '_last', 'unmapped_type': 'float'}}
     """
     check_match(sort, offset, size, facets, facet_size)
-    f = rule.filters
-    post, _ = filter_clauses(Filters(brand=f.brand, category=f.category))
+    check_price_edges(price_edges)
+    rest, owned = split_faceted(rule.filters)
+    post, _ = filter_clauses(owned)
     body: dict[str, Any] = {"size": size, "from": offset, "track_total_hits": True,
-                            "query": match_clause(rule, replace(f, brand=(), category=())),
+                            "query": match_clause(rule, rest),
                             "_source": {"excludes": SOURCE_EXCLUDES}}
     if post:
         body["post_filter"] = {"bool": {"filter": post}}
@@ -221,12 +271,7 @@ def match_bodies(rule: MatchRule, *, sort: str = "relevance", offset: int = 0, s
         body["sort"] = [{name: {"order": order, "missing": "_last", "unmapped_type": kind}}, {"id": "asc"}]
     if highlight and highlight.strip():
         body["highlight"] = highlight_body(highlight)
-    aggs: dict[str, Any] = {}
-    for name in dict.fromkeys(facets):
-        others = {k: getattr(f, k) for k in ("brand", "category") if k != FACET_FILTER[name]}
-        kept, _ = filter_clauses(Filters(**others))
-        aggs[name] = {"filter": {"bool": {"filter": kept}},
-                      "aggs": {"values": {"terms": {"field": name, "size": facet_size}}}}
+    aggs = {name: facet_aggs(name, owned, facet_size, price_edges) for name in dict.fromkeys(facets)}
     if not (exclude and size):
         return [{**body, "aggs": aggs} if aggs else body]
     counted = {**body, "size": 0, "from": 0, **({"aggs": aggs} if aggs else {})}
@@ -237,13 +282,65 @@ def match_bodies(rule: MatchRule, *, sort: str = "relevance", offset: int = 0, s
     return [counted, sliced]
 
 
-def parse_facets(aggs: dict[str, Any], fields: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
-    """``{field: [(value, count), ...]}`` from the aggregations, count descending then value ascending."""
+def regex_literal(text: str) -> str:
+    """``text`` as a Lucene regular expression matching exactly it (every non-alphanumeric character escaped).
+
+    >>> print(regex_literal("A > B.c"))
+    A\\ \\>\\ B\\.c
+    """
+    return "".join(c if c.isalnum() else "\\" + c for c in text)
+
+
+def facet_aggs(name: str, owned: Filters, facet_size: int, price_edges: Sequence[float]) -> dict[str, Any]:
+    """The aggregation of facet ``name``: a filter (the facet-owned filters but its own) over its counting agg(s).
+
+    Keyword facets: a ``terms`` agg ``values``. ``category_path``: one ``terms`` agg ``p<i>`` per parent of
+    :func:`~.engine.path_parents`, keeping only its children (``include``: ``<parent> > [^>]*``, roots ``[^>]*``).
+    ``price``/``rating``: a ``range`` agg over :func:`~.engine.range_buckets`.
+
+    >>> facet_aggs("rating", Filters(rating_min=4.0), 10, (25.0,))["filter"]
+    {'bool': {'filter': []}}
+    """
+    kept, _ = filter_clauses(facet_filters(owned, name))
+    sub: dict[str, Any]
+    if name == "category_path":
+        sub = {}
+        for i, parent in enumerate(path_parents(owned.category_path)):
+            include = "[^>]*" if parent is None else regex_literal(parent + PATH_SEPARATOR) + "[^>]*"
+            sub[f"p{i}"] = {"terms": {"field": CATEGORY_PATHS, "size": facet_size, "include": include}}
+    elif name in ("price", "rating"):
+        ranges = [{"key": label, "from": lo, **({"to": hi} if hi is not None else {})}
+                  for label, lo, hi in range_buckets(name, price_edges)]
+        sub = {"values": {"range": {"field": name, "ranges": ranges}}}
+    else:
+        sub = {"values": {"terms": {"field": name, "size": facet_size}}}
+    return {"filter": {"bool": {"filter": kept}}, "aggs": sub}
+
+
+def parse_facets(aggs: dict[str, Any], fields: Sequence[str],
+                 price_edges: Sequence[float] = PRICE_EDGES) -> dict[str, list[tuple[str, int]]]:
+    """``{field: [(value, count), ...]}`` from the aggregations of :func:`facet_aggs`: keyword facets count
+    descending then value ascending; ``category_path`` parent by parent, each so ordered; range facets in bucket
+    order without the empty buckets (an index without a facet's field gives it no values)."""
     out: dict[str, list[tuple[str, int]]] = {}
     for name in fields:
-        buckets = aggs.get(name, {}).get("values", {}).get("buckets", [])
+        agg = aggs.get(name, {})
+        if name == "category_path":
+            levels = sorted((k for k in agg if k.startswith("p") and k[1:].isdigit()), key=lambda k: int(k[1:]))
+            pairs = []
+            for key in levels:
+                found = [(str(b["key"]), int(b["doc_count"])) for b in agg[key].get("buckets", [])]
+                pairs += sorted(found, key=lambda p: (-p[1], p[0]))
+            out[name] = pairs
+            continue
+        buckets = agg.get("values", {}).get("buckets", [])
         pairs = [(str(b["key"]), int(b["doc_count"])) for b in buckets]
-        out[name] = sorted(pairs, key=lambda p: (-p[1], p[0]))
+        if name in ("price", "rating"):  # OpenSearch returns ranges by their start: put them in bucket order
+            found = dict(pairs)
+            out[name] = [(label, found[label]) for label, _, _ in range_buckets(name, price_edges)
+                         if found.get(label, 0) > 0]
+        else:
+            out[name] = sorted(pairs, key=lambda p: (-p[1], p[0]))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import FACET_FIELDS
+from .documents import DEFAULT_FACETS
 from .engine import Filters
 
 
@@ -18,7 +18,7 @@ class SearchRequest:
     page: int = 1  # 1-based
     size: int = 10
     profile: str = "default"
-    facets: tuple[str, ...] = FACET_FIELDS
+    facets: tuple[str, ...] = DEFAULT_FACETS  # attr.* : every attribute facet of the index
     explain: bool = False
     sort: str = "relevance"  # one of engine.SORTS, over the whole matching set
     highlight: bool = False  # mark the query's words in each hit's title and description
@@ -55,3 +55,34 @@ class SearchResponse:
     timings_ms: dict[str, float] = field(default_factory=dict)  # embed, retrieve, fusion, rerank, conversion, total
     degraded: bool = False
     notes: tuple[str, ...] = ()
+    # The query the hits are for when it is not the one typed: the speller's correction ("showing results for
+    # ...", the vector leg embedded it) or, with ``relaxed``, the relaxed query that found them.
+    correction: str | None = None
+    # Only when the query matched nothing: spelling suggestions from the catalog's vocabulary (may be empty).
+    did_you_mean: tuple[str, ...] = ()
+    # The query matched nothing and these hits are for ``correction``, a relaxed form of it (unknown words dropped).
+    relaxed: bool = False
+    # Why it is degraded, as "<stage>:<cause>" codes (DEGRADED_REASONS); the notes say it in words.
+    degraded_reasons: tuple[str, ...] = ()
+    # The merchandising rules that fired for the query (plugin/merchandising.py), in file order.
+    rules_applied: tuple[str, ...] = ()
+    # A rule's URL the storefront sends the shopper to (the results are still computed); None: stay.
+    redirect: str | None = None
+
+
+# The degradation codes a SearchResponse can carry: what was cut short and why. ``deadline``: the request's
+# end-to-end deadline (shopsearch.deadline) ran out; ``budget``: the stage's own time budget; ``failed``: an error.
+DEGRADED_REASONS = {
+    "embed:failed": "the query embedding failed; the lexical leg alone served",
+    "retrieve:deadline": "a retrieval leg (or a deeper candidate page) did not run in time; the legs that ran served",
+    "fetch:deadline": "the page's products were not fetched in time; hits carry ids and scores only",
+    "match:deadline": "the matching set was not counted in time: total counts the fused hits only, no facets",
+    "merchandise:deadline": "the pin, boost and bury rules were not applied in time; the ranking is unarranged",
+    "rerank:deadline": "no time left for the cross-encoder; the fused order served",
+    "rerank:budget": "the cross-encoder could not fit its own time budget; the fused order served",
+    "rerank:failed": "the cross-encoder failed while scoring; the fused order served",
+    "rerank:unavailable": "the cross-encoder model is missing or failed to load; the fused order served",
+    "conversion:deadline": "no time left for the conversion model; the order kept",
+    "conversion:failed": "the conversion model is missing or failed, or needs a degraded input; the order kept",
+    "history:failed": "the event history was unavailable; the conversion model ranked with priors",
+}

@@ -2,13 +2,14 @@
 
 Matching mirrors the mapping's ``title.autocomplete`` field (edge n-grams of lowercased, ASCII-folded tokens,
 searched with operator AND). Both engines then order candidates with :func:`rank_suggestions`, so the storefront
-sees the same suggestions whichever engine serves it.
+sees the same suggestions whichever engine serves it. /suggest mixes them with popular past queries
+(:mod:`.popular_queries`) by :func:`mix_suggestions`.
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from .text_analysis import tokenize
 
@@ -54,6 +55,30 @@ def rank_suggestions(prefix: str, titles: Iterable[str], size: int) -> list[str]
         toks = tokenize(title)
         seen[key] = (not _starts_with(toks, terms), len(toks), key, title.strip())
     return [v[3] for v in sorted(seen.values())[:size]]
+
+
+class Suggestion(NamedTuple):
+    """One /suggest completion: its text and its ``kind``: ``query`` (what shoppers searched) or ``product`` (a
+    product title)."""
+
+    text: str
+    kind: str
+
+
+def mix_suggestions(queries: Sequence[str], titles: Sequence[str], size: int) -> list[Suggestion]:
+    """Up to ``size`` suggestions: popular queries first, then product titles, each kind given at least half the
+    places when it has enough (the other kind fills what one leaves); a title equal to a suggested query is
+    dropped.
+
+    >>> [s.text for s in mix_suggestions(["red lamp", "red rug"], ["Red lamp", "Red lamp shade"], 3)]
+    ['red lamp', 'red rug', 'Red lamp shade']
+    """
+    queries = list(dict.fromkeys(queries))
+    taken_q = {q.strip().lower() for q in queries}
+    titles = [t for t in dict.fromkeys(titles) if t.strip().lower() not in taken_q]
+    n_queries = min(len(queries), max(size - size // 2, size - len(titles)))
+    out = [Suggestion(q, "query") for q in queries[:n_queries]]
+    return out + [Suggestion(t, "product") for t in titles[: size - n_queries]]
 
 
 def opensearch_suggest_body(prefix: str, size: int) -> dict[str, Any]:

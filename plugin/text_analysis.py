@@ -134,13 +134,13 @@ def parse_synonyms(lines: Iterable[str]) -> list[SynonymRule]:
     Phrases are tokenized like the search analyzer before its synonym filter. Blank and ``#`` lines are skipped.
 
     Raises:
-        ValueError: a rule has an empty side (``"=> tv"``).
+        ValueError: a rule has an empty side (``"=> tv"``); the message gives its line number (1-based).
 
     >>> parse_synonyms(["couch, sofa"])[0].outputs
     (('couch',), ('sofa',))
     """
     rules = []
-    for raw in lines:
+    for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -151,7 +151,7 @@ def parse_synonyms(lines: Iterable[str]) -> list[SynonymRule]:
         else:
             ins = outs = tuple(p for p in (tuple(tokenize(s)) for s in line.split(",")) if p)
         if not ins or not outs:
-            raise ValueError(f"synonyms: rule {line!r} has an empty side; use 'a, b' or 'a => b'")
+            raise ValueError(f"synonyms line {number}: rule {line!r} has an empty side; use 'a, b' or 'a => b'")
         rules.append(SynonymRule(ins, outs))
     return rules
 
@@ -172,6 +172,18 @@ class SynonymMap:
         """Build from Solr-format lines (see :func:`parse_synonyms`)."""
         return cls(parse_synonyms(lines))
 
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def fires(self, text: str) -> bool:
+        """Whether a rule's input occurs in ``text`` (tokenized like the search analyzer).
+
+        >>> SynonymMap.from_lines(["couch, sofa"]).fires("Red couch"), SynonymMap([]).fires("couch")
+        (True, False)
+        """
+        tokens = tokenize(text) if self._map else []
+        return any(self.lookup(tokens, i) for i in range(len(tokens)))
+
     def lookup(self, tokens: Sequence[str], start: int) -> tuple[int, list[tuple[str, ...]]] | None:
         """Longest rule input starting at ``tokens[start]``: ``(length, alternatives)`` or None."""
         for n in range(min(self.max_len, len(tokens) - start), 0, -1):
@@ -185,9 +197,9 @@ class SynonymMap:
 class QueryClause:
     """One SHOULD clause of the analyzed query: alternatives (stemmed term tuples) for one span of the input.
 
-    ``kind`` says how OpenSearch's match query scores it: ``term`` (one term, fuzzy allowed), ``synonym``
-    (single-term alternatives blended into one pseudo-term) or ``graph`` (a multi-term synonym: each
-    alternative scored on its own, single terms fuzzy, phrases exact, summed).
+    ``kind``: ``term`` (one term, fuzzy allowed) or ``graph`` (a synonym's alternatives: each scored on its own,
+    single terms fuzzy, phrases exact, summed: a bool of SHOULD clauses, which is how both engines send a query
+    that a synonym fired in; see :mod:`.synonyms`).
     """
 
     kind: str
@@ -221,11 +233,10 @@ def analyze_query(text: str, synonyms: SynonymMap | None = None) -> list[QueryCl
         i += n
         if not stemmed:
             continue
-        multi = n > 1 or any(len(a) > 1 for a in alts)
         if len(stemmed) == 1 and len(stemmed[0]) == 1:
             clauses.append(QueryClause("term", tuple(stemmed)))
         else:
-            clauses.append(QueryClause("graph" if multi else "synonym", tuple(stemmed)))
+            clauses.append(QueryClause("graph", tuple(stemmed)))
     return clauses
 
 

@@ -21,6 +21,7 @@ Bounded: an append that would take the spool past ``max_bytes`` raises :class:`S
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -88,12 +89,18 @@ class UbiSpool:
                 pass
         return total
 
-    def append(self, queries: Sequence[UbiQuery], events: Sequence[UbiEvent]) -> None:
+    def append(self, queries: Sequence[UbiQuery], events: Sequence[UbiEvent],
+               then: Callable[[], object] | None = None) -> None:
         """Write the records with one ``write`` + ``fsync``; on return they survive a crash of this process.
 
+        Args:
+            queries, events: the records.
+            then: called once the records are written, before the spool's lock is released (POST /events writes
+                the event log there); if it raises, the records are taken back out and the error re-raised, so a
+                batch lands in both places or in neither.
         Raises:
             SpoolFull: no room for the batch; nothing was written.
-            OSError: the disk failed (a short write is an error too).
+            OSError: the disk failed (a short write is an error too, ``errno.ENOSPC``); nothing stays written.
         """
         lines = [f'{{"query":{record_json(q)}}}' for q in queries]  # the record's JSON, serialised once
         lines += [f'{{"event":{record_json(e)}}}' for e in events]
@@ -104,10 +111,17 @@ class UbiSpool:
             if self.size() + len(data) > self.max_bytes:
                 raise SpoolFull(f"UBI spool {self.directory} is full ({self.max_bytes} bytes)")
             fd = self._segment()
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to the UBI spool: {written} of {len(data)} bytes")
-            os.fsync(fd)
+            try:
+                written = os.write(fd, data)
+                if written != len(data):  # a short write on a regular file means the disk is full
+                    raise OSError(errno.ENOSPC, f"short write to the UBI spool: {written} of {len(data)} bytes")
+                os.fsync(fd)
+                if then is not None:
+                    then()
+            except BaseException:
+                # Our own segment, under our flock and lock: nobody else has read or written it since.
+                os.ftruncate(fd, self._written)
+                raise
             self._written += written
 
     def _segment(self) -> int:

@@ -2,22 +2,29 @@
 
 On CUDA the model runs in fp16; on CPU, with ``fast_cpu``, an int8 copy runs in ONNX Runtime (see
 onnx_cross_encoder.py; measured in bench/rerank.py), or torch fp32 when that cannot be built. Reranking never
-raises: on a scoring error or a blown time budget it returns the fused order and says it degraded.
+raises: on a scoring error or a blown time budget it returns the fused order and says why.
+
+The budget is checked before each batch against a time-decayed estimate of what a batch costs
+(:class:`~.batch_cost.BatchCost`): a batch that would not fit is not started, and a slow spell is forgotten as time
+passes, so the stage comes back on its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.deadline import Deadline, DeadlineExceeded
+from shopsearch.indexer.onnx_encoder import cuda_available
 from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.settings import load_settings, offline_environment
 
+from .batch_cost import BatchCost
 from .calibration import load_calibrations
 from .pair_text import product_text
 
@@ -26,8 +33,11 @@ log = logging.getLogger(__name__)
 STAGE = "cross_encoder"
 
 
-class OverBudget(RuntimeError):
-    """Scoring was stopped because the time budget ran out."""
+class OverBudget(DeadlineExceeded):
+    """Scoring was stopped because the next batch would not fit the time left."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("rerank", message)
 
 
 class CrossEncoderReranker:
@@ -48,7 +58,7 @@ class CrossEncoderReranker:
         ValueError: a parameter out of range. FileNotFoundError: ``model_dir`` does not exist.
     Example:
         >>> rr = CrossEncoderReranker("models/ce-minilm")  # doctest: +SKIP
-        >>> hits, degraded = rr.rerank("red lamp", fused_hits, depth=50, budget_ms=300)  # doctest: +SKIP
+        >>> hits, why = rr.rerank("red lamp", fused_hits, depth=50, budget_ms=300)  # doctest: +SKIP
     """
 
     def __init__(self, model_dir: str | Path, *, device: str | None = None, batch_size: int = 64,
@@ -63,32 +73,55 @@ class CrossEncoderReranker:
             raise FileNotFoundError(f"model_dir={str(path)!r} is not a trained cross-encoder (no config.json)")
         if max_length is None:
             max_length = _trained_max_length(path)
-        import torch
-        from sentence_transformers import CrossEncoder
-
         offline_environment()
         self.model_dir = path
         self.batch_size = batch_size
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = CrossEncoder(str(path), max_length=max_length, device=self.device, local_files_only=True)
+        self.model: Any = None  # the torch CrossEncoder; None when a recorded ONNX export serves without torch
         self._onnx: Any = None
-        self.model.eval()
-        if self.device.startswith("cuda"):
-            self.model.half()
-            self.precision = "fp16"
+        if fast_cpu and (device == "cpu" or (device is None and not cuda_available())):
+            self._onnx = self._recorded_onnx(path, max_length, require_onnx, onnx_cache)
+        if self._onnx is not None:
+            self.device, self.precision = "cpu", "onnx-int8"
         else:
-            self._onnx = self._onnx_int8(path, max_length, require_onnx, onnx_cache) if fast_cpu else None
-            self.precision = "fp32" if self._onnx is None else "onnx-int8"
+            import torch
+            from sentence_transformers import CrossEncoder
+
+            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.model = CrossEncoder(str(path), max_length=max_length, device=self.device, local_files_only=True)
+            self.model.eval()
+            if self.device.startswith("cuda"):
+                self.model.half()
+                self.precision = "fp16"
+            else:
+                self._onnx = self._onnx_int8(path, max_length, require_onnx, onnx_cache) if fast_cpu else None
+                self.precision = "fp32" if self._onnx is None else "onnx-int8"
         self.calibrations, self.default_calibration = load_calibrations(path)
-        self.ms_per_pair: float | None = None  # running estimate, drives the budget check
+        self.cost = BatchCost()  # what a pair costs, decaying toward the fastest seen; drives the budget checks
+
+    def _recorded_onnx(self, path: Path, max_length: int, required: bool, cache: str | Path | None) -> Any:
+        """The int8 scorer of an export recorded earlier, built without torch or transformers (a lean search
+        worker); None when there is none yet, or (logged; raised when ``required``) when it cannot be loaded."""
+        try:
+            from .onnx_cross_encoder import load_exported
+
+            return load_exported(path, cache or load_settings().onnx_dir, max_length)
+        except Exception as exc:  # noqa: BLE001 - the model is loaded instead, which re-exports
+            if required:
+                raise
+            log.warning("recorded ONNX export of %s unusable (%s: %s); loading the model", path,
+                        type(exc).__name__, exc)
+            return None
 
     def _onnx_int8(self, path: Path, max_length: int, required: bool, cache: str | Path | None) -> Any:
         """The ONNX Runtime int8 scorer, or None (logged) when it cannot be built and is not ``required``."""
         try:
-            from .onnx_cross_encoder import OnnxCrossEncoder, export_int8
+            from .onnx_cross_encoder import OnnxCrossEncoder, export_int8, pair_tokenizer
 
             onnx_path = export_int8(self.model, path, cache or load_settings().onnx_dir)
-            return OnnxCrossEncoder(onnx_path, self.model.tokenizer, max_length)
+            tok = self.model.tokenizer
+            return OnnxCrossEncoder(onnx_path, pair_tokenizer(tok, max_length, tok.pad_token_id or 0,
+                                                              tok.pad_token or "[PAD]", tok.pad_token_type_id or 0),
+                                    max_length)
         except Exception as exc:  # noqa: BLE001 - any failure here means "use the torch path"
             if required:
                 raise
@@ -96,41 +129,42 @@ class CrossEncoderReranker:
                         type(exc).__name__, exc)
             return None
 
-    def score(self, query: str, products: Sequence[Mapping[str, Any]], *, deadline: float | None = None
+    def score(self, query: str, products: Sequence[Mapping[str, Any]], *, deadline: Deadline | None = None
               ) -> np.ndarray:
         """Relevance scores in (0, 1) (sigmoid of the logit) of ``products`` for ``query``, in input order.
 
         Args:
             query: the shopper's query.
             products: product dicts with ``title`` (and optionally ``description``).
-            deadline: a ``time.perf_counter()`` value; scoring stops with :class:`OverBudget` after the batch
-                that passes it.
+            deadline: checked before each batch: a batch the cost estimate says would end past it is not started
+                (:class:`OverBudget`), nor any once it has passed; with no estimate yet the first batch runs.
         Returns:
             float32 array, one score per product.
         Example:
             >>> rr.score("red lamp", [{"title": "Red lamp"}, {"title": "Blue chair"}])  # doctest: +SKIP
             array([0.93, 0.02], dtype=float32)
         """
-        import torch
+        if self.model is None:  # a recorded ONNX export: this process never imports torch
+            no_grad: Any = contextlib.nullcontext()
+        else:
+            import torch
 
+            no_grad = torch.inference_mode()
         pairs = [(query, product_text(p)) for p in products]
         out = np.zeros(len(pairs), dtype=np.float32)
-        started = time.perf_counter()
-        done = 0
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(pairs), self.batch_size):
-                    chunk = pairs[start:start + self.batch_size]
-                    out[start:start + len(chunk)] = (
-                        self._onnx.predict(chunk) if self._onnx is not None else
-                        self.model.predict(chunk, batch_size=self.batch_size, show_progress_bar=False))
-                    done = start + len(chunk)
-                    if deadline is not None and time.perf_counter() > deadline and done < len(pairs):
-                        raise OverBudget(f"scored {done} of {len(pairs)} pairs before the deadline")
-        finally:
-            if done:  # also after an overrun, so the next budget check knows
-                ms = (time.perf_counter() - started) * 1000 / done
-                self.ms_per_pair = ms if self.ms_per_pair is None else 0.8 * self.ms_per_pair + 0.2 * ms
+        with no_grad:
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start:start + self.batch_size]
+                if deadline is not None:
+                    need = self.cost.batch_ms(len(chunk))
+                    if deadline.expired() or (need is not None and need > deadline.remaining_ms()):
+                        raise OverBudget(f"scored {start} of {len(pairs)} pairs; the next batch would end past "
+                                         "the deadline")
+                t = self.cost.clock()  # the estimate's own clock (a test's fake one moves with its fake model)
+                out[start:start + len(chunk)] = (
+                    self._onnx.predict(chunk) if self._onnx is not None else
+                    self.model.predict(chunk, batch_size=self.batch_size, show_progress_bar=False))
+                self.cost.observe(pairs=len(chunk), ms=(self.cost.clock() - t) * 1000)
         return out
 
     def calibrated(self, scores: Sequence[float] | np.ndarray, dataset: str | None = None) -> np.ndarray:
@@ -149,28 +183,29 @@ class CrossEncoderReranker:
         return self.calibrations[name].apply(scores)
 
     def rerank(self, query: str, hits: Sequence[ScoredHit], depth: int = 50, budget_ms: float | None = None,
-               combine: str = "none", rrf_k: float = 60.0) -> tuple[list[ScoredHit], bool]:
+               combine: str = "none", rrf_k: float = 60.0) -> tuple[list[ScoredHit], str | None]:
         """Rescore the top ``depth`` hits with the cross-encoder; the rest follow in their fused order.
 
         Reranked hits get ``score`` = the cross-encoder score and ``stages["cross_encoder"]``; the others keep
         their score. Ranks are renumbered 1..n. Never raises for a scoring failure or a blown budget: then the
-        fused order is returned unchanged with ``degraded=True``.
+        fused order is returned unchanged with the reason.
 
         Args:
             query: the shopper's query.
             hits: the fused ranking (rank order).
             depth: how many of the top hits to rescore (>= 0).
-            budget_ms: time allowed for scoring; None for no limit. Skipped up front when the running
-                per-pair estimate says it cannot fit.
+            budget_ms: time allowed for scoring; None for no limit. Skipped up front when the cost estimate
+                (:attr:`cost`, time-decayed) says the head cannot fit, and stopped before a batch that would not.
             combine: "none" orders the head by the cross-encoder score; "rrf" by 1/(rrf_k + cross-encoder rank)
                 + 1/(rrf_k + incoming rank), and that sum becomes the hit's score (``stages["rerank"]``).
             rrf_k: the fusion's k (> 0).
         Returns:
-            (hits, degraded), with exactly the input hits.
+            (hits, why), with exactly the input hits; ``why`` is None when reranked, else why the fused order came
+            back: ``"budget"`` (it could not fit ``budget_ms``) or ``"failed"`` (scoring raised).
         Raises:
             ValueError: ``depth`` < 0, ``budget_ms`` <= 0, unknown ``combine`` or ``rrf_k`` <= 0.
         Example:
-            >>> ranked, degraded = rr.rerank("red lamp", hits, depth=50, budget_ms=250)  # doctest: +SKIP
+            >>> ranked, why = rr.rerank("red lamp", hits, depth=50, budget_ms=250)  # doctest: +SKIP
         """
         if depth < 0:
             raise ValueError(f"depth={depth!r} must be >= 0")
@@ -183,23 +218,23 @@ class CrossEncoderReranker:
         hits = list(hits)
         head, tail = hits[:depth], hits[depth:]
         if not head:
-            return hits, False
-        if budget_ms is not None and self.ms_per_pair is not None and self.ms_per_pair * len(head) > budget_ms:
-            log.info("cross-encoder skipped: %d pairs x %.2f ms > budget %.0f ms", len(head), self.ms_per_pair,
-                     budget_ms)
-            return hits, True
-        deadline = None if budget_ms is None else time.perf_counter() + budget_ms / 1000
+            return hits, None
+        need = self.cost.batch_ms(len(head))
+        if budget_ms is not None and need is not None and need > budget_ms:
+            log.info("cross-encoder skipped: %d pairs need ~%.0f ms > budget %.0f ms", len(head), need, budget_ms)
+            return hits, "budget"
+        deadline = None if budget_ms is None else Deadline.after(budget_ms / 1000, clock=self.cost.clock)
         try:
             scores = self.score(query, [h.source for h in head], deadline=deadline)
         except OverBudget as exc:
             log.info("cross-encoder over its %.0f ms budget, keeping fused order: %s", budget_ms, exc)
-            return hits, True
+            return hits, "budget"
         except Exception as exc:  # noqa: BLE001 - any scoring failure degrades to the fused order
             log.warning("cross-encoder failed, keeping fused order: %s", exc)
-            return hits, True
-        if deadline is not None and time.perf_counter() > deadline:
-            return hits, True
-        final, extra = scores.astype(np.float64), {}
+            return hits, "failed"
+        if deadline is not None and deadline.expired():
+            return hits, "budget"
+        final = scores.astype(np.float64)
         if combine == "rrf":
             final = rrf_with_incoming(scores, rrf_k)
         order = np.argsort(-final, kind="stable")  # ties keep the fused order
@@ -209,7 +244,7 @@ class CrossEncoderReranker:
             if combine == "rrf":
                 stages["rerank"] = float(final[i])
             reranked.append(replace(head[i], score=float(final[i]), stages=stages))
-        return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], False
+        return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], None
 
 
 def rrf_with_incoming(scores: Sequence[float] | np.ndarray, rrf_k: float) -> np.ndarray:

@@ -3,18 +3,23 @@
 The API appends events to ``<events_dir>/events-YYYY-MM-DD.jsonl`` (:class:`shopsearch.events.EventLog`). This
 module tails those files into an :class:`~shopsearch.reranker.event_history.EventHistory`, bounded:
 
-- new lines are read at most every ``refresh_s`` seconds, from where the last read stopped (files only grow);
+- a background thread reads new lines every ``refresh_s`` seconds, from where the last read stopped (files only
+  grow); a search (:meth:`EventLogHistory.context`) only reads the history in memory, never a file or the engine;
 - at most ``max_events`` new events are applied per refresh (the newest; a backlog is skipped, and logged);
 - brand/category of interacted products come from ``lookup(product_id)`` (e.g. the engine), cached (LRU,
-  ``max_products``), so affinity costs one lookup per distinct product ever interacted with;
-- affinity is keyed by ``user_id``, or by the session for anonymous shoppers (``session:<session_id>``).
+  ``max_products``), looked up by that thread before the history's lock is taken, so a slow engine never holds
+  up a search;
+- the history keeps at most ``max_products`` products' counts and ``max_users`` shoppers' affinities (least
+  recently active dropped first), so memory stays bounded whatever ids the events name;
+- affinity is keyed by ``user_id``, or by the session for anonymous shoppers (``session:<session_id>``);
+- the same pass feeds the recommendations' memory (reranker/recommendations.py: recent products per shopper,
+  co-purchases, the popular list), bounded by ``rec_limits``, so GET /recommendations never reads a file either.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterable
@@ -24,6 +29,7 @@ from shopsearch.indexer.records import Product
 
 from .event_history import AFFINITY_WEIGHTS, EventHistory
 from .features import FeatureContext
+from .recommendations import RecInputs, RecLimits, RecommendationMemory, top_popular
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +52,9 @@ class _CachedProducts:
 
     def __init__(self, lookup: ProductLookup, max_size: int) -> None:
         self.lookup, self.max_size = lookup, max_size
-        self.active = True  # False while accounting an event that carries no affinity (no lookup needed)
         self._cache: OrderedDict[str, Product | None] = OrderedDict()
 
     def get(self, pid: str, default: Product | None = None) -> Product | None:
-        if not self.active:
-            return default
         if pid in self._cache:
             self._cache.move_to_end(pid)
             return self._cache[pid]
@@ -67,63 +70,116 @@ class _CachedProducts:
 
 
 class EventLogHistory:
-    """Tails the API's event log into running product stats and user/session affinities.
+    """Tails the API's event log into running product stats and user/session affinities (module docstring).
 
     Args:
         directory: the API's events directory.
         lookup: product id -> Product (or None), for the brand/category of interacted products.
-        refresh_s: read new events at most this often (>= 0; 0 reads on every call).
+        refresh_s: how often the background thread reads new events (>= 0; 0: no thread, call :meth:`refresh`).
         max_events: the most new events applied per refresh (>= 1).
-        max_products: product lookups cached.
+        max_products: products whose counts are kept, and product lookups cached (>= 1).
+        max_users: shoppers whose affinity is kept (>= 1).
+        rec_limits: the recommendations' memory bounds (default: ``max_users`` shoppers, ``max_products``
+            co-purchase products).
     Raises:
         ValueError: a bound out of range.
 
     >>> h = EventLogHistory("/var/shopsearch/events", lambda pid: None)  # doctest: +SKIP
-    >>> h.context("u1", None, ["p1", "p2"]).stats["p1"].impressions  # doctest: +SKIP
+    >>> h.refresh(); h.context("u1", None, ["p1", "p2"]).stats["p1"].impressions  # doctest: +SKIP
     14
     """
 
     def __init__(self, directory: str | Path, lookup: ProductLookup, *, refresh_s: float = 10.0,
-                 max_events: int = 100_000, max_products: int = 50_000) -> None:
+                 max_events: int = 100_000, max_products: int = 200_000, max_users: int = 100_000,
+                 rec_limits: RecLimits | None = None) -> None:
         if refresh_s < 0:
             raise ValueError(f"refresh_s must be >= 0; got {refresh_s!r}")
-        if max_events < 1 or max_products < 1:
-            raise ValueError(f"max_events and max_products must be >= 1; got {max_events!r}, {max_products!r}")
+        if min(max_events, max_products, max_users) < 1:
+            raise ValueError(f"max_events, max_products and max_users must be >= 1; got {max_events!r}, "
+                             f"{max_products!r}, {max_users!r}")
         self.directory = Path(directory)
         self.refresh_s, self.max_events = refresh_s, max_events
         self._products = _CachedProducts(lookup, max_products)
-        self.history = EventHistory(self._products)
+        self.history = EventHistory({}, max_products=max_products, max_users=max_users)
+        self.recommendations = RecommendationMemory(
+            rec_limits or RecLimits(max_clients=max_users, max_pair_products=max_products))
         self._log = EventLog(self.directory)
-        self._last_refresh = float("-inf")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the history: held by a search's read and by applying a batch
+        self._refresh_lock = threading.Lock()  # one refresh at a time
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stop = threading.Event()
 
-    def refresh(self, force: bool = False) -> int:
-        """Apply new events (at most every ``refresh_s`` unless ``force``); returns how many were applied."""
-        now = time.monotonic()
-        if not force and now - self._last_refresh < self.refresh_s:
-            return 0
-        self._last_refresh = now
-        if not self.directory.is_dir():
-            return 0
-        events, skipped = self._log.read_new()
-        if skipped:
-            log.warning("event log: skipped %d invalid lines", skipped)
-        if len(events) > self.max_events:
-            log.warning("event log: %d new events, applying the newest %d", len(events), self.max_events)
-            events = events[-self.max_events:]
-        for e in events:
-            # EventHistory asks for the product of every event; only affinity events need it (saves lookups).
-            self._products.active = e.type in AFFINITY_WEIGHTS
-            key = affinity_key(e.user_id, e.session_id)
-            # EventHistory keys affinity by user_id: anonymous sessions get a session key of their own.
-            self.history.add(e if key == e.user_id else _with_user(e, key))
-        return len(events)
+    def refresh(self) -> int:
+        """Read and apply the events appended since the last refresh; returns how many were applied.
+
+        Product lookups (for affinity) happen before the history's lock is taken; only applying holds it.
+        """
+        with self._refresh_lock:
+            if not self.directory.is_dir():
+                return 0
+            events, skipped = self._log.read_new()
+            if skipped:
+                log.warning("event log: skipped %d torn or invalid lines", skipped)
+            if len(events) > self.max_events:
+                log.warning("event log: %d new events, applying the newest %d", len(events), self.max_events)
+                events = events[-self.max_events:]
+            # Only affinity events need their product; look each distinct one up now, outside the lock.
+            products = {pid: product for pid in {e.product_id for e in events if e.type in AFFINITY_WEIGHTS}
+                        if (product := self._products.get(pid)) is not None}
+            with self._lock:
+                self.history.products = products
+                for e in events:
+                    key = affinity_key(e.user_id, e.session_id)
+                    # EventHistory keys affinity by user_id: anonymous sessions get a session key of their own.
+                    self.history.add(e if key == e.user_id else _with_user(e, key))
+                    self.recommendations.add(e, key)
+                self.history.products = {}
+                if events:
+                    self.recommendations.set_popular(top_popular(self.history.click_purchase_counts(),
+                                                                 self.recommendations.limits.popular_size))
+            return len(events)
+
+    def start(self) -> None:
+        """Start the background refresh thread (once; none when ``refresh_s`` is 0). Its first pass runs at once."""
+        if self.refresh_s == 0 or self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="event-history-refresh", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the background thread (tests, a worker's exit)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - a bad read must not end the thread; the next pass retries
+                log.warning("event history refresh failed (%s: %s)", type(exc).__name__, exc)
+            if self._stop.wait(self.refresh_s):
+                return
 
     def context(self, user_id: str | None, session_id: str | None, product_ids: Iterable[str]) -> FeatureContext:
-        """The FeatureContext for one search: stats of ``product_ids`` and the shopper's affinity, as of now."""
+        """The FeatureContext for one search: stats of ``product_ids`` and the shopper's affinity, from memory
+        (no file read, no lookup; the first call starts the background refresh)."""
+        self.start()
         with self._lock:
-            self.refresh()
             return self.history.context(affinity_key(user_id, session_id), list(product_ids))
+
+
+    def recommendation_inputs(self, client_id: str | None, seeds: list[str], context: str) -> RecInputs:
+        """What GET /recommendations needs for shopper ``client_id`` (a user id, or an anonymous session's id), from
+        memory (no file read, no lookup; the first call starts the background refresh); see
+        :meth:`RecommendationMemory.inputs`."""
+        self.start()
+        with self._lock:
+            key = self.recommendations.client(client_id)
+            return self.recommendations.inputs(key, seeds, self.history.affinity(key), context=context)
 
 
 def _with_user(e: Event, key: str | None) -> Event:

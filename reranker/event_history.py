@@ -3,11 +3,16 @@
 Feed events with :meth:`EventHistory.add` in time order and ask :meth:`EventHistory.context` for the
 :class:`~shopsearch.reranker.features.FeatureContext` "as of now", so features of a list never see its own
 outcome.
+
+Serving bounds it (``max_products``, ``max_users``): the least recently active product or shopper is dropped
+first, so a flood of events for random ids costs a fixed amount of memory. Training replays a finite log and
+leaves it unbounded.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections import OrderedDict
+from typing import Iterable, Iterator, Mapping
 
 from shopsearch.events import Event
 from shopsearch.indexer.records import Product
@@ -21,19 +26,36 @@ AFFINITY_WEIGHTS = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
 class EventHistory:
     """Counts impressions/clicks/purchases per product and brand/category weight per user.
 
+    Args:
+        products: product id -> Product, for the brand and category of interacted products.
+        max_products: products whose counts are kept (None: all); the least recently active goes first.
+        max_users: users whose affinity is kept (None: all); the least recently active goes first.
+    Raises:
+        ValueError: a bound < 1.
+
     >>> h = EventHistory({})
     >>> h.context("u1", ["p1"]).stats["p1"].impressions
     0
     """
 
-    def __init__(self, products: Mapping[str, Product]) -> None:
+    def __init__(self, products: Mapping[str, Product], max_products: int | None = None,
+                 max_users: int | None = None) -> None:
+        for name, bound in (("max_products", max_products), ("max_users", max_users)):
+            if bound is not None and bound < 1:
+                raise ValueError(f"{name} must be >= 1 or None; got {bound!r}")
         self.products = products
-        self._counts: dict[str, list[int]] = {}  # product id -> [impressions, clicks, purchases]
-        self._users: dict[str, tuple[dict[str, float], dict[str, float], list[float]]] = {}
+        self.max_products, self.max_users = max_products, max_users
+        self._counts: OrderedDict[str, list[int]] = OrderedDict()  # product id -> [impressions, clicks, purchases]
+        self._users: OrderedDict[str, tuple[dict[str, float], dict[str, float], list[float]]] = OrderedDict()
+
+    def sizes(self) -> tuple[int, int]:
+        """How many products and users the history holds now."""
+        return len(self._counts), len(self._users)
 
     def add(self, e: Event) -> None:
         """Account one event (unknown products still count for stats, not for affinity)."""
         c = self._counts.setdefault(e.product_id, [0, 0, 0])
+        _touch(self._counts, e.product_id, self.max_products)
         if e.type == "impression":
             c[0] += 1
         elif e.type == "click":
@@ -45,11 +67,17 @@ class EventHistory:
         if w is None or e.user_id is None or p is None:
             return
         brands, cats, total = self._users.setdefault(e.user_id, ({}, {}, [0.0]))
+        _touch(self._users, e.user_id, self.max_users)
         total[0] += w
         if p.brand:
             brands[p.brand] = brands.get(p.brand, 0.0) + w
         for cat in p.category:
             cats[cat] = cats.get(cat, 0.0) + w
+
+    def click_purchase_counts(self) -> Iterator[tuple[str, int, int]]:
+        """(product id, clicks, purchases) of every product the history holds (popularity, reranker/
+        recommendations.py)."""
+        return ((pid, c[1], c[2]) for pid, c in self._counts.items())
 
     def extend(self, events: Iterable[Event]) -> None:
         """Account every event in order."""
@@ -70,3 +98,12 @@ class EventHistory:
         """
         stats = {pid: ProductStats(*self._counts.get(pid, (0, 0, 0))) for pid in product_ids}
         return FeatureContext(stats=stats, user=self.affinity(user_id), **priors)
+
+
+def _touch(items: OrderedDict, key: str, bound: int | None) -> None:
+    """Mark ``key`` most recently active; drop the least recently active entries past ``bound``."""
+    if bound is None:
+        return
+    items.move_to_end(key)
+    while len(items) > bound:
+        items.popitem(last=False)

@@ -136,7 +136,10 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
     resp = SearchResponse(query=first.query, profile="+".join(teams), page=req.page, size=req.size,
                           total=max(first.total, second.total), hits=hits, facets=first.facets, timings_ms=timings,
                           degraded=first.degraded or second.degraded,
-                          notes=tuple(dict.fromkeys([*first.notes, *second.notes])))
+                          notes=tuple(dict.fromkeys([*first.notes, *second.notes])),
+                          degraded_reasons=tuple(dict.fromkeys([*first.degraded_reasons, *second.degraded_reasons])),
+                          correction=first.correction, did_you_mean=first.did_you_mean, relaxed=first.relaxed,
+                          rules_applied=first.rules_applied, redirect=first.redirect)
     return resp, merged.teams[start:]
 
 

@@ -5,18 +5,26 @@ close to its ranking (per-channel weight scales). Export and quantisation are to
 shopsearch.indexer.onnx_export). The export is cached under ``cache_dir``, keyed by a hash of the weights, so a
 retrained model gets its own file and serving processes share one export. ``CrossEncoderReranker`` falls back to
 torch fp32, with a warning, when this path cannot be built.
+
+Serving a recorded export imports neither torch nor transformers (issue 16, item 6: a search worker whose profile
+reranks stays lean): beside the export, the model's fast tokenizer (``<export>.tokenizer.json``) and a manifest
+(``<export>.served.json``: the files and the graph's inputs) are written, and :func:`load_exported` needs only
+them, onnxruntime and tokenizers. Pairs are encoded by the same tokenizers library the Hugging Face fast
+tokenizer wraps, with its truncation (longest first) and padding, so the ids are the torch model's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from shopsearch.indexer.onnx_export import OPSET, cpu_session, export_onnx, exportable_copy, quantize_int8
+from shopsearch.indexer.onnx_export import (OPSET, cpu_session, export_onnx, exportable_copy, quantize_int8,
+                                            write_atomically)
 
 # Bump when the exported graph changes (inputs, outputs, exporter): old cache files are then ignored.
 EXPORT_FORMAT = "ce-logit-int8-per-channel-v2-dynamo-eager"
@@ -59,13 +67,15 @@ def export_int8(model: Any, model_dir: str | Path, cache_dir: str | Path) -> Pat
 
     out = export_path(model_dir, cache_dir)
     if out.is_file():
+        if not _manifest(out).is_file():  # an export from before manifests: record it now
+            _record(out, model.tokenizer, _input_names(model.tokenizer))
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     hf = exportable_copy(model.model)
     # batch and sequence >= 2: torch.export would specialise an axis of size 1
     sample = model.tokenizer([("red lamp", "a red lamp for the desk"), ("oak desk", "a desk")], return_tensors="pt",
                              padding=True)
-    names = [n for n in INPUTS if n in sample]
+    names = _input_names(model.tokenizer)
 
     class Logits(torch.nn.Module):
         """The tokenizer's tensors, positionally (what the exporter passes) -> the one relevance logit."""
@@ -82,7 +92,66 @@ def export_int8(model: Any, model_dir: str | Path, cache_dir: str | Path) -> Pat
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(Logits(hf), {n: sample[n] for n in names}, "logits", fp32)
         quantize_int8(fp32, out)
+    _record(out, model.tokenizer, names)
     return out
+
+
+def _input_names(tokenizer: Any) -> list[str]:
+    """The graph inputs the model's tokenizer produces (RoBERTa-style tokenizers have no token_type_ids)."""
+    return [n for n in INPUTS if n in tokenizer.model_input_names]
+
+
+def _manifest(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".served.json")
+
+
+def _record(onnx_path: Path, tokenizer: Any, inputs: Sequence[str]) -> None:
+    """Write the fast tokenizer and the manifest beside the export (the manifest last: it means "complete")."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow tokenizer: serving keeps loading the model's tokenizer with transformers
+        return
+    tok_path = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".tokenizer.json")
+    write_atomically(tok_path, lambda tmp: tmp.write_text(backend.to_str(), encoding="utf-8"))
+    record = {"onnx": onnx_path.name, "tokenizer": tok_path.name, "inputs": list(inputs),
+              "pad_id": tokenizer.pad_token_id or 0, "pad_token": tokenizer.pad_token or "[PAD]",
+              "pad_type_id": getattr(tokenizer, "pad_token_type_id", 0) or 0}
+    write_atomically(_manifest(onnx_path), lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))
+
+
+def pair_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token: str, pad_type_id: int = 0) -> Any:
+    """A ``tokenizers.Tokenizer`` (or a Hugging Face fast tokenizer, whose backend is copied) that truncates a
+    (query, text) pair longest-first to ``max_length`` tokens and pads a batch to its longest pair, as the
+    Hugging Face tokenizer does when the torch model scores."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    tok = Tokenizer.from_str(backend.to_str())
+    tok.enable_truncation(max_length=max_length, strategy="longest_first")
+    tok.enable_padding(pad_id=pad_id, pad_token=pad_token, pad_type_id=pad_type_id)
+    return tok
+
+
+def load_exported(model_dir: str | Path, cache_dir: str | Path, max_length: int,
+                  threads: int = 0) -> "OnnxCrossEncoder | None":
+    """The int8 scorer of ``model_dir``'s recorded export, built without torch or transformers; None when there
+    is no recorded export (the caller then loads the model, which exports and records it).
+
+    Raises:
+        Exception: an unreadable manifest or export, or onnxruntime/tokenizers missing (the caller falls back).
+
+    >>> load_exported("models/ce-minilm", "/srv/home/onnx", 256)  # doctest: +SKIP
+    <shopsearch.reranker.onnx_cross_encoder.OnnxCrossEncoder object at ...>
+    """
+    from tokenizers import Tokenizer
+
+    onnx_path = export_path(model_dir, cache_dir)
+    manifest = _manifest(onnx_path)
+    if not (onnx_path.is_file() and manifest.is_file()):
+        return None
+    rec = json.loads(manifest.read_text(encoding="utf-8"))
+    tok = Tokenizer.from_file(str(onnx_path.with_name(rec["tokenizer"])))
+    return OnnxCrossEncoder(onnx_path, pair_tokenizer(tok, max_length, rec["pad_id"], rec["pad_token"],
+                                                      rec.get("pad_type_id", 0)), max_length, threads)
 
 
 class OnnxCrossEncoder:
@@ -90,8 +159,8 @@ class OnnxCrossEncoder:
 
     Args:
         onnx_path: an :func:`export_int8` file.
-        tokenizer: the model's Hugging Face tokenizer (pairs are encoded exactly as the torch model sees them).
-        max_length: token limit of a pair.
+        tokenizer: a :func:`pair_tokenizer` (pairs are encoded exactly as the torch model sees them).
+        max_length: token limit of a pair (the tokenizer's truncation).
         threads: onnxruntime intra-op threads (0: its default, one per core).
     """
 
@@ -105,7 +174,8 @@ class OnnxCrossEncoder:
         """float32 scores in (0, 1), one per pair."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        enc = self.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="np")
-        logits = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0][:, 0]
+        batch = self.tokenizer.encode_batch([(q, t) for q, t in pairs])
+        arrays = {"input_ids": [e.ids for e in batch], "attention_mask": [e.attention_mask for e in batch],
+                  "token_type_ids": [e.type_ids for e in batch]}
+        logits = self.session.run(None, {n: np.array(arrays[n], dtype=np.int64) for n in self.inputs})[0][:, 0]
         return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)

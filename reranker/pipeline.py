@@ -11,6 +11,9 @@ Decisions worth knowing:
   sets ``degraded=True`` and adds a note naming the stage. Nothing escapes but the searcher's own errors (bad
   parameters, engine outages). When the cross-encoder degraded and the conversion model uses its score as a
   feature, the conversion stage is skipped too (its input would be off the distribution it was trained on).
+- A ``deadline`` (shopsearch.deadline, the API's end-to-end one) reaches every engine call, and the cross-encoder
+  gets the smaller of its budget and the time left; a stage with no time left passes its input through, marked
+  degraded with a ``:deadline`` reason code (:data:`~shopsearch.plugin.search_types.DEGRADED_REASONS`).
 - Scores: a hit's ``score`` is that of the last stage that scored it (conversion probability in the conversion
   head, cross-encoder score in the rest of the rerank head, fused score below), ``stages`` keeps each one.
 """
@@ -25,7 +28,9 @@ from typing import Any, Iterable, NamedTuple, Protocol
 
 import numpy as np
 
+from shopsearch.deadline import Deadline, DeadlineExceeded
 from shopsearch.plugin.hybrid import HybridSearcher, validate_request
+from shopsearch.plugin.merchandising import rearrange
 from shopsearch.plugin.profiles import Profile, ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
 from shopsearch.settings import Settings
@@ -150,12 +155,14 @@ class RankingPipeline:
                     log.warning("warm-up: %s model %r not loaded (%s)", kind, model, exc)
         return loaded
 
-    def search(self, req: SearchRequest, *, context: SearchContext | None = None) -> SearchResponse:
+    def search(self, req: SearchRequest, *, context: SearchContext | None = None,
+               deadline: Deadline | None = None) -> SearchResponse:
         """Run one search through every stage of the request's profile.
 
         Args:
             req: the request (query, filters, page, size, profile, facets, explain).
             context: the shopper (user/session), for the conversion features.
+            deadline: when the answer is due (every engine call and stage fits in it; see the module notes).
         Returns:
             The page of hits (``rank`` = position in the final ranking), facets, ``timings_ms`` with ``rerank``
             and ``conversion`` when those stages ran, ``degraded`` and notes. With ``req.explain`` the
@@ -164,6 +171,7 @@ class RankingPipeline:
         Raises:
             ValueError: a bad parameter or unknown profile (from the searcher).
             IndexNotFound, EngineUnavailable: from the engine.
+            DeadlineExceeded: nothing could be retrieved before the deadline.
         """
         t_total = time.perf_counter()
         validate_request(req, self.limits)
@@ -172,20 +180,29 @@ class RankingPipeline:
         head = max(rerank.depth if rerank.enabled else 0, conv.depth if conv.enabled else 0)
         start = (req.page - 1) * req.size
         if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
-            return self.searcher.search(req)  # no stage touches this page
-        resp, hits, timings, notes, degraded, ce_failed = self._retrieve_and_rerank(
-            req, profile, max(head, req.page * req.size))
+            return self.searcher.search(req, deadline=deadline)  # no stage touches this page
+        run = self._retrieve_and_rerank(req, profile, max(head, req.page * req.size), deadline)
+        hits, notes, reasons = run.hits, run.notes, run.reasons
         if conv.enabled:
             t = time.perf_counter()
-            hits, conv_notes = self._convert(profile, req.query.strip(), hits, context, req.explain, ce_failed)
-            timings[CONVERSION] = _ms(t)
-            if conv_notes:
+            if deadline is not None and deadline.expired():
+                reasons.append("conversion:deadline")
+                notes.append(f"conversion stage skipped: no time left before the {deadline.budget_s * 1000:g} ms "
+                             "deadline; order kept")
+            else:
+                hits, conv_notes, conv_reasons = self._convert(profile, req.query.strip(), hits, context,
+                                                               req.explain, run.ce_failed)
                 notes.extend(conv_notes)
-                degraded = True
-        timings["total"] = _ms(t_total)
-        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size, total=resp.total,
-                              hits=hits[start:start + req.size], facets=resp.facets, timings_ms=timings,
-                              degraded=degraded, notes=tuple(dict.fromkeys(notes)))
+                reasons.extend(conv_reasons)
+            run.timings[CONVERSION] = _ms(t)
+        hits = rearrange(hits)  # merchandising (pins, boosts, bury) applies to the final order
+        run.timings["total"] = _ms(t_total)
+        return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size,
+                              total=run.first.total, hits=hits[start:start + req.size], facets=run.first.facets,
+                              timings_ms=run.timings, degraded=bool(reasons), notes=tuple(dict.fromkeys(notes)),
+                              degraded_reasons=tuple(dict.fromkeys(reasons)), correction=run.first.correction,
+                              did_you_mean=run.first.did_you_mean, relaxed=run.first.relaxed,
+                              rules_applied=run.first.rules_applied, redirect=run.first.redirect)
 
     def ranker_input(self, req: SearchRequest, *, context: SearchContext | None = None) -> RankerInput:
         """What the profile's conversion (learned ranker) stage would order for ``req``, without running it: the
@@ -209,74 +226,105 @@ class RankingPipeline:
         if not req.query.strip():
             return RankerInput([], FeatureContext(), False)
         rerank = profile.rerank.depth if profile.rerank.enabled else 0
-        _, hits, _, notes, degraded, _ = self._retrieve_and_rerank(replace(req, page=1), profile, max(rerank, depth))
-        head = hits[:depth]
-        fctx = self._feature_context(context, [h.id for h in head], notes)
-        return RankerInput(head, fctx, degraded or bool(notes))
+        run = self._retrieve_and_rerank(replace(req, page=1), profile, max(rerank, depth))
+        head = run.hits[:depth]
+        notes = run.notes
+        fctx = self._feature_context(context, [h.id for h in head], notes, run.reasons)
+        return RankerInput(head, fctx, bool(run.reasons) or bool(notes))
 
-    def _retrieve_and_rerank(self, req: SearchRequest, profile: Profile, n: int):
-        """The fused top ``n`` through the rerank stage: (first response, hits, timings, notes, degraded,
-        cross-encoder failed)."""
-        resp, hits = self._candidates(req, n)
-        timings = {k: v for k, v in resp.timings_ms.items() if k != "total"}
-        notes, degraded = list(resp.notes), resp.degraded
-        ce_failed = False
+    def _retrieve_and_rerank(self, req: SearchRequest, profile: Profile, n: int,
+                             deadline: Deadline | None = None) -> "_Run":
+        """The fused top ``n`` through the rerank stage."""
+        resp, hits, cut = self._candidates(req, n, deadline)
+        run = _Run(first=resp, hits=hits, timings={k: v for k, v in resp.timings_ms.items() if k != "total"},
+                   notes=list(resp.notes), reasons=list(resp.degraded_reasons))
+        if cut:
+            run.reasons.append("retrieve:deadline")
+            run.notes.append(f"deadline: {len(hits)} of {n} candidates retrieved in time")
         if profile.rerank.enabled:
             t = time.perf_counter()
-            hits, note = self._rerank(profile, req.query.strip(), hits)
-            timings["rerank"] = _ms(t)
-            if note:
-                notes.append(note)
-                degraded = ce_failed = True
-        return resp, hits, timings, notes, degraded, ce_failed
+            # The cross-encoder reads what the shopper meant, as the vector leg did (the speller's correction).
+            run.hits, note, reason = self._rerank(profile, resp.correction or req.query.strip(), hits, deadline)
+            run.timings["rerank"] = _ms(t)
+            if reason:
+                run.notes.append(note)
+                run.reasons.append(reason)
+                run.ce_failed = True
+        return run
 
-    def _candidates(self, req: SearchRequest, n: int) -> tuple[SearchResponse, list[ScoredHit]]:
-        """The fused top ``n`` (in pages of at most ``max_size``) and the first page's response (facets)."""
+    def _candidates(self, req: SearchRequest, n: int,
+                    deadline: Deadline | None = None) -> tuple[SearchResponse, list[ScoredHit], bool]:
+        """The fused top ``n`` (in pages of at most ``max_size``), the first page's response (facets) and whether
+        the deadline cut the deeper pages short."""
         chunk = min(n, self.limits.max_size)
-        first = self.searcher.search(replace(req, page=1, size=chunk))
+        first = self.searcher.search(replace(req, page=1, size=chunk), deadline=deadline)
         hits, timings = list(first.hits), dict(first.timings_ms)
+        cut = False
         for page in range(2, math.ceil(n / chunk) + 1):
             if len(hits) < (page - 1) * chunk:
                 break  # the fused list ended
             # Deeper heads re-run retrieval per chunk (a searcher call returns at most max_size hits).
-            r = self.searcher.search(replace(req, page=page, size=chunk, facets=()))
+            try:
+                r = self.searcher.search(replace(req, page=page, size=chunk, facets=()), deadline=deadline)
+            except DeadlineExceeded:
+                cut = True  # the head is what the first pages hold
+                break
             for k, v in r.timings_ms.items():
                 timings[k] = round(timings.get(k, 0.0) + v, 3)
             hits.extend(r.hits)
-        return replace(first, timings_ms=timings), hits[:n]
+        return replace(first, timings_ms=timings), hits[:n], cut
 
-    def _rerank(self, profile: Profile, query: str, hits: list[ScoredHit]) -> tuple[list[ScoredHit], str | None]:
-        """Cross-encoder stage: (hits, None), or the input hits and a note when it degraded."""
+    def _rerank(self, profile: Profile, query: str, hits: list[ScoredHit], deadline: Deadline | None = None
+                ) -> tuple[list[ScoredHit], str, str | None]:
+        """Cross-encoder stage: (hits, "", None), or the input hits, a note and a reason code when it degraded.
+
+        The model gets the smaller of the profile's budget (when budgets are on) and the time the deadline leaves.
+        """
         s = profile.rerank
+        budget = s.budget_ms if self.budgets else None
+        left = deadline.remaining_ms() if deadline is not None else None
+        by_deadline = left is not None and (budget is None or left < budget)
+        if by_deadline:
+            budget = left
+        if budget is not None and budget <= 0:
+            return hits, (f"rerank stage skipped: no time left before the {deadline.budget_s * 1000:g} ms "
+                          "deadline; fused order served"), "rerank:deadline"
         try:
             model = self.models.cross_encoder(s.model)
-            out, over = model.rerank(query, hits, depth=s.depth, budget_ms=s.budget_ms if self.budgets else None,
-                                     combine=s.combine, rrf_k=s.rrf_k)
+            out, why = model.rerank(query, hits, depth=s.depth, budget_ms=budget, combine=s.combine, rrf_k=s.rrf_k)
         except Exception as exc:  # noqa: BLE001 - a missing/broken model degrades, never a 500
             log.warning("rerank stage degraded (profile %s): %s", profile.name, exc)
-            return hits, f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({exc}); fused order served"
-        if over:
-            log.info("rerank stage degraded (profile %s): failed or over %g ms", profile.name, s.budget_ms)
-            return hits, (f"rerank stage degraded: cross-encoder {s.model!r} failed or ran over its "
-                          f"{s.budget_ms:g} ms budget; fused order served")
-        return list(out), None
+            return hits, (f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({exc}); fused order "
+                          "served"), "rerank:unavailable"
+        if why == "failed":
+            return hits, f"rerank stage degraded: cross-encoder {s.model!r} failed; fused order served", \
+                "rerank:failed"
+        if why is not None:
+            limit = (f"the {budget:.0f} ms left before the request's deadline" if by_deadline
+                     else f"its {s.budget_ms:g} ms budget")
+            log.info("rerank stage degraded (profile %s): over %s", profile.name, limit)
+            return hits, (f"rerank stage degraded: cross-encoder {s.model!r} could not fit {limit}; fused order "
+                          "served"), ("rerank:deadline" if by_deadline else "rerank:budget")
+        return list(out), "", None
 
     def _convert(self, profile: Profile, query: str, hits: list[ScoredHit], context: SearchContext | None,
-                 explain: bool, ce_failed: bool) -> tuple[list[ScoredHit], list[str]]:
-        """Conversion stage: LightGBM orders the head; (hits, notes), notes non-empty when it degraded."""
+                 explain: bool, ce_failed: bool) -> tuple[list[ScoredHit], list[str], list[str]]:
+        """Conversion stage: LightGBM orders the head; (hits, notes, reason codes), non-empty when it degraded."""
         s = profile.conversion
         try:
             model = self.models.conversion(s.model)
         except Exception as exc:  # noqa: BLE001
             log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)
-            return hits, [f"conversion stage degraded: model {s.model!r} unavailable ({exc}); order kept"]
+            return hits, [f"conversion stage degraded: model {s.model!r} unavailable ({exc}); order kept"], \
+                ["conversion:failed"]
         if ce_failed and CE_STAGE in model.names:
             return hits, [f"conversion stage skipped: model {s.model!r} needs the cross-encoder score, which "
-                          f"degraded; order kept"]
+                          f"degraded; order kept"], ["conversion:failed"]
         head, tail = hits[:s.depth], hits[s.depth:]
         notes: list[str] = []
+        reasons: list[str] = []
         try:
-            fctx = self._feature_context(context, [h.id for h in head], notes)
+            fctx = self._feature_context(context, [h.id for h in head], notes, reasons)
             x = feature_matrix(query, head, fctx, model.names)
             raw = model.raw_scores(x)
             probs = model.predict(x)
@@ -284,15 +332,16 @@ class RankingPipeline:
         except Exception as exc:  # noqa: BLE001
             log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)
             return hits, notes + [f"conversion stage degraded: model {s.model!r} failed "
-                                  f"({type(exc).__name__}: {exc}); order kept"]
+                                  f"({type(exc).__name__}: {exc}); order kept"], reasons + ["conversion:failed"]
         final = rrf_with_incoming(probs, s.rrf_k) if s.combine == "rrf" else np.asarray(probs, dtype=np.float64)
         order = sorted(range(len(head)), key=lambda i: (-float(final[i]), i))  # ties keep the incoming order
         ranked = [_scored(head[i], float(probs[i]), float(raw[i]), contribs[i],
                           float(final[i]) if s.combine == "rrf" else None) for i in order]
-        return [replace(h, rank=r) for r, h in enumerate(ranked + tail, 1)], notes
+        return [replace(h, rank=r) for r, h in enumerate(ranked + tail, 1)], notes, reasons
 
-    def _feature_context(self, context: SearchContext | None, ids: list[str], notes: list[str]) -> FeatureContext:
-        """Stats and affinity from the history; priors only (and a note) when it fails."""
+    def _feature_context(self, context: SearchContext | None, ids: list[str], notes: list[str],
+                         reasons: list[str]) -> FeatureContext:
+        """Stats and affinity from the history; priors only (and a note and reason code) when it fails."""
         if self.history is None:
             return FeatureContext()
         ctx = context or SearchContext()
@@ -302,7 +351,21 @@ class RankingPipeline:
             log.warning("event history unavailable: %s", exc)
             notes.append(f"conversion stage degraded: event history unavailable ({type(exc).__name__}); "
                          f"priors used")
+            reasons.append("history:failed")
             return FeatureContext()
+
+
+@dataclass
+class _Run:
+    """Retrieval and the rerank stage so far: the first page's response (total, facets), the head, timings,
+    notes, degradation reason codes and whether the cross-encoder degraded."""
+
+    first: SearchResponse
+    hits: list[ScoredHit]
+    timings: dict[str, float]
+    notes: list[str]
+    reasons: list[str]
+    ce_failed: bool = False
 
 
 def _scored(h: ScoredHit, prob: float, raw: float, contributions: dict[str, Any],

@@ -64,6 +64,9 @@ class SimParams:
     buy_affinity: float = 0.6
     start: str = "2024-01-01T00:00:00Z"
     mean_gap_s: float = 60.0  # mean seconds between session starts
+    # After a purchase, the probability that the shopper goes on to a list of related products (the bought one's
+    # simulated category) in a follow-up session; 0 (default): never, and the output is what it always was.
+    related_purchase: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("sessions", "users", "page_size", "liked_brands", "liked_categories"):
@@ -74,6 +77,8 @@ class SimParams:
             raise ValueError(f"need 0 <= click_noise <= click_max <= 1; got {self.click_noise}, {self.click_max}")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {self.order!r}")
+        if not 0 <= self.related_purchase <= 1:
+            raise ValueError(f"related_purchase must be between 0 and 1; got {self.related_purchase!r}")
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0; got {self.eta!r}")
         if self.liked_brands > len(SIM_BRANDS) or self.liked_categories > len(SIM_CATEGORIES):
@@ -336,11 +341,40 @@ def simulate(data: JudgedData, params: SimParams, ranking: dict[str, list[str]] 
 
         events = [event("impression", pid, r, t) for r, pid in enumerate(shown, 1)]
         items = [ShownProduct(r, data.products[pid], data.qrels[qid][pid]) for r, pid in enumerate(shown, 1)]
+        bought = None
         for action in decide(params, items, user, data.max_grade, rng):
             t += timedelta(seconds=action.delay_s)
             events.append(event(action.type, action.product_id, action.position, t))
+            bought = action.product_id if action.type == "purchase" else bought
+        if bought is not None and params.related_purchase > 0 and rng.random() < params.related_purchase:
+            t = _related_session(data, params, rng, user, qid, bought, sid, t, events)
         clock = max(clock, t)
         yield s, events
+
+
+def _related_session(data: JudgedData, params: SimParams, rng: np.random.Generator, user: SimUser, qid: str,
+                     bought: str, sid: str, t, events: list[Event]):
+    """A follow-up session ``<sid>-r`` after buying ``bought`` (``related_purchase``): ``page_size`` other judged
+    products of its simulated category, in random order, each taken as grade 1 (somewhat relevant: related, not
+    asked for), decided on by the same shopper model; its events are appended to ``events`` (query_id
+    ``related:<qid>``). Returns the time of its last event."""
+    cats = set(data.products[bought].category)
+    pool = sorted(pid for pid, p in data.products.items() if pid != bought and cats & set(p.category))
+    shown = [pool[i] for i in rng.permutation(len(pool))[: params.page_size]]
+    t += timedelta(seconds=float(5 + rng.exponential(30)))
+    related_qid, related_sid = f"related:{qid}", f"{sid}-r"
+
+    def event(kind: str, pid: str, pos: int, at) -> Event:
+        return Event(type=kind, query_id=related_qid, product_id=pid, position=pos, user_id=user.id,
+                     session_id=related_sid, timestamp=format_timestamp(at), price=data.products[pid].price,
+                     simulated=True)
+
+    events.extend(event("impression", pid, r, t) for r, pid in enumerate(shown, 1))
+    items = [ShownProduct(r, data.products[pid], 1) for r, pid in enumerate(shown, 1)]
+    for action in decide(params, items, user, data.max_grade, rng):
+        t += timedelta(seconds=action.delay_s)
+        events.append(event(action.type, action.product_id, action.position, t))
+    return t
 
 
 def summarize(events: list[Event], summary: SimSummary) -> None:

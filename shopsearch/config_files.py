@@ -17,8 +17,11 @@ that JSON Schema for editors and docs: docs/schemas/*.schema.json, written by ``
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
@@ -33,6 +36,8 @@ FILE_MODEL = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _MUST = "config_must"
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def must(allowed: str) -> PydanticCustomError:
@@ -97,8 +102,9 @@ def describe_errors(exc: ValidationError, data: Mapping[str, Any], schema: Mappi
         if loc in seen:  # a union reports each member's error; the first says enough
             continue
         seen.add(loc)
-        if not loc:
-            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        if not loc or err["type"] == "value_error":  # a rule across keys: the model's own words
+            at = f" {'.'.join(str(part) for part in loc)}:" if loc else ""
+            lines.append(f"{where}:{at} {err['msg'].removeprefix('Value error, ')}")
             continue
         if unknown_key:
             value, allowed = _value_at(data, loc), _keys_allowed(_schema_at(schema, loc[:-1]), loc[:-1])
@@ -190,3 +196,55 @@ def _allowed(node: Mapping[str, Any]) -> str:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+class WatchedFile(Generic[T]):
+    """A file an engineer edits on a running server: read again when it changes, the last good version kept.
+
+    :meth:`get` costs one ``stat`` while the file is unchanged (modification time and size); when they change
+    the file is loaded again. A file that fails to load (bad TOML, a bad key) is logged as an error with the
+    loader's message (file, line or key) and the last good value stays in force; a missing file gives ``empty``.
+
+    Args:
+        path: the file.
+        load: reads and validates it (raises ValueError or OSError when it cannot).
+        empty: the value while there is no file.
+
+    >>> WatchedFile(Path("/nonexistent.toml"), read_toml, {}).get()
+    {}
+    """
+
+    def __init__(self, path: str | Path, load: Callable[[Path], T], empty: T):
+        self.path = Path(path)
+        self._load = load
+        self._empty = empty
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self._value: T = empty
+        self.error: str | None = None  # the last load's error, None when the value is the file's
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def get(self) -> T:
+        """The file's current value (see the class notes)."""
+        key = self._stat()
+        if key == self._key:
+            return self._value
+        with self._lock:
+            if key == self._key:
+                return self._value
+            if key is None:
+                self._value, self.error = self._empty, None
+            else:
+                try:
+                    self._value, self.error = self._load(self.path), None
+                except (ValueError, OSError) as exc:
+                    self.error = str(exc)
+                    log.error("%s: not loaded, the last good version stays in force: %s", self.path, exc)
+            self._key = key
+            return self._value

@@ -14,14 +14,15 @@ scored by thin wrappers over the same ir-measures nDCG: :func:`ndcg_at_k`, :func
 scores 0.0 (trec_eval's convention); only :func:`mean_list_ndcg` leaves such lists out of its mean, and says so.
 Gains are ir-measures relevance levels, so they must be integers (grades, 0/1 purchases); scale and round a
 real-valued gain explicitly before scoring it. :func:`auc`, :func:`rmse` and :func:`rmse_vs_mean` complete the
-set for conversion models and calibrated scores.
+set for conversion models and calibrated scores. :func:`held_out_scores` gives hit-rate@k and nDCG@k of ranked
+lists against one held-out item each (recommendations, leave-last-out).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
+from typing import Hashable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import ir_measures
 import numpy as np
@@ -189,6 +190,36 @@ def mean_list_ndcg(list_ids: Sequence, gains: Sequence[int], scores: Sequence[fl
     kept = {lid: (s[idx], g[idx]) for lid, idx in rows.items() if (g[idx] > 0).any()}
     values = list(per_pool_ndcg(kept, k).values())
     return (float(np.mean(values)) if values else math.nan), len(values)
+
+
+class HeldOut(NamedTuple):
+    """Scores of one ranked list against the one item held out for it (leave-last-out recommendation tests)."""
+
+    hit: float  # 1.0 when the item is in the top k
+    ndcg: float  # nDCG@k with that one item relevant: 1 / log2(rank + 1) in the top k, else 0
+
+
+def held_out_scores(rankings: Mapping[K, Sequence[str]], held_out: Mapping[K, str],
+                    k: int = 10) -> dict[K, HeldOut]:
+    """hit-rate@k and nDCG@k of each ranking (best first) against its one held-out item (grade 1); the nDCG is
+    :func:`per_pool_ndcg`'s. A key missing from ``rankings``, or an empty list, scores 0.
+
+    Raises:
+        ValueError: k < 1.
+
+    >>> held_out_scores({"u1": ["a", "b"], "u2": ["c"]}, {"u1": "b", "u2": "z"}, k=10)["u1"]
+    HeldOut(hit=1.0, ndcg=0.6309297535714575)
+    """
+    if k < 1:
+        raise ValueError(f"k={k!r} must be >= 1")
+    pools = {}
+    for key, item in held_out.items():
+        ranked = list(dict.fromkeys(rankings.get(key, ())))[:k]
+        # Only the top k are pooled: an item outside them leaves the pool without a relevant one (0.0), and as
+        # it is the one relevant item, the ideal DCG is 1 either way.
+        pools[key] = ([float(len(ranked) - r) for r in range(len(ranked))], [int(pid == item) for pid in ranked])
+    ndcg = per_pool_ndcg(pools, k)
+    return {key: HeldOut(float(any(pools[key][1])), ndcg[key]) for key in held_out}
 
 
 def auc(labels: Sequence[float], scores: Sequence[float]) -> float:

@@ -20,7 +20,10 @@ Example:
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
 import os
 import threading
 import uuid
@@ -32,12 +35,16 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidat
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+log = logging.getLogger(__name__)
+
 EventType = Literal["impression", "click", "add_to_cart", "purchase"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 SEARCH_EVENTS = ("impression", "click")  # these must name the list they were shown in (query_id) and the position
 SCHEMA_VERSION = 1
 MAX_ID = 100  # characters of an id (query, product, user, session): UBI 1.0's limit, so every event logs as UBI
 MAX_QUERY = 1024  # characters of the query text an event carries
+MAX_POSITION = 10_000  # a result-list position: far past any page depth, inside the UBI index's 32-bit integer
+MAX_TOKEN = 64  # characters of a hit token (api/hit_tokens.py: "<time>.<signature>")
 
 
 class EventError(ValueError):
@@ -117,15 +124,15 @@ StoredTime = Annotated[str, AfterValidator(_stored_time), Field(description="ISO
 # What each field allows, for error messages ("<path> must be <rule>; got <value>").
 _RULES = {
     "type": f"one of {', '.join(EVENT_TYPES)}",
-    "position": "an integer >= 1 (1-based)",
+    "position": f"an integer between 1 and {MAX_POSITION} (1-based)",
     "price": "a finite number >= 0",
     "query": f"a string of at most {MAX_QUERY} characters",
     "timestamp": "ISO 8601 with a timezone or epoch seconds",  # a client's; a stored one: _STORED_RULES
     "simulated": "true or false",
     "schema_version": str(SCHEMA_VERSION),
-    "event_id": "a string",
+    "token": f"the hit's token from the /search response (a string of at most {MAX_TOKEN} characters)",
 } | {name: f"a non-empty string of at most {MAX_ID} characters"
-     for name in ("query_id", "product_id", "user_id", "session_id")}
+     for name in ("query_id", "product_id", "user_id", "session_id", "event_id")}
 _STORED_RULES = _RULES | {"timestamp": "ISO 8601 in UTC (suffix Z or +00:00)"}
 
 
@@ -139,8 +146,8 @@ class _EventFields(BaseModel):
                                                   "required for impression and click")
     query: Annotated[str, Field(max_length=MAX_QUERY)] | None = Field(None, description="The query text")
     product_id: Id = Field(description="The product")
-    position: Annotated[int, Field(ge=1)] | None = Field(None, description="1-based position in the result list; "
-                                                                           "required for impression and click")
+    position: Annotated[int, Field(ge=1, le=MAX_POSITION)] | None = Field(
+        None, description="1-based position in the result list; required for impression and click")
     user_id: Id | None = Field(None, description="The signed-in shopper, if any")
     session_id: Id = Field(description="The browsing session")
     timestamp: Any = None  # declared here for its place in the line; each model narrows it
@@ -161,10 +168,17 @@ class EventIn(_EventFields):
     """An event as a storefront sends it to ``POST /events``; see :func:`parse_event`."""
 
     model_config = ConfigDict(json_schema_extra={"description": "query_id and position are also required for "
-                                                                "impression and click"})
+                                                                "impression and click; with a query_id, the "
+                                                                "token of that hit"})
 
     timestamp: ClientTime | None = Field(None, description="ISO 8601 with a timezone, or epoch seconds; server "
                                                            "time when absent")
+    token: Annotated[str, Field(max_length=MAX_TOKEN)] | None = Field(
+        None, description="The hit's token from the /search response that showed the product; required with a "
+                          "query_id (it proves that search served this product)")
+    event_id: Id | None = Field(None, description="The client's id for this event (a UUID): a retry with the same "
+                                                  "id is answered duplicate and not counted twice; the server "
+                                                  "makes one when absent")
 
 
 class Event(_EventFields):
@@ -243,10 +257,12 @@ def event_from_dict(d: Any) -> Event:
 
 
 def parse_event(ev: Any, where: str = "", now: datetime | None = None) -> Event:
-    """Validate one client event (:class:`EventIn`) into the stored :class:`Event`, with a new ``event_id``.
+    """Validate one client event (:class:`EventIn`) into the stored :class:`Event`: its ``event_id`` is the
+    client's, else a new one; the ``token`` is checked by the API (api/event_gate.py) and not stored.
 
     Required: ``type``, ``product_id``, ``session_id``; ``query_id`` and ``position`` (>= 1) also for impression and
-    click. Optional: ``user_id``, ``timestamp`` (``now``, default server time, when absent), ``query``, ``price``.
+    click. Optional: ``user_id``, ``timestamp`` (``now``, default server time, when absent), ``query``, ``price``,
+    ``token`` (required by the API with a ``query_id``), ``event_id``.
 
     Args:
         ev: the decoded JSON object.
@@ -265,7 +281,8 @@ def parse_event(ev: Any, where: str = "", now: datetime | None = None) -> Event:
         given = EventIn.model_validate(ev)
     except ValidationError as exc:
         raise _error(exc, where, EventIn, _RULES) from None
-    return Event(**given.model_dump(exclude={"timestamp"}), event_id=uuid.uuid4().hex,
+    return Event(**given.model_dump(exclude={"timestamp", "token", "event_id"}),
+                 event_id=given.event_id or uuid.uuid4().hex,
                  timestamp=format_timestamp(given.timestamp or now or datetime.now(timezone.utc)))
 
 
@@ -349,8 +366,14 @@ class NewEvents(NamedTuple):
 class EventLog:
     """The API's append-only event log: JSONL files ``events-YYYY-MM-DD.jsonl`` under ``directory``, one per UTC day.
 
-    A batch is written with a single ``write`` on an ``O_APPEND`` descriptor and one fsync, so concurrent threads
-    and gunicorn workers never interleave lines. The reranker tails the same files (:meth:`read_new`).
+    A batch is written with a single ``write`` on an ``O_APPEND`` descriptor and one fsync, under an exclusive
+    ``flock`` of the file, so concurrent threads and gunicorn workers never interleave lines. The reranker tails
+    the same files (:meth:`read_new`).
+
+    Torn lines: a crash or a full disk can leave a last line without its newline. Readers skip such a line and
+    count it (:attr:`torn`, :meth:`read_new`'s ``skipped``); the next append first ends it with a newline, so the
+    torn bytes stay one invalid line and never glue onto a new event. A failed append (a full disk) truncates the
+    file back to where it was: nothing of the batch stays.
 
     >>> log = EventLog("/tmp/ss-events-doc")  # doctest: +SKIP
     >>> log.append(parse_events({"type": "purchase", "product_id": "p1", "session_id": "s"}, 10))  # doctest: +SKIP
@@ -361,6 +384,7 @@ class EventLog:
         self.directory = Path(directory)
         self._lock = threading.Lock()
         self._offsets: dict[Path, int] = {}  # bytes of each file already seen by read_new
+        self.torn = 0  # invalid lines :meth:`read` skipped
 
     def path_for(self, day: str) -> Path:
         """The file holding events received on ``day`` (YYYY-MM-DD)."""
@@ -374,7 +398,7 @@ class EventLog:
         """Write the batch with one ``write`` + ``fsync``; returns how many events were stored.
 
         Raises:
-            OSError: the write failed or was short (a full disk).
+            OSError: the write failed or was short (``errno.ENOSPC``: a full disk); the file is as it was.
         """
         if not events:
             return 0
@@ -382,24 +406,40 @@ class EventLog:
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path_for(day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path_for(day), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                written = os.write(fd, data)
-                if written != len(data):  # a short write on a regular file means the disk is full
-                    raise OSError(f"short write to event log: {written} of {len(data)} bytes")
-                os.fsync(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # other workers append to the same file
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: end it first
+                    data = b"\n" + data
+                try:
+                    written = os.write(fd, data)
+                    if written != len(data):  # a short write on a regular file means the disk is full
+                        raise OSError(errno.ENOSPC, f"short write to event log: {written} of {len(data)} bytes")
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # nothing half-accepted (we hold the flock: no one appended since)
+                    raise
             finally:
                 os.close(fd)
         return len(events)
 
     def read(self) -> Iterator[Event]:
-        """Every stored event, oldest file first, in write order.
-
-        Raises:
-            ValueError: an invalid line (``path:line`` and the field).
-        """
+        """Every stored event, oldest file first, in write order; torn or invalid lines are skipped and counted in
+        :attr:`torn` (logged once per file)."""
         for path in self.files():
-            yield from read_events(path)
+            skipped = 0
+            with path.open("rb") as f:
+                for line in f:
+                    if not line.strip():
+                        continue
+                    try:
+                        yield event_from_dict(json.loads(line))
+                    except ValueError:  # json, UTF-8 and EventError errors are all ValueErrors
+                        skipped += 1
+            if skipped:
+                self.torn += skipped
+                log.warning("event log %s: skipped %d torn or invalid lines", path, skipped)
 
     def read_new(self) -> NewEvents:
         """Events appended since the last call (complete lines only: a line being written is read next time).

@@ -43,10 +43,11 @@ SECTIONS = {
     "console": "The relevance console's default judgments",
     "ubi": "User Behavior Insights logging: the query and event records and their on-disk spool",
     "security": "API keys, roles and rate limits (docs/security.md)",
-    "indexing": "What `shopsearch index` refuses to do to a live catalog",
+    "indexing": "What `shopsearch index` refuses to do to a live catalog, and how it embeds products",
 }
 ENGINES = ("opensearch", "embedded")
 QUERY_ENCODERS = ("auto", "onnx", "torch")
+INDEX_ENCODERS = ("torch", "onnx-int8")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_OPENSEARCH_URL = "http://127.0.0.1:9200"
 # The labelled data beside a checkout (shared/ next to the project folder), used when data_dir is not set.
@@ -55,7 +56,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # Paths under ``home`` that an unset option defaults to (and follows when ``home`` changes).
 _DERIVED = {"models_dir": ("models",), "events_dir": ("events",), "ubi_spool_dir": ("ubi", "spool"),
-            "keys_file": ("keys.json",)}
+            "merchandising_dir": ("merchandising",), "keys_file": ("keys.json",),
+            "event_signing_key_file": ("event-signing.key",)}
 
 
 def _opt(default: Any, section: str, help: str, env: str | None = None, **kw: Any) -> Any:
@@ -78,6 +80,9 @@ class Settings(BaseModel):
                                                   "<home>/models; ./models is searched after it)",
                                    env="SHOPSEARCH_MODELS")
     events_dir: Path | None = _opt(None, "paths", "The behaviour event log (default <home>/events)")
+    merchandising_dir: Path | None = _opt(None, "paths", "Per-index merchandising rules (<index>.rules.toml) and "
+                                                         "synonyms (<index>.synonyms.txt), reloaded when they change "
+                                                         "(default <home>/merchandising)")
     profiles_dir: Path | None = _opt(None, "paths", "Extra ranking profiles, layered over the packaged ones",
                                      env="SHOPSEARCH_PROFILES")
     experiments_file: Path | None = _opt(None, "paths", "Online experiments the API assigns clients to (TOML; "
@@ -104,6 +109,9 @@ class Settings(BaseModel):
     opensearch_verify_certs: bool = _opt(True, "opensearch", "Verify the cluster's TLS certificate (https)",
                                          env="OPENSEARCH_VERIFY_CERTS")
     opensearch_ca_certs: Path | None = _opt(None, "opensearch", "CA bundle for https", env="OPENSEARCH_CA_CERTS")
+    opensearch_allow_insecure_http_auth: bool = _opt(False, "opensearch", "Allow sending the basic-auth password "
+                                                                     "over plain http (refused otherwise)",
+                                                     env="OPENSEARCH_ALLOW_INSECURE_HTTP_AUTH")
     opensearch_sniff: bool = _opt(False, "opensearch", "Learn the cluster's nodes from the cluster (every minute "
                                                        "and after a failure) instead of only the URLs given",
                                   env="OPENSEARCH_SNIFF")
@@ -118,6 +126,8 @@ class Settings(BaseModel):
                                 pattern=r"^[0-9]+[mMgG]$")
     opensearch_java_home: Path | None = _opt(None, "node", "JDK for the local node (default: the `java` on PATH)",
                                              env="OPENSEARCH_JAVA_HOME")
+    opensearch_cluster_home: Path | None = _opt(None, "node", "Folder of the local multi-node cluster (`opensearch "
+                                                              "start --nodes N`; default: <opensearch_home>-cluster)")
 
     model: str = _opt(DEFAULT_MODEL, "models", "Query bi-encoder, by name or folder (must be the index's)",
                       min_length=1)
@@ -130,6 +140,15 @@ class Settings(BaseModel):
     max_depth: int = _opt(1000, "api", "Deepest result reachable by paging (page * size)", gt=0)
     max_events: int = _opt(500, "api", "Events per POST /events", gt=0)
     max_content_length: int = _opt(1_048_576, "api", "Request body bytes (413 above)", gt=0)
+    search_deadline_ms: int = _opt(1000, "api", "End-to-end deadline of one /search (ms): engine calls get the time "
+                                                "left, the reranker fits in it; past it the search serves what it "
+                                                "has (degraded) or answers 503 with Retry-After", gt=0)
+    search_max_inflight: int = _opt(0, "api", "GET /search requests one worker runs at once; "
+                                              "more answer 503 with Retry-After at once instead of queueing. 0: "
+                                              "serve's --threads minus 1 (no bound outside serve)", ge=0)
+    facet_price_edges: tuple[float, ...] = _opt(
+        (25.0, 50.0, 100.0, 250.0), "api", "Edges of /search's price facet buckets (0-25, 25-50, ..., 250+): "
+                                           "increasing numbers > 0, comma-separated in the environment")
 
     console_qrels: Path | None = _opt(None, "console", "Judgments file the console loads by default")
     console_queries: Path | None = _opt(None, "console", "Queries file (qid<TAB>text) for the console's default "
@@ -141,6 +160,13 @@ class Settings(BaseModel):
                                                              "and searches go unlogged", gt=0)
     ubi_flush_interval_s: float = _opt(1.0, "ubi", "How often the spool is drained into the store (s)", gt=0)
     ubi_feature_depth: int = _opt(10, "ubi", "Top results whose stage features each query record logs", ge=0)
+    suggest_queries_refresh_s: float = _opt(300.0, "ubi", "How often /suggest's popular queries are rebuilt from "
+                                                          "the query log, in the background (s)", gt=0)
+    suggest_queries_window_days: float = _opt(30.0, "ubi", "Days of logged searches /suggest's popular queries "
+                                                           "count", gt=0)
+    suggest_queries_min_clients: int = _opt(2, "ubi", "Distinct clients a logged query needs before /suggest "
+                                                      "offers it to others (privacy)", ge=1)
+    suggest_queries_max: int = _opt(5000, "ubi", "Most popular queries /suggest keeps in memory", gt=0)
 
     index_max_delete_share: float = _opt(0.05, "indexing", "Share of the live catalog an --incremental run may "
                                                            "delete (more is refused unless --allow-shrink)",
@@ -150,6 +176,12 @@ class Settings(BaseModel):
                                          ge=0, le=1)
     index_lock_stale_s: float = _opt(600.0, "indexing", "A rebuild lock whose heartbeat is older than this is "
                                                         "stale and broken by the next run (s)", gt=0)
+    index_workers: int = _opt(0, "indexing", "Encoder worker processes of `shopsearch index` (--workers); 0: one "
+                                             "per physical core on CPU, 1 (in-process) on CUDA or for a catalog "
+                                             "file under 2 MB", ge=0)
+    index_encoder: Literal["torch", "onnx-int8"] = _opt(
+        "torch", "indexing", "How `shopsearch index` embeds products (--encoder): torch (the model as trained) or "
+                             "onnx-int8 (int8 ONNX Runtime, faster on CPU; its cost in bench/RESULTS.md)")
 
     keys_file: Path | None = _opt(None, "security", "API keys, hashed (default <home>/keys.json); any key in it "
                                                     "turns key checks on (`shopsearch keys create`)")
@@ -164,6 +196,47 @@ class Settings(BaseModel):
     rate_limit_search_ip: str = _opt("20/second;600/minute", "security", "Search budget per client IP")
     rate_limit_events_key: str = _opt("200/second", "security", "POST /events budget per API key")
     rate_limit_events_ip: str = _opt("20/second;600/minute", "security", "POST /events budget per client IP")
+    trusted_proxies: int = _opt(0, "security", "Reverse proxies in front of the API whose X-Forwarded-For entry is "
+                                               "trusted: the client IP (rate limits, loopback checks) is that many "
+                                               "hops back; 0 uses the TCP peer", ge=0, le=10)
+    event_signing_key: SecretStr | None = _opt(None, "security", "HMAC-SHA256 key that signs each /search hit's "
+                                                                 "event token (>= 32 characters); none: generated "
+                                                                 "once into event_signing_key_file. Every API host of "
+                                                                 "a cluster must set the same key")
+    event_signing_key_file: Path | None = _opt(None, "security", "Where the generated signing key is kept (default "
+                                                                 "<home>/event-signing.key; workers on one home share "
+                                                                 "it)")
+    event_max_age_s: float = _opt(86400.0, "security", "Oldest search an event may name (s); older: 400 "
+                                                       "stale_query", gt=0)
+    event_session_cap: int = _opt(1000, "security", "Events one session may add per event_cap_window_s (429 "
+                                                    "above)", gt=0)
+    event_product_cap: int = _opt(20, "security", "Events one session may add for one product per "
+                                                  "event_cap_window_s (429 above)", gt=0)
+    event_cap_window_s: float = _opt(3600.0, "security", "Window of the per-session and per-product event caps (s)",
+                                     gt=0)
+    event_recent_ids: int = _opt(100_000, "security", "Client event_ids remembered per worker (a repeat is answered "
+                                                      "duplicate and not stored again)", gt=0)
+    event_known_products: int = _opt(50_000, "security", "Product ids known to exist, remembered per worker (events "
+                                                         "without a query must name one)", gt=0)
+    history_max_products: int = _opt(200_000, "security", "Products whose event counts the serving history keeps "
+                                                          "(least recently active dropped first)", gt=0)
+    history_max_users: int = _opt(100_000, "security", "Shoppers (users or sessions) whose affinity the serving "
+                                                       "history keeps (least recently active dropped first)", gt=0)
+
+    @field_validator("facet_price_edges", mode="before")
+    @classmethod
+    def _price_edges(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "25,50,100"
+            try:
+                value = tuple(float(v) for v in value.split(",") if v.strip())
+            except ValueError:
+                raise ValueError("must be comma-separated numbers, e.g. 25,50,100,250") from None
+        if isinstance(value, (list, tuple)):
+            ok = 1 <= len(value) <= 20 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               and 0 < v < float("inf") for v in value)
+            if not ok or any(b <= a for a, b in zip(value, value[1:])):
+                raise ValueError("must be 1..20 finite numbers > 0, strictly increasing")
+        return value
 
     @model_validator(mode="before")
     @classmethod

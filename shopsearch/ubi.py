@@ -35,7 +35,8 @@ from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .events import EVENT_TYPES, MAX_ID, Event, EventError, batch_items, format_timestamp, parse_event
+from .events import (EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, format_timestamp,
+                     parse_event)
 
 UBI_VERSION = "1.0.0"
 APPLICATION = "shopsearch"
@@ -44,6 +45,7 @@ UbiId = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 
 # query_attributes keys shopsearch writes (UBI leaves the object open; these names are ours).
 QUERY_ATTRIBUTES = {
+    "index": "the index (or alias) searched",
     "profile": "the ranking profile that served the list",
     "experiment": "the experiment the client was assigned in (absent when none)",
     "arm": "the experiment arm (its profile, or 'interleaved')",
@@ -76,7 +78,8 @@ class UbiObject(_Open):
 class UbiOrdinal(_Open):
     """``event_attributes.position.ordinal``: the object's place in the list."""
 
-    index: Annotated[int, Field(ge=0, description="1-based position in the result list; 0: not in a list")]
+    index: Annotated[int, Field(ge=0, le=MAX_POSITION,
+                                description="1-based position in the result list; 0: not in a list")]
 
 
 class UbiPosition(_Open):
@@ -171,16 +174,38 @@ def from_ubi_event(ubi: UbiEvent) -> Event:
 
 class ParsedUbiEvent(NamedTuple):
     """A client's UBI event as stored (``event_id`` set, timestamp in UTC) and, for the actions shopsearch's
-    training reads (impression, click, add_to_cart, purchase), the same action as an :class:`Event`."""
+    training reads (impression, click, add_to_cart, purchase), the same action as an :class:`Event`; plus what the
+    API checks before storing it (api/event_gate.py): the hit ``token`` the client sent (never stored), whether
+    the client chose the ``event_id`` (a retry key), and where the item sits in the body."""
 
     ubi: UbiEvent
     event: Event | None
+    token: str | None = None
+    client_event_id: bool = False
+    where: str = ""  # JSON path prefix of the item ("[2]." in a list)
+    is_ubi: bool = True  # sent in the UBI format (else shopsearch's own)
+
+    @property
+    def product_id(self) -> str | None:
+        """The product acted on, if any."""
+        attrs = self.ubi.event_attributes
+        return attrs.object.object_id if attrs is not None and attrs.object is not None else None
+
+    @property
+    def session_key(self) -> str | None:
+        """Whose events these are, for the per-session caps: the session, else the client."""
+        return self.ubi.session_id or self.ubi.client_id
+
+    def path(self, field: str) -> str:
+        """The JSON path of shopsearch field ``field`` (``product_id``, ``token``...) in the body as sent."""
+        return self.where + (_UBI_PATHS.get(field, field) if self.is_ubi else field)
 
 
 # Where each Event field comes from in a UBI event, for error messages.
 _UBI_PATHS = {"type": "action_name", "query": "message", "product_id": "event_attributes.object.object_id",
               "position": "event_attributes.position.ordinal.index", "session_id": "session_id",
-              "price": "event_attributes.price", "simulated": "event_attributes.simulated"}
+              "price": "event_attributes.price", "simulated": "event_attributes.simulated",
+              "token": "event_attributes.token", "event_id": "event_attributes.event_id"}
 
 
 def is_ubi_event(payload: Any) -> bool:
@@ -190,14 +215,16 @@ def is_ubi_event(payload: Any) -> bool:
 
 
 def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEvent:
-    """Validate a client's UBI 1.0 event (see :func:`is_ubi_event`) and give it the id ``event_id``.
+    """Validate a client's UBI 1.0 event (see :func:`is_ubi_event`) and give it an id: the client's
+    ``event_attributes.event_id`` when it sent one (its retry key), else ``event_id``.
 
     Any ``action_name`` is accepted; the four shopsearch knows must also satisfy :class:`Event`'s rules (a product,
-    a session or client, and for impression and click the query_id and a position >= 1).
+    a session or client, and for impression and click the query_id and a position >= 1). The hit token
+    (``event_attributes.token``) is returned beside the event, not stored.
 
     Args:
         payload: the decoded JSON object.
-        event_id: the server's id for it, stored as ``event_attributes.event_id``.
+        event_id: the server's id for it when the client sent none, stored as ``event_attributes.event_id``.
         where: JSON path prefix of this event in the request body (``"[1]."``).
     Raises:
         EventError: naming the UBI field (prefixed with ``where``) and what is wrong.
@@ -215,14 +242,19 @@ def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEv
     except ValueError as exc:
         raise EventError(f"{where}timestamp", f"{where}timestamp: {exc}") from None
     attrs = given.event_attributes or UbiEventAttributes()
+    extra = dict(attrs.model_extra or {})
+    token, client_id = extra.pop("token", None), extra.pop("event_id", None)
+    _check_string(token, MAX_TOKEN, f"{where}event_attributes.token", "the hit's token from the /search response")
+    _check_string(client_id, MAX_ID, f"{where}event_attributes.event_id", "the client's id for this event")
     # UBI 1.0 requires a position beside any event_attributes: 0 says "not in a result list".
-    attrs = attrs.model_copy(update={"event_id": event_id,
-                                     "position": attrs.position or UbiPosition(ordinal=UbiOrdinal(index=0))})
+    attrs = UbiEventAttributes(object=attrs.object, position=attrs.position or UbiPosition(ordinal=UbiOrdinal(index=0)),
+                               **extra, event_id=client_id or event_id)  # the token is checked, never stored
     ubi = given.model_copy(update={"timestamp": timestamp, "event_attributes": attrs})
+    found = {"token": token, "client_event_id": client_id is not None, "where": where}
     if ubi.action_name not in EVENT_TYPES:
-        return ParsedUbiEvent(ubi, None)
+        return ParsedUbiEvent(ubi, None, **found)
     try:
-        return ParsedUbiEvent(ubi, from_ubi_event(ubi))
+        return ParsedUbiEvent(ubi, from_ubi_event(ubi), **found)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         name = str(err["loc"][0]) if err["loc"] else (err.get("ctx") or {}).get("field", "")
@@ -250,13 +282,20 @@ def parse_event_batch(payload: Any, max_events: int, now: datetime | None = None
     return [_parse_any(item, where, now) for item, where in batch_items(payload, max_events)]
 
 
+def _check_string(value: Any, max_chars: int, path: str, what: str) -> None:
+    """A client's optional string in ``event_attributes`` (None passes)."""
+    if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > max_chars):
+        raise EventError(path, f"{path} must be {what}: a non-empty string of at most {max_chars} characters")
+
+
 def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:
-    """One body item in either format, with a new event_id."""
+    """One body item in either format, with the client's event_id or a new one."""
     if is_ubi_event(item):
         return parse_ubi_event(item, uuid.uuid4().hex, where)
     event = parse_event(item, where, now)
     try:
-        return ParsedUbiEvent(to_ubi_event(event), event)
+        return ParsedUbiEvent(to_ubi_event(event), event, token=item.get("token"),
+                              client_event_id=item.get("event_id") is not None, where=where, is_ubi=False)
     except ValidationError as exc:  # an id longer than UBI's 100 characters
         err = exc.errors(include_url=False)[0]
         path = where + ".".join(str(part) for part in err["loc"])

@@ -1,4 +1,4 @@
-"""Session-wide fixtures: the shared data folder and the real OpenSearch node."""
+"""Session-wide fixtures: the shared data folder, the real OpenSearch node and the secured one."""
 
 from __future__ import annotations
 
@@ -38,3 +38,28 @@ def tiny_bi_encoder_dir(tmp_path_factory) -> Path:
     from tests.tinymodels import build_tiny_bi_encoder
 
     return build_tiny_bi_encoder(tmp_path_factory.mktemp("tiny-bi-encoder"))
+
+
+def secure_settings(access, **changes):
+    """Settings that point the client at the secured node (flags layer: wins over the environment)."""
+    from shopsearch.settings import load_settings
+
+    values = {"opensearch_url": access.url, "opensearch_user": access.user,
+              "opensearch_password": access.password.get_secret_value(), "opensearch_ca_certs": str(access.ca_certs)}
+    return load_settings(values | changes)
+
+
+@pytest.fixture(scope="session")
+def secure_node():
+    """The secured local node (security plugin, HTTPS, basic auth; its own home and port 9250, never the plain
+    :9200 node): its access (URL, admin, password, CA). Started once per run and stopped after if it was started
+    here; the plugin zip is downloaded once into the cache."""
+    from shopsearch.plugin import localnode
+    from shopsearch.plugin.localnode_security import access_for
+    from shopsearch.settings import load_settings
+
+    settings = load_settings({"opensearch_heap": "512m"})
+    node = localnode.ensure_node(settings=settings, secure=True, timeout=180)
+    yield access_for(node.home, int(node.url.rsplit(":", 1)[1]))
+    if node.started:
+        localnode.stop_node(settings=settings, secure=True)

@@ -123,3 +123,17 @@ def test_rmse_ignores_missing_ratings():
     assert rmse([1.0, 2.0, 5.0], [1.0, 4.0, float("nan")]) == pytest.approx(math.sqrt(2))
     assert math.isnan(rmse([1.0], [float("nan")]))
     assert rmse_vs_mean([1.0, 3.0], [1.0, 3.0], mean=2.0) == {"rmse_calibrated": 0.0, "rmse_mean": 1.0}
+
+
+# --- one held-out item per list (recommendations) ------------------------------------------------------------------
+
+def test_held_out_hit_rate_and_ndcg_hand_computed():
+    from shopsearch.evaluation import HeldOut, held_out_scores
+
+    got = held_out_scores({"u1": ["a", "b"], "u2": ["c"], "u3": list("abcdefghijkl")},
+                          {"u1": "b", "u2": "z", "u3": "l", "u4": "w"}, k=10)
+    assert got == {"u1": HeldOut(1.0, pytest.approx(1 / LOG2_3)), "u2": HeldOut(0.0, 0.0),
+                   "u3": HeldOut(0.0, 0.0), "u4": HeldOut(0.0, 0.0)}  # l is 12th: past k; u4 has no list
+    assert held_out_scores({"u": ["x"]}, {"u": "x"}, k=1)["u"] == HeldOut(1.0, 1.0)
+    with pytest.raises(ValueError, match="k=0"):
+        held_out_scores({}, {}, k=0)

@@ -57,7 +57,9 @@ def test_parse_event_normalises_client_timestamps_to_utc():
     ({"timestamp": True}, "timestamp"),
     ({"colour": "red"}, "colour"),
     ({"simulated": True}, "simulated"),  # set by the simulator, never by a client
-    ({"event_id": "mine"}, "event_id"),  # assigned by the server
+    ({"event_id": ""}, "event_id"),  # the client's retry key: a non-empty id
+    ({"event_id": 7}, "event_id"),
+    ({"token": "t" * 65}, "token"),
 ])
 def test_parse_event_rejects_naming_the_field(change, parameter):
     bad = {k: v for k, v in {**CLICK, **change}.items() if v is not None}
@@ -68,7 +70,8 @@ def test_parse_event_rejects_naming_the_field(change, parameter):
 
 
 def test_error_messages_say_what_is_allowed_and_echo_the_value():
-    with pytest.raises(EventError, match=r"^\[3\]\.position must be an integer >= 1 \(1-based\); got 0$"):
+    with pytest.raises(EventError,
+                       match=r"^\[3\]\.position must be an integer between 1 and 10000 \(1-based\); got 0$"):
         parse_event({**CLICK, "position": 0}, where="[3].")
     with pytest.raises(EventError, match="type must be one of impression, click, add_to_cart, purchase; got 'view'"):
         parse_event({**CLICK, "type": "view"})
@@ -78,6 +81,11 @@ def test_error_messages_say_what_is_allowed_and_echo_the_value():
         parse_event({**CLICK, "colour": "red"})
     with pytest.raises(EventError, match=r"got 'qqq.*\.\.\. \(2000 characters\)$"):  # long input is cut
         parse_event({**CLICK, "query": "q" * 2000})
+
+
+def test_a_client_event_id_is_kept_and_the_token_is_not_stored():
+    ev = parse_event({**CLICK, "event_id": "retry-key-1", "token": "1700000000.abc"})
+    assert ev.event_id == "retry-key-1" and "token" not in ev.to_json()
 
 
 def test_purchase_needs_no_query_or_position():
@@ -105,7 +113,8 @@ def test_one_list_of_types_and_a_request_schema_for_openapi():
     schema = EventIn.model_json_schema()
     assert schema["additionalProperties"] is False and schema["required"] == ["type", "product_id", "session_id"]
     assert schema["properties"]["type"]["enum"] == list(EVENT_TYPES)
-    assert not {"simulated", "schema_version", "event_id"} & set(schema["properties"])
+    assert not {"simulated", "schema_version"} & set(schema["properties"])  # the server's to set
+    assert {"event_id", "token"} <= set(schema["properties"])  # the client's retry key and its hit's token
 
 
 # --- the stored record ---------------------------------------------------------------------------------------
@@ -195,3 +204,40 @@ def test_read_new_tails_complete_lines_and_skips_bad_ones(tmp_path):
     new = reader.read_new()
     assert (len(new.events), new.skipped) == (1, 1)
     assert reader.read_new() == ([], 0)
+
+
+def test_a_torn_last_line_is_skipped_counted_and_repaired_by_the_next_append(tmp_path):
+    log = EventLog(tmp_path)
+    first = parse_events([CLICK], 10)
+    log.append(first)
+    (path,) = log.files()
+    with path.open("ab") as f:
+        f.write(b'{"type": "click", "query_id": "q-1", "prod')  # a crash mid-write: no newline
+    assert list(log.read()) == first and log.torn == 1
+    second = parse_events({**CLICK, "position": 5}, 10)
+    log.append(second)  # ends the torn line first, so the new event is a line of its own
+    lines = path.read_bytes().split(b"\n")
+    assert lines[1] == b'{"type": "click", "query_id": "q-1", "prod' and lines[-1] == b""
+    assert list(log.read()) == first + second and log.torn == 2
+    assert EventLog(tmp_path).read_new() == (first + second, 1)
+
+
+def test_a_failed_append_leaves_the_log_as_it_was(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    log = EventLog(tmp_path)
+    log.append(parse_events([CLICK], 10))
+    (path,) = log.files()
+    before = path.read_bytes()
+    real = os.write
+
+    def half_then_full(fd, data):
+        real(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError) as info:
+        log.append(parse_events([CLICK, CLICK], 10))
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and path.read_bytes() == before

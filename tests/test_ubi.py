@@ -55,11 +55,24 @@ def test_parse_ubi_event_keeps_the_clients_fields_and_sets_the_id():
            "message_type": "CLICK", "event_attributes": {"object": {"object_id": 42, "object_id_field": "sku"},
                                                          "position": {"ordinal": {"index": 3}}, "color": "red"}}
     assert is_ubi_event(raw) and not is_ubi_event(CLICK)
-    ubi, event = parse_ubi_event(raw, "e1")
-    assert ubi_errors("event", ubi) == []
+    ubi, event, token, client_event_id, *_ = parse_ubi_event(raw, "e1")
+    assert ubi_errors("event", ubi) == [] and (token, client_event_id) == (None, False)
     assert (ubi.timestamp, ubi.event_id, ubi.client_id, ubi.message_type) == (T, "e1", "c1", "CLICK")
     assert ubi.event_attributes.model_extra["color"] == "red"
     assert (event.type, event.product_id, event.position, event.session_id) == ("click", "42", 3, "c1")
+
+
+def test_parse_ubi_event_keeps_the_clients_event_id_and_returns_the_token_unstored():
+    raw = {"action_name": "click", "query_id": "q1", "session_id": "s1", "timestamp": T,
+           "event_attributes": {"object": {"object_id": "p1"}, "position": {"ordinal": {"index": 1}},
+                                "event_id": "retry-1", "token": "1700000000.sig"}}
+    parsed = parse_ubi_event(raw, "server-id", where="[4].")
+    assert (parsed.ubi.event_id, parsed.event.event_id, parsed.client_event_id) == ("retry-1", "retry-1", True)
+    assert parsed.token == "1700000000.sig" and "token" not in parsed.ubi.event_attributes.model_extra
+    assert (parsed.product_id, parsed.session_key, parsed.path("token")) == ("p1", "s1", "[4].event_attributes.token")
+    with pytest.raises(EventError) as info:
+        parse_ubi_event({**raw, "event_attributes": {**raw["event_attributes"], "token": 5}}, "e", where="[1].")
+    assert info.value.parameter == "[1].event_attributes.token"
 
 
 def test_parse_ubi_event_accepts_any_action_but_checks_the_known_ones():

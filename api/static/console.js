@@ -193,9 +193,10 @@
                        onmouseenter: () => linkRows(hit.id, true), onmouseleave: () => linkRows(hit.id, false) },
         h("span", { class: "rank" }, String(hit.rank)),
         h("div", { class: "row-main" },
-          h("div", { class: "row-title" }, hit.title, " ", h("code", { class: "pid" }, hit.id)),
+          // <bdi>: a bidi override (U+202E) in catalog text must not reorder the text around it
+          h("div", { class: "row-title" }, h("bdi", {}, hit.title), " ", h("code", { class: "pid" }, hit.id)),
           h("div", { class: "muted" }, [hit.brand, typeof hit.price === "number" ? Shop.formatPrice(hit.price) : null,
-            (hit.category || []).join(" › ")].filter(Boolean).join(" · ")),
+            (hit.category || []).join(" › ")].filter(Boolean).flatMap((t, i) => [i ? " · " : null, h("bdi", {}, t)])),
           h("table", { class: "stages" }, h("tbody", {}, stageRows(hit.stages || {}))),
           contributions(hit)),
         h("div", { class: "row-side" },

@@ -10,7 +10,11 @@
   const FACET_PARAM = { brand: "brand", category_lvl0: "category", category_lvl1: "category",
                         category_lvl2: "category" };
 
-  const state = { q: "", page: 1, size: PAGE_SIZE, brand: [], category: [], price_min: "", price_max: "", in_stock: false };
+  // The orders /search offers over the whole matching set (plugin/engine.py SORTS); the first is the default.
+  const SORTS = ["relevance", "price_asc", "price_desc", "rating", "newest"];
+
+  const state = { q: "", page: 1, size: PAGE_SIZE, brand: [], category: [], price_min: "", price_max: "", in_stock: false,
+                  sort: SORTS[0], category_path: [], attr: [], rating_min: "" };
   let lastResponse = null;
   let searchAbort = null;
 
@@ -34,7 +38,12 @@
     state.price_min = p.get("price_min") || "";
     state.price_max = p.get("price_max") || "";
     state.in_stock = p.get("in_stock") === "true";
+    state.category_path = p.getAll("category_path");
+    state.attr = p.getAll("attr");  // name:value
+    state.rating_min = p.get("rating_min") || "";
+    state.sort = SORTS.includes(p.get("sort")) ? p.get("sort") : SORTS[0];
     $("q").value = state.q;
+    $("sort").value = state.sort;
     $("price-min").value = state.price_min;
     $("price-max").value = state.price_max;
     $("in-stock").checked = state.in_stock;
@@ -42,28 +51,40 @@
 
   function filterParams() {
     return { brand: state.brand, category: state.category, price_min: state.price_min, price_max: state.price_max,
-             in_stock: state.in_stock ? "true" : "" };
+             in_stock: state.in_stock ? "true" : "", category_path: state.category_path, attr: state.attr,
+             rating_min: state.rating_min };
   }
 
   function writeUrl(push) {
     const query = qs({ q: state.q, page: state.page > 1 ? state.page : "", size: state.size !== PAGE_SIZE ? state.size : "",
-                       ...filterParams() });
+                       ...filterParams(), sort: state.sort !== SORTS[0] ? state.sort : "" });
     const url = location.pathname + (query ? "?" + query : "");
     if (url !== location.pathname + location.search) history[push ? "pushState" : "replaceState"](null, "", url);
   }
 
   // --- search ------------------------------------------------------------------------------------------------
+  function searchFor(text) {
+    state.q = text;
+    state.page = 1;
+    $("q").value = text;
+    runSearch();
+  }
+
   async function runSearch(push = true) {
     writeUrl(push);
     renderChips();
     if (!state.q.trim()) { renderLanding(); return; }
     if (searchAbort) searchAbort.abort();
     searchAbort = new AbortController();
-    const params = { q: state.q, page: state.page, size: state.size, ...filterParams() };
+    // highlight: the API marks the query's words in titles and descriptions (rendered by ``marked``)
+    const params = { q: state.q, page: state.page, size: state.size, ...filterParams(), sort: state.sort,
+                     highlight: "true" };
     setStatus("Searching…", "loading");
     document.body.classList.add("busy");
     try {
       const body = await getJson("/search?" + qs(params), searchAbort.signal);
+      // A merchandising rule sends this query to a page of its own (only http(s) URLs or site paths).
+      if (body.redirect && /^(https?:\/\/|\/)/.test(body.redirect)) { location.assign(body.redirect); return; }
       lastResponse = body;
       renderResults(body);
       renderFacets(body.facets || {});
@@ -88,9 +109,11 @@
     setStatus("", "");
     $("facets").replaceChildren();
     $("pager").replaceChildren();
+    const recs = h("div", { id: "recs-home", class: "recs-block" });
     $("results").replaceChildren(h("div", { class: "empty hero" },
       h("h2", {}, "What are you looking for today?"),
-      h("p", {}, "Search by product, brand or category — suggestions appear as you type.")));
+      h("p", {}, "Search by product, brand or category — suggestions appear as you type.")), recs);
+    showRecommendations("home", null, recs);
   }
 
   function renderError(err) {
@@ -109,16 +132,37 @@
     const first = (body.page - 1) * body.size + 1;
     if (!hits.length) {
       setStatus("", "");
-      const filtered = state.brand.length || state.category.length || state.price_min || state.price_max || state.in_stock;
+      const filtered = state.brand.length || state.category.length || state.price_min || state.price_max || state.in_stock
+        || state.category_path.length || state.attr.length || state.rating_min;
       $("results").replaceChildren(h("div", { class: "empty" },
-        h("h2", {}, `No products match “${body.query}”`),
+        h("h2", {}, "No products match “", h("bdi", {}, body.query), "”"),
+        didYouMean(body.did_you_mean),
         h("p", {}, filtered ? "Try removing a filter or two." : "Check the spelling or try a more general word."),
         filtered ? h("button", { type: "button", onclick: clearFilters }, "Clear all filters") : null));
       return;
     }
-    setStatus(`${first}–${first + hits.length - 1} of ${body.total} results for “${body.query}”` +
+    // The speller's correction (or, relaxed, the words the catalog knows) is what the hits are for: say so.
+    const shown = body.correction || body.query;
+    const lead = body.relaxed ? `No products match “${body.query}”. ` : "";
+    const typed = body.correction && !body.relaxed ? ` (you searched for “${body.query}”)` : "";
+    setStatus(`${lead}${first}–${first + hits.length - 1} of ${body.total} results for “${shown}”${typed}` +
               (body.degraded ? " (simplified results while part of search is unavailable)" : ""), "");
+    if (body.relaxed) {
+      // results for fewer words than were typed: labelled, so nobody takes them for matches of the whole query
+      $("status").classList.add("relaxed");
+      $("status").append(h("span", { class: "relaxed-note" }, " — related results, not exact matches"),
+                         didYouMean(body.did_you_mean) || "");
+    }
     $("results").replaceChildren(...hits.map((hit) => card(hit, body)));
+  }
+
+  /** "Did you mean a, b?" with each suggestion a link that runs that search; null when there is none. */
+  function didYouMean(ideas) {
+    if (!ideas || !ideas.length) return null;
+    const links = ideas.flatMap((text, i) => [i ? ", " : "",
+      h("a", { href: "?" + qs({ q: text }), class: "suggestion", onclick: (e) => { e.preventDefault(); searchFor(text); } },
+        h("bdi", {}, text))]);
+    return h("p", { class: "did-you-mean" }, "Did you mean ", ...links, "?");
   }
 
   function stars(rating) {
@@ -128,9 +172,59 @@
     return h("span", { class: "stars", "aria-label": `Rated ${rating} out of 5` }, text);
   }
 
+  /** Where ``text`` is cut to show about ``n`` characters: at the last space before n (past 40), else at n. */
+  function cutAt(text, n) {
+    if (text.length <= n) return text.length;
+    const space = text.lastIndexOf(" ", n);
+    return space > 40 ? space : n;
+  }
+
   function shorten(text, n) {
     if (!text) return "";
-    return text.length <= n ? text : text.slice(0, text.lastIndexOf(" ", n) > 40 ? text.lastIndexOf(" ", n) : n) + "…";
+    const cut = cutAt(text, n);
+    return cut >= text.length ? text : text.slice(0, cut) + "…";
+  }
+
+  // The highlighter's markup (plugin/highlight.py, OpenSearch's html encoder): the field HTML-escaped with
+  // <em>…</em> around matched words. It is never parsed as HTML: split on the two markers, decode the encoder's
+  // entities, and build text nodes and <mark> elements.
+  const ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+  const decodeEntities = (s) => s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (whole, e) => {
+    if (e[0] !== "#") return ENTITIES[e.toLowerCase()] ?? whole;
+    const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+  });
+
+  /** ``markup`` as [{text, mark}] segments, or null when it is absent or its text is not ``plain`` (then the
+   *  plain text is shown: a highlight never changes what the product says). */
+  function highlightSegments(markup, plain) {
+    if (typeof markup !== "string" || !markup) return null;
+    const segments = [];
+    let inMark = false;
+    for (const part of markup.split(/(<em>|<\/em>)/)) {
+      if (part === "<em>") inMark = true;
+      else if (part === "</em>") inMark = false;
+      else if (part) segments.push({ text: decodeEntities(part), mark: inMark });
+    }
+    return segments.map((s) => s.text).join("") === (plain || "") ? segments : null;
+  }
+
+  /** Nodes showing ``plain`` (cut to about ``limit`` characters, with "…") with the highlighted words of
+   *  ``markup`` in <mark> elements. */
+  function marked(markup, plain, limit = Infinity) {
+    const text = plain || "";
+    const cut = limit === Infinity ? text.length : cutAt(text, limit);
+    const segments = highlightSegments(markup, text) || [{ text, mark: false }];
+    const nodes = [];
+    let at = 0;
+    for (const seg of segments) {
+      if (at >= cut) break;
+      const piece = seg.text.slice(0, cut - at);
+      at += seg.text.length;
+      nodes.push(seg.mark ? h("mark", {}, piece) : piece);
+    }
+    if (cut < text.length) nodes.push("…");
+    return nodes;
   }
 
   function card(hit, body) {
@@ -140,9 +234,12 @@
     const hue = Math.round((hash * 137.508) % 360);
     const stock = hit.in_stock === true ? h("span", { class: "stock in" }, "In stock")
       : hit.in_stock === false ? h("span", { class: "stock out" }, "Out of stock") : null;
-    const title = h("a", { href: "#", class: "title", onclick: (e) => { e.preventDefault(); sendClick(hit, body); toggleDetails(e.target); } },
-      hit.title);
-    return h("article", { class: "card", dataset: { id: hit.id, rank: hit.rank } },
+    const lit = hit.highlights || {};
+    const title = h("a", { href: "#", class: "title", onclick: (e) => { e.preventDefault(); sendClick(hit, body); toggleDetails(e.currentTarget); } },
+      marked(lit.title, hit.title));
+    // price, rating and listed_at ride along on the card for its sort order to be checked (tests, analytics)
+    const sortKeys = { price: hit.price ?? "", rating: hit.rating ?? "", listedAt: hit.listed_at ?? "" };
+    return h("article", { class: "card", dataset: { id: hit.id, rank: hit.rank, ...sortKeys } },
       h("div", { class: "thumb", style: { background: `hsl(${hue} 45% 92%)`, color: `hsl(${hue} 45% 30%)` },
                  "aria-hidden": "true" }, initial),
       h("div", { class: "body" },
@@ -151,14 +248,15 @@
         h("div", { class: "price-line" }, h("span", { class: typeof hit.price === "number" ? "price" : "price none" }, formatPrice(hit.price)), stock),
         typeof hit.rating === "number" ? h("div", { class: "rating" }, stars(hit.rating), ` ${hit.rating.toFixed(1)}`,
           typeof hit.review_count === "number" ? h("span", { class: "muted" }, ` (${hit.review_count})`) : null) : null,
-        h("p", { class: "desc", dataset: { full: hit.description || "" } }, shorten(hit.description, 110)),
+        h("p", { class: "desc", dataset: { full: hit.description || "", marked: lit.description || "" } },
+          marked(lit.description, hit.description, 110)),
         h("button", { type: "button", class: "link similar-btn", onclick: () => openSimilar(hit) }, "Similar products")));
   }
 
   function toggleDetails(link) {
     const desc = link.closest(".card").querySelector(".desc");
     const expanded = desc.classList.toggle("expanded");
-    desc.textContent = expanded ? desc.dataset.full : shorten(desc.dataset.full, 110);
+    desc.replaceChildren(...marked(desc.dataset.marked, desc.dataset.full, expanded ? Infinity : 110));
   }
 
   // --- facets and filters ------------------------------------------------------------------------------------
@@ -179,7 +277,51 @@
           }, h("span", { class: "facet-name" }, v.value), h("span", { class: "count" }, String(v.count))));
         }))));
     }
+    blocks.push(...moreFacets(facets));
     $("facets").replaceChildren(...blocks);
+  }
+
+  /** A facet block whose buttons show ``name`` (text, never markup) and toggle with ``onclick``. */
+  function facetBlock(field, label, items) {
+    if (!items.length) return null;
+    return h("section", { class: "filter-block facet", dataset: { facet: field } }, h("h3", {}, label),
+      h("ul", {}, items.map(({ name, value, count, on, onclick, depth }) => h("li", depth ? { style: { paddingLeft: `${depth}em` } } : {},
+        h("button", { type: "button", class: "facet-value" + (on ? " on" : ""), "aria-pressed": on ? "true" : "false",
+                      dataset: { value }, onclick },
+          h("span", { class: "facet-name" }, name), h("span", { class: "count" }, String(count)))))));
+  }
+
+  // Category paths (a tree: the roots, then the levels under the chosen paths), price buckets, ratings and the
+  // index's attribute facets (attr.<name>); each facet's counts ignore its own filter (disjunctive).
+  function moreFacets(facets) {
+    const blocks = [];
+    const sep = " > ";
+    blocks.push(facetBlock("category_path", "Categories", (facets.category_path || []).map((v) => ({
+      name: v.value.split(sep).pop(), value: v.value, count: v.count, depth: v.value.split(sep).length - 1,
+      on: state.category_path.includes(v.value), onclick: () => toggleFilter("category_path", v.value) }))));
+    blocks.push(facetBlock("price", "Price", (facets.price || []).map((v) => {
+      const [lo, hi] = v.value.replace("+", "").split("-");
+      const on = state.price_min === lo && state.price_max === (hi || "");
+      return { name: hi ? `${formatPrice(+lo)} – ${formatPrice(+hi)}` : `${formatPrice(+lo)} and up`, value: v.value,
+               count: v.count, on, onclick: () => {
+                 Object.assign(state, on ? { price_min: "", price_max: "" } : { price_min: lo, price_max: hi || "" });
+                 $("price-min").value = state.price_min; $("price-max").value = state.price_max;
+                 state.page = 1; runSearch(); } };
+    })));
+    blocks.push(facetBlock("rating", "Rating", (facets.rating || []).map((v) => {
+      const min = v.value.replace("+", "");
+      const on = state.rating_min === min;
+      return { name: `${min}★ & up`, value: v.value, count: v.count, on,
+               onclick: () => { state.rating_min = on ? "" : min; state.page = 1; runSearch(); } };
+    })));
+    for (const [field, values] of Object.entries(facets)) {
+      if (!field.startsWith("attr.")) continue;
+      const attr = field.slice(5);
+      blocks.push(facetBlock(field, attr.charAt(0).toUpperCase() + attr.slice(1).replace(/[_-]/g, " "), values.map((v) => ({
+        name: v.value, value: v.value, count: v.count, on: state.attr.includes(`${attr}:${v.value}`),
+        onclick: () => toggleFilter("attr", `${attr}:${v.value}`) }))));
+    }
+    return blocks.filter(Boolean);
   }
 
   function toggleFilter(param, value) {
@@ -191,7 +333,8 @@
   }
 
   function clearFilters() {
-    Object.assign(state, { brand: [], category: [], price_min: "", price_max: "", in_stock: false, page: 1 });
+    Object.assign(state, { brand: [], category: [], price_min: "", price_max: "", in_stock: false, page: 1,
+                           category_path: [], attr: [], rating_min: "" });
     $("price-min").value = $("price-max").value = "";
     $("in-stock").checked = false;
     runSearch();
@@ -203,6 +346,9 @@
                                                  "aria-label": `Remove filter ${text}` }, text, h("span", {}, " ×"));
     state.brand.forEach((b) => chips.push(chip(b, () => toggleFilter("brand", b))));
     state.category.forEach((c) => chips.push(chip(c, () => toggleFilter("category", c))));
+    state.category_path.forEach((c) => chips.push(chip(c, () => toggleFilter("category_path", c))));
+    state.attr.forEach((a) => chips.push(chip(a.replace(":", ": "), () => toggleFilter("attr", a))));
+    if (state.rating_min) chips.push(chip(`${state.rating_min}★ & up`, () => { state.rating_min = ""; state.page = 1; runSearch(); }));
     if (state.price_min || state.price_max) {
       chips.push(chip(`${state.price_min ? formatPrice(+state.price_min) : "any"} – ${state.price_max ? formatPrice(+state.price_max) : "any"}`,
         () => { state.price_min = state.price_max = ""; $("price-min").value = $("price-max").value = ""; state.page = 1; runSearch(); }));
@@ -231,25 +377,53 @@
   async function openSimilar(hit) {
     const panel = $("similar-panel");
     panel.hidden = false;
-    $("similar-for").textContent = `Like “${hit.title}”`;
+    // <bdi>: a bidi override (U+202E) in catalog text must not reorder the text around it
+    $("similar-for").replaceChildren("Like “", h("bdi", {}, hit.title), "”");
     $("similar-results").replaceChildren(h("p", { class: "muted" }, "Finding similar products…"));
     try {
       const body = await getJson(`/products/${encodeURIComponent(hit.id)}/similar?size=6`);
-      const items = body.hits.map((s) => h("div", { class: "mini", dataset: { id: s.id } },
-        h("div", { class: "mini-title" }, s.title),
-        h("div", { class: "muted" }, [s.brand, formatPrice(s.price)].filter(Boolean).join(" · "))));
+      const items = body.hits.map(mini);
       $("similar-results").replaceChildren(...(items.length ? items : [h("p", { class: "muted" }, "Nothing similar found.")]));
     } catch (err) {
       const f = friendly(err);
       $("similar-results").replaceChildren(h("p", { class: "error", role: "alert" }, `${f.title}. ${f.detail}`));
     }
     $("similar-close").focus();
+    showRecommendations("product", hit.id, $("together-results"));
+  }
+
+  function mini(s) {
+    return h("div", { class: "mini", dataset: { id: s.id } },
+      h("div", { class: "mini-title" }, s.title),
+      h("div", { class: "muted" }, s.brand ? [h("bdi", {}, s.brand), " · "] : null, formatPrice(s.price)));
+  }
+
+  // --- recommendations (GET /recommendations; client_id: this session, the one its events carry) -------------
+  const REC_TITLES = { for_you: "Recommended for you", bought_together: "Frequently bought together",
+                       recently_viewed: "Recently viewed", popular: "Popular right now" };
+
+  /** Fill ``target`` with the labelled lists for ``context``; recommendations are extras, so a failure or an
+   * empty answer leaves ``target`` empty. */
+  async function showRecommendations(context, productId, target) {
+    target.replaceChildren();
+    try {
+      const body = await getJson("/recommendations?" + qs({ client_id: sessionId, context, product_id: productId, size: 6 }));
+      target.replaceChildren(...body.lists.map((list) => h("section", { class: "recs", dataset: { source: list.source } },
+        h("h3", {}, REC_TITLES[list.source] || list.source),
+        h("div", { class: "mini-list" }, list.hits.map(mini)))));
+    } catch (err) {
+      console.warn("recommendations unavailable:", err.message);
+    }
   }
 
   // --- events --------------------------------------------------------------------------------------------------
+  // token: the hit's signed proof that this search served it (POST /events checks it); event_id: a retry key.
+  const newEventId = () => (window.crypto && crypto.randomUUID ? crypto.randomUUID()
+    : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`);
+
   function eventFor(type, hit, body) {
     const ev = { type, query_id: body.query_id, product_id: hit.id, position: hit.rank, session_id: sessionId,
-                 query: body.query };
+                 query: body.query, token: hit.token, event_id: newEventId() };
     if (typeof hit.price === "number") ev.price = hit.price;
     return ev;
   }
@@ -299,10 +473,11 @@
       const body = await getJson("/suggest?" + qs({ q: prefix, size: 8 }), suggestAbort.signal);
       if (input.value.trim() !== prefix || document.activeElement !== input) return;
       if (!body.suggestions.length) { closeSuggestions(); return; }
-      list.replaceChildren(...body.suggestions.map((s, i) => {
+      list.replaceChildren(...body.suggestions.map(({ text: s, kind }, i) => {
         const at = s.toLowerCase().indexOf(prefix.toLowerCase());
         const label = at >= 0 ? [s.slice(0, at), h("mark", {}, s.slice(at, at + prefix.length)), s.slice(at + prefix.length)] : [s];
-        return h("li", { id: `suggestion-${i}`, role: "option", "aria-selected": "false", dataset: { value: s },
+        // kind "query" (a popular past search) or "product" (a title): style.css marks each by its data-kind
+        return h("li", { id: `suggestion-${i}`, role: "option", "aria-selected": "false", dataset: { value: s, kind },
                          onmousedown: (e) => { e.preventDefault(); choose(s); } }, label);
       }));
       list.hidden = false;
@@ -342,6 +517,11 @@
     runSearch();
   });
   $("in-stock").addEventListener("change", (e) => { state.in_stock = e.target.checked; state.page = 1; runSearch(); });
+  $("sort").addEventListener("change", (e) => {
+    state.sort = SORTS.includes(e.target.value) ? e.target.value : SORTS[0];
+    state.page = 1;
+    runSearch();
+  });
   $("similar-close").addEventListener("click", () => { $("similar-panel").hidden = true; });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("similar-panel").hidden = true; });
   window.addEventListener("popstate", () => { readUrl(); runSearch(false); });

@@ -90,6 +90,7 @@ def app(tmp_path, searcher, catalog_engine):
                       "engine": "embedded", "events_dir": str(tmp_path / "events"), "home": str(tmp_path)})
     yield app
     app.extensions["shopsearch"].ubi_drainer.stop()  # its UBI spool drainer thread (the engine is shared)
+    app.extensions["shopsearch"].stop_history()  # and its event history's refresh thread
 
 
 @pytest.fixture

@@ -46,6 +46,27 @@ def test_search_returns_ranked_hits_facets_and_query_id(client):
     assert body["degraded"] is False
 
 
+def test_search_category_path_price_and_rating_facets(client):
+    body = client.get("/search", query_string={"q": "", "category_path": "Home > Lighting", "price_min": "50",
+                                               "facets": "category_path,price,rating,brand"}).get_json()
+    assert body["total"] == 2  # p2 89.0, p3 59.5: Lighting products of at least 50
+    paths = {f["value"]: f["count"] for f in body["facets"]["category_path"]}
+    # Disjunctive: the paths ignore category_path (Tools is still offered: p4, 119.0) and obey price_min.
+    assert paths["Home > Lighting"] == body["total"] and "Tools" in paths and "Home > Lighting > Lamps" in paths
+    prices = [f["value"] for f in body["facets"]["price"]]  # the price facet ignores price_min
+    assert {"25-50", "50-100"} <= set(prices)  # p1 29.99 counts though under price_min
+    assert [f["value"] for f in body["facets"]["rating"]][0] == "4+"
+    none = client.get("/search", query_string={"q": "", "attr": "color:red", "facets": "attr.color"}).get_json()
+    assert none["total"] == 0 and none["facets"] == {"attr.color": []}  # the tiny index facets no attribute
+
+
+@pytest.mark.parametrize("name, value", [("attr", "color"), ("attr", "a.b:red"), ("facets", "attr.a.b"),
+                                         ("facets", "colour")])
+def test_bad_facet_parameters_are_400_naming_them(client, name, value):
+    resp = client.get("/search", query_string={"q": "lamp", name: value})
+    assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == name
+
+
 def test_search_query_ids_are_unique(client):
     ids = {client.get("/search?q=lamp").get_json()["query_id"] for _ in range(3)}
     assert len(ids) == 3
@@ -149,12 +170,14 @@ def test_limits_are_configurable(searcher, catalog_engine, tmp_path):
 
 def test_suggest_returns_completions(client):
     # "Lamp shade" starts with the typed word; the other titles only contain a word starting with it (shorter, A-Z).
+    # No query logged yet: every suggestion is a product title.
     body = client.get("/suggest?q=lam&size=2").get_json()
-    assert body == {"query": "lam", "suggestions": ["Lamp shade", "Blue floor lamp"]}
-    assert client.get("/suggest?q=LAM").get_json()["suggestions"] == ["Lamp shade", "Blue floor lamp",
-                                                                      "Red desk lamp"]
-    assert client.get("/suggest?q=red la").get_json()["suggestions"] == ["Red desk lamp"]
-    assert client.get("/suggest?q=zzz").get_json()["suggestions"] == []
+    assert body == {"query": "lam", "suggestions": [{"text": "Lamp shade", "kind": "product"},
+                                                    {"text": "Blue floor lamp", "kind": "product"}]}
+    texts = lambda url: [s["text"] for s in client.get(url).get_json()["suggestions"]]  # noqa: E731
+    assert texts("/suggest?q=LAM") == ["Lamp shade", "Blue floor lamp", "Red desk lamp"]
+    assert texts("/suggest?q=red la") == ["Red desk lamp"]
+    assert texts("/suggest?q=zzz") == []
     _error(client.get("/suggest?q="), 400, "q")
     _error(client.get("/suggest?q=lam&size=0"), 400, "size")
     _error(client.get("/suggest?q=lam&size=51"), 400, "size")

@@ -131,6 +131,13 @@ def test_error_details_reach_admins_only(tmp_path, catalog_engine):
     assert "10.9.8.7" in c.get("/products/p1", headers={"X-API-Key": admin}).get_data(as_text=True)
 
 
+def test_local_mode_hides_details_from_shopper_endpoints(tmp_path, catalog_engine):
+    # no keys: loopback clients may call everything, but behind a same-host proxy every shopper is "loopback"
+    app = create_app({"searcher": _Down(), "engine_instance": catalog_engine, "index": ALIAS, "home": str(tmp_path)})
+    resp = app.test_client().get("/products/p1")
+    assert resp.status_code == 503 and "10.9.8.7" not in resp.get_data(as_text=True)
+
+
 def test_storefront_page_embeds_the_configured_search_key(tmp_path, searcher, catalog_engine):
     store = KeyStore(tmp_path / "keys.json")
     search, admin = store.create("search").secret, store.create("admin").secret

@@ -37,10 +37,10 @@ class OutageSwitch(HybridSearcher):
 
     down = False
 
-    def search(self, req):
+    def search(self, req, **kwargs):
         if self.down:
             raise EngineUnavailable("connection refused (test outage)")
-        return super().search(req)
+        return super().search(req, **kwargs)
 
 
 @pytest.fixture(scope="module")

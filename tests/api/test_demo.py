@@ -46,3 +46,44 @@ def test_demo_indexes_serves_and_prints_real_results(tmp_path, monkeypatch, caps
     assert f"storefront http://127.0.0.1:{port}/" in out
     lines = (tmp_path / "demo" / "catalog.jsonl").read_text().splitlines()
     assert len(lines) == 60 and json.loads(lines[0])["id"] == "demo0001"
+    from shopsearch.plugin.engines import open_engine
+    from shopsearch.settings import load_settings
+
+    engine = open_engine("embedded", root=load_settings().embedded_dir)  # the generated colours are a facet
+    try:
+        assert engine.index_meta("demo")["facet_attributes"] == "colour"
+    finally:
+        engine.close()
+
+
+def test_demo_storefront_key_is_created_once_and_replaced_when_revoked(tmp_path):
+    from shopsearch.api.cmd_demo import demo_storefront_key
+    from shopsearch.api.keys import KeyStore
+    from shopsearch.settings import load_settings
+
+    settings = load_settings({"home": str(tmp_path)}, environ={})
+    assert demo_storefront_key(settings) is None  # no keys: local mode, nothing to send
+    store = KeyStore(settings.keys_file)
+    store.create("admin")
+    first = demo_storefront_key(settings)
+    assert store.verify(first).role == "search" and demo_storefront_key(settings) == first
+    assert (tmp_path / "demo" / "storefront.key").stat().st_mode & 0o777 == 0o600
+    store.revoke(store.verify(first).id)
+    second = demo_storefront_key(settings)
+    assert second != first and store.verify(second).name == "demo-storefront"
+
+
+@pytest.mark.slow
+def test_demo_runs_when_api_keys_exist(tmp_path, monkeypatch, capsys):
+    from shopsearch.api.keys import KeyStore
+
+    monkeypatch.setenv("SHOPSEARCH_HOME", str(tmp_path))
+    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path / "profiles"))
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("SHOPSEARCH_STOREFRONT_KEY", raising=False)
+    KeyStore(tmp_path / "keys.json").create("admin", name="ops")  # before this fix the examples got 401
+    assert main(["demo", "--engine", "embedded", "--no-models", "--products", "60", "--port", str(_free_port()),
+                 "--exit"]) == 0
+    out = capsys.readouterr().out
+    assert "the demo's storefront sends the search key" in out and "GET /suggest?q='wire'" in out
+    assert "(asks for an admin key)" in out

@@ -136,3 +136,29 @@ def test_search_limit_holds_across_two_workers_through_redis(redis_url, opensear
                 assert int(r.headers["Retry-After"]) >= 1 and r.headers["X-RateLimit-Limit"] == str(limit)
                 assert r.json()["error"]["code"] == "rate_limited"
         assert [get(other).status_code for _ in range(10)] == [200] * 10  # the second key is unaffected
+
+
+# --- X-Forwarded-For: only from trusted proxies ------------------------------------------------------------------
+
+def test_forwarded_for_is_ignored_unless_proxies_are_trusted(make_app):
+    c = make_app(rate_limit_search_ip="1/minute").test_client()
+    assert c.get("/search?q=lamp", headers={"X-Forwarded-For": "203.0.113.1"}).status_code == 200
+    # a client cannot buy itself a fresh budget by writing the header
+    assert c.get("/search?q=lamp", headers={"X-Forwarded-For": "203.0.113.2"}).status_code == 429
+
+
+def test_one_trusted_proxy_gives_each_client_its_own_budget(make_app, tmp_path):
+    c = make_app(rate_limit_search_ip="1/minute", trusted_proxies=1).test_client()
+    key = {"X-API-Key": KeyStore(tmp_path / "keys.json").create("search").secret}  # remote clients need a key
+    assert c.get("/search?q=lamp", headers={**key, "X-Forwarded-For": "203.0.113.1"}).status_code == 200
+    assert c.get("/search?q=lamp", headers={**key, "X-Forwarded-For": "203.0.113.2"}).status_code == 200
+    # only the entry the trusted proxy appended counts: a client's own entries to its left do not
+    spoofed = {**key, "X-Forwarded-For": "198.51.100.7, 203.0.113.1"}
+    assert c.get("/search?q=lamp", headers=spoofed).status_code == 429
+
+
+def test_behind_a_trusted_proxy_remote_clients_are_not_local(make_app):
+    c = make_app(trusted_proxies=1).test_client()  # no keys: local mode answers loopback clients only
+    resp = c.get("/search?q=lamp", headers={"X-Forwarded-For": "203.0.113.1"})
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "keys_not_configured"
+    assert c.get("/search?q=lamp", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200

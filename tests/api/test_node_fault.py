@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from .conftest import build_catalog
-from .test_served import ENGINE_TIMEOUT_S, SLACK_S, serve
+from .test_served import SEARCH_DEADLINE_S, serve
 
 pytestmark = pytest.mark.opensearch
 
@@ -73,6 +73,19 @@ def _search(base: str, q: str, timeout: float = 30) -> requests.Response:
     return requests.get(f"{base}/search", params={"q": q, "size": 3}, timeout=timeout)
 
 
+def _until_200(base: str, seconds: float = 30) -> list[int]:
+    """Search every 0.5 s until one answers 200 (a fresh node's first queries may miss the 1 s deadline on a busy
+    machine); the statuses seen, the last one 200 unless ``seconds`` ran out."""
+    statuses: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        statuses.append(_search(base, "lamp").status_code)
+        if statuses[-1] == 200:
+            break
+        time.sleep(0.5)
+    return statuses
+
+
 def test_stopped_node_answers_503_then_200_after_restart_without_restarting_the_api(
         dedicated_node, tiny_encoder, tiny_bi_encoder_dir, tmp_path):
     from shopsearch.plugin.engines import open_engine
@@ -87,6 +100,8 @@ def test_stopped_node_answers_503_then_200_after_restart_without_restarting_the_
 
     with serve(url, ALIAS, tiny_bi_encoder_dir, tmp_path) as served:
         base, pids = served.url, served.pids()
+        warm = _until_200(base)
+        assert warm[-1] == 200, warm
         up = _search(base, "lamp")
         assert up.status_code == 200, up.text
         before = [h["id"] for h in up.json()["hits"]]
@@ -101,18 +116,12 @@ def test_stopped_node_answers_503_then_200_after_restart_without_restarting_the_
         assert down.headers["Content-Type"].startswith("application/json")
         assert down.json()["error"]["code"] == "engine_unavailable"
         assert int(down.headers["Retry-After"]) > 0
-        assert elapsed < ENGINE_TIMEOUT_S + SLACK_S, f"503 took {elapsed:.2f}s"
+        assert elapsed < 2 * SEARCH_DEADLINE_S, f"503 took {elapsed:.2f}s"  # generous: refused at once
         assert requests.get(f"{base}/readyz", timeout=30).status_code == 503
 
         restarted = ensure_node(**{k: v for k, v in dedicated_node.items() if k != "url"})
         assert restarted.started and restarted.pid != stopped_pid
-        statuses = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            statuses.append(_search(base, "lamp").status_code)
-            if statuses[-1] == 200:
-                break
-            time.sleep(0.5)
+        statuses = _until_200(base)
         assert statuses[-1] == 200, statuses
         assert [h["id"] for h in _search(base, "lamp").json()["hits"]] == before  # same data, same ranking
         assert requests.get(f"{base}/readyz", timeout=10).status_code == 200

@@ -1,4 +1,5 @@
-"""Hostile input gets a clean JSON 4xx: deep JSON, invalid UTF-8, NUL bytes, overlong URLs (also through gunicorn)."""
+"""Hostile input gets a clean JSON 4xx: deep JSON, invalid UTF-8, NUL bytes, overlong URLs and headers (also through
+gunicorn)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ def test_served_overlong_url_is_json_not_gunicorn_html(tiny_bi_encoder_dir, tmp_
     with serve(None, "missing", tiny_bi_encoder_dir, tmp_path, engine="embedded") as served:
         resp = requests.get(f"{served.url}/search", params={"q": "a" * 6000}, timeout=10)
         assert resp.status_code == 414 and resp.json()["error"]["code"] == "uri_too_long"
+        # past gunicorn's longest request line (8190 bytes), and headers over its limits: still JSON
+        resp = requests.get(f"{served.url}/search", params={"q": "a" * 20_000}, timeout=10)
+        assert resp.status_code == 414 and resp.headers["Content-Type"] == "application/json"
+        assert resp.json()["error"]["code"] == "uri_too_long" and "8190 bytes" in resp.json()["error"]["message"]
+        for headers in ({"X-Big": "b" * 9000}, {f"X-H{i}": "1" for i in range(120)}):
+            resp = requests.get(f"{served.url}/healthz", headers=headers, timeout=10)
+            assert resp.status_code == 431 and resp.json()["error"]["code"] == "request_header_fields_too_large"
         resp = requests.get(f"{served.url}/search", params={"q": "lamp\x00"}, timeout=10)
         assert resp.status_code == 400 and resp.json()["error"]["parameter"] == "q"
         resp = requests.post(f"{served.url}/events", data="[" * 200_000,

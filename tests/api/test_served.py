@@ -30,8 +30,8 @@ from .conftest import build_catalog
 pytestmark = pytest.mark.opensearch
 
 ENGINE_TIMEOUT_S = 1.0
+SEARCH_DEADLINE_S = 1.0  # the default search_deadline_ms: every /search answers within about this
 BOOT_TIMEOUT_S = 180.0
-SLACK_S = 3.0  # scheduling slack on a busy 2-core CI machine
 
 
 def free_port() -> int:
@@ -177,7 +177,7 @@ def test_serve_end_to_end(opensearch_url, served_index, tiny_bi_encoder_dir, tmp
         cluster = ready.pop("cluster")
         assert ready == {"status": "ready", "engine": "opensearch", "index": alias, "concrete_index": concrete}
         assert cluster["status"] in ("green", "yellow") and cluster["nodes"] >= 1
-        assert cluster["hosts"] == [{"url": opensearch_url, "ok": True}]
+        assert cluster["hosts"] == [{"ok": True}]  # node URLs for admin keys only, never in local mode
 
         body = requests.get(f"{base}/search", params={"q": "lamp", "size": 3, "explain": "true"}, timeout=10).json()
         assert len(body["hits"]) == 3 and body["hits"][0]["id"] in {"p1", "p2", "p7"}
@@ -200,7 +200,7 @@ def test_serve_end_to_end(opensearch_url, served_index, tiny_bi_encoder_dir, tmp
         assert bad.status_code == 400 and bad.json()["error"]["parameter"] == "size"
 
         event = {"type": "click", "query_id": body["query_id"], "product_id": body["hits"][0]["id"],
-                 "position": 1, "session_id": "s-1"}
+                 "position": 1, "session_id": "s-1", "token": body["hits"][0]["token"]}
         accepted = requests.post(f"{base}/events", json=[event, {**event, "type": "add_to_cart"}], timeout=10)
         assert accepted.status_code == 202 and accepted.json()["accepted"] == 2
 
@@ -230,10 +230,10 @@ def test_hung_engine_answers_503_within_the_timeout_then_recovers(opensearch_url
             hung = requests.get(f"{base}/search", params={"q": "hammer"}, timeout=30)
             elapsed = time.monotonic() - t0
             assert hung.status_code == 503, hung.text
-            assert hung.json()["error"]["code"] == "engine_unavailable"
+            # the engine request's timeout is the time the search's deadline leaves, so the deadline ends it
+            assert hung.json()["error"]["code"] == "deadline_exceeded"
             assert int(hung.headers["Retry-After"]) > 0
-            # the client retries a timed-out request twice (plugin/connection.py max_retries=2)
-            assert elapsed < 3 * ENGINE_TIMEOUT_S + SLACK_S, f"503 took {elapsed:.2f}s"
+            assert elapsed < 2 * SEARCH_DEADLINE_S, f"503 took {elapsed:.2f}s"  # generous: ~0.8 s on the server
             proxy.stop()
 
             proxy.blackhole = False  # the node answers again: same API process, no restart
@@ -248,6 +248,6 @@ def test_hung_engine_answers_503_within_the_timeout_then_recovers(opensearch_url
             assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
             assert served.pids() == pids
             metrics = requests.get(f"{base}/metrics", timeout=10).text
-            assert 'shopsearch_engine_errors_total{kind="unavailable"}' in metrics
+            assert 'shopsearch_search_shed_total{reason="deadline"}' in metrics
     finally:
         proxy.stop()

@@ -77,7 +77,9 @@ def test_events_are_ubi_events_marked_simulated(data_dir):
     actions = [Action("click", 2, "p2", 4.0), Action("add_to_cart", 2, "p2", 9.0)]
     traffic = Traffic(None, ApiFeatures(frozenset(), 100), data, SimParams(), 0)
     bodies = ubi_bodies(traffic._events(PlannedSession(0, user, "q1", "lamp"), "simt-x-000000", "served-qid",
-                                        shown, actions), user.id)
+                                        shown, actions), user.id, {"p1": "t1", "p2": "t2"})
+    assert [b["event_attributes"].pop("token") for b in bodies] == ["t1", "t2", "t2", "t2"]  # each hit's own
+    assert len({b["event_attributes"]["event_id"] for b in bodies}) == 4  # retry keys
     events = [from_ubi_event(UbiEvent.model_validate(b)) for b in bodies]
     assert all(b["event_attributes"]["simulated"] is True and b["client_id"] == user.id for b in bodies)
     assert [(e.type, e.product_id, e.position) for e in events] == \

@@ -12,6 +12,7 @@ from .conftest import ALIAS
 from tests.ubi_schemas import ubi_errors
 
 CLICK = {"type": "click", "product_id": "p1", "position": 1, "session_id": "s-1"}
+PURCHASE = {"type": "purchase", "product_id": "p1", "session_id": "s-1"}  # no query: needs no token
 
 
 def stored(app):
@@ -58,13 +59,14 @@ def test_client_id_is_a_validated_parameter(client):
 
 
 def test_post_events_takes_ubi_events_and_the_shopsearch_alias(client, app):
-    qid = client.get("/search?q=lamp").get_json()["query_id"]
+    body = client.get("/search?q=lamp").get_json()
+    qid, token = body["query_id"], next(h["token"] for h in body["hits"] if h["id"] == "p1")
     ubi_click = {"action_name": "click", "query_id": qid, "client_id": "browser-7", "session_id": "s-1",
                  "timestamp": "2024-05-01T10:00:00+02:00",
                  "event_attributes": {"object": {"object_id": "p1", "object_id_field": "id"},
-                                      "position": {"ordinal": {"index": 1}}}}
+                                      "position": {"ordinal": {"index": 1}}, "token": token}}
     hover = {"action_name": "hover", "client_id": "browser-7", "timestamp": "2024-05-01T08:00:01Z"}
-    resp = client.post("/events", json=[{**CLICK, "query_id": qid}, ubi_click, hover])
+    resp = client.post("/events", json=[{**CLICK, "query_id": qid, "token": token}, ubi_click, hover])
     assert resp.status_code == 202, resp.get_json()
     ids = resp.get_json()["event_ids"]
     _, events = stored(app)
@@ -73,6 +75,7 @@ def test_post_events_takes_ubi_events_and_the_shopsearch_alias(client, app):
     by_id = {e.event_id: e for e in events}
     assert by_id[ids[1]].timestamp == "2024-05-01T08:00:00Z" and by_id[ids[1]].client_id == "browser-7"
     assert by_id[ids[0]].action_name == "click" and by_id[ids[0]].query_id == qid
+    assert "token" not in (by_id[ids[1]].event_attributes.model_extra or {})  # checked, never stored
     # The event log (the reranker's conversion context) keeps the actions it knows, UBI or not.
     logged = list(app.extensions["shopsearch"].events.read())
     assert [(e.event_id, e.type, e.session_id) for e in logged] == [(ids[0], "click", "s-1"),
@@ -98,12 +101,12 @@ def tiny_spool_app(tmp_path, searcher, catalog_engine, monkeypatch):
 
 def test_a_full_spool_answers_503_writes_nothing_and_searches_still_answer(tiny_spool_app):
     client, svc = tiny_spool_app.test_client(), tiny_spool_app.extensions["shopsearch"]
-    assert client.post("/events", json=CLICK | {"query_id": "q-0"}).status_code == 202
+    assert client.post("/events", json=PURCHASE).status_code == 202
     svc.ubi_drainer.drain_once()
-    first = client.post("/events", json=[CLICK | {"query_id": "q-1"}] * 3)
+    first = client.post("/events", json=[PURCHASE] * 3)
     assert first.status_code == 202
     size, logged = svc.ubi_spool.size(), len(list(svc.events.read()))
-    full = client.post("/events", json=[CLICK | {"query_id": "q-2"}] * 4)
+    full = client.post("/events", json=[PURCHASE] * 4)
     assert full.status_code == 503 and int(full.headers["Retry-After"]) > 0
     assert full.get_json()["error"]["code"] == "spool_full"
     assert svc.ubi_spool.size() == size and len(list(svc.events.read())) == logged  # nothing half-written
@@ -112,7 +115,7 @@ def test_a_full_spool_answers_503_writes_nothing_and_searches_still_answer(tiny_
     assert 'shopsearch_ubi_records_dropped_total{kind="query"} 1.0' in metrics
     assert 'shopsearch_ubi_records_dropped_total{kind="event"} 4.0' in metrics
     svc.ubi_drainer.drain_once()
-    assert client.post("/events", json=CLICK | {"query_id": "q-3"}).status_code == 202  # room again
+    assert client.post("/events", json=PURCHASE).status_code == 202  # room again
 
 
 def test_the_readme_ubi_event_is_accepted(client, app):
@@ -123,8 +126,10 @@ def test_the_readme_ubi_event_is_accepted(client, app):
 
     section = README.read_text().split("### Behaviour logging (UBI)")[1]
     (example,) = re.findall(r"```json\n(.*?)```", section.split("\n### ")[0], flags=re.S)
-    qid = client.get("/search?q=lamp").get_json()["query_id"]
-    resp = client.post("/events", json=json.loads(example.replace("<query_id from /search>", qid)))
+    body = client.get("/search?q=lamp").get_json()
+    token = next(h["token"] for h in body["hits"] if h["id"] == "p1")
+    example = example.replace("<query_id from /search>", body["query_id"]).replace("<token of p1 from /search>", token)
+    resp = client.post("/events", json=json.loads(example))
     assert resp.status_code == 202, resp.get_json()
     _, (event,) = stored(app)
-    assert ubi_errors("event", event) == [] and event.query_id == qid
+    assert ubi_errors("event", event) == [] and event.query_id == body["query_id"]

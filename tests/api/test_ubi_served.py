@@ -49,10 +49,12 @@ def test_a_killed_worker_loses_no_acknowledged_event(tmp_path, tiny_encoder, tin
         assert record.query_attributes["features"] == {h["id"]: h["stages"] for h in body["hits"]}
 
         clicks = [{"type": "click", "query_id": body["query_id"], "product_id": h["id"], "position": h["rank"],
-                   "session_id": "s-9"} for h in body["hits"]]
+                   "session_id": "s-9", "token": h["token"]} for h in body["hits"]]
+        first = body["hits"][0]
         ubi = {"action_name": "add_to_cart", "query_id": body["query_id"], "client_id": "s-9", "session_id": "s-9",
-               "timestamp": "2024-05-01T10:00:00Z", "event_attributes": {"object": {"object_id": "p1"},
-                                                                       "position": {"ordinal": {"index": 1}}}}
+               "timestamp": "2024-05-01T10:00:00Z",
+               "event_attributes": {"object": {"object_id": first["id"]}, "token": first["token"],
+                                    "position": {"ordinal": {"index": first["rank"]}}}}
         acked = []
         for batch in (clicks, [ubi], clicks[:1]):
             resp = requests.post(f"{base}/events", json=batch, timeout=10)

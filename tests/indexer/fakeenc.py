@@ -22,3 +22,15 @@ class HashEncoder:
             v = np.random.default_rng(seed).standard_normal(self.dims).astype(np.float32)
             out[i] = v / np.linalg.norm(v)
         return out
+
+
+class CrashingEncoder(HashEncoder):
+    """A HashEncoder whose process dies at once (no exception, no cleanup: like a SIGKILL or a segfault) when it
+    is asked to embed a text containing ``CRASH``; for the encoder pool's tests."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if any("CRASH" in t for t in texts):
+            import os
+
+            os._exit(70)
+        return super().encode(texts)

@@ -18,6 +18,7 @@ class MemorySink:
         self.reject = reject or set()
         self.health = IndexHealth("green", 1, True)
         self.locks: dict[str, LockHolder] = {}
+        self.meta: dict[str, dict[str, str]] = {}
 
     def create_index(self, name: str, dims: int) -> None:
         if name in self.indices:
@@ -70,6 +71,12 @@ class MemorySink:
 
     def set_bulk_mode(self, index: str, on: bool) -> None:
         self.bulk_mode[index] = on
+
+    def set_index_meta(self, index: str, meta: dict[str, str]) -> None:
+        self.meta.setdefault(self._name(index), {}).update(meta)
+
+    def index_meta(self, index: str) -> dict[str, str]:
+        return dict(self.meta.get(self._name(index), {}))
 
     def wait_ready(self, index: str) -> IndexHealth:
         return self.health

@@ -46,7 +46,7 @@ def test_empty_string_switches_a_field_off_and_limits_override(tmp_path):
 
 @pytest.mark.parametrize("data, message", [
     ({"titel": "name"}, r"^field mapping: titel = 'name': must be one of the keys allowed at the top level: id, "
-                        r"title, description, .*, attributes, limits$"),
+                        r"title, description, .*, attributes, facet_attributes, limits$"),
     ({"id": ""}, r"id = '': must be a non-empty string"),
     ({"attributes": 3}, r'attributes = 3: must be "rest" or a list of column names'),
     ({"price": 1}, r'price = 1: must be a column name, or "" when the catalog has none'),

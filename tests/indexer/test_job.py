@@ -181,3 +181,30 @@ def test_csv_catalog_with_field_mapping_and_progress_bar(tmp_path, capsys):
     out = capsys.readouterr()
     assert "rows" in out.err  # the progress bar
     assert "read 2, indexed 1, quarantined 1" in out.out and "bad_price 1" in out.out
+
+
+def test_facet_attributes_reach_the_documents_and_the_index_meta(tmp_path):
+    from shopsearch.indexer.fields import FieldMapping
+
+    (tmp_path / "c.jsonl").write_text('{"id": "1", "title": "Oak desk", "color": "brown", "size": "L"}\n'
+                                      '{"id": "2", "title": "Lamp", "color": "white"}\n', encoding="utf-8")
+    sink = MemorySink()
+    _run(tmp_path / "c.jsonl", sink, HashEncoder(), tmp_path, mapping=FieldMapping(facet_attributes=("color",)))
+    index = sink.resolve_alias("shop")
+    assert sink.index_meta(index)["facet_attributes"] == "color"
+    assert {d.facet_attributes for d in sink.indices[index].values()} == {("color",)}
+    # Declaring another facet attribute changes every hash, so an incremental run rewrites the products.
+    before = dict(sink.scan_hashes(index))
+    report = _run(tmp_path / "c.jsonl", sink, HashEncoder(), tmp_path, mode="incremental",
+                  mapping=FieldMapping(facet_attributes=("color", "size")))
+    assert report.unchanged == 0 and report.indexed == 2
+    assert dict(sink.scan_hashes(index)).keys() == before.keys() != {}
+    assert sink.index_meta(index)["facet_attributes"] == "color,size"
+
+
+@pytest.mark.parametrize("value", [["a.b"], ["x"] * 2, "color", [""]])
+def test_bad_facet_attributes_are_rejected(value):
+    from shopsearch.indexer.fields import mapping_from_dict
+
+    with pytest.raises(ValueError, match="facet_attributes"):
+        mapping_from_dict({"facet_attributes": value})

@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
+from shopsearch.plugin import synonyms as synonyms_module
 from shopsearch.plugin.engine import SORTS, BM25Leg, Filters, IndexNotFound, KnnLeg, MatchRule
+from shopsearch.plugin.synonyms import load_synonyms
 
 DIMS = 4
 Q = [1.0, 0.0, 0.0, 0.0]
@@ -53,12 +56,26 @@ CATALOG = [
     Product("p12", "Notebook Computer 15 inch", "Quality screen", "Techno", ("Electronics", "Computers"),
             None, 4.8, 5, 0.8, True),
 ]
+# Catalog attributes; color, size and material are declared facetable (the field mapping's facet_attributes),
+# origin is not.
+ATTRS = {"p01": {"color": "red", "size": "42", "material": "mesh", "origin": "VN"},
+         "p02": {"color": "blue", "size": "44", "material": "mesh"},
+         "p03": {"color": "black", "size": "42", "material": "leather"},
+         "p04": {"color": "blue", "material": "velvet", "origin": "IT"},
+         "p05": {"color": "brown", "material": "oak"},
+         "p06": {"color": "black"},
+         "p07": {"color": "white"},
+         "p08": {"color": "silver", "material": "steel"},
+         "p09": {"material": "brass"},
+         "p11": {"color": "red", "size": "M", "material": "cotton"}}
+FACET_ATTRIBUTES = ("color", "size", "material")
+CATALOG = [replace(p, attributes=ATTRS.get(p.id, {})) for p in CATALOG]
 BY_ID = {p.id: p for p in CATALOG}
 ALL_IDS = [p.id for p in CATALOG]
 
 
 def _docs() -> list[IndexDoc]:
-    return [IndexDoc(p, _vec(i + 1), p.content_hash()) for i, p in enumerate(CATALOG)]
+    return [IndexDoc(p, _vec(i + 1), p.content_hash(), FACET_ATTRIBUTES) for i, p in enumerate(CATALOG)]
 
 
 @pytest.fixture(scope="module", params=["embedded", "opensearch"])
@@ -221,13 +238,15 @@ def test_bm25_field_boosts_and_best_fields(engine, catalog):
 
 
 def test_bm25_synonyms(engine, catalog):
-    assert bm25(engine, catalog, "tv") == ["p06"]  # tv, television
-    assert bm25(engine, catalog, "couch") == ["p04"]  # couch, sofa
-    assert bm25(engine, catalog, "fridge") == ["p08"]
-    assert bm25(engine, catalog, "tap") == ["p09"]
-    assert bm25(engine, catalog, "bbq") == ["p10"]
-    assert bm25(engine, catalog, "laptop") == ["p12"]  # laptop, notebook computer (multi-word)
-    assert bm25(engine, catalog, "earphones") == ["p07"]
+    syn = load_synonyms(Path(synonyms_module.__file__).parent / "config" / "synonyms.txt")  # the packaged rules
+    assert bm25(engine, catalog, "tv", synonyms=syn) == ["p06"]  # tv, television
+    assert bm25(engine, catalog, "couch", synonyms=syn) == ["p04"]  # couch, sofa
+    assert bm25(engine, catalog, "fridge", synonyms=syn) == ["p08"]
+    assert bm25(engine, catalog, "tap", synonyms=syn) == ["p09"]
+    assert bm25(engine, catalog, "bbq", synonyms=syn) == ["p10"]
+    assert bm25(engine, catalog, "laptop", synonyms=syn) == ["p12"]  # laptop, notebook computer (multi-word)
+    assert bm25(engine, catalog, "earphones", synonyms=syn) == ["p07"]
+    assert bm25(engine, catalog, "couch") == []  # synonyms travel with the leg; the mapping has none
 
 
 def test_bm25_typos(engine, catalog):
@@ -378,6 +397,121 @@ def test_facets_are_disjunctive_and_equal_direct_counts(engine, catalog, filters
             assert count == direct.total, (name, value)
 
 
+# --- attribute, range and category-path facets ----------------------------------------------------------------
+
+def _passes(p: Product, f: Filters) -> bool:
+    """The filters of these tests, computed over the catalog itself (the expected counts)."""
+    paths = {" > ".join(p.category[:i + 1]) for i in range(len(p.category))}
+    return ((not f.brand or p.brand in f.brand)
+            and (not f.category_path or bool(paths & set(f.category_path)))
+            and (f.price_min is None or (p.price is not None and p.price >= f.price_min))
+            and (f.price_max is None or (p.price is not None and p.price <= f.price_max))
+            and (f.rating_min is None or (p.rating is not None and p.rating >= f.rating_min))
+            and (f.in_stock is None or p.in_stock == f.in_stock)
+            and all(p.attributes.get(name) in values for name, values in f.attributes))
+
+
+def _with_attr(filters: Filters, name: str, values: tuple[str, ...]) -> Filters:
+    kept = tuple((n, v) for n, v in filters.attributes if n != name)
+    return replace(filters, attributes=tuple(sorted(kept + ((name, values),))))
+
+
+ATTRIBUTE_FILTERS = [
+    Filters(),
+    Filters(attributes=(("color", ("blue", "red")),)),  # two values of one attribute
+    Filters(attributes=(("color", ("black", "blue")), ("material", ("leather", "mesh", "velvet")))),
+    Filters(brand=("Acme", "Comfy"), attributes=(("color", ("red",)),), price_max=500.0),
+    Filters(in_stock=True, rating_min=4.0, category_path=("Shoes",), attributes=(("size", ("42",)),)),
+]
+
+
+@pytest.mark.parametrize("filters", ATTRIBUTE_FILTERS)
+def test_attribute_facets_are_disjunctive_and_equal_direct_counts(engine, catalog, filters):
+    """Each attribute facet ignores its own attribute's filter and obeys the others; every count equals the
+    engine's direct count of the same filters with that one value (OpenSearch: a _count query; embedded: its
+    snapshot's count) and the count over the catalog itself."""
+    page = engine.match(catalog, MatchRule(filters=filters), facets=["attr.color", "attr.size", "attr.material"],
+                        facet_size=20)
+    assert page.total == sum(_passes(p, filters) for p in CATALOG)
+    for name in FACET_ATTRIBUTES:
+        values = {p.attributes[name] for p in CATALOG if name in p.attributes}
+        expected = {v: sum(_passes(p, _with_attr(filters, name, (v,))) for p in CATALOG) for v in values}
+        assert dict(page.facets[f"attr.{name}"]) == {v: c for v, c in expected.items() if c}, name
+        for value, count in page.facets[f"attr.{name}"]:
+            assert engine.filtered_count(catalog, _with_attr(filters, name, (value,))) == count, (name, value)
+    counts = [c for _, c in page.facets["attr.color"]]
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_two_values_of_one_attribute(engine, catalog):
+    two = Filters(attributes=(("color", ("blue", "red")),))
+    page = engine.match(catalog, MatchRule(filters=two), size=12, facets=["attr.color", "attr.material"])
+    assert sorted(h.id for h in page.hits) == ["p01", "p02", "p04", "p11"] and page.total == 4
+    # The color facet still offers every color (a shopper can add a third); material obeys the color filter.
+    assert dict(page.facets["attr.color"]) == {"black": 2, "blue": 2, "red": 2, "brown": 1, "silver": 1, "white": 1}
+    assert dict(page.facets["attr.material"]) == {"mesh": 2, "velvet": 1, "cotton": 1}
+    lexical_rule = MatchRule(lexical("shoes"), filters=two)
+    got = engine.match(catalog, lexical_rule, facets=["attr.color"]).facets["attr.color"]
+    assert got == [("black", 1), ("blue", 1), ("red", 1)]
+    for value, count in got:
+        assert engine.match(catalog, replace(lexical_rule, filters=_with_attr(two, "color", (value,)))).total == count
+
+
+def test_undeclared_or_unknown_attributes_have_no_facet(engine, catalog):
+    got = engine.match(catalog, MatchRule(), facets=["attr.origin", "attr.nothing"]).facets
+    assert got == {"attr.origin": [], "attr.nothing": []}
+    assert engine.match(catalog, MatchRule(filters=Filters(attributes=(("origin", ("IT",)),)))).total == 0
+    for bad in ("attr.", "attr.a.b", "attr.x y", "color"):
+        with pytest.raises(ValueError, match="facets"):
+            engine.match(catalog, MatchRule(), facets=[bad])
+    with pytest.raises(ValueError, match="attributes"):
+        Filters(attributes=(("a.b", ("x",)),))
+
+
+def test_price_and_rating_buckets(engine, catalog):
+    f = Filters(price_min=50.0, price_max=300.0, rating_min=4.5)
+    page = engine.match(catalog, MatchRule(filters=f), facets=["price", "rating", "brand"])
+    # price ignores price_min/price_max and obeys rating_min; rating the other way round.
+    assert page.facets["price"] == [("50-100", 1), ("250+", 2)]  # p01 59.99; p04 799, p10 399 (p12 has no price)
+    assert page.facets["rating"] == [("4+", 4), ("3+", 6), ("2+", 6), ("1+", 6)]  # p01 p02 p03 p05 p07 p09
+    assert page.total == 1 and dict(page.facets["brand"]) == {"Acme": 1}
+    everything = engine.match(catalog, MatchRule(), facets=["price", "rating"]).facets
+    assert everything["price"] == [("25-50", 1), ("50-100", 3), ("100-250", 3), ("250+", 4)]
+    assert everything["rating"] == [("4+", 9), ("3+", 11), ("2+", 11), ("1+", 11)]
+    custom = engine.match(catalog, MatchRule(), facets=["price"], price_edges=(100.0, 1000.0)).facets["price"]
+    assert custom == [("0-100", 4), ("100-1000", 6), ("1000+", 1)]
+    for label, count in everything["price"]:  # [from, to): the direct count below ``to``
+        lo, _, hi = label.partition("-")
+        lo = float(lo.rstrip("+"))
+        upper = float(hi) - 1e-6 if hi else None
+        assert engine.filtered_count(catalog, Filters(price_min=lo, price_max=upper)) == count, label
+    with pytest.raises(ValueError, match="price_edges"):
+        engine.match(catalog, MatchRule(), facets=["price"], price_edges=(50.0, 25.0))
+
+
+def test_category_paths_count_prefixes_and_filter_subtrees(engine, catalog):
+    page = engine.match(catalog, MatchRule(), facets=["category_path"], facet_size=20)
+    # No path chosen: the roots only.
+    assert page.facets["category_path"] == [("Home", 4), ("Electronics", 3), ("Shoes", 3), ("Clothing", 1),
+                                            ("Outdoor", 1)]
+    chosen = Filters(category_path=("Home > Furniture",))
+    page = engine.match(catalog, MatchRule(filters=chosen), size=12, facets=["category_path", "brand"],
+                        facet_size=20)
+    assert sorted(h.id for h in page.hits) == ["p04", "p05"] and page.total == 2
+    assert dict(page.facets["brand"]) == {"Comfy": 2}
+    # Disjunctive: the roots, Home's children and Furniture's children, each level counted without the filter.
+    assert page.facets["category_path"] == [
+        ("Home", 4), ("Electronics", 3), ("Shoes", 3), ("Clothing", 1), ("Outdoor", 1),
+        ("Home > Furniture", 2), ("Home > Appliances", 1), ("Home > Kitchen", 1),
+        ("Home > Furniture > Sofas", 1), ("Home > Furniture > Tables", 1)]
+    for path, count in page.facets["category_path"]:
+        assert engine.filtered_count(catalog, Filters(category_path=(path,))) == count, path
+    assert engine.match(catalog, MatchRule(filters=Filters(category_path=("Home",)))).total == 4
+    assert engine.match(catalog, MatchRule(filters=Filters(category_path=("Furniture",)))).total == 0  # not a root
+    both = Filters(category_path=("Shoes > Running", "Home > Kitchen"), brand=("Acme",))
+    assert engine.match(catalog, MatchRule(filters=both)).total == 1  # p01
+
+
 SORT_KEYS = {"price_asc": lambda p: p.price, "price_desc": lambda p: p.price, "rating": lambda p: p.rating}
 
 
@@ -467,3 +601,57 @@ def test_suggest_matches_word_prefixes_and_ranks_alike(engine, catalog):
     assert engine.suggest(catalog, "zzzq", 5) == []
     with pytest.raises(ValueError, match="size"):
         engine.suggest(catalog, "run", 0)
+
+
+# --- spelling: the vocabulary, corrections, "did you mean", relaxed results ------------------------------------
+
+def test_vocabulary_holds_the_catalog_words_with_document_frequencies(engine, catalog, new_index, monkeypatch):
+    vocab = engine.vocabulary(catalog)
+    assert vocab.words["quality"] == 12 and vocab.words["running"] == 2 and vocab.words["acme"] == 3
+    assert "55" not in vocab.words and "4k" not in vocab.words and "tv" not in vocab.words  # no codes, no short
+    assert vocab.pairs["running shoes"] == 2  # adjacent pairs held by two products or more
+    assert engine.vocabulary(catalog).version == vocab.version  # cached per index version
+    monkeypatch.setattr("shopsearch.plugin.opensearch_engine.VOCABULARY_CHECK_S", 0.0)  # check at once
+    name = new_index()
+    assert all(i.ok for i in engine.bulk(name, _docs()[:2]))
+    engine.refresh(name)
+    before = engine.vocabulary(name)
+    assert before.words["running"] == 2 and "velvet" not in before.words
+    assert all(i.ok for i in engine.bulk(name, _docs()[3:4]))
+    engine.refresh(name)
+    after = engine.vocabulary(name)
+    assert after.version != before.version and after.words["velvet"] == 1  # a write makes a new version
+
+
+class SofaEmbedder:
+    """Queries with "sofa" sit on p04's vector, unless they hold nonsense ("zzzz"); anything else is orthogonal to
+    every product (score 0.5)."""
+
+    def encode(self, texts):
+        import numpy as np
+
+        return np.array([_vec(4) if "sofa" in t and "zzzz" not in t else [0.0, 0.0, 1.0, 0.0] for t in texts],
+                        dtype=np.float32)
+
+
+@pytest.mark.parametrize("query, profile, expect", [
+    # nonsense: no word matches, nothing near, nothing close in the vocabulary: zero hits, an empty suggestion list
+    ("zzzzqqq xylophone", "default", dict(total=0, did_you_mean=[], relaxed=False, correction=None)),
+    # nothing matches (the typo is two edits away and starts the word), but the vocabulary has a close word
+    ("zzzzqqq sifaa", "default", dict(total=0, did_you_mean=["sofa"], relaxed=False, correction=None)),
+    # a typo is corrected before the query is embedded, and the response says so
+    ("velvit sofaa", "default", dict(first="p04", correction="velvet sofa", relaxed=False, did_you_mean=[])),
+    # the vector-only profile finds nothing for the whole query, but its known words do: relaxed results
+    ("zzzzqqq sofa", "dense", dict(first="p04", correction="sofa", relaxed=True, did_you_mean=["sofa"])),
+])
+def test_spelling_nothing_found_did_you_mean_and_relaxed(engine, catalog, query, profile, expect):
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.search_types import SearchRequest
+
+    resp = HybridSearcher(engine, catalog, SofaEmbedder()).search(SearchRequest(query, size=5, profile=profile))
+    assert list(resp.did_you_mean) == expect["did_you_mean"]
+    assert (resp.correction, resp.relaxed) == (expect["correction"], expect["relaxed"])
+    if "total" in expect:
+        assert resp.total == expect["total"] and resp.hits == []
+    else:
+        assert resp.total >= len(resp.hits) > 0 and resp.hits[0].id == expect["first"]

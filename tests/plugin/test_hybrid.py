@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from shopsearch.plugin.engine import BM25Leg, Filters, Hit, KnnLeg, MatchPage, MatchRule
+from shopsearch.plugin.documents import FACET_FIELDS
 from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound
 from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore, UnknownProfile
 from shopsearch.plugin.query_cache import QueryEmbeddingCache
 from shopsearch.plugin.search_types import SearchRequest
+from shopsearch.plugin.vocabulary import Vocabulary
 from shopsearch.settings import load_settings
 
 
@@ -23,7 +25,7 @@ class FakeEngine:
         self.bm25, self.knn, self.docs, self.matches = bm25, knn, docs or {}, list(matches)
         self.calls: list[tuple] = []
 
-    def search(self, index, legs, *, with_source=True):
+    def search(self, index, legs, *, with_source=True, deadline=None):
         self.calls.append(("search", index, list(legs)))
         out = []
         for leg in legs:
@@ -32,7 +34,7 @@ class FakeEngine:
         return out
 
     def match(self, index, rule, *, sort="relevance", offset=0, size=0, exclude=(), facets=(), facet_size=10,
-              highlight=None):
+              highlight=None, deadline=None, price_edges=()):
         self.calls.append(("match", index, rule, sort, offset, size, tuple(exclude), tuple(facets), highlight))
         ids = [i for i in self.matches if i not in exclude]
         if sort != "relevance":
@@ -41,10 +43,16 @@ class FakeEngine:
         hits = [Hit(i, 1.0 / (n + 1), src(i), marks) for n, i in enumerate(ids)][offset:offset + size]
         return MatchPage(total=len(self.matches), hits=hits, facets={f: [("x", 1)] for f in facets})
 
-    def sources(self, index, ids, highlight=None):
+    def sources(self, index, ids, highlight=None, deadline=None):
         self.calls.append(("sources", index, list(ids), highlight))
         marks = {"title": f"<em>{highlight}</em>"} if highlight else {}
         return {i: Hit(i, 0.0, src(i), marks) for i in ids}
+
+    def vocabulary(self, index):
+        return Vocabulary("fake", {"lamp": 3, "sofa": 2})
+
+    def index_meta(self, index):
+        return {"facet_attributes": "color,size"}
 
     def get(self, index, id, with_vector=False):
         doc = self.docs.get(id)
@@ -185,6 +193,16 @@ def test_cache_evicts_least_recently_used(embedder):
     assert len(cache) == 2
     with pytest.raises(ValueError, match="embed_cache_size must be an integer >= 0, got -1"):
         QueryEmbeddingCache(embedder, maxsize=-1)
+
+
+def test_default_facets_take_the_index_attribute_facets(searcher, engine):
+    resp = searcher.search(SearchRequest("", size=1))  # default facets: FACET_FIELDS and attr.*
+    assert set(resp.facets) == set(FACET_FIELDS) | {"attr.color", "attr.size"}
+    assert engine.calls[-1][7] == FACET_FIELDS + ("attr.color", "attr.size")
+    searcher.search(SearchRequest("", size=1, facets=("attr.*", "attr.color", "price")))
+    assert engine.calls[-1][7] == ("attr.color", "attr.size", "price")
+    with pytest.raises(ValueError, match="facets has 'attr.a.b'"):
+        searcher.search(SearchRequest("", facets=("attr.a.b",)))
 
 
 def test_empty_query_is_browse_with_facets_only(searcher, engine):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shopsearch.indexer.records import Product
@@ -185,5 +187,35 @@ def test_ordered_bulk_raises_engine_unavailable_when_a_whole_chunk_fails():
             yield False, {"index": {"_id": b["_id"], "status": "N/A", "error": "ConnectionError(refused)",
                                     "exception": OSError("refused")}}
 
-    with pytest.raises(EngineUnavailable, match="node:9200"):
-        list(ordered_bulk("idx", [_doc("1")], send, url=URL))
+    waits = []
+    with pytest.raises(EngineUnavailable, match="node:9200.*1 documents still failing after 5 retries"):
+        list(ordered_bulk("idx", [_doc("1")], send, url=URL, sleep=waits.append))
+    assert len(waits) == 5  # the default policy's rounds, each after a backoff
+
+
+def test_facet_owned_filters_go_to_post_filter_and_each_facet_drops_only_its_own():
+    from shopsearch.plugin.opensearch_queries import facet_aggs, filter_clauses
+
+    f = Filters(category_path=("Home > Furniture",), attributes=(("color", ("red", "blue")), ("size", ("L",))),
+                price_min=10.0, rating_min=4.0, in_stock=True)
+    (body,) = match_bodies(MatchRule(filters=f), facets=["attr.color", "category_path", "price", "rating"])
+    assert body["query"]["bool"]["filter"] == [{"term": {"in_stock": True}}]
+    assert body["post_filter"]["bool"]["filter"] == filter_clauses(replace(f, in_stock=None))[0]
+    color = body["aggs"]["attr.color"]
+    assert {"terms": {"attr.color": ["red", "blue"]}} not in color["filter"]["bool"]["filter"]
+    assert {"terms": {"attr.size": ["L"]}} in color["filter"]["bool"]["filter"]
+    assert color["aggs"]["values"]["terms"] == {"field": "attr.color", "size": 10}
+    paths = facet_aggs("category_path", f, 5, (25.0,))
+    assert {"terms": {"category_paths": ["Home > Furniture"]}} not in paths["filter"]["bool"]["filter"]
+    assert [a["terms"]["include"] for a in paths["aggs"].values()] == [
+        "[^>]*", "Home\\ \\>\\ [^>]*", "Home\\ \\>\\ Furniture\\ \\>\\ [^>]*"]
+    price = body["aggs"]["price"]
+    assert {"range": {"price": {"gte": 10.0}}} not in price["filter"]["bool"]["filter"]
+    assert price["aggs"]["values"]["range"]["ranges"][-1] == {"key": "250+", "from": 250.0}
+    assert body["aggs"]["rating"]["aggs"]["values"]["range"]["ranges"][0] == {"key": "4+", "from": 4.0}
+    aggs = {"price": {"values": {"buckets": [{"key": "0-25", "doc_count": 0}, {"key": "25-50", "doc_count": 3}]}},
+            "rating": {"values": {"buckets": [{"key": "1+", "doc_count": 5}, {"key": "4+", "doc_count": 2}]}},
+            "category_path": {"p1": {"buckets": [{"key": "A > B", "doc_count": 1}]},
+                              "p0": {"buckets": [{"key": "B", "doc_count": 2}, {"key": "A", "doc_count": 2}]}}}
+    assert parse_facets(aggs, ["price", "rating", "category_path"]) == {
+        "price": [("25-50", 3)], "rating": [("4+", 2), ("1+", 5)], "category_path": [("A", 2), ("B", 2), ("A > B", 1)]}

@@ -1,9 +1,11 @@
-"""OpenSearchEngine against the real node: bulk, aliases, analysis, fuzziness, filtered k-NN, facets, errors."""
+"""OpenSearchEngine against the real node, plain and secured: bulk, aliases, analysis, fuzziness, filtered k-NN,
+facets, errors."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,10 @@ from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
 from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg, MatchRule
 from shopsearch.plugin.index_config import IndexConfig, load_index_config
 from shopsearch.plugin.opensearch_engine import OpenSearchEngine
+from shopsearch.plugin.synonyms import load_synonyms
+from tests.conftest import secure_settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.opensearch
 DIMS = 4
@@ -27,9 +33,13 @@ def unique(suffix: str) -> str:
     return f"test-os-{uuid.uuid4().hex[:8]}-{suffix}"
 
 
-@pytest.fixture(scope="module")
-def engine(opensearch_url):
-    eng = OpenSearchEngine(opensearch_url, timeout=10)
+@pytest.fixture(scope="module", params=["plain", "secure"])
+def engine(request, opensearch_url):
+    """The adapter on the plain node, then on the secured one (HTTPS with certificate checks, basic auth)."""
+    if request.param == "plain":
+        eng = OpenSearchEngine(opensearch_url, timeout=10)
+    else:
+        eng = OpenSearchEngine(settings=secure_settings(request.getfixturevalue("secure_node")), timeout=10)
     yield eng
     eng.close()
 
@@ -108,8 +118,8 @@ def test_bulk_reports_each_item_in_order_with_the_failing_one_explained(engine, 
     assert engine.get(index, "p2") is None
 
 
-def test_bulk_chunks_by_count_and_keeps_order(engine, new_index, opensearch_url):
-    small_chunks = OpenSearchEngine(opensearch_url, config=IndexConfig(chunk_size=2, max_chunk_bytes=10_000))
+def test_bulk_chunks_by_count_and_keeps_order(engine, new_index):
+    small_chunks = OpenSearchEngine(settings=engine.settings, config=IndexConfig(chunk_size=2, max_chunk_bytes=10_000))
     index = new_index("chunks")
     docs = [doc(f"c{i}", f"Chair {i}", [1, i, 0, 0]) for i in range(7)]
     nan_doc = doc("nan", "Chair nan", [float("nan"), 0, 0, 0])
@@ -220,7 +230,8 @@ def test_msearch_returns_one_list_per_leg_without_vectors(engine, products):
 
 
 def test_english_stemming_and_synonyms(engine, products):
-    television, running, runs = engine.search(products, [BM25Leg("television", TITLE, fuzziness=None),
+    syn = load_synonyms(REPO / "plugin" / "config" / "synonyms.txt")  # applied at search time (plugin/synonyms.py), not by the mapping
+    television, running, runs = engine.search(products, [BM25Leg("television", TITLE, fuzziness=None, synonyms=syn),
                                                           BM25Leg("running", TITLE, fuzziness=None),
                                                           BM25Leg("runs", TITLE, fuzziness=None)])
     assert ids(television) == ["tv1"]
@@ -303,3 +314,34 @@ def test_unreachable_node_raises_engine_unavailable_quickly():
             call()
     assert time.monotonic() - started < 3.0
     dead.close()
+
+
+def test_an_index_made_before_paths_and_attribute_facets_takes_them_on_its_next_run(engine):
+    """An indexing run records its meta first (set_index_meta), which adds the new fields to an older index's
+    strict mapping; before that the facets are simply empty and a search works."""
+    from shopsearch.plugin.index_config import opensearch_index_body
+
+    name = unique("old")
+    body = opensearch_index_body(load_index_config(), DIMS)
+    body["mappings"].pop("dynamic_templates")
+    for field in ("category_paths", "attr"):
+        body["mappings"]["properties"].pop(field)
+    engine.client.indices.create(index=name, body=body)
+    try:
+        facets = ["category_path", "attr.color", "price"]
+        assert engine.match(name, MatchRule(), facets=facets).facets == {f: [] for f in facets}
+        engine.set_index_meta(name, {"facet_attributes": "color"})
+        product = Product(id="1", title="Oak desk", category=("Home", "Office"), price=120.0,
+                          attributes={"color": "brown", "origin": "SE"})
+        items = list(engine.bulk(name, [IndexDoc(product, [1.0, 0.0, 0.0, 0.0], "h", ("color",))]))
+        assert all(i.ok for i in items), items
+        engine.refresh(name)
+        got = engine.match(name, MatchRule(filters=Filters(category_path=("Home",))), facets=facets, size=1)
+        assert got.total == 1 and got.facets == {"category_path": [("Home", 1), ("Home > Office", 1)],
+                                                 "attr.color": [("brown", 1)], "price": [("100-250", 1)]}
+        mapping = engine.client.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+        assert mapping["attr"]["properties"]["color"]["type"] == "keyword"
+        assert "attr" not in got.hits[0].source and "category_paths" not in got.hits[0].source
+        assert got.hits[0].source["attributes"] == {"color": "brown", "origin": "SE"}
+    finally:
+        engine.delete_index(name)

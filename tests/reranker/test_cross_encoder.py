@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.reranker.batch_cost import BatchCost
 from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
 from shopsearch.reranker.cross_encoder import STAGE, CrossEncoderReranker
 from shopsearch.reranker.model_card import REQUIRED_KEYS, read_model_card
@@ -77,7 +78,7 @@ def test_reloads_offline_and_scores_in_order(reranker):
     assert np.all((scores > 0) & (scores < 1))
     reversed_scores = reranker.score("red lamp", products[::-1])
     assert np.allclose(scores, reversed_scores[::-1], atol=1e-5)
-    assert reranker.precision == "fp32" and reranker.ms_per_pair > 0
+    assert reranker.precision == "fp32" and reranker.cost.ms_per_pair() > 0
 
 
 def test_calibrated_maps_onto_the_raw_scale(reranker):
@@ -106,7 +107,9 @@ def test_onnx_export_is_cached_by_weights_and_reused(trained, tmp_path):
     out = export_path(trained[0].out, tmp_path)
     assert not out.exists()
     CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, require_onnx=True, onnx_cache=tmp_path)
-    assert out.is_file() and [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
+    stem = out.name.removesuffix(".onnx")  # the export, its tokenizer and manifest; no temporary files left
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [out.name, f"{stem}.served.json", f"{stem}.tokenizer.json"])
     stamp = out.stat().st_mtime_ns
     CrossEncoderReranker(trained[0].out, device="cpu", fast_cpu=True, onnx_cache=tmp_path)
     assert out.stat().st_mtime_ns == stamp  # the second load reused the export
@@ -136,8 +139,8 @@ def test_onnx_failure_falls_back_to_torch_fp32_unless_required(trained, tmp_path
 
 def test_rerank_keeps_all_hits_and_respects_depth(reranker):
     hits = _hits(10)
-    out, degraded = reranker.rerank("red chair", hits, depth=6)
-    assert not degraded
+    out, why = reranker.rerank("red chair", hits, depth=6)
+    assert why is None
     assert sorted(h.id for h in out) == sorted(h.id for h in hits)
     assert [h.rank for h in out] == list(range(1, 11))
     head, tail = out[:6], out[6:]
@@ -145,7 +148,7 @@ def test_rerank_keeps_all_hits_and_respects_depth(reranker):
     assert all(STAGE in h.stages and h.score == h.stages[STAGE] and "fused" in h.stages for h in head)
     assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
     assert [h.id for h in tail] == ["h6", "h7", "h8", "h9"] and all(STAGE not in h.stages for h in tail)
-    assert reranker.rerank("red chair", hits, depth=0) == (hits, False)
+    assert reranker.rerank("red chair", hits, depth=0) == (hits, None)
 
 
 def test_rerank_degrades_on_failure(reranker, monkeypatch):
@@ -155,18 +158,19 @@ def test_rerank_degrades_on_failure(reranker, monkeypatch):
         raise RuntimeError("forced failure")
 
     monkeypatch.setattr(reranker.model, "predict", boom)
-    assert reranker.rerank("red lamp", hits, depth=5) == (hits, True)
+    assert reranker.rerank("red lamp", hits, depth=5) == (hits, "failed")
 
 
 def test_rerank_degrades_on_a_too_small_budget(reranker, monkeypatch):
     hits = _hits(20)
     # Expected time over budget: skipped without scoring.
-    monkeypatch.setattr(reranker, "ms_per_pair", 10.0)
-    assert reranker.rerank("red lamp", hits, depth=20, budget_ms=50) == (hits, True)
-    # No estimate yet: the deadline stops scoring after the first batch.
-    monkeypatch.setattr(reranker, "ms_per_pair", None)
-    assert reranker.rerank("red lamp", hits, depth=20, budget_ms=1e-6) == (hits, True)
-    assert reranker.ms_per_pair > 0  # the overrun still updates the estimate
+    slow = BatchCost()
+    slow.observe(pairs=1, ms=10.0)
+    monkeypatch.setattr(reranker, "cost", slow)
+    assert reranker.rerank("red lamp", hits, depth=20, budget_ms=50) == (hits, "budget")
+    # No time at all: nothing is scored (the per-batch checks are in tests/reranker/test_batch_cost.py).
+    monkeypatch.setattr(reranker, "cost", BatchCost())
+    assert reranker.rerank("red lamp", hits, depth=20, budget_ms=1e-6) == (hits, "budget")
     with pytest.raises(ValueError, match="budget_ms=0"):
         reranker.rerank("red lamp", hits, depth=5, budget_ms=0)
     with pytest.raises(ValueError, match="depth=-1"):

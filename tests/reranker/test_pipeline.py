@@ -18,6 +18,7 @@ import pytest
 from shopsearch.plugin.hybrid import validate_request
 from shopsearch.plugin.profiles import ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
+from shopsearch.reranker.batch_cost import BatchCost
 from shopsearch.reranker.conversion import ConversionModel
 from shopsearch.reranker.cross_encoder import CrossEncoderReranker
 from shopsearch.reranker.features import Affinity, FeatureContext
@@ -46,7 +47,7 @@ class FixedSearcher:
         self.requests: list[SearchRequest] = []
         self.settings = Settings()
 
-    def search(self, req: SearchRequest) -> SearchResponse:
+    def search(self, req: SearchRequest, *, deadline=None) -> SearchResponse:
         validate_request(req, self.settings)
         self.profiles.get(req.profile)
         self.requests.append(req)
@@ -63,7 +64,7 @@ class TableCrossEncoder:
     rerank = CrossEncoderReranker.rerank
 
     def __init__(self, scores, fail: bool = False):
-        self.scores, self.fail, self.ms_per_pair = scores, fail, None
+        self.scores, self.fail, self.cost = scores, fail, BatchCost()
         self.calls = 0
 
     def score(self, query, products, *, deadline=None):
@@ -196,7 +197,9 @@ def test_failure_and_budget_overrun_serve_the_fused_order_degraded(searcher, reg
         resp = pipeline.search(SearchRequest("lamp", size=10, profile=profile))
         assert ids(resp.hits) == FUSED_IDS[:10], profile
         assert resp.degraded and len(resp.notes) == 1 and resp.notes[0].startswith("rerank stage degraded")
-        assert "budget" in resp.notes[0] and not any("cross_encoder" in h.stages for h in resp.hits)
+        why = "failed" if profile == "ce-fail" else "budget"
+        assert why in resp.notes[0] and resp.degraded_reasons == (f"rerank:{why}",)
+        assert not any("cross_encoder" in h.stages for h in resp.hits)
     assert "0.001 ms" in resp.notes[0]
     # offline evaluation lets the same profile finish: the head is reranked, nothing degraded
     offline = RankingPipeline(searcher, registry, budgets=False).search(

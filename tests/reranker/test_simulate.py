@@ -119,3 +119,23 @@ def test_cli_exclude_queries_keeps_held_out_queries_out_of_the_events(tmp_path):
     assert args.run(args) == 0
     seen = {e.query_id for e in read_events(tmp_path / "ev.jsonl")}
     assert dropped not in seen and seen == set(every) - {dropped}
+
+
+def test_related_purchase_adds_follow_up_sessions_in_the_bought_category(tmp_path):
+    data = load_judged(write_tiny_data(tmp_path))
+    plain = [e for _, evs in simulate(data, SimParams(sessions=60, users=5, seed=3)) for e in evs]
+    off = [e for _, evs in simulate(data, SimParams(sessions=60, users=5, seed=3, related_purchase=0.0)) for e in evs]
+    assert plain == off and not any(e.session_id.endswith("-r") for e in plain)  # off: what it always was
+    on = [e for _, evs in simulate(data, SimParams(sessions=60, users=5, seed=3, related_purchase=1.0)) for e in evs]
+    by_session: dict[str, list[Event]] = {}
+    for e in on:
+        by_session.setdefault(e.session_id, []).append(e)
+    follow_ups = [s for s in by_session if s.endswith("-r")]
+    assert follow_ups and all(e.simulated for e in on)
+    for sid in follow_ups:
+        bought = next(e for e in by_session[sid[:-2]] if e.type == "purchase")
+        cats = set(data.products[bought.product_id].category)
+        assert all(cats & set(data.products[e.product_id].category) and e.product_id != bought.product_id
+                   and e.query_id == f"related:{bought.query_id}" and e.time > bought.time for e in by_session[sid])
+    with pytest.raises(ValueError, match="related_purchase must be between 0 and 1; got 1.5"):
+        SimParams(related_purchase=1.5)

@@ -1,0 +1,255 @@
+"""Events you can trust (issue 15): POST /events refuses forged, replayed, stale and cross-query events with a
+clear 4xx and they leave the conversion features unchanged; caps answer 429; a flood of random ids keeps memory
+bounded; a full disk answers 503 with nothing half-accepted; the signing key is shared by every worker on a home."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+import tracemalloc
+import uuid
+
+import pytest
+
+from shopsearch.api.app import create_app
+from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.reranker.features import list_features
+
+from .conftest import ALIAS
+
+CONVERSION_FEATURES = ("ctr", "cvr", "impressions_log", "user_brand_affinity", "user_category_affinity",
+                       "user_history_log")
+
+
+def make_app(tmp_path, searcher, catalog_engine, **config):
+    return create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                       "engine": "embedded", "home": str(tmp_path), "rate_limits": False,
+                       "search_deadline_ms": 30_000, **config})  # a loaded test machine must not degrade searches
+
+
+@pytest.fixture
+def trust_app(tmp_path, searcher, catalog_engine):
+    app = make_app(tmp_path, searcher, catalog_engine)
+    yield app
+    app.extensions["shopsearch"].ubi_drainer.stop()
+    app.extensions["shopsearch"].stop_history()
+
+
+def served(client, q="lamp", size=4):
+    body = client.get("/search", query_string={"q": q, "size": size, "explain": "true"}).get_json()
+    return body["query_id"], body["hits"]
+
+
+def click(qid, hit, **kw):
+    return {"type": "click", "query_id": qid, "product_id": hit["id"], "position": hit["rank"], "session_id": "s-1",
+            "user_id": "u-1", "token": hit["token"], "event_id": uuid.uuid4().hex, **kw}
+
+
+def features(app, hits):
+    """The conversion features of ``hits`` for shopper u-1, as the conversion stage computes them, after the
+    history has read everything logged so far."""
+    history = app.extensions["shopsearch"].get_pipeline().history
+    history.refresh()
+    scored = [ScoredHit(id=h["id"], rank=h["rank"], score=h["score"], source=h, stages=h.get("stages", {}))
+              for h in hits]
+    rows = list_features("lamp", scored, history.context("u-1", "s-1", [h["id"] for h in hits]))
+    return [{name: row[name] for name in CONVERSION_FEATURES} for row in rows]
+
+
+def refused(client, body, status, code, parameter):
+    resp = client.post("/events", json=body)
+    error = resp.get_json()["error"]
+    assert (resp.status_code, error["code"], error["parameter"]) == (status, code, parameter), error
+    return error["message"]
+
+
+def test_forged_replayed_stale_and_cross_query_events_are_refused_and_leave_the_features_unchanged(trust_app):
+    client, svc = trust_app.test_client(), trust_app.extensions["shopsearch"]
+    qid, hits = served(client)
+    other_qid, other_hits = served(client, q="drill", size=2)
+    not_served = next(p for p in ("p4", "p5", "p6", "p8") if p not in {h["id"] for h in hits})
+    genuine = click(qid, hits[0])
+    assert client.post("/events", json=genuine).status_code == 202
+    before = features(trust_app, hits)
+    logged = len(list(svc.events.read()))
+
+    forged = "9" * 10 + "." + "A" * 22
+    msg = refused(client, click(qid, hits[1], token=forged), 400, "invalid_token", "token")
+    assert "did not serve that product" in msg
+    # the token's time altered: the signature covers it
+    t, mac = hits[1]["token"].split(".")
+    refused(client, click(qid, hits[1], token=f"{int(t) - 1}.{mac}"), 400, "invalid_token", "token")
+    refused(client, click(qid, hits[1], token=None), 400, "missing_token", "token")
+    refused(client, click(qid, hits[1], token="not-a-token"), 400, "invalid_token", "token")
+    # cross-query: another search's token, or a product this search never served (with a served hit's token)
+    refused(client, click(qid, other_hits[0]), 400, "invalid_token", "token")
+    refused(client, click(qid, {**hits[1], "id": not_served}), 400, "invalid_token", "token")
+    refused(client, click(other_qid, hits[1]), 400, "invalid_token", "token")
+    # the same in the UBI format, in a list: the path names the field as sent
+    ubi = {"action_name": "purchase", "query_id": qid, "session_id": "s-1", "timestamp": "2024-05-01T10:00:00Z",
+           "event_attributes": {"object": {"object_id": not_served}, "token": hits[0]["token"]}}
+    refused(client, [genuine | {"event_id": "x1"}, ubi], 400, "invalid_token", "[1].event_attributes.token")
+    # stale: the same genuine token two days later
+    svc.event_gate.clock = lambda: time.time() + 2 * 86400
+    msg = refused(client, click(qid, hits[1]), 400, "stale_query", "query_id")
+    assert "at most 24 h old" in msg
+    svc.event_gate.clock = time.time
+    # replayed: the genuine event again, same event_id: answered, not counted
+    again = client.post("/events", json=genuine)
+    assert again.status_code == 200 and again.get_json() == {
+        "accepted": 0, "event_ids": [genuine["event_id"]], "duplicate": True, "duplicates": [genuine["event_id"]]}
+    # no query: the product must exist
+    refused(client, {"type": "purchase", "product_id": "no-such-product", "session_id": "s-1"}, 400,
+            "unknown_product", "product_id")
+
+    assert len(list(svc.events.read())) == logged
+    assert features(trust_app, hits) == before
+    # ...while a genuine new event does move them (the assertion above is not vacuous)
+    assert client.post("/events", json=click(qid, hits[1], type="purchase")).status_code == 202
+    assert features(trust_app, hits) != before
+
+
+def test_a_batch_with_a_repeated_event_stores_only_the_new_events(trust_app):
+    client, svc = trust_app.test_client(), trust_app.extensions["shopsearch"]
+    qid, hits = served(client)
+    first, second = click(qid, hits[0]), click(qid, hits[1])
+    assert client.post("/events", json=[first]).status_code == 202
+    resp = client.post("/events", json=[first, second, second])
+    assert resp.status_code == 202 and resp.get_json()["accepted"] == 1
+    assert resp.get_json()["duplicates"] == [first["event_id"], second["event_id"]]
+    assert [e.event_id for e in svc.events.read()] == [first["event_id"], second["event_id"]]
+    # UBI events carry the retry key in event_attributes.event_id
+    ubi = {"action_name": "add_to_cart", "query_id": qid, "session_id": "s-1", "timestamp": "2024-05-01T10:00:00Z",
+           "event_attributes": {"object": {"object_id": hits[0]["id"]}, "token": hits[0]["token"],
+                                "event_id": "ubi-retry-1"}}
+    assert client.post("/events", json=ubi).status_code == 202
+    assert client.post("/events", json=ubi).get_json()["duplicate"] is True
+    assert [e.event_id for e in svc.events.read()][-1] == "ubi-retry-1" and len(list(svc.events.read())) == 3
+
+
+def test_known_products_are_looked_up_once(trust_app, monkeypatch):
+    client, gate = trust_app.test_client(), trust_app.extensions["shopsearch"].event_gate
+    lookups = []
+    real = gate.product_exists
+    monkeypatch.setattr(gate, "product_exists", lambda pid: lookups.append(pid) or real(pid))
+    for _ in range(3):
+        assert client.post("/events", json={"type": "purchase", "product_id": "p3", "session_id": "s"}).status_code \
+            == 202
+        assert client.post("/events", json={"type": "purchase", "product_id": "zz", "session_id": "s"}).status_code \
+            == 400
+    assert lookups == ["p3", "zz"]
+
+
+def test_session_and_product_caps_answer_429(tmp_path, searcher, catalog_engine):
+    app = make_app(tmp_path, searcher, catalog_engine, event_session_cap=5, event_product_cap=2)
+    try:
+        client, svc = app.test_client(), app.extensions["shopsearch"]
+        buy = {"type": "purchase", "product_id": "p1", "session_id": "s-cap"}
+        assert client.post("/events", json=[buy, buy]).status_code == 202
+        resp = client.post("/events", json=buy)
+        assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 0
+        assert resp.get_json()["error"]["code"] == "product_cap"
+        assert resp.get_json()["error"]["parameter"] == "product_id"
+        others = [{**buy, "product_id": p} for p in ("p2", "p3", "p4")]
+        assert client.post("/events", json=others).status_code == 202
+        resp = client.post("/events", json=[{**buy, "product_id": "p5"}])
+        assert (resp.status_code, resp.get_json()["error"]["code"]) == (429, "session_cap")
+        assert len(list(svc.events.read())) == 5
+        assert client.post("/events", json={**buy, "session_id": "s-other"}).status_code == 202  # per session
+        svc.event_gate.clock = lambda: time.time() + 3601  # the next window
+        assert client.post("/events", json=buy).status_code == 202
+    finally:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+
+
+def test_ten_thousand_events_for_random_products_keep_memory_bounded(tmp_path, searcher, catalog_engine):
+    bounds = {"event_known_products": 500, "event_recent_ids": 500, "history_max_products": 500,
+              "history_max_users": 200, "event_session_cap": 1_000_000, "event_product_cap": 1_000_000}
+    app = make_app(tmp_path, searcher, catalog_engine, **bounds)
+    client, svc = app.test_client(), app.extensions["shopsearch"]
+    rng = random.Random(0)
+    qid, hits = served(client)
+    history = svc.get_pipeline().history
+
+    def flood(n):
+        """n events for random product ids: 9 in 10 for ids no catalog holds (refused, one request each, so each
+        costs a lookup), 1 in 10 clicks on served hits from random sessions and users (accepted, in batches)."""
+        for i in range(0, n, 50):
+            for _ in range(45):
+                body = {"type": "purchase", "product_id": f"rand-{rng.getrandbits(64):x}",
+                        "session_id": f"s{rng.getrandbits(32)}", "event_id": uuid.uuid4().hex}
+                assert client.post("/events", json=body).status_code == 400
+            batch = [click(qid, rng.choice(hits), session_id=f"s{rng.getrandbits(32)}",
+                           user_id=f"u{rng.getrandbits(32)}") for _ in range(5)]
+            assert client.post("/events", json=batch).status_code == 202
+        history.refresh()
+
+    try:
+        flood(1000)  # warm: caches and LRUs fill to their bounds
+        tracemalloc.start()
+        start, _ = tracemalloc.get_traced_memory()
+        flood(9000)
+        end, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        gate = svc.event_gate
+        assert len(gate.known_products) <= 500 and len(gate.recent_ids) <= 500
+        assert len(gate.counters) <= 2 * 500
+        products, users = history.history.sizes()
+        assert products <= 500 and users <= 200
+        assert end - start < 2_000_000, f"memory grew {end - start} bytes over 9,000 events"
+    finally:
+        svc.ubi_drainer.stop()
+        svc.stop_history()
+
+
+def _fail_writes_to(monkeypatch, marker: str) -> None:
+    """os.write to files whose path contains ``marker`` writes half its bytes, then fails as a full disk does."""
+    real = os.write
+
+    def write(fd, data):
+        if marker in os.readlink(f"/proc/self/fd/{fd}"):
+            real(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+@pytest.mark.parametrize("marker", ["events-", "spool"])
+def test_a_full_disk_answers_503_and_nothing_is_half_accepted(trust_app, monkeypatch, marker):
+    client, svc = trust_app.test_client(), trust_app.extensions["shopsearch"]
+    monkeypatch.setattr(svc.ubi_drainer, "start", lambda: None)  # the spool stays as the request left it
+    buy = {"type": "purchase", "product_id": "p1", "session_id": "s-1"}
+    assert client.post("/events", json=buy).status_code == 202
+    spooled, logged = svc.ubi_spool.size(), [e.event_id for e in svc.events.read()]
+    _fail_writes_to(monkeypatch, marker)
+    resp = client.post("/events", json=[buy | {"event_id": "retry-me"}, buy])
+    monkeypatch.undo()
+    monkeypatch.setattr(svc.ubi_drainer, "start", lambda: None)
+    assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
+    assert resp.get_json()["error"]["code"] == "storage_full"
+    assert svc.ubi_spool.size() == spooled and [e.event_id for e in svc.events.read()] == logged
+    # the retry is not mistaken for a duplicate: nothing was accepted
+    resp = client.post("/events", json=[buy | {"event_id": "retry-me"}, buy])
+    assert resp.status_code == 202 and resp.get_json()["accepted"] == 2
+    assert [e.event_id for e in svc.events.read()][:-1] == logged + ["retry-me"]
+
+
+def test_every_worker_on_a_home_shares_the_generated_key_and_a_configured_key_wins(tmp_path, searcher,
+                                                                                  catalog_engine):
+    first = make_app(tmp_path, searcher, catalog_engine)
+    second = make_app(tmp_path, searcher, catalog_engine)  # another worker: same home
+    elsewhere = make_app(tmp_path / "other", searcher, catalog_engine, event_signing_key="k" * 40)
+    try:
+        assert (tmp_path / "event-signing.key").stat().st_mode & 0o777 == 0o600
+        qid, hits = served(first.test_client())
+        assert second.test_client().post("/events", json=click(qid, hits[0])).status_code == 202
+        resp = elsewhere.test_client().post("/events", json=click(qid, hits[0]))
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_token"
+        with pytest.raises(ValueError, match="event_signing_key must have at least 32 characters"):
+            make_app(tmp_path, searcher, catalog_engine, event_signing_key="short")
+    finally:
+        for app in (first, second, elsewhere):
+            app.extensions["shopsearch"].ubi_drainer.stop()

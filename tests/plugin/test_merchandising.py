@@ -1,0 +1,228 @@
+"""Merchandising rules and file-managed synonyms on both engines (the real OpenSearch node and the embedded engine).
+
+Contract lines of issue 14: a pin rule puts the product at its position; a synonym added to the file works after
+the reload, with no reindex. Also bury, hide (total and facets shrink), boost, filter (facets stay inside it),
+redirect, rules_applied/explain, a bad file keeping the last good rules, and the pure arrangement functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from shopsearch.indexer.records import Product
+from shopsearch.indexer.sink import IndexDoc
+from shopsearch.plugin.embedded_engine import EmbeddedEngine
+from shopsearch.plugin.engine import BM25Leg
+from shopsearch.plugin.hybrid import HybridSearcher
+from shopsearch.plugin.merchandising import Merchandising, arrange, plan_for, rearrange
+from shopsearch.plugin.merchandising_rules import RulesError, RulesFile, load_rules
+from shopsearch.plugin.opensearch_engine import OpenSearchEngine
+from shopsearch.plugin.search_types import ScoredHit, SearchRequest
+from shopsearch.plugin.text_analysis import SynonymMap, analyze_query
+
+pytestmark = pytest.mark.opensearch
+BRANDS = ["Lumo", "Brightway", "Torq"]
+
+
+def catalog() -> list[IndexDoc]:
+    """20 lamps and 10 drills; brands cycle Lumo, Brightway, Torq; prices 10..22."""
+    out = []
+    for i in range(30):
+        lamp = i < 20
+        p = Product(id=f"p{i:02d}", title=f"{'Desk lamp' if lamp else 'Cordless drill'} model {i}",
+                    description="warm light" if lamp else "18V battery", brand=BRANDS[i % 3],
+                    category=("Home", "Lighting") if lamp else ("Tools", "Drills"), price=10.0 + (i * 7) % 13,
+                    rating=1.0 + i % 5, in_stock=i % 2 == 0)
+        vec = [math.cos(math.radians(3 * i)), math.sin(math.radians(3 * i)), 0.0, 0.0]
+        out.append(IndexDoc(product=p, vector=vec, content_hash=p.content_hash()))
+    return out
+
+
+class Fixed:
+    """A query embedder near the lamps (the default profile's vector leg)."""
+
+    def encode(self, texts):
+        return np.array([[1.0, 0.05, 0.0, 0.0] for _ in texts], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def engines(opensearch_url, tmp_path_factory):
+    name = f"test-merch-{uuid.uuid4().hex[:8]}"
+    found = {"opensearch": OpenSearchEngine(opensearch_url, timeout=10),
+             "embedded": EmbeddedEngine(tmp_path_factory.mktemp("embedded"))}
+    for eng in found.values():
+        eng.create_index(name, 4)
+        assert all(item.ok for item in eng.bulk(name, catalog()))
+        eng.refresh(name)
+    yield name, found
+    for eng in found.values():
+        eng.delete_index(name)
+        eng.close()
+
+
+@pytest.fixture(params=["opensearch", "embedded"])
+def setup(request, engines, tmp_path):
+    """(searcher, rules file, synonyms file) for one engine; the files start absent."""
+    name, found = engines
+    folder = tmp_path / "merchandising"
+    folder.mkdir()
+    searcher = HybridSearcher(found[request.param], name, Fixed(), merchandising=Merchandising(folder, []))
+    return searcher, folder / f"{name}.rules.toml", folder / f"{name}.synonyms.txt"
+
+
+def write(path, text: str) -> None:
+    """Write ``text`` and move the modification time on, so a reload never depends on the clock's resolution."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def search(searcher, query, **kw):
+    return searcher.search(SearchRequest(query, **{"profile": "bm25", "size": 10, **kw}))
+
+
+def walk(searcher, query, **kw) -> list[str]:
+    """Every hit id of every page (relevance order)."""
+    first = search(searcher, query, **kw)
+    ids = [h.id for h in first.hits]
+    for page in range(2, math.ceil(first.total / 10) + 1):
+        ids += [h.id for h in search(searcher, query, page=page, **kw).hits]
+    return ids
+
+
+def test_pin_puts_products_at_their_positions_and_counts_an_unmatched_one(setup):
+    searcher, rules, _ = setup
+    base = search(searcher, "lamp")
+    write(rules, '[[rule]]\nname = "pins"\nqueries = ["lamp"]\n'
+                 'pin = [{id = "p13", position = 1}, {id = "p25", position = 3}]\n')
+    resp = search(searcher, "Lamp ", explain=True)
+    assert [h.id for h in resp.hits][0] == "p13" and resp.hits[2].id == "p25"  # p25 is a drill: not matched
+    assert resp.rules_applied == ("pins",) and resp.hits[0].stages["pinned"] == 1.0
+    assert resp.total == base.total + 1
+    ids = walk(searcher, "lamp")
+    assert len(ids) == len(set(ids)) == resp.total
+    assert search(searcher, "lamp", filters=replace_brand("Lumo")).hits[2].id != "p25"  # p25 is Brightway
+
+
+def replace_brand(brand):
+    from shopsearch.plugin.engine import Filters
+
+    return Filters(brand=(brand,))
+
+
+def test_bury_moves_a_match_to_the_end_and_hide_removes_it_from_total_and_facets(setup):
+    searcher, rules, _ = setup
+    base = search(searcher, "lamp", facets=("brand",))
+    top = base.hits[0].id
+    write(rules, f'[[rule]]\nname = "down"\nqueries = ["lamp"]\nbury = ["{top}"]\n')
+    ids = walk(searcher, "lamp")
+    assert ids[-1] == top and len(ids) == base.total and ids[0] != top
+    write(rules, f'[[rule]]\nname = "gone"\nqueries = ["lamp"]\nhide = ["{top}"]\n')
+    resp = search(searcher, "lamp", facets=("brand",))
+    assert resp.total == base.total - 1 and top not in walk(searcher, "lamp")
+    assert sum(c for _, c in resp.facets["brand"]) == sum(c for _, c in base.facets["brand"]) - 1
+
+
+def test_boost_and_filter(setup):
+    searcher, rules, _ = setup
+    write(rules, '[[rule]]\nname = "lumo"\nqueries = ["lamp"]\nmatch = "contains"\n'
+                 '[[rule.boost]]\nbrand = ["Lumo"]\nfactor = 100.0\n'
+                 '[[rule]]\nname = "cheap"\nqueries = ["cheap lamp"]\n'
+                 '[rule.filter]\nbrand = ["Brightway"]\nprice_max = 15.0\n')
+    resp = search(searcher, "desk lamp", explain=True)
+    assert [h.source["brand"] for h in resp.hits[:7]] == ["Lumo"] * 7 and resp.hits[0].stages["boost"] == 100.0
+    cheap = search(searcher, "cheap lamp", size=20, facets=("brand",))
+    assert cheap.total == len(cheap.hits) > 0 and cheap.rules_applied == ("lumo", "cheap")
+    assert all(h.source["brand"] == "Brightway" and h.source["price"] <= 15 for h in cheap.hits)
+    assert [v for v, _ in cheap.facets["brand"]] == ["Brightway"]  # the rule's filter holds in the facets too
+    assert search(searcher, "cheap lamp", filters=replace_brand("Torq")).total == 0
+
+
+def test_redirect_date_window_and_explained_rules(setup):
+    searcher, rules, _ = setup
+    write(rules, '[[rule]]\nname = "gift"\nqueries = ["gift card"]\nredirect = "/pages/gift-cards"\n'
+                 '[[rule]]\nname = "over"\nqueries = ["lamp"]\nactive_until = 2020-01-01\nhide = ["p00"]\n')
+    resp = search(searcher, "Gift  Card")
+    assert resp.redirect == "/pages/gift-cards" and resp.rules_applied == ("gift",)
+    assert search(searcher, "lamp").rules_applied == ()  # the window has closed
+
+
+def test_a_bad_file_keeps_the_last_good_rules_and_logs_the_line(setup, caplog):
+    searcher, rules, _ = setup
+    write(rules, '[[rule]]\nname = "gone"\nqueries = ["lamp"]\nhide = ["p00"]\n')
+    assert search(searcher, "lamp").rules_applied == ("gone",)
+    with caplog.at_level(logging.ERROR):
+        write(rules, '[[rule]]\nname = "gone"\nqueries = ["lamp"]\n\n[[rule]]\nname = "x"\nqueries = ["a"]\n'
+                     'pin = [{id = "p1", position = 0}]\n')
+        assert search(searcher, "lamp").rules_applied == ("gone",)
+    assert "line 5" in caplog.text and "position = 0" in caplog.text
+
+
+def test_a_synonym_added_to_the_file_works_without_a_reindex(setup):
+    searcher, _, synonyms = setup
+    assert search(searcher, "luminaire").total == 0
+    write(synonyms, "# ours\nluminaire, lamp\n")
+    resp = search(searcher, "luminaire")
+    assert resp.total == 20 and all(h.id < "p20" for h in resp.hits)
+    write(synonyms, "torch => drill\n")  # one way: torch finds drills; the old rule is gone
+    assert search(searcher, "torch").total == 10 and search(searcher, "luminaire").total == 0
+
+
+def test_the_engines_score_a_synonym_query_alike(engines):
+    name, found = engines
+    syn = SynonymMap.from_lines(["luminaire, desk lamp", "cordless => battery"])
+    leg = BM25Leg("luminaire cordless model", {"title": 2.0, "description": 1.0}, size=30, synonyms=syn)
+    a, b = (eng.search(name, [leg])[0] for eng in found.values())
+    assert [h.id for h in a] == [h.id for h in b] and len(a) == 30
+    assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=1e-4)
+
+
+# --- pure parts ---------------------------------------------------------------------------------------------
+
+def test_arrange_and_rearrange():
+    assert arrange(list("abcde"), str, {"e": 1, "a": 9}) == list("ebcda")  # past the end: at the end
+    assert arrange(list("abcd"), str, {}, {"d": 4.0}) == list("adbc")  # 4/4 = 1 ties a; the incoming order wins
+    hits = [ScoredHit("x", 1, 3.0, stages={"buried": 1.0}), ScoredHit("y", 2, 2.0), ScoredHit("z", 3, 1.0,
+                                                                                           stages={"pinned": 1.0})]
+    assert [(h.id, h.rank) for h in rearrange(hits)] == [("z", 1), ("y", 2), ("x", 3)]
+
+
+def test_plan_conflicts_and_matching():
+    rules = RulesFile.model_validate({"rule": [
+        {"name": "a", "queries": ["tv"], "match": "contains", "hide": ["h"], "pin": [{"id": "h", "position": 1}]},
+        {"name": "b", "queries": ["led tv"], "pin": [{"id": "p", "position": 2}], "bury": ["p", "q"]}]})
+    plan = plan_for(rules, "LED  TV", datetime(2025, 1, 1, tzinfo=timezone.utc))
+    assert plan.rules == ("a", "b") and plan.pins == {"p": 2} and plan.bury == ("q",) and plan.hide == ("h",)
+    assert plan_for(rules, "tvs").rules == () and plan_for(rules, "").rules == ()
+    assert analyze_query("luminaire", SynonymMap.from_lines(["luminaire, lamp"]))[0].kind == "graph"
+
+
+def test_rules_file_errors_name_key_value_and_line(tmp_path):
+    bad = tmp_path / "x.rules.toml"
+    bad.write_text('[[rule]]\nname = "ok"\nqueries = ["a"]\nhide = ["p"]\n\n[[rule]]\nname = "b"\nqueries = []\n'
+                   'colour = "red"\n')
+    with pytest.raises(RulesError) as err:
+        load_rules(bad)
+    assert "rule.1.queries = []" in str(err.value) and "(rule at line 6)" in str(err.value)
+    assert "rule.1.colour" in str(err.value)
+    bad.write_text('[[rule]]\nname = "b"\nqueries = ["a"]\n')
+    with pytest.raises(RulesError, match="must have an action"):
+        load_rules(bad)
+
+
+def test_rules_check_cli(tmp_path, capsys):
+    from shopsearch.api.cli import main
+
+    assert main(["rules", "check", "plugin/config/rules.example.toml"]) == 0
+    assert "tv-week: contains tv | television" in capsys.readouterr().out
+    bad = tmp_path / "bad.rules.toml"
+    bad.write_text("[[rule]\n")
+    assert main(["rules", "check", str(bad)]) == 1
+    assert "not valid TOML" in capsys.readouterr().err
