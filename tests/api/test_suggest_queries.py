@@ -5,17 +5,15 @@ queries; through the app's real /search + POST /events path (embedded) and the U
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from shopsearch.api.cli import main
 from shopsearch.api.query_report import queries_report
-from shopsearch.plugin.popular_queries import PopularQueryCache
-from shopsearch.plugin.ubi_store import OpenSearchUbiStore, open_ubi_store
-from shopsearch.settings import load_settings
-from shopsearch.ubi import UbiQuery, to_ubi_event
 from shopsearch.events import event_from_dict
+from shopsearch.plugin.popular_queries import PopularQueryCache
+from shopsearch.ubi import UbiQuery, to_ubi_event
+from tests.plugin.test_ubi_store import store  # noqa: F401 - the fixture: each engine's UBI store
 
 from .conftest import ALIAS
 
@@ -108,19 +106,6 @@ def record(n: int, text: str, who: str, total: int, *, index: str = "products") 
     return UbiQuery(query_id=f"q{n}", client_id=who, user_query=text, query_response_id=f"r{n}",
                     query_response_hit_ids=["p1", "p2"][: min(total, 2)], timestamp=f"2030-01-01T00:00:{n:02d}Z",
                     query_attributes={"page": 1, "total": total, "index": index})
-
-
-@pytest.fixture(params=["embedded", "opensearch"])
-def store(request, tmp_path):
-    if request.param == "embedded":
-        yield open_ubi_store(load_settings({"engine": "embedded", "home": str(tmp_path)}, environ={}))
-        return
-    url = request.getfixturevalue("opensearch_url")
-    from shopsearch.plugin.connection import make_client
-
-    s = OpenSearchUbiStore(make_client(url, timeout=30), url, prefix=f"test-{uuid.uuid4().hex[:8]}-")
-    yield s
-    s.delete()
 
 
 def test_popular_queries_and_report_from_either_store(store):
