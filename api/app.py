@@ -50,7 +50,9 @@ class SearchService:
     experiments: Any = None  # the ExperimentStore (shopsearch.reranker.experiments) of the experiments_file setting
     recommender: Any = None  # GET /recommendations' Recommender (reranker/recommendations.py), built on first use
     popular_queries: Any = None  # the PopularQueryCache /suggest reads (plugin/popular_queries.py)
+    warmed: bool = False  # whether warm() has run (see there)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _warm_lock: threading.Lock = field(default_factory=threading.Lock)
     event_gate: EventGate = field(init=False)  # what POST /events checks before storing (api/event_gate.py)
 
     def __post_init__(self) -> None:
@@ -72,6 +74,26 @@ class SearchService:
                 if self.pipeline is None:
                     self.pipeline = build_pipeline(self.config, searcher, self.models)
         return self.pipeline
+
+    def warm(self) -> None:
+        """Build what a search needs once per process (engine, searcher, query encoder, the index's speller, the
+        profiles' models) before a shopper's deadline starts: at worker boot under ``serve``, else before the
+        first search. Best effort: a failure is logged and retried by the next request, which reports it itself."""
+        if self.warmed:
+            return
+        with self._warm_lock:
+            if self.warmed:
+                return
+            try:
+                pipeline, searcher = self.get_pipeline(), self.get_searcher()
+                searcher.spellers.get()
+                searcher.embeddings.embed("warm up")
+                loaded = pipeline.warm_models()
+            except Exception as exc:  # noqa: BLE001 - the request that follows reports the failure itself
+                log.warning("warm-up failed (%s); the next request retries it", exc)
+                return
+            self.warmed = True
+            log.info("warm: searcher, query encoder, speller and models loaded (%s)", ", ".join(loaded) or "none")
 
     def get_recommender(self) -> Any:
         """The Recommender over the searcher's engine and index (its vector cache lives as long as the app)."""

@@ -105,21 +105,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["search_max_inflight"] = max(1, args.threads - 1)
 
     def post_worker_init(worker) -> None:
-        # Load the model and open the engine at boot, not on the first request; an engine that is down now
-        # only means /readyz says 503 until it is back.
-        svc = worker.wsgi.extensions["shopsearch"]
-        try:
-            svc.get_searcher()
-        except Exception as exc:  # noqa: BLE001 - the first request retries the build
-            log.warning("worker %s: searcher not built at boot (%s); will retry on first request", worker.pid, exc)
-            return
-        # The profiles' rerank models too (a cross-encoder's first CPU load exports its ONNX copy).
-        try:
-            loaded = svc.get_pipeline().warm_models()
-        except Exception as exc:  # noqa: BLE001 - models then load on first use
-            log.warning("worker %s: models not loaded at boot (%s); they load on first use", worker.pid, exc)
-            return
-        log.info("worker %s: models loaded at boot: %s", worker.pid, ", ".join(loaded) or "none")
+        # Engine, searcher, query encoder, speller and the profiles' models load at boot, not on the first
+        # request; an engine that is down now only means /readyz says 503 until it is back.
+        worker.wsgi.extensions["shopsearch"].warm()
 
     def worker_exit(server, worker) -> None:
         wsgi = getattr(worker, "wsgi", None)

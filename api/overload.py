@@ -77,6 +77,8 @@ def init_app(app: Flask, cfg: Settings) -> None:
         view = current_app.view_functions.get(request.endpoint or "")
         if not getattr(view, BOUNDED_ATTR, False):
             return None
+        # Once per process, what every search needs is built before the first shopper's deadline starts.
+        current_app.extensions["shopsearch"].warm()
         request_deadline()  # the deadline starts with the request, before any queueing for the engine
         if slots is None:
             return None

@@ -19,7 +19,9 @@ What is protected, so a clean query is left as typed:
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -27,6 +29,8 @@ from symspellpy import SymSpell, Verbosity
 
 from .text_analysis import ENGLISH_STOPWORDS, stem, word_spans
 from .vocabulary import Vocabulary, is_word
+
+log = logging.getLogger(__name__)
 
 SYMSPELL_PREFIX = 7  # symspellpy's default prefix length: deletes are generated from the first 7 characters
 # A rare catalog word next to query words it never sits beside is replaced by a one-edit neighbour that does,
@@ -191,25 +195,57 @@ def rewrite(query: str, fixes: Sequence[str | None]) -> Correction:
 class SpellerCache:
     """The speller of an index's current vocabulary, rebuilt only when the vocabulary's version changes.
 
+    Only the first :meth:`get` builds in the caller's thread (the API warms it before any shopper's deadline
+    starts); after that the version is checked every ``refresh_s`` seconds in a background thread, so a search
+    never waits for a vocabulary scan after a reindex or an upsert: it keeps the last speller until the new one
+    is built.
+
     Args:
         load: returns the index's current :class:`Vocabulary` (the engine's ``vocabulary(index)``; cheap when
             unchanged, the engines cache it per index version).
+        refresh_s: how often the version is checked (seconds).
+        clock: monotonic seconds (tests pass a fake).
         **options: passed to :class:`Speller`.
     """
 
-    def __init__(self, load: Callable[[], Vocabulary], **options: float):
+    def __init__(self, load: Callable[[], Vocabulary], *, refresh_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic, **options: float):
         self._load = load
         self._options = options
+        self._refresh_s = refresh_s
+        self._clock = clock
         self._speller: Speller | None = None
+        self._checked = 0.0
+        self._refreshing = False
         self._lock = threading.Lock()
 
     def get(self) -> Speller:
-        """The speller for the current index version (built on first use and after a version change)."""
-        vocab = self._load()
+        """The speller for the index (built on first use; afterwards refreshed in the background)."""
         speller = self._speller
-        if speller is not None and speller.version == vocab.version:
-            return speller
-        with self._lock:
-            if self._speller is None or self._speller.version != vocab.version:
-                self._speller = Speller(vocab, **self._options)  # type: ignore[arg-type]
-            return self._speller
+        if speller is None:
+            with self._lock:
+                if self._speller is None:
+                    self._speller = Speller(self._load(), **self._options)  # type: ignore[arg-type]
+                    self._checked = self._clock()
+                return self._speller
+        if self._clock() - self._checked >= self._refresh_s:
+            with self._lock:
+                start = not self._refreshing
+                self._refreshing, self._checked = True, self._clock()
+            if start:
+                threading.Thread(target=self._refresh_quietly, name="speller-refresh", daemon=True).start()
+        return speller
+
+    def refresh(self) -> None:
+        """Load the vocabulary now and rebuild the speller if its version changed (what the background does)."""
+        vocab = self._load()
+        if self._speller is None or self._speller.version != vocab.version:
+            self._speller = Speller(vocab, **self._options)  # type: ignore[arg-type]
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - the last speller keeps serving; the next check retries
+            log.warning("spelling vocabulary not refreshed: %s", exc)
+        finally:
+            self._refreshing = False

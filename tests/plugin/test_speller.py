@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 
 import pytest
 
@@ -51,9 +53,34 @@ def test_vocabulary_round_trip_and_protection():
 
 def test_speller_cache_rebuilds_only_on_a_new_version():
     versions = iter([VOCAB, VOCAB, Vocabulary("v2", {"sofa": 3})])
-    cache = SpellerCache(lambda: next(versions))
+    cache = SpellerCache(lambda: next(versions), refresh_s=3600)
     first = cache.get()
-    assert cache.get() is first and cache.get() is not first  # v1, v1, then v2
+    assert cache.get() is first  # not due for a check
+    cache.refresh()  # v1 again: kept
+    assert cache.get() is first
+    cache.refresh()  # v2
+    assert cache.get() is not first and cache.get().version == "v2"
+
+
+def test_speller_cache_refreshes_in_the_background_and_keeps_serving_meanwhile():
+    building = threading.Event()
+    loads = []
+
+    def load():
+        loads.append(1)
+        if len(loads) == 1:
+            return VOCAB
+        building.wait(5)  # the new vocabulary takes a while: searches must not wait for it
+        return Vocabulary("v2", {"sofa": 3})
+
+    cache = SpellerCache(load, refresh_s=0)
+    first = cache.get()
+    assert cache.get() is first  # starts the refresh, answers with the current speller at once
+    building.set()
+    deadline = time.monotonic() + 5
+    while cache.get().version != "v2" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.get().version == "v2"
 
 
 def test_bad_options_name_the_parameter():
