@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -25,12 +26,13 @@ from shopsearch.ubi import UbiEvent, UbiQuery
 
 from . import auth, limits, overload, request_guards
 from .errors import register_error_handlers
-from .event_gate import EventGate, GateLimits
+from .event_gate import EventGate, GateLimits, recent_ids_store
 from .hit_tokens import HitSigner, signing_key
 from .keys import KeyStore
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
+WARM_RETRY_S = 10.0  # after a failed warm-up, requests go straight to their own work for this long
 
 
 @dataclass
@@ -53,10 +55,12 @@ class SearchService:
     warmed: bool = False  # whether warm() has run (see there)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warm_lock: threading.Lock = field(default_factory=threading.Lock)
+    _warm_failed_at: float = float("-inf")  # when warm() last failed (monotonic)
     event_gate: EventGate = field(init=False)  # what POST /events checks before storing (api/event_gate.py)
 
     def __post_init__(self) -> None:
-        self.event_gate = EventGate(self.signer, self.product_exists, GateLimits.from_settings(self.config))
+        self.event_gate = EventGate(self.signer, self.product_exists, GateLimits.from_settings(self.config),
+                                    recent_ids=recent_ids_store(self.config))
 
     def get_searcher(self) -> Any:
         """The HybridSearcher, built on first use (engine + model load once per process, thread-safe)."""
@@ -78,11 +82,12 @@ class SearchService:
     def warm(self) -> None:
         """Build what a search needs once per process (engine, searcher, query encoder, the index's speller, the
         profiles' models) before a shopper's deadline starts: at worker boot under ``serve``, else before the
-        first search. Best effort: a failure is logged and retried by the next request, which reports it itself."""
-        if self.warmed:
+        first search. Best effort: a failure is logged and retried WARM_RETRY_S later; the requests meanwhile build
+        what they need themselves (under their deadlines) and report their own errors."""
+        if self.warmed or time.monotonic() - self._warm_failed_at < WARM_RETRY_S:
             return
         with self._warm_lock:
-            if self.warmed:
+            if self.warmed or time.monotonic() - self._warm_failed_at < WARM_RETRY_S:
                 return
             try:
                 pipeline, searcher = self.get_pipeline(), self.get_searcher()
@@ -90,7 +95,9 @@ class SearchService:
                 searcher.embeddings.embed("warm up")
                 loaded = pipeline.warm_models()
             except Exception as exc:  # noqa: BLE001 - the request that follows reports the failure itself
-                log.warning("warm-up failed (%s); the next request retries it", exc)
+                # Not retried for a while: with the engine down or frozen, every request would wait for it first.
+                self._warm_failed_at = time.monotonic()
+                log.warning("warm-up failed (%s); retried in %.0f s", exc, WARM_RETRY_S)
                 return
             self.warmed = True
             log.info("warm: searcher, query encoder, speller and models loaded (%s)", ", ".join(loaded) or "none")

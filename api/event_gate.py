@@ -6,14 +6,16 @@
    document lookup, remembered in a bounded LRU (``event_known_products``; unknown ids for a minute), so a flood
    of ids costs at most one lookup per id and never grows memory. These lookups happen only here, never inside a
    /search.
-2. **Idempotency** (:meth:`EventGate.admit`): a client's ``event_id`` seen before (the last ``event_recent_ids``
-   ids, per worker) marks the event a duplicate: answered, not stored again.
+2. **Idempotency** (:meth:`EventGate.admit`): a client's ``event_id`` seen before marks the event a duplicate:
+   answered, not stored again. The ids are kept in Redis when ``redis_url`` is set (:class:`RedisRecentIds`, for
+   ``event_max_age_s``), so a retry that reaches another worker or host is recognised too; otherwise the last
+   ``event_recent_ids`` ids of this worker (:class:`MemoryRecentIds`).
 3. **Caps** (:meth:`EventGate.admit`): at most ``event_session_cap`` events per session and
    ``event_product_cap`` per (session, product) in each ``event_cap_window_s``, so one client can add only so much
    to the history; the counters are a bounded LRU too.
 
-Rejections are :class:`Rejected` (the API answers them as JSON 4xx naming the field). State is per worker
-process (documented in docs/security.md): the signed tokens need none, the recent ids and caps are in memory.
+Rejections are :class:`Rejected` (the API answers them as JSON 4xx naming the field). The signed tokens need no
+state; the caps are per worker process (documented in docs/security.md).
 
     >>> gate = EventGate(HitSigner(b"k" * 32), lambda pid: pid == "p1", GateLimits())  # doctest: +SKIP
     >>> with gate.admit(parse_event_batch(body, 500)) as admitted:  # doctest: +SKIP
@@ -26,8 +28,9 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
+from shopsearch.plugin.engine import EngineUnavailable
 from shopsearch.settings import Settings
 from shopsearch.ubi import ParsedUbiEvent
 
@@ -98,6 +101,71 @@ class Lru:
             self._items.popitem(last=False)
 
 
+class MemoryRecentIds:
+    """The last ``max_size`` client event ids of this process."""
+
+    def __init__(self, max_size: int) -> None:
+        self.ids = Lru(max_size)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def seen(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` already recorded."""
+        return {i for i in ids if i in self.ids}
+
+    def add(self, ids: Iterable[str]) -> None:
+        for i in ids:
+            self.ids.set(i, True)
+
+
+class RedisRecentIds:
+    """Client event ids in Redis, each kept ``ttl_s`` seconds: shared by every worker and host on that Redis.
+
+    Raises (from :meth:`seen` / :meth:`add`): :class:`~shopsearch.plugin.engine.EngineUnavailable` when Redis is
+    unreachable, so POST /events answers 503 and the client retries (nothing is stored without the check).
+    """
+
+    PREFIX = "shopsearch:event-id:"
+
+    def __init__(self, url: str, ttl_s: float) -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.ttl_s = max(1, int(ttl_s))
+
+    def __len__(self) -> int:
+        return 0  # bounded by Redis' expiry, not by this process
+
+    def _call(self, what: str, fn: Callable[[], object]) -> object:
+        import redis
+
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise EngineUnavailable(f"the event-id store (Redis) is unavailable while {what}: "
+                                    f"{type(exc).__name__}") from None
+
+    def seen(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        found = self._call("checking event ids", lambda: self.redis.mget([self.PREFIX + i for i in ids]))
+        return {i for i, v in zip(ids, found) if v is not None}  # type: ignore[arg-type]
+
+    def add(self, ids: Iterable[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.set(self.PREFIX + i, 1, ex=self.ttl_s)
+        self._call("recording event ids", pipe.execute)
+
+
+def recent_ids_store(settings: Settings) -> MemoryRecentIds | RedisRecentIds:
+    """Redis when the ``redis_url`` setting is set (shared across workers), else this process's memory."""
+    if settings.redis_url is not None:
+        return RedisRecentIds(settings.redis_url.get_secret_value(), settings.event_max_age_s)
+    return MemoryRecentIds(settings.event_recent_ids)
+
+
 class EventGate:
     """Trust checks, duplicate detection and per-session/per-product caps for POST /events (module docstring).
 
@@ -106,13 +174,16 @@ class EventGate:
         product_exists: product id -> whether the catalog holds it (an engine lookup; errors propagate).
         limits: the bounds.
         clock: epoch seconds (tests move it).
+        recent_ids: where client event ids are remembered (default: this process's memory, ``event_recent_ids``
+            of them; :func:`recent_ids_store` picks Redis when configured).
     """
 
     def __init__(self, signer: HitSigner, product_exists: ProductExists, limits: GateLimits,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 recent_ids: MemoryRecentIds | RedisRecentIds | None = None) -> None:
         self.signer, self.product_exists, self.limits, self.clock = signer, product_exists, limits, clock
         self._lock = threading.Lock()
-        self.recent_ids = Lru(limits.event_recent_ids)
+        self.recent_ids = recent_ids if recent_ids is not None else MemoryRecentIds(limits.event_recent_ids)
         self.known_products = Lru(limits.event_known_products)  # id -> True, or the time it was found missing
         # Window counters: "s\0<session>" and "p\0<session>\0<product>" -> (window start, count).
         self.counters = Lru(2 * limits.event_known_products)
@@ -162,14 +233,17 @@ class EventGate:
 
         Raises:
             Rejected: 429 ``session_cap`` / ``product_cap`` naming the session or product (nothing recorded).
+            EngineUnavailable: the shared event-id store (Redis) is unreachable (503; nothing recorded).
         """
         with self._lock:
             fresh: list[ParsedUbiEvent] = []
             duplicates: list[str] = []
             seen: set[str] = set()
+            stored = self.recent_ids.seen([item.ubi.event_id for item in batch
+                                           if item.client_event_id and item.ubi.event_id is not None])
             for item in batch:
                 eid = item.ubi.event_id
-                if item.client_event_id and eid is not None and (eid in self.recent_ids or eid in seen):
+                if item.client_event_id and eid is not None and (eid in stored or eid in seen):
                     duplicates.append(eid)
                     continue
                 if item.client_event_id and eid is not None:
@@ -177,8 +251,7 @@ class EventGate:
                 fresh.append(item)
             counts = self._counts(fresh)
             yield Admitted(fresh, duplicates)
-            for eid in seen:
-                self.recent_ids.set(eid, True)
+            self.recent_ids.add(seen)
             for key, (start, count) in counts.items():
                 self.counters.set(key, (start, count))
 

@@ -214,8 +214,10 @@ class Settings(BaseModel):
                                                   "event_cap_window_s (429 above)", gt=0)
     event_cap_window_s: float = _opt(3600.0, "security", "Window of the per-session and per-product event caps (s)",
                                      gt=0)
-    event_recent_ids: int = _opt(100_000, "security", "Client event_ids remembered per worker (a repeat is answered "
-                                                      "duplicate and not stored again)", gt=0)
+    event_recent_ids: int = _opt(100_000, "security", "Client event_ids remembered per worker when redis_url is "
+                                                      "not set (a repeat is answered duplicate and not stored "
+                                                      "again; with Redis they are shared, for event_max_age_s)",
+                                 gt=0)
     event_known_products: int = _opt(50_000, "security", "Product ids known to exist, remembered per worker (events "
                                                          "without a query must name one)", gt=0)
     history_max_products: int = _opt(200_000, "security", "Products whose event counts the serving history keeps "

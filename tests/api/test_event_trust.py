@@ -18,6 +18,7 @@ from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.reranker.features import list_features
 
 from .conftest import ALIAS
+from .test_limits import redis_url  # noqa: F401 - the fixture: the suite's Redis
 
 CONVERSION_FEATURES = ("ctr", "cvr", "impressions_log", "user_brand_affinity", "user_category_affinity",
                        "user_history_log")
@@ -253,3 +254,33 @@ def test_every_worker_on_a_home_shares_the_generated_key_and_a_configured_key_wi
     finally:
         for app in (first, second, elsewhere):
             app.extensions["shopsearch"].ubi_drainer.stop()
+
+
+def test_a_retry_that_reaches_another_worker_is_a_duplicate_with_redis(tmp_path, searcher, catalog_engine,
+                                                                       redis_url):  # noqa: F811
+    first = make_app(tmp_path, searcher, catalog_engine, redis_url=redis_url)
+    second = make_app(tmp_path, searcher, catalog_engine, redis_url=redis_url)  # another worker, same Redis
+    try:
+        qid, hits = served(first.test_client())
+        event = click(qid, hits[0])
+        assert first.test_client().post("/events", json=event).status_code == 202
+        retry = second.test_client().post("/events", json=event)
+        assert retry.status_code == 200 and retry.get_json()["duplicate"] is True
+        assert len(list(second.extensions["shopsearch"].events.read())) == 1  # one home: one event log
+    finally:
+        for app in (first, second):
+            app.extensions["shopsearch"].ubi_drainer.stop()
+            app.extensions["shopsearch"].stop_history()
+
+
+def test_an_unreachable_event_id_store_answers_503_and_stores_nothing(tmp_path, searcher, catalog_engine):
+    app = make_app(tmp_path, searcher, catalog_engine, redis_url="redis://127.0.0.1:1/0")  # nothing listens
+    try:
+        client = app.test_client()
+        qid, hits = served(client)
+        resp = client.post("/events", json=click(qid, hits[0]))
+        assert resp.status_code == 503 and "Retry-After" in resp.headers
+        assert list(app.extensions["shopsearch"].events.read()) == []
+    finally:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+        app.extensions["shopsearch"].stop_history()
