@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from shopsearch.settings import DEFAULT_MODEL, ENGINES, Settings, load_settings
 
@@ -39,6 +39,21 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
 def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP) -> None:
     """Add ``--model`` (default all-MiniLM-L6-v2: the packaged weights) with the command's own ``help``."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help=help)
+
+
+def add_report_args(parser: argparse.ArgumentParser) -> None:
+    """``--html``, ``--markdown`` and ``--json``, as every report command (compare, experiment, report) takes them."""
+    parser.add_argument("--html", help="write the self-contained HTML report here")
+    parser.add_argument("--markdown", help="write the markdown report here")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def write_reports(args: argparse.Namespace, html: Callable[[], str], markdown: Callable[[], str]) -> None:
+    """Write the ``--html`` and ``--markdown`` files the arguments ask for (rendered only then; folders made)."""
+    for path, render in ((args.html, html), (args.markdown, markdown)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(render(), encoding="utf-8")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

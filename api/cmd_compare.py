@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.api.cli_args import add_engine_args, add_model_arg, add_report_args, write_reports
 from shopsearch.judgments import FORMATS, Qrel, read_judgments, read_queries
 
 HELP = """\
@@ -49,9 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--permutations", type=int, default=10_000, help="randomisation test permutations")
     p.add_argument("--seed", type=int, default=42, help="randomisation test seed (default 42)")
     p.add_argument("--top", type=int, default=10, help="biggest wins/losses listed per metric")
-    p.add_argument("--html", help="write the self-contained HTML report here")
-    p.add_argument("--markdown", help="write the markdown summary here")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_report_args(p)
     p.add_argument("--no-budget", action="store_true",
                    help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -121,11 +118,8 @@ def run(args: argparse.Namespace) -> int:
     report = compare(qrels, runs[args.profile_a], runs[args.profile_b], names=(args.profile_a, args.profile_b),
                      metrics=metrics, qids=list(todo), queries=todo, stat_test=args.stat_test, alpha=args.alpha,
                      permutations=args.permutations, random_seed=args.seed)
-    for path, text in ((args.html, render_html(report, top=args.top) if args.html else ""),
-                       (args.markdown, render_markdown(report, top=min(args.top, 5)) if args.markdown else "")):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+    write_reports(args, lambda: render_html(report, top=args.top),
+                  lambda: render_markdown(report, top=min(args.top, 5)))
     searches = len(todo) * len(runs)
     summary = (f"compare {args.profile_a} -> {args.profile_b} on {args.engine}:{args.index}: {report.queries} queries, "
                f"{searches} searches in {seconds:.1f}s ({searches / max(seconds, 1e-9):.1f} q/s); " + ", ".join(

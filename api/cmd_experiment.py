@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from shopsearch.api.cli_args import add_command_group, add_ubi_args
+from shopsearch.api.cli_args import add_command_group, add_report_args, add_ubi_args, write_reports
 from shopsearch.settings import Settings
 
 HELP = """\
@@ -38,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--arms", help="arms in order, baseline first, comma-separated (default: the experiments file's "
                                   "order when it has NAME, else sorted by name)")
     r.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    r.add_argument("--html", help="write the self-contained HTML report here")
-    r.add_argument("--markdown", help="write the markdown report here")
-    r.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_report_args(r)
     add_ubi_args(r)
     r.set_defaults(run=run_report)
 
@@ -77,11 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
     store = open_ubi_store_from_args(args)
     report = experiment_report(args.name, store.iter_queries(), store.iter_events(), arms=arms, alpha=args.alpha)
     markdown = render_experiment_markdown(report)
-    for path, text in ((args.html, render_experiment_html(report) if args.html else ""),
-                       (args.markdown, markdown)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+    write_reports(args, lambda: render_experiment_html(report), lambda: markdown)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -6,9 +6,8 @@ import argparse
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-from shopsearch.api.cli_args import add_command_group, add_ubi_args
+from shopsearch.api.cli_args import add_command_group, add_report_args, add_ubi_args, write_reports
 
 HELP = """\
 Reports from the UBI logs (the configured engine's store, or --ubi-dir).
@@ -57,9 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--top", type=int, default=20, help="rows per list (default 20)")
     q.add_argument("--min-impressions", type=int, default=10,
                    help="result lists a query needs before its CTR is listed (default 10)")
-    q.add_argument("--html", help="write the self-contained HTML report here")
-    q.add_argument("--markdown", help="write the markdown report here")
-    q.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_report_args(q)
     add_ubi_args(q)
     q.set_defaults(run=run_queries)
 
@@ -75,9 +72,6 @@ def run_queries(args: argparse.Namespace) -> int:
     report = queries_report(store.iter_queries(), store.iter_events(), index=args.index, since=since, top=args.top,
                             min_impressions=args.min_impressions)
     markdown = render_queries_markdown(report)
-    for path, text in ((args.html, render_queries_html(report) if args.html else ""), (args.markdown, markdown)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+    write_reports(args, lambda: render_queries_html(report), lambda: markdown)
     print(json.dumps(report.to_dict()) if args.json else markdown)
     return 0
