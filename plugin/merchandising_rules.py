@@ -11,14 +11,13 @@ rule, the line of its ``[[rule]]`` header) and produces docs/schemas/rules.schem
 from __future__ import annotations
 
 import re
-import threading
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from shopsearch.config_files import FILE_MODEL, WatchedFile, file_schema, read_toml, validate_file
+from shopsearch.config_files import FILE_MODEL, IndexFiles, file_schema, read_toml, validate_file
 from shopsearch.text import normalise_query
 
 from .engine import Filters
@@ -201,21 +200,12 @@ class RuleFiles:
     """
 
     def __init__(self, folder: str | Path | None):
-        self.folder = Path(folder) if folder else None
-        self._files: dict[str, WatchedFile[RulesFile]] = {}
-        self._lock = threading.Lock()
+        self.files = IndexFiles(folder, SUFFIX, load_rules, RulesFile())
 
     def path(self, index: str) -> Path | None:
         """Where ``index``'s rules file is (whether or not it exists); None without a folder."""
-        return self.folder / f"{index}{SUFFIX}" if self.folder else None
+        return self.files.path(index)
 
     def get(self, index: str) -> RulesFile:
         """The rules in force for ``index``."""
-        path = self.path(index)
-        if path is None:
-            return RulesFile()
-        with self._lock:
-            watched = self._files.get(index)
-            if watched is None:
-                watched = self._files[index] = WatchedFile(path, load_rules, RulesFile())
-        return watched.get()
+        return self.files.get(index)

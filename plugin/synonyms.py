@@ -30,10 +30,9 @@ with for queries no current rule fires in; one full rebuild (``shopsearch index 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from shopsearch.config_files import WatchedFile
+from shopsearch.config_files import IndexFiles
 
 from .text_analysis import SynonymMap
 
@@ -69,23 +68,14 @@ class SynonymFiles:
     """
 
     def __init__(self, folder: str | Path | None, default: tuple[str, ...] | list[str] = ()):
-        self.folder = Path(folder) if folder else None
         self.default = SynonymMap.from_lines(default)
-        self._files: dict[str, WatchedFile[SynonymMap | None]] = {}
-        self._lock = threading.Lock()
+        self.files: IndexFiles[SynonymMap | None] = IndexFiles(folder, SUFFIX, load_synonyms, None)
 
     def path(self, index: str) -> Path | None:
         """Where ``index``'s synonyms file is (whether or not it exists); None without a folder."""
-        return self.folder / f"{index}{SUFFIX}" if self.folder else None
+        return self.files.path(index)
 
     def get(self, index: str) -> SynonymMap:
         """The synonyms in force for ``index`` (a stat of its file; reloaded when it changed)."""
-        path = self.path(index)
-        if path is None:
-            return self.default
-        with self._lock:
-            watched = self._files.get(index)
-            if watched is None:
-                watched = self._files[index] = WatchedFile(path, load_synonyms, None)
-        found = watched.get()
+        found = self.files.get(index)
         return self.default if found is None else found

@@ -248,3 +248,38 @@ class WatchedFile(Generic[T]):
                     log.error("%s: not loaded, the last good version stays in force: %s", self.path, exc)
             self._key = key
             return self._value
+
+
+class IndexFiles(Generic[T]):
+    """One :class:`WatchedFile` per index, ``<folder>/<index><suffix>`` (merchandising rules, synonyms).
+
+    Args:
+        folder: where the files live; None: no files, every index gets ``empty``.
+        suffix: the file name after the index name (e.g. ``.rules.toml``).
+        load, empty: as :class:`WatchedFile` takes them.
+
+    >>> IndexFiles(None, ".rules.toml", read_toml, {}).get("products")
+    {}
+    """
+
+    def __init__(self, folder: str | Path | None, suffix: str, load: Callable[[Path], T], empty: T):
+        self.folder = Path(folder) if folder else None
+        self.suffix, self._load, self._empty = suffix, load, empty
+        self._files: dict[str, WatchedFile[T]] = {}
+        self._lock = threading.Lock()
+
+    def path(self, index: str) -> Path | None:
+        """Where ``index``'s file is (whether or not it exists); None without a folder."""
+        return self.folder / f"{index}{self.suffix}" if self.folder else None
+
+    def get(self, index: str) -> T:
+        """``index``'s value in force (a stat of its file; reloaded when it changed)."""
+        path = self.path(index)
+        if path is None:
+            return self._empty
+        with self._lock:
+            watched = self._files.get(index)
+            if watched is None:
+                watched = self._files[index] = WatchedFile(path, self._load, self._empty)
+        return watched.get()
+
