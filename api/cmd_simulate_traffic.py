@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=4, help="sessions in flight at once (default 4)")
     p.add_argument("--users", type=int, default=200, help="number of simulated shoppers (default 200)")
     p.add_argument("--page-size", type=int, default=10, help="results asked for per search (default 10)")
+    p.add_argument("--key", help="search API key sent as X-API-Key (default: the api_key setting, "
+                                 "$SHOPSEARCH_API_KEY; none: the API's local mode)")
     p.add_argument("--retries", type=int, default=5, help="retries of a request answered 429/503 or not "
                                                           "answered at all, with exponential backoff (default 5)")
     p.add_argument("--backoff", type=float, default=0.5, help="first backoff wait in seconds, doubled per retry "
@@ -111,8 +113,9 @@ class ApiClient:
     """HTTP to the served API: one ``requests.Session`` per thread, bounded retries of 429/503 and lost
     connections with exponential backoff, every retry counted."""
 
-    def __init__(self, url: str, retries: int, backoff: float, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, retries: int, backoff: float, timeout: float = 30.0, key: str | None = None) -> None:
         self.url, self.retries, self.backoff, self.timeout = url.rstrip("/"), retries, backoff, timeout
+        self.key = key
         self._local = threading.local()
 
     def _session(self):
@@ -121,6 +124,8 @@ class ApiClient:
         if getattr(self._local, "session", None) is None:
             self._local.session = requests.Session()
             self._local.session.headers["User-Agent"] = "shopsearch-simulate-traffic"
+            if self.key:
+                self._local.session.headers["X-API-Key"] = self.key
         return self._local.session
 
     def request(self, method: str, path: str, tally: TrafficSummary, retries: int | None = None, **kwargs: Any):
@@ -270,7 +275,8 @@ class Traffic:
         from shopsearch.reranker.simulate import ShownProduct
 
         grades = self.data.qrels.get(qid, {})
-        return [ShownProduct(int(h["rank"]), with_simulated_attributes(Product.from_source(h)),
+        # A degraded page (its products not fetched before the deadline) has ids and scores only.
+        return [ShownProduct(int(h["rank"]), with_simulated_attributes(Product.from_source({"title": "", **h})),
                              grades.get(str(h["id"]), 0)) for h in hits]
 
     def _events(self, plan: PlannedSession, sid: str, query_id: str, shown: list[ShownProduct],
@@ -373,7 +379,13 @@ def run(args: argparse.Namespace) -> int:
     # The offline simulator's shoppers, renamed per seed: another seed's simu-00001 likes other brands.
     users = [replace(u, id=f"{u.id}.s{args.seed}") for u in make_users(params, np.random.default_rng(args.seed))]
     plan = plan_sessions(args.sessions, users, queries, args.seed)
-    client = ApiClient(args.url, args.retries, args.backoff)
+    key = args.key
+    if key is None:
+        from shopsearch.settings import load_settings
+
+        secret = load_settings().api_key
+        key = secret.get_secret_value() if secret else None
+    client = ApiClient(args.url, args.retries, args.backoff, key=key)
     summary = TrafficSummary()
     try:
         features = api_features(client)

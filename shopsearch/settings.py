@@ -188,6 +188,8 @@ class Settings(BaseModel):
     storefront_key: SecretStr | None = _opt(None, "security", "The search-role key the storefront page embeds (a "
                                                               "meta tag) when keys are configured")
     metrics_public: bool = _opt(False, "security", "Serve /metrics without an admin key")
+    api_key: SecretStr | None = _opt(None, "security", "The key client commands (simulate-traffic) send to a served "
+                                                       "API as X-API-Key; none: the API's local mode")
     redis_url: SecretStr | None = _opt(None, "security", "Redis (redis://host:port/db) shared by every worker for "
                                                          "rate limits; none: each worker counts in its own memory")
     rate_limits: bool = _opt(True, "security", "Enforce the rate limits below (429 with Retry-After)")

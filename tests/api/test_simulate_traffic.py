@@ -67,6 +67,19 @@ def test_short_run_posts_simulated_events_the_api_stores(app, data_dir, tmp_path
     assert all(len({e.query_id for e in stored if e.session_id == s}) == 1 for s in {e.session_id for e in stored})
 
 
+def test_a_keyed_api_is_searched_with_the_search_key(app, data_dir, capsys):
+    from shopsearch.api.keys import KeyStore
+
+    secret = KeyStore(app.extensions["shopsearch"].config.keys_file).create("search").secret
+    with serve(app) as url:
+        rc, n, _ = simulate_traffic(capsys, url, data_dir, "--sessions", "6", "--users", "3", "--key", secret)
+        assert rc == 0 and n["searches"] == 6 and n["errors"] == 0 and n["events"] > 0
+        rc = main(["simulate-traffic", "--url", url, "--data", str(data_dir), "--sessions", "2", "--backoff", "0"])
+        out, err = capsys.readouterr()
+    assert rc == 1 and "401" in out + err  # no key: refused and said so, not retried
+    assert "Traceback" not in err
+
+
 def test_events_are_ubi_events_marked_simulated(data_dir):
     from shopsearch.api.cmd_simulate_traffic import ApiFeatures, PlannedSession, Traffic, ubi_bodies
     from shopsearch.reranker.simulate import Action
@@ -190,3 +203,36 @@ def test_the_served_list_is_judged_as_the_offline_one(app, data_dir):
         user = users[seed]
         assert decide(SimParams(), online, user, data.max_grade, np.random.default_rng(seed)) == \
             decide(SimParams(), offline, user, data.max_grade, np.random.default_rng(seed))
+
+
+def test_a_ranker_learns_from_the_logs_the_simulated_traffic_left(app, data_dir, catalog_engine, tiny_bi_encoder_dir,
+                                                                  tmp_path, capsys):
+    """serve → simulate traffic → train ranker --logs: the logged features and the index's stored products."""
+    with serve(app) as url:
+        rc, n, _ = simulate_traffic(capsys, url, data_dir, "--sessions", "60", "--users", "10", "--seed", "5")
+    assert rc == 0 and n["clicks"] > 0
+    app.extensions["shopsearch"].ubi_drainer.drain_once()  # what a worker's shutdown does
+    out = tmp_path / "models" / "ltr"
+    rc = main(["train", "ranker", "--logs", "--ubi-dir", str(tmp_path / "ubi"), "--index", "catalog", "--engine",
+               "embedded", "--root", str(catalog_engine.root), "--target", "click", "--folds", "2", "--out", str(out),
+               "--no-progress"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"]["simulated"] and card["data"]["index"] == "catalog" and card["params"]["position_debias"]
+    assert card["data"]["clicks"] > 0 and card["data"]["rows"] <= n["impressions"]
+    assert "SIMULATED" in (out / "README.md").read_text()
+    assert card["importance_gain"] and "title_overlap" in card["features"]
+
+
+def test_a_degraded_page_with_ids_only_is_still_judged(data_dir):
+    """Past the deadline the API serves ids and scores without the products: the shopper still judges them."""
+    from types import SimpleNamespace
+
+    from shopsearch.api.cmd_simulate_traffic import Traffic
+
+    data = load_judged(data_dir)
+    qid, pool = next(iter(data.qrels.items()))
+    pid = next(iter(pool))
+    shown = Traffic._shown(SimpleNamespace(data=data), qid, [{"id": pid, "rank": 1, "score": 0.5}])
+    assert shown[0].position == 1 and shown[0].grade == pool[pid] and shown[0].product.id == pid
