@@ -16,7 +16,8 @@ Train the LightGBM ranker that a profile's [conversion] stage serves, from one o
                      [conversion] stage orders, with the features that stage computes; label = the grade
                      (unjudged: 0). Target `relevance`, lambdarank.
   --logs             the UBI logs (--ubi-dir or the engine's store): each query's logged top K with the stage values
-                     as served (query_attributes.features), labelled by its clicks / add_to_cart / purchases;
+                     as served (query_attributes.features), labelled by its clicks / add_to_cart / purchases; the
+                     product features come from the products stored in --index, as serving read them;
                      --position-debias (default on) lets lambdarank learn and remove the shown positions' bias.
   --events FILE      behaviour events JSONL (shopsearch simulate-events or the API's event log); retrieval
                      features recomputed (--cross-encoder, --bi-encoder).
@@ -38,15 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--logs", action="store_true", help="the UBI query and event logs (--ubi-dir or the engine)")
     src.add_argument("--events", metavar="FILE", help="events JSONL (shopsearch simulate-events or the API log)")
     p.add_argument("--out", required=True, help="model directory to write, e.g. models/ltr")
-    p.add_argument("--data", help="data folder with products.jsonl: product fields for --events and --logs (and the "
-                                  "BM25 features of --events)")
+    p.add_argument("--data", help="--events: data folder with products.jsonl (product fields and BM25 features)")
     p.add_argument("--queries", help="--judgments: queries TSV qid<TAB>text (required for TREC qrels)")
     p.add_argument("--format", choices=FORMATS, help="--judgments: judgment format (default: detected)")
     p.add_argument("--wands-queries", help="--judgments: WANDS query file (default: query.csv beside it)")
-    p.add_argument("--index", default="products", help="--judgments: index or alias to search (default products)")
+    p.add_argument("--index", default="products",
+                   help="--judgments: index or alias to search; --logs: the one the logs were served from, whose "
+                        "stored products give the product features as serving saw them (default products)")
     p.add_argument("--profile", default="ltr",
                    help="--judgments: the profile the model will serve in; its retrieval and rerank stages produce "
                         "the head, its conversion.depth sets the head's size (default ltr)")
+    p.add_argument("--rows-cache", metavar="FILE",
+                   help="--judgments: keep the rows (the served head's features and grades) in this .npz file and "
+                        "reuse them while the judgments, queries, index version, profile, features and bi-encoder "
+                        "are unchanged, so the K fold runs of --fold pay for one pass of the pipeline")
     p.add_argument("--ubi-dir", help="--logs: read ubi_queries.jsonl / ubi_events.jsonl from this folder instead "
                                      "of the engine's UBI store")
     add_engine_args(p)
@@ -72,8 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     """Raise ValueError naming the first flag that does not fit the chosen source."""
-    if (args.events or args.logs) and not args.data:
-        raise ValueError(f"--data is required with {'--events' if args.events else '--logs'} (products.jsonl)")
+    if args.events and not args.data:
+        raise ValueError("--data is required with --events (products.jsonl)")
+    if args.rows_cache and not args.judgments:
+        raise ValueError("--rows-cache is for --judgments (the rows of --logs and --events are read, not computed)")
     if args.judgments and (args.cross_encoder or args.bi_encoder):
         raise ValueError("--cross-encoder / --bi-encoder are for --events; with --judgments the profile's own "
                          "stages score the head")
@@ -159,6 +167,7 @@ def _judged(args, names):
     from shopsearch.reranker.judged_rows import judged_rows
     from shopsearch.reranker.model_registry import ModelRegistry
     from shopsearch.reranker.pipeline import RankingPipeline, model_stages
+    from shopsearch.reranker.training_rows import load_rows, save_rows
 
     qrels, todo = load_judged_queries(args.judgments, args.format, args.queries, args.wands_queries)
     profiles = ProfileStore(settings=settings_from_args(args))
@@ -171,9 +180,16 @@ def _judged(args, names):
     try:
         if index_missing(engine, args, "train ranker"):
             raise SystemExit(1)
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
-                                   budgets=False)
-        rows = judged_rows(pipeline, todo, qrels, args.profile, names, progress=not args.no_progress)
+        fingerprint = _rows_fingerprint(args, engine, profile, names)
+        rows = load_rows(args.rows_cache, fingerprint) if args.rows_cache else None
+        if rows is not None:
+            print(f"rows from {args.rows_cache} ({len(rows)} rows; same judgments, index version and profile)")
+        else:
+            pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
+                                       budgets=False)
+            rows = judged_rows(pipeline, todo, qrels, args.profile, names, progress=not args.no_progress)
+            if args.rows_cache:
+                save_rows(rows, args.rows_cache, fingerprint)
     finally:
         engine.close()
     data = {"judgments": str(args.judgments), "queries_file": args.queries, "index": args.index,
@@ -182,10 +198,20 @@ def _judged(args, names):
     return rows, data, todo
 
 
+def _rows_fingerprint(args, engine, profile, names) -> dict:
+    """What judged rows depend on: the judgments and queries files, the index version, the profile, the features
+    and the bi-encoder (a cache built from anything else is rebuilt)."""
+    from shopsearch.reranker.ranker_training import file_sha256
+
+    files = {name: file_sha256(path) for name, path in (("judgments", args.judgments), ("queries", args.queries),
+                                                        ("wands_queries", args.wands_queries)) if path}
+    return {**files, "index": args.index, "index_version": engine.resolve_alias(args.index) or args.index,
+            "engine": args.engine, "profile": profile.model_dump(mode="json"), "features": list(names), "bi_encoder": str(args.model)}
+
+
 def _logged(args, names):
     """Rows from the UBI logs' logged features and events."""
     from shopsearch.api.cli_args import open_ubi_store_from_args
-    from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.reranker.training_rows import build_rows, logged_events
 
     store = open_ubi_store_from_args(args)
@@ -193,11 +219,29 @@ def _logged(args, names):
     if not logs.stages:
         raise ValueError("logs: no UBI query record carries logged features (query_attributes.features); serve "
                          "with feature logging on, or simulate traffic through the API")
-    rows = build_rows(logs.events, load_judged(args.data).products, names, progress=not args.no_progress,
+    shown = {pid for stages in logs.stages.values() for pid in stages}
+    rows = build_rows(logs.events, _stored_products(args, shown), names, progress=not args.no_progress,
                       logged=logs.stages)
-    data = {"logs": args.ubi_dir or f"{args.engine} UBI store", "data_dir": str(args.data),
+    data = {"logs": args.ubi_dir or f"{args.engine} UBI store", "index": args.index,
             "events_count": len(logs.events), "simulated": any(e.simulated for e in logs.events)}
     return rows, data, {}
+
+
+def _stored_products(args, ids: set[str]) -> dict:
+    """The products ``ids`` as --index stores them (what the served features saw); a product deleted since is
+    left out (its rows get NaN product features)."""
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args
+
+    engine = open_engine_from_args(args)
+    try:
+        if index_missing(engine, args, "train ranker"):
+            raise SystemExit(1)
+        ordered, out = sorted(ids), {}
+        for i in range(0, len(ordered), 500):
+            out.update({pid: hit.product for pid, hit in engine.sources(args.index, ordered[i:i + 500]).items()})
+        return out
+    finally:
+        engine.close()
 
 
 def _events(args, names):

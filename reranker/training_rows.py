@@ -9,7 +9,9 @@ sees its own outcome.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -50,6 +52,37 @@ class TrainingRows:
         return TrainingRows(self.names, self.X[idx], self.list_ids[idx], self.query_ids[idx], self.positions[idx],
                             self.clicked[idx], self.carted[idx], self.purchased[idx], self.grades[idx],
                             [self.stages[i] for i in idx] if self.stages else [])
+
+
+_ROW_ARRAYS = ("X", "list_ids", "query_ids", "positions", "clicked", "carted", "purchased", "grades")
+
+
+def save_rows(rows: TrainingRows, path: str | Path, fingerprint: Mapping[str, object]) -> None:
+    """Write ``rows`` to an ``.npz`` file with the ``fingerprint`` of what built them (:func:`load_rows` checks it).
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **{k: getattr(rows, k) for k in _ROW_ARRAYS}, names=np.asarray(rows.names),
+                        stages=np.asarray(json.dumps(rows.stages)),
+                        fingerprint=np.asarray(json.dumps(dict(fingerprint), sort_keys=True)))
+    tmp.replace(path)  # a cut-off write never leaves a half file under the real name
+
+
+def load_rows(path: str | Path, fingerprint: Mapping[str, object]) -> TrainingRows | None:
+    """The rows :func:`save_rows` wrote to ``path``, or None when there is no such file or it was built from
+    something else (another ``fingerprint``: other judgments, index version, profile or features)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if json.loads(str(z["fingerprint"])) != json.loads(json.dumps(dict(fingerprint), sort_keys=True)):
+            return None
+        arrays = {k: z[k] for k in _ROW_ARRAYS}
+        return TrainingRows(tuple(str(n) for n in z["names"]), stages=json.loads(str(z["stages"])), **arrays)
 
 
 @dataclass

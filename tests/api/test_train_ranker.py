@@ -23,7 +23,7 @@ ceiling light,p3,3
 """
 
 
-def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, tiny_bi_encoder_dir):
+def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, tiny_bi_encoder_dir, capsys):
     from shopsearch.api import cmd_train_ranker
     from shopsearch.plugin.engines import open_engine
 
@@ -34,9 +34,10 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     parser = argparse.ArgumentParser()
     cmd_train_ranker.register(parser.add_subparsers())
     out = tmp_path / "models" / "ltr"
-    args = parser.parse_args(["ranker", "--judgments", str(tmp_path / "j.csv"), "--index", "catalog", "--engine",
-                              "embedded", "--root", str(tmp_path / "embedded"), "--model", str(tiny_bi_encoder_dir),
-                              "--profile", "ltr", "--folds", "3", "--fold", "0", "--out", str(out), "--no-progress"])
+    argv = ["ranker", "--judgments", str(tmp_path / "j.csv"), "--index", "catalog", "--engine", "embedded", "--root",
+            str(tmp_path / "embedded"), "--model", str(tiny_bi_encoder_dir), "--profile", "ltr", "--folds", "3",
+            "--fold", "0", "--out", str(out), "--no-progress"]
+    args = parser.parse_args(argv)
     assert args.run(args) == 0
     card = json.loads((out / "model_card.json").read_text())
     assert card["target"] == "relevance" and card["data"]["profile"] == "ltr" and card["data"]["depth"] == 50
@@ -44,6 +45,23 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     assert held == set(card["data"]["heldout_queries"]) and card["heldout"]["queries"] == len(held) == 2
     assert card["data"]["queries"] == 4 and len(card["cv"]["folds"]) == 2
     assert len(card["data"]["judgments_sha256"]) == 64 and "ndcg@10" in card["heldout"]["model"]
+    # --rows-cache: the first run writes the rows, a second run with other folds reads them back unchanged; other
+    # judgments rebuild them.
+    cached = [*argv, "--rows-cache", str(tmp_path / "rows.npz")]
+    first = parser.parse_args(cached)
+    assert first.run(first) == 0 and (tmp_path / "rows.npz").is_file()
+    capsys.readouterr()
+    again = parser.parse_args([*argv[:-7], "--folds", "3", "--fold", "1", "--out", str(out), "--no-progress",
+                               "--rows-cache", str(tmp_path / "rows.npz")])
+    assert again.run(again) == 0
+    assert "rows from" in capsys.readouterr().out
+    assert json.loads((out / "model_card.json").read_text())["heldout"]["fold"] == 1
+    (tmp_path / "j.csv").write_text(JUDGMENTS + "hammer,p4,1\n")
+    assert again.run(again) == 0
+    assert "rows from" not in capsys.readouterr().out
+    bad = parser.parse_args(["ranker", "--logs", "--out", str(out), "--rows-cache", "r.npz"])
+    with pytest.raises(ValueError, match="--rows-cache is for --judgments"):
+        bad.run(bad)
     bad = parser.parse_args(["ranker", "--judgments", "j.csv", "--out", str(out), "--bi-encoder", "x"])
     with pytest.raises(ValueError, match="--cross-encoder / --bi-encoder are for --events"):
         bad.run(bad)
