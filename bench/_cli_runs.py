@@ -1,0 +1,25 @@
+"""Running `shopsearch` commands from the bench scripts that chain them (closed_loop.py, ltr_cv.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+
+def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
+    """Run a command; return its stdout (also written to ``out``) and print its last line with the time it took.
+
+    A failing command ends the bench with its stderr's tail: the later steps depend on it.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True)
+    if out is not None:
+        out.write_text(proc.stdout, encoding="utf-8")
+    tail = (proc.stdout.strip().splitlines() or [""])[-1]
+    print(f"  $ {' '.join(cmd[:3])} ... ({time.perf_counter() - t0:.0f}s) {tail[:160]}", flush=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout

@@ -1,0 +1,254 @@
+"""The closed loop on SIMULATED shoppers (issue 13): serve → simulate traffic → judgments from the logs → a ranker
+learnt from the logs → the `ltr` profile, over K seeded folds of a judged folder's queries; then the learnt profile
+against `default` by team-draft interleaving on the live API.
+
+Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
+
+1. ``shopsearch serve`` (embedded engine, the index of $SHOPSEARCH_HOME, a search API key, a fresh UBI log);
+2. ``shopsearch simulate-traffic --sessions N`` on the fold's *training* queries only (shoppers whose
+   satisfaction comes from the human grades; every record marked simulated);
+3. ``shopsearch judgments from-logs --model pbm``: graded qrels from the clicks (Kendall tau against the human
+   grades of the same pairs is printed: how well clicks recover relevance);
+4. ``shopsearch train ranker --logs`` (position-debiased lambdarank on the features logged at serving time), or
+   ``--learn judgments``: ``train ranker --judgments`` on the click-model qrels through the served pipeline;
+5. ``shopsearch compare default ltr`` on the fold's *test* queries with the *human* qrels;
+6. interleaving: ``shopsearch serve`` with an experiments file (``mode = "interleave"``, arms default and ltr) and
+   the fold's model, ``simulate-traffic --sessions M`` on the fold's test queries.
+
+At the end: the folds' per-query comparisons pooled (nDCG@10 of `ltr` minus `default`, 95% CI, paired tests) and
+the interleaving preference pooled over the folds (exact binomial test), with p after the first n sessions.
+
+    SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
+        --index crowdflower --sessions 3000 --interleave-sessions 2000 --work /tmp/loop
+
+The index must exist in $SHOPSEARCH_HOME on the embedded engine (``shopsearch index ... --engine embedded``).
+Everything here is simulated traffic and the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _cli_runs import sh
+from pool_compare import pooled_table
+
+EXPERIMENT = "closed-loop"
+# The shopper-behaviour features (product CTR/CVR/impressions, user affinity) are left out: `compare` scores the
+# test queries offline, with no event history, so they would be priors there and not what the model learnt from.
+BEHAVIOUR = ("ctr", "cvr", "impressions_log", "user_brand_affinity", "user_category_affinity", "user_history_log")
+CHECKPOINTS = (100, 250, 500, 1000, 2000, 4000, 8000, 16000)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(index: str, env: dict[str, str], log: Path):
+    """``shopsearch serve`` on a free port until the block ends (SIGTERM: the UBI spool is drained)."""
+    import requests
+
+    port = free_port()
+    with log.open("w") as fh:
+        proc = subprocess.Popen(["shopsearch", "serve", "--engine", "embedded", "--index", index, "--port", str(port),
+                                 "--threads", "8"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                sys.exit(f"closed_loop: serve exited ({proc.returncode}); see {log}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                sys.exit(f"closed_loop: serve not ready after 300 s; see {log}")
+            time.sleep(1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def fold_home(base: Path, home: Path) -> Path:
+    """A home of its own (its own UBI logs and keys) that shares the base home's indices and model exports."""
+    home.mkdir(parents=True, exist_ok=True)
+    (base / "onnx").mkdir(parents=True, exist_ok=True)  # one query-encoder export for every fold
+    for name in ("embedded", "onnx"):
+        link = home / name
+        if not link.exists() and (base / name).exists():
+            link.symlink_to((base / name).resolve())
+    return home
+
+
+def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
+    """A profiles folder holding ``ltr``: the packaged one, its ranker ordering only the top ``--depth`` (a ranker
+    learnt from the logs saw the logged first page only; deeper it would rank what it never saw)."""
+    from shopsearch.plugin.profiles import ProfileStore
+
+    folder = d / "profiles"
+    folder.mkdir(exist_ok=True)
+    text = ProfileStore().get("ltr").path.read_text(encoding="utf-8")
+    if "\ndepth = 50\n" not in text:
+        sys.exit("closed_loop: the packaged ltr profile no longer sets depth = 50; update learnt_profile()")
+    depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
+    (folder / "ltr.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"), encoding="utf-8")
+    return folder
+
+
+def search_key(env: dict[str, str]) -> str:
+    """A fresh search-role API key in the home's keys file (the API then refuses keyless calls)."""
+    return sh(["shopsearch", "keys", "create", "--role", "search", "--name", "simulated-shoppers"],
+              env).strip().splitlines()[0]
+
+
+def kendall_tau(logged_qrels: Path, logged_queries: Path, human_queries: dict[str, str],
+                human: dict[str, dict[str, int]]) -> tuple[float, int]:
+    """Kendall tau-b of click-model grades against the human grades of the same (query text, product) pairs."""
+    from scipy.stats import kendalltau
+
+    from shopsearch.judgments import read_qrels, read_queries
+
+    by_text = {t.strip().lower(): q for q, t in human_queries.items()}
+    text_of = {q.qid: q.text.strip().lower() for q in read_queries(logged_queries)}
+    a, b = [], []
+    for r in read_qrels(logged_qrels):
+        hq = by_text.get(text_of.get(r.query_id, ""))
+        if hq is not None and r.doc_id in human.get(hq, {}):
+            a.append(r.relevance)
+            b.append(human[hq][r.doc_id])
+    return (float(kendalltau(a, b).statistic) if len(a) > 1 else float("nan")), len(a)
+
+
+def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_home: Path, data) -> dict:
+    from shopsearch.judgments import Query, write_queries
+    from shopsearch.reranker.features import DEFAULT_MODEL_FEATURES
+    from shopsearch.reranker.training_data import split_queries
+
+    d = Path(args.work) / f"fold{f}"
+    d.mkdir(parents=True, exist_ok=True)
+    split = split_queries(sorted(data.queries), folds=args.folds, fold=f, valid_fraction=0.0, seed=0)
+    train, test = sorted(split.train), sorted(split.test)
+    write_queries(d / "train.tsv", [Query(q, data.queries[q]) for q in train])
+    write_queries(d / "test.tsv", [Query(q, data.queries[q]) for q in test])
+    print(f"fold {f}: {len(train)} training queries (simulated traffic), {len(test)} test queries (human qrels)",
+          flush=True)
+    # No rate limit (one client IP plays every shopper) and a long deadline: a loaded 2-core box would otherwise
+    # serve some pages degraded, which is not what this measures.
+    common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(d / "models"),
+              "SHOPSEARCH_SEARCH_DEADLINE_MS": "10000", "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
+    env = {**base_env, **common, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home"))}
+    key = search_key(env)
+    t0 = time.perf_counter()
+    with serving(args.index, env, d / "serve.log") as url:
+        sh(["shopsearch", "simulate-traffic", "--url", url, "--data", args.data, "--sessions", str(args.sessions),
+            "--queries", str(d / "train.tsv"), "--seed", str(f), "--concurrency", str(args.concurrency),
+            "--key", key], env, d / "traffic.txt")
+    traffic_s = time.perf_counter() - t0
+    sh(["shopsearch", "judgments", "from-logs", "--model", args.click_model, "--out", str(d / "logs-qrels.txt"),
+        "--min-impressions", str(args.min_impressions), "--engine", "embedded"], env, d / "judgments.txt")
+    tau, pairs = kendall_tau(d / "logs-qrels.txt", d / "logs-qrels-queries.tsv", data.queries, data.qrels)
+    print(f"  click-model grades vs human grades: Kendall tau {tau:.3f} over {pairs} pairs", flush=True)
+    features = [n for n in DEFAULT_MODEL_FEATURES if n not in BEHAVIOUR]
+    if args.learn == "logs":
+        sh(["shopsearch", "train", "ranker", "--logs", "--index", args.index, "--engine", "embedded", "--out",
+            str(d / "models" / "ltr"), "--features", ",".join(features), "--no-progress"], env, d / "train.txt")
+    else:
+        sh(["shopsearch", "train", "ranker", "--judgments", str(d / "logs-qrels.txt"), "--queries",
+            str(d / "logs-qrels-queries.tsv"), "--index", args.index, "--engine", "embedded", "--profile", "ltr",
+            "--out", str(d / "models" / "ltr"), "--no-progress"], env, d / "train.txt")
+    sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
+        "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", "ltr"],
+       env, d / "compare.json")
+    result = {"fold": f, "train_queries": len(train), "test_queries": len(test), "sessions": args.sessions,
+              "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
+    if args.interleave_sessions:
+        experiments = d / "experiments.toml"
+        experiments.write_text(f'[experiments.{EXPERIMENT}]\ndescription = "SIMULATED: ltr learnt from fold {f}\'s '
+                               f'logs against default"\nmode = "interleave"\narms = [{{ profile = "default" }}, '
+                               f'{{ profile = "ltr" }}]\n', encoding="utf-8")
+        il_env = {**env, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home-interleave")),
+                  "SHOPSEARCH_EXPERIMENTS_FILE": str(experiments)}
+        il_key = search_key(il_env)
+        with serving(args.index, il_env, d / "serve-interleave.log") as url:
+            sh(["shopsearch", "simulate-traffic", "--url", url, "--data", args.data, "--sessions",
+                str(args.interleave_sessions), "--queries", str(d / "test.tsv"), "--seed", str(1000 + f),
+                "--concurrency", str(args.concurrency), "--key", il_key], il_env, d / "traffic-interleave.txt")
+        result["interleave_sessions"] = args.interleave_sessions
+    (d / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def pooled_interleaving(dirs: list[Path]) -> list[str]:
+    """The interleaving preference over every fold's interleaved searches, and p after the first n of them."""
+    from shopsearch.api.experiment_report import experiment_report
+    from shopsearch.plugin.ubi_store import JsonlUbiStore
+
+    queries, events = [], []
+    for d in dirs:  # fold by fold, each in time order: "the first n sessions" follows the run
+        store = JsonlUbiStore(d / "home-interleave" / "ubi")
+        queries += [q for q in store.iter_queries() if q.query_attributes.get("experiment") == EXPERIMENT]
+        events += list(store.iter_events())
+    full = experiment_report(EXPERIMENT, queries, events, arms=["default", "ltr"]).preference
+    rows = [f"interleaving, ltr vs default, SIMULATED shoppers on test queries: {full.searches} searches, ltr wins "
+            f"{full.wins} / loses {full.losses} / ties {full.ties}, ltr share of decided {full.share.value:.3f} "
+            f"[{full.share.low:.3f}, {full.share.high:.3f}], p = {full.p:.2g} (exact binomial)",
+            "| sessions | wins | losses | ties | p |", "|---:|---:|---:|---:|---:|"]
+    for n in [c for c in CHECKPOINTS if c < len(queries)] + [len(queries)]:
+        pr = experiment_report(EXPERIMENT, queries[:n], events, arms=["default", "ltr"]).preference
+        rows.append(f"| {n} | {pr.wins} | {pr.losses} | {pr.ties} | {pr.p:.2g} |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="judged data folder (products.jsonl, queries-dev.tsv, qrels)")
+    ap.add_argument("--index", required=True, help="the embedded index of $SHOPSEARCH_HOME to serve")
+    ap.add_argument("--work", required=True, help="folder for every fold's logs, models and reports")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--fold", type=int, action="append", help="run only these folds (repeatable; default all)")
+    ap.add_argument("--sessions", type=int, default=3000, help="simulated sessions per fold on training queries")
+    ap.add_argument("--interleave-sessions", type=int, default=2000, help="interleaved sessions per fold (0: none)")
+    ap.add_argument("--learn", choices=("logs", "judgments"), default="logs",
+                    help="train ranker --logs, or --judgments on the click-model qrels (default logs)")
+    ap.add_argument("--depth", type=int, help="results the learnt ranker orders (default: 10, the logged first "
+                                              "page, for --learn logs; 50 for --learn judgments)")
+    ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
+    ap.add_argument("--min-impressions", type=int, default=5)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--report-only", action="store_true", help="pool the folds already in --work")
+    args = ap.parse_args(argv)
+
+    from shopsearch.reranker.sim_catalog import load_judged
+    from shopsearch.settings import child_environment, load_settings
+
+    base_home = load_settings().home
+    env = {**child_environment(), "PYTHONUNBUFFERED": "1"}
+    data = load_judged(args.data)
+    folds = args.fold if args.fold is not None else list(range(args.folds))
+    t0 = time.perf_counter()
+    results = [] if args.report_only else [run_fold(f, args, env, base_home, data) for f in folds]
+    dirs = [Path(args.work) / f"fold{f}" for f in folds]
+    print("\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades)")
+    for r in results:
+        print(f"fold {r['fold']}: {r['sessions']} sessions in {r['traffic_s']:.0f}s, click-model tau {r['tau']:.3f} "
+              f"({r['tau_pairs']} pairs)")
+    print("\n".join(pooled_table([d / "compare.json" for d in dirs])))
+    if all((d / "home-interleave" / "ubi").is_dir() for d in dirs):
+        print()
+        print("\n".join(pooled_interleaving(dirs)))
+    print(f"\nclosed loop: {len(dirs)} folds in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Learning to rank from human judgments, cross-validated over every judged query of a folder (issue 13).
+
+For each of K seeded folds (``split_queries``, seed 0): ``shopsearch train ranker --judgments --folds K --fold I``
+trains the profile's ranker on the other folds' queries (the rows, the served head's features and grades, are
+computed once and kept in ``--work``/rows.npz), then ``shopsearch compare`` scores each baseline profile against
+it on fold I's held-out queries. The folds' per-query scores are pooled (bench/pool_compare.py): every query is
+scored by the one model that never saw it.
+
+    python bench/ltr_cv.py --data ../shared/data/crowdflower --index crowdflower --work /tmp/ltr-cf
+    python bench/ltr_cv.py --data ../shared/data/homedepot --index homedepot --work /tmp/ltr-hd \
+        --baseline default --baseline bm25
+
+``--link NAME=PATH`` puts another model into every fold's models folder (a profile's cross-encoder, say); the
+index must exist in $SHOPSEARCH_HOME on the embedded engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from _cli_runs import sh
+from pool_compare import pooled_table
+
+from shopsearch.settings import child_environment
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder with queries-dev.tsv and qrels-dev.txt")
+    ap.add_argument("--index", required=True, help="the embedded index of $SHOPSEARCH_HOME")
+    ap.add_argument("--work", required=True, help="folder for the rows, the fold models and the reports")
+    ap.add_argument("--profile", default="ltr", help="the profile whose ranker is trained (default ltr)")
+    ap.add_argument("--baseline", action="append", help="profiles compared with it (repeatable; default: default)")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
+                    help="a model every fold's models folder also holds (repeatable)")
+    args = ap.parse_args(argv)
+    baselines = args.baseline or ["default"]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data)
+    t0 = time.perf_counter()
+    for f in range(args.folds):
+        models = work / f"m{f}"
+        models.mkdir(exist_ok=True)
+        for link in args.link:
+            name, _, path = link.partition("=")
+            if not (models / name).exists():
+                (models / name).symlink_to(Path(path).resolve())
+        env = child_environment({"models_dir": models})
+        out = models / args.profile
+        print(f"fold {f}:", flush=True)
+        sh(["shopsearch", "train", "ranker", "--judgments", str(data / "qrels-dev.txt"), "--queries",
+            str(data / "queries-dev.tsv"), "--index", args.index, "--engine", "embedded", "--profile", args.profile,
+            "--folds", str(args.folds), "--fold", str(f), "--rows-cache", str(work / "rows.npz"), "--out", str(out),
+            "--no-progress"], env, work / f"train-{f}.txt")
+        for base in baselines:
+            sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
+                "--queries", str(out / "heldout-queries.tsv"), "--qrels", str(data / "qrels-dev.txt"), base,
+                args.profile], env, work / f"cmp-{base}-{f}.json")
+    for base in baselines:
+        print()
+        print("\n".join(pooled_table([work / f"cmp-{base}-{f}.json" for f in range(args.folds)])))
+    print(f"\nltr_cv: {args.folds} folds of {data.name} in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
