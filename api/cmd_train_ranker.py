@@ -173,14 +173,14 @@ def _judged(args, names):
     profiles = ProfileStore(settings=settings_from_args(args))
     profile = profiles.get(args.profile)
     models = ModelRegistry()
-    for kind, model in model_stages(profile):
-        if kind != "conversion":  # the stage being trained; the ones before it must be there, as served
-            models.check(kind, model)
+    # The stage being trained is skipped; the ones before it must be there, as served.
+    stage_dirs = {f"{kind}:{model}": models.check(kind, model) for kind, model in model_stages(profile)
+                  if kind != "conversion"}
     engine = open_engine_from_args(args)
     try:
         if index_missing(engine, args, "train ranker"):
             raise SystemExit(1)
-        fingerprint = _rows_fingerprint(args, engine, profile, names)
+        fingerprint = _rows_fingerprint(args, engine, profile, names, stage_dirs)
         rows = load_rows(args.rows_cache, fingerprint) if args.rows_cache else None
         if rows is not None:
             print(f"rows from {args.rows_cache} ({len(rows)} rows; same judgments, index version and profile)")
@@ -198,15 +198,20 @@ def _judged(args, names):
     return rows, data, todo
 
 
-def _rows_fingerprint(args, engine, profile, names) -> dict:
-    """What judged rows depend on: the judgments and queries files, the index version, the profile, the features
-    and the bi-encoder (a cache built from anything else is rebuilt)."""
+def _rows_fingerprint(args, engine, profile, names, stage_dirs) -> dict:
+    """What judged rows depend on: the judgments and queries files, the index version, the profile, the models of
+    its earlier stages (their folder and files' sizes and times), the features and the bi-encoder (a cache built
+    from anything else is rebuilt)."""
     from shopsearch.reranker.ranker_training import file_sha256
 
     files = {name: file_sha256(path) for name, path in (("judgments", args.judgments), ("queries", args.queries),
                                                         ("wands_queries", args.wands_queries)) if path}
+    models = {stage: [str(d.resolve()), sorted((str(f.relative_to(d)), f.stat().st_size, f.stat().st_mtime_ns)
+                                              for f in d.rglob("*") if f.is_file())]
+              for stage, d in stage_dirs.items()}
     return {**files, "index": args.index, "index_version": engine.resolve_alias(args.index) or args.index,
-            "engine": args.engine, "profile": profile.model_dump(mode="json"), "features": list(names), "bi_encoder": str(args.model)}
+            "engine": args.engine, "profile": profile.model_dump(mode="json"), "models": models,
+            "features": list(names), "bi_encoder": str(args.model)}
 
 
 def _logged(args, names):

@@ -39,7 +39,8 @@ def pooled_table(paths: Sequence[str | Path]) -> list[str]:
         names = (report["a"], report["b"])
         shared = per_query.keys() & report["per_query"].keys()
         if shared:
-            raise PoolError(f"{path} repeats {len(shared)} queries (e.g. {sorted(shared)[0]}): folds must be disjoint")
+            raise PoolError(f"{path} repeats {len(shared)} queries (e.g. {sorted(shared)[0]}): "
+                            "folds must be disjoint")
         per_query.update(report["per_query"])
     metrics = list(next(iter(per_query.values()))["a"])
     lines = [f"{names[1]} vs {names[0]}: {len(per_query)} queries pooled from {len(paths)} reports",

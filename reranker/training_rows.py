@@ -79,7 +79,7 @@ def load_rows(path: str | Path, fingerprint: Mapping[str, object]) -> TrainingRo
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as z:
-        if json.loads(str(z["fingerprint"])) != json.loads(json.dumps(dict(fingerprint), sort_keys=True)):
+        if str(z["fingerprint"]) != json.dumps(dict(fingerprint), sort_keys=True):
             return None
         arrays = {k: z[k] for k in _ROW_ARRAYS}
         return TrainingRows(tuple(str(n) for n in z["names"]), stages=json.loads(str(z["stages"])), **arrays)
