@@ -23,3 +23,14 @@ def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc.stdout
+
+
+def models_with_links(models: Path, links: list[str]) -> Path:
+    """``models`` (created) holding each ``NAME=PATH`` of ``links`` as a symlink NAME: a model every fold shares,
+    such as a profile's cross-encoder, beside the fold's own."""
+    models.mkdir(parents=True, exist_ok=True)
+    for link in links:
+        name, _, path = link.partition("=")
+        if not (models / name).exists():
+            (models / name).symlink_to(Path(path).resolve())
+    return models

@@ -1,5 +1,5 @@
 """The closed loop on SIMULATED shoppers (issue 13): serve → simulate traffic → judgments from the logs → a ranker
-learnt from the logs → the `ltr` profile, over K seeded folds of a judged folder's queries; then the learnt profile
+learnt from the logs → the learnt profile (`ltr`, or `--profile`), over K seeded folds of a judged folder's queries; then the learnt profile
 against `default` by team-draft interleaving on the live API.
 
 Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
@@ -10,7 +10,8 @@ Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
 3. ``shopsearch judgments from-logs --model pbm``: graded qrels from the clicks (Kendall tau against the human
    grades of the same pairs is printed: how well clicks recover relevance);
 4. ``shopsearch train ranker --logs`` (position-debiased lambdarank on the features logged at serving time), or
-   ``--learn judgments``: ``train ranker --judgments`` on the click-model qrels through the served pipeline;
+   ``--learn judgments``: ``train ranker --judgments`` on the click-model qrels through the served pipeline (with
+   ``--profile ltr-ce`` the cross-encoder's score is among the features; ``--link`` supplies that model);
 5. ``shopsearch compare default ltr`` on the fold's *test* queries with the *human* qrels;
 6. interleaving: ``shopsearch serve`` with an experiments file (``mode = "interleave"``, arms default and ltr) and
    the fold's model, ``simulate-traffic --sessions M`` on the fold's test queries.
@@ -20,6 +21,8 @@ the interleaving preference pooled over the folds (exact binomial test), with p 
 
     SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
         --index crowdflower --sessions 3000 --interleave-sessions 2000 --work /tmp/loop
+    SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
+        --index crowdflower --learn judgments --profile ltr-ce --link ce-minilm=models/ce-hd --work /tmp/loop-ce
 
 The index must exist in $SHOPSEARCH_HOME on the embedded engine (``shopsearch index ... --engine embedded``).
 Everything here is simulated traffic and the report says so.
@@ -36,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import sh
+from _cli_runs import models_with_links, sh
 from pool_compare import pooled_table
 
 EXPERIMENT = "closed-loop"
@@ -91,17 +94,19 @@ def fold_home(base: Path, home: Path) -> Path:
 
 
 def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
-    """A profiles folder holding ``ltr``: the packaged one, its ranker ordering only the top ``--depth`` (a ranker
-    learnt from the logs saw the logged first page only; deeper it would rank what it never saw)."""
+    """A profiles folder holding the learnt profile: the packaged one, its stages ordering only the top ``--depth``
+    (a ranker learnt from the logs saw the logged first page only; deeper it would rank what it never saw)."""
     from shopsearch.plugin.profiles import ProfileStore
 
     folder = d / "profiles"
     folder.mkdir(exist_ok=True)
-    text = ProfileStore().get("ltr").path.read_text(encoding="utf-8")
+    text = ProfileStore().get(args.profile).path.read_text(encoding="utf-8")
     if "\ndepth = 50\n" not in text:
-        sys.exit("closed_loop: the packaged ltr profile no longer sets depth = 50; update learnt_profile()")
+        sys.exit(f"closed_loop: the packaged {args.profile} profile no longer sets depth = 50; update "
+                 "learnt_profile()")
     depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
-    (folder / "ltr.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"), encoding="utf-8")
+    (folder / f"{args.profile}.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"),
+                                                 encoding="utf-8")
     return folder
 
 
@@ -144,7 +149,8 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
           flush=True)
     # No rate limit (one client IP plays every shopper) and a long deadline: a loaded 2-core box would otherwise
     # serve some pages degraded, which is not what this measures.
-    common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(d / "models"),
+    learnt = args.profile
+    common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(models_with_links(d / "models", args.link)),
               "SHOPSEARCH_SEARCH_DEADLINE_MS": "10000", "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
     env = {**base_env, **common, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home"))}
     key = search_key(env)
@@ -161,21 +167,21 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     features = [n for n in DEFAULT_MODEL_FEATURES if n not in BEHAVIOUR]
     if args.learn == "logs":
         sh(["shopsearch", "train", "ranker", "--logs", "--index", args.index, "--engine", "embedded", "--out",
-            str(d / "models" / "ltr"), "--features", ",".join(features), "--no-progress"], env, d / "train.txt")
+            str(d / "models" / learnt), "--features", ",".join(features), "--no-progress"], env, d / "train.txt")
     else:
         sh(["shopsearch", "train", "ranker", "--judgments", str(d / "logs-qrels.txt"), "--queries",
-            str(d / "logs-qrels-queries.tsv"), "--index", args.index, "--engine", "embedded", "--profile", "ltr",
-            "--out", str(d / "models" / "ltr"), "--no-progress"], env, d / "train.txt")
+            str(d / "logs-qrels-queries.tsv"), "--index", args.index, "--engine", "embedded", "--profile", learnt,
+            "--out", str(d / "models" / learnt), "--no-progress"], env, d / "train.txt")
     sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
-        "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", "ltr"],
+        "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", learnt],
        env, d / "compare.json")
-    result = {"fold": f, "train_queries": len(train), "test_queries": len(test), "sessions": args.sessions,
-              "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
+    result = {"fold": f, "profile": learnt, "train_queries": len(train), "test_queries": len(test),
+              "sessions": args.sessions, "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
     if args.interleave_sessions:
         experiments = d / "experiments.toml"
-        experiments.write_text(f'[experiments.{EXPERIMENT}]\ndescription = "SIMULATED: ltr learnt from fold {f}\'s '
-                               f'logs against default"\nmode = "interleave"\narms = [{{ profile = "default" }}, '
-                               f'{{ profile = "ltr" }}]\n', encoding="utf-8")
+        experiments.write_text(f'[experiments.{EXPERIMENT}]\ndescription = "SIMULATED: {learnt} learnt from fold '
+                               f'{f}\'s logs against default"\nmode = "interleave"\narms = [{{ profile = "default" }}, '
+                               f'{{ profile = "{learnt}" }}]\n', encoding="utf-8")
         il_env = {**env, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home-interleave")),
                   "SHOPSEARCH_EXPERIMENTS_FILE": str(experiments)}
         il_key = search_key(il_env)
@@ -188,7 +194,7 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     return result
 
 
-def pooled_interleaving(dirs: list[Path]) -> list[str]:
+def pooled_interleaving(dirs: list[Path], learnt: str) -> list[str]:
     """The interleaving preference over every fold's interleaved searches, and p after the first n of them."""
     from shopsearch.api.experiment_report import experiment_report
     from shopsearch.plugin.ubi_store import JsonlUbiStore
@@ -198,13 +204,14 @@ def pooled_interleaving(dirs: list[Path]) -> list[str]:
         store = JsonlUbiStore(d / "home-interleave" / "ubi")
         queries += [q for q in store.iter_queries() if q.query_attributes.get("experiment") == EXPERIMENT]
         events += list(store.iter_events())
-    full = experiment_report(EXPERIMENT, queries, events, arms=["default", "ltr"]).preference
-    rows = [f"interleaving, ltr vs default, SIMULATED shoppers on test queries: {full.searches} searches, ltr wins "
-            f"{full.wins} / loses {full.losses} / ties {full.ties}, ltr share of decided {full.share.value:.3f} "
+    full = experiment_report(EXPERIMENT, queries, events, arms=["default", learnt]).preference
+    rows = [f"interleaving, {learnt} vs default, SIMULATED shoppers on test queries: {full.searches} searches, "
+            f"{learnt} wins {full.wins} / loses {full.losses} / ties {full.ties}, {learnt} share of decided "
+            f"{full.share.value:.3f} "
             f"[{full.share.low:.3f}, {full.share.high:.3f}], p = {full.p:.2g} (exact binomial)",
             "| sessions | wins | losses | ties | p |", "|---:|---:|---:|---:|---:|"]
     for n in [c for c in CHECKPOINTS if c < len(queries)] + [len(queries)]:
-        pr = experiment_report(EXPERIMENT, queries[:n], events, arms=["default", "ltr"]).preference
+        pr = experiment_report(EXPERIMENT, queries[:n], events, arms=["default", learnt]).preference
         rows.append(f"| {n} | {pr.wins} | {pr.losses} | {pr.ties} | {pr.p:.2g} |")
     return rows
 
@@ -222,11 +229,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="train ranker --logs, or --judgments on the click-model qrels (default logs)")
     ap.add_argument("--depth", type=int, help="results the learnt ranker orders (default: 10, the logged first "
                                               "page, for --learn logs; 50 for --learn judgments)")
+    ap.add_argument("--profile", default="ltr",
+                    help="the learnt profile, whose [conversion] ranker is trained (default ltr; ltr-ce needs "
+                         "--learn judgments and its cross-encoder, see --link)")
+    ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
+                    help="a model every fold's models folder also holds, e.g. ce-minilm=... (repeatable)")
     ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
     ap.add_argument("--min-impressions", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--report-only", action="store_true", help="pool the folds already in --work")
     args = ap.parse_args(argv)
+    if args.learn == "logs" and args.profile != "ltr":
+        ap.error("--learn logs trains on the features `default` logged while serving (no cross-encoder score); "
+                 f"--profile {args.profile} needs --learn judgments")
 
     from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.settings import child_environment, load_settings
@@ -245,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(pooled_table([d / "compare.json" for d in dirs])))
     if all((d / "home-interleave" / "ubi").is_dir() for d in dirs):
         print()
-        print("\n".join(pooled_interleaving(dirs)))
+        print("\n".join(pooled_interleaving(dirs, args.profile)))
     print(f"\nclosed loop: {len(dirs)} folds in {time.perf_counter() - t0:.0f}s")
     return 0
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import sh
+from _cli_runs import models_with_links, sh
 from pool_compare import pooled_table
 
 from shopsearch.settings import child_environment
@@ -44,12 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
     t0 = time.perf_counter()
     for f in range(args.folds):
-        models = work / f"m{f}"
-        models.mkdir(exist_ok=True)
-        for link in args.link:
-            name, _, path = link.partition("=")
-            if not (models / name).exists():
-                (models / name).symlink_to(Path(path).resolve())
+        models = models_with_links(work / f"m{f}", args.link)
         env = child_environment({"models_dir": models})
         out = models / args.profile
         print(f"fold {f}:", flush=True)
