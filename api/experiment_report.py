@@ -15,7 +15,8 @@ Intervals and tests, baseline arm vs each other arm, at ``alpha``:
 - revenue per search: t interval of the mean per arm; the difference's interval and p from Welch's t-test;
 - interleaving: per search, the team with more credited clicks wins (shopsearch.reranker.interleaving); wins /
   losses / ties; p from the two-sided exact binomial (sign) test of wins against losses (ties left out); the
-  candidate's share of decided searches with its Wilson interval.
+  candidate's share of decided searches with its Wilson interval, and the searches the sign test would need at that
+  share for :data:`POWER` power (:func:`searches_needed`: a plan for how long to run, not a test).
 Searches of one client are not independent; with few clients per arm the intervals are optimistic.
 """
 
@@ -35,6 +36,7 @@ from .compare import mean_ci
 
 RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
 REVENUE = "revenue_per_search"
+POWER = 0.8  # the power a "searches needed" estimate plans for
 METRIC_NAMES = {"ctr": "CTR", "add_to_cart_rate": "add-to-cart rate", "purchase_rate": "purchase rate",
                 REVENUE: "revenue / search"}
 
@@ -93,6 +95,7 @@ class Preference:
     share: Estimate  # the candidate's share of decided searches (wins / (wins + losses))
     p: float  # two-sided exact binomial test of wins vs losses
     significant: bool
+    searches_needed: int | None = None  # at the observed share and decided rate (searches_needed); None: no lean
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,26 @@ def _preference(searches: list[UbiQuery], outcome: dict[str, _Outcome], arms: Se
     decided = wins + losses
     p = float(binomtest(wins, decided, 0.5).pvalue) if decided else 1.0
     return Preference(base, cand, len(searches), wins, losses, len(searches) - decided, clicks,
-                      wilson(wins, decided), p, p < alpha)
+                      wilson(wins, decided), p, p < alpha, searches_needed(wins, losses, len(searches), alpha))
+
+
+def searches_needed(wins: int, losses: int, searches: int, alpha: float, power: float = POWER) -> int | None:
+    """Searches in all (ties included) for the sign test of an interleaving experiment to reach ``alpha`` with
+    ``power``, if the candidate's share of decided searches and the share of searches decided stay as observed
+    (normal approximation to the binomial). The observed share is itself uncertain: a plan, not a verdict.
+
+    Returns:
+        None when no search was decided or wins equal losses (no lean to plan for).
+
+    >>> searches_needed(60, 40, 200, 0.05)
+    388
+    """
+    decided = wins + losses
+    if not decided or wins == losses:
+        return None
+    share = wins / decided
+    n = ((_z(1 - alpha) * 0.5 + _z(2 * power - 1) * math.sqrt(share * (1 - share))) / abs(share - 0.5)) ** 2
+    return math.ceil(n * searches / decided)
 
 
 def _z(confidence: float) -> float:

@@ -12,7 +12,7 @@ from html import escape
 from typing import Sequence
 
 from .compare import CompareReport, MetricComparison, QueryScores
-from .experiment_report import METRIC_NAMES, ArmDelta, Estimate, ExperimentReport
+from .experiment_report import METRIC_NAMES, POWER, ArmDelta, Estimate, ExperimentReport
 from .query_report import QueriesReport
 
 POS, NEG, NEUTRAL, A_COLOR, B_COLOR = "#2e7d32", "#c62828", "#9e9e9e", "#5c6bc0", "#ef6c00"
@@ -258,6 +258,10 @@ def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[st
         notes.append(f"SIMULATED: {report.simulated_searches} of {report.searches} searches are simulated traffic "
                      f"(`shopsearch simulate-traffic`), not shoppers.")
     notes.append(f"Searches from {report.first} to {report.last}.")
+    pref = report.preference
+    if pref is not None and not pref.significant and pref.searches_needed is not None:
+        notes.append(f"At the share observed, about {pref.searches_needed} searches in all would give "
+                     f"{POWER:.0%} power at α = {report.alpha} (a plan from an uncertain share, not a test).")
     if report.mode == "interleave":
         foot = [f"† significant at α = {report.alpha}. A search is won by the profile whose picks got more clicks "
                 f"(team-draft interleaving); ties include searches without clicks. p: two-sided exact binomial "

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
-from scipy.stats import ttest_ind
+from scipy.stats import binomtest, ttest_ind
 
 from shopsearch.api.cli import main
-from shopsearch.api.experiment_report import experiment_report, two_proportion_z, welch, wilson
+from shopsearch.api.experiment_report import (experiment_report, searches_needed, two_proportion_z, welch,
+                                              wilson)
 from shopsearch.api.report import render_experiment_html, render_experiment_markdown
 from shopsearch.reranker.experiments import EXAMPLE_FILE, INTERLEAVED
 from shopsearch.ubi import UbiEvent, UbiQuery
@@ -119,6 +121,23 @@ def test_interleaving_preference_wins_losses_ties_and_sign_test():
     many = [_iq(f"t{i}", ["a", "b"], ["A", "B"]) for i in range(10)]
     won = experiment_report("il", many, [_e("click", "b", 1, f"t{i}") for i in range(10)]).preference
     assert (won.wins, won.losses) == (10, 0) and won.p == pytest.approx(2 / 2 ** 10) and won.significant
+    assert "power" not in render_experiment_markdown(experiment_report("il", many, [
+        _e("click", "b", 1, f"t{i}") for i in range(10)]))  # significant: nothing left to plan
+    # Not significant: the report says how many searches the observed lean would need.
+    assert p.searches_needed == searches_needed(2, 1, 5, 0.05)
+    assert f"about {p.searches_needed} searches in all would give 80% power at α = 0.05" in md
+
+
+def test_searches_needed_plans_for_the_power_it_names():
+    assert searches_needed(60, 40, 200, 0.05) == 388
+    assert searches_needed(0, 0, 50, 0.05) is None and searches_needed(7, 7, 30, 0.05) is None
+    assert searches_needed(40, 60, 200, 0.05) == 388  # a lean either way
+    # At share 0.6 with half the searches decided, 388 searches reach p < 0.05 about 80% of the time.
+    rng = np.random.default_rng(0)
+    decided = rng.binomial(388, 0.5, 2000)
+    wins = rng.binomial(decided, 0.6)
+    power = np.mean([binomtest(int(w), int(d), 0.5).pvalue < 0.05 for w, d in zip(wins, decided)])
+    assert 0.72 < power < 0.88, power
 
 
 def _write_logs(folder, queries, events) -> None:
