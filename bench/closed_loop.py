@@ -208,7 +208,9 @@ def pooled_interleaving(dirs: list[Path], learnt: str) -> list[str]:
     rows = [f"interleaving, {learnt} vs default, SIMULATED shoppers on test queries: {full.searches} searches, "
             f"{learnt} wins {full.wins} / loses {full.losses} / ties {full.ties}, {learnt} share of decided "
             f"{full.share.value:.3f} "
-            f"[{full.share.low:.3f}, {full.share.high:.3f}], p = {full.p:.2g} (exact binomial)",
+            f"[{full.share.low:.3f}, {full.share.high:.3f}], p = {full.p:.2g} (exact binomial)"
+            + (f"; at that share about {full.searches_needed} searches give 80% power" if full.searches_needed
+               and not full.significant else ""),
             "| sessions | wins | losses | ties | p |", "|---:|---:|---:|---:|---:|"]
     for n in [c for c in CHECKPOINTS if c < len(queries)] + [len(queries)]:
         pr = experiment_report(EXPERIMENT, queries[:n], events, arms=["default", learnt]).preference
