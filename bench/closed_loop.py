@@ -1,6 +1,6 @@
 """The closed loop on SIMULATED shoppers (issue 13): serve → simulate traffic → judgments from the logs → a ranker
-learnt from the logs → the learnt profile (`ltr`, or `--profile`), over K seeded folds of a judged folder's queries; then the learnt profile
-against `default` by team-draft interleaving on the live API.
+learnt from the logs → the learnt profile (`ltr`, or `--profile`), over K seeded folds of a judged folder's
+queries; then the learnt profile against `default` by team-draft interleaving on the live API.
 
 Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
 
@@ -12,8 +12,9 @@ Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
 4. ``shopsearch train ranker --logs`` (position-debiased lambdarank on the features logged at serving time), or
    ``--learn judgments``: ``train ranker --judgments`` on the click-model qrels through the served pipeline (with
    ``--profile ltr-ce`` the cross-encoder's score is among the features; ``--link`` supplies that model);
-5. ``shopsearch compare default ltr`` on the fold's *test* queries with the *human* qrels;
-6. interleaving: ``shopsearch serve`` with an experiments file (``mode = "interleave"``, arms default and ltr) and
+5. ``shopsearch compare default <learnt profile>`` on the fold's *test* queries with the *human* qrels;
+6. interleaving: ``shopsearch serve`` with an experiments file (``mode = "interleave"``, arms default and the learnt
+   profile) and
    the fold's model, ``simulate-traffic --sessions M`` on the fold's test queries.
 
 At the end: the folds' per-query comparisons pooled (nDCG@10 of `ltr` minus `default`, 95% CI, paired tests) and
@@ -150,7 +151,8 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     # No rate limit (one client IP plays every shopper) and a long deadline: a loaded 2-core box would otherwise
     # serve some pages degraded, which is not what this measures.
     learnt = args.profile
-    common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(models_with_links(d / "models", args.link)),
+    models = models_with_links(d / "models", args.link)
+    common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(models),
               "SHOPSEARCH_SEARCH_DEADLINE_MS": "10000", "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
     env = {**base_env, **common, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home"))}
     key = search_key(env)
@@ -167,11 +169,11 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     features = [n for n in DEFAULT_MODEL_FEATURES if n not in BEHAVIOUR]
     if args.learn == "logs":
         sh(["shopsearch", "train", "ranker", "--logs", "--index", args.index, "--engine", "embedded", "--out",
-            str(d / "models" / learnt), "--features", ",".join(features), "--no-progress"], env, d / "train.txt")
+            str(models / learnt), "--features", ",".join(features), "--no-progress"], env, d / "train.txt")
     else:
         sh(["shopsearch", "train", "ranker", "--judgments", str(d / "logs-qrels.txt"), "--queries",
             str(d / "logs-qrels-queries.tsv"), "--index", args.index, "--engine", "embedded", "--profile", learnt,
-            "--out", str(d / "models" / learnt), "--no-progress"], env, d / "train.txt")
+            "--out", str(models / learnt), "--no-progress"], env, d / "train.txt")
     sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
         "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", learnt],
        env, d / "compare.json")
@@ -196,7 +198,7 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
 
 def pooled_interleaving(dirs: list[Path], learnt: str) -> list[str]:
     """The interleaving preference over every fold's interleaved searches, and p after the first n of them."""
-    from shopsearch.api.experiment_report import experiment_report
+    from shopsearch.api.experiment_report import POWER, experiment_report
     from shopsearch.plugin.ubi_store import JsonlUbiStore
 
     queries, events = [], []
@@ -207,10 +209,9 @@ def pooled_interleaving(dirs: list[Path], learnt: str) -> list[str]:
     full = experiment_report(EXPERIMENT, queries, events, arms=["default", learnt]).preference
     rows = [f"interleaving, {learnt} vs default, SIMULATED shoppers on test queries: {full.searches} searches, "
             f"{learnt} wins {full.wins} / loses {full.losses} / ties {full.ties}, {learnt} share of decided "
-            f"{full.share.value:.3f} "
-            f"[{full.share.low:.3f}, {full.share.high:.3f}], p = {full.p:.2g} (exact binomial)"
-            + (f"; at that share about {full.searches_needed} searches give 80% power" if full.searches_needed
-               and not full.significant else ""),
+            f"{full.share.value:.3f} [{full.share.low:.3f}, {full.share.high:.3f}], p = {full.p:.2g} (exact binomial)"
+            + (f"; at that share about {full.searches_needed} searches give {POWER:.0%} power"
+               if full.searches_needed and not full.significant else ""),
             "| sessions | wins | losses | ties | p |", "|---:|---:|---:|---:|---:|"]
     for n in [c for c in CHECKPOINTS if c < len(queries)] + [len(queries)]:
         pr = experiment_report(EXPERIMENT, queries[:n], events, arms=["default", learnt]).preference

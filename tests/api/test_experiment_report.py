@@ -119,10 +119,10 @@ def test_interleaving_preference_wins_losses_ties_and_sign_test():
     assert "SIMULATED" in render_experiment_html(report)
     # Ten decided searches, all won by B: two-sided exact binomial p = 2 / 2**10.
     many = [_iq(f"t{i}", ["a", "b"], ["A", "B"]) for i in range(10)]
-    won = experiment_report("il", many, [_e("click", "b", 1, f"t{i}") for i in range(10)]).preference
+    won_report = experiment_report("il", many, [_e("click", "b", 1, f"t{i}") for i in range(10)])
+    won = won_report.preference
     assert (won.wins, won.losses) == (10, 0) and won.p == pytest.approx(2 / 2 ** 10) and won.significant
-    assert "power" not in render_experiment_markdown(experiment_report("il", many, [
-        _e("click", "b", 1, f"t{i}") for i in range(10)]))  # significant: nothing left to plan
+    assert "power" not in render_experiment_markdown(won_report)  # significant: nothing left to plan
     # Not significant: the report says how many searches the observed lean would need.
     assert p.searches_needed == searches_needed(2, 1, 5, 0.05)
     assert f"about {p.searches_needed} searches in all would give 80% power at α = 0.05" in md
