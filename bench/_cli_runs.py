@@ -1,7 +1,8 @@
-"""Running `shopsearch` commands from the bench scripts that chain them (closed_loop.py, ltr_cv.py)."""
+"""Running `shopsearch` commands from the bench scripts that chain them (closed_loop.py, ltr_cv.py, bi_cv.py)."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -34,3 +35,11 @@ def models_with_links(models: Path, links: list[str]) -> Path:
         if not (models / name).exists():
             (models / name).symlink_to(Path(path).resolve())
     return models
+
+
+def add_fold_args(ap: argparse.ArgumentParser, index_help: str) -> None:
+    """The options every fold-by-fold bench shares: the judged folder, the index, the work folder, K."""
+    ap.add_argument("--data", required=True, help="judged data folder (products.jsonl, queries-dev.tsv, qrels)")
+    ap.add_argument("--index", required=True, help=index_help)
+    ap.add_argument("--work", required=True, help="folder for every fold's models, logs and reports")
+    ap.add_argument("--folds", type=int, default=5)

@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import models_with_links, sh
+from _cli_runs import add_fold_args, models_with_links, sh
 from pool_compare import pooled_table
 
 EXPERIMENT = "closed-loop"
@@ -221,10 +221,7 @@ def pooled_interleaving(dirs: list[Path], learnt: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="judged data folder (products.jsonl, queries-dev.tsv, qrels)")
-    ap.add_argument("--index", required=True, help="the embedded index of $SHOPSEARCH_HOME to serve")
-    ap.add_argument("--work", required=True, help="folder for every fold's logs, models and reports")
-    ap.add_argument("--folds", type=int, default=5)
+    add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME to serve")
     ap.add_argument("--fold", type=int, action="append", help="run only these folds (repeatable; default all)")
     ap.add_argument("--sessions", type=int, default=3000, help="simulated sessions per fold on training queries")
     ap.add_argument("--interleave-sessions", type=int, default=2000, help="interleaved sessions per fold (0: none)")

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import models_with_links, sh
+from _cli_runs import add_fold_args, models_with_links, sh
 from pool_compare import pooled_table
 
 from shopsearch.settings import child_environment
@@ -29,12 +29,9 @@ from shopsearch.settings import child_environment
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="folder with queries-dev.tsv and qrels-dev.txt")
-    ap.add_argument("--index", required=True, help="the embedded index of $SHOPSEARCH_HOME")
-    ap.add_argument("--work", required=True, help="folder for the rows, the fold models and the reports")
+    add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME")
     ap.add_argument("--profile", default="ltr", help="the profile whose ranker is trained (default ltr)")
     ap.add_argument("--baseline", action="append", help="profiles compared with it (repeatable; default: default)")
-    ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
                     help="a model every fold's models folder also holds (repeatable)")
     args = ap.parse_args(argv)

@@ -28,28 +28,50 @@ def pooled_table(paths: Sequence[str | Path]) -> list[str]:
     Raises:
         PoolError: the reports compare different profiles or repeat a query.
     """
-    from shopsearch.api.compare import compare_metric
+    a_name, a = side_scores(paths, "a")
+    b_name, b = side_scores(paths, "b")
+    return paired_table(a_name, a, b_name, b, f"pooled from {len(paths)} reports")
 
-    per_query: dict[str, dict] = {}
-    names = None
+
+def side_scores(paths: Sequence[str | Path], side: str) -> tuple[str, dict[str, dict[str, float]]]:
+    """One side (``"a"`` or ``"b"``) of disjoint reports: its profile's name and {query id: {metric: score}}.
+
+    Raises:
+        PoolError: the reports name different profiles on that side or repeat a query.
+    """
+    name, scores = None, {}
     for path in paths:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
-        if names not in (None, (report["a"], report["b"])):
-            raise PoolError(f"{path} compares {report['a']} vs {report['b']}, not {names[0]} vs {names[1]}")
-        names = (report["a"], report["b"])
-        shared = per_query.keys() & report["per_query"].keys()
+        if name not in (None, report[side]):
+            raise PoolError(f"{path} has {report[side]} as profile {side.upper()}, not {name}")
+        name = report[side]
+        shared = scores.keys() & report["per_query"].keys()
         if shared:
             raise PoolError(f"{path} repeats {len(shared)} queries (e.g. {sorted(shared)[0]}): "
                             "folds must be disjoint")
-        per_query.update(report["per_query"])
-    metrics = list(next(iter(per_query.values()))["a"])
-    lines = [f"{names[1]} vs {names[0]}: {len(per_query)} queries pooled from {len(paths)} reports",
-             f"| metric | {names[0]} | {names[1]} | delta | 95% CI | wins / losses / ties | p (randomisation) | p (t) |",
+        scores.update({q: v[side] for q, v in report["per_query"].items()})
+    return name, scores
+
+
+def paired_table(a_name: str, a: dict[str, dict[str, float]], b_name: str, b: dict[str, dict[str, float]],
+                 source: str) -> list[str]:
+    """B against A over the queries both scored, as lines: a heading naming ``source``, then the Markdown table.
+
+    Raises:
+        PoolError: no query is scored on both sides.
+    """
+    from shopsearch.api.compare import compare_metric
+
+    queries = sorted(a.keys() & b.keys())
+    if not queries:
+        raise PoolError(f"{a_name} and {b_name} share no scored query")
+    lines = [f"{b_name} vs {a_name}: {len(queries)} queries {source}",
+             f"| metric | {a_name} | {b_name} | delta | 95% CI | wins / losses / ties | p (randomisation) | p (t) |",
              "|---|---:|---:|---:|---|:---:|---:|---:|"]
-    for m in metrics:
-        a = [q["a"][m] for q in per_query.values()]
-        b = [q["b"][m] for q in per_query.values()]
-        c = compare_metric(m, sum(a) / len(a), sum(b) / len(b), [y - x for x, y in zip(a, b)])
+    for m in a[queries[0]]:
+        xs = [a[q][m] for q in queries]
+        ys = [b[q][m] for q in queries]
+        c = compare_metric(m, sum(xs) / len(xs), sum(ys) / len(ys), [y - x for x, y in zip(xs, ys)])
         lines.append(f"| {m} | {c.mean_a:.4f} | {c.mean_b:.4f} | {c.delta:+.4f} | [{c.ci_low:+.3f}, {c.ci_high:+.3f}] "
                      f"| {c.wins} / {c.losses} / {c.ties} | {c.p_randomization:.3f} | {c.p_ttest:.3f} |")
     return lines

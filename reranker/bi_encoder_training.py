@@ -8,8 +8,8 @@ positives would otherwise be scored as negatives). A plain loop drives the libra
 which the project does not depend on.
 
 Data: the shared layout (:func:`shopsearch.reranker.training_data.load_judged_set`); queries are split by
-:func:`~shopsearch.reranker.training_data.split_queries` (``test_fraction`` held out, never trained on: with the same
-seed and fraction it is the cross-encoder's test split). Positives are judged >= ``min_positive_grade``; hard
+:func:`~shopsearch.reranker.training_data.split_queries` (``test_fraction``, or fold ``fold`` of ``folds``, held out and
+never trained on: with the same seed and fraction or folds it is the cross-encoder's test split). Positives are judged >= ``min_positive_grade``; hard
 negatives come from the index's top hits for the query (``candidates``) that are judged 0 or unjudged — never a
 product judged relevant (grade >= 1). Product text is exactly what the indexer embeds (``Product.embed_text`` of
 the validated row). The model card compares held-out nDCG@10 of ranking each held-out query's judged pool by
@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from shopsearch.evaluation import RELEVANT_GRADE, mean_ndcg
 from shopsearch.settings import offline_environment
 
 from .hard_negatives import mine_hard_negatives
-from .training_data import JudgedSet, load_judged_set, split_queries
+from .training_data import JudgedSet, QuerySplit, load_judged_set, split_queries
 from .training_common import MixedPrecision, check_ranges, common_checks, make_optimizer, pick_device
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class BiTrainConfig:
     max_length: int = 128
     seed: int = 42
     test_fraction: float = 0.2
+    folds: int = 0  # K >= 2: cross-validation, fold ``fold`` of K is the held-out set (test_fraction unused)
+    fold: int = 0
     device: str | None = None
 
     def validate(self) -> None:
@@ -71,7 +73,14 @@ class BiTrainConfig:
             ("min_positive_grade", self.min_positive_grade >= 1, ">= 1"),
             ("max_positives_per_query", self.max_positives_per_query is None or self.max_positives_per_query >= 1,
              ">= 1 (or None)"),
-            ("test_fraction", 0 < self.test_fraction < 1, "in (0, 1)")])
+            ("test_fraction", 0 < self.test_fraction < 1, "in (0, 1)"),
+            ("folds", self.folds == 0 or self.folds >= 2, "0 (no folds) or >= 2"),
+            ("fold", self.fold == 0 or 0 <= self.fold < self.folds, "in 0 .. folds-1")])
+
+    def split(self, qids: Iterable[str]) -> QuerySplit:
+        """The run's train / held-out split of ``qids`` (no validation set): ``test_fraction`` or fold ``fold``."""
+        return split_queries(qids, valid_fraction=0.0, test_fraction=self.test_fraction, seed=self.seed,
+                             folds=self.folds, fold=self.fold)
 
 
 @dataclass(frozen=True)
@@ -212,8 +221,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     started = time.perf_counter()
     data = load_judged_set(config.data_dir)
     texts = catalog_texts(Path(config.data_dir) / "products.jsonl")
-    split = split_queries({j.query_id for j in data.qrels}, valid_fraction=0.0, test_fraction=config.test_fraction,
-                          seed=config.seed)
+    split = config.split({j.query_id for j in data.qrels})
     grades = {q: {j.doc_id: j.relevance for j in js} for q, js in data.by_query().items()}
     negatives = mine_hard_negatives({q: h for q, h in (candidates or {}).items() if q in split.train}, grades,
                                     config.mine_depth)

@@ -12,10 +12,15 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "pool_compare.py"
 
 
 @pytest.fixture(scope="module")
-def pool_compare():
+def module():
     spec = importlib.util.spec_from_file_location("pool_compare", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pool_compare(module):
     return module.main
 
 
@@ -40,4 +45,13 @@ def test_overlapping_or_mismatched_reports_are_refused(pool_compare, tmp_path, c
     again = _report(tmp_path / "again.json", {"q1": (0.5, 0.7)})
     other = _report(tmp_path / "other.json", {"q9": (0.5, 0.7)}, b="rerank")
     assert pool_compare([f0, again]) == 2 and "folds must be disjoint" in capsys.readouterr().err
-    assert pool_compare([f0, other]) == 2 and "not default vs rerank-ce" in capsys.readouterr().err
+    assert pool_compare([f0, other]) == 2 and "has rerank as profile B, not rerank-ce" in capsys.readouterr().err
+
+
+def test_sides_of_two_runs_pair_over_their_shared_queries(module, tmp_path):
+    # a fine-tuned index's default (B of one run) against a learnt ranker (B of another), query by query
+    ft = [_report(tmp_path / "ft0.json", {"q1": (0.1, 0.6), "q2": (0.1, 0.2)}, a="bm25", b="default")]
+    ltr = [_report(tmp_path / "ltr0.json", {"q1": (0.1, 0.5), "q2": (0.1, 0.4), "q3": (0.1, 0.9)}, a="bm25", b="ltr")]
+    lines = module.paired_table(*module.side_scores(ft, "b"), *module.side_scores(ltr, "b"), "paired")
+    assert lines[0] == "ltr vs default: 2 queries paired"
+    assert lines[3].startswith("| ndcg@10 | 0.4000 | 0.4500 | +0.0500 |") and "| 1 / 1 / 0 |" in lines[3]

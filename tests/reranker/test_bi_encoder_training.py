@@ -77,6 +77,17 @@ def test_config_validation(data_dir):
         BiTrainConfig(str(data_dir), "x", batch_size=1).validate()
     with pytest.raises(ValueError, match=r"test_fraction=0.0 must be in \(0, 1\)"):
         BiTrainConfig(str(data_dir), "x", test_fraction=0.0).validate()
+    with pytest.raises(ValueError, match=r"fold=3 must be in 0 .. folds-1"):
+        BiTrainConfig(str(data_dir), "x", folds=3, fold=3).validate()
+
+
+def test_folds_hold_out_every_query_once(data_dir):
+    qids = {j.query_id for j in load_judged_set(data_dir).qrels}
+    splits = [BiTrainConfig(str(data_dir), "x", folds=5, fold=f, seed=0).split(qids) for f in range(5)]
+    assert sorted(q for s in splits for q in s.test) == sorted(qids)
+    assert all(s.train == qids - s.test and not s.valid for s in splits)
+    # over the same queries these are the ranker's folds (train ranker --folds 5 --fold I, seed 0)
+    assert splits[2].test == split_queries(qids, folds=5, fold=2, valid_fraction=0.0, seed=0).test
 
 
 def test_tiny_end_to_end(data_dir, tiny_bi_encoder_dir, tmp_path):

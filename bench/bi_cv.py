@@ -1,0 +1,94 @@
+"""The bi-encoder fine-tuned on a catalog's own judgments, cross-validated over every judged query (issue 13: the
+learnt ranker's homedepot CV has it measured beside it).
+
+For each of K seeded folds (seed 0: the folds of bench/ltr_cv.py, which splits the queries the same way):
+
+1. ``shopsearch train bi-encoder --folds K --fold I`` on the other folds' queries (hard negatives mined from the
+   index with --mine-profile);
+2. ``shopsearch index --full --model`` the catalog into INDEX-biI on the embedded engine, embedded by that model;
+3. ``shopsearch compare --model`` the baseline against the profile on INDEX-biI over fold I's held-out queries.
+
+The folds' per-query scores are pooled (bench/pool_compare.py). ``--against DIR`` (an ltr_cv.py work folder with
+the same folds) also pairs the fine-tuned profile query by query with each profile of that run. Finished steps are
+kept in ``--work`` and skipped when the bench is run again.
+
+    python bench/bi_cv.py --data ../shared/data/homedepot --index homedepot --work /tmp/bi-hd --against /tmp/ltr-hd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from _cli_runs import add_fold_args, sh
+from pool_compare import paired_table, pooled_table, side_scores
+
+from shopsearch.settings import child_environment
+
+
+def step(cmd: list[str], env, out: Path) -> None:
+    """Run ``cmd`` into ``out`` unless an earlier run finished it (a failed run leaves only ``out``.part)."""
+    if out.exists():
+        print(f"  (kept {out.name})", flush=True)
+        return
+    part = out.with_name(out.name + ".part")
+    sh(cmd, env, part)
+    part.rename(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME to mine negatives from")
+    ap.add_argument("--profile", default="default", help="the profile scored on the fine-tuned index (default)")
+    ap.add_argument("--baseline", default="bm25", help="the profile it is compared with (default bm25)")
+    ap.add_argument("--only", type=int, action="append", metavar="I", help="run fold I only (repeatable)")
+    ap.add_argument("--against", type=Path, help="an ltr_cv.py work folder: pair with its cmp-*.json profiles")
+    ap.add_argument("--train-args", default="--epochs 1 --batch-size 32 --lr 3e-5 --max-length 64 "
+                    "--max-positives-per-query 2 --hard-negatives 1 --mine-profile bm25",
+                    help="more `train bi-encoder` options (default: %(default)s)")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data)
+    env = child_environment({})
+    t0 = time.perf_counter()
+    for f in args.only or range(args.folds):
+        model = work / f"bi{f}"
+        print(f"fold {f}:", flush=True)
+        step(["shopsearch", "train", "bi-encoder", "--data", str(data), "--index", args.index, "--engine", "embedded",
+              "--out", str(model), "--folds", str(args.folds), "--fold", str(f), "--seed", "0", "--no-progress",
+              *args.train_args.split()], env, work / f"train-{f}.txt")
+        step(["shopsearch", "index", str(data / "products.jsonl"), "--index", f"{args.index}-bi{f}", "--engine",
+              "embedded", "--model", str(model), "--full", "--no-progress"], env, work / f"index-{f}.txt")
+        step(["shopsearch", "compare", "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model", str(model),
+              "--no-budget", "--json", "--no-progress", "--queries", str(model / "heldout-queries.tsv"), "--qrels",
+              str(data / "qrels-dev.txt"), args.baseline, args.profile], env, work / f"cmp-ft-{f}.json")
+    done = [f for f in range(args.folds) if (work / f"cmp-ft-{f}.json").exists()]
+    if not done:
+        return 1
+    print(f"\nfolds done: {len(done)} of {args.folds}")
+    for f in done:
+        m = json.loads((work / f"bi{f}" / "model_card.json").read_text(encoding="utf-8"))["metrics"]
+        print(f"  fold {f}: held-out judged-pool nDCG@10 by cosine {m['heldout_pool_ndcg@10_before']:.4f} -> "
+              f"{m['heldout_pool_ndcg@10_after']:.4f}")
+    ours = [work / f"cmp-ft-{f}.json" for f in done]
+    print()
+    print("\n".join(pooled_table(ours)))
+    name, tuned = side_scores(ours, "b")
+    name = f"{name} (fine-tuned bi-encoder)"
+    others = {}  # each profile of the --against run once, though several of its reports hold it
+    for first in sorted(args.against.glob("cmp-*-0.json")) if args.against else []:
+        runs = sorted(args.against.glob(first.name.replace("-0.json", "-*.json")))
+        others.update(side_scores(runs, side) for side in ("a", "b"))
+    for other, scores in others.items():
+        print()
+        print("\n".join(paired_table(name, tuned, other, scores, f"paired with {args.against}")))
+    print(f"\nbi_cv: {len(args.only or range(args.folds))} folds of {data.name} in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
