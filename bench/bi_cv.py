@@ -6,7 +6,9 @@ For each of K seeded folds (seed 0: the folds of bench/ltr_cv.py, which splits t
 1. ``shopsearch train bi-encoder --folds K --fold I`` on the other folds' queries (hard negatives mined from the
    index with --mine-profile);
 2. ``shopsearch index --full --model`` the catalog into INDEX-biI on the embedded engine, embedded by that model;
-3. ``shopsearch compare --model`` the baseline against the profile on INDEX-biI over fold I's held-out queries.
+3. ``shopsearch compare --model`` the baseline against the profile on INDEX-biI over fold I's held-out queries;
+4. with ``--ranker PROFILE``, ``shopsearch train ranker --judgments --fold I`` on INDEX-biI too, and the profile
+   against it there (over the queries neither model trained on).
 
 The folds' per-query scores are pooled (bench/pool_compare.py). ``--against DIR`` (an ltr_cv.py work folder with
 the same folds) also pairs the fine-tuned profile query by query with each profile of that run. Finished steps are
@@ -39,12 +41,35 @@ def step(cmd: list[str], env, out: Path) -> None:
     part.rename(out)
 
 
+def ranker(args: argparse.Namespace, f: int, data: Path, model: Path, work: Path) -> None:
+    """Fold ``f``'s ranker on its fine-tuned index, compared with the profile over the queries neither model saw."""
+    models = work / f"m{f}"
+    models.mkdir(exist_ok=True)
+    env = child_environment({"models_dir": models})
+    out = models / args.ranker
+    step(["shopsearch", "train", "ranker", "--judgments", str(data / "qrels-dev.txt"), "--queries",
+          str(data / "queries-dev.tsv"), "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model",
+          str(model), "--profile", args.ranker, "--folds", str(args.folds), "--fold", str(f), "--rows-cache",
+          str(work / f"rows-{f}.npz"), "--out", str(out), "--no-progress"], env, work / f"ranker-{f}.txt")
+    # The ranker splits the queries that have rows, the bi-encoder every judged one: the two held-out sets can
+    # differ by a few queries, and only those in both were never trained on by either model.
+    seen = {line.split("\t")[0] for line in (model / "heldout-queries.tsv").read_text(encoding="utf-8").splitlines()}
+    both = work / f"heldout-both-{f}.tsv"
+    both.write_text("".join(line + "\n" for line in (out / "heldout-queries.tsv").read_text(encoding="utf-8")
+                            .splitlines() if line.split("\t")[0] in seen), encoding="utf-8")
+    step(["shopsearch", "compare", "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model", str(model),
+          "--no-budget", "--json", "--no-progress", "--queries", str(both), "--qrels", str(data / "qrels-dev.txt"),
+          args.profile, args.ranker], env, work / f"cmp-ranker-{f}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME to mine negatives from")
     ap.add_argument("--profile", default="default", help="the profile scored on the fine-tuned index (default)")
     ap.add_argument("--baseline", default="bm25", help="the profile it is compared with (default bm25)")
     ap.add_argument("--only", type=int, action="append", metavar="I", help="run fold I only (repeatable)")
+    ap.add_argument("--ranker", metavar="PROFILE", help="also train PROFILE's ranker (train ranker --judgments) on "
+                    "each fold's fine-tuned index and compare it with --profile there")
     ap.add_argument("--against", type=Path, help="an ltr_cv.py work folder: pair with its cmp-*.json profiles")
     ap.add_argument("--train-args", default="--epochs 1 --batch-size 32 --lr 3e-5 --max-length 64 "
                     "--max-positives-per-query 2 --hard-negatives 1 --mine-profile bm25",
@@ -66,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         step(["shopsearch", "compare", "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model", str(model),
               "--no-budget", "--json", "--no-progress", "--queries", str(model / "heldout-queries.tsv"), "--qrels",
               str(data / "qrels-dev.txt"), args.baseline, args.profile], env, work / f"cmp-ft-{f}.json")
+        if args.ranker:
+            ranker(args, f, data, model, work)
     done = [f for f in range(args.folds) if (work / f"cmp-ft-{f}.json").exists()]
     if not done:
         return 1
@@ -79,13 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(pooled_table(ours)))
     name, tuned = side_scores(ours, "b")
     name = f"{name} (fine-tuned bi-encoder)"
+    learnt = [work / f"cmp-ranker-{f}.json" for f in done if (work / f"cmp-ranker-{f}.json").exists()]
+    if learnt:
+        print()
+        print("\n".join(pooled_table(learnt)))
+        print(f"({args.profile} and its ranker on the fine-tuned indices)")
     others = {}  # each profile of the --against run once, though several of its reports hold it
     for first in sorted(args.against.glob("cmp-*-0.json")) if args.against else []:
         runs = sorted(args.against.glob(first.name.replace("-0.json", "-*.json")))
         others.update(side_scores(runs, side) for side in ("a", "b"))
+    tuned_runs = [(name, tuned)]
+    if learnt:
+        r_name, r_scores = side_scores(learnt, "b")
+        tuned_runs.append((f"{r_name} (fine-tuned bi-encoder)", r_scores))
     for other, scores in others.items():
-        print()
-        print("\n".join(paired_table(name, tuned, other, scores, f"paired with {args.against}")))
+        for label, their_scores in tuned_runs:
+            print()
+            print("\n".join(paired_table(other, scores, label, their_scores, f"paired with {args.against}")))
     print(f"\nbi_cv: {len(args.only or range(args.folds))} folds of {data.name} in {time.perf_counter() - t0:.0f}s")
     return 0
 
