@@ -8,12 +8,12 @@ positives would otherwise be scored as negatives). A plain loop drives the libra
 which the project does not depend on.
 
 Data: the shared layout (:func:`shopsearch.reranker.training_data.load_judged_set`); queries are split by
-:func:`~shopsearch.reranker.training_data.split_queries` (``test_fraction``, or fold ``fold`` of ``folds``, held out and
-never trained on: with the same seed and fraction or folds it is the cross-encoder's test split). Positives are judged >= ``min_positive_grade``; hard
-negatives come from the index's top hits for the query (``candidates``) that are judged 0 or unjudged — never a
-product judged relevant (grade >= 1). Product text is exactly what the indexer embeds (``Product.embed_text`` of
-the validated row). The model card compares held-out nDCG@10 of ranking each held-out query's judged pool by
-cosine, base model -> fine-tuned.
+:func:`~shopsearch.reranker.training_data.split_queries` (``test_fraction``, or fold ``fold`` of ``folds``, held
+out and never trained on: with the same seed and fraction or folds it is the cross-encoder's test split).
+Positives are judged >= ``min_positive_grade``; hard negatives come from the index's top hits for the query
+(``candidates``) that are judged 0 or unjudged — never a product judged relevant (grade >= 1). Product text is
+exactly what the indexer embeds (``Product.embed_text`` of the validated row). The model card compares held-out
+nDCG@10 of ranking each held-out query's judged pool by cosine, base model -> fine-tuned.
 """
 
 from __future__ import annotations
