@@ -41,25 +41,31 @@ def step(cmd: list[str], env, out: Path) -> None:
     part.rename(out)
 
 
-def ranker(args: argparse.Namespace, f: int, data: Path, model: Path, work: Path) -> None:
+def compare(index: str, model: Path, queries: Path, qrels: Path, a: str, b: str) -> list[str]:
+    """``shopsearch compare --json`` of profile ``b`` against ``a`` on a fine-tuned index, with its query encoder."""
+    return ["shopsearch", "compare", "--index", index, "--engine", "embedded", "--model", str(model), "--no-budget",
+            "--json", "--no-progress", "--queries", str(queries), "--qrels", str(qrels), a, b]
+
+
+def ranker(args: argparse.Namespace, f: int, index: str, data: Path, model: Path, work: Path) -> None:
     """Fold ``f``'s ranker on its fine-tuned index, compared with the profile over the queries neither model saw."""
+    from shopsearch.judgments import read_queries, write_queries
+
     models = work / f"m{f}"
     models.mkdir(exist_ok=True)
     env = child_environment({"models_dir": models})
     out = models / args.ranker
     step(["shopsearch", "train", "ranker", "--judgments", str(data / "qrels-dev.txt"), "--queries",
-          str(data / "queries-dev.tsv"), "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model",
-          str(model), "--profile", args.ranker, "--folds", str(args.folds), "--fold", str(f), "--rows-cache",
-          str(work / f"rows-{f}.npz"), "--out", str(out), "--no-progress"], env, work / f"ranker-{f}.txt")
+          str(data / "queries-dev.tsv"), "--index", index, "--engine", "embedded", "--model", str(model), "--profile",
+          args.ranker, "--folds", str(args.folds), "--fold", str(f), "--rows-cache", str(work / f"rows-{f}.npz"),
+          "--out", str(out), "--no-progress"], env, work / f"ranker-{f}.txt")
     # The ranker splits the queries that have rows, the bi-encoder every judged one: the two held-out sets can
     # differ by a few queries, and only those in both were never trained on by either model.
-    seen = {line.split("\t")[0] for line in (model / "heldout-queries.tsv").read_text(encoding="utf-8").splitlines()}
+    unseen = {q.qid for q in read_queries(model / "heldout-queries.tsv")}
     both = work / f"heldout-both-{f}.tsv"
-    both.write_text("".join(line + "\n" for line in (out / "heldout-queries.tsv").read_text(encoding="utf-8")
-                            .splitlines() if line.split("\t")[0] in seen), encoding="utf-8")
-    step(["shopsearch", "compare", "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model", str(model),
-          "--no-budget", "--json", "--no-progress", "--queries", str(both), "--qrels", str(data / "qrels-dev.txt"),
-          args.profile, args.ranker], env, work / f"cmp-ranker-{f}.json")
+    write_queries(both, [q for q in read_queries(out / "heldout-queries.tsv") if q.qid in unseen])
+    step(compare(index, model, both, data / "qrels-dev.txt", args.profile, args.ranker), env,
+         work / f"cmp-ranker-{f}.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,18 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     env = child_environment({})
     t0 = time.perf_counter()
     for f in args.only or range(args.folds):
-        model = work / f"bi{f}"
+        model, index = work / f"bi{f}", f"{args.index}-bi{f}"
         print(f"fold {f}:", flush=True)
         step(["shopsearch", "train", "bi-encoder", "--data", str(data), "--index", args.index, "--engine", "embedded",
               "--out", str(model), "--folds", str(args.folds), "--fold", str(f), "--seed", "0", "--no-progress",
               *args.train_args.split()], env, work / f"train-{f}.txt")
-        step(["shopsearch", "index", str(data / "products.jsonl"), "--index", f"{args.index}-bi{f}", "--engine",
-              "embedded", "--model", str(model), "--full", "--no-progress"], env, work / f"index-{f}.txt")
-        step(["shopsearch", "compare", "--index", f"{args.index}-bi{f}", "--engine", "embedded", "--model", str(model),
-              "--no-budget", "--json", "--no-progress", "--queries", str(model / "heldout-queries.tsv"), "--qrels",
-              str(data / "qrels-dev.txt"), args.baseline, args.profile], env, work / f"cmp-ft-{f}.json")
+        step(["shopsearch", "index", str(data / "products.jsonl"), "--index", index, "--engine", "embedded",
+              "--model", str(model), "--full", "--no-progress"], env, work / f"index-{f}.txt")
+        step(compare(index, model, model / "heldout-queries.tsv", data / "qrels-dev.txt", args.baseline,
+                     args.profile), env, work / f"cmp-ft-{f}.json")
         if args.ranker:
-            ranker(args, f, data, model, work)
+            ranker(args, f, index, data, model, work)
     done = [f for f in range(args.folds) if (work / f"cmp-ft-{f}.json").exists()]
     if not done:
         return 1

@@ -14,8 +14,7 @@ Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
    ``--profile ltr-ce`` the cross-encoder's score is among the features; ``--link`` supplies that model);
 5. ``shopsearch compare default <learnt profile>`` on the fold's *test* queries with the *human* qrels;
 6. interleaving: ``shopsearch serve`` with an experiments file (``mode = "interleave"``, arms default and the learnt
-   profile) and
-   the fold's model, ``simulate-traffic --sessions M`` on the fold's test queries.
+   profile) and the fold's model, ``simulate-traffic --sessions M`` on the fold's test queries.
 
 At the end: the folds' per-query comparisons pooled (nDCG@10 of `ltr` minus `default`, 95% CI, paired tests) and
 the interleaving preference pooled over the folds (exact binomial test), with p after the first n sessions.

@@ -28,8 +28,9 @@ def pooled_table(paths: Sequence[str | Path]) -> list[str]:
     Raises:
         PoolError: the reports compare different profiles or repeat a query.
     """
-    a_name, a = side_scores(paths, "a")
-    b_name, b = side_scores(paths, "b")
+    reports = _read(paths)
+    a_name, a = _side(reports, "a")
+    b_name, b = _side(reports, "b")
     return paired_table(a_name, a, b_name, b, f"pooled from {len(paths)} reports")
 
 
@@ -39,9 +40,16 @@ def side_scores(paths: Sequence[str | Path], side: str) -> tuple[str, dict[str, 
     Raises:
         PoolError: the reports name different profiles on that side or repeat a query.
     """
+    return _side(_read(paths), side)
+
+
+def _read(paths: Sequence[str | Path]) -> list[tuple[str | Path, dict]]:
+    return [(path, json.loads(Path(path).read_text(encoding="utf-8"))) for path in paths]
+
+
+def _side(reports: list[tuple[str | Path, dict]], side: str) -> tuple[str, dict[str, dict[str, float]]]:
     name, scores = None, {}
-    for path in paths:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    for path, report in reports:
         if name not in (None, report[side]):
             raise PoolError(f"{path} has {report[side]} as profile {side.upper()}, not {name}")
         name = report[side]
