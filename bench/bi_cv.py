@@ -10,7 +10,8 @@ For each of K seeded folds (seed 0: the folds of bench/ltr_cv.py, which splits t
 4. with ``--ranker PROFILE``, ``shopsearch train ranker --judgments --fold I`` on INDEX-biI too, and the profile
    against it there (over the queries neither model trained on).
 
-The folds' per-query scores are pooled (bench/pool_compare.py). ``--against DIR`` (an ltr_cv.py work folder with
+``--link NAME=PATH`` puts a shared model into every fold's models folder (``ltr-ce``'s cross-encoder). The folds'
+per-query scores are pooled (bench/pool_compare.py). ``--against DIR`` (an ltr_cv.py work folder with
 the same folds) also pairs the fine-tuned profile query by query with each profile of that run. Finished steps are
 kept in ``--work`` and skipped when the bench is run again.
 
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import add_fold_args, sh
+from _cli_runs import add_fold_args, models_with_links, sh
 from pool_compare import paired_table, pooled_table, side_scores
 
 from shopsearch.settings import child_environment
@@ -51,8 +52,7 @@ def ranker(args: argparse.Namespace, f: int, index: str, data: Path, model: Path
     """Fold ``f``'s ranker on its fine-tuned index, compared with the profile over the queries neither model saw."""
     from shopsearch.judgments import read_queries, write_queries
 
-    models = work / f"m{f}"
-    models.mkdir(exist_ok=True)
+    models = models_with_links(work / f"m{f}", args.link)
     env = child_environment({"models_dir": models})
     out = models / args.ranker
     step(["shopsearch", "train", "ranker", "--judgments", str(data / "qrels-dev.txt"), "--queries",
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", type=int, action="append", metavar="I", help="run fold I only (repeatable)")
     ap.add_argument("--ranker", metavar="PROFILE", help="also train PROFILE's ranker (train ranker --judgments) on "
                     "each fold's fine-tuned index and compare it with --profile there")
+    ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
+                    help="a model the --ranker profile needs beside the fold's own (its cross-encoder, say)")
     ap.add_argument("--against", type=Path, help="an ltr_cv.py work folder: pair with its cmp-*.json profiles")
     ap.add_argument("--train-args", default="--epochs 1 --batch-size 32 --lr 3e-5 --max-length 64 "
                     "--max-positives-per-query 2 --hard-negatives 1 --mine-profile bm25",

@@ -401,7 +401,7 @@ class EmbeddedEngine:
         if not legs:
             return []
         snap = self._snapshot(idx)
-        ranked: list[list[tuple[str, float]]] = []
+        ranked: list[list[tuple[str, float, dict[str, float]]]] = []
         for leg in legs:
             if deadline is not None and deadline.expired():
                 raise LegsCutShort(self._with_sources(idx, ranked, with_source))
@@ -412,12 +412,13 @@ class EmbeddedEngine:
         return self._with_sources(idx, ranked, with_source)
 
     @staticmethod
-    def _with_sources(idx: _Index, ranked: list[list[tuple[str, float]]], with_source: bool) -> list[list[Hit]]:
-        """Ranked (id, score) lists as Hits, with their stored sources when asked."""
+    def _with_sources(idx: _Index, ranked: list[list[tuple[str, float, dict[str, float]]]],
+                      with_source: bool) -> list[list[Hit]]:
+        """Ranked (id, score, field scores) lists as Hits, with their stored sources when asked."""
         if not with_source:
-            return [[Hit(i, s) for i, s in r] for r in ranked]
-        sources = idx.store.sources(list({i for r in ranked for i, _ in r}))
-        return [[Hit(i, s, public_source(sources[i])) for i, s in r if i in sources] for r in ranked]
+            return [[Hit(i, s, fields=f) for i, s, f in r] for r in ranked]
+        sources = idx.store.sources(list({i for r in ranked for i, _, _ in r}))
+        return [[Hit(i, s, public_source(sources[i]), fields=f) for i, s, f in r if i in sources] for r in ranked]
 
     def _check_leg(self, leg: Any) -> None:
         if isinstance(leg, BM25Leg):
@@ -442,27 +443,32 @@ class EmbeddedEngine:
         else:
             raise ValueError(f"legs must be BM25Leg or KnnLeg; got {type(leg).__name__}")
 
-    def _lexical(self, snap: Snapshot, leg: BM25Leg) -> tuple[np.ndarray, np.ndarray]:
+    def _lexical(self, snap: Snapshot, leg: BM25Leg) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """The leg's best_fields scores and match mask, and each field's own (unboosted) scores."""
         clauses = analyze_query(leg.query, leg.synonyms)
         if not clauses:
-            return np.zeros(len(snap), dtype=np.float32), np.zeros(len(snap), dtype=bool)
+            return np.zeros(len(snap), dtype=np.float32), np.zeros(len(snap), dtype=bool), []
         per_field = [score_field(snap.fields[f], clauses, leg.fuzziness) for f in leg.fields]
-        return best_fields(per_field, list(leg.fields.values()), leg.tie_breaker)
+        scores, matched = best_fields(per_field, list(leg.fields.values()), leg.tie_breaker)
+        return scores, matched, [s for s, _ in per_field]
 
-    def _bm25(self, snap: Snapshot, leg: BM25Leg) -> list[tuple[str, float]]:
+    def _bm25(self, snap: Snapshot, leg: BM25Leg) -> list[tuple[str, float, dict[str, float]]]:
         if not leg.query.strip() or not len(snap):
             return []  # an empty lexical query matches nothing, as in OpenSearchEngine
-        scores, matched = self._lexical(snap, leg)
+        scores, matched, per_field = self._lexical(snap, leg)
         rows = _top(scores, matched & snap.mask(leg.filters), leg.size)
-        return [(snap.ids[r].item(), float(scores[r])) for r in rows]
+        if not leg.field_scores:
+            return [(snap.ids[r].item(), float(scores[r]), {}) for r in rows]
+        return [(snap.ids[r].item(), float(scores[r]), {f: float(s[r]) for f, s in zip(leg.fields, per_field)})
+                for r in rows]
 
-    def _knn(self, snap: Snapshot, leg: KnnLeg) -> list[tuple[str, float]]:
+    def _knn(self, snap: Snapshot, leg: KnnLeg) -> list[tuple[str, float, dict[str, float]]]:
         scores = _vector_scores(snap, leg.vector)
         mask = snap.mask(leg.filters)
         if leg.min_score:
             mask &= scores >= np.float32(leg.min_score)  # radial search
         rows = _top(scores, mask, leg.k)
-        return [(snap.ids[r].item(), float(scores[r])) for r in rows]
+        return [(snap.ids[r].item(), float(scores[r]), {}) for r in rows]
 
     def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
               exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
@@ -523,7 +529,7 @@ class EmbeddedEngine:
         matched = np.zeros(len(snap), dtype=bool)
         lex = rule.lexical
         if lex is not None and lex.query.strip() and len(snap):
-            lex_scores, matched = self._lexical(snap, lex)
+            lex_scores, matched, _ = self._lexical(snap, lex)
             scores = np.where(matched, lex_scores, np.float32(0.0)).astype(np.float32)
         if rule.vector is not None and len(snap):
             vec = _vector_scores(snap, rule.vector)

@@ -85,12 +85,16 @@ class Hit:
 
     ``highlights`` maps ``title``/``description`` to the field's text, HTML-escaped, with ``<em>``...``</em>``
     around the words the query matched (only fields with a match; only when highlighting was asked for).
+    ``fields`` (BM25 legs asked for ``field_scores`` only) maps each of the leg's text fields to its own BM25 score
+    of the product, before the field's boost (0.0: the field did not match); ``score`` is their best_fields
+    combination.
     """
 
     id: str
     score: float
     source: dict[str, Any] = field(default_factory=dict, compare=False)
     highlights: dict[str, str] = field(default_factory=dict, compare=False)
+    fields: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def product(self) -> Product:
@@ -109,6 +113,9 @@ class BM25Leg:
     filters: Filters = Filters()
     # Search-time synonyms (shopsearch.plugin.synonyms): both engines expand the query with them; None: none.
     synonyms: SynonymMap | None = field(default=None, compare=False)
+    # Also return each field's own score (Hit.fields), for a learned ranker's features; on OpenSearch it costs
+    # the leg a request of its own (named clause scores are a _search option that _msearch does not take).
+    field_scores: bool = False
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,9 @@ class HybridSearcher:
             b = profile.bm25
             legs["bm25"] = BM25Leg(query=query, fields=dict(b.fields), size=b.size, fuzziness=b.fuzziness,
                                    tie_breaker=b.tie_breaker, filters=filters,
-                                   synonyms=self.merchandising.synonyms(self.index))
+                                   synonyms=self.merchandising.synonyms(self.index),
+                                   # a learned ranker's per-field BM25 features (stages["bm25_<field>"])
+                                   field_scores=profile.conversion.enabled)
         if profile.knn.enabled and vector is not None:
             legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
         return legs
@@ -223,6 +225,7 @@ class HybridSearcher:
         notes: list[str] = []
         reasons: list[str] = []
         fused: list[Fused] = []
+        field_scores: dict[str, dict[str, float]] = {}  # product id -> the BM25 leg's score per field
         rule = MatchRule(filters=req.filters)
         speller: Speller | None = None
         correction = Correction(query, query)
@@ -264,6 +267,7 @@ class HybridSearcher:
                 notes.append(f"deadline: the {' and '.join(skipped)} leg did not run in time; served by "
                              f"{' and '.join(list(legs)[:len(cut.done)])}")
             by_leg = dict(zip(legs, results))
+            field_scores = {h.id: h.fields for h in by_leg.get("bm25", ())}
             timings["retrieve"] = _ms(t)
             threshold = vector_threshold(profile, by_leg.get("knn", []))
             if "knn" in by_leg:
@@ -302,7 +306,7 @@ class HybridSearcher:
                 reasons.append("fetch:deadline")
                 notes.append("deadline: the page's products were not fetched in time; hits carry ids and scores")
             timings["fetch"] = _ms(t)
-            hits = [_scored(f, start + i + 1, found.get(f.id)) for i, f in enumerate(head)]
+            hits = [_scored(f, start + i + 1, found.get(f.id), field_scores.get(f.id)) for i, f in enumerate(head)]
         t = time.perf_counter()
         try:
             page = self.engine.match(self.index, rule, sort=req.sort, offset=max(0, start - len(fused)), size=want,
@@ -442,13 +446,16 @@ def vector_threshold(profile: Profile, knn_hits: list[Hit]) -> float:
     return max(profile.knn.min_score, round(profile.knn.relative_score * best, 6))
 
 
-def _scored(f: Fused, rank: int, found: Hit | None) -> ScoredHit:
-    """A fused record as a ScoredHit with every leg's score and rank and the fused score in ``stages``, and the
-    product's source and highlights from ``found``."""
+def _scored(f: Fused, rank: int, found: Hit | None, fields: dict[str, float] | None = None) -> ScoredHit:
+    """A fused record as a ScoredHit with every leg's score and rank, the BM25 leg's score per field
+    (``bm25_<field>``, from ``fields``) and the fused score in ``stages``, and the product's source and
+    highlights from ``found``."""
     stages: dict[str, float] = {}
     for leg, score in f.leg_scores.items():
         stages[leg] = score
         stages[f"{leg}_rank"] = f.leg_ranks[leg]
+    for name, score in (fields or {}).items():
+        stages[f"bm25_{name}"] = score
     stages["fused"] = f.score
     source, marks = (public_source(found.source), dict(found.highlights)) if found is not None else ({}, {})
     return ScoredHit(id=f.id, rank=rank, score=f.score, source=source, stages=stages, highlights=marks)

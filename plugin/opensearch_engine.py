@@ -25,8 +25,8 @@ from .engine import (PRICE_EDGES, BM25Leg, EngineUnavailable, Filters, Hit, Inde
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
 from .opensearch_errors import engine_errors, translate_status
-from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, highlight_body, leg_body,
-                                 match_bodies, parse_facets)
+from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
+                                 leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
 from .vocabulary import VOCABULARY_FIELDS, VOCABULARY_INDEX, Vocabulary, build_vocabulary
 
@@ -38,12 +38,18 @@ VOCABULARY_CHECK_S = 30.0
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
-def _hit(h: dict[str, Any], score: float | None = None) -> Hit:
-    """A Hit from one OpenSearch hit (its source, when fetched, and its highlights, joined per field)."""
+def _hit(h: dict[str, Any], score: float | None = None, leg: BM25Leg | KnnLeg | None = None) -> Hit:
+    """A Hit from one OpenSearch hit (its source, when fetched, and its highlights, joined per field); for a BM25
+    ``leg``, each field's own score from the named clauses' scores, unboosted (0.0: the field did not match)."""
     marks = {name: " ".join(parts) for name, parts in (h.get("highlight") or {}).items()}
     src = h.get("_source")
+    fields = {}
+    if isinstance(leg, BM25Leg) and leg.field_scores:
+        named = h.get("matched_queries") or {}
+        named = named if isinstance(named, dict) else {}
+        fields = {f: float(named.get(field_query_name(f), 0.0)) / boost for f, boost in leg.fields.items()}
     return Hit(id=h["_id"], score=float(h.get("_score") or 0.0) if score is None else score,
-               source=public_source(src) if src else {}, highlights=marks)
+               source=public_source(src) if src else {}, highlights=marks, fields=fields)
 
 
 def _check_name(param: str, value: str) -> str:
@@ -327,14 +333,21 @@ class OpenSearchEngine:
             EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
                 with 429, its queues full).
             DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
-                so none is served).
+                so none is served; a BM25 leg with ``field_scores`` goes in a second one).
         """
         _check_name("index", index)
         bodies = [leg_body(leg) for leg in legs]
         if not with_source:
             for body in bodies:
                 body["_source"] = False
-        return [[_hit(h) for h in sub["hits"]["hits"]] for sub in self._msearch(index, bodies, deadline, "search")]
+        together = [i for i, leg in enumerate(legs) if not (isinstance(leg, BM25Leg) and leg.field_scores)]
+        subs = dict(zip(together, self._msearch(index, [bodies[i] for i in together], deadline, "search")))
+        for i in sorted(set(range(len(legs))) - set(together)):
+            # Each hit's named clauses with their scores (the per-field BM25): a _search option in OpenSearch
+            # 2.19 that _msearch rejects, so this leg goes on its own.
+            subs[i] = self._timed("search", deadline, index, lambda **kw: self.client.search(
+                index=index, body=bodies[i], params={"include_named_queries_score": "true"}, **kw))
+        return [[_hit(h, leg=leg) for h in subs[i]["hits"]["hits"]] for i, leg in enumerate(legs)]
 
     def _msearch(self, index: str, bodies: list[dict[str, Any]], deadline: Deadline | None = None,
                  stage: str = "search") -> list[dict[str, Any]]:

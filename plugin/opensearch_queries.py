@@ -77,6 +77,12 @@ def _check_size(name: str, value: int) -> None:
         raise ValueError(f"{name}={value!r} must be an integer in 1..{MAX_RESULT_WINDOW}")
 
 
+def field_query_name(field: str) -> str:
+    """The ``_name`` of a BM25 leg's clause on ``field``: with ``include_named_queries_score`` each hit's
+    ``matched_queries`` gives that field's own (boosted) score, the ranker's per-field BM25 feature."""
+    return f"bm25_field:{field}"
+
+
 def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None = "AUTO",
                 tie_breaker: float = 0.3) -> dict[str, Any]:
     """A best_fields ``multi_match`` over ``fields`` (name -> boost) with optional typo tolerance.
@@ -109,14 +115,16 @@ def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None =
 
 
 def lexical_query(leg: BM25Leg) -> dict[str, Any]:
-    """The scoring query of a BM25 leg: :func:`multi_match` on the text, or, when one of the leg's synonyms fires
-    in it, the same best_fields query spelled out over the query's analyzed clauses (:mod:`.synonyms`).
+    """The scoring query of a BM25 leg: :func:`multi_match` on the text, or the same best_fields query spelled
+    out: a ``dis_max`` with the tie_breaker over one boosted clause per field, what ``multi_match`` best_fields
+    builds. Spelled out when one of the leg's synonyms fires in the text, and when the leg asks for
+    ``field_scores``: then each field's clause is named (:func:`field_query_name`) to report its own score.
 
-    Spelled out, each field gets a bool of SHOULD clauses, one per term or synonym alternative (a single term
-    fuzzy like the multi_match's, a phrase exact), its boost on the bool, and a ``dis_max`` with the tie_breaker
-    combines the fields: what ``multi_match`` best_fields builds from a text. The terms are the ones shopsearch's
-    analyzer mirror produced (stemmed), sent with the ``whitespace`` analyzer so the node does not analyze them
-    again; the embedded engine scores the same clauses (embedded_bm25.score_field).
+    A field's clause is a ``match`` on the text (fuzzy like the multi_match's), or, with synonyms, a bool of
+    SHOULD clauses over the query's analyzed clauses (:mod:`.synonyms`), one per term or synonym alternative (a
+    single term fuzzy, a phrase exact). Those terms are the ones shopsearch's analyzer mirror produced (stemmed),
+    sent with the ``whitespace`` analyzer so the node does not analyze them again; the embedded engine scores
+    the same clauses (embedded_bm25.score_field).
 
     Raises:
         ValueError: as :func:`multi_match` (fields, boosts, tie_breaker).
@@ -126,14 +134,25 @@ def lexical_query(leg: BM25Leg) -> dict[str, Any]:
     >>> q = lexical_query(BM25Leg("couch", {"title": 1.0}, fuzziness=None, synonyms=syn))
     >>> [c["match"]["title"]["query"] for c in q["dis_max"]["queries"][0]["bool"]["should"]]
     ['couch', 'sofa']
+    >>> leg = BM25Leg("tv", {"title": 2.0}, fuzziness=None, field_scores=True)
+    >>> lexical_query(leg)["dis_max"]["queries"][0]["match"]["title"]
+    {'query': 'tv', 'operator': 'or', 'boost': 2.0, '_name': 'bm25_field:title'}
     """
     plain = multi_match(leg.query, leg.fields, fuzziness=leg.fuzziness, tie_breaker=leg.tie_breaker)
-    if leg.synonyms is None or not leg.synonyms.fires(leg.query):
-        return plain
-    clauses = analyze_query(leg.query, leg.synonyms)
-    if not clauses:
-        return plain  # only stop words are left: the multi_match matches nothing, as the embedded engine
+    clauses = analyze_query(leg.query, leg.synonyms) \
+        if leg.synonyms is not None and leg.synonyms.fires(leg.query) else []
+    if not clauses and not leg.field_scores:
+        return plain  # (no synonym fires, or only stop words are left: it matches nothing, as embedded)
     fuzzy = {"fuzziness": leg.fuzziness, "prefix_length": 1, "max_expansions": 50} if leg.fuzziness else {}
+
+    def named(name: str) -> dict[str, str]:
+        return {"_name": field_query_name(name)} if leg.field_scores else {}
+
+    if not clauses:
+        per_field = [{"match": {name: {"query": leg.query, "operator": "or", "boost": float(boost),
+                                       **named(name), **fuzzy}}}
+                     for name, boost in leg.fields.items()]
+        return {"dis_max": {"queries": per_field, "tie_breaker": leg.tie_breaker}}
     per_field = []
     for name, boost in leg.fields.items():
         should = []
@@ -143,7 +162,7 @@ def lexical_query(leg: BM25Leg) -> dict[str, Any]:
                     should.append({"match": {name: {"query": alt[0], "analyzer": "whitespace", **fuzzy}}})
                 else:
                     should.append({"match_phrase": {name: {"query": " ".join(alt), "analyzer": "whitespace"}}})
-        per_field.append({"bool": {"should": should, "boost": float(boost)}})
+        per_field.append({"bool": {"should": should, "boost": float(boost), **named(name)}})
     return {"dis_max": {"queries": per_field, "tie_breaker": leg.tie_breaker}}
 
 

@@ -6,8 +6,9 @@ Each feature is a :class:`Feature` in :data:`FEATURES`; a model card lists the n
 :func:`feature_matrix` on the stage's own input hits, so training never computes a feature with other code.
 Missing inputs (no BM25 leg, no cross-encoder, no price) are NaN, which LightGBM treats as missing.
 
-Per-field BM25 is not a feature: neither engine returns it per hit without a second scoring pass (OpenSearch only
-through ``explain``), so the lexical features are the multi-field BM25 score and the field coverage features.
+Per-field BM25 (``bm25_title`` ...) is each text field's own BM25 score of the hit before the profile's boost, as
+the engine's lexical leg scored it (``stages["bm25_<field>"]``: the embedded engine's field scores, OpenSearch's
+named clauses); NaN when the BM25 leg did not return the hit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from shopsearch.indexer.records import Product
+from shopsearch.plugin.documents import TEXT_FIELDS
 from shopsearch.plugin.search_types import ScoredHit
 
 NAN = float("nan")
@@ -42,6 +44,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("bm25", "raw BM25 score of the hit (stages['bm25']); scale depends on the engine"),
     Feature("bm25_list_rank", "1-based rank of the BM25 score within the candidate list (NaN without BM25)"),
     Feature("bm25_rel", "BM25 score / the list's best BM25 score (0..1)"),
+    *(Feature(f"bm25_{f}", f"BM25 score of the {f.replace('_text', '')} field alone, before its boost "
+              f"(stages['bm25_{f}']; NaN without BM25)") for f in TEXT_FIELDS),
     Feature("knn", "vector similarity (stages['knn'])"),
     Feature("knn_list_rank", "1-based rank of the vector score within the candidate list"),
     Feature("fused", "fused retrieval score (stages['fused'])"),
@@ -71,10 +75,11 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_history_log", "log1p(the user's past interaction weight)"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+BM25_FIELD_FEATURES: tuple[str, ...] = tuple(f"bm25_{f}" for f in TEXT_FIELDS)
 # Scale-free features that simulated logs can fill: raw engine scores and the (position-biased) incoming rank
 # are left out by default so a model trained on logs transfers to live rankings.
 DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(
-    n for n in FEATURE_NAMES if n not in ("bm25", "knn", "fused", "fused_rank"))
+    n for n in FEATURE_NAMES if n not in ("bm25", "knn", "fused", "fused_rank", *BM25_FIELD_FEATURES))
 # Human judgments carry no position bias and are collected on the engine that serves, so the raw scores and the
 # incoming rank are kept; the shopper's affinities are left out (a judged query has no shopper).
 RELEVANCE_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if not n.startswith("user_"))
@@ -218,6 +223,7 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
             "bm25": bm25[i],
             "bm25_list_rank": bm25_rank[i],
             "bm25_rel": bm25[i] / best if best and not math.isnan(best) and best > 0 else NAN,
+            **{n: _num(h.stages.get(n)) if not math.isnan(bm25[i]) else NAN for n in BM25_FIELD_FEATURES},
             "knn": knn[i],
             "knn_list_rank": knn_rank[i],
             "fused": _num(h.stages.get("fused")),

@@ -230,11 +230,20 @@ def test_bm25_stemmed_term_ranks_its_product_first(engine, catalog):
 
 def test_bm25_field_boosts_and_best_fields(engine, catalog):
     # "running" is in p01/p02 titles and in their category_text; "quality" only in descriptions
-    hits = engine.search(catalog, [BM25Leg("running quality", {"title": 5.0, "description": 1.0}, size=12)])[0]
+    leg = BM25Leg("running quality", {"title": 5.0, "description": 1.0}, size=12, field_scores=True)
+    hits = engine.search(catalog, [leg])[0]
     assert [h.id for h in hits][:2] == ["p01", "p02"]
     assert hits[0].score > 2 * hits[2].score
     assert len(hits) == 12
     assert hits[0].source == CATALOG[0].to_source()
+    # each hit carries every field's own BM25 score, before its boost; best_fields of them is the hit's score
+    for h in hits:
+        assert set(h.fields) == {"title", "description"}
+        boosted = [5.0 * h.fields["title"], 1.0 * h.fields["description"]]
+        assert h.score == pytest.approx(max(boosted) + 0.3 * (sum(boosted) - max(boosted)), rel=1e-5)
+    assert hits[0].fields["title"] > 0 and hits[2].fields["title"] == 0.0 and hits[2].fields["description"] > 0
+    assert engine.search(catalog, [KnnLeg(Q, k=2)])[0][0].fields == {}
+    assert engine.search(catalog, [replace(leg, field_scores=False)])[0][0].fields == {}  # only when asked
 
 
 def test_bm25_synonyms(engine, catalog):
@@ -572,8 +581,10 @@ def test_cross_engine_scores_match(tmp_path, opensearch_url):
     engines = [EmbeddedEngine(tmp_path), OpenSearchEngine(url=opensearch_url)]
     name = f"contract-{uuid.uuid4().hex[:8]}-scores"
     fields = {"title": 3.0, "description": 1.0, "brand_text": 1.0, "category_text": 1.0}
-    legs = [BM25Leg(q, fields, size=12) for q in ("running shoes", "acme shoes", "laptop", "tv", "velvat sofa",
-                                                  "home furniture", "quality")]
+    syn = load_synonyms(Path(synonyms_module.__file__).parent / "config" / "synonyms.txt")
+    legs = [BM25Leg(q, fields, size=12, field_scores=True) for q in ("running shoes", "acme shoes", "laptop", "tv",
+                                                                     "velvat sofa", "home furniture", "quality")]
+    legs += [BM25Leg(q, fields, size=12, synonyms=syn, field_scores=True) for q in ("couch", "laptop bag")]
     legs.append(KnnLeg(Q, k=6, filters=Filters(in_stock=True)))
     try:
         results = []
@@ -584,6 +595,9 @@ def test_cross_engine_scores_match(tmp_path, opensearch_url):
             results.append(eng.search(name, legs))
         for leg, emb, ops in zip(legs, *results):
             assert {h.id: h.score for h in emb} == pytest.approx({h.id: h.score for h in ops}, rel=1e-4), leg
+            # and so are the per-field scores (OpenSearch's from its named clauses), the ranker's features
+            assert {(h.id, f): s for h in emb for f, s in h.fields.items()} == pytest.approx(
+                {(h.id, f): s for h in ops for f, s in h.fields.items()}, rel=1e-4, abs=1e-6), leg
     finally:
         for eng in engines:
             eng.delete_index(name)

@@ -87,6 +87,22 @@ def test_both_engines_answer_alike(engines, req):
         assert a.total == 0 and a.hits == [] and a.facets["brand"] == []
 
 
+def test_a_profile_with_a_learned_ranker_gets_each_fields_bm25_alike(engines):
+    # The ranker's per-field BM25 features: OpenSearch's named clause scores equal the embedded field scores.
+    index, (ops, emb) = engines
+    req = SearchRequest("desk lamp light", size=10, profile="ltr")
+    a = HybridSearcher(ops, index, Fixed()).search(req)
+    b = HybridSearcher(emb, index, Fixed()).search(req)
+    per_field = {"bm25_title", "bm25_description", "bm25_brand_text", "bm25_category_text"}
+    assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.hits
+    for x, y in zip(a.hits, b.hits):
+        assert x.stages == pytest.approx(y.stages, rel=1e-4)
+        assert per_field <= set(x.stages) if "bm25" in x.stages else not per_field & set(x.stages)
+    assert a.hits[0].stages["bm25_title"] > 0 and a.hits[0].stages["bm25_description"] > 0
+    plain = HybridSearcher(ops, index, Fixed()).search(SearchRequest("desk lamp light", size=10))
+    assert not any(per_field & set(h.stages) for h in plain.hits)  # no ranker stage: not asked for
+
+
 def test_legs_without_sources_keep_ids_and_scores(engines):
     index, (ops, _) = engines
     legs = [BM25Leg("lamp", {"title": 2.0, "description": 1.0}, size=15), KnnLeg([1.0, 0.1, 0.0, 0.0], k=12)]

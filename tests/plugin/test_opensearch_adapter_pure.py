@@ -67,12 +67,25 @@ def test_bm25_body_is_a_boosted_best_fields_multi_match_inside_a_filtered_bool()
         "multi_match"]
 
 
+def test_a_bm25_leg_asking_for_field_scores_spells_best_fields_out_with_a_named_clause_per_field():
+    # multi_match best_fields is a dis_max over one boosted match per field; spelled out, each field's clause is
+    # named, so OpenSearch reports its score (the ranker's per-field BM25)
+    leg = BM25Leg("red lamp", {"title": 3.0, "brand_text": 1.5}, size=7, tie_breaker=0.2, field_scores=True)
+    fuzzy = {"fuzziness": "AUTO", "prefix_length": 1, "max_expansions": 50}
+    assert bm25_body(leg)["query"]["bool"]["must"][0] == {"dis_max": {"tie_breaker": 0.2, "queries": [
+        {"match": {"title": {"query": "red lamp", "operator": "or", "boost": 3.0, "_name": "bm25_field:title",
+                             **fuzzy}}},
+        {"match": {"brand_text": {"query": "red lamp", "operator": "or", "boost": 1.5,
+                                  "_name": "bm25_field:brand_text", **fuzzy}}}]}}
+
+
 @pytest.mark.parametrize("leg, match", [
     (BM25Leg("x", {}), "fields must name"),
     (BM25Leg("x", {"price": 1.0}), "'price'"),
     (BM25Leg("x", {"title": 0.0}), "boost"),
     (BM25Leg("x", {"title": 1.0}, size=0), "size=0"),
     (BM25Leg("x", {"title": 1.0}, tie_breaker=2.0), "tie_breaker"),
+    (BM25Leg("x", {"title": 0.0}, field_scores=True), "boost"),
 ])
 def test_bm25_body_rejects_bad_legs(leg, match):
     with pytest.raises(ValueError, match=match):

@@ -11,8 +11,8 @@ from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.reranker.event_history import EventHistory
 from shopsearch.reranker.features import (DEFAULT_MODEL_FEATURES, FEATURE_NAMES, Affinity, FeatureContext,
-                                          ProductStats, feature_matrix, list_features, smoothed_rate,
-                                          text_features)
+                                          ProductStats, RELEVANCE_FEATURES, feature_matrix, list_features,
+                                          smoothed_rate, text_features)
 
 P1 = Product(id="p1", title="Acme Red Lamp", brand="Acme", category=("home", "lamps"), price=10.0, rating=4.5,
              review_count=9, popularity=0.2)
@@ -21,7 +21,8 @@ P3 = Product(id="p3", title="Mug")
 
 
 def _hits():
-    return [ScoredHit("p1", 1, 0.0, P1.to_source(), {"bm25": 8.0, "knn": 0.5, "fused": 0.03}),
+    return [ScoredHit("p1", 1, 0.0, P1.to_source(), {"bm25": 8.0, "bm25_title": 3.5, "bm25_description": 0.0,
+                                                      "knn": 0.5, "fused": 0.03}),
             ScoredHit("p2", 2, 0.0, P2.to_source(), {"bm25": 4.0, "cross_encoder": 2.5}),
             ScoredHit("p3", 3, 0.0, P3.to_source(), {"knn": 0.9})]
 
@@ -56,6 +57,14 @@ def test_retrieval_and_product_features():
     assert r1["fused"] == 0.03 and r3["fused_rank"] == 3.0
     assert r1["price_rel"] == 0.5 and r2["price_rel"] == 1.5 and math.isnan(r3["price"])  # median of 10, 30
     assert r1["review_count_log"] == pytest.approx(math.log(10)) and math.isnan(r2["rating"])
+    # per-field BM25 as the engine scored it; a field the leg did not search, or a hit without BM25, is missing
+    assert (r1["bm25_title"], r1["bm25_description"]) == (3.5, 0.0) and math.isnan(r1["bm25_brand_text"])
+    assert math.isnan(r2["bm25_title"]) and math.isnan(r3["bm25_title"])
+
+
+def test_per_field_bm25_is_for_judgments_only():
+    # raw engine scores stay out of the default model for logs (as the multi-field bm25 does)
+    assert "bm25_title" in RELEVANCE_FEATURES and "bm25_title" not in DEFAULT_MODEL_FEATURES
 
 
 def test_event_rates_are_smoothed():
