@@ -26,14 +26,15 @@ def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
     return proc.stdout
 
 
-def models_with_links(models: Path, links: list[str]) -> Path:
+def models_with_links(models: Path, links: list[str], fold: int) -> Path:
     """``models`` (created) holding each ``NAME=PATH`` of ``links`` as a symlink NAME: a model every fold shares,
-    such as a profile's cross-encoder, beside the fold's own."""
+    such as a profile's cross-encoder, beside the fold's own. ``{fold}`` in PATH is replaced by ``fold``, for a
+    model trained per fold (a cross-encoder that held the same fold out)."""
     models.mkdir(parents=True, exist_ok=True)
     for link in links:
         name, _, path = link.partition("=")
         if not (models / name).exists():
-            (models / name).symlink_to(Path(path).resolve())
+            (models / name).symlink_to(Path(path.replace("{fold}", str(fold))).resolve())
     return models
 
 

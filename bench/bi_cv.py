@@ -52,7 +52,7 @@ def ranker(args: argparse.Namespace, f: int, index: str, data: Path, model: Path
     """Fold ``f``'s ranker on its fine-tuned index, compared with the profile over the queries neither model saw."""
     from shopsearch.judgments import read_queries, write_queries
 
-    models = models_with_links(work / f"m{f}", args.link)
+    models = models_with_links(work / f"m{f}", args.link, f)
     env = child_environment({"models_dir": models})
     out = models / args.ranker
     step(["shopsearch", "train", "ranker", "--judgments", str(data / "qrels-dev.txt"), "--queries",
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ranker", metavar="PROFILE", help="also train PROFILE's ranker (train ranker --judgments) on "
                     "each fold's fine-tuned index and compare it with --profile there")
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
-                    help="a model the --ranker profile needs beside the fold's own (its cross-encoder, say)")
+                    help="a model the --ranker profile needs beside the fold's own (its cross-encoder, say; {fold} in "
+                         "PATH: the fold's own)")
     ap.add_argument("--against", type=Path, help="an ltr_cv.py work folder: pair with its cmp-*.json profiles")
     ap.add_argument("--train-args", default="--epochs 1 --batch-size 32 --lr 3e-5 --max-length 64 "
                     "--max-positives-per-query 2 --hard-negatives 1 --mine-profile bm25",

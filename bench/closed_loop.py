@@ -150,7 +150,7 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     # No rate limit (one client IP plays every shopper) and a long deadline: a loaded 2-core box would otherwise
     # serve some pages degraded, which is not what this measures.
     learnt = args.profile
-    models = models_with_links(d / "models", args.link)
+    models = models_with_links(d / "models", args.link, f)
     common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(models),
               "SHOPSEARCH_SEARCH_DEADLINE_MS": "10000", "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
     env = {**base_env, **common, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home"))}
@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the learnt profile, whose [conversion] ranker is trained (default ltr; ltr-ce needs "
                          "--learn judgments and its cross-encoder, see --link)")
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
-                    help="a model every fold's models folder also holds, e.g. ce-minilm=... (repeatable)")
+                    help="a model every fold's models folder also holds, e.g. ce-minilm=... ({fold} in PATH: the "
+                         "fold's own; repeatable)")
     ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
     ap.add_argument("--min-impressions", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)

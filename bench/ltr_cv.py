@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="ltr", help="the profile whose ranker is trained (default ltr)")
     ap.add_argument("--baseline", action="append", help="profiles compared with it (repeatable; default: default)")
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
-                    help="a model every fold's models folder also holds (repeatable)")
+                    help="a model every fold's models folder also holds ({fold} in PATH: the fold's own; repeatable)")
     args = ap.parse_args(argv)
     baselines = args.baseline or ["default"]
     work = Path(args.work)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
     t0 = time.perf_counter()
     for f in range(args.folds):
-        models = models_with_links(work / f"m{f}", args.link)
+        models = models_with_links(work / f"m{f}", args.link, f)
         env = child_environment({"models_dir": models})
         out = models / args.profile
         print(f"fold {f}:", flush=True)
