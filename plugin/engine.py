@@ -113,8 +113,9 @@ class BM25Leg:
     filters: Filters = Filters()
     # Search-time synonyms (shopsearch.plugin.synonyms): both engines expand the query with them; None: none.
     synonyms: SynonymMap | None = field(default=None, compare=False)
-    # Also return each field's own score (Hit.fields), for a learned ranker's features; on OpenSearch it costs
-    # the leg a request of its own (named clause scores are a _search option that _msearch does not take).
+    # Also return each field's own score (Hit.fields), for a learned ranker's features; on OpenSearch the leg
+    # becomes a request of its own, sent beside the others (named clause scores are a _search option that
+    # _msearch does not take), and the named clauses are scored again for the hits returned (bench/field_scores.py).
     field_scores: bool = False
 
 

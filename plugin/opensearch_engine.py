@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 from shopsearch.deadline import Deadline, DeadlineExceeded
@@ -33,6 +34,8 @@ from .vocabulary import VOCABULARY_FIELDS, VOCABULARY_INDEX, Vocabulary, build_v
 log = logging.getLogger(__name__)
 # How often (seconds) vocabulary() asks the cluster whether the index changed; between checks it costs nothing.
 VOCABULARY_CHECK_S = 30.0
+# The _search parameter that turns each hit's matched_queries into {name: score} (the named clauses' scores).
+NAMED_SCORES = {"include_named_queries_score": "true"}
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -91,6 +94,8 @@ class OpenSearchEngine:
                                   retry_on_timeout=retry_on_timeout)
         self._vocabularies: dict[str, tuple[float, Vocabulary]] = {}  # index name -> (checked at, vocabulary)
         self._vocabulary_lock = threading.Lock()
+        # Sends a leg that cannot ride in the _msearch (field_scores) while the _msearch is under way.
+        self._legs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opensearch-leg")
 
     def __repr__(self) -> str:
         return f"OpenSearchEngine({self.url!r})"
@@ -333,20 +338,22 @@ class OpenSearchEngine:
             EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
                 with 429, its queues full).
             DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
-                so none is served; a BM25 leg with ``field_scores`` goes in a second one).
+                so none is served; a BM25 leg with ``field_scores`` goes in a second one, sent beside it).
         """
         _check_name("index", index)
         bodies = [leg_body(leg) for leg in legs]
         if not with_source:
             for body in bodies:
                 body["_source"] = False
-        together = [i for i, leg in enumerate(legs) if not (isinstance(leg, BM25Leg) and leg.field_scores)]
+        alone = [i for i, leg in enumerate(legs) if isinstance(leg, BM25Leg) and leg.field_scores]
+        together = [i for i in range(len(legs)) if i not in alone]
+        # Each hit's named clauses with their scores (the per-field BM25) is a _search option that OpenSearch
+        # 2.19's _msearch rejects: such a leg goes as a _search of its own, sent beside the _msearch.
+        pending = {i: self._legs.submit(self._timed, "search", deadline, index, lambda b=bodies[i], **kw:
+                                        self.client.search(index=index, body=b, params=NAMED_SCORES, **kw))
+                   for i in alone}
         subs = dict(zip(together, self._msearch(index, [bodies[i] for i in together], deadline, "search")))
-        for i in sorted(set(range(len(legs))) - set(together)):
-            # Each hit's named clauses with their scores (the per-field BM25): a _search option in OpenSearch
-            # 2.19 that _msearch rejects, so this leg goes on its own.
-            subs[i] = self._timed("search", deadline, index, lambda **kw: self.client.search(
-                index=index, body=bodies[i], params={"include_named_queries_score": "true"}, **kw))
+        subs.update({i: future.result() for i, future in pending.items()})
         return [[_hit(h, leg=leg) for h in subs[i]["hits"]["hits"]] for i, leg in enumerate(legs)]
 
     def _msearch(self, index: str, bodies: list[dict[str, Any]], deadline: Deadline | None = None,
@@ -527,6 +534,7 @@ class OpenSearchEngine:
 
     def close(self) -> None:
         """Close the client's HTTP connections."""
+        self._legs.shutdown(wait=False)
         self.client.close()
 
     def ping(self) -> None:
