@@ -28,7 +28,8 @@ from shopsearch.plugin.hybrid import HybridSearcher
 from shopsearch.plugin.opensearch_engine import OpenSearchEngine
 from shopsearch.settings import load_settings
 
-DEFAULT_QUERIES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crowdflower" / "queries-dev.tsv"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_QUERIES = Path(load_settings().data_dir or REPO.parent / "shared" / "data") / "crowdflower" / "queries-dev.tsv"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="ltr", help="a profile with a ranker stage (default ltr)")
     ap.add_argument("--repeat", type=int, default=3, help="passes over the queries (default 3)")
     args = ap.parse_args(argv)
+    encoder = BiEncoder()
     engine = OpenSearchEngine(url=load_settings().opensearch_url)
-    searcher = HybridSearcher(engine, args.index, BiEncoder())
+    try:
+        return run(args, engine, encoder)
+    finally:
+        engine.close()
+
+
+def run(args: argparse.Namespace, engine: OpenSearchEngine, encoder: BiEncoder) -> int:
+    searcher = HybridSearcher(engine, args.index, encoder)
     profile = searcher.profiles.get(args.profile)
-    if not profile.conversion.enabled:
+    if not profile.conversion.depth:
         sys.exit(f"profile {args.profile!r} has no ranker stage: its BM25 leg asks for no field scores")
     queries = [q.text for q in read_queries(args.queries)]
-    vectors = BiEncoder().encode(queries)
+    vectors = encoder.encode(queries)
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     times: dict[bool, list[float]] = {False: [], True: []}
     paired = []
@@ -67,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
                           ("paired difference per query", paired)):
         s = summarise(values)
         print(f"| {label} | {s['n']} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} |")
-    engine.close()
     print(f"\nfield_scores: {len(queries)} queries x {args.repeat} passes on {args.index}")
     return 0
 

@@ -177,9 +177,7 @@ class HybridSearcher:
             b = profile.bm25
             legs["bm25"] = BM25Leg(query=query, fields=dict(b.fields), size=b.size, fuzziness=b.fuzziness,
                                    tie_breaker=b.tie_breaker, filters=filters,
-                                   synonyms=self.merchandising.synonyms(self.index),
-                                   # a learned ranker's per-field BM25 features (stages["bm25_<field>"])
-                                   field_scores=profile.conversion.enabled)
+                                   synonyms=self.merchandising.synonyms(self.index))
         if profile.knn.enabled and vector is not None:
             legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
         return legs
@@ -199,7 +197,8 @@ class HybridSearcher:
             profile's thresholds): ``total`` is their exact number, the facets count them (each facet ignoring its
             own filter) and the pages walk them all in ``req.sort`` order. In relevance order the fused legs come
             first (``rank`` is the position in the whole ranking; ``stages`` holds ``bm25``/``bm25_rank``/``knn``/
-            ``knn_rank`` for the legs that found the product and ``fused``), then the other matches by their
+            ``knn_rank`` for the legs that found the product and ``fused``, and, on a page in the head a
+            profile's ranker orders, ``bm25_<field>`` per text field), then the other matches by their
             summed lexical and vector scores (``stages["match"]``). ``timings_ms``: embed, retrieve, fusion, match
             (count, facets and any page past the fused list), fetch (the page's products), total.
             Spelling: the query is corrected against the catalog's vocabulary before it is embedded
@@ -251,6 +250,10 @@ class HybridSearcher:
                 timings["embed"] = _ms(t)
             legs = self.legs_for(profile, lexical_text(correction), vector, req.filters)
             lexical = legs.get("bm25")  # its query decides the lexical match (kept: the legs may be cut below)
+            if lexical is not None and req.sort == "relevance" and \
+                    (req.page - 1) * req.size < profile.conversion.depth:
+                # the page is in the head a learned ranker orders: its per-field BM25 features
+                legs["bm25"] = replace(lexical, field_scores=True)
             if req.sort != "relevance" and "knn" in legs:
                 # Only the vector leg's best score is needed (for the relative cut-off); the order is the field's.
                 legs = {"knn": replace(legs["knn"], k=1)} if profile.knn.relative_score else {}

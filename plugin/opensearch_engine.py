@@ -47,9 +47,8 @@ def _hit(h: dict[str, Any], score: float | None = None, leg: BM25Leg | KnnLeg | 
     marks = {name: " ".join(parts) for name, parts in (h.get("highlight") or {}).items()}
     src = h.get("_source")
     fields = {}
-    if isinstance(leg, BM25Leg) and leg.field_scores:
-        named = h.get("matched_queries") or {}
-        named = named if isinstance(named, dict) else {}
+    named = h.get("matched_queries", {})
+    if isinstance(leg, BM25Leg) and leg.field_scores and isinstance(named, dict):  # a list: no scores, so none
         fields = {f: float(named.get(field_query_name(f), 0.0)) / boost for f, boost in leg.fields.items()}
     return Hit(id=h["_id"], score=float(h.get("_score") or 0.0) if score is None else score,
                source=public_source(src) if src else {}, highlights=marks, fields=fields)
@@ -94,8 +93,10 @@ class OpenSearchEngine:
                                   retry_on_timeout=retry_on_timeout)
         self._vocabularies: dict[str, tuple[float, Vocabulary]] = {}  # index name -> (checked at, vocabulary)
         self._vocabulary_lock = threading.Lock()
-        # Sends a leg that cannot ride in the _msearch (field_scores) while the _msearch is under way.
-        self._legs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="opensearch-leg")
+        # Sends a leg that cannot ride in the _msearch (field_scores) while the _msearch is under way: one thread
+        # per pooled connection, so a busy API's searches do not queue behind each other here.
+        self._legs = ThreadPoolExecutor(max_workers=self.settings.opensearch_pool_maxsize,
+                                        thread_name_prefix="opensearch-leg")
 
     def __repr__(self) -> str:
         return f"OpenSearchEngine({self.url!r})"
@@ -327,7 +328,8 @@ class OpenSearchEngine:
 
     def search(self, index: str, legs: Sequence[BM25Leg | KnnLeg], *, with_source: bool = True,
                deadline: Deadline | None = None) -> list[list[Hit]]:
-        """Run every leg in one ``_msearch`` round trip; one hit list per leg, best first.
+        """Run every leg in one ``_msearch`` round trip (a BM25 leg with ``field_scores`` as a ``_search`` sent
+        beside it); one hit list per leg, best first.
 
         ``with_source=False`` returns ids and scores only: skipping every candidate's stored source saves ~5 ms per
         leg of 100 on the crowdflower index (bench/latency.py); fetch a page's products with :meth:`sources`.
@@ -347,13 +349,24 @@ class OpenSearchEngine:
                 body["_source"] = False
         alone = [i for i, leg in enumerate(legs) if isinstance(leg, BM25Leg) and leg.field_scores]
         together = [i for i in range(len(legs)) if i not in alone]
-        # Each hit's named clauses with their scores (the per-field BM25) is a _search option that OpenSearch
-        # 2.19's _msearch rejects: such a leg goes as a _search of its own, sent beside the _msearch.
-        pending = {i: self._legs.submit(self._timed, "search", deadline, index, lambda b=bodies[i], **kw:
-                                        self.client.search(index=index, body=b, params=NAMED_SCORES, **kw))
-                   for i in alone}
-        subs = dict(zip(together, self._msearch(index, [bodies[i] for i in together], deadline, "search")))
-        subs.update({i: future.result() for i, future in pending.items()})
+
+        def solo(i: int) -> dict[str, Any]:
+            # Each hit's named clauses with their scores (the per-field BM25) is a _search option that OpenSearch
+            # 2.19's _msearch rejects: such a leg goes as a _search of its own.
+            return self._timed("search", deadline, index, lambda **kw: self.client.search(
+                index=index, body=bodies[i], params=NAMED_SCORES, **kw))
+
+        if not together:
+            subs = {i: solo(i) for i in alone}
+        else:  # sent beside the _msearch
+            pending = {i: self._legs.submit(solo, i) for i in alone}
+            try:
+                subs = dict(zip(together, self._msearch(index, [bodies[i] for i in together], deadline, "search")))
+            except BaseException:
+                for future in pending.values():
+                    future.cancel()
+                raise
+            subs.update({i: future.result() for i, future in pending.items()})
         return [[_hit(h, leg=leg) for h in subs[i]["hits"]["hits"]] for i, leg in enumerate(legs)]
 
     def _msearch(self, index: str, bodies: list[dict[str, Any]], deadline: Deadline | None = None,

@@ -83,6 +83,11 @@ def field_query_name(field: str) -> str:
     return f"bm25_field:{field}"
 
 
+def _fuzzy(fuzziness: str | None) -> dict[str, Any]:
+    """A match's typo tolerance; the first letter must match, as the embedded engine's (embedded_bm25)."""
+    return {"fuzziness": fuzziness, "prefix_length": 1, "max_expansions": 50} if fuzziness is not None else {}
+
+
 def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None = "AUTO",
                 tie_breaker: float = 0.3) -> dict[str, Any]:
     """A best_fields ``multi_match`` over ``fields`` (name -> boost) with optional typo tolerance.
@@ -109,9 +114,7 @@ def multi_match(query: str, fields: dict[str, float], *, fuzziness: str | None =
         "tie_breaker": tie_breaker,
         "operator": "or",
     }
-    if fuzziness is not None:
-        mm.update(fuzziness=fuzziness, prefix_length=1, max_expansions=50)
-    return {"multi_match": mm}
+    return {"multi_match": {**mm, **_fuzzy(fuzziness)}}
 
 
 def lexical_query(leg: BM25Leg) -> dict[str, Any]:
@@ -143,7 +146,7 @@ def lexical_query(leg: BM25Leg) -> dict[str, Any]:
         if leg.synonyms is not None and leg.synonyms.fires(leg.query) else []
     if not clauses and not leg.field_scores:
         return plain  # (no synonym fires, or only stop words are left: it matches nothing, as embedded)
-    fuzzy = {"fuzziness": leg.fuzziness, "prefix_length": 1, "max_expansions": 50} if leg.fuzziness else {}
+    fuzzy = _fuzzy(leg.fuzziness)
 
     def named(name: str) -> dict[str, str]:
         return {"_name": field_query_name(name)} if leg.field_scores else {}

@@ -32,7 +32,8 @@ class ScoredHit:
     rank: int  # 1-based position in the full ranking (not the page)
     score: float  # the final score the ranking is sorted by
     source: dict[str, Any] = field(default_factory=dict)
-    # e.g. {"bm25": 12.3, "bm25_rank": 1, "knn": 0.83, "knn_rank": 4, "fused": 0.031}
+    # e.g. {"bm25": 12.3, "bm25_rank": 1, "knn": 0.83, "knn_rank": 4, "fused": 0.031}; with a ranker stage also
+    # "bm25_title", "bm25_description", ... (each field's own BM25 score, before its boost)
     stages: dict[str, float] = field(default_factory=dict)
     # LightGBM's per-feature contributions to stages["conversion_raw"] (feature name or "bias" -> value; they sum
     # to it); filled only by the conversion stage of an explained search.

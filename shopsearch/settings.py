@@ -116,7 +116,9 @@ class Settings(BaseModel):
                                                        "and after a failure) instead of only the URLs given",
                                   env="OPENSEARCH_SNIFF")
     opensearch_pool_maxsize: int = _opt(10, "opensearch", "HTTP connections kept per node in each process; at "
-                                                          "least the API's threads per worker (serve --threads)",
+                                                          "least the API's threads per worker (serve --threads), "
+                                                          "twice that when ranker profiles serve (two requests "
+                                                          "a search)",
                                         env="OPENSEARCH_POOL_MAXSIZE", gt=0)
 
     opensearch_home: Path | None = _opt(None, "node", "Install folder of the local node (default "

@@ -134,6 +134,23 @@ def test_default_profile_sends_both_legs_in_one_call_and_fuses_rrf(searcher, eng
     assert not resp.degraded
 
 
+def test_field_scores_are_asked_for_the_pages_a_ranker_orders_only(tmp_path, engine, embedder):
+    (tmp_path / "ranked.toml").write_text('[conversion]\ndepth = 4\nmodel = "m"\n')
+    s = HybridSearcher(engine, "products", embedder, ProfileStore([PACKAGED_DIR, tmp_path]))
+    for req, asked in [(SearchRequest("lamp", profile="ranked", size=2, facets=()), True),
+                       (SearchRequest("lamp", profile="ranked", page=2, size=2, facets=()), True),
+                       (SearchRequest("lamp", profile="ranked", page=3, size=2, facets=()), False),  # past the head
+                       (SearchRequest("lamp", profile="ranked", size=2, facets=(), sort="price_asc"), False),
+                       (SearchRequest("lamp", size=2, facets=()), False)]:  # no ranker stage
+        engine.calls.clear()
+        s.search(req)
+        (search,) = [c for c in engine.calls if c[0] == "search"]
+        (match,) = [c for c in engine.calls if c[0] == "match"]
+        legs = [leg for leg in search[2] if isinstance(leg, BM25Leg)]
+        assert [leg.field_scores for leg in legs] == ([True] if asked else [False] * len(legs)), req
+        assert not match[2].lexical.field_scores  # counting the matching set needs no field scores
+
+
 def test_pages_walk_the_fused_list_then_the_matching_set(searcher):
     full = [h.id for h in searcher.search(SearchRequest("lamp", size=6, facets=())).hits]
     pages = [searcher.search(SearchRequest("lamp", page=n, size=3, facets=())) for n in (1, 2, 3)]
