@@ -29,6 +29,7 @@ from pathlib import Path
 from _cli_runs import add_fold_args, models_with_links, sh
 from pool_compare import paired_table, pooled_table, side_scores
 
+from shopsearch.judgments import read_queries, write_queries
 from shopsearch.settings import child_environment
 
 
@@ -50,8 +51,6 @@ def compare(index: str, model: Path, queries: Path, qrels: Path, a: str, b: str)
 
 def ranker(args: argparse.Namespace, f: int, index: str, data: Path, model: Path, work: Path) -> None:
     """Fold ``f``'s ranker on its fine-tuned index, compared with the profile over the queries neither model saw."""
-    from shopsearch.judgments import read_queries, write_queries
-
     models = models_with_links(work / f"m{f}", args.link, f)
     env = child_environment({"models_dir": models})
     out = models / args.ranker

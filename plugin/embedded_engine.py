@@ -457,10 +457,8 @@ class EmbeddedEngine:
             return []  # an empty lexical query matches nothing, as in OpenSearchEngine
         scores, matched, per_field = self._lexical(snap, leg)
         rows = _top(scores, matched & snap.mask(leg.filters), leg.size)
-        if not leg.field_scores:
-            return [(snap.ids[r].item(), float(scores[r]), {}) for r in rows]
-        return [(snap.ids[r].item(), float(scores[r]), {f: float(s[r]) for f, s in zip(leg.fields, per_field)})
-                for r in rows]
+        return [(snap.ids[r].item(), float(scores[r]),
+                 {f: float(s[r]) for f, s in zip(leg.fields, per_field)} if leg.field_scores else {}) for r in rows]
 
     def _knn(self, snap: Snapshot, leg: KnnLeg) -> list[tuple[str, float, dict[str, float]]]:
         scores = _vector_scores(snap, leg.vector)

@@ -52,7 +52,7 @@ from .fusion import Fused, fuse
 from .merchandising import Arranged, Merchandising, arrange_head
 from .profiles import Profile, ProfileStore
 from .query_cache import Embedder, QueryEmbeddingCache
-from .search_types import ScoredHit, SearchRequest, SearchResponse
+from .search_types import BM25_FIELD_STAGES, ScoredHit, SearchRequest, SearchResponse
 from .speller import Correction, Speller, SpellerCache
 
 log = logging.getLogger(__name__)
@@ -250,9 +250,10 @@ class HybridSearcher:
                 timings["embed"] = _ms(t)
             legs = self.legs_for(profile, lexical_text(correction), vector, req.filters)
             lexical = legs.get("bm25")  # its query decides the lexical match (kept: the legs may be cut below)
-            if lexical is not None and req.sort == "relevance" and \
-                    (req.page - 1) * req.size < profile.conversion.depth:
-                # the page is in the head a learned ranker orders: its per-field BM25 features
+            # a page in the head a learned ranker orders: its per-field BM25 features
+            per_field = lexical is not None and req.sort == "relevance" and \
+                (req.page - 1) * req.size < profile.conversion.depth
+            if per_field:
                 legs["bm25"] = replace(lexical, field_scores=True)
             if req.sort != "relevance" and "knn" in legs:
                 # Only the vector leg's best score is needed (for the relative cut-off); the order is the field's.
@@ -270,7 +271,8 @@ class HybridSearcher:
                 notes.append(f"deadline: the {' and '.join(skipped)} leg did not run in time; served by "
                              f"{' and '.join(list(legs)[:len(cut.done)])}")
             by_leg = dict(zip(legs, results))
-            field_scores = {h.id: h.fields for h in by_leg.get("bm25", ())}
+            if per_field:
+                field_scores = {h.id: h.fields for h in by_leg.get("bm25", ())}
             timings["retrieve"] = _ms(t)
             threshold = vector_threshold(profile, by_leg.get("knn", []))
             if "knn" in by_leg:
@@ -458,7 +460,7 @@ def _scored(f: Fused, rank: int, found: Hit | None, fields: dict[str, float] | N
         stages[leg] = score
         stages[f"{leg}_rank"] = f.leg_ranks[leg]
     for name, score in (fields or {}).items():
-        stages[f"bm25_{name}"] = score
+        stages[BM25_FIELD_STAGES[name]] = score
     stages["fused"] = f.score
     source, marks = (public_source(found.source), dict(found.highlights)) if found is not None else ({}, {})
     return ScoredHit(id=f.id, rank=rank, score=f.score, source=source, stages=stages, highlights=marks)

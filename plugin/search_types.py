@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import DEFAULT_FACETS
+from .documents import DEFAULT_FACETS, TEXT_FIELDS
 from .engine import Filters
+
+# ScoredHit.stages key of a text field's own BM25 score (a ranker profile's hits carry one per field).
+BM25_FIELD_STAGES: dict[str, str] = {f: f"bm25_{f}" for f in TEXT_FIELDS}
 
 
 @dataclass(frozen=True)

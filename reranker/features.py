@@ -21,8 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from shopsearch.indexer.records import Product
-from shopsearch.plugin.documents import TEXT_FIELDS
-from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.plugin.search_types import BM25_FIELD_STAGES, ScoredHit
 
 NAN = float("nan")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -44,8 +43,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("bm25", "raw BM25 score of the hit (stages['bm25']); scale depends on the engine"),
     Feature("bm25_list_rank", "1-based rank of the BM25 score within the candidate list (NaN without BM25)"),
     Feature("bm25_rel", "BM25 score / the list's best BM25 score (0..1)"),
-    *(Feature(f"bm25_{f}", f"BM25 score of the {f.replace('_text', '')} field alone, before its boost "
-              f"(stages['bm25_{f}']; NaN without BM25)") for f in TEXT_FIELDS),
+    *(Feature(stage, f"BM25 score of the {f.replace('_text', '')} field alone, before its boost "
+              f"(stages['{stage}']; NaN without BM25)") for f, stage in BM25_FIELD_STAGES.items()),
     Feature("knn", "vector similarity (stages['knn'])"),
     Feature("knn_list_rank", "1-based rank of the vector score within the candidate list"),
     Feature("fused", "fused retrieval score (stages['fused'])"),
@@ -75,7 +74,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_history_log", "log1p(the user's past interaction weight)"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-BM25_FIELD_FEATURES: tuple[str, ...] = tuple(f"bm25_{f}" for f in TEXT_FIELDS)
+BM25_FIELD_FEATURES: tuple[str, ...] = tuple(BM25_FIELD_STAGES.values())
 # Scale-free features that simulated logs can fill: raw engine scores and the (position-biased) incoming rank
 # are left out by default so a model trained on logs transfers to live rankings.
 DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(
