@@ -13,6 +13,7 @@ from flask import Blueprint, g, jsonify, request
 from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.suggest import mix_suggestions
+from shopsearch.reranker.exploration import explore
 from shopsearch.reranker.interleaving import search_interleaved
 
 from .app import service
@@ -119,7 +120,8 @@ def with_popular_did_you_mean(svc: Any, resp: SearchResponse) -> SearchResponse:
 
 
 def log_search(svc: Any, params: Any, resp: SearchResponse, query_id: str) -> None:
-    """Spool the served search's UBI query record (api/query_log.py), with the client's experiment and arm."""
+    """Spool the served search's UBI query record (api/query_log.py), with the client's experiment and arm and
+    the page's exploration swaps."""
     record = query_record(params, resp, query_id, depth=svc.config.ubi_feature_depth,
                           attributes={"index": svc.config.index, **experiment_attributes()})
     log_query(svc, record)
@@ -130,27 +132,32 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
 
     ab: the arm's profile serves; interleave: both profiles run and their team-draft interleaving (seeded by
     ``query_id``) serves. A request without a client id, or with an explicit ``profile=``, is served as asked.
-    ``g.experiment_attributes`` keeps what the query log records (:func:`experiment_attributes`). Every search
-    runs under the request's deadline (api/overload.py).
+    A page that is not interleaved then takes its profile's exploration (reranker/exploration.py, seeded by
+    ``query_id``). ``g.experiment_attributes`` keeps what the query log records (:func:`experiment_attributes`).
+    Every search runs under the request's deadline (api/overload.py).
     """
     req, context, deadline = params.request(), params.context(), request_deadline()
     explicit = bool(request.args.get("profile", "").strip())  # the client's choice overrides any experiment
     assignment = None if explicit or svc.experiments is None else svc.experiments.assign(client_id(params))
     g.experiment_attributes = {}
-    if assignment is None:
-        return pipeline.search(req, context=context, deadline=deadline)
-    if assignment.mode == "interleave":
+    if assignment is not None and assignment.mode == "interleave":
         resp, teams = search_interleaved(lambda r: pipeline.search(r, context=context, deadline=deadline), req,
                                          seed=query_id, profiles=assignment.profiles)
         g.experiment_attributes = assignment.query_attributes(teams)
-        return resp
-    g.experiment_attributes = assignment.query_attributes()
-    return pipeline.search(replace(req, profile=assignment.arm), context=context, deadline=deadline)
+        return resp  # the interleaving is this page's randomisation: no exploration on top
+    if assignment is not None:
+        g.experiment_attributes = assignment.query_attributes()
+        req = replace(req, profile=assignment.arm)
+    resp = pipeline.search(req, context=context, deadline=deadline)
+    resp, swaps = explore(resp, pipeline.profiles.get(resp.profile).explore, seed=query_id, sort=req.sort)
+    if swaps is not None:
+        g.experiment_attributes = {**g.experiment_attributes, "explore": swaps}
+    return resp
 
 
 def experiment_attributes() -> dict[str, Any]:
     """This request's UBI query_attributes from its experiment: ``experiment``, ``arm`` (and ``teams``, the profile
-    of each served position, when interleaved); {} when the client is in none."""
+    of each served position, when interleaved), and ``explore`` when the page explored; {} when neither."""
     return dict(g.get("experiment_attributes") or {})
 
 

@@ -5,6 +5,8 @@ queries; then the learnt profile against `default` by team-draft interleaving on
 Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
 
 1. ``shopsearch serve`` (embedded engine, the index of $SHOPSEARCH_HOME, a search API key, a fresh UBI log);
+   with ``--explore SHARE`` that share of `default`'s first pages explores (reranker/exploration.py: FairPairs
+   swaps in the top 10, logged with the query);
 2. ``shopsearch simulate-traffic --sessions N`` on the fold's *training* queries only (shoppers whose
    satisfaction comes from the human grades; every record marked simulated);
 3. ``shopsearch judgments from-logs --model pbm``: graded qrels from the clicks (Kendall tau against the human
@@ -95,7 +97,8 @@ def fold_home(base: Path, home: Path) -> Path:
 
 def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
     """A profiles folder holding the learnt profile: the packaged one, its stages ordering only the top ``--depth``
-    (a ranker learnt from the logs saw the logged first page only; deeper it would rank what it never saw)."""
+    (a ranker learnt from the logs saw the logged first page only; deeper it would rank what it never saw); with
+    ``--explore``, also `default` exploring that share of its served first pages."""
     from shopsearch.plugin.profiles import ProfileStore
 
     folder = d / "profiles"
@@ -107,6 +110,13 @@ def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
     depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
     (folder / f"{args.profile}.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"),
                                                  encoding="utf-8")
+    if args.explore:
+        default = ProfileStore().get("default").path.read_text(encoding="utf-8")
+        if "\n[explore]\n" not in default or "\nshare = 0.0\n" not in default:
+            sys.exit("closed_loop: the packaged default profile no longer sets [explore] share = 0.0; update "
+                     "learnt_profile()")
+        (folder / "default.toml").write_text(default.replace("\nshare = 0.0\n", f"\nshare = {args.explore}\n"),
+                                             encoding="utf-8")
     return folder
 
 
@@ -177,7 +187,8 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
         "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", learnt],
        env, d / "compare.json")
     result = {"fold": f, "profile": learnt, "train_queries": len(train), "test_queries": len(test),
-              "sessions": args.sessions, "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
+              "sessions": args.sessions, "explore": args.explore, "traffic_s": round(traffic_s, 1), "tau": tau,
+              "tau_pairs": pairs}
     if args.interleave_sessions:
         experiments = d / "experiments.toml"
         experiments.write_text(f'[experiments.{EXPERIMENT}]\ndescription = "SIMULATED: {learnt} learnt from fold '
@@ -234,11 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
                     help="a model every fold's models folder also holds, e.g. ce-minilm=... ({fold} in PATH: the "
                          "fold's own; repeatable)")
+    ap.add_argument("--explore", type=float, default=0.0, metavar="SHARE",
+                    help="share of `default`'s first pages that explore while the training traffic is served "
+                         "(FairPairs swaps in the top 10; default 0: none)")
     ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
     ap.add_argument("--min-impressions", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--report-only", action="store_true", help="pool the folds already in --work")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.explore <= 1.0:
+        ap.error(f"--explore {args.explore}: must be a share in [0, 1]")
     if args.learn == "logs" and args.profile != "ltr":
         ap.error("--learn logs trains on the features `default` logged while serving (no cross-encoder score); "
                  f"--profile {args.profile} needs --learn judgments")
@@ -255,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     dirs = [Path(args.work) / f"fold{f}" for f in folds]
     print("\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades)")
     for r in results:
-        print(f"fold {r['fold']}: {r['sessions']} sessions in {r['traffic_s']:.0f}s, click-model tau {r['tau']:.3f} "
-              f"({r['tau_pairs']} pairs)")
+        print(f"fold {r['fold']}: {r['sessions']} sessions in {r['traffic_s']:.0f}s (exploring share "
+              f"{r.get('explore', 0.0)}), click-model tau {r['tau']:.3f} ({r['tau_pairs']} pairs)")
     print("\n".join(pooled_table([d / "compare.json" for d in dirs])))
     if all((d / "home-interleave" / "ubi").is_dir() for d in dirs):
         print()

@@ -141,6 +141,16 @@ class ConversionSettings(StageSettings):
     """LightGBM conversion-model ordering of the (reranked) top `depth` (off without depth and model)."""
 
 
+class ExploreSettings(BaseModel):
+    """Exploration on served first pages (reranker/exploration.py): a share of them shows the ranking with
+    randomised adjacent swaps, so the logs can tell where a product was shown from how good it is."""
+
+    model_config = FILE_MODEL
+    share: float = Field(0.0, ge=0, le=1, description="Share of served first pages (relevance order) that explore "
+                         "(0: off)")
+    depth: int = Field(10, ge=2, le=100, description="Positions from the top whose neighbours may swap")
+
+
 class ProfileFile(BaseModel):
     """What a profile file holds; every key is optional (default.toml shows each with its default)."""
 
@@ -152,6 +162,7 @@ class ProfileFile(BaseModel):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     conversion: ConversionSettings = Field(default_factory=ConversionSettings)
+    explore: ExploreSettings = Field(default_factory=ExploreSettings)
 
     @model_validator(mode="after")
     def _some_leg_counts(self) -> ProfileFile:
@@ -178,7 +189,7 @@ def profile_schema() -> dict[str, Any]:
     """The JSON Schema of profile files (docs/schemas/profile.schema.json).
 
     >>> sorted(profile_schema()["properties"])
-    ['bm25', 'conversion', 'description', 'fusion', 'knn', 'rerank']
+    ['bm25', 'conversion', 'description', 'explore', 'fusion', 'knn', 'rerank']
     """
     return file_schema(ProfileFile, title="shopsearch ranking profile", source="plugin/profiles.py")
 

@@ -32,7 +32,7 @@ class Interleaved(NamedTuple):
     teams: tuple[str, ...]
 
 
-def _rng(seed: str) -> random.Random:
+def seeded_rng(seed: str) -> random.Random:
     """A generator seeded by sha256 of ``seed`` (stable across processes, unlike ``hash``)."""
     return random.Random(int.from_bytes(hashlib.sha256(seed.encode("utf-8")).digest()[:8], "big"))
 
@@ -61,7 +61,7 @@ def team_draft(a: Sequence[str], b: Sequence[str], *, seed: str, teams: tuple[st
         raise ValueError(f"length must be >= 0 or None; got {length!r}")
     if teams[0] == teams[1]:
         raise ValueError(f"teams must be two different labels; got {teams!r}")
-    rng = _rng(seed)
+    rng = seeded_rng(seed)
     lists, cursors, picks = (list(a), list(b)), [0, 0], [0, 0]
     ids: list[str] = []
     teams_out: list[str] = []

@@ -131,7 +131,8 @@ def test_packaged_profiles_validate_against_the_json_schema_and_the_model():
 
 @pytest.mark.parametrize("text", ['[bm25]\nsize = 0\n', '[bm25.fields]\nsku = 2.0\n', '[bm25]\nfuzziness = "lots"\n',
                                   '[fusion]\nmethod = "borda"\n', '[rerank]\nmodel = "models/ce"\n', 'boost = 2\n',
-                                  '[conversion]\nbudget_ms = 3\n', '[knn]\nenabled = "no"\n'])
+                                  '[conversion]\nbudget_ms = 3\n', '[knn]\nenabled = "no"\n',
+                                  '[explore]\nshare = 1.5\n', '[explore]\ndepth = 1\n'])
 def test_the_json_schema_rejects_what_the_model_rejects(tmp_path, text):
     path = write(tmp_path, "bad", text)
     with pytest.raises(ProfileError):
@@ -146,7 +147,7 @@ def test_every_bad_key_is_reported_on_its_own_line():
         "p.toml: bm25.size = 0: must be an integer >= 1 and <= 1000",
         "p.toml: bm25.tie_breaker = 2: must be a number >= 0 and <= 1",
         "p.toml: boost = 1: must be one of the keys allowed at the top level: description, bm25, knn, fusion, "
-        "rerank, conversion"]
+        "rerank, conversion, explore"]
 
 
 def test_store_user_dir_overrides_and_adds(tmp_path, monkeypatch):
