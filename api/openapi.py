@@ -90,7 +90,9 @@ def _schemas() -> dict[str, Any]:
                                      "parameter": _nullable("string")}}}},
         "Product": {"type": "object", "required": ["id", "title"], "properties": product_props},
         "Hit": {"type": "object", "required": ["id", "rank", "score"], "properties": {
-            "id": {"type": "string"}, "rank": {"type": "integer", "minimum": 1}, "score": {"type": "number"},
+            "id": {"type": "string"}, "rank": {"type": "integer", "minimum": 1,
+                                               "description": "The position served (1-based, over all pages)"},
+            "score": {"type": "number"},
             "token": {"type": "string", "description": "/search only: send it back with POST /events about this "
                                                        "hit (with the query_id); it proves this search served this "
                                                        "product, and when"},

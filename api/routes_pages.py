@@ -61,8 +61,8 @@ def _profile_store() -> ProfileStore:
 @bp.get("/console/api/profiles")
 @role("admin")
 def profiles():
-    """Every ranking profile: name, description, enabled legs, fusion method, reranking; an invalid file is listed
-    with its error instead of hiding the others."""
+    """Every ranking profile: name, description, enabled legs, fusion method, reranking, the share of served
+    pages that explore; an invalid file is listed with its error instead of hiding the others."""
     store = _profile_store()
     out: list[dict[str, Any]] = []
     for name in store.names():
@@ -72,7 +72,7 @@ def profiles():
             out.append({"name": name, "error": str(exc)})
             continue
         out.append({"name": p.name, "description": p.description, "legs": list(p.legs),
-                    "fusion": p.fusion.method, "rerank": p.rerank.enabled})
+                    "fusion": p.fusion.method, "rerank": p.rerank.enabled, "explore": p.explore.share})
     names = [p["name"] for p in out if "error" not in p]
     pair = list(DEFAULT_PAIR) if all(n in names for n in DEFAULT_PAIR) else (names * 2)[:2]
     return jsonify({"profiles": out, "pair": pair})

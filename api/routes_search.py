@@ -149,9 +149,9 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
         g.experiment_attributes = assignment.query_attributes()
         req = replace(req, profile=assignment.arm)
     resp = pipeline.search(req, context=context, deadline=deadline)
-    resp, swaps = explore(resp, pipeline.profiles.get(resp.profile).explore, seed=query_id, sort=req.sort)
-    if swaps is not None:
-        g.experiment_attributes = {**g.experiment_attributes, "explore": swaps}
+    resp, explored = explore(resp, pipeline.profiles.get(resp.profile).explore, req=req, seed=query_id)
+    if explored is not None:
+        g.experiment_attributes = {**g.experiment_attributes, "explore": explored}
     return resp
 
 

@@ -6,7 +6,7 @@ Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
 
 1. ``shopsearch serve`` (embedded engine, the index of $SHOPSEARCH_HOME, a search API key, a fresh UBI log);
    with ``--explore SHARE`` that share of `default`'s first pages explores (reranker/exploration.py: FairPairs
-   swaps in the top 10, logged with the query);
+   swaps within the profile's explore depth, logged with the query);
 2. ``shopsearch simulate-traffic --sessions N`` on the fold's *training* queries only (shoppers whose
    satisfaction comes from the human grades; every record marked simulated);
 3. ``shopsearch judgments from-logs --model pbm``: graded qrels from the clicks (Kendall tau against the human
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                          "fold's own; repeatable)")
     ap.add_argument("--explore", type=float, default=0.0, metavar="SHARE",
                     help="share of `default`'s first pages that explore while the training traffic is served "
-                         "(FairPairs swaps in the top 10; default 0: none)")
+                         "(FairPairs swaps within default's [explore] depth; default 0: none)")
     ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
     ap.add_argument("--min-impressions", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)

@@ -32,8 +32,8 @@ class ScoredHit:
     """A ranked result with the score of every stage that produced it (for explain and evaluation)."""
 
     id: str
-    rank: int  # 1-based position in the full ranking (not the page)
-    score: float  # the final score the ranking is sorted by
+    rank: int  # 1-based position in the full ranking (not the page); served: the position shown
+    score: float  # the final score the ranking is sorted by (a profile's exploration may swap neighbours)
     source: dict[str, Any] = field(default_factory=dict)
     # e.g. {"bm25": 12.3, "bm25_rank": 1, "knn": 0.83, "knn_rank": 4, "fused": 0.031}; with a ranker stage also
     # "bm25_title", "bm25_description", ... (each field's own BM25 score, before its boost)

@@ -168,7 +168,9 @@
       h("h2", {}, name),
       h("p", { class: "muted" }, p.description || ""),
       h("div", { class: "tags" }, (p.legs || []).map((l) => h("span", { class: "tag" }, l)),
-        p.fusion ? h("span", { class: "tag" }, p.fusion) : null, p.rerank ? h("span", { class: "tag" }, "rerank") : null),
+        p.fusion ? h("span", { class: "tag" }, p.fusion) : null, p.rerank ? h("span", { class: "tag" }, "rerank") : null,
+        p.explore ? h("span", { class: "tag", title: "shoppers see FairPairs swaps on this share of first pages; "
+          + "the console shows the ranking unswapped" }, `explores ${Math.round(100 * p.explore)}%`) : null),
       h("div", { class: "column-metric" }, judged && judged.judged ? `nDCG@10 ${fmt(judged.scores[side])}` : "",
         result.error ? "" : h("span", { class: "muted" }, ` · ${result.total} candidates · ${fmt(result.timings_ms.total, 1)} ms`)));
     if (result.error) {

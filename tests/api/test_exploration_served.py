@@ -39,23 +39,27 @@ def _ids(body: dict) -> list[str]:
 
 def test_an_exploring_profile_serves_and_logs_fairpairs_swaps(app):
     client = app.test_client()
-    ranked = _ids(client.get("/search?q=lamp&size=6&profile=default").get_json())
-    bodies = [client.get("/search?q=lamp&size=6&profile=explore&explain=true").get_json() for _ in range(8)]
+    explained = client.get("/search?q=lamp&size=6&profile=explore&explain=true").get_json()
+    ranked = _ids(explained)  # explain shows the ranking itself, unexplored
+    assert ranked == _ids(client.get("/search?q=lamp&size=6&profile=default").get_json())
+    bodies = [client.get("/search?q=lamp&size=6&profile=explore").get_json() for _ in range(8)]
     queries, _ = stored(app)
     logged = {q.query_id: q for q in queries}
+    stages = {h["id"]: h["stages"] for h in explained["hits"]}
     swapped = 0
     for body in bodies:
-        pairs = fair_pairs(4, seed=body["query_id"], share=1.0)
-        assert _ids(body) == swap(ranked, pairs) and [h["rank"] for h in body["hits"]] == list(range(1, 7))
+        draw = fair_pairs(4, seed=body["query_id"], share=1.0)
+        assert _ids(body) == swap(ranked, draw.swapped) and [h["rank"] for h in body["hits"]] == list(range(1, 7))
         record = logged[body["query_id"]]
         assert ubi_errors("query", record) == []
         assert record.query_response_hit_ids == _ids(body)  # the order the shopper saw
         assert record.query_attributes["explore"] == {"method": METHOD, "share": 1.0, "depth": 4,
-                                                      "swaps": [list(p) for p in pairs]}
-        assert record.query_attributes["features"] == {h["id"]: h["stages"] for h in body["hits"]}
-        swapped += bool(pairs)
+                                                      "offset": draw.offset, "pairs": list(draw.formed),
+                                                      "swapped": list(draw.swapped)}
+        assert record.query_attributes["features"] == stages  # each product's features, wherever it was shown
+        swapped += bool(draw.swapped)
     assert swapped  # eight query ids: some list swapped (each does with probability 3/4)
-    assert all("explore" not in q.query_attributes for q in queries if q.query_attributes["profile"] == "default")
+    assert all("explore" not in q.query_attributes for q in queries if q.query_id not in {b["query_id"] for b in bodies})
 
 
 @pytest.mark.parametrize("params", ["profile=explore&page=2&size=3", "profile=explore&size=6&sort=price_asc",
