@@ -1,4 +1,5 @@
-"""Running `shopsearch` commands from the bench scripts that chain them (closed_loop.py, ltr_cv.py, bi_cv.py)."""
+"""Running `shopsearch` commands from the bench scripts that chain them (closed_loop.py, ltr_cv.py, bi_cv.py,
+ltr_crossfit.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc.stdout
+
+
+def step(cmd: list[str], env: Mapping[str, str], out: Path) -> None:
+    """Run ``cmd`` into ``out`` unless an earlier run finished it (a failed run leaves only ``out``.part)."""
+    if out.exists():
+        print(f"  (kept {out.name})", flush=True)
+        return
+    part = out.with_name(out.name + ".part")
+    sh(cmd, env, part)
+    part.rename(out)
 
 
 def models_with_links(models: Path, links: list[str], fold: int) -> Path:

@@ -26,21 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import add_fold_args, models_with_links, sh
+from _cli_runs import add_fold_args, models_with_links, step
 from pool_compare import paired_table, pooled_table, side_scores
 
 from shopsearch.judgments import read_queries, write_queries
 from shopsearch.settings import child_environment
-
-
-def step(cmd: list[str], env, out: Path) -> None:
-    """Run ``cmd`` into ``out`` unless an earlier run finished it (a failed run leaves only ``out``.part)."""
-    if out.exists():
-        print(f"  (kept {out.name})", flush=True)
-        return
-    part = out.with_name(out.name + ".part")
-    sh(cmd, env, part)
-    part.rename(out)
 
 
 def compare(index: str, model: Path, queries: Path, qrels: Path, a: str, b: str) -> list[str]:

@@ -57,6 +57,18 @@ class TrainingRows:
 _ROW_ARRAYS = ("X", "list_ids", "query_ids", "positions", "clicked", "carted", "purchased", "grades")
 
 
+def concat_rows(parts: Sequence[TrainingRows]) -> TrainingRows:
+    """Several row sets (same features, disjoint lists) as one, in the order given.
+
+    Raises:
+        ValueError: no parts, or parts with different feature names.
+    """
+    if not parts or len({p.names for p in parts}) != 1:
+        raise ValueError(f"concat_rows: needs row sets with the same features; got {[p.names for p in parts]}")
+    arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in _ROW_ARRAYS}
+    return TrainingRows(parts[0].names, stages=[s for p in parts for s in p.stages], **arrays)
+
+
 def save_rows(rows: TrainingRows, path: str | Path, fingerprint: Mapping[str, object]) -> None:
     """Write ``rows`` to an ``.npz`` file with the ``fingerprint`` of what built them (:func:`load_rows` checks it).
 
@@ -72,14 +84,14 @@ def save_rows(rows: TrainingRows, path: str | Path, fingerprint: Mapping[str, ob
     tmp.replace(path)  # a cut-off write never leaves a half file under the real name
 
 
-def load_rows(path: str | Path, fingerprint: Mapping[str, object]) -> TrainingRows | None:
+def load_rows(path: str | Path, fingerprint: Mapping[str, object] | None) -> TrainingRows | None:
     """The rows :func:`save_rows` wrote to ``path``, or None when there is no such file or it was built from
-    something else (another ``fingerprint``: other judgments, index version, profile or features)."""
+    something else (another ``fingerprint``: other judgments, index version, profile or features; None: any)."""
     path = Path(path)
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as z:
-        if str(z["fingerprint"]) != json.dumps(dict(fingerprint), sort_keys=True):
+        if fingerprint is not None and str(z["fingerprint"]) != json.dumps(dict(fingerprint), sort_keys=True):
             return None
         arrays = {k: z[k] for k in _ROW_ARRAYS}
         return TrainingRows(tuple(str(n) for n in z["names"]), stages=json.loads(str(z["stages"])), **arrays)

@@ -59,7 +59,8 @@ def test_an_exploring_profile_serves_and_logs_fairpairs_swaps(app):
         assert record.query_attributes["features"] == stages  # each product's features, wherever it was shown
         swapped += bool(draw.swapped)
     assert swapped  # eight query ids: some list swapped (each does with probability 3/4)
-    assert all("explore" not in q.query_attributes for q in queries if q.query_id not in {b["query_id"] for b in bodies})
+    served = {b["query_id"] for b in bodies}
+    assert all("explore" not in q.query_attributes for q in queries if q.query_id not in served)
 
 
 @pytest.mark.parametrize("params", ["profile=explore&page=2&size=3", "profile=explore&size=6&sort=price_asc",

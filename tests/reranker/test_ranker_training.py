@@ -157,3 +157,22 @@ def test_logged_features_and_events_become_rows_without_recomputing_a_stage():
 def test_relevance_features_leave_the_shopper_out():
     assert "fused_rank" in RELEVANCE_FEATURES and "cross_encoder" in RELEVANCE_FEATURES
     assert not any(n.startswith("user_") for n in RELEVANCE_FEATURES)
+
+
+def test_row_files_round_trip_check_their_fingerprint_and_concatenate(tmp_path):
+    from shopsearch.reranker.training_rows import TrainingRows, concat_rows, load_rows, save_rows
+
+    def rows(qid: str, n: int, names=("bm25", "knn")) -> TrainingRows:
+        return TrainingRows(names, np.arange(n * len(names), dtype=float).reshape(n, len(names)),
+                            np.array([f"{qid}|{qid}"] * n), np.array([qid] * n), np.arange(1, n + 1),
+                            np.zeros(n), np.zeros(n), np.zeros(n), np.arange(n) % 4, [{"bm25": 1.0}] * n)
+
+    save_rows(rows("q1", 3), tmp_path / "a.npz", {"index": "a"})
+    save_rows(rows("q2", 2), tmp_path / "b.npz", {"index": "b"})
+    assert load_rows(tmp_path / "a.npz", {"index": "other"}) is None  # built from something else: rebuilt
+    a, b = load_rows(tmp_path / "a.npz", {"index": "a"}), load_rows(tmp_path / "b.npz", None)  # None: any
+    both = concat_rows([a, b])
+    assert len(both) == 5 and both.query_ids.tolist() == ["q1"] * 3 + ["q2"] * 2 and len(both.stages) == 5
+    assert np.array_equal(both.X[3:], b.X)
+    with pytest.raises(ValueError, match="same features"):
+        concat_rows([a, rows("q3", 1, names=("bm25",))])
