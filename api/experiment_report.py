@@ -18,13 +18,18 @@ Intervals and tests, baseline arm vs each other arm, at ``alpha``:
   candidate's share of decided searches with its Wilson interval, and the searches the sign test would need at that
   share for :data:`POWER` power (:func:`searches_needed`: a plan for how long to run, not a test).
 Searches of one client are not independent; with few clients per arm the intervals are optimistic.
+
+Searches served degraded (``query_attributes.degraded``: a stage cut short by its budget, the deadline or a
+failure) are counted per arm and by reason: they did not show the arm's profile as designed, and when many did the
+report compares the fallbacks rather than the profiles.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
@@ -59,6 +64,7 @@ class ArmStats:
     clients: int
     metrics: dict[str, Estimate]  # RATES and REVENUE, in that order
     unpriced_purchases: int  # purchases without a price (counted as revenue 0)
+    degraded: int = 0  # searches served degraded
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ class ExperimentReport:
     arms: tuple[ArmStats, ...]  # ab: baseline first; interleave: empty
     deltas: tuple[ArmDelta, ...]  # ab: each other arm vs the baseline, per metric
     preference: Preference | None  # interleave only
+    degraded_searches: int = 0  # searches served degraded (interleave: either profile's list)
+    degraded_reasons: dict[str, int] = field(default_factory=dict)  # reason code -> searches, most frequent first
 
     @property
     def simulated(self) -> bool:
@@ -201,9 +209,12 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     searches.sort(key=lambda q: _time(q.timestamp))
     outcome = _outcomes(searches, events)
     interleaved = any(q.query_attributes.get("arm") == INTERLEAVED for q in searches)
+    reasons = Counter(str(r) for q in searches for r in set(_degraded(q)))
     common = dict(name=name, mode="interleave" if interleaved else "ab", searches=len(searches),
                   simulated_searches=sum(bool(q.query_attributes.get("simulated")) for q in searches),
-                  first=searches[0].timestamp, last=searches[-1].timestamp, alpha=float(alpha))
+                  first=searches[0].timestamp, last=searches[-1].timestamp, alpha=float(alpha),
+                  degraded_searches=sum(bool(_degraded(q)) for q in searches),
+                  degraded_reasons=dict(reasons.most_common()))
     if interleaved:
         return ExperimentReport(**common, arms=(), deltas=(),
                                 preference=_preference(searches, outcome, arms, alpha))
@@ -278,7 +289,14 @@ def _arm_stats(arm: str, searches: list[UbiQuery], outcome: dict[str, _Outcome])
     low, high = mean_ci(revenue)
     metrics[REVENUE] = Estimate(sum(revenue) / n if n else math.nan, low, high)
     clients = {_client(q.client_id, q.query_attributes.get("session_id")) for q in searches} - {None}
-    return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches))
+    return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches),
+                    degraded=sum(bool(_degraded(q)) for q in searches))
+
+
+def _degraded(q: UbiQuery) -> list:
+    """The reasons a search was served degraded ([] when it was not, or was logged before they were recorded)."""
+    reasons = (q.query_attributes or {}).get("degraded") or []
+    return list(reasons) if isinstance(reasons, (list, tuple)) else [reasons]
 
 
 def _deltas(base: str, arm: str, by_arm: dict[str, list[UbiQuery]], outcome: dict[str, _Outcome],

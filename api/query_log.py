@@ -1,6 +1,9 @@
 """The UBI query record of a served /search (shopsearch/ubi.py's :class:`UbiQuery`), built from the pipeline's
 own response and spooled for the store.
 
+A degraded page (a stage cut short by its budget, the deadline or a failure) records its reasons under
+``query_attributes.degraded`` (plugin/search_types.py's DEGRADED_REASONS codes).
+
 Feature logging: for the top ``ubi_feature_depth`` results, ``query_attributes.features[<product id>]`` holds
 each stage's value exactly as the pipeline computed it — the same numbers ``explain=true`` shows under a hit's
 ``stages`` (:func:`explained_stages` serves both), so training never recomputes them with other code. The
@@ -58,6 +61,8 @@ def query_record(params: Any, resp: SearchResponse, query_id: str, *, depth: int
     attrs: dict[str, Any] = {"profile": resp.profile, "filters": filters, "page": resp.page, "size": resp.size,
                              "total": resp.total, "session_id": params.session_id, "user_id": params.user_id,
                              "simulated": bool(params.simulated),
+                             # a stage cut short: the page is not the profile as designed (experiment reports count it)
+                             "degraded": list(resp.degraded_reasons or ("unknown",)) if resp.degraded else None,
                              **(attributes or {}),
                              "features": {h.id: explained_stages(h) for h in resp.hits[:depth]}}
     return UbiQuery(query_id=query_id, client_id=client_id(params), user_query=resp.query,

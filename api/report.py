@@ -13,6 +13,8 @@ from typing import Sequence
 
 from .compare import CompareReport, MetricComparison, QueryScores
 from .experiment_report import METRIC_NAMES, POWER, ArmDelta, Estimate, ExperimentReport
+
+WARNINGS = ("SIMULATED", "DEGRADED")  # notes an experiment report shows in bold / red
 from .query_report import QueriesReport
 
 POS, NEG, NEUTRAL, A_COLOR, B_COLOR = "#2e7d32", "#c62828", "#9e9e9e", "#5c6bc0", "#ef6c00"
@@ -258,6 +260,12 @@ def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[st
         notes.append(f"SIMULATED: {report.simulated_searches} of {report.searches} searches are simulated traffic "
                      f"(`shopsearch simulate-traffic`), not shoppers.")
     notes.append(f"Searches from {report.first} to {report.last}.")
+    if report.degraded_searches:
+        reasons = ", ".join(f"{r} {n}" for r, n in report.degraded_reasons.items())
+        arms = "; per arm: " + ", ".join(f"{a.arm} {a.degraded}" for a in report.arms) if report.arms else ""
+        notes.append(f"DEGRADED: {report.degraded_searches} of {report.searches} searches were served with a stage "
+                     f"cut short ({reasons}{arms}); those did not show the profiles as designed, so the comparison "
+                     f"is partly of their fallbacks.")
     pref = report.preference
     if pref is not None and not pref.significant and pref.searches_needed is not None:
         notes.append(f"At the share observed, about {pref.searches_needed} searches in all would give "
@@ -285,7 +293,7 @@ def render_experiment_markdown(report: ExperimentReport) -> str:
     >>> print(render_experiment_markdown(report))  # doctest: +SKIP
     """
     title, notes, foot = _experiment_lines(report)
-    lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith("SIMULATED") else n for n in notes] + [""]
+    lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith(WARNINGS) else n for n in notes] + [""]
     if report.preference is not None:
         p = report.preference
         lines += ["| baseline | candidate | wins | losses | ties | candidate share [95% CI] | credited clicks | p |",
@@ -314,7 +322,7 @@ def render_experiment_html(report: ExperimentReport) -> str:
     """
     title, notes, foot = _experiment_lines(report)
     body = [f"<h1>{escape(title)}</h1>"]
-    body += [f'<p class="{"neg sig" if n.startswith("SIMULATED") else ""}">{escape(n)}</p>' for n in notes]
+    body += [f'<p class="{"neg sig" if n.startswith(WARNINGS) else ""}">{escape(n)}</p>' for n in notes]
     if report.preference is not None:
         p = report.preference
         body.append(f"<table><tr><th>baseline</th><th>candidate</th><th>wins</th><th>losses</th><th>ties</th>"

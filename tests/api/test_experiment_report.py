@@ -175,3 +175,24 @@ def test_cli_check(tmp_path, capsys):
                    '{ profile = "nope", share = 0.5 }]\n')
     assert main(["experiment", "check", str(bad)]) == 2
     assert f"{bad}: experiments.x.arms.1.profile = 'nope': must name a profile" in capsys.readouterr().err
+
+
+def test_degraded_searches_are_counted_per_arm_and_reason_and_flagged():
+    queries = [_q("d1", "default", "c1", 1, ["p1"]), _q("d2", "default", "c2", 1, ["p1"]),
+               _q("r1", "rerank", "c3", 1, ["p1"], degraded=["rerank:budget"]),
+               _q("r2", "rerank", "c4", 2, ["p1"], degraded=["rerank:budget", "deadline:search"]),
+               _q("r3", "rerank", "c5", 3, ["p1"])]
+    report = experiment_report("x", queries, [], arms=["default", "rerank"])
+    assert report.degraded_searches == 2 and report.degraded_reasons == {"rerank:budget": 2, "deadline:search": 1}
+    assert [(a.arm, a.degraded) for a in report.arms] == [("default", 0), ("rerank", 2)]
+    md = render_experiment_markdown(report)
+    assert ("**DEGRADED: 2 of 5 searches were served with a stage cut short (rerank:budget 2, deadline:search 1; "
+            "per arm: default 0, rerank 2)") in md
+    assert 'class="neg sig">DEGRADED: 2 of 5' in render_experiment_html(report)
+    assert report.to_dict()["degraded_reasons"] == {"rerank:budget": 2, "deadline:search": 1}
+    interleaved = experiment_report("il", [_iq("s1", ["a", "b"], ["A", "B"]),
+                                           _q("s2", INTERLEAVED, "c", 1, ["a"], experiment="il", teams=["A"],
+                                              degraded=["rerank:budget"])], [])
+    assert interleaved.degraded_searches == 1 and "DEGRADED: 1 of 2" in render_experiment_markdown(interleaved)
+    clean = experiment_report("x", queries[:2], [])
+    assert clean.degraded_searches == 0 and "DEGRADED" not in render_experiment_markdown(clean)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shopsearch.plugin.search_types import SearchRequest
+from shopsearch.plugin.search_types import DEGRADED_REASONS, SearchRequest
+from shopsearch.plugin.ubi_store import open_ubi_store
 from shopsearch.reranker.model_registry import ModelRegistry
 from tests.api.conftest import ALIAS
 from tests.api.test_openapi import check
@@ -62,6 +63,12 @@ def test_missing_models_answer_200_degraded_with_notes(tmp_path, searcher, catal
     assert "conversion stage degraded: model 'lgbm-sim' unavailable" in body["notes"][1]
     metrics = c.get("/metrics").get_data(as_text=True)
     assert "shopsearch_search_degraded_total 1.0" in metrics
+    c.get("/search?q=lamp&size=3")
+    svc = c.application.extensions["shopsearch"]
+    svc.ubi_drainer.stop()
+    degraded, plain = open_ubi_store(svc.config).iter_queries()  # the query log says which page was degraded
+    assert degraded.query_attributes["degraded"] == body["degraded_reasons"]
+    assert set(body["degraded_reasons"]) <= set(DEGRADED_REASONS) and "degraded" not in plain.query_attributes
 
 
 def test_context_parameters_are_validated(tmp_path, searcher, catalog_engine, rerank_models):
