@@ -26,6 +26,10 @@ the interleaving preference pooled over the folds (exact binomial test), with p 
     SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
         --index crowdflower --learn judgments --profile ltr-ce --link ce-minilm=models/ce-hd --work /tmp/loop-ce
 
+``--interleave-only`` reruns step 6 alone on the folds' models already in ``--work`` (the earlier interleaved logs
+are kept as ``home-interleave-<n>``). The learnt profile is served without a stage budget: this measures ranking,
+and a loaded box would otherwise serve its fallback.
+
 The index must exist in $SHOPSEARCH_HOME on the embedded engine (``shopsearch index ... --engine embedded``).
 Everything here is simulated traffic and the report says so.
 """
