@@ -27,8 +27,7 @@ report compares the fallbacks rather than the profiles.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence

@@ -13,9 +13,9 @@ from typing import Sequence
 
 from .compare import CompareReport, MetricComparison, QueryScores
 from .experiment_report import METRIC_NAMES, POWER, ArmDelta, Estimate, ExperimentReport
-
-WARNINGS = ("SIMULATED", "DEGRADED")  # notes an experiment report shows in bold / red
 from .query_report import QueriesReport
+
+WARNINGS = ("SIMULATED", "DEGRADED")  # the notes a report shows in bold / red
 
 POS, NEG, NEUTRAL, A_COLOR, B_COLOR = "#2e7d32", "#c62828", "#9e9e9e", "#5c6bc0", "#ef6c00"
 
@@ -382,7 +382,7 @@ def render_queries_markdown(report: QueriesReport) -> str:
     >>> print(render_queries_markdown(report))  # doctest: +SKIP
     """
     title, notes = _queries_lines(report)
-    lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith("SIMULATED") else n for n in notes]
+    lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith(WARNINGS) else n for n in notes]
     lines += ["", "**Top queries**", "", "| query | searches | clients | found nothing |", "|---|---:|---:|---:|"]
     lines += [f"| {_md(s.query)} | {s.searches} | {s.clients} | {_share(s.zero_results, s.searches)} |"
               for s in report.top] or ["| none | | | |"]
@@ -414,7 +414,7 @@ def render_queries_html(report: QueriesReport) -> str:
         return "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
     body = [f"<h1>{escape(title)}</h1>"]
-    body += [f'<p class="{"neg sig" if n.startswith("SIMULATED") else ""}">{escape(n)}</p>' for n in notes]
+    body += [f'<p class="{"neg sig" if n.startswith(WARNINGS) else ""}">{escape(n)}</p>' for n in notes]
     body += ["<h2>Top queries</h2>",
              table(["query", "searches", "clients", "found nothing"],
                    [[s.query, s.searches, s.clients, _share(s.zero_results, s.searches)] for s in report.top]),

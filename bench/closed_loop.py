@@ -55,7 +55,7 @@ EXPERIMENT = "closed-loop"
 # test queries offline, with no event history, so they would be priors there and not what the model learnt from.
 BEHAVIOUR = ("ctr", "cvr", "impressions_log", "user_brand_affinity", "user_category_affinity", "user_history_log")
 CHECKPOINTS = (100, 250, 500, 1000, 2000, 4000, 8000, 16000)
-UNBOUNDED_MS = 60_000  # the largest stage budget a profile takes (plugin/profiles.py)
+UNBOUNDED_MS = 60_000  # the learnt profile's stage budget (the largest plugin/profiles.py takes) and the deadline
 
 
 def free_port() -> int:
@@ -134,6 +134,14 @@ def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
     return folder
 
 
+def serving_env(f: int, d: Path, args: argparse.Namespace, base_env: dict[str, str]) -> dict[str, str]:
+    """What every fold's ``serve`` runs with: the fold's models and profiles, no rate limit (one client IP plays
+    every shopper) and a long deadline, so a loaded 2-core box serves no page degraded (not what this measures)."""
+    return {**base_env, "SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_SEARCH_DEADLINE_MS": str(UNBOUNDED_MS),
+            "SHOPSEARCH_MODELS": str(models_with_links(d / "models", args.link, f)),
+            "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
+
+
 def search_key(env: dict[str, str]) -> str:
     """A fresh search-role API key in the home's keys file (the API then refuses keyless calls)."""
     return sh(["shopsearch", "keys", "create", "--role", "search", "--name", "simulated-shoppers"],
@@ -171,13 +179,10 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     write_queries(d / "test.tsv", [Query(q, data.queries[q]) for q in test])
     print(f"fold {f}: {len(train)} training queries (simulated traffic), {len(test)} test queries (human qrels)",
           flush=True)
-    # No rate limit (one client IP plays every shopper) and a long deadline: a loaded 2-core box would otherwise
-    # serve some pages degraded, which is not what this measures.
     learnt = args.profile
-    models = models_with_links(d / "models", args.link, f)
-    common = {"SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(models),
-              "SHOPSEARCH_SEARCH_DEADLINE_MS": "10000", "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
-    env = {**base_env, **common, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home"))}
+    env = serving_env(f, d, args, base_env)
+    models = Path(env["SHOPSEARCH_MODELS"])
+    env["SHOPSEARCH_HOME"] = str(fold_home(base_home, d / "home"))
     key = search_key(env)
     t0 = time.perf_counter()
     with serving(args.index, env, d / "serve.log") as url:
@@ -218,9 +223,8 @@ def interleave_again(f: int, args: argparse.Namespace, base_env: dict[str, str],
             if (d / name).exists():
                 stem, dot, ext = name.partition(".")
                 shutil.move(str(d / name), str(d / f"{stem}-{n}{dot}{ext}"))
-    print(f"fold {f}: interleaving again, {learnt_profile(d, args)} unbudgeted", flush=True)
-    env = {**base_env, "SHOPSEARCH_RATE_LIMITS": "false", "SHOPSEARCH_MODELS": str(d / "models"),
-           "SHOPSEARCH_SEARCH_DEADLINE_MS": "60000", "SHOPSEARCH_PROFILES": str(d / "profiles")}
+    env = serving_env(f, d, args, base_env)
+    print(f"fold {f}: interleaving again, {env['SHOPSEARCH_PROFILES']} unbudgeted", flush=True)
     interleave(f, d, args, env, base_home, result)
     return result
 

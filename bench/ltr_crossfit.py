@@ -28,7 +28,6 @@ the ranker sees scores somewhat weaker than it is served: it errs on trusting th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
