@@ -2,7 +2,7 @@
 learnt from the logs → the learnt profile (`ltr`, or `--profile`), over K seeded folds of a judged folder's
 queries; then the learnt profile against `default` by team-draft interleaving on the live API.
 
-Per fold (``split_queries``, seed 0, as ``train ranker --folds K --fold I``):
+Per fold (``split_queries``, seed 0 as ``train ranker --folds K --fold I``, or ``--seed``):
 
 1. ``shopsearch serve`` (embedded engine, the index of $SHOPSEARCH_HOME, a search API key, a fresh UBI log);
    with ``--explore SHARE`` that share of `default`'s first pages explores (reranker/exploration.py: FairPairs
@@ -26,9 +26,10 @@ the interleaving preference pooled over the folds (exact binomial test), with p 
     SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
         --index crowdflower --learn judgments --profile ltr-ce --link ce-minilm=models/ce-hd --work /tmp/loop-ce
 
-``--interleave-only`` reruns step 6 alone on the folds' models already in ``--work`` (the earlier interleaved logs
-are kept as ``home-interleave-<n>``). The learnt profile is served without a stage budget: this measures ranking,
-and a loaded box would otherwise serve its fallback.
+``--seed S`` draws other folds and other shoppers (traffic and interleaving) for an independent replication;
+seed 0 is the runs recorded before it existed. ``--interleave-only`` reruns step 6 alone on the folds' models
+already in ``--work`` (the earlier interleaved logs are kept as ``home-interleave-<n>``). The learnt profile is
+served without a stage budget: this measures ranking, and a loaded box would otherwise serve its fallback.
 
 The index must exist in $SHOPSEARCH_HOME on the embedded engine (``shopsearch index ... --engine embedded``).
 Everything here is simulated traffic and the report says so.
@@ -166,6 +167,11 @@ def kendall_tau(logged_qrels: Path, logged_queries: Path, human_queries: dict[st
     return (float(kendalltau(a, b).statistic) if len(a) > 1 else float("nan")), len(a)
 
 
+def shopper_seed(args: argparse.Namespace, n: int) -> int:
+    """The simulated shoppers' seed for stream ``n`` (a fold's training traffic, or 1000 + fold interleaved)."""
+    return 10_000 * args.seed + n
+
+
 def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_home: Path, data) -> dict:
     from shopsearch.judgments import Query, write_queries
     from shopsearch.reranker.features import DEFAULT_MODEL_FEATURES
@@ -173,7 +179,7 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
 
     d = Path(args.work) / f"fold{f}"
     d.mkdir(parents=True, exist_ok=True)
-    split = split_queries(sorted(data.queries), folds=args.folds, fold=f, valid_fraction=0.0, seed=0)
+    split = split_queries(sorted(data.queries), folds=args.folds, fold=f, valid_fraction=0.0, seed=args.seed)
     train, test = sorted(split.train), sorted(split.test)
     write_queries(d / "train.tsv", [Query(q, data.queries[q]) for q in train])
     write_queries(d / "test.tsv", [Query(q, data.queries[q]) for q in test])
@@ -187,8 +193,8 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     t0 = time.perf_counter()
     with serving(args.index, env, d / "serve.log") as url:
         sh(["shopsearch", "simulate-traffic", "--url", url, "--data", args.data, "--sessions", str(args.sessions),
-            "--queries", str(d / "train.tsv"), "--seed", str(f), "--concurrency", str(args.concurrency),
-            "--key", key], env, d / "traffic.txt")
+            "--queries", str(d / "train.tsv"), "--seed", str(shopper_seed(args, f)), "--concurrency",
+            str(args.concurrency), "--key", key], env, d / "traffic.txt")
     traffic_s = time.perf_counter() - t0
     sh(["shopsearch", "judgments", "from-logs", "--model", args.click_model, "--out", str(d / "logs-qrels.txt"),
         "--min-impressions", str(args.min_impressions), "--engine", "embedded"], env, d / "judgments.txt")
@@ -206,8 +212,8 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
         "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", learnt],
        env, d / "compare.json")
     result = {"fold": f, "profile": learnt, "train_queries": len(train), "test_queries": len(test),
-              "sessions": args.sessions, "explore": args.explore, "traffic_s": round(traffic_s, 1), "tau": tau,
-              "tau_pairs": pairs}
+              "sessions": args.sessions, "explore": args.explore, "seed": args.seed,
+              "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
     interleave(f, d, args, env, base_home, result)
     return result
 
@@ -244,8 +250,9 @@ def interleave(f: int, d: Path, args: argparse.Namespace, env: dict[str, str], b
         il_key = search_key(il_env)
         with serving(args.index, il_env, d / "serve-interleave.log") as url:
             sh(["shopsearch", "simulate-traffic", "--url", url, "--data", args.data, "--sessions",
-                str(args.interleave_sessions), "--queries", str(d / "test.tsv"), "--seed", str(1000 + f),
-                "--concurrency", str(args.concurrency), "--key", il_key], il_env, d / "traffic-interleave.txt")
+                str(args.interleave_sessions), "--queries", str(d / "test.tsv"), "--seed",
+                str(shopper_seed(args, 1000 + f)), "--concurrency", str(args.concurrency), "--key", il_key],
+               il_env, d / "traffic-interleave.txt")
         result["interleave_sessions"] = args.interleave_sessions
         # what was served is only the profile as designed when no stage was cut short
         result["interleave_degraded_stages"] = (d / "serve-interleave.log").read_text(
@@ -297,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explore", type=float, default=0.0, metavar="SHARE",
                     help="share of `default`'s first pages that explore while the training traffic is served "
                          "(FairPairs swaps within default's [explore] depth; default 0: none)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the folds' split and the simulated shoppers' seed (default 0; another value replicates "
+                         "the run independently)")
     ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
     ap.add_argument("--min-impressions", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [run_fold(f, args, env, base_home, data) for f in folds]
     dirs = [Path(args.work) / f"fold{f}" for f in folds]
-    print("\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades)")
+    print(f"\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades), seed {args.seed}")
     for r in results:
         print(f"fold {r['fold']}: {r['sessions']} sessions in {r['traffic_s']:.0f}s (exploring share "
               f"{r.get('explore', 0.0)}), click-model tau {r['tau']:.3f} ({r['tau_pairs']} pairs)")
