@@ -36,12 +36,12 @@ from _cli_runs import add_fold_args, models_with_links, step
 from pool_compare import paired_table, pooled_table, side_scores
 
 from shopsearch.judgments import read_qrels, read_queries, write_queries
+from shopsearch.reranker.training_data import JUDGED_FILES
 from shopsearch.settings import child_environment
 
 CE_ARGS = ("--hard-negatives 10 --mine-depth 50 --epochs 2 --batch-size 32 --lr 3e-5 --warmup-ratio 0.05 "
            "--max-length 48 --max-valid-pairs 100000 --eval-steps 50 --patience 4 --seed 0 --loss lambda "
            "--list-size 16")
-DATA_FILES = ("queries-dev.tsv", "qrels-dev.txt", "scores-dev.tsv")
 
 
 def judged_subset(data: Path, qids: set[str], folder: Path) -> Path:
@@ -51,7 +51,7 @@ def judged_subset(data: Path, qids: set[str], folder: Path) -> Path:
     sub.mkdir(parents=True, exist_ok=True)
     if not (sub / "products.jsonl").exists():
         (sub / "products.jsonl").symlink_to((data / "products.jsonl").resolve())
-    for name in DATA_FILES:
+    for name in JUDGED_FILES:
         lines = (data / name).read_text(encoding="utf-8").splitlines()
         keep = [line for line in lines if line.split(maxsplit=1)[0] in qids]
         (sub / name).write_text("\n".join(keep) + "\n", encoding="utf-8")

@@ -68,6 +68,10 @@ class QuerySplit:
         raise ValueError(f"qid={qid!r} is in no split")
 
 
+# a judged folder's per-query files, beside its catalog (products.jsonl)
+JUDGED_FILES = ("queries-dev.tsv", "qrels-dev.txt", "scores-dev.tsv")
+
+
 def load_judged_set(data_dir: str | Path) -> JudgedSet:
     """Read one data folder of the shared layout into a :class:`JudgedSet`.
 
@@ -84,7 +88,7 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
         (3, 6397)
     """
     path = Path(data_dir)
-    files = {n: path / n for n in ("queries-dev.tsv", "qrels-dev.txt", "scores-dev.tsv", "products.jsonl")}
+    files = {n: path / n for n in (*JUDGED_FILES, "products.jsonl")}
     for f in files.values():
         if not f.is_file():
             raise FileNotFoundError(f"data_dir={str(path)!r} lacks {f.name} (expected the shared data layout)")
