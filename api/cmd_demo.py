@@ -216,7 +216,15 @@ def _show_examples(base: str, profile: str, key: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; returns the exit code."""
+    """Run the demo; returns the exit code (1, with the step that failed named on stderr, when a step fails)."""
+    try:
+        return _run(args)
+    except RuntimeError as exc:
+        print(f"shopsearch demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.products <= 0:
         raise ValueError(f"--products must be > 0; got {args.products}")
     settings = load_settings()
@@ -285,3 +293,4 @@ def run(args: argparse.Namespace) -> int:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()  # reaped, so no zombie outlives the demo

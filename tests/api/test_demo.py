@@ -87,3 +87,24 @@ def test_demo_runs_when_api_keys_exist(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "the demo's storefront sends the search key" in out and "GET /suggest?q='wire'" in out
     assert "(asks for an admin key)" in out
+
+
+@pytest.mark.slow
+def test_demo_whose_api_never_gets_ready_says_so_and_stops_its_server(tmp_path, monkeypatch, capsys):
+    from shopsearch.api import cmd_demo
+
+    monkeypatch.setenv("SHOPSEARCH_HOME", str(tmp_path))
+    monkeypatch.setenv("SHOPSEARCH_PROFILES", str(tmp_path / "profiles"))
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    started = []
+
+    def never_ready(base, proc, timeout=180.0):  # a box too loaded to boot the worker in time
+        started.append(proc)
+        raise RuntimeError(f"the API did not become ready at {base} within 0 s")
+
+    monkeypatch.setattr(cmd_demo, "_wait_ready", never_ready)
+    assert main(["demo", "--engine", "embedded", "--no-models", "--products", "20", "--port", str(_free_port()),
+                 "--exit"]) == 1
+    err = capsys.readouterr().err
+    assert "shopsearch demo: the API did not become ready at http://" in err and "Traceback" not in err
+    assert started[0].returncode is not None  # stopped and reaped, no zombie left behind
