@@ -223,6 +223,8 @@ def interleave_again(f: int, args: argparse.Namespace, base_env: dict[str, str],
     interleaved logs are kept beside it (``home-interleave-<n>``)."""
     d = Path(args.work) / f"fold{f}"
     result = json.loads((d / "result.json").read_text(encoding="utf-8"))
+    if result.get("seed", 0) != args.seed:  # its folds were drawn with that seed; its shoppers should be too
+        sys.exit(f"closed_loop: {d} was run with --seed {result.get('seed', 0)}; pass that seed")
     if (d / "home-interleave").exists():
         n = 1 + sum(1 for _ in d.glob("home-interleave-*"))
         for name in ("home-interleave", "serve-interleave.log", "traffic-interleave.txt"):
@@ -335,10 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [run_fold(f, args, env, base_home, data) for f in folds]
     dirs = [Path(args.work) / f"fold{f}" for f in folds]
-    print(f"\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades), seed {args.seed}")
+    print("\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades)")
     for r in results:
-        print(f"fold {r['fold']}: {r['sessions']} sessions in {r['traffic_s']:.0f}s (exploring share "
-              f"{r.get('explore', 0.0)}), click-model tau {r['tau']:.3f} ({r['tau_pairs']} pairs)")
+        print(f"fold {r['fold']} (seed {r.get('seed', 0)}): {r['sessions']} sessions in {r['traffic_s']:.0f}s "
+              f"(exploring share {r.get('explore', 0.0)}), click-model tau {r['tau']:.3f} ({r['tau_pairs']} pairs)")
     print("\n".join(pooled_table([d / "compare.json" for d in dirs])))
     if all((d / "home-interleave" / "ubi").is_dir() for d in dirs):
         print()
