@@ -73,4 +73,5 @@ def test_a_killed_worker_loses_no_acknowledged_event(tmp_path, tiny_encoder, tin
 
         events = wait_for(all_acked, "the new worker did not drain the killed one's spool", log_path)
         assert sorted(e.event_id for e in events) == sorted(acked)
-        assert spool.size() == 0
+        # A drain stores a segment's records, then deletes it: the store can be seen full before the spool empties.
+        wait_for(lambda: spool.size() == 0 or None, "the drained spool was not emptied", log_path)
