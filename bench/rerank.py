@@ -2,8 +2,9 @@
 
 Each crowdflower held-out test query's judged pool, in BM25 order, is the fused list; the cross-encoder reranks
 its top ``--depth``. Reports mean / p50 / p95 ms per query and nDCG@10 over the pool for torch fp32 (the fallback)
-and ONNX Runtime int8 (the served CPU path), and how closely int8 follows fp32 (Kendall tau, top-10 overlap): on a
-few dozen queries the nDCG change alone is noisy.
+and ONNX Runtime int8 (the served CPU path), how closely int8 follows fp32 (Kendall tau, top-10 overlap): on a
+few dozen queries the nDCG change alone is noisy; and whether a product's score depends on the others scored with
+it (it should not: a filter or a deeper head would otherwise reorder the products it keeps).
 
     python bench/rerank.py --model models/ce-minilm [--depth 50] [--queries N] [--threads T]
 """
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     base = pool_ndcg(pools, [np.array([-h.rank for h in _by_id(f, p)]) for f, p in zip(fused, pools)])
     print(f"{len(pools)} crowdflower test queries, depth {args.depth}, torch threads {torch.get_num_threads()}, "
           f"max_length {max_length}; BM25 order nDCG@10 {base:.4f}")
-    results, outs = {}, {}
+    results, outs, rerankers = {}, {}, {}
     for fast in (False, True):
         rr = CrossEncoderReranker(args.model, device="cpu", batch_size=args.batch_size, max_length=max_length,
                                   fast_cpu=fast, require_onnx=fast)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ndcg = float(per_query.mean())
         pairs = sum(min(args.depth, len(h)) for h in fused)
         results[rr.precision] = (ndcg, ms)
+        rerankers[rr.precision] = rr
         outs[rr.precision] = (runs, per_query)
         print(f"  {rr.precision:13s} nDCG@10 {ndcg:.4f}  ms/query mean {np.mean(ms):7.1f}  p50 "
               f"{np.percentile(ms, 50):7.1f}  p95 {np.percentile(ms, 95):7.1f}  ({pairs / (sum(ms) / 1000):.0f} "
@@ -80,7 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onnx-int8: {np.mean(ms32) / np.mean(ms8):.2f}x faster than fp32, nDCG@10 change {n8 - n32:+.4f} "
           f"(target loss <= 0.005)")
     _fidelity(*outs["fp32"], *outs["onnx-int8"], args.depth)
+    for precision, rr in rerankers.items():
+        _batch_independence(rr, pools, fused, args.depth)
     return 0
+
+
+def _batch_independence(rr, pools, fused, depth: int) -> None:
+    """How far a head's scores move when the next 20 candidates are scored with it (0 for a scorer whose pair
+    scores do not depend on their batch, as the served ranking should not)."""
+    moved, reordered = [], 0
+    for p, hits in zip(pools, fused):
+        src = [h.source for h in hits[:depth + 20]]
+        head = min(depth, len(src))
+        alone, together = rr.score(p.query, src[:head]), rr.score(p.query, src)[:head]
+        moved.append(float(np.abs(alone - together).max()) if head else 0.0)
+        reordered += not np.array_equal(np.argsort(-alone, kind="stable"), np.argsort(-together, kind="stable"))
+    print(f"  {rr.precision:13s} batch independence: the head scored alone vs with the next 20, max |score change| "
+          f"median {np.median(moved):.4f} max {max(moved):.4f}; head order changed on {reordered} of {len(pools)} "
+          "queries")
 
 
 def _fidelity(runs32, ndcg32, runs8, ndcg8, depth: int) -> None:

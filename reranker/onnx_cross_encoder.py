@@ -1,28 +1,35 @@
 """CPU fast path for the cross-encoder: the model exported to ONNX and dynamically quantised to int8 by ONNX Runtime.
 
-Measured in bench/rerank.py (crowdflower held-out pools, top 30, 2 threads): 2.7x faster than torch fp32 and
-close to its ranking (per-channel weight scales). Export and quantisation are torch's and ONNX Runtime's (see
-shopsearch.indexer.onnx_export). The export is cached under ``cache_dir``, keyed by a hash of the weights, so a
-retrained model gets its own file and serving processes share one export. ``CrossEncoderReranker`` falls back to
-torch fp32, with a warning, when this path cannot be built.
+Measured in bench/rerank.py (crowdflower held-out pools, top 30, 2 cores): about twice as fast as torch fp32 and
+close to its ranking (per-channel weight scales). Dynamic quantisation scales a run's activations by their range
+over the whole input, so in a shared batch a pair's score would depend on the pairs (and padding) beside it: a
+product's rank would move when a filter removed another. So each pair runs alone, unpadded, the runs spread over
+one single-threaded run per core (bench/RESULTS.md, session 14). Export and quantisation are torch's and ONNX
+Runtime's (see shopsearch.indexer.onnx_export). The export is cached under ``cache_dir``, keyed by a hash of the
+weights, so a retrained model gets its own file and serving processes share one export. ``CrossEncoderReranker``
+falls back to torch fp32, with a warning, when this path cannot be built.
 
 Serving a recorded export imports neither torch nor transformers (issue 16, item 6: a search worker whose profile
 reranks stays lean): beside the export, the model's fast tokenizer (``<export>.tokenizer.json``) and a manifest
 (``<export>.served.json``: the files and the graph's inputs) are written, and :func:`load_exported` needs only
 them, onnxruntime and tokenizers. Pairs are encoded by the same tokenizers library the Hugging Face fast
-tokenizer wraps, with its truncation (longest first) and padding, so the ids are the torch model's.
+tokenizer wraps, with its truncation (longest first), so the ids are the torch model's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.indexer.encode_pool import physical_cores
 from shopsearch.indexer.onnx_export import (OPSET, cpu_session, export_onnx, exportable_copy, quantize_int8,
                                             write_atomically)
 
@@ -157,25 +164,50 @@ def load_exported(model_dir: str | Path, cache_dir: str | Path, max_length: int,
 class OnnxCrossEncoder:
     """Scores (query, text) pairs with an exported cross-encoder: ``sigmoid(logit)``, as ``CrossEncoder.predict``.
 
+    Each pair is one run of the graph, unpadded, so its score never depends on the pairs scored with it (see the
+    module docstring); the runs of a call are spread over ``threads`` single-threaded runs at a time.
+
     Args:
         onnx_path: an :func:`export_int8` file.
         tokenizer: a :func:`pair_tokenizer` (pairs are encoded exactly as the torch model sees them).
         max_length: token limit of a pair (the tokenizer's truncation).
-        threads: onnxruntime intra-op threads (0: its default, one per core).
+        threads: pairs scored at once (0: one per physical core).
     """
 
     def __init__(self, onnx_path: str | Path, tokenizer: Any, max_length: int, threads: int = 0) -> None:
-        self.session = cpu_session(Path(onnx_path), threads)
+        if threads < 0:
+            raise ValueError(f"threads={threads!r} must be >= 0")
+        self.session = cpu_session(Path(onnx_path), 1)  # one core per run: the runs themselves go in parallel
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.threads = threads or physical_cores()
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked worker makes its own
+        self._pool_lock = threading.Lock()
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """float32 scores in (0, 1), one per pair."""
+        """float32 scores in (0, 1), one per pair; a pair's score is the same in any batch and any order."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        batch = self.tokenizer.encode_batch([(q, t) for q, t in pairs])
-        arrays = {"input_ids": [e.ids for e in batch], "attention_mask": [e.attention_mask for e in batch],
-                  "token_type_ids": [e.type_ids for e in batch]}
-        logits = self.session.run(None, {n: np.array(arrays[n], dtype=np.int64) for n in self.inputs})[0][:, 0]
-        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        feeds = [self._feed(e) for e in self.tokenizer.encode_batch([(q, t) for q, t in pairs])]
+        if len(feeds) == 1 or self.threads == 1:
+            logits = [self._run(f) for f in feeds]
+        else:
+            logits = list(self._executor().map(self._run, feeds))
+        return (1.0 / (1.0 + np.exp(-np.array(logits, dtype=np.float64)))).astype(np.float32)
+
+    def _feed(self, encoding: Any) -> dict[str, np.ndarray]:
+        """One pair's inputs without the batch's padding (the pair tokenizer pads on the right)."""
+        n = sum(encoding.attention_mask)
+        arrays = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
+                  "token_type_ids": encoding.type_ids}
+        return {name: np.array([arrays[name][:n]], dtype=np.int64) for name in self.inputs}
+
+    def _run(self, feed: Mapping[str, np.ndarray]) -> float:
+        return float(self.session.run(None, dict(feed))[0][0, 0])
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None or self._pool[0] != os.getpid():  # threads do not survive a fork
+                self._pool = (os.getpid(), ThreadPoolExecutor(self.threads, thread_name_prefix="ce-onnx"))
+            return self._pool[1]

@@ -59,3 +59,16 @@ def test_recorded_export_scores_without_torch_as_the_exporting_process(tiny_ce, 
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["precision"] == "onnx-int8" and got["imported"] == []
     assert np.allclose(got["scores"], want, atol=1e-6)
+
+
+def test_a_pairs_int8_score_does_not_depend_on_what_is_scored_with_it(tiny_ce, tmp_path):
+    # Dynamic quantisation scales a run's activations over its whole input: in a shared batch a product's score
+    # (and so its rank) would move when another product joined the candidates or a filter removed one.
+    rr = CrossEncoderReranker(tiny_ce, device="cpu", max_length=32, require_onnx=True, onnx_cache=tmp_path)
+    products = [{"title": t} for _, t in PAIRS]
+    together = rr.score("red lamp", products)
+    alone = np.concatenate([rr.score("red lamp", [p]) for p in products])
+    reversed_ = rr.score("red lamp", products[::-1])[::-1]
+    assert np.array_equal(together, alone) and np.array_equal(together, reversed_)
+    fp32 = CrossEncoderReranker(tiny_ce, device="cpu", max_length=32, fast_cpu=False).score("red lamp", products)
+    assert np.allclose(together, fp32, atol=0.05)  # still the model's scores
