@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onnx-int8: {np.mean(ms32) / np.mean(ms8):.2f}x faster than fp32, nDCG@10 change {n8 - n32:+.4f} "
           f"(target loss <= 0.005)")
     _fidelity(*outs["fp32"], *outs["onnx-int8"], args.depth)
-    for precision, rr in rerankers.items():
+    for rr in rerankers.values():
         _batch_independence(rr, pools, fused, args.depth)
     return 0
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -203,8 +203,8 @@ class OnnxCrossEncoder:
                   "token_type_ids": encoding.type_ids}
         return {name: np.array([arrays[name][:n]], dtype=np.int64) for name in self.inputs}
 
-    def _run(self, feed: Mapping[str, np.ndarray]) -> float:
-        return float(self.session.run(None, dict(feed))[0][0, 0])
+    def _run(self, feed: dict[str, np.ndarray]) -> float:
+        return float(self.session.run(None, feed)[0][0, 0])
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
