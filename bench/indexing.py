@@ -13,7 +13,8 @@ many processes, ``--workers``):
     ``ru_maxrss``; pool workers are separate processes, not counted), for the catalog and growing catalog sizes
     (rows repeated with new ids; their vectors come from the warm cache, so these runs measure the pipeline and
     engine, not the encoder) (target < 2 GB, flat); (e) with onnx-int8: the cosine similarity of its vectors to
-    the fp32 torch vectors on ``--cosine-sample`` catalog texts.
+    the fp32 torch vectors on ``--cosine-sample`` catalog texts, and whether a product's int8 vector depends on
+    the rows embedded with it (its first 200 texts embedded in one call against each alone).
 
     python bench/indexing.py [--catalog PATH] [--limit N] [--engines opensearch,embedded]
                              [--workers 1,2] [--encoders torch,onnx-int8]
@@ -131,9 +132,14 @@ def child_cosine(spec: dict[str, Any]) -> dict[str, Any]:
     texts = _catalog_texts(spec["catalog"])[:spec["sample"]]
     fp32 = BiEncoder(spec["model"], device="cpu", max_length=spec["max_length"], batch_size=spec["batch_size"])
     int8 = int8_encoder(spec["model"], cache_dir=load_settings().onnx_dir, max_length=spec["max_length"])
-    cos = np.sum(fp32.encode(texts) * int8.encode(texts), axis=1)
+    together = int8.encode(texts)
+    cos = np.sum(fp32.encode(texts) * together, axis=1)
+    head = min(len(texts), 200)
+    alone = np.stack([int8.encode([t])[0] for t in texts[:head]])
+    diff = np.abs(together[:head] - alone).max(axis=1)
     return {"texts": len(texts), "mean": float(cos.mean()), "p01": float(np.percentile(cos, 1)),
-            "min": float(cos.min())}
+            "min": float(cos.min()), "alone_texts": head, "alone_changed": int((diff > 0).sum()),
+            "alone_max_diff": float(diff.max())}
 
 
 def child_main(spec_json: str) -> int:
@@ -228,7 +234,9 @@ def verdicts(res: dict[str, Any]) -> list[str]:
     if res.get("cosine"):
         c = res["cosine"]
         lines.append(f"onnx-int8 vs torch fp32 vectors on {c['texts']} catalog texts: cosine mean {c['mean']:.4f}, "
-                     f"1st percentile {c['p01']:.4f}, min {c['min']:.4f}")
+                     f"1st percentile {c['p01']:.4f}, min {c['min']:.4f}; embedded alone instead of in one call: "
+                     f"{c['alone_changed']} of {c['alone_texts']} vectors change (max |diff| "
+                     f"{c['alone_max_diff']:.2g}; target 0)")
     return lines
 
 
@@ -261,7 +269,8 @@ def print_table(res: dict[str, Any]) -> None:
     if res.get("cosine"):
         c = res["cosine"]
         print(f"(e) onnx-int8 vs torch fp32 cosine on {c['texts']} texts: mean {c['mean']:.4f}, p01 {c['p01']:.4f}, "
-              f"min {c['min']:.4f}")
+              f"min {c['min']:.4f}; alone vs in one call: {c['alone_changed']} of {c['alone_texts']} vectors "
+              f"change, max |diff| {c['alone_max_diff']:.2g}")
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:

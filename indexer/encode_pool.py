@@ -214,7 +214,7 @@ def open_index_encoder(model: str | os.PathLike[str], *, kind: str = "torch", wo
             on CUDA (the GPU is the encoder there; more processes would only share it) or for a catalog file
             under :data:`SMALL_CATALOG_BYTES` (each worker loads the model: seconds a small catalog never wins back).
         catalog_bytes: the catalog file's size, for the choice above (None: not small).
-        max_length, batch_size: as BiEncoder takes them (the int8 encoder batches 64 texts itself).
+        max_length, batch_size: as BiEncoder takes them (the int8 encoder embeds each text alone).
         onnx_dir: where ONNX exports live (the settings' ``onnx_dir``).
         cuda: whether CUDA is available (default: ask torch only where a CUDA driver exists); for tests.
 

@@ -31,7 +31,7 @@ import numpy as np
 from shopsearch.settings import QUERY_ENCODERS
 
 from .embedder import DEFAULT_MODEL, BiEncoder, model_name, resolve_model_dir, weights_digest
-from .onnx_export import OPSET, cpu_session, export_onnx, exportable_copy, onnx_available, write_atomically
+from .onnx_export import OPSET, SoloRuns, cpu_session, export_onnx, exportable_copy, onnx_available, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,9 @@ class OnnxQueryEncoder:
     """Embeds queries with onnxruntime on one CPU thread; same interface as BiEncoder for the search side.
 
     Thread-safe: onnxruntime sessions may be run from several threads at once (the API's request threads).
-    Build it with :meth:`from_bi_encoder`.
+    Build it with :meth:`from_bi_encoder`. ``solo=True`` (the int8 export, onnx_int8.py) embeds each text in a run
+    of its own, unpadded, ``threads`` runs at a time: dynamic quantisation would otherwise make a product's
+    vector depend on the catalog rows embedded with it (see ``onnx_export.SoloRuns``).
 
     Attributes:
         dims, fingerprint, max_length, name: as the BiEncoder it was exported from (fingerprints are equal, so
@@ -184,13 +186,17 @@ class OnnxQueryEncoder:
     """
 
     def __init__(self, onnx_path: Path, tokenizer_path: Path, *, fingerprint: str, dims: int, max_length: int,
-                 name: str, exported: bool = False, threads: int = 1):
+                 name: str, exported: bool = False, threads: int = 1, solo: bool = False):
         from tokenizers import Tokenizer
 
-        # One query at a time per request thread: more intra-op threads only add hand-off cost at this size
-        # (indexing, which encodes batches, asks for more: indexer/onnx_int8.py).
-        self._session = cpu_session(onnx_path, threads=threads)
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))  # read-only after this: safe across threads
+        self._solo = SoloRuns(Path(onnx_path), threads) if solo else None
+        if self._solo is not None:
+            self._session = self._solo.session
+            self._tokenizer.no_padding()
+        else:
+            # One query at a time per request thread: more intra-op threads only add hand-off cost at this size.
+            self._session = cpu_session(onnx_path, threads=threads)
         self.onnx_path = Path(onnx_path)
         self.fingerprint = fingerprint
         self.dims = int(dims)
@@ -255,6 +261,13 @@ class OnnxQueryEncoder:
         if isinstance(texts, str):
             raise ValueError("texts must be a list of strings, got a single str (use encode_one)")
         texts = list(texts)
+        if self._solo is not None:
+            encodings = [self._tokenizer.encode(t) for t in texts] if len(texts) == 1 else \
+                self._tokenizer.encode_batch(texts)
+            feeds = [{"input_ids": np.array([e.ids], dtype=np.int64),
+                      "attention_mask": np.array([e.attention_mask], dtype=np.int64)} for e in encodings]
+            rows = [out[0][0] for out in self._solo.map(feeds)]
+            return np.array(rows, dtype=np.float32).reshape(len(texts), self.dims)
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
         # Texts of similar length share a padded batch (as sentence-transformers does): far less padding to run
         # through the model when a product catalog is embedded; rows go back to the caller's order.

@@ -1,7 +1,7 @@
 """Export a torch model to ONNX with torch's exporter, quantise it with ONNX Runtime's, and load it for the CPU.
 
-Shared by the query encoder (indexer/onnx_encoder.py, fp32) and the cross-encoder (reranker/onnx_cross_encoder.py,
-int8). Export uses ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter; needs ``onnxscript``) with
+Shared by the query encoder (indexer/onnx_encoder.py, fp32; int8 for indexing, indexer/onnx_int8.py) and the
+cross-encoder (reranker/onnx_cross_encoder.py, int8). Export uses ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter; needs ``onnxscript``) with
 the batch and sequence axes dynamic; quantisation uses ``onnxruntime.quantization.quantize_dynamic`` with
 per-channel int8 weights. sentence-transformers' own ONNX backend would be the library route, but it needs
 optimum-onnx, whose only release requires transformers < 4.58 (this project pins transformers 5).
@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from .encode_pool import physical_cores
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime
@@ -137,3 +141,41 @@ def cpu_session(path: Path, threads: int) -> "onnxruntime.InferenceSession":
     opts.inter_op_num_threads = 1  # the graph runs sequentially; no second pool
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class SoloRuns:
+    """Runs a graph on one input at a time, ``threads`` single-threaded runs in parallel.
+
+    Dynamic int8 quantisation scales a run's activations by their range over the whole input, padding included,
+    so in a shared batch one item's output would depend on the items beside it: a product's score on the other
+    candidates, a product's vector on the catalog rows it was embedded with. Run alone and unpadded, each
+    output depends on its own input only (bench/RESULTS.md, sessions 14 and 15).
+
+    Args:
+        path: an ``.onnx`` file (one session, one intra-op thread, shared by the runs).
+        threads: runs at once (0: one per physical core).
+
+    >>> runs = SoloRuns(Path("/tmp/ce-int8.onnx"), threads=0)  # doctest: +SKIP
+    >>> runs.map([{"input_ids": ids, "attention_mask": mask}])[0][0].shape  # doctest: +SKIP
+    (1, 1)
+    """
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        if threads < 0:
+            raise ValueError(f"threads={threads!r} must be >= 0")
+        self.session = cpu_session(Path(path), 1)
+        self.threads = threads or physical_cores()
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked worker makes its own
+        self._pool_lock = threading.Lock()
+
+    def map(self, feeds: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """The session's outputs for each feed (a batch of one), in the feeds' order."""
+        if len(feeds) <= 1 or self.threads == 1:
+            return [self.session.run(None, f) for f in feeds]
+        return list(self._executor().map(lambda f: self.session.run(None, f), feeds))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None or self._pool[0] != os.getpid():  # threads do not survive a fork
+                self._pool = (os.getpid(), ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-solo"))
+            return self._pool[1]

@@ -5,7 +5,9 @@ dynamic quantiser (per-channel int8 weights, as the cross-encoder's fast path; o
 ``<export>.int8.onnx`` beside it. Its vectors are not torch's: its fingerprint is the model's plus ``|onnx-int8``,
 so they get their own vector-cache keys and change-detection hashes, and the index records the encoder
 (encoder_record.py). Their cosine to the fp32 vectors and the nDCG@10 cost are measured in bench/indexing.py and
-bench/RESULTS.md.
+bench/RESULTS.md. Each text is embedded in a run of its own, unpadded (``OnnxQueryEncoder(solo=True)``): the
+quantiser scales activations per run, so in a shared batch a product's vector would depend on the rows beside it,
+and a product re-embedded by an increment would not get the vector a full run gave it.
 
 Like the query encoder's export, a small manifest (``*.int8.served.json``, found from the model's name, weight
 digest and requested max_length) records it, so indexing worker processes load it with onnxruntime and tokenizers
@@ -41,7 +43,8 @@ def int8_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, cache_dir: st
         model: bi-encoder name or directory (as BiEncoder takes).
         cache_dir: where ONNX exports live (the settings' ``onnx_dir``).
         max_length: tokens per product text (clamped to the model's limit as BiEncoder does).
-        threads: onnxruntime intra-op threads (0: one per core; a pool of N workers gives each cores / N).
+        threads: texts embedded at once, one single-threaded run each (0: one per physical core; a pool of N
+            workers gives each cores / N).
 
     Returns:
         An OnnxQueryEncoder whose fingerprint ends with ``|onnx-int8``.
@@ -61,7 +64,7 @@ def int8_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, cache_dir: st
         onnx_path, tokenizer_path = cache / rec["onnx"], cache / rec["tokenizer"]
         if onnx_path.is_file() and tokenizer_path.is_file():
             return OnnxQueryEncoder(onnx_path, tokenizer_path, fingerprint=rec["fingerprint"], dims=rec["dims"],
-                                    max_length=rec["max_length"], name=rec["name"], threads=threads)
+                                    max_length=rec["max_length"], name=rec["name"], threads=threads, solo=True)
     fp32 = OnnxQueryEncoder.from_bi_encoder(model, cache_dir=cache, max_length=max_length)  # loads torch
     onnx_path = fp32.onnx_path.with_name(fp32.onnx_path.name.removesuffix(".onnx") + ".int8.onnx")
     if not onnx_path.is_file():
@@ -69,7 +72,7 @@ def int8_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, cache_dir: st
         log.info("quantised %s to int8: %s", fp32.name, onnx_path)
     tokenizer_path = export_paths(cache, fp32.fingerprint)[1]
     enc = OnnxQueryEncoder(onnx_path, tokenizer_path, fingerprint=fp32.fingerprint + INT8_SUFFIX, dims=fp32.dims,
-                           max_length=fp32.max_length, name=fp32.name, threads=threads)
+                           max_length=fp32.max_length, name=fp32.name, threads=threads, solo=True)
     record = {"fingerprint": enc.fingerprint, "dims": enc.dims, "max_length": enc.max_length, "name": enc.name,
               "onnx": onnx_path.name, "tokenizer": tokenizer_path.name}
     write_atomically(manifest, lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))

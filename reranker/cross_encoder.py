@@ -118,10 +118,7 @@ class CrossEncoderReranker:
             from .onnx_cross_encoder import OnnxCrossEncoder, export_int8, pair_tokenizer
 
             onnx_path = export_int8(self.model, path, cache or load_settings().onnx_dir)
-            tok = self.model.tokenizer
-            return OnnxCrossEncoder(onnx_path, pair_tokenizer(tok, max_length, tok.pad_token_id or 0,
-                                                              tok.pad_token or "[PAD]", tok.pad_token_type_id or 0),
-                                    max_length)
+            return OnnxCrossEncoder(onnx_path, pair_tokenizer(self.model.tokenizer, max_length), max_length)
         except Exception as exc:  # noqa: BLE001 - any failure here means "use the torch path"
             if required:
                 raise

@@ -4,8 +4,8 @@ Measured in bench/rerank.py (crowdflower held-out pools, top 30, 2 cores): about
 close to its ranking (per-channel weight scales). Dynamic quantisation scales a run's activations by their range
 over the whole input, so in a shared batch a pair's score would depend on the pairs (and padding) beside it: a
 product's rank would move when a filter removed another. So each pair runs alone, unpadded, the runs spread over
-one single-threaded run per core (bench/RESULTS.md, session 14). Export and quantisation are torch's and ONNX
-Runtime's (see shopsearch.indexer.onnx_export). The export is cached under ``cache_dir``, keyed by a hash of the
+one single-threaded run per core (``onnx_export.SoloRuns``; bench/RESULTS.md, session 14). Export and
+quantisation are torch's and ONNX Runtime's (see shopsearch.indexer.onnx_export). The export is cached under ``cache_dir``, keyed by a hash of the
 weights, so a retrained model gets its own file and serving processes share one export. ``CrossEncoderReranker``
 falls back to torch fp32, with a warning, when this path cannot be built.
 
@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from shopsearch.indexer.encode_pool import physical_cores
-from shopsearch.indexer.onnx_export import (OPSET, cpu_session, export_onnx, exportable_copy, quantize_int8,
+from shopsearch.indexer.onnx_export import (OPSET, SoloRuns, export_onnx, exportable_copy, quantize_int8,
                                             write_atomically)
 
 # Bump when the exported graph changes (inputs, outputs, exporter): old cache files are then ignored.
@@ -119,22 +115,20 @@ def _record(onnx_path: Path, tokenizer: Any, inputs: Sequence[str]) -> None:
         return
     tok_path = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".tokenizer.json")
     write_atomically(tok_path, lambda tmp: tmp.write_text(backend.to_str(), encoding="utf-8"))
-    record = {"onnx": onnx_path.name, "tokenizer": tok_path.name, "inputs": list(inputs),
-              "pad_id": tokenizer.pad_token_id or 0, "pad_token": tokenizer.pad_token or "[PAD]",
-              "pad_type_id": getattr(tokenizer, "pad_token_type_id", 0) or 0}
+    record = {"onnx": onnx_path.name, "tokenizer": tok_path.name, "inputs": list(inputs)}
     write_atomically(_manifest(onnx_path), lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))
 
 
-def pair_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token: str, pad_type_id: int = 0) -> Any:
+def pair_tokenizer(tokenizer: Any, max_length: int) -> Any:
     """A ``tokenizers.Tokenizer`` (or a Hugging Face fast tokenizer, whose backend is copied) that truncates a
-    (query, text) pair longest-first to ``max_length`` tokens and pads a batch to its longest pair, as the
-    Hugging Face tokenizer does when the torch model scores."""
+    (query, text) pair longest-first to ``max_length`` tokens, as the Hugging Face tokenizer does when the torch
+    model scores; it never pads (each pair runs alone)."""
     from tokenizers import Tokenizer
 
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     tok = Tokenizer.from_str(backend.to_str())
     tok.enable_truncation(max_length=max_length, strategy="longest_first")
-    tok.enable_padding(pad_id=pad_id, pad_token=pad_token, pad_type_id=pad_type_id)
+    tok.no_padding()
     return tok
 
 
@@ -157,8 +151,7 @@ def load_exported(model_dir: str | Path, cache_dir: str | Path, max_length: int,
         return None
     rec = json.loads(manifest.read_text(encoding="utf-8"))
     tok = Tokenizer.from_file(str(onnx_path.with_name(rec["tokenizer"])))
-    return OnnxCrossEncoder(onnx_path, pair_tokenizer(tok, max_length, rec["pad_id"], rec["pad_token"],
-                                                      rec.get("pad_type_id", 0)), max_length, threads)
+    return OnnxCrossEncoder(onnx_path, pair_tokenizer(tok, max_length), max_length, threads)
 
 
 class OnnxCrossEncoder:
@@ -175,39 +168,21 @@ class OnnxCrossEncoder:
     """
 
     def __init__(self, onnx_path: str | Path, tokenizer: Any, max_length: int, threads: int = 0) -> None:
-        if threads < 0:
-            raise ValueError(f"threads={threads!r} must be >= 0")
-        self.session = cpu_session(Path(onnx_path), 1)  # one core per run: the runs themselves go in parallel
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.runs = SoloRuns(Path(onnx_path), threads)
+        self.inputs = [i.name for i in self.runs.session.get_inputs()]
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.threads = threads or physical_cores()
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked worker makes its own
-        self._pool_lock = threading.Lock()
 
     def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """float32 scores in (0, 1), one per pair; a pair's score is the same in any batch and any order."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         feeds = [self._feed(e) for e in self.tokenizer.encode_batch([(q, t) for q, t in pairs])]
-        if len(feeds) == 1 or self.threads == 1:
-            logits = [self._run(f) for f in feeds]
-        else:
-            logits = list(self._executor().map(self._run, feeds))
-        return (1.0 / (1.0 + np.exp(-np.array(logits, dtype=np.float64)))).astype(np.float32)
+        logits = np.array([out[0][0, 0] for out in self.runs.map(feeds)], dtype=np.float64)
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
     def _feed(self, encoding: Any) -> dict[str, np.ndarray]:
-        """One pair's inputs without the batch's padding (the pair tokenizer pads on the right)."""
-        n = sum(encoding.attention_mask)
+        """One pair's inputs, a batch of one."""
         arrays = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
                   "token_type_ids": encoding.type_ids}
-        return {name: np.array([arrays[name][:n]], dtype=np.int64) for name in self.inputs}
-
-    def _run(self, feed: dict[str, np.ndarray]) -> float:
-        return float(self.session.run(None, feed)[0][0, 0])
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None or self._pool[0] != os.getpid():  # threads do not survive a fork
-                self._pool = (os.getpid(), ThreadPoolExecutor(self.threads, thread_name_prefix="ce-onnx"))
-            return self._pool[1]
+        return {name: np.array([arrays[name]], dtype=np.int64) for name in self.inputs}

@@ -46,6 +46,18 @@ def test_int8_vectors_are_close_to_fp32_and_recorded_for_torch_free_workers(tiny
     assert worker == {"fingerprint": enc.fingerprint, "imported": []}
 
 
+def test_a_products_int8_vector_does_not_depend_on_the_rows_embedded_with_it(tiny_bi_encoder_dir, tmp_path):
+    # Dynamic quantisation scales a run's activations over the whole run: a shared, padded batch made a product's
+    # vector depend on its neighbours, so an increment re-embedded it differently from the full run.
+    enc = int8_encoder(tiny_bi_encoder_dir, cache_dir=tmp_path, max_length=64, threads=2)
+    texts = [f"{r['title']}. {r['description']}" for r in good_rows(20)] + ["oak " * 80, "x", "UPPER case 12 V"]
+    together = enc.encode(texts)
+    alone = np.stack([enc.encode([t])[0] for t in texts])
+    backwards = enc.encode(texts[::-1])[::-1]
+    assert np.array_equal(together, alone) and np.array_equal(together, backwards)
+    assert enc.encode([]).shape == (0, enc.dims)
+
+
 def test_int8_pool_matches_in_process_int8_and_records_the_encoder(tiny_bi_encoder_dir, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", good_rows(40))
     sinks = {}

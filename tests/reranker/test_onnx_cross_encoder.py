@@ -37,9 +37,8 @@ def test_pair_tokenizer_gives_the_hugging_face_ids(tiny_ce):
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(tiny_ce)
-    want = hf([q for q, _ in PAIRS], [t for _, t in PAIRS], padding=True, truncation=True, max_length=32)
-    tok = pair_tokenizer(hf, 32, hf.pad_token_id, hf.pad_token, hf.pad_token_type_id)
-    got = tok.encode_batch(PAIRS)
+    want = hf([q for q, _ in PAIRS], [t for _, t in PAIRS], truncation=True, max_length=32)  # unpadded
+    got = pair_tokenizer(hf, 32).encode_batch(PAIRS)
     assert [e.ids for e in got] == want["input_ids"]
     assert [e.type_ids for e in got] == want["token_type_ids"]
     assert [e.attention_mask for e in got] == want["attention_mask"]
