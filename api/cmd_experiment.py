@@ -18,7 +18,7 @@ arm by a stable sha256 hash of (experiment, client_id); an explicit profile= par
                  ranking profiles that exist; exit 2 naming file, key and value when it is invalid.
   report NAME    from the UBI logs (the configured engine's store, or --ubi-dir): per arm searches, CTR,
                  add-to-cart and purchase rates, revenue per search with 95% intervals and tests against the
-                 baseline arm (two-proportion z-test for rates, Welch's t-test for revenue), or for an
+                 baseline arm (Welch's t-test with clients as the units), or for an
                  interleaving experiment wins / losses / ties with a sign (exact binomial) test. Says SIMULATED
                  when the logs are simulated traffic.
 """

@@ -2,22 +2,28 @@
 significance, or an interleaving experiment's preference. Pure: UbiQuery / UbiEvent iterables in, an
 :class:`ExperimentReport` out (``shopsearch experiment report`` reads the logs; :mod:`.report` renders it).
 
-What is counted (the unit is the search: one UbiQuery whose query_attributes name the experiment):
+What is counted (per search: one UbiQuery whose query_attributes name the experiment):
 - CTR, add-to-cart rate, purchase rate: the share of searches with at least one such action;
 - revenue per search: the purchases' ``price`` summed per search, averaged over all searches (zeros included).
 An event belongs to the search whose ``query_id`` it carries; an add_to_cart or purchase without one (checkout
 pages rarely know it) goes to the same client's latest earlier search in the experiment that showed the product
-(last touch). Events of other searches are ignored.
+(last touch). Events that carry another search's query_id are ignored.
 
-Intervals and tests, baseline arm vs each other arm, at ``alpha``:
-- rates: Wilson 95% interval per arm; the difference's interval is Wald's (unpooled); p from the two-sided
-  two-proportion z-test (pooled standard error);
-- revenue per search: t interval of the mean per arm; the difference's interval and p from Welch's t-test;
+Intervals and tests, baseline arm vs each other arm, at ``alpha``. Arms are assigned per client, and one client's
+searches are alike (a keen shopper clicks often), so the client is the independent unit: every figure above is a
+ratio of per-client sums (Σ searches with a click / Σ searches), its variance by the delta method over clients
+(:func:`clustered_ratio`). Counting each search as a trial instead makes a null difference "significant" about
+half the time with 30 searches a client (bench/RESULTS.md, session 15).
+- rates: Wilson 95% interval per arm at the effective sample size (searches over the design effect);
+- revenue per search: the ratio ± t (clients − 1 df) standard errors;
+- differences: interval and two-sided p from Welch's t on the two ratios' variances (Satterthwaite's df, over
+  clients);
 - interleaving: per search, the team with more credited clicks wins (shopsearch.reranker.interleaving); wins /
   losses / ties; p from the two-sided exact binomial (sign) test of wins against losses (ties left out); the
   candidate's share of decided searches with its Wilson interval, and the searches the sign test would need at that
-  share for :data:`POWER` power (:func:`searches_needed`: a plan for how long to run, not a test).
-Searches of one client are not independent; with few clients per arm the intervals are optimistic.
+  share for :data:`POWER` power (:func:`searches_needed`: a plan for how long to run, not a test). Here the search
+  is the unit: each search's team draft is its own coin flips.
+A search with neither client_id nor session_id counts as a client of its own.
 
 Searches served degraded (``query_attributes.degraded``: a stage cut short by its budget, the deadline or a
 failure) are counted per arm and by reason: they did not show the arm's profile as designed, and when many did the
@@ -36,11 +42,10 @@ from shopsearch.reranker.experiments import INTERLEAVED
 from shopsearch.reranker.interleaving import credit, preference
 from shopsearch.ubi import UbiEvent, UbiQuery
 
-from .compare import mean_ci
-
 RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
 REVENUE = "revenue_per_search"
 POWER = 0.8  # the power a "searches needed" estimate plans for
+CLUSTERED_TEST = "Welch t, clients as units"
 METRIC_NAMES = {"ctr": "CTR", "add_to_cart_rate": "add-to-cart rate", "purchase_rate": "purchase rate",
                 REVENUE: "revenue / search"}
 
@@ -77,7 +82,7 @@ class ArmDelta:
     ci_low: float
     ci_high: float
     p: float
-    test: str  # "two-proportion z" or "Welch t"
+    test: str  # CLUSTERED_TEST
     significant: bool
 
     @property
@@ -130,8 +135,8 @@ class ExperimentReport:
         return _json_safe(asdict(self) | {"simulated": self.simulated})
 
 
-def wilson(successes: int, trials: int, confidence: float = 0.95) -> Estimate:
-    """A proportion with its Wilson score interval (nan for no trials).
+def wilson(successes: float, trials: float, confidence: float = 0.95) -> Estimate:
+    """A proportion with its Wilson score interval (nan for no trials); an effective (fractional) count is fine.
 
     >>> e = wilson(5, 10); (e.value, round(e.low, 3), round(e.high, 3))
     (0.5, 0.237, 0.763)
@@ -145,42 +150,47 @@ def wilson(successes: int, trials: int, confidence: float = 0.95) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
 
 
-def two_proportion_z(s1: int, n1: int, s2: int, n2: int) -> float:
-    """Two-sided p-value of the pooled two-proportion z-test of s1/n1 vs s2/n2 (1.0 when undefined).
+def clustered_ratio(per_client: Sequence[tuple[float, float]]) -> tuple[float, float, int]:
+    """Σy / Σn over clients, with the delta method's variance: ``(ratio, variance, clients)``.
 
-    >>> round(two_proportion_z(50, 100, 70, 100), 4)
-    0.0039
+    ``per_client``: one ``(y, n)`` per client: its searches with the action (or its revenue) and its searches.
+    Clients are the independent units, so many searches of one client count as one draw. The variance is
+    ``k / (k - 1) * Σ(y - ratio * n)² / (Σn)²`` (nan with fewer than 2 clients); with one search a client it is
+    the binomial ``p (1 - p) / (n - 1)``.
+
+    >>> r, v, k = clustered_ratio([(1, 1), (0, 1), (1, 1), (0, 1)]); (r, round(v, 4), k)
+    (0.5, 0.0833, 4)
+    >>> clustered_ratio([(10, 10), (0, 10), (10, 10), (0, 10)])[:2] == clustered_ratio([(1, 1), (0, 1), (1, 1), (0, 1)])[:2]
+    True
     """
-    from scipy.stats import norm
+    k = len(per_client)
+    total = sum(n for _, n in per_client)
+    if not k or not total:
+        return math.nan, math.nan, k
+    ratio = sum(y for y, _ in per_client) / total
+    if k < 2:
+        return ratio, math.nan, k
+    return ratio, k / (k - 1) * sum((y - ratio * n) ** 2 for y, n in per_client) / total ** 2, k
 
-    if n1 <= 0 or n2 <= 0:
-        return 1.0
-    pooled = (s1 + s2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 1.0
-    return float(2 * norm.sf(abs(s2 / n2 - s1 / n1) / se))
 
-
-def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Welch's t-test of mean(b) - mean(a): (ci_low, ci_high, two-sided p); (nan, nan, 1.0) when undefined.
-
-    >>> [round(x, 3) for x in welch([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])]
-    [-1.267, 3.267, 0.288]
-    """
+def clustered_welch(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]],
+                    confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Ratio of ``b`` minus ratio of ``a`` (per-client ``(y, n)`` as :func:`clustered_ratio` takes), with Welch's
+    interval and two-sided p on the delta-method variances, Satterthwaite's df over clients:
+    ``(delta, ci_low, ci_high, p)``; ``(delta, nan, nan, 1.0)`` when a variance is undefined."""
     from scipy.stats import t as student_t
 
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, math.nan, 1.0
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    ra, va, ka = clustered_ratio(a)
+    rb, vb, kb = clustered_ratio(b)
+    delta = rb - ra
+    if math.isnan(va) or math.isnan(vb):
+        return delta, math.nan, math.nan, 1.0
     se = math.sqrt(va + vb)
     if se == 0:
-        return mb - ma, mb - ma, 1.0 if mb == ma else 0.0
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+        return delta, delta, delta, 1.0 if delta == 0 else 0.0
+    df = (va + vb) ** 2 / ((va ** 2 / (ka - 1) if va else 0.0) + (vb ** 2 / (kb - 1) if vb else 0.0))
     half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
-    return mb - ma - half, mb - ma + half, float(2 * student_t.sf(abs(mb - ma) / se, df))
+    return delta, delta - half, delta + half, float(2 * student_t.sf(abs(delta) / se, df))
 
 
 def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *,
@@ -250,7 +260,7 @@ def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str,
         attrs = ev.event_attributes
         pid = attrs.object.object_id if attrs is not None and attrs.object is not None else None
         qid = ev.query_id if ev.query_id in out else None
-        if qid is None and ev.action_name in ("add_to_cart", "purchase") and pid is not None:
+        if ev.query_id is None and ev.action_name in ("add_to_cart", "purchase") and pid is not None:
             qid = _last_touch(by_client.get(_client(ev.client_id, ev.session_id) or "", []), pid, ev.timestamp)
         if qid is None:
             continue
@@ -280,13 +290,39 @@ def _last_touch(searches: list[UbiQuery], pid: str, timestamp: str) -> str | Non
     return None
 
 
+def _per_client(searches: list[UbiQuery], value: Any) -> list[tuple[float, float]]:
+    """``(Σ value(search), searches)`` per client (a search without a client is a client of its own)."""
+    totals: dict[str, list[float]] = {}
+    for q in searches:
+        key = _client(q.client_id, q.query_attributes.get("session_id")) or f"search:{q.query_id}"
+        t = totals.setdefault(key, [0.0, 0.0])
+        t[0] += value(q)
+        t[1] += 1
+    return [(y, n) for y, n in totals.values()]
+
+
+def _metric_values(outcome: dict[str, _Outcome]) -> dict[str, Any]:
+    """Each metric's per-search value: 1/0 for the rates, the revenue for revenue per search."""
+    values = {m: (lambda q, a=action: float(a in outcome[q.query_id].actions)) for m, action in RATES.items()}
+    values[REVENUE] = lambda q: outcome[q.query_id].revenue
+    return values
+
+
 def _arm_stats(arm: str, searches: list[UbiQuery], outcome: dict[str, _Outcome]) -> ArmStats:
+    from scipy.stats import t as student_t
+
     n = len(searches)
-    metrics = {m: wilson(sum(action in outcome[q.query_id].actions for q in searches), n)
-               for m, action in RATES.items()}
-    revenue = [outcome[q.query_id].revenue for q in searches]
-    low, high = mean_ci(revenue)
-    metrics[REVENUE] = Estimate(sum(revenue) / n if n else math.nan, low, high)
+    metrics = {}
+    for metric, value in _metric_values(outcome).items():
+        ratio, var, k = clustered_ratio(_per_client(searches, value))
+        if metric == REVENUE:
+            half = float(student_t.ppf(0.975, k - 1)) * math.sqrt(var) if k >= 2 else math.nan
+            metrics[metric] = Estimate(ratio, ratio - half, ratio + half)
+            continue
+        binomial = ratio * (1 - ratio) / n if n else math.nan
+        design_effect = var / binomial if binomial > 0 and not math.isnan(var) else 1.0
+        effective = n / max(1.0, design_effect)  # never narrower than independent searches would give
+        metrics[metric] = wilson(ratio * effective, effective) if n else Estimate(math.nan, math.nan, math.nan)
     clients = {_client(q.client_id, q.query_attributes.get("session_id")) for q in searches} - {None}
     return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches),
                     degraded=sum(bool(_degraded(q)) for q in searches))
@@ -300,21 +336,13 @@ def _degraded(q: UbiQuery) -> list:
 
 def _deltas(base: str, arm: str, by_arm: dict[str, list[UbiQuery]], outcome: dict[str, _Outcome],
             alpha: float) -> list[ArmDelta]:
-    """Each metric, ``arm`` vs ``base``."""
+    """Each metric, ``arm`` vs ``base``, clients as the units (:func:`clustered_welch`)."""
     out = []
-    na, nb = len(by_arm[base]), len(by_arm[arm])
-    for metric, action in RATES.items():
-        sa = sum(action in outcome[q.query_id].actions for q in by_arm[base])
-        sb = sum(action in outcome[q.query_id].actions for q in by_arm[arm])
-        pa, pb = (sa / na if na else math.nan), (sb / nb if nb else math.nan)
-        half = _z(0.95) * math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb) if na and nb else math.nan
-        p = two_proportion_z(sa, na, sb, nb)
-        out.append(ArmDelta(arm, metric, pa, pb, pb - pa - half, pb - pa + half, p, "two-proportion z", p < alpha))
-    ra = [outcome[q.query_id].revenue for q in by_arm[base]]
-    rb = [outcome[q.query_id].revenue for q in by_arm[arm]]
-    low, high, p = welch(ra, rb)
-    out.append(ArmDelta(arm, REVENUE, sum(ra) / na if na else math.nan, sum(rb) / nb if nb else math.nan, low, high,
-                        p, "Welch t", p < alpha))
+    for metric, value in _metric_values(outcome).items():
+        a, b = _per_client(by_arm[base], value), _per_client(by_arm[arm], value)
+        _, low, high, p = clustered_welch(a, b)
+        out.append(ArmDelta(arm, metric, clustered_ratio(a)[0], clustered_ratio(b)[0], low, high, p, CLUSTERED_TEST,
+                            p < alpha))
     return out
 
 

@@ -40,7 +40,8 @@ class Metrics:
         self.events = Counter("shopsearch_events", "Behaviour events stored, by type", ["type"],
                               registry=self.registry)
         self.ubi_dropped = Counter("shopsearch_ubi_records_dropped", "UBI records not logged because the spool "
-                                   "was full (kind: query, or event for a POST /events answered 503)", ["kind"],
+                                   "was full or its disk failed (kind: query, or event for a POST /events answered "
+                                   "503)", ["kind"],
                                    registry=self.registry)
 
     def init_app(self, app: Flask) -> None:

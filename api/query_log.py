@@ -72,11 +72,16 @@ def query_record(params: Any, resp: SearchResponse, query_id: str, *, depth: int
 
 
 def log_query(svc: Any, record: UbiQuery) -> bool:
-    """Spool ``record`` for the store; False (dropped, counted, logged) when the spool is full."""
+    """Spool ``record`` for the store; False (dropped, counted, logged) when the spool is full or its disk fails:
+    the search itself succeeded, so the shopper still gets the page."""
     try:
         svc.log_ubi([record], [])
     except SpoolFull:
         svc.metrics.ubi_dropped.labels("query").inc()
         log.warning("UBI spool full: query %s not logged", record.query_id)
+        return False
+    except OSError as exc:  # a full or unwritable disk under the spool
+        svc.metrics.ubi_dropped.labels("query").inc()
+        log.error("UBI spool write failed (%s): query %s not logged", exc, record.query_id)
         return False
     return True

@@ -276,10 +276,11 @@ def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[st
                 f"(sign) test of wins against losses; share: the candidate's share of decided searches, Wilson "
                 f"95% interval."]
     else:
-        foot = [f"† significant at α = {report.alpha}. Rates are shares of searches with at least one such action "
-                f"(Wilson 95% intervals; Δ: Wald interval, two-sided two-proportion z-test); revenue per search "
-                f"is the purchases' prices per search (t interval; Δ: Welch's t-test). Δ = arm − baseline "
-                f"`{report.arms[0].arm}`."]
+        foot = [f"† significant at α = {report.alpha}. Rates are shares of searches with at least one such action; "
+                f"revenue per search is the purchases' prices per search. Arms are assigned per client, so the "
+                f"client is the unit of every interval and test (delta-method variances of per-client sums): rates "
+                f"with Wilson 95% intervals at the effective sample size, revenue with t intervals; Δ: Welch's "
+                f"interval and two-sided t-test over clients. Δ = arm − baseline `{report.arms[0].arm}`."]
         unpriced = sum(a.unpriced_purchases for a in report.arms)
         if unpriced:
             foot.append(f"{unpriced} purchases carried no price and count as revenue 0.")

@@ -126,11 +126,16 @@ class UbiSpool:
 
     def _segment(self) -> int:
         """This process's open segment (a new one, locked, when none is open)."""
-        if self._fd is None:
+        while self._fd is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
             fd = os.open(self.directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)  # nobody drains it while we write it; released when we die
+            if os.fstat(fd).st_nlink == 0:
+                # A drain locked it between our open and our flock, found it empty and deleted it: records
+                # written to it now would have no name. Take a new one.
+                os.close(fd)
+                continue
             _fsync_dir(self.directory)  # the new name survives a crash too
             self._fd, self._written = fd, 0
         return self._fd

@@ -18,6 +18,7 @@ Writes come from the spool's drainer (:mod:`.ubi_spool`), never from a request.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -78,8 +79,9 @@ def ubi_index_body(kind: str) -> dict[str, Any]:
 class JsonlUbiStore:
     """The embedded engine's UBI logs: ``ubi_queries.jsonl`` and ``ubi_events.jsonl`` under ``directory``.
 
-    A batch is one ``write`` + ``fsync`` under an exclusive file lock (several worker processes drain). Reading
-    loads a file, drops records already seen (by id) and orders them by timestamp.
+    A batch is one ``write`` + ``fsync`` under an exclusive file lock (several worker processes drain); a failed
+    write is truncated away, and a line a crash tore is ended before the next batch. Reading loads a file, skips
+    torn lines (logged), drops records already seen (by id) and orders them by timestamp.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -98,13 +100,20 @@ class JsonlUbiStore:
 
     def _append(self, path: Path, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a crash: end it first
+                data = b"\n" + data
+            try:
+                written = os.write(fd, data)
+                if written != len(data):  # a short write on a regular file means the disk is full
+                    raise OSError(errno.ENOSPC, f"short write to {path.name}: {written} of {len(data)} bytes")
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # nothing half-written stays (we hold the lock); the spool retries
+                raise
         finally:
             os.close(fd)  # releases the lock
 
@@ -122,20 +131,24 @@ class JsonlUbiStore:
             return iter(())
         seen: set[str] = set()
         records: list[R] = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
+        skipped = 0
+        with path.open("rb") as f:
+            for line in f:
                 if not line.strip():
                     continue
                 try:
                     record = model.model_validate_json(line)
-                except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                    raise ValueError(f"{path}:{n}: {exc}") from None
+                except ValueError:  # a line torn by a crash (pydantic's ValidationError is a ValueError too)
+                    skipped += 1
+                    continue
                 rid = record_id(record)
                 if rid is not None and rid in seen:
                     continue  # the same batch drained twice (a crash between store write and spool delete)
                 if rid is not None:
                     seen.add(rid)
                 records.append(record)
+        if skipped:
+            log.warning("UBI log %s: skipped %d torn or invalid lines", path, skipped)
         return iter(sorted(records, key=_time))
 
 

@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import binomtest, ttest_ind
 
 from shopsearch.api.cli import main
-from shopsearch.api.experiment_report import (experiment_report, searches_needed, two_proportion_z, welch,
-                                              wilson)
+from shopsearch.api.experiment_report import (CLUSTERED_TEST, clustered_ratio, clustered_welch, experiment_report,
+                                              searches_needed, wilson)
 from shopsearch.api.report import render_experiment_html, render_experiment_markdown
 from shopsearch.reranker.experiments import EXAMPLE_FILE, INTERLEAVED
 from shopsearch.ubi import UbiEvent, UbiQuery
@@ -54,15 +54,21 @@ AB_EVENTS = [
 ]
 
 
-def test_wilson_z_and_welch_against_independent_computations():
+def test_wilson_and_the_clustered_statistics_against_independent_computations():
     e = wilson(5, 10)
     assert (e.value, round(e.low, 4), round(e.high, 4)) == (0.5, 0.2366, 0.7634)
     assert math.isnan(wilson(0, 0).value)
-    pooled = 5 / 8
-    z = 0.25 / math.sqrt(pooled * (1 - pooled) * (1 / 4 + 1 / 4))
-    assert two_proportion_z(2, 4, 3, 4) == pytest.approx(math.erfc(z / math.sqrt(2)))
-    a, b = [0.0, 1.0, 4.0, 2.0], [3.0, 5.0, 4.0, 9.0, 1.0]
-    assert welch(a, b)[2] == pytest.approx(ttest_ind(b, a, equal_var=False).pvalue)
+    # one search a client: the delta method's variance is the binomial's, and the test is Welch's on 0/1 values
+    a, b = [0.0, 1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    ratio, var, k = clustered_ratio([(y, 1) for y in a])
+    assert (ratio, k) == (0.4, 5) and var == pytest.approx(np.var(a, ddof=1) / len(a))
+    delta, low, high, p = clustered_welch([(y, 1) for y in a], [(y, 1) for y in b])
+    assert delta == pytest.approx(5 / 6 - 0.4) and low < delta < high
+    assert p == pytest.approx(ttest_ind(b, a, equal_var=False).pvalue)
+    # a client's many searches are one draw: repeating each client's searches ten times changes nothing
+    many = lambda xs: [(10 * y, 10) for y in xs]  # noqa: E731
+    assert clustered_welch(many(a), many(b)) == pytest.approx((delta, low, high, p))
+    assert math.isnan(clustered_ratio([(1, 3)])[1]) and clustered_welch([(1, 3)], [(0, 2), (1, 2)])[3] == 1.0
 
 
 def test_ab_report_per_arm_and_against_the_baseline():
@@ -74,18 +80,49 @@ def test_ab_report_per_arm_and_against_the_baseline():
                                                              "purchase_rate": 0.25, "revenue_per_search": 2.5}
     assert {m: e.value for m, e in cand.metrics.items()} == {"ctr": 0.75, "add_to_cart_rate": 0.5,
                                                              "purchase_rate": 0.25, "revenue_per_search": 5.0}
-    assert base.metrics["ctr"].low == wilson(2, 4).low
+    # clients: default cd1 (1 of 1 searches clicked), cd2 (1 of 1), cd3 (0 of 2); rerank cr1 (1 of 1), cr2 (2 of 3)
     ctr = next(d for d in report.deltas if d.metric == "ctr")
-    assert (ctr.arm, ctr.delta, ctr.test, ctr.significant) == ("rerank", 0.25, "two-proportion z", False)
-    assert ctr.p == pytest.approx(two_proportion_z(2, 4, 3, 4))
+    assert (ctr.arm, ctr.delta, ctr.test, ctr.significant) == ("rerank", 0.25, CLUSTERED_TEST, False)
+    assert ctr.p == pytest.approx(clustered_welch([(1, 1), (1, 1), (0, 2)], [(1, 1), (2, 3)])[3])
+    var = 3 / 2 * ((1 - 0.5) ** 2 + (1 - 0.5) ** 2 + (0 - 1.0) ** 2) / 4 ** 2  # the delta method, by hand
+    assert clustered_ratio([(1, 1), (1, 1), (0, 2)]) == pytest.approx((0.5, var, 3))
+    design_effect = var / (0.5 * 0.5 / 4)
+    assert base.metrics["ctr"].low == pytest.approx(wilson(0.5 * 4 / design_effect, 4 / design_effect).low)
     revenue = next(d for d in report.deltas if d.metric == "revenue_per_search")
-    assert revenue.test == "Welch t" and revenue.delta == 2.5
-    assert revenue.p == pytest.approx(ttest_ind([0, 20, 0, 0], [10, 0, 0, 0], equal_var=False).pvalue)
+    assert revenue.test == CLUSTERED_TEST and revenue.delta == 2.5  # purchases: cd1 10.0 (d1), cr2 20.0 (r2)
+    assert revenue.p == pytest.approx(clustered_welch([(10, 1), (0, 1), (0, 2)], [(0, 1), (20, 3)])[3])
     md = render_experiment_markdown(report)
     assert "### Experiment x (A/B): 8 searches" in md and "SIMULATED" not in md
-    assert "| rerank | CTR | 0.5000 | 0.7500 | +0.2500 |" in md and "two-proportion z-test" in md
+    assert "| rerank | CTR | 0.5000 | 0.7500 | +0.2500 |" in md and "clients as units" in md
     html = render_experiment_html(report)
     assert html.startswith("<!doctype html>") and "Against the baseline" in html
+
+
+def test_a_null_difference_with_many_searches_a_client_is_rarely_significant():
+    # 60 clients an arm, 20 searches each, each client with its own click propensity, no difference between arms:
+    # counting searches as independent trials called such a difference significant in most runs.
+    rng = np.random.default_rng(15)
+    significant = 0
+    for run in range(30):
+        queries, events = [], []
+        for c in range(120):
+            p = rng.beta(0.5, 1.5)
+            for k in range(20):
+                qid = f"{run}-{c}-{k}"
+                queries.append(_q(qid, "a" if c % 2 else "b", f"c{c}", 1, ["p1"]))
+                if rng.random() < p:
+                    events.append(_e("click", "p1", 1, qid))
+        ctr = next(d for d in experiment_report("x", queries, events, arms=["a", "b"]).deltas if d.metric == "ctr")
+        significant += ctr.significant
+    assert significant <= 4  # 1.5 expected at alpha 0.05
+
+
+def test_a_purchase_carrying_another_searchs_id_is_not_credited_by_last_touch():
+    queries = [_q("o1", "a", "c1", 1, ["p1"], experiment="old"), _q("n1", "a", "c1", 5, ["p1"], experiment="new")]
+    events = [_e("purchase", "p1", 6, "n1", client="c1", price=100.0)]
+    old = experiment_report("old", queries, events)
+    assert old.arms[0].metrics["purchase_rate"].value == 0.0
+    assert experiment_report("new", queries, events).arms[0].metrics["purchase_rate"].value == 1.0
 
 
 def test_default_arm_order_is_sorted_and_unknown_arms_are_errors():
@@ -146,7 +183,7 @@ def _write_logs(folder, queries, events) -> None:
     (folder / "ubi_events.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in events))
 
 
-def test_cli_report_from_a_ubi_dir(tmp_path, capsys):
+def test_cli_report_from_a_ubi_dir(tmp_path, capsys, caplog):
     logs = tmp_path / "ubi"
     _write_logs(logs, [q.model_copy(update={"query_attributes": {**q.query_attributes, "simulated": True}})
                        for q in AB_QUERIES], AB_EVENTS)
@@ -159,9 +196,9 @@ def test_cli_report_from_a_ubi_dir(tmp_path, capsys):
     assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0
     assert "**SIMULATED: 8 of 8 searches" in capsys.readouterr().out
     with (logs / "ubi_events.jsonl").open("a") as f:
-        f.write("[1]\n")
-    assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 2
-    assert "ubi_events.jsonl:15:" in capsys.readouterr().err
+        f.write("[1]\n")  # not a record (a line torn by a crash reads the same): skipped and logged, not fatal
+    assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0
+    assert "ubi_events.jsonl: skipped 1 torn or invalid lines" in caplog.text
     assert main(["experiment", "report", "x", "--ubi-dir", str(tmp_path / "missing")]) == 2
     assert main(["experiment"]) == 2
 

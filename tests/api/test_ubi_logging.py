@@ -118,6 +118,21 @@ def test_a_full_spool_answers_503_writes_nothing_and_searches_still_answer(tiny_
     assert client.post("/events", json=PURCHASE).status_code == 202  # room again
 
 
+def test_a_failing_spool_disk_drops_the_query_record_not_the_search(tiny_spool_app, monkeypatch):
+    import errno
+
+    client, svc = tiny_spool_app.test_client(), tiny_spool_app.extensions["shopsearch"]
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(svc.ubi_spool, "append", no_space)
+    page = client.get("/search?q=lamp")
+    assert page.status_code == 200 and page.get_json()["hits"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'shopsearch_ubi_records_dropped_total{kind="query"} 1.0' in metrics
+
+
 def test_the_readme_ubi_event_is_accepted(client, app):
     import json
     import re

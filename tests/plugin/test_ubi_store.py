@@ -143,3 +143,50 @@ def test_locked_segments_are_left_and_torn_lines_skipped(tmp_path):
     assert spool.segments() == [second]
     assert spool.drain(store).records == 1
     assert [e.event_id for e in store.iter_events()] == ["e1", "e2"]
+
+
+def test_a_segment_drained_before_its_writer_locks_it_is_replaced(tmp_path, monkeypatch):
+    # Another worker's drain can lock a new segment between its writer's open and flock, find it empty and delete
+    # it; the writer must not go on acknowledging records written to a file with no name.
+    from shopsearch.plugin import ubi_spool
+
+    spool, other = UbiSpool(tmp_path / "spool", 1 << 20), UbiSpool(tmp_path / "spool", 1 << 20)
+    store = JsonlUbiStore(tmp_path / "ubi")
+    real_flock, raced = fcntl.flock, []
+
+    def flock(fd, op):
+        if op == fcntl.LOCK_EX and not raced:  # the writer, before its lock: another worker drains now
+            raced.append(other.drain(store))
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(ubi_spool.fcntl, "flock", flock)
+    spool.append([query(1)], [])
+    spool.append([query(2)], [])
+    monkeypatch.setattr(ubi_spool.fcntl, "flock", real_flock)
+    assert raced == [(0, 1, 0)]  # the race happened: the empty segment was deleted
+    assert spool.drain(store).records == 2
+    assert [q.query_id for q in store.iter_queries()] == ["q1", "q2"]
+
+
+def test_a_line_torn_in_the_store_is_ended_and_skipped(tmp_path, caplog):
+    store = JsonlUbiStore(tmp_path / "ubi")
+    store.write([query(1)], [])
+    with store.queries_path.open("ab") as f:
+        f.write(b'{"application": "shopsearch", "query_id": "q2", "us')  # a drain killed mid-write
+    store.write([query(2), query(3)], [])  # the spool's retry of the same segment
+    assert [q.query_id for q in store.iter_queries()] == ["q1", "q2", "q3"]
+    assert "skipped 1 torn" in caplog.text
+
+
+def test_a_failed_store_write_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from shopsearch.plugin import ubi_store
+
+    store = JsonlUbiStore(tmp_path / "ubi")
+    store.write([query(1)], [])
+    before = store.queries_path.read_bytes()
+    real_write = os.write
+    monkeypatch.setattr(ubi_store.os, "write", lambda fd, data: real_write(fd, data[:10]))  # the disk fills up
+    with pytest.raises(OSError):
+        store.write([query(2)], [])
+    monkeypatch.setattr(ubi_store.os, "write", real_write)
+    assert store.queries_path.read_bytes() == before
