@@ -9,12 +9,14 @@ The models and the grade scale: :mod:`shopsearch.reranker.click_models`.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from shopsearch.api.cli_args import add_command_group, add_ubi_args, open_ubi_store_from_args
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
-EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks")
+EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
+                    "examinations")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,8 +70,11 @@ def run_from_logs(args: argparse.Namespace) -> int:
     _write_evidence(evidence_out, graded)
     counts = [sum(g.grade == k for g in graded) for k in range(4)]
     print(f"{args.model}: {len(sessions)} result lists, {len(fit.pairs)} pairs, {len(graded)} graded in "
-          f"{n_queries} queries ({len(fit.pairs) - len(graded)} shown < {args.min_impressions} times left out); "
-          f"grades 0/1/2/3: {'/'.join(map(str, counts))}")
+          f"{n_queries} queries ({len(fit.pairs) - len(graded)} left out: shown, or never clicked and looked at, "
+          f"< {args.min_impressions} times); grades 0/1/2/3: {'/'.join(map(str, counts))}")
+    if fit.iterations and fit.iterations >= args.iterations:
+        print(f"warning: EM stopped at --iterations {args.iterations} before converging; the estimates may still "
+              f"move (raise --iterations)", file=sys.stderr)
     if fit.positions:
         kind = "click-through rate" if args.model == "coec" else "examination"
         print(f"{kind} by rank: {' '.join(f'{x:.3f}' for x in fit.positions[:10])}")
@@ -83,5 +88,6 @@ def _write_evidence(path: Path, graded) -> None:
     """The evidence TSV: a header, then one row per graded pair."""
     rows = ["\t".join(EVIDENCE_COLUMNS)]
     rows += ["\t".join((g.qid, g.query, g.doc_id, str(g.grade), f"{g.estimate:.6g}", f"{g.stderr:.6g}",
-                        str(g.impressions), str(g.clicks))) for g in graded]
+                        str(g.impressions), str(g.clicks),
+                        "" if math.isnan(g.examinations) else f"{g.examinations:.1f}")) for g in graded]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")

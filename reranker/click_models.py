@@ -65,6 +65,7 @@ class PairEstimate(NamedTuple):
     stderr: float  # approximate standard error of the estimate (inf when there is no evidence)
     impressions: int
     clicks: int
+    examinations: float = math.nan  # expected impressions looked at (PBM, DBN); nan where the model has none (COEC)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class GradedPair(NamedTuple):
     stderr: float
     impressions: int
     clicks: int
+    examinations: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -339,19 +341,20 @@ def fit_click_model(model: str, sessions: Sequence[SerpSession], iterations: int
         ai, ei = np.append(a, 0.0)[m.pair], e[np.newaxis, :]
         examined = _per_pair(m, m.click + (1 - m.click) * ei * (1 - ai) / (1 - ai * ei))
         err = np.sqrt(a * (1 - a) / np.maximum(examined, 1.0))
-        return _fit(model, m, a, err, shown, clicks, positions=tuple(e.tolist()), iterations=p.iterations)
+        return _fit(model, m, a, err, shown, clicks, examined, positions=tuple(e.tolist()), iterations=p.iterations)
     d = fit_dbn(m, iterations=iterations)
     examined = _per_pair(m, _dbn_posteriors(m, np.append(d.attractiveness, 0.0), np.append(d.satisfaction, 0.0),
                                             d.continuation)[2])
     a, s = d.attractiveness, d.satisfaction
     var_a, var_s = a * (1 - a) / np.maximum(examined, 1.0), s * (1 - s) / np.maximum(clicks, 1.0)
     err = np.sqrt(s**2 * var_a + a**2 * var_s)
-    return _fit(model, m, a * s, err, shown, clicks, continuation=d.continuation, iterations=d.iterations)
+    return _fit(model, m, a * s, err, shown, clicks, examined, continuation=d.continuation, iterations=d.iterations)
 
 
 def _fit(model: str, m: SessionMatrix, est: np.ndarray, err: np.ndarray, shown: np.ndarray, clicks: np.ndarray,
-         **params) -> ClickModelFit:
-    pairs = [PairEstimate(q, d, float(est[i]), float(err[i]), int(shown[i]), int(clicks[i]))
+         examined: np.ndarray | None = None, **params) -> ClickModelFit:
+    looked = np.full(len(m.pairs), math.nan) if examined is None else examined
+    pairs = [PairEstimate(q, d, float(est[i]), float(err[i]), int(shown[i]), int(clicks[i]), float(looked[i]))
              for i, (q, d) in enumerate(m.pairs)]
     pairs.sort(key=lambda p: (p.query, -p.estimate, p.doc_id))
     return ClickModelFit(model, tuple(pairs), **params)
@@ -368,9 +371,12 @@ def grade_for(relative: float) -> int:
 
 def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
                 reference_quantile: float = REFERENCE_QUANTILE) -> list[GradedPair]:
-    """Grade the pairs shown at least ``min_impressions`` times; the others are left out.
+    """Grade the pairs shown at least ``min_impressions`` times; the others are left out, and so is a pair never
+    clicked that the model thinks was looked at fewer than ``min_impressions`` times (``examinations``): shown
+    deep in lists nobody scrolled, it has no evidence either way, and DBN, whose satisfaction a click alone informs,
+    would keep its starting guess for it (graded 2 on a simulated cascade).
 
-    The reference is the ``reference_quantile`` of the kept pairs' estimates; each pair's grade is
+    The reference is the ``reference_quantile`` of the shown pairs' estimates; each pair's grade is
     :func:`grade_for` of estimate / reference (all 0 when the reference is 0). Query ids are
     :func:`shopsearch.judgments.query_id_for` of the normalised query.
 
@@ -390,7 +396,8 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
         return []
     ref = float(np.quantile([p.estimate for p in kept], reference_quantile))
     return [GradedPair(query_id_for(p.query), p.query, p.doc_id, grade_for(p.estimate / ref) if ref > 0 else 0,
-                       p.estimate, p.stderr, p.impressions, p.clicks) for p in kept]
+                       p.estimate, p.stderr, p.impressions, p.clicks, p.examinations) for p in kept
+            if p.clicks > 0 or not p.examinations < min_impressions]  # nan (no examination model): kept
 
 
 def _check_iterations(iterations: int, tol: float) -> None:

@@ -43,7 +43,9 @@ def test_from_logs_writes_qrels_queries_and_evidence(tmp_path, tiny_logs, model,
         assert truth[(qid, max(graded, key=graded.get))] == 3
     with (tmp_path / "qrels-clicks-evidence.tsv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    assert list(rows[0]) == ["qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks"]
+    assert list(rows[0]) == ["qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
+                             "examinations"]
+    assert all((r["examinations"] == "") == (model == "coec") for r in rows)  # COEC models no examination
     assert {(r["qid"], r["doc_id"], int(r["grade"])) for r in rows} == {(q.query_id, q.doc_id, q.relevance)
                                                                          for q in qrels}
     assert all(int(r["impressions"]) >= 20 and float(r["stderr"]) >= 0 for r in rows)

@@ -4,6 +4,7 @@ parameters, and Kendall tau against the human labels on logs simulated from them
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction as F
 
 import numpy as np
@@ -202,6 +203,33 @@ def test_dbn_recovers_known_parameters():
         assert abs(d.attractiveness[i] - true_a[doc]) < 0.05 and abs(d.satisfaction[i] - true_s[doc]) < 0.1
 
 
+def test_a_pair_nobody_looked_at_is_not_graded_by_its_starting_guess():
+    # A true cascade that rarely reaches the bottom: DBN keeps the starting a = s = 0.5 for products that were
+    # never examined, which graded them 2; they are left out now, and every never-clicked pair graded is a 0.
+    rng = np.random.default_rng(0)
+    sessions = []
+    for q in range(20):
+        docs = tuple(f"q{q}d{i}" for i in range(10))
+        a, s = rng.uniform(0.02, 0.4, 10), rng.uniform(0.2, 0.8, 10)
+        for _ in range(100):
+            clicks = [False] * 10
+            for r in range(10):
+                if rng.random() < a[r]:
+                    clicks[r] = True
+                    if rng.random() < s[r]:
+                        break
+                if rng.random() > 0.5:
+                    break
+            sessions.append(SerpSession(f"q{q}", docs, tuple(clicks)))
+    fit = fit_click_model("dbn", sessions)
+    graded = grade_pairs(fit.pairs, min_impressions=10)
+    never = [g for g in graded if g.clicks == 0]
+    assert all(g.grade == 0 and g.examinations >= 10 for g in never)
+    left_out = {(p.query, p.doc_id) for p in fit.pairs} - {(g.query, g.doc_id) for g in graded}
+    assert left_out and all(p.clicks == 0 and p.examinations < 10 for p in fit.pairs if (p.query, p.doc_id) in left_out)
+    assert all(math.isnan(g.examinations) for g in grade_pairs(fit_click_model("coec", sessions).pairs))
+
+
 # --- sessions, grades, errors -----------------------------------------------------------------------------------
 
 def _click(list_id, doc, position=None):
@@ -257,7 +285,9 @@ def test_bad_input_names_the_parameter(call, message):
 # --- logs simulated from known relevance: Kendall tau against the human labels ---------------------------------
 
 SIM_QUERIES, SIM_SESSIONS, SIM_SEED = 30, 5000, 0
-# Measured on this seeded run (grades / estimates): COEC 0.608 / 0.561, PBM 0.603 / 0.569, DBN 0.476 / 0.435.
+# Measured on this seeded run (grades / estimates, over the graded pairs): COEC 0.608 / 0.561 (1,000 pairs), PBM
+# 0.575 / 0.545 (907: never-clicked pairs hardly looked at are left out; counted as 0, as eval reads them, 0.603),
+# DBN 0.449 / 0.411 (926; 0.481 with the left-out pairs as 0).
 # DBN trails because the simulator is not a cascade (a click does not end the scan, only a purchase does), so its
 # satisfaction term carries no signal there; the floors leave a margin of about 0.1 under the measured values.
 TAU_FLOORS = {"coec": (0.5, 0.45), "pbm": (0.5, 0.45), "dbn": (0.35, 0.3)}
@@ -296,6 +326,6 @@ def test_grades_from_simulated_clicks_correlate_with_true_labels(simulated, mode
     tau_estimate = kendalltau([g.estimate for g in graded], labels)[0]
     print(f"{model}: Kendall tau vs human labels over {len(graded)} pairs: grades {tau_grade:.3f}, "
           f"estimates {tau_estimate:.3f}")
-    assert len(graded) > 800 and all(g.impressions >= 10 for g in graded)
+    assert len(graded) > 850 and all(g.impressions >= 10 for g in graded)
     floor_grade, floor_estimate = TAU_FLOORS[model]
     assert tau_grade >= floor_grade and tau_estimate >= floor_estimate
