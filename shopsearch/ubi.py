@@ -29,6 +29,7 @@ list (a purchase at checkout: no position) is written with ``position.ordinal.in
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
@@ -246,6 +247,7 @@ def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEv
     token, client_id = extra.pop("token", None), extra.pop("event_id", None)
     _check_string(token, MAX_TOKEN, f"{where}event_attributes.token", "the hit's token from the /search response")
     _check_string(client_id, MAX_ID, f"{where}event_attributes.event_id", "the client's id for this event")
+    _check_mapped_extras(attrs, where)
     # UBI 1.0 requires a position beside any event_attributes: 0 says "not in a result list".
     attrs = UbiEventAttributes(object=attrs.object, position=attrs.position or UbiPosition(ordinal=UbiOrdinal(index=0)),
                                **extra, event_id=client_id or event_id)  # the token is checked, never stored
@@ -286,6 +288,36 @@ def _check_string(value: Any, max_chars: int, path: str, what: str) -> None:
     """A client's optional string in ``event_attributes`` (None passes)."""
     if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > max_chars):
         raise EventError(path, f"{path} must be {what}: a non-empty string of at most {max_chars} characters")
+
+
+def _check_mapped_extras(attrs: UbiEventAttributes, where: str) -> None:
+    """The extras the ``ubi_events`` mapping types (plugin/config/ubi-events.json): a value of another type would
+    be acknowledged, then refused by OpenSearch and dropped by the spool's drain, so it is refused here.
+
+    Raises:
+        EventError: naming the field.
+    """
+    at = f"{where}event_attributes."
+    extra = attrs.model_extra or {}
+    price = extra.get("price")
+    if price is not None and not (_is_number(price) and price >= 0):
+        raise EventError(f"{at}price", f"{at}price must be a finite number >= 0")
+    simulated = extra.get("simulated")
+    if simulated is not None and not isinstance(simulated, bool):
+        raise EventError(f"{at}simulated", f"{at}simulated must be true or false")
+    internal = (attrs.object.model_extra or {}).get("internal_id") if attrs.object is not None else None
+    if internal is not None and (isinstance(internal, bool) or not isinstance(internal, (str, int))
+                                 or not 0 < len(str(internal)) <= 256):
+        raise EventError(f"{at}object.internal_id",
+                         f"{at}object.internal_id must be a string or integer of at most 256 characters")
+    xy = (attrs.position.model_extra or {}).get("xy") if attrs.position is not None else None
+    if xy is not None and not (isinstance(xy, dict) and set(xy) <= {"x", "y"}
+                               and all(_is_number(v) for v in xy.values())):
+        raise EventError(f"{at}position.xy", f"{at}position.xy must be an object with numbers x and y")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:

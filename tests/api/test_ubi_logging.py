@@ -90,6 +90,20 @@ def test_an_invalid_ubi_event_names_its_field(client, app):
     assert resp.get_json()["error"]["parameter"] == "[0].event_attributes.position.ordinal.index"
 
 
+@pytest.mark.parametrize("attributes, field", [
+    ({"price": "cheap"}, "price"), ({"price": -1}, "price"), ({"simulated": "maybe"}, "simulated"),
+    ({"object": {"object_id": "p1", "internal_id": {"a": 1}}}, "object.internal_id"),
+    ({"position": {"ordinal": {"index": 1}, "xy": {"x": "left"}}}, "position.xy"),
+])
+def test_an_extra_the_ubi_mapping_types_is_checked_before_it_is_acknowledged(client, attributes, field):
+    # OpenSearch would refuse such a record after the 202, and the spool would drop it: refuse it up front.
+    event = {"action_name": "view", "timestamp": "2024-05-01T10:00:00Z", "session_id": "s",
+             "event_attributes": {"object": {"object_id": "p1"}, **attributes}}
+    resp = client.post("/events", json=[event])
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["parameter"] == f"[0].event_attributes.{field}"
+
+
 @pytest.fixture
 def tiny_spool_app(tmp_path, searcher, catalog_engine, monkeypatch):
     """An app with a 1500-byte spool that only this test drains (no drainer thread)."""
