@@ -24,6 +24,7 @@ state; the caps are per worker process (documented in docs/security.md).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -35,6 +36,8 @@ from shopsearch.settings import Settings
 from shopsearch.ubi import ParsedUbiEvent
 
 from .hit_tokens import HitSigner, TokenError
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_TTL_S = 60.0  # an unknown product id is looked up again after this long (it may have been indexed since)
 ProductExists = Callable[[str], bool]
@@ -233,7 +236,9 @@ class EventGate:
 
         Raises:
             Rejected: 429 ``session_cap`` / ``product_cap`` naming the session or product (nothing recorded).
-            EngineUnavailable: the shared event-id store (Redis) is unreachable (503; nothing recorded).
+            EngineUnavailable: the shared event-id store (Redis) is unreachable when the ids are checked (503;
+                nothing recorded). Unreachable only when they are recorded, after the events were stored, it is
+                logged instead: the client has its 202 and does not send them again.
         """
         with self._lock:
             fresh: list[ParsedUbiEvent] = []
@@ -251,7 +256,12 @@ class EventGate:
                 fresh.append(item)
             counts = self._counts(fresh)
             yield Admitted(fresh, duplicates)
-            self.recent_ids.add(seen)
+            try:
+                self.recent_ids.add(seen)
+            except EngineUnavailable as exc:
+                # The events are stored: a 503 now would make the client send them again, stored twice.
+                log.warning("%s; %d event ids stored but not recorded, a retry of them is stored again",
+                            exc, len(seen))
             for key, (start, count) in counts.items():
                 self.counters.set(key, (start, count))
 

@@ -284,3 +284,25 @@ def test_an_unreachable_event_id_store_answers_503_and_stores_nothing(tmp_path, 
     finally:
         app.extensions["shopsearch"].ubi_drainer.stop()
         app.extensions["shopsearch"].stop_history()
+
+
+def test_events_stored_before_the_id_store_failed_are_acknowledged(tmp_path, searcher, catalog_engine, monkeypatch):
+    # A 503 after the events were stored would make the client send them again: stored twice.
+    from shopsearch.plugin.engine import EngineUnavailable
+
+    app = make_app(tmp_path, searcher, catalog_engine)
+    svc = app.extensions["shopsearch"]
+    try:
+        client = app.test_client()
+        qid, hits = served(client)
+
+        def down(ids):
+            raise EngineUnavailable("the event-id store (Redis) is unavailable while recording event ids")
+
+        monkeypatch.setattr(svc.event_gate.recent_ids, "add", down)
+        event = click(qid, hits[0])
+        assert client.post("/events", json=event).status_code == 202
+        assert len(list(svc.events.read())) == 1
+    finally:
+        svc.ubi_drainer.stop()
+        svc.stop_history()
