@@ -18,15 +18,13 @@ Writes come from the spool's drainer (:mod:`.ubi_spool`), never from a request.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, TypeVar
 
+from shopsearch.events import append_lines
 from shopsearch.settings import Settings
 from shopsearch.ubi import UbiEvent, UbiQuery
 
@@ -96,26 +94,7 @@ class JsonlUbiStore:
         """Append the records (queries first). Raises OSError when the disk fails."""
         for path, records in ((self.queries_path, queries), (self.events_path, events)):
             if records:
-                self._append(path, "".join(record_json(r) + "\n" for r in records).encode())
-
-    def _append(self, path: Path, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line torn by a crash: end it first
-                data = b"\n" + data
-            try:
-                written = os.write(fd, data)
-                if written != len(data):  # a short write on a regular file means the disk is full
-                    raise OSError(errno.ENOSPC, f"short write to {path.name}: {written} of {len(data)} bytes")
-                os.fsync(fd)
-            except OSError:
-                os.ftruncate(fd, size)  # nothing half-written stays (we hold the lock); the spool retries
-                raise
-        finally:
-            os.close(fd)  # releases the lock
+                append_lines(path, "".join(record_json(r) + "\n" for r in records).encode())
 
     def iter_queries(self) -> Iterator[UbiQuery]:
         """Every query record once, oldest first."""

@@ -363,6 +363,33 @@ class NewEvents(NamedTuple):
     skipped: int
 
 
+def append_lines(path: Path, data: bytes) -> None:
+    """Append ``data`` (whole JSON lines) to ``path`` with one ``write`` + ``fsync`` under an exclusive ``flock``
+    (other worker processes append to the same file); the folder is created. A last line a crash tore is ended
+    first, so the batch starts on a line of its own.
+
+    Raises:
+        OSError: the write failed or was short (``errno.ENOSPC``: a full disk); the file is as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            written = os.write(fd, data)
+            if written != len(data):  # a short write on a regular file means the disk is full
+                raise OSError(errno.ENOSPC, f"short write to {path.name}: {written} of {len(data)} bytes")
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # nothing half-written stays (we hold the flock: no one appended since)
+            raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class EventLog:
     """The API's append-only event log: JSONL files ``events-YYYY-MM-DD.jsonl`` under ``directory``, one per UTC day.
 
@@ -405,23 +432,7 @@ class EventLog:
         data = "".join(e.to_json() + "\n" for e in events).encode()
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path_for(day), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # other workers append to the same file
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: end it first
-                    data = b"\n" + data
-                try:
-                    written = os.write(fd, data)
-                    if written != len(data):  # a short write on a regular file means the disk is full
-                        raise OSError(errno.ENOSPC, f"short write to event log: {written} of {len(data)} bytes")
-                    os.fsync(fd)
-                except OSError:
-                    os.ftruncate(fd, size)  # nothing half-accepted (we hold the flock: no one appended since)
-                    raise
-            finally:
-                os.close(fd)
+            append_lines(self.path_for(day), data)
         return len(events)
 
     def read(self) -> Iterator[Event]:

@@ -179,14 +179,12 @@ def test_a_line_torn_in_the_store_is_ended_and_skipped(tmp_path, caplog):
 
 
 def test_a_failed_store_write_leaves_nothing_half_written(tmp_path, monkeypatch):
-    from shopsearch.plugin import ubi_store
-
     store = JsonlUbiStore(tmp_path / "ubi")
     store.write([query(1)], [])
     before = store.queries_path.read_bytes()
     real_write = os.write
-    monkeypatch.setattr(ubi_store.os, "write", lambda fd, data: real_write(fd, data[:10]))  # the disk fills up
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))  # the disk fills up
     with pytest.raises(OSError):
         store.write([query(2)], [])
-    monkeypatch.setattr(ubi_store.os, "write", real_write)
+    monkeypatch.setattr(os, "write", real_write)
     assert store.queries_path.read_bytes() == before
