@@ -1,10 +1,11 @@
 """Export a torch model to ONNX with torch's exporter, quantise it with ONNX Runtime's, and load it for the CPU.
 
 Shared by the query encoder (indexer/onnx_encoder.py, fp32; int8 for indexing, indexer/onnx_int8.py) and the
-cross-encoder (reranker/onnx_cross_encoder.py, int8). Export uses ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter; needs ``onnxscript``) with
-the batch and sequence axes dynamic; quantisation uses ``onnxruntime.quantization.quantize_dynamic`` with
-per-channel int8 weights. sentence-transformers' own ONNX backend would be the library route, but it needs
-optimum-onnx, whose only release requires transformers < 4.58 (this project pins transformers 5).
+cross-encoder (reranker/onnx_cross_encoder.py, int8). Export uses ``torch.onnx.export(dynamo=True)`` (the
+torch.export-based exporter; needs ``onnxscript``) with the batch and sequence axes dynamic; quantisation uses
+``onnxruntime.quantization.quantize_dynamic`` with per-channel int8 weights. sentence-transformers' own ONNX
+backend would be the library route, but it needs optimum-onnx, whose only release requires transformers < 4.58
+(this project pins transformers 5).
 
 Every file is written under a temporary name and renamed into place, so a process loading an export never reads
 half a file, and concurrent exports of one model end with one complete file.

@@ -5,8 +5,9 @@ close to its ranking (per-channel weight scales). Dynamic quantisation scales a 
 over the whole input, so in a shared batch a pair's score would depend on the pairs (and padding) beside it: a
 product's rank would move when a filter removed another. So each pair runs alone, unpadded, the runs spread over
 one single-threaded run per core (``onnx_export.SoloRuns``; bench/RESULTS.md, session 14). Export and
-quantisation are torch's and ONNX Runtime's (see shopsearch.indexer.onnx_export). The export is cached under ``cache_dir``, keyed by a hash of the
-weights, so a retrained model gets its own file and serving processes share one export. ``CrossEncoderReranker``
+quantisation are torch's and ONNX Runtime's (see shopsearch.indexer.onnx_export). The export is cached under
+``cache_dir``, keyed by a hash of the weights, so a retrained model gets its own file and serving processes share
+one export. ``CrossEncoderReranker``
 falls back to torch fp32, with a warning, when this path cannot be built.
 
 Serving a recorded export imports neither torch nor transformers (issue 16, item 6: a search worker whose profile
