@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--features", help="comma-separated feature names (default: RELEVANCE_FEATURES for "
                                       "--judgments, DEFAULT_MODEL_FEATURES otherwise)")
+    p.add_argument("--label-gain", choices=("linear", "exponential"),
+                   help="lambdarank's worth of grade g: linear g, as eval's nDCG scores judgments, or exponential "
+                        "2^g - 1 (default: linear for --judgments, exponential (LightGBM's) otherwise)")
     p.add_argument("--position-debias", action=argparse.BooleanOptionalAction, default=None,
                    help="lambdarank learns the shown positions' bias (default: on for --logs, off otherwise)")
     p.add_argument("--cross-encoder", metavar="MODEL",
@@ -128,7 +131,7 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         train_rows, test_rows = rows.subset(~mask), rows.subset(mask)
         folds = max(2, args.folds - 1)
     result = train(train_rows, objective=args.objective, target=target, folds=folds, seed=args.seed,
-                   progress=not args.no_progress, position_debias=debias)
+                   progress=not args.no_progress, position_debias=debias, label_gain=args.label_gain)
     if args.fold is not None:
         model_scores = result.booster.predict(test_rows.X, raw_score=True)
         heldout = {"fold": args.fold, "folds": args.folds, "queries": len(test),

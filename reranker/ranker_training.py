@@ -41,6 +41,31 @@ NUM_ROUNDS = 120
 # Judgments give a few thousand rows (a few hundred queries x the head), events tens of thousands: smaller trees,
 # more data per leaf and a stronger L2 keep the judged model from fitting single queries.
 RELEVANCE_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_data_in_leaf": 50, "lambda_l2": 10.0}
+# What a grade g is worth to lambdarank's nDCG: "linear" g, as shopsearch.evaluation's nDCG@10 scores judgments
+# (grade 3 counts 3x grade 1), or "exponential" 2^g - 1, LightGBM's default (grade 3 counts 7x grade 1).
+LABEL_GAINS = ("linear", "exponential")
+_MAX_LABEL = 31  # LightGBM's default label_gain covers labels 0..30
+
+
+def resolve_label_gain(label_gain: str | None, target: str) -> str:
+    """``label_gain``, or when None: linear for graded judgments (the gains they are evaluated with), LightGBM's
+    exponential default for behaviour.
+
+    >>> resolve_label_gain(None, "relevance"), resolve_label_gain(None, "purchase")
+    ('linear', 'exponential')
+    """
+    if label_gain is not None and label_gain not in LABEL_GAINS:
+        raise ValueError(f"label_gain must be one of {', '.join(LABEL_GAINS)}; got {label_gain!r}")
+    return label_gain or ("linear" if target == "relevance" else "exponential")
+
+
+def label_gain_list(label_gain: str) -> list[float]:
+    """LightGBM's ``label_gain``: the worth of labels 0..30.
+
+    >>> label_gain_list("linear")[:4], label_gain_list("exponential")[:4]
+    ([0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 3.0, 7.0])
+    """
+    return [float(g if label_gain == "linear" else 2 ** g - 1) for g in range(_MAX_LABEL)]
 
 
 @dataclass(frozen=True)
@@ -163,7 +188,7 @@ def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.n
 
 def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "purchase", folds: int = 5,
           seed: int = 0, params: dict[str, Any] | None = None, progress: bool = False,
-          position_debias: bool = False) -> TrainResult:
+          position_debias: bool = False, label_gain: str | None = None) -> TrainResult:
     """Cross-validate by query, then fit the final model on every row.
 
     Args:
@@ -172,6 +197,7 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         objective, target: see :data:`OBJECTIVES`, :data:`TARGETS` (``relevance`` for judgments).
         folds: query-grouped CV folds (>= 2). seed: folds and LightGBM.
         position_debias: learn the shown positions' bias (logged rows; see :func:`fit`).
+        label_gain: lambdarank's worth of a grade, one of :data:`LABEL_GAINS` (:func:`resolve_label_gain`).
     Returns:
         The final booster, per-fold metrics (:func:`evaluate`), calibration and gain importances.
     Raises:
@@ -181,7 +207,9 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
     0.71
     """
     _check(objective, target, folds)
+    label_gain = resolve_label_gain(label_gain, target) if objective == "lambdarank" else None
     params = {**(RELEVANCE_PARAMS if target == "relevance" else {}), **(params or {})}
+    fit_params = {**params, **({"label_gain": label_gain_list(label_gain)} if label_gain else {})}
     y = labels(rows, objective, target)
     if not (y > 0).any():
         raise ValueError(f"no {target} in the events; cannot train a {target} model")
@@ -195,17 +223,16 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         iterator = tqdm(iterator, desc="cv folds", unit="fold")
     for f in iterator:
         train_rows, test_rows = rows.subset(fold_of != f), rows.subset(fold_of == f)
-        booster = fit(train_rows, objective, target, seed, params, position_debias)
+        booster = fit(train_rows, objective, target, seed, fit_params, position_debias)
         oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True)
         results.append({"fold": f, **evaluate(test_rows, oof[fold_of == f], target)})
-    booster = fit(rows, objective, target, seed, params, position_debias)
+    booster = fit(rows, objective, target, seed, fit_params, position_debias)
     a, b = platt(oof, binary_outcome(rows, target)) if objective == "lambdarank" else (1.0, 0.0)
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(rows.names, map(float, gain)), key=lambda t: -t[1]))
-    return TrainResult(booster, objective, target, {**DEFAULT_PARAMS, **(params or {}), "objective": objective,
-                                                      "seed": seed, "num_boost_round": NUM_ROUNDS,
-                                                      "position_debias": position_debias},
-                       results, {"a": a, "b": b}, importance, position_debias)
+    recorded = {**DEFAULT_PARAMS, **params, "objective": objective, "seed": seed, "num_boost_round": NUM_ROUNDS,
+                "position_debias": position_debias, **({"label_gain": label_gain} if label_gain else {})}
+    return TrainResult(booster, objective, target, recorded, results, {"a": a, "b": b}, importance, position_debias)
 
 
 def file_sha256(path: str | Path) -> str:

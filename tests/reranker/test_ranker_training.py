@@ -93,6 +93,18 @@ def test_relevance_ranker_learns_grades_and_writes_its_card(tmp_path):
         train(rows, objective="binary", target="relevance")
 
 
+def test_judgments_train_with_the_gains_they_are_evaluated_with_unless_told_otherwise():
+    # eval's nDCG counts grade 3 as 3x grade 1; LightGBM's default label gain counts it 7x.
+    rows = _judged_like()
+    linear = train(rows, target="relevance", folds=3, seed=1)
+    exponential = train(rows, target="relevance", folds=3, seed=1, label_gain="exponential")
+    assert (linear.params["label_gain"], exponential.params["label_gain"]) == ("linear", "exponential")
+    assert not np.allclose(linear.booster.predict(rows.X), exponential.booster.predict(rows.X))
+    assert train(rows, target="relevance", folds=3, seed=1, label_gain="linear").params == linear.params
+    with pytest.raises(ValueError, match="label_gain must be one of linear, exponential; got 'square'"):
+        train(rows, target="relevance", folds=3, label_gain="square")
+
+
 def test_cv_folds_are_split_queries_folds():
     from shopsearch.reranker.training_data import split_queries
 
