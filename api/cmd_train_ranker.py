@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", help="comma-separated feature names (default: RELEVANCE_FEATURES for "
                                       "--judgments, DEFAULT_MODEL_FEATURES otherwise)")
     p.add_argument("--label-gain", choices=("linear", "exponential"),
-                   help="lambdarank's worth of grade g: linear g, as eval's nDCG scores judgments, or exponential "
-                        "2^g - 1 (default: linear for --judgments, exponential (LightGBM's) otherwise)")
+                   help="lambdarank's worth of grade g: exponential 2^g - 1 (LightGBM's; default) or linear g, "
+                        "as eval's nDCG scores judgments")
     p.add_argument("--position-debias", action=argparse.BooleanOptionalAction, default=None,
                    help="lambdarank learns the shown positions' bias (default: on for --logs, off otherwise)")
     p.add_argument("--cross-encoder", metavar="MODEL",

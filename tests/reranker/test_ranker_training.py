@@ -93,14 +93,14 @@ def test_relevance_ranker_learns_grades_and_writes_its_card(tmp_path):
         train(rows, objective="binary", target="relevance")
 
 
-def test_judgments_train_with_the_gains_they_are_evaluated_with_unless_told_otherwise():
+def test_the_label_gain_can_be_the_one_eval_scores_judgments_with():
     # eval's nDCG counts grade 3 as 3x grade 1; LightGBM's default label gain counts it 7x.
     rows = _judged_like()
-    linear = train(rows, target="relevance", folds=3, seed=1)
-    exponential = train(rows, target="relevance", folds=3, seed=1, label_gain="exponential")
+    linear = train(rows, target="relevance", folds=3, seed=1, label_gain="linear")
+    exponential = train(rows, target="relevance", folds=3, seed=1)
     assert (linear.params["label_gain"], exponential.params["label_gain"]) == ("linear", "exponential")
     assert not np.allclose(linear.booster.predict(rows.X), exponential.booster.predict(rows.X))
-    assert train(rows, target="relevance", folds=3, seed=1, label_gain="linear").params == linear.params
+    assert train(rows, target="relevance", folds=3, seed=1, label_gain="exponential").params == exponential.params
     with pytest.raises(ValueError, match="label_gain must be one of linear, exponential; got 'square'"):
         train(rows, target="relevance", folds=3, label_gain="square")
 
