@@ -233,9 +233,13 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     if not set(found) <= set(order):
         raise ValueError(f"arms: the logs have arms {found}; the arms given are {list(order)}")
     by_arm = {arm: [q for q in searches if q.query_attributes.get("arm") == arm] for arm in order}
-    stats = tuple(_arm_stats(arm, by_arm[arm], outcome) for arm in order)
-    deltas = tuple(d for arm in order[1:] for d in _deltas(order[0], arm, by_arm, outcome, alpha))
-    return ExperimentReport(**common, arms=stats, deltas=deltas, preference=None)
+    values = _metric_values(outcome)
+    per_client = {arm: {m: _per_client(by_arm[arm], value) for m, value in values.items()} for arm in order}
+    stats = {arm: _arm_stats(arm, by_arm[arm], per_client[arm], outcome) for arm in order}
+    base = order[0]
+    deltas = tuple(d for arm in order[1:]
+                   for d in _deltas(stats[base], stats[arm], per_client[base], per_client[arm], alpha))
+    return ExperimentReport(**common, arms=tuple(stats.values()), deltas=deltas, preference=None)
 
 
 class _Outcome:
@@ -309,13 +313,15 @@ def _metric_values(outcome: dict[str, _Outcome]) -> dict[str, Any]:
     return values
 
 
-def _arm_stats(arm: str, searches: list[UbiQuery], outcome: dict[str, _Outcome]) -> ArmStats:
+def _arm_stats(arm: str, searches: list[UbiQuery], per_client: dict[str, list[tuple[float, float]]],
+               outcome: dict[str, _Outcome]) -> ArmStats:
+    """One arm's figures from its per-client sums (``per_client``: metric -> :func:`_per_client`)."""
     from scipy.stats import t as student_t
 
     n = len(searches)
     metrics = {}
-    for metric, value in _metric_values(outcome).items():
-        ratio, var, k = clustered_ratio(_per_client(searches, value))
+    for metric, sums in per_client.items():
+        ratio, var, k = clustered_ratio(sums)
         if metric == REVENUE:
             half = float(student_t.ppf(0.975, k - 1)) * math.sqrt(var) if k >= 2 else math.nan
             metrics[metric] = Estimate(ratio, ratio - half, ratio + half)
@@ -323,7 +329,8 @@ def _arm_stats(arm: str, searches: list[UbiQuery], outcome: dict[str, _Outcome])
         binomial = ratio * (1 - ratio) / n if n else math.nan
         design_effect = var / binomial if binomial > 0 and not math.isnan(var) else 1.0
         effective = n / max(1.0, design_effect)  # never narrower than independent searches would give
-        metrics[metric] = wilson(ratio * effective, effective) if n else Estimate(math.nan, math.nan, math.nan)
+        interval = wilson(ratio * effective, effective)
+        metrics[metric] = Estimate(ratio, interval.low, interval.high)  # the ratio itself, not ratio * e / e
     clients = {_client(q.client_id, q.query_attributes.get("session_id")) for q in searches} - {None}
     return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches),
                     degraded=sum(bool(_degraded(q)) for q in searches))
@@ -335,15 +342,14 @@ def _degraded(q: UbiQuery) -> list:
     return list(reasons) if isinstance(reasons, (list, tuple)) else [reasons]
 
 
-def _deltas(base: str, arm: str, by_arm: dict[str, list[UbiQuery]], outcome: dict[str, _Outcome],
-            alpha: float) -> list[ArmDelta]:
-    """Each metric, ``arm`` vs ``base``, clients as the units (:func:`clustered_welch`)."""
+def _deltas(base: ArmStats, arm: ArmStats, base_sums: dict[str, list[tuple[float, float]]],
+            arm_sums: dict[str, list[tuple[float, float]]], alpha: float) -> list[ArmDelta]:
+    """Each metric, ``arm`` vs ``base``, clients as the units (:func:`clustered_welch` of their per-client sums)."""
     out = []
-    for metric, value in _metric_values(outcome).items():
-        a, b = _per_client(by_arm[base], value), _per_client(by_arm[arm], value)
-        _, low, high, p = clustered_welch(a, b)
-        out.append(ArmDelta(arm, metric, clustered_ratio(a)[0], clustered_ratio(b)[0], low, high, p, CLUSTERED_TEST,
-                            p < alpha))
+    for metric in base.metrics:
+        _, low, high, p = clustered_welch(base_sums[metric], arm_sums[metric])
+        out.append(ArmDelta(arm.arm, metric, base.metrics[metric].value, arm.metrics[metric].value, low, high, p,
+                            CLUSTERED_TEST, p < alpha))
     return out
 
 
