@@ -7,9 +7,12 @@
    of ids costs at most one lookup per id and never grows memory. These lookups happen only here, never inside a
    /search.
 2. **Idempotency** (:meth:`EventGate.admit`): a client's ``event_id`` seen before marks the event a duplicate:
-   answered, not stored again. The ids are kept in Redis when ``redis_url`` is set (:class:`RedisRecentIds`, for
-   ``event_max_age_s``), so a retry that reaches another worker or host is recognised too; otherwise the last
-   ``event_recent_ids`` ids of this worker (:class:`MemoryRecentIds`).
+   answered, not stored again. The id is scoped to the event's client and session
+   (:attr:`~shopsearch.ubi.UbiEvent.stored_id`), so one client's ids never make another's events duplicates.
+   The ids are kept in Redis when ``redis_url`` is set (:class:`RedisRecentIds`, for ``event_max_age_s``), so a
+   retry that reaches another worker or host is recognised too: each id is claimed (``SET NX``) before its event
+   is stored, so of two copies arriving at two workers at once one is stored and the other answered 409 (retry),
+   then a duplicate. Otherwise the last ``event_recent_ids`` ids of this worker (:class:`MemoryRecentIds`).
 3. **Caps** (:meth:`EventGate.admit`): at most ``event_session_cap`` events per session and
    ``event_product_cap`` per (session, product) in each ``event_cap_window_s``, so one client can add only so much
    to the history; the counters are a bounded LRU too.
@@ -40,6 +43,7 @@ from .hit_tokens import HitSigner, TokenError
 log = logging.getLogger(__name__)
 
 UNKNOWN_TTL_S = 60.0  # an unknown product id is looked up again after this long (it may have been indexed since)
+CLAIM_TTL_S = 30  # a claimed event id whose worker died before storing it is free again after this long
 ProductExists = Callable[[str], bool]
 
 
@@ -74,6 +78,14 @@ class Admitted(NamedTuple):
     duplicates: list[str]
 
 
+class Claimed(NamedTuple):
+    """What :meth:`MemoryRecentIds.claim` / :meth:`RedisRecentIds.claim` found for the keys asked: those already
+    stored (duplicates) and those another worker is storing right now (busy); the rest are now claimed."""
+
+    stored: set[str]
+    busy: set[str]
+
+
 class Lru:
     """A dict of at most ``max_size`` entries; the least recently set or read goes first."""
 
@@ -105,7 +117,8 @@ class Lru:
 
 
 class MemoryRecentIds:
-    """The last ``max_size`` client event ids of this process."""
+    """The last ``max_size`` client event ids of this process (the gate claims them under its lock, so no other
+    request of this process is storing one at the same time)."""
 
     def __init__(self, max_size: int) -> None:
         self.ids = Lru(max_size)
@@ -113,23 +126,29 @@ class MemoryRecentIds:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def seen(self, ids: Sequence[str]) -> set[str]:
-        """Those of ``ids`` already recorded."""
-        return {i for i in ids if i in self.ids}
+    def claim(self, keys: Sequence[str]) -> Claimed:
+        """Which of ``keys`` are already stored; the others are claimed (nothing to record until :meth:`add`)."""
+        return Claimed({k for k in keys if k in self.ids}, set())
 
-    def add(self, ids: Iterable[str]) -> None:
-        for i in ids:
-            self.ids.set(i, True)
+    def release(self, keys: Iterable[str]) -> None:
+        """Give back claimed keys whose events were not stored (nothing to undo in memory)."""
+
+    def add(self, keys: Iterable[str]) -> None:
+        """Record claimed keys as stored."""
+        for k in keys:
+            self.ids.set(k, True)
 
 
 class RedisRecentIds:
-    """Client event ids in Redis, each kept ``ttl_s`` seconds: shared by every worker and host on that Redis.
+    """Client event ids in Redis, shared by every worker and host on that Redis: ``pending`` while a worker stores
+    the event (at most ``CLAIM_TTL_S``), then ``stored`` for ``ttl_s`` seconds.
 
-    Raises (from :meth:`seen` / :meth:`add`): :class:`~shopsearch.plugin.engine.EngineUnavailable` when Redis is
-    unreachable, so POST /events answers 503 and the client retries (nothing is stored without the check).
+    Raises (from every method): :class:`~shopsearch.plugin.engine.EngineUnavailable` when Redis is unreachable,
+    so POST /events answers 503 and the client retries (nothing is stored without the check).
     """
 
     PREFIX = "shopsearch:event-id:"
+    PENDING, STORED = b"pending", b"1"
 
     def __init__(self, url: str, ttl_s: float) -> None:
         import redis
@@ -149,16 +168,33 @@ class RedisRecentIds:
             raise EngineUnavailable(f"the event-id store (Redis) is unavailable while {what}: "
                                     f"{type(exc).__name__}") from None
 
-    def seen(self, ids: Sequence[str]) -> set[str]:
-        if not ids:
-            return set()
-        found = self._call("checking event ids", lambda: self.redis.mget([self.PREFIX + i for i in ids]))
-        return {i for i, v in zip(ids, found) if v is not None}  # type: ignore[arg-type]
-
-    def add(self, ids: Iterable[str]) -> None:
+    def claim(self, keys: Sequence[str]) -> Claimed:
+        """Claim each of ``keys`` not yet taken (``SET NX``, pending); of the taken ones, say which are stored and
+        which another worker is storing now (a key that expired meanwhile counts as busy: the client retries)."""
+        if not keys:
+            return Claimed(set(), set())
         pipe = self.redis.pipeline(transaction=False)
-        for i in ids:
-            pipe.set(self.PREFIX + i, 1, ex=self.ttl_s)
+        for k in keys:
+            pipe.set(self.PREFIX + k, self.PENDING, nx=True, ex=CLAIM_TTL_S)
+        won = self._call("claiming event ids", pipe.execute)
+        taken = [k for k, ok in zip(keys, won) if not ok]  # type: ignore[call-overload]
+        if not taken:
+            return Claimed(set(), set())
+        values = self._call("checking event ids", lambda: self.redis.mget([self.PREFIX + k for k in taken]))
+        stored = {k for k, v in zip(taken, values) if v is not None and v != self.PENDING}  # type: ignore[call-overload]
+        return Claimed(stored, set(taken) - stored)
+
+    def release(self, keys: Iterable[str]) -> None:
+        """Free claimed keys whose events were not stored, so the client's retry is stored."""
+        names = [self.PREFIX + k for k in keys]
+        if names:
+            self._call("releasing event ids", lambda: self.redis.delete(*names))
+
+    def add(self, keys: Iterable[str]) -> None:
+        """Mark claimed keys stored, for ``ttl_s``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(self.PREFIX + k, self.STORED, ex=self.ttl_s)
         self._call("recording event ids", pipe.execute)
 
 
@@ -231,39 +267,61 @@ class EventGate:
 
     @contextmanager
     def admit(self, batch: Sequence[ParsedUbiEvent]) -> Iterator[Admitted]:
-        """Split off duplicates and enforce the caps; the ids and counts are recorded only when the ``with`` body
-        (storing the fresh events) succeeds. Batches are admitted one at a time per process.
+        """Split off duplicates and enforce the caps; the ids are claimed first and recorded as stored, and the
+        counts kept, only when the ``with`` body (storing the fresh events) succeeds; if it fails, the claims are
+        given back. Batches are admitted one at a time per process.
 
         Raises:
-            Rejected: 429 ``session_cap`` / ``product_cap`` naming the session or product (nothing recorded).
-            EngineUnavailable: the shared event-id store (Redis) is unreachable when the ids are checked (503;
+            Rejected: 429 ``session_cap`` / ``product_cap`` naming the session or product; 409 ``event_in_flight``
+                naming the event id another worker is storing right now (retry: it is then a duplicate or, if
+                that worker failed, stored). Nothing is recorded either way.
+            EngineUnavailable: the shared event-id store (Redis) is unreachable when the ids are claimed (503;
                 nothing recorded). Unreachable only when they are recorded, after the events were stored, it is
                 logged instead: the client has its 202 and does not send them again.
         """
         with self._lock:
-            fresh: list[ParsedUbiEvent] = []
-            duplicates: list[str] = []
-            seen: set[str] = set()
-            stored = self.recent_ids.seen([item.ubi.event_id for item in batch
-                                           if item.client_event_id and item.ubi.event_id is not None])
-            for item in batch:
-                eid = item.ubi.event_id
-                if item.client_event_id and eid is not None and (eid in stored or eid in seen):
-                    duplicates.append(eid)
-                    continue
-                if item.client_event_id and eid is not None:
-                    seen.add(eid)
-                fresh.append(item)
-            counts = self._counts(fresh)
-            yield Admitted(fresh, duplicates)
+            keyed = {item.ubi.stored_id: item for item in batch
+                     if item.client_event_id and item.ubi.stored_id is not None}
+            claim = self.recent_ids.claim(list(keyed))
+            claimed = [k for k in keyed if k not in claim.stored and k not in claim.busy]
             try:
-                self.recent_ids.add(seen)
+                if claim.busy:
+                    item = keyed[next(k for k in keyed if k in claim.busy)]
+                    path = item.path("event_id")
+                    raise Rejected(409, "event_in_flight", path,
+                                   f"{path}: {item.ubi.event_id!r} is being stored by another request; retry in 1 s "
+                                   f"(it is then answered as a duplicate)", retry_after=1)
+                fresh: list[ParsedUbiEvent] = []
+                duplicates: list[str] = []
+                seen: set[str] = set()
+                for item in batch:
+                    key = item.ubi.stored_id if item.client_event_id else None
+                    if key is not None and (key in claim.stored or key in seen):
+                        duplicates.append(item.ubi.event_id or "")
+                        continue
+                    if key is not None:
+                        seen.add(key)
+                    fresh.append(item)
+                counts = self._counts(fresh)
+                yield Admitted(fresh, duplicates)
+            except BaseException:
+                self._release(claimed)
+                raise
+            try:
+                self.recent_ids.add(claimed)
             except EngineUnavailable as exc:
                 # The events are stored: a 503 now would make the client send them again, stored twice.
                 log.warning("%s; %d event ids stored but not recorded, a retry of them is stored again",
-                            exc, len(seen))
+                            exc, len(claimed))
             for key, (start, count) in counts.items():
                 self.counters.set(key, (start, count))
+
+    def _release(self, claimed: Sequence[str]) -> None:
+        """Give back the claims of a batch that was not stored (Redis' expiry frees them if this fails too)."""
+        try:
+            self.recent_ids.release(claimed)
+        except EngineUnavailable as exc:
+            log.warning("%s; %d event ids stay claimed for up to %d s", exc, len(claimed), CLAIM_TTL_S)
 
     def _counts(self, fresh: Sequence[ParsedUbiEvent]) -> dict[str, tuple[float, int]]:
         """The window counters after ``fresh``; raises Rejected when one passes its cap."""

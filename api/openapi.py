@@ -55,7 +55,9 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "A malformed or out-of-limit parameter (named in error.parameter)",
-            404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
+            404: "Unknown product",
+            409: "An event_id another request is storing right now (a retry sent to two workers at once); retry "
+                 "after the Retry-After seconds: it is then answered as a duplicate", 413: "Body too large or too many events", 415: "Body is not JSON",
             422: "Parameters valid alone but inconsistent together", 500: "Unexpected error (logged)",
             501: "Not available in this build",
             414: "The URL is longer than the API reads (every operation; api/request_guards.py)",
@@ -67,8 +69,9 @@ def _errors(*codes: int) -> dict[str, Any]:
                  "worker's searches in flight or a saturated engine) or nothing found within the search deadline "
                  "(deadline_exceeded); retry after the Retry-After seconds"}
     out = {str(c): _json("Error", text[c]) for c in codes}
-    if 503 in codes:
-        out["503"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+    for code in (409, 503):
+        if code in codes:
+            out[str(code)]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
     if 429 in codes:
         out["429"]["headers"] = RATE_HEADERS
     return out
@@ -291,7 +294,7 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                     _ref("UbiEvent")]}}}},
                 "responses": {"202": _json("EventsAccepted", "Stored (all or nothing)"),
                               "200": _json("EventsAccepted", "Every event was a duplicate: nothing stored again"),
-                              **_errors(400, 413, 415, 429, 500, 503)}}},
+                              **_errors(400, 409, 413, 415, 429, 500, 503)}}},
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                                  "responses": {"200": _json("Health", "The process is alive")}}},
             "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: engine answers and index exists",

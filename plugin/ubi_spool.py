@@ -12,7 +12,9 @@ stored. A store failure leaves the segment for the next pass (the records have i
 kept once). Lines torn by a crash mid-write were never acknowledged and are skipped.
 
 Bounded: an append that would take the spool past ``max_bytes`` raises :class:`SpoolFull` and writes nothing
-(the API answers 503 to POST /events and logs a search without its query record).
+(the API answers 503 to POST /events and logs a search without its query record). The spool's size is listed at
+most once a second per process (plus what this process appended since), so a long store outage that leaves many
+segments does not make every /search list them all.
 
     >>> spool = UbiSpool("/tmp/ss-spool-doc", max_bytes=1 << 20)  # doctest: +SKIP
     >>> spool.append([], [to_ubi_event(event)]); spool.drain(JsonlUbiStore("/tmp/ss-ubi-doc")).records  # doctest: +SKIP
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BATCH_RECORDS = 500  # records per store write
 MAX_BACKOFF_S = 60.0  # the longest pause between drains while the store fails
+SIZE_TTL_S = 1.0  # how long an append trusts the last listing of the spool's size
 
 
 class SpoolFull(RuntimeError):
@@ -59,7 +62,8 @@ class UbiSpool:
 
     Args:
         directory: the spool directory (created on first append).
-        max_bytes: the bound; concurrent processes may each overshoot it by one batch.
+        max_bytes: the bound; concurrent processes may each overshoot it by what they append within
+            ``SIZE_TTL_S``.
     Raises:
         ValueError: ``max_bytes`` < 1.
     """
@@ -71,6 +75,8 @@ class UbiSpool:
         self._lock = threading.Lock()
         self._fd: int | None = None  # this process's open segment, held under flock
         self._written = 0  # bytes in it
+        self._listed: tuple[float, int] | None = None  # (monotonic time, bytes) of the last size listing
+        self._appended = 0  # bytes this process appended since that listing
 
     def __repr__(self) -> str:
         return f"UbiSpool({str(self.directory)!r}, max_bytes={self.max_bytes})"
@@ -108,7 +114,7 @@ class UbiSpool:
             return
         data = ("\n".join(lines) + "\n").encode()
         with self._lock:
-            if self.size() + len(data) > self.max_bytes:
+            if self._known_size() + len(data) > self.max_bytes:
                 raise SpoolFull(f"UBI spool {self.directory} is full ({self.max_bytes} bytes)")
             fd = self._segment()
             try:
@@ -123,6 +129,15 @@ class UbiSpool:
                 os.ftruncate(fd, self._written)
                 raise
             self._written += written
+            self._appended += written
+
+    def _known_size(self) -> int:
+        """The spool's size as of the last listing (at most ``SIZE_TTL_S`` old) plus what this process appended
+        since; other processes' appends and drains since then are seen at the next listing."""
+        now = time.monotonic()
+        if self._listed is None or now - self._listed[0] >= SIZE_TTL_S:
+            self._listed, self._appended = (now, self.size()), 0
+        return self._listed[1] + self._appended
 
     def _segment(self) -> int:
         """This process's open segment (a new one, locked, when none is open)."""
@@ -181,6 +196,9 @@ class UbiSpool:
                 records, segments, skipped = records + len(queries) + len(events), segments + 1, skipped + bad
             finally:
                 os.close(fd)
+        if segments:
+            with self._lock:
+                self._listed = None  # room was made: list again at the next append
         if skipped:
             log.warning("UBI spool: skipped %d torn or invalid lines", skipped)
         return Drained(records, segments, skipped)

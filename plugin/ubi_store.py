@@ -4,8 +4,8 @@ One store per engine kind, both behind :class:`UbiStore` (``write``, ``iter_quer
 
 - :class:`OpenSearchUbiStore` writes the indices the UBI plugin, OpenSearch Dashboards and the Search Relevance
   Workbench read (mappings in ``plugin/config/ubi-queries.json`` / ``ubi-events.json``, created on first write),
-  each record under its own id (``query_id``, ``event_attributes.event_id``), so writing a batch twice (a retry
-  after a crash) stores it once;
+  each record under its own id (``query_id``; an event's ``event_attributes.event_id`` scoped to its client and
+  session), so writing a batch twice (a retry after a crash) stores it once;
 - :class:`JsonlUbiStore` appends ``ubi_queries.jsonl`` / ``ubi_events.jsonl`` under ``<home>/ubi/`` (embedded
   engine); a batch written twice is read back once.
 
@@ -55,8 +55,9 @@ def record_json(record: UbiQuery | UbiEvent) -> str:
 
 
 def record_id(record: UbiQuery | UbiEvent) -> str | None:
-    """The id a record is stored under: the query_id of a query, the API's event_id of an event."""
-    return record.query_id if isinstance(record, UbiQuery) else record.event_id
+    """The id a record is stored under: the query_id of a query, an event's event_id scoped to its client and
+    session (:attr:`~shopsearch.ubi.UbiEvent.stored_id`)."""
+    return record.query_id if isinstance(record, UbiQuery) else record.stored_id
 
 
 def _time(record: UbiQuery | UbiEvent) -> datetime:

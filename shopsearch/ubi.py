@@ -29,6 +29,7 @@ list (a purchase at checkout: no position) is written with ``position.ordinal.in
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from datetime import datetime
@@ -117,6 +118,16 @@ class UbiEvent(BaseModel):
         """The id the API gave this event (``event_attributes.event_id``), None when it has none."""
         extra = self.event_attributes.model_extra if self.event_attributes is not None else None
         return (extra or {}).get("event_id")
+
+    @property
+    def stored_id(self) -> str | None:
+        """The id the event is stored and recognised as a retry under: its ``event_id`` scoped to its client and
+        session. A client chooses its own event ids (retry keys), so two clients may choose the same one; scoped,
+        neither's event replaces or silences the other's. None when the event has no ``event_id``."""
+        if self.event_id is None:
+            return None
+        scope = "\x1f".join((self.client_id or "", self.session_id or "", self.event_id))
+        return hashlib.blake2b(scope.encode(), digest_size=16).hexdigest()
 
     @property
     def position(self) -> int | None:

@@ -273,6 +273,70 @@ def test_a_retry_that_reaches_another_worker_is_a_duplicate_with_redis(tmp_path,
             app.extensions["shopsearch"].stop_history()
 
 
+def test_copies_of_one_event_at_two_workers_at_once_are_stored_once_with_redis(tmp_path, searcher, catalog_engine,
+                                                                              redis_url):  # noqa: F811
+    first = make_app(tmp_path, searcher, catalog_engine, redis_url=redis_url)
+    second = make_app(tmp_path, searcher, catalog_engine, redis_url=redis_url)
+    svc = first.extensions["shopsearch"]
+    try:
+        qid, hits = served(first.test_client())
+        event, meanwhile = click(qid, hits[0]), []
+        append = svc.events.append
+
+        def slow_append(events):  # the second copy arrives while the first worker is storing its own
+            meanwhile.append(second.test_client().post("/events", json=event))
+            return append(events)
+
+        svc.events.append = slow_append
+        assert first.test_client().post("/events", json=event).status_code == 202
+        busy = meanwhile[0]
+        assert busy.status_code == 409 and int(busy.headers["Retry-After"]) >= 1
+        assert busy.get_json()["error"]["code"] == "event_in_flight"
+        assert busy.get_json()["error"]["parameter"] == "event_id"
+        retry = second.test_client().post("/events", json=event)
+        assert retry.status_code == 200 and retry.get_json()["duplicate"] is True
+        assert [e.event_id for e in svc.events.read()] == [event["event_id"]]
+    finally:
+        for app in (first, second):
+            app.extensions["shopsearch"].ubi_drainer.stop()
+            app.extensions["shopsearch"].stop_history()
+
+
+def test_a_batch_that_failed_to_store_leaves_its_ids_free_for_the_retry_with_redis(tmp_path, searcher,
+                                                                                    catalog_engine, monkeypatch,
+                                                                                    redis_url):  # noqa: F811
+    first = make_app(tmp_path, searcher, catalog_engine, redis_url=redis_url)
+    second = make_app(tmp_path, searcher, catalog_engine, redis_url=redis_url)
+    try:
+        qid, hits = served(first.test_client())
+        event = click(qid, hits[0])
+        _fail_writes_to(monkeypatch, "events-")
+        assert first.test_client().post("/events", json=event).status_code == 503
+        monkeypatch.undo()
+        assert second.test_client().post("/events", json=event).status_code == 202
+        assert [e.event_id for e in second.extensions["shopsearch"].events.read()] == [event["event_id"]]
+    finally:
+        for app in (first, second):
+            app.extensions["shopsearch"].ubi_drainer.stop()
+            app.extensions["shopsearch"].stop_history()
+
+
+def test_two_clients_choosing_the_same_event_id_each_keep_their_event(trust_app):
+    client, svc = trust_app.test_client(), trust_app.extensions["shopsearch"]
+    qid, hits = served(client)
+    mine = click(qid, hits[0], event_id="cart-1")
+    theirs = click(qid, hits[1], event_id="cart-1", session_id="s-2", user_id="u-2")
+    assert client.post("/events", json=mine).status_code == 202
+    resp = client.post("/events", json=theirs)
+    assert resp.status_code == 202 and resp.get_json()["duplicate"] is False
+    assert client.post("/events", json=theirs).get_json()["duplicate"] is True  # its own retry still counts once
+    assert [(e.session_id, e.product_id) for e in svc.events.read()] == [("s-1", hits[0]["id"]),
+                                                                        ("s-2", hits[1]["id"])]
+    svc.ubi_drainer.drain_once()  # and the UBI store keeps both: neither replaces the other
+    stored = [e for e in svc.ubi_drainer._store.iter_events() if e.event_id == "cart-1"]
+    assert sorted(e.session_id for e in stored) == ["s-1", "s-2"]
+
+
 def test_an_unreachable_event_id_store_answers_503_and_stores_nothing(tmp_path, searcher, catalog_engine):
     app = make_app(tmp_path, searcher, catalog_engine, redis_url="redis://127.0.0.1:1/0")  # nothing listens
     try:

@@ -86,6 +86,47 @@ def test_a_full_spool_writes_nothing(tmp_path):
     spool.append([], [event(2), event(3)])  # room again once drained
 
 
+def test_appends_list_the_spool_at_most_once_a_second(tmp_path, monkeypatch):
+    # A long store outage leaves a segment per process per drain; a /search must not list them all each time.
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
+    for n in range(300):  # segments other processes closed and cannot drain yet
+        (tmp_path / "spool").mkdir(exist_ok=True)
+        (tmp_path / "spool" / f"{n:020d}-1-other.jsonl").write_text(f'{{"event":{{"n":{n}}}}}\n')
+    listings = []
+    real = UbiSpool.size
+    monkeypatch.setattr(UbiSpool, "size", lambda self: listings.append(1) or real(self))
+    start = time.monotonic()
+    for n in range(200):
+        spool.append([query(n)], [])
+    assert len(listings) <= 2 + (time.monotonic() - start) / 1.0  # SIZE_TTL_S
+
+
+def test_another_process_draining_makes_room_within_a_second(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("shopsearch.plugin.ubi_spool.time.monotonic", lambda: clock[0])
+    mine, theirs = UbiSpool(tmp_path / "spool", 600), UbiSpool(tmp_path / "spool", 600)
+    theirs.append([], [event(1), event(2)])
+    theirs.rotate()
+    with pytest.raises(SpoolFull):
+        mine.append([], [event(3), event(4)])
+    theirs.drain(JsonlUbiStore(tmp_path / "ubi"))
+    with pytest.raises(SpoolFull):  # this process listed the spool less than a second ago
+        mine.append([], [event(3), event(4)])
+    clock[0] += 1.0
+    mine.append([], [event(3), event(4)])
+    mine.close()
+    assert mine.size() > 0
+
+
+def test_the_bound_counts_this_process_appends_between_listings(tmp_path, monkeypatch):
+    monkeypatch.setattr("shopsearch.plugin.ubi_spool.time.monotonic", lambda: 5.0)  # one listing only
+    spool = UbiSpool(tmp_path / "spool", max_bytes=900)
+    with pytest.raises(SpoolFull):
+        for n in range(10):
+            spool.append([], [event(n)])
+    assert 0 < spool.size() <= 900
+
+
 class FailingStore:
     def __init__(self):
         self.calls = 0
