@@ -14,7 +14,8 @@ kept once). Lines torn by a crash mid-write were never acknowledged and are skip
 Bounded: an append that would take the spool past ``max_bytes`` raises :class:`SpoolFull` and writes nothing
 (the API answers 503 to POST /events and logs a search without its query record). The spool's size is listed at
 most once a second per process (plus what this process appended since), so a long store outage that leaves many
-segments does not make every /search list them all.
+segments does not make every /search list them all; and while the store fails, a drain closes this process's
+segment only once it holds ``OUTAGE_SEGMENT_BYTES``, so an outage leaves few segments rather than one per pass.
 
     >>> spool = UbiSpool("/tmp/ss-spool-doc", max_bytes=1 << 20)  # doctest: +SKIP
     >>> spool.append([], [to_ubi_event(event)]); spool.drain(JsonlUbiStore("/tmp/ss-ubi-doc")).records  # doctest: +SKIP
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 BATCH_RECORDS = 500  # records per store write
 MAX_BACKOFF_S = 60.0  # the longest pause between drains while the store fails
 SIZE_TTL_S = 1.0  # how long an append trusts the last listing of the spool's size
+OUTAGE_SEGMENT_BYTES = 1 << 20  # while the store fails, a drain closes this process's segment only past this size
 
 
 class SpoolFull(RuntimeError):
@@ -88,11 +90,16 @@ class UbiSpool:
     def size(self) -> int:
         """Bytes in the spool (every segment, every process's)."""
         total = 0
-        for path in self.segments():
-            try:
-                total += path.stat().st_size
-            except FileNotFoundError:  # drained meanwhile
-                pass
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry.name.endswith(".jsonl"):
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:  # drained meanwhile
+                    pass
         return total
 
     def append(self, queries: Sequence[UbiQuery], events: Sequence[UbiEvent],
@@ -155,10 +162,10 @@ class UbiSpool:
             self._fd, self._written = fd, 0
         return self._fd
 
-    def rotate(self) -> None:
-        """Close this process's segment (when it holds anything), so a drain may claim it."""
+    def rotate(self, above: int = 0) -> None:
+        """Close this process's segment when it holds more than ``above`` bytes, so a drain may claim it."""
         with self._lock:
-            if self._fd is not None and self._written > 0:
+            if self._fd is not None and self._written > max(0, above):
                 os.close(self._fd)
                 self._fd = None
 
@@ -169,13 +176,14 @@ class UbiSpool:
                 os.close(self._fd)
                 self._fd = None
 
-    def drain(self, store: UbiStore, batch: int = BATCH_RECORDS) -> Drained:
-        """Move every claimable segment's records to ``store``, oldest segment first.
+    def drain(self, store: UbiStore, batch: int = BATCH_RECORDS, rotate_above: int = 0) -> Drained:
+        """Move every claimable segment's records to ``store``, oldest segment first; this process's own open
+        segment is closed first when it holds more than ``rotate_above`` bytes.
 
         Raises:
             whatever ``store.write`` raises (the segment stays; what was stored of it is stored again next time).
         """
-        self.rotate()
+        self.rotate(rotate_above)
         records = segments = skipped = 0
         for path in self.segments():
             try:
@@ -270,7 +278,8 @@ class SpoolDrainer:
         """One drain pass now, in the caller's thread. Raises what the store raises."""
         if self._store is None:
             self._store = self.open_store()
-        return self.spool.drain(self._store)
+        # While the store fails, keep appending to one segment rather than leave a new one at every pass.
+        return self.spool.drain(self._store, rotate_above=OUTAGE_SEGMENT_BYTES if self.failures else 0)
 
     def _run(self) -> None:
         wait = 0.0

@@ -146,6 +146,21 @@ def test_a_store_outage_keeps_the_records_spooled(tmp_path):
     assert spool.drain(store).records == 1 and [e.event_id for e in store.iter_events()] == ["e1"]
 
 
+def test_a_long_store_outage_leaves_few_segments_and_loses_nothing(tmp_path):
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 30)
+    drainer = SpoolDrainer(spool, FailingStore, interval_s=1)
+    for n in range(50):  # a search, then a drain pass that fails, as the drainer's thread runs them
+        spool.append([query(n)], [])
+        with pytest.raises(EngineUnavailable):
+            drainer.drain_once()
+        drainer.failures += 1
+    spool.close()
+    assert len(spool.segments()) <= 2  # the first pass closed one; the rest went to a single segment
+    store = JsonlUbiStore(tmp_path / "ubi")
+    assert spool.drain(store).records == 50
+    assert sorted(q.query_id for q in store.iter_queries()) == sorted(f"q{n}" for n in range(50))
+
+
 def test_drainer_backs_off_then_delivers(tmp_path):
     spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
     failing = FailingStore()
