@@ -274,9 +274,9 @@ def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str,
         if ev.action_name == "click" and pid is not None:
             o.clicked.append(pid)
         if ev.action_name == "purchase":
-            price = (attrs.model_extra or {}).get("price") if attrs is not None else None
-            if isinstance(price, (int, float)):
-                o.revenue += float(price)
+            price = attrs.price if attrs is not None else None
+            if price is not None:
+                o.revenue += price
             else:
                 o.unpriced += 1
     return out

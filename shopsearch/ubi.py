@@ -30,12 +30,11 @@ list (a purchase at checkout: no position) is written with ``position.ordinal.in
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
 
 from .events import (EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, format_timestamp,
                      parse_event)
@@ -70,11 +69,18 @@ def _int_as_str(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+# The extras the ``ubi_events`` mapping types (plugin/config/ubi-events.json) are typed here too: a value of another
+# type would be acknowledged, then refused by OpenSearch and dropped by the spool's drain.
+ObjectId = Annotated[str, BeforeValidator(_int_as_str), Field(min_length=1, max_length=256)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
 class UbiObject(_Open):
     """``event_attributes.object``: the product acted on."""
 
-    object_id: Annotated[str, BeforeValidator(_int_as_str), Field(min_length=1, max_length=256)]
+    object_id: ObjectId
     object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
+    internal_id: ObjectId | None = None
 
 
 class UbiOrdinal(_Open):
@@ -84,17 +90,30 @@ class UbiOrdinal(_Open):
                                 description="1-based position in the result list; 0: not in a list")]
 
 
+class UbiXY(BaseModel):
+    """``event_attributes.position.xy``: where on the page."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    x: Number | None = None
+    y: Number | None = None
+
+
 class UbiPosition(_Open):
     """``event_attributes.position``."""
 
     ordinal: UbiOrdinal
+    xy: UbiXY | None = None
 
 
 class UbiEventAttributes(_Open):
-    """``event_attributes``: the object and its position, plus shopsearch's extras (price, simulated, event_id)."""
+    """``event_attributes``: the object and its position, plus shopsearch's own (price, simulated, event_id)."""
 
     object: UbiObject | None = None
     position: UbiPosition | None = None
+    price: Annotated[Number, Field(ge=0)] | None = None
+    simulated: StrictBool | None = None
+    event_id: UbiId | None = Field(None, description="The API's id for this event, or the client's (its retry key)")
 
 
 class UbiEvent(BaseModel):
@@ -116,8 +135,7 @@ class UbiEvent(BaseModel):
     @property
     def event_id(self) -> str | None:
         """The id the API gave this event (``event_attributes.event_id``), None when it has none."""
-        extra = self.event_attributes.model_extra if self.event_attributes is not None else None
-        return (extra or {}).get("event_id")
+        return self.event_attributes.event_id if self.event_attributes is not None else None
 
     @property
     def stored_id(self) -> str | None:
@@ -177,11 +195,10 @@ def from_ubi_event(ubi: UbiEvent) -> Event:
     attrs = ubi.event_attributes or UbiEventAttributes()
     if attrs.object is None:
         raise ValueError("event_attributes.object.object_id is required")
-    extra = attrs.model_extra or {}
     return Event(type=ubi.action_name, query_id=ubi.query_id, query=ubi.message, product_id=attrs.object.object_id,
                  position=ubi.position, user_id=ubi.user_id, session_id=ubi.session_id or ubi.client_id or "",
-                 timestamp=_utc(ubi.timestamp), price=extra.get("price"), simulated=bool(extra.get("simulated", False)),
-                 event_id=extra.get("event_id"))
+                 timestamp=_utc(ubi.timestamp), price=attrs.price, simulated=bool(attrs.simulated),
+                 event_id=attrs.event_id)
 
 
 class ParsedUbiEvent(NamedTuple):
@@ -254,14 +271,14 @@ def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEv
     except ValueError as exc:
         raise EventError(f"{where}timestamp", f"{where}timestamp: {exc}") from None
     attrs = given.event_attributes or UbiEventAttributes()
-    extra = dict(attrs.model_extra or {})
-    token, client_id = extra.pop("token", None), extra.pop("event_id", None)
+    token, client_id = (attrs.model_extra or {}).get("token"), attrs.event_id
     _check_string(token, MAX_TOKEN, f"{where}event_attributes.token", "the hit's token from the /search response")
     _check_string(client_id, MAX_ID, f"{where}event_attributes.event_id", "the client's id for this event")
-    _check_mapped_extras(attrs, where)
-    # UBI 1.0 requires a position beside any event_attributes: 0 says "not in a result list".
-    attrs = UbiEventAttributes(object=attrs.object, position=attrs.position or UbiPosition(ordinal=UbiOrdinal(index=0)),
-                               **extra, event_id=client_id or event_id)  # the token is checked, never stored
+    # UBI 1.0 requires a position beside any event_attributes: 0 says "not in a list". The token is checked, never
+    # stored.
+    attrs = UbiEventAttributes.model_validate({
+        **attrs.model_dump(exclude={"token"}), "event_id": client_id or event_id,
+        "position": attrs.position or UbiPosition(ordinal=UbiOrdinal(index=0))})
     ubi = given.model_copy(update={"timestamp": timestamp, "event_attributes": attrs})
     found = {"token": token, "client_event_id": client_id is not None, "where": where}
     if ubi.action_name not in EVENT_TYPES:
@@ -299,36 +316,6 @@ def _check_string(value: Any, max_chars: int, path: str, what: str) -> None:
     """A client's optional string in ``event_attributes`` (None passes)."""
     if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > max_chars):
         raise EventError(path, f"{path} must be {what}: a non-empty string of at most {max_chars} characters")
-
-
-def _check_mapped_extras(attrs: UbiEventAttributes, where: str) -> None:
-    """The extras the ``ubi_events`` mapping types (plugin/config/ubi-events.json): a value of another type would
-    be acknowledged, then refused by OpenSearch and dropped by the spool's drain, so it is refused here.
-
-    Raises:
-        EventError: naming the field.
-    """
-    at = f"{where}event_attributes."
-    extra = attrs.model_extra or {}
-    price = extra.get("price")
-    if price is not None and not (_is_number(price) and price >= 0):
-        raise EventError(f"{at}price", f"{at}price must be a finite number >= 0")
-    simulated = extra.get("simulated")
-    if simulated is not None and not isinstance(simulated, bool):
-        raise EventError(f"{at}simulated", f"{at}simulated must be true or false")
-    internal = (attrs.object.model_extra or {}).get("internal_id") if attrs.object is not None else None
-    if internal is not None and (isinstance(internal, bool) or not isinstance(internal, (str, int))
-                                 or not 0 < len(str(internal)) <= 256):
-        raise EventError(f"{at}object.internal_id",
-                         f"{at}object.internal_id must be a string or integer of at most 256 characters")
-    xy = (attrs.position.model_extra or {}).get("xy") if attrs.position is not None else None
-    if xy is not None and not (isinstance(xy, dict) and set(xy) <= {"x", "y"}
-                               and all(_is_number(v) for v in xy.values())):
-        raise EventError(f"{at}position.xy", f"{at}position.xy must be an object with numbers x and y")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:

@@ -93,7 +93,8 @@ def test_an_invalid_ubi_event_names_its_field(client, app):
 @pytest.mark.parametrize("attributes, field", [
     ({"price": "cheap"}, "price"), ({"price": -1}, "price"), ({"simulated": "maybe"}, "simulated"),
     ({"object": {"object_id": "p1", "internal_id": {"a": 1}}}, "object.internal_id"),
-    ({"position": {"ordinal": {"index": 1}, "xy": {"x": "left"}}}, "position.xy"),
+    ({"position": {"ordinal": {"index": 1}, "xy": {"x": "left"}}}, "position.xy.x"),
+    ({"position": {"ordinal": {"index": 1}, "xy": {"z": 1}}}, "position.xy.z"), ({"price": True}, "price"),
 ])
 def test_an_extra_the_ubi_mapping_types_is_checked_before_it_is_acknowledged(client, attributes, field):
     # OpenSearch would refuse such a record after the 202, and the spool would drop it: refuse it up front.
