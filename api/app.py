@@ -117,7 +117,10 @@ class SearchService:
         """Spool UBI records for the store (the drainer starts with the first); raises SpoolFull when full.
         ``then`` runs once they are spooled; if it raises they are taken back out (UbiSpool.append)."""
         self.ubi_spool.append(queries, events, then=then)
-        self.ubi_drainer.start()
+        try:
+            self.ubi_drainer.start()  # its first pass drains these records
+        except RuntimeError as exc:  # no thread to be had: the records are spooled; the next request starts it
+            log.error("UBI spool drainer could not start: %s", exc)
 
     def product_exists(self, product_id: str) -> bool:
         """Whether the catalog holds ``product_id`` (one engine lookup; POST /events only, never in a /search)."""

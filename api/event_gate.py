@@ -10,9 +10,10 @@
    answered, not stored again. The id is scoped to the event's client and session
    (:attr:`~shopsearch.ubi.UbiEvent.stored_id`), so one client's ids never make another's events duplicates.
    The ids are kept in Redis when ``redis_url`` is set (:class:`RedisRecentIds`, for ``event_max_age_s``), so a
-   retry that reaches another worker or host is recognised too: each id is claimed (``SET NX``) before its event
-   is stored, so of two copies arriving at two workers at once one is stored and the other answered 409 (retry),
-   then a duplicate. Otherwise the last ``event_recent_ids`` ids of this worker (:class:`MemoryRecentIds`).
+   retry that reaches another worker or host is recognised too: a batch's ids are claimed at once (one Lua script)
+   before its events are stored, so of two copies arriving at two workers at once one is stored and the other
+   answered 409 (retry after a second). Otherwise the last ``event_recent_ids`` ids of this worker
+   (:class:`MemoryRecentIds`).
 3. **Caps** (:meth:`EventGate.admit`): at most ``event_session_cap`` events per session and
    ``event_product_cap`` per (session, product) in each ``event_cap_window_s``, so one client can add only so much
    to the history; the counters are a bounded LRU too.
@@ -30,8 +31,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from shopsearch.plugin.engine import EngineUnavailable
@@ -80,10 +82,12 @@ class Admitted(NamedTuple):
 
 class Claimed(NamedTuple):
     """What :meth:`MemoryRecentIds.claim` / :meth:`RedisRecentIds.claim` found for the keys asked: those already
-    stored (duplicates) and those another worker is storing right now (busy); the rest are now claimed."""
+    stored (duplicates) and those another worker is storing right now (busy: then nothing was claimed); else the
+    rest are now claimed under ``token``."""
 
     stored: set[str]
     busy: set[str]
+    token: str = ""
 
 
 class Lru:
@@ -130,7 +134,7 @@ class MemoryRecentIds:
         """Which of ``keys`` are already stored; the others are claimed (nothing to record until :meth:`add`)."""
         return Claimed({k for k in keys if k in self.ids}, set())
 
-    def release(self, keys: Iterable[str]) -> None:
+    def release(self, keys: Iterable[str], token: str) -> None:
         """Give back claimed keys whose events were not stored (nothing to undo in memory)."""
 
     def add(self, keys: Iterable[str]) -> None:
@@ -140,21 +144,41 @@ class MemoryRecentIds:
 
 
 class RedisRecentIds:
-    """Client event ids in Redis, shared by every worker and host on that Redis: ``pending`` while a worker stores
-    the event (at most ``CLAIM_TTL_S``), then ``stored`` for ``ttl_s`` seconds.
+    """Client event ids in Redis, shared by every worker and host on that Redis: ``p:<token>`` while the request
+    holding that token stores the event (at most ``CLAIM_TTL_S``), then ``1`` (stored) for ``ttl_s`` seconds.
 
     Raises (from every method): :class:`~shopsearch.plugin.engine.EngineUnavailable` when Redis is unreachable,
     so POST /events answers 503 and the client retries (nothing is stored without the check).
     """
 
     PREFIX = "shopsearch:event-id:"
-    PENDING, STORED = b"pending", b"1"
+    STORED = b"1"
+    # A batch's keys, all or none: 0 claimed, 1 stored, 2 being stored by another request (then none is claimed).
+    CLAIM = """
+        local out, busy = {}, false
+        for i, k in ipairs(KEYS) do
+            local v = redis.call('GET', k)
+            if not v then redis.call('SET', k, 'p:' .. ARGV[1], 'PX', ARGV[2]); out[i] = 0
+            elseif string.sub(v, 1, 1) == 'p' then out[i] = 2; busy = true
+            else out[i] = 1 end
+        end
+        if busy then
+            for i, k in ipairs(KEYS) do if out[i] == 0 then redis.call('DEL', k) end end
+        end
+        return out"""
+    # Only this request's claims: a claim that expired and was taken by another request is not ours to drop.
+    RELEASE = """
+        for _, k in ipairs(KEYS) do
+            if redis.call('GET', k) == 'p:' .. ARGV[1] then redis.call('DEL', k) end
+        end
+        return 0"""
 
     def __init__(self, url: str, ttl_s: float) -> None:
         import redis
 
         self.redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.ttl_s = max(1, int(ttl_s))
+        self._claim, self._release = self.redis.register_script(self.CLAIM), self.redis.register_script(self.RELEASE)
 
     def __len__(self) -> int:
         return 0  # bounded by Redis' expiry, not by this process
@@ -169,26 +193,27 @@ class RedisRecentIds:
                                     f"{type(exc).__name__}") from None
 
     def claim(self, keys: Sequence[str]) -> Claimed:
-        """Claim each of ``keys`` not yet taken (``SET NX``, pending); of the taken ones, say which are stored and
-        which another worker is storing now (a key that expired meanwhile counts as busy: the client retries)."""
+        """Claim ``keys`` (distinct) for one request, atomically: those already stored are duplicates; if any is
+        being stored by another request, none is claimed (busy)."""
         if not keys:
             return Claimed(set(), set())
-        pipe = self.redis.pipeline(transaction=False)
-        for k in keys:
-            pipe.set(self.PREFIX + k, self.PENDING, nx=True, ex=CLAIM_TTL_S)
-        won = self._call("claiming event ids", pipe.execute)
-        taken = [k for k, ok in zip(keys, won) if not ok]  # type: ignore[call-overload]
-        if not taken:
-            return Claimed(set(), set())
-        values = self._call("checking event ids", lambda: self.redis.mget([self.PREFIX + k for k in taken]))
-        stored = {k for k, v in zip(taken, values) if v is not None and v != self.PENDING}  # type: ignore[call-overload]
-        return Claimed(stored, set(taken) - stored)
+        token, names = uuid.uuid4().hex, [self.PREFIX + k for k in keys]
+        try:
+            codes = self._call("claiming event ids",
+                               lambda: self._claim(keys=names, args=[token, int(CLAIM_TTL_S * 1000)]))
+        except EngineUnavailable:
+            # The script may have run before the reply was lost: free what it claimed, if Redis answers.
+            with suppress(EngineUnavailable):
+                self.release(keys, token)
+            raise
+        found = dict(zip(keys, codes))  # type: ignore[call-overload]
+        return Claimed({k for k, c in found.items() if c == 1}, {k for k, c in found.items() if c == 2}, token)
 
-    def release(self, keys: Iterable[str]) -> None:
-        """Free claimed keys whose events were not stored, so the client's retry is stored."""
+    def release(self, keys: Iterable[str], token: str) -> None:
+        """Free this request's claims (``token``) whose events were not stored, so the client's retry is stored."""
         names = [self.PREFIX + k for k in keys]
         if names:
-            self._call("releasing event ids", lambda: self.redis.delete(*names))
+            self._call("releasing event ids", lambda: self._release(keys=names, args=[token]))
 
     def add(self, keys: Iterable[str]) -> None:
         """Mark claimed keys stored, for ``ttl_s``."""
@@ -273,8 +298,8 @@ class EventGate:
 
         Raises:
             Rejected: 429 ``session_cap`` / ``product_cap`` naming the session or product; 409 ``event_in_flight``
-                naming the event id another worker is storing right now (retry: it is then a duplicate or, if
-                that worker failed, stored). Nothing is recorded either way.
+                naming the event id another request is storing right now (retry: it is then a duplicate, or stored
+                if that request failed). Nothing is recorded either way.
             EngineUnavailable: the shared event-id store (Redis) is unreachable when the ids are claimed (503;
                 nothing recorded). Unreachable only when they are recorded, after the events were stored, it is
                 logged instead: the client has its 202 and does not send them again.
@@ -283,14 +308,15 @@ class EventGate:
             keyed = {item.ubi.stored_id: item for item in batch
                      if item.client_event_id and item.ubi.stored_id is not None}
             claim = self.recent_ids.claim(list(keyed))
-            claimed = [k for k in keyed if k not in claim.stored and k not in claim.busy]
+            if claim.busy:
+                item = keyed[next(k for k in keyed if k in claim.busy)]
+                path = item.path("event_id")
+                raise Rejected(409, "event_in_flight", path,
+                               f"{path}: {item.ubi.event_id!r} is being stored by another request; nothing was "
+                               f"stored; retry in 1 s", retry_after=1)
+            claimed = [k for k in keyed if k not in claim.stored]
+            started = time.monotonic()
             try:
-                if claim.busy:
-                    item = keyed[next(k for k in keyed if k in claim.busy)]
-                    path = item.path("event_id")
-                    raise Rejected(409, "event_in_flight", path,
-                                   f"{path}: {item.ubi.event_id!r} is being stored by another request; retry in 1 s "
-                                   f"(it is then answered as a duplicate)", retry_after=1)
                 fresh: list[ParsedUbiEvent] = []
                 duplicates: list[str] = []
                 seen: set[str] = set()
@@ -305,8 +331,11 @@ class EventGate:
                 counts = self._counts(fresh)
                 yield Admitted(fresh, duplicates)
             except BaseException:
-                self._release(claimed)
+                self._release(claimed, claim.token)
                 raise
+            if claimed and time.monotonic() - started > CLAIM_TTL_S:
+                log.warning("storing %d events took longer than their %d s claim: a retry meanwhile may have been "
+                            "stored too", len(claimed), CLAIM_TTL_S)
             try:
                 self.recent_ids.add(claimed)
             except EngineUnavailable as exc:
@@ -316,10 +345,10 @@ class EventGate:
             for key, (start, count) in counts.items():
                 self.counters.set(key, (start, count))
 
-    def _release(self, claimed: Sequence[str]) -> None:
+    def _release(self, claimed: Sequence[str], token: str) -> None:
         """Give back the claims of a batch that was not stored (Redis' expiry frees them if this fails too)."""
         try:
-            self.recent_ids.release(claimed)
+            self.recent_ids.release(claimed, token)
         except EngineUnavailable as exc:
             log.warning("%s; %d event ids stay claimed for up to %d s", exc, len(claimed), CLAIM_TTL_S)
 

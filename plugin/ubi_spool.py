@@ -12,10 +12,11 @@ stored. A store failure leaves the segment for the next pass (the records have i
 kept once). Lines torn by a crash mid-write were never acknowledged and are skipped.
 
 Bounded: an append that would take the spool past ``max_bytes`` raises :class:`SpoolFull` and writes nothing
-(the API answers 503 to POST /events and logs a search without its query record). The spool's size is listed at
-most once a second per process (plus what this process appended since), so a long store outage that leaves many
-segments does not make every /search list them all; and while the store fails, a drain closes this process's
-segment only once it holds ``OUTAGE_SEGMENT_BYTES``, so an outage leaves few segments rather than one per pass.
+(the API answers 503 to POST /events and logs a search without its query record). The spool's size is listed
+again after a second or after this process appended 1/64 of ``max_bytes`` (counting its own appends in between),
+so appends do not list every segment each time; concurrent processes may each overshoot the bound by that 1/64.
+While the store fails, a drain closes this process's segment only once it holds ``OUTAGE_SEGMENT_BYTES``, so an
+outage leaves few segments rather than one per worker per pass.
 
     >>> spool = UbiSpool("/tmp/ss-spool-doc", max_bytes=1 << 20)  # doctest: +SKIP
     >>> spool.append([], [to_ubi_event(event)]); spool.drain(JsonlUbiStore("/tmp/ss-ubi-doc")).records  # doctest: +SKIP
@@ -37,7 +38,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from shopsearch.ubi import UbiEvent, UbiQuery
 
-from .ubi_store import UbiStore, record_json
+from .ubi_store import UbiStore, read_record, record_json
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ class UbiSpool:
 
     Args:
         directory: the spool directory (created on first append).
-        max_bytes: the bound; concurrent processes may each overshoot it by what they append within
-            ``SIZE_TTL_S``.
+        max_bytes: the bound; concurrent processes may each overshoot it by ``max_bytes / 64``.
     Raises:
         ValueError: ``max_bytes`` < 1.
     """
@@ -139,10 +139,10 @@ class UbiSpool:
             self._appended += written
 
     def _known_size(self) -> int:
-        """The spool's size as of the last listing (at most ``SIZE_TTL_S`` old) plus what this process appended
-        since; other processes' appends and drains since then are seen at the next listing."""
+        """The spool's size as of the last listing plus what this process appended since; listed again after
+        ``SIZE_TTL_S`` or ``max_bytes / 64`` appended, so other processes' appends count within that much."""
         now = time.monotonic()
-        if self._listed is None or now - self._listed[0] >= SIZE_TTL_S:
+        if self._listed is None or now - self._listed[0] >= SIZE_TTL_S or self._appended > self.max_bytes // 64:
             self._listed, self._appended = (now, self.size()), 0
         return self._listed[1] + self._appended
 
@@ -239,9 +239,9 @@ def _parse(data: bytes) -> tuple[list[UbiQuery], list[UbiEvent], int]:
         try:
             item = json.loads(line)
             if "query" in item:
-                queries.append(UbiQuery.model_validate(item["query"]))
+                queries.append(read_record(UbiQuery, item["query"]))
             else:
-                events.append(UbiEvent.model_validate(item["event"]))
+                events.append(read_record(UbiEvent, item["event"]))
         except (ValueError, KeyError, TypeError):  # json and pydantic errors are ValueErrors
             skipped += 1
     return queries, events, skipped
@@ -274,12 +274,13 @@ class SpoolDrainer:
                 self._thread = threading.Thread(target=self._run, name="ubi-spool-drainer", daemon=True)
                 self._thread.start()
 
-    def drain_once(self) -> Drained:
-        """One drain pass now, in the caller's thread. Raises what the store raises."""
+    def drain_once(self, final: bool = False) -> Drained:
+        """One drain pass now, in the caller's thread (``final``: this process's own segment too, whatever the
+        last passes did). Raises what the store raises."""
         if self._store is None:
             self._store = self.open_store()
         # While the store fails, keep appending to one segment rather than leave a new one at every pass.
-        return self.spool.drain(self._store, rotate_above=OUTAGE_SEGMENT_BYTES if self.failures else 0)
+        return self.spool.drain(self._store, rotate_above=OUTAGE_SEGMENT_BYTES if self.failures and not final else 0)
 
     def _run(self) -> None:
         wait = 0.0
@@ -300,7 +301,7 @@ class SpoolDrainer:
             self._thread.join(timeout)
         if drain:
             try:
-                self.drain_once()
+                self.drain_once(final=True)
             except Exception as exc:  # noqa: BLE001 - shutting down; the spool keeps the records
                 log.warning("UBI spool: final drain failed (%s); records stay spooled", exc)
         self.spool.close()

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Protocol, Sequence, TypeVar
 
 from shopsearch.events import append_lines
 from shopsearch.settings import Settings
-from shopsearch.ubi import UbiEvent, UbiQuery
+from shopsearch.ubi import UbiEvent, UbiQuery, stored_event
 
 from .engine import EngineUnavailable
 
@@ -37,6 +37,11 @@ CONFIG_DIR = Path(__file__).parent / "config"
 STORE_TIMEOUT_S = 30.0  # one bulk of a few hundred records (the drainer's, never a request's)
 
 R = TypeVar("R", UbiQuery, UbiEvent)
+
+
+def read_record(model: type[R], data: dict[str, Any]) -> R:
+    """A stored record: queries as they are, events leniently (:func:`~shopsearch.ubi.stored_event`)."""
+    return stored_event(data) if model is UbiEvent else model.model_validate(data)  # type: ignore[return-value]
 
 
 class UbiStore(Protocol):
@@ -117,7 +122,7 @@ class JsonlUbiStore:
                 if not line.strip():
                     continue
                 try:
-                    record = model.model_validate_json(line)
+                    record = read_record(model, json.loads(line))
                 except ValueError:  # a line torn by a crash (pydantic's ValidationError is a ValueError too)
                     skipped += 1
                     continue
@@ -217,7 +222,7 @@ class OpenSearchUbiStore:
                             request_timeout=STORE_TIMEOUT_S)
         with self._errors(index):
             for hit in hits:
-                yield model.model_validate(hit["_source"])
+                yield read_record(model, hit["_source"])
 
     def delete(self) -> None:
         """Delete both indices (tests, and starting the logs over)."""

@@ -159,7 +159,8 @@ class Settings(BaseModel):
     ubi_spool_dir: Path | None = _opt(None, "ubi", "Spool of UBI records not yet in the store (default "
                                                    "<home>/ubi/spool)")
     ubi_spool_max_bytes: int = _opt(64 * 1024 * 1024, "ubi", "Spool size at which POST /events answers 503 "
-                                                             "and searches go unlogged", gt=0)
+                                                             "and searches go unlogged (each worker may pass it "
+                                                             "by 1/64 between its listings)", gt=0)
     ubi_flush_interval_s: float = _opt(1.0, "ubi", "How often the spool is drained into the store (s)", gt=0)
     ubi_feature_depth: int = _opt(10, "ubi", "Top results whose stage features each query record logs", ge=0)
     suggest_queries_refresh_s: float = _opt(300.0, "ubi", "How often /suggest's popular queries are rebuilt from "

@@ -34,7 +34,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from .events import (EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, format_timestamp,
                      parse_event)
@@ -69,10 +69,27 @@ def _int_as_str(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+CLIENT = "client"  # validation context key: the record comes from a client now (strict), not from a store
+
+
+def _strict_for_clients(kind: type, what: str) -> Any:
+    """A before-validator refusing a client's value that is not of ``kind`` (a bool is no number), where pydantic
+    would coerce it; a stored record (written by an older version, or by another UBI client) is read leniently."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if (info.context or {}).get(CLIENT) and value is not None and (
+                isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
+            raise ValueError(f"Input should be {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
 # The extras the ``ubi_events`` mapping types (plugin/config/ubi-events.json) are typed here too: a value of another
 # type would be acknowledged, then refused by OpenSearch and dropped by the spool's drain.
 ObjectId = Annotated[str, BeforeValidator(_int_as_str), Field(min_length=1, max_length=256)]
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Number = Annotated[float, _strict_for_clients((int, float), "a valid number"), Field(allow_inf_nan=False)]
+Flag = Annotated[bool, _strict_for_clients(bool, "true or false")]
 
 
 class UbiObject(_Open):
@@ -91,19 +108,26 @@ class UbiOrdinal(_Open):
 
 
 class UbiXY(BaseModel):
-    """``event_attributes.position.xy``: where on the page."""
+    """``event_attributes.position.xy``: where on the screen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    x: Number | None = None
-    y: Number | None = None
+    x: Number
+    y: Number
 
 
 class UbiPosition(_Open):
-    """``event_attributes.position``."""
+    """``event_attributes.position``: the object's place in the result list, or (an action outside one) where on
+    the screen; UBI 1.0 records one of the two."""
 
-    ordinal: UbiOrdinal
+    ordinal: UbiOrdinal | None = None
     xy: UbiXY | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "UbiPosition":
+        if (self.ordinal is None) == (self.xy is None):
+            raise ValueError("UBI 1.0 records a position as either ordinal or xy, exactly one of them")
+        return self
 
 
 class UbiEventAttributes(_Open):
@@ -112,7 +136,7 @@ class UbiEventAttributes(_Open):
     object: UbiObject | None = None
     position: UbiPosition | None = None
     price: Annotated[Number, Field(ge=0)] | None = None
-    simulated: StrictBool | None = None
+    simulated: Flag | None = None
     event_id: UbiId | None = Field(None, description="The API's id for this event, or the client's (its retry key)")
 
 
@@ -151,7 +175,8 @@ class UbiEvent(BaseModel):
     def position(self) -> int | None:
         """The 1-based position of the object in the result list, None when the action happened outside one."""
         attrs = self.event_attributes
-        index = attrs.position.ordinal.index if attrs is not None and attrs.position is not None else 0
+        ordinal = attrs.position.ordinal if attrs is not None and attrs.position is not None else None
+        index = ordinal.index if ordinal is not None else 0
         return index or None
 
 
@@ -169,6 +194,51 @@ class UbiQuery(BaseModel):
     timestamp: str = Field(description="ISO 8601 date-time")
     query_attributes: dict[str, Any] = Field(default_factory=dict)
     object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
+
+
+# Fields of event_attributes a stored record may hold in a form no longer accepted from clients (written by an older
+# version, or by another UBI client): reading drops such a value, keeping the record.
+_DROPPABLE = (("price",), ("simulated",), ("object", "internal_id"), ("position", "xy"))
+
+
+def stored_event(data: dict[str, Any]) -> UbiEvent:
+    """A UBI event as a store holds it: typed values coerced where they can be ("12.5" for a price), one that
+    cannot be read (``position.xy`` beside the ordinal, a price "cheap") dropped from the record, not the record.
+
+    Raises:
+        ValidationError: the record lacks what every event needs (an action, a timestamp, a readable object).
+
+    >>> stored_event({"action_name": "purchase", "timestamp": "2024-01-01T00:00:00Z",
+    ...               "event_attributes": {"price": "cheap", "simulated": "false"}}).event_attributes.simulated
+    False
+    """
+    try:
+        return UbiEvent.model_validate(data)
+    except ValidationError as exc:
+        drop = set()
+        for err in exc.errors():
+            loc = tuple(str(part) for part in err["loc"])
+            field = next((f for f in _DROPPABLE if loc[:1] == ("event_attributes",) and loc[1:1 + len(f)] == f),
+                         ("position", "xy") if loc == ("event_attributes", "position") else None)
+            if field is None:
+                raise
+            drop.add(field)
+    return UbiEvent.model_validate(_without(data, drop))
+
+
+def _without(data: dict[str, Any], fields: set[tuple[str, ...]]) -> dict[str, Any]:
+    """A copy of the record without those event_attributes fields."""
+    out = {**data, "event_attributes": dict(data.get("event_attributes") or {})}
+    for *parents, name in fields:
+        node = out["event_attributes"]
+        for parent in parents:
+            if not isinstance(node.get(parent), dict):
+                break
+            node[parent] = dict(node[parent])
+            node = node[parent]
+        else:
+            node.pop(name, None)
+    return out
 
 
 def to_ubi_event(event: Event) -> UbiEvent:
@@ -262,7 +332,7 @@ def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEv
     '2024-01-01T00:00:00Z'
     """
     try:
-        given = UbiEvent.model_validate(payload)
+        given = UbiEvent.model_validate(payload, context={CLIENT: True})
         timestamp = _utc(given.timestamp)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]

@@ -321,6 +321,54 @@ def test_a_batch_that_failed_to_store_leaves_its_ids_free_for_the_retry_with_red
             app.extensions["shopsearch"].stop_history()
 
 
+def redis_gate(url):
+    from shopsearch.api.event_gate import EventGate, GateLimits, RedisRecentIds
+    from shopsearch.api.hit_tokens import HitSigner
+
+    return EventGate(HitSigner(b"k" * 32), lambda pid: True, GateLimits(), recent_ids=RedisRecentIds(url, 3600))
+
+
+def purchase(event_id):
+    from shopsearch.ubi import parse_event_batch
+
+    return parse_event_batch([{"type": "purchase", "product_id": "p1", "session_id": "s-1", "event_id": event_id}], 5)
+
+
+def test_a_request_whose_claim_expired_does_not_free_the_id_another_stored(redis_url, monkeypatch):  # noqa: F811
+    from shopsearch.api import event_gate
+
+    monkeypatch.setattr(event_gate, "CLAIM_TTL_S", 0.2)
+    slow, other, eid = redis_gate(redis_url), redis_gate(redis_url), uuid.uuid4().hex
+    with pytest.raises(OSError):
+        with slow.admit(purchase(eid)):  # a store stalled past its claim...
+            time.sleep(0.4)
+            with other.admit(purchase(eid)) as admitted:  # ...while the retry reached another worker and was stored
+                assert len(admitted.fresh) == 1
+            raise OSError(28, "no space left")  # ...then the stalled store failed: its claim is long gone
+    with other.admit(purchase(eid)) as admitted:
+        assert admitted.fresh == [] and admitted.duplicates == [eid]
+
+
+def test_a_claim_whose_reply_was_lost_is_given_back(redis_url, monkeypatch):  # noqa: F811
+    import redis
+
+    from shopsearch.plugin.engine import EngineUnavailable
+
+    flaky, other, eid = redis_gate(redis_url), redis_gate(redis_url), uuid.uuid4().hex
+    script = flaky.recent_ids._claim
+
+    def lost_reply(**kw):
+        script(**kw)  # Redis ran it...
+        raise redis.TimeoutError("read timed out")  # ...the answer never came
+
+    monkeypatch.setattr(flaky.recent_ids, "_claim", lost_reply)
+    with pytest.raises(EngineUnavailable):  # 503: the client retries
+        with flaky.admit(purchase(eid)):
+            pass
+    with other.admit(purchase(eid)) as admitted:  # and its retry is stored, not refused as in flight
+        assert len(admitted.fresh) == 1
+
+
 def test_two_clients_choosing_the_same_event_id_each_keep_their_event(trust_app):
     client, svc = trust_app.test_client(), trust_app.extensions["shopsearch"]
     qid, hits = served(client)

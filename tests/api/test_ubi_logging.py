@@ -94,7 +94,8 @@ def test_an_invalid_ubi_event_names_its_field(client, app):
     ({"price": "cheap"}, "price"), ({"price": -1}, "price"), ({"simulated": "maybe"}, "simulated"),
     ({"object": {"object_id": "p1", "internal_id": {"a": 1}}}, "object.internal_id"),
     ({"position": {"ordinal": {"index": 1}, "xy": {"x": "left"}}}, "position.xy.x"),
-    ({"position": {"ordinal": {"index": 1}, "xy": {"z": 1}}}, "position.xy.z"), ({"price": True}, "price"),
+    ({"position": {"xy": {"x": 1, "y": 2, "z": 1}}}, "position.xy.z"), ({"price": True}, "price"),
+    ({"position": {"ordinal": {"index": 1}, "xy": {"x": 1, "y": 2}}}, "position"),  # UBI 1.0: one of the two
 ])
 def test_an_extra_the_ubi_mapping_types_is_checked_before_it_is_acknowledged(client, attributes, field):
     # OpenSearch would refuse such a record after the 202, and the spool would drop it: refuse it up front.
@@ -103,6 +104,17 @@ def test_an_extra_the_ubi_mapping_types_is_checked_before_it_is_acknowledged(cli
     resp = client.post("/events", json=[event])
     assert resp.status_code == 400
     assert resp.get_json()["error"]["parameter"] == f"[0].event_attributes.{field}"
+
+
+def test_a_screen_position_is_stored_for_an_action_outside_the_list(client, app):
+    # UBI 1.0's position is an ordinal in the result list or, for an action elsewhere on the page, screen x/y.
+    seen = {"action_name": "view", "session_id": "s-1", "timestamp": "2024-05-01T10:00:00Z",
+            "event_attributes": {"object": {"object_id": "p1"}, "position": {"xy": {"x": 120, "y": 48.5}}}}
+    resp = client.post("/events", json=seen)
+    assert resp.status_code == 202, resp.get_json()
+    _, (event,) = stored(app)
+    assert event.event_attributes.position.xy.x == 120 and event.position is None
+    assert ubi_errors("event", event) == []
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 import uuid
@@ -12,7 +13,7 @@ import pytest
 from shopsearch.events import event_from_dict
 from shopsearch.plugin.engine import EngineUnavailable
 from shopsearch.plugin.ubi_spool import SpoolDrainer, SpoolFull, UbiSpool
-from shopsearch.plugin.ubi_store import JsonlUbiStore, OpenSearchUbiStore, open_ubi_store
+from shopsearch.plugin.ubi_store import JsonlUbiStore, OpenSearchUbiStore, open_ubi_store, record_json
 from shopsearch.settings import load_settings
 from shopsearch.ubi import UbiQuery, to_ubi_event
 from tests.ubi_schemas import ubi_errors
@@ -87,8 +88,8 @@ def test_a_full_spool_writes_nothing(tmp_path):
 
 
 def test_appends_list_the_spool_at_most_once_a_second(tmp_path, monkeypatch):
-    # A long store outage leaves a segment per process per drain; a /search must not list them all each time.
-    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)
+    # A store outage leaves segments behind; a /search must not list them all each time.
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 30)
     for n in range(300):  # segments other processes closed and cannot drain yet
         (tmp_path / "spool").mkdir(exist_ok=True)
         (tmp_path / "spool" / f"{n:020d}-1-other.jsonl").write_text(f'{{"event":{{"n":{n}}}}}\n')
@@ -127,6 +128,45 @@ def test_the_bound_counts_this_process_appends_between_listings(tmp_path, monkey
     assert 0 < spool.size() <= 900
 
 
+def test_processes_sharing_a_spool_pass_its_bound_by_a_64th_each_at_most(tmp_path, monkeypatch):
+    monkeypatch.setattr("shopsearch.plugin.ubi_spool.time.monotonic", lambda: 5.0)  # never listed again by time
+    bound = 64_000
+    workers = [UbiSpool(tmp_path / "spool", bound) for _ in range(4)]
+    open_workers, n = list(workers), 0
+    while open_workers:
+        for spool in list(open_workers):
+            try:
+                spool.append([], [event(n)])
+                n += 1
+            except SpoolFull:
+                open_workers.remove(spool)
+    batch = len(f'{{"event":{record_json(event(n))}}}\n')
+    assert bound < workers[0].size() <= bound + 4 * (bound // 64 + batch)
+
+
+def test_records_an_older_version_stored_are_read_with_what_can_be_read(tmp_path):
+    # Before extras were typed, a price "12.99" or an xy beside the ordinal was stored as sent (and OpenSearch coerces
+    # numeric strings): reading keeps each record, coerced where it can be, without the value where it cannot.
+    old = [{"action_name": "purchase", "session_id": "s1", "timestamp": "2024-01-01T00:00:01Z",
+            "event_attributes": {"event_id": "a", "price": "12.99", "simulated": "false",
+                                 "object": {"object_id": "p1"}, "position": {"ordinal": {"index": 0}}}},
+           {"action_name": "click", "session_id": "s1", "timestamp": "2024-01-01T00:00:02Z",
+            "event_attributes": {"event_id": "b", "price": "cheap", "object": {"object_id": "p1", "internal_id": {}},
+                                 "position": {"ordinal": {"index": 2}, "xy": {"x": 1, "y": 2}}}}]
+    store = JsonlUbiStore(tmp_path / "ubi")
+    store.events_path.parent.mkdir(parents=True)
+    store.events_path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    a, b = store.iter_events()
+    assert (a.event_id, a.event_attributes.price, a.event_attributes.simulated) == ("a", 12.99, False)
+    assert (b.event_id, b.event_attributes.price, b.position, b.event_attributes.position.xy) == ("b", None, 2, None)
+    assert all(ubi_errors("event", e) == [] for e in (a, b))
+    spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)  # a spool an older version left behind
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "0-1-old.jsonl").write_text("".join(json.dumps({"event": r}) + "\n" for r in old))
+    other = JsonlUbiStore(tmp_path / "other")
+    assert spool.drain(other) == (2, 1, 0) and [e.event_id for e in other.iter_events()] == ["a", "b"]
+
+
 class FailingStore:
     def __init__(self):
         self.calls = 0
@@ -159,6 +199,23 @@ def test_a_long_store_outage_leaves_few_segments_and_loses_nothing(tmp_path):
     store = JsonlUbiStore(tmp_path / "ubi")
     assert spool.drain(store).records == 50
     assert sorted(q.query_id for q in store.iter_queries()) == sorted(f"q{n}" for n in range(50))
+
+
+def test_a_graceful_stop_after_an_outage_drains_this_process_segment_too(tmp_path):
+    spool, down = UbiSpool(tmp_path / "spool", max_bytes=1 << 20), [True]
+    store = JsonlUbiStore(tmp_path / "ubi")
+
+    def open_store():
+        return FailingStore() if down[0] else store
+
+    drainer = SpoolDrainer(spool, open_store, interval_s=1)
+    spool.append([query(1)], [])
+    with pytest.raises(EngineUnavailable):
+        drainer.drain_once()
+    drainer.failures, drainer._store, down[0] = 1, None, False  # the store is back; no pass has run since
+    spool.append([query(2)], [])  # acknowledged into this process's open segment
+    drainer.stop()
+    assert sorted(q.query_id for q in store.iter_queries()) == ["q1", "q2"] and spool.segments() == []
 
 
 def test_drainer_backs_off_then_delivers(tmp_path):
