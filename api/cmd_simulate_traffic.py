@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the CLI stays cheap to import: these load in run()
     from shopsearch.events import Event
     from shopsearch.reranker.simulate import Action, ShownProduct, SimParams, SimSummary, SimUser
 
-RETRYABLE = (429, 503)  # overload and outage: retried with backoff; anything else >= 400 is not
+RETRYABLE = (409, 429, 503)  # in flight elsewhere, overload, outage: retried with backoff; no other >= 400
 MAX_WAIT_S = 30.0  # longest single backoff wait, whatever Retry-After says
 DEFAULT_MAX_EVENTS = 100  # events per POST when the API does not document its limit
 

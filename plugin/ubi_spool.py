@@ -271,8 +271,9 @@ class SpoolDrainer:
         """Start the thread (once)."""
         with self._start_lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ubi-spool-drainer", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="ubi-spool-drainer", daemon=True)
+                thread.start()  # raises when no thread can be had: the next call tries again
+                self._thread = thread
 
     def drain_once(self, final: bool = False) -> Drained:
         """One drain pass now, in the caller's thread (``final``: this process's own segment too, whatever the

@@ -220,9 +220,17 @@ class OpenSearchUbiStore:
             self.client.indices.refresh(index=index)
         hits = helpers.scan(self.client, index=index, query={"sort": [{"timestamp": "asc"}]}, preserve_order=True,
                             request_timeout=STORE_TIMEOUT_S)
+        skipped = 0
         with self._errors(index):
             for hit in hits:
-                yield read_record(model, hit["_source"])
+                try:
+                    record = read_record(model, hit["_source"])
+                except ValueError:  # another client's record shopsearch cannot read: skipped, as in the JSONL store
+                    skipped += 1
+                    continue
+                yield record
+        if skipped:
+            log.warning("UBI index %s: skipped %d records that are not readable UBI records", index, skipped)
 
     def delete(self) -> None:
         """Delete both indices (tests, and starting the logs over)."""

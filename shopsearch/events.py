@@ -80,7 +80,10 @@ def format_timestamp(ts: datetime) -> str:
     >>> format_timestamp(datetime(2024, 1, 1, 1, tzinfo=timezone.utc))
     '2024-01-01T01:00:00Z'
     """
-    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    try:
+        return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # year 1 at +01:00, year 9999 at -01:00
+        raise ValueError(f"{ts.isoformat()} is out of range in UTC") from None
 
 
 def _iso(value: str) -> datetime | None:
@@ -96,7 +99,10 @@ def _client_time(value: Any) -> datetime:
     if isinstance(value, str):
         ts = _iso(value)
         if ts is not None and ts.tzinfo is not None:
-            return ts.astimezone(timezone.utc)
+            try:
+                return ts.astimezone(timezone.utc)
+            except OverflowError:  # 9999-12-31T23:59:59-01:00
+                raise ValueError(f"{value} is out of range in UTC") from None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return datetime.fromtimestamp(value, tz=timezone.utc)
@@ -281,9 +287,12 @@ def parse_event(ev: Any, where: str = "", now: datetime | None = None) -> Event:
         given = EventIn.model_validate(ev)
     except ValidationError as exc:
         raise _error(exc, where, EventIn, _RULES) from None
+    try:
+        timestamp = format_timestamp(given.timestamp or now or datetime.now(timezone.utc))
+    except ValueError as exc:
+        raise EventError(f"{where}timestamp", f"{where}timestamp: {exc}") from None
     return Event(**given.model_dump(exclude={"timestamp", "token", "event_id"}),
-                 event_id=given.event_id or uuid.uuid4().hex,
-                 timestamp=format_timestamp(given.timestamp or now or datetime.now(timezone.utc)))
+                 event_id=given.event_id or uuid.uuid4().hex, timestamp=timestamp)
 
 
 def parse_events(payload: Any, max_events: int, now: datetime | None = None) -> list[Event]:

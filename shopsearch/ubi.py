@@ -107,10 +107,8 @@ class UbiOrdinal(_Open):
                                 description="1-based position in the result list; 0: not in a list")]
 
 
-class UbiXY(BaseModel):
+class UbiXY(_Open):
     """``event_attributes.position.xy``: where on the screen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     x: Number
     y: Number
@@ -137,7 +135,8 @@ class UbiEventAttributes(_Open):
     position: UbiPosition | None = None
     price: Annotated[Number, Field(ge=0)] | None = None
     simulated: Flag | None = None
-    event_id: UbiId | None = Field(None, description="The API's id for this event, or the client's (its retry key)")
+    event_id: Annotated[UbiId, BeforeValidator(_int_as_str)] | None = Field(
+        None, description="The API's id for this event, or the client's (its retry key)")
 
 
 class UbiEvent(BaseModel):
@@ -196,34 +195,41 @@ class UbiQuery(BaseModel):
     object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
 
 
-# Fields of event_attributes a stored record may hold in a form no longer accepted from clients (written by an older
-# version, or by another UBI client): reading drops such a value, keeping the record.
-_DROPPABLE = (("price",), ("simulated",), ("object", "internal_id"), ("position", "xy"))
-
-
 def stored_event(data: dict[str, Any]) -> UbiEvent:
-    """A UBI event as a store holds it: typed values coerced where they can be ("12.5" for a price), one that
-    cannot be read (``position.xy`` beside the ordinal, a price "cheap") dropped from the record, not the record.
+    """A UBI event as a store holds it, written by an older version or another UBI client: typed values coerced
+    where they can be ("12.5" for a price), one that cannot be read dropped from the record, not the record (a
+    price "cheap", ``position.xy`` beside the ordinal, a position out of range: then read as no position).
 
     Raises:
-        ValidationError: the record lacks what every event needs (an action, a timestamp, a readable object).
+        ValidationError: the record lacks what every event needs (an action, a timestamp, a readable object id).
 
     >>> stored_event({"action_name": "purchase", "timestamp": "2024-01-01T00:00:00Z",
     ...               "event_attributes": {"price": "cheap", "simulated": "false"}}).event_attributes.simulated
     False
     """
-    try:
-        return UbiEvent.model_validate(data)
-    except ValidationError as exc:
-        drop = set()
-        for err in exc.errors():
-            loc = tuple(str(part) for part in err["loc"])
-            field = next((f for f in _DROPPABLE if loc[:1] == ("event_attributes",) and loc[1:1 + len(f)] == f),
-                         ("position", "xy") if loc == ("event_attributes", "position") else None)
-            if field is None:
-                raise
-            drop.add(field)
-    return UbiEvent.model_validate(_without(data, drop))
+    for _ in range(3):  # dropping xy can leave an empty position, dropped the next time round
+        try:
+            return UbiEvent.model_validate(data)
+        except ValidationError as exc:
+            data = _without(data, {_droppable(err["loc"], data, exc) for err in exc.errors()})
+    return UbiEvent.model_validate(data)
+
+
+def _droppable(loc: tuple[Any, ...], data: dict[str, Any], exc: ValidationError) -> tuple[str, ...]:
+    """The event_attributes field to drop for an error at ``loc``; re-raises ``exc`` when there is none."""
+    path = tuple(str(part) for part in loc)
+    if path[:1] == ("event_attributes",):
+        rest = path[1:]
+        if rest[:1] in (("price",), ("simulated",), ("event_id",)) or rest[:2] == ("object", "internal_id"):
+            return rest[:2] if rest[:1] == ("object",) else rest[:1]
+        if rest[:2] == ("position", "xy"):
+            return rest[:2]
+        if rest == ("position",):  # both ordinal and xy (keep the ordinal), or neither
+            position = (data.get("event_attributes") or {}).get("position") or {}
+            return ("position", "xy") if "ordinal" in position else ("position",)
+        if rest[:1] == ("position",):
+            return ("position",)
+    raise exc
 
 
 def _without(data: dict[str, Any], fields: set[tuple[str, ...]]) -> dict[str, Any]:
@@ -391,15 +397,22 @@ def _check_string(value: Any, max_chars: int, path: str, what: str) -> None:
 def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:
     """One body item in either format, with the client's event_id or a new one."""
     if is_ubi_event(item):
-        return parse_ubi_event(item, uuid.uuid4().hex, where)
-    event = parse_event(item, where, now)
+        parsed = parse_ubi_event(item, uuid.uuid4().hex, where)
+    else:
+        event = parse_event(item, where, now)
+        try:
+            parsed = ParsedUbiEvent(to_ubi_event(event), event, token=item.get("token"),
+                                    client_event_id=item.get("event_id") is not None, where=where, is_ubi=False)
+        except ValidationError as exc:  # an id longer than UBI's 100 characters
+            err = exc.errors(include_url=False)[0]
+            path = where + ".".join(str(part) for part in err["loc"])
+            raise EventError(path, f"{path}: {err['msg']} (UBI limit)") from None
     try:
-        return ParsedUbiEvent(to_ubi_event(event), event, token=item.get("token"),
-                              client_event_id=item.get("event_id") is not None, where=where, is_ubi=False)
-    except ValidationError as exc:  # an id longer than UBI's 100 characters
-        err = exc.errors(include_url=False)[0]
-        path = where + ".".join(str(part) for part in err["loc"])
-        raise EventError(path, f"{path}: {err['msg']} (UBI limit)") from None
+        parsed.ubi.model_dump_json()  # what the spool will write: JSON that Python accepts may hold no UTF-8
+    except ValueError:
+        path = where.rstrip(".") or "body"
+        raise EventError(path, f"{path} holds text that is not valid Unicode (a lone surrogate)") from None
+    return parsed
 
 
 def _utc(timestamp: str) -> str:

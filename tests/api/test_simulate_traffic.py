@@ -113,8 +113,9 @@ def test_queries_file_limits_the_searches_to_its_judged_queries(app, data_dir, t
     assert "none of its 1 queries is judged" in capsys.readouterr().err
 
 
-def test_retries_on_503_and_429_are_bounded_and_counted(app, data_dir, capsys):
-    failures = {"/search": [429], "/events": [503, 503]}  # answered before the real app, in this order
+def test_retries_on_503_429_and_409_are_bounded_and_counted(app, data_dir, capsys):
+    # 409: a retried POST that reached another worker while the first copy was still being stored
+    failures = {"/search": [429], "/events": [503, 409]}  # answered before the real app, in this order
 
     def flaky(environ, start_response):
         pending = failures.get(environ["PATH_INFO"])

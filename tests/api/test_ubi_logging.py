@@ -94,7 +94,7 @@ def test_an_invalid_ubi_event_names_its_field(client, app):
     ({"price": "cheap"}, "price"), ({"price": -1}, "price"), ({"simulated": "maybe"}, "simulated"),
     ({"object": {"object_id": "p1", "internal_id": {"a": 1}}}, "object.internal_id"),
     ({"position": {"ordinal": {"index": 1}, "xy": {"x": "left"}}}, "position.xy.x"),
-    ({"position": {"xy": {"x": 1, "y": 2, "z": 1}}}, "position.xy.z"), ({"price": True}, "price"),
+    ({"position": {"xy": {"x": 1}}}, "position.xy.y"), ({"price": True}, "price"),
     ({"position": {"ordinal": {"index": 1}, "xy": {"x": 1, "y": 2}}}, "position"),  # UBI 1.0: one of the two
 ])
 def test_an_extra_the_ubi_mapping_types_is_checked_before_it_is_acknowledged(client, attributes, field):
@@ -115,6 +115,17 @@ def test_a_screen_position_is_stored_for_an_action_outside_the_list(client, app)
     _, (event,) = stored(app)
     assert event.event_attributes.position.xy.x == 120 and event.position is None
     assert ubi_errors("event", event) == []
+
+
+@pytest.mark.parametrize("event, parameter", [
+    ({"action_name": "view", "timestamp": "2024-05-01T10:00:00Z", "session_id": "s",
+      "event_attributes": {"object": {"object_id": "p1"}, "note": "x\ud800"}}, "[0]"),  # JSON allows it, UTF-8 not
+    ({"action_name": "view", "timestamp": "0001-01-01T00:00:00+01:00", "session_id": "s"}, "[0].timestamp"),
+    ({**PURCHASE, "timestamp": "9999-12-31T23:59:59-01:00"}, "[0].timestamp"),  # out of range once in UTC
+])
+def test_text_or_times_that_cannot_be_stored_are_a_400(client, event, parameter):
+    resp = client.post("/events", json=[event])
+    assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == parameter
 
 
 @pytest.fixture

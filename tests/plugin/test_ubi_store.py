@@ -152,19 +152,38 @@ def test_records_an_older_version_stored_are_read_with_what_can_be_read(tmp_path
                                  "object": {"object_id": "p1"}, "position": {"ordinal": {"index": 0}}}},
            {"action_name": "click", "session_id": "s1", "timestamp": "2024-01-01T00:00:02Z",
             "event_attributes": {"event_id": "b", "price": "cheap", "object": {"object_id": "p1", "internal_id": {}},
-                                 "position": {"ordinal": {"index": 2}, "xy": {"x": 1, "y": 2}}}}]
+                                 "position": {"ordinal": {"index": 2}, "xy": {"x": 1, "y": 2}}}},
+           {"action_name": "hover", "session_id": "s1", "timestamp": "2024-01-01T00:00:03Z",  # another UBI client's
+            "event_attributes": {"event_id": 3, "object": {"object_id": "p1"},
+                                 "position": {"ordinal": {"index": 20_000}}}}]
     store = JsonlUbiStore(tmp_path / "ubi")
     store.events_path.parent.mkdir(parents=True)
     store.events_path.write_text("".join(json.dumps(r) + "\n" for r in old))
-    a, b = store.iter_events()
+    a, b, c = store.iter_events()
     assert (a.event_id, a.event_attributes.price, a.event_attributes.simulated) == ("a", 12.99, False)
     assert (b.event_id, b.event_attributes.price, b.position, b.event_attributes.position.xy) == ("b", None, 2, None)
+    assert (c.event_id, c.position) == ("3", None)
     assert all(ubi_errors("event", e) == [] for e in (a, b))
     spool = UbiSpool(tmp_path / "spool", max_bytes=1 << 20)  # a spool an older version left behind
     (tmp_path / "spool").mkdir()
     (tmp_path / "spool" / "0-1-old.jsonl").write_text("".join(json.dumps({"event": r}) + "\n" for r in old))
     other = JsonlUbiStore(tmp_path / "other")
-    assert spool.drain(other) == (2, 1, 0) and [e.event_id for e in other.iter_events()] == ["a", "b"]
+    assert spool.drain(other) == (3, 1, 0) and [e.event_id for e in other.iter_events()] == ["a", "b", "3"]
+
+
+def test_an_unreadable_record_in_the_ubi_index_is_skipped_not_the_scan(opensearch_url):
+    from shopsearch.plugin.connection import make_client
+
+    store = OpenSearchUbiStore(make_client(opensearch_url, timeout=30), opensearch_url,
+                               prefix=f"test-{uuid.uuid4().hex[:8]}-")
+    try:
+        store.write([], [event(1, 1), event(3, 3)])
+        store.client.index(index=store.indices["events"], id="foreign", refresh=True,  # another client's record
+                           body={"action_name": "view", "timestamp": "2024-01-01T00:00:02Z",
+                                 "event_attributes": {"object": {"object_id": ["not", "an", "id"]}}})
+        assert [e.event_id for e in store.iter_events()] == ["e1", "e3"]
+    finally:
+        store.delete()
 
 
 class FailingStore:
@@ -199,6 +218,27 @@ def test_a_long_store_outage_leaves_few_segments_and_loses_nothing(tmp_path):
     store = JsonlUbiStore(tmp_path / "ubi")
     assert spool.drain(store).records == 50
     assert sorted(q.query_id for q in store.iter_queries()) == sorted(f"q{n}" for n in range(50))
+
+
+def test_a_drainer_that_could_not_start_starts_at_the_next_call_and_stops_cleanly(tmp_path, monkeypatch):
+    import threading
+
+    spool, store = UbiSpool(tmp_path / "spool", max_bytes=1 << 20), JsonlUbiStore(tmp_path / "ubi")
+    drainer = SpoolDrainer(spool, lambda: store, interval_s=3600)
+    start = threading.Thread.start
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    spool.append([query(1)], [])
+    with pytest.raises(RuntimeError):
+        drainer.start()
+    monkeypatch.setattr(threading.Thread, "start", start)
+    drainer.start()  # the next request's call
+    drainer.stop()
+    assert [q.query_id for q in store.iter_queries()] == ["q1"]
+    SpoolDrainer(spool, lambda: store, interval_s=1).stop()  # never started: stops without a join error
 
 
 def test_a_graceful_stop_after_an_outage_drains_this_process_segment_too(tmp_path):
