@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 
 TORCH, INT8 = INDEX_ENCODERS
 INT8_SUFFIX = f"|{INT8}"  # appended to the model's fingerprint: int8 vectors get their own cache keys and hashes
+# Int8 vectors cached before 2026-12-03 came from batched runs, so each depended on the rows beside it; the vectors
+# cached since (each text run alone) are keyed with this too, so an older cache's are never read again.
+INT8_CACHE_EPOCH = "|solo"
+
+
+def cache_fingerprint(fingerprint: str) -> str:
+    """The fingerprint an encoder's vectors are cached under (:func:`~shopsearch.indexer.vector_cache.cache_key`).
+
+    >>> cache_fingerprint("m|abc|len=256|d=384|onnx-int8"), cache_fingerprint("m|abc|len=256|d=384")
+    ('m|abc|len=256|d=384|onnx-int8|solo', 'm|abc|len=256|d=384')
+    """
+    return fingerprint + INT8_CACHE_EPOCH if fingerprint.endswith(INT8_SUFFIX) else fingerprint
 
 
 class _MetaReader(Protocol):

@@ -31,7 +31,7 @@ import numpy as np
 
 from .catalog_guard import CatalogShrinkRefused, ShrinkLimits, check_deletes, check_shrink, scan_catalog_ids
 from .encode_pool import EncoderPool
-from .encoder_record import EncoderRecord
+from .encoder_record import EncoderRecord, cache_fingerprint
 from .fields import FieldMapping
 from .quarantine import QuarantineWriter
 from .readers import read_rows
@@ -281,6 +281,7 @@ class _Run:
         self.facet_attributes = facet_attributes
         self.existing, self.incremental = existing, incremental
         self.fingerprint = encoder.fingerprint
+        self.cache_fingerprint = cache_fingerprint(encoder.fingerprint)
         self.writer = BulkWriter(sink, index)
         self.read = self.unchanged = self.embedded = self.cache_hits = self.queued = 0
         self.result = self.writer.result
@@ -346,7 +347,7 @@ class _Run:
     def _flush(self, pending: list[tuple[Product, str, int]], on_chunk: Callable[[int], None] | None) -> None:
         """Look the chunk's vectors up in the cache, embed the missing ones (now, or on the pool), write it."""
         texts = [p.embed_text() for p, _, _ in pending]
-        keys = [cache_key(self.fingerprint, t) for t in texts]
+        keys = [cache_key(self.cache_fingerprint, t) for t in texts]
         found = self.cache.get_many(keys) if self.cache is not None else {}
         missing: list[str] = []
         borrowed: list[str] = []

@@ -93,3 +93,24 @@ def test_cli_indexes_with_int8_workers_and_records_it(tiny_bi_encoder_dir, tmp_p
         assert EncoderRecord.from_meta(engine.index_meta("shop")).kind == INT8
     finally:
         engine.close()
+
+
+def test_int8_vectors_an_older_version_cached_are_not_read(tiny_bi_encoder_dir, tmp_path):
+    # Before 2026-12-03 the int8 encoder's vectors depended on the rows embedded beside them; a run now embeds
+    # each text alone, and must not take those older vectors from the cache.
+    from shopsearch.indexer.vector_cache import VectorCache, cache_key
+
+    rows = good_rows(10)
+    path = write_jsonl(tmp_path / "c.jsonl", rows)
+    enc = int8_encoder(tiny_bi_encoder_dir, cache_dir=tmp_path / "onnx", max_length=64, threads=1)
+    cache = VectorCache(tmp_path / "vectors.sqlite")
+    stale = np.full(enc.dims, 0.5, np.float32)
+    cache.put_many({cache_key(enc.fingerprint, f"{r['title']}. {r['description']}"): stale for r in rows})  # as before
+    sink = MemorySink()
+    report = run_index(path, sink, enc, alias="shop", progress=False, cache=cache, quarantine_path=tmp_path / "q.jsonl")
+    assert (report.embedded, report.cache_hits) == (10, 0)
+    vectors = [np.asarray(d.vector) for d in sink.indices[sink.resolve_alias("shop")].values()]
+    assert not any(np.allclose(v, stale) for v in vectors)
+    again = run_index(path, MemorySink(), enc, alias="shop", progress=False, cache=cache,
+                      quarantine_path=tmp_path / "q.jsonl")
+    assert (again.embedded, again.cache_hits) == (0, 10)  # this version's own cached vectors are read
