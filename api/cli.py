@@ -10,6 +10,7 @@ import logging
 import sys
 
 from shopsearch.api.cli_args import register_modules
+from shopsearch.plugin.engine import EngineUnavailable
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "report", "judgments", "experiment",
@@ -31,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
-        # opensearch-py logs every request at INFO; keep that for --verbose.
-        logging.getLogger("opensearch").setLevel(logging.WARNING)
+        # opensearch-py logs every request at INFO, and each failed attempt with its traceback at WARNING: a
+        # command says itself, once, that the engine is unreachable; a server's log keeps the attempts.
+        logging.getLogger("opensearch").setLevel(logging.WARNING if args.command == "serve" else logging.ERROR)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -42,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input: a clear one-line message naming the problem, never a traceback.
         print(f"shopsearch {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:  # an output path that cannot be written
+        print(f"shopsearch {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    except EngineUnavailable as exc:  # the engine (or Redis) is down or unreachable: say so, once
+        print(f"shopsearch {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"shopsearch {args.command}: interrupted", file=sys.stderr)
         return 130

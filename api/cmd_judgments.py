@@ -55,12 +55,18 @@ def run_from_logs(args: argparse.Namespace) -> int:
     queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
     evidence_out = Path(args.evidence_out or out.with_name(f"{out.stem}-evidence.tsv"))
     store = open_ubi_store_from_args(args)
-    sessions = serp_sessions(store.iter_queries(), store.iter_events())
+    logged = list(store.iter_queries())
+    sessions = serp_sessions(logged, store.iter_events())
     if not sessions:
         print(f"shopsearch judgments: no logged result lists in {store!r}", file=sys.stderr)
         return 1
     fit = fit_click_model(args.model, sessions, iterations=args.iterations)
-    graded = grade_pairs(fit.pairs, min_impressions=args.min_impressions)
+    try:
+        graded = grade_pairs(fit.pairs, min_impressions=args.min_impressions)
+    except ValueError as exc:
+        print(f"shopsearch judgments: {exc} ({len(sessions)} result lists, "
+              f"{sum(any(s.clicked) for s in sessions)} with a click); collect more logs", file=sys.stderr)
+        return 1
     if not graded:
         print(f"shopsearch judgments: none of {len(fit.pairs)} (query, product) pairs was shown "
               f"{args.min_impressions} times; lower --min-impressions or collect more logs", file=sys.stderr)
@@ -80,6 +86,10 @@ def run_from_logs(args: argparse.Namespace) -> int:
         print(f"{kind} by rank: {' '.join(f'{x:.3f}' for x in fit.positions[:10])}")
     if fit.continuation is not None:
         print(f"continuation (gamma): {fit.continuation:.3f}")
+    simulated = sum(bool(q.query_attributes.get("simulated")) for q in logged)
+    if simulated:
+        print(f"SIMULATED: {simulated} of the {len(logged)} logged searches came from simulated shoppers "
+              f"(simulate-traffic); these grades describe them, not real shoppers")
     print(f"wrote {out}, {queries_out}, {evidence_out}")
     return 0
 

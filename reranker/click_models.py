@@ -151,7 +151,7 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
         attrs = ev.event_attributes
         if ev.action_name != "click" or ev.query_id is None or attrs is None or attrs.object is None:
             continue
-        position = attrs.position.ordinal.index if attrs.position is not None else None
+        position = ev.position  # None: no ordinal (a screen position, or 0)
         clicks.setdefault(ev.query_id, []).append((attrs.object.object_id, position))
     out = []
     for q in queries:
@@ -377,11 +377,14 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
     would keep its starting guess for it (graded 2 on a simulated cascade).
 
     The reference is the ``reference_quantile`` of the shown pairs' estimates; each pair's grade is
-    :func:`grade_for` of estimate / reference (all 0 when the reference is 0). Query ids are
+    :func:`grade_for` of estimate / reference. When fewer of the pairs were clicked than lie above that quantile,
+    the quantile would fall on pairs nobody clicked (0 for COEC, the EM's starting guess for PBM: every pair then
+    graded 0, or 3), so it is taken over the clicked pairs instead. Query ids are
     :func:`shopsearch.judgments.query_id_for` of the normalised query.
 
     Raises:
-        ValueError: ``min_impressions`` < 1 or ``reference_quantile`` outside (0, 1].
+        ValueError: ``min_impressions`` < 1 or ``reference_quantile`` outside (0, 1]; or no pair shown
+            ``min_impressions`` times was ever clicked (nothing to grade from).
 
     >>> p = [PairEstimate("lamp", "a", 0.6, 0.1, 20, 9), PairEstimate("lamp", "b", 0.02, 0.01, 20, 0)]
     >>> [(g.doc_id, g.grade) for g in grade_pairs(p, reference_quantile=1.0)]
@@ -394,7 +397,13 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
     kept = [p for p in pairs if p.impressions >= min_impressions]
     if not kept:
         return []
-    ref = float(np.quantile([p.estimate for p in kept], reference_quantile))
+    clicked = [p.estimate for p in kept if p.clicks > 0]
+    if not clicked:
+        raise ValueError(f"none of the {len(kept)} pairs shown {min_impressions} times or more was clicked: "
+                         f"there is nothing to grade them from yet")
+    above = 1.0 - reference_quantile
+    ref = float(np.quantile([p.estimate for p in kept] if len(clicked) > above * len(kept) else clicked,
+                            reference_quantile))
     return [GradedPair(query_id_for(p.query), p.query, p.doc_id, grade_for(p.estimate / ref) if ref > 0 else 0,
                        p.estimate, p.stderr, p.impressions, p.clicks, p.examinations) for p in kept
             if p.clicks > 0 or not p.examinations < min_impressions]  # nan (no examination model): kept

@@ -281,7 +281,7 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
         "data": {**data, "source": source, "rows": len(rows), "lists": len(set(rows.list_ids.tolist())),
                  "queries": len(set(rows.query_ids.tolist())), "clicks": int(rows.clicked.sum()),
                  "purchases": int(rows.purchased.sum())},
-        "cv": {"group_by": "query_id", "folds": result.folds, "mean": mean},
+        "cv": {"group_by": "query", "folds": result.folds, "mean": mean},
         "importance_gain": result.importance_gain,
         **({"heldout": heldout} if heldout else {}),
     }

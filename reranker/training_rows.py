@@ -17,12 +17,13 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from shopsearch.events import Event
+from shopsearch.text import normalise_query
 from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.ubi import UbiEvent, UbiQuery, from_ubi_event
 
 from .event_history import EventHistory
-from .features import DEFAULT_MODEL_FEATURES, check_names, list_features, tokens
+from .features import DEFAULT_MODEL_FEATURES, check_names, list_features
 
 # (query text, product ids) -> one stages dict per product, e.g. {"bm25": 7.1}
 StagesFn = Callable[[str, Sequence[str]], list[dict[str, float]]]
@@ -35,7 +36,7 @@ class TrainingRows:
     names: tuple[str, ...]
     X: np.ndarray  # (n, len(names))
     list_ids: np.ndarray  # "session_id|query_id" per row
-    query_ids: np.ndarray  # the CV group per row
+    query_ids: np.ndarray  # the CV group per row: the normalised query (events), the judged qid (judgments)
     positions: np.ndarray  # shown 1-based position
     clicked: np.ndarray  # 0/1
     carted: np.ndarray
@@ -141,7 +142,8 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
     logged (``query_attributes.features``, the served top K): those are the rows a ranker can learn from
     without recomputing a stage.
 
-    A query's impressions carry its session (``query_attributes.session_id``, else its client_id), user, text and
+    A query's impressions carry its session (``query_attributes.session_id``, else its client_id, else the search
+    alone), user, text and
     served position (page offset included); click / add_to_cart / purchase events are converted with
     :func:`~shopsearch.ubi.from_ubi_event`, other actions ignored.
 
@@ -156,7 +158,8 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
         if not logged or not q.user_query.strip():
             continue
         offset = (int(attrs.get("page", 1)) - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
-        session = attrs.get("session_id") or q.client_id or ""
+        # A search that named no shopper (a plain API call) is a session of its own.
+        session = attrs.get("session_id") or q.client_id or f"search-{q.query_id}"
         stages[q.query_id] = {pid: dict(v) for pid, v in logged.items()}
         out += [Event(type="impression", query_id=q.query_id, query=q.user_query, product_id=pid,
                       position=offset + i, user_id=attrs.get("user_id"), session_id=session,
@@ -217,7 +220,9 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
             out = lst.outcomes.get(pid, set())
             X.append([row[n] for n in names])
             lids.append(f"{lst.key[0]}|{lst.key[1]}")
-            qids.append(lst.key[1] or " ".join(tokens(lst.query)))
+            # The CV group: the query as typed, normalised (a served query_id names one search, so grouping by it
+            # would put the same query's searches in training and held-out folds alike).
+            qids.append(normalise_query(lst.query) or lst.key[1])
             pos.append(lst.items[pid])
             clk.append(int("click" in out or "add_to_cart" in out or "purchase" in out))
             crt.append(int("add_to_cart" in out or "purchase" in out))

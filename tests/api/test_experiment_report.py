@@ -194,13 +194,23 @@ def test_cli_report_from_a_ubi_dir(tmp_path, capsys, caplog):
     assert body["simulated"] is True and body["searches"] == 8 and body["arms"][1]["arm"] == "rerank"
     assert "SIMULATED" in html.read_text()
     assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0
-    assert "**SIMULATED: 8 of 8 searches" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "**SIMULATED: 8 of 8 searches" in printed.out
+    assert "arms in name order, the first taken as the baseline" in printed.err  # no file said which is which
     with (logs / "ubi_events.jsonl").open("a") as f:
         f.write("[1]\n")  # not a record (a line torn by a crash reads the same): skipped and logged, not fatal
     assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0
     assert "ubi_events.jsonl: skipped 1 torn or invalid lines" in caplog.text
     assert main(["experiment", "report", "x", "--ubi-dir", str(tmp_path / "missing")]) == 2
     assert main(["experiment"]) == 2
+
+
+def test_cli_report_names_an_experiment_the_file_lacks(tmp_path, capsys, monkeypatch):
+    logs = tmp_path / "ubi"
+    _write_logs(logs, AB_QUERIES, AB_EVENTS)
+    monkeypatch.setenv("SHOPSEARCH_EXPERIMENTS_FILE", str(EXAMPLE_FILE))
+    assert main(["experiment", "report", "no-such", "--ubi-dir", str(logs)]) == 2
+    assert f"no experiment 'no-such' in {EXAMPLE_FILE} (it has: " in capsys.readouterr().err
 
 
 def test_cli_check(tmp_path, capsys):

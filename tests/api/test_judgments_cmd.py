@@ -31,7 +31,8 @@ def test_from_logs_writes_qrels_queries_and_evidence(tmp_path, tiny_logs, model,
     out = tmp_path / "qrels-clicks.txt"
     rc = main(["judgments", "from-logs", "--model", model, "--out", str(out), "--ubi-dir", str(tmp_path / "ubi"),
                "--min-impressions", "20"])
-    assert rc == 0 and "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert rc == 0 and "wrote" in printed and f"SIMULATED: {len(queries)} of the {len(queries)}" in printed
     qrels = read_qrels(out)
     assert {(q.query_id, q.doc_id) for q in qrels} == set(truth)  # every tiny pair is shown > 20 times
     assert read_judgments(out).format == "trec" and all(0 <= q.relevance <= 3 for q in qrels)
@@ -49,6 +50,16 @@ def test_from_logs_writes_qrels_queries_and_evidence(tmp_path, tiny_logs, model,
     assert {(r["qid"], r["doc_id"], int(r["grade"])) for r in rows} == {(q.query_id, q.doc_id, q.relevance)
                                                                          for q in qrels}
     assert all(int(r["impressions"]) >= 20 and float(r["stderr"]) >= 0 for r in rows)
+
+
+def test_from_logs_refuses_logs_without_a_click(tmp_path, tiny_logs, capsys):
+    queries, _, _ = tiny_logs  # searches logged, no click yet: PBM graded every shown pair 3, COEC every pair 0
+    JsonlUbiStore(tmp_path / "ubi").write(queries, [])
+    for model in ("coec", "pbm"):
+        assert main(["judgments", "from-logs", "--model", model, "--out", str(tmp_path / "q.txt"), "--ubi-dir",
+                     str(tmp_path / "ubi"), "--min-impressions", "20"]) == 1
+        assert "was clicked" in capsys.readouterr().err
+    assert not (tmp_path / "q.txt").exists()
 
 
 def test_from_logs_reads_the_engine_store_and_names_its_outputs(tmp_path, tiny_logs, monkeypatch, capsys):
@@ -77,3 +88,17 @@ def test_from_logs_bad_input(tmp_path, capsys):
                  "--ubi-dir", str(tmp_path / "empty"), "--min-impressions", "0"]) == 2
     assert main(["judgments"]) == 2
 
+
+
+def test_an_unwritable_output_or_an_unreachable_engine_is_one_line_not_a_traceback(tmp_path, tiny_logs, capsys):
+    queries, events, _ = tiny_logs
+    JsonlUbiStore(tmp_path / "ubi").write(queries, events)
+    (tmp_path / "out").mkdir()
+    assert main(["judgments", "from-logs", "--model", "coec", "--out", str(tmp_path / "out"), "--ubi-dir",
+                 str(tmp_path / "ubi"), "--min-impressions", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "Is a directory" in err and "Traceback" not in err
+    assert main(["judgments", "from-logs", "--model", "coec", "--out", str(tmp_path / "q.txt"), "--engine",
+                 "opensearch", "--url", "http://127.0.0.1:1"]) == 1  # nothing listens there
+    err = capsys.readouterr().err
+    assert "unreachable" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

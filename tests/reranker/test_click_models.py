@@ -267,6 +267,19 @@ def test_grades_follow_the_gain_cut_points_and_min_impressions():
     assert {g.grade for g in grade_pairs([p._replace(estimate=0.0) for p in pairs])} == {0}
 
 
+def test_sparse_clicks_grade_the_clicked_pairs_and_no_clicks_grade_nothing():
+    # 2 clicked pairs among 60: the 95th percentile of all estimates falls on unclicked ones (COEC: 0, so every
+    # pair was graded 0; PBM with no click at all: its starting guess, so every pair was graded 3).
+    unclicked = [PairEstimate("lamp", f"u{i}", 0.0, 0.1, 30, 0, 30.0) for i in range(58)]
+    pairs = unclicked + [PairEstimate("lamp", "a", 0.4, 0.1, 30, 12, 30.0),
+                         PairEstimate("lamp", "b", 0.1, 0.1, 30, 3, 30.0)]
+    grades = {g.doc_id: g.grade for g in grade_pairs(pairs, min_impressions=10)}
+    assert grades["a"] == 3 and grades["b"] >= 1 and {grades[p.doc_id] for p in unclicked} == {0}
+    sessions = [S("lamp", ("a", "b", "c"), (False, False, False))] * 20
+    with pytest.raises(ValueError, match="was clicked"):
+        grade_pairs(fit_click_model("pbm", sessions).pairs, min_impressions=5)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: fit_click_model("ubm", [S("q", ("a",), (True,))]), "model must be one of coec, pbm, dbn; got 'ubm'"),
     (lambda: fit_click_model("pbm", []), "sessions must hold at least one"),

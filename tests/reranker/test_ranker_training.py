@@ -164,6 +164,12 @@ def test_logged_features_and_events_become_rows_without_recomputing_a_stage():
     assert rows.positions.tolist() == [1, 2]
     page2 = logged_events([_ubi_query("q3", ["p1", "p2"], features, 3, page=2)], [])
     assert [e.position for e in page2.events] == [3, 4]
+    # two searches of one query are one CV group: a fold holds the query out, not one of its searches
+    twice = logged_events([_ubi_query("q5", ["p1"], features, 5), _ubi_query("q6", ["p2"], features, 6)], [])
+    assert set(build_rows(twice.events, products, ("bm25",), logged=twice.stages).query_ids) == {"red lamp"}
+    anonymous = _ubi_query("q4", ["p1"], features, 4).model_copy(  # a plain API call: no session, no client
+        update={"client_id": None, "query_attributes": {"page": 1, "size": 1, "features": features}})
+    assert [e.session_id for e in logged_events([anonymous], []).events] == ["search-q4"]
 
 
 def test_relevance_features_leave_the_shopper_out():
