@@ -90,7 +90,7 @@ def open_ubi_store_from_args(args: argparse.Namespace) -> Any:
     configured engine's store.
 
     Raises:
-        FileNotFoundError: ``--ubi-dir`` is not a folder.
+        FileNotFoundError: ``--ubi-dir`` is not a folder, or holds neither log.
         ValueError: an invalid setting (named).
     """
     from shopsearch.plugin.ubi_store import JsonlUbiStore, open_ubi_store
@@ -98,7 +98,11 @@ def open_ubi_store_from_args(args: argparse.Namespace) -> Any:
     if args.ubi_dir:
         if not Path(args.ubi_dir).is_dir():
             raise FileNotFoundError(f"--ubi-dir {args.ubi_dir!r} is not a folder")
-        return JsonlUbiStore(args.ubi_dir)
+        store = JsonlUbiStore(args.ubi_dir)
+        if not store.queries_path.exists() and not store.events_path.exists():
+            raise FileNotFoundError(f"--ubi-dir {args.ubi_dir!r} holds no {store.queries_path.name} or "
+                                    f"{store.events_path.name} (the embedded engine's logs are in <home>/ubi)")
+        return store
     return open_ubi_store(settings_from_args(args))
 
 

@@ -58,7 +58,8 @@ def run_from_logs(args: argparse.Namespace) -> int:
     logged = list(store.iter_queries())
     sessions = serp_sessions(logged, store.iter_events())
     if not sessions:
-        print(f"shopsearch judgments: no logged result lists in {store!r}", file=sys.stderr)
+        print(f"shopsearch judgments: the logs hold no first-page result list of a search yet "
+              f"({args.ubi_dir or 'the engine store'})", file=sys.stderr)
         return 1
     fit = fit_click_model(args.model, sessions, iterations=args.iterations)
     try:

@@ -4,6 +4,7 @@ from the UBI logs (logged features), or from human judgments run through the ser
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
 from shopsearch.judgments import FORMATS
@@ -88,6 +89,18 @@ def _check(args: argparse.Namespace) -> None:
     if args.judgments and (args.cross_encoder or args.bi_encoder):
         raise ValueError("--cross-encoder / --bi-encoder are for --events; with --judgments the profile's own "
                          "stages score the head")
+    if args.logs and (args.cross_encoder or args.bi_encoder):
+        raise ValueError("--cross-encoder / --bi-encoder are for --events; --logs reads the stage values each "
+                         "search logged (serve a profile with that stage to log them)")
+    for flag, value in (("--queries", args.queries), ("--format", args.format),
+                        ("--wands-queries", args.wands_queries)):
+        if value is not None and not args.judgments:
+            raise ValueError(f"{flag} is for --judgments")
+    if args.ubi_dir and not args.logs:
+        raise ValueError("--ubi-dir is for --logs")
+    if args.events and Path(args.events).name.startswith("ubi_"):
+        raise ValueError(f"--events {args.events}: a UBI log; read the UBI logs with --logs --ubi-dir "
+                         f"{Path(args.events).parent}")
     if args.fold is not None and not 0 <= args.fold < args.folds:
         raise ValueError(f"--fold {args.fold}: must be in 0..{args.folds - 1} (--folds {args.folds})")
     if args.judgments and args.target not in (None, "relevance"):

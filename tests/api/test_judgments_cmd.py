@@ -80,10 +80,14 @@ def test_from_logs_bad_input(tmp_path, capsys):
     assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
                  "--ubi-dir", str(tmp_path / "missing")]) == 2
     assert "--ubi-dir" in capsys.readouterr().err
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty").mkdir()  # the home, say, instead of <home>/ubi
+    assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
+                 "--ubi-dir", str(tmp_path / "empty")]) == 2
+    assert "holds no ubi_queries.jsonl or ubi_events.jsonl" in capsys.readouterr().err
+    (tmp_path / "empty" / "ubi_queries.jsonl").write_text("")
     assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
                  "--ubi-dir", str(tmp_path / "empty")]) == 1
-    assert "no logged result lists" in capsys.readouterr().err
+    assert "no first-page result list" in capsys.readouterr().err
     assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
                  "--ubi-dir", str(tmp_path / "empty"), "--min-impressions", "0"]) == 2
     assert main(["judgments"]) == 2

@@ -65,3 +65,11 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     bad = parser.parse_args(["ranker", "--judgments", "j.csv", "--out", str(out), "--bi-encoder", "x"])
     with pytest.raises(ValueError, match="--cross-encoder / --bi-encoder are for --events"):
         bad.run(bad)
+    # a flag that does not apply to the source is an error, not silently ignored
+    for argv, message in ((["--logs", "--cross-encoder", "ce"], "--cross-encoder / --bi-encoder are for --events"),
+                          (["--logs", "--queries", "q.tsv"], "--queries is for --judgments"),
+                          (["--events", "home/ubi/ubi_events.jsonl", "--data", "d"], "a UBI log; read the UBI logs"),
+                          (["--judgments", "j.csv", "--ubi-dir", "ubi"], "--ubi-dir is for --logs")):
+        bad = parser.parse_args(["ranker", *argv, "--out", str(out)])
+        with pytest.raises(ValueError, match=message):
+            bad.run(bad)
