@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         # opensearch-py logs every request at INFO, and each failed attempt with its traceback at WARNING: a
         # command says itself, once, that the engine is unreachable; a server's log keeps the attempts.
         logging.getLogger("opensearch").setLevel(logging.WARNING if args.command == "serve" else logging.ERROR)
+        logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # a line per graph pass of an ONNX export
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

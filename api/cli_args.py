@@ -41,19 +41,28 @@ def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=help)
 
 
+def report_file(value: str) -> str:
+    """An ``--html`` / ``--markdown`` path, refused at once when it names a folder (not after the whole run)."""
+    if Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a folder; name the file to write")
+    return value
+
+
 def add_report_args(parser: argparse.ArgumentParser) -> None:
     """``--html``, ``--markdown`` and ``--json``, as every report command (compare, experiment, report) takes them."""
-    parser.add_argument("--html", help="write the self-contained HTML report here")
-    parser.add_argument("--markdown", help="write the markdown report here")
+    parser.add_argument("--html", type=report_file, help="write the self-contained HTML report here")
+    parser.add_argument("--markdown", type=report_file, help="write the markdown report here")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def write_reports(args: argparse.Namespace, html: Callable[[], str], markdown: Callable[[], str]) -> None:
-    """Write the ``--html`` and ``--markdown`` files the arguments ask for (rendered only then; folders made)."""
+    """Write the ``--html`` and ``--markdown`` files the arguments ask for (rendered only then; folders made) and
+    say where on stderr (stdout carries the report itself)."""
     for path, render in ((args.html, html), (args.markdown, markdown)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(render(), encoding="utf-8")
+            print(f"wrote {path}", file=sys.stderr)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

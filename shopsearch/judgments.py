@@ -222,6 +222,8 @@ def detect_format(path: str | Path) -> str:
     if path.suffix.lower() == ".parquet":
         return "esci"
     first = _first_line(path)
+    if not first.strip():
+        raise ValueError(f"{path}: the file is empty: no judgments to read")
     cols = {_norm(c) for c in next(csv.reader([first], delimiter=_delimiter(first)), [])}
     for fmt, needed in (("esci", _ESCI_COLS), ("quepid", _QUEPID_COLS), ("wands", _WANDS_COLS),
                         ("csv", _CSV_COLS)):
@@ -233,7 +235,7 @@ def detect_format(path: str | Path) -> str:
     raise ValueError(
         f"{path}:1: cannot tell the judgment format from {first[:80]!r}; expected TREC 'qid 0 doc grade', or a "
         f"header with {','.join(_CSV_COLS)} (csv), {','.join(_ESCI_COLS)} (esci), id,{','.join(_WANDS_COLS)} "
-        f"(wands) or 'Query Text','Doc ID','Rating' (quepid); pass fmt/--format to choose")
+        f"(wands) or 'Query Text','Doc ID','Rating' (quepid); choose one with --format")
 
 
 def read_judgments(path: str | Path, fmt: str | None = None, *, queries_path: str | Path | None = None) -> Judgments:

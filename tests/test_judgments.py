@@ -106,6 +106,8 @@ def test_detect_and_override(tmp_path):
     p = _write(tmp_path, "weird.txt", "hello world\n")
     with pytest.raises(ValueError, match=r"weird.txt:1: cannot tell the judgment format"):
         detect_format(p)
+    with pytest.raises(ValueError, match=r"empty.txt: the file is empty: no judgments to read"):
+        detect_format(_write(tmp_path, "empty.txt", "\n"))
     with pytest.raises(ValueError, match=r"fmt must be one of trec, csv, esci, wands, quepid; got 'xml'"):
         read_judgments(p, "xml")
     # forcing a format whose columns are absent names them

@@ -203,6 +203,9 @@ def test_cli_report_from_a_ubi_dir(tmp_path, capsys, caplog):
     assert "ubi_events.jsonl: skipped 1 torn or invalid lines" in caplog.text
     assert main(["experiment", "report", "x", "--ubi-dir", str(tmp_path / "missing")]) == 2
     assert main(["experiment"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a folder as the report file: refused before any work
+        main(["experiment", "report", "x", "--ubi-dir", str(logs), "--html", str(tmp_path)])
+    assert refused.value.code == 2 and "is a folder; name the file to write" in capsys.readouterr().err
 
 
 def test_cli_report_names_an_experiment_the_file_lacks(tmp_path, capsys, monkeypatch):
