@@ -160,8 +160,9 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         figures += "; held-out fold " + ", ".join(f"{k} {heldout['incoming'][k]:.4f} -> {v:.4f}"
                                                   for k, v in heldout["model"].items())
     dt = time.perf_counter() - t0
-    print(f"saved {args.out}: {len(train_rows)} rows, {model.card['data']['queries']} queries, {folds}-fold CV by "
-          f"query: {figures}; {dt:.1f}s")
+    simulated = " (SIMULATED events)" if model.card["data"].get("simulated") else ""
+    print(f"saved {args.out}: {len(train_rows)} rows{simulated}, {model.card['data']['queries']} queries, {folds}-fold "
+          f"CV by query: {figures}; {dt:.1f}s")
     return 0
 
 

@@ -222,7 +222,7 @@ def test_a_ranker_learns_from_the_logs_the_simulated_traffic_left(app, data_dir,
     card = json.loads((out / "model_card.json").read_text())
     assert card["data"]["simulated"] and card["data"]["index"] == "catalog" and card["params"]["position_debias"]
     assert card["data"]["clicks"] > 0 and card["data"]["rows"] <= n["impressions"]
-    assert "SIMULATED" in (out / "README.md").read_text()
+    assert "SIMULATED" in (out / "README.md").read_text() and "rows (SIMULATED events)" in printed.out
     assert card["importance_gain"] and "title_overlap" in card["features"]
 
 
