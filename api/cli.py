@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shopsearch {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:  # an output path that cannot be written
-        print(f"shopsearch {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        print(f"shopsearch {args.command}: error: {what}", file=sys.stderr)
         return 2
     except EngineUnavailable as exc:  # the engine (or Redis) is down or unreachable: say so, once
         print(f"shopsearch {args.command}: {exc}", file=sys.stderr)

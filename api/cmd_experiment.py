@@ -85,10 +85,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _file_arms(settings: Settings, name: str) -> list[str] | None:
     """The arms of ``name`` in the experiments file, baseline first; None (said on stderr: the baseline is then
-    the first arm by name, and the deltas' signs depend on it) when there is no file to read them from.
-
-    Raises:
-        ValueError: the file has no experiment ``name`` (naming those it has).
+    the first arm by name, and the deltas' signs depend on it) when there is no file, or the file no longer has
+    ``name`` (an experiment that ran and was removed since: its searches are still in the logs).
     """
     import sys
 
@@ -97,11 +95,12 @@ def _file_arms(settings: Settings, name: str) -> list[str] | None:
     if not settings.experiments_file or not Path(settings.experiments_file).is_file():
         where = (f"experiments file {settings.experiments_file} not found" if settings.experiments_file
                  else "no experiments_file setting")
-        print(f"note: {where}: arms in name order, the first taken as the baseline (choose with --arms)",
-              file=sys.stderr)
-        return None
-    experiments = load_experiments(settings.experiments_file).experiments
-    if name not in experiments:
-        raise ValueError(f"no experiment {name!r} in {settings.experiments_file} "
-                         f"(it has: {', '.join(experiments) or 'none'})")
-    return list(experiments[name].profiles)
+    else:
+        experiments = load_experiments(settings.experiments_file).experiments
+        if name in experiments:
+            return list(experiments[name].profiles)
+        # An experiment that ran and was taken out of the file since: its searches are still in the logs.
+        where = f"no experiment {name!r} in {settings.experiments_file} (it has: {', '.join(experiments) or 'none'})"
+    print(f"note: {where}: arms in name order, the first taken as the baseline (choose with --arms)",
+          file=sys.stderr)
+    return None

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_rows(events, data.products, stages_fn=stages, progress=True)
     if heldout_file.is_file():
         heldout = {q.qid for q in read_queries(heldout_file)}
-        test_mask = np.isin(rows.query_ids, list(heldout))
+        test_mask = np.array([lid.split("|", 1)[1] in heldout for lid in rows.list_ids.tolist()])  # "session|qid"
         note += f"; held out: its {len(heldout)} test queries ({heldout_file.name})"
     else:
         test_mask = group_folds(rows.query_ids, args.holdout_folds, args.seed) == 0

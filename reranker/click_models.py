@@ -379,7 +379,8 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
     The reference is the ``reference_quantile`` of the shown pairs' estimates; each pair's grade is
     :func:`grade_for` of estimate / reference. When fewer of the pairs were clicked than lie above that quantile,
     the quantile would fall on pairs nobody clicked (0 for COEC, the EM's starting guess for PBM: every pair then
-    graded 0, or 3), so it is taken over the clicked pairs instead. Query ids are
+    graded 0, or 3), so it is taken over the clicked pairs instead; the switch is a step (at that share of clicked
+    pairs the grades can jump), and logs that close to it are too thin to grade many pairs well either way. Query ids are
     :func:`shopsearch.judgments.query_id_for` of the normalised query.
 
     Raises:

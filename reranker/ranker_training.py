@@ -118,7 +118,7 @@ def group_folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """
     uniq = sorted(set(groups.tolist()))
     if len(uniq) < k:
-        raise ValueError(f"folds={k} needs at least {k} distinct query_ids; got {len(uniq)}")
+        raise ValueError(f"folds={k} needs at least {k} distinct queries; got {len(uniq)} (lower --folds)")
     fold_of = {q: f for f in range(k)
                for q in split_queries(uniq, folds=k, fold=f, valid_fraction=0.0, seed=seed).test}
     return np.array([fold_of[g] for g in groups.tolist()])

@@ -111,6 +111,7 @@ class _List:
 def _collect_lists(events: list[Event]) -> list[_List]:
     lists: dict[tuple[str, str], _List] = {}
     by_session: dict[str, list[_List]] = {}
+    by_query: dict[str, _List] = {}  # a served query_id names one search, whatever session its events name
     for e in events:
         key = (e.session_id, e.query_id or "")
         if e.type == "impression":
@@ -118,9 +119,11 @@ def _collect_lists(events: list[Event]) -> list[_List]:
             if lst is None:
                 lst = lists[key] = _List(key, e.query or "", e.user_id, e.time)
                 by_session.setdefault(e.session_id, []).append(lst)
+                if e.query_id:
+                    by_query.setdefault(e.query_id, lst)
             lst.items.setdefault(e.product_id, e.position)
             continue
-        lst = lists.get(key) if e.query_id else None
+        lst = (lists.get(key) or by_query.get(e.query_id)) if e.query_id else None
         if lst is None or e.product_id not in lst.items:
             shown = [x for x in by_session.get(e.session_id, []) if e.product_id in x.items]
             lst = shown[-1] if shown else None

@@ -208,12 +208,16 @@ def test_cli_report_from_a_ubi_dir(tmp_path, capsys, caplog):
     assert refused.value.code == 2 and "is a folder; name the file to write" in capsys.readouterr().err
 
 
-def test_cli_report_names_an_experiment_the_file_lacks(tmp_path, capsys, monkeypatch):
+def test_cli_report_of_an_experiment_the_file_no_longer_has_says_how_it_orders_the_arms(tmp_path, capsys,
+                                                                                         monkeypatch):
     logs = tmp_path / "ubi"
     _write_logs(logs, AB_QUERIES, AB_EVENTS)
     monkeypatch.setenv("SHOPSEARCH_EXPERIMENTS_FILE", str(EXAMPLE_FILE))
-    assert main(["experiment", "report", "no-such", "--ubi-dir", str(logs)]) == 2
-    assert f"no experiment 'no-such' in {EXAMPLE_FILE} (it has: " in capsys.readouterr().err
+    assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0  # ran, then removed from the file
+    err = capsys.readouterr().err
+    assert f"no experiment 'x' in {EXAMPLE_FILE} (it has: " in err and "arms in name order" in err
+    assert main(["experiment", "report", "no-such", "--ubi-dir", str(logs)]) == 2  # and not in the logs either
+    assert "no search in the logs was assigned to it" in capsys.readouterr().err
 
 
 def test_cli_check(tmp_path, capsys):

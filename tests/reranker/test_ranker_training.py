@@ -169,7 +169,10 @@ def test_logged_features_and_events_become_rows_without_recomputing_a_stage():
     assert set(build_rows(twice.events, products, ("bm25",), logged=twice.stages).query_ids) == {"red lamp"}
     anonymous = _ubi_query("q4", ["p1"], features, 4).model_copy(  # a plain API call: no session, no client
         update={"client_id": None, "query_attributes": {"page": 1, "size": 1, "features": features}})
-    assert [e.session_id for e in logged_events([anonymous], []).events] == ["search-q4"]
+    click = _ubi_event("click", "q4", "p1", 1, 8)  # the shopper's click names a session the search did not
+    logs = logged_events([anonymous], [click])
+    assert [e.session_id for e in logs.events if e.type == "impression"] == ["search-q4"]
+    assert build_rows(logs.events, products, ("bm25",), logged=logs.stages).clicked.tolist() == [1]
 
 
 def test_relevance_features_leave_the_shopper_out():
