@@ -305,8 +305,8 @@ class EventGate:
                 logged instead: the client has its 202 and does not send them again.
         """
         with self._lock:
-            keyed = {item.ubi.stored_id: item for item in batch
-                     if item.client_event_id and item.ubi.stored_id is not None}
+            keys = [item.ubi.stored_id if item.client_event_id else None for item in batch]
+            keyed = {key: item for key, item in zip(keys, batch) if key is not None}
             claim = self.recent_ids.claim(list(keyed))
             if claim.busy:
                 item = keyed[next(k for k in keyed if k in claim.busy)]
@@ -320,8 +320,7 @@ class EventGate:
                 fresh: list[ParsedUbiEvent] = []
                 duplicates: list[str] = []
                 seen: set[str] = set()
-                for item in batch:
-                    key = item.ubi.stored_id if item.client_event_id else None
+                for item, key in zip(batch, keys):
                     if key is not None and (key in claim.stored or key in seen):
                         duplicates.append(item.ubi.event_id or "")
                         continue

@@ -55,9 +55,9 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "A malformed or out-of-limit parameter (named in error.parameter)",
-            404: "Unknown product",
+            404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
             409: "An event_id another request is storing right now (a retry sent to two workers at once); retry "
-                 "after the Retry-After seconds: it is then answered as a duplicate", 413: "Body too large or too many events", 415: "Body is not JSON",
+                 "after the Retry-After seconds: it is then answered as a duplicate",
             422: "Parameters valid alone but inconsistent together", 500: "Unexpected error (logged)",
             501: "Not available in this build",
             414: "The URL is longer than the API reads (every operation; api/request_guards.py)",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,16 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _latency_stats import percentile  # noqa: E402  (bench/ is on the path: the script runs from it)
 from shopsearch.settings import load_settings  # noqa: E402
 
 PAGE_SIZE = 12  # what the storefront asks for (api/static/storefront.js)
 PROFILES = ("default", "rerank-ce", "ltr-ce")
-
-
-def pct(values: list[float], q: int) -> float:
-    if not values:
-        return float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| profile | /search p50 ms | p95 | p99 | cross-encoder p50 / p95 | ranker p50 / p95 | served degraded |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for p in profiles:
-        st = {k: f"{pct(v, 50):.1f} / {pct(v, 95):.1f}" if v else "" for k, v in stages[p].items()}
+        st = {k: f"{percentile(v, 50):.1f} / {percentile(v, 95):.1f}" if v else "" for k, v in stages[p].items()}
         share = served_degraded[p]
         why = ", ".join(f"{k} {v}" for k, v in degraded[p].most_common())
-        print(f"| {p} | {pct(wall[p], 50):.1f} | {pct(wall[p], 95):.1f} | {pct(wall[p], 99):.1f} | {st['rerank']} | "
+        print(f"| {p} | {percentile(wall[p], 50):.1f} | {percentile(wall[p], 95):.1f} | {percentile(wall[p], 99):.1f} | {st['rerank']} | "
               f"{st['conversion']} | {share / n:.1%}{f' ({why})' if why else ''} |")
     print(f"done: {n} searches per profile")
     return 0

@@ -165,7 +165,7 @@ class UbiSpool:
     def rotate(self, above: int = 0) -> None:
         """Close this process's segment when it holds more than ``above`` bytes, so a drain may claim it."""
         with self._lock:
-            if self._fd is not None and self._written > max(0, above):
+            if self._fd is not None and self._written > above:
                 os.close(self._fd)
                 self._fd = None
 

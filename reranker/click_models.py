@@ -380,8 +380,8 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
     :func:`grade_for` of estimate / reference. When fewer of the pairs were clicked than lie above that quantile,
     the quantile would fall on pairs nobody clicked (0 for COEC, the EM's starting guess for PBM: every pair then
     graded 0, or 3), so it is taken over the clicked pairs instead; the switch is a step (at that share of clicked
-    pairs the grades can jump), and logs that close to it are too thin to grade many pairs well either way. Query ids are
-    :func:`shopsearch.judgments.query_id_for` of the normalised query.
+    pairs the grades can jump), and logs that close to it are too thin to grade many pairs well either way. Query
+    ids are :func:`shopsearch.judgments.query_id_for` of the normalised query.
 
     Raises:
         ValueError: ``min_impressions`` < 1 or ``reference_quantile`` outside (0, 1]; or no pair shown

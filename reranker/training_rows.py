@@ -17,9 +17,9 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from shopsearch.events import Event
-from shopsearch.text import normalise_query
 from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.text import normalise_query
 from shopsearch.ubi import UbiEvent, UbiQuery, from_ubi_event
 
 from .event_history import EventHistory

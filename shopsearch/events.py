@@ -287,12 +287,9 @@ def parse_event(ev: Any, where: str = "", now: datetime | None = None) -> Event:
         given = EventIn.model_validate(ev)
     except ValidationError as exc:
         raise _error(exc, where, EventIn, _RULES) from None
-    try:
-        timestamp = format_timestamp(given.timestamp or now or datetime.now(timezone.utc))
-    except ValueError as exc:
-        raise EventError(f"{where}timestamp", f"{where}timestamp: {exc}") from None
     return Event(**given.model_dump(exclude={"timestamp", "token", "event_id"}),
-                 event_id=given.event_id or uuid.uuid4().hex, timestamp=timestamp)
+                 event_id=given.event_id or uuid.uuid4().hex,
+                 timestamp=format_timestamp(given.timestamp or now or datetime.now(timezone.utc)))
 
 
 def parse_events(payload: Any, max_events: int, now: datetime | None = None) -> list[Event]:
