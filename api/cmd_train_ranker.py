@@ -150,7 +150,8 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         heldout = {"fold": args.fold, "folds": args.folds, "queries": len(test),
                    "incoming": _scores(evaluate(test_rows, -test_rows.positions.astype(float), target)),
                    "model": _scores(evaluate(test_rows, model_scores, target))}
-        data["heldout_queries"] = sorted(test)
+        # an events file groups its rows by the query's normalised text, having no query ids
+        data["heldout_query_texts" if args.events else "heldout_queries"] = sorted(test)
     model = save(result, train_rows, args.out, data, heldout)
     if args.fold is not None and texts:
         write_queries(f"{args.out}/heldout-queries.tsv", [Query(q, texts[q]) for q in sorted(test) if q in texts])

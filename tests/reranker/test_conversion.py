@@ -73,6 +73,24 @@ def trained(tmp_path_factory):
     return d / "lgbm-tiny", data
 
 
+def test_a_fold_held_out_of_an_events_file_is_named_by_query_text(trained, tmp_path):
+    from shopsearch.api import cmd_train_ranker
+    from shopsearch.events import read_events
+    from shopsearch.text import normalise_query
+
+    out, _ = trained
+    events, data_dir = out.parent / "ev.jsonl", out.parent / "data"
+    parser = argparse.ArgumentParser()
+    cmd_train_ranker.register(parser.add_subparsers())
+    args = parser.parse_args(["ranker", "--events", str(events), "--data", str(data_dir), "--out",
+                              str(tmp_path / "m"), "--folds", "3", "--fold", "0", "--seed", "1", "--no-progress"])
+    assert args.run(args) == 0
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    held = card["data"]["heldout_query_texts"]
+    assert "heldout_queries" not in card["data"] and held and card["heldout"]["queries"] == len(held)
+    assert set(held) <= {normalise_query(e.query) for e in read_events(events)}
+
+
 def test_model_dir_holds_text_model_and_card(trained):
     out, _ = trained
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.txt", "model_card.json"]
