@@ -313,7 +313,8 @@ class _Run:
                         self.existing.pop(verdict.id, None)
                     self.quarantine.write(QuarantinedRow(row.source, row.line, verdict.reason or "", row.raw))
                     continue
-                h = doc_hash(verdict.product, self.fingerprint, self.facet_attributes)
+                # the vectors' cache fingerprint, so vectors an older epoch computed are replaced on the next run
+                h = doc_hash(verdict.product, self.cache_fingerprint, self.facet_attributes)
                 if self.existing.pop(verdict.product.id, None) == h:
                     self.unchanged += 1
                     continue

@@ -145,6 +145,19 @@ def test_a_new_model_changes_every_hash():
     assert doc_hash(p, "model-a") != doc_hash(p, "model-b")
 
 
+def test_an_incremental_run_replaces_int8_vectors_of_an_older_epoch(tmp_path, monkeypatch):
+    import shopsearch.indexer.job as job
+
+    path = write_jsonl(tmp_path / "c.jsonl", good_rows(20))
+    sink, enc = MemorySink(), HashEncoder()
+    enc.fingerprint += "|onnx-int8"  # int8 vectors: the ones whose cache epoch moved
+    monkeypatch.setattr(job, "cache_fingerprint", lambda fp: fp)  # as indexed before the epoch was keyed
+    _run(path, sink, enc, tmp_path)
+    monkeypatch.undo()
+    assert _run(path, sink, enc, tmp_path, mode="incremental").embedded == 20
+    assert _run(path, sink, enc, tmp_path, mode="incremental").embedded == 0  # and only once
+
+
 def test_bad_arguments(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", good_rows(1))
     sink, enc = MemorySink(), HashEncoder()
