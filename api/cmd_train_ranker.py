@@ -140,6 +140,9 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
     if args.fold is not None:
         test = split_queries(rows.query_ids.tolist(), folds=args.folds, fold=args.fold, valid_fraction=0.0,
                              seed=args.seed).test
+        if not test:
+            raise ValueError(f"--fold {args.fold}: holds out none of the {len(set(rows.query_ids.tolist()))} "
+                             f"queries; use fewer --folds")
         mask = np.isin(rows.query_ids, sorted(test))
         train_rows, test_rows = rows.subset(~mask), rows.subset(mask)
         folds = max(2, args.folds - 1)
@@ -150,8 +153,8 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         heldout = {"fold": args.fold, "folds": args.folds, "queries": len(test),
                    "incoming": _scores(evaluate(test_rows, -test_rows.positions.astype(float), target)),
                    "model": _scores(evaluate(test_rows, model_scores, target))}
-        # an events file groups its rows by the query's normalised text, having no query ids
-        data["heldout_query_texts" if args.events else "heldout_queries"] = sorted(test)
+        # rows from behaviour (events or UBI logs) are grouped by the query's normalised text, judged rows by qid
+        data["heldout_queries" if args.judgments else "heldout_query_texts"] = sorted(test)
     model = save(result, train_rows, args.out, data, heldout)
     if args.fold is not None and texts:
         write_queries(f"{args.out}/heldout-queries.tsv", [Query(q, texts[q]) for q in sorted(test) if q in texts])

@@ -89,6 +89,10 @@ def test_a_fold_held_out_of_an_events_file_is_named_by_query_text(trained, tmp_p
     held = card["data"]["heldout_query_texts"]
     assert "heldout_queries" not in card["data"] and held and card["heldout"]["queries"] == len(held)
     assert set(held) <= {normalise_query(e.query) for e in read_events(events)}
+    args = parser.parse_args(["ranker", "--events", str(events), "--data", str(data_dir), "--out",
+                              str(tmp_path / "none"), "--folds", "500", "--fold", "0", "--no-progress"])
+    with pytest.raises(ValueError, match="--fold 0: holds out none of the .* queries; use fewer --folds"):
+        args.run(args)
 
 
 def test_model_dir_holds_text_model_and_card(trained):
