@@ -97,8 +97,9 @@ class IndexReport:
 
 
 def doc_hash(product: Product, fingerprint: str, facet_attributes: tuple[str, ...] = ()) -> str:
-    """The stored change-detection hash: product content + model fingerprint (a new model re-embeds all), and the
-    mapping's facet attributes when it declares any (declaring one rewrites the products that carry it)."""
+    """The stored change-detection hash: product content + the vectors' fingerprint (a new model, or a new int8
+    cache epoch, re-embeds all: once, on the next run), and the mapping's facet attributes when it declares any
+    (declaring one rewrites the products that carry it)."""
     facets = f"|{','.join(facet_attributes)}" if facet_attributes else ""
     return hashlib.sha1(f"{product.content_hash()}|{fingerprint}{facets}".encode()).hexdigest()
 
