@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = """\
 Refit the isotonic map from a trained cross-encoder's score to each data folder's raw rating scale on every
@@ -30,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     """Refit, print a line per data folder and a summary; returns 0."""
     import time
 
-    from shopsearch.reranker.cross_encoder import CrossEncoderReranker
+    from shopsearch.reranker.model_registry import open_cross_encoder
     from shopsearch.reranker.recalibration import recalibrate
 
     started = time.perf_counter()
-    rr = CrossEncoderReranker(args.model, device=args.device, fast_cpu=not args.fp32)
+    rr = open_cross_encoder(Path(args.model), device=args.device, fast_cpu=not args.fp32)
     report = recalibrate(args.model, args.data_dirs, rr.score, rr.precision)
     for name, r in report.items():
         print(f"  {name}: {r['queries']} validation queries, {r['pairs']} pairs: RMSE calibrated "

@@ -16,7 +16,9 @@ Judged pools alone never show the model the products retrieval puts beside them.
 training and validation queries of the data folder named NAME through INDEX (profile --mine-profile, engine
 --engine) and adds --hard-negatives of the top --mine-depth hits that are not judged for the query, labelled 0
 (the assumption nDCG makes of unjudged products). Test queries are never searched. --loss lambda trains on the
-order within each query (lists of --list-size products) instead of each pair's grade. Example:
+order within each query (lists of --list-size products) instead of each pair's grade. --members N trains N
+models that differ only in the order they see the pairs and serves the mean of their scores, at N times the
+scoring cost. Example:
   shopsearch index ../shared/data/crowdflower/products.jsonl --index crowdflower --full
   shopsearch train cross-encoder --train ../shared/data/crowdflower --train ../shared/data/homedepot \\
       --mine crowdflower=crowdflower --hard-negatives 8 --out models/ce-minilm
@@ -43,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42, help="query split (and pair order); keep it when continuing "
                                                         "from a --base-model, or test queries leak into training")
     p.add_argument("--shuffle-seed", type=int, default=None, help="pair order only (default: --seed)")
+    p.add_argument("--members", type=int, default=1, metavar="N",
+                   help="train N models on the same split, each seeing the pairs in its own order (shuffle seeds "
+                        "S..S+N-1), into --out/m0.. and serve their mean score (ensemble.toml); default 1")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of queries held for validation")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of queries held out entirely (for bench/ce_eval.py)")
@@ -93,7 +98,8 @@ def parse_mine(values: list[str], data_dirs: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
     from shopsearch.api.mining import mine_candidates
-    from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder
+    from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder, train_ensemble
+    from shopsearch.reranker.cross_encoder_ensemble import check_out_folder
     from shopsearch.reranker.training_data import load_judged_set, split_for
 
     settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
@@ -111,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         teacher_weight=args.teacher_weight if args.teacher else 0.0, loss=args.loss, list_size=args.list_size,
         device=args.device)
     config.validate()
+    if not 1 <= args.members <= 8:
+        raise ValueError(f"--members {args.members}: must be in 1..8")
+    check_out_folder(args.out, ensemble=args.members > 1)
     candidates = {}
     for d in args.train_dirs:
         name = Path(d).name
@@ -124,5 +133,8 @@ def run(args: argparse.Namespace) -> int:
         if mined is None:
             return 1
         candidates[name] = mined
-    train_cross_encoder(config, candidates)
+    if args.members == 1:
+        train_cross_encoder(config, candidates)
+    else:
+        train_ensemble(config, candidates, args.members)
     return 0

@@ -42,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     offline_environment()
 
-    from shopsearch.reranker.cross_encoder import CrossEncoderReranker
+    from shopsearch.reranker.model_registry import open_cross_encoder
     from shopsearch.reranker.model_card import read_model_card, trained_on
 
     started = time.perf_counter()
     models = []
     for path in args.model or [str(REPO / "models" / "ce-minilm")]:
         card = read_model_card(path)
-        rr = CrossEncoderReranker(path, batch_size=args.batch_size, max_length=card["parameters"]["max_length"],
+        rr = open_cross_encoder(Path(path), batch_size=args.batch_size, max_length=card["parameters"]["max_length"],
                                   fast_cpu=not args.fp32)
         fold = f", fold {card['parameters']['fold']} of {card['parameters']['folds']}" \
             if card["parameters"].get("folds") else ""

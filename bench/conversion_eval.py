@@ -60,7 +60,8 @@ def propensities(rows, events, data, params) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     from shopsearch.evaluation import auc, mean_list_ndcg
     from shopsearch.judgments import read_queries
-    from shopsearch.reranker.cross_encoder import CrossEncoderReranker
+    from shopsearch.reranker.cross_encoder_ensemble import is_cross_encoder_dir
+    from shopsearch.reranker.model_registry import open_cross_encoder
     from shopsearch.reranker.ranker_training import compare, fit, group_folds
     from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.reranker.simulate import SimParams, simulate
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ce_dir = Path(args.cross_encoder)
     heldout_file = ce_dir / f"heldout-queries-{Path(args.data).name}.tsv"
     scorers = [bm25]
-    if (ce_dir / "config.json").is_file():
-        scorers.append(CrossEncoderScorer(CrossEncoderReranker(ce_dir), data.products))
+    if is_cross_encoder_dir(ce_dir):
+        scorers.append(CrossEncoderScorer(open_cross_encoder(ce_dir), data.products))
         note = f"cross-encoder: {ce_dir}"
     else:
         note = "cross-encoder: none at %s, compared with BM25 and the shown order instead" % ce_dir

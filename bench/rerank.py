@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from shopsearch.plugin.search_types import ScoredHit
-    from shopsearch.reranker.cross_encoder import STAGE, CrossEncoderReranker
+    from shopsearch.reranker.cross_encoder import STAGE
+    from shopsearch.reranker.model_registry import open_cross_encoder
     from shopsearch.reranker.model_card import read_model_card
     from shopsearch.reranker.pool_eval import bm25_scores, heldout_pools, per_query_ndcg, pool_ndcg
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
           f"max_length {max_length}; BM25 order nDCG@10 {base:.4f}")
     results, outs, rerankers = {}, {}, {}
     for fast in (False, True):
-        rr = CrossEncoderReranker(args.model, device="cpu", batch_size=args.batch_size, max_length=max_length,
+        rr = open_cross_encoder(Path(args.model), device="cpu", batch_size=args.batch_size, max_length=max_length,
                                   fast_cpu=fast, require_onnx=fast)
         rr.rerank(pools[0].query, fused[0], depth=args.depth)  # warm-up (allocations, kernels)
         ms, runs = [], []

@@ -52,7 +52,7 @@ def prepare(home: Path, model: str, cross_encoder: str | None) -> None:
 
     from shopsearch.api.demo_catalog import write_catalog
     from shopsearch.indexer.onnx_encoder import load_query_encoder
-    from shopsearch.reranker.cross_encoder import CrossEncoderReranker
+    from shopsearch.reranker.model_registry import open_cross_encoder
     from shopsearch.settings import child_environment, load_settings
 
     catalog = write_catalog(home / "catalog.jsonl", n=200)
@@ -67,7 +67,7 @@ def prepare(home: Path, model: str, cross_encoder: str | None) -> None:
         shutil.copytree(cross_encoder, ce, dirs_exist_ok=True)
     else:
         minilm_cross_encoder(ce)
-    CrossEncoderReranker(ce, device="cpu", require_onnx=True, onnx_cache=cfg.onnx_dir)
+    open_cross_encoder(ce, device="cpu", require_onnx=True, onnx_cache=cfg.onnx_dir)
 
 
 def minilm_cross_encoder(out: Path) -> Path:

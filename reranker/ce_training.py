@@ -287,6 +287,65 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
 
 
+def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, members: int = 2) -> TrainResult:
+    """Train ``members`` cross-encoders on one split, each seeing the pairs in its own order, served as their mean.
+
+    Member ``i`` is :func:`train_cross_encoder` into ``config.out``/m{i} with shuffle seed S + i (S: the config's
+    shuffle seed, else its seed). ``config.out`` then gets ``ensemble.toml`` and, as a single model would, the
+    split's query files, a calibration and a card, both computed from the members' mean score; the card also
+    lists each member.
+
+    Raises:
+        ValueError: ``members`` outside 2..8, or what :func:`train_cross_encoder` raises.
+    Example:
+        >>> train_ensemble(TrainConfig(data_dirs=("data/crowdflower",), out="models/ce-x"), members=2)  # doctest: +SKIP
+    """
+    from sentence_transformers import CrossEncoder
+
+    from .cross_encoder_ensemble import write_ensemble
+
+    if not 2 <= members <= 8:
+        raise ValueError(f"members={members!r} must be in 2..8")
+    started = time.perf_counter()
+    first = config.seed if config.shuffle_seed is None else config.shuffle_seed
+    names = [f"m{i}" for i in range(members)]
+    out = Path(config.out)
+    results = [train_cross_encoder(replace(config, out=str(out / n), shuffle_seed=first + i), candidates)
+               for i, n in enumerate(names)]
+    write_ensemble(out, names)
+    splits = prepare_splits(config, candidates)
+    device = pick_device(config.device)
+    mean = _MeanOf([CrossEncoder(str(r.out), max_length=config.max_length, device=device, local_files_only=True)
+                    for r in results])
+    write_heldout_queries(out, splits)
+    after = _evaluate(mean, splits)
+    cal_metrics = _calibrate(mean, splits, out)
+    m0 = results[0].card["metrics"]
+    before = {"ndcg@10": m0["valid_ndcg@10_before"],
+              "per_dataset": {n: v["ndcg@10_before"] for n, v in m0["per_dataset"].items()}}
+    seconds = time.perf_counter() - started
+    card = _card(config, results[0].card["base_model"], splits, before, after, cal_metrics,
+                 results[0].best_step, results[0].steps, seconds)
+    card["members"] = [{"folder": n, "shuffle_seed": first + i, "valid_ndcg@10_after": r.valid_ndcg_after,
+                        "best_step": r.best_step, "steps": r.steps} for i, (n, r) in enumerate(zip(names, results))]
+    write_model_card(out, card)
+    each = ", ".join(f"{r.valid_ndcg_after:.4f}" for r in results)
+    print(f"trained ensemble {out.name}: {members} members (valid nDCG@10 {each}), their mean "
+          f"{before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}; {seconds:.0f} s")
+    return TrainResult(out, before["ndcg@10"], after["ndcg@10"], results[0].best_step, results[0].steps,
+                       results[0].train_pairs, seconds, card)
+
+
+class _MeanOf:
+    """Cross-encoders predicting as one, the mean of their scores (an ensemble, for evaluation and calibration)."""
+
+    def __init__(self, models: Sequence[Any]) -> None:
+        self.models = models
+
+    def predict(self, pairs: list[tuple[str, str]], **kwargs: Any) -> np.ndarray:
+        return np.mean([np.asarray(m.predict(pairs, **kwargs), dtype=np.float32) for m in self.models], axis=0)
+
+
 def list_batches(groups: Sequence[Hashable], batch_size: int, list_size: int, rng: np.random.Generator
                  ) -> list[list[list[int]]]:
     """One epoch of listwise batches: each batch a few lists of example indices, each list from one query.

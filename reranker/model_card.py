@@ -71,7 +71,7 @@ def render_readme(card: dict[str, Any]) -> str:
         "## Validation metrics",
         "",
         f"nDCG@10 over each validation query's judged pool: {m['valid_ndcg@10_before']:.4f} (base model) -> "
-        f"{m['valid_ndcg@10_after']:.4f} (best checkpoint, step {m['best_step']} of {m['steps']}).",
+        f"{m['valid_ndcg@10_after']:.4f} " + _after(card) + ".",
         "",
         *(f"- {name}: nDCG@10 {v['ndcg@10_before']:.4f} -> {v['ndcg@10_after']:.4f}; calibrated RMSE "
           f"{v['rmse_calibrated']:.4f} vs predict-the-mean {v['rmse_mean']:.4f}" for name, v in
@@ -81,6 +81,16 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _after(card: dict[str, Any]) -> str:
+    """What the trained figure of a card is: its best checkpoint, or an ensemble's mean of its members."""
+    if "members" in card:
+        each = "; ".join(f"{m['folder']} {m['valid_ndcg@10_after']:.4f}, step {m['best_step']} of {m['steps']}"
+                         for m in card["members"])
+        return f"(the mean score of {len(card['members'])} members, in `ensemble.toml`: {each})"
+    m = card["metrics"]
+    return f"(best checkpoint, step {m['best_step']} of {m['steps']})"
 
 
 def trained_on(card: dict[str, Any]) -> list[str]:

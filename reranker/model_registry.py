@@ -36,10 +36,12 @@ def default_model_dirs(settings: Settings | None = None) -> list[Path]:
     return [settings.models_dir, Path("models")]
 
 
-def _load_cross_encoder(path: Path) -> Any:
+def open_cross_encoder(path: Path, **kwargs: Any) -> Any:
+    """The cross-encoder in ``path``: one model, or an ensemble folder's members as one (``ensemble.toml``)."""
     from .cross_encoder import CrossEncoderReranker
+    from .cross_encoder_ensemble import CrossEncoderEnsemble, is_ensemble
 
-    return CrossEncoderReranker(path)
+    return (CrossEncoderEnsemble if is_ensemble(path) else CrossEncoderReranker)(path, **kwargs)
 
 
 def _load_conversion(path: Path) -> Any:
@@ -54,9 +56,11 @@ def load_cross_encoder(name_or_dir: str, registry: "ModelRegistry | None" = None
     Raises:
         ModelNotFound: neither a folder nor a registered name.
     """
+    from .cross_encoder_ensemble import is_cross_encoder_dir
+
     path = Path(name_or_dir)
-    if (path / "config.json").is_file():
-        return _load_cross_encoder(path)
+    if is_cross_encoder_dir(path):
+        return open_cross_encoder(path)
     return (registry or ModelRegistry()).cross_encoder(name_or_dir)
 
 
@@ -74,7 +78,7 @@ class ModelRegistry:
     def __init__(self, dirs: Sequence[str | Path] | None = None,
                  loaders: dict[str, Callable[[Path], Any]] | None = None) -> None:
         self.dirs = [Path(d) for d in (dirs if dirs is not None else default_model_dirs())]
-        self.loaders = {"cross_encoder": _load_cross_encoder, "conversion": _load_conversion, **(loaders or {})}
+        self.loaders = {"cross_encoder": open_cross_encoder, "conversion": _load_conversion, **(loaders or {})}
         self._cache: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()  # guards _cache and serialises loads (each model loads exactly once)
 
