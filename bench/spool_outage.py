@@ -14,7 +14,6 @@ query record, as a /search writes) side by side for each number of segments; the
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _latency_stats import percentile  # noqa: E402  (bench/ is on the path: the script runs from it)
 from shopsearch.plugin import ubi_spool  # noqa: E402
 from shopsearch.plugin.ubi_spool import UbiSpool  # noqa: E402
 from shopsearch.ubi import UbiQuery  # noqa: E402
@@ -57,13 +57,9 @@ def timed_appends(directory: Path, segments: int, appends: int, ttl_s: float) ->
     return out
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
-
-
 def row(segments: int, name: str, ms: list[float]) -> str:
-    return (f"| {segments:,} | {name} | {pct(ms, 50):.3f} | {pct(ms, 95):.3f} | {pct(ms, 99):.3f} | "
-            f"{max(ms):.1f} |")
+    p50, p95, p99 = (percentile(ms, q) for q in (50, 95, 99))
+    return f"| {segments:,} | {name} | {p50:.3f} | {p95:.3f} | {p99:.3f} | {max(ms):.1f} |"
 
 
 def main(argv: list[str] | None = None) -> None:
