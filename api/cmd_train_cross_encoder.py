@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
     from shopsearch.api.mining import mine_candidates
     from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder, train_ensemble
-    from shopsearch.reranker.cross_encoder_ensemble import check_out_folder
+    from shopsearch.reranker.cross_encoder_ensemble import MAX_MEMBERS, check_out_folder
     from shopsearch.reranker.training_data import load_judged_set, split_for
 
     settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         teacher_weight=args.teacher_weight if args.teacher else 0.0, loss=args.loss, list_size=args.list_size,
         device=args.device)
     config.validate()
-    if not 1 <= args.members <= 8:
-        raise ValueError(f"--members {args.members}: must be in 1..8")
+    if not 1 <= args.members <= MAX_MEMBERS:
+        raise ValueError(f"--members {args.members}: must be in 1..{MAX_MEMBERS}")
     check_out_folder(args.out, ensemble=args.members > 1)
     candidates = {}
     for d in args.train_dirs:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.model or [str(REPO / "models" / "ce-minilm")]:
         card = read_model_card(path)
         rr = open_cross_encoder(Path(path), batch_size=args.batch_size, max_length=card["parameters"]["max_length"],
-                                  fast_cpu=not args.fp32)
+                                fast_cpu=not args.fp32)
         fold = f", fold {card['parameters']['fold']} of {card['parameters']['folds']}" \
             if card["parameters"].get("folds") else ""
         print(f"model {path} ({rr.precision}, {rr.device}); trained on "

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     results, outs, rerankers = {}, {}, {}
     for fast in (False, True):
         rr = open_cross_encoder(Path(args.model), device="cpu", batch_size=args.batch_size, max_length=max_length,
-                                  fast_cpu=fast, require_onnx=fast)
+                                fast_cpu=fast, require_onnx=fast)
         rr.rerank(pools[0].query, fused[0], depth=args.depth)  # warm-up (allocations, kernels)
         ms, runs = [], []
         for p, hits in zip(pools, fused):

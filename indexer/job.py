@@ -281,7 +281,6 @@ class _Run:
         self.encoder, self.cache, self.quarantine = encoder, cache, quarantine
         self.facet_attributes = facet_attributes
         self.existing, self.incremental = existing, incremental
-        self.fingerprint = encoder.fingerprint
         self.cache_fingerprint = cache_fingerprint(encoder.fingerprint)
         self.writer = BulkWriter(sink, index)
         self.read = self.unchanged = self.embedded = self.cache_hits = self.queued = 0

@@ -302,10 +302,10 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     """
     from sentence_transformers import CrossEncoder
 
-    from .cross_encoder_ensemble import write_ensemble
+    from .cross_encoder_ensemble import MAX_MEMBERS, write_ensemble
 
-    if not 2 <= members <= 8:
-        raise ValueError(f"members={members!r} must be in 2..8")
+    if not 2 <= members <= MAX_MEMBERS:
+        raise ValueError(f"members={members!r} must be in 2..{MAX_MEMBERS}")
     started = time.perf_counter()
     first = config.seed if config.shuffle_seed is None else config.shuffle_seed
     names = [f"m{i}" for i in range(members)]

@@ -69,7 +69,7 @@ class CrossEncoderReranker:
         if max_length is not None and not 8 <= max_length <= 512:
             raise ValueError(f"max_length={max_length!r} must be in [8, 512]")
         path = Path(model_dir)
-        if not (path / "config.json").is_file():
+        if not is_model_dir(path):
             raise FileNotFoundError(f"model_dir={str(path)!r} is not a trained cross-encoder (no config.json)")
         if max_length is None:
             max_length = _trained_max_length(path)
@@ -242,6 +242,11 @@ class CrossEncoderReranker:
                 stages["rerank"] = float(final[i])
             reranked.append(replace(head[i], score=float(final[i]), stages=stages))
         return [replace(h, rank=r) for r, h in enumerate(reranked + tail, 1)], None
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds one trained cross-encoder (a sentence-transformers CrossEncoder folder)."""
+    return (Path(path) / "config.json").is_file()
 
 
 def rrf_with_incoming(scores: Sequence[float] | np.ndarray, rrf_k: float) -> np.ndarray:

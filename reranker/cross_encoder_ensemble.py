@@ -26,9 +26,10 @@ from shopsearch.config_files import FILE_MODEL, must, read_toml, validate_file
 from shopsearch.deadline import Deadline
 
 from .calibration import load_calibrations
-from .cross_encoder import CrossEncoderReranker, OverBudget
+from .cross_encoder import CrossEncoderReranker, OverBudget, is_model_dir
 
 ENSEMBLE_FILE = "ensemble.toml"
+MAX_MEMBERS = 8
 _MEMBER = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # one folder name: no separators, drive letters or paths
 
 
@@ -36,7 +37,7 @@ class EnsembleFile(BaseModel):
     """``ensemble.toml``: the member model folders of a cross-encoder ensemble."""
 
     model_config = FILE_MODEL
-    members: list[str] = Field(min_length=2, max_length=8,
+    members: list[str] = Field(min_length=2, max_length=MAX_MEMBERS,
                                description="member cross-encoder folders, by name, inside the ensemble's folder")
 
     @field_validator("members")
@@ -57,7 +58,7 @@ def is_ensemble(model_dir: str | Path) -> bool:
 
 def is_cross_encoder_dir(model_dir: str | Path) -> bool:
     """Whether ``model_dir`` holds a trained cross-encoder: one model (``config.json``) or an ensemble."""
-    return (Path(model_dir) / "config.json").is_file() or is_ensemble(model_dir)
+    return is_model_dir(model_dir) or is_ensemble(model_dir)
 
 
 def check_out_folder(out: str | Path, *, ensemble: bool) -> None:
@@ -67,7 +68,7 @@ def check_out_folder(out: str | Path, *, ensemble: bool) -> None:
     Raises:
         ValueError: naming the folder and what it holds.
     """
-    if ensemble and (Path(out) / "config.json").is_file():
+    if ensemble and is_model_dir(out):
         raise ValueError(f"--out {out}: holds a single cross-encoder; train the ensemble into a new folder")
     if not ensemble and is_ensemble(out):
         raise ValueError(f"--out {out}: holds a cross-encoder ensemble ({ENSEMBLE_FILE}); train into a new folder")
@@ -99,7 +100,7 @@ def read_members(model_dir: str | Path) -> list[Path]:
     spec = validate_file(EnsembleFile, read_toml(where), where)
     paths = [root / m for m in spec.members]
     for p in paths:
-        if not (p / "config.json").is_file():
+        if not is_model_dir(p):
             raise FileNotFoundError(f"{where}: member {p.relative_to(root)} is not a trained cross-encoder "
                                     "(no config.json)")
     return paths
