@@ -174,13 +174,16 @@ def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
     return h.hexdigest()
 
 
-def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None) -> TrainResult:
+def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None,
+                        splits: list[DatasetSplit] | None = None) -> TrainResult:
     """Fine-tune, keep the best validation checkpoint, save it with its card and calibration.
 
     Args:
         config: the run's parameters (validated here).
         candidates: data folder name -> qid -> the index's ranked product ids, the hard-negative source (see
             :func:`prepare_splits`); None trains on the judged pools only.
+        splits: ``prepare_splits(config, candidates)`` done already (an ensemble's members share one split);
+            None prepares them here.
     Returns:
         A :class:`TrainResult` (the model is in ``config.out``).
     Raises:
@@ -196,7 +199,8 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     config.validate()
     offline_environment()
     started = time.perf_counter()
-    splits = prepare_splits(config, candidates)
+    if splits is None:
+        splits = prepare_splits(config, candidates)
     examples = [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]), s.data.normalised_grade(j))
                 for s in splits for j in s.train]
     if not examples:
@@ -310,10 +314,11 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     first = config.seed if config.shuffle_seed is None else config.shuffle_seed
     names = [f"m{i}" for i in range(members)]
     out = Path(config.out)
-    results = [train_cross_encoder(replace(config, out=str(out / n), shuffle_seed=first + i), candidates)
+    config.validate()
+    splits = prepare_splits(config, candidates)  # the members differ only in shuffle seed, which the split ignores
+    results = [train_cross_encoder(replace(config, out=str(out / n), shuffle_seed=first + i), candidates, splits)
                for i, n in enumerate(names)]
     write_ensemble(out, names)
-    splits = prepare_splits(config, candidates)
     device = pick_device(config.device)
     mean = _MeanOf([CrossEncoder(str(r.out), max_length=config.max_length, device=device, local_files_only=True)
                     for r in results])

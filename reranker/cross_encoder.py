@@ -74,7 +74,6 @@ class CrossEncoderReranker:
         if max_length is None:
             max_length = _trained_max_length(path)
         offline_environment()
-        self.model_dir = path
         self.batch_size = batch_size
         self.model: Any = None  # the torch CrossEncoder; None when a recorded ONNX export serves without torch
         self._onnx: Any = None
@@ -95,8 +94,15 @@ class CrossEncoderReranker:
             else:
                 self._onnx = self._onnx_int8(path, max_length, require_onnx, onnx_cache) if fast_cpu else None
                 self.precision = "fp32" if self._onnx is None else "onnx-int8"
-        self.calibrations, self.default_calibration = load_calibrations(path)
-        self.cost = BatchCost()  # what a pair costs, decaying toward the fastest seen; drives the budget checks
+        self._serve(path, self.device, self.precision, BatchCost())
+
+    def _serve(self, model_dir: Path, device: str, precision: str, cost: Any) -> None:
+        """Set what :meth:`rerank`, :meth:`calibrated` and callers read besides :meth:`score`: the folder, where
+        and how it scores, its calibrations, and ``cost`` (what a batch costs, which drives the budget checks).
+        The one place these are set, so a subclass scoring another way (an ensemble) sets them all."""
+        self.model_dir, self.device, self.precision = model_dir, device, precision
+        self.calibrations, self.default_calibration = load_calibrations(model_dir)
+        self.cost = cost
 
     def _recorded_onnx(self, path: Path, max_length: int, required: bool, cache: str | Path | None) -> Any:
         """The int8 scorer of an export recorded earlier, built without torch or transformers (a lean search

@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field, field_validator
 from shopsearch.config_files import FILE_MODEL, must, read_toml, validate_file
 from shopsearch.deadline import Deadline
 
-from .calibration import load_calibrations
 from .cross_encoder import CrossEncoderReranker, OverBudget, is_model_dir
 
 ENSEMBLE_FILE = "ensemble.toml"
@@ -121,14 +120,13 @@ class CrossEncoderEnsemble(CrossEncoderReranker):
         >>> hits, why = rr.rerank("red lamp", fused_hits, depth=50, budget_ms=400)  # doctest: +SKIP
     """
 
-    def __init__(self, model_dir: str | Path, **kwargs: Any) -> None:  # noqa: D107 - no model of its own to load
-        self.model_dir = Path(model_dir)
-        self.members = [CrossEncoderReranker(p, **kwargs) for p in read_members(self.model_dir)]
-        first = self.members[0]
-        self.batch_size, self.device, self.model, self._onnx = first.batch_size, first.device, None, None
-        self.precision = "+".join(sorted({m.precision for m in self.members}))
-        self.calibrations, self.default_calibration = load_calibrations(self.model_dir)
-        self.cost = _SummedCost(self.members)
+    def __init__(self, model_dir: str | Path, **kwargs: Any) -> None:  # noqa: D107
+        # No model of its own to load, so not the base __init__: the members load theirs, _serve sets the rest.
+        path = Path(model_dir)
+        self.members = [CrossEncoderReranker(p, **kwargs) for p in read_members(path)]
+        self.batch_size, self.model, self._onnx = self.members[0].batch_size, None, None
+        self._serve(path, self.members[0].device, "+".join(sorted({m.precision for m in self.members})),
+                    _SummedCost(self.members))
 
     def score(self, query: str, products: Sequence[Mapping[str, Any]], *, deadline: Deadline | None = None
               ) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from shopsearch.api.cli import main
+from shopsearch.reranker import ce_training
 from shopsearch.reranker.calibration import load_calibrations
 from shopsearch.reranker.cross_encoder import CrossEncoderReranker
 from shopsearch.reranker.cross_encoder_ensemble import CrossEncoderEnsemble, read_members, write_ensemble
@@ -97,12 +98,16 @@ def test_a_member_that_is_not_a_model_is_named(tmp_path):
         CrossEncoderEnsemble(tmp_path)
 
 
-def test_cli_trains_members_on_one_split_in_their_own_orders(tmp_path):
+def test_cli_trains_members_on_one_split_in_their_own_orders(tmp_path, monkeypatch):
+    prepared = []
+    real = ce_training.prepare_splits
+    monkeypatch.setattr(ce_training, "prepare_splits", lambda *a, **kw: prepared.append(1) or real(*a, **kw))
     data = write_tiny_judged_set(tmp_path / "data")
     assert _cli_train(tmp_path, data, tmp_path / "ce", "--members", "2", "--folds", "3", "--fold", "1") == 0
     card = read_model_card(tmp_path / "ce")
     assert [m["folder"] for m in card["members"]] == ["m0", "m1"]
     assert [m["shuffle_seed"] for m in card["members"]] == [42, 43]
+    assert len(prepared) == 1  # the split and its negatives are made once for every member
     member_cards = [read_model_card(tmp_path / "ce" / m) for m in ("m0", "m1")]
     assert member_cards[0]["data"]["pairs_sha256"] == member_cards[1]["data"]["pairs_sha256"]  # the same pairs
     heldout = f"heldout-queries-{data.name}.tsv"
