@@ -44,6 +44,10 @@ RELEVANCE_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_data_in_leaf": 50, "la
 # What a grade g is worth to lambdarank's nDCG: "linear" g, as shopsearch.evaluation's nDCG@10 scores judgments
 # (grade 3 counts 3x grade 1), or "exponential" 2^g - 1, LightGBM's default (grade 3 counts 7x grade 1).
 LABEL_GAINS = ("linear", "exponential")
+# `train ranker --tune`: the settings its query-grouped CV chooses among, smallest first (a tie keeps the smaller);
+# every round count is read off one booster per setting and fold.
+TUNE_GRID: dict[str, tuple[int, ...]] = {"num_leaves": (3, 7, 15), "min_data_in_leaf": (20, 50, 100)}
+TUNE_ROUNDS = (60, 120, 240, 480)
 _MAX_LABEL = 31  # LightGBM's default label_gain covers labels 0..30
 
 
@@ -81,6 +85,7 @@ class TrainResult:
     calibration: dict[str, float]
     importance_gain: dict[str, float]
     position_debias: bool = False
+    tuning: dict[str, Any] | None = None  # what --tune tried and chose (:func:`tune`)
 
 
 def _check(objective: str, target: str, folds: int) -> None:
@@ -136,8 +141,8 @@ def _group_sizes(list_ids: np.ndarray) -> list[int]:
 
 
 def fit(rows: TrainingRows, objective: str, target: str, seed: int, params: dict[str, Any] | None = None,
-        position_debias: bool = False):
-    """One LightGBM booster on ``rows`` (no validation); returns the booster.
+        position_debias: bool = False, rounds: int = NUM_ROUNDS):
+    """One LightGBM booster of ``rounds`` trees on ``rows`` (no validation); returns the booster.
 
     ``position_debias`` (lambdarank only) hands LightGBM the shown positions, from which it learns a click bias
     per position alongside the ranker (unbiased lambdarank, LightGBM >= 4.1); the saved model scores without it.
@@ -156,7 +161,7 @@ def fit(rows: TrainingRows, objective: str, target: str, seed: int, params: dict
                      group=_group_sizes(rows.list_ids) if objective == "lambdarank" else None,
                      position=rows.positions.astype(np.int32) - 1 if position_debias else None,
                      free_raw_data=False)
-    return lgb.train(p, ds, num_boost_round=NUM_ROUNDS)
+    return lgb.train(p, ds, num_boost_round=rounds)
 
 
 def evaluate(rows: TrainingRows, scores: np.ndarray, target: str = "purchase") -> dict[str, float]:
@@ -169,6 +174,46 @@ def evaluate(rows: TrainingRows, scores: np.ndarray, target: str = "purchase") -
     y = rows.purchased if target == "purchase" else rows.clicked
     ndcg, n_lists = mean_list_ndcg(rows.list_ids, rows.purchased, scores, 10)
     return {"auc": auc(y, scores), "purchase_ndcg@10": ndcg, "lists_with_purchase": n_lists, "rows": len(rows)}
+
+
+def tuning_metric(target: str) -> str:
+    """The :func:`evaluate` figure ``--tune`` maximises: nDCG@10 of judgments, purchase-nDCG@10, click AUC."""
+    return {"relevance": "ndcg@10", "purchase": "purchase_ndcg@10", "click": "auc"}[target]
+
+
+def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, seed: int,
+         params: dict[str, Any], position_debias: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Choose :data:`TUNE_GRID`'s setting and :data:`TUNE_ROUNDS`' round count by the mean held-out
+    :func:`tuning_metric` over the folds ``fold_of`` numbers; ``params`` holds everything else.
+
+    Returns:
+        ``{"metric", "chosen": {setting..., "rounds"}, "score", "tried": [{setting..., "rounds", "score"}]}``.
+        The chosen score is optimistic: the same folds chose it.
+    """
+    from itertools import product
+
+    metric = tuning_metric(target)
+    settings = [dict(zip(TUNE_GRID, values)) for values in product(*TUNE_GRID.values())]
+    folds = sorted(set(fold_of.tolist()))
+    scores = np.zeros((len(settings), len(TUNE_ROUNDS), len(folds)))
+    jobs = [(i, j) for i in range(len(settings)) for j in range(len(folds))]
+    if progress:
+        from tqdm import tqdm
+
+        jobs = tqdm(jobs, desc="tuning", unit="fit")
+    for i, j in jobs:
+        train_rows, test_rows = rows.subset(fold_of != folds[j]), rows.subset(fold_of == folds[j])
+        booster = fit(train_rows, objective, target, seed, {**params, **settings[i]}, position_debias,
+                      rounds=max(TUNE_ROUNDS))
+        for r, rounds in enumerate(TUNE_ROUNDS):
+            held = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
+            scores[i, r, j] = evaluate(test_rows, held, target)[metric]
+    mean = np.nanmean(scores, axis=2)
+    tried = [{**settings[i], "rounds": rounds, "score": float(mean[i, r])}
+             for i in range(len(settings)) for r, rounds in enumerate(TUNE_ROUNDS)]
+    best = max(tried, key=lambda t: t["score"])  # max keeps the first, the smallest, of equal scores
+    return {"metric": metric, "chosen": {k: v for k, v in best.items() if k != "score"}, "score": best["score"],
+            "tried": tried}
 
 
 def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.ndarray],
@@ -189,7 +234,7 @@ def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.n
 
 def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "purchase", folds: int = 5,
           seed: int = 0, params: dict[str, Any] | None = None, progress: bool = False,
-          position_debias: bool = False, label_gain: str | None = None) -> TrainResult:
+          position_debias: bool = False, label_gain: str | None = None, tune_grid: bool = False) -> TrainResult:
     """Cross-validate by query, then fit the final model on every row.
 
     Args:
@@ -199,6 +244,8 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         folds: query-grouped CV folds (>= 2). seed: folds and LightGBM.
         position_debias: learn the shown positions' bias (logged rows; see :func:`fit`).
         label_gain: lambdarank's worth of a grade, one of :data:`LABEL_GAINS` (:func:`resolve_label_gain`).
+        tune_grid: first choose the trees' size, rows per leaf and round count on the same folds (:func:`tune`);
+            the per-fold metrics are then those of the chosen setting, and optimistic.
     Returns:
         The final booster, per-fold metrics (:func:`evaluate`), calibration and gain importances.
     Raises:
@@ -215,6 +262,12 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
     if not (y > 0).any():
         raise ValueError(f"no {target} in the events; cannot train a {target} model")
     fold_of = group_folds(rows.query_ids, folds, seed)
+    rounds, tuning = NUM_ROUNDS, None
+    if tune_grid:
+        tuning = tune(rows, fold_of, objective, target, seed, fit_params, position_debias, progress)
+        chosen = dict(tuning["chosen"])
+        rounds = chosen.pop("rounds")
+        params, fit_params = {**params, **chosen}, {**fit_params, **chosen}
     oof = np.zeros(len(rows))
     results = []
     iterator = range(folds)
@@ -224,16 +277,17 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         iterator = tqdm(iterator, desc="cv folds", unit="fold")
     for f in iterator:
         train_rows, test_rows = rows.subset(fold_of != f), rows.subset(fold_of == f)
-        booster = fit(train_rows, objective, target, seed, fit_params, position_debias)
+        booster = fit(train_rows, objective, target, seed, fit_params, position_debias, rounds)
         oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True)
         results.append({"fold": f, **evaluate(test_rows, oof[fold_of == f], target)})
-    booster = fit(rows, objective, target, seed, fit_params, position_debias)
+    booster = fit(rows, objective, target, seed, fit_params, position_debias, rounds)
     a, b = platt(oof, binary_outcome(rows, target)) if objective == "lambdarank" else (1.0, 0.0)
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(rows.names, map(float, gain)), key=lambda t: -t[1]))
-    recorded = {**DEFAULT_PARAMS, **params, "objective": objective, "seed": seed, "num_boost_round": NUM_ROUNDS,
+    recorded = {**DEFAULT_PARAMS, **params, "objective": objective, "seed": seed, "num_boost_round": rounds,
                 "position_debias": position_debias, **({"label_gain": label_gain} if label_gain else {})}
-    return TrainResult(booster, objective, target, recorded, results, {"a": a, "b": b}, importance, position_debias)
+    return TrainResult(booster, objective, target, recorded, results, {"a": a, "b": b}, importance, position_debias,
+                       tuning)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -283,6 +337,7 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
                  "purchases": int(rows.purchased.sum())},
         "cv": {"group_by": "query", "folds": result.folds, "mean": mean},
         "importance_gain": result.importance_gain,
+        **({"tuning": result.tuning} if result.tuning else {}),
         **({"heldout": heldout} if heldout else {}),
     }
     (d / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
@@ -308,6 +363,12 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
     lines += [f"| {f['fold']} | " + " | ".join(f"{f[k]:.4f}" for k in keys) + f" | {f['rows']} |"
               for f in cv["folds"]]
     lines += ["| mean | " + " | ".join(f"{cv['mean'][k]:.4f}" for k in keys) + " | |", ""]
+    tuning = card.get("tuning")
+    if tuning:
+        chosen = ", ".join(f"{k} {v}" for k, v in tuning["chosen"].items())
+        lines += [f"Tuned (`--tune`) on these folds over {len(tuning['tried'])} settings: chose {chosen} "
+                  f"({tuning['metric']} {tuning['score']:.4f}). The same folds chose it, so the figures above are "
+                  "optimistic; held-out queries are not.", ""]
     held = card.get("heldout")
     if held:
         lines += [f"## Held-out queries ({held['queries']}, never trained on)", "",

@@ -56,6 +56,11 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     assert again.run(again) == 0
     assert "rows from" in capsys.readouterr().out
     assert json.loads((out / "model_card.json").read_text())["heldout"]["fold"] == 1
+    tuned = parser.parse_args([*argv[:-7], "--folds", "3", "--fold", "1", "--out", str(out), "--no-progress",
+                               "--rows-cache", str(tmp_path / "rows.npz"), "--tune"])
+    assert tuned.run(tuned) == 0
+    assert "CV by query: tuned num_leaves " in capsys.readouterr().out
+    assert json.loads((out / "model_card.json").read_text())["tuning"]["metric"] == "ndcg@10"
     (tmp_path / "j.csv").write_text(JUDGMENTS + "hammer,p4,1\n")
     assert again.run(again) == 0
     assert "rows from" not in capsys.readouterr().out

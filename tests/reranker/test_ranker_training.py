@@ -105,6 +105,25 @@ def test_the_label_gain_can_be_the_one_eval_scores_judgments_with():
         train(rows, target="relevance", folds=3, label_gain="square")
 
 
+def test_tuning_chooses_the_setting_its_cv_scores_best_and_the_card_says_so(tmp_path):
+    rows = _judged_like(n_queries=30, seed=3)
+    result = train(rows, target="relevance", folds=3, seed=1, tune_grid=True)
+    tuning = result.tuning
+    assert tuning["metric"] == "ndcg@10" and len(tuning["tried"]) == 36
+    best = max(t["score"] for t in tuning["tried"])
+    assert tuning["score"] == best and tuning["chosen"] == next(
+        {k: v for k, v in t.items() if k != "score"} for t in tuning["tried"] if t["score"] == best)
+    chosen = tuning["chosen"]
+    assert result.params["num_leaves"] == chosen["num_leaves"]
+    assert result.params["num_boost_round"] == chosen["rounds"] == result.booster.num_trees()
+    # the CV it reports is the chosen setting's, on the folds that chose it
+    assert np.mean([f["ndcg@10"] for f in result.folds]) == pytest.approx(tuning["score"])
+    save(result, rows, tmp_path / "ltr", {"judgments": "qrels.txt"})
+    assert json.loads((tmp_path / "ltr" / "model_card.json").read_text())["tuning"] == tuning
+    assert "Tuned (`--tune`) on these folds over 36 settings" in (tmp_path / "ltr" / "README.md").read_text()
+    assert train(rows, target="relevance", folds=3, seed=1).tuning is None
+
+
 def test_cv_folds_are_split_queries_folds():
     from shopsearch.reranker.training_data import split_queries
 
