@@ -8,7 +8,8 @@ Each fold reports, for behaviour, AUC of the target and purchase-nDCG@10 over he
 judgments, nDCG@10 of the graded labels over each held-out head. The final model is fitted on all rows; for
 lambdarank a Platt calibration fitted on the out-of-fold scores turns scores into probabilities (of a purchase,
 a click, or a positive grade). Logged rows can be position-debiased: LightGBM 4's lambdarank learns a bias per
-shown position (``Dataset(position=...)``) and ranks without it.
+shown position (``Dataset(position=...)``) and ranks without it. ``tune_grid`` (``train ranker --tune``) first
+chooses the trees' size, rows per leaf and round count on the same folds (:func:`tune`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,8 @@ RELEVANCE_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_data_in_leaf": 50, "la
 # What a grade g is worth to lambdarank's nDCG: "linear" g, as shopsearch.evaluation's nDCG@10 scores judgments
 # (grade 3 counts 3x grade 1), or "exponential" 2^g - 1, LightGBM's default (grade 3 counts 7x grade 1).
 LABEL_GAINS = ("linear", "exponential")
-# `train ranker --tune`: the settings its query-grouped CV chooses among, smallest first (a tie keeps the smaller);
-# every round count is read off one booster per setting and fold.
+# `train ranker --tune`: the 36 settings (3 x 3 x 4 round counts) its query-grouped CV chooses among; an exact tie
+# keeps the earlier one in this order. Every round count is read off one booster per grid point and fold.
 TUNE_GRID: dict[str, tuple[int, ...]] = {"num_leaves": (3, 7, 15), "min_data_in_leaf": (20, 50, 100)}
 TUNE_ROUNDS = (60, 120, 240, 480)
 _MAX_LABEL = 31  # LightGBM's default label_gain covers labels 0..30
@@ -189,9 +191,9 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
     Returns:
         ``{"metric", "chosen": {setting..., "rounds"}, "score", "tried": [{setting..., "rounds", "score"}]}``.
         The chosen score is optimistic: the same folds chose it.
+    Raises:
+        ValueError: no fold has a list the metric can score (e.g. purchase-nDCG@10 of rows without a purchase).
     """
-    from itertools import product
-
     metric = tuning_metric(target)
     settings = [dict(zip(TUNE_GRID, values)) for values in product(*TUNE_GRID.values())]
     folds = sorted(set(fold_of.tolist()))
@@ -208,7 +210,9 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
         for r, rounds in enumerate(TUNE_ROUNDS):
             held = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
             scores[i, r, j] = evaluate(test_rows, held, target)[metric]
-    mean = np.nanmean(scores, axis=2)
+    if np.isnan(scores).all():
+        raise ValueError(f"--tune: no fold has a list that {metric} can score; nothing to choose by")
+    mean = np.nanmean(scores, axis=2)  # a fold the metric cannot score is NaN for every setting alike
     tried = [{**settings[i], "rounds": rounds, "score": float(mean[i, r])}
              for i in range(len(settings)) for r, rounds in enumerate(TUNE_ROUNDS)]
     best = max(tried, key=lambda t: t["score"])  # max keeps the first, the smallest, of equal scores
@@ -244,8 +248,8 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         folds: query-grouped CV folds (>= 2). seed: folds and LightGBM.
         position_debias: learn the shown positions' bias (logged rows; see :func:`fit`).
         label_gain: lambdarank's worth of a grade, one of :data:`LABEL_GAINS` (:func:`resolve_label_gain`).
-        tune_grid: first choose the trees' size, rows per leaf and round count on the same folds (:func:`tune`);
-            the per-fold metrics are then those of the chosen setting, and optimistic.
+        tune_grid: first choose the trees' size, rows per leaf and round count on the same folds (:func:`tune`),
+            over any given in ``params``; the per-fold metrics are then those of the chosen setting, and optimistic.
     Returns:
         The final booster, per-fold metrics (:func:`evaluate`), calibration and gain importances.
     Raises:
@@ -366,9 +370,10 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
     tuning = card.get("tuning")
     if tuning:
         chosen = ", ".join(f"{k} {v}" for k, v in tuning["chosen"].items())
+        held_out = "; the held-out queries below are not" if card.get("heldout") else ""
         lines += [f"Tuned (`--tune`) on these folds over {len(tuning['tried'])} settings: chose {chosen} "
                   f"({tuning['metric']} {tuning['score']:.4f}). The same folds chose it, so the figures above are "
-                  "optimistic; held-out queries are not.", ""]
+                  f"optimistic{held_out}.", ""]
     held = card.get("heldout")
     if held:
         lines += [f"## Held-out queries ({held['queries']}, never trained on)", "",

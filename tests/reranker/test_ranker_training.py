@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -107,21 +108,34 @@ def test_the_label_gain_can_be_the_one_eval_scores_judgments_with():
 
 def test_tuning_chooses_the_setting_its_cv_scores_best_and_the_card_says_so(tmp_path):
     rows = _judged_like(n_queries=30, seed=3)
+    noise = np.random.default_rng(5).integers(-1, 2, len(rows))  # grades off by one here and there: settings differ
+    rows = dataclasses.replace(rows, grades=np.clip(rows.grades + noise, 0, 3))
     result = train(rows, target="relevance", folds=3, seed=1, tune_grid=True)
     tuning = result.tuning
     assert tuning["metric"] == "ndcg@10" and len(tuning["tried"]) == 36
+    assert len({round(t["score"], 6) for t in tuning["tried"]}) > 10
     best = max(t["score"] for t in tuning["tried"])
     assert tuning["score"] == best and tuning["chosen"] == next(
         {k: v for k, v in t.items() if k != "score"} for t in tuning["tried"] if t["score"] == best)
     chosen = tuning["chosen"]
-    assert result.params["num_leaves"] == chosen["num_leaves"]
+    assert (result.params["num_leaves"], result.params["min_data_in_leaf"]) == (chosen["num_leaves"],
+                                                                                chosen["min_data_in_leaf"])
     assert result.params["num_boost_round"] == chosen["rounds"] == result.booster.num_trees()
-    # the CV it reports is the chosen setting's, on the folds that chose it
+    # the CV it reports is the chosen setting's, on the folds that chose it: the rounds read off a longer booster
+    # are the trees a booster of that many rounds grows
     assert np.mean([f["ndcg@10"] for f in result.folds]) == pytest.approx(tuning["score"])
     save(result, rows, tmp_path / "ltr", {"judgments": "qrels.txt"})
     assert json.loads((tmp_path / "ltr" / "model_card.json").read_text())["tuning"] == tuning
-    assert "Tuned (`--tune`) on these folds over 36 settings" in (tmp_path / "ltr" / "README.md").read_text()
+    readme = (tmp_path / "ltr" / "README.md").read_text()
+    assert "Tuned (`--tune`) on these folds over 36 settings" in readme and "held-out" not in readme
     assert train(rows, target="relevance", folds=3, seed=1).tuning is None
+
+
+def test_tuning_refuses_a_metric_no_fold_can_score():
+    rows = _judged_like(n_queries=12)
+    clicks = dataclasses.replace(rows, clicked=(rows.grades > 1).astype(int), grades=(rows.grades > 1).astype(int))
+    with pytest.raises(ValueError, match="no fold has a list that purchase_ndcg@10 can score"):
+        train(clicks, target="purchase", folds=3, tune_grid=True)  # clicks, but not one purchase
 
 
 def test_cv_folds_are_split_queries_folds():
