@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", action="store_true",
                    help="choose the trees' size, rows per leaf and number of rounds by the query-grouped CV first "
                         "among 36 settings (3 tree sizes x 3 rows-per-leaf x 4 round counts; 9 boosters of 480 "
-                        "rounds a fold: about a minute more on crowdflower's 134 training queries, 8 on "
+                        "rounds a fold: about a minute more on crowdflower's 134 training queries, 8-10 on "
                         "homedepot's 7,560); the card lists every setting's CV figure")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
