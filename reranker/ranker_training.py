@@ -184,13 +184,15 @@ def tuning_metric(target: str) -> str:
 
 
 def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, seed: int,
-         params: dict[str, Any], position_debias: bool = False, progress: bool = False) -> dict[str, Any]:
+         params: dict[str, Any], position_debias: bool = False, progress: bool = False
+         ) -> tuple[dict[str, Any], dict[int, Any]]:
     """Choose :data:`TUNE_GRID`'s setting and :data:`TUNE_ROUNDS`' round count by the mean held-out
     :func:`tuning_metric` over the folds ``fold_of`` numbers; ``params`` holds everything else.
 
     Returns:
-        ``{"metric", "chosen": {setting..., "rounds"}, "score", "tried": [{setting..., "rounds", "score"}]}``.
-        The chosen score is optimistic: the same folds chose it.
+        ``{"metric", "chosen": {setting..., "rounds"}, "score", "tried": [{setting..., "rounds", "score"}]}``
+        (the chosen score is optimistic: the same folds chose it), and fold -> the chosen setting's booster on
+        the other folds, whose first ``rounds`` trees are what a fit of that many rounds grows.
     Raises:
         ValueError: no fold has a list the metric can score (e.g. purchase-nDCG@10 of rows without a purchase).
     """
@@ -198,6 +200,7 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
     settings = [dict(zip(TUNE_GRID, values)) for values in product(*TUNE_GRID.values())]
     folds = sorted(set(fold_of.tolist()))
     scores = np.zeros((len(settings), len(TUNE_ROUNDS), len(folds)))
+    boosters = {}
     jobs = [(i, j) for i in range(len(settings)) for j in range(len(folds))]
     if progress:
         from tqdm import tqdm
@@ -205,8 +208,8 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
         jobs = tqdm(jobs, desc="tuning", unit="fit")
     for i, j in jobs:
         train_rows, test_rows = rows.subset(fold_of != folds[j]), rows.subset(fold_of == folds[j])
-        booster = fit(train_rows, objective, target, seed, {**params, **settings[i]}, position_debias,
-                      rounds=max(TUNE_ROUNDS))
+        booster = boosters[i, folds[j]] = fit(train_rows, objective, target, seed, {**params, **settings[i]},
+                                              position_debias, rounds=max(TUNE_ROUNDS))
         for r, rounds in enumerate(TUNE_ROUNDS):
             held = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
             scores[i, r, j] = evaluate(test_rows, held, target)[metric]
@@ -215,9 +218,16 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
     mean = np.nanmean(scores, axis=2)  # a fold the metric cannot score is NaN for every setting alike
     tried = [{**settings[i], "rounds": rounds, "score": float(mean[i, r])}
              for i in range(len(settings)) for r, rounds in enumerate(TUNE_ROUNDS)]
-    best = max(tried, key=lambda t: t["score"])  # max keeps the first, the smallest, of equal scores
-    return {"metric": metric, "chosen": {k: v for k, v in best.items() if k != "score"}, "score": best["score"],
-            "tried": tried}
+    k = max(range(len(tried)), key=lambda k: tried[k]["score"])  # max keeps the earliest of equal scores
+    best, i = tried[k], k // len(TUNE_ROUNDS)
+    summary = {"metric": metric, "chosen": {key: v for key, v in best.items() if key != "score"},
+               "score": best["score"], "tried": tried}
+    return summary, {f: boosters[i, f] for f in folds}
+
+
+def tuned_setting(tuning: dict[str, Any]) -> str:
+    """What :func:`tune` chose, as the card and the CLI say it: ``num_leaves 7, min_data_in_leaf 50, rounds 480``."""
+    return ", ".join(f"{k} {v}" for k, v in tuning["chosen"].items())
 
 
 def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.ndarray],
@@ -266,9 +276,9 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
     if not (y > 0).any():
         raise ValueError(f"no {target} in the events; cannot train a {target} model")
     fold_of = group_folds(rows.query_ids, folds, seed)
-    rounds, tuning = NUM_ROUNDS, None
+    rounds, tuning, tuned = NUM_ROUNDS, None, {}
     if tune_grid:
-        tuning = tune(rows, fold_of, objective, target, seed, fit_params, position_debias, progress)
+        tuning, tuned = tune(rows, fold_of, objective, target, seed, fit_params, position_debias, progress)
         chosen = dict(tuning["chosen"])
         rounds = chosen.pop("rounds")
         params, fit_params = {**params, **chosen}, {**fit_params, **chosen}
@@ -281,8 +291,10 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         iterator = tqdm(iterator, desc="cv folds", unit="fold")
     for f in iterator:
         train_rows, test_rows = rows.subset(fold_of != f), rows.subset(fold_of == f)
-        booster = fit(train_rows, objective, target, seed, fit_params, position_debias, rounds)
-        oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True)
+        # tuning fitted this fold's booster already, with more trees than the chosen rounds
+        booster = tuned[f] if f in tuned else fit(train_rows, objective, target, seed, fit_params, position_debias,
+                                                  rounds)
+        oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
         results.append({"fold": f, **evaluate(test_rows, oof[fold_of == f], target)})
     booster = fit(rows, objective, target, seed, fit_params, position_debias, rounds)
     a, b = platt(oof, binary_outcome(rows, target)) if objective == "lambdarank" else (1.0, 0.0)
@@ -369,7 +381,7 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
     lines += ["| mean | " + " | ".join(f"{cv['mean'][k]:.4f}" for k in keys) + " | |", ""]
     tuning = card.get("tuning")
     if tuning:
-        chosen = ", ".join(f"{k} {v}" for k, v in tuning["chosen"].items())
+        chosen = tuned_setting(tuning)
         held_out = "; the held-out queries below are not" if card.get("heldout") else ""
         lines += [f"Tuned (`--tune`) on these folds over {len(tuning['tried'])} settings: chose {chosen} "
                   f"({tuning['metric']} {tuning['score']:.4f}). The same folds chose it, so the figures above are "
