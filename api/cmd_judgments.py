@@ -56,7 +56,15 @@ def run_from_logs(args: argparse.Namespace) -> int:
     evidence_out = Path(args.evidence_out or out.with_name(f"{out.stem}-evidence.tsv"))
     store = open_ubi_store_from_args(args)
     logged = list(store.iter_queries())
-    sessions = serp_sessions(logged, store.iter_events())
+    events = {"all": 0, "simulated": 0}
+
+    def counted(stream):  # the events are streamed once, into the sessions; count the simulated on the way
+        for ev in stream:
+            events["all"] += 1
+            events["simulated"] += bool(ev.event_attributes and ev.event_attributes.simulated)
+            yield ev
+
+    sessions = serp_sessions(logged, counted(store.iter_events()))
     if not sessions:
         print(f"shopsearch judgments: the logs hold no first-page result list of a search yet "
               f"({args.ubi_dir or 'the engine store'})", file=sys.stderr)
@@ -72,13 +80,23 @@ def run_from_logs(args: argparse.Namespace) -> int:
         print(f"shopsearch judgments: none of {len(fit.pairs)} (query, product) pairs was shown "
               f"{args.min_impressions} times; lower --min-impressions or collect more logs", file=sys.stderr)
         return 1
+    # A product id with whitespace cannot be a qrels field (it would split the line): those pairs are left out
+    # and named, rather than lose every other grade.
+    unwritable = [g for g in graded if len(g.doc_id.split()) != 1]
+    if unwritable:
+        graded = [g for g in graded if len(g.doc_id.split()) == 1]
+        ids = list(dict.fromkeys(g.doc_id for g in unwritable))
+        print(f"warning: {len(unwritable)} graded pairs left out: product ids with whitespace cannot be written "
+              f"as TREC qrels ({', '.join(map(repr, ids[:5]))}{', ...' if len(ids) > 5 else ''})", file=sys.stderr)
+        if not graded:
+            return 1
     write_qrels(out, (Qrel(g.qid, g.doc_id, g.grade) for g in graded))
     n_queries = write_queries(queries_out, list(dict.fromkeys(Query(g.qid, g.query) for g in graded)))
     _write_evidence(evidence_out, graded)
     counts = [sum(g.grade == k for g in graded) for k in range(4)]
     print(f"{args.model}: {len(sessions)} result lists, {len(fit.pairs)} pairs, {len(graded)} graded in "
           f"{n_queries} queries ({len(fit.pairs) - len(graded)} left out: shown, or never clicked and looked at, "
-          f"< {args.min_impressions} times); grades 0/1/2/3: {'/'.join(map(str, counts))}")
+          f"< {args.min_impressions} times, or no evidence); grades 0/1/2/3: {'/'.join(map(str, counts))}")
     if fit.iterations and fit.iterations >= args.iterations:
         print(f"warning: EM stopped at --iterations {args.iterations} before converging; the estimates may still "
               f"move (raise --iterations)", file=sys.stderr)
@@ -87,10 +105,11 @@ def run_from_logs(args: argparse.Namespace) -> int:
         print(f"{kind} by rank: {' '.join(f'{x:.3f}' for x in fit.positions[:10])}")
     if fit.continuation is not None:
         print(f"continuation (gamma): {fit.continuation:.3f}")
-    simulated = sum(bool(q.query_attributes.get("simulated")) for q in logged)
-    if simulated:
-        print(f"SIMULATED: {simulated} of the {len(logged)} logged searches came from simulated shoppers "
-              f"(simulate-traffic); these grades describe them, not real shoppers")
+    simulated = sum(q.simulated for q in logged)
+    if simulated or events["simulated"]:
+        print(f"SIMULATED: {simulated} of the {len(logged)} logged searches and {events['simulated']} of the "
+              f"{events['all']} events came from simulated shoppers (simulate-traffic); these grades describe "
+              f"them, not real shoppers")
     print(f"wrote {out}, {queries_out}, {evidence_out}")
     return 0
 

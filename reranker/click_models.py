@@ -156,8 +156,11 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
     out = []
     for q in queries:
         key = normalise_query(q.user_query)
-        page = q.query_attributes.get("page", 1)
-        if not key or not q.query_response_hit_ids or (isinstance(page, int) and page > 1):
+        try:  # UBI stores query_attributes as strings ("2"); a page that is no number is not known to be the first
+            page = int(q.query_attributes.get("page", 1))
+        except (TypeError, ValueError):
+            continue
+        if not key or not q.query_response_hit_ids or page > 1:
             continue
         docs = tuple(q.query_response_hit_ids)
         clicked = [False] * len(docs)
@@ -202,6 +205,13 @@ def _per_pair(m: SessionMatrix, values: np.ndarray) -> np.ndarray:
 
 def _evidence(m: SessionMatrix) -> tuple[np.ndarray, np.ndarray]:
     return _per_pair(m, np.ones(m.click.shape)), _per_pair(m, m.click)
+
+
+def _above_last(m: SessionMatrix) -> np.ndarray:
+    """Impressions with a shown product after them in their list (where a DBN shopper could go on)."""
+    inner = m.valid & np.roll(m.valid, -1, axis=1)
+    inner[:, -1] = False
+    return inner
 
 
 def fit_coec(m: SessionMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,8 +289,7 @@ def _dbn_posteriors(m: SessionMatrix, a: np.ndarray, s: np.ndarray, gamma: float
     can = fwd[:, :-1, 1] * np.where(m.click > 0, ai * (1 - si), 1 - ai) / z
     went = can * gamma * bwd[:, 1:, 1]
     could = can * (gamma * bwd[:, 1:, 1] + (1 - gamma) * bwd[:, 1:, 0])
-    inner = m.valid & np.roll(m.valid, -1, axis=1)
-    inner[:, -1] = False
+    inner = _above_last(m)
     return post_a, post_s, 1.0 - not_examined, went[inner].sum(), could[inner].sum()
 
 
@@ -319,7 +328,7 @@ def fit_click_model(model: str, sessions: Sequence[SerpSession], iterations: int
 
     Standard errors are approximate: COEC's Poisson error; PBM's binomial error of the attractiveness over the
     pair's expected examinations; DBN's delta-method error of a * s from a over expected examinations and s
-    over clicks.
+    over the clicks that inform it (those above a list's last product).
 
     Raises:
         ValueError: an unknown ``model``, no sessions, ``iterations`` < 1.
@@ -345,8 +354,14 @@ def fit_click_model(model: str, sessions: Sequence[SerpSession], iterations: int
     d = fit_dbn(m, iterations=iterations)
     examined = _per_pair(m, _dbn_posteriors(m, np.append(d.attractiveness, 0.0), np.append(d.satisfaction, 0.0),
                                             d.continuation)[2])
-    a, s = d.attractiveness, d.satisfaction
-    var_a, var_s = a * (1 - a) / np.maximum(examined, 1.0), s * (1 - s) / np.maximum(clicks, 1.0)
+    # Nothing is observed after a list's last product, so a click there says nothing of satisfaction: a pair
+    # clicked only there would keep EM's starting s (0.5) and be graded by it. It takes the s of the pairs whose
+    # clicks do inform it (pooled over those clicks) instead; its likelihood is the same for any s.
+    a, s = d.attractiveness, d.satisfaction.copy()
+    informing = _per_pair(m, m.click * _above_last(m))
+    if informing.sum() > 0:
+        s[(informing == 0) & (clicks > 0)] = float((s * informing).sum() / informing.sum())
+    var_a, var_s = a * (1 - a) / np.maximum(examined, 1.0), s * (1 - s) / np.maximum(informing, 1.0)
     err = np.sqrt(s**2 * var_a + a**2 * var_s)
     return _fit(model, m, a * s, err, shown, clicks, examined, continuation=d.continuation, iterations=d.iterations)
 
@@ -374,9 +389,10 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
     """Grade the pairs shown at least ``min_impressions`` times; the others are left out, and so is a pair never
     clicked that the model thinks was looked at fewer than ``min_impressions`` times (``examinations``): shown
     deep in lists nobody scrolled, it has no evidence either way, and DBN, whose satisfaction a click alone informs,
-    would keep its starting guess for it (graded 2 on a simulated cascade).
+    would keep its starting guess for it (graded 2 on a simulated cascade). COEC's pairs with no evidence (shown
+    only at ranks nobody clicked: infinite standard error) are left out likewise.
 
-    The reference is the ``reference_quantile`` of the shown pairs' estimates; each pair's grade is
+    The reference is the ``reference_quantile`` of the graded pairs' estimates; each pair's grade is
     :func:`grade_for` of estimate / reference. When fewer of the pairs were clicked than lie above that quantile,
     the quantile would fall on pairs nobody clicked (0 for COEC, the EM's starting guess for PBM: every pair then
     graded 0, or 3), so it is taken over the clicked pairs instead; the switch is a step (at that share of clicked
@@ -402,12 +418,13 @@ def grade_pairs(pairs: Iterable[PairEstimate], min_impressions: int = 10,
     if not clicked:
         raise ValueError(f"none of the {len(kept)} pairs shown {min_impressions} times or more was clicked: "
                          f"there is nothing to grade them from yet")
+    # examinations nan (no examination model): kept; infinite stderr (COEC: shown only where nobody clicked): not
+    kept = [p for p in kept if p.clicks > 0 or (not p.examinations < min_impressions and math.isfinite(p.stderr))]
     above = 1.0 - reference_quantile
     ref = float(np.quantile([p.estimate for p in kept] if len(clicked) > above * len(kept) else clicked,
                             reference_quantile))
     return [GradedPair(query_id_for(p.query), p.query, p.doc_id, grade_for(p.estimate / ref) if ref > 0 else 0,
-                       p.estimate, p.stderr, p.impressions, p.clicks, p.examinations) for p in kept
-            if p.clicks > 0 or not p.examinations < min_impressions]  # nan (no examination model): kept
+                       p.estimate, p.stderr, p.impressions, p.clicks, p.examinations) for p in kept]
 
 
 def _check_iterations(iterations: int, tol: float) -> None:

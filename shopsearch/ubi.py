@@ -194,6 +194,13 @@ class UbiQuery(BaseModel):
     query_attributes: dict[str, Any] = Field(default_factory=dict)
     object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
 
+    @property
+    def simulated(self) -> bool:
+        """Whether simulated shoppers made this search: ``query_attributes.simulated`` true, or ``"true"`` as
+        UBI clients that store attributes as strings write it (``bool("false")`` would count those too)."""
+        flag = self.query_attributes.get("simulated")
+        return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
 
 def stored_event(data: dict[str, Any]) -> UbiEvent:
     """A UBI event as a store holds it, written by an older version or another UBI client: typed values coerced

@@ -106,3 +106,41 @@ def test_an_unwritable_output_or_an_unreachable_engine_is_one_line_not_a_traceba
                  "opensearch", "--url", "http://127.0.0.1:1"]) == 1  # nothing listens there
     err = capsys.readouterr().err
     assert "unreachable" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_simulated_events_are_counted_and_a_false_flag_written_as_text_is_not(tmp_path, tiny_logs, capsys):
+    queries, events, _ = tiny_logs
+    args = ["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"), "--ubi-dir",
+            str(tmp_path / "ubi"), "--min-impressions", "20"]
+    # searches not marked (an API that took no `simulated`), their events marked: still SIMULATED
+    unmarked = [q.model_copy(update={"query_attributes": {}}) for q in queries]
+    JsonlUbiStore(tmp_path / "ubi").write(unmarked, events)
+    assert main(args) == 0
+    assert f"SIMULATED: 0 of the {len(queries)} logged searches and {len(events)} of the {len(events)} events" \
+        in capsys.readouterr().out
+    # "false" as a UBI client storing attributes as strings writes it: not simulated
+    written_as_text = [q.model_copy(update={"query_attributes": {"simulated": "false"}}) for q in queries]
+    real = [e.model_copy(update={"event_attributes": e.event_attributes.model_copy(update={"simulated": False})})
+            for e in events]
+    (tmp_path / "ubi").rename(tmp_path / "old")
+    JsonlUbiStore(tmp_path / "ubi").write(written_as_text, real)
+    assert main(args) == 0
+    assert "SIMULATED" not in capsys.readouterr().out
+
+
+def test_a_product_id_with_whitespace_is_left_out_not_every_grade(tmp_path, tiny_logs, capsys):
+    queries, events, truth = tiny_logs
+    odd = sorted(pid for _, pid in truth)[0]
+    rename = lambda pid: "SKU 1" if pid == odd else pid  # noqa: E731
+    queries = [q.model_copy(update={"query_response_hit_ids": [rename(p) for p in q.query_response_hit_ids]})
+               for q in queries]
+    events = [e.model_copy(update={"event_attributes": e.event_attributes.model_copy(update={
+        "object": e.event_attributes.object.model_copy(update={"object_id": rename(e.event_attributes.object.object_id)})
+    })}) for e in events]
+    JsonlUbiStore(tmp_path / "ubi").write(queries, events)
+    out = tmp_path / "q.txt"
+    assert main(["judgments", "from-logs", "--model", "coec", "--out", str(out), "--ubi-dir", str(tmp_path / "ubi"),
+                 "--min-impressions", "20"]) == 0
+    assert "ids with whitespace cannot be written as TREC qrels ('SKU 1')" in capsys.readouterr().err
+    written = {q.doc_id for q in read_qrels(out)}
+    assert "SKU 1" not in written and written == {pid for _, pid in truth} - {odd}

@@ -280,6 +280,55 @@ def test_sparse_clicks_grade_the_clicked_pairs_and_no_clicks_grade_nothing():
         grade_pairs(fit_click_model("pbm", sessions).pairs, min_impressions=5)
 
 
+def test_pairs_left_out_do_not_move_the_reference():
+    # Never-clicked products served below the clicks (nobody looked there) are not graded, so they must not pull
+    # the 95th-percentile reference down and lift the graded pairs' grades.
+    clicked = [PairEstimate("lamp", f"c{i}", i / 20, 0.05, 40, 1 + i, 40.0) for i in range(1, 20)]
+    ghosts = [PairEstimate("lamp", f"g{i}", 0.001, 0.05, 40, 0, 0.5) for i in range(40)]
+    alone = [(g.doc_id, g.grade) for g in grade_pairs(clicked)]
+    assert [(g.doc_id, g.grade) for g in grade_pairs(clicked + ghosts)] == alone
+
+
+def test_coec_leaves_out_pairs_with_no_evidence():
+    # "deep" is only ever shown at rank 3, where nobody clicked: COEC's expected clicks are 0, its estimate 0 with
+    # an infinite error. It is left out (as PBM and DBN leave it), not graded a confident 0.
+    sessions = [S("lamp", ("a", "b", "deep"), (True, i % 2 == 0, False)) for i in range(40)]
+    graded = {g.doc_id for g in grade_pairs(fit_click_model("coec", sessions).pairs)}
+    assert graded == {"a", "b"}
+    assert graded == {g.doc_id for g in grade_pairs(fit_click_model("pbm", sessions).pairs)}
+
+
+def test_dbn_pair_clicked_only_last_takes_the_pooled_satisfaction():
+    # Nothing is observed after a list's last product: a click there leaves its satisfaction where EM started it
+    # (0.5). The estimate uses the satisfaction of the pairs whose clicks inform it instead.
+    rng = np.random.default_rng(5)
+    true_a, true_s = [0.5, 0.4, 0.3], [0.2, 0.2, 0.2]
+    sessions = []
+    for _ in range(3000):
+        clicks, looking = [], True
+        for a, s in zip(true_a, true_s):
+            c = looking and rng.random() < a
+            clicks.append(bool(c))
+            looking = looking and not (c and rng.random() < s) and rng.random() < 0.9
+        sessions.append(S("lamp", ("x", "y", "z"), tuple(clicks)))
+    m = encode_sessions(sessions)
+    em = fit_dbn(m)
+    assert em.satisfaction[m.pairs.index(("lamp", "z"))] == pytest.approx(0.5)  # the EM's own value: unmoved
+    fit = {p.doc_id: p for p in fit_click_model("dbn", sessions).pairs}
+    a_z = em.attractiveness[m.pairs.index(("lamp", "z"))]
+    s_xy = [em.satisfaction[m.pairs.index(("lamp", d))] for d in ("x", "y")]
+    clicks_xy = [fit[d].clicks for d in ("x", "y")]
+    assert fit["z"].estimate / a_z == pytest.approx(np.average(s_xy, weights=clicks_xy))
+    assert fit["z"].estimate / a_z != pytest.approx(0.5, abs=0.05)
+
+
+def test_serp_sessions_read_a_page_logged_as_text():
+    # The OpenSearch UBI plugin stores query_attributes as strings: "2" is a second page, not a first one.
+    queries = [_list("l1", "lamp", ["p1"], page="2"), _list("l2", "lamp", ["p2"], page="1"),
+               _list("l3", "lamp", ["p3"], page="two")]
+    assert serp_sessions(queries, [_click("l1", "p1", 1)]) == [S("lamp", ("p2",), (False,))]
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: fit_click_model("ubm", [S("q", ("a",), (True,))]), "model must be one of coec, pbm, dbn; got 'ubm'"),
     (lambda: fit_click_model("pbm", []), "sessions must hold at least one"),
