@@ -1,6 +1,9 @@
 """The UBI query record of a served /search (shopsearch/ubi.py's :class:`UbiQuery`), built from the pipeline's
 own response and spooled for the store.
 
+Besides the profile, filters and page, a record says how the list was shown: its ``sort``, ``explain`` (a
+relevance console's search) and a merchandising ``redirect`` (the storefront navigated away from the hits).
+
 A degraded page (a stage cut short by its budget, the deadline or a failure) records its reasons under
 ``query_attributes.degraded`` (plugin/search_types.py's DEGRADED_REASONS codes).
 
@@ -61,6 +64,9 @@ def query_record(params: Any, resp: SearchResponse, query_id: str, *, depth: int
     attrs: dict[str, Any] = {"profile": resp.profile, "filters": filters, "page": resp.page, "size": resp.size,
                              "total": resp.total, "session_id": params.session_id, "user_id": params.user_id,
                              "simulated": bool(params.simulated),
+                             # lists the shopper did not see in relevance order, or at all: click models skip them
+                             "sort": params.sort, "explain": True if params.explain else None,
+                             "redirect": resp.redirect,
                              # a stage cut short: the page is not the profile as designed (experiment reports count it)
                              "degraded": list(resp.degraded_reasons or ("unknown",)) if resp.degraded else None,
                              **(attributes or {}),

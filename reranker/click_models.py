@@ -130,7 +130,8 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
     ``event_attributes.position.ordinal.index`` names when the product there is the clicked one, else the
     product's own position in that list; clicks on products the list did not show are ignored. Lists of later
     pages (``query_attributes.page`` > 1), empty lists and blank queries are left out: the models' position
-    parameters describe the first page.
+    parameters describe the first page. So are lists not shown in relevance order (another ``sort``), explained
+    searches (a relevance console's, no shopper's) and redirected searches (the storefront left the hits unseen).
 
     Args:
         queries: UbiQuery records (``user_query``, ``query_response_hit_ids``).
@@ -156,11 +157,12 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
     out = []
     for q in queries:
         key = normalise_query(q.user_query)
+        attrs = q.query_attributes
         try:  # UBI stores query_attributes as strings ("2"); a page that is no number is not known to be the first
-            page = int(q.query_attributes.get("page", 1))
+            page = int(attrs.get("page", 1))
         except (TypeError, ValueError):
             continue
-        if not key or not q.query_response_hit_ids or page > 1:
+        if not key or not q.query_response_hit_ids or page > 1 or not _shown_as_ranked(attrs):
             continue
         docs = tuple(q.query_response_hit_ids)
         clicked = [False] * len(docs)
@@ -171,6 +173,13 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
                 clicked[docs.index(doc)] = True
         out.append(SerpSession(key, docs, tuple(clicked)))
     return out
+
+
+def _shown_as_ranked(attrs: dict) -> bool:
+    """Whether a shopper saw the logged list in relevance order: not sorted by another key, not a relevance
+    console's explained search, not a merchandising redirect (the storefront leaves the hits unseen)."""
+    explained = attrs.get("explain") in (True, "true")
+    return attrs.get("sort", "relevance") == "relevance" and not explained and not attrs.get("redirect")
 
 
 def encode_sessions(sessions: Sequence[SerpSession]) -> SessionMatrix:

@@ -38,6 +38,9 @@ def test_every_search_writes_its_query_record_with_the_explained_features(client
     assert (attrs["session_id"], attrs["user_id"]) == ("s-1", "u-1")
     assert attrs["features"] == {h["id"]: h["stages"] for h in body["hits"]}  # exactly explain's numbers
     assert queries[1].client_id == "browser-7" and "session_id" not in queries[1].query_attributes
+    # how each list was shown, so click models can leave out the console's explained searches
+    assert (attrs["sort"], attrs["explain"]) == ("relevance", True)
+    assert "explain" not in queries[1].query_attributes and "redirect" not in queries[1].query_attributes
     assert (attrs["simulated"], queries[1].query_attributes["simulated"]) == (False, True)
     assert len(queries[1].query_attributes["features"]) == min(10, len(plain["hits"]))
 

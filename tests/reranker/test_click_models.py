@@ -322,6 +322,14 @@ def test_dbn_pair_clicked_only_last_takes_the_pooled_satisfaction():
     assert fit["z"].estimate / a_z != pytest.approx(0.5, abs=0.05)
 
 
+def test_serp_sessions_leave_out_lists_no_shopper_saw_ranked():
+    queries = [_list("l1", "lamp", ["p1", "p2"], sort="price_asc"), _list("l2", "lamp", ["p3"], explain=True),
+               _list("l3", "gift card", ["p4"], redirect="/pages/gift-cards"),
+               _list("l4", "lamp", ["p5", "p6"], sort="relevance")]
+    assert serp_sessions(queries, [_click("l1", "p2", 2), _click("l4", "p6", 2)]) == [
+        S("lamp", ("p5", "p6"), (False, True))]
+
+
 def test_serp_sessions_read_a_page_logged_as_text():
     # The OpenSearch UBI plugin stores query_attributes as strings: "2" is a second page, not a first one.
     queries = [_list("l1", "lamp", ["p1"], page="2"), _list("l2", "lamp", ["p2"], page="1"),
