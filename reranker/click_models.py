@@ -162,7 +162,9 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
             page = int(attrs.get("page", 1))
         except (TypeError, ValueError):
             continue
-        if not key or not q.query_response_hit_ids or page > 1 or not _shown_as_ranked(attrs):
+        # a list sorted by another key than relevance says nothing of the positions' bias
+        ranked = attrs.get("sort", "relevance") == "relevance"
+        if not key or not q.query_response_hit_ids or page > 1 or not ranked or not q.seen_by_shopper:
             continue
         docs = tuple(q.query_response_hit_ids)
         clicked = [False] * len(docs)
@@ -173,13 +175,6 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
                 clicked[docs.index(doc)] = True
         out.append(SerpSession(key, docs, tuple(clicked)))
     return out
-
-
-def _shown_as_ranked(attrs: dict) -> bool:
-    """Whether a shopper saw the logged list in relevance order: not sorted by another key, not a relevance
-    console's explained search, not a merchandising redirect (the storefront leaves the hits unseen)."""
-    explained = attrs.get("explain") in (True, "true")
-    return attrs.get("sort", "relevance") == "relevance" and not explained and not attrs.get("redirect")
 
 
 def encode_sessions(sessions: Sequence[SerpSession]) -> SessionMatrix:

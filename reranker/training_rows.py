@@ -145,7 +145,8 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
     logged (``query_attributes.features``, the served top K): those are the rows a ranker can learn from
     without recomputing a stage.
 
-    A query's impressions carry its session (``query_attributes.session_id``, else its client_id, else the search
+    Searches no shopper saw (explained, redirected: :attr:`~shopsearch.ubi.UbiQuery.seen_by_shopper`) are left
+    out. A query's impressions carry its session (``query_attributes.session_id``, else its client_id, else the search
     alone), user, text and
     served position (page offset included); click / add_to_cart / purchase events are converted with
     :func:`~shopsearch.ubi.from_ubi_event`, other actions ignored.
@@ -158,15 +159,18 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
     for q in queries:
         attrs = q.query_attributes
         logged = attrs.get("features") or {}
-        if not logged or not q.user_query.strip():
+        if not logged or not q.user_query.strip() or not q.seen_by_shopper:
             continue
-        offset = (int(attrs.get("page", 1)) - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
+        try:  # UBI stores query_attributes as strings ("2"); a list whose positions cannot be read is left out
+            offset = (int(attrs.get("page", 1)) - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
+        except (TypeError, ValueError):
+            continue
         # A search that named no shopper (a plain API call) is a session of its own.
         session = attrs.get("session_id") or q.client_id or f"search-{q.query_id}"
         stages[q.query_id] = {pid: dict(v) for pid, v in logged.items()}
         out += [Event(type="impression", query_id=q.query_id, query=q.user_query, product_id=pid,
                       position=offset + i, user_id=attrs.get("user_id"), session_id=session,
-                      timestamp=q.timestamp, simulated=bool(attrs.get("simulated", False)))
+                      timestamp=q.timestamp, simulated=q.simulated)
                 for i, pid in enumerate(q.query_response_hit_ids, 1) if pid in logged]
     out += [from_ubi_event(e) for e in events if e.action_name in _OUTCOMES]
     return LoggedEvents(out, stages)

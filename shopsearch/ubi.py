@@ -198,8 +198,18 @@ class UbiQuery(BaseModel):
     def simulated(self) -> bool:
         """Whether simulated shoppers made this search: ``query_attributes.simulated`` true, or ``"true"`` as
         UBI clients that store attributes as strings write it (``bool("false")`` would count those too)."""
-        flag = self.query_attributes.get("simulated")
-        return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+        return _flag(self.query_attributes.get("simulated"))
+
+    @property
+    def seen_by_shopper(self) -> bool:
+        """Whether a shopper saw the logged hits: not a relevance console's explained search (``explain``), not a
+        merchandising ``redirect`` (the storefront navigated away from the hits)."""
+        return not _flag(self.query_attributes.get("explain")) and not self.query_attributes.get("redirect")
+
+
+def _flag(value: Any) -> bool:
+    """A logged true: ``True``, or ``"true"`` as UBI clients that store attributes as strings write it."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def stored_event(data: dict[str, Any]) -> UbiEvent:

@@ -206,6 +206,13 @@ def test_logged_features_and_events_become_rows_without_recomputing_a_stage():
     logs = logged_events([anonymous], [click])
     assert [e.session_id for e in logs.events if e.type == "impression"] == ["search-q4"]
     assert build_rows(logs.events, products, ("bm25",), logged=logs.stages).clicked.tolist() == [1]
+    # searches no shopper saw (a console's explained one, a redirected one) and a page that is no number: no rows
+    unseen = [_ubi_query(q, ["p1"], features, 7).model_copy(update={"query_attributes": {
+        **_ubi_query(q, ["p1"], features, 7).query_attributes, **extra}})
+        for q, extra in (("q7", {"explain": True}), ("q8", {"redirect": "/gift-cards"}), ("q9", {"page": "two"}))]
+    assert logged_events(unseen, []).events == []
+    as_text = _ubi_query("q10", ["p1", "p2"], features, 9, page="2")  # as the OpenSearch UBI plugin stores it
+    assert [e.position for e in logged_events([as_text], []).events] == [3, 4]
 
 
 def test_relevance_features_leave_the_shopper_out():
