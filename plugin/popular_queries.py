@@ -68,8 +68,10 @@ def found_nothing(record: UbiQuery) -> bool:
 
 def first_page(record: UbiQuery) -> bool:
     """Whether the record is a first page (later pages repeat a search already counted)."""
-    page = record.query_attributes.get("page", 1)
-    return not isinstance(page, int) or page <= 1
+    try:  # UBI stores query_attributes as strings ("2")
+        return int(record.query_attributes.get("page", 1)) <= 1
+    except (TypeError, ValueError):
+        return True
 
 
 def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
@@ -81,7 +83,7 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
         index: keep only records logged for this index (records without ``query_attributes.index`` are kept).
         since: keep only records at or after this time (aware datetime).
     Returns:
-        The aggregate; blank queries and later pages left out.
+        The aggregate; blank queries, later pages and explained searches (a relevance console's) left out.
     Example:
         >>> r = UbiQuery(query_id="q1", user_query=" Lamp ", query_response_id="r", query_response_hit_ids=[],
         ...              timestamp="2024-01-01T00:00:00Z", query_attributes={"total": 0})
@@ -92,7 +94,7 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
     anonymous = 0
     for r in records:
         key = normalise_query(r.user_query)
-        if not key or not first_page(r):
+        if not key or not first_page(r) or r.explained:  # a console's searches are no shopper's
             continue
         if index is not None and r.query_attributes.get("index", index) != index:
             continue
@@ -108,7 +110,7 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
             a[1].add(("anonymous", anonymous))
         nothing = found_nothing(r)
         a[2] += nothing
-        a[3] += bool(r.query_attributes.get("simulated", False))
+        a[3] += r.simulated
         if a[4] is None or when >= a[4]:
             a[4], a[5] = when, not nothing
     stats = [QueryStats(q, a[0], len(a[1]), a[2], a[3], a[4].isoformat().replace("+00:00", "Z"), a[5])

@@ -201,10 +201,15 @@ class UbiQuery(BaseModel):
         return _flag(self.query_attributes.get("simulated"))
 
     @property
+    def explained(self) -> bool:
+        """Whether the search asked for ``explain``: a relevance console's (a search engineer's), no shopper's."""
+        return _flag(self.query_attributes.get("explain"))
+
+    @property
     def seen_by_shopper(self) -> bool:
-        """Whether a shopper saw the logged hits: not a relevance console's explained search (``explain``), not a
-        merchandising ``redirect`` (the storefront navigated away from the hits)."""
-        return not _flag(self.query_attributes.get("explain")) and not self.query_attributes.get("redirect")
+        """Whether a shopper saw the logged hits: not an explained search, not a merchandising ``redirect`` (the
+        storefront navigated away from the hits)."""
+        return not self.explained and not self.query_attributes.get("redirect")
 
 
 def _flag(value: Any) -> bool:

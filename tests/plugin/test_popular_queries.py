@@ -31,6 +31,11 @@ def test_aggregate_counts_searches_clients_zero_results_and_simulated():
     assert lamp.last_found is False  # its latest search found nothing
     since = datetime(2024, 1, 2, tzinfo=timezone.utc)
     assert aggregate_queries([rec(1, "a", "x", day=1), rec(2, "b", "x", day=3)], since=since)[0].query == "b"
+    # a relevance console's explained searches are no shopper's; attributes as text, as UBI clients store them
+    console = rec(7, "lamp", "eng").model_copy(update={"query_attributes": {"explain": True, "total": 3}})
+    as_text = rec(8, "lamp", "c").model_copy(update={"query_attributes": {"page": "2", "simulated": "false"}})
+    text_first = rec(9, "lamp", "d").model_copy(update={"query_attributes": {"page": "1", "simulated": "true"}})
+    assert aggregate_queries([console, as_text, text_first])[0][:5] == ("lamp", 1, 1, 0, 1)
 
 
 def test_lookup_prefix_then_typos_popular_first_and_privacy():
