@@ -9,20 +9,24 @@ An event belongs to the search whose ``query_id`` it carries; an add_to_cart or 
 pages rarely know it) goes to the same client's latest earlier search in the experiment that showed the product
 (last touch). Events that carry another search's query_id are ignored.
 
-Intervals and tests, baseline arm vs each other arm, at ``alpha``. Arms are assigned per client, and one client's
-searches are alike (a keen shopper clicks often), so the client is the independent unit: every figure above is a
-ratio of per-client sums (Σ searches with a click / Σ searches), its variance by the delta method over clients
-(:func:`clustered_ratio`). Counting each search as a trial instead makes a null difference "significant" about
-half the time with 30 searches a client (bench/RESULTS.md, session 15).
-- rates: Wilson 95% interval per arm at the effective sample size (searches over the design effect);
+Intervals and tests, baseline arm vs each other arm, at ``alpha``; every interval is at confidence 1 − alpha.
+Arms are assigned per client, and one client's searches are alike (a keen shopper clicks often), so the client is
+the independent unit: every figure above is a ratio of per-client sums (Σ searches with a click / Σ searches), its
+variance by the delta method over clients (:func:`clustered_ratio`). Counting each search as a trial instead makes a
+null difference "significant" about half the time with 30 searches a client (bench/RESULTS.md, session 15).
+- rates: Wilson interval per arm at the effective sample size (searches over the design effect);
 - revenue per search: the ratio ± t (clients − 1 df) standard errors;
 - differences: interval and two-sided p from Welch's t on the two ratios' variances (Satterthwaite's df, over
-  clients);
+  clients); p is nan ("n/a", never significant) when there is no test: an arm with fewer than 2 clients, or no
+  variation at all within either arm (a t statistic over a zero standard error says nothing);
 - interleaving: per search, the team with more credited clicks wins (shopsearch.reranker.interleaving); wins /
   losses / ties; p from the two-sided exact binomial (sign) test of wins against losses (ties left out); the
   candidate's share of decided searches with its Wilson interval, and the searches the sign test would need at that
   share for :data:`POWER` power (:func:`searches_needed`: a plan for how long to run, not a test). Here the search
-  is the unit: each search's team draft is its own coin flips.
+  is the unit (the coin flips are drawn per result list, so a client repeating a query sees the same list: a
+  caveat when few clients repeat many searches). Searches an interleaved client made sorted by other than
+  relevance were served by the baseline alone (``query_attributes.not_interleaved``): they are counted in
+  ``not_interleaved`` and left out.
 A search with neither client_id nor session_id counts as a client of its own.
 
 Searches served degraded (``query_attributes.degraded``: a stage cut short by its budget, the deadline or a
@@ -52,7 +56,8 @@ METRIC_NAMES = {"ctr": "CTR", "add_to_cart_rate": "add-to-cart rate", "purchase_
 
 @dataclass(frozen=True)
 class Estimate:
-    """A per-arm figure and its 95% confidence interval (nan bounds when there is too little data)."""
+    """A per-arm figure and its confidence interval at the report's level (nan bounds when there is too little
+    data)."""
 
     value: float
     low: float
@@ -73,7 +78,8 @@ class ArmStats:
 
 @dataclass(frozen=True)
 class ArmDelta:
-    """One metric, baseline arm vs another arm: the difference (arm - baseline), its 95% CI, p and significance."""
+    """One metric, baseline arm vs another arm: the difference (arm - baseline), its CI at the report's level, p
+    (nan: no test possible) and significance."""
 
     arm: str
     metric: str
@@ -124,6 +130,12 @@ class ExperimentReport:
     preference: Preference | None  # interleave only
     degraded_searches: int = 0  # searches served degraded (interleave: either profile's list)
     degraded_reasons: dict[str, int] = field(default_factory=dict)  # reason code -> searches, most frequent first
+    not_interleaved: int = 0  # interleave: searches served by the baseline alone (a sort other than relevance)
+
+    @property
+    def confidence(self) -> float:
+        """The level of every interval: 1 - alpha."""
+        return 1.0 - self.alpha
 
     @property
     def simulated(self) -> bool:
@@ -178,17 +190,16 @@ def clustered_welch(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, f
                     confidence: float = 0.95) -> tuple[float, float, float, float]:
     """Ratio of ``b`` minus ratio of ``a`` (per-client ``(y, n)`` as :func:`clustered_ratio` takes), with Welch's
     interval and two-sided p on the delta-method variances, Satterthwaite's df over clients:
-    ``(delta, ci_low, ci_high, p)``; ``(delta, nan, nan, 1.0)`` when a variance is undefined."""
+    ``(delta, ci_low, ci_high, p)``; ``(delta, nan, nan, nan)`` when there is no test: a variance is undefined
+    (fewer than 2 clients), or both are 0 (no variation within either arm: t would be infinite, p 0)."""
     from scipy.stats import t as student_t
 
     ra, va, ka = clustered_ratio(a)
     rb, vb, kb = clustered_ratio(b)
     delta = rb - ra
-    if math.isnan(va) or math.isnan(vb):
-        return delta, math.nan, math.nan, 1.0
     se = math.sqrt(va + vb)
-    if se == 0:
-        return delta, delta, delta, 1.0 if delta == 0 else 0.0
+    if math.isnan(se) or se == 0:
+        return delta, math.nan, math.nan, math.nan
     df = (va + vb) ** 2 / ((va ** 2 / (ka - 1) if va else 0.0) + (vb ** 2 / (kb - 1) if vb else 0.0))
     half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
     return delta, delta - half, delta + half, float(2 * student_t.sf(abs(delta) / se, df))
@@ -203,7 +214,7 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
         queries, events: the UBI logs (any order).
         arms: the arms in order, baseline first (the experiments file's order); default: the arms found in the
             logs, sorted by name (interleave: the teams found).
-        alpha: significance level in (0, 1).
+        alpha: significance level in (0, 1); intervals are at confidence 1 - alpha.
 
     Returns:
         The ExperimentReport (mode "interleave" when the searches were interleaved).
@@ -219,15 +230,16 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     searches.sort(key=lambda q: _time(q.timestamp))
     outcome = _outcomes(searches, events)
     interleaved = any(q.query_attributes.get("arm") == INTERLEAVED for q in searches)
+    skipped = [q for q in searches if interleaved and q.query_attributes.get("not_interleaved")]
     reasons = Counter(str(r) for q in searches for r in set(_degraded(q)))
     common = dict(name=name, mode="interleave" if interleaved else "ab", searches=len(searches),
-                  simulated_searches=sum(bool(q.query_attributes.get("simulated")) for q in searches),
+                  simulated_searches=sum(q.simulated for q in searches),
                   first=searches[0].timestamp, last=searches[-1].timestamp, alpha=float(alpha),
                   degraded_searches=sum(bool(_degraded(q)) for q in searches),
-                  degraded_reasons=dict(reasons.most_common()))
+                  degraded_reasons=dict(reasons.most_common()), not_interleaved=len(skipped))
     if interleaved:
-        return ExperimentReport(**common, arms=(), deltas=(),
-                                preference=_preference(searches, outcome, arms, alpha))
+        shown = [q for q in searches if not q.query_attributes.get("not_interleaved")]
+        return ExperimentReport(**common, arms=(), deltas=(), preference=_preference(shown, outcome, arms, alpha))
     found = sorted({str(q.query_attributes.get("arm")) for q in searches})
     order = list(arms) if arms else found
     if not set(found) <= set(order):
@@ -235,7 +247,7 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     by_arm = {arm: [q for q in searches if q.query_attributes.get("arm") == arm] for arm in order}
     values = _metric_values(outcome)
     per_client = {arm: {m: _per_client(by_arm[arm], value) for m, value in values.items()} for arm in order}
-    stats = {arm: _arm_stats(arm, by_arm[arm], per_client[arm], outcome) for arm in order}
+    stats = {arm: _arm_stats(arm, by_arm[arm], per_client[arm], outcome, 1.0 - alpha) for arm in order}
     base = order[0]
     deltas = tuple(d for arm in order[1:]
                    for d in _deltas(stats[base], stats[arm], per_client[base], per_client[arm], alpha))
@@ -314,8 +326,9 @@ def _metric_values(outcome: dict[str, _Outcome]) -> dict[str, Any]:
 
 
 def _arm_stats(arm: str, searches: list[UbiQuery], per_client: dict[str, list[tuple[float, float]]],
-               outcome: dict[str, _Outcome]) -> ArmStats:
-    """One arm's figures from its per-client sums (``per_client``: metric -> :func:`_per_client`)."""
+               outcome: dict[str, _Outcome], confidence: float) -> ArmStats:
+    """One arm's figures from its per-client sums (``per_client``: metric -> :func:`_per_client`), intervals at
+    ``confidence``."""
     from scipy.stats import t as student_t
 
     n = len(searches)
@@ -323,13 +336,13 @@ def _arm_stats(arm: str, searches: list[UbiQuery], per_client: dict[str, list[tu
     for metric, sums in per_client.items():
         ratio, var, k = clustered_ratio(sums)
         if metric == REVENUE:
-            half = float(student_t.ppf(0.975, k - 1)) * math.sqrt(var) if k >= 2 else math.nan
+            half = float(student_t.ppf(0.5 + confidence / 2, k - 1)) * math.sqrt(var) if k >= 2 else math.nan
             metrics[metric] = Estimate(ratio, ratio - half, ratio + half)
             continue
         binomial = ratio * (1 - ratio) / n if n else math.nan
         design_effect = var / binomial if binomial > 0 and not math.isnan(var) else 1.0
         effective = n / max(1.0, design_effect)  # never narrower than independent searches would give
-        interval = wilson(ratio * effective, effective)
+        interval = wilson(ratio * effective, effective, confidence)
         metrics[metric] = Estimate(ratio, interval.low, interval.high)  # the ratio itself, not ratio * e / e
     clients = {_client(q.client_id, q.query_attributes.get("session_id")) for q in searches} - {None}
     return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches),
@@ -344,12 +357,13 @@ def _degraded(q: UbiQuery) -> list:
 
 def _deltas(base: ArmStats, arm: ArmStats, base_sums: dict[str, list[tuple[float, float]]],
             arm_sums: dict[str, list[tuple[float, float]]], alpha: float) -> list[ArmDelta]:
-    """Each metric, ``arm`` vs ``base``, clients as the units (:func:`clustered_welch` of their per-client sums)."""
+    """Each metric, ``arm`` vs ``base``, clients as the units (:func:`clustered_welch` of their per-client sums),
+    intervals at 1 - ``alpha``; a nan p (no test) is never significant."""
     out = []
     for metric in base.metrics:
-        _, low, high, p = clustered_welch(base_sums[metric], arm_sums[metric])
+        _, low, high, p = clustered_welch(base_sums[metric], arm_sums[metric], 1.0 - alpha)
         out.append(ArmDelta(arm.arm, metric, base.metrics[metric].value, arm.metrics[metric].value, low, high, p,
-                            CLUSTERED_TEST, p < alpha))
+                            CLUSTERED_TEST, not math.isnan(p) and p < alpha))
     return out
 
 
@@ -378,7 +392,8 @@ def _preference(searches: list[UbiQuery], outcome: dict[str, _Outcome], arms: Se
     decided = wins + losses
     p = float(binomtest(wins, decided, 0.5).pvalue) if decided else 1.0
     return Preference(base, cand, len(searches), wins, losses, len(searches) - decided, clicks,
-                      wilson(wins, decided), p, p < alpha, searches_needed(wins, losses, len(searches), alpha))
+                      wilson(wins, decided, 1.0 - alpha), p, p < alpha,
+                      searches_needed(wins, losses, len(searches), alpha))
 
 
 def searches_needed(wins: int, losses: int, searches: int, alpha: float, power: float = POWER) -> int | None:

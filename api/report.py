@@ -248,7 +248,16 @@ def _delta_ci(d: ArmDelta) -> str:
 
 
 def _delta_rel(d: ArmDelta) -> str:
-    return f"{d.delta / d.baseline:+.1%}" if d.baseline else "n/a"
+    return f"{d.delta / d.baseline:+.1%}" if d.baseline and d.delta == d.delta else "n/a"
+
+
+def _num(x: float, fmt: str = ".4f") -> str:
+    return format(x, fmt) if x == x else "n/a"  # nan: an empty arm, or no test possible
+
+
+def _level(report: ExperimentReport) -> str:
+    """The intervals' confidence as a label: 95% at alpha 0.05, 97.5% at 0.025."""
+    return f"{report.confidence * 100:.10g}%"
 
 
 def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[str]]:
@@ -260,6 +269,13 @@ def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[st
         notes.append(f"SIMULATED: {report.simulated_searches} of {report.searches} searches are simulated traffic "
                      f"(`shopsearch simulate-traffic`), not shoppers.")
     notes.append(f"Searches from {report.first} to {report.last}.")
+    if report.not_interleaved:
+        notes.append(f"{report.not_interleaved} searches sorted by other than relevance were served by the baseline "
+                     f"alone (merging two sorted lists would break the order) and are left out of the preference.")
+    untested = sorted({METRIC_NAMES[d.metric] for d in report.deltas if d.p != d.p})
+    if untested:
+        notes.append(f"p n/a ({', '.join(untested)}): no test is possible when an arm has fewer than 2 clients or "
+                     f"neither arm varies between clients; never significant. Collect more clients.")
     if report.degraded_searches:
         reasons = ", ".join(f"{r} {n}" for r, n in report.degraded_reasons.items())
         arms = "; per arm: " + ", ".join(f"{a.arm} {a.degraded}" for a in report.arms) if report.arms else ""
@@ -274,13 +290,14 @@ def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[st
         foot = [f"† significant at α = {report.alpha}. A search is won by the profile whose picks got more clicks "
                 f"(team-draft interleaving); ties include searches without clicks. p: two-sided exact binomial "
                 f"(sign) test of wins against losses; share: the candidate's share of decided searches, Wilson "
-                f"95% interval."]
+                f"{_level(report)} interval."]
     else:
         foot = [f"† significant at α = {report.alpha}. Rates are shares of searches with at least one such action; "
                 f"revenue per search is the purchases' prices per search. Arms are assigned per client, so the "
                 f"client is the unit of every interval and test (delta-method variances of per-client sums): rates "
-                f"with Wilson 95% intervals at the effective sample size, revenue with t intervals; Δ: Welch's "
-                f"interval and two-sided t-test over clients. Δ = arm − baseline `{report.arms[0].arm}`."]
+                f"with Wilson {_level(report)} intervals at the effective sample size, revenue with t intervals; "
+                f"Δ: Welch's {_level(report)} interval and two-sided t-test over clients. "
+                f"Δ = arm − baseline `{report.arms[0].arm}`."]
         unpriced = sum(a.unpriced_purchases for a in report.arms)
         if unpriced:
             foot.append(f"{unpriced} purchases carried no price and count as revenue 0.")
@@ -297,7 +314,8 @@ def render_experiment_markdown(report: ExperimentReport) -> str:
     lines = [f"### {title}", ""] + [f"**{n}**" if n.startswith(WARNINGS) else n for n in notes] + [""]
     if report.preference is not None:
         p = report.preference
-        lines += ["| baseline | candidate | wins | losses | ties | candidate share [95% CI] | credited clicks | p |",
+        lines += [f"| baseline | candidate | wins | losses | ties | candidate share [{_level(report)} CI] | "
+                  f"credited clicks | p |",
                   "|---|---|---:|---:|---:|:---:|:---:|---:|",
                   f"| {_md(p.baseline)} | {_md(p.candidate)} | {p.wins}{'†' if p.significant else ''} | {p.losses} | "
                   f"{p.ties} | {_est(p.share, 3)} | {p.clicks.get(p.baseline, 0)} / {p.clicks.get(p.candidate, 0)} "
@@ -307,10 +325,11 @@ def render_experiment_markdown(report: ExperimentReport) -> str:
         lines += ["| arm | searches | clients | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]
         lines += [f"| {_md(a.arm)} | {a.searches} | {a.clients} | " + " | ".join(_est(e) for e in a.metrics.values())
                   + " |" for a in report.arms]
-        lines += ["", "| arm | metric | baseline | arm | Δ | Δ 95% CI | Δ% | p | test |",
+        lines += ["", f"| arm | metric | baseline | arm | Δ | Δ {_level(report)} CI | Δ% | p | test |",
                   "|---|---|---:|---:|---:|:---:|---:|---:|---|"]
-        lines += [f"| {_md(d.arm)} | {METRIC_NAMES[d.metric]} | {d.baseline:.4f} | {d.value:.4f} | "
-                  f"{d.delta:+.4f}{'†' if d.significant else ''} | {_delta_ci(d)} | {_delta_rel(d)} | {d.p:.4f} | "
+        lines += [f"| {_md(d.arm)} | {METRIC_NAMES[d.metric]} | {_num(d.baseline)} | {_num(d.value)} | "
+                  f"{_num(d.delta, '+.4f')}{'†' if d.significant else ''} | {_delta_ci(d)} | {_delta_rel(d)} | "
+                  f"{_num(d.p)} | "
                   f"{d.test} |" for d in report.deltas]
     return "\n".join(lines + [""] + foot) + "\n"
 
@@ -327,7 +346,7 @@ def render_experiment_html(report: ExperimentReport) -> str:
     if report.preference is not None:
         p = report.preference
         body.append(f"<table><tr><th>baseline</th><th>candidate</th><th>wins</th><th>losses</th><th>ties</th>"
-                    f"<th>candidate share [95% CI]</th><th>credited clicks</th><th>p</th></tr>"
+                    f"<th>candidate share [{_level(report)} CI]</th><th>credited clicks</th><th>p</th></tr>"
                     f"<tr><td>{escape(p.baseline)}</td><td>{escape(p.candidate)}</td>"
                     f'<td class="n{" sig" if p.significant else ""}">{p.wins}{"†" if p.significant else ""}</td>'
                     f'<td class="n">{p.losses}</td><td class="n">{p.ties}</td><td class="n">{_est(p.share, 3)}</td>'
@@ -341,13 +360,14 @@ def render_experiment_html(report: ExperimentReport) -> str:
         body.append("<h2>Arms</h2><table><tr><th>arm</th><th>searches</th><th>clients</th>"
                     + "".join(f"<th>{escape(n)}</th>" for n in names) + f"</tr>{rows}</table>")
         rows = "".join(f"<tr><td>{escape(d.arm)}</td><td>{escape(METRIC_NAMES[d.metric])}</td>"
-                       f'<td class="n">{d.baseline:.4f}</td><td class="n">{d.value:.4f}</td>'
+                       f'<td class="n">{_num(d.baseline)}</td><td class="n">{_num(d.value)}</td>'
                        f'<td class="n {"pos" if d.delta > 0 else "neg" if d.delta < 0 else ""}'
-                       f'{" sig" if d.significant else ""}">{d.delta:+.4f}{"†" if d.significant else ""}</td>'
+                       f'{" sig" if d.significant else ""}">{_num(d.delta, "+.4f")}'
+                       f'{"†" if d.significant else ""}</td>'
                        f'<td class="n">{_delta_ci(d)}</td><td class="n">{_delta_rel(d)}</td>'
-                       f'<td class="n">{d.p:.4f}</td><td>{d.test}</td></tr>' for d in report.deltas)
+                       f'<td class="n">{_num(d.p)}</td><td>{d.test}</td></tr>' for d in report.deltas)
         body.append("<h2>Against the baseline</h2><table><tr><th>arm</th><th>metric</th><th>baseline</th>"
-                    "<th>arm</th><th>Δ</th><th>Δ 95% CI</th><th>Δ%</th><th>p</th><th>test</th></tr>"
+                    f"<th>arm</th><th>Δ</th><th>Δ {_level(report)} CI</th><th>Δ%</th><th>p</th><th>test</th></tr>"
                     f"{rows}</table>")
     body += [f"<p><small>{escape(f)}</small></p>" for f in foot]
     return _page(escape(title), body)

@@ -14,7 +14,7 @@ from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.suggest import mix_suggestions
 from shopsearch.reranker.exploration import explore
-from shopsearch.reranker.interleaving import search_interleaved
+from shopsearch.reranker.interleaving import list_seed, search_interleaved
 
 from .app import service
 from .auth import role
@@ -130,22 +130,30 @@ def log_search(svc: Any, params: Any, resp: SearchResponse, query_id: str) -> No
 def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> SearchResponse:
     """The page for ``params``, through the client's experiment when it is in one (reranker/experiments.py).
 
-    ab: the arm's profile serves; interleave: both profiles run and their team-draft interleaving (seeded by
-    ``query_id``) serves. A request without a client id, or with an explicit ``profile=``, is served as asked.
-    A page that is not interleaved then takes its profile's exploration (reranker/exploration.py, seeded by
-    ``query_id``). ``g.experiment_attributes`` keeps what the query log records (:func:`experiment_attributes`).
-    Every search runs under the request's deadline (api/overload.py).
+    ab: the arm's profile serves; interleave: both profiles run and their team-draft interleaving serves, its coin
+    flips seeded by the result list (``list_seed``: experiment, client, query, filters, sort), so every page of the
+    list is a slice of one merged list. An interleaved client's search sorted other than by relevance is served
+    by the baseline profile (merging two price-sorted lists would break the order) and logged with
+    ``not_interleaved`` so the report leaves it out. A request without a client id, or with an explicit
+    ``profile=``, is served as asked. A page that is not interleaved then takes its profile's exploration
+    (reranker/exploration.py, seeded by ``query_id``). ``g.experiment_attributes`` keeps what the query log records
+    (:func:`experiment_attributes`). Every search runs under the request's deadline (api/overload.py).
     """
     req, context, deadline = params.request(), params.context(), request_deadline()
     explicit = bool(request.args.get("profile", "").strip())  # the client's choice overrides any experiment
-    assignment = None if explicit or svc.experiments is None else svc.experiments.assign(client_id(params))
+    client = client_id(params)
+    assignment = None if explicit or svc.experiments is None else svc.experiments.assign(client)
     g.experiment_attributes = {}
-    if assignment is not None and assignment.mode == "interleave":
+    if assignment is not None and assignment.mode == "interleave" and req.sort == "relevance":
         resp, teams = search_interleaved(lambda r: pipeline.search(r, context=context, deadline=deadline), req,
-                                         seed=query_id, profiles=assignment.profiles)
+                                         seed=list_seed(assignment.experiment, client or "", req),
+                                         profiles=assignment.profiles)
         g.experiment_attributes = assignment.query_attributes(teams)
         return resp  # the interleaving is this page's randomisation: no exploration on top
-    if assignment is not None:
+    if assignment is not None and assignment.mode == "interleave":
+        g.experiment_attributes = {**assignment.query_attributes(), "not_interleaved": f"sort={req.sort}"}
+        req = replace(req, profile=assignment.profiles[0])
+    elif assignment is not None:
         g.experiment_attributes = assignment.query_attributes()
         req = replace(req, profile=assignment.arm)
     resp = pipeline.search(req, context=context, deadline=deadline)
@@ -157,7 +165,8 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
 
 def experiment_attributes() -> dict[str, Any]:
     """This request's UBI query_attributes from its experiment: ``experiment``, ``arm`` (and ``teams``, the profile
-    of each served position, when interleaved), and ``explore`` when the page explored; {} when neither."""
+    of each served position, when interleaved; ``not_interleaved``, why, when an interleaved client's search was
+    not), and ``explore`` when the page explored; {} when neither."""
     return dict(g.get("experiment_attributes") or {})
 
 

@@ -109,6 +109,9 @@ def _check_arms(key: str, exp: Experiment) -> None:
         raise ValueError(f"{key}.end = {exp.end.isoformat()}: must be after start ({exp.start.isoformat()})")
     if len(set(exp.profiles)) != len(exp.profiles):
         raise ValueError(f"{key}.arms = {list(exp.profiles)}: must name each profile once")
+    if INTERLEAVED in exp.profiles:  # the query log's arm of interleaved searches: the report would misread it
+        raise ValueError(f"{key}.arms.{exp.profiles.index(INTERLEAVED)}.profile = {INTERLEAVED!r}: is reserved "
+                         f"(it marks interleaved searches in the query log); rename that profile")
     shares = [arm.share for arm in exp.arms]
     if exp.mode == "interleave":
         if len(exp.arms) != 2:

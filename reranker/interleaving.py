@@ -4,7 +4,10 @@ position remembering which ranking ("team") contributed it, so clicks say which 
 Each round, the team with fewer picks so far (a coin flip when even) adds its highest-ranked product not yet in
 the list; a team whose ranking is used up stops picking. A click on a product credits its team; the query's
 preference goes to the team with more credited clicks (a tie when equal, including no clicks). The coin flips
-come from a generator seeded with sha256 of the query_id, so a logged query's list can be rebuilt exactly.
+come from a generator seeded with sha256 of :func:`list_seed` (experiment, client, normalised query, filters,
+sort), not of the request's query_id: every page of one result list is a slice of the same merged list, so page 2
+never repeats or skips a product of page 1. The team of each served position is logged with the search, so clicks
+are credited from what was served.
 
     >>> merged = team_draft(["a", "b", "c"], ["b", "d", "a"], seed="q1", teams=("A", "B"))
     >>> sorted(merged.ids) == ["a", "b", "c", "d"] and len(merged.teams) == 4
@@ -23,6 +26,7 @@ from dataclasses import replace
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 from shopsearch.plugin.search_types import SearchRequest, SearchResponse
+from shopsearch.text import normalise_query
 
 
 class Interleaved(NamedTuple):
@@ -37,13 +41,25 @@ def seeded_rng(seed: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(seed.encode("utf-8")).digest()[:8], "big"))
 
 
+def list_seed(experiment: str, client_id: str, req: SearchRequest) -> str:
+    """The coin flips' seed of one client's result list: hex sha256 of the experiment, the client and what defines
+    the list (normalised query text, filters, sort), but not the page, so every page continues the same draw.
+
+    >>> first, second = SearchRequest("Lamp "), SearchRequest("lamp", page=2)
+    >>> list_seed("x", "c1", first) == list_seed("x", "c1", second) != list_seed("x", "c2", first)
+    True
+    """
+    parts = (experiment, client_id, normalise_query(req.query), repr(req.filters), req.sort)
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+
+
 def team_draft(a: Sequence[str], b: Sequence[str], *, seed: str, teams: tuple[str, str] = ("a", "b"),
                length: int | None = None) -> Interleaved:
     """Team-draft interleave rankings ``a`` and ``b``.
 
     Args:
         a, b: product ids, best first (duplicates within one list are ignored after the first).
-        seed: the coin flips' seed (the query_id): the same seed gives the same list.
+        seed: the coin flips' seed (:func:`list_seed`): the same seed gives the same list.
         teams: the labels recorded for a's and b's picks.
         length: stop after this many products (default: when both rankings are used up).
 
@@ -116,7 +132,7 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
 
     Args:
         first, second: each profile's top ``req.page * req.size`` (hits best first; facets from ``first``).
-        seed: the query_id.
+        seed: the coin flips' seed (:func:`list_seed`; the same for every page of one list).
         req: the page and size served.
         teams: the two profiles' names, recorded per position.
 
@@ -150,7 +166,7 @@ def search_interleaved(search: Callable[[SearchRequest], SearchResponse], req: S
     Args:
         search: one ranked page for a request (``RankingPipeline.search`` with the shopper's context bound).
         req: the shopper's request (its profile is replaced by each of ``profiles``).
-        seed: the query_id.
+        seed: the coin flips' seed (:func:`list_seed`; the same for every page of one list).
         profiles: baseline and candidate.
 
     Returns:

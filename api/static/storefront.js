@@ -76,9 +76,11 @@
     if (!state.q.trim()) { renderLanding(); return; }
     if (searchAbort) searchAbort.abort();
     searchAbort = new AbortController();
-    // highlight: the API marks the query's words in titles and descriptions (rendered by ``marked``)
+    // highlight: the API marks the query's words in titles and descriptions (rendered by ``marked``);
+    // session_id: the id this page's events carry, so the API can enrol the shopper in an experiment and the
+    // experiment report can join the search to its clicks
     const params = { q: state.q, page: state.page, size: state.size, ...filterParams(), sort: state.sort,
-                     highlight: "true" };
+                     highlight: "true", session_id: sessionId };
     setStatus("Searching…", "loading");
     document.body.classList.add("busy");
     try {

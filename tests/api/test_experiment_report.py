@@ -68,7 +68,12 @@ def test_wilson_and_the_clustered_statistics_against_independent_computations():
     # a client's many searches are one draw: repeating each client's searches ten times changes nothing
     many = lambda xs: [(10 * y, 10) for y in xs]  # noqa: E731
     assert clustered_welch(many(a), many(b)) == pytest.approx((delta, low, high, p))
-    assert math.isnan(clustered_ratio([(1, 3)])[1]) and clustered_welch([(1, 3)], [(0, 2), (1, 2)])[3] == 1.0
+    # no test possible: one client in an arm, or no variation within either arm (p would be 0 over se 0)
+    assert math.isnan(clustered_ratio([(1, 3)])[1]) and math.isnan(clustered_welch([(1, 3)], [(0, 2), (1, 2)])[3])
+    assert all(math.isnan(x) for x in clustered_welch([(0, 1), (0, 1)], [(1, 1), (1, 1)])[1:])
+    # the interval's level is the confidence asked for
+    narrow, wide = clustered_welch([(y, 1) for y in a], [(y, 1) for y in b], 0.8), (low, high)
+    assert wide[0] < narrow[1] < narrow[2] < wide[1] and narrow[3] == pytest.approx(p)
 
 
 def test_ab_report_per_arm_and_against_the_baseline():
@@ -250,3 +255,53 @@ def test_degraded_searches_are_counted_per_arm_and_reason_and_flagged():
     assert interleaved.degraded_searches == 1 and "DEGRADED: 1 of 2" in render_experiment_markdown(interleaved)
     clean = experiment_report("x", queries[:2], [])
     assert clean.degraded_searches == 0 and "DEGRADED" not in render_experiment_markdown(clean)
+
+
+def _all_or_nothing() -> tuple[list[UbiQuery], list[UbiEvent]]:
+    """Two clients an arm, every search of arm b clicked, none of arm a: no variation within either arm."""
+    queries = [_q("a1", "a", "c1", 1, ["p1"]), _q("a2", "a", "c2", 1, ["p1"]),
+               _q("b1", "b", "c3", 1, ["p1"]), _q("b2", "b", "c4", 1, ["p1"])]
+    return queries, [_e("click", "p1", 1, "b1"), _e("click", "p1", 1, "b2")]
+
+
+def test_no_variation_within_the_arms_gives_no_p_and_never_significant():
+    report = experiment_report("x", *_all_or_nothing(), arms=["a", "b"])
+    ctr = next(d for d in report.deltas if d.metric == "ctr")
+    assert ctr.delta == 1.0 and math.isnan(ctr.p) and not ctr.significant
+    assert math.isnan(ctr.ci_low) and math.isnan(ctr.ci_high)
+    assert report.to_dict()["deltas"][0]["p"] is None
+    md, html = render_experiment_markdown(report), render_experiment_html(report)
+    assert "| b | CTR | 0.0000 | 1.0000 | +1.0000 | n/a | n/a | n/a |" in md  # no † either
+    for text in (md, html):
+        assert "p n/a (CTR, add-to-cart rate, purchase rate, revenue / search): no test is possible" in text
+        assert "nan" not in text.replace("Welch", "")
+
+
+def test_alpha_sets_the_level_of_every_interval_and_its_label():
+    queries = [_q(f"a{i}", "a", f"ca{i}", 1, ["p1"]) for i in range(40)] + \
+              [_q(f"b{i}", "b", f"cb{i}", 1, ["p1"]) for i in range(40)]
+    events = [_e("click", "p1", 1, f"a{i}") for i in range(12)] + [_e("click", "p1", 1, f"b{i}") for i in range(19)]
+    at95, at80 = (experiment_report("x", queries, events, arms=["a", "b"], alpha=a) for a in (0.05, 0.2))
+    d95, d80 = at95.deltas[0], at80.deltas[0]
+    assert d80.p == pytest.approx(d95.p) and 0.05 < d80.p < 0.2 and d80.significant and not d95.significant
+    # a significant delta's interval at the same level excludes 0, as the test says
+    assert d95.ci_low < 0 < d80.ci_low < d80.ci_high < d95.ci_high
+    assert (d80.ci_low, d80.ci_high) == pytest.approx(clustered_welch([(0, 1)] * 28 + [(1, 1)] * 12,
+                                                                      [(0, 1)] * 21 + [(1, 1)] * 19, 0.8)[1:3])
+    assert at80.arms[0].metrics["ctr"].high < at95.arms[0].metrics["ctr"].high
+    assert at80.confidence == pytest.approx(0.8)
+    md, html = render_experiment_markdown(at80), render_experiment_html(at80)
+    assert "| Δ 80% CI |" in md and "Wilson 80% intervals" in md and "95%" not in md
+    assert "<th>Δ 80% CI</th>" in html and "95%" not in html
+    assert "| Δ 97.5% CI |" in render_experiment_markdown(experiment_report("x", queries, events, alpha=0.025))
+    il = experiment_report("il", [_iq("s1", ["a", "b"], ["A", "B"])], [_e("click", "b", 1, "s1")], alpha=0.1)
+    assert "candidate share [90% CI]" in render_experiment_markdown(il)
+
+
+def test_an_empty_arm_prints_n_a_not_nan():
+    queries = [_q("q1", "b", "c1", 1, ["p1"]), _q("q2", "b", "c2", 1, ["p1"])]
+    report = experiment_report("x", queries, [_e("click", "p1", 1, "q1")], arms=["a", "b", "c"])
+    assert report.arms[0].searches == 0 and all(math.isnan(d.p) and not d.significant for d in report.deltas)
+    for text in (render_experiment_markdown(report), render_experiment_html(report)):
+        assert "nan" not in text and "1.0000 | Welch" not in text
+    assert "| c | CTR | n/a | n/a | n/a | n/a | n/a | n/a |" in render_experiment_markdown(report)

@@ -7,8 +7,10 @@ from flask import g
 
 from shopsearch.api.app import create_app
 from shopsearch.api.experiment_report import experiment_report
+from shopsearch.api.report import render_experiment_markdown
+from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.experiments import INTERLEAVED, bucket
-from shopsearch.reranker.interleaving import team_draft
+from shopsearch.reranker.interleaving import list_seed, team_draft
 from shopsearch.ubi import UbiEvent
 
 from .conftest import ALIAS
@@ -69,16 +71,58 @@ def test_interleave_serves_the_team_draft_of_both_profiles(tmp_path, searcher, c
     with client:
         body = client.get("/search?q=lamp light&size=4&session_id=s1").get_json()
         attrs = dict(g.experiment_attributes)
-    expected = team_draft(lexical, dense, seed=body["query_id"], teams=("bm25", "dense"), length=4)
+    expected = _merged(lexical, dense, "s1", 4)
     assert [h["id"] for h in body["hits"]] == list(expected.ids)
     assert attrs == {"experiment": "il", "arm": INTERLEAVED, "teams": list(expected.teams)}
     assert body["profile"] == "bm25+dense" and [h["rank"] for h in body["hits"]] == [1, 2, 3, 4]
     assert "interleave" in body["timings_ms"]
-    with client:  # page 2 continues the same interleaving of the deeper lists
-        page2 = client.get("/search?q=lamp light&size=2&page=2&session_id=s1").get_json()
-        teams2 = g.experiment_attributes["teams"]
-    whole = team_draft(lexical, dense, seed=page2["query_id"], teams=("bm25", "dense"), length=4)
-    assert [h["id"] for h in page2["hits"]] == list(whole.ids[2:4]) and teams2 == list(whole.teams[2:4])
+
+
+def _merged(lexical: list[str], dense: list[str], client: str, length: int, query: str = "lamp light"):
+    """The merged list the API serves ``client`` for ``query`` (one draw per result list, not per request)."""
+    return team_draft(lexical, dense, seed=list_seed("il", client, SearchRequest(query)), teams=("bm25", "dense"),
+                      length=length)
+
+
+@pytest.mark.parametrize("client_id", ["s1", "s2", "s3", "s4", "s5", "s6"])
+def test_interleaved_pages_are_slices_of_one_merged_list(tmp_path, searcher, catalog_engine, client_id):
+    client = _client(tmp_path, searcher, catalog_engine, INTERLEAVE)
+    lexical = [h["id"] for h in client.get("/search?q=lamp light&size=8&profile=bm25").get_json()["hits"]]
+    dense = [h["id"] for h in client.get("/search?q=lamp light&size=8&profile=dense").get_json()["hits"]]
+    pages, teams = [], []
+    for page in (1, 2):  # each request has its own query_id; the coin flips must not follow it
+        with client:
+            body = client.get(f"/search?q=lamp light&size=2&page={page}&session_id={client_id}").get_json()
+            teams.append(g.experiment_attributes["teams"])
+        pages.append([h["id"] for h in body["hits"]])
+        assert [h["rank"] for h in body["hits"]] == [2 * page - 1, 2 * page]
+    whole = _merged(lexical, dense, client_id, 4)
+    assert not set(pages[0]) & set(pages[1])
+    assert pages[0] + pages[1] == list(whole.ids)
+    assert teams[0] + teams[1] == list(whole.teams)  # each served product's team, as clicks are credited
+
+
+def test_an_interleaved_client_sorting_by_price_gets_the_baseline_and_is_left_out(tmp_path, searcher,
+                                                                                 catalog_engine):
+    client = _client(tmp_path, searcher, catalog_engine, INTERLEAVE)
+    baseline = client.get("/search?q=lamp light&size=8&sort=price_asc&profile=bm25").get_json()
+    with client:
+        body = client.get("/search?q=lamp light&size=8&sort=price_asc&client_id=c1").get_json()
+        attrs = dict(g.experiment_attributes)
+    assert body["profile"] == "bm25" and [h["id"] for h in body["hits"]] == [h["id"] for h in baseline["hits"]]
+    prices = [h["price"] for h in body["hits"]]
+    assert prices == sorted(prices)
+    assert attrs == {"experiment": "il", "arm": INTERLEAVED, "not_interleaved": "sort=price_asc"}
+    relevance = client.get("/search?q=lamp light&size=4&client_id=c1").get_json()
+    queries, _ = stored(client.application)
+    click = UbiEvent(action_name="click", query_id=body["query_id"], timestamp="2025-03-01T10:00:00Z",
+                     event_attributes={"object": {"object_id": body["hits"][0]["id"]}})
+    report = experiment_report("il", queries, [click], arms=["bm25", "dense"])
+    assert report.searches == 2 and report.not_interleaved == 1
+    assert report.preference.searches == 1 and report.preference.ties == 1  # the sorted search's click: not counted
+    assert relevance["profile"] == "bm25+dense"
+    assert "1 searches sorted by other than relevance were served by the baseline" in \
+        render_experiment_markdown(report)
 
 
 def test_the_query_log_records_the_arm_and_the_report_reads_it_back(tmp_path, searcher, catalog_engine):

@@ -228,3 +228,12 @@ def test_explain_search_gives_the_console_what_it_renders(judged_client):
         assert body["hits"] and all({"id", "title", "rank", "stages"} <= set(h) for h in body["hits"])
         seen = {k for h in body["hits"] for k in h["stages"] if not k.endswith("_rank")}
         assert seen == legs | {"fused"}
+
+
+def test_the_storefront_sends_its_session_with_every_search(plain_client):
+    """/search enrols the shopper in an experiment by the session its events carry; without it nobody is enrolled."""
+    with plain_client.get("/static/storefront.js") as resp:
+        text = resp.get_data(as_text=True)
+    search = text[text.index("async function runSearch"):text.index('getJson("/search?"')]
+    assert re.search(r"session_id: sessionId\b", search)
+    assert re.search(r"session_id: sessionId\b", text[text.index("const ev = {"):])  # the events' id: the same one

@@ -51,6 +51,10 @@ def test_the_example_file_is_valid_against_the_packaged_profiles():
      "exp.toml: experiments.x.arms.share = [0.5, 0.5]: must be left out in an interleave experiment"),
     ({"experiments": {"x": {"mode": "ab", "arms": [{"profile": "a", "share": 0.5}, {"profile": "a", "share": 0.5}]}}},
      "exp.toml: experiments.x.arms = ['a', 'a']: must name each profile once"),
+    ({"experiments": {"x": {"mode": "ab", "arms": [{"profile": "a", "share": 0.5},
+                                                   {"profile": INTERLEAVED, "share": 0.5}]}}},
+     "exp.toml: experiments.x.arms.1.profile = 'interleaved': is reserved (it marks interleaved searches in the "
+     "query log); rename that profile"),
     ({"experiments": {"bad name": _ab(0.5, 0.5)["experiments"]["x"]}},
      "exp.toml: experiments.bad name = {"),
     ({"experiment": {}}, "exp.toml: experiment = {}: must be one of the keys allowed at the top level: experiments"),

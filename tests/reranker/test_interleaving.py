@@ -4,12 +4,14 @@ and the merge of two profiles' responses."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
+from shopsearch.plugin.engine import Filters
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
-from shopsearch.reranker.interleaving import (credit, interleave_responses, preference, search_interleaved,
-                                              team_draft)
+from shopsearch.reranker.interleaving import (credit, interleave_responses, list_seed, preference,
+                                              search_interleaved, team_draft)
 
 
 def _pairs(n: int = 300):
@@ -100,3 +102,14 @@ def test_search_interleaved_runs_each_profile_for_the_pages_up_to_the_one_served
     assert calls == [("A", 1, 3), ("A", 2, 3), ("B", 1, 3), ("B", 2, 3)]
     assert len(resp.hits) == 3 and sorted(teams) in (["A", "A", "B"], ["A", "B", "B"])
     assert "interleave" in resp.timings_ms
+
+
+def test_list_seed_is_one_per_result_list_not_per_page():
+    req = SearchRequest("Desk  Lamp", size=4)
+    seed = list_seed("il", "c1", req)
+    # Every page, and the same words typed differently, continue one draw ...
+    assert seed == list_seed("il", "c1", replace(req, page=3, query="desk lamp"))
+    # ... while another client, experiment, filter or sort is another list.
+    assert len({seed, list_seed("il", "c2", req), list_seed("other", "c1", req),
+                list_seed("il", "c1", replace(req, filters=Filters(brand=("Acme",)))),
+                list_seed("il", "c1", replace(req, sort="price_asc"))}) == 5
