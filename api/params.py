@@ -30,7 +30,7 @@ from werkzeug.datastructures import MultiDict
 from shopsearch.events import Id
 from shopsearch.indexer.fields import ATTRIBUTE_NAME
 from shopsearch.plugin.documents import ALL_ATTRIBUTES, DEFAULT_FACETS, FACET_FIELDS
-from shopsearch.plugin.engine import SORTS, Filters
+from shopsearch.plugin.engine import SORTS, UNAVAILABLE_SORTS, Filters, unavailable_sort
 from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.pipeline import SearchContext
 from shopsearch.reranker.recommendations import CONTEXTS
@@ -45,6 +45,7 @@ MAX_LIST_VALUES = 50  # brand/category values per request
 MAX_SUGGESTIONS = 50  # /suggest answers at most this many (or max_size, if smaller)
 DEFAULT_SIZE = 10  # results (or completions) when size is not given, unless the limit is lower
 INCONSISTENT, TOO_DEEP = "inconsistent_parameters", "page_too_deep"  # the 422 error codes
+UNAVAILABLE = "unavailable_sort"  # a 400 that says why a sort a shopper may expect cannot be served
 
 
 class _Repeatable:
@@ -82,6 +83,12 @@ def _word_bool(value: Any) -> Any:
     return value  # anything else fails the strict bool below
 
 
+def _available_sort(value: Any) -> Any:
+    if isinstance(value, str) and value.strip() in UNAVAILABLE_SORTS:
+        raise PydanticCustomError(UNAVAILABLE, unavailable_sort(value.strip()), {"parameter": "sort"})
+    return value
+
+
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BlankIsAbsent]
@@ -97,7 +104,7 @@ AttributeFilters = Annotated[tuple[Annotated[str, StringConstraints(
     pattern=r"^" + ATTRIBUTE_NAME.pattern.strip("^$") + r":.*\S.*$", max_length=1100)], ...],
     Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 Profile = Annotated[str, Field(pattern=PROFILE_PATTERN), BlankIsAbsent]
-Sort = Annotated[Literal[SORTS], BlankIsAbsent]  # type: ignore[valid-type]
+Sort = Annotated[Literal[SORTS], BeforeValidator(_available_sort), BlankIsAbsent]  # type: ignore[valid-type]
 
 
 class QueryParams(BaseModel):
@@ -174,7 +181,7 @@ class SearchParams(FilterParams):
     explain: QueryBool = Field(False, description="Add per-stage scores (and the conversion model's feature "
                                                   "contributions) to each hit")
     sort: Sort = Field("relevance", description="Order of the matching products over every page: relevance, "
-                                                "price_asc, price_desc, rating (best first) or newest; products "
+                                                "price_asc, price_desc or rating (best first); products "
                                                 "without the field come last")
     highlight: QueryBool = Field(False, description="Add each hit's title and description, HTML-escaped, with "
                                                     "<em> around the words the query matched (highlights)")
@@ -363,6 +370,8 @@ def _api_error(exc: ValidationError, model: type[BaseModel]) -> ApiError:
     name = str(err["loc"][0])
     if err["type"] == "extra_forbidden":
         return bad_parameter(name, f"unknown parameter {name!r}; allowed: {', '.join(model.model_fields) or 'none'}")
+    if err["type"] == UNAVAILABLE:
+        return bad_parameter(name, err["msg"])
     if err["type"] == "missing":
         return bad_parameter(name, f"{name} is required")
     value = err["input"]

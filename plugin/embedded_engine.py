@@ -41,7 +41,7 @@ from .embedded_bm25 import best_fields, score_field
 from .embedded_locks import FileLocks
 from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
-from .engine import (HIGHLIGHT_FIELDS, NEWEST_FIELD, PRICE_EDGES, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
+from .engine import (HIGHLIGHT_FIELDS, PRICE_EDGES, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
                      LegsCutShort, MatchPage, MatchRule, check_match, check_min_score, check_price_edges,
                      facet_filters, path_parents, range_buckets, split_faceted)
 from .highlight import highlight as mark, matched_terms
@@ -53,8 +53,7 @@ from .vocabulary import Vocabulary, build_vocabulary
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
 MAX_RESULT_WINDOW = 10_000
 # Field sorts: the snapshot column and whether larger values come first (relevance sorts by score).
-SORT_COLUMNS = {"price_asc": ("price", False), "price_desc": ("price", True), "rating": ("rating", True),
-                "newest": (NEWEST_FIELD, True)}
+SORT_COLUMNS = {"price_asc": ("price", False), "price_desc": ("price", True), "rating": ("rating", True)}
 
 
 def _check_name(param: str, value: str) -> str:
@@ -99,7 +98,7 @@ def _sorted_rows(snap: Snapshot, rows: np.ndarray, scores: np.ndarray, sort: str
     if sort == "relevance":
         return rows[np.lexsort((ids, -scores[rows]))]
     column, descending = SORT_COLUMNS[sort]
-    # A field the snapshot has no column for (``newest`` until the catalog has a date) is missing everywhere.
+    # A field the snapshot has no column for is missing everywhere.
     values = getattr(snap, column, None)
     values = np.full(len(snap), np.nan) if values is None else np.asarray(values, dtype=np.float64)
     picked = values[rows]

@@ -136,9 +136,10 @@ class KnnLeg:
 Leg = BM25Leg | KnnLeg
 
 # Orders of a matching set: relevance (the hybrid ranking), then field sorts; ties go by product id, ascending.
-SORTS = ("relevance", "price_asc", "price_desc", "rating", "newest")
-# The date field ``newest`` sorts on (descending; products without it come last).
-NEWEST_FIELD = "listed_at"
+SORTS = ("relevance", "price_asc", "price_desc", "rating")
+# Orders a shopper may expect that no index can serve, and why: refused by name rather than served in id order.
+UNAVAILABLE_SORTS = {"newest": "products carry no listing date (the catalog schema and the index mapping have no "
+                               "such field)"}
 # The deepest result a matching set can be paged to (OpenSearch's index.max_result_window).
 MATCH_WINDOW = 10_000
 # Fields highlighted in a hit.
@@ -246,6 +247,15 @@ class MatchRule:
     filters: Filters = Filters()
 
 
+def unavailable_sort(sort: str) -> str:
+    """The error message refusing a sort of :data:`UNAVAILABLE_SORTS`.
+
+    >>> unavailable_sort("newest")[:40]
+    "sort='newest' is not available: products"
+    """
+    return f"sort={sort!r} is not available: {UNAVAILABLE_SORTS[sort]}; allowed: {', '.join(SORTS)}"
+
+
 def check_match(sort: str, offset: int, size: int, facets: Sequence[str], facet_size: int) -> None:
     """Check the arguments of :meth:`Engine.match` (both engines take the same).
 
@@ -255,8 +265,10 @@ def check_match(sort: str, offset: int, size: int, facets: Sequence[str], facet_
     >>> check_match("cheapest", 0, 10, (), 10)
     Traceback (most recent call last):
     ...
-    ValueError: sort='cheapest'; allowed: relevance, price_asc, price_desc, rating, newest
+    ValueError: sort='cheapest'; allowed: relevance, price_asc, price_desc, rating
     """
+    if sort in UNAVAILABLE_SORTS:
+        raise ValueError(unavailable_sort(sort))
     if sort not in SORTS:
         raise ValueError(f"sort={sort!r}; allowed: {', '.join(SORTS)}")
     ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (offset, size, facet_size))

@@ -11,7 +11,7 @@ Decisions worth knowing:
   the facets count it (disjunctively: each facet ignores its own filter) and the pages walk it.
 - Relevance order: the fused legs (their sizes fixed by the profile, ``bm25.size``, ``knn.k``, never by the page
   asked for, so page 2 always continues page 1), then the rest of the matching set by its summed lexical and
-  vector scores. Other sorts (price, rating, newest) order the whole set by the field, missing values last.
+  vector scores. Other sorts (price, rating) order the whole set by the field, missing values last.
 - Spelling (:mod:`.speller`, one speller per index version over the catalog's vocabulary): the query is corrected
   before it is embedded, so the vector leg sees what the shopper meant; the lexical leg searches the query as
   typed plus the corrected words (:data:`LEXICAL_SPELLING`); the response names the correction. A query that
@@ -47,7 +47,8 @@ from shopsearch.text import normalise_query
 from shopsearch.indexer.sink import FACET_ATTRIBUTES_META
 
 from .documents import ALL_ATTRIBUTES, ATTR_PREFIX, FACET_FIELDS, VECTOR_FIELD, is_facet, public_source
-from .engine import SORTS, BM25Leg, Engine, Filters, Hit, KnnLeg, LegsCutShort, MatchPage, MatchRule
+from .engine import (SORTS, UNAVAILABLE_SORTS, BM25Leg, Engine, Filters, Hit, KnnLeg, LegsCutShort, MatchPage,
+                     MatchRule, unavailable_sort)
 from .fusion import Fused, fuse
 from .merchandising import Arranged, Merchandising, arrange_head
 from .profiles import Profile, ProfileStore
@@ -99,6 +100,8 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
         raise ValueError(f"query must be at most {limits.max_query_length} characters, got {len(req.query)}")
     _check_int("page", req.page, 1, limits.max_depth)
     _check_int("size", req.size, 1, limits.max_size)
+    if req.sort in UNAVAILABLE_SORTS:
+        raise ValueError(unavailable_sort(req.sort))
     if req.sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}; got {req.sort!r}")
     for name in req.facets:

@@ -8,9 +8,12 @@ Decisions worth knowing:
 - ``hide`` and ``filter`` narrow the request's filters (``Filters.exclude_ids`` and ``Filters.required``), so
   every leg, the total and every facet count obey them exactly; a rule's filter is never left out of a facet's
   count (picking another brand cannot undo it).
-- ``pin``, ``bury`` and ``boost`` rearrange the relevance ranking after every ranking stage (the rerank and
-  conversion stages of reranker/pipeline.py re-apply them to their output: :func:`rearrange`); a field sort
-  (price, rating, newest) is the shopper's explicit order and they leave it alone.
+- ``pin``, ``bury`` and ``boost`` rearrange the relevance ranking once, on the fused ranking the ranking stages
+  start from; after the rerank and conversion stages of reranker/pipeline.py reorder their fixed head,
+  :func:`rearrange` puts pinned and buried products back in place, and boosts the head again only when its last
+  stage's order replaced its input's (``combine = "none"``: a ranker's own order had dropped them; RRF kept them).
+  Only the head: boosting what lies past it as well would depend on how deep the page asked for reached. A field sort
+  (price, rating) is the shopper's explicit order and they leave it alone.
 - A pinned product is shown at its position when it exists and passes the request's filters, even if the query
   does not match it; such a product adds one to ``total`` (so the pages walk exactly ``total`` results) but is
   not in the facet counts, which count the matching set. A position past the ranked head (the fused legs) puts
@@ -170,19 +173,23 @@ def mark(hit: ScoredHit, pins: Mapping[str, int], boosts: Mapping[str, float], b
     return replace(hit, stages={**hit.stages, **marks}) if marks else hit
 
 
-def rearrange(hits: Sequence[ScoredHit]) -> list[ScoredHit]:
-    """Re-apply the merchandising marked in ``hits[i].stages`` after a stage reordered them; ranks 1, 2, ...
+def rearrange(hits: Sequence[ScoredHit], *, boost: bool = False) -> list[ScoredHit]:
+    """Put the pinned and buried products marked in ``hits[i].stages`` back in place after a stage reordered
+    ``hits`` (a whole ranking, or its head from rank 1); ranks 1, 2, ...
+
+    Boosts are applied again only with ``boost``: a stage that fused its order with its input's (RRF) kept the
+    boosts the searcher applied, one whose order replaces its input's (a ranker's own score) dropped them.
 
     >>> hs = [ScoredHit("a", 1, 0.9), ScoredHit("b", 2, 0.5, stages={"pinned": 1.0})]
     >>> [(h.id, h.rank) for h in rearrange(hs)]
     [('b', 1), ('a', 2)]
     """
     pins = {h.id: int(h.stages[PINNED]) for h in hits if PINNED in h.stages}
-    boosts = {h.id: h.stages[BOOST] for h in hits if BOOST in h.stages}
+    boosts = {h.id: h.stages[BOOST] for h in hits if BOOST in h.stages} if boost else {}
     buried = {h.id for h in hits if BURIED in h.stages}
     if not (pins or boosts or buried):
         return list(hits)
-    ordered = arrange(hits, lambda h: h.id, pins, boosts, buried)
+    ordered = arrange(hits, lambda h: h.id, pins, boosts or None, buried)
     return [replace(h, rank=i) for i, h in enumerate(ordered, start=1)]
 
 

@@ -6,14 +6,14 @@ import math
 from typing import Any, Sequence
 
 from .documents import ATTR_PREFIX, CATEGORY_LEVELS, CATEGORY_PATHS, PATH_SEPARATOR, TEXT_FIELDS, VECTOR_FIELD
-from .engine import (HIGHLIGHT_FIELDS, NEWEST_FIELD, PRICE_EDGES, BM25Leg, Filters, KnnLeg, MatchRule, check_match,
+from .engine import (HIGHLIGHT_FIELDS, PRICE_EDGES, BM25Leg, Filters, KnnLeg, MatchRule, check_match,
                      check_min_score, check_price_edges, facet_filters, path_parents, range_buckets, split_faceted)
 from .text_analysis import analyze_query
 
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
 # Field sorts (relevance is by score): the field, its order and the type to assume where an index lacks the field.
 SORT_FIELDS = {"price_asc": ("price", "asc", "float"), "price_desc": ("price", "desc", "float"),
-               "rating": ("rating", "desc", "float"), "newest": (NEWEST_FIELD, "desc", "date")}
+               "rating": ("rating", "desc", "float")}
 # Derived/internal fields never leave the engine (public_source drops them too); not fetching them saves bytes.
 SOURCE_EXCLUDES = [VECTOR_FIELD, "content_hash", "brand_text", "category_text", CATEGORY_PATHS, "attr"] + [
     f"category_lvl{i}" for i in range(CATEGORY_LEVELS)]

@@ -9,6 +9,10 @@ sort), not of the request's query_id: every page of one result list is a slice o
 never repeats or skips a product of page 1. The team of each served position is logged with the search, so clicks
 are credited from what was served.
 
+Merchandising holds in the merged list: pinned products (the same position in both rankings) stay out of the draft
+and are put at their positions, each credited to a team by a coin flip of its own (so a pin favours neither
+profile); buried products stay last.
+
     >>> merged = team_draft(["a", "b", "c"], ["b", "d", "a"], seed="q1", teams=("A", "B"))
     >>> sorted(merged.ids) == ["a", "b", "c", "d"] and len(merged.teams) == 4
     True
@@ -25,6 +29,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Callable, Iterable, NamedTuple, Sequence
 
+from shopsearch.plugin.merchandising import BURIED, PINNED, arrange
 from shopsearch.plugin.search_types import SearchRequest, SearchResponse
 from shopsearch.text import normalise_query
 
@@ -142,11 +147,21 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
     """
     # A product in both rankings is served as the team that placed it scored it (its score and stages).
     hits_of = {team: {h.id: h for h in resp.hits} for team, resp in zip(teams, (first, second))}
-    merged = team_draft([h.id for h in first.hits], [h.id for h in second.hits], seed=seed, teams=teams,
-                        length=req.page * req.size)
+    both = [*first.hits, *second.hits]
+    pins = {h.id: int(h.stages[PINNED]) for h in both if PINNED in h.stages}
+    buried = {h.id for h in both if BURIED in h.stages}
+    length = req.page * req.size
+    # Pins stay out of the draft, so the draft's prefix (and with the pins put back, every page) is one list.
+    merged = team_draft([h.id for h in first.hits if h.id not in pins],
+                        [h.id for h in second.hits if h.id not in pins], seed=seed, teams=teams, length=length)
+    picked = [*zip(merged.ids, merged.teams),
+              *((pid, teams[seeded_rng(f"{seed}\x00pin\x00{pid}").random() >= 0.5]) for pid in pins)]
+    placed = arrange(picked, lambda pair: pair[0], pins, None, buried)[:length]
     start = (req.page - 1) * req.size
-    hits = [replace(hits_of[team][pid], rank=start + i + 1)
-            for i, (pid, team) in enumerate(zip(merged.ids[start:], merged.teams[start:]))]
+    served = placed[start:]
+    other = dict(zip(teams, reversed(teams)))  # a pin's coin may name a team whose ranking lacks it
+    hits = [replace(hits_of[team].get(pid) or hits_of[other[team]][pid], rank=start + i + 1)
+            for i, (pid, team) in enumerate(served)]
     timings = {k: round(first.timings_ms.get(k, 0.0) + second.timings_ms.get(k, 0.0), 3)
                for k in dict.fromkeys([*first.timings_ms, *second.timings_ms])}
     resp = SearchResponse(query=first.query, profile="+".join(teams), page=req.page, size=req.size,
@@ -156,7 +171,7 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
                           degraded_reasons=tuple(dict.fromkeys([*first.degraded_reasons, *second.degraded_reasons])),
                           correction=first.correction, did_you_mean=first.did_you_mean, relaxed=first.relaxed,
                           rules_applied=first.rules_applied, redirect=first.redirect)
-    return resp, merged.teams[start:]
+    return resp, tuple(team for _, team in served)
 
 
 def search_interleaved(search: Callable[[SearchRequest], SearchResponse], req: SearchRequest, *, seed: str,

@@ -195,7 +195,11 @@ class RankingPipeline:
                 notes.extend(conv_notes)
                 reasons.extend(conv_reasons)
             run.timings[CONVERSION] = _ms(t)
-        hits = rearrange(hits)  # merchandising (pins, boosts, bury) applies to the final order
+        # The stages reorder only the head, so only the head needs pins and bury put back; the rest (how far n
+        # reached depends on the page asked for) keeps the searcher's order, and every page slices one ranking.
+        # A last stage whose order replaced its input's dropped the searcher's boosts: the head gets them again.
+        last = conv if conv.enabled else rerank
+        hits = rearrange(hits[:head], boost=last.combine != "rrf") + hits[head:]
         run.timings["total"] = _ms(t_total)
         return SearchResponse(query=req.query, profile=profile.name, page=req.page, size=req.size,
                               total=run.first.total, hits=hits[start:start + req.size], facets=run.first.facets,

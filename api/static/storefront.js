@@ -11,7 +11,7 @@
                         category_lvl2: "category" };
 
   // The orders /search offers over the whole matching set (plugin/engine.py SORTS); the first is the default.
-  const SORTS = ["relevance", "price_asc", "price_desc", "rating", "newest"];
+  const SORTS = ["relevance", "price_asc", "price_desc", "rating"];
 
   const state = { q: "", page: 1, size: PAGE_SIZE, brand: [], category: [], price_min: "", price_max: "", in_stock: false,
                   sort: SORTS[0], category_path: [], attr: [], rating_min: "" };

@@ -132,6 +132,7 @@ def test_search_profile_selects_named_profile(client):
     ("q=lamp&profile=no-such-profile", 400, "profile"),
     ("q=lamp&profile=bad/name", 400, "profile"),
     ("q=lamp&sort=price", 400, "sort"),
+    ("q=lamp&sort=newest", 400, "sort"),
     ("q=lamp&q=desk", 400, "q"),
     ("q=lamp&size=5&size=6", 400, "size"),
     ("q=lamp&brand=" + ",".join(f"b{i}" for i in range(51)), 400, "brand"),
@@ -153,6 +154,10 @@ def test_search_parameter_forms(client):
     assert client.get("/search?q=lamp&facets=").get_json()["facets"] == {}
     err = _error(client.get("/search?q=lamp&size=ten"), 400, "size")
     assert err["message"] == "size must be an integer between 1 and 100; got 'ten'"
+    # newest is refused with the reason, not served in product-id order: no product has a listing date
+    err = _error(client.get("/search?q=lamp&sort=newest"), 400, "sort")
+    assert err["message"].startswith("sort='newest' is not available: products carry no listing date")
+    assert err["message"].endswith("allowed: relevance, price_asc, price_desc, rating")
 
 
 def test_limits_are_configurable(searcher, catalog_engine, tmp_path):

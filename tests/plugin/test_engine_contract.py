@@ -534,15 +534,17 @@ def test_every_sort_is_monotone_over_all_pages(engine, catalog, sort):
     if sort == "relevance":
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
         return
-    if sort == "newest":  # no product has a listing date yet: all missing, by id
-        assert ids == sorted(ids)
-        return
     values = [SORT_KEYS[sort](BY_ID[i]) for i in ids]
     present = [v for v in values if v is not None]
     assert values[:len(present)] == present, "products without the field come last"
     assert present == sorted(present, reverse=sort != "price_asc")
     missing = ids[len(present):]
     assert missing == sorted(missing)
+
+
+def test_newest_is_refused_with_its_reason(engine, catalog):
+    with pytest.raises(ValueError, match=r"sort='newest' is not available: products carry no listing date"):
+        engine.match(catalog, MatchRule(lexical("quality"), Q, 0.99, Filters()), sort="newest", size=5)
 
 
 def test_browse_sorted_by_price_walks_every_filtered_product(engine, catalog):

@@ -192,6 +192,10 @@ def test_arrange_and_rearrange():
     hits = [ScoredHit("x", 1, 3.0, stages={"buried": 1.0}), ScoredHit("y", 2, 2.0), ScoredHit("z", 3, 1.0,
                                                                                            stages={"pinned": 1.0})]
     assert [(h.id, h.rank) for h in rearrange(hits)] == [("z", 1), ("y", 2), ("x", 3)]
+    # a boost mark is applied again only after a stage whose order replaced the boosted one it started from
+    boosted = [ScoredHit("a", 1, 2.0), ScoredHit("b", 2, 1.0, stages={"boost": 4.0})]
+    assert [h.id for h in rearrange(boosted)] == ["a", "b"]
+    assert [h.id for h in rearrange(boosted, boost=True)] == ["b", "a"]
 
 
 def test_plan_conflicts_and_matching():

@@ -89,6 +89,35 @@ def test_interleave_responses_serves_the_requested_page_with_its_teams():
     assert resp.profile == "A+B" and resp.timings_ms["total"] == 2.0 and resp.facets == {}
 
 
+def _merchandised(profile: str, ids: list[str]) -> SearchResponse:
+    """A profile's ranking as the pipeline serves it when rules fired: p_pin at position 3, p_bur last, marked."""
+    order = [i for i in ids if i not in ("p_pin", "p_bur")]
+    order = order[:2] + ["p_pin"] + order[2:] + ["p_bur"]
+    resp = _resp(profile, order, size=len(order))
+    marks = {"p_pin": {"pinned": 3.0}, "p_bur": {"buried": 1.0}}
+    return replace(resp, hits=[replace(h, stages={**h.stages, **marks.get(h.id, {})}) for h in resp.hits])
+
+
+@pytest.mark.parametrize("seed", [f"s{i}" for i in range(20)])
+def test_interleaving_keeps_pins_in_place_buried_last_and_pages_one_list(seed):
+    a_ids = [f"a{i}" for i in range(8)] + [f"c{i}" for i in range(4)]
+    b_ids = [f"c{i}" for i in range(4)] + [f"b{i}" for i in range(8)]
+    whole = None
+    for size in (2, 3, 5, 22):
+        pages = []
+        for page in range(1, -(-22 // size) + 1):
+            n = page * size  # each profile's top page * size, as search_interleaved asks for
+            a, b = _merchandised("A", a_ids), _merchandised("B", b_ids)
+            a, b = replace(a, hits=a.hits[:n]), replace(b, hits=b.hits[:n])
+            resp, teams = interleave_responses(a, b, seed=seed, req=SearchRequest("q", page=page, size=size),
+                                               teams=("A", "B"))
+            assert len(teams) == len(resp.hits) and set(teams) <= {"A", "B"}
+            pages += [h.id for h in resp.hits]
+        assert pages[2] == "p_pin" and pages[-1] == "p_bur" and len(set(pages)) == len(pages) == 22, size
+        whole = whole or pages
+        assert pages == whole, size
+
+
 def test_search_interleaved_runs_each_profile_for_the_pages_up_to_the_one_served():
     rankings = {"A": [f"a{i}" for i in range(7)], "B": [f"b{i}" for i in range(7)]}
     calls = []

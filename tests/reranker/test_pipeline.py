@@ -401,3 +401,33 @@ def test_ranker_input_is_the_head_the_conversion_stage_scores(searcher, registry
     assert all(raw[h.id] == pytest.approx(h.stages["conversion_raw"]) for h in served.hits)
     with pytest.raises(ValueError, match="conversion.depth is 0"):
         pipeline.ranker_input(SearchRequest("lamp", profile="ce"))
+
+
+def merchandised(profiles: ProfileStore) -> FixedSearcher:
+    """A FixedSearcher serving what HybridSearcher serves when rules fired: its ranking already arranged (every
+    fourth product boosted x2, p020 pinned at position 2, p001 buried) and the hits marked."""
+    from shopsearch.plugin.merchandising import arrange
+
+    searcher = FixedSearcher(profiles)
+    pins, boosts, buried = {"p020": 2}, {f"p{i:03d}": 2.0 for i in range(3, N, 4)}, {"p001"}
+    order = arrange(searcher.fused, lambda h: h.id, pins, boosts, buried)
+    marks = {**{i: {"boost": 2.0} for i in boosts}, "p020": {"pinned": 2.0}, "p001": {"buried": 1.0}}
+    searcher.fused = [replace(h, rank=r, stages={**h.stages, **marks.get(h.id, {})}) for r, h in enumerate(order, 1)]
+    return searcher
+
+def test_merchandising_applies_once_and_every_page_slices_one_ranking(profiles, registry, model_dir):
+    searcher = merchandised(profiles)
+    pipeline = RankingPipeline(searcher, registry)
+    for profile in ("ce", "both"):
+        walked = {}
+        for size in (5, 7, 10):
+            walked[size] = [(h.id, h.rank) for page in range(1, -(-N // size) + 1)
+                            for h in pipeline.search(SearchRequest("lamp", page=page, size=size,
+                                                                   profile=profile)).hits]
+        assert walked[5] == walked[7] == walked[10], profile
+        served = [i for i, _ in walked[7]]
+        assert sorted(served) == sorted(FUSED_IDS) and [r for _, r in walked[7]] == list(range(1, N + 1))
+        assert served[1] == "p020" and served[-1] == "p001", profile  # the pin and the bury hold
+        # Past the head the searcher's (boosted) order is served as it came: boosts are not applied again.
+        head = max(profiles.get(profile).rerank.depth, profiles.get(profile).conversion.depth)
+        assert served[head:] == [h.id for h in searcher.fused[head:]], profile
