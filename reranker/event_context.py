@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 from shopsearch.events import Event, EventLog
 from shopsearch.indexer.records import Product
 
-from .event_history import AFFINITY_WEIGHTS, EventHistory
+from .event_history import AFFINITY_WEIGHTS, EventHistory, affinity_key, by_affinity
 from .features import FeatureContext
 from .recommendations import RecInputs, RecLimits, RecommendationMemory, top_popular
 
@@ -35,16 +35,6 @@ log = logging.getLogger(__name__)
 
 ProductLookup = Callable[[str], "Product | None"]
 
-
-def affinity_key(user_id: str | None, session_id: str | None) -> str | None:
-    """Whose affinity a search uses: the user, else the (anonymous) session, else nobody.
-
-    >>> affinity_key(None, "s1")
-    'session:s1'
-    """
-    if user_id:
-        return user_id
-    return f"session:{session_id}" if session_id else None
 
 
 class _CachedProducts:
@@ -130,10 +120,9 @@ class EventLogHistory:
             with self._lock:
                 self.history.products = products
                 for e in events:
-                    key = affinity_key(e.user_id, e.session_id)
-                    # EventHistory keys affinity by user_id: anonymous sessions get a session key of their own.
-                    self.history.add(e if key == e.user_id else _with_user(e, key))
-                    self.recommendations.add(e, key)
+                    keyed = by_affinity(e)
+                    self.history.add(keyed)
+                    self.recommendations.add(e, keyed.user_id)
                 self.history.products = {}
                 if events:
                     self.recommendations.set_popular(top_popular(self.history.click_purchase_counts(),
@@ -181,7 +170,3 @@ class EventLogHistory:
             key = self.recommendations.client(client_id)
             return self.recommendations.inputs(key, seeds, self.history.affinity(key), context=context)
 
-
-def _with_user(e: Event, key: str | None) -> Event:
-    """``e`` attributed to ``key`` (an anonymous session's affinity key)."""
-    return e.model_copy(update={"user_id": key})

@@ -23,6 +23,24 @@ from .features import Affinity, FeatureContext, ProductStats
 AFFINITY_WEIGHTS = {"click": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
 
 
+def affinity_key(user_id: str | None, session_id: str | None) -> str | None:
+    """Whose affinity a search uses: the user, else the (anonymous) session, else nobody.
+
+    >>> affinity_key(None, "s1")
+    'session:s1'
+    """
+    if user_id:
+        return user_id
+    return f"session:{session_id}" if session_id else None
+
+
+def by_affinity(e: Event) -> Event:
+    """``e`` as :meth:`EventHistory.add` takes it, which keys affinity by ``user_id``: an anonymous session's
+    events under their session's :func:`affinity_key` (serving and training alike)."""
+    key = affinity_key(e.user_id, e.session_id)
+    return e if key == e.user_id else e.model_copy(update={"user_id": key})
+
+
 class EventHistory:
     """Counts impressions/clicks/purchases per product and brand/category weight per user.
 

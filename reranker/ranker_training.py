@@ -273,7 +273,8 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
     params = {**(RELEVANCE_PARAMS if target == "relevance" else {}), **(params or {})}
     fit_params = {**params, **({"label_gain": label_gain_list(label_gain)} if label_gain else {})}
     y = labels(rows, objective, target)
-    if not (y > 0).any():
+    # The grades count clicks too: a log with clicks and no purchase would train a "purchase" model of nothing
+    if not (y > 0).any() or not binary_outcome(rows, target).any():
         raise ValueError(f"no {target} in the events; cannot train a {target} model")
     fold_of = group_folds(rows.query_ids, folds, seed)
     rounds, tuning, tuned = NUM_ROUNDS, None, {}

@@ -22,7 +22,7 @@ from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.text import normalise_query
 from shopsearch.ubi import UbiEvent, UbiQuery, from_ubi_event
 
-from .event_history import EventHistory
+from .event_history import EventHistory, affinity_key, by_affinity
 from .features import DEFAULT_MODEL_FEATURES, check_names, list_features
 
 # (query text, product ids) -> one stages dict per product, e.g. {"bm25": 7.1}
@@ -109,24 +109,38 @@ class _List:
 
 
 def _collect_lists(events: list[Event]) -> list[_List]:
+    """The shown lists and each product's outcomes there (``events`` in time order).
+
+    An outcome goes to the list its ``query_id`` names, even when stamped before it (clients send their own
+    clock), and only if that list shows the product (one shown below the logged depth has no row: the event is
+    not credited to another search). One without a known query_id (a checkout's purchase) goes to the session's
+    latest earlier list where the shopper already engaged with the product, else its latest earlier list that
+    showed it.
+    """
     lists: dict[tuple[str, str], _List] = {}
     by_session: dict[str, list[_List]] = {}
     by_query: dict[str, _List] = {}  # a served query_id names one search, whatever session its events name
     for e in events:
-        key = (e.session_id, e.query_id or "")
-        if e.type == "impression":
-            lst = lists.get(key)
-            if lst is None:
-                lst = lists[key] = _List(key, e.query or "", e.user_id, e.time)
-                by_session.setdefault(e.session_id, []).append(lst)
-                if e.query_id:
-                    by_query.setdefault(e.query_id, lst)
-            lst.items.setdefault(e.product_id, e.position)
+        if e.type != "impression":
             continue
-        lst = (lists.get(key) or by_query.get(e.query_id)) if e.query_id else None
-        if lst is None or e.product_id not in lst.items:
-            shown = [x for x in by_session.get(e.session_id, []) if e.product_id in x.items]
-            lst = shown[-1] if shown else None
+        key = (e.session_id, e.query_id or "")
+        lst = lists.get(key)
+        if lst is None:
+            lst = lists[key] = _List(key, e.query or "", e.user_id, e.time)
+            by_session.setdefault(e.session_id, []).append(lst)
+            if e.query_id:
+                by_query.setdefault(e.query_id, lst)
+        lst.items.setdefault(e.product_id, e.position)
+    for e in events:
+        if e.type == "impression":
+            continue
+        named = (lists.get((e.session_id, e.query_id)) or by_query.get(e.query_id)) if e.query_id else None
+        if named is not None:
+            lst = named if e.product_id in named.items else None
+        else:
+            shown = [x for x in by_session.get(e.session_id, []) if e.product_id in x.items and x.start <= e.time]
+            engaged = [x for x in shown if e.product_id in x.outcomes]
+            lst = (engaged or shown or [None])[-1]
         if lst is not None:
             lst.outcomes.setdefault(e.product_id, set()).add(e.type)
     return sorted(lists.values(), key=lambda x: x.start)
@@ -145,8 +159,8 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
     logged (``query_attributes.features``, the served top K): those are the rows a ranker can learn from
     without recomputing a stage.
 
-    Searches no shopper saw (explained, redirected: :attr:`~shopsearch.ubi.UbiQuery.seen_by_shopper`) are left
-    out. A query's impressions carry its session (``query_attributes.session_id``, else its client_id, else the search
+    Searches no shopper saw (explained, redirected: :attr:`~shopsearch.ubi.UbiQuery.seen_by_shopper`), sorted by
+    another key than relevance or served degraded are left out. A query's impressions carry its session (``query_attributes.session_id``, else its client_id, else the search
     alone), user, text and
     served position (page offset included); click / add_to_cart / purchase events are converted with
     :func:`~shopsearch.ubi.from_ubi_event`, other actions ignored.
@@ -159,7 +173,10 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
     for q in queries:
         attrs = q.query_attributes
         logged = attrs.get("features") or {}
-        if not logged or not q.user_query.strip() or not q.seen_by_shopper:
+        # The ranker orders relevance lists as its profile serves them: a list sorted by another key, or served
+        # degraded (a stage cut short), is not one it would have ranked, and its positions would skew the debiasing.
+        ranked = attrs.get("sort", "relevance") == "relevance" and not attrs.get("degraded")
+        if not logged or not q.user_query.strip() or not q.seen_by_shopper or not ranked:
             continue
         try:  # UBI stores query_attributes as strings ("2"); a list whose positions cannot be read is left out
             offset = (int(attrs.get("page", 1)) - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
@@ -212,7 +229,7 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
         iterator = tqdm(lists, desc="features", unit="list")
     for lst in iterator:
         while j < len(evs) and evs[j].time < lst.start:
-            history.add(evs[j])
+            history.add(by_affinity(evs[j]))  # keyed as serving keys them (an anonymous session's own affinity)
             j += 1
         pids = sorted(lst.items, key=lst.items.get)
         if logged is not None and lst.key[1] in logged:
@@ -222,7 +239,7 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
         hits = [ScoredHit(id=pid, rank=lst.items[pid], score=0.0,
                           source=products[pid].to_source() if pid in products else {"id": pid, "title": ""},
                           stages=st) for pid, st in zip(pids, stages)]
-        rows = list_features(lst.query, hits, history.context(lst.user, pids))
+        rows = list_features(lst.query, hits, history.context(affinity_key(lst.user, lst.key[0]), pids))
         for pid, row, st in zip(pids, rows, stages):
             out = lst.outcomes.get(pid, set())
             X.append([row[n] for n in names])

@@ -131,11 +131,14 @@ def test_tuning_chooses_the_setting_its_cv_scores_best_and_the_card_says_so(tmp_
     assert train(rows, target="relevance", folds=3, seed=1).tuning is None
 
 
-def test_tuning_refuses_a_metric_no_fold_can_score():
+def test_a_purchase_model_needs_a_purchase():
+    # Clicks and not one purchase: the grades count the clicks, yet a "purchase" model (its calibration, AUC and
+    # tuning metric) has nothing to learn; it used to train, with NaN in every fold's figures and the card.
     rows = _judged_like(n_queries=12)
     clicks = dataclasses.replace(rows, clicked=(rows.grades > 1).astype(int), grades=(rows.grades > 1).astype(int))
-    with pytest.raises(ValueError, match="no fold has a list that purchase_ndcg@10 can score"):
-        train(clicks, target="purchase", folds=3, tune_grid=True)  # clicks, but not one purchase
+    for tune_grid in (False, True):
+        with pytest.raises(ValueError, match="no purchase in the events; cannot train a purchase model"):
+            train(clicks, target="purchase", folds=3, tune_grid=tune_grid)
 
 
 def test_cv_folds_are_split_queries_folds():
@@ -213,6 +216,54 @@ def test_logged_features_and_events_become_rows_without_recomputing_a_stage():
     assert logged_events(unseen, []).events == []
     as_text = _ubi_query("q10", ["p1", "p2"], features, 9, page="2")  # as the OpenSearch UBI plugin stores it
     assert [e.position for e in logged_events([as_text], []).events] == [3, 4]
+
+
+def _outcomes(queries, events, products):
+    logs = logged_events(queries, events)
+    rows = build_rows(logs.events, products, ("bm25",), logged=logs.stages)
+    shown = [(lid.split("|")[1], pid) for lid, pid in
+             zip(rows.list_ids, [e.product_id for e in sorted(logs.events, key=lambda e: e.time)
+                                 if e.type == "impression"])]
+    return {key: int(g) for key, g in zip(shown, rows.grades)}
+
+
+def test_events_are_credited_to_the_search_they_name_or_the_one_the_shopper_engaged_with():
+    products = {p: Product(id=p, title=p) for p in ("p", "x", "y")}
+    f = {"p": {"bm25": 1.0}, "x": {"bm25": 1.0}, "y": {"bm25": 1.0}}
+    # a click stamped a second before its search (a client's own clock) still counts for that search
+    early = _outcomes([_ubi_query("q1", ["x", "p"], f, 5)], [_ubi_event("click", "q1", "p", 2, 4)], products)
+    assert early == {("q1", "x"): 0, ("q1", "p"): 1}
+    # a click in q2 on a product q2 did not log (shown below the logged depth) is no click in q1, which logged it
+    below = _outcomes([_ubi_query("q1", ["x", "p"], f, 1), _ubi_query("q2", ["y"], {"y": f["y"]}, 3)],
+                      [_ubi_event("click", "q2", "p", 12, 5)], products)
+    assert below == {("q1", "x"): 0, ("q1", "p"): 0, ("q2", "y"): 0}
+    # a checkout purchase (no query_id) goes to the search where the product was carted, not to the latest
+    # search that merely showed it again
+    carted = [_ubi_event("click", "q1", "p", 2, 10), _ubi_event("add_to_cart", "q1", "p", 2, 12),
+              UbiEvent(action_name="purchase", session_id="s1", client_id="c1", timestamp="2024-01-01T00:00:50Z",
+                       event_attributes=UbiEventAttributes(object=UbiObject(object_id="p")))]
+    checkout = _outcomes([_ubi_query("q1", ["x", "p"], f, 1), _ubi_query("q2", ["y", "p"], f, 30)], carted,
+                         products)
+    assert checkout[("q1", "p")] == 3 and checkout[("q2", "p")] == 0
+
+
+def test_an_anonymous_session_has_the_affinity_it_is_served_with():
+    # Serving keys an anonymous shopper's affinity by session (event_context.affinity_key); training must too.
+    products = {"a": Product(id="a", title="acme lamp", brand="Acme"), "b": Product(id="b", title="lamp", brand="Zed")}
+    f = {"a": {"bm25": 1.0}, "b": {"bm25": 1.0}}
+    logs = logged_events([_ubi_query("q1", ["a", "b"], f, 0), _ubi_query("q2", ["a", "b"], f, 30)],
+                         [_ubi_event("purchase", "q1", "a", 1, 10)])
+    rows = build_rows(logs.events, products, ("user_brand_affinity",), logged=logs.stages)
+    assert rows.X[2:, 0].tolist() == [0.75, 0.0]  # the second search: the session bought Acme
+
+
+def test_lists_the_ranker_did_not_order_are_no_rows():
+    f = {"p1": {"bm25": 1.0}}
+    sorted_by_price = _ubi_query("q1", ["p1"], f, 1).model_copy(update={"query_attributes": {
+        **_ubi_query("q1", ["p1"], f, 1).query_attributes, "sort": "price_asc"}})
+    degraded = _ubi_query("q2", ["p1"], f, 2).model_copy(update={"query_attributes": {
+        **_ubi_query("q2", ["p1"], f, 2).query_attributes, "degraded": ["conversion:failed"]}})
+    assert logged_events([sorted_by_price, degraded], []).events == []
 
 
 def test_relevance_features_leave_the_shopper_out():
