@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
 from shopsearch.settings import Settings
-from shopsearch.text import normalise_query
+from shopsearch.text import query_words
 
 from shopsearch.deadline import Deadline
 
@@ -90,7 +90,7 @@ def plan_for(rules: RulesFile, query: str, now: datetime | None = None) -> Plan:
     >>> plan_for(RulesFile(rule=[Rule(name="r", queries=["tv"], pin=[{"id": "p6", "position": 1}])]), " TV ").pins
     {'p6': 1}
     """
-    q = normalise_query(query)
+    q = query_words(query)
     if not q:
         return Plan()
     now = now or datetime.now(timezone.utc)

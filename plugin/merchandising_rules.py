@@ -1,8 +1,8 @@
 """Merchandising rules files: ``<merchandising_dir>/<index>.rules.toml``, validated, reloaded when they change.
 
 A file holds ``[[rule]]`` tables (plugin/config/rules.example.toml is the fully commented example). A rule fires
-for a query (``exact`` or ``contains``, both compared after :func:`shopsearch.text.normalise_query`) inside an
-optional date window, and acts on the results: pin products at positions, bury or hide products, boost or filter
+for a query (``exact`` or ``contains``, both compared after :func:`shopsearch.text.query_words`: case, width and
+punctuation do not count) inside an optional date window, and acts on the results: pin products at positions, bury or hide products, boost or filter
 by product attribute, redirect the shopper. :mod:`.merchandising` applies what fired. The pydantic model
 :class:`RulesFile` validates a file (strict types, unknown keys are errors naming the file, key, value and, for a
 rule, the line of its ``[[rule]]`` header) and produces docs/schemas/rules.schema.json (``shopsearch schema``).
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from shopsearch.config_files import FILE_MODEL, IndexFiles, file_schema, read_toml, validate_file
-from shopsearch.text import normalise_query
+from shopsearch.text import query_words
 
 from .engine import Filters
 
@@ -101,8 +101,8 @@ class Rule(BaseModel):
     def _consistent(self) -> Rule:
         if not (self.pin or self.bury or self.hide or self.boost or self.filter or self.redirect):
             raise ValueError(f"rule {self.name!r} must have an action: pin, bury, hide, boost, filter or redirect")
-        if not all(normalise_query(q) for q in self.queries):
-            raise ValueError(f"rule {self.name!r}: queries must not be blank")
+        if not all(query_words(q) for q in self.queries):
+            raise ValueError(f"rule {self.name!r}: queries must have a word (punctuation alone never matches)")
         if len({p.id for p in self.pin}) < len(self.pin) or len({p.position for p in self.pin}) < len(self.pin):
             raise ValueError(f"rule {self.name!r}: each pin needs its own product id and its own position")
         start, end = self.window()
@@ -115,7 +115,8 @@ class Rule(BaseModel):
         return _moment(self.active_from, 0), _moment(self.active_until, 1)
 
     def fires(self, query: str, now: datetime) -> bool:
-        """Whether the rule fires for the normalised ``query`` at ``now`` (aware).
+        """Whether the rule fires for ``query`` (its :func:`~shopsearch.text.query_words`: punctuation does not
+        count, so "gift-card?" fires a rule for "gift card") at ``now`` (aware).
 
         >>> r = Rule(name="r", queries=["TV"], match="contains", hide=["x"])
         >>> r.fires("led tv 40", datetime.now(timezone.utc)), r.fires("tvs", datetime.now(timezone.utc))
@@ -125,7 +126,7 @@ class Rule(BaseModel):
         if (start is not None and now < start) or (end is not None and now >= end):
             return False
         for q in self.queries:
-            wanted = normalise_query(q)
+            wanted = query_words(q)
             if query == wanted or (self.match == "contains" and f" {wanted} " in f" {query} "):
                 return True
         return False

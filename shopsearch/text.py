@@ -42,6 +42,19 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def query_words(text: str) -> str:
+    """A query's words: :func:`normalise_query` with punctuation read as spaces. For matching a shopper's query
+    against queries an operator wrote (merchandising rules), where "Gift-card?" is "gift card".
+
+    >>> query_words(" Gift-Card? "), query_words("television!")
+    ('gift card', 'television')
+    """
+    return collapse_whitespace(_PUNCTUATION.sub(" ", normalise_query(text)))
+
+
+_PUNCTUATION = re.compile(r"[\W_]+")
+
+
 def normalise_query(text: str) -> str:
     """The canonical form of a shopper's query: NFKC, case-folded, whitespace collapsed.
 

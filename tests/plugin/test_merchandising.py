@@ -205,6 +205,12 @@ def test_plan_conflicts_and_matching():
     plan = plan_for(rules, "LED  TV", datetime(2025, 1, 1, tzinfo=timezone.utc))
     assert plan.rules == ("a", "b") and plan.pins == {"p": 2} and plan.bury == ("q",) and plan.hide == ("h",)
     assert plan_for(rules, "tvs").rules == () and plan_for(rules, "").rules == ()
+    # punctuation does not count, on either side: "LED-TV!" is "led tv"; a rule for "gift-card" fires for "gift card?"
+    assert plan_for(rules, "LED-TV!").rules == ("a", "b") and plan_for(rules, "smart tv, 4k").rules == ("a",)
+    gift = RulesFile.model_validate({"rule": [{"name": "g", "queries": ["Gift-Card"], "redirect": "/gift-cards"}]})
+    assert plan_for(gift, "gift card?").redirect == "/gift-cards" and plan_for(gift, "giftcard").redirect is None
+    with pytest.raises(ValueError, match="queries must have a word"):
+        RulesFile.model_validate({"rule": [{"name": "p", "queries": ["?!"], "hide": ["x"]}]})
     assert analyze_query("luminaire", SynonymMap.from_lines(["luminaire, lamp"]))[0].kind == "graph"
 
 
