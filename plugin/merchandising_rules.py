@@ -2,10 +2,11 @@
 
 A file holds ``[[rule]]`` tables (plugin/config/rules.example.toml is the fully commented example). A rule fires
 for a query (``exact`` or ``contains``, both compared after :func:`shopsearch.text.query_words`: case, width and
-punctuation do not count) inside an optional date window, and acts on the results: pin products at positions, bury or hide products, boost or filter
-by product attribute, redirect the shopper. :mod:`.merchandising` applies what fired. The pydantic model
-:class:`RulesFile` validates a file (strict types, unknown keys are errors naming the file, key, value and, for a
-rule, the line of its ``[[rule]]`` header) and produces docs/schemas/rules.schema.json (``shopsearch schema``).
+punctuation do not count) inside an optional date window, and acts on the results: pin products at positions,
+bury or hide products, boost or filter by product attribute, redirect the shopper. :mod:`.merchandising` applies
+what fired. The pydantic model :class:`RulesFile` validates a file (strict types, unknown keys are errors naming
+the file, key, value and, for a rule, the line of its ``[[rule]]`` header) and produces
+docs/schemas/rules.schema.json (``shopsearch schema``).
 """
 
 from __future__ import annotations

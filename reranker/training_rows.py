@@ -160,8 +160,8 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
     without recomputing a stage.
 
     Searches no shopper saw (explained, redirected: :attr:`~shopsearch.ubi.UbiQuery.seen_by_shopper`), sorted by
-    another key than relevance or served degraded are left out. A query's impressions carry its session (``query_attributes.session_id``, else its client_id, else the search
-    alone), user, text and
+    another key than relevance or served degraded are left out. A query's impressions carry its session
+    (``query_attributes.session_id``, else its client_id, else the search alone), user, text and
     served position (page offset included); click / add_to_cart / purchase events are converted with
     :func:`~shopsearch.ubi.from_ubi_event`, other actions ignored.
 

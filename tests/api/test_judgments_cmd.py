@@ -135,8 +135,8 @@ def test_a_product_id_with_whitespace_is_left_out_not_every_grade(tmp_path, tiny
     queries = [q.model_copy(update={"query_response_hit_ids": [rename(p) for p in q.query_response_hit_ids]})
                for q in queries]
     events = [e.model_copy(update={"event_attributes": e.event_attributes.model_copy(update={
-        "object": e.event_attributes.object.model_copy(update={"object_id": rename(e.event_attributes.object.object_id)})
-    })}) for e in events]
+        "object": e.event_attributes.object.model_copy(
+            update={"object_id": rename(e.event_attributes.object.object_id)})})}) for e in events]
     JsonlUbiStore(tmp_path / "ubi").write(queries, events)
     out = tmp_path / "q.txt"
     assert main(["judgments", "from-logs", "--model", "coec", "--out", str(out), "--ubi-dir", str(tmp_path / "ubi"),
