@@ -46,7 +46,7 @@ def run_from_logs(args: argparse.Namespace) -> int:
     enough impressions)."""
     import sys
 
-    from shopsearch.judgments import Qrel, Query, write_qrels, write_queries
+    from shopsearch.judgments import Qrel, Query, qrels_field, write_qrels, write_queries
     from shopsearch.reranker.click_models import fit_click_model, grade_pairs, serp_sessions
 
     if args.min_impressions < 1:
@@ -82,9 +82,9 @@ def run_from_logs(args: argparse.Namespace) -> int:
         return 1
     # A product id with whitespace cannot be a qrels field (it would split the line): those pairs are left out
     # and named, rather than lose every other grade.
-    unwritable = [g for g in graded if len(g.doc_id.split()) != 1]
+    unwritable = [g for g in graded if not qrels_field(g.doc_id)]
     if unwritable:
-        graded = [g for g in graded if len(g.doc_id.split()) == 1]
+        graded = [g for g in graded if qrels_field(g.doc_id)]
         ids = list(dict.fromkeys(g.doc_id for g in unwritable))
         print(f"warning: {len(unwritable)} graded pairs left out: product ids with whitespace cannot be written "
               f"as TREC qrels ({', '.join(map(repr, ids[:5]))}{', ...' if len(ids) > 5 else ''})", file=sys.stderr)

@@ -230,15 +230,15 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     searches.sort(key=lambda q: _time(q.timestamp))
     outcome = _outcomes(searches, events)
     interleaved = any(q.query_attributes.get("arm") == INTERLEAVED for q in searches)
-    skipped = [q for q in searches if interleaved and q.query_attributes.get("not_interleaved")]
+    # searches of interleaved clients served by the baseline alone (not by relevance): out of the preference
+    shown = [q for q in searches if not q.query_attributes.get("not_interleaved")] if interleaved else searches
     reasons = Counter(str(r) for q in searches for r in set(_degraded(q)))
     common = dict(name=name, mode="interleave" if interleaved else "ab", searches=len(searches),
                   simulated_searches=sum(q.simulated for q in searches),
                   first=searches[0].timestamp, last=searches[-1].timestamp, alpha=float(alpha),
                   degraded_searches=sum(bool(_degraded(q)) for q in searches),
-                  degraded_reasons=dict(reasons.most_common()), not_interleaved=len(skipped))
+                  degraded_reasons=dict(reasons.most_common()), not_interleaved=len(searches) - len(shown))
     if interleaved:
-        shown = [q for q in searches if not q.query_attributes.get("not_interleaved")]
         return ExperimentReport(**common, arms=(), deltas=(), preference=_preference(shown, outcome, arms, alpha))
     found = sorted({str(q.query_attributes.get("arm")) for q in searches})
     order = list(arms) if arms else found

@@ -67,11 +67,9 @@ def found_nothing(record: UbiQuery) -> bool:
 
 
 def first_page(record: UbiQuery) -> bool:
-    """Whether the record is a first page (later pages repeat a search already counted)."""
-    try:  # UBI stores query_attributes as strings ("2")
-        return int(record.query_attributes.get("page", 1)) <= 1
-    except (TypeError, ValueError):
-        return True
+    """Whether the record is a first page (later pages repeat a search already counted; a page that is no number
+    counts as one)."""
+    return record.page is None or record.page <= 1
 
 
 def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,

@@ -157,14 +157,10 @@ def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> li
     out = []
     for q in queries:
         key = normalise_query(q.user_query)
-        attrs = q.query_attributes
-        try:  # UBI stores query_attributes as strings ("2"); a page that is no number is not known to be the first
-            page = int(attrs.get("page", 1))
-        except (TypeError, ValueError):
-            continue
-        # a list sorted by another key than relevance says nothing of the positions' bias
-        ranked = attrs.get("sort", "relevance") == "relevance"
-        if not key or not q.query_response_hit_ids or page > 1 or not ranked or not q.seen_by_shopper:
+        # a page that is no number is not known to be the first; a list sorted by another key than relevance
+        # says nothing of the positions' bias
+        first = q.page is not None and q.page <= 1
+        if not key or not q.query_response_hit_ids or not first or not q.in_relevance_order or not q.seen_by_shopper:
             continue
         docs = tuple(q.query_response_hit_ids)
         clicked = [False] * len(docs)

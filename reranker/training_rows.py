@@ -175,11 +175,11 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
         logged = attrs.get("features") or {}
         # The ranker orders relevance lists as its profile serves them: a list sorted by another key, or served
         # degraded (a stage cut short), is not one it would have ranked, and its positions would skew the debiasing.
-        ranked = attrs.get("sort", "relevance") == "relevance" and not attrs.get("degraded")
-        if not logged or not q.user_query.strip() or not q.seen_by_shopper or not ranked:
+        ranked = q.in_relevance_order and not attrs.get("degraded")
+        if not logged or not q.user_query.strip() or not q.seen_by_shopper or not ranked or q.page is None:
             continue
-        try:  # UBI stores query_attributes as strings ("2"); a list whose positions cannot be read is left out
-            offset = (int(attrs.get("page", 1)) - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
+        try:  # UBI stores query_attributes as strings ("10"); a list whose positions cannot be read is left out
+            offset = (q.page - 1) * int(attrs.get("size", len(q.query_response_hit_ids)))
         except (TypeError, ValueError):
             continue
         # A search that named no shopper (a plain API call) is a session of its own.

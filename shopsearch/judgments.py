@@ -139,6 +139,16 @@ def read_qrels(path: str | Path) -> list[Qrel]:
     return out
 
 
+def qrels_field(value: object) -> bool:
+    """Whether ``value`` can be a field of a TREC qrels line: non-empty, without whitespace (it would split the
+    line).
+
+    >>> qrels_field("p9"), qrels_field("SKU 1"), qrels_field("")
+    (True, False, False)
+    """
+    return bool(value) and len(str(value).split()) == 1
+
+
 def write_qrels(path: str | Path, qrels: Iterable[Qrel]) -> int:
     """Write TREC qrels, ``qid iteration doc_id grade`` per line, in the order given (what :func:`read_qrels` reads).
 
@@ -153,7 +163,7 @@ def write_qrels(path: str | Path, qrels: Iterable[Qrel]) -> int:
     lines, seen = [], set()
     for q in qrels:
         for name, value in (("query_id", q.query_id), ("doc_id", q.doc_id), ("iteration", q.iteration)):
-            if not value or len(str(value).split()) != 1:
+            if not qrels_field(value):
                 raise ValueError(f"qrels {name} must be non-empty without whitespace; got {value!r}")
         if (q.query_id, q.doc_id) in seen:
             raise ValueError(f"judgment for ({q.query_id}, {q.doc_id}) appears twice")

@@ -201,6 +201,20 @@ class UbiQuery(BaseModel):
         return _flag(self.query_attributes.get("simulated"))
 
     @property
+    def page(self) -> int | None:
+        """The result page the list is (1 when not logged); None when it is no number. UBI clients that store
+        attributes as strings write "2"."""
+        try:
+            return int(self.query_attributes.get("page", 1))
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def in_relevance_order(self) -> bool:
+        """Whether the list was served in relevance order (``sort`` not logged: it was)."""
+        return self.query_attributes.get("sort", "relevance") == "relevance"
+
+    @property
     def explained(self) -> bool:
         """Whether the search asked for ``explain``: a relevance console's (a search engineer's), no shopper's."""
         return _flag(self.query_attributes.get("explain"))
