@@ -97,7 +97,7 @@ def run_from_logs(args: argparse.Namespace) -> int:
     print(f"{args.model}: {len(sessions)} result lists, {len(fit.pairs)} pairs, {len(graded)} graded in "
           f"{n_queries} queries ({len(fit.pairs) - len(graded)} left out: shown, or never clicked and looked at, "
           f"< {args.min_impressions} times, or no evidence); grades 0/1/2/3: {'/'.join(map(str, counts))}")
-    if fit.iterations and fit.iterations >= args.iterations:
+    if not fit.converged:
         print(f"warning: EM stopped at --iterations {args.iterations} before converging; the estimates may still "
               f"move (raise --iterations)", file=sys.stderr)
     if fit.positions:

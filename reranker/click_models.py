@@ -72,13 +72,15 @@ class PairEstimate(NamedTuple):
 class ClickModelFit:
     """A fitted click model: per-pair estimates (sorted by query, then estimate, best first) and its global
     parameters: ``positions`` = per-rank CTR prior (COEC) or examination (PBM), empty for DBN; ``continuation`` =
-    DBN's gamma (None otherwise); ``iterations`` = EM iterations run (0 for COEC)."""
+    DBN's gamma (None otherwise); ``iterations`` = EM iterations run (0 for COEC); ``converged`` = whether the
+    EM's last iteration moved no parameter more than its tolerance (True for COEC, which has no EM)."""
 
     model: str
     pairs: tuple[PairEstimate, ...]
     positions: tuple[float, ...] = ()
     continuation: float | None = None
     iterations: int = 0
+    converged: bool = True
 
 
 class GradedPair(NamedTuple):
@@ -112,6 +114,7 @@ class PbmParams(NamedTuple):
     attractiveness: np.ndarray
     examination: np.ndarray
     iterations: int
+    converged: bool = False  # the last iteration moved no parameter more than ``tol``
 
 
 class DbnParams(NamedTuple):
@@ -121,6 +124,7 @@ class DbnParams(NamedTuple):
     satisfaction: np.ndarray
     continuation: float
     iterations: int
+    converged: bool = False  # the last iteration moved no parameter more than ``tol``
 
 
 def serp_sessions(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> list[SerpSession]:
@@ -239,7 +243,7 @@ def fit_pbm(m: SessionMatrix, iterations: int = 100, tol: float = 1e-5) -> PbmPa
     _check_iterations(iterations, tol)
     n_pair, n_rank = _per_pair(m, np.ones(m.click.shape)), m.valid.sum(axis=0)
     a, e = np.full(len(m.pairs) + 1, 0.5), np.full(m.click.shape[1], 0.5)
-    done = 0
+    done, converged = 0, False
     for done in range(1, iterations + 1):
         ai, ei = a[m.pair], e[np.newaxis, :]
         miss = 1.0 - ai * ei
@@ -252,9 +256,10 @@ def fit_pbm(m: SessionMatrix, iterations: int = 100, tol: float = 1e-5) -> PbmPa
         new_a, new_e = np.clip(new_a, _EPS, 1 - _EPS), np.clip(new_e, _EPS, 1 - _EPS)
         moved = max(np.abs(new_a - a).max(), np.abs(new_e - e).max())
         a, e = new_a, new_e
-        if moved < tol:
+        converged = moved <= tol
+        if converged:
             break
-    return PbmParams(a[:-1], e, done)
+    return PbmParams(a[:-1], e, done, converged)
 
 
 def _forward_backward(m: SessionMatrix, a: np.ndarray, s: np.ndarray, gamma: float):
@@ -309,7 +314,7 @@ def fit_dbn(m: SessionMatrix, gamma: float | None = None, iterations: int = 100,
     n_pair, n_click = _evidence(m)
     a, s = np.full(len(m.pairs) + 1, 0.5), np.full(len(m.pairs) + 1, 0.5)
     g = 0.5 if gamma is None else gamma
-    done = 0
+    done, converged = 0, False
     for done in range(1, iterations + 1):
         post_a, post_s, _, went, could = _dbn_posteriors(m, a, s, g)
         new_a = np.append(np.divide(_per_pair(m, post_a), n_pair, out=a[:-1].copy(), where=n_pair > 0), 0.0)
@@ -318,9 +323,10 @@ def fit_dbn(m: SessionMatrix, gamma: float | None = None, iterations: int = 100,
         new_a, new_s = np.clip(new_a, _EPS, 1 - _EPS), np.clip(new_s, _EPS, 1 - _EPS)
         moved = max(np.abs(new_a - a).max(), np.abs(new_s - s).max(), abs(new_g - g))
         a, s, g = new_a, new_s, new_g
-        if moved < tol:
+        converged = moved <= tol
+        if converged:
             break
-    return DbnParams(a[:-1], s[:-1], g, done)
+    return DbnParams(a[:-1], s[:-1], g, done, converged)
 
 
 def fit_click_model(model: str, sessions: Sequence[SerpSession], iterations: int = 100) -> ClickModelFit:
@@ -350,7 +356,8 @@ def fit_click_model(model: str, sessions: Sequence[SerpSession], iterations: int
         ai, ei = np.append(a, 0.0)[m.pair], e[np.newaxis, :]
         examined = _per_pair(m, m.click + (1 - m.click) * ei * (1 - ai) / (1 - ai * ei))
         err = np.sqrt(a * (1 - a) / np.maximum(examined, 1.0))
-        return _fit(model, m, a, err, shown, clicks, examined, positions=tuple(e.tolist()), iterations=p.iterations)
+        return _fit(model, m, a, err, shown, clicks, examined, positions=tuple(e.tolist()), iterations=p.iterations,
+                    converged=p.converged)
     d = fit_dbn(m, iterations=iterations)
     examined = _per_pair(m, _dbn_posteriors(m, np.append(d.attractiveness, 0.0), np.append(d.satisfaction, 0.0),
                                             d.continuation)[2])
@@ -363,7 +370,8 @@ def fit_click_model(model: str, sessions: Sequence[SerpSession], iterations: int
         s[(informing == 0) & (clicks > 0)] = float((s * informing).sum() / informing.sum())
     var_a, var_s = a * (1 - a) / np.maximum(examined, 1.0), s * (1 - s) / np.maximum(informing, 1.0)
     err = np.sqrt(s**2 * var_a + a**2 * var_s)
-    return _fit(model, m, a * s, err, shown, clicks, examined, continuation=d.continuation, iterations=d.iterations)
+    return _fit(model, m, a * s, err, shown, clicks, examined, continuation=d.continuation, iterations=d.iterations,
+                converged=d.converged)
 
 
 def _fit(model: str, m: SessionMatrix, est: np.ndarray, err: np.ndarray, shown: np.ndarray, clicks: np.ndarray,

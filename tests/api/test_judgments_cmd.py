@@ -9,6 +9,7 @@ import pytest
 from shopsearch.api.cli import main
 from shopsearch.judgments import query_id_for, read_judgments, read_qrels, read_queries
 from shopsearch.plugin.ubi_store import JsonlUbiStore
+from shopsearch.reranker.click_models import fit_click_model, serp_sessions
 from shopsearch.reranker.sim_catalog import load_judged
 from shopsearch.reranker.simulate import SimParams
 from tests.reranker.simdata import write_tiny_data
@@ -74,6 +75,24 @@ def test_from_logs_reads_the_engine_store_and_names_its_outputs(tmp_path, tiny_l
     assert main(["judgments", "from-logs", "--model", "coec", "--out", str(out), "--engine", "embedded",
                  "--min-impressions", "100000"]) == 1
     assert "lower --min-impressions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["pbm", "dbn"])
+def test_the_non_convergence_warning_fires_only_when_em_stopped_short(tmp_path, tiny_logs, model, capsys):
+    queries, events, _ = tiny_logs
+    JsonlUbiStore(tmp_path / "ubi").write(queries, events)
+    sessions = serp_sessions(queries, events)
+    n = fit_click_model(model, sessions, iterations=1000).iterations  # EM converges on its n-th iteration
+    assert 1 < n < 1000
+
+    def warned(iterations):
+        assert main(["judgments", "from-logs", "--model", model, "--out", str(tmp_path / "q.txt"), "--ubi-dir",
+                     str(tmp_path / "ubi"), "--min-impressions", "20", "--iterations", str(iterations)]) == 0
+        return "before converging" in capsys.readouterr().err
+
+    assert not warned(n)  # converged exactly on the last allowed iteration
+    assert warned(n - 1)  # stopped with the last change still above the tolerance
+    assert not warned(n + 1)
 
 
 def test_from_logs_bad_input(tmp_path, capsys):

@@ -159,6 +159,27 @@ def test_em_matches_brute_force_enumeration(seed):
     assert np.allclose(p.attractiveness, a, atol=1e-6) and np.allclose(p.examination, e, atol=1e-6)
 
 
+@pytest.mark.parametrize("fit", [fit_pbm, fit_dbn])
+def test_em_converging_on_its_last_allowed_iteration_counts_as_converged(fit):
+    # the log of a seed converges in n iterations; capped at exactly n it converged too, capped at n - 1 it did not
+    m = encode_sessions(_random_log(1))
+    n = fit(m, iterations=1000, tol=1e-6).iterations
+    assert 1 < n < 1000
+    at_cap = fit(m, iterations=n, tol=1e-6)
+    assert at_cap.iterations == n and at_cap.converged
+    short = fit(m, iterations=n - 1, tol=1e-6)
+    assert short.iterations == n - 1 and not short.converged
+
+
+@pytest.mark.parametrize("model", ["pbm", "dbn"])
+def test_fit_click_model_reports_convergence(model):
+    sessions = _random_log(1)
+    n = fit_click_model(model, sessions, iterations=1000).iterations
+    assert fit_click_model(model, sessions, iterations=n).converged
+    assert not fit_click_model(model, sessions, iterations=n - 1).converged
+    assert fit_click_model("coec", sessions).converged  # no EM to stop short
+
+
 # --- recovery of known parameters -------------------------------------------------------------------------------
 
 def _model_log(rng, true_a, n_sessions, depth, click):
