@@ -142,9 +142,12 @@ def _schemas() -> dict[str, Any]:
                                           "(brand, category levels, attr.<name>): top values, count descending. "
                                           "category_path: the roots, then the children of each level of the "
                                           "chosen category_path (values are whole paths, 'Home > Furniture'). "
-                                          "price: buckets '0-25', '25-50', ... '250+' (from inclusive, to "
-                                          "exclusive; the edges are the facet_price_edges setting); rating: "
-                                          "'4+' ... '1+'; empty buckets left out"},
+                                          "price: buckets '0-25', '25-50', ... '250+' (the edges are the "
+                                          "facet_price_edges setting), each counting exactly the products its "
+                                          "filter price_min=<from>&price_max=<to> selects ('250+': "
+                                          "price_min=250): both edges inclusive, so a product priced exactly at "
+                                          "an edge counts in the two buckets that share it; rating: '4+' ... "
+                                          "'1+'; empty buckets left out"},
                 "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                                "description": "Milliseconds per stage: spell, embed, retrieve, fusion, match, fetch, "
                                               "rerank, conversion, total"},
@@ -167,9 +170,13 @@ def _schemas() -> dict[str, Any]:
                             "description": "The query matched nothing; the hits are for a relaxed form of it "
                                            "(correction: the words the catalog holds)"},
                 "rules_applied": {"type": "array", "items": {"type": "string"},
-                                  "description": "The merchandising rules that fired for the query, in file order "
-                                                 "(<merchandising_dir>/<index>.rules.toml); with explain, hits "
-                                                 "show their pinned/boost/buried stages"},
+                                  "description": "The merchandising rules that fired, in the order they apply "
+                                                 "(<merchandising_dir>/<index>.rules.toml): a rule fires for the "
+                                                 "query as typed or for the one served (correction); those the "
+                                                 "typed query fires come first, in file order, and win a "
+                                                 "conflict (a product, a position, the redirect), then those only "
+                                                 "the served query fires; with explain, hits show their "
+                                                 "pinned/boost/buried stages"},
                 "redirect": {"type": ["string", "null"],
                              "description": "A rule's URL (http(s) or /path) the storefront sends the shopper to; "
                                             "null: show the results"}}},

@@ -145,8 +145,9 @@ class FilterParams(QueryParams):
                                                    "(repeat or comma-separate; values of one attribute OR, "
                                                    "attributes AND); the attributes the index facets",
                                    examples=["color:red"])
-    price_min: Price = Field(None, description="Lowest price (at most price_max, else 422)")
-    price_max: Price = Field(None, description="Highest price")
+    price_min: Price = Field(None, description="Lowest price, inclusive (at most price_max, else 422)")
+    price_max: Price = Field(None, description="Highest price, inclusive (a price facet bucket '25-50' links to "
+                                               "price_min=25&price_max=50 and counts exactly what it selects)")
     in_stock: QueryBool = Field(None, description="Only products in (true) or out of (false) stock")
     rating_min: Rating = Field(None, description="Lowest average rating")
 

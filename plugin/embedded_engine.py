@@ -56,6 +56,24 @@ MAX_RESULT_WINDOW = 10_000
 SORT_COLUMNS = {"price_asc": ("price", False), "price_desc": ("price", True), "rating": ("rating", True)}
 
 
+def counted_buckets(facet: str, price_edges: Sequence[float] = PRICE_EDGES) -> list[tuple[str, float, float | None]]:
+    """The ``(label, from, to)`` buckets :meth:`.embedded_snapshot.Snapshot.range_counts` counts a range facet in
+    (``from`` inclusive, ``to`` exclusive): :func:`~.engine.range_buckets`, with a price bucket's upper edge moved
+    one float64 step up so a product priced exactly at it counts. A price bucket then holds exactly the products
+    its link selects (``price_min=from&price_max=to``, both inclusive; a product priced at an edge counts in both
+    buckets that share it), as the OpenSearch adapter's counts (:func:`.opensearch_queries.facet_aggs`).
+
+    >>> [(label, hi == 25.0, hi > 25.0) for label, _, hi in counted_buckets("price", (25.0,))[:1]]
+    [('0-25', False, True)]
+    >>> counted_buckets("rating") == range_buckets("rating")
+    True
+    """
+    buckets = range_buckets(facet, price_edges)
+    if facet != "price":
+        return buckets
+    return [(label, lo, None if hi is None else math.nextafter(float(hi), math.inf)) for label, lo, hi in buckets]
+
+
 def _check_name(param: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value) or len(value) > 255 or value in (".", ".."):
         raise ValueError(f"{param}={value!r} is not a valid index name: lowercase letters, digits, '.', '_', '-', "
@@ -506,7 +524,7 @@ class EmbeddedEngine:
             if name == "category_path":
                 counts[name] = snap.path_counts(counted, path_parents(owned.category_path), facet_size)
             elif name in ("price", "rating"):
-                counts[name] = snap.range_counts(counted, name, range_buckets(name, price_edges))
+                counts[name] = snap.range_counts(counted, name, counted_buckets(name, price_edges))
             else:
                 counts[name] = snap.facet_counts(counted, name, facet_size)
         rows: list[int] = []

@@ -151,8 +151,9 @@ FACET_FILTER = {"brand": ("brand",), "category_lvl0": ("category",), "category_l
                 "price": ("price_min", "price_max"), "rating": ("rating_min",)}
 # The facet-owned filters: hits obey them all, each facet's counts all but its own.
 FACETED = ("brand", "category", "category_path", "price_min", "price_max", "rating_min", "attributes")
-# Price facet buckets: [0, 25), [25, 50), ..., [250, +inf), labelled "0-25" ... "250+"; rating facet: "4+" ... "1+"
-# (a product counts in every threshold its rating reaches).
+# Price facet buckets: [0, 25], [25, 50], ..., [250, +inf), labelled "0-25" ... "250+", each counting what its link
+# (price_min=from&price_max=to, both inclusive) selects, so a product priced at an edge counts in both buckets that
+# share it; rating facet: "4+" ... "1+" (a product counts in every threshold its rating reaches).
 PRICE_EDGES: tuple[float, ...] = Settings.model_fields["facet_price_edges"].default  # settings' default
 RATING_STEPS = (4.0, 3.0, 2.0, 1.0)
 
@@ -182,7 +183,8 @@ def facet_filters(owned: Filters, facet: str) -> Filters:
 
 
 def range_buckets(facet: str, price_edges: Sequence[float] = PRICE_EDGES) -> list[tuple[str, float, float | None]]:
-    """The buckets of a range facet: ``(label, from, to)``, ``from`` inclusive, ``to`` exclusive (None: open).
+    """The buckets of a range facet: ``(label, from, to)`` (``to`` None: open). The engines count a price bucket
+    with both edges inclusive, as its link's filter selects; a rating threshold from ``from`` up.
 
     >>> range_buckets("price", (25.0, 50.0))
     [('0-25', 0.0, 25.0), ('25-50', 25.0, 50.0), ('50+', 50.0, None)]
@@ -256,6 +258,24 @@ def unavailable_sort(sort: str) -> str:
     return f"sort={sort!r} is not available: {UNAVAILABLE_SORTS[sort]}; allowed: {', '.join(SORTS)}"
 
 
+def check_sort(sort: str) -> None:
+    """Check a requested sort against :data:`SORTS` (the one sort check of the engines and the searcher).
+
+    Raises:
+        ValueError: naming ``sort``: a sort of :data:`UNAVAILABLE_SORTS` with why it cannot be served
+            (:func:`unavailable_sort`), or an unknown sort; both end with the allowed sorts.
+
+    >>> check_sort("cheapest")
+    Traceback (most recent call last):
+    ...
+    ValueError: sort='cheapest' is unknown; allowed: relevance, price_asc, price_desc, rating
+    """
+    if isinstance(sort, str) and sort in UNAVAILABLE_SORTS:
+        raise ValueError(unavailable_sort(sort))
+    if sort not in SORTS:
+        raise ValueError(f"sort={sort!r} is unknown; allowed: {', '.join(SORTS)}")
+
+
 def check_match(sort: str, offset: int, size: int, facets: Sequence[str], facet_size: int) -> None:
     """Check the arguments of :meth:`Engine.match` (both engines take the same).
 
@@ -265,12 +285,9 @@ def check_match(sort: str, offset: int, size: int, facets: Sequence[str], facet_
     >>> check_match("cheapest", 0, 10, (), 10)
     Traceback (most recent call last):
     ...
-    ValueError: sort='cheapest'; allowed: relevance, price_asc, price_desc, rating
+    ValueError: sort='cheapest' is unknown; allowed: relevance, price_asc, price_desc, rating
     """
-    if sort in UNAVAILABLE_SORTS:
-        raise ValueError(unavailable_sort(sort))
-    if sort not in SORTS:
-        raise ValueError(f"sort={sort!r}; allowed: {', '.join(SORTS)}")
+    check_sort(sort)
     ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (offset, size, facet_size))
     if not ints or offset < 0 or size < 0 or offset + size > MATCH_WINDOW:
         raise ValueError(f"offset={offset!r} and size={size!r} must be integers >= 0 with offset + size <= "

@@ -47,8 +47,7 @@ from shopsearch.text import normalise_query
 from shopsearch.indexer.sink import FACET_ATTRIBUTES_META
 
 from .documents import ALL_ATTRIBUTES, ATTR_PREFIX, FACET_FIELDS, VECTOR_FIELD, is_facet, public_source
-from .engine import (SORTS, UNAVAILABLE_SORTS, BM25Leg, Engine, Filters, Hit, KnnLeg, LegsCutShort, MatchPage,
-                     MatchRule, unavailable_sort)
+from .engine import BM25Leg, Engine, Filters, Hit, KnnLeg, LegsCutShort, MatchPage, MatchRule, check_sort
 from .fusion import Fused, fuse
 from .merchandising import Arranged, Merchandising, arrange_head
 from .profiles import Profile, ProfileStore
@@ -100,10 +99,7 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
         raise ValueError(f"query must be at most {limits.max_query_length} characters, got {len(req.query)}")
     _check_int("page", req.page, 1, limits.max_depth)
     _check_int("size", req.size, 1, limits.max_size)
-    if req.sort in UNAVAILABLE_SORTS:
-        raise ValueError(unavailable_sort(req.sort))
-    if req.sort not in SORTS:
-        raise ValueError(f"sort must be one of {', '.join(SORTS)}; got {req.sort!r}")
+    check_sort(req.sort)
     for name in req.facets:
         if name != ALL_ATTRIBUTES and not is_facet(name):
             raise ValueError(f"facets has {name!r}; allowed: {', '.join(FACET_FIELDS)}, attr.<attribute> or "
@@ -185,7 +181,8 @@ class HybridSearcher:
             legs["knn"] = KnnLeg(vector=[float(x) for x in vector], k=profile.knn.k, filters=filters)
         return legs
 
-    def search(self, req: SearchRequest, *, deadline: Deadline | None = None, relax: bool = True) -> SearchResponse:
+    def search(self, req: SearchRequest, *, deadline: Deadline | None = None, relax: bool = True,
+               typed: str | None = None) -> SearchResponse:
         """Run one search request.
 
         Args:
@@ -194,6 +191,9 @@ class HybridSearcher:
             deadline: when the answer is due; every engine call gets the time left, and what ran out of time is
                 left out (``degraded_reasons`` say what; see the module notes). None: no deadline.
             relax: when the query matches nothing, search its relaxed form (see :meth:`_nothing_found`).
+            typed: the query the shopper typed when ``req.query`` is a form of it the searcher serves instead (the
+                relaxed query); None: ``req.query``. Merchandising rules fire for the typed query or the served
+                one (``req.query``, or its spelling correction), the typed one's first (plugin/merchandising.py).
 
         Returns:
             A SearchResponse over the products the query matches (lexically, or by a vector score over the
@@ -218,27 +218,31 @@ class HybridSearcher:
         t_total = time.perf_counter()
         validate_request(req, self.settings)
         profile = self.profiles.get(req.profile)
-        plan = self.merchandising.plan(self.index, req.query)
+        given = req  # before the rules narrow its filters (a relaxed search narrows them with its own plan)
+        query = req.query.strip()
+        timings: dict[str, float] = {}
+        speller: Speller | None = None
+        correction = Correction(query, query)
+        if query:
+            t = time.perf_counter()
+            speller = self.spellers.get()
+            correction = speller.correct(query)
+            timings["spell"] = _ms(t)
+        # Rules fire for the query as typed or the one served (plugin/merchandising.py: the typed one wins).
+        plan = self.merchandising.plan(self.index, req.query if typed is None else typed,
+                                       served=correction.corrected)
         if plan.rules:  # hide and filter rules narrow the filters: every leg, the total and the facets obey them
             req = replace(req, filters=plan.narrow(req.filters))
         arranged = Arranged([])
-        query = req.query.strip()
-        timings: dict[str, float] = {}
         notes: list[str] = []
         reasons: list[str] = []
         fused: list[Fused] = []
         field_scores: dict[str, dict[str, float]] = {}  # product id -> the BM25 leg's score per field
         rule = MatchRule(filters=req.filters)
-        speller: Speller | None = None
-        correction = Correction(query, query)
         if not query:
             notes.append("empty query: browse mode, facets over the filtered products"
                          + (", no ranked hits" if req.sort == "relevance" else f", sorted by {req.sort}"))
         else:
-            t = time.perf_counter()
-            speller = self.spellers.get()
-            correction = speller.correct(query)
-            timings["spell"] = _ms(t)
             vector = None
             if profile.knn.enabled:
                 t = time.perf_counter()
@@ -344,7 +348,7 @@ class HybridSearcher:
                               correction=correction.corrected if correction.changed else None)
         if resp.total or speller is None:
             return resp
-        return self._nothing_found(req, resp, speller, correction, deadline, relax)
+        return self._nothing_found(given, resp, speller, correction, deadline, relax)
 
     def _nothing_found(self, req: SearchRequest, resp: SearchResponse, speller: Speller, correction: Correction,
                        deadline: Deadline | None, relax: bool) -> SearchResponse:
@@ -354,7 +358,7 @@ class HybridSearcher:
         suggestions = tuple(speller.did_you_mean(req.query))
         relaxed = speller.known_words(correction.corrected) if relax else ""
         if relaxed and relaxed != normalise_query(correction.corrected):
-            found = self.search(replace(req, query=relaxed), deadline=deadline, relax=False)
+            found = self.search(replace(req, query=relaxed), deadline=deadline, relax=False, typed=req.query)
             if found.total:
                 note = f"no product matches {req.query.strip()!r}; showing results for {relaxed!r}"
                 return replace(found, query=req.query, correction=relaxed, relaxed=True, did_you_mean=suggestions,

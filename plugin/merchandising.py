@@ -23,11 +23,17 @@ Decisions worth knowing:
 - ``boost``: a product with the attributes ranks as if its position in the ranked head were divided by
   ``factor`` (scale-free, so it means the same after fusion, the cross-encoder or the conversion model); several
   boosts on one product multiply.
-- Conflicts: hide beats pin and bury; pin beats bury; for one product or position the first rule in the file wins.
+- Conflicts: hide beats pin and bury; pin beats bury; for one product or position the first rule in the file wins
+  (but see Spelling).
 - ``redirect``: the response carries the first firing rule's URL; the results are still computed.
-- ``rules_applied`` names every rule that fired, in file order; hits carry ``pinned`` (position), ``boost``
-  (factor) or ``buried`` in their ``stages`` (shown with ``explain``).
+- ``rules_applied`` names every rule that fired, in file order (but see Spelling); hits carry ``pinned``
+  (position), ``boost`` (factor) or ``buried`` in their ``stages`` (shown with ``explain``).
 - A blank query (browse) fires no rule.
+- Spelling: a rule fires for the query as typed or for the query the response serves when that differs (the
+  spelling correction, ``correction``: "televsion" served as "television" fires a rule for "television"; a relaxed
+  search's query). Both can fire rules; where their rules conflict (one product or position, the redirect) the
+  typed query wins: the rules it fires come first, in file order, then those only the served query fires (the
+  order of ``rules_applied``). A merchandiser who writes a rule for a misspelling means that misspelling.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from shopsearch.deadline import Deadline
 
 from .engine import Engine, Filters, Hit, MatchRule
 from .fusion import Fused
-from .merchandising_rules import RuleFiles, RulesFile
+from .merchandising_rules import Rule, RuleFiles, RulesFile
 from .search_types import ScoredHit
 from .synonyms import SynonymFiles
 from .text_analysis import SynonymMap
@@ -73,9 +79,9 @@ class Plan:
     def narrow(self, filters: Filters) -> Filters:
         """``filters`` with the hidden products excluded and every rule filter required.
 
-        >>> Plan(hide=("p1",), filters=(Filters(brand=("Acme",)),)).narrow(Filters(brand=("Other",))).required
-        Filters(brand=('Acme',), category=(), price_min=None, price_max=None, in_stock=None, rating_min=None, \
-exclude_ids=(), ids=(), required=None)
+        >>> narrowed = Plan(hide=("p1",), filters=(Filters(brand=("Acme",)),)).narrow(Filters(brand=("Other",)))
+        >>> narrowed.brand, narrowed.exclude_ids, narrowed.required == Filters(brand=("Acme",))
+        (('Other',), ('p1',), True)
         """
         out = replace(filters, exclude_ids=tuple(dict.fromkeys(filters.exclude_ids + self.hide)))
         for f in self.filters:
@@ -83,18 +89,31 @@ exclude_ids=(), ids=(), required=None)
         return out
 
 
-def plan_for(rules: RulesFile, query: str, now: datetime | None = None) -> Plan:
-    """Collect the rules of ``rules`` that fire for ``query`` at ``now`` (default: the current time, UTC).
+def plan_for(rules: RulesFile, query: str, now: datetime | None = None, served: str | None = None) -> Plan:
+    """Collect the rules of ``rules`` that fire at ``now`` (default: the current time, UTC) for ``query`` (as typed)
+    or for ``served``, the query the response serves instead (its spelling correction; None or the same words:
+    none). The typed query's rules come first, in file order, so it wins conflicts; then those only ``served``
+    fires.
 
-    >>> from shopsearch.plugin.merchandising_rules import Rule
-    >>> plan_for(RulesFile(rule=[Rule(name="r", queries=["tv"], pin=[{"id": "p6", "position": 1}])]), " TV ").pins
+    >>> rules = RulesFile.model_validate({"rule": [
+    ...     {"name": "tv", "queries": ["television"], "pin": [{"id": "p6", "position": 1}]},
+    ...     {"name": "typo", "queries": ["televsion"], "pin": [{"id": "p7", "position": 1}]}]})
+    >>> plan_for(rules, " Television ").pins
     {'p6': 1}
+    >>> plan = plan_for(rules, "televsion", served="television")  # both fire; the typed query's rule wins place 1
+    >>> plan.rules, plan.pins
+    (('typo', 'tv'), {'p7': 1})
     """
-    q = query_words(query)
-    if not q:
-        return Plan()
     now = now or datetime.now(timezone.utc)
-    fired = [r for r in rules.rule if r.fires(q, now)]
+    fired: dict[str, Rule] = {}
+    for q in dict.fromkeys(query_words(text) for text in (query, served or "")):
+        if q:  # a blank query (browse) fires nothing
+            fired.update((r.name, r) for r in rules.rule if r.name not in fired and r.fires(q, now))
+    return _plan(list(fired.values()))
+
+
+def _plan(fired: list[Rule]) -> Plan:
+    """The plan of the rules that fired, in the order they apply (the first wins a product or a position)."""
     if not fired:
         return Plan()
     hidden = tuple(dict.fromkeys(i for r in fired for i in r.hide))
@@ -138,9 +157,10 @@ class Merchandising:
         """The synonyms in force for ``index``."""
         return self.synonym_files.get(index)
 
-    def plan(self, index: str, query: str, now: datetime | None = None) -> Plan:
-        """The :class:`Plan` of ``index``'s rules for ``query`` (see :func:`plan_for`)."""
-        return plan_for(self.rule_files.get(index), query, now)
+    def plan(self, index: str, query: str, now: datetime | None = None, served: str | None = None) -> Plan:
+        """The :class:`Plan` of ``index``'s rules for ``query`` as typed or ``served``, the query the response
+        serves instead (see :func:`plan_for`)."""
+        return plan_for(self.rule_files.get(index), query, now, served)
 
 
 def arrange(items: Sequence[X], key: Callable[[X], str], pins: Mapping[str, int],
@@ -212,8 +232,9 @@ class Arranged:
         """The buried products for a page that has reached 0-based ``position`` with ``room`` places left, in a
         ranking of ``total`` results (they hold its last places).
 
-        >>> Arranged([], buried=[Hit("x", 1.0), Hit("y", 1.0)]).buried_page(9, 5, 11)
-        [Hit(id='y', score=1.0)]
+        >>> arranged = Arranged([], buried=[Hit("x", 1.0), Hit("y", 1.0)])  # places 9 and 10 of 11 (0-based)
+        >>> [[h.id for h in arranged.buried_page(*args, 11)] for args in ((9, 5), (10, 5), (9, 1), (3, 5))]
+        [['x', 'y'], ['y'], ['x'], []]
         """
         first = position - (total - len(self.buried))
         return self.buried[first:first + room] if first >= 0 and room > 0 else []

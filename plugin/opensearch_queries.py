@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Sequence
 
 from .documents import ATTR_PREFIX, CATEGORY_LEVELS, CATEGORY_PATHS, PATH_SEPARATOR, TEXT_FIELDS, VECTOR_FIELD
@@ -10,6 +11,7 @@ from .engine import (HIGHLIGHT_FIELDS, PRICE_EDGES, BM25Leg, Filters, KnnLeg, Ma
                      check_min_score, check_price_edges, facet_filters, path_parents, range_buckets, split_faceted)
 from .text_analysis import analyze_query
 
+FLOAT32_MAX = 3.4028234663852886e38
 MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
 # Field sorts (relevance is by score): the field, its order and the type to assume where an index lacks the field.
 SORT_FIELDS = {"price_asc": ("price", "asc", "float"), "price_desc": ("price", "desc", "float"),
@@ -318,7 +320,8 @@ def facet_aggs(name: str, owned: Filters, facet_size: int, price_edges: Sequence
 
     Keyword facets: a ``terms`` agg ``values``. ``category_path``: one ``terms`` agg ``p<i>`` per parent of
     :func:`~.engine.path_parents`, keeping only its children (``include``: ``<parent> > [^>]*``, roots ``[^>]*``).
-    ``price``/``rating``: a ``range`` agg over :func:`~.engine.range_buckets`.
+    ``price``/``rating``: a ``range`` agg over :func:`~.engine.range_buckets` (edges: :func:`range_edges`; a
+    price bucket counts exactly the products its link ``price_min=from&price_max=to`` selects).
 
     >>> facet_aggs("rating", Filters(rating_min=4.0), 10, (25.0,))["filter"]
     {'bool': {'filter': []}}
@@ -331,12 +334,40 @@ def facet_aggs(name: str, owned: Filters, facet_size: int, price_edges: Sequence
             include = "[^>]*" if parent is None else regex_literal(parent + PATH_SEPARATOR) + "[^>]*"
             sub[f"p{i}"] = {"terms": {"field": CATEGORY_PATHS, "size": facet_size, "include": include}}
     elif name in ("price", "rating"):
-        ranges = [{"key": label, "from": lo, **({"to": hi} if hi is not None else {})}
+        ranges = [{"key": label, **range_edges(lo, hi, name == "price")}
                   for label, lo, hi in range_buckets(name, price_edges)]
         sub = {"values": {"range": {"field": name, "ranges": ranges}}}
     else:
         sub = {"values": {"terms": {"field": name, "size": facet_size}}}
     return {"filter": {"bool": {"filter": kept}}, "aggs": sub}
+
+
+def _float32(x: float) -> float:
+    """``x`` rounded to the nearest float32, as OpenSearch reads a bound of a ``float`` field (price, rating);
+    past float32's range, ``x`` (no stored value reaches it)."""
+    if not abs(x) < FLOAT32_MAX:
+        return x
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def range_edges(lo: float, hi: float | None, upper_inclusive: bool = False) -> dict[str, float]:
+    """A ``range`` agg bucket's ``from``/``to`` (OpenSearch: from <= value < to, compared as doubles) that counts
+    the same stored values as the filter ``{"gte": lo, "lte": hi}`` (``upper_inclusive``) or ``lt: hi`` selects.
+
+    The mapping's ``price`` and ``rating`` are ``float``: the filter rounds its bounds to float32 and compares
+    float32 values, the agg compares those values as doubles with its bounds as given. So ``from`` is ``lo``
+    rounded to float32 (a bucket from 19.99 would miss the 19.99 products a filter from 19.99 keeps) and an
+    inclusive ``to`` the smallest double above ``hi`` rounded to float32 (the 25.0 products count in "0-25").
+
+    >>> range_edges(25.0, 50.0, True)
+    {'from': 25.0, 'to': 50.00000000000001}
+    >>> range_edges(4.0, None)
+    {'from': 4.0}
+    """
+    out = {"from": _float32(lo)}
+    if hi is not None:
+        out["to"] = math.nextafter(_float32(hi), math.inf) if upper_inclusive else _float32(hi)
+    return out
 
 
 def parse_facets(aggs: dict[str, Any], fields: Sequence[str],

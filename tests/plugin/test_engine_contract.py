@@ -489,13 +489,45 @@ def test_price_and_rating_buckets(engine, catalog):
     assert everything["rating"] == [("4+", 9), ("3+", 11), ("2+", 11), ("1+", 11)]
     custom = engine.match(catalog, MatchRule(), facets=["price"], price_edges=(100.0, 1000.0)).facets["price"]
     assert custom == [("0-100", 4), ("100-1000", 6), ("1000+", 1)]
-    for label, count in everything["price"]:  # [from, to): the direct count below ``to``
+    for label, count in everything["price"]:  # [from, to]: what the bucket's link price_min/price_max selects
         lo, _, hi = label.partition("-")
-        lo = float(lo.rstrip("+"))
-        upper = float(hi) - 1e-6 if hi else None
-        assert engine.filtered_count(catalog, Filters(price_min=lo, price_max=upper)) == count, label
+        f = Filters(price_min=float(lo.rstrip("+")), price_max=float(hi) if hi else None)
+        assert engine.filtered_count(catalog, f) == count, label
     with pytest.raises(ValueError, match="price_edges"):
         engine.match(catalog, MatchRule(), facets=["price"], price_edges=(50.0, 25.0))
+
+
+EDGE_PRICES = {"e0": 0.0, "e1": 19.99, "e2": 25.0, "e3": 25.01, "e4": 49.99, "e5": 50.0, "e6": 100.0, "e7": 250.0,
+               "e8": 1000.0, "e9": None}
+
+
+@pytest.mark.parametrize("edges, expect", [
+    ((25.0, 50.0, 100.0, 250.0), [("0-25", 3), ("25-50", 4), ("50-100", 2), ("100-250", 2), ("250+", 2)]),
+    ((19.99, 25.0, 50.0), [("0-19.99", 2), ("19.99-25", 2), ("25-50", 4), ("50+", 4)]),  # an edge off float32
+])
+def test_a_price_bucket_counts_exactly_what_its_link_selects(engine, new_index, edges, expect):
+    """The storefront links a bucket 'lo-hi' to price_min=lo&price_max=hi (both inclusive): a product priced
+    exactly at an edge is in the count of both buckets that share it, as it is in both of their results; the
+    engines count alike (the same expected lists)."""
+    name = new_index()
+    products = [Product(id=pid, title=f"Edge product {pid}", price=price) for pid, price in EDGE_PRICES.items()]
+    docs = [IndexDoc(p, _vec(i + 1), p.content_hash()) for i, p in enumerate(products)]
+    assert all(item.ok for item in engine.bulk(name, docs))
+    engine.refresh(name)
+    buckets = engine.match(name, MatchRule(), facets=["price"], price_edges=edges).facets["price"]
+    assert buckets == expect
+    for label, count in buckets:
+        lo, _, hi = label.rstrip("+").partition("-")
+        link = Filters(price_min=float(lo), price_max=float(hi) if hi else None)
+        page = engine.match(name, MatchRule(filters=link), size=20)
+        assert page.total == len(page.hits) == engine.filtered_count(name, link) == count, label
+        shown = sorted(EDGE_PRICES[h.id] for h in page.hits)
+        assert shown[0] == float(lo) and (not hi or shown[-1] == float(hi)), label  # the edge products are in
+    # the same filter under the bucket: the facet ignores it, the hits obey it
+    chosen = engine.match(name, MatchRule(filters=Filters(price_min=0.0, price_max=25.0)), facets=["price"],
+                          price_edges=edges)
+    assert chosen.facets["price"] == expect and chosen.total == sum(1 for p in EDGE_PRICES.values()
+                                                                    if p is not None and p <= 25.0)
 
 
 def test_category_paths_count_prefixes_and_filter_subtrees(engine, catalog):

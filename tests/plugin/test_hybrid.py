@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from shopsearch.plugin.engine import BM25Leg, Filters, Hit, KnnLeg, MatchPage, MatchRule
+from shopsearch.plugin.engine import SORTS, BM25Leg, Filters, Hit, KnnLeg, MatchPage, MatchRule, check_match
 from shopsearch.plugin.documents import FACET_FIELDS
-from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound
+from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound, validate_request
 from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore, UnknownProfile
 from shopsearch.plugin.query_cache import QueryEmbeddingCache
 from shopsearch.plugin.search_types import SearchRequest
@@ -180,8 +180,22 @@ def test_sort_orders_the_whole_matching_set_and_highlights(searcher, engine):
     assert [(type(leg), leg.k) for leg in search[2]] == [(KnnLeg, 1)]
     fused = searcher.search(SearchRequest("lamp", size=2, facets=(), highlight=True))
     assert fused.hits[0].highlights == {"title": "<em>lamp</em>"}
-    with pytest.raises(ValueError, match="sort must be one of relevance, price_asc"):
+    with pytest.raises(ValueError, match=r"^sort='cheapest' is unknown; allowed: relevance, price_asc"):
         searcher.search(SearchRequest("lamp", sort="cheapest"))
+
+
+@pytest.mark.parametrize("sort", ["cheapest", "newest", "Newest", ""])
+def test_the_searcher_and_the_engines_refuse_a_sort_in_one_text(sort):
+    # one sort check: the request validation and the engines' match check say the same, naming the parameter
+    with pytest.raises(ValueError) as by_searcher:
+        validate_request(SearchRequest("lamp", sort=sort), load_settings(environ={}))
+    with pytest.raises(ValueError) as by_engine:
+        check_match(sort, 0, 10, (), 10)
+    message = str(by_searcher.value)
+    assert message == str(by_engine.value)
+    assert message.startswith(f"sort={sort!r} is ") and message.endswith("allowed: " + ", ".join(SORTS))
+    # newest says why it is refused: no product carries a listing date
+    assert ("not available: products carry no listing date" in message) == (sort == "newest")
 
 
 def test_single_leg_profiles(searcher, engine):

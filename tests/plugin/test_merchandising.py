@@ -154,6 +154,52 @@ def test_redirect_date_window_and_explained_rules(setup):
     assert search(searcher, "lamp").rules_applied == ()  # the window has closed
 
 
+def test_a_rule_fires_for_the_spelling_correction_served(setup):
+    searcher, rules, _ = setup
+    write(rules, '[[rule]]\nname = "lamps"\nqueries = ["desk lamp"]\npin = [{id = "p25", position = 1}]\n')
+    resp = search(searcher, "desk lanp", explain=True)
+    assert resp.correction == "desk lamp"  # served as "desk lamp": the rule for "desk lamp" fires
+    assert resp.rules_applied == ("lamps",) and resp.hits[0].id == "p25" and resp.hits[0].stages["pinned"] == 1.0
+    assert search(searcher, "desk lamp").rules_applied == ("lamps",)
+
+
+def test_the_typed_query_wins_over_the_correction_when_both_fire_rules(setup):
+    searcher, rules, _ = setup
+    write(rules, '[[rule]]\nname = "lamps"\nqueries = ["desk lamp"]\npin = [{id = "p25", position = 1}]\n'
+                 'redirect = "/lamps"\n'
+                 '[[rule]]\nname = "typo"\nqueries = ["desk lanp"]\npin = [{id = "p13", position = 1}]\n'
+                 'redirect = "/typo"\n')
+    resp = search(searcher, "Desk Lanp")
+    # both fire; the typed query's rule comes first though later in the file, and takes position 1 and the redirect
+    assert resp.correction == "Desk lamp" and resp.rules_applied == ("typo", "lamps")  # the rest as typed
+    assert resp.hits[0].id == "p13" and "p25" not in [h.id for h in resp.hits] and resp.redirect == "/typo"
+    right = search(searcher, "desk lamp")  # the rule for the misspelling never fires for the right spelling
+    assert right.rules_applied == ("lamps",) and right.hits[0].id == "p25" and right.redirect == "/lamps"
+
+
+class LampEmbedder:
+    """Queries with "lamp" sit near the lamps, unless they hold nonsense ("zzzz"); anything else is orthogonal to
+    every product (nothing clears the dense profile's threshold)."""
+
+    def encode(self, texts):
+        return np.array([[1.0, 0.05, 0.0, 0.0] if "lamp" in t and "zzzz" not in t else [0.0, 0.0, 1.0, 0.0]
+                         for t in texts], dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "opensearch"])
+def test_a_relaxed_search_fires_the_rules_of_the_typed_and_the_served_query(engines, tmp_path, kind):
+    name, found = engines
+    write(tmp_path / f"{name}.rules.toml",
+          '[[rule]]\nname = "served"\nqueries = ["lamp"]\npin = [{id = "p25", position = 1}]\nredirect = "/lamps"\n'
+          '[[rule]]\nname = "typed"\nqueries = ["zzzzqqq lamp"]\nhide = ["p00"]\nredirect = "/odd"\n')
+    searcher = HybridSearcher(found[kind], name, LampEmbedder(), merchandising=Merchandising(tmp_path, []))
+    resp = searcher.search(SearchRequest("zzzzqqq lamp", profile="dense", size=30))
+    assert resp.relaxed and resp.correction == "lamp" and resp.query == "zzzzqqq lamp"
+    assert resp.rules_applied == ("typed", "served") and resp.redirect == "/odd"
+    ids = [h.id for h in resp.hits]
+    assert ids[0] == "p25" and "p00" not in ids and resp.total == len(ids)
+
+
 def test_a_bad_file_keeps_the_last_good_rules_and_logs_the_line(setup, caplog):
     searcher, rules, _ = setup
     write(rules, '[[rule]]\nname = "gone"\nqueries = ["lamp"]\nhide = ["p00"]\n')
@@ -209,6 +255,15 @@ def test_plan_conflicts_and_matching():
     assert plan_for(rules, "LED-TV!").rules == ("a", "b") and plan_for(rules, "smart tv, 4k").rules == ("a",)
     gift = RulesFile.model_validate({"rule": [{"name": "g", "queries": ["Gift-Card"], "redirect": "/gift-cards"}]})
     assert plan_for(gift, "gift card?").redirect == "/gift-cards" and plan_for(gift, "giftcard").redirect is None
+    # the served spelling correction fires rules too; the typed query's come first and win a position
+    tv = RulesFile.model_validate({"rule": [
+        {"name": "tv", "queries": ["television"], "pin": [{"id": "p6", "position": 1}], "redirect": "/tv"},
+        {"name": "typo", "queries": ["televsion"], "pin": [{"id": "p7", "position": 1}]}]})
+    assert plan_for(tv, "televsion").rules == ("typo",) and plan_for(tv, "television", served="television").rules == (
+        "tv",)
+    both = plan_for(tv, "Televsion", served="television")
+    assert both.rules == ("typo", "tv") and both.pins == {"p7": 1} and both.redirect == "/tv"
+    assert plan_for(tv, "", served="").rules == () and plan_for(tv, "lamp", served=None).rules == ()
     with pytest.raises(ValueError, match="queries must have a word"):
         RulesFile.model_validate({"rule": [{"name": "p", "queries": ["?!"], "hide": ["x"]}]})
     assert analyze_query("luminaire", SynonymMap.from_lines(["luminaire, lamp"]))[0].kind == "graph"
