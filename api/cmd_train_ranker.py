@@ -256,7 +256,7 @@ def _logged(args, names):
                          "with feature logging on, or simulate traffic through the API")
     shown = {pid for stages in logs.stages.values() for pid in stages}
     rows = build_rows(logs.events, _stored_products(args, shown), names, progress=not args.no_progress,
-                      logged=logs.stages)
+                      logged=logs.stages, history_events=logs.history)
     data = {"logs": args.ubi_dir or f"{args.engine} UBI store", "index": args.index,
             "events_count": len(logs.events), "simulated": any(e.simulated for e in logs.events)}
     return rows, data, {}

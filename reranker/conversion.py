@@ -21,7 +21,9 @@ from .features import FeatureContext, check_names, feature_matrix
 from .model_card import CARD_JSON, read_model_card
 
 MODEL_FILE = "model.txt"
-CARD_VERSION = 1
+# 2: list-relative features compare a hit with the retrieval's first page (features.LIST_REFERENCE), not with the
+# stage's whole input; a version-1 model learnt the other definition, so serving it would skew its inputs.
+CARD_VERSION = 2
 
 
 class ConversionModel:
@@ -61,7 +63,8 @@ class ConversionModel:
                                         f"`shopsearch train ranker`")
         card = read_model_card(d)
         if card.get("card_version") != CARD_VERSION:
-            raise ValueError(f"{d / CARD_JSON}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}")
+            raise ValueError(f"{d / CARD_JSON}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}"
+                             " (a ranker trained by an older shopsearch: retrain it with `shopsearch train ranker`)")
         booster = lgb.Booster(model_file=str(d / MODEL_FILE))
         if booster.num_feature() != len(card["features"]):
             raise ValueError(f"{d}: booster has {booster.num_feature()} features, card lists {len(card['features'])}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +24,12 @@ from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import BM25_FIELD_STAGES, ScoredHit
 
 NAN = float("nan")
+# List-relative features compare a hit with the retrieval's first page (its fused top 10), not with whatever
+# list a stage happens to hold: the query log records that page's features, so a ranker learnt from the logs
+# and the same ranker served over a head of 50 see one definition. The pipeline stamps them on the hits
+# (:func:`with_list_features`) before any stage reorders; the query log records them with the other stages.
+LIST_REFERENCE = 10
+LIST_FEATURES: tuple[str, ...] = ("bm25_list_rank", "bm25_rel", "knn_list_rank", "price_rel")
 _TOKEN = re.compile(r"[a-z0-9]+")
 # A number, then (after an optional space) a unit of size, weight, volume, power or count: 12v, 3/4 in, 5 gal, 8".
 _UNIT = re.compile(r"\d\s*(?:\"|'|in|inch|inches|ft|feet|foot|yd|mm|cm|m|oz|lb|lbs|kg|g|gal|gallon|gallons|qt|pt|"
@@ -41,17 +47,17 @@ class Feature:
 
 FEATURES: tuple[Feature, ...] = (
     Feature("bm25", "raw BM25 score of the hit (stages['bm25']); scale depends on the engine"),
-    Feature("bm25_list_rank", "1-based rank of the BM25 score within the candidate list (NaN without BM25)"),
-    Feature("bm25_rel", "BM25 score / the list's best BM25 score (0..1)"),
+    Feature("bm25_list_rank", "1-based rank of the BM25 score among the retrieval's first page (NaN without BM25)"),
+    Feature("bm25_rel", "BM25 score / the best BM25 score of the retrieval's first page"),
     *(Feature(stage, f"BM25 score of the {f.replace('_text', '')} field alone, before its boost "
               f"(stages['{stage}']; NaN without BM25)") for f, stage in BM25_FIELD_STAGES.items()),
     Feature("knn", "vector similarity (stages['knn'])"),
-    Feature("knn_list_rank", "1-based rank of the vector score within the candidate list"),
+    Feature("knn_list_rank", "1-based rank of the vector score among the retrieval's first page"),
     Feature("fused", "fused retrieval score (stages['fused'])"),
     Feature("fused_rank", "the hit's incoming 1-based rank (ScoredHit.rank); position-biased in logs"),
     Feature("cross_encoder", "cross-encoder score (stages['cross_encoder']), NaN when absent"),
     Feature("price", "product price"),
-    Feature("price_rel", "price / median price of the candidate list"),
+    Feature("price_rel", "price / median price of the retrieval's first page"),
     Feature("rating", "average rating (1-5)"),
     Feature("review_count_log", "log1p(review_count)"),
     Feature("popularity", "catalog popularity score"),
@@ -181,13 +187,51 @@ def _num(x) -> float:
     return NAN if x is None else float(x)
 
 
-def _list_ranks(values: list[float]) -> list[float]:
-    """1-based rank of each value (highest first, ties share the best rank); NaN stays NaN."""
-    ok = sorted((v for v in values if not math.isnan(v)), reverse=True)
-    first = {}
-    for i, v in enumerate(ok, 1):
-        first.setdefault(v, i)
-    return [NAN if math.isnan(v) else float(first[v]) for v in values]
+def _ranks_against(values: list[float], reference: list[float]) -> list[float]:
+    """1-based rank of each value among ``reference`` (1 + the reference values above it: ties share the best
+    rank, and a value from the reference ranks as it does there); NaN stays NaN."""
+    ok = sorted((v for v in reference if not math.isnan(v)), reverse=True)
+    return [NAN if math.isnan(v) else float(1 + sum(1 for r in ok if r > v)) for v in values]
+
+
+def _price(h: ScoredHit) -> float | None:
+    return Product.from_source({"id": h.id, "title": "", **h.source}).price
+
+
+def reference_features(hits: Sequence[ScoredHit], reference: Sequence[ScoredHit]) -> list[dict[str, float]]:
+    """The :data:`LIST_FEATURES` of each hit, relative to ``reference`` (the retrieval's first page).
+
+    >>> page = [ScoredHit(id=p, rank=r, score=0.0, source={"id": p, "price": pr}, stages={"bm25": b})
+    ...         for r, (p, b, pr) in enumerate([("a", 4.0, 10.0), ("b", 2.0, 30.0)], 1)]
+    >>> reference_features(page, page)[1]
+    {'bm25_list_rank': 2.0, 'bm25_rel': 0.5, 'knn_list_rank': nan, 'price_rel': 1.5}
+    """
+    bm25 = [_num(h.stages.get("bm25")) for h in hits]
+    knn = [_num(h.stages.get("knn")) for h in hits]
+    ref_bm25 = [_num(h.stages.get("bm25")) for h in reference]
+    best = max((v for v in ref_bm25 if not math.isnan(v)), default=NAN)
+    prices = [p for p in (_price(h) for h in reference) if p is not None and p > 0]
+    median = float(np.median(prices)) if prices else NAN
+    bm25_rank = _ranks_against(bm25, ref_bm25)
+    knn_rank = _ranks_against(knn, [_num(h.stages.get("knn")) for h in reference])
+    out = []
+    for i, h in enumerate(hits):
+        price = _price(h)
+        out.append({"bm25_list_rank": bm25_rank[i],
+                    "bm25_rel": bm25[i] / best if not math.isnan(best) and best > 0 else NAN,
+                    "knn_list_rank": knn_rank[i],
+                    "price_rel": price / median if price is not None and not math.isnan(median) else NAN})
+    return out
+
+
+def with_list_features(hits: Sequence[ScoredHit]) -> list[ScoredHit]:
+    """``hits`` (in retrieval order, from the first) with their :data:`LIST_FEATURES` in ``stages``, relative to
+    the first :data:`LIST_REFERENCE`. A missing one (NaN: no BM25, no price) is left out, as stages are (JSON has
+    no NaN), and :func:`list_features` reads the absence as NaN again."""
+    rows = reference_features(hits, hits[:LIST_REFERENCE])
+    return [replace(h, stages={**{k: v for k, v in h.stages.items() if k not in LIST_FEATURES},
+                               **{k: v for k, v in row.items() if not math.isnan(v)}})
+            for h, row in zip(hits, rows)]
 
 
 def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext) -> list[dict[str, float]]:
@@ -208,10 +252,12 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
     products = [Product.from_source({"id": h.id, "title": "", **h.source}) for h in hits]
     bm25 = [_num(h.stages.get("bm25")) for h in hits]
     knn = [_num(h.stages.get("knn")) for h in hits]
-    best = max((v for v in bm25 if not math.isnan(v)), default=NAN)
-    prices = [p.price for p in products if p.price is not None and p.price > 0]
-    median = float(np.median(prices)) if prices else NAN
-    bm25_rank, knn_rank = _list_ranks(bm25), _list_ranks(knn)
+    # As the pipeline stamped them (served, or logged with the query: a stamped list carries "bm25_list_rank" or
+    # "knn_list_rank" on some hit); a list never stamped (an old log, one built by hand) is ranked against its own
+    # first page.
+    stamped = any("bm25_list_rank" in h.stages or "knn_list_rank" in h.stages for h in hits)
+    relative = ([{n: _num(h.stages.get(n)) for n in LIST_FEATURES} for h in hits] if stamped
+                else reference_features(hits, hits[:LIST_REFERENCE]))
     user = context.user
     shape = query_features(query)
     out = []
@@ -220,16 +266,13 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
         cats = [user.categories.get(c, 0.0) for c in p.category]
         row = {
             "bm25": bm25[i],
-            "bm25_list_rank": bm25_rank[i],
-            "bm25_rel": bm25[i] / best if best and not math.isnan(best) and best > 0 else NAN,
+            **relative[i],
             **{n: _num(h.stages.get(n)) if not math.isnan(bm25[i]) else NAN for n in BM25_FIELD_FEATURES},
             "knn": knn[i],
-            "knn_list_rank": knn_rank[i],
             "fused": _num(h.stages.get("fused")),
             "fused_rank": float(h.rank),
             "cross_encoder": _num(h.stages.get("cross_encoder")),
             "price": _num(p.price),
-            "price_rel": p.price / median if p.price is not None and not math.isnan(median) else NAN,
             "rating": _num(p.rating),
             "review_count_log": math.log1p(p.review_count) if p.review_count is not None else NAN,
             "popularity": _num(p.popularity),

@@ -36,7 +36,7 @@ from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchRespo
 from shopsearch.settings import Settings
 
 from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
-from .features import FeatureContext, feature_matrix
+from .features import LIST_REFERENCE, FeatureContext, feature_matrix, with_list_features
 from .model_registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,13 @@ class RankingPipeline:
         head = max(rerank.depth if rerank.enabled else 0, conv.depth if conv.enabled else 0)
         start = (req.page - 1) * req.size
         if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
-            return self.searcher.search(req, deadline=deadline)  # no stage touches this page
+            resp = self.searcher.search(req, deadline=deadline)  # no stage touches this page
+            # A first page that holds the retrieval's first LIST_REFERENCE is logged with its list-relative
+            # features, as a ranker served over it would compute them.
+            covers = len(resp.hits) >= LIST_REFERENCE or len(resp.hits) < req.size
+            if start == 0 and req.sort == "relevance" and req.query.strip() and covers:
+                resp = replace(resp, hits=with_list_features(resp.hits))
+            return resp
         run = self._retrieve_and_rerank(req, profile, max(head, req.page * req.size), deadline)
         hits, notes, reasons = run.hits, run.notes, run.reasons
         if conv.enabled:
@@ -240,6 +246,7 @@ class RankingPipeline:
                              deadline: Deadline | None = None) -> "_Run":
         """The fused top ``n`` through the rerank stage."""
         resp, hits, cut = self._candidates(req, n, deadline)
+        hits = with_list_features(hits)  # against the fused first page, before any stage reorders it
         run = _Run(first=resp, hits=hits, timings={k: v for k, v in resp.timings_ms.items() if k != "total"},
                    notes=list(resp.notes), reasons=list(resp.degraded_reasons))
         if cut:

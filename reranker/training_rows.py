@@ -147,11 +147,13 @@ def _collect_lists(events: list[Event]) -> list[_List]:
 
 
 class LoggedEvents(NamedTuple):
-    """UBI logs as :func:`build_rows` reads them: impressions and outcomes as Events, and the logged stage values
-    of each query's top K (query_id -> product id -> stages)."""
+    """UBI logs as :func:`build_rows` reads them: impressions and outcomes as Events, the logged stage values
+    of each query's top K (query_id -> product id -> stages), and the posted events as the serving history counted
+    them (``history``: the clients' impressions, clicks, carts and purchases)."""
 
     events: list[Event]
     stages: dict[str, dict[str, dict[str, float]]]
+    history: list[Event] | None = None
 
 
 def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> LoggedEvents:
@@ -189,17 +191,21 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
                       position=offset + i, user_id=attrs.get("user_id"), session_id=session,
                       timestamp=q.timestamp, simulated=q.simulated)
                 for i, pid in enumerate(q.query_response_hit_ids, 1) if pid in logged]
-    out += [from_ubi_event(e) for e in events if e.action_name in _OUTCOMES]
-    return LoggedEvents(out, stages)
+    posted = [from_ubi_event(e) for e in events if e.action_name in _HISTORY]
+    out += [e for e in posted if e.type in _OUTCOMES]
+    # The serving history (reranker/event_context.py) counts what clients post, their impressions included, not
+    # the logged top K: ctr and impressions_log learnt from the logs must count the same way.
+    return LoggedEvents(out, stages, posted)
 
 
 _OUTCOMES = ("click", "add_to_cart", "purchase")
+_HISTORY = ("impression", *_OUTCOMES)
 
 
 def build_rows(events: Iterable[Event], products: Mapping[str, Product],
                names: Sequence[str] = DEFAULT_MODEL_FEATURES, stages_fn: StagesFn | None = None,
-               progress: bool = False, logged: Mapping[str, Mapping[str, dict[str, float]]] | None = None
-               ) -> TrainingRows:
+               progress: bool = False, logged: Mapping[str, Mapping[str, dict[str, float]]] | None = None,
+               history_events: Iterable[Event] | None = None) -> TrainingRows:
     """Turn an event stream into labelled feature rows.
 
     Args:
@@ -210,6 +216,8 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
         progress: show a tqdm bar over lists.
         logged: stage values as served, query_id -> product id -> stages (:func:`logged_events`); a list whose
             query_id is there takes them instead of ``stages_fn``.
+        history_events: what the event features (ctr, affinity...) count, as the serving history counts it
+            (:attr:`LoggedEvents.history`); None: ``events`` themselves.
 
     Raises:
         ValueError: an unknown feature name, or no impressions at all.
@@ -220,6 +228,7 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
     if not lists:
         raise ValueError("events contain no impressions; nothing to train on")
     history = EventHistory(products)
+    counted = evs if history_events is None else sorted(history_events, key=lambda e: e.time)
     X, lids, qids, pos, clk, crt, pur, stages_out = [], [], [], [], [], [], [], []
     j = 0
     iterator = lists
@@ -228,8 +237,8 @@ def build_rows(events: Iterable[Event], products: Mapping[str, Product],
 
         iterator = tqdm(lists, desc="features", unit="list")
     for lst in iterator:
-        while j < len(evs) and evs[j].time < lst.start:
-            history.add(by_affinity(evs[j]))  # keyed as serving keys them (an anonymous session's own affinity)
+        while j < len(counted) and counted[j].time < lst.start:
+            history.add(by_affinity(counted[j]))  # keyed as serving keys them (an anonymous session's own affinity)
             j += 1
         pids = sorted(lst.items, key=lst.items.get)
         if logged is not None and lst.key[1] in logged:

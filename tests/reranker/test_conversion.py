@@ -132,6 +132,18 @@ def test_load_errors(tmp_path):
         ConversionModel.load(tmp_path)
 
 
+def test_a_ranker_trained_on_the_old_list_features_is_refused_with_what_to_do(tmp_path):
+    import json
+
+    from tests.reranker.tiny_lgbm import build_tiny_conversion_model
+
+    d = build_tiny_conversion_model(tmp_path / "old", features=("price", "bm25_rel"))
+    card = json.loads((d / "model_card.json").read_text())
+    (d / "model_card.json").write_text(json.dumps({**card, "card_version": 1}))
+    with pytest.raises(ValueError, match="retrain it with `shopsearch train ranker`"):
+        ConversionModel.load(d)
+
+
 def test_train_rejects_bad_arguments_and_compare_takes_any_baseline(tmp_path):
     data = load_judged(write_tiny_data(tmp_path))
     events = [e for _, evs in simulate(data, SimParams(sessions=60, users=5, seed=2)) for e in evs]

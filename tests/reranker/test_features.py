@@ -62,6 +62,22 @@ def test_retrieval_and_product_features():
     assert math.isnan(r2["bm25_title"]) and math.isnan(r3["bm25_title"])
 
 
+def test_list_relative_features_keep_the_values_the_pipeline_stamped():
+    from shopsearch.reranker.features import LIST_FEATURES, with_list_features
+
+    stamped = with_list_features(_hits())
+    assert "bm25_list_rank" not in stamped[2].stages  # no BM25: left out of the stages, read back as NaN
+    whole = list_features("red lamp", stamped, FeatureContext())
+    # a sub-list (a page below the first, a logged top K) keeps the values computed against the first page
+    tail = list_features("red lamp", stamped[1:], FeatureContext())
+    for a, b in zip(whole[1:], tail):
+        assert [str(a[n]) for n in LIST_FEATURES] == [str(b[n]) for n in LIST_FEATURES]  # str: nan == nan
+    assert tail[0]["bm25_list_rank"] == 2.0 and tail[0]["bm25_rel"] == 0.5 and tail[0]["price_rel"] == 1.5
+    # never stamped (a log written before the stamping): ranked against its own first page
+    old = list_features("red lamp", _hits()[1:], FeatureContext())
+    assert old[0]["bm25_list_rank"] == 1.0 and old[0]["bm25_rel"] == 1.0
+
+
 def test_per_field_bm25_is_for_judgments_only():
     # raw engine scores stay out of the default model for logs (as the multi-field bm25 does)
     assert "bm25_title" in RELEVANCE_FEATURES and "bm25_title" not in DEFAULT_MODEL_FEATURES

@@ -102,6 +102,7 @@ PROFILES = {
     "conv-only": '[conversion]\ndepth = 10\nmodel = "cheap-first"\n',
     "conv-rrf": '[conversion]\ndepth = 10\nmodel = "cheap-first"\ncombine = "rrf"\nrrf_k = 1\n',
     "conv-missing": '[conversion]\ndepth = 10\nmodel = "no-such-lgbm"\n',
+    "conv-deep": '[conversion]\ndepth = 30\nmodel = "cheap-first"\n',
     "fail-then-ce-model": '[rerank]\ndepth = 8\nmodel = "failing-ce"\n[conversion]\ndepth = 5\nmodel = "cheap-ce"\n',
     "fail-then-plain-model": ('[rerank]\ndepth = 8\nmodel = "failing-ce"\n'
                               '[conversion]\ndepth = 5\nmodel = "cheap-first"\n'),
@@ -401,6 +402,31 @@ def test_ranker_input_is_the_head_the_conversion_stage_scores(searcher, registry
     assert all(raw[h.id] == pytest.approx(h.stages["conversion_raw"]) for h in served.hits)
     with pytest.raises(ValueError, match="conversion.depth is 0"):
         pipeline.ranker_input(SearchRequest("lamp", profile="ce"))
+
+
+def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(profiles, registry):
+    """The query log records the first page a profile without stages served; a ranker over a head of 30 must
+    compute the list-relative features of those ten products as training from that log does."""
+    from shopsearch.reranker.features import LIST_FEATURES, LIST_REFERENCE, list_features
+
+    searcher = FixedSearcher(profiles)
+    # BM25 and vector scores out of the fused order, and a head whose best BM25 lies below the first page
+    searcher.fused = [replace(h, stages={**h.stages, "bm25": float((i * 7) % 13) + (20.0 if i == 25 else 0.0),
+                                         "knn": float((i * 5) % 11) / 10})
+                      for i, h in enumerate(searcher.fused)]
+    pipeline = RankingPipeline(searcher, registry)
+    logged = pipeline.search(SearchRequest("lamp", size=LIST_REFERENCE, profile="plain", explain=True)).hits
+    # what training from the UBI log rebuilds: the logged stages on the logged products, nothing else
+    rebuilt = [ScoredHit(h.id, h.rank, 0.0, h.source, dict(h.stages)) for h in logged]
+    learnt = list_features("lamp", rebuilt, FeatureContext())
+    head = pipeline.ranker_input(SearchRequest("lamp", profile="conv-deep")).hits
+    served = list_features("lamp", head, FeatureContext())
+    assert len(head) == 30 and ids(head[:LIST_REFERENCE]) == ids(logged)
+    for a, b in zip(learnt, served[:LIST_REFERENCE]):
+        assert {n: a[n] for n in LIST_FEATURES} == {n: b[n] for n in LIST_FEATURES}
+    # below the first page: ranked against it, so the product with the best BM25 of all ranks first
+    assert served[25]["bm25_list_rank"] == 1.0 and served[25]["bm25_rel"] > 1.0
+    assert max(r["bm25_list_rank"] for r in served) <= LIST_REFERENCE + 1
 
 
 def merchandised(profiles: ProfileStore) -> FixedSearcher:

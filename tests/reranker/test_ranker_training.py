@@ -14,7 +14,8 @@ from shopsearch.indexer.records import Product
 from shopsearch.judgments import Qrel
 from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.reranker.conversion import ConversionModel
-from shopsearch.reranker.features import FeatureContext, RELEVANCE_FEATURES, feature_matrix, query_features
+from shopsearch.reranker.features import (FeatureContext, RELEVANCE_FEATURES, feature_matrix, query_features,
+                                          smoothed_rate)
 from shopsearch.reranker.judged_rows import judged_rows
 from shopsearch.reranker.pipeline import RankerInput
 from shopsearch.reranker.ranker_training import fit, group_folds, save, train
@@ -255,6 +256,29 @@ def test_an_anonymous_session_has_the_affinity_it_is_served_with():
                          [_ubi_event("purchase", "q1", "a", 1, 10)])
     rows = build_rows(logs.events, products, ("user_brand_affinity",), logged=logs.stages)
     assert rows.X[2:, 0].tolist() == [0.75, 0.0]  # the second search: the session bought Acme
+
+
+def test_event_features_count_what_the_serving_history_counts():
+    """Serving counts the impressions clients post (a storefront posts its whole page); training from the logs
+    must not count only the products whose features were logged."""
+    from shopsearch.reranker.event_history import EventHistory
+    from shopsearch.ubi import from_ubi_event
+
+    products = {p: Product(id=p, title=p) for p in ("a", "b", "c")}
+    f = {"a": {"bm25": 1.0}, "b": {"bm25": 1.0}, "c": {"bm25": 1.0}}
+    queries = [_ubi_query("q1", ["a", "b", "c"], {"a": f["a"], "b": f["b"]}, 0),  # c served below the logged K
+               _ubi_query("q2", ["c", "a"], {"c": f["c"], "a": f["a"]}, 30)]
+    posted = [_ubi_event("impression", "q1", pid, i, 2) for i, pid in enumerate("abc", 1)]
+    posted += [_ubi_event("click", "q1", "c", 3, 4)]
+    logs = logged_events(queries, posted)
+    rows = build_rows(logs.events, products, ("ctr", "impressions_log"), logged=logs.stages,
+                      history_events=logs.history)
+    serving = EventHistory(products)
+    serving.extend(from_ubi_event(e) for e in posted)
+    stats = serving.context(None, ["c", "a"]).stats
+    expected = [[smoothed_rate(stats[p].clicks, stats[p].impressions, 0.1, 20.0), math.log1p(stats[p].impressions)]
+                for p in ("c", "a")]
+    assert rows.X[2:].tolist() == expected and stats["c"].impressions == 1
 
 
 def test_lists_the_ranker_did_not_order_are_no_rows():
