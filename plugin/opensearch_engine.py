@@ -25,7 +25,7 @@ from .engine import (PRICE_EDGES, BM25Leg, EngineUnavailable, Filters, Hit, Inde
                      MatchRule)
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
-from .opensearch_errors import engine_errors, translate_status
+from .opensearch_errors import engine_errors, failed_answer, search_failure
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
                                  leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 VOCABULARY_CHECK_S = 30.0
 # The _search parameter that turns each hit's matched_queries into {name: score} (the named clauses' scores).
 NAMED_SCORES = {"include_named_queries_score": "true"}
+
+# A search some shards could not answer (an _msearch item's 5xx, _shards.failed > 0, a 5xx _search: a node lost while
+# its replicas take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
+# SEARCH_RETRY_BACKOFF_S seconds, doubling, while the request's deadline leaves SEARCH_RETRY_MIN_S for the attempt.
+SEARCH_RETRIES = 3
+SEARCH_RETRY_BACKOFF_S = 0.05
+SEARCH_RETRY_MIN_S = 0.05
 
 # OpenSearch index/alias names: lowercase, no wildcards, separators or leading -_+ (we reject rather than guess).
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -119,6 +126,56 @@ class OpenSearchEngine:
                 raise DeadlineExceeded(stage, f"OpenSearch at {self.url} did not answer {stage} within the "
                                               f"request's deadline ({deadline.budget_s:g} s)") from exc
             raise
+
+    def _answers(self, stage: str, deadline: Deadline | None, index: str, n: int,
+                 send: Any) -> list[dict[str, Any]]:
+        """The answers of ``n`` searches; ``send(positions)`` sends those (one round trip) and returns their answers
+        in order. Those that fail transiently (:func:`~.opensearch_errors.search_failure`) are sent again, alone,
+        up to :data:`SEARCH_RETRIES` times with backoff within ``deadline``; then the first one's error raises
+        (EngineUnavailable). Any other failure raises at once, translated."""
+        answers: list[dict[str, Any]] = [{} for _ in range(n)]
+        todo = list(range(n))
+        for attempt in range(SEARCH_RETRIES + 1):
+            got = send(todo)
+            if len(got) != len(todo):
+                raise EngineUnavailable(f"OpenSearch at {self.url} gave {len(got)} answers to {len(todo)} searches")
+            failed: list[int] = []
+            first: Exception | None = None
+            for pos, answer in zip(todo, got):
+                failure = search_failure(answer, index=index, url=self.url, user=self.settings.opensearch_user)
+                if failure is None:
+                    answers[pos] = answer
+                    continue
+                exc, transient = failure
+                if not transient:
+                    raise exc
+                failed.append(pos)
+                first = first or exc
+            if first is None:
+                return answers
+            delay = SEARCH_RETRY_BACKOFF_S * 2 ** attempt
+            if attempt == SEARCH_RETRIES or (deadline is not None
+                                             and deadline.remaining_s() < delay + SEARCH_RETRY_MIN_S):
+                raise first
+            log.warning("%s: %d of %d searches on %s failed (%s); sending them again in %.2f s",
+                        stage, len(failed), len(todo), index, first, delay)
+            time.sleep(delay)
+            todo = failed
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _search_once(self, stage: str, deadline: Deadline | None, index: str, body: dict[str, Any],
+                     **params: Any) -> dict[str, Any]:
+        """One ``_search`` answer: an HTTP 5xx comes back as a failed answer (for :meth:`_answers` to retry)."""
+        def call(**kw: Any) -> dict[str, Any]:
+            try:
+                return self.client.search(index=index, body=body, **params, **kw)
+            except Exception as exc:
+                answer = failed_answer(exc)
+                if answer is None:
+                    raise
+                return answer
+
+        return self._timed(stage, deadline, index, call)
 
     # --- indices and aliases -----------------------------------------------------------------------------------
 
@@ -338,7 +395,8 @@ class OpenSearchEngine:
             IndexNotFound: ``index`` does not exist.
             ValueError: a leg is invalid or OpenSearch rejected its query (reason included).
             EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
-                with 429, its queues full).
+                with 429, its queues full). A leg some shards could not answer (a 5xx item, ``_shards.failed``, e.g.
+                a node just lost) is first sent again, alone, a few times within ``deadline`` (:meth:`_answers`).
             DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
                 so none is served; a BM25 leg with ``field_scores`` goes in a second one, sent beside it).
         """
@@ -353,8 +411,8 @@ class OpenSearchEngine:
         def solo(i: int) -> dict[str, Any]:
             # Each hit's named clauses with their scores (the per-field BM25) is a _search option that OpenSearch
             # 2.19's _msearch rejects: such a leg goes as a _search of its own.
-            return self._timed("search", deadline, index, lambda **kw: self.client.search(
-                index=index, body=bodies[i], params=NAMED_SCORES, **kw))
+            return self._answers("search", deadline, index, 1, lambda _: [self._search_once(
+                "search", deadline, index, bodies[i], params=NAMED_SCORES)])[0]
 
         if not together:
             subs = {i: solo(i) for i in alone}
@@ -371,19 +429,29 @@ class OpenSearchEngine:
 
     def _msearch(self, index: str, bodies: list[dict[str, Any]], deadline: Deadline | None = None,
                  stage: str = "search") -> list[dict[str, Any]]:
-        """The responses of ``bodies`` sent in one ``_msearch`` (timed by ``deadline``); the first failed item
+        """The responses of ``bodies`` sent in one ``_msearch`` (timed by ``deadline``); an item that failed
+        transiently (its 5xx, or some shards not answering) is sent again (:meth:`_answers`); the first failed item
         raises, translated."""
         if not bodies:
             return []
-        lines: list[dict[str, Any]] = []
-        for body in bodies:
-            lines += [{"index": index}, body]
-        resp = self._timed(stage, deadline, index, lambda **kw: self.client.msearch(body=lines, **kw))
-        for sub in resp["responses"]:
-            if "error" in sub:
-                raise translate_status(sub.get("status"), sub["error"], index=index, url=self.url,
-                                       user=self.settings.opensearch_user)
-        return resp["responses"]
+
+        def send(positions: list[int]) -> list[Any]:
+            lines: list[dict[str, Any]] = []
+            for i in positions:
+                lines += [{"index": index}, bodies[i]]
+
+            def call(**kw: Any) -> list[Any]:
+                try:
+                    return self.client.msearch(body=lines, **kw)["responses"]
+                except Exception as exc:
+                    answer = failed_answer(exc)  # the whole _msearch answered 5xx: every item failed so
+                    if answer is None:
+                        raise
+                    return [answer] * len(positions)
+
+            return self._timed(stage, deadline, index, call)
+
+        return self._answers(stage, deadline, index, len(bodies), send)
 
     def match(self, index: str, rule: MatchRule, *, sort: str = "relevance", offset: int = 0, size: int = 0,
               exclude: Sequence[str] = (), facets: Sequence[str] = (), facet_size: int = 10,
@@ -436,8 +504,9 @@ class OpenSearchEngine:
                 "track_total_hits": False}
         if highlight and highlight.strip():
             body["highlight"] = highlight_body(highlight)
-        resp = self._timed("sources", deadline, _check_name("index", index),
-                           lambda **kw: self.client.search(index=index, body=body, **kw))
+        _check_name("index", index)
+        resp = self._answers("sources", deadline, index, 1,
+                             lambda _: [self._search_once("sources", deadline, index, body)])[0]
         return {h["_id"]: _hit(h, score=0.0) for h in resp["hits"]["hits"]}
 
     def suggest(self, index: str, prefix: str, size: int = 8) -> list[str]:

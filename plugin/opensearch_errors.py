@@ -3,6 +3,10 @@
 Connection errors, timeouts and 5xx -> EngineUnavailable (naming the URL); 429 (the cluster rejected the request: its
 queues are full) -> EngineBusy, an EngineUnavailable the API sheds at once; a 404 for a missing index ->
 IndexNotFound; a 400 (bad query or document) -> ValueError carrying OpenSearch's reason.
+
+A search answer (an ``_msearch`` item or a ``_search`` response) can fail with HTTP 200 around it: an item's own
+error, or ``_shards.failed > 0`` (some shards did not answer: the hit list is incomplete). :func:`search_failure`
+says what went wrong and whether sending it again may help (the adapter retries those: a lost node's shards).
 """
 
 from __future__ import annotations
@@ -83,6 +87,56 @@ def translate_status(status: Any, error: Any, *, index: str, url: str, user: str
         if missing is not None:
             return IndexNotFound(missing or index)
     return ValueError(f"OpenSearch rejected the request on index {index!r} ({status}): {reason}")
+
+
+def search_failure(answer: Any, *, index: str, url: str,
+                   user: str | None = None) -> tuple[Exception, bool] | None:
+    """``(the contract exception, transient)`` for a failed search ``answer`` (an ``_msearch`` item, or a
+    ``_search`` response), or None when it is whole.
+
+    Transient (worth sending again, elsewhere or a moment later): a 5xx item (or one without a status), e.g. all
+    shards failed or NoShardAvailableActionException while a lost node's replicas take over, and an answer some
+    shards did not give (``_shards.failed > 0``: never served as if complete; EngineUnavailable when it persists).
+    Not transient: 429 (EngineBusy: shed at once) and other 4xx (the request itself).
+
+    >>> search_failure({"hits": {"hits": []}, "_shards": {"total": 1, "failed": 0}}, index="i", url="u") is None
+    True
+    >>> failures = [{"shard": 0, "reason": {"type": "node_closed_exception", "reason": "closed"}}]
+    >>> exc, transient = search_failure({"_shards": {"total": 2, "failed": 1, "failures": failures}}, index="i",
+    ...                                 url="u")
+    >>> transient, str(exc)  # doctest: +NORMALIZE_WHITESPACE
+    (True, "OpenSearch at u answered a search on index 'i' from 1 of 2 shards
+            (1 failed: node_closed_exception: closed)")
+    """
+    if not isinstance(answer, dict):
+        return EngineUnavailable(f"OpenSearch at {url} gave no search answer: {answer!r:.200}"), True
+    if "error" in answer:
+        status = answer.get("status")
+        transient = not isinstance(status, int) or status >= 500
+        return translate_status(status, answer["error"], index=index, url=url, user=user), transient
+    shards = answer.get("_shards")
+    failed = shards.get("failed") if isinstance(shards, dict) else None
+    if not isinstance(failed, int) or failed <= 0:
+        return None
+    total = shards.get("total")
+    failures = shards.get("failures") or [{}]
+    first = failures[0] if isinstance(failures[0], dict) else {}
+    reason = error_reason(first.get("reason")) if first.get("reason") is not None else "no reason given"
+    given = f"{total - failed} of {total}" if isinstance(total, int) else "not all"
+    return EngineUnavailable(f"OpenSearch at {url} answered a search on index {index!r} from {given} shards "
+                             f"({failed} failed: {reason})"), True
+
+
+def failed_answer(exc: Exception) -> dict[str, Any] | None:
+    """An opensearch-py HTTP 5xx error as a failed search answer (``{"status", "error"}``, as an ``_msearch`` item
+    reports one), so :func:`search_failure` treats it like one; None for anything else (connection errors and
+    timeouts the client has already retried on the other nodes, 4xx)."""
+    from opensearchpy.exceptions import ConnectionError, TransportError
+
+    if isinstance(exc, TransportError) and not isinstance(exc, ConnectionError) \
+            and isinstance(exc.status_code, int) and exc.status_code >= 500:
+        return {"status": exc.status_code, "error": _error_body(exc.info)}
+    return None
 
 
 def translate(exc: Exception, *, index: str, url: str, user: str | None = None) -> Exception:

@@ -1,0 +1,206 @@
+"""The OpenSearch adapter's search retries, with a fake client (no node): an ``_msearch`` item that fails with a 5xx
+(e.g. a shard with no copy answering while a lost node's replicas take over) or that some shards did not answer
+(``_shards.failed > 0``) is sent again, alone, a bounded number of times within the deadline; a 429, a 4xx or a
+missing index raises at once; a failure that persists is a plain EngineUnavailable (the API's 503)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopsearch.deadline import Deadline
+from shopsearch.plugin import opensearch_engine
+from shopsearch.plugin.engine import BM25Leg, EngineBusy, EngineUnavailable, IndexNotFound, KnnLeg, MatchRule
+from shopsearch.plugin.opensearch_engine import SEARCH_RETRIES, OpenSearchEngine
+from shopsearch.plugin.opensearch_errors import failed_answer, search_failure
+from shopsearch.settings import load_settings
+
+TITLE = {"title": 1.0}
+NO_SHARD = {"status": 503, "error": {
+    "type": "search_phase_execution_exception", "reason": "all shards failed", "phase": "query",
+    "root_cause": [{"type": "no_shard_available_action_exception", "reason": "[node-2][shop-1][0]"}],
+    "failed_shards": [{"shard": 0, "index": "shop-1", "node": "n2", "reason": {
+        "type": "no_shard_available_action_exception", "reason": "[node-2][shop-1][0]"}}]}}
+
+
+def ok(*ids: str) -> dict:
+    return {"status": 200, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+            "hits": {"total": {"value": len(ids), "relation": "eq"},
+                     "hits": [{"_id": i, "_score": 1.0, "_source": {"title": i}} for i in ids]}}
+
+
+def partial(*ids: str) -> dict:
+    answer = ok(*ids)
+    answer["_shards"] = {"total": 2, "successful": 1, "skipped": 0, "failed": 1, "failures": [
+        {"shard": 1, "index": "shop-1", "node": "n2", "reason": {"type": "node_disconnected_exception",
+                                                                 "reason": "[node-2] disconnected"}}]}
+    return answer
+
+
+class FakeClient:
+    """Stands for opensearch-py's client: each msearch/search call takes its answers from a script."""
+
+    def __init__(self, msearch=(), search=()) -> None:
+        self.msearch_script = list(msearch)
+        self.search_script = list(search)
+        self.msearch_bodies: list[list[dict]] = []
+        self.search_calls = 0
+        self.timeouts: list[float | None] = []
+
+    def msearch(self, body, request_timeout=None, **_):
+        self.msearch_bodies.append(body)
+        self.timeouts.append(request_timeout)
+        step = self.msearch_script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        items = step(body) if callable(step) else step
+        assert len(items) == len(body) // 2, "the fake's script answers every item sent"
+        return {"took": 1, "responses": items}
+
+    def search(self, index, body, request_timeout=None, **_):
+        self.search_calls += 1
+        self.timeouts.append(request_timeout)
+        step = self.search_script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def make_engine(monkeypatch):
+    monkeypatch.setattr(opensearch_engine, "SEARCH_RETRY_BACKOFF_S", 0.001)
+    made = []
+
+    def make(client: FakeClient) -> OpenSearchEngine:
+        engine = OpenSearchEngine("http://127.0.0.1:9", settings=load_settings(environ={}), timeout=5.0)
+        engine.client = client
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine._legs.shutdown(wait=False)
+
+
+def test_an_msearch_item_failing_with_503_is_sent_again_alone_and_the_search_served(make_engine):
+    client = FakeClient(msearch=[[ok("a", "b"), NO_SHARD], [ok("c")]])
+    engine = make_engine(client)
+    bm25, knn = engine.search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    assert [h.id for h in bm25] == ["a", "b"] and [h.id for h in knn] == ["c"]
+    assert [len(b) for b in client.msearch_bodies] == [4, 2]  # the retry carries the failed k-NN leg only
+    assert "knn" in str(client.msearch_bodies[1][1])
+
+
+def test_an_answer_some_shards_did_not_give_is_not_served_as_complete(make_engine):
+    client = FakeClient(msearch=[[partial("a"), ok("k")], [ok("a", "b")]])
+    bm25, knn = make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    assert [h.id for h in bm25] == ["a", "b"] and [h.id for h in knn] == ["k"]
+    assert [len(b) for b in client.msearch_bodies] == [4, 2]
+
+
+def test_a_whole_msearch_answering_5xx_is_retried(make_engine):
+    from opensearchpy.exceptions import TransportError
+
+    client = FakeClient(msearch=[TransportError(500, "search_phase_execution_exception", NO_SHARD),
+                                 [ok("a"), ok("k")]])
+    bm25, knn = make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    assert [h.id for h in bm25] == ["a"] and [h.id for h in knn] == ["k"]
+
+
+def test_a_failure_that_persists_is_engine_unavailable_after_bounded_retries(make_engine):
+    client = FakeClient(msearch=[[ok("a"), NO_SHARD]] + [[NO_SHARD]] * SEARCH_RETRIES)
+    with pytest.raises(EngineUnavailable) as info:
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    assert not isinstance(info.value, EngineBusy)
+    assert "(503)" in str(info.value) and "no_shard_available_action_exception" in str(info.value)
+    assert len(client.msearch_bodies) == SEARCH_RETRIES + 1 and not client.msearch_script
+
+
+def test_partial_shard_failures_that_persist_are_engine_unavailable(make_engine):
+    client = FakeClient(msearch=[[partial("a")]] * (SEARCH_RETRIES + 1))
+    with pytest.raises(EngineUnavailable, match=r"from 1 of 2 shards \(1 failed: node_disconnected_exception"):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
+    assert len(client.msearch_bodies) == SEARCH_RETRIES + 1
+
+
+@pytest.mark.parametrize("item, error", [
+    ({"status": 429, "error": {"type": "rejected_execution_exception", "reason": "queue full"}}, EngineBusy),
+    ({"status": 400, "error": {"type": "parsing_exception", "reason": "bad"}}, ValueError),
+    ({"status": 404, "error": {"type": "index_not_found_exception", "reason": "no such index [shop]",
+                               "index": "shop"}}, IndexNotFound),
+])
+def test_busy_bad_and_missing_index_items_raise_at_once(make_engine, item, error):
+    client = FakeClient(msearch=[[NO_SHARD, item]])  # a 4xx/429 beside a transient failure still raises at once
+    with pytest.raises(error):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    assert len(client.msearch_bodies) == 1
+
+
+def test_no_retry_past_the_deadline(make_engine):
+    now = [100.0]
+    client = FakeClient(msearch=[[NO_SHARD], [ok("a")]])
+    deadline = Deadline.after(0.5, clock=lambda: now[0])
+    now[0] += 0.48  # too little left for a backoff and another attempt: the item's 503, as before
+    with pytest.raises(EngineUnavailable, match=r"\(503\)"):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE)], deadline=deadline)
+    assert len(client.msearch_bodies) == 1
+    assert client.timeouts[0] == pytest.approx(0.02)
+
+
+def test_retries_get_the_time_the_deadline_leaves(make_engine):
+    now = [100.0]
+    client = FakeClient(msearch=[[NO_SHARD], [ok("a")]])
+    deadline = Deadline.after(0.5, clock=lambda: now[0])
+    hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE)], deadline=deadline)
+    assert [h.id for h in hits] == ["a"] and client.timeouts == [0.5, 0.5]
+
+
+def test_a_field_scores_leg_sent_alone_is_retried_too(make_engine):
+    from opensearchpy.exceptions import ConnectionError, TransportError
+
+    client = FakeClient(search=[TransportError(503, "search_phase_execution_exception", NO_SHARD["error"]),
+                                partial("a"), ok("a", "b")])
+    hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE, field_scores=True)])
+    assert [h.id for h in hits] == ["a", "b"] and client.search_calls == 3
+
+    # Connection errors were retried on the other nodes by the client itself: raised as they were.
+    client = FakeClient(search=[ConnectionError("N/A", "refused", None)])
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE, field_scores=True)])
+    assert client.search_calls == 1
+
+
+def test_match_and_sources_are_retried(make_engine):
+    counted = ok("a")
+    counted["aggregations"] = {}
+    client = FakeClient(msearch=[[counted, NO_SHARD], [ok("a")]], search=[partial("p1"), ok("p1", "p2")])
+    engine = make_engine(client)
+    # exclude with a slice: a counting body and a slice body; the slice's item failed and is sent again alone
+    page = engine.match("shop", MatchRule(BM25Leg("lamp", TITLE)), size=10, exclude=["z"])
+    assert page.total == 1 and [h.id for h in page.hits] == ["a"]
+    assert [len(b) for b in client.msearch_bodies] == [4, 2]
+    assert sorted(engine.sources("shop", ["p1", "p2"])) == ["p1", "p2"]
+
+
+def test_search_failure_and_failed_answer():
+    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError, TransportError
+
+    assert search_failure(ok("a"), index="i", url="u") is None
+    assert search_failure({"hits": {"hits": []}}, index="i", url="u") is None  # no _shards: nothing to doubt
+    exc, transient = search_failure(NO_SHARD, index="i", url="u")
+    assert transient and type(exc) is EngineUnavailable
+    exc, transient = search_failure({"error": "boom"}, index="i", url="u")  # no status: a 5xx, say
+    assert transient and type(exc) is EngineUnavailable
+    exc, transient = search_failure({"status": 429, "error": {"type": "x"}}, index="i", url="u")
+    assert not transient and isinstance(exc, EngineBusy)
+    exc, transient = search_failure({"_shards": {"total": 3, "failed": 2}}, index="i", url="u")
+    assert transient and "from 1 of 3 shards (2 failed: no reason given)" in str(exc)
+
+    assert failed_answer(TransportError(503, "x", {"error": {"type": "t"}})) == {"status": 503,
+                                                                                "error": {"type": "t"}}
+    assert failed_answer(TransportError(502, "x", "Bad Gateway")) == {"status": 502, "error": "Bad Gateway"}
+    for exc in (ConnectionError("N/A", "x", None), ConnectionTimeout("TIMEOUT", "x", None),
+                NotFoundError(404, "x", {}), TransportError(400, "x", {}), ValueError("x")):
+        assert failed_answer(exc) is None
