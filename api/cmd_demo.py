@@ -101,6 +101,8 @@ def _cli(argv: list[str]) -> None:
 
 def _train_models(data: Path, models: Path) -> list[str]:
     """Train the demo's cross-encoder and conversion model unless cached; returns notes for the summary."""
+    from shopsearch.reranker.conversion import is_current
+
     notes = []
     ce = models / "demo-ce"
     if (ce / "model_card.json").exists():
@@ -111,7 +113,7 @@ def _train_models(data: Path, models: Path) -> list[str]:
               "--max-pairs", "600", "--max-valid-pairs", "200", "--max-length", "64", "--batch-size", "16"])
         notes.append(f"cross-encoder: trained ({ce})")
     lgbm = models / "demo-lgbm"
-    if (lgbm / "model_card.json").exists():
+    if is_current(lgbm):  # a ranker of an older card version would be refused by the stage: train it again
         notes.append(f"conversion model: cached ({lgbm})")
     else:
         events = models / "demo-events.simulated.jsonl"

@@ -232,6 +232,7 @@ def _rows_fingerprint(args, engine, profile, names, stage_dirs) -> dict:
     """What judged rows depend on: the judgments and queries files, the index version, the profile, the models of
     its earlier stages (their folder and files' sizes and times), the features and the bi-encoder (a cache built
     from anything else is rebuilt)."""
+    from shopsearch.reranker.conversion import CARD_VERSION
     from shopsearch.reranker.ranker_training import file_sha256
 
     files = {name: file_sha256(path) for name, path in (("judgments", args.judgments), ("queries", args.queries),
@@ -241,7 +242,9 @@ def _rows_fingerprint(args, engine, profile, names, stage_dirs) -> dict:
               for stage, d in stage_dirs.items()}
     return {**files, "index": args.index, "index_version": engine.resolve_alias(args.index) or args.index,
             "engine": args.engine, "profile": profile.model_dump(mode="json"), "models": models,
-            "features": list(names), "bi_encoder": str(args.model)}
+            "features": list(names), "bi_encoder": str(args.model),
+            # the features' definitions change with the card version (rows from an older one are computed anew)
+            "card_version": CARD_VERSION}
 
 
 def _logged(args, names):

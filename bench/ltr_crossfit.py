@@ -67,6 +67,7 @@ def pooled_rows(paths: list[Path]):
 
 def run_fold(f: int, args: argparse.Namespace, data: Path, work: Path) -> None:
     from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.reranker.conversion import is_current
     from shopsearch.reranker.ranker_training import file_sha256, save, train
 
     d = work / f"f{f}"
@@ -99,7 +100,7 @@ def run_fold(f: int, args: argparse.Namespace, data: Path, work: Path) -> None:
         rows.append(d / f"rows{j}.npz")
     models = models_with_links(d / "models", [f"{ce_name}={served_ce}"], f)
     out = models / ranker_name
-    if not (out / "model_card.json").exists():
+    if not is_current(out):
         t0 = time.perf_counter()
         pooled = pooled_rows(rows)
         result = train(pooled, objective="lambdarank", target="relevance", folds=max(2, args.folds - 1), seed=0)

@@ -26,6 +26,15 @@ MODEL_FILE = "model.txt"
 CARD_VERSION = 2
 
 
+def is_current(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a ranker this version serves (its card's version is :data:`CARD_VERSION`): a
+    cache of trained models keeps it, and trains again otherwise."""
+    try:
+        return read_model_card(directory).get("card_version") == CARD_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 class ConversionModel:
     """P(purchase) (or P(click)) of each candidate, from a LightGBM booster and its model card.
 

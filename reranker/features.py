@@ -30,6 +30,9 @@ NAN = float("nan")
 # (:func:`with_list_features`) before any stage reorders; the query log records them with the other stages.
 LIST_REFERENCE = 10
 LIST_FEATURES: tuple[str, ...] = ("bm25_list_rank", "bm25_rel", "knn_list_rank", "price_rel")
+# Stamped on every hit with them (always a number, where a list feature may be missing): the hit's rank in the
+# retrieval order they were taken in. Its presence tells a stamped hit from one of a log written before.
+STAMP = "retrieval_rank"
 _TOKEN = re.compile(r"[a-z0-9]+")
 # A number, then (after an optional space) a unit of size, weight, volume, power or count: 12v, 3/4 in, 5 gal, 8".
 _UNIT = re.compile(r"\d\s*(?:\"|'|in|inch|inches|ft|feet|foot|yd|mm|cm|m|oz|lb|lbs|kg|g|gal|gallon|gallons|qt|pt|"
@@ -224,13 +227,16 @@ def reference_features(hits: Sequence[ScoredHit], reference: Sequence[ScoredHit]
     return out
 
 
-def with_list_features(hits: Sequence[ScoredHit]) -> list[ScoredHit]:
-    """``hits`` (in retrieval order, from the first) with their :data:`LIST_FEATURES` in ``stages``, relative to
-    the first :data:`LIST_REFERENCE`. A missing one (NaN: no BM25, no price) is left out, as stages are (JSON has
-    no NaN), and :func:`list_features` reads the absence as NaN again."""
-    rows = reference_features(hits, hits[:LIST_REFERENCE])
+def with_list_features(hits: Sequence[ScoredHit], first_page: Sequence[ScoredHit] | None = None
+                       ) -> list[ScoredHit]:
+    """``hits`` in retrieval order (``rank``) with their :data:`LIST_FEATURES` and :data:`STAMP` in ``stages``,
+    relative to the retrieval's first page: ``first_page`` (its first :data:`LIST_REFERENCE`), or the hits' own
+    first :data:`LIST_REFERENCE` when they start at rank 1. A missing feature (NaN: no BM25, no price) is left out,
+    as stages are (JSON has no NaN), and :func:`list_features` reads the absence on a stamped hit as NaN again."""
+    reference = (hits if first_page is None else first_page)[:LIST_REFERENCE]
+    rows = reference_features(hits, reference)
     return [replace(h, stages={**{k: v for k, v in h.stages.items() if k not in LIST_FEATURES},
-                               **{k: v for k, v in row.items() if not math.isnan(v)}})
+                               **{k: v for k, v in row.items() if not math.isnan(v)}, STAMP: float(h.rank)})
             for h, row in zip(hits, rows)]
 
 
@@ -252,12 +258,11 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
     products = [Product.from_source({"id": h.id, "title": "", **h.source}) for h in hits]
     bm25 = [_num(h.stages.get("bm25")) for h in hits]
     knn = [_num(h.stages.get("knn")) for h in hits]
-    # As the pipeline stamped them (served, or logged with the query: a stamped list carries "bm25_list_rank" or
-    # "knn_list_rank" on some hit); a list never stamped (an old log, one built by hand) is ranked against its own
-    # first page.
-    stamped = any("bm25_list_rank" in h.stages or "knn_list_rank" in h.stages for h in hits)
-    relative = ([{n: _num(h.stages.get(n)) for n in LIST_FEATURES} for h in hits] if stamped
-                else reference_features(hits, hits[:LIST_REFERENCE]))
+    # As the pipeline stamped them (served, or logged with the query); a hit never stamped (a log written before,
+    # a list built by hand) is ranked against its list's own first page.
+    own = reference_features(hits, hits[:LIST_REFERENCE])
+    relative = [{n: _num(h.stages.get(n)) for n in LIST_FEATURES} if STAMP in h.stages else o
+                for h, o in zip(hits, own)]
     user = context.user
     shape = query_features(query)
     out = []

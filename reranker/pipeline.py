@@ -35,6 +35,7 @@ from shopsearch.plugin.profiles import Profile, ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
 from shopsearch.settings import Settings
 
+from .conversion import CARD_VERSION, is_current
 from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
 from .features import LIST_REFERENCE, FeatureContext, feature_matrix, with_list_features
 from .model_registry import ModelRegistry
@@ -77,6 +78,7 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
         UnknownProfile / ProfileError (ValueErrors): no such profile or an invalid one.
         ModelNotFound (a FileNotFoundError): the message names the profile, the stage, the model and where it
             looked.
+        ValueError: a conversion model this version would refuse (an older card version: retrain it).
 
     >>> check_models(ProfileStore(), ModelRegistry(), "default").name
     'default'
@@ -84,9 +86,13 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
     profile = profiles.get(profile_name)
     for kind, model in model_stages(profile):
         try:
-            models.check(kind, model)
+            path = models.check(kind, model)
         except FileNotFoundError as exc:
             raise type(exc)(f"profile {profile.name!r} ({kind} stage): {exc}") from None
+        if kind == "conversion" and not is_current(path):
+            raise ValueError(f"profile {profile.name!r} (conversion stage): model {model!r} at {path} was trained by "
+                             f"an older shopsearch (its card is not version {CARD_VERSION}); retrain it with "
+                             f"`shopsearch train ranker`")
     return profile
 
 
@@ -181,11 +187,8 @@ class RankingPipeline:
         start = (req.page - 1) * req.size
         if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
             resp = self.searcher.search(req, deadline=deadline)  # no stage touches this page
-            # A first page that holds the retrieval's first LIST_REFERENCE is logged with its list-relative
-            # features, as a ranker served over it would compute them.
-            covers = len(resp.hits) >= LIST_REFERENCE or len(resp.hits) < req.size
-            if start == 0 and req.sort == "relevance" and req.query.strip() and covers:
-                resp = replace(resp, hits=with_list_features(resp.hits))
+            if req.sort == "relevance" and req.query.strip() and resp.hits:
+                resp = replace(resp, hits=self._stamped(req, resp.hits, deadline))
             return resp
         run = self._retrieve_and_rerank(req, profile, max(head, req.page * req.size), deadline)
         hits, notes, reasons = run.hits, run.notes, run.reasons
@@ -213,6 +216,21 @@ class RankingPipeline:
                               degraded_reasons=tuple(dict.fromkeys(reasons)), correction=run.first.correction,
                               did_you_mean=run.first.did_you_mean, relaxed=run.first.relaxed,
                               rules_applied=run.first.rules_applied, redirect=run.first.redirect)
+
+    def _stamped(self, req: SearchRequest, hits: list[ScoredHit], deadline: Deadline | None) -> list[ScoredHit]:
+        """A page served without stages, with the list-relative features a ranker would compute for it (logged
+        with the query). A page that does not hold the retrieval's first LIST_REFERENCE (a deeper page, a smaller
+        size) takes them against that first page, fetched for it; if that fails, the page goes unstamped (training
+        then ranks it against itself) rather than fail the search."""
+        if hits[0].rank == 1 and (len(hits) >= LIST_REFERENCE or len(hits) < req.size):
+            return with_list_features(hits)
+        try:
+            first = self.searcher.search(replace(req, page=1, size=LIST_REFERENCE, facets=(), explain=False),
+                                         deadline=deadline).hits
+        except Exception as exc:  # noqa: BLE001 - the page itself was found; only its logged features are at stake
+            log.info("list features of page %d not stamped: %s", req.page, exc)
+            return hits
+        return with_list_features(hits, first)
 
     def ranker_input(self, req: SearchRequest, *, context: SearchContext | None = None) -> RankerInput:
         """What the profile's conversion (learned ranker) stage would order for ``req``, without running it: the

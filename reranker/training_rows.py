@@ -10,6 +10,7 @@ sees its own outcome.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
@@ -24,6 +25,8 @@ from shopsearch.ubi import UbiEvent, UbiQuery, from_ubi_event
 
 from .event_history import EventHistory, affinity_key, by_affinity
 from .features import DEFAULT_MODEL_FEATURES, check_names, list_features
+
+log = logging.getLogger(__name__)
 
 # (query text, product ids) -> one stages dict per product, e.g. {"bm25": 7.1}
 StagesFn = Callable[[str, Sequence[str]], list[dict[str, float]]]
@@ -191,7 +194,16 @@ def logged_events(queries: Iterable[UbiQuery], events: Iterable[UbiEvent]) -> Lo
                       position=offset + i, user_id=attrs.get("user_id"), session_id=session,
                       timestamp=q.timestamp, simulated=q.simulated)
                 for i, pid in enumerate(q.query_response_hit_ids, 1) if pid in logged]
-    posted = [from_ubi_event(e) for e in events if e.action_name in _HISTORY]
+    posted: list[Event] = []
+    unreadable = 0
+    for e in events:
+        if e.action_name in _HISTORY:
+            try:
+                posted.append(from_ubi_event(e))
+            except ValueError:  # another UBI client's event without a product: nothing to count or credit
+                unreadable += 1
+    if unreadable:
+        log.warning("%d UBI events without a product left out", unreadable)
     out += [e for e in posted if e.type in _OUTCOMES]
     # The serving history (reranker/event_context.py) counts what clients post, their impressions included, not
     # the logged top K: ctr and impressions_log learnt from the logs must count the same way.

@@ -144,7 +144,8 @@
   }
 
   function stageRows(stages) {
-    const names = Object.keys(stages).filter((k) => !k.endsWith("_rank"));
+    // Ranks show beside their score; list-relative features (*_list_rank, *_rel) are the ranker's, not a stage's.
+    const names = Object.keys(stages).filter((k) => !k.endsWith("_rank") && !k.endsWith("_rel"));
     names.sort((a, b) => ((STAGE_ORDER.indexOf(a) + 1) || 99) - ((STAGE_ORDER.indexOf(b) + 1) || 99));
     return names.map((k) => h("tr", { dataset: { stage: k } }, h("th", {}, k),
       h("td", {}, fmt(stages[k], 4)), h("td", { class: "muted" }, `${k}_rank` in stages ? `#${stages[`${k}_rank`]}` : "")));

@@ -226,8 +226,11 @@ def test_explain_search_gives_the_console_what_it_renders(judged_client):
         body = judged_client.get(f"/search?q=lamp&profile={profile}&explain=true&size=10&facets=none").get_json()
         assert body["profile"] == profile and body["facets"] == {}
         assert body["hits"] and all({"id", "title", "rank", "stages"} <= set(h) for h in body["hits"])
-        seen = {k for h in body["hits"] for k in h["stages"] if not k.endswith("_rank")}
+        seen = {k for h in body["hits"] for k in h["stages"] if not k.endswith(("_rank", "_rel"))}  # as it shows
         assert seen == legs | {"fused"}
+        # and the list-relative features a ranker would compute, as the query log records them
+        assert all(h["stages"]["retrieval_rank"] == h["rank"] for h in body["hits"])
+        assert all("bm25_rel" in h["stages"] for h in body["hits"] if "bm25" in h["stages"])
 
 
 def test_the_storefront_sends_its_session_with_every_search(plain_client):

@@ -142,6 +142,11 @@ def test_a_ranker_trained_on_the_old_list_features_is_refused_with_what_to_do(tm
     (d / "model_card.json").write_text(json.dumps({**card, "card_version": 1}))
     with pytest.raises(ValueError, match="retrain it with `shopsearch train ranker`"):
         ConversionModel.load(d)
+    # a cache of trained rankers (the demo's) trains this one again, and keeps a current one
+    from shopsearch.reranker.conversion import is_current
+
+    assert not is_current(d) and not is_current(tmp_path / "none")
+    assert is_current(build_tiny_conversion_model(tmp_path / "new", features=("price", "bm25_rel")))
 
 
 def test_train_rejects_bad_arguments_and_compare_takes_any_baseline(tmp_path):

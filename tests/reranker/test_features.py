@@ -76,6 +76,13 @@ def test_list_relative_features_keep_the_values_the_pipeline_stamped():
     # never stamped (a log written before the stamping): ranked against its own first page
     old = list_features("red lamp", _hits()[1:], FeatureContext())
     assert old[0]["bm25_list_rank"] == 1.0 and old[0]["bm25_rel"] == 1.0
+    # each hit on its own: a stamped one keeps its values beside one that was not stamped
+    mixed = list_features("red lamp", [_hits()[1], stamped[1]], FeatureContext())
+    assert (mixed[0]["bm25_list_rank"], mixed[1]["bm25_list_rank"]) == (1.0, 2.0)
+    # a stamped hit without any retrieval score (a pinned product retrieval did not find) keeps its price_rel
+    pinned = ScoredHit("p2", 1, 0.0, P2.to_source(), {"fused": 0.0, "pinned": 1.0})
+    alone = with_list_features([pinned], _hits())
+    assert list_features("red lamp", alone, FeatureContext())[0]["price_rel"] == 1.5  # against 10, 30
 
 
 def test_per_field_bm25_is_for_judgments_only():

@@ -172,7 +172,8 @@ def test_asks_for_enough_candidates_and_skips_pages_below_the_head(searcher, reg
     assert ids(resp.hits) == [FUSED_IDS[2], FUSED_IDS[1], FUSED_IDS[0], FUSED_IDS[8], FUSED_IDS[9]]
     searcher.requests.clear()
     below = pipeline.search(SearchRequest("lamp", page=3, size=5, profile="ce"))  # ranks 11-15: all in the tail
-    assert [(r.page, r.size) for r in searcher.requests] == [(3, 5)]
+    # the page itself, then the first page its logged list features are taken against
+    assert [(r.page, r.size) for r in searcher.requests] == [(3, 5), (1, 10)]
     assert ids(below.hits) == FUSED_IDS[10:15] and "rerank" not in below.timings_ms
 
 
@@ -228,6 +229,18 @@ def test_missing_models_are_served_degraded_with_a_note_and_fail_the_check(searc
     with pytest.raises(ModelNotFound, match=r"profile 'conv-missing' \(conversion stage\): model 'no-such-lgbm'"):
         check_models(searcher.profiles, registry, "conv-missing")
     assert check_models(searcher.profiles, registry, "both").name == "both"
+
+
+def test_a_ranker_of_an_older_card_version_fails_the_check_with_what_to_do(tmp_path):
+    import json
+
+    build_tiny_conversion_model(tmp_path / "models" / "old-lgbm")
+    card = tmp_path / "models" / "old-lgbm" / "model_card.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "card_version": 1}))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "old.toml").write_text('[conversion]\ndepth = 10\nmodel = "old-lgbm"\n')
+    with pytest.raises(ValueError, match=r"profile 'old' \(conversion stage\): .* retrain it"):
+        check_models(ProfileStore([tmp_path / "profiles"]), ModelRegistry([tmp_path / "models"]), "old")
 
 
 def test_conversion_orders_the_reranked_head_and_explains_every_stage(searcher, registry, model_dir):
@@ -301,7 +314,11 @@ def test_shopper_context_reaches_the_features_and_a_broken_history_degrades(sear
 def test_profiles_without_stages_and_bad_requests_pass_through(searcher, registry):
     pipeline = RankingPipeline(searcher, registry)
     resp = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain"))
-    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(2, 5)]
+    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(2, 5), (1, 10)]
+    searcher.requests.clear()
+    price = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain", sort="price_asc"))
+    assert [(r.page, r.size) for r in searcher.requests] == [(2, 5)]  # no ranker orders a price-sorted page
+    assert not any("retrieval_rank" in h.stages for h in price.hits)
     with pytest.raises(ValueError, match="size must be an integer in 1..100, got 500"):
         pipeline.search(SearchRequest("lamp", size=500, profile="ce"))
     with pytest.raises(ValueError, match="profile 'nope' does not exist"):
@@ -415,18 +432,21 @@ def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(prof
                                          "knn": float((i * 5) % 11) / 10})
                       for i, h in enumerate(searcher.fused)]
     pipeline = RankingPipeline(searcher, registry)
-    logged = pipeline.search(SearchRequest("lamp", size=LIST_REFERENCE, profile="plain", explain=True)).hits
-    # what training from the UBI log rebuilds: the logged stages on the logged products, nothing else
-    rebuilt = [ScoredHit(h.id, h.rank, 0.0, h.source, dict(h.stages)) for h in logged]
-    learnt = list_features("lamp", rebuilt, FeatureContext())
     head = pipeline.ranker_input(SearchRequest("lamp", profile="conv-deep")).hits
-    served = list_features("lamp", head, FeatureContext())
-    assert len(head) == 30 and ids(head[:LIST_REFERENCE]) == ids(logged)
-    for a, b in zip(learnt, served[:LIST_REFERENCE]):
-        assert {n: a[n] for n in LIST_FEATURES} == {n: b[n] for n in LIST_FEATURES}
+    served = {h.id: r for h, r in zip(head, list_features("lamp", head, FeatureContext()))}
+    assert len(head) == 30
+    # the first page, a deeper page and a smaller one, as the storefront or an API client asks for them
+    for page, size in ((1, LIST_REFERENCE), (2, LIST_REFERENCE), (2, 12), (1, 5)):
+        logged = pipeline.search(SearchRequest("lamp", page=page, size=size, profile="plain", explain=True)).hits
+        # what training from the UBI log rebuilds: the logged stages on the logged products, nothing else
+        rebuilt = [ScoredHit(h.id, h.rank, 0.0, h.source, dict(h.stages)) for h in logged]
+        learnt = list_features("lamp", rebuilt, FeatureContext())
+        assert len(learnt) == size
+        for h, a in zip(logged, learnt):
+            assert {n: a[n] for n in LIST_FEATURES} == {n: served[h.id][n] for n in LIST_FEATURES}, (page, size)
     # below the first page: ranked against it, so the product with the best BM25 of all ranks first
-    assert served[25]["bm25_list_rank"] == 1.0 and served[25]["bm25_rel"] > 1.0
-    assert max(r["bm25_list_rank"] for r in served) <= LIST_REFERENCE + 1
+    assert served["p025"]["bm25_list_rank"] == 1.0 and served["p025"]["bm25_rel"] > 1.0
+    assert max(r["bm25_list_rank"] for r in served.values()) <= LIST_REFERENCE + 1
 
 
 def merchandised(profiles: ProfileStore) -> FixedSearcher:

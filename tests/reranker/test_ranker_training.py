@@ -279,6 +279,10 @@ def test_event_features_count_what_the_serving_history_counts():
     expected = [[smoothed_rate(stats[p].clicks, stats[p].impressions, 0.1, 20.0), math.log1p(stats[p].impressions)]
                 for p in ("c", "a")]
     assert rows.X[2:].tolist() == expected and stats["c"].impressions == 1
+    # another UBI client's event without a product is left out, not an abort of the whole run
+    objectless = UbiEvent(action_name="impression", query_id="q1", session_id="s1", client_id="c1",
+                          timestamp="2024-01-01T00:00:03Z")
+    assert logged_events(queries, [*posted, objectless]).history == logs.history
 
 
 def test_lists_the_ranker_did_not_order_are_no_rows():
