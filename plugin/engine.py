@@ -6,6 +6,8 @@ One contract test suite (tests/plugin/test_engine_contract.py) runs against both
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence
@@ -194,7 +196,21 @@ def range_buckets(facet: str, price_edges: Sequence[float] = PRICE_EDGES) -> lis
     if facet == "rating":
         return [(f"{s:g}+", s, None) for s in RATING_STEPS]
     edges = [0.0, *price_edges]
-    return [(f"{lo:g}-{hi:g}", lo, hi) for lo, hi in zip(edges, edges[1:])] + [(f"{edges[-1]:g}+", edges[-1], None)]
+    return ([(f"{edge_label(lo)}-{edge_label(hi)}", lo, hi) for lo, hi in zip(edges, edges[1:])]
+            + [(f"{edge_label(edges[-1])}+", edges[-1], None)])
+
+
+def edge_label(x: float) -> str:
+    """A facet edge as its bucket's label writes it: exactly (the storefront turns it back into the price filter),
+    without an exponent or a trailing ".0".
+
+    >>> edge_label(25.0), edge_label(19999.99), edge_label(1234567.0), edge_label(1e16)
+    ('25', '19999.99', '1234567', '10000000000000000')
+    """
+    text = repr(float(x))
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
 
 
 def check_price_edges(edges: Sequence[float]) -> None:

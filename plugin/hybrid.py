@@ -228,9 +228,14 @@ class HybridSearcher:
             speller = self.spellers.get()
             correction = speller.correct(query)
             timings["spell"] = _ms(t)
-        # Rules fire for the query as typed or the one served (plugin/merchandising.py: the typed one wins).
-        plan = self.merchandising.plan(self.index, req.query if typed is None else typed,
-                                       served=correction.corrected)
+        # Rules fire for the query as typed, and for the one served instead of it: the relaxed query, or a
+        # correction of words the catalog does not hold (a rare catalog word it also serves keeps its own rules
+        # alone). The typed query's rules come first (plugin/merchandising.py).
+        if typed is not None:
+            plan = self.merchandising.plan(self.index, typed, served=correction.corrected)
+        else:
+            replaced = speller is not None and speller.replaces(correction)
+            plan = self.merchandising.plan(self.index, req.query, served=correction.corrected if replaced else None)
         if plan.rules:  # hide and filter rules narrow the filters: every leg, the total and the facets obey them
             req = replace(req, filters=plan.narrow(req.filters))
         arranged = Arranged([])

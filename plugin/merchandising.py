@@ -29,11 +29,14 @@ Decisions worth knowing:
 - ``rules_applied`` names every rule that fired, in file order (but see Spelling); hits carry ``pinned``
   (position), ``boost`` (factor) or ``buried`` in their ``stages`` (shown with ``explain``).
 - A blank query (browse) fires no rule.
-- Spelling: a rule fires for the query as typed or for the query the response serves when that differs (the
-  spelling correction, ``correction``: "televsion" served as "television" fires a rule for "television"; a relaxed
-  search's query). Both can fire rules; where their rules conflict (one product or position, the redirect) the
-  typed query wins: the rules it fires come first, in file order, then those only the served query fires (the
-  order of ``rules_applied``). A merchandiser who writes a rule for a misspelling means that misspelling.
+- Spelling: a rule fires for the query as typed or for the query the response serves instead (the spelling
+  correction of words the catalog does not hold, ``correction``: "televsion" served as "television" fires a rule
+  for "television"; a relaxed search's query). A rare word the catalog holds and the speller serves beside its
+  correction ("lamb" beside "lamp") keeps to its own rules. Where the two queries' rules conflict (one product or
+  position, the redirect) the typed query wins: the rules it fires come first, in file order, then those only the
+  served query fires (the order of ``rules_applied``), and a hide of the latter does not remove a product the
+  former pin; filter rules of both apply. A merchandiser who writes a rule for a misspelling means that
+  misspelling.
 """
 
 from __future__ import annotations
@@ -106,17 +109,23 @@ def plan_for(rules: RulesFile, query: str, now: datetime | None = None, served: 
     """
     now = now or datetime.now(timezone.utc)
     fired: dict[str, Rule] = {}
+    typed = None
     for q in dict.fromkeys(query_words(text) for text in (query, served or "")):
         if q:  # a blank query (browse) fires nothing
             fired.update((r.name, r) for r in rules.rule if r.name not in fired and r.fires(q, now))
-    return _plan(list(fired.values()))
+        typed = len(fired) if typed is None else typed  # how many the query as typed fired
+    return _plan(list(fired.values()), typed)
 
 
-def _plan(fired: list[Rule]) -> Plan:
-    """The plan of the rules that fired, in the order they apply (the first wins a product or a position)."""
+def _plan(fired: list[Rule], typed: int | None = None) -> Plan:
+    """The plan of the rules that fired, in the order they apply (the first wins a product or a position); the
+    first ``typed`` fired for the query as typed, and a product they pin is not hidden by the others."""
     if not fired:
         return Plan()
-    hidden = tuple(dict.fromkeys(i for r in fired for i in r.hide))
+    typed = len(fired) if typed is None else typed
+    kept = {p.id for r in fired[:typed] for p in r.pin}
+    hidden = tuple(dict.fromkeys([*(i for r in fired[:typed] for i in r.hide),
+                                  *(i for r in fired[typed:] for i in r.hide if i not in kept)]))
     pins: dict[str, int] = {}
     for r in fired:
         for p in r.pin:

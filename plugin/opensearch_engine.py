@@ -25,7 +25,7 @@ from .engine import (PRICE_EDGES, BM25Leg, EngineUnavailable, Filters, Hit, Inde
                      MatchRule)
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
-from .opensearch_errors import engine_errors, failed_answer, search_failure
+from .opensearch_errors import engine_errors, search_failure
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
                                  leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
@@ -37,8 +37,8 @@ VOCABULARY_CHECK_S = 30.0
 # The _search parameter that turns each hit's matched_queries into {name: score} (the named clauses' scores).
 NAMED_SCORES = {"include_named_queries_score": "true"}
 
-# A search some shards could not answer (an _msearch item's 5xx, _shards.failed > 0, a 5xx _search: a node lost while
-# its replicas take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
+# A search some shards could not answer (an _msearch item's 5xx, _shards.failed > 0: a node lost while its replicas
+# take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
 # SEARCH_RETRY_BACKOFF_S seconds, doubling, while the request's deadline leaves SEARCH_RETRY_MIN_S for the attempt.
 SEARCH_RETRIES = 3
 SEARCH_RETRY_BACKOFF_S = 0.05
@@ -165,17 +165,10 @@ class OpenSearchEngine:
 
     def _search_once(self, stage: str, deadline: Deadline | None, index: str, body: dict[str, Any],
                      **params: Any) -> dict[str, Any]:
-        """One ``_search`` answer: an HTTP 5xx comes back as a failed answer (for :meth:`_answers` to retry)."""
-        def call(**kw: Any) -> dict[str, Any]:
-            try:
-                return self.client.search(index=index, body=body, **params, **kw)
-            except Exception as exc:
-                answer = failed_answer(exc)
-                if answer is None:
-                    raise
-                return answer
-
-        return self._timed(stage, deadline, index, call)
+        """One ``_search`` answer (timed by ``deadline``). An HTTP error raises as it did: the client has already
+        sent the request to the other nodes; only an answer some shards did not give is for :meth:`_answers`."""
+        return self._timed(stage, deadline, index, lambda **kw: self.client.search(index=index, body=body, **params,
+                                                                                   **kw))
 
     # --- indices and aliases -----------------------------------------------------------------------------------
 
@@ -440,16 +433,8 @@ class OpenSearchEngine:
             for i in positions:
                 lines += [{"index": index}, bodies[i]]
 
-            def call(**kw: Any) -> list[Any]:
-                try:
-                    return self.client.msearch(body=lines, **kw)["responses"]
-                except Exception as exc:
-                    answer = failed_answer(exc)  # the whole _msearch answered 5xx: every item failed so
-                    if answer is None:
-                        raise
-                    return [answer] * len(positions)
-
-            return self._timed(stage, deadline, index, call)
+            # A whole _msearch answering an HTTP error raises as it did (the client tried the other nodes).
+            return self._timed(stage, deadline, index, lambda **kw: self.client.msearch(body=lines, **kw)["responses"])
 
         return self._answers(stage, deadline, index, len(bodies), send)
 

@@ -121,22 +121,26 @@ def search_failure(answer: Any, *, index: str, url: str,
     total = shards.get("total")
     failures = shards.get("failures") or [{}]
     first = failures[0] if isinstance(failures[0], dict) else {}
+    if _request_error(first):  # the query itself fails on those shards (a bad field...): asking again cannot help
+        status = first.get("status") if isinstance(first.get("status"), int) else 400
+        return translate_status(status, first.get("reason") or {}, index=index, url=url, user=user), False
     reason = error_reason(first.get("reason")) if first.get("reason") is not None else "no reason given"
     given = f"{total - failed} of {total}" if isinstance(total, int) else "not all"
     return EngineUnavailable(f"OpenSearch at {url} answered a search on index {index!r} from {given} shards "
                              f"({failed} failed: {reason})"), True
 
 
-def failed_answer(exc: Exception) -> dict[str, Any] | None:
-    """An opensearch-py HTTP 5xx error as a failed search answer (``{"status", "error"}``, as an ``_msearch`` item
-    reports one), so :func:`search_failure` treats it like one; None for anything else (connection errors and
-    timeouts the client has already retried on the other nodes, 4xx)."""
-    from opensearchpy.exceptions import ConnectionError, TransportError
+# Shard failures that come from the request itself, not from a shard's node: the same query fails again.
+_REQUEST_ERROR_TYPES = {"query_shard_exception", "illegal_argument_exception", "parsing_exception",
+                        "search_parse_exception", "x_content_parse_exception", "number_format_exception"}
 
-    if isinstance(exc, TransportError) and not isinstance(exc, ConnectionError) \
-            and isinstance(exc.status_code, int) and exc.status_code >= 500:
-        return {"status": exc.status_code, "error": _error_body(exc.info)}
-    return None
+
+def _request_error(failure: dict[str, Any]) -> bool:
+    status = failure.get("status")
+    if isinstance(status, int):
+        return 400 <= status < 500 and status != 429
+    reason = failure.get("reason")
+    return isinstance(reason, dict) and reason.get("type") in _REQUEST_ERROR_TYPES
 
 
 def translate(exc: Exception, *, index: str, url: str, user: str | None = None) -> Exception:

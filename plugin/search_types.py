@@ -68,7 +68,8 @@ class SearchResponse:
     relaxed: bool = False
     # Why it is degraded, as "<stage>:<cause>" codes (DEGRADED_REASONS); the notes say it in words.
     degraded_reasons: tuple[str, ...] = ()
-    # The merchandising rules that fired for the query (plugin/merchandising.py), in file order.
+    # The merchandising rules that fired (plugin/merchandising.py): the typed query's, in file order, then those
+    # only the query served instead of it fired.
     rules_applied: tuple[str, ...] = ()
     # A rule's URL the storefront sends the shopper to (the results are still computed); None: stay.
     redirect: str | None = None

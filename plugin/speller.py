@@ -162,6 +162,17 @@ class Speller:
         text = " ".join(words)
         return [text] if text and text != " ".join(t for _, _, t in word_spans(query)) else []
 
+    def replaces(self, correction: Correction) -> bool:
+        """Whether ``correction`` replaces what was typed: every word it changes is one the catalog does not hold
+        (a misspelling), not a rare word it also holds and serves beside its correction.
+
+        >>> sp = Speller(Vocabulary("v", {"lamp": 300, "lamb": 2}))
+        >>> typo, rare = Correction("lanp", "lamp", (("lanp", "lamp"),)), Correction("lamb", "lamp", (("lamb", "lamp"),))
+        >>> sp.replaces(typo), sp.replaces(rare)
+        (True, False)
+        """
+        return correction.changed and all(typed not in self.words for typed, _ in correction.changes)
+
     def known_words(self, query: str) -> str:
         """``query`` without the words the catalog does not hold (the relaxed query of a search that found
         nothing); numbers and short words are kept.

@@ -302,7 +302,7 @@
       name: v.value.split(sep).pop(), value: v.value, count: v.count, depth: v.value.split(sep).length - 1,
       on: state.category_path.includes(v.value), onclick: () => toggleFilter("category_path", v.value) }))));
     blocks.push(facetBlock("price", "Price", (facets.price || []).map((v) => {
-      const [lo, hi] = v.value.replace("+", "").split("-");
+      const [lo, hi] = v.value.replace(/\+$/, "").split("-");  // "25-50", "250+"
       const on = state.price_min === lo && state.price_max === (hi || "");
       return { name: hi ? `${formatPrice(+lo)} – ${formatPrice(+hi)}` : `${formatPrice(+lo)} and up`, value: v.value,
                count: v.count, on, onclick: () => {

@@ -251,6 +251,9 @@ def test_a_node_killed_under_load_costs_no_search_and_no_acknowledged_upsert(
             _wait(lambda: any(t > killed_at and code == 200 and body.get("cluster", {}).get("nodes") == NODES - 1
                               for t, code, body in load.readyz), 60, "/readyz to report the node missing", load)
             _wait(lambda: len(load.acked_at) >= acked_before + 2, 90, "upserts acknowledged with a node down", load)
+            # The node stays down until enough searches have run against the cluster without it.
+            _wait(lambda: sum(1 for t, _ in load.searches if t > killed_at) >= 20, 60,
+                  "20 searches with a node down", load)
             searches_down = sum(1 for t, _ in load.searches if t > killed_at)
 
             restart_began = time.monotonic()

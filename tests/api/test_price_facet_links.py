@@ -12,24 +12,37 @@ EDGES = (15.0, 34.0, 89.0)
 
 
 @pytest.fixture
-def client(tmp_path, catalog_engine, tiny_encoder):
+def make_client(tmp_path, catalog_engine, tiny_encoder):
     from shopsearch.api.app import create_app
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.settings import Settings
 
-    searcher = HybridSearcher(catalog_engine, ALIAS, tiny_encoder, ProfileStore(),
-                              settings=Settings(facet_price_edges=EDGES))
-    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
-                      "engine": "embedded", "events_dir": str(tmp_path / "events"), "home": str(tmp_path)})
-    yield app.test_client()
-    app.extensions["shopsearch"].ubi_drainer.stop()
-    app.extensions["shopsearch"].stop_history()
+    apps = []
+
+    def make(edges):
+        searcher = HybridSearcher(catalog_engine, ALIAS, tiny_encoder, ProfileStore(),
+                                  settings=Settings(facet_price_edges=edges))
+        app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                          "engine": "embedded", "events_dir": str(tmp_path / f"events{len(apps)}"),
+                          "home": str(tmp_path)})
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+        app.extensions["shopsearch"].stop_history()
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client(EDGES)
 
 
 def link(value: str) -> dict[str, str]:
     """The filter api/static/storefront.js sets for a bucket: its value's edges as price_min and price_max."""
-    lo, _, hi = value.replace("+", "").partition("-")
+    lo, _, hi = value.removesuffix("+").partition("-")
     return {"price_min": lo, "price_max": hi} if hi else {"price_min": lo}
 
 
@@ -60,3 +73,16 @@ def test_a_bucket_agrees_with_its_link_under_a_query_too(client):
     for value, count in buckets.items():
         shown = client.get("/search", query_string={**query, **link(value)}).get_json()
         assert shown["total"] == count, value
+
+
+def test_edges_of_any_size_are_labelled_exactly(make_client):
+    """A currency of large amounts, an edge in cents: the label is the edge itself, never rounded or in exponent
+    notation, so its link selects what it counts."""
+    client = make_client((29.99, 1234567.0))
+    body = client.get("/search", query_string={"q": "", "facets": "price"}).get_json()
+    buckets = {f["value"]: f["count"] for f in body["facets"]["price"]}
+    assert buckets == {"0-29.99": 3, "29.99-1234567": 5}  # 12.5 15 29.99 | 29.99 34 59.5 89 119
+    for value, count in buckets.items():
+        shown = client.get("/search", query_string={"q": "", "size": 20, **link(value)})
+        assert shown.status_code == 200 and shown.get_json()["total"] == count, value
+    assert client.get("/search", query_string={"q": "", **link("1234567+")}).get_json()["total"] == 0

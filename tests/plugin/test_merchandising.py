@@ -177,6 +177,29 @@ def test_the_typed_query_wins_over_the_correction_when_both_fire_rules(setup):
     assert right.rules_applied == ("lamps",) and right.hits[0].id == "p25" and right.redirect == "/lamps"
 
 
+def test_a_rare_catalog_word_the_speller_also_serves_keeps_to_its_own_rules(tmp_path):
+    """The speller serves "lamb wool" with "lamp wool" too (lamb: 2 products, lamp: 200); the shopper typed a word
+    the catalog holds, so a rule for lamps must not filter the lamb wool away or redirect the shopper."""
+    engine = EmbeddedEngine(tmp_path / "engine")
+    engine.create_index("rare", 4)
+    lamps = [Product(id=f"l{i}", title=f"Desk lamp model {i}", category=("Lighting",), price=20.0) for i in range(200)]
+    wool = [Product(id=f"w{i}", title=f"Lamb wool {kind}", category=("Home",), price=30.0)
+            for i, kind in enumerate(("throw", "slippers"))]
+    docs = [IndexDoc(product=p, vector=[1.0, 0.0, 0.0, 0.0], content_hash=p.content_hash()) for p in lamps + wool]
+    assert all(item.ok for item in engine.bulk("rare", docs))
+    engine.refresh("rare")
+    folder = tmp_path / "merchandising"
+    folder.mkdir()
+    write(folder / "rare.rules.toml", '[[rule]]\nname = "lamps"\nqueries = ["lamp"]\nmatch = "contains"\n'
+                                      'filter = { category = ["Lighting"] }\nredirect = "/c/lighting"\n')
+    searcher = HybridSearcher(engine, "rare", Fixed(), merchandising=Merchandising(folder, []))
+    resp = searcher.search(SearchRequest("lamb wool", profile="bm25", size=5))
+    assert resp.rules_applied == () and resp.redirect is None
+    assert {"w0", "w1"} <= {h.id for h in resp.hits}
+    assert searcher.search(SearchRequest("lamp", profile="bm25", size=5)).rules_applied == ("lamps",)
+    engine.close()
+
+
 class LampEmbedder:
     """Queries with "lamp" sit near the lamps, unless they hold nonsense ("zzzz"); anything else is orthogonal to
     every product (nothing clears the dense profile's threshold)."""
@@ -264,6 +287,13 @@ def test_plan_conflicts_and_matching():
     both = plan_for(tv, "Televsion", served="television")
     assert both.rules == ("typo", "tv") and both.pins == {"p7": 1} and both.redirect == "/tv"
     assert plan_for(tv, "", served="").rules == () and plan_for(tv, "lamp", served=None).rules == ()
+    # a hide of a rule only the served query fires does not undo the typed query's pin
+    hidden = RulesFile.model_validate({"rule": [
+        {"name": "tv", "queries": ["television"], "hide": ["p7", "p9"]},
+        {"name": "typo", "queries": ["televsion"], "pin": [{"id": "p7", "position": 1}]}]})
+    kept = plan_for(hidden, "televsion", served="television")
+    assert kept.rules == ("typo", "tv") and kept.pins == {"p7": 1} and kept.hide == ("p9",)
+    assert plan_for(hidden, "television").hide == ("p7", "p9")
     with pytest.raises(ValueError, match="queries must have a word"):
         RulesFile.model_validate({"rule": [{"name": "p", "queries": ["?!"], "hide": ["x"]}]})
     assert analyze_query("luminaire", SynonymMap.from_lines(["luminaire, lamp"]))[0].kind == "graph"
