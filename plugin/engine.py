@@ -6,10 +6,9 @@ One contract test suite (tests/plugin/test_engine_contract.py) runs against both
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import math
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Protocol, Sequence
 
 from shopsearch.deadline import Deadline, DeadlineExceeded

@@ -108,24 +108,25 @@ def plan_for(rules: RulesFile, query: str, now: datetime | None = None, served: 
     (('typo', 'tv'), {'p7': 1})
     """
     now = now or datetime.now(timezone.utc)
-    fired: dict[str, Rule] = {}
-    typed = None
-    for q in dict.fromkeys(query_words(text) for text in (query, served or "")):
-        if q:  # a blank query (browse) fires nothing
-            fired.update((r.name, r) for r in rules.rule if r.name not in fired and r.fires(q, now))
-        typed = len(fired) if typed is None else typed  # how many the query as typed fired
-    return _plan(list(fired.values()), typed)
+
+    def firing(text: str) -> list[Rule]:
+        q = query_words(text)
+        return [r for r in rules.rule if r.fires(q, now)] if q else []  # a blank query (browse) fires nothing
+
+    typed = firing(query)
+    names = {r.name for r in typed}
+    return _plan(typed, [r for r in firing(served or "") if r.name not in names])
 
 
-def _plan(fired: list[Rule], typed: int | None = None) -> Plan:
-    """The plan of the rules that fired, in the order they apply (the first wins a product or a position); the
-    first ``typed`` fired for the query as typed, and a product they pin is not hidden by the others."""
+def _plan(typed: list[Rule], served: list[Rule]) -> Plan:
+    """The plan of the rules that fired, in the order they apply (the first wins a product or a position): those
+    of the query as typed, then those only the served query fired, whose hides leave the former's pins shown."""
+    fired = typed + served
     if not fired:
         return Plan()
-    typed = len(fired) if typed is None else typed
-    kept = {p.id for r in fired[:typed] for p in r.pin}
-    hidden = tuple(dict.fromkeys([*(i for r in fired[:typed] for i in r.hide),
-                                  *(i for r in fired[typed:] for i in r.hide if i not in kept)]))
+    kept = {p.id for r in typed for p in r.pin}
+    hidden = tuple(dict.fromkeys([*(i for r in typed for i in r.hide),
+                                  *(i for r in served for i in r.hide if i not in kept)]))
     pins: dict[str, int] = {}
     for r in fired:
         for p in r.pin:

@@ -259,8 +259,9 @@ def list_features(query: str, hits: Sequence[ScoredHit], context: FeatureContext
     bm25 = [_num(h.stages.get("bm25")) for h in hits]
     knn = [_num(h.stages.get("knn")) for h in hits]
     # As the pipeline stamped them (served, or logged with the query); a hit never stamped (a log written before,
-    # a list built by hand) is ranked against its list's own first page.
-    own = reference_features(hits, hits[:LIST_REFERENCE])
+    # a list built by hand) is ranked against its list's own first page, computed only for such a list.
+    own = (reference_features(hits, hits[:LIST_REFERENCE]) if any(STAMP not in h.stages for h in hits)
+           else [{}] * len(hits))
     relative = [{n: _num(h.stages.get(n)) for n in LIST_FEATURES} if STAMP in h.stages else o
                 for h, o in zip(hits, own)]
     user = context.user
