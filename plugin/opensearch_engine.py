@@ -37,8 +37,8 @@ VOCABULARY_CHECK_S = 30.0
 # The _search parameter that turns each hit's matched_queries into {name: score} (the named clauses' scores).
 NAMED_SCORES = {"include_named_queries_score": "true"}
 
-# A search some shards could not answer (an _msearch item's 5xx, _shards.failed > 0: a node lost while its replicas
-# take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
+# A search (or a count) some shards could not answer (an _msearch item's 5xx, _shards.failed > 0: a node lost while
+# its replicas take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
 # SEARCH_RETRY_BACKOFF_S seconds, doubling, while the request's deadline leaves SEARCH_RETRY_MIN_S for the attempt.
 SEARCH_RETRIES = 3
 SEARCH_RETRY_BACKOFF_S = 0.05
@@ -316,9 +316,16 @@ class OpenSearchEngine:
             self.client.indices.refresh(index=index)
 
     def count(self, index: str) -> int:
-        """How many products ``index`` holds (as of the last refresh)."""
-        with self._errors(_check_name("index", index)):
-            return int(self.client.count(index=index)["count"])
+        """How many products ``index`` holds (as of the last refresh); as :meth:`filtered_count` for failed shards."""
+        return self._count(index, None)
+
+    def _count(self, index: str, body: dict[str, Any] | None) -> int:
+        """One ``_count`` answer's count. A count some shards did not give is too low, as a partial hit list is
+        incomplete (a shrink check would misread it): sent again and raised like a search's (:meth:`_answers`)."""
+        _check_name("index", index)
+        resp = self._answers("count", None, index, 1, lambda _: [self._timed(
+            "count", None, index, lambda **kw: self.client.count(index=index, body=body, **kw))])[0]
+        return int(resp["count"])
 
     # --- writes ------------------------------------------------------------------------------------------------
 
@@ -585,9 +592,14 @@ class OpenSearchEngine:
                               body={"version": found.version, "vocabulary": found.to_json()})
 
     def filtered_count(self, index: str, filters: Filters) -> int:
-        """How many products pass ``filters``."""
-        with self._errors(_check_name("index", index)):
-            return int(self.client.count(index=index, body=count_body(filters))["count"])
+        """How many products pass ``filters``.
+
+        Raises:
+            IndexNotFound: ``index`` does not exist.
+            EngineUnavailable: as :meth:`search`; a count some shards did not give (``_shards.failed``) is sent
+                again a few times, never returned as if complete.
+        """
+        return self._count(index, count_body(filters))
 
     def scan_hashes(self, index: str) -> Iterator[tuple[str, str]]:
         """Yield ``(id, content_hash)`` for every stored product via a scroll (order unspecified)."""

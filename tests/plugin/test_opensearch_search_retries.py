@@ -2,7 +2,8 @@
 (e.g. a shard with no copy answering while a lost node's replicas take over) or that some shards did not answer
 (``_shards.failed > 0``) is sent again, alone, a bounded number of times within the deadline; a 429, a 4xx, a shard
 failure of the query itself or a missing index raises at once, and so does a whole request's HTTP error (the client
-tried the other nodes); a failure that persists is a plain EngineUnavailable (the API's 503)."""
+tried the other nodes); a failure that persists is a plain EngineUnavailable (the API's 503). Counts
+(``_count``) some shards did not give are sent again the same way, never returned as if complete."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from shopsearch.deadline import Deadline
 from shopsearch.plugin import opensearch_engine
-from shopsearch.plugin.engine import BM25Leg, EngineBusy, EngineUnavailable, IndexNotFound, KnnLeg, MatchRule
+from shopsearch.plugin.engine import (BM25Leg, EngineBusy, EngineUnavailable, Filters, IndexNotFound, KnnLeg,
+                                      MatchRule)
 from shopsearch.plugin.opensearch_engine import SEARCH_RETRIES, OpenSearchEngine
 from shopsearch.plugin.opensearch_errors import search_failure
 from shopsearch.settings import load_settings
@@ -38,11 +40,13 @@ def partial(*ids: str) -> dict:
 
 
 class FakeClient:
-    """Stands for opensearch-py's client: each msearch/search call takes its answers from a script."""
+    """Stands for opensearch-py's client: each msearch/search/count call takes its answers from a script."""
 
-    def __init__(self, msearch=(), search=()) -> None:
+    def __init__(self, msearch=(), search=(), count=()) -> None:
         self.msearch_script = list(msearch)
         self.search_script = list(search)
+        self.count_script = list(count)
+        self.count_bodies: list[dict | None] = []
         self.msearch_bodies: list[list[dict]] = []
         self.search_calls = 0
         self.timeouts: list[float | None] = []
@@ -64,6 +68,10 @@ class FakeClient:
         if isinstance(step, Exception):
             raise step
         return step
+
+    def count(self, index, body=None, **_):
+        self.count_bodies.append(body)
+        return self.count_script.pop(0)
 
     def close(self) -> None:
         pass
@@ -193,6 +201,26 @@ def test_match_and_sources_are_retried(make_engine):
     assert page.total == 1 and [h.id for h in page.hits] == ["a"]
     assert [len(b) for b in client.msearch_bodies] == [4, 2]
     assert sorted(engine.sources("shop", ["p1", "p2"])) == ["p1", "p2"]
+
+
+def counted(n: int, failed: int = 0) -> dict:
+    answer = {"count": n, "_shards": {"total": 2, "successful": 2 - failed, "skipped": 0, "failed": failed}}
+    if failed:
+        answer["_shards"]["failures"] = partial()["_shards"]["failures"]
+    return answer
+
+
+def test_a_count_some_shards_did_not_give_is_not_served_as_complete(make_engine):
+    client = FakeClient(count=[counted(3, failed=1), counted(7), counted(2, failed=1), counted(37)])
+    engine = make_engine(client)
+    assert engine.filtered_count("shop", Filters(brand=("Acme",))) == 7  # not the 3 of the shard that answered
+    assert engine.count("shop") == 37
+    assert client.count_bodies[0] == client.count_bodies[1] and client.count_bodies[2:] == [None, None]  # resent
+
+    client = FakeClient(count=[counted(3, failed=1)] * (SEARCH_RETRIES + 1))
+    with pytest.raises(EngineUnavailable, match=r"from 1 of 2 shards \(1 failed: node_disconnected_exception"):
+        make_engine(client).filtered_count("shop", Filters())
+    assert len(client.count_bodies) == SEARCH_RETRIES + 1
 
 
 def test_search_failure():
