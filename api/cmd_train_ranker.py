@@ -26,7 +26,8 @@ Train the LightGBM ranker that a profile's [conversion] stage serves, from one o
 Cross-validation is grouped by query (--folds K). With --fold I the queries of fold I are held out of training
 altogether (written to heldout-queries.tsv for --judgments) and the card reports the model against the incoming
 order on them; run I = 0..K-1 and pool `shopsearch compare` over the held-out files (bench/pool_compare.py).
-Writes model.txt (LightGBM text format), model_card.json and README.md (features, importances, CV figures).
+Writes model.txt (LightGBM text format; --members N: model-1.txt ... beside it), model_card.json and README.md
+(features, importances, CV figures).
 """
 
 
@@ -80,7 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="choose the trees' size, rows per leaf and number of rounds by the query-grouped CV first "
                         "among 36 settings (3 tree sizes x 3 rows-per-leaf x 4 round counts; 9 boosters of 480 "
                         "rounds a fold: about a minute more on crowdflower's 134 training queries, 8-10 on "
-                        "homedepot's 7,560); the card lists every setting's CV figure")
+                        "homedepot's 7,560; times N with --members N); the card lists every setting's CV figure")
+    p.add_argument("--members", type=int, default=1, metavar="N",
+                   help="fit N boosters, each on a random 80%% of the training queries with a seed of its own drawn "
+                        "from --seed, and rank by their mean: steadier when a few hundred judged queries decide "
+                        "the splits; N times the training time and the scoring time of the stage (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -108,6 +113,10 @@ def _check(args: argparse.Namespace) -> None:
                          f"{Path(args.events).parent}")
     if args.fold is not None and not 0 <= args.fold < args.folds:
         raise ValueError(f"--fold {args.fold}: must be in 0..{args.folds - 1} (--folds {args.folds})")
+    from shopsearch.reranker.ranker_training import MAX_MEMBERS
+
+    if not 1 <= args.members <= MAX_MEMBERS:
+        raise ValueError(f"--members {args.members}: must be in 1..{MAX_MEMBERS}")
     if args.judgments and args.target not in (None, "relevance"):
         raise ValueError(f"--target {args.target}: judgments train target relevance")
 
@@ -153,7 +162,7 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         folds = max(2, args.folds - 1)
     result = train(train_rows, objective=args.objective, target=target, folds=folds, seed=args.seed,
                    progress=not args.no_progress, position_debias=debias, label_gain=args.label_gain,
-                   tune_grid=args.tune)
+                   tune_grid=args.tune, members=args.members)
     if args.fold is not None:
         model_scores = result.booster.predict(test_rows.X, raw_score=True)
         heldout = {"fold": args.fold, "folds": args.folds, "queries": len(test),

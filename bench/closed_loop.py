@@ -201,18 +201,19 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     tau, pairs = kendall_tau(d / "logs-qrels.txt", d / "logs-qrels-queries.tsv", data.queries, data.qrels)
     print(f"  click-model grades vs human grades: Kendall tau {tau:.3f} over {pairs} pairs", flush=True)
     features = [n for n in DEFAULT_MODEL_FEATURES if n not in BEHAVIOUR]
+    members = ["--members", str(args.members)] if args.members is not None else []
     if args.learn == "logs":
         sh(["shopsearch", "train", "ranker", "--logs", "--index", args.index, "--engine", "embedded", "--out",
-            str(models / learnt), "--features", ",".join(features), "--no-progress"], env, d / "train.txt")
+            str(models / learnt), "--features", ",".join(features), "--no-progress", *members], env, d / "train.txt")
     else:
         sh(["shopsearch", "train", "ranker", "--judgments", str(d / "logs-qrels.txt"), "--queries",
             str(d / "logs-qrels-queries.tsv"), "--index", args.index, "--engine", "embedded", "--profile", learnt,
-            "--out", str(models / learnt), "--no-progress"], env, d / "train.txt")
+            "--out", str(models / learnt), "--no-progress", *members], env, d / "train.txt")
     sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
         "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", learnt],
        env, d / "compare.json")
     result = {"fold": f, "profile": learnt, "train_queries": len(train), "test_queries": len(test),
-              "sessions": args.sessions, "explore": args.explore, "seed": args.seed,
+              "sessions": args.sessions, "explore": args.explore, "seed": args.seed, "members": args.members or 1,
               "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
     interleave(f, d, args, env, base_home, result)
     return result
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0,
                     help="the folds' split and the simulated shoppers' seed (default 0; another value replicates "
                          "the run independently)")
+    ap.add_argument("--members", type=int, help="boosters of the learnt ranker (train ranker --members; default 1)")
     ap.add_argument("--click-model", choices=("coec", "pbm", "dbn"), default="pbm")
     ap.add_argument("--min-impressions", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=4)

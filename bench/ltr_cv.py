@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the rankers' label gain (shopsearch train ranker --label-gain; default: its default)")
     ap.add_argument("--tune", action="store_true", help="the rankers choose their settings by CV first "
                                                         "(shopsearch train ranker --tune)")
+    ap.add_argument("--members", type=int, help="boosters per ranker (shopsearch train ranker --members; default 1)")
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
                     help="a model every fold's models folder also holds ({fold} in PATH: the fold's own; repeatable)")
     args = ap.parse_args(argv)
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             str(data / "queries-dev.tsv"), "--index", args.index, "--engine", "embedded", "--profile", args.profile,
             "--folds", str(args.folds), "--fold", str(f), "--rows-cache", str(work / "rows.npz"), "--out", str(out),
             "--no-progress", *(["--label-gain", args.label_gain] if args.label_gain else []),
-            *(["--tune"] if args.tune else [])],
+            *(["--tune"] if args.tune else []),
+            *(["--members", str(args.members)] if args.members is not None else [])],
            env, work / f"train-{f}.txt")
         for base in baselines:
             sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",

@@ -3,7 +3,9 @@
 It serves the profiles' ``[conversion]`` stage whatever it learnt from: purchases or clicks in behaviour logs, or
 human relevance judgments (card ``target``); its calibrated score is then P(purchase), P(click) or P(positive
 grade). A model directory holds ``model.txt`` (LightGBM's own text format, never pickle) and ``model_card.json``
-(features by name, objective, calibration, CV metrics); :mod:`shopsearch.reranker.ranker_training` writes both.
+(features by name, objective, calibration, CV metrics); :mod:`shopsearch.reranker.ranker_training` writes both. A
+ranker of several members (``train ranker --members N``) keeps the others beside it (``model-1.txt`` ...), listed
+in the card.
 """
 
 from __future__ import annotations
@@ -26,11 +28,79 @@ MODEL_FILE = "model.txt"
 CARD_VERSION = 2
 
 
+def member_files(n: int) -> list[str]:
+    """The files of a ranker of ``n`` members: ``model.txt`` first (a one-member ranker is just that file)."""
+    return [MODEL_FILE] + [f"model-{i}.txt" for i in range(1, n)]
+
+
+class Bag:
+    """Boosters that score as one: the mean of their raw scores (and of their per-feature contributions, which
+    therefore still sum to it). Members differ in the queries and seed each was fitted with
+    (:func:`~.ranker_training.fit`), so their mean depends less on which few hundred queries were judged."""
+
+    def __init__(self, members: Sequence[Any]) -> None:
+        if not members:
+            raise ValueError("a bag needs at least one booster")
+        self.members = list(members)
+
+    def predict(self, x: np.ndarray, raw_score: bool = False, pred_contrib: bool = False,
+                num_iteration: int | None = None) -> np.ndarray:
+        """The members' mean (raw scores only: a mean of probabilities is not the probability of a mean).
+
+        Raises:
+            ValueError: asked for probabilities of a bag of more than one member.
+        """
+        if not (raw_score or pred_contrib) and len(self.members) > 1:
+            raise ValueError("a bag scores raw (raw_score=True); calibrate the mean raw score instead")
+        return np.mean([m.predict(x, raw_score=raw_score, pred_contrib=pred_contrib, num_iteration=num_iteration)
+                        for m in self.members], axis=0)
+
+    def num_feature(self) -> int:
+        return self.members[0].num_feature()
+
+    def feature_importance(self, importance_type: str = "split") -> np.ndarray:
+        return np.mean([m.feature_importance(importance_type=importance_type) for m in self.members], axis=0)
+
+    def save(self, directory: str | Path) -> list[str]:
+        """Write each member in LightGBM's text format (:func:`member_files`); returns the file names."""
+        names = member_files(len(self.members))
+        for name, m in zip(names, self.members):
+            m.save_model(str(Path(directory) / name))
+        return names
+
+
+def check_folder(directory: str | Path) -> dict[str, Any]:
+    """The card of the ranker in ``directory`` once every file it lists is there and its version is served.
+
+    Raises:
+        FileNotFoundError: ``model.txt``, the card or a member the card lists is missing.
+        ValueError: the card's version or members are not understood.
+    """
+    d = Path(directory)
+    for name in (MODEL_FILE, CARD_JSON):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"conversion model {str(d)!r} lacks {name}; train one with "
+                                    f"`shopsearch train ranker`")
+    card = read_model_card(d)
+    if card.get("card_version") != CARD_VERSION:
+        raise ValueError(f"{d / CARD_JSON}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}"
+                         " (a ranker trained by an older shopsearch: retrain it with `shopsearch train ranker`)")
+    members = card.get("members", [MODEL_FILE])
+    if not isinstance(members, list) or not members or members != member_files(len(members)):
+        raise ValueError(f"{d / CARD_JSON}: members must be {member_files(2)[:2]}... in order; got {members!r}")
+    missing = [name for name in members if not (d / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"conversion model {str(d)!r} lacks {', '.join(missing)} of the "
+                                f"{len(members)} members its card lists; train it again")
+    return card
+
+
 def is_current(directory: str | Path) -> bool:
-    """Whether ``directory`` holds a ranker this version serves (its card's version is :data:`CARD_VERSION`): a
-    cache of trained models keeps it, and trains again otherwise."""
+    """Whether ``directory`` holds a ranker this version serves, whole (:func:`check_folder`): a cache of trained
+    models keeps it, and trains again otherwise."""
     try:
-        return read_model_card(directory).get("card_version") == CARD_VERSION
+        check_folder(directory)
+        return True
     except (OSError, ValueError):
         return False
 
@@ -56,27 +126,24 @@ class ConversionModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> "ConversionModel":
-        """Load ``model.txt`` + ``model_card.json`` from ``directory``.
+        """Load the booster(s) and ``model_card.json`` from ``directory`` (:func:`check_folder`).
 
         Raises:
-            FileNotFoundError: the directory lacks either file.
-            ValueError: the card's version or feature list is not understood, or the booster's feature count
-                differs from the card.
+            FileNotFoundError: the directory lacks ``model.txt``, the card, or a member the card lists.
+            ValueError: the card's version, members or feature list is not understood, or a booster's feature
+                count differs from the card.
         """
         import lightgbm as lgb
 
         d = Path(directory)
-        for name in (MODEL_FILE, CARD_JSON):
-            if not (d / name).is_file():
-                raise FileNotFoundError(f"conversion model {str(d)!r} lacks {name}; train one with "
-                                        f"`shopsearch train ranker`")
-        card = read_model_card(d)
-        if card.get("card_version") != CARD_VERSION:
-            raise ValueError(f"{d / CARD_JSON}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}"
-                             " (a ranker trained by an older shopsearch: retrain it with `shopsearch train ranker`)")
-        booster = lgb.Booster(model_file=str(d / MODEL_FILE))
-        if booster.num_feature() != len(card["features"]):
-            raise ValueError(f"{d}: booster has {booster.num_feature()} features, card lists {len(card['features'])}")
+        card = check_folder(d)
+        members = card.get("members", [MODEL_FILE])
+        boosters = [lgb.Booster(model_file=str(d / name)) for name in members]
+        booster = boosters[0] if len(boosters) == 1 else Bag(boosters)
+        for name, b in zip(members, boosters):
+            if b.num_feature() != len(card["features"]):
+                raise ValueError(f"{d}: booster {name} has {b.num_feature()} features, card lists "
+                                 f"{len(card['features'])}")
         return cls(booster, card)
 
     def _check(self, features: np.ndarray) -> np.ndarray:
@@ -87,7 +154,7 @@ class ConversionModel:
         return x
 
     def raw_scores(self, features: np.ndarray) -> np.ndarray:
-        """The booster's raw scores (log-odds for binary, ranking scores for lambdarank)."""
+        """The booster's raw scores (log-odds for binary, ranking scores for lambdarank; a bag's mean)."""
         x = self._check(features)
         return self.booster.predict(x, raw_score=True) if len(x) else np.zeros(0)
 
@@ -97,8 +164,11 @@ class ConversionModel:
         Raises:
             ValueError: wrong shape.
         """
-        raw = self.raw_scores(features)
-        return 1.0 / (1.0 + np.exp(-(self.a * raw + self.b)))
+        return self.calibrated(self.raw_scores(features))
+
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """The probabilities of raw scores :meth:`raw_scores` gave (a stage that needs both scores once)."""
+        return 1.0 / (1.0 + np.exp(-(self.a * np.asarray(raw, dtype=np.float64) + self.b)))
 
     def contributions(self, features: np.ndarray) -> list[dict[str, float]]:
         """Per-row SHAP contributions to the raw score (LightGBM ``pred_contrib``), keyed by feature name

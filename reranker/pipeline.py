@@ -35,7 +35,7 @@ from shopsearch.plugin.profiles import Profile, ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
 from shopsearch.settings import Settings
 
-from .conversion import CARD_VERSION, is_current
+from .conversion import check_folder
 from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
 from .features import LIST_REFERENCE, FeatureContext, feature_matrix, with_list_features
 from .model_registry import ModelRegistry
@@ -77,7 +77,7 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
     Raises:
         UnknownProfile / ProfileError (ValueErrors): no such profile or an invalid one.
         ModelNotFound (a FileNotFoundError): the message names the profile, the stage, the model and where it
-            looked.
+            looked; or a conversion model's folder lacks a file its card lists.
         ValueError: a conversion model this version would refuse (an older card version: retrain it).
 
     >>> check_models(ProfileStore(), ModelRegistry(), "default").name
@@ -89,10 +89,14 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
             path = models.check(kind, model)
         except FileNotFoundError as exc:
             raise type(exc)(f"profile {profile.name!r} ({kind} stage): {exc}") from None
-        if kind == "conversion" and not is_current(path):
-            raise ValueError(f"profile {profile.name!r} (conversion stage): model {model!r} at {path} was trained by "
-                             f"an older shopsearch (its card is not version {CARD_VERSION}); retrain it with "
-                             f"`shopsearch train ranker`")
+        if kind != "conversion":
+            continue
+        try:
+            check_folder(path)
+        except FileNotFoundError as exc:
+            raise type(exc)(f"profile {profile.name!r} (conversion stage): {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"profile {profile.name!r} (conversion stage): model {model!r}: {exc}") from None
     return profile
 
 
@@ -356,7 +360,7 @@ class RankingPipeline:
             fctx = self._feature_context(context, [h.id for h in head], notes, reasons)
             x = feature_matrix(query, head, fctx, model.names)
             raw = model.raw_scores(x)
-            probs = model.predict(x)
+            probs = model.calibrated(raw)
             contribs = model.contributions(x) if explain else [{} for _ in head]
         except Exception as exc:  # noqa: BLE001
             log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)

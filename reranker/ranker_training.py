@@ -9,13 +9,15 @@ judgments, nDCG@10 of the graded labels over each held-out head. The final model
 lambdarank a Platt calibration fitted on the out-of-fold scores turns scores into probabilities (of a purchase,
 a click, or a positive grade). Logged rows can be position-debiased: LightGBM 4's lambdarank learns a bias per
 shown position (``Dataset(position=...)``) and ranks without it. ``tune_grid`` (``train ranker --tune``) first
-chooses the trees' size, rows per leaf and round count on the same folds (:func:`tune`).
+chooses the trees' size, rows per leaf and round count on the same folds (:func:`tune`). ``members`` (``--members N``)
+fits N boosters, each on a random share of the training queries, and scores their mean (:class:`~.conversion.Bag`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from itertools import product
@@ -26,7 +28,7 @@ import numpy as np
 
 from shopsearch.evaluation import auc, mean_list_ndcg
 
-from .conversion import CARD_VERSION, MODEL_FILE, ConversionModel, platt
+from .conversion import CARD_VERSION, MODEL_FILE, Bag, ConversionModel, platt
 from .features import FEATURES
 from .model_card import CARD_JSON, CARD_README
 from .training_data import split_queries
@@ -50,6 +52,10 @@ LABEL_GAINS = ("linear", "exponential")
 # keeps the earlier one in this order. Every round count is read off one booster per grid point and fold.
 TUNE_GRID: dict[str, tuple[int, ...]] = {"num_leaves": (3, 7, 15), "min_data_in_leaf": (20, 50, 100)}
 TUNE_ROUNDS = (60, 120, 240, 480)
+# `train ranker --members N`: each member learns from this share of the training queries (drawn without replacement),
+# so the members disagree where a few judged queries decide a split, and their mean does not follow those queries.
+MEMBER_QUERIES = 0.8
+MAX_MEMBERS = 32  # --members: each adds a booster's training and scoring time
 _MAX_LABEL = 31  # LightGBM's default label_gain covers labels 0..30
 
 
@@ -77,7 +83,7 @@ def label_gain_list(label_gain: str) -> list[float]:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A fitted booster plus everything the model card records."""
+    """A fitted booster (or :class:`~.conversion.Bag`) plus everything the model card records."""
 
     booster: Any
     objective: str
@@ -142,20 +148,48 @@ def _group_sizes(list_ids: np.ndarray) -> list[int]:
     return sizes
 
 
+def member_seed(seed: int, i: int) -> int:
+    """Member ``i``'s seed in a ranker trained with ``seed``: drawn from both, so rankers trained with neighbouring
+    seeds share no member (``seed + i`` would make seed 1's members 0-2 seed 0's members 1-3)."""
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def member_queries(rows: TrainingRows, seed: int) -> np.ndarray:
+    """Row mask of a member's queries: :data:`MEMBER_QUERIES` of ``rows``' distinct queries (at least one), drawn
+    without replacement by ``seed`` (the member's, :func:`member_seed`)."""
+    uniq = np.array(sorted(set(rows.query_ids.tolist())), dtype=object)
+    n = max(1, round(MEMBER_QUERIES * len(uniq)))
+    chosen = np.random.default_rng(seed).choice(len(uniq), size=n, replace=False)
+    return np.isin(rows.query_ids, uniq[chosen])
+
+
 def fit(rows: TrainingRows, objective: str, target: str, seed: int, params: dict[str, Any] | None = None,
-        position_debias: bool = False, rounds: int = NUM_ROUNDS):
-    """One LightGBM booster of ``rounds`` trees on ``rows`` (no validation); returns the booster.
+        position_debias: bool = False, rounds: int = NUM_ROUNDS, members: int = 1):
+    """One LightGBM booster of ``rounds`` trees on ``rows`` (no validation), or a bag of ``members``.
 
     ``position_debias`` (lambdarank only) hands LightGBM the shown positions, from which it learns a click bias
     per position alongside the ranker (unbiased lambdarank, LightGBM >= 4.1); the saved model scores without it.
+    ``members`` > 1 returns a :class:`~.conversion.Bag` of that many boosters; member i is fitted with seed
+    ``member_seed(seed, i)`` on the queries :func:`member_queries` draws with it.
 
     Raises:
-        ValueError: ``position_debias`` with the binary objective.
+        ValueError: ``position_debias`` with the binary objective; ``members`` < 1.
     """
-    import lightgbm as lgb
-
     if position_debias and objective != "lambdarank":
         raise ValueError(f"position_debias needs objective 'lambdarank'; got {objective!r}")
+    if members < 1:
+        raise ValueError(f"members must be >= 1; got {members}")
+    if members > 1:
+        seeds = [member_seed(seed, i) for i in range(members)]
+        return Bag([_fit_one(rows.subset(member_queries(rows, s)), objective, target, s, params, position_debias,
+                             rounds) for s in seeds])
+    return _fit_one(rows, objective, target, seed, params, position_debias, rounds)
+
+
+def _fit_one(rows: TrainingRows, objective: str, target: str, seed: int, params: dict[str, Any] | None,
+             position_debias: bool, rounds: int):
+    import lightgbm as lgb
+
     p = {**DEFAULT_PARAMS, **(params or {}), "objective": objective, "seed": seed}
     if objective == "lambdarank":
         p.update({"eval_at": [10], "lambdarank_truncation_level": 20})
@@ -184,7 +218,7 @@ def tuning_metric(target: str) -> str:
 
 
 def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, seed: int,
-         params: dict[str, Any], position_debias: bool = False, progress: bool = False
+         params: dict[str, Any], position_debias: bool = False, progress: bool = False, members: int = 1
          ) -> tuple[dict[str, Any], dict[int, Any]]:
     """Choose :data:`TUNE_GRID`'s setting and :data:`TUNE_ROUNDS`' round count by the mean held-out
     :func:`tuning_metric` over the folds ``fold_of`` numbers; ``params`` holds everything else.
@@ -209,7 +243,7 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
     for i, j in jobs:
         train_rows, test_rows = rows.subset(fold_of != folds[j]), rows.subset(fold_of == folds[j])
         booster = boosters[i, folds[j]] = fit(train_rows, objective, target, seed, {**params, **settings[i]},
-                                              position_debias, rounds=max(TUNE_ROUNDS))
+                                              position_debias, rounds=max(TUNE_ROUNDS), members=members)
         for r, rounds in enumerate(TUNE_ROUNDS):
             held = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
             scores[i, r, j] = evaluate(test_rows, held, target)[metric]
@@ -248,7 +282,8 @@ def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.n
 
 def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "purchase", folds: int = 5,
           seed: int = 0, params: dict[str, Any] | None = None, progress: bool = False,
-          position_debias: bool = False, label_gain: str | None = None, tune_grid: bool = False) -> TrainResult:
+          position_debias: bool = False, label_gain: str | None = None, tune_grid: bool = False,
+          members: int = 1) -> TrainResult:
     """Cross-validate by query, then fit the final model on every row.
 
     Args:
@@ -260,15 +295,18 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         label_gain: lambdarank's worth of a grade, one of :data:`LABEL_GAINS` (:func:`resolve_label_gain`).
         tune_grid: first choose the trees' size, rows per leaf and round count on the same folds (:func:`tune`),
             over any given in ``params``; the per-fold metrics are then those of the chosen setting, and optimistic.
+        members: boosters of the ranker (:func:`fit`); every fold's model and the final one have that many.
     Returns:
         The final booster, per-fold metrics (:func:`evaluate`), calibration and gain importances.
     Raises:
-        ValueError: bad objective/target/folds, too few queries, or no positive label.
+        ValueError: bad objective/target/folds/members, too few queries, or no positive label.
 
     >>> train(judged_rows(pipeline, queries, qrels, "ltr"), target="relevance").folds[0]["ndcg@10"]  # doctest: +SKIP
     0.71
     """
     _check(objective, target, folds)
+    if members < 1:
+        raise ValueError(f"members must be >= 1; got {members}")
     label_gain = resolve_label_gain(label_gain) if objective == "lambdarank" else None
     params = {**(RELEVANCE_PARAMS if target == "relevance" else {}), **(params or {})}
     fit_params = {**params, **({"label_gain": label_gain_list(label_gain)} if label_gain else {})}
@@ -279,7 +317,7 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
     fold_of = group_folds(rows.query_ids, folds, seed)
     rounds, tuning, tuned = NUM_ROUNDS, None, {}
     if tune_grid:
-        tuning, tuned = tune(rows, fold_of, objective, target, seed, fit_params, position_debias, progress)
+        tuning, tuned = tune(rows, fold_of, objective, target, seed, fit_params, position_debias, progress, members)
         chosen = dict(tuning["chosen"])
         rounds = chosen.pop("rounds")
         params, fit_params = {**params, **chosen}, {**fit_params, **chosen}
@@ -294,15 +332,16 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         train_rows, test_rows = rows.subset(fold_of != f), rows.subset(fold_of == f)
         # tuning fitted this fold's booster already, with more trees than the chosen rounds
         booster = tuned[f] if f in tuned else fit(train_rows, objective, target, seed, fit_params, position_debias,
-                                                  rounds)
+                                                  rounds, members)
         oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
         results.append({"fold": f, **evaluate(test_rows, oof[fold_of == f], target)})
-    booster = fit(rows, objective, target, seed, fit_params, position_debias, rounds)
+    booster = fit(rows, objective, target, seed, fit_params, position_debias, rounds, members)
     a, b = platt(oof, binary_outcome(rows, target)) if objective == "lambdarank" else (1.0, 0.0)
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(rows.names, map(float, gain)), key=lambda t: -t[1]))
     recorded = {**DEFAULT_PARAMS, **params, "objective": objective, "seed": seed, "num_boost_round": rounds,
-                "position_debias": position_debias, **({"label_gain": label_gain} if label_gain else {})}
+                "position_debias": position_debias, **({"label_gain": label_gain} if label_gain else {}),
+                **({"members": members, "member_queries": MEMBER_QUERIES} if members > 1 else {})}
     return TrainResult(booster, objective, target, recorded, results, {"a": a, "b": b}, importance, position_debias,
                        tuning)
 
@@ -327,7 +366,8 @@ def _metric_keys(folds: list[dict[str, float]]) -> list[str]:
 
 def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dict[str, Any],
          heldout: dict[str, Any] | None = None) -> ConversionModel:
-    """Write ``model.txt``, ``model_card.json`` and ``README.md`` to ``out_dir``; returns the loaded model.
+    """Write ``model.txt`` (and the other members), ``model_card.json`` and ``README.md`` to ``out_dir``; returns
+    the loaded model.
 
     Args:
         result: what :func:`train` returned.
@@ -341,14 +381,16 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    result.booster.save_model(str(d / MODEL_FILE))
+    members = result.booster.save(d) if isinstance(result.booster, Bag) else [MODEL_FILE]
+    if not isinstance(result.booster, Bag):
+        result.booster.save_model(str(d / MODEL_FILE))
     keys = _metric_keys(result.folds)
     mean = {k: float(np.nanmean([f[k] for f in result.folds])) for k in keys}
     source = "judgments" if result.target == "relevance" else "events"
     card = {
         "card_version": CARD_VERSION, "name": d.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "objective": result.objective, "target": result.target, "features": list(rows.names),
-        "params": result.params, "calibration": result.calibration,
+        "params": result.params, "members": members, "calibration": result.calibration,
         "data": {**data, "source": source, "rows": len(rows), "lists": len(set(rows.list_ids.tolist())),
                  "queries": len(set(rows.query_ids.tolist())), "clicks": int(rows.clicked.sum()),
                  "purchases": int(rows.purchased.sum())},
@@ -359,6 +401,10 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
     }
     (d / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (d / CARD_README).write_text(render_card(card, {f.name: f.description for f in FEATURES}), encoding="utf-8")
+    # members left by a ranker of more members trained here before; gone once the card no longer lists them
+    for stale in d.glob("model-*.txt"):
+        if re.fullmatch(r"model-\d+\.txt", stale.name) and stale.name not in members:
+            stale.unlink()
     return ConversionModel.load(d)
 
 
@@ -373,8 +419,12 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
         sim = " (SIMULATED events)" if data.get("simulated") else ""
         what = f"{data['rows']} impressions{sim}; events sha256 `{data.get('events_sha256', '?')}`"
     debias = "; position-debiased" if card["params"].get("position_debias") else ""
+    members = card.get("members", [MODEL_FILE])
+    share = card["params"].get("member_queries", MEMBER_QUERIES)
+    bag = (f" {len(members)} boosters, each fitted on {share:.0%} of the training queries; it scores their mean."
+           if len(members) > 1 else "")
     lines = [f"# Ranker `{card['name']}`", "",
-             f"LightGBM `{card['objective']}`, target `{card['target']}`{debias}, trained on {what}.", "",
+             f"LightGBM `{card['objective']}`, target `{card['target']}`{debias}, trained on {what}.{bag}", "",
              "## Cross-validation (folds grouped by query)", "",
              "| fold | " + " | ".join(keys) + " | rows |", "|---" * (len(keys) + 2) + "|"]
     lines += [f"| {f['fold']} | " + " | ".join(f"{f[k]:.4f}" for k in keys) + f" | {f['rows']} |"
@@ -396,5 +446,6 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
         lines.append("")
     lines += ["## Features (importance by gain)", "", "| feature | gain | meaning |", "|---|---|---|"]
     lines += [f"| {n} | {g:.1f} | {meanings[n]} |" for n, g in card["importance_gain"].items()]
-    lines += ["", "Files: `model.txt` (LightGBM text format), `model_card.json` (this card, machine-readable).", ""]
+    files = ", ".join(f"`{m}`" for m in members)
+    lines += ["", f"Files: {files} (LightGBM text format), `model_card.json` (this card, machine-readable).", ""]
     return "\n".join(lines)

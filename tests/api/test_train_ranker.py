@@ -74,7 +74,8 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     for argv, message in ((["--logs", "--cross-encoder", "ce"], "--cross-encoder / --bi-encoder are for --events"),
                           (["--logs", "--queries", "q.tsv"], "--queries is for --judgments"),
                           (["--events", "home/ubi/ubi_events.jsonl", "--data", "d"], "a UBI log; read the UBI logs"),
-                          (["--judgments", "j.csv", "--ubi-dir", "ubi"], "--ubi-dir is for --logs")):
+                          (["--judgments", "j.csv", "--ubi-dir", "ubi"], "--ubi-dir is for --logs"),
+                          (["--judgments", "j.csv", "--members", "0"], r"--members 0: must be in 1\.\.32")):
         bad = parser.parse_args(["ranker", *argv, "--out", str(out)])
         with pytest.raises(ValueError, match=message):
             bad.run(bad)

@@ -243,6 +243,21 @@ def test_a_ranker_of_an_older_card_version_fails_the_check_with_what_to_do(tmp_p
         check_models(ProfileStore([tmp_path / "profiles"]), ModelRegistry([tmp_path / "models"]), "old")
 
 
+def test_a_ranker_missing_a_member_its_card_lists_fails_the_check(tmp_path):
+    import json
+
+    d = build_tiny_conversion_model(tmp_path / "models" / "bag")
+    card = d / "model_card.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "members": ["model.txt", "model-1.txt"]}))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "bag.toml").write_text('[conversion]\ndepth = 10\nmodel = "bag"\n')
+    with pytest.raises(FileNotFoundError, match=r"profile 'bag' \(conversion stage\): .* lacks model-1.txt of the 2"):
+        check_models(ProfileStore([tmp_path / "profiles"]), ModelRegistry([tmp_path / "models"]), "bag")
+    (d / "model-1.txt").write_text((d / "model.txt").read_text())
+    profiles, models = ProfileStore([tmp_path / "profiles"]), ModelRegistry([tmp_path / "models"])
+    assert check_models(profiles, models, "bag").name == "bag"
+
+
 def test_conversion_orders_the_reranked_head_and_explains_every_stage(searcher, registry, model_dir):
     resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=15, profile="both", explain=True))
     reranked = FUSED_IDS[:12][::-1]  # the cross-encoder's order; the conversion model reorders its top 6

@@ -18,7 +18,8 @@ from shopsearch.reranker.features import (FeatureContext, RELEVANCE_FEATURES, fe
                                           smoothed_rate)
 from shopsearch.reranker.judged_rows import judged_rows
 from shopsearch.reranker.pipeline import RankerInput
-from shopsearch.reranker.ranker_training import fit, group_folds, save, train
+from shopsearch.reranker.ranker_training import (MEMBER_QUERIES, fit, group_folds, member_queries, member_seed, save,
+                                                 train)
 from shopsearch.reranker.training_rows import TrainingRows, build_rows, logged_events
 from shopsearch.ubi import UbiEvent, UbiEventAttributes, UbiObject, UbiOrdinal, UbiPosition, UbiQuery
 
@@ -130,6 +131,47 @@ def test_tuning_chooses_the_setting_its_cv_scores_best_and_the_card_says_so(tmp_
     readme = (tmp_path / "ltr" / "README.md").read_text()
     assert "Tuned (`--tune`) on these folds over 36 settings" in readme and "held-out" not in readme
     assert train(rows, target="relevance", folds=3, seed=1).tuning is None
+
+
+def test_a_ranker_of_several_members_scores_their_mean_and_keeps_each_in_its_folder(tmp_path):
+    rows = _judged_like(n_queries=30, seed=3)
+    noise = np.random.default_rng(5).integers(-1, 2, len(rows))
+    rows = dataclasses.replace(rows, grades=np.clip(rows.grades + noise, 0, 3))
+    masks = [member_queries(rows, s) for s in (1, 2)]
+    assert [len(set(rows.query_ids[m].tolist())) for m in masks] == [round(MEMBER_QUERIES * 30)] * 2
+    assert not np.array_equal(*masks)  # each member learns from its own draw of the queries
+    # rankers trained with neighbouring seeds share no member (a spread over --seed measures something)
+    seeds = {s: {member_seed(s, i) for i in range(8)} for s in (0, 1, 2)}
+    assert all(len(v) == 8 for v in seeds.values()) and not (seeds[0] & seeds[1] or seeds[1] & seeds[2])
+    bagged = train(rows, target="relevance", folds=3, seed=1, members=4)
+    members = bagged.booster.members
+    assert len(members) == 4 and bagged.params["members"] == 4
+    assert not np.allclose(members[0].predict(rows.X), members[1].predict(rows.X))
+    mean = np.mean([m.predict(rows.X, raw_score=True) for m in members], axis=0)
+    assert bagged.booster.predict(rows.X, raw_score=True) == pytest.approx(mean)
+    assert all(f["ndcg@10"] > 0.8 for f in bagged.folds)
+    out = tmp_path / "ltr"
+    save(bagged, rows, out, {"judgments": "qrels.txt"})
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model-1.txt", "model-2.txt", "model-3.txt",
+                                                     "model.txt", "model_card.json"]
+    assert json.loads((out / "model_card.json").read_text())["members"] == ["model.txt", "model-1.txt",
+                                                                            "model-2.txt", "model-3.txt"]
+    assert "4 boosters, each fitted on 80% of the training queries" in (out / "README.md").read_text()
+    loaded = ConversionModel.load(out)
+    x = rows.X[:10]
+    assert loaded.raw_scores(x) == pytest.approx(mean[:10])
+    assert [sum(c.values()) for c in loaded.contributions(x)] == pytest.approx(mean[:10].tolist())
+    # one booster trained into the same folder leaves no member of the four behind to be read
+    single = train(rows, target="relevance", folds=3, seed=1)
+    assert "members" not in single.params
+    save(single, rows, out, {"judgments": "qrels.txt"})
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.txt", "model_card.json"]
+    save(bagged, rows, out, {"judgments": "qrels.txt"})
+    (out / "model-2.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks model-2.txt of the 4 members"):
+        ConversionModel.load(out)
+    with pytest.raises(ValueError, match="members must be >= 1; got 0"):
+        train(rows, target="relevance", folds=3, members=0)
 
 
 def test_a_purchase_model_needs_a_purchase():
