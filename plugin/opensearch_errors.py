@@ -6,7 +6,8 @@ IndexNotFound; a 400 (bad query or document) -> ValueError carrying OpenSearch's
 
 A search answer (an ``_msearch`` item or a ``_search`` response) can fail with HTTP 200 around it: an item's own
 error, or ``_shards.failed > 0`` (some shards did not answer: the hit list is incomplete). :func:`search_failure`
-says what went wrong and whether sending it again may help (the adapter retries those: a lost node's shards).
+says what went wrong and whether sending it again may help (the adapter retries those: a lost node's shards). A
+scroll (opensearch-py's ``helpers.scan``) some shards did not answer raises ScanError -> EngineUnavailable.
 """
 
 from __future__ import annotations
@@ -160,8 +161,11 @@ def translate(exc: Exception, *, index: str, url: str, user: str | None = None) 
 def engine_errors(*, index: str, url: str, user: str | None = None) -> Iterator[None]:
     """Re-raise opensearch-py exceptions inside the block as EngineUnavailable / IndexNotFound / ValueError."""
     from opensearchpy.exceptions import TransportError
+    from opensearchpy.helpers import ScanError
 
     try:
         yield
     except TransportError as exc:
         raise translate(exc, index=index, url=url, user=user) from exc
+    except ScanError as exc:  # a scroll some shards did not answer: what it read is incomplete, as a partial search
+        raise EngineUnavailable(f"OpenSearch at {url} could not read all of index {index!r}: {exc}") from exc

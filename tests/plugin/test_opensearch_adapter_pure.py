@@ -11,7 +11,7 @@ from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
 from shopsearch.plugin.connection import client_kwargs, display_url, make_client
 from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg, MatchRule
 from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
-from shopsearch.plugin.opensearch_errors import error_reason, translate_status
+from shopsearch.plugin.opensearch_errors import engine_errors, error_reason, translate_status
 from shopsearch.plugin.opensearch_queries import bm25_body, filter_query, knn_body, match_bodies, parse_facets
 from shopsearch.settings import load_settings
 
@@ -232,3 +232,11 @@ def test_facet_owned_filters_go_to_post_filter_and_each_facet_drops_only_its_own
                               "p0": {"buckets": [{"key": "B", "doc_count": 2}, {"key": "A", "doc_count": 2}]}}}
     assert parse_facets(aggs, ["price", "rating", "category_path"]) == {
         "price": [("25-50", 3)], "rating": [("4+", 2), ("1+", 5)], "category_path": [("A", 2), ("B", 2), ("A > B", 1)]}
+
+
+def test_a_scroll_some_shards_did_not_answer_is_an_outage_not_a_library_error():
+    from opensearchpy.helpers import ScanError
+
+    with pytest.raises(EngineUnavailable, match="could not read all of index 'p': .*succeeded on 1"):
+        with engine_errors(index="p", url=URL):
+            raise ScanError("sid", "Scroll request has only succeeded on 1 (+0 skipped) shards out of 2.")
