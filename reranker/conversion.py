@@ -23,9 +23,6 @@ from .features import FeatureContext, check_names, feature_matrix
 from .model_card import CARD_JSON, read_model_card
 
 MODEL_FILE = "model.txt"
-# A stage scores a head of tens of hits: LightGBM's OpenMP threads cost more than they share there, and on a box
-# whose cores serve other requests they wait for each other (bench/RESULTS.md, session 21), so serving scores on one.
-SERVING_THREADS = 1
 # 2: list-relative features compare a hit with the retrieval's first page (features.LIST_REFERENCE), not with the
 # stage's whole input; a version-1 model learnt the other definition, so serving it would skew its inputs.
 CARD_VERSION = 2
@@ -47,7 +44,7 @@ class Bag:
         self.members = list(members)
 
     def predict(self, x: np.ndarray, raw_score: bool = False, pred_contrib: bool = False,
-                num_iteration: int | None = None, **params: Any) -> np.ndarray:
+                num_iteration: int | None = None) -> np.ndarray:
         """The members' mean (raw scores only: a mean of probabilities is not the probability of a mean).
 
         Raises:
@@ -55,8 +52,8 @@ class Bag:
         """
         if not (raw_score or pred_contrib) and len(self.members) > 1:
             raise ValueError("a bag scores raw (raw_score=True); calibrate the mean raw score instead")
-        return np.mean([m.predict(x, raw_score=raw_score, pred_contrib=pred_contrib, num_iteration=num_iteration,
-                                  **params) for m in self.members], axis=0)
+        return np.mean([m.predict(x, raw_score=raw_score, pred_contrib=pred_contrib, num_iteration=num_iteration)
+                        for m in self.members], axis=0)
 
     def num_feature(self) -> int:
         return self.members[0].num_feature()
@@ -159,7 +156,7 @@ class ConversionModel:
     def raw_scores(self, features: np.ndarray) -> np.ndarray:
         """The booster's raw scores (log-odds for binary, ranking scores for lambdarank; a bag's mean)."""
         x = self._check(features)
-        return self.booster.predict(x, raw_score=True, num_threads=SERVING_THREADS) if len(x) else np.zeros(0)
+        return self.booster.predict(x, raw_score=True) if len(x) else np.zeros(0)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, one per row of ``features`` (columns = ``self.names``).
@@ -180,7 +177,7 @@ class ConversionModel:
         x = self._check(features)
         if not len(x):
             return []
-        contrib = self.booster.predict(x, pred_contrib=True, num_threads=SERVING_THREADS)
+        contrib = self.booster.predict(x, pred_contrib=True)
         return [dict(zip((*self.names, "bias"), map(float, row))) for row in contrib]
 
     def rerank(self, query: str, hits: Sequence[ScoredHit], context: FeatureContext | None = None) -> list[ScoredHit]:
