@@ -72,9 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=("bce", "lambda"), default="bce",
                    help="bce: pointwise on normalised grades; lambda: listwise LambdaLoss per query (default bce)")
     p.add_argument("--list-size", type=int, default=16, help="lambda: products per list (default 16)")
-    p.add_argument("--labels", choices=("grade", "rating"), default="grade",
-                   help="a judged pair's label: its grade, or its raters' mean rating (scores-dev.tsv, finer: "
-                        "crowdflower's grade is the median of three) where the folder has one (default grade)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
     p.set_defaults(run=run)
@@ -118,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"
                              for n, i in sorted(mine.items())) or None, teacher=args.teacher,
         teacher_weight=args.teacher_weight if args.teacher else 0.0, loss=args.loss, list_size=args.list_size,
-        labels=args.labels, device=args.device)
+        device=args.device)
     config.validate()
     if not 1 <= args.members <= MAX_MEMBERS:
         raise ValueError(f"--members {args.members}: must be in 1..{MAX_MEMBERS}")

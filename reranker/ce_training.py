@@ -39,7 +39,6 @@ from .training_common import MixedPrecision, check_ranges, common_checks, make_o
 
 log = logging.getLogger(__name__)
 LOSSES = ("bce", "lambda")
-LABELS = ("grade", "rating")  # what a judged pair's training label is (JudgedSet.normalised_grade / _rating)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,6 @@ class TrainConfig:
     teacher: str | None = None  # bi-encoder (all-MiniLM-L6-v2 or a folder) whose similarity joins the labels
     teacher_weight: float = 0.0  # label = (1 - w) * grade + w * teacher, on judged pairs only
     loss: str = "bce"  # "bce" (pointwise) or "lambda" (listwise, per query)
-    labels: str = "grade"  # "grade", or "rating": the raters' mean rating where the folder has one
     list_size: int = 16  # lambda: products per list (a query's products are cut into lists this long)
     device: str | None = None
 
@@ -90,8 +88,7 @@ class TrainConfig:
             ("eval_steps", self.eval_steps >= 0, ">= 0"), ("patience", self.patience >= 1, ">= 1"),
             ("hard_negatives", self.hard_negatives >= 0, ">= 0"), ("mine_depth", self.mine_depth >= 1, ">= 1"),
             ("teacher_weight", 0 <= self.teacher_weight <= 1, "in [0, 1]"),
-            ("loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}"), ("list_size", self.list_size >= 2, ">= 2"),
-            ("labels", self.labels in LABELS, f"one of {', '.join(LABELS)}")])
+            ("loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}"), ("list_size", self.list_size >= 2, ">= 2")])
         if self.teacher_weight > 0 and not self.teacher:
             raise ValueError(f"teacher_weight={self.teacher_weight!r} needs a teacher (--teacher MODEL)")
 
@@ -167,15 +164,10 @@ def _negatives(data: JudgedSet, train: list[Qrel], valid: list[Qrel], mined: Map
     return data, of(train), of(valid)
 
 
-def label(data: JudgedSet, q: Qrel, labels: str = "grade") -> float:
-    """A pair's training label in [0, 1]: its grade's, or (``labels="rating"``) its raters' mean rating's."""
-    return data.normalised_rating(q) if labels == "rating" else data.normalised_grade(q)
-
-
-def pairs_sha256(splits: Sequence[DatasetSplit], labels: str = "grade") -> str:
+def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
     """sha256 over the sorted training pairs (dataset, qid, product id, label) and their texts."""
     h = hashlib.sha256()
-    rows = sorted((s.data.name, j.query_id, j.doc_id, label(s.data, j, labels), s.data.queries[j.query_id],
+    rows = sorted((s.data.name, j.query_id, j.doc_id, s.data.normalised_grade(j), s.data.queries[j.query_id],
                    product_text(s.data.products[j.doc_id])) for s in splits for j in s.train)
     for row in rows:
         h.update(("\t".join(map(str, row)) + "\n").encode())
@@ -209,13 +201,13 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     started = time.perf_counter()
     if splits is None:
         splits = prepare_splits(config, candidates)
-    examples = [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]), label(s.data, j, config.labels))
+    examples = [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]), s.data.normalised_grade(j))
                 for s in splits for j in s.train]
     if not examples:
         raise ValueError(f"data_dirs={list(config.data_dirs)!r} give no training pairs")
     teacher_fit: dict[str, dict[str, float]] = {}
     if config.teacher and config.teacher_weight > 0:
-        labels, teacher_fit = teacher_labels(splits, config.teacher, config.teacher_weight, config.labels)
+        labels, teacher_fit = teacher_labels(splits, config.teacher, config.teacher_weight)
         examples = [(q, t, y) for (q, t, _), y in zip(examples, labels)]
     if not any(s.valid for s in splits):
         raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
@@ -387,7 +379,7 @@ def list_batches(groups: Sequence[Hashable], batch_size: int, list_size: int, rn
     return batches + ([current] if current else [])
 
 
-def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float, labels: str = "grade"
+def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float
                    ) -> tuple[list[float], dict[str, dict[str, float]]]:
     """Training labels blended with a bi-encoder's cosine (distillation), in the order of the splits' train pairs.
 
@@ -408,7 +400,7 @@ def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float, 
     for s in splits:
         texts = [product_text(s.data.products[j.doc_id]) for j in s.train]
         cos = _cosines(encoder, [s.data.queries[j.query_id] for j in s.train], texts)
-        grades = np.array([label(s.data, j, labels) for j in s.train], dtype=float)
+        grades = np.array([s.data.normalised_grade(j) for j in s.train], dtype=float)
         judged = np.arange(len(s.train)) < len(s.train) - s.train_negatives  # negatives come last
         c, g = cos[judged], grades[judged]
         slope = float(g.std() / c.std()) if judged.sum() > 1 and c.std() > 0 else 0.0
@@ -508,7 +500,7 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
     return {
         "model": Path(config.out).name,
         "base_model": str(base),
-        "data": {"pairs_sha256": pairs_sha256(splits, config.labels), "dirs": [
+        "data": {"pairs_sha256": pairs_sha256(splits), "dirs": [
             {"path": str(s.data.path), "name": s.data.name, "max_grade": s.data.max_grade,
              "raw_scale": [s.data.raw_min, s.data.raw_max], "train_pairs": len(s.train),
              "train_queries": len({j.query_id for j in s.train}), "valid_pairs": len(s.valid),
@@ -521,9 +513,7 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
                     "best_step": best_step, "steps": steps, "per_dataset": per_dataset},
         "training_seconds": round(seconds, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": ("grade / max_grade of its dataset" if config.labels == "grade" else
-                   "the raters' mean rating scaled by its dataset's rating range (the grade's where it has none)")
-                  + ", in [0, 1] (mined hard negatives: 0); model score = "
+        "labels": "grade / max_grade of its dataset, in [0, 1] (mined hard negatives: 0); model score = "
                   "sigmoid(logit)" + (f"; judged pairs blended with teacher {config.teacher!r} at weight "
                                       f"{config.teacher_weight} (cosine mapped per dataset: teacher_fit)"
                                       if teacher_fit else ""),

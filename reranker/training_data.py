@@ -44,14 +44,6 @@ class JudgedSet:
         """The grade mapped to [0, 1] (the cross-encoder's training label)."""
         return q.relevance / self.max_grade
 
-    def normalised_rating(self, q: Qrel) -> float:
-        """The raters' mean rating mapped to [0, 1] by the folder's rating range: finer than the grade (crowdflower's
-        grade is the median of three ratings); the grade's where scores-dev.tsv has no row for the pair."""
-        raw = self.raw_score(q)
-        if math.isnan(raw) or self.raw_max <= self.raw_min:
-            return self.normalised_grade(q)
-        return min(1.0, max(0.0, (raw - self.raw_min) / (self.raw_max - self.raw_min)))
-
     def by_query(self, qrels: Iterable[Qrel] | None = None) -> dict[str, list[Qrel]]:
         """Judgments grouped by qid, in file order."""
         groups: dict[str, list[Qrel]] = defaultdict(list)

@@ -64,20 +64,6 @@ def test_training_is_reproducible_in_its_data_hash(trained, tmp_path):
     assert pairs_sha256(prepare_splits(config)) == read_model_card(result.out)["data"]["pairs_sha256"]
 
 
-def test_rating_labels_are_the_raters_mean_and_change_the_pairs_hash(trained, tmp_path):
-    from shopsearch.reranker.ce_training import label, pairs_sha256, prepare_splits
-
-    _, data = trained
-    config = TrainConfig(data_dirs=(str(data),), out=str(tmp_path), valid_fraction=0.25, test_fraction=0.2)
-    splits = prepare_splits(config)
-    s = splits[0]
-    assert [label(s.data, j, "rating") for j in s.train] == [s.data.normalised_rating(j) for j in s.train]
-    assert [label(s.data, j) for j in s.train] == [s.data.normalised_grade(j) for j in s.train]
-    assert pairs_sha256(splits, "rating") != pairs_sha256(splits)
-    with pytest.raises(ValueError, match="labels='median'"):
-        train_cross_encoder(TrainConfig(data_dirs=(str(data),), out=str(tmp_path), labels="median"))
-
-
 def test_training_rejects_bad_parameters(tmp_path):
     with pytest.raises(ValueError, match="warmup_ratio=1.5"):
         train_cross_encoder(TrainConfig(data_dirs=("x",), out=str(tmp_path), warmup_ratio=1.5))
