@@ -213,13 +213,14 @@ def reference_features(hits: Sequence[ScoredHit], reference: Sequence[ScoredHit]
     knn = [_num(h.stages.get("knn")) for h in hits]
     ref_bm25 = [_num(h.stages.get("bm25")) for h in reference]
     best = max((v for v in ref_bm25 if not math.isnan(v)), default=NAN)
-    prices = [p for p in (_price(h) for h in reference) if p is not None and p > 0]
+    hit_prices = [_price(h) for h in hits]
+    known = dict(zip((h.id for h in hits), hit_prices))  # the reference is mostly these hits: parse each once
+    prices = [p for p in (known[h.id] if h.id in known else _price(h) for h in reference) if p is not None and p > 0]
     median = float(np.median(prices)) if prices else NAN
     bm25_rank = _ranks_against(bm25, ref_bm25)
     knn_rank = _ranks_against(knn, [_num(h.stages.get("knn")) for h in reference])
     out = []
-    for i, h in enumerate(hits):
-        price = _price(h)
+    for i, price in enumerate(hit_prices):
         out.append({"bm25_list_rank": bm25_rank[i],
                     "bm25_rel": bm25[i] / best if not math.isnan(best) and best > 0 else NAN,
                     "knn_list_rank": knn_rank[i],

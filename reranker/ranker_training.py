@@ -305,8 +305,6 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
     0.71
     """
     _check(objective, target, folds)
-    if members < 1:
-        raise ValueError(f"members must be >= 1; got {members}")
     label_gain = resolve_label_gain(label_gain) if objective == "lambdarank" else None
     params = {**(RELEVANCE_PARAMS if target == "relevance" else {}), **(params or {})}
     fit_params = {**params, **({"label_gain": label_gain_list(label_gain)} if label_gain else {})}
@@ -381,9 +379,7 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    members = result.booster.save(d) if isinstance(result.booster, Bag) else [MODEL_FILE]
-    if not isinstance(result.booster, Bag):
-        result.booster.save_model(str(d / MODEL_FILE))
+    members = (result.booster if isinstance(result.booster, Bag) else Bag([result.booster])).save(d)
     keys = _metric_keys(result.folds)
     mean = {k: float(np.nanmean([f[k] for f in result.folds])) for k in keys}
     source = "judgments" if result.target == "relevance" else "events"
