@@ -507,12 +507,16 @@ class OpenSearchEngine:
         Raises:
             ValueError: size outside 1..100.
             IndexNotFound: ``index`` does not exist.
+            EngineUnavailable: as :meth:`search`; an answer some shards did not give would leave their titles out,
+                so it is sent again, then raised (:meth:`_answers`).
         """
         check_suggest_size(size)
         if not suggest_terms(prefix):
             return []
-        with self._errors(_check_name("index", index)):
-            resp = self.client.search(index=index, body=opensearch_suggest_body(prefix, size))
+        body = opensearch_suggest_body(prefix, size)
+        _check_name("index", index)
+        resp = self._answers("suggest", None, index, 1,
+                             lambda _: [self._search_once("suggest", None, index, body)])[0]
         return rank_suggestions(prefix, (h["_source"].get("title", "") for h in resp["hits"]["hits"]), size)
 
     def vocabulary(self, index: str) -> Vocabulary:

@@ -3,7 +3,8 @@
 (``_shards.failed > 0``) is sent again, alone, a bounded number of times within the deadline; a 429, a 4xx, a shard
 failure of the query itself or a missing index raises at once, and so does a whole request's HTTP error (the client
 tried the other nodes); a failure that persists is a plain EngineUnavailable (the API's 503). Counts
-(``_count``) some shards did not give are sent again the same way, never returned as if complete."""
+(``_count``) and autocomplete answers some shards did not give are sent again the same way, never returned as if
+complete."""
 
 from __future__ import annotations
 
@@ -221,6 +222,17 @@ def test_a_count_some_shards_did_not_give_is_not_served_as_complete(make_engine)
     with pytest.raises(EngineUnavailable, match=r"from 1 of 2 shards \(1 failed: node_disconnected_exception"):
         make_engine(client).filtered_count("shop", Filters())
     assert len(client.count_bodies) == SEARCH_RETRIES + 1
+
+
+def test_suggestions_some_shards_did_not_give_are_not_served_as_complete(make_engine):
+    client = FakeClient(search=[partial("lamp shade"), ok("lamp shade", "lamp post")])
+    assert make_engine(client).suggest("shop", "lam") == ["lamp post", "lamp shade"]  # not the one shard's title
+    assert client.search_calls == 2
+
+    client = FakeClient(search=[partial("lamp shade")] * (SEARCH_RETRIES + 1))
+    with pytest.raises(EngineUnavailable, match=r"from 1 of 2 shards"):
+        make_engine(client).suggest("shop", "lam")
+    assert client.search_calls == SEARCH_RETRIES + 1
 
 
 def test_search_failure():
