@@ -33,6 +33,11 @@ def member_files(n: int) -> list[str]:
     return [MODEL_FILE] + [f"model-{i}.txt" for i in range(1, n)]
 
 
+def card_members(card: dict[str, Any]) -> list[str]:
+    """The booster files a ranker's card lists; a card without the list is one booster's, ``model.txt``."""
+    return card.get("members", [MODEL_FILE])
+
+
 class Bag:
     """Boosters that score as one: the mean of their raw scores (and of their per-feature contributions, which
     therefore still sum to it). Members differ in the queries and seed each was fitted with
@@ -85,7 +90,7 @@ def check_folder(directory: str | Path) -> dict[str, Any]:
     if card.get("card_version") != CARD_VERSION:
         raise ValueError(f"{d / CARD_JSON}: card_version must be {CARD_VERSION}; got {card.get('card_version')!r}"
                          " (a ranker trained by an older shopsearch: retrain it with `shopsearch train ranker`)")
-    members = card.get("members", [MODEL_FILE])
+    members = card_members(card)
     if not isinstance(members, list) or not members or members != member_files(len(members)):
         raise ValueError(f"{d / CARD_JSON}: members must be {member_files(2)[:2]}... in order; got {members!r}")
     missing = [name for name in members if not (d / name).is_file()]
@@ -137,7 +142,7 @@ class ConversionModel:
 
         d = Path(directory)
         card = check_folder(d)
-        members = card.get("members", [MODEL_FILE])
+        members = card_members(card)
         boosters = [lgb.Booster(model_file=str(d / name)) for name in members]
         booster = boosters[0] if len(boosters) == 1 else Bag(boosters)
         for name, b in zip(members, boosters):

@@ -87,16 +87,12 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
     for kind, model in model_stages(profile):
         try:
             path = models.check(kind, model)
+            if kind == "conversion":
+                check_folder(path)
         except FileNotFoundError as exc:
             raise type(exc)(f"profile {profile.name!r} ({kind} stage): {exc}") from None
-        if kind != "conversion":
-            continue
-        try:
-            check_folder(path)
-        except FileNotFoundError as exc:
-            raise type(exc)(f"profile {profile.name!r} (conversion stage): {exc}") from None
         except ValueError as exc:
-            raise ValueError(f"profile {profile.name!r} (conversion stage): model {model!r}: {exc}") from None
+            raise ValueError(f"profile {profile.name!r} ({kind} stage): model {model!r}: {exc}") from None
     return profile
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from shopsearch.evaluation import auc, mean_list_ndcg
 
-from .conversion import CARD_VERSION, MODEL_FILE, Bag, ConversionModel, platt
+from .conversion import CARD_VERSION, Bag, ConversionModel, card_members, platt
 from .features import FEATURES
 from .model_card import CARD_JSON, CARD_README
 from .training_data import split_queries
@@ -415,7 +415,7 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
         sim = " (SIMULATED events)" if data.get("simulated") else ""
         what = f"{data['rows']} impressions{sim}; events sha256 `{data.get('events_sha256', '?')}`"
     debias = "; position-debiased" if card["params"].get("position_debias") else ""
-    members = card.get("members", [MODEL_FILE])
+    members = card_members(card)
     share = card["params"].get("member_queries", MEMBER_QUERIES)
     bag = (f" {len(members)} boosters, each fitted on {share:.0%} of the training queries; it scores their mean."
            if len(members) > 1 else "")
