@@ -6,7 +6,12 @@ API overhead (embedding excluded) p50 <= 3 ms, total p95 <= 60 ms.
 
     python bench/latency.py [--index crowdflower] [--queries PATH] [--url http://127.0.0.1:8000]
                             [--opensearch-url http://127.0.0.1:9200] [--repeat 3] [--warmup 20]
-                            [--quick] [--profile] [--json OUT]
+                            [--page 2] [--quick] [--profile] [--json OUT]
+
+``--page N`` replays the storefront's page N instead of the first: a deeper page also fetches the retrieval's
+first page, which the list-relative features logged with the query are taken against (reranker/pipeline.py).
+That extra round trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the
+API's ``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it.
 
 How each column is measured (all milliseconds):
 
@@ -95,7 +100,8 @@ def leg_kind(body: bytes) -> str:
 class Api:
     """Sends ``GET /search`` either through the Flask test client or to a served process; returns (ms, body)."""
 
-    def __init__(self, app: Any = None, url: str | None = None):
+    def __init__(self, app: Any = None, url: str | None = None, page: int = 1):
+        self.page = page
         if url:
             import requests
 
@@ -105,7 +111,7 @@ class Api:
 
     def search(self, query: str) -> tuple[float, dict[str, Any]]:
         """One storefront request; raises RuntimeError on a non-200 answer."""
-        params = {"q": query, "size": str(PAGE_SIZE)}
+        params = {"q": query, "size": str(PAGE_SIZE), **({"page": str(self.page)} if self.page > 1 else {})}
         t0 = time.perf_counter()
         if self.client is not None:
             resp = self.client.get("/search", query_string=params)
@@ -244,16 +250,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO)] + sys.argv[1:])
     res: dict[str, Any] = {"command": command, "index": args.index,
                            "queries": len(queries), "repeat": args.repeat, "warmup": args.warmup,
-                           "api": args.url or "flask test client", "page_size": PAGE_SIZE,
+                           "api": args.url or "flask test client", "page_size": PAGE_SIZE, "page": args.page,
                            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
-    print(f"latency bench: {len(queries)} queries x (1 cold + {args.repeat} warm) from {args.queries}, index "
-          f"{args.index!r}, API via {res['api']}, OpenSearch {args.opensearch_url}; {os.cpu_count()} CPUs, load "
-          f"average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"latency bench: {len(queries)} queries x (1 cold + {args.repeat} warm), page {args.page}, from "
+          f"{args.queries}, index {args.index!r}, API via {res['api']}, OpenSearch {args.opensearch_url}; "
+          f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     print(f"command: {command}", flush=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ss-bench-latency-") as home:
         app, searcher, recorder = build(args, Path(home))
-        api = Api(app, args.url)
+        api = Api(app, args.url, args.page)
         direct = DirectClient(args.opensearch_url)
         try:
             samples = run_passes(queries, args, api, searcher, recorder, direct,
@@ -282,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="warm passes over the queries (default 3)")
     ap.add_argument("--warmup", type=int, default=20, help="unrecorded requests first (default 20)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    ap.add_argument("--page", type=int, default=1,
+                    help="the storefront's result page (default 1); a deeper one also fetches the first page")
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_QUERIES} queries, 1 warm pass")
     ap.add_argument("--profile", action="store_true", help="also cProfile one warm pass of API requests")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -292,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("repeat", "warmup"):
         if getattr(args, name) < (1 if name == "repeat" else 0):
             raise ValueError(f"--{name} must be >= {1 if name == 'repeat' else 0}, got {getattr(args, name)}")
+    if args.page < 1:
+        raise ValueError(f"--page must be >= 1, got {args.page}")
+    if args.page > 1 and args.url:
+        raise ValueError("--page > 1 needs the in-process API: a served one's bodies are recorded from a bare "
+                         "searcher, which does not fetch the first page the pipeline fetches for a deeper one")
     try:
         res = run_bench(args)
     except RuntimeError as exc:
