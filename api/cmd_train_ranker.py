@@ -144,7 +144,7 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
     import numpy as np
 
     from shopsearch.judgments import Query, write_queries
-    from shopsearch.reranker.ranker_training import evaluate, file_sha256, save, train, tuned_setting
+    from shopsearch.reranker.ranker_training import edge_note, evaluate, file_sha256, save, train, tuned_setting
     from shopsearch.reranker.training_data import split_queries
 
     source = args.judgments or args.events
@@ -180,7 +180,8 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
                                                   for k, v in heldout["model"].items())
     tuning = model.card.get("tuning")
     if tuning:
-        figures = f"tuned {tuned_setting(tuning)} on these folds, so optimistic: {figures}"
+        edge = f" ({edge_note(tuning)})" if edge_note(tuning) else ""
+        figures = f"tuned {tuned_setting(tuning)}{edge} on these folds, so optimistic: {figures}"
     dt = time.perf_counter() - t0
     simulated = " (SIMULATED events)" if model.card["data"].get("simulated") else ""
     print(f"saved {args.out}: {len(train_rows)} rows{simulated}, {model.card['data']['queries']} queries, {folds}-fold "

@@ -224,9 +224,11 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
     :func:`tuning_metric` over the folds ``fold_of`` numbers; ``params`` holds everything else.
 
     Returns:
-        ``{"metric", "chosen": {setting..., "rounds"}, "score", "tried": [{setting..., "rounds", "score"}]}``
-        (the chosen score is optimistic: the same folds chose it), and fold -> the chosen setting's booster on
-        the other folds, whose first ``rounds`` trees are what a fit of that many rounds grows.
+        ``{"metric", "chosen": {setting..., "rounds"}, "score", "tried": [{setting..., "rounds", "score"}],
+        "at_edge": [names]}`` (the chosen score is optimistic: the same folds chose it; ``at_edge``: the
+        settings chosen at their grid's smallest or largest value, where one past it might score better), and
+        fold -> the chosen setting's booster on the other folds, whose first ``rounds`` trees are what a fit of
+        that many rounds grows.
     Raises:
         ValueError: no fold has a list the metric can score (e.g. purchase-nDCG@10 of rows without a purchase).
     """
@@ -254,14 +256,23 @@ def tune(rows: TrainingRows, fold_of: np.ndarray, objective: str, target: str, s
              for i in range(len(settings)) for r, rounds in enumerate(TUNE_ROUNDS)]
     k = max(range(len(tried)), key=lambda k: tried[k]["score"])  # max keeps the earliest of equal scores
     best, i = tried[k], k // len(TUNE_ROUNDS)
+    grid = {**TUNE_GRID, "rounds": TUNE_ROUNDS}
     summary = {"metric": metric, "chosen": {key: v for key, v in best.items() if key != "score"},
-               "score": best["score"], "tried": tried}
+               "score": best["score"], "tried": tried,
+               "at_edge": [key for key, values in grid.items() if best[key] in (min(values), max(values))]}
     return summary, {f: boosters[i, f] for f in folds}
 
 
 def tuned_setting(tuning: dict[str, Any]) -> str:
     """What :func:`tune` chose, as the card and the CLI say it: ``num_leaves 7, min_data_in_leaf 50, rounds 480``."""
     return ", ".join(f"{k} {v}" for k, v in tuning["chosen"].items())
+
+
+def edge_note(tuning: dict[str, Any]) -> str:
+    """What the card and the CLI add when :func:`tune` chose at its grid's edge, else "": the CV would have had
+    to try past it to say the choice is best."""
+    edge = tuning.get("at_edge") or []
+    return f"at the edge of the grid in {', '.join(edge)}: a value past it was not tried" if edge else ""
 
 
 def compare(rows: TrainingRows, candidate: np.ndarray, baselines: dict[str, np.ndarray],
@@ -430,9 +441,10 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
     if tuning:
         chosen = tuned_setting(tuning)
         held_out = "; the held-out queries below are not" if card.get("heldout") else ""
+        edge = edge_note(tuning)
         lines += [f"Tuned (`--tune`) on these folds over {len(tuning['tried'])} settings: chose {chosen} "
-                  f"({tuning['metric']} {tuning['score']:.4f}). The same folds chose it, so the figures above are "
-                  f"optimistic{held_out}.", ""]
+                  f"({tuning['metric']} {tuning['score']:.4f}{'; ' + edge if edge else ''}). The same folds chose "
+                  f"it, so the figures above are optimistic{held_out}.", ""]
     held = card.get("heldout")
     if held:
         lines += [f"## Held-out queries ({held['queries']}, never trained on)", "",

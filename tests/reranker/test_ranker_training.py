@@ -18,8 +18,8 @@ from shopsearch.reranker.features import (FeatureContext, RELEVANCE_FEATURES, fe
                                           smoothed_rate)
 from shopsearch.reranker.judged_rows import judged_rows
 from shopsearch.reranker.pipeline import RankerInput
-from shopsearch.reranker.ranker_training import (MEMBER_QUERIES, fit, group_folds, member_queries, member_seed, save,
-                                                 train)
+from shopsearch.reranker.ranker_training import (MEMBER_QUERIES, TUNE_GRID, TUNE_ROUNDS, edge_note, fit, group_folds,
+                                                 member_queries, member_seed, save, train)
 from shopsearch.reranker.training_rows import TrainingRows, build_rows, logged_events
 from shopsearch.ubi import UbiEvent, UbiEventAttributes, UbiObject, UbiOrdinal, UbiPosition, UbiQuery
 
@@ -126,10 +126,16 @@ def test_tuning_chooses_the_setting_its_cv_scores_best_and_the_card_says_so(tmp_
     # the CV it reports is the chosen setting's, on the folds that chose it: the rounds read off a longer booster
     # are the trees a booster of that many rounds grows
     assert np.mean([f["ndcg@10"] for f in result.folds]) == pytest.approx(tuning["score"])
+    grid = {**TUNE_GRID, "rounds": TUNE_ROUNDS}
+    assert tuning["at_edge"] == [k for k in grid if chosen[k] in (grid[k][0], grid[k][-1])]
     save(result, rows, tmp_path / "ltr", {"judgments": "qrels.txt"})
     assert json.loads((tmp_path / "ltr" / "model_card.json").read_text())["tuning"] == tuning
     readme = (tmp_path / "ltr" / "README.md").read_text()
     assert "Tuned (`--tune`) on these folds over 36 settings" in readme and "held-out" not in readme
+    assert ("at the edge of the grid in " + ", ".join(tuning["at_edge"]) in readme) == bool(tuning["at_edge"])
+    assert edge_note({**tuning, "at_edge": ["rounds"]}) == ("at the edge of the grid in rounds: a value past it was "
+                                                           "not tried")
+    assert edge_note({**tuning, "at_edge": []}) == edge_note({"chosen": {}}) == ""  # cards from before say nothing
     assert train(rows, target="relevance", folds=3, seed=1).tuning is None
 
 
