@@ -11,7 +11,8 @@ API overhead (embedding excluded) p50 <= 3 ms, total p95 <= 60 ms.
 ``--page N`` replays the storefront's page N instead of the first: a deeper page also fetches the retrieval's
 first page, which the list-relative features logged with the query are taken against (reranker/pipeline.py).
 That extra round trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the
-API's ``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it.
+API's ``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it; its legs are also samples of
+the ``took`` and ``alone`` columns (two of each per query).
 
 How each column is measured (all milliseconds):
 

@@ -78,7 +78,8 @@ def check_models(profiles: ProfileStore, models: ModelRegistry, profile_name: st
         UnknownProfile / ProfileError (ValueErrors): no such profile or an invalid one.
         ModelNotFound (a FileNotFoundError): the message names the profile, the stage, the model and where it
             looked; or a conversion model's folder lacks a file its card lists.
-        ValueError: a conversion model this version would refuse (an older card version: retrain it).
+        ValueError: a conversion model this version would refuse (an older card version: retrain it), or a model
+            name the registry rejects (any stage).
 
     >>> check_models(ProfileStore(), ModelRegistry(), "default").name
     'default'
