@@ -180,7 +180,8 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
                                                   for k, v in heldout["model"].items())
     tuning = model.card.get("tuning")
     if tuning:
-        edge = f" ({edge_note(tuning)})" if edge_note(tuning) else ""
+        edge = edge_note(tuning)
+        edge = f" ({edge})" if edge else ""
         figures = f"tuned {tuned_setting(tuning)}{edge} on these folds, so optimistic: {figures}"
     dt = time.perf_counter() - t0
     simulated = " (SIMULATED events)" if model.card["data"].get("simulated") else ""
