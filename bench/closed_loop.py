@@ -13,7 +13,10 @@ Per fold (``split_queries``, seed 0 as ``train ranker --folds K --fold I``, or `
    grades of the same pairs is printed: how well clicks recover relevance);
 4. ``shopsearch train ranker --logs`` (position-debiased lambdarank on the features logged at serving time), or
    ``--learn judgments``: ``train ranker --judgments`` on the click-model qrels through the served pipeline (with
-   ``--profile ltr-ce`` the cross-encoder's score is among the features; ``--link`` supplies that model);
+   ``--profile ltr-ce`` the cross-encoder's score is among the features; ``--link`` supplies that model), or
+   ``--learn cross-encoder``: ``train cross-encoder`` from the profile's cross-encoder (``--link``) on the
+   click-model qrels; it replaces that model in the fold's models, so the profile (``--profile rerank-ce``) serves
+   it;
 5. ``shopsearch compare default <learnt profile>`` on the fold's *test* queries with the *human* qrels;
 6. interleaving: ``shopsearch serve`` with an experiments file (``mode = "interleave"``, arms default and the learnt
    profile) and the fold's model, ``simulate-traffic --sessions M`` on the fold's test queries.
@@ -25,6 +28,9 @@ the interleaving preference pooled over the folds (exact binomial test), with p 
         --index crowdflower --sessions 3000 --interleave-sessions 2000 --work /tmp/loop
     SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
         --index crowdflower --learn judgments --profile ltr-ce --link ce-minilm=models/ce-hd --work /tmp/loop-ce
+    SHOPSEARCH_HOME=~/.cache/shopsearch/bench-home python bench/closed_loop.py --data ../shared/data/crowdflower \
+        --index crowdflower --learn cross-encoder --profile rerank-ce --link ce-minilm=models/ce-hd --explore 1.0 \
+        --work /tmp/loop-clicks-ce
 
 ``--seed S`` draws other folds and other shoppers (traffic and interleaving) for an independent replication;
 seed 0 is the runs recorded before it existed. ``--interleave-only`` reruns step 6 alone on the folds' models
@@ -118,13 +124,17 @@ def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
     folder = d / "profiles"
     folder.mkdir(exist_ok=True)
     text = ProfileStore().get(args.profile).path.read_text(encoding="utf-8")
-    if "\ndepth = 50\n" not in text:
+    if args.learn == "cross-encoder":  # nothing new after the cross-encoder: its depth stays the profile's
+        (folder / f"{args.profile}.toml").write_text(
+            re.sub(r"\nbudget_ms = [0-9.]+\n", f"\nbudget_ms = {UNBOUNDED_MS}\n", text), encoding="utf-8")
+    elif "\ndepth = 50\n" not in text:
         sys.exit(f"closed_loop: the packaged {args.profile} profile no longer sets depth = 50; update "
                  "learnt_profile()")
-    depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
-    text = re.sub(r"\nbudget_ms = [0-9.]+\n", f"\nbudget_ms = {UNBOUNDED_MS}\n", text)
-    (folder / f"{args.profile}.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"),
-                                                 encoding="utf-8")
+    else:
+        depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
+        text = re.sub(r"\nbudget_ms = [0-9.]+\n", f"\nbudget_ms = {UNBOUNDED_MS}\n", text)
+        (folder / f"{args.profile}.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"),
+                                                     encoding="utf-8")
     if args.explore:
         default = ProfileStore().get("default").path.read_text(encoding="utf-8")
         if "\n[explore]\n" not in default or "\nshare = 0.0\n" not in default:
@@ -167,6 +177,44 @@ def kendall_tau(logged_qrels: Path, logged_queries: Path, human_queries: dict[st
     return (float(kendalltau(a, b).statistic) if len(a) > 1 else float("nan")), len(a)
 
 
+def learn_cross_encoder(d: Path, args: argparse.Namespace, env: dict[str, str], models: Path) -> None:
+    """Fine-tune the learnt profile's cross-encoder on the fold's click-model qrels and serve it in its place.
+
+    The qrels become a judged folder of the shared layout (the catalog linked, no raw ratings: the calibration maps
+    onto the click grades) whose queries all train, a tenth of them validating for early stopping. The recipe is the
+    per-fold cross-encoders' on crowdflower's human judgments (bench/RESULTS.md, session 15) without their mined
+    hard negatives: those count every product the judgments leave out as irrelevant, and click-model qrels leave
+    out every product shoppers were not shown, relevant or not (on session 21's seed-4 logs: +0.0163 nDCG@10 over
+    `default` without them, +0.0117 with 10 per query; bench/RESULTS.md, session 23). The fold's test queries are never searched or trained on.
+    """
+    name = cross_encoder_of(args)
+    # from the linked model, not the fold's models entry: a rerun would otherwise start from its last learnt one
+    base = Path(dict(link.partition("=")[::2] for link in args.link)[name].replace("{fold}", d.name[len("fold"):]))
+    clicks = d / "clicks" / Path(args.data).name
+    clicks.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(d / "logs-qrels.txt", clicks / "qrels-dev.txt")
+    shutil.copyfile(d / "logs-qrels-queries.tsv", clicks / "queries-dev.tsv")
+    if not (clicks / "products.jsonl").exists():
+        (clicks / "products.jsonl").symlink_to((Path(args.data) / "products.jsonl").resolve())
+    out = d / f"{name}-learnt"
+    sh(["shopsearch", "train", "cross-encoder", "--base-model", str(base.resolve()), "--train", str(clicks),
+        "--out", str(out), "--test-fraction", "0", "--valid-fraction", "0.1", "--epochs", "2", "--batch-size", "32",
+        "--lr", "3e-5", "--warmup-ratio", "0.05", "--max-length", "48", "--max-valid-pairs", "100000",
+        "--eval-steps", "50", "--patience", "4", "--seed", str(args.seed), "--loss", "lambda", "--list-size", "16",
+        "--no-progress"], env, d / "train.txt")
+    (models / name).unlink(missing_ok=True)
+    (models / name).symlink_to(out.resolve())
+
+
+def cross_encoder_of(args: argparse.Namespace) -> str:
+    """The model name of the learnt profile's cross-encoder stage (``[rerank] model``); "" when it has none, or a
+    ranker after it (which ``--learn cross-encoder`` would not train)."""
+    from shopsearch.plugin.profiles import ProfileStore
+
+    profile = ProfileStore().get(args.profile)
+    return "" if profile.conversion.enabled else (profile.rerank.model or "")
+
+
 def shopper_seed(args: argparse.Namespace, n: int) -> int:
     """The simulated shoppers' seed for stream ``n`` (a fold's training traffic, or 1000 + fold interleaved)."""
     return 10_000 * args.seed + n
@@ -202,7 +250,9 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     print(f"  click-model grades vs human grades: Kendall tau {tau:.3f} over {pairs} pairs", flush=True)
     features = [n for n in DEFAULT_MODEL_FEATURES if n not in BEHAVIOUR]
     members = ["--members", str(args.members)] if args.members is not None else []
-    if args.learn == "logs":
+    if args.learn == "cross-encoder":
+        learn_cross_encoder(d, args, env, models)
+    elif args.learn == "logs":
         sh(["shopsearch", "train", "ranker", "--logs", "--index", args.index, "--engine", "embedded", "--out",
             str(models / learnt), "--features", ",".join(features), "--no-progress", *members], env, d / "train.txt")
     else:
@@ -294,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fold", type=int, action="append", help="run only these folds (repeatable; default all)")
     ap.add_argument("--sessions", type=int, default=3000, help="simulated sessions per fold on training queries")
     ap.add_argument("--interleave-sessions", type=int, default=2000, help="interleaved sessions per fold (0: none)")
-    ap.add_argument("--learn", choices=("logs", "judgments"), default="logs",
-                    help="train ranker --logs, or --judgments on the click-model qrels (default logs)")
+    ap.add_argument("--learn", choices=("logs", "judgments", "cross-encoder"), default="logs",
+                    help="train ranker --logs, or --judgments on the click-model qrels, or fine-tune the profile's "
+                         "cross-encoder on them (default logs)")
     ap.add_argument("--depth", type=int, help="results the learnt ranker orders (default: 10, the logged first "
                                               "page, for --learn logs; 50 for --learn judgments)")
     ap.add_argument("--profile", default="ltr",
@@ -320,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.0 <= args.explore <= 1.0:
         ap.error(f"--explore {args.explore}: must be a share in [0, 1]")
+    if args.learn == "cross-encoder":
+        name = cross_encoder_of(args)
+        if not name:
+            ap.error(f"--learn cross-encoder: profile {args.profile} needs a [rerank] cross-encoder and no ranker "
+                     "after it (try rerank-ce)")
+        if not any(link.partition("=")[0] == name for link in args.link):
+            ap.error(f"--learn cross-encoder starts from the profile's cross-encoder: --link {name}=PATH")
     if args.learn == "logs" and args.profile != "ltr":
         ap.error("--learn logs trains on the features `default` logged while serving (no cross-encoder score); "
                  f"--profile {args.profile} needs --learn judgments")

@@ -1,7 +1,7 @@
 """Training data from the shared data layout: its judgments, query texts, raw ratings and products; query splits.
 
 A data folder holds ``queries-dev.tsv`` (qid, text), ``qrels-dev.txt`` (TREC: qid 0 product grade),
-``scores-dev.tsv`` (qid, product, raw mean rating) and ``products.jsonl``. Judgments are the one record type,
+``scores-dev.tsv`` (qid, product, raw mean rating; optional) and ``products.jsonl``. Judgments are the one record type,
 :class:`shopsearch.judgments.Qrel`, read by :mod:`shopsearch.judgments`' readers. Splits are by query only, so no
 query's pairs are ever in two splits.
 """
@@ -70,15 +70,20 @@ class QuerySplit:
 
 # a judged folder's per-query files, beside its catalog (products.jsonl)
 JUDGED_FILES = ("queries-dev.tsv", "qrels-dev.txt", "scores-dev.tsv")
+# Judgments without raw ratings (`judgments from-logs` writes grades only) may leave scores-dev.tsv out: the grades
+# then stand for the ratings, so a model's calibration maps onto the grade scale.
+OPTIONAL_FILES = ("scores-dev.tsv",)
 
 
 def load_judged_set(data_dir: str | Path) -> JudgedSet:
     """Read one data folder of the shared layout into a :class:`JudgedSet`.
 
     Args:
-        data_dir: folder with queries-dev.tsv, qrels-dev.txt, scores-dev.tsv and products.jsonl.
+        data_dir: folder with queries-dev.tsv, qrels-dev.txt, products.jsonl and, when the grades came from
+            ratings, scores-dev.tsv.
     Returns:
-        The judgments in qrels order, with the query texts, raw ratings and the products they refer to.
+        The judgments in qrels order, with the query texts, raw ratings (the grades, without scores-dev.tsv) and
+        the products they refer to.
     Raises:
         FileNotFoundError: a file is missing.
         ValueError: a malformed line, or a qrel naming an unknown query or product.
@@ -90,11 +95,14 @@ def load_judged_set(data_dir: str | Path) -> JudgedSet:
     path = Path(data_dir)
     files = {n: path / n for n in (*JUDGED_FILES, "products.jsonl")}
     for f in files.values():
-        if not f.is_file():
+        if not f.is_file() and f.name not in OPTIONAL_FILES:
             raise FileNotFoundError(f"data_dir={str(path)!r} lacks {f.name} (expected the shared data layout)")
     queries = {q.qid: q.text for q in read_queries(files["queries-dev.tsv"])}
-    raw = {(q, p): float(s) for q, p, s in _tsv(files["scores-dev.tsv"], 3)}
     qrels = tuple(read_qrels(files["qrels-dev.txt"]))
+    if files["scores-dev.tsv"].is_file():
+        raw = {(q, p): float(s) for q, p, s in _tsv(files["scores-dev.tsv"], 3)}
+    else:
+        raw = {(q.query_id, q.doc_id): float(q.relevance) for q in qrels}
     unknown = next((q for q in qrels if q.query_id not in queries), None)
     if unknown is not None:
         raise ValueError(f"{files['qrels-dev.txt']}: qid {unknown.query_id!r} is not in queries-dev.tsv (it judges "

@@ -43,6 +43,16 @@ def test_load_rejects_missing_file_and_unknown_qid(tmp_path, tiny_data):
         load_judged_set(broken)
 
 
+def test_judgments_without_ratings_take_their_grades_as_ratings(tmp_path):
+    # the layout `judgments from-logs` qrels can be trained from: no scores-dev.tsv
+    logged = write_tiny_judged_set(tmp_path / "logged")
+    (logged / "scores-dev.tsv").unlink()
+    js = load_judged_set(logged)
+    assert all(js.raw_score(q) == q.relevance for q in js.qrels)
+    assert (js.raw_min, js.raw_max) == (0.0, 3.0)
+    fit_isotonic([0.1, 0.9], [js.raw_score(q) for q in js.qrels[:2]], js.raw_min, js.raw_max)  # calibrates
+
+
 def test_split_is_disjoint_complete_seeded_and_order_free():
     qids = [f"q{i}" for i in range(100)]
     s = split_queries(qids, valid_fraction=0.1, test_fraction=0.2, seed=7)
