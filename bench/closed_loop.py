@@ -183,14 +183,16 @@ def learn_cross_encoder(d: Path, args: argparse.Namespace, env: dict[str, str], 
     The qrels become a judged folder of the shared layout (the catalog linked, no raw ratings: the calibration maps
     onto the click grades) whose queries all train, a tenth of them validating for early stopping. The recipe is the
     per-fold cross-encoders' on crowdflower's human judgments (bench/RESULTS.md, session 15) without their mined
-    hard negatives: those count every product the judgments leave out as irrelevant, and click-model qrels leave
-    out every product shoppers were not shown, relevant or not (on session 21's seed-4 logs: +0.0163 nDCG@10 over
-    `default` without them, +0.0117 with 10 per query; bench/RESULTS.md, session 23). The fold's test queries are never searched or trained on.
+    hard negatives: those label top hits the judgments leave out irrelevant, and click-model qrels leave out every
+    product shoppers were not shown, relevant or not (on session 21's seed-4 logs: +0.0163 nDCG@10 over `default`
+    without them, +0.0117 with 10 per query; bench/RESULTS.md, session 23). The fold's test queries are never
+    searched or trained on.
     """
     name = cross_encoder_of(args)
     # from the linked model, not the fold's models entry: a rerun would otherwise start from its last learnt one
     base = Path(dict(link.partition("=")[::2] for link in args.link)[name].replace("{fold}", d.name[len("fold"):]))
-    clicks = d / "clicks" / Path(args.data).name
+    # named for what it holds, so the model's card and calibration do not pass for the human judgments'
+    clicks = d / "clicks" / f"{Path(args.data).name}-clicks"
     clicks.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(d / "logs-qrels.txt", clicks / "qrels-dev.txt")
     shutil.copyfile(d / "logs-qrels-queries.tsv", clicks / "queries-dev.tsv")
@@ -207,12 +209,10 @@ def learn_cross_encoder(d: Path, args: argparse.Namespace, env: dict[str, str], 
 
 
 def cross_encoder_of(args: argparse.Namespace) -> str:
-    """The model name of the learnt profile's cross-encoder stage (``[rerank] model``); "" when it has none, or a
-    ranker after it (which ``--learn cross-encoder`` would not train)."""
+    """The model name of the learnt profile's cross-encoder stage (``[rerank] model``; "" when it has none)."""
     from shopsearch.plugin.profiles import ProfileStore
 
-    profile = ProfileStore().get(args.profile)
-    return "" if profile.conversion.enabled else (profile.rerank.model or "")
+    return ProfileStore().get(args.profile).rerank.model or ""
 
 
 def shopper_seed(args: argparse.Namespace, n: int) -> int:
@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                                               "page, for --learn logs; 50 for --learn judgments)")
     ap.add_argument("--profile", default="ltr",
                     help="the learnt profile, whose [conversion] ranker is trained (default ltr; ltr-ce needs "
-                         "--learn judgments and its cross-encoder, see --link)")
+                         "--learn judgments and its cross-encoder, see --link), or whose cross-encoder is "
+                         "(rerank-ce, with --learn cross-encoder)")
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
                     help="a model every fold's models folder also holds, e.g. ce-minilm=... ({fold} in PATH: the "
                          "fold's own; repeatable)")
@@ -371,13 +372,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.0 <= args.explore <= 1.0:
         ap.error(f"--explore {args.explore}: must be a share in [0, 1]")
+    from shopsearch.plugin.profiles import ProfileStore, UnknownProfile
+
+    try:
+        profile = ProfileStore().get(args.profile)
+    except UnknownProfile as e:
+        ap.error(f"--profile {args.profile}: {e}")
     if args.learn == "cross-encoder":
-        name = cross_encoder_of(args)
-        if not name:
+        name = profile.rerank.model
+        if not name or profile.conversion.enabled:
             ap.error(f"--learn cross-encoder: profile {args.profile} needs a [rerank] cross-encoder and no ranker "
-                     "after it (try rerank-ce)")
+                     "after it, which this would not train (try rerank-ce)")
         if not any(link.partition("=")[0] == name for link in args.link):
             ap.error(f"--learn cross-encoder starts from the profile's cross-encoder: --link {name}=PATH")
+        if args.members is not None or args.depth is not None:
+            ap.error("--members and --depth are the learnt ranker's; --learn cross-encoder trains none")
+    elif not profile.conversion.enabled:
+        ap.error(f"--learn {args.learn} trains a ranker, and profile {args.profile} has no [conversion] stage to "
+                 "serve it; --learn cross-encoder learns rerank-ce's cross-encoder")
     if args.learn == "logs" and args.profile != "ltr":
         ap.error("--learn logs trains on the features `default` logged while serving (no cross-encoder score); "
                  f"--profile {args.profile} needs --learn judgments")

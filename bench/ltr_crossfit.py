@@ -52,6 +52,8 @@ def judged_subset(data: Path, qids: set[str], folder: Path) -> Path:
     if not (sub / "products.jsonl").exists():
         (sub / "products.jsonl").symlink_to((data / "products.jsonl").resolve())
     for name in JUDGED_FILES:
+        if not (data / name).is_file():  # scores-dev.tsv is optional (training_data.OPTIONAL_FILES)
+            continue
         lines = (data / name).read_text(encoding="utf-8").splitlines()
         keep = [line for line in lines if line.split(maxsplit=1)[0] in qids]
         (sub / name).write_text("\n".join(keep) + "\n", encoding="utf-8")

@@ -30,14 +30,15 @@ class JudgedSet:
     path: Path
     qrels: tuple[Qrel, ...]  # in qrels-dev.txt order
     queries: dict[str, str]  # qid -> text
-    raw_scores: dict[tuple[str, str], float]  # (qid, product id) -> raw mean rating
+    raw_scores: dict[tuple[str, str], float]  # (qid, product id) -> raw mean rating (the grade without scores-dev)
     products: dict[str, dict[str, Any]]
     max_grade: int
     raw_min: float
     raw_max: float
 
     def raw_score(self, q: Qrel) -> float:
-        """The raw mean rating the judgment's grade came from; NaN when scores-dev.tsv has no row for the pair."""
+        """The raw mean rating the judgment's grade came from (its grade when the folder has no scores-dev.tsv); NaN
+        when scores-dev.tsv has no row for the pair."""
         return self.raw_scores.get((q.query_id, q.doc_id), math.nan)
 
     def normalised_grade(self, q: Qrel) -> float:
