@@ -37,15 +37,20 @@ def step(cmd: list[str], env: Mapping[str, str], out: Path) -> None:
     part.rename(out)
 
 
+def link_targets(links: list[str], fold: int) -> dict[str, Path]:
+    """Each ``NAME=PATH`` of ``links`` as NAME -> PATH, with ``{fold}`` in PATH replaced by ``fold``, for a model
+    trained per fold (a cross-encoder that held the same fold out)."""
+    return {name: Path(path.replace("{fold}", str(fold))).resolve()
+            for name, _, path in (link.partition("=") for link in links)}
+
+
 def models_with_links(models: Path, links: list[str], fold: int) -> Path:
-    """``models`` (created) holding each ``NAME=PATH`` of ``links`` as a symlink NAME: a model every fold shares,
-    such as a profile's cross-encoder, beside the fold's own. ``{fold}`` in PATH is replaced by ``fold``, for a
-    model trained per fold (a cross-encoder that held the same fold out)."""
+    """``models`` (created) holding each ``NAME=PATH`` of ``links`` (:func:`link_targets`) as a symlink NAME: a model
+    every fold shares, such as a profile's cross-encoder, beside the fold's own."""
     models.mkdir(parents=True, exist_ok=True)
-    for link in links:
-        name, _, path = link.partition("=")
+    for name, target in link_targets(links, fold).items():
         if not (models / name).exists():
-            (models / name).symlink_to(Path(path.replace("{fold}", str(fold))).resolve())
+            (models / name).symlink_to(target)
     return models
 
 

@@ -54,7 +54,7 @@ import sys
 import time
 from pathlib import Path
 
-from _cli_runs import add_fold_args, models_with_links, sh
+from _cli_runs import add_fold_args, link_targets, models_with_links, sh
 from pool_compare import pooled_table
 
 EXPERIMENT = "closed-loop"
@@ -124,17 +124,14 @@ def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
     folder = d / "profiles"
     folder.mkdir(exist_ok=True)
     text = ProfileStore().get(args.profile).path.read_text(encoding="utf-8")
-    if args.learn == "cross-encoder":  # nothing new after the cross-encoder: its depth stays the profile's
-        (folder / f"{args.profile}.toml").write_text(
-            re.sub(r"\nbudget_ms = [0-9.]+\n", f"\nbudget_ms = {UNBOUNDED_MS}\n", text), encoding="utf-8")
-    elif "\ndepth = 50\n" not in text:
-        sys.exit(f"closed_loop: the packaged {args.profile} profile no longer sets depth = 50; update "
-                 "learnt_profile()")
-    else:
+    text = re.sub(r"\nbudget_ms = [0-9.]+\n", f"\nbudget_ms = {UNBOUNDED_MS}\n", text)
+    if args.learn != "cross-encoder":  # a learnt cross-encoder keeps the profile's depths: no ranker follows it
+        if "\ndepth = 50\n" not in text:
+            sys.exit(f"closed_loop: the packaged {args.profile} profile no longer sets depth = 50; update "
+                     "learnt_profile()")
         depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
-        text = re.sub(r"\nbudget_ms = [0-9.]+\n", f"\nbudget_ms = {UNBOUNDED_MS}\n", text)
-        (folder / f"{args.profile}.toml").write_text(text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n"),
-                                                     encoding="utf-8")
+        text = text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n")
+    (folder / f"{args.profile}.toml").write_text(text, encoding="utf-8")
     if args.explore:
         default = ProfileStore().get("default").path.read_text(encoding="utf-8")
         if "\n[explore]\n" not in default or "\nshare = 0.0\n" not in default:
@@ -177,7 +174,7 @@ def kendall_tau(logged_qrels: Path, logged_queries: Path, human_queries: dict[st
     return (float(kendalltau(a, b).statistic) if len(a) > 1 else float("nan")), len(a)
 
 
-def learn_cross_encoder(d: Path, args: argparse.Namespace, env: dict[str, str], models: Path) -> None:
+def learn_cross_encoder(f: int, d: Path, args: argparse.Namespace, env: dict[str, str], models: Path) -> None:
     """Fine-tune the learnt profile's cross-encoder on the fold's click-model qrels and serve it in its place.
 
     The qrels become a judged folder of the shared layout (the catalog linked, no raw ratings: the calibration maps
@@ -190,7 +187,7 @@ def learn_cross_encoder(d: Path, args: argparse.Namespace, env: dict[str, str], 
     """
     name = cross_encoder_of(args)
     # from the linked model, not the fold's models entry: a rerun would otherwise start from its last learnt one
-    base = Path(dict(link.partition("=")[::2] for link in args.link)[name].replace("{fold}", d.name[len("fold"):]))
+    base = link_targets(args.link, f)[name]
     # named for what it holds, so the model's card and calibration do not pass for the human judgments'
     clicks = d / "clicks" / f"{Path(args.data).name}-clicks"
     clicks.mkdir(parents=True, exist_ok=True)
@@ -199,7 +196,7 @@ def learn_cross_encoder(d: Path, args: argparse.Namespace, env: dict[str, str], 
     if not (clicks / "products.jsonl").exists():
         (clicks / "products.jsonl").symlink_to((Path(args.data) / "products.jsonl").resolve())
     out = d / f"{name}-learnt"
-    sh(["shopsearch", "train", "cross-encoder", "--base-model", str(base.resolve()), "--train", str(clicks),
+    sh(["shopsearch", "train", "cross-encoder", "--base-model", str(base), "--train", str(clicks),
         "--out", str(out), "--test-fraction", "0", "--valid-fraction", "0.1", "--epochs", "2", "--batch-size", "32",
         "--lr", "3e-5", "--warmup-ratio", "0.05", "--max-length", "48", "--max-valid-pairs", "100000",
         "--eval-steps", "50", "--patience", "4", "--seed", str(args.seed), "--loss", "lambda", "--list-size", "16",
@@ -251,7 +248,7 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     features = [n for n in DEFAULT_MODEL_FEATURES if n not in BEHAVIOUR]
     members = ["--members", str(args.members)] if args.members is not None else []
     if args.learn == "cross-encoder":
-        learn_cross_encoder(d, args, env, models)
+        learn_cross_encoder(f, d, args, env, models)
     elif args.learn == "logs":
         sh(["shopsearch", "train", "ranker", "--logs", "--index", args.index, "--engine", "embedded", "--out",
             str(models / learnt), "--features", ",".join(features), "--no-progress", *members], env, d / "train.txt")
@@ -383,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         if not name or profile.conversion.enabled:
             ap.error(f"--learn cross-encoder: profile {args.profile} needs a [rerank] cross-encoder and no ranker "
                      "after it, which this would not train (try rerank-ce)")
-        if not any(link.partition("=")[0] == name for link in args.link):
+        if name not in link_targets(args.link, 0):
             ap.error(f"--learn cross-encoder starts from the profile's cross-encoder: --link {name}=PATH")
         if args.members is not None or args.depth is not None:
             ap.error("--members and --depth are the learnt ranker's; --learn cross-encoder trains none")

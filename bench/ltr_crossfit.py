@@ -36,7 +36,7 @@ from _cli_runs import add_fold_args, models_with_links, step
 from pool_compare import paired_table, pooled_table, side_scores
 
 from shopsearch.judgments import read_qrels, read_queries, write_queries
-from shopsearch.reranker.training_data import JUDGED_FILES
+from shopsearch.reranker.training_data import JUDGED_FILES, OPTIONAL_FILES
 from shopsearch.settings import child_environment
 
 CE_ARGS = ("--hard-negatives 10 --mine-depth 50 --epochs 2 --batch-size 32 --lr 3e-5 --warmup-ratio 0.05 "
@@ -52,7 +52,7 @@ def judged_subset(data: Path, qids: set[str], folder: Path) -> Path:
     if not (sub / "products.jsonl").exists():
         (sub / "products.jsonl").symlink_to((data / "products.jsonl").resolve())
     for name in JUDGED_FILES:
-        if not (data / name).is_file():  # scores-dev.tsv is optional (training_data.OPTIONAL_FILES)
+        if name in OPTIONAL_FILES and not (data / name).is_file():
             continue
         lines = (data / name).read_text(encoding="utf-8").splitlines()
         keep = [line for line in lines if line.split(maxsplit=1)[0] in qids]
