@@ -8,11 +8,12 @@ API overhead (embedding excluded) p50 <= 3 ms, total p95 <= 60 ms.
                             [--opensearch-url http://127.0.0.1:9200] [--repeat 3] [--warmup 20]
                             [--page 2] [--quick] [--profile] [--json OUT]
 
-``--page N`` replays the storefront's page N instead of the first: a deeper page also fetches the retrieval's
-first page, which the list-relative features logged with the query are taken against (reranker/pipeline.py).
-That extra round trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the
-API's ``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it; its legs are also samples of
-the ``took`` and ``alone`` columns (two of each per query).
+``--page N`` replays the storefront's page N instead of the first. The list-relative features logged with the
+query are taken against the retrieval's first page (reranker/pipeline.py): a page that ends within the first
+``STAMP_REACH`` hits is sliced from one search of them all, a deeper one also searches the first page. That second
+round trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the API's
+``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it; its legs are also samples of the
+``took`` and ``alone`` columns (two of each per query).
 
 How each column is measured (all milliseconds):
 
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=20, help="unrecorded requests first (default 20)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N queries")
     ap.add_argument("--page", type=int, default=1,
-                    help="the storefront's result page (default 1); a deeper one also fetches the first page")
+                    help="the storefront's result page (default 1); see the module notes for what a deeper one "
+                         "searches")
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_QUERIES} queries, 1 warm pass")
     ap.add_argument("--profile", action="store_true", help="also cProfile one warm pass of API requests")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--page must be >= 1, got {args.page}")
     if args.page > 1 and args.url:
         raise ValueError("--page > 1 needs the in-process API: a served one's bodies are recorded from a bare "
-                         "searcher, which does not fetch the first page the pipeline fetches for a deeper one")
+                         "searcher, which searches only the page, not the first page the pipeline also needs")
     try:
         res = run_bench(args)
     except RuntimeError as exc:

@@ -43,6 +43,10 @@ from .model_registry import ModelRegistry
 log = logging.getLogger(__name__)
 
 CONVERSION = "conversion"
+# A page without stages that ends within the retrieval's first STAMP_REACH hits is sliced from one search of them,
+# whose first LIST_REFERENCE its logged features are taken against; a deeper page costs a second search instead
+# (fetching more products than this costs more than that second retrieval: bench/RESULTS.md, session 24).
+STAMP_REACH = 48
 
 
 @dataclass(frozen=True)
@@ -187,10 +191,9 @@ class RankingPipeline:
         head = max(rerank.depth if rerank.enabled else 0, conv.depth if conv.enabled else 0)
         start = (req.page - 1) * req.size
         if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
-            resp = self.searcher.search(req, deadline=deadline)  # no stage touches this page
-            if req.sort == "relevance" and req.query.strip() and resp.hits:
-                resp = replace(resp, hits=self._stamped(req, resp.hits, deadline))
-            return resp
+            if req.sort == "relevance" and req.query.strip():
+                return self._stamped(req, deadline)
+            return self.searcher.search(req, deadline=deadline)  # no stage touches this page
         run = self._retrieve_and_rerank(req, profile, max(head, req.page * req.size), deadline)
         hits, notes, reasons = run.hits, run.notes, run.reasons
         if conv.enabled:
@@ -218,20 +221,29 @@ class RankingPipeline:
                               did_you_mean=run.first.did_you_mean, relaxed=run.first.relaxed,
                               rules_applied=run.first.rules_applied, redirect=run.first.redirect)
 
-    def _stamped(self, req: SearchRequest, hits: list[ScoredHit], deadline: Deadline | None) -> list[ScoredHit]:
-        """A page served without stages, with the list-relative features a ranker would compute for it (logged
-        with the query). A page that does not hold the retrieval's first LIST_REFERENCE (a deeper page, a smaller
-        size) takes them against that first page, fetched for it; if that fails, the page goes unstamped (training
-        then ranks it against itself) rather than fail the search."""
-        if hits[0].rank == 1 and (len(hits) >= LIST_REFERENCE or len(hits) < req.size):
-            return with_list_features(hits)
-        try:
-            first = self.searcher.search(replace(req, page=1, size=LIST_REFERENCE, facets=(), explain=False),
-                                         deadline=deadline).hits
-        except Exception as exc:  # noqa: BLE001 - the page itself was found; only its logged features are at stake
-            log.info("list features of page %d not stamped: %s", req.page, exc)
-            return hits
-        return with_list_features(hits, first)
+    def _stamped(self, req: SearchRequest, deadline: Deadline | None) -> SearchResponse:
+        """A relevance page served without stages, with the list-relative features a ranker would compute for it
+        (logged with the query), taken against the retrieval's first LIST_REFERENCE hits. A page that ends within
+        the first STAMP_REACH hits (a storefront's first pages, or a page smaller than the reference) is sliced
+        from one search of them all, so the first page comes with it; a deeper page and its first page are two
+        searches, and if the second fails the page goes unstamped (training then ranks it against itself) rather
+        than fail the search."""
+        start = (req.page - 1) * req.size
+        reach = max(start + req.size, LIST_REFERENCE)
+        if reach > self.limits.max_size or (start and reach > STAMP_REACH):
+            resp = self.searcher.search(req, deadline=deadline)
+            if not resp.hits:
+                return resp
+            try:
+                first = self.searcher.search(replace(req, page=1, size=LIST_REFERENCE, facets=(), explain=False),
+                                             deadline=deadline).hits
+            except Exception as exc:  # noqa: BLE001 - the page itself was found; only its logged features are at stake
+                log.info("list features of page %d not stamped: %s", req.page, exc)
+                return resp
+            return replace(resp, hits=with_list_features(resp.hits, first))
+        whole = self.searcher.search(replace(req, page=1, size=reach), deadline=deadline)
+        page = with_list_features(whole.hits)[start:start + req.size]
+        return replace(whole, page=req.page, size=req.size, hits=page)
 
     def ranker_input(self, req: SearchRequest, *, context: SearchContext | None = None) -> RankerInput:
         """What the profile's conversion (learned ranker) stage would order for ``req``, without running it: the

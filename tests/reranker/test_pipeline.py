@@ -23,6 +23,7 @@ from shopsearch.reranker.conversion import ConversionModel
 from shopsearch.reranker.cross_encoder import CrossEncoderReranker
 from shopsearch.reranker.features import Affinity, FeatureContext
 from shopsearch.reranker.model_registry import ModelNotFound, ModelRegistry
+from shopsearch.reranker import pipeline as pipeline_module
 from shopsearch.reranker.pipeline import RankingPipeline, SearchContext, check_models
 from shopsearch.settings import Settings
 from tests.reranker.tiny_ce import build_tiny_cross_encoder
@@ -172,9 +173,16 @@ def test_asks_for_enough_candidates_and_skips_pages_below_the_head(searcher, reg
     assert ids(resp.hits) == [FUSED_IDS[2], FUSED_IDS[1], FUSED_IDS[0], FUSED_IDS[8], FUSED_IDS[9]]
     searcher.requests.clear()
     below = pipeline.search(SearchRequest("lamp", page=3, size=5, profile="ce"))  # ranks 11-15: all in the tail
-    # the page itself, then the first page its logged list features are taken against
-    assert [(r.page, r.size) for r in searcher.requests] == [(3, 5), (1, 10)]
-    assert ids(below.hits) == FUSED_IDS[10:15] and "rerank" not in below.timings_ms
+    # sliced from one search of ranks 1-15, whose first page its logged list features are taken against
+    assert [(r.page, r.size) for r in searcher.requests] == [(1, 15)]
+    assert ids(below.hits) == FUSED_IDS[10:15] and [h.rank for h in below.hits] == list(range(11, 16))
+    assert (below.page, below.size) == (3, 5) and "rerank" not in below.timings_ms
+    assert [h.stages["retrieval_rank"] for h in below.hits] == list(range(11, 16))
+    longer = FixedSearcher(searcher.profiles, n=80)
+    deep = RankingPipeline(longer, registry).search(SearchRequest("lamp", page=6, size=10, profile="ce"))
+    # past STAMP_REACH: the page itself, then the first page, rather than fetch every product above it
+    assert [(r.page, r.size) for r in longer.requests] == [(6, 10), (1, 10)]
+    assert [h.rank for h in deep.hits] == list(range(51, 61)) and deep.hits[0].stages["retrieval_rank"] == 51
 
 
 def test_a_head_deeper_than_a_page_is_fetched_in_chunks(profiles, registry):
@@ -329,7 +337,8 @@ def test_shopper_context_reaches_the_features_and_a_broken_history_degrades(sear
 def test_profiles_without_stages_and_bad_requests_pass_through(searcher, registry):
     pipeline = RankingPipeline(searcher, registry)
     resp = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain"))
-    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(2, 5), (1, 10)]
+    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(1, 10)]
+    assert (resp.page, resp.size, resp.total) == (2, 5, N)
     searcher.requests.clear()
     price = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain", sort="price_asc"))
     assert [(r.page, r.size) for r in searcher.requests] == [(2, 5)]  # no ranker orders a price-sorted page
@@ -436,7 +445,7 @@ def test_ranker_input_is_the_head_the_conversion_stage_scores(searcher, registry
         pipeline.ranker_input(SearchRequest("lamp", profile="ce"))
 
 
-def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(profiles, registry):
+def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(profiles, registry, monkeypatch):
     """The query log records the first page a profile without stages served; a ranker over a head of 30 must
     compute the list-relative features of those ten products as training from that log does."""
     from shopsearch.reranker.features import LIST_FEATURES, LIST_REFERENCE, list_features
@@ -451,7 +460,11 @@ def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(prof
     served = {h.id: r for h, r in zip(head, list_features("lamp", head, FeatureContext()))}
     assert len(head) == 30
     # the first page, a deeper page and a smaller one, as the storefront or an API client asks for them
-    for page, size in ((1, LIST_REFERENCE), (2, LIST_REFERENCE), (2, 12), (1, 5)):
+    # each page sliced from one search of the ranking down to it, then (reach 12) each past the first page fetching
+    # that first page in a search of its own
+    pages = ((1, LIST_REFERENCE), (2, LIST_REFERENCE), (2, 12), (1, 5), (3, LIST_REFERENCE), (6, 5))
+    for reach, page, size in [(pipeline_module.STAMP_REACH, *p) for p in pages] + [(12, *p) for p in pages]:
+        monkeypatch.setattr(pipeline_module, "STAMP_REACH", reach)
         logged = pipeline.search(SearchRequest("lamp", page=page, size=size, profile="plain", explain=True)).hits
         # what training from the UBI log rebuilds: the logged stages on the logged products, nothing else
         rebuilt = [ScoredHit(h.id, h.rank, 0.0, h.source, dict(h.stages)) for h in logged]
