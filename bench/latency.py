@@ -13,7 +13,7 @@ query are taken against the retrieval's first page (reranker/pipeline.py): a pag
 ``STAMP_REACH`` hits is sliced from one search of them all, a deeper one also searches the first page. That second
 round trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the API's
 ``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it; its legs are also samples of the
-``took`` and ``alone`` columns (two of each per query).
+``took`` and ``alone`` columns (two of each per query on such a page).
 
 How each column is measured (all milliseconds):
 

@@ -192,7 +192,7 @@ class RankingPipeline:
         start = (req.page - 1) * req.size
         if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
             if req.sort == "relevance" and req.query.strip():
-                return self._stamped(req, deadline)
+                return self._stamped(req, profile, deadline)
             return self.searcher.search(req, deadline=deadline)  # no stage touches this page
         run = self._retrieve_and_rerank(req, profile, max(head, req.page * req.size), deadline)
         hits, notes, reasons = run.hits, run.notes, run.reasons
@@ -221,29 +221,36 @@ class RankingPipeline:
                               did_you_mean=run.first.did_you_mean, relaxed=run.first.relaxed,
                               rules_applied=run.first.rules_applied, redirect=run.first.redirect)
 
-    def _stamped(self, req: SearchRequest, deadline: Deadline | None) -> SearchResponse:
+    def _stamped(self, req: SearchRequest, profile: Profile, deadline: Deadline | None) -> SearchResponse:
         """A relevance page served without stages, with the list-relative features a ranker would compute for it
-        (logged with the query), taken against the retrieval's first LIST_REFERENCE hits. A page that ends within
-        the first STAMP_REACH hits (a storefront's first pages, or a page smaller than the reference) is sliced
-        from one search of them all, so the first page comes with it; a deeper page and its first page are two
-        searches, and if the second fails the page goes unstamped (training then ranks it against itself) rather
-        than fail the search."""
+        (logged with the query), taken against the retrieval's first LIST_REFERENCE hits.
+
+        A first page, or a page that ends within the first STAMP_REACH hits, is sliced from one search of the
+        ranking down to it, so the first page comes with it. A deeper page, or one whose profile computes per-field
+        BM25 for a head a search from page 1 would claim it lies in, and its first page are two searches; if the
+        second fails, the page goes unstamped (training then ranks it against itself) rather than fail the search.
+        """
         start = (req.page - 1) * req.size
         reach = max(start + req.size, LIST_REFERENCE)
-        if reach > self.limits.max_size or (start and reach > STAMP_REACH):
-            resp = self.searcher.search(req, deadline=deadline)
-            if not resp.hits:
-                return resp
-            try:
-                first = self.searcher.search(replace(req, page=1, size=LIST_REFERENCE, facets=(), explain=False),
-                                             deadline=deadline).hits
-            except Exception as exc:  # noqa: BLE001 - the page itself was found; only its logged features are at stake
-                log.info("list features of page %d not stamped: %s", req.page, exc)
-                return resp
-            return replace(resp, hits=with_list_features(resp.hits, first))
-        whole = self.searcher.search(replace(req, page=1, size=reach), deadline=deadline)
-        page = with_list_features(whole.hits)[start:start + req.size]
-        return replace(whole, page=req.page, size=req.size, hits=page)
+        if reach <= self.limits.max_size and (not start or (reach <= STAMP_REACH and not profile.conversion.depth)):
+            whole = self.searcher.search(replace(req, page=1, size=reach), deadline=deadline)
+            hits = with_list_features(whole.hits)[start:start + req.size]
+            if start and not hits and "match:deadline" in whole.degraded_reasons:
+                # the page lies past the fused hits and the matching set was not read in time: nothing to serve
+                raise DeadlineExceeded("match")
+            return replace(whole, page=req.page, size=req.size, hits=hits)
+        resp = self.searcher.search(req, deadline=deadline)
+        if not resp.hits:
+            return resp
+        if not start and (len(resp.hits) >= LIST_REFERENCE or len(resp.hits) < req.size):
+            return replace(resp, hits=with_list_features(resp.hits))  # it holds the first page, or all there is
+        try:
+            first = self.searcher.search(replace(req, page=1, size=LIST_REFERENCE, facets=(), explain=False),
+                                         deadline=deadline).hits
+        except Exception as exc:  # noqa: BLE001 - the page itself was found; only its logged features are at stake
+            log.info("list features of page %d not stamped: %s", req.page, exc)
+            return resp
+        return replace(resp, hits=with_list_features(resp.hits, first))
 
     def ranker_input(self, req: SearchRequest, *, context: SearchContext | None = None) -> RankerInput:
         """What the profile's conversion (learned ranker) stage would order for ``req``, without running it: the

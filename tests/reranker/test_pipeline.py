@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shopsearch.deadline import DeadlineExceeded
 from shopsearch.plugin.hybrid import validate_request
 from shopsearch.plugin.profiles import ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
@@ -190,6 +191,39 @@ def test_a_head_deeper_than_a_page_is_fetched_in_chunks(profiles, registry):
     resp = RankingPipeline(searcher, registry).search(SearchRequest("lamp", size=10, profile="ce-deep"))
     assert [(r.page, r.size, bool(r.facets)) for r in searcher.requests] == [(1, 100, True), (2, 100, False)]
     assert resp.hits[0].id == "p149" and resp.timings_ms["retrieve"] == 2.0  # summed over both calls
+
+
+class MatchCutSearcher(FixedSearcher):
+    """HybridSearcher's answer when the matching set was not read in time: the fused hits only, degraded, and a
+    page that lies wholly past them raises (``fused`` holds the fused hits; nothing continues past them)."""
+
+    def search(self, req: SearchRequest, *, deadline=None) -> SearchResponse:
+        start = (req.page - 1) * req.size
+        if start >= len(self.fused):
+            self.requests.append(req)
+            raise DeadlineExceeded("match")
+        resp = super().search(req, deadline=deadline)
+        return replace(resp, degraded=True, degraded_reasons=("match:deadline",))
+
+
+def test_a_page_sliced_from_one_search_serves_what_the_page_alone_would(profiles, registry):
+    # a page past the fused hits whose matching set ran out of time: the 503 the page alone gets, not an empty 200
+    cut = MatchCutSearcher(profiles, n=20)
+    with pytest.raises(DeadlineExceeded):
+        RankingPipeline(cut, registry).search(SearchRequest("lamp", page=3, size=10, profile="plain"))
+    part = RankingPipeline(cut, registry).search(SearchRequest("lamp", page=2, size=15, profile="plain"))
+    assert [h.rank for h in part.hits] == list(range(16, 21)) and part.degraded_reasons == ("match:deadline",)
+    # a profile whose ranker head would take a search from page 1 for its own (per-field BM25 on every hit):
+    # the page below the head is searched as itself
+    searcher = FixedSearcher(profiles)
+    RankingPipeline(searcher, registry).search(SearchRequest("lamp", page=3, size=5, profile="conv-only"))
+    assert [(r.page, r.size) for r in searcher.requests] == [(3, 5), (1, 10)]
+    # a results limit below the reference: a short first page is still stamped against itself
+    small = FixedSearcher(profiles, n=3)
+    small.settings = Settings(max_size=8)
+    short = RankingPipeline(small, registry).search(SearchRequest("lamp", size=5, profile="plain"))
+    assert [(r.page, r.size) for r in small.requests] == [(1, 5)]
+    assert [h.stages["retrieval_rank"] for h in short.hits] == [1, 2, 3]
 
 
 def test_pages_are_stable_after_reranking(searcher, registry):
