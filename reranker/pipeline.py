@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 CONVERSION = "conversion"
 # A page without stages that ends within the retrieval's first STAMP_REACH hits is sliced from one search of them,
-# whose first LIST_REFERENCE its logged features are taken against; a deeper page costs a second search instead
-# (fetching more products than this costs more than that second retrieval: bench/RESULTS.md, session 24).
+# whose first LIST_REFERENCE its logged features are taken against; a deeper page costs a second search instead.
+# Fetching 48 products cost less than that second retrieval (bench/RESULTS.md, session 24); more was not measured.
 STAMP_REACH = 48
 
 
