@@ -234,7 +234,7 @@ class RankingPipeline:
         reach = max(start + req.size, LIST_REFERENCE)
         if reach <= self.limits.max_size and (not start or (reach <= STAMP_REACH and not profile.conversion.depth)):
             whole = self.searcher.search(replace(req, page=1, size=reach), deadline=deadline)
-            hits = with_list_features(whole.hits)[start:start + req.size]
+            hits = with_list_features(whole.hits[start:start + req.size], whole.hits)  # the page's, not the ranking's
             if start and not hits and "match:deadline" in whole.degraded_reasons:
                 # the page lies past the fused hits and the matching set was not read in time: nothing to serve
                 raise DeadlineExceeded("match")
