@@ -19,12 +19,12 @@ from shopsearch.deadline import DeadlineExceeded
 from shopsearch.plugin.hybrid import validate_request
 from shopsearch.plugin.profiles import ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
+from shopsearch.reranker import pipeline as pipeline_module
 from shopsearch.reranker.batch_cost import BatchCost
 from shopsearch.reranker.conversion import ConversionModel
 from shopsearch.reranker.cross_encoder import CrossEncoderReranker
 from shopsearch.reranker.features import Affinity, FeatureContext
 from shopsearch.reranker.model_registry import ModelNotFound, ModelRegistry
-from shopsearch.reranker import pipeline as pipeline_module
 from shopsearch.reranker.pipeline import RankingPipeline, SearchContext, check_models
 from shopsearch.settings import Settings
 from tests.reranker.tiny_ce import build_tiny_cross_encoder
