@@ -8,7 +8,9 @@ Per fold (``split_queries``, seed 0 as ``train ranker --folds K --fold I``, or `
    with ``--explore SHARE`` that share of `default`'s first pages explores (reranker/exploration.py: FairPairs
    swaps within the profile's explore depth, logged with the query);
 2. ``shopsearch simulate-traffic --sessions N`` on the fold's *training* queries only (shoppers whose
-   satisfaction comes from the human grades; every record marked simulated);
+   satisfaction comes from the human grades; every record marked simulated); with ``--show-learnt SHARE``
+   (``--learn cross-encoder``) an A/B experiment serves that share of the shoppers the learnt profile with the
+   cross-encoder it starts from, so the logs also grade the products *it* would put first;
 3. ``shopsearch judgments from-logs --model pbm``: graded qrels from the clicks (Kendall tau against the human
    grades of the same pairs is printed: how well clicks recover relevance);
 4. ``shopsearch train ranker --logs`` (position-debiased lambdarank on the features logged at serving time), or
@@ -58,6 +60,7 @@ from _cli_runs import add_fold_args, link_targets, models_with_links, sh
 from pool_compare import pooled_table
 
 EXPERIMENT = "closed-loop"
+TRAIN_EXPERIMENT = "closed-loop-training"  # --show-learnt's A/B split of the training traffic
 # The shopper-behaviour features (product CTR/CVR/impressions, user affinity) are left out: `compare` scores the
 # test queries offline, with no event history, so they would be priors there and not what the model learnt from.
 BEHAVIOUR = ("ctr", "cvr", "impressions_log", "user_brand_affinity", "user_category_affinity", "user_history_log")
@@ -131,6 +134,11 @@ def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
                      "learnt_profile()")
         depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
         text = text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n")
+    if args.show_learnt and args.explore:  # its served lists explore as default's do
+        if "\n[explore]\n" in text:
+            sys.exit(f"closed_loop: the packaged {args.profile} profile now has an [explore] table; update "
+                     "learnt_profile()")
+        text += f"\n[explore]\nshare = {args.explore}\n"
     (folder / f"{args.profile}.toml").write_text(text, encoding="utf-8")
     if args.explore:
         default = ProfileStore().get("default").path.read_text(encoding="utf-8")
@@ -235,11 +243,20 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     models = Path(env["SHOPSEARCH_MODELS"])
     env["SHOPSEARCH_HOME"] = str(fold_home(base_home, d / "home"))
     key = search_key(env)
+    train_env = env
+    if args.show_learnt:
+        experiments = d / "train-experiments.toml"
+        experiments.write_text(
+            f'[experiments.{TRAIN_EXPERIMENT}]\ndescription = "SIMULATED: training traffic, {learnt} with the '
+            f'cross-encoder it starts from shown to a share of the shoppers"\nmode = "ab"\narms = [{{ profile = '
+            f'"default", share = {1 - args.show_learnt} }}, {{ profile = "{learnt}", share = {args.show_learnt} }}]\n',
+            encoding="utf-8")
+        train_env = {**env, "SHOPSEARCH_EXPERIMENTS_FILE": str(experiments)}
     t0 = time.perf_counter()
-    with serving(args.index, env, d / "serve.log") as url:
+    with serving(args.index, train_env, d / "serve.log") as url:
         sh(["shopsearch", "simulate-traffic", "--url", url, "--data", args.data, "--sessions", str(args.sessions),
             "--queries", str(d / "train.tsv"), "--seed", str(shopper_seed(args, f)), "--concurrency",
-            str(args.concurrency), "--key", key], env, d / "traffic.txt")
+            str(args.concurrency), "--key", key], train_env, d / "traffic.txt")
     traffic_s = time.perf_counter() - t0
     sh(["shopsearch", "judgments", "from-logs", "--model", args.click_model, "--out", str(d / "logs-qrels.txt"),
         "--min-impressions", str(args.min_impressions), "--engine", "embedded"], env, d / "judgments.txt")
@@ -260,7 +277,8 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
         "--queries", str(d / "test.tsv"), "--qrels", str(Path(args.data) / "qrels-dev.txt"), "default", learnt],
        env, d / "compare.json")
     result = {"fold": f, "profile": learnt, "train_queries": len(train), "test_queries": len(test),
-              "sessions": args.sessions, "explore": args.explore, "seed": args.seed, "members": args.members or 1,
+              "sessions": args.sessions, "explore": args.explore, "show_learnt": args.show_learnt, "seed": args.seed,
+              "members": args.members or 1,
               "traffic_s": round(traffic_s, 1), "tau": tau, "tau_pairs": pairs}
     interleave(f, d, args, env, base_home, result)
     return result
@@ -356,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explore", type=float, default=0.0, metavar="SHARE",
                     help="share of `default`'s first pages that explore while the training traffic is served "
                          "(FairPairs swaps within default's [explore] depth; default 0: none)")
+    ap.add_argument("--show-learnt", type=float, default=0.0, metavar="SHARE",
+                    help="share of the shoppers served the learnt profile, with the cross-encoder it starts from, "
+                         "while the training traffic is served (an A/B experiment; --learn cross-encoder only; "
+                         "default 0: `default` serves every shopper)")
     ap.add_argument("--seed", type=int, default=0,
                     help="the folds' split and the simulated shoppers' seed (default 0; another value replicates "
                          "the run independently)")
@@ -369,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.0 <= args.explore <= 1.0:
         ap.error(f"--explore {args.explore}: must be a share in [0, 1]")
+    if not 0.0 <= args.show_learnt < 1.0:
+        ap.error(f"--show-learnt {args.show_learnt}: must be a share in [0, 1)")
+    if args.show_learnt and args.learn != "cross-encoder":
+        ap.error("--show-learnt serves the learnt profile before it has learnt: only --learn cross-encoder's profile "
+                 "can be served then (with the cross-encoder it starts from)")
     from shopsearch.plugin.profiles import ProfileStore, UnknownProfile
 
     try:
@@ -409,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nSIMULATED shoppers (reranker/simulate.py's model, satisfaction from the human grades)")
     for r in results:
         print(f"fold {r['fold']} (seed {r.get('seed', 0)}): {r['sessions']} sessions in {r['traffic_s']:.0f}s "
-              f"(exploring share {r.get('explore', 0.0)}), click-model tau {r['tau']:.3f} ({r['tau_pairs']} pairs)")
+              f"(exploring share {r.get('explore', 0.0)}, learnt profile shown to {r.get('show_learnt', 0.0)}), "
+              f"click-model tau {r['tau']:.3f} ({r['tau_pairs']} pairs)")
     print("\n".join(pooled_table([d / "compare.json" for d in dirs])))
     if all((d / "home-interleave" / "ubi").is_dir() for d in dirs):
         print()
