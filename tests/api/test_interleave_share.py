@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from shopsearch.indexer.records import Product
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "interleave_share.py"
+from tests.bench_modules import load_bench
 
 
 @pytest.fixture(scope="module")
 def module():
-    spec = importlib.util.spec_from_file_location("interleave_share", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("interleave_share")
 
 
 PRODUCTS = {f"p{i}": Product(id=f"p{i}", title=f"p{i}", price=20.0, rating=4.0) for i in range(12)}

@@ -82,12 +82,9 @@ def test_a_folder_the_model_never_trained_on_is_scored_on_every_query(data_and_m
 
 
 def test_fold_models_pool_into_every_query_each_scored_by_the_model_that_never_saw_it(data_and_model, tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from tests.bench_modules import load_bench
 
-    spec = importlib.util.spec_from_file_location("ce_eval", Path(__file__).parents[2] / "bench" / "ce_eval.py")
-    ce_eval = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ce_eval)
+    ce_eval = load_bench("ce_eval")
     data, _ = data_and_model
     js = load_judged_set(data)
     train_of = {}
