@@ -54,6 +54,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from _cli_runs import add_fold_args, link_targets, models_with_links, sh
@@ -135,7 +136,7 @@ def learnt_profile(d: Path, args: argparse.Namespace) -> Path:
         depth = args.depth if args.depth is not None else (10 if args.learn == "logs" else 50)
         text = text.replace("\ndepth = 50\n", f"\ndepth = {depth}\n")
     if args.show_learnt and args.explore:  # its served lists explore as default's do
-        if "\n[explore]\n" in text:
+        if "explore" in tomllib.loads(text):
             sys.exit(f"closed_loop: the packaged {args.profile} profile now has an [explore] table; update "
                      "learnt_profile()")
         text += f"\n[explore]\nshare = {args.explore}\n"
@@ -245,6 +246,10 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     key = search_key(env)
     train_env = env
     if args.show_learnt:
+        # the profile as it starts: a rerun of the fold would otherwise serve the model it learnt last time
+        name = cross_encoder_of(args)
+        (models / name).unlink(missing_ok=True)
+        (models / name).symlink_to(link_targets(args.link, f)[name].resolve())
         experiments = d / "train-experiments.toml"
         experiments.write_text(
             f'[experiments.{TRAIN_EXPERIMENT}]\ndescription = "SIMULATED: training traffic, {learnt} with the '

@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 BASELINE = "default"
+CANDIDATE = "candidate"  # the team label of whichever profile a fold's candidate is, so folds pool
 DEPTH = 20  # each ranking's head given to the draft; a 10-result page never reaches past it
 
 
@@ -60,7 +61,8 @@ def expected_preference(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence
         for c in range(coins):
             tally = Counter()
             merged = team_draft(a[qid], b.get(qid, []), seed=f"{seed}:{qid}:{c}", teams=names, length=page)
-            shown = [ShownProduct(i + 1, products[pid], g.get(pid, 0)) for i, pid in enumerate(merged.ids)]
+            shown = [ShownProduct(i + 1, products.get(pid) or _bare(pid), g.get(pid, 0))
+                     for i, pid in enumerate(merged.ids)]
             for _ in range(shoppers):
                 user = users[int(rng.integers(len(users)))]
                 clicks = [x.product_id for x in decide(params, shown, user, max_grade, rng) if x.type == "click"]
@@ -69,8 +71,17 @@ def expected_preference(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence
     return out
 
 
+def _bare(pid: str):
+    """A product the catalog file lacks, as simulate-traffic would show a hit without fields."""
+    from shopsearch.indexer.records import Product
+    from shopsearch.reranker.sim_catalog import with_simulated_attributes
+
+    return with_simulated_attributes(Product(id=pid, title=""))
+
+
 def fold_rankings(d: Path, index: str, profiles: Sequence[str], model: str) -> dict[str, dict[str, list[str]]]:
-    """Each profile's top :data:`DEPTH` on the fold's test queries, through the fold's models and profiles."""
+    """Each profile's top :data:`DEPTH` on the fold's test queries, through the fold's models and profiles (the
+    query bi-encoder as ``compare`` loads it). A search served degraded is reported on stderr."""
     from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.judgments import read_queries
@@ -85,17 +96,23 @@ def fold_rankings(d: Path, index: str, profiles: Sequence[str], model: str) -> d
                               "profiles_dir": str(d / "profiles")})
     engine = open_engine("embedded", settings=settings)
     try:
-        pipeline = RankingPipeline(HybridSearcher(engine, index, BiEncoder(model), ProfileStore(settings=settings)),
-                                   ModelRegistry([d / "models"]), budgets=False)
+        searcher = HybridSearcher(engine, index, BiEncoder(model), ProfileStore(settings=settings), settings=settings)
+        pipeline = RankingPipeline(searcher, ModelRegistry([d / "models"]), budgets=False)
         todo = {q.qid: q.text for q in read_queries(d / "test.tsv")}
-        return {p: rank_queries(pipeline, todo, p, depth=DEPTH, progress=False).rankings for p in profiles}
+        runs = {p: rank_queries(pipeline, todo, p, depth=DEPTH, progress=False) for p in profiles}
+        for p, run in runs.items():
+            if run.degraded:
+                print(f"interleave_share: {d.name}: {run.degraded} searches of {p} served degraded", file=sys.stderr)
+        return {p: run.rankings for p, run in runs.items()}
     finally:
         engine.close()
 
 
-def summary(name: str, lists: Sequence[Counter], candidate: str) -> str:
-    """One line: the candidate's expected share of decided searches with its 95% CI (the simulation's noise; each
-    interleaved list one cluster, since its shoppers share it), and the searches needed."""
+def summary(name: str, lists: Sequence[Counter], candidate: str = CANDIDATE) -> str:
+    """One line: the candidate's expected share of decided searches with its 95% CI, and the searches needed.
+
+    The interval is the simulation's error only (each interleaved list one cluster, since its shoppers share it),
+    for these queries, shoppers and models: not the uncertainty of a live experiment."""
     from shopsearch.api.experiment_report import searches_needed
 
     wins = np.array([t[candidate] for t in lists], dtype=float)
@@ -107,9 +124,9 @@ def summary(name: str, lists: Sequence[Counter], candidate: str) -> str:
     half = 1.96 * np.sqrt(((wins - share * decided) ** 2).sum()) / max(w + l, 1)  # ratio estimator, clustered
     ties, n = int(ties.sum()), int(n.sum())
     needed = searches_needed(w, l, n, 0.05)
-    return (f"{name}: expected share {share:.4f} [{share - half:.4f}, {share + half:.4f}], decided {(w + l) / n:.3f}; "
-            f"searches for 80% power at p < 0.05: {needed if needed else 'never (no lean)'}"
-            + ("" if share > 0.5 else f" (the lean is to {BASELINE})"))
+    return (f"{name}: expected share {share:.4f} [{share - half:.4f}, {share + half:.4f}] (simulation error), "
+            f"decided {(w + l) / max(n, 1):.3f}; searches for 80% power at p < 0.05: "
+            f"{needed if needed else 'never (no lean)'}" + (f" (the lean is to {BASELINE})" if share < 0.5 else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,24 +163,23 @@ def main(argv: list[str] | None = None) -> int:
         runs = fold_rankings(d, args.index, (BASELINE, candidate), args.model)
         tallies = expected_preference(runs[BASELINE], runs[candidate], data.qrels, products, data.max_grade,
                                       coins=args.coins, shoppers=args.shoppers, seed=args.seed,
-                                      names=(BASELINE, candidate))
+                                      names=(BASELINE, CANDIDATE))
         lists = [t for per_coin in tallies.values() for t in per_coin]
         pooled += lists
-        line = summary(f"{d.name} ({len(tallies)} queries, {candidate})", lists, candidate)
-        per_query = (d / "compare.json")
-        if per_query.is_file():
-            report = json.loads(per_query.read_text(encoding="utf-8"))
+        line = summary(f"{d.name} ({len(tallies)} queries, {candidate})", lists)
+        per_query = d / "compare.json"
+        report = json.loads(per_query.read_text(encoding="utf-8")) if per_query.is_file() else {}
+        if (report.get("a"), report.get("b")) == (BASELINE, candidate):  # the fold's comparison of these two
             line += f"; nDCG@10 delta {report['metrics']['ndcg@10']['delta']:+.4f}"
             for qid, per_coin in tallies.items():
                 scores = report["per_query"].get(qid)
                 if scores:
                     t = sum(per_coin, Counter())
-                    prefs.append((t[candidate] - (sum(t.values()) - t[candidate] - t[None])) / sum(t.values()))
+                    prefs.append((t[CANDIDATE] - t[BASELINE]) / sum(t.values()))
                     deltas.append(scores["b"]["ndcg@10"] - scores["a"]["ndcg@10"])
         print(line, flush=True)
     print(summary(f"pooled ({len(pooled) // args.coins} queries, {args.coins} coins x {args.shoppers} shoppers "
-                  "each)", pooled,
-                  args.candidate or candidate))
+                  "each)", pooled))
     if len(prefs) > 2:
         print(f"per query, Spearman of the expected preference against the nDCG@10 delta: "
               f"{spearmanr(prefs, deltas).statistic:.3f} ({len(prefs)} queries)")
