@@ -159,6 +159,23 @@ def serving_env(f: int, d: Path, args: argparse.Namespace, base_env: dict[str, s
             "SHOPSEARCH_PROFILES": str(learnt_profile(d, args))}
 
 
+def write_experiment(path: Path, name: str, description: str, mode: str,
+                     arms: list[tuple[str, float | None]]) -> Path:
+    """An experiments file of one experiment (reranker/experiments.example.toml): arms as (profile, share), share
+    None for an interleaving's arms."""
+    cells = ", ".join(f"{{ profile = {json.dumps(profile)}" + ("" if share is None else f", share = {share}") + " }"
+                      for profile, share in arms)
+    path.write_text(f"[experiments.{name}]\ndescription = {json.dumps(description)}\nmode = {json.dumps(mode)}\n"
+                    f"arms = [{cells}]\n", encoding="utf-8")
+    return path
+
+
+def relink(link: Path, target: Path) -> None:
+    """Point the fold's model ``link`` at ``target`` (a model folder), whatever it pointed at before."""
+    link.unlink(missing_ok=True)
+    link.symlink_to(target.resolve())
+
+
 def search_key(env: dict[str, str]) -> str:
     """A fresh search-role API key in the home's keys file (the API then refuses keyless calls)."""
     return sh(["shopsearch", "keys", "create", "--role", "search", "--name", "simulated-shoppers"],
@@ -210,8 +227,7 @@ def learn_cross_encoder(f: int, d: Path, args: argparse.Namespace, env: dict[str
         "--lr", "3e-5", "--warmup-ratio", "0.05", "--max-length", "48", "--max-valid-pairs", "100000",
         "--eval-steps", "50", "--patience", "4", "--seed", str(args.seed), "--loss", "lambda", "--list-size", "16",
         "--no-progress"], env, d / "train.txt")
-    (models / name).unlink(missing_ok=True)
-    (models / name).symlink_to(out.resolve())
+    relink(models / name, out)
 
 
 def cross_encoder_of(args: argparse.Namespace) -> str:
@@ -248,14 +264,11 @@ def run_fold(f: int, args: argparse.Namespace, base_env: dict[str, str], base_ho
     if args.show_learnt:
         # the profile as it starts: a rerun of the fold would otherwise serve the model it learnt last time
         name = cross_encoder_of(args)
-        (models / name).unlink(missing_ok=True)
-        (models / name).symlink_to(link_targets(args.link, f)[name].resolve())
-        experiments = d / "train-experiments.toml"
-        experiments.write_text(
-            f'[experiments.{TRAIN_EXPERIMENT}]\ndescription = "SIMULATED: training traffic, {learnt} with the '
-            f'cross-encoder it starts from shown to a share of the shoppers"\nmode = "ab"\narms = [{{ profile = '
-            f'"default", share = {1 - args.show_learnt} }}, {{ profile = "{learnt}", share = {args.show_learnt} }}]\n',
-            encoding="utf-8")
+        relink(models / name, link_targets(args.link, f)[name])
+        experiments = write_experiment(
+            d / "train-experiments.toml", TRAIN_EXPERIMENT, f"SIMULATED: training traffic, {learnt} with the "
+            "cross-encoder it starts from shown to a share of the shoppers", "ab",
+            [("default", 1 - args.show_learnt), (learnt, args.show_learnt)])
         train_env = {**env, "SHOPSEARCH_EXPERIMENTS_FILE": str(experiments)}
     t0 = time.perf_counter()
     with serving(args.index, train_env, d / "serve.log") as url:
@@ -314,10 +327,9 @@ def interleave(f: int, d: Path, args: argparse.Namespace, env: dict[str, str], b
     ``result.json``."""
     learnt = args.profile
     if args.interleave_sessions:
-        experiments = d / "experiments.toml"
-        experiments.write_text(f'[experiments.{EXPERIMENT}]\ndescription = "SIMULATED: {learnt} learnt from fold '
-                               f'{f}\'s logs against default"\nmode = "interleave"\narms = [{{ profile = "default" }}, '
-                               f'{{ profile = "{learnt}" }}]\n', encoding="utf-8")
+        experiments = write_experiment(d / "experiments.toml", EXPERIMENT,
+                                       f"SIMULATED: {learnt} learnt from fold {f}'s logs against default",
+                                       "interleave", [("default", None), (learnt, None)])
         il_env = {**env, "SHOPSEARCH_HOME": str(fold_home(base_home, d / "home-interleave")),
                   "SHOPSEARCH_EXPERIMENTS_FILE": str(experiments)}
         il_key = search_key(il_env)

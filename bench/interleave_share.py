@@ -79,13 +79,11 @@ def _bare(pid: str):
     return with_simulated_attributes(Product(id=pid, title=""))
 
 
-def fold_rankings(d: Path, index: str, profiles: Sequence[str], model: str) -> dict[str, dict[str, list[str]]]:
+def fold_rankings(engine, encoder, d: Path, index: str, profiles: Sequence[str]) -> dict[str, dict[str, list[str]]]:
     """Each profile's top :data:`DEPTH` on the fold's test queries, through the fold's models and profiles (the
-    query bi-encoder as ``compare`` loads it). A search served degraded is reported on stderr."""
+    engine and query bi-encoder shared by every fold). A search served degraded is reported on stderr."""
     from shopsearch.api.ranking_runs import rank_queries
-    from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.judgments import read_queries
-    from shopsearch.plugin.engines import open_engine
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.reranker.model_registry import ModelRegistry
@@ -94,18 +92,14 @@ def fold_rankings(d: Path, index: str, profiles: Sequence[str], model: str) -> d
 
     settings = load_settings({"engine": "embedded", "models_dir": str(d / "models"),
                               "profiles_dir": str(d / "profiles")})
-    engine = open_engine("embedded", settings=settings)
-    try:
-        searcher = HybridSearcher(engine, index, BiEncoder(model), ProfileStore(settings=settings), settings=settings)
-        pipeline = RankingPipeline(searcher, ModelRegistry([d / "models"]), budgets=False)
-        todo = {q.qid: q.text for q in read_queries(d / "test.tsv")}
-        runs = {p: rank_queries(pipeline, todo, p, depth=DEPTH, progress=False) for p in profiles}
-        for p, run in runs.items():
-            if run.degraded:
-                print(f"interleave_share: {d.name}: {run.degraded} searches of {p} served degraded", file=sys.stderr)
-        return {p: run.rankings for p, run in runs.items()}
-    finally:
-        engine.close()
+    searcher = HybridSearcher(engine, index, encoder, ProfileStore(settings=settings), settings=settings)
+    pipeline = RankingPipeline(searcher, ModelRegistry([d / "models"]), budgets=False)
+    todo = {q.qid: q.text for q in read_queries(d / "test.tsv")}
+    runs = {p: rank_queries(pipeline, todo, p, depth=DEPTH, progress=False) for p in profiles}
+    for p, run in runs.items():
+        if run.degraded:
+            print(f"interleave_share: {d.name}: {run.degraded} searches of {p} served degraded", file=sys.stderr)
+    return {p: run.rankings for p, run in runs.items()}
 
 
 def summary(name: str, lists: Sequence[Counter], candidate: str = CANDIDATE) -> str:
@@ -132,8 +126,11 @@ def summary(name: str, lists: Sequence[Counter], candidate: str = CANDIDATE) -> 
 def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
+    from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.indexer.records import Product
+    from shopsearch.plugin.engines import open_engine
     from shopsearch.reranker.sim_catalog import load_judged, with_simulated_attributes
+    from shopsearch.settings import load_settings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", required=True, help="a closed-loop work folder (fold*/ inside)")
@@ -158,26 +155,31 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"interleave_share: no fold*/result.json under {args.work}")
     print("SIMULATED shoppers (the human grades), expected team-draft interleaving outcome per fold:", flush=True)
     pooled, prefs, deltas = [], [], []
-    for d in dirs:
-        candidate = args.candidate or json.loads((d / "result.json").read_text(encoding="utf-8"))["profile"]
-        runs = fold_rankings(d, args.index, (BASELINE, candidate), args.model)
-        tallies = expected_preference(runs[BASELINE], runs[candidate], data.qrels, products, data.max_grade,
-                                      coins=args.coins, shoppers=args.shoppers, seed=args.seed,
-                                      names=(BASELINE, CANDIDATE))
-        lists = [t for per_coin in tallies.values() for t in per_coin]
-        pooled += lists
-        line = summary(f"{d.name} ({len(tallies)} queries, {candidate})", lists)
-        per_query = d / "compare.json"
-        report = json.loads(per_query.read_text(encoding="utf-8")) if per_query.is_file() else {}
-        if (report.get("a"), report.get("b")) == (BASELINE, candidate):  # the fold's comparison of these two
-            line += f"; nDCG@10 delta {report['metrics']['ndcg@10']['delta']:+.4f}"
-            for qid, per_coin in tallies.items():
-                scores = report["per_query"].get(qid)
-                if scores:
-                    t = sum(per_coin, Counter())
-                    prefs.append((t[CANDIDATE] - t[BASELINE]) / sum(t.values()))
-                    deltas.append(scores["b"]["ndcg@10"] - scores["a"]["ndcg@10"])
-        print(line, flush=True)
+    engine = open_engine("embedded", settings=load_settings({"engine": "embedded"}))  # the home's index, every fold
+    encoder = BiEncoder(args.model)  # as `compare` loads it
+    try:
+        for d in dirs:
+            candidate = args.candidate or json.loads((d / "result.json").read_text(encoding="utf-8"))["profile"]
+            runs = fold_rankings(engine, encoder, d, args.index, (BASELINE, candidate))
+            tallies = expected_preference(runs[BASELINE], runs[candidate], data.qrels, products, data.max_grade,
+                                          coins=args.coins, shoppers=args.shoppers, seed=args.seed,
+                                          names=(BASELINE, CANDIDATE))
+            lists = [t for per_coin in tallies.values() for t in per_coin]
+            pooled += lists
+            line = summary(f"{d.name} ({len(tallies)} queries, {candidate})", lists)
+            per_query = d / "compare.json"
+            report = json.loads(per_query.read_text(encoding="utf-8")) if per_query.is_file() else {}
+            if (report.get("a"), report.get("b")) == (BASELINE, candidate):  # the fold's comparison of these two
+                line += f"; nDCG@10 delta {report['metrics']['ndcg@10']['delta']:+.4f}"
+                for qid, per_coin in tallies.items():
+                    scores = report["per_query"].get(qid)
+                    if scores:
+                        t = sum(per_coin, Counter())
+                        prefs.append((t[CANDIDATE] - t[BASELINE]) / sum(t.values()))
+                        deltas.append(scores["b"]["ndcg@10"] - scores["a"]["ndcg@10"])
+            print(line, flush=True)
+    finally:
+        engine.close()
     print(summary(f"pooled ({len(pooled) // args.coins} queries, {args.coins} coins x {args.shoppers} shoppers "
                   "each)", pooled))
     if len(prefs) > 2:
