@@ -35,6 +35,15 @@ def test_packaged_profiles_load_and_differ_in_legs():
         assert isinstance(p, Profile) and p.name == name and p.description
 
 
+
+@pytest.mark.parametrize("name", ["rerank", "rerank-ce", "ltr", "ltr-ce"])
+def test_reranking_profiles_retrieve_as_default_does(name):
+    # they document "default's hybrid retrieval": what they add is measured against default, and a query default
+    # finds nothing for must not match products through them (the vector thresholds)
+    store = ProfileStore([PACKAGED_DIR])
+    default, p = store.get("default"), store.get(name)
+    assert (p.bm25, p.knn, p.fusion) == (default.bm25, default.knn, default.fusion)
+
 def test_default_profile_is_fully_commented_and_typo_tolerant():
     text = (PACKAGED_DIR / "default.toml").read_text()
     keys = ["enabled", "size", "fuzziness", "tie_breaker", "k", "method", "rrf_k", "depth", "budget_ms", "model",
