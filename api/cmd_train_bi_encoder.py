@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "--test-fraction; K models (--fold 0..K-1) are then evaluated together on every query")
     p.add_argument("--fold", type=int, default=0, metavar="I", help="with --folds: the held-out fold, 0..K-1")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (mining, training)")
     p.set_defaults(run=run)
 
 
@@ -70,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
                                  catalog=f"{args.data}/products.jsonl")
     if candidates is None:
         return 1
-    train_bi_encoder(config, candidates)
+    train_bi_encoder(config, candidates, progress=not args.no_progress)
     return 0

@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bce: pointwise on normalised grades; lambda: listwise LambdaLoss per query (default bce)")
     p.add_argument("--list-size", type=int, default=16, help="lambda: products per list (default 16)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar while mining")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (mining, training)")
     p.set_defaults(run=run)
 
 
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         candidates[name] = mined
     if args.members == 1:
-        train_cross_encoder(config, candidates)
+        train_cross_encoder(config, candidates, progress=not args.no_progress)
     else:
-        train_ensemble(config, candidates, args.members)
+        train_ensemble(config, candidates, args.members, progress=not args.no_progress)
     return 0

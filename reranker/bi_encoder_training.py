@@ -192,13 +192,15 @@ def rows_sha256(rows: Sequence[tuple[str, tuple[str, ...]]]) -> str:
     return h.hexdigest()
 
 
-def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[str]] | None = None) -> BiTrainResult:
+def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[str]] | None = None,
+                     progress: bool = True) -> BiTrainResult:
     """Fine-tune the bi-encoder; save it, ``model_card.json``, ``README.md`` and ``heldout-queries.tsv`` to ``out``.
 
     Args:
         config: the run's parameters (validated here).
         candidates: qid -> the index's ranked product ids for the training queries (hard-negative source);
             None or a missing qid: random catalog negatives only.
+        progress: show the training bar.
 
     Returns:
         A :class:`BiTrainResult`.
@@ -253,7 +255,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     optimizer, scheduler = make_optimizer(model, config, total)
     amp = MixedPrecision(device)  # bf16 on CUDA where supported, else fp16 with a gradient scaler
     step, losses = 0, []
-    bar = tqdm(total=total, desc="train bi-encoder", unit="step")
+    bar = tqdm(total=total, desc="train bi-encoder", unit="step", disable=not progress)
     for batches in epochs:
         for batch in batches:
             model.train()

@@ -175,7 +175,7 @@ def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
 
 
 def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None,
-                        splits: list[DatasetSplit] | None = None) -> TrainResult:
+                        splits: list[DatasetSplit] | None = None, progress: bool = True) -> TrainResult:
     """Fine-tune, keep the best validation checkpoint, save it with its card and calibration.
 
     Args:
@@ -184,6 +184,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
             :func:`prepare_splits`); None trains on the judged pools only.
         splits: ``prepare_splits(config, candidates)`` done already (an ensemble's members share one split);
             None prepares them here.
+        progress: show the training bar (the log keeps every evaluation either way).
     Returns:
         A :class:`TrainResult` (the model is in ``config.out``).
     Raises:
@@ -249,7 +250,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     log.info("valid nDCG@10 before training: %.4f", best)
     eval_every = config.eval_steps or len(schedule[0])
     stop = False
-    bar = tqdm(total=total_steps, desc="train cross-encoder", unit="step")
+    bar = tqdm(total=total_steps, desc="train cross-encoder", unit="step", disable=not progress)
     for epoch in schedule:
         for lists in epoch:
             model.train()
@@ -291,7 +292,8 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
 
 
-def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, members: int = 2) -> TrainResult:
+def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, members: int = 2,
+                   progress: bool = True) -> TrainResult:
     """Train ``members`` cross-encoders on one split, each seeing the pairs in its own order, served as their mean.
 
     Member ``i`` is :func:`train_cross_encoder` into ``config.out``/m{i} with shuffle seed S + i (S: the config's
@@ -316,8 +318,8 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     out = Path(config.out)
     config.validate()
     splits = prepare_splits(config, candidates)  # the members differ only in shuffle seed, which the split ignores
-    results = [train_cross_encoder(replace(config, out=str(out / n), shuffle_seed=first + i), candidates, splits)
-               for i, n in enumerate(names)]
+    results = [train_cross_encoder(replace(config, out=str(out / n), shuffle_seed=first + i), candidates, splits,
+                                   progress) for i, n in enumerate(names)]
     write_ensemble(out, names)
     device = pick_device(config.device)
     mean = _MeanOf([CrossEncoder(str(r.out), max_length=config.max_length, device=device, local_files_only=True)

@@ -195,10 +195,15 @@ def _cli_train(tmp_path, data_dir, out, *extra) -> int:
     return args.run(args)
 
 
-def test_cli_train_cross_encoder(tmp_path, trained):
+def test_cli_train_cross_encoder(tmp_path, trained, capsys):
     assert _cli_train(tmp_path, trained[1], tmp_path / "ce") == 0
     card = read_model_card(tmp_path / "ce")
     assert card["parameters"]["epochs"] == 1 and card["parameters"]["batch_size"] == 32
+    assert "train cross-encoder" in capsys.readouterr().err
+    # a job writing to a log asks for no bars at all; the summary line stays
+    assert _cli_train(tmp_path, trained[1], tmp_path / "quiet", "--no-progress") == 0
+    out = capsys.readouterr()
+    assert "train cross-encoder:" not in out.err and "step/s" not in out.err
     bare = _train_parser().parse_args(["train"])
     assert bare.run(bare) == 2
 
