@@ -11,7 +11,8 @@ scored by the one model that never saw it.
         --baseline default --baseline bm25
 
 ``--link NAME=PATH`` puts another model into every fold's models folder (a profile's cross-encoder, say); the
-index must exist in $SHOPSEARCH_HOME on the embedded engine.
+index must exist in $SHOPSEARCH_HOME on the embedded engine. ``--fold I`` runs fold I alone (a fold whose model is
+ready while the next trains, or one rerun); the pooled table follows once every fold's reports are in ``--work``.
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, help="boosters per ranker (shopsearch train ranker --members; default 1)")
     ap.add_argument("--link", action="append", default=[], metavar="NAME=PATH",
                     help="a model every fold's models folder also holds ({fold} in PATH: the fold's own; repeatable)")
+    ap.add_argument("--fold", type=int, help="run this fold alone (default: every fold)")
     args = ap.parse_args(argv)
+    if args.fold is not None and not 0 <= args.fold < args.folds:
+        ap.error(f"--fold {args.fold}: must be in 0..{args.folds - 1}")
     baselines = args.baseline or ["default"]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
     t0 = time.perf_counter()
-    for f in range(args.folds):
+    for f in range(args.folds) if args.fold is None else [args.fold]:
         models = models_with_links(work / f"m{f}", args.link, f)
         env = child_environment({"models_dir": models})
         out = models / args.profile
@@ -62,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
                 "--queries", str(out / "heldout-queries.tsv"), "--qrels", str(data / "qrels-dev.txt"), base,
                 args.profile], env, work / f"cmp-{base}-{f}.json")
     for base in baselines:
+        reports = [work / f"cmp-{base}-{f}.json" for f in range(args.folds)]
+        missing = [r.name for r in reports if not r.is_file()]
         print()
-        print("\n".join(pooled_table([work / f"cmp-{base}-{f}.json" for f in range(args.folds)])))
-    print(f"\nltr_cv: {args.folds} folds of {data.name} in {time.perf_counter() - t0:.0f}s")
+        print("\n".join(pooled_table(reports)) if not missing else f"{base}: no pooled table until {missing} exist")
+    ran = args.folds if args.fold is None else 1
+    print(f"\nltr_cv: {ran} of {args.folds} folds of {data.name} in {time.perf_counter() - t0:.0f}s")
     return 0
 
 
