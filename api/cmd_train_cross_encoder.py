@@ -104,10 +104,15 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.reranker.cross_encoder_ensemble import MAX_MEMBERS, check_out_folder
     from shopsearch.reranker.training_data import load_judged_set, split_for
 
-    settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
+    from shopsearch.packaged_models import packaged_model_dir
+
+    settings = settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
+    # a packaged name resolves (and unpacks) before any mining, so a missing package fails at once
+    base = packaged_model_dir(args.base_model, settings.cache_dir) if args.base_model else None
     mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
-        data_dirs=tuple(args.train_dirs), out=args.out, base_model=args.base_model, epochs=args.epochs,
+        data_dirs=tuple(args.train_dirs), out=args.out, base_model=str(base or args.base_model or "") or None,
+        epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
         max_pairs=args.max_pairs, max_valid_pairs=args.max_valid_pairs, seed=args.seed,
         shuffle_seed=args.shuffle_seed,

@@ -14,12 +14,16 @@ from typing import Mapping
 def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
     """Run a command; return its stdout (also written to ``out``) and print its last line with the time it took.
 
-    A failing command ends the bench with its stderr's tail: the later steps depend on it.
+    A failing command ends the bench with its stderr's tail: the later steps depend on it. Its stdout goes to
+    ``out`` + ".failed" instead, so a report a rerun reads is never one a failed step left.
     """
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True)
     if out is not None:
-        out.write_text(proc.stdout, encoding="utf-8")
+        if proc.returncode == 0:
+            out.write_text(proc.stdout, encoding="utf-8")
+        else:
+            out.with_name(out.name + ".failed").write_text(proc.stdout, encoding="utf-8")
     tail = (proc.stdout.strip().splitlines() or [""])[-1]
     print(f"  $ {' '.join(cmd[:3])} ... ({time.perf_counter() - t0:.0f}s) {tail[:160]}", flush=True)
     if proc.returncode != 0:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from shopsearch.packaged_models import packaged_model_dir, packaged_name
+from shopsearch.packaged_models import NAMES, packaged_model_dir, packaged_name
 from shopsearch.settings import DEFAULT_MODEL, offline_environment, set_process_default
 
 # Must happen before transformers/huggingface_hub are imported: never reach for the hub.
@@ -47,7 +47,7 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
         return packaged
     path = Path(model).expanduser()
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise ValueError(f"model must be {DEFAULT_MODEL!r}, 'all-mpnet-base-v2' or a local sentence-transformers "
+        raise ValueError(f"model must be a packaged model ({', '.join(NAMES)}) or a local sentence-transformers "
                          f"model directory; got {str(model)!r} (no modules.json/config.json there; hub downloads "
                          f"are disabled)")
     return path
@@ -124,8 +124,8 @@ class BiEncoder:
         except (AttributeError, IndexError, KeyError, TypeError):
             return None
         limit = getattr(cfg, "max_position_embeddings", None)
-        # RoBERTa-style models reserve 2 positions for padding offsets
-        return int(limit) - (2 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta") else 0) \
+        # RoBERTa-style models (and MPNet) reserve 2 positions for padding offsets
+        return int(limit) - (2 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "mpnet") else 0) \
             if limit else None
 
     @property

@@ -209,7 +209,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
         raise ValueError(f"data_dirs={list(config.data_dirs)!r} give no training pairs")
     teacher_fit: dict[str, dict[str, float]] = {}
     if config.teacher and config.teacher_weight > 0:
-        labels, teacher_fit = teacher_labels(splits, config.teacher, config.teacher_weight)
+        labels, teacher_fit = teacher_labels(splits, config.teacher, config.teacher_weight, progress)
         examples = [(q, t, y) for (q, t, _), y in zip(examples, labels)]
     if not any(s.valid for s in splits):
         raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
@@ -301,7 +301,7 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     Member ``i`` is :func:`train_cross_encoder` into ``config.out``/m{i} with shuffle seed S + i (S: the config's
     shuffle seed, else its seed). ``config.out`` then gets ``ensemble.toml`` and, as a single model would, the
     split's query files, a calibration and a card, both computed from the members' mean score; the card also
-    lists each member.
+    lists each member. ``progress``: each member's training bar.
 
     Raises:
         ValueError: ``members`` outside 2..8, or what :func:`train_cross_encoder` raises.
@@ -383,7 +383,7 @@ def list_batches(groups: Sequence[Hashable], batch_size: int, list_size: int, rn
     return batches + ([current] if current else [])
 
 
-def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float
+def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float, progress: bool = True
                    ) -> tuple[list[float], dict[str, dict[str, float]]]:
     """Training labels blended with a bi-encoder's cosine (distillation), in the order of the splits' train pairs.
 
@@ -403,7 +403,7 @@ def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float
     fits = {}
     for s in splits:
         texts = [product_text(s.data.products[j.doc_id]) for j in s.train]
-        cos = _cosines(encoder, [s.data.queries[j.query_id] for j in s.train], texts)
+        cos = _cosines(encoder, [s.data.queries[j.query_id] for j in s.train], texts, progress)
         grades = np.array([s.data.normalised_grade(j) for j in s.train], dtype=float)
         judged = np.arange(len(s.train)) < len(s.train) - s.train_negatives  # negatives come last
         c, g = cos[judged], grades[judged]
@@ -419,14 +419,15 @@ def teacher_labels(splits: Sequence[DatasetSplit], teacher: str, weight: float
     return labels, fits
 
 
-def _cosines(encoder: Any, queries: list[str], texts: list[str]) -> np.ndarray:
+def _cosines(encoder: Any, queries: list[str], texts: list[str], progress: bool = True) -> np.ndarray:
     """Row-wise cosine of (query, text) pairs; each distinct string is embedded once."""
     from tqdm import tqdm
 
     uq, ut = list(dict.fromkeys(queries)), list(dict.fromkeys(texts))
     qv = encoder.encode(uq)
     tv = np.concatenate([encoder.encode(ut[i:i + 512]) for i in tqdm(range(0, len(ut), 512), desc="teacher",
-                                                                     unit="chunk")]) if ut else qv[:0]
+                                                                     unit="chunk", disable=not progress)]) \
+        if ut else qv[:0]
     qi, ti = {q: i for i, q in enumerate(uq)}, {t: i for i, t in enumerate(ut)}
     return np.einsum("ij,ij->i", qv[[qi[q] for q in queries]], tv[[ti[t] for t in texts]]).astype(float)
 

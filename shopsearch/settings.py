@@ -88,7 +88,7 @@ class Settings(BaseModel):
     experiments_file: Path | None = _opt(None, "paths", "Online experiments the API assigns clients to (TOML; "
                                                         "see reranker/experiments.example.toml); none: no experiments")
     cache_dir: Path = _opt(Path.home() / ".cache" / "shopsearch", "paths",
-                           "Downloads and the project's virtualenv (OpenSearch artifacts, ...)",
+                           "Downloads, unpacked packaged models and the project's virtualenv (OpenSearch artifacts, ...)",
                            env="SHOPSEARCH_CACHE")
     data_dir: Path | None = _opt(None, "paths", "Labelled data for benchmarks and the demo (default "
                                                 "../shared/data beside the project, when present)",

