@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     base = packaged_model_dir(args.base_model, settings.cache_dir) if args.base_model else None
     mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
-        data_dirs=tuple(args.train_dirs), out=args.out, base_model=str(base or args.base_model or "") or None,
+        data_dirs=tuple(args.train_dirs), out=args.out, base_model=str(base) if base else args.base_model,
         epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
         max_pairs=args.max_pairs, max_valid_pairs=args.max_valid_pairs, seed=args.seed,

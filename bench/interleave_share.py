@@ -127,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
     from shopsearch.indexer.embedder import BiEncoder
-    from shopsearch.indexer.records import Product
     from shopsearch.plugin.engines import open_engine
-    from shopsearch.reranker.sim_catalog import load_judged, with_simulated_attributes
+    from shopsearch.reranker.sim_catalog import load_judged
     from shopsearch.settings import load_settings
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -143,13 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="all-MiniLM-L6-v2", help="the index's query bi-encoder")
     args = p.parse_args(argv)
 
-    data = load_judged(args.data)
-    products = {}
-    with (Path(args.data) / "products.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                prod = with_simulated_attributes(Product.from_source(json.loads(line)))
-                products[prod.id] = prod
+    data = load_judged(args.data, whole_catalog=True)  # the rankings show unjudged products too
+    products = data.products
     dirs = sorted(d for d in Path(args.work).glob("fold*") if (d / "result.json").is_file())
     if not dirs:
         sys.exit(f"interleave_share: no fold*/result.json under {args.work}")

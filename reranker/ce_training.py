@@ -524,5 +524,3 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
                                       if teacher_fit else ""),
         **({"teacher_fit": teacher_fit} if teacher_fit else {}),
     }
-
-

