@@ -44,6 +44,16 @@ def test_reranking_profiles_retrieve_as_default_does(name):
     default, p = store.get("default"), store.get(name)
     assert (p.bm25, p.knn, p.fusion) == (default.bm25, default.knn, default.fusion)
 
+
+@pytest.mark.parametrize("name", ["hybrid-minmax", "hybrid-zscore"])
+def test_score_fusion_profiles_match_what_default_matches(name):
+    # they fuse differently, but a shopper switching profile must not see products default holds back as
+    # unrelated: the same two legs with the same vector thresholds
+    store = ProfileStore([PACKAGED_DIR])
+    default, p = store.get("default"), store.get(name)
+    assert (p.bm25, p.knn) == (default.bm25, default.knn)
+    assert p.fusion.method != default.fusion.method
+
 def test_default_profile_is_fully_commented_and_typo_tolerant():
     text = (PACKAGED_DIR / "default.toml").read_text()
     keys = ["enabled", "size", "fuzziness", "tie_breaker", "k", "method", "rrf_k", "depth", "budget_ms", "model",
