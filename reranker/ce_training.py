@@ -295,33 +295,44 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
 
 
 def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, members: int = 2,
-                   progress: bool = True) -> TrainResult:
+                   progress: bool = True, base_models: Sequence[str] | None = None) -> TrainResult:
     """Train ``members`` cross-encoders on one split, each seeing the pairs in its own order, served as their mean.
 
     Member ``i`` is :func:`train_cross_encoder` into ``config.out``/m{i} with shuffle seed S + i (S: the config's
-    shuffle seed, else its seed). ``config.out`` then gets ``ensemble.toml`` and, as a single model would, the
-    split's query files, a calibration and a card, both computed from the members' mean score; the card also
-    lists each member. ``progress``: each member's training bar.
+    shuffle seed, else its seed). With ``base_models``, member ``i`` starts from ``base_models[i]`` instead and
+    every member sees the pairs in order S: they already differ in what they start from (models of two
+    architectures err on different products, where seeds of one mostly agree). ``config.out`` then gets
+    ``ensemble.toml`` and, as a single model would, the split's query files, a calibration and a card, both
+    computed from the members' mean score; the card also lists each member. ``progress``: each member's training
+    bar.
 
     Raises:
-        ValueError: ``members`` outside 2..8, or what :func:`train_cross_encoder` raises.
+        ValueError: ``members`` (or ``base_models``) outside 2..8, or what :func:`train_cross_encoder` raises.
     Example:
         >>> train_ensemble(TrainConfig(data_dirs=("data/crowdflower",), out="models/ce-x"), members=2)  # doctest: +SKIP
+        >>> train_ensemble(TrainConfig(data_dirs=("data/crowdflower",), out="models/ce-x"),
+        ...                base_models=["models/ce-hd", "all-mpnet-base-v2"])  # doctest: +SKIP
     """
     from sentence_transformers import CrossEncoder
 
     from .cross_encoder_ensemble import MAX_MEMBERS, write_ensemble
 
+    if base_models is not None:
+        members = len(base_models)
     if not 2 <= members <= MAX_MEMBERS:
         raise ValueError(f"members={members!r} must be in 2..{MAX_MEMBERS}")
     started = time.perf_counter()
     first = config.seed if config.shuffle_seed is None else config.shuffle_seed
     names = [f"m{i}" for i in range(members)]
     out = Path(config.out)
-    config.validate()
-    splits = prepare_splits(config, candidates)  # the members differ only in shuffle seed, which the split ignores
-    results = [train_cross_encoder(replace(config, out=str(out / n), shuffle_seed=first + i), candidates, splits,
-                                   progress) for i, n in enumerate(names)]
+    member_configs = [replace(config, out=str(out / n), shuffle_seed=first + i) if base_models is None else
+                      replace(config, out=str(out / n), shuffle_seed=first, base_model=base_models[i])
+                      for i, n in enumerate(names)]
+    for c in member_configs:
+        c.validate()
+    # the members differ only in shuffle seed or base model, which the split ignores
+    splits = prepare_splits(config, candidates)
+    results = [train_cross_encoder(c, candidates, splits, progress) for c in member_configs]
     write_ensemble(out, names)
     device = pick_device(config.device)
     mean = _MeanOf([CrossEncoder(str(r.out), max_length=config.max_length, device=device, local_files_only=True)
@@ -333,10 +344,11 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     before = {"ndcg@10": m0["valid_ndcg@10_before"],
               "per_dataset": {n: v["ndcg@10_before"] for n, v in m0["per_dataset"].items()}}
     seconds = time.perf_counter() - started
-    card = _card(config, results[0].card["base_model"], splits, before, after, cal_metrics,
-                 results[0].best_step, results[0].steps, seconds)
-    card["members"] = [{"folder": n, "shuffle_seed": first + i, "valid_ndcg@10_after": r.valid_ndcg_after,
-                        "best_step": r.best_step, "steps": r.steps} for i, (n, r) in enumerate(zip(names, results))]
+    bases = ", ".join(dict.fromkeys(r.card["base_model"] for r in results))
+    card = _card(config, bases, splits, before, after, cal_metrics, results[0].best_step, results[0].steps, seconds)
+    card["members"] = [{"folder": n, "base_model": r.card["base_model"], "shuffle_seed": c.shuffle_seed,
+                        "valid_ndcg@10_after": r.valid_ndcg_after, "best_step": r.best_step, "steps": r.steps}
+                       for n, c, r in zip(names, member_configs, results)]
     write_model_card(out, card)
     each = ", ".join(f"{r.valid_ndcg_after:.4f}" for r in results)
     print(f"trained ensemble {out.name}: {members} members (valid nDCG@10 {each}), their mean "

@@ -121,3 +121,22 @@ def test_cli_trains_members_on_one_split_in_their_own_orders(tmp_path, monkeypat
     with pytest.raises(ValueError, match="--members 9: must be in 1..8"):
         _cli_train(tmp_path, data, tmp_path / "bad", "--members", "9")
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_trains_one_member_from_each_base_model(tmp_path):
+    data = write_tiny_judged_set(tmp_path / "data")
+    other = build_tiny_cross_encoder(tmp_path / "other", seed=7)
+    # _cli_train passes its own tiny base first; a second --base-model makes it an ensemble of the two
+    assert _cli_train(tmp_path, data, tmp_path / "ce", "--base-model", str(other), "--folds", "3") == 0
+    card = read_model_card(tmp_path / "ce")
+    assert [m["base_model"] for m in card["members"]] == [str(tmp_path / "tiny"), str(other)]
+    assert [m["shuffle_seed"] for m in card["members"]] == [42, 42]  # they differ in their start, not their order
+    assert card["base_model"] == f"{tmp_path / 'tiny'}, {other}"
+    assert [read_model_card(tmp_path / "ce" / m)["base_model"] for m in ("m0", "m1")] == [str(tmp_path / "tiny"),
+                                                                                        str(other)]
+    ens = CrossEncoderEnsemble(tmp_path / "ce")
+    assert len(ens.score("red lamp", PRODUCTS)) == len(PRODUCTS)
+    with pytest.raises(ValueError, match="--members 3 with 2 --base-model: an ensemble of base models has one "
+                                         "member per --base-model"):
+        _cli_train(tmp_path, data, tmp_path / "bad", "--base-model", str(other), "--members", "3")
+    assert not (tmp_path / "bad").exists()
