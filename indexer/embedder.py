@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +51,21 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
                          f"model directory; got {str(model)!r} (no modules.json/config.json there; hub downloads "
                          f"are disabled)")
     return path
+
+
+def position_limit(config: Mapping[str, Any]) -> int | None:
+    """The most tokens a transformer takes, from its config (``config.json`` as a dict); None when it says not.
+
+    >>> position_limit({"model_type": "bert", "max_position_embeddings": 512})
+    512
+    >>> position_limit({"model_type": "mpnet", "max_position_embeddings": 514})
+    512
+    """
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    # RoBERTa-style models (and MPNet) reserve 2 positions for padding offsets
+    return limit - (2 if config.get("model_type") in ("roberta", "xlm-roberta", "mpnet") else 0)
 
 
 def model_name(model: str | os.PathLike[str]) -> str:
@@ -123,10 +138,7 @@ class BiEncoder:
             cfg = self._st[0].auto_model.config
         except (AttributeError, IndexError, KeyError, TypeError):
             return None
-        limit = getattr(cfg, "max_position_embeddings", None)
-        # RoBERTa-style models (and MPNet) reserve 2 positions for padding offsets
-        return int(limit) - (2 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "mpnet") else 0) \
-            if limit else None
+        return position_limit(cfg.to_dict())
 
     @property
     def fingerprint(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from shopsearch.deadline import Deadline, DeadlineExceeded
+from shopsearch.indexer.embedder import position_limit
 from shopsearch.indexer.onnx_encoder import cuda_available
 from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.settings import load_settings, offline_environment
@@ -270,11 +271,21 @@ def rrf_with_incoming(scores: Sequence[float] | np.ndarray, rrf_k: float) -> np.
 
 
 def _trained_max_length(path: Path, default: int = 256) -> int:
-    """``parameters.max_length`` of the model card in ``path``, else ``default``."""
+    """``parameters.max_length`` of the model card in ``path``, else ``default`` within the model's positions.
+
+    A folder without a card (a cross-encoder from elsewhere) may take fewer tokens than ``default``; a longer pair
+    would fail to score.
+    """
     import json
 
     try:
         value = json.loads((path / "model_card.json").read_text(encoding="utf-8"))["parameters"]["max_length"]
     except (OSError, ValueError, KeyError, TypeError):
-        return default
-    return int(value) if isinstance(value, int) and 8 <= value <= 512 else default
+        value = None
+    if isinstance(value, int) and 8 <= value <= 512:
+        return value
+    try:
+        limit = position_limit(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, AttributeError):
+        limit = None
+    return min(default, limit) if limit is not None and limit >= 8 else default

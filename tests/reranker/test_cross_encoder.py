@@ -325,6 +325,17 @@ def test_model_card_sets_serving_max_length_and_heldout_queries_are_written(trai
     assert {q.qid for q in valid} == set(split.valid) and all(q.text for q in valid)
 
 
+
+def test_a_model_without_a_card_serves_within_its_own_positions(tmp_path):
+    # a cross-encoder from elsewhere has no card saying its max_length: the default (256) must not overrun the
+    # 128 positions this one has, or every product with a long description fails to score
+    tiny = build_tiny_cross_encoder(tmp_path / "no-card")
+    long = {"title": "red lamp", "description": "a lamp with a red shade " * 60}
+    for fast_cpu in (False, True):
+        rr = CrossEncoderReranker(tiny, device="cpu", fast_cpu=fast_cpu, onnx_cache=tmp_path / "onnx")
+        assert rr.score("red lamp", [long, {"title": "blue chair"}]).shape == (2,)
+    assert CrossEncoderReranker(tiny, device="cpu", fast_cpu=False).model.max_seq_length == 128
+
 def test_cross_encoder_scorer_feeds_training_rows(trained, reranker):
     from shopsearch.indexer.records import Product
     from shopsearch.reranker.training_rows import CrossEncoderScorer, combine_stages
