@@ -107,6 +107,10 @@ def model_stages(profile: Profile) -> list[tuple[str, str]]:
                                                     ("conversion", profile.conversion)) if stage.enabled]
 
 
+# A product long enough to fill any stage's max_length, so the warm-up times what a real pair costs.
+_WARM_PRODUCT = {"title": "warm up " * 8, "description": "warm up " * 64}
+
+
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 3)
 
@@ -145,10 +149,11 @@ class RankingPipeline:
         """Load every model a profile's rerank or conversion stage names, so no shopper's request pays for it.
 
         A cross-encoder's first load on CPU exports its ONNX int8 copy (cached after). Models that are missing or
-        fail to load are skipped (logged): requests then serve that stage degraded, as without a warm-up.
-        Returns the ``kind:name`` of each model loaded.
+        fail to load are skipped (logged): requests then serve that stage degraded, as without a warm-up. Each
+        cross-encoder stage is then timed on this machine (:meth:`_time_rerank`), with a warning when it cannot
+        fit its budget. Returns the ``kind:name`` of each model loaded.
         """
-        loaded, tried = [], set()
+        loaded, tried, timed = [], set(), {}
         for name in self.profiles.names():
             try:
                 profile = self.profiles.get(name)
@@ -156,15 +161,44 @@ class RankingPipeline:
                 log.warning("warm-up: profile %s skipped: %s", name, exc)
                 continue
             for kind, model in model_stages(profile):
-                if (kind, model) in tried:  # several profiles may name one model; load (or fail) it once
-                    continue
-                tried.add((kind, model))
-                try:
-                    self.models.get(kind, model)
-                    loaded.append(f"{kind}:{model}")
-                except Exception as exc:  # noqa: BLE001 - warming is best effort
-                    log.warning("warm-up: %s model %r not loaded (%s)", kind, model, exc)
+                if (kind, model) not in tried:  # several profiles may name one model; load (or fail) it once
+                    tried.add((kind, model))
+                    try:
+                        self.models.get(kind, model)
+                        loaded.append(f"{kind}:{model}")
+                    except Exception as exc:  # noqa: BLE001 - warming is best effort
+                        log.warning("warm-up: %s model %r not loaded (%s)", kind, model, exc)
+                if kind == "cross_encoder" and f"{kind}:{model}" in loaded:
+                    self._time_rerank(profile, timed)
         return loaded
+
+    def _time_rerank(self, profile: Profile, timed: dict[tuple[str, int], float | None]) -> None:
+        """Score one head of ``profile``'s rerank depth and warn when that takes longer than its budget.
+
+        Such a stage is skipped by every search (its cost estimate says it cannot finish), so shoppers always get
+        the retrieval order, degraded: an operator should hear it at start, not find it in the notes. The head is
+        scored twice, the first run paying one-off costs; ``timed`` keeps each (model, depth)'s milliseconds so
+        profiles sharing them score once.
+        """
+        stage = profile.rerank
+        key = (stage.model, stage.depth)
+        if key not in timed:
+            timed[key] = None
+            products = [{**_WARM_PRODUCT, "id": f"w{i}"} for i in range(stage.depth)]
+            try:
+                reranker = self.models.get("cross_encoder", stage.model)
+                reranker.score("warm up", products)
+                t0 = time.perf_counter()
+                reranker.score("warm up", products)
+                timed[key] = _ms(t0)
+            except Exception as exc:  # noqa: BLE001 - warming is best effort; a search reports its own failure
+                log.warning("warm-up: cross-encoder %r could not be timed (%s)", stage.model, exc)
+        ms = timed[key]
+        if ms is not None and ms > stage.budget_ms:
+            log.warning("profile %r: its cross-encoder %r scores %d products in %.0f ms on this machine, over the "
+                        "stage's budget_ms %.0f: searches will serve the retrieval order instead (degraded). Raise "
+                        "[rerank] budget_ms, lower depth, or serve on a GPU.", profile.name, stage.model,
+                        stage.depth, ms, stage.budget_ms)
 
     def search(self, req: SearchRequest, *, context: SearchContext | None = None,
                deadline: Deadline | None = None) -> SearchResponse:

@@ -7,6 +7,8 @@ runs a tiny LightGBM model that prefers cheap products.
 
 from __future__ import annotations
 
+import logging
+
 import threading
 import time
 from dataclasses import replace
@@ -395,6 +397,17 @@ def test_warm_models_loads_every_named_model_once_and_skips_missing_ones(searche
     assert pipe.warm_models() == loaded
     resp = pipe.search(SearchRequest("lamp", size=5, profile="ce-tiny"))  # served by the warmed model
     assert not resp.degraded and "cross_encoder" in resp.hits[0].stages
+
+
+def test_warm_up_warns_of_a_cross_encoder_stage_that_cannot_fit_its_budget(searcher, registry, caplog):
+    # an operator hears at start that a profile's shoppers will always get the retrieval order
+    caplog.set_level(logging.WARNING)
+    RankingPipeline(searcher, registry).warm_models()
+    over = [r.getMessage() for r in caplog.records if "over the stage's budget_ms" in r.getMessage()]
+    assert len(over) == 1 and over[0].startswith("profile 'ce-tiny-overrun': its cross-encoder 'tiny-ce' scores 8 "
+                                                 "products in ")
+    assert "Raise [rerank] budget_ms, lower depth, or serve on a GPU." in over[0]
+    assert "'failing-ce' could not be timed (CUDA out of memory)" in caplog.text
 
 
 def test_registry_finds_by_name_in_order_and_says_where_it_looked(tmp_path):
