@@ -107,18 +107,28 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.reranker.cross_encoder_ensemble import MAX_MEMBERS, check_out_folder
     from shopsearch.reranker.training_data import load_judged_set, split_for
 
-    from shopsearch.packaged_models import packaged_model_dir
+    from shopsearch.packaged_models import NAMES, packaged_model_dir
 
     settings = settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
     bases = args.base_model or []
-    members = len(bases) if len(bases) > 1 else args.members
     if len(bases) > 1 and args.members not in (1, len(bases)):
         raise ValueError(f"--members {args.members} with {len(bases)} --base-model: an ensemble of base models has "
                          f"one member per --base-model; give one --base-model for --members N")
-    if not 1 <= members <= MAX_MEMBERS:
-        raise ValueError(f"--members {members}: must be in 1..{MAX_MEMBERS}")
-    # a packaged name resolves (and unpacks) before any mining, so a missing package fails at once
+    if len(bases) > MAX_MEMBERS:
+        raise ValueError(f"--base-model given {len(bases)} times: an ensemble has at most {MAX_MEMBERS} members")
+    if not 1 <= args.members <= MAX_MEMBERS:
+        raise ValueError(f"--members {args.members}: must be in 1..{MAX_MEMBERS}")
+    members = len(bases) if len(bases) > 1 else args.members
+    # every base resolves (a packaged one unpacks) before any mining or training, so a typo fails at once
     bases = [str(packaged_model_dir(b, settings.cache_dir) or b) for b in bases]
+    for given, base in zip(args.base_model or [], bases):
+        if not Path(base).is_dir():
+            raise ValueError(f"--base-model {given!r}: no such model folder, nor a packaged model "
+                             f"({', '.join(NAMES)})")
+    twice = sorted({b for b in bases if bases.count(b) > 1})
+    if twice:
+        raise ValueError(f"--base-model {twice[0]!r} given twice: its members would be one model served twice; "
+                         f"for seeds of one base give it once with --members N")
     mine = parse_mine(args.mine, args.train_dirs)
     config = TrainConfig(
         data_dirs=tuple(args.train_dirs), out=args.out, base_model=bases[0] if bases else None,

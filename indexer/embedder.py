@@ -138,7 +138,7 @@ class BiEncoder:
             cfg = self._st[0].auto_model.config
         except (AttributeError, IndexError, KeyError, TypeError):
             return None
-        return position_limit(cfg.to_dict())
+        return position_limit({k: getattr(cfg, k, None) for k in ("max_position_embeddings", "model_type")})
 
     @property
     def fingerprint(self) -> str:

@@ -68,6 +68,16 @@ class BatchCost:
         per = self.ms_per_pair()
         return None if per is None else per * pairs
 
+    def snapshot(self) -> tuple[float | None, float | None, float]:
+        """The estimate's state, for :meth:`restore` after a measurement that must not change it."""
+        with self._lock:
+            return self._value, self._prior, self._at
+
+    def restore(self, state: tuple[float | None, float | None, float]) -> None:
+        """Put back a :meth:`snapshot` (what was observed since is forgotten)."""
+        with self._lock:
+            self._value, self._prior, self._at = state
+
     def observe(self, *, pairs: int, ms: float) -> None:
         """Record that ``pairs`` pairs took ``ms`` milliseconds (ignored when ``pairs`` < 1)."""
         if pairs < 1:

@@ -35,6 +35,7 @@ from shopsearch.plugin.profiles import Profile, ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
 from shopsearch.settings import Settings
 
+from .batch_cost import BatchCost
 from .conversion import check_folder
 from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
 from .features import LIST_REFERENCE, FeatureContext, feature_matrix, with_list_features
@@ -107,8 +108,16 @@ def model_stages(profile: Profile) -> list[tuple[str, str]]:
                                                     ("conversion", profile.conversion)) if stage.enabled]
 
 
-# A product long enough to fill any stage's max_length, so the warm-up times what a real pair costs.
-_WARM_PRODUCT = {"title": "warm up " * 8, "description": "warm up " * 64}
+# A product long enough to fill any max_length (512 tokens at most), so the warm-up times what a full pair costs;
+# WARM_PAIRS of them price a stage of any depth (the cost is per pair), keeping a worker's start short.
+_WARM_PRODUCT = {"title": "warm up " * 8, "description": "warm up " * 300}
+WARM_PAIRS = 64
+
+
+def _estimates(reranker: Any) -> list[BatchCost]:
+    """The cost estimates a cross-encoder's budget checks read: its own, or each ensemble member's."""
+    owners = getattr(reranker, "members", None) or [reranker]
+    return [o.cost for o in owners if isinstance(getattr(o, "cost", None), BatchCost)]
 
 
 def _ms(t0: float) -> float:
@@ -173,24 +182,33 @@ class RankingPipeline:
         return loaded
 
     def _time_rerank(self, profile: Profile, timed: dict[tuple[str, int], float | None]) -> None:
-        """Score one head of ``profile``'s rerank depth and warn when that takes longer than its budget.
+        """Time one head of ``profile``'s rerank depth and warn when it takes longer than the stage's budget.
 
         Such a stage is skipped by every search (its cost estimate says it cannot finish), so shoppers always get
-        the retrieval order, degraded: an operator should hear it at start, not find it in the notes. The head is
-        scored twice, the first run paying one-off costs; ``timed`` keeps each (model, depth)'s milliseconds so
-        profiles sharing them score once.
+        the retrieval order, degraded: an operator should hear it at start, not find it in the notes. Up to
+        ``WARM_PAIRS`` products are scored twice (the first run pays one-off costs) and the second run is scaled
+        to the depth. The model's own estimate is put back as it was: full-length products scored while every
+        worker boots must not decide whether shoppers' searches run the stage. ``timed`` keeps each (model,
+        depth)'s milliseconds, so profiles sharing them score once.
         """
         stage = profile.rerank
         key = (stage.model, stage.depth)
         if key not in timed:
             timed[key] = None
-            products = [{**_WARM_PRODUCT, "id": f"w{i}"} for i in range(stage.depth)]
+            sample = min(stage.depth, WARM_PAIRS)
+            products = [{**_WARM_PRODUCT, "id": f"w{i}"} for i in range(sample)]
             try:
                 reranker = self.models.get("cross_encoder", stage.model)
-                reranker.score("warm up", products)
-                t0 = time.perf_counter()
-                reranker.score("warm up", products)
-                timed[key] = _ms(t0)
+                estimates = _estimates(reranker)
+                saved = [e.snapshot() for e in estimates]
+                try:
+                    reranker.score("warm up", products)
+                    t0 = time.perf_counter()
+                    reranker.score("warm up", products)
+                    timed[key] = _ms(t0) * stage.depth / sample
+                finally:
+                    for e, state in zip(estimates, saved):
+                        e.restore(state)
             except Exception as exc:  # noqa: BLE001 - warming is best effort; a search reports its own failure
                 log.warning("warm-up: cross-encoder %r could not be timed (%s)", stage.model, exc)
         ms = timed[key]

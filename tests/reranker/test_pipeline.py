@@ -410,6 +410,20 @@ def test_warm_up_warns_of_a_cross_encoder_stage_that_cannot_fit_its_budget(searc
     assert "'failing-ce' could not be timed (CUDA out of memory)" in caplog.text
 
 
+def test_warm_up_timing_leaves_the_serving_estimate_as_it_was(searcher, registry):
+    # full-length products scored while workers boot must not decide whether shoppers' searches run the stage
+    pipe = RankingPipeline(searcher, registry)
+    pipe.search(SearchRequest("lamp", size=5, profile="ce-tiny"))
+    tiny, table = registry.get("cross_encoder", "tiny-ce"), registry.get("cross_encoder", "table-ce")
+    before, calls = tiny.cost.snapshot(), table.calls
+    pipe.warm_models()
+    assert tiny.cost.snapshot() == before
+    # table-ce serves at depths 8 (profiles ce and ce-rrf), 12 and 150: each depth is timed once, in two runs
+    assert table.calls - calls == 2 * 3
+    resp = pipe.search(SearchRequest("lamp", size=5, profile="ce-tiny"))
+    assert not resp.degraded and "cross_encoder" in resp.hits[0].stages
+
+
 def test_registry_finds_by_name_in_order_and_says_where_it_looked(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     (first / "m1").mkdir(parents=True)
