@@ -286,14 +286,15 @@ def test_a_node_killed_under_load_costs_no_search_and_no_acknowledged_upsert(
     engine.close()
 
     # While the node is down (from the kill until its restart begins): the restarted node can answer HTTP a moment
-    # before the cluster manager counts its join, so a later yellow sample may read 2 nodes with every host ok.
+    # before the cluster manager counts its join, so a later sample may read 2 nodes with every host ok. The
+    # cluster's colour then depends on where the lost copies were (yellow mostly; under load, a small index whose
+    # replica was still recovering can read red, a shardless node green), so the node count marks the window.
     down = [body["cluster"] for t, code, body in load.readyz
-            if killed_at < t < restart_began and code == 200 and body.get("cluster", {}).get("status") == "yellow"
-            and body["cluster"].get("nodes") == NODES - 1]
+            if killed_at < t < restart_began and code == 200 and body.get("cluster", {}).get("nodes") == NODES - 1]
     assert down and all(sum(not h["ok"] for h in c["hosts"]) == 1 for c in down), load.readyz[-40:]
     not_ready = [(round(t - killed_at, 1), code, body) for t, code, body in load.readyz if code != 200]
     assert not not_ready, f"/readyz answered not-ready during the fault: {not_ready[:5]}"
     print(f"\nfault test: {len(load.searches)} searches ({searches_down} after the kill), {len(failed)} failed; "
           f"{len(load.acked)} products upserted in {len(load.acked_at)} acknowledged runs "
-          f"({len(load.refused_runs)} refused: {load.refused_runs[:3]}); {len(down)} yellow /readyz answers "
-          f"with the node down")
+          f"({len(load.refused_runs)} refused: {load.refused_runs[:3]}); {len(down)} /readyz answers with the "
+          f"node down ({', '.join(sorted({c['status'] for c in down}))})")
