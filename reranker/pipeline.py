@@ -108,9 +108,10 @@ def model_stages(profile: Profile) -> list[tuple[str, str]]:
                                                     ("conversion", profile.conversion)) if stage.enabled]
 
 
-# A product long enough to fill any max_length (512 tokens at most), so the warm-up times what a full pair costs;
-# WARM_PAIRS of them price a stage of any depth (the cost is per pair), keeping a worker's start short.
-_WARM_PRODUCT = {"title": "warm up " * 8, "description": "warm up " * 300}
+# A product of about 150 tokens, past the max_length cross-encoders are trained with here (48-128), so the warm-up
+# prices a full pair; far longer text would also time tokenizing what is then cut off. WARM_PAIRS of them price a
+# stage of any depth (the cost is per pair), keeping a worker's start short.
+_WARM_PRODUCT = {"title": "warm up " * 8, "description": "warm up " * 64}
 WARM_PAIRS = 64
 
 
