@@ -103,11 +103,10 @@ def parse_mine(values: list[str], data_dirs: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
     from shopsearch.api.mining import mine_candidates
+    from shopsearch.packaged_models import NAMES, packaged_model_dir
     from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder, train_ensemble
     from shopsearch.reranker.cross_encoder_ensemble import MAX_MEMBERS, check_out_folder
     from shopsearch.reranker.training_data import load_judged_set, split_for
-
-    from shopsearch.packaged_models import NAMES, packaged_model_dir
 
     settings = settings_from_args(args)  # resolves --engine for the card's note on where negatives were mined
     bases = args.base_model or []

@@ -328,8 +328,7 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     member_configs = [replace(config, out=str(out / n), shuffle_seed=first + i) if base_models is None else
                       replace(config, out=str(out / n), shuffle_seed=first, base_model=base_models[i])
                       for i, n in enumerate(names)]
-    for c in member_configs:
-        c.validate()
+    config.validate()  # the members differ from it only where validate() does not look
     # the members differ only in shuffle seed or base model, which the split ignores
     splits = prepare_splits(config, candidates)
     results = [train_cross_encoder(c, candidates, splits, progress) for c in member_configs]
