@@ -11,6 +11,7 @@ import sys
 
 from shopsearch.api.cli_args import register_modules
 from shopsearch.plugin.engine import EngineUnavailable
+from shopsearch.settings import command_config
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "report", "judgments", "experiment",
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with command_config(getattr(args, "config", None)):
+            return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         # Bad input: a clear one-line message naming the problem, never a traceback.
         print(f"shopsearch {args.command}: error: {exc}", file=sys.stderr)

@@ -23,7 +23,9 @@ The reference of every option, docs/configuration.md, is generated from this mod
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
@@ -430,6 +432,28 @@ def offline_environment() -> None:
 def set_process_default(name: str, value: str) -> None:
     """Set environment variable ``name`` unless already set (thread-pool tuning read by native libraries)."""
     os.environ.setdefault(name, value)
+
+
+@contextlib.contextmanager
+def command_config(config: str | os.PathLike[str] | None) -> Iterator[None]:
+    """A command's ``--config FILE`` as ``$SHOPSEARCH_CONFIG`` while it runs (the CLI wraps every command in it).
+
+    Code that resolves the settings itself (where a packaged model unpacks, the ONNX cache, worker processes)
+    then reads the file the command was given, not only the environment's.
+    """
+    if not config:
+        yield
+        return
+    name = env_var("config")
+    before = os.environ.get(name)
+    os.environ[name] = os.path.abspath(config)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def child_environment(options: Mapping[str, Any] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:

