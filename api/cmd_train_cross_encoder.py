@@ -103,8 +103,7 @@ def parse_mine(values: list[str], data_dirs: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     """Mine (when asked), train and report; returns 0, or 1 when a mined index is missing or the engine fails."""
     from shopsearch.api.mining import mine_candidates
-    from shopsearch.packaged_models import NAMES, packaged_model_dir
-    from shopsearch.reranker.ce_training import TrainConfig, train_cross_encoder, train_ensemble
+    from shopsearch.reranker.ce_training import TrainConfig, resolve_base_model, train_cross_encoder, train_ensemble
     from shopsearch.reranker.cross_encoder_ensemble import MAX_MEMBERS, check_out_folder
     from shopsearch.reranker.training_data import load_judged_set, split_for
 
@@ -119,11 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--members {args.members}: must be in 1..{MAX_MEMBERS}")
     members = len(bases) if len(bases) > 1 else args.members
     # every base resolves (a packaged one unpacks) before any mining or training, so a typo fails at once
-    bases = [str(packaged_model_dir(b, settings.cache_dir) or b) for b in bases]
-    for given, base in zip(args.base_model or [], bases):
-        if not Path(base).is_dir():
-            raise ValueError(f"--base-model {given!r}: no such model folder, nor a packaged model "
-                             f"({', '.join(NAMES)})")
+    bases = [str(resolve_base_model(b, settings.cache_dir)) for b in bases]
     twice = sorted({b for b in bases if bases.count(b) > 1})
     if twice:
         raise ValueError(f"--base-model {twice[0]!r} given twice: its members would be one model served twice; "

@@ -28,7 +28,7 @@ import numpy as np
 
 from shopsearch.evaluation import mean_ndcg, rmse_vs_mean
 from shopsearch.judgments import Qrel, Query, write_queries
-from shopsearch.packaged_models import packaged_model_dir
+from shopsearch.packaged_models import NAMES, packaged_model_dir
 from shopsearch.settings import DEFAULT_MODEL, offline_environment
 
 from .calibration import fit_isotonic, save_calibrations
@@ -175,6 +175,20 @@ def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
     return h.hexdigest()
 
 
+def resolve_base_model(base_model: str | os.PathLike[str], cache_dir: Path | None = None) -> Path:
+    """The folder a cross-encoder starts from: a packaged model's (a split one unpacks under ``cache_dir``, default
+    the settings') or ``base_model`` itself.
+
+    Raises:
+        ValueError: neither a packaged model's name nor a folder (nothing is downloaded from a hub).
+    """
+    base = packaged_model_dir(base_model, cache_dir) or Path(base_model)
+    if not Path(base).is_dir():
+        raise ValueError(f"base model {str(base_model)!r}: no such model folder, nor a packaged model "
+                         f"({', '.join(NAMES)})")
+    return Path(base)
+
+
 def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None,
                         splits: list[DatasetSplit] | None = None, progress: bool = True) -> TrainResult:
     """Fine-tune, keep the best validation checkpoint, save it with its card and calibration.
@@ -213,10 +227,7 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
         examples = [(q, t, y) for (q, t, _), y in zip(examples, labels)]
     if not any(s.valid for s in splits):
         raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
-    base = packaged_model_dir(config.base_model or DEFAULT_MODEL) or config.base_model
-    if not Path(base).exists():
-        raise FileNotFoundError(f"base_model={base!r} does not exist (no hub downloads: give a local folder or a "
-                                f"packaged model's name)")
+    base = resolve_base_model(config.base_model or DEFAULT_MODEL)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
     model = CrossEncoder(str(base), num_labels=1, max_length=config.max_length, device=device,

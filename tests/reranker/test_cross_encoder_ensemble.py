@@ -143,7 +143,7 @@ def test_cli_trains_one_member_from_each_base_model(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--base-model", "no/such/model"], "--base-model 'no/such/model': no such model folder, nor a packaged model"),
+    (["--base-model", "no/such/model"], "base model 'no/such/model': no such model folder, nor a packaged model"),
     (["--base-model", "{tiny}"], "given twice: its members would be one model served twice"),
     (["--base-model", "{tiny}"] * 8, "--base-model given 9 times: an ensemble has at most 8 members"),
 ])
