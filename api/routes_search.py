@@ -147,7 +147,7 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
     if assignment is not None and assignment.mode == "interleave" and req.sort == "relevance":
         resp, teams = search_interleaved(lambda r: pipeline.search(r, context=context, deadline=deadline), req,
                                          seed=list_seed(assignment.experiment, client or "", req),
-                                         profiles=assignment.profiles)
+                                         profiles=assignment.profiles, max_size=pipeline.limits.max_size)
         g.experiment_attributes = assignment.query_attributes(teams)
         return resp  # the interleaving is this page's randomisation: no exploration on top
     if assignment is not None and assignment.mode == "interleave":

@@ -175,7 +175,7 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
 
 
 def search_interleaved(search: Callable[[SearchRequest], SearchResponse], req: SearchRequest, *, seed: str,
-                       profiles: tuple[str, str]) -> tuple[SearchResponse, tuple[str, ...]]:
+                       profiles: tuple[str, str], max_size: int = 100) -> tuple[SearchResponse, tuple[str, ...]]:
     """Run ``req`` under both ``profiles`` and serve their team-draft interleaving (see :func:`interleave_responses`).
 
     Args:
@@ -183,6 +183,7 @@ def search_interleaved(search: Callable[[SearchRequest], SearchResponse], req: S
         req: the shopper's request (its profile is replaced by each of ``profiles``).
         seed: the coin flips' seed (:func:`list_seed`; the same for every page of one list).
         profiles: baseline and candidate.
+        max_size: the most hits ``search`` serves in one page (the settings' ``max_size``).
 
     Returns:
         The interleaved page and each served hit's team (profile name); ``timings_ms`` adds ``interleave``.
@@ -191,18 +192,24 @@ def search_interleaved(search: Callable[[SearchRequest], SearchResponse], req: S
         Whatever ``search`` raises (a bad parameter, an unknown profile, an engine outage).
     """
     t0 = time.perf_counter()
-    ranked = [_top(search, replace(req, profile=p)) for p in profiles]
+    ranked = [_top(search, replace(req, profile=p), max_size) for p in profiles]
     resp, teams = interleave_responses(ranked[0], ranked[1], seed=seed, req=req, teams=profiles)
     timings = {**resp.timings_ms, "interleave": round((time.perf_counter() - t0) * 1000.0, 3)}
     return replace(resp, timings_ms=timings), teams
 
 
-def _top(search: Callable[[SearchRequest], SearchResponse], req: SearchRequest) -> SearchResponse:
-    """A profile's top ``page * size`` as one response: pages 1..page of ``size`` (each within the size limit)."""
-    first = search(replace(req, page=1))
+def _top(search: Callable[[SearchRequest], SearchResponse], req: SearchRequest, max_size: int) -> SearchResponse:
+    """A profile's top ``page * size`` as one response, in as few searches as ``max_size`` allows.
+
+    Every page slices one ranking, so one search down to the page serves what pages 1..page would, and runs the
+    profile's stages once rather than once a page.
+    """
+    want = req.page * req.size
+    step = max(1, min(want, max_size))
+    first = search(replace(req, page=1, size=step))
     hits = list(first.hits)
-    for page in range(2, req.page + 1):
-        if len(hits) < (page - 1) * req.size:
+    for page in range(2, -(-want // step) + 1):
+        if len(hits) < (page - 1) * step:
             break  # the ranking ended
-        hits.extend(search(replace(req, page=page, facets=())).hits)
-    return replace(first, hits=hits[:req.page * req.size], page=1, size=req.page * req.size)
+        hits.extend(search(replace(req, page=page, size=step, facets=())).hits)
+    return replace(first, hits=hits[:want], page=1, size=want)

@@ -118,7 +118,7 @@ def test_interleaving_keeps_pins_in_place_buried_last_and_pages_one_list(seed):
         assert pages == whole, size
 
 
-def test_search_interleaved_runs_each_profile_for_the_pages_up_to_the_one_served():
+def test_search_interleaved_runs_each_profile_once_down_to_the_page_served():
     rankings = {"A": [f"a{i}" for i in range(7)], "B": [f"b{i}" for i in range(7)]}
     calls = []
 
@@ -128,9 +128,18 @@ def test_search_interleaved_runs_each_profile_for_the_pages_up_to_the_one_served
         return _resp(req.profile, rankings[req.profile][start:start + req.size], req.page, req.size)
 
     resp, teams = search_interleaved(search, SearchRequest("q", page=2, size=3), seed="qid", profiles=("A", "B"))
-    assert calls == [("A", 1, 3), ("A", 2, 3), ("B", 1, 3), ("B", 2, 3)]
+    assert calls == [("A", 1, 6), ("B", 1, 6)]  # one search a profile, its stages run once
     assert len(resp.hits) == 3 and sorted(teams) in (["A", "A", "B"], ["A", "B", "B"])
     assert "interleave" in resp.timings_ms
+    # A page deeper than one search may hold is fetched in searches of the size limit, the same list either way.
+    calls.clear()
+    deep, deep_teams = search_interleaved(search, SearchRequest("q", page=2, size=3), seed="qid", profiles=("A", "B"),
+                                          max_size=4)
+    assert calls == [("A", 1, 4), ("A", 2, 4), ("B", 1, 4), ("B", 2, 4)]
+    assert [h.id for h in deep.hits] == [h.id for h in resp.hits] and deep_teams == teams
+    calls.clear()
+    search_interleaved(search, SearchRequest("q", page=5, size=3), seed="qid", profiles=("A", "B"), max_size=4)
+    assert calls[:3] == [("A", 1, 4), ("A", 2, 4), ("B", 1, 4)]  # A's ranking ended at 7: no third search
 
 
 def test_list_seed_is_one_per_result_list_not_per_page():
