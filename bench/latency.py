@@ -9,11 +9,10 @@ API overhead (embedding excluded) p50 <= 3 ms, total p95 <= 60 ms.
                             [--page 2] [--quick] [--profile] [--json OUT]
 
 ``--page N`` replays the storefront's page N instead of the first. The list-relative features logged with the
-query are taken against the retrieval's first page (reranker/pipeline.py): a page that ends within the first
-``STAMP_REACH`` hits is sliced from one search of them all, a deeper one also searches the first page. That second
-round trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the API's
-``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it; its legs are also samples of the
-``took`` and ``alone`` columns (two of each per query on such a page).
+query are taken against the retrieval's first page (reranker/pipeline.py), whose products are fetched with the
+page's in one search. Only a fused ranking shorter than that first page costs a second search of it; that round
+trip is in ``direct`` (the adapter's requests are recorded whole) and in the totals, not in the API's
+``timings_ms``, so ``engine in API`` leaves it out and ``API own`` counts it.
 
 How each column is measured (all milliseconds):
 

@@ -99,6 +99,7 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
         raise ValueError(f"query must be at most {limits.max_query_length} characters, got {len(req.query)}")
     _check_int("page", req.page, 1, limits.max_depth)
     _check_int("size", req.size, 1, limits.max_size)
+    _check_int("reference", req.reference, 0, limits.max_depth)  # the first page a deeper one is ranked against
     check_sort(req.sort)
     for name in req.facets:
         if name != ALL_ATTRIBUTES and not is_facet(name):
@@ -308,22 +309,29 @@ class HybridSearcher:
                 timings["merchandise"] = _ms(t)
         start = (req.page - 1) * req.size
         head = fused[start:start + req.size]
+        # the ranking's first page when asked for and the page does not hold it (a shorter ranking continues
+        # into the matching set, which only a search from the top reads)
+        reference = fused[:req.reference] if req.reference and len(fused) >= req.reference and \
+            (start or req.size < req.reference) else []
         ranked = req.sort == "relevance"
         # The page continues past the fused list into the rest of the matching set (relevance), or is a slice of
         # the whole set in the field's order; a blank query ranks nothing unless sorted by a field.
         want = req.size - len(head) if (query or not ranked) else 0
         mark = query if req.highlight and query else None
         hits: list[ScoredHit] = []
-        if head:
+        first_page: tuple[ScoredHit, ...] = ()
+        if head or reference:
             t = time.perf_counter()
+            wanted = list(dict.fromkeys(f.id for f in [*head, *reference]))
             try:
-                found = self.engine.sources(self.index, [f.id for f in head], highlight=mark, deadline=deadline)
+                found = self.engine.sources(self.index, wanted, highlight=mark, deadline=deadline)
             except DeadlineExceeded:
                 found = {}
                 reasons.append("fetch:deadline")
                 notes.append("deadline: the page's products were not fetched in time; hits carry ids and scores")
             timings["fetch"] = _ms(t)
             hits = [_scored(f, start + i + 1, found.get(f.id), field_scores.get(f.id)) for i, f in enumerate(head)]
+            first_page = tuple(_scored(f, i + 1, found.get(f.id)) for i, f in enumerate(reference))
         t = time.perf_counter()
         try:
             page = self.engine.match(self.index, rule, sort=req.sort, offset=max(0, start - len(fused)), size=want,
@@ -350,7 +358,8 @@ class HybridSearcher:
                               total=total, hits=arranged.marked(hits), facets=page.facets, timings_ms=timings,
                               rules_applied=plan.rules, redirect=plan.redirect,
                               degraded=bool(reasons), notes=tuple(notes), degraded_reasons=tuple(reasons),
-                              correction=correction.corrected if correction.changed else None)
+                              correction=correction.corrected if correction.changed else None,
+                              first_page=first_page)
         if resp.total or speller is None:
             return resp
         return self._nothing_found(given, resp, speller, correction, deadline, relax)

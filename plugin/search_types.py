@@ -25,6 +25,9 @@ class SearchRequest:
     explain: bool = False
     sort: str = "relevance"  # one of engine.SORTS, over the whole matching set
     highlight: bool = False  # mark the query's words in each hit's title and description
+    # Also return the ranking's first ``reference`` fused hits (``SearchResponse.first_page``), fetched with the
+    # page's products: what a page is ranked against (the logged list features), without a second search.
+    reference: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class SearchResponse:
     rules_applied: tuple[str, ...] = ()
     # A rule's URL the storefront sends the shopper to (the results are still computed); None: stay.
     redirect: str | None = None
+    # With ``SearchRequest.reference``: the ranking's first that many hits (ids, sources, stages), when the
+    # fused legs hold that many; empty when not asked, when the page holds them or when the ranking is shorter.
+    first_page: tuple[ScoredHit, ...] = ()
 
 
 # The degradation codes a SearchResponse can carry: what was cut short and why. ``deadline``: the request's

@@ -44,10 +44,6 @@ from .model_registry import ModelRegistry
 log = logging.getLogger(__name__)
 
 CONVERSION = "conversion"
-# A page without stages that ends within the retrieval's first STAMP_REACH hits is sliced from one search of them,
-# whose first LIST_REFERENCE its logged features are taken against; a deeper page costs a second search instead.
-# Fetching 48 products cost less than that second retrieval (bench/RESULTS.md, session 24); more was not measured.
-STAMP_REACH = 48
 
 
 @dataclass(frozen=True)
@@ -278,24 +274,17 @@ class RankingPipeline:
         """A relevance page served without stages, with the list-relative features a ranker would compute for it
         (logged with the query), taken against the retrieval's first LIST_REFERENCE hits.
 
-        A first page, or a page that ends within the first STAMP_REACH hits, is sliced from one search of the
-        ranking down to it, so the first page comes with it. A deeper page, or one whose profile computes per-field
-        BM25 for a head a search from page 1 would claim it lies in, and its first page are two searches; if the
-        second fails, the page goes unstamped (training then ranks it against itself) rather than fail the search.
+        One search: the searcher returns that first page with the page (``SearchRequest.reference``). Only when
+        the fused legs hold fewer (the first page then runs into the matching set) is it searched for apart; if
+        that second search fails, the page goes unstamped (training then ranks it against itself) rather than
+        fail the search.
         """
-        start = (req.page - 1) * req.size
-        reach = max(start + req.size, LIST_REFERENCE)
-        if reach <= self.limits.max_size and (not start or (reach <= STAMP_REACH and not profile.conversion.depth)):
-            whole = self.searcher.search(replace(req, page=1, size=reach), deadline=deadline)
-            hits = with_list_features(whole.hits[start:start + req.size], whole.hits)  # the page's, not the ranking's
-            if start and not hits and "match:deadline" in whole.degraded_reasons:
-                # the page lies past the fused hits and the matching set was not read in time: nothing to serve
-                raise DeadlineExceeded("match")
-            return replace(whole, page=req.page, size=req.size, hits=hits)
-        resp = self.searcher.search(req, deadline=deadline)
+        resp = self.searcher.search(replace(req, reference=LIST_REFERENCE), deadline=deadline)
         if not resp.hits:
             return resp
-        if not start and (len(resp.hits) >= LIST_REFERENCE or len(resp.hits) < req.size):
+        if resp.first_page:
+            return replace(resp, hits=with_list_features(resp.hits, resp.first_page), first_page=())
+        if req.page == 1 and (len(resp.hits) >= LIST_REFERENCE or len(resp.hits) < req.size):
             return replace(resp, hits=with_list_features(resp.hits))  # it holds the first page, or all there is
         try:
             first = self.searcher.search(replace(req, page=1, size=LIST_REFERENCE, facets=(), explain=False),

@@ -159,6 +159,25 @@ def test_pages_walk_the_fused_list_then_the_matching_set(searcher):
     assert pages[2].hits == [] and pages[2].total == 6
 
 
+def test_a_deeper_page_brings_the_first_page_it_is_ranked_against_in_one_fetch(searcher, engine):
+    first = searcher.search(SearchRequest("lamp", size=2, facets=())).hits
+    engine.calls.clear()
+    resp = searcher.search(SearchRequest("lamp", page=2, size=2, facets=(), reference=2))
+    assert [h.id for h in resp.hits] == ["b", "d"]
+    assert [(h.id, h.rank, h.source, h.stages) for h in resp.first_page] == \
+        [(h.id, h.rank, h.source, h.stages) for h in first]
+    assert [c[2] for c in engine.calls if c[0] == "sources"] == [["b", "d", "a", "c"]]  # one fetch, one search
+    assert len([c for c in engine.calls if c[0] == "search"]) == 1
+    # not asked, already on the page, or a fused ranking shorter than it (then the page goes on into the
+    # matching set, which only a search from the top reads): none
+    for req in (SearchRequest("lamp", page=2, size=2), SearchRequest("lamp", size=2, reference=2),
+                SearchRequest("lamp", page=2, size=2, reference=50)):
+        assert searcher.search(replace(req, facets=())).first_page == ()
+    assert searcher.search(SearchRequest("lamp", size=1, facets=(), reference=2)).first_page[1].id == "c"
+    with pytest.raises(ValueError, match="reference must be an integer"):
+        searcher.search(SearchRequest("lamp", reference=-1))
+
+
 def test_relative_cut_off_drops_vector_hits_far_below_the_best(tmp_path, engine, embedder):
     (tmp_path / "tight.toml").write_text("[knn]\nmin_score = 0.5\nrelative_score = 0.92\n")
     s = HybridSearcher(engine, "products", embedder, ProfileStore([PACKAGED_DIR, tmp_path]))

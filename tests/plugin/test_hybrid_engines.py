@@ -87,6 +87,17 @@ def test_both_engines_answer_alike(engines, req):
         assert a.total == 0 and a.hits == [] and a.facets["brand"] == []
 
 
+def test_both_engines_bring_a_deeper_pages_first_page_alike(engines):
+    index, (ops, emb) = engines
+    req = SearchRequest("lamp", page=2, size=3, reference=3)
+    a, b = (HybridSearcher(e, index, Fixed()).search(req) for e in (ops, emb))
+    top = HybridSearcher(emb, index, Fixed()).search(SearchRequest("lamp", size=3)).hits
+    assert [(h.id, h.source) for h in a.first_page] == [(h.id, h.source) for h in b.first_page] == \
+        [(h.id, h.source) for h in top]
+    for x, y in zip(a.first_page, top):
+        assert x.stages == pytest.approx(y.stages, rel=1e-4)
+
+
 def test_a_profile_with_a_learned_ranker_gets_each_fields_bm25_alike(engines):
     # The ranker's per-field BM25 features: OpenSearch's named clause scores equal the embedded field scores.
     index, (ops, emb) = engines

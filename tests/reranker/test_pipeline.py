@@ -25,7 +25,7 @@ from shopsearch.reranker import pipeline as pipeline_module
 from shopsearch.reranker.batch_cost import BatchCost
 from shopsearch.reranker.conversion import ConversionModel
 from shopsearch.reranker.cross_encoder import CrossEncoderReranker
-from shopsearch.reranker.features import Affinity, FeatureContext
+from shopsearch.reranker.features import LIST_REFERENCE, Affinity, FeatureContext
 from shopsearch.reranker.model_registry import ModelNotFound, ModelRegistry
 from shopsearch.reranker.pipeline import RankingPipeline, SearchContext, check_models
 from shopsearch.settings import Settings
@@ -41,7 +41,10 @@ def product(i: int) -> dict:
 
 
 class FixedSearcher:
-    """A HybridSearcher stand-in: a fixed fused ranking of ``n`` products, paginated; records every request."""
+    """A HybridSearcher stand-in: a fixed fused ranking of ``n`` products, paginated, with the first page when
+    asked for (as HybridSearcher, unless ``with_reference`` is off); records every request."""
+
+    with_reference = True
 
     def __init__(self, profiles: ProfileStore, n: int = N):
         self.profiles = profiles
@@ -56,10 +59,13 @@ class FixedSearcher:
         self.profiles.get(req.profile)
         self.requests.append(req)
         start = (req.page - 1) * req.size
+        asked = self.with_reference and req.reference and len(self.fused) >= req.reference and \
+            (start or req.size < req.reference)
         return SearchResponse(query=req.query, profile=req.profile, page=req.page, size=req.size,
                               total=len(self.fused), hits=self.fused[start:start + req.size],
                               facets={"brand": [("acme", 3)]} if req.facets else {},
-                              timings_ms={"retrieve": 1.0, "fusion": 0.5, "total": 2.0})
+                              timings_ms={"retrieve": 1.0, "fusion": 0.5, "total": 2.0},
+                              first_page=tuple(self.fused[:req.reference]) if asked else ())
 
 
 class TableCrossEncoder:
@@ -176,14 +182,16 @@ def test_asks_for_enough_candidates_and_skips_pages_below_the_head(searcher, reg
     assert ids(resp.hits) == [FUSED_IDS[2], FUSED_IDS[1], FUSED_IDS[0], FUSED_IDS[8], FUSED_IDS[9]]
     searcher.requests.clear()
     below = pipeline.search(SearchRequest("lamp", page=3, size=5, profile="ce"))  # ranks 11-15: all in the tail
-    # sliced from one search of ranks 1-15, whose first page its logged list features are taken against
-    assert [(r.page, r.size) for r in searcher.requests] == [(1, 15)]
+    # one search of the page, which brings the first page its logged list features are taken against
+    assert [(r.page, r.size, r.reference) for r in searcher.requests] == [(3, 5, LIST_REFERENCE)]
     assert ids(below.hits) == FUSED_IDS[10:15] and [h.rank for h in below.hits] == list(range(11, 16))
-    assert (below.page, below.size) == (3, 5) and "rerank" not in below.timings_ms
+    assert (below.page, below.size) == (3, 5) and "rerank" not in below.timings_ms and not below.first_page
     assert [h.stages["retrieval_rank"] for h in below.hits] == list(range(11, 16))
+    assert below.hits[0].stages["bm25_list_rank"] == LIST_REFERENCE + 1  # ranked against ranks 1-10
     longer = FixedSearcher(searcher.profiles, n=80)
+    longer.with_reference = False  # a searcher without the first page (HybridSearcher: a fused ranking under 10)
     deep = RankingPipeline(longer, registry).search(SearchRequest("lamp", page=6, size=10, profile="ce"))
-    # past STAMP_REACH: the page itself, then the first page, rather than fetch every product above it
+    # the page, then the first page in a search of its own
     assert [(r.page, r.size) for r in longer.requests] == [(6, 10), (1, 10)]
     assert [h.rank for h in deep.hits] == list(range(51, 61)) and deep.hits[0].stages["retrieval_rank"] == 51
 
@@ -215,11 +223,13 @@ def test_a_page_sliced_from_one_search_serves_what_the_page_alone_would(profiles
         RankingPipeline(cut, registry).search(SearchRequest("lamp", page=3, size=10, profile="plain"))
     part = RankingPipeline(cut, registry).search(SearchRequest("lamp", page=2, size=15, profile="plain"))
     assert [h.rank for h in part.hits] == list(range(16, 21)) and part.degraded_reasons == ("match:deadline",)
-    # a profile whose ranker head would take a search from page 1 for its own (per-field BM25 on every hit):
-    # the page below the head is searched as itself
-    searcher = FixedSearcher(profiles)
-    RankingPipeline(searcher, registry).search(SearchRequest("lamp", page=3, size=5, profile="conv-only"))
-    assert [(r.page, r.size) for r in searcher.requests] == [(3, 5), (1, 10)]
+    # a page below a ranker's head is searched as itself (no per-field BM25 on the hits above it), with its first
+    # page; a searcher without it, then the first page apart
+    for with_reference, searches in ((True, [(3, 5)]), (False, [(3, 5), (1, 10)])):
+        searcher = FixedSearcher(profiles)
+        searcher.with_reference = with_reference
+        RankingPipeline(searcher, registry).search(SearchRequest("lamp", page=3, size=5, profile="conv-only"))
+        assert [(r.page, r.size) for r in searcher.requests] == searches
     # a results limit below the reference: a short first page is still stamped against itself
     small = FixedSearcher(profiles, n=3)
     small.settings = Settings(max_size=8)
@@ -373,7 +383,7 @@ def test_shopper_context_reaches_the_features_and_a_broken_history_degrades(sear
 def test_profiles_without_stages_and_bad_requests_pass_through(searcher, registry):
     pipeline = RankingPipeline(searcher, registry)
     resp = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain"))
-    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(1, 10)]
+    assert ids(resp.hits) == FUSED_IDS[5:10] and [(r.page, r.size) for r in searcher.requests] == [(2, 5)]
     assert (resp.page, resp.size, resp.total) == (2, 5, N)
     searcher.requests.clear()
     price = pipeline.search(SearchRequest("lamp", page=2, size=5, profile="plain", sort="price_asc"))
@@ -506,10 +516,10 @@ def test_ranker_input_is_the_head_the_conversion_stage_scores(searcher, registry
         pipeline.ranker_input(SearchRequest("lamp", profile="ce"))
 
 
-def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(profiles, registry, monkeypatch):
+def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(profiles, registry):
     """The query log records the first page a profile without stages served; a ranker over a head of 30 must
     compute the list-relative features of those ten products as training from that log does."""
-    from shopsearch.reranker.features import LIST_FEATURES, LIST_REFERENCE, list_features
+    from shopsearch.reranker.features import LIST_FEATURES, list_features
 
     searcher = FixedSearcher(profiles)
     # BM25 and vector scores out of the fused order, and a head whose best BM25 lies below the first page
@@ -520,12 +530,11 @@ def test_a_ranker_learnt_from_logged_pages_is_served_the_features_it_learnt(prof
     head = pipeline.ranker_input(SearchRequest("lamp", profile="conv-deep")).hits
     served = {h.id: r for h, r in zip(head, list_features("lamp", head, FeatureContext()))}
     assert len(head) == 30
-    # the first page, a deeper page and a smaller one, as the storefront or an API client asks for them
-    # each page sliced from one search of the ranking down to it, then (reach 12) each past the first page fetching
-    # that first page in a search of its own
+    # the first page, a deeper page and a smaller one, as the storefront or an API client asks for them: each
+    # page with its first page from one search, then each page with its first page searched for apart
     pages = ((1, LIST_REFERENCE), (2, LIST_REFERENCE), (2, 12), (1, 5), (3, LIST_REFERENCE), (6, 5))
-    for reach, page, size in [(pipeline_module.STAMP_REACH, *p) for p in pages] + [(12, *p) for p in pages]:
-        monkeypatch.setattr(pipeline_module, "STAMP_REACH", reach)
+    for with_reference, page, size in [(True, *p) for p in pages] + [(False, *p) for p in pages]:
+        searcher.with_reference = with_reference
         logged = pipeline.search(SearchRequest("lamp", page=page, size=size, profile="plain", explain=True)).hits
         # what training from the UBI log rebuilds: the logged stages on the logged products, nothing else
         rebuilt = [ScoredHit(h.id, h.rank, 0.0, h.source, dict(h.stages)) for h in logged]
