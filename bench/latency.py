@@ -84,7 +84,8 @@ def load_queries(path: Path, limit: int | None = None) -> list[str]:
 
 
 def leg_kind(body: bytes) -> str:
-    """``bm25``, ``knn``, ``facets`` or ``fetch`` (the page's products by id) for one search body.
+    """``bm25``, ``knn``, ``facets`` or ``fetch`` (products by id: the page's, and a deeper page's first page's)
+    for one search body.
 
     >>> leg_kind(b'{"size": 2, "query": {"ids": {"values": ["a", "b"]}}}')
     'fetch'
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--page must be >= 1, got {args.page}")
     if args.page > 1 and args.url:
         raise ValueError("--page > 1 needs the in-process API: a served one's bodies are recorded from a bare "
-                         "searcher, which searches only the page, not the first page the pipeline also needs")
+                         "searcher, which fetches only the page, not the first page the pipeline also asks for")
     try:
         res = run_bench(args)
     except RuntimeError as exc:

@@ -27,8 +27,9 @@ Decisions worth knowing:
   embedded engine checks between legs), the page's hits without their products when the fetch is cut, the fused
   hits without the exact total and facets when counting is cut. With nothing to serve it raises DeadlineExceeded.
   Retrieval must end :data:`FETCH_RESERVE` of the budget early, so a slow engine leaves time to fetch the
-  products of what it found; the page's products are fetched before the matching set is counted (a page is worth
-  more than its facets).
+  products of what it found; the page's products (with those of the first page when asked for,
+  ``SearchRequest.reference``) are fetched before the matching set is counted (a page is worth more than its
+  facets); a page past the fused hits is read from the matching set first, and the first page's products after.
 - A request is checked against the same limits as the API's (:class:`~shopsearch.settings.Settings`:
   ``max_query_length``, ``max_size``, ``max_depth``), so a caller past the API gets a ValueError, not a deep scan.
 """
@@ -81,7 +82,8 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 def validate_request(req: SearchRequest, limits: Settings) -> None:
     """Check a request's parameters against ``limits`` before any engine call.
 
-    Each parameter is checked alone (query length, ``page`` in 1..max_depth, ``size`` in 1..max_size); the API also
+    Each parameter is checked alone (query length, ``page`` in 1..max_depth, ``size`` in 1..max_size, ``reference``
+    in 0..max_depth); the API also
     rejects ``page * size`` past ``max_depth`` (422), which is not checked here because the ranking pipeline pages
     through a profile's rerank head, which may reach deeper than a shopper may page.
 
@@ -204,7 +206,9 @@ class HybridSearcher:
             ``knn_rank`` for the legs that found the product and ``fused``, and, on a page in the head a
             profile's ranker orders, ``bm25_<field>`` per text field), then the other matches by their
             summed lexical and vector scores (``stages["match"]``). ``timings_ms``: embed, retrieve, fusion, match
-            (count, facets and any page past the fused list), fetch (the page's products), total.
+            (count, facets and any page past the fused list), fetch (the page's products, and the first page's
+            when asked for), total. With ``req.reference`` on a page that does not hold the first ``reference``
+            fused hits, ``first_page`` holds them (legs' scores and sources), fetched with the page's products.
             Spelling: the query is corrected against the catalog's vocabulary before it is embedded
             (``correction``; the lexical leg searches :func:`lexical_text`); a query that matches nothing gets
             ``did_you_mean`` and, when its relaxed form finds products, those (``relaxed``).
@@ -320,7 +324,7 @@ class HybridSearcher:
         mark = query if req.highlight and query else None
         hits: list[ScoredHit] = []
         first_page: tuple[ScoredHit, ...] = ()
-        if head or reference:
+        if head:  # with the first page's products, in one fetch
             t = time.perf_counter()
             wanted = list(dict.fromkeys(f.id for f in [*head, *reference]))
             try:
@@ -346,6 +350,15 @@ class HybridSearcher:
             notes.append("deadline: the matching set was not counted in time; total counts the fused hits only, "
                          "no facets")
         timings["match"] = _ms(t)
+        if reference and not head and page.hits:
+            # a page past the fused list, found: the first page's products only now (the page came first)
+            t = time.perf_counter()
+            try:
+                found = self.engine.sources(self.index, [f.id for f in reference], deadline=deadline)
+                first_page = tuple(_scored(f, i + 1, found.get(f.id)) for i, f in enumerate(reference))
+            except DeadlineExceeded:
+                pass  # only what the page is logged against is lost: it is served without
+            timings["fetch"] = _ms(t)
         total = max(page.total + arranged.extra, len(fused))
         tail = list(page.hits)  # then the buried products, which hold the last places
         tail += arranged.buried_page(start + len(hits) + len(tail), req.size - len(hits) - len(tail), total)

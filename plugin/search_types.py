@@ -76,8 +76,9 @@ class SearchResponse:
     rules_applied: tuple[str, ...] = ()
     # A rule's URL the storefront sends the shopper to (the results are still computed); None: stay.
     redirect: str | None = None
-    # With ``SearchRequest.reference``: the ranking's first that many hits (ids, sources, stages), when the
-    # fused legs hold that many; empty when not asked, when the page holds them or when the ranking is shorter.
+    # With ``SearchRequest.reference``: the ranking's first that many fused hits (ids, sources, each leg's score
+    # and rank and ``fused``; no per-field BM25 or merchandising marks), when the fused legs hold that many;
+    # empty when not asked, when the page holds them, when the ranking is shorter or the page is empty.
     first_page: tuple[ScoredHit, ...] = ()
 
 

@@ -203,7 +203,8 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     Returns:
         A :class:`TrainResult` (the model is in ``config.out``).
     Raises:
-        ValueError: bad parameters or no training pairs. FileNotFoundError: a data dir or base model is missing.
+        ValueError: bad parameters, no training pairs or no such base model. FileNotFoundError: a data dir is
+            missing.
     Example:
         >>> train_cross_encoder(TrainConfig(data_dirs=("data/crowdflower",), out="models/ce-x"))  # doctest: +SKIP
     """

@@ -202,7 +202,8 @@ def _top(search: Callable[[SearchRequest], SearchResponse], req: SearchRequest, 
     """A profile's top ``page * size`` as one response, in as few searches as ``max_size`` allows.
 
     Every page slices one ranking, so one search down to the page serves what pages 1..page would, and runs the
-    profile's stages once rather than once a page.
+    profile's stages once rather than once a page (again per ``max_size`` chunk that starts inside a stage's
+    head deeper than ``max_size``).
     """
     want = req.page * req.size
     step = max(1, min(want, max_size))

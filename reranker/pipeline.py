@@ -279,9 +279,11 @@ class RankingPipeline:
         that second search fails, the page goes unstamped (training then ranks it against itself) rather than
         fail the search.
         """
-        resp = self.searcher.search(replace(req, reference=LIST_REFERENCE), deadline=deadline)
+        # (a max_depth below the reference: the second search below, as for a searcher without it)
+        reference = LIST_REFERENCE if LIST_REFERENCE <= self.limits.max_depth else 0
+        resp = self.searcher.search(replace(req, reference=reference), deadline=deadline)
         if not resp.hits:
-            return resp
+            return replace(resp, first_page=())
         if resp.first_page:
             return replace(resp, hits=with_list_features(resp.hits, resp.first_page), first_page=())
         if req.page == 1 and (len(resp.hits) >= LIST_REFERENCE or len(resp.hits) < req.size):

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from shopsearch.deadline import DeadlineExceeded
 from shopsearch.plugin.engine import SORTS, BM25Leg, Filters, Hit, KnnLeg, MatchPage, MatchRule, check_match
 from shopsearch.plugin.documents import FACET_FIELDS
 from shopsearch.plugin.hybrid import HybridSearcher, ProductNotFound, validate_request
@@ -174,6 +175,24 @@ def test_a_deeper_page_brings_the_first_page_it_is_ranked_against_in_one_fetch(s
                 SearchRequest("lamp", page=2, size=2, reference=50)):
         assert searcher.search(replace(req, facets=())).first_page == ()
     assert searcher.search(SearchRequest("lamp", size=1, facets=(), reference=2)).first_page[1].id == "c"
+    # a page past the fused list is read from the matching set first, then the first page's products are fetched
+    engine.calls.clear()
+    past = searcher.search(SearchRequest("lamp", page=3, size=2, facets=(), reference=2))
+    assert [h.id for h in past.hits] == ["e", "f"] and [h.id for h in past.first_page] == ["a", "c"]
+    assert [c[0] for c in engine.calls] == ["search", "match", "sources"] and engine.calls[-1][2] == ["a", "c"]
+
+
+def test_a_page_past_the_fused_list_that_runs_out_of_time_fetches_nothing_for_its_first_page(engine, embedder):
+    class SlowMatch(type(engine)):
+        def match(self, *args, **kwargs):
+            self.calls.append(("match",))
+            raise DeadlineExceeded("match")
+
+    slow = SlowMatch(engine.bm25, engine.knn)
+    searcher = HybridSearcher(slow, "products", embedder, ProfileStore([PACKAGED_DIR]))
+    with pytest.raises(DeadlineExceeded):
+        searcher.search(SearchRequest("lamp", page=3, size=2, facets=(), reference=2))
+    assert [c[0] for c in slow.calls] == ["search", "match"]
     with pytest.raises(ValueError, match="reference must be an integer"):
         searcher.search(SearchRequest("lamp", reference=-1))
 

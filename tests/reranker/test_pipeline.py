@@ -236,6 +236,12 @@ def test_a_page_sliced_from_one_search_serves_what_the_page_alone_would(profiles
     short = RankingPipeline(small, registry).search(SearchRequest("lamp", size=5, profile="plain"))
     assert [(r.page, r.size) for r in small.requests] == [(1, 5)]
     assert [h.stages["retrieval_rank"] for h in short.hits] == [1, 2, 3]
+    # ... and with a paging depth below it too: the page is served, unstamped only where the first page can't be had
+    small.settings = Settings(max_size=5, max_depth=5)
+    small.requests.clear()
+    shallow = RankingPipeline(small, registry).search(SearchRequest("lamp", size=5, profile="plain"))
+    assert [(r.page, r.size, r.reference) for r in small.requests] == [(1, 5, 0)]
+    assert [h.stages["retrieval_rank"] for h in shallow.hits] == [1, 2, 3]
 
 
 def test_pages_are_stable_after_reranking(searcher, registry):
