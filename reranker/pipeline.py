@@ -241,7 +241,7 @@ class RankingPipeline:
         start = (req.page - 1) * req.size
         if head == 0 or start >= head or not req.query.strip() or req.sort != "relevance":  # field sorts: no model
             if req.sort == "relevance" and req.query.strip():
-                return self._stamped(req, profile, deadline)
+                return self._stamped(req, deadline)
             return self.searcher.search(req, deadline=deadline)  # no stage touches this page
         run = self._retrieve_and_rerank(req, profile, max(head, req.page * req.size), deadline)
         hits, notes, reasons = run.hits, run.notes, run.reasons
@@ -270,7 +270,7 @@ class RankingPipeline:
                               did_you_mean=run.first.did_you_mean, relaxed=run.first.relaxed,
                               rules_applied=run.first.rules_applied, redirect=run.first.redirect)
 
-    def _stamped(self, req: SearchRequest, profile: Profile, deadline: Deadline | None) -> SearchResponse:
+    def _stamped(self, req: SearchRequest, deadline: Deadline | None) -> SearchResponse:
         """A relevance page served without stages, with the list-relative features a ranker would compute for it
         (logged with the query), taken against the retrieval's first LIST_REFERENCE hits.
 

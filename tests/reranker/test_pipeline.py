@@ -21,7 +21,6 @@ from shopsearch.deadline import DeadlineExceeded
 from shopsearch.plugin.hybrid import validate_request
 from shopsearch.plugin.profiles import ProfileStore
 from shopsearch.plugin.search_types import ScoredHit, SearchRequest, SearchResponse
-from shopsearch.reranker import pipeline as pipeline_module
 from shopsearch.reranker.batch_cost import BatchCost
 from shopsearch.reranker.conversion import ConversionModel
 from shopsearch.reranker.cross_encoder import CrossEncoderReranker
