@@ -25,7 +25,7 @@ from .engine import (PRICE_EDGES, BM25Leg, EngineUnavailable, Filters, Hit, Inde
                      MatchRule)
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
-from .opensearch_errors import engine_errors, search_failure
+from .opensearch_errors import ScrollLost, engine_errors, search_failure
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
                                  leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
@@ -575,9 +575,16 @@ class OpenSearchEngine:
         from opensearchpy import helpers
 
         query = {"query": {"match_all": {}}, "_source": list(VOCABULARY_FIELDS)}
-        with self._errors(index):
-            found = build_vocabulary(version, ((h.get("_source") or {}) for h in helpers.scan(
-                self.client, query=query, index=index, size=1000, scroll="2m")))
+        for attempt in range(2):  # a lost scroll (its node left mid-scan) is read again from the start, once
+            try:
+                with self._errors(index):
+                    found = build_vocabulary(version, ((h.get("_source") or {}) for h in helpers.scan(
+                        self.client, query=query, index=index, size=1000, scroll="2m")))
+                break
+            except ScrollLost as exc:
+                if attempt:
+                    raise
+                log.warning("vocabulary of %s: %s; scanning again", index, exc)
         try:
             self._store_vocabulary(found)
         except (EngineUnavailable, ValueError) as exc:  # e.g. no right to write the side index: serve it anyway

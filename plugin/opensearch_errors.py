@@ -7,7 +7,9 @@ IndexNotFound; a 400 (bad query or document) -> ValueError carrying OpenSearch's
 A search answer (an ``_msearch`` item or a ``_search`` response) can fail with HTTP 200 around it: an item's own
 error, or ``_shards.failed > 0`` (some shards did not answer: the hit list is incomplete). :func:`search_failure`
 says what went wrong and whether sending it again may help (the adapter retries those: a lost node's shards). A
-scroll (opensearch-py's ``helpers.scan``) some shards did not answer raises ScanError -> EngineUnavailable.
+scroll (opensearch-py's ``helpers.scan``) some shards did not answer raises ScanError -> EngineUnavailable; one
+whose search context is gone (it expired, or the node that held it left) answers 404 -> ScrollLost, an
+EngineUnavailable a scan can start over from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from typing import Any, Iterator
 from .engine import EngineBusy, EngineUnavailable, IndexNotFound
 
 _MISSING_INDEX_TYPES = {"index_not_found_exception", "no_such_index_exception"}
+_LOST_SCROLL = "search_context_missing_exception"
+
+
+class ScrollLost(EngineUnavailable):
+    """A scroll's search context is gone (it expired, or the node holding it left): the scan must start over."""
 
 
 def error_reason(error: Any) -> str:
@@ -64,6 +71,15 @@ def _missing_index(error: Any) -> str | None:
     return None
 
 
+def _types(error: Any) -> set[str]:
+    """The error types an error body names: its own, its root causes' and its failed shards' reasons'."""
+    if not isinstance(error, dict):
+        return set()
+    found = [error, *(error.get("root_cause") or []),
+             *(f.get("reason") for f in error.get("failed_shards") or [] if isinstance(f, dict))]
+    return {e.get("type") for e in found if isinstance(e, dict) and isinstance(e.get("type"), str)}
+
+
 def translate_status(status: Any, error: Any, *, index: str, url: str, user: str | None = None) -> Exception:
     """The contract exception for an HTTP ``status`` with OpenSearch ``error`` body (e.g. one msearch response).
 
@@ -87,6 +103,9 @@ def translate_status(status: Any, error: Any, *, index: str, url: str, user: str
         missing = _missing_index(error)
         if missing is not None:
             return IndexNotFound(missing or index)
+        if _LOST_SCROLL in _types(error):
+            return ScrollLost(f"OpenSearch at {url} lost the scroll over index {index!r} (its node left or it "
+                              f"expired): {reason}")
     return ValueError(f"OpenSearch rejected the request on index {index!r} ({status}): {reason}")
 
 

@@ -11,11 +11,15 @@ from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
 from shopsearch.plugin.connection import client_kwargs, display_url, make_client
 from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg, MatchRule
 from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
-from shopsearch.plugin.opensearch_errors import engine_errors, error_reason, translate_status
+from shopsearch.plugin.opensearch_errors import ScrollLost, engine_errors, error_reason, translate_status
 from shopsearch.plugin.opensearch_queries import bm25_body, filter_query, knn_body, match_bodies, parse_facets
 from shopsearch.settings import load_settings
 
 URL = "http://node:9200"
+# OpenSearch's 404 answer to a scroll whose search context is gone (expired, or its node left)
+NO_CONTEXT = {"type": "search_context_missing_exception", "reason": "No search context found for id [7]"}
+LOST_SCROLL = {"root_cause": [NO_CONTEXT], "type": "search_phase_execution_exception", "reason": "all shards failed",
+               "phase": "query", "grouped": True, "failed_shards": [{"shard": -1, "index": None, "reason": NO_CONTEXT}]}
 
 
 # --- connection ------------------------------------------------------------------------------------------------
@@ -147,6 +151,10 @@ def test_translate_status_maps_to_contract_errors():
         assert isinstance(err, EngineUnavailable) and URL in str(err)
     bad = translate_status(400, {"type": "parsing_exception", "reason": "unknown query [nope]"}, index="p", url=URL)
     assert isinstance(bad, ValueError) and "unknown query [nope]" in str(bad)
+    # a scroll whose search context is gone is the engine's trouble, not a bad request (a 400 to the shopper)
+    lost = translate_status(404, LOST_SCROLL, index="p", url=URL)
+    assert isinstance(lost, ScrollLost) and isinstance(lost, EngineUnavailable) and not isinstance(lost, ValueError)
+    assert "lost the scroll over index 'p'" in str(lost) and "No search context found" in str(lost)
 
 
 def test_error_reason_follows_shard_failures_to_the_cause():

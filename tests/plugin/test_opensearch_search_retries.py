@@ -247,3 +247,32 @@ def test_search_failure():
     exc, transient = search_failure({"_shards": {"total": 3, "failed": 2}}, index="i", url="u")
     assert transient and "from 1 of 3 shards (2 failed: no reason given)" in str(exc)
 
+
+def test_a_vocabulary_scan_whose_scroll_is_lost_reads_again_from_the_start_once(make_engine, monkeypatch):
+    from opensearchpy import helpers
+    from opensearchpy.exceptions import NotFoundError
+
+    lost = NotFoundError(404, "search_phase_execution_exception", {"error": {
+        "type": "search_phase_execution_exception", "reason": "all shards failed",
+        "root_cause": [{"type": "search_context_missing_exception", "reason": "No search context found for id [7]"}]}})
+    scans = []
+
+    def scan(client, **kwargs):
+        scans.append(kwargs["index"])
+        yield {"_source": {"title": "red lamp"}}
+        if len(scans) <= failures:
+            raise lost  # the node holding the scroll left after its first page
+        yield {"_source": {"title": "blue lamp"}}
+
+    monkeypatch.setattr(helpers, "scan", scan)
+    engine = make_engine(FakeClient())
+    monkeypatch.setattr(engine, "_store_vocabulary", lambda found: None)
+    failures = 1
+    vocab = engine._build_vocabulary("shop", "shop-1:u:2")
+    assert scans == ["shop", "shop"] and vocab.version == "shop-1:u:2"
+    assert vocab.to_json() == engine._build_vocabulary("shop", "shop-1:u:2").to_json()  # as a whole scan reads it
+    scans.clear()
+    failures = 2  # lost twice: an outage, said as one
+    with pytest.raises(EngineUnavailable, match="lost the scroll over index 'shop'"):
+        engine._build_vocabulary("shop", "shop-1:u:2")
+    assert scans == ["shop", "shop"]
