@@ -21,11 +21,11 @@ from . import opensearch_locks
 from .cluster_health import ClusterHealth, cluster_health, index_health, probe_hosts
 from .connection import display_url, make_client
 from .documents import VECTOR_FIELD, public_source
-from .engine import (PRICE_EDGES, BM25Leg, EngineUnavailable, Filters, Hit, IndexNotFound, KnnLeg, MatchPage,
-                     MatchRule)
+from .engine import (PRICE_EDGES, BM25Leg, EngineBusy, EngineUnavailable, Filters, Hit, IndexNotFound, KnnLeg,
+                     MatchPage, MatchRule)
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
-from .opensearch_errors import ScrollLost, engine_errors, search_failure
+from .opensearch_errors import engine_errors, search_failure
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
                                  leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
@@ -575,14 +575,24 @@ class OpenSearchEngine:
         from opensearchpy import helpers
 
         query = {"query": {"match_all": {}}, "_source": list(VOCABULARY_FIELDS)}
-        for attempt in range(2):  # a lost scroll (its node left mid-scan) is read again from the start, once
+        read = 0
+
+        def sources() -> Iterator[dict]:
+            nonlocal read
+            for hit in helpers.scan(self.client, query=query, index=index, size=1000, scroll="2m"):
+                read += 1
+                yield hit.get("_source") or {}
+
+        for attempt in range(2):
+            read = 0
             try:
                 with self._errors(index):
-                    found = build_vocabulary(version, ((h.get("_source") or {}) for h in helpers.scan(
-                        self.client, query=query, index=index, size=1000, scroll="2m")))
+                    found = build_vocabulary(version, sources())
                 break
-            except ScrollLost as exc:
-                if attempt:
+            except EngineUnavailable as exc:
+                # Lost mid-scan (the scroll's context expired, or the node holding it or some of its shards
+                # left): read again from the start, once. An engine that answered nothing is not asked again.
+                if attempt or not read or isinstance(exc, EngineBusy):
                     raise
                 log.warning("vocabulary of %s: %s; scanning again", index, exc)
         try:

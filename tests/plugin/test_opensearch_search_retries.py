@@ -248,31 +248,44 @@ def test_search_failure():
     assert transient and "from 1 of 3 shards (2 failed: no reason given)" in str(exc)
 
 
-def test_a_vocabulary_scan_whose_scroll_is_lost_reads_again_from_the_start_once(make_engine, monkeypatch):
+def test_a_vocabulary_scan_lost_midway_reads_again_from_the_start_once(make_engine, monkeypatch):
+    """The scroll's context gone (404), or some shards lost with their node (ScanError): the scan starts over,
+    once; an engine that answered nothing is not asked again."""
     from opensearchpy import helpers
-    from opensearchpy.exceptions import NotFoundError
+    from opensearchpy.exceptions import ConnectionError, NotFoundError
+    from opensearchpy.helpers import ScanError
 
     lost = NotFoundError(404, "search_phase_execution_exception", {"error": {
         "type": "search_phase_execution_exception", "reason": "all shards failed",
         "root_cause": [{"type": "search_context_missing_exception", "reason": "No search context found for id [7]"}]}})
-    scans = []
+    partial = ScanError("sid", "Scroll request has only succeeded on 1 (+0 skipped) shards out of 2.")
+    scans, failures = [], []
 
     def scan(client, **kwargs):
         scans.append(kwargs["index"])
+        failure = failures.pop(0) if failures else None
+        if isinstance(failure, ConnectionError):
+            raise failure  # nothing read
         yield {"_source": {"title": "red lamp"}}
-        if len(scans) <= failures:
-            raise lost  # the node holding the scroll left after its first page
+        if failure is not None:
+            raise failure  # after its first page
         yield {"_source": {"title": "blue lamp"}}
 
     monkeypatch.setattr(helpers, "scan", scan)
     engine = make_engine(FakeClient())
     monkeypatch.setattr(engine, "_store_vocabulary", lambda found: None)
-    failures = 1
-    vocab = engine._build_vocabulary("shop", "shop-1:u:2")
-    assert scans == ["shop", "shop"] and vocab.version == "shop-1:u:2"
-    assert vocab.to_json() == engine._build_vocabulary("shop", "shop-1:u:2").to_json()  # as a whole scan reads it
+    whole = engine._build_vocabulary("shop", "shop-1:u:2").to_json()
+    for failure in (lost, partial):
+        scans.clear()
+        failures[:] = [failure]
+        assert engine._build_vocabulary("shop", "shop-1:u:2").to_json() == whole and scans == ["shop", "shop"]
     scans.clear()
-    failures = 2  # lost twice: an outage, said as one
+    failures[:] = [lost, lost]  # lost twice: an outage, said once
     with pytest.raises(EngineUnavailable, match="lost the scroll over index 'shop'"):
         engine._build_vocabulary("shop", "shop-1:u:2")
     assert scans == ["shop", "shop"]
+    scans.clear()
+    failures[:] = [ConnectionError("N/A", "refused", None)]
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        engine._build_vocabulary("shop", "shop-1:u:2")
+    assert scans == ["shop"]
