@@ -91,6 +91,11 @@ def _available_sort(value: Any) -> Any:
 
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
+# A category path's facet lists its children through a regular expression of the path, and OpenSearch refuses one
+# longer than index.max_regex_length (1,000 characters, punctuation escaped): a longer path is refused here, by name.
+MAX_PATH_CHARS = 400
+Paths = Annotated[tuple[Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)], ...],
+                  Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BlankIsAbsent]
 Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False), BlankIsAbsent]
 QueryBool = Annotated[bool, Field(strict=True), BeforeValidator(_word_bool), BlankIsAbsent]
@@ -139,8 +144,9 @@ class FilterParams(QueryParams):
 
     brand: Names = Field((), description="Brands to keep (repeat or comma-separate)")
     category: Names = Field((), description="Categories to keep, any level of the path (repeat or comma-separate)")
-    category_path: Names = Field((), description="Category paths to keep with everything under them, e.g. "
-                                                 "'Home > Furniture' (repeat or comma-separate)")
+    category_path: Paths = Field((), description="Category paths to keep with everything under them, e.g. "
+                                                 "'Home > Furniture' (repeat or comma-separate; each at most "
+                                                 f"{MAX_PATH_CHARS} characters)")
     attr: AttributeFilters = Field((), description="Attribute values to keep, as name:value, e.g. color:red "
                                                    "(repeat or comma-separate; values of one attribute OR, "
                                                    "attributes AND); the attributes the index facets",
@@ -346,7 +352,8 @@ def describe(schema: Mapping[str, Any]) -> str:
         items = schema.get("items", {})
         text = "a comma-separated list" + (f" of {', '.join(items['enum'])}" if "enum" in items else
                                            f" of values matching {items['pattern']}" if "pattern" in items else "")
-        return text + (f" of at most {schema['maxItems']} values" if "maxItems" in schema else "")
+        text += f" of at most {schema['maxItems']} values" if "maxItems" in schema else ""
+        return text + (f", each of at most {items['maxLength']} characters" if "maxLength" in items else "")
     if kind == "boolean":
         return "true or false (also " + ", ".join(f"{t}/{f}" for t, f in zip(TRUE[1:], FALSE[1:])) + ")"
     if kind == "string":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -11,6 +12,7 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 
 from shopsearch.plugin.documents import public_source
+from shopsearch.plugin.engine import EngineRejected
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.suggest import mix_suggestions
 from shopsearch.reranker.exploration import explore
@@ -27,6 +29,7 @@ from .query_log import client_id, explained_stages, log_query, query_record
 
 MAX_DID_YOU_MEAN = 3  # "did you mean" suggestions a zero-hit search returns at most
 
+log = logging.getLogger(__name__)
 bp = Blueprint("search", __name__)
 
 
@@ -73,8 +76,13 @@ def response_json(resp: SearchResponse, explain: bool, query_id: str, signer: Hi
 
 
 def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
-    """A searcher's ValueError as a 400 naming the parameter its message mentions (first match)."""
+    """A searcher's ValueError as a 400 naming the parameter its message mentions (first match); the engine's
+    refusal of a request every check here passed, as a 400 that keeps the engine's text for the log."""
     message = str(exc)
+    if isinstance(exc, EngineRejected):
+        log.warning("search engine refused a request: %s", message)
+        return bad_parameter(None, "the search engine could not run this request (a filter or the query may be "
+                                   "too long or too complex); the details were logged")
     if type(exc).__name__ == "UnknownProfile":
         return bad_parameter("profile", message)
     if re.search(r"\bquery\b", message) and "q" in names:

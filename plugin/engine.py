@@ -30,6 +30,12 @@ class EngineBusy(EngineUnavailable):
     request at once (503 with Retry-After) instead of queueing it."""
 
 
+class EngineRejected(ValueError):
+    """The engine refused a request whose parameters passed every check here (OpenSearch's 4xx: a regex past
+    ``index.max_regex_length``, too many clauses...). A ValueError, whose text is for operators and logs: the API
+    answers 400 without it."""
+
+
 class LegsCutShort(DeadlineExceeded):
     """The deadline passed between the legs of :meth:`Engine.search`: ``done`` holds the hit lists of the legs
     that ran, a prefix of the legs asked for (empty when none ran)."""

@@ -1,8 +1,9 @@
 """Turn opensearch-py exceptions and error bodies into the engine contract's errors.
 
-Connection errors, timeouts and 5xx -> EngineUnavailable (naming the URL); 429 (the cluster rejected the request: its
-queues are full) -> EngineBusy, an EngineUnavailable the API sheds at once; a 404 for a missing index ->
-IndexNotFound; a 400 (bad query or document) -> ValueError carrying OpenSearch's reason.
+Connection errors, timeouts, 5xx and a closed index -> EngineUnavailable (naming the URL); 429 (the cluster rejected
+the request: its queues are full) -> EngineBusy, an EngineUnavailable the API sheds at once; a 404 for a missing
+index -> IndexNotFound; another 4xx (a bad query or document) -> EngineRejected, a ValueError carrying OpenSearch's
+reason.
 
 A search answer (an ``_msearch`` item or a ``_search`` response) can fail with HTTP 200 around it: an item's own
 error, or ``_shards.failed > 0`` (some shards did not answer: the hit list is incomplete). :func:`search_failure`
@@ -17,10 +18,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from .engine import EngineBusy, EngineUnavailable, IndexNotFound
+from .engine import EngineBusy, EngineRejected, EngineUnavailable, IndexNotFound
 
 _MISSING_INDEX_TYPES = {"index_not_found_exception", "no_such_index_exception"}
 _LOST_SCROLL = "search_context_missing_exception"
+_CLOSED_INDEX = "index_closed_exception"
 
 
 class ScrollLost(EngineUnavailable):
@@ -106,7 +108,9 @@ def translate_status(status: Any, error: Any, *, index: str, url: str, user: str
         if _LOST_SCROLL in _types(error):
             return ScrollLost(f"OpenSearch at {url} lost the scroll over index {index!r} (its node left or it "
                               f"expired): {reason}")
-    return ValueError(f"OpenSearch rejected the request on index {index!r} ({status}): {reason}")
+    if _CLOSED_INDEX in _types(error):  # an operator closed it: an outage, not the request's fault
+        return EngineUnavailable(f"OpenSearch at {url}: index {index!r} is closed ({status}): {reason}")
+    return EngineRejected(f"OpenSearch rejected the request on index {index!r} ({status}): {reason}")
 
 
 def search_failure(answer: Any, *, index: str, url: str,

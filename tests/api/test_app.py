@@ -8,7 +8,7 @@ import pytest
 
 from shopsearch.api.app import create_app
 from shopsearch.plugin.documents import FACET_FIELDS
-from shopsearch.plugin.engine import EngineUnavailable
+from shopsearch.plugin.engine import EngineRejected, EngineUnavailable
 from shopsearch.settings import load_settings
 
 from .conftest import ALIAS, CONCRETE
@@ -265,6 +265,27 @@ def test_unexpected_error_is_500_without_traceback(tmp_path, catalog_engine, cap
     assert "secret" not in resp.get_data(as_text=True) and "Traceback" not in resp.get_data(as_text=True)
     assert err["code"] == "internal_error"
     assert any("ZeroDivisionError" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_a_request_the_engine_refuses_is_a_400_without_the_engines_text(tmp_path, catalog_engine, caplog):
+    refused = EngineRejected("OpenSearch rejected the request on index 'shop-v20261205-1' (400): "
+                             "search_phase_execution_exception: The length of regex [1012] ...")
+    c = create_app({"searcher": _Broken(refused), "engine_instance": catalog_engine, "index": ALIAS,
+                    "events_dir": str(tmp_path)}).test_client()
+    resp = c.get("/search?q=lamp")
+    err = _error(resp, 400, None)
+    assert err["code"] == "invalid_parameter" and "could not run this request" in err["message"]
+    for internal in ("OpenSearch", "shop-v2026", "regex", "exception"):
+        assert internal not in resp.get_data(as_text=True)
+    assert any("length of regex" in r.getMessage() for r in caplog.records)  # kept for the operator
+
+
+def test_a_category_path_longer_than_the_engine_can_match_is_refused_by_name(client):
+    from shopsearch.api.params import MAX_PATH_CHARS
+
+    assert client.get("/search?q=lamp&category_path=" + "x" * MAX_PATH_CHARS).status_code == 200
+    err = _error(client.get("/search?q=lamp&category_path=" + "x" * (MAX_PATH_CHARS + 1)), 400, "category_path")
+    assert str(MAX_PATH_CHARS) in err["message"]
 
 
 def test_body_too_large_is_413(tmp_path, searcher, catalog_engine):

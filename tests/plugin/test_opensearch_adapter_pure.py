@@ -9,7 +9,8 @@ import pytest
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
 from shopsearch.plugin.connection import client_kwargs, display_url, make_client
-from shopsearch.plugin.engine import BM25Leg, EngineUnavailable, Filters, IndexNotFound, KnnLeg, MatchRule
+from shopsearch.plugin.engine import (BM25Leg, EngineRejected, EngineUnavailable, Filters, IndexNotFound, KnnLeg,
+                                      MatchRule)
 from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
 from shopsearch.plugin.opensearch_errors import ScrollLost, engine_errors, error_reason, translate_status
 from shopsearch.plugin.opensearch_queries import bm25_body, filter_query, knn_body, match_bodies, parse_facets
@@ -150,7 +151,11 @@ def test_translate_status_maps_to_contract_errors():
         err = translate_status(status, {"type": "x", "reason": "boom"}, index="p", url=URL)
         assert isinstance(err, EngineUnavailable) and URL in str(err)
     bad = translate_status(400, {"type": "parsing_exception", "reason": "unknown query [nope]"}, index="p", url=URL)
-    assert isinstance(bad, ValueError) and "unknown query [nope]" in str(bad)
+    assert isinstance(bad, EngineRejected) and isinstance(bad, ValueError) and "unknown query [nope]" in str(bad)
+    # an index an operator closed is an outage, not a request's fault
+    closed = translate_status(400, {"type": "index_closed_exception", "reason": "closed", "index": "p-v1"},
+                              index="p", url=URL)
+    assert isinstance(closed, EngineUnavailable) and "index 'p' is closed" in str(closed)
     # a scroll whose search context is gone is the engine's trouble, not a bad request (a 400 to the shopper)
     lost = translate_status(404, LOST_SCROLL, index="p", url=URL)
     assert isinstance(lost, ScrollLost) and isinstance(lost, EngineUnavailable) and not isinstance(lost, ValueError)
