@@ -31,6 +31,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 
 from shopsearch.plugin.merchandising import BURIED, PINNED, arrange
 from shopsearch.plugin.search_types import SearchRequest, SearchResponse
+from shopsearch.settings import Settings
 from shopsearch.text import normalise_query
 
 
@@ -175,7 +176,8 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
 
 
 def search_interleaved(search: Callable[[SearchRequest], SearchResponse], req: SearchRequest, *, seed: str,
-                       profiles: tuple[str, str], max_size: int = 100) -> tuple[SearchResponse, tuple[str, ...]]:
+                       profiles: tuple[str, str], max_size: int = Settings.model_fields["max_size"].default
+                       ) -> tuple[SearchResponse, tuple[str, ...]]:
     """Run ``req`` under both ``profiles`` and serve their team-draft interleaving (see :func:`interleave_responses`).
 
     Args:
