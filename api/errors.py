@@ -17,7 +17,7 @@ import logging
 from flask import Flask, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
+from shopsearch.plugin.engine import EngineRejected, EngineUnavailable, IndexNotFound
 
 log = logging.getLogger(__name__)
 # What a 5xx says to a caller who may not see details (a search key): no URLs, paths or exception text.
@@ -48,6 +48,14 @@ class ApiError(Exception):
 def bad_parameter(parameter: str | None, message: str) -> ApiError:
     """A 400 naming the parameter (None when no single parameter is at fault)."""
     return ApiError(400, "invalid_parameter", message, parameter)
+
+
+def engine_refused(exc: EngineRejected) -> ApiError:
+    """The engine's refusal of a request every check here passed: a 400 without the engine's text (it names
+    indices and internals), which is logged for the operator."""
+    log.warning("search engine refused a request: %s", exc)
+    return bad_parameter(None, "the search engine could not run this request (a filter or the query may be too "
+                               "long or too complex); the details were logged")
 
 
 def error_body(code: str, message: str, parameter: str | None = None) -> dict:
@@ -93,6 +101,10 @@ def register_error_handlers(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
         return _respond(exc.code or 500, code, exc.description or exc.name, headers=headers)
+
+    @app.errorhandler(EngineRejected)
+    def _engine_refused(exc: EngineRejected):  # routes with no parameter mapping of their own
+        return _api_error(engine_refused(exc))
 
     @app.errorhandler(EngineUnavailable)
     def _engine_down(exc: EngineUnavailable):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -20,7 +19,7 @@ from shopsearch.reranker.interleaving import list_seed, search_interleaved
 
 from .app import service
 from .auth import role
-from .errors import ApiError, bad_parameter
+from .errors import ApiError, bad_parameter, engine_refused
 from .hit_tokens import HitSigner
 from .limits import budget
 from .overload import bounded, request_deadline
@@ -29,7 +28,6 @@ from .query_log import client_id, explained_stages, log_query, query_record
 
 MAX_DID_YOU_MEAN = 3  # "did you mean" suggestions a zero-hit search returns at most
 
-log = logging.getLogger(__name__)
 bp = Blueprint("search", __name__)
 
 
@@ -80,9 +78,7 @@ def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
     refusal of a request every check here passed, as a 400 that keeps the engine's text for the log."""
     message = str(exc)
     if isinstance(exc, EngineRejected):
-        log.warning("search engine refused a request: %s", message)
-        return bad_parameter(None, "the search engine could not run this request (a filter or the query may be "
-                                   "too long or too complex); the details were logged")
+        return engine_refused(exc)
     if type(exc).__name__ == "UnknownProfile":
         return bad_parameter("profile", message)
     if re.search(r"\bquery\b", message) and "q" in names:

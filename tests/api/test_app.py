@@ -272,12 +272,15 @@ def test_a_request_the_engine_refuses_is_a_400_without_the_engines_text(tmp_path
                              "search_phase_execution_exception: The length of regex [1012] ...")
     c = create_app({"searcher": _Broken(refused), "engine_instance": catalog_engine, "index": ALIAS,
                     "events_dir": str(tmp_path)}).test_client()
-    resp = c.get("/search?q=lamp")
-    err = _error(resp, 400, None)
-    assert err["code"] == "invalid_parameter" and "could not run this request" in err["message"]
-    for internal in ("OpenSearch", "shop-v2026", "regex", "exception"):
-        assert internal not in resp.get_data(as_text=True)
-    assert any("length of regex" in r.getMessage() for r in caplog.records)  # kept for the operator
+    for url in ("/search?q=lamp", "/suggest?q=la", "/products/p1", "/products/p1/similar",
+                "/recommendations?product_id=p1"):
+        caplog.clear()
+        resp = c.get(url)
+        err = _error(resp, 400, None)
+        assert err["code"] == "invalid_parameter" and "could not run this request" in err["message"], url
+        for internal in ("OpenSearch", "shop-v2026", "regex", "exception"):
+            assert internal not in resp.get_data(as_text=True), url
+        assert any("length of regex" in r.getMessage() for r in caplog.records), url  # kept for the operator
 
 
 def test_a_category_path_longer_than_the_engine_can_match_is_refused_by_name(client):
