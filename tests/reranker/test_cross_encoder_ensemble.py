@@ -144,6 +144,7 @@ def test_cli_trains_one_member_from_each_base_model(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--base-model", "no/such/model"], "base model 'no/such/model': no such model folder, nor a packaged model"),
+    (["--base-model", "{data}"], r"base model '.*data': the folder holds no model \(no config.json\)"),
     (["--base-model", "{tiny}"], "given twice: its members would be one model served twice"),
     (["--base-model", "{tiny}"] * 8, "--base-model given 9 times: an ensemble has at most 8 members"),
 ])
@@ -152,5 +153,5 @@ def test_cli_refuses_bad_base_models_before_training_any_member(tmp_path, monkey
     monkeypatch.setattr(ce_training, "train_cross_encoder", lambda *a, **kw: trained.append(1))
     data = write_tiny_judged_set(tmp_path / "data")
     with pytest.raises(ValueError, match=message):
-        _cli_train(tmp_path, data, tmp_path / "bad", *[e.format(tiny=tmp_path / "tiny") for e in extra])
+        _cli_train(tmp_path, data, tmp_path / "bad", *[e.format(tiny=tmp_path / "tiny", data=data) for e in extra])
     assert not trained and not (tmp_path / "bad").exists()
