@@ -1,9 +1,9 @@
 """Every error the API returns is JSON: ``{"error": {"code", "message", "parameter"}}``.
 
-400 a malformed or out-of-limit parameter, 422 values that are valid alone but not together, 404 unknown
-product or route, 413 body too large, 501 not implemented, 503 engine outage (with Retry-After), 500 anything
-else (logged here, never a traceback in the response). 401/403: a missing, invalid or insufficient API key
-(api/auth.py); 429: a rate limit (api/limits.py).
+400 a malformed or out-of-limit parameter, or a request the engine refuses (its text logged, not returned), 422
+values that are valid alone but not together, 404 unknown product or route, 413 body too large, 501 not
+implemented, 503 engine outage (with Retry-After), 500 anything else (logged here, never a traceback in the
+response). 401/403: a missing, invalid or insufficient API key (api/auth.py); 429: a rate limit (api/limits.py).
 
 A 5xx message can name internals (the engine's URL, a file path, exception text): only callers who may see
 details (an admin key, or an admin endpoint in local mode; api/auth.py) get it; others, anonymous loopback clients
