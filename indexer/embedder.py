@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from shopsearch.packaged_models import NAMES, packaged_model_dir, packaged_name
+from shopsearch.packaged_models import local_model_dir, packaged_name
 from shopsearch.settings import DEFAULT_MODEL, offline_environment, set_process_default
 
 # Must happen before transformers/huggingface_hub are imported: never reach for the hub.
@@ -33,7 +33,8 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
-    """The local directory of ``model``: a packaged model's for its name, else ``model`` as a path.
+    """The local directory of ``model``: a packaged model's for its name, else ``model`` as a path
+    (:func:`~shopsearch.packaged_models.local_model_dir`).
 
     Raises:
         ValueError: ``model`` is neither a packaged name nor a directory with a sentence-transformers model
@@ -42,15 +43,7 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
     >>> resolve_model_dir("all-MiniLM-L6-v2").name  # doctest: +SKIP
     'model'
     """
-    packaged = packaged_model_dir(model)
-    if packaged is not None:
-        return packaged
-    path = Path(model).expanduser()
-    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise ValueError(f"model must be a packaged model ({', '.join(NAMES)}) or a local sentence-transformers "
-                         f"model directory; got {str(model)!r} (no modules.json/config.json there; hub downloads "
-                         f"are disabled)")
-    return path
+    return local_model_dir(model)
 
 
 def position_limit(config: Mapping[str, Any]) -> int | None:

@@ -28,11 +28,10 @@ import numpy as np
 
 from shopsearch.evaluation import mean_ndcg, rmse_vs_mean
 from shopsearch.judgments import Qrel, Query, write_queries
-from shopsearch.packaged_models import NAMES, packaged_model_dir
+from shopsearch.packaged_models import local_model_dir
 from shopsearch.settings import DEFAULT_MODEL, offline_environment
 
 from .calibration import fit_isotonic, save_calibrations
-from .cross_encoder import is_model_dir
 from .hard_negatives import mine_hard_negatives, sample_unjudged
 from .model_card import write_model_card
 from .pair_text import product_text
@@ -178,20 +177,13 @@ def pairs_sha256(splits: Sequence[DatasetSplit]) -> str:
 
 def resolve_base_model(base_model: str | os.PathLike[str], cache_dir: Path | None = None) -> Path:
     """The folder a cross-encoder starts from: a packaged model's (a split one unpacks under ``cache_dir``, default
-    the settings') or ``base_model`` itself.
+    the settings') or ``base_model`` itself (:func:`~shopsearch.packaged_models.local_model_dir`).
 
     Raises:
-        ValueError: neither a packaged model's name nor a folder holding a transformers model (its
-            ``config.json``; nothing is downloaded from a hub), said before any pair is mined.
+        ValueError: neither a packaged model's name nor a folder holding a model (nothing is downloaded from a
+            hub), said before any pair is mined.
     """
-    base = packaged_model_dir(base_model, cache_dir) or Path(base_model).expanduser()
-    if not Path(base).is_dir():
-        raise ValueError(f"base model {str(base_model)!r}: no such model folder, nor a packaged model "
-                         f"({', '.join(NAMES)})")
-    if not is_model_dir(base):
-        raise ValueError(f"base model {str(base_model)!r}: the folder holds no model (no config.json), and it is "
-                         f"not a packaged model's name ({', '.join(NAMES)})")
-    return Path(base)
+    return local_model_dir(base_model, cache_dir, what="base model")
 
 
 def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None,

@@ -141,3 +141,26 @@ def packaged_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = N
     if cache_dir is None:
         cache_dir = load_settings().cache_dir
     return SPLIT_MODELS[name].unpack(cache_dir)
+
+
+def local_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = None, what: str = "model") -> Path:
+    """The folder to load ``model`` from: a packaged model's for its name, else ``model`` as a folder holding a
+    (sentence-)transformers model. The bi-encoder, and a cross-encoder's starting point, are resolved here.
+
+    Args:
+        model: a packaged model's name or a model folder.
+        cache_dir: where split models unpack (default: the settings' ``cache_dir``).
+        what: what the caller calls it, for the message ("base model").
+    Raises:
+        ValueError: neither (:class:`ModelNotInstalled`: a packaged name whose packages are missing); said before
+            any work starts, since nothing is downloaded from a hub.
+    """
+    packaged = packaged_model_dir(model, cache_dir)
+    if packaged is not None:
+        return packaged
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        where = "no such folder" if not path.is_dir() else "no config.json or modules.json there"
+        raise ValueError(f"{what} {str(model)!r}: not a packaged model ({', '.join(NAMES)}) nor a model folder "
+                         f"({where}; hub downloads are disabled)")
+    return path

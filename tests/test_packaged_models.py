@@ -138,3 +138,18 @@ def test_a_commands_config_file_says_where_a_packaged_model_unpacks(site, tmp_pa
     assert main(["config", "--config", str(config)]) == 0
     assert seen == [tmp_path / "shop-cache" / "models" / "all-mpnet-base-v2"]
     assert env_var("config") not in os.environ
+
+
+def test_a_model_is_a_packaged_name_or_a_folder_holding_one(tmp_path):
+    from shopsearch.packaged_models import local_model_dir
+
+    assert (local_model_dir(MINILM) / "config.json").is_file()
+    (tmp_path / "ce").mkdir()
+    (tmp_path / "ce" / "config.json").write_text("{}")
+    assert local_model_dir(tmp_path / "ce") == tmp_path / "ce"
+    with pytest.raises(ValueError, match=r"base model '.*empty': not a packaged model \(all-MiniLM-L6-v2, .*\) nor "
+                                         r"a model folder \(no config.json or modules.json there; hub downloads"):
+        (tmp_path / "empty").mkdir()
+        local_model_dir(tmp_path / "empty", what="base model")
+    with pytest.raises(ValueError, match=r"model 'bert-base-uncased': .* \(no such folder; hub downloads are "):
+        local_model_dir("bert-base-uncased")

@@ -110,7 +110,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_alias(tmp_path):
 
 
 def test_a_worker_that_cannot_build_its_encoder_says_why(tmp_path):
-    with pytest.raises(ValueError, match="model must be"):
+    with pytest.raises(ValueError, match="model '/no/such/model': not a packaged model"):
         EncoderPool(EncoderSpec(_bad_model_encoder), workers=1)
 
 
