@@ -1,9 +1,10 @@
 """Every error the API returns is JSON: ``{"error": {"code", "message", "parameter"}}``.
 
-400 a malformed or out-of-limit parameter, or a request the engine refuses (its text logged, not returned), 422
-values that are valid alone but not together, 404 unknown product or route, 413 body too large, 501 not
-implemented, 503 engine outage (with Retry-After), 500 anything else (logged here, never a traceback in the
-response). 401/403: a missing, invalid or insufficient API key (api/auth.py); 429: a rate limit (api/limits.py).
+400 a malformed or out-of-limit parameter, 422 values that are valid alone but not together, 404 unknown product
+or route, 413 body too large, 501 not implemented, 503 engine outage (with Retry-After), 500 anything else (logged
+here, never a traceback in the response). A request the engine refuses is a 400 where the caller's query or
+filters reached it (``engine_refused``), else a 500 (nothing the caller sent is at fault, so a client retries);
+either way its text is logged, not returned. 401/403: a missing, invalid or insufficient API key (api/auth.py); 429: a rate limit (api/limits.py).
 
 A 5xx message can name internals (the engine's URL, a file path, exception text): only callers who may see
 details (an admin key, or an admin endpoint in local mode; api/auth.py) get it; others, anonymous loopback clients
@@ -51,8 +52,8 @@ def bad_parameter(parameter: str | None, message: str) -> ApiError:
 
 
 def engine_refused(exc: EngineRejected) -> ApiError:
-    """The engine's refusal of a request every check here passed: a 400 without the engine's text (it names
-    indices and internals), which is logged for the operator."""
+    """The engine's refusal of a request built from the caller's query or filters, every check here passed: a 400
+    without the engine's text (it names indices and internals), which is logged for the operator."""
     log.warning("search engine refused a request: %s", exc)
     return bad_parameter(None, "the search engine could not run this request (a filter or the query may be too "
                                "long or too complex); the details were logged")
@@ -103,8 +104,12 @@ def register_error_handlers(app: Flask) -> None:
         return _respond(exc.code or 500, code, exc.description or exc.name, headers=headers)
 
     @app.errorhandler(EngineRejected)
-    def _engine_refused(exc: EngineRejected):  # routes with no parameter mapping of their own
-        return _api_error(engine_refused(exc))
+    def _engine_refused_our_request(exc: EngineRejected):
+        # Routes whose caller sent no text the engine reads (a product lookup, recommendations, POST /events'
+        # product check): the request was ours, so a 500 the client retries, not a 400 it would drop.
+        log.error("search engine refused a request the API built: %s", exc)
+        current_app.extensions["shopsearch"].metrics.engine_error("rejected")
+        return _respond(500, "internal_error", "internal server error; the error was logged")
 
     @app.errorhandler(EngineUnavailable)
     def _engine_down(exc: EngineUnavailable):

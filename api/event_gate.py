@@ -258,7 +258,8 @@ class EventGate:
         Raises:
             Rejected: 400 ``missing_token`` / ``invalid_token`` / ``stale_query`` naming the token (or the query_id),
                 400 ``missing_product`` (a query_id with no product), 400 ``unknown_product`` naming the product.
-            EngineUnavailable: the product lookup failed (503).
+            EngineUnavailable: the product lookup failed (503). EngineRejected: the engine refused the lookup (500,
+                api/errors.py: nothing the client sent is at fault, so it retries).
         """
         now = self.clock()
         for item in batch:

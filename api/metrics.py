@@ -27,7 +27,8 @@ class Metrics:
         self.stages = Histogram("shopsearch_search_stage_duration_seconds",
                                 "Search stage latency from the response's timings_ms", ["stage"],
                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.engine_errors = Counter("shopsearch_engine_errors", "Engine outages and timeouts", ["kind"],
+        self.engine_errors = Counter("shopsearch_engine_errors",
+                                     "Engine outages, timeouts and refusals of the API's own requests", ["kind"],
                                      registry=self.registry)
         self.degraded = Counter("shopsearch_search_degraded", "Searches answered in degraded mode",
                                 registry=self.registry)
@@ -71,7 +72,8 @@ class Metrics:
             self.degraded_reasons.labels(reason).inc()
 
     def engine_error(self, kind: str) -> None:
-        """Count an engine outage (``unavailable``) or timeout."""
+        """Count an engine outage (``unavailable``), a timeout, or a request of the API's own it refused
+        (``rejected``)."""
         self.engine_errors.labels(kind).inc()
 
     def exposition(self) -> Response:

@@ -54,7 +54,7 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "A malformed or out-of-limit parameter (named in error.parameter)",
+    text = {400: "A malformed or out-of-limit parameter (named in error.parameter when one is at fault)",
             404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
             409: "An event_id another request is storing right now (a retry sent to two workers at once); retry "
                  "after the Retry-After seconds: it is then answered as a duplicate",

@@ -183,7 +183,7 @@ def resolve_base_model(base_model: str | os.PathLike[str], cache_dir: Path | Non
         ValueError: neither a packaged model's name nor a folder holding a model (nothing is downloaded from a
             hub), said before any pair is mined.
     """
-    return local_model_dir(base_model, cache_dir, what="base model")
+    return local_model_dir(base_model, cache_dir, what="base model", needs=("config.json",))
 
 
 def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = None,

@@ -143,14 +143,17 @@ def packaged_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = N
     return SPLIT_MODELS[name].unpack(cache_dir)
 
 
-def local_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = None, what: str = "model") -> Path:
+def local_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = None, what: str = "model",
+                    needs: tuple[str, ...] = ("config.json", "modules.json")) -> Path:
     """The folder to load ``model`` from: a packaged model's for its name, else ``model`` as a folder holding a
-    (sentence-)transformers model. The bi-encoder, and a cross-encoder's starting point, are resolved here.
+    model. The bi-encoder, and a cross-encoder's starting point, are resolved here.
 
     Args:
         model: a packaged model's name or a model folder.
         cache_dir: where split models unpack (default: the settings' ``cache_dir``).
         what: what the caller calls it, for the message ("base model").
+        needs: files of which the folder must hold one (a cross-encoder is built from ``config.json``; a
+            sentence-transformers model may hold ``modules.json`` alone).
     Raises:
         ValueError: neither (:class:`ModelNotInstalled`: a packaged name whose packages are missing); said before
             any work starts, since nothing is downloaded from a hub.
@@ -159,8 +162,9 @@ def local_model_dir(model: str | os.PathLike[str], cache_dir: Path | None = None
     if packaged is not None:
         return packaged
     path = Path(model).expanduser()
-    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-        where = "no such folder" if not path.is_dir() else "no config.json or modules.json there"
+    if not any((path / name).is_file() for name in needs):
+        where = (f"no {' or '.join(needs)} there" if path.is_dir() else
+                 "not a folder" if path.exists() else "no such folder")
         raise ValueError(f"{what} {str(model)!r}: not a packaged model ({', '.join(NAMES)}) nor a model folder "
                          f"({where}; hub downloads are disabled)")
     return path

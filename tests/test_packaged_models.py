@@ -153,3 +153,11 @@ def test_a_model_is_a_packaged_name_or_a_folder_holding_one(tmp_path):
         local_model_dir(tmp_path / "empty", what="base model")
     with pytest.raises(ValueError, match=r"model 'bert-base-uncased': .* \(no such folder; hub downloads are "):
         local_model_dir("bert-base-uncased")
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "modules.json").write_text("[]")  # a sentence-transformers folder: a bi-encoder, no base
+    assert local_model_dir(tmp_path / "st") == tmp_path / "st"
+    with pytest.raises(ValueError, match=r"\(no config.json there;"):
+        local_model_dir(tmp_path / "st", needs=("config.json",))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"\(not a folder;"):
+        local_model_dir(tmp_path / "file")

@@ -268,19 +268,29 @@ def test_unexpected_error_is_500_without_traceback(tmp_path, catalog_engine, cap
 
 
 def test_a_request_the_engine_refuses_is_a_400_without_the_engines_text(tmp_path, catalog_engine, caplog):
+    """Where the caller's query or filters reached the engine, its refusal is the caller's 400; where they did not
+    (a product lookup, recommendations, POST /events' product check) the request was the API's own: a 500 the
+    client retries, counted. Neither says what the engine said; the log does."""
     refused = EngineRejected("OpenSearch rejected the request on index 'shop-v20261205-1' (400): "
                              "search_phase_execution_exception: The length of regex [1012] ...")
     c = create_app({"searcher": _Broken(refused), "engine_instance": catalog_engine, "index": ALIAS,
                     "events_dir": str(tmp_path)}).test_client()
-    for url in ("/search?q=lamp", "/suggest?q=la", "/products/p1", "/products/p1/similar",
-                "/recommendations?product_id=p1"):
+    event = [{"type": "purchase", "product_id": "p1", "session_id": "s"}]
+    for status, call in [(400, lambda: c.get("/search?q=lamp")), (400, lambda: c.get("/suggest?q=la")),
+                         (400, lambda: c.get("/products/p1/similar")), (500, lambda: c.get("/products/p1")),
+                         (500, lambda: c.get("/recommendations?product_id=p1")),
+                         (500, lambda: c.post("/events", json=event))]:
         caplog.clear()
-        resp = c.get(url)
-        err = _error(resp, 400, None)
-        assert err["code"] == "invalid_parameter" and "could not run this request" in err["message"], url
+        resp = call()
+        err = _error(resp, status, None)
+        if status == 400:
+            assert err["code"] == "invalid_parameter" and "could not run this request" in err["message"]
+        else:
+            assert err["code"] == "internal_error"
         for internal in ("OpenSearch", "shop-v2026", "regex", "exception"):
-            assert internal not in resp.get_data(as_text=True), url
-        assert any("length of regex" in r.getMessage() for r in caplog.records), url  # kept for the operator
+            assert internal not in resp.get_data(as_text=True)
+        assert any("length of regex" in r.getMessage() for r in caplog.records)  # kept for the operator
+    assert metric(c.get("/metrics").get_data(as_text=True), "shopsearch_engine_errors_total", kind="rejected") == 3
 
 
 def test_a_category_path_longer_than_the_engine_can_match_is_refused_by_name(client):

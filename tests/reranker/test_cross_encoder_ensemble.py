@@ -145,7 +145,7 @@ def test_cli_trains_one_member_from_each_base_model(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--base-model", "no/such/model"], "base model 'no/such/model': not a packaged model .* nor a model folder "
                                         r"\(no such folder; hub downloads are disabled\)"),
-    (["--base-model", "{data}"], r"base model '.*data': .* \(no config.json or modules.json there"),
+    (["--base-model", "{data}"], r"base model '.*data': .* \(no config.json there"),
     (["--base-model", "{tiny}"], "given twice: its members would be one model served twice"),
     (["--base-model", "{tiny}"] * 8, "--base-model given 9 times: an ensemble has at most 8 members"),
 ])
