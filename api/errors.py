@@ -4,7 +4,8 @@
 or route, 413 body too large, 501 not implemented, 503 engine outage (with Retry-After), 500 anything else (logged
 here, never a traceback in the response). A request the engine refuses is a 400 where the caller's query or
 filters reached it (``engine_refused``), else a 500 (nothing the caller sent is at fault, so a client retries);
-either way its text is logged, not returned. 401/403: a missing, invalid or insufficient API key (api/auth.py); 429: a rate limit (api/limits.py).
+either way its text is logged, not returned. 401/403: a missing, invalid or insufficient API key (api/auth.py);
+429: a rate limit (api/limits.py).
 
 A 5xx message can name internals (the engine's URL, a file path, exception text): only callers who may see
 details (an admin key, or an admin endpoint in local mode; api/auth.py) get it; others, anonymous loopback clients

@@ -33,7 +33,7 @@ class EngineBusy(EngineUnavailable):
 class EngineRejected(ValueError):
     """The engine refused a request whose parameters passed every check here (OpenSearch's 4xx: a regex past
     ``index.max_regex_length``, too many clauses...). A ValueError, whose text is for operators and logs: the API
-    answers 400 without it."""
+    answers without it, 400 where the caller's query or filters reached the engine, else 500 (api/errors.py)."""
 
 
 class LegsCutShort(DeadlineExceeded):

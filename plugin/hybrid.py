@@ -83,9 +83,9 @@ def validate_request(req: SearchRequest, limits: Settings) -> None:
     """Check a request's parameters against ``limits`` before any engine call.
 
     Each parameter is checked alone (query length, ``page`` in 1..max_depth, ``size`` in 1..max_size, ``reference``
-    in 0..max_depth); the API also
-    rejects ``page * size`` past ``max_depth`` (422), which is not checked here because the ranking pipeline pages
-    through a profile's rerank head, which may reach deeper than a shopper may page.
+    in 0..max_depth); the API also rejects ``page * size`` past ``max_depth`` (422), which is not checked here
+    because the ranking pipeline pages through a profile's rerank head, which may reach deeper than a shopper may
+    page.
 
     Raises:
         ValueError: naming the parameter, its value and what is allowed (query, page, size, sort, facets, filters).
