@@ -25,7 +25,7 @@ from .engine import (PRICE_EDGES, BM25Leg, EngineBusy, EngineUnavailable, Filter
                      MatchPage, MatchRule)
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
-from .opensearch_errors import engine_errors, search_failure
+from .opensearch_errors import engine_errors, search_failure, transient_request_failure
 from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
                                  leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
@@ -40,6 +40,8 @@ NAMED_SCORES = {"include_named_queries_score": "true"}
 # A search (or a count) some shards could not answer (an _msearch item's 5xx, _shards.failed > 0: a node lost while
 # its replicas take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
 # SEARCH_RETRY_BACKOFF_S seconds, doubling, while the request's deadline leaves SEARCH_RETRY_MIN_S for the attempt.
+# A whole request refused or reset on every node the client tried, or answered 5xx (the moment a node dies), is sent
+# again once, the same way: an outage costs one more round, not SEARCH_RETRIES.
 SEARCH_RETRIES = 3
 SEARCH_RETRY_BACKOFF_S = 0.05
 SEARCH_RETRY_MIN_S = 0.05
@@ -132,15 +134,24 @@ class OpenSearchEngine:
         """The answers of ``n`` searches; ``send(positions)`` sends those (one round trip) and returns their answers
         in order. Those that fail transiently (:func:`~.opensearch_errors.search_failure`) are sent again, alone,
         up to :data:`SEARCH_RETRIES` times with backoff within ``deadline``; then the first one's error raises
-        (EngineUnavailable). Any other failure raises at once, translated."""
+        (EngineUnavailable). A round trip that failed whole but may pass in a moment
+        (:func:`~.opensearch_errors.transient_request_failure`) is sent again once, the same way. Any other failure
+        raises at once, translated."""
         answers: list[dict[str, Any]] = [{} for _ in range(n)]
         todo = list(range(n))
+        whole_failures = 0
         for attempt in range(SEARCH_RETRIES + 1):
-            got = send(todo)
-            if len(got) != len(todo):
-                raise EngineUnavailable(f"OpenSearch at {self.url} gave {len(got)} answers to {len(todo)} searches")
             failed: list[int] = []
             first: Exception | None = None
+            try:
+                got = send(todo)
+            except EngineUnavailable as whole:
+                whole_failures += 1
+                if whole_failures > 1 or not transient_request_failure(whole):
+                    raise
+                failed, first, got = list(todo), whole, []
+            if first is None and len(got) != len(todo):
+                raise EngineUnavailable(f"OpenSearch at {self.url} gave {len(got)} answers to {len(todo)} searches")
             for pos, answer in zip(todo, got):
                 failure = search_failure(answer, index=index, url=self.url, user=self.settings.opensearch_user)
                 if failure is None:
@@ -165,8 +176,8 @@ class OpenSearchEngine:
 
     def _search_once(self, stage: str, deadline: Deadline | None, index: str, body: dict[str, Any],
                      **params: Any) -> dict[str, Any]:
-        """One ``_search`` answer (timed by ``deadline``). An HTTP error raises as it did: the client has already
-        sent the request to the other nodes; only an answer some shards did not give is for :meth:`_answers`."""
+        """One ``_search`` answer (timed by ``deadline``). An HTTP error raises as it did, the client having sent
+        the request to the other nodes; :meth:`_answers` decides what is sent again."""
         return self._timed(stage, deadline, index, lambda **kw: self.client.search(index=index, body=body, **params,
                                                                                    **kw))
 
@@ -396,7 +407,8 @@ class OpenSearchEngine:
             ValueError: a leg is invalid or OpenSearch rejected its query (reason included).
             EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
                 with 429, its queues full). A leg some shards could not answer (a 5xx item, ``_shards.failed``, e.g.
-                a node just lost) is first sent again, alone, a few times within ``deadline`` (:meth:`_answers`).
+                a node just lost) is first sent again, alone, a few times within ``deadline``, and a round trip
+                every node refused, reset or answered 5xx once (:meth:`_answers`).
             DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
                 so none is served; a BM25 leg with ``field_scores`` goes in a second one, sent beside it).
         """
@@ -440,7 +452,8 @@ class OpenSearchEngine:
             for i in positions:
                 lines += [{"index": index}, bodies[i]]
 
-            # A whole _msearch answering an HTTP error raises as it did (the client tried the other nodes).
+            # A whole _msearch answering an HTTP error raises as it did (the client tried the other nodes);
+            # _answers sends it again once when that may pass in a moment.
             return self._timed(stage, deadline, index, lambda **kw: self.client.msearch(body=lines, **kw)["responses"])
 
         return self._answers(stage, deadline, index, len(bodies), send)

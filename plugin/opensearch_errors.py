@@ -154,6 +154,36 @@ def search_failure(answer: Any, *, index: str, url: str,
                              f"({failed} failed: {reason})"), True
 
 
+def transient_request_failure(exc: BaseException) -> bool:
+    """Whether a whole request's failure ``exc`` (translated: an EngineUnavailable) may pass in a moment: its
+    connection refused or reset on every node the client tried, or a 5xx answer (e.g. all shards failed while a
+    lost node's copies are given up). The adapter sends such a search once more after a backoff. Not a timeout
+    (the time is spent), a 429 (EngineBusy: shed at once) or a refusal of the request itself.
+
+    >>> from opensearchpy.exceptions import ConnectionError, ConnectionTimeout
+    >>> def raised(cause):
+    ...     try:
+    ...         with engine_errors(index="i", url="u"):
+    ...             raise cause
+    ...     except EngineUnavailable as exc:
+    ...         return exc
+    >>> transient_request_failure(raised(ConnectionError("N/A", "reset by peer", None)))
+    True
+    >>> transient_request_failure(raised(ConnectionTimeout("TIMEOUT", "read timed out", None)))
+    False
+    """
+    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, TransportError
+
+    if not isinstance(exc, EngineUnavailable) or isinstance(exc, EngineBusy):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, ConnectionTimeout):
+        return False
+    if isinstance(cause, ConnectionError):
+        return True
+    return isinstance(cause, TransportError) and isinstance(cause.status_code, int) and cause.status_code >= 500
+
+
 # Shard failures that come from the request itself, not from a shard's node: the same query fails again.
 _REQUEST_ERROR_TYPES = {"query_shard_exception", "illegal_argument_exception", "parsing_exception",
                         "search_parse_exception", "x_content_parse_exception", "number_format_exception"}

@@ -210,6 +210,12 @@ def _readyz_loop(base: str, load: Load) -> None:
         load.stop.wait(0.5)
 
 
+def _api_problems(log: Path) -> list[str]:
+    """The API's warnings and errors (its serve.log, kept in tmp_path), for a failure's message: the 503's cause."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [line[:400] for line in lines if " WARNING " in line or " ERROR " in line or "Error" in line][-12:]
+
+
 def _wait(predicate, timeout: float, what: str, load: Load) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -272,7 +278,7 @@ def test_a_node_killed_under_load_costs_no_search_and_no_acknowledged_upsert(
     # The API's client moves a refused or reset connection on to the next node (api.app.open_configured_engine), so
     # no search may fail when a node is killed: neither those in flight at the kill nor those sent to it afterwards.
     assert not failed, (f"{len(failed)} of {len(load.searches)} searches failed (seconds after the kill, "
-                        f"status): {failed[:20]}")
+                        f"status): {failed[:20]}; the API logged: {_api_problems(tmp_path / 'serve.log')}")
     assert searches_down >= 20, f"only {searches_down} searches ran while a node was down"
 
     assert health["status"] == "green" and health["number_of_nodes"] == NODES, health

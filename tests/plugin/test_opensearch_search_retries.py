@@ -1,10 +1,10 @@
 """The OpenSearch adapter's search retries, with a fake client (no node): an ``_msearch`` item that fails with a 5xx
 (e.g. a shard with no copy answering while a lost node's replicas take over) or that some shards did not answer
 (``_shards.failed > 0``) is sent again, alone, a bounded number of times within the deadline; a 429, a 4xx, a shard
-failure of the query itself or a missing index raises at once, and so does a whole request's HTTP error (the client
-tried the other nodes); a failure that persists is a plain EngineUnavailable (the API's 503). Counts
-(``_count``) and autocomplete answers some shards did not give are sent again the same way, never returned as if
-complete."""
+failure of the query itself or a missing index raises at once; a whole request refused, reset or answered 5xx on
+every node the client tried is sent once more, a timeout never; a failure that persists is a plain
+EngineUnavailable (the API's 503). Counts (``_count``) and autocomplete answers some shards did not give are sent
+again the same way, never returned as if complete."""
 
 from __future__ import annotations
 
@@ -110,14 +110,44 @@ def test_an_answer_some_shards_did_not_give_is_not_served_as_complete(make_engin
     assert [len(b) for b in client.msearch_bodies] == [4, 2]
 
 
-def test_a_whole_msearch_answering_5xx_is_the_clients_to_retry(make_engine):
-    """opensearch-py already sent it to every other node (max_retries): a second round here would multiply the
-    requests of an outage, and turn a deadline into a 503."""
-    from opensearchpy.exceptions import TransportError
+def test_a_whole_request_failing_on_every_node_is_sent_once_more(make_engine):
+    """A node's death can fail a whole round trip on every node the client tried (connections reset at the kill,
+    a 5xx while its copies are given up): sent once more after the backoff, never more, so an outage costs one
+    more round rather than SEARCH_RETRIES."""
+    from opensearchpy.exceptions import ConnectionError, TransportError
 
-    client = FakeClient(msearch=[TransportError(503, "search_phase_execution_exception", NO_SHARD["error"])])
-    with pytest.raises(EngineUnavailable, match=r"\(503\)"):
-        make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    five = TransportError(500, "search_phase_execution_exception", NO_SHARD["error"])
+    reset = ConnectionError("N/A", "Connection aborted: RemoteDisconnected", None)
+    client = FakeClient(msearch=[five, [ok("a"), ok("k")]])
+    bm25, knn = make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
+    assert [h.id for h in bm25] == ["a"] and [h.id for h in knn] == ["k"]
+    assert [len(b) for b in client.msearch_bodies] == [4, 4]
+
+    client = FakeClient(msearch=[reset, five, [ok("a")]])
+    with pytest.raises(EngineUnavailable, match=r"\(500\)"):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
+    assert len(client.msearch_bodies) == 2 and not isinstance(client.msearch_script[0], Exception)
+
+    # One lost round beside failed items: still one more round for the whole request, the items keep theirs.
+    client = FakeClient(msearch=[[NO_SHARD], reset, [ok("a")]])
+    hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
+    assert [h.id for h in hits] == ["a"] and len(client.msearch_bodies) == 3
+
+
+@pytest.mark.parametrize("error", [
+    "timeout", "busy", "denied",
+])
+def test_a_whole_request_that_cannot_pass_in_a_moment_raises_at_once(make_engine, error):
+    """A timeout has spent the time (a hung node must fail within the engine's timeout), a 429 is shed at once, a
+    403 is the operator's to fix."""
+    from opensearchpy.exceptions import AuthorizationException, ConnectionTimeout, TransportError
+
+    cause = {"timeout": ConnectionTimeout("TIMEOUT", "read timed out", None),
+             "busy": TransportError(429, "rejected_execution_exception", {"error": "queue full"}),
+             "denied": AuthorizationException(403, "security_exception", {"error": "no permission"})}[error]
+    client = FakeClient(msearch=[cause, [ok("a")]])
+    with pytest.raises(EngineUnavailable):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
     assert len(client.msearch_bodies) == 1
 
 
@@ -185,11 +215,11 @@ def test_a_field_scores_leg_sent_alone_is_retried_too(make_engine):
     hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE, field_scores=True)])
     assert [h.id for h in hits] == ["a", "b"] and client.search_calls == 2
 
-    # Connection errors were retried on the other nodes by the client itself: raised as they were.
-    client = FakeClient(search=[ConnectionError("N/A", "refused", None)])
+    # Refused on every node the client tried: sent once more, then raised as it was.
+    client = FakeClient(search=[ConnectionError("N/A", "refused", None)] * 2)
     with pytest.raises(EngineUnavailable, match="unreachable"):
         make_engine(client).search("shop", [BM25Leg("lamp", TITLE, field_scores=True)])
-    assert client.search_calls == 1
+    assert client.search_calls == 2
 
 
 def test_match_and_sources_are_retried(make_engine):
