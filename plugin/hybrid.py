@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Sequence
 
 from shopsearch.deadline import Deadline, DeadlineExceeded
 from shopsearch.settings import Settings
@@ -335,7 +335,7 @@ class HybridSearcher:
                 notes.append("deadline: the page's products were not fetched in time; hits carry ids and scores")
             timings["fetch"] = _ms(t)
             hits = [_scored(f, start + i + 1, found.get(f.id), field_scores.get(f.id)) for i, f in enumerate(head)]
-            first_page = tuple(_scored(f, i + 1, found.get(f.id)) for i, f in enumerate(reference))
+            first_page = _first_page(reference, found)
         t = time.perf_counter()
         try:
             page = self.engine.match(self.index, rule, sort=req.sort, offset=max(0, start - len(fused)), size=want,
@@ -355,7 +355,7 @@ class HybridSearcher:
             t = time.perf_counter()
             try:
                 found = self.engine.sources(self.index, [f.id for f in reference], deadline=deadline)
-                first_page = tuple(_scored(f, i + 1, found.get(f.id)) for i, f in enumerate(reference))
+                first_page = _first_page(reference, found)
             except DeadlineExceeded:
                 pass  # only what the page is logged against is lost: it is served without
             timings["fetch"] = _ms(t)
@@ -483,6 +483,12 @@ def vector_threshold(profile: Profile, knn_hits: list[Hit]) -> float:
     """
     best = knn_hits[0].score if knn_hits else 0.0
     return max(profile.knn.min_score, round(profile.knn.relative_score * best, 6))
+
+
+def _first_page(reference: Sequence[Fused], found: dict[str, Hit]) -> tuple[ScoredHit, ...]:
+    """``SearchResponse.first_page``: the ranking's first fused hits, ranked from 1, with their products from
+    ``found`` (no per-field BM25 or merchandising marks)."""
+    return tuple(_scored(f, i + 1, found.get(f.id)) for i, f in enumerate(reference))
 
 
 def _scored(f: Fused, rank: int, found: Hit | None, fields: dict[str, float] | None = None) -> ScoredHit:
