@@ -252,7 +252,9 @@ def open_ubi_store(settings: Settings, engine: Any = None) -> UbiStore:
     Args:
         settings: the resolved settings (engine kind, cluster URL and credentials, home).
         engine: an open OpenSearchEngine whose client to share; default: a client of the store's own, with a
-            timeout for bulk writes and no client retries (the spool's drainer retries with backoff).
+            timeout for bulk writes. A refused or reset connection moves on to the cluster's next node (the
+            records carry their ids: a write sent twice is stored once); a timeout does not, the spool's drainer
+            retries with backoff.
     """
     if settings.engine != "opensearch":
         return JsonlUbiStore(settings.ubi_dir)
@@ -260,5 +262,6 @@ def open_ubi_store(settings: Settings, engine: Any = None) -> UbiStore:
 
     client = getattr(engine, "client", None)
     if client is None:
-        client = make_client(settings=settings, timeout=STORE_TIMEOUT_S, max_retries=0)
+        client = make_client(settings=settings, timeout=STORE_TIMEOUT_S,
+                             max_retries=len(settings.opensearch_urls) - 1, retry_on_timeout=False)
     return OpenSearchUbiStore(client, display_url(settings.opensearch_url))

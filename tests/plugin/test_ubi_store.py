@@ -51,6 +51,16 @@ def test_open_ubi_store_follows_the_engine(tmp_path):
     assert isinstance(open_ubi_store(load_settings({"home": str(tmp_path)}, environ={})), JsonlUbiStore)
     os_store = open_ubi_store(load_settings({"engine": "opensearch"}, environ={}))
     assert isinstance(os_store, OpenSearchUbiStore) and os_store.indices["queries"] == "ubi_queries"
+    assert os_store.client.transport.max_retries == 0  # one node: the drainer's backoff is the retry
+
+
+def test_the_drainers_store_moves_on_to_the_next_node_of_a_cluster():
+    """A node killed under a cluster refuses the bulk write: the next node takes it at once, rather than the
+    drainer waiting its backoff; a timeout is the drainer's to retry."""
+    urls = "http://127.0.0.1:9231,http://127.0.0.1:9232,http://127.0.0.1:9233"
+    store = open_ubi_store(load_settings({"engine": "opensearch", "opensearch_url": urls}, environ={}))
+    transport = store.client.transport
+    assert (transport.max_retries, transport.retry_on_timeout) == (2, False)
 
 
 def test_store_round_trip_oldest_first_and_idempotent(store):
