@@ -262,7 +262,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     metrics = Metrics()
     spool = UbiSpool(cfg.ubi_spool_dir, cfg.ubi_spool_max_bytes)
     # The drainer's store has a client of its own: its bulk writes never hold up a search's connection.
-    drainer = SpoolDrainer(spool, lambda: open_ubi_store(cfg), cfg.ubi_flush_interval_s)
+    drainer = SpoolDrainer(spool, lambda: open_ubi_store(cfg, writer=True), cfg.ubi_flush_interval_s)
     app.extensions["shopsearch"] = SearchService(config=cfg, metrics=metrics, events=EventLog(cfg.events_dir),
                                                  ubi_spool=spool, ubi_drainer=drainer,
                                                  signer=HitSigner(signing_key(cfg)), searcher=searcher,

@@ -40,8 +40,8 @@ NAMED_SCORES = {"include_named_queries_score": "true"}
 # A search (or a count) some shards could not answer (an _msearch item's 5xx, _shards.failed > 0: a node lost while
 # its replicas take over) is sent again, only the failed searches, up to SEARCH_RETRIES times after a backoff from
 # SEARCH_RETRY_BACKOFF_S seconds, doubling, while the request's deadline leaves SEARCH_RETRY_MIN_S for the attempt.
-# A whole request refused or reset on every node the client tried, or answered 5xx (the moment a node dies), is sent
-# again once, the same way: an outage costs one more round, not SEARCH_RETRIES.
+# A whole round trip that may pass in a moment (refused or reset on every node the client tried, or a 5xx that does
+# not blame the request: the moment a node dies) takes one of those rounds, once: an outage costs one more round.
 SEARCH_RETRIES = 3
 SEARCH_RETRY_BACKOFF_S = 0.05
 SEARCH_RETRY_MIN_S = 0.05
@@ -135,8 +135,8 @@ class OpenSearchEngine:
         in order. Those that fail transiently (:func:`~.opensearch_errors.search_failure`) are sent again, alone,
         up to :data:`SEARCH_RETRIES` times with backoff within ``deadline``; then the first one's error raises
         (EngineUnavailable). A round trip that failed whole but may pass in a moment
-        (:func:`~.opensearch_errors.transient_request_failure`) is sent again once, the same way. Any other failure
-        raises at once, translated."""
+        (:func:`~.opensearch_errors.transient_request_failure`) is sent again once, taking one of those rounds.
+        Any other failure raises at once, translated."""
         answers: list[dict[str, Any]] = [{} for _ in range(n)]
         todo = list(range(n))
         whole_failures = 0
@@ -176,8 +176,8 @@ class OpenSearchEngine:
 
     def _search_once(self, stage: str, deadline: Deadline | None, index: str, body: dict[str, Any],
                      **params: Any) -> dict[str, Any]:
-        """One ``_search`` answer (timed by ``deadline``). An HTTP error raises as it did, the client having sent
-        the request to the other nodes; :meth:`_answers` decides what is sent again."""
+        """One ``_search`` answer (timed by ``deadline``). An error raises, translated, for :meth:`_answers` to judge
+        (the client has already sent a refused or reset request, or a 502/503/504, to the other nodes)."""
         return self._timed(stage, deadline, index, lambda **kw: self.client.search(index=index, body=body, **params,
                                                                                    **kw))
 
@@ -407,8 +407,8 @@ class OpenSearchEngine:
             ValueError: a leg is invalid or OpenSearch rejected its query (reason included).
             EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
                 with 429, its queues full). A leg some shards could not answer (a 5xx item, ``_shards.failed``, e.g.
-                a node just lost) is first sent again, alone, a few times within ``deadline``, and a round trip
-                every node refused, reset or answered 5xx once (:meth:`_answers`).
+                a node just lost) is first sent again, alone, a few times within ``deadline``, and a whole round
+                trip that may pass in a moment (refused or reset on every node) once (:meth:`_answers`).
             DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
                 so none is served; a BM25 leg with ``field_scores`` goes in a second one, sent beside it).
         """
@@ -452,8 +452,7 @@ class OpenSearchEngine:
             for i in positions:
                 lines += [{"index": index}, bodies[i]]
 
-            # A whole _msearch answering an HTTP error raises as it did (the client tried the other nodes);
-            # _answers sends it again once when that may pass in a moment.
+            # A whole _msearch that fails raises, translated, for _answers to judge (as _search_once).
             return self._timed(stage, deadline, index, lambda **kw: self.client.msearch(body=lines, **kw)["responses"])
 
         return self._answers(stage, deadline, index, len(bodies), send)

@@ -156,9 +156,10 @@ def search_failure(answer: Any, *, index: str, url: str,
 
 def transient_request_failure(exc: BaseException) -> bool:
     """Whether a whole request's failure ``exc`` (translated: an EngineUnavailable) may pass in a moment: its
-    connection refused or reset on every node the client tried, or a 5xx answer (e.g. all shards failed while a
-    lost node's copies are given up). The adapter sends such a search once more after a backoff. Not a timeout
-    (the time is spent), a 429 (EngineBusy: shed at once) or a refusal of the request itself.
+    connection refused or reset (on every node the client tried), or a 5xx answer that does not blame the request
+    (e.g. all shards failed while a lost node's copies are given up). The adapter sends such a search once more
+    after a backoff. Not a timeout, connecting or reading (the time is spent), a TLS failure (the configuration),
+    a 429 (EngineBusy: shed at once) or a refusal of the request itself.
 
     >>> from opensearchpy.exceptions import ConnectionError, ConnectionTimeout
     >>> def raised(cause):
@@ -172,16 +173,21 @@ def transient_request_failure(exc: BaseException) -> bool:
     >>> transient_request_failure(raised(ConnectionTimeout("TIMEOUT", "read timed out", None)))
     False
     """
-    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, TransportError
+    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, SSLError, TransportError
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
     if not isinstance(exc, EngineUnavailable) or isinstance(exc, EngineBusy):
         return False
     cause = exc.__cause__
-    if isinstance(cause, ConnectionTimeout):
+    if isinstance(cause, (ConnectionTimeout, SSLError)):
         return False
     if isinstance(cause, ConnectionError):
-        return True
-    return isinstance(cause, TransportError) and isinstance(cause.status_code, int) and cause.status_code >= 500
+        # opensearch-py reports a connect timeout as a ConnectionError; urllib3 2 derives a refusal from it
+        info = cause.info
+        return not isinstance(info, ConnectTimeoutError) or isinstance(info, NewConnectionError)
+    if not isinstance(cause, TransportError) or not isinstance(cause.status_code, int) or cause.status_code < 500:
+        return False
+    return not _types(_error_body(cause.info)) & _REQUEST_ERROR_TYPES
 
 
 # Shard failures that come from the request itself, not from a shard's node: the same query fails again.

@@ -246,15 +246,16 @@ def _status(error: dict[str, Any]) -> int:
     return status if isinstance(status, int) else 500
 
 
-def open_ubi_store(settings: Settings, engine: Any = None) -> UbiStore:
+def open_ubi_store(settings: Settings, engine: Any = None, *, writer: bool = False) -> UbiStore:
     """The UBI store of the configured engine: the OpenSearch indices, or JSONL files under ``<home>/ubi``.
 
     Args:
         settings: the resolved settings (engine kind, cluster URL and credentials, home).
         engine: an open OpenSearchEngine whose client to share; default: a client of the store's own, with a
-            timeout for bulk writes. A refused or reset connection moves on to the cluster's next node (the
-            records carry their ids: a write sent twice is stored once); a timeout does not, the spool's drainer
-            retries with backoff.
+            timeout for bulk writes and no client retries (the spool's drainer retries with backoff).
+        writer: the store only writes (the spool's drainer): its own client moves a refused or reset bulk write
+            on to the cluster's next node at once (the records carry their ids: a write sent twice is stored
+            once). A reader's does not: a scroll page sent again elsewhere could skip a page.
     """
     if settings.engine != "opensearch":
         return JsonlUbiStore(settings.ubi_dir)
@@ -262,6 +263,6 @@ def open_ubi_store(settings: Settings, engine: Any = None) -> UbiStore:
 
     client = getattr(engine, "client", None)
     if client is None:
-        client = make_client(settings=settings, timeout=STORE_TIMEOUT_S,
-                             max_retries=len(settings.opensearch_urls) - 1, retry_on_timeout=False)
+        retries = len(settings.opensearch_urls) - 1 if writer else 0
+        client = make_client(settings=settings, timeout=STORE_TIMEOUT_S, max_retries=retries, retry_on_timeout=False)
     return OpenSearchUbiStore(client, display_url(settings.opensearch_url))

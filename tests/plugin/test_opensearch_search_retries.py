@@ -1,10 +1,10 @@
 """The OpenSearch adapter's search retries, with a fake client (no node): an ``_msearch`` item that fails with a 5xx
 (e.g. a shard with no copy answering while a lost node's replicas take over) or that some shards did not answer
 (``_shards.failed > 0``) is sent again, alone, a bounded number of times within the deadline; a 429, a 4xx, a shard
-failure of the query itself or a missing index raises at once; a whole request refused, reset or answered 5xx on
-every node the client tried is sent once more, a timeout never; a failure that persists is a plain
-EngineUnavailable (the API's 503). Counts (``_count``) and autocomplete answers some shards did not give are sent
-again the same way, never returned as if complete."""
+failure of the query itself or a missing index raises at once; a whole request refused or reset on every node the
+client tried, or answered a 5xx that does not blame the query, is sent once more, a timeout never; a failure
+that persists is a plain EngineUnavailable (the API's 503). Counts (``_count``) and autocomplete answers some
+shards did not give are sent again the same way, never returned as if complete."""
 
 from __future__ import annotations
 
@@ -111,13 +111,21 @@ def test_an_answer_some_shards_did_not_give_is_not_served_as_complete(make_engin
 
 
 def test_a_whole_request_failing_on_every_node_is_sent_once_more(make_engine):
-    """A node's death can fail a whole round trip on every node the client tried (connections reset at the kill,
-    a 5xx while its copies are given up): sent once more after the backoff, never more, so an outage costs one
-    more round rather than SEARCH_RETRIES."""
+    """A node's death can fail a whole round trip (connections reset on every node the client tried, a 5xx while
+    its copies are given up): sent once more after the backoff, never more, so an outage costs one more round
+    rather than SEARCH_RETRIES; a refusal is still a refusal (NewConnectionError derives from urllib3's
+    ConnectTimeoutError)."""
     from opensearchpy.exceptions import ConnectionError, TransportError
 
     five = TransportError(500, "search_phase_execution_exception", NO_SHARD["error"])
     reset = ConnectionError("N/A", "Connection aborted: RemoteDisconnected", None)
+    from urllib3.exceptions import NewConnectionError
+
+    refused = ConnectionError("N/A", "refused", NewConnectionError(None, "Connection refused"))
+    client = FakeClient(msearch=[refused, [ok("a")]])
+    hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
+    assert [h.id for h in hits] == ["a"] and len(client.msearch_bodies) == 2
+
     client = FakeClient(msearch=[five, [ok("a"), ok("k")]])
     bm25, knn = make_engine(client).search("shop", [BM25Leg("lamp", TITLE), KnnLeg([1.0, 0.0], k=5)])
     assert [h.id for h in bm25] == ["a"] and [h.id for h in knn] == ["k"]
@@ -126,27 +134,53 @@ def test_a_whole_request_failing_on_every_node_is_sent_once_more(make_engine):
     client = FakeClient(msearch=[reset, five, [ok("a")]])
     with pytest.raises(EngineUnavailable, match=r"\(500\)"):
         make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
-    assert len(client.msearch_bodies) == 2 and not isinstance(client.msearch_script[0], Exception)
+    assert len(client.msearch_bodies) == 2 and len(client.msearch_script) == 1  # the answer was never asked for
 
-    # One lost round beside failed items: still one more round for the whole request, the items keep theirs.
+    # A whole failure after failed items takes one of the same rounds: SEARCH_RETRIES + 1 sends in all.
     client = FakeClient(msearch=[[NO_SHARD], reset, [ok("a")]])
     hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
     assert [h.id for h in hits] == ["a"] and len(client.msearch_bodies) == 3
+    client = FakeClient(msearch=[reset] + [[NO_SHARD]] * SEARCH_RETRIES + [[ok("a")]])
+    with pytest.raises(EngineUnavailable, match=r"\(503\)"):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
+    assert len(client.msearch_bodies) == SEARCH_RETRIES + 1
+
+
+def test_a_whole_failure_is_not_sent_again_past_the_deadline(make_engine):
+    from opensearchpy.exceptions import ConnectionError
+
+    now = [100.0]
+    client = FakeClient(msearch=[ConnectionError("N/A", "refused", None), [ok("a")]])
+    deadline = Deadline.after(0.5, clock=lambda: now[0])
+    now[0] += 0.48  # too little left for a backoff and another attempt
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        make_engine(client).search("shop", [BM25Leg("lamp", TITLE)], deadline=deadline)
+    assert len(client.msearch_bodies) == 1
 
 
 @pytest.mark.parametrize("error", [
-    "timeout", "busy", "denied",
+    "read timeout", "connect timeout", "tls", "busy", "denied", "closed", "the query's own 500",
 ])
 def test_a_whole_request_that_cannot_pass_in_a_moment_raises_at_once(make_engine, error):
-    """A timeout has spent the time (a hung node must fail within the engine's timeout), a 429 is shed at once, a
-    403 is the operator's to fix."""
-    from opensearchpy.exceptions import AuthorizationException, ConnectionTimeout, TransportError
+    """A timeout has spent the time (a hung node must fail within the engine's timeout), a TLS failure and a 403
+    are the operator's to fix, a 429 is shed at once, a closed index stays closed, and a 5xx that blames the query
+    fails again."""
+    from opensearchpy.exceptions import (AuthorizationException, ConnectionError, ConnectionTimeout, SSLError,
+                                         TransportError)
+    from urllib3.exceptions import ConnectTimeoutError
 
-    cause = {"timeout": ConnectionTimeout("TIMEOUT", "read timed out", None),
+    own = {"type": "search_phase_execution_exception", "reason": "all shards failed",
+           "root_cause": [{"type": "query_shard_exception", "reason": "failed to create query"}]}
+    cause = {"read timeout": ConnectionTimeout("TIMEOUT", "read timed out", None),
+             "connect timeout": ConnectionError("N/A", "connect timed out", ConnectTimeoutError("timed out")),
+             "tls": SSLError("N/A", "certificate verify failed", None),
              "busy": TransportError(429, "rejected_execution_exception", {"error": "queue full"}),
-             "denied": AuthorizationException(403, "security_exception", {"error": "no permission"})}[error]
+             "denied": AuthorizationException(403, "security_exception", {"error": "no permission"}),
+             "closed": TransportError(400, "index_closed_exception", {"error": {
+                 "type": "index_closed_exception", "reason": "closed", "index": "shop-1"}}),
+             "the query's own 500": TransportError(500, "search_phase_execution_exception", {"error": own})}[error]
     client = FakeClient(msearch=[cause, [ok("a")]])
-    with pytest.raises(EngineUnavailable):
+    with pytest.raises((EngineUnavailable, ValueError)):
         make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
     assert len(client.msearch_bodies) == 1
 

@@ -54,13 +54,15 @@ def test_open_ubi_store_follows_the_engine(tmp_path):
     assert os_store.client.transport.max_retries == 0  # one node: the drainer's backoff is the retry
 
 
-def test_the_drainers_store_moves_on_to_the_next_node_of_a_cluster():
+def test_the_drainers_store_moves_a_refused_write_on_to_the_next_node_and_readers_do_not():
     """A node killed under a cluster refuses the bulk write: the next node takes it at once, rather than the
-    drainer waiting its backoff; a timeout is the drainer's to retry."""
+    drainer waiting its backoff (a timeout stays the drainer's to retry). A reader's scroll page sent again
+    elsewhere could skip a page, so readers keep a client without retries."""
     urls = "http://127.0.0.1:9231,http://127.0.0.1:9232,http://127.0.0.1:9233"
-    store = open_ubi_store(load_settings({"engine": "opensearch", "opensearch_url": urls}, environ={}))
-    transport = store.client.transport
-    assert (transport.max_retries, transport.retry_on_timeout) == (2, False)
+    settings = load_settings({"engine": "opensearch", "opensearch_url": urls}, environ={})
+    writer = open_ubi_store(settings, writer=True).client.transport
+    assert (writer.max_retries, writer.retry_on_timeout) == (2, False)
+    assert open_ubi_store(settings).client.transport.max_retries == 0
 
 
 def test_store_round_trip_oldest_first_and_idempotent(store):
