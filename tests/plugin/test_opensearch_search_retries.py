@@ -158,6 +158,21 @@ def test_a_whole_failure_is_not_sent_again_past_the_deadline(make_engine):
     assert len(client.msearch_bodies) == 1
 
 
+def test_the_500_a_search_meets_at_a_node_kill_is_sent_again(make_engine):
+    """What a three-node cluster answered 31 ms after its cluster manager was SIGKILLed (bench/RESULTS.md, session
+    30): all shards failed, caused by node_not_connected_exception. An _msearch item with it was always sent again;
+    the page's products come from a _search, where it is a whole HTTP 500 that opensearch-py does not retry."""
+    from opensearchpy.exceptions import TransportError
+
+    lost = {"type": "search_phase_execution_exception", "reason": "all shards failed", "phase": "query",
+            "root_cause": [{"type": "node_not_connected_exception",
+                            "reason": "[shopsearch-node-1][127.0.0.1:9561] Node not connected"}]}
+    client = FakeClient(search=[TransportError(500, "search_phase_execution_exception", {"error": lost}),
+                                ok("p1", "p2")])
+    assert sorted(make_engine(client).sources("shop", ["p1", "p2"])) == ["p1", "p2"]
+    assert client.search_calls == 2
+
+
 @pytest.mark.parametrize("error", [
     "read timeout", "connect timeout", "tls", "busy", "denied", "closed", "the query's own 500",
 ])
