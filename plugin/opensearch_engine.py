@@ -408,7 +408,8 @@ class OpenSearchEngine:
             EngineUnavailable: OpenSearch is unreachable, timed out or failed (EngineBusy: it rejected the request
                 with 429, its queues full). A leg some shards could not answer (a 5xx item, ``_shards.failed``, e.g.
                 a node just lost) is first sent again, alone, a few times within ``deadline``, and a whole round
-                trip that may pass in a moment (refused or reset on every node) once (:meth:`_answers`).
+                trip that may pass in a moment (refused or reset on every node, or a 5xx that does not blame
+                the query) once (:meth:`_answers`).
             DeadlineExceeded: no answer within the time ``deadline`` leaves (the one round trip carries every leg,
                 so none is served; a BM25 leg with ``field_scores`` goes in a second one, sent beside it).
         """
