@@ -139,16 +139,16 @@ class OpenSearchEngine:
         Any other failure raises at once, translated."""
         answers: list[dict[str, Any]] = [{} for _ in range(n)]
         todo = list(range(n))
-        whole_failures = 0
+        whole_sent_again = False
         for attempt in range(SEARCH_RETRIES + 1):
             failed: list[int] = []
             first: Exception | None = None
             try:
                 got = send(todo)
             except EngineUnavailable as whole:
-                whole_failures += 1
-                if whole_failures > 1 or not transient_request_failure(whole):
+                if whole_sent_again or not transient_request_failure(whole):
                     raise
+                whole_sent_again = True
                 failed, first, got = list(todo), whole, []
             if first is None and len(got) != len(todo):
                 raise EngineUnavailable(f"OpenSearch at {self.url} gave {len(got)} answers to {len(todo)} searches")

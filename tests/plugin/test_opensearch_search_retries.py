@@ -116,11 +116,10 @@ def test_a_whole_request_failing_on_every_node_is_sent_once_more(make_engine):
     rather than SEARCH_RETRIES; a refusal is still a refusal (NewConnectionError derives from urllib3's
     ConnectTimeoutError)."""
     from opensearchpy.exceptions import ConnectionError, TransportError
+    from urllib3.exceptions import NewConnectionError
 
     five = TransportError(500, "search_phase_execution_exception", NO_SHARD["error"])
     reset = ConnectionError("N/A", "Connection aborted: RemoteDisconnected", None)
-    from urllib3.exceptions import NewConnectionError
-
     refused = ConnectionError("N/A", "refused", NewConnectionError(None, "Connection refused"))
     client = FakeClient(msearch=[refused, [ok("a")]])
     hits, = make_engine(client).search("shop", [BM25Leg("lamp", TITLE)])
