@@ -17,7 +17,9 @@ Both profiles run every judged query through the same RankingPipeline.search pat
 `shopsearch eval` (page 1, 100 results, no facets; rerank stages with their budgets) and are scored by
 shopsearch/evaluation.py. Reported per metric: A, B, the delta, wins / losses / ties over queries, and paired
 significance (t-test and a seeded sign-flip randomisation test, random_seed 42; --stat-test picks which marks
-a delta with †). A judged query with no results scores 0.
+a delta with †). A judged query with no results scores 0. judged@10, the share of each top 10 that was
+judged, is shown beside them: unjudged products count as not relevant, so read a delta in nDCG@10 or MRR@10
+together with the two profiles' judged@10, or score judged products only with --judged-only.
 
 Judgments: TREC qrels, CSV (query,product_id,grade), Amazon ESCI, WANDS or a Quepid export (auto-detected;
 --format overrides; see shopsearch/judgments.py for the grade mappings). --queries (qid<TAB>text) is needed for TREC
@@ -41,13 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
     add_engine_args(p)
     add_model_arg(p)
-    p.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10", help="comma-separated (default: all three)")
+    p.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,judged@10",
+                   help="comma-separated (default: all four)")
     p.add_argument("--stat-test", choices=("randomization", "ttest"), default="randomization",
                    help="which test marks significance (both are reported; default randomization)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--permutations", type=int, default=10_000, help="randomisation test permutations")
     p.add_argument("--seed", type=int, default=42, help="randomisation test seed (default 42)")
     p.add_argument("--top", type=int, default=10, help="biggest wins/losses listed per metric")
+    p.add_argument("--judged-only", action="store_true",
+                   help="score each ranking with its unjudged products taken out (trec_eval -J): how the two "
+                        "order what the judges saw")
     add_report_args(p)
     p.add_argument("--no-budget", action="store_true",
                    help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
@@ -117,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     report = compare(qrels, runs[args.profile_a], runs[args.profile_b], names=(args.profile_a, args.profile_b),
                      metrics=metrics, qids=list(todo), queries=todo, stat_test=args.stat_test, alpha=args.alpha,
-                     permutations=args.permutations, random_seed=args.seed)
+                     permutations=args.permutations, random_seed=args.seed, judged_only=args.judged_only)
     write_reports(args, lambda: render_html(report, top=args.top),
                   lambda: render_markdown(report, top=min(args.top, 5)))
     searches = len(todo) * len(runs)

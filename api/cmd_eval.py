@@ -18,9 +18,10 @@ lets every stage finish, to measure a GPU profile's ranking on a CPU).
 Models named by the profile are looked up in $SHOPSEARCH_MODELS (default $SHOPSEARCH_HOME/models), then
 ./models; a missing one stops the command before it runs (exit 2). Metrics (see shopsearch/evaluation.py):
 nDCG@10 with graded gains, Recall@100 and MRR@10 where "relevant" means grade >= 1; unjudged products count as
-not relevant; a judged query with no results scores 0. Queries without judgements are skipped (and counted).
+not relevant, and Judged@10 says what share of each top 10 was judged; a judged query with no results scores 0.
+Queries without judgements are skipped (and counted).
 
---json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "queries",
+--json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries",
 "degraded"}
 (plus "per_query": {qid: {metric: score}} with --per-query). Progress and the summary go to stderr.
 Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.
@@ -41,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-query", action="store_true", help="include every query's scores")
     p.add_argument("--no-budget", action="store_true",
                    help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
+    p.add_argument("--judged-only", action="store_true",
+                   help="score each ranking with its unjudged products taken out (trec_eval -J)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -95,12 +98,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.close()
-    report = evaluate(qrels, rankings, [q.qid for q in queries])
+    report = evaluate(qrels, rankings, [q.qid for q in queries], judged_only=args.judged_only)
     m = report.metrics
     summary = (f"eval {args.profile} on {args.engine}:{args.index}: {report.queries} queries "
                f"({len(report.unjudged)} unjudged skipped) in {seconds:.1f}s "
                f"({report.queries / max(seconds, 1e-9):.1f} q/s, {degraded} degraded); nDCG@10 {m['ndcg@10']:.4f}, "
-               f"Recall@100 {m['recall@100']:.4f}, MRR@10 {m['mrr@10']:.4f}")
+               f"Recall@100 {m['recall@100']:.4f}, MRR@10 {m['mrr@10']:.4f}, Judged@10 {m['judged@10']:.4f}")
     if args.json:
         out: dict = {**report.metrics, "queries": report.queries, "degraded": degraded}
         if args.per_query:

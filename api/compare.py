@@ -84,6 +84,7 @@ class CompareReport:
     alpha: float
     random_seed: int
     permutations: int
+    judged_only: bool = False  # scored on judged products only (trec_eval -J)
 
     @property
     def queries(self) -> int:
@@ -103,6 +104,7 @@ class CompareReport:
         return {
             "a": self.name_a, "b": self.name_b, "queries": self.queries, "stat_test": self.stat_test,
             "alpha": self.alpha, "random_seed": self.random_seed, "permutations": self.permutations,
+            "judged_only": self.judged_only,
             "metrics": {m.name: {"a": m.mean_a, "b": m.mean_b, "delta": m.delta, "wins": m.wins,
                                  "losses": m.losses, "ties": m.ties, "p_ttest": m.p_ttest,
                                  "p_randomization": m.p_randomization, "significant": m.significant,
@@ -214,7 +216,7 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
             names: tuple[str, str] = ("A", "B"), metrics: Sequence[str] = tuple(METRICS),
             qids: Sequence[str] | None = None, queries: Mapping[str, str] | None = None,
             stat_test: str = "randomization", alpha: float = 0.05, permutations: int = 10_000,
-            random_seed: int = 42) -> CompareReport:
+            random_seed: int = 42, judged_only: bool = False) -> CompareReport:
     """Compare run B against baseline run A.
 
     Args:
@@ -228,6 +230,7 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
         alpha: significance level in (0, 1).
         permutations: random sign vectors of the randomisation test.
         random_seed: its seed.
+        judged_only: score both runs on judged products only (``shopsearch.evaluation.evaluate``).
 
     Returns:
         A CompareReport.
@@ -248,7 +251,7 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
     if not isinstance(permutations, int) or permutations < 1:
         raise ValueError(f"permutations must be an integer >= 1, got {permutations!r}")
     qrels = list(qrels)
-    ea, eb = evaluate(qrels, run_a, qids), evaluate(qrels, run_b, qids)
+    ea, eb = (evaluate(qrels, run, qids, judged_only=judged_only) for run in (run_a, run_b))
     texts = dict(queries or {})
     per_query = tuple(QueryScores(q, texts.get(q, ""), {m: ea.per_query[q][m] for m in metrics},
                                   {m: eb.per_query[q][m] for m in metrics}) for q in ea.per_query)
@@ -257,4 +260,5 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
     missing = [tuple(q.qid for q in per_query if not run.get(q.qid)) for run in (run_a, run_b)]
     return CompareReport(name_a=names[0], name_b=names[1], metrics=out, per_query=per_query,
                          missing_a=missing[0], missing_b=missing[1], unjudged=ea.unjudged, stat_test=stat_test,
-                         alpha=float(alpha), random_seed=random_seed, permutations=permutations)
+                         alpha=float(alpha), random_seed=random_seed, permutations=permutations,
+                         judged_only=judged_only)

@@ -49,7 +49,8 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
     >>> print(render_markdown(report))  # doctest: +SKIP
     """
     a, b = report.name_a, report.name_b
-    lines = [f"### Relevance: `{a}` → `{b}` ({report.queries} judged queries)", "",
+    only = ", judged products only (trec_eval -J)" if report.judged_only else ""
+    lines = [f"### Relevance: `{a}` → `{b}` ({report.queries} judged queries{only})", "",
              f"| metric | {a} | {b} | Δ | Δ 95% CI | Δ% | wins / losses / ties | p ({report.stat_test}) |",
              "|---|---:|---:|---:|:---:|---:|:---:|---:|"]
     for m in report.metrics.values():
@@ -57,6 +58,8 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
                      f"{_rel(m)} | {m.wins} / {m.losses} / {m.ties} | {_p(m, report):.4f} |")
     lines += ["", f"† significant at α = {report.alpha} ({_test_words(report)}). "
                   f"Wins/losses count queries where `{b}` scores above/below `{a}`."]
+    if "judged@10" in report.metrics:
+        lines.append(_JUDGED_NOTE)
     if report.missing_a or report.missing_b:
         lines.append(f"Queries with no results (scored 0): {a}: {len(report.missing_a)}, {b}: {len(report.missing_b)}.")
     first = next(iter(report.metrics))
@@ -67,6 +70,11 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
             lines += [f"| {_md(_label(q))} | {q.a[first]:.3f} | {q.b[first]:.3f} | {q.delta(first):+.3f} |"
                       for q in rows]
     return "\n".join(lines) + "\n"
+
+
+# Why judged@10 sits in the table: the others score an unjudged product as not relevant.
+_JUDGED_NOTE = ("judged@10 is the share of each top 10 that was judged. The other metrics count an unjudged product "
+                "as not relevant, so a profile that shows more of them loses score whether or not they are relevant.")
 
 
 def _test_words(report: CompareReport) -> str:
@@ -194,14 +202,15 @@ def render_html(report: CompareReport, *, top: int = 10) -> str:
                     f'<td class="n">{_ci(m)}</td><td class="n">{_rel(m)}</td>'
                     f'<td class="n">{m.wins} / {m.losses} / {m.ties}</td>'
                     f'<td class="n">{m.p_ttest:.4f}</td><td class="n">{m.p_randomization:.4f}</td></tr>')
+    only = ", scored on judged products only (trec_eval -J)" if report.judged_only else ""
     body = [f"<h1>{a} → {b}</h1>",
-            f"<p>{report.queries} judged queries. † marks a delta significant at α = {report.alpha} "
+            f"<p>{report.queries} judged queries{only}. † marks a delta significant at α = {report.alpha} "
             f"({escape(_test_words(report))}). Wins / losses / ties count queries where {b} scores above / below /"
             f" equal to {a}. A judged query with no results scores 0"
             f" ({a}: {len(report.missing_a)}, {b}: {len(report.missing_b)} such queries)"
             + (f"; {len(report.unjudged)} queries without judgements were left out" if report.unjudged else "")
-            + ".</p>",
-            "<table><tr><th>metric</th><th>" + a + "</th><th>" + b + "</th><th>Δ</th><th>Δ%</th>"
+            + "." + (" " + escape(_JUDGED_NOTE) if "judged@10" in report.metrics else "") + "</p>",
+            "<table><tr><th>metric</th><th>" + a + "</th><th>" + b + "</th><th>Δ</th><th>Δ 95% CI</th><th>Δ%</th>"
             "<th>W / L / T</th><th>p (t-test)</th><th>p (randomisation)</th></tr>" + "".join(rows) + "</table>",
             "<h2>Per-metric distributions</h2>",
             box_plot_svg({m: ([q.a[m] for q in report.per_query], [q.b[m] for q in report.per_query])

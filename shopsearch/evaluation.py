@@ -3,10 +3,14 @@
 Metrics of a search run (:data:`METRICS`, scored by :func:`evaluate`):
 - ``ndcg@10``: nDCG@10 with the graded judgements as linear gains (grade 3 counts 3x grade 1);
 - ``recall@100``: share of the query's relevant products in the top 100;
-- ``mrr@10``: reciprocal rank of the first relevant product in the top 10 (RR@10, averaged: MRR@10).
+- ``mrr@10``: reciprocal rank of the first relevant product in the top 10 (RR@10, averaged: MRR@10);
+- ``judged@10``: share of the products shown in the top 10 that were judged, of any grade (a shorter list is
+  measured on what it shows). Not a quality metric: it says how far the others can be trusted.
 "Relevant" means grade >= 1 (:data:`RELEVANT_GRADE`): on crowdflower, grade 0 is "irrelevant" and 1..3 are
-"somewhat" to "highly" relevant. Unjudged products count as not relevant. A judged query with no results, or
-missing from the rankings, scores 0 on every metric instead of vanishing from the mean.
+"somewhat" to "highly" relevant. Unjudged products count as not relevant, as trec_eval counts them, so a ranking
+that shows products the judges never saw scores lower whether or not they are relevant: read an nDCG@10 delta
+beside the two rankings' judged@10. A judged query with no results, or missing from the rankings, scores 0 on every
+metric instead of vanishing from the mean.
 
 Judged pools (a query's judged products ranked by a model's scores, as training and the benches measure them) are
 scored by thin wrappers over the same ir-measures nDCG: :func:`ndcg_at_k`, :func:`per_pool_ndcg`,
@@ -26,7 +30,7 @@ from typing import Hashable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import ir_measures
 import numpy as np
-from ir_measures import ScoredDoc, nDCG, R, RR
+from ir_measures import Judged, ScoredDoc, nDCG, R, RR
 from scipy.stats import rankdata
 
 from shopsearch.judgments import Qrel
@@ -37,6 +41,7 @@ METRICS = {
     "ndcg@10": nDCG @ 10,
     "recall@100": R(rel=RELEVANT_GRADE) @ 100,
     "mrr@10": RR(rel=RELEVANT_GRADE) @ 10,
+    "judged@10": Judged @ 10,
 }
 
 
@@ -68,7 +73,7 @@ def to_run(rankings: Mapping[str, Sequence[str]]) -> list[ScoredDoc]:
 
 
 def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
-             qids: Sequence[str] | None = None) -> EvalReport:
+             qids: Sequence[str] | None = None, *, judged_only: bool = False) -> EvalReport:
     """Score rankings against judgements.
 
     Args:
@@ -76,6 +81,9 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
         rankings: qid -> doc ids, best first (at least 100 deep for recall@100 to mean what it says).
         qids: the queries to evaluate (default: every judged query). Those without judgements are left out and
             listed in ``EvalReport.unjudged``.
+        judged_only: score each ranking with its query's unjudged products taken out, the judged ones moving up
+            (trec_eval's ``-J``; "condensed lists"): what the ranking does with the products the judges saw. A
+            bound, not the truth: it credits nothing for keeping an irrelevant unjudged product out of the top.
 
     Returns:
         EvalReport with the means over the judged queries; a judged query with no ranking scores 0.
@@ -97,6 +105,11 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
     by_measure = {measure: name for name, measure in METRICS.items()}
     per_query = {q: {name: 0.0 for name in METRICS} for q in evaluated}
     keep = set(evaluated)
+    if judged_only:
+        pools: dict[str, set[str]] = {}
+        for q in qrels:
+            pools.setdefault(q.query_id, set()).add(q.doc_id)
+        rankings = {q: [d for d in docs if d in pools.get(q, ())] for q, docs in rankings.items()}
     run = to_run({q: docs for q, docs in rankings.items() if q in keep})
     if run:
         for m in ir_measures.iter_calc(list(METRICS.values()), [q for q in qrels if q.query_id in keep], run):

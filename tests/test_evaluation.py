@@ -22,9 +22,11 @@ def test_metrics_by_hand_and_missing_query_counts_zero():
     report = evaluate(QRELS, {"q1": ["b", "a"]})  # q2 has no results at all
     # q1: DCG = 0/log2(2) + 2/log2(3); ideal = 2/1 + 1/log2(3)
     ndcg_q1 = (2 / LOG2_3) / (2 + 1 / LOG2_3)
-    assert report.per_query["q1"] == pytest.approx({"ndcg@10": ndcg_q1, "recall@100": 0.5, "mrr@10": 0.5})
-    assert report.per_query["q2"] == {"ndcg@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0}
-    assert report.metrics == pytest.approx({"ndcg@10": ndcg_q1 / 2, "recall@100": 0.25, "mrr@10": 0.25})
+    assert report.per_query["q1"] == pytest.approx({"ndcg@10": ndcg_q1, "recall@100": 0.5, "mrr@10": 0.5,
+                                                    "judged@10": 1.0})
+    assert report.per_query["q2"] == {"ndcg@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "judged@10": 0.0}
+    assert report.metrics == pytest.approx({"ndcg@10": ndcg_q1 / 2, "recall@100": 0.25, "mrr@10": 0.25,
+                                            "judged@10": 0.5})
     assert report.queries == 2
 
 
@@ -46,7 +48,15 @@ def test_grade_one_is_relevant_for_recall_and_mrr():
 def test_rank_cutoffs():
     ranking = [f"junk{i}" for i in range(10)] + ["a"]  # a at rank 11: outside @10, inside @100
     report = evaluate(QRELS, {"q1": ranking}, qids=["q1"])
-    assert report.per_query["q1"] == {"ndcg@10": 0.0, "recall@100": 0.5, "mrr@10": 0.0}
+    assert report.per_query["q1"] == {"ndcg@10": 0.0, "recall@100": 0.5, "mrr@10": 0.0, "judged@10": 0.0}
+
+
+def test_judged_at_10_counts_judged_products_of_any_grade_among_those_shown():
+    # b is judged irrelevant (grade 0): judged all the same; junk never was; rank 11 is past the cutoff
+    report = evaluate(QRELS, {"q1": ["b", "junk", "a"] + [f"junk{i}" for i in range(7)] + ["c"]}, qids=["q1"])
+    assert report.per_query["q1"]["judged@10"] == pytest.approx(0.2)
+    # a shorter list is measured on what it shows
+    assert evaluate(QRELS, {"q1": ["a", "junk"]}, qids=["q1"]).per_query["q1"]["judged@10"] == pytest.approx(0.5)
 
 
 def test_unjudged_queries_are_left_out_and_listed():

@@ -102,6 +102,31 @@ def test_html_is_self_contained():
     assert "+0.3333" in html and "0.7500" in html
 
 
+def test_judged_at_10_is_compared_and_explained():
+    r = compare(QRELS, RUN_A, RUN_B, names=("base", "cand"), queries=TEXTS)  # every metric, judged@10 included
+    m = r.metrics["judged@10"]
+    # base: q1 [b (unjudged), a] 0.5, q2 [x] 1, q3 no results 0; cand: q1 [a] 1, q2 [z (unjudged), x] 0.5, q3 [y] 1
+    assert (m.mean_a, m.mean_b, m.wins, m.losses) == (pytest.approx(0.5), pytest.approx(2.5 / 3), 2, 1)
+    assert "judged@10 is the share of each top 10 that was judged" in render_markdown(r)
+    html = render_html(r)
+    assert "judged@10 is the share of each top 10 that was judged" in html
+    header = html.split("<table>", 1)[1].split("</tr>", 1)[0]
+    first_row = html.split("<table>", 1)[1].split("</tr>", 2)[1]
+    assert header.count("<th>") == first_row.count("<td") == 9  # the CI column has its heading
+    assert "judged@10" not in render_markdown(_report())
+
+
+def test_judged_only_scores_what_the_judges_saw():
+    # q2: cand shows z (unjudged) above x; with it taken out x is first, as in base
+    r = compare(QRELS, RUN_A, RUN_B, names=("base", "cand"), metrics=["mrr@10", "judged@10"], judged_only=True)
+    assert r.judged_only and r.to_dict()["judged_only"] is True
+    assert [q.b["mrr@10"] for q in r.per_query] == [1.0, 1.0, 1.0]
+    assert [q.a["mrr@10"] for q in r.per_query] == [1.0, 1.0, 0.0]  # q3: no results still scores 0
+    assert r.metrics["judged@10"].mean_b == 1.0
+    assert "judged products only (trec_eval -J)" in render_markdown(r) and "trec_eval -J" in render_html(r)
+    assert not _report().judged_only
+
+
 def test_svg_helpers():
     bars = delta_bars_svg([0.5, -0.25, 0.0])
     assert bars.count("<rect") == 3 and "#2e7d32" in bars and "#c62828" in bars

@@ -49,9 +49,9 @@ def test_eval_json_on_tiny_index(tiny_index, tiny_bi_encoder_dir, capsys):
     d, root = tiny_index
     assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--per-query")) == 0
     out = json.loads(capsys.readouterr().out)  # exactly one JSON object on stdout
-    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "queries", "degraded", "per_query"}
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries", "degraded", "per_query"}
     assert out["queries"] == 3 and set(out["per_query"]) == {"t1", "t2", "t3"}
-    for name in ("ndcg@10", "recall@100", "mrr@10"):
+    for name in ("ndcg@10", "recall@100", "mrr@10", "judged@10"):
         assert 0.0 <= out[name] <= 1.0
         assert all(0.0 <= s[name] <= 1.0 for s in out["per_query"].values())
     # Every relevant product is among 6 candidates: recall@100 is 1 whatever the (random) dense leg does.
@@ -62,11 +62,25 @@ def test_eval_bm25_profile_finds_exact_matches_first(tiny_index, tiny_bi_encoder
     d, root = tiny_index
     assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--profile", "bm25")) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "queries", "degraded"}
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries", "degraded"}
     # BM25 puts the title match first for each query: MRR 1; t2's second product (p1, grade 1) also matches
     # "table", so nDCG is 1 too.
     assert out["mrr@10"] == pytest.approx(1.0)
     assert out["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_eval_judged_only_takes_unjudged_products_out(tiny_index, tiny_bi_encoder_dir, tmp_path, capsys):
+    d, root = tiny_index
+    # t2 ("oak table") without its judgement of p2, the product BM25 puts first: p1 (grade 1) follows it
+    (tmp_path / "queries.tsv").write_text((d / "queries.tsv").read_text())
+    (tmp_path / "qrels.txt").write_text("t2 0 p1 1\n")
+    argv = [*eval_argv(tmp_path, root, tiny_bi_encoder_dir, "--json", "--profile", "bm25", "--per-query")]
+    assert main(argv) == 0
+    every = json.loads(capsys.readouterr().out)["per_query"]["t2"]
+    assert main([*argv, "--judged-only"]) == 0
+    judged = json.loads(capsys.readouterr().out)["per_query"]["t2"]
+    assert every["judged@10"] == pytest.approx(0.5) and every["mrr@10"] == pytest.approx(0.5)
+    assert judged["judged@10"] == pytest.approx(1.0) and judged["mrr@10"] == pytest.approx(1.0)
 
 
 def test_eval_goes_through_the_ranking_pipeline(tiny_index, tiny_bi_encoder_dir, tmp_path, monkeypatch, capsys):
