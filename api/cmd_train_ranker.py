@@ -15,7 +15,7 @@ Train the LightGBM ranker that a profile's [conversion] stage serves, from one o
   --judgments FILE   human judgments (TREC + --queries, CSV, ESCI, WANDS, Quepid): every judged query runs through
                      the served pipeline (--index, --profile, engine flags) and the rows are the head the profile's
                      [conversion] stage orders, with the features that stage computes; label = the grade
-                     (unjudged: 0). Target `relevance`, lambdarank.
+                     (unjudged: 0, or no row with --unjudged skip). Target `relevance`, lambdarank.
   --logs             the UBI logs (--ubi-dir or the engine's store): each query's logged top K with the stage values
                      as served (query_attributes.features), labelled by its clicks / add_to_cart / purchases; the
                      product features come from the products stored in --index, as serving read them;
@@ -70,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-gain", choices=("linear", "exponential"),
                    help="lambdarank's worth of grade g: exponential 2^g - 1 (LightGBM's; default) or linear g, "
                         "as eval's nDCG scores judgments")
+    p.add_argument("--unjudged", choices=("zero", "skip"),
+                   help="--judgments: a product in the head nobody judged is a row labelled 0 (zero, the default, "
+                        "as eval counts it) or no row (skip: learn to order what the judges saw, not which "
+                        "products they saw)")
     p.add_argument("--position-debias", action=argparse.BooleanOptionalAction, default=None,
                    help="lambdarank learns the shown positions' bias (default: on for --logs, off otherwise)")
     p.add_argument("--cross-encoder", metavar="MODEL",
@@ -103,7 +107,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--cross-encoder / --bi-encoder are for --events; --logs reads the stage values each "
                          "search logged (serve a profile with that stage to log them)")
     for flag, value in (("--queries", args.queries), ("--format", args.format),
-                        ("--wands-queries", args.wands_queries)):
+                        ("--wands-queries", args.wands_queries), ("--unjudged", args.unjudged)):
         if value is not None and not args.judgments:
             raise ValueError(f"{flag} is for --judgments")
     if args.ubi_dir and not args.logs:
@@ -228,14 +232,16 @@ def _judged(args, names):
         else:
             pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
                                        budgets=False)
-            rows = judged_rows(pipeline, todo, qrels, args.profile, names, progress=not args.no_progress)
+            rows = judged_rows(pipeline, todo, qrels, args.profile, names, progress=not args.no_progress,
+                               unjudged=args.unjudged or "zero")
             if args.rows_cache:
                 save_rows(rows, args.rows_cache, fingerprint)
     finally:
         engine.close()
     data = {"judgments": str(args.judgments), "queries_file": args.queries, "index": args.index,
             "engine": args.engine, "profile": args.profile, "depth": profile.conversion.depth,
-            "rerank_model": profile.rerank.model if profile.rerank.enabled else None, "bi_encoder": args.model}
+            "rerank_model": profile.rerank.model if profile.rerank.enabled else None, "bi_encoder": args.model,
+            "unjudged": args.unjudged or "zero"}
     return rows, data, todo
 
 
@@ -253,7 +259,7 @@ def _rows_fingerprint(args, engine, profile, names, stage_dirs) -> dict:
               for stage, d in stage_dirs.items()}
     return {**files, "index": args.index, "index_version": engine.resolve_alias(args.index) or args.index,
             "engine": args.engine, "profile": profile.model_dump(mode="json"), "models": models,
-            "features": list(names), "bi_encoder": str(args.model),
+            "features": list(names), "bi_encoder": str(args.model), "unjudged": args.unjudged or "zero",
             # the features' definitions change with the card version (rows from an older one are computed anew)
             "card_version": CARD_VERSION}
 

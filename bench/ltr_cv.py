@@ -10,6 +10,9 @@ scored by the one model that never saw it.
     python bench/ltr_cv.py --data ../shared/data/homedepot --index homedepot --work /tmp/ltr-hd \
         --baseline default --baseline bm25
 
+``--unjudged skip`` trains on judged products only (``train ranker --unjudged``); ``--judged-only`` adds a second
+pooled table per baseline that scores judged products only (``compare --judged-only``, trec_eval's -J).
+
 ``--link NAME=PATH`` puts another model into every fold's models folder (a profile's cross-encoder, say); the
 index must exist in $SHOPSEARCH_HOME on the embedded engine. ``--fold I`` runs fold I alone (a fold whose model is
 ready while the next trains, or one rerun); the pooled table follows once every fold's reports are in ``--work``.
@@ -35,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", action="append", help="profiles compared with it (repeatable; default: default)")
     ap.add_argument("--label-gain", choices=("linear", "exponential"),
                     help="the rankers' label gain (shopsearch train ranker --label-gain; default: its default)")
+    ap.add_argument("--unjudged", choices=("zero", "skip"),
+                    help="rows of products nobody judged (shopsearch train ranker --unjudged; default: zero)")
+    ap.add_argument("--judged-only", action="store_true",
+                    help="compare on judged products only as well (shopsearch compare --judged-only), pooled beside")
     ap.add_argument("--tune", action="store_true", help="the rankers choose their settings by CV first "
                                                         "(shopsearch train ranker --tune)")
     ap.add_argument("--members", type=int, help="boosters per ranker (shopsearch train ranker --members; default 1)")
@@ -48,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
+    modes = [("", [])] + ([("-judged", ["--judged-only"])] if args.judged_only else [])
     t0 = time.perf_counter()
     for f in range(args.folds) if args.fold is None else [args.fold]:
         models = models_with_links(work / f"m{f}", args.link, f)
@@ -59,17 +67,21 @@ def main(argv: list[str] | None = None) -> int:
             "--folds", str(args.folds), "--fold", str(f), "--rows-cache", str(work / "rows.npz"), "--out", str(out),
             "--no-progress", *(["--label-gain", args.label_gain] if args.label_gain else []),
             *(["--tune"] if args.tune else []),
-            *(["--members", str(args.members)] if args.members is not None else [])],
+            *(["--members", str(args.members)] if args.members is not None else []),
+            *(["--unjudged", args.unjudged] if args.unjudged else [])],
            env, work / f"train-{f}.txt")
         for base in baselines:
-            sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
-                "--queries", str(out / "heldout-queries.tsv"), "--qrels", str(data / "qrels-dev.txt"), base,
-                args.profile], env, work / f"cmp-{base}-{f}.json")
+            for suffix, extra in modes:
+                sh(["shopsearch", "compare", "--index", args.index, "--engine", "embedded", "--no-budget", "--json",
+                    "--queries", str(out / "heldout-queries.tsv"), "--qrels", str(data / "qrels-dev.txt"), *extra,
+                    base, args.profile], env, work / f"cmp-{base}{suffix}-{f}.json")
     for base in baselines:
-        reports = [work / f"cmp-{base}-{f}.json" for f in range(args.folds)]
-        missing = [r.name for r in reports if not r.is_file()]
-        print()
-        print("\n".join(pooled_table(reports)) if not missing else f"{base}: no pooled table until {missing} exist")
+        for suffix, _ in modes:
+            reports = [work / f"cmp-{base}{suffix}-{f}.json" for f in range(args.folds)]
+            missing = [r.name for r in reports if not r.is_file()]
+            print("\njudged products only (trec_eval -J):" if suffix else "")
+            print("\n".join(pooled_table(reports)) if not missing else
+                  f"{base}: no pooled table until {missing} exist")
     ran = args.folds if args.fold is None else 1
     print(f"\nltr_cv: {ran} of {args.folds} folds of {data.name} in {time.perf_counter() - t0:.0f}s")
     return 0

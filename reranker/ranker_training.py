@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -392,7 +393,8 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
     d.mkdir(parents=True, exist_ok=True)
     members = (result.booster if isinstance(result.booster, Bag) else Bag([result.booster])).save(d)
     keys = _metric_keys(result.folds)
-    mean = {k: float(np.nanmean([f[k] for f in result.folds])) for k in keys}
+    scored = {k: [f[k] for f in result.folds if not math.isnan(f[k])] for k in keys}
+    mean = {k: float(np.mean(v)) if v else math.nan for k, v in scored.items()}  # NaN: no fold could be scored
     source = "judgments" if result.target == "relevance" else "events"
     card = {
         "card_version": CARD_VERSION, "name": d.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

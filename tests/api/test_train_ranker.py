@@ -64,6 +64,15 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     (tmp_path / "j.csv").write_text(JUDGMENTS + "hammer,p4,1\n")
     assert again.run(again) == 0
     assert "rows from" not in capsys.readouterr().out
+    # --unjudged skip: rows of judged products only, and not the cached rows with unjudged ones labelled 0
+    skip = parser.parse_args([*argv[:-7], "--folds", "3", "--fold", "1", "--out", str(out), "--no-progress",
+                              "--rows-cache", str(tmp_path / "rows.npz"), "--unjudged", "skip"])
+    assert skip.run(skip) == 0
+    said = capsys.readouterr().out
+    assert "rows from" not in said
+    assert json.loads((out / "model_card.json").read_text())["data"]["unjudged"] == "skip"
+    judged_pairs = (JUDGMENTS + "hammer,p4,1\n").count("\n") - 1
+    assert int(said.split("saved ")[1].split(": ")[1].split(" rows")[0]) <= judged_pairs
     bad = parser.parse_args(["ranker", "--logs", "--out", str(out), "--rows-cache", "r.npz"])
     with pytest.raises(ValueError, match="--rows-cache is for --judgments"):
         bad.run(bad)
@@ -73,6 +82,7 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     # a flag that does not apply to the source is an error, not silently ignored
     for argv, message in ((["--logs", "--cross-encoder", "ce"], "--cross-encoder / --bi-encoder are for --events"),
                           (["--logs", "--queries", "q.tsv"], "--queries is for --judgments"),
+                          (["--logs", "--unjudged", "skip"], "--unjudged is for --judgments"),
                           (["--events", "home/ubi/ubi_events.jsonl", "--data", "d"], "a UBI log; read the UBI logs"),
                           (["--judgments", "j.csv", "--ubi-dir", "ubi"], "--ubi-dir is for --logs"),
                           (["--judgments", "j.csv", "--members", "0"], r"--members 0: must be in 1\.\.32")):

@@ -64,6 +64,20 @@ def test_judged_rows_are_the_stage_input_labelled_by_grades():
         judged_rows(pipe, {"q3": "nothing"}, qrels, "ltr", NAMES)
 
 
+def test_judged_rows_can_leave_unjudged_products_out():
+    heads = {"red lamp": [_hit("a", 1, 9.0, "red lamp"), _hit("b", 2, 5.0, "blue lamp"), _hit("c", 3, 1.0, "mug")],
+             "mug": [_hit("d", 1, 3.0, "mug")]}
+    qrels = [Qrel("q1", "a", 3), Qrel("q1", "c", -1), Qrel("q2", "x", 2)]
+    names = ("bm25", "bm25_rel", "bm25_list_rank")  # list-relative: computed over the whole head, as served
+    rows = judged_rows(StubPipeline(heads), {"q1": "red lamp", "q2": "mug"}, qrels, "ltr", names, unjudged="skip")
+    assert rows.query_ids.tolist() == ["q1", "q1"]  # b was never judged; q2's head holds no judged product
+    assert rows.grades.tolist() == [3, 0] and rows.positions.tolist() == [1, 3]
+    whole = feature_matrix("red lamp", heads["red lamp"], FeatureContext(), names)
+    assert np.array_equal(rows.X, whole[[0, 2]])
+    with pytest.raises(ValueError, match="unjudged must be one of zero, skip; got 'drop'"):
+        judged_rows(StubPipeline(heads), {"q1": "red lamp"}, qrels, "ltr", names, unjudged="drop")
+
+
 def _judged_like(n_queries=40, seed=0) -> TrainingRows:
     """Lists of 10 where grade follows title_overlap, not the incoming rank (bm25 is noise)."""
     rng = np.random.default_rng(seed)
