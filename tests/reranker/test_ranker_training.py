@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 
-from shopsearch.events import Event
 from shopsearch.indexer.records import Product
 from shopsearch.judgments import Qrel
 from shopsearch.plugin.search_types import ScoredHit
