@@ -23,7 +23,8 @@ Queries without judgements are skipped (and counted).
 
 --json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries",
 "degraded"}
-(plus "per_query": {qid: {metric: score}} with --per-query). Progress and the summary go to stderr.
+(plus "per_query": {qid: {metric: score}} with --per-query, and "judged_only": true with --judged-only).
+Progress and the summary go to stderr.
 Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.
 """
 
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
                f"({report.queries / max(seconds, 1e-9):.1f} q/s, {degraded} degraded); nDCG@10 {m['ndcg@10']:.4f}, "
                f"Recall@100 {m['recall@100']:.4f}, MRR@10 {m['mrr@10']:.4f}, Judged@10 {m['judged@10']:.4f}")
     if args.json:
-        out: dict = {**report.metrics, "queries": report.queries, "degraded": degraded}
+        out: dict = {**report.metrics, "queries": report.queries, "degraded": degraded,
+                     **({"judged_only": True} if args.judged_only else {})}
         if args.per_query:
             out["per_query"] = report.per_query
         print(json.dumps(out))

@@ -156,8 +156,10 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         data[("judgments" if args.judgments else "events") + "_sha256"] = file_sha256(source)
     heldout, train_rows, folds = None, rows, args.folds
     if args.fold is not None:
-        test = split_queries(rows.query_ids.tolist(), folds=args.folds, fold=args.fold, valid_fraction=0.0,
-                             seed=args.seed).test
+        # judged rows: the folds of every judged query (as train cross-encoder cuts them), so a query without rows
+        # (no result, or no judged product with --unjudged skip) moves no other query to another fold
+        qids = sorted(texts) if args.judgments and texts else rows.query_ids.tolist()
+        test = split_queries(qids, folds=args.folds, fold=args.fold, valid_fraction=0.0, seed=args.seed).test
         if not test:
             raise ValueError(f"--fold {args.fold}: holds out none of the {len(set(rows.query_ids.tolist()))} "
                              f"queries; use fewer --folds")
@@ -178,7 +180,7 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
     if args.fold is not None and texts:
         write_queries(f"{args.out}/heldout-queries.tsv", [Query(q, texts[q]) for q in sorted(test) if q in texts])
     mean = model.card["cv"]["mean"]
-    figures = ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
+    figures = ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in mean.items())
     if heldout:
         figures += "; held-out fold " + ", ".join(f"{k} {heldout['incoming'][k]:.4f} -> {v:.4f}"
                                                   for k, v in heldout["model"].items())
@@ -238,10 +240,14 @@ def _judged(args, names):
                 save_rows(rows, args.rows_cache, fingerprint)
     finally:
         engine.close()
+    without = len(set(todo) - set(rows.query_ids.tolist()))
+    if without:
+        why = "no result" + (", or no judged product in the head" if args.unjudged == "skip" else "")
+        print(f"{without} of {len(todo)} judged queries have no row ({why}); nothing is learnt from them")
     data = {"judgments": str(args.judgments), "queries_file": args.queries, "index": args.index,
             "engine": args.engine, "profile": args.profile, "depth": profile.conversion.depth,
             "rerank_model": profile.rerank.model if profile.rerank.enabled else None, "bi_encoder": args.model,
-            "unjudged": args.unjudged or "zero"}
+            "unjudged": args.unjudged or "zero", "queries_without_rows": without}
     return rows, data, todo
 
 
@@ -259,7 +265,8 @@ def _rows_fingerprint(args, engine, profile, names, stage_dirs) -> dict:
               for stage, d in stage_dirs.items()}
     return {**files, "index": args.index, "index_version": engine.resolve_alias(args.index) or args.index,
             "engine": args.engine, "profile": profile.model_dump(mode="json"), "models": models,
-            "features": list(names), "bi_encoder": str(args.model), "unjudged": args.unjudged or "zero",
+            "features": list(names), "bi_encoder": str(args.model),
+            **({"unjudged": args.unjudged} if args.unjudged not in (None, "zero") else {}),
             # the features' definitions change with the card version (rows from an older one are computed anew)
             "card_version": CARD_VERSION}
 

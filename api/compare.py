@@ -257,7 +257,13 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
                                   {m: eb.per_query[q][m] for m in metrics}) for q in ea.per_query)
     out = {m: compare_metric(m, ea.metrics[m], eb.metrics[m], [q.delta(m) for q in per_query], stat_test=stat_test,
                              alpha=alpha, permutations=permutations, random_seed=random_seed) for m in metrics}
-    missing = [tuple(q.qid for q in per_query if not run.get(q.qid)) for run in (run_a, run_b)]
+    judged = {q.query_id: set() for q in qrels}
+    for q in qrels:
+        judged[q.query_id].add(q.doc_id)
+    # with judged_only, a ranking of unjudged products only is scored as no result at all
+    missing = [tuple(q.qid for q in per_query if not [d for d in run.get(q.qid, ())
+                                                      if not judged_only or d in judged[q.qid]])
+               for run in (run_a, run_b)]
     return CompareReport(name_a=names[0], name_b=names[1], metrics=out, per_query=per_query,
                          missing_a=missing[0], missing_b=missing[1], unjudged=ea.unjudged, stat_test=stat_test,
                          alpha=float(alpha), random_seed=random_seed, permutations=permutations,

@@ -59,9 +59,10 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
     lines += ["", f"† significant at α = {report.alpha} ({_test_words(report)}). "
                   f"Wins/losses count queries where `{b}` scores above/below `{a}`."]
     if "judged@10" in report.metrics:
-        lines.append(_JUDGED_NOTE)
+        lines.append(_judged_note(report))
     if report.missing_a or report.missing_b:
-        lines.append(f"Queries with no results (scored 0): {a}: {len(report.missing_a)}, {b}: {len(report.missing_b)}.")
+        what = "no judged results" if report.judged_only else "no results"
+        lines.append(f"Queries with {what} (scored 0): {a}: {len(report.missing_a)}, {b}: {len(report.missing_b)}.")
     first = next(iter(report.metrics))
     wins, losses = report.biggest(first, top)
     for title, rows in ((f"Biggest wins ({first})", wins), (f"Biggest losses ({first})", losses)):
@@ -72,9 +73,13 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Why judged@10 sits in the table: the others score an unjudged product as not relevant.
-_JUDGED_NOTE = ("judged@10 is the share of each top 10 that was judged. The other metrics count an unjudged product "
-                "as not relevant, so a profile that shows more of them loses score whether or not they are relevant.")
+def _judged_note(report: CompareReport) -> str:
+    """Why judged@10 sits in the table: the other metrics score an unjudged product as not relevant."""
+    if report.judged_only:
+        return ("judged@10 is the share of each top 10 as shown that was judged; the other metrics score the judged "
+                "products alone.")
+    return ("judged@10 is the share of each top 10 that was judged. The other metrics count an unjudged product as "
+            "not relevant, so a profile that shows more of them loses score whether or not they are relevant.")
 
 
 def _test_words(report: CompareReport) -> str:
@@ -206,10 +211,10 @@ def render_html(report: CompareReport, *, top: int = 10) -> str:
     body = [f"<h1>{a} → {b}</h1>",
             f"<p>{report.queries} judged queries{only}. † marks a delta significant at α = {report.alpha} "
             f"({escape(_test_words(report))}). Wins / losses / ties count queries where {b} scores above / below /"
-            f" equal to {a}. A judged query with no results scores 0"
+            f" equal to {a}. A judged query with no {'judged ' if report.judged_only else ''}results scores 0"
             f" ({a}: {len(report.missing_a)}, {b}: {len(report.missing_b)} such queries)"
             + (f"; {len(report.unjudged)} queries without judgements were left out" if report.unjudged else "")
-            + "." + (" " + escape(_JUDGED_NOTE) if "judged@10" in report.metrics else "") + "</p>",
+            + "." + (" " + escape(_judged_note(report)) if "judged@10" in report.metrics else "") + "</p>",
             "<table><tr><th>metric</th><th>" + a + "</th><th>" + b + "</th><th>Δ</th><th>Δ 95% CI</th><th>Δ%</th>"
             "<th>W / L / T</th><th>p (t-test)</th><th>p (randomisation)</th></tr>" + "".join(rows) + "</table>",
             "<h2>Per-metric distributions</h2>",

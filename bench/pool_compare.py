@@ -48,11 +48,16 @@ def _read(paths: Sequence[str | Path]) -> list[tuple[str | Path, dict]]:
 
 
 def _side(reports: list[tuple[str | Path, dict]], side: str) -> tuple[str, dict[str, dict[str, float]]]:
-    name, scores = None, {}
+    name, scores, only = None, {}, None
     for path, report in reports:
         if name not in (None, report[side]):
             raise PoolError(f"{path} has {report[side]} as profile {side.upper()}, not {name}")
         name = report[side]
+        judged_only = bool(report.get("judged_only", False))
+        if only not in (None, judged_only):
+            raise PoolError(f"{path} is scored on {'judged products only' if judged_only else 'every product'}, "
+                            f"the reports before it on {'judged products only' if only else 'every product'}")
+        only = judged_only
         shared = scores.keys() & report["per_query"].keys()
         if shared:
             raise PoolError(f"{path} repeats {len(shared)} queries (e.g. {sorted(shared)[0]}): "

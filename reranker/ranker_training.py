@@ -346,7 +346,10 @@ def train(rows: TrainingRows, *, objective: str = "lambdarank", target: str = "p
         oof[fold_of == f] = booster.predict(test_rows.X, raw_score=True, num_iteration=rounds)
         results.append({"fold": f, **evaluate(test_rows, oof[fold_of == f], target)})
     booster = fit(rows, objective, target, seed, fit_params, position_debias, rounds, members)
-    a, b = platt(oof, binary_outcome(rows, target)) if objective == "lambdarank" else (1.0, 0.0)
+    outcome = binary_outcome(rows, target)
+    a, b = platt(oof, outcome) if objective == "lambdarank" and not outcome.all() else (1.0, 0.0)
+    if a <= 0:  # one outcome only, or scores that do not rise with it: a fit that would reverse the model's order
+        a, b = 1.0, 0.0
     gain = booster.feature_importance(importance_type="gain")
     importance = dict(sorted(zip(rows.names, map(float, gain)), key=lambda t: -t[1]))
     recorded = {**DEFAULT_PARAMS, **params, "objective": objective, "seed": seed, "num_boost_round": rounds,
@@ -408,13 +411,24 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
         **({"tuning": result.tuning} if result.tuning else {}),
         **({"heldout": heldout} if heldout else {}),
     }
-    (d / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    (d / CARD_JSON).write_text(json.dumps(_json_safe(card), indent=2) + "\n", encoding="utf-8")
     (d / CARD_README).write_text(render_card(card, {f.name: f.description for f in FEATURES}), encoding="utf-8")
     # members left by a ranker of more members trained here before; gone once the card no longer lists them
     for stale in d.glob("model-*.txt"):
         if re.fullmatch(r"model-\d+\.txt", stale.name) and stale.name not in members:
             stale.unlink()
     return ConversionModel.load(d)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN (a metric no fold could score: one grade only, say) as None: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:

@@ -84,6 +84,7 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
         judged_only: score each ranking with its query's unjudged products taken out, the judged ones moving up
             (trec_eval's ``-J``; "condensed lists"): what the ranking does with the products the judges saw. A
             bound, not the truth: it credits nothing for keeping an irrelevant unjudged product out of the top.
+            ``judged@10`` is still taken from the rankings as given.
 
     Returns:
         EvalReport with the means over the judged queries; a judged query with no ranking scores 0.
@@ -105,16 +106,21 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
     by_measure = {measure: name for name, measure in METRICS.items()}
     per_query = {q: {name: 0.0 for name in METRICS} for q in evaluated}
     keep = set(evaluated)
-    if judged_only:
+    shown = {q: docs for q, docs in rankings.items() if q in keep}
+    kept_qrels = [q for q in qrels if q.query_id in keep]
+    parts = [(tuple(METRICS), shown)]
+    if judged_only:  # judged@10 still reads the rankings as shown: on judged products only it would always be 1
         pools: dict[str, set[str]] = {}
-        for q in qrels:
+        for q in kept_qrels:
             pools.setdefault(q.query_id, set()).add(q.doc_id)
-        rankings = {q: [d for d in docs if d in pools.get(q, ())] for q, docs in rankings.items()}
-    run = to_run({q: docs for q, docs in rankings.items() if q in keep})
-    if run:
-        for m in ir_measures.iter_calc(list(METRICS.values()), [q for q in qrels if q.query_id in keep], run):
-            if m.query_id in per_query:
-                per_query[m.query_id][by_measure[m.measure]] = float(m.value)
+        judged = {q: [d for d in docs if d in pools.get(q, ())] for q, docs in shown.items()}
+        parts = [(tuple(n for n in METRICS if n != "judged@10"), judged), (("judged@10",), shown)]
+    for names, ranks in parts:
+        run = to_run(ranks)
+        if run:
+            for m in ir_measures.iter_calc([METRICS[n] for n in names], kept_qrels, run):
+                if m.query_id in per_query:
+                    per_query[m.query_id][by_measure[m.measure]] = float(m.value)
     means = {name: sum(s[name] for s in per_query.values()) / len(per_query) for name in METRICS}
     return EvalReport(metrics=means, per_query=per_query, queries=len(evaluated), unjudged=unjudged)
 

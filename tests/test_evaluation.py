@@ -59,6 +59,19 @@ def test_judged_at_10_counts_judged_products_of_any_grade_among_those_shown():
     assert evaluate(QRELS, {"q1": ["a", "junk"]}, qids=["q1"]).per_query["q1"]["judged@10"] == pytest.approx(0.5)
 
 
+def test_judged_only_scores_the_judged_products_of_each_ranking():
+    rankings = {"q1": ["junk", "b", "a"], "q2": ["junk"]}  # q2: unjudged products only; q9 has no judgements
+    every = evaluate(QRELS, rankings, qids=["q1", "q2", "q9"])
+    judged = evaluate(QRELS, rankings, qids=["q1", "q2", "q9"], judged_only=True)
+    assert judged.queries == 2 and judged.unjudged == ("q9",)
+    assert every.per_query["q1"]["mrr@10"] == pytest.approx(1 / 3)
+    assert judged.per_query["q1"]["mrr@10"] == 0.5  # junk taken out: b (grade 0) first, a second
+    assert judged.per_query["q2"] == {"ndcg@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "judged@10": 0.0}
+    # judged@10 reads the rankings as shown
+    assert judged.per_query["q1"]["judged@10"] == every.per_query["q1"]["judged@10"] == pytest.approx(2 / 3)
+    assert evaluate(QRELS, {}, qids=["q1"], judged_only=True).per_query["q1"]["ndcg@10"] == 0.0
+
+
 def test_unjudged_queries_are_left_out_and_listed():
     report = evaluate(QRELS, {"q1": ["a", "c"]}, qids=["q1", "q9"])
     assert report.queries == 1 and report.unjudged == ("q9",)

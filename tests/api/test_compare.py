@@ -122,8 +122,11 @@ def test_judged_only_scores_what_the_judges_saw():
     assert r.judged_only and r.to_dict()["judged_only"] is True
     assert [q.b["mrr@10"] for q in r.per_query] == [1.0, 1.0, 1.0]
     assert [q.a["mrr@10"] for q in r.per_query] == [1.0, 1.0, 0.0]  # q3: no results still scores 0
-    assert r.metrics["judged@10"].mean_b == 1.0
+    assert r.metrics["judged@10"].mean_b == pytest.approx(2.5 / 3)  # read from the rankings as shown
     assert "judged products only (trec_eval -J)" in render_markdown(r) and "trec_eval -J" in render_html(r)
+    only_unjudged = compare(QRELS, RUN_A, {"q1": ["b"], "q2": ["x"], "q3": ["y"]}, judged_only=True)
+    assert only_unjudged.missing_b == ("q1",) and only_unjudged.missing_a == ("q3",)
+    assert "Queries with no judged results (scored 0)" in render_markdown(only_unjudged)
     assert not _report().judged_only
 
 

@@ -42,6 +42,12 @@ def test_overlapping_or_mismatched_reports_are_refused(pool_compare, tmp_path, c
     other = _report(tmp_path / "other.json", {"q9": (0.5, 0.7)}, b="rerank")
     assert pool_compare([f0, again]) == 2 and "folds must be disjoint" in capsys.readouterr().err
     assert pool_compare([f0, other]) == 2 and "has rerank as profile B, not rerank-ce" in capsys.readouterr().err
+    judged = tmp_path / "judged.json"
+    judged.write_text(json.dumps({**json.loads(Path(_report(judged, {"q8": (0.5, 0.7)})).read_text()),
+                                  "judged_only": True}), encoding="utf-8")
+    assert pool_compare([f0, str(judged)]) == 2
+    assert "judged.json is scored on judged products only, the reports before it on every product" in \
+        capsys.readouterr().err
 
 
 def test_sides_of_two_runs_pair_over_their_shared_queries(module, tmp_path):

@@ -65,14 +65,15 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     assert again.run(again) == 0
     assert "rows from" not in capsys.readouterr().out
     # --unjudged skip: rows of judged products only, and not the cached rows with unjudged ones labelled 0
+    fold1 = json.loads((out / "model_card.json").read_text())["data"]["heldout_queries"]
     skip = parser.parse_args([*argv[:-7], "--folds", "3", "--fold", "1", "--out", str(out), "--no-progress",
                               "--rows-cache", str(tmp_path / "rows.npz"), "--unjudged", "skip"])
     assert skip.run(skip) == 0
-    said = capsys.readouterr().out
-    assert "rows from" not in said
-    assert json.loads((out / "model_card.json").read_text())["data"]["unjudged"] == "skip"
-    judged_pairs = (JUDGMENTS + "hammer,p4,1\n").count("\n") - 1
-    assert int(said.split("saved ")[1].split(": ")[1].split(" rows")[0]) <= judged_pairs
+    assert "rows from" not in capsys.readouterr().out
+    card = json.loads((out / "model_card.json").read_text())
+    # the same held-out fold as without it: the folds are cut from every judged query
+    assert card["data"]["unjudged"] == "skip" and card["data"]["heldout_queries"] == fold1
+    assert card["data"]["rows"] <= (JUDGMENTS + "hammer,p4,1\n").count("\n") - 1  # judged pairs
     bad = parser.parse_args(["ranker", "--logs", "--out", str(out), "--rows-cache", "r.npz"])
     with pytest.raises(ValueError, match="--rows-cache is for --judgments"):
         bad.run(bad)

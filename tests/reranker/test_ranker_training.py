@@ -89,6 +89,21 @@ def _judged_like(n_queries=40, seed=0) -> TrainingRows:
                         np.rint(overlap * 3).astype(int))
 
 
+def test_a_ranker_of_relevant_products_only_keeps_its_order_and_writes_valid_json(tmp_path):
+    rows = _judged_like()
+    rows.grades[:] += 1  # every row relevant (judged products only, say): the 0/1 outcome has one class
+    result = train(rows, target="relevance", folds=3, seed=1)
+    assert result.calibration == {"a": 1.0, "b": 0.0}  # a Platt fit of one class could reverse the model's order
+    save(result, rows, tmp_path / "ltr", {"judgments": "qrels.txt"})
+
+    def no_nan(token):
+        raise AssertionError(f"{token} in the card's JSON")
+
+    card = json.loads((tmp_path / "ltr" / "model_card.json").read_text(), parse_constant=no_nan)
+    assert card["cv"]["mean"]["auc"] is None and all(f["auc"] is None for f in card["cv"]["folds"])
+    assert "| mean | " in (tmp_path / "ltr" / "README.md").read_text()
+
+
 def test_relevance_ranker_learns_grades_and_writes_its_card(tmp_path):
     rows = _judged_like()
     result = train(rows, target="relevance", folds=3, seed=1)
