@@ -173,6 +173,10 @@
         p.explore ? h("span", { class: "tag", title: "shoppers see FairPairs swaps on this share of first pages; "
           + "the console shows the ranking unswapped" }, `explores ${Math.round(100 * p.explore)}%`) : null),
       h("div", { class: "column-metric" }, judged && judged.judged ? `nDCG@10 ${fmt(judged.scores[side])}` : "",
+        judged && judged.judged && judged.judged_at_10 ? h("span", {
+          class: "muted",
+          title: "share of this top 10 the judgments cover; nDCG@10 counts an unjudged product as not relevant",
+        }, ` · ${Math.round(100 * judged.judged_at_10[side])}% of the top 10 judged`) : "",
         result.error ? "" : h("span", { class: "muted" }, ` · ${result.total} candidates · ${fmt(result.timings_ms.total, 1)} ms`)));
     if (result.error) {
       const f = friendly(result.error);

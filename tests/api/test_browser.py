@@ -8,6 +8,7 @@ to install it. Never run ``playwright install`` (it downloads a browser); the sy
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -294,6 +295,8 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     expect(page.locator("#metric-delta")).to_contain_text(f"default {s1:.3f}")
     expect(page.locator("#delta-value")).to_have_text(f"{'+' if d >= 0 else ''}{d:.3f}")
     expect(page.locator("#col-a .column-metric")).to_contain_text(f"nDCG@10 {s0:.3f}")
+    share = math.floor(100 * expected["judged_at_10"][1] + 0.5)  # Math.round: halves up
+    expect(page.locator("#col-b .column-metric")).to_contain_text(f"{share}% of the top 10 judged")
     assert "q=lamp" in page.url and "a=bm25" in page.url
     _shot(page, "console.png")
 

@@ -153,6 +153,7 @@ def test_judge_scores_each_ranking_with_the_configured_list(judged_client):
     assert body["scores"] == pytest.approx(expected, abs=1e-6)
     assert body["scores"][1] == pytest.approx(1.0)
     assert body["delta"] == pytest.approx(expected[1] - expected[0], abs=1e-6)
+    assert body["judged_at_10"] == [1.0, pytest.approx(0.75)]  # p6, on the right, was never judged
 
 
 def test_judge_agrees_with_offline_evaluation(judged_client):
