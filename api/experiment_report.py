@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from shopsearch.evaluation import json_safe
 from shopsearch.reranker.experiments import INTERLEAVED
 from shopsearch.reranker.interleaving import credit, preference
 from shopsearch.ubi import UbiEvent, UbiQuery
@@ -144,7 +145,7 @@ class ExperimentReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (the CLI's ``--json``); nan bounds become null."""
-        return _json_safe(asdict(self) | {"simulated": self.simulated})
+        return json_safe(asdict(self) | {"simulated": self.simulated})
 
 
 def wilson(successes: float, trials: float, confidence: float = 0.95) -> Estimate:
@@ -423,13 +424,3 @@ def _z(confidence: float) -> float:
 
 def _time(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from shopsearch.evaluation import auc, mean_list_ndcg
+from shopsearch.evaluation import auc, json_safe, mean_list_ndcg
 
 from .conversion import CARD_VERSION, Bag, ConversionModel, card_members, platt
 from .features import FEATURES
@@ -411,24 +411,13 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
         **({"tuning": result.tuning} if result.tuning else {}),
         **({"heldout": heldout} if heldout else {}),
     }
-    (d / CARD_JSON).write_text(json.dumps(_json_safe(card), indent=2) + "\n", encoding="utf-8")
+    (d / CARD_JSON).write_text(json.dumps(json_safe(card), indent=2) + "\n", encoding="utf-8")
     (d / CARD_README).write_text(render_card(card, {f.name: f.description for f in FEATURES}), encoding="utf-8")
     # members left by a ranker of more members trained here before; gone once the card no longer lists them
     for stale in d.glob("model-*.txt"):
         if re.fullmatch(r"model-\d+\.txt", stale.name) and stale.name not in members:
             stale.unlink()
     return ConversionModel.load(d)
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with every NaN (a metric no fold could score: one grade only, say) as None: JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:

@@ -19,14 +19,15 @@ scores 0.0 (trec_eval's convention); only :func:`mean_list_ndcg` leaves such lis
 Gains are ir-measures relevance levels, so they must be integers (grades, 0/1 purchases); scale and round a
 real-valued gain explicitly before scoring it. :func:`auc`, :func:`rmse` and :func:`rmse_vs_mean` complete the
 set for conversion models and calibrated scores. :func:`held_out_scores` gives hit-rate@k and nDCG@k of ranked
-lists against one held-out item each (recommendations, leave-last-out).
+lists against one held-out item each (recommendations, leave-last-out). :func:`json_safe` writes a metric that
+nothing could score (NaN) as JSON's null.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Hashable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import ir_measures
 import numpy as np
@@ -280,6 +281,21 @@ def rmse_vs_mean(predicted: Sequence[float], actual: Sequence[float],
     """
     actual = np.asarray(actual, dtype=float)
     return {"rmse_calibrated": rmse(predicted, actual), "rmse_mean": rmse(np.broadcast_to(mean, actual.shape), actual)}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers) with every NaN, a metric nothing could score, as None: JSON has no NaN.
+
+    >>> json_safe({"auc": float("nan"), "folds": [0.5, float("nan")]})
+    {'auc': None, 'folds': [0.5, None]}
+    """
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _integer_grades(pool: object, grades: Sequence[int]) -> list[int]:
