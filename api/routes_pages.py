@@ -146,14 +146,14 @@ def parse_rankings(value: Any) -> list[list[str]]:
     return out
 
 
-def parse_grades(value: Any) -> dict[str, int]:
-    """``judgments``: an object product id -> integer grade (an uploaded list, filtered to one query)."""
+def parse_grades(value: Any, name: str = "judgments") -> dict[str, int]:
+    """``judgments`` (an uploaded list, filtered to one query) or ``added`` (grades given in the console): an
+    object product id -> integer grade."""
     if not isinstance(value, dict) or len(value) > MAX_JUDGMENTS:
-        raise bad_parameter("judgments", f"judgments must be an object of at most {MAX_JUDGMENTS} "
-                                         "product id -> integer grade")
+        raise bad_parameter(name, f"{name} must be an object of at most {MAX_JUDGMENTS} product id -> integer grade")
     for doc, grade in value.items():
         if len(doc) > MAX_ID or isinstance(grade, bool) or not isinstance(grade, int) or abs(grade) > 1000:
-            raise bad_parameter("judgments", f"judgments[{doc!r}] must be an integer grade; got {grade!r}")
+            raise bad_parameter(name, f"{name}[{doc!r}] must be an integer grade; got {grade!r}")
     return dict(value)
 
 
@@ -187,23 +187,26 @@ def _rounded(x: float) -> float:
 def judge():
     """Grades and nDCG@10 for the rankings the console shows.
 
-    Body: ``{"query": str, "rankings": [[id, ...], ...], "judgments"?: {id: grade}, "qid"?: str}``; without
-    ``judgments`` the configured list is used, looked up by the query text.
+    Body: ``{"query": str, "rankings": [[id, ...], ...], "judgments"?: {id: grade}, "qid"?: str,
+    "added"?: {id: grade}}``; without ``judgments`` the configured list is used, looked up by the query text.
+    ``added``: grades the search engineer gave in the console (products nobody judged, say), over the list's.
     """
     body = request.get_json(silent=True) if request.is_json else None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object (Content-Type: application/json)", "body")
-    unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid"})
+    unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid", "added"})
     if unknown:
-        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, rankings, judgments, qid")
+        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, rankings, judgments, qid, "
+                                        "added")
     query = _text(body, "query", service().config.max_query_length, required=True)
     rankings = parse_rankings(body.get("rankings"))
+    added = parse_grades(body["added"], "added") if "added" in body else {}
     if "judgments" in body:
         grades = parse_grades(body["judgments"])
-        return jsonify(judge_report(query, _text(body, "qid", MAX_ID, required=False), grades, rankings,
+        return jsonify(judge_report(query, _text(body, "qid", MAX_ID, required=False), grades | added, rankings,
                                     "uploaded"))
     jl = configured_judgments()
     if jl is None:
-        return jsonify(judge_report(query, None, {}, rankings, None))
+        return jsonify(judge_report(query, None, added, rankings, None))
     qid, grades = jl.lookup(query)
-    return jsonify(judge_report(query, qid, grades, rankings, Path(jl.source).name))
+    return jsonify(judge_report(query, qid, grades | added, rankings, Path(jl.source).name))

@@ -9,6 +9,7 @@
   let profiles = [];
   let uploaded = null;  // {qrels: {qid: {doc: grade}}, qids: {normalised text: qid}, name}
   let configured = null;
+  const added = {};  // grades given here, kept in this page: {normalised query: {query, grades: {doc: grade}}}
 
   const normalise = (t) => t.replace(/\s+/g, " ").trim().toLowerCase();
 
@@ -103,6 +104,8 @@
       judgeBody.judgments = qid ? (uploaded.qrels[qid] || {}) : {};
       if (qid) judgeBody.qid = qid;
     }
+    const mine = added[normalise(q)];
+    if (mine) judgeBody.added = mine.grades;
     let judged = null;
     try {
       judged = await postJson("/console/api/judge", judgeBody);
@@ -208,9 +211,47 @@
           contributions(hit)),
         h("div", { class: "row-side" },
           h("span", { class: "grade-badge", title: grade === undefined ? "not judged" : `grade ${grade}` },
-            grade === undefined ? "?" : String(grade)), move));
+            grade === undefined ? "?" : String(grade)), move, gradePicker(hit.id, judged)));
     });
     col.replaceChildren(head, h("ol", { class: "rows" }, rows));
+  }
+
+  // --- grades given here ---------------------------------------------------------------------------------------
+  // A product the judgments miss scores as not relevant; grading it here counts at once, and the download button
+  // gives every grade given in this page as a CSV judgment list (query,product_id,grade) that eval and compare read.
+  function gradePicker(id, judged) {
+    const top = Math.max(3, (judged && judged.max_grade) || 0);
+    return h("select", { class: "grade-pick", "aria-label": `grade ${id} here`, title: "grade this product here",
+                         onchange: (e) => gradeHere(id, e.target.value) },
+      h("option", { value: "" }, "grade…"),
+      Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g) }, String(g))));
+  }
+
+  function gradeHere(id, value) {
+    if (value === "") return;
+    const q = $("cq").value.trim();
+    const entry = added[normalise(q)] = added[normalise(q)] || { query: q, grades: {} };
+    entry.grades[id] = parseInt(value, 10);
+    showAdded();
+    compare();
+  }
+
+  function showAdded() {
+    const n = Object.values(added).reduce((sum, e) => sum + Object.keys(e.grades).length, 0);
+    $("download-added").hidden = n === 0;
+    $("download-added").textContent = `Download ${n} grade${n === 1 ? "" : "s"} given here (CSV)`;
+  }
+
+  function downloadAdded() {
+    const cell = (t) => (/[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t);
+    const lines = ["query,product_id,grade"];
+    Object.values(added).forEach((e) => Object.entries(e.grades).forEach(([id, g]) =>
+      lines.push(`${cell(e.query)},${cell(id)},${g}`)));
+    const link = h("a", { href: URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })),
+                          download: "console-grades.csv" });
+    document.body.append(link);
+    link.click();
+    link.remove();
   }
 
   function linkRows(id, on) {
@@ -222,6 +263,7 @@
   ["profile-a", "profile-b"].forEach((id) => $(id).addEventListener("change", () => { if ($("cq").value.trim()) compare(); }));
   $("qrels-file").addEventListener("change", onUpload);
   $("queries-file").addEventListener("change", onUpload);
+  $("download-added").addEventListener("click", downloadAdded);
   $("clear-upload").addEventListener("click", () => {
     uploaded = null; $("qrels-file").value = ""; $("queries-file").value = "";
     showJudgmentStatus();

@@ -248,8 +248,9 @@ def test_storefront_engine_outage_shows_a_friendly_message(live, page):
     expect(page.locator('.card[data-id="p5"]')).to_be_visible()
 
 
-def _judge(base: str, query: str, rankings: list[list[str]]) -> dict:
-    req = Request(base + "/console/api/judge", data=json.dumps({"query": query, "rankings": rankings}).encode(),
+def _judge(base: str, query: str, rankings: list[list[str]], added: dict[str, int] | None = None) -> dict:
+    body = {"query": query, "rankings": rankings, **({"added": added} if added else {})}
+    req = Request(base + "/console/api/judge", data=json.dumps(body).encode(),
                   headers={"Content-Type": "application/json"})
     with urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
@@ -298,6 +299,18 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     share = math.floor(100 * expected["judged_at_10"][1] + 0.5)  # Math.round: halves up
     expect(page.locator("#col-b .column-metric")).to_contain_text(f"{share}% of the top 10 judged")
     assert "q=lamp" in page.url and "a=bm25" in page.url
+
+    # A product nobody judged, graded here: it counts at once, and the grade downloads as a CSV judgment list
+    unjudged = next(r["id"] for r in right if r["id"] not in grades)
+    expect(page.locator("#download-added")).to_be_hidden()
+    page.locator(f'#col-b .row[data-id="{unjudged}"] .grade-pick').select_option("3")
+    expect(page.locator(f'#col-b .row[data-id="{unjudged}"] .grade-badge')).to_have_text("3")
+    regraded = _judge(base, "lamp", [[r["id"] for r in left], [r["id"] for r in right]], {unjudged: 3})
+    expect(page.locator("#col-b .column-metric")).to_contain_text(f"nDCG@10 {regraded['scores'][1]:.3f}")
+    expect(page.locator("#download-added")).to_have_text("Download 1 grade given here (CSV)")
+    with page.expect_download() as download:
+        page.locator("#download-added").click()
+    assert Path(download.value.path()).read_text() == f"query,product_id,grade\nlamp,{unjudged},3\n"
     _shot(page, "console.png")
 
     # An uploaded judgment list replaces the configured one (parsed in the page; only this query's grades sent).

@@ -184,6 +184,24 @@ def test_judge_with_uploaded_grades(plain_client):
     assert body["scores"] == pytest.approx([1 / math.log2(3), 1.0])
 
 
+def test_judge_adds_the_grades_given_in_the_console(judged_client, plain_client):
+    # p6 was never judged for "lamp": graded 3 in the console, it counts, over the configured list
+    right = ["p1", "p2", "p7", "p6"]
+    before = judged_client.post("/console/api/judge", json={"query": "lamp", "rankings": [right]}).get_json()
+    after = judged_client.post("/console/api/judge", json={"query": "lamp", "rankings": [right],
+                                                           "added": {"p6": 3, "p3": 1}}).get_json()
+    assert "p6" not in before["grades"] and after["grades"]["p6"] == 3
+    assert before["judged_at_10"] == [pytest.approx(0.75)] and after["judged_at_10"] == [1.0]
+    assert after["judged_count"] == before["judged_count"] + 1  # p3 was judged already: regraded, not added
+    assert after["scores"][0] < before["scores"][0]  # a grade-3 product at rank 4 raises the ideal above this list
+    # over an uploaded list, and with no list at all
+    up = plain_client.post("/console/api/judge", json={"query": "drill", "rankings": [["p5"]], "judgments": {"p5": 0},
+                                                       "added": {"p5": 2}}).get_json()
+    assert up["grades"] == {"p5": 2} and up["scores"] == [1.0]
+    alone = plain_client.post("/console/api/judge", json={"query": "x", "rankings": [["p9"]], "added": {"p9": 1}})
+    assert alone.get_json()["scores"] == [1.0] and alone.get_json()["source"] is None
+
+
 def test_judge_without_any_judgments(plain_client):
     body = plain_client.post("/console/api/judge", json={"query": "lamp", "rankings": [["p1"], ["p2"]]}).get_json()
     assert (body["source"], body["qid"], body["judged"], body["scores"], body["delta"]) == (
@@ -200,6 +218,7 @@ def test_judge_without_any_judgments(plain_client):
     ({"query": "lamp", "rankings": [["p1"]], "judgments": {"p1": "high"}}, "judgments"),
     ({"query": "lamp", "rankings": [["p1"]], "judgments": {"p1": True}}, "judgments"),
     ({"query": "lamp", "rankings": [["p1"]], "judgments": [["p1", 3]]}, "judgments"),
+    ({"query": "lamp", "rankings": [["p1"]], "added": {"p1": 2.5}}, "added"),
     ({"query": "lamp", "rankings": [["p1"]], "profile": "x"}, "profile"),
 ])
 def test_judge_rejects_bad_bodies(plain_client, payload, parameter):
