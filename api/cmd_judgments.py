@@ -1,6 +1,7 @@
-"""``shopsearch judgments from-logs``: graded TREC qrels from the UBI query and click logs, through a click model.
+"""``shopsearch judgments``: ``from-logs``, graded TREC qrels from the UBI query and click logs through a click
+model; ``merge``, one TREC qrels file from a judgment list and the grades added to it (the console's CSV, say).
 
-Writes three files: the qrels (``qid 0 doc_id grade``, what ``eval`` and ``compare`` read), the queries
+``from-logs`` writes three files: the qrels (``qid 0 doc_id grade``, what ``eval`` and ``compare`` read), the queries
 (``qid<TAB>normalised query``; qids from :func:`shopsearch.judgments.query_id_for`) and the evidence behind each
 grade (TSV: qid, query, doc_id, grade, estimate, stderr, impressions, clicks; grouped by query, best first).
 The models and the grade scale: :mod:`shopsearch.reranker.click_models`.
@@ -20,10 +21,10 @@ EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "im
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``judgments`` and its ``from-logs`` action."""
+    """Add ``judgments`` and its ``from-logs`` and ``merge`` actions."""
     actions = add_command_group(subparsers, "judgments", "action",
-                                help="judgments from behaviour: graded qrels from click logs",
-                                description="Relevance judgments from shopper behaviour.")
+                                help="judgments from behaviour (graded qrels from click logs) and merged lists",
+                                description="Relevance judgments from shopper behaviour, and judgment lists merged.")
     f = actions.add_parser(
         "from-logs", help="graded TREC qrels from the UBI logs through a click model",
         description="Fit a click model (COEC, PBM or DBN) to the logged first-page result lists and their clicks, "
@@ -39,6 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--iterations", type=int, default=100, help="most EM iterations for pbm/dbn (default 100)")
     add_ubi_args(f)
     f.set_defaults(run=run_from_logs)
+    m = actions.add_parser(
+        "merge", help="one TREC qrels file from a judgment list and the grades added to it",
+        description="Read a judgment list (any format compare reads; a TREC one with --queries) and the lists of "
+                    "grades added to it (the relevance console's CSV download, say). An added grade goes to the "
+                    "query with the same normalised text, or to a new query; it replaces an earlier grade of the "
+                    "same product. Writes TREC qrels and the queries TSV that eval and compare read.")
+    m.add_argument("base", help="the judgment list the grades go into")
+    m.add_argument("added", nargs="+", help="lists of grades carrying their query text (CSV, ESCI, ...)")
+    m.add_argument("--queries", help="the base's queries TSV (qid<TAB>text); needed for TREC qrels")
+    m.add_argument("--out", required=True, help="TREC qrels file to write (replaced)")
+    m.add_argument("--queries-out", help="queries TSV to write (default: <out stem>-queries.tsv)")
+    m.set_defaults(run=run_merge)
 
 
 def run_from_logs(args: argparse.Namespace) -> int:
@@ -121,3 +134,44 @@ def _write_evidence(path: Path, graded) -> None:
                         str(g.impressions), str(g.clicks),
                         "" if math.isnan(g.examinations) else f"{g.examinations:.1f}")) for g in graded]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Merge the added grades into the base list and write TREC qrels and queries; prints a summary. Returns 0."""
+    from shopsearch.judgments import Qrel, Query, query_id_for, read_judgments, read_queries, write_qrels, write_queries
+    from shopsearch.text import normalise_query
+
+    base = read_judgments(args.base)
+    texts = dict(base.queries)
+    if args.queries:
+        texts.update((q.qid, q.text) for q in read_queries(args.queries))
+    if not texts:
+        raise ValueError(f"{args.base}: {base.format} judgments carry no query text; give --queries")
+    qid_of: dict[str, str] = {}
+    for qid, text in texts.items():
+        qid_of.setdefault(normalise_query(text), qid)
+    grades = {(q.query_id, q.doc_id): int(q.relevance) for q in base.qrels}
+    added = regraded = 0
+    new_queries: list[str] = []
+    for path in args.added:
+        extra = read_judgments(path)
+        if not extra.queries:
+            raise ValueError(f"{path}: {extra.format} judgments carry no query text to match the base's queries by")
+        for q in extra.qrels:
+            text = extra.queries[q.query_id]
+            qid = qid_of.get(normalise_query(text))
+            if qid is None:  # a query the base never judged: an id of its own, as CSV judgments get
+                qid = qid_of[normalise_query(text)] = query_id_for(text)
+                texts[qid] = text
+                new_queries.append(qid)
+            old = grades.get((qid, q.doc_id))
+            added += old is None
+            regraded += old is not None and old != int(q.relevance)
+            grades[(qid, q.doc_id)] = int(q.relevance)
+    out = Path(args.out)
+    queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
+    n = write_qrels(out, [Qrel(qid, doc, grade) for (qid, doc), grade in grades.items()])
+    write_queries(queries_out, [Query(qid, texts[qid]) for qid in dict.fromkeys(qid for qid, _ in grades)])
+    print(f"merged {len(args.added)} list(s) into {args.base}: {added} grades added, {regraded} changed, "
+          f"{len(new_queries)} new queries; wrote {n} judgments to {out} and their queries to {queries_out}")
+    return 0

@@ -1,4 +1,5 @@
-"""``shopsearch judgments from-logs``: UBI logs in, TREC qrels + queries + evidence out, readable by eval/compare."""
+"""``shopsearch judgments from-logs``: UBI logs in, TREC qrels + queries + evidence out, readable by eval/compare;
+``shopsearch judgments merge``: a judgment list and the grades added to it, one TREC qrels file out."""
 
 from __future__ import annotations
 
@@ -163,3 +164,32 @@ def test_a_product_id_with_whitespace_is_left_out_not_every_grade(tmp_path, tiny
     assert "ids with whitespace cannot be written as TREC qrels ('SKU 1')" in capsys.readouterr().err
     written = {q.doc_id for q in read_qrels(out)}
     assert "SKU 1" not in written and written == {pid for _, pid in truth} - {odd}
+
+
+def test_merge_puts_the_consoles_grades_into_a_trec_list(tmp_path, capsys):
+    (tmp_path / "qrels.txt").write_text("q1 0 p1 3\nq1 0 p2 0\nq2 0 p4 3\n")
+    (tmp_path / "queries.tsv").write_text("q1\tRed Lamp\nq2\tdrill\n")
+    # what the console downloads: grades by query text; "red  lamp" is q1's query, "kettle" a new one
+    (tmp_path / "console-grades.csv").write_text("query,product_id,grade\nred  lamp,p6,3\nred lamp,p2,1\n"
+                                                 "kettle,p3,2\n")
+    out = tmp_path / "merged.txt"
+    assert main(["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "console-grades.csv"),
+                 "--queries", str(tmp_path / "queries.tsv"), "--out", str(out)]) == 0
+    assert "2 grades added, 1 changed, 1 new queries" in capsys.readouterr().out
+    kettle = query_id_for("kettle")
+    assert [(q.query_id, q.doc_id, q.relevance) for q in read_qrels(out)] == [
+        ("q1", "p1", 3), ("q1", "p2", 1), ("q2", "p4", 3), ("q1", "p6", 3), (kettle, "p3", 2)]
+    assert [(q.qid, q.text) for q in read_queries(tmp_path / "merged-queries.tsv")] == [
+        ("q1", "Red Lamp"), ("q2", "drill"), (kettle, "kettle")]
+
+
+def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):
+    (tmp_path / "qrels.txt").write_text("q1 0 p1 3\n")
+    (tmp_path / "more.txt").write_text("q1 0 p2 1\n")
+    base = ["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "more.txt"), "--out",
+            str(tmp_path / "x.txt")]
+    assert main(base) == 2 and "carry no query text; give --queries" in capsys.readouterr().err
+    (tmp_path / "queries.tsv").write_text("q1\tlamp\n")
+    assert main([*base, "--queries", str(tmp_path / "queries.tsv")]) == 2
+    assert "more.txt: trec judgments carry no query text to match" in capsys.readouterr().err
+    assert not (tmp_path / "x.txt").exists()
