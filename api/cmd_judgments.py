@@ -42,10 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.set_defaults(run=run_from_logs)
     m = actions.add_parser(
         "merge", help="one TREC qrels file from a judgment list and the grades added to it",
-        description="Read a judgment list (any format compare reads; a TREC one with --queries) and the lists of "
-                    "grades added to it (the relevance console's CSV download, say). An added grade goes to the "
-                    "query with the same normalised text, or to a new query; it replaces an earlier grade of the "
-                    "same product. Writes TREC qrels and the queries TSV that eval and compare read.")
+        description="Read a judgment list (TREC qrels with --queries, or a file that carries its query text: CSV, "
+                    "ESCI, Quepid; the format is detected) and the lists of grades added to it (the relevance "
+                    "console's CSV download, say). An added grade goes to the query with the same normalised text, "
+                    "or to a new query; it replaces an earlier grade of the same product. Writes TREC qrels and the "
+                    "queries TSV that eval and compare read.")
     m.add_argument("base", help="the judgment list the grades go into")
     m.add_argument("added", nargs="+", help="lists of grades carrying their query text (CSV, ESCI, ...)")
     m.add_argument("--queries", help="the base's queries TSV (qid<TAB>text); needed for TREC qrels")
@@ -150,7 +151,15 @@ def run_merge(args: argparse.Namespace) -> int:
     qid_of: dict[str, str] = {}
     for qid, text in texts.items():
         qid_of.setdefault(normalise_query(text), qid)
+    nameless = next((q.query_id for q in base.qrels if q.query_id not in texts), None)
+    if nameless is not None:
+        raise ValueError(f"{args.base}: query {nameless!r} has no text in {args.queries or 'the file'}")
+    out = Path(args.out)
+    queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
+    if out.resolve() == queries_out.resolve():
+        raise ValueError(f"--out and --queries-out are the same file: {out}")
     grades = {(q.query_id, q.doc_id): int(q.relevance) for q in base.qrels}
+    iteration = {(q.query_id, q.doc_id): q.iteration for q in base.qrels}  # kept as the base wrote it
     added = regraded = 0
     new_queries: list[str] = []
     for path in args.added:
@@ -168,9 +177,8 @@ def run_merge(args: argparse.Namespace) -> int:
             added += old is None
             regraded += old is not None and old != int(q.relevance)
             grades[(qid, q.doc_id)] = int(q.relevance)
-    out = Path(args.out)
-    queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
-    n = write_qrels(out, [Qrel(qid, doc, grade) for (qid, doc), grade in grades.items()])
+    n = write_qrels(out, [Qrel(qid, doc, grade, iteration.get((qid, doc), "0"))
+                          for (qid, doc), grade in grades.items()])
     write_queries(queries_out, [Query(qid, texts[qid]) for qid in dict.fromkeys(qid for qid, _ in grades)])
     print(f"merged {len(args.added)} list(s) into {args.base}: {added} grades added, {regraded} changed, "
           f"{len(new_queries)} new queries; wrote {n} judgments to {out} and their queries to {queries_out}")

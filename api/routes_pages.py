@@ -152,7 +152,7 @@ def parse_grades(value: Any, name: str = "judgments") -> dict[str, int]:
     if not isinstance(value, dict) or len(value) > MAX_JUDGMENTS:
         raise bad_parameter(name, f"{name} must be an object of at most {MAX_JUDGMENTS} product id -> integer grade")
     for doc, grade in value.items():
-        if len(doc) > MAX_ID or isinstance(grade, bool) or not isinstance(grade, int) or abs(grade) > 1000:
+        if not doc or len(doc) > MAX_ID or isinstance(grade, bool) or not isinstance(grade, int) or abs(grade) > 1000:
             raise bad_parameter(name, f"{name}[{doc!r}] must be an integer grade; got {grade!r}")
     return dict(value)
 

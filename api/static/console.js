@@ -10,6 +10,7 @@
   let uploaded = null;  // {qrels: {qid: {doc: grade}}, qids: {normalised text: qid}, name}
   let configured = null;
   const added = {};  // grades given here, kept in this page: {normalised query: {query, grades: {doc: grade}}}
+  let shown = "";  // the query the columns show (the box may have been edited since)
 
   const normalise = (t) => t.replace(/\s+/g, " ").trim().toLowerCase();
 
@@ -94,6 +95,7 @@
     const names = [$("profile-a").value, $("profile-b").value];
     history.replaceState(null, "", location.pathname + "?" + qs({ q, a: names[0], b: names[1] }));
     if (!q) { setStatus("Type a query to compare.", "warn"); return; }
+    shown = q;
     setStatus("Searching…", "loading");
     const results = await Promise.all(names.map((profile) =>
       getJson("/search?" + qs({ q, profile, explain: "true", size: DEPTH, facets: "none" })).catch((err) => ({ error: err }))));
@@ -218,21 +220,24 @@
 
   // --- grades given here ---------------------------------------------------------------------------------------
   // A product the judgments miss scores as not relevant; grading it here counts at once, and the download button
-  // gives every grade given in this page as a CSV judgment list (query,product_id,grade) that eval and compare read.
+  // gives every grade given in this page as a CSV judgment list (query,product_id,grade) that compare reads and
+  // `shopsearch judgments merge` puts into a TREC list.
   function gradePicker(id, judged) {
     const top = Math.max(3, (judged && judged.max_grade) || 0);
+    const mine = (added[normalise(shown)] || { grades: {} }).grades[id];
     return h("select", { class: "grade-pick", "aria-label": `grade ${id} here`, title: "grade this product here",
                          onchange: (e) => gradeHere(id, e.target.value) },
       h("option", { value: "" }, "grade…"),
-      Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g) }, String(g))));
+      Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g), selected: mine === g }, String(g))));
   }
 
   function gradeHere(id, value) {
     if (value === "") return;
-    const q = $("cq").value.trim();
+    const q = shown;  // the query this product was ranked for
     const entry = added[normalise(q)] = added[normalise(q)] || { query: q, grades: {} };
     entry.grades[id] = parseInt(value, 10);
     showAdded();
+    $("cq").value = q;  // the columns are judged again for the query they show, not an edit not yet sent
     compare();
   }
 
@@ -247,11 +252,12 @@
     const lines = ["query,product_id,grade"];
     Object.values(added).forEach((e) => Object.entries(e.grades).forEach(([id, g]) =>
       lines.push(`${cell(e.query)},${cell(id)},${g}`)));
-    const link = h("a", { href: URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" })),
-                          download: "console-grades.csv" });
+    const url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    const link = h("a", { href: url, download: "console-grades.csv" });
     document.body.append(link);
     link.click();
     link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 0);
   }
 
   function linkRows(id, on) {

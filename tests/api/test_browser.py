@@ -308,9 +308,15 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     regraded = _judge(base, "lamp", [[r["id"] for r in left], [r["id"] for r in right]], {unjudged: 3})
     expect(page.locator("#col-b .column-metric")).to_contain_text(f"nDCG@10 {regraded['scores'][1]:.3f}")
     expect(page.locator("#download-added")).to_have_text("Download 1 grade given here (CSV)")
+    # an edited, unsent query box does not change which query a grade belongs to
+    other = next(r["id"] for r in right if r["id"] not in grades and r["id"] != unjudged)
+    page.locator("#cq").fill("kettle")
+    page.locator(f'#col-b .row[data-id="{other}"] .grade-pick').select_option("0")
+    expect(page.locator("#download-added")).to_have_text("Download 2 grades given here (CSV)")
+    expect(page.locator("#cq")).to_have_value("lamp")
     with page.expect_download() as download:
         page.locator("#download-added").click()
-    assert Path(download.value.path()).read_text() == f"query,product_id,grade\nlamp,{unjudged},3\n"
+    assert Path(download.value.path()).read_text() == f"query,product_id,grade\nlamp,{unjudged},3\nlamp,{other},0\n"
     _shot(page, "console.png")
 
     # An uploaded judgment list replaces the configured one (parsed in the page; only this query's grades sent).

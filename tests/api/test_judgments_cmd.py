@@ -167,7 +167,7 @@ def test_a_product_id_with_whitespace_is_left_out_not_every_grade(tmp_path, tiny
 
 
 def test_merge_puts_the_consoles_grades_into_a_trec_list(tmp_path, capsys):
-    (tmp_path / "qrels.txt").write_text("q1 0 p1 3\nq1 0 p2 0\nq2 0 p4 3\n")
+    (tmp_path / "qrels.txt").write_text("q1 Q0 p1 3\nq1 Q0 p2 0\nq2 0 p4 3\n")
     (tmp_path / "queries.tsv").write_text("q1\tRed Lamp\nq2\tdrill\n")
     # what the console downloads: grades by query text; "red  lamp" is q1's query, "kettle" a new one
     (tmp_path / "console-grades.csv").write_text("query,product_id,grade\nred  lamp,p6,3\nred lamp,p2,1\n"
@@ -181,6 +181,7 @@ def test_merge_puts_the_consoles_grades_into_a_trec_list(tmp_path, capsys):
         ("q1", "p1", 3), ("q1", "p2", 1), ("q2", "p4", 3), ("q1", "p6", 3), (kettle, "p3", 2)]
     assert [(q.qid, q.text) for q in read_queries(tmp_path / "merged-queries.tsv")] == [
         ("q1", "Red Lamp"), ("q2", "drill"), (kettle, "kettle")]
+    assert out.read_text().splitlines()[:2] == ["q1 Q0 p1 3", "q1 Q0 p2 1"]  # the base's iteration field kept
 
 
 def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):
@@ -192,4 +193,14 @@ def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):
     (tmp_path / "queries.tsv").write_text("q1\tlamp\n")
     assert main([*base, "--queries", str(tmp_path / "queries.tsv")]) == 2
     assert "more.txt: trec judgments carry no query text to match" in capsys.readouterr().err
+    assert not (tmp_path / "x.txt").exists()
+    # a base query without text, or the two outputs on one file: nothing is written
+    (tmp_path / "qrels.txt").write_text("q1 0 p1 3\nq9 0 p2 1\n")
+    (tmp_path / "csv.csv").write_text("query,product_id,grade\nlamp,p3,2\n")
+    merge = ["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "csv.csv"), "--queries",
+             str(tmp_path / "queries.tsv"), "--out", str(tmp_path / "x.txt")]
+    assert main(merge) == 2 and "query 'q9' has no text in" in capsys.readouterr().err
+    (tmp_path / "qrels.txt").write_text("q1 0 p1 3\n")
+    assert main([*merge, "--queries-out", str(tmp_path / "x.txt")]) == 2
+    assert "--out and --queries-out are the same file" in capsys.readouterr().err
     assert not (tmp_path / "x.txt").exists()

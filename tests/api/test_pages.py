@@ -219,6 +219,7 @@ def test_judge_without_any_judgments(plain_client):
     ({"query": "lamp", "rankings": [["p1"]], "judgments": {"p1": True}}, "judgments"),
     ({"query": "lamp", "rankings": [["p1"]], "judgments": [["p1", 3]]}, "judgments"),
     ({"query": "lamp", "rankings": [["p1"]], "added": {"p1": 2.5}}, "added"),
+    ({"query": "lamp", "rankings": [["p1"]], "added": {"": 2}}, "added"),
     ({"query": "lamp", "rankings": [["p1"]], "profile": "x"}, "profile"),
 ])
 def test_judge_rejects_bad_bodies(plain_client, payload, parameter):
