@@ -158,8 +158,7 @@ def run_merge(args: argparse.Namespace) -> int:
     queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
     if out.resolve() == queries_out.resolve():
         raise ValueError(f"--out and --queries-out are the same file: {out}")
-    grades = {(q.query_id, q.doc_id): int(q.relevance) for q in base.qrels}
-    iteration = {(q.query_id, q.doc_id): q.iteration for q in base.qrels}  # kept as the base wrote it
+    merged = {(q.query_id, q.doc_id): q for q in base.qrels}  # a base line keeps its iteration field as written
     added = regraded = 0
     new_queries: list[str] = []
     for path in args.added:
@@ -168,18 +167,19 @@ def run_merge(args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: {extra.format} judgments carry no query text to match the base's queries by")
         for q in extra.qrels:
             text = extra.queries[q.query_id]
-            qid = qid_of.get(normalise_query(text))
+            key = normalise_query(text)
+            qid = qid_of.get(key)
             if qid is None:  # a query the base never judged: an id of its own, as CSV judgments get
-                qid = qid_of[normalise_query(text)] = query_id_for(text)
+                qid = qid_of[key] = query_id_for(text)
                 texts[qid] = text
                 new_queries.append(qid)
-            old = grades.get((qid, q.doc_id))
+            grade = int(q.relevance)
+            old = merged.get((qid, q.doc_id))
             added += old is None
-            regraded += old is not None and old != int(q.relevance)
-            grades[(qid, q.doc_id)] = int(q.relevance)
-    n = write_qrels(out, [Qrel(qid, doc, grade, iteration.get((qid, doc), "0"))
-                          for (qid, doc), grade in grades.items()])
-    write_queries(queries_out, [Query(qid, texts[qid]) for qid in dict.fromkeys(qid for qid, _ in grades)])
+            regraded += old is not None and old.relevance != grade
+            merged[(qid, q.doc_id)] = old._replace(relevance=grade) if old else Qrel(qid, q.doc_id, grade)
+    n = write_qrels(out, merged.values())
+    write_queries(queries_out, [Query(qid, texts[qid]) for qid in dict.fromkeys(qid for qid, _ in merged)])
     print(f"merged {len(args.added)} list(s) into {args.base}: {added} grades added, {regraded} changed, "
           f"{len(new_queries)} new queries; wrote {n} judgments to {out} and their queries to {queries_out}")
     return 0

@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from shopsearch.evaluation import METRICS, evaluate
+from shopsearch.evaluation import METRICS, evaluate, judged_rankings
 
 STAT_TESTS = ("randomization", "ttest")
 TIE_EPS = 1e-9  # per-query differences smaller than this are ties (float noise from the metric code)
@@ -257,13 +257,9 @@ def compare(qrels: Iterable, run_a: Mapping[str, Sequence[str]], run_b: Mapping[
                                   {m: eb.per_query[q][m] for m in metrics}) for q in ea.per_query)
     out = {m: compare_metric(m, ea.metrics[m], eb.metrics[m], [q.delta(m) for q in per_query], stat_test=stat_test,
                              alpha=alpha, permutations=permutations, random_seed=random_seed) for m in metrics}
-    judged = {q.query_id: set() for q in qrels}
-    for q in qrels:
-        judged[q.query_id].add(q.doc_id)
     # with judged_only, a ranking of unjudged products only is scored as no result at all
-    missing = [tuple(q.qid for q in per_query if not [d for d in run.get(q.qid, ())
-                                                      if not judged_only or d in judged[q.qid]])
-               for run in (run_a, run_b)]
+    scored = [judged_rankings(qrels, run) if judged_only else run for run in (run_a, run_b)]
+    missing = [tuple(q.qid for q in per_query if not run.get(q.qid)) for run in scored]
     return CompareReport(name_a=names[0], name_b=names[1], metrics=out, per_query=per_query,
                          missing_a=missing[0], missing_b=missing[1], unjudged=ea.unjudged, stat_test=stat_test,
                          alpha=float(alpha), random_seed=random_seed, permutations=permutations,

@@ -105,22 +105,22 @@ def load_judgments(qrels_path: str | Path, queries_path: str | Path | None = Non
     return judgments
 
 
-def score_per_ranking(grades: Mapping[str, int], rankings: Sequence[Sequence[str]],
-                      metric: str = METRIC) -> list[float] | None:
-    """nDCG@10 (or another metric of :data:`shopsearch.evaluation.METRICS`) of each ranking for one query judged
-    by ``grades`` (doc -> grade); None when nothing is judged.
+def scores_per_ranking(grades: Mapping[str, int],
+                       rankings: Sequence[Sequence[str]]) -> list[dict[str, float]] | None:
+    """Every metric of :data:`shopsearch.evaluation.METRICS` (nDCG@10, judged@10, ...) of each ranking for one
+    query judged by ``grades`` (doc -> grade); None when nothing is judged.
 
     Computed by :func:`shopsearch.evaluation.evaluate`, so an empty ranking scores 0 and unjudged products
     count as not relevant, exactly as offline.
 
-    >>> score_per_ranking({"a": 1}, [["a"], ["b", "a"], []])
+    >>> [s[METRIC] for s in scores_per_ranking({"a": 1}, [["a"], ["b", "a"], []])]
     [1.0, 0.6309297535714575, 0.0]
-    >>> score_per_ranking({"a": 1}, [["b", "a"]], "judged@10")
-    [0.5]
-    >>> score_per_ranking({}, [["a"]]) is None
+    >>> scores_per_ranking({"a": 1}, [["b", "a"]])[0]["judged@10"]
+    0.5
+    >>> scores_per_ranking({}, [["a"]]) is None
     True
     """
     if not grades:
         return None
     qrels = [Qrel("q", doc, int(g)) for doc, g in grades.items()]
-    return [evaluate(qrels, {"q": list(r)}, qids=["q"]).per_query["q"][metric] for r in rankings]
+    return [evaluate(qrels, {"q": list(r)}, qids=["q"]).per_query["q"] for r in rankings]

@@ -29,7 +29,7 @@ from shopsearch.plugin.profiles import ProfileError, ProfileStore
 from .app import service
 from .auth import role
 from .console_judgments import (MAX_JUDGMENTS, MAX_RANKING_DEPTH, MAX_RANKINGS, METRIC, JudgmentList,
-                                load_judgments, score_per_ranking)
+                                load_judgments, scores_per_ranking)
 from .errors import ApiError, bad_parameter
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -162,8 +162,8 @@ def judge_report(query: str, qid: str | None, grades: dict[str, int], rankings: 
     """The /console/api/judge body: grades of the shown products, counts, nDCG@10 per ranking and the delta, and
     the share of each top 10 that was judged (an unjudged product scores as not relevant)."""
     shown = dict.fromkeys(d for r in rankings for d in r)
-    scores = score_per_ranking(grades, rankings)
-    judged_shares = score_per_ranking(grades, rankings, "judged@10")
+    per_ranking = scores_per_ranking(grades, rankings)
+    scores = [s[METRIC] for s in per_ranking] if per_ranking is not None else None
     delta = scores[1] - scores[0] if scores is not None and len(scores) >= 2 else None
     return {
         "query": query, "qid": qid, "judged": bool(grades), "source": source,
@@ -174,7 +174,7 @@ def judge_report(query: str, qid: str | None, grades: dict[str, int], rankings: 
         "metric": METRIC,
         "scores": [_rounded(s) for s in scores] if scores is not None else None,
         "delta": _rounded(delta) if delta is not None else None,
-        "judged_at_10": [_rounded(s) for s in judged_shares] if judged_shares is not None else None,
+        "judged_at_10": [_rounded(s["judged@10"]) for s in per_ranking] if per_ranking is not None else None,
     }
 
 

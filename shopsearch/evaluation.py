@@ -111,11 +111,8 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
     kept_qrels = [q for q in qrels if q.query_id in keep]
     parts = [(tuple(METRICS), shown)]
     if judged_only:  # judged@10 still reads the rankings as shown: on judged products only it would always be 1
-        pools: dict[str, set[str]] = {}
-        for q in kept_qrels:
-            pools.setdefault(q.query_id, set()).add(q.doc_id)
-        judged = {q: [d for d in docs if d in pools.get(q, ())] for q, docs in shown.items()}
-        parts = [(tuple(n for n in METRICS if n != "judged@10"), judged), (("judged@10",), shown)]
+        parts = [(tuple(n for n in METRICS if n != "judged@10"), judged_rankings(kept_qrels, shown)),
+                 (("judged@10",), shown)]
     for names, ranks in parts:
         run = to_run(ranks)
         if run:
@@ -124,6 +121,18 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
                     per_query[m.query_id][by_measure[m.measure]] = float(m.value)
     means = {name: sum(s[name] for s in per_query.values()) / len(per_query) for name in METRICS}
     return EvalReport(metrics=means, per_query=per_query, queries=len(evaluated), unjudged=unjudged)
+
+
+def judged_rankings(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Each ranking with the products not judged for its query taken out, in the order given (trec_eval's ``-J``).
+
+    >>> judged_rankings([Qrel("q", "a", 0)], {"q": ["b", "a"], "r": ["a"]})
+    {'q': ['a'], 'r': []}
+    """
+    pools: dict[str, set[str]] = {}
+    for q in qrels:
+        pools.setdefault(q.query_id, set()).add(q.doc_id)
+    return {q: [d for d in docs if d in pools.get(q, ())] for q, docs in rankings.items()}
 
 
 def per_pool_ndcg(pools: Mapping[K, tuple[Sequence[float], Sequence[int]]], k: int = 10) -> dict[K, float]:

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from shopsearch.api.console_judgments import JudgmentList, build_judgments, load_judgments, score_per_ranking
+from shopsearch.api.console_judgments import (METRIC, JudgmentList, build_judgments, load_judgments,
+                                              scores_per_ranking)
 from shopsearch.judgments import Qrel
 
 from .pages_support import write_judgments
@@ -39,12 +40,12 @@ def test_load_judgments_names_the_bad_line(tmp_path):
         load_judgments(qrels, queries)
 
 
-def test_score_per_ranking_linear_gains_and_empty_rankings():
+def test_scores_per_ranking_linear_gains_and_empty_rankings():
     grades = {"a": 3, "b": 1, "c": 0}
     ideal = 3 + 1 / math.log2(3)
-    scores = score_per_ranking(grades, [["a", "b"], ["b", "a"], [], ["x", "c"]])
+    scores = [s[METRIC] for s in scores_per_ranking(grades, [["a", "b"], ["b", "a"], [], ["x", "c"]])]
     assert scores == pytest.approx([1.0, (1 + 3 / math.log2(3)) / ideal, 0.0, 0.0])
-    assert score_per_ranking({}, [["a"]]) is None
+    assert scores_per_ranking({}, [["a"]]) is None
 
 
 def test_load_judgments_takes_query_text_from_a_csv_list(tmp_path):
