@@ -5,33 +5,41 @@ The pages are plain HTML + vanilla JS served from ``api/static`` (no CDN, no bui
 
 - ``GET /console/api/profiles``: the ranking profiles to compare, with what each one does;
 - ``GET /console/api/judgments``: which judgment list is configured and how many queries it judges;
-- ``POST /console/api/judge``: grades and per-query nDCG@10 for the rankings the page shows.
+- ``POST /console/api/judge``: grades and per-query nDCG@10 for the rankings the page shows;
+- ``POST /console/api/grades``: a grade given in the console, stored before it is acknowledged (or withdrawn);
+- ``GET /console/api/grades`` and ``GET /console/api/grades.csv``: how many grades were given, and the list itself.
 
 Judgments come from app config ``CONSOLE_QRELS`` (a judgment list in any format shopsearch.judgments reads)
 + ``CONSOLE_QUERIES`` (``qid<TAB>query``; needed for TREC qrels, which carry no query text), or the environment
 variables ``SHOPSEARCH_CONSOLE_QRELS`` / ``SHOPSEARCH_CONSOLE_QUERIES``; or from TREC qrels + queries TSV uploaded in
 the page: the page parses them and sends only the current query's grades, so a large qrels file never crosses the
-body size limit.
+body size limit. Grades given in the console are kept in the settings' ``console_grades`` file
+(:mod:`.console_grades`) and count over either list.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import unicodedata
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from shopsearch.evaluation import RELEVANT_GRADE
 from shopsearch.events import MAX_ID
 from shopsearch.plugin.profiles import ProfileError, ProfileStore
+from shopsearch.text import normalise_query
 
 from .app import service
-from .auth import role
+from .auth import current_key, role
+from .console_grades import MAX_GRADE, MAX_GRADES, ConsoleGrades, GradesFull, render
 from .console_judgments import (MAX_JUDGMENTS, MAX_RANKING_DEPTH, MAX_RANKINGS, METRIC, JudgmentList,
                                 load_judgments, scores_per_ranking)
 from .errors import ApiError, bad_parameter
 
+log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__, template_folder="templates")
 # The pair the console opens with when those profiles exist: the lexical baseline against the hybrid default.
 DEFAULT_PAIR = ("bm25", "default")
@@ -158,9 +166,10 @@ def parse_grades(value: Any, name: str = "judgments") -> dict[str, int]:
 
 
 def judge_report(query: str, qid: str | None, grades: dict[str, int], rankings: list[list[str]],
-                 source: str | None) -> dict[str, Any]:
-    """The /console/api/judge body: grades of the shown products, counts, nDCG@10 per ranking and the delta, and
-    the share of each top 10 that was judged (an unjudged product scores as not relevant)."""
+                 source: str | None, given: dict[str, int] | None = None) -> dict[str, Any]:
+    """The /console/api/judge body: grades of the shown products (``given``: those graded in the console), counts,
+    nDCG@10 per ranking and the delta, and the share of each top 10 that was judged (an unjudged product scores as
+    not relevant)."""
     shown = dict.fromkeys(d for r in rankings for d in r)
     per_ranking = scores_per_ranking(grades, rankings)
     scores = [s[METRIC] for s in per_ranking] if per_ranking is not None else None
@@ -168,6 +177,7 @@ def judge_report(query: str, qid: str | None, grades: dict[str, int], rankings: 
     return {
         "query": query, "qid": qid, "judged": bool(grades), "source": source,
         "grades": {d: grades[d] for d in shown if d in grades},
+        "given": {d: g for d, g in (given or {}).items() if d in shown},
         "judged_count": len(grades),
         "relevant_count": sum(1 for g in grades.values() if g >= RELEVANT_GRADE),
         "max_grade": max(grades.values(), default=None),
@@ -189,11 +199,10 @@ def judge():
 
     Body: ``{"query": str, "rankings": [[id, ...], ...], "judgments"?: {id: grade}, "qid"?: str,
     "added"?: {id: grade}}``; without ``judgments`` the configured list is used, looked up by the query text.
-    ``added``: grades the search engineer gave in the console (products nobody judged, say), over the list's.
+    The grades given in the console (the ``console_grades`` list) count over the list's, and ``added`` (grades
+    an API caller has not stored) over those.
     """
-    body = request.get_json(silent=True) if request.is_json else None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "body must be a JSON object (Content-Type: application/json)", "body")
+    body = _json_body()
     unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid", "added"})
     if unknown:
         raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, rankings, judgments, qid, "
@@ -201,12 +210,117 @@ def judge():
     query = _text(body, "query", service().config.max_query_length, required=True)
     rankings = parse_rankings(body.get("rankings"))
     added = parse_grades(body["added"], "added") if "added" in body else {}
+    given = _read_grades(lambda store: store.for_query(query)) | added
     if "judgments" in body:
         grades = parse_grades(body["judgments"])
-        return jsonify(judge_report(query, _text(body, "qid", MAX_ID, required=False), grades | added, rankings,
-                                    "uploaded"))
+        return jsonify(judge_report(query, _text(body, "qid", MAX_ID, required=False), grades | given, rankings,
+                                    "uploaded", given))
     jl = configured_judgments()
     if jl is None:
-        return jsonify(judge_report(query, None, added, rankings, None))
+        return jsonify(judge_report(query, None, given, rankings, None, given))
     qid, grades = jl.lookup(query)
-    return jsonify(judge_report(query, qid, grades | added, rankings, Path(jl.source).name))
+    return jsonify(judge_report(query, qid, grades | given, rankings, Path(jl.source).name, given))
+
+
+# --- grades given in the console -------------------------------------------------------------------------------
+
+_stores: dict[Path, ConsoleGrades] = {}
+
+
+def grade_store() -> ConsoleGrades:
+    """The grade list of the app's settings (one object per path, so its parsed rows are cached)."""
+    path = Path(service().config.console_grades)
+    return _stores.setdefault(path, ConsoleGrades(path))
+
+
+def _read_grades(read):
+    """``read(store)``, a malformed or unreadable list answered as a 500 that names the file, not its folder."""
+    store = grade_store()
+    try:
+        return read(store)
+    except ValueError as exc:
+        raise ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}") from None
+    except OSError:
+        log.exception("cannot read the console's grades from %s", store.path)
+        raise ApiError(500, "grades_unreadable", f"cannot read the console's grades ({store.path.name}); the "
+                                                 "error was logged") from None
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object (Content-Type: application/json)", "body")
+    return body
+
+
+def _printable(value: str, name: str) -> str:
+    """``value`` unless it holds a control character (a line break would split the list's row)."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise bad_parameter(name, f"{name} must not contain control characters (line breaks, tabs, ...)")
+    return value
+
+
+@bp.post("/console/api/grades")
+@role("admin")
+def give_grade():
+    """Store a grade given in the console; the answer comes once it is on disk.
+
+    Body: ``{"query": str, "product_id": str, "grade": int 0..100 | null}``; null withdraws an earlier grade. A
+    query's grades keep the text it was first graded under (``query`` in the answer), matched by normalised text.
+    Answers ``{"query", "product_id", "grade", "graded_by", "graded_at", "count"}``, ``count`` being the grades in
+    the list; 503 ``grades_full`` at the list's limit, 503 ``grades_unavailable`` when the disk refuses.
+    """
+    body = _json_body()
+    unknown = sorted(set(body) - {"query", "product_id", "grade"})
+    if unknown:
+        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, product_id, grade")
+    query = _printable(_text(body, "query", service().config.max_query_length, required=True), "query")
+    doc = body.get("product_id")
+    if not isinstance(doc, str) or not doc or doc != doc.strip() or len(doc) > MAX_ID:
+        raise bad_parameter("product_id", f"product_id must be a product id (1 to {MAX_ID} characters, no "
+                                          f"surrounding spaces); got {doc!r}")
+    _printable(doc, "product_id")
+    if "grade" not in body:
+        raise bad_parameter("grade", "grade is required: an integer from 0 to 100, or null to withdraw it")
+    grade = body["grade"]
+    if grade is not None and (isinstance(grade, bool) or not isinstance(grade, int) or not 0 <= grade <= MAX_GRADE):
+        raise bad_parameter("grade", f"grade must be an integer from 0 to {MAX_GRADE}, or null to withdraw it; "
+                                     f"got {grade!r}")
+    key = current_key()
+    store = grade_store()
+    try:
+        row = store.give(query, doc, grade, graded_by=key.name if key else "local")
+        count = len(store.read())
+    except GradesFull:
+        raise ApiError(503, "grades_full", f"the console's grade list holds its limit of {MAX_GRADES} grades: "
+                                           "fold it into your judgment list (shopsearch judgments merge) "
+                                           "and start a new one") from None
+    except ValueError as exc:
+        raise ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}") from None
+    except OSError:
+        log.exception("cannot store a console grade in %s", store.path)
+        raise ApiError(503, "grades_unavailable", "the grade could not be stored (the error was logged); it was "
+                                                  "not saved", headers={"Retry-After": "5"}) from None
+    if row is None:
+        return jsonify({"query": query, "product_id": doc, "grade": None, "graded_by": None, "graded_at": None,
+                        "count": count})
+    return jsonify({"query": row.query, "product_id": row.product_id, "grade": row.grade,
+                    "graded_by": row.graded_by, "graded_at": row.graded_at, "count": count})
+
+
+@bp.get("/console/api/grades")
+@role("admin")
+def grades_summary():
+    """How many grades were given in the console: ``{"count", "queries", "source"}`` (the list's file name)."""
+    grades = _read_grades(ConsoleGrades.read)
+    return jsonify({"count": len(grades), "queries": len({normalise_query(g.query) for g in grades}),
+                    "source": grade_store().path.name})
+
+
+@bp.get("/console/api/grades.csv")
+@role("admin")
+def grades_csv():
+    """The grades given in the console as the CSV judgment list they are kept in (a header alone when none)."""
+    data = render(_read_grades(ConsoleGrades.read))
+    return Response(data, mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="console-grades.csv"'})

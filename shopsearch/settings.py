@@ -42,7 +42,7 @@ SECTIONS = {
     "node": "The local OpenSearch node that `shopsearch opensearch start` runs",
     "models": "The bi-encoder that embeds queries",
     "api": "The search API's limits",
-    "console": "The relevance console's default judgments",
+    "console": "The relevance console's default judgments and the grades given in it",
     "ubi": "User Behavior Insights logging: the query and event records and their on-disk spool",
     "security": "API keys, roles and rate limits (docs/security.md)",
     "indexing": "What `shopsearch index` refuses to do to a live catalog, and how it embeds products",
@@ -59,7 +59,8 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 # Paths under ``home`` that an unset option defaults to (and follows when ``home`` changes).
 _DERIVED = {"models_dir": ("models",), "events_dir": ("events",), "ubi_spool_dir": ("ubi", "spool"),
             "merchandising_dir": ("merchandising",), "keys_file": ("keys.json",),
-            "event_signing_key_file": ("event-signing.key",)}
+            "event_signing_key_file": ("event-signing.key",),
+            "console_grades": ("judgments", "console-grades.csv")}
 
 
 def _opt(default: Any, section: str, help: str, env: str | None = None, **kw: Any) -> Any:
@@ -157,6 +158,10 @@ class Settings(BaseModel):
     console_qrels: Path | None = _opt(None, "console", "Judgments file the console loads by default")
     console_queries: Path | None = _opt(None, "console", "Queries file (qid<TAB>text) for the console's default "
                                                           "judgments")
+    console_grades: Path | None = _opt(None, "console", "Grades given in the console, kept as a CSV judgment list "
+                                                         "(query,product_id,grade,graded_by,graded_at) that "
+                                                         "compare reads and `judgments merge` folds into a TREC "
+                                                         "list (default <home>/judgments/console-grades.csv)")
 
     ubi_spool_dir: Path | None = _opt(None, "ubi", "Spool of UBI records not yet in the store (default "
                                                    "<home>/ubi/spool)")

@@ -59,19 +59,23 @@ const Shop = (() => {
       if (err.name === "AbortError") throw err;
       throw new ApiProblem(0, "network", "network error: " + err.message, null, null);
     }
+    const raw = await resp.text().catch(() => "");
     let body = null;
-    try { body = await resp.json(); } catch (_) { body = null; }
+    try { body = JSON.parse(raw); } catch (_) { body = null; }
     if (!resp.ok) {
       if (!retried && askForKey(resp.status, key)) return request(url, options, true);
       const e = (body && body.error) || {};
       throw new ApiProblem(resp.status, e.code || "http_" + resp.status, e.message || resp.statusText,
                            e.parameter || null, resp.headers.get("Retry-After"));
     }
-    return body;
+    return options.asText ? raw : body;
   }
 
   /** GET a JSON endpoint; throws ApiProblem for an error answer or a network failure. */
   const getJson = (url, signal) => request(url, { signal, headers: { Accept: "application/json" } });
+
+  /** GET a text endpoint (a CSV download that needs the API key); throws ApiProblem as getJson does. */
+  const getText = (url) => request(url, { asText: true, headers: { Accept: "text/csv, application/json" } });
 
   /** POST JSON; ``keepalive`` lets an event survive the page being left. */
   const postJson = (url, data, keepalive) => request(url, {
@@ -113,5 +117,5 @@ const Shop = (() => {
     return u.toString();
   }
 
-  return { h, ApiProblem, getJson, postJson, friendly, debounce, formatPrice, qs };
+  return { h, ApiProblem, getJson, getText, postJson, friendly, debounce, formatPrice, qs };
 })();

@@ -2,16 +2,16 @@
 "use strict";
 
 (() => {
-  const { h, getJson, postJson, friendly, qs } = Shop;
+  const { h, getJson, getText, postJson, friendly, qs } = Shop;
   const $ = (id) => document.getElementById(id);
   const DEPTH = 10;  // the metric is nDCG@10, so the columns show the top 10
   const STAGE_ORDER = ["bm25", "knn", "fused", "cross_encoder", "conversion"];
   let profiles = [];
   let uploaded = null;  // {qrels: {qid: {doc: grade}}, qids: {normalised text: qid}, name}
   let configured = null;
-  const added = {};  // grades given here, kept in this page: {normalised query: {query, grades: {doc: grade}}}
   let shown = "";  // the query the columns show (the box may have been edited since)
 
+  // for an uploaded list, looked up in the page (the server matches configured lists and console grades itself)
   const normalise = (t) => t.replace(/\s+/g, " ").trim().toLowerCase();
 
   // --- profiles and judgments ----------------------------------------------------------------------------------
@@ -106,8 +106,6 @@
       judgeBody.judgments = qid ? (uploaded.qrels[qid] || {}) : {};
       if (qid) judgeBody.qid = qid;
     }
-    const mine = added[normalise(q)];
-    if (mine) judgeBody.added = mine.grades;
     let judged = null;
     try {
       judged = await postJson("/console/api/judge", judgeBody);
@@ -218,41 +216,60 @@
     col.replaceChildren(head, h("ol", { class: "rows" }, rows));
   }
 
-  // --- grades given here ---------------------------------------------------------------------------------------
-  // A product the judgments miss scores as not relevant; grading it here counts at once, and the download button
-  // gives every grade given in this page as a CSV judgment list (query,product_id,grade) that compare reads and
-  // `shopsearch judgments merge` puts into a TREC list.
+  // --- grades given in the console -----------------------------------------------------------------------------
+  // A product the judgments miss scores as not relevant. Graded here, the grade is stored on the server before the
+  // columns are judged again, so it counts at once, survives a reload and is shared with the other graders; the
+  // download button gives the stored list (query,product_id,grade,graded_by,graded_at), a CSV judgment list that
+  // compare reads and `shopsearch judgments merge` puts into a TREC list.
   function gradePicker(id, judged) {
     const top = Math.max(3, (judged && judged.max_grade) || 0);
-    const mine = (added[normalise(shown)] || { grades: {} }).grades[id];
+    const mine = judged && judged.given ? judged.given[id] : undefined;
     return h("select", { class: "grade-pick", "aria-label": `grade ${id} here`, title: "grade this product here",
-                         onchange: (e) => gradeHere(id, e.target.value) },
-      h("option", { value: "" }, "grade…"),
-      Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g), selected: mine === g }, String(g))));
+                         dataset: { given: mine ?? "" }, onchange: (e) => gradeHere(id, e.target) },
+      h("option", { value: "", selected: mine === undefined }, "grade…"),
+      Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g), selected: mine === g }, String(g))),
+      mine === undefined ? null : h("option", { value: "clear" }, "clear"));
   }
 
-  function gradeHere(id, value) {
+  async function gradeHere(id, select) {
+    const value = select.value;
     if (value === "") return;
-    const q = shown;  // the query this product was ranked for
-    const entry = added[normalise(q)] = added[normalise(q)] || { query: q, grades: {} };
-    entry.grades[id] = parseInt(value, 10);
-    showAdded();
-    $("cq").value = q;  // the columns are judged again for the query they show, not an edit not yet sent
+    const q = shown;  // the query this product was ranked for, not an edit of the box not yet sent
+    try {
+      const stored = await postJson("/console/api/grades",
+        { query: q, product_id: id, grade: value === "clear" ? null : parseInt(value, 10) });
+      showGiven(stored.count);
+    } catch (err) {
+      select.value = select.dataset.given;  // the picker shows what is stored, not what failed
+      setStatus(`The grade was not saved: ${err.message}`, "warn");
+      return;
+    }
+    $("cq").value = q;
     compare();
   }
 
-  function showAdded() {
-    const n = Object.values(added).reduce((sum, e) => sum + Object.keys(e.grades).length, 0);
-    $("download-added").hidden = n === 0;
-    $("download-added").textContent = `Download ${n} grade${n === 1 ? "" : "s"} given here (CSV)`;
+  async function loadGiven() {
+    try {
+      showGiven((await getJson("/console/api/grades")).count);
+    } catch (err) {
+      setStatus(`Grades given in the console are unavailable: ${err.message}`, "warn");
+    }
   }
 
-  function downloadAdded() {
-    const cell = (t) => (/[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t);
-    const lines = ["query,product_id,grade"];
-    Object.values(added).forEach((e) => Object.entries(e.grades).forEach(([id, g]) =>
-      lines.push(`${cell(e.query)},${cell(id)},${g}`)));
-    const url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+  function showGiven(n) {
+    $("download-grades").hidden = n === 0;
+    $("download-grades").textContent = `Download ${n} grade${n === 1 ? "" : "s"} given in the console (CSV)`;
+  }
+
+  async function downloadGiven() {
+    let text;
+    try {
+      text = await getText("/console/api/grades.csv");
+    } catch (err) {
+      setStatus(`Download failed: ${err.message}`, "warn");
+      return;
+    }
+    const url = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
     const link = h("a", { href: url, download: "console-grades.csv" });
     document.body.append(link);
     link.click();
@@ -269,7 +286,7 @@
   ["profile-a", "profile-b"].forEach((id) => $(id).addEventListener("change", () => { if ($("cq").value.trim()) compare(); }));
   $("qrels-file").addEventListener("change", onUpload);
   $("queries-file").addEventListener("change", onUpload);
-  $("download-added").addEventListener("click", downloadAdded);
+  $("download-grades").addEventListener("click", downloadGiven);
   $("clear-upload").addEventListener("click", () => {
     uploaded = null; $("qrels-file").value = ""; $("queries-file").value = "";
     showJudgmentStatus();
@@ -278,7 +295,7 @@
 
   (async () => {
     try {
-      await Promise.all([loadProfiles(), loadJudgmentStatus()]);
+      await Promise.all([loadProfiles(), loadJudgmentStatus(), loadGiven()]);
     } catch (err) {
       const f = friendly(err);
       setStatus(`${f.title}: ${err.message}`, "warn");

@@ -18,6 +18,7 @@ from .conftest import ALIAS
 SEARCH_URLS = [("GET", "/search?q=lamp"), ("GET", "/suggest?q=la"), ("GET", "/products/p1"),
                ("GET", "/products/p1/similar"), ("POST", "/events")]
 ADMIN_URLS = [("GET", "/console/api/profiles"), ("GET", "/console/api/judgments"), ("POST", "/console/api/judge"),
+              ("POST", "/console/api/grades"), ("GET", "/console/api/grades"), ("GET", "/console/api/grades.csv"),
               ("GET", "/metrics")]
 PUBLIC_URLS = ["/healthz", "/readyz", "/openapi.json", "/", "/console", "/static/common.js"]
 EVENT = {"type": "purchase", "product_id": "p1", "session_id": "s-1"}
@@ -26,7 +27,8 @@ EVENT = {"type": "purchase", "product_id": "p1", "session_id": "s-1"}
 def _call(client, method: str, url: str, key: str | None = None, header: str = "bearer"):
     headers = {} if key is None else ({"Authorization": f"Bearer {key}"} if header == "bearer" else {"X-API-Key": key})
     if method == "POST":
-        body = [EVENT] if url == "/events" else {"query": "lamp", "rankings": [["p1"]]}
+        body = ([EVENT] if url == "/events" else {"query": "lamp", "product_id": "p1", "grade": 2}
+                if url == "/console/api/grades" else {"query": "lamp", "rankings": [["p1"]]})
         return client.post(url, json=body, headers=headers)
     return client.get(url, headers=headers)
 
@@ -69,6 +71,13 @@ def test_admin_key_reaches_everything(client, keys):
     admin = keys.create("admin").secret
     for method, url in SEARCH_URLS + ADMIN_URLS:
         assert _call(client, method, url, admin).status_code in (200, 202, 501), url
+
+
+def test_a_console_grade_names_the_admin_key_that_gave_it(client, keys):
+    alice = keys.create("admin", name="alice").secret
+    resp = _call(client, "POST", "/console/api/grades", alice)
+    assert resp.get_json()["graded_by"] == "alice"
+    assert ",alice," in _call(client, "GET", "/console/api/grades.csv", alice).get_data(as_text=True)
 
 
 def test_revoked_expired_and_forged_keys_are_401(client, keys):

@@ -7,6 +7,7 @@ to install it. Never run ``playwright install`` (it downloads a browser); the sy
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -300,23 +301,34 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     expect(page.locator("#col-b .column-metric")).to_contain_text(f"{share}% of the top 10 judged")
     assert "q=lamp" in page.url and "a=bm25" in page.url
 
-    # A product nobody judged, graded here: it counts at once, and the grade downloads as a CSV judgment list
+    # A product nobody judged, graded here: stored on the server, it counts at once, survives a reload, and the
+    # stored grades download as a CSV judgment list
     unjudged = next(r["id"] for r in right if r["id"] not in grades)
-    expect(page.locator("#download-added")).to_be_hidden()
+    expect(page.locator("#download-grades")).to_be_hidden()
     page.locator(f'#col-b .row[data-id="{unjudged}"] .grade-pick').select_option("3")
     expect(page.locator(f'#col-b .row[data-id="{unjudged}"] .grade-badge')).to_have_text("3")
-    regraded = _judge(base, "lamp", [[r["id"] for r in left], [r["id"] for r in right]], {unjudged: 3})
+    regraded = _judge(base, "lamp", [[r["id"] for r in left], [r["id"] for r in right]])  # nothing sent: stored
+    assert regraded["given"] == {unjudged: 3}
     expect(page.locator("#col-b .column-metric")).to_contain_text(f"nDCG@10 {regraded['scores'][1]:.3f}")
-    expect(page.locator("#download-added")).to_have_text("Download 1 grade given here (CSV)")
+    expect(page.locator("#download-grades")).to_have_text("Download 1 grade given in the console (CSV)")
     # an edited, unsent query box does not change which query a grade belongs to
     other = next(r["id"] for r in right if r["id"] not in grades and r["id"] != unjudged)
     page.locator("#cq").fill("kettle")
     page.locator(f'#col-b .row[data-id="{other}"] .grade-pick').select_option("0")
-    expect(page.locator("#download-added")).to_have_text("Download 2 grades given here (CSV)")
+    expect(page.locator("#download-grades")).to_have_text("Download 2 grades given in the console (CSV)")
     expect(page.locator("#cq")).to_have_value("lamp")
     with page.expect_download() as download:
-        page.locator("#download-added").click()
-    assert Path(download.value.path()).read_text() == f"query,product_id,grade\nlamp,{unjudged},3\nlamp,{other},0\n"
+        page.locator("#download-grades").click()
+    rows = list(csv.reader(Path(download.value.path()).read_text().splitlines()))
+    assert rows[0] == ["query", "product_id", "grade", "graded_by", "graded_at"]
+    assert [r[:4] for r in rows[1:]] == [["lamp", unjudged, "3", "local"], ["lamp", other, "0", "local"]]
+    # a reload keeps them (the pickers show what is stored); "clear" withdraws one
+    page.reload()
+    expect(page.locator(f'#col-b .row[data-id="{unjudged}"] .grade-pick')).to_have_value("3")
+    expect(page.locator("#download-grades")).to_have_text("Download 2 grades given in the console (CSV)")
+    page.locator(f'#col-b .row[data-id="{other}"] .grade-pick').select_option("clear")
+    expect(page.locator(f'#col-b .row[data-id="{other}"] .grade-badge')).to_have_text("?")
+    expect(page.locator("#download-grades")).to_have_text("Download 1 grade given in the console (CSV)")
     _shot(page, "console.png")
 
     # An uploaded judgment list replaces the configured one (parsed in the page; only this query's grades sent).

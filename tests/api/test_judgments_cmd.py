@@ -8,6 +8,7 @@ import csv
 import pytest
 
 from shopsearch.api.cli import main
+from shopsearch.api.console_grades import ConsoleGrades
 from shopsearch.judgments import query_id_for, read_judgments, read_qrels, read_queries
 from shopsearch.plugin.ubi_store import JsonlUbiStore
 from shopsearch.reranker.click_models import fit_click_model, serp_sessions
@@ -169,9 +170,11 @@ def test_a_product_id_with_whitespace_is_left_out_not_every_grade(tmp_path, tiny
 def test_merge_puts_the_consoles_grades_into_a_trec_list(tmp_path, capsys):
     (tmp_path / "qrels.txt").write_text("q1 Q0 p1 3\nq1 Q0 p2 0\nq2 0 p4 3\n")
     (tmp_path / "queries.tsv").write_text("q1\tRed Lamp\nq2\tdrill\n")
-    # what the console downloads: grades by query text; "red  lamp" is q1's query, "kettle" a new one
-    (tmp_path / "console-grades.csv").write_text("query,product_id,grade\nred  lamp,p6,3\nred lamp,p2,1\n"
-                                                 "kettle,p3,2\n")
+    # the console's grade list (by query text, who and when): "red  lamp" is q1's query, "kettle" a new one
+    grades = ConsoleGrades(tmp_path / "console-grades.csv")
+    grades.give("red  lamp", "p6", 3, graded_by="alice")
+    grades.give("red lamp", "p2", 1, graded_by="alice")
+    grades.give("kettle", "p3", 2, graded_by="bob")
     out = tmp_path / "merged.txt"
     assert main(["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "console-grades.csv"),
                  "--queries", str(tmp_path / "queries.tsv"), "--out", str(out)]) == 0

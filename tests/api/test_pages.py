@@ -241,6 +241,96 @@ def test_judge_reports_an_unreadable_configured_file(tmp_path, searcher, catalog
     assert err["code"] == "judgments_unreadable" and "qrels.txt:2" in err["message"]
 
 
+# --- grades given in the console -------------------------------------------------------------------------------
+
+def _grade(client, query, product_id, grade):
+    return client.post("/console/api/grades", json={"query": query, "product_id": product_id, "grade": grade})
+
+
+def test_a_grade_given_in_the_console_is_stored_and_counts_over_the_list(judged_client, tmp_path):
+    right = ["p1", "p2", "p7", "p6"]
+    before = judged_client.post("/console/api/judge", json={"query": "lamp", "rankings": [right]}).get_json()
+    assert before["given"] == {}
+    resp = _grade(judged_client, "Lamp", "p6", 3)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert (body["query"], body["product_id"], body["grade"], body["graded_by"], body["count"]) == (
+        "Lamp", "p6", 3, "local", 1)
+    stored = tmp_path / "judgments" / "console-grades.csv"  # <home>/judgments/console-grades.csv
+    assert stored.read_text().splitlines()[1].startswith("Lamp,p6,3,local,")
+    after = judged_client.post("/console/api/judge", json={"query": " LAMP", "rankings": [right]}).get_json()
+    assert after["given"] == {"p6": 3} and after["grades"]["p6"] == 3
+    assert after["judged_at_10"] == [1.0] and after["scores"][0] < before["scores"][0]
+    # a grade given over a configured one wins; "added" (not stored) wins over both
+    _grade(judged_client, "lamp", "p1", 0)
+    judged = judged_client.post("/console/api/judge", json={"query": "lamp", "rankings": [right],
+                                                            "added": {"p6": 1}}).get_json()
+    assert judged["grades"]["p1"] == 0 and judged["grades"]["p6"] == 1
+    assert _grade(judged_client, "lamp", "p1", None).get_json() == {
+        "query": "lamp", "product_id": "p1", "grade": None, "graded_by": None, "graded_at": None, "count": 1}
+    summary = judged_client.get("/console/api/grades").get_json()
+    assert summary == {"count": 1, "queries": 1, "source": "console-grades.csv"}
+    csv_resp = judged_client.get("/console/api/grades.csv")
+    assert csv_resp.mimetype == "text/csv" and "attachment" in csv_resp.headers["Content-Disposition"]
+    assert csv_resp.get_data(as_text=True) == stored.read_text()
+
+
+def test_grades_given_count_over_an_uploaded_list_and_with_no_list(plain_client):
+    _grade(plain_client, "drill", "p5", 2)
+    up = plain_client.post("/console/api/judge", json={"query": "drill", "rankings": [["p5"]],
+                                                       "judgments": {"p5": 0}}).get_json()
+    assert up["grades"] == {"p5": 2} and up["given"] == {"p5": 2}
+    alone = plain_client.post("/console/api/judge", json={"query": "Drill", "rankings": [["p5", "p9"]]}).get_json()
+    assert alone["scores"] == [1.0] and alone["source"] is None
+    assert plain_client.get("/console/api/grades.csv").get_data(as_text=True).startswith(
+        "query,product_id,grade,graded_by,graded_at\ndrill,p5,2,local,")
+
+
+@pytest.mark.parametrize(("payload", "parameter"), [
+    ({"product_id": "p1", "grade": 1}, "query"),
+    ({"query": "la\nmp", "product_id": "p1", "grade": 1}, "query"),
+    ({"query": "lamp", "grade": 1}, "product_id"),
+    ({"query": "lamp", "product_id": " p1", "grade": 1}, "product_id"),
+    ({"query": "lamp", "product_id": "p\t1", "grade": 1}, "product_id"),
+    ({"query": "lamp", "product_id": "p" * 600, "grade": 1}, "product_id"),
+    ({"query": "lamp", "product_id": "p1"}, "grade"),
+    ({"query": "lamp", "product_id": "p1", "grade": 2.5}, "grade"),
+    ({"query": "lamp", "product_id": "p1", "grade": True}, "grade"),
+    ({"query": "lamp", "product_id": "p1", "grade": -1}, "grade"),
+    ({"query": "lamp", "product_id": "p1", "grade": 101}, "grade"),
+    ({"query": "lamp", "product_id": "p1", "grade": 1, "by": "me"}, "by"),
+])
+def test_a_bad_grade_is_refused_and_nothing_is_stored(plain_client, payload, parameter):
+    err = _error(plain_client.post("/console/api/grades", json=payload), 400, parameter)
+    assert err["code"] == "invalid_parameter"
+    assert plain_client.get("/console/api/grades").get_json()["count"] == 0
+
+
+def test_an_unreadable_or_unwritable_grade_list_answers_without_its_folder(plain_client, tmp_path, monkeypatch):
+    from shopsearch.api import console_grades
+
+    stored = tmp_path / "judgments" / "console-grades.csv"
+    stored.parent.mkdir(parents=True)
+    stored.write_text("query,product_id,grade\nlamp,p1,high\n")
+    for resp in (plain_client.get("/console/api/grades"), _grade(plain_client, "lamp", "p2", 1),
+                 plain_client.post("/console/api/judge", json={"query": "lamp", "rankings": [["p1"]]})):
+        err = _error(resp, 500, None)
+        assert err["code"] == "grades_unreadable" and "console-grades.csv:2" in err["message"]
+        assert str(tmp_path) not in err["message"]
+    stored.unlink()
+
+    def refuse(*_):
+        raise OSError(28, f"No space left on device: {stored}")
+
+    monkeypatch.setattr(console_grades.os, "replace", refuse)
+    resp = _grade(plain_client, "lamp", "p2", 1)
+    err = _error(resp, 503, None)
+    assert err["code"] == "grades_unavailable" and str(tmp_path) not in resp.get_data(as_text=True)
+    assert resp.headers["Retry-After"]
+    monkeypatch.undo()
+    assert plain_client.get("/console/api/grades").get_json()["count"] == 0
+
+
 def test_explain_search_gives_the_console_what_it_renders(judged_client):
     """The console reads hits[].id/title/rank and hits[].stages from /search?explain=true for each profile."""
     for profile, legs in (("bm25", {"bm25"}), ("default", {"bm25", "knn"})):
