@@ -11,8 +11,9 @@
   let configured = null;
   let shown = "";  // the query the columns show (the box may have been edited since)
 
-  // for an uploaded list, looked up in the page (the server matches configured lists and console grades itself)
-  const normalise = (t) => t.replace(/\s+/g, " ").trim().toLowerCase();
+  // For an uploaded list, looked up in the page: the server's normalise_query (NFKC, case folded, whitespace
+  // collapsed), so "ＬＡＭＰ" finds "lamp" here as it does in a configured list.
+  const normalise = (t) => t.normalize("NFKC").toLowerCase().replace(/\s+/g, " ").trim();
 
   // --- profiles and judgments ----------------------------------------------------------------------------------
   async function loadProfiles() {

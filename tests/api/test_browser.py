@@ -340,3 +340,7 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     expect(page.locator('#col-a .row[data-id="p7"] .grade-badge')).to_have_text("3")
     expect(page.locator('#col-a .row[data-id="p2"] .grade-badge')).to_have_text("?")
     expect(page.locator("#metric-delta")).to_contain_text("qid u1")
+    page.locator("#cq").fill("ＬＡＭＰ ")  # full-width: the page matches the list as the server would (NFKC)
+    page.locator("#console-form button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"q=%EF%BC%AC"))
+    expect(page.locator("#metric-delta")).to_contain_text("qid u1")
