@@ -163,7 +163,7 @@ def run_merge(args: argparse.Namespace) -> int:
     new_queries: list[str] = []
     for path in args.added:
         extra = read_judgments(path)
-        if not extra.queries:
+        if extra.qrels and not extra.queries:  # a grade list emptied by withdrawals adds nothing, and is fine
             raise ValueError(f"{path}: {extra.format} judgments carry no query text to match the base's queries by")
         for q in extra.qrels:
             text = extra.queries[q.query_id]

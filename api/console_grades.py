@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from shopsearch.judgments import int_grade, table_rows
 from shopsearch.text import normalise_query
 
 HEADER = ("query", "product_id", "grade", "graded_by", "graded_at")
@@ -46,29 +47,29 @@ class Grade:
     graded_at: str
 
 
-def _parse(path: Path, text: str) -> list[Grade]:
-    """The rows of a list's ``text``; a hand-edited list may leave out ``graded_by`` and ``graded_at``.
+def _parse(name: str, text: str) -> list[Grade]:
+    """The rows of a list's ``text``, read as every CSV judgment list is (:func:`shopsearch.judgments.table_rows`);
+    a hand-edited list may leave out ``graded_by`` and ``graded_at``.
 
     Raises:
-        ValueError: ``name:line: ...`` for a missing column, a bad grade or a repeated (query, product).
+        ValueError: ``name:line: ...`` for a missing column, a bad grade or a (query, product) graded twice
+            (queries compared as the console compares them); never the file's folder.
     """
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in HEADER[:3] if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ValueError(f"{path.name}:1: needs the columns {', '.join(HEADER)}; missing {', '.join(missing)}")
+    path = Path(name)
     out, seen = [], set()
-    for row in reader:
-        n = reader.line_num
-        query, doc = (row.get("query") or "").strip(), (row.get("product_id") or "").strip()
-        grade = (row.get("grade") or "").strip()
-        if not query or not doc or not (grade.isascii() and grade.isdigit() and int(grade) <= MAX_GRADE):
-            raise ValueError(f"{path.name}:{n}: expected a query, a product id and a grade from 0 to {MAX_GRADE}")
+    for n, row in table_rows(path, text):
+        missing = [c for c in HEADER[:3] if c not in row]
+        if missing:
+            raise ValueError(f"{name}:1: needs the columns {', '.join(HEADER)}; missing {', '.join(missing)}")
+        query, doc = row["query"].strip(), row["product_id"].strip()
+        if not query or not doc:
+            raise ValueError(f"{name}:{n}: empty {'query' if not query else 'product_id'}")
+        grade = int_grade(path, n, row["grade"], "grade")
         key = (normalise_query(query), doc)
         if key in seen:
-            raise ValueError(f"{path.name}:{n}: {doc!r} is graded twice for {query!r}")
+            raise ValueError(f"{name}:{n}: {doc!r} is graded twice for {query!r}")
         seen.add(key)
-        out.append(Grade(query, doc, int(grade), (row.get("graded_by") or "").strip(),
-                         (row.get("graded_at") or "").strip()))
+        out.append(Grade(query, doc, grade, row.get("graded_by", "").strip(), row.get("graded_at", "").strip()))
     return out
 
 
@@ -85,7 +86,7 @@ class ConsoleGrades:
     """The console's grade list at ``path`` (created on the first grade).
 
     >>> store = ConsoleGrades("/tmp/console-grades.csv")  # doctest: +SKIP
-    >>> store.give("Lamp", "p6", 3, graded_by="alice").query  # doctest: +SKIP
+    >>> store.give("Lamp", "p6", 3, graded_by="alice")[0].query  # doctest: +SKIP
     'Lamp'
     >>> store.for_query("lamp")  # doctest: +SKIP
     {'p6': 3}
@@ -94,7 +95,9 @@ class ConsoleGrades:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
-        self._cache: tuple[tuple[int, int, int], list[Grade]] | None = None
+        # (the file's stamp, its rows, normalised query -> {product: grade}); a stamp is (inode, mtime, ctime, size)
+        # of the open file read, and every write renames a new inode into place
+        self._cache: tuple[tuple[int, ...], list[Grade], dict[str, dict[str, int]]] | None = None
         self._cache_lock = threading.Lock()
 
     def read(self) -> list[Grade]:
@@ -102,51 +105,63 @@ class ConsoleGrades:
 
         Raises:
             ValueError: the file cannot be parsed (``name:line: ...``).
+            OSError: it cannot be read.
         """
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return []
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        with self._cache_lock:
-            if self._cache and self._cache[0] == stamp:
-                return self._cache[1]
-        grades = _parse(self.path, self.path.read_text(encoding="utf-8-sig"))
-        with self._cache_lock:
-            self._cache = (stamp, grades)
-        return grades
+        return self._load()[0]
 
     def for_query(self, query: str) -> dict[str, int]:
         """product id -> grade given for ``query`` (matched after normalisation)."""
-        key = normalise_query(query)
-        return {g.product_id: g.grade for g in self.read() if normalise_query(g.query) == key}
+        return dict(self._load()[1].get(normalise_query(query), {}))
 
-    def give(self, query: str, product_id: str, grade: int | None, graded_by: str) -> Grade | None:
+    def _load(self) -> tuple[list[Grade], dict[str, dict[str, int]]]:
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return [], {}
+        with f:  # stat and read one open file, so a rename between the two cannot pair new rows with an old stamp
+            st = os.fstat(f.fileno())
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            with self._cache_lock:
+                if self._cache and self._cache[0] == stamp:
+                    return self._cache[1], self._cache[2]
+            data = f.read()
+        return self._remember(stamp, _parse(self.path.name, data.decode("utf-8-sig")))
+
+    def _remember(self, stamp: tuple[int, ...], grades: list[Grade]) -> tuple[list[Grade], dict]:
+        by_query: dict[str, dict[str, int]] = {}
+        for g in grades:
+            by_query.setdefault(normalise_query(g.query), {})[g.product_id] = g.grade
+        with self._cache_lock:
+            self._cache = (stamp, grades, by_query)
+        return grades, by_query
+
+    def give(self, query: str, product_id: str, grade: int | None, graded_by: str) -> tuple[Grade | None, int]:
         """Store ``grade`` for (``query``, ``product_id``), replacing an earlier one, or withdraw it (None).
 
         Returns:
-            The stored row (its ``query`` is the text the query was first graded under), or None when withdrawn.
+            (the stored row, or None when withdrawn; the number of grades in the list). The row's ``query`` is the
+            text the query was first graded under.
         Raises:
             GradesFull: a new row would pass :data:`MAX_GRADES`.
-            ValueError: the file on disk cannot be parsed.
-            OSError: it could not be written (nothing changed).
+            ValueError: the file on disk cannot be parsed (it is left as it is).
+            OSError: the list could not be written. The grade may or may not be stored (a failure after the
+                rename); sending it again is safe, as a regrade replaces in place.
         """
         key = normalise_query(query)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # held until the new list is in place; released on close
-            current = _parse(self.path, self.path.read_text(encoding="utf-8-sig")) if self.path.exists() else []
-            texts = [g.query for g in current if normalise_query(g.query) == key]
-            at = next((i for i, g in enumerate(current)
-                       if g.product_id == product_id and normalise_query(g.query) == key), None)
+            current = list(self.read())
+            mine = [i for i, g in enumerate(current) if normalise_query(g.query) == key]
+            at = next((i for i in mine if current[i].product_id == product_id), None)
+            row = None
             if grade is None:
                 if at is None:
-                    return None
+                    return None, len(current)
                 del current[at]
-                row = None
             else:
                 now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                row = Grade(texts[0] if texts else query.strip(), product_id, grade, graded_by, now)
+                row = Grade(current[mine[0]].query if mine else query.strip(), product_id, grade, graded_by, now)
                 if at is not None:
                     current[at] = row
                 elif len(current) >= MAX_GRADES:
@@ -154,7 +169,9 @@ class ConsoleGrades:
                 else:
                     current.append(row)
             self._replace(render(current))
-        return row
+            st = os.stat(self.path)  # ours until the lock is released
+            self._remember((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size), current)
+        return row, len(current)
 
     def _replace(self, data: bytes) -> None:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

@@ -200,7 +200,7 @@ def judge():
     Body: ``{"query": str, "rankings": [[id, ...], ...], "judgments"?: {id: grade}, "qid"?: str,
     "added"?: {id: grade}}``; without ``judgments`` the configured list is used, looked up by the query text.
     The grades given in the console (the ``console_grades`` list) count over the list's, and ``added`` (grades
-    an API caller has not stored) over those.
+    an API caller has not stored) over those; ``given`` in the answer holds both, for the shown products.
     """
     body = _json_body()
     unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid", "added"})
@@ -234,7 +234,7 @@ def grade_store() -> ConsoleGrades:
 
 
 def _read_grades(read):
-    """``read(store)``, a malformed or unreadable list answered as a 500 that names the file, not its folder."""
+    """``read(store)``; a malformed list answers 500 and a disk that fails 503, naming the file, not its folder."""
     store = grade_store()
     try:
         return read(store)
@@ -242,8 +242,8 @@ def _read_grades(read):
         raise ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}") from None
     except OSError:
         log.exception("cannot read the console's grades from %s", store.path)
-        raise ApiError(500, "grades_unreadable", f"cannot read the console's grades ({store.path.name}); the "
-                                                 "error was logged") from None
+        raise ApiError(503, "grades_unavailable", f"cannot read the console's grades ({store.path.name}); the "
+                                                  "error was logged", headers={"Retry-After": "5"}) from None
 
 
 def _json_body() -> dict:
@@ -254,8 +254,9 @@ def _json_body() -> dict:
 
 
 def _printable(value: str, name: str) -> str:
-    """``value`` unless it holds a control character (a line break would split the list's row)."""
-    if any(unicodedata.category(c) == "Cc" for c in value):
+    """``value`` unless it holds a control character or a line or paragraph separator (a line break would split
+    the list's row for readers that split lines, as ``judgments merge``'s queries file does)."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
         raise bad_parameter(name, f"{name} must not contain control characters (line breaks, tabs, ...)")
     return value
 
@@ -289,8 +290,7 @@ def give_grade():
     key = current_key()
     store = grade_store()
     try:
-        row = store.give(query, doc, grade, graded_by=key.name if key else "local")
-        count = len(store.read())
+        row, count = store.give(query, doc, grade, graded_by=key.name if key else "local")
     except GradesFull:
         raise ApiError(503, "grades_full", f"the console's grade list holds its limit of {MAX_GRADES} grades: "
                                            "fold it into your judgment list (shopsearch judgments merge) "
@@ -299,8 +299,8 @@ def give_grade():
         raise ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}") from None
     except OSError:
         log.exception("cannot store a console grade in %s", store.path)
-        raise ApiError(503, "grades_unavailable", "the grade could not be stored (the error was logged); it was "
-                                                  "not saved", headers={"Retry-After": "5"}) from None
+        raise ApiError(503, "grades_unavailable", "the grade could not be stored for certain (the error was "
+                                                  "logged); send it again", headers={"Retry-After": "5"}) from None
     if row is None:
         return jsonify({"query": query, "product_id": doc, "grade": None, "graded_by": None, "graded_at": None,
                         "count": count})

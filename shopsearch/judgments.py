@@ -35,8 +35,9 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ir_measures import Qrel
 
-__all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format",
-           "query_id_for", "read_judgments", "read_qrels", "read_queries", "write_qrels", "write_queries"]
+__all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format", "int_grade",
+           "query_id_for", "read_judgments", "read_qrels", "read_queries", "table_rows", "write_qrels",
+           "write_queries"]
 
 FORMATS = ("trec", "csv", "esci", "wands", "quepid")
 ESCI_GRADES = {"e": 3, "exact": 3, "s": 2, "substitute": 2, "c": 1, "complement": 1, "i": 0, "irrelevant": 0}
@@ -135,7 +136,7 @@ def read_qrels(path: str | Path) -> list[Qrel]:
                 raise ValueError(f"{path}:{n}: expected 4 fields 'qid iteration doc_id grade', got {len(parts)} "
                                  f"in {line.strip()[:80]!r}")
             qid, iteration, doc, grade = parts
-            _add(out, seen, path, n, qid, doc, _int_grade(path, n, grade, "grade"), iteration)
+            _add(out, seen, path, n, qid, doc, int_grade(path, n, grade, "grade"), iteration)
     return out
 
 
@@ -282,17 +283,33 @@ def read_judgments(path: str | Path, fmt: str | None = None, *, queries_path: st
         qpath = Path(queries_path) if queries_path else path.with_name("query.csv")
         if queries_path or qpath.is_file():
             queries = _read_wands_queries(qpath)
-    rows = _parquet_rows(path) if path.suffix.lower() == ".parquet" else _table_rows(path)
+    rows = _parquet_rows(path) if path.suffix.lower() == ".parquet" else table_rows(path)
     return _from_rows(path, fmt, rows, queries)
 
 
-def _table_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row keyed by normalised column name) for a delimited file with a header."""
-    text = path.read_text(encoding="utf-8-sig")
+def table_rows(path: Path, text: str | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row keyed by normalised column name) for a delimited file with a header: the CSV, ESCI,
+    WANDS and Quepid readers' rows, and the console's grade list's.
+
+    Args:
+        path: the file, read unless ``text`` is given (then only named in errors).
+        text: the file's text, already read.
+    Raises:
+        ValueError: ``path:line: ...`` for a row with another number of columns than the header, a field the
+            csv module refuses (a stray quote that swallows the rest of the file), or no header at all.
+    """
+    if text is None:
+        text = path.read_text(encoding="utf-8-sig")
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first))
     header: list[str] | None = None
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{reader.line_num}: {exc} (an unclosed quote?)") from None
         if not any(c.strip() for c in cells):
             continue
         if header is None:
@@ -354,7 +371,8 @@ def _add(out: list[Qrel], seen: set[tuple[str, str]], path: Path, n: int, qid: s
     out.append(Qrel(qid, doc, grade, iteration))
 
 
-def _int_grade(path: Path, n: int, value: str, column: str) -> int:
+def int_grade(path: Path, n: int, value: str, column: str) -> int:
+    """``value`` as an integer grade (``3`` or ``3.0``); ``ValueError("path:line: ...")`` otherwise."""
     try:
         number = float(value.strip())
     except ValueError:
@@ -376,7 +394,7 @@ def _csv_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, st
     text = row["query"].strip()
     if not text:
         raise ValueError(f"{path}:{n}: empty query")
-    return query_id_for(text), row["product_id"].strip(), _int_grade(path, n, row["grade"], "grade"), text
+    return query_id_for(text), row["product_id"].strip(), int_grade(path, n, row["grade"], "grade"), text
 
 
 def _esci_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, str]:
@@ -395,7 +413,7 @@ def _quepid_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int,
     text = row["query_text"].strip()
     if not text:
         raise ValueError(f"{path}:{n}: empty Query Text")
-    return query_id_for(text), row["doc_id"].strip(), _int_grade(path, n, row["rating"], "Rating"), text
+    return query_id_for(text), row["doc_id"].strip(), int_grade(path, n, row["rating"], "Rating"), text
 
 
 _PARSERS: dict[str, tuple[tuple[str, ...], Callable]] = {
@@ -409,7 +427,7 @@ def _read_wands_queries(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"WANDS query file not found: {path}")
     out: dict[str, str] = {}
-    for n, row in _table_rows(path):
+    for n, row in table_rows(path):
         if "query_id" not in row or "query" not in row:
             raise ValueError(f"{path}:1: WANDS query file needs columns query_id, query; got {', '.join(row)}")
         qid, text = row["query_id"].strip(), row["query"].strip()

@@ -11,8 +11,9 @@
   let configured = null;
   let shown = "";  // the query the columns show (the box may have been edited since)
 
-  // For an uploaded list, looked up in the page: the server's normalise_query (NFKC, case folded, whitespace
-  // collapsed), so "ＬＡＭＰ" finds "lamp" here as it does in a configured list.
+  // For an uploaded list, looked up in the page: close to the server's normalise_query (NFKC, case folded,
+  // whitespace collapsed), so "ＬＡＭＰ" finds "lamp" here as in a configured list (toLowerCase is not casefold:
+  // "ß" stays "ß").
   const normalise = (t) => t.normalize("NFKC").toLowerCase().replace(/\s+/g, " ").trim();
 
   // --- profiles and judgments ----------------------------------------------------------------------------------
@@ -91,15 +92,19 @@
     $("console-status").textContent = text;
   }
 
-  async function compare() {
-    const q = $("cq").value.trim();
+  let latest = 0;  // the newest compare() started: an older one's answers arriving late are dropped
+
+  async function compare(query) {
+    const q = (query ?? $("cq").value).trim();
     const names = [$("profile-a").value, $("profile-b").value];
+    const mine = ++latest;
     history.replaceState(null, "", location.pathname + "?" + qs({ q, a: names[0], b: names[1] }));
     if (!q) { setStatus("Type a query to compare.", "warn"); return; }
-    shown = q;
     setStatus("Searching…", "loading");
     const results = await Promise.all(names.map((profile) =>
       getJson("/search?" + qs({ q, profile, explain: "true", size: DEPTH, facets: "none" })).catch((err) => ({ error: err }))));
+    if (mine !== latest) return;
+    shown = q;
     const rankings = results.map((r) => (r.error ? [] : r.hits.map((x) => x.id)));
     const judgeBody = { query: q, rankings };
     if (uploaded) {
@@ -111,8 +116,9 @@
     try {
       judged = await postJson("/console/api/judge", judgeBody);
     } catch (err) {
-      setStatus(`Judgments unavailable: ${err.message}`, "warn");
+      if (mine === latest) setStatus(`Judgments unavailable: ${err.message}`, "warn");
     }
+    if (mine !== latest) return;
     if (judged) setStatus("", "");
     renderDelta(judged, names);
     results.forEach((r, i) => renderColumn(i ? $("col-b") : $("col-a"), names[i], r, judged, i, rankings[1 - i] || []));
@@ -236,17 +242,18 @@
     const value = select.value;
     if (value === "") return;
     const q = shown;  // the query this product was ranked for, not an edit of the box not yet sent
+    select.disabled = true;  // one grade of a product in flight at a time, so they reach the server in order
     try {
       const stored = await postJson("/console/api/grades",
         { query: q, product_id: id, grade: value === "clear" ? null : parseInt(value, 10) });
       showGiven(stored.count);
     } catch (err) {
       select.value = select.dataset.given;  // the picker shows what is stored, not what failed
+      select.disabled = false;
       setStatus(`The grade was not saved: ${err.message}`, "warn");
       return;
     }
-    $("cq").value = q;
-    compare();
+    compare(q);  // the columns are judged again for the query they show; the box keeps what is typed there
   }
 
   async function loadGiven() {

@@ -268,7 +268,8 @@ def _column(page, col: str) -> list[dict]:
 def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp_path):
     from playwright.sync_api import expect
 
-    base, _, _ = live
+    base, _, events_dir = live
+    (events_dir.parent / "judgments" / "console-grades.csv").unlink(missing_ok=True)  # a rerun starts ungraded
     page.goto(base + "/console")
     expect(page.locator("#judgments-status")).to_have_text("qrels.txt (2 judged queries)")
     expect(page.locator("#profile-a")).to_have_value("bm25")
@@ -316,7 +317,8 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     page.locator("#cq").fill("kettle")
     page.locator(f'#col-b .row[data-id="{other}"] .grade-pick').select_option("0")
     expect(page.locator("#download-grades")).to_have_text("Download 2 grades given in the console (CSV)")
-    expect(page.locator("#cq")).to_have_value("lamp")
+    expect(page.locator(f'#col-b .row[data-id="{other}"] .grade-badge')).to_have_text("0")
+    expect(page.locator("#cq")).to_have_value("kettle")  # what was typed stays, unsent
     with page.expect_download() as download:
         page.locator("#download-grades").click()
     rows = list(csv.reader(Path(download.value.path()).read_text().splitlines()))

@@ -185,6 +185,12 @@ def test_merge_puts_the_consoles_grades_into_a_trec_list(tmp_path, capsys):
     assert [(q.qid, q.text) for q in read_queries(tmp_path / "merged-queries.tsv")] == [
         ("q1", "Red Lamp"), ("q2", "drill"), (kettle, "kettle")]
     assert out.read_text().splitlines()[:2] == ["q1 Q0 p1 3", "q1 Q0 p2 1"]  # the base's iteration field kept
+    # every grade withdrawn: a header alone adds nothing, and is no error
+    for text, doc in (("red  lamp", "p6"), ("red  lamp", "p2"), ("kettle", "p3")):
+        grades.give(text, doc, None, graded_by="alice")
+    assert main(["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "console-grades.csv"),
+                 "--queries", str(tmp_path / "queries.tsv"), "--out", str(out)]) == 0
+    assert "0 grades added, 0 changed, 0 new queries" in capsys.readouterr().out
 
 
 def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):

@@ -289,6 +289,7 @@ def test_grades_given_count_over_an_uploaded_list_and_with_no_list(plain_client)
 @pytest.mark.parametrize(("payload", "parameter"), [
     ({"product_id": "p1", "grade": 1}, "query"),
     ({"query": "la\nmp", "product_id": "p1", "grade": 1}, "query"),
+    ({"query": "la\u2028mp", "product_id": "p1", "grade": 1}, "query"),
     ({"query": "lamp", "grade": 1}, "product_id"),
     ({"query": "lamp", "product_id": " p1", "grade": 1}, "product_id"),
     ({"query": "lamp", "product_id": "p\t1", "grade": 1}, "product_id"),
@@ -329,6 +330,17 @@ def test_an_unreadable_or_unwritable_grade_list_answers_without_its_folder(plain
     assert resp.headers["Retry-After"]
     monkeypatch.undo()
     assert plain_client.get("/console/api/grades").get_json()["count"] == 0
+    # a disk that fails a read is an outage: 503, and judging says so rather than scoring without the grades
+    stored.write_text("query,product_id,grade\nlamp,p1,2\n")
+
+    def unreadable(*_, **__):
+        raise OSError(5, f"Input/output error: {stored}")
+
+    monkeypatch.setattr(console_grades, "open", unreadable, raising=False)
+    for resp in (plain_client.get("/console/api/grades"),
+                 plain_client.post("/console/api/judge", json={"query": "lamp", "rankings": [["p1"]]})):
+        err = _error(resp, 503, None)
+        assert err["code"] == "grades_unavailable" and str(tmp_path) not in resp.get_data(as_text=True)
 
 
 def test_explain_search_gives_the_console_what_it_renders(judged_client):
