@@ -21,7 +21,7 @@ import fcntl
 import io
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shopsearch.judgments import int_grade, table_rows
@@ -45,6 +45,10 @@ class Grade:
     grade: int
     graded_by: str
     graded_at: str
+    key: str = field(init=False, repr=False, compare=False)  # the query as the console matches it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", normalise_query(self.query))
 
 
 def _parse(name: str, text: str) -> list[Grade]:
@@ -64,12 +68,12 @@ def _parse(name: str, text: str) -> list[Grade]:
         query, doc = row["query"].strip(), row["product_id"].strip()
         if not query or not doc:
             raise ValueError(f"{name}:{n}: empty {'query' if not query else 'product_id'}")
-        grade = int_grade(path, n, row["grade"], "grade")
-        key = (normalise_query(query), doc)
-        if key in seen:
+        g = Grade(query, doc, int_grade(path, n, row["grade"], "grade"), row.get("graded_by", "").strip(),
+                  row.get("graded_at", "").strip())
+        if (g.key, doc) in seen:
             raise ValueError(f"{name}:{n}: {doc!r} is graded twice for {query!r}")
-        seen.add(key)
-        out.append(Grade(query, doc, grade, row.get("graded_by", "").strip(), row.get("graded_at", "").strip()))
+        seen.add((g.key, doc))
+        out.append(g)
     return out
 
 
@@ -130,7 +134,7 @@ class ConsoleGrades:
     def _remember(self, stamp: tuple[int, ...], grades: list[Grade]) -> tuple[list[Grade], dict]:
         by_query: dict[str, dict[str, int]] = {}
         for g in grades:
-            by_query.setdefault(normalise_query(g.query), {})[g.product_id] = g.grade
+            by_query.setdefault(g.key, {})[g.product_id] = g.grade
         with self._cache_lock:
             self._cache = (stamp, grades, by_query)
         return grades, by_query
@@ -152,7 +156,7 @@ class ConsoleGrades:
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # held until the new list is in place; released on close
             current = list(self.read())
-            mine = [i for i, g in enumerate(current) if normalise_query(g.query) == key]
+            mine = [i for i, g in enumerate(current) if g.key == key]
             at = next((i for i in mine if current[i].product_id == product_id), None)
             row = None
             if grade is None:
