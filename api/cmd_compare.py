@@ -85,41 +85,19 @@ def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | No
 
 def run(args: argparse.Namespace) -> int:
     """Run the compare command; returns the exit code."""
-    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
     from shopsearch.api.compare import compare, parse_metrics
-    from shopsearch.api.ranking_runs import rank_queries
+    from shopsearch.api.ranking_runs import rank_profiles
     from shopsearch.api.report import render_html, render_markdown
-    from shopsearch.indexer.embedder import BiEncoder
-    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
-    from shopsearch.plugin.hybrid import HybridSearcher
-    from shopsearch.plugin.profiles import ProfileStore
-    from shopsearch.reranker.model_registry import ModelRegistry
-    from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
     metrics = parse_metrics(args.metrics)
     if args.top < 1:
         raise ValueError(f"top must be >= 1, got {args.top}")
     qrels, todo = load_judged_queries(args.qrels, args.format, args.queries, args.wands_queries)
-    profiles = ProfileStore(settings=settings_from_args(args))
-    models = ModelRegistry()
-    for name in (args.profile_a, args.profile_b):
-        check_models(profiles, models, name)  # unknown profile or missing model: a clear error up front
-    engine = open_engine_from_args(args)
-    runs: dict[str, dict[str, list[str]]] = {}
     t0 = time.perf_counter()
-    try:
-        if index_missing(engine, args, "compare"):
-            return 1
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
-                                   budgets=not args.no_budget)
-        for name in dict.fromkeys((args.profile_a, args.profile_b)):
-            runs[name] = rank_queries(pipeline, todo, name, desc=f"compare {name}",
-                                      progress=not args.no_progress).rankings
-    except (IndexNotFound, EngineUnavailable) as exc:
-        print(f"shopsearch compare: search failed: {exc}", file=sys.stderr)
+    ranked = rank_profiles(args, todo, (args.profile_a, args.profile_b), "compare")
+    if ranked is None:
         return 1
-    finally:
-        engine.close()
+    runs = {name: r.rankings for name, r in ranked.items()}
     seconds = time.perf_counter() - t0
     report = compare(qrels, runs[args.profile_a], runs[args.profile_b], names=(args.profile_a, args.profile_b),
                      metrics=metrics, qids=list(todo), queries=todo, stat_test=args.stat_test, alpha=args.alpha,

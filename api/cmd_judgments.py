@@ -1,5 +1,6 @@
 """``shopsearch judgments``: ``from-logs``, graded TREC qrels from the UBI query and click logs through a click
-model; ``merge``, one TREC qrels file from a judgment list and the grades added to it (the console's CSV, say).
+model; ``merge``, one TREC qrels file from a judgment list and the grades added to it (the console's CSV, say);
+``pool``, a worklist of the unjudged products ranking profiles show in their top k (:mod:`.judgment_pool`).
 
 ``from-logs`` writes three files: the qrels (``qid 0 doc_id grade``, what ``eval`` and ``compare`` read), the queries
 (``qid<TAB>normalised query``; qids from :func:`shopsearch.judgments.query_id_for`) and the evidence behind each
@@ -13,7 +14,10 @@ import argparse
 import math
 from pathlib import Path
 
-from shopsearch.api.cli_args import add_command_group, add_ubi_args, open_ubi_store_from_args
+from shopsearch.api.cli_args import (add_command_group, add_engine_args, add_model_arg, add_ubi_args,
+                                     open_ubi_store_from_args)
+from shopsearch.api.ranking_runs import RESULTS_DEPTH
+from shopsearch.judgments import FORMATS
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
@@ -21,7 +25,7 @@ EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "im
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``judgments`` and its ``from-logs`` and ``merge`` actions."""
+    """Add ``judgments`` and its ``from-logs``, ``merge`` and ``pool`` actions."""
     actions = add_command_group(subparsers, "judgments", "action",
                                 help="judgments from behaviour (graded qrels from click logs) and merged lists",
                                 description="Relevance judgments from shopper behaviour, and judgment lists merged.")
@@ -53,6 +57,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--out", required=True, help="TREC qrels file to write (replaced)")
     m.add_argument("--queries-out", help="queries TSV to write (default: <out stem>-queries.tsv)")
     m.set_defaults(run=run_merge)
+    p = actions.add_parser(
+        "pool", help="a worklist of the unjudged products that profiles show in their top k",
+        description="Run every judged query through each profile (the served path, as compare does) and list the "
+                    "products in any profile's top --depth that the judgment list does not grade: a metric counts "
+                    "them as not relevant, so grade them before trusting a delta. Writes a Quepid-style CSV "
+                    "(Query Text, Doc ID, Title, Rating, Best Rank, Shown By, Console): fill in Rating and compare "
+                    "reads it (unrated rows skipped) or judgments merge folds it in; or grade in the console link.")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="ranking profiles to pool")
+    p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
+    p.add_argument("--queries", help="queries TSV: qid<TAB>query text (required for TREC qrels)")
+    p.add_argument("--format", choices=FORMATS, help="judgment format (default: detected from the file)")
+    p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
+    p.add_argument("--index", default="products", help="index or alias to search (default: products)")
+    add_engine_args(p)
+    add_model_arg(p)
+    p.add_argument("--depth", type=int, default=10, help="top k of each ranking pooled (default 10, as nDCG@10)")
+    p.add_argument("--out", required=True, help="worklist CSV to write (replaced)")
+    p.add_argument("--console-url", default="http://127.0.0.1:8000",
+                   help="the API serving the console, for the worklist's links (default http://127.0.0.1:8000)")
+    p.add_argument("--no-budget", action="store_true",
+                   help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_pool)
 
 
 def run_from_logs(args: argparse.Namespace) -> int:
@@ -182,4 +209,33 @@ def run_merge(args: argparse.Namespace) -> int:
     write_queries(queries_out, [Query(qid, texts[qid]) for qid in dict.fromkeys(qid for qid, _ in merged)])
     print(f"merged {len(args.added)} list(s) into {args.base}: {added} grades added, {regraded} changed, "
           f"{len(new_queries)} new queries; wrote {n} judgments to {out} and their queries to {queries_out}")
+    return 0
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    """Pool the profiles' top k over the judged queries and write the worklist of unjudged products."""
+    from shopsearch.api.cmd_compare import load_judged_queries
+    from shopsearch.api.judgment_pool import pool_holes, unjudged_counts, write_worklist
+    from shopsearch.api.ranking_runs import rank_profiles
+
+    if not 1 <= args.depth <= RESULTS_DEPTH:
+        raise ValueError(f"--depth must be between 1 and {RESULTS_DEPTH}, got {args.depth}")
+    qrels, todo = load_judged_queries(args.qrels, args.format, args.queries, args.wands_queries)
+    judged: dict[str, set[str]] = {}
+    for q in qrels:
+        judged.setdefault(q.query_id, set()).add(q.doc_id)
+    titles: dict[str, str] = {}
+    ranked = rank_profiles(args, todo, args.profiles, "judgments pool", depth=args.depth, titles=titles)
+    if ranked is None:
+        return 1
+    profiles = list(ranked)
+    holes = pool_holes(judged, todo, {p: r.rankings for p, r in ranked.items()}, args.depth)
+    write_worklist(args.out, holes, titles, args.console_url, profiles)
+    shown = {p: sum(min(len(r.rankings.get(q, [])), args.depth) for q in todo) for p, r in ranked.items()}
+    for p, n in unjudged_counts(holes, profiles).items():
+        print(f"  {p}: {n} of the {shown[p]} products in its top {args.depth} are unjudged "
+              f"({n / max(shown[p], 1):.1%})")
+    print(f"judgments pool {' '.join(profiles)} at depth {args.depth} on {args.engine}:{args.index}: "
+          f"{len(todo)} judged queries, {len(holes)} products to grade in {len({h.qid for h in holes})} queries; "
+          f"worklist: {args.out}")
     return 0

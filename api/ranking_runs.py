@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 RESULTS_DEPTH = 100  # results kept per query: deep enough for recall@100
 
@@ -20,7 +20,8 @@ class Rankings(NamedTuple):
 
 
 def rank_queries(searcher: Any, queries: Mapping[str, str] | Iterable[tuple[str, str]], profile: str, *,
-                 depth: int = RESULTS_DEPTH, desc: str | None = None, progress: bool = True) -> Rankings:
+                 depth: int = RESULTS_DEPTH, desc: str | None = None, progress: bool = True,
+                 titles: dict[str, str] | None = None) -> Rankings:
     """Search every query as GET /search would (page 1, ``depth`` results, no facets) with one profile.
 
     Args:
@@ -31,6 +32,7 @@ def rank_queries(searcher: Any, queries: Mapping[str, str] | Iterable[tuple[str,
         depth: results kept per query.
         desc: the progress bar's label (default ``rank <profile>``).
         progress: show a tqdm bar on stderr.
+        titles: filled with product id -> title from the hits, when given.
 
     Returns:
         :class:`Rankings`: qid -> product ids in the order served, degraded searches, seconds.
@@ -55,4 +57,48 @@ def rank_queries(searcher: Any, queries: Mapping[str, str] | Iterable[tuple[str,
         resp = searcher.search(SearchRequest(text, size=depth, profile=profile, facets=()))
         rankings[qid] = [h.id for h in resp.hits]
         degraded += resp.degraded
+        if titles is not None:
+            titles.update((h.id, str(h.source.get("title", ""))) for h in resp.hits)
     return Rankings(rankings, degraded, time.perf_counter() - t0)
+
+
+def rank_profiles(args: Any, queries: Mapping[str, str], profiles: Sequence[str], command: str, *,
+                  depth: int = RESULTS_DEPTH, titles: dict[str, str] | None = None) -> dict[str, Rankings] | None:
+    """Every query through each profile on the index and engine ``args`` name (``--index``, ``--engine``,
+    ``--model``, ``--no-budget``, ``--no-progress``), as GET /search serves it: the RankingPipeline with the
+    profiles' models and budgets.
+
+    Returns:
+        profile -> :class:`Rankings`; None when the index is missing or the engine fails (said on stderr, as
+        ``shopsearch <command>: ...``).
+    Raises:
+        ValueError: an unknown profile or a model it needs is missing (checked before any search).
+    """
+    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
+    from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+    from shopsearch.reranker.model_registry import ModelRegistry
+    from shopsearch.reranker.pipeline import RankingPipeline, check_models
+
+    store = ProfileStore(settings=settings_from_args(args))
+    models = ModelRegistry()
+    for name in profiles:
+        check_models(store, models, name)  # unknown profile or missing model: a clear error up front
+    engine = open_engine_from_args(args)
+    runs: dict[str, Rankings] = {}
+    try:
+        if index_missing(engine, args, command):
+            return None
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), store), models,
+                                   budgets=not args.no_budget)
+        for name in dict.fromkeys(profiles):
+            runs[name] = rank_queries(pipeline, queries, name, depth=depth, desc=f"{command} {name}",
+                                      progress=not args.no_progress, titles=titles)
+    except (IndexNotFound, EngineUnavailable) as exc:
+        print(f"shopsearch {command}: search failed: {exc}", file=sys.stderr)
+        return None
+    finally:
+        engine.close()
+    return runs

@@ -1,0 +1,85 @@
+"""Judgment pooling: the unjudged products of the profiles' top k, as a worklist compare and merge read back."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import pytest
+
+from shopsearch.api import cmd_judgments
+from shopsearch.api.judgment_pool import Hole, as_text_cell, pool_holes, unjudged_counts, write_worklist
+from shopsearch.judgments import read_judgments
+
+from .test_compare import tiny_index  # noqa: F401  (the tiny catalog indexed, and its CSV judgments)
+
+
+def test_pool_holes_lists_each_unjudged_product_once_at_its_best_rank():
+    judged = {"q1": {"a", "z"}, "q2": set()}
+    runs = {"x": {"q1": ["a", "b", "c", "d"], "q2": ["e"]}, "y": {"q1": ["c", "z", "b"]}}
+    holes = pool_holes(judged, {"q2": "hose", "q1": "lamp", "q3": "drill"}, runs, depth=3)
+    assert holes == [Hole("q2", "hose", "e", 1, ("x",)), Hole("q1", "lamp", "c", 1, ("x", "y")),
+                     Hole("q1", "lamp", "b", 2, ("x", "y"))]  # d is below x's top 3; q3 was not ranked
+    assert unjudged_counts(holes, ["x", "y"]) == {"x": 3, "y": 2}
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        pool_holes(judged, {}, runs, depth=0)
+
+
+def test_the_worklist_is_read_back_as_judgments_once_rated(tmp_path):
+    path = tmp_path / "worklist.csv"
+    holes = [Hole("q1", "red lamp", "p2", 1, ("bm25",)), Hole("q1", "red lamp", "p9", 4, ("bm25", "dense"))]
+    write_worklist(path, holes, {"p2": "=HYPERLINK(\"http://evil\")", "p9": "Lamp, red"}, "http://shop:8000",
+                   ["bm25", "dense"])
+    rows = list(csv.reader(path.read_text().splitlines()))
+    assert rows[0] == ["Query Text", "Doc ID", "Title", "Rating", "Best Rank", "Shown By", "Console"]
+    assert rows[1] == ["red lamp", "p2", "'=HYPERLINK(\"http://evil\")", "", "1", "bm25",
+                       "http://shop:8000/console?q=red+lamp&a=bm25&b=dense"]
+    assert rows[2][2] == "Lamp, red" and rows[2][5] == "bm25 dense"
+    assert read_judgments(path).qrels == ()  # nothing rated yet: nothing judged, no error
+    rows[2][3] = "2"  # a grader fills in one Rating
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    read = read_judgments(path)
+    assert read.format == "quepid" and [(q.doc_id, q.relevance) for q in read.qrels] == [("p9", 2)]
+    assert as_text_cell("-5 V battery") == "'-5 V battery" and as_text_cell("") == ""
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="shopsearch")
+    cmd_judgments.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def test_pool_command_writes_the_worklist_of_what_the_profiles_show_unjudged(
+        tiny_index, tiny_bi_encoder_dir, tmp_path, capsys):  # noqa: F811
+    d, root = tiny_index
+    out = tmp_path / "worklist.csv"
+    def pool(qrels, depth="3"):
+        return _run(["judgments", "pool", "--index", "tiny", "--engine", "embedded", "--root", str(root), "--model",
+                     str(tiny_bi_encoder_dir), "--qrels", str(qrels), "--no-progress", "--depth", depth, "--out",
+                     str(out), "bm25", "dense"])
+
+    assert pool(d / "judgments.csv") == 0
+    printed = capsys.readouterr().out
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    judged = {("red lamp", "p1"), ("red lamp", "p2"), ("oak table", "p2"), ("kettle", "p3")}
+    assert rows and all((r["Query Text"], r["Doc ID"]) not in judged for r in rows)
+    assert all(r["Rating"] == "" and 1 <= int(r["Best Rank"]) <= 3 for r in rows)
+    titles = {"p1": "Red table lamp", "p2": "Oak dining table", "p3": "Stainless steel kettle",
+              "p4": "Wool winter scarf"}
+    assert all(r["Title"] == titles[r["Doc ID"]] for r in rows)
+    assert f"{len(rows)} products to grade" in printed and "judged queries" in printed
+    assert "  bm25: " in printed and "  dense: " in printed
+    # what is graded is no longer a hole: the worklist, rated, merged into the list, pools to nothing more
+    rated = tmp_path / "rated.csv"
+    with open(rated, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "product_id", "grade"])
+        w.writerows([r["Query Text"], r["Doc ID"], 0] for r in rows)
+        w.writerows([("red lamp", "p1", 3), ("red lamp", "p2", 0), ("oak table", "p2", 3), ("kettle", "p3", 2)])
+    assert pool(rated) == 0
+    assert "0 products to grade" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--depth must be between 1 and 100"):
+        pool(rated, depth="101")
