@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg, add_report_args, write_reports
 from shopsearch.judgments import FORMATS, Qrel, read_judgments, read_queries
@@ -93,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError(f"top must be >= 1, got {args.top}")
     qrels, todo = load_judged_queries(args.qrels, args.format, args.queries, args.wands_queries)
-    t0 = time.perf_counter()
     ranked = rank_profiles(args, todo, (args.profile_a, args.profile_b), "compare")
     if ranked is None:
         return 1
     runs = {name: r.rankings for name, r in ranked.items()}
-    seconds = time.perf_counter() - t0
+    seconds = sum(r.seconds for r in ranked.values())
+    degraded = sum(r.degraded for r in ranked.values())
     report = compare(qrels, runs[args.profile_a], runs[args.profile_b], names=(args.profile_a, args.profile_b),
                      metrics=metrics, qids=list(todo), queries=todo, stat_test=args.stat_test, alpha=args.alpha,
                      permutations=args.permutations, random_seed=args.seed, judged_only=args.judged_only)
@@ -106,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                   lambda: render_markdown(report, top=min(args.top, 5)))
     searches = len(todo) * len(runs)
     summary = (f"compare {args.profile_a} -> {args.profile_b} on {args.engine}:{args.index}: {report.queries} queries, "
-               f"{searches} searches in {seconds:.1f}s ({searches / max(seconds, 1e-9):.1f} q/s); " + ", ".join(
+               f"{searches} searches in {seconds:.1f}s ({searches / max(seconds, 1e-9):.1f} q/s, {degraded} degraded); "
+               + ", ".join(
                    f"{m.name} {m.mean_a:.4f} -> {m.mean_b:.4f}{'†' if m.significant else ''}"
                    for m in report.metrics.values()))
     if args.json:

@@ -62,43 +62,21 @@ def _table(report, per_query: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the eval command; returns the exit code."""
-    from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
+    from shopsearch.api.ranking_runs import rank_profiles
     from shopsearch.evaluation import evaluate
-    from shopsearch.api.ranking_runs import rank_queries
-    from shopsearch.indexer.embedder import BiEncoder
-    from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.judgments import read_qrels, read_queries
-    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
-    from shopsearch.plugin.hybrid import HybridSearcher
-    from shopsearch.plugin.profiles import ProfileStore
-    from shopsearch.reranker.model_registry import ModelRegistry
-    from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
     queries = read_queries(args.queries)
     qrels = read_qrels(args.qrels)
-    profiles = ProfileStore(settings=settings_from_args(args))
-    models = ModelRegistry()
-    check_models(profiles, models, args.profile)  # unknown profile or missing model: a clear error up front
     judged = {q.query_id for q in qrels}
     todo = [q for q in queries if q.qid in judged]
     if not todo:
         raise ValueError(f"queries: none of the {len(queries)} queries in {args.queries} has judgements "
                          f"in {args.qrels}")
-    engine = open_engine_from_args(args)
-    try:
-        if index_missing(engine, args, "eval"):
-            return 1
-        encoder = BiEncoder(args.model)
-        check_query_encoder(engine, args.index, encoder)  # warns when the index was embedded by another model
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, profiles), models,
-                                   budgets=not args.no_budget)
-        rankings, degraded, seconds = rank_queries(pipeline, todo, args.profile, desc=f"eval {args.profile}",
-                                                   progress=not args.no_progress)
-    except (IndexNotFound, EngineUnavailable) as exc:
-        print(f"shopsearch eval: search failed: {exc}", file=sys.stderr)
+    ranked = rank_profiles(args, todo, [args.profile], "eval")
+    if ranked is None:
         return 1
-    finally:
-        engine.close()
+    rankings, degraded, seconds = ranked[args.profile]
     report = evaluate(qrels, rankings, [q.qid for q in queries], judged_only=args.judged_only)
     m = report.metrics
     summary = (f"eval {args.profile} on {args.engine}:{args.index}: {report.queries} queries "

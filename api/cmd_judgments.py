@@ -62,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run every judged query through each profile (the served path, as compare does) and list the "
                     "products in any profile's top --depth that the judgment list does not grade: a metric counts "
                     "them as not relevant, so grade them before trusting a delta. Writes a Quepid-style CSV "
-                    "(Query Text, Doc ID, Title, Rating, Best Rank, Shown By, Console): fill in Rating and compare "
-                    "reads it (unrated rows skipped) or judgments merge folds it in; or grade in the console link.")
+                    "(Query Text, Doc ID, Title, Rating, Best Rank, Shown By, Console): fill in Rating (unrated "
+                    "rows are skipped) or grade in each row's console link, then `judgments merge` the grades into "
+                    "the list and evaluate with the merged list.")
     p.add_argument("profiles", nargs="+", metavar="PROFILE", help="ranking profiles to pool")
     p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
     p.add_argument("--queries", help="queries TSV: qid<TAB>query text (required for TREC qrels)")
@@ -175,8 +176,13 @@ def run_merge(args: argparse.Namespace) -> int:
         texts.update((q.qid, q.text) for q in read_queries(args.queries))
     if not texts:
         raise ValueError(f"{args.base}: {base.format} judgments carry no query text; give --queries")
+    # An added grade goes to the query of the same text, else to one whose text normalises the same, a judged
+    # query before an unjudged one (a queries file may list "Red Lamp" unjudged beside "red lamp" judged).
+    judged = {q.query_id for q in base.qrels}
+    exact: dict[str, str] = {}
     qid_of: dict[str, str] = {}
-    for qid, text in texts.items():
+    for qid, text in sorted(texts.items(), key=lambda kv: kv[0] not in judged):  # stable: file order kept
+        exact.setdefault(text.strip(), qid)
         qid_of.setdefault(normalise_query(text), qid)
     nameless = next((q.query_id for q in base.qrels if q.query_id not in texts), None)
     if nameless is not None:
@@ -190,12 +196,12 @@ def run_merge(args: argparse.Namespace) -> int:
     new_queries: list[str] = []
     for path in args.added:
         extra = read_judgments(path)
-        if extra.qrels and not extra.queries:  # a grade list emptied by withdrawals adds nothing, and is fine
+        if extra.qrels and not extra.queries:  # (an empty list, every grade withdrawn, merely adds nothing)
             raise ValueError(f"{path}: {extra.format} judgments carry no query text to match the base's queries by")
         for q in extra.qrels:
             text = extra.queries[q.query_id]
             key = normalise_query(text)
-            qid = qid_of.get(key)
+            qid = exact.get(text.strip()) or qid_of.get(key)
             if qid is None:  # a query the base never judged: an id of its own, as CSV judgments get
                 qid = qid_of[key] = query_id_for(text)
                 texts[qid] = text
@@ -235,7 +241,9 @@ def run_pool(args: argparse.Namespace) -> int:
     for p, n in unjudged_counts(holes, profiles).items():
         print(f"  {p}: {n} of the {shown[p]} products in its top {args.depth} are unjudged "
               f"({n / max(shown[p], 1):.1%})")
+    degraded = sum(r.degraded for r in ranked.values())
     print(f"judgments pool {' '.join(profiles)} at depth {args.depth} on {args.engine}:{args.index}: "
-          f"{len(todo)} judged queries, {len(holes)} products to grade in {len({h.qid for h in holes})} queries; "
+          f"{len(todo)} judged queries, {len(holes)} products to grade in {len({h.qid for h in holes})} queries "
+          f"({degraded} searches degraded{'; --no-budget ranks as offline quality runs do' if degraded else ''}); "
           f"worklist: {args.out}")
     return 0

@@ -68,8 +68,10 @@ def _parse(name: str, text: str) -> list[Grade]:
         query, doc = row["query"].strip(), row["product_id"].strip()
         if not query or not doc:
             raise ValueError(f"{name}:{n}: empty {'query' if not query else 'product_id'}")
-        g = Grade(query, doc, int_grade(path, n, row["grade"], "grade"), row.get("graded_by", "").strip(),
-                  row.get("graded_at", "").strip())
+        grade = int_grade(path, n, row["grade"], "grade")
+        if not 0 <= grade <= MAX_GRADE:  # what POST /console/api/grades takes, a hand-edited list too
+            raise ValueError(f"{name}:{n}: grade must be from 0 to {MAX_GRADE}, got {grade}")
+        g = Grade(query, doc, grade, row.get("graded_by", "").strip(), row.get("graded_at", "").strip())
         if (g.key, doc) in seen:
             raise ValueError(f"{name}:{n}: {doc!r} is graded twice for {query!r}")
         seen.add((g.key, doc))

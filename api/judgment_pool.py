@@ -7,9 +7,11 @@ Pooling the profiles' top k, as TREC builds its judgment pools, lists what to gr
 The worklist is a CSV in Quepid's export columns, ``Query Text,Doc ID,Title,Rating``, followed by ``Best Rank``,
 ``Shown By`` and ``Console``:
 
-- fill in ``Rating`` in a spreadsheet: ``compare --qrels`` reads the file as it is (unrated rows are skipped), and
-  ``shopsearch judgments merge`` folds it into the team's list by query text;
-- or open each row's console link and grade there (the console's grade list).
+- fill in ``Rating`` in a spreadsheet (the judgment readers skip unrated rows, as they do Quepid's), or open each
+  row's console link and grade there (the console's grade list);
+- then ``shopsearch judgments merge QRELS worklist.csv --queries Q.tsv --out merged.txt`` (or the console's list)
+  puts the grades into a copy of the team's list by query text, for ``eval`` and ``compare``. Read alone, the
+  worklist judges only what nobody had judged.
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ def write_worklist(path: str | Path, holes: Sequence[Hole], titles: Mapping[str,
                    profiles: Sequence[str]) -> int:
     """Write the worklist CSV (:data:`WORKLIST_COLUMNS`, Rating left blank); returns the rows written.
 
-    Titles come from the catalog, so they are written as text cells (:func:`as_text_cell`); the query and product
-    columns are written as they are, since they are read back as judgments.
+    Titles come from the catalog, so they are written as text cells (:func:`as_text_cell`). The query and product
+    columns are written as they are, since they are read back as judgments byte for byte; a query text that
+    starts like a formula (a list judged from shoppers' logs may hold one) is a spreadsheet's to show as text.
     """
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")

@@ -62,11 +62,12 @@ def rank_queries(searcher: Any, queries: Mapping[str, str] | Iterable[tuple[str,
     return Rankings(rankings, degraded, time.perf_counter() - t0)
 
 
-def rank_profiles(args: Any, queries: Mapping[str, str], profiles: Sequence[str], command: str, *,
+def rank_profiles(args: Any, queries: Mapping[str, str] | Iterable[tuple[str, str]], profiles: Sequence[str],
+                  command: str, *,
                   depth: int = RESULTS_DEPTH, titles: dict[str, str] | None = None) -> dict[str, Rankings] | None:
     """Every query through each profile on the index and engine ``args`` name (``--index``, ``--engine``,
     ``--model``, ``--no-budget``, ``--no-progress``), as GET /search serves it: the RankingPipeline with the
-    profiles' models and budgets.
+    profiles' models and budgets. Warns when the index was embedded by another model than ``--model``.
 
     Returns:
         profile -> :class:`Rankings`; None when the index is missing or the engine fails (said on stderr, as
@@ -76,12 +77,14 @@ def rank_profiles(args: Any, queries: Mapping[str, str], profiles: Sequence[str]
     """
     from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
     from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.reranker.model_registry import ModelRegistry
     from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
+    items = list(queries.items()) if isinstance(queries, Mapping) else list(queries)  # ranked once per profile
     store = ProfileStore(settings=settings_from_args(args))
     models = ModelRegistry()
     for name in profiles:
@@ -91,10 +94,12 @@ def rank_profiles(args: Any, queries: Mapping[str, str], profiles: Sequence[str]
     try:
         if index_missing(engine, args, command):
             return None
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), store), models,
+        encoder = BiEncoder(args.model)
+        check_query_encoder(engine, args.index, encoder)
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, store), models,
                                    budgets=not args.no_budget)
         for name in dict.fromkeys(profiles):
-            runs[name] = rank_queries(pipeline, queries, name, depth=depth, desc=f"{command} {name}",
+            runs[name] = rank_queries(pipeline, items, name, depth=depth, desc=f"{command} {name}",
                                       progress=not args.no_progress, titles=titles)
     except (IndexNotFound, EngineUnavailable) as exc:
         print(f"shopsearch {command}: search failed: {exc}", file=sys.stderr)

@@ -94,6 +94,8 @@ def test_a_full_list_refuses_new_rows_but_takes_regrades(store, monkeypatch):
     ("query,product_id\nlamp,p1\n", r"^console-grades.csv:1: needs the columns .* missing grade"),
     ("query,product_id,grade\nlamp,p1,high\n", r"^console-grades.csv:2: grade must be an integer, got 'high'"),
     ("query,product_id,grade\nlamp,,1\n", r"^console-grades.csv:2: empty product_id"),
+    ("query,product_id,grade\nlamp,p1,101\n", r"^console-grades.csv:2: grade must be from 0 to 100, got 101"),
+    ("query,product_id,grade\nlamp,p1,-1.0\n", r"^console-grades.csv:2: grade must be from 0 to 100, got -1"),
     ("query,product_id,grade\nlamp,p1\n", r"^console-grades.csv:2: expected 3 columns"),
     ("query,product_id,grade\nlamp,p1,2\nLAMP,p1,3\n", r"^console-grades.csv:3: 'p1' is graded twice for 'LAMP'"),
     # a stray quote: the csv module reads on to the end of the file and refuses a field that large

@@ -8,9 +8,11 @@ import csv
 import pytest
 
 from shopsearch.api import cmd_judgments
+from shopsearch.api.cli import main as cmd_main
 from shopsearch.api.judgment_pool import Hole, as_text_cell, pool_holes, unjudged_counts, write_worklist
 from shopsearch.judgments import read_judgments
 
+from .test_compare import CATALOG
 from .test_compare import tiny_index  # noqa: F401  (the tiny catalog indexed, and its CSV judgments)
 
 
@@ -55,10 +57,11 @@ def test_pool_command_writes_the_worklist_of_what_the_profiles_show_unjudged(
         tiny_index, tiny_bi_encoder_dir, tmp_path, capsys):  # noqa: F811
     d, root = tiny_index
     out = tmp_path / "worklist.csv"
-    def pool(qrels, depth="3"):
+
+    def pool(qrels, depth="3", queries=None):
         return _run(["judgments", "pool", "--index", "tiny", "--engine", "embedded", "--root", str(root), "--model",
                      str(tiny_bi_encoder_dir), "--qrels", str(qrels), "--no-progress", "--depth", depth, "--out",
-                     str(out), "bm25", "dense"])
+                     str(out), *(["--queries", str(queries)] if queries else []), "bm25", "dense"])
 
     assert pool(d / "judgments.csv") == 0
     printed = capsys.readouterr().out
@@ -67,19 +70,23 @@ def test_pool_command_writes_the_worklist_of_what_the_profiles_show_unjudged(
     judged = {("red lamp", "p1"), ("red lamp", "p2"), ("oak table", "p2"), ("kettle", "p3")}
     assert rows and all((r["Query Text"], r["Doc ID"]) not in judged for r in rows)
     assert all(r["Rating"] == "" and 1 <= int(r["Best Rank"]) <= 3 for r in rows)
-    titles = {"p1": "Red table lamp", "p2": "Oak dining table", "p3": "Stainless steel kettle",
-              "p4": "Wool winter scarf"}
+    titles = {p["id"]: p["title"] for p in CATALOG}
     assert all(r["Title"] == titles[r["Doc ID"]] for r in rows)
-    assert f"{len(rows)} products to grade" in printed and "judged queries" in printed
-    assert "  bm25: " in printed and "  dense: " in printed
-    # what is graded is no longer a hole: the worklist, rated, merged into the list, pools to nothing more
-    rated = tmp_path / "rated.csv"
-    with open(rated, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["query", "product_id", "grade"])
-        w.writerows([r["Query Text"], r["Doc ID"], 0] for r in rows)
-        w.writerows([("red lamp", "p1", 3), ("red lamp", "p2", 0), ("oak table", "p2", 3), ("kettle", "p3", 2)])
-    assert pool(rated) == 0
+    assert f"{len(rows)} products to grade" in printed and "0 searches degraded" in printed
+    for profile in ("bm25", "dense"):
+        n = sum(1 for r in rows if profile in r["Shown By"].split())
+        assert f"  {profile}: {n} of the " in printed
+    # the worklist rated in a spreadsheet, merged into a copy of the list: pooling again finds nothing to grade
+    with out.open() as f:
+        cells = list(csv.reader(f))
+    for row in cells[1:]:
+        row[3] = "1"
+    with open(out, "w", newline="") as f:
+        csv.writer(f).writerows(cells)
+    merged = tmp_path / "merged.txt"
+    assert cmd_main(["judgments", "merge", str(d / "judgments.csv"), str(out), "--out", str(merged)]) == 0
+    capsys.readouterr()
+    assert pool(merged, queries=tmp_path / "merged-queries.tsv") == 0
     assert "0 products to grade" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--depth must be between 1 and 100"):
-        pool(rated, depth="101")
+        pool(merged, depth="101")
