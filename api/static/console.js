@@ -10,6 +10,7 @@
   let uploaded = null;  // {qrels: {qid: {doc: grade}}, qids: {normalised text: qid}, name}
   let configured = null;
   let shown = "";  // the query the columns show (the box may have been edited since)
+  let worklist = null;  // {name, queries: [{query, ids: Set}], at}: a `judgments pool` worklist being graded
 
   // For an uploaded list, looked up in the page: close to the server's normalise_query (NFKC, case folded,
   // whitespace collapsed), so "ＬＡＭＰ" finds "lamp" here as in a configured list (toLowerCase is not casefold:
@@ -120,6 +121,7 @@
     }
     if (mine !== latest) return;
     if (judged) setStatus("", "");
+    showWorklist(judged);
     renderDelta(judged, names);
     results.forEach((r, i) => renderColumn(i ? $("col-b") : $("col-a"), names[i], r, judged, i, rankings[1 - i] || []));
   }
@@ -218,7 +220,7 @@
           contributions(hit)),
         h("div", { class: "row-side" },
           h("span", { class: "grade-badge", title: grade === undefined ? "not judged" : `grade ${grade}` },
-            grade === undefined ? "?" : String(grade)), move, gradePicker(hit.id, judged)));
+            grade === undefined ? "?" : String(grade)), move, gradePicker(hit.id, judged), worklistTag(hit.id, grade)));
     });
     col.replaceChildren(head, h("ol", { class: "rows" }, rows));
   }
@@ -285,6 +287,83 @@
     setTimeout(() => URL.revokeObjectURL(url), 0);
   }
 
+  // --- a worklist from `shopsearch judgments pool` -------------------------------------------------------------
+  // Its rows are the products some profile shows in its top k that nobody judged. The page steps through its
+  // queries; the rows to grade are tagged, and a grade given here is stored as any other console grade.
+  function parseCsv(text) {
+    const rows = [];
+    let row = [], cell = "", quoted = false;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (quoted) {
+        if (c === '"' && text[i + 1] === '"') { cell += '"'; i++; }
+        else if (c === '"') quoted = false;
+        else cell += c;
+      } else if (c === '"') quoted = true;
+      else if (c === ",") { row.push(cell); cell = ""; }
+      else if (c === "\n" || c === "\r") {
+        if (c === "\r" && text[i + 1] === "\n") i++;
+        row.push(cell); rows.push(row); row = []; cell = "";
+      } else cell += c;
+    }
+    if (cell || row.length) { row.push(cell); rows.push(row); }
+    return rows.filter((r) => r.some((x) => x.trim()));
+  }
+
+  function parseWorklist(text, name) {
+    const rows = parseCsv(text.replace(/^\ufeff/, ""));
+    const header = (rows[0] || []).map((c) => c.trim().toLowerCase().replace(/[ -]/g, "_"));
+    const qi = header.indexOf("query_text"), di = header.indexOf("doc_id");
+    if (qi < 0 || di < 0) throw new Error(`${name}: expected the columns of a worklist from \`shopsearch judgments pool\` (Query Text, Doc ID, ...)`);
+    const byQuery = new Map();
+    rows.slice(1).forEach((r) => {
+      const q = (r[qi] || "").trim(), id = (r[di] || "").trim();
+      if (!q || !id) return;
+      if (!byQuery.has(q)) byQuery.set(q, new Set());
+      byQuery.get(q).add(id);
+    });
+    if (!byQuery.size) throw new Error(`${name}: no products to grade`);
+    return { name, queries: [...byQuery].map(([query, ids]) => ({ query, ids })), at: 0 };
+  }
+
+  async function onWorklist() {
+    const f = $("worklist-file").files[0];
+    if (!f) return;
+    try {
+      worklist = parseWorklist(await f.text(), f.name);
+    } catch (err) {
+      worklist = null;
+      setStatus(err.message, "warn");
+    }
+    showWorklist();
+    if (worklist) openWorklistQuery(0);
+  }
+
+  function openWorklistQuery(at) {
+    worklist.at = Math.max(0, Math.min(at, worklist.queries.length - 1));
+    $("cq").value = worklist.queries[worklist.at].query;
+    showWorklist();
+    compare();
+  }
+
+  function showWorklist(judged) {
+    $("worklist-bar").hidden = !worklist;
+    if (!worklist) return;
+    const item = worklist.queries[worklist.at];
+    const open = judged && judged.query === item.query
+      ? [...item.ids].filter((id) => !(id in (judged.given || {})) && !(id in (judged.grades || {}))).length : null;
+    $("worklist-status").textContent = `${worklist.name}: query ${worklist.at + 1} of ${worklist.queries.length}`
+      + ` · ${item.ids.size} to grade` + (open === null ? "" : `, ${open} left`);
+    $("worklist-prev").disabled = worklist.at === 0;
+    $("worklist-next").disabled = worklist.at === worklist.queries.length - 1;
+  }
+
+  function worklistTag(id, grade) {
+    if (!worklist || worklist.queries[worklist.at].query !== shown || !worklist.queries[worklist.at].ids.has(id)) return null;
+    return grade === undefined ? h("span", { class: "tag to-grade", title: "on the worklist: nobody judged it" }, "to grade")
+      : h("span", { class: "tag graded", title: "on the worklist, graded" }, "graded");
+  }
+
   function linkRows(id, on) {
     document.querySelectorAll(`.row[data-id="${CSS.escape(id)}"]`).forEach((r) => r.classList.toggle("linked", on));
   }
@@ -295,6 +374,14 @@
   $("qrels-file").addEventListener("change", onUpload);
   $("queries-file").addEventListener("change", onUpload);
   $("download-grades").addEventListener("click", downloadGiven);
+  $("worklist-file").addEventListener("change", onWorklist);
+  $("worklist-prev").addEventListener("click", () => openWorklistQuery(worklist.at - 1));
+  $("worklist-next").addEventListener("click", () => openWorklistQuery(worklist.at + 1));
+  $("worklist-close").addEventListener("click", () => {
+    worklist = null; $("worklist-file").value = "";
+    showWorklist();
+    if ($("cq").value.trim()) compare();
+  });
   $("clear-upload").addEventListener("click", () => {
     uploaded = null; $("qrels-file").value = ""; $("queries-file").value = "";
     showJudgmentStatus();
