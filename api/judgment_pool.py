@@ -7,8 +7,8 @@ Pooling the profiles' top k, as TREC builds its judgment pools, lists what to gr
 The worklist is a CSV in Quepid's export columns, ``Query Text,Doc ID,Title,Rating``, followed by ``Best Rank``,
 ``Shown By`` and ``Console``:
 
-- fill in ``Rating`` in a spreadsheet (the judgment readers skip unrated rows, as they do Quepid's), or open each
-  row's console link and grade there (the console's grade list);
+- fill in ``Rating`` in a spreadsheet (the judgment readers skip unrated rows, as they do Quepid's), or load the
+  worklist into the console, which steps through its queries, and grade there (the console's grade list);
 - then ``shopsearch judgments merge QRELS worklist.csv --queries Q.tsv --out merged.txt`` (or the console's list)
   puts the grades into a copy of the team's list by query text, for ``eval`` and ``compare``. Read alone, the
   worklist judges only what nobody had judged.
