@@ -41,6 +41,18 @@ def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=help)
 
 
+def add_ranking_args(parser: argparse.ArgumentParser) -> None:
+    """What :func:`shopsearch.api.ranking_runs.rank_profiles` reads, for the commands that rank judged queries as
+    GET /search serves them (eval, compare, judgments pool): ``--index``, the engine's arguments, ``--model``,
+    ``--no-budget`` and ``--no-progress``."""
+    parser.add_argument("--index", default="products", help="index or alias to search (default: products)")
+    add_engine_args(parser)
+    add_model_arg(parser)
+    parser.add_argument("--no-budget", action="store_true",
+                        help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def report_file(value: str) -> str:
     """An ``--html`` / ``--markdown`` path, refused at once when it names a folder (not after the whole run)."""
     if Path(value).is_dir():

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from shopsearch.api.cli_args import add_engine_args, add_model_arg, add_report_args, write_reports
+from shopsearch.api.cli_args import add_ranking_args, add_report_args, write_reports
 from shopsearch.judgments import FORMATS, Qrel, read_judgments, read_queries
 
 HELP = """\
@@ -35,13 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("profile_a", metavar="PROFILE_A", help="baseline profile")
     p.add_argument("profile_b", metavar="PROFILE_B", help="candidate profile")
-    p.add_argument("--index", default="products", help="index or alias to search (default: products)")
-    p.add_argument("--queries", help="queries TSV: qid<TAB>query text (required for TREC qrels)")
-    p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
-    p.add_argument("--format", choices=FORMATS, help="judgment format (default: detected from the file)")
-    p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
-    add_engine_args(p)
-    add_model_arg(p)
+    add_judgment_args(p)
     p.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,judged@10",
                    help="comma-separated (default: all four)")
     p.add_argument("--stat-test", choices=("randomization", "ttest"), default="randomization",
@@ -54,10 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="score each ranking with its unjudged products taken out (trec_eval -J): how the two "
                         "order what the judges saw")
     add_report_args(p)
-    p.add_argument("--no-budget", action="store_true",
-                   help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ranking_args(p)
     p.set_defaults(run=run)
+
+
+def add_judgment_args(p: argparse.ArgumentParser) -> None:
+    """``--qrels``, ``--queries``, ``--format`` and ``--wands-queries``: what :func:`load_judged_queries` reads."""
+    p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
+    p.add_argument("--queries", help="queries TSV: qid<TAB>query text (required for TREC qrels)")
+    p.add_argument("--format", choices=FORMATS, help="judgment format (default: detected from the file)")
+    p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
 
 
 def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | None,

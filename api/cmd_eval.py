@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.api.cli_args import add_ranking_args
 
 HELP = """\
 Evaluate a ranking profile on an indexed catalog against relevance judgements.
@@ -33,19 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand."""
     p = subparsers.add_parser("eval", help="evaluate a ranking profile against judgements", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--index", default="products", help="index or alias to search (default: products)")
     p.add_argument("--queries", required=True, help="queries TSV: qid<TAB>query text")
     p.add_argument("--qrels", required=True, help="TREC qrels: qid iteration doc_id grade")
     p.add_argument("--profile", default="default", help="ranking profile name (default: default)")
-    add_engine_args(p)
-    add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--per-query", action="store_true", help="include every query's scores")
-    p.add_argument("--no-budget", action="store_true",
-                   help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
     p.add_argument("--judged-only", action="store_true",
                    help="score each ranking with its unjudged products taken out (trec_eval -J)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ranking_args(p)
     p.set_defaults(run=run)
 
 

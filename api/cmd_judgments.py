@@ -14,10 +14,9 @@ import argparse
 import math
 from pathlib import Path
 
-from shopsearch.api.cli_args import (add_command_group, add_engine_args, add_model_arg, add_ubi_args,
-                                     open_ubi_store_from_args)
+from shopsearch.api.cli_args import add_command_group, add_ranking_args, add_ubi_args, open_ubi_store_from_args
+from shopsearch.api.cmd_compare import add_judgment_args
 from shopsearch.api.ranking_runs import RESULTS_DEPTH
-from shopsearch.judgments import FORMATS
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
@@ -66,20 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "rows are skipped) or grade in each row's console link, then `judgments merge` the grades into "
                     "the list and evaluate with the merged list.")
     p.add_argument("profiles", nargs="+", metavar="PROFILE", help="ranking profiles to pool")
-    p.add_argument("--qrels", required=True, help="judgment list (TREC, CSV, ESCI, WANDS or Quepid)")
-    p.add_argument("--queries", help="queries TSV: qid<TAB>query text (required for TREC qrels)")
-    p.add_argument("--format", choices=FORMATS, help="judgment format (default: detected from the file)")
-    p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
-    p.add_argument("--index", default="products", help="index or alias to search (default: products)")
-    add_engine_args(p)
-    add_model_arg(p)
+    add_judgment_args(p)
     p.add_argument("--depth", type=int, default=10, help="top k of each ranking pooled (default 10, as nDCG@10)")
     p.add_argument("--out", required=True, help="worklist CSV to write (replaced)")
     p.add_argument("--console-url", default="http://127.0.0.1:8000",
                    help="the API serving the console, for the worklist's links (default http://127.0.0.1:8000)")
-    p.add_argument("--no-budget", action="store_true",
-                   help="run rerank stages without the profile's latency budget (offline quality on a slow CPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ranking_args(p)
     p.set_defaults(run=run_pool)
 
 
