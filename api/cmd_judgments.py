@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from shopsearch.api.cli_args import add_command_group, add_ranking_args, add_ubi_args, open_ubi_store_from_args
-from shopsearch.api.cmd_compare import add_judgment_args
+from shopsearch.api.cmd_compare import add_judgment_args, load_judged_queries
 from shopsearch.api.ranking_runs import RESULTS_DEPTH
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
@@ -167,14 +167,18 @@ def run_merge(args: argparse.Namespace) -> int:
         texts.update((q.qid, q.text) for q in read_queries(args.queries))
     if not texts:
         raise ValueError(f"{args.base}: {base.format} judgments carry no query text; give --queries")
-    # An added grade goes to the query of the same text, else to one whose text normalises the same, a judged
-    # query before an unjudged one (a queries file may list "Red Lamp" unjudged beside "red lamp" judged).
+    # An added grade goes to a query whose text normalises as its own does (the console's own matching), a judged
+    # one before an unjudged one (a queries file may list "Red Lamp" unjudged beside "red lamp" judged), and
+    # among those to the one of the very same text, else the first.
     judged = {q.query_id for q in base.qrels}
-    exact: dict[str, str] = {}
-    qid_of: dict[str, str] = {}
+    twins: dict[str, list[str]] = {}
     for qid, text in sorted(texts.items(), key=lambda kv: kv[0] not in judged):  # stable: file order kept
-        exact.setdefault(text.strip(), qid)
-        qid_of.setdefault(normalise_query(text), qid)
+        twins.setdefault(normalise_query(text), []).append(qid)
+
+    def qid_for(text: str, key: str) -> str | None:
+        found = twins.get(key, [])
+        found = [q for q in found if q in judged] or found
+        return next((q for q in found if texts[q].strip() == text.strip()), found[0] if found else None)
     nameless = next((q.query_id for q in base.qrels if q.query_id not in texts), None)
     if nameless is not None:
         raise ValueError(f"{args.base}: query {nameless!r} has no text in {args.queries or 'the file'}")
@@ -192,9 +196,10 @@ def run_merge(args: argparse.Namespace) -> int:
         for q in extra.qrels:
             text = extra.queries[q.query_id]
             key = normalise_query(text)
-            qid = exact.get(text.strip()) or qid_of.get(key)
+            qid = qid_for(text, key)
             if qid is None:  # a query the base never judged: an id of its own, as CSV judgments get
-                qid = qid_of[key] = query_id_for(text)
+                qid = query_id_for(text)
+                twins[key] = [qid]
                 texts[qid] = text
                 new_queries.append(qid)
             grade = int(q.relevance)
@@ -211,7 +216,6 @@ def run_merge(args: argparse.Namespace) -> int:
 
 def run_pool(args: argparse.Namespace) -> int:
     """Pool the profiles' top k over the judged queries and write the worklist of unjudged products."""
-    from shopsearch.api.cmd_compare import load_judged_queries
     from shopsearch.api.judgment_pool import pool_holes, unjudged_counts, write_worklist
     from shopsearch.api.ranking_runs import rank_profiles
 

@@ -94,11 +94,13 @@
   }
 
   let latest = 0;  // the newest compare() started: an older one's answers arriving late are dropped
+  let requested = "";  // the query of that newest compare()
 
   async function compare(query) {
     const q = (query ?? $("cq").value).trim();
     const names = [$("profile-a").value, $("profile-b").value];
     const mine = ++latest;
+    requested = q;
     history.replaceState(null, "", location.pathname + "?" + qs({ q, a: names[0], b: names[1] }));
     if (!q) { setStatus("Type a query to compare.", "warn"); return; }
     setStatus("Searching…", "loading");
@@ -121,7 +123,7 @@
     }
     if (mine !== latest) return;
     if (judged) setStatus("", "");
-    showWorklist(judged);
+    showWorklist(judged, rankings);
     renderDelta(judged, names);
     results.forEach((r, i) => renderColumn(i ? $("col-b") : $("col-a"), names[i], r, judged, i, rankings[1 - i] || []));
   }
@@ -255,7 +257,9 @@
       setStatus(`The grade was not saved: ${err.message}`, "warn");
       return;
     }
-    compare(q);  // the columns are judged again for the query they show; the box keeps what is typed there
+    // The columns are judged again for the query they show (the box keeps what is typed there), unless another
+    // query was asked for while the grade was being stored (the worklist's next, say).
+    if (requested === q) compare(q);
   }
 
   async function loadGiven() {
@@ -315,15 +319,26 @@
     const header = (rows[0] || []).map((c) => c.trim().toLowerCase().replace(/[ -]/g, "_"));
     const qi = header.indexOf("query_text"), di = header.indexOf("doc_id");
     if (qi < 0 || di < 0) throw new Error(`${name}: expected the columns of a worklist from \`shopsearch judgments pool\` (Query Text, Doc ID, ...)`);
+    const ci = header.indexOf("console");
     const byQuery = new Map();
     rows.slice(1).forEach((r) => {
       const q = (r[qi] || "").trim(), id = (r[di] || "").trim();
       if (!q || !id) return;
-      if (!byQuery.has(q)) byQuery.set(q, new Set());
-      byQuery.get(q).add(id);
+      if (!byQuery.has(q)) byQuery.set(q, { query: q, ids: new Set(), pair: consolePair(ci >= 0 ? r[ci] : "") });
+      byQuery.get(q).ids.add(id);
     });
     if (!byQuery.size) throw new Error(`${name}: no products to grade`);
-    return { name, queries: [...byQuery].map(([query, ids]) => ({ query, ids })), at: 0 };
+    return { name, queries: [...byQuery.values()], at: 0 };
+  }
+
+  // The profile pair the pool's console link names (a, b), so the columns show what the worklist was pooled from.
+  function consolePair(link) {
+    try {
+      const u = new URL(link);
+      return [u.searchParams.get("a"), u.searchParams.get("b")];
+    } catch (_) {
+      return [null, null];
+    }
   }
 
   async function onWorklist() {
@@ -333,33 +348,48 @@
       worklist = parseWorklist(await f.text(), f.name);
     } catch (err) {
       worklist = null;
+      $("worklist-file").value = "";  // the same file, mended, can be chosen again
       setStatus(err.message, "warn");
+      showWorklist();
+      if ($("cq").value.trim()) compare();  // no tags left from a worklist no longer open
+      return;
     }
-    showWorklist();
-    if (worklist) openWorklistQuery(0);
+    openWorklistQuery(0);
   }
 
   function openWorklistQuery(at) {
     worklist.at = Math.max(0, Math.min(at, worklist.queries.length - 1));
-    $("cq").value = worklist.queries[worklist.at].query;
+    const item = worklist.queries[worklist.at];
+    ["profile-a", "profile-b"].forEach((id, i) => {
+      if (item.pair[i] && profiles.some((p) => p.name === item.pair[i] && !p.error)) $(id).value = item.pair[i];
+    });
+    $("cq").value = item.query;
     showWorklist();
     compare();
   }
 
-  function showWorklist(judged) {
+  const onWorklistQuery = () => worklist && normalise(worklist.queries[worklist.at].query) === normalise(shown);
+
+  function showWorklist(judged, rankings) {
     $("worklist-bar").hidden = !worklist;
     if (!worklist) return;
     const item = worklist.queries[worklist.at];
-    const open = judged && judged.query === item.query
-      ? [...item.ids].filter((id) => !(id in (judged.given || {})) && !(id in (judged.grades || {}))).length : null;
+    let counts = "";
+    if (judged && rankings && onWorklistQuery()) {
+      // what the columns show can be graded here; a product pooled from other profiles or deeper is not shown
+      const inColumns = new Set(rankings.flat());
+      const here = [...item.ids].filter((id) => inColumns.has(id));
+      const left = here.filter((id) => !(id in (judged.grades || {}))).length;
+      counts = `, ${left} left` + (here.length < item.ids.size ? `, ${item.ids.size - here.length} not in these columns` : "");
+    }
     $("worklist-status").textContent = `${worklist.name}: query ${worklist.at + 1} of ${worklist.queries.length}`
-      + ` · ${item.ids.size} to grade` + (open === null ? "" : `, ${open} left`);
+      + ` · ${item.ids.size} to grade${counts}`;
     $("worklist-prev").disabled = worklist.at === 0;
     $("worklist-next").disabled = worklist.at === worklist.queries.length - 1;
   }
 
   function worklistTag(id, grade) {
-    if (!worklist || worklist.queries[worklist.at].query !== shown || !worklist.queries[worklist.at].ids.has(id)) return null;
+    if (!onWorklistQuery() || !worklist.queries[worklist.at].ids.has(id)) return null;
     return grade === undefined ? h("span", { class: "tag to-grade", title: "on the worklist: nobody judged it" }, "to grade")
       : h("span", { class: "tag graded", title: "on the worklist, graded" }, "graded");
   }

@@ -352,41 +352,55 @@ def test_console_steps_through_a_pool_worklist_and_grades_it(live, page, tmp_pat
     from playwright.sync_api import expect
 
     base, _, events_dir = live
-    (events_dir.parent / "judgments" / "console-grades.csv").unlink(missing_ok=True)
-    page.goto(base + "/console?q=lamp")
+    grades_file = events_dir.parent / "judgments" / "console-grades.csv"
+    grades_file.unlink(missing_ok=True)
+    page.goto(base + "/console?q=lamp&a=bm25&b=default")
     expect(page.locator("#col-b .row").first).to_be_visible()
-    judged = {"p1", "p2", "p3", "p7", "p8"}
-    holes = [r["id"] for r in _column(page, "col-b") if r["id"] not in judged]
+    holes = [r["id"] for r in _column(page, "col-b") if r["grade"] == ""]
     assert len(holes) >= 2
-    # what `shopsearch judgments pool` writes (a title with a comma and quotes, quoted by the csv module)
+    # what `shopsearch judgments pool dense default --depth 20` writes; a title holds a line break and text shaped
+    # like another row, so a parser that splits lines would see a third query
     worklist = tmp_path / "holes.csv"
+    link = f"{base}/console?q=x&a=dense&b=default"
     with open(worklist, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["Query Text", "Doc ID", "Title", "Rating", "Best Rank", "Shown By", "Console"])
-        w.writerows(["lamp", pid, 'A "lamp", maybe', "", i + 1, "default", ""] for i, pid in enumerate(holes))
-        w.writerow(["garden hose", "p6", "Hose", "", 1, "default", ""])
-    page.locator("#worklist-file").set_input_files(str(worklist))
-    expect(page.locator("#worklist-bar")).to_be_visible()
-    expect(page.locator("#worklist-status")).to_have_text(
-        f"holes.csv: query 1 of 2 · {len(holes)} to grade, {len(holes)} left")
-    expect(page.locator("#col-b .tag.to-grade")).to_have_count(len(holes))
-    expect(page.locator("#worklist-prev")).to_be_disabled()
-    # a grade given here is stored and counts against the worklist
-    page.locator(f'#col-b .row[data-id="{holes[0]}"] .grade-pick').select_option("2")
-    expect(page.locator(f'#col-b .row[data-id="{holes[0]}"] .tag.graded')).to_be_visible()
-    expect(page.locator("#worklist-status")).to_contain_text(f"{len(holes) - 1} left")
-    _shot(page, "console-worklist.png")
-    page.locator("#worklist-next").click()
-    expect(page.locator("#cq")).to_have_value("garden hose")
-    expect(page.locator("#worklist-status")).to_contain_text("query 2 of 2 · 1 to grade")
-    expect(page.locator("#worklist-next")).to_be_disabled()
-    page.locator("#worklist-prev").click()
-    expect(page.locator("#cq")).to_have_value("lamp")
-    page.locator("#worklist-close").click()
-    expect(page.locator("#worklist-bar")).to_be_hidden()
-    expect(page.locator("#col-b .tag.to-grade")).to_have_count(0)
-    # a file that is not a worklist says so
-    (tmp_path / "other.csv").write_text("query,product_id,grade\nlamp,p1,3\n")
-    page.locator("#worklist-file").set_input_files(str(tmp_path / "other.csv"))
-    expect(page.locator("#console-status")).to_contain_text("other.csv: expected the columns of a worklist")
-    expect(page.locator("#worklist-bar")).to_be_hidden()
+        w.writerows(["lamp", pid, f'A "lamp",\ngarden hose,p{i}', "", i + 1, "default", link]
+                    for i, pid in enumerate(holes))
+        w.writerow(["lamp", "p404", "deeper than these columns", "", 15, "dense", link])
+        w.writerow(["garden hose", "p6", "Hose", "", 1, "default", link])
+    try:
+        page.locator("#worklist-file").set_input_files(str(worklist))
+        expect(page.locator("#worklist-bar")).to_be_visible()
+        expect(page.locator("#profile-a")).to_have_value("dense")  # the pair the worklist was pooled from
+        n = len(holes) + 1
+        expect(page.locator("#worklist-status")).to_have_text(
+            f"holes.csv: query 1 of 2 · {n} to grade, {len(holes)} left, 1 not in these columns")
+        expect(page.locator("#col-b .tag.to-grade")).to_have_count(len(holes))
+        expect(page.locator("#worklist-prev")).to_be_disabled()
+        # a grade given here is stored and counts against the worklist
+        page.locator(f'#col-b .row[data-id="{holes[0]}"] .grade-pick').select_option("2")
+        expect(page.locator(f'#col-b .row[data-id="{holes[0]}"] .tag.graded')).to_be_visible()
+        expect(page.locator("#worklist-status")).to_contain_text(f"{len(holes) - 1} left")
+        _shot(page, "console-worklist.png")
+        page.locator("#worklist-next").click()
+        expect(page.locator("#cq")).to_have_value("garden hose")
+        expect(page.locator("#worklist-status")).to_have_text("holes.csv: query 2 of 2 · 1 to grade, 1 left")
+        expect(page.locator("#col-b .tag.to-grade")).to_have_count(1)
+        expect(page.locator("#worklist-next")).to_be_disabled()
+        page.locator("#worklist-prev").click()
+        expect(page.locator("#cq")).to_have_value("lamp")
+        expect(page.locator("#worklist-status")).to_contain_text(f"{len(holes) - 1} left")
+        page.locator("#worklist-close").click()
+        expect(page.locator("#worklist-bar")).to_be_hidden()
+        expect(page.locator("#col-b .tag.to-grade")).to_have_count(0)
+        # a file that is not a worklist says so, and leaves no tags behind
+        page.locator("#worklist-file").set_input_files(str(worklist))
+        expect(page.locator("#col-b .tag.to-grade")).not_to_have_count(0)
+        (tmp_path / "other.csv").write_text("query,product_id,grade\nlamp,p1,3\n")
+        page.locator("#worklist-file").set_input_files(str(tmp_path / "other.csv"))
+        expect(page.locator("#console-status")).to_contain_text("other.csv: expected the columns of a worklist")
+        expect(page.locator("#worklist-bar")).to_be_hidden()
+        expect(page.locator("#col-b .tag.to-grade")).to_have_count(0)
+    finally:
+        grades_file.unlink(missing_ok=True)

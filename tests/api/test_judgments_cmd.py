@@ -193,7 +193,7 @@ def test_merge_puts_the_consoles_grades_into_a_trec_list(tmp_path, capsys):
     assert "0 grades added, 0 changed, 0 new queries" in capsys.readouterr().out
 
 
-def test_merge_files_a_grade_under_the_same_text_first_then_a_judged_query(tmp_path, capsys):
+def test_merge_files_a_grade_under_a_judged_query_of_the_same_normalised_text(tmp_path, capsys):
     (tmp_path / "qrels.txt").write_text("cf2 0 p1 3\n")
     # the queries file lists "Red Lamp" (never judged) before "red lamp" (judged): both normalise to "red lamp"
     (tmp_path / "queries.tsv").write_text("cf1\tRed Lamp\ncf2\tred lamp\ncf3\tRED  LAMP\n")
@@ -201,9 +201,15 @@ def test_merge_files_a_grade_under_the_same_text_first_then_a_judged_query(tmp_p
     out = tmp_path / "merged.txt"
     assert main(["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "added.csv"),
                  "--queries", str(tmp_path / "queries.tsv"), "--out", str(out)]) == 0
-    # exact text: cf2 and cf3; otherwise the judged query of that normalised text, cf2, not the unjudged cf1
+    # all three are one query, as the console has them: the judged cf2, never its unjudged twins cf1 and cf3
     assert [(q.query_id, q.doc_id) for q in read_qrels(out)] == [("cf2", "p1"), ("cf2", "p2"), ("cf2", "p3"),
-                                                                  ("cf3", "p4")]
+                                                                  ("cf2", "p4")]
+    # with no judged twin, the query of the very same text
+    (tmp_path / "qrels.txt").write_text("cf9 0 p1 3\n")
+    (tmp_path / "queries.tsv").write_text("cf1\tRed Lamp\ncf3\tRED  LAMP\ncf9\tdrill\n")
+    assert main(["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "added.csv"),
+                 "--queries", str(tmp_path / "queries.tsv"), "--out", str(out)]) == 0
+    assert [q.query_id for q in read_qrels(out)] == ["cf9", "cf1", "cf1", "cf3"]
 
 
 def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):
