@@ -349,9 +349,9 @@
     } catch (err) {
       worklist = null;
       $("worklist-file").value = "";  // the same file, mended, can be chosen again
-      setStatus(err.message, "warn");
       showWorklist();
-      if ($("cq").value.trim()) compare();  // no tags left from a worklist no longer open
+      if ($("cq").value.trim()) await compare();  // no tags left from a worklist no longer open
+      setStatus(err.message, "warn");
       return;
     }
     openWorklistQuery(0);
