@@ -310,12 +310,18 @@
         row.push(cell); rows.push(row); row = []; cell = "";
       } else cell += c;
     }
+    if (quoted) throw new Error("a quoted field is never closed");
     if (cell || row.length) { row.push(cell); rows.push(row); }
     return rows.filter((r) => r.some((x) => x.trim()));
   }
 
   function parseWorklist(text, name) {
-    const rows = parseCsv(text.replace(/^\ufeff/, ""));
+    let rows;
+    try {
+      rows = parseCsv(text.replace(/^\ufeff/, ""));
+    } catch (err) {
+      throw new Error(`${name}: ${err.message}`);
+    }
     const header = (rows[0] || []).map((c) => c.trim().toLowerCase().replace(/[ -]/g, "_"));
     const qi = header.indexOf("query_text"), di = header.indexOf("doc_id");
     if (qi < 0 || di < 0) throw new Error(`${name}: expected the columns of a worklist from \`shopsearch judgments pool\` (Query Text, Doc ID, ...)`);

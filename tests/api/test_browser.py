@@ -400,6 +400,9 @@ def test_console_steps_through_a_pool_worklist_and_grades_it(live, page, tmp_pat
         (tmp_path / "other.csv").write_text("query,product_id,grade\nlamp,p1,3\n")
         page.locator("#worklist-file").set_input_files(str(tmp_path / "other.csv"))
         expect(page.locator("#console-status")).to_contain_text("other.csv: expected the columns of a worklist")
+        (tmp_path / "torn.csv").write_text('Query Text,Doc ID\nlamp,"p1\n')
+        page.locator("#worklist-file").set_input_files(str(tmp_path / "torn.csv"))
+        expect(page.locator("#console-status")).to_contain_text("torn.csv: a quoted field is never closed")
         expect(page.locator("#worklist-bar")).to_be_hidden()
         expect(page.locator("#col-b .tag.to-grade")).to_have_count(0)
     finally:
