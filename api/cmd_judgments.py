@@ -179,6 +179,7 @@ def run_merge(args: argparse.Namespace) -> int:
         found = twins.get(key, [])
         found = [q for q in found if q in judged] or found
         return next((q for q in found if texts[q].strip() == text.strip()), found[0] if found else None)
+
     nameless = next((q.query_id for q in base.qrels if q.query_id not in texts), None)
     if nameless is not None:
         raise ValueError(f"{args.base}: query {nameless!r} has no text in {args.queries or 'the file'}")
@@ -218,19 +219,17 @@ def run_pool(args: argparse.Namespace) -> int:
     """Pool the profiles' top k over the judged queries and write the worklist of unjudged products."""
     from shopsearch.api.judgment_pool import pool_holes, unjudged_counts, write_worklist
     from shopsearch.api.ranking_runs import rank_profiles
+    from shopsearch.evaluation import judged_pools
 
     if not 1 <= args.depth <= RESULTS_DEPTH:
         raise ValueError(f"--depth must be between 1 and {RESULTS_DEPTH}, got {args.depth}")
     qrels, todo = load_judged_queries(args.qrels, args.format, args.queries, args.wands_queries)
-    judged: dict[str, set[str]] = {}
-    for q in qrels:
-        judged.setdefault(q.query_id, set()).add(q.doc_id)
     titles: dict[str, str] = {}
     ranked = rank_profiles(args, todo, args.profiles, "judgments pool", depth=args.depth, titles=titles)
     if ranked is None:
         return 1
     profiles = list(ranked)
-    holes = pool_holes(judged, todo, {p: r.rankings for p, r in ranked.items()}, args.depth)
+    holes = pool_holes(judged_pools(qrels), todo, {p: r.rankings for p, r in ranked.items()}, args.depth)
     write_worklist(args.out, holes, titles, args.console_url, profiles)
     shown = {p: sum(min(len(r.rankings.get(q, [])), args.depth) for q in todo) for p, r in ranked.items()}
     for p, n in unjudged_counts(holes, profiles).items():

@@ -88,6 +88,11 @@ def render(grades: list[Grade]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one version of the list from another: every write renames a new inode into place."""
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size
+
+
 class ConsoleGrades:
     """The console's grade list at ``path`` (created on the first grade).
 
@@ -101,8 +106,7 @@ class ConsoleGrades:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
-        # (the file's stamp, its rows, normalised query -> {product: grade}); a stamp is (inode, mtime, ctime, size)
-        # of the open file read, and every write renames a new inode into place
+        # (the file's stamp (_stamp), its rows, normalised query -> {product: grade})
         self._cache: tuple[tuple[int, ...], list[Grade], dict[str, dict[str, int]]] | None = None
         self._cache_lock = threading.Lock()
 
@@ -126,7 +130,7 @@ class ConsoleGrades:
             return [], {}
         with f:  # stat and read one open file, so a rename between the two cannot pair new rows with an old stamp
             st = os.fstat(f.fileno())
-            stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            stamp = _stamp(st)
             with self._cache_lock:
                 if self._cache and self._cache[0] == stamp:
                     return self._cache[1], self._cache[2]
@@ -176,7 +180,7 @@ class ConsoleGrades:
                     current.append(row)
             self._replace(render(current))
             st = os.stat(self.path)  # ours until the lock is released
-            self._remember((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size), current)
+            self._remember(_stamp(st), current)
         return row, len(current)
 
     def _replace(self, data: bytes) -> None:

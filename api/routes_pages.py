@@ -30,7 +30,6 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from shopsearch.evaluation import RELEVANT_GRADE
 from shopsearch.events import MAX_ID
 from shopsearch.plugin.profiles import ProfileError, ProfileStore
-from shopsearch.text import normalise_query
 
 from .app import service
 from .auth import current_key, role
@@ -202,11 +201,7 @@ def judge():
     The grades given in the console (the ``console_grades`` list) count over the list's, and ``added`` (grades
     an API caller has not stored) over those; ``given`` in the answer holds both, for the shown products.
     """
-    body = _json_body()
-    unknown = sorted(set(body) - {"query", "rankings", "judgments", "qid", "added"})
-    if unknown:
-        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, rankings, judgments, qid, "
-                                        "added")
+    body = _json_body(("query", "rankings", "judgments", "qid", "added"))
     query = _text(body, "query", service().config.max_query_length, required=True)
     rankings = parse_rankings(body.get("rankings"))
     added = parse_grades(body["added"], "added") if "added" in body else {}
@@ -246,10 +241,14 @@ def _read_grades(read):
                                                   "error was logged", headers={"Retry-After": "5"}) from None
 
 
-def _json_body() -> dict:
+def _json_body(allowed: tuple[str, ...]) -> dict:
+    """The request's JSON object, every field of it among ``allowed`` (a 400 naming the first that is not)."""
     body = request.get_json(silent=True) if request.is_json else None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object (Content-Type: application/json)", "body")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
     return body
 
 
@@ -271,10 +270,7 @@ def give_grade():
     Answers ``{"query", "product_id", "grade", "graded_by", "graded_at", "count"}``, ``count`` being the grades in
     the list; 503 ``grades_full`` at the list's limit, 503 ``grades_unavailable`` when the disk refuses.
     """
-    body = _json_body()
-    unknown = sorted(set(body) - {"query", "product_id", "grade"})
-    if unknown:
-        raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: query, product_id, grade")
+    body = _json_body(("query", "product_id", "grade"))
     query = _printable(_text(body, "query", service().config.max_query_length, required=True), "query")
     doc = body.get("product_id")
     if not isinstance(doc, str) or not doc or doc != doc.strip() or len(doc) > MAX_ID:
@@ -313,7 +309,7 @@ def give_grade():
 def grades_summary():
     """How many grades were given in the console: ``{"count", "queries", "source"}`` (the list's file name)."""
     grades = _read_grades(ConsoleGrades.read)
-    return jsonify({"count": len(grades), "queries": len({normalise_query(g.query) for g in grades}),
+    return jsonify({"count": len(grades), "queries": len({g.key for g in grades}),
                     "source": grade_store().path.name})
 
 

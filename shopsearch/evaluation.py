@@ -129,10 +129,20 @@ def judged_rankings(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]]
     >>> judged_rankings([Qrel("q", "a", 0)], {"q": ["b", "a"], "r": ["a"]})
     {'q': ['a'], 'r': []}
     """
+    pools = judged_pools(qrels)
+    return {q: [d for d in docs if d in pools.get(q, ())] for q, docs in rankings.items()}
+
+
+def judged_pools(qrels: Iterable[Qrel]) -> dict[str, set[str]]:
+    """qid -> the products judged for it, of any grade (0 included).
+
+    >>> judged_pools([Qrel("q", "a", 0), Qrel("q", "b", 3)]) == {"q": {"a", "b"}}
+    True
+    """
     pools: dict[str, set[str]] = {}
     for q in qrels:
         pools.setdefault(q.query_id, set()).add(q.doc_id)
-    return {q: [d for d in docs if d in pools.get(q, ())] for q, docs in rankings.items()}
+    return pools
 
 
 def per_pool_ndcg(pools: Mapping[K, tuple[Sequence[float], Sequence[int]]], k: int = 10) -> dict[K, float]:

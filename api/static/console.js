@@ -10,7 +10,7 @@
   let uploaded = null;  // {qrels: {qid: {doc: grade}}, qids: {normalised text: qid}, name}
   let configured = null;
   let shown = "";  // the query the columns show (the box may have been edited since)
-  let worklist = null;  // {name, queries: [{query, ids: Set}], at}: a `judgments pool` worklist being graded
+  let worklist = null;  // {name, queries: [{query, ids: Set, pair}], at}: a `judgments pool` worklist being graded
 
   // For an uploaded list, looked up in the page: close to the server's normalise_query (NFKC, case folded,
   // whitespace collapsed), so "ＬＡＭＰ" finds "lamp" here as in a configured list (toLowerCase is not casefold:
