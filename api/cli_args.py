@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.settings import DEFAULT_MODEL, ENGINES, Settings, load_settings
 
 QUERY_MODEL_HELP = f"query bi-encoder; must be the one the index was built with (default {DEFAULT_MODEL})"
@@ -73,7 +74,7 @@ def write_reports(args: argparse.Namespace, html: Callable[[], str], markdown: C
     for path, render in ((args.html, html), (args.markdown, markdown)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(render(), encoding="utf-8")
+            write_atomically(path, render())
             print(f"wrote {path}", file=sys.stderr)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from shopsearch.api.cli_args import add_command_group, add_ranking_args, add_ubi_args, open_ubi_store_from_args
 from shopsearch.api.cmd_compare import add_judgment_args, load_judged_queries
 from shopsearch.api.ranking_runs import RESULTS_DEPTH
+from shopsearch.atomic_write import write_atomically
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
@@ -153,7 +154,7 @@ def _write_evidence(path: Path, graded) -> None:
     rows += ["\t".join((g.qid, g.query, g.doc_id, str(g.grade), f"{g.estimate:.6g}", f"{g.stderr:.6g}",
                         str(g.impressions), str(g.clicks),
                         "" if math.isnan(g.examinations) else f"{g.examinations:.1f}")) for g in graded]
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_atomically(path, "\n".join(rows) + "\n")
 
 
 def run_merge(args: argparse.Namespace) -> int:

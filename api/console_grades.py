@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.judgments import int_grade, table_rows
 from shopsearch.text import normalise_query
 
@@ -178,23 +179,8 @@ class ConsoleGrades:
                     raise GradesFull(f"{self.path.name} holds {MAX_GRADES} grades")
                 else:
                     current.append(row)
-            self._replace(render(current))
+            write_atomically(self.path, render(current))
             st = os.stat(self.path)  # ours until the lock is released
             self._remember(_stamp(st), current)
         return row, len(current)
 
-    def _replace(self, data: bytes) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a power cut
-        finally:
-            os.close(dir_fd)

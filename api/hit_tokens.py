@@ -22,11 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from pathlib import Path
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.settings import Settings
 
 VERSION = "v1"
@@ -111,15 +111,8 @@ def signing_key(settings: Settings) -> bytes:
     path = Path(settings.event_signing_key_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        tmp.write_text(secrets.token_urlsafe(32) + "\n")
-        tmp.chmod(0o600)
-        try:
-            os.link(tmp, path)  # atomic and exclusive: if another worker won the race, its key is kept
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        # Exclusive: if another worker won the race, its key is kept.
+        write_atomically(path, secrets.token_urlsafe(32) + "\n", mode=0o600, replace=False)
     key = path.read_text().strip().encode()
     if len(key) < MIN_KEY_CHARS:
         raise ValueError(f"{path}: the event signing key must have at least {MIN_KEY_CHARS} characters; got "

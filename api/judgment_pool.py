@@ -17,9 +17,12 @@ The worklist is a CSV in Quepid's export columns, ``Query Text,Doc ID,Title,Rati
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Collection, Mapping, NamedTuple, Sequence
 from urllib.parse import urlencode
+
+from shopsearch.atomic_write import write_atomically
 
 WORKLIST_COLUMNS = ("Query Text", "Doc ID", "Title", "Rating", "Best Rank", "Shown By", "Console")
 
@@ -100,10 +103,11 @@ def write_worklist(path: str | Path, holes: Sequence[Hole], titles: Mapping[str,
     columns are written as they are, since they are read back as judgments byte for byte; a query text that
     starts like a formula (a list judged from shoppers' logs may hold one) is a spreadsheet's to show as text.
     """
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(WORKLIST_COLUMNS)
-        for h in holes:
-            writer.writerow((h.query, h.product_id, as_text_cell(titles.get(h.product_id, "")), "", h.best_rank,
-                             " ".join(h.shown_by), console_link(console_url, h.query, profiles)))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(WORKLIST_COLUMNS)
+    for h in holes:
+        writer.writerow((h.query, h.product_id, as_text_cell(titles.get(h.product_id, "")), "", h.best_rank,
+                         " ".join(h.shown_by), console_link(console_url, h.query, profiles)))
+    write_atomically(path, out.getvalue())
     return len(holes)

@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Iterator, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
+
+from shopsearch.atomic_write import write_atomically
 
 ROLES = ("search", "admin")
 Role = Literal["search", "admin"]
@@ -214,10 +215,7 @@ class KeyStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             keys = self._read()
             yield keys
-            tmp = self.path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": FORMAT_VERSION,
-                           "keys": [k.model_dump(mode="json") for k in keys.values()]}, f, indent=1)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps({"version": FORMAT_VERSION,
+                                                    "keys": [k.model_dump(mode="json") for k in keys.values()]},
+                                                   indent=1), mode=0o600)
         self._stamp = None

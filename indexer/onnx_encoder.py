@@ -28,10 +28,11 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.settings import QUERY_ENCODERS
 
 from .embedder import DEFAULT_MODEL, BiEncoder, model_name, resolve_model_dir, weights_digest
-from .onnx_export import OPSET, SoloRuns, cpu_session, export_onnx, exportable_copy, onnx_available, write_atomically
+from .onnx_export import OPSET, SoloRuns, cpu_session, export_onnx, exportable_copy, onnx_available
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _write_manifest(path: Path, enc: "OnnxQueryEncoder") -> None:
     """Record ``enc``'s identity beside its export, so the next process serves it without loading torch."""
     record = {"fingerprint": enc.fingerprint, "dims": enc.dims, "max_length": enc.max_length, "name": enc.name}
     try:
-        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))
+        write_atomically(path, json.dumps(record))
     except OSError as exc:  # a read-only cache still serves; later processes just load torch once more
         log.warning("could not record the ONNX export in %s (%s); workers will load torch to find it", path, exc)
 
@@ -150,7 +151,7 @@ def _export(bi: BiEncoder, onnx_path: Path, tokenizer_path: Path) -> None:
     sample = {"input_ids": torch.tensor([e.ids for e in batch], dtype=torch.int64),
               "attention_mask": torch.tensor([e.attention_mask for e in batch], dtype=torch.int64)}
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(tokenizer_path, lambda tmp: tmp.write_text(tokenizer.to_str(), encoding="utf-8"))
+    write_atomically(tokenizer_path, tokenizer.to_str())
     export_onnx(MeanPooled(transformer), sample, OUTPUT, onnx_path)  # last: its presence means "complete"
 
 

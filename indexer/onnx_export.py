@@ -18,7 +18,9 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from shopsearch.atomic_write import write_atomically
 
 from .encode_pool import physical_cores
 
@@ -39,24 +41,6 @@ def onnx_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
-
-    >>> import tempfile; d = Path(tempfile.mkdtemp())
-    >>> write_atomically(d / "a.txt", lambda tmp: tmp.write_text("x")); (d / "a.txt").read_text()
-    'x'
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; served processes may run as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def exportable_copy(model: "torch.nn.Module") -> "torch.nn.Module":

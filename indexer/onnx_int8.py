@@ -21,10 +21,12 @@ import logging
 import os
 from pathlib import Path
 
+from shopsearch.atomic_write import write_atomically
+
 from .embedder import DEFAULT_MODEL, model_name, resolve_model_dir, weights_digest
 from .encoder_record import INT8_SUFFIX
 from .onnx_encoder import OnnxQueryEncoder, export_paths, manifest_path
-from .onnx_export import quantize_int8, write_atomically
+from .onnx_export import quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -75,5 +77,5 @@ def int8_encoder(model: str | os.PathLike[str] = DEFAULT_MODEL, *, cache_dir: st
                            max_length=fp32.max_length, name=fp32.name, threads=threads, solo=True)
     record = {"fingerprint": enc.fingerprint, "dims": enc.dims, "max_length": enc.max_length, "name": enc.name,
               "onnx": onnx_path.name, "tokenizer": tokenizer_path.name}
-    write_atomically(manifest, lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))
+    write_atomically(manifest, json.dumps(record))
     return enc

@@ -15,7 +15,7 @@ Design (why it looks like this):
   *during* k-NN (mask, then exact top-k, so k filtered hits come back whenever k pass). Exact k-NN is a
   matrix-vector product, fine up to ~1M products; an HNSW index (usearch/hnswlib) would slot in behind
   ``_knn`` if larger catalogs are needed.
-- **Aliases** live in ``root/aliases.json``, replaced atomically (temp file + ``os.replace``).
+- **Aliases** live in ``root/aliases.json``, replaced atomically and durably (:mod:`shopsearch.atomic_write`).
 - **Threads**: one SQLite connection per thread, a lock per index for writes and rebuilds; a search takes a
   reference to the current immutable snapshot, so concurrent readers never see half a refresh.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import threading
@@ -33,6 +32,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.deadline import Deadline
 from shopsearch.indexer.sink import Action, BulkItem, Delete, IndexDoc, IndexHealth, LockHolder
 
@@ -170,9 +170,7 @@ class EmbeddedEngine:
             return {}
 
     def _write_aliases(self, aliases: dict[str, str]) -> None:
-        tmp = self.root / f"aliases.json.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(aliases, indent=1, sort_keys=True))
-        os.replace(tmp, self.root / "aliases.json")
+        write_atomically(self.root / "aliases.json", json.dumps(aliases, indent=1, sort_keys=True))
 
     def _is_index(self, name: str) -> bool:
         return (self._dir(name) / "docs.sqlite").is_file()
@@ -628,9 +626,7 @@ class EmbeddedEngine:
             if found is None or found.version != version:
                 sources = idx.store.sources([i.item() for i in snap.ids])
                 found = build_vocabulary(version, sources.values())
-                tmp = directory / f"vocabulary.json.{os.getpid()}.{threading.get_ident()}.tmp"
-                tmp.write_text(found.to_json(), encoding="utf-8")
-                os.replace(tmp, path)
+                write_atomically(path, found.to_json())
             idx.vocabulary = found
             return found
 

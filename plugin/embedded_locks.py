@@ -1,8 +1,9 @@
 """Indexing locks of the embedded engine: one file per alias, ``<root>/.locks/<alias>.lock`` (JSON holder;
 no index name starts with a dot).
 
-A lock is taken by hard-linking a fully written temporary file to the lock's name: ``link`` fails when the name
-exists, so two processes cannot both take it and no reader sees a half-written holder. Heartbeats and releases
+A lock is taken by writing its holder only where no lock file exists (:mod:`shopsearch.atomic_write`, a hard
+link of a fully written temporary file), so two processes cannot both take it and no reader sees a half-written
+holder. Heartbeats and releases
 compare the holder's token under an ``flock`` on ``.locks/.guard`` (held for microseconds), so a run never
 overwrites or deletes a lock that another run took after breaking its stale one.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.indexer.sink import LockHolder
 
 
@@ -44,37 +45,21 @@ class FileLocks:
         except FileNotFoundError:
             return None
 
-    def _write_tmp(self, holder: LockHolder) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{holder.token}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(holder.to_json()))
-        return tmp
-
     def create(self, name: str, holder: LockHolder) -> LockHolder | None:
         """Take lock ``name`` for ``holder``; None when taken, else the current holder."""
-        tmp = self._write_tmp(holder)
-        try:
-            with self._guard():
-                try:
-                    os.link(tmp, self._path(name))
-                    return None
-                except FileExistsError:
-                    return self._read(name)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._guard():
+            if write_atomically(self._path(name), json.dumps(holder.to_json()), replace=False):
+                return None
+            return self._read(name)
 
     def touch(self, name: str, holder: LockHolder) -> bool:
         """Write ``holder`` (a newer heartbeat) if the lock still carries its token."""
-        tmp = self._write_tmp(holder)
-        try:
-            with self._guard():
-                found = self._read(name)
-                if found is None or found.token != holder.token:
-                    return False
-                os.replace(tmp, self._path(name))
-                return True
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._guard():
+            found = self._read(name)
+            if found is None or found.token != holder.token:
+                return False
+            write_atomically(self._path(name), json.dumps(holder.to_json()))
+            return True
 
     def delete(self, name: str, holder: LockHolder) -> bool:
         """Delete lock ``name`` if it still carries ``holder``'s token."""

@@ -11,13 +11,14 @@ boolean masks; facets are ``bincount``s over a mask. Saved as one ``snapshot.npz
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
+
+from shopsearch.atomic_write import write_atomically
 
 from .documents import ATTR_PREFIX, CATEGORY_LEVELS, TEXT_FIELDS, category_paths
 from .embedded_bm25 import FieldIndex, build_field_index
@@ -129,7 +130,7 @@ class Snapshot:
 
     # ---------------------------------------------------------------------------------------- storage
     def save(self, directory: Path) -> None:
-        """Write ``snapshot.npz`` and ``params.json`` atomically (temp file + os.replace)."""
+        """Write ``snapshot.npz``, then ``params.json``, each atomically and durably (:mod:`shopsearch.atomic_write`)."""
         arrays: dict[str, np.ndarray] = {
             "ids": self.ids, "vectors": self.vectors, "category_vocab": self.category_vocab,
             "path_vocab": self.path_vocab, "price": self.price, "rating": self.rating, "in_stock": self.in_stock}
@@ -142,16 +143,15 @@ class Snapshot:
             _put_csr(arrays, f"f.{name}.tf", fi.tf)
             arrays[f"f.{name}.pair_vocab"] = fi.pair_vocab
             _put_csr(arrays, f"f.{name}.pair_tf", fi.pair_tf)
-        tmp = directory / "snapshot.npz.tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, directory / "snapshot.npz")
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a file, not a name: np.savez would add ".npz" to the temporary one
+                np.savez(fh, **arrays)
+
+        write_atomically(directory / "snapshot.npz", write)
         params = {"format_version": FORMAT_VERSION, "generation": self.generation, "dims": self.dims,
                   "docs": len(self), "columns": sorted(self.columns),
                   "fields": {n: {"doc_count": fi.doc_count, "avgdl": fi.avgdl} for n, fi in self.fields.items()}}
-        tmp = directory / "params.json.tmp"
-        tmp.write_text(json.dumps(params, indent=1))
-        os.replace(tmp, directory / "params.json")
+        write_atomically(directory / "params.json", json.dumps(params, indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> "Snapshot | None":

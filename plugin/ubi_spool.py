@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+from shopsearch.atomic_write import fsync_dir
 from shopsearch.ubi import UbiEvent, UbiQuery
 
 from .ubi_store import UbiStore, read_record, record_json
@@ -158,7 +159,7 @@ class UbiSpool:
                 # written to it now would have no name. Take a new one.
                 os.close(fd)
                 continue
-            _fsync_dir(self.directory)  # the new name survives a crash too
+            fsync_dir(self.directory)  # the new name survives a crash too
             self._fd, self._written = fd, 0
         return self._fd
 
@@ -210,14 +211,6 @@ class UbiSpool:
         if skipped:
             log.warning("UBI spool: skipped %d torn or invalid lines", skipped)
         return Drained(records, segments, skipped)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_all(fd: int) -> bytes:

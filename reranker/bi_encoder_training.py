@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.evaluation import RELEVANT_GRADE, mean_ndcg
 from shopsearch.settings import offline_environment
 
@@ -309,7 +309,7 @@ def _card(config: BiTrainConfig, base: str, data: JudgedSet, split: Any, rows: l
 def write_bi_encoder_card(model_dir: str | Path, card: dict[str, Any]) -> None:
     """Write ``model_card.json`` and a README.md summary into ``model_dir``."""
     root = Path(model_dir)
-    (root / "model_card.json").write_text(json.dumps(card, indent=1, sort_keys=True), encoding="utf-8")
+    write_atomically(root / "model_card.json", json.dumps(card, indent=1, sort_keys=True))
     m, d = card["metrics"], card["data"]
     lines = [f"# {card['model']}", "", f"{card['kind']}, fine-tuned from `{card['base_model']}`.",
              f"Created {card['created']}; training took {card['training_seconds']:.0f} s; seed {card['seed']}.", "",
@@ -320,4 +320,4 @@ def write_bi_encoder_card(model_dir: str | Path, card: dict[str, Any]) -> None:
              "## Metrics", "", f"Held-out nDCG@10 ranking each query's judged pool by cosine: "
              f"{m['heldout_pool_ndcg@10_before']:.4f} (base) -> {m['heldout_pool_ndcg@10_after']:.4f} (fine-tuned); "
              f"loss {m['loss_first']:.4f} -> {m['loss_last']:.4f} over {m['steps']} steps.", ""]
-    (root / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    write_atomically(root / "README.md", "\n".join(lines))

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
+
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -80,7 +82,7 @@ def save_calibrations(model_dir: str | Path, calibrations: dict[str, Calibration
         raise ValueError(f"default={default!r} must be one of {sorted(calibrations)}")
     path = Path(model_dir) / CALIBRATION_FILE
     payload = {"version": 1, "default": default, "datasets": {k: asdict(v) for k, v in calibrations.items()}}
-    path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    write_atomically(path, json.dumps(payload, indent=1))
     return path
 
 

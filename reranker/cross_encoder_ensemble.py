@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.config_files import FILE_MODEL, must, read_toml, validate_file
 from shopsearch.deadline import Deadline
 
@@ -82,8 +83,8 @@ def write_ensemble(model_dir: str | Path, members: Sequence[str]) -> Path:
     validate_file(EnsembleFile, {"members": list(members)}, ENSEMBLE_FILE)
     path = Path(model_dir) / ENSEMBLE_FILE
     listed = ", ".join(json.dumps(m) for m in members)  # a JSON string is a TOML basic string
-    path.write_text("# A cross-encoder ensemble: each member scores every pair, the stage uses their mean.\n"
-                    f"members = [{listed}]\n", encoding="utf-8")
+    write_atomically(path, "# A cross-encoder ensemble: each member scores every pair, the stage uses their mean.\n"
+                     f"members = [{listed}]\n")
     return path
 
 

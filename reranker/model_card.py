@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shopsearch.atomic_write import write_atomically
+
 CARD_JSON = "model_card.json"
 CARD_README = "README.md"
 REQUIRED_KEYS = ("model", "base_model", "data", "parameters", "seed", "metrics", "training_seconds", "created")
@@ -29,8 +31,8 @@ def write_model_card(model_dir: str | Path, card: dict[str, Any]) -> tuple[Path,
         raise ValueError(f"card lacks required keys {missing}; required: {list(REQUIRED_KEYS)}")
     root = Path(model_dir)
     json_path, readme_path = root / CARD_JSON, root / CARD_README
-    json_path.write_text(json.dumps(card, indent=1, sort_keys=True), encoding="utf-8")
-    readme_path.write_text(render_readme(card), encoding="utf-8")
+    write_atomically(json_path, json.dumps(card, indent=1, sort_keys=True))
+    write_atomically(readme_path, render_readme(card))
     return json_path, readme_path
 
 

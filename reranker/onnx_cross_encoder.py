@@ -27,8 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from shopsearch.indexer.onnx_export import (OPSET, SoloRuns, export_onnx, exportable_copy, quantize_int8,
-                                            write_atomically)
+from shopsearch.atomic_write import write_atomically
+from shopsearch.indexer.onnx_export import OPSET, SoloRuns, export_onnx, exportable_copy, quantize_int8
 
 # Bump when the exported graph changes (inputs, outputs, exporter): old cache files are then ignored.
 EXPORT_FORMAT = "ce-logit-int8-per-channel-v2-dynamo-eager"
@@ -115,9 +115,9 @@ def _record(onnx_path: Path, tokenizer: Any, inputs: Sequence[str]) -> None:
     if backend is None:  # a slow tokenizer: serving keeps loading the model's tokenizer with transformers
         return
     tok_path = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".tokenizer.json")
-    write_atomically(tok_path, lambda tmp: tmp.write_text(backend.to_str(), encoding="utf-8"))
+    write_atomically(tok_path, backend.to_str())
     record = {"onnx": onnx_path.name, "tokenizer": tok_path.name, "inputs": list(inputs)}
-    write_atomically(_manifest(onnx_path), lambda tmp: tmp.write_text(json.dumps(record), encoding="utf-8"))
+    write_atomically(_manifest(onnx_path), json.dumps(record))
 
 
 def pair_tokenizer(tokenizer: Any, max_length: int) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.evaluation import auc, json_safe, mean_list_ndcg
 
 from .conversion import CARD_VERSION, Bag, ConversionModel, card_members, platt
@@ -411,8 +412,8 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
         **({"tuning": result.tuning} if result.tuning else {}),
         **({"heldout": heldout} if heldout else {}),
     }
-    (d / CARD_JSON).write_text(json.dumps(json_safe(card), indent=2) + "\n", encoding="utf-8")
-    (d / CARD_README).write_text(render_card(card, {f.name: f.description for f in FEATURES}), encoding="utf-8")
+    write_atomically(d / CARD_JSON, json.dumps(json_safe(card), indent=2) + "\n")
+    write_atomically(d / CARD_README, render_card(card, {f.name: f.description for f in FEATURES}))
     # members left by a ranker of more members trained here before; gone once the card no longer lists them
     for stale in d.glob("model-*.txt"):
         if re.fullmatch(r"model-\d+\.txt", stale.name) and stale.name not in members:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.events import Event
 from shopsearch.indexer.records import Product
 from shopsearch.plugin.search_types import ScoredHit
@@ -82,11 +82,14 @@ def save_rows(rows: TrainingRows, path: str | Path, fingerprint: Mapping[str, ob
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # two writers never share one
-    np.savez_compressed(tmp, **{k: getattr(rows, k) for k in _ROW_ARRAYS}, names=np.asarray(rows.names),
-                        stages=np.asarray(json.dumps(rows.stages)),
-                        fingerprint=np.asarray(json.dumps(dict(fingerprint), sort_keys=True)))
-    tmp.replace(path)  # a cut-off write never leaves a half file under the real name
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file, not a name: np.savez would add ".npz" to the temporary one
+            np.savez_compressed(fh, **{k: getattr(rows, k) for k in _ROW_ARRAYS}, names=np.asarray(rows.names),
+                                stages=np.asarray(json.dumps(rows.stages)),
+                                fingerprint=np.asarray(json.dumps(dict(fingerprint), sort_keys=True)))
+
+    write_atomically(path, write)  # a cut-off write never leaves a half file under the real name
 
 
 def load_rows(path: str | Path, fingerprint: Mapping[str, object] | None) -> TrainingRows | None:

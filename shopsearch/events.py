@@ -35,6 +35,8 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidat
                       model_validator)
 from pydantic_core import PydanticCustomError
 
+from shopsearch.atomic_write import write_atomically
+
 log = logging.getLogger(__name__)
 
 EventType = Literal["impression", "click", "add_to_cart", "purchase"]
@@ -347,7 +349,7 @@ def read_events(path: str | Path) -> Iterator[Event]:
 
 
 def write_events(path: str | Path, events: Iterable[Event]) -> int:
-    """Write events as JSONL (replacing the file), streaming; returns how many were written.
+    """Write events as JSONL (replacing the file whole), streaming; returns how many were written.
 
     >>> write_events("/tmp/ev.jsonl", [])  # doctest: +SKIP
     0
@@ -355,10 +357,15 @@ def write_events(path: str | Path, events: Iterable[Event]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with path.open("w", encoding="utf-8") as f:
-        for e in events:
-            f.write(e.to_json() + "\n")
-            count += 1
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with tmp.open("w", encoding="utf-8") as f:
+            for e in events:
+                f.write(e.to_json() + "\n")
+                count += 1
+
+    write_atomically(path, write)
     return count
 
 

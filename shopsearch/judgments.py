@@ -35,6 +35,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ir_measures import Qrel
 
+from shopsearch.atomic_write import write_atomically
+
 __all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format", "int_grade",
            "query_id_for", "read_judgments", "read_qrels", "read_queries", "table_rows", "write_qrels",
            "write_queries"]
@@ -170,7 +172,7 @@ def write_qrels(path: str | Path, qrels: Iterable[Qrel]) -> int:
             raise ValueError(f"judgment for ({q.query_id}, {q.doc_id}) appears twice")
         seen.add((q.query_id, q.doc_id))
         lines.append(f"{q.query_id} {q.iteration} {q.doc_id} {int(q.relevance)}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    write_atomically(path, "".join(lines))
     return len(lines)
 
 
@@ -194,7 +196,7 @@ def write_queries(path: str | Path, queries: Iterable[Query]) -> int:
             raise ValueError(f"query text must be non-blank without tabs or line breaks; got {q.text!r}")
         seen.add(q.qid)
         lines.append(f"{q.qid}\t{q.text}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    write_atomically(path, "".join(lines))
     return len(lines)
 
 

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from shopsearch.indexer.onnx_export import cpu_session, export_onnx, onnx_available, quantize_int8, write_atomically
+from shopsearch.indexer.onnx_export import cpu_session, export_onnx, onnx_available, quantize_int8
 
 
 class MaskedMean(torch.nn.Module):
@@ -75,13 +75,3 @@ def test_int8_quantisation_stays_close_and_shrinks_the_weights(exported, tmp_pat
     want = _torch(model, feed)
     got = cpu_session(out, threads=1).run(None, feed)[0]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
-
-
-def test_failed_write_leaves_nothing_behind(tmp_path):
-    def broken(tmp):
-        tmp.write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        write_atomically(tmp_path / "x.onnx", broken)
-    assert list(tmp_path.iterdir()) == []

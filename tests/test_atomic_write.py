@@ -1,0 +1,122 @@
+"""Files written whole and durably: old or new bytes, never half, the right mode, and flushed before a write returns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from shopsearch import atomic_write
+from shopsearch.atomic_write import write_atomically
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_text_and_bytes_are_written_whole_with_the_mode_asked_for(tmp_path):
+    old = os.umask(0o077)  # a tight umask must not make a served file unreadable to the server's user
+    try:
+        assert write_atomically(tmp_path / "a.json", '{"ü": 1}')
+        assert write_atomically(tmp_path / "secret", b"k" * 40, mode=0o600)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").read_text(encoding="utf-8") == '{"ü": 1}'
+    assert _mode(tmp_path / "a.json") == 0o644
+    assert (tmp_path / "secret").read_bytes() == b"k" * 40
+    assert _mode(tmp_path / "secret") == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "secret"]
+
+
+def test_a_writer_that_only_takes_a_path_gets_the_mode_even_when_it_makes_a_new_file(tmp_path):
+    def writer(tmp):
+        tmp.unlink()  # as exporters do: they create their own file under the name
+        tmp.write_bytes(b"onnx")
+
+    write_atomically(tmp_path / "m.onnx", writer)
+    assert (tmp_path / "m.onnx").read_bytes() == b"onnx"
+    assert _mode(tmp_path / "m.onnx") == 0o644
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    (tmp_path / "x.onnx").write_text("old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomically(tmp_path / "x.onnx", broken)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.onnx"]
+    assert (tmp_path / "x.onnx").read_text() == "old"
+
+
+def test_the_file_and_then_its_folder_are_flushed_around_the_rename(tmp_path, monkeypatch):
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        calls.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_write.os, "fsync", fsync)
+    monkeypatch.setattr(atomic_write.os, "replace", replace)
+    write_atomically(tmp_path / "grades.csv", "query,product_id,grade\n")
+    assert calls == ["fsync file", "rename", "fsync dir"]
+
+
+def test_without_replace_the_first_writer_wins_and_later_ones_change_nothing(tmp_path):
+    target = tmp_path / "key"
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def race(i):
+        barrier.wait()
+        results.append(write_atomically(target, f"writer {i}\n", mode=0o600, replace=False))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    winner = target.read_text()
+    assert winner.startswith("writer ")
+    assert write_atomically(target, "late\n", replace=False) is False
+    assert target.read_text() == winner
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from shopsearch.atomic_write import write_atomically
+target = Path(sys.argv[1])
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    write_atomically(target, bytes([i % 256]) * 1_000_000)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_one_whole_version(tmp_path):
+    target = tmp_path / "snapshot.npz"
+    target.write_bytes(b"\0" * 1_000_000)
+    for _ in range(5):
+        with subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE) as proc:
+            assert proc.stdout.readline() == b"ready\n"
+            time.sleep(0.15)
+            proc.send_signal(signal.SIGKILL)
+        data = target.read_bytes()
+        assert len(data) == 1_000_000 and data == data[:1] * len(data)
