@@ -174,6 +174,21 @@ class OpenSearchEngine:
             todo = failed
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _read(self, index: str, what: str, call: Any) -> Any:
+        """``call()``, translated; a whole failure that may pass in a moment
+        (:func:`~.opensearch_errors.transient_request_failure`, e.g. the node that held the connection just died) is
+        sent once more after :data:`SEARCH_RETRY_BACKOFF_S`, as a search is. For reads outside a search's deadline."""
+        try:
+            with self._errors(index):
+                return call()
+        except EngineUnavailable as exc:
+            if not transient_request_failure(exc):
+                raise
+            log.warning("%s on %s failed (%s); sending it again in %.2f s", what, index, exc, SEARCH_RETRY_BACKOFF_S)
+            time.sleep(SEARCH_RETRY_BACKOFF_S)
+        with self._errors(index):
+            return call()
+
     def _search_once(self, stage: str, deadline: Deadline | None, index: str, body: dict[str, Any],
                      **params: Any) -> dict[str, Any]:
         """One ``_search`` answer (timed by ``deadline``). An error raises, translated, for :meth:`_answers` to judge
@@ -380,14 +395,19 @@ class OpenSearchEngine:
         """
         from opensearchpy.exceptions import NotFoundError
 
-        with self._errors(_check_name("index", index)):
+        kwargs = {} if with_vector else {"_source_excludes": VECTOR_FIELD}
+
+        def fetch() -> dict[str, Any] | None:
             try:
-                kwargs = {} if with_vector else {"_source_excludes": VECTOR_FIELD}
-                doc = self.client.get(index=index, id=str(id), **kwargs)
+                return self.client.get(index=index, id=str(id), **kwargs)
             except NotFoundError as exc:
                 if isinstance(exc.info, dict) and "error" in exc.info:
                     raise  # index_not_found_exception -> IndexNotFound
                 return None
+
+        doc = self._read(_check_name("index", index), "get", fetch)
+        if doc is None:
+            return None
         src = doc.get("_source") or {}
         out = public_source(src)
         if with_vector:

@@ -4,7 +4,8 @@
 failure of the query itself or a missing index raises at once; a whole request refused or reset on every node the
 client tried, or answered a 5xx that does not blame the query, is sent once more, a timeout never; a failure
 that persists is a plain EngineUnavailable (the API's 503). Counts (``_count``) and autocomplete answers some
-shards did not give are sent again the same way, never returned as if complete."""
+shards did not give are sent again the same way, never returned as if complete; a product read failing whole is
+sent once more, as a search is."""
 
 from __future__ import annotations
 
@@ -43,10 +44,12 @@ def partial(*ids: str) -> dict:
 class FakeClient:
     """Stands for opensearch-py's client: each msearch/search/count call takes its answers from a script."""
 
-    def __init__(self, msearch=(), search=(), count=()) -> None:
+    def __init__(self, msearch=(), search=(), count=(), get=()) -> None:
         self.msearch_script = list(msearch)
         self.search_script = list(search)
         self.count_script = list(count)
+        self.get_script = list(get)
+        self.get_calls = 0
         self.count_bodies: list[dict | None] = []
         self.msearch_bodies: list[list[dict]] = []
         self.search_calls = 0
@@ -66,6 +69,13 @@ class FakeClient:
         self.search_calls += 1
         self.timeouts.append(request_timeout)
         step = self.search_script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    def get(self, index, id, **_):
+        self.get_calls += 1
+        step = self.get_script.pop(0)
         if isinstance(step, Exception):
             raise step
         return step
@@ -170,6 +180,32 @@ def test_the_500_a_search_meets_at_a_node_kill_is_sent_again(make_engine):
                                 ok("p1", "p2")])
     assert sorted(make_engine(client).sources("shop", ["p1", "p2"])) == ["p1", "p2"]
     assert client.search_calls == 2
+
+
+def test_a_product_read_failing_whole_at_a_node_kill_is_sent_once_more(make_engine):
+    """A product page or a recommendation reads one product: a connection reset on every node the client tried is
+    sent once more, a second failure is the API's 503, a timeout is never sent again and a missing product is
+    None at once."""
+    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError
+
+    reset = ConnectionError("N/A", "Connection aborted: RemoteDisconnected", None)
+    found = {"_id": "p1", "found": True, "_source": {"title": "Lamp"}}
+    client = FakeClient(get=[reset, found])
+    assert make_engine(client).get("shop", "p1")["title"] == "Lamp"
+    assert client.get_calls == 2
+
+    client = FakeClient(get=[reset, reset, found])
+    with pytest.raises(EngineUnavailable):
+        make_engine(client).get("shop", "p1")
+    assert client.get_calls == 2
+
+    client = FakeClient(get=[ConnectionTimeout("TIMEOUT", "read timed out", None), found])
+    with pytest.raises(EngineUnavailable):
+        make_engine(client).get("shop", "p1")
+    assert client.get_calls == 1
+
+    client = FakeClient(get=[NotFoundError(404, "not found", {"_id": "p9", "found": False})])
+    assert make_engine(client).get("shop", "p9") is None and client.get_calls == 1
 
 
 @pytest.mark.parametrize("error", [
