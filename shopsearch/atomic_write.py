@@ -4,7 +4,8 @@ cut keeps it.
 The bytes go to a temporary file beside the target (same folder, so the rename is atomic), created with the
 target's final mode before anything is written to it, flushed to disk, renamed into place, and then the folder
 itself is flushed, so that the new name survives too. A failed write removes the temporary file and leaves the
-target as it was.
+target as it was. A writer killed mid-write leaves its temporary file (``.<name>.<random>.tmp``); the next write
+of the same file removes those left over an hour before, so they cannot pile up.
 
 >>> import tempfile; d = Path(tempfile.mkdtemp())
 >>> write_atomically(d / "state.json", '{"step": 3}'); (d / "state.json").read_text()
@@ -16,14 +17,19 @@ False
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
 __all__ = ["fsync_dir", "write_atomically"]
 
 Content = bytes | str | Callable[[Path], None]
+
+# A temporary file untouched this long is a killed writer's: a live one writes or renames it within seconds.
+ORPHAN_AGE_S = 3600.0
 
 
 def write_atomically(path: str | Path, content: Content, *, mode: int = 0o644, replace: bool = True) -> bool:
@@ -44,6 +50,7 @@ def write_atomically(path: str | Path, content: Content, *, mode: int = 0o644, r
         OSError: the file cannot be written (the target is unchanged).
     """
     path = Path(path)
+    _remove_orphans(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
@@ -78,6 +85,17 @@ def write_atomically(path: str | Path, content: Content, *, mode: int = 0o644, r
         raise
     fsync_dir(path.parent)
     return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Remove the temporary files of ``path`` that writers killed mid-write left over ORPHAN_AGE_S ago."""
+    cutoff = time.time() - ORPHAN_AGE_S
+    for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
+        try:
+            if os.stat(tmp).st_mtime < cutoff:
+                os.unlink(tmp)
+        except FileNotFoundError:
+            pass  # another writer removed it first
 
 
 def fsync_dir(directory: str | Path) -> None:

@@ -97,6 +97,17 @@ def test_without_replace_the_first_writer_wins_and_later_ones_change_nothing(tmp
     assert [p.name for p in tmp_path.iterdir()] == ["key"]
 
 
+def test_a_killed_writers_temporary_file_is_removed_once_old_and_a_live_ones_kept(tmp_path):
+    target = tmp_path / "snapshot.npz"
+    orphan, live = tmp_path / ".snapshot.npz.k1ll3d00.tmp", tmp_path / ".snapshot.npz.w0rk1ng0.tmp"
+    orphan.write_bytes(b"half")
+    live.write_bytes(b"half")
+    old = time.time() - atomic_write.ORPHAN_AGE_S - 60
+    os.utime(orphan, (old, old))
+    write_atomically(target, b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, target.name]
+
+
 _WRITER = """
 import sys
 from pathlib import Path
