@@ -130,10 +130,12 @@ class Snapshot:
 
     # ---------------------------------------------------------------------------------------- storage
     def save(self, directory: Path) -> None:
-        """Write ``snapshot.npz``, then ``params.json``, each atomically and durably (:mod:`shopsearch.atomic_write`)."""
+        """Write ``snapshot.npz``, then ``params.json``, each atomically and durably
+        (:mod:`shopsearch.atomic_write`); both carry the generation, which :meth:`load` checks they agree on."""
         arrays: dict[str, np.ndarray] = {
-            "ids": self.ids, "vectors": self.vectors, "category_vocab": self.category_vocab,
-            "path_vocab": self.path_vocab, "price": self.price, "rating": self.rating, "in_stock": self.in_stock}
+            "generation": np.asarray(self.generation, dtype=np.int64), "ids": self.ids, "vectors": self.vectors,
+            "category_vocab": self.category_vocab, "path_vocab": self.path_vocab, "price": self.price,
+            "rating": self.rating, "in_stock": self.in_stock}
         _put_csr(arrays, "category", self.category)
         _put_csr(arrays, "paths", self.paths)
         for name, (vocab, codes) in self.columns.items():
@@ -165,7 +167,8 @@ class Snapshot:
         except (OSError, ValueError, KeyError):
             return None
         try:
-            if len(a["ids"]) != params["docs"]:
+            # Each file is replaced whole, but two processes saving may leave one's params beside the other's arrays.
+            if len(a["ids"]) != params["docs"] or int(a["generation"]) != params["generation"]:
                 return None
             fields = {n: FieldIndex(a[f"f.{n}.vocab"], _get_csr(a, f"f.{n}.tf").tocsc(), a[f"f.{n}.lengths"],
                                     int(p["doc_count"]), float(p["avgdl"]), a[f"f.{n}.pair_vocab"],

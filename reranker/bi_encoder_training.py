@@ -273,8 +273,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), create_model_card=False)
     judged = data.by_query()
-    (out / "heldout-queries.tsv").write_text("".join(f"{q}\t{data.queries[q]}\n" for q in heldout if q in judged),
-                                             encoding="utf-8")
+    write_atomically(out / "heldout-queries.tsv", "".join(f"{q}\t{data.queries[q]}\n" for q in heldout if q in judged))
     seconds = time.perf_counter() - started
     card = _card(config, str(base_dir), data, split, rows, negatives, before, after, losses, step, seconds)
     write_bi_encoder_card(out, card)

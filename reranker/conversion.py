@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from shopsearch.atomic_write import write_atomically
 from shopsearch.plugin.search_types import ScoredHit
 
 from .features import FeatureContext, check_names, feature_matrix
@@ -70,7 +71,7 @@ class Bag:
         """Write each member in LightGBM's text format (:func:`member_files`); returns the file names."""
         names = member_files(len(self.members))
         for name, m in zip(names, self.members):
-            m.save_model(str(Path(directory) / name))
+            write_atomically(Path(directory) / name, lambda tmp, m=m: m.save_model(str(tmp)))
         return names
 
 

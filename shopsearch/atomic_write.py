@@ -1,11 +1,14 @@
 """Files written whole: a reader sees the old bytes or the new ones, and once a write returns, a crash or a power
 cut keeps it.
 
-The bytes go to a temporary file beside the target (same folder, so the rename is atomic), created with the
-target's final mode before anything is written to it, flushed to disk, renamed into place, and then the folder
-itself is flushed, so that the new name survives too. A failed write removes the temporary file and leaves the
-target as it was. A writer killed mid-write leaves its temporary file (``.<name>.<random>.tmp``); the next write
-of the same file removes those left over an hour before, so they cannot pile up.
+The bytes go to a temporary file beside the target (same folder, so the rename is atomic), flushed to disk,
+renamed into place, and then the folder itself is flushed, so that the new name survives too. A failed write
+removes the temporary file and leaves the target as it was. A writer killed mid-write leaves its temporary file
+(``.<name>.<random>.tmp``); the next write of the same file removes those left over an hour before, so they
+cannot pile up.
+
+A symlink is written through (its target is replaced, the link kept), and a path that is not a regular file (a
+terminal, a pipe, ``/dev/stdout``) is written to directly: no rename could replace it.
 
 >>> import tempfile; d = Path(tempfile.mkdtemp())
 >>> write_atomically(d / "state.json", '{"step": 3}'); (d / "state.json").read_text()
@@ -17,9 +20,11 @@ False
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
-import tempfile
+import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,42 +37,64 @@ Content = bytes | str | Callable[[Path], None]
 ORPHAN_AGE_S = 3600.0
 
 
-def write_atomically(path: str | Path, content: Content, *, mode: int = 0o644, replace: bool = True) -> bool:
-    """Write ``content`` to ``path`` atomically and durably.
+def write_atomically(path: str | Path, content: Content, *, mode: int | None = None, replace: bool = True,
+                     durable: bool = True) -> bool:
+    """Write ``content`` to ``path`` atomically and (unless ``durable`` is False) durably.
 
     Args:
         path: the file to write; its folder must exist.
         content: bytes, text (written as UTF-8), or a function that writes the file at the path it is given
             (for writers that only take a path, such as ONNX's).
-        mode: the file's permissions (``0o600`` for a secret: it is never readable by others, even half-written).
+        mode: the file's permissions, set before a byte is written (``0o600`` for a secret: never readable by
+            others, even half-written; ``0o644`` for a file a server reads as another user). None: the mode of
+            the file it replaces, or the umask's for a new one, as a plain write would give.
         replace: False to write only when ``path`` does not exist yet (the first of several concurrent writers
             wins, as with ``O_EXCL``).
+        durable: False skips both flushes, for files nothing needs after a power cut (lock heartbeats).
 
     Returns:
         True when written; False when ``replace`` is False and ``path`` already existed (left as it was).
 
     Raises:
-        OSError: the file cannot be written (the target is unchanged).
+        OSError: the file could not be written, and the target is as it was; or, rarely, its folder could not be
+            flushed after the rename, and the target holds the new bytes.
     """
     path = Path(path)
+    try:
+        st = os.stat(path)  # through a symlink
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if not replace:
+            return False
+        _write_through(path, content)
+        return True
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if mode is None and st is not None:
+        mode = stat.S_IMODE(st.st_mode)
     _remove_orphans(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # 0o666 less the umask, as open() gives a new file, unless a mode is asked for or kept
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:
-            # Before any byte is written: mkstemp's 0600 is too tight for a file a server reads as another user.
-            os.fchmod(fd, mode)
+            if mode is not None:
+                os.fchmod(fd, mode)
+            else:
+                mode = stat.S_IMODE(os.fstat(fd).st_mode)
             if callable(content):
                 os.close(fd)
                 fd = -1
                 content(tmp)
                 os.chmod(tmp, mode)  # the writer may have put a new file in its place
-                fd = os.open(tmp, os.O_RDONLY)
+                if durable:
+                    fd = os.open(tmp, os.O_RDONLY)
             else:
-                data = content.encode("utf-8") if isinstance(content, str) else content
                 with os.fdopen(fd, "wb", closefd=False) as f:
-                    f.write(data)
-            os.fsync(fd)
+                    f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            if durable:
+                os.fsync(fd)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -83,25 +110,41 @@ def write_atomically(path: str | Path, content: Content, *, mode: int = 0o644, r
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
     return True
 
 
+def fsync_dir(directory: str | Path) -> None:
+    """Flush ``directory``'s entries to disk: a file created, renamed or removed in it survives a power cut.
+
+    A file system that cannot flush a folder (some network and FUSE ones answer EINVAL) is left at that."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_through(path: Path, content: Content) -> None:
+    """Write to a path no rename can replace (a terminal, a pipe, a device)."""
+    if callable(content):
+        content(path)
+        return
+    with open(path, "wb") as f:
+        f.write(content.encode("utf-8") if isinstance(content, str) else content)
+
+
 def _remove_orphans(path: Path) -> None:
-    """Remove the temporary files of ``path`` that writers killed mid-write left over ORPHAN_AGE_S ago."""
+    """Remove the temporary files of ``path`` that writers killed mid-write left over ORPHAN_AGE_S ago (best
+    effort: one this process may not remove is left, and the write goes on)."""
     cutoff = time.time() - ORPHAN_AGE_S
     for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
         try:
             if os.stat(tmp).st_mtime < cutoff:
                 os.unlink(tmp)
-        except FileNotFoundError:
-            pass  # another writer removed it first
-
-
-def fsync_dir(directory: str | Path) -> None:
-    """Flush ``directory``'s entries to disk: a file created, renamed or removed in it survives a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        except OSError:
+            pass

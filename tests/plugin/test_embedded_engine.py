@@ -40,6 +40,24 @@ def test_reopened_engine_sees_documents_snapshot_and_aliases(tmp_path):
     assert [h.id for h in again.search("shop", [KnnLeg([0.0, 1.0], k=1)])[0]] == ["d2"]
 
 
+def test_a_snapshot_whose_two_files_come_from_different_saves_is_rebuilt_not_served(tmp_path):
+    """Two processes saving one index's snapshot each replace both files whole, and may interleave: params.json of
+    one beside snapshot.npz of the other, with the same number of products, is not read as either."""
+    eng = EmbeddedEngine(tmp_path)
+    eng.create_index("p", 2)
+    list(eng.bulk("p", [_doc(1, "red lamp")]))
+    eng.refresh("p")
+    folder = tmp_path / "p"
+    older = (folder / "snapshot.npz").read_bytes()
+    list(eng.bulk("p", [_doc(1, "green lamp")]))  # same count, next generation
+    eng.refresh("p")
+    (folder / "snapshot.npz").write_bytes(older)
+    eng.close()
+    again = EmbeddedEngine(tmp_path)
+    assert _ids(again, "p", "green") == ["d1"] and _ids(again, "p", "red") == []
+    assert (folder / "snapshot.npz").read_bytes() != older  # rebuilt from the documents and saved again
+
+
 def test_searches_refresh_lazily_unless_bulk_mode(tmp_path):
     eng = EmbeddedEngine(tmp_path)
     eng.create_index("p", 2)

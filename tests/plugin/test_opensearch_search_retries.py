@@ -184,9 +184,9 @@ def test_the_500_a_search_meets_at_a_node_kill_is_sent_again(make_engine):
 
 def test_a_product_read_failing_whole_at_a_node_kill_is_sent_once_more(make_engine):
     """A product page or a recommendation reads one product: a connection reset on every node the client tried is
-    sent once more, a second failure is the API's 503, a timeout is never sent again and a missing product is
-    None at once."""
-    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError
+    sent once more, a second failure is the API's 503; a timeout, a missing index and a 429 raise at once, and a
+    missing product is None at once."""
+    from opensearchpy.exceptions import ConnectionError, ConnectionTimeout, NotFoundError, TransportError
 
     reset = ConnectionError("N/A", "Connection aborted: RemoteDisconnected", None)
     found = {"_id": "p1", "found": True, "_source": {"title": "Lamp"}}
@@ -206,6 +206,15 @@ def test_a_product_read_failing_whole_at_a_node_kill_is_sent_once_more(make_engi
 
     client = FakeClient(get=[NotFoundError(404, "not found", {"_id": "p9", "found": False})])
     assert make_engine(client).get("shop", "p9") is None and client.get_calls == 1
+
+    missing = NotFoundError(404, "index_not_found_exception", {"error": {
+        "type": "index_not_found_exception", "reason": "no such index [shop]", "index": "shop"}, "status": 404})
+    busy = TransportError(429, "rejected_execution_exception", {"error": "queue full"})
+    for error, raised in ((missing, IndexNotFound), (busy, EngineBusy)):
+        client = FakeClient(get=[error, found])
+        with pytest.raises(raised):
+            make_engine(client).get("shop", "p1")
+        assert client.get_calls == 1
 
 
 @pytest.mark.parametrize("error", [
