@@ -29,6 +29,7 @@ from werkzeug.datastructures import MultiDict
 
 from shopsearch.events import Id
 from shopsearch.indexer.fields import ATTRIBUTE_NAME
+from shopsearch.indexer.records import MAX_CATEGORY_PATH_CHARS
 from shopsearch.plugin.documents import ALL_ATTRIBUTES, DEFAULT_FACETS, FACET_FIELDS
 from shopsearch.plugin.engine import SORTS, UNAVAILABLE_SORTS, Filters, unavailable_sort
 from shopsearch.plugin.search_types import SearchRequest
@@ -91,9 +92,8 @@ def _available_sort(value: Any) -> Any:
 
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
-# A category path's facet lists its children through a regular expression of the path, and OpenSearch refuses one
-# longer than index.max_regex_length (1,000 characters, punctuation escaped): a longer path is refused here, by name.
-MAX_PATH_CHARS = 400
+# The longest category path the indexer accepts (a longer one would not facet on OpenSearch): refused here, by name.
+MAX_PATH_CHARS = MAX_CATEGORY_PATH_CHARS
 Paths = Annotated[tuple[Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)], ...],
                   Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BlankIsAbsent]

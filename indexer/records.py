@@ -7,6 +7,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# How a category path is written as one string ("Home > Lighting > Lamps"): in the category facet, the subtree
+# filter and a storefront's category links.
+PATH_SEPARATOR = " > "
+# The longest path a storefront can filter on (the API's category_path): OpenSearch lists a path's children with a
+# regular expression of it, refused over index.max_regex_length (1,000 characters, punctuation escaped). A
+# product whose path is longer is quarantined, so the facet never offers a path the API then refuses.
+MAX_CATEGORY_PATH_CHARS = 400
+
 
 @dataclass(frozen=True)
 class Product:

@@ -14,7 +14,7 @@ from typing import Any
 from shopsearch.text import collapse_whitespace, strip_html
 
 from .fields import FieldLimits, FieldMapping, apply_mapping
-from .records import Product
+from .records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR, Product
 
 MISSING_ID = "missing_id"
 MISSING_TITLE = "missing_title"
@@ -152,7 +152,8 @@ def parse_bool(value: Any) -> bool | None:
 
 
 def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str, ...]:
-    """Category path from a list or a separated string, each level cleaned, empty levels dropped."""
+    """Category path from a list or a separated string, each level cleaned, empty levels dropped; at most
+    ``limits.category_levels`` levels of ``limits.category_level_chars`` each, and MAX_CATEGORY_PATH_CHARS in all."""
     if value is None:
         return ()
     parts = value if isinstance(value, (list, tuple)) else str(value).split(separator) if isinstance(
@@ -162,6 +163,10 @@ def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str
         raise RowError(f"{OVERSIZE}_category", f"{len(levels)} levels > limit {limits.category_levels}")
     for level in levels:
         _check_len(level, limits.category_level_chars, "category")
+    path = len(PATH_SEPARATOR.join(levels))
+    if path > MAX_CATEGORY_PATH_CHARS:
+        raise RowError(f"{OVERSIZE}_category", f"a path of {path} chars > limit {MAX_CATEGORY_PATH_CHARS} (the "
+                                               f"longest a storefront can filter on)")
     return levels
 
 

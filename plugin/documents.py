@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from shopsearch.indexer.fields import ATTRIBUTE_NAME
+from shopsearch.indexer.records import PATH_SEPARATOR
 from shopsearch.indexer.sink import IndexDoc
 
 VECTOR_FIELD = "embedding"
@@ -15,7 +16,6 @@ TEXT_FIELDS = ("title", "description", "brand_text", "category_text")
 # Every prefix of the category path, joined by PATH_SEPARATOR ("Home", "Home > Furniture", ...): the
 # hierarchical facet and the subtree filter.
 CATEGORY_PATHS = "category_paths"
-PATH_SEPARATOR = " > "
 # The facetable catalog attributes (the field mapping's ``facet_attributes``) are stored as keyword fields
 # ``attr.<name>`` (OpenSearch maps them with a dynamic template) and faceted as ``attr.<name>``.
 ATTR_PREFIX = "attr."

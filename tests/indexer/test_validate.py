@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shopsearch.indexer.fields import FieldLimits, FieldMapping
+from shopsearch.indexer.records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR
 from shopsearch.indexer.validate import (RowError, Validator, clean_text, parse_bool, parse_price, reason_code,
                                          to_product)
 
@@ -41,12 +42,23 @@ def test_category_list_and_float_id():
     ({"id": "1", "title": "x" * 1001}, "oversize_title"),
     ({"id": "1", "title": "t", "description": "y" * 50_001}, "oversize_description"),
     ({"id": "1", "title": "t", "category": ["c"] * 11}, "oversize_category"),
+    ({"id": "1", "title": "t", "category": ["c" * 133] * 3}, "oversize_category"),  # 405 chars with " > "
     ({"id": "1", "title": ["a", "list"]}, "bad_text"),
 ])
 def test_bad_rows_give_the_right_reason(row, code):
     with pytest.raises(RowError) as info:
         to_product(row, FieldMapping())
     assert info.value.code == code and reason_code(info.value.reason) == code
+
+
+def test_the_longest_category_path_kept_is_the_longest_a_storefront_can_filter_on():
+    """The category facet offers every path a product has; the API refuses a category_path over
+    MAX_CATEGORY_PATH_CHARS, so a longer path is quarantined here rather than shown and then refused."""
+    levels = ["a" * 131, "b" * 131, "c" * 132]  # 400 characters with the two separators
+    assert len(PATH_SEPARATOR.join(levels)) == MAX_CATEGORY_PATH_CHARS
+    assert to_product({"id": "1", "title": "t", "category": levels}, FieldMapping()).category == tuple(levels)
+    with pytest.raises(RowError, match=r"oversize_category: a path of 401 chars > limit 400"):
+        to_product({"id": "1", "title": "t", "category": levels[:2] + ["c" * 133]}, FieldMapping())
 
 
 def test_limits_are_configurable():
