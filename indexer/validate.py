@@ -152,13 +152,16 @@ def parse_bool(value: Any) -> bool | None:
 
 
 def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str, ...]:
-    """Category path from a list or a separated string, each level cleaned, empty levels dropped; at most
-    ``limits.category_levels`` levels of ``limits.category_level_chars`` each, and MAX_CATEGORY_PATH_CHARS in all."""
+    """Category path from a list or a separated string, each level cleaned and split at ``>``, empty levels
+    dropped; at most ``limits.category_levels`` levels of ``limits.category_level_chars`` each, and
+    MAX_CATEGORY_PATH_CHARS in all."""
     if value is None:
         return ()
     parts = value if isinstance(value, (list, tuple)) else str(value).split(separator) if isinstance(
         value, str) else [value]
-    levels = tuple(p for p in (clean_text(v, "category") for v in parts) if p)
+    # ">" separates levels wherever it stands: the facet and the subtree filter read a path's levels from it, so a
+    # level holding one ("Drills > Cordless" in a list column) could never be drilled into
+    levels = tuple(p.strip() for v in parts for p in clean_text(v, "category").split(">") if p.strip())
     if len(levels) > limits.category_levels:
         raise RowError(f"{OVERSIZE}_category", f"{len(levels)} levels > limit {limits.category_levels}")
     for level in levels:

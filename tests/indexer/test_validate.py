@@ -61,6 +61,17 @@ def test_the_longest_category_path_kept_is_the_longest_a_storefront_can_filter_o
         to_product({"id": "1", "title": "t", "category": levels[:2] + ["c" * 133]}, FieldMapping())
 
 
+def test_a_category_level_holding_the_path_separator_is_split_into_levels():
+    """A level with ">" in it could never be drilled into (the facet reads a path's levels at ">")."""
+    def category(value, separator=" > "):
+        mapping = FieldMapping(category_separator=separator)
+        return to_product({"id": "1", "title": "t", "category": value}, mapping).category
+
+    assert category(["Tools", "Drills > Cordless"]) == ("Tools", "Drills", "Cordless")
+    assert category("Home/Size&gt;10", "/") == ("Home", "Size", "10")
+    assert category(["Tools", " > ", "Saws"]) == ("Tools", "Saws")
+
+
 def test_limits_are_configurable():
     mapping = FieldMapping(limits=FieldLimits(title_chars=5))
     with pytest.raises(RowError, match=r"oversize_title: 6 chars > limit 5"):
