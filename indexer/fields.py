@@ -88,7 +88,8 @@ class FieldMapping(BaseModel):
     title: Required = Field("title", description="The title column (required)")
     description: Column = "description"
     brand: Column = "brand"
-    category: Column = Field("category", description="A list column, or a string split on category_separator")
+    category: Column = Field("category", description="A list column, or a string split on category_separator; a '>' "
+                                                 "inside a level is written '›'; at most 400 characters in all")
     category_separator: Required = " > "
     price: Column = "price"
     rating: Column = "rating"

@@ -8,12 +8,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # How a category path is written as one string ("Home > Lighting > Lamps"): in the category facet, the subtree
-# filter and a storefront's category links.
+# filter and a storefront's category links. The facet reads a path's levels at ">", so no level holds one.
 PATH_SEPARATOR = " > "
-# The longest path a storefront can filter on (the API's category_path): OpenSearch lists a path's children with a
-# regular expression of it, refused over index.max_regex_length (1,000 characters, punctuation escaped). A
-# product whose path is longer is quarantined, so the facet never offers a path the API then refuses.
+# The longest path a storefront can filter on (the API's category_path), in UTF-16 units as OpenSearch counts: it
+# lists a path's children with a regular expression of it, escaped (at most two units a unit), and refuses one
+# over index.max_regex_length (1,000). A product whose path is longer is quarantined, so the facet never offers a
+# path OpenSearch or the API then refuses.
 MAX_CATEGORY_PATH_CHARS = 400
+
+
+def java_length(text: str) -> int:
+    """The length of ``text`` as OpenSearch (Java, UTF-16) counts it: a character outside the BMP is two.
+
+    >>> java_length("lamp"), java_length("lamp 💡")
+    (4, 7)
+    """
+    return len(text.encode("utf-16-le")) // 2
 
 
 @dataclass(frozen=True)

@@ -61,15 +61,24 @@ def test_the_longest_category_path_kept_is_the_longest_a_storefront_can_filter_o
         to_product({"id": "1", "title": "t", "category": levels[:2] + ["c" * 133]}, FieldMapping())
 
 
-def test_a_category_level_holding_the_path_separator_is_split_into_levels():
+def test_a_category_level_holding_the_path_separator_is_written_with_a_look_alike():
     """A level with ">" in it could never be drilled into (the facet reads a path's levels at ">")."""
     def category(value, separator=" > "):
         mapping = FieldMapping(category_separator=separator)
         return to_product({"id": "1", "title": "t", "category": value}, mapping).category
 
-    assert category(["Tools", "Drills > Cordless"]) == ("Tools", "Drills", "Cordless")
-    assert category("Home/Size&gt;10", "/") == ("Home", "Size", "10")
-    assert category(["Tools", " > ", "Saws"]) == ("Tools", "Saws")
+    assert category(["TVs", "Screens >= 55 in"]) == ("TVs", "Screens ›= 55 in")
+    assert category("Home/Size&gt;10", "/") == ("Home", "Size›10")
+    assert category("Cables -> USB", "->") == ("Cables", "USB")
+    assert category("Home > Lamps") == ("Home", "Lamps")
+
+
+def test_a_category_path_is_measured_as_opensearch_counts_it():
+    """OpenSearch counts UTF-16 units, two an emoji: 198 of them and a separator are 399 units, 199 are 401."""
+    kept = ["💡" * 100, "💡" * 98]
+    assert to_product({"id": "1", "title": "t", "category": kept}, FieldMapping()).category == tuple(kept)
+    with pytest.raises(RowError, match=r"oversize_category: a path of 401 chars > limit 400"):
+        to_product({"id": "1", "title": "t", "category": ["💡" * 100, "💡" * 99]}, FieldMapping())
 
 
 def test_limits_are_configurable():

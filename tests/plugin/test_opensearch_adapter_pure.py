@@ -6,14 +6,17 @@ from dataclasses import replace
 
 import pytest
 
-from shopsearch.indexer.records import Product
+from shopsearch.indexer.fields import FieldMapping
+from shopsearch.indexer.records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR, Product, java_length
 from shopsearch.indexer.sink import BulkItem, Delete, IndexDoc
+from shopsearch.indexer.validate import to_product
 from shopsearch.plugin.connection import client_kwargs, display_url, make_client
 from shopsearch.plugin.engine import (BM25Leg, EngineRejected, EngineUnavailable, Filters, IndexNotFound, KnnLeg,
                                       MatchRule)
 from shopsearch.plugin.opensearch_bulk import expand_action, ordered_bulk
 from shopsearch.plugin.opensearch_errors import ScrollLost, engine_errors, error_reason, translate_status
-from shopsearch.plugin.opensearch_queries import bm25_body, filter_query, knn_body, match_bodies, parse_facets
+from shopsearch.plugin.opensearch_queries import (bm25_body, facet_aggs, filter_query, knn_body, match_bodies,
+                                                  parse_facets)
 from shopsearch.settings import load_settings
 
 URL = "http://node:9200"
@@ -142,6 +145,17 @@ def test_match_bodies_put_facet_filters_aside_for_disjunctive_counts():
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [["!" * 131, "!" * 131, "!" * 132], ["💡" * 100, "💡" * 98]])
+def test_the_longest_category_path_kept_lists_its_children_within_opensearchs_regex_limit(levels):
+    """index.max_regex_length is 1,000 UTF-16 units; the indexer keeps paths of MAX_CATEGORY_PATH_CHARS of them,
+    which escaped (punctuation doubled, an emoji's two units behind one backslash) stay under it."""
+    path = to_product({"id": "1", "title": "t", "category": levels}, FieldMapping()).category
+    joined = PATH_SEPARATOR.join(path)
+    assert java_length(joined) >= MAX_CATEGORY_PATH_CHARS - 1
+    aggs = facet_aggs("category_path", Filters(category_path=(joined,)), 10, ())["aggs"]
+    assert max(java_length(a["terms"]["include"]) for a in aggs.values()) <= 1000
 
 
 def test_translate_status_maps_to_contract_errors():
