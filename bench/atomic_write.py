@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
+from _timing import median_ms
 from tqdm import tqdm
 
 from shopsearch.atomic_write import write_atomically
@@ -28,15 +27,6 @@ def renamed_only(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def _ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -52,8 +42,8 @@ def main() -> None:
         for n in tqdm(sizes, desc="file sizes", unit="size"):
             data = os.urandom(n)
             path = Path(tmp) / f"file-{n}"
-            base = _ms(lambda: renamed_only(path, data), args.repeat)
-            durable = _ms(lambda: write_atomically(path, data), args.repeat)
+            base = median_ms(lambda: renamed_only(path, data), args.repeat)
+            durable = median_ms(lambda: write_atomically(path, data), args.repeat)
             rows.append((n, base, durable))
     print("| file size | renamed only (baseline), ms | write_atomically (fsync file + folder), ms | cost, ms |")
     print("|---:|---:|---:|---:|")

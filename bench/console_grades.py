@@ -11,24 +11,14 @@ without the per-query index (normalising every row's query on each call).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
+from _timing import median_ms
 from tqdm import tqdm
 
 from shopsearch.api.console_grades import ConsoleGrades, Grade, render
 from shopsearch.text import normalise_query
-
-
-def _ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -50,13 +40,15 @@ def main() -> None:
                                      for i in range(start)]))
             store = ConsoleGrades(path)
             i = iter(range(start, n))
-            give = _ms(lambda: store.give("query number 7", f"p{next(i)}", 2, graded_by="bench"), args.repeat)
-            first = _ms(lambda: ConsoleGrades(path).read(), max(3, args.repeat // 4))
+            give = median_ms(lambda: store.give("query number 7", f"p{next(i)}", 2, graded_by="bench"),
+                             args.repeat)
+            first = median_ms(lambda: ConsoleGrades(path).read(), max(3, args.repeat // 4))
             store.read()
-            lookup = _ms(lambda: store.for_query("Query  Number 7"), args.repeat)
+            lookup = median_ms(lambda: store.for_query("Query  Number 7"), args.repeat)
             rows = store.read()
             key = normalise_query("Query  Number 7")
-            naive = _ms(lambda: {g.product_id: g.grade for g in rows if normalise_query(g.query) == key}, args.repeat)
+            naive = median_ms(lambda: {g.product_id: g.grade for g in rows if normalise_query(g.query) == key},
+                              args.repeat)
             print(f"| {n:,} | {path.stat().st_size / 1024:,.0f} | {give:.2f} | {first:.2f} | {lookup:.3f} | "
                   f"{naive:.2f} |")
     print(f"console grades: {len(sizes)} list sizes, {args.repeat} calls each (medians)")
