@@ -14,7 +14,7 @@ from typing import Any
 from shopsearch.text import collapse_whitespace, strip_html
 
 from .fields import FieldLimits, FieldMapping, apply_mapping
-from .records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR, Product, java_length
+from .records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR, Product, category_level, java_length
 
 MISSING_ID = "missing_id"
 MISSING_TITLE = "missing_title"
@@ -151,9 +151,6 @@ def parse_bool(value: Any) -> bool | None:
     raise RowError(BAD_IN_STOCK, f"in_stock {value!r} is not a yes/no value")
 
 
-LEVEL_GT = "\u203a"  # "›": how a ">" inside a category level is written
-
-
 def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str, ...]:
     """Category path from a list or a separated string, each level cleaned (a ``>`` in it written ``›``), empty
     levels dropped; at most ``limits.category_levels`` levels of ``limits.category_level_chars`` each, and
@@ -162,9 +159,7 @@ def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str
         return ()
     parts = value if isinstance(value, (list, tuple)) else str(value).split(separator) if isinstance(
         value, str) else [value]
-    # The facet reads a path's levels at ">", so a level holding one ("Screens >= 55 in") could never be drilled
-    # into: it is written with "›" instead, which reads the same
-    levels = tuple(p for p in (clean_text(v, "category").replace(">", LEVEL_GT) for v in parts) if p)
+    levels = tuple(p for p in (category_level(clean_text(v, "category")) for v in parts) if p)
     if len(levels) > limits.category_levels:
         raise RowError(f"{OVERSIZE}_category", f"{len(levels)} levels > limit {limits.category_levels}")
     for level in levels:

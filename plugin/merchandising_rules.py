@@ -16,9 +16,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from shopsearch.config_files import FILE_MODEL, IndexFiles, file_schema, read_toml, validate_file
+from shopsearch.indexer.records import category_level
 from shopsearch.text import query_words
 
 from .engine import Filters
@@ -31,6 +32,8 @@ _RULE_KEY = re.compile(r": rule\.(\d+)")
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 ProductId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# A category as the catalog names it matches the level the indexer stored ("Screens >= 55 in" as "Screens ›= 55 in")
+Category = Annotated[Text, AfterValidator(category_level)]
 Url = Annotated[str, StringConstraints(pattern=r"^(https?://\S+|/([^/\s]\S*)?)?$", max_length=2048)]
 
 
@@ -43,7 +46,7 @@ class Attributes(BaseModel):
 
     model_config = FILE_MODEL
     brand: list[Text] = Field([], description="Any of these brands")
-    category: list[Text] = Field([], description="Any of these categories (a level anywhere in the path)")
+    category: list[Category] = Field([], description="Any of these categories (a level anywhere in the path)")
     price_min: float | None = Field(None, ge=0, description="Price at least this")
     price_max: float | None = Field(None, ge=0, description="Price at most this")
     in_stock: bool | None = Field(None, description="In stock (true) or out of stock (false)")

@@ -16,8 +16,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
+from shopsearch.indexer.fields import FieldMapping
 from shopsearch.indexer.records import Product
 from shopsearch.indexer.sink import IndexDoc
+from shopsearch.indexer.validate import to_product
 from shopsearch.plugin.embedded_engine import EmbeddedEngine
 from shopsearch.plugin.engine import BM25Leg
 from shopsearch.plugin.hybrid import HybridSearcher
@@ -297,6 +299,15 @@ def test_plan_conflicts_and_matching():
     with pytest.raises(ValueError, match="queries must have a word"):
         RulesFile.model_validate({"rule": [{"name": "p", "queries": ["?!"], "hide": ["x"]}]})
     assert analyze_query("luminaire", SynonymMap.from_lines(["luminaire, lamp"]))[0].kind == "graph"
+
+
+def test_a_rules_category_named_as_the_catalog_names_it_matches_the_level_indexed():
+    """The indexer stores a ">" inside a category level as "›" (the facet reads levels at ">"); a rule written
+    with the catalog's own name still matches it."""
+    rules = RulesFile.model_validate({"rule": [{"name": "big", "queries": ["tv"],
+                                                "filter": {"category": ["Screens >= 55 in", "TVs"]}}]})
+    stored = to_product({"id": "1", "title": "t", "category": ["TVs", "Screens >= 55 in"]}, FieldMapping()).category
+    assert set(rules.rule[0].filter.category) == set(stored)
 
 
 def test_rules_file_errors_name_key_value_and_line(tmp_path):
