@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shopsearch.atomic_write import write_atomically
-from shopsearch.judgments import int_grade, table_rows
+from shopsearch.judgments import as_text_cell, from_text_cell, int_grade, table_rows
 from shopsearch.text import normalise_query
 
 HEADER = ("query", "product_id", "grade", "graded_by", "graded_at")
@@ -66,7 +66,7 @@ def _parse(name: str, text: str) -> list[Grade]:
         missing = [c for c in HEADER[:3] if c not in row]
         if missing:
             raise ValueError(f"{name}:1: needs the columns {', '.join(HEADER)}; missing {', '.join(missing)}")
-        query, doc = row["query"].strip(), row["product_id"].strip()
+        query, doc = from_text_cell(row["query"].strip()), row["product_id"].strip()
         if not query or not doc:
             raise ValueError(f"{name}:{n}: empty {'query' if not query else 'product_id'}")
         grade = int_grade(path, n, row["grade"], "grade")
@@ -81,11 +81,12 @@ def _parse(name: str, text: str) -> list[Grade]:
 
 
 def render(grades: list[Grade]) -> bytes:
-    """The list's bytes: the header, then a row per grade."""
+    """The list's bytes: the header, then a row per grade, its query as a text cell (a spreadsheet never runs a
+    query that starts like a formula; every judgment reader takes the mark off)."""
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(HEADER)
-    writer.writerows((g.query, g.product_id, g.grade, g.graded_by, g.graded_at) for g in grades)
+    writer.writerows((as_text_cell(g.query), g.product_id, g.grade, g.graded_by, g.graded_at) for g in grades)
     return buf.getvalue().encode("utf-8")
 
 

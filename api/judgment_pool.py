@@ -23,6 +23,7 @@ from typing import Collection, Mapping, NamedTuple, Sequence
 from urllib.parse import urlencode
 
 from shopsearch.atomic_write import write_atomically
+from shopsearch.judgments import as_text_cell
 
 WORKLIST_COLUMNS = ("Query Text", "Doc ID", "Title", "Rating", "Best Rank", "Shown By", "Console")
 
@@ -86,28 +87,19 @@ def console_link(base_url: str, query: str, profiles: Sequence[str]) -> str:
     return f"{base_url.rstrip('/')}/console?{urlencode({'q': query, **pair})}"
 
 
-def as_text_cell(text: str) -> str:
-    """A catalog text a spreadsheet shows as text: one that starts like a formula gets a leading apostrophe.
-
-    >>> as_text_cell("=SUM(A1:A9)"), as_text_cell("Red lamp")
-    ("'=SUM(A1:A9)", 'Red lamp')
-    """
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def write_worklist(path: str | Path, holes: Sequence[Hole], titles: Mapping[str, str], console_url: str,
                    profiles: Sequence[str]) -> int:
     """Write the worklist CSV (:data:`WORKLIST_COLUMNS`, Rating left blank); returns the rows written.
 
-    Titles come from the catalog, so they are written as text cells (:func:`as_text_cell`). The query and product
-    columns are written as they are, since they are read back as judgments byte for byte; a query text that
-    starts like a formula (a list judged from shoppers' logs may hold one) is a spreadsheet's to show as text.
+    Query texts (a list judged from shoppers' logs holds what anyone typed) and catalog titles are written as text
+    cells (:func:`~shopsearch.judgments.as_text_cell`), so a spreadsheet never runs one as a formula; the
+    judgment readers take the mark off a query text again.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(WORKLIST_COLUMNS)
     for h in holes:
-        writer.writerow((h.query, h.product_id, as_text_cell(titles.get(h.product_id, "")), "", h.best_rank,
-                         " ".join(h.shown_by), console_link(console_url, h.query, profiles)))
+        writer.writerow((as_text_cell(h.query), h.product_id, as_text_cell(titles.get(h.product_id, "")), "",
+                         h.best_rank, " ".join(h.shown_by), console_link(console_url, h.query, profiles)))
     write_atomically(path, out.getvalue())
     return len(holes)

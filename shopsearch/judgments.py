@@ -18,7 +18,9 @@ Relevance grades are integers; the label mappings are:
 - WANDS (Wayfair): Exact = 2, Partial = 1, Irrelevant = 0.
 - CSV (``query,product_id,grade``) and Quepid (``Query Text``, ``Doc ID``, ``Rating``): the grade as written
   (an integer; Quepid's ``3.0`` is read as 3). Query ids are generated from the query text
-  (:func:`query_id_for`), so the same text gets the same id in every file and run.
+  (:func:`query_id_for`), so the same text gets the same id in every file and run. A query text marked as a
+  spreadsheet's text cell (:func:`as_text_cell`: an apostrophe before a start like ``=``, ``+``, ``-``, ``@``) is
+  read without the mark.
 
 Formats are detected from the file's shape (:func:`detect_format`); pass ``fmt`` to override. Errors are
 ``ValueError("path:line: ...")``.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
@@ -393,7 +396,7 @@ def _label(path: Path, n: int, value: str, table: dict[str, int], fmt: str) -> i
 
 
 def _csv_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, str]:
-    text = row["query"].strip()
+    text = from_text_cell(row["query"].strip())
     if not text:
         raise ValueError(f"{path}:{n}: empty query")
     return query_id_for(text), row["product_id"].strip(), int_grade(path, n, row["grade"], "grade"), text
@@ -412,10 +415,33 @@ def _wands_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, 
 def _quepid_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, str] | None:
     if not row["rating"].strip():
         return None
-    text = row["query_text"].strip()
+    text = from_text_cell(row["query_text"].strip())
     if not text:
         raise ValueError(f"{path}:{n}: empty Query Text")
     return query_id_for(text), row["doc_id"].strip(), int_grade(path, n, row["rating"], "Rating"), text
+
+
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP's CSV injection list).
+_FORMULA = re.compile(r"^'*[=+\-@\t\r]")
+
+
+def as_text_cell(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text: one that starts like a formula gets a leading
+    apostrophe, as does one whose apostrophes stand before such a start, so :func:`from_text_cell` undoes it exactly.
+
+    >>> as_text_cell("=SUM(A1:A9)"), as_text_cell("Red lamp"), as_text_cell("'=x")
+    ("'=SUM(A1:A9)", 'Red lamp', "''=x")
+    """
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def from_text_cell(text: str) -> str:
+    """The text :func:`as_text_cell` was given (a cell without its mark is left as it is).
+
+    >>> from_text_cell("'=SUM(A1:A9)"), from_text_cell("''=x"), from_text_cell("'quoted'")
+    ('=SUM(A1:A9)', "'=x", "'quoted'")
+    """
+    return text[1:] if text.startswith("'") and _FORMULA.match(text[1:]) else text
 
 
 _PARSERS: dict[str, tuple[tuple[str, ...], Callable]] = {

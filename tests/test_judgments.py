@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, strategies as st
 
-from shopsearch.judgments import (Qrel, Query, detect_format, query_id_for, read_judgments, read_qrels, read_queries,
-                                   write_qrels, write_queries)
+from shopsearch.judgments import (Qrel, Query, as_text_cell, detect_format, from_text_cell, query_id_for,
+                                   read_judgments, read_qrels, read_queries, write_qrels, write_queries)
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -100,6 +101,20 @@ def test_quepid_export_skips_unrated(tmp_path):
     j = read_judgments(p)
     assert j.format == "quepid"
     assert j.qrels == (Qrel(query_id_for("red lamp"), "d1", 3), Qrel(query_id_for("desk"), "d1", 1))
+
+
+@given(st.text(alphabet=st.sampled_from("'=+-@\t\rab ,\""), max_size=8) | st.text(max_size=20))
+def test_a_text_cell_mark_is_taken_off_exactly(text):
+    cell = as_text_cell(text)
+    assert from_text_cell(cell) == text
+    assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r")  # no spreadsheet runs it
+
+
+def test_csv_and_quepid_lists_read_a_query_text_without_its_text_cell_mark(tmp_path):
+    csv_list = _write(tmp_path, "grades.csv", "query,product_id,grade\n'=1+1,d1,2\n''-x,d2,1\n'plain',d3,0\n")
+    quepid = _write(tmp_path, "worklist.csv", "Query Text,Doc ID,Rating\n'@SUM(A1),d1,3\n")
+    assert sorted(read_judgments(csv_list).queries.values()) == ["'-x", "'plain'", "=1+1"]
+    assert list(read_judgments(quepid).queries.values()) == ["@SUM(A1)"]
 
 
 def test_detect_and_override(tmp_path):

@@ -315,6 +315,10 @@
     return rows.filter((r) => r.some((x) => x.trim()));
   }
 
+  // A query text that starts like a formula is written with a leading apostrophe, a spreadsheet's text mark
+  // (shopsearch.judgments.as_text_cell); read without it.
+  const fromTextCell = (s) => (/^''*[=+\-@\t\r]/.test(s) ? s.slice(1) : s);
+
   function parseWorklist(text, name) {
     let rows;
     try {
@@ -328,7 +332,7 @@
     const ci = header.indexOf("console");
     const byQuery = new Map();
     rows.slice(1).forEach((r) => {
-      const q = (r[qi] || "").trim(), id = (r[di] || "").trim();
+      const q = fromTextCell((r[qi] || "").trim()), id = (r[di] || "").trim();
       if (!q || !id) return;
       if (!byQuery.has(q)) byQuery.set(q, { query: q, ids: new Set(), pair: consolePair(ci >= 0 ? r[ci] : "") });
       byQuery.get(q).ids.add(id);

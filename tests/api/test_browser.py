@@ -368,7 +368,7 @@ def test_console_steps_through_a_pool_worklist_and_grades_it(live, page, tmp_pat
         w.writerows(["lamp", pid, f'A "lamp",\ngarden hose,p{i}', "", i + 1, "default", link]
                     for i, pid in enumerate(holes))
         w.writerow(["lamp", "p404", "deeper than these columns", "", 15, "dense", link])
-        w.writerow(["garden hose", "p6", "Hose", "", 1, "default", link])
+        w.writerow(["'+garden hose", "p6", "Hose", "", 1, "default", link])  # a text cell: read without its mark
     try:
         page.locator("#worklist-file").set_input_files(str(worklist))
         expect(page.locator("#worklist-bar")).to_be_visible()
@@ -384,7 +384,7 @@ def test_console_steps_through_a_pool_worklist_and_grades_it(live, page, tmp_pat
         expect(page.locator("#worklist-status")).to_contain_text(f"{len(holes) - 1} left")
         _shot(page, "console-worklist.png")
         page.locator("#worklist-next").click()
-        expect(page.locator("#cq")).to_have_value("garden hose")
+        expect(page.locator("#cq")).to_have_value("+garden hose")
         expect(page.locator("#worklist-status")).to_have_text("holes.csv: query 2 of 2 · 1 to grade, 1 left")
         expect(page.locator("#col-b .tag.to-grade")).to_have_count(1)
         expect(page.locator("#worklist-next")).to_be_disabled()

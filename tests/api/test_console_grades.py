@@ -53,6 +53,14 @@ def test_the_list_is_a_csv_judgment_list_with_one_query_id_per_query(store):
         (query_id_for("Lamp, red"), "p3", 1)]
 
 
+def test_a_query_shaped_like_a_formula_is_kept_as_a_text_cell_and_read_back_as_typed(store):
+    """The list is downloaded and opened in spreadsheets; a graded query may be anything a shopper typed."""
+    store.give("=HYPERLINK(\"http://evil\")", "p1", 3, graded_by="a")
+    assert "\n\"'=HYPERLINK(\"\"http://evil\"\")\",p1,3," in store.path.read_text()
+    assert ConsoleGrades(store.path).for_query("=hyperlink(\"http://evil\")") == {"p1": 3}
+    assert list(read_judgments(store.path).queries.values()) == ["=HYPERLINK(\"http://evil\")"]
+
+
 def test_concurrent_graders_lose_nothing(store):
     def grade(worker: int) -> None:
         own = ConsoleGrades(store.path)  # each thread its own object and lock descriptor, as two workers have

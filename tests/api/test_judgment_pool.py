@@ -9,7 +9,7 @@ import pytest
 
 from shopsearch.api import cmd_judgments
 from shopsearch.api.cli import main as cmd_main
-from shopsearch.api.judgment_pool import Hole, as_text_cell, pool_holes, unjudged_counts, write_worklist
+from shopsearch.api.judgment_pool import Hole, pool_holes, unjudged_counts, write_worklist
 from shopsearch.judgments import read_judgments
 
 from .test_compare import CATALOG
@@ -29,7 +29,9 @@ def test_pool_holes_lists_each_unjudged_product_once_at_its_best_rank():
 
 def test_the_worklist_is_read_back_as_judgments_once_rated(tmp_path):
     path = tmp_path / "worklist.csv"
-    holes = [Hole("q1", "red lamp", "p2", 1, ("bm25",)), Hole("q1", "red lamp", "p9", 4, ("bm25", "dense"))]
+    # a query judged from shoppers' logs holds what anyone typed: this one is shaped like a formula too
+    holes = [Hole("q1", "red lamp", "p2", 1, ("bm25",)), Hole("q1", "red lamp", "p9", 4, ("bm25", "dense")),
+             Hole("q2", "=cmd|' /C calc'!A0", "p3", 2, ("dense",))]
     write_worklist(path, holes, {"p2": "=HYPERLINK(\"http://evil\")", "p9": "Lamp, red"}, "http://shop:8000",
                    ["bm25", "dense"])
     rows = list(csv.reader(path.read_text().splitlines()))
@@ -37,13 +39,14 @@ def test_the_worklist_is_read_back_as_judgments_once_rated(tmp_path):
     assert rows[1] == ["red lamp", "p2", "'=HYPERLINK(\"http://evil\")", "", "1", "bm25",
                        "http://shop:8000/console?q=red+lamp&a=bm25&b=dense"]
     assert rows[2][2] == "Lamp, red" and rows[2][5] == "bm25 dense"
+    assert rows[3][0] == "'=cmd|' /C calc'!A0"  # shown as text, and read back as typed below
     assert read_judgments(path).qrels == ()  # nothing rated yet: nothing judged, no error
-    rows[2][3] = "2"  # a grader fills in one Rating
+    rows[2][3], rows[3][3] = "2", "1"  # a grader fills in two Ratings
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(rows)
     read = read_judgments(path)
-    assert read.format == "quepid" and [(q.doc_id, q.relevance) for q in read.qrels] == [("p9", 2)]
-    assert as_text_cell("-5 V battery") == "'-5 V battery" and as_text_cell("") == ""
+    assert read.format == "quepid" and [(q.doc_id, q.relevance) for q in read.qrels] == [("p9", 2), ("p3", 1)]
+    assert sorted(read.queries.values()) == ["=cmd|' /C calc'!A0", "red lamp"]
 
 
 def _run(argv: list[str]) -> int:
