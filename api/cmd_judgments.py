@@ -149,9 +149,12 @@ def run_from_logs(args: argparse.Namespace) -> int:
 
 
 def _write_evidence(path: Path, graded) -> None:
-    """The evidence TSV: a header, then one row per graded pair."""
+    """The evidence TSV: a header, then one row per graded pair, its query (what a shopper typed) as a text cell
+    a spreadsheet does not run (:func:`~shopsearch.judgments.as_text_cell`)."""
+    from shopsearch.judgments import as_text_cell
+
     rows = ["\t".join(EVIDENCE_COLUMNS)]
-    rows += ["\t".join((g.qid, g.query, g.doc_id, str(g.grade), f"{g.estimate:.6g}", f"{g.stderr:.6g}",
+    rows += ["\t".join((g.qid, as_text_cell(g.query), g.doc_id, str(g.grade), f"{g.estimate:.6g}", f"{g.stderr:.6g}",
                         str(g.impressions), str(g.clicks),
                         "" if math.isnan(g.examinations) else f"{g.examinations:.1f}")) for g in graded]
     write_atomically(path, "\n".join(rows) + "\n")

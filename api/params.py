@@ -23,13 +23,15 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, NamedTuple, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError,
+                      model_validator)
 from pydantic_core import PydanticCustomError, PydanticUseDefault
 from werkzeug.datastructures import MultiDict
 
 from shopsearch.events import Id
 from shopsearch.indexer.fields import ATTRIBUTE_NAME
 from shopsearch.indexer.records import MAX_CATEGORY_PATH_CHARS
+from shopsearch.indexer.validate import clean_category_level
 from shopsearch.plugin.documents import ALL_ATTRIBUTES, DEFAULT_FACETS, FACET_FIELDS
 from shopsearch.plugin.engine import SORTS, UNAVAILABLE_SORTS, Filters, unavailable_sort
 from shopsearch.plugin.search_types import SearchRequest
@@ -92,6 +94,9 @@ def _available_sort(value: Any) -> Any:
 
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
+# Categories as the catalog names them match the levels the indexer stored (cleaned, a ">" written "›")
+Categories = Annotated[tuple[Annotated[str, AfterValidator(clean_category_level)], ...],
+                       Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 # The longest category path the indexer accepts (a longer one would not facet on OpenSearch): refused here, by name.
 MAX_PATH_CHARS = MAX_CATEGORY_PATH_CHARS
 Paths = Annotated[tuple[Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)], ...],
@@ -143,7 +148,8 @@ class FilterParams(QueryParams):
     """The filters shared by /search and /products/<id>/similar."""
 
     brand: Names = Field((), description="Brands to keep (repeat or comma-separate)")
-    category: Names = Field((), description="Categories to keep, any level of the path (repeat or comma-separate)")
+    category: Categories = Field((), description="Categories to keep, any level of the path (repeat or "
+                                                 "comma-separate)")
     category_path: Paths = Field((), description="Category paths to keep with everything under them, e.g. "
                                                  "'Home > Furniture' (repeat or comma-separate; each at most "
                                                  f"{MAX_PATH_CHARS} characters)")

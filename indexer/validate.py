@@ -151,6 +151,17 @@ def parse_bool(value: Any) -> bool | None:
     raise RowError(BAD_IN_STOCK, f"in_stock {value!r} is not a yes/no value")
 
 
+def clean_category_level(value: Any) -> str:
+    """A category level as the index stores it: cleaned (:func:`clean_text`) and a ``>`` in it written ``›``
+    (:func:`~.records.category_level`); '' when nothing is left. For whatever names a level to match it: a
+    merchandising rule, the API's ``category`` filter.
+
+    >>> clean_category_level("Screens  &gt;=  55 in")
+    'Screens ›= 55 in'
+    """
+    return category_level(clean_text(value, "category"))
+
+
 def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str, ...]:
     """Category path from a list or a separated string, each level cleaned (a ``>`` in it written ``›``), empty
     levels dropped; at most ``limits.category_levels`` levels of ``limits.category_level_chars`` each, and
@@ -159,7 +170,7 @@ def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str
         return ()
     parts = value if isinstance(value, (list, tuple)) else str(value).split(separator) if isinstance(
         value, str) else [value]
-    levels = tuple(p for p in (category_level(clean_text(v, "category")) for v in parts) if p)
+    levels = tuple(p for p in (clean_category_level(v) for v in parts) if p)
     if len(levels) > limits.category_levels:
         raise RowError(f"{OVERSIZE}_category", f"{len(levels)} levels > limit {limits.category_levels}")
     for level in levels:

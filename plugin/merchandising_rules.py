@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from shopsearch.config_files import FILE_MODEL, IndexFiles, file_schema, read_toml, validate_file
-from shopsearch.indexer.records import category_level
+from shopsearch.indexer.validate import clean_category_level
 from shopsearch.text import query_words
 
 from .engine import Filters
@@ -32,8 +32,17 @@ _RULE_KEY = re.compile(r": rule\.(\d+)")
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 ProductId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _category(value: str) -> str:
+    level = clean_category_level(value)
+    if not level:
+        raise ValueError(f"category {value!r} has no text once cleaned as the indexer cleans a category")
+    return level
+
+
 # A category as the catalog names it matches the level the indexer stored ("Screens >= 55 in" as "Screens ›= 55 in")
-Category = Annotated[Text, AfterValidator(category_level)]
+Category = Annotated[Text, AfterValidator(_category)]
 Url = Annotated[str, StringConstraints(pattern=r"^(https?://\S+|/([^/\s]\S*)?)?$", max_length=2048)]
 
 

@@ -20,7 +20,8 @@ Relevance grades are integers; the label mappings are:
   (an integer; Quepid's ``3.0`` is read as 3). Query ids are generated from the query text
   (:func:`query_id_for`), so the same text gets the same id in every file and run. A query text marked as a
   spreadsheet's text cell (:func:`as_text_cell`: an apostrophe before a start like ``=``, ``+``, ``-``, ``@``) is
-  read without the mark.
+  read without the mark; so a query that really was typed as an apostrophe and then one of those loses its
+  apostrophe (and its query id with it) in a list written without marks.
 
 Formats are detected from the file's shape (:func:`detect_format`); pass ``fmt`` to override. Errors are
 ``ValueError("path:line: ...")``.

@@ -92,6 +92,14 @@ def test_search_filters_price_stock_rating_category(client):
     assert [h["id"] for h in body["hits"]] == ["p1"]  # p2 out of stock, p7 too cheap, p3 rated 3.5
 
 
+def test_a_category_filter_named_as_the_catalog_names_it_matches_the_level_indexed(client):
+    """The indexer cleans a level (whitespace, HTML entities, a ">" written "›"); the filter is cleaned alike."""
+    for name in ("Power%20%20Tools", "Power%20Tools", "Power&#32;Tools"):
+        body = client.get(f"/search?q=drill&category={name.replace('&', '%26').replace('#', '%23')}"
+                          "&facets=none").get_json()
+        assert [h["id"] for h in body["hits"]] == ["p4"], name
+
+
 def test_search_facets_subset_and_paging(client):
     page1 = client.get("/search?q=lamp&size=2&page=1&facets=brand").get_json()
     page2 = client.get("/search?q=lamp&size=2&page=2&facets=brand").get_json()

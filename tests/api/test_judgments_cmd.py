@@ -232,3 +232,17 @@ def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):
     assert main([*merge, "--queries-out", str(tmp_path / "x.txt")]) == 2
     assert "--out and --queries-out are the same file" in capsys.readouterr().err
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_the_evidence_tsv_writes_a_query_shaped_like_a_formula_as_a_text_cell(tmp_path):
+    """Shoppers type anything; the evidence is meant to be read in a spreadsheet, which must not run it."""
+    from types import SimpleNamespace
+
+    from shopsearch.api.cmd_judgments import _write_evidence
+
+    graded = [SimpleNamespace(qid="q1", query="=HYPERLINK(\"http://evil\")", doc_id="p1", grade=2, estimate=0.5,
+                              stderr=0.1, impressions=30, clicks=9, examinations=float("nan"))]
+    _write_evidence(tmp_path / "evidence.tsv", graded)
+    with (tmp_path / "evidence.tsv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert rows[0]["query"] == "'=HYPERLINK(\"http://evil\")" and rows[0]["examinations"] == ""

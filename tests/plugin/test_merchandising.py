@@ -305,9 +305,11 @@ def test_a_rules_category_named_as_the_catalog_names_it_matches_the_level_indexe
     """The indexer stores a ">" inside a category level as "›" (the facet reads levels at ">"); a rule written
     with the catalog's own name still matches it."""
     rules = RulesFile.model_validate({"rule": [{"name": "big", "queries": ["tv"],
-                                                "filter": {"category": ["Screens >= 55 in", "TVs"]}}]})
+                                                "filter": {"category": ["Screens  &gt;=  55 in", " TVs "]}}]})
     stored = to_product({"id": "1", "title": "t", "category": ["TVs", "Screens >= 55 in"]}, FieldMapping()).category
     assert set(rules.rule[0].filter.category) == set(stored)
+    with pytest.raises(ValueError, match="has no text once cleaned"):
+        RulesFile.model_validate({"rule": [{"name": "x", "queries": ["tv"], "filter": {"category": ["<br>"]}}]})
 
 
 def test_rules_file_errors_name_key_value_and_line(tmp_path):
