@@ -18,6 +18,8 @@ from shopsearch.api.cli_args import add_command_group, add_ranking_args, add_ubi
 from shopsearch.api.cmd_compare import add_judgment_args, load_judged_queries
 from shopsearch.api.ranking_runs import RESULTS_DEPTH
 from shopsearch.atomic_write import write_atomically
+from shopsearch.judgments import (Qrel, Query, as_text_cell, qrels_field, query_id_for, read_judgments, read_queries,
+                                  write_qrels, write_queries)  # already loaded by cmd_compare's arguments
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
@@ -80,7 +82,6 @@ def run_from_logs(args: argparse.Namespace) -> int:
     enough impressions)."""
     import sys
 
-    from shopsearch.judgments import Qrel, Query, qrels_field, write_qrels, write_queries
     from shopsearch.reranker.click_models import fit_click_model, grade_pairs, serp_sessions
 
     if args.min_impressions < 1:
@@ -151,8 +152,6 @@ def run_from_logs(args: argparse.Namespace) -> int:
 def _write_evidence(path: Path, graded) -> None:
     """The evidence TSV: a header, then one row per graded pair, its query (what a shopper typed) as a text cell
     a spreadsheet does not run (:func:`~shopsearch.judgments.as_text_cell`)."""
-    from shopsearch.judgments import as_text_cell
-
     rows = ["\t".join(EVIDENCE_COLUMNS)]
     rows += ["\t".join((g.qid, as_text_cell(g.query), g.doc_id, str(g.grade), f"{g.estimate:.6g}", f"{g.stderr:.6g}",
                         str(g.impressions), str(g.clicks),
@@ -162,7 +161,6 @@ def _write_evidence(path: Path, graded) -> None:
 
 def run_merge(args: argparse.Namespace) -> int:
     """Merge the added grades into the base list and write TREC qrels and queries; prints a summary. Returns 0."""
-    from shopsearch.judgments import Qrel, Query, query_id_for, read_judgments, read_queries, write_qrels, write_queries
     from shopsearch.text import normalise_query
 
     base = read_judgments(args.base)

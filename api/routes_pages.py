@@ -234,11 +234,16 @@ def _read_grades(read):
     try:
         return read(store)
     except ValueError as exc:
-        raise ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}") from None
+        raise _unreadable(exc) from None
     except OSError:
         log.exception("cannot read the console's grades from %s", store.path)
         raise ApiError(503, "grades_unavailable", f"cannot read the console's grades ({store.path.name}); the "
                                                   "error was logged", headers={"Retry-After": "5"}) from None
+
+
+def _unreadable(exc: ValueError) -> ApiError:
+    """The 500 for a malformed grade list: its ``name:line: ...`` says what to mend, and names no folder."""
+    return ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}")
 
 
 def _json_body(allowed: tuple[str, ...]) -> dict:
@@ -292,7 +297,7 @@ def give_grade():
                                            "fold it into your judgment list (shopsearch judgments merge) "
                                            "and start a new one") from None
     except ValueError as exc:
-        raise ApiError(500, "grades_unreadable", f"cannot read the console's grades: {exc}") from None
+        raise _unreadable(exc) from None
     except OSError:
         log.exception("cannot store a console grade in %s", store.path)
         raise ApiError(503, "grades_unavailable", "the grade could not be stored for certain (the error was "

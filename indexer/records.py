@@ -17,16 +17,6 @@ PATH_SEPARATOR = " > "
 MAX_CATEGORY_PATH_CHARS = 400
 
 
-def category_level(text: str) -> str:
-    """A category level as the index stores it: a ">" in it is written "›", which reads the same (the facet reads
-    a path's levels at ">", so a level holding one could never be drilled into).
-
-    >>> category_level("Screens >= 55 in")
-    'Screens ›= 55 in'
-    """
-    return text.replace(">", "\u203a")
-
-
 def java_length(text: str) -> int:
     """The length of ``text`` as OpenSearch (Java, UTF-16) counts it: a character outside the BMP is two.
 

@@ -14,7 +14,7 @@ from typing import Any
 from shopsearch.text import collapse_whitespace, strip_html
 
 from .fields import FieldLimits, FieldMapping, apply_mapping
-from .records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR, Product, category_level, java_length
+from .records import MAX_CATEGORY_PATH_CHARS, PATH_SEPARATOR, Product, java_length
 
 MISSING_ID = "missing_id"
 MISSING_TITLE = "missing_title"
@@ -152,14 +152,15 @@ def parse_bool(value: Any) -> bool | None:
 
 
 def clean_category_level(value: Any) -> str:
-    """A category level as the index stores it: cleaned (:func:`clean_text`) and a ``>`` in it written ``›``
-    (:func:`~.records.category_level`); '' when nothing is left. For whatever names a level to match it: a
-    merchandising rule, the API's ``category`` filter.
+    """A category level as the index stores it: cleaned (:func:`clean_text`) and a ``>`` in it written ``›``, which
+    reads the same (the facet reads a path's levels at ``>``, so a level holding one could never be drilled into);
+    '' when nothing is left. For whatever names a level to match it: a merchandising rule, the API's ``category``
+    filter.
 
     >>> clean_category_level("Screens  &gt;=  55 in")
     'Screens ›= 55 in'
     """
-    return category_level(clean_text(value, "category"))
+    return clean_text(value, "category").replace(">", "\u203a")
 
 
 def parse_category(value: Any, separator: str, limits: FieldLimits) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from shopsearch.atomic_write import write_atomically
 from shopsearch.evaluation import RELEVANT_GRADE, mean_ndcg
+from shopsearch.judgments import Query, write_queries
 from shopsearch.settings import offline_environment
 
 from .hard_negatives import mine_hard_negatives
@@ -273,7 +274,7 @@ def train_bi_encoder(config: BiTrainConfig, candidates: Mapping[str, Sequence[st
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out), create_model_card=False)
     judged = data.by_query()
-    write_atomically(out / "heldout-queries.tsv", "".join(f"{q}\t{data.queries[q]}\n" for q in heldout if q in judged))
+    write_queries(out / "heldout-queries.tsv", (Query(q, data.queries[q]) for q in heldout if q in judged))
     seconds = time.perf_counter() - started
     card = _card(config, str(base_dir), data, split, rows, negatives, before, after, losses, step, seconds)
     write_bi_encoder_card(out, card)
