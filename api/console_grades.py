@@ -84,7 +84,7 @@ def render(grades: list[Grade]) -> bytes:
     """The list's bytes: the header, then a row per grade, its query as a text cell (a spreadsheet never runs a
     query that starts like a formula; every judgment reader takes the mark off)."""
     buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf)  # RFC 4180 line ends: a query holding a bare carriage return is quoted, not split
     writer.writerow(HEADER)
     writer.writerows((as_text_cell(g.query), g.product_id, g.grade, g.graded_by, g.graded_at) for g in grades)
     return buf.getvalue().encode("utf-8")

@@ -96,7 +96,7 @@ def write_worklist(path: str | Path, holes: Sequence[Hole], titles: Mapping[str,
     judgment readers take the mark off a query text again.
     """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out)  # RFC 4180 line ends: a text holding a bare carriage return is quoted, not split
     writer.writerow(WORKLIST_COLUMNS)
     for h in holes:
         writer.writerow((as_text_cell(h.query), h.product_id, as_text_cell(titles.get(h.product_id, "")), "",

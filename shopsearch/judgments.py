@@ -305,7 +305,7 @@ def table_rows(path: Path, text: str | None = None) -> Iterator[tuple[int, dict[
             csv module refuses (a stray quote that swallows the rest of the file), or no header at all.
     """
     if text is None:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")  # not read_text: a quoted carriage return is kept as written
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first))
     header: list[str] | None = None

@@ -46,11 +46,13 @@ def test_the_list_is_a_csv_judgment_list_with_one_query_id_per_query(store):
     store.give("Lamp, red", "p1", 3, graded_by="a")
     store.give('16" "monitor"', "p2", 2, graded_by="a")
     store.give("lamp, RED", "p3", 1, graded_by="a")
+    store.give("desk\rlamp", "p4", 2, graded_by="a")  # a bare carriage return is quoted, not a row break
     read = read_judgments(store.path)
     assert read.format == "csv"
     assert [(q.query_id, q.doc_id, q.relevance) for q in read.qrels] == [
         (query_id_for("Lamp, red"), "p1", 3), (query_id_for('16" "monitor"'), "p2", 2),
-        (query_id_for("Lamp, red"), "p3", 1)]
+        (query_id_for("Lamp, red"), "p3", 1), (query_id_for("desk\rlamp"), "p4", 2)]
+    assert [g.query for g in ConsoleGrades(store.path).read()][-1] == "desk\rlamp"
 
 
 def test_a_query_shaped_like_a_formula_is_kept_as_a_text_cell_and_read_back_as_typed(store):

@@ -49,6 +49,15 @@ def test_the_worklist_is_read_back_as_judgments_once_rated(tmp_path):
     assert sorted(read.queries.values()) == ["=cmd|' /C calc'!A0", "red lamp"]
 
 
+def test_a_text_holding_a_bare_carriage_return_stays_in_its_row(tmp_path):
+    path = tmp_path / "worklist.csv"
+    write_worklist(path, [Hole("q1", "desk\rlamp", "p2", 1, ("bm25",))], {"p2": "Lamp\rshade"}, "http://shop",
+                   ["bm25", "dense"])
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 2 and rows[1][:3] == ["desk\rlamp", "p2", "Lamp\rshade"]
+
+
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="shopsearch")
     cmd_judgments.register(parser.add_subparsers(dest="command"))
