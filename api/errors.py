@@ -27,6 +27,7 @@ PUBLIC_MESSAGES = {
     "engine_unavailable": "search engine unavailable; retry after the Retry-After seconds",
     "index_not_found": "the search index is not available; retry after the Retry-After seconds",
     "not_ready": "not ready; retry after the Retry-After seconds",
+    "profile_invalid": "the ranking profile is misconfigured; the error was logged",
 }
 GENERIC_5XX = "the service cannot answer now; the error was logged"
 # Messages written to be shown to anyone.
@@ -58,6 +59,13 @@ def engine_refused(exc: EngineRejected) -> ApiError:
     log.warning("search engine refused a request: %s", exc)
     return bad_parameter(None, "the search engine could not run this request (a filter or the query may be too "
                                "long or too complex); the details were logged")
+
+
+def profile_invalid(exc: ValueError) -> ApiError:
+    """A ranking profile file that does not load: the operator's fault, not the caller's, so a 500 (a client
+    retries it) whose text, naming the file, only callers who may see details get; it is logged for the operator."""
+    log.error("ranking profile does not load: %s", exc)
+    return ApiError(500, "profile_invalid", str(exc))
 
 
 def error_body(code: str, message: str, parameter: str | None = None) -> dict:

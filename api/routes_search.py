@@ -12,6 +12,7 @@ from flask import Blueprint, g, jsonify, request
 
 from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.engine import EngineRejected
+from shopsearch.plugin.profiles import ProfileError
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.suggest import mix_suggestions
 from shopsearch.reranker.exploration import explore
@@ -19,7 +20,7 @@ from shopsearch.reranker.interleaving import list_seed, search_interleaved
 
 from .app import service
 from .auth import role
-from .errors import ApiError, bad_parameter, engine_refused
+from .errors import ApiError, bad_parameter, engine_refused, profile_invalid
 from .hit_tokens import HitSigner
 from .limits import budget
 from .overload import bounded, request_deadline
@@ -75,10 +76,13 @@ def response_json(resp: SearchResponse, explain: bool, query_id: str, signer: Hi
 
 def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
     """A searcher's ValueError as a 400 naming the parameter its message mentions (first match); the engine's
-    refusal of a request every check here passed, as a 400 that keeps the engine's text for the log."""
+    refusal of a request every check here passed, as a 400 that keeps the engine's text for the log; a profile
+    file that does not load, as a 500 (:func:`~.errors.profile_invalid`)."""
     message = str(exc)
     if isinstance(exc, EngineRejected):
         return engine_refused(exc)
+    if isinstance(exc, ProfileError):
+        return profile_invalid(exc)
     if type(exc).__name__ == "UnknownProfile":
         return bad_parameter("profile", message)
     if re.search(r"\bquery\b", message) and "q" in names:

@@ -275,6 +275,29 @@ def test_unexpected_error_is_500_without_traceback(tmp_path, catalog_engine, cap
     assert any("ZeroDivisionError" in (r.exc_text or "") for r in caplog.records)
 
 
+def test_a_profile_file_that_does_not_load_is_a_500_that_names_no_file(tmp_path, catalog_engine, tiny_encoder,
+                                                                       caplog):
+    """A typo in a live profile is the operator's fault: not a 400 blaming a parameter, no server path shown."""
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "default.toml").write_text('[bm25]\nfuzzines = "AUTO"\n', encoding="utf-8")
+    (folder / "broken.toml").write_text("[bm25\n", encoding="utf-8")
+    searcher = HybridSearcher(catalog_engine, ALIAS, tiny_encoder, ProfileStore([PACKAGED_DIR, folder]))
+    c = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                    "events_dir": str(tmp_path), "home": str(tmp_path)}).test_client()
+    for url in ("/search?q=lamp", "/search?q=lamp&profile=broken", "/search?q=lamp&size=3"):
+        caplog.clear()
+        resp = c.get(url)
+        err = _error(resp, 500, None)
+        assert err["code"] == "profile_invalid" and "misconfigured" in err["message"]
+        assert str(tmp_path) not in resp.get_data(as_text=True)
+        assert any(str(folder) in r.getMessage() for r in caplog.records)  # the operator is told which file
+    assert c.get("/search?q=lamp&profile=bm25").status_code == 200  # the other profiles serve on
+
+
 def test_a_request_the_engine_refuses_is_a_400_without_the_engines_text(tmp_path, catalog_engine, caplog):
     """Where the caller's query or filters reached the engine, its refusal is the caller's 400; where they did not
     (a product lookup, recommendations, POST /events' product check) the request was the API's own: a 500 the
