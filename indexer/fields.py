@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from shopsearch.config_files import FILE_MODEL, file_schema, must, read_toml, validate_file
+from shopsearch.events import MAX_ID
 
 # Product fields read from one column each (attributes are handled separately).
 SCALAR_FIELDS = ("id", "title", "description", "brand", "category", "price", "rating", "review_count",
@@ -65,7 +66,9 @@ class FieldLimits(BaseModel):
     """Largest accepted values; a row over any limit is quarantined (never silently truncated)."""
 
     model_config = FILE_MODEL
-    id_chars: Limit = Field(512, description="OpenSearch's _id limit is 512 bytes")
+    id_chars: Annotated[int, Field(gt=0, le=MAX_ID)] = Field(
+        MAX_ID, description=f"At most {MAX_ID}, UBI's limit on an object id: a longer id could be searched but "
+                            "never clicked, bought or fetched by id")
     title_chars: Limit = 1_000
     description_chars: Limit = 50_000
     brand_chars: Limit = 200

@@ -51,6 +51,7 @@ def test_empty_string_switches_a_field_off_and_limits_override(tmp_path):
     ({"attributes": 3}, r'attributes = 3: must be "rest" or a list of column names'),
     ({"price": 1}, r'price = 1: must be a column name, or "" when the catalog has none'),
     ({"limits": {"title_chars": 0}}, r"limits\.title_chars = 0: must be an integer > 0"),
+    ({"limits": {"id_chars": 512}}, r"limits\.id_chars = 512: must be an integer > 0 and <= 100"),
     ({"limits": {"rating_max": "5"}}, r"limits\.rating_max = '5': must be a number > 0"),
     ({"limits": {"tittle_chars": 5}}, r"limits\.tittle_chars = 5: must be one of the keys allowed in \[limits\]: "
                                       r"id_chars, title_chars, "),

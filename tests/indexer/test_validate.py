@@ -40,6 +40,7 @@ def test_category_list_and_float_id():
     ({"id": "1", "title": "t", "in_stock": "maybe"}, "bad_in_stock"),
     ({"id": "1", "title": b"Caf\xe9"}, "undecodable"),
     ({"id": "1", "title": "x" * 1001}, "oversize_title"),
+    ({"id": "s" * 101, "title": "t"}, "oversize_id"),  # an id no event could name (UBI's limit)
     ({"id": "1", "title": "t", "description": "y" * 50_001}, "oversize_description"),
     ({"id": "1", "title": "t", "category": ["c"] * 11}, "oversize_category"),
     ({"id": "1", "title": "t", "category": ["c" * 133] * 3}, "oversize_category"),  # 405 chars with " > "
