@@ -6,10 +6,13 @@ its own requests; serve with ``--workers 1`` (threads give the concurrency) for 
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+_CONVERTER = re.compile(r"<\w+:")  # "<path:product_id>" -> "<product_id>"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -55,7 +58,8 @@ class Metrics:
         @app.after_request
         def _count(resp):
             start = g.pop("metrics_start", None)
-            rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            # the template without converter names, so a dashboard's label outlives a change of converter
+            rule = _CONVERTER.sub("<", request.url_rule.rule) if request.url_rule is not None else "unmatched"
             labels = (rule, request.method, str(resp.status_code))
             self.requests.labels(*labels).inc()
             if start is not None:

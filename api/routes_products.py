@@ -21,7 +21,7 @@ def _not_found(product_id: str) -> ApiError:
     return ApiError(404, "product_not_found", f"product {product_id!r} doesn't exist", "product_id")
 
 
-@bp.get("/<product_id>/similar")
+@bp.get("/<path:product_id>/similar")  # path: a catalog id may hold a slash
 @role("search")
 @budget("search")
 def similar(product_id: str):
@@ -42,7 +42,7 @@ def similar(product_id: str):
     return jsonify({"id": product_id, "hits": [hit_json(h, explain=False) for h in hits]})
 
 
-@bp.get("/<product_id>")
+@bp.get("/<path:product_id>")
 @role("search")
 @budget("search")
 def product(product_id: str):

@@ -214,6 +214,31 @@ def test_product_by_id(client):
                     "rating": 4.7, "review_count": 300, "popularity": None, "in_stock": True, "attributes": {}}
 
 
+def test_a_product_whose_id_holds_a_slash_is_fetched_and_has_similar_products(tmp_path, tiny_encoder):
+    """The storefront asks /products/<encodeURIComponent(id)>; the server sees the slash decoded."""
+    from dataclasses import replace
+
+    from shopsearch.plugin.engines import open_engine
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.profiles import ProfileStore
+
+    from .conftest import CATALOG, build_catalog
+
+    engine = open_engine("embedded", root=tmp_path / "embedded")
+    build_catalog(engine, tiny_encoder, products=[replace(p, id=f"SKU/{p.id}/x") for p in CATALOG])
+    app = create_app({"searcher": HybridSearcher(engine, ALIAS, tiny_encoder, ProfileStore()),
+                      "engine_instance": engine, "index": ALIAS, "events_dir": str(tmp_path)})
+    try:
+        c = app.test_client()
+        assert c.get("/products/SKU%2Fp4%2Fx").get_json()["id"] == "SKU/p4/x"
+        body = c.get("/products/SKU%2Fp1%2Fx/similar?size=3").get_json()
+        assert body["id"] == "SKU/p1/x" and len(body["hits"]) == 3 and "SKU/p1/x" not in {h["id"] for h in body["hits"]}
+        _error(c.get("/products/SKU%2Fnope/similar"), 404, "product_id")
+    finally:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+        engine.close()
+
+
 def test_unknown_product_is_404(client):
     err = _error(client.get("/products/nope"), 404, "product_id")
     assert "nope" in err["message"] and err["code"] == "product_not_found"
