@@ -39,13 +39,12 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from shopsearch.evaluation import json_safe
 from shopsearch.reranker.experiments import INTERLEAVED
 from shopsearch.reranker.interleaving import credit, preference
-from shopsearch.ubi import UbiEvent, UbiQuery
+from shopsearch.ubi import UbiEvent, UbiQuery, ubi_time
 
 RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
 REVENUE = "revenue_per_search"
@@ -228,7 +227,7 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     searches = [q for q in queries if (q.query_attributes or {}).get("experiment") == name]
     if not searches:
         raise ValueError(f"experiment {name!r}: no search in the logs was assigned to it")
-    searches.sort(key=lambda q: _time(q.timestamp))
+    searches.sort(key=lambda q: ubi_time(q.timestamp))
     outcome = _outcomes(searches, events)
     interleaved = any(q.query_attributes.get("arm") == INTERLEAVED for q in searches)
     # searches of interleaved clients served by the baseline alone (not by relevance): out of the preference
@@ -269,17 +268,19 @@ def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str,
     """Each search's outcome (by query_id), events joined by query_id or, for carts and purchases without one,
     by last touch."""
     out = {q.query_id: _Outcome() for q in searches}
-    by_client: dict[str, list[UbiQuery]] = defaultdict(list)
-    for q in searches:  # oldest first
-        client = _client(q.client_id, q.query_attributes.get("session_id"))
-        if client:
-            by_client[client].append(q)
+    # A search is found by its client_id and by its session_id: a checkout's event in shopsearch's own format
+    # names only the session, though the search passed the storefront's client_id.
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(searches):  # oldest first
+        for key in {q.client_id, q.query_attributes.get("session_id")} - {None, ""}:
+            by_key[key].append(i)
     for ev in events:
         attrs = ev.event_attributes
         pid = attrs.object.object_id if attrs is not None and attrs.object is not None else None
         qid = ev.query_id if ev.query_id in out else None
         if ev.query_id is None and ev.action_name in ("add_to_cart", "purchase") and pid is not None:
-            qid = _last_touch(by_client.get(_client(ev.client_id, ev.session_id) or "", []), pid, ev.timestamp)
+            seen = sorted({i for key in {ev.client_id, ev.session_id} - {None, ""} for i in by_key.get(key, ())})
+            qid = _last_touch([searches[i] for i in seen], pid, ev.timestamp)
         if qid is None:
             continue
         o = out[qid]
@@ -295,15 +296,16 @@ def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str,
     return out
 
 
-def _client(client_id: str | None, session_id: str | None) -> str | None:
-    return client_id or session_id
+def _client(q: UbiQuery) -> str:
+    """The unit a search's client is counted as: its client_id, else its session, else the search itself."""
+    return q.client_id or q.query_attributes.get("session_id") or f"search:{q.query_id}"
 
 
 def _last_touch(searches: list[UbiQuery], pid: str, timestamp: str) -> str | None:
     """The latest search at or before ``timestamp`` that showed ``pid`` (searches oldest first)."""
-    at = _time(timestamp)
+    at = ubi_time(timestamp)
     for q in reversed(searches):
-        if _time(q.timestamp) <= at and pid in q.query_response_hit_ids:
+        if ubi_time(q.timestamp) <= at and pid in q.query_response_hit_ids:
             return q.query_id
     return None
 
@@ -312,7 +314,7 @@ def _per_client(searches: list[UbiQuery], value: Any) -> list[tuple[float, float
     """``(Σ value(search), searches)`` per client (a search without a client is a client of its own)."""
     totals: dict[str, list[float]] = {}
     for q in searches:
-        key = _client(q.client_id, q.query_attributes.get("session_id")) or f"search:{q.query_id}"
+        key = _client(q)
         t = totals.setdefault(key, [0.0, 0.0])
         t[0] += value(q)
         t[1] += 1
@@ -345,8 +347,8 @@ def _arm_stats(arm: str, searches: list[UbiQuery], per_client: dict[str, list[tu
         effective = n / max(1.0, design_effect)  # never narrower than independent searches would give
         interval = wilson(ratio * effective, effective, confidence)
         metrics[metric] = Estimate(ratio, interval.low, interval.high)  # the ratio itself, not ratio * e / e
-    clients = {_client(q.client_id, q.query_attributes.get("session_id")) for q in searches} - {None}
-    return ArmStats(arm, n, len(clients), metrics, sum(outcome[q.query_id].unpriced for q in searches),
+    return ArmStats(arm, n, len({_client(q) for q in searches}), metrics,
+                    sum(outcome[q.query_id].unpriced for q in searches),
                     degraded=sum(bool(_degraded(q)) for q in searches))
 
 
@@ -422,5 +424,3 @@ def _z(confidence: float) -> float:
     return float(norm.ppf(0.5 + confidence / 2))
 
 
-def _time(timestamp: str) -> datetime:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

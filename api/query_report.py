@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Iterable, NamedTuple
 
-from shopsearch.plugin.popular_queries import QueryStats, aggregate_queries, first_page, record_time
+from shopsearch.plugin.popular_queries import QueryStats, aggregate_queries, first_page
 from shopsearch.reranker.click_models import serp_sessions
-from shopsearch.ubi import UbiEvent, UbiQuery
+from shopsearch.ubi import UbiEvent, UbiQuery, ubi_time
 
 
 class QueryCtr(NamedTuple):
@@ -78,7 +78,7 @@ def queries_report(queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *, i
     if min_impressions < 1:
         raise ValueError(f"min_impressions={min_impressions!r} must be >= 1")
     kept = [q for q in queries if (index is None or q.query_attributes.get("index", index) == index)
-            and (since is None or record_time(q) >= since)]
+            and (since is None or ubi_time(q.timestamp) >= since)]
     stats = aggregate_queries(kept, index=index, since=since)
     counted = [q for q in kept if first_page(q) and q.user_query.strip()]
     lists: dict[str, list[int]] = {}

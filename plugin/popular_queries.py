@@ -35,7 +35,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from shopsearch.text import normalise_query
-from shopsearch.ubi import UbiQuery
+from shopsearch.ubi import UbiQuery, ubi_time
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,6 @@ class QueryStats(NamedTuple):
     simulated: int  # searches flagged simulated (`shopsearch simulate-traffic`)
     last_seen: str  # the latest search's timestamp (ISO 8601)
     last_found: bool  # whether the latest search found products
-
-
-def record_time(record: UbiQuery) -> datetime:
-    """A record's timestamp as an aware datetime (UTC when it carries no offset)."""
-    t = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def found_nothing(record: UbiQuery) -> bool:
@@ -96,7 +90,7 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
             continue
         if index is not None and r.query_attributes.get("index", index) != index:
             continue
-        when = record_time(r)
+        when = ubi_time(r.timestamp)
         if since is not None and when < since:
             continue
         a = acc.setdefault(key, [0, set(), 0, 0, None, True])

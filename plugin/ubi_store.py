@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence, TypeVar
 
 from shopsearch.events import append_lines
 from shopsearch.settings import Settings
-from shopsearch.ubi import UbiEvent, UbiQuery, stored_event
+from shopsearch.ubi import UbiEvent, UbiQuery, stored_event, ubi_time
 
 from .engine import EngineUnavailable
 
@@ -63,10 +62,6 @@ def record_id(record: UbiQuery | UbiEvent) -> str | None:
     """The id a record is stored under: the query_id of a query, an event's event_id scoped to its client and
     session (:attr:`~shopsearch.ubi.UbiEvent.stored_id`)."""
     return record.query_id if isinstance(record, UbiQuery) else record.stored_id
-
-
-def _time(record: UbiQuery | UbiEvent) -> datetime:
-    return datetime.fromisoformat(record.timestamp.replace("Z", "+00:00"))
 
 
 def ubi_index_body(kind: str) -> dict[str, Any]:
@@ -134,7 +129,7 @@ class JsonlUbiStore:
                 records.append(record)
         if skipped:
             log.warning("UBI log %s: skipped %d torn or invalid lines", path, skipped)
-        return iter(sorted(records, key=_time))
+        return iter(sorted(records, key=lambda r: ubi_time(r.timestamp)))
 
 
 class OpenSearchUbiStore:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
@@ -449,6 +449,20 @@ def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:
         path = where.rstrip(".") or "body"
         raise EventError(path, f"{path} holds text that is not valid Unicode (a lone surrogate)") from None
     return parsed
+
+
+def ubi_time(timestamp: str) -> datetime:
+    """A logged record's ISO 8601 timestamp as an aware datetime, read as UTC when it carries no offset (as another
+    UBI writer may log it), so records from several writers order without a TypeError.
+
+    Raises:
+        ValueError: not ISO 8601.
+
+    >>> ubi_time("2024-01-01T00:00:05") == ubi_time("2024-01-01T01:00:05+01:00")
+    True
+    """
+    ts = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def _utc(timestamp: str) -> str:

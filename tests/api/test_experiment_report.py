@@ -130,6 +130,19 @@ def test_a_purchase_carrying_another_searchs_id_is_not_credited_by_last_touch():
     assert experiment_report("new", queries, events).arms[0].metrics["purchase_rate"].value == 1.0
 
 
+def test_a_checkout_purchase_naming_only_the_session_finds_a_search_that_passed_a_client_id():
+    """A search with the storefront's client_id logs its session too; a purchase in shopsearch's own event format
+    carries only the session (stored as UBI's client_id): last touch finds the search by either."""
+    queries = [_q("s1", "a", "cookie-1", 1, ["p1"], session_id="sess-1"),
+               _q("s2", "a", "cookie-2", 1, ["p1"], session_id="sess-2"),
+               UbiQuery(query_id="s3", user_query="lamp", query_response_id="r-s3", query_response_hit_ids=["p1"],
+                        timestamp="2025-03-01T10:01:00", query_attributes={"experiment": "x", "arm": "b"})]
+    events = [_e("purchase", "p1", 2, client="sess-1", price=10.0), _e("purchase", "p1", 2, client="cookie-2", price=5.0)]
+    a, b = experiment_report("x", queries, events, arms=["a", "b"]).arms  # s3's time has no offset: read as UTC
+    assert a.metrics["purchase_rate"].value == 1.0 and a.metrics["revenue_per_search"].value == 7.5
+    assert (a.clients, b.clients) == (2, 1)  # a search without client or session is a client of its own
+
+
 def test_default_arm_order_is_sorted_and_unknown_arms_are_errors():
     assert [a.arm for a in experiment_report("x", AB_QUERIES, AB_EVENTS).arms] == ["default", "rerank"]
     with pytest.raises(ValueError, match=r"arms: the logs have arms \['default', 'rerank'\]"):
