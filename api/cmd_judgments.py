@@ -89,6 +89,9 @@ def run_from_logs(args: argparse.Namespace) -> int:
     out = Path(args.out)
     queries_out = Path(args.queries_out or out.with_name(f"{out.stem}-queries.tsv"))
     evidence_out = Path(args.evidence_out or out.with_name(f"{out.stem}-evidence.tsv"))
+    if len({p.resolve() for p in (out, queries_out, evidence_out)}) < 3:
+        raise ValueError(f"--out, --queries-out and --evidence-out must be three files; got {out}, {queries_out}, "
+                         f"{evidence_out}")
     store = open_ubi_store_from_args(args)
     logged = list(store.iter_queries())
     events = {"all": 0, "simulated": 0}

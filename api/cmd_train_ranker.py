@@ -9,6 +9,8 @@ from pathlib import Path
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
 from shopsearch.judgments import FORMATS
 
+DEFAULT_PROFILE = "ltr"  # --judgments: the profile a ranker is trained to serve in
+
 HELP = """\
 Train the LightGBM ranker that a profile's [conversion] stage serves, from one of three sources:
 
@@ -48,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", default="products",
                    help="--judgments: index or alias to search; --logs: the one the logs were served from, whose "
                         "stored products give the product features as serving saw them (default products)")
-    p.add_argument("--profile", default="ltr",
+    p.add_argument("--profile",
                    help="--judgments: the profile the model will serve in; its retrieval and rerank stages produce "
-                        "the head, its conversion.depth sets the head's size (default ltr)")
+                        f"the head, its conversion.depth sets the head's size (default {DEFAULT_PROFILE})")
     p.add_argument("--rows-cache", metavar="FILE",
                    help="--judgments: keep the rows (the served head's features and grades) in this .npz file and "
                         "reuse them while the judgments, queries, index version, profile, features and bi-encoder "
@@ -98,6 +100,11 @@ def _check(args: argparse.Namespace) -> None:
     """Raise ValueError naming the first flag that does not fit the chosen source."""
     if args.events and not args.data:
         raise ValueError("--data is required with --events (products.jsonl)")
+    if args.data and not args.events:
+        raise ValueError("--data is for --events (--judgments and --logs read the products from --index)")
+    if args.objective != "lambdarank" and (args.label_gain or args.position_debias):
+        raise ValueError(f"--label-gain and --position-debias are for --objective lambdarank; got "
+                         f"{args.objective}")
     if args.rows_cache and not args.judgments:
         raise ValueError("--rows-cache is for --judgments (the rows of --logs and --events are read, not computed)")
     if args.judgments and (args.cross_encoder or args.bi_encoder):
@@ -106,7 +113,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.logs and (args.cross_encoder or args.bi_encoder):
         raise ValueError("--cross-encoder / --bi-encoder are for --events; --logs reads the stage values each "
                          "search logged (serve a profile with that stage to log them)")
-    for flag, value in (("--queries", args.queries), ("--format", args.format),
+    for flag, value in (("--queries", args.queries), ("--format", args.format), ("--profile", args.profile),
                         ("--wands-queries", args.wands_queries), ("--unjudged", args.unjudged)):
         if value is not None and not args.judgments:
             raise ValueError(f"{flag} is for --judgments")
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     default = RELEVANCE_FEATURES if args.judgments else DEFAULT_MODEL_FEATURES
     names = tuple(n.strip() for n in args.features.split(",") if n.strip()) if args.features else default
     target = args.target or ("relevance" if args.judgments else "purchase")
-    debias = args.logs if args.position_debias is None else args.position_debias
+    debias = args.logs and args.objective == "lambdarank" if args.position_debias is None else args.position_debias
     rows, data, texts = (_judged if args.judgments else _logged if args.logs else _events)(args, names)
     return _train_and_save(args, rows, data, texts, target, debias, t0)
 
@@ -218,7 +225,7 @@ def _judged(args, names):
 
     qrels, todo = load_judged_queries(args.judgments, args.format, args.queries, args.wands_queries)
     profiles = ProfileStore(settings=settings_from_args(args))
-    profile = profiles.get(args.profile)
+    profile = profiles.get(args.profile or DEFAULT_PROFILE)
     models = ModelRegistry()
     # The stage being trained is skipped; the ones before it must be there, as served.
     stage_dirs = {f"{kind}:{model}": models.check(kind, model) for kind, model in model_stages(profile)
@@ -234,7 +241,7 @@ def _judged(args, names):
         else:
             pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
                                        budgets=False)
-            rows = judged_rows(pipeline, todo, qrels, args.profile, names, progress=not args.no_progress,
+            rows = judged_rows(pipeline, todo, qrels, profile.name, names, progress=not args.no_progress,
                                unjudged=args.unjudged or "zero")
             if args.rows_cache:
                 save_rows(rows, args.rows_cache, fingerprint)
@@ -245,7 +252,7 @@ def _judged(args, names):
         why = "no result" + (", or no judged product in the head" if args.unjudged == "skip" else "")
         print(f"{without} of {len(todo)} judged queries have no row ({why}); nothing is learnt from them")
     data = {"judgments": str(args.judgments), "queries_file": args.queries, "index": args.index,
-            "engine": args.engine, "profile": args.profile, "depth": profile.conversion.depth,
+            "engine": args.engine, "profile": profile.name, "depth": profile.conversion.depth,
             "rerank_model": profile.rerank.model if profile.rerank.enabled else None, "bi_encoder": args.model,
             "unjudged": args.unjudged or "zero", "queries_without_rows": without}
     return rows, data, todo

@@ -111,6 +111,9 @@ def test_from_logs_bad_input(tmp_path, capsys):
     assert "no first-page result list" in capsys.readouterr().err
     assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
                  "--ubi-dir", str(tmp_path / "empty"), "--min-impressions", "0"]) == 2
+    assert main(["judgments", "from-logs", "--model", "pbm", "--out", str(tmp_path / "q.txt"),
+                 "--evidence-out", str(tmp_path / "q.txt"), "--ubi-dir", str(tmp_path / "empty")]) == 2
+    assert "must be three files" in capsys.readouterr().err  # the evidence would have replaced the qrels
     assert main(["judgments"]) == 2
 
 

@@ -86,6 +86,12 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
                           (["--logs", "--unjudged", "skip"], "--unjudged is for --judgments"),
                           (["--events", "home/ubi/ubi_events.jsonl", "--data", "d"], "a UBI log; read the UBI logs"),
                           (["--judgments", "j.csv", "--ubi-dir", "ubi"], "--ubi-dir is for --logs"),
+                          (["--logs", "--profile", "nope"], "--profile is for --judgments"),
+                          (["--logs", "--data", "d"], "--data is for --events"),
+                          (["--logs", "--objective", "binary", "--label-gain", "linear"],
+                           "--label-gain and --position-debias are for --objective lambdarank"),
+                          (["--logs", "--objective", "binary", "--position-debias"],
+                           "--label-gain and --position-debias are for --objective lambdarank"),
                           (["--judgments", "j.csv", "--members", "0"], r"--members 0: must be in 1\.\.32")):
         bad = parser.parse_args(["ranker", *argv, "--out", str(out)])
         with pytest.raises(ValueError, match=message):
