@@ -53,14 +53,16 @@ class CatalogIds:
 def scan_catalog_ids(catalog: Path, mapping: FieldMapping | None, fmt: str | None) -> CatalogIds:
     """Read and validate ``catalog`` without embedding: the ids it names and its count of valid products.
 
-    A row that fails validation but names an id keeps that product's stored version (the job's rule), so its
-    id counts as present.
+    A row that fails validation or cannot be read but names an id keeps that product's stored version (the job's
+    rule), so its id counts as present.
     """
     validator = Validator(mapping)
     ids: set[str] = set()
     valid = 0
     for row in read_rows(catalog, fmt):
         if row.error is not None:
+            if row.data is not None and (pid := validator.id_of(row.data)) is not None:
+                ids.add(pid)
             continue
         verdict = validator.check(row.data or {}, row.line)
         if verdict.id is not None:

@@ -184,6 +184,7 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
         raise ValueError(f"alias {alias!r} does not exist yet; run a full index first (mode='full')")
 
     started = time.perf_counter()
+    quarantine = QuarantineWriter(quarantine_path or Path.cwd() / f"{alias}.quarantine.jsonl")  # fails before writes
     unfinished = tuple(unfinished_versions(alias, sink.list_indices(f"{alias}-v"), live))
     for name in unfinished:
         log.warning("dropping %s: a version of %r that never went live (crashed or refused run)", name, alias)
@@ -216,7 +217,6 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
     # The query side checks its encoder against the record and facets the attributes listed.
     sink.set_index_meta(index, {**EncoderRecord.of(encoder).to_meta(),
                                 FACET_ATTRIBUTES_META: ",".join(facet_attributes)})
-    quarantine = QuarantineWriter(quarantine_path or Path.cwd() / f"{alias}.quarantine.jsonl")
     run = _Run(sink, index, encoder, cache, quarantine, existing, incremental=(mode == "incremental"),
                facet_attributes=facet_attributes)
     try:
@@ -304,6 +304,9 @@ class _Run:
                 if self.read % 256 == 0:
                     bar.update(256)
                 if row.error is not None:
+                    # a row that cannot be read keeps its product's stored version too, when its id can be told
+                    if row.data is not None and (pid := validator.id_of(row.data)) is not None:
+                        self.existing.pop(pid, None)
                     self.quarantine.write(QuarantinedRow(row.source, row.line, row.error, row.raw))
                     continue
                 verdict = validator.check(row.data or {}, row.line)

@@ -11,7 +11,8 @@ from .validate import reason_code
 
 
 class QuarantineWriter:
-    """Appends QuarantinedRow lines to ``path`` (created, with its folder, on the first row only).
+    """Appends QuarantinedRow lines to ``path`` (created on the first row only; its folder at once, so a path that
+    cannot be written fails before a job writes anything).
 
     >>> with QuarantineWriter("/tmp/q.jsonl") as q:  # doctest: +SKIP
     ...     q.write(QuarantinedRow("cat.jsonl", 3, "missing_title: no title", '{"id": "3"}'))
@@ -19,6 +20,9 @@ class QuarantineWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # FileExistsError where a file stands for a folder
+        if self.path.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(self.path))
         self.count = 0
         self.by_code: Counter[str] = Counter()
         self._file: IO[str] | None = None
@@ -26,7 +30,6 @@ class QuarantineWriter:
     def write(self, row: QuarantinedRow) -> None:
         """Append one row (flushed at close; the file is line-buffered so a crash loses at most one line)."""
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8", buffering=1)
         self._file.write(row.to_json() + "\n")
         self.count += 1

@@ -2,7 +2,12 @@
 
 A row that cannot be read (bytes that are not UTF-8, a JSON line that does not parse, a CSV row with the wrong
 number of cells) comes out as a ``RawRow`` with ``error`` set and the raw text kept for the quarantine file;
-the stream carries on with the next row.
+the stream carries on with the next row. Such a row still carries what could be read of it in ``data``, so an
+incremental job can tell which product it meant and keep that product's stored version.
+
+A UTF-8 byte-order mark at the start of a file is skipped. A CSV or TSV record that the csv module reads across
+several lines because a field merely starts with a quote (``"Frozen" doll``), where each of those lines is a
+whole row by itself, is read as those rows: a stray quote must not swallow the products below it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,6 +31,7 @@ class RawRow:
 
     ``line`` is the physical line for JSONL and CSV (where a CSV record starts) and the row number for Parquet.
     ``raw`` is the row's original text (undecodable bytes replaced by U+FFFD) for the quarantine file.
+    With ``error`` set, ``data`` holds what could still be read (or None): only to tell which product it was.
     """
 
     source: str
@@ -85,23 +92,50 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
     with path.open("rb") as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip(b"\r\n")
+            if line_no == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")
             if not line.strip():
                 continue
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RawRow(src, line_no, None, line.decode("utf-8", errors="replace"),
-                             f"undecodable: not UTF-8 at byte {exc.start}")
+                replaced = line.decode("utf-8", errors="replace")
+                yield RawRow(src, line_no, _salvage(replaced), replaced, f"undecodable: not UTF-8 at byte {exc.start}")
                 continue
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield RawRow(src, line_no, None, text, f"unparsable_json: {exc.msg} at column {exc.colno}")
+                yield RawRow(src, line_no, _salvage(text), text, f"unparsable_json: {exc.msg} at column {exc.colno}")
                 continue
             if not isinstance(data, dict):
                 yield RawRow(src, line_no, None, text, f"unparsable_json: expected an object, got {type(data).__name__}")
                 continue
             yield RawRow(src, line_no, data, text)
+
+
+# "key": "string" or "key": number, wherever it stands in a line that does not parse as a whole
+_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+
+
+def _salvage(text: str) -> dict[str, Any] | None:
+    """The scalar members a broken JSON line still shows (the first of each key), or None: enough to name its id.
+
+    >>> _salvage('{"id": "p1", "title": "lamp", "price": 9.5,}')
+    {'id': 'p1', 'title': 'lamp', 'price': 9.5}
+    """
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            return data
+    except ValueError:
+        pass
+    out: dict[str, Any] = {}
+    for m in _PAIR.finditer(text):
+        try:
+            out.setdefault(json.loads(f'"{m.group(1)}"'), json.loads(m.group(2)))
+        except ValueError:
+            continue
+    return out or None
 
 
 def _has_surrogates(s: str) -> bool:
@@ -124,38 +158,87 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
     # surrogateescape: a bad byte does not abort the file; the row carrying it is reported below
     # oversize cells must reach validation (which names the limit), not crash the csv module
     csv.field_size_limit(2**31 - 1)
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as f:
+    # utf-8-sig: a byte-order mark goes before the csv module reads a quoted first header
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         # .tsv is tab-separated, .csv comma-separated (sniffing guesses wrong on prose with commas)
         dialect: Any = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-        reader = csv.reader(f, dialect)
+        lines = _Lines(f)
+        reader = csv.reader(lines, dialect)
         header = next(reader, None)
         if header is None:
             return
-        if header and header[0].startswith("\ufeff"):
-            header[0] = header[0][1:]
         header = [h.strip() for h in header]
         start = reader.line_num + 1
         while True:
+            lines.taken.clear()
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
                 line_no, start = start, reader.line_num + 1
-                yield RawRow(src, line_no, None, "", f"bad_csv_row: {exc}")
+                rows = _one_row_a_line(lines.taken, dialect, len(header))
+                if rows is None:
+                    yield RawRow(src, line_no, None, "", f"bad_csv_row: {exc}")
+                for i, row in rows or ():
+                    yield from _csv_row(src, line_no + i, header, row, dialect)
                 continue
             line_no, start = start, reader.line_num + 1
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            raw = _csv_raw(cells, dialect)
-            if any(_has_surrogates(c) for c in cells):
-                yield RawRow(src, line_no, None, raw, "undecodable: not UTF-8")
-                continue
-            if len(cells) != len(header):
-                yield RawRow(src, line_no, None, raw,
-                             f"bad_csv_row: {len(cells)} cells, header has {len(header)}")
-                continue
-            yield RawRow(src, line_no, dict(zip(header, cells)), raw)
+            rows = _one_row_a_line(lines.taken, dialect, len(header)) if len(lines.taken) > 1 else None
+            for i, row in rows or [(0, cells)]:
+                yield from _csv_row(src, line_no + i, header, row, dialect)
+
+
+class _Lines:
+    """The file's lines as the csv module reads them, with those of the current record kept in ``taken``."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.taken = f, []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.f)
+        self.taken.append(line)
+        return line
+
+
+def _one_row_a_line(lines: list[str], dialect: Any, width: int) -> list[tuple[int, list[str]]] | None:
+    """(index, cells) of each line, when every non-blank one of ``lines`` is a whole row of ``width`` cells by
+    itself (read as CSV, or split at the delimiter with quotes as plain text); else None (a real multi-line record).
+
+    >>> _one_row_a_line(['p1,"Frozen doll,9\\n', 'p2,TV 32",5\\n'], csv.excel, 3)  # read as one: p1's title ends at 32"
+    [(0, ['p1', '"Frozen doll', '9']), (1, ['p2', 'TV 32"', '5'])]
+    """
+    rows = []
+    for i, line in enumerate(lines):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        try:
+            quoted = next(csv.reader([text], dialect), [])
+            plain = quoted if len(quoted) == width else next(csv.reader([text], dialect, quoting=csv.QUOTE_NONE), [])
+        except csv.Error:
+            return None
+        if len(plain) != width:
+            return None
+        rows.append((i, plain))
+    return rows
+
+
+def _csv_row(src: str, line_no: int, header: list[str], cells: list[str], dialect: Any) -> Iterator[RawRow]:
+    """The RawRow of one record's ``cells`` (none for a blank record)."""
+    if not cells or all(not c.strip() for c in cells):
+        return
+    raw = _csv_raw(cells, dialect)
+    if any(_has_surrogates(c) for c in cells):
+        yield RawRow(src, line_no, dict(zip(header, cells)), raw, "undecodable: not UTF-8")
+    elif len(cells) != len(header):
+        yield RawRow(src, line_no, dict(zip(header, cells)), raw,
+                     f"bad_csv_row: {len(cells)} cells, header has {len(header)}")
+    else:
+        yield RawRow(src, line_no, dict(zip(header, cells)), raw)
 
 
 def _read_parquet(path: Path, batch_rows: int) -> Iterator[RawRow]:

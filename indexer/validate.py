@@ -7,8 +7,10 @@ Pure logic except ``Validator``, which remembers ids already accepted so a repea
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from shopsearch.text import collapse_whitespace, strip_html
@@ -86,19 +88,45 @@ def _parse_float(value: Any, code: str, name: str) -> float | None:
         return None
     if isinstance(value, bool):
         raise RowError(code, f"{name} {value!r} is not a number")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (numbers.Real, Decimal)):  # Decimal: SQL's and Parquet's money columns
         number = float(value)
     elif isinstance(value, str):
-        s = value.strip().lstrip("$€£¥").replace(",", "").strip()
-        try:
-            number = float(s)
-        except ValueError:
+        number = _number_text(value)
+        if number is None:
             raise RowError(code, f"{name} {value!r} is not a number") from None
     else:
         raise RowError(code, f"{name} {value!r} is not a number")
     if not math.isfinite(number):
         raise RowError(code, f"{name} {value!r} is not finite")
     return number
+
+
+_THOUSANDS_COMMA = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")  # 1,299 and 1,299.00
+_DECIMAL_COMMA = re.compile(r"[+-]?\d{1,3}(\.\d{3})*,\d+|[+-]?\d+,\d{1,2}")  # 1.299,00 and 12,5
+_THOUSANDS_DOT = re.compile(r"[+-]?\d{1,3}(\.\d{3}){2,}")  # 1.299.000
+
+
+def _number_text(value: str) -> float | None:
+    """A number written as catalogs write prices, None when it is not one or could be read two ways.
+
+    A comma before groups of exactly three digits separates thousands (1,299.00); otherwise a comma is the
+    decimal mark (12,50; 1.299,00). Currency signs and spaces are dropped.
+
+    >>> [_number_text(s) for s in ("$1,299.00", "12,500", "1.299,00 €", "12,5", "1 299,90", "1,2,3", "12.5.6")]
+    [1299.0, 12500.0, 1299.0, 12.5, 1299.9, None, None]
+    """
+    s = "".join(value.split()).strip("$€£¥")
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    if _THOUSANDS_COMMA.fullmatch(s):
+        return float(s.replace(",", ""))
+    if _DECIMAL_COMMA.fullmatch(s):
+        return float(s.replace(".", "").replace(",", "."))
+    if _THOUSANDS_DOT.fullmatch(s):
+        return float(s.replace(".", ""))
+    return None
 
 
 def parse_price(value: Any) -> float | None:
@@ -255,14 +283,15 @@ class Validator:
         try:
             product = to_product(row, self.mapping)
         except RowError as exc:
-            return Verdict(None, exc.reason, self._id_of(row))
+            return Verdict(None, exc.reason, self.id_of(row))
         first = self._seen.get(product.id)
         if first is not None:
             return Verdict(None, f"{DUPLICATE_ID}: {product.id!r} first seen at line {first}", product.id)
         self._seen[product.id] = line
         return Verdict(product, None, product.id)
 
-    def _id_of(self, row: dict[str, Any]) -> str | None:
+    def id_of(self, row: dict[str, Any]) -> str | None:
+        """The id ``row`` names, None when it names none that could be a product's (the row is not checked)."""
         try:
             return parse_id(row.get(self.mapping.id), self.mapping.limits)
         except RowError:

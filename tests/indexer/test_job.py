@@ -129,6 +129,39 @@ def test_incremental_keeps_stored_version_of_a_row_that_now_fails_validation(tmp
     assert sink.get("shop", "p00002")["price"] == 7
 
 
+def test_incremental_keeps_stored_version_of_a_row_that_can_no_longer_be_read(tmp_path):
+    """Bytes that are not UTF-8, a JSON line cut short, a CSV row with a cell too many: each is quarantined, and
+    the product it names keeps its stored version rather than being deleted as gone from the catalog."""
+    rows = good_rows(6)
+    path = write_jsonl(tmp_path / "c.jsonl", rows)
+    sink, enc = MemorySink(), HashEncoder()
+    _run(path, sink, enc, tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b"Description", b"Descripci\xf3n")  # cp1252, not UTF-8
+    lines[3] = lines[3][:40] + b"\n"
+    path.write_bytes(b"".join(lines))
+    inc = _run(path, sink, enc, tmp_path)
+    assert (inc.quarantined, inc.deleted, inc.unchanged) == (2, 0, 4)
+    assert sink.get("shop", "p00001") is not None and sink.get("shop", "p00003") is not None
+
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("id,title,price\n" + "".join(f"{r['id']},{r['title']},{r['price']}\n" for r in rows))
+    sink = MemorySink()
+    _run(csv_path, sink, enc, tmp_path)
+    csv_path.write_text(csv_path.read_text().replace("p00002,Product 2 lamp,7", "p00002,Product 2 lamp,7,extra"))
+    inc = _run(csv_path, sink, enc, tmp_path)
+    assert (inc.quarantined, inc.deleted) == (1, 0) and sink.get("shop", "p00002")["price"] == 7
+
+
+def test_a_quarantine_path_that_cannot_be_written_fails_before_anything_is_written(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", good_rows(5))
+    (tmp_path / "notdir").write_text("x")
+    sink = MemorySink()
+    with pytest.raises(FileExistsError):
+        _run(path, sink, HashEncoder(), tmp_path, quarantine_path=tmp_path / "notdir" / "q.jsonl")
+    assert sink.resolve_alias("shop") is None and not sink.list_indices("shop")
+
+
 def test_cache_is_shared_across_runs_and_sinks(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", good_rows(30))
     enc = HashEncoder()

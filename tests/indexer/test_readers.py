@@ -21,11 +21,12 @@ def test_jsonl_rows_errors_and_line_numbers(tmp_path):
     rows = list(read_rows(path))
     assert [r.line for r in rows] == [1, 3, 4, 5, 6]
     assert rows[0].data == {"id": "1", "title": "Lamp"} and rows[0].error is None
-    assert rows[1].data is None and rows[1].error.startswith("undecodable:")
+    assert rows[1].error.startswith("undecodable:") and rows[1].data["id"] == "2"  # read only to name the product
     assert rows[1].raw == '{"id": "2", "title": "Caf\ufffd table"}'
-    assert rows[2].error.startswith("unparsable_json: expected an object")
+    assert rows[2].error.startswith("unparsable_json: expected an object") and rows[2].data is None
     assert rows[3].data == {"id": "4", "title": "Chair"}
     assert rows[4].error.startswith("unparsable_json:") and rows[4].raw == '{"id": "5", "title": "Trunc'
+    assert rows[4].data == {"id": "5"}
     assert all(r.source == str(path) for r in rows)
 
 
@@ -43,6 +44,29 @@ def test_csv_multiline_cells_bad_bytes_and_ragged_rows(tmp_path):
     assert rows[1].error.startswith("undecodable") and "\ufffd" in rows[1].raw
     assert rows[2].error == "bad_csv_row: 2 cells, header has 3"
     assert rows[3].data["title"] == "Desk, oak"
+
+
+def test_a_byte_order_mark_is_skipped_in_jsonl_and_before_a_quoted_csv_header(tmp_path):
+    jsonl, csv_ = tmp_path / "c.jsonl", tmp_path / "c.csv"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "1", "title": "Lamp"}\n')
+    csv_.write_bytes(b'\xef\xbb\xbf"id","title"\n"1","Lamp"\n')  # R's write.csv, Excel's "CSV UTF-8"
+    assert [r.data for r in read_rows(jsonl)] == [{"id": "1", "title": "Lamp"}]
+    assert [r.data for r in read_rows(csv_)] == [{"id": "1", "title": "Lamp"}]
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_a_field_that_only_starts_with_a_quote_swallows_no_rows(tmp_path, suffix):
+    """The csv module reads a field opened by a quote up to the next quote, rows later; where every line between
+    is a whole row by itself, they are those rows. A real multi-line cell stays one record."""
+    sep = "\t" if suffix == ".tsv" else ","
+    path = tmp_path / f"c{suffix}"
+    text = ("id|title|price\n1|\"Frozen Anna doll|9\n2|Lamp|5\n3|Samsung 32\" TV|300\n"
+            "4|\"Oak desk, two\nlines\"|7\n5|Rake|2\n").replace("|", sep)
+    path.write_text(text, encoding="utf-8")
+    rows = list(read_rows(path))
+    assert [(r.line, r.error) for r in rows] == [(2, None), (3, None), (4, None), (5, None), (7, None)]
+    assert [r.data["title"] for r in rows] == ['"Frozen Anna doll', "Lamp", 'Samsung 32" TV', "Oak desk, two\nlines",
+                                               "Rake"]
 
 
 def test_tsv_is_tab_separated(tmp_path):

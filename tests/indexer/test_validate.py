@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import numpy as np
 import pytest
 
 from shopsearch.indexer.fields import FieldLimits, FieldMapping
@@ -100,4 +103,17 @@ def test_duplicate_ids_first_valid_row_wins():
 def test_helpers():
     assert clean_text("a&lt;b  \t c", "t") == "a<b c"
     assert parse_price("") is None and parse_price(0) == 0.0
+
+
+@pytest.mark.parametrize("text, price", [("$1,299.00", 1299.0), ("1,299", 1299.0), ("12,50", 12.5), ("€12,50", 12.5),
+                                         ("1.299,00 €", 1299.0), ("1 299,90", 1299.9), ("1.299.000", 1299000.0),
+                                         ("0.5", 0.5), (Decimal("19.99"), 19.99), (np.float32(2.5), 2.5)])
+def test_prices_are_read_as_catalogs_write_them(text, price):
+    assert parse_price(text) == pytest.approx(price)
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "12.5.6", "1,299,00", "ten", "--1"])
+def test_a_price_that_reads_two_ways_or_none_is_bad(text):
+    with pytest.raises(RowError, match="bad_price"):
+        parse_price(text)
     assert parse_bool("no") is False and parse_bool(1) is True and parse_bool(None) is None
