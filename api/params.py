@@ -64,13 +64,39 @@ def _blank_is_absent(value: Any) -> Any:
     return value
 
 
+LIST_HELP = r"repeat or comma-separate; write a comma within a value as \, and a backslash as \\"
+_LIST_ITEM = re.compile(r"\\([,\\])|(,)")
+
+
+def split_list(text: str) -> list[str]:
+    r"""A list parameter's values: split at commas, where ``\,`` is a comma within a value and ``\\`` a backslash
+    (a facet value such as "Sonix, Inc." selects itself); any other backslash is kept as written.
+
+    >>> split_list(r"Acme,Sonix\, Inc.,a\\b\c")
+    ['Acme', 'Sonix, Inc.', 'a\\b\\c']
+    """
+    out, start, value = [], 0, []
+    for m in _LIST_ITEM.finditer(text):
+        value.append(text[start:m.start()])
+        if m.group(1):
+            value.append(m.group(1))
+        else:
+            out.append("".join(value))
+            value = []
+        start = m.end()
+    value.append(text[start:])
+    out.append("".join(value))
+    return out
+
+
 def _comma_list(value: Any) -> Any:
-    """Every occurrence split at commas, stripped, blanks dropped, duplicates removed (order kept)."""
+    """Every occurrence split as :func:`split_list` splits, stripped, blanks dropped, duplicates removed (order
+    kept)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)):
         return value
-    out = [v.strip() for raw in value for v in str(raw).split(",") if v.strip()]
+    out = [v.strip() for raw in value for v in split_list(str(raw)) if v.strip()]
     return tuple(dict.fromkeys(out))
 
 
@@ -147,14 +173,13 @@ class QueryParams(BaseModel):
 class FilterParams(QueryParams):
     """The filters shared by /search and /products/<id>/similar."""
 
-    brand: Names = Field((), description="Brands to keep (repeat or comma-separate)")
-    category: Categories = Field((), description="Categories to keep, any level of the path (repeat or "
-                                                 "comma-separate)")
+    brand: Names = Field((), description=f"Brands to keep ({LIST_HELP})")
+    category: Categories = Field((), description=f"Categories to keep, any level of the path ({LIST_HELP})")
     category_path: Paths = Field((), description="Category paths to keep with everything under them, e.g. "
-                                                 "'Home > Furniture' (repeat or comma-separate; each at most "
+                                                 f"'Home > Furniture' ({LIST_HELP}; each at most "
                                                  f"{MAX_PATH_CHARS} characters)")
     attr: AttributeFilters = Field((), description="Attribute values to keep, as name:value, e.g. color:red "
-                                                   "(repeat or comma-separate; values of one attribute OR, "
+                                                   f"({LIST_HELP}; values of one attribute OR, "
                                                    "attributes AND); the attributes the index facets",
                                    examples=["color:red"])
     price_min: Price = Field(None, description="Lowest price, inclusive (at most price_max, else 422)")

@@ -108,6 +108,22 @@ const Shop = (() => {
   const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
   const formatPrice = (p) => (typeof p === "number" ? money.format(p) : "Price on request");
 
+  // A list parameter (brand, category, category_path, attr) is split at commas by the API; a backslash before a
+  // comma makes it part of the value (two backslashes: one), so a facet value such as "Sonix, Inc." selects itself.
+  const listValue = (v) => String(v).replace(/\\/g, "\\\\").replace(/,/g, "\\,");
+  function splitList(text) {
+    const out = [];
+    let cur = "";
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (c === "\\" && (text[i + 1] === "," || text[i + 1] === "\\")) cur += text[++i];
+      else if (c === ",") { out.push(cur); cur = ""; }
+      else cur += c;
+    }
+    out.push(cur);
+    return out.map((v) => v.trim()).filter(Boolean);
+  }
+
   function qs(params) {
     const u = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) {
@@ -117,5 +133,5 @@ const Shop = (() => {
     return u.toString();
   }
 
-  return { h, ApiProblem, getJson, getText, postJson, friendly, debounce, formatPrice, qs };
+  return { h, ApiProblem, getJson, getText, postJson, friendly, debounce, formatPrice, qs, listValue, splitList };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { h, getJson, postJson, friendly, debounce, formatPrice, qs, ApiProblem } = Shop;
+  const { h, getJson, postJson, friendly, debounce, formatPrice, qs, listValue, splitList, ApiProblem } = Shop;
   const $ = (id) => document.getElementById(id);
   const PAGE_SIZE = 12;
   const FACET_LABELS = { brand: "Brand", category_lvl0: "Department", category_lvl1: "Category",
@@ -33,13 +33,13 @@
     state.q = p.get("q") || "";
     state.page = Math.max(1, parseInt(p.get("page") || "1", 10) || 1);
     state.size = Math.min(100, Math.max(1, parseInt(p.get("size") || "", 10) || PAGE_SIZE));
-    state.brand = p.getAll("brand");
-    state.category = p.getAll("category");
+    state.brand = p.getAll("brand").flatMap(splitList);  // the URL's lists read as the API reads them
+    state.category = p.getAll("category").flatMap(splitList);
     state.price_min = p.get("price_min") || "";
     state.price_max = p.get("price_max") || "";
     state.in_stock = p.get("in_stock") === "true";
-    state.category_path = p.getAll("category_path");
-    state.attr = p.getAll("attr");  // name:value
+    state.category_path = p.getAll("category_path").flatMap(splitList);
+    state.attr = p.getAll("attr").flatMap(splitList);  // name:value
     state.rating_min = p.get("rating_min") || "";
     state.sort = SORTS.includes(p.get("sort")) ? p.get("sort") : SORTS[0];
     $("q").value = state.q;
@@ -50,8 +50,9 @@
   }
 
   function filterParams() {
-    return { brand: state.brand, category: state.category, price_min: state.price_min, price_max: state.price_max,
-             in_stock: state.in_stock ? "true" : "", category_path: state.category_path, attr: state.attr,
+    return { brand: state.brand.map(listValue), category: state.category.map(listValue), price_min: state.price_min,
+             price_max: state.price_max, in_stock: state.in_stock ? "true" : "",
+             category_path: state.category_path.map(listValue), attr: state.attr.map(listValue),
              rating_min: state.rating_min };
   }
 

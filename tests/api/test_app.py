@@ -86,6 +86,20 @@ def test_search_filters_brand_list_and_repeat(client):
         assert body["facets"] == {}
 
 
+
+def test_a_comma_escaped_with_a_backslash_is_part_of_the_value():
+    from werkzeug.datastructures import MultiDict
+
+    from shopsearch.api.params import parse_params, request_models
+    from shopsearch.settings import load_settings
+
+    model = request_models(load_settings()).search
+    args = MultiDict([("q", "lamp"), ("brand", r"Sonix\, Inc.,Acme"), ("brand", "a\\\\b"),
+                      ("attr", r"color:red\, dark")])
+    params = parse_params(model, args)
+    assert params.brand == ("Sonix, Inc.", "Acme", "a\\b") and params.attr == ("color:red, dark",)
+
+
 def test_search_filters_price_stock_rating_category(client):
     body = client.get("/search?q=lamp&price_min=20&price_max=60&in_stock=true&rating_min=4"
                       "&category=Lighting&size=10").get_json()

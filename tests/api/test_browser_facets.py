@@ -19,7 +19,7 @@ from .conftest import ALIAS, CATALOG
 from .pages_support import make_pages_app, serve
 from .test_browser import _card_ids, _facet_counts, _shot, browser, chromium_path, page  # noqa: F401 - shared
 
-COLORS = {"p1": "red", "p2": "blue", "p3": "white", "p4": "red", "p5": "black", "p6": "green", "p7": "white",
+COLORS = {"p1": "red", "p2": "blue, navy", "p3": "white", "p4": "red", "p5": "black", "p6": "green", "p7": "white",
           "p8": "<b>teal</b>"}
 
 
@@ -58,7 +58,7 @@ def test_storefront_category_paths_price_rating_and_attribute_facets(colour_shop
     assert _facet_counts(page, "price") == {"0-25": 2, "25-50": 2, "50-100": 2, "100-250": 1}
     assert _facet_counts(page, "rating")["4+"] == 5
     colours = _facet_counts(page, "attr.color")
-    assert colours == {"red": 2, "white": 2, "blue": 1, "black": 1, "green": 1, "<b>teal</b>": 1}
+    assert colours == {"red": 2, "white": 2, "blue, navy": 1, "black": 1, "green": 1, "<b>teal</b>": 1}
     # catalog text is text: the markup value is shown as written, never parsed
     teal = page.locator('[data-facet="attr.color"] .facet-value', has_text="teal")
     expect(teal.locator(".facet-name")).to_have_text("<b>teal</b>")
@@ -79,7 +79,7 @@ def test_storefront_category_paths_price_rating_and_attribute_facets(colour_shop
     colour.locator('.facet-value[data-value="white"]').click()
     expect(page.locator("#results .card")).to_have_count(3)
     assert sorted(_card_ids(page)) == ["p1", "p3", "p7"]
-    assert _facet_counts(page, "attr.color") == {"red": 1, "white": 2, "blue": 1, "<b>teal</b>": 1}
+    assert _facet_counts(page, "attr.color") == {"red": 1, "white": 2, "blue, navy": 1, "<b>teal</b>": 1}
     assert re.search(r"attr=color%3Ared&attr=color%3Awhite", page.url)
 
     # a price bucket sets the range filter; its facet ignores it
@@ -101,3 +101,17 @@ def test_storefront_category_paths_price_rating_and_attribute_facets(colour_shop
 
     page.reload()  # every filter comes back from the URL
     expect(page.locator("#results .card")).to_have_count(1)
+
+
+def test_a_facet_value_holding_a_comma_selects_itself_and_comes_back_from_the_url(colour_shop, page):
+    from playwright.sync_api import expect
+
+    page.goto(colour_shop + "/?q=lamp")
+    expect(page.locator("#results .card")).to_have_count(8)
+    page.locator('[data-facet="attr.color"] .facet-value[data-value="blue, navy"]').click()
+    expect(page.locator("#results .card")).to_have_count(1)
+    assert _card_ids(page) == ["p2"] and "attr=color%3Ablue%5C%2C+navy" in page.url
+    expect(page.locator("#active-filters .chip")).to_have_text(["color: blue, navy ×"])
+    page.reload()
+    expect(page.locator("#results .card")).to_have_count(1)
+    expect(page.locator("#active-filters .chip")).to_have_text(["color: blue, navy ×"])
