@@ -213,7 +213,10 @@ class SearchParams(FilterParams):
     facets: Facets = Field(DEFAULT_FACETS, description=f"Comma list of facets to count "
                                                        f"({', '.join(FACET_FIELDS)}, attr.<attribute>, or "
                                                        f"{ALL_ATTRIBUTES}: every attribute facet of the index); "
-                                                       "empty or 'none' for none")
+                                                       "empty or 'none' for none. A category_lvlN value counts "
+                                                       "products with that name at level N, while the category "
+                                                       "filter keeps it at any level: to select exactly what a "
+                                                       "facet counted, use category_path")
     profile: Profile = Field("default", description="Ranking profile name (unknown: 400); when given, it overrides "
                                                     "the online experiment the client is in")
     explain: QueryBool = Field(False, description="Add per-stage scores (and the conversion model's feature "

@@ -5,10 +5,11 @@
   const { h, getJson, postJson, friendly, debounce, formatPrice, qs, listValue, splitList, ApiProblem } = Shop;
   const $ = (id) => document.getElementById(id);
   const PAGE_SIZE = 12;
-  const FACET_LABELS = { brand: "Brand", category_lvl0: "Department", category_lvl1: "Category",
-                         category_lvl2: "Subcategory" };
-  const FACET_PARAM = { brand: "brand", category_lvl0: "category", category_lvl1: "category",
-                        category_lvl2: "category" };
+  // Categories show as the category_path tree, whose values select exactly what they count (a level facet's
+  // value, as the category filter, would also keep that name at other levels).
+  const FACET_LABELS = { brand: "Brand" };
+  const FACET_PARAM = { brand: "brand" };
+  const FACETS = "brand,category_path,price,rating,attr.*";  // the ones shown: the engine counts no others
 
   // The orders /search offers over the whole matching set (plugin/engine.py SORTS); the first is the default.
   const SORTS = ["relevance", "price_asc", "price_desc", "rating"];
@@ -81,7 +82,7 @@
     // session_id: the id this page's events carry, so the API can enrol the shopper in an experiment and the
     // experiment report can join the search to its clicks
     const params = { q: state.q, page: state.page, size: state.size, ...filterParams(), sort: state.sort,
-                     highlight: "true", session_id: sessionId };
+                     facets: FACETS, highlight: "true", session_id: sessionId };
     setStatus("Searching…", "loading");
     document.body.classList.add("busy");
     try {
