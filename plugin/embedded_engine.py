@@ -549,6 +549,8 @@ class EmbeddedEngine:
             near = vec >= np.float32(rule.min_score)
             scores = (scores + np.where(near, vec, np.float32(0.0))).astype(np.float32)
             matched = matched | near
+        if rule.also:
+            matched = matched | np.isin(snap.ids, np.array(rule.also, dtype=str))
         return scores, matched
 
     def _hits(self, idx: _Index, snap: Snapshot, scored: list[tuple[str, float]], query: str | None) -> list[Hit]:

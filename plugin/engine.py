@@ -262,12 +262,15 @@ class MatchRule:
     filters are not used); ``vector`` with ``min_score`` (on the ``(1 + cos) / 2`` scale, > 0) the vector match.
     Neither given: every product passing ``filters`` (browse). The relevance order of the set is the lexical score
     plus the vector score of the products that clear ``min_score`` (what OpenSearch's bool ``should`` sums).
+    ``also``: ids matched besides, scoring nothing (a pinned product the query does not match), so the count and
+    the facets are of the whole result set the shopper is shown.
     """
 
     lexical: BM25Leg | None = None
     vector: Sequence[float] | None = None
     min_score: float = 1.0
     filters: Filters = Filters()
+    also: tuple[str, ...] = ()
 
 
 def unavailable_sort(sort: str) -> str:

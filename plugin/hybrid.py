@@ -307,6 +307,7 @@ class HybridSearcher:
                 try:
                     arranged = arrange_head(self.engine, self.index, plan, fused, rule, deadline)
                     fused = arranged.fused
+                    rule = replace(rule, also=arranged.extra)
                 except DeadlineExceeded:
                     reasons.append("merchandise:deadline")
                     notes.append("deadline: the pin, boost and bury rules were not applied in time")
@@ -359,7 +360,7 @@ class HybridSearcher:
             except DeadlineExceeded:
                 pass  # only what the page is logged against is lost: it is served without
             timings["fetch"] = _ms(t)
-        total = max(page.total + arranged.extra, len(fused))
+        total = max(page.total, len(fused))
         tail = list(page.hits)  # then the buried products, which hold the last places
         tail += arranged.buried_page(start + len(hits) + len(tail), req.size - len(hits) - len(tail), total)
         for h in tail:

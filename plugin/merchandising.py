@@ -227,13 +227,13 @@ def rearrange(hits: Sequence[ScoredHit], *, boost: bool = False) -> list[ScoredH
 class Arranged:
     """The ranked head after a plan's pins, boosts and bury (:func:`arrange_head`), and what the page needs.
 
-    ``fused``: the head in its new order (pinned products in it, buried ones out); ``extra``: pinned products the
-    query does not match (added to ``total``); ``buried``: the buried products the query matches, with their
+    ``fused``: the head in its new order (pinned products in it, buried ones out); ``extra``: the ids of pinned
+    products the query does not match (the match counts and facets them: ``MatchRule.also``); ``buried``: the buried products the query matches, with their
     products, shown after every other result; ``pins``/``boosts``: what :func:`mark` writes on the hits.
     """
 
     fused: list[Fused]
-    extra: int = 0
+    extra: tuple[str, ...] = ()
     buried: list[Hit] = field(default_factory=list)
     pins: dict[str, int] = field(default_factory=dict)
     boosts: dict[str, float] = field(default_factory=dict)
@@ -292,4 +292,4 @@ def arrange_head(engine: Engine, index: str, plan: Plan, fused: Sequence[Fused],
     items = [f for f in fused if f.id not in plan.bury] + [Fused(i, 0.0) for i in pins if i not in by_id]
     head = arrange(items, lambda f: f.id, pins, boosts)
     buried = [matched[i] for i in plan.bury if i in matched]
-    return Arranged(head, extra=sum(1 for i in pins if i not in matched), buried=buried, pins=pins, boosts=boosts)
+    return Arranged(head, extra=tuple(i for i in pins if i not in matched), buried=buried, pins=pins, boosts=boosts)

@@ -244,6 +244,8 @@ def match_clause(rule: MatchRule, filters: Filters) -> dict[str, Any]:
         check_min_score(rule.min_score)
         knn = knn_body(KnnLeg(rule.vector, filters=filters, min_score=rule.min_score))["query"]
         should.append(knn)
+    if rule.also and should:  # matched besides, scoring nothing
+        should.append({"constant_score": {"filter": {"ids": {"values": list(rule.also)}}, "boost": 0.0}})
     must, must_not = filter_clauses(filters)
     bool_q: dict[str, Any] = {"filter": must}
     if must_not:

@@ -101,13 +101,18 @@ def walk(searcher, query, **kw) -> list[str]:
 
 def test_pin_puts_products_at_their_positions_and_counts_an_unmatched_one(setup):
     searcher, rules, _ = setup
-    base = search(searcher, "lamp")
+    base = search(searcher, "lamp", facets=("brand", "category_lvl0"))
     write(rules, '[[rule]]\nname = "pins"\nqueries = ["lamp"]\n'
                  'pin = [{id = "p13", position = 1}, {id = "p25", position = 3}]\n')
-    resp = search(searcher, "Lamp ", explain=True)
+    resp = search(searcher, "Lamp ", explain=True, facets=("brand", "category_lvl0"))
     assert [h.id for h in resp.hits][0] == "p13" and resp.hits[2].id == "p25"  # p25 is a drill: not matched
     assert resp.rules_applied == ("pins",) and resp.hits[0].stages["pinned"] == 1.0
     assert resp.total == base.total + 1
+    # the facets count what total counts: the shown drill too, so a facet's count is what its filter returns
+    assert dict(resp.facets["category_lvl0"]) == {**dict(base.facets["category_lvl0"]), "Tools": 1}
+    brightway = dict(resp.facets["brand"])["Brightway"]
+    assert brightway == dict(base.facets["brand"])["Brightway"] + 1
+    assert search(searcher, "lamp", filters=replace_brand("Brightway")).total == brightway
     ids = walk(searcher, "lamp")
     assert len(ids) == len(set(ids)) == resp.total
     assert search(searcher, "lamp", filters=replace_brand("Lumo")).hits[2].id != "p25"  # p25 is Brightway
