@@ -20,6 +20,7 @@ malformed or over a limit, 422 when values are valid alone but inconsistent toge
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, NamedTuple, TypeVar
 
@@ -96,7 +97,8 @@ def _comma_list(value: Any) -> Any:
         value = [value]
     if not isinstance(value, (list, tuple)):
         return value
-    out = [v.strip() for raw in value for v in split_list(str(raw)) if v.strip()]
+    # NFC: as the indexer stores catalog text, so a value typed with a combining accent still matches
+    out = [unicodedata.normalize("NFC", v.strip()) for raw in value for v in split_list(str(raw)) if v.strip()]
     return tuple(dict.fromkeys(out))
 
 

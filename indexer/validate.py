@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -53,7 +54,7 @@ def reason_code(reason: str) -> str:
 
 def clean_text(value: Any, name: str) -> str:
     """Text normalised for indexing: :func:`~shopsearch.text.strip_html`, control characters and whitespace runs
-    as one space.
+    as one space, composed (NFC: a "Café" typed with a combining accent is one brand, one facet value).
 
     Raises:
         RowError: bytes that are not UTF-8 (``undecodable``) or a value that is not text.
@@ -74,7 +75,7 @@ def clean_text(value: Any, name: str) -> str:
         raise RowError(BAD_TEXT, f"{name} must be text, got {type(value).__name__}")
     if "\ufffd" in value and value.count("\ufffd") == len(value.strip()):
         raise RowError(UNDECODABLE, f"{name} is only replacement characters")
-    return collapse_whitespace(_CONTROL.sub(" ", strip_html(value)))
+    return unicodedata.normalize("NFC", collapse_whitespace(_CONTROL.sub(" ", strip_html(value))))
 
 
 def _check_len(text: str, limit: int, name: str) -> str:

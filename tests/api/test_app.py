@@ -94,10 +94,10 @@ def test_a_comma_escaped_with_a_backslash_is_part_of_the_value():
     from shopsearch.settings import load_settings
 
     model = request_models(load_settings()).search
-    args = MultiDict([("q", "lamp"), ("brand", r"Sonix\, Inc.,Acme"), ("brand", "a\\\\b"),
+    args = MultiDict([("q", "lamp"), ("brand", r"Sonix\, Inc.,Acme"), ("brand", "a\\\\b"), ("brand", "Cafe\u0301"),
                       ("attr", r"color:red\, dark")])
     params = parse_params(model, args)
-    assert params.brand == ("Sonix, Inc.", "Acme", "a\\b") and params.attr == ("color:red, dark",)
+    assert params.brand == ("Sonix, Inc.", "Acme", "a\\b", "Caf\u00e9") and params.attr == ("color:red, dark",)
 
 
 def test_search_filters_price_stock_rating_category(client):

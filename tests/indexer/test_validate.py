@@ -102,6 +102,7 @@ def test_duplicate_ids_first_valid_row_wins():
 
 def test_helpers():
     assert clean_text("a&lt;b  \t c", "t") == "a<b c"
+    assert clean_text("Cafe\u0301", "brand") == "Caf\u00e9"  # one facet value, however the accent was typed
     assert parse_price("") is None and parse_price(0) == 0.0
 
 
