@@ -158,7 +158,7 @@ class RecommendationMemory:
             return
         now = e.time.timestamp()
         for at, other in client.basket:
-            if other != e.product_id and now - at <= lim.basket_window_s:
+            if other != e.product_id and abs(now - at) <= lim.basket_window_s:  # logs may come out of order
                 self._pair(e.product_id, other)
                 self._pair(other, e.product_id)
         client.basket.append((now, e.product_id))

@@ -96,20 +96,37 @@ def _iso(value: str) -> datetime | None:
         return None
 
 
+MAX_AHEAD_S = 86_400.0  # how far a client's clock may run ahead of the server's
+
+
+def not_ahead(ts: datetime) -> datetime:
+    """``ts`` (aware), unless it is more than :data:`MAX_AHEAD_S` ahead of the server's clock: an event from the
+    future would sort after everything and pair with every later purchase.
+
+    Raises:
+        ValueError: ``ts`` is further ahead.
+    """
+    if (ts - datetime.now(timezone.utc)).total_seconds() > MAX_AHEAD_S:
+        raise ValueError(f"{format_timestamp(ts)} is more than a day ahead of the server's clock")
+    return ts
+
+
 def _client_time(value: Any) -> datetime:
-    """A client's timestamp: ISO 8601 with a timezone, or epoch seconds (not a bool)."""
+    """A client's timestamp: ISO 8601 with a timezone, or epoch seconds (not a bool), at most a day ahead."""
     if isinstance(value, str):
         ts = _iso(value)
         if ts is not None and ts.tzinfo is not None:
             try:
-                return ts.astimezone(timezone.utc)
+                return not_ahead(ts.astimezone(timezone.utc))
             except OverflowError:  # 9999-12-31T23:59:59-01:00
                 raise ValueError(f"{value} is out of range in UTC") from None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, tz=timezone.utc)
+            ts = datetime.fromtimestamp(value, tz=timezone.utc)
         except (ValueError, OverflowError, OSError):
             pass
+        else:
+            return not_ahead(ts)
     raise ValueError("not ISO 8601 with a timezone nor epoch seconds")
 
 
@@ -135,7 +152,7 @@ _RULES = {
     "position": f"an integer between 1 and {MAX_POSITION} (1-based)",
     "price": "a finite number >= 0",
     "query": f"a string of at most {MAX_QUERY} characters",
-    "timestamp": "ISO 8601 with a timezone or epoch seconds",  # a client's; a stored one: _STORED_RULES
+    "timestamp": "ISO 8601 with a timezone or epoch seconds, at most a day ahead",  # a client's; a stored one: _STORED_RULES
     "simulated": "true or false",
     "schema_version": str(SCHEMA_VERSION),
     "token": f"the hit's token from the /search response (a string of at most {MAX_TOKEN} characters)",

@@ -37,7 +37,7 @@ from typing import Annotated, Any, NamedTuple
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from .events import (EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, format_timestamp,
-                     parse_event)
+                     not_ahead, parse_event, parse_timestamp)
 
 UBI_VERSION = "1.0.0"
 APPLICATION = "shopsearch"
@@ -376,6 +376,7 @@ def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEv
     try:
         given = UbiEvent.model_validate(payload, context={CLIENT: True})
         timestamp = _utc(given.timestamp)
+        not_ahead(parse_timestamp(timestamp))
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         path = where + ".".join(str(part) for part in err["loc"]) if err["loc"] else where.rstrip(".") or "body"

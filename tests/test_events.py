@@ -55,6 +55,8 @@ def test_parse_event_normalises_client_timestamps_to_utc():
     ({"timestamp": "yesterday"}, "timestamp"),
     ({"timestamp": "2026-03-01T12:00:00"}, "timestamp"),  # no timezone
     ({"timestamp": True}, "timestamp"),
+    ({"timestamp": "9999-12-31T00:00:00Z"}, "timestamp"),  # from the future: would pair with every later purchase
+    ({"timestamp": 253402214400}, "timestamp"),
     ({"colour": "red"}, "colour"),
     ({"simulated": True}, "simulated"),  # set by the simulator, never by a client
     ({"event_id": ""}, "event_id"),  # the client's retry key: a non-empty id

@@ -91,6 +91,8 @@ def test_parse_ubi_event_accepts_any_action_but_checks_the_known_ones():
         with pytest.raises(EventError) as err:
             parse_ubi_event(raw, "e", "[3].")
         assert err.value.parameter == parameter, (raw, str(err.value))
+    with pytest.raises(EventError, match=r"^\[3\]\.timestamp: 9999-01-01T00:00:00Z is more than a day ahead"):
+        parse_ubi_event({"action_name": "view", "timestamp": "9999-01-01T00:00:00Z"}, "e", "[3].")
 
 
 def test_parse_event_batch_mixes_both_formats_all_or_nothing():

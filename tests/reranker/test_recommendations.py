@@ -55,6 +55,9 @@ def test_purchases_further_apart_than_the_window_do_not_pair():
     memory.add(_ev("purchase", "x", "u", 0), "u")
     memory.add(_ev("purchase", "y", "u", 120), "u")
     assert memory.inputs("u", ["x"], Affinity()).together == []
+    memory.add(_ev("purchase", "z", "u", 3000), "u")  # out of order: an earlier purchase logged later
+    memory.add(_ev("purchase", "w", "u", 0), "u")
+    assert memory.inputs("u", ["z"], Affinity()).together == []
 
 
 def test_the_history_refresh_feeds_the_memory(tmp_path):
