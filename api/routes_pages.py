@@ -47,8 +47,9 @@ DEFAULT_PAIR = ("bm25", "default")
 @bp.get("/")
 @role("public")  # a page shell: its data comes from /search with the embedded key
 def storefront():
-    """The storefront: search box with autocomplete, facets, result cards, similar products."""
-    return render_template("storefront.html")
+    """The storefront: search box with autocomplete, facets, result cards, similar products (paged as deep as the
+    API's ``max_depth`` lets it)."""
+    return render_template("storefront.html", max_depth=service().config.max_depth)
 
 
 @bp.get("/console")

@@ -5,6 +5,7 @@
   const { h, getJson, postJson, friendly, debounce, formatPrice, qs, listValue, splitList, ApiProblem } = Shop;
   const $ = (id) => document.getElementById(id);
   const PAGE_SIZE = 12;
+  const MAX_DEPTH = parseInt(document.body.dataset.maxDepth, 10) || 1000;  // the API's max_depth: pages past it are 422
   // Categories show as the category_path tree, whose values select exactly what they count (a level facet's
   // value, as the category filter, would also keep that name at other levels).
   const FACET_LABELS = { brand: "Brand" };
@@ -364,7 +365,7 @@
 
   // --- pagination ----------------------------------------------------------------------------------------------
   function renderPager(body) {
-    const pages = Math.min(Math.ceil(body.total / body.size), Math.floor(1000 / body.size));
+    const pages = Math.min(Math.ceil(body.total / body.size), Math.floor(MAX_DEPTH / body.size));
     if (pages <= 1) { $("pager").replaceChildren(); return; }
     const go = (p) => () => { state.page = p; runSearch(); window.scrollTo({ top: 0 }); };
     const items = [h("button", { type: "button", disabled: body.page <= 1, onclick: go(body.page - 1) }, "‹ Prev")];
