@@ -6,8 +6,10 @@ the stream carries on with the next row. Such a row still carries what could be 
 incremental job can tell which product it meant and keep that product's stored version.
 
 A UTF-8 byte-order mark at the start of a file is skipped. A CSV or TSV record that the csv module reads across
-several lines because a field merely starts with a quote (``"Frozen" doll``), where each of those lines is a
-whole row by itself, is read as those rows: a stray quote must not swallow the products below it.
+several lines because a field merely starts with a quote (``"Frozen doll``, closed rows later by an inch mark:
+``32" TV``), is read as those lines' rows when each is a whole row by itself: a stray quote must not swallow the
+products below it. In a CSV, a well-formed quoted field (closed by a quote before a delimiter or the line's end)
+keeps its line breaks, whatever commas its lines hold.
 """
 
 from __future__ import annotations
@@ -184,7 +186,10 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
                     yield from _csv_row(src, line_no + i, header, row, dialect)
                 continue
             line_no, start = start, reader.line_num + 1
-            rows = _one_row_a_line(lines.taken, dialect, len(header)) if len(lines.taken) > 1 else None
+            rows = None
+            # a TSV's prose holds no tabs: lines of a quoted cell that each hold a whole row's tabs are rows
+            if len(lines.taken) > 1 and (dialect.delimiter == "\t" or not _well_formed(lines.taken, dialect)):
+                rows = _one_row_a_line(lines.taken, dialect, len(header))
             for i, row in rows or [(0, cells)]:
                 yield from _csv_row(src, line_no + i, header, row, dialect)
 
@@ -202,6 +207,15 @@ class _Lines:
         line = next(self.f)
         self.taken.append(line)
         return line
+
+
+def _well_formed(lines: list[str], dialect: Any) -> bool:
+    """Whether ``lines`` are one record by the strict rules: every quoted field closed by a quote that stands
+    before a delimiter or the line's end (what a CSV writer makes of a text holding line breaks)."""
+    try:
+        return len(list(csv.reader(lines, dialect, strict=True))) == 1
+    except csv.Error:
+        return False
 
 
 def _one_row_a_line(lines: list[str], dialect: Any, width: int) -> list[tuple[int, list[str]]] | None:

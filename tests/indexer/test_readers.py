@@ -69,6 +69,13 @@ def test_a_field_that_only_starts_with_a_quote_swallows_no_rows(tmp_path, suffix
                                                "Rake"]
 
 
+def test_a_well_formed_multi_line_csv_cell_stays_one_record_whatever_commas_its_lines_hold(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text('id,title,price\n6,"Lamp, red\nwarm, dim",7\n7,Rake,2\n', encoding="utf-8")  # 3 cells a line
+    assert [(r.line, r.data) for r in read_rows(path)] == [(2, {"id": "6", "title": "Lamp, red\nwarm, dim", "price": "7"}),
+                                                         (4, {"id": "7", "title": "Rake", "price": "2"})]
+
+
 def test_tsv_is_tab_separated(tmp_path):
     path = tmp_path / "c.tsv"
     path.write_text("id\ttitle\n1\tLamp, red\n", encoding="utf-8")
