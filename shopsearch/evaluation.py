@@ -7,7 +7,8 @@ Metrics of a search run (:data:`METRICS`, scored by :func:`evaluate`):
 - ``judged@10``: share of the products shown in the top 10 that were judged, of any grade (a shorter list is
   measured on what it shows). Not a quality metric: it says how far the others can be trusted.
 "Relevant" means grade >= 1 (:data:`RELEVANT_GRADE`): on crowdflower, grade 0 is "irrelevant" and 1..3 are
-"somewhat" to "highly" relevant. Unjudged products count as not relevant, as trec_eval counts them, so a ranking
+"somewhat" to "highly" relevant. A negative grade (TREC's -2 for junk) counts as 0: judged, not relevant, no
+gain (ir-measures' trec_eval backend crashes the process on a query whose only grades are negative). Unjudged products count as not relevant, as trec_eval counts them, so a ranking
 that shows products the judges never saw scores lower whether or not they are relevant: read an nDCG@10 delta
 beside the two rankings' judged@10. A judged query with no results, or missing from the rankings, scores 0 on every
 metric instead of vanishing from the mean.
@@ -108,7 +109,7 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
     per_query = {q: {name: 0.0 for name in METRICS} for q in evaluated}
     keep = set(evaluated)
     shown = {q: docs for q, docs in rankings.items() if q in keep}
-    kept_qrels = [q for q in qrels if q.query_id in keep]
+    kept_qrels = [q._replace(relevance=max(q.relevance, 0)) for q in qrels if q.query_id in keep]
     parts = [(tuple(METRICS), shown)]
     if judged_only:  # judged@10 still reads the rankings as shown: on judged products only it would always be 1
         parts = [(tuple(n for n in METRICS if n != "judged@10"), judged_rankings(kept_qrels, shown)),
@@ -324,4 +325,4 @@ def _integer_grades(pool: object, grades: Sequence[int]) -> list[int]:
     if bad.size:
         raise ValueError(f"pool {pool!r}: grades must be integers (ir-measures relevance levels), got "
                          f"{float(bad[0])!r}; scale and round real-valued gains explicitly")
-    return [int(v) for v in values]
+    return [max(0, int(v)) for v in values]  # a negative grade: judged, no gain (see the module notes)

@@ -127,6 +127,23 @@ def test_pool_ties_follow_the_pool_order_and_nan_ranks_last():
     assert ndcg_at_k([float("nan"), 0.1], [0, 1]) == 1.0
 
 
+def test_a_negative_grade_is_judged_and_not_relevant():
+    """TREC's -2 (junk): no gain, judged. In a child process, as ir-measures' trec_eval backend crashed the whole
+    process on a query whose only grades were negative."""
+    import subprocess
+    import sys
+
+    script = ("from shopsearch.evaluation import evaluate, per_pool_ndcg\n"
+              "from shopsearch.judgments import Qrel\n"
+              "r = evaluate([Qrel('q1', 'a', 1), Qrel('q2', 'a', -2), Qrel('q3', 'a', -1), Qrel('q3', 'b', 2)],\n"
+              "             {'q1': ['a'], 'q2': ['a'], 'q3': ['a', 'b']})\n"
+              "print(r.per_query['q2']['ndcg@10'], r.per_query['q2']['judged@10'], r.per_query['q3']['mrr@10'])\n"
+              "print(per_pool_ndcg({'x': ([0.9, 0.1], [-2, -2])}))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["0.0 1.0 0.5", "{'x': 0.0}"]
+
+
 def test_pool_grades_must_be_integers():
     assert ndcg_at_k([0.9, 0.1], np.array([2.0, 0.0])) == 1.0  # integral floats are fine
     with pytest.raises(ValueError, match=r"pool 'x': grades must be integers .*got 0\.5"):
