@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Iterable, Mapping
 
 from shopsearch.api.cli_args import add_ranking_args, add_report_args, write_reports
-from shopsearch.judgments import FORMATS, Qrel, read_judgments, read_queries
+from shopsearch.judgments import FORMATS, Qrel, query_id_for, read_judgments, read_queries
 
 HELP = """\
 Compare ranking profile B against baseline profile A on one index and one judgment list.
@@ -60,9 +61,21 @@ def add_judgment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wands-queries", help="WANDS query file (default: query.csv beside --qrels)")
 
 
+def warn_textless(judged: Iterable[str], texts: Mapping[str, str], qrels_path: str, queries_path: str) -> int:
+    """Say on stderr how many judged queries have no text in the queries file (they cannot be run, so they are
+    left out of every mean); returns that number."""
+    missing = [q for q in dict.fromkeys(judged) if q not in texts]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        print(f"warning: {len(missing)} judged queries of {qrels_path} have no text in {queries_path} and are "
+              f"left out ({shown})", file=sys.stderr)
+    return len(missing)
+
+
 def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | None,
                         wands_queries: str | None = None) -> tuple[list[Qrel], dict[str, str]]:
-    """The judgments and the (qid -> text) queries to run, judged ones only.
+    """The judgments and the (qid -> text) queries to run, judged ones only (judged queries without text are
+    named on stderr: :func:`warn_textless`).
 
     Raises:
         ValueError: TREC qrels without a --queries file, or no judged query to run.
@@ -70,6 +83,9 @@ def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | No
     judgments = read_judgments(qrels_path, fmt, queries_path=wands_queries)
     if queries_path:
         texts = {q.qid: q.text for q in read_queries(queries_path)}
+        if judgments.queries:  # CSV and Quepid key a query by its text's id: the file selects by either
+            by_text = {query_id_for(text): qid for qid, text in texts.items()}
+            texts = {qid: text for qid, text in judgments.queries.items() if qid in texts or qid in by_text}
     elif judgments.queries:
         texts = dict(judgments.queries)
     else:
@@ -79,6 +95,10 @@ def load_judged_queries(qrels_path: str, fmt: str | None, queries_path: str | No
     todo = {qid: text for qid, text in texts.items() if qid in judged}
     if not todo:
         raise ValueError(f"queries: none of the {len(texts)} queries has judgements in {qrels_path}")
+    warn_textless(judgments.query_ids, texts, qrels_path, queries_path or qrels_path)
+    if len(todo) < len(texts):
+        print(f"{len(texts) - len(todo)} queries of {queries_path or qrels_path} have no judgments in {qrels_path}: "
+              f"not run", file=sys.stderr)
     return list(judgments.qrels), todo
 
 

@@ -57,6 +57,7 @@ def _table(report, per_query: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the eval command; returns the exit code."""
+    from shopsearch.api.cmd_compare import warn_textless
     from shopsearch.api.ranking_runs import rank_profiles
     from shopsearch.evaluation import evaluate
     from shopsearch.judgments import read_qrels, read_queries
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if not todo:
         raise ValueError(f"queries: none of the {len(queries)} queries in {args.queries} has judgements "
                          f"in {args.qrels}")
+    textless = warn_textless((q.query_id for q in qrels), {q.qid: q.text for q in queries}, args.qrels,
+                             args.queries)
     ranked = rank_profiles(args, todo, [args.profile], "eval")
     if ranked is None:
         return 1
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                f"Recall@100 {m['recall@100']:.4f}, MRR@10 {m['mrr@10']:.4f}, Judged@10 {m['judged@10']:.4f}")
     if args.json:
         out: dict = {**report.metrics, "queries": report.queries, "degraded": degraded,
+                     "unjudged": len(report.unjudged), "textless": textless,
                      **({"judged_only": True} if args.judged_only else {})}
         if args.per_query:
             out["per_query"] = report.per_query

@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from shopsearch.evaluation import METRICS, evaluate, judged_rankings
+from shopsearch.evaluation import METRICS, evaluate, json_safe, judged_rankings
 
 STAT_TESTS = ("randomization", "ttest")
 TIE_EPS = 1e-9  # per-query differences smaller than this are ties (float noise from the metric code)
@@ -100,8 +100,8 @@ class CompareReport:
         return wins[:n], losses[:n]
 
     def to_dict(self) -> dict:
-        """A JSON-able dict (the CLI's ``--json``)."""
-        return {
+        """A JSON-able dict (the CLI's ``--json``); a NaN (one query's interval) becomes null."""
+        return json_safe({
             "a": self.name_a, "b": self.name_b, "queries": self.queries, "stat_test": self.stat_test,
             "alpha": self.alpha, "random_seed": self.random_seed, "permutations": self.permutations,
             "judged_only": self.judged_only,
@@ -112,7 +112,7 @@ class CompareReport:
                         for m in self.metrics.values()},
             "missing_a": list(self.missing_a), "missing_b": list(self.missing_b), "unjudged": list(self.unjudged),
             "per_query": {q.qid: {"text": q.text, "a": q.a, "b": q.b} for q in self.per_query},
-        }
+        })
 
 
 def compare_metric(name: str, mean_a: float, mean_b: float, diffs: Sequence[float], *,

@@ -247,7 +247,7 @@ def detect_format(path: str | Path) -> str:
         if set(needed) <= cols:
             return fmt
     parts = first.split()
-    if len(parts) == 4 and parts[3].lstrip("-").isdigit():
+    if len(parts) == 4 and re.fullmatch(r"-?\d+(\.0*)?", parts[3]):  # 2 or 2.0, as read_qrels reads them
         return "trec"
     raise ValueError(
         f"{path}:1: cannot tell the judgment format from {first[:80]!r}; expected TREC 'qid 0 doc grade', or a "
@@ -404,8 +404,11 @@ def _csv_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, st
 
 
 def _esci_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, str]:
+    text = row["query"].strip()
+    if not text:  # run as a browse, it would score 0 in every mean
+        raise ValueError(f"{path}:{n}: empty query")
     return (row["query_id"].strip(), row["product_id"].strip(), _label(path, n, row["esci_label"], ESCI_GRADES,
-                                                                         "esci"), row["query"].strip())
+                                                                         "esci"), text)
 
 
 def _wands_row(path: Path, n: int, row: dict[str, str]) -> tuple[str, str, int, None]:

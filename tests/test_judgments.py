@@ -43,6 +43,7 @@ def test_the_record_is_ir_measures_qrel(tmp_path):
      r"bad.csv:2: esci label must be one of .*got 'X'"),
     ("clash.csv", None, "query_id,query,product_id,esci_label\n7,lamp,B01,E\n7,desk,B02,E\n",
      r"clash.csv:3: query id '7' has text 'desk' here but 'lamp' earlier"),
+    ("blank.csv", None, "query_id,query,product_id,esci_label\n7,  ,B01,E\n", r"blank.csv:2: empty query"),
 ])
 def test_judgment_file_errors_name_the_line(tmp_path, name, fmt, text, message):
     with pytest.raises(ValueError, match=message):
@@ -118,6 +119,7 @@ def test_csv_and_quepid_lists_read_a_query_text_without_its_text_cell_mark(tmp_p
 
 
 def test_detect_and_override(tmp_path):
+    assert detect_format(_write(tmp_path, "float.txt", "q1 0 d1 3.0\nq1 0 d2 -2\n")) == "trec"  # as read_qrels reads
     p = _write(tmp_path, "weird.txt", "hello world\n")
     with pytest.raises(ValueError, match=r"weird.txt:1: cannot tell the judgment format"):
         detect_format(p)

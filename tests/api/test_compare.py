@@ -182,6 +182,20 @@ def test_compare_command_writes_reports(tiny_index, tiny_bi_encoder_dir, tmp_pat
     assert "| mrr@10 |" in (tmp_path / "r.md").read_text()
 
 
+def test_compare_selects_csv_judged_queries_by_a_queries_file_and_writes_json_null(tiny_index, tiny_bi_encoder_dir,
+                                                                                   tmp_path, capsys):
+    d, root = tiny_index
+    (tmp_path / "q.tsv").write_text("a\tkettle\n")  # its own qid: the CSV's are ids of the texts
+    argv = ["compare", "--index", "tiny", "--engine", "embedded", "--root", str(root), "--model",
+            str(tiny_bi_encoder_dir), "--qrels", str(d / "judgments.csv"), "--queries", str(tmp_path / "q.tsv"),
+            "--no-progress", "--json", "dense", "bm25"]
+    assert _run(argv) == 0
+    text = capsys.readouterr().out
+    out = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert out["queries"] == 1 and [v["text"] for v in out["per_query"].values()] == ["kettle"]
+    assert out["metrics"]["ndcg@10"]["ci95"] == [None, None]  # one query: no interval
+
+
 def test_compare_command_errors(tiny_index, tiny_bi_encoder_dir, capsys):
     d, root = tiny_index
     base = ["compare", "--index", "tiny", "--engine", "embedded", "--root", str(root), "--model",

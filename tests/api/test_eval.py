@@ -49,13 +49,27 @@ def test_eval_json_on_tiny_index(tiny_index, tiny_bi_encoder_dir, capsys):
     d, root = tiny_index
     assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--per-query")) == 0
     out = json.loads(capsys.readouterr().out)  # exactly one JSON object on stdout
-    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries", "degraded", "per_query"}
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries", "degraded", "per_query",
+                        "unjudged", "textless"}
+    assert (out["unjudged"], out["textless"]) == (1, 0)  # t4 has no judgments
     assert out["queries"] == 3 and set(out["per_query"]) == {"t1", "t2", "t3"}
     for name in ("ndcg@10", "recall@100", "mrr@10", "judged@10"):
         assert 0.0 <= out[name] <= 1.0
         assert all(0.0 <= s[name] <= 1.0 for s in out["per_query"].values())
     # Every relevant product is among 6 candidates: recall@100 is 1 whatever the (random) dense leg does.
     assert out["recall@100"] == pytest.approx(1.0)
+
+
+def test_judged_queries_without_text_are_named_not_dropped_silently(tiny_index, tiny_bi_encoder_dir, tmp_path,
+                                                                     capsys):
+    d, root = tiny_index
+    (tmp_path / "q.tsv").write_text("t1\tred lamp\n")
+    argv = eval_argv(d, root, tiny_bi_encoder_dir, "--json")
+    argv[argv.index(str(d / "queries.tsv"))] = str(tmp_path / "q.tsv")
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["textless"] == 2
+    assert "warning: 2 judged queries of" in captured.err and "left out (t2, t3)" in captured.err
 
 
 def test_eval_bm25_profile_finds_exact_matches_first(tiny_index, tiny_bi_encoder_dir, capsys):
