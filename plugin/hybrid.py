@@ -231,7 +231,7 @@ class HybridSearcher:
         if query:
             t = time.perf_counter()
             speller = self.spellers.get()
-            correction = speller.correct(query)
+            correction = speller.correct(query, keep=self.merchandising.synonyms(self.index).words)
             timings["spell"] = _ms(t)
         # Rules fire for the query as typed, and for the one served instead of it: the relaxed query, or a
         # correction of words the catalog does not hold (a rare catalog word it also serves keeps its own rules

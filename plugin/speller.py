@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from symspellpy import SymSpell, Verbosity
 
@@ -117,7 +117,7 @@ class Speller:
                 # An inflection of a catalog word ("fryers" when only "fryer" is indexed) is kept as typed: the
                 # lexical leg stems it anyway, and the shopper did not misspell it.
                 return None
-            if s.term != word:
+            if s.term != word and s.term not in ENGLISH_STOPWORDS:  # "fork" is never "for": the analyzer drops it
                 found.append((self._context(s.term, before, after), s.distance, s.count, s.term))
         if not found:
             return None
@@ -128,14 +128,16 @@ class Speller:
             return None  # a catalog word is only replaced by a far more frequent (or fitting) neighbour
         return term
 
-    def correct(self, query: str) -> Correction:
-        """The query with every misspelt word corrected (see the module notes for what is left alone).
+    def correct(self, query: str, keep: Collection[str] = ()) -> Correction:
+        """The query with every misspelt word corrected (see the module notes for what is left alone), but the
+        words in ``keep`` (those of the synonym rules: "cellphone" is known, though no product says it).
 
         >>> Speller(Vocabulary("v", {"lamp": 3})).correct("Red lamb 40w").changes
         (('lamb', 'lamp'),)
         """
         tokens = [t for _, _, t in word_spans(query)]
-        fixes = [self.correct_word(t, tokens[i - 1] if i else None, tokens[i + 1] if i + 1 < len(tokens) else None)
+        fixes = [None if t in keep else
+                 self.correct_word(t, tokens[i - 1] if i else None, tokens[i + 1] if i + 1 < len(tokens) else None)
                  for i, t in enumerate(tokens)]
         return rewrite(query, fixes)
 
@@ -158,7 +160,8 @@ class Speller:
             found = self._symspell.lookup(token, Verbosity.CLOSEST, max_edit_distance=2)
             if found:
                 words.append(min(found, key=lambda s: (s.distance, -s.count, s.term)).term)
-        words = [w for w in words if w in self.words]  # only what the catalog holds
+        if not any(w in self.words for w in words):  # numbers and short words alone suggest nothing
+            words = []
         text = " ".join(words)
         return [text] if text and text != " ".join(t for _, _, t in word_spans(query)) else []
 
@@ -171,7 +174,8 @@ class Speller:
         >>> sp.replaces(typo), sp.replaces(rare)
         (True, False)
         """
-        return correction.changed and all(typed not in self.words for typed, _ in correction.changes)
+        return correction.changed and all(t not in self.words for typed, _ in correction.changes
+                                          for _, _, t in word_spans(typed))  # "Lamb" is the catalog's "lamb"
 
     def known_words(self, query: str) -> str:
         """``query`` without the words the catalog does not hold (the relaxed query of a search that found

@@ -166,6 +166,7 @@ class SynonymMap:
                 alts = self._map.setdefault(phrase, [])
                 alts.extend(o for o in rule.outputs if o not in alts)
         self.max_len = max((len(p) for p in self._map), default=0)
+        self._words = frozenset(t for phrase in self._map for t in phrase)
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> "SynonymMap":
@@ -174,6 +175,15 @@ class SynonymMap:
 
     def __len__(self) -> int:
         return len(self._map)
+
+    @property
+    def words(self) -> frozenset[str]:
+        """Every token of the rules' inputs: words the search knows though no product may hold them.
+
+        >>> sorted(SynonymMap.from_lines(["cellphone, smart phone"]).words)
+        ['cellphone', 'phone', 'smart']
+        """
+        return self._words
 
     def fires(self, text: str) -> bool:
         """Whether a rule's input occurs in ``text`` (tokenized like the search analyzer).

@@ -13,7 +13,8 @@ from shopsearch.plugin.speller import Speller, SpellerCache
 from shopsearch.plugin.vocabulary import Vocabulary, build_vocabulary
 
 VOCAB = Vocabulary("v1", {"mattress": 40, "queen": 90, "cable": 200, "candle": 60, "holders": 30, "fryer": 12,
-                          "coffee": 300, "coffe": 1, "ninja": 80, "nina": 3, "turtle": 20, "lamp": 50},
+                          "coffee": 300, "coffe": 1, "ninja": 80, "nina": 3, "turtle": 20, "lamp": 50,
+                          "for": 900, "fork": 1, "and": 950, "land": 2, "lamb": 1, "xbox": 7, "controller": 9},
                    {"candle holders": 12, "ninja turtle": 6})
 
 
@@ -31,6 +32,8 @@ def speller() -> Speller:
     ("deep fryers", "deep fryers"),  # an inflection of a catalog word is not a typo
     ("lamp 60x80 4k", "lamp 60x80 4k"),  # codes and sizes never change
     ("lmp", "lmp"),  # short words are left alone
+    ("silver fork", "silver fork"),  # a rare catalog word is never "corrected" into a stopword
+    ("SX-70 Land camera", "SX-70 Land camera"),
 ])
 def test_corrections(speller, query, corrected):
     assert speller.correct(query).corrected == corrected
@@ -40,7 +43,17 @@ def test_corrections(speller, query, corrected):
 def test_did_you_mean_and_known_words(speller):
     assert speller.did_you_mean("zzzzqqq xylophone") == []
     assert speller.did_you_mean("zzzzqqq matrss") == ["mattress"]  # two edits, unknown words dropped
+    assert speller.did_you_mean("xbox 360 contoller") == ["xbox 360 controller"]  # numbers and short words kept
+    assert speller.did_you_mean("zzzzqqq 360") == []  # but not alone
     assert speller.known_words("zzzzqqq queen 2m") == "queen 2m"
+
+
+def test_a_rare_catalog_word_keeps_its_rules_however_it_is_capitalised_and_synonyms_are_known(speller):
+    for typed in ("lamb", "Lamb", "LAMB"):
+        correction = speller.correct(f"{typed} wool")
+        assert correction.corrected.lower() == "lamp wool" and not speller.replaces(correction)
+    assert speller.replaces(speller.correct("Lanp"))  # a typo is replaced, whatever its case
+    assert speller.correct("turtel lamb", keep={"turtel"}).changes == (("lamb", "lamp"),)  # a synonym's word stays
 
 
 def test_vocabulary_round_trip_and_protection():
