@@ -34,9 +34,9 @@ Decisions worth knowing:
   for "television"; a relaxed search's query). A rare word the catalog holds and the speller serves beside its
   correction ("lamb" beside "lamp") keeps to its own rules. Where the two queries' rules conflict (one product or
   position, the redirect) the typed query wins: the rules it fires come first, in file order, then those only the
-  served query fires (the order of ``rules_applied``), and a hide of the latter does not remove a product the
-  former pin; filter rules of both apply. A merchandiser who writes a rule for a misspelling means that
-  misspelling.
+  served query fires (the order of ``rules_applied``); a hide of the latter does not remove a product the former
+  pin, nor a pin of the latter lift one the former bury; filter rules of both apply. A merchandiser who writes a
+  rule for a misspelling means that misspelling.
 """
 
 from __future__ import annotations
@@ -120,17 +120,19 @@ def plan_for(rules: RulesFile, query: str, now: datetime | None = None, served: 
 
 def _plan(typed: list[Rule], served: list[Rule]) -> Plan:
     """The plan of the rules that fired, in the order they apply (the first wins a product or a position): those
-    of the query as typed, then those only the served query fired, whose hides leave the former's pins shown."""
+    of the query as typed, then those only the served query fired, whose hides leave the former's pins shown and
+    whose pins leave the former's buried products buried."""
     fired = typed + served
     if not fired:
         return Plan()
     kept = {p.id for r in typed for p in r.pin}
+    buried = {i for r in typed for i in r.bury}
     hidden = tuple(dict.fromkeys([*(i for r in typed for i in r.hide),
                                   *(i for r in served for i in r.hide if i not in kept)]))
     pins: dict[str, int] = {}
-    for r in fired:
-        for p in r.pin:
-            if p.id not in pins and p.id not in hidden and p.position not in pins.values():
+    for rules, blocked in ((typed, set()), (served, buried)):
+        for p in (p for r in rules for p in r.pin):
+            if p.id not in pins and p.id not in hidden and p.id not in blocked and p.position not in pins.values():
                 pins[p.id] = p.position
     bury = tuple(dict.fromkeys(i for r in fired for i in r.bury if i not in pins and i not in hidden))
     return Plan(rules=tuple(r.name for r in fired), pins=pins, bury=bury, hide=hidden,

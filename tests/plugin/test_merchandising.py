@@ -301,6 +301,13 @@ def test_plan_conflicts_and_matching():
     kept = plan_for(hidden, "televsion", served="television")
     assert kept.rules == ("typo", "tv") and kept.pins == {"p7": 1} and kept.hide == ("p9",)
     assert plan_for(hidden, "television").hide == ("p7", "p9")
+    # nor does a pin of the served query's lift a product the typed query's rule buries
+    buried = RulesFile.model_validate({"rule": [
+        {"name": "tv", "queries": ["television"], "pin": [{"id": "p7", "position": 1}]},
+        {"name": "typo", "queries": ["televsion"], "bury": ["p7"]}]})
+    down = plan_for(buried, "televsion", served="television")
+    assert down.rules == ("typo", "tv") and down.pins == {} and down.bury == ("p7",)
+    assert plan_for(buried, "television").pins == {"p7": 1}
     with pytest.raises(ValueError, match="queries must have a word"):
         RulesFile.model_validate({"rule": [{"name": "p", "queries": ["?!"], "hide": ["x"]}]})
     assert analyze_query("luminaire", SynonymMap.from_lines(["luminaire, lamp"]))[0].kind == "graph"
