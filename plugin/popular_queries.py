@@ -3,7 +3,8 @@ and the popular ones as autocomplete suggestions.
 
 - :func:`aggregate_queries` folds query records into one :class:`QueryStats` per normalised query
   (:func:`shopsearch.text.normalise_query`): searches, distinct clients, searches that found nothing (the logged
-  ``query_attributes.total``, else an empty hit list), simulated searches. Only first pages count (page 2 of a
+  ``query_attributes.total``, else an empty hit list), simulated searches; the searches without a client id (no
+  ``client_id`` or ``session_id`` was sent) count as one client together. Only first pages count (page 2 of a
   search is the same search); records of another index are left out (records without ``index`` are kept).
 - :class:`PopularQueries` is one immutable snapshot for lookups: the queries at least ``min_clients`` shoppers
   searched (a query one shopper typed, perhaps with a name or an order number in it, is never shown to
@@ -45,11 +46,14 @@ class QueryStats(NamedTuple):
 
     query: str
     searches: int
-    clients: int  # distinct client ids (a search without one counts as its own client)
+    clients: int  # distinct client ids (searches without one count as one client together)
     zero_results: int  # searches that found nothing
     simulated: int  # searches flagged simulated (`shopsearch simulate-traffic`)
     last_seen: str  # the latest search's timestamp (ISO 8601)
     last_found: bool  # whether the latest search found products
+
+
+_ANONYMOUS = ("anonymous",)  # the one client every search without a client id counts as
 
 
 def found_nothing(record: UbiQuery) -> bool:
@@ -83,7 +87,6 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
         ('lamp', 1, 1, 1, 0)
     """
     acc: dict[str, list] = {}  # query -> [searches, clients, zero, simulated, last time, last found]
-    anonymous = 0
     for r in records:
         key = normalise_query(r.user_query)
         if not key or not first_page(r) or r.explained:  # a console's searches are no shopper's
@@ -95,11 +98,9 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
             continue
         a = acc.setdefault(key, [0, set(), 0, 0, None, True])
         a[0] += 1
-        if r.client_id:
-            a[1].add(r.client_id)
-        else:
-            anonymous += 1
-            a[1].add(("anonymous", anonymous))
+        # Searches without a client id cannot be told apart: one shopper repeating a query would otherwise count
+        # as many, and show it to everyone.
+        a[1].add(r.client_id or _ANONYMOUS)
         nothing = found_nothing(r)
         a[2] += nothing
         a[3] += r.simulated

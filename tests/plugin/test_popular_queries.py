@@ -38,6 +38,14 @@ def test_aggregate_counts_searches_clients_zero_results_and_simulated():
     assert aggregate_queries([console, as_text, text_first])[0][:5] == ("lamp", 1, 1, 0, 1)
 
 
+def test_searches_without_a_client_id_count_as_one_client_never_enough_alone():
+    alone = [rec(i, "satin pillow zq7", None) for i in range(5)]
+    (stats,) = aggregate_queries(alone)
+    assert (stats.searches, stats.clients) == (5, 1)
+    assert PopularQueries(aggregate_queries(alone)).ranked == []  # one anonymous shopper, five times: not public
+    assert PopularQueries(aggregate_queries([*alone, rec(9, "satin pillow zq7", "a")])).ranked == ["satin pillow zq7"]
+
+
 def test_lookup_prefix_then_typos_popular_first_and_privacy():
     records = [rec(i, q, w) for i, (q, w) in enumerate([("lamp shade", "a"), ("lamp shade", "b"), ("lamp", "a"),
                                                         ("lamp", "b"), ("lamp", "c"), ("secret order 123", "a"),
