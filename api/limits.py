@@ -18,6 +18,7 @@ limits fall back to per-worker memory (logged) rather than failing searches.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, TypeVar
 
 from flask import Flask, current_app, g, jsonify, request
@@ -27,6 +28,8 @@ from limits import parse_many
 from shopsearch.settings import Settings
 
 from .errors import error_body
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable)
 BUDGETS = ("search", "events")
@@ -89,6 +92,22 @@ def init_app(app: Flask, cfg: Settings) -> Limiter:
         ValueError: a limit setting that is not a rate limit (named).
     """
     limits = [_limit(cfg, name, per) for name in BUDGETS for per in ("key", "ip")]
+
+    @app.after_request
+    def _tightest_headers(resp):
+        # Runs after the limiter's hook, which describes the first limit of the shortest window (the per-key one),
+        # so a client pacing itself by X-RateLimit-Remaining ran into the per-IP limit unwarned: describe the one
+        # nearest to running out instead.
+        applied = limiter.current_limits if resp.status_code != 429 else []
+        if len(applied) > 1 and "X-RateLimit-Remaining" in resp.headers:
+            try:
+                tight = min(applied, key=lambda lim: lim.remaining)
+                resp.headers["X-RateLimit-Limit"] = str(tight.limit.amount)
+                resp.headers["X-RateLimit-Remaining"] = str(tight.remaining)
+                resp.headers["X-RateLimit-Reset"] = str(tight.reset_at)
+            except Exception:  # the storage failed: keep the limiter's headers (it swallows such errors too)
+                log.warning("rate limit headers: storage error", exc_info=True)
+        return resp
 
     @app.after_request
     def _own_retry_after(resp):

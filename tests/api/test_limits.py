@@ -68,6 +68,17 @@ def test_per_key_budget_leaves_other_keys_alone(make_app, tmp_path):
     assert c.get("/search?q=lamp", headers={"X-API-Key": b}).status_code == 200
 
 
+def test_the_headers_describe_the_limit_nearest_to_running_out(make_app, tmp_path):
+    """A search key's budget (100/second) and its IP's (5/minute): the headers pace the client by the IP's."""
+    app = make_app(rate_limit_search_key="100/second", rate_limit_search_ip="5/minute")
+    key = {"X-API-Key": KeyStore(tmp_path / "keys.json").create("search").secret}
+    c = app.test_client()
+    seen = [c.get("/search?q=lamp", headers=key) for _ in range(6)]
+    assert [r.status_code for r in seen] == [200] * 5 + [429]
+    assert [(r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]) for r in seen[:5]] == [
+        ("5", str(n)) for n in (4, 3, 2, 1, 0)]
+
+
 def test_per_ip_budget_applies_per_client(make_app):
     c = make_app(rate_limit_search_ip="1/minute").test_client()
     assert c.get("/search?q=lamp").status_code == 200
