@@ -76,7 +76,7 @@ def test_eval_bm25_profile_finds_exact_matches_first(tiny_index, tiny_bi_encoder
     d, root = tiny_index
     assert main(eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--profile", "bm25")) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries", "degraded"}
+    assert set(out) == {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries", "degraded", "unjudged", "textless"}
     # BM25 puts the title match first for each query: MRR 1; t2's second product (p1, grade 1) also matches
     # "table", so nDCG is 1 too.
     assert out["mrr@10"] == pytest.approx(1.0)
