@@ -7,9 +7,9 @@ incremental job can tell which product it meant and keep that product's stored v
 
 A UTF-8 byte-order mark at the start of a file is skipped. A CSV or TSV record that the csv module reads across
 several lines because a field merely starts with a quote (``"Frozen doll``, closed rows later by an inch mark:
-``32" TV``), is read as those lines' rows when each is a whole row by itself: a stray quote must not swallow the
-products below it. In a CSV, a well-formed quoted field (closed by a quote before a delimiter or the line's end)
-keeps its line breaks, whatever commas its lines hold.
+``32" TV``) is read as those lines' rows when each is a whole row by itself: a stray quote must not swallow the
+products below it. In a CSV, a quoted cell of prose whose lines happen to hold a row's commas keeps its line
+breaks: a record the strict quoting rules accept, with a space beside its commas (:func:`_prose`).
 """
 
 from __future__ import annotations
@@ -186,10 +186,9 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
                     yield from _csv_row(src, line_no + i, header, row, dialect)
                 continue
             line_no, start = start, reader.line_num + 1
-            rows = None
-            # a TSV's prose holds no tabs: lines of a quoted cell that each hold a whole row's tabs are rows
-            if len(lines.taken) > 1 and (dialect.delimiter == "\t" or not _well_formed(lines.taken, dialect)):
-                rows = _one_row_a_line(lines.taken, dialect, len(header))
+            rows = _one_row_a_line(lines.taken, dialect, len(header)) if len(lines.taken) > 1 else None
+            if rows is not None and dialect.delimiter != "\t" and _well_formed(lines.taken, dialect) and _prose(rows):
+                rows = None  # a quoted cell of prose ("Lamp, red\nwarm, dim"), not rows a stray quote joined
             for i, row in rows or [(0, cells)]:
                 yield from _csv_row(src, line_no + i, header, row, dialect)
 
@@ -207,6 +206,12 @@ class _Lines:
         line = next(self.f)
         self.taken.append(line)
         return line
+
+
+def _prose(rows: list[tuple[int, list[str]]]) -> bool:
+    """Whether lines read as rows hold prose: a cell that starts or ends with a space (text puts one after its
+    commas; a catalog's cells, as exported, do not). A TSV's prose holds no tabs, so its rows are never prose."""
+    return any(cell != cell.strip() for _, cells in rows for cell in cells)
 
 
 def _well_formed(lines: list[str], dialect: Any) -> bool:
@@ -248,8 +253,8 @@ def _csv_row(src: str, line_no: int, header: list[str], cells: list[str], dialec
     raw = _csv_raw(cells, dialect)
     if any(_has_surrogates(c) for c in cells):
         yield RawRow(src, line_no, dict(zip(header, cells)), raw, "undecodable: not UTF-8")
-    elif len(cells) != len(header):
-        yield RawRow(src, line_no, dict(zip(header, cells)), raw,
+    elif len(cells) != len(header):  # only the first cell is surely under its column (an id, most often)
+        yield RawRow(src, line_no, {header[0]: cells[0]}, raw,
                      f"bad_csv_row: {len(cells)} cells, header has {len(header)}")
     else:
         yield RawRow(src, line_no, dict(zip(header, cells)), raw)

@@ -69,6 +69,20 @@ def test_a_field_that_only_starts_with_a_quote_swallows_no_rows(tmp_path, suffix
                                                "Rake"]
 
 
+def test_a_stray_quote_closed_by_an_inch_mark_before_a_comma_swallows_no_rows(tmp_path):
+    path = tmp_path / "c.csv"  # well-formed by the strict rules, but each line is a row of its own
+    path.write_text('id,title,price\np1,"Frozen doll,9\np2,Lamp,5\np3,TV 32",300\np4,Rake,2\n', encoding="utf-8")
+    assert [(r.line, r.data["id"], r.data["title"]) for r in read_rows(path)] == [
+        (2, "p1", '"Frozen doll'), (3, "p2", "Lamp"), (4, "p3", 'TV 32"'), (5, "p4", "Rake")]
+
+
+def test_a_row_with_a_cell_too_many_names_only_its_first_column(tmp_path):
+    path = tmp_path / "c.csv"  # which cell shifted is unknown: a later column's value would name another product
+    path.write_text("title,id,price\nDesk, oak,p9,7\n", encoding="utf-8")
+    (row,) = read_rows(path)
+    assert row.error == "bad_csv_row: 4 cells, header has 3" and row.data == {"title": "Desk"}
+
+
 def test_a_well_formed_multi_line_csv_cell_stays_one_record_whatever_commas_its_lines_hold(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text('id,title,price\n6,"Lamp, red\nwarm, dim",7\n7,Rake,2\n', encoding="utf-8")  # 3 cells a line
