@@ -88,7 +88,7 @@ def queries_report(queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *, i
         row[1] += any(s.clicked)
     shown = sum(r[0] for r in lists.values())
     ctrs = [QueryCtr(q, n, c) for q, (n, c) in lists.items() if n >= min_impressions]
-    times = sorted(q.timestamp for q in counted)
+    times = [q.timestamp for q in sorted(counted, key=lambda q: ubi_time(q.timestamp))]
     zero = sorted((s for s in stats if s.zero_results), key=lambda s: (-s.zero_results, -s.searches, s.query))
     return QueriesReport(
         searches=len(counted), distinct_queries=len(stats), simulated=sum(s.simulated for s in stats),

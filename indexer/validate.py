@@ -108,10 +108,11 @@ _THOUSANDS_DOT = re.compile(r"[+-]?\d{1,3}(\.\d{3}){2,}")  # 1.299.000
 
 
 def _number_text(value: str) -> float | None:
-    """A number written as catalogs write prices, None when it is not one or could be read two ways.
+    """A number written as catalogs write prices, None when it is not one read this way:
 
-    A comma before groups of exactly three digits separates thousands (1,299.00); otherwise a comma is the
-    decimal mark (12,50; 1.299,00). Currency signs and spaces are dropped.
+    a comma before groups of exactly three digits separates thousands (1,299.00; so 12,500 is twelve thousand
+    five hundred), otherwise it is the decimal mark (12,50; 1.299,00); a lone dot is the decimal point (1.299),
+    several dots before three digits each separate thousands (1.299.000). Currency signs and spaces are dropped.
 
     >>> [_number_text(s) for s in ("$1,299.00", "12,500", "1.299,00 €", "12,5", "1 299,90", "1,2,3", "12.5.6")]
     [1299.0, 12500.0, 1299.0, 12.5, 1299.9, None, None]

@@ -15,9 +15,9 @@ Decisions worth knowing:
   Only the head: boosting what lies past it as well would depend on how deep the page asked for reached. A field sort
   (price, rating) is the shopper's explicit order and they leave it alone.
 - A pinned product is shown at its position when it exists and passes the request's filters, even if the query
-  does not match it; such a product adds one to ``total`` (so the pages walk exactly ``total`` results) but is
-  not in the facet counts, which count the matching set. A position past the ranked head (the fused legs) puts
-  it at the head's end.
+  does not match it; such a product counts in ``total`` (so the pages walk exactly ``total`` results) and in the
+  facets (``MatchRule.also``: the match takes it in besides). A position past the ranked head (the fused legs)
+  puts it at the head's end.
 - A buried product that the query matches comes after every other result (it stays in ``total`` and the facets);
   one the query does not match is not shown.
 - ``boost``: a product with the attributes ranks as if its position in the ranked head were divided by

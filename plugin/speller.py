@@ -142,8 +142,9 @@ class Speller:
         return rewrite(query, fixes)
 
     def did_you_mean(self, query: str) -> list[str]:
-        """Suggestions for a query that found nothing: each word the catalog holds kept, each other word replaced
-        by its closest catalog word (up to two edits, whatever its length) or dropped when none is close.
+        """Suggestions for a query that found nothing: each word the catalog holds kept, and numbers and short words
+        beside one, each other word replaced by its closest catalog word (up to two edits, whatever its length) or
+        dropped when none is close.
 
         Returns:
             ``[suggestion]``, or ``[]`` when that is empty or the query itself (nothing close to suggest).

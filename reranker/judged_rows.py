@@ -17,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.evaluation import gain
 from shopsearch.judgments import Qrel
 from shopsearch.plugin.search_types import SearchRequest
 
@@ -57,7 +58,7 @@ def judged_rows(pipeline, queries: Mapping[str, str], qrels: Iterable[Qrel], pro
     check_names(names)
     if unjudged not in UNJUDGED:
         raise ValueError(f"unjudged must be one of {', '.join(UNJUDGED)}; got {unjudged!r}")
-    grade = {(q.query_id, q.doc_id): max(0, int(q.relevance)) for q in qrels}
+    grade = {(q.query_id, q.doc_id): gain(q.relevance) for q in qrels}
     X, qids, pos, grades, stages = [], [], [], [], []
     for qid, text in tqdm(list(queries.items()), desc=f"features {profile}", unit="q", disable=not progress,
                           file=sys.stderr):

@@ -57,6 +57,15 @@ class EvalReport:
     unjudged: tuple[str, ...] = field(default=())  # qids asked for that have no judgements (left out)
 
 
+def gain(grade: int) -> int:
+    """A judged grade's gain: the grade, or 0 for a negative one (judged, not relevant; see the module notes).
+
+    >>> gain(3), gain(-2)
+    (3, 0)
+    """
+    return max(0, int(grade))
+
+
 def to_run(rankings: Mapping[str, Sequence[str]]) -> list[ScoredDoc]:
     """Rankings (qid -> doc ids, best first) as a run whose scores encode the given order.
 
@@ -109,7 +118,7 @@ def evaluate(qrels: Iterable[Qrel], rankings: Mapping[str, Sequence[str]],
     per_query = {q: {name: 0.0 for name in METRICS} for q in evaluated}
     keep = set(evaluated)
     shown = {q: docs for q, docs in rankings.items() if q in keep}
-    kept_qrels = [q._replace(relevance=max(q.relevance, 0)) for q in qrels if q.query_id in keep]
+    kept_qrels = [q._replace(relevance=gain(q.relevance)) for q in qrels if q.query_id in keep]
     parts = [(tuple(METRICS), shown)]
     if judged_only:  # judged@10 still reads the rankings as shown: on judged products only it would always be 1
         parts = [(tuple(n for n in METRICS if n != "judged@10"), judged_rankings(kept_qrels, shown)),
@@ -319,10 +328,11 @@ def json_safe(value: Any) -> Any:
 
 
 def _integer_grades(pool: object, grades: Sequence[int]) -> list[int]:
-    """The grades as Python ints (ir-measures' relevance levels); a ValueError naming the pool otherwise."""
+    """The grades' gains (:func:`gain`) as Python ints (ir-measures' relevance levels); a ValueError naming the pool
+    otherwise."""
     values = np.asarray(grades, dtype=float)
     bad = values[~np.isfinite(values) | (values != np.rint(values))]
     if bad.size:
         raise ValueError(f"pool {pool!r}: grades must be integers (ir-measures relevance levels), got "
                          f"{float(bad[0])!r}; scale and round real-valued gains explicitly")
-    return [max(0, int(v)) for v in values]  # a negative grade: judged, no gain (see the module notes)
+    return [gain(v) for v in values]

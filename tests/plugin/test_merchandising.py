@@ -249,6 +249,11 @@ def test_a_synonym_added_to_the_file_works_without_a_reindex(setup):
     assert resp.total == 20 and all(h.id < "p20" for h in resp.hits)
     write(synonyms, "torch => drill\n")  # one way: torch finds drills; the old rule is gone
     assert search(searcher, "torch").total == 10 and search(searcher, "luminaire").total == 0
+    # a synonym's word no product holds is known, not a misspelling of a catalog word ("lamps" one edit away)
+    assert search(searcher, "lampy").correction == "lamp"
+    write(synonyms, "lampy => lamp\n")
+    resp = search(searcher, "lampy")
+    assert resp.correction is None and resp.total == 20
 
 
 def test_the_engines_score_a_synonym_query_alike(engines):
