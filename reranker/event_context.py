@@ -98,6 +98,7 @@ class EventLogHistory:
         self._refresh_lock = threading.Lock()  # one refresh at a time
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._loaded = threading.Event()  # set when a first pass has read the log
         self._stop = threading.Event()
 
     def refresh(self) -> int:
@@ -127,6 +128,7 @@ class EventLogHistory:
                 if events:
                     self.recommendations.set_popular(top_popular(self.history.click_purchase_counts(),
                                                                  self.recommendations.limits.popular_size))
+            self._loaded.set()
             return len(events)
 
     def start(self) -> None:
@@ -163,8 +165,14 @@ class EventLogHistory:
 
     def recommendation_inputs(self, client_id: str | None, seeds: list[str], context: str) -> RecInputs:
         """What GET /recommendations needs for shopper ``client_id`` (a user id, or an anonymous session's id), from
-        memory (no file read, no lookup; the first call starts the background refresh); see
-        :meth:`RecommendationMemory.inputs`."""
+        memory (no lookup); see :meth:`RecommendationMemory.inputs`. The first call reads the log once itself before
+        it starts the background refresh: lists from an empty memory would answer a shopper with history, or the
+        popular fallback, with nothing."""
+        if not self._loaded.is_set():
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - as the thread's pass: the memory answers, the thread retries
+                log.warning("event history first read failed (%s: %s)", type(exc).__name__, exc)
         self.start()
         with self._lock:
             key = self.recommendations.client(client_id)

@@ -391,7 +391,12 @@ class Recommender:
         return self._with_sources("popular", [(p, s) for p, s in inputs.popular if p not in skip], size)
 
     def _with_sources(self, source: str, ranked: list[tuple[str, float]], size: int) -> RecList:
-        """The first ``size`` of ``ranked`` that the catalog still holds, with their stored fields."""
-        head = ranked[: size * 2]  # a few spare for products deleted since their events
-        found = self.catalog.sources([p for p, _ in head])
-        return RecList(source, [Recommendation(p, float(s), found[p]) for p, s in head if p in found][:size])
+        """The first ``size`` of ``ranked`` that the catalog still holds, with their stored fields (looked up twice
+        as many at a time, until ``size`` are found or ``ranked`` ends: products deleted since their events)."""
+        out: list[Recommendation] = []
+        at = 0
+        while len(out) < size and at < len(ranked):
+            head, at = ranked[at:at + 2 * (size - len(out))], at + 2 * (size - len(out))
+            found = self.catalog.sources([p for p, _ in head])
+            out += [Recommendation(p, float(s), found[p]) for p, s in head if p in found][:size - len(out)]
+        return RecList(source, out)

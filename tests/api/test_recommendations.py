@@ -68,6 +68,13 @@ def _lists(resp) -> dict[str, list[str]]:
     return {rl["source"]: [h["id"] for h in rl["hits"]] for rl in body["lists"]}
 
 
+def test_the_first_call_after_a_start_reads_the_log_it_finds(recs):
+    """The log holds events when the API starts: its first answer is not an empty memory's."""
+    client, app, spec = recs
+    app.extensions["shopsearch"].events.append([_event("click", "p4", "u1", "s1"), _event("purchase", "p5", "u2", "s2")])
+    assert _lists(_get(client, spec, client_id="newcomer")) == {"popular": ["p5", "p4"]}
+
+
 def test_cold_start_gets_popular_products(recs):
     client, app, spec = recs
     assert _lists(_get(client, spec, client_id="nobody")) == {}  # no events at all: nothing to recommend

@@ -123,3 +123,6 @@ def test_lists_per_context_and_the_popular_fallback():
     assert got == {"bought_together": ["b"], "for_you": ["b", "d"], "recently_viewed": ["a"]}
     with pytest.raises(ValueError, match="context must be one of home, product, cart; got 'x'"):
         rec.recommend(warm, "x", None, 10)
+    # products deleted since their events are passed over, however many lead the list
+    gone = _inputs(popular=[("x1", 9.0), ("x2", 8.0), ("x3", 7.0), ("c", 5.0), ("b", 2.0)])
+    assert [[r.id for r in rl.items] for rl in rec.recommend(gone, "home", None, 1)] == [["c"]]
