@@ -65,15 +65,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=2, help="evaluations without improvement before stopping")
     p.add_argument("--mine", action="append", default=[], metavar="NAME=INDEX",
                    help="mine hard negatives for data folder NAME from INDEX (repeatable)")
-    p.add_argument("--hard-negatives", type=int, default=8, help="unjudged negatives per mined query (default 8)")
-    p.add_argument("--mine-depth", type=int, default=30, help="top hits per query to draw them from (default 30)")
-    p.add_argument("--mine-profile", default="default", help="profile whose hits are mined (default: default)")
+    p.add_argument("--hard-negatives", type=int, help="--mine: unjudged negatives per mined query (default 8)")
+    p.add_argument("--mine-depth", type=int, help="--mine: top hits per query to draw them from (default 30)")
+    p.add_argument("--mine-profile", help="--mine: profile whose hits are mined (default: default)")
     add_engine_args(p)
     add_model_arg(p, help="the mined index's query encoder (default all-MiniLM-L6-v2)")
     p.add_argument("--teacher", default=None, metavar="MODEL",
                    help="bi-encoder (all-MiniLM-L6-v2 or a folder) whose cosine is blended into the judged labels")
-    p.add_argument("--teacher-weight", type=float, default=0.0,
-                   help="label = (1 - w) * grade + w * teacher similarity (default 0: labels only)")
+    p.add_argument("--teacher-weight", type=float,
+                   help="--teacher: label = (1 - w) * grade + w * teacher similarity (default 0: labels only)")
     p.add_argument("--loss", choices=("bce", "lambda"), default="bce",
                    help="bce: pointwise on normalised grades; lambda: listwise LambdaLoss per query (default bce)")
     p.add_argument("--list-size", type=int, default=16, help="lambda: products per list (default 16)")
@@ -124,6 +124,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--base-model {twice[0]!r} given twice: its members would be one model served twice; "
                          f"for seeds of one base give it once with --members N")
     mine = parse_mine(args.mine, args.train_dirs)
+    # a flag of a step not asked for is an error, not silently dropped
+    for flag, value, needs, given in (("--hard-negatives", args.hard_negatives, "--mine", mine),
+                                      ("--mine-depth", args.mine_depth, "--mine", mine),
+                                      ("--mine-profile", args.mine_profile, "--mine", mine),
+                                      ("--teacher-weight", args.teacher_weight, "--teacher", args.teacher)):
+        if value is not None and not given:
+            raise ValueError(f"{flag} is for {needs}")
+    hard_negatives = 8 if args.hard_negatives is None else args.hard_negatives
+    mine_depth = 30 if args.mine_depth is None else args.mine_depth
+    mine_profile = args.mine_profile or "default"
     config = TrainConfig(
         data_dirs=tuple(args.train_dirs), out=args.out, base_model=bases[0] if bases else None,
         epochs=args.epochs,
@@ -132,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
         shuffle_seed=args.shuffle_seed,
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, folds=args.folds, fold=args.fold,
         eval_steps=args.eval_steps,
-        patience=args.patience, hard_negatives=args.hard_negatives if mine else 0, mine_depth=args.mine_depth,
-        mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {args.mine_profile!r}"
+        patience=args.patience, hard_negatives=hard_negatives if mine else 0, mine_depth=mine_depth,
+        mined_from=", ".join(f"{n}: index {i!r} ({args.engine}), profile {mine_profile!r}"
                              for n, i in sorted(mine.items())) or None, teacher=args.teacher,
-        teacher_weight=args.teacher_weight if args.teacher else 0.0, loss=args.loss, list_size=args.list_size,
+        teacher_weight=args.teacher_weight or 0.0, loss=args.loss, list_size=args.list_size,
         device=args.device)
     config.validate()
     check_out_folder(args.out, ensemble=members > 1)
@@ -147,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         data = load_judged_set(d)
         split = split_for({q.query_id for q in data.qrels}, asdict(config), config.seed)
         texts = {q: data.queries[q] for q in data.by_query() if q not in split.test}
-        mined = mine_candidates(args, mine[name], texts, args.mine_profile, config.mine_depth,
+        mined = mine_candidates(args, mine[name], texts, mine_profile, config.mine_depth,
                                 "train cross-encoder", catalog=f"{d}/products.jsonl")
         if mined is None:
             return 1

@@ -184,8 +184,11 @@ def _train_and_save(args, rows, data, texts, target, debias, t0) -> int:
         # rows from behaviour (events or UBI logs) are grouped by the query's normalised text, judged rows by qid
         data["heldout_queries" if args.judgments else "heldout_query_texts"] = sorted(test)
     model = save(result, train_rows, args.out, data, heldout)
+    heldout_file = Path(args.out) / "heldout-queries.tsv"
     if args.fold is not None and texts:
-        write_queries(f"{args.out}/heldout-queries.tsv", [Query(q, texts[q]) for q in sorted(test) if q in texts])
+        write_queries(heldout_file, [Query(q, texts[q]) for q in sorted(test) if q in texts])
+    else:  # an earlier --fold run's list would name queries this model trained on
+        heldout_file.unlink(missing_ok=True)
     mean = model.card["cv"]["mean"]
     figures = ", ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in mean.items())
     if heldout:
@@ -216,6 +219,7 @@ def _judged(args, names):
     from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
     from shopsearch.api.cmd_compare import load_judged_queries
     from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.reranker.judged_rows import judged_rows
@@ -239,8 +243,9 @@ def _judged(args, names):
         if rows is not None:
             print(f"rows from {args.rows_cache} ({len(rows)} rows; same judgments, index version and profile)")
         else:
-            pipeline = RankingPipeline(HybridSearcher(engine, args.index, BiEncoder(args.model), profiles), models,
-                                       budgets=False)
+            encoder = BiEncoder(args.model)
+            check_query_encoder(engine, args.index, encoder)  # warns, as eval does: the head is another model's
+            pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, profiles), models, budgets=False)
             rows = judged_rows(pipeline, todo, qrels, profile.name, names, progress=not args.no_progress,
                                unjudged=args.unjudged or "zero")
             if args.rows_cache:

@@ -20,6 +20,7 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
     from shopsearch.api.cli_args import index_missing, open_engine_from_args, settings_from_args
     from shopsearch.api.ranking_runs import rank_queries
     from shopsearch.indexer.embedder import BiEncoder
+    from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
@@ -30,7 +31,9 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
     try:
         if index_missing(engine, argparse.Namespace(**{**vars(args), "index": index}), command, catalog=catalog):
             return None
-        searcher = HybridSearcher(engine, index, BiEncoder(args.model), profiles)
+        encoder = BiEncoder(args.model)
+        check_query_encoder(engine, index, encoder)  # warns, as eval does: another model finds other negatives
+        searcher = HybridSearcher(engine, index, encoder, profiles)
         return rank_queries(searcher, sorted(queries.items()), name, depth=min(max(depth, 1), 100),
                             desc=f"mine {index}", progress=not getattr(args, "no_progress", False)).rankings
     except (IndexNotFound, EngineUnavailable) as exc:

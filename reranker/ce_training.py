@@ -26,6 +26,7 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.atomic_write import folder_replaced
 from shopsearch.evaluation import mean_ndcg, rmse_vs_mean
 from shopsearch.judgments import Qrel, Query, write_queries
 from shopsearch.packaged_models import local_model_dir
@@ -290,14 +291,16 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     elif step:  # training never beat the base model: keep the base weights' ranking but record it
         log.warning("no checkpoint beat the base model's valid nDCG@10 %.4f; saving the last step", best)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out), create_model_card=False)
-    write_heldout_queries(out, splits)
-    after = _evaluate(model, splits)
-    cal_metrics = _calibrate(model, splits, out)
-    seconds = time.perf_counter() - started
-    card = _card(config, base, splits, before, after, cal_metrics, best_step, step, seconds, teacher_fit)
-    write_model_card(out, card)
+    # built whole beside --out and swapped in: a failed calibration or a Ctrl-C leaves the last model as it was,
+    # never new weights beside an old card and calibration (which serving would load)
+    with folder_replaced(out) as building:
+        model.save(str(building), create_model_card=False)
+        write_heldout_queries(building, splits)
+        after = _evaluate(model, splits)
+        cal_metrics = _calibrate(model, splits, building)
+        seconds = time.perf_counter() - started
+        card = _card(config, base, splits, before, after, cal_metrics, best_step, step, seconds, teacher_fit)
+        write_model_card(building, card)
     print(f"trained {out.name}: {len(examples)} pairs, {step} steps, valid nDCG@10 {before['ndcg@10']:.4f} -> "
           f"{after['ndcg@10']:.4f}, {seconds:.0f} s ({step * config.batch_size / max(seconds, 1e-9):.1f} pairs/s)")
     return TrainResult(out, before["ndcg@10"], after["ndcg@10"], best_step, step, len(examples), seconds, card)
@@ -334,30 +337,32 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     first = config.seed if config.shuffle_seed is None else config.shuffle_seed
     names = [f"m{i}" for i in range(members)]
     out = Path(config.out)
-    member_configs = [replace(config, out=str(out / n), shuffle_seed=first + i) if base_models is None else
-                      replace(config, out=str(out / n), shuffle_seed=first, base_model=base_models[i])
-                      for i, n in enumerate(names)]
     config.validate()  # the members differ from it only where validate() does not look
     # the members differ only in shuffle seed or base model, which the split ignores
     splits = prepare_splits(config, candidates)
-    results = [train_cross_encoder(c, candidates, splits, progress) for c in member_configs]
-    write_ensemble(out, names)
-    device = pick_device(config.device)
-    mean = _MeanOf([CrossEncoder(str(r.out), max_length=config.max_length, device=device, local_files_only=True)
-                    for r in results])
-    write_heldout_queries(out, splits)
-    after = _evaluate(mean, splits)
-    cal_metrics = _calibrate(mean, splits, out)
-    m0 = results[0].card["metrics"]
-    before = {"ndcg@10": m0["valid_ndcg@10_before"],
-              "per_dataset": {n: v["ndcg@10_before"] for n, v in m0["per_dataset"].items()}}
-    seconds = time.perf_counter() - started
-    bases = ", ".join(dict.fromkeys(r.card["base_model"] for r in results))
-    card = _card(config, bases, splits, before, after, cal_metrics, results[0].best_step, results[0].steps, seconds)
-    card["members"] = [{"folder": n, "base_model": r.card["base_model"], "shuffle_seed": c.shuffle_seed,
-                        "valid_ndcg@10_after": r.valid_ndcg_after, "best_step": r.best_step, "steps": r.steps}
-                       for n, c, r in zip(names, member_configs, results)]
-    write_model_card(out, card)
+    with folder_replaced(out) as building:  # the whole ensemble, or the last one as it was
+        member_configs = [replace(config, out=str(building / n), shuffle_seed=first + i) if base_models is None
+                          else replace(config, out=str(building / n), shuffle_seed=first, base_model=base_models[i])
+                          for i, n in enumerate(names)]
+        results = [train_cross_encoder(c, candidates, splits, progress) for c in member_configs]
+        write_ensemble(building, names)
+        device = pick_device(config.device)
+        mean = _MeanOf([CrossEncoder(str(r.out), max_length=config.max_length, device=device,
+                                     local_files_only=True) for r in results])
+        write_heldout_queries(building, splits)
+        after = _evaluate(mean, splits)
+        cal_metrics = _calibrate(mean, splits, building)
+        m0 = results[0].card["metrics"]
+        before = {"ndcg@10": m0["valid_ndcg@10_before"],
+                  "per_dataset": {n: v["ndcg@10_before"] for n, v in m0["per_dataset"].items()}}
+        seconds = time.perf_counter() - started
+        bases = ", ".join(dict.fromkeys(r.card["base_model"] for r in results))
+        card = _card(config, bases, splits, before, after, cal_metrics, results[0].best_step, results[0].steps,
+                     seconds)
+        card["members"] = [{"folder": n, "base_model": r.card["base_model"], "shuffle_seed": c.shuffle_seed,
+                            "valid_ndcg@10_after": r.valid_ndcg_after, "best_step": r.best_step, "steps": r.steps}
+                           for n, c, r in zip(names, member_configs, results)]
+        write_model_card(building, card)
     each = ", ".join(f"{r.valid_ndcg_after:.4f}" for r in results)
     print(f"trained ensemble {out.name}: {members} members (valid nDCG@10 {each}), their mean "
           f"{before['ndcg@10']:.4f} -> {after['ndcg@10']:.4f}; {seconds:.0f} s")

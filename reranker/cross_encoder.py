@@ -12,6 +12,7 @@ passes, so the stage comes back on its own.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -71,7 +72,8 @@ class CrossEncoderReranker:
             raise ValueError(f"max_length={max_length!r} must be in [8, 512]")
         path = Path(model_dir)
         if not is_model_dir(path):
-            raise FileNotFoundError(f"model_dir={str(path)!r} is not a trained cross-encoder (no config.json)")
+            raise FileNotFoundError(f"model_dir={str(path)!r} is not a trained cross-encoder (no config.json of a "
+                                    f"sequence-classification model: a bi-encoder's folder?)")
         if max_length is None:
             max_length = _trained_max_length(path)
         offline_environment()
@@ -252,8 +254,15 @@ class CrossEncoderReranker:
 
 
 def is_model_dir(path: str | Path) -> bool:
-    """Whether ``path`` holds one trained cross-encoder (a sentence-transformers CrossEncoder folder)."""
-    return (Path(path) / "config.json").is_file()
+    """Whether ``path`` holds one trained cross-encoder: a sentence-transformers CrossEncoder folder, whose
+    config.json names a sequence-classification model (a bi-encoder's folder names a bare encoder, and served as
+    a cross-encoder it would score with a randomly initialised head)."""
+    config = Path(path) / "config.json"
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return architectures is None or any(str(a).endswith("ForSequenceClassification") for a in architectures)
 
 
 def rrf_with_incoming(scores: Sequence[float] | np.ndarray, rrf_k: float) -> np.ndarray:

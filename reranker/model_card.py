@@ -96,8 +96,16 @@ def _after(card: dict[str, Any]) -> str:
 
 
 def trained_on(card: dict[str, Any]) -> list[str]:
-    """The names of the data folders a model card's run trained on (their queries were split)."""
-    return [d["name"] for d in card["data"]["dirs"]]
+    """The names of the data folders a model card's run trained on (their queries were split).
+
+    Raises:
+        ValueError: the card names none (it is not a trained cross-encoder's).
+    """
+    try:
+        return [d["name"] for d in card["data"]["dirs"]]
+    except (KeyError, TypeError):
+        raise ValueError("its model card names no data folders it trained on: not a cross-encoder's card "
+                         "(train one with `shopsearch train cross-encoder`)") from None
 
 
 def _test_split(card: dict[str, Any]) -> str:

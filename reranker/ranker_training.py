@@ -387,7 +387,8 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
         result: what :func:`train` returned.
         rows: the rows it trained on (counted in the card).
         out_dir: the model folder (created).
-        data: describes the training data (events or judgments path and sha256, data dir, simulated or not).
+        data: describes the training data (events or judgments path and sha256, data dir, simulated or not); its
+            ``judgments`` or ``logs`` key names the card's source (else events).
         heldout: figures on queries held out of training altogether (``--fold``): the base order's and the
             model's metrics, the number of queries.
     Raises:
@@ -399,7 +400,8 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
     keys = _metric_keys(result.folds)
     scored = {k: [f[k] for f in result.folds if not math.isnan(f[k])] for k in keys}
     mean = {k: float(np.mean(v)) if v else math.nan for k, v in scored.items()}  # NaN: no fold could be scored
-    source = "judgments" if result.target == "relevance" else "events"
+    # where the rows came from, whatever the target (a relevance target learnt from events is still events')
+    source = "judgments" if "judgments" in data else "logs" if "logs" in data else "events"
     card = {
         "card_version": CARD_VERSION, "name": d.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "objective": result.objective, "target": result.target, "features": list(rows.names),
@@ -430,7 +432,9 @@ def render_card(card: dict[str, Any], meanings: dict[str, str]) -> str:
                 f"(judgments sha256 `{data.get('judgments_sha256', '?')}`)")
     else:
         sim = " (SIMULATED events)" if data.get("simulated") else ""
-        what = f"{data['rows']} impressions{sim}; events sha256 `{data.get('events_sha256', '?')}`"
+        origin = (f"the UBI logs ({data['logs']})" if data["source"] == "logs"
+                  else f"events sha256 `{data.get('events_sha256', '?')}`")
+        what = f"{data['rows']} impressions{sim}; {origin}"
     debias = "; position-debiased" if card["params"].get("position_debias") else ""
     members = card_members(card)
     share = card["params"].get("member_queries", MEMBER_QUERIES)

@@ -10,6 +10,9 @@ cannot pile up.
 A symlink is written through (its target is replaced, the link kept), and a path that is not a regular file (a
 terminal, a pipe, ``/dev/stdout``) is written to directly: no rename could replace it.
 
+A folder of files that belong together (a trained model: weights, card, calibration) is built whole beside its
+place and swapped in (:func:`folder_replaced`), so a failed or interrupted run leaves the last one as it was.
+
 >>> import tempfile; d = Path(tempfile.mkdtemp())
 >>> write_atomically(d / "state.json", '{"step": 3}'); (d / "state.json").read_text()
 True
@@ -24,10 +27,12 @@ import errno
 import glob
 import os
 import secrets
+import shutil
 import stat
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 __all__ = ["fsync_dir", "write_atomically"]
 
@@ -113,6 +118,39 @@ def write_atomically(path: str | Path, content: Content, *, mode: int | None = N
     if durable:
         fsync_dir(path.parent)
     return True
+
+
+@contextmanager
+def folder_replaced(path: str | Path) -> Iterator[Path]:
+    """A new, empty folder beside ``path`` to build a whole folder in; when the block ends it takes ``path``'s place
+    (an old folder there is removed), and when it raises (Ctrl-C too) it is removed and ``path`` is left as it was.
+
+    The swap is two renames: a crash between them leaves ``path`` missing and the old folder beside it as
+    ``.<name>.<random>.old``, never a mix of two runs' files.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> with folder_replaced(d / "model") as tmp:
+    ...     _ = (tmp / "card.json").write_text("{}")
+    >>> sorted(p.name for p in d.iterdir()), (d / "model" / "card.json").read_text()
+    (['model'], '{}')
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.{secrets.token_hex(8)}.old"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def fsync_dir(directory: str | Path) -> None:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from shopsearch import atomic_write
-from shopsearch.atomic_write import write_atomically
+from shopsearch.atomic_write import folder_replaced, write_atomically
 
 
 def _mode(path) -> int:
@@ -171,3 +171,21 @@ def test_a_writer_killed_mid_write_leaves_one_whole_version(tmp_path):
             proc.send_signal(signal.SIGKILL)
         data = target.read_bytes()
         assert len(data) == 1_000_000 and data[:1] != b"\0" and data == data[:1] * len(data)
+
+
+def test_a_folder_built_whole_replaces_the_old_one_or_leaves_it_as_it_was(tmp_path):
+    target = tmp_path / "model"
+    with folder_replaced(target) as building:
+        (building / "weights").write_text("v1")
+        (building / "card.json").write_text("{1}")
+    (target / "onnx-cache").write_text("of v1")
+    with pytest.raises(KeyboardInterrupt):
+        with folder_replaced(target) as building:
+            (building / "weights").write_text("v2")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left
+    assert (target / "weights").read_text() == "v1" and (target / "onnx-cache").exists()
+    with folder_replaced(target) as building:
+        (building / "weights").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["weights"]  # nothing of the old run stays beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

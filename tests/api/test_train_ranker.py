@@ -74,6 +74,9 @@ def test_train_ranker_from_judgments_holds_a_fold_out(tmp_path, tiny_encoder, ti
     # the same held-out fold as without it: the folds are cut from every judged query
     assert card["data"]["unjudged"] == "skip" and card["data"]["heldout_queries"] == fold1
     assert card["data"]["rows"] <= (JUDGMENTS + "hammer,p4,1\n").count("\n") - 1  # judged pairs
+    # a run on every query leaves no held-out list naming queries it trained on
+    whole = parser.parse_args([*argv[:-7], "--folds", "3", "--out", str(out), "--no-progress"])
+    assert whole.run(whole) == 0 and not (out / "heldout-queries.tsv").exists()
     bad = parser.parse_args(["ranker", "--logs", "--out", str(out), "--rows-cache", "r.npz"])
     with pytest.raises(ValueError, match="--rows-cache is for --judgments"):
         bad.run(bad)

@@ -195,6 +195,43 @@ def _cli_train(tmp_path, data_dir, out, *extra) -> int:
     return args.run(args)
 
 
+def test_a_run_that_fails_after_training_leaves_the_last_model_as_it_was(tmp_path, trained, monkeypatch):
+    """New weights beside the old card and calibration would be served; the folder is swapped in whole."""
+    from shopsearch.reranker import ce_training
+
+    out = tmp_path / "ce"
+    assert _cli_train(tmp_path, trained[1], out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise ValueError("need at least 2 scored ratings to calibrate, got 0")
+
+    monkeypatch.setattr(ce_training, "_calibrate", broken)
+    with pytest.raises(ValueError, match="to calibrate"):
+        _cli_train(tmp_path, trained[1], out, "--seed", "7")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing half-built left
+
+
+def test_a_flag_of_a_step_not_asked_for_is_refused(tmp_path, trained):
+    for extra, message in ((["--teacher-weight", "0.5"], "--teacher-weight is for --teacher"),
+                           (["--hard-negatives", "4"], "--hard-negatives is for --mine"),
+                           (["--mine-profile", "bm25"], "--mine-profile is for --mine")):
+        with pytest.raises(ValueError, match=message):
+            _cli_train(tmp_path, trained[1], tmp_path / "ce", *extra)
+
+
+def test_a_bi_encoders_folder_is_not_a_cross_encoder(tiny_bi_encoder_dir, tmp_path):
+    from shopsearch.reranker.cross_encoder import is_model_dir
+    from shopsearch.reranker.model_card import trained_on
+
+    assert not is_model_dir(tiny_bi_encoder_dir)
+    with pytest.raises(FileNotFoundError, match="not a trained cross-encoder .*a bi-encoder's folder"):
+        CrossEncoderReranker(tiny_bi_encoder_dir, device="cpu")
+    with pytest.raises(ValueError, match="names no data folders it trained on"):
+        trained_on({"data": {"source": "judgments"}})
+
+
 def test_cli_train_cross_encoder(tmp_path, trained, capsys):
     assert _cli_train(tmp_path, trained[1], tmp_path / "ce") == 0
     card = read_model_card(tmp_path / "ce")

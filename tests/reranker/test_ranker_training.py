@@ -122,6 +122,10 @@ def test_relevance_ranker_learns_grades_and_writes_its_card(tmp_path):
     assert np.corrcoef(probs, rows.grades[:10])[0, 1] > 0.8 and model.names == NAMES
     with pytest.raises(ValueError, match="needs objective 'lambdarank'"):
         train(rows, objective="binary", target="relevance")
+    # the card names where the rows came from, whatever the target
+    save(result, rows, tmp_path / "sim", {"events": "e.jsonl", "events_sha256": "ab", "simulated": True})
+    assert json.loads((tmp_path / "sim" / "model_card.json").read_text())["data"]["source"] == "events"
+    assert "(SIMULATED events); events sha256 `ab`" in (tmp_path / "sim" / "README.md").read_text()
 
 
 def test_the_label_gain_can_be_the_one_eval_scores_judgments_with():
