@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
+
+from shopsearch.events import format_timestamp
 
 from .records import QuarantinedRow
 from .validate import reason_code
@@ -24,6 +28,7 @@ class QuarantineWriter:
         if self.path.is_dir():
             raise IsADirectoryError(21, "Is a directory", str(self.path))
         self.count = 0
+        self.run = format_timestamp(datetime.now(timezone.utc).replace(microsecond=0))  # marks this run's rows
         self.by_code: Counter[str] = Counter()
         self._file: IO[str] | None = None
 
@@ -31,7 +36,7 @@ class QuarantineWriter:
         """Append one row (flushed at close; the file is line-buffered so a crash loses at most one line)."""
         if self._file is None:
             self._file = self.path.open("a", encoding="utf-8", buffering=1)
-        self._file.write(row.to_json() + "\n")
+        self._file.write(replace(row, run=row.run or self.run).to_json() + "\n")
         self.count += 1
         self.by_code[reason_code(row.reason)] += 1
 

@@ -80,12 +80,14 @@ class Product:
 
 @dataclass(frozen=True)
 class QuarantinedRow:
-    """A catalog row that was not indexed, with where it came from and why."""
+    """A catalog row that was not indexed, with where it came from and why; ``run``: when the run that quarantined
+    it started (ISO 8601 UTC), as the quarantine file is appended to by every run."""
 
     source: str
     line: int
     reason: str
     raw: str
+    run: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

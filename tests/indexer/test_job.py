@@ -31,6 +31,7 @@ def test_corrupted_catalog_quarantines_every_bad_row_with_reason_and_line(tmp_pa
     expected = {line: code for line, (_, code) in BAD_LINES.items()} | {TRUNCATED_LINE: "unparsable_json"}
     assert got == expected
     assert all(r.source == str(path) for r in rows)
+    assert len({r.run for r in rows}) == 1 and rows[0].run.endswith("Z")  # the run that quarantined them
     assert next(r for r in rows if r.line == 8).raw == '{"id": "bad4", "title": "Caf\ufffd latin-1"}'
     assert report.read == len(good) + len(BAD_LINES) + 1
     assert (report.indexed, report.quarantined, report.unchanged) == (len(good), len(BAD_LINES) + 1, 0)
