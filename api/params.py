@@ -39,6 +39,7 @@ from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.pipeline import SearchContext
 from shopsearch.reranker.recommendations import CONTEXTS
 from shopsearch.settings import Settings, load_settings
+from shopsearch.text import split_escaped
 from shopsearch.ubi import UbiId
 
 from .errors import ApiError, bad_parameter
@@ -66,39 +67,16 @@ def _blank_is_absent(value: Any) -> Any:
 
 
 LIST_HELP = r"repeat or comma-separate; write a comma within a value as \, and a backslash as \\"
-_LIST_ITEM = re.compile(r"\\([,\\])|(,)")
-
-
-def split_list(text: str) -> list[str]:
-    r"""A list parameter's values: split at commas, where ``\,`` is a comma within a value and ``\\`` a backslash
-    (a facet value such as "Sonix, Inc." selects itself); any other backslash is kept as written.
-
-    >>> split_list(r"Acme,Sonix\, Inc.,a\\b\c")
-    ['Acme', 'Sonix, Inc.', 'a\\b\\c']
-    """
-    out, start, value = [], 0, []
-    for m in _LIST_ITEM.finditer(text):
-        value.append(text[start:m.start()])
-        if m.group(1):
-            value.append(m.group(1))
-        else:
-            out.append("".join(value))
-            value = []
-        start = m.end()
-    value.append(text[start:])
-    out.append("".join(value))
-    return out
-
-
 def _comma_list(value: Any) -> Any:
-    """Every occurrence split as :func:`split_list` splits, stripped, blanks dropped, duplicates removed (order
+    """Every occurrence split at commas (:func:`~shopsearch.text.split_escaped`: ``\\,`` is a comma within a value,
+    so a facet value such as "Sonix, Inc." selects itself), stripped, blanks dropped, duplicates removed (order
     kept)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)):
         return value
     # NFC: as the indexer stores catalog text, so a value typed with a combining accent still matches
-    out = [unicodedata.normalize("NFC", v.strip()) for raw in value for v in split_list(str(raw)) if v.strip()]
+    out = [unicodedata.normalize("NFC", v.strip()) for raw in value for v in split_escaped(str(raw)) if v.strip()]
     return tuple(dict.fromkeys(out))
 
 

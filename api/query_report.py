@@ -80,7 +80,8 @@ def queries_report(queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *, i
     kept = [q for q in queries if (index is None or q.query_attributes.get("index", index) == index)
             and (since is None or ubi_time(q.timestamp) >= since)]
     stats = aggregate_queries(kept, index=index, since=since)
-    counted = [q for q in kept if first_page(q) and q.user_query.strip()]
+    # a relevance console's explained searches are no shopper's (as aggregate_queries and the CTR leave them out)
+    counted = [q for q in kept if first_page(q) and q.user_query.strip() and not q.explained]
     lists: dict[str, list[int]] = {}
     for s in serp_sessions(kept, events):
         row = lists.setdefault(s.query, [0, 0])

@@ -93,7 +93,8 @@ def _label(q: QueryScores) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell's text: a query is anything a shopper typed, so markup is escaped as the HTML report does."""
+    return escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 # ---------------------------------------------------------------- SVG

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import Stemmer
 
-from shopsearch.text import strip_html
+from shopsearch.text import split_escaped, strip_html
 
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (what "_english_" means in the mapping).
 ENGLISH_STOPWORDS = frozenset(
@@ -131,10 +131,11 @@ class SynonymRule:
 def parse_synonyms(lines: Iterable[str]) -> list[SynonymRule]:
     """Parse Solr-format synonym lines: ``a, b, c`` (all equivalent) or ``a, b => c`` (rewrite a and b to c).
 
-    Phrases are tokenized like the search analyzer before its synonym filter. Blank and ``#`` lines are skipped.
+    Phrases are tokenized like the search analyzer before its synonym filter. Blank and ``#`` lines are skipped;
+    ``\,`` is a comma within a phrase (as Solr reads it).
 
     Raises:
-        ValueError: a rule has an empty side (``"=> tv"``); the message gives its line number (1-based).
+        ValueError: a rule has an empty side (``"=> tv"``) or two ``=>``; the message gives its line number (1-based).
 
     >>> parse_synonyms(["couch, sofa"])[0].outputs
     (('couch',), ('sofa',))
@@ -144,12 +145,14 @@ def parse_synonyms(lines: Iterable[str]) -> list[SynonymRule]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if line.count("=>") > 1:
+            raise ValueError(f"synonyms line {number}: rule {line!r} has more than one '=>'")
         if "=>" in line:
             left, right = line.split("=>", 1)
-            ins = tuple(p for p in (tuple(tokenize(s)) for s in left.split(",")) if p)
-            outs = tuple(p for p in (tuple(tokenize(s)) for s in right.split(",")) if p)
+            ins = tuple(p for p in (tuple(tokenize(s)) for s in split_escaped(left)) if p)
+            outs = tuple(p for p in (tuple(tokenize(s)) for s in split_escaped(right)) if p)
         else:
-            ins = outs = tuple(p for p in (tuple(tokenize(s)) for s in line.split(",")) if p)
+            ins = outs = tuple(p for p in (tuple(tokenize(s)) for s in split_escaped(line)) if p)
         if not ins or not outs:
             raise ValueError(f"synonyms line {number}: rule {line!r} has an empty side; use 'a, b' or 'a => b'")
         rules.append(SynonymRule(ins, outs))

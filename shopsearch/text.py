@@ -71,3 +71,27 @@ def normalise_query(text: str) -> str:
         'red lamp'
     """
     return collapse_whitespace(unicodedata.normalize("NFKC", text).casefold())
+
+
+_ESCAPED = re.compile(r"\\([,\\])|(,)")
+
+
+def split_escaped(text: str) -> list[str]:
+    r"""``text`` split at commas, where ``\,`` is a comma within an item and ``\\`` a backslash (any other backslash
+    is kept as written): the API's list parameters and the synonym files' phrases (Solr's escaping).
+
+    >>> split_escaped(r"Acme,Sonix\, Inc.,a\\b\c")
+    ['Acme', 'Sonix, Inc.', 'a\\b\\c']
+    """
+    out, start, item = [], 0, []
+    for m in _ESCAPED.finditer(text):
+        item.append(text[start:m.start()])
+        if m.group(1):
+            item.append(m.group(1))
+        else:
+            out.append("".join(item))
+            item = []
+        start = m.end()
+    item.append(text[start:])
+    out.append("".join(item))
+    return out

@@ -130,6 +130,13 @@ def test_popular_queries_and_report_from_either_store(store):
     assert report.simulated == 0 and report.searches == 7
 
 
+def test_report_counts_shoppers_searches_not_the_consoles():
+    console = record(9, "lamp", "eng", 3).model_copy(update={"query_attributes": {"explain": True, "total": 3,
+                                                                                  "page": 1}})
+    report = queries_report([record(1, "lamp", "a", 3), record(2, "sofa", "b", 0), console], [])
+    assert report.searches == 2 and report.last == record(2, "sofa", "b", 0).timestamp
+
+
 def test_report_html_escapes_query_text(tmp_path):
     from shopsearch.api.report import render_queries_html, render_queries_markdown
 
@@ -137,6 +144,7 @@ def test_report_html_escapes_query_text(tmp_path):
     report = queries_report(hostile, [])
     html = render_queries_html(report)
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "\\|" in render_queries_markdown(report)  # a pipe cannot break the markdown table
+    markdown = render_queries_markdown(report)
+    assert "\\|" in markdown and "<script>" not in markdown  # nor can a pipe break a table, or markup run
     with pytest.raises(ValueError, match="top=0"):
         queries_report([], [], top=0)

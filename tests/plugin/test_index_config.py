@@ -70,3 +70,16 @@ def test_cluster_layout_reaches_the_index_body_and_the_serving_settings(tmp_path
             override.serving_settings()["auto_expand_replicas"]) == (2, 1, "false")
     with pytest.raises(ValueError, match="replicas=-1 must be an integer >= 0"):
         default.with_layout(replicas=-1)
+
+
+def test_a_synonyms_file_reads_as_solr_does(tmp_path):
+    from shopsearch.plugin.synonyms import load_synonyms
+    from shopsearch.plugin.text_analysis import parse_synonyms
+
+    saved = tmp_path / "shop.synonyms.txt"  # as Notepad or Excel save it: a BOM before a first comment
+    saved.write_bytes("\ufeff# Synonyms for Acme, from Excel\ncouch, sofa\n".encode("utf-8"))
+    assert len(load_synonyms(saved)) == 2  # couch and sofa; the comment is no rule
+    (escaped,) = parse_synonyms(["tv\\, hdtv, television"])
+    assert escaped.inputs == (("tv", "hdtv"), ("television",))
+    with pytest.raises(ValueError, match="synonyms line 1: .* more than one '=>'"):
+        parse_synonyms(["a => b => c"])
