@@ -129,7 +129,7 @@ class SynonymRule:
 
 
 def parse_synonyms(lines: Iterable[str]) -> list[SynonymRule]:
-    """Parse Solr-format synonym lines: ``a, b, c`` (all equivalent) or ``a, b => c`` (rewrite a and b to c).
+    r"""Parse Solr-format synonym lines: ``a, b, c`` (all equivalent) or ``a, b => c`` (rewrite a and b to c).
 
     Phrases are tokenized like the search analyzer before its synonym filter. Blank and ``#`` lines are skipped;
     ``\,`` is a comma within a phrase (as Solr reads it).
