@@ -49,17 +49,20 @@ class JudgmentList:
 
 
 def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Qrel], source: str = "") -> JudgmentList:
-    """A JudgmentList from (qid, text) pairs and judgments; the first qid of a repeated text wins.
+    """A JudgmentList from (qid, text) pairs and judgments; of the qids of a repeated text, the first judged one wins
+    (else the first), as ``judgments merge`` files a grade.
 
-    >>> build_judgments([("q1", "Lamp")], [Qrel("q1", "p1", 2)]).lookup("lamp")
+    >>> build_judgments([("q0", "LAMP"), ("q1", "Lamp")], [Qrel("q1", "p1", 2)]).lookup("lamp")
     ('q1', {'p1': 2})
     """
-    qids: dict[str, str] = {}
-    for qid, text in queries:
-        qids.setdefault(normalise_query(text), qid)
     grades: dict[str, dict[str, int]] = {}
     for q in qrels:
         grades.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
+    qids: dict[str, str] = {}
+    for qid, text in queries:
+        key = normalise_query(text)
+        if key not in qids or (qids[key] not in grades and qid in grades):
+            qids[key] = qid
     return JudgmentList(qids=qids, grades=grades, source=source)
 
 

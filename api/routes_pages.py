@@ -255,7 +255,21 @@ def _json_body(allowed: tuple[str, ...]) -> dict:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise bad_parameter(unknown[0], f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    for name, value in body.items():
+        if _holds_surrogate(value):  # JSON's \ud800 alone: no text, and ir-measures' C backend crashes on it
+            raise bad_parameter(name, f"{name} holds text that is not valid Unicode (a lone surrogate)")
     return body
+
+
+def _holds_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a lone surrogate in any string, key or value, at any depth."""
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_holds_surrogate(k) or _holds_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_surrogate(v) for v in value)
+    return False
 
 
 def _printable(value: str, name: str) -> str:

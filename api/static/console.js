@@ -49,26 +49,31 @@
   }
 
   function parseQrels(text, name) {
-    const out = {};
+    const out = Object.create(null);  // ids are data: "constructor" is a product, not a property
     text.split(/\r?\n/).forEach((line, n) => {
       const parts = line.trim().split(/\s+/);
       if (!line.trim()) return;
-      if (parts.length !== 4 || !/^-?\d+$/.test(parts[3])) {
+      // as eval's reader: a grade 2 or 2.0, one line a (query, product)
+      if (parts.length !== 4 || !/^-?\d+(\.0*)?$/.test(parts[3])) {
         throw new Error(`${name}:${n + 1}: expected 'qid iteration doc_id grade', got '${line.slice(0, 60)}'`);
       }
-      (out[parts[0]] = out[parts[0]] || {})[parts[2]] = parseInt(parts[3], 10);
+      const grades = (out[parts[0]] = out[parts[0]] || Object.create(null));
+      if (parts[2] in grades) throw new Error(`${name}:${n + 1}: judgment for (${parts[0]}, ${parts[2]}) appears twice`);
+      grades[parts[2]] = parseInt(parts[3], 10);
     });
     return out;
   }
 
-  function parseQueries(text, name) {
-    const out = {};
+  // normalised text -> qid; of two queries with one text, a judged one (in ``qrels``) before the first
+  function parseQueries(text, name, qrels) {
+    const out = Object.create(null);
     text.split(/\r?\n/).forEach((line, n) => {
       if (!line.trim()) return;
       const tab = line.indexOf("\t");
       if (tab < 1) throw new Error(`${name}:${n + 1}: expected 'qid<TAB>query text'`);
       const key = normalise(line.slice(tab + 1));
-      if (!(key in out)) out[key] = line.slice(0, tab).trim();
+      const qid = line.slice(0, tab).trim();
+      if (!(key in out) || (!(out[key] in qrels) && qid in qrels)) out[key] = qid;
     });
     return out;
   }
@@ -77,7 +82,8 @@
     const qf = $("qrels-file").files[0], tf = $("queries-file").files[0];
     if (!qf || !tf) { setStatus(qf ? "Now choose the queries TSV that goes with the qrels." : "Now choose the qrels file.", "warn"); return; }
     try {
-      uploaded = { qrels: parseQrels(await qf.text(), qf.name), qids: parseQueries(await tf.text(), tf.name), name: qf.name };
+      const qrels = parseQrels(await qf.text(), qf.name);
+      uploaded = { qrels, qids: parseQueries(await tf.text(), tf.name, qrels), name: qf.name };
       setStatus("", "");
     } catch (err) {
       uploaded = null;
@@ -107,7 +113,6 @@
     const results = await Promise.all(names.map((profile) =>
       getJson("/search?" + qs({ q, profile, explain: "true", size: DEPTH, facets: "none" })).catch((err) => ({ error: err }))));
     if (mine !== latest) return;
-    shown = q;
     const rankings = results.map((r) => (r.error ? [] : r.hits.map((x) => x.id)));
     const judgeBody = { query: q, rankings };
     if (uploaded) {
@@ -122,19 +127,29 @@
       if (mine === latest) setStatus(`Judgments unavailable: ${err.message}`, "warn");
     }
     if (mine !== latest) return;
+    // Grades given from now on are for this query: the columns on screen until here were the last one's.
+    shown = q;
+    // A side whose search failed has no ranking to score: no figure for it, and no delta (not a drop to 0).
+    const failed = results.map((r) => Boolean(r.error));
     if (judged) setStatus("", "");
     showWorklist(judged, rankings);
-    renderDelta(judged, names);
-    results.forEach((r, i) => renderColumn(i ? $("col-b") : $("col-a"), names[i], r, judged, i, rankings[1 - i] || []));
+    renderDelta(judged, names, failed);
+    results.forEach((r, i) => renderColumn(i ? $("col-b") : $("col-a"), names[i], r, judged, i,
+      failed[1 - i] ? null : rankings[1 - i] || []));
   }
 
   function fmt(x, digits = 3) {
     return typeof x === "number" ? x.toFixed(digits) : "–";
   }
 
-  function renderDelta(judged, names) {
+  function renderDelta(judged, names, failed) {
     const el = $("metric-delta");
     if (!judged) { el.replaceChildren(); return; }
+    if (failed.some(Boolean) && judged.judged) {
+      const down = names.filter((_, i) => failed[i]).join(" and ");
+      el.replaceChildren(h("span", { class: "muted" }, `nDCG@10 not compared: the search of ${down} failed.`));
+      return;
+    }
     if (!judged.judged) {
       const why = judged.source === null && !uploaded ? "no judgment list is loaded"
         : "this query is not in the judgment list";
@@ -186,8 +201,8 @@
         p.fusion ? h("span", { class: "tag" }, p.fusion) : null, p.rerank ? h("span", { class: "tag" }, "rerank") : null,
         p.explore ? h("span", { class: "tag", title: "shoppers see FairPairs swaps on this share of first pages; "
           + "the console shows the ranking unswapped" }, `explores ${Math.round(100 * p.explore)}%`) : null),
-      h("div", { class: "column-metric" }, judged && judged.judged ? `nDCG@10 ${fmt(judged.scores[side])}` : "",
-        judged && judged.judged && judged.judged_at_10 ? h("span", {
+      h("div", { class: "column-metric" }, judged && judged.judged && !result.error ? `nDCG@10 ${fmt(judged.scores[side])}` : "",
+        judged && judged.judged && judged.judged_at_10 && !result.error ? h("span", {
           class: "muted",
           title: "share of this top 10 the judgments cover; nDCG@10 counts an unjudged product as not relevant",
         }, ` · ${Math.round(100 * judged.judged_at_10[side])}% of the top 10 judged`) : "",
@@ -204,8 +219,8 @@
     const grades = (judged && judged.grades) || {};
     const rows = result.hits.map((hit) => {
       const grade = grades[hit.id];
-      const otherRank = other.indexOf(hit.id) + 1;
-      const move = otherRank === 0 ? h("span", { class: "move new", title: "not in the other column's top 10" }, "only here")
+      const otherRank = other ? other.indexOf(hit.id) + 1 : -1;  // null: the other side's search failed
+      const move = otherRank < 0 ? null : otherRank === 0 ? h("span", { class: "move new", title: "not in the other column's top 10" }, "only here")
         : otherRank === hit.rank ? h("span", { class: "move same" }, "=")
         : h("span", { class: "move " + (otherRank > hit.rank ? "up" : "down"), title: `#${otherRank} in the other column` },
             `${otherRank > hit.rank ? "▲" : "▼"}${Math.abs(otherRank - hit.rank)}`);

@@ -334,7 +334,7 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     _shot(page, "console.png")
 
     # An uploaded judgment list replaces the configured one (parsed in the page; only this query's grades sent).
-    (tmp_path / "upload-qrels.txt").write_text("u1 0 p7 3\nu1 0 p1 0\n")
+    (tmp_path / "upload-qrels.txt").write_text("u1 0 p7 3.0\nu1 0 p1 0\n")  # 3.0: as eval reads it
     (tmp_path / "upload-queries.tsv").write_text("u1\tLamp\n")
     page.locator("#qrels-file").set_input_files(str(tmp_path / "upload-qrels.txt"))
     page.locator("#queries-file").set_input_files(str(tmp_path / "upload-queries.tsv"))
@@ -346,6 +346,16 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     page.locator("#console-form button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"q=%EF%BC%AC"))
     expect(page.locator("#metric-delta")).to_contain_text("qid u1")
+
+    # A side whose search fails is not scored: no drop to 0, no delta, no "only here" beside it.
+    down = re.compile(r".*/search\?.*profile=default.*")
+    page.route(down, lambda route: route.fulfill(status=503, content_type="application/json", body=json.dumps(
+        {"error": {"code": "engine_unavailable", "message": "search engine unavailable", "parameter": None}})))
+    page.locator("#console-form button[type=submit]").click()
+    expect(page.locator("#metric-delta")).to_have_text("nDCG@10 not compared: the search of default failed.")
+    expect(page.locator("#col-b .column-metric")).not_to_contain_text("nDCG@10")
+    expect(page.locator("#col-a .move")).to_have_count(0)
+    page.unroute(down)
 
 
 def test_console_steps_through_a_pool_worklist_and_grades_it(live, page, tmp_path):

@@ -222,6 +222,9 @@ def test_judge_without_any_judgments(plain_client):
     ({"query": "lamp", "rankings": [["p1"]], "added": {"p1": 2.5}}, "added"),
     ({"query": "lamp", "rankings": [["p1"]], "added": {"": 2}}, "added"),
     ({"query": "lamp", "rankings": [["p1"]], "profile": "x"}, "profile"),
+    # a lone surrogate (JSON "\\ud800") is no text: it crashed ir-measures' C backend, and the whole process
+    ({"query": "lamp", "rankings": [["cf\ud800"]], "judgments": {"cf1": 1}}, "rankings"),
+    ({"query": "lamp", "rankings": [["cf1"]], "judgments": {"cf\udfff": 1}}, "judgments"),
 ])
 def test_judge_rejects_bad_bodies(plain_client, payload, parameter):
     err = _error(plain_client.post("/console/api/judge", json=payload), 400, parameter)
@@ -301,6 +304,8 @@ def test_grades_given_count_over_an_uploaded_list_and_with_no_list(plain_client)
     ({"query": "lamp", "product_id": "p1", "grade": -1}, "grade"),
     ({"query": "lamp", "product_id": "p1", "grade": 101}, "grade"),
     ({"query": "lamp", "product_id": "p1", "grade": 1, "by": "me"}, "by"),
+    ({"query": "lamp\ud800", "product_id": "p1", "grade": 2}, "query"),  # not "cannot read the grades"
+    ({"query": "lamp", "product_id": "p\ud800", "grade": 2}, "product_id"),
 ])
 def test_a_bad_grade_is_refused_and_nothing_is_stored(plain_client, payload, parameter):
     err = _error(plain_client.post("/console/api/grades", json=payload), 400, parameter)
