@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
                                       ("--teacher-weight", args.teacher_weight, "--teacher", args.teacher)):
         if value is not None and not given:
             raise ValueError(f"{flag} is for {needs}")
+    if args.teacher and not args.teacher_weight:
+        raise ValueError("--teacher needs --teacher-weight W (0 < W <= 1): with none, the teacher is not used")
     hard_negatives = 8 if args.hard_negatives is None else args.hard_negatives
     mine_depth = 30 if args.mine_depth is None else args.mine_depth
     mine_profile = args.mine_profile or "default"
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         teacher_weight=args.teacher_weight or 0.0, loss=args.loss, list_size=args.list_size,
         device=args.device)
     config.validate()
-    check_out_folder(args.out, ensemble=members > 1)
+    check_out_folder(args.out)  # before mining and training: the new model replaces --out whole
     candidates = {}
     for d in args.train_dirs:
         name = Path(d).name

@@ -50,7 +50,7 @@ class JudgmentList:
 
 def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Qrel], source: str = "") -> JudgmentList:
     """A JudgmentList from (qid, text) pairs and judgments; of the qids of a repeated text, the first judged one wins
-    (else the first), as ``judgments merge`` files a grade.
+    (else the first): a text that an unjudged query repeats is still the judged query's.
 
     >>> build_judgments([("q0", "LAMP"), ("q1", "Lamp")], [Qrel("q1", "p1", 2)]).lookup("lamp")
     ('q1', {'p1': 2})

@@ -8,6 +8,7 @@ Pure string building; the CLI writes the files.
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Sequence
 
@@ -93,8 +94,16 @@ def _label(q: QueryScores) -> str:
 
 
 def _md(text: str) -> str:
-    """A table cell's text: a query is anything a shopper typed, so markup is escaped as the HTML report does."""
-    return escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    r"""A table cell's text: a query is anything a shopper typed, so what markdown reads as markup (HTML, links,
+    images, code, the cell's end) is backslash-escaped; the text reads as typed in a terminal too.
+
+    >>> print(_md("a|b <b>[x](y)</b> & `c`"))
+    a\|b \<b\>\[x\](y)\</b\> & \`c\`
+    """
+    return _MD_SPECIAL.sub(r"\\\g<0>", text).replace("\n", " ")
+
+
+_MD_SPECIAL = re.compile(r"[\\|<>\[\]`]")
 
 
 # ---------------------------------------------------------------- SVG

@@ -262,13 +262,18 @@ def _json_body(allowed: tuple[str, ...]) -> dict:
 
 
 def _holds_surrogate(value: Any) -> bool:
-    """Whether a decoded JSON value holds a lone surrogate in any string, key or value, at any depth."""
-    if isinstance(value, str):
-        return any("\ud800" <= c <= "\udfff" for c in value)
-    if isinstance(value, dict):
-        return any(_holds_surrogate(k) or _holds_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_surrogate(v) for v in value)
+    """Whether a decoded JSON value holds a lone surrogate in any string, key or value, at any depth (walked with
+    a stack: a deeply nested body is the route's 400, not a RecursionError's 500)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if any("\ud800" <= c <= "\udfff" for c in v):
+                return True
+        elif isinstance(v, dict):
+            todo += [*v.keys(), *v.values()]
+        elif isinstance(v, list):
+            todo += v
     return False
 
 

@@ -28,7 +28,7 @@ class QuarantineWriter:
         if self.path.is_dir():
             raise IsADirectoryError(21, "Is a directory", str(self.path))
         self.count = 0
-        self.run = format_timestamp(datetime.now(timezone.utc).replace(microsecond=0))  # marks this run's rows
+        self.run = format_timestamp(datetime.now(timezone.utc))  # marks this run's rows (to the microsecond)
         self.by_code: Counter[str] = Counter()
         self._file: IO[str] | None = None
 
@@ -45,7 +45,7 @@ class QuarantineWriter:
         if not self.count:
             return "0 quarantined"
         parts = ", ".join(f"{code} {n}" for code, n in self.by_code.most_common())
-        return f"{self.count} quarantined ({parts}) -> {self.path}"
+        return f"{self.count} quarantined ({parts}) -> {self.path} (rows of run {self.run})"
 
     def close(self) -> None:
         if self._file is not None:

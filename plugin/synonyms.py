@@ -44,7 +44,7 @@ def load_synonyms(path: str | Path) -> SynonymMap:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a rule with an empty side; the message names the file and the line.
+        ValueError: a rule with an empty side or two "=>"; the message names the file and the line.
 
     >>> len(load_synonyms(Path(__file__).parent / "config" / "synonyms.txt")) > 0
     True

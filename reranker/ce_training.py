@@ -211,7 +211,10 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from tqdm import tqdm
 
+    from .cross_encoder_ensemble import check_out_folder
+
     config.validate()
+    check_out_folder(config.out)  # before training: the model replaces --out whole, so it must be a model's
     offline_environment()
     started = time.perf_counter()
     if splits is None:
@@ -327,7 +330,7 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     """
     from sentence_transformers import CrossEncoder
 
-    from .cross_encoder_ensemble import MAX_MEMBERS, write_ensemble
+    from .cross_encoder_ensemble import MAX_MEMBERS, check_out_folder, write_ensemble
 
     if base_models is not None:
         members = len(base_models)
@@ -338,6 +341,7 @@ def train_ensemble(config: TrainConfig, candidates: Candidates | None = None, me
     names = [f"m{i}" for i in range(members)]
     out = Path(config.out)
     config.validate()  # the members differ from it only where validate() does not look
+    check_out_folder(out)
     # the members differ only in shuffle seed or base model, which the split ignores
     splits = prepare_splits(config, candidates)
     with folder_replaced(out) as building:  # the whole ensemble, or the last one as it was

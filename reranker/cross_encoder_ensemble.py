@@ -57,21 +57,24 @@ def is_ensemble(model_dir: str | Path) -> bool:
 
 
 def is_cross_encoder_dir(model_dir: str | Path) -> bool:
-    """Whether ``model_dir`` holds a trained cross-encoder: one model (``config.json``) or an ensemble."""
+    """Whether ``model_dir`` holds a trained cross-encoder: one model (:func:`is_model_dir`) or an ensemble."""
     return is_model_dir(model_dir) or is_ensemble(model_dir)
 
 
-def check_out_folder(out: str | Path, *, ensemble: bool) -> None:
-    """Refuse to train one kind of cross-encoder into a folder holding the other: the files left behind would
-    decide which one is served (an ensemble.toml wins over a model's weights).
+def check_out_folder(out: str | Path) -> None:
+    """Refuse, before any training, an ``--out`` that training would wipe: the new model replaces the folder whole
+    (:func:`shopsearch.atomic_write.folder_replaced`), so it must be new, empty or a cross-encoder's (one model or
+    an ensemble), never a folder of models or of data.
 
     Raises:
-        ValueError: naming the folder and what it holds.
+        ValueError: naming the folder and why.
     """
-    if ensemble and is_model_dir(out):
-        raise ValueError(f"--out {out}: holds a single cross-encoder; train the ensemble into a new folder")
-    if not ensemble and is_ensemble(out):
-        raise ValueError(f"--out {out}: holds a cross-encoder ensemble ({ENSEMBLE_FILE}); train into a new folder")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out}: is a file; train into a model's folder")
+    if path.is_dir() and any(path.iterdir()) and not is_cross_encoder_dir(path):
+        raise ValueError(f"--out {out}: holds other files than a cross-encoder, and training replaces the folder "
+                         f"whole; train into a new folder (e.g. {Path(out) / 'ce-new'})")
 
 
 def write_ensemble(model_dir: str | Path, members: Sequence[str]) -> Path:

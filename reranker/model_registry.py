@@ -59,7 +59,7 @@ def load_cross_encoder(name_or_dir: str, registry: "ModelRegistry | None" = None
     from .cross_encoder_ensemble import is_cross_encoder_dir
 
     path = Path(name_or_dir)
-    if is_cross_encoder_dir(path):
+    if is_cross_encoder_dir(path) or (path / "config.json").is_file():  # another model's folder: say which
         return open_cross_encoder(path)
     return (registry or ModelRegistry()).cross_encoder(name_or_dir)
 

@@ -125,8 +125,11 @@ def folder_replaced(path: str | Path) -> Iterator[Path]:
     """A new, empty folder beside ``path`` to build a whole folder in; when the block ends it takes ``path``'s place
     (an old folder there is removed), and when it raises (Ctrl-C too) it is removed and ``path`` is left as it was.
 
-    The swap is two renames: a crash between them leaves ``path`` missing and the old folder beside it as
-    ``.<name>.<random>.old``, never a mix of two runs' files.
+    The caller decides that what ``path`` holds may go (a model's folder, not a folder of models). A symlink is
+    written through: its target is replaced, the link kept. The swap is two renames; if the second fails the old
+    folder is put back, and a crash between them leaves ``path`` missing and the old folder beside it as
+    ``.<name>.<random>.old``, never a mix of two runs' files. Folders killed builds left are removed by the next
+    build of that folder once they are ORPHAN_AGE_S old.
 
     >>> import tempfile; d = Path(tempfile.mkdtemp())
     >>> with folder_replaced(d / "model") as tmp:
@@ -134,19 +137,25 @@ def folder_replaced(path: str | Path) -> Iterator[Path]:
     >>> sorted(p.name for p in d.iterdir()), (d / "model" / "card.json").read_text()
     (['model'], '{}')
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
+    if not path.name or path == Path(path.anchor):
+        raise ValueError(f"{path}: a folder to replace needs a name")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path, folders=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     tmp.mkdir()
+    old = None
     try:
         yield tmp
-        old = None
         if path.exists():
             old = path.parent / f".{path.name}.{secrets.token_hex(8)}.old"
             os.replace(path, old)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
+        if old is not None and not path.exists():
+            os.replace(old, path)  # the second rename failed: the old folder goes back
+            old = None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:
@@ -176,13 +185,19 @@ def _write_through(path: Path, content: Content) -> None:
         f.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
-def _remove_orphans(path: Path) -> None:
-    """Remove the temporary files of ``path`` that writers killed mid-write left over ORPHAN_AGE_S ago (best
-    effort: one this process may not remove is left, and the write goes on)."""
+def _remove_orphans(path: Path, folders: bool = False) -> None:
+    """Remove the temporary files of ``path`` that writers killed mid-write left over ORPHAN_AGE_S ago (with
+    ``folders``, the build and old folders of :func:`folder_replaced`). Best effort: one this process may not
+    remove is left, and the write goes on."""
     cutoff = time.time() - ORPHAN_AGE_S
-    for tmp in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")):
+    prefix = os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.")
+    for tmp in glob.glob(prefix + "tmp") + (glob.glob(prefix + "old") if folders else []):
         try:
-            if os.stat(tmp).st_mtime < cutoff:
+            if os.lstat(tmp).st_mtime >= cutoff:
+                continue
+            if folders and os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp)
+            else:
                 os.unlink(tmp)
         except OSError:
             pass

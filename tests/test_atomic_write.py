@@ -189,3 +189,18 @@ def test_a_folder_built_whole_replaces_the_old_one_or_leaves_it_as_it_was(tmp_pa
         (building / "weights").write_text("v2")
     assert sorted(p.name for p in target.iterdir()) == ["weights"]  # nothing of the old run stays beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_folder_swap_writes_through_a_symlink_and_refuses_a_folder_without_a_name(tmp_path):
+    real = tmp_path / "models" / "ce"
+    with folder_replaced(real) as building:
+        (building / "weights").write_text("v1")
+    link = tmp_path / "ce-link"
+    link.symlink_to(real)
+    with folder_replaced(link) as building:
+        (building / "weights").write_text("v2")
+    assert link.is_symlink() and (real / "weights").read_text() == "v2"  # the link kept, its target replaced
+    assert sorted(p.name for p in real.parent.iterdir()) == ["ce"]
+    with pytest.raises(ValueError, match="needs a name"):
+        with folder_replaced("/"):
+            pass

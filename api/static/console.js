@@ -48,6 +48,12 @@
     else el.textContent = "none loaded — upload a qrels file and its queries TSV";
   }
 
+  // grades keyed by product id, read with [] and "in": ids are data ("constructor" is a product, not a property)
+  function byId(judged) {
+    for (const k of ["grades", "given"]) if (judged && judged[k]) judged[k] = Object.assign(Object.create(null), judged[k]);
+    return judged;
+  }
+
   function parseQrels(text, name) {
     const out = Object.create(null);  // ids are data: "constructor" is a product, not a property
     text.split(/\r?\n/).forEach((line, n) => {
@@ -122,7 +128,7 @@
     }
     let judged = null;
     try {
-      judged = await postJson("/console/api/judge", judgeBody);
+      judged = byId(await postJson("/console/api/judge", judgeBody));
     } catch (err) {
       if (mine === latest) setStatus(`Judgments unavailable: ${err.message}`, "warn");
     }

@@ -89,7 +89,7 @@ def test_markdown_summary():
     md = render_markdown(_report())
     assert "| mrr@10 | 0.5000 | 0.8333 | +0.3333 | [-1.5640, +2.2306] | +66.7% | 2 / 1 / 0 | 0.7500 |" in md
     assert "`base` → `cand` (3 judged queries)" in md
-    assert "| red &lt;lamp&gt; &amp; co (q1) | 0.500 | 1.000 | +0.500 |" in md  # query text, its markup escaped
+    assert "| red \\<lamp\\> & co (q1) | 0.500 | 1.000 | +0.500 |" in md  # query text, its markup escaped
     assert "Queries with no results (scored 0): base: 1, cand: 0." in md
 
 

@@ -215,6 +215,7 @@ def test_a_run_that_fails_after_training_leaves_the_last_model_as_it_was(tmp_pat
 
 def test_a_flag_of_a_step_not_asked_for_is_refused(tmp_path, trained):
     for extra, message in ((["--teacher-weight", "0.5"], "--teacher-weight is for --teacher"),
+                           (["--teacher", "all-MiniLM-L6-v2"], "--teacher needs --teacher-weight"),
                            (["--hard-negatives", "4"], "--hard-negatives is for --mine"),
                            (["--mine-profile", "bm25"], "--mine-profile is for --mine")):
         with pytest.raises(ValueError, match=message):

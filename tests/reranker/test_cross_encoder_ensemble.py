@@ -80,14 +80,20 @@ def test_the_members_share_the_stage_budget(pair, monkeypatch, estimates_ms, fir
     assert (reason, calls) == (why, scored) and len(ranked) == 6
 
 
-def test_training_one_kind_into_a_folder_of_the_other_is_refused(pair, tmp_path):
+def test_training_never_replaces_a_folder_that_is_not_a_cross_encoders(pair, tmp_path):
+    """Training swaps --out in whole: a models/ or data folder given as --out is refused before anything runs."""
     from shopsearch.reranker.cross_encoder_ensemble import check_out_folder
 
-    with pytest.raises(ValueError, match="holds a cross-encoder ensemble"):
-        check_out_folder(pair, ensemble=False)
-    with pytest.raises(ValueError, match="holds a single cross-encoder"):
-        check_out_folder(pair / "a", ensemble=True)
-    check_out_folder(tmp_path / "new", ensemble=True)
+    check_out_folder(pair)  # an ensemble: replaced by the new model, whatever its kind
+    check_out_folder(pair / "a")  # one model
+    check_out_folder(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    check_out_folder(tmp_path / "empty")
+    with pytest.raises(ValueError, match="holds other files than a cross-encoder"):
+        check_out_folder(tmp_path)  # a folder of models (and of this test's files)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        check_out_folder(tmp_path / "file")
 
 
 def test_a_member_that_is_not_a_model_is_named(tmp_path):
