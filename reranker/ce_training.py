@@ -227,8 +227,13 @@ def train_cross_encoder(config: TrainConfig, candidates: Candidates | None = Non
     if config.teacher and config.teacher_weight > 0:
         labels, teacher_fit = teacher_labels(splits, config.teacher, config.teacher_weight, progress)
         examples = [(q, t, y) for (q, t, _), y in zip(examples, labels)]
-    if not any(s.valid for s in splits):
-        raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves no validation queries")
+    # each folder's calibration is fitted on its validation pairs: a folder without two is refused now, not after
+    # the hours of training
+    short = next((s.data.name for s in splits if len(_calibration_pairs(s)) < 2), None)
+    if short is not None:
+        raise ValueError(f"valid_fraction={config.valid_fraction!r} leaves data folder {short!r} fewer than 2 judged "
+                         f"validation pairs, which its calibration is fitted on; give it more judged queries or a "
+                         f"larger --valid-fraction")
     base = resolve_base_model(config.base_model or DEFAULT_MODEL)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)  # the new classifier head's initialisation
@@ -505,14 +510,18 @@ def _evaluate(model: Any, splits: Sequence[DatasetSplit]) -> dict[str, Any]:
     return {"ndcg@10": float(np.mean(scored)) if scored else 0.0, "per_dataset": per_dataset}
 
 
+def _calibration_pairs(split: DatasetSplit) -> list[Qrel]:
+    """Every judged pair of a folder's validation queries (not the capped subset early stopping scores: an isotonic
+    map fitted on a few hundred pairs is mostly noise)."""
+    qids = set(split.valid_qids)
+    return [j for j in split.data.qrels if j.query_id in qids] or list(split.valid)
+
+
 def _calibrate(model: Any, splits: Sequence[DatasetSplit], out: Path) -> dict[str, dict[str, float]]:
     """Fit and save an isotonic map per dataset on all its validation queries' judged pairs; in-sample RMSEs."""
     cals, metrics = {}, {}
     for s in splits:
-        # every validation query's judged pairs, not the capped subset early stopping scores: an isotonic map
-        # fitted on a few hundred pairs is mostly noise
-        qids = set(s.valid_qids)
-        valid = [j for j in s.data.qrels if j.query_id in qids] or s.valid
+        valid = _calibration_pairs(s)
         scores = score_pairs(model, [(s.data.queries[j.query_id], product_text(s.data.products[j.doc_id]))
                                      for j in valid])
         raw = np.array([s.data.raw_score(j) for j in valid], dtype=float)

@@ -213,6 +213,16 @@ def test_a_run_that_fails_after_training_leaves_the_last_model_as_it_was(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing half-built left
 
 
+def test_a_data_folder_left_without_validation_pairs_is_refused_before_training(tmp_path, trained, monkeypatch):
+    from shopsearch.reranker import ce_training
+
+    small = write_tiny_judged_set(tmp_path / "small", n_queries=2)
+    monkeypatch.setattr(ce_training, "resolve_base_model", lambda *a: pytest.fail("training started"))
+    with pytest.raises(ValueError, match="leaves data folder 'small' fewer than 2 judged validation pairs"):
+        train_cross_encoder(TrainConfig(data_dirs=(str(trained[1]), str(small)), out=str(tmp_path / "ce"),
+                                        valid_fraction=0.25, test_fraction=0.2))
+
+
 def test_a_flag_of_a_step_not_asked_for_is_refused(tmp_path, trained):
     for extra, message in ((["--teacher-weight", "0.5"], "--teacher-weight is for --teacher"),
                            (["--teacher", "all-MiniLM-L6-v2"], "--teacher needs --teacher-weight"),
