@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input: a clear one-line message naming the problem, never a traceback.
         print(f"shopsearch {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError) as exc:  # an unwritable output path
+    except (IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError) as exc:
+        # an output path that cannot be written
         what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
         print(f"shopsearch {args.command}: error: {what}", file=sys.stderr)
         return 2

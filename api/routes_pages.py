@@ -30,6 +30,7 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from shopsearch.evaluation import RELEVANT_GRADE
 from shopsearch.events import MAX_ID
 from shopsearch.plugin.profiles import ProfileError, ProfileStore
+from shopsearch.text import has_lone_surrogate
 
 from .app import service
 from .auth import current_key, role
@@ -267,10 +268,9 @@ def _holds_surrogate(value: Any) -> bool:
     todo = [value]
     while todo:
         v = todo.pop()
-        if isinstance(v, str):
-            if any("\ud800" <= c <= "\udfff" for c in v):
-                return True
-        elif isinstance(v, dict):
+        if isinstance(v, str) and has_lone_surrogate(v):
+            return True
+        if isinstance(v, dict):
             todo += [*v.keys(), *v.values()]
         elif isinstance(v, list):
             todo += v

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from shopsearch.text import has_lone_surrogate
+
 FORMATS = ("jsonl", "csv", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
              ".parquet": "parquet", ".pq": "parquet"}
@@ -140,14 +142,6 @@ def _salvage(text: str) -> dict[str, Any] | None:
     return out or None
 
 
-def _has_surrogates(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _csv_raw(cells: list[str], dialect: Any) -> str:
     buf = io.StringIO()
     csv.writer(buf, dialect=dialect, lineterminator="").writerow(cells)
@@ -251,7 +245,7 @@ def _csv_row(src: str, line_no: int, header: list[str], cells: list[str], dialec
     if not cells or all(not c.strip() for c in cells):
         return
     raw = _csv_raw(cells, dialect)
-    if any(_has_surrogates(c) for c in cells):
+    if any(has_lone_surrogate(c) for c in cells):
         yield RawRow(src, line_no, dict(zip(header, cells)), raw, "undecodable: not UTF-8")
     elif len(cells) != len(header):  # only the first cell is surely under its column (an id, most often)
         yield RawRow(src, line_no, {header[0]: cells[0]}, raw,

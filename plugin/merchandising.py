@@ -230,8 +230,9 @@ class Arranged:
     """The ranked head after a plan's pins, boosts and bury (:func:`arrange_head`), and what the page needs.
 
     ``fused``: the head in its new order (pinned products in it, buried ones out); ``extra``: the ids of pinned
-    products the query does not match (the match counts and facets them: ``MatchRule.also``); ``buried``: the buried products the query matches, with their
-    products, shown after every other result; ``pins``/``boosts``: what :func:`mark` writes on the hits.
+    products the query does not match (the match counts and facets them: ``MatchRule.also``); ``buried``: the
+    buried products the query matches, with their products, shown after every other result; ``pins``/``boosts``:
+    what :func:`mark` writes on the hits.
     """
 
     fused: list[Fused]

@@ -8,9 +8,9 @@ Metrics of a search run (:data:`METRICS`, scored by :func:`evaluate`):
   measured on what it shows). Not a quality metric: it says how far the others can be trusted.
 "Relevant" means grade >= 1 (:data:`RELEVANT_GRADE`): on crowdflower, grade 0 is "irrelevant" and 1..3 are
 "somewhat" to "highly" relevant. A negative grade (TREC's -2 for junk) counts as 0: judged, not relevant, no
-gain (ir-measures' trec_eval backend crashes the process on a query whose only grades are negative). Unjudged products count as not relevant, as trec_eval counts them, so a ranking
-that shows products the judges never saw scores lower whether or not they are relevant: read an nDCG@10 delta
-beside the two rankings' judged@10. A judged query with no results, or missing from the rankings, scores 0 on every
+gain (ir-measures' trec_eval backend crashes the process on a query whose only grades are negative). Unjudged
+products count as not relevant, as trec_eval counts them, so a ranking that shows products the judges never saw
+scores lower whether or not they are relevant: read an nDCG@10 delta beside the two rankings' judged@10. A judged query with no results, or missing from the rankings, scores 0 on every
 metric instead of vanishing from the mean.
 
 Judged pools (a query's judged products ranked by a model's scores, as training and the benches measure them) are

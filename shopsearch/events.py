@@ -152,7 +152,8 @@ _RULES = {
     "position": f"an integer between 1 and {MAX_POSITION} (1-based)",
     "price": "a finite number >= 0",
     "query": f"a string of at most {MAX_QUERY} characters",
-    "timestamp": "ISO 8601 with a timezone or epoch seconds, at most a day ahead",  # a client's; a stored one: _STORED_RULES
+    # a client's; a stored one: _STORED_RULES
+    "timestamp": "ISO 8601 with a timezone or epoch seconds, at most a day ahead",
     "simulated": "true or false",
     "schema_version": str(SCHEMA_VERSION),
     "token": f"the hit's token from the /search response (a string of at most {MAX_TOKEN} characters)",

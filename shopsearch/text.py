@@ -95,3 +95,17 @@ def split_escaped(text: str) -> list[str]:
     item.append(text[start:])
     out.append("".join(item))
     return out
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone UTF-16 surrogate: what a bad byte read with ``surrogateescape`` or a JSON
+    ``"\\ud800"`` decodes to; no text, and no UTF-8 can carry it.
+
+    >>> has_lone_surrogate("caf\\udce9"), has_lone_surrogate("café")
+    (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

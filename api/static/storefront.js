@@ -8,8 +8,6 @@
   const MAX_DEPTH = parseInt(document.body.dataset.maxDepth, 10) || 1000;  // the API's max_depth: pages past it are 422
   // Categories show as the category_path tree, whose values select exactly what they count (a level facet's
   // value, as the category filter, would also keep that name at other levels).
-  const FACET_LABELS = { brand: "Brand" };
-  const FACET_PARAM = { brand: "brand" };
   const FACETS = "brand,category_path,price,rating,attr.*";  // the ones shown: the engine counts no others
 
   // The orders /search offers over the whole matching set (plugin/engine.py SORTS); the first is the default.
@@ -266,24 +264,10 @@
 
   // --- facets and filters ------------------------------------------------------------------------------------
   function renderFacets(facets) {
-    const blocks = [];
-    for (const [field, label] of Object.entries(FACET_LABELS)) {
-      const values = facets[field] || [];
-      const param = FACET_PARAM[field];
-      const active = state[param];
-      if (!values.length) continue;
-      blocks.push(h("section", { class: "filter-block facet", dataset: { facet: field } },
-        h("h3", {}, label),
-        h("ul", {}, values.slice(0, 12).map((v) => {
-          const on = active.includes(v.value);
-          return h("li", {}, h("button", {
-            type: "button", class: "facet-value" + (on ? " on" : ""), "aria-pressed": on ? "true" : "false",
-            dataset: { value: v.value }, onclick: () => toggleFilter(param, v.value),
-          }, h("span", { class: "facet-name" }, v.value), h("span", { class: "count" }, String(v.count))));
-        }))));
-    }
-    blocks.push(...moreFacets(facets));
-    $("facets").replaceChildren(...blocks);
+    const brands = facetBlock("brand", "Brand", (facets.brand || []).slice(0, 12).map((v) => ({
+      name: v.value, value: v.value, count: v.count, on: state.brand.includes(v.value),
+      onclick: () => toggleFilter("brand", v.value) })));
+    $("facets").replaceChildren(...[brands, ...moreFacets(facets)].filter(Boolean));
   }
 
   /** A facet block whose buttons show ``name`` (text, never markup) and toggle with ``onclick``. */
