@@ -18,8 +18,8 @@ from shopsearch.api.cli_args import add_command_group, add_ranking_args, add_ubi
 from shopsearch.api.cmd_compare import add_judgment_args, load_judged_queries
 from shopsearch.api.ranking_runs import RESULTS_DEPTH
 from shopsearch.atomic_write import write_atomically
-from shopsearch.judgments import (Qrel, Query, as_text_cell, qrels_field, query_id_for, read_judgments, read_queries,
-                                  write_qrels, write_queries)  # already loaded by cmd_compare's arguments
+from shopsearch.judgments import (Qrel, Query, as_text_cell, qrels_field, query_id_for, query_ids_by_text,
+                                  read_judgments, read_queries, write_qrels, write_queries)  # already loaded by cmd_compare's arguments
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
@@ -172,18 +172,9 @@ def run_merge(args: argparse.Namespace) -> int:
         texts.update((q.qid, q.text) for q in read_queries(args.queries))
     if not texts:
         raise ValueError(f"{args.base}: {base.format} judgments carry no query text; give --queries")
-    # An added grade goes to a query whose text normalises as its own does (the console's own matching), a judged
-    # one before an unjudged one (a queries file may list "Red Lamp" unjudged beside "red lamp" judged), and
-    # among those to the one of the very same text, else the first.
+    # An added grade goes to the query the console showed for its text (shopsearch.judgments.query_ids_by_text).
     judged = {q.query_id for q in base.qrels}
-    twins: dict[str, list[str]] = {}
-    for qid, text in sorted(texts.items(), key=lambda kv: kv[0] not in judged):  # stable: file order kept
-        twins.setdefault(normalise_query(text), []).append(qid)
-
-    def qid_for(text: str, key: str) -> str | None:
-        found = twins.get(key, [])
-        found = [q for q in found if q in judged] or found
-        return next((q for q in found if texts[q].strip() == text.strip()), found[0] if found else None)
+    qids = query_ids_by_text(texts.items(), judged=judged)
 
     nameless = next((q.query_id for q in base.qrels if q.query_id not in texts), None)
     if nameless is not None:
@@ -202,10 +193,9 @@ def run_merge(args: argparse.Namespace) -> int:
         for q in extra.qrels:
             text = extra.queries[q.query_id]
             key = normalise_query(text)
-            qid = qid_for(text, key)
+            qid = qids.get(key)
             if qid is None:  # a query the base never judged: an id of its own, as CSV judgments get
-                qid = query_id_for(text)
-                twins[key] = [qid]
+                qid = qids[key] = query_id_for(text)
                 texts[qid] = text
                 new_queries.append(qid)
             grade = int(q.relevance)

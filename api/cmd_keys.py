@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Do the chosen action; returns 0 (errors raise ValueError: exit 2 with the message)."""
     from shopsearch.settings import load_settings
+    from shopsearch.timestamps import utcnow
 
-    from .keys import KeyStore, parse_expires, utcnow
+    from .keys import KeyStore, parse_expires
 
     cfg = load_settings({"config": getattr(args, "config", None)})
     store = KeyStore(cfg.keys_file)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from shopsearch.api.cli_args import add_command_group, add_report_args, add_ubi_args, write_reports
+from shopsearch.timestamps import parse_age, utc_time, utcnow
 
 HELP = """\
 Reports from the UBI logs (the configured engine's store, or --ubi-dir).
@@ -18,9 +18,6 @@ Reports from the UBI logs (the configured engine's store, or --ubi-dir).
             first pages count. Says SIMULATED when searches are simulated traffic (`shopsearch simulate-traffic`).
 """
 
-_AGO = re.compile(r"^(\d+)([hdw])$")
-
-
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``--since``: an ISO 8601 date or time (UTC unless it says otherwise), or an age: ``24h``, ``7d``, ``2w``.
 
@@ -29,19 +26,17 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
     >>> parse_since("2024-05-01").isoformat()
     '2024-05-01T00:00:00+00:00'
-    >>> parse_since("2d", now=datetime(2024, 5, 3, tzinfo=timezone.utc)).isoformat()
+    >>> parse_since("2d", now=parse_since("2024-05-03")).isoformat()
     '2024-05-01T00:00:00+00:00'
     """
-    m = _AGO.match(text.strip())
-    if m:
-        unit = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}[m.group(2)]
-        return (now or datetime.now(timezone.utc)) - int(m.group(1)) * unit
+    age = parse_age(text)
+    if age is not None:
+        return (now or utcnow()) - age
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return utc_time(text)
     except ValueError:
         raise ValueError(f"since={text!r} must be an ISO 8601 date or time (2024-05-01, 2024-05-01T10:00Z) or an "
                          f"age (24h, 7d, 2w)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

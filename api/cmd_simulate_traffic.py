@@ -283,7 +283,8 @@ class Traffic:
                 actions: list[Action]) -> list[Event]:
         """Impressions of the shown list, then the actions, as events marked simulated, each with an event_id of
         its own (so a retried POST is answered duplicate instead of counted twice)."""
-        from shopsearch.events import Event, format_timestamp
+        from shopsearch.events import Event
+        from shopsearch.timestamps import format_timestamp
 
         price = {s.product.id: s.product.price for s in shown}
         kinds = [("impression", s.position, s.product.id) for s in shown]

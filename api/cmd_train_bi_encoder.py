@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from shopsearch.api.cli_args import add_engine_args, add_model_arg
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from shopsearch.evaluation import evaluate
-from shopsearch.judgments import Qrel, read_judgments, read_queries
+from shopsearch.judgments import Qrel, query_ids_by_text, read_judgments, read_queries
 from shopsearch.text import normalise_query
 
 METRIC = "ndcg@10"
@@ -49,8 +49,8 @@ class JudgmentList:
 
 
 def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Qrel], source: str = "") -> JudgmentList:
-    """A JudgmentList from (qid, text) pairs and judgments; of the qids of a repeated text, the first judged one wins
-    (else the first): a text that an unjudged query repeats is still the judged query's.
+    """A JudgmentList from (qid, text) pairs and judgments; a text's qid as
+    :func:`~shopsearch.judgments.query_ids_by_text` resolves it.
 
     >>> build_judgments([("q0", "LAMP"), ("q1", "Lamp")], [Qrel("q1", "p1", 2)]).lookup("lamp")
     ('q1', {'p1': 2})
@@ -58,12 +58,7 @@ def build_judgments(queries: Iterable[tuple[str, str]], qrels: Iterable[Qrel], s
     grades: dict[str, dict[str, int]] = {}
     for q in qrels:
         grades.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
-    qids: dict[str, str] = {}
-    for qid, text in queries:
-        key = normalise_query(text)
-        if key not in qids or (qids[key] not in grades and qid in grades):
-            qids[key] = qid
-    return JudgmentList(qids=qids, grades=grades, source=source)
+    return JudgmentList(qids=query_ids_by_text(queries, judged=grades), grades=grades, source=source)
 
 
 _cache: dict[tuple[str, str], tuple[tuple[float, float], JudgmentList]] = {}

@@ -44,7 +44,8 @@ from typing import Any, Iterable, Sequence
 from shopsearch.evaluation import json_safe
 from shopsearch.reranker.experiments import INTERLEAVED
 from shopsearch.reranker.interleaving import credit, preference
-from shopsearch.ubi import UbiEvent, UbiQuery, ubi_time
+from shopsearch.timestamps import utc_time
+from shopsearch.ubi import UbiEvent, UbiQuery
 
 RATES = {"ctr": "click", "add_to_cart_rate": "add_to_cart", "purchase_rate": "purchase"}
 REVENUE = "revenue_per_search"
@@ -227,7 +228,7 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
     searches = [q for q in queries if (q.query_attributes or {}).get("experiment") == name]
     if not searches:
         raise ValueError(f"experiment {name!r}: no search in the logs was assigned to it")
-    searches.sort(key=lambda q: ubi_time(q.timestamp))
+    searches.sort(key=lambda q: utc_time(q.timestamp))
     outcome = _outcomes(searches, events)
     interleaved = any(q.query_attributes.get("arm") == INTERLEAVED for q in searches)
     # searches of interleaved clients served by the baseline alone (not by relevance): out of the preference
@@ -303,9 +304,9 @@ def _client(q: UbiQuery) -> str:
 
 def _last_touch(searches: list[UbiQuery], pid: str, timestamp: str) -> str | None:
     """The latest search at or before ``timestamp`` that showed ``pid`` (searches oldest first)."""
-    at = ubi_time(timestamp)
+    at = utc_time(timestamp)
     for q in reversed(searches):
-        if ubi_time(q.timestamp) <= at and pid in q.query_response_hit_ids:
+        if utc_time(q.timestamp) <= at and pid in q.query_response_hit_ids:
             return q.query_id
     return None
 

@@ -33,12 +33,12 @@ from typing import Iterator, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from shopsearch.atomic_write import write_atomically
+from shopsearch.timestamps import parse_age, utc_time, utcnow
 
 ROLES = ("search", "admin")
 Role = Literal["search", "admin"]
 PREFIX = "ss"
 _TOKEN = re.compile(r"^ss_([0-9a-f]{8})_([A-Za-z0-9_-]{20,100})$")
-_DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 FORMAT_VERSION = 1
 
 
@@ -83,11 +83,6 @@ def _digest(salt: str, secret: str) -> str:
     return hmac.new(bytes.fromhex(salt), secret.encode(), hashlib.sha256).hexdigest()
 
 
-def utcnow() -> dt.datetime:
-    """Now, timezone-aware UTC."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def parse_expires(value: str, now: dt.datetime | None = None) -> dt.datetime:
     """``--expires``: a duration (``12h``, ``30d``, ``8w``) or an ISO date/time (UTC when no zone is given).
 
@@ -98,16 +93,14 @@ def parse_expires(value: str, now: dt.datetime | None = None) -> dt.datetime:
     '2025-01-31'
     """
     now = now or utcnow()
-    m = _DURATION.match(value.strip())
-    if m:
-        unit = {"h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-        return now + dt.timedelta(**{unit: int(m.group(1))})
+    age = parse_age(value)
+    if age is not None:
+        return now + age
     try:
-        when = dt.datetime.fromisoformat(value.strip())
+        when = utc_time(value)
     except ValueError:
         raise ValueError(f"--expires must be a duration like 12h, 30d, 8w or an ISO date/time like 2026-01-31; "
                          f"got {value!r}") from None
-    when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
     if when <= now:
         raise ValueError(f"--expires must be in the future; got {value!r}")
     return when

@@ -24,7 +24,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from shopsearch.events import MAX_ID, format_timestamp
+from shopsearch.events import MAX_ID
+from shopsearch.timestamps import format_timestamp
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.ubi_spool import SpoolFull
 from shopsearch.ubi import UbiQuery

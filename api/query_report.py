@@ -16,7 +16,8 @@ from typing import Iterable, NamedTuple
 
 from shopsearch.plugin.popular_queries import QueryStats, aggregate_queries, first_page
 from shopsearch.reranker.click_models import serp_sessions
-from shopsearch.ubi import UbiEvent, UbiQuery, ubi_time
+from shopsearch.timestamps import utc_time
+from shopsearch.ubi import UbiEvent, UbiQuery
 
 
 class QueryCtr(NamedTuple):
@@ -78,7 +79,7 @@ def queries_report(queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *, i
     if min_impressions < 1:
         raise ValueError(f"min_impressions={min_impressions!r} must be >= 1")
     kept = [q for q in queries if (index is None or q.query_attributes.get("index", index) == index)
-            and (since is None or ubi_time(q.timestamp) >= since)]
+            and (since is None or utc_time(q.timestamp) >= since)]
     stats = aggregate_queries(kept, index=index, since=since)
     # a relevance console's explained searches are no shopper's (as aggregate_queries and the CTR leave them out)
     counted = [q for q in kept if first_page(q) and q.user_query.strip() and not q.explained]
@@ -89,7 +90,7 @@ def queries_report(queries: Iterable[UbiQuery], events: Iterable[UbiEvent], *, i
         row[1] += any(s.clicked)
     shown = sum(r[0] for r in lists.values())
     ctrs = [QueryCtr(q, n, c) for q, (n, c) in lists.items() if n >= min_impressions]
-    times = [q.timestamp for q in sorted(counted, key=lambda q: ubi_time(q.timestamp))]
+    times = [q.timestamp for q in sorted(counted, key=lambda q: utc_time(q.timestamp))]
     zero = sorted((s for s in stats if s.zero_results), key=lambda s: (-s.zero_results, -s.searches, s.query))
     return QueriesReport(
         searches=len(counted), distinct_queries=len(stats), simulated=sum(s.simulated for s in stats),

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from shopsearch.events import format_timestamp
+from shopsearch.timestamps import format_timestamp
 
 from .records import QuarantinedRow
 from .validate import reason_code

@@ -36,7 +36,8 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from shopsearch.text import normalise_query
-from shopsearch.ubi import UbiQuery, ubi_time
+from shopsearch.timestamps import utc_time
+from shopsearch.ubi import UbiQuery
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
             continue
         if index is not None and r.query_attributes.get("index", index) != index:
             continue
-        when = ubi_time(r.timestamp)
+        when = utc_time(r.timestamp)
         if since is not None and when < since:
             continue
         a = acc.setdefault(key, [0, set(), 0, 0, None, True])

@@ -25,7 +25,8 @@ from typing import Any, Iterator, Protocol, Sequence, TypeVar
 
 from shopsearch.events import append_lines
 from shopsearch.settings import Settings
-from shopsearch.ubi import UbiEvent, UbiQuery, stored_event, ubi_time
+from shopsearch.timestamps import utc_time
+from shopsearch.ubi import UbiEvent, UbiQuery, stored_event
 
 from .engine import EngineUnavailable
 
@@ -129,7 +130,7 @@ class JsonlUbiStore:
                 records.append(record)
         if skipped:
             log.warning("UBI log %s: skipped %d torn or invalid lines", path, skipped)
-        return iter(sorted(records, key=lambda r: ubi_time(r.timestamp)))
+        return iter(sorted(records, key=lambda r: utc_time(r.timestamp)))
 
 
 class OpenSearchUbiStore:

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from shopsearch.events import Event, EventLog
+from shopsearch.events import EventLog
 from shopsearch.indexer.records import Product
 
 from .event_history import AFFINITY_WEIGHTS, EventHistory, affinity_key, by_affinity

@@ -26,7 +26,8 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from shopsearch.events import Event, format_timestamp, parse_timestamp
+from shopsearch.events import Event
+from shopsearch.timestamps import format_timestamp, parse_timestamp
 from shopsearch.indexer.records import Product
 
 from .features import tokens

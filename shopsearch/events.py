@@ -36,6 +36,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidat
 from pydantic_core import PydanticCustomError
 
 from shopsearch.atomic_write import write_atomically
+from shopsearch.timestamps import format_timestamp, not_ahead, parse_timestamp, read_iso
 
 log = logging.getLogger(__name__)
 
@@ -57,64 +58,13 @@ class EventError(ValueError):
         self.parameter = parameter
 
 
-def parse_timestamp(value: str) -> datetime:
-    """Parse an ISO 8601 timestamp that carries a UTC offset of zero.
-
-    Raises:
-        ValueError: not a string, not ISO 8601, no timezone, or a non-UTC offset.
-
-    >>> parse_timestamp("2024-01-01T00:00:00Z").year
-    2024
-    """
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be an ISO 8601 UTC string; got {value!r}")
-    ts = _iso(value)
-    if ts is None:
-        raise ValueError(f"timestamp must be ISO 8601 (e.g. 2024-01-01T00:00:00Z); got {value!r}")
-    if ts.tzinfo is None or ts.utcoffset().total_seconds() != 0:
-        raise ValueError(f"timestamp must be in UTC (suffix Z or +00:00); got {value!r}")
-    return ts
-
-
-def format_timestamp(ts: datetime) -> str:
-    """An aware datetime as ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` in UTC, the stored form.
-
-    >>> format_timestamp(datetime(2024, 1, 1, 1, tzinfo=timezone.utc))
-    '2024-01-01T01:00:00Z'
-    """
-    try:
-        return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    except OverflowError:  # year 1 at +01:00, year 9999 at -01:00
-        raise ValueError(f"{ts.isoformat()} is out of range in UTC") from None
-
-
-def _iso(value: str) -> datetime | None:
-    """``value`` as a datetime, None when it is not ISO 8601 (``Z`` accepted on Python 3.10 too)."""
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-MAX_AHEAD_S = 86_400.0  # how far a client's clock may run ahead of the server's
-
-
-def not_ahead(ts: datetime) -> datetime:
-    """``ts`` (aware), unless it is more than :data:`MAX_AHEAD_S` ahead of the server's clock: an event from the
-    future would sort after everything and pair with every later purchase.
-
-    Raises:
-        ValueError: ``ts`` is further ahead.
-    """
-    if (ts - datetime.now(timezone.utc)).total_seconds() > MAX_AHEAD_S:
-        raise ValueError(f"{format_timestamp(ts)} is more than a day ahead of the server's clock")
-    return ts
-
-
 def _client_time(value: Any) -> datetime:
     """A client's timestamp: ISO 8601 with a timezone, or epoch seconds (not a bool), at most a day ahead."""
     if isinstance(value, str):
-        ts = _iso(value)
+        try:
+            ts = read_iso(value)
+        except ValueError:
+            ts = None
         if ts is not None and ts.tzinfo is not None:
             try:
                 return not_ahead(ts.astimezone(timezone.utc))

@@ -35,11 +35,12 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Container, Iterable, Iterator, NamedTuple
 
 from ir_measures import Qrel
 
 from shopsearch.atomic_write import write_atomically
+from shopsearch.text import normalise_query
 
 __all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format", "int_grade",
            "query_id_for", "read_judgments", "read_qrels", "read_queries", "table_rows", "write_qrels",
@@ -85,6 +86,24 @@ def query_id_for(text: str) -> str:
     True
     """
     return "q" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def query_ids_by_text(queries: Iterable[tuple[str, str]], judged: Container[str] = ()) -> dict[str, str]:
+    """Which query a typed text is: its :func:`~shopsearch.text.normalise_query` form -> qid, for ``(qid, text)``
+    pairs in file order. Of the qids whose texts normalise alike, the first judged one (in ``judged``) wins, else the
+    first: a queries file may list "Red Lamp" unjudged beside a judged "red lamp". The relevance console and
+    ``judgments merge`` resolve a query this way, so a grade given in the console lands on the query it showed
+    (the console's page mirrors the rule for uploaded lists).
+
+    >>> query_ids_by_text([("q0", "LAMP"), ("q1", "Lamp"), ("q2", "lamp")], judged={"q1", "q2"})
+    {'lamp': 'q1'}
+    """
+    out: dict[str, str] = {}
+    for qid, text in queries:
+        key = normalise_query(text)
+        if key not in out or (out[key] not in judged and qid in judged):
+            out[key] = qid
+    return out
 
 
 def read_queries(path: str | Path) -> list[Query]:

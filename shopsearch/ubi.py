@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from .events import (EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, format_timestamp,
-                     not_ahead, parse_event, parse_timestamp)
+from .events import EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, parse_event
+from .timestamps import format_timestamp, not_ahead, read_iso, utc_time
 
 UBI_VERSION = "1.0.0"
 APPLICATION = "shopsearch"
@@ -309,8 +309,8 @@ def from_ubi_event(ubi: UbiEvent) -> Event:
         raise ValueError("event_attributes.object.object_id is required")
     return Event(type=ubi.action_name, query_id=ubi.query_id, query=ubi.message, product_id=attrs.object.object_id,
                  position=ubi.position, user_id=ubi.user_id, session_id=ubi.session_id or ubi.client_id or "",
-                 timestamp=_utc(ubi.timestamp), price=attrs.price, simulated=bool(attrs.simulated),
-                 event_id=attrs.event_id)
+                 timestamp=format_timestamp(utc_time(ubi.timestamp)), price=attrs.price,
+                 simulated=bool(attrs.simulated), event_id=attrs.event_id)
 
 
 class ParsedUbiEvent(NamedTuple):
@@ -375,8 +375,10 @@ def parse_ubi_event(payload: Any, event_id: str, where: str = "") -> ParsedUbiEv
     """
     try:
         given = UbiEvent.model_validate(payload, context={CLIENT: True})
-        timestamp = _utc(given.timestamp)
-        not_ahead(parse_timestamp(timestamp))
+        ts = read_iso(given.timestamp)
+        if ts.tzinfo is None:  # a client's local time is ambiguous
+            raise ValueError(f"timestamp must carry a timezone; got {given.timestamp!r}")
+        timestamp = format_timestamp(not_ahead(ts))
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         path = where + ".".join(str(part) for part in err["loc"]) if err["loc"] else where.rstrip(".") or "body"
@@ -450,25 +452,3 @@ def _parse_any(item: Any, where: str, now: datetime | None) -> ParsedUbiEvent:
         path = where.rstrip(".") or "body"
         raise EventError(path, f"{path} holds text that is not valid Unicode (a lone surrogate)") from None
     return parsed
-
-
-def ubi_time(timestamp: str) -> datetime:
-    """A logged record's ISO 8601 timestamp as an aware datetime, read as UTC when it carries no offset (as another
-    UBI writer may log it), so records from several writers order without a TypeError.
-
-    Raises:
-        ValueError: not ISO 8601.
-
-    >>> ubi_time("2024-01-01T00:00:05") == ubi_time("2024-01-01T01:00:05+01:00")
-    True
-    """
-    ts = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-
-
-def _utc(timestamp: str) -> str:
-    """An ISO 8601 date-time with any offset as the stored ``...Z`` form."""
-    ts = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    if ts.tzinfo is None:
-        raise ValueError(f"timestamp must carry a timezone; got {timestamp!r}")
-    return format_timestamp(ts)

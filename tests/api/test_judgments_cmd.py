@@ -9,6 +9,7 @@ import pytest
 
 from shopsearch.api.cli import main
 from shopsearch.api.console_grades import ConsoleGrades
+from shopsearch.api.console_judgments import load_judgments
 from shopsearch.judgments import query_id_for, read_judgments, read_qrels, read_queries
 from shopsearch.plugin.ubi_store import JsonlUbiStore
 from shopsearch.reranker.click_models import fit_click_model, serp_sessions
@@ -207,12 +208,14 @@ def test_merge_files_a_grade_under_a_judged_query_of_the_same_normalised_text(tm
     # all three are one query, as the console has them: the judged cf2, never its unjudged twins cf1 and cf3
     assert [(q.query_id, q.doc_id) for q in read_qrels(out)] == [("cf2", "p1"), ("cf2", "p2"), ("cf2", "p3"),
                                                                   ("cf2", "p4")]
-    # with no judged twin, the query of the very same text
+    # with no judged twin, the first: one query, as the console then shows it (not split by case)
     (tmp_path / "qrels.txt").write_text("cf9 0 p1 3\n")
     (tmp_path / "queries.tsv").write_text("cf1\tRed Lamp\ncf3\tRED  LAMP\ncf9\tdrill\n")
     assert main(["judgments", "merge", str(tmp_path / "qrels.txt"), str(tmp_path / "added.csv"),
                  "--queries", str(tmp_path / "queries.tsv"), "--out", str(out)]) == 0
-    assert [q.query_id for q in read_qrels(out)] == ["cf9", "cf1", "cf1", "cf3"]
+    assert [q.query_id for q in read_qrels(out)] == ["cf9", "cf1", "cf1", "cf1"]
+    assert load_judgments(out, tmp_path / "merged-queries.tsv").lookup("RED  LAMP") == ("cf1", {"p2": 2, "p3": 1,
+                                                                                               "p4": 0})
 
 
 def test_merge_needs_query_text_on_both_sides(tmp_path, capsys):
