@@ -18,8 +18,9 @@ from shopsearch.api.cli_args import add_command_group, add_ranking_args, add_ubi
 from shopsearch.api.cmd_compare import add_judgment_args, load_judged_queries
 from shopsearch.api.ranking_runs import RESULTS_DEPTH
 from shopsearch.atomic_write import write_atomically
+# already loaded by cmd_compare's arguments
 from shopsearch.judgments import (Qrel, Query, as_text_cell, qrels_field, query_id_for, query_ids_by_text,
-                                  read_judgments, read_queries, write_qrels, write_queries)  # already loaded by cmd_compare's arguments
+                                  read_judgments, read_queries, write_qrels, write_queries)
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
