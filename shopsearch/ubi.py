@@ -34,7 +34,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      model_validator)
 
 from .events import EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, parse_event
 from .timestamps import format_timestamp, not_ahead, read_iso, utc_time
@@ -139,6 +140,19 @@ class UbiEventAttributes(_Open):
         None, description="The API's id for this event, or the client's (its retry key)")
 
 
+def _iso_text(value: str) -> str:
+    """A record's timestamp, kept as written once it reads as ISO 8601: a record whose time cannot be read cannot be
+    ordered or windowed, so the stores skip it as unreadable (and count it) rather than fail a report on it."""
+    try:
+        read_iso(value)
+    except ValueError:
+        raise ValueError(f"timestamp must be ISO 8601 (e.g. 2024-01-01T00:00:00Z); got {value!r}") from None
+    return value
+
+
+UbiTime = Annotated[str, AfterValidator(_iso_text), Field(description="ISO 8601 date-time")]
+
+
 class UbiEvent(BaseModel):
     """One shopper action in the UBI 1.0 event schema (required: ``action_name``, ``timestamp``)."""
 
@@ -150,7 +164,7 @@ class UbiEvent(BaseModel):
     session_id: UbiId | None = None
     client_id: UbiId | None = None
     user_id: UbiId | None = None
-    timestamp: str = Field(description="ISO 8601 date-time")
+    timestamp: UbiTime
     message_type: Annotated[str, Field(max_length=MAX_ID)] | None = None
     message: Annotated[str, Field(max_length=1024)] | None = None
     event_attributes: UbiEventAttributes | None = None
@@ -190,7 +204,7 @@ class UbiQuery(BaseModel):
     user_query: str
     query_response_id: UbiId
     query_response_hit_ids: list[str]
-    timestamp: str = Field(description="ISO 8601 date-time")
+    timestamp: UbiTime
     query_attributes: dict[str, Any] = Field(default_factory=dict)
     object_id_field: Annotated[str, Field(max_length=MAX_ID)] = OBJECT_ID_FIELD
 

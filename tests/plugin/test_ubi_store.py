@@ -343,6 +343,17 @@ def test_a_line_torn_in_the_store_is_ended_and_skipped(tmp_path, caplog):
     assert "skipped 1 torn" in caplog.text
 
 
+def test_a_record_whose_time_cannot_be_read_is_skipped_not_the_log(tmp_path, caplog):
+    store = JsonlUbiStore(tmp_path / "ubi")
+    store.write([query(1)], [])
+    bad = query(2).model_dump() | {"timestamp": "yesterday"}  # another writer's record: nothing can order it
+    with store.queries_path.open("a") as f:
+        f.write(json.dumps(bad) + "\n")
+    store.write([query(3)], [])
+    assert [q.query_id for q in store.iter_queries()] == ["q1", "q3"]
+    assert "skipped 1 torn or invalid" in caplog.text
+
+
 def test_a_failed_store_write_leaves_nothing_half_written(tmp_path, monkeypatch):
     store = JsonlUbiStore(tmp_path / "ubi")
     store.write([query(1)], [])
