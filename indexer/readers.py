@@ -9,7 +9,9 @@ A UTF-8 byte-order mark at the start of a file is skipped. A CSV or TSV record t
 several lines because a field merely starts with a quote (``"Frozen doll``, closed rows later by an inch mark:
 ``32" TV``) is read as those lines' rows when each is a whole row by itself: a stray quote must not swallow the
 products below it. In a CSV, a quoted cell of prose whose lines happen to hold a row's commas keeps its line
-breaks: a record the strict quoting rules accept, with a space beside its commas (:func:`_prose`).
+breaks: a record the strict quoting rules accept, with a space beside its commas (:func:`_prose`). A TSV whose header
+holds no quote keeps the quotes in a cell that a quoting writer would not have added (``"Frozen" doll`` from an
+unquoted export, :func:`_kept_quotes`).
 """
 
 from __future__ import annotations
@@ -163,6 +165,8 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
         header = next(reader, None)
         if header is None:
             return
+        # a TSV whose writer quoted only what needed it (its header holds no quote): keep the quotes it never added
+        literal_quotes = dialect.delimiter == "\t" and not any('"' in line for line in lines.taken)
         header = [h.strip() for h in header]
         start = reader.line_num + 1
         while True:
@@ -183,8 +187,31 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
             rows = _one_row_a_line(lines.taken, dialect, len(header)) if len(lines.taken) > 1 else None
             if rows is not None and dialect.delimiter != "\t" and _well_formed(lines.taken, dialect) and _prose(rows):
                 rows = None  # a quoted cell of prose ("Lamp, red\nwarm, dim"), not rows a stray quote joined
+            if rows is None and literal_quotes and len(lines.taken) == 1:
+                cells = _kept_quotes(lines.taken[0], cells, dialect)
             for i, row in rows or [(0, cells)]:
                 yield from _csv_row(src, line_no + i, header, row, dialect)
+
+
+def _kept_quotes(line: str, cells: list[str], dialect: Any) -> list[str]:
+    r"""A TSV line's cells, each keeping the quotes a writer that quotes only what needs it would not have added: an
+    unquoted export (``jq @tsv``, a database's) writes the title ``"Frozen" doll`` as it is, and the csv module reads
+    it as ``Frozen doll``; a cell written ``"32"" TV"`` is a quoted one and reads ``32" TV``.
+
+    >>> _kept_quotes('p1\t"Frozen" doll\t"32"" TV"\n', ["p1", "Frozen doll", '32" TV'], csv.excel_tab)
+    ['p1', '"Frozen" doll', '32" TV']
+    """
+    plain = next(csv.reader([line.rstrip("\r\n")], dialect, quoting=csv.QUOTE_NONE), [])
+    if len(plain) != len(cells):  # a quoted cell held a tab: the writer quoted it, as it should
+        return cells
+    return [p if p != c and c and _written(c, dialect) != p else c for p, c in zip(plain, cells)]
+
+
+def _written(cell: str, dialect: Any) -> str:
+    """``cell`` as the csv module's writer (quoting only what needs it) writes it."""
+    buf = io.StringIO()
+    csv.writer(buf, dialect=dialect, lineterminator="").writerow([cell])
+    return buf.getvalue()
 
 
 class _Lines:

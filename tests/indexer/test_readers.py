@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -94,6 +95,23 @@ def test_tsv_is_tab_separated(tmp_path):
     path = tmp_path / "c.tsv"
     path.write_text("id\ttitle\n1\tLamp, red\n", encoding="utf-8")
     assert [r.data for r in read_rows(path)] == [{"id": "1", "title": "Lamp, red"}]
+
+
+def test_an_unquoted_tsv_keeps_the_quotes_its_text_holds(tmp_path):
+    """An unquoted export (jq @tsv, a database's) writes a title that starts with a quote as it is; the csv module
+    would read ``"Frozen" doll`` as ``Frozen doll``. What a quoting writer wrote (``"32"" TV"``) still reads as
+    one quoted cell, and a file whose header is quoted (every cell quoted) is read as quoted."""
+    path = tmp_path / "c.tsv"
+    path.write_text('id\ttitle\tnote\n1\t"Frozen" doll\t"Best"\n2\t"32"" TV"\t""\n3\t"a\tb"\tx\n', encoding="utf-8")
+    assert [r.data for r in read_rows(path)] == [{"id": "1", "title": '"Frozen" doll', "note": '"Best"'},
+                                                 {"id": "2", "title": '32" TV', "note": ""},
+                                                 {"id": "3", "title": "a\tb", "note": "x"}]
+    path.write_text('"id"\t"title"\n"1"\t"Frozen doll"\n', encoding="utf-8")
+    assert [r.data for r in read_rows(path)] == [{"id": "1", "title": "Frozen doll"}]
+    written = [["id", "title"], ["1", '"Frozen" doll'], ["2", '32" TV'], ["3", "plain"]]
+    with (tmp_path / "w.tsv").open("w", newline="", encoding="utf-8") as f:  # the csv module's own TSV writer
+        csv.writer(f, csv.excel_tab).writerows(written)
+    assert [list(r.data.values()) for r in read_rows(tmp_path / "w.tsv")] == written[1:]
 
 
 def test_parquet_streams_in_record_batches(tmp_path):
