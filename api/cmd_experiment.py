@@ -86,7 +86,8 @@ def run_report(args: argparse.Namespace) -> int:
 def _file_arms(settings: Settings, name: str) -> list[str] | None:
     """The arms of ``name`` in the experiments file, baseline first; None (said on stderr: the baseline is then
     the first arm by name, and the deltas' signs depend on it) when there is no file, or the file no longer has
-    ``name`` (an experiment that ran and was removed since: its searches are still in the logs).
+    ``name`` (an experiment that ran and was removed since: its searches are still in the logs), or the file does
+    not load (the report reads the logs, not the file).
     """
     import sys
 
@@ -96,11 +97,16 @@ def _file_arms(settings: Settings, name: str) -> list[str] | None:
         where = (f"experiments file {settings.experiments_file} not found" if settings.experiments_file
                  else "no experiments_file setting")
     else:
-        experiments = load_experiments(settings.experiments_file).experiments
-        if name in experiments:
+        try:
+            experiments = load_experiments(settings.experiments_file).experiments
+        except ValueError as exc:  # the report reads the logs; a file broken since is said, not fatal
+            experiments, where = None, f"experiments file unreadable ({exc})"
+        if experiments is not None and name in experiments:
             return list(experiments[name].profiles)
-        # An experiment that ran and was taken out of the file since: its searches are still in the logs.
-        where = f"no experiment {name!r} in {settings.experiments_file} (it has: {', '.join(experiments) or 'none'})"
+        if experiments is not None:
+            # An experiment that ran and was taken out of the file since: its searches are still in the logs.
+            where = (f"no experiment {name!r} in {settings.experiments_file} "
+                     f"(it has: {', '.join(experiments) or 'none'})")
     print(f"note: {where}: arms in name order, the first taken as the baseline (choose with --arms)",
           file=sys.stderr)
     return None

@@ -243,6 +243,8 @@ def experiment_report(name: str, queries: Iterable[UbiQuery], events: Iterable[U
         return ExperimentReport(**common, arms=(), deltas=(), preference=_preference(shown, outcome, arms, alpha))
     found = sorted({str(q.query_attributes.get("arm")) for q in searches})
     order = list(arms) if arms else found
+    if len(set(order)) != len(order):
+        raise ValueError(f"arms: {list(order)} names an arm twice")
     if not set(found) <= set(order):
         raise ValueError(f"arms: the logs have arms {found}; the arms given are {list(order)}")
     by_arm = {arm: [q for q in searches if q.query_attributes.get("arm") == arm] for arm in order}
@@ -342,6 +344,9 @@ def _arm_stats(arm: str, searches: list[UbiQuery], per_client: dict[str, list[tu
         if metric == REVENUE:
             half = float(student_t.ppf(0.5 + confidence / 2, k - 1)) * math.sqrt(var) if k >= 2 else math.nan
             metrics[metric] = Estimate(ratio, ratio - half, ratio + half)
+            continue
+        if k < 2:  # one client: its searches are not independent trials, and no spread between clients exists
+            metrics[metric] = Estimate(ratio, math.nan, math.nan)
             continue
         binomial = ratio * (1 - ratio) / n if n else math.nan
         design_effect = var / binomial if binomial > 0 and not math.isnan(var) else 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -12,7 +13,7 @@ from flask import Blueprint, g, jsonify, request
 
 from shopsearch.plugin.documents import public_source
 from shopsearch.plugin.engine import EngineRejected
-from shopsearch.plugin.profiles import ProfileError
+from shopsearch.plugin.profiles import ProfileError, UnknownProfile
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.suggest import mix_suggestions
 from shopsearch.reranker.exploration import explore
@@ -29,6 +30,7 @@ from .query_log import client_id, explained_stages, log_query, query_record
 
 MAX_DID_YOU_MEAN = 3  # "did you mean" suggestions a zero-hit search returns at most
 
+log = logging.getLogger(__name__)
 bp = Blueprint("search", __name__)
 
 
@@ -83,7 +85,7 @@ def value_error_to_api(exc: ValueError, names: tuple[str, ...]) -> ApiError:
         return engine_refused(exc)
     if isinstance(exc, ProfileError):
         return profile_invalid(exc)
-    if type(exc).__name__ == "UnknownProfile":
+    if isinstance(exc, UnknownProfile):
         return bad_parameter("profile", message)
     if re.search(r"\bquery\b", message) and "q" in names:
         return bad_parameter("q", message)
@@ -152,23 +154,50 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
     client = client_id(params)
     assignment = None if explicit or svc.experiments is None else svc.experiments.assign(client)
     g.experiment_attributes = {}
-    if assignment is not None and assignment.mode == "interleave" and req.sort == "relevance":
+    if assignment is not None:
+        try:
+            return _assigned_search(pipeline, req, context, deadline, assignment, client, query_id)
+        except UnknownProfile as exc:  # an arm's profile removed or renamed since the file was read
+            _log_once(f"experiment {assignment.experiment!r}: {exc}; its clients are served as if it did not run")
+            g.experiment_attributes = {}
+    return _explored(pipeline, req, context, deadline, query_id)
+
+
+def _assigned_search(pipeline: Any, req: Any, context: Any, deadline: Any, assignment: Any, client: str | None,
+                     query_id: str) -> SearchResponse:
+    """The page for a client in an experiment (:func:`experiment_search`)."""
+    if assignment.mode == "interleave" and req.sort == "relevance":
         resp, teams = search_interleaved(lambda r: pipeline.search(r, context=context, deadline=deadline), req,
                                          seed=list_seed(assignment.experiment, client or "", req),
                                          profiles=assignment.profiles, max_size=pipeline.limits.max_size)
         g.experiment_attributes = assignment.query_attributes(teams)
         return resp  # the interleaving is this page's randomisation: no exploration on top
-    if assignment is not None and assignment.mode == "interleave":
+    if assignment.mode == "interleave":
         g.experiment_attributes = {**assignment.query_attributes(), "not_interleaved": f"sort={req.sort}"}
         req = replace(req, profile=assignment.profiles[0])
-    elif assignment is not None:
+    else:
         g.experiment_attributes = assignment.query_attributes()
         req = replace(req, profile=assignment.arm)
+    return _explored(pipeline, req, context, deadline, query_id)
+
+
+def _explored(pipeline: Any, req: Any, context: Any, deadline: Any, query_id: str) -> SearchResponse:
+    """``req``'s page with its profile's exploration (reranker/exploration.py, seeded by ``query_id``)."""
     resp = pipeline.search(req, context=context, deadline=deadline)
     resp, explored = explore(resp, pipeline.profiles.get(resp.profile).explore, req=req, seed=query_id)
     if explored is not None:
         g.experiment_attributes = {**g.experiment_attributes, "explore": explored}
     return resp
+
+
+_logged: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """An error the operator must fix, logged once per worker rather than once per search."""
+    if message not in _logged:
+        _logged.add(message)
+        log.error("%s", message)
 
 
 def experiment_attributes() -> dict[str, Any]:

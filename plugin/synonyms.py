@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shopsearch.config_files import IndexFiles
+from shopsearch.config_files import IndexFiles, read_text
 
 from .text_analysis import SynonymMap
 
@@ -49,7 +49,7 @@ def load_synonyms(path: str | Path) -> SynonymMap:
     >>> len(load_synonyms(Path(__file__).parent / "config" / "synonyms.txt")) > 0
     True
     """
-    text = Path(path).read_text(encoding="utf-8-sig")  # a BOM (Notepad, Excel) must not hide a first "#" line
+    text = read_text(path, encoding="utf-8-sig")  # a BOM (Notepad, Excel) must not hide a first "#" line
     try:
         return SynonymMap.from_lines(text.splitlines())
     except ValueError as exc:

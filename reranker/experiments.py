@@ -294,7 +294,7 @@ class ExperimentStore:
                 try:
                     self._spec = load_experiments(self.path, self._profiles() if self._profiles else None)
                     log.info("experiments file %s: %s", self.path, ", ".join(self._spec.experiments) or "none")
-                except (ExperimentsError, OSError) as exc:
+                except (ValueError, OSError) as exc:  # ExperimentsError, and whatever else a bad file raises
                     log.error("experiments file %s invalid, %s: %s", self.path, "previous version kept"
                               if self._spec.experiments else "no experiment runs", exc)
             return self._spec

@@ -11,7 +11,7 @@ are credited from what was served.
 
 Merchandising holds in the merged list: pinned products (the same position in both rankings) stay out of the draft
 and are put at their positions, each credited to a team by a coin flip of its own (so a pin favours neither
-profile); buried products stay last.
+profile); buried products are drafted after all the others, so they stay last.
 
     >>> merged = team_draft(["a", "b", "c"], ["b", "d", "a"], seed="q1", teams=("A", "B"))
     >>> sorted(merged.ids) == ["a", "b", "c", "d"] and len(merged.teams) == 4
@@ -152,10 +152,16 @@ def interleave_responses(first: SearchResponse, second: SearchResponse, *, seed:
     pins = {h.id: int(h.stages[PINNED]) for h in both if PINNED in h.stages}
     buried = {h.id for h in both if BURIED in h.stages}
     length = req.page * req.size
-    # Pins stay out of the draft, so the draft's prefix (and with the pins put back, every page) is one list.
-    merged = team_draft([h.id for h in first.hits if h.id not in pins],
-                        [h.id for h in second.hits if h.id not in pins], seed=seed, teams=teams, length=length)
-    picked = [*zip(merged.ids, merged.teams),
+    # Pins and buried products stay out of the draft, so the draft's prefix (and with the pins put back and the
+    # buried drafted after it, every page) is one list: a buried product drafted among the others would move
+    # with the page's length.
+    merged = team_draft([h.id for h in first.hits if h.id not in pins and h.id not in buried],
+                        [h.id for h in second.hits if h.id not in pins and h.id not in buried],
+                        seed=seed, teams=teams, length=length)
+    last = team_draft([h.id for h in first.hits if h.id in buried and h.id not in pins],
+                      [h.id for h in second.hits if h.id in buried and h.id not in pins],
+                      seed=f"{seed}\x00buried", teams=teams, length=max(0, length - len(merged.ids)))
+    picked = [*zip(merged.ids, merged.teams), *zip(last.ids, last.teams),
               *((pid, teams[seeded_rng(f"{seed}\x00pin\x00{pid}").random() >= 0.5]) for pid in pins)]
     placed = arrange(picked, lambda pair: pair[0], pins, None, buried)[:length]
     start = (req.page - 1) * req.size

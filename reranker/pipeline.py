@@ -39,7 +39,7 @@ from .batch_cost import BatchCost
 from .conversion import check_folder
 from .cross_encoder import STAGE as CE_STAGE, rrf_with_incoming
 from .features import LIST_REFERENCE, FeatureContext, feature_matrix, with_list_features
-from .model_registry import ModelRegistry
+from .model_registry import ModelNotFound, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,12 @@ def _estimates(reranker: Any) -> list[BatchCost]:
     """The cost estimates a cross-encoder's budget checks read: its own, or each ensemble member's."""
     owners = getattr(reranker, "members", None) or [reranker]
     return [o.cost for o in owners if isinstance(getattr(o, "cost", None), BatchCost)]
+
+
+def _why(exc: Exception) -> str:
+    """Why a model is unavailable, as a response's note says it: the model registry's message names the folders it
+    searched, which is for the server's log, not for every API client."""
+    return "not installed" if isinstance(exc, ModelNotFound) else type(exc).__name__
 
 
 def _ms(t0: float) -> float:
@@ -387,8 +393,8 @@ class RankingPipeline:
             out, why = model.rerank(query, hits, depth=s.depth, budget_ms=budget, combine=s.combine, rrf_k=s.rrf_k)
         except Exception as exc:  # noqa: BLE001 - a missing/broken model degrades, never a 500
             log.warning("rerank stage degraded (profile %s): %s", profile.name, exc)
-            return hits, (f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({exc}); fused order "
-                          "served"), "rerank:unavailable"
+            return hits, (f"rerank stage degraded: cross-encoder {s.model!r} unavailable ({_why(exc)}); fused "
+                          "order served"), "rerank:unavailable"
         if why == "failed":
             return hits, f"rerank stage degraded: cross-encoder {s.model!r} failed; fused order served", \
                 "rerank:failed"
@@ -408,7 +414,7 @@ class RankingPipeline:
             model = self.models.conversion(s.model)
         except Exception as exc:  # noqa: BLE001
             log.warning("conversion stage degraded (profile %s): %s", profile.name, exc)
-            return hits, [f"conversion stage degraded: model {s.model!r} unavailable ({exc}); order kept"], \
+            return hits, [f"conversion stage degraded: model {s.model!r} unavailable ({_why(exc)}); order kept"], \
                 ["conversion:failed"]
         if ce_failed and CE_STAGE in model.names:
             return hits, [f"conversion stage skipped: model {s.model!r} needs the cross-encoder score, which "

@@ -45,19 +45,34 @@ def must(allowed: str) -> PydanticCustomError:
     return PydanticCustomError(_MUST, allowed)  # no context given, so braces in ``allowed`` stay as written
 
 
+def read_text(path: str | Path, error: type[Exception] = ValueError, encoding: str = "utf-8") -> str:
+    """A configuration file's text; a byte that is not UTF-8 (a Latin-1 editor's "café") is an ``error`` naming the
+    file and the byte's offset, not a bare codec message.
+
+    Raises:
+        FileNotFoundError: no such file.
+        error: not UTF-8.
+    """
+    try:
+        return Path(path).read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                    f"save it as UTF-8") from None
+
+
 def read_toml(path: str | Path, error: type[Exception] = ValueError) -> dict[str, Any]:
     """The parsed TOML document at ``path``.
 
     Raises:
         FileNotFoundError: no such file.
-        error: the file is not valid TOML (the message names the file and the parser's complaint).
+        error: the file is not UTF-8 or not valid TOML (the message names the file and what is wrong).
 
     >>> read_toml("/nonexistent.toml")
     Traceback (most recent call last):
     ...
     FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent.toml'
     """
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text(path, error)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

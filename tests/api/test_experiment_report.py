@@ -238,6 +238,34 @@ def test_cli_report_of_an_experiment_the_file_no_longer_has_says_how_it_orders_t
     assert "no search in the logs was assigned to it" in capsys.readouterr().err
 
 
+def test_cli_report_with_a_file_broken_since_reads_the_logs(tmp_path, capsys, monkeypatch):
+    logs = tmp_path / "ubi"
+    _write_logs(logs, AB_QUERIES, AB_EVENTS)
+    broken = tmp_path / "e.toml"
+    broken.write_text("[experiments.x\n")
+    monkeypatch.setenv("SHOPSEARCH_EXPERIMENTS_FILE", str(broken))
+    assert main(["experiment", "report", "x", "--ubi-dir", str(logs)]) == 0
+    err = capsys.readouterr().err
+    assert f"experiments file unreadable ({broken}: not valid TOML" in err and "arms in name order" in err
+
+
+def test_an_arm_named_twice_is_an_error_not_a_comparison_with_itself():
+    with pytest.raises(ValueError, match=r"arms: \['default', 'default', 'rerank'\] names an arm twice"):
+        experiment_report("x", AB_QUERIES, AB_EVENTS, arms=["default", "default", "rerank"])
+
+
+def test_one_client_in_an_arm_gives_rates_no_interval():
+    """Its twenty searches are one draw, not twenty: a Wilson interval over them would be falsely narrow."""
+    queries = [_q(f"a{i}", "default", "ca", i, ["p1"]) for i in range(20)] + [
+        _q(f"b{i}", "rerank", f"cb{i % 5}", i, ["p1"]) for i in range(20)]
+    events = [_e("click", "p1", i, f"a{i}", position=1) for i in range(10)] + [
+        _e("click", "p1", i, f"b{i}", position=1) for i in range(4)]
+    one, five = experiment_report("x", queries, events).arms
+    assert one.clients == 1 and one.metrics["ctr"].value == 0.5
+    assert math.isnan(one.metrics["ctr"].low) and math.isnan(one.metrics["ctr"].high)
+    assert five.clients == 5 and five.metrics["ctr"].low < 0.2 < five.metrics["ctr"].high
+
+
 def test_cli_check(tmp_path, capsys):
     assert main(["experiment", "check", str(EXAMPLE_FILE)]) == 0
     out = capsys.readouterr().out

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from flask import g
 
 from shopsearch.api.app import create_app
 from shopsearch.api.experiment_report import experiment_report
 from shopsearch.api.report import render_experiment_markdown
+from shopsearch.plugin.hybrid import HybridSearcher
+from shopsearch.plugin.profiles import PACKAGED_DIR, ProfileStore
 from shopsearch.plugin.search_types import SearchRequest
 from shopsearch.reranker.experiments import INTERLEAVED, bucket
 from shopsearch.reranker.interleaving import list_seed, team_draft
@@ -149,3 +153,38 @@ def test_an_invalid_file_runs_no_experiment(tmp_path, searcher, catalog_engine):
     with client:
         assert client.get(f"/search?q=lamp&session_id={_session_in(False)}").get_json()["profile"] == "default"
         assert g.experiment_attributes == {}
+
+
+def test_an_arm_whose_profile_was_removed_serves_as_if_no_experiment_ran(tmp_path, catalog_engine, tiny_encoder,
+                                                                         caplog):
+    """The file was checked against the profiles when it was read; a profile removed since must not turn that arm's
+    searches into a 400 blaming a ``profile`` the shopper never sent."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "mine.toml").write_text((PACKAGED_DIR / "bm25.toml").read_text())
+    (tmp_path / "experiments.toml").write_text(AB.replace('"bm25"', '"mine"'))
+    searcher = HybridSearcher(catalog_engine, ALIAS, tiny_encoder, ProfileStore([PACKAGED_DIR, folder]))
+    app = create_app({"TESTING": True, "searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
+                      "engine": "embedded", "home": str(tmp_path), "profiles_dir": str(folder),
+                      "experiments_file": str(tmp_path / "experiments.toml")})
+    client, session = app.test_client(), _session_in(True)
+    assert client.get(f"/search?q=lamp&session_id={session}").get_json()["profile"] == "mine"
+    (folder / "mine.toml").unlink()
+    for _ in range(2):
+        with client:
+            resp = client.get(f"/search?q=lamp&session_id={session}")
+            assert resp.status_code == 200 and resp.get_json()["profile"] == "default"
+            assert g.experiment_attributes == {}
+    assert caplog.text.count("experiment 'lexical-vs-dense': profile 'mine'") == 1  # once, not every search
+    app.extensions["shopsearch"].ubi_drainer.stop()
+
+
+def test_a_file_saved_in_another_encoding_keeps_the_last_version_and_says_so(tmp_path, searcher, catalog_engine,
+                                                                             caplog):
+    client, session = _client(tmp_path, searcher, catalog_engine, AB), _session_in(False)
+    assert client.get(f"/search?q=lamp&session_id={session}").get_json()["profile"] == "dense"
+    (tmp_path / "experiments.toml").write_bytes(AB.replace("[experiments", '# caf\xe9\n[experiments').encode("latin-1"))
+    os.utime(tmp_path / "experiments.toml", (1, 1))  # a new mtime, however fast the test runs
+    resp = client.get(f"/search?q=lamp&session_id={session}")
+    assert resp.status_code == 200 and resp.get_json()["profile"] == "dense"
+    assert f"{tmp_path / 'experiments.toml'}: not UTF-8 text (byte b'\\xe9' at offset 5)" in caplog.text

@@ -83,3 +83,9 @@ def test_a_synonyms_file_reads_as_solr_does(tmp_path):
     assert escaped.inputs == (("tv", "hdtv"), ("television",))
     with pytest.raises(ValueError, match="synonyms line 1: .* more than one '=>'"):
         parse_synonyms(["a => b => c"])
+    saved.write_bytes("canap\xe9, sofa\n".encode("latin-1"))  # an editor's Latin-1: named, not a codec's message
+    with pytest.raises(ValueError, match=r"shop.synonyms.txt: not UTF-8 text \(byte b'\\xe9' at offset 5\)"):
+        load_synonyms(saved)
+    with pytest.raises(ValueError, match=r"e.toml: not UTF-8 text"):
+        (tmp_path / "e.toml").write_bytes(b"name = '\xff'\n")
+        read_toml(tmp_path / "e.toml")

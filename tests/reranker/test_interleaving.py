@@ -118,6 +118,27 @@ def test_interleaving_keeps_pins_in_place_buried_last_and_pages_one_list(seed):
         assert pages == whole, size
 
 
+@pytest.mark.parametrize("seed", [f"s{i}" for i in range(20)])
+def test_buried_products_page_as_one_list_when_a_profile_finds_few_others(seed):
+    """Each profile ranks its buried products last; where one profile finds few others, they come within its top
+    page * size, and drafted among the others they moved with the page's length (repeated on pages 2-4)."""
+    marks = {"x1": {"buried": 1.0}, "x2": {"buried": 1.0}}
+    full = {"A": ["a0", "a1", "a2", "x1", "x2"], "B": [f"b{i}" for i in range(8)] + ["x2", "x1"]}
+    whole = None
+    for size in (1, 2, 3, 13):
+        pages = []
+        for page in range(1, -(-13 // size) + 1):
+            n = page * size
+            a, b = (replace(_resp(t, full[t][:n]), hits=[replace(h, stages={**h.stages, **marks.get(h.id, {})})
+                                                         for h in _resp(t, full[t][:n]).hits]) for t in "AB")
+            resp, _ = interleave_responses(a, b, seed=seed, req=SearchRequest("q", page=page, size=size),
+                                           teams=("A", "B"))
+            pages += [h.id for h in resp.hits]
+        assert len(pages) == len(set(pages)) == 13 and set(pages[-2:]) == {"x1", "x2"}, size
+        whole = whole or pages
+        assert pages == whole, size
+
+
 def test_search_interleaved_runs_each_profile_once_down_to_the_page_served():
     rankings = {"A": [f"a{i}" for i in range(7)], "B": [f"b{i}" for i in range(7)]}
     calls = []
