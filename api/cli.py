@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except EngineUnavailable as exc:  # the engine (or Redis) is down or unreachable: say so, once
         print(f"shopsearch {args.command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if not exc.filename:
+            raise
+        # a file the command needs that the system refuses (a read-only or full disk): named, not a traceback
+        print(f"shopsearch {args.command}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"shopsearch {args.command}: interrupted", file=sys.stderr)
         return 130

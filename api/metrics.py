@@ -13,6 +13,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 _CONVERTER = re.compile(r"<\w+:")  # "<path:product_id>" -> "<product_id>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "other"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,7 +61,9 @@ class Metrics:
             start = g.pop("metrics_start", None)
             # the template without converter names, so a dashboard's label outlives a change of converter
             rule = _CONVERTER.sub("<", request.url_rule.rule) if request.url_rule is not None else "unmatched"
-            labels = (rule, request.method, str(resp.status_code))
+            # a client chooses the method: one it makes up must not add a series
+            method = request.method if request.method in _METHODS else "other"
+            labels = (rule, method, str(resp.status_code))
             self.requests.labels(*labels).inc()
             if start is not None:
                 self.latency.labels(*labels).observe(time.perf_counter() - start)

@@ -99,6 +99,8 @@ def _available_sort(value: Any) -> Any:
 
 
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
+OptionalId = Annotated[Id, BlankIsAbsent]  # ``user_id=`` from a template, for an anonymous shopper
+OptionalUbiId = Annotated[UbiId, BlankIsAbsent]
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 # Categories as the catalog names them match the levels the indexer stored (cleaned, a ">" written "›")
 Categories = Annotated[tuple[Annotated[str, AfterValidator(clean_category_level)], ...],
@@ -206,13 +208,13 @@ class SearchParams(FilterParams):
                                                 "without the field come last")
     highlight: QueryBool = Field(False, description="Add each hit's title and description, HTML-escaped, with "
                                                     "<em> around the words the query matched (highlights)")
-    user_id: Id = Field(None, description="Shopper id, as sent with POST /events: the conversion stage uses their "
-                                          "brand/category affinity")
-    session_id: Id = Field(None, description="Session id, as sent with POST /events: affinity of an anonymous "
-                                             "shopper (when no user_id)")
-    client_id: UbiId = Field(None, description="The UBI client (a browser, an app install), as sent with UBI "
-                                               "events; logged with the query and used for experiment "
-                                               "assignment (default: session_id)")
+    user_id: OptionalId = Field(None, description="Shopper id, as sent with POST /events: the conversion stage uses "
+                                                  "their brand/category affinity")
+    session_id: OptionalId = Field(None, description="Session id, as sent with POST /events: affinity of an "
+                                                     "anonymous shopper (when no user_id)")
+    client_id: OptionalUbiId = Field(None, description="The UBI client (a browser, an app install), as sent with "
+                                                       "UBI events; logged with the query and used for experiment "
+                                                       "assignment (default: session_id)")
     simulated: QueryBool = Field(False, description="Marks simulated traffic (`shopsearch simulate-traffic`): the "
                                                    "query record says query_attributes.simulated = true")
     if TYPE_CHECKING:  # declared with their limits by request_models()
@@ -249,13 +251,14 @@ class SuggestParams(QueryParams):
 class RecommendationParams(QueryParams):
     """/recommendations (``size`` bound by :func:`request_models`)."""
 
-    client_id: Id = Field(None, description="The shopper: their user_id, or the session_id (client id) an "
-                                            "anonymous shopper sends with POST /events; none: popular products")
+    client_id: OptionalId = Field(None, description="The shopper: their user_id, or the session_id (client id) "
+                                                    "an anonymous shopper sends with POST /events; none: popular "
+                                                    "products")
     context: Annotated[Literal[CONTEXTS], BlankIsAbsent] = Field(  # type: ignore[valid-type]
         "home", description="Where the list is shown: home (for you, recently viewed), product (bought together "
                             "with product_id, for you) or cart (bought together with the shopper's cart)")
-    product_id: Id = Field(None, description="The product shown (required for context=product); left out of "
-                                             "every list")
+    product_id: OptionalId = Field(None, description="The product shown (required for context=product); left out "
+                                                     "of every list")
     if TYPE_CHECKING:
         size: int
 
@@ -301,8 +304,8 @@ def _models(max_query_length: int, max_size: int, max_depth: int) -> RequestMode
     SuggestSize = Annotated[int, Field(ge=1, le=most_suggestions), BlankIsAbsent]
 
     class _Query(QueryParams):
-        q: BrowseQuery = Field("", description="Query text; blank browses (no hits, facets over the filtered "
-                                               "products)")
+        q: BrowseQuery = Field("", description="Query text; blank browses: facets over the filtered products, and "
+                                               "no hits unless sorted by a field")
 
     class Search(SearchParams, _Query):  # _Query last: q comes first in the document
         page: Page = Field(1, description=f"1-based page; page * size must be at most {max_depth} (else 422)")

@@ -5,10 +5,12 @@ log, all or nothing."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shopsearch.events import EventError
 from shopsearch.plugin.ubi_spool import SpoolFull
@@ -41,9 +43,7 @@ def events():
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "body must be JSON (Content-Type: application/json)",
                        "body")
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise ApiError(400, "invalid_json", "body is not valid JSON", "body")
+    payload = _json_body()
     limit = svc.config.max_events
     if isinstance(payload, list) and len(payload) > limit:
         raise ApiError(413, "too_many_events", f"at most {limit} events per request; got {len(payload)}", "body")
@@ -62,6 +62,24 @@ def events():
     return jsonify({"accepted": len(admitted.fresh), "event_ids": [parsed.ubi.event_id for parsed in batch],
                     "duplicate": not admitted.fresh, "duplicates": admitted.duplicates}), \
         202 if admitted.fresh else 200
+
+
+def _json_body() -> Any:
+    """The request's JSON body (``null`` included: the batch's own check names what is wrong with it).
+
+    Raises:
+        RequestEntityTooLarge: a body streamed without Content-Length that reaches ``max_content_length``: the
+            stream stops there unannounced (werkzeug's LimitedStream), and a cut body must not read as bad JSON.
+        ApiError: 400 when the body is not JSON.
+    """
+    data = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge(f"body of {limit} bytes or more")
+    try:
+        return json.loads(data)
+    except ValueError:  # UnicodeDecodeError too
+        raise ApiError(400, "invalid_json", "body is not valid JSON", "body") from None
 
 
 def store(svc: Any, batch: list[ParsedUbiEvent]) -> None:

@@ -112,7 +112,8 @@ def search():
         raise value_error_to_api(exc, tuple(model.model_fields)) from exc
     resp = with_popular_did_you_mean(svc, resp)
     svc.metrics.observe_search(resp.timings_ms, resp.degraded, resp.degraded_reasons)
-    log_search(svc, params, resp, query_id)
+    if request.method != "HEAD":  # a monitor's or link checker's probe: no shopper saw this list
+        log_search(svc, params, resp, query_id)
     return jsonify(response_json(resp, params.explain, query_id, svc.signer))
 
 

@@ -15,8 +15,9 @@ from .validate import reason_code
 
 
 class QuarantineWriter:
-    """Appends QuarantinedRow lines to ``path`` (created on the first row only; its folder at once, so a path that
-    cannot be written fails before a job writes anything).
+    """Appends QuarantinedRow lines to ``path``, opened at once so a path that cannot be written (a read-only
+    working folder, as a container's may be) fails before a job writes anything; a file the run created and left
+    empty is removed at close.
 
     >>> with QuarantineWriter("/tmp/q.jsonl") as q:  # doctest: +SKIP
     ...     q.write(QuarantinedRow("cat.jsonl", 3, "missing_title: no title", '{"id": "3"}'))
@@ -30,12 +31,13 @@ class QuarantineWriter:
         self.count = 0
         self.run = format_timestamp(datetime.now(timezone.utc))  # marks this run's rows (to the microsecond)
         self.by_code: Counter[str] = Counter()
-        self._file: IO[str] | None = None
+        self._created = not self.path.exists()
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1)
 
     def write(self, row: QuarantinedRow) -> None:
         """Append one row (flushed at close; the file is line-buffered so a crash loses at most one line)."""
         if self._file is None:
-            self._file = self.path.open("a", encoding="utf-8", buffering=1)
+            raise ValueError(f"quarantine file {self.path} is closed")
         self._file.write(replace(row, run=row.run or self.run).to_json() + "\n")
         self.count += 1
         self.by_code[reason_code(row.reason)] += 1
@@ -51,6 +53,8 @@ class QuarantineWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+            if self._created and not self.count:
+                self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> "QuarantineWriter":
         return self

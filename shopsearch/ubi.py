@@ -90,6 +90,8 @@ def _strict_for_clients(kind: type, what: str) -> Any:
 # type would be acknowledged, then refused by OpenSearch and dropped by the spool's drain.
 ObjectId = Annotated[str, BeforeValidator(_int_as_str), Field(min_length=1, max_length=256)]
 Number = Annotated[float, _strict_for_clients((int, float), "a valid number"), Field(allow_inf_nan=False)]
+# the bound before the validator, so the JSON Schema says "minimum" (after it, pydantic writes a bare "ge")
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False), _strict_for_clients((int, float), "a valid number")]
 Flag = Annotated[bool, _strict_for_clients(bool, "true or false")]
 
 
@@ -134,7 +136,7 @@ class UbiEventAttributes(_Open):
 
     object: UbiObject | None = None
     position: UbiPosition | None = None
-    price: Annotated[Number, Field(ge=0)] | None = None
+    price: Price | None = None
     simulated: Flag | None = None
     event_id: Annotated[UbiId, BeforeValidator(_int_as_str)] | None = Field(
         None, description="The API's id for this event, or the client's (its retry key)")

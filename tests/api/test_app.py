@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 
 import pytest
@@ -375,6 +377,14 @@ def test_body_too_large_is_413(tmp_path, searcher, catalog_engine):
     c = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": ALIAS,
                     "events_dir": str(tmp_path), "max_content_length": 100}).test_client()
     _error(c.post("/events", json=[{"type": "purchase", "product_id": "p" * 50, "session_id": "s"}] * 3), 413, None)
+    # streamed without Content-Length (chunked), the body stops at the limit unannounced: still a 413, not bad JSON
+    body = json.dumps([{"type": "purchase", "product_id": "p" * 50, "session_id": "s"}] * 3).encode()
+    _error(c.post("/events", input_stream=io.BytesIO(body), content_type="application/json",
+                  environ_overrides={"wsgi.input_terminated": True}), 413, None)
+    small = json.dumps({"type": "purchase", "product_id": "p1", "session_id": "s"}).encode()
+    resp = c.post("/events", input_stream=io.BytesIO(small), content_type="application/json",
+                  environ_overrides={"wsgi.input_terminated": True})
+    assert resp.status_code == 202, resp.get_json()
 
 
 # --- ops -----------------------------------------------------------------------------------------------------
@@ -419,6 +429,11 @@ def test_metrics_count_requests_and_stages(client):
     assert metric(text, "shopsearch_http_request_duration_seconds_bucket", endpoint="/search", status="200",
                   le="+Inf") == 2
     assert metric(text, "shopsearch_http_request_duration_seconds_sum", endpoint="/search", status="200") > 0
+
+    for made_up in ("ZZ1", "ZZ2"):  # a method a client makes up adds no series
+        client.open("/search?q=lamp", method=made_up)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "ZZ" not in text and metric(text, req, endpoint="/search", method="other", status="405") == 2
 
 
 def test_config_layers(tmp_path, monkeypatch):

@@ -61,6 +61,8 @@ def test_post_events_rejects_non_json_and_too_many(client, app, tmp_path, search
     assert resp.status_code == 415 and resp.get_json()["error"]["parameter"] == "body"
     resp = client.post("/events", data="{not json", content_type="application/json")
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_json"
+    resp = client.post("/events", data="null", content_type="application/json")  # JSON, but no event
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_event"
     from shopsearch.api.app import create_app
 
     small = create_app({"searcher": searcher, "engine_instance": catalog_engine, "index": "catalog",

@@ -157,3 +157,5 @@ def test_event_request_schema_matches_the_validator(spec):
            "event_attributes": {"object": {"object_id": "p"}, "position": {"ordinal": {"index": 1}}}}
     assert v.is_valid(ubi) and v.is_valid([ubi, {"type": "purchase", "product_id": "p", "session_id": "s"}])
     assert not v.is_valid({**ubi, "client_id": "c" * 101})
+    priced = {"object": {"object_id": "p"}, "position": {"ordinal": {"index": 1}}, "price": -5}
+    assert not v.is_valid({**ubi, "event_attributes": priced})  # as the server refuses it

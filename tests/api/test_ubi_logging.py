@@ -61,6 +61,16 @@ def test_client_id_is_a_validated_parameter(client):
     assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == "client_id"
 
 
+def test_blank_ids_from_a_template_are_absent_and_a_head_probe_is_not_logged(client, app):
+    plain = client.get("/search?q=lamp&user_id=&session_id=&client_id=")
+    assert plain.status_code == 200
+    assert client.head("/search?q=desk").status_code == 200  # a monitor's probe: no shopper saw a list
+    recs = client.get("/recommendations?client_id=&product_id=")
+    assert recs.status_code == 200, recs.get_json()
+    queries, _ = stored(app)
+    assert [q.query_id for q in queries] == [plain.get_json()["query_id"]] and queries[0].client_id is None
+
+
 def test_post_events_takes_ubi_events_and_the_shopsearch_alias(client, app):
     body = client.get("/search?q=lamp").get_json()
     qid, token = body["query_id"], next(h["token"] for h in body["hits"] if h["id"] == "p1")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -161,6 +163,38 @@ def test_a_quarantine_path_that_cannot_be_written_fails_before_anything_is_writt
     with pytest.raises(FileExistsError):
         _run(path, sink, HashEncoder(), tmp_path, quarantine_path=tmp_path / "notdir" / "q.jsonl")
     assert sink.resolve_alias("shop") is None and not sink.list_indices("shop")
+
+
+def test_a_read_only_quarantine_folder_fails_before_anything_is_written(tmp_path, monkeypatch, capsys,
+                                                                        tiny_bi_encoder_dir):
+    """A container's working folder may be read-only: the quarantine file is opened before the job writes, and the
+    command names it in one line (the file system refuses root too, so the refusal is simulated at open)."""
+    from shopsearch.api.cli import main
+
+    path = write_jsonl(tmp_path / "c.jsonl", good_rows(3))
+    real_open = Path.open
+
+    def read_only(self, *args, **kwargs):
+        if self.name.endswith(".quarantine.jsonl"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", read_only)
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", str(path), "--index", "shop", "--engine", "embedded", "--root", str(tmp_path / "e"),
+                 "--no-progress", "--cache", "none", "--model", str(tiny_bi_encoder_dir), "--max-length", "64"]) == 1
+    err = capsys.readouterr().err
+    assert f"shopsearch index: error: Read-only file system: {tmp_path / 'shop.quarantine.jsonl'}" in err
+    assert "Traceback" not in err and not list((tmp_path / "e").rglob("*.jsonl"))
+
+
+def test_a_run_without_bad_rows_leaves_no_quarantine_file_and_keeps_an_old_one(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", good_rows(3))
+    _run(path, MemorySink(), HashEncoder(), tmp_path)
+    assert not (tmp_path / "q.jsonl").exists()
+    (tmp_path / "q.jsonl").write_text('{"earlier": "run"}\n')
+    _run(path, MemorySink(), HashEncoder(), tmp_path)
+    assert (tmp_path / "q.jsonl").read_text() == '{"earlier": "run"}\n'
 
 
 def test_cache_is_shared_across_runs_and_sinks(tmp_path):
