@@ -17,7 +17,10 @@ from typing import Any, Callable, Sequence
 from shopsearch.atomic_write import write_atomically
 from shopsearch.settings import DEFAULT_MODEL, ENGINES, Settings, load_settings
 
-QUERY_MODEL_HELP = f"query bi-encoder; must be the one the index was built with (default {DEFAULT_MODEL})"
+QUERY_MODEL_HELP = "query bi-encoder; must be the one the index was built with"
+# Flags that are settings too: unset, they take the config file's or environment's value (settings_from_args).
+SETTING_FLAGS = {"index": "config / $SHOPSEARCH_INDEX / products",
+                 "model": f"config / $SHOPSEARCH_MODEL / {DEFAULT_MODEL}"}
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -37,16 +40,27 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML settings file (default $SHOPSEARCH_CONFIG)")
 
 
-def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP) -> None:
-    """Add ``--model`` (default all-MiniLM-L6-v2: the packaged weights) with the command's own ``help``."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=help)
+def add_model_arg(parser: argparse.ArgumentParser, help: str = QUERY_MODEL_HELP, *, setting: bool = True) -> None:
+    """Add ``--model`` with the command's own ``help``: the ``model`` setting when unset (the query encoder
+    the API serves with), or with ``setting=False`` all-MiniLM-L6-v2 (the packaged weights; a base to train)."""
+    if setting:
+        add_setting_arg(parser, "model", help)
+    else:
+        parser.add_argument("--model", default=DEFAULT_MODEL, help=f"{help} (default {DEFAULT_MODEL})")
+
+
+def add_setting_arg(parser: argparse.ArgumentParser, key: str, help: str) -> None:
+    """Add ``--<key>``, a flag for one of :data:`SETTING_FLAGS`: unset, :func:`settings_from_args` fills it from
+    the config file or the environment, as ``serve`` reads it."""
+    parser.add_argument(f"--{key}", help=f"{help} (default: {SETTING_FLAGS[key]})")
+    parser.set_defaults(**{f"_setting_{key}": True})
 
 
 def add_ranking_args(parser: argparse.ArgumentParser) -> None:
     """What :func:`shopsearch.api.ranking_runs.rank_profiles` reads, for the commands that rank judged queries as
     GET /search serves them (eval, compare, judgments pool): ``--index``, the engine's arguments, ``--model``,
     ``--no-budget`` and ``--no-progress``."""
-    parser.add_argument("--index", default="products", help="index or alias to search (default: products)")
+    add_setting_arg(parser, "index", "index or alias to search")
     add_engine_args(parser)
     add_model_arg(parser)
     parser.add_argument("--no-budget", action="store_true",
@@ -79,11 +93,16 @@ def write_reports(args: argparse.Namespace, html: Callable[[], str], markdown: C
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The settings with the flags :func:`add_engine_args` added as the top layer; sets ``args.engine`` to the
-    resolved engine so messages can name it."""
+    """The settings with the flags :func:`add_engine_args` and :func:`add_setting_arg` added as the top layer;
+    sets ``args.engine`` (and ``args.index``, ``args.model`` where the command has them as settings) to the
+    resolved values, so the command runs on them and its messages name them."""
+    mirrored = [key for key in SETTING_FLAGS if getattr(args, f"_setting_{key}", False)]
     settings = load_settings({"config": getattr(args, "config", None), "engine": args.engine,
-                              "opensearch_url": getattr(args, "url", None)})
+                              "opensearch_url": getattr(args, "url", None),
+                              **{key: getattr(args, key) for key in mirrored}})
     args.engine = settings.engine
+    for key in mirrored:
+        setattr(args, key, getattr(settings, key))
     return settings
 
 

@@ -259,7 +259,8 @@ def _run(args: argparse.Namespace) -> int:
     data = None if args.no_models else _shared_data(args.data, settings)
     notes: list[str] = []
     if data is None:
-        notes.append("models: skipped (no labelled data; pass --data DIR) - serving hybrid retrieval")
+        why = "--no-models" if args.no_models else "no labelled data; pass --data DIR"
+        notes.append(f"models: skipped ({why}) - serving hybrid retrieval")
     else:
         notes += _train_models(data, home / "models")
     profile = _write_demo_profile(home / "profiles", with_models=data is not None)

@@ -22,7 +22,7 @@ not relevant, and Judged@10 says what share of each top 10 was judged; a judged 
 Queries without judgements are skipped (and counted).
 
 --json prints exactly one JSON object on stdout: {"ndcg@10", "recall@100", "mrr@10", "judged@10", "queries",
-"degraded"}
+"degraded", "unjudged" (queries without judgements), "textless" (judged queries without a text)}
 (plus "per_query": {qid: {metric: score}} with --per-query, and "judged_only": true with --judged-only).
 Progress and the summary go to stderr.
 Exit 1 when the index does not exist or the engine fails; 2 for bad arguments or input files.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.api.cli_args import add_engine_args, add_model_arg, add_setting_arg
 from shopsearch.settings import INDEX_ENCODERS
 
 HELP = """\
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("index", help="index a catalog file", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("catalog", help="catalog file: .jsonl/.ndjson, .csv/.tsv or .parquet")
-    p.add_argument("--index", default="products", help="alias searches use (default: products)")
+    add_setting_arg(p, "index", "alias searches use")
     add_engine_args(p)
     p.add_argument("--fields", help="field-mapping TOML (see indexer/fields.example.toml); default: identity")
     mode = p.add_mutually_exclusive_group()

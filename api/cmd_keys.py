@@ -9,9 +9,9 @@ Manage API keys. A key is printed once, at creation; the keys file (setting keys
 keeps only a salted HMAC of it. Once any key exists every request needs one (Authorization: Bearer <key> or
 X-API-Key: <key>), and `shopsearch serve --host 0.0.0.0` is allowed.
 
-Roles: search (the storefront key: /search, /suggest, /products, POST /events; safe to ship in page JavaScript)
-and admin (everything, including /console, /metrics and whatever changes server state). Revoking takes effect in a
-running server at once.
+Roles: search (the storefront key: /search, /suggest, /products, /recommendations, POST /events; safe to ship in
+page JavaScript) and admin (everything, including /console, /metrics and whatever changes server state). Revoking
+takes effect in a running server at once.
 """
 
 

@@ -54,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
     stale = [name for name, text in files.items()
              if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
     if args.check:
+        if not out.is_dir():  # run from another folder than the repository's, most often
+            print(f"shopsearch schema: no folder {out.resolve()} to check; give --out", file=sys.stderr)
+            return 1
+        missing = [name for name in stale if not (out / name).is_file()]
         if stale:
-            print(f"shopsearch schema: stale in {out}: {', '.join(stale)}; run `shopsearch schema --out {out}`",
-                  file=sys.stderr)
+            said = ", ".join(f"{name} (missing)" if name in missing else name for name in stale)
+            print(f"shopsearch schema: stale in {out}: {said}; run `shopsearch schema --out {out}`", file=sys.stderr)
             return 1
         print(f"{out}: {len(files)} schemas up to date")
         return 0

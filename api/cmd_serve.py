@@ -10,8 +10,9 @@ from typing import Any
 from shopsearch.settings import ENGINES, QUERY_ENCODERS
 
 HELP = """\
-Serve the search API (GET /search, /suggest, /products/<id>, /products/<id>/similar, POST /events, /healthz,
-/readyz, /metrics, /openapi.json) with gunicorn.
+Serve the search API (GET /search, /suggest, /products/<id>, /products/<id>/similar, /recommendations, POST
+/events, /healthz, /readyz, /metrics, /openapi.json), the storefront page (/) and the relevance console (/console)
+with gunicorn.
 
 Settings layer as: defaults < TOML file (--config or $SHOPSEARCH_CONFIG) < environment ($SHOPSEARCH_ENGINE,
 $SHOPSEARCH_INDEX, $OPENSEARCH_URL, $SHOPSEARCH_MODEL, $SHOPSEARCH_HOME, ...) < these options; every option is in

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", required=True, help="index to mine hard negatives from (built with --model)")
     add_engine_args(p)
     p.add_argument("--out", required=True, help="output model folder, e.g. models/bi-crowdflower")
-    add_model_arg(p, help="base model, also the index's query encoder for mining (default all-MiniLM-L6-v2)")
+    add_model_arg(p, help="base model, also the index's query encoder for mining", setting=False)
     p.add_argument("--mine-profile", default="default", help="profile whose hits are mined (default: default)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mine-depth", type=int, help="--mine: top hits per query to draw them from (default 30)")
     p.add_argument("--mine-profile", help="--mine: profile whose hits are mined (default: default)")
     add_engine_args(p)
-    add_model_arg(p, help="the mined index's query encoder (default all-MiniLM-L6-v2)")
+    add_model_arg(p, help="the mined index's query encoder")
     p.add_argument("--teacher", default=None, metavar="MODEL",
                    help="bi-encoder (all-MiniLM-L6-v2 or a folder) whose cosine is blended into the judged labels")
     p.add_argument("--teacher-weight", type=float,

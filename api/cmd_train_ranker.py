@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shopsearch.api.cli_args import add_engine_args, add_model_arg
+from shopsearch.api.cli_args import add_engine_args, add_model_arg, add_setting_arg
 from shopsearch.judgments import FORMATS
 
 DEFAULT_PROFILE = "ltr"  # --judgments: the profile a ranker is trained to serve in
@@ -47,9 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", help="--judgments: queries TSV qid<TAB>text (required for TREC qrels)")
     p.add_argument("--format", choices=FORMATS, help="--judgments: judgment format (default: detected)")
     p.add_argument("--wands-queries", help="--judgments: WANDS query file (default: query.csv beside it)")
-    p.add_argument("--index", default="products",
-                   help="--judgments: index or alias to search; --logs: the one the logs were served from, whose "
-                        "stored products give the product features as serving saw them (default products)")
+    add_setting_arg(p, "index", "--judgments: index or alias to search; --logs: the one the logs were served "
+                                "from, whose stored products give the product features as serving saw them")
     p.add_argument("--profile",
                    help="--judgments: the profile the model will serve in; its retrieval and rerank stages produce "
                         f"the head, its conversion.depth sets the head's size (default {DEFAULT_PROFILE})")

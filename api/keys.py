@@ -94,10 +94,8 @@ def parse_expires(value: str, now: dt.datetime | None = None) -> dt.datetime:
     """
     now = now or utcnow()
     age = parse_age(value)
-    if age is not None:
-        return now + age
     try:
-        when = utc_time(value)
+        when = now + age if age is not None else utc_time(value)
     except ValueError:
         raise ValueError(f"--expires must be a duration like 12h, 30d, 8w or an ISO date/time like 2026-01-31; "
                          f"got {value!r}") from None

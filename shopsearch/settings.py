@@ -24,6 +24,7 @@ The reference of every option, docs/configuration.md, is generated from this mod
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -479,7 +480,9 @@ def child_environment(options: Mapping[str, Any] | None = None, drop: tuple[str,
 
 
 def describe_settings(settings: Settings) -> str:
-    """One ``option = value  # layer`` line per option (TOML; secrets masked), for ``shopsearch config``.
+    """One ``option = value  # layer`` line per option, for ``shopsearch config``: a TOML settings file that
+    ``--config`` reads back. An unset option is a comment, a secret is a comment that masks it, and a password
+    written into ``opensearch_url`` is left out.
 
     >>> [ln for ln in describe_settings(load_settings({"max_size": 20}, environ={})).splitlines() if "max_size" in ln]
     ['max_size = 20  # flags']
@@ -489,20 +492,24 @@ def describe_settings(settings: Settings) -> str:
         lines.append(f"\n[{section}]")
         for name in Settings.model_fields:
             if _section(name) == section:
-                value = getattr(settings, name)
-                shown = '"***"' if isinstance(value, SecretStr) else _toml_value(value)
-                lines.append(f"{name} = {shown}  # {settings.origin(name)}")
+                value, origin = getattr(settings, name), settings.origin(name)
+                if isinstance(value, SecretStr):
+                    lines.append(f'# {name} = "***"  # {origin}; a secret: set it in the environment')
+                elif value is None:
+                    lines.append(f"# {name} =  # unset ({origin})")
+                else:
+                    lines.append(f"{name} = {_toml_value(_without_credentials(value))}  # {origin}")
     return "\n".join(lines)
 
 
 def _toml_value(value: Any) -> str:
-    if value is None:
-        return '""'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string is a JSON string
 
 
 def reference_markdown() -> str:

@@ -29,6 +29,8 @@ def test_ages_and_durations_read_alike():
     assert parse_age("2024-05-01") is None and parse_age("1.5d") is None and parse_age("-1d") is None
     assert parse_since("7d", now=NOW) == NOW - timedelta(days=7)
     assert parse_expires("7d", NOW) == NOW + timedelta(days=7)
+    with pytest.raises(ValueError, match="must be in the future"):  # a key dead on arrival locks the API
+        parse_expires("0d", NOW)
 
 
 @pytest.mark.parametrize("value", ["9999999w", "36526d"])

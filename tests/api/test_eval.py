@@ -60,6 +60,19 @@ def test_eval_json_on_tiny_index(tiny_index, tiny_bi_encoder_dir, capsys):
     assert out["recall@100"] == pytest.approx(1.0)
 
 
+def test_the_index_and_model_settings_are_evals_defaults(tiny_index, tiny_bi_encoder_dir, monkeypatch, capsys):
+    """One settings module: $SHOPSEARCH_INDEX and $SHOPSEARCH_MODEL (or a config file) name what eval searches, as
+    they do for serve; a flag still wins."""
+    d, root = tiny_index
+    argv = [a for a in eval_argv(d, root, tiny_bi_encoder_dir, "--json") if a not in ("--index", "tiny", "--model",
+                                                                                       str(tiny_bi_encoder_dir))]
+    monkeypatch.setenv("SHOPSEARCH_INDEX", "tiny")
+    monkeypatch.setenv("SHOPSEARCH_MODEL", str(tiny_bi_encoder_dir))
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["queries"] == 3
+    assert main(argv + ["--index", "nope"]) != 0
+    assert "nope" in capsys.readouterr().err
+
+
 def test_judged_queries_without_text_are_named_not_dropped_silently(tiny_index, tiny_bi_encoder_dir, tmp_path,
                                                                      capsys):
     d, root = tiny_index
