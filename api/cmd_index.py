@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from shopsearch.indexer.rebuild_lock import IndexLocked
     from shopsearch.indexer.vector_cache import VectorCache
     from shopsearch.api.cli_args import settings_from_args
-    from shopsearch.plugin.engine import EngineUnavailable
+    from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.engines import open_engine
     from shopsearch.plugin.index_config import load_index_config
 
@@ -121,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except (EngineUnavailable, IndexVerificationError, RuntimeError) as exc:
         print(f"shopsearch index: load failed: {exc}", file=sys.stderr)
+        return 1
+    except IndexNotFound as exc:  # the version this run was building, deleted under it
+        print(f"shopsearch index: stopped: index {exc.args[0]!r} vanished during the run (another run on another "
+              f"host broke this run's lock?); rerun to finish", file=sys.stderr)
         return 1
     finally:
         engine.close()

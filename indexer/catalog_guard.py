@@ -16,6 +16,7 @@ default 5%, and ``index_max_shrink_share``, default 10%), unless ``allow_shrink`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from .fields import FieldMapping
@@ -75,7 +76,8 @@ _WAY_OUT = "check the catalog file, or rerun with --allow-shrink"
 
 
 def _too_many(lost: int, live_count: int, share: float, limits: ShrinkLimits) -> bool:
-    return not limits.allow_shrink and lost > share * live_count
+    """Over ``share`` of the live count, exactly: 29 of 100 is not over 0.29 (0.29 * 100 is 28.999... in floats)."""
+    return not limits.allow_shrink and Fraction(lost, max(live_count, 1)) > Fraction(str(share))
 
 
 def _pct(part: int, whole: int) -> str:

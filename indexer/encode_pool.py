@@ -25,6 +25,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -73,11 +75,29 @@ _ENCODER: Any = None
 _BUILD_ERROR: Exception | None = None
 
 
-def _init_worker(spec: EncoderSpec) -> None:
-    """Pool initializer: leave Ctrl-C to the parent (which stops the pool itself); build the encoder now, keeping
-    a failure for the first task to raise (an initializer's own exception would only say "pool broken")."""
+ORPHAN_CHECK_S = 1.0  # how often a worker checks that the job that started it still runs
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker once its parent is gone (killed with -9, by the OOM killer or ``timeout``): nothing else
+    would, and an idle worker keeps a model's gigabyte of memory. A daemon thread; the process is then reparented,
+    so its parent pid changes."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-check", daemon=True).start()
+
+
+def _init_worker(spec: EncoderSpec, parent: int | None = None) -> None:
+    """Pool initializer: leave Ctrl-C to the parent (which stops the pool itself), end with the parent; build the
+    encoder now, keeping a failure for the first task to raise (an initializer's own exception would only say
+    "pool broken")."""
     global _SPEC, _BUILD_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        _exit_when_orphaned(parent)
     _SPEC = spec
     try:
         _encoder()
@@ -138,7 +158,7 @@ class EncoderPool:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         self.workers, self.depth = workers, depth
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(spec,))
+                                             initializer=_init_worker, initargs=(spec, os.getpid()))
         try:
             # one task per worker: the executor starts a process for each task that finds no idle one
             starting = [self._executor.submit(_identify) for _ in range(workers)]

@@ -235,7 +235,7 @@ def _wait_formed(layout: ClusterLayout, spawned: dict[str, subprocess.Popen], ti
     while time.monotonic() < deadline:
         for name, proc in spawned.items():
             if proc.poll() is not None:
-                tail = _tail(layout.root / name, since=started_at)
+                tail = _tail(layout.root / name, since=started_at, cluster=CLUSTER_NAME)
                 _terminate({k: p for k, p in spawned.items() if p.poll() is None})
                 raise RuntimeError(f"OpenSearch node {name} exited with code {proc.returncode} while starting.\n"
                                    f"{tail}")
@@ -244,7 +244,8 @@ def _wait_formed(layout: ClusterLayout, spawned: dict[str, subprocess.Popen], ti
                                                                                                       "green"):
             return
         time.sleep(1.0)
-    tails = "\n".join(_tail(layout.root / name, lines=10, since=started_at) for name in spawned)
+    tails = "\n".join(_tail(layout.root / name, lines=10, since=started_at, cluster=CLUSTER_NAME)
+                      for name in spawned)
     _terminate(spawned)
     raise RuntimeError(f"the local cluster did not form (all {len(layout.nodes)} nodes joined, yellow or green) "
                        f"within {timeout:.0f} s; stopped the nodes this call started.\n{tails}")

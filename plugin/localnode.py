@@ -207,14 +207,15 @@ def _port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _log_path(home: Path) -> Path:
-    return home / "logs" / f"{CLUSTER_NAME}.log"
+def _log_path(home: Path, cluster: str = CLUSTER_NAME) -> Path:
+    return home / "logs" / f"{cluster}.log"
 
 
-def _tail(home: Path, lines: int = 30, since: float = 0.0) -> str:
-    """The last lines of the node's stdout capture and log, skipping files untouched since ``since`` (epoch s)."""
+def _tail(home: Path, lines: int = 30, since: float = 0.0, cluster: str = CLUSTER_NAME) -> str:
+    """The last lines of the node's stdout capture and log (named for its ``cluster``), skipping files untouched
+    since ``since`` (epoch s)."""
     chunks = []
-    for path in (home / "logs" / "stdout.log", _log_path(home)):
+    for path in (home / "logs" / "stdout.log", _log_path(home, cluster)):
         if path.is_file() and path.stat().st_mtime >= since:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             chunks.append(f"--- {path} ---\n" + "\n".join(text))

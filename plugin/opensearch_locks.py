@@ -4,6 +4,10 @@
 runs on different machines cannot both take the lock. Heartbeats and releases are conditional on the document's
 ``_seq_no``/``_primary_term`` and the holder's token, so a run never overwrites or deletes a lock another run
 took after breaking its own stale one.
+
+The client resends a request whose answer was lost (a timeout, a node gone: connection.py), so a lock write may
+land and then answer 409 to its own resend: a conflict is read back, and a lock carrying this run's token is this
+run's.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def create_lock(client: Any, name: str, holder: LockHolder) -> LockHolder | None
         return None
     except ConflictError:
         found = _current(client, name)
+        if found is not None and found[0].token == holder.token:  # our first attempt landed; its answer was lost
+            return None
         # Released between the two calls: report a holder that is gone at once, so the caller retries.
         return found[0] if found else LockHolder("?", 0, 0.0, 0.0, "")
 
@@ -69,7 +75,8 @@ def touch_lock(client: Any, name: str, holder: LockHolder) -> bool:
         client.index(index=LOCK_INDEX, id=name, body=holder.to_json(), if_seq_no=found[1],
                      if_primary_term=found[2], refresh="true")
     except (ConflictError, NotFoundError):
-        return False
+        again = _current(client, name)
+        return again is not None and again[0].token == holder.token  # still ours: a resend of a write that landed
     return True
 
 
@@ -82,6 +89,8 @@ def delete_lock(client: Any, name: str, holder: LockHolder) -> bool:
         return False
     try:
         client.delete(index=LOCK_INDEX, id=name, if_seq_no=found[1], if_primary_term=found[2], refresh="true")
-    except (ConflictError, NotFoundError):
+    except NotFoundError:  # a resend of a delete that landed
+        return True
+    except ConflictError:
         return False
     return True

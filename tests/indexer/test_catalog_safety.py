@@ -4,6 +4,8 @@ run of any kind."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from shopsearch.indexer.catalog_guard import CatalogShrinkRefused, ShrinkLimits
@@ -61,6 +63,17 @@ def test_small_losses_stay_within_the_shares(engine, alias, tmp_path):
     assert (inc.deleted, full.indexed) == (5, 86)
 
 
+@pytest.mark.parametrize("share", [0.29, 0.35, 0.41, 0.47, 0.05, 0.1])
+def test_a_loss_of_exactly_the_share_is_allowed_and_one_more_is_not(share):
+    from shopsearch.indexer.catalog_guard import check_deletes
+
+    for live in (100, 300, 1000):
+        exact = round(share * live)
+        check_deletes("shop", "shop-v1", live, exact, ShrinkLimits(share))  # 29 of 100 at 0.29: allowed
+        with pytest.raises(CatalogShrinkRefused):
+            check_deletes("shop", "shop-v1", live, exact + 1, ShrinkLimits(share))
+
+
 def test_a_second_run_on_the_same_alias_refuses_while_the_first_holds_the_lock(engine, alias, tmp_path):
     full, _ = _catalogs(tmp_path)
     _run(full, engine, alias, tmp_path)
@@ -71,9 +84,14 @@ def test_a_second_run_on_the_same_alias_refuses_while_the_first_holds_the_lock(e
             with pytest.raises(IndexLocked) as exc:
                 _run(full, engine, alias, tmp_path, mode="full")
             refused.append(str(exc.value))
+            with pytest.raises(IndexLocked, match="still running on this host"):
+                _run(full, engine, alias, tmp_path, mode="full", break_lock=True)
 
     first = _run(full, engine, alias, tmp_path, mode="full", on_chunk=second_run)
-    assert refused and "another indexing run holds the lock" in refused[0] and "--break-lock" in refused[0]
+    # the holder runs on this host (this very process): never broken, not even with --break-lock, which would
+    # delete the version it is building under it
+    assert refused and "another indexing run holds the lock" in refused[0]
+    assert f"still running on this host. Wait for it to finish, or stop it (kill {os.getpid()})" in refused[0]
     assert engine.resolve_alias(alias) == first.index
     _run(full, engine, alias, tmp_path)  # released: the next run goes through
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import time
 from dataclasses import replace
 
@@ -111,6 +113,39 @@ def test_ctrl_c_stops_the_workers_and_leaves_the_alias(tmp_path):
     while multiprocessing.active_children() and time.monotonic() < deadline:  # terminated, being reaped
         time.sleep(0.05)
     assert multiprocessing.active_children() == []
+
+
+def _hold_a_pool(pids) -> None:
+    """A job that starts a pool, says its workers' pids, then waits to be killed."""
+    with EncoderPool(EncoderSpec(HashEncoder), workers=2) as pool:
+        pids.put(sorted(pool._executor._processes))
+        time.sleep(120)
+
+
+def test_workers_end_when_the_job_is_killed_with_sigkill():
+    """kill -9, the OOM killer or ``timeout`` end the job with no chance to stop its pool: each worker notices it
+    lost its parent and exits, rather than hold a model's memory for ever."""
+    ctx = multiprocessing.get_context("spawn")
+    pids = ctx.Queue()
+    job = ctx.Process(target=_hold_a_pool, args=(pids,))
+    job.start()
+    workers = pids.get(timeout=60)
+    assert len(workers) == 2
+    os.kill(job.pid, signal.SIGKILL)
+    job.join()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_worker_that_cannot_build_its_encoder_says_why(tmp_path):
