@@ -32,7 +32,7 @@ from werkzeug.datastructures import MultiDict
 from shopsearch.events import Id
 from shopsearch.indexer.fields import ATTRIBUTE_NAME
 from shopsearch.indexer.records import MAX_CATEGORY_PATH_CHARS
-from shopsearch.indexer.validate import clean_category_level
+from shopsearch.indexer.validate import RATING_SCALE, clean_category_level
 from shopsearch.plugin.documents import ALL_ATTRIBUTES, DEFAULT_FACETS, FACET_FIELDS
 from shopsearch.plugin.engine import SORTS, UNAVAILABLE_SORTS, Filters, unavailable_sort
 from shopsearch.plugin.search_types import SearchRequest
@@ -110,7 +110,7 @@ MAX_PATH_CHARS = MAX_CATEGORY_PATH_CHARS
 Paths = Annotated[tuple[Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)], ...],
                   Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False), BlankIsAbsent]
-Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False), BlankIsAbsent]
+Rating = Annotated[float, Field(ge=0, le=RATING_SCALE, allow_inf_nan=False), BlankIsAbsent]
 QueryBool = Annotated[bool, Field(strict=True), BeforeValidator(_word_bool), BlankIsAbsent]
 # A facet name: one of FACET_FIELDS, attr.<attribute> (a facet attribute of the field mapping) or attr.* (all).
 FACET_PATTERN = (r"^(" + "|".join(re.escape(f) for f in FACET_FIELDS) + r"|attr\.\*|attr\."

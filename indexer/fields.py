@@ -76,7 +76,8 @@ class FieldLimits(BaseModel):
     category_level_chars: Limit = 200
     attribute_chars: Limit = Field(1_000, description="Per attribute value")
     attributes: Limit = Field(100, description="Attributes per product")
-    rating_max: float = Field(5.0, gt=0, description="Ratings lie in 0..rating_max")
+    rating_max: float = Field(5.0, gt=0, description="The catalog's rating scale: ratings lie in 0..rating_max and "
+                                                      "are stored on the 0..5 scale the API filters and shows")
 
 
 class FieldMapping(BaseModel):

@@ -146,12 +146,22 @@ def parse_price(value: Any) -> float | None:
     return price
 
 
-def parse_rating(value: Any, rating_max: float) -> float | None:
-    """Rating as a float in 0..rating_max; None when absent. Raises RowError (``bad_rating``)."""
+RATING_SCALE = 5  # ratings are stored, filtered (rating_min), faceted and shown as stars out of 5
+
+
+def parse_rating(value: Any, rating_max: float = RATING_SCALE) -> float | None:
+    """Rating in 0..rating_max (the catalog's scale) as a float on the stored 0..:data:`RATING_SCALE` scale; None
+    when absent. Raises RowError (``bad_rating``).
+
+    >>> parse_rating("9.2", rating_max=10), parse_rating(4)
+    (4.6, 4.0)
+    """
     rating = _parse_float(value, BAD_RATING, "rating")
     if rating is not None and not 0 <= rating <= rating_max:
         raise RowError(BAD_RATING, f"rating {value!r} outside 0..{rating_max:g}")
-    return rating
+    if rating is None or rating_max == RATING_SCALE:
+        return rating
+    return round(rating * RATING_SCALE / rating_max, 4)  # 7.3 of 10 is 3.65, not 3.6499999999999995
 
 
 def parse_count(value: Any, name: str) -> int | None:

@@ -118,3 +118,13 @@ def test_a_price_that_reads_two_ways_or_none_is_bad(text):
     with pytest.raises(RowError, match="bad_price"):
         parse_price(text)
     assert parse_bool("no") is False and parse_bool(1) is True and parse_bool(None) is None
+
+
+def test_a_rating_on_another_scale_is_stored_out_of_5():
+    """rating_min, the rating facet and the storefront's stars are out of 5: a catalog rating out of 10 must not be
+    unfilterable above 5."""
+    mapping = FieldMapping(limits=FieldLimits(rating_max=10))
+    assert to_product({"id": "1", "title": "t", "rating": "9.2"}, mapping).rating == 4.6
+    assert to_product({"id": "2", "title": "t", "rating": 7.3}, mapping).rating == 3.65
+    with pytest.raises(RowError, match=r"rating 10.5 outside 0..10"):
+        to_product({"id": "3", "title": "t", "rating": 10.5}, mapping)
