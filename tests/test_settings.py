@@ -45,15 +45,15 @@ def test_legacy_variable_names_are_kept():
 
 
 def test_what_config_prints_is_a_settings_file_that_reads_back(tmp_path):
-    env = {"OPENSEARCH_URL": "https://admin:pw123@search.example:9200", "OPENSEARCH_PASSWORD": "s3cret",
-           "SHOPSEARCH_MAX_SIZE": "40", "SHOPSEARCH_FACET_PRICE_EDGES": "10,20.5"}
+    env = {"OPENSEARCH_URL": "https://admin:pw123@search.example:9200", "OPENSEARCH_USER": "admin",
+           "OPENSEARCH_PASSWORD": "s3cret", "SHOPSEARCH_MAX_SIZE": "40", "SHOPSEARCH_FACET_PRICE_EDGES": "10,20.5"}
     printed = describe_settings(load_settings(environ=env))
     assert "pw123" not in printed and "s3cret" not in printed  # a password in the URL is not shown either
     (tmp_path / "s.toml").write_text(printed)
-    back = load_settings({"config": tmp_path / "s.toml"}, environ={})
+    back = load_settings({"config": tmp_path / "s.toml"}, environ={"OPENSEARCH_PASSWORD": "s3cret"})  # secrets: env
     assert (back.max_size, back.facet_price_edges, back.opensearch_url) == (40, (10.0, 20.5),
                                                                             "https://search.example:9200")
-    assert back.experiments_file is None and back.opensearch_password is None  # unset stays unset
+    assert back.experiments_file is None and back.opensearch_user == "admin"  # unset stays unset
 
 
 @pytest.mark.parametrize(("overrides", "environ", "match"), [

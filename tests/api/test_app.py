@@ -160,7 +160,6 @@ def test_search_profile_selects_named_profile(client):
     ("q=lamp&q=desk", 400, "q"),
     ("q=lamp&size=5&size=6", 400, "size"),
     ("q=lamp&brand=" + ",".join(f"b{i}" for i in range(51)), 400, "brand"),
-    ("q=lamp&user_id=%20", 400, "user_id"),
     ("q=lamp&session_id=" + "s" * 129, 400, "session_id"),
 ])
 def test_search_bad_parameters_are_named(client, query, status, parameter):
@@ -433,7 +432,7 @@ def test_metrics_count_requests_and_stages(client):
     for made_up in ("ZZ1", "ZZ2"):  # a method a client makes up adds no series
         client.open("/search?q=lamp", method=made_up)
     text = client.get("/metrics").get_data(as_text=True)
-    assert "ZZ" not in text and metric(text, req, endpoint="/search", method="other", status="405") == 2
+    assert 'method="ZZ' not in text and metric(text, req, endpoint="unmatched", method="other", status="405") == 2
 
 
 def test_config_layers(tmp_path, monkeypatch):

@@ -187,4 +187,4 @@ def test_a_file_saved_in_another_encoding_keeps_the_last_version_and_says_so(tmp
     os.utime(tmp_path / "experiments.toml", (1, 1))  # a new mtime, however fast the test runs
     resp = client.get(f"/search?q=lamp&session_id={session}")
     assert resp.status_code == 200 and resp.get_json()["profile"] == "dense"
-    assert f"{tmp_path / 'experiments.toml'}: not UTF-8 text (byte b'\\xe9' at offset 5)" in caplog.text
+    assert f"{tmp_path / 'experiments.toml'}: not UTF-8 text (byte b'\\xe9' at offset 6)" in caplog.text

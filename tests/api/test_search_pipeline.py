@@ -74,8 +74,10 @@ def test_missing_models_answer_200_degraded_with_notes(tmp_path, searcher, catal
 
 def test_context_parameters_are_validated(tmp_path, searcher, catalog_engine, rerank_models):
     c = make_client(tmp_path, searcher, catalog_engine, rerank_models)
-    for url, name in (("/search?q=lamp&user_id=a&user_id=b", "user_id"), ("/search?q=lamp&session_id=", "session_id"),
+    for url, name in (("/search?q=lamp&user_id=a&user_id=b", "user_id"), ("/search?q=lamp&session_id=s&session_id=t",
+                                                                          "session_id"),
                       (f"/search?q=lamp&user_id={'x' * 200}", "user_id")):
         resp = c.get(url)
         assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == name, url
     assert c.get("/search?q=lamp&user_id=u9&session_id=s9").status_code == 200
+    assert c.get("/search?q=lamp&user_id=%20&session_id=").status_code == 200  # blank: absent, as for any option
