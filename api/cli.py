@@ -14,7 +14,7 @@ from shopsearch.plugin.engine import EngineUnavailable
 from shopsearch.settings import command_config
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ["demo", "opensearch", "index", "serve", "eval", "compare", "report", "judgments", "experiment",
+COMMANDS = ["demo", "opensearch", "index", "versions", "serve", "eval", "compare", "report", "judgments", "experiment",
             "train", "simulate_events", "simulate_traffic", "schema", "config", "keys", "redis", "rules"]
 
 

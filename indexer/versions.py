@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-_STAMP = "%Y%m%d-%H%M%S-%f"
+STAMP = "%Y%m%d-%H%M%S-%f"  # a version's UTC build time
 
 
 def version_name(alias: str, now: datetime | None = None) -> str:
@@ -15,7 +15,7 @@ def version_name(alias: str, now: datetime | None = None) -> str:
     'products-v20250102-030405-000006'
     """
     now = now or datetime.now(timezone.utc)
-    return f"{alias}-v{now.astimezone(timezone.utc).strftime(_STAMP)}"
+    return f"{alias}-v{now.astimezone(timezone.utc).strftime(STAMP)}"
 
 
 def is_version_of(alias: str, name: str) -> bool:

@@ -1,0 +1,89 @@
+"""An alias's versions, and rolling it back: the operator's undo of a full rebuild that went live with a bad catalog.
+
+A full run builds ``<alias>-v<stamp>``, swaps the alias onto it and keeps the version it replaced
+(:func:`~.versions.versions_to_delete`), so the catalog before the last rebuild is one swap away. Rolling back
+takes the indexing lock (no run may be writing), checks the version can take traffic and swaps the alias. The
+version rolled back from is kept until the next indexing run, which drops it as a version newer than the live one
+(:func:`~.versions.unfinished_versions`); until then ``--to`` rolls forward onto it again.
+
+    >>> roll_back(engine, "products")  # doctest: +SKIP
+    Rollback(alias='products', previous='products-v20250102-...', live='products-v20250101-...')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+from .rebuild_lock import rebuild_lock
+from .sink import IndexSink
+from .versions import STAMP, is_version_of
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of an alias: its index, the products it holds, when it was built (UTC), whether it is live."""
+
+    name: str
+    products: int
+    built: datetime
+    live: bool
+
+
+class Rollback(NamedTuple):
+    """What a rollback did: ``alias`` moved from ``previous`` to ``live``."""
+
+    alias: str
+    previous: str
+    live: str
+
+
+def alias_versions(sink: IndexSink, alias: str) -> list[Version]:
+    """The versions of ``alias`` the engine keeps, newest first.
+
+    Raises:
+        ValueError: ``alias`` is not an alias (naming what to do).
+    """
+    live = sink.resolve_alias(alias)
+    if live is None:
+        raise ValueError(f"{alias!r} is not an alias on this engine; build it with `shopsearch index CATALOG --index "
+                         f"{alias}`")
+    names = sorted((n for n in sink.list_indices(f"{alias}-v") if is_version_of(alias, n)), reverse=True)
+    return [Version(n, sink.count(n), _built(alias, n), n == live) for n in names]
+
+
+def roll_back(sink: IndexSink, alias: str, *, to: str | None = None, lock_stale_s: float = 600.0) -> Rollback:
+    """Swap ``alias`` onto the version before the live one, or onto ``to``.
+
+    Raises:
+        IndexLocked: an indexing run holds the alias.
+        ValueError: no such alias, no older version kept, ``to`` is not a version of ``alias`` or is live, or the
+            version cannot take traffic (its health says why).
+    """
+    with rebuild_lock(sink, alias, stale_after_s=lock_stale_s):
+        versions = alias_versions(sink, alias)
+        live = sink.resolve_alias(alias)
+        kept = ", ".join(v.name for v in versions) or "none"
+        if to is None:
+            older = [v.name for v in versions if v.name < live]
+            if not older:
+                raise ValueError(f"no version of {alias!r} older than the live {live} is kept (kept: {kept}); a full "
+                                 "run keeps the version it replaces")
+            target = older[0]
+        elif to == live:
+            raise ValueError(f"{to} is already the live version of {alias!r}")
+        elif to not in {v.name for v in versions}:
+            raise ValueError(f"{to!r} is not a kept version of {alias!r} (kept: {kept})")
+        else:
+            target = to
+        ready = sink.wait_ready(target)
+        if not ready.ready:
+            raise ValueError(f"{target} cannot take traffic ({ready.status}{': ' + ready.note if ready.note else ''}); "
+                             f"{alias!r} left on {live}")
+        sink.swap_alias(alias, target)
+        return Rollback(alias, live, target)
+
+
+def _built(alias: str, name: str) -> datetime:
+    return datetime.strptime(name[len(alias) + 2:], STAMP).replace(tzinfo=timezone.utc)

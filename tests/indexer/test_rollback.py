@@ -1,0 +1,74 @@
+"""Rolling an alias back to the version its last full run replaced (indexer/rollback.py, `shopsearch versions`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopsearch.api.cli import main
+from shopsearch.indexer.job import run_index
+from shopsearch.indexer.rebuild_lock import IndexLocked, rebuild_lock
+from shopsearch.indexer.rollback import alias_versions, roll_back
+from shopsearch.indexer.sink import IndexHealth
+
+from .catalogs import good_rows, write_jsonl
+from .fakeenc import HashEncoder
+from .memsink import MemorySink
+
+
+def _full(path, sink, tmp_path):
+    return run_index(path, sink, HashEncoder(), alias="shop", mode="full", progress=False,
+                     quarantine_path=tmp_path / "q.jsonl").index
+
+
+def test_a_rebuild_that_went_live_with_a_bad_catalog_is_one_rollback_from_undone(tmp_path):
+    sink = MemorySink()
+    good = _full(write_jsonl(tmp_path / "good.jsonl", good_rows(100)), sink, tmp_path)
+    bad = _full(write_jsonl(tmp_path / "bad.jsonl", good_rows(95)), sink, tmp_path)  # within the shrink share
+    assert [(v.name, v.products, v.live) for v in alias_versions(sink, "shop")] == [(bad, 95, True),
+                                                                                    (good, 100, False)]
+    assert roll_back(sink, "shop") == ("shop", bad, good)
+    assert sink.resolve_alias("shop") == good and sink.count("shop") == 100
+    with pytest.raises(ValueError, match=f"no version of 'shop' older than the live {good} is kept"):
+        roll_back(sink, "shop")
+    assert roll_back(sink, "shop", to=bad).live == bad  # forward again, before a run drops it
+    roll_back(sink, "shop")
+    _full(write_jsonl(tmp_path / "fixed.jsonl", good_rows(101)), sink, tmp_path)
+    assert bad not in sink.list_indices("shop-v")  # the next run dropped what was rolled back from
+
+
+def test_a_rollback_waits_for_no_run_and_for_a_version_that_can_take_traffic(tmp_path):
+    sink = MemorySink()
+    good = _full(write_jsonl(tmp_path / "a.jsonl", good_rows(50)), sink, tmp_path)
+    bad = _full(write_jsonl(tmp_path / "b.jsonl", good_rows(50, start=1)), sink, tmp_path)
+    with pytest.raises(ValueError, match="'shop-v1' is not a kept version of 'shop'"):
+        roll_back(sink, "shop", to="shop-v1")
+    with pytest.raises(ValueError, match="is already the live version"):
+        roll_back(sink, "shop", to=bad)
+    with rebuild_lock(sink, "shop"), pytest.raises(IndexLocked):
+        roll_back(sink, "shop")
+    sink.health = IndexHealth("red", 1, False, "a primary shard is unassigned")
+    with pytest.raises(ValueError, match=f"{good} cannot take traffic \\(red: a primary shard is unassigned\\)"):
+        roll_back(sink, "shop")
+    assert sink.resolve_alias("shop") == bad
+    with pytest.raises(ValueError, match="'nope' is not an alias"):
+        alias_versions(sink, "nope")
+
+
+def test_the_versions_command_on_the_embedded_engine(tmp_path, tiny_bi_encoder_dir, capsys):
+    root = tmp_path / "engine"
+    common = ["--engine", "embedded", "--root", str(root)]
+    for name, n in (("a", 20), ("b", 19)):
+        assert main(["index", str(write_jsonl(tmp_path / f"{name}.jsonl", good_rows(n))), "--index", "shop", "--full",
+                     *common, "--model", str(tiny_bi_encoder_dir), "--cache", "none", "--no-progress",
+                     "--allow-shrink", "--quarantine", str(tmp_path / "q.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["versions", "list", "--index", "shop", *common]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and listed[0].startswith("* shop-v") and "19 products" in listed[0]
+    assert "(live)" not in listed[1] and "20 products" in listed[1]
+    assert main(["versions", "rollback", "--index", "shop", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("shop: now on shop-v") and "(20 products)" in out and "the next indexing run drops" in out
+    assert main(["versions", "rollback", "--index", "shop", *common]) == 2
+    assert "no version of 'shop' older than the live" in capsys.readouterr().err
+    assert main(["versions"]) == 2
