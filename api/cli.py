@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if not exc.filename:
             raise
-        # a file the command needs that the system refuses (a read-only or full disk): named, not a traceback
+        # a file the system refuses (a read-only or full disk), as an unwritable folder above: named, exit 2
         print(f"shopsearch {args.command}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         print(f"shopsearch {args.command}: interrupted", file=sys.stderr)
         return 130

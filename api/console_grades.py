@@ -16,7 +16,6 @@ text it was first graded under, so the CSV reader gives them one query id.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import fcntl
 import io
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from shopsearch.atomic_write import write_atomically
 from shopsearch.judgments import as_text_cell, from_text_cell, int_grade, table_rows
 from shopsearch.text import normalise_query
+from shopsearch.timestamps import format_timestamp, utcnow
 
 HEADER = ("query", "product_id", "grade", "graded_by", "graded_at")
 MAX_GRADES = 100_000  # rows in the list: each grade rewrites it, so it stays a size a person merges and reviews
@@ -172,7 +172,7 @@ class ConsoleGrades:
                     return None, len(current)
                 del current[at]
             else:
-                now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                now = format_timestamp(utcnow().replace(microsecond=0))
                 row = Grade(current[mine[0]].query if mine else query.strip(), product_id, grade, graded_by, now)
                 if at is not None:
                     current[at] = row

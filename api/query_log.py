@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from shopsearch.events import MAX_ID
-from shopsearch.timestamps import format_timestamp
+from shopsearch.timestamps import format_timestamp, utcnow
 from shopsearch.plugin.search_types import ScoredHit, SearchResponse
 from shopsearch.plugin.ubi_spool import SpoolFull
 from shopsearch.ubi import UbiQuery
@@ -74,7 +73,7 @@ def query_record(params: Any, resp: SearchResponse, query_id: str, *, depth: int
                              "features": {h.id: explained_stages(h) for h in resp.hits[:depth]}}
     return UbiQuery(query_id=query_id, client_id=client_id(params), user_query=resp.query,
                     query_response_id=uuid.uuid4().hex, query_response_hit_ids=[h.id for h in resp.hits],
-                    timestamp=format_timestamp(datetime.now(timezone.utc)),
+                    timestamp=format_timestamp(utcnow()),
                     query_attributes={k: v for k, v in attrs.items() if v is not None})
 
 

@@ -68,14 +68,17 @@ def _json_body() -> Any:
     """The request's JSON body (``null`` included: the batch's own check names what is wrong with it).
 
     Raises:
-        RequestEntityTooLarge: a body streamed without Content-Length that reaches ``max_content_length``: the
-            stream stops there unannounced (werkzeug's LimitedStream), and a cut body must not read as bad JSON.
+        RequestEntityTooLarge: a body streamed without Content-Length over ``max_content_length``: werkzeug's
+            stream would stop at the limit unannounced, and a cut body must not read as bad JSON.
         ApiError: 400 when the body is not JSON.
     """
-    data = request.get_data(cache=False)
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if request.content_length is None and limit is not None and len(data) >= limit:
-        raise RequestEntityTooLarge(f"body of {limit} bytes or more")
+    if request.content_length is None and limit is not None and "wsgi.input_terminated" in request.environ:
+        data = request.environ["wsgi.input"].read(limit + 1)  # one byte past the limit tells a cut body apart
+        if len(data) > limit:
+            raise RequestEntityTooLarge(f"body over {limit} bytes")
+    else:
+        data = request.get_data(cache=False)
     try:
         return json.loads(data)
     except ValueError:  # UnicodeDecodeError too

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -30,7 +29,6 @@ from .query_log import client_id, explained_stages, log_query, query_record
 
 MAX_DID_YOU_MEAN = 3  # "did you mean" suggestions a zero-hit search returns at most
 
-log = logging.getLogger(__name__)
 bp = Blueprint("search", __name__)
 
 
@@ -159,7 +157,7 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
         try:
             return _assigned_search(pipeline, req, context, deadline, assignment, client, query_id)
         except UnknownProfile as exc:  # an arm's profile removed or renamed since the file was read
-            _log_once(f"experiment {assignment.experiment!r}: {exc}; its clients are served as if it did not run")
+            svc.experiments.arm_unservable(assignment.experiment, str(exc))
             g.experiment_attributes = {}
     return _explored(pipeline, req, context, deadline, query_id)
 
@@ -189,16 +187,6 @@ def _explored(pipeline: Any, req: Any, context: Any, deadline: Any, query_id: st
     if explored is not None:
         g.experiment_attributes = {**g.experiment_attributes, "explore": explored}
     return resp
-
-
-_logged: set[str] = set()
-
-
-def _log_once(message: str) -> None:
-    """An error the operator must fix, logged once per worker rather than once per search."""
-    if message not in _logged:
-        _logged.add(message)
-        log.error("%s", message)
 
 
 def experiment_attributes() -> dict[str, Any]:

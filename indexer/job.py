@@ -29,6 +29,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from shopsearch.timestamps import format_timestamp, utcnow
+
 from .catalog_guard import CatalogShrinkRefused, ShrinkLimits, check_deletes, check_shrink, scan_catalog_ids
 from .encode_pool import EncoderPool
 from .encoder_record import EncoderRecord, cache_fingerprint
@@ -40,7 +42,7 @@ from .rebuild_lock import rebuild_lock
 from .sink import FACET_ATTRIBUTES_META, Delete, IndexDoc, IndexSink
 from .validate import REJECTED, Validator
 from .vector_cache import VectorCache, cache_key
-from .versions import unfinished_versions, version_name, versions_to_delete
+from .versions import WENT_LIVE, unfinished_versions, version_name, versions_to_delete
 from .writer import BulkWriter
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,18 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
 
     started = time.perf_counter()
     quarantine = QuarantineWriter(quarantine_path or Path.cwd() / f"{alias}.quarantine.jsonl")  # fails before writes
+    try:
+        return _index_quarantined(catalog, sink, encoder, alias, mode, mapping, cache, chunk_size, fmt, progress,
+                                  keep_previous, on_chunk, limits, live, started, quarantine)
+    finally:
+        quarantine.close()  # also when the run is refused or fails: its file closed, and removed when empty
+
+
+def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, mode: str,
+                       mapping: FieldMapping | None, cache: VectorCache | None, chunk_size: int, fmt: str | None,
+                       progress: bool, keep_previous: bool, on_chunk: Callable[[int], None], limits: ShrinkLimits,
+                       live: str | None, started: float, quarantine: QuarantineWriter) -> IndexReport:
+    """The run itself, writing bad rows to ``quarantine`` (which the caller closes)."""
     unfinished = tuple(unfinished_versions(alias, sink.list_indices(f"{alias}-v"), live))
     for name in unfinished:
         log.warning("dropping %s: a version of %r that never went live (crashed or refused run)", name, alias)
@@ -249,6 +263,7 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
                                          "Check the cluster's nodes and disk, or lower the replicas "
                                          "(shopsearch index --replicas R, or [cluster] in index.toml)")
         health = ready.status + (f" ({ready.note})" if ready.note else "")
+        sink.set_index_meta(index, {WENT_LIVE: format_timestamp(utcnow())})  # whole: `versions rollback --to` may
         sink.swap_alias(alias, index)
         dropped = tuple(versions_to_delete(alias, sink.list_indices(f"{alias}-v"), index, live, keep_previous))
         for name in dropped:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from shopsearch.timestamps import format_timestamp
+from shopsearch.timestamps import format_timestamp, utcnow
 
 from .records import QuarantinedRow
 from .validate import reason_code
@@ -16,8 +16,8 @@ from .validate import reason_code
 
 class QuarantineWriter:
     """Appends QuarantinedRow lines to ``path``, opened at once so a path that cannot be written (a read-only
-    working folder, as a container's may be) fails before a job writes anything; a file the run created and left
-    empty is removed at close.
+    working folder, as a container's may be) fails before a job writes anything; a file the run created that is
+    still empty is removed at close.
 
     >>> with QuarantineWriter("/tmp/q.jsonl") as q:  # doctest: +SKIP
     ...     q.write(QuarantinedRow("cat.jsonl", 3, "missing_title: no title", '{"id": "3"}'))
@@ -29,7 +29,7 @@ class QuarantineWriter:
         if self.path.is_dir():
             raise IsADirectoryError(21, "Is a directory", str(self.path))
         self.count = 0
-        self.run = format_timestamp(datetime.now(timezone.utc))  # marks this run's rows (to the microsecond)
+        self.run = format_timestamp(utcnow())  # marks this run's rows (to the microsecond)
         self.by_code: Counter[str] = Counter()
         self._created = not self.path.exists()
         self._file: IO[str] | None = self.path.open("a", encoding="utf-8", buffering=1)
@@ -51,9 +51,11 @@ class QuarantineWriter:
 
     def close(self) -> None:
         if self._file is not None:
+            # another run sharing the path may have written to the file this run created: only an empty one goes
+            empty = not self.count and os.fstat(self._file.fileno()).st_size == 0
             self._file.close()
             self._file = None
-            if self._created and not self.count:
+            if self._created and empty:
                 self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> "QuarantineWriter":

@@ -10,8 +10,8 @@ several lines because a field merely starts with a quote (``"Frozen doll``, clos
 ``32" TV``) is read as those lines' rows when each is a whole row by itself: a stray quote must not swallow the
 products below it. In a CSV, a quoted cell of prose whose lines happen to hold a row's commas keeps its line
 breaks: a record the strict quoting rules accept, with a space beside its commas (:func:`_prose`). A TSV whose header
-holds no quote keeps the quotes in a cell that a quoting writer would not have added (``"Frozen" doll`` from an
-unquoted export, :func:`_kept_quotes`).
+holds no quote keeps the quotes in a cell that no quoting writer added (``"Frozen" doll`` from an unquoted export,
+:func:`_kept_quotes`).
 """
 
 from __future__ import annotations
@@ -194,9 +194,10 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
 
 
 def _kept_quotes(line: str, cells: list[str], dialect: Any) -> list[str]:
-    r"""A TSV line's cells, each keeping the quotes a writer that quotes only what needs it would not have added: an
-    unquoted export (``jq @tsv``, a database's) writes the title ``"Frozen" doll`` as it is, and the csv module reads
-    it as ``Frozen doll``; a cell written ``"32"" TV"`` is a quoted one and reads ``32" TV``.
+    r"""A TSV line's cells, each keeping the quotes that no writer added: an unquoted export (``jq @tsv``, a
+    database's) writes the title ``"Frozen" doll`` as it is, and the csv module reads it as ``Frozen doll``. A cell
+    quoted whole, as a writer quotes (``"32"" TV"``, ``"Lamp, red"``), reads unquoted; so does the text ``"Best"``
+    of an unquoted export, which no reader can tell from a quoted ``Best``.
 
     >>> _kept_quotes('p1\t"Frozen" doll\t"32"" TV"\n', ["p1", "Frozen doll", '32" TV'], csv.excel_tab)
     ['p1', '"Frozen" doll', '32" TV']
@@ -204,14 +205,12 @@ def _kept_quotes(line: str, cells: list[str], dialect: Any) -> list[str]:
     plain = next(csv.reader([line.rstrip("\r\n")], dialect, quoting=csv.QUOTE_NONE), [])
     if len(plain) != len(cells):  # a quoted cell held a tab: the writer quoted it, as it should
         return cells
-    return [p if p != c and c and _written(c, dialect) != p else c for p, c in zip(plain, cells)]
+    return [c if p == c or p == _quoted(c) else p for p, c in zip(plain, cells)]
 
 
-def _written(cell: str, dialect: Any) -> str:
-    """``cell`` as the csv module's writer (quoting only what needs it) writes it."""
-    buf = io.StringIO()
-    csv.writer(buf, dialect=dialect, lineterminator="").writerow([cell])
-    return buf.getvalue()
+def _quoted(cell: str) -> str:
+    """``cell`` as a writer that quotes it writes it (a writer may quote a cell that needs no quotes)."""
+    return '"' + cell.replace('"', '""') + '"'
 
 
 class _Lines:

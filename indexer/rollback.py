@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from .rebuild_lock import rebuild_lock
 from .sink import IndexSink
-from .versions import STAMP, is_version_of
+from .versions import STAMP, WENT_LIVE, is_version_of
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def roll_back(sink: IndexSink, alias: str, *, to: str | None = None, lock_stale_
             raise ValueError(f"{to} is already the live version of {alias!r}")
         elif to not in {v.name for v in versions}:
             raise ValueError(f"{to!r} is not a kept version of {alias!r} (kept: {kept})")
+        elif to > live and WENT_LIVE not in sink.index_meta(to):  # an older one was live before this one
+            raise ValueError(f"{to} never went live: a run that crashed or was refused left it, maybe half built")
         else:
             target = to
         ready = sink.wait_ready(target)

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 
 STAMP = "%Y%m%d-%H%M%S-%f"  # a version's UTC build time
+WENT_LIVE = "went_live"  # index meta: when a full run, its version checked whole, moved the alias onto it
 
 
 def version_name(alias: str, now: datetime | None = None) -> str:

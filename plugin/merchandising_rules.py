@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from shopsearch.config_files import FILE_MODEL, IndexFiles, file_schema, read_toml, validate_file
-from shopsearch.indexer.validate import clean_category_level
+from shopsearch.indexer.validate import RATING_SCALE, clean_category_level
 from shopsearch.text import query_words
+from shopsearch.timestamps import as_utc
 
 from .engine import Filters
 
@@ -59,7 +60,8 @@ class Attributes(BaseModel):
     price_min: float | None = Field(None, ge=0, description="Price at least this")
     price_max: float | None = Field(None, ge=0, description="Price at most this")
     in_stock: bool | None = Field(None, description="In stock (true) or out of stock (false)")
-    rating_min: float | None = Field(None, ge=0, description="Rating at least this")
+    rating_min: float | None = Field(None, ge=0, le=RATING_SCALE, description="Rating at least this, out of 5 (a "
+                                                                              "catalog's ratings are stored so)")
 
     @model_validator(mode="after")
     def _something(self) -> Attributes:
@@ -149,7 +151,7 @@ def _moment(value: datetime | date | None, days: int) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return as_utc(value)
     return datetime.combine(value + timedelta(days=days), time(), tzinfo=timezone.utc)
 
 

@@ -36,7 +36,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from shopsearch.text import normalise_query
-from shopsearch.timestamps import utc_time
+from shopsearch.timestamps import format_timestamp, utc_time
 from shopsearch.ubi import UbiQuery
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def aggregate_queries(records: Iterable[UbiQuery], *, index: str | None = None,
         a[3] += r.simulated
         if a[4] is None or when >= a[4]:
             a[4], a[5] = when, not nothing
-    stats = [QueryStats(q, a[0], len(a[1]), a[2], a[3], a[4].isoformat().replace("+00:00", "Z"), a[5])
+    stats = [QueryStats(q, a[0], len(a[1]), a[2], a[3], format_timestamp(a[4]), a[5])
              for q, a in acc.items()]
     return sorted(stats, key=lambda s: (-s.clients, -s.searches, s.query))
 

@@ -276,6 +276,7 @@ class ExperimentStore:
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._spec = ExperimentsFile()
+        self._said: set[str] = set()  # errors logged for the file's current version
 
     def current(self) -> ExperimentsFile:
         """The experiments in force."""
@@ -293,11 +294,20 @@ class ExperimentStore:
                 self._mtime = mtime
                 try:
                     self._spec = load_experiments(self.path, self._profiles() if self._profiles else None)
+                    self._said.clear()
                     log.info("experiments file %s: %s", self.path, ", ".join(self._spec.experiments) or "none")
                 except (ValueError, OSError) as exc:  # ExperimentsError, and whatever else a bad file raises
                     log.error("experiments file %s invalid, %s: %s", self.path, "previous version kept"
                               if self._spec.experiments else "no experiment runs", exc)
             return self._spec
+
+    def arm_unservable(self, experiment: str, why: str) -> None:
+        """Log, once per version of the file, that an arm of ``experiment`` cannot be served (its profile was removed
+        or renamed since the file was read); the caller serves its clients as if the experiment did not run."""
+        message = f"experiment {experiment!r}: {why}; its clients are served as if it did not run"
+        if message not in self._said:
+            self._said.add(message)
+            log.error("%s", message)
 
     def assign(self, client_id: str | None, now: datetime | None = None) -> Assignment | None:
         """:func:`assign` over the current file (``now``: the current UTC time by default)."""

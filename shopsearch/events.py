@@ -36,7 +36,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidat
 from pydantic_core import PydanticCustomError
 
 from shopsearch.atomic_write import write_atomically
-from shopsearch.timestamps import format_timestamp, not_ahead, parse_timestamp, read_iso
+from shopsearch.timestamps import format_timestamp, not_ahead, parse_timestamp, read_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def parse_event(ev: Any, where: str = "", now: datetime | None = None) -> Event:
         raise _error(exc, where, EventIn, _RULES) from None
     return Event(**given.model_dump(exclude={"timestamp", "token", "event_id"}),
                  event_id=given.event_id or uuid.uuid4().hex,
-                 timestamp=format_timestamp(given.timestamp or now or datetime.now(timezone.utc)))
+                 timestamp=format_timestamp(given.timestamp or now or utcnow()))
 
 
 def parse_events(payload: Any, max_events: int, now: datetime | None = None) -> list[Event]:

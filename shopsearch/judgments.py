@@ -43,8 +43,8 @@ from shopsearch.atomic_write import write_atomically
 from shopsearch.text import normalise_query
 
 __all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format", "int_grade",
-           "query_id_for", "read_judgments", "read_qrels", "read_queries", "table_rows", "write_qrels",
-           "write_queries"]
+           "query_id_for", "query_ids_by_text", "read_judgments", "read_qrels", "read_queries", "table_rows",
+           "write_qrels", "write_queries"]
 
 FORMATS = ("trec", "csv", "esci", "wands", "quepid")
 ESCI_GRADES = {"e": 3, "exact": 3, "s": 2, "substitute": 2, "c": 1, "complement": 1, "i": 0, "irrelevant": 0}

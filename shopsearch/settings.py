@@ -498,7 +498,10 @@ def describe_settings(settings: Settings) -> str:
                 elif value is None:
                     lines.append(f"# {name} =  # unset ({origin})")
                 else:
-                    lines.append(f"{name} = {_toml_value(_without_credentials(value))}  # {origin}")
+                    shown = _without_credentials(value)
+                    note = "; its credentials left out: set opensearch_user / opensearch_password" \
+                        if shown != value else ""
+                    lines.append(f"{name} = {_toml_value(shown)}  # {origin}{note}")
     return "\n".join(lines)
 
 

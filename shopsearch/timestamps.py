@@ -5,7 +5,7 @@
 - :func:`parse_timestamp`: a stored timestamp, strictly (an offset of zero);
 - :func:`read_iso`: any ISO 8601 date or date-time (``Z`` too), as written;
 - :func:`utc_time`: the same as an aware datetime, a time without an offset read as UTC (logs other UBI writers
-  made, ``--since``, ``--expires``);
+  made, ``--since``, ``--expires``; :func:`as_utc` for a datetime already read);
 - :func:`parse_age`: an age or duration such as ``24h``, ``7d``, ``2w``;
 - :func:`not_ahead`: refuses a client's time too far ahead of the server's clock.
 
@@ -67,7 +67,11 @@ def utc_time(text: str) -> datetime:
     >>> utc_time("2024-01-01T00:00:05") == utc_time("2024-01-01T01:00:05+01:00")
     True
     """
-    ts = read_iso(text)
+    return as_utc(read_iso(text))
+
+
+def as_utc(ts: datetime) -> datetime:
+    """``ts``, read as UTC when it carries no offset (a TOML local date-time, a log's naive time)."""
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 

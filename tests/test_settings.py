@@ -49,6 +49,7 @@ def test_what_config_prints_is_a_settings_file_that_reads_back(tmp_path):
            "OPENSEARCH_PASSWORD": "s3cret", "SHOPSEARCH_MAX_SIZE": "40", "SHOPSEARCH_FACET_PRICE_EDGES": "10,20.5"}
     printed = describe_settings(load_settings(environ=env))
     assert "pw123" not in printed and "s3cret" not in printed  # a password in the URL is not shown either
+    assert "its credentials left out: set opensearch_user / opensearch_password" in printed
     (tmp_path / "s.toml").write_text(printed)
     back = load_settings({"config": tmp_path / "s.toml"}, environ={"OPENSEARCH_PASSWORD": "s3cret"})  # secrets: env
     assert (back.max_size, back.facet_price_edges, back.opensearch_url) == (40, (10.0, 20.5),

@@ -380,7 +380,7 @@ def test_body_too_large_is_413(tmp_path, searcher, catalog_engine):
     body = json.dumps([{"type": "purchase", "product_id": "p" * 50, "session_id": "s"}] * 3).encode()
     _error(c.post("/events", input_stream=io.BytesIO(body), content_type="application/json",
                   environ_overrides={"wsgi.input_terminated": True}), 413, None)
-    small = json.dumps({"type": "purchase", "product_id": "p1", "session_id": "s"}).encode()
+    small = json.dumps({"type": "purchase", "product_id": "p1", "session_id": "s"}).encode().ljust(100)  # the limit
     resp = c.post("/events", input_stream=io.BytesIO(small), content_type="application/json",
                   environ_overrides={"wsgi.input_terminated": True})
     assert resp.status_code == 202, resp.get_json()

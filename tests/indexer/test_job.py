@@ -182,7 +182,7 @@ def test_a_read_only_quarantine_folder_fails_before_anything_is_written(tmp_path
     monkeypatch.setattr(Path, "open", read_only)
     monkeypatch.chdir(tmp_path)
     assert main(["index", str(path), "--index", "shop", "--engine", "embedded", "--root", str(tmp_path / "e"),
-                 "--no-progress", "--cache", "none", "--model", str(tiny_bi_encoder_dir), "--max-length", "64"]) == 1
+                 "--no-progress", "--cache", "none", "--model", str(tiny_bi_encoder_dir), "--max-length", "64"]) == 2
     err = capsys.readouterr().err
     assert f"shopsearch index: error: Read-only file system: {tmp_path / 'shop.quarantine.jsonl'}" in err
     assert "Traceback" not in err and not list((tmp_path / "e").rglob("*.jsonl"))

@@ -99,11 +99,13 @@ def test_tsv_is_tab_separated(tmp_path):
 
 def test_an_unquoted_tsv_keeps_the_quotes_its_text_holds(tmp_path):
     """An unquoted export (jq @tsv, a database's) writes a title that starts with a quote as it is; the csv module
-    would read ``"Frozen" doll`` as ``Frozen doll``. What a quoting writer wrote (``"32"" TV"``) still reads as
-    one quoted cell, and a file whose header is quoted (every cell quoted) is read as quoted."""
+    would read ``"Frozen" doll`` as ``Frozen doll``. A cell quoted whole (``"32"" TV"``, or ``"Lamp, red"`` by a
+    writer that quotes more than it must) still reads as one quoted cell, and so does every cell of a file whose
+    header is quoted."""
     path = tmp_path / "c.tsv"
-    path.write_text('id\ttitle\tnote\n1\t"Frozen" doll\t"Best"\n2\t"32"" TV"\t""\n3\t"a\tb"\tx\n', encoding="utf-8")
-    assert [r.data for r in read_rows(path)] == [{"id": "1", "title": '"Frozen" doll', "note": '"Best"'},
+    path.write_text('id\ttitle\tnote\n1\t"Frozen" doll\t"Lamp, red"\n2\t"32"" TV"\t""\n3\t"a\tb"\tx\n',
+                    encoding="utf-8")
+    assert [r.data for r in read_rows(path)] == [{"id": "1", "title": '"Frozen" doll', "note": "Lamp, red"},
                                                  {"id": "2", "title": '32" TV', "note": ""},
                                                  {"id": "3", "title": "a\tb", "note": "x"}]
     path.write_text('"id"\t"title"\n"1"\t"Frozen doll"\n', encoding="utf-8")

@@ -54,6 +54,24 @@ def test_a_rollback_waits_for_no_run_and_for_a_version_that_can_take_traffic(tmp
         alias_versions(sink, "nope")
 
 
+def test_a_version_a_crashed_run_left_is_never_rolled_forward_onto(tmp_path):
+    sink = MemorySink()
+    path = write_jsonl(tmp_path / "a.jsonl", good_rows(64))
+    live = _full(path, sink, tmp_path)
+
+    def crash(queued: int) -> None:
+        if queued >= 32:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_index(path, sink, HashEncoder(), alias="shop", mode="full", progress=False, chunk_size=16,
+                  quarantine_path=tmp_path / "q.jsonl", on_chunk=crash)
+    (partial,) = [n for n in sink.list_indices("shop-v") if n != live]
+    with pytest.raises(ValueError, match=f"{partial} never went live"):
+        roll_back(sink, "shop", to=partial)
+    assert sink.resolve_alias("shop") == live
+
+
 def test_the_versions_command_on_the_embedded_engine(tmp_path, tiny_bi_encoder_dir, capsys):
     root = tmp_path / "engine"
     common = ["--engine", "embedded", "--root", str(root)]
