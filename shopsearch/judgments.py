@@ -329,18 +329,22 @@ def table_rows(path: Path, text: str | None = None) -> Iterator[tuple[int, dict[
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first))
     header: list[str] | None = None
     while True:
+        start = reader.line_num + 1  # where the record begins: a stray quote's line, not where the file ran out
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            raise ValueError(f"{path}:{reader.line_num}: {exc} (an unclosed quote?)") from None
+            raise ValueError(f"{path}:{start}: {exc} (an unclosed quote?)") from None
         if not any(c.strip() for c in cells):
             continue
         if header is None:
             header = [_norm(c) for c in cells]
             continue
         if len(cells) != len(header):
+            if reader.line_num > start and len(cells) < len(header):
+                raise ValueError(f"{path}:{start}: an unclosed quote: lines {start}-{reader.line_num} were read as "
+                                 f"one row of {len(cells)} columns (the header has {len(header)})")
             raise ValueError(f"{path}:{reader.line_num}: expected {len(header)} columns ({', '.join(header)}), "
                              f"got {len(cells)}")
         yield reader.line_num, dict(zip(header, cells))
