@@ -16,7 +16,8 @@
    (:class:`MemoryRecentIds`).
 3. **Caps** (:meth:`EventGate.admit`): at most ``event_session_cap`` events per session and
    ``event_product_cap`` per (session, product) in each ``event_cap_window_s``, so one client can add only so much
-   to the history; the counters are a bounded LRU too.
+   to the history; an impression, which needs a served list's token, counts once per (list, product) instead of
+   toward the product cap; the counters are a bounded LRU too.
 
 Rejections are :class:`Rejected` (the API answers them as JSON 4xx naming the field). The signed tokens need no
 state; the caps are per worker process (documented in docs/security.md).
@@ -360,7 +361,13 @@ class EventGate:
             session = item.session_key or "-"
             keys = [(f"s\0{session}", lim.event_session_cap, "session_cap", item.path("session_id"),
                      f"session {session!r}")]
-            if item.product_id is not None:
+            if item.product_id is not None and item.ubi.action_name == "impression" and item.ubi.query_id:
+                # A list shows a product once. A shopper who refines a query sees its top products in every list,
+                # so impressions counted with the product's other events would soon push the shopper's click out.
+                keys.append((f"i\0{session}\0{item.ubi.query_id}\0{item.product_id}", 1, "product_cap",
+                             item.path("product_id"), f"product {item.product_id!r} shown in result list "
+                                                      f"{item.ubi.query_id!r}"))
+            elif item.product_id is not None:
                 keys.append((f"p\0{session}\0{item.product_id}", lim.event_product_cap, "product_cap",
                              item.path("product_id"), f"product {item.product_id!r} from session {session!r}"))
             for key, cap, code, path, what in keys:
@@ -369,7 +376,8 @@ class EventGate:
                     start, count = now, 0
                 if count + 1 > cap:
                     retry = max(1, int(start + lim.event_cap_window_s - now))
-                    raise Rejected(429, code, path, f"{path}: at most {cap} events for {what} per "
+                    events = "events" if cap > 1 else "event"
+                    raise Rejected(429, code, path, f"{path}: at most {cap} {events} for {what} per "
                                                     f"{lim.event_cap_window_s:g} s; retry in {retry} s", retry)
                 counts[key] = (start, count + 1)
         return counts

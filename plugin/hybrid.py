@@ -383,7 +383,9 @@ class HybridSearcher:
         """A query that matched nothing: ``resp`` with the speller's ``did_you_mean``, or, when ``relax`` and the
         relaxed query (the corrected query without the words the catalog does not hold) differs and finds
         products, that search's response labelled ``relaxed`` (``correction`` = the relaxed query)."""
-        suggestions = tuple(speller.did_you_mean(req.query))
+        # the correction was searched already and found nothing: offering it again is a dead end
+        searched = normalise_query(correction.corrected) if correction.changed else None
+        suggestions = tuple(s for s in speller.did_you_mean(req.query) if normalise_query(s) != searched)
         relaxed = speller.known_words(correction.corrected) if relax else ""
         if relaxed and relaxed != normalise_query(correction.corrected):
             found = self.search(replace(req, query=relaxed), deadline=deadline, relax=False, typed=req.query)

@@ -100,9 +100,12 @@ const Shop = (() => {
   }
 
   /** Call ``fn`` once ``ms`` have passed without another call. */
+  /** ``fn`` called ``ms`` after the last call; ``.cancel()`` drops a call still waiting. */
   function debounce(fn, ms) {
     let timer = null;
-    return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+    const run = (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+    run.cancel = () => clearTimeout(timer);
+    return run;
   }
 
   const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });

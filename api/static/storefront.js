@@ -89,9 +89,11 @@
       // A merchandising rule sends this query to a page of its own (only http(s) URLs or site paths).
       if (body.redirect && /^(https?:\/\/|\/)/.test(body.redirect)) { location.assign(body.redirect); return; }
       lastResponse = body;
+      const focused = focusKey();
       renderResults(body);
       renderFacets(body.facets || {});
       renderPager(body);
+      restoreFocus(focused);
       sendImpressions(body);
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -99,6 +101,24 @@
     } finally {
       document.body.classList.remove("busy");
     }
+  }
+
+  /** What has the keyboard focus among the controls a search re-renders (a facet value, a pager button). */
+  function focusKey() {
+    const el = document.activeElement;
+    if (!el || !el.closest) return null;
+    const facet = el.closest("[data-facet]");
+    if (facet && el.dataset.value !== undefined) {
+      return `[data-facet="${CSS.escape(facet.dataset.facet)}"] [data-value="${CSS.escape(el.dataset.value)}"]`;
+    }
+    if (el.closest("#pager")) return el.dataset.page ? `#pager [data-page="${el.dataset.page}"]` : "#pager button";
+    return null;
+  }
+
+  /** Give the focus back to the re-rendered control ``key`` names, so a keyboard shopper keeps their place. */
+  function restoreFocus(key) {
+    const el = key && document.querySelector(key);
+    if (el) el.focus({ preventScroll: true });  // paging scrolls to the top: the focus must not scroll back
   }
 
   function setStatus(text, kind) {
@@ -133,37 +153,53 @@
   function renderResults(body) {
     const hits = body.hits || [];
     const first = (body.page - 1) * body.size + 1;
+    if (!hits.length && body.total > 0) {
+      // a bookmarked or shared page number past the last page: the query matches, the page is empty
+      setStatus("", "");
+      $("results").replaceChildren(h("div", { class: "empty" },
+        h("h2", {}, `Page ${body.page} is past the last page of results for “`, h("bdi", {}, body.query), "”"),
+        h("button", { type: "button", class: "primary", onclick: () => { state.page = 1; runSearch(); } },
+          "Back to the first page")));
+      return;
+    }
     if (!hits.length) {
       setStatus("", "");
       const filtered = state.brand.length || state.category.length || state.price_min || state.price_max || state.in_stock
         || state.category_path.length || state.attr.length || state.rating_min;
       $("results").replaceChildren(h("div", { class: "empty" },
         h("h2", {}, "No products match “", h("bdi", {}, body.query), "”"),
-        didYouMean(body.did_you_mean),
+        didYouMean(body.did_you_mean, body.correction),
         h("p", {}, filtered ? "Try removing a filter or two." : "Check the spelling or try a more general word."),
         filtered ? h("button", { type: "button", onclick: clearFilters }, "Clear all filters") : null));
       return;
     }
     // The speller's correction (or, relaxed, the words the catalog knows) is what the hits are for: say so.
+    // Built of nodes, the query texts in <bdi>: a bidi override (U+202E) in a query must not reorder the sentence.
     const shown = body.correction || body.query;
-    const lead = body.relaxed ? `No products match “${body.query}”. ` : "";
-    const typed = body.correction && !body.relaxed ? ` (you searched for “${body.query}”)` : "";
-    setStatus(`${lead}${first}–${first + hits.length - 1} of ${body.total} results for “${shown}”${typed}` +
-              (body.degraded ? " (simplified results while part of search is unavailable)" : ""), "");
+    const status = $("status");
+    status.className = "status";
+    status.replaceChildren(h("span", {},
+      body.relaxed ? ["No products match “", h("bdi", {}, body.query), "”. "] : null,
+      `${first}–${first + hits.length - 1} of ${body.total} results for “`, h("bdi", {}, shown), "”",
+      body.correction && !body.relaxed ? [" (you searched for “", h("bdi", {}, body.query), "”)"] : null,
+      body.degraded ? " (simplified results while part of search is unavailable)" : null));
     if (body.relaxed) {
       // results for fewer words than were typed: labelled, so nobody takes them for matches of the whole query
       $("status").classList.add("relaxed");
       $("status").append(h("span", { class: "relaxed-note" }, " — related results, not exact matches"),
-                         didYouMean(body.did_you_mean) || "");
+                         didYouMean(body.did_you_mean, body.correction) || "");
     }
     $("results").replaceChildren(...hits.map((hit) => card(hit, body)));
   }
 
-  /** "Did you mean a, b?" with each suggestion a link that runs that search; null when there is none. */
-  function didYouMean(ideas) {
-    if (!ideas || !ideas.length) return null;
+  /** "Did you mean a, b?" with each suggestion a link that runs that search with the filters kept (its href too,
+   *  for a middle click); null when there is none. The correction already searched is no suggestion. */
+  function didYouMean(ideas, applied) {
+    ideas = (ideas || []).filter((text) => text !== applied);
+    if (!ideas.length) return null;
     const links = ideas.flatMap((text, i) => [i ? ", " : "",
-      h("a", { href: "?" + qs({ q: text }), class: "suggestion", onclick: (e) => { e.preventDefault(); searchFor(text); } },
+      h("a", { href: "?" + qs({ q: text, ...filterParams(), sort: state.sort !== SORTS[0] ? state.sort : "" }),
+               class: "suggestion", onclick: (e) => { e.preventDefault(); searchFor(text); } },
         h("bdi", {}, text))]);
     return h("p", { class: "did-you-mean" }, "Did you mean ", ...links, "?");
   }
@@ -238,7 +274,10 @@
     const stock = hit.in_stock === true ? h("span", { class: "stock in" }, "In stock")
       : hit.in_stock === false ? h("span", { class: "stock out" }, "Out of stock") : null;
     const lit = hit.highlights || {};
-    const title = h("a", { href: "#", class: "title", onclick: (e) => { e.preventDefault(); sendClick(hit, body); toggleDetails(e.currentTarget); } },
+    const title = h("a", { href: "#", class: "title", onclick: (e) => {
+      e.preventDefault();
+      if (toggleDetails(e.currentTarget)) sendClick(hit, body);  // opening the card is the click; closing it is not
+    } },
       marked(lit.title, hit.title));
     // price, rating and listed_at ride along on the card for its sort order to be checked (tests, analytics)
     const sortKeys = { price: hit.price ?? "", rating: hit.rating ?? "", listedAt: hit.listed_at ?? "" };
@@ -253,13 +292,19 @@
           typeof hit.review_count === "number" ? h("span", { class: "muted" }, ` (${hit.review_count})`) : null) : null,
         h("p", { class: "desc", dataset: { full: hit.description || "", marked: lit.description || "" } },
           marked(lit.description, hit.description, 110)),
-        h("button", { type: "button", class: "link similar-btn", onclick: () => openSimilar(hit) }, "Similar products")));
+        h("button", { type: "button", class: "link similar-btn", onclick: (e) => openSimilar(hit, e.currentTarget) },
+          "Similar products")));
   }
 
+  /** Open or close a card's description; true when this opened it for the first time (a click to log). */
   function toggleDetails(link) {
-    const desc = link.closest(".card").querySelector(".desc");
+    const card = link.closest(".card");
+    const desc = card.querySelector(".desc");
     const expanded = desc.classList.toggle("expanded");
     desc.replaceChildren(...marked(desc.dataset.marked, desc.dataset.full, expanded ? Infinity : 110));
+    const first = expanded && !card.dataset.clicked;
+    if (first) card.dataset.clicked = "true";
+    return first;
   }
 
   // --- facets and filters ------------------------------------------------------------------------------------
@@ -285,7 +330,7 @@
   function moreFacets(facets) {
     const blocks = [];
     const sep = " > ";
-    blocks.push(facetBlock("category_path", "Categories", (facets.category_path || []).map((v) => ({
+    blocks.push(facetBlock("category_path", "Categories", treeOrder(facets.category_path || [], sep).map((v) => ({
       name: v.value.split(sep).pop(), value: v.value, count: v.count, depth: v.value.split(sep).length - 1,
       on: state.category_path.includes(v.value), onclick: () => toggleFilter("category_path", v.value) }))));
     blocks.push(facetBlock("price", "Price", (facets.price || []).map((v) => {
@@ -313,10 +358,33 @@
     return blocks.filter(Boolean);
   }
 
+  /** The category paths with each child right after its parent (the API lists them level by level), siblings
+   *  in the API's order. */
+  function treeOrder(values, sep) {
+    const kids = new Map();
+    for (const v of values) {
+      const parent = v.value.split(sep).slice(0, -1).join(sep);
+      if (!kids.has(parent)) kids.set(parent, []);
+      kids.get(parent).push(v);
+    }
+    const out = [];
+    const walk = (parent) => (kids.get(parent) || []).forEach((v) => { out.push(v); walk(v.value); });
+    walk("");
+    return out.concat(values.filter((v) => !out.includes(v)));  // a child whose parent is not listed: last
+  }
+
   function toggleFilter(param, value) {
     const list = state[param];
     const i = list.indexOf(value);
-    if (i >= 0) list.splice(i, 1); else list.push(value);
+    if (i >= 0) list.splice(i, 1);
+    else {
+      if (param === "category_path") {
+        // paths combine as "any of": a chosen path replaces its ancestors and descendants, so a step down narrows
+        const sep = " > ";
+        state.category_path = list.filter((p) => !value.startsWith(p + sep) && !p.startsWith(value + sep));
+      }
+      state[param].push(value);
+    }
     state.page = 1;
     runSearch();
   }
@@ -352,33 +420,50 @@
     const pages = Math.min(Math.ceil(body.total / body.size), Math.floor(MAX_DEPTH / body.size));
     if (pages <= 1) { $("pager").replaceChildren(); return; }
     const go = (p) => () => { state.page = p; runSearch(); window.scrollTo({ top: 0 }); };
-    const items = [h("button", { type: "button", disabled: body.page <= 1, onclick: go(body.page - 1) }, "‹ Prev")];
+    const items = [h("button", { type: "button", disabled: body.page <= 1, dataset: { page: "prev" }, onclick: go(body.page - 1) },
+                     "‹ Prev")];
     const lo = Math.max(1, body.page - 3), hi = Math.min(pages, lo + 6);
     for (let p = lo; p <= hi; p++) {
       items.push(h("button", { type: "button", class: p === body.page ? "on" : "", "aria-current": p === body.page ? "page" : null,
-                               onclick: go(p) }, String(p)));
+                               dataset: { page: String(p) }, onclick: go(p) }, String(p)));
     }
-    items.push(h("button", { type: "button", disabled: body.page >= pages, onclick: go(body.page + 1) }, "Next ›"));
+    items.push(h("button", { type: "button", disabled: body.page >= pages, dataset: { page: "next" }, onclick: go(body.page + 1) },
+                 "Next ›"));
     $("pager").replaceChildren(...items);
   }
 
   // --- similar products ----------------------------------------------------------------------------------------
-  async function openSimilar(hit) {
+  let similarFor = null;  // the product the drawer shows: an earlier answer that arrives late is dropped
+
+  async function openSimilar(hit, opener) {
     const panel = $("similar-panel");
     panel.hidden = false;
+    similarFor = hit.id;
+    similarOpener = opener || null;
     // <bdi>: a bidi override (U+202E) in catalog text must not reorder the text around it
     $("similar-for").replaceChildren("Like “", h("bdi", {}, hit.title), "”");
     $("similar-results").replaceChildren(h("p", { class: "muted" }, "Finding similar products…"));
     try {
       const body = await getJson(`/products/${encodeURIComponent(hit.id)}/similar?size=6`);
+      if (similarFor !== hit.id) return;
       const items = body.hits.map(mini);
       $("similar-results").replaceChildren(...(items.length ? items : [h("p", { class: "muted" }, "Nothing similar found.")]));
     } catch (err) {
+      if (similarFor !== hit.id) return;
       const f = friendly(err);
       $("similar-results").replaceChildren(h("p", { class: "error", role: "alert" }, `${f.title}. ${f.detail}`));
     }
     $("similar-close").focus();
-    showRecommendations("product", hit.id, $("together-results"));
+    showRecommendations("product", hit.id, $("together-results"), () => similarFor === hit.id);
+  }
+
+  let similarOpener = null;
+  /** Close the drawer and give the focus back to the button that opened it. */
+  function closeSimilar() {
+    if ($("similar-panel").hidden) return;
+    $("similar-panel").hidden = true;
+    similarFor = null;
+    if (similarOpener && similarOpener.isConnected) similarOpener.focus();
   }
 
   function mini(s) {
@@ -393,10 +478,11 @@
 
   /** Fill ``target`` with the labelled lists for ``context``; recommendations are extras, so a failure or an
    * empty answer leaves ``target`` empty. */
-  async function showRecommendations(context, productId, target) {
+  async function showRecommendations(context, productId, target, current = () => true) {
     target.replaceChildren();
     try {
       const body = await getJson("/recommendations?" + qs({ client_id: sessionId, context, product_id: productId, size: 6 }));
+      if (!current()) return;  // the shopper moved on while it was on its way
       target.replaceChildren(...body.lists.map((list) => h("section", { class: "recs", dataset: { source: list.source } },
         h("h3", {}, REC_TITLES[list.source] || list.source),
         h("div", { class: "mini-list" }, list.hits.map(mini)))));
@@ -422,7 +508,14 @@
     postJson("/events", events, true).catch((err) => console.warn("events not recorded:", err.message));
   }
 
-  const sendImpressions = (body) => send((body.hits || []).map((hit) => eventFor("impression", hit, body)));
+  // A list's impressions are sent once (the API counts one per list and product): re-rendering the same response
+  // must not send them again.
+  const impressed = new Set();
+  const sendImpressions = (body) => {
+    if (impressed.has(body.query_id)) return;
+    impressed.add(body.query_id);
+    send((body.hits || []).map((hit) => eventFor("impression", hit, body)));
+  };
   const sendClick = (hit, body) => send([eventFor("click", hit, body)]);
 
   // --- autocomplete --------------------------------------------------------------------------------------------
@@ -493,6 +586,8 @@
   function submit() {
     state.q = input.value.trim();
     state.page = 1;
+    fetchSuggestions.cancel();  // a list asked for before Enter must not open over the results
+    if (suggestAbort) suggestAbort.abort();
     closeSuggestions();
     runSearch();
   }
@@ -511,8 +606,8 @@
     state.page = 1;
     runSearch();
   });
-  $("similar-close").addEventListener("click", () => { $("similar-panel").hidden = true; });
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("similar-panel").hidden = true; });
+  $("similar-close").addEventListener("click", closeSimilar);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSimilar(); });
   window.addEventListener("popstate", () => { readUrl(); runSearch(false); });
 
   readUrl();

@@ -165,6 +165,29 @@ def test_session_and_product_caps_answer_429(tmp_path, searcher, catalog_engine)
         app.extensions["shopsearch"].ubi_drainer.stop()
 
 
+def test_a_shopper_refining_a_query_sees_its_products_in_every_list_and_can_still_click(tmp_path, searcher,
+                                                                                          catalog_engine):
+    """Each list's impressions count once per (list, product), not toward the product cap: twenty refinements
+    showed the top product twenty times, and the cap then refused the shopper's click."""
+    app = make_app(tmp_path, searcher, catalog_engine, event_product_cap=2)
+    try:
+        client = app.test_client()
+
+        def shown(body, hit, kind="impression"):
+            return {"type": kind, "query_id": body["query_id"], "product_id": hit["id"], "position": hit["rank"],
+                    "session_id": "s-refine", "token": hit["token"]}
+
+        for sort in ("relevance", "price_asc", "price_desc", "rating", "relevance"):
+            body = client.get(f"/search?q=lamp&sort={sort}&session_id=s-refine").get_json()
+            assert client.post("/events", json=[shown(body, h) for h in body["hits"]]).status_code == 202
+        top = body["hits"][0]
+        assert client.post("/events", json=shown(body, top, "click")).status_code == 202
+        again = client.post("/events", json=shown(body, top))  # the same list's impression, sent twice
+        assert again.status_code == 429 and "shown in result list" in again.get_json()["error"]["message"]
+    finally:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+
+
 def test_ten_thousand_events_for_random_products_keep_memory_bounded(tmp_path, searcher, catalog_engine):
     bounds = {"event_known_products": 500, "event_recent_ids": 500, "history_max_products": 500,
               "history_max_users": 200, "event_session_cap": 1_000_000, "event_product_cap": 1_000_000}

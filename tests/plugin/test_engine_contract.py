@@ -703,3 +703,15 @@ def test_spelling_nothing_found_did_you_mean_and_relaxed(engine, catalog, query,
         assert resp.total == expect["total"] and resp.hits == []
     else:
         assert resp.total >= len(resp.hits) > 0 and resp.hits[0].id == expect["first"]
+
+
+def test_a_correction_that_found_nothing_is_not_suggested_again(engine, catalog):
+    """Under filters nothing matches: the page said "Did you mean velvet sofa?", the very search it had run."""
+    from shopsearch.plugin.engine import Filters
+    from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.search_types import SearchRequest
+
+    req = SearchRequest("velvit sofaa", size=5, filters=Filters(brand=("no-such-brand",)))
+    resp = HybridSearcher(engine, catalog, SofaEmbedder()).search(req)
+    assert (resp.total, resp.correction) == (0, "velvet sofa")
+    assert "velvet sofa" not in resp.did_you_mean
