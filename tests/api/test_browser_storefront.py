@@ -310,3 +310,47 @@ def _recommended(lists) -> list[str]:
         ids += products.evaluate_all("ps => ps.map(p => p.dataset.id)")
     assert set(ids) <= {f"p{i}" for i in range(1, 9)}, ids
     return ids
+
+
+def test_storefront_category_steps_narrow_and_children_sit_under_their_parent(shop, page):
+    """Choosing Home, then Lighting under it, narrows to Lighting (paths combine as any-of: the parent must go), and
+    the tree draws Lighting and Office right under Home, not after the last root."""
+    from playwright.sync_api import expect
+
+    base, _, _ = shop
+    page.goto(base + "/?q=lamp")
+    _settled(page)
+    page.locator('[data-facet="category_path"] [data-value="Home"]').click()
+    _settled(page)
+    expect(page.locator("#results .card")).to_have_count(5)
+    values = page.locator('[data-facet="category_path"] .facet-value').evaluate_all("bs => bs.map(b => b.dataset.value)")
+    home = values.index("Home")
+    assert set(values[home + 1:home + 3]) == {"Home > Lighting", "Home > Office"}, values
+    page.locator('[data-facet="category_path"] [data-value="Home > Lighting"]').click()
+    _settled(page)
+    expect(page.locator("#results .card")).to_have_count(4)
+    assert page.evaluate("new URLSearchParams(location.search).getAll('category_path')") == ["Home > Lighting"]
+    assert page.locator("#active-filters .chip").all_inner_texts() == ["Home > Lighting ×"]
+
+
+def test_storefront_page_past_the_end_and_a_card_opened_twice(shop, page):
+    """A shared link to page 9 of a 1-page result says so (not "check the spelling"); opening a card logs one click
+    however often it is opened and closed."""
+    from playwright.sync_api import expect
+
+    base, _, events_dir = shop
+    page.goto(base + "/?q=lamp&page=9")
+    _settled(page)
+    expect(page.locator("#results .empty h2")).to_contain_text("Page 9 is past the last page")
+    page.get_by_role("button", name="Back to the first page").click()
+    _settled(page)
+    expect(page.locator("#results .card").first).to_be_visible()
+    before = _clicks(events_dir)
+    title = page.locator("#results .card .title").first
+    for _ in range(3):  # open, close, open
+        title.click()
+    deadline = time.monotonic() + 10
+    while _clicks(events_dir) < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert _clicks(events_dir) == before + 1
