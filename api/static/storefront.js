@@ -187,7 +187,7 @@
       // results for fewer words than were typed: labelled, so nobody takes them for matches of the whole query
       $("status").classList.add("relaxed");
       $("status").append(h("span", { class: "relaxed-note" }, " — related results, not exact matches"),
-                         didYouMean(body.did_you_mean, body.correction) || "");
+                         didYouMean(body.did_you_mean, null) || "");  // relaxed: the exact search is the offer
     }
     $("results").replaceChildren(...hits.map((hit) => card(hit, body)));
   }
