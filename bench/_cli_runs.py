@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Mapping
 
 
+def command(cmd: list[str]) -> list[str]:
+    """``cmd`` with a leading ``shopsearch`` run by this Python, so a bench works without the venv on PATH."""
+    return [sys.executable, "-m", "shopsearch.api.cli", *cmd[1:]] if cmd[:1] == ["shopsearch"] else list(cmd)
+
+
 def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
     """Run a command; return its stdout (also written to ``out``) and print its last line with the time it took.
 
@@ -18,7 +23,7 @@ def sh(cmd: list[str], env: Mapping[str, str], out: Path | None = None) -> str:
     ``out`` + ".failed" instead, so a report a rerun reads is never one a failed step left.
     """
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True)
+    proc = subprocess.run(command(cmd), env=dict(env), capture_output=True, text=True)
     if out is not None:
         if proc.returncode == 0:
             out.write_text(proc.stdout, encoding="utf-8")

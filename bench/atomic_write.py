@@ -30,7 +30,7 @@ def renamed_only(path: Path, data: bytes) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--sizes", default="1024,1048576,76044127", help="file sizes in bytes, comma-separated")
     ap.add_argument("--repeat", type=int, default=9, help="timed writes per figure (the median is printed)")
     ap.add_argument("--dir", default=None, help="folder to write in (default: a temporary folder; use the disk "
@@ -53,4 +53,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _main import finish
+
+    finish(main)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def ranker(args: argparse.Namespace, f: int, index: str, data: Path, model: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME to mine negatives from")
     ap.add_argument("--profile", default="default", help="the profile scored on the fine-tuned index (default)")
     ap.add_argument("--baseline", default="bm25", help="the profile it is compared with (default bm25)")
@@ -110,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"({args.profile} and its ranker on the fine-tuned indices)")
     others = {}  # each profile of the --against run once, though several of its reports hold it
     for first in sorted(args.against.glob("cmp-*-0.json")) if args.against else []:
-        runs = sorted(args.against.glob(first.name.replace("-0.json", "-*.json")))
+        # exactly this report's folds: "cmp-default-*" would also take "cmp-default-judged-*" (--judged-only)
+        stem = first.name[:-len("-0.json")]
+        runs = sorted(p for p in args.against.glob(f"{stem}-*.json")
+                      if re.fullmatch(rf"{re.escape(stem)}-\d+\.json", p.name))
         others.update(side_scores(runs, side) for side in ("a", "b"))
     tuned_runs = [(name, tuned)]
     if learnt:

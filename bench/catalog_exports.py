@@ -58,7 +58,7 @@ def whole(rows: list[dict[str, str]], products: list[dict], unquoted: bool) -> t
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--data", default="../shared/data/crowdflower", help="folder with products.jsonl")
     args = ap.parse_args()
     products = [json.loads(line) for line in (Path(args.data) / "products.jsonl").open(encoding="utf-8")]
@@ -77,4 +77,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _main import finish
+
+    finish(main)

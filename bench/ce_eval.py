@@ -15,7 +15,6 @@ the table covers every query (--hd-queries and --cf-queries cap each model's sha
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     """Print the crowdflower nDCG@10 table and the homedepot RMSE; returns 0."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--model", action="append", default=None,
                     help="a trained cross-encoder (default: models/ce-minilm); repeat it with each fold's model of "
                          "a cross-validation (train cross-encoder --folds K) to score every query")
@@ -135,4 +134,6 @@ def pool_table(pools: list, ce: list, precision: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

@@ -57,7 +57,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from _cli_runs import add_fold_args, link_targets, models_with_links, sh
+from _cli_runs import add_fold_args, command, link_targets, models_with_links, sh
 from pool_compare import pooled_table
 
 EXPERIMENT = "closed-loop"
@@ -82,8 +82,8 @@ def serving(index: str, env: dict[str, str], log: Path):
 
     port = free_port()
     with log.open("w") as fh:
-        proc = subprocess.Popen(["shopsearch", "serve", "--engine", "embedded", "--index", index, "--port", str(port),
-                                 "--threads", "8"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command(["shopsearch", "serve", "--engine", "embedded", "--index", index, "--port",
+                                         str(port), "--threads", "8"]), env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -371,7 +371,7 @@ def pooled_interleaving(dirs: list[Path], learnt: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME to serve")
     ap.add_argument("--fold", type=int, action="append", help="run only these folds (repeatable; default all)")
     ap.add_argument("--sessions", type=int, default=3000, help="simulated sessions per fold on training queries")

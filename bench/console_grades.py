@@ -22,7 +22,7 @@ from shopsearch.text import normalise_query
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--sizes", default="1000,10000,100000", help="list sizes (rows), comma-separated")
     ap.add_argument("--repeat", type=int, default=20, help="timed calls per figure (the median is printed)")
     args = ap.parse_args()

@@ -83,7 +83,7 @@ def flood(client, queries: list[str], n: int, rng: random.Random) -> tuple[int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     p.add_argument("--engine", help="embedded or opensearch (default: the settings')")
     p.add_argument("--index", default="crowdflower")
     p.add_argument("--queries", type=int, default=100, help="dev queries measured (default 100)")
@@ -139,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<22}{percentile(before, q):>10.1f}{percentile(after, q):>10.1f}")
     print(f"{'RSS (MiB)':<22}{rss0:>10.0f}{rss1:>10.0f}")
     products, users = history.history.sizes()
-    print(f"bounded: history {products} products / {users} shoppers; gate {len(gate.known_products)} known "
-          f"products, {len(gate.recent_ids)} recent ids, {len(gate.counters)} cap counters")
+    print(f"bounded: history {products} products / {users} shoppers; gate {len(gate.known_products)} product ids "
+          f"remembered (known or missing), {len(gate.recent_ids)} recent ids, {len(gate.counters)} cap counters")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _main import finish
+
+    finish(main)

@@ -33,7 +33,7 @@ DEFAULT_QUERIES = Path(load_settings().data_dir or REPO.parent / "shared" / "dat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--index", default="crowdflower", help="index or alias on the node (default crowdflower)")
     ap.add_argument("--queries", default=str(DEFAULT_QUERIES), help="qid<TAB>query file (default crowdflower dev)")
     ap.add_argument("--profile", default="ltr", help="a profile with a ranker stage (default ltr)")
@@ -81,4 +81,6 @@ def run(args: argparse.Namespace, engine: OpenSearchEngine, encoder: BiEncoder) 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

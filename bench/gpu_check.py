@@ -56,7 +56,7 @@ def _rate(fn, n: int, repeat: int = 3) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the checked parts; 0 when every check passed, 1 when one failed, 3 when CUDA was asked for but absent."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--part", choices=("all", "speed", "training"), default="all")
     ap.add_argument("--device", default="cuda", help="training check device (speed always compares CPU and CUDA)")
     args = ap.parse_args(argv)

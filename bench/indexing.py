@@ -345,7 +345,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     _drop(eng, a, args.url, work)
     finally:
         for eng, alias in aliases:
-            _drop(eng, alias, args.url, work)
+            try:  # a failed drop (the engine gone) must neither hide the run's own error nor keep the work folder
+                _drop(eng, alias, args.url, work)
+            except Exception as exc:  # noqa: BLE001
+                print(f"could not drop {alias} on {eng}: {exc}", file=sys.stderr)
         if not args.keep:
             import shutil
 
@@ -371,7 +374,7 @@ def _drop(engine_kind: str, alias: str, url: str | None, work: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the bench, print the table and verdicts; returns 0 (1 when a configuration failed)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="JSONL catalog (default: homedepot)")
     ap.add_argument("--limit", type=int, default=None, help="index only the first N rows (default: all)")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: opensearch,embedded")
@@ -415,4 +418,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

@@ -282,7 +282,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the bench, print the table, verdicts and load average; returns 0 (1 on failure)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--index", default="crowdflower", help="index or alias (default crowdflower)")
     ap.add_argument("--queries", default=str(DEFAULT_QUERIES), help="qid<TAB>query file (default crowdflower dev)")
     ap.add_argument("--url", default=None, help="a served API (shopsearch serve) instead of the Flask test client")
@@ -330,4 +330,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

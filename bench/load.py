@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                     help="Redis for the rate-limit counters when on (default redis://127.0.0.1:6379/0)")
     ap.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, s (default 10)")
-    ap.add_argument("--warmup", type=int, default=20, help="requests before the first level (default 20)")
+    ap.add_argument("--warmup", type=int, default=20,
+                    help="warm-up before the first level, unreported: one client for WARMUP/20 seconds, at least 1 "
+                         "(default 20: about 20 requests at a cold start's pace)")
     ap.add_argument("--log-dir", default=None, help="where the server logs go (default: a temporary folder)")
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]

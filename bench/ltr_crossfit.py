@@ -122,7 +122,7 @@ def run_fold(f: int, args: argparse.Namespace, data: Path, work: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME")
     ap.add_argument("--against", type=Path, required=True,
                     help="the ltr_cv.py work folder of the same folds (its held-out queries; paired with its ranker)")

@@ -32,7 +32,7 @@ from shopsearch.settings import child_environment
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     add_fold_args(ap, "the embedded index of $SHOPSEARCH_HOME")
     ap.add_argument("--profile", default="ltr", help="the profile whose ranker is trained (default ltr)")
     ap.add_argument("--baseline", action="append", help="profiles compared with it (repeatable; default: default)")

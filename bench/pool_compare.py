@@ -92,7 +92,7 @@ def paired_table(a_name: str, a: dict[str, dict[str, float]], b_name: str, b: di
 
 def main(argv: list[str] | None = None) -> int:
     """Print the pooled comparison; returns 0, or 2 when the reports overlap or compare different profiles."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("reports", nargs="+", help="`shopsearch compare --json` outputs, one per fold")
     args = ap.parse_args(argv)
     try:
@@ -104,4 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

@@ -38,7 +38,7 @@ PROFILES = ("default", "rerank-ce", "ltr-ce")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--models", action="append", required=True, help="a folder of models (repeatable)")
     ap.add_argument("--profile", action="append", help=f"profiles to time (default: {', '.join(PROFILES)})")
     ap.add_argument("--engine", help="embedded or opensearch (default: the settings')")
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="passes over the queries (default 2)")
     ap.add_argument("--warmup", type=int, default=20, help="unrecorded queries per profile first (default 20)")
     args = ap.parse_args(argv)
+    if args.repeat < 1 or args.warmup < 0:
+        ap.error("--repeat must be at least 1 and --warmup at least 0")
 
     from tqdm import tqdm
 
@@ -114,4 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _main import finish
+
+    finish(main)

@@ -151,4 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    raise SystemExit(main())
+    from _main import finish
+
+    finish(main)

@@ -12,7 +12,6 @@ it (it should not: a filter or a deeper head would otherwise reorder the product
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     """Print latency and nDCG@10 of fp32 vs the CPU fast path; returns 0."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--model", default=str(REPO / "models" / "ce-minilm"))
     ap.add_argument("--data", default=str(load_settings().data_dir), help="labelled data (default: data_dir)")
     ap.add_argument("--depth", type=int, default=50)
@@ -131,4 +130,6 @@ def _by_id(hits, pool):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

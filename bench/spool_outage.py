@@ -63,7 +63,7 @@ def row(segments: int, name: str, ms: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     ap.add_argument("--segments", type=int, action="append", help="segments left by the outage (repeatable)")
     ap.add_argument("--appends", type=int, default=2000, help="query records appended per setting")
     args = ap.parse_args(argv)

@@ -124,7 +124,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``make``: write the typo queries TSV; ``eval``: the clean-vs-typo table. Returns the exit code."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])  # the first paragraph, whole
     sub = ap.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("make", help="write the one-typo queries TSV")
     mk.add_argument("--queries", required=True, help="queries TSV: qid<TAB>text")
@@ -149,4 +149,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import finish
+
+    finish(main)

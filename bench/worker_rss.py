@@ -103,7 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=2, help="workers measured per configuration")
     p.add_argument("--home", help="scratch home (default: a temporary folder)")
     args = p.parse_args(argv)
-    home = Path(args.home or tempfile.mkdtemp(prefix="worker-rss-"))
+    if args.home:
+        report(Path(args.home), args)
+        return
+    with tempfile.TemporaryDirectory(prefix="worker-rss-") as scratch:  # ~200 MB of exports: gone afterwards
+        report(Path(scratch), args)
+
+
+def report(home: Path, args: argparse.Namespace) -> None:
+    """Measure the workers over ``home`` and print the table and a summary line."""
     prepare(home, args.model, args.cross_encoder)
     rows = []
     # lean first: the training-stack rows delete the records (the worker then finds the exports the old way)
@@ -117,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     for label, got in rows:
         print(f"{label:<18}{got['rss_mb']:>8.0f}{1024 / got['rss_mb']:>12.2f}  {got['encoder']:<16} "
               f"{got['reranked']:>8}  {', '.join(got['imported']) or '-'}")
+    lean = min(got["rss_mb"] for label, got in rows if label == "lean")
+    stack = min(got["rss_mb"] for label, got in rows if label == "training stack")
+    print(f"worker_rss: a lean worker {lean:.0f} MB against {stack:.0f} MB with the training stack "
+          f"({len(rows)} workers measured)")
 
 
 if __name__ == "__main__":
