@@ -16,8 +16,8 @@
    (:class:`MemoryRecentIds`).
 3. **Caps** (:meth:`EventGate.admit`): at most ``event_session_cap`` events per session and
    ``event_product_cap`` per (session, product) in each ``event_cap_window_s``, so one client can add only so much
-   to the history; an impression, which needs a served list's token, counts once per (list, product) instead of
-   toward the product cap; the counters are a bounded LRU too.
+   to the history; impressions, which refining shoppers send for the same top products list after list, count
+   toward ``event_impression_cap`` per (session, product) instead; the counters are a bounded LRU too.
 
 Rejections are :class:`Rejected` (the API answers them as JSON 4xx naming the field). The signed tokens need no
 state; the caps are per worker process (documented in docs/security.md).
@@ -64,6 +64,7 @@ class GateLimits(NamedTuple):
     event_max_age_s: float = 86400.0
     event_session_cap: int = 1000
     event_product_cap: int = 20
+    event_impression_cap: int = 200
     event_cap_window_s: float = 3600.0
     event_recent_ids: int = 100_000
     event_known_products: int = 50_000
@@ -361,12 +362,13 @@ class EventGate:
             session = item.session_key or "-"
             keys = [(f"s\0{session}", lim.event_session_cap, "session_cap", item.path("session_id"),
                      f"session {session!r}")]
-            if item.product_id is not None and item.ubi.action_name == "impression" and item.ubi.query_id:
-                # A list shows a product once. A shopper who refines a query sees its top products in every list,
-                # so impressions counted with the product's other events would soon push the shopper's click out.
-                keys.append((f"i\0{session}\0{item.ubi.query_id}\0{item.product_id}", 1, "product_cap",
-                             item.path("product_id"), f"product {item.product_id!r} shown in result list "
-                                                      f"{item.ubi.query_id!r}"))
+            if item.product_id is not None and item.ubi.action_name == "impression":
+                # A shopper who refines a query sees its top products in every list: impressions counted with the
+                # product's clicks and purchases would soon push the shopper's click out. They have a cap of their
+                # own (each needs a served list's token, so they come no faster than searches).
+                keys.append((f"i\0{session}\0{item.product_id}", lim.event_impression_cap, "product_cap",
+                             item.path("product_id"), f"impressions of product {item.product_id!r} from session "
+                                                      f"{session!r}"))
             elif item.product_id is not None:
                 keys.append((f"p\0{session}\0{item.product_id}", lim.event_product_cap, "product_cap",
                              item.path("product_id"), f"product {item.product_id!r} from session {session!r}"))

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=2, help="workers measured per configuration")
     p.add_argument("--home", help="scratch home (default: a temporary folder)")
     args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
     if args.home:
         report(Path(args.home), args)
         return

@@ -1,10 +1,11 @@
 """One indexing run per alias at a time: a lock held through the sink (a document in OpenSearch, a file embedded).
 
 The lock records who holds it (host, pid, start, heartbeat). It is *stale* when its holder is a process on this
-host that no longer runs, or when its heartbeat is older than ``stale_after_s`` (a holder that crashed or hangs,
-or a pid reused since); a stale lock is broken by the next run, with a warning. A live lock refuses the run unless
-``break_lock`` (``shopsearch index --break-lock``: the operator knows that run on another host is gone); a holder
-still running on this host with a fresh heartbeat is never broken (the run would delete the version it builds).
+host that no longer runs (or whose pid another process took since: a reboot, a new container's pid 1), or, on
+another host, when its heartbeat is older than ``stale_after_s`` (a holder that crashed or hangs); a stale lock is
+broken by the next run, with a warning. A live lock refuses the run unless ``break_lock`` (``shopsearch index
+--break-lock``: the operator knows that run on another host is gone); a holder still running on this host is never
+broken (the run would delete the version it is building).
 
     >>> with rebuild_lock(sink, "products", stale_after_s=600) as lock:  # doctest: +SKIP
     ...     lock.heartbeat()
@@ -40,6 +41,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_started(pid: int) -> float | None:
+    """When process ``pid`` started (UNIX seconds), None when that cannot be read."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
 def stale_reason(holder: LockHolder, now: float, stale_after_s: float, host: str | None = None) -> str | None:
     """Why ``holder``'s lock is stale, or None while it looks alive.
 
@@ -48,9 +59,13 @@ def stale_reason(holder: LockHolder, now: float, stale_after_s: float, host: str
     (None, 'its last heartbeat was 700 s ago (stale after 600 s)')
     """
     host = host or socket.gethostname()
-    if holder.host == host and not _pid_alive(holder.pid):
-        return f"pid {holder.pid} is not running on this host"
-    # on another host, or a pid here that may be another process's since (a reboot, a container's pid 1)
+    if holder.host == host:  # a process here can be asked; a run between heartbeats (a long scan) is not stale
+        if not _pid_alive(holder.pid):
+            return f"pid {holder.pid} is not running on this host"
+        started = _process_started(holder.pid)
+        if started is not None and started > holder.started + 1.0:  # a reboot, or a new container's pid 1
+            return f"pid {holder.pid} is another process now (started after the lock was taken)"
+        return None
     age = now - holder.heartbeat
     if age > stale_after_s:
         return f"its last heartbeat was {age:.0f} s ago (stale after {stale_after_s:.0f} s)"
@@ -111,8 +126,7 @@ def rebuild_lock(sink: IndexSink, alias: str, *, stale_after_s: float = 600.0, b
     broke = None
     if held is not None:
         reason = stale_reason(held, now, stale_after_s)
-        if reason is None and held.host == me.host:  # running here, heartbeat fresh: --break-lock would delete
-            # the version it is building under it
+        if reason is None and held.host == me.host:  # running here: --break-lock would delete its build
             raise IndexLocked(f"another indexing run holds the lock on {alias!r}: {describe_holder(held, now)}, "
                               f"still running on this host. Wait for it to finish, or stop it (kill {held.pid})")
         if reason is None and not break_lock:

@@ -76,7 +76,8 @@ def roll_back(sink: IndexSink, alias: str, *, to: str | None = None, lock_stale_
         elif to not in {v.name for v in versions}:
             raise ValueError(f"{to!r} is not a kept version of {alias!r} (kept: {kept})")
         elif to > live and WENT_LIVE not in sink.index_meta(to):  # an older one was live before this one
-            raise ValueError(f"{to} never went live: a run that crashed or was refused left it, maybe half built")
+            raise ValueError(f"{to} is not marked as having gone live: a run that crashed or was refused left it, "
+                             "maybe half built (or a run of a shopsearch older than the mark moved the alias off it)")
         else:
             target = to
         ready = sink.wait_ready(target)

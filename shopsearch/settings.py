@@ -223,8 +223,10 @@ class Settings(BaseModel):
                                                        "stale_query", gt=0)
     event_session_cap: int = _opt(1000, "security", "Events one session may add per event_cap_window_s (429 "
                                                     "above)", gt=0)
-    event_product_cap: int = _opt(20, "security", "Events one session may add for one product per "
-                                                  "event_cap_window_s (429 above)", gt=0)
+    event_product_cap: int = _opt(20, "security", "Clicks, add-to-carts and purchases one session may add for one "
+                                                  "product per event_cap_window_s (429 above)", gt=0)
+    event_impression_cap: int = _opt(200, "security", "Impressions one session may add for one product per "
+                                                      "event_cap_window_s (429 above)", gt=0)
     event_cap_window_s: float = _opt(3600.0, "security", "Window of the per-session and per-product event caps (s)",
                                      gt=0)
     event_recent_ids: int = _opt(100_000, "security", "Client event_ids remembered per worker when redis_url is "

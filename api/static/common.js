@@ -99,8 +99,7 @@ const Shop = (() => {
     return { title: "Something went wrong on our side", detail: "Please try again in a moment.", retry: true };
   }
 
-  /** Call ``fn`` once ``ms`` have passed without another call. */
-  /** ``fn`` called ``ms`` after the last call; ``.cancel()`` drops a call still waiting. */
+  /** Call ``fn`` once ``ms`` have passed without another call; ``.cancel()`` drops a call still waiting. */
   function debounce(fn, ms) {
     let timer = null;
     const run = (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };

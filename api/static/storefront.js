@@ -117,8 +117,9 @@
 
   /** Give the focus back to the re-rendered control ``key`` names, so a keyboard shopper keeps their place. */
   function restoreFocus(key) {
-    const el = key && document.querySelector(key);
-    if (el) el.focus({ preventScroll: true });  // paging scrolls to the top: the focus must not scroll back
+    let el = key && document.querySelector(key);
+    if (el && el.disabled && el.closest("#pager")) el = document.querySelector('#pager [aria-current="page"]');
+    if (el && !el.disabled) el.focus({ preventScroll: true });  // paging scrolls to the top: focus must not undo it
   }
 
   function setStatus(text, kind) {
@@ -198,7 +199,8 @@
     ideas = (ideas || []).filter((text) => text !== applied);
     if (!ideas.length) return null;
     const links = ideas.flatMap((text, i) => [i ? ", " : "",
-      h("a", { href: "?" + qs({ q: text, ...filterParams(), sort: state.sort !== SORTS[0] ? state.sort : "" }),
+      h("a", { href: "?" + qs({ q: text, size: state.size !== PAGE_SIZE ? state.size : "", ...filterParams(),
+                                sort: state.sort !== SORTS[0] ? state.sort : "" }),
                class: "suggestion", onclick: (e) => { e.preventDefault(); searchFor(text); } },
         h("bdi", {}, text))]);
     return h("p", { class: "did-you-mean" }, "Did you mean ", ...links, "?");
@@ -368,7 +370,7 @@
       kids.get(parent).push(v);
     }
     const out = [];
-    const walk = (parent) => (kids.get(parent) || []).forEach((v) => { out.push(v); walk(v.value); });
+    const walk = (parent) => (kids.get(parent) || []).forEach((v) => { if (v.value) { out.push(v); walk(v.value); } });
     walk("");
     return out.concat(values.filter((v) => !out.includes(v)));  // a child whose parent is not listed: last
   }
@@ -418,7 +420,7 @@
   // --- pagination ----------------------------------------------------------------------------------------------
   function renderPager(body) {
     const pages = Math.min(Math.ceil(body.total / body.size), Math.floor(MAX_DEPTH / body.size));
-    if (pages <= 1) { $("pager").replaceChildren(); return; }
+    if (pages <= 1 || body.page > pages) { $("pager").replaceChildren(); return; }  // past the end: the page offers page 1
     const go = (p) => () => { state.page = p; runSearch(); window.scrollTo({ top: 0 }); };
     const items = [h("button", { type: "button", disabled: body.page <= 1, dataset: { page: "prev" }, onclick: go(body.page - 1) },
                      "‹ Prev")];
@@ -443,6 +445,7 @@
     // <bdi>: a bidi override (U+202E) in catalog text must not reorder the text around it
     $("similar-for").replaceChildren("Like “", h("bdi", {}, hit.title), "”");
     $("similar-results").replaceChildren(h("p", { class: "muted" }, "Finding similar products…"));
+    $("together-results").replaceChildren();  // not the last product's list under this one's name
     try {
       const body = await getJson(`/products/${encodeURIComponent(hit.id)}/similar?size=6`);
       if (similarFor !== hit.id) return;
@@ -461,9 +464,11 @@
   /** Close the drawer and give the focus back to the button that opened it. */
   function closeSimilar() {
     if ($("similar-panel").hidden) return;
+    const inside = $("similar-panel").contains(document.activeElement);
     $("similar-panel").hidden = true;
     similarFor = null;
-    if (similarOpener && similarOpener.isConnected) similarOpener.focus();
+    // back to the button that opened it, when the focus was in the drawer (not someone typing elsewhere)
+    if (inside && similarOpener && similarOpener.isConnected) similarOpener.focus();
   }
 
   function mini(s) {
@@ -578,7 +583,7 @@
     if (list.hidden) return;
     if (e.key === "ArrowDown") { e.preventDefault(); highlight(active + 1); }
     else if (e.key === "ArrowUp") { e.preventDefault(); highlight(active - 1); }
-    else if (e.key === "Escape") { e.preventDefault(); closeSuggestions(); }
+    else if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); closeSuggestions(); }
     else if (e.key === "Enter" && active >= 0) { e.preventDefault(); choose(list.children[active].dataset.value); }
   });
 
@@ -607,8 +612,15 @@
     runSearch();
   });
   $("similar-close").addEventListener("click", closeSimilar);
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSimilar(); });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !e.defaultPrevented) closeSimilar(); });
   window.addEventListener("popstate", () => { readUrl(); runSearch(false); });
+
+  // A phone folds the filters behind their summary, so the results are on the first screen (style.css); a
+  // wide screen keeps them open (its summary is hidden).
+  const narrow = window.matchMedia("(max-width: 860px)");
+  const fold = () => { $("filters-panel").open = !narrow.matches; };
+  narrow.addEventListener("change", fold);
+  fold();
 
   readUrl();
   runSearch(false);

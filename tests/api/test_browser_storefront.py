@@ -354,3 +354,21 @@ def test_storefront_page_past_the_end_and_a_card_opened_twice(shop, page):
         time.sleep(0.1)
     time.sleep(0.5)
     assert _clicks(events_dir) == before + 1
+
+
+def test_storefront_on_a_phone_shows_results_first_with_the_filters_folded(shop, page):
+    from playwright.sync_api import expect
+
+    base, _, _ = shop
+    page.set_viewport_size({"width": 375, "height": 740})
+    try:
+        page.goto(base + "/?q=lamp")
+        _settled(page)
+        assert page.locator("#q").bounding_box()["width"] > 200  # the search box has its own row
+        expect(page.locator("#filters-panel")).not_to_have_attribute("open", "")
+        assert page.locator("#results .card").first.bounding_box()["y"] < 740  # a product on the first screen
+        page.locator("#filters-panel > summary").click()
+        expect(page.locator('[data-facet="brand"]')).to_be_visible()
+        _shot(page, "storefront-phone.png")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})

@@ -132,6 +132,22 @@ def test_a_crashed_full_rebuild_is_cleaned_up_by_the_next_incremental_run(engine
     assert inc.read == inc.indexed + inc.quarantined + inc.unchanged == 100
 
 
+def test_a_lock_here_is_stale_only_when_its_process_is_gone_or_another_one():
+    """On this host the process is asked, not the heartbeat's age (a long scan writes none); a pid that another
+    process took since the lock was taken (a reboot, a new container's pid 1) does not hold it."""
+    import socket
+    import time
+
+    here, now = socket.gethostname(), time.time()
+    running = LockHolder(here, os.getpid(), now, now - 10_000, "mine")  # alive, its heartbeat long past
+    assert stale_reason(running, now, stale_after_s=600) is None
+    reused = LockHolder(here, os.getpid(), 1.0, 1.0, "an earlier boot's")  # taken before this process started
+    assert stale_reason(reused, now, stale_after_s=600) == f"pid {os.getpid()} is another process now (started " \
+                                                           "after the lock was taken)"
+    elsewhere = LockHolder("another-host", 1, now, now - 10_000, "theirs")
+    assert "stale after 600 s" in stale_reason(elsewhere, now, stale_after_s=600)
+
+
 def test_heartbeats_refresh_the_lock_and_a_broken_lock_stops_the_run():
     sink, t = MemorySink(), [1000.0]
     with rebuild_lock(sink, "shop", stale_after_s=40, clock=lambda: t[0]) as lock:

@@ -67,7 +67,7 @@ def test_a_version_a_crashed_run_left_is_never_rolled_forward_onto(tmp_path):
         run_index(path, sink, HashEncoder(), alias="shop", mode="full", progress=False, chunk_size=16,
                   quarantine_path=tmp_path / "q.jsonl", on_chunk=crash)
     (partial,) = [n for n in sink.list_indices("shop-v") if n != live]
-    with pytest.raises(ValueError, match=f"{partial} never went live"):
+    with pytest.raises(ValueError, match=f"{partial} is not marked as having gone live"):
         roll_back(sink, "shop", to=partial)
     assert sink.resolve_alias("shop") == live
 
