@@ -5,7 +5,6 @@ log, all or nothing."""
 from __future__ import annotations
 
 import errno
-import json
 import logging
 from typing import Any
 
@@ -80,7 +79,7 @@ def _json_body() -> Any:
     else:
         data = request.get_data(cache=False)
     try:
-        return json.loads(data)
+        return current_app.json.loads(data)  # the app's provider: nesting too deep is a ValueError too
     except ValueError:  # UnicodeDecodeError too
         raise ApiError(400, "invalid_json", "body is not valid JSON", "body") from None
 
