@@ -90,3 +90,15 @@ def test_the_versions_command_on_the_embedded_engine(tmp_path, tiny_bi_encoder_d
     assert main(["versions", "rollback", "--index", "shop", *common]) == 2
     assert "no version of 'shop' older than the live" in capsys.readouterr().err
     assert main(["versions"]) == 2
+
+
+def test_a_rollback_on_both_engines(engine, alias, tmp_path):
+    """The real engines: the alias moves back, searches read the older version, the next run drops the newer."""
+    first = run_index(write_jsonl(tmp_path / "a.jsonl", good_rows(40)), engine, HashEncoder(), alias=alias,
+                      mode="full", progress=False, quarantine_path=tmp_path / "q.jsonl").index
+    second = run_index(write_jsonl(tmp_path / "b.jsonl", good_rows(38)), engine, HashEncoder(), alias=alias,
+                       mode="full", progress=False, quarantine_path=tmp_path / "q.jsonl").index
+    assert [v.name for v in alias_versions(engine, alias)] == [second, first]
+    assert roll_back(engine, alias) == (alias, second, first)
+    assert engine.resolve_alias(alias) == first and engine.count(alias) == 40
+    assert [v.live for v in alias_versions(engine, alias)] == [False, True]
