@@ -295,4 +295,7 @@ def arrange_head(engine: Engine, index: str, plan: Plan, fused: Sequence[Fused],
     items = [f for f in fused if f.id not in plan.bury] + [Fused(i, 0.0) for i in pins if i not in by_id]
     head = arrange(items, lambda f: f.id, pins, boosts)
     buried = [matched[i] for i in plan.bury if i in matched]
-    return Arranged(head, extra=tuple(i for i in pins if i not in matched), buried=buried, pins=pins, boosts=boosts)
+    # Every pin the query does not match, whatever the filters: the engine applies them per facet, so a pin that
+    # fails only the brand filter still counts in the brand facet, which ignores its own filter.
+    return Arranged(head, extra=tuple(i for i in plan.pins if i not in matched), buried=buried, pins=pins,
+                    boosts=boosts)

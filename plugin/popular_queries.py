@@ -58,7 +58,10 @@ _ANONYMOUS = ("anonymous",)  # the one client every search without a client id c
 
 
 def found_nothing(record: UbiQuery) -> bool:
-    """Whether the search found no products: its logged ``total`` is 0 (else: it served no hits)."""
+    """Whether the search found no products: its logged ``total`` is 0 (else: it served no hits). A search a
+    merchandising rule redirected to a page of its own found what the merchandiser meant, not nothing."""
+    if record.query_attributes.get("redirect"):
+        return False
     total = record.query_attributes.get("total")
     if isinstance(total, int) and not isinstance(total, bool):
         return total == 0

@@ -121,13 +121,16 @@ def describe_errors(exc: ValidationError, data: Mapping[str, Any], schema: Mappi
             at = f" {'.'.join(str(part) for part in loc)}:" if loc else ""
             lines.append(f"{where}:{at} {err['msg'].removeprefix('Value error, ')}")
             continue
+        key = ".".join(str(part) for part in loc)
+        if err["type"] == "missing":  # the input pydantic reports is the table the key is missing from
+            lines.append(f"{where}: {key} is required")
+            continue
         if unknown_key:
             value, allowed = _value_at(data, loc), _keys_allowed(_schema_at(schema, loc[:-1]), loc[:-1])
         else:
             value = err["input"]
             allowed = err["msg"] if err["type"] == _MUST else _allowed(_schema_at(schema, loc))
             allowed = allowed or f"be valid ({err['msg']})"  # a node too complex to phrase: pydantic's words
-        key = ".".join(str(part) for part in loc)
         lines.append(f"{where}: {key} = {value!r}: must {allowed}")
     return "\n".join(lines)
 
@@ -153,8 +156,13 @@ def file_schema(model: type[BaseModel], *, title: str, source: str) -> dict[str,
 
 
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
-    for part in loc:
-        data = data.get(part) if isinstance(data, Mapping) else None
+    for part in loc:  # a key of a table, or the index of an array of tables ([[rule]]: rule.0.bury)
+        if isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(data, (list, tuple)) and isinstance(part, int) and -len(data) <= part < len(data):
+            data = data[part]
+        else:
+            return None
     return data
 
 
@@ -166,8 +174,13 @@ def _schema_at(schema: Mapping[str, Any], loc: tuple[Any, ...]) -> Mapping[str, 
         ref = node.get("$ref")
         return deref(defs[ref.rsplit("/", 1)[-1]]) if ref else node
 
-    node = deref(schema)
+    def one(node: Mapping[str, Any]) -> Mapping[str, Any]:  # an optional table (X | None): X
+        tables = [deref(n) for n in node.get("anyOf", ()) if deref(n).get("type") != "null"]
+        return tables[0] if len(tables) == 1 else node
+
+    node = one(deref(schema))
     for part in loc:
+        node = one(node)
         if part in node.get("properties", {}):
             node = deref(node["properties"][part])
         elif isinstance(node.get("additionalProperties"), Mapping):
@@ -178,7 +191,7 @@ def _schema_at(schema: Mapping[str, Any], loc: tuple[Any, ...]) -> Mapping[str, 
             node = deref(node["items"])
         else:
             return {}
-    return node
+    return one(node)
 
 
 def _keys_allowed(table: Mapping[str, Any], loc: tuple[Any, ...]) -> str:

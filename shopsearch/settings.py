@@ -255,6 +255,13 @@ class Settings(BaseModel):
                 raise ValueError("must be 1..20 finite numbers > 0, strictly increasing")
         return value
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _home_folders(cls, value: Any) -> Any:
+        """Every path as a shell reads it: ``~/merch`` in a file or a quoted variable names the home's folder, not a
+        folder called ``~`` (rules in it would silently never load)."""
+        return value.expanduser() if isinstance(value, Path) else value
+
     @model_validator(mode="before")
     @classmethod
     def _derived_paths(cls, data: Any) -> Any:

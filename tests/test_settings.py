@@ -44,6 +44,11 @@ def test_legacy_variable_names_are_kept():
     assert env_var("models_dir") == "SHOPSEARCH_MODELS" and env_var("max_size") == "SHOPSEARCH_MAX_SIZE"
 
 
+def test_a_path_with_a_tilde_names_the_home_folder():
+    s = load_settings(environ={"SHOPSEARCH_MERCHANDISING_DIR": "~/merch", "SHOPSEARCH_PROFILES": "~/profiles"})
+    assert s.merchandising_dir == Path.home() / "merch" and s.profiles_dir == Path.home() / "profiles"
+
+
 def test_what_config_prints_is_a_settings_file_that_reads_back(tmp_path):
     env = {"OPENSEARCH_URL": "https://admin:pw123@search.example:9200", "OPENSEARCH_USER": "admin",
            "OPENSEARCH_PASSWORD": "s3cret", "SHOPSEARCH_MAX_SIZE": "40", "SHOPSEARCH_FACET_PRICE_EDGES": "10,20.5"}

@@ -87,7 +87,8 @@
     try {
       const body = await getJson("/search?" + qs(params), searchAbort.signal);
       // A merchandising rule sends this query to a page of its own (only http(s) URLs or site paths).
-      if (body.redirect && /^(https?:\/\/|\/)/.test(body.redirect)) { location.assign(body.redirect); return; }
+      // replace: the entry this search pushed would search and redirect again, a Back button that never leaves
+      if (body.redirect && /^(https?:\/\/|\/)/.test(body.redirect)) { location.replace(body.redirect); return; }
       lastResponse = body;
       const focused = focusKey();
       renderResults(body);

@@ -115,7 +115,10 @@ def test_pin_puts_products_at_their_positions_and_counts_an_unmatched_one(setup)
     assert search(searcher, "lamp", filters=replace_brand("Brightway")).total == brightway
     ids = walk(searcher, "lamp")
     assert len(ids) == len(set(ids)) == resp.total
-    assert search(searcher, "lamp", filters=replace_brand("Lumo")).hits[2].id != "p25"  # p25 is Brightway
+    lumo = search(searcher, "lamp", filters=replace_brand("Lumo"), facets=("brand",))
+    assert lumo.hits[2].id != "p25"  # p25 is Brightway
+    # the brand facet ignores its own filter: under Lumo, Brightway still counts the pinned drill
+    assert dict(lumo.facets["brand"])["Brightway"] == brightway
 
 
 def replace_brand(brand):
@@ -351,3 +354,19 @@ def test_rules_check_cli(tmp_path, capsys):
     bad.write_text("[[rule]\n")
     assert main(["rules", "check", str(bad)]) == 1
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_rules_check_names_the_key_its_value_and_what_is_allowed(tmp_path, capsys):
+    """A typo in an array of tables showed ``= None`` and no allowed keys; a missing key showed the whole table."""
+    from shopsearch.api.cli import main
+
+    bad = tmp_path / "bad.rules.toml"
+    bad.write_text('[[rule]]\nname = "a"\nqueries = ["x"]\nbury_ids = ["p1"]\nfilter = { brnd = ["Acme"] }\n\n'
+                   '[[rule]]\nname = "b"\nhide = ["x"]\n\n'
+                   '[[rule]]\nname = "c"\nqueries = ["y"]\npin = [{ id = "p1", postion = 1 }]\n')
+    assert main(["rules", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "rule.0.bury_ids = ['p1']: must be one of the keys allowed in [rule.0]: name, description, queries" in err
+    assert "rule.0.filter.brnd = ['Acme']: must be one of the keys allowed in [rule.0.filter]: brand, category" in err
+    assert "rule.1.queries is required" in err and "rule.2.pin.0.position is required" in err
+    assert "rule.2.pin.0.postion = 1: must be one of the keys allowed in [rule.2.pin.0]: id, position" in err

@@ -38,6 +38,14 @@ def test_aggregate_counts_searches_clients_zero_results_and_simulated():
     assert aggregate_queries([console, as_text, text_first])[0][:5] == ("lamp", 1, 1, 0, 1)
 
 
+def test_a_redirected_search_found_what_the_merchandiser_meant():
+    redirected = rec(1, "gift card", "a", total=0)
+    redirected = redirected.model_copy(update={"query_attributes": {**redirected.query_attributes,
+                                                                    "redirect": "/pages/gift-cards"}})
+    (stats,) = aggregate_queries([redirected])
+    assert stats.zero_results == 0 and stats.last_found is True  # not a "zero-result query" to fix
+
+
 def test_searches_without_a_client_id_count_as_one_client_never_enough_alone():
     alone = [rec(i, "satin pillow zq7", None) for i in range(5)]
     (stats,) = aggregate_queries(alone)
