@@ -222,14 +222,15 @@ def _judged(args, names):
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.reranker.judged_rows import judged_rows
-    from shopsearch.reranker.model_registry import ModelRegistry
+    from shopsearch.reranker.model_registry import ModelRegistry, default_model_dirs
     from shopsearch.reranker.pipeline import RankingPipeline, model_stages
     from shopsearch.reranker.training_rows import load_rows, save_rows
 
     qrels, todo = load_judged_queries(args.judgments, args.format, args.queries, args.wands_queries)
-    profiles = ProfileStore(settings=settings_from_args(args))
+    settings = settings_from_args(args)  # rules, synonyms and models as the API serves with them
+    profiles = ProfileStore(settings=settings)
     profile = profiles.get(args.profile or DEFAULT_PROFILE)
-    models = ModelRegistry()
+    models = ModelRegistry(default_model_dirs(settings))
     # The stage being trained is skipped; the ones before it must be there, as served.
     stage_dirs = {f"{kind}:{model}": models.check(kind, model) for kind, model in model_stages(profile)
                   if kind != "conversion"}
@@ -244,7 +245,8 @@ def _judged(args, names):
         else:
             encoder = BiEncoder(args.model)
             check_query_encoder(engine, args.index, encoder)  # warns, as eval does: the head is another model's
-            pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, profiles), models, budgets=False)
+            pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, profiles, settings=settings), models,
+                                       budgets=False)
             rows = judged_rows(pipeline, todo, qrels, profile.name, names, progress=not args.no_progress,
                                unjudged=args.unjudged or "zero")
             if args.rows_cache:

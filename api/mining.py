@@ -25,7 +25,8 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
 
-    profiles = ProfileStore(settings=settings_from_args(args))
+    settings = settings_from_args(args)
+    profiles = ProfileStore(settings=settings)
     name = profiles.get(profile).name
     engine = open_engine_from_args(args)
     try:
@@ -33,7 +34,7 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
             return None
         encoder = BiEncoder(args.model)
         check_query_encoder(engine, index, encoder)  # warns, as eval does: another model finds other negatives
-        searcher = HybridSearcher(engine, index, encoder, profiles)
+        searcher = HybridSearcher(engine, index, encoder, profiles, settings=settings)  # rules as served
         return rank_queries(searcher, sorted(queries.items()), name, depth=min(max(depth, 1), 100),
                             desc=f"mine {index}", progress=not getattr(args, "no_progress", False)).rankings
     except (IndexNotFound, EngineUnavailable) as exc:

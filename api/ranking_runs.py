@@ -81,12 +81,14 @@ def rank_profiles(args: Any, queries: Mapping[str, str] | Iterable[tuple[str, st
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
     from shopsearch.plugin.profiles import ProfileStore
-    from shopsearch.reranker.model_registry import ModelRegistry
+    from shopsearch.reranker.model_registry import ModelRegistry, default_model_dirs
     from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
     items = list(queries.items()) if isinstance(queries, Mapping) else list(queries)  # ranked once per profile
-    store = ProfileStore(settings=settings_from_args(args))
-    models = ModelRegistry()
+    # One settings object for every part, as the API builds them: rules, synonyms and models from the same place.
+    settings = settings_from_args(args)
+    store = ProfileStore(settings=settings)
+    models = ModelRegistry(default_model_dirs(settings))
     for name in profiles:
         check_models(store, models, name)  # unknown profile or missing model: a clear error up front
     engine = open_engine_from_args(args)
@@ -96,7 +98,7 @@ def rank_profiles(args: Any, queries: Mapping[str, str] | Iterable[tuple[str, st
             return None
         encoder = BiEncoder(args.model)
         check_query_encoder(engine, args.index, encoder)
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, store), models,
+        pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, store, settings=settings), models,
                                    budgets=not args.no_budget)
         for name in dict.fromkeys(profiles):
             runs[name] = rank_queries(pipeline, items, name, depth=depth, desc=f"{command} {name}",

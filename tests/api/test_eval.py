@@ -73,6 +73,23 @@ def test_the_index_and_model_settings_are_evals_defaults(tiny_index, tiny_bi_enc
     assert "nope" in capsys.readouterr().err
 
 
+def test_eval_ranks_with_the_configured_merchandising_rules(tiny_index, tiny_bi_encoder_dir, tmp_path, monkeypatch,
+                                                              capsys):
+    """/search, eval and compare share one path: a pin in the configured rules folder moves eval's ranking as it
+    moves the console's (eval read the default folder, whatever the settings said)."""
+    d, root = tiny_index
+    argv = eval_argv(d, root, tiny_bi_encoder_dir, "--json", "--per-query")
+    assert main(argv) == 0
+    before = json.loads(capsys.readouterr().out)["per_query"]["t1"]["ndcg@10"]
+    (tmp_path / "merch").mkdir()
+    (tmp_path / "merch" / "tiny.rules.toml").write_text(
+        '[[rule]]\nname = "towel first"\nqueries = ["red lamp"]\npin = [{ id = "p6", position = 1 }]\n')
+    monkeypatch.setenv("SHOPSEARCH_MERCHANDISING_DIR", str(tmp_path / "merch"))
+    assert main(argv) == 0
+    after = json.loads(capsys.readouterr().out)["per_query"]["t1"]["ndcg@10"]
+    assert after < before  # the unjudged towel now takes the first place
+
+
 def test_judged_queries_without_text_are_named_not_dropped_silently(tiny_index, tiny_bi_encoder_dir, tmp_path,
                                                                      capsys):
     d, root = tiny_index
