@@ -83,7 +83,7 @@ def test_eval_ranks_with_the_configured_merchandising_rules(tiny_index, tiny_bi_
     before = json.loads(capsys.readouterr().out)["per_query"]["t1"]["ndcg@10"]
     (tmp_path / "merch").mkdir()
     (tmp_path / "merch" / "tiny.rules.toml").write_text(
-        '[[rule]]\nname = "towel first"\nqueries = ["red lamp"]\npin = [{ id = "p6", position = 1 }]\n')
+        '[[rule]]\nname = "towel-first"\nqueries = ["red lamp"]\npin = [{ id = "p6", position = 1 }]\n')
     monkeypatch.setenv("SHOPSEARCH_MERCHANDISING_DIR", str(tmp_path / "merch"))
     assert main(argv) == 0
     after = json.loads(capsys.readouterr().out)["per_query"]["t1"]["ndcg@10"]
