@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,16 @@ def configured_judgments() -> JudgmentList | None:
         return None
     try:
         return load_judgments(*paths)
-    except (OSError, ValueError) as exc:
-        raise ApiError(500, "judgments_unreadable", f"cannot read the configured judgments: {exc}") from None
+    except OSError as exc:  # named by the file alone: where the server keeps its files is for its log
+        log.warning("cannot read the configured judgments: %s", exc)
+        name = Path(exc.filename or paths[0]).name
+        raise ApiError(500, "judgments_unreadable", f"cannot read the configured judgments: "
+                                                    f"{exc.strerror or 'unreadable'}: {name}") from None
+    except ValueError as exc:  # "path:line: ...": what to mend, without the folder
+        message = str(exc)
+        for path in filter(None, paths):
+            message = message.replace(f"{Path(path).parent}{os.sep}", "")
+        raise ApiError(500, "judgments_unreadable", f"cannot read the configured judgments: {message}") from None
 
 
 @bp.get("/console/api/judgments")

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { h, getJson, getText, postJson, friendly, qs } = Shop;
+  const { h, getJson, getText, postJson, friendly, qs, ApiProblem } = Shop;
   const $ = (id) => document.getElementById(id);
   const DEPTH = 10;  // the metric is nDCG@10, so the columns show the top 10
   const STAGE_ORDER = ["bm25", "knn", "fused", "cross_encoder", "conversion"];
@@ -34,7 +34,9 @@
     try {
       configured = await getJson("/console/api/judgments");
     } catch (err) {
-      configured = { configured: false, error: err.message };
+      // a key the API refused is not a list it could not read
+      const key = err instanceof ApiProblem && (err.status === 401 || err.status === 403);
+      configured = { configured: false, error: err.message, key };
     }
     showJudgmentStatus();
   }
@@ -44,6 +46,7 @@
     $("clear-upload").hidden = !uploaded;
     if (uploaded) el.textContent = `uploaded ${uploaded.name} (${Object.keys(uploaded.qids).length} queries)`;
     else if (configured && configured.configured) el.textContent = `${configured.source} (${configured.judged_queries} judged queries)`;
+    else if (configured && configured.key) el.textContent = `configured list not shown: ${configured.error}`;
     else if (configured && configured.error) el.textContent = `configured list unreadable: ${configured.error}`;
     else el.textContent = "none loaded — upload a qrels file and its queries TSV";
   }
@@ -93,7 +96,10 @@
       setStatus("", "");
     } catch (err) {
       uploaded = null;
+      showJudgmentStatus();
+      if ($("cq").value.trim()) await compare();  // first: it clears the status line when it has judged
       setStatus(err.message, "warn");
+      return;
     }
     showJudgmentStatus();
     if ($("cq").value.trim()) compare();
@@ -212,7 +218,11 @@
           class: "muted",
           title: "share of this top 10 the judgments cover; nDCG@10 counts an unjudged product as not relevant",
         }, ` · ${Math.round(100 * judged.judged_at_10[side])}% of the top 10 judged`) : "",
-        result.error ? "" : h("span", { class: "muted" }, ` · ${result.total} candidates · ${fmt(result.timings_ms.total, 1)} ms`)));
+        result.error ? "" : h("span", { class: "muted" }, ` · ${result.total} candidates · ${fmt(result.timings_ms.total, 1)} ms`)),
+      // a degraded answer is not the profile's ranking (a missing model serves the fused order): say so
+      !result.error && result.degraded ? h("p", { class: "degraded warn", role: "note" },
+        `degraded: ${(result.degraded_reasons || []).join(", ") || "part of the search was skipped"} — `,
+        (result.notes || []).join(" ")) : null);
     if (result.error) {
       const f = friendly(result.error);
       col.replaceChildren(head, h("div", { class: "empty error", role: "alert" }, h("h3", {}, f.title), h("p", {}, result.error.message)));
@@ -256,8 +266,17 @@
   function gradePicker(id, judged) {
     const top = Math.max(3, (judged && judged.max_grade) || 0);
     const mine = judged && judged.given ? judged.given[id] : undefined;
+    // A closed <select> changes on every arrow key: a keyboard grader's arrows only move the choice, and Enter or
+    // leaving the picker saves it; a pointer's choice saves at once.
+    const commit = (e) => { if (e.target.dataset.moved) { delete e.target.dataset.moved; gradeHere(id, e.target); } };
     return h("select", { class: "grade-pick", "aria-label": `grade ${id} here`, title: "grade this product here",
-                         dataset: { given: mine ?? "" }, onchange: (e) => gradeHere(id, e.target) },
+                         dataset: { given: mine ?? "", id },
+                         onkeydown: (e) => {
+                           if (/^(Arrow|Page|Home|End)/.test(e.key)) e.target.dataset.moved = "1";
+                           else if (e.key === "Enter") commit(e);
+                         },
+                         onblur: commit,
+                         onchange: (e) => { if (!e.target.dataset.moved) gradeHere(id, e.target); } },
       h("option", { value: "", selected: mine === undefined }, "grade…"),
       Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g), selected: mine === g }, String(g))),
       mine === undefined ? null : h("option", { value: "clear" }, "clear"));
@@ -279,8 +298,15 @@
       return;
     }
     // The columns are judged again for the query they show (the box keeps what is typed there), unless another
-    // query was asked for while the grade was being stored (the worklist's next, say).
-    if (requested === q) compare(q);
+    // query was asked for while the grade was being stored (the worklist's next, say); a keyboard grader's focus
+    // goes back to the product's picker in the same column.
+    if (requested === q) {
+      const column = select.closest(".column, [id^='col-']");
+      const refocus = document.activeElement === select || document.activeElement === document.body;
+      await compare(q);
+      const again = column && column.id ? document.querySelector(`#${column.id} .grade-pick[data-id="${CSS.escape(id)}"]`) : null;
+      if (refocus && again) again.focus({ preventScroll: true });
+    }
   }
 
   async function loadGiven() {

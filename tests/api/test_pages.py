@@ -243,6 +243,10 @@ def test_judge_reports_an_unreadable_configured_file(tmp_path, searcher, catalog
                        console_queries=str(queries)).test_client()
     err = _error(c.post("/console/api/judge", json={"query": "lamp", "rankings": [["p1"]]}), 500, None)
     assert err["code"] == "judgments_unreadable" and "qrels.txt:2" in err["message"]
+    assert str(tmp_path) not in err["message"]  # the file and line to mend, not where the server keeps it
+    qrels.unlink()
+    err = _error(c.post("/console/api/judge", json={"query": "lamp", "rankings": [["p1"]]}), 500, None)
+    assert err["message"] == "cannot read the configured judgments: No such file or directory: qrels.txt"
 
 
 # --- grades given in the console -------------------------------------------------------------------------------
