@@ -332,6 +332,17 @@ def test_console_compares_two_profiles_with_judgments_and_stages(live, page, tmp
     expect(page.locator(f'#col-b .row[data-id="{other}"] .grade-badge')).to_have_text("?")
     expect(page.locator("#download-grades")).to_have_text("Download 1 grade given in the console (CSV)")
     _shot(page, "console.png")
+    # by keyboard: arrows move through the grades without saving one; Enter saves; the focus stays on the picker
+    picker = page.locator(f'#col-b .row[data-id="{other}"] .grade-pick')
+    picker.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)
+    expect(page.locator("#download-grades")).to_have_text("Download 1 grade given in the console (CSV)")
+    page.keyboard.press("Enter")
+    expect(page.locator(f'#col-b .row[data-id="{other}"] .grade-badge')).to_have_text("1")
+    expect(page.locator("#download-grades")).to_have_text("Download 2 grades given in the console (CSV)")
+    expect(page.locator(f'#col-b .row[data-id="{other}"] .grade-pick')).to_be_focused()
 
     # An uploaded judgment list replaces the configured one (parsed in the page; only this query's grades sent).
     (tmp_path / "upload-qrels.txt").write_text("u1 0 p7 3.0\nu1 0 p1 0\n")  # 3.0: as eval reads it
