@@ -220,6 +220,7 @@ def _judged(args, names):
     from shopsearch.indexer.embedder import BiEncoder
     from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.merchandising import Merchandising
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.reranker.judged_rows import judged_rows
     from shopsearch.reranker.model_registry import ModelRegistry, default_model_dirs
@@ -245,8 +246,9 @@ def _judged(args, names):
         else:
             encoder = BiEncoder(args.model)
             check_query_encoder(engine, args.index, encoder)  # warns, as eval does: the head is another model's
-            pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, profiles, settings=settings), models,
-                                       budgets=False)
+            searcher = HybridSearcher(engine, args.index, encoder, profiles,  # the rules, not the API's limits
+                                      merchandising=Merchandising.from_settings(settings))
+            pipeline = RankingPipeline(searcher, models, budgets=False)
             rows = judged_rows(pipeline, todo, qrels, profile.name, names, progress=not args.no_progress,
                                unjudged=args.unjudged or "zero")
             if args.rows_cache:

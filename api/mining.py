@@ -23,6 +23,7 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
     from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.merchandising import Merchandising
     from shopsearch.plugin.profiles import ProfileStore
 
     settings = settings_from_args(args)
@@ -34,7 +35,8 @@ def mine_candidates(args: argparse.Namespace, index: str, queries: Mapping[str, 
             return None
         encoder = BiEncoder(args.model)
         check_query_encoder(engine, index, encoder)  # warns, as eval does: another model finds other negatives
-        searcher = HybridSearcher(engine, index, encoder, profiles, settings=settings)  # rules as served
+        searcher = HybridSearcher(engine, index, encoder, profiles,  # the rules as served, not the API's limits
+                                  merchandising=Merchandising.from_settings(settings))
         return rank_queries(searcher, sorted(queries.items()), name, depth=min(max(depth, 1), 100),
                             desc=f"mine {index}", progress=not getattr(args, "no_progress", False)).rankings
     except (IndexNotFound, EngineUnavailable) as exc:

@@ -80,12 +80,13 @@ def rank_profiles(args: Any, queries: Mapping[str, str] | Iterable[tuple[str, st
     from shopsearch.indexer.encoder_record import check_query_encoder
     from shopsearch.plugin.engine import EngineUnavailable, IndexNotFound
     from shopsearch.plugin.hybrid import HybridSearcher
+    from shopsearch.plugin.merchandising import Merchandising
     from shopsearch.plugin.profiles import ProfileStore
     from shopsearch.reranker.model_registry import ModelRegistry, default_model_dirs
     from shopsearch.reranker.pipeline import RankingPipeline, check_models
 
     items = list(queries.items()) if isinstance(queries, Mapping) else list(queries)  # ranked once per profile
-    # One settings object for every part, as the API builds them: rules, synonyms and models from the same place.
+    # The command's settings for every part, as the API builds them: rules, synonyms and models from one place.
     settings = settings_from_args(args)
     store = ProfileStore(settings=settings)
     models = ModelRegistry(default_model_dirs(settings))
@@ -98,8 +99,11 @@ def rank_profiles(args: Any, queries: Mapping[str, str] | Iterable[tuple[str, st
             return None
         encoder = BiEncoder(args.model)
         check_query_encoder(engine, args.index, encoder)
-        pipeline = RankingPipeline(HybridSearcher(engine, args.index, encoder, store, settings=settings), models,
-                                   budgets=not args.no_budget)
+        # the configured rules and synonyms, as /search serves them; not the API's request limits (eval asks for
+        # its depth in one request, whatever max_size a storefront is held to)
+        searcher = HybridSearcher(engine, args.index, encoder, store,
+                                  merchandising=Merchandising.from_settings(settings))
+        pipeline = RankingPipeline(searcher, models, budgets=not args.no_budget)
         for name in dict.fromkeys(profiles):
             runs[name] = rank_queries(pipeline, items, name, depth=depth, desc=f"{command} {name}",
                                       progress=not args.no_progress, titles=titles)

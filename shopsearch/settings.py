@@ -70,6 +70,16 @@ def _opt(default: Any, section: str, help: str, env: str | None = None, **kw: An
     return Field(default, description=help, json_schema_extra=extra, **kw)
 
 
+def expand_home(path: Path) -> Path:
+    """``path`` with a leading ``~`` or ``~/`` read as the user's home folder.
+
+    >>> expand_home(Path("~/x")) == Path.home() / "x", expand_home(Path("~old/x"))
+    (True, PosixPath('~old/x'))
+    """
+    text = str(path)
+    return Path.home() / text[2:] if text.startswith("~/") else Path.home() if text == "~" else path
+
+
 class Settings(BaseModel):
     """The resolved settings. Build with :func:`load_settings`; derived paths are filled in from ``home``."""
 
@@ -259,8 +269,8 @@ class Settings(BaseModel):
     @classmethod
     def _home_folders(cls, value: Any) -> Any:
         """Every path as a shell reads it: ``~/merch`` in a file or a quoted variable names the home's folder, not a
-        folder called ``~`` (rules in it would silently never load)."""
-        return value.expanduser() if isinstance(value, Path) else value
+        folder called ``~`` (rules in it would silently never load). Only ``~`` and ``~/``: ``~name`` stays a name."""
+        return expand_home(value) if isinstance(value, Path) else value
 
     @model_validator(mode="before")
     @classmethod
@@ -371,7 +381,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     origins: dict[str, str] = {}
     config = flags.get("config") or env.get(env_var("config")) or None
     if config:
-        path = Path(config)
+        path = expand_home(Path(config))
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         layer = _flatten_toml(read_toml(path), str(path))
@@ -461,7 +471,7 @@ def command_config(config: str | os.PathLike[str] | None) -> Iterator[None]:
         return
     name = env_var("config")
     before = os.environ.get(name)
-    os.environ[name] = os.path.abspath(config)
+    os.environ[name] = os.path.abspath(expand_home(Path(config)))
     try:
         yield
     finally:

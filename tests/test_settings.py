@@ -44,9 +44,13 @@ def test_legacy_variable_names_are_kept():
     assert env_var("models_dir") == "SHOPSEARCH_MODELS" and env_var("max_size") == "SHOPSEARCH_MAX_SIZE"
 
 
-def test_a_path_with_a_tilde_names_the_home_folder():
-    s = load_settings(environ={"SHOPSEARCH_MERCHANDISING_DIR": "~/merch", "SHOPSEARCH_PROFILES": "~/profiles"})
-    assert s.merchandising_dir == Path.home() / "merch" and s.profiles_dir == Path.home() / "profiles"
+def test_a_path_with_a_tilde_names_the_home_folder(tmp_path, monkeypatch):
+    s = load_settings(environ={"SHOPSEARCH_MERCHANDISING_DIR": "~/merch", "SHOPSEARCH_PROFILES": "~old/profiles"})
+    assert s.merchandising_dir == Path.home() / "merch"
+    assert s.profiles_dir == Path("~old/profiles")  # ~name is a folder's name, not another account's home
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "shop.toml").write_text("max_size = 30\n")
+    assert load_settings(environ={"SHOPSEARCH_CONFIG": "~/shop.toml"}).max_size == 30
 
 
 def test_what_config_prints_is_a_settings_file_that_reads_back(tmp_path):

@@ -267,15 +267,20 @@
     const top = Math.max(3, (judged && judged.max_grade) || 0);
     const mine = judged && judged.given ? judged.given[id] : undefined;
     // A closed <select> changes on every arrow key: a keyboard grader's arrows only move the choice, and Enter or
-    // leaving the picker saves it; a pointer's choice saves at once.
-    const commit = (e) => { if (e.target.dataset.moved) { delete e.target.dataset.moved; gradeHere(id, e.target); } };
+    // leaving the picker saves it (when it differs from the stored grade); a pointer's choice saves at once.
+    const commit = (select) => {
+      if (!select.dataset.moved) return;
+      delete select.dataset.moved;
+      if (select.value !== select.dataset.given) gradeHere(id, select);
+    };
     return h("select", { class: "grade-pick", "aria-label": `grade ${id} here`, title: "grade this product here",
                          dataset: { given: mine ?? "", id },
+                         onpointerdown: (e) => { delete e.target.dataset.moved; },
                          onkeydown: (e) => {
                            if (/^(Arrow|Page|Home|End)/.test(e.key)) e.target.dataset.moved = "1";
-                           else if (e.key === "Enter") commit(e);
+                           else if (e.key === "Enter") commit(e.target);
                          },
-                         onblur: commit,
+                         onblur: (e) => commit(e.target),
                          onchange: (e) => { if (!e.target.dataset.moved) gradeHere(id, e.target); } },
       h("option", { value: "", selected: mine === undefined }, "grade…"),
       Array.from({ length: top + 1 }, (_, g) => h("option", { value: String(g), selected: mine === g }, String(g))),
@@ -301,12 +306,31 @@
     // query was asked for while the grade was being stored (the worklist's next, say); a keyboard grader's focus
     // goes back to the product's picker in the same column.
     if (requested === q) {
-      const column = select.closest(".column, [id^='col-']");
-      const refocus = document.activeElement === select || document.activeElement === document.body;
+      const kept = keepPickers(select);
       await compare(q);
-      const again = column && column.id ? document.querySelector(`#${column.id} .grade-pick[data-id="${CSS.escape(id)}"]`) : null;
-      if (refocus && again) again.focus({ preventScroll: true });
+      kept();
     }
+  }
+
+  /** Before the columns are drawn again: what to give back after (the focus, on the same control of the same row,
+   *  and any choice a keyboard grader moved to but has not saved yet); the graded ``select`` is where the focus
+   *  was when the save disabled it. */
+  function keepPickers(select) {
+    const where = (el) => {
+      const row = el && el.closest && el.closest(".row[data-id]"), col = row && row.closest("[id^='col-']");
+      return row && col ? `#${col.id} .row[data-id="${CSS.escape(row.dataset.id)}"]` : null;
+    };
+    const active = document.activeElement === document.body ? select : document.activeElement;
+    const focusAt = where(active), onPicker = active && active.classList && active.classList.contains("grade-pick");
+    const moved = [...document.querySelectorAll(".grade-pick[data-moved]")].map((p) => [where(p), p.value]);
+    return () => {
+      for (const [at, value] of moved) {
+        const picker = at && document.querySelector(`${at} .grade-pick`);
+        if (picker) { picker.value = value; picker.dataset.moved = "1"; }
+      }
+      const again = focusAt && document.querySelector(`${focusAt} ${onPicker ? ".grade-pick" : "summary, .grade-pick"}`);
+      if (again) again.focus({ preventScroll: true });
+    };
   }
 
   async function loadGiven() {
