@@ -394,6 +394,8 @@ def _add(out: list[Qrel], seen: set[tuple[str, str]], path: Path, n: int, qid: s
          iteration: str = "0") -> None:
     if not qid or not doc:
         raise ValueError(f"{path}:{n}: empty {'query id' if not qid else 'doc id'}")
+    if "\n" in doc or "\r" in doc:  # no product id spans lines: a stray quote above joined rows into this one
+        raise ValueError(f"{path}:{n}: doc id {doc!r} spans lines: an unclosed quote joined rows into one")
     if (qid, doc) in seen:
         raise ValueError(f"{path}:{n}: judgment for ({qid}, {doc}) appears twice")
     seen.add((qid, doc))

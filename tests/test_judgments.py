@@ -44,6 +44,8 @@ def test_the_record_is_ir_measures_qrel(tmp_path):
     ("clash.csv", None, "query_id,query,product_id,esci_label\n7,lamp,B01,E\n7,desk,B02,E\n",
      r"clash.csv:3: query id '7' has text 'desk' here but 'lamp' earlier"),
     ("blank.csv", None, "query_id,query,product_id,esci_label\n7,  ,B01,E\n", r"blank.csv:2: empty query"),
+    # a stray quote that pairs with a later one: two rows read as one, the second lost without a word
+    ("stray.csv", None, 'query,product_id,grade\na,"p1,2\nb,"p2",3\n', r"stray.csv:\d: doc id .* spans lines"),
 ])
 def test_judgment_file_errors_name_the_line(tmp_path, name, fmt, text, message):
     with pytest.raises(ValueError, match=message):
