@@ -20,7 +20,7 @@ from shopsearch.api.ranking_runs import RESULTS_DEPTH
 from shopsearch.atomic_write import write_atomically
 # already loaded by cmd_compare's arguments
 from shopsearch.judgments import (Qrel, Query, as_text_cell, qrels_field, query_id_for, query_ids_by_text,
-                                  read_judgments, read_queries, write_qrels, write_queries)
+                                  query_texts, read_judgments, write_qrels, write_queries)
 from shopsearch.reranker.click_models import MODELS  # numpy only: --help stays fast
 
 EVIDENCE_COLUMNS = ("qid", "query", "doc_id", "grade", "estimate", "stderr", "impressions", "clicks",
@@ -168,9 +168,7 @@ def run_merge(args: argparse.Namespace) -> int:
     from shopsearch.text import normalise_query
 
     base = read_judgments(args.base)
-    texts = dict(base.queries)
-    if args.queries:
-        texts.update((q.qid, q.text) for q in read_queries(args.queries))
+    texts = query_texts(base, args.queries)
     if not texts:
         raise ValueError(f"{args.base}: {base.format} judgments carry no query text; give --queries")
     # An added grade goes to the query the console showed for its text (shopsearch.judgments.query_ids_by_text).

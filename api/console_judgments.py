@@ -2,7 +2,7 @@
 
 Pure except :func:`load_judgments`, which reads a judgment list with the team's reader
 (:func:`shopsearch.judgments.read_judgments`: TREC qrels, CSV, ESCI, WANDS, Quepid) and, for formats without
-query text (TREC), a ``qid<TAB>query`` file with :func:`shopsearch.judgments.read_queries`. nDCG@10 is computed by
+query text (TREC), a ``qid<TAB>query`` file (:func:`shopsearch.judgments.query_texts`). nDCG@10 is computed by
 :func:`shopsearch.evaluation.evaluate` (the same ir-measures declaration), so the console and ``shopsearch eval``
 agree on every judged query.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from shopsearch.evaluation import evaluate
-from shopsearch.judgments import Qrel, query_ids_by_text, read_judgments, read_queries
+from shopsearch.judgments import Qrel, query_ids_by_text, query_texts, read_judgments
 from shopsearch.text import normalise_query
 
 METRIC = "ndcg@10"
@@ -91,9 +91,7 @@ def load_judgments(qrels_path: str | Path, queries_path: str | Path | None = Non
         if hit and hit[0] == stamp:
             return hit[1]
     read = read_judgments(qp)
-    texts = dict(read.queries)
-    if tp:
-        texts.update((q.qid, q.text) for q in read_queries(tp))
+    texts = query_texts(read, tp)
     if not texts:
         raise ValueError(f"{qp}: {read.format} judgments carry no query text; give the qid<TAB>query file too "
                          "(CONSOLE_QUERIES)")

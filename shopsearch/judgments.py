@@ -43,8 +43,8 @@ from shopsearch.atomic_write import write_atomically
 from shopsearch.text import normalise_query
 
 __all__ = ["ESCI_GRADES", "FORMATS", "WANDS_GRADES", "Judgments", "Qrel", "Query", "detect_format", "int_grade",
-           "query_id_for", "query_ids_by_text", "read_judgments", "read_qrels", "read_queries", "table_rows",
-           "write_qrels", "write_queries"]
+           "query_id_for", "query_ids_by_text", "query_texts", "read_judgments", "read_qrels", "read_queries",
+           "table_rows", "write_qrels", "write_queries"]
 
 FORMATS = ("trec", "csv", "esci", "wands", "quepid")
 ESCI_GRADES = {"e": 3, "exact": 3, "s": 2, "substitute": 2, "c": 1, "complement": 1, "i": 0, "irrelevant": 0}
@@ -86,6 +86,16 @@ def query_id_for(text: str) -> str:
     True
     """
     return "q" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def query_texts(judgments: Judgments, queries_path: str | Path | None = None) -> dict[str, str]:
+    """qid -> query text of a judgment list: the texts its file carries, and over them those of a ``qid<TAB>text``
+    file when given (TREC qrels carry none), in that order. The console and ``judgments merge`` read a list's
+    queries so, and then :func:`query_ids_by_text` decides which query a typed text is."""
+    texts = dict(judgments.queries)
+    if queries_path:
+        texts.update((q.qid, q.text) for q in read_queries(queries_path))
+    return texts
 
 
 def query_ids_by_text(queries: Iterable[tuple[str, str]], judged: Container[str] = ()) -> dict[str, str]:
