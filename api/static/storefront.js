@@ -514,14 +514,7 @@
     postJson("/events", events, true).catch((err) => console.warn("events not recorded:", err.message));
   }
 
-  // A list's impressions are sent once (the API counts one per list and product): re-rendering the same response
-  // must not send them again.
-  const impressed = new Set();
-  const sendImpressions = (body) => {
-    if (impressed.has(body.query_id)) return;
-    impressed.add(body.query_id);
-    send((body.hits || []).map((hit) => eventFor("impression", hit, body)));
-  };
+  const sendImpressions = (body) => send((body.hits || []).map((hit) => eventFor("impression", hit, body)));
   const sendClick = (hit, body) => send([eventFor("click", hit, body)]);
 
   // --- autocomplete --------------------------------------------------------------------------------------------
