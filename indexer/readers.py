@@ -187,7 +187,7 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
             rows = _one_row_a_line(lines.taken, dialect, len(header)) if len(lines.taken) > 1 else None
             if rows is not None and dialect.delimiter != "\t" and _well_formed(lines.taken, dialect) and _prose(rows):
                 rows = None  # a quoted cell of prose ("Lamp, red\nwarm, dim"), not rows a stray quote joined
-            if rows is None and literal_quotes and len(lines.taken) == 1:
+            if rows is None and literal_quotes and len(lines.taken) == 1 and '"' in lines.taken[0]:
                 cells = _kept_quotes(lines.taken[0], cells, dialect)
             for i, row in rows or [(0, cells)]:
                 yield from _csv_row(src, line_no + i, header, row, dialect)
