@@ -56,12 +56,11 @@ def run(args: argparse.Namespace) -> int:
         except IndexLocked as exc:
             print(f"shopsearch versions: refused: {exc}", file=sys.stderr)
             return 1
-        counts = {v.name: v.products for v in alias_versions(engine, args.index)}
         then = (f"the next indexing run drops {done.previous} unless you roll forward first (`shopsearch versions "
                 f"rollback --index {done.alias} --to {done.previous}`)" if done.previous > done.live
                 else f"{done.previous} is kept")
-        print(f"{done.alias}: now on {done.live} ({counts.get(done.live, 0):,} products), was on {done.previous} "
-              f"({counts.get(done.previous, 0):,}); {then}")
+        print(f"{done.alias}: now on {done.live} ({done.live_products:,} products), was on {done.previous} "
+              f"({done.previous_products:,}); {then}")
         return 0
     finally:
         engine.close()

@@ -7,7 +7,7 @@ version rolled back from is kept until the next indexing run, which drops it as 
 (:func:`~.versions.unfinished_versions`); until then ``--to`` rolls forward onto it again.
 
     >>> roll_back(engine, "products")  # doctest: +SKIP
-    Rollback(alias='products', previous='products-v20250102-...', live='products-v20250101-...')
+    Rollback(alias='products', previous='products-v20250102-...', live='products-v20250101-...', ...)
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ class Version:
 
 
 class Rollback(NamedTuple):
-    """What a rollback did: ``alias`` moved from ``previous`` to ``live``."""
+    """What a rollback did: ``alias`` moved from ``previous`` to ``live``, which hold these many products."""
 
     alias: str
     previous: str
     live: str
+    previous_products: int = 0
+    live_products: int = 0
 
 
 def alias_versions(sink: IndexSink, alias: str) -> list[Version]:
@@ -85,7 +87,8 @@ def roll_back(sink: IndexSink, alias: str, *, to: str | None = None, lock_stale_
             raise ValueError(f"{target} cannot take traffic ({ready.status}{': ' + ready.note if ready.note else ''}); "
                              f"{alias!r} left on {live}")
         sink.swap_alias(alias, target)
-        return Rollback(alias, live, target)
+        products = {v.name: v.products for v in versions}
+        return Rollback(alias, live, target, products.get(live, 0), products.get(target, 0))
 
 
 def _built(alias: str, name: str) -> datetime:

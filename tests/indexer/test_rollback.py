@@ -26,7 +26,7 @@ def test_a_rebuild_that_went_live_with_a_bad_catalog_is_one_rollback_from_undone
     bad = _full(write_jsonl(tmp_path / "bad.jsonl", good_rows(95)), sink, tmp_path)  # within the shrink share
     assert [(v.name, v.products, v.live) for v in alias_versions(sink, "shop")] == [(bad, 95, True),
                                                                                     (good, 100, False)]
-    assert roll_back(sink, "shop") == ("shop", bad, good)
+    assert roll_back(sink, "shop") == ("shop", bad, good, 95, 100)
     assert sink.resolve_alias("shop") == good and sink.count("shop") == 100
     with pytest.raises(ValueError, match=f"no version of 'shop' older than the live {good} is kept"):
         roll_back(sink, "shop")
@@ -99,6 +99,6 @@ def test_a_rollback_on_both_engines(engine, alias, tmp_path):
     second = run_index(write_jsonl(tmp_path / "b.jsonl", good_rows(38)), engine, HashEncoder(), alias=alias,
                        mode="full", progress=False, quarantine_path=tmp_path / "q.jsonl").index
     assert [v.name for v in alias_versions(engine, alias)] == [second, first]
-    assert roll_back(engine, alias) == (alias, second, first)
+    assert roll_back(engine, alias) == (alias, second, first, 38, 40)
     assert engine.resolve_alias(alias) == first and engine.count(alias) == 40
     assert [v.live for v in alias_versions(engine, alias)] == [False, True]
