@@ -15,7 +15,6 @@
 
   const state = { q: "", page: 1, size: PAGE_SIZE, brand: [], category: [], price_min: "", price_max: "", in_stock: false,
                   sort: SORTS[0], category_path: [], attr: [], rating_min: "" };
-  let lastResponse = null;
   let searchAbort = null;
 
   const sessionId = (() => {
@@ -89,7 +88,6 @@
       // A merchandising rule sends this query to a page of its own (only http(s) URLs or site paths).
       // replace: the entry this search pushed would search and redirect again, a Back button that never leaves
       if (body.redirect && /^(https?:\/\/|\/)/.test(body.redirect)) { location.replace(body.redirect); return; }
-      lastResponse = body;
       const focused = focusKey();
       renderResults(body);
       renderFacets(body.facets || {});
@@ -130,7 +128,6 @@
   }
 
   function renderLanding() {
-    lastResponse = null;
     setStatus("", "");
     $("facets").replaceChildren();
     $("pager").replaceChildren();
