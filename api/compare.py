@@ -9,8 +9,9 @@ Significance (ranx style, ``random_seed=42``) on the per-query differences d = B
 - ``randomization``: paired sign-flip (Fisher) randomisation test, p = (#{|mean(d * s)| >= |mean(d)|} + 1) /
   (permutations + 1) over random signs s, seeded; exact (all 2^n sign vectors, no +1) when 2^n <= permutations.
 Both p-values are reported; ``stat_test`` picks the one that marks a delta significant (p < ``alpha``).
-With each delta comes its 95% confidence interval (t-based, :func:`mean_ci`): with a few dozen queries it shows
-how large a gap the query set can resolve at all, which a p-value alone does not.
+With each delta comes its confidence interval at 1 - ``alpha`` (t-based, :func:`mean_ci`; 95% at the default
+0.05), so an interval and a significance mark never disagree: with a few dozen queries it shows how large a gap the
+query set can resolve at all, which a p-value alone does not.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class MetricComparison:
     p_ttest: float
     p_randomization: float
     significant: bool  # p of the chosen test < alpha
-    ci_low: float = math.nan  # 95% confidence interval of the delta
+    ci_low: float = math.nan  # confidence interval of the delta, at 1 - alpha
     ci_high: float = math.nan
 
     @property
@@ -91,6 +92,11 @@ class CompareReport:
         """How many queries were compared."""
         return len(self.per_query)
 
+    @property
+    def confidence(self) -> float:
+        """The level of every interval: 1 - alpha."""
+        return 1.0 - self.alpha
+
     def biggest(self, metric: str, n: int = 10) -> tuple[list[QueryScores], list[QueryScores]]:
         """The ``n`` largest wins (B - A > 0, largest first) and losses (most negative first); ties by qid."""
         wins = sorted((q for q in self.per_query if q.delta(metric) > TIE_EPS),
@@ -103,12 +109,13 @@ class CompareReport:
         """A JSON-able dict (the CLI's ``--json``); a NaN (one query's interval) becomes null."""
         return json_safe({
             "a": self.name_a, "b": self.name_b, "queries": self.queries, "stat_test": self.stat_test,
-            "alpha": self.alpha, "random_seed": self.random_seed, "permutations": self.permutations,
+            "alpha": self.alpha, "confidence": self.confidence, "random_seed": self.random_seed,
+            "permutations": self.permutations,
             "judged_only": self.judged_only,
             "metrics": {m.name: {"a": m.mean_a, "b": m.mean_b, "delta": m.delta, "wins": m.wins,
                                  "losses": m.losses, "ties": m.ties, "p_ttest": m.p_ttest,
                                  "p_randomization": m.p_randomization, "significant": m.significant,
-                                 "ci95": [m.ci_low, m.ci_high]}
+                                 "ci": [m.ci_low, m.ci_high]}
                         for m in self.metrics.values()},
             "missing_a": list(self.missing_a), "missing_b": list(self.missing_b), "unjudged": list(self.unjudged),
             "per_query": {q.qid: {"text": q.text, "a": q.a, "b": q.b} for q in self.per_query},
@@ -119,9 +126,9 @@ def compare_metric(name: str, mean_a: float, mean_b: float, diffs: Sequence[floa
                    stat_test: str = "randomization", alpha: float = 0.05, permutations: int = 10_000,
                    random_seed: int = 42) -> MetricComparison:
     """One metric's comparison from its means and per-query differences (B - A): wins / losses / ties, both
-    paired tests, the 95% CI, and significance under ``stat_test`` at ``alpha``."""
+    paired tests, the CI at 1 - ``alpha``, and significance under ``stat_test`` at ``alpha``."""
     p_t, p_r = paired_ttest(diffs), randomization_test(diffs, permutations, random_seed)
-    low, high = mean_ci(diffs)
+    low, high = mean_ci(diffs, 1.0 - alpha)
     return MetricComparison(
         name=name, mean_a=mean_a, mean_b=mean_b, wins=sum(d > TIE_EPS for d in diffs),
         losses=sum(d < -TIE_EPS for d in diffs), ties=sum(abs(d) <= TIE_EPS for d in diffs), p_ttest=p_t,

@@ -52,7 +52,8 @@ def render_markdown(report: CompareReport, *, top: int = 5) -> str:
     a, b = report.name_a, report.name_b
     only = ", judged products only (trec_eval -J)" if report.judged_only else ""
     lines = [f"### Relevance: `{a}` → `{b}` ({report.queries} judged queries{only})", "",
-             f"| metric | {a} | {b} | Δ | Δ 95% CI | Δ% | wins / losses / ties | p ({report.stat_test}) |",
+             f"| metric | {a} | {b} | Δ | Δ {_level(report)} CI | Δ% | wins / losses / ties | "
+             f"p ({report.stat_test}) |",
              "|---|---:|---:|---:|:---:|---:|:---:|---:|"]
     for m in report.metrics.values():
         lines.append(f"| {m.name} | {m.mean_a:.4f} | {m.mean_b:.4f} | {m.delta:+.4f}{_sig(m)} | {_ci(m)} | "
@@ -225,7 +226,8 @@ def render_html(report: CompareReport, *, top: int = 10) -> str:
             f" ({a}: {len(report.missing_a)}, {b}: {len(report.missing_b)} such queries)"
             + (f"; {len(report.unjudged)} queries without judgements were left out" if report.unjudged else "")
             + "." + (" " + escape(_judged_note(report)) if "judged@10" in report.metrics else "") + "</p>",
-            "<table><tr><th>metric</th><th>" + a + "</th><th>" + b + "</th><th>Δ</th><th>Δ 95% CI</th><th>Δ%</th>"
+            "<table><tr><th>metric</th><th>" + a + "</th><th>" + b
+            + f"</th><th>Δ</th><th>Δ {_level(report)} CI</th><th>Δ%</th>"
             "<th>W / L / T</th><th>p (t-test)</th><th>p (randomisation)</th></tr>" + "".join(rows) + "</table>",
             "<h2>Per-metric distributions</h2>",
             box_plot_svg({m: ([q.a[m] for q in report.per_query], [q.b[m] for q in report.per_query])
@@ -279,7 +281,7 @@ def _num(x: float, fmt: str = ".4f") -> str:
     return format(x, fmt) if x == x else "n/a"  # nan: an empty arm, or no test possible
 
 
-def _level(report: ExperimentReport) -> str:
+def _level(report: CompareReport | ExperimentReport) -> str:
     """The intervals' confidence as a label: 95% at alpha 0.05, 97.5% at 0.025."""
     return f"{report.confidence * 100:.10g}%"
 

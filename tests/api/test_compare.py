@@ -51,8 +51,20 @@ def test_p_values_by_hand():
     # 95% CI: mean 1/3 ± t(0.975, 2) * sd / sqrt(3), sd = sqrt(7/12); it spans 0 as p > 0.05 says
     half = 4.302653 * math.sqrt(7 / 12) / math.sqrt(3)
     assert m.ci_low == pytest.approx(1 / 3 - half, rel=1e-5) and m.ci_high == pytest.approx(1 / 3 + half, rel=1e-5)
-    assert _report().to_dict()["metrics"]["mrr@10"]["ci95"] == [m.ci_low, m.ci_high]
+    assert _report().to_dict()["metrics"]["mrr@10"]["ci"] == [m.ci_low, m.ci_high]
 
+
+
+def test_the_interval_is_at_the_confidence_its_significance_mark_uses():
+    """At alpha 0.6 the t-test marks mrr@10 (p ~ 0.53) and its 40% interval excludes 0; the tables say 40%."""
+    wide, narrow = _report().metrics["mrr@10"], _report(alpha=0.6, stat_test="ttest").metrics["mrr@10"]
+    half = 0.617213 * math.sqrt(7 / 12) / math.sqrt(3)  # t(0.7, 2): the 40% interval's
+    assert narrow.significant and narrow.ci_low > 0
+    assert narrow.ci_low == pytest.approx(1 / 3 - half, rel=1e-5) and wide.ci_low < narrow.ci_low
+    report = _report(alpha=0.6, stat_test="ttest")
+    assert report.to_dict()["confidence"] == pytest.approx(0.4)
+    assert "Δ 40% CI" in render_markdown(report) and "Δ 40% CI" in render_html(report)
+    assert "Δ 95% CI" in render_markdown(_report())
 
 def test_randomization_is_seeded_and_marks_significance():
     diffs = [0.1] * 12 + [-0.01]
@@ -193,7 +205,7 @@ def test_compare_selects_csv_judged_queries_by_a_queries_file_and_writes_json_nu
     text = capsys.readouterr().out
     out = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert out["queries"] == 1 and [v["text"] for v in out["per_query"].values()] == ["kettle"]
-    assert out["metrics"]["ndcg@10"]["ci95"] == [None, None]  # one query: no interval
+    assert out["metrics"]["ndcg@10"]["ci"] == [None, None]  # one query: no interval
 
 
 def test_compare_command_errors(tiny_index, tiny_bi_encoder_dir, capsys):
