@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma-separated (default: all four)")
     p.add_argument("--stat-test", choices=("randomization", "ttest"), default="randomization",
                    help="which test marks significance (both are reported; default randomization)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level; the intervals are at 1 - alpha (default 0.05: 95%%)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level; the intervals are at 1 - alpha (default 0.05: 95%%)")
     p.add_argument("--permutations", type=int, default=10_000, help="randomisation test permutations")
     p.add_argument("--seed", type=int, default=42, help="randomisation test seed (default 42)")
     p.add_argument("--top", type=int, default=10, help="biggest wins/losses listed per metric")

@@ -36,6 +36,7 @@ from shopsearch.indexer.validate import RATING_SCALE, clean_category_level
 from shopsearch.plugin.documents import ALL_ATTRIBUTES, DEFAULT_FACETS, FACET_FIELDS
 from shopsearch.plugin.engine import SORTS, UNAVAILABLE_SORTS, Filters, unavailable_sort
 from shopsearch.plugin.search_types import SearchRequest
+from shopsearch.plugin.suggest import MAX_SUGGESTIONS
 from shopsearch.reranker.pipeline import SearchContext
 from shopsearch.reranker.recommendations import CONTEXTS
 from shopsearch.settings import Settings, load_settings
@@ -47,7 +48,6 @@ from .errors import ApiError, bad_parameter
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 PROFILE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_LIST_VALUES = 50  # brand/category values per request
-MAX_SUGGESTIONS = 50  # /suggest answers at most this many (or max_size, if smaller)
 DEFAULT_SIZE = 10  # results (or completions) when size is not given, unless the limit is lower
 INCONSISTENT, TOO_DEEP = "inconsistent_parameters", "page_too_deep"  # the 422 error codes
 UNAVAILABLE = "unavailable_sort"  # a 400 that says why a sort a shopper may expect cannot be served

@@ -588,7 +588,7 @@ class EmbeddedEngine:
         """Autocomplete titles (word-prefix match on every typed word), ranked as in plugin/suggest.py.
 
         Raises:
-            ValueError: size outside 1..100.
+            ValueError: size outside 1..MAX_SUGGESTIONS (50).
             IndexNotFound: ``index`` does not exist.
         """
         check_suggest_size(size)

@@ -538,7 +538,7 @@ class OpenSearchEngine:
         """Autocomplete titles from the ``title.autocomplete`` edge-n-gram field, ranked as in plugin/suggest.py.
 
         Raises:
-            ValueError: size outside 1..100.
+            ValueError: size outside 1..MAX_SUGGESTIONS (50).
             IndexNotFound: ``index`` does not exist.
             EngineUnavailable: as :meth:`search`; an answer some shards did not give would leave their titles out,
                 so it is sent again, then raised (:meth:`_answers`).

@@ -11,10 +11,12 @@ from __future__ import annotations
 import bisect
 from typing import Any, Iterable, NamedTuple, Sequence
 
+from shopsearch.text import normalise_query
+
 from .text_analysis import tokenize
 
 MAX_PREFIX_CHARS = 100
-MAX_SUGGESTIONS = 100  # the most suggestions one request may ask for
+MAX_SUGGESTIONS = 50  # the most suggestions one request may ask for (/suggest's bound too)
 CANDIDATES_PER_SUGGESTION = 5  # how many matches OpenSearch returns per suggestion asked for, before ranking
 
 
@@ -23,7 +25,7 @@ def check_suggest_size(size: int) -> None:
 
     >>> check_suggest_size(0)
     Traceback (most recent call last):
-    ValueError: size=0 must be an integer in 1..100
+    ValueError: size=0 must be an integer in 1..50
     """
     if not 1 <= size <= MAX_SUGGESTIONS:
         raise ValueError(f"size={size!r} must be an integer in 1..{MAX_SUGGESTIONS}")
@@ -49,7 +51,7 @@ def rank_suggestions(prefix: str, titles: Iterable[str], size: int) -> list[str]
     terms = suggest_terms(prefix)
     seen: dict[str, tuple] = {}
     for title in titles:
-        key = title.strip().lower()
+        key = normalise_query(title)
         if not key or key in seen:
             continue
         toks = tokenize(title)
@@ -74,8 +76,8 @@ def mix_suggestions(queries: Sequence[str], titles: Sequence[str], size: int) ->
     ['red lamp', 'red rug', 'Red lamp shade']
     """
     queries = list(dict.fromkeys(queries))
-    taken_q = {q.strip().lower() for q in queries}
-    titles = [t for t in dict.fromkeys(titles) if t.strip().lower() not in taken_q]
+    taken_q = {normalise_query(q) for q in queries}
+    titles = [t for t in dict.fromkeys(titles) if normalise_query(t) not in taken_q]
     n_queries = min(len(queries), max(size - size // 2, size - len(titles)))
     out = [Suggestion(q, "query") for q in queries[:n_queries]]
     return out + [Suggestion(t, "product") for t in titles[: size - n_queries]]

@@ -10,7 +10,7 @@ import pytest
 
 from shopsearch.plugin.popular_queries import (PopularQueries, PopularQueryCache, aggregate_queries,
                                                prefix_distance)
-from shopsearch.plugin.suggest import Suggestion, mix_suggestions
+from shopsearch.plugin.suggest import Suggestion, mix_suggestions, rank_suggestions
 from shopsearch.ubi import UbiQuery
 
 
@@ -110,6 +110,13 @@ def test_mix_gives_each_kind_half_and_fills_from_the_other():
                                              Suggestion("T1", "product")]
     assert mix_suggestions([], t, 2) == [Suggestion("T1", "product"), Suggestion("T2", "product")]
     assert mix_suggestions(["t1"], ["T1", "T2"], 5) == [Suggestion("t1", "query"), Suggestion("T2", "product")]
+
+
+def test_a_title_that_is_a_suggested_query_in_another_case_or_width_is_dropped():
+    """Popular queries are keyed by normalise_query (NFKC, casefold), so the titles are compared in that form."""
+    assert mix_suggestions(["strasse", "led lamp"], ["Straße", "ＬＥＤ lamp", "LED lamp shade"], 4) == [
+        Suggestion("strasse", "query"), Suggestion("led lamp", "query"), Suggestion("LED lamp shade", "product")]
+    assert rank_suggestions("led", ["ＬＥＤ lamp", "LED  lamp"], 5) == ["ＬＥＤ lamp"]  # one suggestion, not two
 
 
 def test_near_gives_popular_queries_a_few_edits_from_a_whole_query():
