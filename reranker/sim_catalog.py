@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 
+from shopsearch.indexer.fields import FieldMapping
 from shopsearch.indexer.records import Product
+from shopsearch.indexer.validate import RowError, to_product
 from shopsearch.judgments import read_qrels, read_queries
 
 # Invented names: simulated brands/categories must never look like real catalog data.
@@ -81,7 +83,9 @@ def load_judged(data_dir: str | Path, *, simulate_missing: bool = True, whole_ca
     """Read ``products.jsonl``, ``queries-dev.tsv`` and ``qrels-dev.txt`` of one data folder.
 
     Only judged products are kept (the simulator shows judged pools), unless ``whole_catalog`` (for lists a search
-    served, which hold unjudged products too). Queries without judgements are dropped.
+    served, which hold unjudged products too). Queries without judgements are dropped. Products are built as the
+    indexer builds them (:func:`~shopsearch.indexer.validate.to_product`, the default field mapping), so simulated
+    shoppers and rankers read the text that is served; a row the indexer would quarantine is left out.
 
     Raises:
         FileNotFoundError: a file is missing (the message names the folder and what it must hold).
@@ -107,7 +111,10 @@ def load_judged(data_dir: str | Path, *, simulate_missing: bool = True, whole_ca
             if line.strip():
                 src = json.loads(line)
                 if whole_catalog or str(src.get("id")) in judged:
-                    p = Product.from_source(src)
+                    try:  # as the indexer builds it, so simulated shoppers and rankers read the text served
+                        p = to_product(src, FieldMapping())
+                    except RowError:  # quarantined by the indexer, so never shown
+                        continue
                     products[p.id] = with_simulated_attributes(p) if simulate_missing else p
     qrels = {q: {pid: g for pid, g in pool.items() if pid in products} for q, pool in qrels.items()}
     max_grade = max((g for pool in qrels.values() for g in pool.values()), default=0)

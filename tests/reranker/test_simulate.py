@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -23,6 +24,18 @@ def test_load_judged_fills_simulated_attributes(tmp_path):
     assert data.max_grade == 3 and set(data.qrels["q1"]) == {"p1", "p2", "p3"}
     assert data.products["p1"].price == simulated_attributes("p1")["price"]
 
+
+def test_load_judged_builds_products_as_the_indexer_does(tmp_path):
+    """The simulator's lexical overlap and the rankers' BM25 read the served text, not the raw row."""
+    d = write_tiny_data(tmp_path)
+    rows = [json.loads(line) for line in (d / "products.jsonl").read_text().splitlines()]
+    rows[0].update(title="Briggs &amp; Stratton  lamp", description="two\n  lines")
+    rows.append({"id": "p9", "title": ""})  # quarantined by the indexer: never shown
+    (d / "products.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "qrels-dev.txt").write_text((d / "qrels-dev.txt").read_text() + "q1 0 p9 3\n")
+    p = load_judged(d).products[rows[0]["id"]]
+    assert (p.title, p.description) == ("Briggs & Stratton lamp", "two lines")
+    assert "p9" not in load_judged(d).products and "p9" not in load_judged(d).qrels["q1"]
 
 def test_same_seed_same_events_every_record_simulated(tmp_path):
     data = load_judged(write_tiny_data(tmp_path))
