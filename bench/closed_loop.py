@@ -187,10 +187,11 @@ def kendall_tau(logged_qrels: Path, logged_queries: Path, human_queries: dict[st
     """Kendall tau-b of click-model grades against the human grades of the same (query text, product) pairs."""
     from scipy.stats import kendalltau
 
-    from shopsearch.judgments import read_qrels, read_queries
+    from shopsearch.judgments import query_ids_by_text, read_qrels, read_queries
+    from shopsearch.text import normalise_query
 
-    by_text = {t.strip().lower(): q for q, t in human_queries.items()}
-    text_of = {q.qid: q.text.strip().lower() for q in read_queries(logged_queries)}
+    by_text = query_ids_by_text(human_queries.items(), judged=human)
+    text_of = {q.qid: normalise_query(q.text) for q in read_queries(logged_queries)}
     a, b = [], []
     for r in read_qrels(logged_qrels):
         hq = by_text.get(text_of.get(r.query_id, ""))
