@@ -80,23 +80,27 @@ class IndexFile(BaseModel):
     bulk: BulkSettings = Field(default_factory=BulkSettings)
 
 
+def _default(model: type[BaseModel], key: str) -> Any:
+    return model.model_fields[key].default
+
+
 @dataclass(frozen=True)
 class IndexConfig:
-    """Tunable index settings; defaults match the commented values in index.toml."""
+    """Tunable index settings; each default is the file model's (an index.toml without the key)."""
 
-    hnsw_m: int = 16
-    ef_construction: int = 100
-    synonyms: tuple[str, ...] = ()
-    chunk_size: int = 500
-    max_chunk_bytes: int = 10_000_000
-    max_retries: int = 5
-    initial_backoff: float = 0.5
-    shards: int = 1
-    replicas: int = 1
-    auto_expand_replicas: str = "0-1"
-    refresh_interval: str = "1s"
-    bulk_refresh_interval: str = "-1"
-    ready_timeout_s: float = 120.0
+    hnsw_m: int = _default(VectorSettings, "m")
+    ef_construction: int = _default(VectorSettings, "ef_construction")
+    synonyms: tuple[str, ...] = ()  # the rules themselves; the file model's default names no file
+    chunk_size: int = _default(BulkSettings, "chunk_size")
+    max_chunk_bytes: int = _default(BulkSettings, "max_chunk_bytes")
+    max_retries: int = _default(BulkSettings, "max_retries")
+    initial_backoff: float = _default(BulkSettings, "initial_backoff")
+    shards: int = _default(ClusterSettings, "shards")
+    replicas: int = _default(ClusterSettings, "replicas")
+    auto_expand_replicas: str = _default(ClusterSettings, "auto_expand_replicas")
+    refresh_interval: str = _default(ClusterSettings, "refresh_interval")
+    bulk_refresh_interval: str = _default(BulkSettings, "refresh_interval")
+    ready_timeout_s: float = _default(ClusterSettings, "ready_timeout_s")
 
     def with_layout(self, shards: int | None = None, replicas: int | None = None) -> "IndexConfig":
         """A copy with ``shards`` and/or ``replicas`` overridden (a fixed replica count turns auto-expand off).
