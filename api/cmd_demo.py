@@ -102,10 +102,11 @@ def _cli(argv: list[str]) -> None:
 def _train_models(data: Path, models: Path) -> list[str]:
     """Train the demo's cross-encoder and conversion model unless cached; returns notes for the summary."""
     from shopsearch.reranker.conversion import is_current
+    from shopsearch.reranker.model_card import CARD_JSON
 
     notes = []
     ce = models / "demo-ce"
-    if (ce / "model_card.json").exists():
+    if (ce / CARD_JSON).exists():
         notes.append(f"cross-encoder: cached ({ce})")
     else:
         # Small on purpose (a couple of minutes on a laptop CPU): whole queries, short inputs, one epoch.

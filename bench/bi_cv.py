@@ -21,7 +21,6 @@ kept in ``--work`` and skipped when the bench is run again.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -31,6 +30,7 @@ from _cli_runs import add_fold_args, models_with_links, step
 from pool_compare import paired_table, pooled_table, side_scores
 
 from shopsearch.judgments import read_queries, write_queries
+from shopsearch.reranker.model_card import read_model_card
 from shopsearch.settings import child_environment
 
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"\nfolds done: {len(done)} of {args.folds}")
     for f in done:
-        m = json.loads((work / f"bi{f}" / "model_card.json").read_text(encoding="utf-8"))["metrics"]
+        m = read_model_card(work / f"bi{f}")["metrics"]
         print(f"  fold {f}: held-out judged-pool nDCG@10 by cosine {m['heldout_pool_ndcg@10_before']:.4f} -> "
               f"{m['heldout_pool_ndcg@10_after']:.4f}")
     ours = [work / f"cmp-ft-{f}.json" for f in done]

@@ -24,7 +24,6 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -36,6 +35,7 @@ from shopsearch.judgments import Query, write_queries
 from shopsearch.settings import offline_environment
 
 from .hard_negatives import mine_hard_negatives
+from .model_card import CARD_JSON, CARD_README, created_now
 from .training_data import JudgedSet, QuerySplit, load_judged_set, split_queries
 from .training_common import MixedPrecision, check_ranges, common_checks, make_optimizer, pick_device
 
@@ -302,14 +302,14 @@ def _card(config: BiTrainConfig, base: str, data: JudgedSet, split: Any, rows: l
                     "loss_first": float(np.mean(losses[:k])) if losses else math.nan,
                     "loss_last": float(np.mean(losses[-k:])) if losses else math.nan},
         "training_seconds": round(seconds, 1),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
     }
 
 
 def write_bi_encoder_card(model_dir: str | Path, card: dict[str, Any]) -> None:
     """Write ``model_card.json`` and a README.md summary into ``model_dir``."""
     root = Path(model_dir)
-    write_atomically(root / "model_card.json", json.dumps(card, indent=1, sort_keys=True))
+    write_atomically(root / CARD_JSON, json.dumps(card, indent=1, sort_keys=True))
     m, d = card["metrics"], card["data"]
     lines = [f"# {card['model']}", "", f"{card['kind']}, fine-tuned from `{card['base_model']}`.",
              f"Created {card['created']}; training took {card['training_seconds']:.0f} s; seed {card['seed']}.", "",
@@ -320,4 +320,4 @@ def write_bi_encoder_card(model_dir: str | Path, card: dict[str, Any]) -> None:
              "## Metrics", "", f"Held-out nDCG@10 ranking each query's judged pool by cosine: "
              f"{m['heldout_pool_ndcg@10_before']:.4f} (base) -> {m['heldout_pool_ndcg@10_after']:.4f} (fine-tuned); "
              f"loss {m['loss_first']:.4f} -> {m['loss_last']:.4f} over {m['steps']} steps.", ""]
-    write_atomically(root / "README.md", "\n".join(lines))
+    write_atomically(root / CARD_README, "\n".join(lines))

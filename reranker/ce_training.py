@@ -20,7 +20,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
@@ -34,7 +33,7 @@ from shopsearch.settings import DEFAULT_MODEL, offline_environment
 
 from .calibration import fit_isotonic, save_calibrations
 from .hard_negatives import mine_hard_negatives, sample_unjudged
-from .model_card import write_model_card
+from .model_card import created_now, write_model_card
 from .pair_text import product_text
 from .training_data import JudgedSet, cap_by_query, load_judged_set, load_product_rows, split_for
 from .training_common import MixedPrecision, check_ranges, common_checks, make_optimizer, pick_device
@@ -555,7 +554,7 @@ def _card(config: TrainConfig, base: str, splits: Sequence[DatasetSplit], before
         "metrics": {"valid_ndcg@10_before": before["ndcg@10"], "valid_ndcg@10_after": after["ndcg@10"],
                     "best_step": best_step, "steps": steps, "per_dataset": per_dataset},
         "training_seconds": round(seconds, 1),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": created_now(),
         "labels": "grade / max_grade of its dataset, in [0, 1] (mined hard negatives: 0); model score = "
                   "sigmoid(logit)" + (f"; judged pairs blended with teacher {config.teacher!r} at weight "
                                       f"{config.teacher_weight} (cosine mapped per dataset: teacher_fit)"

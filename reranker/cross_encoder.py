@@ -285,10 +285,10 @@ def _trained_max_length(path: Path, default: int = 256) -> int:
     A folder without a card (a cross-encoder from elsewhere) may take fewer tokens than ``default``; a longer pair
     would fail to score.
     """
-    import json
+    from .model_card import read_model_card
 
     try:
-        value = json.loads((path / "model_card.json").read_text(encoding="utf-8"))["parameters"]["max_length"]
+        value = read_model_card(path)["parameters"]["max_length"]
     except (OSError, ValueError, KeyError, TypeError):
         value = None
     if isinstance(value, int) and 8 <= value <= 512:

@@ -7,10 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from shopsearch.atomic_write import write_atomically
+from shopsearch.timestamps import format_timestamp, utcnow
 
 CARD_JSON = "model_card.json"
 CARD_README = "README.md"
 REQUIRED_KEYS = ("model", "base_model", "data", "parameters", "seed", "metrics", "training_seconds", "created")
+
+
+def created_now() -> str:
+    """A card's ``created``: now, to the second, in the stored form (``2026-12-06T08:00:00Z``)."""
+    return format_timestamp(utcnow().replace(microsecond=0))
 
 
 def write_model_card(model_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -32,7 +31,7 @@ from shopsearch.evaluation import auc, json_safe, mean_list_ndcg
 
 from .conversion import CARD_VERSION, Bag, ConversionModel, card_members, platt
 from .features import FEATURES
-from .model_card import CARD_JSON, CARD_README
+from .model_card import CARD_JSON, CARD_README, created_now
 from .training_data import split_queries
 from .training_rows import TrainingRows
 
@@ -403,7 +402,7 @@ def save(result: TrainResult, rows: TrainingRows, out_dir: str | Path, data: dic
     # where the rows came from, whatever the target (a relevance target learnt from events is still events')
     source = "judgments" if "judgments" in data else "logs" if "logs" in data else "events"
     card = {
-        "card_version": CARD_VERSION, "name": d.name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "card_version": CARD_VERSION, "name": d.name, "created": created_now(),
         "objective": result.objective, "target": result.target, "features": list(rows.names),
         "params": result.params, "members": members, "calibration": result.calibration,
         "data": {**data, "source": source, "rows": len(rows), "lists": len(set(rows.list_ids.tolist())),
