@@ -1,4 +1,5 @@
-"""``shopsearch keys create|list|revoke``: the API keys the server checks (api/keys.py, docs/security.md)."""
+"""``shopsearch keys create|list|revoke|client-token``: the API keys the server checks (api/keys.py,
+docs/security.md), and a shopper's client_token (api/hit_tokens.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions.add_parser("list", help="list keys (id, name, role, state; never the secret)")
     revoke = actions.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", help="the id `keys list` shows")
+    token = actions.add_parser("client-token", help="print a shopper's client_token (for GET /recommendations)",
+                               description="Print the client_token that lets the public search key read CLIENT_ID's "
+                                           "history (GET /recommendations?client_id=...&client_token=...): "
+                                           "HMAC-SHA256(event_signing_key, 'c1|' + CLIENT_ID), its first 16 bytes "
+                                           "base64url. A shop's backend computes it with the same key for its "
+                                           "signed-in shopper.")
+    token.add_argument("client_id", help="the shopper's user_id")
     for sub in actions.choices.values():
         sub.add_argument("--config", help="TOML settings file (default $SHOPSEARCH_CONFIG)")
     p.set_defaults(run=run)
@@ -48,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         until = f", expires {key.expires.isoformat(timespec='seconds')}" if key.expires else ""
         print(f"created {key.role} key {key.id} ({key.name}{until}) in {store.path}; it is shown only now",
               flush=True)
+        return 0
+    if args.action == "client-token":
+        from .hit_tokens import client_token, signing_key
+
+        print(client_token(signing_key(cfg), args.client_id))
         return 0
     if args.action == "revoke":
         key = store.revoke(args.key_id)

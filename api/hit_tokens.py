@@ -67,6 +67,10 @@ class HitSigner:
         """The token of ``product_id`` served by ``query_id`` at epoch second ``t``."""
         return f"{t}.{self._mac(query_id, product_id, t)}"
 
+    def proves_client(self, client_id: str, token: str | None) -> bool:
+        """Whether ``token`` is :func:`client_token` of ``client_id`` under this key (compared in constant time)."""
+        return isinstance(token, str) and hmac.compare_digest(token, client_token(self._key, client_id))
+
     def verify(self, query_id: str, product_id: str, token: str | None, now: float, max_age_s: float) -> int:
         """Check that ``token`` was signed for (``query_id``, ``product_id``) at most ``max_age_s`` ago.
 
@@ -93,6 +97,23 @@ class HitSigner:
             raise TokenError("stale", f"the search {query_id!r} is {age / 3600:.1f} h old; events are accepted for "
                                       f"searches at most {max_age_s / 3600:g} h old")
         return t
+
+
+CLIENT_VERSION = "c1"
+CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def client_token(key: bytes, client_id: str) -> str:
+    """The proof that a caller may read ``client_id``'s history: the first 16 bytes (base64url, 22 characters) of
+    HMAC-SHA256(key, ``"c1|<client_id>"``). The shop's backend, which knows who is signed in, computes it with the
+    shared ``event_signing_key`` and renders it into that shopper's pages; it does not expire (revoke every one by
+    changing the key).
+
+    >>> client_token(b"k" * 32, "u1")
+    'Xf_JKq60FiO8apaZPyJTYg'
+    """
+    digest = hmac.new(key, f"{CLIENT_VERSION}|{client_id}".encode(), hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def signing_key(settings: Settings) -> bytes:

@@ -44,6 +44,7 @@ from shopsearch.text import split_escaped
 from shopsearch.ubi import UbiId
 
 from .errors import ApiError, bad_parameter
+from .hit_tokens import CLIENT_TOKEN
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 PROFILE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -100,6 +101,7 @@ def _available_sort(value: Any) -> Any:
 
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
 OptionalId = Annotated[Id, BlankIsAbsent]  # ``user_id=`` from a template, for an anonymous shopper
+ClientToken = Annotated[str, StringConstraints(pattern=CLIENT_TOKEN.pattern), BlankIsAbsent]
 OptionalUbiId = Annotated[UbiId, BlankIsAbsent]
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 # Categories as the catalog names them match the levels the indexer stored (cleaned, a ">" written "›")
@@ -254,6 +256,10 @@ class RecommendationParams(QueryParams):
     client_id: OptionalId = Field(None, description="The shopper: their user_id, or the session_id (client id) "
                                                     "an anonymous shopper sends with POST /events; none: popular "
                                                     "products")
+    client_token: ClientToken = Field(None, description="Proof that the caller may read client_id's history as a "
+                                                        "user_id: HMAC-SHA256(event_signing_key, 'c1|' + client_id), "
+                                                        "first 16 bytes, base64url (docs/security.md). Without it "
+                                                        "(or an admin key) client_id is read as a session id only")
     context: Annotated[Literal[CONTEXTS], BlankIsAbsent] = Field(  # type: ignore[valid-type]
         "home", description="Where the list is shown: home (for you, recently viewed), product (bought together "
                             "with product_id, for you) or cart (bought together with the shopper's cart)")

@@ -7,9 +7,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from shopsearch.plugin.search_types import ScoredHit
+from shopsearch.reranker.event_history import affinity_key
 
 from .app import service
-from .auth import role
+from .auth import current_key, role
 from .errors import ApiError
 from .limits import budget
 from .params import parse_params, request_models
@@ -30,10 +31,23 @@ def recommendations():
     if params.product_id is not None and searcher.get(params.product_id) is None:
         raise ApiError(404, "product_not_found", f"product {params.product_id!r} doesn't exist", "product_id")
     seeds = [params.product_id] if params.product_id else []
-    inputs = svc.get_pipeline().history.recommendation_inputs(params.client_id, seeds, params.context)
+    inputs = svc.get_pipeline().history.recommendation_inputs(_history_key(svc, params), seeds, params.context)
     lists = svc.get_recommender().recommend(inputs, params.context, params.product_id, params.size)
     return jsonify({"client_id": params.client_id, "context": params.context, "product_id": params.product_id,
                     "lists": [{"source": rl.source,
                                "hits": [hit_json(ScoredHit(id=r.id, rank=i, score=r.score, source=dict(r.source)),
                                                  explain=False) for i, r in enumerate(rl.items, start=1)]}
                               for rl in lists]})
+
+
+def _history_key(svc, params) -> str | None:
+    """Whose history the lists may read. The search key is public and a user id can be guessed, so a user's
+    history needs an admin key or the shopper's ``client_token``; anyone else's ``client_id`` is read as an
+    anonymous session's id only, which is random and known to that browser alone."""
+    client = params.client_id
+    if client is None:
+        return None
+    key = current_key()
+    if (key is not None and key.role == "admin") or svc.signer.proves_client(client, params.client_token):
+        return client
+    return affinity_key(None, client)

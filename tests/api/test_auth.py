@@ -73,6 +73,22 @@ def test_admin_key_reaches_everything(client, keys):
         assert _call(client, method, url, admin).status_code in (200, 202, 501), url
 
 
+def test_a_shoppers_history_reaches_an_admin_key_and_not_the_public_one(app, client, keys):
+    """/recommendations reads a user id's history for an admin key (a shop's backend) without a client_token."""
+    from shopsearch.events import Event
+
+    admin, search = keys.create("admin").secret, keys.create("search").secret
+    svc = app.extensions["shopsearch"]
+    svc.events.append([Event(type="purchase", product_id="p2", user_id="alice", session_id="s-a",
+                             timestamp="2024-01-01T00:00:00Z")])
+    svc.get_pipeline().history.refresh()
+
+    def sources(key):
+        body = _call(client, "GET", "/recommendations?client_id=alice", key).get_json()
+        return {rl["source"] for rl in body["lists"]}
+
+    assert "recently_viewed" in sources(admin) and "recently_viewed" not in sources(search)
+
 def test_a_console_grade_names_the_admin_key_that_gave_it(client, keys):
     alice = keys.create("admin", name="alice").secret
     resp = _call(client, "POST", "/console/api/grades", alice)
@@ -187,6 +203,9 @@ def test_keys_command(tmp_path, monkeypatch, capsys):
     assert "no key with id 'nope'" in capsys.readouterr().err
     assert main(["keys", "create", "--role", "search", "--expires", "yesterday"]) == 2
     assert "--expires must be" in capsys.readouterr().err
+    monkeypatch.setenv("SHOPSEARCH_EVENT_SIGNING_KEY", "k" * 32)
+    assert main(["keys", "client-token", "u1"]) == 0
+    assert capsys.readouterr().out.strip() == "Xf_JKq60FiO8apaZPyJTYg"  # the docstring's, under the same key
 
 
 def test_parse_expires():

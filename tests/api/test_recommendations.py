@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from shopsearch.api.app import create_app
+from shopsearch.api.hit_tokens import client_token, signing_key
 from shopsearch.events import Event
 
 from .conftest import ALIAS, build_catalog
@@ -63,6 +64,11 @@ def _get(client, spec, **params):
     return resp
 
 
+def _token(app, client_id: str) -> str:
+    """What the shop's backend renders for a signed-in shopper (api/hit_tokens.py)."""
+    return client_token(signing_key(app.extensions["shopsearch"].config), client_id)
+
+
 def _lists(resp) -> dict[str, list[str]]:
     body = resp.get_json()
     return {rl["source"]: [h["id"] for h in rl["hits"]] for rl in body["lists"]}
@@ -89,8 +95,8 @@ def test_a_shoppers_events_give_for_you_and_recently_viewed(recs):
     client, app, spec = recs
     _store(app, [_event("click", "p1", "u1", "s1", 1), _event("purchase", "p2", "u1", "s1", 2),
                  _event("click", "p4", "u9", "s9", 3)])
-    body = _get(client, spec, client_id="u1", size=5).get_json()
-    lists = _lists(_get(client, spec, client_id="u1", size=5))
+    body = _get(client, spec, client_id="u1", client_token=_token(app, "u1"), size=5).get_json()
+    lists = _lists(_get(client, spec, client_id="u1", client_token=_token(app, "u1"), size=5))
     assert [rl["source"] for rl in body["lists"]] == ["for_you", "recently_viewed"]
     assert lists["recently_viewed"] == ["p2", "p1"]  # newest first
     assert lists["for_you"] and not {"p1", "p2"} & set(lists["for_you"])  # what they just saw is left out
@@ -99,6 +105,21 @@ def test_a_shoppers_events_give_for_you_and_recently_viewed(recs):
     _store(app, [_event("click", "p3", None, "anon-1", 4)])
     assert _lists(_get(client, spec, client_id="anon-1"))["recently_viewed"] == ["p3"]
 
+
+def test_a_users_history_is_read_only_with_their_client_token_or_an_admin_key(recs):
+    """The search key is public and user ids can be guessed: without the proof, client_id is a session id only."""
+    client, app, spec = recs
+    _store(app, [_event("purchase", "p2", "alice@example.com", "s-alice", 1),
+                 _event("click", "p3", None, "anon-7f3a", 2)])
+    mine = _lists(_get(client, spec, client_id="alice@example.com", client_token=_token(app, "alice@example.com")))
+    assert mine["recently_viewed"] == ["p2"]
+    for token in (None, _token(app, "bob@example.com")):  # none, or another shopper's
+        lists = _lists(_get(client, spec, client_id="alice@example.com", client_token=token))
+        assert "recently_viewed" not in lists and "for_you" not in lists and "p2" in lists["popular"]
+    bad = _get(client, spec, client_id="alice@example.com", client_token="not-a-token")
+    assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "client_token"
+    # an anonymous session's id is the browser's own secret: it needs no token
+    assert _lists(_get(client, spec, client_id="anon-7f3a"))["recently_viewed"] == ["p3"]
 
 def test_co_purchases_give_bought_together(recs):
     client, app, spec = recs
@@ -111,7 +132,7 @@ def test_co_purchases_give_bought_together(recs):
     assert list(lists) == ["popular"] and "p1" not in lists["popular"]  # no co-purchases: the fallback
     # the cart: bought together with what the shopper put in it
     _store(app, [_event("add_to_cart", "p5", "d", "sd", 7)])
-    lists = _lists(_get(client, spec, client_id="d", context="cart"))
+    lists = _lists(_get(client, spec, client_id="d", client_token=_token(app, "d"), context="cart"))
     assert lists["bought_together"] == ["p4"]
 
 
