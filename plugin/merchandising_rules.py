@@ -44,7 +44,8 @@ def _category(value: str) -> str:
 
 # A category as the catalog names it matches the level the indexer stored ("Screens >= 55 in" as "Screens ›= 55 in")
 Category = Annotated[Text, AfterValidator(_category)]
-Url = Annotated[str, StringConstraints(pattern=r"^(https?://\S+|/([^/\s]\S*)?)?$", max_length=2048)]
+# A site path may not start "//" or "/\" (browsers read both as another host), nor hold a backslash at all.
+Url = Annotated[str, StringConstraints(pattern=r"^(https?://\S+|/([^/\\\s][^\\\s]*)?)?$", max_length=2048)]
 
 
 class RulesError(ValueError):

@@ -313,12 +313,13 @@ def rmse_vs_mean(predicted: Sequence[float], actual: Sequence[float],
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` (dicts, lists, numbers) with every NaN, a metric nothing could score, as None: JSON has no NaN.
+    """``value`` (dicts, lists, numbers) with every NaN (a metric nothing could score) and infinity (a sum that
+    overflowed) as None: JSON has neither.
 
-    >>> json_safe({"auc": float("nan"), "folds": [0.5, float("nan")]})
-    {'auc': None, 'folds': [0.5, None]}
+    >>> json_safe({"auc": float("nan"), "folds": [0.5, float("nan")], "revenue": float("inf")})
+    {'auc': None, 'folds': [0.5, None], 'revenue': None}
     """
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}

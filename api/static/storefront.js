@@ -87,7 +87,7 @@
       const body = await getJson("/search?" + qs(params), searchAbort.signal);
       // A merchandising rule sends this query to a page of its own (only http(s) URLs or site paths).
       // replace: the entry this search pushed would search and redirect again, a Back button that never leaves
-      if (body.redirect && /^(https?:\/\/|\/)/.test(body.redirect)) { location.replace(body.redirect); return; }
+      if (body.redirect && /^(https?:\/\/|\/(?![\/\\]))/.test(body.redirect)) { location.replace(body.redirect); return; }
       const focused = focusKey();
       renderResults(body);
       renderFacets(body.facets || {});

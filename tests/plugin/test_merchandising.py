@@ -345,6 +345,13 @@ def test_rules_file_errors_name_key_value_and_line(tmp_path):
         load_rules(bad)
 
 
+@pytest.mark.parametrize("url", ["//evil.example/x", "/\\evil.example/x", "/a\\b", "javascript:alert(1)"])
+def test_a_redirect_that_a_browser_would_send_to_another_host_is_refused(url):
+    """"/\\host" reads as "//host" in browsers: a site path may hold no backslash (an open redirect otherwise)."""
+    with pytest.raises(ValueError, match="redirect"):
+        RulesFile.model_validate({"rule": [{"name": "x", "queries": ["gift"], "redirect": url}]})
+    assert RulesFile.model_validate({"rule": [{"name": "x", "queries": ["gift"], "redirect": "/gift-cards"}]})
+
 def test_rules_check_cli(tmp_path, capsys):
     from shopsearch.api.cli import main
 
