@@ -5,7 +5,9 @@ module tails those files into an :class:`~shopsearch.reranker.event_history.Even
 
 - a background thread reads new lines every ``refresh_s`` seconds, from where the last read stopped (files only
   grow); a search (:meth:`EventLogHistory.context`) only reads the history in memory, never a file or the engine;
-- at most ``max_events`` new events are applied per refresh (the newest; a backlog is skipped, and logged);
+- every new event is applied, a first read's whole backlog (a restart) too, so a restart rebuilds the memory the
+  running server had; in chunks of at most ``max_events`` (each: its product lookups, then one hold of the
+  lock), so a backlog neither grows the lookups at once nor holds up searches;
 - brand/category of interacted products come from ``lookup(product_id)`` (e.g. the engine), cached (LRU,
   ``max_products``), looked up by that thread before the history's lock is taken, so a slow engine never holds
   up a search;
@@ -24,7 +26,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from shopsearch.events import EventLog
+from shopsearch.events import Event, EventLog
 from shopsearch.indexer.records import Product
 
 from .event_history import AFFINITY_WEIGHTS, EventHistory, affinity_key, by_affinity
@@ -66,7 +68,7 @@ class EventLogHistory:
         directory: the API's events directory.
         lookup: product id -> Product (or None), for the brand/category of interacted products.
         refresh_s: how often the background thread reads new events (>= 0; 0: no thread, call :meth:`refresh`).
-        max_events: the most new events applied per refresh (>= 1).
+        max_events: the most events applied per chunk: one hold of the lock (>= 1; a refresh applies them all).
         max_products: products whose counts are kept, and product lookups cached (>= 1).
         max_users: shoppers whose affinity is kept (>= 1).
         rec_limits: the recommendations' memory bounds (default: ``max_users`` shoppers, ``max_products``
@@ -104,7 +106,9 @@ class EventLogHistory:
     def refresh(self) -> int:
         """Read and apply the events appended since the last refresh; returns how many were applied.
 
-        Product lookups (for affinity) happen before the history's lock is taken; only applying holds it.
+        All of them, in chunks of ``max_events``: skipping part of a backlog would leave a restarted server without
+        the co-purchases and recent products the running one had. Product lookups (for affinity) happen before the
+        history's lock is taken; only applying a chunk holds it.
         """
         with self._refresh_lock:
             if not self.directory.is_dir():
@@ -113,23 +117,28 @@ class EventLogHistory:
             if skipped:
                 log.warning("event log: skipped %d torn or invalid lines", skipped)
             if len(events) > self.max_events:
-                log.warning("event log: %d new events, applying the newest %d", len(events), self.max_events)
-                events = events[-self.max_events:]
-            # Only affinity events need their product; look each distinct one up now, outside the lock.
-            products = {pid: product for pid in {e.product_id for e in events if e.type in AFFINITY_WEIGHTS}
-                        if (product := self._products.get(pid)) is not None}
-            with self._lock:
-                self.history.products = products
-                for e in events:
-                    keyed = by_affinity(e)
-                    self.history.add(keyed)
-                    self.recommendations.add(e, keyed.user_id)
-                self.history.products = {}
-                if events:
+                log.info("event log: applying %d new events in chunks of %d", len(events), self.max_events)
+            for start in range(0, len(events), self.max_events):
+                self._apply(events[start:start + self.max_events])
+            if events:
+                with self._lock:
                     self.recommendations.set_popular(top_popular(self.history.click_purchase_counts(),
                                                                  self.recommendations.limits.popular_size))
             self._loaded.set()
             return len(events)
+
+    def _apply(self, events: list[Event]) -> None:
+        """Apply one chunk, in order, to the history and the recommendations' memory."""
+        # Only affinity events need their product; look each distinct one up now, outside the lock.
+        products = {pid: product for pid in {e.product_id for e in events if e.type in AFFINITY_WEIGHTS}
+                    if (product := self._products.get(pid)) is not None}
+        with self._lock:
+            self.history.products = products
+            for e in events:
+                keyed = by_affinity(e)
+                self.history.add(keyed)
+                self.recommendations.add(e, keyed.user_id)
+            self.history.products = {}
 
     def start(self) -> None:
         """Start the background refresh thread (once; none when ``refresh_s`` is 0). Its first pass runs at once."""

@@ -7,7 +7,8 @@ Two halves, so serving and the offline evaluation (bench/recommendations.py) run
   affinity and product counts this module reads), so a request never reads the event log. It is bounded: at most
   ``max_clients`` shoppers' recent products (``recent_per_client`` each, least recently active shopper dropped
   first), at most ``max_pair_products`` products' co-purchase partners (``pairs_per_product`` each; the rarest
-  partner goes first) and a ``popular_size`` list of the most popular products, recomputed per refresh.
+  partner goes first), the latest ``max_counted_pairs`` (shopper, pair) it counted and a ``popular_size`` list of
+  the most popular products, recomputed per refresh.
 - :class:`Recommender` answers one request from a snapshot of that memory (:class:`RecInputs`) and the catalog
   (:class:`Catalog`: product vectors, k-NN, stored fields; :class:`EngineCatalog` over the search engine).
 
@@ -18,11 +19,16 @@ The lists (each labelled with its :data:`SOURCES` name):
   affinity (``(1 - w) * knn + w * affinity``); the shopper's recent products are left out (they are "recently
   viewed").
 - ``bought_together``: products bought by the same shopper (user, else session) within ``basket_window_s`` of a
-  seed product (context ``product``: that product; ``cart``: it and the shopper's carted products), most
-  co-purchases first; the seeds and the shopper's purchases left out.
+  seed product (context ``product``: that product; ``cart``: it and the shopper's carted products), bought by the
+  most shoppers first (a shopper counts a pair once, however often they buy it); the seeds and the shopper's
+  purchases left out.
 - ``recently_viewed``: the shopper's own recent products (clicks, carts, purchases), newest first.
 - ``popular``: clicks + 3 x purchases over the history's products; the cold-start fallback when a personal list
   is empty, the shopper's purchases left out.
+
+``for_you``, ``bought_together`` and ``popular`` leave out products stored with ``in_stock`` false (they cannot be
+bought; a product without the field stays) and fill up from the next candidates; ``recently_viewed`` is the
+shopper's own history and keeps them.
 
 A shopper is ``client_id``: the user id of a signed-in shopper, else the session (``session:<id>`` in the
 history), as the storefront sends it.
@@ -67,12 +73,13 @@ class RecLimits:
     basket_window_s: float = 86_400.0  # ... when bought at most this long before it
     max_pair_products: int = 100_000
     pairs_per_product: int = 50
+    max_counted_pairs: int = 500_000  # (shopper, pair) already counted, so a shopper counts a pair once; ~140 B each
     popular_size: int = 100
     affinity_weight: float = 0.3
 
     def __post_init__(self) -> None:
         for name in ("max_clients", "recent_per_client", "basket_size", "max_pair_products", "pairs_per_product",
-                     "popular_size"):
+                     "max_counted_pairs", "popular_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
@@ -103,7 +110,7 @@ class RecInputs(NamedTuple):
 
     recent: list[Interaction]  # newest first
     purchased: list[str]  # the shopper's latest purchases, newest first
-    together: list[tuple[str, float]]  # co-purchased with the seeds, most first (seeds left out)
+    together: list[tuple[str, float]]  # co-purchased with the seeds: shoppers, most first (seeds left out)
     popular: list[tuple[str, float]]  # most popular first
     affinity: Affinity
 
@@ -131,6 +138,7 @@ class RecommendationMemory:
         self.limits = limits
         self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._pairs: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._counted: OrderedDict[int, None] = OrderedDict()  # hashes of counted (shopper, pair); LRU
         self._popular: list[tuple[str, float]] = []
 
     def sizes(self) -> MemorySizes:
@@ -158,12 +166,26 @@ class RecommendationMemory:
             return
         now = e.time.timestamp()
         for at, other in client.basket:
-            if other != e.product_id and abs(now - at) <= lim.basket_window_s:  # logs may come out of order
+            near = abs(now - at) <= lim.basket_window_s  # abs: logs may come out of order
+            if other != e.product_id and near and self._first_count(key, e.product_id, other):
                 self._pair(e.product_id, other)
                 self._pair(other, e.product_id)
         client.basket.append((now, e.product_id))
         while len(client.basket) > lim.basket_size:
             client.basket.popleft()
+
+    def _first_count(self, key: str, a: str, b: str) -> bool:
+        """Whether shopper ``key`` is not yet counted for the pair ``a``/``b`` (either order); records it: counts
+        are shoppers, so one shopper re-buying a product never outranks several who bought the pair once."""
+        # A hash, not the strings: under half the memory; a collision (odds ~ n^2 / 2^64) only skips one count.
+        h = hash((key, a, b) if a < b else (key, b, a))
+        if h in self._counted:
+            self._counted.move_to_end(h)  # a shopper who keeps re-buying stays remembered
+            return False
+        self._counted[h] = None
+        while len(self._counted) > self.limits.max_counted_pairs:
+            self._counted.popitem(last=False)
+        return True
 
     def _pair(self, a: str, b: str) -> None:
         partners = self._pairs.get(a)
@@ -210,6 +232,15 @@ class RecommendationMemory:
 
 
 _STRENGTH = {t: i for i, t in enumerate(AFFINITY_WEIGHTS)}  # click < add_to_cart < purchase
+
+
+def in_stock(source: Mapping[str, Any]) -> bool:
+    """Whether a product (its stored fields) can be bought: only a stored ``in_stock`` false says no.
+
+    >>> in_stock({"in_stock": False}), in_stock({"in_stock": True}), in_stock({})
+    (False, True, True)
+    """
+    return source.get("in_stock") is not False
 
 
 def top_popular(counts: Iterable[tuple[str, int, int]], n: int) -> list[tuple[str, float]]:
@@ -367,9 +398,17 @@ class Recommender:
             mean = mean / norm
         exclude = sorted(leave_out | {i.product_id for i in recent})
         k = min(MAX_CANDIDATES, size * 3 + len(exclude))
+        # Out-of-stock products are dropped after the k-NN: its in_stock filter (a term, as /similar's) would also
+        # drop products without the field. So ask for more while fewer than ``size`` are left and more may exist.
+        while True:
+            hits = self.catalog.nearest(mean, k, exclude)
+            candidates = [h for h in hits if in_stock(h[2])]
+            if len(candidates) >= size or len(hits) < k or k >= MAX_CANDIDATES:
+                break
+            k = min(MAX_CANDIDATES, 2 * k)
         w = self.affinity_weight
         scored = []
-        for pid, knn, src in self.catalog.nearest(mean, k, exclude):
+        for pid, knn, src in candidates:
             aff = affinity_score(Product.from_source({"id": pid, "title": "", **src}), inputs.affinity) if w else 0.0
             scored.append(Recommendation(pid, (1.0 - w) * knn + w * aff, src))
         scored.sort(key=lambda r: (-r.score, r.id))
@@ -383,20 +422,25 @@ class Recommender:
     def recently_viewed(self, inputs: RecInputs, size: int, leave_out: AbstractSet[str] = frozenset()) -> RecList:
         """The shopper's recent products, newest first (score: 1 for the newest, falling)."""
         ids = [i.product_id for i in inputs.recent if i.product_id not in leave_out]
-        return self._with_sources("recently_viewed", [(p, 1.0 / (r + 1)) for r, p in enumerate(ids)], size)
+        # What they saw, sold out or not: a history to go back to, not an offer to buy.
+        return self._with_sources("recently_viewed", [(p, 1.0 / (r + 1)) for r, p in enumerate(ids)], size,
+                                  sold_out=True)
 
     def popular(self, inputs: RecInputs, size: int, leave_out: AbstractSet[str] = frozenset()) -> RecList:
         """The most popular products; the shopper's purchases and ``leave_out`` left out."""
         skip = leave_out | set(inputs.purchased)
         return self._with_sources("popular", [(p, s) for p, s in inputs.popular if p not in skip], size)
 
-    def _with_sources(self, source: str, ranked: list[tuple[str, float]], size: int) -> RecList:
-        """The first ``size`` of ``ranked`` that the catalog still holds, with their stored fields (looked up twice
-        as many at a time, until ``size`` are found or ``ranked`` ends: products deleted since their events)."""
+    def _with_sources(self, source: str, ranked: list[tuple[str, float]], size: int, *,
+                      sold_out: bool = False) -> RecList:
+        """The first ``size`` of ``ranked`` that the catalog still holds (and in stock, unless ``sold_out``), with
+        their stored fields (looked up twice as many at a time, until ``size`` are found or ``ranked`` ends: products
+        deleted or sold out since their events)."""
         out: list[Recommendation] = []
         at = 0
         while len(out) < size and at < len(ranked):
             head, at = ranked[at:at + 2 * (size - len(out))], at + 2 * (size - len(out))
             found = self.catalog.sources([p for p, _ in head])
-            out += [Recommendation(p, float(s), found[p]) for p, s in head if p in found][:size - len(out)]
+            out += [Recommendation(p, float(s), found[p]) for p, s in head
+                    if p in found and (sold_out or in_stock(found[p]))][:size - len(out)]
         return RecList(source, out)

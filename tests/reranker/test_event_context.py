@@ -44,14 +44,14 @@ def test_stats_and_affinity_from_the_log_incrementally(tmp_path):
     assert h.context("nobody", None, []).user.total == 0.0
 
 
-def test_refresh_is_bounded_and_runs_in_the_background(tmp_path):
+def test_refresh_applies_every_new_event_and_runs_in_the_background(tmp_path):
     log = tmp_path / "events-2024-01-01.jsonl"
     log.write_text("".join(line("impression", "p1") for _ in range(5)))
     h = EventLogHistory(tmp_path, CATALOG.get, refresh_s=0, max_events=3)  # 0: no thread, refresh() reads
-    assert h.refresh() == 3 and h.context(None, None, ["p1"]).stats["p1"].impressions == 3  # the newest 3
+    assert h.refresh() == 5 and h.context(None, None, ["p1"]).stats["p1"].impressions == 5  # all, in chunks of 3
     with log.open("a") as f:
         f.write(line("impression", "p1"))
-    assert h.context(None, None, ["p1"]).stats["p1"].impressions == 3  # a search only reads memory
+    assert h.context(None, None, ["p1"]).stats["p1"].impressions == 5  # a search only reads memory
     assert h.refresh() == 1
     assert EventLogHistory(tmp_path / "none", CATALOG.get).refresh() == 0
     with pytest.raises(ValueError, match="refresh_s must be >= 0"):

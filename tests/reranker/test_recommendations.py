@@ -1,5 +1,6 @@
-"""The recommendations' memory: bounded whatever ids a flood of events names; co-purchases, recent products and the
-popular list fed by the event history's refresh; the Recommender's lists over a fake catalog."""
+"""The recommendations' memory: bounded whatever ids a flood of events names; co-purchases (counted per shopper),
+recent products and the popular list fed by the event history's refresh, rebuilt alike after a restart; the
+Recommender's lists over a fake catalog, out-of-stock products left out of what it offers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from shopsearch.events import Event, EventLog
+from shopsearch.indexer.records import Product
 from shopsearch.reranker.event_context import EventLogHistory
 from shopsearch.reranker.features import Affinity
 from shopsearch.reranker.recommendations import (RecInputs, RecLimits, Recommender, RecommendationMemory,
@@ -50,6 +52,27 @@ def test_co_purchases_recent_products_and_the_rarest_partner_goes_first():
     assert inputs.purchased == ["y", "x"]
 
 
+def test_bought_together_counts_shoppers_not_purchases():
+    memory = RecommendationMemory()
+    memory.add(_ev("purchase", "a", "loyal", 0), "loyal")
+    for i in range(5):  # one shopper buys b five times after a
+        memory.add(_ev("purchase", "b", "loyal", 10 + i), "loyal")
+    for user in ("u1", "u2", "u3"):  # three shoppers buy a and c once
+        memory.add(_ev("purchase", "a", user, 0), user)
+        memory.add(_ev("purchase", "c", user, 10), user)
+    memory.add(_ev("purchase", "a", "loyal", 20), "loyal")  # the pair again, the other way round
+    assert memory.inputs("nobody", ["a"], Affinity()).together == [("c", 3.0), ("b", 1.0)]
+    assert memory.inputs("nobody", ["b"], Affinity()).together == [("a", 1.0)]
+    assert len(memory._counted) == 4  # (loyal, a/b), (u1, a/c), ...
+    small = RecommendationMemory(RecLimits(max_counted_pairs=2))  # the record of who was counted is bounded
+    for user in ("u1", "u2", "u3"):
+        small.add(_ev("purchase", "a", user, 0), user)
+        small.add(_ev("purchase", "c", user, 10), user)
+    assert len(small._counted) == 2 and small.inputs("nobody", ["a"], Affinity()).together == [("c", 3.0)]
+    with pytest.raises(ValueError, match="max_counted_pairs must be an integer >= 1; got 0"):
+        RecLimits(max_counted_pairs=0)
+
+
 def test_purchases_further_apart_than_the_window_do_not_pair():
     memory = RecommendationMemory(RecLimits(basket_window_s=60))
     memory.add(_ev("purchase", "x", "u", 0), "u")
@@ -74,6 +97,36 @@ def test_the_history_refresh_feeds_the_memory(tmp_path):
     assert history.recommendation_inputs("s-u1", [], "home").recent == []  # a user is not looked up as a session
 
 
+def test_a_restart_rebuilds_the_memory_the_running_server_had(tmp_path):
+    """A log longer than ``max_events``, its co-purchase before the last ``max_events``: a fresh history (a restart)
+    reading it at once holds what one that read it as it grew holds."""
+    rng = random.Random(0)
+    events = [_ev("purchase", "a", "u1", 0), _ev("purchase", "b", "u1", 1)]
+    for second in range(2, 60):
+        events.append(_ev(rng.choice(["impression", "impression", "click", "add_to_cart", "purchase"]),
+                          f"p{rng.randrange(6)}", f"u{rng.randrange(2, 6)}", second))
+    catalog = {f"p{i}": Product(id=f"p{i}", title="t", brand=f"B{i % 2}", category=(f"C{i % 3}",)) for i in range(6)}
+    log = EventLog(tmp_path)
+    running = EventLogHistory(tmp_path, catalog.get, refresh_s=0, max_events=5)
+    for start in range(0, len(events), 3):  # the running server reads the log pass by pass
+        log.append(events[start:start + 3])
+        running.refresh()
+    restarted = EventLogHistory(tmp_path, catalog.get, refresh_s=0, max_events=5)
+    assert restarted.refresh() == len(events)
+    inputs = restarted.recommendation_inputs("u9", ["a"], "product")
+    assert inputs.together == [("b", 1.0)]
+    assert [i.product_id for i in restarted.recommendation_inputs("u1", [], "home").recent] == ["b", "a"]
+    assert {"a", "b"} <= {p for p, _ in inputs.popular}
+
+    def memory(h: EventLogHistory) -> list:
+        shoppers = [f"u{i}" for i in range(1, 6)] + [f"s-u{i}" for i in range(1, 6)]
+        products = ["a", "b"] + list(catalog)
+        return [(h.recommendation_inputs(c, [p], "cart"), h.context(c, None, products)) for c in shoppers
+                for p in products]
+
+    assert memory(restarted) == memory(running)
+
+
 def test_top_popular_ranks_purchases_above_clicks():
     assert top_popular([("a", 2, 0), ("b", 0, 1), ("c", 0, 0)], 5) == [("b", 3.0), ("a", 2.0)]
 
@@ -95,6 +148,25 @@ class FakeCatalog:
 
     def sources(self, ids):
         return {p: self.SOURCES[p] for p in ids if p in self.SOURCES}
+
+
+class StockCatalog(FakeCatalog):
+    """FakeCatalog with b out of stock and c in stock (a and d have no in_stock)."""
+
+    SOURCES = {**FakeCatalog.SOURCES, "b": {"brand": "B", "in_stock": False}, "c": {"brand": "C", "in_stock": True}}
+
+
+class CircleCatalog(FakeCatalog):
+    """``n`` products p0, p1, ... ever further from p0; p1 to p<sold_out> out of stock; records each k asked."""
+
+    def __init__(self, n: int, sold_out: int) -> None:
+        self.VECTORS = {f"p{i}": np.array([np.cos(i / n), np.sin(i / n)], dtype=np.float32) for i in range(n)}
+        self.SOURCES = {f"p{i}": {"in_stock": not 1 <= i <= sold_out} for i in range(n)}
+        self.asked: list[int] = []
+
+    def nearest(self, vector, k, exclude):
+        self.asked.append(k)
+        return super().nearest(vector, k, exclude)
 
 
 def _inputs(recent=(), together=(), popular=(), affinity=Affinity(), purchased=()):
@@ -126,3 +198,20 @@ def test_lists_per_context_and_the_popular_fallback():
     # products deleted since their events are passed over, however many lead the list
     gone = _inputs(popular=[("x1", 9.0), ("x2", 8.0), ("x3", 7.0), ("c", 5.0), ("b", 2.0)])
     assert [[r.id for r in rl.items] for rl in rec.recommend(gone, "home", None, 1)] == [["c"]]
+
+
+def test_out_of_stock_products_are_left_out_of_what_is_offered_which_fills_from_the_next():
+    rec = Recommender(StockCatalog(), affinity_weight=0.0)
+    inputs = _inputs(recent=[("b", "click"), ("a", "click")], together=[("b", 5.0), ("c", 3.0), ("d", 1.0)],
+                     popular=[("b", 9.0), ("x1", 8.0), ("c", 5.0), ("d", 2.0)])  # x1: deleted
+    assert [r.id for r in rec.for_you(_inputs(recent=[("a", "click")]), 2).items] == ["c", "d"]
+    assert [r.id for r in rec.bought_together(inputs, 2).items] == ["c", "d"]
+    assert [r.id for r in rec.popular(inputs, 1).items] == ["c"]
+    assert [r.id for r in rec.recently_viewed(inputs, 2).items] == ["b", "a"]  # their own history: kept
+    # the k-NN asks for more while too few in-stock candidates are left, up to its cap
+    deep = CircleCatalog(20, sold_out=10)
+    got = Recommender(deep, affinity_weight=0.0).for_you(_inputs(recent=[("p0", "click")]), 2)
+    assert [r.id for r in got.items] == ["p11", "p12"] and deep.asked == [7, 14]
+    none_left = CircleCatalog(300, sold_out=299)
+    assert Recommender(none_left).for_you(_inputs(recent=[("p0", "click")]), 2).items == []
+    assert none_left.asked == [7, 14, 28, 56, 112, 200]
