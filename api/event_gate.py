@@ -251,7 +251,8 @@ class EventGate:
         self._lock = threading.Lock()
         self.recent_ids = recent_ids if recent_ids is not None else MemoryRecentIds(limits.event_recent_ids)
         self.known_products = Lru(limits.event_known_products)  # id -> True, or the time it was found missing
-        # Window counters: "s\0<session>" and "p\0<session>\0<product>" -> (window start, count).
+        # Window counters: "s\0<scope>", "p\0<scope>\0<product>" and "i\0<scope>\0<product>" -> (window start,
+        # count); the scope is "s:<session>", or "a:<address>" for events that name no session.
         self.counters = Lru(2 * limits.event_known_products)
 
     def check(self, batch: Sequence[ParsedUbiEvent]) -> None:
@@ -294,10 +295,11 @@ class EventGate:
         return exists
 
     @contextmanager
-    def admit(self, batch: Sequence[ParsedUbiEvent]) -> Iterator[Admitted]:
+    def admit(self, batch: Sequence[ParsedUbiEvent], origin: str = "") -> Iterator[Admitted]:
         """Split off duplicates and enforce the caps; the ids are claimed first and recorded as stored, and the
         counts kept, only when the ``with`` body (storing the fresh events) succeeds; if it fails, the claims are
-        given back. Batches are admitted one at a time per process.
+        given back. Batches are admitted one at a time per process. Events that name no session or client count
+        against the session cap of their ``origin`` (the client's address), so one caller cannot spend everyone's.
 
         Raises:
             Rejected: 429 ``session_cap`` / ``product_cap`` naming the session or product; 409 ``event_in_flight``
@@ -330,7 +332,7 @@ class EventGate:
                     if key is not None:
                         seen.add(key)
                     fresh.append(item)
-                counts = self._counts(fresh)
+                counts = self._counts(fresh, origin)
                 yield Admitted(fresh, duplicates)
             except BaseException:
                 self._release(claimed, claim.token)
@@ -354,24 +356,25 @@ class EventGate:
         except EngineUnavailable as exc:
             log.warning("%s; %d event ids stay claimed for up to %d s", exc, len(claimed), CLAIM_TTL_S)
 
-    def _counts(self, fresh: Sequence[ParsedUbiEvent]) -> dict[str, tuple[float, int]]:
+    def _counts(self, fresh: Sequence[ParsedUbiEvent], origin: str) -> dict[str, tuple[float, int]]:
         """The window counters after ``fresh``; raises Rejected when one passes its cap."""
         now, lim = self.clock(), self.limits
         counts: dict[str, tuple[float, int]] = {}
         for item in fresh:
-            session = item.session_key or "-"
-            keys = [(f"s\0{session}", lim.event_session_cap, "session_cap", item.path("session_id"),
-                     f"session {session!r}")]
+            # Events naming no session are counted by address (one caller cannot spend everyone's anonymous cap);
+            # the "s:"/"a:" scopes keep a chosen session id from sharing an address's count.
+            session = f"s:{item.session_key}" if item.session_key else f"a:{origin}"
+            who = f"session {item.session_key!r}" if item.session_key else "events without a session from this address"
+            keys = [(f"s\0{session}", lim.event_session_cap, "session_cap", item.path("session_id"), who)]
             if item.product_id is not None and item.ubi.action_name == "impression":
                 # A shopper who refines a query sees its top products in every list: impressions counted with the
                 # product's clicks and purchases would soon push the shopper's click out. They have a cap of their
                 # own (each needs a served list's token, so they come no faster than searches).
                 keys.append((f"i\0{session}\0{item.product_id}", lim.event_impression_cap, "product_cap",
-                             item.path("product_id"), f"impressions of product {item.product_id!r} from session "
-                                                      f"{session!r}"))
+                             item.path("product_id"), f"impressions of product {item.product_id!r} from {who}"))
             elif item.product_id is not None:
                 keys.append((f"p\0{session}\0{item.product_id}", lim.event_product_cap, "product_cap",
-                             item.path("product_id"), f"product {item.product_id!r} from session {session!r}"))
+                             item.path("product_id"), f"product {item.product_id!r} from {who}"))
             for key, cap, code, path, what in keys:
                 start, count = counts.get(key) or self.counters.get(key) or (now, 0)
                 if now - start >= lim.event_cap_window_s:

@@ -49,7 +49,7 @@ def events():
     try:
         batch = parse_event_batch(payload, limit)
         svc.event_gate.check(batch)
-        with svc.event_gate.admit(batch) as admitted:
+        with svc.event_gate.admit(batch, request.remote_addr or "") as admitted:
             store(svc, admitted.fresh)
     except EventError as exc:
         raise ApiError(400, "invalid_event", str(exc), exc.parameter) from None

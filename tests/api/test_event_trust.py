@@ -165,6 +165,25 @@ def test_session_and_product_caps_answer_429(tmp_path, searcher, catalog_engine)
         app.extensions["shopsearch"].ubi_drainer.stop()
 
 
+def test_events_without_a_session_are_capped_per_address_not_for_everyone(tmp_path, searcher, catalog_engine):
+    """Two requests of anonymous UBI events must not block every other caller's for the cap's window."""
+    app = make_app(tmp_path, searcher, catalog_engine, event_session_cap=5)
+    try:
+        client = app.test_client()
+        view = {"action_name": "page_view", "timestamp": "2024-01-01T00:00:00Z"}
+
+        def post(body, addr):
+            return client.post("/events", json=body, environ_base={"REMOTE_ADDR": addr})
+
+        assert post([view] * 5, "127.0.0.5").status_code == 202
+        resp = post(view, "127.0.0.5")
+        assert (resp.status_code, resp.get_json()["error"]["code"]) == (429, "session_cap")
+        assert "from this address" in resp.get_json()["error"]["message"]
+        assert post(view, "127.0.0.6").status_code == 202  # another caller's are their own
+        assert post({**view, "session_id": "a:127.0.0.5"}, "127.0.0.7").status_code == 202  # no id names the address
+    finally:
+        app.extensions["shopsearch"].ubi_drainer.stop()
+
 def test_a_shopper_refining_a_query_sees_its_products_in_every_list_and_can_still_click(tmp_path, searcher,
                                                                                           catalog_engine):
     """Impressions have a cap of their own: twenty refinements showed the top product twenty times, and the product
