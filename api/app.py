@@ -122,9 +122,10 @@ class SearchService:
         except RuntimeError as exc:  # no thread to be had: the records are spooled; the next request starts it
             log.error("UBI spool drainer could not start: %s", exc)
 
-    def product_exists(self, product_id: str) -> bool:
-        """Whether the catalog holds ``product_id`` (one engine lookup; POST /events only, never in a /search)."""
-        return self.get_searcher().get(product_id) is not None
+    def product_exists(self, product_id: str) -> dict[str, Any] | None:
+        """The catalog's ``product_id`` (its public fields), or None (one engine lookup; POST /events only, never in
+        a /search)."""
+        return self.get_searcher().get(product_id)
 
     def close(self) -> None:
         """Drain the UBI spool once more, stop the event history's refresh and close the engine (a worker's

@@ -3,9 +3,10 @@
 1. **Trust** (:meth:`EventGate.check`): an event naming a ``query_id`` must carry that hit's signed token
    (api/hit_tokens.py): signed by our key for this query and this product, and at most ``event_max_age_s`` old.
    An event without a query that names a product must name one the catalog holds: checked with the engine's
-   document lookup, remembered in a bounded LRU (``event_known_products``; unknown ids for a minute), so a flood
-   of ids costs at most one lookup per id and never grows memory. These lookups happen only here, never inside a
-   /search.
+   document lookup, remembered in a bounded LRU (``event_known_products``; unknown ids for a minute, known ones
+   for ten, so a deleted product stops taking events), so a flood of ids costs at most one lookup per id and never
+   grows memory. A purchase's ``price`` more than :data:`PRICE_SLACK` times the catalog's price is refused (revenue
+   is summed from purchase prices in experiment reports). These lookups happen only here, never inside a /search.
 2. **Idempotency** (:meth:`EventGate.admit`): a client's ``event_id`` seen before marks the event a duplicate:
    answered, not stored again. The id is scoped to the event's client and session
    (:attr:`~shopsearch.ubi.UbiEvent.stored_id`), so one client's ids never make another's events duplicates.
@@ -35,7 +36,7 @@ import time
 import uuid
 from collections import OrderedDict
 from contextlib import contextmanager, suppress
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from shopsearch.plugin.engine import EngineUnavailable
 from shopsearch.settings import Settings
@@ -46,8 +47,21 @@ from .hit_tokens import HitSigner, TokenError
 log = logging.getLogger(__name__)
 
 UNKNOWN_TTL_S = 60.0  # an unknown product id is looked up again after this long (it may have been indexed since)
+KNOWN_TTL_S = 600.0  # a known one too (it may have been deleted, or repriced, since)
+# An event's unit price may exceed the catalog's (taxes, options), but not by this factor: a forged price would
+# otherwise be any revenue an attacker likes in an experiment report.
+PRICE_SLACK = 2.0
 CLAIM_TTL_S = 30  # a claimed event id whose worker died before storing it is free again after this long
-ProductExists = Callable[[str], bool]
+# product id -> its stored fields (``price`` read from them), or None when the catalog does not hold it; a plain
+# True/False (tests) says it exists with no known price.
+ProductExists = Callable[[str], "Mapping[str, Any] | bool | None"]
+
+
+class _Known(NamedTuple):
+    """A product the catalog held when looked up: its price then (None: none stored), and when."""
+
+    price: float | None
+    at: float
 
 
 class Rejected(ValueError):
@@ -237,7 +251,7 @@ class EventGate:
 
     Args:
         signer: checks hit tokens.
-        product_exists: product id -> whether the catalog holds it (an engine lookup; errors propagate).
+        product_exists: product id -> its stored fields, or None (an engine lookup; errors propagate).
         limits: the bounds.
         clock: epoch seconds (tests move it).
         recent_ids: where client event ids are remembered (default: this process's memory, ``event_recent_ids``
@@ -250,7 +264,7 @@ class EventGate:
         self.signer, self.product_exists, self.limits, self.clock = signer, product_exists, limits, clock
         self._lock = threading.Lock()
         self.recent_ids = recent_ids if recent_ids is not None else MemoryRecentIds(limits.event_recent_ids)
-        self.known_products = Lru(limits.event_known_products)  # id -> True, or the time it was found missing
+        self.known_products = Lru(limits.event_known_products)  # id -> _Known, or the time it was found missing
         # Window counters: "s\0<scope>", "p\0<scope>\0<product>" and "i\0<scope>\0<product>" -> (window start,
         # count); the scope is "s:<session>", or "a:<address>" for events that name no session.
         self.counters = Lru(2 * limits.event_known_products)
@@ -277,22 +291,32 @@ class EventGate:
                     code = {"missing": "missing_token", "stale": "stale_query"}.get(exc.reason, "invalid_token")
                     field = "query_id" if exc.reason == "stale" else "token"
                     raise Rejected(400, code, item.path(field), f"{item.path(field)}: {exc}") from None
-            elif pid is not None and not self._exists(pid):
+            elif pid is not None and self._lookup(pid) is None:
                 raise Rejected(400, "unknown_product", item.path("product_id"),
                                f"{item.path('product_id')}: no product {pid!r} in the catalog")
+            price = item.event.price if item.event is not None and item.event.type == "purchase" else None
+            if pid is not None and price is not None:  # a purchase's price is revenue; other events' are not read
+                known = self._lookup(pid)
+                if known is not None and known.price is not None and price > PRICE_SLACK * known.price:
+                    raise Rejected(400, "implausible_price", item.path("price"),
+                                   f"{item.path('price')}: {price:g} is more than {PRICE_SLACK:g} times the "
+                                   f"catalog's price of {pid!r} ({known.price:g})")
 
-    def _exists(self, pid: str) -> bool:
-        """Whether the catalog holds ``pid``: remembered answers first, else one lookup."""
+    def _lookup(self, pid: str) -> _Known | None:
+        """The catalog's ``pid`` (None: it holds none): remembered answers first, else one lookup."""
+        now = self.clock()
         with self._lock:
             known = self.known_products.get(pid)
-        if known is True:
-            return True
-        if isinstance(known, float) and self.clock() - known < UNKNOWN_TTL_S:
-            return False
-        exists = bool(self.product_exists(pid))
+        if isinstance(known, _Known) and now - known.at < KNOWN_TTL_S:
+            return known
+        if isinstance(known, float) and now - known < UNKNOWN_TTL_S:
+            return None
+        found = self.product_exists(pid)
+        price = found.get("price") if isinstance(found, Mapping) else None
+        known = _Known(float(price) if isinstance(price, (int, float)) and price > 0 else None, now) if found else None
         with self._lock:
-            self.known_products.set(pid, True if exists else self.clock())
-        return exists
+            self.known_products.set(pid, known if known is not None else now)
+        return known
 
     @contextmanager
     def admit(self, batch: Sequence[ParsedUbiEvent], origin: str = "") -> Iterator[Admitted]:

@@ -143,6 +143,22 @@ def test_known_products_are_looked_up_once(trust_app, monkeypatch):
     assert lookups == ["p3", "zz"]
 
 
+def test_a_price_far_above_the_catalogs_is_refused_and_a_known_product_is_looked_up_again_later(trust_app):
+    """Experiment reports sum event prices: a forged 1e12 purchase would be any revenue an attacker likes."""
+    client, gate = trust_app.test_client(), trust_app.extensions["shopsearch"].event_gate
+    buy = {"type": "purchase", "product_id": "p1", "session_id": "s-price"}  # the catalog's p1: 29.99
+    message = refused(client, {**buy, "price": 1e12}, 400, "implausible_price", "price")
+    assert "more than 2 times the catalog's price of 'p1' (29.99)" in message
+    assert client.post("/events", json={**buy, "price": 35.99}).status_code == 202  # with tax, or an option
+    assert client.post("/events", json={**buy, "product_id": "p8", "price": 1e6}).status_code == 202  # no price
+    ubi = {"action_name": "purchase", "session_id": "s-price", "timestamp": "2024-01-01T00:00:00Z",
+           "event_attributes": {"object": {"object_id": "p1"}, "price": 100.0}}
+    refused(client, ubi, 400, "implausible_price", "event_attributes.price")
+    # a known product is looked up again after a while: one deleted since stops taking events
+    real, now = gate.product_exists, time.time()
+    gate.product_exists, gate.clock = (lambda pid: None if pid == "p3" else real(pid)), (lambda: now + 601)
+    refused(client, {**buy, "product_id": "p3"}, 400, "unknown_product", "product_id")
+
 def test_session_and_product_caps_answer_429(tmp_path, searcher, catalog_engine):
     app = make_app(tmp_path, searcher, catalog_engine, event_session_cap=5, event_product_cap=2)
     try:
