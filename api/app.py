@@ -24,7 +24,7 @@ from shopsearch.plugin.ubi_store import open_ubi_store
 from shopsearch.settings import Settings, load_settings
 from shopsearch.ubi import UbiEvent, UbiQuery
 
-from . import auth, limits, overload, request_guards
+from . import auth, limits, overload, request_guards, response_headers
 from .errors import register_error_handlers
 from .event_gate import EventGate, GateLimits, recent_ids_store
 from .hit_tokens import HitSigner, signing_key
@@ -275,6 +275,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     register_error_handlers(app)
     request_guards.init_app(app)  # hostile URLs and JSON rejected before anything else looks at them
+    response_headers.init_app(app)
     auth.init_app(app, cfg, KeyStore(cfg.keys_file))  # before the limits: they count per verified key
     limits.init_app(app, cfg)
     overload.init_app(app, cfg)  # after the limits: a client over its rate limit gets its 429 first

@@ -58,3 +58,16 @@ def test_served_overlong_url_is_json_not_gunicorn_html(tiny_bi_encoder_dir, tmp_
         resp = requests.post(f"{served.url}/events", data="[" * 200_000,
                              headers={"Content-Type": "application/json"}, timeout=10)
         assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
+
+
+def test_every_answer_carries_the_browser_safety_headers_and_api_answers_are_not_stored(client):
+    for url in ("/healthz", "/search?q=lamp", "/recommendations", "/", "/no-such-route", "/search?size=0"):
+        resp = client.get(url)
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", url
+        assert resp.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in \
+            resp.headers["Content-Security-Policy"], url
+        assert resp.headers["Referrer-Policy"] == "same-origin", url
+        assert resp.headers["Cache-Control"] == "no-store", url
+    with client.get("/static/common.js") as resp:  # static files keep their own caching
+        assert resp.status_code == 200 and resp.headers.get("Cache-Control") != "no-store"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
