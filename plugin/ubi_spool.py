@@ -152,7 +152,8 @@ class UbiSpool:
         while self._fd is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-            fd = os.open(self.directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            # shoppers' ids and behaviour: readable by the server's user only
+            fd = os.open(self.directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)  # nobody drains it while we write it; released when we die
             if os.fstat(fd).st_nlink == 0:
                 # A drain locked it between our open and our flock, found it empty and deleted it: records

@@ -353,7 +353,7 @@ def append_lines(path: Path, data: bytes) -> None:
         OSError: the write failed or was short (``errno.ENOSPC``: a full disk); the file is as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)  # shoppers' ids and behaviour: the server's own
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size

@@ -243,3 +243,11 @@ def test_a_failed_append_leaves_the_log_as_it_was(tmp_path, monkeypatch):
         log.append(parse_events([CLICK, CLICK], 10))
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC and path.read_bytes() == before
+
+
+def test_logs_of_shoppers_are_readable_by_the_servers_user_only(tmp_path):
+    """Event logs and UBI records hold user ids and what they bought."""
+    from shopsearch.events import append_lines
+
+    append_lines(tmp_path / "log" / "events.jsonl", b"{}\n")
+    assert (tmp_path / "log" / "events.jsonl").stat().st_mode & 0o777 == 0o600
