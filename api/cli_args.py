@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from shopsearch.atomic_write import write_atomically
 from shopsearch.settings import DEFAULT_MODEL, ENGINES, Settings, load_settings
 
+EXIT_NOT_RUNNING = 3  # `status` of a service that is not running (as `systemctl status`, LSB)
 QUERY_MODEL_HELP = "query bi-encoder; must be the one the index was built with"
 # Flags that are settings too: unset, they take the config file's or environment's value (settings_from_args).
 SETTING_FLAGS = {"index": "config / $SHOPSEARCH_INDEX / products",

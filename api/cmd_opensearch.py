@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cli_args import EXIT_NOT_RUNNING
+
 if TYPE_CHECKING:
     from shopsearch.settings import Settings
-
-EXIT_NOT_RUNNING = 3  # like `systemctl status` / LSB: "program is not running"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

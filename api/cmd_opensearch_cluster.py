@@ -7,11 +7,11 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from .cli_args import EXIT_NOT_RUNNING
+
 if TYPE_CHECKING:
     from shopsearch.plugin.localcluster import ClusterStatus
     from shopsearch.settings import Settings
-
-EXIT_NOT_RUNNING = 3  # as `opensearch status`: no node of the cluster answers
 
 
 def _print_status(status: ClusterStatus) -> None:

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from .cli_args import EXIT_NOT_RUNNING
+
 DEFAULT_PORT = 6379
-EXIT_NOT_RUNNING = 3  # like `shopsearch opensearch status`
 
 
 class RedisStatus(NamedTuple):

@@ -39,7 +39,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from shopsearch.plugin.engine import EngineUnavailable
-from shopsearch.settings import Settings
+from shopsearch.settings import Settings, default
 from shopsearch.ubi import ParsedUbiEvent
 
 from .hit_tokens import HitSigner, TokenError
@@ -75,13 +75,13 @@ class Rejected(ValueError):
 class GateLimits(NamedTuple):
     """The gate's bounds (settings of the same names, section [security])."""
 
-    event_max_age_s: float = 86400.0
-    event_session_cap: int = 1000
-    event_product_cap: int = 20
-    event_impression_cap: int = 200
-    event_cap_window_s: float = 3600.0
-    event_recent_ids: int = 100_000
-    event_known_products: int = 50_000
+    event_max_age_s: float = default("event_max_age_s")
+    event_session_cap: int = default("event_session_cap")
+    event_product_cap: int = default("event_product_cap")
+    event_impression_cap: int = default("event_impression_cap")
+    event_cap_window_s: float = default("event_cap_window_s")
+    event_recent_ids: int = default("event_recent_ids")
+    event_known_products: int = default("event_known_products")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "GateLimits":

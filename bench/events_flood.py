@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shopsearch.settings import load_settings  # noqa: E402
+from _latency_stats import percentile  # noqa: E402  (bench/ is on the path: the script runs from it)
+from shopsearch.judgments import read_queries  # noqa: E402
+from shopsearch.settings import SHARED_DATA, load_settings  # noqa: E402
 
 FEATURES = ("price", "rating", "ctr", "cvr", "impressions_log", "user_brand_affinity", "user_category_affinity")
 
@@ -39,10 +40,6 @@ def rss_mb() -> float:
     """This process's resident set (MiB)."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
 def measure(client, queries: list[str], repeat: int) -> list[float]:
@@ -97,9 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     from tests.reranker.tiny_lgbm import build_tiny_conversion_model
 
     settings = load_settings({"engine": args.engine})
-    data = Path(settings.data_dir or REPO.parent / "shared" / "data") / "crowdflower" / "queries-dev.tsv"
-    queries = [line.split("\t", 1)[1].strip() for line in data.read_text(encoding="utf-8").splitlines()
-               if "\t" in line][:args.queries]
+    data = Path(settings.data_dir or SHARED_DATA) / "crowdflower" / "queries-dev.tsv"
+    queries = [q.text for q in read_queries(data)][:args.queries]
     with tempfile.TemporaryDirectory(prefix="events-flood-") as tmp:
         tmp_path = Path(tmp)
         build_tiny_conversion_model(tmp_path / "models" / "flood-conv", features=FEATURES)

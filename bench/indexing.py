@@ -39,7 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shopsearch.settings import ENGINES, load_settings
+from shopsearch.settings import DEFAULT_MODEL, ENGINES, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CATALOG = Path(load_settings().data_dir or REPO.parent / "shared" / "data") / "homedepot" / "products.jsonl"
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--catalog", default=str(DEFAULT_CATALOG), help="JSONL catalog (default: homedepot)")
     ap.add_argument("--limit", type=int, default=None, help="index only the first N rows (default: all)")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: opensearch,embedded")
-    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--url", default=None, help="OpenSearch URL (default $OPENSEARCH_URL or 127.0.0.1:9200)")
     ap.add_argument("--workers", default="1", help="comma-separated encoder process counts, e.g. 1,2 (default 1)")
     ap.add_argument("--encoders", default="torch", help="comma-separated: torch,onnx-int8 (default torch)")

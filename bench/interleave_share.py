@@ -29,6 +29,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from shopsearch.settings import DEFAULT_MODEL
+
 BASELINE = "default"
 CANDIDATE = "candidate"  # the team label of whichever profile a fold's candidate is, so folds pool
 DEPTH = 20  # each ranking's head given to the draft; a 10-result page never reaches past it
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--coins", type=int, default=500, help="team-draft coins per query (default 500)")
     p.add_argument("--shoppers", type=int, default=2, help="shoppers per interleaved list (default 2)")
     p.add_argument("--seed", type=int, default=25)
-    p.add_argument("--model", default="all-MiniLM-L6-v2", help="the index's query bi-encoder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the index's query bi-encoder")
     args = p.parse_args(argv)
 
     data = load_judged(args.data, whole_catalog=True)  # the rankings show unjudged products too

@@ -56,9 +56,10 @@ sys.path.insert(0, str(REPO / "bench"))
 from _latency_direct import DirectClient, RequestRecorder  # noqa: E402
 from _latency_stats import paired, summarise_all, table_rows, verdicts  # noqa: E402
 
-from shopsearch.settings import load_settings  # noqa: E402
+from shopsearch.judgments import read_queries  # noqa: E402
+from shopsearch.settings import SHARED_DATA, load_settings  # noqa: E402
 
-DEFAULT_QUERIES = Path(load_settings().data_dir or REPO.parent / "shared" / "data") / "crowdflower" / "queries-dev.tsv"
+DEFAULT_QUERIES = Path(load_settings().data_dir or SHARED_DATA) / "crowdflower" / "queries-dev.tsv"
 PAGE_SIZE = 12  # what the storefront asks for (api/static/storefront.js)
 QUICK_QUERIES = 20
 # timings_ms stages that are engine round trips (whichever the searcher reports)
@@ -69,15 +70,9 @@ def load_queries(path: Path, limit: int | None = None) -> list[str]:
     """Query texts from a ``qid<TAB>text`` file, in file order.
 
     Raises:
-        ValueError: a line without a tab, or no queries at all.
+        ValueError: a malformed line (shopsearch.judgments' reader names it), or no queries at all.
     """
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if "\t" not in line:
-            raise ValueError(f"{path}:{n}: expected 'qid<TAB>query', got {line[:80]!r}")
-        out.append(line.split("\t", 1)[1].strip())
+    out = [q.text for q in read_queries(path)]
     if not out:
         raise ValueError(f"{path} holds no queries")
     return out[:limit] if limit else out

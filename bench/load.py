@@ -39,9 +39,10 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # noqa: E402 - run as a script from anywhere
 
-from shopsearch.settings import child_environment, load_settings  # noqa: E402
+from shopsearch.judgments import read_queries as judged_queries  # noqa: E402
+from shopsearch.settings import SHARED_DATA, child_environment, load_settings  # noqa: E402
 
-DEFAULT_QUERIES = Path(load_settings().data_dir or REPO.parent / "shared" / "data") / "crowdflower" / "queries-dev.tsv"
+DEFAULT_QUERIES = Path(load_settings().data_dir or SHARED_DATA) / "crowdflower" / "queries-dev.tsv"
 SHED = ("429", "503")  # the "come back later" answers
 
 
@@ -67,8 +68,8 @@ class Level:
 
 
 def read_queries(path: Path) -> list[str]:
-    """The query texts of a ``qid<TAB>query`` file."""
-    out = [line.split("\t", 1)[1].strip() for line in path.read_text().splitlines() if "\t" in line]
+    """The query texts of a ``qid<TAB>query`` file (shopsearch.judgments' reader: UTF-8, each line checked)."""
+    out = [q.text for q in judged_queries(path)]
     if not out:
         raise ValueError(f"--queries {path}: no qid<TAB>query lines")
     return out

@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _latency_stats import percentile  # noqa: E402  (bench/ is on the path: the script runs from it)
-from shopsearch.settings import load_settings  # noqa: E402
+from shopsearch.judgments import read_queries  # noqa: E402
+from shopsearch.settings import SHARED_DATA, load_settings  # noqa: E402
 
 PAGE_SIZE = 12  # what the storefront asks for (api/static/storefront.js)
 PROFILES = ("default", "rerank-ce", "ltr-ce")
@@ -56,10 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from shopsearch.reranker.model_registry import ModelRegistry
 
     settings = load_settings({"engine": args.engine})
-    path = Path(args.queries or Path(settings.data_dir or REPO.parent / "shared" / "data") / "crowdflower"
-                / "queries-dev.tsv")
-    queries = [line.split("\t", 1)[1].strip() for line in path.read_text(encoding="utf-8").splitlines()
-               if "\t" in line]
+    path = Path(args.queries or Path(settings.data_dir or SHARED_DATA) / "crowdflower" / "queries-dev.tsv")
+    queries = [q.text for q in read_queries(path)]
     profiles = args.profile or list(PROFILES)
     wall: dict[str, list[float]] = {p: [] for p in profiles}
     stages: dict[str, dict[str, list[float]]] = {p: {"rerank": [], "conversion": []} for p in profiles}

@@ -23,6 +23,8 @@ import string
 import sys
 from typing import Sequence
 
+from shopsearch.settings import DEFAULT_MODEL
+
 SEED = 14  # the issue number; fixed so everyone gets the same typos
 MIN_WORD_LETTERS = 5
 KINDS = ("swap", "drop", "replace")
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--qrels", required=True)
     ev.add_argument("--engine", action="append", choices=("embedded", "opensearch"), required=True)
     ev.add_argument("--profile", action="append", required=True)
-    ev.add_argument("--model", default="all-MiniLM-L6-v2", help="query encoder (the index's bi-encoder)")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help="query encoder (the index's bi-encoder)")
     ev.add_argument("--seed", type=int, default=SEED)
     ev.add_argument("--out", help="also write the typo queries TSV here")
     args = ap.parse_args(argv)

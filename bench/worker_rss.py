@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from shopsearch.settings import DEFAULT_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnxscript", "onnx")
 
@@ -97,7 +99,7 @@ def measure(home: Path, model: str, profile: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="all-MiniLM-L6-v2")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--cross-encoder", help="cross-encoder folder for the rerank-ce rows (default: MiniLM-L6 with a "
                                            "fresh head, see the docstring)")
     p.add_argument("--runs", type=int, default=2, help="workers measured per configuration")

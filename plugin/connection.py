@@ -41,12 +41,17 @@ def display_url(url: str) -> str:
     return ",".join(shown)
 
 
+# A request's timeout outside serving (bulk loads, scans, commands): a batch's requests take longer than a shopper's,
+# which get the engine_timeout_s setting instead.
+JOB_TIMEOUT_S = 10.0
+
+
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int = 2,
+def client_kwargs(settings: Settings, *, timeout: float = JOB_TIMEOUT_S, max_retries: int = 2,
                   retry_on_timeout: bool = True) -> dict[str, Any]:
     """The keyword arguments for ``opensearchpy.OpenSearch`` (pure; :func:`make_client` uses them).
 
@@ -93,7 +98,7 @@ def client_kwargs(settings: Settings, *, timeout: float = 10.0, max_retries: int
     return kwargs
 
 
-def make_client(url: str | None = None, *, timeout: float = 10.0, max_retries: int = 2,
+def make_client(url: str | None = None, *, timeout: float = JOB_TIMEOUT_S, max_retries: int = 2,
                 retry_on_timeout: bool = True, settings: Settings | None = None) -> Any:
     """Build an ``opensearchpy.OpenSearch`` client; nothing is sent until the first request.
 

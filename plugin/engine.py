@@ -147,8 +147,15 @@ SORTS = ("relevance", "price_asc", "price_desc", "rating")
 # Orders a shopper may expect that no index can serve, and why: refused by name rather than served in id order.
 UNAVAILABLE_SORTS = {"newest": "products carry no listing date (the catalog schema and the index mapping have no "
                                "such field)"}
-# The deepest result a matching set can be paged to (OpenSearch's index.max_result_window).
+# The deepest result a matching set can be paged to, and the most a leg may fetch (OpenSearch's
+# index.max_result_window and the lucene k-NN limit); both engines hold to it.
 MATCH_WINDOW = 10_000
+
+
+def check_leg_size(name: str, value: int) -> None:
+    """Raise ValueError unless a leg's ``size`` or ``k`` is an integer in 1..MATCH_WINDOW."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MATCH_WINDOW:
+        raise ValueError(f"{name}={value!r} must be an integer in 1..{MATCH_WINDOW}")
 # Fields highlighted in a hit.
 HIGHLIGHT_FIELDS = ("title", "description")
 # Facet -> the filters it ignores when counted (disjunctive faceting: a shopper can pick a second brand); an

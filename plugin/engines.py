@@ -6,12 +6,13 @@ from pathlib import Path
 
 from shopsearch.settings import ENGINES, Settings, load_settings
 
+from .connection import JOB_TIMEOUT_S
 from .engine import Engine
 from .index_config import IndexConfig
 
 
 def open_engine(kind: str, *, url: str | None = None, root: str | Path | None = None,
-                config: IndexConfig | None = None, timeout: float = 10.0, max_retries: int = 2,
+                config: IndexConfig | None = None, timeout: float = JOB_TIMEOUT_S, max_retries: int = 2,
                 retry_on_timeout: bool = True, settings: Settings | None = None) -> Engine:
     """Open an engine.
 

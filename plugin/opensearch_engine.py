@@ -19,14 +19,14 @@ from shopsearch.settings import Settings, load_settings
 
 from . import opensearch_locks
 from .cluster_health import ClusterHealth, cluster_health, index_health, probe_hosts
-from .connection import display_url, make_client
+from .connection import JOB_TIMEOUT_S, display_url, make_client
 from .documents import VECTOR_FIELD, public_source
-from .engine import (PRICE_EDGES, BM25Leg, EngineBusy, EngineUnavailable, Filters, Hit, IndexNotFound, KnnLeg,
-                     MatchPage, MatchRule)
+from .engine import (MATCH_WINDOW, PRICE_EDGES, BM25Leg, EngineBusy, EngineUnavailable, Filters, Hit, IndexNotFound,
+                     KnnLeg, MatchPage, MatchRule)
 from .index_config import IndexConfig, added_mappings, load_index_config, opensearch_index_body
 from .opensearch_bulk import RetryPolicy, ordered_bulk
 from .opensearch_errors import engine_errors, search_failure, transient_request_failure
-from .opensearch_queries import (MAX_RESULT_WINDOW, SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
+from .opensearch_queries import (SOURCE_EXCLUDES, count_body, field_query_name, highlight_body,
                                  leg_body, match_bodies, parse_facets)
 from .suggest import check_suggest_size, opensearch_suggest_body, rank_suggestions, suggest_terms
 from .vocabulary import VOCABULARY_FIELDS, VOCABULARY_INDEX, Vocabulary, build_vocabulary
@@ -89,7 +89,7 @@ class OpenSearchEngine:
     """
 
     def __init__(self, url: str | None = None, *, settings: Settings | None = None, config: IndexConfig | None = None,
-                 timeout: float = 10.0, max_retries: int = 2, retry_on_timeout: bool = True) -> None:
+                 timeout: float = JOB_TIMEOUT_S, max_retries: int = 2, retry_on_timeout: bool = True) -> None:
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout={timeout!r} must be > 0 seconds")
         self.settings = settings or load_settings()
@@ -523,8 +523,8 @@ class OpenSearchEngine:
         ids = [str(i) for i in dict.fromkeys(ids)]
         if not ids:
             return {}
-        if len(ids) > MAX_RESULT_WINDOW:
-            raise ValueError(f"ids holds {len(ids)} ids; at most {MAX_RESULT_WINDOW} per call")
+        if len(ids) > MATCH_WINDOW:
+            raise ValueError(f"ids holds {len(ids)} ids; at most {MATCH_WINDOW} per call")
         body = {"size": len(ids), "query": {"ids": {"values": ids}}, "_source": {"excludes": SOURCE_EXCLUDES},
                 "track_total_hits": False}
         if highlight and highlight.strip():

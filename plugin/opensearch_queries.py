@@ -7,12 +7,11 @@ import struct
 from typing import Any, Sequence
 
 from .documents import ATTR_PREFIX, CATEGORY_LEVELS, CATEGORY_PATHS, PATH_SEPARATOR, TEXT_FIELDS, VECTOR_FIELD
-from .engine import (HIGHLIGHT_FIELDS, PRICE_EDGES, BM25Leg, Filters, KnnLeg, MatchRule, check_match,
+from .engine import (HIGHLIGHT_FIELDS, PRICE_EDGES, BM25Leg, Filters, KnnLeg, MatchRule, check_leg_size, check_match,
                      check_min_score, check_price_edges, facet_filters, path_parents, range_buckets, split_faceted)
 from .text_analysis import analyze_query
 
 FLOAT32_MAX = 3.4028234663852886e38
-MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window and the lucene k-NN limit
 # Field sorts (relevance is by score): the field, its order and the type to assume where an index lacks the field.
 SORT_FIELDS = {"price_asc": ("price", "asc", "float"), "price_desc": ("price", "desc", "float"),
                "rating": ("rating", "desc", "float")}
@@ -73,10 +72,6 @@ def filter_query(filters: Filters) -> dict[str, Any] | None:
         bool_q["must_not"] = must_not
     return {"bool": bool_q}
 
-
-def _check_size(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_RESULT_WINDOW:
-        raise ValueError(f"{name}={value!r} must be an integer in 1..{MAX_RESULT_WINDOW}")
 
 
 def field_query_name(field: str) -> str:
@@ -186,7 +181,7 @@ def bm25_body(leg: BM25Leg) -> dict[str, Any]:
     >>> bm25_body(BM25Leg("tv", {"title": 3.0}, size=5))["size"]
     5
     """
-    _check_size("size", leg.size)
+    check_leg_size("size", leg.size)
     if not isinstance(leg.query, str):
         raise ValueError(f"query={leg.query!r} must be a string")
     # Built first so the fields and boosts are checked even when the query text is empty.
@@ -205,7 +200,7 @@ def knn_body(leg: KnnLeg) -> dict[str, Any]:
     >>> knn_body(KnnLeg([0.1, 0.2], k=3, filters=Filters(in_stock=True)))["query"]["knn"]["embedding"]["filter"]
     {'bool': {'filter': [{'term': {'in_stock': True}}]}}
     """
-    _check_size("k", leg.k)
+    check_leg_size("k", leg.k)
     vector = [float(x) for x in leg.vector]
     if not vector or not all(math.isfinite(x) for x in vector):
         raise ValueError(f"vector must be a non-empty list of finite numbers; got {len(vector)} values")

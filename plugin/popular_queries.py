@@ -35,6 +35,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
+from shopsearch.settings import default
 from shopsearch.text import normalise_query
 from shopsearch.timestamps import format_timestamp, utc_time
 from shopsearch.ubi import UbiQuery
@@ -144,7 +145,8 @@ class PopularQueries:
         max_queries: the most queries kept (the most popular); bounds memory and a typo scan.
     """
 
-    def __init__(self, stats: Sequence[QueryStats] = (), *, min_clients: int = 2, max_queries: int = 5000) -> None:
+    def __init__(self, stats: Sequence[QueryStats] = (), *, min_clients: int = default("suggest_queries_min_clients"),
+                 max_queries: int = default("suggest_queries_max")) -> None:
         if min_clients < 1:
             raise ValueError(f"min_clients={min_clients!r} must be >= 1")
         if max_queries < 1:
@@ -217,8 +219,11 @@ class PopularQueryCache:
     >>> cache.get().lookup("lam", 5)  # doctest: +SKIP
     """
 
-    def __init__(self, load: Callable[[], Iterable[UbiQuery]], *, index: str | None = None, refresh_s: float = 300.0,
-                 window_days: float = 30.0, min_clients: int = 2, max_queries: int = 5000,
+    def __init__(self, load: Callable[[], Iterable[UbiQuery]], *, index: str | None = None,
+                 refresh_s: float = default("suggest_queries_refresh_s"),
+                 window_days: float = default("suggest_queries_window_days"),
+                 min_clients: int = default("suggest_queries_min_clients"),
+                 max_queries: int = default("suggest_queries_max"),
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not refresh_s > 0:
             raise ValueError(f"refresh_s={refresh_s!r} must be > 0")

@@ -32,7 +32,7 @@ import numpy as np
 from shopsearch.atomic_write import write_atomically
 from shopsearch.evaluation import RELEVANT_GRADE, mean_ndcg
 from shopsearch.judgments import Query, write_queries
-from shopsearch.settings import offline_environment
+from shopsearch.settings import DEFAULT_MODEL, offline_environment
 
 from .hard_negatives import mine_hard_negatives
 from .model_card import CARD_JSON, CARD_README, created_now
@@ -49,7 +49,7 @@ class BiTrainConfig:
 
     data_dir: str
     out: str
-    base_model: str = "all-MiniLM-L6-v2"  # or a local sentence-transformers folder
+    base_model: str = DEFAULT_MODEL  # or a local sentence-transformers folder
     epochs: int = 2
     batch_size: int = 32
     lr: float = 2e-5

@@ -345,6 +345,15 @@ class Settings(BaseModel):
         return _validate(values, {**self._origins, **dict.fromkeys(changes, "replace()")})
 
 
+def default(name: str) -> Any:
+    """Setting ``name``'s default, for code that takes the value as an argument (its one home is the field).
+
+    >>> default("index_lock_stale_s")
+    600.0
+    """
+    return Settings.model_fields[name].default
+
+
 def env_var(name: str) -> str:
     """The environment variable that sets option ``name``.
 
