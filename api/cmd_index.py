@@ -130,10 +130,10 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
         if cache is not None:
             cache.close()
-    if args.no_progress:
+    if args.no_progress:  # with progress on, the job printed both
         print(report.summary_line())
-    if report.quarantined and args.no_progress:  # with progress on, the job already printed it
-        print(f"{report.quarantined} rows quarantined -> {report.quarantine_path}")
+        if report.quarantine_summary:
+            print(report.quarantine_summary)
     if report.failed_deletes:
         print(f"shopsearch index: {report.failed_deletes} deletes failed", file=sys.stderr)
         return 1

@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             for v in alias_versions(engine, args.index):
+                state = ("  (live)" if v.live else f"  ({v.newer}: the next indexing run drops it)" if v.newer
+                         else "")
                 print(f"{'*' if v.live else ' '} {v.name}  {v.products:>9,} products  built "
-                      f"{v.built:%Y-%m-%d %H:%M:%S} UTC{'  (live)' if v.live else ''}")
+                      f"{v.built:%Y-%m-%d %H:%M:%S} UTC{state}")
             return 0
         try:
             done = roll_back(engine, args.index, to=args.to, lock_stale_s=settings.index_lock_stale_s)

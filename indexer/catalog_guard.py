@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from shopsearch.settings import default
+
 from .fields import FieldMapping
 from .readers import read_rows
 from .validate import Validator
@@ -32,8 +34,8 @@ class CatalogShrinkRefused(ValueError):
 class ShrinkLimits:
     """How much of the live catalog one run may remove (shares in 0..1), and the override."""
 
-    max_delete_share: float = 0.05
-    max_shrink_share: float = 0.10
+    max_delete_share: float = default("index_max_delete_share")
+    max_shrink_share: float = default("index_max_shrink_share")
     allow_shrink: bool = False
 
     def __post_init__(self) -> None:
@@ -81,7 +83,13 @@ def _too_many(lost: int, live_count: int, share: float, limits: ShrinkLimits) ->
 
 
 def _pct(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "0%"
+    """``part`` of ``whole`` to two decimals: 148 of 2940 is 5.03%, which a limit of 5% must read as over."""
+    return f"{100.0 * part / whole:.2f}%" if whole else "0%"
+
+
+def _limit(share: float) -> str:
+    """A share setting as a percentage, unrounded: 0.025 is 2.5%."""
+    return f"{share * 100:g}%"
 
 
 def check_deletes(alias: str, live: str, live_count: int, deletes: int, limits: ShrinkLimits) -> None:
@@ -94,7 +102,7 @@ def check_deletes(alias: str, live: str, live_count: int, deletes: int, limits: 
         raise CatalogShrinkRefused(
             f"refusing to delete {deletes} of the {live_count} products of {alias!r} ({live}): "
             f"{_pct(deletes, live_count)} of the live catalog, above index_max_delete_share="
-            f"{limits.max_delete_share:.0%}. Nothing was written and the alias is unchanged; {_WAY_OUT} to delete "
+            f"{_limit(limits.max_delete_share)}. Nothing was written and the alias is unchanged; {_WAY_OUT} to delete "
             "them")
 
 
@@ -111,4 +119,4 @@ def check_shrink(alias: str, live: str, live_count: int, new_count: int, limits:
         raise CatalogShrinkRefused(
             f"refusing to rebuild {alias!r} with {new_count} products: {lost} of the {live_count} products in the "
             f"live index {live} would disappear ({_pct(lost, live_count)}, above index_max_shrink_share="
-            f"{limits.max_shrink_share:.0%}). The alias stays on {live}; {_WAY_OUT}")
+            f"{_limit(limits.max_shrink_share)}). The alias stays on {live}; {_WAY_OUT}")

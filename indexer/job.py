@@ -29,6 +29,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from shopsearch.settings import default
 from shopsearch.timestamps import format_timestamp, utcnow
 
 from .catalog_guard import CatalogShrinkRefused, ShrinkLimits, check_deletes, check_shrink, scan_catalog_ids
@@ -84,6 +85,8 @@ class IndexReport:
     failed_deletes: int = 0
     health: str = ""  # full rebuilds: the new index's status when the alias moved ("yellow: ..." says why)
     unfinished_dropped: tuple[str, ...] = ()  # partial versions of crashed or refused runs, dropped first
+    quarantine_summary: str = ""  # QuarantineWriter.summary(): counts by reason, the file and this run's stamp
+    replaced: int | None = None  # full rebuilds over a live version: the products that version held
 
     @property
     def docs_per_s(self) -> float:
@@ -95,7 +98,9 @@ class IndexReport:
                 f"quarantined {self.quarantined}, unchanged {self.unchanged}, deleted {self.deleted}, "
                 f"embedded {self.embedded}, cache hits {self.cache_hits}, {self.seconds:.1f} s, "
                 f"{self.docs_per_s:.0f} docs/s" + (f"; index {self.health}" if self.health else "")
-                + (f"; dropped unfinished {', '.join(self.unfinished_dropped)}" if self.unfinished_dropped else ""))
+                + (f"; dropped unfinished {', '.join(self.unfinished_dropped)}" if self.unfinished_dropped else "")
+                + (f"; the version it replaced held {self.replaced} ({self.indexed - self.replaced:+d})"
+                   if self.replaced is not None and self.replaced != self.indexed else ""))
 
 
 def doc_hash(product: Product, fingerprint: str, facet_attributes: tuple[str, ...] = ()) -> str:
@@ -111,7 +116,7 @@ def run_index(catalog: str | Path, sink: IndexSink, encoder: Encoder, *, alias: 
               cache: VectorCache | None = None, chunk_size: int = 512, fmt: str | None = None,
               progress: bool = True, keep_previous: bool = True,
               on_chunk: Callable[[int], None] | None = None, limits: ShrinkLimits | None = None,
-              lock_stale_s: float = 600.0, break_lock: bool = False) -> IndexReport:
+              lock_stale_s: float = default("index_lock_stale_s"), break_lock: bool = False) -> IndexReport:
     """Index a catalog file into ``alias`` on ``sink``.
 
     Args:
@@ -194,15 +199,24 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
         quarantine.close()  # also when the run is refused or fails: its file closed, and removed when empty
 
 
+def _drop_unfinished(sink: IndexSink, alias: str, names: tuple[str, ...]) -> None:
+    """Drop versions newer than the live one, saying which kind each is: a build that never went live, or the
+    version a rollback moved the alias off (it carries the went-live mark)."""
+    for name in names:
+        if WENT_LIVE in sink.index_meta(name):
+            log.warning("dropping %s: the version of %r a rollback moved off (`versions rollback --to` it before an "
+                        "indexing run to keep it)", name, alias)
+        else:
+            log.warning("dropping %s: a version of %r that never went live (crashed or refused run)", name, alias)
+        sink.delete_index(name)
+
+
 def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, mode: str,
                        mapping: FieldMapping | None, cache: VectorCache | None, chunk_size: int, fmt: str | None,
                        progress: bool, keep_previous: bool, on_chunk: Callable[[int], None], limits: ShrinkLimits,
                        live: str | None, started: float, quarantine: QuarantineWriter) -> IndexReport:
     """The run itself, writing bad rows to ``quarantine`` (which the caller closes)."""
     unfinished = tuple(unfinished_versions(alias, sink.list_indices(f"{alias}-v"), live))
-    for name in unfinished:
-        log.warning("dropping %s: a version of %r that never went live (crashed or refused run)", name, alias)
-        sink.delete_index(name)
     # Count the catalog before anything is written, so a truncated export is refused before it costs anything.
     present = scan_catalog_ids(catalog, mapping, fmt) if live else None
     live_count = 0
@@ -210,6 +224,7 @@ def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: 
         if live is not None and present is not None:
             live_count = sink.count(live)
             check_shrink(alias, live, live_count, present.valid, limits)
+        _drop_unfinished(sink, alias, unfinished)  # past the guards: a refused run deletes nothing either
         index = version_name(alias)
         while sink.index_exists(index):
             time.sleep(0.001)
@@ -226,6 +241,7 @@ def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: 
         existing = dict(sink.scan_hashes(index))
         gone = existing.keys() - (present.ids if present is not None else frozenset())
         check_deletes(alias, index, len(existing), len(gone), limits)
+        _drop_unfinished(sink, alias, unfinished)
 
     facet_attributes = (mapping or FieldMapping()).facet_attributes
     # The query side checks its encoder against the record and facets the attributes listed.
@@ -276,14 +292,14 @@ def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: 
         unchanged=run.unchanged, deleted=res.deleted, embedded=run.embedded, cache_hits=run.cache_hits,
         seconds=time.perf_counter() - started, quarantine_path=str(quarantine.path) if quarantine.count else None,
         dropped_indices=dropped, failed_deletes=len(res.failed_deletes), health=health,
-        unfinished_dropped=unfinished)
-    if progress:
+        unfinished_dropped=unfinished, quarantine_summary=quarantine.summary() if quarantine.count else "",
+        replaced=live_count if mode == "full" and live is not None else None)
+    if progress:  # else the caller prints the report (the CLI with --no-progress), once
         from tqdm import tqdm
 
         tqdm.write(report.summary_line())
         if quarantine.count:
             tqdm.write(quarantine.summary())
-    log.info(report.summary_line())
     return report
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+from shopsearch.settings import default
+
 from .rebuild_lock import rebuild_lock
 from .sink import IndexSink
 from .versions import STAMP, WENT_LIVE, is_version_of
@@ -23,12 +25,15 @@ from .versions import STAMP, WENT_LIVE, is_version_of
 
 @dataclass(frozen=True)
 class Version:
-    """One version of an alias: its index, the products it holds, when it was built (UTC), whether it is live."""
+    """One version of an alias: its index, the products it holds, when it was built (UTC), whether it is live,
+    and, for one newer than the live version, why it is not: ``rolled back`` (it went live, a rollback moved the
+    alias off it) or ``unfinished`` (a crashed, refused or running build); the next indexing run drops either."""
 
     name: str
     products: int
     built: datetime
     live: bool
+    newer: str | None = None  # "rolled back" or "unfinished", for a version newer than the live one
 
 
 class Rollback(NamedTuple):
@@ -52,10 +57,17 @@ def alias_versions(sink: IndexSink, alias: str) -> list[Version]:
         raise ValueError(f"{alias!r} is not an alias on this engine; build it with `shopsearch index CATALOG --index "
                          f"{alias}`")
     names = sorted((n for n in sink.list_indices(f"{alias}-v") if is_version_of(alias, n)), reverse=True)
-    return [Version(n, sink.count(n), _built(alias, n), n == live) for n in names]
+
+    def newer(name: str) -> str | None:
+        if not (is_version_of(alias, live) and name > live):
+            return None
+        return "rolled back" if WENT_LIVE in sink.index_meta(name) else "unfinished"
+
+    return [Version(n, sink.count(n), _built(alias, n), n == live, newer(n)) for n in names]
 
 
-def roll_back(sink: IndexSink, alias: str, *, to: str | None = None, lock_stale_s: float = 600.0) -> Rollback:
+def roll_back(sink: IndexSink, alias: str, *, to: str | None = None,
+              lock_stale_s: float = default("index_lock_stale_s")) -> Rollback:
     """Swap ``alias`` onto the version before the live one, or onto ``to``.
 
     Raises:

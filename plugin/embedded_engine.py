@@ -42,8 +42,8 @@ from .embedded_locks import FileLocks
 from .embedded_snapshot import Snapshot, build_snapshot
 from .embedded_store import DocStore
 from .engine import (HIGHLIGHT_FIELDS, PRICE_EDGES, BM25Leg, Filters, Hit, IndexNotFound, KnnLeg,
-                     LegsCutShort, MatchPage, MatchRule, check_match, check_min_score, check_price_edges,
-                     facet_filters, path_parents, range_buckets, split_faceted)
+                     LegsCutShort, MatchPage, MatchRule, check_leg_size, check_match, check_min_score,
+                     check_price_edges, facet_filters, path_parents, range_buckets, split_faceted)
 from .highlight import highlight as mark, matched_terms
 from .index_config import IndexConfig, load_index_config
 from .suggest import PrefixIndex, check_suggest_size
@@ -51,7 +51,6 @@ from .text_analysis import analyze_query
 from .vocabulary import Vocabulary, build_vocabulary
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
-MAX_RESULT_WINDOW = 10_000
 # Field sorts: the snapshot column and whether larger values come first (relevance sorts by score).
 SORT_COLUMNS = {"price_asc": ("price", False), "price_desc": ("price", True), "rating": ("rating", True)}
 
@@ -80,10 +79,6 @@ def _check_name(param: str, value: str) -> str:
                          "starting with a letter or digit")
     return value
 
-
-def _check_size(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_RESULT_WINDOW:
-        raise ValueError(f"{name}={value!r} must be an integer in 1..{MAX_RESULT_WINDOW}")
 
 
 def _top(scores: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
@@ -184,8 +179,16 @@ class EmbeddedEngine:
         with self._lock:
             idx = self._open.get(concrete)
             if idx is None:
+                self._close_deleted()
                 idx = self._open[concrete] = _Index(DocStore(self._dir(concrete) / "docs.sqlite"))
             return idx
+
+    def _close_deleted(self) -> None:
+        """Close the open indices another process deleted (a rebuild drops the version before last): a server
+        would otherwise hold their files, and their memory, until it stops. Checked when an index is first opened,
+        which is when a rebuild's new version takes over."""
+        for name in [n for n in self._open if not self._is_index(n)]:
+            self._open.pop(name).store.close()
 
     def create_index(self, name: str, dims: int) -> None:
         """Create an empty index with ``dims``-dimensional vectors.
@@ -437,7 +440,7 @@ class EmbeddedEngine:
 
     def _check_leg(self, leg: Any) -> None:
         if isinstance(leg, BM25Leg):
-            _check_size("size", leg.size)
+            check_leg_size("size", leg.size)
             if not isinstance(leg.query, str):
                 raise ValueError(f"query={leg.query!r} must be a string")
             if not leg.fields:
@@ -450,7 +453,7 @@ class EmbeddedEngine:
             if not 0.0 <= leg.tie_breaker <= 1.0:
                 raise ValueError(f"tie_breaker={leg.tie_breaker!r} must be within 0..1")
         elif isinstance(leg, KnnLeg):
-            _check_size("k", leg.k)
+            check_leg_size("k", leg.k)
             check_min_score(leg.min_score, allow_zero=True)
             vector = [float(x) for x in leg.vector]
             if not vector or not all(math.isfinite(x) for x in vector):

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from shopsearch.atomic_write import write_atomically
 from shopsearch.indexer.sink import LockHolder
+
+log = logging.getLogger(__name__)
 
 
 class FileLocks:
@@ -40,10 +43,17 @@ class FileLocks:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _read(self, name: str) -> LockHolder | None:
+        path = self._path(name)
         try:
-            return LockHolder.from_json(json.loads(self._path(name).read_text()))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return LockHolder.from_json(data if isinstance(data, dict) else {})
         except FileNotFoundError:
             return None
+        except (ValueError, TypeError):
+            # Emptied by a power cut (holders are written unflushed) or edited by hand: a holder of no host and no
+            # heartbeat, so the usual staleness rule breaks it, with its warning, instead of a JSON error.
+            log.warning("lock file %s is unreadable; reading it as a lock with no heartbeat (stale)", path)
+            return LockHolder.from_json({})
 
     def create(self, name: str, holder: LockHolder) -> LockHolder | None:
         """Take lock ``name`` for ``holder``; None when taken, else the current holder."""

@@ -34,7 +34,7 @@ def test_truncated_catalog_is_refused_in_both_modes_until_allow_shrink(engine, a
     full, half = _catalogs(tmp_path)
     live = _run(full, engine, alias, tmp_path).index
 
-    with pytest.raises(CatalogShrinkRefused, match=r"refusing to delete 50 of the 100 products .* 50\.0% .*"
+    with pytest.raises(CatalogShrinkRefused, match=r"refusing to delete 50 of the 100 products .* 50\.00% .*"
                                                    r"--allow-shrink"):
         _run(half, engine, alias, tmp_path, mode="incremental")
     with pytest.raises(CatalogShrinkRefused, match=r"rebuild .* with 50 products: 50 of the 100 products .* "
@@ -52,6 +52,7 @@ def test_truncated_catalog_is_refused_in_both_modes_until_allow_shrink(engine, a
     grown = _run(full, engine, alias, tmp_path, mode="full")  # growing is always fine
     shrunk = _run(half, engine, alias, tmp_path, mode="full", limits=ALLOW)
     assert engine.resolve_alias(alias) == shrunk.index and engine.count(alias) == 50
+    assert "; the version it replaced held 100 (-50)" in shrunk.summary_line()  # "deleted 0" said nothing of it
     assert grown.index in engine.list_indices(f"{alias}-v")  # kept for rollback
 
 
@@ -115,6 +116,19 @@ def test_a_stale_lock_is_broken_and_a_live_one_only_with_break_lock(engine, alia
     assert engine.create_lock(alias, other) is None  # the run released the lock it took
     assert engine.delete_lock(alias, other)
 
+
+def test_an_emptied_lock_file_is_a_stale_lock_not_a_json_error(tmp_path, caplog):
+    """A power cut can leave the (unflushed) holder empty: the next run breaks it with a warning."""
+    from shopsearch.plugin.embedded_engine import EmbeddedEngine
+
+    full, _ = _catalogs(tmp_path)
+    engine = EmbeddedEngine(tmp_path / "e")
+    _run(full, engine, "shop", tmp_path)
+    (tmp_path / "e" / ".locks").mkdir(exist_ok=True)
+    for text in ("", "not json", "[1, 2]"):
+        (tmp_path / "e" / ".locks" / "shop.lock").write_text(text)
+        assert _run(full, engine, "shop", tmp_path).read == 100
+        assert "is unreadable; reading it as a lock with no heartbeat" in caplog.text
 
 def test_a_crashed_full_rebuild_is_cleaned_up_by_the_next_incremental_run(engine, alias, tmp_path):
     full, _ = _catalogs(tmp_path)
@@ -193,3 +207,14 @@ def test_cli_refuses_a_truncated_catalog_and_takes_layout_overrides(engine_kind,
     assert main(["index", str(half), *common, "--incremental", "--allow-shrink"]) == 0
     assert "deleted 50" in capsys.readouterr().out
     assert main(["index", str(half), *common, "--shards", "0"]) == 2
+
+
+def test_a_refusal_never_reads_as_equal_to_its_limit():
+    """148 of 2940 is over 5%; rounded to one decimal it read "5.0% ... above 5%"."""
+    from shopsearch.indexer.catalog_guard import check_deletes
+
+    with pytest.raises(CatalogShrinkRefused, match=r"5\.03% of the live catalog, above index_max_delete_share=5%\."):
+        check_deletes("shop", "shop-v1", 2940, 148, ShrinkLimits())
+    check_deletes("shop", "shop-v1", 2940, 147, ShrinkLimits())  # exactly 5%: allowed
+    with pytest.raises(CatalogShrinkRefused, match=r"above index_max_delete_share=2\.5%"):
+        check_deletes("shop", "shop-v1", 1000, 26, ShrinkLimits(max_delete_share=0.025))

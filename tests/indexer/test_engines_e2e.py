@@ -86,7 +86,7 @@ def test_cli_index_command(engine_kind, alias, tiny_bi_encoder_dir, tmp_path, ca
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"indexed {len(good)}, quarantined {len(BAD_LINES) + 1}" in out
-    assert f"{len(BAD_LINES) + 1} rows quarantined -> {tmp_path / 'q.jsonl'}" in out
+    assert f"{len(BAD_LINES) + 1} quarantined (" in out and f") -> {tmp_path / 'q.jsonl'} (rows of run " in out
     assert main(argv + ["--incremental"]) == 0
     assert f"indexed 0, quarantined {len(BAD_LINES) + 1}, unchanged {len(good)}" in capsys.readouterr().out
     assert engine.count(alias) == len(good)

@@ -36,6 +36,23 @@ def test_a_rebuild_that_went_live_with_a_bad_catalog_is_one_rollback_from_undone
     assert bad not in sink.list_indices("shop-v")  # the next run dropped what was rolled back from
 
 
+def test_a_refused_run_keeps_the_version_rolled_back_from_and_a_run_that_passes_says_what_it_drops(tmp_path,
+                                                                                                 caplog):
+    from shopsearch.indexer.catalog_guard import CatalogShrinkRefused
+
+    sink = MemorySink()
+    good = _full(write_jsonl(tmp_path / "good.jsonl", good_rows(100)), sink, tmp_path)
+    bad = _full(write_jsonl(tmp_path / "bad.jsonl", good_rows(95)), sink, tmp_path)
+    roll_back(sink, "shop")
+    assert [v.newer for v in alias_versions(sink, "shop")] == ["rolled back", None]
+    with pytest.raises(CatalogShrinkRefused):  # tonight's export is truncated
+        run_index(write_jsonl(tmp_path / "cut.jsonl", good_rows(30)), sink, HashEncoder(), alias="shop",
+                  progress=False, quarantine_path=tmp_path / "q.jsonl")
+    assert [v.name for v in alias_versions(sink, "shop")] == [bad, good]  # "nothing was written", nor deleted
+    _full(write_jsonl(tmp_path / "fixed.jsonl", good_rows(101)), sink, tmp_path)
+    assert bad not in sink.list_indices("shop-v")
+    assert f"dropping {bad}: the version of 'shop' a rollback moved off" in caplog.text
+
 def test_a_rollback_waits_for_no_run_and_for_a_version_that_can_take_traffic(tmp_path):
     sink = MemorySink()
     good = _full(write_jsonl(tmp_path / "a.jsonl", good_rows(50)), sink, tmp_path)
@@ -67,6 +84,7 @@ def test_a_version_a_crashed_run_left_is_never_rolled_forward_onto(tmp_path):
         run_index(path, sink, HashEncoder(), alias="shop", mode="full", progress=False, chunk_size=16,
                   quarantine_path=tmp_path / "q.jsonl", on_chunk=crash)
     (partial,) = [n for n in sink.list_indices("shop-v") if n != live]
+    assert [(v.name, v.newer) for v in alias_versions(sink, "shop")] == [(partial, "unfinished"), (live, None)]
     with pytest.raises(ValueError, match=f"{partial} is not marked as having gone live"):
         roll_back(sink, "shop", to=partial)
     assert sink.resolve_alias("shop") == live
@@ -89,6 +107,8 @@ def test_the_versions_command_on_the_embedded_engine(tmp_path, tiny_bi_encoder_d
     assert out.startswith("shop: now on shop-v") and "(20 products)" in out and "the next indexing run drops" in out
     assert main(["versions", "rollback", "--index", "shop", *common]) == 2
     assert "no version of 'shop' older than the live" in capsys.readouterr().err
+    assert main(["versions", "list", "--index", "shop", *common]) == 0
+    assert "(rolled back: the next indexing run drops it)" in capsys.readouterr().out.splitlines()[0]
     assert main(["versions"]) == 2
 
 

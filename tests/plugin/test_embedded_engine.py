@@ -40,6 +40,19 @@ def test_reopened_engine_sees_documents_snapshot_and_aliases(tmp_path):
     assert [h.id for h in again.search("shop", [KnnLeg([0.0, 1.0], k=1)])[0]] == ["d2"]
 
 
+def test_a_server_lets_go_of_a_version_another_process_deleted(tmp_path):
+    """Nightly rebuilds drop the version before last; a long-running server must not keep its files open."""
+    server, indexer = EmbeddedEngine(tmp_path), EmbeddedEngine(tmp_path)
+    for n in (1, 2, 3):
+        indexer.create_index(f"shop-{n}", 2)
+        list(indexer.bulk(f"shop-{n}", [_doc(1, f"lamp {n}")]))
+        indexer.refresh(f"shop-{n}")
+        indexer.swap_alias("shop", f"shop-{n}")
+        if n > 1:
+            indexer.delete_index(f"shop-{n - 1}")
+        assert _ids(server, "shop", "lamp") == ["d1"]  # the server follows the alias
+        assert list(server._open) == [f"shop-{n}"]  # and holds nothing the indexer deleted
+
 def test_a_snapshot_whose_two_files_come_from_different_saves_is_rebuilt_not_served(tmp_path):
     """Two processes saving one index's snapshot each replace both files whole, and may interleave: params.json of
     one beside snapshot.npz of the other, with the same number of products, is not read as either."""
