@@ -6,8 +6,8 @@ module tails those files into an :class:`~shopsearch.reranker.event_history.Even
 - a background thread reads new lines every ``refresh_s`` seconds, from where the last read stopped (files only
   grow); a search (:meth:`EventLogHistory.context`) only reads the history in memory, never a file or the engine;
 - every new event is applied, a first read's whole backlog (a restart) too, so a restart rebuilds the memory the
-  running server had; in chunks of at most ``max_events`` (each: its product lookups, then one hold of the
-  lock), so a backlog neither grows the lookups at once nor holds up searches;
+  running server had; read and applied in chunks of at most ``max_events`` (each: its product lookups, then one
+  hold of the lock), so a backlog neither sits in memory whole nor holds up searches;
 - brand/category of interacted products come from ``lookup(product_id)`` (e.g. the engine), cached (LRU,
   ``max_products``), looked up by that thread before the history's lock is taken, so a slow engine never holds
   up a search;
@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 
 from shopsearch.events import Event, EventLog
 from shopsearch.indexer.records import Product
+from shopsearch.settings import default
 
 from .event_history import AFFINITY_WEIGHTS, EventHistory, affinity_key, by_affinity
 from .features import FeatureContext
@@ -82,7 +83,8 @@ class EventLogHistory:
     """
 
     def __init__(self, directory: str | Path, lookup: ProductLookup, *, refresh_s: float = 10.0,
-                 max_events: int = 100_000, max_products: int = 200_000, max_users: int = 100_000,
+                 max_events: int = 100_000, max_products: int = default("history_max_products"),
+                 max_users: int = default("history_max_users"),
                  rec_limits: RecLimits | None = None) -> None:
         if refresh_s < 0:
             raise ValueError(f"refresh_s must be >= 0; got {refresh_s!r}")
@@ -106,26 +108,31 @@ class EventLogHistory:
     def refresh(self) -> int:
         """Read and apply the events appended since the last refresh; returns how many were applied.
 
-        All of them, in chunks of ``max_events``: skipping part of a backlog would leave a restarted server without
-        the co-purchases and recent products the running one had. Product lookups (for affinity) happen before the
-        history's lock is taken; only applying a chunk holds it.
+        All of them, read and applied in chunks of ``max_events``: skipping part of a backlog would leave a
+        restarted server without the co-purchases and recent products the running one had. Product lookups (for
+        affinity) happen before the history's lock is taken; only applying a chunk holds it.
         """
         with self._refresh_lock:
             if not self.directory.is_dir():
                 return 0
-            events, skipped = self._log.read_new()
+            applied = skipped = 0
+            while True:  # a chunk read, then applied: a restart's backlog never sits in memory whole
+                events, bad = self._log.read_new(self.max_events)
+                skipped += bad
+                self._apply(events)
+                applied += len(events)
+                if len(events) < self.max_events:
+                    break
             if skipped:
                 log.warning("event log: skipped %d torn or invalid lines", skipped)
-            if len(events) > self.max_events:
-                log.info("event log: applying %d new events in chunks of %d", len(events), self.max_events)
-            for start in range(0, len(events), self.max_events):
-                self._apply(events[start:start + self.max_events])
-            if events:
+            if applied > self.max_events:
+                log.info("event log: applied %d new events in chunks of %d", applied, self.max_events)
+            if applied:
                 with self._lock:
                     self.recommendations.set_popular(top_popular(self.history.click_purchase_counts(),
                                                                  self.recommendations.limits.popular_size))
             self._loaded.set()
-            return len(events)
+            return applied
 
     def _apply(self, events: list[Event]) -> None:
         """Apply one chunk, in order, to the history and the recommendations' memory."""

@@ -37,9 +37,10 @@ history), as the storefront sends it.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import AbstractSet, Any, Iterable, Literal, Mapping, NamedTuple, Protocol, Sequence, get_args
+from typing import AbstractSet, Any, Callable, Iterable, Literal, Mapping, NamedTuple, Protocol, Sequence, get_args
 
 import numpy as np
 
@@ -270,33 +271,40 @@ class Catalog(Protocol):
 
 
 class EngineCatalog:
-    """:class:`Catalog` over a search engine's index; vectors cached (LRU, ``max_vectors``); ``only``: the k-NN
-    searches these products only (none: all; the offline evaluation's simulated catalog).
+    """:class:`Catalog` over a search engine's index; vectors cached (LRU, ``max_vectors``, each for ``vector_ttl_s``
+    so a product deleted or re-embedded since stops steering ``for_you``); ``only``: the k-NN searches these
+    products only (none: all; the offline evaluation's simulated catalog).
 
     >>> EngineCatalog(engine, "catalog").vectors(["p1"])["p1"].shape  # doctest: +SKIP
     (384,)
     """
 
-    def __init__(self, engine: Any, index: str, max_vectors: int = 10_000, only: Sequence[str] = ()) -> None:
+    def __init__(self, engine: Any, index: str, max_vectors: int = 10_000, only: Sequence[str] = (), *,
+                 vector_ttl_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine, self.index, self.max_vectors, self.only = engine, index, max_vectors, tuple(only)
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.vector_ttl_s, self.clock = vector_ttl_s, clock
+        self._vectors: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()  # id -> (vector, read at)
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         from shopsearch.plugin.documents import VECTOR_FIELD
 
         out = {}
+        now = self.clock()
         for pid in ids:
-            v = self._vectors.get(pid)
-            if v is None:
-                doc = self.engine.get(self.index, pid, with_vector=True)
-                raw = (doc.get("vector") or doc.get(VECTOR_FIELD)) if doc else None
-                if not raw:
-                    continue
-                v = self._vectors[pid] = np.asarray(raw, dtype=np.float32)
-                if len(self._vectors) > self.max_vectors:
-                    self._vectors.popitem(last=False)
-            else:
+            cached = self._vectors.get(pid)
+            if cached is not None and now - cached[1] < self.vector_ttl_s:
                 self._vectors.move_to_end(pid)
+                out[pid] = cached[0]
+                continue
+            self._vectors.pop(pid, None)
+            doc = self.engine.get(self.index, pid, with_vector=True)
+            raw = (doc.get("vector") or doc.get(VECTOR_FIELD)) if doc else None
+            if not raw:
+                continue
+            v = np.asarray(raw, dtype=np.float32)
+            self._vectors[pid] = (v, now)
+            if len(self._vectors) > self.max_vectors:
+                self._vectors.popitem(last=False)
             out[pid] = v
         return out
 

@@ -433,8 +433,10 @@ class EventLog:
                 self.torn += skipped
                 log.warning("event log %s: skipped %d torn or invalid lines", path, skipped)
 
-    def read_new(self) -> NewEvents:
-        """Events appended since the last call (complete lines only: a line being written is read next time).
+    def read_new(self, limit: int | None = None) -> NewEvents:
+        """Events appended since the last call, oldest first (complete lines only: a line being written is read
+        next time); at most ``limit`` of them, the rest left for the next call, so a backlog is read in bounded
+        chunks.
 
         Invalid lines are skipped and counted, so one bad line never stops the reader. Files only grow.
         """
@@ -446,14 +448,19 @@ class EventLog:
                 continue
             with path.open("rb") as f:
                 f.seek(start)
-                data = f.read()
-            end = data.rfind(b"\n") + 1
-            self._offsets[path] = start + end
-            for line in data[:end].splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    events.append(event_from_dict(json.loads(line)))
-                except ValueError:  # json.JSONDecodeError and EventError are ValueErrors
-                    skipped += 1
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break
+                    start += len(line)
+                    if not line.strip():
+                        continue
+                    try:
+                        events.append(event_from_dict(json.loads(line)))
+                    except ValueError:  # json.JSONDecodeError and EventError are ValueErrors
+                        skipped += 1
+                    if limit is not None and len(events) >= limit:
+                        break
+            self._offsets[path] = start
+            if limit is not None and len(events) >= limit:
+                break
         return NewEvents(events, skipped)

@@ -208,6 +208,18 @@ def test_read_new_tails_complete_lines_and_skips_bad_ones(tmp_path):
     assert reader.read_new() == ([], 0)
 
 
+def test_read_new_reads_a_backlog_in_chunks_in_order(tmp_path):
+    """A restart's backlog is read a chunk at a time, oldest first, across the day files, none twice or lost."""
+    writer = EventLog(tmp_path)
+    for day in ("2024-01-01", "2024-01-02"):
+        writer.append(parse_events([{**CLICK, "position": p, "timestamp": f"{day}T00:00:00Z"} for p in range(1, 6)],
+                                   10))
+    reader, seen = EventLog(tmp_path), []
+    while chunk := reader.read_new(limit=3).events:
+        assert len(chunk) <= 3
+        seen += [(e.timestamp[:10], e.position) for e in chunk]
+    assert seen == [(d, p) for d in ("2024-01-01", "2024-01-02") for p in range(1, 6)]
+
 def test_a_torn_last_line_is_skipped_counted_and_repaired_by_the_next_append(tmp_path):
     log = EventLog(tmp_path)
     first = parse_events([CLICK], 10)

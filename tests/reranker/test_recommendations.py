@@ -215,3 +215,26 @@ def test_out_of_stock_products_are_left_out_of_what_is_offered_which_fills_from_
     none_left = CircleCatalog(300, sold_out=299)
     assert Recommender(none_left).for_you(_inputs(recent=[("p0", "click")]), 2).items == []
     assert none_left.asked == [7, 14, 28, 56, 112, 200]
+
+
+def test_engine_catalog_reads_a_cached_vector_again_after_its_ttl():
+    """A product deleted (or re-embedded) since stops steering for_you once its cached vector expires."""
+    from shopsearch.reranker.recommendations import EngineCatalog
+
+    class Engine:
+        docs = {"p1": {"vector": [1.0, 0.0]}}
+        gets = 0
+
+        def get(self, index, pid, with_vector=False):
+            Engine.gets += 1
+            return self.docs.get(pid)
+
+    now = [0.0]
+    catalog = EngineCatalog(Engine(), "idx", vector_ttl_s=600, clock=lambda: now[0])
+    assert list(catalog.vectors(["p1"])) == ["p1"] and list(catalog.vectors(["p1"])) == ["p1"]
+    assert Engine.gets == 1  # cached
+    del Engine.docs["p1"]
+    now[0] = 599.0
+    assert list(catalog.vectors(["p1"])) == ["p1"]  # within its ttl
+    now[0] = 601.0
+    assert catalog.vectors(["p1"]) == {} and Engine.gets == 2
