@@ -10,7 +10,7 @@ default 5%, and ``index_max_shrink_share``, default 10%), unless ``allow_shrink`
     >>> check_deletes("shop", "shop-v1", live_count=100, deletes=50, limits=ShrinkLimits())
     Traceback (most recent call last):
     ...
-    shopsearch.indexer.catalog_guard.CatalogShrinkRefused: refusing to delete 50 of the 100 products of 'shop' (shop-v1): 50.0% of the live catalog, above index_max_delete_share=5%. Nothing was written and the alias is unchanged; check the catalog file, or rerun with --allow-shrink to delete them
+    shopsearch.indexer.catalog_guard.CatalogShrinkRefused: refusing to delete 50 of the 100 products of 'shop' (shop-v1): 50.00% of the live catalog, above index_max_delete_share=5%. Nothing was written and the alias is unchanged; check the catalog file, or rerun with --allow-shrink to delete them
 """
 
 from __future__ import annotations
