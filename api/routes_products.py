@@ -36,6 +36,10 @@ def similar(product_id: str):
     except IndexNotFound:
         raise
     except KeyError:  # plugin.hybrid.ProductNotFound
+        # "/products/a/similar" is also the page of a product whose id is "a/similar" (ids may hold a slash)
+        doc = searcher.get(f"{product_id}/similar")
+        if doc is not None:
+            return jsonify(public_source(doc))
         raise _not_found(product_id) from None
     except ValueError as exc:
         raise value_error_to_api(exc, tuple(model.model_fields)) from exc

@@ -240,7 +240,8 @@ def test_a_product_whose_id_holds_a_slash_is_fetched_and_has_similar_products(tm
     from .conftest import CATALOG, build_catalog
 
     engine = open_engine("embedded", root=tmp_path / "embedded")
-    build_catalog(engine, tiny_encoder, products=[replace(p, id=f"SKU/{p.id}/x") for p in CATALOG])
+    build_catalog(engine, tiny_encoder, products=[replace(p, id=f"SKU/{p.id}/x") for p in CATALOG]
+                  + [replace(CATALOG[0], id="odd/similar")])
     app = create_app({"searcher": HybridSearcher(engine, ALIAS, tiny_encoder, ProfileStore()),
                       "engine_instance": engine, "index": ALIAS, "events_dir": str(tmp_path)})
     try:
@@ -249,6 +250,9 @@ def test_a_product_whose_id_holds_a_slash_is_fetched_and_has_similar_products(tm
         body = c.get("/products/SKU%2Fp1%2Fx/similar?size=3").get_json()
         assert body["id"] == "SKU/p1/x" and len(body["hits"]) == 3 and "SKU/p1/x" not in {h["id"] for h in body["hits"]}
         _error(c.get("/products/SKU%2Fnope/similar"), 404, "product_id")
+        # an id ending in "/similar" has its page too (no product "odd" to take the path as its similar list)
+        assert c.get("/products/odd%2Fsimilar").get_json()["id"] == "odd/similar"
+        assert c.get("/products/odd/similar/similar?size=2").get_json()["id"] == "odd/similar"
     finally:
         app.extensions["shopsearch"].ubi_drainer.stop()
         engine.close()
