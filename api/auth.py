@@ -24,6 +24,7 @@ from flask import Flask, current_app, g, request
 from shopsearch.settings import Settings
 
 from .errors import ApiError
+from .hit_tokens import HitSigner
 from .keys import ApiKey, InvalidKey, KeyStore
 
 F = TypeVar("F", bound=Callable)
@@ -82,6 +83,14 @@ def required_role(app: Flask, endpoint: str | None, cfg: Settings) -> str:
 def current_key() -> ApiKey | None:
     """The verified key of this request (None in local mode or on a public endpoint called without one)."""
     return g.get("api_key")
+
+
+def may_read_history(signer: HitSigner, user_id: str, client_token: str | None) -> bool:
+    """Whether this request may use ``user_id``'s history (recommendations, search affinity): an admin key (a
+    shop's backend), or that shopper's ``client_token`` (api/hit_tokens.py). The search key is public and a user id
+    can be guessed, so naming one proves nothing."""
+    key = current_key()
+    return (key is not None and key.role == "admin") or signer.proves_client(user_id, client_token)
 
 
 def sees_details() -> bool:

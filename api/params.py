@@ -101,7 +101,8 @@ def _available_sort(value: Any) -> Any:
 
 BlankIsAbsent = BeforeValidator(_blank_is_absent)
 OptionalId = Annotated[Id, BlankIsAbsent]  # ``user_id=`` from a template, for an anonymous shopper
-ClientToken = Annotated[str, StringConstraints(pattern=CLIENT_TOKEN.pattern), BlankIsAbsent]
+ClientToken = Annotated[str, StringConstraints(pattern=CLIENT_TOKEN.pattern), BlankIsAbsent,
+                        Field(examples=["Xf_JKq60FiO8apaZPyJTYg"])]
 OptionalUbiId = Annotated[UbiId, BlankIsAbsent]
 Names = Annotated[tuple[str, ...], Field(max_length=MAX_LIST_VALUES), BeforeValidator(_comma_list), REPEATABLE]
 # Categories as the catalog names them match the levels the indexer stored (cleaned, a ">" written "›")
@@ -211,7 +212,11 @@ class SearchParams(FilterParams):
     highlight: QueryBool = Field(False, description="Add each hit's title and description, HTML-escaped, with "
                                                     "<em> around the words the query matched (highlights)")
     user_id: OptionalId = Field(None, description="Shopper id, as sent with POST /events: the conversion stage uses "
-                                                  "their brand/category affinity")
+                                                  "their brand/category affinity, with their client_token (or an "
+                                                  "admin key) only; logged either way")
+    client_token: ClientToken = Field(None, description="Proof that the caller may use user_id's history: "
+                                                        "HMAC-SHA256(event_signing_key, 'c1|' + user_id), first 16 "
+                                                        "bytes, base64url (docs/security.md)")
     session_id: OptionalId = Field(None, description="Session id, as sent with POST /events: affinity of an "
                                                      "anonymous shopper (when no user_id)")
     client_id: OptionalUbiId = Field(None, description="The UBI client (a browser, an app install), as sent with "
@@ -230,9 +235,10 @@ class SearchParams(FilterParams):
                              profile=self.profile, facets=self.facets, explain=self.explain, sort=self.sort,
                              highlight=self.highlight)
 
-    def context(self) -> SearchContext:
-        """Who is searching, for the conversion stage."""
-        return SearchContext(user_id=self.user_id, session_id=self.session_id)
+    def context(self, user_proven: bool = True) -> SearchContext:
+        """Who is searching, for the conversion stage; ``user_id`` only when ``user_proven`` (else the session's
+        affinity, as an anonymous shopper's)."""
+        return SearchContext(user_id=self.user_id if user_proven else None, session_id=self.session_id)
 
 
 class SimilarParams(FilterParams):

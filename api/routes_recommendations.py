@@ -10,7 +10,7 @@ from shopsearch.plugin.search_types import ScoredHit
 from shopsearch.reranker.event_history import affinity_key
 
 from .app import service
-from .auth import current_key, role
+from .auth import may_read_history, role
 from .errors import ApiError
 from .limits import budget
 from .params import parse_params, request_models
@@ -47,7 +47,4 @@ def _history_key(svc, params) -> str | None:
     client = params.client_id
     if client is None:
         return None
-    key = current_key()
-    if (key is not None and key.role == "admin") or svc.signer.proves_client(client, params.client_token):
-        return client
-    return affinity_key(None, client)
+    return client if may_read_history(svc.signer, client, params.client_token) else affinity_key(None, client)

@@ -19,7 +19,7 @@ from shopsearch.reranker.exploration import explore
 from shopsearch.reranker.interleaving import list_seed, search_interleaved
 
 from .app import service
-from .auth import role
+from .auth import may_read_history, role
 from .errors import ApiError, bad_parameter, engine_refused, profile_invalid
 from .hit_tokens import HitSigner
 from .limits import budget
@@ -148,7 +148,8 @@ def experiment_search(svc: Any, pipeline: Any, params: Any, query_id: str) -> Se
     (reranker/exploration.py, seeded by ``query_id``). ``g.experiment_attributes`` keeps what the query log records
     (:func:`experiment_attributes`). Every search runs under the request's deadline (api/overload.py).
     """
-    req, context, deadline = params.request(), params.context(), request_deadline()
+    proven = params.user_id is not None and may_read_history(svc.signer, params.user_id, params.client_token)
+    req, context, deadline = params.request(), params.context(user_proven=proven), request_deadline()
     explicit = bool(request.args.get("profile", "").strip())  # the client's choice overrides any experiment
     client = client_id(params)
     assignment = None if explicit or svc.experiments is None else svc.experiments.assign(client)

@@ -81,3 +81,20 @@ def test_context_parameters_are_validated(tmp_path, searcher, catalog_engine, re
         assert resp.status_code == 400 and resp.get_json()["error"]["parameter"] == name, url
     assert c.get("/search?q=lamp&user_id=u9&session_id=s9").status_code == 200
     assert c.get("/search?q=lamp&user_id=%20&session_id=").status_code == 200  # blank: absent, as for any option
+
+
+def test_a_users_affinity_personalises_a_search_only_with_their_client_token(tmp_path, searcher, catalog_engine,
+                                                                              monkeypatch):
+    """The search key is public: user_id=alice must not rank (and explain) by alice's history for anyone."""
+    from shopsearch.api.hit_tokens import client_token, signing_key
+
+    c = make_client(tmp_path, searcher, catalog_engine, tmp_path / "no-models")
+    svc = c.application.extensions["shopsearch"]
+    pipeline, seen = svc.get_pipeline(), []
+    real = pipeline.search
+    monkeypatch.setattr(pipeline, "search", lambda req, context=None, **kw: seen.append(context) or real(
+        req, context=context, **kw))
+    token = client_token(signing_key(svc.config), "alice")
+    for extra in ("", f"&client_token={client_token(signing_key(svc.config), 'bob')}", f"&client_token={token}"):
+        assert c.get(f"/search?q=lamp&user_id=alice&session_id=s1{extra}").status_code == 200
+    assert [(x.user_id, x.session_id) for x in seen] == [(None, "s1"), (None, "s1"), ("alice", "s1")]
