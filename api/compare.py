@@ -9,9 +9,10 @@ Significance (ranx style, ``random_seed=42``) on the per-query differences d = B
 - ``randomization``: paired sign-flip (Fisher) randomisation test, p = (#{|mean(d * s)| >= |mean(d)|} + 1) /
   (permutations + 1) over random signs s, seeded; exact (all 2^n sign vectors, no +1) when 2^n <= permutations.
 Both p-values are reported; ``stat_test`` picks the one that marks a delta significant (p < ``alpha``).
-With each delta comes its confidence interval at 1 - ``alpha`` (t-based, :func:`mean_ci`; 95% at the default
-0.05), so an interval and a significance mark never disagree: with a few dozen queries it shows how large a gap the
-query set can resolve at all, which a p-value alone does not.
+With each delta comes its confidence interval at 1 - ``alpha`` (the paired t-test's, :func:`mean_ci`; 95% at the
+default 0.05): it always agrees with the t-test's mark, and with the randomisation test's except near the edge (a
+few large differences). With a few dozen queries it shows how large a gap the query set can resolve at all, which a
+p-value alone does not.
 """
 
 from __future__ import annotations
