@@ -51,6 +51,7 @@ KNOWN_TTL_S = 600.0  # a known one too (it may have been deleted, or repriced, s
 # An event's unit price may exceed the catalog's (taxes, options), but not by this factor: a forged price would
 # otherwise be any revenue an attacker likes in an experiment report.
 PRICE_SLACK = 2.0
+PRICE_FLOOR = 1.0  # ... and a free product's (price 0) purchase may carry up to this (a fee, rounding)
 CLAIM_TTL_S = 30  # a claimed event id whose worker died before storing it is free again after this long
 # product id -> its stored fields (``price`` read from them), or None when the catalog does not hold it; a plain
 # True/False (tests) says it exists with no known price.
@@ -297,7 +298,8 @@ class EventGate:
             price = item.event.price if item.event is not None and item.event.type == "purchase" else None
             if pid is not None and price is not None:  # a purchase's price is revenue; other events' are not read
                 known = self._lookup(pid)
-                if known is not None and known.price is not None and price > PRICE_SLACK * known.price:
+                if known is not None and known.price is not None and \
+                        price > max(PRICE_SLACK * known.price, PRICE_FLOOR):
                     raise Rejected(400, "implausible_price", item.path("price"),
                                    f"{item.path('price')}: {price:g} is more than {PRICE_SLACK:g} times the "
                                    f"catalog's price of {pid!r} ({known.price:g})")
@@ -313,7 +315,8 @@ class EventGate:
             return None
         found = self.product_exists(pid)
         price = found.get("price") if isinstance(found, Mapping) else None
-        known = _Known(float(price) if isinstance(price, (int, float)) and price > 0 else None, now) if found else None
+        price = float(price) if isinstance(price, (int, float)) and not isinstance(price, bool) else None
+        known = _Known(price if price is not None and price >= 0 else None, now) if found else None
         with self._lock:
             self.known_products.set(pid, known if known is not None else now)
         return known

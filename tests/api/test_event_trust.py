@@ -151,6 +151,11 @@ def test_a_price_far_above_the_catalogs_is_refused_and_a_known_product_is_looked
     assert "more than 2 times the catalog's price of 'p1' (29.99)" in message
     assert client.post("/events", json={**buy, "price": 35.99}).status_code == 202  # with tax, or an option
     assert client.post("/events", json={**buy, "product_id": "p8", "price": 1e6}).status_code == 202  # no price
+    real = gate.product_exists  # a free product's purchase is checked too (the floor: a fee, rounding)
+    gate.product_exists = lambda pid: {"id": pid, "price": 0.0} if pid == "p6" else real(pid)
+    refused(client, {**buy, "product_id": "p6", "price": 1e12}, 400, "implausible_price", "price")
+    assert client.post("/events", json={**buy, "product_id": "p6", "price": 0.99}).status_code == 202
+    gate.product_exists = real
     ubi = {"action_name": "purchase", "session_id": "s-price", "timestamp": "2024-01-01T00:00:00Z",
            "event_attributes": {"object": {"object_id": "p1"}, "price": 100.0}}
     refused(client, ubi, 400, "implausible_price", "event_attributes.price")
