@@ -27,6 +27,7 @@ import math
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -51,6 +52,7 @@ from .text_analysis import analyze_query
 from .vocabulary import Vocabulary, build_vocabulary
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # the same names OpenSearchEngine accepts
+RETIRE_S = 60.0  # a version another process deleted is closed this long after it was found gone (no search is longer)
 # Field sorts: the snapshot column and whether larger values come first (relevance sorts by score).
 SORT_COLUMNS = {"price_asc": ("price", False), "price_desc": ("price", True), "rating": ("rating", True)}
 
@@ -148,6 +150,7 @@ class EmbeddedEngine:
         self.config = config or load_index_config()
         self._lock = threading.RLock()
         self._open: dict[str, _Index] = {}
+        self._retired: list[tuple[float, _Index]] = []  # (when, index) deleted by another process, closed later
         self._locks = FileLocks(self.root)
 
     def __repr__(self) -> str:
@@ -184,11 +187,15 @@ class EmbeddedEngine:
             return idx
 
     def _close_deleted(self) -> None:
-        """Close the open indices another process deleted (a rebuild drops the version before last): a server
+        """Let go of the open indices another process deleted (a rebuild drops the version before last): a server
         would otherwise hold their files, and their memory, until it stops. Checked when an index is first opened,
-        which is when a rebuild's new version takes over."""
+        which is when a rebuild's new version takes over. A deleted index is retired first and closed on a later
+        check at least :data:`RETIRE_S` on, so a search still reading it finishes."""
+        now = time.monotonic()
         for name in [n for n in self._open if not self._is_index(n)]:
-            self._open.pop(name).store.close()
+            self._retired.append((now, self._open.pop(name)))
+        while self._retired and now - self._retired[0][0] >= RETIRE_S:
+            self._retired.pop(0)[1].store.close()
 
     def create_index(self, name: str, dims: int) -> None:
         """Create an empty index with ``dims``-dimensional vectors.
@@ -643,6 +650,7 @@ class EmbeddedEngine:
     def close(self) -> None:
         """Close every SQLite connection; the engine reopens them if used again."""
         with self._lock:
-            for idx in self._open.values():
+            for idx in [*self._open.values(), *(idx for _, idx in self._retired)]:
                 idx.store.close()
             self._open.clear()
+            self._retired.clear()

@@ -40,7 +40,7 @@ def test_reopened_engine_sees_documents_snapshot_and_aliases(tmp_path):
     assert [h.id for h in again.search("shop", [KnnLeg([0.0, 1.0], k=1)])[0]] == ["d2"]
 
 
-def test_a_server_lets_go_of_a_version_another_process_deleted(tmp_path):
+def test_a_server_lets_go_of_a_version_another_process_deleted(tmp_path, monkeypatch):
     """Nightly rebuilds drop the version before last; a long-running server must not keep its files open."""
     server, indexer = EmbeddedEngine(tmp_path), EmbeddedEngine(tmp_path)
     for n in (1, 2, 3):
@@ -51,7 +51,14 @@ def test_a_server_lets_go_of_a_version_another_process_deleted(tmp_path):
         if n > 1:
             indexer.delete_index(f"shop-{n - 1}")
         assert _ids(server, "shop", "lamp") == ["d1"]  # the server follows the alias
-        assert list(server._open) == [f"shop-{n}"]  # and holds nothing the indexer deleted
+        assert list(server._open) == [f"shop-{n}"]  # and serves nothing the indexer deleted
+        assert [idx.store.path.parent.name for _, idx in server._retired] == [f"shop-{m}" for m in range(1, n)]
+    monkeypatch.setattr("shopsearch.plugin.embedded_engine.RETIRE_S", 0.0)  # a search on a retired one is done
+    indexer.create_index("shop-4", 2)
+    indexer.swap_alias("shop", "shop-4")
+    indexer.delete_index("shop-3")
+    server.count("shop")
+    assert server._retired == []  # closed: their files and memory let go
 
 def test_a_snapshot_whose_two_files_come_from_different_saves_is_rebuilt_not_served(tmp_path):
     """Two processes saving one index's snapshot each replace both files whole, and may interleave: params.json of
