@@ -85,6 +85,7 @@ class IndexReport:
     failed_deletes: int = 0
     health: str = ""  # full rebuilds: the new index's status when the alias moved ("yellow: ..." says why)
     unfinished_dropped: tuple[str, ...] = ()  # partial versions of crashed or refused runs, dropped first
+    rolled_back_dropped: tuple[str, ...] = ()  # versions a rollback moved the alias off, dropped likewise
     quarantine_summary: str = ""  # QuarantineWriter.summary(): counts by reason, the file and this run's stamp
     replaced: int | None = None  # full rebuilds over a live version: the products that version held
 
@@ -99,6 +100,8 @@ class IndexReport:
                 f"embedded {self.embedded}, cache hits {self.cache_hits}, {self.seconds:.1f} s, "
                 f"{self.docs_per_s:.0f} docs/s" + (f"; index {self.health}" if self.health else "")
                 + (f"; dropped unfinished {', '.join(self.unfinished_dropped)}" if self.unfinished_dropped else "")
+                + (f"; dropped rolled-back {', '.join(self.rolled_back_dropped)}" if self.rolled_back_dropped
+                   else "")
                 + (f"; the version it replaced held {self.replaced} ({self.indexed - self.replaced:+d})"
                    if self.replaced is not None and self.replaced != self.indexed else ""))
 
@@ -199,16 +202,18 @@ def _index_locked(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, 
         quarantine.close()  # also when the run is refused or fails: its file closed, and removed when empty
 
 
-def _drop_unfinished(sink: IndexSink, alias: str, names: tuple[str, ...]) -> None:
+def _drop_unfinished(sink: IndexSink, alias: str, names: tuple[str, ...]) -> tuple[str, ...]:
     """Drop versions newer than the live one, saying which kind each is: a build that never went live, or the
-    version a rollback moved the alias off (it carries the went-live mark)."""
+    version a rollback moved the alias off (it carries the went-live mark); returns the latter."""
+    rolled_back = tuple(n for n in names if WENT_LIVE in sink.index_meta(n))
     for name in names:
-        if WENT_LIVE in sink.index_meta(name):
+        if name in rolled_back:
             log.warning("dropping %s: the version of %r a rollback moved off (`versions rollback --to` it before an "
                         "indexing run to keep it)", name, alias)
         else:
             log.warning("dropping %s: a version of %r that never went live (crashed or refused run)", name, alias)
         sink.delete_index(name)
+    return rolled_back
 
 
 def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: str, mode: str,
@@ -224,7 +229,7 @@ def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: 
         if live is not None and present is not None:
             live_count = sink.count(live)
             check_shrink(alias, live, live_count, present.valid, limits)
-        _drop_unfinished(sink, alias, unfinished)  # past the guards: a refused run deletes nothing either
+        rolled_back = _drop_unfinished(sink, alias, unfinished)  # past the guards: a refused run deletes nothing
         index = version_name(alias)
         while sink.index_exists(index):
             time.sleep(0.001)
@@ -241,7 +246,7 @@ def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: 
         existing = dict(sink.scan_hashes(index))
         gone = existing.keys() - (present.ids if present is not None else frozenset())
         check_deletes(alias, index, len(existing), len(gone), limits)
-        _drop_unfinished(sink, alias, unfinished)
+        rolled_back = _drop_unfinished(sink, alias, unfinished)
 
     facet_attributes = (mapping or FieldMapping()).facet_attributes
     # The query side checks its encoder against the record and facets the attributes listed.
@@ -292,7 +297,8 @@ def _index_quarantined(catalog: Path, sink: IndexSink, encoder: Encoder, alias: 
         unchanged=run.unchanged, deleted=res.deleted, embedded=run.embedded, cache_hits=run.cache_hits,
         seconds=time.perf_counter() - started, quarantine_path=str(quarantine.path) if quarantine.count else None,
         dropped_indices=dropped, failed_deletes=len(res.failed_deletes), health=health,
-        unfinished_dropped=unfinished, quarantine_summary=quarantine.summary() if quarantine.count else "",
+        unfinished_dropped=tuple(n for n in unfinished if n not in rolled_back), rolled_back_dropped=rolled_back,
+        quarantine_summary=quarantine.summary() if quarantine.count else "",
         replaced=live_count if mode == "full" and live is not None else None)
     if progress:  # else the caller prints the report (the CLI with --no-progress), once
         from tqdm import tqdm

@@ -49,9 +49,12 @@ def test_a_refused_run_keeps_the_version_rolled_back_from_and_a_run_that_passes_
         run_index(write_jsonl(tmp_path / "cut.jsonl", good_rows(30)), sink, HashEncoder(), alias="shop",
                   progress=False, quarantine_path=tmp_path / "q.jsonl")
     assert [v.name for v in alias_versions(sink, "shop")] == [bad, good]  # "nothing was written", nor deleted
-    _full(write_jsonl(tmp_path / "fixed.jsonl", good_rows(101)), sink, tmp_path)
+    report = run_index(write_jsonl(tmp_path / "fixed.jsonl", good_rows(101)), sink, HashEncoder(), alias="shop",
+                       mode="full", progress=False, quarantine_path=tmp_path / "q.jsonl")
     assert bad not in sink.list_indices("shop-v")
     assert f"dropping {bad}: the version of 'shop' a rollback moved off" in caplog.text
+    assert (report.rolled_back_dropped, report.unfinished_dropped) == ((bad,), ())
+    assert f"; dropped rolled-back {bad}" in report.summary_line() and "unfinished" not in report.summary_line()
 
 def test_a_rollback_waits_for_no_run_and_for_a_version_that_can_take_traffic(tmp_path):
     sink = MemorySink()
