@@ -302,7 +302,8 @@ class EventGate:
                         price > max(PRICE_SLACK * known.price, PRICE_FLOOR):
                     raise Rejected(400, "implausible_price", item.path("price"),
                                    f"{item.path('price')}: {price:g} is more than {PRICE_SLACK:g} times the "
-                                   f"catalog's price of {pid!r} ({known.price:g})")
+                                   f"catalog's price of {pid!r} ({known.price:g}); price is per unit (several "
+                                   f"units: send quantity)")
 
     def _lookup(self, pid: str) -> _Known | None:
         """The catalog's ``pid`` (None: it holds none): remembered answers first, else one lookup."""

@@ -293,7 +293,7 @@ def _outcomes(searches: list[UbiQuery], events: Iterable[UbiEvent]) -> dict[str,
         if ev.action_name == "purchase":
             price = attrs.price if attrs is not None else None
             if price is not None:
-                o.revenue += price
+                o.revenue += price * (attrs.quantity or 1)
             else:
                 o.unpriced += 1
     return out

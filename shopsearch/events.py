@@ -48,6 +48,7 @@ MAX_ID = 100  # characters of an id (query, product, user, session): UBI 1.0's l
 MAX_QUERY = 1024  # characters of the query text an event carries
 MAX_POSITION = 10_000  # a result-list position: far past any page depth, inside the UBI index's 32-bit integer
 MAX_TOKEN = 64  # characters of a hit token (api/hit_tokens.py: "<time>.<signature>")
+MAX_QUANTITY = 10_000  # units in one purchase or add-to-cart event
 
 
 class EventError(ValueError):
@@ -101,6 +102,7 @@ _RULES = {
     "type": f"one of {', '.join(EVENT_TYPES)}",
     "position": f"an integer between 1 and {MAX_POSITION} (1-based)",
     "price": "a finite number >= 0",
+    "quantity": f"an integer between 1 and {MAX_QUANTITY}",
     "query": f"a string of at most {MAX_QUERY} characters",
     # a client's; a stored one: _STORED_RULES
     "timestamp": "ISO 8601 with a timezone or epoch seconds, at most a day ahead",
@@ -127,7 +129,10 @@ class _EventFields(BaseModel):
     user_id: Id | None = Field(None, description="The signed-in shopper, if any")
     session_id: Id = Field(description="The browsing session")
     timestamp: Any = None  # declared here for its place in the line; each model narrows it
-    price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(None, description="Unit price shown")
+    price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(None, description="Unit price shown "
+                                                                                            "(per unit: see quantity)")
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)] | None = Field(
+        None, description="Units bought or carted (absent: 1); revenue is price x quantity")
 
     @model_validator(mode="after")
     def _search_fields(self) -> _EventFields:
@@ -179,7 +184,8 @@ class Event(_EventFields):
         Written with :func:`json.dumps` so a line's bytes stay what they have been (simulated logs are hashed into
         model cards).
         """
-        d = self.model_dump(exclude={"event_id"} if self.event_id is None else None)
+        unset = {name for name in ("event_id", "quantity") if getattr(self, name) is None}  # lines as they were
+        d = self.model_dump(exclude=unset or None)
         return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
 
     @property

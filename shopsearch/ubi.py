@@ -37,7 +37,8 @@ from typing import Annotated, Any, NamedTuple
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
                       model_validator)
 
-from .events import EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_TOKEN, Event, EventError, batch_items, parse_event
+from .events import (EVENT_TYPES, MAX_ID, MAX_POSITION, MAX_QUANTITY, MAX_TOKEN, Event, EventError, batch_items,
+                     parse_event)
 from .timestamps import format_timestamp, not_ahead, read_iso, utc_time
 
 UBI_VERSION = "1.0.0"
@@ -132,11 +133,13 @@ class UbiPosition(_Open):
 
 
 class UbiEventAttributes(_Open):
-    """``event_attributes``: the object and its position, plus shopsearch's own (price, simulated, event_id)."""
+    """``event_attributes``: the object and its position, plus shopsearch's own (price, quantity, simulated,
+    event_id)."""
 
     object: UbiObject | None = None
     position: UbiPosition | None = None
     price: Price | None = None
+    quantity: Annotated[int, _strict_for_clients(int, "a valid integer"), Field(ge=1, le=MAX_QUANTITY)] | None = None
     simulated: Flag | None = None
     event_id: Annotated[UbiId, BeforeValidator(_int_as_str)] | None = Field(
         None, description="The API's id for this event, or the client's (its retry key)")
@@ -304,6 +307,8 @@ def to_ubi_event(event: Event) -> UbiEvent:
     extras: dict[str, Any] = {"simulated": event.simulated}
     if event.price is not None:
         extras["price"] = event.price
+    if event.quantity is not None:
+        extras["quantity"] = event.quantity
     if event.event_id is not None:
         extras["event_id"] = event.event_id
     position = UbiPosition(ordinal=UbiOrdinal(index=event.position or 0))
@@ -325,7 +330,7 @@ def from_ubi_event(ubi: UbiEvent) -> Event:
         raise ValueError("event_attributes.object.object_id is required")
     return Event(type=ubi.action_name, query_id=ubi.query_id, query=ubi.message, product_id=attrs.object.object_id,
                  position=ubi.position, user_id=ubi.user_id, session_id=ubi.session_id or ubi.client_id or "",
-                 timestamp=format_timestamp(utc_time(ubi.timestamp)), price=attrs.price,
+                 timestamp=format_timestamp(utc_time(ubi.timestamp)), price=attrs.price, quantity=attrs.quantity,
                  simulated=bool(attrs.simulated), event_id=attrs.event_id)
 
 
@@ -361,7 +366,8 @@ class ParsedUbiEvent(NamedTuple):
 # Where each Event field comes from in a UBI event, for error messages.
 _UBI_PATHS = {"type": "action_name", "query": "message", "product_id": "event_attributes.object.object_id",
               "position": "event_attributes.position.ordinal.index", "session_id": "session_id",
-              "price": "event_attributes.price", "simulated": "event_attributes.simulated",
+              "price": "event_attributes.price", "quantity": "event_attributes.quantity",
+              "simulated": "event_attributes.simulated",
               "token": "event_attributes.token", "event_id": "event_attributes.event_id"}
 
 

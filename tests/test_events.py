@@ -263,3 +263,14 @@ def test_logs_of_shoppers_are_readable_by_the_servers_user_only(tmp_path):
 
     append_lines(tmp_path / "log" / "events.jsonl", b"{}\n")
     assert (tmp_path / "log" / "events.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_quantity_is_stored_only_when_sent_so_old_lines_stay_byte_identical():
+    from shopsearch.ubi import from_ubi_event, to_ubi_event
+
+    one = Event(type="purchase", product_id="p1", session_id="s1", timestamp="2024-01-01T00:00:00Z", price=9.5)
+    three = one.model_copy(update={"quantity": 3})
+    assert "quantity" not in one.to_json() and '"quantity":3' in three.to_json()
+    assert from_ubi_event(to_ubi_event(three)).quantity == 3 and from_ubi_event(to_ubi_event(one)).quantity is None
+    with pytest.raises(EventError, match="quantity must be an integer between 1 and 10000"):
+        parse_events({"type": "purchase", "product_id": "p1", "session_id": "s1", "quantity": 0}, 10)

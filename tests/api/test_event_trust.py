@@ -148,7 +148,8 @@ def test_a_price_far_above_the_catalogs_is_refused_and_a_known_product_is_looked
     client, gate = trust_app.test_client(), trust_app.extensions["shopsearch"].event_gate
     buy = {"type": "purchase", "product_id": "p1", "session_id": "s-price"}  # the catalog's p1: 29.99
     message = refused(client, {**buy, "price": 1e12}, 400, "implausible_price", "price")
-    assert "more than 2 times the catalog's price of 'p1' (29.99)" in message
+    assert "more than 2 times the catalog's price of 'p1' (29.99); price is per unit" in message
+    assert client.post("/events", json={**buy, "price": 29.99, "quantity": 3}).status_code == 202  # three units
     assert client.post("/events", json={**buy, "price": 35.99}).status_code == 202  # with tax, or an option
     assert client.post("/events", json={**buy, "product_id": "p8", "price": 1e6}).status_code == 202  # no price
     real = gate.product_exists  # a free product's purchase is checked too (the floor: a fee, rounding)

@@ -346,3 +346,11 @@ def test_an_empty_arm_prints_n_a_not_nan():
     for text in (render_experiment_markdown(report), render_experiment_html(report)):
         assert "nan" not in text and "1.0000 | Welch" not in text
     assert "| c | CTR | n/a | n/a | n/a | n/a | n/a | n/a |" in render_experiment_markdown(report)
+
+
+def test_a_purchase_of_several_units_is_price_times_quantity():
+    queries = [_q("q1", "a", "c1", 1, ["p1"]), _q("q2", "b", "c2", 1, ["p1"])]
+    three = _e("purchase", "p1", 2, "q1", price=10.0)
+    three = three.model_copy(update={"event_attributes": three.event_attributes.model_copy(update={"quantity": 3})})
+    a, b = experiment_report("x", queries, [three, _e("purchase", "p1", 2, "q2", price=10.0)], arms=["a", "b"]).arms
+    assert (a.metrics["revenue_per_search"].value, b.metrics["revenue_per_search"].value) == (30.0, 10.0)
