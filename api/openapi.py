@@ -53,6 +53,21 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
 
 
+def _events_errors() -> dict[str, Any]:
+    """POST /events' errors, with the error.code of each refusal (api/event_gate.py, docs/security.md)."""
+    out = _errors(400, 409, 413, 415, 429, 500, 503)
+    out["400"]["description"] = (
+        "A refused batch, nothing stored; error.code says why and error.parameter names the field: invalid_event "
+        "(a field's value), invalid_json, missing_token / invalid_token (a query_id without its hit's token, or "
+        "another's), stale_query (a search older than event_max_age_s), missing_product, unknown_product (not in "
+        "the catalog), implausible_price (a unit price far above the catalog's)")
+    out["429"]["description"] = (
+        "rate_limited: over a rate limit (per API key or client IP), retry after the Retry-After seconds; or "
+        "session_cap / product_cap: this session (or session and product) reached its cap for the window, and "
+        "Retry-After is when the window ends (do not retry sooner)")
+    return out
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "A malformed or out-of-limit parameter (named in error.parameter when one is at fault)",
             404: "Unknown product", 413: "Body too large or too many events", 415: "Body is not JSON",
@@ -303,7 +318,7 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
                     _ref("UbiEvent")]}}}},
                 "responses": {"202": _json("EventsAccepted", "Stored (all or nothing)"),
                               "200": _json("EventsAccepted", "Every event was a duplicate: nothing stored again"),
-                              **_errors(400, 409, 413, 415, 429, 500, 503)}}},
+                              **_events_errors()}}},
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                                  "responses": {"200": _json("Health", "The process is alive")}}},
             "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: engine answers and index exists",
