@@ -50,6 +50,7 @@ def test_served_overlong_url_is_json_not_gunicorn_html(tiny_bi_encoder_dir, tmp_
         resp = requests.get(f"{served.url}/search", params={"q": "a" * 20_000}, timeout=10)
         assert resp.status_code == 414 and resp.headers["Content-Type"] == "application/json"
         assert resp.json()["error"]["code"] == "uri_too_long" and "8190 bytes" in resp.json()["error"]["message"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff" and resp.headers["Cache-Control"] == "no-store"
         for headers in ({"X-Big": "b" * 9000}, {f"X-H{i}": "1" for i in range(120)}):
             resp = requests.get(f"{served.url}/healthz", headers=headers, timeout=10)
             assert resp.status_code == 431 and resp.json()["error"]["code"] == "request_header_fields_too_large"
