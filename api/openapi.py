@@ -277,7 +277,8 @@ def openapi_spec(cfg: Settings) -> dict[str, Any]:
         "info": {"title": "shopsearch API", "version": "0.1.0",
                  "description": "Hybrid (BM25 + k-NN) e-commerce search. On /search, /suggest, /products and "
                                 "/recommendations an unknown query parameter is a 400, and a blank value of an "
-                                "optional parameter means it is absent. Every error body is {\"error\": {code, "
+                                "optional parameter means it is absent (except facets, where it asks for none). "
+                                "Every error body is {\"error\": {code, "
                                 "message, parameter}}."},
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": {
