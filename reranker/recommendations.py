@@ -37,6 +37,7 @@ history), as the storefront sends it.
 from __future__ import annotations
 
 import heapq
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -284,6 +285,7 @@ class EngineCatalog:
         self.engine, self.index, self.max_vectors, self.only = engine, index, max_vectors, tuple(only)
         self.vector_ttl_s, self.clock = vector_ttl_s, clock
         self._vectors: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()  # id -> (vector, read at)
+        self._lock = threading.Lock()  # requests share the cache; the engine is asked outside the lock
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         from shopsearch.plugin.documents import VECTOR_FIELD
@@ -291,20 +293,22 @@ class EngineCatalog:
         out = {}
         now = self.clock()
         for pid in ids:
-            cached = self._vectors.get(pid)
-            if cached is not None and now - cached[1] < self.vector_ttl_s:
-                self._vectors.move_to_end(pid)
-                out[pid] = cached[0]
-                continue
-            self._vectors.pop(pid, None)
+            with self._lock:
+                cached = self._vectors.get(pid)
+                if cached is not None and now - cached[1] < self.vector_ttl_s:
+                    self._vectors.move_to_end(pid)
+                    out[pid] = cached[0]
+                    continue
             doc = self.engine.get(self.index, pid, with_vector=True)
             raw = (doc.get("vector") or doc.get(VECTOR_FIELD)) if doc else None
-            if not raw:
-                continue
-            v = np.asarray(raw, dtype=np.float32)
-            self._vectors[pid] = (v, now)
-            if len(self._vectors) > self.max_vectors:
-                self._vectors.popitem(last=False)
+            with self._lock:
+                self._vectors.pop(pid, None)
+                if not raw:
+                    continue
+                v = np.asarray(raw, dtype=np.float32)
+                self._vectors[pid] = (v, now)
+                if len(self._vectors) > self.max_vectors:
+                    self._vectors.popitem(last=False)
             out[pid] = v
         return out
 
