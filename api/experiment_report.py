@@ -4,7 +4,8 @@ significance, or an interleaving experiment's preference. Pure: UbiQuery / UbiEv
 
 What is counted (per search: one UbiQuery whose query_attributes name the experiment):
 - CTR, add-to-cart rate, purchase rate: the share of searches with at least one such action;
-- revenue per search: the purchases' ``price`` summed per search, averaged over all searches (zeros included).
+- revenue per search: the purchases' ``price`` x ``quantity`` summed per search, averaged over all searches (zeros
+  included).
 An event belongs to the search whose ``query_id`` it carries; an add_to_cart or purchase without one (checkout
 pages rarely know it) goes to the same client's latest earlier search in the experiment that showed the product
 (last touch). Events that carry another search's query_id are ignored.

@@ -373,6 +373,6 @@ def with_security(spec: dict[str, Any], cfg: Settings) -> dict[str, Any]:
             op["security"] = [] if need == PUBLIC else [{name: [need]} for name in SECURITY_SCHEMES]
             if need != PUBLIC:
                 op["responses"].update(_errors(401, 403))
-            if getattr(view, BUDGET_ATTR, None):
-                op["responses"].update(_errors(429))
+            if getattr(view, BUDGET_ATTR, None):  # an operation's own 429 text (POST /events' caps) stays
+                op["responses"].setdefault("429", _errors(429)["429"])
     return spec

@@ -319,8 +319,8 @@ def _experiment_lines(report: ExperimentReport) -> tuple[str, list[str], list[st
                 f"{_level(report)} interval."]
     else:
         foot = [f"† significant at α = {report.alpha}. Rates are shares of searches with at least one such action; "
-                f"revenue per search is the purchases' prices per search. Arms are assigned per client, so the "
-                f"client is the unit of every interval and test (delta-method variances of per-client sums): rates "
+                f"revenue per search is the purchases' price x quantity per search. Arms are assigned per client, so "
+                f"the client is the unit of every interval and test (delta-method variances of per-client sums): rates "
                 f"with Wilson {_level(report)} intervals at the effective sample size, revenue with t intervals; "
                 f"Δ: Welch's {_level(report)} interval and two-sided t-test over clients. "
                 f"Δ = arm − baseline `{report.arms[0].arm}`."]

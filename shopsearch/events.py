@@ -48,7 +48,7 @@ MAX_ID = 100  # characters of an id (query, product, user, session): UBI 1.0's l
 MAX_QUERY = 1024  # characters of the query text an event carries
 MAX_POSITION = 10_000  # a result-list position: far past any page depth, inside the UBI index's 32-bit integer
 MAX_TOKEN = 64  # characters of a hit token (api/hit_tokens.py: "<time>.<signature>")
-MAX_QUANTITY = 10_000  # units in one purchase or add-to-cart event
+MAX_QUANTITY = 100  # units in one purchase or add-to-cart event: bounds what one event adds to revenue
 
 
 class EventError(ValueError):

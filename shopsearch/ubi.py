@@ -139,7 +139,8 @@ class UbiEventAttributes(_Open):
     object: UbiObject | None = None
     position: UbiPosition | None = None
     price: Price | None = None
-    quantity: Annotated[int, _strict_for_clients(int, "a valid integer"), Field(ge=1, le=MAX_QUANTITY)] | None = None
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), _strict_for_clients(int, "a valid integer")] | None = Field(
+        None, description="Units bought or carted (absent: 1); revenue is price x quantity")
     simulated: Flag | None = None
     event_id: Annotated[UbiId, BeforeValidator(_int_as_str)] | None = Field(
         None, description="The API's id for this event, or the client's (its retry key)")
@@ -275,7 +276,8 @@ def _droppable(loc: tuple[Any, ...], data: dict[str, Any], exc: ValidationError)
     path = tuple(str(part) for part in loc)
     if path[:1] == ("event_attributes",):
         rest = path[1:]
-        if rest[:1] in (("price",), ("simulated",), ("event_id",)) or rest[:2] == ("object", "internal_id"):
+        if rest[:1] in (("price",), ("quantity",), ("simulated",), ("event_id",)) or \
+                rest[:2] == ("object", "internal_id"):
             return rest[:2] if rest[:1] == ("object",) else rest[:1]
         if rest[:2] == ("position", "xy"):
             return rest[:2]

@@ -272,5 +272,5 @@ def test_quantity_is_stored_only_when_sent_so_old_lines_stay_byte_identical():
     three = one.model_copy(update={"quantity": 3})
     assert "quantity" not in one.to_json() and '"quantity":3' in three.to_json()
     assert from_ubi_event(to_ubi_event(three)).quantity == 3 and from_ubi_event(to_ubi_event(one)).quantity is None
-    with pytest.raises(EventError, match="quantity must be an integer between 1 and 10000"):
+    with pytest.raises(EventError, match="quantity must be an integer between 1 and 100"):
         parse_events({"type": "purchase", "product_id": "p1", "session_id": "s1", "quantity": 0}, 10)

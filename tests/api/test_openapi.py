@@ -159,3 +159,13 @@ def test_event_request_schema_matches_the_validator(spec):
     assert not v.is_valid({**ubi, "client_id": "c" * 101})
     priced = {"object": {"object_id": "p"}, "position": {"ordinal": {"index": 1}}, "price": -5}
     assert not v.is_valid({**ubi, "event_attributes": priced})  # as the server refuses it
+    for units in (0, 101):  # quantity's bounds, in both formats, as the server's
+        assert not v.is_valid({**ubi, "event_attributes": {**priced, "price": 5, "quantity": units}})
+        assert not v.is_valid({"type": "purchase", "product_id": "p", "session_id": "s", "quantity": units})
+    assert v.is_valid({"type": "purchase", "product_id": "p", "session_id": "s", "price": 5, "quantity": 3})
+
+
+def test_post_events_names_its_refusals(spec):
+    responses = spec["paths"]["/events"]["post"]["responses"]
+    assert "implausible_price" in responses["400"]["description"]
+    assert "session_cap / product_cap" in responses["429"]["description"]  # not the generic rate-limit text
