@@ -182,20 +182,20 @@ class EmbeddedEngine:
         with self._lock:
             idx = self._open.get(concrete)
             if idx is None:
-                self._close_deleted()
+                self._retire_deleted()
                 idx = self._open[concrete] = _Index(DocStore(self._dir(concrete) / "docs.sqlite"))
+            while self._retired and time.monotonic() - self._retired[0][0] >= RETIRE_S:
+                self._retired.pop(0)[1].store.close()
             return idx
 
-    def _close_deleted(self) -> None:
-        """Let go of the open indices another process deleted (a rebuild drops the version before last): a server
+    def _retire_deleted(self) -> None:
+        """Retire the open indices another process deleted (a rebuild drops the version before last): a server
         would otherwise hold their files, and their memory, until it stops. Checked when an index is first opened,
-        which is when a rebuild's new version takes over. A deleted index is retired first and closed on a later
-        check at least :data:`RETIRE_S` on, so a search still reading it finishes."""
+        which is when a rebuild's new version takes over; a retired index is closed by the first lookup at least
+        :data:`RETIRE_S` later, so a search still reading it finishes."""
         now = time.monotonic()
         for name in [n for n in self._open if not self._is_index(n)]:
             self._retired.append((now, self._open.pop(name)))
-        while self._retired and now - self._retired[0][0] >= RETIRE_S:
-            self._retired.pop(0)[1].store.close()
 
     def create_index(self, name: str, dims: int) -> None:
         """Create an empty index with ``dims``-dimensional vectors.

@@ -54,10 +54,7 @@ def test_a_server_lets_go_of_a_version_another_process_deleted(tmp_path, monkeyp
         assert list(server._open) == [f"shop-{n}"]  # and serves nothing the indexer deleted
         assert [idx.store.path.parent.name for _, idx in server._retired] == [f"shop-{m}" for m in range(1, n)]
     monkeypatch.setattr("shopsearch.plugin.embedded_engine.RETIRE_S", 0.0)  # a search on a retired one is done
-    indexer.create_index("shop-4", 2)
-    indexer.swap_alias("shop", "shop-4")
-    indexer.delete_index("shop-3")
-    server.count("shop")
+    server.count("shop")  # any later lookup closes them, not only the next rebuild's
     assert server._retired == []  # closed: their files and memory let go
 
 def test_a_snapshot_whose_two_files_come_from_different_saves_is_rebuilt_not_served(tmp_path):
