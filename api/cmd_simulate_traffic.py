@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # the CLI stays cheap to import: these load in run()
@@ -211,12 +212,30 @@ def plan_sessions(n: int, users: list[SimUser], queries: list[tuple[str, str]], 
     return [PlannedSession(i, users[int(u)], *queries[int(q)]) for i, (u, q) in enumerate(zip(who, what))]
 
 
+def _signing_key() -> bytes | None:
+    """The API's event signing key when this machine's settings hold it (the configured key, or the file the API
+    generated under the same home), so simulated shoppers can prove who they are as a shop's backend would; None
+    otherwise (never generated here: a key only this run knew would prove nothing to the API)."""
+    from shopsearch.settings import load_settings
+
+    from .hit_tokens import signing_key
+
+    settings = load_settings()
+    if settings.event_signing_key is None and not Path(settings.event_signing_key_file).is_file():
+        return None
+    try:
+        return signing_key(settings)
+    except (OSError, ValueError):
+        return None
+
+
 class Traffic:
     """One run's shared state: the client, the judgments, the shopper model and what the API accepts."""
 
     def __init__(self, client: ApiClient, features: ApiFeatures, data: JudgedData, params: SimParams,
-                 seed: int) -> None:
+                 seed: int, signing_key: bytes | None = None) -> None:
         self.client, self.features, self.data, self.params, self.seed = client, features, data, params, seed
+        self.signing_key = signing_key  # the API's event signing key: the shoppers' client_tokens
         self.run_id = uuid.uuid4().hex[:8]  # session ids stay unique across runs against the same API
 
     def session(self, plan: PlannedSession) -> TrafficSummary:
@@ -254,6 +273,10 @@ class Traffic:
             params["client_id"] = plan.user.id  # a client that outlives sessions, as a browser does
         if "simulated" in self.features.search_params:
             params["simulated"] = "true"
+        if self.signing_key is not None and "client_token" in self.features.search_params:
+            from .hit_tokens import client_token
+
+            params["client_token"] = client_token(self.signing_key, plan.user.id)  # their affinity ranks for them
         resp = self.client.request("GET", "/search", tally, params=params)
         if resp.status_code != 200:
             raise TrafficError(f"GET /search?q={plan.query!r} answered {_describe(resp)}")
@@ -394,7 +417,10 @@ def run(args: argparse.Namespace) -> int:
         if missing:  # an older API: the searches go unmarked (the events are marked all the same)
             print(f"simulate-traffic: note: /search takes no {' or '.join(missing)} parameter; searches are sent "
                   f"without", file=sys.stderr)
-        traffic = Traffic(client, features, data, params, args.seed)
+        traffic = Traffic(client, features, data, params, args.seed, _signing_key())
+        if traffic.signing_key is None:
+            print("simulate-traffic: note: no event signing key here (event_signing_key, or its file under this "
+                  "home): the shoppers' searches are not ranked by their own affinity", file=sys.stderr)
         t0 = time.perf_counter()
         try:
             with ThreadPoolExecutor(max_workers=args.concurrency) as pool, \

@@ -100,6 +100,25 @@ def test_events_are_ubi_events_marked_simulated(data_dir):
     assert all(e.query_id == "served-qid" and e.session_id == "simt-x-000000" and e.simulated for e in events)
 
 
+def test_a_shopper_proves_who_they_are_when_the_signing_key_is_at_hand(data_dir):
+    """The API ranks by a user's affinity only with their client_token (docs/security.md), as a shop's backend
+    renders it; simulated shoppers send one when this machine holds the API's key, none otherwise."""
+    from shopsearch.api.cmd_simulate_traffic import ApiFeatures, PlannedSession, Traffic, TrafficSummary
+    from shopsearch.api.hit_tokens import client_token
+
+    class Client:
+        def request(self, method, path, tally, params=None, **kw):
+            self.params = params
+            raise RuntimeError("stop")
+
+    user = make_users(SimParams(users=1), np.random.default_rng(0))[0]
+    plan, features = PlannedSession(0, user, "q1", "lamp"), ApiFeatures(frozenset({"client_token"}), 100)
+    for key, expected in ((b"k" * 32, client_token(b"k" * 32, user.id)), (None, None)):
+        client = Client()
+        with pytest.raises(RuntimeError):
+            Traffic(client, features, load_judged(data_dir), SimParams(), 0, key)._search(plan, "s", TrafficSummary())
+        assert client.params.get("client_token") == expected and client.params["user_id"] == user.id
+
 def test_queries_file_limits_the_searches_to_its_judged_queries(app, data_dir, tmp_path, capsys):
     (tmp_path / "train.tsv").write_text("q1\tlamp\nq3\tgarden hose\n", encoding="utf-8")
     (tmp_path / "none.tsv").write_text("q3\tgarden hose\n", encoding="utf-8")
