@@ -110,3 +110,14 @@ def test_parse_event_batch_mixes_both_formats_all_or_nothing():
     assert err.value.parameter == "session_id"
     with pytest.raises(EventError):
         parse_event_batch([], max_events=5)
+
+
+@pytest.mark.parametrize("units", ["cheap", 0, 2.5, 20_000])
+def test_a_stored_event_with_a_quantity_it_cannot_read_keeps_the_record_without_it(units):
+    """Another writer's records: the value is dropped, not the purchase (as a bad price is)."""
+    from shopsearch.ubi import stored_event
+
+    e = stored_event({"action_name": "purchase", "client_id": "c", "timestamp": "2024-01-01T00:00:00Z",
+                      "event_attributes": {"object": {"object_id": "p"}, "position": {"ordinal": {"index": 0}},
+                                           "price": 5, "quantity": units}})
+    assert (e.event_attributes.quantity, e.event_attributes.price) == (None, 5.0)
