@@ -7,9 +7,9 @@ models (:func:`parameter_schemas`), so the document and the validation cannot dr
 
 A query string arrives as a MultiDict: ``brand``, ``category``, ``category_path`` and ``attr`` take every
 occurrence and each may be a comma-separated list; any other parameter may be given once; a blank value of an
-optional parameter means "absent" (except ``facets``: blank asks for none). Errors are ``ApiError`` naming the parameter and its value (:func:`parse_params`): 400 when a value is
-malformed or over a limit, 422 when values are valid alone but inconsistent together (``price_min > price_max``,
-``page * size`` past ``max_depth``).
+optional parameter means "absent" (except ``facets``: blank asks for none). Errors are ``ApiError`` naming the
+parameter and its value (:func:`parse_params`): 400 when a value is malformed or over a limit, 422 when values are
+valid alone but inconsistent together (``price_min > price_max``, ``page * size`` past ``max_depth``).
 
     >>> from werkzeug.datastructures import MultiDict
     >>> models = request_models(load_settings(environ={}))

@@ -111,7 +111,8 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield RawRow(src, line_no, _salvage(text), text, f"unparsable_json: {exc.msg.removesuffix(' at')} at column {exc.colno}")
+                reason = f"unparsable_json: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+                yield RawRow(src, line_no, _salvage(text), text, reason)
                 continue
             if not isinstance(data, dict):
                 yield RawRow(src, line_no, None, text, f"unparsable_json: expected an object, got {type(data).__name__}")
