@@ -59,7 +59,7 @@ class SearchService:
     event_gate: EventGate = field(init=False)  # what POST /events checks before storing (api/event_gate.py)
 
     def __post_init__(self) -> None:
-        self.event_gate = EventGate(self.signer, self.product_exists, GateLimits.from_settings(self.config),
+        self.event_gate = EventGate(self.signer, self.find_product, GateLimits.from_settings(self.config),
                                     recent_ids=recent_ids_store(self.config))
 
     def get_searcher(self) -> Any:
@@ -122,7 +122,7 @@ class SearchService:
         except RuntimeError as exc:  # no thread to be had: the records are spooled; the next request starts it
             log.error("UBI spool drainer could not start: %s", exc)
 
-    def product_exists(self, product_id: str) -> dict[str, Any] | None:
+    def find_product(self, product_id: str) -> dict[str, Any] | None:
         """The catalog's ``product_id`` (its public fields), or None (one engine lookup; POST /events only, never in
         a /search)."""
         return self.get_searcher().get(product_id)

@@ -55,7 +55,7 @@ PRICE_FLOOR = 1.0  # ... and a free product's (price 0) purchase may carry up to
 CLAIM_TTL_S = 30  # a claimed event id whose worker died before storing it is free again after this long
 # product id -> its stored fields (``price`` read from them), or None when the catalog does not hold it; a plain
 # True/False (tests) says it exists with no known price.
-ProductExists = Callable[[str], "Mapping[str, Any] | bool | None"]
+FindProduct = Callable[[str], "Mapping[str, Any] | bool | None"]
 
 
 class _Known(NamedTuple):
@@ -252,17 +252,17 @@ class EventGate:
 
     Args:
         signer: checks hit tokens.
-        product_exists: product id -> its stored fields, or None (an engine lookup; errors propagate).
+        find_product: product id -> its stored fields, or None (an engine lookup; errors propagate).
         limits: the bounds.
         clock: epoch seconds (tests move it).
         recent_ids: where client event ids are remembered (default: this process's memory, ``event_recent_ids``
             of them; :func:`recent_ids_store` picks Redis when configured).
     """
 
-    def __init__(self, signer: HitSigner, product_exists: ProductExists, limits: GateLimits,
+    def __init__(self, signer: HitSigner, find_product: FindProduct, limits: GateLimits,
                  clock: Callable[[], float] = time.time,
                  recent_ids: MemoryRecentIds | RedisRecentIds | None = None) -> None:
-        self.signer, self.product_exists, self.limits, self.clock = signer, product_exists, limits, clock
+        self.signer, self.find_product, self.limits, self.clock = signer, find_product, limits, clock
         self._lock = threading.Lock()
         self.recent_ids = recent_ids if recent_ids is not None else MemoryRecentIds(limits.event_recent_ids)
         self.known_products = Lru(limits.event_known_products)  # id -> _Known, or the time it was found missing
@@ -281,7 +281,7 @@ class EventGate:
         """
         now = self.clock()
         for item in batch:
-            pid = item.product_id
+            pid, known = item.product_id, None
             if item.ubi.query_id is not None:
                 if pid is None:
                     raise Rejected(400, "missing_product", item.path("product_id"),
@@ -292,12 +292,12 @@ class EventGate:
                     code = {"missing": "missing_token", "stale": "stale_query"}.get(exc.reason, "invalid_token")
                     field = "query_id" if exc.reason == "stale" else "token"
                     raise Rejected(400, code, item.path(field), f"{item.path(field)}: {exc}") from None
-            elif pid is not None and self._lookup(pid) is None:
+            elif pid is not None and (known := self._lookup(pid)) is None:
                 raise Rejected(400, "unknown_product", item.path("product_id"),
                                f"{item.path('product_id')}: no product {pid!r} in the catalog")
             price = item.event.price if item.event is not None and item.event.type == "purchase" else None
             if pid is not None and price is not None:  # a purchase's price is revenue; other events' are not read
-                known = self._lookup(pid)
+                known = known or self._lookup(pid)  # looked up above unless the event named its search
                 if known is not None and known.price is not None and \
                         price > max(PRICE_SLACK * known.price, PRICE_FLOOR):
                     raise Rejected(400, "implausible_price", item.path("price"),
@@ -314,7 +314,7 @@ class EventGate:
             return known
         if isinstance(known, float) and now - known < UNKNOWN_TTL_S:
             return None
-        found = self.product_exists(pid)
+        found = self.find_product(pid)
         price = found.get("price") if isinstance(found, Mapping) else None
         price = float(price) if isinstance(price, (int, float)) and not isinstance(price, bool) else None
         known = _Known(price if price is not None and price >= 0 else None, now) if found else None

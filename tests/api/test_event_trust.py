@@ -133,8 +133,8 @@ def test_a_batch_with_a_repeated_event_stores_only_the_new_events(trust_app):
 def test_known_products_are_looked_up_once(trust_app, monkeypatch):
     client, gate = trust_app.test_client(), trust_app.extensions["shopsearch"].event_gate
     lookups = []
-    real = gate.product_exists
-    monkeypatch.setattr(gate, "product_exists", lambda pid: lookups.append(pid) or real(pid))
+    real = gate.find_product
+    monkeypatch.setattr(gate, "find_product", lambda pid: lookups.append(pid) or real(pid))
     for _ in range(3):
         assert client.post("/events", json={"type": "purchase", "product_id": "p3", "session_id": "s"}).status_code \
             == 202
@@ -152,17 +152,17 @@ def test_a_price_far_above_the_catalogs_is_refused_and_a_known_product_is_looked
     assert client.post("/events", json={**buy, "price": 29.99, "quantity": 3}).status_code == 202  # three units
     assert client.post("/events", json={**buy, "price": 35.99}).status_code == 202  # with tax, or an option
     assert client.post("/events", json={**buy, "product_id": "p8", "price": 1e6}).status_code == 202  # no price
-    real = gate.product_exists  # a free product's purchase is checked too (the floor: a fee, rounding)
-    gate.product_exists = lambda pid: {"id": pid, "price": 0.0} if pid == "p6" else real(pid)
+    real = gate.find_product  # a free product's purchase is checked too (the floor: a fee, rounding)
+    gate.find_product = lambda pid: {"id": pid, "price": 0.0} if pid == "p6" else real(pid)
     refused(client, {**buy, "product_id": "p6", "price": 1e12}, 400, "implausible_price", "price")
     assert client.post("/events", json={**buy, "product_id": "p6", "price": 0.99}).status_code == 202
-    gate.product_exists = real
+    gate.find_product = real
     ubi = {"action_name": "purchase", "session_id": "s-price", "timestamp": "2024-01-01T00:00:00Z",
            "event_attributes": {"object": {"object_id": "p1"}, "price": 100.0}}
     refused(client, ubi, 400, "implausible_price", "event_attributes.price")
     # a known product is looked up again after a while: one deleted since stops taking events
-    real, now = gate.product_exists, time.time()
-    gate.product_exists, gate.clock = (lambda pid: None if pid == "p3" else real(pid)), (lambda: now + 601)
+    real, now = gate.find_product, time.time()
+    gate.find_product, gate.clock = (lambda pid: None if pid == "p3" else real(pid)), (lambda: now + 601)
     refused(client, {**buy, "product_id": "p3"}, 400, "unknown_product", "product_id")
 
 def test_session_and_product_caps_answer_429(tmp_path, searcher, catalog_engine):
