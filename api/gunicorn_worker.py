@@ -22,7 +22,7 @@ from gunicorn.http.errors import (ConfigurationProblem, InvalidResponseHeader, I
 from gunicorn.workers.gthread import ThreadWorker
 
 from .errors import error_body
-from .response_headers import HEADERS
+from .response_headers import HEADERS, NO_STORE
 
 REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large", 501: "Not Implemented"}
 
@@ -54,7 +54,7 @@ def client_error(exc: ParseException, max_line: int, max_fields: int, max_field_
 def response_bytes(error: ClientError) -> bytes:
     """A complete HTTP/1.1 response (the connection is closed after it) carrying the JSON error body."""
     body = json.dumps(error_body(error.code, error.message)).encode()
-    safety = "".join(f"{k}: {v}\r\n" for k, v in {**HEADERS, "Cache-Control": "no-store"}.items())  # as the app's
+    safety = "".join(f"{k}: {v}\r\n" for k, v in {**HEADERS, **NO_STORE}.items())  # as the app's answers
     head = (f"HTTP/1.1 {error.status} {REASONS[error.status]}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{safety}\r\n")
     return head.encode("latin-1") + body

@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 
 HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
            "Content-Security-Policy": "frame-ancestors 'none'", "Referrer-Policy": "same-origin"}
+NO_STORE = {"Cache-Control": "no-store"}  # on API answers (the JSON errors gunicorn writes itself too)
 
 
 def init_app(app: Flask) -> None:
@@ -24,5 +25,5 @@ def init_app(app: Flask) -> None:
         for name, value in HEADERS.items():
             resp.headers.setdefault(name, value)
         if request.endpoint != "static" and "Cache-Control" not in resp.headers:
-            resp.headers["Cache-Control"] = "no-store"
+            resp.headers.update(NO_STORE)
         return resp
