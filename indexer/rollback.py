@@ -20,7 +20,7 @@ from shopsearch.settings import default
 
 from .rebuild_lock import rebuild_lock
 from .sink import IndexSink
-from .versions import STAMP, WENT_LIVE, is_version_of
+from .versions import STAMP, WENT_LIVE, is_version_of, unfinished_versions
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,9 @@ def alias_versions(sink: IndexSink, alias: str) -> list[Version]:
         raise ValueError(f"{alias!r} is not an alias on this engine; build it with `shopsearch index CATALOG --index "
                          f"{alias}`")
     names = sorted((n for n in sink.list_indices(f"{alias}-v") if is_version_of(alias, n)), reverse=True)
-
-    def newer(name: str) -> str | None:
-        if not (is_version_of(alias, live) and name > live):
-            return None
-        return "rolled back" if WENT_LIVE in sink.index_meta(name) else "unfinished"
-
-    return [Version(n, sink.count(n), _built(alias, n), n == live, newer(n)) for n in names]
+    newer = {n: "rolled back" if WENT_LIVE in sink.index_meta(n) else "unfinished"
+             for n in unfinished_versions(alias, names, live)}  # what the next indexing run drops
+    return [Version(n, sink.count(n), _built(alias, n), n == live, newer.get(n)) for n in names]
 
 
 def roll_back(sink: IndexSink, alias: str, *, to: str | None = None,
