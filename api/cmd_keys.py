@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .hit_tokens import CLIENT_TOKEN_RECIPE
+
 HELP = """\
 Manage API keys. A key is printed once, at creation; the keys file (setting keys_file, default <home>/keys.json)
 keeps only a salted HMAC of it. Once any key exists every request needs one (Authorization: Bearer <key> or
@@ -31,9 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token = actions.add_parser("client-token", help="print a shopper's client_token (for GET /recommendations)",
                                description="Print the client_token that lets the public search key read CLIENT_ID's "
                                            "history (GET /recommendations?client_id=...&client_token=...): "
-                                           "HMAC-SHA256(event_signing_key, 'c1|' + CLIENT_ID), its first 16 bytes "
-                                           "base64url. A shop's backend computes it with the same key for its "
-                                           "signed-in shopper.")
+                                           f"{CLIENT_TOKEN_RECIPE}. A shop's backend computes it with the same key "
+                                           "for its signed-in shopper.")
     token.add_argument("client_id", help="the shopper's user_id")
     for sub in actions.choices.values():
         sub.add_argument("--config", help="TOML settings file (default $SHOPSEARCH_CONFIG)")

@@ -101,6 +101,9 @@ class HitSigner:
 
 CLIENT_VERSION = "c1"
 CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
+# How a shop's backend computes one, for the help texts that tell it (the API's parameters, `keys client-token`).
+CLIENT_TOKEN_RECIPE = (f"HMAC-SHA256(event_signing_key, '{CLIENT_VERSION}|' + the user id), its first 16 bytes, "
+                       "base64url without padding (docs/security.md)")
 
 
 def client_token(key: bytes, client_id: str) -> str:

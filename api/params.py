@@ -44,7 +44,7 @@ from shopsearch.text import split_escaped
 from shopsearch.ubi import UbiId
 
 from .errors import ApiError, bad_parameter
-from .hit_tokens import CLIENT_TOKEN
+from .hit_tokens import CLIENT_TOKEN, CLIENT_TOKEN_RECIPE
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 PROFILE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -215,8 +215,7 @@ class SearchParams(FilterParams):
                                                   "their brand/category affinity, with their client_token (or an "
                                                   "admin key) only; logged either way")
     client_token: ClientToken = Field(None, description="Proof that the caller may use user_id's history: "
-                                                        "HMAC-SHA256(event_signing_key, 'c1|' + user_id), first 16 "
-                                                        "bytes, base64url (docs/security.md)")
+                                                        f"{CLIENT_TOKEN_RECIPE}")
     session_id: OptionalId = Field(None, description="Session id, as sent with POST /events: affinity of an "
                                                      "anonymous shopper (when no user_id)")
     client_id: OptionalUbiId = Field(None, description="The UBI client (a browser, an app install), as sent with "
@@ -263,9 +262,8 @@ class RecommendationParams(QueryParams):
                                                     "an anonymous shopper sends with POST /events; none: popular "
                                                     "products")
     client_token: ClientToken = Field(None, description="Proof that the caller may read client_id's history as a "
-                                                        "user_id: HMAC-SHA256(event_signing_key, 'c1|' + client_id), "
-                                                        "first 16 bytes, base64url (docs/security.md). Without it "
-                                                        "(or an admin key) client_id is read as a session id only")
+                                                        f"user_id: {CLIENT_TOKEN_RECIPE}. Without it (or an admin "
+                                                        "key) client_id is read as a session id only")
     context: Annotated[Literal[CONTEXTS], BlankIsAbsent] = Field(  # type: ignore[valid-type]
         "home", description="Where the list is shown: home (for you, recently viewed), product (bought together "
                             "with product_id, for you) or cart (bought together with the shopper's cart)")
